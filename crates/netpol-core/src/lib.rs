@@ -1,1 +1,10 @@
 //! netpol-core: the pure NetworkPolicy engine. Bytes in, answers out; no I/O.
+//!
+//! Data flows one way: [`load`] (bytes → [`model`]) → [`compile`] (identities, selector cache, port sets) →
+//! answers: [`verdict`] (one flow, with its explanation) and [`matrix`] (all pairs). [`reference`] is a naive
+//! evaluator used only to check the fast paths.
+
+pub mod load;
+pub mod model;
+pub mod portset;
+pub mod selector;

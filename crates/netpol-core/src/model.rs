@@ -1,0 +1,254 @@
+//! The validated model: namespaces, pods and NetworkPolicies as the rest of the engine sees them.
+//!
+//! Everything here has passed the API server's validation rules (see [`crate::load`]); later stages never
+//! re-check syntax. Objects remember where they came from ([`Origin`]) so answers can point back at files.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::portset::Protocol;
+use crate::selector::{Labels, Selector};
+
+pub type NsId = u32;
+pub type PodId = u32;
+pub type PolicyId = u32;
+
+/// Where an object was read from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// File path, or `-` for stdin, or a synthetic name.
+    pub file: String,
+    /// 0-based index of the YAML/JSON document in the file.
+    pub document: usize,
+    /// Index inside a `kind: List`, if any.
+    pub item: Option<usize>,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (document {}", self.file, self.document)?;
+        if let Some(i) = self.item {
+            write!(f, ", items[{i}]")?;
+        }
+        f.write_str(")")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Namespace {
+    pub name: String,
+    /// Includes the automatic `kubernetes.io/metadata.name` label.
+    pub labels: Labels,
+    /// `None` when the namespace was only referenced, not declared.
+    pub origin: Option<Origin>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// What produced a pod: a Pod object, or a workload's template (one representative pod).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodSource {
+    /// `Pod`, `Deployment`, `StatefulSet`, ...
+    pub kind: String,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug)]
+pub struct Pod {
+    pub ns: NsId,
+    pub name: String,
+    pub labels: Labels,
+    pub ports: Vec<ContainerPort>,
+    /// Primary IP first (`status.podIP`), then the others of `status.podIPs`.
+    pub ips: Vec<IpAddr>,
+    pub host_network: bool,
+    pub source: PodSource,
+}
+
+impl Pod {
+    /// Resolves a named port against this pod's container ports with the same protocol.
+    pub fn named_port(&self, name: &str, proto: Protocol) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|p| p.protocol == proto && p.name.as_deref() == Some(name))
+            .map(|p| p.port)
+    }
+
+    pub fn primary_ip(&self) -> Option<IpAddr> {
+        self.ips.first().copied()
+    }
+}
+
+/// An `ipBlock`: `cidr` minus every `except`. Host bits are masked off at load time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IpBlock {
+    pub cidr: IpNet,
+    pub except: Vec<IpNet>,
+}
+
+impl IpBlock {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.cidr.contains(&ip) && !self.except.iter().any(|e| e.contains(&ip))
+    }
+}
+
+impl fmt::Display for IpBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.cidr)?;
+        if !self.except.is_empty() {
+            let ex: Vec<String> = self.except.iter().map(|e| e.to_string()).collect();
+            write!(f, " except {}", ex.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// One element of `from`/`to`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// `podSelector` and/or `namespaceSelector` in one peer (AND). `namespaces: None` means the policy's own
+    /// namespace; `pods: None` means all pods of the selected namespaces.
+    Selectors { namespaces: Option<Selector>, pods: Option<Selector> },
+    IpBlock(IpBlock),
+}
+
+/// The port part of a `ports` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PortMatch {
+    /// No `port`: every port of the protocol.
+    Any,
+    /// `port` (and optionally `endPort`): `lo..=hi`.
+    Range(u16, u16),
+    /// A named port, resolved against the destination pod.
+    Named(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PolicyPort {
+    pub protocol: Protocol,
+    pub port: PortMatch,
+}
+
+impl fmt::Display for PolicyPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.port {
+            PortMatch::Any => write!(f, "{} (all ports)", self.protocol),
+            PortMatch::Range(lo, hi) if lo == hi => write!(f, "{lo}/{}", self.protocol),
+            PortMatch::Range(lo, hi) => write!(f, "{lo}-{hi}/{}", self.protocol),
+            PortMatch::Named(n) => write!(f, "{n}/{} (named)", self.protocol),
+        }
+    }
+}
+
+/// An ingress or egress rule. Empty `peers` = all peers; empty `ports` = all ports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Rule {
+    pub peers: Vec<Peer>,
+    pub ports: Vec<PolicyPort>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub ns: NsId,
+    pub name: String,
+    pub pod_selector: Selector,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+    /// Effective policyTypes after defaulting.
+    pub affects_ingress: bool,
+    pub affects_egress: bool,
+    pub origin: Origin,
+}
+
+impl Policy {
+    pub fn affects(&self, dir: Direction) -> bool {
+        match dir {
+            Direction::Ingress => self.affects_ingress,
+            Direction::Egress => self.affects_egress,
+        }
+    }
+
+    pub fn rules(&self, dir: Direction) -> &[Rule] {
+        match dir {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+}
+
+/// A loaded cluster: the input of every later stage.
+#[derive(Clone, Debug, Default)]
+pub struct Cluster {
+    pub namespaces: Vec<Namespace>,
+    pub pods: Vec<Pod>,
+    pub policies: Vec<Policy>,
+}
+
+impl Cluster {
+    pub fn namespace_id(&self, name: &str) -> Option<NsId> {
+        self.namespaces.iter().position(|n| n.name == name).map(|i| i as NsId)
+    }
+
+    pub fn ns(&self, id: NsId) -> &Namespace {
+        // Ids are only created by the loader, which keeps them in range.
+        &self.namespaces[id as usize]
+    }
+
+    pub fn ns_name(&self, id: NsId) -> &str {
+        &self.ns(id).name
+    }
+
+    pub fn pod(&self, id: PodId) -> &Pod {
+        &self.pods[id as usize]
+    }
+
+    pub fn policy(&self, id: PolicyId) -> &Policy {
+        &self.policies[id as usize]
+    }
+
+    /// `ns/name` of a pod.
+    pub fn pod_ref(&self, id: PodId) -> String {
+        let p = self.pod(id);
+        format!("{}/{}", self.ns_name(p.ns), p.name)
+    }
+
+    pub fn policy_ref(&self, id: PolicyId) -> String {
+        let p = self.policy(id);
+        format!("{}/{}", self.ns_name(p.ns), p.name)
+    }
+
+    pub fn find_pod(&self, ns: &str, name: &str) -> Option<PodId> {
+        let ns = self.namespace_id(ns)?;
+        self.pods.iter().position(|p| p.ns == ns && p.name == name).map(|i| i as PodId)
+    }
+}
