@@ -8,3 +8,6 @@ pub mod load;
 pub mod model;
 pub mod portset;
 pub mod selector;
+pub mod compile;
+pub mod reference;
+pub mod verdict;
