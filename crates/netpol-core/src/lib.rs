@@ -11,3 +11,4 @@ pub mod selector;
 pub mod compile;
 pub mod reference;
 pub mod verdict;
+pub mod matrix;

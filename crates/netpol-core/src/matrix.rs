@@ -1,0 +1,532 @@
+//! Connectivity matrices: for every ordered pair of pods, the set of (protocol, port) ranges allowed.
+//!
+//! Work is done per behaviour class, never per pod pair. A source class is the set of identities with the
+//! same egress policies and the same "peer signature" (which peers of all rules match them); a destination
+//! class adds the container ports and the ingress policies. The allowed ports of a (source class,
+//! destination class) cell are `egress(src profile → dst signature) ∩ ingress(dst profile ← src signature)`,
+//! each side computed once per profile from sparse rows and materialised densely one destination at a time.
+//! Port sets are interned, so a cell is a `u32` and intersections are memoised.
+
+use rustc_hash::FxHashMap;
+
+use crate::compile::{CPeer, CPorts, Engine, IdentityId};
+use crate::model::{ContainerPort, PodId, PolicyId};
+use crate::portset::{PortSet, Protocol};
+
+pub type PsId = u32;
+pub const EMPTY: PsId = 0;
+pub const ALL: PsId = 1;
+
+/// Interned port sets with memoised set operations.
+pub struct PortSets {
+    sets: Vec<PortSet>,
+    index: FxHashMap<PortSet, PsId>,
+    inter_memo: FxHashMap<(PsId, PsId), PsId>,
+    union_memo: FxHashMap<(PsId, PsId), PsId>,
+}
+
+impl Default for PortSets {
+    fn default() -> Self {
+        let mut p = PortSets {
+            sets: Vec::new(),
+            index: FxHashMap::default(),
+            inter_memo: FxHashMap::default(),
+            union_memo: FxHashMap::default(),
+        };
+        p.intern(PortSet::empty());
+        p.intern(PortSet::all());
+        p
+    }
+}
+
+impl PortSets {
+    pub fn intern(&mut self, s: PortSet) -> PsId {
+        if let Some(&id) = self.index.get(&s) {
+            return id;
+        }
+        let id = self.sets.len() as PsId;
+        self.sets.push(s.clone());
+        self.index.insert(s, id);
+        id
+    }
+
+    pub fn get(&self, id: PsId) -> &PortSet {
+        &self.sets[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    #[inline]
+    pub fn inter(&mut self, a: PsId, b: PsId) -> PsId {
+        if a == ALL || a == b {
+            return b;
+        }
+        if b == ALL {
+            return a;
+        }
+        if a == EMPTY || b == EMPTY {
+            return EMPTY;
+        }
+        let key = if a < b { (a, b) } else { (b, a) };
+        if let Some(&r) = self.inter_memo.get(&key) {
+            return r;
+        }
+        let s = self.get(a).intersect(self.get(b));
+        let r = self.intern(s);
+        self.inter_memo.insert(key, r);
+        r
+    }
+
+    pub fn union(&mut self, a: PsId, b: PsId) -> PsId {
+        if a == EMPTY || a == b {
+            return b;
+        }
+        if b == EMPTY {
+            return a;
+        }
+        if a == ALL || b == ALL {
+            return ALL;
+        }
+        let key = if a < b { (a, b) } else { (b, a) };
+        if let Some(&r) = self.union_memo.get(&key) {
+            return r;
+        }
+        let s = self.get(a).union(self.get(b));
+        let r = self.intern(s);
+        self.union_memo.insert(key, r);
+        r
+    }
+}
+
+struct Interner<K> {
+    index: FxHashMap<K, u32>,
+    items: Vec<K>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Interner<K> {
+    fn new() -> Self {
+        Interner { index: FxHashMap::default(), items: Vec::new() }
+    }
+    fn id(&mut self, k: &K) -> u32 {
+        if let Some(&i) = self.index.get(k) {
+            return i;
+        }
+        let i = self.items.len() as u32;
+        self.items.push(k.clone());
+        self.index.insert(k.clone(), i);
+        i
+    }
+}
+
+/// The computed matrix at class granularity.
+pub struct Matrix {
+    /// Identities included (all, or those of one namespace).
+    pub identities: Vec<IdentityId>,
+    pub src_class_of: FxHashMap<IdentityId, u32>,
+    pub dst_class_of: FxHashMap<IdentityId, u32>,
+    /// Identities of each class.
+    pub src_classes: Vec<Vec<IdentityId>>,
+    pub dst_classes: Vec<Vec<IdentityId>>,
+    pub port_sets: PortSets,
+    /// Row-major `src_class * dst_classes.len() + dst_class` → port set id, when stored.
+    cells: Option<Vec<PsId>>,
+    /// Kept when cells are not stored, to stream columns.
+    plan: Option<Plan>,
+}
+
+/// Above this many class pairs the cells are not stored; consumers stream columns instead.
+pub const MAX_STORED_CELLS: usize = 64 << 20;
+
+/// Everything needed to compute any column of the matrix.
+struct Plan {
+    src_classes: Vec<Vec<IdentityId>>,
+    dst_classes: Vec<Vec<IdentityId>>,
+    src_key: Vec<(u32, u32)>,
+    /// (tsig, iprof) of each dst class.
+    dst_key: Vec<(u32, u32)>,
+    /// Egress: base per egress profile and, per tsig, overrides (eprof, ps).
+    e_base: Vec<PsId>,
+    e_over: Vec<Vec<(u32, PsId)>>,
+    /// Ingress: per ingress profile, (base, sparse map msig → ps).
+    i_rows: Vec<(PsId, FxHashMap<u32, PsId>)>,
+    n_msig: usize,
+}
+
+impl Engine {
+    /// Computes the matrix over all pods, or the pods of one namespace.
+    pub fn matrix(&self, namespace: Option<&str>) -> Result<Matrix, String> {
+        let identities: Vec<IdentityId> = match namespace {
+            None => (0..self.identities.len() as IdentityId).collect(),
+            Some(ns) => {
+                let nsid = self.cluster.namespace_id(ns).ok_or_else(|| format!("unknown namespace `{ns}`"))?;
+                (0..self.identities.len() as IdentityId).filter(|&i| self.identities[i as usize].ns == nsid).collect()
+            }
+        };
+        let mut ps = PortSets::default();
+        let plan = self.plan(&identities, &mut ps);
+        let n_src = plan.src_classes.len();
+        let n_dst = plan.dst_classes.len();
+        let store = n_src.saturating_mul(n_dst) <= MAX_STORED_CELLS;
+        let mut cells = if store { Some(vec![EMPTY; n_src * n_dst]) } else { None };
+        if let Some(cells) = cells.as_mut() {
+            let mut col = Vec::new();
+            let mut scratch = Scratch::default();
+            for d in 0..n_dst {
+                self.column(&plan, d, &mut ps, &mut scratch, &mut col);
+                for (s, &c) in col.iter().enumerate() {
+                    cells[s * n_dst + d] = c;
+                }
+            }
+        }
+        let mut m = Matrix {
+            identities,
+            src_class_of: FxHashMap::default(),
+            dst_class_of: FxHashMap::default(),
+            src_classes: plan.src_classes.clone(),
+            dst_classes: plan.dst_classes.clone(),
+            port_sets: ps,
+            cells,
+            plan: None,
+        };
+        for (c, ids) in m.src_classes.iter().enumerate() {
+            for &i in ids {
+                m.src_class_of.insert(i, c as u32);
+            }
+        }
+        for (c, ids) in m.dst_classes.iter().enumerate() {
+            for &i in ids {
+                m.dst_class_of.insert(i, c as u32);
+            }
+        }
+        if m.cells.is_none() {
+            m.plan = Some(plan);
+        }
+        Ok(m)
+    }
+
+    fn plan(&self, identities: &[IdentityId], ps: &mut PortSets) -> Plan {
+        // Peer signatures: which compiled peers match each identity.
+        let mut matches: FxHashMap<IdentityId, Vec<CPeer>> = FxHashMap::default();
+        for &i in identities {
+            let ident = &self.identities[i as usize];
+            let v: Vec<CPeer> = self.ip_classes[ident.ip_class as usize].iter().map(|&b| CPeer::Block(b)).collect();
+            matches.insert(i, v);
+        }
+        for (s, (_, set)) in self.sel_peers.iter().enumerate() {
+            for i in set.iter() {
+                if let Some(v) = matches.get_mut(&(i as IdentityId)) {
+                    v.push(CPeer::Sel(s as u32));
+                }
+            }
+        }
+        let mut msigs: Interner<Vec<CPeer>> = Interner::new();
+        let mut pps: Interner<Vec<ContainerPort>> = Interner::new();
+        let mut tsigs: Interner<(u32, u32)> = Interner::new();
+        let mut eprofs: Interner<Vec<PolicyId>> = Interner::new();
+        let mut iprofs: Interner<(Vec<PolicyId>, u32)> = Interner::new();
+        eprofs.id(&Vec::new()); // 0 = not isolated
+        iprofs.id(&(Vec::new(), u32::MAX)); // 0 = not isolated
+        let mut src_index: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+        let mut dst_index: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+        let mut src_classes: Vec<Vec<IdentityId>> = Vec::new();
+        let mut dst_classes: Vec<Vec<IdentityId>> = Vec::new();
+        let mut src_key = Vec::new();
+        let mut dst_key = Vec::new();
+        for &i in identities {
+            let ident = &self.identities[i as usize];
+            let mut sig = matches.remove(&i).unwrap_or_default();
+            sig.sort_unstable_by_key(peer_key);
+            let m = msigs.id(&sig);
+            let pp = pps.id(&ident.ports);
+            let t = tsigs.id(&(m, pp));
+            let e = eprofs.id(&ident.egress_policies);
+            let n = if ident.ingress_policies.is_empty() { 0 } else { iprofs.id(&(ident.ingress_policies.clone(), pp)) };
+            let sc = *src_index.entry((e, m)).or_insert_with(|| {
+                src_classes.push(Vec::new());
+                src_key.push((e, m));
+                (src_classes.len() - 1) as u32
+            });
+            src_classes[sc as usize].push(i);
+            let dc = *dst_index.entry((t, n)).or_insert_with(|| {
+                dst_classes.push(Vec::new());
+                dst_key.push((t, n));
+                (dst_classes.len() - 1) as u32
+            });
+            dst_classes[dc as usize].push(i);
+        }
+        // Inverse indexes: peer → msigs containing it; msig → tsigs.
+        let mut peer_msigs: FxHashMap<CPeer, Vec<u32>> = FxHashMap::default();
+        for (m, sig) in msigs.items.iter().enumerate() {
+            for p in sig {
+                peer_msigs.entry(*p).or_default().push(m as u32);
+            }
+        }
+        let mut msig_tsigs: Vec<Vec<u32>> = vec![Vec::new(); msigs.items.len()];
+        for (t, &(m, _)) in tsigs.items.iter().enumerate() {
+            msig_tsigs[m as usize].push(t as u32);
+        }
+        let mut resolve_memo: FxHashMap<(u32, u32), PsId> = FxHashMap::default();
+        let mut resolve = |ps: &mut PortSets, rule: u32, ports: &CPorts, pp: u32, cps: &[ContainerPort]| -> PsId {
+            let key = if ports.named.is_empty() { (rule, u32::MAX) } else { (rule, pp) };
+            *resolve_memo.entry(key).or_insert_with(|| ps.intern(ports.resolve(Some(cps))))
+        };
+
+        // Egress rows: per egress profile, base (rules that match every pod) + overrides per tsig.
+        let n_tsig = tsigs.items.len();
+        let mut e_base = vec![EMPTY; eprofs.items.len()];
+        if let Some(b) = e_base.first_mut() {
+            *b = ALL;
+        }
+        let mut e_over: Vec<Vec<(u32, PsId)>> = vec![Vec::new(); n_tsig];
+        let mut row: FxHashMap<u32, PsId> = FxHashMap::default();
+        for (e, pols) in eprofs.items.iter().enumerate().skip(1) {
+            row.clear();
+            let mut base = EMPTY;
+            for &pol in pols {
+                for &r in &self.policy_rules[pol as usize].1 {
+                    let rule = &self.rules[r as usize];
+                    if rule.peers.is_empty() && rule.ports.named.is_empty() {
+                        let p = resolve(ps, r, &rule.ports, 0, &[]);
+                        base = ps.union(base, p);
+                        continue;
+                    }
+                    let mut targets: Vec<u32> = Vec::new();
+                    if rule.peers.is_empty() {
+                        targets.extend(0..n_tsig as u32);
+                    } else {
+                        for p in &rule.peers {
+                            for &m in peer_msigs.get(p).into_iter().flatten() {
+                                targets.extend_from_slice(&msig_tsigs[m as usize]);
+                            }
+                        }
+                        targets.sort_unstable();
+                        targets.dedup();
+                    }
+                    for t in targets {
+                        let pp = tsigs.items[t as usize].1;
+                        let p = resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize]);
+                        let cur = row.entry(t).or_insert(EMPTY);
+                        *cur = ps.union(*cur, p);
+                    }
+                }
+            }
+            e_base[e] = base;
+            for (&t, &p) in &row {
+                let full = ps.union(base, p);
+                if full != base {
+                    e_over[t as usize].push((e as u32, full));
+                }
+            }
+        }
+
+        // Ingress rows: per ingress profile, base + sparse map msig → ports.
+        let mut i_rows: Vec<(PsId, FxHashMap<u32, PsId>)> = vec![(ALL, FxHashMap::default())];
+        for (pols, pp) in iprofs.items.iter().skip(1) {
+            let cps = &pps.items[*pp as usize];
+            let mut base = EMPTY;
+            let mut sparse: FxHashMap<u32, PsId> = FxHashMap::default();
+            for &pol in pols {
+                for &r in &self.policy_rules[pol as usize].0 {
+                    let rule = &self.rules[r as usize];
+                    let p = resolve(ps, r, &rule.ports, *pp, cps);
+                    if rule.peers.is_empty() {
+                        base = ps.union(base, p);
+                        continue;
+                    }
+                    for peer in &rule.peers {
+                        for &m in peer_msigs.get(peer).into_iter().flatten() {
+                            let cur = sparse.entry(m).or_insert(EMPTY);
+                            *cur = ps.union(*cur, p);
+                        }
+                    }
+                }
+            }
+            for v in sparse.values_mut() {
+                *v = ps.union(base, *v);
+            }
+            i_rows.push((base, sparse));
+        }
+        Plan { src_classes, dst_classes, src_key, dst_key, e_base, e_over, i_rows, n_msig: msigs.items.len() }
+    }
+
+    /// Fills `out` with the cells of destination class `d`, one per source class.
+    fn column(&self, plan: &Plan, d: usize, ps: &mut PortSets, scratch: &mut Scratch, out: &mut Vec<PsId>) {
+        let (t, n) = plan.dst_key[d];
+        // Egress column: port set each egress profile allows towards this tsig.
+        scratch.ecol.clear();
+        scratch.ecol.extend_from_slice(&plan.e_base);
+        for &(e, p) in &plan.e_over[t as usize] {
+            scratch.ecol[e as usize] = p;
+        }
+        // Ingress row: port set this profile allows from each msig (dense, rebuilt when the profile changes).
+        if scratch.irow_prof != Some(n) {
+            let (base, sparse) = &plan.i_rows[n as usize];
+            scratch.irow.clear();
+            scratch.irow.resize(plan.n_msig, *base);
+            for (&m, &p) in sparse {
+                scratch.irow[m as usize] = p;
+            }
+            scratch.irow_prof = Some(n);
+        }
+        out.clear();
+        out.extend(plan.src_key.iter().map(|&(e, m)| {
+            let a = scratch.ecol[e as usize];
+            let b = scratch.irow[m as usize];
+            ps.inter(a, b)
+        }));
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    ecol: Vec<PsId>,
+    irow: Vec<PsId>,
+    irow_prof: Option<u32>,
+}
+
+fn peer_key(p: &CPeer) -> (u8, u32) {
+    match p {
+        CPeer::Sel(i) => (0, *i),
+        CPeer::Block(i) => (1, *i),
+    }
+}
+
+impl Matrix {
+    /// Port set id of the cell from identity `src` to identity `dst` (different pods).
+    pub fn cell(&self, src: IdentityId, dst: IdentityId) -> Option<PsId> {
+        let s = *self.src_class_of.get(&src)? as usize;
+        let d = *self.dst_class_of.get(&dst)? as usize;
+        self.cells.as_ref().map(|c| c[s * self.dst_classes.len() + d])
+    }
+
+    /// Allowed ports between two pods (a pod to itself: everything).
+    pub fn pod_cell(&self, engine: &Engine, src: PodId, dst: PodId) -> Option<PsId> {
+        if src == dst {
+            return Some(ALL);
+        }
+        self.cell(engine.pod_identity[src as usize], engine.pod_identity[dst as usize])
+    }
+
+    pub fn is_stored(&self) -> bool {
+        self.cells.is_some()
+    }
+
+    /// Calls `f(dst_class, column)` for every destination class, `column[src_class]` being the cell.
+    pub fn for_each_column(&mut self, engine: &Engine, mut f: impl FnMut(usize, &[PsId], &mut PortSets)) {
+        let n_src = self.src_classes.len();
+        let n_dst = self.dst_classes.len();
+        if let Some(cells) = &self.cells {
+            let mut col = vec![EMPTY; n_src];
+            for d in 0..n_dst {
+                for (s, c) in col.iter_mut().enumerate() {
+                    *c = cells[s * n_dst + d];
+                }
+                f(d, &col, &mut self.port_sets);
+            }
+            return;
+        }
+        let Some(plan) = self.plan.take() else { return };
+        let mut col = Vec::new();
+        let mut scratch = Scratch::default();
+        for d in 0..n_dst {
+            engine.column(&plan, d, &mut self.port_sets, &mut scratch, &mut col);
+            f(d, &col, &mut self.port_sets);
+        }
+        self.plan = Some(plan);
+    }
+
+    /// Number of pods in a list of identities.
+    pub fn pod_count(engine: &Engine, ids: &[IdentityId]) -> u64 {
+        ids.iter().map(|&i| engine.identities[i as usize].pods.len() as u64).sum()
+    }
+
+    /// For every port set id, the number of ordered pairs of distinct pods whose allowed ports are exactly it.
+    pub fn pair_counts(&mut self, engine: &Engine) -> FxHashMap<PsId, u64> {
+        let src_w: Vec<u64> = self.src_classes.iter().map(|c| Self::pod_count(engine, c)).collect();
+        let mut counts: FxHashMap<PsId, u64> = FxHashMap::default();
+        // Self pairs to remove: identity in src class s and dst class d contributes |pods| pairs (p, p).
+        let mut self_pairs: Vec<Vec<(usize, u64)>> = vec![Vec::new(); self.dst_classes.len()];
+        for &i in &self.identities {
+            let (s, d) = (self.src_class_of[&i] as usize, self.dst_class_of[&i] as usize);
+            self_pairs[d].push((s, engine.identities[i as usize].pods.len() as u64));
+        }
+        let dst_w: Vec<u64> = self.dst_classes.iter().map(|c| Self::pod_count(engine, c)).collect();
+        self.for_each_column(engine, |d, col, _| {
+            let wd = dst_w[d];
+            for (s, &c) in col.iter().enumerate() {
+                *counts.entry(c).or_default() += src_w[s] * wd;
+            }
+            for &(s, n) in &self_pairs[d] {
+                if let Some(v) = counts.get_mut(&col[s]) {
+                    *v -= n;
+                }
+            }
+        });
+        counts.retain(|_, v| *v > 0);
+        counts
+    }
+}
+
+/// Per port (or port-range atom): allowed and denied ordered pairs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SummaryRow {
+    pub protocol: Protocol,
+    pub from: u16,
+    pub to: u16,
+    pub allowed: u64,
+    pub denied: u64,
+}
+
+/// Summarises pair counts over the given ports, or over port-range atoms of the whole port space.
+pub fn summarize(counts: &FxHashMap<PsId, u64>, ps: &PortSets, ports: Option<&[(u16, Protocol)]>) -> Vec<SummaryRow> {
+    let total: u64 = counts.values().sum();
+    let allowed_at = |proto: Protocol, port: u16| -> u64 {
+        counts.iter().filter(|(&c, _)| ps.get(c).contains(proto, port)).map(|(_, &n)| n).sum()
+    };
+    match ports {
+        Some(list) => list
+            .iter()
+            .map(|&(port, proto)| {
+                let a = allowed_at(proto, port);
+                SummaryRow { protocol: proto, from: port, to: port, allowed: a, denied: total - a }
+            })
+            .collect(),
+        None => {
+            // Atoms: maximal key ranges on which every port set in use is constant.
+            let mut bounds: Vec<u32> = Vec::new();
+            for (lo, hi) in PortSet::protocol_key_ranges() {
+                bounds.push(lo);
+                bounds.push(hi + 1);
+            }
+            for &c in counts.keys() {
+                bounds.extend(ps.get(c).boundaries());
+            }
+            bounds.sort_unstable();
+            bounds.dedup();
+            let mut rows: Vec<SummaryRow> = Vec::new();
+            for w in bounds.windows(2) {
+                let (lo, hi) = (w[0], w[1] - 1);
+                let (proto, plo, phi) = PortSet::key_range(lo, hi);
+                if plo == 0 || PortSet::key_range(hi, hi).0 != proto {
+                    continue; // the gap between protocols
+                }
+                let a: u64 = counts.iter().filter(|(&c, _)| ps.get(c).contains_key(lo)).map(|(_, &n)| n).sum();
+                // Merge with the previous atom when counts are equal and ranges adjacent.
+                if let Some(last) = rows.last_mut() {
+                    if last.protocol == proto && last.allowed == a && u32::from(last.to) + 1 == u32::from(plo) {
+                        last.to = phi;
+                        continue;
+                    }
+                }
+                rows.push(SummaryRow { protocol: proto, from: plo, to: phi, allowed: a, denied: total - a });
+            }
+            rows
+        }
+    }
+}
