@@ -1,1 +1,263 @@
-fn main() {}
+//! The `netpol` command line: argument parsing, file I/O, output formats and exit codes. All answers come
+//! from `netpol-core`.
+//!
+//! Exit codes: 0 success; 1 "found something" (a query line errored, a matrix/explain ran fine but... see each
+//! command); 2 usage error, unreadable input, or invalid manifests with `--strict`.
+
+mod describe;
+mod input;
+mod matrix_out;
+mod query;
+mod style;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "netpol",
+    version,
+    about = "What do these Kubernetes NetworkPolicies really allow, and why?"
+)]
+struct Cli {
+    /// More logs on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Exit with status 2 when any input object is invalid (by default invalid objects are reported and skipped).
+    #[arg(long, global = true)]
+    strict: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum TextOrJson {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum MatrixFormat {
+    Table,
+    Csv,
+    Json,
+    Summary,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum TableOrJson {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Answer flows given as JSON Lines (stdin or --flows): one output line per input line, with a verdict.
+    Query {
+        /// Manifests: files, directories (recursive) or - for stdin. Repeatable.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// JSON Lines file of flows (default: stdin).
+        #[arg(long)]
+        flows: Option<String>,
+        /// Add an "explain" object to every answer.
+        #[arg(long)]
+        explain: bool,
+        /// Namespace for pod names given without one.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Explain the verdict of one flow: which policies isolate each side and which rule allows, or why none.
+    Explain {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// Source: namespace/pod, pod (in -n), or an IP address.
+        src: String,
+        /// Destination: namespace/pod, pod (in -n), or an IP address.
+        dst: String,
+        /// PORT or PORT/PROTOCOL (TCP default).
+        port: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: TextOrJson,
+    },
+    /// Pod-to-pod connectivity for given ports, or over the whole port space.
+    Matrix {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// PORT[/PROTOCOL], repeatable. Without it: allowed port ranges over the whole port space.
+        #[arg(long = "port")]
+        ports: Vec<String>,
+        /// Only pods of this namespace.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: MatrixFormat,
+    },
+    /// Which policies select each pod, and whether it is isolated per direction.
+    Describe {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// namespace/pod (default: every pod, or every pod of -n).
+        pod: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: TableOrJson,
+    },
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(style::color_enabled(std::io::stderr().is_terminal()))
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(files: &[String], strict: bool) -> anyhow::Result<Result<input::Input, ExitCode>> {
+    let inp = input::engine(files)?;
+    if inp.invalid > 0 {
+        if strict {
+            eprintln!(
+                "error: {} invalid object(s) in the input (--strict)",
+                inp.invalid
+            );
+            return Ok(Err(ExitCode::from(2)));
+        }
+        eprintln!(
+            "warning: {} invalid object(s) were skipped; the answers below ignore them",
+            inp.invalid
+        );
+    }
+    Ok(Ok(inp))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let strict = cli.strict;
+    match cli.cmd {
+        Cmd::Query {
+            files,
+            flows,
+            explain,
+            namespace,
+        } => {
+            let inp = match load(&files, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let errors = match flows {
+                Some(path) => {
+                    let f = std::fs::File::open(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read `{path}`: {e}"))?;
+                    let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+                    query::run(&inp.engine, &mut r, &mut out, explain, &namespace)?
+                }
+                None => {
+                    let stdin = std::io::stdin();
+                    let mut r = stdin.lock();
+                    query::run(&inp.engine, &mut r, &mut out, explain, &namespace)?
+                }
+            };
+            if errors > 0 {
+                eprintln!(
+                    "{errors} flow line(s) could not be answered (see their \"error\" field)"
+                );
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Explain {
+            files,
+            src,
+            dst,
+            port,
+            namespace,
+            output,
+        } => {
+            let inp = match load(&files, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let r = query::Resolver::new(&inp.engine, &namespace);
+            let s = r
+                .endpoint(&src)
+                .map_err(|e| anyhow::anyhow!("source: {e}"))?;
+            let d = r
+                .endpoint(&dst)
+                .map_err(|e| anyhow::anyhow!("destination: {e}"))?;
+            let (port, proto) = query::parse_port_proto(&port).map_err(anyhow::Error::msg)?;
+            let ex = inp.engine.explain(&s, &d, proto, port);
+            match output {
+                TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&ex)?),
+                TextOrJson::Text => print!("{}", style::paint_explanation(&ex.render())),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Matrix {
+            files,
+            ports,
+            namespace,
+            output,
+        } => {
+            let inp = match load(&files, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let ports = ports
+                .iter()
+                .map(|p| query::parse_port_proto(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            matrix_out::run(&inp.engine, &ports, namespace.as_deref(), output, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Describe {
+            files,
+            pod,
+            namespace,
+            output,
+        } => {
+            let inp = match load(&files, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            describe::run(
+                &inp.engine,
+                pod.as_deref(),
+                namespace.as_deref(),
+                output,
+                &mut out,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
