@@ -69,6 +69,11 @@ pub struct Identity {
     /// Policies selecting these pods that affect ingress / egress (sorted). Empty = not isolated.
     pub ingress_policies: Vec<PolicyId>,
     pub egress_policies: Vec<PolicyId>,
+    /// Rules of those policies, flattened, per direction.
+    pub ingress_rules: Vec<RuleId>,
+    pub egress_rules: Vec<RuleId>,
+    /// Named container ports as (interned name, protocol, port), for the hot path.
+    pub named_ports: Vec<(u32, Protocol, u16)>,
 }
 
 impl Identity {
@@ -101,6 +106,8 @@ pub enum CPeer {
 pub struct CPorts {
     pub numeric: PortSet,
     pub named: Vec<(Protocol, String)>,
+    /// `named` with interned names (same order).
+    pub named_ids: Vec<(Protocol, u32)>,
 }
 
 impl CPorts {
@@ -117,15 +124,19 @@ impl CPorts {
         s
     }
 
-    pub fn matches(&self, proto: Protocol, port: u16, dst_ports: Option<&[ContainerPort]>) -> bool {
+    /// Whether the rule's ports include `port`; `dst_named` are the destination pod's interned named ports
+    /// (`None`: the destination is not a pod).
+    #[inline]
+    pub fn matches(&self, proto: Protocol, port: u16, dst_named: Option<&[(u32, Protocol, u16)]>) -> bool {
         if self.numeric.contains(proto, port) {
             return true;
         }
-        match dst_ports {
+        match dst_named {
             None => false,
-            Some(cps) => self.named.iter().any(|(p, name)| {
-                *p == proto && cps.iter().any(|c| c.protocol == proto && c.port == port && c.name.as_deref() == Some(name))
-            }),
+            Some(cps) => self
+                .named_ids
+                .iter()
+                .any(|&(p, id)| p == proto && cps.iter().any(|&(i, pp, n)| i == id && pp == proto && n == port)),
         }
     }
 }
@@ -149,12 +160,22 @@ pub enum Endpoint {
     External(IpAddr),
 }
 
+/// Per-flow facts about an endpoint used by the fast path.
+struct EpInfo {
+    ident: Option<IdentityId>,
+    ip: Option<IpAddr>,
+    /// The ip class when the flow uses the pod's primary IP (precomputed).
+    ip_class: Option<IpClassId>,
+}
+
 /// The compiled engine. Owns the cluster it was built from.
 pub struct Engine {
     pub cluster: Cluster,
     pub label_sets: Vec<Labels>,
     pub identities: Vec<Identity>,
     pub pod_identity: Vec<IdentityId>,
+    /// Primary IP of each pod (a compact copy for the hot path).
+    primary_ips: Vec<Option<IpAddr>>,
     /// Distinct selector peers: (namespace selector or the policy's namespace, pod selector).
     pub sel_peers: Vec<(SelPeerKey, BitSet)>,
     pub blocks: Vec<IpBlock>,
@@ -165,6 +186,8 @@ pub struct Engine {
     pub policy_rules: Vec<(Vec<RuleId>, Vec<RuleId>)>,
     pub ip_index: FxHashMap<IpAddr, PodId>,
     ip_class_index: FxHashMap<Vec<BlockId>, IpClassId>,
+    /// Interned named-port names.
+    port_names: FxHashMap<String, u32>,
 }
 
 /// Which namespaces a selector peer looks in.
@@ -205,6 +228,7 @@ impl Engine {
             label_sets: Vec::new(),
             identities: Vec::new(),
             pod_identity: Vec::with_capacity(cluster.pods.len()),
+            primary_ips: cluster.pods.iter().map(|p| p.primary_ip()).collect(),
             sel_peers: Vec::new(),
             blocks,
             ip_classes: vec![Vec::new()],
@@ -212,12 +236,14 @@ impl Engine {
             policy_rules: Vec::new(),
             ip_index: FxHashMap::default(),
             ip_class_index: FxHashMap::default(),
+            port_names: FxHashMap::default(),
         };
         eng.ip_class_index.insert(Vec::new(), 0);
 
         // Identities.
         let mut label_index: FxHashMap<&Labels, u32> = FxHashMap::default();
-        let mut id_index: FxHashMap<(NsId, u32, bool, IpClassId, Vec<ContainerPort>), IdentityId> = FxHashMap::default();
+        let mut id_index: FxHashMap<(NsId, u32, bool, IpClassId, Vec<ContainerPort>), IdentityId> =
+            FxHashMap::default();
         for (pid, pod) in cluster.pods.iter().enumerate() {
             let ls = *label_index.entry(&pod.labels).or_insert_with(|| {
                 eng.label_sets.push(pod.labels.clone());
@@ -241,6 +267,9 @@ impl Engine {
                     pods: Vec::new(),
                     ingress_policies: Vec::new(),
                     egress_policies: Vec::new(),
+                    ingress_rules: Vec::new(),
+                    egress_rules: Vec::new(),
+                    named_ports: Vec::new(),
                 });
                 next
             });
@@ -323,7 +352,8 @@ impl Engine {
                         CPeer::Block(i) => (1, *i),
                     });
                     peers.dedup();
-                    let ports = compile_ports(&r.ports);
+                    let mut ports = compile_ports(&r.ports);
+                    ports.named_ids = ports.named.iter().map(|(p, n)| (*p, eng.port_name_id(n))).collect();
                     let rid = eng.rules.len() as RuleId;
                     eng.rules.push(CRule { policy: polid as PolicyId, dir, index: ri as u32, peers, ports });
                     match dir {
@@ -334,8 +364,33 @@ impl Engine {
             }
             eng.policy_rules.push(ids);
         }
+        // Flattened rules and interned named ports per identity.
+        for i in 0..eng.identities.len() {
+            let ident = &eng.identities[i];
+            let ing: Vec<RuleId> =
+                ident.ingress_policies.iter().flat_map(|&p| eng.policy_rules[p as usize].0.iter().copied()).collect();
+            let eg: Vec<RuleId> =
+                ident.egress_policies.iter().flat_map(|&p| eng.policy_rules[p as usize].1.iter().copied()).collect();
+            let names: Vec<(String, Protocol, u16)> =
+                ident.ports.iter().filter_map(|c| c.name.clone().map(|n| (n, c.protocol, c.port))).collect();
+            let named: Vec<(u32, Protocol, u16)> =
+                names.into_iter().map(|(n, p, port)| (eng.port_name_id(&n), p, port)).collect();
+            let ident = &mut eng.identities[i];
+            ident.ingress_rules = ing;
+            ident.egress_rules = eg;
+            ident.named_ports = named;
+        }
         eng.cluster = cluster;
         eng
+    }
+
+    fn port_name_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.port_names.get(name) {
+            return id;
+        }
+        let id = self.port_names.len() as u32;
+        self.port_names.insert(name.to_string(), id);
+        id
     }
 
     fn select_peer(
@@ -409,48 +464,58 @@ impl Engine {
         }
     }
 
-    fn peer_matches(&self, peer: CPeer, ep: &Endpoint) -> bool {
+    /// What the hot path needs to know about an endpoint, computed once per flow.
+    #[inline]
+    fn ep_info(&self, ep: &Endpoint) -> EpInfo {
+        match *ep {
+            Endpoint::Pod { pod, ip } => {
+                let ident = self.pod_identity[pod as usize];
+                // The identity's ip class is that of the pod's primary IP; another IP of the pod (the other
+                // family) is matched against the blocks directly.
+                let primary = ip.is_none() || ip == self.primary_ips[pod as usize];
+                EpInfo { ident: Some(ident), ip, ip_class: primary.then(|| self.identities[ident as usize].ip_class) }
+            }
+            Endpoint::External(ip) => EpInfo { ident: None, ip: Some(ip), ip_class: None },
+        }
+    }
+
+    #[inline]
+    fn peer_matches(&self, peer: CPeer, ep: &EpInfo) -> bool {
         match peer {
-            CPeer::Sel(s) => match ep {
-                Endpoint::Pod { pod, .. } => self.sel_peers[s as usize].1.contains(self.pod_identity[*pod as usize] as usize),
-                Endpoint::External(_) => false,
-            },
-            CPeer::Block(b) => match (ep, self.endpoint_ip(ep)) {
-                // Fast path: the pod's primary IP has a precomputed class.
-                (Endpoint::Pod { pod, ip: None }, _) => {
-                    self.ip_classes[self.identity_of(*pod).ip_class as usize].binary_search(&b).is_ok()
-                }
-                (_, Some(ip)) => self.blocks[b as usize].contains(ip),
-                (_, None) => false,
+            CPeer::Sel(s) => ep.ident.is_some_and(|i| self.sel_peers[s as usize].1.contains(i as usize)),
+            CPeer::Block(b) => match (ep.ip_class, ep.ip) {
+                // Fast path: a pod's primary IP has a precomputed class.
+                (Some(c), _) => self.ip_classes[c as usize].binary_search(&b).is_ok(),
+                (None, Some(ip)) => self.blocks[b as usize].contains(ip),
+                (None, None) => false,
             },
         }
     }
 
-    pub fn rule_matches(&self, rule: &CRule, peer: &Endpoint, proto: Protocol, port: u16, dst_ports: Option<&[ContainerPort]>) -> bool {
-        rule.ports.matches(proto, port, dst_ports)
-            && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, peer)))
-    }
-
-    /// Whether the side `subject` (a pod) allows the flow in direction `dir`. `peer` is the other end;
-    /// `dst_ports` are the destination's container ports (for named ports).
-    pub fn side_allows(
+    /// Whether the side `subject` (an identity) allows the flow in direction `dir`; `peer` is the other end and
+    /// `dst_named` the destination's named ports.
+    #[inline]
+    fn side_allows_fast(
         &self,
-        subject: PodId,
+        subject: IdentityId,
         dir: Direction,
-        peer: &Endpoint,
+        peer: &EpInfo,
         proto: Protocol,
         port: u16,
-        dst_ports: Option<&[ContainerPort]>,
+        dst_named: Option<&[(u32, Protocol, u16)]>,
     ) -> bool {
-        let ident = self.identity_of(subject);
-        let pols = ident.policies(dir);
+        let ident = &self.identities[subject as usize];
+        let (pols, rules) = match dir {
+            Direction::Ingress => (&ident.ingress_policies, &ident.ingress_rules),
+            Direction::Egress => (&ident.egress_policies, &ident.egress_rules),
+        };
         if pols.is_empty() {
             return true;
         }
-        pols.iter().any(|&pol| {
-            let (ing, eg) = &self.policy_rules[pol as usize];
-            let rules = if dir == Direction::Ingress { ing } else { eg };
-            rules.iter().any(|&r| self.rule_matches(&self.rules[r as usize], peer, proto, port, dst_ports))
+        rules.iter().any(|&r| {
+            let rule = &self.rules[r as usize];
+            rule.ports.matches(proto, port, dst_named)
+                && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, peer)))
         })
     }
 
@@ -461,19 +526,11 @@ impl Engine {
                 return true;
             }
         }
-        let dst_ports = match dst {
-            Endpoint::Pod { pod, .. } => Some(self.identity_of(*pod).ports.as_slice()),
-            Endpoint::External(_) => None,
-        };
-        let egress_ok = match src {
-            Endpoint::Pod { pod, .. } => self.side_allows(*pod, Direction::Egress, dst, proto, port, dst_ports),
-            Endpoint::External(_) => true,
-        };
-        egress_ok
-            && match dst {
-                Endpoint::Pod { pod, .. } => self.side_allows(*pod, Direction::Ingress, src, proto, port, dst_ports),
-                Endpoint::External(_) => true,
-            }
+        let s = self.ep_info(src);
+        let d = self.ep_info(dst);
+        let dst_named = d.ident.map(|i| self.identities[i as usize].named_ports.as_slice());
+        s.ident.is_none_or(|i| self.side_allows_fast(i, Direction::Egress, &d, proto, port, dst_named))
+            && d.ident.is_none_or(|i| self.side_allows_fast(i, Direction::Ingress, &s, proto, port, dst_named))
     }
 
     /// Parses `ns/pod`, `pod` (in `default_ns`) or an IP address.
@@ -524,7 +581,7 @@ impl Engine {
 
 pub fn compile_ports(ports: &[PolicyPort]) -> CPorts {
     if ports.is_empty() {
-        return CPorts { numeric: PortSet::all(), named: Vec::new() };
+        return CPorts { numeric: PortSet::all(), ..CPorts::default() };
     }
     let mut c = CPorts::default();
     for p in ports {

@@ -4,11 +4,11 @@
 //! answers: [`verdict`] (one flow, with its explanation) and [`matrix`] (all pairs). [`reference`] is a naive
 //! evaluator used only to check the fast paths.
 
+pub mod compile;
 pub mod load;
+pub mod matrix;
 pub mod model;
 pub mod portset;
-pub mod selector;
-pub mod compile;
 pub mod reference;
+pub mod selector;
 pub mod verdict;
-pub mod matrix;

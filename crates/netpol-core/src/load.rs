@@ -81,6 +81,8 @@ pub struct Loader {
     pods: Vec<Pod>,
     policies: Vec<Policy>,
     seen: HashMap<(String, String, String), Origin>,
+    /// Pod IPs seen so far, to report addresses used by two pods.
+    ip_owner: HashMap<IpAddr, PodId>,
     diagnostics: Vec<Diagnostic>,
     skipped_kinds: BTreeMap<String, usize>,
 }
@@ -138,13 +140,20 @@ impl Loader {
         }
     }
 
-    fn diag(&mut self, severity: Severity, origin: Origin, object: Option<String>, field: Option<String>, message: String) {
+    fn diag(
+        &mut self,
+        severity: Severity,
+        origin: Origin,
+        object: Option<String>,
+        field: Option<String>,
+        message: String,
+    ) {
         self.diagnostics.push(Diagnostic { severity, origin, object, field, message });
     }
 
     /// Adds one decoded document (or List item).
-    pub fn add_value(&mut self, v: Value, origin: Origin) {
-        let Value::Object(map) = &v else {
+    pub fn add_value(&mut self, mut v: Value, origin: Origin) {
+        let Value::Object(map) = &mut v else {
             if !v.is_null() {
                 self.diag(Severity::Error, origin, None, None, "document is not an object".into());
             }
@@ -162,7 +171,7 @@ impl Loader {
                 self.diag(Severity::Error, origin, Some(label), None, "nested lists are not supported".into());
                 return;
             }
-            let Some(Value::Array(items)) = map.get("items").cloned() else {
+            let Some(Value::Array(items)) = map.remove("items") else {
                 self.diag(Severity::Error, origin, Some(label), Some("items".into()), "a List needs `items`".into());
                 return;
             };
@@ -420,21 +429,29 @@ impl Loader {
                     Err(_) => errs.add(format!("status.podIPs[{i}].ip"), format!("invalid IP address `{}`", pip.ip)),
                 }
             }
-            if ips.len() > 2 || (ips.len() == 2 && ips.first().map(IpAddr::is_ipv4) == ips.get(1).map(IpAddr::is_ipv4)) {
+            if ips.len() > 2 || (ips.len() == 2 && ips.first().map(IpAddr::is_ipv4) == ips.get(1).map(IpAddr::is_ipv4))
+            {
                 errs.add("status.podIPs", "at most one IPv4 and one IPv6 address");
             }
         }
         if !self.report(errs, &origin, &label) {
             return;
         }
-        let (Some(name), Some(ns_name)) = (name, ns_name) else { return };
+        let (Some(name), Some(ns_name)) = (name, ns_name) else {
+            return;
+        };
         if !self.first_of(kind, &ns_name, &name, &origin, &label) {
             return;
         }
         for ip in &ips {
-            if let Some(other) = self.pods.iter().find(|p| p.ips.contains(ip)) {
-                let msg = format!("IP {ip} is also the IP of pod {}/{}", self.namespaces[other.ns as usize].name, other.name);
+            let id = self.pods.len() as PodId;
+            if let Some(&other) = self.ip_owner.get(ip) {
+                let other = &self.pods[other as usize];
+                let msg =
+                    format!("IP {ip} is also the IP of pod {}/{}", self.namespaces[other.ns as usize].name, other.name);
                 self.diag(Severity::Warning, origin.clone(), Some(label.clone()), Some("status.podIP".into()), msg);
+            } else {
+                self.ip_owner.insert(*ip, id);
             }
         }
         let ns = self.ns_id(&ns_name);
@@ -498,7 +515,9 @@ impl Loader {
         if !self.report(errs, &origin, &label) {
             return;
         }
-        let (Some(name), Some(ns_name)) = (name, ns_name) else { return };
+        let (Some(name), Some(ns_name)) = (name, ns_name) else {
+            return;
+        };
         if !self.first_of("NetworkPolicy", &ns_name, &name, &origin, &label) {
             return;
         }
@@ -596,7 +615,10 @@ fn check_container_port(p: &core::ContainerPort, path: &str, errs: &mut Errors) 
     let port = match u16::try_from(p.container_port) {
         Ok(n) if n >= 1 => Some(n),
         _ => {
-            errs.add(format!("{path}.containerPort"), format!("must be between 1 and 65535, inclusive (got {})", p.container_port));
+            errs.add(
+                format!("{path}.containerPort"),
+                format!("must be between 1 and 65535, inclusive (got {})", p.container_port),
+            );
             None
         }
     };
@@ -683,8 +705,10 @@ fn convert_rule(
                 }
             }
             (None, true) => {
-                let namespaces =
-                    p.namespace_selector.as_ref().map(|s| convert_selector(s, &format!("{ppath}.namespaceSelector"), errs));
+                let namespaces = p
+                    .namespace_selector
+                    .as_ref()
+                    .map(|s| convert_selector(s, &format!("{ppath}.namespaceSelector"), errs));
                 let pods = p.pod_selector.as_ref().map(|s| convert_selector(s, &format!("{ppath}.podSelector"), errs));
                 rule.peers.push(Peer::Selectors { namespaces, pods });
             }
@@ -723,11 +747,17 @@ fn convert_rule(
                     Some(e) => match (u16::try_from(e), lo) {
                         (Ok(e16), Some(l)) if e16 >= l => Some(e16),
                         (Ok(_), Some(l)) if e <= 65535 => {
-                            errs.add(format!("{ppath}.endPort"), format!("must be greater than or equal to `port` ({l}) (got {e})"));
+                            errs.add(
+                                format!("{ppath}.endPort"),
+                                format!("must be greater than or equal to `port` ({l}) (got {e})"),
+                            );
                             None
                         }
                         _ => {
-                            errs.add(format!("{ppath}.endPort"), format!("must be between 1 and 65535, inclusive (got {e})"));
+                            errs.add(
+                                format!("{ppath}.endPort"),
+                                format!("must be between 1 and 65535, inclusive (got {e})"),
+                            );
                             None
                         }
                     },
@@ -758,7 +788,10 @@ fn parse_cidr(s: &str) -> Option<IpNet> {
 
 fn convert_ip_block(b: &net::IPBlock, path: &str, errs: &mut Errors) -> Option<IpBlock> {
     let Some(cidr) = parse_cidr(&b.cidr) else {
-        errs.add(format!("{path}.cidr"), format!("must be a valid CIDR (e.g. 10.0.0.0/8 or fd00::/8), got `{}`", b.cidr));
+        errs.add(
+            format!("{path}.cidr"),
+            format!("must be a valid CIDR (e.g. 10.0.0.0/8 or fd00::/8), got `{}`", b.cidr),
+        );
         return None;
     };
     let mut except = Vec::new();

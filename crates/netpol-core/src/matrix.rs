@@ -246,7 +246,8 @@ impl Engine {
             let pp = pps.id(&ident.ports);
             let t = tsigs.id(&(m, pp));
             let e = eprofs.id(&ident.egress_policies);
-            let n = if ident.ingress_policies.is_empty() { 0 } else { iprofs.id(&(ident.ingress_policies.clone(), pp)) };
+            let n =
+                if ident.ingress_policies.is_empty() { 0 } else { iprofs.id(&(ident.ingress_policies.clone(), pp)) };
             let sc = *src_index.entry((e, m)).or_insert_with(|| {
                 src_classes.push(Vec::new());
                 src_key.push((e, m));

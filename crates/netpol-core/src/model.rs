@@ -76,10 +76,7 @@ pub struct Pod {
 impl Pod {
     /// Resolves a named port against this pod's container ports with the same protocol.
     pub fn named_port(&self, name: &str, proto: Protocol) -> Option<u16> {
-        self.ports
-            .iter()
-            .find(|p| p.protocol == proto && p.name.as_deref() == Some(name))
-            .map(|p| p.port)
+        self.ports.iter().find(|p| p.protocol == proto && p.name.as_deref() == Some(name)).map(|p| p.port)
     }
 
     pub fn primary_ip(&self) -> Option<IpAddr> {
@@ -116,7 +113,10 @@ impl fmt::Display for IpBlock {
 pub enum Peer {
     /// `podSelector` and/or `namespaceSelector` in one peer (AND). `namespaces: None` means the policy's own
     /// namespace; `pods: None` means all pods of the selected namespaces.
-    Selectors { namespaces: Option<Selector>, pods: Option<Selector> },
+    Selectors {
+        namespaces: Option<Selector>,
+        pods: Option<Selector>,
+    },
     IpBlock(IpBlock),
 }
 

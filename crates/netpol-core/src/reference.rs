@@ -19,7 +19,9 @@ fn peer_matches(c: &Cluster, policy: &Policy, peer: &Peer, ep: &Endpoint) -> boo
     match peer {
         Peer::IpBlock(b) => ip_of(c, ep).is_some_and(|ip| b.contains(ip)),
         Peer::Selectors { namespaces, pods } => {
-            let Endpoint::Pod { pod, .. } = *ep else { return false };
+            let Endpoint::Pod { pod, .. } = *ep else {
+                return false;
+            };
             let pod = c.pod(pod);
             if pod.host_network {
                 return false;
@@ -48,22 +50,28 @@ fn port_matches(c: &Cluster, rule: &Rule, proto: Protocol, port: u16, dst: &Endp
         })
 }
 
-fn side_allows(c: &Cluster, subject: PodId, dir: Direction, other: &Endpoint, dst: &Endpoint, proto: Protocol, port: u16) -> bool {
+fn side_allows(
+    c: &Cluster,
+    subject: PodId,
+    dir: Direction,
+    other: &Endpoint,
+    dst: &Endpoint,
+    proto: Protocol,
+    port: u16,
+) -> bool {
     let pod = c.pod(subject);
     if pod.host_network {
         return true;
     }
-    let selecting: Vec<&Policy> = c
-        .policies
-        .iter()
-        .filter(|p| p.ns == pod.ns && p.affects(dir) && p.pod_selector.matches(&pod.labels))
-        .collect();
+    let selecting: Vec<&Policy> =
+        c.policies.iter().filter(|p| p.ns == pod.ns && p.affects(dir) && p.pod_selector.matches(&pod.labels)).collect();
     if selecting.is_empty() {
         return true;
     }
     selecting.iter().any(|pol| {
         pol.rules(dir).iter().any(|r| {
-            port_matches(c, r, proto, port, dst) && (r.peers.is_empty() || r.peers.iter().any(|p| peer_matches(c, pol, p, other)))
+            port_matches(c, r, proto, port, dst)
+                && (r.peers.is_empty() || r.peers.iter().any(|p| peer_matches(c, pol, p, other)))
         })
     })
 }

@@ -81,10 +81,7 @@ impl Selector {
     /// Convenience: `matchLabels` only.
     pub fn from_labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self::from_requirements(
-            pairs
-                .into_iter()
-                .map(|(k, v)| Requirement::In(k.to_string(), vec![v.to_string()]))
-                .collect(),
+            pairs.into_iter().map(|(k, v)| Requirement::In(k.to_string(), vec![v.to_string()])).collect(),
         )
     }
 

@@ -193,12 +193,20 @@ impl Engine {
                     }
                 };
                 match (port_match, peer_match) {
-                    (Ok(port), Ok(peer)) => side.allowed_by.push(RuleMatch { policy: pref.clone(), rule: ri, peer, port }),
-                    (Err(pr), Ok(_)) => side.rejections.push(Rejection { policy: pref.clone(), rule: Some(ri), reason: pr }),
-                    (Ok(_), Err(er)) => side.rejections.push(Rejection { policy: pref.clone(), rule: Some(ri), reason: er }),
-                    (Err(pr), Err(er)) => {
-                        side.rejections.push(Rejection { policy: pref.clone(), rule: Some(ri), reason: format!("{pr}; and {er}") })
+                    (Ok(port), Ok(peer)) => {
+                        side.allowed_by.push(RuleMatch { policy: pref.clone(), rule: ri, peer, port })
                     }
+                    (Err(pr), Ok(_)) => {
+                        side.rejections.push(Rejection { policy: pref.clone(), rule: Some(ri), reason: pr })
+                    }
+                    (Ok(_), Err(er)) => {
+                        side.rejections.push(Rejection { policy: pref.clone(), rule: Some(ri), reason: er })
+                    }
+                    (Err(pr), Err(er)) => side.rejections.push(Rejection {
+                        policy: pref.clone(),
+                        rule: Some(ri),
+                        reason: format!("{pr}; and {er}"),
+                    }),
                 }
             }
         }
@@ -303,7 +311,9 @@ fn port_entry_match(rule: &Rule, proto: Protocol, port: u16, dst_pod: Option<&Po
         };
         if m {
             let text = match (&p.port, dst_pod) {
-                (PortMatch::Named(name), Some(_)) => format!("{name}/{proto} (named port = {port})"),
+                (PortMatch::Named(name), Some(_)) => {
+                    format!("{name}/{proto} (named port = {port})")
+                }
                 _ => p.to_string(),
             };
             return Ok(Some(text));
@@ -317,7 +327,9 @@ fn port_entry_match(rule: &Rule, proto: Protocol, port: u16, dst_pod: Option<&Po
                 Some(n) => format!("{name}/{} = {n}", p.protocol),
                 None => format!("{name}/{} (the destination has no such port)", p.protocol),
             },
-            (PortMatch::Named(name), None) => format!("{name}/{} (named ports never match a non-pod)", p.protocol),
+            (PortMatch::Named(name), None) => {
+                format!("{name}/{} (named ports never match a non-pod)", p.protocol)
+            }
             _ => p.to_string(),
         })
         .collect();

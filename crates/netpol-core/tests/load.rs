@@ -25,12 +25,7 @@ fn load_fixture(name: &str) -> Loaded {
 /// Removes the common leading indentation of the non-blank lines (and a leading newline).
 fn dedent(s: &str) -> String {
     let s = s.strip_prefix('\n').unwrap_or(s);
-    let indent = s
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
+    let indent = s.lines().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
     s.lines().map(|l| if l.len() >= indent { &l[indent..] } else { l.trim_start() }).collect::<Vec<_>>().join("\n")
         + "\n"
 }
@@ -186,7 +181,10 @@ fn json_object_loads() {
     assert_eq!(r.ports[0].port, PortMatch::Range(8000, 8080));
     assert_eq!(r.ports[0].protocol, Protocol::Tcp);
     let e = &p.egress[0];
-    assert_eq!(e.peers, vec![Peer::IpBlock(IpBlock { cidr: net("192.168.0.0/16"), except: vec![net("192.168.1.0/24")] })]);
+    assert_eq!(
+        e.peers,
+        vec![Peer::IpBlock(IpBlock { cidr: net("192.168.0.0/16"), except: vec![net("192.168.1.0/24")] })]
+    );
     assert_eq!(e.ports[0].port, PortMatch::Range(53, 53));
     assert_eq!(e.ports[0].protocol, Protocol::Udp);
 }
@@ -224,7 +222,13 @@ fn kind_list_items_carry_their_index() {
     assert_eq!(d.origin, Origin { file: "list.yaml".into(), document: 0, item: Some(1) });
     assert_eq!(d.object.as_deref(), Some("NetworkPolicy shop/bad-port"));
     assert_eq!(d.field.as_deref(), Some("spec.ingress[0].ports[0].port"));
-    assert_eq!(d.to_string(), format!("error: list.yaml (document 0, items[1]): NetworkPolicy shop/bad-port: {}: {}", "spec.ingress[0].ports[0].port", d.message));
+    assert_eq!(
+        d.to_string(),
+        format!(
+            "error: list.yaml (document 0, items[1]): NetworkPolicy shop/bad-port: {}: {}",
+            "spec.ingress[0].ports[0].port", d.message
+        )
+    );
     assert_eq!(policy_names(&l), ["shop/deny-all"]);
     assert_eq!(policy(&l, "shop", "deny-all").unwrap().origin.item, Some(0));
     let db = pod(&l, "shop", "db-0").expect("pod shop/db-0");
@@ -338,7 +342,10 @@ fn wrong_type_reports_the_field_path() {
 
 #[test]
 fn wrong_type_in_policy_reports_the_field_path() {
-    let l = load_str("p.yaml", &policy_with_spec("podSelector: {}\ningress:\n  - ports:\n      - port: 80\n        endPort: \"90\"\n"));
+    let l = load_str(
+        "p.yaml",
+        &policy_with_spec("podSelector: {}\ningress:\n  - ports:\n      - port: 80\n        endPort: \"90\"\n"),
+    );
     let d = only_error(&l);
     assert_eq!(d.field.as_deref(), Some("spec.ingress[0].ports[0].endPort"));
     assert_eq!(d.object.as_deref(), Some("NetworkPolicy prod/p"));
@@ -371,7 +378,9 @@ fn workloads_become_one_pod_named_after_the_workload() {
     let l = load_fixture("workloads.yaml");
     assert_clean(&l);
     let tcp = |name: &str, port| ContainerPort { name: Some(name.into()), port, protocol: Protocol::Tcp };
-    let cases: [(&str, &str, &str, &str, usize, Vec<ContainerPort>); 6] = [
+    // (namespace, name, kind, template label app=, document, ports)
+    type Case = (&'static str, &'static str, &'static str, &'static str, usize, Vec<ContainerPort>);
+    let cases: [Case; 6] = [
         ("shop", "web", "Deployment", "web", 0, vec![tcp("http", 8080)]),
         ("shop", "cache", "ReplicaSet", "cache", 1, vec![tcp("redis", 6379)]),
         ("shop", "db", "StatefulSet", "db", 2, vec![tcp("postgres", 5432)]),
@@ -381,7 +390,10 @@ fn workloads_become_one_pod_named_after_the_workload() {
             "DaemonSet",
             "node-agent",
             3,
-            vec![tcp("metrics", 9100), ContainerPort { name: Some("syslog".into()), port: 514, protocol: Protocol::Udp }],
+            vec![
+                tcp("metrics", 9100),
+                ContainerPort { name: Some("syslog".into()), port: 514, protocol: Protocol::Udp },
+            ],
         ),
         ("shop", "migrate", "Job", "migrate", 4, vec![]),
         (
@@ -573,7 +585,10 @@ fn declared_namespaces_get_the_metadata_name_label_overriding_the_users() {
 
 #[test]
 fn bad_namespace_name_is_rejected() {
-    let l = load_str("n.yaml", &(pod_doc("x", "").replace("namespace: prod", "namespace: Prod_1") + "---\n" + &pod_doc("y", "")));
+    let l = load_str(
+        "n.yaml",
+        &(pod_doc("x", "").replace("namespace: prod", "namespace: Prod_1") + "---\n" + &pod_doc("y", "")),
+    );
     let d = only_error(&l);
     assert_eq!(d.field.as_deref(), Some("metadata.namespace"));
     assert_eq!(pod_names(&l), ["prod/y"]);
@@ -597,11 +612,12 @@ fn bad_namespace_object_name_is_reported_once() {
 
 #[test]
 fn missing_metadata_name_is_rejected() {
-    let text = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: prod}\nspec: {podSelector: {}}\n\
+    let text =
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: prod}\nspec: {podSelector: {}}\n\
                 ---\n"
-        .to_string()
-        + &pod_doc("x", "")
-        + "---\napiVersion: v1\nkind: Pod\nmetadata: {namespace: prod}\n";
+            .to_string()
+            + &pod_doc("x", "")
+            + "---\napiVersion: v1\nkind: Pod\nmetadata: {namespace: prod}\n";
     let l = load_str("m.yaml", &text);
     let got: Vec<(usize, Option<&str>, Option<&str>)> =
         errors(&l).iter().map(|d| (d.origin.document, d.object.as_deref(), d.field.as_deref())).collect();
@@ -802,7 +818,12 @@ fn selector_bad_expression_value_is_rejected() {
 
 #[test]
 fn pod_with_bad_label_is_rejected() {
-    let l = load_str("p.yaml", &(pod_doc("x", "").replace("  namespace: prod\n", "  namespace: prod\n  labels: {app: \"x y\"}\n") + "---\n" + &pod_doc("y", "")));
+    let l = load_str(
+        "p.yaml",
+        &(pod_doc("x", "").replace("  namespace: prod\n", "  namespace: prod\n  labels: {app: \"x y\"}\n")
+            + "---\n"
+            + &pod_doc("y", "")),
+    );
     let d = only_error(&l);
     assert_eq!(d.field.as_deref(), Some("metadata.labels.app"));
     assert_eq!(pod_names(&l), ["prod/y"]);
@@ -839,7 +860,10 @@ fn selector_peers_keep_and_versus_or() {
     );
     let ns_sel = Selector::from_labels([("tier", "backend")]);
     let pod_sel = Selector::from_labels([("app", "api")]);
-    assert_eq!(p.ingress[0].peers, vec![Peer::Selectors { namespaces: Some(ns_sel.clone()), pods: Some(pod_sel.clone()) }]);
+    assert_eq!(
+        p.ingress[0].peers,
+        vec![Peer::Selectors { namespaces: Some(ns_sel.clone()), pods: Some(pod_sel.clone()) }]
+    );
     assert_eq!(
         p.ingress[1].peers,
         vec![
@@ -942,17 +966,24 @@ fn port_zero_is_rejected() {
 
 #[test]
 fn port_65536_is_rejected() {
-    let d = rejects_policy("podSelector: {}\negress:\n  - ports:\n      - port: 65536\n", "spec.egress[0].ports[0].port");
+    let d =
+        rejects_policy("podSelector: {}\negress:\n  - ports:\n      - port: 65536\n", "spec.egress[0].ports[0].port");
     assert!(d.message.contains("65536"), "{d}");
 }
 
 #[test]
 fn port_bounds_are_accepted() {
-    let p = accepts_policy("podSelector: {}\ningress:\n  - ports:\n      - port: 1\n      - port: 65535\n      - protocol: UDP\n");
+    let p = accepts_policy(
+        "podSelector: {}\ningress:\n  - ports:\n      - port: 1\n      - port: 65535\n      - protocol: UDP\n",
+    );
     let got: Vec<(Protocol, PortMatch)> = p.ingress[0].ports.iter().map(|pp| (pp.protocol, pp.port.clone())).collect();
     assert_eq!(
         got,
-        [(Protocol::Tcp, PortMatch::Range(1, 1)), (Protocol::Tcp, PortMatch::Range(65535, 65535)), (Protocol::Udp, PortMatch::Any)]
+        [
+            (Protocol::Tcp, PortMatch::Range(1, 1)),
+            (Protocol::Tcp, PortMatch::Range(65535, 65535)),
+            (Protocol::Udp, PortMatch::Any)
+        ]
     );
 }
 
@@ -1033,7 +1064,10 @@ fn named_port_uppercase_is_rejected() {
 
 #[test]
 fn named_port_that_is_a_number_in_a_string_is_rejected() {
-    let d = rejects_policy("podSelector: {}\ningress:\n  - ports:\n      - port: \"80\"\n", "spec.ingress[0].ports[0].port");
+    let d = rejects_policy(
+        "podSelector: {}\ningress:\n  - ports:\n      - port: \"80\"\n",
+        "spec.ingress[0].ports[0].port",
+    );
     assert!(d.message.contains("`80`"), "{d}");
 }
 
@@ -1070,10 +1104,7 @@ fn several_errors_in_one_policy_are_all_reported() {
 fn pod_ips_v4_and_v6() {
     let l = load_str(
         "p.yaml",
-        &pod_doc(
-            "x",
-            "status:\n  podIP: 10.0.0.7\n  podIPs:\n    - ip: 10.0.0.7\n    - ip: \"fd00::7\"\n",
-        ),
+        &pod_doc("x", "status:\n  podIP: 10.0.0.7\n  podIPs:\n    - ip: 10.0.0.7\n    - ip: \"fd00::7\"\n"),
     );
     assert_clean(&l);
     let p = pod(&l, "prod", "x").unwrap();
@@ -1083,7 +1114,10 @@ fn pod_ips_v4_and_v6() {
 
 #[test]
 fn pod_ipv6_primary() {
-    let l = load_str("p.yaml", &pod_doc("x", "status:\n  podIP: \"fd00::7\"\n  podIPs: [{ip: \"fd00::7\"}, {ip: 10.0.0.7}]\n"));
+    let l = load_str(
+        "p.yaml",
+        &pod_doc("x", "status:\n  podIP: \"fd00::7\"\n  podIPs: [{ip: \"fd00::7\"}, {ip: 10.0.0.7}]\n"),
+    );
     assert_clean(&l);
     assert_eq!(pod(&l, "prod", "x").unwrap().ips, vec![ip("fd00::7"), ip("10.0.0.7")]);
 }
@@ -1099,7 +1133,10 @@ fn pod_without_status_has_no_ip() {
 
 #[test]
 fn invalid_pod_ip_is_rejected() {
-    let l = load_str("p.yaml", &(pod_doc("x", "status:\n  podIP: 10.0.0.256\n") + "---\n" + &pod_doc("y", "status:\n  podIP: 10.0.0.1\n")));
+    let l = load_str(
+        "p.yaml",
+        &(pod_doc("x", "status:\n  podIP: 10.0.0.256\n") + "---\n" + &pod_doc("y", "status:\n  podIP: 10.0.0.1\n")),
+    );
     let d = only_error(&l);
     assert_eq!(d.field.as_deref(), Some("status.podIP"));
     assert!(d.message.contains("10.0.0.256"), "{d}");
@@ -1108,21 +1145,28 @@ fn invalid_pod_ip_is_rejected() {
 
 #[test]
 fn invalid_pod_ips_entry_is_rejected() {
-    let l = load_str("p.yaml", &pod_doc("x", "status:\n  podIP: 10.0.0.1\n  podIPs: [{ip: 10.0.0.1}, {ip: \"fd00::zz\"}]\n"));
+    let l = load_str(
+        "p.yaml",
+        &pod_doc("x", "status:\n  podIP: 10.0.0.1\n  podIPs: [{ip: 10.0.0.1}, {ip: \"fd00::zz\"}]\n"),
+    );
     assert_eq!(only_error(&l).field.as_deref(), Some("status.podIPs[1].ip"));
     assert!(l.cluster.pods.is_empty());
 }
 
 #[test]
 fn two_ips_of_one_family_are_rejected() {
-    let l = load_str("p.yaml", &pod_doc("x", "status:\n  podIP: 10.0.0.1\n  podIPs: [{ip: 10.0.0.1}, {ip: 10.0.0.2}]\n"));
+    let l =
+        load_str("p.yaml", &pod_doc("x", "status:\n  podIP: 10.0.0.1\n  podIPs: [{ip: 10.0.0.1}, {ip: 10.0.0.2}]\n"));
     assert_eq!(only_error(&l).field.as_deref(), Some("status.podIPs"));
     assert!(l.cluster.pods.is_empty());
 }
 
 #[test]
 fn shared_pod_ip_is_a_warning() {
-    let l = load_str("p.yaml", &(pod_doc("x", "status:\n  podIP: 10.0.0.1\n") + "---\n" + &pod_doc("y", "status:\n  podIP: 10.0.0.1\n")));
+    let l = load_str(
+        "p.yaml",
+        &(pod_doc("x", "status:\n  podIP: 10.0.0.1\n") + "---\n" + &pod_doc("y", "status:\n  podIP: 10.0.0.1\n")),
+    );
     assert_eq!(l.diagnostics.len(), 1);
     let d = &l.diagnostics[0];
     assert_eq!(d.severity, Severity::Warning);
@@ -1179,4 +1223,96 @@ fn sidecar_init_container_ports_count_and_plain_init_container_ports_do_not() {
     assert_clean(&l);
     let names: Vec<Option<&str>> = pod(&l, "prod", "x").unwrap().ports.iter().map(|p| p.name.as_deref()).collect();
     assert_eq!(names, [Some("http"), Some("proxy")]);
+}
+
+// ---- known loader bugs (kept, ignored) ----
+
+#[test]
+#[ignore = "loader bug: Deployment/StatefulSet/DaemonSet without spec.template load silently as a label-less pod"]
+fn workload_without_template_is_rejected() {
+    // k8s-openapi defaults a missing `spec` / `spec.template` of these kinds, so the loader's "has no pod
+    // template" check (which only sees ReplicaSet/Job/CronJob templates as optional) never fires.
+    for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
+        let text = format!(
+            "apiVersion: apps/v1\nkind: {kind}\nmetadata: {{name: w, namespace: prod}}\n---\n\
+             apiVersion: apps/v1\nkind: {kind}\nmetadata: {{name: v, namespace: prod}}\nspec: {{selector: {{matchLabels: {{a: b}}}}}}\n"
+        );
+        let l = load_str("w.yaml", &text);
+        assert_eq!(error_fields(&l), [Some("spec.template"), Some("spec.template")], "{kind}");
+        assert!(l.cluster.pods.is_empty(), "{kind}: {:?}", pod_names(&l));
+    }
+}
+
+#[test]
+#[ignore = "loader bug: YAML merge keys (`<<: *anchor`), which kubectl accepts, are read as a literal `<<` key"]
+fn yaml_merge_keys_are_applied() {
+    let text = dedent(
+        r#"
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: m
+          namespace: prod
+          annotations: &common {team: shop}
+          labels:
+            <<: *common
+            app: web
+        "#,
+    );
+    let l = load_str("m.yaml", &text);
+    assert_clean(&l);
+    assert_eq!(pod(&l, "prod", "m").unwrap().labels, labels(&[("app", "web"), ("team", "shop")]));
+}
+
+// ---- the bundled example ----
+
+#[test]
+fn example_three_tier_loads_cleanly() {
+    let dir = format!("{}/../../examples/three-tier", env!("CARGO_MANIFEST_DIR"));
+    let mut loader = Loader::new();
+    for f in ["namespaces.yaml", "workloads.yaml", "policies.yaml"] {
+        let path = format!("{dir}/{f}");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        loader.add_bytes(&path, &bytes);
+    }
+    let l = loader.finish();
+    assert_clean(&l);
+    assert!(l.skipped_kinds.is_empty());
+    let mut ns: Vec<&str> = l.cluster.namespaces.iter().map(|n| n.name.as_str()).collect();
+    ns.sort();
+    assert_eq!(ns, ["backend", "database", "frontend", "kube-system", "monitoring"]);
+    assert!(l.cluster.namespaces.iter().all(|n| n.origin.is_some()));
+    assert_eq!(l.cluster.pods.len(), 12);
+    assert_eq!(l.cluster.policies.len(), 13);
+    let api = pod(&l, "backend", "api").unwrap();
+    assert_eq!(api.named_port("http", Protocol::Tcp), Some(8080));
+    assert_eq!(api.named_port("metrics", Protocol::Tcp), Some(9100));
+    assert_eq!(pod(&l, "database", "postgres").unwrap().source.kind, "StatefulSet");
+    assert_eq!(
+        pod(&l, "backend", "api-6b8d7f5c4-m4n7r").unwrap().ips,
+        vec![ip("10.244.2.21"), ip("fd00:10:244:2::21")]
+    );
+    let dns = pod(&l, "kube-system", "coredns").unwrap();
+    assert_eq!(dns.labels, labels(&[("k8s-app", "kube-dns")]));
+    assert_eq!(dns.named_port("dns", Protocol::Udp), Some(53));
+    assert_eq!(dns.named_port("dns-tcp", Protocol::Tcp), Some(53));
+    // The mis-indented policy: two peers (OR), not one peer with both selectors (AND).
+    let p = policy(&l, "database", "allow-postgres-from-backend").unwrap();
+    assert_eq!(
+        p.ingress[0].peers,
+        vec![
+            Peer::Selectors { namespaces: Some(Selector::from_labels([("tier", "backend")])), pods: None },
+            Peer::Selectors { namespaces: None, pods: Some(Selector::from_labels([("app", "api")])) },
+        ]
+    );
+    let ext = policy(&l, "backend", "allow-api-egress-external").unwrap();
+    assert!(!ext.affects_ingress && ext.affects_egress);
+    assert_eq!(
+        ext.egress[0].peers,
+        vec![Peer::IpBlock(IpBlock { cidr: net("0.0.0.0/0"), except: vec![net("10.0.0.0/8")] })]
+    );
+    for ns in ["frontend", "backend", "database"] {
+        let d = policy(&l, ns, "default-deny").unwrap();
+        assert!(d.affects_ingress && d.affects_egress && d.ingress.is_empty() && d.egress.is_empty(), "{ns}");
+    }
 }

@@ -91,7 +91,10 @@ fn with(policies: &str) -> Engine {
 #[test]
 fn no_policy_allows_everything() {
     let e = with("");
-    check(&e, &[("b/client", "a/web", "80", true), ("a/web", "b/client", "53/UDP", true), ("a/web", "8.8.8.8", "443", true)]);
+    check(
+        &e,
+        &[("b/client", "a/web", "80", true), ("a/web", "b/client", "53/UDP", true), ("a/web", "8.8.8.8", "443", true)],
+    );
 }
 
 #[test]
@@ -140,7 +143,10 @@ metadata: {name: deny-egress, namespace: a}
 spec: {podSelector: {}, policyTypes: [Egress]}
 "#,
     );
-    check(&e, &[("b/client", "a/web", "8080", true), ("a/web", "b/client", "80", false), ("a/web", "a/db", "9090", false)]);
+    check(
+        &e,
+        &[("b/client", "a/web", "8080", true), ("a/web", "b/client", "80", false), ("a/web", "a/db", "9090", false)],
+    );
 }
 
 #[test]
@@ -248,7 +254,10 @@ spec:
   ingress: [{from: [{namespaceSelector: {matchLabels: {team: b}}}]}]
 "#,
     );
-    let ex = check(&e, &[("b/web", "a/db", "9090", true), ("b/client", "a/db", "9090", true), ("a/web", "a/db", "9090", false)]);
+    let ex = check(
+        &e,
+        &[("b/web", "a/db", "9090", true), ("b/client", "a/db", "9090", true), ("a/web", "a/db", "9090", false)],
+    );
     let reason = &ex[2].ingress.rejections[0].reason;
     assert!(reason.contains("requires namespace labels team=b; namespace a has"), "{reason}");
 }
@@ -268,7 +277,10 @@ spec:
       podSelector: {matchLabels: {app: client}}
 "#,
     );
-    check(&and, &[("b/client", "a/db", "9090", true), ("b/web", "a/db", "9090", false), ("a/web", "a/db", "9090", false)]);
+    check(
+        &and,
+        &[("b/client", "a/db", "9090", true), ("b/web", "a/db", "9090", false), ("a/web", "a/db", "9090", false)],
+    );
     let or = with(
         r#"
 apiVersion: networking.k8s.io/v1
@@ -283,7 +295,10 @@ spec:
 "#,
     );
     // b/web matches the namespace peer; a/web matches neither (no app=client in a).
-    check(&or, &[("b/client", "a/db", "9090", true), ("b/web", "a/db", "9090", true), ("a/web", "a/db", "9090", false)]);
+    check(
+        &or,
+        &[("b/client", "a/db", "9090", true), ("b/web", "a/db", "9090", true), ("a/web", "a/db", "9090", false)],
+    );
 }
 
 #[test]
@@ -299,7 +314,10 @@ spec:
 "#,
     );
     // namespaceSelector {} = every pod in every namespace, but not external addresses.
-    check(&e, &[("b/client", "a/db", "9090", true), ("a/web", "a/db", "1", true), ("192.168.1.1", "a/db", "9090", false)]);
+    check(
+        &e,
+        &[("b/client", "a/db", "9090", true), ("a/web", "a/db", "1", true), ("192.168.1.1", "a/db", "9090", false)],
+    );
 }
 
 #[test]
@@ -314,7 +332,14 @@ spec:
   ingress: [{ports: [{port: 8080}]}]
 "#,
     );
-    check(&e, &[("b/client", "a/web", "8080", true), ("203.0.113.9", "a/web", "8080", true), ("b/client", "a/web", "80", false)]);
+    check(
+        &e,
+        &[
+            ("b/client", "a/web", "8080", true),
+            ("203.0.113.9", "a/web", "8080", true),
+            ("b/client", "a/web", "80", false),
+        ],
+    );
 }
 
 #[test]
@@ -370,7 +395,14 @@ spec:
   ingress: [{ports: [{protocol: UDP}]}]
 "#,
     );
-    check(&e, &[("b/client", "a/web", "1/UDP", true), ("b/client", "a/web", "65535/UDP", true), ("b/client", "a/web", "1/TCP", false)]);
+    check(
+        &e,
+        &[
+            ("b/client", "a/web", "1/UDP", true),
+            ("b/client", "a/web", "65535/UDP", true),
+            ("b/client", "a/web", "1/TCP", false),
+        ],
+    );
 }
 
 #[test]
@@ -433,7 +465,14 @@ spec:
 "#,
     );
     // web's `dns` is UDP 53 and `http` is TCP 8080: neither entry resolves.
-    check(&e, &[("b/client", "a/web", "53/UDP", false), ("b/client", "a/web", "53/TCP", false), ("b/client", "a/web", "8080/UDP", false)]);
+    check(
+        &e,
+        &[
+            ("b/client", "a/web", "53/UDP", false),
+            ("b/client", "a/web", "53/TCP", false),
+            ("b/client", "a/web", "8080/UDP", false),
+        ],
+    );
 }
 
 #[test]
@@ -509,13 +548,17 @@ spec:
         &e,
         &[
             ("a/web", "192.168.2.1", "80", true),
-            ("a/web", "192.168.1.1", "80", false),    // in the except
-            ("a/web", "192.168.1.200", "443", true),  // except of one policy, allowed by the other
-            ("a/web", "192.168.1.200", "80", false),  // ...but only on 443
+            ("a/web", "192.168.1.1", "80", false),   // in the except
+            ("a/web", "192.168.1.200", "443", true), // except of one policy, allowed by the other
+            ("a/web", "192.168.1.200", "80", false), // ...but only on 443
             ("a/web", "10.9.9.9", "80", false),
         ],
     );
-    assert!(ex[1].egress.rejections.iter().any(|r| r.reason.contains("in the exception 192.168.1.0/24")), "{}", ex[1].render());
+    assert!(
+        ex[1].egress.rejections.iter().any(|r| r.reason.contains("in the exception 192.168.1.0/24")),
+        "{}",
+        ex[1].render()
+    );
 }
 
 #[test]
@@ -614,7 +657,10 @@ metadata: {name: p, namespace: a}
 spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
 "#,
     );
-    let ex = check(&e, &[("a/web", "a/web", "8080", true), ("a/web", "10.0.1.1", "8080", true), ("a/web", "a/db", "9090", false)]);
+    let ex = check(
+        &e,
+        &[("a/web", "a/web", "8080", true), ("a/web", "10.0.1.1", "8080", true), ("a/web", "a/db", "9090", false)],
+    );
     assert!(ex[0].note.as_deref().unwrap().contains("same pod"));
 }
 
@@ -645,11 +691,11 @@ spec:
     check(
         &e,
         &[
-            ("fd00::1", "x/server", "80", true),     // the dual-stack pod over IPv6
-            ("10.1.0.1", "x/server", "80", false),   // the same pod over IPv4: not in the v6 block
-            ("x/dual", "x/server", "80", false),     // by name: its primary IP (IPv4) is used
-            ("fd00::1:5", "x/server", "80", false),  // external, in the except
-            ("fd00::2:5", "x/server", "80", true),   // external, allowed
+            ("fd00::1", "x/server", "80", true),    // the dual-stack pod over IPv6
+            ("10.1.0.1", "x/server", "80", false),  // the same pod over IPv4: not in the v6 block
+            ("x/dual", "x/server", "80", false),    // by name: its primary IP (IPv4) is used
+            ("fd00::1:5", "x/server", "80", false), // external, in the except
+            ("fd00::2:5", "x/server", "80", true),  // external, allowed
             ("2001:db8::1", "x/server", "80", false),
         ],
     );

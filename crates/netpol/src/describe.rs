@@ -33,11 +33,7 @@ fn info(e: &Engine, pod: PodId) -> PodInfo {
     let ident = e.identity_of(pod);
     let side = |dir: Direction| Side {
         isolated: ident.isolated(dir),
-        policies: ident
-            .policies(dir)
-            .iter()
-            .map(|&x| e.cluster.policy_ref(x))
-            .collect(),
+        policies: ident.policies(dir).iter().map(|&x| e.cluster.policy_ref(x)).collect(),
     };
     PodInfo {
         pod: e.cluster.pod_ref(pod),
@@ -77,13 +73,8 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let pods: Vec<PodId> = match pod {
         Some(name) => {
-            let (pns, pname) = name
-                .split_once('/')
-                .unwrap_or((ns.unwrap_or("default"), name));
-            let id = e
-                .cluster
-                .find_pod(pns, pname)
-                .ok_or_else(|| anyhow::anyhow!("unknown pod `{pns}/{pname}`"))?;
+            let (pns, pname) = name.split_once('/').unwrap_or((ns.unwrap_or("default"), name));
+            let id = e.cluster.find_pod(pns, pname).ok_or_else(|| anyhow::anyhow!("unknown pod `{pns}/{pname}`"))?;
             vec![id]
         }
         None => e
@@ -99,24 +90,8 @@ pub fn run(
             for i in &infos {
                 writeln!(out, "Pod:      {} ({})", i.pod, i.source)?;
                 writeln!(out, "Labels:   {}", i.labels)?;
-                writeln!(
-                    out,
-                    "IPs:      {}",
-                    if i.ips.is_empty() {
-                        "<none>".into()
-                    } else {
-                        i.ips.join(", ")
-                    }
-                )?;
-                writeln!(
-                    out,
-                    "Ports:    {}",
-                    if i.ports.is_empty() {
-                        "<none>".into()
-                    } else {
-                        i.ports.join(", ")
-                    }
-                )?;
+                writeln!(out, "IPs:      {}", if i.ips.is_empty() { "<none>".into() } else { i.ips.join(", ") })?;
+                writeln!(out, "Ports:    {}", if i.ports.is_empty() { "<none>".into() } else { i.ports.join(", ") })?;
                 writeln!(out, "Ingress:  {}", side_text(&i.ingress, i.host_network))?;
                 writeln!(out, "Egress:   {}", side_text(&i.egress, i.host_network))?;
             }

@@ -15,15 +15,11 @@ pub struct Input {
 }
 
 fn is_manifest(p: &Path) -> bool {
-    matches!(
-        p.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml" | "json")
-    )
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     if meta.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("cannot list directory `{}`", path.display()))?
@@ -52,17 +48,14 @@ pub fn load(files: &[String]) -> Result<(Loaded, usize)> {
     for f in files {
         if f == "-" {
             let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("cannot read stdin")?;
+            std::io::stdin().read_to_end(&mut buf).context("cannot read stdin")?;
             loader.add_bytes("-", &buf);
             continue;
         }
         let mut paths = Vec::new();
         collect(Path::new(f), &mut paths)?;
         for p in paths {
-            let bytes =
-                std::fs::read(&p).with_context(|| format!("cannot read `{}`", p.display()))?;
+            let bytes = std::fs::read(&p).with_context(|| format!("cannot read `{}`", p.display()))?;
             loader.add_bytes(&p.display().to_string(), &bytes);
         }
     }
@@ -75,11 +68,7 @@ pub fn load(files: &[String]) -> Result<(Loaded, usize)> {
         }
     }
     for (kind, n) in &loaded.skipped_kinds {
-        tracing::debug!(
-            kind,
-            count = n,
-            "skipped objects of a kind netpol does not model"
-        );
+        tracing::debug!(kind, count = n, "skipped objects of a kind netpol does not model");
     }
     Ok((loaded, invalid))
 }

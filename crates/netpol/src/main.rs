@@ -4,11 +4,7 @@
 //! Exit codes: 0 success; 1 "found something" (a query line errored, a matrix/explain ran fine but... see each
 //! command); 2 usage error, unreadable input, or invalid manifests with `--strict`.
 
-mod describe;
-mod input;
-mod matrix_out;
-mod query;
-mod style;
+use netpol::{describe, input, matrix_out, query, style, MatrixFormat, TableOrJson};
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -16,11 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(
-    name = "netpol",
-    version,
-    about = "What do these Kubernetes NetworkPolicies really allow, and why?"
-)]
+#[command(name = "netpol", version, about = "What do these Kubernetes NetworkPolicies really allow, and why?")]
 struct Cli {
     /// More logs on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -35,20 +27,6 @@ struct Cli {
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum TextOrJson {
     Text,
-    Json,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum MatrixFormat {
-    Table,
-    Csv,
-    Json,
-    Summary,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum TableOrJson {
-    Table,
     Json,
 }
 
@@ -141,16 +119,10 @@ fn load(files: &[String], strict: bool) -> anyhow::Result<Result<input::Input, E
     let inp = input::engine(files)?;
     if inp.invalid > 0 {
         if strict {
-            eprintln!(
-                "error: {} invalid object(s) in the input (--strict)",
-                inp.invalid
-            );
+            eprintln!("error: {} invalid object(s) in the input (--strict)", inp.invalid);
             return Ok(Err(ExitCode::from(2)));
         }
-        eprintln!(
-            "warning: {} invalid object(s) were skipped; the answers below ignore them",
-            inp.invalid
-        );
+        eprintln!("warning: {} invalid object(s) were skipped; the answers below ignore them", inp.invalid);
     }
     Ok(Ok(inp))
 }
@@ -158,12 +130,7 @@ fn load(files: &[String], strict: bool) -> anyhow::Result<Result<input::Input, E
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let strict = cli.strict;
     match cli.cmd {
-        Cmd::Query {
-            files,
-            flows,
-            explain,
-            namespace,
-        } => {
+        Cmd::Query { files, flows, explain, namespace } => {
             let inp = match load(&files, strict)? {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
@@ -172,8 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut out = stdout.lock();
             let errors = match flows {
                 Some(path) => {
-                    let f = std::fs::File::open(&path)
-                        .map_err(|e| anyhow::anyhow!("cannot read `{path}`: {e}"))?;
+                    let f = std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("cannot read `{path}`: {e}"))?;
                     let mut r = std::io::BufReader::with_capacity(1 << 16, f);
                     query::run(&inp.engine, &mut r, &mut out, explain, &namespace)?
                 }
@@ -184,32 +150,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             if errors > 0 {
-                eprintln!(
-                    "{errors} flow line(s) could not be answered (see their \"error\" field)"
-                );
+                eprintln!("{errors} flow line(s) could not be answered (see their \"error\" field)");
                 return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Explain {
-            files,
-            src,
-            dst,
-            port,
-            namespace,
-            output,
-        } => {
+        Cmd::Explain { files, src, dst, port, namespace, output } => {
             let inp = match load(&files, strict)? {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
             };
             let r = query::Resolver::new(&inp.engine, &namespace);
-            let s = r
-                .endpoint(&src)
-                .map_err(|e| anyhow::anyhow!("source: {e}"))?;
-            let d = r
-                .endpoint(&dst)
-                .map_err(|e| anyhow::anyhow!("destination: {e}"))?;
+            let s = r.endpoint(&src).map_err(|e| anyhow::anyhow!("source: {e}"))?;
+            let d = r.endpoint(&dst).map_err(|e| anyhow::anyhow!("destination: {e}"))?;
             let (port, proto) = query::parse_port_proto(&port).map_err(anyhow::Error::msg)?;
             let ex = inp.engine.explain(&s, &d, proto, port);
             match output {
@@ -218,12 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Matrix {
-            files,
-            ports,
-            namespace,
-            output,
-        } => {
+        Cmd::Matrix { files, ports, namespace, output } => {
             let inp = match load(&files, strict)? {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
@@ -238,25 +186,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             matrix_out::run(&inp.engine, &ports, namespace.as_deref(), output, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Describe {
-            files,
-            pod,
-            namespace,
-            output,
-        } => {
+        Cmd::Describe { files, pod, namespace, output } => {
             let inp = match load(&files, strict)? {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
             };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            describe::run(
-                &inp.engine,
-                pod.as_deref(),
-                namespace.as_deref(),
-                output,
-                &mut out,
-            )?;
+            describe::run(&inp.engine, pod.as_deref(), namespace.as_deref(), output, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -23,13 +23,16 @@ fn projector(ports: &[(u16, Protocol)]) -> impl Fn(&PortSets, PsId) -> u64 + '_ 
             u64::from(c)
         } else {
             let s = ps.get(c);
-            ports.iter().enumerate().fold(0u64, |m, (i, &(p, proto))| {
-                if s.contains(proto, p) {
-                    m | (1 << i)
-                } else {
-                    m
-                }
-            })
+            ports.iter().enumerate().fold(
+                0u64,
+                |m, (i, &(p, proto))| {
+                    if s.contains(proto, p) {
+                        m | (1 << i)
+                    } else {
+                        m
+                    }
+                },
+            )
         }
     }
 }
@@ -77,58 +80,30 @@ pub fn run(
     }
 }
 
-fn summary(
-    e: &Engine,
-    m: &mut Matrix,
-    ports: &[(u16, Protocol)],
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
+fn summary(e: &Engine, m: &mut Matrix, ports: &[(u16, Protocol)], out: &mut dyn Write) -> anyhow::Result<()> {
     let counts = m.pair_counts(e);
     let rows = summarize(&counts, &m.port_sets, (!ports.is_empty()).then_some(ports));
-    let pods: u64 = m
-        .identities
-        .iter()
-        .map(|&i| e.identities[i as usize].pods.len() as u64)
-        .sum();
-    writeln!(
-        out,
-        "pods: {pods}, ordered pairs of distinct pods: {}",
-        pods * pods.saturating_sub(1)
-    )?;
+    let pods: u64 = m.identities.iter().map(|&i| e.identities[i as usize].pods.len() as u64).sum();
+    writeln!(out, "pods: {pods}, ordered pairs of distinct pods: {}", pods * pods.saturating_sub(1))?;
     writeln!(out, "{:<20} {:>14} {:>14}", "PORT", "ALLOWED", "DENIED")?;
     for r in rows {
-        let label = if r.from == r.to {
-            port_label(r.from, r.protocol)
-        } else {
-            format!("{}-{}/{}", r.from, r.to, r.protocol)
-        };
+        let label =
+            if r.from == r.to { port_label(r.from, r.protocol) } else { format!("{}-{}/{}", r.from, r.to, r.protocol) };
         writeln!(out, "{label:<20} {:>14} {:>14}", r.allowed, r.denied)?;
     }
     Ok(())
 }
 
 fn pod_names(e: &Engine, ids: &[IdentityId]) -> Vec<String> {
-    let mut v: Vec<String> = ids
-        .iter()
-        .flat_map(|&i| {
-            e.identities[i as usize]
-                .pods
-                .iter()
-                .map(|&p| e.cluster.pod_ref(p))
-        })
-        .collect();
+    let mut v: Vec<String> =
+        ids.iter().flat_map(|&i| e.identities[i as usize].pods.iter().map(|&p| e.cluster.pod_ref(p))).collect();
     v.sort();
     v
 }
 
 fn members_text(names: &[String]) -> String {
     const SHOW: usize = 4;
-    let shown = names
-        .iter()
-        .take(SHOW)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let shown = names.iter().take(SHOW).cloned().collect::<Vec<_>>().join(", ");
     if names.len() > SHOW {
         format!("{shown} (+{} more)", names.len() - SHOW)
     } else {
@@ -136,12 +111,7 @@ fn members_text(names: &[String]) -> String {
     }
 }
 
-fn table(
-    e: &Engine,
-    m: &mut Matrix,
-    ports: &[(u16, Protocol)],
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
+fn table(e: &Engine, m: &mut Matrix, ports: &[(u16, Protocol)], out: &mut dyn Write) -> anyhow::Result<()> {
     let proj = projector(ports);
     let n_src = m.src_classes.len();
     // Pass 1: hash rows and columns of projected values; equal hashes = equal rows/columns.
@@ -153,8 +123,7 @@ fn table(
         for (s, &c) in col.iter().enumerate() {
             let v = proj(ps, c);
             v.hash(&mut h);
-            row_h[s] =
-                (row_h[s] ^ v.wrapping_add(0x9e37_79b9_7f4a_7c15)).wrapping_mul(0x0100_0000_01b3);
+            row_h[s] = (row_h[s] ^ v.wrapping_add(0x9e37_79b9_7f4a_7c15)).wrapping_mul(0x0100_0000_01b3);
         }
         col_h.push(h.finish());
         pb.inc(1);
@@ -175,11 +144,7 @@ fn table(
     let row_groups = group(&row_h);
     let col_groups = group(&col_h);
     // Pass 2: representative values.
-    let rep_col: FxHashMap<usize, usize> = col_groups
-        .iter()
-        .enumerate()
-        .map(|(g, v)| (v[0], g))
-        .collect();
+    let rep_col: FxHashMap<usize, usize> = col_groups.iter().enumerate().map(|(g, v)| (v[0], g)).collect();
     let mut values: Vec<Vec<u64>> = vec![vec![0; col_groups.len()]; row_groups.len()];
     m.for_each_column(e, |d, col, ps| {
         if let Some(&g) = rep_col.get(&d) {
@@ -190,25 +155,11 @@ fn table(
     });
     let row_names: Vec<Vec<String>> = row_groups
         .iter()
-        .map(|g| {
-            pod_names(
-                e,
-                &g.iter()
-                    .flat_map(|&s| m.src_classes[s].iter().copied())
-                    .collect::<Vec<_>>(),
-            )
-        })
+        .map(|g| pod_names(e, &g.iter().flat_map(|&s| m.src_classes[s].iter().copied()).collect::<Vec<_>>()))
         .collect();
     let col_names: Vec<Vec<String>> = col_groups
         .iter()
-        .map(|g| {
-            pod_names(
-                e,
-                &g.iter()
-                    .flat_map(|&d| m.dst_classes[d].iter().copied())
-                    .collect::<Vec<_>>(),
-            )
-        })
+        .map(|g| pod_names(e, &g.iter().flat_map(|&d| m.dst_classes[d].iter().copied()).collect::<Vec<_>>()))
         .collect();
     // Order groups by their first pod name for stable output.
     let mut row_order: Vec<usize> = (0..row_groups.len()).collect();
@@ -216,65 +167,33 @@ fn table(
     let mut col_order: Vec<usize> = (0..col_groups.len()).collect();
     col_order.sort_by(|&a, &b| col_names[a].first().cmp(&col_names[b].first()));
 
-    writeln!(
-        out,
-        "Sources (rows; pods with identical outgoing connectivity are grouped):"
-    )?;
+    writeln!(out, "Sources (rows; pods with identical outgoing connectivity are grouped):")?;
     for (i, &r) in row_order.iter().enumerate() {
-        writeln!(
-            out,
-            "  R{:<3} {} pod(s): {}",
-            i + 1,
-            row_names[r].len(),
-            members_text(&row_names[r])
-        )?;
+        writeln!(out, "  R{:<3} {} pod(s): {}", i + 1, row_names[r].len(), members_text(&row_names[r]))?;
     }
-    writeln!(
-        out,
-        "Destinations (columns; pods with identical incoming connectivity are grouped):"
-    )?;
+    writeln!(out, "Destinations (columns; pods with identical incoming connectivity are grouped):")?;
     for (i, &c) in col_order.iter().enumerate() {
-        writeln!(
-            out,
-            "  C{:<3} {} pod(s): {}",
-            i + 1,
-            col_names[c].len(),
-            members_text(&col_names[c])
-        )?;
+        writeln!(out, "  C{:<3} {} pod(s): {}", i + 1, col_names[c].len(), members_text(&col_names[c]))?;
     }
     let grids: Vec<(String, Box<dyn Fn(u64) -> String>)> = if ports.is_empty() {
-        let sets: Vec<String> = (0..m.port_sets.len() as PsId)
-            .map(|c| m.port_sets.get(c).to_string())
-            .collect();
-        vec![(
-            "allowed ports (whole port space)".to_string(),
-            Box::new(move |v| sets[v as usize].clone()),
-        )]
+        let sets: Vec<String> = (0..m.port_sets.len() as PsId).map(|c| m.port_sets.get(c).to_string()).collect();
+        vec![("allowed ports (whole port space)".to_string(), Box::new(move |v| sets[v as usize].clone()))]
     } else {
         ports
             .iter()
             .enumerate()
             .map(|(i, &(p, proto))| {
-                let f: Box<dyn Fn(u64) -> String> = Box::new(move |v| {
-                    if v & (1 << i) != 0 {
-                        "allow".to_string()
-                    } else {
-                        "-".to_string()
-                    }
-                });
+                let f: Box<dyn Fn(u64) -> String> =
+                    Box::new(move |v| if v & (1 << i) != 0 { "allow".to_string() } else { "-".to_string() });
                 (port_label(p, proto), f)
             })
             .collect()
     };
     for (title, cell) in grids {
         writeln!(out, "\n{title}:")?;
-        let texts: Vec<Vec<String>> = row_order
-            .iter()
-            .map(|&r| col_order.iter().map(|&c| cell(values[r][c])).collect())
-            .collect();
-        let mut widths: Vec<usize> = (0..col_order.len())
-            .map(|c| format!("C{}", c + 1).len())
-            .collect();
+        let texts: Vec<Vec<String>> =
+            row_order.iter().map(|&r| col_order.iter().map(|&c| cell(values[r][c])).collect()).collect();
+        let mut widths: Vec<usize> = (0..col_order.len()).map(|c| format!("C{}", c + 1).len()).collect();
         for row in &texts {
             for (c, t) in row.iter().enumerate() {
                 widths[c] = widths[c].max(t.len());
@@ -305,9 +224,7 @@ fn pairs(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     if !m.is_stored() {
-        anyhow::bail!(
-            "the matrix is too large for per-pod csv/json output; use -o summary or -o table"
-        );
+        anyhow::bail!("the matrix is too large for per-pod csv/json output; use -o summary or -o table");
     }
     let pods: Vec<PodId> = e
         .sorted_pods()
@@ -334,15 +251,7 @@ fn pairs(
                     write!(out, ",{set}")?;
                 }
                 for &(p, proto) in ports {
-                    write!(
-                        out,
-                        ",{}",
-                        if set.contains(proto, p) {
-                            "allow"
-                        } else {
-                            "deny"
-                        }
-                    )?;
+                    write!(out, ",{}", if set.contains(proto, p) { "allow" } else { "deny" })?;
                 }
                 writeln!(out)?;
             }
@@ -356,25 +265,15 @@ fn pairs(
     let mut doc = serde_json::Map::new();
     doc.insert("pods".into(), serde_json::to_value(&names)?);
     if ports.is_empty() {
-        let rows: Vec<Vec<String>> = pods
-            .iter()
-            .map(|&a| {
-                pods.iter()
-                    .map(|&b| m.port_sets.get(cell(a, b)).to_string())
-                    .collect()
-            })
-            .collect();
+        let rows: Vec<Vec<String>> =
+            pods.iter().map(|&a| pods.iter().map(|&b| m.port_sets.get(cell(a, b)).to_string()).collect()).collect();
         doc.insert("allowed".into(), serde_json::to_value(rows)?);
     } else {
         let mut per_port = Vec::new();
         for &(p, proto) in ports {
             let rows: Vec<Vec<bool>> = pods
                 .iter()
-                .map(|&a| {
-                    pods.iter()
-                        .map(|&b| m.port_sets.get(cell(a, b)).contains(proto, p))
-                        .collect()
-                })
+                .map(|&a| pods.iter().map(|&b| m.port_sets.get(cell(a, b)).contains(proto, p)).collect())
                 .collect();
             per_port.push(serde_json::json!({"port": p, "protocol": proto, "rows": rows}));
         }

@@ -35,14 +35,8 @@ pub struct Resolver<'e> {
 
 impl<'e> Resolver<'e> {
     pub fn new(engine: &'e Engine, default_ns: &str) -> Self {
-        let pods = (0..engine.cluster.pods.len() as PodId)
-            .map(|p| (engine.cluster.pod_ref(p), p))
-            .collect();
-        Resolver {
-            engine,
-            pods,
-            default_ns: default_ns.to_string(),
-        }
+        let pods = (0..engine.cluster.pods.len() as PodId).map(|p| (engine.cluster.pod_ref(p), p)).collect();
+        Resolver { engine, pods, default_ns: default_ns.to_string() }
     }
 
     pub fn endpoint(&self, s: &str) -> Result<Endpoint, String> {
@@ -57,27 +51,21 @@ impl<'e> Resolver<'e> {
                 return Ok(Endpoint::Pod { pod, ip: None });
             }
         }
-        Err(format!(
-            "unknown pod `{s}` (expected `namespace/pod` or an IP address)"
-        ))
+        Err(format!("unknown pod `{s}` (expected `namespace/pod` or an IP address)"))
     }
 }
 
 /// Parses `80`, `80/TCP`, `53/udp`.
 pub fn parse_port_proto(s: &str) -> Result<(u16, Protocol), String> {
     let (p, proto) = match s.split_once('/') {
-        Some((p, proto)) => (
-            p,
-            Protocol::parse_loose(proto)
-                .ok_or_else(|| format!("unknown protocol `{proto}` (TCP, UDP or SCTP)"))?,
-        ),
+        Some((p, proto)) => {
+            (p, Protocol::parse_loose(proto).ok_or_else(|| format!("unknown protocol `{proto}` (TCP, UDP or SCTP)"))?)
+        }
         None => (s, Protocol::Tcp),
     };
     match p.parse::<u16>() {
         Ok(n) if n >= 1 => Ok((n, proto)),
-        _ => Err(format!(
-            "invalid port `{p}`: must be an integer between 1 and 65535"
-        )),
+        _ => Err(format!("invalid port `{p}`: must be an integer between 1 and 65535")),
     }
 }
 
@@ -92,14 +80,10 @@ fn answer(r: &Resolver, line: &str, explain: bool) -> Result<Answer, String> {
     let dst = f.dst.ok_or("missing field `dst`")?;
     let proto = match f.protocol.as_deref() {
         None => Protocol::Tcp,
-        Some(p) => Protocol::parse_exact(p)
-            .ok_or_else(|| format!("unsupported protocol `{p}`: TCP, UDP or SCTP"))?,
+        Some(p) => Protocol::parse_exact(p).ok_or_else(|| format!("unsupported protocol `{p}`: TCP, UDP or SCTP"))?,
     };
     let port = match &f.port {
-        Some(serde_json::Value::Number(n)) => n
-            .as_u64()
-            .filter(|&n| (1..=65535).contains(&n))
-            .map(|n| n as u16),
+        Some(serde_json::Value::Number(n)) => n.as_u64().filter(|&n| (1..=65535).contains(&n)).map(|n| n as u16),
         _ => None,
     }
     .ok_or_else(|| match &f.port {
@@ -122,10 +106,7 @@ fn answer(r: &Resolver, line: &str, explain: bool) -> Result<Answer, String> {
 fn append_members(out: &mut impl Write, line: &str, members: &str) -> std::io::Result<()> {
     let body = line.trim_end();
     let inner = body.strip_suffix('}').unwrap_or(body);
-    let empty = inner
-        .trim_start()
-        .strip_prefix('{')
-        .is_some_and(|r| r.trim().is_empty());
+    let empty = inner.trim_start().strip_prefix('{').is_some_and(|r| r.trim().is_empty());
     out.write_all(inner.as_bytes())?;
     if !empty {
         out.write_all(b",")?;
@@ -155,11 +136,7 @@ pub fn run(
         let is_object = l.trim_start().starts_with('{') && l.trim_end().ends_with('}');
         match answer(&r, l, explain) {
             Ok(a) => {
-                let v = if a.verdict {
-                    r#""verdict":"allow""#
-                } else {
-                    r#""verdict":"deny""#
-                };
+                let v = if a.verdict { r#""verdict":"allow""# } else { r#""verdict":"deny""# };
                 match a.explain {
                     None => append_members(&mut out, l, v)?,
                     Some(ex) => append_members(&mut out, l, &format!("{v},\"explain\":{ex}"))?,

@@ -81,7 +81,10 @@ fn query_errors_are_per_line_and_processing_continues() {
 #[test]
 fn query_explain_adds_the_explanation() {
     let ex = example();
-    let o = netpol(&["query", "-f", &ex, "--explain"], Some("{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":9100}\n"));
+    let o = netpol(
+        &["query", "-f", &ex, "--explain"],
+        Some("{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":9100}\n"),
+    );
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["verdict"], "deny");
     assert_eq!(v["explain"]["egress"]["allowed"], false);
@@ -162,7 +165,10 @@ fn matrix_outputs() {
 fn describe_outputs() {
     let ex = example();
     insta::assert_snapshot!("describe_all", stdout(&netpol(&["describe", "-f", &ex], None)));
-    insta::assert_snapshot!("describe_pod", stdout(&netpol(&["describe", "-f", &ex, "backend/api-6b8d7f5c4-m4n7r"], None)));
+    insta::assert_snapshot!(
+        "describe_pod",
+        stdout(&netpol(&["describe", "-f", &ex, "backend/api-6b8d7f5c4-m4n7r"], None))
+    );
 }
 
 #[test]
