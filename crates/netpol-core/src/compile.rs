@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::model::*;
 use crate::portset::{PortSet, Protocol};
-use crate::selector::{Labels, Selector};
+use crate::selector::{Labels, Requirement, Selector};
 
 pub type IdentityId = u32;
 pub type SelPeerId = u32;
@@ -52,6 +52,51 @@ impl BitSet {
     }
     pub fn count(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
+/// A set of identity ids: a sorted vector when small, a bitset when dense. Most selector peers select a few
+/// identities of one namespace; a dense bitset for each would cost O(peers × identities) memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdSet {
+    Sparse(Vec<u32>),
+    Dense(BitSet, usize),
+}
+
+impl IdSet {
+    /// From sorted, de-duplicated ids out of `universe` ids.
+    pub fn from_sorted(ids: Vec<u32>, universe: usize) -> Self {
+        if ids.len() * 32 > universe {
+            let mut b = BitSet::new(universe);
+            for &i in &ids {
+                b.insert(i as usize);
+            }
+            IdSet::Dense(b, ids.len())
+        } else {
+            IdSet::Sparse(ids)
+        }
+    }
+    #[inline]
+    pub fn contains(&self, i: u32) -> bool {
+        match self {
+            IdSet::Sparse(v) => v.binary_search(&i).is_ok(),
+            IdSet::Dense(b, _) => b.contains(i as usize),
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            IdSet::Sparse(v) => v.len(),
+            IdSet::Dense(_, n) => *n,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn iter(&self) -> Box<dyn Iterator<Item = u32> + '_> {
+        match self {
+            IdSet::Sparse(v) => Box::new(v.iter().copied()),
+            IdSet::Dense(b, _) => Box::new(b.iter().map(|i| i as u32)),
+        }
     }
 }
 
@@ -160,6 +205,56 @@ pub enum Endpoint {
     External(IpAddr),
 }
 
+/// Inverted indexes used to evaluate selector peers without scanning every identity.
+struct SelectIndex {
+    ns_idents: Vec<Vec<IdentityId>>,
+    /// (label key, value) → identities carrying it (sorted).
+    by_label: FxHashMap<(String, String), Vec<IdentityId>>,
+    /// label key → identities carrying it (sorted).
+    by_key: FxHashMap<String, Vec<IdentityId>>,
+}
+
+impl SelectIndex {
+    fn new(eng: &Engine, ns_idents: Vec<Vec<IdentityId>>) -> Self {
+        let mut by_label: FxHashMap<(String, String), Vec<IdentityId>> = FxHashMap::default();
+        let mut by_key: FxHashMap<String, Vec<IdentityId>> = FxHashMap::default();
+        for (i, ident) in eng.identities.iter().enumerate() {
+            if ident.host_network {
+                continue;
+            }
+            for (k, v) in &eng.label_sets[ident.labels as usize] {
+                by_label.entry((k.clone(), v.clone())).or_default().push(i as IdentityId);
+                by_key.entry(k.clone()).or_default().push(i as IdentityId);
+            }
+        }
+        SelectIndex { ns_idents, by_label, by_key }
+    }
+
+    /// A superset of the identities a pod selector can match, from its most selective `In`/`Exists`
+    /// requirement; `None` when it has none (then every identity is a candidate).
+    fn candidates(&self, sel: &Selector) -> Option<Vec<IdentityId>> {
+        let mut best: Option<Vec<IdentityId>> = None;
+        for r in sel.requirements() {
+            let c: Vec<IdentityId> = match r {
+                Requirement::In(k, vs) => {
+                    let mut c: Vec<IdentityId> = vs
+                        .iter()
+                        .flat_map(|v| self.by_label.get(&(k.clone(), v.clone())).into_iter().flatten().copied())
+                        .collect();
+                    c.sort_unstable();
+                    c
+                }
+                Requirement::Exists(k) => self.by_key.get(k).cloned().unwrap_or_default(),
+                _ => continue,
+            };
+            if best.as_ref().is_none_or(|b| c.len() < b.len()) {
+                best = Some(c);
+            }
+        }
+        best
+    }
+}
+
 /// Per-flow facts about an endpoint used by the fast path.
 struct EpInfo {
     ident: Option<IdentityId>,
@@ -177,7 +272,7 @@ pub struct Engine {
     /// Primary IP of each pod (a compact copy for the hot path).
     primary_ips: Vec<Option<IpAddr>>,
     /// Distinct selector peers: (namespace selector or the policy's namespace, pod selector).
-    pub sel_peers: Vec<(SelPeerKey, BitSet)>,
+    pub sel_peers: Vec<(SelPeerKey, IdSet)>,
     pub blocks: Vec<IpBlock>,
     /// Sorted block ids containing an address, per ip class.
     pub ip_classes: Vec<Vec<BlockId>>,
@@ -290,6 +385,8 @@ impl Engine {
             }
         }
 
+        let sel_index = SelectIndex::new(&eng, ns_idents.clone());
+
         // Policies selecting each identity. hostNetwork pods are not subject to policies.
         let mut sel_cache: FxHashMap<(&Selector, u32), bool> = FxHashMap::default();
         for (polid, pol) in cluster.policies.iter().enumerate() {
@@ -336,7 +433,7 @@ impl Engine {
                                 let id = match peer_index.get(&key) {
                                     Some(&id) => id,
                                     None => {
-                                        let set = eng.select_peer(&cluster, &key, &ns_idents, &mut ns_sel_cache);
+                                        let set = eng.select_peer(&cluster, &key, &sel_index, &mut ns_sel_cache);
                                         let id = eng.sel_peers.len() as SelPeerId;
                                         eng.sel_peers.push((key.clone(), set));
                                         peer_index.insert(key, id);
@@ -397,10 +494,9 @@ impl Engine {
         &self,
         cluster: &Cluster,
         key: &SelPeerKey,
-        ns_idents: &[Vec<IdentityId>],
+        idx: &SelectIndex,
         ns_sel_cache: &mut FxHashMap<Selector, Vec<NsId>>,
-    ) -> BitSet {
-        let mut set = BitSet::new(self.identities.len());
+    ) -> IdSet {
         let namespaces: Vec<NsId> = match &key.namespaces {
             NsScope::Own(ns) => vec![*ns],
             NsScope::Selector(s) => ns_sel_cache
@@ -416,19 +512,36 @@ impl Engine {
                 })
                 .clone(),
         };
-        for ns in namespaces {
-            for &iid in ns_idents.get(ns as usize).into_iter().flatten() {
-                let ident = &self.identities[iid as usize];
-                // Pod and namespace selectors never match hostNetwork pods (their traffic is the node's).
-                if ident.host_network {
-                    continue;
+        let pod_matches = |iid: IdentityId| -> bool {
+            let ident = &self.identities[iid as usize];
+            // Pod and namespace selectors never match hostNetwork pods (their traffic is the node's).
+            !ident.host_network && key.pods.as_ref().is_none_or(|s| s.matches(&self.label_sets[ident.labels as usize]))
+        };
+        let scan_cost: usize = namespaces.iter().map(|&ns| idx.ns_idents.get(ns as usize).map_or(0, Vec::len)).sum();
+        let candidates = key.pods.as_ref().and_then(|s| idx.candidates(s));
+        let mut ids: Vec<u32> = match candidates {
+            // Few pods carry the selector's labels: start from the label index.
+            Some(c) if c.len() < scan_cost => {
+                let mut in_ns = vec![false; cluster.namespaces.len()];
+                for &ns in &namespaces {
+                    if let Some(f) = in_ns.get_mut(ns as usize) {
+                        *f = true;
+                    }
                 }
-                if key.pods.as_ref().is_none_or(|s| s.matches(&self.label_sets[ident.labels as usize])) {
-                    set.insert(iid as usize);
-                }
+                c.into_iter()
+                    .filter(|&i| in_ns.get(self.identities[i as usize].ns as usize).copied().unwrap_or(false))
+                    .filter(|&i| pod_matches(i))
+                    .collect()
             }
-        }
-        set
+            _ => namespaces
+                .iter()
+                .flat_map(|&ns| idx.ns_idents.get(ns as usize).into_iter().flatten().copied())
+                .filter(|&i| pod_matches(i))
+                .collect(),
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        IdSet::from_sorted(ids, self.identities.len())
     }
 
     /// The ip class (set of ipBlocks containing it) of an address, interning a new class if needed.
@@ -482,7 +595,7 @@ impl Engine {
     #[inline]
     fn peer_matches(&self, peer: CPeer, ep: &EpInfo) -> bool {
         match peer {
-            CPeer::Sel(s) => ep.ident.is_some_and(|i| self.sel_peers[s as usize].1.contains(i as usize)),
+            CPeer::Sel(s) => ep.ident.is_some_and(|i| self.sel_peers[s as usize].1.contains(i)),
             CPeer::Block(b) => match (ep.ip_class, ep.ip) {
                 // Fast path: a pod's primary IP has a precomputed class.
                 (Some(c), _) => self.ip_classes[c as usize].binary_search(&b).is_ok(),

@@ -153,14 +153,20 @@ struct Plan {
     /// Egress: base per egress profile and, per tsig, overrides (eprof, ps).
     e_base: Vec<PsId>,
     e_over: Vec<Vec<(u32, PsId)>>,
-    /// Ingress: per ingress profile, (base, sparse map msig → ps).
-    i_rows: Vec<(PsId, FxHashMap<u32, PsId>)>,
+    /// Ingress: per ingress profile, (base, overrides msig → ps).
+    i_rows: Vec<(PsId, Vec<(u32, PsId)>)>,
     n_msig: usize,
 }
 
 impl Engine {
     /// Computes the matrix over all pods, or the pods of one namespace.
     pub fn matrix(&self, namespace: Option<&str>) -> Result<Matrix, String> {
+        self.matrix_with_limit(namespace, MAX_STORED_CELLS)
+    }
+
+    /// Like [`Engine::matrix`], storing cells only when there are at most `max_stored_cells` class pairs
+    /// (otherwise columns are recomputed on demand by [`Matrix::for_each_column`]).
+    pub fn matrix_with_limit(&self, namespace: Option<&str>, max_stored_cells: usize) -> Result<Matrix, String> {
         let identities: Vec<IdentityId> = match namespace {
             None => (0..self.identities.len() as IdentityId).collect(),
             Some(ns) => {
@@ -172,7 +178,7 @@ impl Engine {
         let plan = self.plan(&identities, &mut ps);
         let n_src = plan.src_classes.len();
         let n_dst = plan.dst_classes.len();
-        let store = n_src.saturating_mul(n_dst) <= MAX_STORED_CELLS;
+        let store = n_src.saturating_mul(n_dst) <= max_stored_cells;
         let mut cells = if store { Some(vec![EMPTY; n_src * n_dst]) } else { None };
         if let Some(cells) = cells.as_mut() {
             let mut col = Vec::new();
@@ -261,116 +267,164 @@ impl Engine {
             });
             dst_classes[dc as usize].push(i);
         }
-        // Inverse indexes: peer → msigs containing it; msig → tsigs.
+        // Destination classes sorted by ingress profile, so the dense ingress row changes rarely.
+        let mut order: Vec<usize> = (0..dst_classes.len()).collect();
+        order.sort_by_key(|&i| (dst_key[i].1, dst_key[i].0));
+        let dst_classes: Vec<Vec<IdentityId>> = order.iter().map(|&i| std::mem::take(&mut dst_classes[i])).collect();
+        let dst_key: Vec<(u32, u32)> = order.iter().map(|&i| dst_key[i]).collect();
+
+        // Inverse indexes: peer → msigs containing it; msig → tsigs; (protocol, port name) → tsigs whose port
+        // profile defines it.
         let mut peer_msigs: FxHashMap<CPeer, Vec<u32>> = FxHashMap::default();
         for (m, sig) in msigs.items.iter().enumerate() {
             for p in sig {
                 peer_msigs.entry(*p).or_default().push(m as u32);
             }
         }
-        let mut msig_tsigs: Vec<Vec<u32>> = vec![Vec::new(); msigs.items.len()];
-        for (t, &(m, _)) in tsigs.items.iter().enumerate() {
+        let n_msig = msigs.items.len();
+        let n_tsig = tsigs.items.len();
+        let mut msig_tsigs: Vec<Vec<u32>> = vec![Vec::new(); n_msig];
+        let mut named_tsigs: FxHashMap<(Protocol, &str), Vec<u32>> = FxHashMap::default();
+        for (t, &(m, pp)) in tsigs.items.iter().enumerate() {
             msig_tsigs[m as usize].push(t as u32);
+            for cp in &pps.items[pp as usize] {
+                if let Some(n) = &cp.name {
+                    named_tsigs.entry((cp.protocol, n.as_str())).or_default().push(t as u32);
+                }
+            }
         }
+        // Coverage of each peer, in msig space (ingress) and tsig space (egress), computed once per peer.
+        let mut msig_cov: FxHashMap<CPeer, Coverage> = FxHashMap::default();
+        let mut tsig_cov: FxHashMap<CPeer, Coverage> = FxHashMap::default();
+        let mut cover_m = |p: &CPeer| -> Coverage {
+            msig_cov
+                .entry(*p)
+                .or_insert_with(|| Coverage::from_list(peer_msigs.get(p).cloned().unwrap_or_default(), n_msig))
+                .clone()
+        };
+        let mut cover_t = |p: &CPeer| -> Coverage {
+            tsig_cov
+                .entry(*p)
+                .or_insert_with(|| {
+                    let mut v: Vec<u32> = peer_msigs
+                        .get(p)
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|&m| msig_tsigs[m as usize].iter().copied())
+                        .collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    Coverage::from_list(v, n_tsig)
+                })
+                .clone()
+        };
         let mut resolve_memo: FxHashMap<(u32, u32), PsId> = FxHashMap::default();
         let mut resolve = |ps: &mut PortSets, rule: u32, ports: &CPorts, pp: u32, cps: &[ContainerPort]| -> PsId {
             let key = if ports.named.is_empty() { (rule, u32::MAX) } else { (rule, pp) };
             *resolve_memo.entry(key).or_insert_with(|| ps.intern(ports.resolve(Some(cps))))
         };
+        let numeric_only = |ps: &mut PortSets, ports: &CPorts| -> PsId { ps.intern(ports.numeric.clone()) };
 
-        // Egress rows: per egress profile, base (rules that match every pod) + overrides per tsig.
-        let n_tsig = tsigs.items.len();
+        // Egress rows: per egress profile, a base (for every tsig not listed) + overrides per tsig.
         let mut e_base = vec![EMPTY; eprofs.items.len()];
         if let Some(b) = e_base.first_mut() {
             *b = ALL;
         }
         let mut e_over: Vec<Vec<(u32, PsId)>> = vec![Vec::new(); n_tsig];
-        let mut row: FxHashMap<u32, PsId> = FxHashMap::default();
         for (e, pols) in eprofs.items.iter().enumerate().skip(1) {
-            row.clear();
-            let mut base = EMPTY;
+            let mut row = RowBuilder::default();
             for &pol in pols {
                 for &r in &self.policy_rules[pol as usize].1 {
                     let rule = &self.rules[r as usize];
-                    if rule.peers.is_empty() && rule.ports.named.is_empty() {
-                        let p = resolve(ps, r, &rule.ports, 0, &[]);
-                        base = ps.union(base, p);
-                        continue;
-                    }
-                    let mut targets: Vec<u32> = Vec::new();
-                    if rule.peers.is_empty() {
-                        targets.extend(0..n_tsig as u32);
+                    let cov = if rule.peers.is_empty() {
+                        Coverage::all()
                     } else {
-                        for p in &rule.peers {
-                            for &m in peer_msigs.get(p).into_iter().flatten() {
-                                targets.extend_from_slice(&msig_tsigs[m as usize]);
+                        Coverage::union(rule.peers.iter().map(&mut cover_t))
+                    };
+                    if cov.complement {
+                        // Broad rule: its numeric ports go to the base, its named ports to the tsigs whose pods
+                        // define them.
+                        let p = numeric_only(ps, &rule.ports);
+                        for (proto, name) in &rule.ports.named {
+                            for &t in named_tsigs.get(&(*proto, name.as_str())).into_iter().flatten() {
+                                if cov.contains(t) {
+                                    let pp = tsigs.items[t as usize].1;
+                                    let v = resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize]);
+                                    row.add(ps, t, v);
+                                }
                             }
                         }
-                        targets.sort_unstable();
-                        targets.dedup();
-                    }
-                    for t in targets {
-                        let pp = tsigs.items[t as usize].1;
-                        let p = resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize]);
-                        let cur = row.entry(t).or_insert(EMPTY);
-                        *cur = ps.union(*cur, p);
+                        row.add_broad(ps, p, cov.list);
+                    } else {
+                        for &t in &cov.list {
+                            let pp = tsigs.items[t as usize].1;
+                            let v = resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize]);
+                            row.add(ps, t, v);
+                        }
                     }
                 }
             }
+            let (base, over) = row.finish(ps);
             e_base[e] = base;
-            for (&t, &p) in &row {
-                let full = ps.union(base, p);
-                if full != base {
-                    e_over[t as usize].push((e as u32, full));
-                }
+            for (t, p) in over {
+                e_over[t as usize].push((e as u32, p));
             }
         }
 
-        // Ingress rows: per ingress profile, base + sparse map msig → ports.
-        let mut i_rows: Vec<(PsId, FxHashMap<u32, PsId>)> = vec![(ALL, FxHashMap::default())];
+        // Ingress rows: per ingress profile, a base (for every msig not listed) + overrides per msig.
+        let mut i_rows: Vec<(PsId, Vec<(u32, PsId)>)> = vec![(ALL, Vec::new())];
         for (pols, pp) in iprofs.items.iter().skip(1) {
             let cps = &pps.items[*pp as usize];
-            let mut base = EMPTY;
-            let mut sparse: FxHashMap<u32, PsId> = FxHashMap::default();
+            let mut row = RowBuilder::default();
             for &pol in pols {
                 for &r in &self.policy_rules[pol as usize].0 {
                     let rule = &self.rules[r as usize];
                     let p = resolve(ps, r, &rule.ports, *pp, cps);
-                    if rule.peers.is_empty() {
-                        base = ps.union(base, p);
-                        continue;
-                    }
-                    for peer in &rule.peers {
-                        for &m in peer_msigs.get(peer).into_iter().flatten() {
-                            let cur = sparse.entry(m).or_insert(EMPTY);
-                            *cur = ps.union(*cur, p);
+                    let cov = if rule.peers.is_empty() {
+                        Coverage::all()
+                    } else {
+                        Coverage::union(rule.peers.iter().map(&mut cover_m))
+                    };
+                    if cov.complement {
+                        row.add_broad(ps, p, cov.list);
+                    } else {
+                        for &m in &cov.list {
+                            row.add(ps, m, p);
                         }
                     }
                 }
             }
-            for v in sparse.values_mut() {
-                *v = ps.union(base, *v);
-            }
-            i_rows.push((base, sparse));
+            i_rows.push(row.finish(ps));
         }
-        Plan { src_classes, dst_classes, src_key, dst_key, e_base, e_over, i_rows, n_msig: msigs.items.len() }
+        Plan { src_classes, dst_classes, src_key, dst_key, e_base, e_over, i_rows, n_msig }
     }
 
     /// Fills `out` with the cells of destination class `d`, one per source class.
     fn column(&self, plan: &Plan, d: usize, ps: &mut PortSets, scratch: &mut Scratch, out: &mut Vec<PsId>) {
         let (t, n) = plan.dst_key[d];
-        // Egress column: port set each egress profile allows towards this tsig.
-        scratch.ecol.clear();
-        scratch.ecol.extend_from_slice(&plan.e_base);
-        for &(e, p) in &plan.e_over[t as usize] {
+        // Egress column: the port set each egress profile allows towards this tsig (base + this tsig's
+        // overrides, undone afterwards).
+        if scratch.ecol.len() != plan.e_base.len() {
+            scratch.ecol = plan.e_base.clone();
+        }
+        let over = &plan.e_over[t as usize];
+        for &(e, p) in over {
             scratch.ecol[e as usize] = p;
         }
-        // Ingress row: port set this profile allows from each msig (dense, rebuilt when the profile changes).
+        // Ingress row: the port set this profile allows from each msig. Dense; switching profiles undoes the
+        // previous overrides and refills only when the base changes.
         if scratch.irow_prof != Some(n) {
             let (base, sparse) = &plan.i_rows[n as usize];
-            scratch.irow.clear();
-            scratch.irow.resize(plan.n_msig, *base);
-            for (&m, &p) in sparse {
+            if scratch.irow.len() != plan.n_msig || scratch.irow_base != *base {
+                scratch.irow.clear();
+                scratch.irow.resize(plan.n_msig, *base);
+                scratch.irow_base = *base;
+            } else if let Some(prev) = scratch.irow_prof {
+                for &(m, _) in &plan.i_rows[prev as usize].1 {
+                    scratch.irow[m as usize] = *base;
+                }
+            }
+            for &(m, p) in sparse {
                 scratch.irow[m as usize] = p;
             }
             scratch.irow_prof = Some(n);
@@ -381,6 +435,9 @@ impl Engine {
             let b = scratch.irow[m as usize];
             ps.inter(a, b)
         }));
+        for &(e, _) in over {
+            scratch.ecol[e as usize] = plan.e_base[e as usize];
+        }
     }
 }
 
@@ -388,7 +445,114 @@ impl Engine {
 struct Scratch {
     ecol: Vec<PsId>,
     irow: Vec<PsId>,
+    irow_base: PsId,
     irow_prof: Option<u32>,
+}
+
+/// Which keys (msigs or tsigs) a rule's peers cover: the listed ones, or (complement) all but the listed ones.
+#[derive(Clone, Debug)]
+struct Coverage {
+    complement: bool,
+    /// Sorted.
+    list: Vec<u32>,
+}
+
+impl Coverage {
+    fn all() -> Self {
+        Coverage { complement: true, list: Vec::new() }
+    }
+    /// From a sorted list out of `n` keys; more than half covered becomes a complement.
+    fn from_list(list: Vec<u32>, n: usize) -> Self {
+        if list.len() * 2 <= n {
+            return Coverage { complement: false, list };
+        }
+        let mut comp = Vec::with_capacity(n - list.len());
+        let mut it = list.iter().peekable();
+        for k in 0..n as u32 {
+            if it.peek() == Some(&&k) {
+                it.next();
+            } else {
+                comp.push(k);
+            }
+        }
+        Coverage { complement: true, list: comp }
+    }
+    fn contains(&self, k: u32) -> bool {
+        self.list.binary_search(&k).is_ok() != self.complement
+    }
+    fn union(covs: impl Iterator<Item = Coverage>) -> Coverage {
+        let mut acc = Coverage { complement: false, list: Vec::new() };
+        for c in covs {
+            acc = match (acc.complement, c.complement) {
+                (false, false) => Coverage { complement: false, list: merge(&acc.list, &c.list) },
+                (true, true) => Coverage { complement: true, list: intersect(&acc.list, &c.list) },
+                (true, false) => Coverage { complement: true, list: minus(&acc.list, &c.list) },
+                (false, true) => Coverage { complement: true, list: minus(&c.list, &acc.list) },
+            };
+        }
+        acc
+    }
+}
+
+fn merge(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut v: Vec<u32> = a.iter().chain(b).copied().collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    a.iter().copied().filter(|x| b.binary_search(x).is_ok()).collect()
+}
+
+fn minus(a: &[u32], b: &[u32]) -> Vec<u32> {
+    a.iter().copied().filter(|x| b.binary_search(x).is_err()).collect()
+}
+
+/// Builds one profile's row: explicit values per key, plus broad contributions that hold for every key except
+/// the listed exceptions.
+#[derive(Default)]
+struct RowBuilder {
+    explicit: FxHashMap<u32, PsId>,
+    broad: Vec<(PsId, Vec<u32>)>,
+}
+
+impl RowBuilder {
+    fn add(&mut self, ps: &mut PortSets, k: u32, p: PsId) {
+        let cur = self.explicit.entry(k).or_insert(EMPTY);
+        *cur = ps.union(*cur, p);
+    }
+    fn add_broad(&mut self, _ps: &mut PortSets, p: PsId, except: Vec<u32>) {
+        if p != EMPTY {
+            self.broad.push((p, except));
+        }
+    }
+    /// (base for unlisted keys, overrides sorted by key).
+    fn finish(self, ps: &mut PortSets) -> (PsId, Vec<(u32, PsId)>) {
+        let mut base = EMPTY;
+        for (p, _) in &self.broad {
+            base = ps.union(base, *p);
+        }
+        let mut keys: Vec<u32> = self.explicit.keys().copied().collect();
+        for (_, ex) in &self.broad {
+            keys.extend_from_slice(ex);
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut over = Vec::new();
+        for k in keys {
+            let mut v = self.explicit.get(&k).copied().unwrap_or(EMPTY);
+            for (p, ex) in &self.broad {
+                if ex.binary_search(&k).is_err() {
+                    v = ps.union(v, *p);
+                }
+            }
+            if v != base {
+                over.push((k, v));
+            }
+        }
+        (base, over)
+    }
 }
 
 fn peer_key(p: &CPeer) -> (u8, u32) {
@@ -450,27 +614,40 @@ impl Matrix {
     /// For every port set id, the number of ordered pairs of distinct pods whose allowed ports are exactly it.
     pub fn pair_counts(&mut self, engine: &Engine) -> FxHashMap<PsId, u64> {
         let src_w: Vec<u64> = self.src_classes.iter().map(|c| Self::pod_count(engine, c)).collect();
-        let mut counts: FxHashMap<PsId, u64> = FxHashMap::default();
+        let dst_w: Vec<u64> = self.dst_classes.iter().map(|c| Self::pod_count(engine, c)).collect();
         // Self pairs to remove: identity in src class s and dst class d contributes |pods| pairs (p, p).
         let mut self_pairs: Vec<Vec<(usize, u64)>> = vec![Vec::new(); self.dst_classes.len()];
         for &i in &self.identities {
             let (s, d) = (self.src_class_of[&i] as usize, self.dst_class_of[&i] as usize);
             self_pairs[d].push((s, engine.identities[i as usize].pods.len() as u64));
         }
-        let dst_w: Vec<u64> = self.dst_classes.iter().map(|c| Self::pod_count(engine, c)).collect();
-        self.for_each_column(engine, |d, col, _| {
-            let wd = dst_w[d];
+        // Dense per port-set counters: per column, sum source weights per cell value, then scale by the column's
+        // weight.
+        let mut counts: Vec<u64> = Vec::new();
+        let mut col_sum: Vec<u64> = Vec::new();
+        let mut touched: Vec<PsId> = Vec::new();
+        self.for_each_column(engine, |d, col, ps| {
+            if col_sum.len() < ps.len() {
+                col_sum.resize(ps.len(), 0);
+                counts.resize(ps.len(), 0);
+            }
             for (s, &c) in col.iter().enumerate() {
-                *counts.entry(c).or_default() += src_w[s] * wd;
+                let slot = &mut col_sum[c as usize];
+                if *slot == 0 {
+                    touched.push(c);
+                }
+                *slot += src_w[s];
+            }
+            let wd = dst_w[d];
+            for c in touched.drain(..) {
+                counts[c as usize] += col_sum[c as usize] * wd;
+                col_sum[c as usize] = 0;
             }
             for &(s, n) in &self_pairs[d] {
-                if let Some(v) = counts.get_mut(&col[s]) {
-                    *v -= n;
-                }
+                counts[col[s] as usize] -= n;
             }
         });
-        counts.retain(|_, v| *v > 0);
-        counts
+        counts.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(c, n)| (c as PsId, n)).collect()
     }
 }
 

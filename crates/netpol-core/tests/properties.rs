@@ -230,9 +230,27 @@ proptest! {
                 }
             }
         }
-        // Pair counts add up to all ordered pairs of distinct pods.
+        // Pair counts add up to all ordered pairs of distinct pods, and match a direct count.
         let counts = m.pair_counts(&e);
         let total: u64 = counts.values().sum();
         prop_assert_eq!(total, u64::from(n) * u64::from(n.saturating_sub(1)));
+        let mut direct: std::collections::HashMap<netpol_core::portset::PortSet, u64> = Default::default();
+        for a in 0..n {
+            for b in 0..n {
+                if a != b {
+                    *direct.entry(m.port_sets.get(m.pod_cell(&e, a, b).unwrap()).clone()).or_default() += 1;
+                }
+            }
+        }
+        let by_set: std::collections::HashMap<_, u64> =
+            counts.iter().map(|(&c, &k)| (m.port_sets.get(c).clone(), k)).collect();
+        prop_assert_eq!(&by_set, &direct);
+        // The streaming path (cells not stored) gives the same counts.
+        let mut streamed = e.matrix_with_limit(None, 0).unwrap();
+        prop_assert!(!streamed.is_stored());
+        let sc = streamed.pair_counts(&e);
+        let by_set_streamed: std::collections::HashMap<_, u64> =
+            sc.iter().map(|(&c, &k)| (streamed.port_sets.get(c).clone(), k)).collect();
+        prop_assert_eq!(&by_set_streamed, &direct);
     }
 }
