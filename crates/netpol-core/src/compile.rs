@@ -231,27 +231,31 @@ impl SelectIndex {
     }
 
     /// A superset of the identities a pod selector can match, from its most selective `In`/`Exists`
-    /// requirement; `None` when it has none (then every identity is a candidate).
-    fn candidates(&self, sel: &Selector) -> Option<Vec<IdentityId>> {
-        let mut best: Option<Vec<IdentityId>> = None;
-        for r in sel.requirements() {
-            let c: Vec<IdentityId> = match r {
+    /// requirement, if that is smaller than `limit`; `None` otherwise.
+    fn candidates(&self, sel: &Selector, limit: usize) -> Option<Vec<IdentityId>> {
+        let size = |r: &Requirement| -> Option<usize> {
+            match r {
                 Requirement::In(k, vs) => {
-                    let mut c: Vec<IdentityId> = vs
-                        .iter()
-                        .flat_map(|v| self.by_label.get(&(k.clone(), v.clone())).into_iter().flatten().copied())
-                        .collect();
-                    c.sort_unstable();
-                    c
+                    Some(vs.iter().map(|v| self.by_label.get(&(k.clone(), v.clone())).map_or(0, Vec::len)).sum())
                 }
-                Requirement::Exists(k) => self.by_key.get(k).cloned().unwrap_or_default(),
-                _ => continue,
-            };
-            if best.as_ref().is_none_or(|b| c.len() < b.len()) {
-                best = Some(c);
+                Requirement::Exists(k) => Some(self.by_key.get(k).map_or(0, Vec::len)),
+                _ => None,
             }
+        };
+        let best = sel.requirements().iter().filter_map(|r| size(r).map(|n| (n, r))).min_by_key(|(n, _)| *n)?;
+        if best.0 >= limit {
+            return None;
         }
-        best
+        let mut c: Vec<IdentityId> = match best.1 {
+            Requirement::In(k, vs) => vs
+                .iter()
+                .flat_map(|v| self.by_label.get(&(k.clone(), v.clone())).into_iter().flatten().copied())
+                .collect(),
+            Requirement::Exists(k) => self.by_key.get(k).cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        c.sort_unstable();
+        Some(c)
     }
 }
 
@@ -518,10 +522,11 @@ impl Engine {
             !ident.host_network && key.pods.as_ref().is_none_or(|s| s.matches(&self.label_sets[ident.labels as usize]))
         };
         let scan_cost: usize = namespaces.iter().map(|&ns| idx.ns_idents.get(ns as usize).map_or(0, Vec::len)).sum();
-        let candidates = key.pods.as_ref().and_then(|s| idx.candidates(s));
+        let candidates =
+            if scan_cost > 64 { key.pods.as_ref().and_then(|s| idx.candidates(s, scan_cost)) } else { None };
         let mut ids: Vec<u32> = match candidates {
             // Few pods carry the selector's labels: start from the label index.
-            Some(c) if c.len() < scan_cost => {
+            Some(c) => {
                 let mut in_ns = vec![false; cluster.namespaces.len()];
                 for &ns in &namespaces {
                     if let Some(f) = in_ns.get_mut(ns as usize) {
@@ -533,7 +538,7 @@ impl Engine {
                     .filter(|&i| pod_matches(i))
                     .collect()
             }
-            _ => namespaces
+            None => namespaces
                 .iter()
                 .flat_map(|&ns| idx.ns_idents.get(ns as usize).into_iter().flatten().copied())
                 .filter(|&i| pod_matches(i))
