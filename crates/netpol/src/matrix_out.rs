@@ -50,6 +50,9 @@ fn progress(total: usize, what: &str) -> ProgressBar {
     pb
 }
 
+/// Renders a projected cell value.
+type CellText = Box<dyn Fn(u64) -> String>;
+
 fn port_label(p: u16, proto: Protocol) -> String {
     format!("{p}/{proto}")
 }
@@ -175,7 +178,7 @@ fn table(e: &Engine, m: &mut Matrix, ports: &[(u16, Protocol)], out: &mut dyn Wr
     for (i, &c) in col_order.iter().enumerate() {
         writeln!(out, "  C{:<3} {} pod(s): {}", i + 1, col_names[c].len(), members_text(&col_names[c]))?;
     }
-    let grids: Vec<(String, Box<dyn Fn(u64) -> String>)> = if ports.is_empty() {
+    let grids: Vec<(String, CellText)> = if ports.is_empty() {
         let sets: Vec<String> = (0..m.port_sets.len() as PsId).map(|c| m.port_sets.get(c).to_string()).collect();
         vec![("allowed ports (whole port space)".to_string(), Box::new(move |v| sets[v as usize].clone()))]
     } else {
@@ -183,7 +186,7 @@ fn table(e: &Engine, m: &mut Matrix, ports: &[(u16, Protocol)], out: &mut dyn Wr
             .iter()
             .enumerate()
             .map(|(i, &(p, proto))| {
-                let f: Box<dyn Fn(u64) -> String> =
+                let f: CellText =
                     Box::new(move |v| if v & (1 << i) != 0 { "allow".to_string() } else { "-".to_string() });
                 (port_label(p, proto), f)
             })
