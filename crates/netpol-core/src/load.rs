@@ -24,6 +24,10 @@ use crate::model::*;
 use crate::portset::Protocol;
 use crate::selector::{self, Labels, Requirement, Selector};
 
+/// Kinds netpol reads; everything else is skipped (and counted).
+const MODELLED_KINDS: [&str; 9] =
+    ["Namespace", "Pod", "NetworkPolicy", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob"];
+
 /// The label the API server puts on every namespace.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -112,24 +116,35 @@ impl Loader {
         };
         let trimmed = text.trim_start_matches('\u{feff}').trim_start();
         if trimmed.starts_with('{') || trimmed.starts_with('[') {
-            // JSON (one value or a stream of values).
+            // JSON (one value or a stream of values). A YAML flow mapping also starts with `{`: when the first
+            // value is not valid JSON, read the input as YAML instead.
             let mut stream = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>();
             let mut doc = 0;
             loop {
                 match stream.next() {
-                    None => break,
+                    None => return,
                     Some(Ok(v)) => self.add_value(v, origin(doc)),
+                    Some(Err(_)) if doc == 0 => break,
                     Some(Err(e)) => {
                         self.diag(Severity::Error, origin(doc), None, None, format!("invalid JSON: {e}"));
-                        break;
+                        return;
                     }
                 }
                 doc += 1;
             }
-            return;
         }
+        // YAML merge keys (`<<: *anchor`) need the slower path through serde_yaml_ng's own Value.
+        let merge = text.contains("<<");
         for (doc, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-            match Value::deserialize(de) {
+            let parsed = if merge {
+                serde_yaml_ng::Value::deserialize(de).and_then(|mut y| {
+                    y.apply_merge()?;
+                    serde_yaml_ng::from_value::<Value>(y)
+                })
+            } else {
+                Value::deserialize(de)
+            };
+            match parsed {
                 Ok(v) => self.add_value(v, origin(doc)),
                 Err(e) => {
                     self.diag(Severity::Error, origin(doc), None, None, format!("invalid YAML: {e}"));
@@ -166,7 +181,8 @@ impl Loader {
             return;
         }
         let label = object_label(&kind, map.get("metadata"));
-        if kind == "List" || kind.ends_with("List") && map.get("items").is_some_and(Value::is_array) {
+        let typed_list = kind.strip_suffix("List").is_some_and(|k| MODELLED_KINDS.contains(&k));
+        if kind == "List" || typed_list && map.get("items").is_some_and(Value::is_array) {
             if origin.item.is_some() {
                 self.diag(Severity::Error, origin, Some(label), None, "nested lists are not supported".into());
                 return;
@@ -206,6 +222,22 @@ impl Loader {
                 format!("unsupported apiVersion `{api_version}` for {kind}; expected `{expected_api}`"),
             );
             return;
+        }
+        // k8s-openapi fills in a default for a missing `spec`/`spec.template` of some workload kinds; the API
+        // server requires the template, so check the raw document.
+        let template_path = match kind.as_str() {
+            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
+                Some(("/spec/template", "spec.template"))
+            }
+            "CronJob" => Some(("/spec/jobTemplate/spec/template", "spec.jobTemplate.spec.template")),
+            _ => None,
+        };
+        if let Some((pointer, path)) = template_path {
+            if v.pointer(pointer).is_none_or(Value::is_null) {
+                let msg = format!("{kind} has no pod template");
+                self.diag(Severity::Error, origin, Some(label), Some(path.into()), msg);
+                return;
+            }
         }
         match kind.as_str() {
             "Namespace" => {
@@ -312,12 +344,8 @@ impl Loader {
 
     fn add_namespace(&mut self, o: core::Namespace, origin: Origin, label: String) {
         let mut errs = Errors::default();
-        let name = meta_name(&o.metadata, &mut errs);
-        if let Some(n) = &name {
-            if let Err(e) = selector::check_dns_label(n) {
-                errs.add("metadata.name", e);
-            }
-        }
+        // Namespace names are DNS labels (stricter than the subdomains of other objects).
+        let name = meta_name_checked(&o.metadata, &mut errs, selector::check_dns_label);
         let labels = check_labels(o.metadata.labels.as_ref(), "metadata.labels", &mut errs);
         if !self.report(errs, &origin, &label) {
             return;
@@ -555,13 +583,17 @@ fn object_label(kind: &str, meta: Option<&Value>) -> String {
 }
 
 fn meta_name(meta: &ObjectMeta, errs: &mut Errors) -> Option<String> {
+    meta_name_checked(meta, errs, selector::check_dns_subdomain)
+}
+
+fn meta_name_checked(meta: &ObjectMeta, errs: &mut Errors, check: fn(&str) -> Result<(), String>) -> Option<String> {
     match &meta.name {
         None => {
             errs.add("metadata.name", "name is required");
             None
         }
         Some(n) => {
-            if let Err(e) = selector::check_dns_subdomain(n) {
+            if let Err(e) = check(n) {
                 errs.add("metadata.name", e);
             }
             Some(n.clone())
@@ -746,6 +778,8 @@ fn convert_rule(
                     None => lo,
                     Some(e) => match (u16::try_from(e), lo) {
                         (Ok(e16), Some(l)) if e16 >= l => Some(e16),
+                        // `port` is already reported; a valid endPort adds no second error.
+                        (Ok(e16), None) if e16 >= 1 => None,
                         (Ok(_), Some(l)) if e <= 65535 => {
                             errs.add(
                                 format!("{ppath}.endPort"),

@@ -603,7 +603,6 @@ fn bad_namespace_object_name_is_rejected() {
 }
 
 #[test]
-#[ignore = "loader bug: a Namespace name that is neither a DNS subdomain nor a DNS label gets two errors on metadata.name"]
 fn bad_namespace_object_name_is_reported_once() {
     let l = load_str("n.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: Prod}\n");
     let d = only_error(&l);
@@ -1025,7 +1024,6 @@ fn end_port_range_is_accepted() {
 }
 
 #[test]
-#[ignore = "loader bug: with an invalid `port`, a valid `endPort` gets a spurious \"must be between 1 and 65535\" error"]
 fn invalid_port_with_valid_end_port_reports_only_the_port() {
     rejects_policy(
         "podSelector: {}\ningress:\n  - ports:\n      - port: 0\n        endPort: 10\n",
@@ -1225,10 +1223,9 @@ fn sidecar_init_container_ports_count_and_plain_init_container_ports_do_not() {
     assert_eq!(names, [Some("http"), Some("proxy")]);
 }
 
-// ---- known loader bugs (kept, ignored) ----
+// ---- formerly known loader bugs ----
 
 #[test]
-#[ignore = "loader bug: Deployment/StatefulSet/DaemonSet without spec.template load silently as a label-less pod"]
 fn workload_without_template_is_rejected() {
     // k8s-openapi defaults a missing `spec` / `spec.template` of these kinds, so the loader's "has no pod
     // template" check (which only sees ReplicaSet/Job/CronJob templates as optional) never fires.
@@ -1244,7 +1241,6 @@ fn workload_without_template_is_rejected() {
 }
 
 #[test]
-#[ignore = "loader bug: YAML merge keys (`<<: *anchor`), which kubectl accepts, are read as a literal `<<` key"]
 fn yaml_merge_keys_are_applied() {
     let text = dedent(
         r#"
@@ -1314,5 +1310,50 @@ fn example_three_tier_loads_cleanly() {
     for ns in ["frontend", "backend", "database"] {
         let d = policy(&l, ns, "default-deny").unwrap();
         assert!(d.affects_ingress && d.affects_egress && d.ingress.is_empty() && d.egress.is_empty(), "{ns}");
+    }
+}
+
+#[test]
+fn yaml_flow_mapping_that_looks_like_json_is_read_as_yaml() {
+    let l = load_str("flow.yaml", "{apiVersion: v1, kind: Namespace, metadata: {name: flow}}\n");
+    assert_clean(&l);
+    assert_eq!(l.cluster.namespaces.len(), 1);
+    assert_eq!(l.cluster.namespaces[0].name, "flow");
+}
+
+#[test]
+fn lists_of_unmodelled_kinds_are_skipped_under_their_own_kind() {
+    let l = load_str("crd.yaml", "apiVersion: example.com/v1\nkind: AllowList\nitems: [{kind: Pod}]\n");
+    assert_clean(&l);
+    assert_eq!(l.skipped_kinds.get("AllowList"), Some(&1));
+    assert!(l.cluster.pods.is_empty());
+}
+
+/// The fuzz target's body on the seed corpus and every fixture, on stable: load twice, compile, answer.
+#[test]
+fn fuzz_seeds_and_fixtures_never_panic() {
+    use netpol_core::compile::{Endpoint, Engine};
+    use netpol_core::portset::Protocol;
+    let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["fuzz/seeds/load", "tests/data", "tests/data/fuzz-regressions"] {
+        if let Ok(rd) = std::fs::read_dir(format!("{root}/{dir}")) {
+            files.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()));
+        }
+    }
+    assert!(files.len() >= 8, "expected seeds and fixtures, found {files:?}");
+    for f in files {
+        let data = std::fs::read(&f).unwrap();
+        let mut loader = Loader::new();
+        loader.add_bytes("a", &data);
+        loader.add_bytes("b", &data);
+        let e = Engine::new(loader.finish().cluster);
+        let mut m = e.matrix(None).unwrap();
+        let _ = m.pair_counts(&e);
+        if !e.cluster.pods.is_empty() {
+            let last = e.cluster.pods.len() as u32 - 1;
+            let (a, b) = (Endpoint::Pod { pod: 0, ip: None }, Endpoint::Pod { pod: last, ip: None });
+            let _ = e.explain(&a, &b, Protocol::Tcp, 80).render();
+        }
     }
 }
