@@ -199,3 +199,33 @@ fn directories_and_stdin_manifests() {
     assert!(stdout(&o).contains("frontend/web"));
     assert!(stdout(&o).contains("not isolated"));
 }
+
+/// Every row of the example README's flow table is checked with `netpol query`.
+#[test]
+fn example_readme_flow_table_matches_the_engine() {
+    let readme = std::fs::read_to_string(root().join("examples/three-tier/README.md")).unwrap();
+    let clean = |s: &str| s.replace('`', "").split_whitespace().next().unwrap_or("").to_string();
+    let mut input = String::new();
+    let mut want = Vec::new();
+    for line in readme.lines() {
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | # | from | to | port | verdict | why |
+        if cols.len() < 7 || cols[1].parse::<u32>().is_err() {
+            continue;
+        }
+        let (src, dst) = (clean(cols[2]), clean(cols[3]));
+        let port = clean(cols[4]);
+        let (port, proto) = port.split_once('/').unwrap_or((&port, "TCP"));
+        let verdict = if cols[5].contains("allowed") { "allow" } else { "deny" };
+        input.push_str(&format!("{{\"src\":\"{src}\",\"dst\":\"{dst}\",\"port\":{port},\"protocol\":\"{proto}\"}}\n"));
+        want.push(verdict);
+    }
+    assert!(want.len() >= 15, "expected the flow table, found {} rows", want.len());
+    let o = netpol(&["query", "-f", &example()], Some(&input));
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g["verdict"], *w, "{g}");
+    }
+    assert_eq!(got.len(), want.len());
+}
