@@ -613,6 +613,11 @@ impl Matrix {
 
     /// For every port set id, the number of ordered pairs of distinct pods whose allowed ports are exactly it.
     pub fn pair_counts(&mut self, engine: &Engine) -> FxHashMap<PsId, u64> {
+        self.pair_counts_with_progress(engine, &mut |_| {})
+    }
+
+    /// [`Matrix::pair_counts`], calling `tick(columns_done)` after each destination class.
+    pub fn pair_counts_with_progress(&mut self, engine: &Engine, tick: &mut dyn FnMut(usize)) -> FxHashMap<PsId, u64> {
         let src_w: Vec<u64> = self.src_classes.iter().map(|c| Self::pod_count(engine, c)).collect();
         let dst_w: Vec<u64> = self.dst_classes.iter().map(|c| Self::pod_count(engine, c)).collect();
         // Self pairs to remove: identity in src class s and dst class d contributes |pods| pairs (p, p).
@@ -646,6 +651,7 @@ impl Matrix {
             for &(s, n) in &self_pairs[d] {
                 counts[col[s] as usize] -= n;
             }
+            tick(d + 1);
         });
         counts.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(c, n)| (c as PsId, n)).collect()
     }

@@ -84,7 +84,9 @@ pub fn run(
 }
 
 fn summary(e: &Engine, m: &mut Matrix, ports: &[(u16, Protocol)], out: &mut dyn Write) -> anyhow::Result<()> {
-    let counts = m.pair_counts(e);
+    let pb = progress(m.dst_classes.len(), "matrix");
+    let counts = m.pair_counts_with_progress(e, &mut |done| pb.set_position(done as u64));
+    pb.finish_and_clear();
     let rows = summarize(&counts, &m.port_sets, (!ports.is_empty()).then_some(ports));
     let pods: u64 = m.identities.iter().map(|&i| e.identities[i as usize].pods.len() as u64).sum();
     writeln!(out, "pods: {pods}, ordered pairs of distinct pods: {}", pods * pods.saturating_sub(1))?;
