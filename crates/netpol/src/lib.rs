@@ -3,6 +3,7 @@
 
 pub mod describe;
 pub mod input;
+pub mod lab_cmd;
 pub mod matrix_out;
 pub mod query;
 pub mod style;

@@ -4,7 +4,7 @@
 //! Exit codes: 0 success; 1 "found something" (a query line errored, a matrix/explain ran fine but... see each
 //! command); 2 usage error, unreadable input, or invalid manifests with `--strict`.
 
-use netpol::{describe, input, matrix_out, query, style, MatrixFormat, TableOrJson};
+use netpol::{describe, input, lab_cmd, matrix_out, query, style, MatrixFormat, TableOrJson};
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -28,6 +28,46 @@ struct Cli {
 enum TextOrJson {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum NftFormat {
+    Nft,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum NftAction {
+    /// Per policy rule packet/byte counters (and drops per isolation) of the ruleset loaded in a lab.
+    Stats {
+        #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
+        prefix: String,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: TableOrJson,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Create the lab for a cluster and load its ruleset.
+    Up {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
+        prefix: String,
+    },
+    /// Re-apply after the manifests changed: pods added/removed, ruleset replaced in one transaction.
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
+        prefix: String,
+    },
+    /// Remove every namespace of the lab (also after a crash).
+    Down {
+        #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
+        prefix: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +114,37 @@ enum Cmd {
         namespace: Option<String>,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: MatrixFormat,
+    },
+    /// Print the nftables ruleset that enforces the policies (nft syntax, or libnftables JSON with -o json).
+    #[command(args_conflicts_with_subcommands = true)]
+    Nft {
+        #[command(subcommand)]
+        action: Option<NftAction>,
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        #[arg(short = 'o', long, value_enum, default_value = "nft")]
+        output: NftFormat,
+    },
+    /// Network-namespace lab: one namespace per pod, routed through a node namespace that enforces the ruleset.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+    /// Bring a lab up (or use a running one), probe every flow with real connections, compare with the verdicts.
+    ConnectivityTest {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// JSON Lines flows (the `query` contract); default: every pod pair on every declared container port.
+        #[arg(long)]
+        flows: Option<String>,
+        #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
+        prefix: String,
+        /// Keep a lab this command created (default: remove it at the end).
+        #[arg(long)]
+        keep: bool,
+        /// Probe timeout in milliseconds (a dropped connection is observed as a timeout).
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
     },
     /// Which policies select each pod, and whether it is isolated per direction.
     Describe {
@@ -184,6 +255,77 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             matrix_out::run(&inp.engine, &ports, namespace.as_deref(), output, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Nft { action: Some(NftAction::Stats { prefix, output }), .. } => {
+            lab_cmd::check_privileges()?;
+            let stdout = std::io::stdout();
+            lab_cmd::stats(&prefix, output == TableOrJson::Json, &mut stdout.lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Lab { action } => {
+            lab_cmd::check_privileges()?;
+            match action {
+                LabAction::Up { files, prefix } => {
+                    let inp = match load(&files, strict)? {
+                        Ok(i) => i,
+                        Err(code) => return Ok(code),
+                    };
+                    let (lab, _) = lab_cmd::up(&inp.engine.cluster, &prefix, Vec::new())?;
+                    println!(
+                        "lab `{prefix}` is up: node namespace {}, {} pod namespaces",
+                        lab.node_netns(),
+                        lab.pods().count()
+                    );
+                }
+                LabAction::Apply { files, prefix } => {
+                    let inp = match load(&files, strict)? {
+                        Ok(i) => i,
+                        Err(code) => return Ok(code),
+                    };
+                    lab_cmd::apply_changes(&inp.engine.cluster, &prefix)?;
+                    println!("lab `{prefix}` updated");
+                }
+                LabAction::Down { prefix } => {
+                    let n = lab_cmd::down(&prefix)?;
+                    println!("lab `{prefix}`: removed {n} namespace(s)");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::ConnectivityTest { files, flows, prefix, keep, timeout_ms } => {
+            lab_cmd::check_privileges()?;
+            let inp = match load(&files, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let stdout = std::io::stdout();
+            let code = lab_cmd::connectivity_test(
+                &inp.engine.cluster,
+                flows.as_deref(),
+                &prefix,
+                keep,
+                std::time::Duration::from_millis(timeout_ms),
+                &mut stdout.lock(),
+            )?;
+            Ok(ExitCode::from(code))
+        }
+        Cmd::Nft { action: None, files, output } => {
+            if files.is_empty() {
+                anyhow::bail!("give the manifests with -f (or use `netpol nft stats`)");
+            }
+            let inp = match load(&files, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let t = std::time::Instant::now();
+            let rs = netpol_nft::ruleset::generate(&inp.engine);
+            let (rules, elements) = rs.size();
+            tracing::info!(elapsed = ?t.elapsed(), rules, elements, sets = rs.sets.len(), "ruleset generated");
+            match output {
+                NftFormat::Nft => print!("{}", rs.to_nft()),
+                NftFormat::Json => println!("{}", serde_json::to_string_pretty(&rs.to_json())?),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Describe { files, pod, namespace, output } => {

@@ -1,0 +1,286 @@
+//! The only module that runs external commands against the kernel (`ip`, `nft`, and `sh` for netns sysctls).
+//!
+//! Everything goes through the [`Runner`] trait so that pure code (command generation in [`crate::lab`], ruleset
+//! application) can be tested with a fake runner that records argv instead of touching the kernel. [`System`] is
+//! the real implementation on top of [`std::process::Command`].
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Runs one external command. `argv[0]` is the program (looked up in `PATH`); `stdin`, when given, is written to
+/// the child's standard input. Returns the child's standard output on success (exit status 0).
+pub trait Runner {
+    fn run(&self, argv: &[&str], stdin: Option<&str>) -> Result<String, ApplyError>;
+}
+
+/// The real [`Runner`]: spawns the process with [`std::process::Command`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct System;
+
+/// Failure of an external command (or of interpreting its output).
+#[derive(thiserror::Error, Debug)]
+pub enum ApplyError {
+    #[error("empty command line")]
+    EmptyCommand,
+    #[error("cannot run `{argv}`: {source}")]
+    Spawn {
+        argv: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{argv}` failed ({status}): {stderr}")]
+    Failed {
+        argv: String,
+        /// e.g. `exit status: 1` or `signal: 9 (SIGKILL)`
+        status: String,
+        /// The code, if the process exited normally.
+        code: Option<i32>,
+        stderr: String,
+    },
+    #[error("`{argv}` printed output that is not valid JSON: {source}")]
+    Json {
+        argv: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl ApplyError {
+    /// The standard error of a failed command (empty for other errors).
+    pub fn stderr(&self) -> &str {
+        match self {
+            ApplyError::Failed { stderr, .. } => stderr,
+            _ => "",
+        }
+    }
+}
+
+/// Quote an argv for error messages (shell-like, only quoting where needed).
+pub fn display_argv(argv: &[&str]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+%".contains(&b));
+            if plain {
+                (*a).to_string()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Runner for System {
+    fn run(&self, argv: &[&str], stdin: Option<&str>) -> Result<String, ApplyError> {
+        let (prog, args) = argv.split_first().ok_or(ApplyError::EmptyCommand)?;
+        let shown = || display_argv(argv);
+        tracing::debug!(argv = %shown(), stdin_bytes = stdin.map_or(0, str::len), "run");
+        let mut child = Command::new(prog)
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("LC_ALL", "C")
+            .spawn()
+            .map_err(|source| ApplyError::Spawn { argv: shown(), source })?;
+        // Write stdin on a separate thread: a large script and a chatty child could otherwise deadlock on full pipes.
+        let output = std::thread::scope(|s| {
+            let writer = match (stdin, child.stdin.take()) {
+                (Some(text), Some(mut pipe)) => Some(s.spawn(move || {
+                    // A child that exits early closes the pipe (EPIPE); its exit status tells the real story.
+                    let _ = pipe.write_all(text.as_bytes());
+                })),
+                _ => None,
+            };
+            let out = child.wait_with_output();
+            if let Some(w) = writer {
+                let _ = w.join();
+            }
+            out
+        })
+        .map_err(|source| ApplyError::Spawn { argv: shown(), source })?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(ApplyError::Failed {
+                argv: shown(),
+                status: output.status.to_string(),
+                code: output.status.code(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim_end().to_string(),
+            })
+        }
+    }
+}
+
+/// `args`, prefixed with `ip netns exec NS` when `netns` is given.
+fn in_ns<'a>(netns: Option<&'a str>, args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = Vec::with_capacity(args.len() + 4);
+    if let Some(ns) = netns {
+        v.extend_from_slice(&["ip", "netns", "exec", ns]);
+    }
+    v.extend_from_slice(args);
+    v
+}
+
+/// Load an nft script atomically (`nft -f -`, script on stdin), inside `netns` when given.
+pub fn nft_apply(r: &dyn Runner, netns: Option<&str>, script: &str) -> Result<(), ApplyError> {
+    r.run(&in_ns(netns, &["nft", "-f", "-"]), Some(script)).map(drop)
+}
+
+/// Check an nft script without applying it (`nft -c -f -`), inside `netns` when given.
+///
+/// Note: `nft -c` still needs the tables/sets the script refers to to exist in that netns when the script
+/// references (rather than creates) them.
+pub fn nft_check(r: &dyn Runner, netns: Option<&str>, script: &str) -> Result<(), ApplyError> {
+    r.run(&in_ns(netns, &["nft", "-c", "-f", "-"]), Some(script)).map(drop)
+}
+
+/// `nft -j list ruleset`, parsed, inside `netns` when given.
+pub fn nft_list_json(r: &dyn Runner, netns: Option<&str>) -> Result<serde_json::Value, ApplyError> {
+    let argv = in_ns(netns, &["nft", "-j", "list", "ruleset"]);
+    let out = r.run(&argv, None)?;
+    if out.trim().is_empty() {
+        // nft prints nothing at all for an empty ruleset in some versions.
+        return Ok(serde_json::json!({ "nftables": [] }));
+    }
+    serde_json::from_str(&out).map_err(|source| ApplyError::Json { argv: display_argv(&argv), source })
+}
+
+/// Whether the `nft` binary can be run (`nft --version` succeeds). Says nothing about privileges.
+pub fn nft_available() -> bool {
+    System.run(&["nft", "--version"], None).is_ok()
+}
+
+/// Whether the `ip` binary (iproute2) can be run.
+pub fn ip_available() -> bool {
+    System.run(&["ip", "-V"], None).is_ok()
+}
+
+/// Run an `ip -batch -` script (one `ip` command per line, without the leading `ip`), inside `netns` (`ip -n NS`)
+/// when given. With `force`, `ip` goes on after a failing line (`-force`) and still fails at the end.
+pub fn ip_batch(r: &dyn Runner, netns: Option<&str>, script: &str, force: bool) -> Result<(), ApplyError> {
+    if script.trim().is_empty() {
+        return Ok(());
+    }
+    let mut argv = vec!["ip"];
+    if let Some(ns) = netns {
+        argv.extend_from_slice(&["-n", ns]);
+    }
+    if force {
+        argv.push("-force");
+    }
+    argv.extend_from_slice(&["-batch", "-"]);
+    r.run(&argv, Some(script)).map(drop)
+}
+
+/// Names of all named network namespaces (`ip netns list`, first word of each line).
+pub fn netns_list(r: &dyn Runner) -> Result<Vec<String>, ApplyError> {
+    let out = r.run(&["ip", "netns", "list"], None)?;
+    Ok(parse_netns_list(&out))
+}
+
+/// Parse `ip netns list` output: lines like `name (id: 3)` or `name`.
+pub fn parse_netns_list(out: &str) -> Vec<String> {
+    out.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect()
+}
+
+/// Write `value` to `/proc/sys/<key with dots as slashes>` inside `netns` (never the root namespace):
+/// `ip netns exec NS sh -c 'echo V > /proc/sys/...'`. Keys and values are restricted to `[A-Za-z0-9._-]`.
+pub fn sysctl_in_netns(r: &dyn Runner, netns: &str, settings: &[(&str, &str)]) -> Result<(), ApplyError> {
+    let safe = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let mut script = String::from("set -e");
+    for (k, v) in settings {
+        if !safe(k) || !safe(v) || k.contains("..") {
+            return Err(ApplyError::Failed {
+                argv: format!("sysctl {k}={v}"),
+                status: "not run".into(),
+                code: None,
+                stderr: "refusing sysctl key/value with unexpected characters".into(),
+            });
+        }
+        script.push_str(&format!("; echo {v} > /proc/sys/{}", k.replace('.', "/")));
+    }
+    r.run(&["ip", "netns", "exec", netns, "sh", "-c", &script], None).map(drop)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Records every call and answers with a canned stdout.
+    struct Fake {
+        calls: RefCell<Vec<(Vec<String>, Option<String>)>>,
+        reply: String,
+    }
+    impl Runner for Fake {
+        fn run(&self, argv: &[&str], stdin: Option<&str>) -> Result<String, ApplyError> {
+            self.calls.borrow_mut().push((argv.iter().map(|s| s.to_string()).collect(), stdin.map(str::to_string)));
+            Ok(self.reply.clone())
+        }
+    }
+    fn fake(reply: &str) -> Fake {
+        Fake { calls: RefCell::new(Vec::new()), reply: reply.to_string() }
+    }
+
+    #[test]
+    fn nft_argv() {
+        let f = fake("");
+        nft_apply(&f, Some("lab-node"), "table inet t {}\n").unwrap();
+        nft_check(&f, None, "x").unwrap();
+        let calls = f.calls.borrow();
+        assert_eq!(calls[0].0, ["ip", "netns", "exec", "lab-node", "nft", "-f", "-"]);
+        assert_eq!(calls[0].1.as_deref(), Some("table inet t {}\n"));
+        assert_eq!(calls[1].0, ["nft", "-c", "-f", "-"]);
+    }
+
+    #[test]
+    fn list_json_empty_and_full() {
+        assert_eq!(nft_list_json(&fake(""), None).unwrap()["nftables"], serde_json::json!([]));
+        let v = nft_list_json(&fake(r#"{"nftables":[{"metainfo":{"json_schema_version":1}}]}"#), Some("n")).unwrap();
+        assert_eq!(v["nftables"][0]["metainfo"]["json_schema_version"], 1);
+        assert!(matches!(nft_list_json(&fake("nope"), None), Err(ApplyError::Json { .. })));
+    }
+
+    #[test]
+    fn netns_list_parsing() {
+        assert_eq!(parse_netns_list("a-node (id: 3)\nb\n\n  c (id: 0)\n"), ["a-node", "b", "c"]);
+    }
+
+    #[test]
+    fn ip_batch_argv() {
+        let f = fake("");
+        ip_batch(&f, Some("ns1"), "link set lo up\n", true).unwrap();
+        ip_batch(&f, None, "  \n", false).unwrap(); // empty: nothing run
+        let calls = f.calls.borrow();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].0, ["ip", "-n", "ns1", "-force", "-batch", "-"]);
+    }
+
+    #[test]
+    fn sysctl_quoting() {
+        let f = fake("");
+        sysctl_in_netns(&f, "n", &[("net.ipv4.ip_forward", "1")]).unwrap();
+        assert_eq!(f.calls.borrow()[0].0[6], "set -e; echo 1 > /proc/sys/net/ipv4/ip_forward");
+        assert!(sysctl_in_netns(&f, "n", &[("net.ipv4.ip_forward; rm", "1")]).is_err());
+        assert!(sysctl_in_netns(&f, "n", &[("..x", "1")]).is_err());
+    }
+
+    #[test]
+    fn system_runner_reports_failures() {
+        // `sh` exists everywhere this crate runs; these run nothing against the kernel.
+        let out = System.run(&["sh", "-c", "cat"], Some("hello")).unwrap();
+        assert_eq!(out, "hello");
+        match System.run(&["sh", "-c", "echo oops >&2; exit 3"], None) {
+            Err(ApplyError::Failed { code, stderr, argv, .. }) => {
+                assert_eq!(code, Some(3));
+                assert_eq!(stderr, "oops");
+                assert_eq!(argv, "sh -c 'echo oops >&2; exit 3'");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(System.run(&["/nonexistent/prog"], None), Err(ApplyError::Spawn { .. })));
+        assert!(matches!(System.run(&[], None), Err(ApplyError::EmptyCommand)));
+    }
+}

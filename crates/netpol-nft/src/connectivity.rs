@@ -1,0 +1,223 @@
+//! Connectivity tests: bring the engine's model into a lab, enforce it with the generated ruleset, and compare
+//! every flow's verdict with what a real connection observes.
+//!
+//! Lab addressing: pods keep their manifest IPs when those are lab-safe (10.0.0.0/8, fd00::/8); pods without an IP
+//! get one from 10.250.0.0/16; pods whose IPs are outside the lab ranges are not created and their flows are
+//! `untestable`. The engine used for verdicts is compiled from the same re-addressed cluster, so verdicts and the
+//! data plane see the same addresses.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use netpol_core::compile::{Endpoint, Engine};
+use netpol_core::model::{Cluster, PodId};
+use netpol_core::portset::Protocol;
+
+use crate::lab::LabPod;
+use crate::probe::{Observed, Probe, L4};
+
+/// Whether an address may be configured inside lab namespaces.
+pub fn lab_safe(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.octets()[0] == 10,
+        IpAddr::V6(a) => a.segments()[0] & 0xff00 == 0xfd00,
+    }
+}
+
+/// The lab's view of a cluster.
+pub struct LabPlan {
+    /// The cluster with lab addresses assigned.
+    pub cluster: Cluster,
+    /// Pods created in the lab (key `ns/name`).
+    pub pods: Vec<LabPod>,
+    /// Pods not created, with the reason.
+    pub untestable: BTreeMap<PodId, String>,
+}
+
+/// Assigns lab addresses (see the module doc).
+pub fn plan(cluster: &Cluster) -> LabPlan {
+    let mut c = cluster.clone();
+    let used: HashSet<IpAddr> = c.pods.iter().flat_map(|p| p.ips.iter().copied()).collect();
+    let mut next: u32 = u32::from(Ipv4Addr::new(10, 250, 0, 1));
+    let mut untestable = BTreeMap::new();
+    let mut pods = Vec::new();
+    for (i, p) in c.pods.iter_mut().enumerate() {
+        if p.ips.is_empty() {
+            loop {
+                let ip = IpAddr::V4(Ipv4Addr::from(next));
+                next += 1;
+                if next & 0xff == 0 || next & 0xff == 255 {
+                    next += 1;
+                }
+                if !used.contains(&ip) {
+                    p.ips.push(ip);
+                    break;
+                }
+            }
+        }
+        if let Some(bad) = p.ips.iter().find(|ip| !lab_safe(ip)) {
+            untestable
+                .insert(i as PodId, format!("pod IP {bad} is outside the lab's address ranges (10.0.0.0/8, fd00::/8)"));
+            continue;
+        }
+        pods.push(LabPod { key: String::new(), ips: p.ips.clone() });
+    }
+    // Keys need namespace names, which live in the cluster.
+    let mut k = 0;
+    for (i, p) in c.pods.iter().enumerate() {
+        if untestable.contains_key(&(i as PodId)) {
+            continue;
+        }
+        pods[k].key = format!("{}/{}", c.ns_name(p.ns), p.name);
+        k += 1;
+    }
+    LabPlan { cluster: c, pods, untestable }
+}
+
+/// Key of the pseudo-pod standing for an address outside the cluster.
+pub fn external_key(ip: &IpAddr) -> String {
+    format!("external/{ip}")
+}
+
+pub fn l4(p: Protocol) -> L4 {
+    match p {
+        Protocol::Tcp => L4::Tcp,
+        Protocol::Udp => L4::Udp,
+        Protocol::Sctp => L4::Sctp,
+    }
+}
+
+/// One flow to test.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// Every ordered pair of distinct pods on every container port the destination declares.
+pub fn default_cases(e: &Engine, untestable: &BTreeMap<PodId, String>) -> Vec<Case> {
+    let n = e.cluster.pods.len() as PodId;
+    let mut v = Vec::new();
+    for d in 0..n {
+        if untestable.contains_key(&d) {
+            continue;
+        }
+        let ports: BTreeSet<(Protocol, u16)> = e.cluster.pod(d).ports.iter().map(|c| (c.protocol, c.port)).collect();
+        for s in 0..n {
+            if s == d || untestable.contains_key(&s) {
+                continue;
+            }
+            for &(protocol, port) in &ports {
+                v.push(Case {
+                    src: Endpoint::Pod { pod: s, ip: None },
+                    dst: Endpoint::Pod { pod: d, ip: None },
+                    protocol,
+                    port,
+                });
+            }
+        }
+    }
+    v
+}
+
+/// Addresses outside the cluster that the cases use and the lab can emulate.
+pub fn external_pods(e: &Engine, cases: &[Case]) -> Vec<LabPod> {
+    let mut ips = BTreeSet::new();
+    for c in cases {
+        for ep in [&c.src, &c.dst] {
+            if let Endpoint::External(ip) = ep {
+                if lab_safe(ip) {
+                    ips.insert(*ip);
+                }
+            }
+        }
+    }
+    let _ = e;
+    ips.into_iter().map(|ip| LabPod { key: external_key(&ip), ips: vec![ip] }).collect()
+}
+
+/// Where a case's endpoint lives in the lab: (lab pod key, address used), or why it cannot be tested.
+pub fn locate(e: &Engine, untestable: &BTreeMap<PodId, String>, ep: &Endpoint) -> Result<(String, IpAddr), String> {
+    match *ep {
+        Endpoint::Pod { pod, ip } => {
+            if let Some(why) = untestable.get(&pod) {
+                return Err(why.clone());
+            }
+            let addr = ip.or_else(|| e.cluster.pod(pod).primary_ip()).ok_or("the pod has no IP")?;
+            Ok((e.cluster.pod_ref(pod), addr))
+        }
+        Endpoint::External(ip) if lab_safe(&ip) => Ok((external_key(&ip), ip)),
+        Endpoint::External(ip) => Err(format!("{ip} is outside the lab's address ranges (10.0.0.0/8, fd00::/8)")),
+    }
+}
+
+/// A case placed in the lab: netns and addresses for the probe and the listener.
+pub struct Placed {
+    pub src_netns: String,
+    pub src_ip: IpAddr,
+    pub dst_netns: String,
+    pub dst_ip: IpAddr,
+}
+
+/// Probes every placed case (with listeners on every destination) and returns what was observed, in order.
+/// Cases that could not be placed come back `Untestable` with their reason.
+pub fn observe(
+    placed: &[Result<(Placed, L4, u16), String>],
+    timeout: Duration,
+) -> Result<Vec<(Observed, String)>, String> {
+    let mut targets: BTreeSet<(String, IpAddr, u8, u16)> = BTreeSet::new();
+    for (p, l, port) in placed.iter().flatten() {
+        targets.insert((p.dst_netns.clone(), p.dst_ip, l4_code(*l), *port));
+    }
+    let targets: Vec<(String, IpAddr, L4, u16)> =
+        targets.into_iter().map(|(n, ip, l, port)| (n, ip, l4_from_code(l), port)).collect();
+    let listeners = crate::probe::Listeners::start(&targets).map_err(|e| format!("starting listeners: {e}"))?;
+    let sctp = listeners.sctp_supported();
+    let mut probes = Vec::new();
+    let mut index = Vec::new();
+    let mut out: Vec<(Observed, String)> = Vec::with_capacity(placed.len());
+    for (i, c) in placed.iter().enumerate() {
+        match c {
+            Err(why) => out.push((Observed::Untestable, why.clone())),
+            Ok((_, L4::Sctp, _)) if !sctp => {
+                out.push((Observed::Untestable, "this kernel has no SCTP sockets".to_string()))
+            }
+            Ok((p, l, port)) => {
+                out.push((Observed::Untestable, String::new()));
+                index.push(i);
+                probes.push(Probe {
+                    netns: p.src_netns.clone(),
+                    src: Some(p.src_ip),
+                    dst: p.dst_ip,
+                    l4: *l,
+                    port: *port,
+                });
+            }
+        }
+    }
+    let results = crate::probe::run_probes(&probes, timeout, 64);
+    for (i, r) in index.into_iter().zip(results) {
+        out[i] = (r.observed, r.detail);
+    }
+    drop(listeners);
+    Ok(out)
+}
+
+fn l4_code(l: L4) -> u8 {
+    match l {
+        L4::Tcp => 0,
+        L4::Udp => 1,
+        L4::Sctp => 2,
+    }
+}
+
+fn l4_from_code(c: u8) -> L4 {
+    match c {
+        0 => L4::Tcp,
+        1 => L4::Udp,
+        _ => L4::Sctp,
+    }
+}

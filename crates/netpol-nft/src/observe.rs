@@ -1,0 +1,139 @@
+//! Flow log from the data plane, like Hubble's: every new connection through the node is traced
+//! (`meta nftrace set 1` on `ct state new` in a separate table), `nft monitor trace` is read, and each trace
+//! becomes one record: source, destination, protocol, port, verdict, and the policy rule that allowed each
+//! side, or the isolation that dropped it (from the rule comments of the generated ruleset).
+
+use serde::Serialize;
+
+/// The table observe adds while it runs (and removes afterwards).
+pub const TRACE_TABLE: &str = "netpol_trace";
+
+/// Script that adds the tracing table.
+pub fn trace_on_script() -> String {
+    format!(
+        "table inet {TRACE_TABLE}\ndelete table inet {TRACE_TABLE}\ntable inet {TRACE_TABLE} {{\n\tchain pre {{\n\t\ttype filter hook prerouting priority -350; policy accept;\n\t\tct state new meta nftrace set 1\n\t}}\n}}\n"
+    )
+}
+
+pub fn trace_off_script() -> String {
+    format!("table inet {TRACE_TABLE}\ndelete table inet {TRACE_TABLE}\n")
+}
+
+/// One observed flow.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlowRecord {
+    pub src: String,
+    pub dst: String,
+    pub protocol: String,
+    pub port: Option<u16>,
+    pub verdict: String,
+    /// The rule comments (`np:ns/policy/direction/rule peer`) that allowed, per side.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_by: Vec<String>,
+    /// The isolation that dropped it (`np-drop:ingress ns/p1,ns/p2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_by: Option<String>,
+}
+
+/// Accumulates `nft monitor trace` lines and yields a record when a trace reaches its verdict.
+#[derive(Default)]
+pub struct TraceParser {
+    current: std::collections::HashMap<String, FlowRecord>,
+}
+
+fn field<'a>(tokens: &'a [&'a str], name: &[&str]) -> Option<&'a str> {
+    tokens.windows(name.len() + 1).find(|w| w[..name.len()] == *name).map(|w| w[name.len()])
+}
+
+fn comment(line: &str) -> Option<String> {
+    let i = line.find("comment \"")?;
+    let rest = &line[i + 9..];
+    let end = rest.find('"')?;
+    Some(rest[..end].to_string())
+}
+
+impl TraceParser {
+    /// Feeds one line; returns a finished record, if this line finished one.
+    pub fn feed(&mut self, line: &str) -> Option<FlowRecord> {
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        if tokens.len() < 5 || tokens[0] != "trace" || tokens[1] != "id" {
+            return None;
+        }
+        let id = tokens[2].to_string();
+        let table = tokens.get(4).copied().unwrap_or("");
+        let rest = &tokens[5..];
+        if table == TRACE_TABLE {
+            if rest.get(1) == Some(&"packet:") {
+                let mut r = FlowRecord::default();
+                r.src =
+                    field(rest, &["ip", "saddr"]).or_else(|| field(rest, &["ip6", "saddr"])).unwrap_or("?").to_string();
+                r.dst =
+                    field(rest, &["ip", "daddr"]).or_else(|| field(rest, &["ip6", "daddr"])).unwrap_or("?").to_string();
+                for proto in ["tcp", "udp", "sctp"] {
+                    if let Some(p) = field(rest, &[proto, "dport"]) {
+                        r.protocol = proto.to_uppercase();
+                        r.port = p.parse().ok();
+                    }
+                }
+                if r.protocol.is_empty() {
+                    r.protocol = field(rest, &["meta", "l4proto"]).unwrap_or("other").to_uppercase();
+                }
+                self.current.insert(id, r);
+            }
+            return None;
+        }
+        if table != crate::ruleset::TABLE {
+            return None;
+        }
+        let rec = self.current.get_mut(&id)?;
+        if line.contains("(verdict return)") || line.contains("(verdict accept)") {
+            if let Some(c) = comment(line) {
+                rec.allowed_by.push(c);
+            }
+            None
+        } else if line.contains("(verdict drop)") {
+            let mut r = self.current.remove(&id)?;
+            r.verdict = "deny".into();
+            r.dropped_by = comment(line);
+            Some(r)
+        } else if rest.get(1) == Some(&"policy") && rest.get(2) == Some(&"accept") && rest.first() == Some(&"forward") {
+            let mut r = self.current.remove(&id)?;
+            r.verdict = "allow".into();
+            Some(r)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_an_allowed_and_a_dropped_trace() {
+        let mut p = TraceParser::default();
+        let lines = [
+            r#"trace id 1a inet netpol_trace pre packet: iif "v1" ip saddr 10.77.1.1 ip daddr 10.77.0.2 ip ttl 64 tcp sport 40000 tcp dport 9090 tcp flags == syn"#,
+            r#"trace id 1a inet netpol_trace pre rule ct state new meta nftrace set 1 (verdict continue)"#,
+            r#"trace id 1a inet netpol forward rule ip daddr vmap @ingress_v4 (verdict jump in_x)"#,
+            r#"trace id 1a inet netpol in_x rule ip saddr @sel_y_v4 counter packets 1 bytes 60 return comment "np:a/db/ingress/0 peer-0" (verdict return)"#,
+            r#"trace id 1a inet netpol forward verdict continue"#,
+            r#"trace id 1a inet netpol forward policy accept"#,
+        ];
+        let out: Vec<FlowRecord> = lines.iter().filter_map(|l| p.feed(l)).collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].verdict, "allow");
+        assert_eq!(out[0].src, "10.77.1.1");
+        assert_eq!(out[0].port, Some(9090));
+        assert_eq!(out[0].allowed_by, vec!["np:a/db/ingress/0 peer-0"]);
+        let drop = [
+            r#"trace id 2b inet netpol_trace pre packet: iif "v1" ip saddr 10.77.1.2 ip daddr 10.77.0.2 udp sport 1 udp dport 53"#,
+            r#"trace id 2b inet netpol in_x rule counter packets 3 bytes 9 drop comment "np-drop:ingress a/deny" (verdict drop)"#,
+        ];
+        let out: Vec<FlowRecord> = drop.iter().filter_map(|l| p.feed(l)).collect();
+        assert_eq!(out[0].verdict, "deny");
+        assert_eq!(out[0].protocol, "UDP");
+        assert_eq!(out[0].dropped_by.as_deref(), Some("np-drop:ingress a/deny"));
+    }
+}

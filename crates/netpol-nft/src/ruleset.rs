@@ -1,0 +1,704 @@
+//! nftables ruleset generation: the compiled [`Engine`] → one `table inet netpol`, rendered as nft syntax or as
+//! libnftables JSON. Pure: no kernel access.
+//!
+//! Shape (scale by sets and maps, not by rule count):
+//! - `forward` (hook forward): `ct state established,related accept`, `ct state invalid drop`, then
+//!   `ip saddr vmap @egress_v4` / `ip6 saddr vmap @egress_v6` (isolated sources jump to their egress chain),
+//!   then `ip daddr vmap @ingress_v4` / `ip6 daddr vmap @ingress_v6`, then the chain policy accepts.
+//! - one chain per egress profile (`eg_…`: the set of policies isolating a pod for egress) and per ingress
+//!   profile (`in_…`: policies + the pod's container ports, which resolve named ports). Each chain holds one
+//!   rule per (rule, peer, protocol) of those policies, ending in `return` (allowed: go on to the other side's
+//!   check), and a final `counter drop`. A packet walks the rules of the policies selecting its own two pods,
+//!   whatever the number of pods and policies in the cluster.
+//! - named sets: `sel_…` (pod IPs selected by one distinct podSelector/namespaceSelector peer, hash sets),
+//!   `blk_…` (one ipBlock minus its exceptions, interval sets), `np_…` (destination IP . protocol . port for
+//!   named ports in egress rules, resolved per destination pod).
+//! - every rule has a counter and a comment naming policy, direction, rule and peer, read back by `nft stats`.
+//!
+//! Names of sets and chains are derived from their content, so recompiling an unchanged policy gives the same
+//! names (incremental updates touch only what changed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netpol_core::compile::{CPeer, CRule, Engine, NsScope};
+use netpol_core::model::{ContainerPort, Direction, IpBlock, PolicyId};
+use netpol_core::portset::{PortSet, Protocol};
+use serde_json::{json, Value};
+
+pub const TABLE: &str = "netpol";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(ip: &IpAddr) -> Family {
+        if ip.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+    fn proto(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+    fn addr_type(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        }
+    }
+    fn suffix(self) -> &'static str {
+        match self {
+            Family::V4 => "v4",
+            Family::V6 => "v6",
+        }
+    }
+}
+
+/// A set element.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Elem {
+    Addr(IpAddr),
+    /// Inclusive address range (interval sets).
+    Range(IpAddr, IpAddr),
+    /// address . protocol . port
+    AddrProtoPort(IpAddr, Protocol, u16),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftSet {
+    pub family: Family,
+    /// `addr` or `addr . inet_proto . inet_service`.
+    pub concat: bool,
+    pub interval: bool,
+    pub elements: BTreeSet<Elem>,
+}
+
+impl NftSet {
+    fn type_text(&self) -> String {
+        if self.concat {
+            format!("{} . inet_proto . inet_service", self.family.addr_type())
+        } else {
+            self.family.addr_type().to_string()
+        }
+    }
+}
+
+/// A verdict map from pod address to `jump <chain>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftMap {
+    pub family: Family,
+    pub elements: BTreeMap<IpAddr, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    Saddr,
+    Daddr,
+}
+
+impl Side {
+    fn text(self) -> &'static str {
+        match self {
+            Side::Saddr => "saddr",
+            Side::Daddr => "daddr",
+        }
+    }
+}
+
+/// The expressions netpol uses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Expr {
+    /// `ip saddr @set`
+    AddrInSet(Family, Side, String),
+    /// `ip daddr . meta l4proto . th dport @set`
+    AddrProtoPortInSet(Family, Side, String),
+    /// `meta l4proto tcp`
+    L4Proto(Protocol),
+    /// `th dport { 80, 8000-8080 }`
+    Dport(Vec<(u16, u16)>),
+    CtState(Vec<&'static str>),
+    /// `ip saddr vmap @map`
+    Vmap(Family, Side, String),
+    Counter,
+    Accept,
+    Drop,
+    Return,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NftRule {
+    pub exprs: Vec<Expr>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftChain {
+    /// `Some` for the base chain: (hook, priority, policy).
+    pub hook: Option<(&'static str, &'static str, &'static str)>,
+    pub rules: Vec<NftRule>,
+}
+
+/// A whole `table inet netpol`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub sets: BTreeMap<String, NftSet>,
+    pub maps: BTreeMap<String, NftMap>,
+    pub chains: BTreeMap<String, NftChain>,
+}
+
+/// Where each counter comes from, to aggregate `nft stats` per policy rule.
+pub fn parse_comment(comment: &str) -> Option<(&str, &str)> {
+    comment.strip_prefix("np:").and_then(|c| c.split_once(' '))
+}
+
+fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn short_hash(s: &str) -> String {
+    format!("{:012x}", fnv(s) & 0xffff_ffff_ffff)
+}
+
+fn proto_text(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Sctp => "sctp",
+    }
+}
+
+/// `cidr` minus every `except`, as disjoint inclusive address ranges.
+pub fn block_ranges(b: &IpBlock) -> Vec<(IpAddr, IpAddr)> {
+    fn bounds(n: &IpNet) -> (u128, u128) {
+        match n {
+            IpNet::V4(n) => (u128::from(u32::from(n.network())), u128::from(u32::from(n.broadcast()))),
+            IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+        }
+    }
+    let v4 = matches!(b.cidr, IpNet::V4(_));
+    let to_ip = |x: u128| -> IpAddr {
+        if v4 {
+            IpAddr::from(std::net::Ipv4Addr::from(x as u32))
+        } else {
+            IpAddr::from(std::net::Ipv6Addr::from(x))
+        }
+    };
+    let (lo, hi) = bounds(&b.cidr);
+    let mut holes: Vec<(u128, u128)> = b.except.iter().map(bounds).collect();
+    holes.sort_unstable();
+    let mut out = Vec::new();
+    let mut cur = lo;
+    let mut done = false;
+    for (hlo, hhi) in holes {
+        if hhi < cur {
+            continue;
+        }
+        if hlo > cur {
+            out.push((to_ip(cur), to_ip(hlo - 1)));
+        }
+        if hhi >= hi {
+            done = true;
+            break;
+        }
+        cur = hhi + 1;
+    }
+    if !done {
+        out.push((to_ip(cur), to_ip(hi)));
+    }
+    out
+}
+
+struct Gen<'e> {
+    e: &'e Engine,
+    rs: Ruleset,
+    /// Pod IPs of each identity, per family (hostNetwork identities excluded by the callers).
+    ident_ips: Vec<Vec<IpAddr>>,
+    has_v6: bool,
+}
+
+impl<'e> Gen<'e> {
+    fn sel_set(&mut self, sel: u32, fam: Family) -> String {
+        let (key, ids) = &self.e.sel_peers[sel as usize];
+        let scope = match &key.namespaces {
+            NsScope::Own(ns) => format!("own:{}", self.e.cluster.ns_name(*ns)),
+            NsScope::Selector(s) => format!("ns:{s}"),
+        };
+        let pods = key.pods.as_ref().map_or("*".to_string(), |s| s.to_string());
+        let name = format!("sel_{}_{}", short_hash(&format!("{scope} pods:{pods}")), fam.suffix());
+        if !self.rs.sets.contains_key(&name) {
+            let mut elements = BTreeSet::new();
+            for i in ids.iter() {
+                for ip in &self.ident_ips[i as usize] {
+                    if Family::of(ip) == fam {
+                        elements.insert(Elem::Addr(*ip));
+                    }
+                }
+            }
+            self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: false, elements });
+        }
+        name
+    }
+
+    fn block_set(&mut self, b: u32) -> (String, Family) {
+        let block = &self.e.blocks[b as usize];
+        let fam = if matches!(block.cidr, IpNet::V4(_)) { Family::V4 } else { Family::V6 };
+        let name = format!("blk_{}_{}", short_hash(&block.to_string()), fam.suffix());
+        if !self.rs.sets.contains_key(&name) {
+            let elements = block_ranges(block).into_iter().map(|(a, z)| Elem::Range(a, z)).collect();
+            self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: true, elements });
+        }
+        (name, fam)
+    }
+
+    /// Destination pods a rule's peers select (for egress named ports): identities matched by a selector peer,
+    /// or whose pods' IPs fall in an ipBlock peer; all identities when the rule has no peers.
+    fn named_port_set(&mut self, rule: &CRule, rid: u32, fam: Family) -> Option<String> {
+        if rule.ports.named.is_empty() {
+            return None;
+        }
+        let mut elements = BTreeSet::new();
+        for (i, ident) in self.e.identities.iter().enumerate() {
+            for ip in &self.ident_ips[i] {
+                if Family::of(ip) != fam {
+                    continue;
+                }
+                let matches = rule.peers.is_empty()
+                    || rule.peers.iter().any(|p| match *p {
+                        CPeer::Sel(s) => self.e.sel_peers[s as usize].1.contains(i as u32),
+                        CPeer::Block(b) => self.e.blocks[b as usize].contains(*ip),
+                    });
+                if !matches {
+                    continue;
+                }
+                for (proto, name) in &rule.ports.named {
+                    if let Some(port) = ident.named_port(name, *proto) {
+                        elements.insert(Elem::AddrProtoPort(*ip, *proto, port));
+                    }
+                }
+            }
+        }
+        let name = format!(
+            "np_{}_{}",
+            short_hash(&format!("{}#{rid}#{elements:?}", self.e.cluster.policy_ref(rule.policy))),
+            fam.suffix()
+        );
+        self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: true, interval: false, elements });
+        Some(name)
+    }
+
+    /// Rules of one compiled NetworkPolicy rule in a chain. `ports` is the rule's port set already resolved
+    /// for ingress (named ports of the subject), or only its numeric part for egress.
+    fn emit_rule(&mut self, out: &mut Vec<NftRule>, rid: u32, rule: &CRule, ports: &PortSet, all_ports: bool) {
+        let dir = rule.dir;
+        let side = if dir == Direction::Ingress { Side::Saddr } else { Side::Daddr };
+        let base_comment = format!("np:{}/{}/{} ", self.e.cluster.policy_ref(rule.policy), dir.as_str(), rule.index);
+        // Port matchers: one per protocol present (or none for "every port").
+        let mut port_matchers: Vec<Vec<Expr>> = Vec::new();
+        if all_ports {
+            port_matchers.push(Vec::new());
+        } else {
+            for proto in Protocol::ALL {
+                let ranges: Vec<(u16, u16)> =
+                    ports.iter().filter(|(p, _, _)| *p == proto).map(|(_, a, z)| (a, z)).collect();
+                if ranges.is_empty() {
+                    continue;
+                }
+                let mut m = vec![Expr::L4Proto(proto)];
+                if ranges != [(1, 65535)] {
+                    m.push(Expr::Dport(ranges));
+                }
+                port_matchers.push(m);
+            }
+        }
+        let tail =
+            |comment: String| -> (Vec<Expr>, Option<String>) { (vec![Expr::Counter, Expr::Return], Some(comment)) };
+        // Peer matchers.
+        let mut peer_matchers: Vec<(Vec<Expr>, String)> = Vec::new();
+        if rule.peers.is_empty() {
+            peer_matchers.push((Vec::new(), "any-peer".to_string()));
+        } else {
+            for (pi, p) in rule.peers.iter().enumerate() {
+                match *p {
+                    CPeer::Sel(s) => {
+                        for fam in self.families() {
+                            let set = self.sel_set(s, fam);
+                            peer_matchers.push((vec![Expr::AddrInSet(fam, side, set)], format!("peer-{pi}")));
+                        }
+                    }
+                    CPeer::Block(b) => {
+                        let (set, fam) = self.block_set(b);
+                        peer_matchers.push((vec![Expr::AddrInSet(fam, side, set)], format!("peer-{pi}")));
+                    }
+                }
+            }
+        }
+        for (pm, ptag) in &peer_matchers {
+            for m in &port_matchers {
+                let mut exprs = pm.clone();
+                exprs.extend(m.iter().cloned());
+                let (t, comment) = tail(format!("{base_comment}{ptag}"));
+                exprs.extend(t);
+                out.push(NftRule { exprs, comment });
+            }
+        }
+        // Named ports in egress rules: destination . protocol . port, resolved per destination pod.
+        if dir == Direction::Egress {
+            for fam in self.families() {
+                if let Some(set) = self.named_port_set(rule, rid, fam) {
+                    let (t, comment) = tail(format!("{base_comment}named-ports"));
+                    let mut exprs = vec![Expr::AddrProtoPortInSet(fam, Side::Daddr, set)];
+                    exprs.extend(t);
+                    out.push(NftRule { exprs, comment });
+                }
+            }
+        }
+    }
+
+    fn families(&self) -> Vec<Family> {
+        if self.has_v6 {
+            vec![Family::V4, Family::V6]
+        } else {
+            vec![Family::V4]
+        }
+    }
+
+    fn chain_for(&mut self, dir: Direction, pols: &[PolicyId], ports: &[ContainerPort]) -> String {
+        let refs: Vec<String> = pols.iter().map(|&p| self.e.cluster.policy_ref(p)).collect();
+        let key = match dir {
+            Direction::Egress => format!("eg {refs:?}"),
+            Direction::Ingress => format!("in {refs:?} {ports:?}"),
+        };
+        let name = format!("{}_{}", if dir == Direction::Egress { "eg" } else { "in" }, short_hash(&key));
+        if self.rs.chains.contains_key(&name) {
+            return name;
+        }
+        let mut rules = Vec::new();
+        for &pol in pols {
+            let (ing, eg) = &self.e.policy_rules[pol as usize];
+            for &rid in if dir == Direction::Ingress { ing } else { eg } {
+                let rule = &self.e.rules[rid as usize];
+                let all_ports = rule.ports.numeric.is_all() && rule.ports.named.is_empty();
+                let ports = match dir {
+                    Direction::Ingress => rule.ports.resolve(Some(ports)),
+                    Direction::Egress => rule.ports.numeric.clone(),
+                };
+                if !all_ports && ports.is_empty() && (dir == Direction::Ingress || rule.ports.named.is_empty()) {
+                    // Only named ports the subject does not define: this rule can never match here.
+                    continue;
+                }
+                self.emit_rule(&mut rules, rid, rule, &ports, all_ports);
+            }
+        }
+        let drop_comment = format!("np-drop:{} {}", dir.as_str(), refs.join(","));
+        rules.push(NftRule { exprs: vec![Expr::Counter, Expr::Drop], comment: Some(drop_comment) });
+        self.rs.chains.insert(name.clone(), NftChain { hook: None, rules });
+        name
+    }
+}
+
+/// Generates the ruleset enforcing the engine's policies.
+pub fn generate(e: &Engine) -> Ruleset {
+    let mut ident_ips: Vec<Vec<IpAddr>> = vec![Vec::new(); e.identities.len()];
+    let mut has_v6 = false;
+    for (pid, pod) in e.cluster.pods.iter().enumerate() {
+        if pod.host_network {
+            continue;
+        }
+        let i = e.pod_identity[pid] as usize;
+        for ip in &pod.ips {
+            has_v6 |= ip.is_ipv6();
+            ident_ips[i].push(*ip);
+        }
+    }
+    has_v6 |= e.blocks.iter().any(|b| matches!(b.cidr, IpNet::V6(_)));
+    let mut g = Gen { e, rs: Ruleset::default(), ident_ips, has_v6 };
+    let mut maps: BTreeMap<String, NftMap> = BTreeMap::new();
+    for fam in g.families() {
+        for dir in ["ingress", "egress"] {
+            maps.insert(format!("{dir}_{}", fam.suffix()), NftMap { family: fam, elements: BTreeMap::new() });
+        }
+    }
+    for ident in &e.identities {
+        if ident.host_network {
+            continue;
+        }
+        for dir in [Direction::Ingress, Direction::Egress] {
+            if !ident.isolated(dir) {
+                continue;
+            }
+            let chain = g.chain_for(dir, ident.policies(dir), &ident.ports);
+            for &pod in &ident.pods {
+                for ip in &e.cluster.pod(pod).ips {
+                    let fam = Family::of(ip);
+                    if let Some(m) = maps.get_mut(&format!("{}_{}", dir.as_str(), fam.suffix())) {
+                        m.elements.insert(*ip, chain.clone());
+                    }
+                }
+            }
+        }
+    }
+    g.rs.maps = maps;
+    let mut fwd = vec![
+        NftRule { exprs: vec![Expr::CtState(vec!["established", "related"]), Expr::Accept], comment: None },
+        NftRule {
+            exprs: vec![Expr::CtState(vec!["invalid"]), Expr::Counter, Expr::Drop],
+            comment: Some("np-drop:invalid".into()),
+        },
+    ];
+    for fam in g.families() {
+        fwd.push(NftRule {
+            exprs: vec![Expr::Vmap(fam, Side::Saddr, format!("egress_{}", fam.suffix()))],
+            comment: None,
+        });
+    }
+    for fam in g.families() {
+        fwd.push(NftRule {
+            exprs: vec![Expr::Vmap(fam, Side::Daddr, format!("ingress_{}", fam.suffix()))],
+            comment: None,
+        });
+    }
+    g.rs.chains.insert("forward".into(), NftChain { hook: Some(("forward", "filter", "accept")), rules: fwd });
+    g.rs
+}
+
+// ---- rendering: nft syntax ----
+
+fn elem_text(e: &Elem) -> String {
+    match e {
+        Elem::Addr(a) => a.to_string(),
+        Elem::Range(a, z) if a == z => a.to_string(),
+        Elem::Range(a, z) => format!("{a}-{z}"),
+        Elem::AddrProtoPort(a, p, port) => format!("{a} . {} . {port}", proto_text(*p)),
+    }
+}
+
+fn ranges_text(r: &[(u16, u16)]) -> String {
+    let parts: Vec<String> = r.iter().map(|&(a, z)| if a == z { a.to_string() } else { format!("{a}-{z}") }).collect();
+    if parts.len() == 1 {
+        parts.join("")
+    } else {
+        format!("{{ {} }}", parts.join(", "))
+    }
+}
+
+fn expr_text(x: &Expr) -> String {
+    match x {
+        Expr::AddrInSet(f, s, set) => format!("{} {} @{set}", f.proto(), s.text()),
+        Expr::AddrProtoPortInSet(f, s, set) => format!("{} {} . meta l4proto . th dport @{set}", f.proto(), s.text()),
+        Expr::L4Proto(p) => format!("meta l4proto {}", proto_text(*p)),
+        Expr::Dport(r) => format!("th dport {}", ranges_text(r)),
+        Expr::CtState(s) => format!("ct state {}", s.join(",")),
+        Expr::Vmap(f, s, m) => format!("{} {} vmap @{m}", f.proto(), s.text()),
+        Expr::Counter => "counter".into(),
+        Expr::Accept => "accept".into(),
+        Expr::Drop => "drop".into(),
+        Expr::Return => "return".into(),
+    }
+}
+
+fn rule_text(r: &NftRule) -> String {
+    let mut t: Vec<String> = r.exprs.iter().map(expr_text).collect();
+    if let Some(c) = &r.comment {
+        t.push(format!("comment \"{}\"", c.replace('"', "'")));
+    }
+    t.join(" ")
+}
+
+impl Ruleset {
+    /// The set definition in nft syntax (also used by incremental updates).
+    pub fn set_text(name: &str, s: &NftSet) -> String {
+        let mut out = format!("set {name} {{ type {}; ", s.type_text());
+        if s.interval {
+            out.push_str("flags interval; ");
+        }
+        if !s.elements.is_empty() {
+            let els: Vec<String> = s.elements.iter().map(elem_text).collect();
+            let _ = write!(out, "elements = {{ {} }} ", els.join(", "));
+        }
+        out.push('}');
+        out
+    }
+
+    pub fn map_text(name: &str, m: &NftMap) -> String {
+        let mut out = format!("map {name} {{ type {} : verdict; ", m.family.addr_type());
+        if !m.elements.is_empty() {
+            let els: Vec<String> = m.elements.iter().map(|(ip, c)| format!("{ip} : jump {c}")).collect();
+            let _ = write!(out, "elements = {{ {} }} ", els.join(", "));
+        }
+        out.push('}');
+        out
+    }
+
+    pub fn rule_lines(c: &NftChain) -> Vec<String> {
+        c.rules.iter().map(rule_text).collect()
+    }
+
+    /// The whole table in nft syntax (an `nft -f` script defining it).
+    pub fn to_nft(&self) -> String {
+        let mut out = format!("table inet {TABLE} {{\n");
+        for (n, s) in &self.sets {
+            let _ = writeln!(out, "\t{}", Self::set_text(n, s));
+        }
+        for (n, m) in &self.maps {
+            let _ = writeln!(out, "\t{}", Self::map_text(n, m));
+        }
+        // Regular chains first (the maps jump to them), base chain last.
+        for (n, c) in self.chains.iter().filter(|(_, c)| c.hook.is_none()) {
+            let _ = writeln!(out, "\tchain {n} {{");
+            for r in Self::rule_lines(c) {
+                let _ = writeln!(out, "\t\t{r}");
+            }
+            out.push_str("\t}\n");
+        }
+        for (n, c) in self.chains.iter().filter(|(_, c)| c.hook.is_some()) {
+            let _ = writeln!(out, "\tchain {n} {{");
+            if let Some((hook, prio, policy)) = c.hook {
+                let _ = writeln!(out, "\t\ttype filter hook {hook} priority {prio}; policy {policy};");
+            }
+            for r in Self::rule_lines(c) {
+                let _ = writeln!(out, "\t\t{r}");
+            }
+            out.push_str("\t}\n");
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// A script that replaces the table atomically (one transaction): create-if-missing, delete, define.
+    pub fn replace_script(&self) -> String {
+        format!("table inet {TABLE}\ndelete table inet {TABLE}\n{}", self.to_nft())
+    }
+
+    /// Number of rules and set elements, for benchmarks.
+    pub fn size(&self) -> (usize, usize) {
+        let rules = self.chains.values().map(|c| c.rules.len()).sum();
+        let elements = self.sets.values().map(|s| s.elements.len()).sum::<usize>()
+            + self.maps.values().map(|m| m.elements.len()).sum::<usize>();
+        (rules, elements)
+    }
+}
+
+// ---- rendering: libnftables JSON ----
+
+fn elem_json(e: &Elem) -> Value {
+    match e {
+        Elem::Addr(a) => json!(a.to_string()),
+        Elem::Range(a, z) if a == z => json!(a.to_string()),
+        Elem::Range(a, z) => json!({"range": [a.to_string(), z.to_string()]}),
+        Elem::AddrProtoPort(a, p, port) => json!({"concat": [a.to_string(), proto_text(*p), port]}),
+    }
+}
+
+fn payload(f: Family, s: Side) -> Value {
+    json!({"payload": {"protocol": f.proto(), "field": s.text()}})
+}
+
+fn expr_json(x: &Expr) -> Value {
+    match x {
+        Expr::AddrInSet(f, s, set) => {
+            json!({"match": {"op": "==", "left": payload(*f, *s), "right": format!("@{set}")}})
+        }
+        Expr::AddrProtoPortInSet(f, s, set) => json!({"match": {"op": "==", "left": {"concat": [
+            payload(*f, *s), {"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}
+        ]}, "right": format!("@{set}")}}),
+        Expr::L4Proto(p) => {
+            json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto_text(*p)}})
+        }
+        Expr::Dport(r) => {
+            let items: Vec<Value> =
+                r.iter().map(|&(a, z)| if a == z { json!(a) } else { json!({"range": [a, z]}) }).collect();
+            let right = if items.len() == 1 { items[0].clone() } else { json!({"set": items}) };
+            json!({"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": right}})
+        }
+        Expr::CtState(s) => json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": s}}),
+        Expr::Vmap(f, s, m) => json!({"vmap": {"key": payload(*f, *s), "data": format!("@{m}")}}),
+        Expr::Counter => json!({"counter": null}),
+        Expr::Accept => json!({"accept": null}),
+        Expr::Drop => json!({"drop": null}),
+        Expr::Return => json!({"return": null}),
+    }
+}
+
+impl Ruleset {
+    /// The ruleset as libnftables JSON commands (`nft -j -f`): add table, sets, maps, chains, rules.
+    pub fn to_json(&self) -> Value {
+        let mut cmds = vec![json!({"add": {"table": {"family": "inet", "name": TABLE}}})];
+        for (n, s) in &self.sets {
+            let mut set = json!({"family": "inet", "table": TABLE, "name": n, "type": if s.concat {
+                json!([s.family.addr_type(), "inet_proto", "inet_service"]) } else { json!(s.family.addr_type()) }});
+            if s.interval {
+                set["flags"] = json!(["interval"]);
+            }
+            if !s.elements.is_empty() {
+                set["elem"] = Value::Array(s.elements.iter().map(elem_json).collect());
+            }
+            cmds.push(json!({"add": {"set": set}}));
+        }
+        for (n, c) in &self.chains {
+            let mut chain = json!({"family": "inet", "table": TABLE, "name": n});
+            if let Some((hook, _, policy)) = c.hook {
+                chain["type"] = json!("filter");
+                chain["hook"] = json!(hook);
+                chain["prio"] = json!(0);
+                chain["policy"] = json!(policy);
+            }
+            cmds.push(json!({"add": {"chain": chain}}));
+        }
+        for (n, m) in &self.maps {
+            let mut map =
+                json!({"family": "inet", "table": TABLE, "name": n, "type": m.family.addr_type(), "map": "verdict"});
+            if !m.elements.is_empty() {
+                map["elem"] = Value::Array(
+                    m.elements.iter().map(|(ip, c)| json!([ip.to_string(), {"jump": {"target": c}}])).collect(),
+                );
+            }
+            cmds.push(json!({"add": {"map": map}}));
+        }
+        for (n, c) in &self.chains {
+            for r in &c.rules {
+                let mut rule = json!({"family": "inet", "table": TABLE, "chain": n, "expr": r.exprs.iter().map(expr_json).collect::<Vec<_>>()});
+                if let Some(cm) = &r.comment {
+                    rule["comment"] = json!(cm);
+                }
+                cmds.push(json!({"add": {"rule": rule}}));
+            }
+        }
+        json!({"nftables": cmds})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_minus_excepts() {
+        let b = IpBlock {
+            cidr: "10.0.0.0/8".parse().unwrap_or_else(|_| unreachable!()),
+            except: vec!["10.1.0.0/16".parse().unwrap_or_else(|_| unreachable!())],
+        };
+        let r: Vec<String> = block_ranges(&b).iter().map(|(a, z)| format!("{a}-{z}")).collect();
+        assert_eq!(r, vec!["10.0.0.0-10.0.255.255", "10.2.0.0-10.255.255.255"]);
+        let edge = IpBlock {
+            cidr: "10.0.0.0/24".parse().unwrap_or_else(|_| unreachable!()),
+            except: vec!["10.0.0.0/25".parse().unwrap_or_else(|_| unreachable!())],
+        };
+        let r: Vec<String> = block_ranges(&edge).iter().map(|(a, z)| format!("{a}-{z}")).collect();
+        assert_eq!(r, vec!["10.0.0.128-10.0.0.255"]);
+    }
+}

@@ -1,0 +1,396 @@
+//! Integration tests of the network-namespace lab, the probes and nft application.
+//!
+//! They need root, `ip` (iproute2) and `nft` (nftables); without them each test prints `skipped: ...` and passes.
+//! Every test uses its own prefix `nptest-<test>-<pid>` and a guard that runs `Lab::down` even when the test fails,
+//! and checks at its end that `ip netns list` shows nothing left with its prefix. All addresses are in 10.0.0.0/8
+//! and fd00::/8 inside namespaces the test made.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use netpol_nft::apply::{ip_available, netns_list, nft_apply, nft_available, nft_check, nft_list_json, System};
+use netpol_nft::lab::{Lab, LabError, LabPod};
+use netpol_nft::probe::{in_netns, kernel_supports_sctp, run_probes, Listeners, Observed, Probe, L4};
+
+const TIMEOUT: Duration = Duration::from_millis(1000);
+
+fn skip_reason() -> Option<&'static str> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root");
+    }
+    if !ip_available() {
+        return Some("`ip` (iproute2) not installed");
+    }
+    if !nft_available() {
+        return Some("`nft` (nftables) not installed");
+    }
+    None
+}
+
+macro_rules! require_root_tools {
+    ($name:expr) => {
+        if let Some(why) = skip_reason() {
+            eprintln!("skipped: {} ({why})", $name);
+            return;
+        }
+    };
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn leftovers(prefix: &str) -> Vec<String> {
+    let dash = format!("{prefix}-");
+    netns_list(&System).unwrap().into_iter().filter(|n| n.starts_with(&dash)).collect()
+}
+
+/// Owns a prefix: removes its namespaces on drop (also when the test panics).
+struct Guard {
+    prefix: String,
+}
+
+impl Guard {
+    fn new(test: &str) -> Guard {
+        let prefix = format!("nptest-{test}-{}", std::process::id());
+        Lab::down(&System, &prefix).unwrap();
+        Guard { prefix }
+    }
+    /// Tear down and check that nothing with the prefix is left.
+    fn finish(self) {
+        Lab::down(&System, &self.prefix).unwrap();
+        let left = leftovers(&self.prefix);
+        assert!(left.is_empty(), "namespaces left behind: {left:?}");
+        assert!(!netpol_nft::lab::state_path(&self.prefix).exists(), "state file left behind");
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Err(e) = Lab::down(&System, &self.prefix) {
+            eprintln!("cleanup of {} failed: {e}", self.prefix);
+        }
+    }
+}
+
+fn probe(lab: &Lab, from: &str, dst: &str, l4: L4, port: u16) -> Probe {
+    Probe { netns: lab.pod_netns(from).unwrap().to_string(), src: None, dst: ip(dst), l4, port }
+}
+
+fn targets(lab: &Lab, key: &str, l4: L4, port: u16) -> Vec<(String, IpAddr, L4, u16)> {
+    let ns = lab.pod_netns(key).unwrap().to_string();
+    lab.pod_ips(key).unwrap().iter().map(|ip| (ns.clone(), *ip, l4, port)).collect()
+}
+
+fn three_pods() -> Vec<LabPod> {
+    vec![
+        LabPod::new("default/a", [ip("10.50.0.1"), ip("fd00:50::1")]),
+        LabPod::new("default/b", [ip("10.50.0.2")]),
+        LabPod::new("external/x", [ip("10.99.0.1"), ip("fd00:99::1")]),
+    ]
+}
+
+/// (a) 3 pods (dual-stack, v4-only, external pseudo-pod): TCP, UDP and IPv6 TCP all connect with no ruleset.
+#[test]
+fn a_connectivity_without_ruleset() {
+    require_root_tools!("a_connectivity_without_ruleset");
+    let guard = Guard::new("conn");
+    let lab = Lab::up(&System, &guard.prefix, &three_pods()).unwrap();
+    assert_eq!(lab.node_netns(), format!("{}-node", guard.prefix));
+    assert_eq!(lab.pods().count(), 3);
+    for (key, ns, _) in lab.pods() {
+        let veth = lab.host_veth(key).unwrap();
+        assert!(veth.len() <= 15 && veth.starts_with('v'), "{veth}");
+        assert_eq!(&ns[guard.prefix.len() + 1..], &veth[1..]);
+    }
+    let mut t = Vec::new();
+    for key in ["default/a", "default/b", "external/x"] {
+        t.extend(targets(&lab, key, L4::Tcp, 8080));
+        t.extend(targets(&lab, key, L4::Udp, 5353));
+    }
+    let listeners = Listeners::start(&t).unwrap();
+    assert_eq!(listeners.len(), t.len());
+
+    let mut probes = Vec::new();
+    let mut what = Vec::new();
+    for (from, dst) in [
+        ("default/a", "10.50.0.2"),
+        ("default/b", "10.50.0.1"),
+        ("default/a", "10.99.0.1"),
+        ("external/x", "10.50.0.2"),
+        ("default/a", "fd00:99::1"),
+        ("external/x", "fd00:50::1"),
+    ] {
+        for (l4, port) in [(L4::Tcp, 8080), (L4::Udp, 5353)] {
+            probes.push(probe(&lab, from, dst, l4, port));
+            what.push(format!("{from} -> {dst} {l4:?}/{port}"));
+        }
+    }
+    // With an explicit source address.
+    let mut p = probe(&lab, "default/a", "fd00:99::1", L4::Tcp, 8080);
+    p.src = Some(ip("fd00:50::1"));
+    probes.push(p);
+    what.push("a(src fd00:50::1) -> fd00:99::1 TCP/8080".into());
+    let results = run_probes(&probes, TIMEOUT, 64);
+    for (w, r) in what.iter().zip(&results) {
+        assert_eq!(r.observed, Observed::Allow, "{w}: {r:?}");
+    }
+    assert!(results.iter().any(|r| r.detail == "connected") && results.iter().any(|r| r.detail == "reply"));
+
+    // A port nobody listens on: the SYN reached the pod and an RST came back => Allow ("refused"), fast.
+    let r = run_probes(&[probe(&lab, "default/a", "10.50.0.2", L4::Tcp, 9999)], TIMEOUT, 1);
+    assert_eq!((r[0].observed, r[0].detail.as_str()), (Observed::Allow, "refused"), "{r:?}");
+    assert!(r[0].micros < 500_000, "{r:?}");
+    // A source address the pod does not own cannot be bound.
+    let mut p = probe(&lab, "default/b", "10.50.0.1", L4::Tcp, 8080);
+    p.src = Some(ip("10.50.0.1"));
+    assert_eq!(run_probes(&[p], TIMEOUT, 1)[0].observed, Observed::Untestable);
+
+    // The lab is rediscovered from its state file.
+    let again = Lab::attach(&System, &guard.prefix).unwrap().unwrap();
+    assert_eq!(again.lab_pods(), lab.lab_pods());
+    // And a second `up` with the same prefix is refused.
+    assert!(matches!(Lab::up(&System, &guard.prefix, &three_pods()), Err(LabError::InUse { .. })));
+    drop(listeners);
+    guard.finish();
+}
+
+/// (b) A hand-written ruleset in the node netns: dropping TCP 8080 to one pod denies that probe, another port stays
+/// allowed, and an established connection survives a drop rule added later (conntrack).
+#[test]
+fn b_nft_ruleset_and_conntrack() {
+    require_root_tools!("b_nft_ruleset_and_conntrack");
+    let guard = Guard::new("nft");
+    let pods = [LabPod::new("default/a", [ip("10.51.0.1")]), LabPod::new("default/b", [ip("10.51.0.2")])];
+    let lab = Lab::up(&System, &guard.prefix, &pods).unwrap();
+    let b_ns = lab.pod_netns("default/b").unwrap().to_string();
+    let a_ns = lab.pod_netns("default/a").unwrap().to_string();
+    let mut t = targets(&lab, "default/b", L4::Tcp, 8080);
+    t.extend(targets(&lab, "default/b", L4::Tcp, 8081));
+    let _listeners = Listeners::start(&t).unwrap();
+
+    let ruleset = "\
+table inet labtest {
+    chain forward {
+        type filter hook forward priority 0; policy accept;
+        ct state established,related accept
+        ip daddr 10.51.0.2 tcp dport 8080 drop
+    }
+}
+";
+    let node = Some(lab.node_netns());
+    nft_check(&System, node, ruleset).unwrap();
+    assert!(nft_check(&System, node, "table inet labtest { chain c { bogus } }\n").is_err());
+    nft_apply(&System, node, ruleset).unwrap();
+    let json = nft_list_json(&System, node).unwrap();
+    assert!(json["nftables"].as_array().unwrap().iter().any(|o| o["table"]["name"] == "labtest"), "{json}");
+
+    let r = run_probes(
+        &[probe(&lab, "default/a", "10.51.0.2", L4::Tcp, 8080), probe(&lab, "default/a", "10.51.0.2", L4::Tcp, 8081)],
+        TIMEOUT,
+        8,
+    );
+    assert_eq!((r[0].observed, r[0].detail.as_str()), (Observed::Deny, "timeout"), "{r:?}");
+    assert_eq!(r[1].observed, Observed::Allow, "{r:?}");
+
+    // Long-lived connection a -> b:9000 through an echo server, opened before the drop rule exists.
+    let listener = in_netns(&b_ns, || TcpListener::bind("10.51.0.2:9000")).unwrap().unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => s.write_all(&buf[..n]).unwrap(),
+            }
+        }
+    });
+    let dst: SocketAddr = "10.51.0.2:9000".parse().unwrap();
+    let mut conn = in_netns(&a_ns, || TcpStream::connect_timeout(&dst, TIMEOUT)).unwrap().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 5];
+    conn.write_all(b"ping1").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping1");
+
+    nft_apply(&System, node, "add rule inet labtest forward ip daddr 10.51.0.2 tcp dport 9000 drop\n").unwrap();
+    conn.write_all(b"ping2").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping2", "established connection must survive the new drop rule");
+    let r = run_probes(&[probe(&lab, "default/a", "10.51.0.2", L4::Tcp, 9000)], TIMEOUT, 1);
+    assert_eq!(r[0].observed, Observed::Deny, "a new connection must be dropped: {r:?}");
+    drop(conn);
+    echo.join().unwrap();
+    guard.finish();
+}
+
+/// (c) `apply` adds, removes and re-addresses pods.
+#[test]
+fn c_apply_adds_and_removes() {
+    require_root_tools!("c_apply_adds_and_removes");
+    let guard = Guard::new("apply");
+    let mut lab = Lab::up(
+        &System,
+        &guard.prefix,
+        &[LabPod::new("default/a", [ip("10.52.0.1")]), LabPod::new("default/b", [ip("10.52.0.2")])],
+    )
+    .unwrap();
+    let b_ns = lab.pod_netns("default/b").unwrap().to_string();
+    let want = [
+        LabPod::new("default/a", [ip("10.52.0.11"), ip("fd00:52::11")]),
+        LabPod::new("default/c", [ip("10.52.0.3"), ip("fd00:52::3")]),
+    ];
+    let delta = lab.apply(&System, &want).unwrap();
+    assert_eq!(delta.added, ["default/c"]);
+    assert_eq!(delta.removed, ["default/b"]);
+    assert_eq!(delta.changed, ["default/a"]);
+    assert!(lab.pod_netns("default/b").is_none());
+    let names = netns_list(&System).unwrap();
+    assert!(!names.contains(&b_ns), "{names:?}");
+    assert!(names.iter().any(|n| n == lab.pod_netns("default/c").unwrap()));
+    // Nothing to do the second time.
+    assert!(lab.apply(&System, &want).unwrap().is_empty());
+
+    let mut t = targets(&lab, "default/c", L4::Tcp, 80);
+    t.extend(targets(&lab, "default/a", L4::Tcp, 80));
+    let _l = Listeners::start(&t).unwrap();
+    let r = run_probes(
+        &[
+            probe(&lab, "default/a", "10.52.0.3", L4::Tcp, 80),
+            probe(&lab, "default/a", "fd00:52::3", L4::Tcp, 80),
+            probe(&lab, "default/c", "10.52.0.11", L4::Tcp, 80),
+            probe(&lab, "default/c", "fd00:52::11", L4::Tcp, 80),
+        ],
+        TIMEOUT,
+        8,
+    );
+    assert!(r.iter().all(|r| r.observed == Observed::Allow), "{r:?}");
+    // The removed pod's old address is gone: nothing answers.
+    let r = run_probes(&[probe(&lab, "default/a", "10.52.0.2", L4::Tcp, 80)], Duration::from_millis(300), 1);
+    assert_ne!(r[0].observed, Observed::Allow, "{r:?}");
+
+    let attached = Lab::attach(&System, &guard.prefix).unwrap().unwrap();
+    assert_eq!(attached.lab_pods(), lab.lab_pods());
+    guard.finish();
+}
+
+/// (d) `down` removes every netns with the prefix, also ones the lab does not know about (crash recovery), and
+/// nothing else.
+#[test]
+fn d_down_after_crash() {
+    require_root_tools!("d_down_after_crash");
+    let guard = Guard::new("down");
+    let lab = Lab::up(
+        &System,
+        &guard.prefix,
+        &[LabPod::new("default/a", [ip("10.53.0.1")]), LabPod::new("default/b", [ip("10.53.0.2")])],
+    )
+    .unwrap();
+    drop(lab); // "crash": the Lab value is gone, the namespaces are not
+    let stray = format!("{}-stray", guard.prefix);
+    let neighbour = format!("{}x-keep", guard.prefix); // same characters, different prefix: must survive
+    netpol_nft::apply::ip_batch(&System, None, &format!("netns add {stray}\nnetns add {neighbour}\n"), false).unwrap();
+    assert_eq!(leftovers(&guard.prefix).len(), 4);
+    assert_eq!(Lab::down(&System, &guard.prefix).unwrap(), 4);
+    assert!(leftovers(&guard.prefix).is_empty());
+    assert!(netns_list(&System).unwrap().contains(&neighbour));
+    netpol_nft::apply::ip_batch(&System, None, &format!("netns del {neighbour}\n"), false).unwrap();
+    assert!(Lab::attach(&System, &guard.prefix).unwrap().is_none());
+    assert_eq!(Lab::down(&System, &guard.prefix).unwrap(), 0);
+    guard.finish();
+}
+
+/// (e) SCTP: Allow where the kernel has SCTP, Untestable with the reason where it does not. On the kernel this
+/// was written on (6.18, `CONFIG_IP_SCTP` not set) it is Untestable: "no SCTP sockets in this kernel".
+#[test]
+fn e_sctp() {
+    require_root_tools!("e_sctp");
+    let guard = Guard::new("sctp");
+    let lab = Lab::up(
+        &System,
+        &guard.prefix,
+        &[LabPod::new("default/a", [ip("10.54.0.1")]), LabPod::new("default/b", [ip("10.54.0.2")])],
+    )
+    .unwrap();
+    let listeners = Listeners::start(&targets(&lab, "default/b", L4::Sctp, 3868)).unwrap();
+    assert_eq!(listeners.sctp_supported(), kernel_supports_sctp());
+    let r = run_probes(&[probe(&lab, "default/a", "10.54.0.2", L4::Sctp, 3868)], TIMEOUT, 1);
+    eprintln!("SCTP on this kernel: supported={} probe={:?}", listeners.sctp_supported(), r[0]);
+    if listeners.sctp_supported() {
+        assert_eq!(r[0].observed, Observed::Allow, "{r:?}");
+    } else {
+        assert_eq!(listeners.skipped().len(), 1);
+        assert_eq!((r[0].observed, r[0].detail.as_str()), (Observed::Untestable, "no SCTP sockets in this kernel"));
+    }
+    drop(listeners);
+    guard.finish();
+}
+
+/// Scale: 50 pods come up in seconds and 200 probes (half of them dropped) finish in about one timeout.
+#[test]
+fn f_scale_50_pods_200_probes() {
+    require_root_tools!("f_scale_50_pods_200_probes");
+    let guard = Guard::new("scale");
+    let pods: Vec<LabPod> = (1..=50u8)
+        .map(|i| {
+            LabPod::new(format!("ns{}/pod{i}", i % 5), [ip(&format!("10.55.0.{i}")), ip(&format!("fd00:55::{i:x}"))])
+        })
+        .collect();
+    let t0 = Instant::now();
+    let lab10 = Lab::up(&System, &format!("{}-ten", guard.prefix), &pods[..10]).unwrap();
+    let up10 = t0.elapsed();
+    Lab::down(&System, &format!("{}-ten", guard.prefix)).unwrap();
+    drop(lab10);
+    let t0 = Instant::now();
+    let lab = Lab::up(&System, &guard.prefix, &pods).unwrap();
+    let up50 = t0.elapsed();
+
+    let mut t = Vec::new();
+    for p in &pods {
+        t.extend(targets(&lab, &p.key, L4::Tcp, 80));
+        t.extend(targets(&lab, &p.key, L4::Udp, 53));
+    }
+    let _l = Listeners::start(&t).unwrap();
+    // Drop TCP 80 to the even pods.
+    let mut rules = String::from(
+        "table inet scale {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n  ct state established,related accept\n",
+    );
+    for i in (2..=50).step_by(2) {
+        rules.push_str(&format!(
+            "  ip daddr 10.55.0.{i} tcp dport 80 drop\n  ip6 daddr fd00:55::{i:x} tcp dport 80 drop\n"
+        ));
+    }
+    rules.push_str(" }\n}\n");
+    nft_apply(&System, Some(lab.node_netns()), &rules).unwrap();
+
+    let mut probes = Vec::new();
+    let mut want = Vec::new();
+    for k in 0..200usize {
+        let from = &pods[k % 50];
+        let to_i = (k * 7 + 3) % 50 + 1; // 1..=50
+        let to_i = if to_i == k % 50 + 1 { to_i % 50 + 1 } else { to_i };
+        let v6 = k % 3 == 0;
+        let dst = if v6 { format!("fd00:55::{to_i:x}") } else { format!("10.55.0.{to_i}") };
+        let l4 = if k % 4 == 0 { L4::Udp } else { L4::Tcp };
+        let port = if l4 == L4::Udp { 53 } else { 80 };
+        probes.push(Probe { netns: lab.pod_netns(&from.key).unwrap().to_string(), src: None, dst: ip(&dst), l4, port });
+        want.push(if l4 == L4::Tcp && to_i % 2 == 0 { Observed::Deny } else { Observed::Allow });
+    }
+    let t0 = Instant::now();
+    let results = run_probes(&probes, TIMEOUT, 256);
+    let probe_time = t0.elapsed();
+    for ((p, w), r) in probes.iter().zip(&want).zip(&results) {
+        assert_eq!(r.observed, *w, "{p:?}: {r:?}");
+    }
+    let denies = want.iter().filter(|w| **w == Observed::Deny).count();
+    eprintln!("timings: lab up 10 pods {:?}, 50 pods {:?}; 200 probes ({denies} deny) {:?}", up10, up50, probe_time);
+    assert!(up50 < Duration::from_secs(20), "50 pods took {up50:?}");
+    assert!(probe_time < Duration::from_secs(10), "200 probes took {probe_time:?}");
+    let t0 = Instant::now();
+    guard.finish();
+    eprintln!("timings: lab down 50 pods {:?}", t0.elapsed());
+}

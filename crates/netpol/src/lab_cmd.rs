@@ -1,0 +1,284 @@
+//! `netpol lab up|down|apply`, `netpol connectivity-test`, `netpol nft stats`: the data plane from the CLI.
+//!
+//! Everything kernel-facing goes through `netpol_nft::apply` (commands) and `netpol_nft::probe` (sockets in
+//! namespaces); this module only plans and reports.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use netpol_core::compile::{Endpoint, Engine};
+use netpol_core::model::Cluster;
+use netpol_nft::apply::{self, Runner, System};
+use netpol_nft::connectivity::{self, Case, Placed};
+use netpol_nft::lab::{Lab, LabPod};
+use netpol_nft::probe::Observed;
+use netpol_nft::ruleset;
+use serde::Serialize;
+
+use crate::query::{parse_port_proto, Resolver};
+
+pub const DEFAULT_PREFIX: &str = "netpol-lab";
+
+/// The lab's pods for a cluster (plus emulated external addresses) and the engine compiled on lab addresses.
+pub struct Prepared {
+    pub engine: Engine,
+    pub pods: Vec<LabPod>,
+    pub untestable: BTreeMap<u32, String>,
+}
+
+pub fn prepare(cluster: &Cluster) -> Prepared {
+    let plan = connectivity::plan(cluster);
+    let engine = Engine::new(plan.cluster);
+    Prepared { engine, pods: plan.pods, untestable: plan.untestable }
+}
+
+fn load_ruleset(r: &dyn Runner, lab: &Lab, engine: &Engine) -> Result<()> {
+    let rs = ruleset::generate(engine);
+    let t = std::time::Instant::now();
+    apply::nft_apply(r, Some(lab.node_netns()), &rs.replace_script()).context("loading the ruleset")?;
+    let (rules, elements) = rs.size();
+    tracing::info!(elapsed = ?t.elapsed(), rules, elements, "ruleset loaded (one transaction)");
+    Ok(())
+}
+
+/// `lab up`: creates (or updates) the lab and loads the ruleset.
+pub fn up(cluster: &Cluster, prefix: &str, extra: Vec<LabPod>) -> Result<(Lab, Prepared)> {
+    let r = System;
+    let p = prepare(cluster);
+    let mut pods = p.pods.clone();
+    pods.extend(extra);
+    let lab = match Lab::attach(&r, prefix)? {
+        Some(mut lab) => {
+            lab.apply(&r, &pods)?;
+            lab
+        }
+        None => Lab::up(&r, prefix, &pods)?,
+    };
+    load_ruleset(&r, &lab, &p.engine)?;
+    for (pod, why) in &p.untestable {
+        eprintln!("warning: {} not created in the lab: {why}", p.engine.cluster.pod_ref(*pod));
+    }
+    Ok((lab, p))
+}
+
+pub fn down(prefix: &str) -> Result<usize> {
+    Ok(Lab::down(&System, prefix)?)
+}
+
+/// `lab apply`: re-applies after manifests changed: pods added/removed in the lab, the ruleset replaced in one
+/// transaction (established connections that are still allowed survive through conntrack).
+pub fn apply_changes(cluster: &Cluster, prefix: &str) -> Result<()> {
+    let r = System;
+    let mut lab =
+        Lab::attach(&r, prefix)?.ok_or_else(|| anyhow!("no lab `{prefix}` is running (use `netpol lab up`)"))?;
+    let p = prepare(cluster);
+    // Keep emulated external addresses that are already there.
+    let mut pods = p.pods.clone();
+    for (key, _, ips) in lab.pods() {
+        if key.starts_with("external/") {
+            pods.push(LabPod { key: key.to_string(), ips: ips.to_vec() });
+        }
+    }
+    let delta = lab.apply(&r, &pods)?;
+    tracing::info!(?delta, "lab pods updated");
+    load_ruleset(&r, &lab, &p.engine)
+}
+
+#[derive(Serialize)]
+struct Summary {
+    flows: usize,
+    agree: usize,
+    disagree: usize,
+    untestable: usize,
+    errors: usize,
+}
+
+/// `connectivity-test`: returns the exit code (0 all agree, 1 any disagreement or error line).
+pub fn connectivity_test(
+    cluster: &Cluster,
+    flows: Option<&str>,
+    prefix: &str,
+    keep: bool,
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let p = prepare(cluster);
+    let e = &p.engine;
+    // Cases: from the flows file (query contract), or every pod pair on every declared port.
+    let mut lines: Vec<(String, Result<Case, String>)> = Vec::new();
+    match flows {
+        Some(path) => {
+            let f = std::fs::File::open(path).with_context(|| format!("cannot read `{path}`"))?;
+            let r = Resolver::new(e, "default");
+            for line in std::io::BufReader::new(f).lines() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let case = parse_case(&r, &line);
+                lines.push((line, case));
+            }
+        }
+        None => {
+            for c in connectivity::default_cases(e, &p.untestable) {
+                let line = serde_json::json!({
+                    "src": e.endpoint_name(&c.src), "dst": e.endpoint_name(&c.dst),
+                    "protocol": c.protocol, "port": c.port,
+                })
+                .to_string();
+                lines.push((line, Ok(c)));
+            }
+        }
+    }
+    let cases: Vec<Case> = lines.iter().filter_map(|(_, c)| c.as_ref().ok().cloned()).collect();
+    let externals = connectivity::external_pods(e, &cases);
+    let r = System;
+    let existing = Lab::attach(&r, prefix)?;
+    let created = existing.is_none();
+    let (lab, _) = up(cluster, prefix, externals)?;
+    let result = (|| -> Result<Vec<(Observed, String)>> {
+        let placed: Vec<Result<(Placed, netpol_nft::probe::L4, u16), String>> = lines
+            .iter()
+            .filter_map(|(_, c)| c.as_ref().ok())
+            .map(|c| {
+                let (sk, sip) = connectivity::locate(e, &p.untestable, &c.src)?;
+                let (dk, dip) = connectivity::locate(e, &p.untestable, &c.dst)?;
+                let src_netns = lab.pod_netns(&sk).ok_or_else(|| format!("{sk} is not in the lab"))?.to_string();
+                let dst_netns = lab.pod_netns(&dk).ok_or_else(|| format!("{dk} is not in the lab"))?.to_string();
+                Ok((Placed { src_netns, src_ip: sip, dst_netns, dst_ip: dip }, connectivity::l4(c.protocol), c.port))
+            })
+            .collect();
+        connectivity::observe(&placed, timeout).map_err(anyhow::Error::msg)
+    })();
+    if created && !keep {
+        if let Err(err) = Lab::down(&r, prefix) {
+            eprintln!("warning: could not remove the lab: {err}");
+        }
+    }
+    let observed = result?;
+    let mut obs = observed.into_iter();
+    let mut s = Summary { flows: lines.len(), agree: 0, disagree: 0, untestable: 0, errors: 0 };
+    let mut w = std::io::BufWriter::new(out);
+    for (line, case) in &lines {
+        let body = line.trim_end().strip_suffix('}').unwrap_or(line);
+        let sep = if body.trim_end().ends_with('{') { "" } else { "," };
+        match case {
+            Err(msg) => {
+                s.errors += 1;
+                writeln!(w, "{body}{sep}\"error\":{}}}", serde_json::to_string(msg)?)?;
+            }
+            Ok(c) => {
+                let verdict = e.allowed(&c.src, &c.dst, c.protocol, c.port);
+                let (o, detail) = obs.next().unwrap_or((Observed::Untestable, "not probed".into()));
+                let v = if verdict { "allow" } else { "deny" };
+                let o_text = match o {
+                    Observed::Allow => "allow",
+                    Observed::Deny => "deny",
+                    Observed::Untestable => "untestable",
+                };
+                match o {
+                    Observed::Untestable => s.untestable += 1,
+                    _ if o_text == v => s.agree += 1,
+                    _ => s.disagree += 1,
+                }
+                write!(w, "{body}{sep}\"verdict\":\"{v}\",\"observed\":\"{o_text}\"")?;
+                if o == Observed::Untestable || o_text != v {
+                    write!(w, ",\"detail\":{}", serde_json::to_string(&detail)?)?;
+                }
+                writeln!(w, "}}")?;
+            }
+        }
+    }
+    w.flush()?;
+    eprintln!(
+        "connectivity-test: {} flows: {} agree, {} DISAGREE, {} untestable, {} errors",
+        s.flows, s.agree, s.disagree, s.untestable, s.errors
+    );
+    Ok(if s.disagree > 0 || s.errors > 0 { 1 } else { 0 })
+}
+
+fn parse_case(r: &Resolver, line: &str) -> Result<Case, String> {
+    #[derive(serde::Deserialize)]
+    struct F {
+        src: String,
+        dst: String,
+        #[serde(default)]
+        protocol: Option<String>,
+        port: serde_json::Value,
+    }
+    let f: F = serde_json::from_str(line).map_err(|e| format!("invalid flow: {e}"))?;
+    let port = match &f.port {
+        serde_json::Value::Number(n) => n.to_string(),
+        other => return Err(format!("invalid port {other}")),
+    };
+    let spec = match &f.protocol {
+        Some(p) => format!("{port}/{p}"),
+        None => port,
+    };
+    let (port, protocol) = parse_port_proto(&spec)?;
+    let src: Endpoint = r.endpoint(&f.src).map_err(|e| format!("src: {e}"))?;
+    let dst: Endpoint = r.endpoint(&f.dst).map_err(|e| format!("dst: {e}"))?;
+    Ok(Case { src, dst, protocol, port })
+}
+
+#[derive(Serialize, Default)]
+pub struct RuleStat {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// `nft stats`: counters of the loaded ruleset, per policy rule (and drops per isolation), from the lab's node
+/// namespace.
+pub fn stats(prefix: &str, json: bool, out: &mut dyn Write) -> Result<()> {
+    let r = System;
+    let lab = Lab::attach(&r, prefix)?.ok_or_else(|| anyhow!("no lab `{prefix}` is running"))?;
+    let v = apply::nft_list_json(&r, Some(lab.node_netns()))?;
+    let mut per: BTreeMap<String, RuleStat> = BTreeMap::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let Some(rule) = item.get("rule") else { continue };
+        if rule["table"] != ruleset::TABLE {
+            continue;
+        }
+        let Some(comment) = rule["comment"].as_str() else { continue };
+        let key = match ruleset::parse_comment(comment) {
+            Some((rule_ref, _peer)) => rule_ref.to_string(),
+            None => comment.to_string(),
+        };
+        for x in rule["expr"].as_array().into_iter().flatten() {
+            if let Some(c) = x.get("counter") {
+                let st = per.entry(key.clone()).or_default();
+                st.packets += c["packets"].as_u64().unwrap_or(0);
+                st.bytes += c["bytes"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&per)?)?;
+    } else {
+        writeln!(out, "{:<70} {:>10} {:>12}", "RULE (policy/direction/rule, or drop)", "PACKETS", "BYTES")?;
+        for (k, s) in &per {
+            writeln!(out, "{k:<70} {:>10} {:>12}", s.packets, s.bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// Ensures we run as root with the tools the data plane needs.
+pub fn check_privileges() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc_geteuid() };
+    if euid != 0 {
+        return Err(anyhow!("the lab needs root (network namespaces and nftables)"));
+    }
+    if !apply::nft_available() {
+        return Err(anyhow!("`nft` not found: install nftables (apt-get install nftables iproute2)"));
+    }
+    Ok(())
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

@@ -1,0 +1,388 @@
+//! Data-plane tests (root, nftables, iproute2): labs of network-namespace pods enforce the generated ruleset, and
+//! real connections must match the engine on every flow. Each test uses its own lab prefix and removes its
+//! namespaces even when it fails. Without root or the tools, each test prints why it is skipped.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    for tool in ["nft", "ip"] {
+        let ok = Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+        if !ok {
+            return Some(format!("`{tool}` not installed"));
+        }
+    }
+    None
+}
+
+extern "C" {
+    fn geteuid() -> u32;
+}
+
+macro_rules! require_root {
+    () => {
+        if let Some(why) = skip_reason() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// Removes the lab when dropped (also when the test panics).
+struct LabGuard(String);
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = netpol::lab_cmd::down(&self.0);
+    }
+}
+
+fn prefix(name: &str) -> String {
+    format!("npt{}-{}", std::process::id() % 10000, name)
+}
+
+fn write_cluster(yaml: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    f.write_all(yaml.as_bytes()).unwrap();
+    f
+}
+
+fn netpol(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `connectivity-test` and returns the answer lines; asserts that verdicts and observations agree.
+fn connectivity(yaml: &str, flows: Option<&str>, name: &str) -> Vec<serde_json::Value> {
+    let p = prefix(name);
+    let _guard = LabGuard(p.clone());
+    let cluster = write_cluster(yaml);
+    let flows_file = flows.map(|f| {
+        let mut t = tempfile::NamedTempFile::new().unwrap();
+        t.write_all(f.as_bytes()).unwrap();
+        t
+    });
+    let mut args =
+        vec!["connectivity-test", "-f", cluster.path().to_str().unwrap(), "--prefix", &p, "--timeout-ms", "700"];
+    let fpath;
+    if let Some(f) = &flows_file {
+        fpath = f.path().to_str().unwrap().to_string();
+        args.push("--flows");
+        args.push(&fpath);
+    }
+    let o = netpol(&args, None);
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for l in &lines {
+        if l["observed"] != "untestable" {
+            assert_eq!(l["verdict"], l["observed"], "verdict and data plane disagree: {l}\n{stderr}");
+        }
+    }
+    assert_eq!(o.status.code(), Some(0), "connectivity-test failed:\n{stderr}");
+    assert!(!lines.is_empty(), "{stderr}");
+    // The lab created by the command is gone.
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains(&p), "leftover namespaces for {p}");
+    lines
+}
+
+fn verdict_of<'a>(lines: &'a [serde_json::Value], src: &str, dst: &str, port: u64) -> &'a serde_json::Value {
+    lines
+        .iter()
+        .find(|l| l["src"] == src && l["dst"] == dst && l["port"] == port)
+        .unwrap_or_else(|| panic!("no flow {src} -> {dst}:{port}"))
+}
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: a, labels: {team: a}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: b, labels: {team: b}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}, {name: dns, containerPort: 53, protocol: UDP}, {containerPort: 9000}]}]}
+status: {podIP: 10.77.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: a, labels: {app: db}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 9090}, {containerPort: 8085}]}]}
+status: {podIP: 10.77.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: b, labels: {app: client}}
+spec: {containers: [{name: c, ports: [{containerPort: 7000}]}]}
+status: {podIP: 10.77.1.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: b, labels: {app: other}}
+spec: {containers: [{name: c, ports: [{containerPort: 7000}]}]}
+status: {podIP: 10.77.1.2}
+"#;
+
+fn with(policies: &str) -> String {
+    format!("{PODS}\n---\n{policies}")
+}
+
+#[test]
+fn default_deny_and_named_ports() {
+    require_root!();
+    let lines = connectivity(
+        &with(
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: a}
+spec: {podSelector: {}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: http, namespace: a}
+spec:
+  podSelector: {}
+  ingress: [{from: [{namespaceSelector: {matchLabels: {team: b}}}], ports: [{port: http}]}]
+"#,
+        ),
+        None,
+        "deny",
+    );
+    assert_eq!(verdict_of(&lines, "b/client", "a/web", 8080)["observed"], "allow");
+    assert_eq!(verdict_of(&lines, "b/client", "a/db", 9090)["observed"], "allow");
+    assert_eq!(verdict_of(&lines, "b/client", "a/web", 9000)["observed"], "deny");
+    assert_eq!(verdict_of(&lines, "b/client", "a/db", 8085)["observed"], "deny");
+    assert_eq!(verdict_of(&lines, "a/web", "a/db", 9090)["observed"], "deny");
+    assert_eq!(verdict_of(&lines, "a/web", "b/client", 7000)["observed"], "allow");
+}
+
+#[test]
+fn and_versus_or_peers() {
+    require_root!();
+    let and = connectivity(
+        &with(
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from:
+    - namespaceSelector: {matchLabels: {team: b}}
+      podSelector: {matchLabels: {app: client}}
+"#,
+        ),
+        None,
+        "and",
+    );
+    assert_eq!(verdict_of(&and, "b/client", "a/db", 9090)["observed"], "allow");
+    assert_eq!(verdict_of(&and, "b/other", "a/db", 9090)["observed"], "deny");
+    let or = connectivity(
+        &with(
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from:
+    - namespaceSelector: {matchLabels: {team: b}}
+    - podSelector: {matchLabels: {app: client}}
+"#,
+        ),
+        None,
+        "or",
+    );
+    assert_eq!(verdict_of(&or, "b/other", "a/db", 9090)["observed"], "allow");
+    assert_eq!(verdict_of(&or, "a/web", "a/db", 9090)["observed"], "deny");
+}
+
+#[test]
+fn end_port_udp_only_and_egress_denied_at_the_client() {
+    require_root!();
+    let flows = [
+        (r#"{"src":"b/client","dst":"a/db","port":8085}"#, "allow"),
+        (r#"{"src":"b/client","dst":"a/db","port":9090}"#, "allow"),
+        (r#"{"src":"b/client","dst":"a/web","port":53,"protocol":"UDP"}"#, "allow"),
+        (r#"{"src":"b/client","dst":"a/web","port":53,"protocol":"TCP"}"#, "deny"),
+        (r#"{"src":"b/other","dst":"a/db","port":8085}"#, "deny"),
+    ];
+    let input: String = flows.iter().map(|(f, _)| format!("{f}\n")).collect();
+    let lines = connectivity(
+        &with(
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: client-egress, namespace: b}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  policyTypes: [Egress]
+  egress: [{ports: [{port: 8000, endPort: 9999}, {port: 53, protocol: UDP}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: other-egress, namespace: b}
+spec: {podSelector: {matchLabels: {app: other}}, policyTypes: [Egress]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-udp, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{ports: [{port: 53, protocol: UDP}]}]
+"#,
+        ),
+        Some(&input),
+        "ports",
+    );
+    for ((_, want), got) in flows.iter().zip(&lines) {
+        assert_eq!(got["observed"], *want, "{got}");
+    }
+}
+
+#[test]
+fn ip_block_except_and_external_addresses() {
+    require_root!();
+    let flows = [
+        (r#"{"src":"a/web","dst":"10.99.1.5","port":443}"#, "allow"),
+        (r#"{"src":"a/web","dst":"10.99.2.5","port":443}"#, "deny"),
+        (r#"{"src":"a/web","dst":"10.99.1.5","port":80}"#, "deny"),
+        (r#"{"src":"10.99.2.5","dst":"a/db","port":9090}"#, "allow"),
+        (r#"{"src":"10.99.1.5","dst":"a/db","port":9090}"#, "deny"),
+        (r#"{"src":"a/web","dst":"a/db","port":9090}"#, "deny"),
+    ];
+    let input: String = flows.iter().map(|(f, _)| format!("{f}\n")).collect();
+    let lines = connectivity(
+        &with(
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-egress, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress: [{to: [{ipBlock: {cidr: 10.99.0.0/16, except: [10.99.2.0/24]}}], ports: [{port: 443}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-ingress, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{ipBlock: {cidr: 10.99.2.0/24}}]}]
+"#,
+        ),
+        Some(&input),
+        "ipblock",
+    );
+    for ((_, want), got) in flows.iter().zip(&lines) {
+        assert_eq!(got["observed"], *want, "{got}");
+    }
+}
+
+// ---- live update with an established connection ----
+
+fn echo_server(netns: &str, ip: IpAddr, port: u16) -> TcpListener {
+    netpol_nft::probe::in_netns(netns, move || TcpListener::bind(SocketAddr::new(ip, port))).unwrap().unwrap()
+}
+
+fn connect(netns: &str, ip: IpAddr, port: u16) -> std::io::Result<TcpStream> {
+    netpol_nft::probe::in_netns(netns, move || {
+        TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_millis(700))
+    })
+    .unwrap()
+}
+
+fn roundtrip(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    if s.write_all(b"x").is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(1))
+}
+
+#[test]
+fn label_change_applied_live_keeps_allowed_established_connections() {
+    require_root!();
+    let p = prefix("live");
+    let _guard = LabGuard(p.clone());
+    let policy = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{namespaceSelector: {}, podSelector: {matchLabels: {app: client}}}]
+  - from: [{namespaceSelector: {}, podSelector: {matchLabels: {role: reader}}}]
+"#;
+    let before = with(policy);
+    let cluster = netpol_core::load::load_str("before.yaml", &before).cluster;
+    let (lab, _) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
+    let db_ns = lab.pod_netns("a/db").unwrap().to_string();
+    let client_ns = lab.pod_netns("b/client").unwrap().to_string();
+    let db_ip: IpAddr = "10.77.0.2".parse().unwrap();
+    let listener = echo_server(&db_ns, db_ip, 8085);
+    let server = std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut b = [0u8; 1];
+                while let Ok(1) = conn.read(&mut b) {
+                    if conn.write_all(&b).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let _ = server;
+    let mut conn = connect(&client_ns, db_ip, 8085).expect("client reaches db before the change");
+    assert!(roundtrip(&mut conn));
+    // b/other cannot connect yet.
+    let other_ns = lab.pod_netns("b/other").unwrap().to_string();
+    assert!(connect(&other_ns, db_ip, 8085).is_err());
+
+    // The client changes labels (app=client -> role=reader: still allowed by the second rule), and b/other
+    // becomes a client. Apply live.
+    let after = with(policy)
+        .replace(
+            "metadata: {name: client, namespace: b, labels: {app: client}}",
+            "metadata: {name: client, namespace: b, labels: {role: reader}}",
+        )
+        .replace(
+            "metadata: {name: other, namespace: b, labels: {app: other}}",
+            "metadata: {name: other, namespace: b, labels: {app: client}}",
+        );
+    assert_ne!(after, before);
+    let cluster2 = netpol_core::load::load_str("after.yaml", &after).cluster;
+    netpol::lab_cmd::apply_changes(&cluster2, &p).unwrap();
+    // The established connection survives the update; new connections follow the new policy.
+    assert!(roundtrip(&mut conn), "established connection was cut by the update");
+    assert!(connect(&other_ns, db_ip, 8085).is_ok(), "b/other should now be allowed");
+    let web_ns = lab.pod_netns("a/web").unwrap().to_string();
+    assert!(connect(&web_ns, db_ip, 8085).is_err(), "a/web is still not allowed");
+}
