@@ -284,3 +284,16 @@ mod tests {
         assert!(matches!(System.run(&[], None), Err(ApplyError::EmptyCommand)));
     }
 }
+
+/// Starts `nft monitor trace` in a namespace; its stdout is piped (one trace event per line). The caller kills
+/// the child when done.
+pub fn spawn_trace_monitor(netns: &str) -> Result<std::process::Child, ApplyError> {
+    let argv = ["ip", "netns", "exec", netns, "nft", "monitor", "trace"];
+    std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|source| ApplyError::Spawn { argv: display_argv(&argv), source })
+}

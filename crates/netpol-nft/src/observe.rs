@@ -1,5 +1,5 @@
 //! Flow log from the data plane, like Hubble's: every new connection through the node is traced
-//! (`meta nftrace set 1` on `ct state new` in a separate table), `nft monitor trace` is read, and each trace
+//! (`meta nftrace set 1` on `ct state new` in a separate table, after conntrack at priority -150), `nft monitor trace` is read, and each trace
 //! becomes one record: source, destination, protocol, port, verdict, and the policy rule that allowed each
 //! side, or the isolation that dropped it (from the rule comments of the generated ruleset).
 
@@ -11,7 +11,7 @@ pub const TRACE_TABLE: &str = "netpol_trace";
 /// Script that adds the tracing table.
 pub fn trace_on_script() -> String {
     format!(
-        "table inet {TRACE_TABLE}\ndelete table inet {TRACE_TABLE}\ntable inet {TRACE_TABLE} {{\n\tchain pre {{\n\t\ttype filter hook prerouting priority -350; policy accept;\n\t\tct state new meta nftrace set 1\n\t}}\n}}\n"
+        "table inet {TRACE_TABLE}\ndelete table inet {TRACE_TABLE}\ntable inet {TRACE_TABLE} {{\n\tchain pre {{\n\t\ttype filter hook prerouting priority -150; policy accept;\n\t\tct state new meta nftrace set 1\n\t}}\n}}\n"
     )
 }
 

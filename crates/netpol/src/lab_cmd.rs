@@ -282,3 +282,98 @@ extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
 }
+
+/// UTC RFC 3339 time of a `SystemTime` (seconds precision, plus milliseconds).
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// `observe`: a JSON Lines flow log of data-plane verdicts for new connections through the lab's node.
+pub fn observe(
+    prefix: &str,
+    engine: Option<&Engine>,
+    count: Option<usize>,
+    duration: Option<Duration>,
+    out: &mut dyn Write,
+) -> Result<usize> {
+    use netpol_nft::observe::{trace_off_script, trace_on_script, TraceParser};
+    let r = System;
+    let lab = Lab::attach(&r, prefix)?.ok_or_else(|| anyhow!("no lab `{prefix}` is running"))?;
+    let node = lab.node_netns().to_string();
+    let mut child = apply::spawn_trace_monitor(&node)?;
+    apply::nft_apply(&r, Some(&node), &trace_on_script())?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no output from nft monitor"))?;
+    // Read on a thread so that the duration limit can stop us.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let name = |ip: &str| -> String {
+        match (engine, ip.parse()) {
+            (Some(e), Ok(addr)) => match e.ip_index.get(&addr) {
+                Some(&pod) => e.cluster.pod_ref(pod),
+                None => ip.to_string(),
+            },
+            _ => ip.to_string(),
+        }
+    };
+    let deadline = duration.map(|d| std::time::Instant::now() + d);
+    let mut parser = TraceParser::default();
+    let mut n = 0usize;
+    let result = (|| -> Result<()> {
+        loop {
+            if count.is_some_and(|c| n >= c) {
+                return Ok(());
+            }
+            let wait = match deadline {
+                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                    Some(w) => w,
+                    None => return Ok(()),
+                },
+                None => Duration::from_secs(3600),
+            };
+            let line = match rx.recv_timeout(wait) {
+                Ok(l) => l,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            if let Some(mut rec) = parser.feed(&line) {
+                rec.src = name(&rec.src);
+                rec.dst = name(&rec.dst);
+                let mut v = serde_json::to_value(&rec)?;
+                v["time"] = serde_json::json!(rfc3339(std::time::SystemTime::now()));
+                writeln!(out, "{v}")?;
+                out.flush()?;
+                n += 1;
+            }
+        }
+    })();
+    let _ = apply::nft_apply(&r, Some(&node), &trace_off_script());
+    let _ = child.kill();
+    let _ = child.wait();
+    result.map(|_| n)
+}

@@ -130,6 +130,20 @@ enum Cmd {
         #[command(subcommand)]
         action: LabAction,
     },
+    /// JSON Lines flow log of the lab's data-plane verdicts for new connections (like Hubble's flow log).
+    Observe {
+        #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
+        prefix: String,
+        /// Manifests, to name pods instead of printing addresses.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        /// Stop after this many flows.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
     /// Bring a lab up (or use a running one), probe every flow with real connections, compare with the verdicts.
     ConnectivityTest {
         #[arg(short = 'f', long = "filename", required = true)]
@@ -291,6 +305,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("lab `{prefix}`: removed {n} namespace(s)");
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Observe { prefix, files, count, seconds } => {
+            lab_cmd::check_privileges()?;
+            let engine = if files.is_empty() {
+                None
+            } else {
+                match load(&files, strict)? {
+                    Ok(i) => Some(lab_cmd::prepare(&i.engine.cluster).engine),
+                    Err(code) => return Ok(code),
+                }
+            };
+            let stdout = std::io::stdout();
+            lab_cmd::observe(
+                &prefix,
+                engine.as_ref(),
+                count,
+                seconds.map(std::time::Duration::from_secs),
+                &mut stdout.lock(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::ConnectivityTest { files, flows, prefix, keep, timeout_ms } => {

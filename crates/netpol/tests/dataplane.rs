@@ -386,3 +386,51 @@ spec:
     let web_ns = lab.pod_netns("a/web").unwrap().to_string();
     assert!(connect(&web_ns, db_ip, 8085).is_err(), "a/web is still not allowed");
 }
+
+#[test]
+fn observe_and_stats_report_the_deciding_rules() {
+    require_root!();
+    let p = prefix("obs");
+    let _guard = LabGuard(p.clone());
+    let yaml = with(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {app: client}}}], ports: [{port: 8085}]}]
+"#,
+    );
+    let cluster = netpol_core::load::load_str("obs.yaml", &yaml).cluster;
+    let (lab, prepared) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
+    let db_ip: IpAddr = "10.77.0.2".parse().unwrap();
+    let _listener = echo_server(lab.pod_netns("a/db").unwrap(), db_ip, 8085);
+    let p2 = p.clone();
+    let observer = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        netpol::lab_cmd::observe(&p2, Some(&prepared.engine), Some(2), Some(Duration::from_secs(8)), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(connect(lab.pod_netns("b/client").unwrap(), db_ip, 8085).is_ok());
+    assert!(connect(lab.pod_netns("b/other").unwrap(), db_ip, 8085).is_err());
+    let log = observer.join().unwrap();
+    let recs: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(recs.len(), 2, "{log}");
+    let allowed = recs.iter().find(|r| r["src"] == "b/client").unwrap();
+    assert_eq!(allowed["verdict"], "allow");
+    assert_eq!(allowed["dst"], "a/db");
+    assert_eq!(allowed["port"], 8085);
+    assert!(allowed["allowed_by"].to_string().contains("np:a/db/ingress/0"), "{allowed}");
+    let denied = recs.iter().find(|r| r["src"] == "b/other").unwrap();
+    assert_eq!(denied["verdict"], "deny");
+    assert!(denied["dropped_by"].as_str().unwrap().contains("np-drop:ingress a/db"), "{denied}");
+    assert!(denied["time"].as_str().unwrap().ends_with('Z'));
+
+    let mut stats = Vec::new();
+    netpol::lab_cmd::stats(&p, true, &mut stats).unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    assert_eq!(stats["a/db/ingress/0"]["packets"], 1, "{stats}");
+    assert!(stats["np-drop:ingress a/db"]["packets"].as_u64().unwrap() >= 1, "{stats}");
+}
