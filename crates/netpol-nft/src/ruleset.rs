@@ -702,3 +702,167 @@ mod tests {
         assert_eq!(r, vec!["10.0.0.128-10.0.0.255"]);
     }
 }
+
+// ---- incremental updates ----
+
+/// A ruleset as text pieces, kept between updates (serialisable) to compute the next incremental update.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// set name → (declaration without elements, elements)
+    pub sets: BTreeMap<String, (String, BTreeSet<String>)>,
+    /// map name → (declaration without elements, key → verdict)
+    pub maps: BTreeMap<String, (String, BTreeMap<String, String>)>,
+    /// chain name → (base-chain header if any, rules)
+    pub chains: BTreeMap<String, (Option<String>, Vec<String>)>,
+}
+
+impl Ruleset {
+    pub fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (n, set) in &self.sets {
+            let decl = Self::set_text(n, &NftSet { elements: BTreeSet::new(), ..set.clone() });
+            s.sets.insert(n.clone(), (decl, set.elements.iter().map(elem_text).collect()));
+        }
+        for (n, m) in &self.maps {
+            let decl = Self::map_text(n, &NftMap { family: m.family, elements: BTreeMap::new() });
+            let els = m.elements.iter().map(|(ip, c)| (ip.to_string(), format!("jump {c}"))).collect();
+            s.maps.insert(n.clone(), (decl, els));
+        }
+        for (n, c) in &self.chains {
+            let header =
+                c.hook.map(|(hook, prio, policy)| format!("type filter hook {hook} priority {prio}; policy {policy};"));
+            s.chains.insert(n.clone(), (header, Self::rule_lines(c)));
+        }
+        s
+    }
+}
+
+fn elements_block(els: &[&String]) -> String {
+    let v: Vec<&str> = els.iter().map(|s| s.as_str()).collect();
+    format!("{{ {} }}", v.join(", "))
+}
+
+impl Snapshot {
+    /// One nft transaction (an `nft -f` script) that turns the loaded `old` into `self`: new sets and chains are
+    /// added first, changed sets get element deltas (never a flush), changed chains are flushed and refilled,
+    /// map entries are swapped, and only then are unused chains and sets removed. Either all of it applies or
+    /// nothing does.
+    pub fn update_script(&self, old: &Snapshot) -> String {
+        let t = format!("inet {TABLE}");
+        let mut out = String::new();
+        // 1. sets and maps: new ones, then element deltas.
+        for (n, (decl, els)) in &self.sets {
+            match old.sets.get(n) {
+                Some((odecl, oels)) if odecl == decl => {
+                    let del: Vec<&String> = oels.difference(els).collect();
+                    let add: Vec<&String> = els.difference(oels).collect();
+                    if !del.is_empty() {
+                        let _ = writeln!(out, "delete element {t} {n} {}", elements_block(&del));
+                    }
+                    if !add.is_empty() {
+                        let _ = writeln!(out, "add element {t} {n} {}", elements_block(&add));
+                    }
+                }
+                Some(_) => {
+                    let _ = writeln!(out, "delete set {t} {n}");
+                    let _ = writeln!(out, "add {}", decl_in_table(decl, &t));
+                    if !els.is_empty() {
+                        let _ =
+                            writeln!(out, "add element {t} {n} {}", elements_block(&els.iter().collect::<Vec<_>>()));
+                    }
+                }
+                None => {
+                    let _ = writeln!(out, "add {}", decl_in_table(decl, &t));
+                    if !els.is_empty() {
+                        let _ =
+                            writeln!(out, "add element {t} {n} {}", elements_block(&els.iter().collect::<Vec<_>>()));
+                    }
+                }
+            }
+        }
+        // 2. chains: create new ones (empty) so that rules and map entries can refer to them.
+        for n in self.chains.keys() {
+            if !old.chains.contains_key(n) {
+                let header = self.chains.get(n).and_then(|c| c.0.clone());
+                match header {
+                    Some(h) => {
+                        let _ = writeln!(out, "add chain {t} {n} {{ {h} }}");
+                    }
+                    None => {
+                        let _ = writeln!(out, "add chain {t} {n}");
+                    }
+                }
+            }
+        }
+        // 3. rules of new and changed chains.
+        for (n, (_, rules)) in &self.chains {
+            match old.chains.get(n) {
+                Some((_, orules)) if orules == rules => continue,
+                Some(_) => {
+                    let _ = writeln!(out, "flush chain {t} {n}");
+                }
+                None => {}
+            }
+            for r in rules {
+                let _ = writeln!(out, "add rule {t} {n} {r}");
+            }
+        }
+        // 4. maps: new maps, then entry deltas (a changed entry is deleted and re-added in this transaction).
+        for (n, (decl, els)) in &self.maps {
+            let (odecl, oels) = match old.maps.get(n) {
+                Some((d, e)) => (Some(d), e.clone()),
+                None => (None, BTreeMap::new()),
+            };
+            if odecl != Some(decl) {
+                if odecl.is_some() {
+                    let _ = writeln!(out, "delete map {t} {n}");
+                }
+                let _ = writeln!(out, "add {}", decl_in_table(decl, &t));
+                if !els.is_empty() {
+                    let v: Vec<String> = els.iter().map(|(k, v)| format!("{k} : {v}")).collect();
+                    let _ = writeln!(out, "add element {t} {n} {{ {} }}", v.join(", "));
+                }
+                continue;
+            }
+            let del: Vec<&String> = oels.iter().filter(|(k, v)| els.get(*k) != Some(v)).map(|(k, _)| k).collect();
+            let add: Vec<String> =
+                els.iter().filter(|(k, v)| oels.get(*k) != Some(v)).map(|(k, v)| format!("{k} : {v}")).collect();
+            if !del.is_empty() {
+                let _ = writeln!(out, "delete element {t} {n} {}", elements_block(&del));
+            }
+            if !add.is_empty() {
+                let _ = writeln!(out, "add element {t} {n} {{ {} }}", add.join(", "));
+            }
+        }
+        // 5. remove what is no longer used: maps, chains (flushed first), sets.
+        for n in old.maps.keys() {
+            if !self.maps.contains_key(n) {
+                let _ = writeln!(out, "delete map {t} {n}");
+            }
+        }
+        for n in old.chains.keys() {
+            if !self.chains.contains_key(n) {
+                let _ = writeln!(out, "flush chain {t} {n}");
+            }
+        }
+        for n in old.chains.keys() {
+            if !self.chains.contains_key(n) {
+                let _ = writeln!(out, "delete chain {t} {n}");
+            }
+        }
+        for n in old.sets.keys() {
+            if !self.sets.contains_key(n) {
+                let _ = writeln!(out, "delete set {t} {n}");
+            }
+        }
+        out
+    }
+}
+
+/// `set NAME { ... }` → `set inet netpol NAME { ... }` (for `add` commands).
+fn decl_in_table(decl: &str, table: &str) -> String {
+    match decl.split_once(' ') {
+        Some((kind, rest)) => format!("{kind} {table} {rest}"),
+        None => decl.to_string(),
+    }
+}

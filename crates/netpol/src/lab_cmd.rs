@@ -34,13 +34,57 @@ pub fn prepare(cluster: &Cluster) -> Prepared {
     Prepared { engine, pods: plan.pods, untestable: plan.untestable }
 }
 
-fn load_ruleset(r: &dyn Runner, lab: &Lab, engine: &Engine) -> Result<()> {
+fn snapshot_path(prefix: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(netpol_nft::lab::STATE_DIR).join(format!("{prefix}.ruleset.json"))
+}
+
+/// How a ruleset was loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// The whole table replaced in one transaction.
+    Full,
+    /// Only the differences from the previous ruleset, in one transaction.
+    Incremental,
+}
+
+/// Loads the engine's ruleset into the lab's node namespace: incrementally when the previous ruleset is known
+/// (its snapshot is kept beside the lab state), else by replacing the table; both are one nft transaction.
+fn load_ruleset(r: &dyn Runner, lab: &Lab, engine: &Engine, allow_incremental: bool) -> Result<Load> {
     let rs = ruleset::generate(engine);
+    let snap = rs.snapshot();
+    let path = snapshot_path(lab.prefix());
+    let old: Option<ruleset::Snapshot> =
+        if allow_incremental { std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()) } else { None };
     let t = std::time::Instant::now();
-    apply::nft_apply(r, Some(lab.node_netns()), &rs.replace_script()).context("loading the ruleset")?;
+    let mode = match old {
+        Some(old) => {
+            let script = snap.update_script(&old);
+            match apply::nft_apply(r, Some(lab.node_netns()), &script) {
+                Ok(()) => Load::Incremental,
+                Err(e) => {
+                    tracing::warn!(error = %e, "incremental update refused; replacing the whole table instead");
+                    apply::nft_apply(r, Some(lab.node_netns()), &rs.replace_script()).context("loading the ruleset")?;
+                    Load::Full
+                }
+            }
+        }
+        None => {
+            apply::nft_apply(r, Some(lab.node_netns()), &rs.replace_script()).context("loading the ruleset")?;
+            Load::Full
+        }
+    };
     let (rules, elements) = rs.size();
-    tracing::info!(elapsed = ?t.elapsed(), rules, elements, "ruleset loaded (one transaction)");
-    Ok(())
+    tracing::info!(elapsed = ?t.elapsed(), rules, elements, ?mode, "ruleset loaded (one transaction)");
+    std::fs::create_dir_all(netpol_nft::lab::STATE_DIR)?;
+    std::fs::write(&path, serde_json::to_vec(&snap)?)?;
+    Ok(mode)
+}
+
+/// Replaces the lab's whole ruleset (tests compare it with incremental updates).
+pub fn reload_full(cluster: &Cluster, prefix: &str) -> Result<()> {
+    let r = System;
+    let lab = Lab::attach(&r, prefix)?.ok_or_else(|| anyhow!("no lab `{prefix}` is running"))?;
+    load_ruleset(&r, &lab, &prepare(cluster).engine, false).map(|_| ())
 }
 
 /// `lab up`: creates (or updates) the lab and loads the ruleset.
@@ -49,14 +93,14 @@ pub fn up(cluster: &Cluster, prefix: &str, extra: Vec<LabPod>) -> Result<(Lab, P
     let p = prepare(cluster);
     let mut pods = p.pods.clone();
     pods.extend(extra);
-    let lab = match Lab::attach(&r, prefix)? {
+    let (lab, running) = match Lab::attach(&r, prefix)? {
         Some(mut lab) => {
             lab.apply(&r, &pods)?;
-            lab
+            (lab, true)
         }
-        None => Lab::up(&r, prefix, &pods)?,
+        None => (Lab::up(&r, prefix, &pods)?, false),
     };
-    load_ruleset(&r, &lab, &p.engine)?;
+    load_ruleset(&r, &lab, &p.engine, running)?;
     for (pod, why) in &p.untestable {
         eprintln!("warning: {} not created in the lab: {why}", p.engine.cluster.pod_ref(*pod));
     }
@@ -64,12 +108,14 @@ pub fn up(cluster: &Cluster, prefix: &str, extra: Vec<LabPod>) -> Result<(Lab, P
 }
 
 pub fn down(prefix: &str) -> Result<usize> {
-    Ok(Lab::down(&System, prefix)?)
+    let n = Lab::down(&System, prefix)?;
+    let _ = std::fs::remove_file(snapshot_path(prefix));
+    Ok(n)
 }
 
 /// `lab apply`: re-applies after manifests changed: pods added/removed in the lab, the ruleset replaced in one
 /// transaction (established connections that are still allowed survive through conntrack).
-pub fn apply_changes(cluster: &Cluster, prefix: &str) -> Result<()> {
+pub fn apply_changes(cluster: &Cluster, prefix: &str) -> Result<Load> {
     let r = System;
     let mut lab =
         Lab::attach(&r, prefix)?.ok_or_else(|| anyhow!("no lab `{prefix}` is running (use `netpol lab up`)"))?;
@@ -83,7 +129,7 @@ pub fn apply_changes(cluster: &Cluster, prefix: &str) -> Result<()> {
     }
     let delta = lab.apply(&r, &pods)?;
     tracing::info!(?delta, "lab pods updated");
-    load_ruleset(&r, &lab, &p.engine)
+    load_ruleset(&r, &lab, &p.engine, true)
 }
 
 #[derive(Serialize)]
@@ -153,7 +199,7 @@ pub fn connectivity_test(
         connectivity::observe(&placed, timeout).map_err(anyhow::Error::msg)
     })();
     if created && !keep {
-        if let Err(err) = Lab::down(&r, prefix) {
+        if let Err(err) = down(prefix) {
             eprintln!("warning: could not remove the lab: {err}");
         }
     }

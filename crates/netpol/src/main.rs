@@ -297,8 +297,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         Ok(i) => i,
                         Err(code) => return Ok(code),
                     };
-                    lab_cmd::apply_changes(&inp.engine.cluster, &prefix)?;
-                    println!("lab `{prefix}` updated");
+                    let how = lab_cmd::apply_changes(&inp.engine.cluster, &prefix)?;
+                    println!(
+                        "lab `{prefix}` updated ({})",
+                        match how {
+                            lab_cmd::Load::Incremental => "incremental ruleset update, one transaction",
+                            lab_cmd::Load::Full => "ruleset replaced, one transaction",
+                        }
+                    );
                 }
                 LabAction::Down { prefix } => {
                     let n = lab_cmd::down(&prefix)?;

@@ -379,12 +379,38 @@ spec:
         );
     assert_ne!(after, before);
     let cluster2 = netpol_core::load::load_str("after.yaml", &after).cluster;
-    netpol::lab_cmd::apply_changes(&cluster2, &p).unwrap();
+    let how = netpol::lab_cmd::apply_changes(&cluster2, &p).unwrap();
+    assert_eq!(how, netpol::lab_cmd::Load::Incremental);
     // The established connection survives the update; new connections follow the new policy.
     assert!(roundtrip(&mut conn), "established connection was cut by the update");
     assert!(connect(&other_ns, db_ip, 8085).is_ok(), "b/other should now be allowed");
     let web_ns = lab.pod_netns("a/web").unwrap().to_string();
     assert!(connect(&web_ns, db_ip, 8085).is_err(), "a/web is still not allowed");
+
+    // The incremental update leaves exactly the ruleset a full load gives.
+    let list = || {
+        let o = Command::new("ip")
+            .args(["netns", "exec", lab.node_netns(), "nft", "list", "table", "inet", "netpol"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(o.stdout).unwrap();
+        let re_counter = |l: &str| match l.find("counter packets") {
+            Some(i) => {
+                let rest = &l[i..];
+                let end = rest.find(" bytes ").map(|j| j + 7).unwrap_or(rest.len());
+                let after = &rest[end..];
+                let skip = after.find(' ').unwrap_or(after.len());
+                format!("{}counter{}", &l[..i], &after[skip..])
+            }
+            None => l.to_string(),
+        };
+        let mut lines: Vec<String> = text.lines().map(re_counter).collect();
+        lines.sort();
+        lines
+    };
+    let incremental = list();
+    netpol::lab_cmd::reload_full(&cluster2, &p).unwrap();
+    assert_eq!(incremental, list());
 }
 
 #[test]
