@@ -126,6 +126,8 @@ pub enum Expr {
     L4Proto(Protocol),
     /// `th dport { 80, 8000-8080 }`
     Dport(Vec<(u16, u16)>),
+    /// `meta l4proto . th dport { tcp . 80, udp . 53-60 }` (several protocols in one lookup)
+    ProtoPorts(Vec<(Protocol, u16, u16)>),
     CtState(Vec<&'static str>),
     /// `ip saddr vmap @map`
     Vmap(Family, Side, String),
@@ -154,6 +156,16 @@ pub struct Ruleset {
     pub sets: BTreeMap<String, NftSet>,
     pub maps: BTreeMap<String, NftMap>,
     pub chains: BTreeMap<String, NftChain>,
+    /// Comments longer than nft allows (128 bytes) are shortened to `#hash`; this maps them back.
+    pub long_comments: BTreeMap<String, String>,
+}
+
+/// nft's limit on rule comments.
+pub const MAX_COMMENT: usize = 128;
+
+/// Expands a shortened comment (see [`Ruleset::long_comments`]).
+pub fn expand_comment<'a>(c: &'a str, long: &'a BTreeMap<String, String>) -> &'a str {
+    long.get(c).map_or(c, String::as_str)
 }
 
 /// Where each counter comes from, to aggregate `nft stats` per policy rule.
@@ -232,6 +244,16 @@ struct Gen<'e> {
 }
 
 impl<'e> Gen<'e> {
+    /// A comment nft accepts: the text itself, or `#hash` remembered in `long_comments`.
+    fn comment(&mut self, full: String) -> String {
+        if full.len() <= MAX_COMMENT {
+            return full;
+        }
+        let short = format!("np:#{}", short_hash(&full));
+        self.rs.long_comments.insert(short.clone(), full);
+        short
+    }
+
     fn sel_set(&mut self, sel: u32, fam: Family) -> String {
         let (key, ids) = &self.e.sel_peers[sel as usize];
         let scope = match &key.namespaces {
@@ -312,17 +334,19 @@ impl<'e> Gen<'e> {
         if all_ports {
             port_matchers.push(Vec::new());
         } else {
-            for proto in Protocol::ALL {
-                let ranges: Vec<(u16, u16)> =
-                    ports.iter().filter(|(p, _, _)| *p == proto).map(|(_, a, z)| (a, z)).collect();
-                if ranges.is_empty() {
-                    continue;
-                }
+            let protos: BTreeSet<Protocol> = ports.iter().map(|(p, _, _)| p).collect();
+            if protos.len() == 1 {
+                // One protocol: `meta l4proto tcp [th dport {...}]`.
+                let proto = protos.iter().next().copied().unwrap_or(Protocol::Tcp);
+                let ranges: Vec<(u16, u16)> = ports.iter().map(|(_, a, z)| (a, z)).collect();
                 let mut m = vec![Expr::L4Proto(proto)];
                 if ranges != [(1, 65535)] {
                     m.push(Expr::Dport(ranges));
                 }
                 port_matchers.push(m);
+            } else if !protos.is_empty() {
+                // Several protocols: one concatenated lookup.
+                port_matchers.push(vec![Expr::ProtoPorts(ports.iter().collect())]);
             }
         }
         let tail =
@@ -335,9 +359,13 @@ impl<'e> Gen<'e> {
             for (pi, p) in rule.peers.iter().enumerate() {
                 match *p {
                     CPeer::Sel(s) => {
+                        // An address family with no selected pod needs no rule (a later update that adds one
+                        // refills the chain).
                         for fam in self.families() {
                             let set = self.sel_set(s, fam);
-                            peer_matchers.push((vec![Expr::AddrInSet(fam, side, set)], format!("peer-{pi}")));
+                            if self.rs.sets.get(&set).is_some_and(|x| !x.elements.is_empty()) {
+                                peer_matchers.push((vec![Expr::AddrInSet(fam, side, set)], format!("peer-{pi}")));
+                            }
                         }
                     }
                     CPeer::Block(b) => {
@@ -353,6 +381,7 @@ impl<'e> Gen<'e> {
                 exprs.extend(m.iter().cloned());
                 let (t, comment) = tail(format!("{base_comment}{ptag}"));
                 exprs.extend(t);
+                let comment = comment.map(|c| self.comment(c));
                 out.push(NftRule { exprs, comment });
             }
         }
@@ -363,6 +392,7 @@ impl<'e> Gen<'e> {
                     let (t, comment) = tail(format!("{base_comment}named-ports"));
                     let mut exprs = vec![Expr::AddrProtoPortInSet(fam, Side::Daddr, set)];
                     exprs.extend(t);
+                    let comment = comment.map(|c| self.comment(c));
                     out.push(NftRule { exprs, comment });
                 }
             }
@@ -404,7 +434,7 @@ impl<'e> Gen<'e> {
                 self.emit_rule(&mut rules, rid, rule, &ports, all_ports);
             }
         }
-        let drop_comment = format!("np-drop:{} {}", dir.as_str(), refs.join(","));
+        let drop_comment = self.comment(format!("np-drop:{} {}", dir.as_str(), refs.join(",")));
         rules.push(NftRule { exprs: vec![Expr::Counter, Expr::Drop], comment: Some(drop_comment) });
         self.rs.chains.insert(name.clone(), NftChain { hook: None, rules });
         name
@@ -502,6 +532,19 @@ fn expr_text(x: &Expr) -> String {
         Expr::AddrProtoPortInSet(f, s, set) => format!("{} {} . meta l4proto . th dport @{set}", f.proto(), s.text()),
         Expr::L4Proto(p) => format!("meta l4proto {}", proto_text(*p)),
         Expr::Dport(r) => format!("th dport {}", ranges_text(r)),
+        Expr::ProtoPorts(v) => {
+            let items: Vec<String> =
+                v.iter()
+                    .map(|&(p, a, z)| {
+                        if a == z {
+                            format!("{} . {a}", proto_text(p))
+                        } else {
+                            format!("{} . {a}-{z}", proto_text(p))
+                        }
+                    })
+                    .collect();
+            format!("meta l4proto . th dport {{ {} }}", items.join(", "))
+        }
         Expr::CtState(s) => format!("ct state {}", s.join(",")),
         Expr::Vmap(f, s, m) => format!("{} {} vmap @{m}", f.proto(), s.text()),
         Expr::Counter => "counter".into(),
@@ -625,6 +668,18 @@ fn expr_json(x: &Expr) -> Value {
             let right = if items.len() == 1 { items[0].clone() } else { json!({"set": items}) };
             json!({"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": right}})
         }
+        Expr::ProtoPorts(v) => {
+            let items: Vec<Value> = v
+                .iter()
+                .map(|&(p, a, z)| {
+                    let port = if a == z { json!(a) } else { json!({"range": [a, z]}) };
+                    json!({"concat": [proto_text(p), port]})
+                })
+                .collect();
+            json!({"match": {"op": "==", "left": {"concat": [
+                {"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}
+            ]}, "right": {"set": items}}})
+        }
         Expr::CtState(s) => json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": s}}),
         Expr::Vmap(f, s, m) => json!({"vmap": {"key": payload(*f, *s), "data": format!("@{m}")}}),
         Expr::Counter => json!({"counter": null}),
@@ -714,6 +769,9 @@ pub struct Snapshot {
     pub maps: BTreeMap<String, (String, BTreeMap<String, String>)>,
     /// chain name → (base-chain header if any, rules)
     pub chains: BTreeMap<String, (Option<String>, Vec<String>)>,
+    /// Shortened comments → full text.
+    #[serde(default)]
+    pub long_comments: BTreeMap<String, String>,
 }
 
 impl Ruleset {
@@ -733,6 +791,7 @@ impl Ruleset {
                 c.hook.map(|(hook, prio, policy)| format!("type filter hook {hook} priority {prio}; policy {policy};"));
             s.chains.insert(n.clone(), (header, Self::rule_lines(c)));
         }
+        s.long_comments = self.long_comments.clone();
         s
     }
 }

@@ -38,6 +38,15 @@ fn snapshot_path(prefix: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(netpol_nft::lab::STATE_DIR).join(format!("{prefix}.ruleset.json"))
 }
 
+/// Shortened rule comments of the lab's loaded ruleset → full text.
+fn long_comments(prefix: &str) -> BTreeMap<String, String> {
+    std::fs::read(snapshot_path(prefix))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ruleset::Snapshot>(&b).ok())
+        .map(|s| s.long_comments)
+        .unwrap_or_default()
+}
+
 /// How a ruleset was loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Load {
@@ -281,6 +290,7 @@ pub fn stats(prefix: &str, json: bool, out: &mut dyn Write) -> Result<()> {
     let r = System;
     let lab = Lab::attach(&r, prefix)?.ok_or_else(|| anyhow!("no lab `{prefix}` is running"))?;
     let v = apply::nft_list_json(&r, Some(lab.node_netns()))?;
+    let long = long_comments(prefix);
     let mut per: BTreeMap<String, RuleStat> = BTreeMap::new();
     for item in v["nftables"].as_array().into_iter().flatten() {
         let Some(rule) = item.get("rule") else { continue };
@@ -288,6 +298,7 @@ pub fn stats(prefix: &str, json: bool, out: &mut dyn Write) -> Result<()> {
             continue;
         }
         let Some(comment) = rule["comment"].as_str() else { continue };
+        let comment = ruleset::expand_comment(comment, &long);
         let key = match ruleset::parse_comment(comment) {
             Some((rule_ref, _peer)) => rule_ref.to_string(),
             None => comment.to_string(),
@@ -388,6 +399,7 @@ pub fn observe(
         }
     };
     let deadline = duration.map(|d| std::time::Instant::now() + d);
+    let long = long_comments(prefix);
     let mut parser = TraceParser::default();
     let mut n = 0usize;
     let result = (|| -> Result<()> {
@@ -410,6 +422,12 @@ pub fn observe(
             if let Some(mut rec) = parser.feed(&line) {
                 rec.src = name(&rec.src);
                 rec.dst = name(&rec.dst);
+                for c in rec.allowed_by.iter_mut() {
+                    *c = ruleset::expand_comment(c, &long).to_string();
+                }
+                if let Some(d) = rec.dropped_by.as_mut() {
+                    *d = ruleset::expand_comment(d, &long).to_string();
+                }
                 let mut v = serde_json::to_value(&rec)?;
                 v["time"] = serde_json::json!(rfc3339(std::time::SystemTime::now()));
                 writeln!(out, "{v}")?;
