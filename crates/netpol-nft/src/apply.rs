@@ -203,6 +203,19 @@ pub fn sysctl_in_netns(r: &dyn Runner, netns: &str, settings: &[(&str, &str)]) -
     r.run(&["ip", "netns", "exec", netns, "sh", "-c", &script], None).map(drop)
 }
 
+/// Starts `nft monitor trace` in a namespace; its stdout is piped (one trace event per line). The caller kills
+/// the child when done.
+pub fn spawn_trace_monitor(netns: &str) -> Result<std::process::Child, ApplyError> {
+    let argv = ["ip", "netns", "exec", netns, "nft", "monitor", "trace"];
+    std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|source| ApplyError::Spawn { argv: display_argv(&argv), source })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -283,17 +296,4 @@ mod tests {
         assert!(matches!(System.run(&["/nonexistent/prog"], None), Err(ApplyError::Spawn { .. })));
         assert!(matches!(System.run(&[], None), Err(ApplyError::EmptyCommand)));
     }
-}
-
-/// Starts `nft monitor trace` in a namespace; its stdout is piped (one trace event per line). The caller kills
-/// the child when done.
-pub fn spawn_trace_monitor(netns: &str) -> Result<std::process::Child, ApplyError> {
-    let argv = ["ip", "netns", "exec", netns, "nft", "monitor", "trace"];
-    std::process::Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|source| ApplyError::Spawn { argv: display_argv(&argv), source })
 }

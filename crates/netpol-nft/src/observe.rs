@@ -64,11 +64,10 @@ impl TraceParser {
         let rest = &tokens[5..];
         if table == TRACE_TABLE {
             if rest.get(1) == Some(&"packet:") {
-                let mut r = FlowRecord::default();
-                r.src =
-                    field(rest, &["ip", "saddr"]).or_else(|| field(rest, &["ip6", "saddr"])).unwrap_or("?").to_string();
-                r.dst =
-                    field(rest, &["ip", "daddr"]).or_else(|| field(rest, &["ip6", "daddr"])).unwrap_or("?").to_string();
+                let addr = |k: &str| -> String {
+                    field(rest, &["ip", k]).or_else(|| field(rest, &["ip6", k])).unwrap_or("?").to_string()
+                };
+                let mut r = FlowRecord { src: addr("saddr"), dst: addr("daddr"), ..FlowRecord::default() };
                 for proto in ["tcp", "udp", "sctp"] {
                     if let Some(p) = field(rest, &[proto, "dport"]) {
                         r.protocol = proto.to_uppercase();

@@ -193,7 +193,7 @@ pub fn connectivity_test(
     let existing = Lab::attach(&r, prefix)?;
     let created = existing.is_none();
     let (lab, _) = up(cluster, prefix, externals)?;
-    let result = (|| -> Result<Vec<(Observed, String)>> {
+    let probe_all = || -> Result<Vec<(Observed, String)>> {
         let placed: Vec<Result<(Placed, netpol_nft::probe::L4, u16), String>> = lines
             .iter()
             .filter_map(|(_, c)| c.as_ref().ok())
@@ -206,7 +206,8 @@ pub fn connectivity_test(
             })
             .collect();
         connectivity::observe(&placed, timeout).map_err(anyhow::Error::msg)
-    })();
+    };
+    let result = probe_all();
     if created && !keep {
         if let Err(err) = down(prefix) {
             eprintln!("warning: could not remove the lab: {err}");
@@ -402,7 +403,7 @@ pub fn observe(
     let long = long_comments(prefix);
     let mut parser = TraceParser::default();
     let mut n = 0usize;
-    let result = (|| -> Result<()> {
+    let mut read_all = || -> Result<()> {
         loop {
             if count.is_some_and(|c| n >= c) {
                 return Ok(());
@@ -435,7 +436,8 @@ pub fn observe(
                 n += 1;
             }
         }
-    })();
+    };
+    let result = read_all();
     let _ = apply::nft_apply(&r, Some(&node), &trace_off_script());
     let _ = child.kill();
     let _ = child.wait();
