@@ -5,6 +5,7 @@
 //! evaluator used only to check the fast paths.
 
 pub mod compile;
+pub mod diff;
 pub mod load;
 pub mod matrix;
 pub mod model;

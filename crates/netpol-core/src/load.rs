@@ -856,3 +856,24 @@ fn convert_ip_block(b: &net::IPBlock, path: &str, errs: &mut Errors) -> Option<I
 fn same_family(a: &IpNet, b: &IpNet) -> bool {
     matches!((a, b), (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_)))
 }
+
+/// Parses and validates a label selector given as JSON/YAML value (`{matchLabels: ..., matchExpressions: ...}`),
+/// for tools outside manifests (assertion files, what-if requests). Errors are `(field path, message)` pairs, the
+/// path starting with `path`.
+pub fn parse_selector(v: &Value, path: &str) -> Result<Selector, Vec<(String, String)>> {
+    let ls: LabelSelector = match serde_path_to_error::deserialize(v.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let field = e.path().to_string();
+            let field = if field == "." { path.to_string() } else { format!("{path}.{field}") };
+            return Err(vec![(field, e.into_inner().to_string())]);
+        }
+    };
+    let mut errs = Errors::default();
+    let sel = convert_selector(&ls, path, &mut errs);
+    if errs.0.is_empty() {
+        Ok(sel)
+    } else {
+        Err(errs.0)
+    }
+}

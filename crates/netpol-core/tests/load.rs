@@ -1357,3 +1357,13 @@ fn fuzz_seeds_and_fixtures_never_panic() {
         }
     }
 }
+
+#[test]
+fn parse_selector_validates_like_manifests() {
+    use netpol_core::load::parse_selector;
+    let ok = parse_selector(&serde_json::json!({"matchLabels": {"app": "web"}}), "from.podSelector").unwrap();
+    assert_eq!(ok.to_string(), "app=web");
+    let bad =
+        parse_selector(&serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Foo"}]}), "sel").unwrap_err();
+    assert_eq!(bad[0].0, "sel.matchExpressions[0].operator");
+}

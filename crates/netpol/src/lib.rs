@@ -1,7 +1,9 @@
 //! The `netpol` CLI as a library: each command's logic and output formats, so that benchmarks and tests can
 //! drive them in-process. `main.rs` only parses arguments and maps results to exit codes.
 
+pub mod assert_cmd;
 pub mod describe;
+pub mod diff_cmd;
 pub mod input;
 pub mod lab_cmd;
 pub mod matrix_out;

@@ -1,0 +1,1 @@
+//! assert_cmd (in progress)

@@ -1,0 +1,1 @@
+//! diff_cmd (in progress)
