@@ -13,3 +13,4 @@ pub mod portset;
 pub mod reference;
 pub mod selector;
 pub mod verdict;
+pub mod lint;

@@ -1,0 +1,159 @@
+//! NP003 egress-without-dns.
+//!
+//! **What it finds**: pods isolated for egress that cannot reach cluster DNS (kube-dns in kube-system, or the
+//! `lint.dns` setting) on UDP 53 and TCP 53.
+//! **Why it is bad**: once egress is isolated, DNS must be allowed explicitly; without it every name lookup times
+//! out, which looks like a network outage. TCP 53 is needed for large answers (truncation falls back to TCP).
+//! **Instead**: add an egress rule to `namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}`
+//! + `podSelector: {matchLabels: {k8s-app: kube-dns}}` on 53/UDP and 53/TCP.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Ctx, Finding, RuleInfo, Severity};
+use crate::compile::Endpoint;
+use crate::load::NAMESPACE_NAME_LABEL;
+use crate::model::{Direction, Peer, PolicyId, PortMatch};
+use crate::portset::Protocol;
+use crate::selector::Labels;
+
+pub static RULE: RuleInfo = RuleInfo {
+    code: "NP003",
+    name: "egress-without-dns",
+    severity: Severity::Error,
+    explanation: "These pods are isolated for egress but cannot reach cluster DNS on UDP 53 and TCP 53. Once a \
+                  policy isolates egress, DNS must be allowed explicitly; without it every name lookup times out, \
+                  which looks like a network outage. TCP 53 is needed for answers too large for UDP.",
+    check,
+};
+
+const HELP: &str = "add an egress rule to namespaceSelector {kubernetes.io/metadata.name: kube-system} + podSelector \
+                    {k8s-app: kube-dns} on ports 53/UDP and 53/TCP (one peer, both selectors)";
+
+fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
+    let e = ctx.engine;
+    let c = &e.cluster;
+    let (dns_ns, dns_labels): (String, Labels) = match &ctx.config.dns {
+        Some(d) => (d.namespace.clone(), d.pod_labels.clone()),
+        None => ("kube-system".into(), Labels::from([("k8s-app".to_string(), "kube-dns".to_string())])),
+    };
+    let dns_pods: Vec<u32> = (0..c.pods.len() as u32)
+        .filter(|&p| {
+            let pod = c.pod(p);
+            c.ns_name(pod.ns) == dns_ns && dns_labels.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
+        })
+        .collect();
+    // Group by egress profile: one finding per distinct set of isolating policies.
+    let mut groups: BTreeMap<Vec<PolicyId>, (Vec<u32>, BTreeSet<&'static str>)> = BTreeMap::new();
+    for (i, ident) in e.identities.iter().enumerate() {
+        if ident.host_network || ident.egress_policies.is_empty() {
+            continue;
+        }
+        let Some(&rep) = ident.pods.first() else { continue };
+        let src = Endpoint::Pod { pod: rep, ip: None };
+        let ok = |proto: Protocol| -> bool {
+            if dns_pods.is_empty() {
+                hypothetical_allows(ctx, &ident.egress_policies, &dns_ns, &dns_labels, proto)
+            } else {
+                dns_pods.iter().any(|&d| e.allowed(&src, &Endpoint::Pod { pod: d, ip: None }, proto, 53))
+            }
+        };
+        let mut missing = BTreeSet::new();
+        if !ok(Protocol::Udp) {
+            missing.insert("53/UDP");
+        }
+        if !ok(Protocol::Tcp) {
+            missing.insert("53/TCP");
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        let g = groups.entry(ident.egress_policies.clone()).or_default();
+        g.0.push(i as u32);
+        g.1.extend(missing);
+    }
+    for (pols, (ids, missing)) in groups {
+        let Some(&first) = pols.first() else { continue };
+        let pol_names: Vec<String> = pols.iter().map(|&p| c.policy_ref(p)).collect();
+        let missing: Vec<&str> = ["53/UDP", "53/TCP"].into_iter().filter(|m| missing.contains(m)).collect();
+        let target = if dns_pods.is_empty() {
+            format!(
+                "pods {} in namespace {dns_ns} (none in the input; checked against the labels)",
+                crate::selector::format_labels(&dns_labels)
+            )
+        } else {
+            format!("cluster DNS ({} pod(s) in {dns_ns})", dns_pods.len())
+        };
+        let msg = format!(
+            "egress of {} is isolated by {} but {} to {target} is not allowed",
+            ctx.pod_list(&ids, 3),
+            pol_names.join(", "),
+            missing.join(" and ")
+        );
+        out.push(ctx.policy_finding(&RULE, first, Some("spec.policyTypes".into()), msg, HELP));
+    }
+}
+
+/// Whether the egress rules of `pols` allow DNS to a pod with `labels` in namespace `ns`, on `proto`/53.
+fn hypothetical_allows(ctx: &Ctx, pols: &[PolicyId], ns: &str, labels: &Labels, proto: Protocol) -> bool {
+    let c = &ctx.engine.cluster;
+    let ns_labels: Labels = match c.namespace_id(ns) {
+        Some(id) => c.ns(id).labels.clone(),
+        None => Labels::from([(NAMESPACE_NAME_LABEL.to_string(), ns.to_string())]),
+    };
+    pols.iter().any(|&p| {
+        let pol = c.policy(p);
+        pol.rules(Direction::Egress).iter().any(|r| {
+            let port_ok = r.ports.is_empty()
+                || r.ports.iter().any(|pp| {
+                    pp.protocol == proto
+                        && match &pp.port {
+                            PortMatch::Any => true,
+                            PortMatch::Range(lo, hi) => *lo <= 53 && 53 <= *hi,
+                            PortMatch::Named(n) => n == "dns" || n == "dns-tcp",
+                        }
+                });
+            let peer_ok = r.peers.is_empty()
+                || r.peers.iter().any(|peer| match peer {
+                    Peer::IpBlock(_) => false,
+                    Peer::Selectors { namespaces, pods } => {
+                        let ns_ok = match namespaces {
+                            None => c.ns_name(pol.ns) == ns,
+                            Some(s) => s.matches(&ns_labels),
+                        };
+                        ns_ok && pods.as_ref().is_none_or(|s| s.matches(labels))
+                    }
+                });
+            port_ok && peer_ok
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{run, with};
+    use super::RULE;
+
+    const DENY_EGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: a}\nspec: {podSelector: {}, policyTypes: [Egress]}\n";
+
+    #[test]
+    fn isolated_egress_without_dns() {
+        let f = run(&RULE, &with(DENY_EGRESS));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("53/UDP and 53/TCP"), "{}", f[0].message);
+        assert!(f[0].message.contains("a/db, a/web"), "{}", f[0].message);
+    }
+
+    #[test]
+    fn udp_only_dns_still_flags_tcp() {
+        let f = run(&RULE, &with(&format!("{DENY_EGRESS}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: dns, namespace: a}}\nspec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress: [{{to: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: kube-system}}}}, podSelector: {{matchLabels: {{k8s-app: kube-dns}}}}}}], ports: [{{port: 53, protocol: UDP}}]}}]\n")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("53/TCP"));
+        assert!(!f[0].message.contains("53/UDP"));
+    }
+
+    #[test]
+    fn quiet_with_dns_allowed() {
+        let f = run(&RULE, &with(&format!("{DENY_EGRESS}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: dns, namespace: a}}\nspec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress: [{{to: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: kube-system}}}}, podSelector: {{matchLabels: {{k8s-app: kube-dns}}}}}}], ports: [{{port: 53, protocol: UDP}}, {{port: 53, protocol: TCP}}]}}]\n")));
+        assert!(f.is_empty(), "{f:?}");
+    }
+}

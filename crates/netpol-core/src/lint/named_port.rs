@@ -1,0 +1,105 @@
+//! NP005 named-port-undefined.
+//!
+//! **What it finds**: a named port (`port: http`) in a rule that no destination pod defines with that protocol:
+//! for ingress, the pods the policy selects; for egress, the pods the rule's peers select.
+//! **Why it is bad**: a named port resolves per destination pod; when no pod defines it the rule allows nothing.
+//! **Instead**: name the container port in the pod template, fix the name/protocol, or use the number.
+
+use super::{Ctx, Finding, RuleInfo, Severity};
+use crate::compile::CPeer;
+use crate::model::{Direction, PortMatch};
+
+pub static RULE: RuleInfo = RuleInfo {
+    code: "NP005",
+    name: "named-port-undefined",
+    severity: Severity::Warning,
+    explanation: "A rule uses a named port that no destination pod defines with that protocol (for ingress: the pods \
+                  the policy selects; for egress: the pods its peers select). Named ports resolve against the \
+                  destination pod's container ports, so the entry allows nothing.",
+    check,
+};
+
+fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
+    let e = ctx.engine;
+    let c = &e.cluster;
+    for (pid, pol) in c.policies.iter().enumerate() {
+        let (ing, eg) = &e.policy_rules[pid];
+        for (dir, rids) in [(Direction::Ingress, ing), (Direction::Egress, eg)] {
+            for (ri, &rid) in rids.iter().enumerate() {
+                let crule = &e.rules[rid as usize];
+                let model_rule = &pol.rules(dir)[ri];
+                // Destination identities.
+                let dsts: Vec<usize> = match dir {
+                    Direction::Ingress => ctx.selected[pid].iter().map(|&i| i as usize).collect(),
+                    Direction::Egress => (0..e.identities.len())
+                        .filter(|&i| {
+                            crule.peers.is_empty()
+                                || crule.peers.iter().any(|p| match *p {
+                                    CPeer::Sel(s) => e.sel_peers[s as usize].1.contains(i as u32),
+                                    CPeer::Block(b) => e.identities[i]
+                                        .pods
+                                        .iter()
+                                        .any(|&pod| c.pod(pod).ips.iter().any(|ip| e.blocks[b as usize].contains(*ip))),
+                                })
+                        })
+                        .collect(),
+                };
+                for (ki, pp) in model_rule.ports.iter().enumerate() {
+                    let PortMatch::Named(name) = &pp.port else { continue };
+                    if dsts.iter().any(|&i| e.identities[i].named_port(name, pp.protocol).is_some()) {
+                        continue;
+                    }
+                    let other_proto = dsts
+                        .iter()
+                        .any(|&i| e.identities[i].ports.iter().any(|cp| cp.name.as_deref() == Some(name.as_str())));
+                    let help = if other_proto {
+                        format!(
+                            "`{name}` is defined with another protocol; set `protocol:` to match the container port"
+                        )
+                    } else {
+                        format!("name the container port `{name}` in the destination pods, or use the port number")
+                    };
+                    let whom = if dsts.is_empty() {
+                        "no pod is a destination of this rule".to_string()
+                    } else {
+                        format!(
+                            "none of {} defines it",
+                            ctx.pod_list(&dsts.iter().map(|&i| i as u32).collect::<Vec<_>>(), 3)
+                        )
+                    };
+                    let msg = format!("named port `{name}/{}` resolves on no destination pod: {whom}", pp.protocol);
+                    let path = format!("{}.ports[{ki}]", Ctx::rule_path(dir, ri));
+                    out.push(ctx.policy_finding(&RULE, pid as u32, Some(path), msg, help));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{run, with};
+    use super::RULE;
+
+    #[test]
+    fn ingress_named_port_missing_on_selected_pods() {
+        let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  ingress: [{ports: [{port: http}]}]\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].ports[0]"));
+    }
+
+    #[test]
+    fn wrong_protocol_is_explained() {
+        let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{ports: [{port: http, protocol: UDP}]}]\n"));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].help.contains("another protocol"));
+    }
+
+    #[test]
+    fn egress_named_port_resolved_on_peers() {
+        let ok = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: b}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress: [{to: [{namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}], ports: [{port: http}]}]\n"));
+        assert!(ok.is_empty(), "{ok:?}");
+        let bad = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: b}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress: [{to: [{namespaceSelector: {}, podSelector: {matchLabels: {app: db}}}], ports: [{port: http}]}]\n"));
+        assert_eq!(bad.len(), 1);
+    }
+}

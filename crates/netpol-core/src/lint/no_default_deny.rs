@@ -1,0 +1,70 @@
+//! NP009 no-default-deny.
+//!
+//! **What it finds**: a namespace with pods and no default-deny baseline for a direction: no policy with
+//! `podSelector: {}` that isolates that direction.
+//! **Why it is bad**: pods no policy selects accept (send) everything; a new workload is open until someone writes
+//! its policy (a zero-trust gap).
+//! **Instead**: add `podSelector: {}` with `policyTypes: [Ingress]` (and `[Egress]`, with a DNS allow) per namespace.
+
+use super::{Finding, RuleInfo, Severity};
+use crate::model::Direction;
+
+pub static RULE: RuleInfo = RuleInfo {
+    code: "NP009",
+    name: "no-default-deny",
+    severity: Severity::Info,
+    explanation: "A namespace with pods has no default-deny baseline for a direction (a policy with `podSelector: \
+                  {}` isolating it). Pods that no policy selects are open, so every new workload starts open until \
+                  its own policy is written: a zero-trust gap.",
+    check,
+};
+
+fn check(ctx: &super::Ctx, out: &mut Vec<Finding>) {
+    let c = &ctx.engine.cluster;
+    for (nsid, ns) in c.namespaces.iter().enumerate() {
+        let has_pods = c.pods.iter().any(|p| p.ns == nsid as u32 && !p.host_network);
+        if !has_pods {
+            continue;
+        }
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let baseline =
+                c.policies.iter().any(|p| p.ns == nsid as u32 && p.affects(dir) && p.pod_selector.is_everything());
+            if baseline {
+                continue;
+            }
+            let kind = if dir == Direction::Ingress { "Ingress" } else { "Egress" };
+            out.push(Finding {
+                code: RULE.code,
+                rule: RULE.name,
+                severity: RULE.severity,
+                object: format!("Namespace {}", ns.name),
+                origin: ns.origin.clone(),
+                field: None,
+                message: format!(
+                    "namespace {} has no default-deny {} policy (podSelector: {{}}, policyTypes: [{kind}])",
+                    ns.name,
+                    dir.as_str()
+                ),
+                help: format!(
+                    "add a policy with `podSelector: {{}}` and `policyTypes: [{kind}]` to namespace {}",
+                    ns.name
+                ),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{run, with};
+    use super::RULE;
+
+    #[test]
+    fn flags_each_missing_direction() {
+        let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: a}\nspec: {podSelector: {}}\n"));
+        let msgs: Vec<&str> = f.iter().map(|x| x.message.as_str()).collect();
+        assert!(msgs.iter().any(|m| m.contains("namespace a has no default-deny egress")), "{msgs:?}");
+        assert!(!msgs.iter().any(|m| m.contains("namespace a has no default-deny ingress")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("namespace b has no default-deny ingress")), "{msgs:?}");
+    }
+}

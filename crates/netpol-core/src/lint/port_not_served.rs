@@ -1,0 +1,73 @@
+//! NP006 port-not-served.
+//!
+//! **What it finds**: an ingress rule's numeric port (or range) and protocol that none of the selected pods
+//! declares as a container port, when those pods declare ports at all.
+//! **Why it is bad**: often a typo (8008 for 8080) or a protocol mistake (UDP for a TCP service), leaving the real
+//! port closed. Containers may listen on undeclared ports, so this is informational.
+//! **Instead**: match the container port, or declare it in the pod template.
+
+use super::{Ctx, Finding, RuleInfo, Severity};
+use crate::model::{Direction, PortMatch};
+
+pub static RULE: RuleInfo = RuleInfo {
+    code: "NP006",
+    name: "port-not-served",
+    severity: Severity::Info,
+    explanation: "An ingress rule allows a port/protocol that none of the selected pods declares as a container \
+                  port (and they do declare ports). Often a typo or the wrong protocol, which leaves the real port \
+                  closed; containers can listen on undeclared ports, so this is informational.",
+    check,
+};
+
+fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
+    let e = ctx.engine;
+    let c = &e.cluster;
+    for (pid, pol) in c.policies.iter().enumerate() {
+        let sel = &ctx.selected[pid];
+        let declared: Vec<_> = sel.iter().flat_map(|&i| e.identities[i as usize].ports.iter()).collect();
+        if declared.is_empty() {
+            continue;
+        }
+        for (ri, rule) in pol.rules(Direction::Ingress).iter().enumerate() {
+            for (ki, pp) in rule.ports.iter().enumerate() {
+                let PortMatch::Range(lo, hi) = pp.port else { continue };
+                if declared.iter().any(|cp| cp.protocol == pp.protocol && lo <= cp.port && cp.port <= hi) {
+                    continue;
+                }
+                let mut served: Vec<String> =
+                    declared.iter().map(|cp| format!("{}/{}", cp.port, cp.protocol)).collect();
+                served.sort();
+                served.dedup();
+                let msg = format!("no selected pod declares {pp}; they declare {}", served.join(", "));
+                let path = format!("{}.ports[{ki}]", Ctx::rule_path(Direction::Ingress, ri));
+                out.push(ctx.policy_finding(
+                    &RULE,
+                    pid as u32,
+                    Some(path),
+                    msg,
+                    "check the port number and protocol against the container ports",
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{run, with};
+    use super::RULE;
+
+    #[test]
+    fn flags_a_port_nobody_serves() {
+        let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{ports: [{port: 8008}, {port: 8080, protocol: UDP}, {port: 8080}]}]\n"));
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[0].message.contains("8008/TCP"));
+        assert!(f[1].message.contains("8080/UDP"));
+    }
+
+    #[test]
+    fn quiet_for_served_ports_and_ranges() {
+        let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {}\n  ingress: [{ports: [{port: 8000, endPort: 9000}, {port: 5432}]}]\n"));
+        assert!(f.is_empty(), "{f:?}");
+    }
+}

@@ -1,0 +1,180 @@
+//! NP011 redundant-rule.
+//!
+//! **What it finds**: a rule whose allowed flows are all allowed by other rules (of the same or other policies
+//! selecting the same pods); the finding names those rules.
+//! **Why it is bad**: redundant rules hide intent and survive refactors: deleting the "other" rule later silently
+//! changes nothing or opens less than expected. Removing them makes reviews honest.
+//! **Instead**: delete the rule, or narrow the broader one if the redundancy was not intended.
+//!
+//! Checked on pods only: rules with ipBlock peers or without peers (which also cover addresses outside the
+//! cluster) are not judged, and very large rules (more than 200,000 subject × peer identity pairs) are skipped.
+
+use std::collections::BTreeSet;
+
+use super::{Ctx, Finding, RuleInfo, Severity};
+use crate::compile::{CPeer, RuleId};
+use crate::model::Direction;
+use crate::portset::PortSet;
+
+pub static RULE: RuleInfo = RuleInfo {
+    code: "NP011",
+    name: "redundant-rule",
+    severity: Severity::Info,
+    explanation: "Everything this rule allows is also allowed by other rules selecting the same pods, which the \
+                  finding lists. Redundant rules hide intent: removing the other rules later changes less than it \
+                  seems. Delete the rule, or narrow the broader one if the overlap was not intended.",
+    check,
+};
+
+const BUDGET: usize = 200_000;
+
+fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
+    let e = ctx.engine;
+    let c = &e.cluster;
+    for (pid, _) in c.policies.iter().enumerate() {
+        let (ing, eg) = &e.policy_rules[pid];
+        for (dir, rids) in [(Direction::Ingress, ing), (Direction::Egress, eg)] {
+            for (ri, &rid) in rids.iter().enumerate() {
+                let r = &e.rules[rid as usize];
+                if r.peers.is_empty() || r.peers.iter().any(|p| matches!(p, CPeer::Block(_))) {
+                    continue;
+                }
+                let subjects: Vec<usize> = ctx.selected[pid]
+                    .iter()
+                    .map(|&i| i as usize)
+                    .filter(|&i| {
+                        let ident = &e.identities[i];
+                        let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
+                        rules.contains(&rid)
+                    })
+                    .collect();
+                let mut peers: Vec<u32> = r
+                    .peers
+                    .iter()
+                    .flat_map(|p| match *p {
+                        CPeer::Sel(s) => e.sel_peers[s as usize].1.iter().collect::<Vec<_>>(),
+                        CPeer::Block(_) => Vec::new(),
+                    })
+                    .collect();
+                peers.sort_unstable();
+                peers.dedup();
+                if subjects.is_empty() || peers.is_empty() || subjects.len() * peers.len() > BUDGET {
+                    continue;
+                }
+                let mut helpers: BTreeSet<RuleId> = BTreeSet::new();
+                let mut redundant = true;
+                'outer: for &x in &subjects {
+                    let ident = &e.identities[x];
+                    let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
+                    for &y in &peers {
+                        let dst = if dir == Direction::Ingress { x } else { y as usize };
+                        let dst_ports = Some(e.identities[dst].ports.as_slice());
+                        let mine = r.ports.resolve(dst_ports);
+                        if mine.is_empty() {
+                            continue;
+                        }
+                        let mut others = PortSet::empty();
+                        for &r2 in rules.iter().filter(|&&r2| r2 != rid) {
+                            let rule2 = &e.rules[r2 as usize];
+                            let matches = rule2.peers.is_empty()
+                                || rule2.peers.iter().any(|p| match *p {
+                                    CPeer::Sel(s) => e.sel_peers[s as usize].1.contains(y),
+                                    CPeer::Block(b) => e.ip_classes[e.identities[y as usize].ip_class as usize]
+                                        .binary_search(&b)
+                                        .is_ok(),
+                                });
+                            if !matches {
+                                continue;
+                            }
+                            let theirs = rule2.ports.resolve(dst_ports);
+                            if !theirs.intersect(&mine).is_empty() {
+                                helpers.insert(r2);
+                            }
+                            others.union_with(&theirs);
+                        }
+                        if mine.intersect(&others) != mine {
+                            redundant = false;
+                            break 'outer;
+                        }
+                    }
+                }
+                if !redundant || helpers.is_empty() {
+                    continue;
+                }
+                let by: Vec<String> = helpers
+                    .iter()
+                    .map(|&h| {
+                        let hr = &e.rules[h as usize];
+                        format!("{} {} rule {}", c.policy_ref(hr.policy), hr.dir, hr.index)
+                    })
+                    .collect();
+                let msg = format!("{dir} rule {ri} allows nothing that is not already allowed by {}", by.join(", "));
+                out.push(ctx.policy_finding(
+                    &RULE,
+                    pid as u32,
+                    Some(Ctx::rule_path(dir, ri)),
+                    msg,
+                    "delete the rule, or narrow the broader rule if the overlap was not intended",
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{run, with};
+    use super::RULE;
+
+    #[test]
+    fn narrower_rule_covered_by_a_broader_one() {
+        let f = run(
+            &RULE,
+            &with(
+                r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: narrow, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: broad, namespace: a}
+spec:
+  podSelector: {}
+  ingress: [{from: [{podSelector: {}}]}]
+"#,
+            ),
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].object.contains("a/narrow"));
+        assert!(f[0].message.contains("a/broad ingress rule 0"), "{}", f[0].message);
+    }
+
+    #[test]
+    fn partial_overlap_is_not_redundant() {
+        let f = run(
+            &RULE,
+            &with(
+                r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: one, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}, {port: 9000}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: two, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{podSelector: {}}], ports: [{port: 5432}]}]
+"#,
+            ),
+        );
+        assert!(f.is_empty(), "{f:?}");
+    }
+}
