@@ -5,6 +5,8 @@ pub mod assert_cmd;
 pub mod describe;
 pub mod diff_cmd;
 pub mod input;
+pub mod lint_cmd;
+pub mod locate;
 pub mod lab_cmd;
 pub mod matrix_out;
 pub mod query;

@@ -4,7 +4,7 @@
 //! Exit codes: 0 success; 1 "found something" (a query line errored, a matrix/explain ran fine but... see each
 //! command); 2 usage error, unreadable input, or invalid manifests with `--strict`.
 
-use netpol::{describe, input, lab_cmd, matrix_out, query, style, MatrixFormat, TableOrJson};
+use netpol::{describe, input, lab_cmd, lint_cmd, matrix_out, query, style, MatrixFormat, TableOrJson};
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -159,6 +159,25 @@ enum Cmd {
         /// Probe timeout in milliseconds (a dropped connection is observed as a timeout).
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
+    },
+    /// Find the classic NetworkPolicy mistakes (codes NP001..; `--list` prints the catalogue).
+    Lint {
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: lint_cmd::LintFormat,
+        /// Exit with status 1 when a finding is at or above this severity.
+        #[arg(long, value_enum, default_value = "error")]
+        fail_on: lint_cmd::FailOn,
+        /// Skip a rule (code or name), repeatable.
+        #[arg(long)]
+        disable: Vec<String>,
+        /// Settings file (default: .netpol.yaml in the current directory, if present).
+        #[arg(long)]
+        config: Option<String>,
+        /// Print the rule catalogue and exit.
+        #[arg(long)]
+        list: bool,
     },
     /// Which policies select each pod, and whether it is isolated per direction.
     Describe {
@@ -367,6 +386,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 NftFormat::Json => println!("{}", serde_json::to_string_pretty(&rs.to_json())?),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Lint { files, output, fail_on, disable, config, list } => {
+            let stdout = std::io::stdout();
+            if list {
+                lint_cmd::list(&mut stdout.lock())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if files.is_empty() {
+                anyhow::bail!("give the manifests with -f (or use --list)");
+            }
+            let mut cfg = lint_cmd::load_config(config.as_deref())?;
+            cfg.disable.extend(disable);
+            let inp = match load(&files, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let code = lint_cmd::run(&inp.engine, &cfg, output, fail_on, &mut stdout.lock())?;
+            Ok(ExitCode::from(code))
         }
         Cmd::Describe { files, pod, namespace, output } => {
             let inp = match load(&files, strict)? {

@@ -38,7 +38,10 @@ fn check(ctx: &super::Ctx, out: &mut Vec<Finding>) {
                 rule: RULE.name,
                 severity: RULE.severity,
                 object: format!("Namespace {}", ns.name),
-                origin: ns.origin.clone(),
+                // An implicit namespace has no object of its own: point at its first pod.
+                origin: ns.origin.clone().or_else(|| {
+                    c.pods.iter().find(|p| p.ns == nsid as u32).map(|p| p.source.origin.clone())
+                }),
                 field: None,
                 message: format!(
                     "namespace {} has no default-deny {} policy (podSelector: {{}}, policyTypes: [{kind}])",

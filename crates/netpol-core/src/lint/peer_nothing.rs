@@ -34,6 +34,15 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     };
                     let path = Some(Ctx::peer_path(dir, ri, pi));
                     if nss.is_empty() {
+                        // A selector that only names namespaces absent from the input says nothing about the
+                        // cluster (the input may be one team's manifests).
+                        let only_names = namespaces.as_ref().is_some_and(|s| {
+                            !s.requirements().is_empty()
+                                && s.requirements().iter().all(|r| r.key() == crate::load::NAMESPACE_NAME_LABEL)
+                        });
+                        if only_names {
+                            continue;
+                        }
                         let sel = namespaces.as_ref().map(|s| s.to_string()).unwrap_or_default();
                         let msg = format!("namespaceSelector `{sel}` matches no namespace");
                         out.push(ctx.policy_finding(
@@ -48,7 +57,9 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     let pod_ok =
                         |p: &crate::model::Pod| !p.host_network && pods.as_ref().is_none_or(|s| s.matches(&p.labels));
                     let matched = c.pods.iter().any(|p| nss.contains(&p.ns) && pod_ok(p));
-                    if matched {
+                    // Without any pod of those namespaces in the input there is nothing to judge.
+                    let visible = c.pods.iter().any(|p| nss.contains(&p.ns));
+                    if matched || !visible {
                         continue;
                     }
                     let Some(psel) = pods else { continue };
@@ -136,6 +147,12 @@ spec:
         let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {}\n  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]\n"));
         assert_eq!(f.len(), 1);
         assert!(f[0].help.contains("exist in b"), "{}", f[0].help);
+    }
+
+    #[test]
+    fn quiet_when_the_input_does_not_show_those_namespaces() {
+        let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: elsewhere}}, podSelector: {matchLabels: {app: x}}}]}]\n"));
+        assert!(f.is_empty(), "{f:?}");
     }
 
     #[test]

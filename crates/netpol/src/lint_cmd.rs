@@ -1,0 +1,210 @@
+//! `netpol lint`: runs the core's lint catalogue and renders findings as text (grouped by file and object,
+//! coloured on a terminal), JSON, or SARIF 2.1.0 with the file and line of each offending field.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use netpol_core::compile::Engine;
+use netpol_core::lint::{self, Config, Finding, Severity, RULES};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LintFormat {
+    Text,
+    Json,
+    Sarif,
+}
+
+/// `--fail-on` threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Info,
+    Warning,
+    Error,
+    Never,
+}
+
+/// `.netpol.yaml`: settings for netpol commands (only `lint:` for now).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub lint: Config,
+}
+
+/// Reads the config file: the given path, or `.netpol.yaml` in the current directory if it exists.
+pub fn load_config(path: Option<&str>) -> Result<Config> {
+    let p = match path {
+        Some(p) => p.to_string(),
+        None if std::path::Path::new(".netpol.yaml").exists() => ".netpol.yaml".to_string(),
+        None => return Ok(Config::default()),
+    };
+    let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read `{p}`"))?;
+    let cf: ConfigFile = serde_yaml_ng::from_str(&text).with_context(|| format!("invalid config file `{p}`"))?;
+    Ok(cf.lint)
+}
+
+/// The line of each finding, from the manifest files (read again; stdin has no lines).
+fn lines_of(findings: &[Finding]) -> Vec<Option<usize>> {
+    let mut cache: BTreeMap<String, Option<String>> = BTreeMap::new();
+    findings
+        .iter()
+        .map(|f| {
+            let o = f.origin.as_ref()?;
+            let text = cache.entry(o.file.clone()).or_insert_with(|| std::fs::read_to_string(&o.file).ok()).as_ref()?;
+            crate::locate::find_line(text, o.document, o.item, f.field.as_deref())
+        })
+        .collect()
+}
+
+fn level(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "note",
+    }
+}
+
+/// The SARIF 2.1.0 log for findings.
+pub fn sarif(findings: &[Finding], lines: &[Option<usize>]) -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = RULES
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.code,
+                "name": r.name,
+                "shortDescription": {"text": r.name.replace('-', " ")},
+                "fullDescription": {"text": r.explanation},
+                "help": {"text": r.explanation},
+                "defaultConfiguration": {"level": level(r.severity)},
+            })
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = findings
+        .iter()
+        .zip(lines)
+        .map(|(f, line)| {
+            let mut loc = json!({
+                "logicalLocations": [{
+                    "fullyQualifiedName": match &f.field { Some(p) => format!("{} {p}", f.object), None => f.object.clone() },
+                    "kind": "object",
+                }]
+            });
+            if let Some(o) = &f.origin {
+                let mut phys = json!({"artifactLocation": {"uri": o.file.trim_start_matches("./")}});
+                if let Some(l) = line {
+                    phys["region"] = json!({"startLine": l});
+                }
+                loc["physicalLocation"] = phys;
+            }
+            json!({
+                "ruleId": f.code,
+                "ruleIndex": RULES.iter().position(|r| r.code == f.code).unwrap_or(0),
+                "level": level(f.severity),
+                "message": {"text": format!("{} ({}). Fix: {}", f.message, f.object, f.help)},
+                "locations": [loc],
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "netpol",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/netpol/netpol",
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    })
+}
+
+fn text(findings: &[Finding], lines: &[Option<usize>], color: bool, out: &mut dyn Write) -> Result<()> {
+    let paint = |s: Severity, t: &str| -> String {
+        if !color {
+            return t.to_string();
+        }
+        let code = match s {
+            Severity::Error => "1;31",
+            Severity::Warning => "33",
+            Severity::Info => "36",
+        };
+        format!("\x1b[{code}m{t}\x1b[0m")
+    };
+    let mut last_file: Option<String> = None;
+    let mut last_obj: Option<String> = None;
+    for (f, line) in findings.iter().zip(lines) {
+        let file = f.origin.as_ref().map_or("<cluster>".to_string(), |o| o.file.clone());
+        if last_file.as_ref() != Some(&file) {
+            writeln!(out, "{file}")?;
+            last_file = Some(file);
+            last_obj = None;
+        }
+        if last_obj.as_ref() != Some(&f.object) {
+            writeln!(out, "  {}", f.object)?;
+            last_obj = Some(f.object.clone());
+        }
+        let at = match (line, &f.field) {
+            (Some(l), Some(p)) => format!(" (line {l}, {p})"),
+            (Some(l), None) => format!(" (line {l})"),
+            (None, Some(p)) => format!(" ({p})"),
+            (None, None) => String::new(),
+        };
+        writeln!(out, "    {} {}{at}: {}", paint(f.severity, &format!("{}[{}]", f.severity, f.code)), f.rule, f.message)?;
+        writeln!(out, "      help: {}", f.help)?;
+    }
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    writeln!(
+        out,
+        "{} error(s), {} warning(s), {} info",
+        count(Severity::Error),
+        count(Severity::Warning),
+        count(Severity::Info)
+    )?;
+    Ok(())
+}
+
+/// Runs lint; returns the exit code (1 when a finding is at or above `fail_on`).
+pub fn run(engine: &Engine, config: &Config, format: LintFormat, fail_on: FailOn, out: &mut dyn Write) -> Result<u8> {
+    let findings = lint::lint(engine, config);
+    let lines = lines_of(&findings);
+    match format {
+        LintFormat::Json => {
+            let v: Vec<serde_json::Value> = findings
+                .iter()
+                .zip(&lines)
+                .map(|(f, l)| {
+                    let mut v = serde_json::to_value(f).unwrap_or_default();
+                    v["line"] = json!(l);
+                    v
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        }
+        LintFormat::Sarif => writeln!(out, "{}", serde_json::to_string_pretty(&sarif(&findings, &lines))?)?,
+        LintFormat::Text => {
+            use std::io::IsTerminal;
+            let color = crate::style::color_enabled(std::io::stdout().is_terminal());
+            text(&findings, &lines, color, out)?;
+        }
+    }
+    let threshold = match fail_on {
+        FailOn::Info => Some(Severity::Info),
+        FailOn::Warning => Some(Severity::Warning),
+        FailOn::Error => Some(Severity::Error),
+        FailOn::Never => None,
+    };
+    Ok(u8::from(threshold.is_some_and(|t| findings.iter().any(|f| f.severity >= t))))
+}
+
+/// `netpol lint --list`: the catalogue.
+pub fn list(out: &mut dyn Write) -> Result<()> {
+    for r in RULES {
+        writeln!(out, "{}  {:<26} {:<8} {}", r.code, r.name, r.severity.as_str(), r.explanation)?;
+    }
+    Ok(())
+}
