@@ -20,43 +20,37 @@ pub static RULE: RuleInfo = RuleInfo {
 };
 
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
-    let c = &ctx.engine.cluster;
-    for (pid, pol) in c.policies.iter().enumerate() {
-        for dir in [Direction::Ingress, Direction::Egress] {
-            for (ri, rule) in pol.rules(dir).iter().enumerate() {
-                for (pi, peer) in rule.peers.iter().enumerate() {
-                    let path = Some(Ctx::peer_path(dir, ri, pi));
-                    match peer {
-                        Peer::Selectors { namespaces: Some(ns), pods }
-                            if ns.is_everything() && pods.as_ref().is_none_or(|p| p.is_everything()) =>
-                        {
-                            let what = if dir == Direction::Ingress { "from" } else { "to" };
-                            let msg =
-                                format!("allows {dir} {what} every pod of every namespace (namespaceSelector: {{}})");
-                            out.push(ctx.policy_finding(
-                                &RULE,
-                                pid as u32,
-                                path,
-                                msg,
-                                "select the namespaces and pods that need access",
-                            ));
-                        }
-                        Peer::IpBlock(b)
-                            if dir == Direction::Egress && b.cidr.prefix_len() == 0 && b.except.is_empty() =>
-                        {
-                            let msg = format!("allows egress to every address ({} without except), including pods and metadata endpoints", b.cidr);
-                            out.push(ctx.policy_finding(
-                                &RULE,
-                                pid as u32,
-                                path,
-                                msg,
-                                "add `except` for the pod/service CIDRs and 169.254.169.254/32, or narrow the CIDR",
-                            ));
-                        }
-                        _ => {}
-                    }
-                }
+    for at in ctx.peers() {
+        let (pid, dir, ri, pi, peer) = (at.policy as usize, at.dir, at.rule, at.peer, at.value);
+        let path = Some(Ctx::peer_path(dir, ri, pi));
+        match peer {
+            Peer::Selectors { namespaces: Some(ns), pods }
+                if ns.is_everything() && pods.as_ref().is_none_or(|p| p.is_everything()) =>
+            {
+                let what = if dir == Direction::Ingress { "from" } else { "to" };
+                let msg = format!("allows {dir} {what} every pod of every namespace (namespaceSelector: {{}})");
+                out.push(ctx.policy_finding(
+                    &RULE,
+                    pid as u32,
+                    path,
+                    msg,
+                    "select the namespaces and pods that need access",
+                ));
             }
+            Peer::IpBlock(b) if dir == Direction::Egress && b.cidr.prefix_len() == 0 && b.except.is_empty() => {
+                let msg = format!(
+                    "allows egress to every address ({} without except), including pods and metadata endpoints",
+                    b.cidr
+                );
+                out.push(ctx.policy_finding(
+                    &RULE,
+                    pid as u32,
+                    path,
+                    msg,
+                    "add `except` for the pod/service CIDRs and 169.254.169.254/32, or narrow the CIDR",
+                ));
+            }
+            _ => {}
         }
     }
 }

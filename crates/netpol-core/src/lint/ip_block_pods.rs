@@ -7,7 +7,7 @@
 //! **Instead**: select pods with podSelector/namespaceSelector, and `except` the pod CIDR from wide blocks.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::{Direction, Peer};
+use crate::model::Peer;
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP007",
@@ -21,37 +21,32 @@ pub static RULE: RuleInfo = RuleInfo {
 
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
-    for (pid, pol) in c.policies.iter().enumerate() {
-        for dir in [Direction::Ingress, Direction::Egress] {
-            for (ri, rule) in pol.rules(dir).iter().enumerate() {
-                for (pi, peer) in rule.peers.iter().enumerate() {
-                    let Peer::IpBlock(b) = peer else { continue };
-                    let mut pods: Vec<String> = c
-                        .pods
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, p)| p.ips.iter().any(|ip| b.contains(*ip)))
-                        .map(|(i, _)| c.pod_ref(i as u32))
-                        .collect();
-                    if pods.is_empty() {
-                        continue;
-                    }
-                    pods.sort();
-                    let n = pods.len();
-                    pods.truncate(3);
-                    let more = if n > 3 { format!(" (+{} more)", n - 3) } else { String::new() };
-                    let msg = format!("ipBlock {b} covers the IPs of {n} pod(s): {}{more}", pods.join(", "));
-                    let path = format!("{}.ipBlock", Ctx::peer_path(dir, ri, pi));
-                    out.push(ctx.policy_finding(
-                        &RULE,
-                        pid as u32,
-                        Some(path),
-                        msg,
-                        "select pods with podSelector/namespaceSelector; add the pod CIDR to `except`",
-                    ));
-                }
-            }
+    for at in ctx.peers() {
+        let (pid, dir, ri, pi, peer) = (at.policy as usize, at.dir, at.rule, at.peer, at.value);
+        let Peer::IpBlock(b) = peer else { continue };
+        let mut pods: Vec<String> = c
+            .pods
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.ips.iter().any(|ip| b.contains(*ip)))
+            .map(|(i, _)| c.pod_ref(i as u32))
+            .collect();
+        if pods.is_empty() {
+            continue;
         }
+        pods.sort();
+        let n = pods.len();
+        pods.truncate(3);
+        let more = if n > 3 { format!(" (+{} more)", n - 3) } else { String::new() };
+        let msg = format!("ipBlock {b} covers the IPs of {n} pod(s): {}{more}", pods.join(", "));
+        let path = format!("{}.ipBlock", Ctx::peer_path(dir, ri, pi));
+        out.push(ctx.policy_finding(
+            &RULE,
+            pid as u32,
+            Some(path),
+            msg,
+            "select pods with podSelector/namespaceSelector; add the pod CIDR to `except`",
+        ));
     }
 }
 

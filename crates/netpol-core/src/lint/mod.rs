@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::compile::{Engine, IdentityId};
-use crate::model::{Direction, Origin, PolicyId};
+use crate::model::{Direction, Origin, Peer, Policy, PolicyId};
 
 mod broad_allow;
 mod dns_egress;
@@ -105,6 +105,16 @@ pub struct DnsConfig {
     pub pod_labels: BTreeMap<String, String>,
 }
 
+/// A peer of a rule of a policy, with its position (see [`Ctx::peers`]).
+pub struct PeerAt<'a> {
+    pub policy: PolicyId,
+    pub pol: &'a Policy,
+    pub dir: Direction,
+    pub rule: usize,
+    pub peer: usize,
+    pub value: &'a Peer,
+}
+
 /// What rules get to read.
 pub struct Ctx<'e> {
     pub engine: &'e Engine,
@@ -142,6 +152,25 @@ impl<'e> Ctx<'e> {
             s.push_str(&format!(" (+{} more)", total - n));
         }
         s
+    }
+
+    /// Every peer of every rule of every policy, with its position.
+    pub fn peers(&self) -> impl Iterator<Item = PeerAt<'e>> + '_ {
+        let c = &self.engine.cluster;
+        c.policies.iter().enumerate().flat_map(|(pid, pol)| {
+            [Direction::Ingress, Direction::Egress].into_iter().flat_map(move |dir| {
+                pol.rules(dir).iter().enumerate().flat_map(move |(ri, rule)| {
+                    rule.peers.iter().enumerate().map(move |(pi, value)| PeerAt {
+                        policy: pid as PolicyId,
+                        pol,
+                        dir,
+                        rule: ri,
+                        peer: pi,
+                        value,
+                    })
+                })
+            })
+        })
     }
 
     /// Field path of a rule, peer or port: `spec.ingress[1]`, `spec.egress[0].to[2]`.

@@ -39,9 +39,10 @@ fn check(ctx: &super::Ctx, out: &mut Vec<Finding>) {
                 severity: RULE.severity,
                 object: format!("Namespace {}", ns.name),
                 // An implicit namespace has no object of its own: point at its first pod.
-                origin: ns.origin.clone().or_else(|| {
-                    c.pods.iter().find(|p| p.ns == nsid as u32).map(|p| p.source.origin.clone())
-                }),
+                origin: ns
+                    .origin
+                    .clone()
+                    .or_else(|| c.pods.iter().find(|p| p.ns == nsid as u32).map(|p| p.source.origin.clone())),
                 field: None,
                 message: format!(
                     "namespace {} has no default-deny {} policy (podSelector: {{}}, policyTypes: [{kind}])",

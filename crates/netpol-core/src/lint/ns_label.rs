@@ -9,7 +9,7 @@
 
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::load::NAMESPACE_NAME_LABEL;
-use crate::model::{Direction, Peer};
+use crate::model::Peer;
 use crate::selector::Requirement;
 
 pub static RULE: RuleInfo = RuleInfo {
@@ -24,34 +24,29 @@ pub static RULE: RuleInfo = RuleInfo {
 
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
-    for (pid, pol) in c.policies.iter().enumerate() {
-        for dir in [Direction::Ingress, Direction::Egress] {
-            for (ri, rule) in pol.rules(dir).iter().enumerate() {
-                for (pi, peer) in rule.peers.iter().enumerate() {
-                    let Peer::Selectors { namespaces: Some(sel), .. } = peer else { continue };
-                    for req in sel.requirements() {
-                        let key = req.key();
-                        if c.namespaces.iter().any(|n| n.labels.contains_key(key)) {
-                            continue;
-                        }
-                        let values: Vec<&String> = match req {
-                            Requirement::In(_, v) | Requirement::NotIn(_, v) => v.iter().collect(),
-                            _ => Vec::new(),
-                        };
-                        let existing: Vec<&String> =
-                            values.iter().copied().filter(|v| c.namespace_id(v).is_some()).collect();
-                        let help = if let Some(v) = existing.first() {
-                            format!("no namespace has the label `{key}`; did you mean `{NAMESPACE_NAME_LABEL}: {v}`?")
-                        } else {
-                            format!("no namespace has the label `{key}`; label the namespaces or select on `{NAMESPACE_NAME_LABEL}`")
-                        };
-                        let msg =
-                            format!("namespaceSelector `{sel}` uses label key `{key}`, which no namespace carries");
-                        let path = format!("{}.namespaceSelector", Ctx::peer_path(dir, ri, pi));
-                        out.push(ctx.policy_finding(&RULE, pid as u32, Some(path), msg, help));
-                    }
-                }
+    for at in ctx.peers() {
+        let (pid, dir, ri, pi, peer) = (at.policy as usize, at.dir, at.rule, at.peer, at.value);
+        let Peer::Selectors { namespaces: Some(sel), .. } = peer else { continue };
+        for req in sel.requirements() {
+            let key = req.key();
+            if c.namespaces.iter().any(|n| n.labels.contains_key(key)) {
+                continue;
             }
+            let values: Vec<&String> = match req {
+                Requirement::In(_, v) | Requirement::NotIn(_, v) => v.iter().collect(),
+                _ => Vec::new(),
+            };
+            let existing: Vec<&String> = values.iter().copied().filter(|v| c.namespace_id(v).is_some()).collect();
+            let help = if let Some(v) = existing.first() {
+                format!("no namespace has the label `{key}`; did you mean `{NAMESPACE_NAME_LABEL}: {v}`?")
+            } else {
+                format!(
+                    "no namespace has the label `{key}`; label the namespaces or select on `{NAMESPACE_NAME_LABEL}`"
+                )
+            };
+            let msg = format!("namespaceSelector `{sel}` uses label key `{key}`, which no namespace carries");
+            let path = format!("{}.namespaceSelector", Ctx::peer_path(dir, ri, pi));
+            out.push(ctx.policy_finding(&RULE, pid as u32, Some(path), msg, help));
         }
     }
 }

@@ -8,7 +8,7 @@
 //! **Instead**: fix the labels, or split the peer in two (`- podSelector:` on its own dash) if OR was meant.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::{Direction, Peer};
+use crate::model::Peer;
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP002",
@@ -23,90 +23,79 @@ pub static RULE: RuleInfo = RuleInfo {
 
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
-    for (pid, pol) in c.policies.iter().enumerate() {
-        for dir in [Direction::Ingress, Direction::Egress] {
-            for (ri, rule) in pol.rules(dir).iter().enumerate() {
-                for (pi, peer) in rule.peers.iter().enumerate() {
-                    let Peer::Selectors { namespaces, pods } = peer else { continue };
-                    let nss: Vec<u32> = match namespaces {
-                        None => vec![pol.ns],
-                        Some(sel) => (0..c.namespaces.len() as u32).filter(|&n| sel.matches(&c.ns(n).labels)).collect(),
-                    };
-                    let path = Some(Ctx::peer_path(dir, ri, pi));
-                    if nss.is_empty() {
-                        // A selector that only names namespaces absent from the input says nothing about the
-                        // cluster (the input may be one team's manifests).
-                        let only_names = namespaces.as_ref().is_some_and(|s| {
-                            !s.requirements().is_empty()
-                                && s.requirements().iter().all(|r| r.key() == crate::load::NAMESPACE_NAME_LABEL)
-                        });
-                        if only_names {
-                            continue;
-                        }
-                        let sel = namespaces.as_ref().map(|s| s.to_string()).unwrap_or_default();
-                        let msg = format!("namespaceSelector `{sel}` matches no namespace");
-                        out.push(ctx.policy_finding(
-                            &RULE,
-                            pid as u32,
-                            path,
-                            msg,
-                            "check the namespace labels (`kubectl get ns --show-labels`)",
-                        ));
-                        continue;
-                    }
-                    let pod_ok =
-                        |p: &crate::model::Pod| !p.host_network && pods.as_ref().is_none_or(|s| s.matches(&p.labels));
-                    let matched = c.pods.iter().any(|p| nss.contains(&p.ns) && pod_ok(p));
-                    // Without any pod of those namespaces in the input there is nothing to judge.
-                    let visible = c.pods.iter().any(|p| nss.contains(&p.ns));
-                    if matched || !visible {
-                        continue;
-                    }
-                    let Some(psel) = pods else { continue };
-                    let elsewhere: Vec<String> = c
-                        .pods
-                        .iter()
-                        .filter(|p| !nss.contains(&p.ns) && pod_ok(p))
-                        .map(|p| c.ns_name(p.ns).to_string())
-                        .collect::<std::collections::BTreeSet<_>>()
-                        .into_iter()
-                        .collect();
-                    let (msg, help) = match namespaces {
-                        Some(nsel) => {
-                            let ns_has_pods = c.pods.iter().any(|p| nss.contains(&p.ns) && !p.host_network);
-                            let help = if ns_has_pods && !elsewhere.is_empty() {
-                                format!(
-                                    "did you mean two peers? (dash placement) `namespaceSelector` and `podSelector` in \
-                                     one peer are ANDed; pods with `{psel}` exist only in {}",
-                                    elsewhere.join(", ")
-                                )
-                            } else {
-                                "check the labels of the pods in the selected namespaces".to_string()
-                            };
-                            (
-                                format!(
-                                    "no pod matches podSelector `{psel}` AND namespaceSelector `{nsel}` (one peer)"
-                                ),
-                                help,
-                            )
-                        }
-                        None => {
-                            let help = if elsewhere.is_empty() {
-                                "check the pod labels".to_string()
-                            } else {
-                                format!(
-                                    "pods with these labels exist in {}; a podSelector alone only looks in the policy's \
-                                     namespace — add a namespaceSelector",
-                                    elsewhere.join(", ")
-                                )
-                            };
-                            (format!("podSelector `{psel}` matches no pod in namespace {}", c.ns_name(pol.ns)), help)
-                        }
-                    };
-                    out.push(ctx.policy_finding(&RULE, pid as u32, path, msg, help));
-                }
+    for at in ctx.peers() {
+        let (pid, pol, dir, ri, pi, peer) = (at.policy as usize, at.pol, at.dir, at.rule, at.peer, at.value);
+        let Peer::Selectors { namespaces, pods } = peer else { continue };
+        let nss: Vec<u32> = match namespaces {
+            None => vec![pol.ns],
+            Some(sel) => (0..c.namespaces.len() as u32).filter(|&n| sel.matches(&c.ns(n).labels)).collect(),
+        };
+        let path = Some(Ctx::peer_path(dir, ri, pi));
+        if nss.is_empty() {
+            // A selector that only names namespaces absent from the input says nothing about the
+            // cluster (the input may be one team's manifests).
+            let only_names = namespaces.as_ref().is_some_and(|s| {
+                !s.requirements().is_empty()
+                    && s.requirements().iter().all(|r| r.key() == crate::load::NAMESPACE_NAME_LABEL)
+            });
+            if only_names {
+                continue;
             }
+            let sel = namespaces.as_ref().map(|s| s.to_string()).unwrap_or_default();
+            let msg = format!("namespaceSelector `{sel}` matches no namespace");
+            out.push(ctx.policy_finding(
+                &RULE,
+                pid as u32,
+                path,
+                msg,
+                "check the namespace labels (`kubectl get ns --show-labels`)",
+            ));
+            continue;
         }
+        let pod_ok = |p: &crate::model::Pod| !p.host_network && pods.as_ref().is_none_or(|s| s.matches(&p.labels));
+        let matched = c.pods.iter().any(|p| nss.contains(&p.ns) && pod_ok(p));
+        // Without any pod of those namespaces in the input there is nothing to judge.
+        let visible = c.pods.iter().any(|p| nss.contains(&p.ns));
+        if matched || !visible {
+            continue;
+        }
+        let Some(psel) = pods else { continue };
+        let elsewhere: Vec<String> = c
+            .pods
+            .iter()
+            .filter(|p| !nss.contains(&p.ns) && pod_ok(p))
+            .map(|p| c.ns_name(p.ns).to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (msg, help) = match namespaces {
+            Some(nsel) => {
+                let ns_has_pods = c.pods.iter().any(|p| nss.contains(&p.ns) && !p.host_network);
+                let help = if ns_has_pods && !elsewhere.is_empty() {
+                    format!(
+                        "did you mean two peers? (dash placement) `namespaceSelector` and `podSelector` in \
+                                     one peer are ANDed; pods with `{psel}` exist only in {}",
+                        elsewhere.join(", ")
+                    )
+                } else {
+                    "check the labels of the pods in the selected namespaces".to_string()
+                };
+                (format!("no pod matches podSelector `{psel}` AND namespaceSelector `{nsel}` (one peer)"), help)
+            }
+            None => {
+                let help = if elsewhere.is_empty() {
+                    "check the pod labels".to_string()
+                } else {
+                    format!(
+                        "pods with these labels exist in {}; a podSelector alone only looks in the policy's \
+                                     namespace — add a namespaceSelector",
+                        elsewhere.join(", ")
+                    )
+                };
+                (format!("podSelector `{psel}` matches no pod in namespace {}", c.ns_name(pol.ns)), help)
+            }
+        };
+        out.push(ctx.policy_finding(&RULE, pid as u32, path, msg, help));
     }
 }
 
