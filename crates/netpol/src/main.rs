@@ -4,7 +4,7 @@
 //! Exit codes: 0 success; 1 "found something" (a query line errored, a matrix/explain ran fine but... see each
 //! command); 2 usage error, unreadable input, or invalid manifests with `--strict`.
 
-use netpol::{describe, input, lab_cmd, lint_cmd, matrix_out, query, style, MatrixFormat, TableOrJson};
+use netpol::{assert_cmd, describe, input, lab_cmd, lint_cmd, matrix_out, query, style, MatrixFormat, TableOrJson};
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -178,6 +178,15 @@ enum Cmd {
         /// Print the rule catalogue and exit.
         #[arg(long)]
         list: bool,
+    },
+    /// Policy assertion tests for CI: expected flows (by pod, selector or IP) checked against the policies.
+    Test {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// The assertions file (YAML or JSON).
+        assertions: String,
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: assert_cmd::AssertFormat,
     },
     /// Which policies select each pod, and whether it is isolated per direction.
     Describe {
@@ -403,6 +412,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let code = lint_cmd::run(&inp.engine, &cfg, output, fail_on, &mut stdout.lock())?;
+            Ok(ExitCode::from(code))
+        }
+        Cmd::Test { files, assertions, output } => {
+            let inp = match load(&files, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let stdout = std::io::stdout();
+            let code = assert_cmd::run(&inp.engine, &assertions, output, &mut stdout.lock())?;
             Ok(ExitCode::from(code))
         }
         Cmd::Describe { files, pod, namespace, output } => {

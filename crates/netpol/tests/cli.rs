@@ -229,3 +229,14 @@ fn example_readme_flow_table_matches_the_engine() {
     }
     assert_eq!(got.len(), want.len());
 }
+
+#[test]
+fn test_command_runs_the_example_assertions() {
+    let ex = example();
+    let assertions = root().join("examples/three-tier/assertions.yaml").display().to_string();
+    let o = netpol(&["test", "-f", &ex, &assertions], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).ends_with("12 passed, 0 failed\n"), "{}", stdout(&o));
+    let junit = netpol(&["test", "-f", &ex, &assertions, "-o", "junit"], None);
+    assert!(stdout(&junit).contains("<testsuite name=\"netpol\" tests=\"12\" failures=\"0\""));
+}
