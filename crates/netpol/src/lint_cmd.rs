@@ -154,7 +154,13 @@ fn text(findings: &[Finding], lines: &[Option<usize>], color: bool, out: &mut dy
             (None, Some(p)) => format!(" ({p})"),
             (None, None) => String::new(),
         };
-        writeln!(out, "    {} {}{at}: {}", paint(f.severity, &format!("{}[{}]", f.severity, f.code)), f.rule, f.message)?;
+        writeln!(
+            out,
+            "    {} {}{at}: {}",
+            paint(f.severity, &format!("{}[{}]", f.severity, f.code)),
+            f.rule,
+            f.message
+        )?;
         writeln!(out, "      help: {}", f.help)?;
     }
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();

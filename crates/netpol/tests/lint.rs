@@ -26,7 +26,10 @@ fn stdout(o: &Output) -> String {
 fn every_rule_fires_on_the_positive_fixture() {
     let o = netpol(&["lint", "-f", &fixture("all-rules.yaml")]);
     let text = stdout(&o);
-    for code in ["NP001", "NP002", "NP003", "NP004", "NP005", "NP006", "NP007", "NP008", "NP009", "NP010", "NP011", "NP012", "NP013"] {
+    for code in [
+        "NP001", "NP002", "NP003", "NP004", "NP005", "NP006", "NP007", "NP008", "NP009", "NP010", "NP011", "NP012",
+        "NP013",
+    ] {
         assert!(text.contains(&format!("[{code}]")), "{code} missing:\n{text}");
     }
     // NP003 is an error: default --fail-on error exits 1.
@@ -99,9 +102,18 @@ fn sarif_schema() -> Option<serde_json::Value> {
         if !ok {
             return None;
         }
-        let tgz = std::fs::read_dir(dir.path()).ok()?.filter_map(|e| e.ok()).find(|e| e.path().extension().is_some_and(|x| x == "tgz"))?;
+        let tgz = std::fs::read_dir(dir.path())
+            .ok()?
+            .filter_map(|e| e.ok())
+            .find(|e| e.path().extension().is_some_and(|x| x == "tgz"))?;
         let out = Command::new("tar")
-            .args(["xzf", tgz.path().to_str()?, "-C", dir.path().to_str()?, "package/lib/schemas/sarif-2.1.0-rtm.5.json"])
+            .args([
+                "xzf",
+                tgz.path().to_str()?,
+                "-C",
+                dir.path().to_str()?,
+                "package/lib/schemas/sarif-2.1.0-rtm.5.json",
+            ])
             .status()
             .ok()?;
         if !out.success() {
@@ -150,7 +162,8 @@ fn sarif_is_valid_and_points_at_lines() {
             }
             fix(&mut schema);
             let validator = jsonschema::validator_for(&schema).unwrap();
-            let errors: Vec<String> = validator.iter_errors(&v).map(|e| format!("{e} at {}", e.instance_path())).collect();
+            let errors: Vec<String> =
+                validator.iter_errors(&v).map(|e| format!("{e} at {}", e.instance_path())).collect();
             assert!(errors.is_empty(), "SARIF does not validate: {errors:#?}");
         }
         None if std::env::var_os("CI").is_some() => panic!("the SARIF 2.1.0 schema could not be fetched with npm"),
