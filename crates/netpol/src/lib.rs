@@ -10,6 +10,7 @@ pub mod lint_cmd;
 pub mod locate;
 pub mod matrix_out;
 pub mod query;
+pub mod serve;
 pub mod style;
 
 use clap::ValueEnum;

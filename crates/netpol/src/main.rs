@@ -4,7 +4,9 @@
 //! Exit codes: 0 success; 1 "found something" (a query line errored, a matrix/explain ran fine but... see each
 //! command); 2 usage error, unreadable input, or invalid manifests with `--strict`.
 
-use netpol::{assert_cmd, describe, input, lab_cmd, lint_cmd, matrix_out, query, style, MatrixFormat, TableOrJson};
+use netpol::{
+    assert_cmd, describe, input, lab_cmd, lint_cmd, matrix_out, query, serve, style, MatrixFormat, TableOrJson,
+};
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -187,6 +189,20 @@ enum Cmd {
         assertions: String,
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: assert_cmd::AssertFormat,
+    },
+    /// Serve the engine over HTTP: JSON API (OpenAPI at /api/v1/openapi.json), /healthz, Prometheus /metrics.
+    Serve {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Largest request body accepted, in bytes (larger requests get 413).
+        #[arg(long, default_value_t = serve::DEFAULT_BODY_LIMIT)]
+        body_limit: usize,
+        /// Reload when the manifests change (checked every second); a failed reload keeps the old model.
+        #[arg(long)]
+        watch: bool,
     },
     /// Which policies select each pod, and whether it is isolated per direction.
     Describe {
@@ -422,6 +438,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stdout = std::io::stdout();
             let code = assert_cmd::run(&inp.engine, &assertions, output, &mut stdout.lock())?;
             Ok(ExitCode::from(code))
+        }
+        Cmd::Serve { files, listen, body_limit, watch } => {
+            serve::serve_blocking(serve::ServeOptions { files, listen, body_limit, watch })?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Describe { files, pod, namespace, output } => {
             let inp = match load(&files, strict)? {

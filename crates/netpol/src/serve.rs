@@ -1,0 +1,930 @@
+//! `netpol serve`: the engine behind an HTTP API (JSON), for dashboards, admission hooks and scripts that ask
+//! many questions about one set of manifests.
+//!
+//! The loaded model (engine, revision, load time, diagnostics) sits behind an [`arc_swap::ArcSwap`]: a request
+//! takes one snapshot when it arrives and answers everything from it, and a reload swaps the whole model at
+//! once, so an answer comes from the old model or the new one, never a mix. Every response carries the revision
+//! of the model that produced it in `X-Netpol-Revision`.
+//!
+//! Routes: `POST /api/v1/query`, `GET /api/v1/explain`, `GET /api/v1/matrix`, `GET /api/v1/lint`,
+//! `GET /api/v1/pods`, `GET /api/v1/policies`, `GET /api/v1/openapi.json`, `GET /healthz`, `GET /metrics`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Extension, Json, Router};
+use netpol_core::compile::Engine;
+use netpol_core::lint::{self, Finding};
+use netpol_core::load::{Diagnostic, Severity};
+use netpol_core::model::{Direction, PodId};
+use netpol_core::portset::Protocol;
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::query::{parse_port_proto, Resolver};
+
+/// Largest matrix (pods) the API computes; larger requests get 422 (use `netpol matrix` for those).
+pub const MAX_MATRIX_PODS: usize = 2000;
+/// Default request body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+/// The revision header.
+pub const REVISION_HEADER: &str = "x-netpol-revision";
+
+pub struct ServeOptions {
+    pub files: Vec<String>,
+    pub listen: SocketAddr,
+    pub body_limit: usize,
+    pub watch: bool,
+}
+
+/// One loaded, compiled set of manifests. Immutable; a reload builds a new one.
+pub struct Model {
+    pub engine: Engine,
+    pub revision: u64,
+    pub loaded_at: SystemTime,
+    /// Seconds spent compiling the engine.
+    pub compile_seconds: f64,
+    pub diagnostics: Vec<Diagnostic>,
+    lint: OnceLock<Vec<Finding>>,
+}
+
+impl Model {
+    fn findings(&self) -> &[Finding] {
+        self.lint.get_or_init(|| lint::lint(&self.engine, &lint::Config::default()))
+    }
+}
+
+/// Latency buckets (seconds) of the request histogram.
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Metrics {
+    /// (route, method, status) -> count.
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// route -> latency histogram.
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+}
+
+struct Inner {
+    model: ArcSwap<Model>,
+    files: Vec<String>,
+    metrics: Metrics,
+    /// Serialises reloads, so revisions are handed out in order.
+    reload_lock: Mutex<()>,
+}
+
+/// Shared state of the server: the current model, the inputs to reload it from, metrics.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+    body_limit: usize,
+}
+
+fn build_model(files: &[String], revision: u64) -> anyhow::Result<Model> {
+    if files.iter().any(|f| f == "-") {
+        anyhow::bail!("`netpol serve` reads manifests from files or directories, not stdin (`-`)");
+    }
+    let (loaded, _invalid) = crate::input::load(files)?;
+    let t = Instant::now();
+    let engine = Engine::new(loaded.cluster);
+    let compile_seconds = t.elapsed().as_secs_f64();
+    tracing::info!(revision, compile_seconds, stats = ?engine.stats(), "model loaded");
+    Ok(Model {
+        engine,
+        revision,
+        loaded_at: SystemTime::now(),
+        compile_seconds,
+        diagnostics: loaded.diagnostics,
+        lint: OnceLock::new(),
+    })
+}
+
+impl AppState {
+    /// Loads and compiles the manifests (revision 1).
+    pub fn from_files(files: &[String]) -> anyhow::Result<AppState> {
+        let model = build_model(files, 1)?;
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                model: ArcSwap::from_pointee(model),
+                files: files.to_vec(),
+                metrics: Metrics::default(),
+                reload_lock: Mutex::new(()),
+            }),
+            body_limit: DEFAULT_BODY_LIMIT,
+        })
+    }
+
+    /// The same state with another request body limit (bytes; default [`DEFAULT_BODY_LIMIT`]), for [`router`].
+    pub fn with_body_limit(mut self, limit: usize) -> AppState {
+        self.body_limit = limit;
+        self
+    }
+
+    /// Reloads the manifests; on success the new model (next revision) replaces the old one atomically. On
+    /// failure the old model stays and the error is returned. A reload fails when an input cannot be read, or
+    /// when the manifests now hold more invalid objects (which loading skips) than the current model's.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let _guard = self.inner.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.inner.model.load_full();
+        let next = current.revision + 1;
+        let invalid = |m: &Model| m.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+        let built = build_model(&self.inner.files, next).and_then(|m| {
+            // Invalid objects are skipped when loading: never let a typo silently drop a policy that was there.
+            let (was, now) = (invalid(&current), invalid(&m));
+            if now > was {
+                let first = m.diagnostics.iter().find(|d| d.severity == Severity::Error);
+                anyhow::bail!(
+                    "the changed manifests have {now} invalid object(s) (revision {} had {was}), first: {}",
+                    current.revision,
+                    first.map(|d| d.to_string()).unwrap_or_default()
+                );
+            }
+            Ok(m)
+        });
+        match built {
+            Ok(m) => {
+                self.inner.model.store(Arc::new(m));
+                self.inner.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.inner.model.load().revision
+    }
+
+    /// The current model.
+    pub fn model(&self) -> Arc<Model> {
+        self.inner.model.load_full()
+    }
+}
+
+// ---- errors ----
+
+/// Error body of every 4xx/5xx answer.
+#[derive(Serialize, ToSchema)]
+pub struct ApiError {
+    pub error: String,
+    /// The request parameter or part at fault (`port`, `src`, `body`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+struct Failure(StatusCode, ApiError);
+
+impl Failure {
+    fn new(status: StatusCode, field: &str, error: impl Into<String>) -> Failure {
+        Failure(status, ApiError { error: error.into(), field: Some(field.to_string()) })
+    }
+    fn bad(field: &str, error: impl Into<String>) -> Failure {
+        Failure::new(StatusCode::BAD_REQUEST, field, error)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+fn body_failure(r: BytesRejection) -> Failure {
+    let status = r.status();
+    let msg =
+        if status == StatusCode::PAYLOAD_TOO_LARGE { "request body too large".to_string() } else { r.body_text() };
+    Failure::new(status, "body", msg)
+}
+
+type Params = Vec<(String, String)>;
+
+fn parse_params(q: Option<&str>) -> Result<Params, Failure> {
+    let q = q.unwrap_or("");
+    axum::extract::Query::<Params>::try_from_uri(
+        &format!("/?{q}").parse().map_err(|_| Failure::bad("query", "invalid query string"))?,
+    )
+    .map(|p| p.0)
+    .map_err(|e| Failure::bad("query", format!("invalid query string: {e}")))
+}
+
+fn param<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
+    p.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, Failure> {
+    match param(p, name) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(Failure::bad(name, format!("missing query parameter `{name}`"))),
+    }
+}
+
+fn flag(p: &Params, name: &str) -> Result<bool, Failure> {
+    match param(p, name) {
+        None | Some("false" | "0") => Ok(false),
+        Some("" | "true" | "1") => Ok(true),
+        Some(v) => Err(Failure::bad(name, format!("invalid `{name}` value `{v}`: true or false"))),
+    }
+}
+
+// ---- query ----
+
+fn is_json_lines(headers: &HeaderMap, body: &[u8]) -> bool {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or("").trim().to_string();
+    match mime.as_str() {
+        "application/x-ndjson" | "application/jsonl" | "application/jsonlines" | "application/x-jsonlines" => true,
+        m if m.starts_with("text/") => true,
+        "application/json" => false,
+        // No or another content type: sniff.
+        _ => body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'['),
+    }
+}
+
+/// Answers flows, one JSON object per line (the `netpol query` contract), from one model.
+fn answer_lines(engine: &Engine, lines: &[u8], explain: bool, ns: &str) -> Result<Vec<u8>, Failure> {
+    let mut out = Vec::with_capacity(lines.len() * 2);
+    let mut input = lines;
+    crate::query::run(engine, &mut input, &mut out, explain, ns)
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?;
+    Ok(out)
+}
+
+/// A flow to answer (the `netpol query` contract); other members are echoed unchanged.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct Flow {
+    /// `namespace/pod`, `pod` (in `namespace`) or an IP address.
+    pub src: String,
+    pub dst: String,
+    /// TCP (default), UDP or SCTP.
+    pub protocol: Option<String>,
+    pub port: u16,
+}
+
+/// A flow echoed with its answer: `verdict` (and `explain` with `?explain=true`), or `error`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct FlowAnswer {
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    pub protocol: Option<String>,
+    pub port: Option<u16>,
+    /// `allow` or `deny`.
+    pub verdict: Option<String>,
+    /// The explanation object, as `GET /api/v1/explain` returns it.
+    #[schema(value_type = Option<Object>)]
+    pub explain: Option<serde_json::Value>,
+    pub error: Option<String>,
+    /// For a line that is not a JSON object: the line.
+    pub input: Option<String>,
+}
+
+/// Answer flows.
+///
+/// The body is a JSON array of flows, or JSON Lines (`Content-Type: application/x-ndjson` or `text/*`). Each
+/// flow comes back with `verdict` (or `error`), in order, as a JSON array, or as JSON Lines when the request was
+/// JSON Lines. A flow that cannot be answered does not fail the request.
+#[utoipa::path(post, path = "/api/v1/query",
+    params(
+        ("explain" = Option<bool>, Query, description = "add an `explain` object to every answer"),
+        ("namespace" = Option<String>, Query, description = "namespace of pod names given without one (default `default`)"),
+    ),
+    request_body(description = "JSON array of flows, or JSON Lines (one flow object per line)",
+        content((Vec<Flow> = "application/json"), (String = "application/x-ndjson"))),
+    responses(
+        (status = 200, description = "one answer per flow, in order",
+            content((Vec<FlowAnswer> = "application/json"), (String = "application/x-ndjson"))),
+        (status = 400, description = "the body is not a JSON array of flows", body = ApiError),
+        (status = 413, description = "body larger than the limit", body = ApiError),
+    ))]
+async fn query_handler(
+    Extension(model): Extension<Arc<Model>>,
+    uri_query: axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Failure> {
+    let params = parse_params(uri_query.0.as_deref())?;
+    let explain = flag(&params, "explain")?;
+    let ns = param(&params, "namespace").filter(|s| !s.is_empty()).unwrap_or("default").to_string();
+    let body = body.map_err(body_failure)?;
+    let lines_mode = is_json_lines(&headers, &body);
+    let task = tokio::task::spawn_blocking(move || -> Result<Response, Failure> {
+        if lines_mode {
+            let out = answer_lines(&model.engine, &body, explain, &ns)?;
+            return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response());
+        }
+        let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&body)
+            .map_err(|e| Failure::bad("body", format!("expected a JSON array of flows: {e}")))?;
+        let mut lines = Vec::with_capacity(body.len());
+        for it in &items {
+            // A JSON value holds newlines only as whitespace between tokens: one line per flow.
+            lines.extend(it.get().bytes().map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+            lines.push(b'\n');
+        }
+        let out = answer_lines(&model.engine, &lines, explain, &ns)?;
+        let mut arr = Vec::with_capacity(out.len() + 2);
+        arr.push(b'[');
+        for (i, l) in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+            if i > 0 {
+                arr.push(b',');
+            }
+            arr.extend_from_slice(l);
+        }
+        arr.push(b']');
+        Ok(([(header::CONTENT_TYPE, "application/json")], arr).into_response())
+    });
+    task.await.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?
+}
+
+// ---- explain ----
+
+/// Explain one flow: which policies isolate each side and which rule allows it, or why none does.
+///
+/// Returns the same object as `netpol explain -o json`.
+#[utoipa::path(get, path = "/api/v1/explain",
+    params(
+        ("src" = String, Query, description = "source: `namespace/pod`, `pod` (in `namespace`) or an IP address"),
+        ("dst" = String, Query, description = "destination: `namespace/pod`, `pod` or an IP address"),
+        ("port" = String, Query, description = "`PORT` or `PORT/PROTOCOL`"),
+        ("protocol" = Option<String>, Query, description = "TCP (default), UDP or SCTP"),
+        ("namespace" = Option<String>, Query, description = "namespace of pod names given without one (default `default`)"),
+    ),
+    responses(
+        (status = 200, description = "the explanation", body = Object),
+        (status = 400, description = "missing or invalid parameter", body = ApiError),
+        (status = 404, description = "unknown pod", body = ApiError),
+    ))]
+async fn explain_handler(
+    Extension(model): Extension<Arc<Model>>,
+    uri_query: axum::extract::RawQuery,
+) -> Result<Response, Failure> {
+    let p = parse_params(uri_query.0.as_deref())?;
+    let src = required(&p, "src")?;
+    let dst = required(&p, "dst")?;
+    let port_s = required(&p, "port")?;
+    let (port, mut proto) = parse_port_proto(port_s).map_err(|e| Failure::bad("port", e))?;
+    if let Some(pr) = param(&p, "protocol").filter(|s| !s.is_empty()) {
+        let explicit = Protocol::parse_loose(pr)
+            .ok_or_else(|| Failure::bad("protocol", format!("unknown protocol `{pr}` (TCP, UDP or SCTP)")))?;
+        if port_s.contains('/') && explicit != proto {
+            return Err(Failure::bad("protocol", format!("`protocol={pr}` contradicts `port={port_s}`")));
+        }
+        proto = explicit;
+    }
+    let ns = param(&p, "namespace").filter(|s| !s.is_empty()).unwrap_or("default");
+    let r = Resolver::new(&model.engine, ns);
+    let s = r.endpoint(src).map_err(|e| Failure::new(StatusCode::NOT_FOUND, "src", e))?;
+    let d = r.endpoint(dst).map_err(|e| Failure::new(StatusCode::NOT_FOUND, "dst", e))?;
+    Ok(Json(model.engine.explain(&s, &d, proto, port)).into_response())
+}
+
+// ---- matrix ----
+
+#[derive(Serialize, ToSchema)]
+pub struct MatrixPort {
+    pub port: u16,
+    #[schema(value_type = String)]
+    pub protocol: Protocol,
+    /// `rows[i][j]`: may `pods[i]` connect to `pods[j]` on this port.
+    pub rows: Vec<Vec<bool>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MatrixResponse {
+    /// `namespace/pod`, sorted.
+    pub pods: Vec<String>,
+    pub ports: Vec<MatrixPort>,
+}
+
+fn matrix_of(model: &Model, ports: &[(u16, Protocol)], ns: Option<&str>) -> Result<MatrixResponse, Failure> {
+    let e = &model.engine;
+    if let Some(n) = ns {
+        if e.cluster.namespace_id(n).is_none() {
+            return Err(Failure::new(StatusCode::NOT_FOUND, "namespace", format!("unknown namespace `{n}`")));
+        }
+    }
+    let pods: Vec<PodId> = e
+        .sorted_pods()
+        .into_iter()
+        .filter(|&p| ns.is_none_or(|n| e.cluster.ns_name(e.cluster.pod(p).ns) == n))
+        .collect();
+    if pods.len() > MAX_MATRIX_PODS {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "namespace",
+            format!(
+                "the matrix would cover {} pods, more than the API's limit of {MAX_MATRIX_PODS}: give a `namespace`, \
+                 or use `netpol matrix -o summary`",
+                pods.len()
+            ),
+        ));
+    }
+    let m = e.matrix(ns).map_err(|err| Failure::new(StatusCode::NOT_FOUND, "namespace", err))?;
+    if !m.is_stored() {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "namespace",
+            "the matrix is too large for per-pod output; use `netpol matrix -o summary`",
+        ));
+    }
+    let names = pods.iter().map(|&p| e.cluster.pod_ref(p)).collect();
+    let cells: Vec<Vec<&netpol_core::portset::PortSet>> = pods
+        .iter()
+        .map(|&a| pods.iter().map(|&b| m.port_sets.get(m.pod_cell(e, a, b).unwrap_or(0))).collect())
+        .collect();
+    let ports = ports
+        .iter()
+        .map(|&(port, protocol)| MatrixPort {
+            port,
+            protocol,
+            rows: cells.iter().map(|row| row.iter().map(|s| s.contains(protocol, port)).collect()).collect(),
+        })
+        .collect();
+    Ok(MatrixResponse { pods: names, ports })
+}
+
+/// Pod-to-pod connectivity on given ports (like `netpol matrix -o json --port ...`).
+#[utoipa::path(get, path = "/api/v1/matrix",
+    params(
+        ("port" = Vec<String>, Query, description = "`PORT` or `PORT/PROTOCOL`, repeatable (at most 64)"),
+        ("namespace" = Option<String>, Query, description = "only the pods of this namespace"),
+    ),
+    responses(
+        (status = 200, description = "the matrix", body = MatrixResponse),
+        (status = 400, description = "missing or invalid port", body = ApiError),
+        (status = 404, description = "unknown namespace", body = ApiError),
+        (status = 422, description = "too many pods", body = ApiError),
+    ))]
+async fn matrix_handler(
+    Extension(model): Extension<Arc<Model>>,
+    uri_query: axum::extract::RawQuery,
+) -> Result<Json<MatrixResponse>, Failure> {
+    let p = parse_params(uri_query.0.as_deref())?;
+    let ports = p
+        .iter()
+        .filter(|(k, _)| k == "port")
+        .map(|(_, v)| parse_port_proto(v).map_err(|e| Failure::bad("port", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ports.is_empty() {
+        return Err(Failure::bad("port", "missing query parameter `port` (PORT or PORT/PROTOCOL, repeatable)"));
+    }
+    if ports.len() > 64 {
+        return Err(Failure::bad("port", "at most 64 `port` values"));
+    }
+    let ns = param(&p, "namespace").filter(|s| !s.is_empty()).map(str::to_string);
+    let task = tokio::task::spawn_blocking(move || matrix_of(&model, &ports, ns.as_deref()));
+    let r = task.await.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "port", e.to_string()))?;
+    r.map(Json)
+}
+
+// ---- lint ----
+
+/// Lint findings of the loaded manifests (default settings), as `netpol lint -o json` lists them.
+#[utoipa::path(get, path = "/api/v1/lint",
+    responses((status = 200, description = "the findings", body = Vec<Object>)))]
+async fn lint_handler(Extension(model): Extension<Arc<Model>>) -> Result<Response, Failure> {
+    let task = tokio::task::spawn_blocking(move || Json(model.findings()).into_response());
+    task.await.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "lint", e.to_string()))
+}
+
+// ---- pods ----
+
+#[derive(Serialize, ToSchema)]
+pub struct Isolation {
+    pub isolated: bool,
+    /// `namespace/name` of the policies that isolate the pod in this direction.
+    pub policies: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub ips: Vec<String>,
+    /// Container ports: `name:port/PROTOCOL` or `port/PROTOCOL`.
+    pub ports: Vec<String>,
+    #[serde(rename = "hostNetwork")]
+    pub host_network: bool,
+    pub ingress: Isolation,
+    pub egress: Isolation,
+}
+
+/// Every pod with its labels, addresses, ports and isolation per direction.
+#[utoipa::path(get, path = "/api/v1/pods",
+    responses((status = 200, description = "pods sorted by namespace and name", body = Vec<PodInfo>)))]
+async fn pods_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PodInfo>> {
+    let e = &model.engine;
+    let pods = e
+        .sorted_pods()
+        .into_iter()
+        .map(|id| {
+            let p = e.cluster.pod(id);
+            let ident = e.identity_of(id);
+            let side = |dir: Direction| Isolation {
+                isolated: ident.isolated(dir),
+                policies: ident.policies(dir).iter().map(|&x| e.cluster.policy_ref(x)).collect(),
+            };
+            PodInfo {
+                namespace: e.cluster.ns_name(p.ns).to_string(),
+                name: p.name.clone(),
+                labels: p.labels.clone(),
+                ips: p.ips.iter().map(|i| i.to_string()).collect(),
+                ports: p
+                    .ports
+                    .iter()
+                    .map(|c| match &c.name {
+                        Some(n) => format!("{n}:{}/{}", c.port, c.protocol),
+                        None => format!("{}/{}", c.port, c.protocol),
+                    })
+                    .collect(),
+                host_network: p.host_network,
+                ingress: side(Direction::Ingress),
+                egress: side(Direction::Egress),
+            }
+        })
+        .collect();
+    Json(pods)
+}
+
+// ---- policies ----
+
+#[derive(Serialize, ToSchema)]
+pub struct RuleCounts {
+    pub ingress: usize,
+    pub egress: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PolicyInfo {
+    pub namespace: String,
+    pub name: String,
+    /// The pod selector in kubectl syntax (`app=web,tier in (a,b)`; `{}` selects every pod).
+    #[serde(rename = "podSelector")]
+    pub pod_selector: String,
+    /// `Ingress` and/or `Egress`.
+    #[serde(rename = "policyTypes")]
+    pub policy_types: Vec<String>,
+    pub rules: RuleCounts,
+    /// `namespace/pod` of the pods the policy selects, sorted.
+    #[serde(rename = "selectedPods")]
+    pub selected_pods: Vec<String>,
+}
+
+/// Every NetworkPolicy with its selector, types, rule counts and the pods it selects.
+#[utoipa::path(get, path = "/api/v1/policies",
+    responses((status = 200, description = "policies sorted by namespace and name", body = Vec<PolicyInfo>)))]
+async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PolicyInfo>> {
+    let e = &model.engine;
+    let mut selected: HashMap<u32, Vec<String>> = HashMap::new();
+    for ident in &e.identities {
+        let mut pols: Vec<u32> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
+        pols.sort_unstable();
+        pols.dedup();
+        for pol in pols {
+            selected.entry(pol).or_default().extend(ident.pods.iter().map(|&p| e.cluster.pod_ref(p)));
+        }
+    }
+    let mut out: Vec<PolicyInfo> = e
+        .cluster
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, pol)| {
+            let mut types = Vec::new();
+            if pol.affects_ingress {
+                types.push("Ingress".to_string());
+            }
+            if pol.affects_egress {
+                types.push("Egress".to_string());
+            }
+            let mut pods = selected.remove(&(i as u32)).unwrap_or_default();
+            pods.sort();
+            PolicyInfo {
+                namespace: e.cluster.ns_name(pol.ns).to_string(),
+                name: pol.name.clone(),
+                pod_selector: pol.pod_selector.to_string(),
+                policy_types: types,
+                rules: RuleCounts { ingress: pol.ingress.len(), egress: pol.egress.len() },
+                selected_pods: pods,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Json(out)
+}
+
+// ---- health, metrics, openapi ----
+
+/// Liveness: `ok` once a model is loaded.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ok", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+fn write_metrics(state: &AppState, model: &Model) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let m = &state.inner.metrics;
+    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let _ = writeln!(s, "# HELP netpol_http_requests_total HTTP requests by route, method and status.");
+    let _ = writeln!(s, "# TYPE netpol_http_requests_total counter");
+    for ((route, method, status), n) in m.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let _ = writeln!(
+            s,
+            "netpol_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+            esc(route),
+            esc(method)
+        );
+    }
+    let _ = writeln!(s, "# HELP netpol_http_request_duration_seconds HTTP request latency by route.");
+    let _ = writeln!(s, "# TYPE netpol_http_request_duration_seconds histogram");
+    for (route, h) in m.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let r = esc(route);
+        let mut cum = 0;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            cum += h.buckets[i];
+            let _ = writeln!(s, "netpol_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{le}\"}} {cum}");
+        }
+        let _ = writeln!(s, "netpol_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(s, "netpol_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", h.sum);
+        let _ = writeln!(s, "netpol_http_request_duration_seconds_count{{route=\"{r}\"}} {}", h.count);
+    }
+    let c = &model.engine.cluster;
+    let _ = writeln!(s, "# HELP netpol_model_objects Objects in the loaded model, by kind.");
+    let _ = writeln!(s, "# TYPE netpol_model_objects gauge");
+    let _ = writeln!(s, "netpol_model_objects{{kind=\"namespaces\"}} {}", c.namespaces.len());
+    let _ = writeln!(s, "netpol_model_objects{{kind=\"pods\"}} {}", c.pods.len());
+    let _ = writeln!(s, "netpol_model_objects{{kind=\"policies\"}} {}", c.policies.len());
+    let errors = model.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let _ = writeln!(s, "# HELP netpol_model_invalid_objects Objects skipped as invalid when loading.");
+    let _ = writeln!(s, "# TYPE netpol_model_invalid_objects gauge");
+    let _ = writeln!(s, "netpol_model_invalid_objects {errors}");
+    let _ = writeln!(s, "# HELP netpol_model_compile_seconds Time the last successful compile took.");
+    let _ = writeln!(s, "# TYPE netpol_model_compile_seconds gauge");
+    let _ = writeln!(s, "netpol_model_compile_seconds {}", model.compile_seconds);
+    let loaded = model.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let _ = writeln!(s, "# HELP netpol_model_loaded_timestamp_seconds When the model was loaded (Unix time).");
+    let _ = writeln!(s, "# TYPE netpol_model_loaded_timestamp_seconds gauge");
+    let _ = writeln!(s, "netpol_model_loaded_timestamp_seconds {loaded}");
+    let _ = writeln!(s, "# HELP netpol_model_revision Revision of the loaded model (1 at start, +1 per reload).");
+    let _ = writeln!(s, "# TYPE netpol_model_revision gauge");
+    let _ = writeln!(s, "netpol_model_revision {}", model.revision);
+    let _ = writeln!(s, "# HELP netpol_reloads_total Reloads by result.");
+    let _ = writeln!(s, "# TYPE netpol_reloads_total counter");
+    let _ = writeln!(s, "netpol_reloads_total{{result=\"ok\"}} {}", m.reloads_ok.load(Ordering::Relaxed));
+    let _ = writeln!(s, "netpol_reloads_total{{result=\"error\"}} {}", m.reloads_failed.load(Ordering::Relaxed));
+    s
+}
+
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, description = "metrics", body = String, content_type = "text/plain")))]
+async fn metrics_handler(State(state): State<AppState>, Extension(model): Extension<Arc<Model>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], write_metrics(&state, &model))
+        .into_response()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "netpol",
+        description = "What do these Kubernetes NetworkPolicies really allow, and why? Every \
+        response carries the revision of the model that answered it in the `X-Netpol-Revision` header."
+    ),
+    paths(
+        query_handler,
+        explain_handler,
+        matrix_handler,
+        lint_handler,
+        pods_handler,
+        policies_handler,
+        openapi_handler,
+        healthz,
+        metrics_handler
+    ),
+    components(schemas(
+        ApiError,
+        Flow,
+        FlowAnswer,
+        MatrixResponse,
+        MatrixPort,
+        PodInfo,
+        Isolation,
+        PolicyInfo,
+        RuleCounts
+    ))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// This OpenAPI 3 document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", responses((status = 200, description = "the document", body = Object)))]
+async fn openapi_handler() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}
+
+// ---- router ----
+
+fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (Method::POST, "/api/v1/query", post(query_handler)),
+        (Method::GET, "/api/v1/explain", get(explain_handler)),
+        (Method::GET, "/api/v1/matrix", get(matrix_handler)),
+        (Method::GET, "/api/v1/lint", get(lint_handler)),
+        (Method::GET, "/api/v1/pods", get(pods_handler)),
+        (Method::GET, "/api/v1/policies", get(policies_handler)),
+        (Method::GET, "/api/v1/openapi.json", get(openapi_handler)),
+        (Method::GET, "/healthz", get(healthz)),
+        (Method::GET, "/metrics", get(metrics_handler)),
+    ]
+}
+
+/// The routes the router serves, as (method, path): what the OpenAPI document must cover.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    route_table().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+/// Takes the model snapshot the request is answered from, sets the revision header, records metrics.
+async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let t = Instant::now();
+    let model = state.inner.model.load_full();
+    let revision = model.revision;
+    req.extensions_mut().insert(model);
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let mut res = next.run(req).await;
+    res.headers_mut().insert(REVISION_HEADER, HeaderValue::from(revision));
+    let status = res.status().as_u16();
+    let route = route.unwrap_or_else(|| "unmatched".to_string());
+    let m = &state.inner.metrics;
+    *m.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((route.clone(), method, status)).or_default() += 1;
+    let secs = t.elapsed().as_secs_f64();
+    let mut lat = m.latency.lock().unwrap_or_else(|e| e.into_inner());
+    let h = lat.entry(route).or_default();
+    if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+        h.buckets[i] += 1;
+    }
+    h.count += 1;
+    h.sum += secs;
+    res
+}
+
+async fn not_found() -> Failure {
+    Failure::new(StatusCode::NOT_FOUND, "path", "no such route; see /api/v1/openapi.json")
+}
+
+/// The API's router (with body limit, revision header and metrics), for `serve` and for tests.
+pub fn router(state: AppState) -> Router {
+    let mut r: Router<AppState> = Router::new();
+    for (_, path, mr) in route_table() {
+        r = r.route(path, mr);
+    }
+    r.fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.body_limit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn_with_state(state.clone(), track_unmatched))
+        .with_state(state)
+}
+
+/// Unmatched requests (404 fallback, 405) do not pass `route_layer`: give them the header and count them.
+async fn track_unmatched(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let t = Instant::now();
+    let method = req.method().to_string();
+    let mut res = next.run(req).await;
+    if res.headers().contains_key(REVISION_HEADER) {
+        return res;
+    }
+    res.headers_mut().insert(REVISION_HEADER, HeaderValue::from(state.revision()));
+    let status = res.status().as_u16();
+    let m = &state.inner.metrics;
+    let route = "unmatched".to_string();
+    *m.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((route.clone(), method, status)).or_default() += 1;
+    let secs = t.elapsed().as_secs_f64();
+    let mut lat = m.latency.lock().unwrap_or_else(|e| e.into_inner());
+    let h = lat.entry(route).or_default();
+    if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+        h.buckets[i] += 1;
+    }
+    h.count += 1;
+    h.sum += secs;
+    res
+}
+
+// ---- watch and serve ----
+
+/// Modification times and sizes of every manifest under `files` (what `--watch` compares).
+fn fingerprint(files: &[String]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    fn walk(p: &Path, out: &mut Vec<(PathBuf, Option<SystemTime>, u64)>) {
+        let Ok(meta) = std::fs::metadata(p) else {
+            out.push((p.to_path_buf(), None, 0));
+            return;
+        };
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = match std::fs::read_dir(p) {
+                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+                Err(_) => Vec::new(),
+            };
+            entries.sort();
+            for e in entries {
+                let manifest = matches!(e.extension().and_then(|x| x.to_str()), Some("yaml" | "yml" | "json"));
+                if e.is_dir() || manifest {
+                    walk(&e, out);
+                }
+            }
+        } else {
+            out.push((p.to_path_buf(), meta.modified().ok(), meta.len()));
+        }
+    }
+    let mut out = Vec::new();
+    for f in files {
+        walk(Path::new(f), &mut out);
+    }
+    out
+}
+
+/// Polls the inputs every `every` and reloads when a file changed, appeared or disappeared. A failed reload
+/// keeps the old model (logged).
+pub async fn watch(state: AppState, every: Duration) {
+    let mut last = fingerprint(&state.inner.files);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let files = state.inner.files.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || fingerprint(&files)).await else { continue };
+        if now == last {
+            continue;
+        }
+        last = now;
+        let st = state.clone();
+        match tokio::task::spawn_blocking(move || st.reload()).await {
+            Ok(Ok(())) => tracing::warn!(revision = state.revision(), "manifests changed: reloaded"),
+            Ok(Err(e)) => tracing::error!("reload failed, keeping revision {}: {e:#}", state.revision()),
+            Err(e) => tracing::error!("reload task failed: {e}"),
+        }
+    }
+}
+
+/// Loads the manifests, binds `opts.listen` and serves until ctrl-c.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let files = opts.files.clone();
+    let state = tokio::task::spawn_blocking(move || AppState::from_files(&files))
+        .await
+        .context("loading task failed")??
+        .with_body_limit(opts.body_limit);
+    if opts.watch {
+        tokio::spawn(watch(state.clone(), Duration::from_secs(1)));
+    }
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr().unwrap_or(opts.listen);
+    eprintln!(
+        "netpol: serving {} pod(s) on http://{addr} (revision {})",
+        state.model().engine.cluster.pods.len(),
+        state.revision()
+    );
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("server failed")?;
+    Ok(())
+}
+
+/// [`serve`] on a new multi-threaded tokio runtime, for a synchronous `main`.
+pub fn serve_blocking(opts: ServeOptions) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    rt.block_on(serve(opts))
+}

@@ -1,0 +1,574 @@
+//! `netpol serve`: every endpoint on examples/three-tier through `router(...)` (no socket), bad input, the
+//! OpenAPI document's coverage of the router, metrics, one real HTTP request over TCP, and reloads under load.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use netpol::serve;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use serve::{router, AppState};
+use tower::ServiceExt;
+
+fn example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/three-tier").display().to_string()
+}
+
+fn state() -> AppState {
+    AppState::from_files(&[example()]).expect("three-tier loads")
+}
+
+struct Res {
+    status: StatusCode,
+    revision: u64,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Res {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+async fn call(app: &axum::Router, method: Method, uri: &str, ct: Option<&str>, body: Vec<u8>) -> Res {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(ct) = ct {
+        b = b.header("content-type", ct);
+    }
+    let res = app.clone().oneshot(b.body(Body::from(body)).expect("request")).await.expect("infallible");
+    let status = res.status();
+    let revision = res
+        .headers()
+        .get("x-netpol-revision")
+        .unwrap_or_else(|| panic!("no revision header on {uri}"))
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("number");
+    let content_type =
+        res.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string()).unwrap_or_default();
+    let body = res.into_body().collect().await.expect("body").to_bytes().to_vec();
+    Res { status, revision, content_type, body }
+}
+
+async fn get(app: &axum::Router, uri: &str) -> Res {
+    call(app, Method::GET, uri, None, Vec::new()).await
+}
+
+fn assert_error(r: &Res, status: StatusCode, field: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["field"], field, "{j}");
+    assert!(j["error"].as_str().is_some_and(|e| !e.is_empty()), "{j}");
+}
+
+#[tokio::test]
+async fn healthz_and_revision_header() {
+    let app = router(state());
+    let r = get(&app, "/healthz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "ok");
+    assert_eq!(r.revision, 1);
+    let r = get(&app, "/nope").await;
+    assert_error(&r, StatusCode::NOT_FOUND, "path");
+    assert_eq!(r.revision, 1);
+}
+
+#[tokio::test]
+async fn explain_happy_path() {
+    let app = router(state());
+    let r = get(&app, "/api/v1/explain?src=frontend/web&dst=backend/api&port=8080").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["verdict"], "allow");
+    assert_eq!(j["port"], 8080);
+    assert_eq!(j["protocol"], "TCP");
+    let r = get(&app, "/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432/TCP").await;
+    assert_eq!(r.json()["verdict"], "allow");
+    let r = get(&app, "/api/v1/explain?src=frontend/web&dst=database/postgres&port=5432&protocol=tcp").await;
+    assert_eq!(r.json()["verdict"], "deny");
+    // By IP, and a pod name resolved in `namespace`.
+    let r = get(&app, "/api/v1/explain?src=10.244.1.11&dst=api&namespace=backend&port=8080").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["verdict"], "allow");
+}
+
+#[tokio::test]
+async fn explain_bad_input() {
+    let app = router(state());
+    let cases = [
+        ("/api/v1/explain?dst=backend/api&port=8080", StatusCode::BAD_REQUEST, "src"),
+        ("/api/v1/explain?src=frontend/web&port=8080", StatusCode::BAD_REQUEST, "dst"),
+        ("/api/v1/explain?src=frontend/web&dst=backend/api", StatusCode::BAD_REQUEST, "port"),
+        ("/api/v1/explain?src=frontend/web&dst=backend/api&port=0", StatusCode::BAD_REQUEST, "port"),
+        ("/api/v1/explain?src=frontend/web&dst=backend/api&port=70000", StatusCode::BAD_REQUEST, "port"),
+        ("/api/v1/explain?src=frontend/web&dst=backend/api&port=http", StatusCode::BAD_REQUEST, "port"),
+        ("/api/v1/explain?src=frontend/web&dst=backend/api&port=80/ICMP", StatusCode::BAD_REQUEST, "port"),
+        ("/api/v1/explain?src=frontend/web&dst=backend/api&port=80&protocol=gre", StatusCode::BAD_REQUEST, "protocol"),
+        (
+            "/api/v1/explain?src=frontend/web&dst=backend/api&port=80/UDP&protocol=TCP",
+            StatusCode::BAD_REQUEST,
+            "protocol",
+        ),
+        ("/api/v1/explain?src=frontend/nope&dst=backend/api&port=8080", StatusCode::NOT_FOUND, "src"),
+        ("/api/v1/explain?src=frontend/web&dst=nope/api&port=8080", StatusCode::NOT_FOUND, "dst"),
+        ("/api/v1/explain?src=frontend/web&dst=backend/api&port=", StatusCode::BAD_REQUEST, "port"),
+    ];
+    for (uri, status, field) in cases {
+        let r = get(&app, uri).await;
+        assert_eq!(r.status, status, "{uri}: {}", r.text());
+        assert_error(&r, status, field);
+    }
+}
+
+#[tokio::test]
+async fn query_json_array() {
+    let app = router(state());
+    let body = r#"[
+        {"src": "frontend/web", "dst": "backend/api", "port": 8080, "id": "a"},
+        {"src":"backend/worker","dst":"database/postgres","protocol":"TCP","port":5432},
+        {"src":"frontend/web","dst":"database/postgres","port":5432},
+        {"src":"frontend/web","dst":"backend/api"},
+        {"src":"frontend/nope","dst":"backend/api","port":8080},
+        42
+    ]"#;
+    let r = call(&app, Method::POST, "/api/v1/query", Some("application/json"), body.into()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.content_type.starts_with("application/json"));
+    let j = r.json();
+    let a = j.as_array().expect("array");
+    assert_eq!(a.len(), 6);
+    assert_eq!(a[0]["verdict"], "allow");
+    assert_eq!(a[0]["id"], "a", "other members are echoed");
+    assert_eq!(a[1]["verdict"], "allow");
+    assert_eq!(a[2]["verdict"], "deny");
+    assert!(a[3]["error"].as_str().expect("error").contains("port"), "{}", a[3]);
+    assert!(a[4]["error"].as_str().expect("error").contains("unknown pod"), "{}", a[4]);
+    assert!(a[5]["error"].is_string(), "{}", a[5]);
+    assert!(a[0].get("explain").is_none());
+
+    // ?explain=true adds the explanation; content type sniffed when absent.
+    let r = call(&app, Method::POST, "/api/v1/query?explain=true", None, body.into()).await;
+    let j = r.json();
+    assert_eq!(j[0]["explain"]["verdict"], "allow");
+    assert_eq!(j[0]["explain"]["dst"], j[0]["dst"]);
+    assert_eq!(j[2]["explain"]["verdict"], "deny");
+}
+
+#[tokio::test]
+async fn query_json_lines() {
+    let app = router(state());
+    let body = "{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080}\n\
+                {\"src\":\"web\",\"dst\":\"database/postgres\",\"port\":5432}\n\
+                not json\n";
+    let r =
+        call(&app, Method::POST, "/api/v1/query?namespace=frontend", Some("application/x-ndjson"), body.into()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.content_type, "application/x-ndjson");
+    let lines: Vec<Value> = r.text().lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["verdict"], "allow");
+    assert_eq!(lines[1]["verdict"], "deny");
+    assert_eq!(lines[2]["input"], "not json");
+    assert!(lines[2]["error"].is_string());
+    // Byte-for-byte echo, like `netpol query`.
+    assert!(r
+        .text()
+        .starts_with("{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080,\"verdict\":\"allow\"}\n"));
+
+    let r = call(&app, Method::POST, "/api/v1/query?explain=1", Some("text/plain"), body.into()).await;
+    let first: Value = serde_json::from_str(r.text().lines().next().expect("a line")).expect("json");
+    assert_eq!(first["explain"]["verdict"], "allow");
+}
+
+#[tokio::test]
+async fn query_bad_input_and_body_limit() {
+    let app = router(state());
+    let r = call(&app, Method::POST, "/api/v1/query", Some("application/json"), b"{\"src\":1}".to_vec()).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "body");
+    let r = call(&app, Method::POST, "/api/v1/query", Some("application/json"), b"[1,".to_vec()).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "body");
+    let r = call(&app, Method::POST, "/api/v1/query?explain=maybe", Some("application/json"), b"[]".to_vec()).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "explain");
+    let r = call(&app, Method::POST, "/api/v1/query", Some("application/json"), b"[]".to_vec()).await;
+    assert_eq!(r.json(), serde_json::json!([]));
+
+    // Default limit 1 MiB.
+    let big = format!("[{}]", vec![r#"{"src":"frontend/web","dst":"backend/api","port":8080}"#; 30_000].join(","));
+    assert!(big.len() > 1 << 20);
+    let r = call(&app, Method::POST, "/api/v1/query", Some("application/json"), big.clone().into_bytes()).await;
+    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "body");
+
+    // Configurable.
+    let small = router(state().with_body_limit(100));
+    let r = call(&small, Method::POST, "/api/v1/query", Some("application/json"), big.into_bytes()).await;
+    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "body");
+    let ok = br#"[{"src":"frontend/web","dst":"backend/api","port":8080}]"#.to_vec();
+    let r = call(&small, Method::POST, "/api/v1/query", Some("application/json"), ok).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Wrong method.
+    let r = get(&app, "/api/v1/query").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn matrix_happy_and_bad() {
+    let app = router(state());
+    let r = get(&app, "/api/v1/matrix?port=8080/TCP&port=5432").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let j = r.json();
+    let pods: Vec<&str> = j["pods"].as_array().expect("pods").iter().map(|p| p.as_str().expect("str")).collect();
+    let idx = |name: &str| pods.iter().position(|p| *p == name).unwrap_or_else(|| panic!("{name} in {pods:?}"));
+    let (web, api, worker, pg) =
+        (idx("frontend/web"), idx("backend/api"), idx("backend/worker"), idx("database/postgres"));
+    let ports = j["ports"].as_array().expect("ports");
+    assert_eq!(ports.len(), 2);
+    assert_eq!(ports[0]["port"], 8080);
+    assert_eq!(ports[0]["protocol"], "TCP");
+    assert_eq!(ports[0]["rows"].as_array().expect("rows").len(), pods.len());
+    assert_eq!(ports[0]["rows"][web][api], true);
+    assert_eq!(ports[0]["rows"][api][web], false);
+    assert_eq!(ports[1]["port"], 5432);
+    assert_eq!(ports[1]["rows"][worker][pg], true);
+    assert_eq!(ports[1]["rows"][web][pg], false);
+
+    let r = get(&app, "/api/v1/matrix?port=5432&namespace=database").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json()["pods"]
+        .as_array()
+        .expect("pods")
+        .iter()
+        .all(|p| p.as_str().is_some_and(|p| p.starts_with("database/"))));
+
+    assert_error(&get(&app, "/api/v1/matrix").await, StatusCode::BAD_REQUEST, "port");
+    assert_error(&get(&app, "/api/v1/matrix?port=abc").await, StatusCode::BAD_REQUEST, "port");
+    assert_error(&get(&app, "/api/v1/matrix?port=80&port=99999").await, StatusCode::BAD_REQUEST, "port");
+    let many = (1..=65).map(|p| format!("port={p}")).collect::<Vec<_>>().join("&");
+    assert_error(&get(&app, &format!("/api/v1/matrix?{many}")).await, StatusCode::BAD_REQUEST, "port");
+    assert_error(&get(&app, "/api/v1/matrix?port=80&namespace=nope").await, StatusCode::NOT_FOUND, "namespace");
+}
+
+#[tokio::test]
+async fn matrix_refuses_too_many_pods() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut y = String::new();
+    for i in 0..(serve::MAX_MATRIX_PODS + 1) {
+        y.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: big, labels: {{app: a}}}}\nspec: {{containers: [{{name: c, image: x}}]}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("pods.yaml"), y).expect("write");
+    let app = router(AppState::from_files(&[dir.path().display().to_string()]).expect("loads"));
+    assert_error(&get(&app, "/api/v1/matrix?port=80").await, StatusCode::UNPROCESSABLE_ENTITY, "namespace");
+}
+
+#[tokio::test]
+async fn lint_pods_policies() {
+    let app = router(state());
+    let r = get(&app, "/api/v1/lint").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let findings = r.json();
+    let findings = findings.as_array().expect("array");
+    assert!(!findings.is_empty(), "the example has a classic mistake");
+    assert!(findings.iter().all(|f| f["code"].as_str().is_some_and(|c| c.starts_with("NP"))));
+    assert!(findings.iter().any(|f| f["object"].as_str().is_some_and(|o| o.contains("allow-postgres-from-backend"))));
+
+    let r = get(&app, "/api/v1/pods").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let pods = r.json();
+    let find = |ns: &str, name: &str| {
+        pods.as_array()
+            .expect("array")
+            .iter()
+            .find(|p| p["namespace"] == ns && p["name"] == name)
+            .unwrap_or_else(|| panic!("{ns}/{name}"))
+            .clone()
+    };
+    let api = find("backend", "api-6b8d7f5c4-m4n7r");
+    assert_eq!(api["ips"], serde_json::json!(["10.244.2.21", "fd00:10:244:2::21"]));
+    assert_eq!(api["labels"]["app"], "api");
+    assert_eq!(api["hostNetwork"], false);
+    assert_eq!(api["ingress"]["isolated"], true);
+    let web = find("frontend", "web");
+    assert_eq!(web["ports"], serde_json::json!(["http:8080/TCP"]));
+    assert!(web["ingress"]["policies"].as_array().expect("arr").iter().any(|p| p == "frontend/allow-web-ingress"));
+    let prom = find("monitoring", "prometheus");
+    assert_eq!(prom["ingress"]["isolated"], false);
+    assert_eq!(prom["egress"]["policies"], serde_json::json!([]));
+
+    let r = get(&app, "/api/v1/policies").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let pols = r.json();
+    let pols = pols.as_array().expect("array");
+    let p = pols
+        .iter()
+        .find(|p| p["namespace"] == "frontend" && p["name"] == "allow-web-ingress")
+        .expect("allow-web-ingress");
+    assert_eq!(p["podSelector"], "app=web");
+    assert_eq!(p["policyTypes"], serde_json::json!(["Ingress"]));
+    assert_eq!(p["rules"]["ingress"], 1);
+    assert_eq!(p["rules"]["egress"], 0);
+    let sel = p["selectedPods"].as_array().expect("arr");
+    assert!(sel.iter().any(|s| s == "frontend/web"));
+    assert!(sel.iter().all(|s| s.as_str().is_some_and(|s| s.starts_with("frontend/web"))));
+    let dd = pols.iter().find(|p| p["namespace"] == "backend" && p["name"] == "default-deny").expect("default-deny");
+    assert_eq!(dd["podSelector"], "{}");
+    assert_eq!(dd["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
+    assert!(dd["selectedPods"].as_array().expect("arr").iter().any(|s| s == "backend/worker"));
+}
+
+#[tokio::test]
+async fn openapi_covers_exactly_the_router() {
+    let app = router(state());
+    let r = get(&app, "/api/v1/openapi.json").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", doc["openapi"]);
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("item").keys() {
+            if ["get", "post", "put", "delete", "patch", "head", "options", "trace"].contains(&method.as_str()) {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    documented.sort();
+    let mut routes: Vec<(String, String)> =
+        serve::routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    routes.sort();
+    assert_eq!(documented, routes, "OpenAPI paths vs router routes");
+    // And the router really serves each documented (method, path), and nothing else on those paths.
+    for (method, path) in &documented {
+        let m: Method = method.parse().expect("method");
+        let body = if m == Method::POST { b"[]".to_vec() } else { Vec::new() };
+        let r = call(&app, m.clone(), path, Some("application/json"), body).await;
+        assert!(
+            r.status != StatusCode::NOT_FOUND && r.status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {}",
+            r.status
+        );
+        let other = if m == Method::GET { Method::POST } else { Method::GET };
+        let r = call(&app, other.clone(), path, None, Vec::new()).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}");
+    }
+    // Schemas referenced by the documented responses exist.
+    for name in ["ApiError", "MatrixResponse", "PodInfo", "PolicyInfo", "Flow", "FlowAnswer"] {
+        assert!(doc["components"]["schemas"][name].is_object(), "schema {name}");
+    }
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_requests() {
+    let app = router(state());
+    let ok = "netpol_http_requests_total{route=\"/api/v1/explain\",method=\"GET\",status=\"200\"}";
+    let bad = "netpol_http_requests_total{route=\"/api/v1/explain\",method=\"GET\",status=\"400\"}";
+    let count = "netpol_http_request_duration_seconds_count{route=\"/api/v1/explain\"}";
+    let before = get(&app, "/metrics").await.text();
+    for _ in 0..3 {
+        get(&app, "/api/v1/explain?src=frontend/web&dst=backend/api&port=8080").await;
+    }
+    get(&app, "/api/v1/explain?src=frontend/web").await;
+    let r = get(&app, "/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.content_type.starts_with("text/plain"));
+    let after = r.text();
+    assert_eq!(metric(&after, ok) - metric(&before, ok), 3.0, "{after}");
+    assert_eq!(metric(&after, bad) - metric(&before, bad), 1.0, "{after}");
+    assert_eq!(metric(&after, count) - metric(&before, count), 4.0, "{after}");
+    assert!(after.contains("netpol_http_request_duration_seconds_bucket{route=\"/api/v1/explain\",le=\"+Inf\"} 4"));
+    assert_eq!(metric(&after, "netpol_model_objects{kind=\"namespaces\"}"), 5.0);
+    assert!(metric(&after, "netpol_model_objects{kind=\"pods\"}") >= 6.0);
+    assert!(metric(&after, "netpol_model_objects{kind=\"policies\"}") >= 10.0);
+    assert_eq!(metric(&after, "netpol_model_revision "), 1.0);
+    assert!(after.contains("# TYPE netpol_model_compile_seconds gauge\nnetpol_model_compile_seconds "));
+    // The metrics request before this one was counted too.
+    assert!(metric(&after, "netpol_http_requests_total{route=\"/metrics\",method=\"GET\",status=\"200\"}") >= 1.0);
+}
+
+#[test]
+fn real_http_over_tcp() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = router(state());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let body = r#"[{"src":"backend/worker","dst":"database/postgres","port":5432}]"#;
+    write!(
+        s,
+        "POST /api/v1/query HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.to_ascii_lowercase().contains("x-netpol-revision: 1\r\n"), "{resp}");
+    let body = resp.split("\r\n\r\n").nth(1).expect("body");
+    let j: Value = serde_json::from_str(body).expect("json");
+    assert_eq!(j[0]["verdict"], "allow");
+    rt.shutdown_background();
+}
+
+fn copy_example(to: &Path) -> PathBuf {
+    for f in ["namespaces.yaml", "workloads.yaml", "policies.yaml"] {
+        std::fs::copy(Path::new(&example()).join(f), to.join(f)).expect("copy");
+    }
+    to.join("policies.yaml")
+}
+
+/// The mis-indent fixed: `podSelector` ANDed with `namespaceSelector`, so backend/worker loses postgres.
+fn fixed_policies(original: &str) -> String {
+    let bad = "        - namespaceSelector:\n            matchLabels:\n              tier: backend\n        - podSelector:\n            matchLabels:\n              app: api\n";
+    assert_eq!(original.matches(bad).count(), 1, "the example's mis-indent moved");
+    original.replace(bad, &bad.replace("        - podSelector:", "          podSelector:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reload_under_load_is_atomic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = copy_example(dir.path());
+    let original = std::fs::read_to_string(&policies).expect("read");
+    let fixed = fixed_policies(&original);
+    let st = AppState::from_files(&[dir.path().display().to_string()]).expect("loads");
+    let app = router(st.clone());
+
+    // Sanity: the two models differ on worker -> postgres, agree on web -> api.
+    let q = "/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432";
+    assert_eq!(get(&app, q).await.json()["verdict"], "allow");
+
+    // Odd revisions: the original (allow); even: fixed (deny).
+    let reloads = 20u64;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let app = app.clone();
+        let stop = stop.clone();
+        readers.push(tokio::spawn(async move {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || n == 0 {
+                let r = get(&app, q).await;
+                assert_eq!(r.status, StatusCode::OK);
+                let v = r.json();
+                let expect = if r.revision % 2 == 1 { "allow" } else { "deny" };
+                assert_eq!(v["verdict"], expect, "revision {} answered {}", r.revision, v["verdict"]);
+                let f = get(&app, "/api/v1/explain?src=frontend/web&dst=backend/api&port=8080").await;
+                assert_eq!(f.json()["verdict"], "allow");
+                let body = br#"[{"src":"backend/worker","dst":"database/postgres","port":5432}]"#.to_vec();
+                let qr = call(&app, Method::POST, "/api/v1/query", Some("application/json"), body).await;
+                let expect = if qr.revision % 2 == 1 { "allow" } else { "deny" };
+                assert_eq!(qr.json()[0]["verdict"], expect, "query at revision {}", qr.revision);
+                seen.insert(r.revision);
+                n += 1;
+                tokio::task::yield_now().await;
+            }
+            seen
+        }));
+    }
+    let writer = {
+        let st = st.clone();
+        tokio::task::spawn_blocking(move || {
+            for i in 0..reloads {
+                let text = if i % 2 == 0 { &fixed } else { &original };
+                std::fs::write(&policies, text).expect("write");
+                st.reload().expect("reload");
+                assert_eq!(st.revision(), i + 2);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    writer.await.expect("writer");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = std::collections::BTreeSet::new();
+    for r in readers {
+        all.extend(r.await.expect("reader"));
+    }
+    assert_eq!(st.revision(), reloads + 1);
+    assert!(all.len() > 2, "readers saw several revisions: {all:?}");
+    let last = get(&app, q).await;
+    assert_eq!(last.revision, reloads + 1);
+    assert_eq!(last.json()["verdict"], if (reloads + 1) % 2 == 1 { "allow" } else { "deny" });
+}
+
+#[tokio::test]
+async fn failed_reload_keeps_the_old_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_example(dir.path());
+    let sub = dir.path().join("extra");
+    std::fs::create_dir(&sub).expect("mkdir");
+    std::fs::write(sub.join("x.yaml"), "kind: ConfigMap\n").expect("write");
+    let st = AppState::from_files(&[dir.path().display().to_string(), sub.join("x.yaml").display().to_string()])
+        .expect("loads");
+    std::fs::remove_file(sub.join("x.yaml")).expect("rm");
+    assert!(st.reload().is_err(), "a missing input fails the reload");
+    assert_eq!(st.revision(), 1);
+    let app = router(st.clone());
+    let r = get(&app, "/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432").await;
+    assert_eq!((r.revision, r.json()["verdict"].clone()), (1, Value::from("allow")));
+    let m = get(&app, "/metrics").await.text();
+    assert_eq!(metric(&m, "netpol_reloads_total{result=\"error\"}"), 1.0);
+}
+
+#[tokio::test]
+async fn reload_with_new_invalid_objects_keeps_the_old_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = copy_example(dir.path());
+    let original = std::fs::read_to_string(&policies).expect("read");
+    let st = AppState::from_files(&[dir.path().display().to_string()]).expect("loads");
+    // A YAML typo would drop the last policy (allow-postgres-from-backend): rejected.
+    std::fs::write(&policies, format!("{original}\n  oops: [")).expect("write");
+    let err = st.reload().expect_err("rejected");
+    assert!(err.to_string().contains("invalid object"), "{err:#}");
+    assert_eq!(st.revision(), 1);
+    // An invalid policy (bad port) is rejected too; fixing it reloads.
+    std::fs::write(&policies, original.replace("port: 5432", "port: 99999")).expect("write");
+    assert!(st.reload().is_err());
+    std::fs::write(&policies, fixed_policies(&original)).expect("write");
+    st.reload().expect("valid again");
+    assert_eq!(st.revision(), 2);
+    let r = get(&router(st), "/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432").await;
+    assert_eq!((r.revision, r.json()["verdict"].clone()), (2, Value::from("deny")));
+}
+
+#[tokio::test]
+async fn watch_reloads_on_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = copy_example(dir.path());
+    let original = std::fs::read_to_string(&policies).expect("read");
+    let st = AppState::from_files(&[dir.path().display().to_string()]).expect("loads");
+    let w = tokio::spawn(serve::watch(st.clone(), std::time::Duration::from_millis(50)));
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    std::fs::write(&policies, fixed_policies(&original) + "\n").expect("write");
+    let mut ok = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if st.revision() == 2 {
+            ok = true;
+            break;
+        }
+    }
+    w.abort();
+    assert!(ok, "watch did not reload");
+    let app = router(st);
+    let r = get(&app, "/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432").await;
+    assert_eq!(r.json()["verdict"], "deny");
+}
