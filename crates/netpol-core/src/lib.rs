@@ -6,6 +6,7 @@
 
 pub mod compile;
 pub mod diff;
+pub mod lint;
 pub mod load;
 pub mod matrix;
 pub mod model;
@@ -13,4 +14,3 @@ pub mod portset;
 pub mod reference;
 pub mod selector;
 pub mod verdict;
-pub mod lint;

@@ -1,1 +1,400 @@
-//! diff_cmd (in progress)
+//! `netpol diff`: what a change to the policies opens or closes. Loads two manifest sets (paths, or one path at
+//! two git revisions), computes [`netpol_core::diff::diff`] and writes it as text, JSON or a Markdown PR comment.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use netpol_core::compile::Engine;
+use netpol_core::diff::{diff, Change, DeltaGroup, Diff, DiffOptions};
+use netpol_core::load::{Loaded, Loader, Severity};
+use netpol_core::model::PodId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+/// Loads OLD and NEW manifest sets (paths as with -f), or two git revisions of a directory, computes the diff and
+/// writes it. Returns the exit code: 0, or 1 when `fail_on_new_allows` and something is newly allowed.
+pub fn run(
+    old: &[String],
+    new: &[String],
+    git: Option<(&str, &str, &str)>,
+    ns: Option<&str>,
+    format: DiffFormat,
+    fail_on_new_allows: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let (old_e, new_e) = match git {
+        Some((old_rev, new_rev, path)) => {
+            if !old.is_empty() || !new.is_empty() {
+                bail!("give either the OLD and NEW manifests or a git revision pair, not both");
+            }
+            (engine(load_git(old_rev, path)?, "old"), engine(load_git(new_rev, path)?, "new"))
+        }
+        None => {
+            if old.iter().any(|f| f == "-") && new.iter().any(|f| f == "-") {
+                bail!("stdin (`-`) can be read only once: give a file or directory for OLD or NEW");
+            }
+            (engine(load_files(old, "old")?, "old"), engine(load_files(new, "new")?, "new"))
+        }
+    };
+    if let Some(n) = ns {
+        if old_e.cluster.namespace_id(n).is_none() && new_e.cluster.namespace_id(n).is_none() {
+            bail!("unknown namespace `{n}` (in neither the old nor the new manifests)");
+        }
+    }
+    let t = std::time::Instant::now();
+    let d = diff(&old_e, &new_e, &DiffOptions { namespace: ns.map(str::to_string) });
+    tracing::info!(elapsed = ?t.elapsed(), groups = d.groups.len(), changed_pairs = d.changed_pairs, "diff computed");
+    let ctx = Ctx { old: &old_e, new: &new_e, scope: Scope::new(&new_e, ns, &d) };
+    match format {
+        DiffFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &d)?;
+            writeln!(out)?;
+        }
+        DiffFormat::Text => write_text(&d, &ctx, out)?,
+        DiffFormat::Markdown => write_markdown(&d, &ctx, out)?,
+    }
+    let opened = d.groups.iter().any(|g| g.change == Change::NewlyAllowed);
+    Ok(u8::from(fail_on_new_allows && opened))
+}
+
+fn load_files(files: &[String], which: &str) -> Result<Loaded> {
+    if files.is_empty() {
+        bail!("no {which} manifests: give the OLD and NEW files or directories, or a git revision pair");
+    }
+    let (loaded, invalid) = crate::input::load(files).with_context(|| format!("loading the {which} manifests"))?;
+    if invalid > 0 {
+        eprintln!("warning: {invalid} invalid object(s) in the {which} manifests were skipped");
+    }
+    Ok(loaded)
+}
+
+fn engine(loaded: Loaded, which: &str) -> Engine {
+    let t = std::time::Instant::now();
+    let e = Engine::new(loaded.cluster);
+    tracing::info!(side = which, elapsed = ?t.elapsed(), stats = ?e.stats(), "compiled");
+    e
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// git revisions
+
+fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>> {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .with_context(|| "cannot run `git` (is it installed and on PATH?)")?;
+    if !o.status.success() {
+        bail!("`git {}` failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim());
+    }
+    Ok(o.stdout)
+}
+
+/// Where to run git for `path`, and `path` relative to there: its deepest existing directory (the path may not
+/// exist in the work tree, e.g. when it was deleted since).
+fn locate(path: &str) -> (PathBuf, String) {
+    let p = Path::new(if path.is_empty() { "." } else { path });
+    let mut base = p.to_path_buf();
+    let mut rest: Vec<String> = Vec::new();
+    while !base.is_dir() {
+        match (base.file_name(), base.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_string_lossy().into_owned());
+                base = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() };
+            }
+            _ => {
+                base = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    rest.reverse();
+    let rel = if rest.is_empty() { ".".to_string() } else { rest.join("/") };
+    (base, rel)
+}
+
+/// The manifests (`*.yaml|*.yml|*.json`, or the path itself when it names a file) under `path` at `rev`,
+/// loaded; diagnostics go to stderr like `-f`'s.
+fn load_git(rev: &str, path: &str) -> Result<Loaded> {
+    let (dir, rel) = locate(path);
+    git(&dir, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
+        .with_context(|| format!("unknown git revision `{rev}`"))?;
+    let listing = git(&dir, &["ls-tree", "-r", "-z", "--name-only", "--full-name", rev, "--", &rel])?;
+    let files: Vec<String> =
+        listing.split(|&b| b == 0).filter(|f| !f.is_empty()).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+    let single_file = files.len() == 1 && files.first().is_some_and(|f| f.ends_with(rel.as_str()));
+    let mut loader = Loader::new();
+    let mut n = 0;
+    for f in &files {
+        let is_manifest = [".yaml", ".yml", ".json"].iter().any(|ext| f.ends_with(ext));
+        if !is_manifest && !single_file {
+            continue;
+        }
+        // `REV:path` with a path from the repository root (ls-tree --full-name).
+        let bytes = git(&dir, &["show", "--no-textconv", &format!("{rev}:{f}")])?;
+        loader.add_bytes(&format!("{rev}:{f}"), &bytes);
+        n += 1;
+    }
+    if n == 0 {
+        eprintln!("warning: no manifests under `{path}` at revision {rev}: that side is empty");
+    }
+    let loaded = loader.finish();
+    let mut invalid = 0;
+    for d in &loaded.diagnostics {
+        eprintln!("{d}");
+        if d.severity == Severity::Error {
+            invalid += 1;
+        }
+    }
+    if invalid > 0 {
+        eprintln!("warning: {invalid} invalid object(s) at revision {rev} were skipped");
+    }
+    Ok(loaded)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// rendering
+
+/// Compared pods per namespace, to shorten pod lists (`ns/* (12 pods)` when a list has all of a namespace).
+struct Scope {
+    per_ns: BTreeMap<String, usize>,
+    total: usize,
+}
+
+impl Scope {
+    fn new(new: &Engine, ns: Option<&str>, d: &Diff) -> Scope {
+        let added: HashSet<&str> = d.pods_added.iter().map(String::as_str).collect();
+        let mut per_ns: BTreeMap<String, usize> = BTreeMap::new();
+        for p in 0..new.cluster.pods.len() as PodId {
+            let pod = new.cluster.pod(p);
+            let pns = new.cluster.ns_name(pod.ns);
+            if ns.is_some_and(|n| n != pns) || added.contains(new.cluster.pod_ref(p).as_str()) {
+                continue;
+            }
+            *per_ns.entry(pns.to_string()).or_default() += 1;
+        }
+        let total = per_ns.values().sum();
+        Scope { per_ns, total }
+    }
+
+    /// Shortened items of a sorted pod list, with the number of pods each stands for.
+    fn items(&self, names: &[String]) -> Vec<(String, usize)> {
+        if self.per_ns.len() > 1 && names.len() == self.total && self.total > 1 {
+            return vec![(format!("all {} pods", self.total), self.total)];
+        }
+        let mut out: Vec<(String, usize)> = Vec::new();
+        let mut i = 0;
+        while i < names.len() {
+            let ns = names[i].split_once('/').map_or("", |(n, _)| n);
+            let run = names[i..].iter().take_while(|n| n.split_once('/').map_or("", |(x, _)| x) == ns).count();
+            if run > 1 && self.per_ns.get(ns) == Some(&run) {
+                out.push((format!("{ns}/* ({run} pods)"), run));
+            } else {
+                out.extend(names[i..i + run].iter().map(|n| (n.clone(), 1)));
+            }
+            i += run;
+        }
+        out
+    }
+
+    /// `a, b, c (+12 more)`: at most `show` items.
+    fn list(&self, names: &[String], show: usize) -> String {
+        let items = self.items(names);
+        let shown: Vec<&str> = items.iter().take(show).map(|(s, _)| s.as_str()).collect();
+        let hidden: usize = items.iter().skip(show).map(|(_, n)| n).sum();
+        let mut s = shown.join(", ");
+        if hidden > 0 {
+            s.push_str(&format!(" (+{hidden} more)"));
+        }
+        s
+    }
+}
+
+struct Ctx<'a> {
+    old: &'a Engine,
+    new: &'a Engine,
+    scope: Scope,
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+const TEXT_SHOW: usize = 6;
+
+fn write_text(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
+    for g in &d.groups {
+        let head = match g.change {
+            Change::NewlyAllowed => "+ ALLOW",
+            Change::NewlyDenied => "- DENY ",
+        };
+        writeln!(
+            out,
+            "{head}  {} -> {}  {}  ({})",
+            ctx.scope.list(&g.sources, TEXT_SHOW),
+            ctx.scope.list(&g.destinations, TEXT_SHOW),
+            g.ports,
+            plural(g.pairs, "pair")
+        )?;
+        // A group's cause is explained on one representative flow: name it when the group has several.
+        match flow_text(&g.cause_detail["new"]) {
+            Some(flow) if g.pairs > 1 => writeln!(out, "    because (e.g. {flow}): {}", g.cause)?,
+            _ => writeln!(out, "    because: {}", g.cause)?,
+        }
+    }
+    if !d.groups.is_empty() {
+        writeln!(out)?;
+    }
+    if !d.pods_added.is_empty() {
+        writeln!(out, "pods added ({}, not compared): {}", d.pods_added.len(), ctx.scope.list(&d.pods_added, 20))?;
+    }
+    if !d.pods_removed.is_empty() {
+        writeln!(
+            out,
+            "pods removed ({}, not compared): {}",
+            d.pods_removed.len(),
+            ctx.scope.list(&d.pods_removed, 20)
+        )?;
+    }
+    writeln!(out, "{}", summary(d))?;
+    Ok(())
+}
+
+fn summary(d: &Diff) -> String {
+    let pods = format!("{} added, {} removed", plural(d.pods_added.len() as u64, "pod"), d.pods_removed.len());
+    if d.groups.is_empty() {
+        return format!(
+            "no connectivity change: {} compared, none changed; {pods}",
+            plural(d.compared_pairs(), "pair")
+        );
+    }
+    format!(
+        "{}: {} newly allowed, {} newly denied ({} changed), {} unchanged; {pods}",
+        plural(d.groups.len() as u64, "group"),
+        plural(d.pairs(Change::NewlyAllowed), "pair"),
+        plural(d.pairs(Change::NewlyDenied), "pair"),
+        plural(d.changed_pairs, "pair"),
+        plural(d.unchanged_pairs, "pair"),
+    )
+}
+
+/// Groups in the Markdown table (and its details); the JSON output has all.
+const MD_GROUPS: usize = 50;
+const MD_TABLE_SHOW: usize = 3;
+const MD_DETAILS_SHOW: usize = 50;
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn change_label(c: Change) -> &'static str {
+    match c {
+        Change::NewlyAllowed => "**+ allowed**",
+        Change::NewlyDenied => "**− denied**",
+    }
+}
+
+fn write_markdown(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
+    writeln!(out, "### NetworkPolicy connectivity diff\n")?;
+    if d.groups.is_empty() {
+        writeln!(out, "No connectivity change: {} compared.", plural(d.compared_pairs(), "pair"))?;
+    } else {
+        writeln!(
+            out,
+            "**{} newly allowed**, **{} newly denied**, {} unchanged.",
+            plural(d.pairs(Change::NewlyAllowed), "pair"),
+            plural(d.pairs(Change::NewlyDenied), "pair"),
+            plural(d.unchanged_pairs, "pair")
+        )?;
+    }
+    if !d.pods_added.is_empty() || !d.pods_removed.is_empty() {
+        writeln!(out)?;
+        if !d.pods_added.is_empty() {
+            writeln!(out, "Pods added (not compared): {}  ", ctx.scope.list(&d.pods_added, 10))?;
+        }
+        if !d.pods_removed.is_empty() {
+            writeln!(out, "Pods removed (not compared): {}", ctx.scope.list(&d.pods_removed, 10))?;
+        }
+    }
+    if d.groups.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n| Change | Sources | Destinations | Ports | Pairs | Cause |")?;
+    writeln!(out, "| --- | --- | --- | --- | ---: | --- |")?;
+    let shown = &d.groups[..d.groups.len().min(MD_GROUPS)];
+    for g in shown {
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            change_label(g.change),
+            cell(&ctx.scope.list(&g.sources, MD_TABLE_SHOW)),
+            cell(&ctx.scope.list(&g.destinations, MD_TABLE_SHOW)),
+            cell(&g.ports.to_string()),
+            g.pairs,
+            cell(&g.cause)
+        )?;
+    }
+    if d.groups.len() > shown.len() {
+        writeln!(
+            out,
+            "\n{} more group(s) not shown; `netpol diff -o json` lists every group.",
+            d.groups.len() - shown.len()
+        )?;
+    }
+    writeln!(out, "\n<details>\n<summary>Pod lists and explanations</summary>\n")?;
+    for (i, g) in shown.iter().enumerate() {
+        write_details(i + 1, g, ctx, out)?;
+    }
+    writeln!(out, "</details>")?;
+    Ok(())
+}
+
+fn write_details(i: usize, g: &DeltaGroup, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
+    let what = match g.change {
+        Change::NewlyAllowed => "newly allowed",
+        Change::NewlyDenied => "newly denied",
+    };
+    writeln!(out, "#### {i}. {what}: {} ({})\n", g.ports, plural(g.pairs, "pair"))?;
+    writeln!(out, "- Sources ({}): {}", g.sources.len(), ctx.scope.list(&g.sources, MD_DETAILS_SHOW))?;
+    writeln!(out, "- Destinations ({}): {}", g.destinations.len(), ctx.scope.list(&g.destinations, MD_DETAILS_SHOW))?;
+    writeln!(out, "- Cause: {}\n", g.cause)?;
+    for (title, e, key) in [("Before", ctx.old, "old"), ("After", ctx.new, "new")] {
+        if let Some(text) = explanation_text(e, &g.cause_detail[key]) {
+            writeln!(out, "{title}:\n\n```text\n{}```\n", text)?;
+        }
+    }
+    Ok(())
+}
+
+/// `src -> dst port/PROTO` of an explanation object.
+fn flow_text(ex: &serde_json::Value) -> Option<String> {
+    Some(format!(
+        "{} -> {} {}/{}",
+        ex["src"].as_str()?,
+        ex["dst"].as_str()?,
+        ex["port"].as_u64()?,
+        ex["protocol"].as_str()?
+    ))
+}
+
+/// Re-renders the representative flow's explanation on one side as text.
+fn explanation_text(e: &Engine, ex: &serde_json::Value) -> Option<String> {
+    let src = e.parse_endpoint(ex["src"].as_str()?, "default").ok()?;
+    let dst = e.parse_endpoint(ex["dst"].as_str()?, "default").ok()?;
+    let proto = netpol_core::portset::Protocol::parse_exact(ex["protocol"].as_str()?)?;
+    let port = u16::try_from(ex["port"].as_u64()?).ok()?;
+    Some(e.explain(&src, &dst, proto, port).render())
+}

@@ -5,7 +5,8 @@
 //! command); 2 usage error, unreadable input, or invalid manifests with `--strict`.
 
 use netpol::{
-    assert_cmd, describe, input, lab_cmd, lint_cmd, matrix_out, query, serve, style, MatrixFormat, TableOrJson,
+    assert_cmd, describe, diff_cmd, input, lab_cmd, lint_cmd, matrix_out, query, serve, style, MatrixFormat,
+    TableOrJson,
 };
 
 use std::io::IsTerminal;
@@ -180,6 +181,25 @@ enum Cmd {
         /// Print the rule catalogue and exit.
         #[arg(long)]
         list: bool,
+    },
+    /// Connectivity delta between two policy sets: flows newly allowed and newly denied, with the cause.
+    Diff {
+        /// The old manifests (files, directories, -), repeatable.
+        #[arg(short = 'f', long = "filename", required_unless_present = "git")]
+        old: Vec<String>,
+        /// The new manifests, repeatable.
+        #[arg(long = "against", required_unless_present = "git")]
+        new: Vec<String>,
+        /// Compare two git revisions of a directory instead: OLD_REV NEW_REV PATH.
+        #[arg(long, num_args = 3, value_names = ["OLD_REV", "NEW_REV", "PATH"], conflicts_with_all = ["old", "new"])]
+        git: Vec<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: diff_cmd::DiffFormat,
+        /// Exit with status 1 when anything is newly allowed.
+        #[arg(long)]
+        fail_on_new_allows: bool,
     },
     /// Policy assertion tests for CI: expected flows (by pod, selector or IP) checked against the policies.
     Test {
@@ -428,6 +448,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let code = lint_cmd::run(&inp.engine, &cfg, output, fail_on, &mut stdout.lock())?;
+            Ok(ExitCode::from(code))
+        }
+        Cmd::Diff { old, new, git, namespace, output, fail_on_new_allows } => {
+            let git = match git.as_slice() {
+                [a, b, c] => Some((a.as_str(), b.as_str(), c.as_str())),
+                _ => None,
+            };
+            let stdout = std::io::stdout();
+            let code =
+                diff_cmd::run(&old, &new, git, namespace.as_deref(), output, fail_on_new_allows, &mut stdout.lock())?;
             Ok(ExitCode::from(code))
         }
         Cmd::Test { files, assertions, output } => {

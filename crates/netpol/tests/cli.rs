@@ -240,3 +240,15 @@ fn test_command_runs_the_example_assertions() {
     let junit = netpol(&["test", "-f", &ex, &assertions, "-o", "junit"], None);
     assert!(stdout(&junit).contains("<testsuite name=\"netpol\" tests=\"12\" failures=\"0\""));
 }
+
+#[test]
+fn diff_command_reports_new_allows() {
+    let old = root().join("tests/data/diff/old").display().to_string();
+    let new = root().join("tests/data/diff/new").display().to_string();
+    let o = netpol(&["diff", "-f", &old, "--against", &new], None);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("+ ALLOW  shop/web-1, shop/web-2 -> shop/db  TCP 5432"), "{}", stdout(&o));
+    let strict = netpol(&["diff", "-f", &old, "--against", &new, "--fail-on-new-allows", "-o", "markdown"], None);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(stdout(&strict).contains('|'));
+}
