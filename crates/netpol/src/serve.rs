@@ -502,6 +502,109 @@ async fn matrix_handler(
     r.map(Json)
 }
 
+// ---- what-if ----
+
+/// A what-if request: NetworkPolicies to add or replace (by namespace/name), and policies to delete.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhatIf {
+    /// NetworkPolicy objects (as in manifests); one with the namespace/name of a loaded policy replaces it.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub apply: Vec<serde_json::Value>,
+    /// `namespace/name` of loaded policies to delete.
+    #[serde(default)]
+    pub delete: Vec<String>,
+}
+
+/// The cluster with the request's changes, or a 4xx naming the field at fault.
+fn what_if_cluster(base: &netpol_core::model::Cluster, req: WhatIf) -> Result<netpol_core::model::Cluster, Failure> {
+    use netpol_core::model::{Namespace, Origin};
+    let mut c = base.clone();
+    for (i, d) in req.delete.iter().enumerate() {
+        let (ns, name) =
+            d.split_once('/').ok_or_else(|| Failure::bad(&format!("delete[{i}]"), "expected `namespace/name`"))?;
+        let before = c.policies.len();
+        c.policies.retain(|p| !(c_ns(base, p.ns) == ns && p.name == name));
+        if c.policies.len() == before {
+            return Err(Failure::new(StatusCode::NOT_FOUND, &format!("delete[{i}]"), format!("no policy `{d}`")));
+        }
+    }
+    let mut loader = netpol_core::load::Loader::new();
+    for (i, v) in req.apply.into_iter().enumerate() {
+        if v.get("kind").and_then(|k| k.as_str()) != Some("NetworkPolicy") {
+            return Err(Failure::bad(&format!("apply[{i}].kind"), "only NetworkPolicy objects can be applied"));
+        }
+        loader.add_value(v, Origin { file: "whatif".into(), document: 0, item: Some(i) });
+    }
+    let loaded = loader.finish();
+    if let Some(d) = loaded.diagnostics.iter().find(|d| d.severity == Severity::Error) {
+        let field = format!(
+            "apply[{}]{}",
+            d.origin.item.unwrap_or(0),
+            d.field.as_deref().map(|f| format!(".{f}")).unwrap_or_default()
+        );
+        return Err(Failure::new(StatusCode::UNPROCESSABLE_ENTITY, &field, d.message.clone()));
+    }
+    for mut pol in loaded.cluster.policies {
+        let ns_name = loaded.cluster.namespaces[pol.ns as usize].name.clone();
+        let ns = match c.namespace_id(&ns_name) {
+            Some(id) => id,
+            None => {
+                c.namespaces.push(Namespace {
+                    name: ns_name.clone(),
+                    labels: loaded.cluster.namespaces[pol.ns as usize].labels.clone(),
+                    origin: None,
+                });
+                (c.namespaces.len() - 1) as u32
+            }
+        };
+        pol.ns = ns;
+        c.policies.retain(|p| !(p.ns == ns && p.name == pol.name));
+        c.policies.push(pol);
+    }
+    Ok(c)
+}
+
+fn c_ns(c: &netpol_core::model::Cluster, ns: u32) -> &str {
+    c.ns_name(ns)
+}
+
+/// The connectivity delta the given policy changes would cause (as `netpol diff -o json`), without applying them.
+/// Body: YAML or JSON `{apply: [NetworkPolicy...], delete: ["ns/name"...]}`; `?namespace=` limits the delta.
+#[utoipa::path(post, path = "/api/v1/whatif",
+    request_body(content = WhatIf, description = "policies to add/replace and to delete (YAML or JSON)"),
+    responses(
+        (status = 200, description = "the delta: groups of newly allowed / denied flows with causes", body = Object),
+        (status = 400, description = "bad body", body = ApiError),
+        (status = 404, description = "a policy to delete does not exist", body = ApiError),
+        (status = 422, description = "an applied policy is invalid", body = ApiError),
+    ))]
+async fn whatif_handler(
+    Extension(model): Extension<Arc<Model>>,
+    uri_query: axum::extract::RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Failure> {
+    let params = parse_params(uri_query.0.as_deref())?;
+    let ns = param(&params, "namespace").filter(|s| !s.is_empty()).map(str::to_string);
+    let body = body.map_err(body_failure)?;
+    let text = std::str::from_utf8(&body).map_err(|_| Failure::bad("body", "body is not UTF-8"))?;
+    let req: WhatIf =
+        serde_yaml_ng::from_str(text).map_err(|e| Failure::bad("body", format!("invalid what-if request: {e}")))?;
+    if let Some(n) = &ns {
+        if model.engine.cluster.namespace_id(n).is_none() {
+            return Err(Failure::new(StatusCode::NOT_FOUND, "namespace", format!("unknown namespace `{n}`")));
+        }
+    }
+    let task = tokio::task::spawn_blocking(move || -> Result<Response, Failure> {
+        let cluster = what_if_cluster(&model.engine.cluster, req)?;
+        let new = Engine::new(cluster);
+        let d = netpol_core::diff::diff(&model.engine, &new, &netpol_core::diff::DiffOptions { namespace: ns });
+        Ok(Json(d).into_response())
+    });
+    task.await.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?
+}
+
 // ---- lint ----
 
 /// Lint findings of the loaded manifests (default settings), as `netpol lint -o json` lists them.
@@ -722,6 +825,7 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         explain_handler,
         matrix_handler,
         lint_handler,
+        whatif_handler,
         pods_handler,
         policies_handler,
         openapi_handler,
@@ -737,7 +841,8 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         PodInfo,
         Isolation,
         PolicyInfo,
-        RuleCounts
+        RuleCounts,
+        WhatIf
     ))
 )]
 struct ApiDoc;
@@ -761,6 +866,7 @@ fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/explain", get(explain_handler)),
         (Method::GET, "/api/v1/matrix", get(matrix_handler)),
         (Method::GET, "/api/v1/lint", get(lint_handler)),
+        (Method::POST, "/api/v1/whatif", post(whatif_handler)),
         (Method::GET, "/api/v1/pods", get(pods_handler)),
         (Method::GET, "/api/v1/policies", get(policies_handler)),
         (Method::GET, "/api/v1/openapi.json", get(openapi_handler)),

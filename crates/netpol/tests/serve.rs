@@ -572,3 +572,68 @@ async fn watch_reloads_on_change() {
     let r = get(&app, "/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432").await;
     assert_eq!(r.json()["verdict"], "deny");
 }
+
+#[tokio::test]
+async fn whatif_shows_the_delta_without_applying_it() {
+    let app = router(state());
+    // Fix the mis-indent: one AND peer instead of two OR peers. backend/worker loses access to postgres.
+    let body = r#"
+apply:
+- apiVersion: networking.k8s.io/v1
+  kind: NetworkPolicy
+  metadata: {name: allow-postgres-from-backend, namespace: database}
+  spec:
+    podSelector: {matchLabels: {app: postgres}}
+    policyTypes: [Ingress]
+    ingress:
+    - from:
+      - namespaceSelector: {matchLabels: {tier: backend}}
+        podSelector: {matchLabels: {app: api}}
+      ports: [{port: 5432}]
+"#;
+    let r = call(&app, Method::POST, "/api/v1/whatif", Some("application/yaml"), body.as_bytes().to_vec()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let j = r.json();
+    let groups = j["groups"].as_array().unwrap();
+    let lost = groups
+        .iter()
+        .find(|g| g["change"] == "newly_denied" && g["sources"].to_string().contains("backend/worker"))
+        .unwrap_or_else(|| panic!("{j}"));
+    assert!(lost["destinations"].to_string().contains("database/postgres"), "{lost}");
+    assert!(!groups.iter().any(|g| g["change"] == "newly_allowed"), "{j}");
+    // Nothing was applied: the model still allows the flow.
+    let e = get(&app, "/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432").await;
+    assert_eq!(e.json()["verdict"], "allow");
+    // Deleting the api's ingress rule from the frontend closes web -> api.
+    let del = call(
+        &app,
+        Method::POST,
+        "/api/v1/whatif",
+        Some("application/json"),
+        br#"{"delete":["backend/allow-api-from-frontend"]}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(del.status, StatusCode::OK, "{}", del.text());
+    let j = del.json();
+    assert!(
+        j["groups"].as_array().unwrap().iter().any(|g| g["change"] == "newly_denied"
+            && g["sources"].to_string().contains("frontend/web")
+            && g["destinations"].to_string().contains("backend/api")),
+        "{j}"
+    );
+}
+
+#[tokio::test]
+async fn whatif_bad_input() {
+    let app = router(state());
+    let r = call(&app, Method::POST, "/api/v1/whatif", None, b"delete: [nope]".to_vec()).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "delete[0]");
+    let r = call(&app, Method::POST, "/api/v1/whatif", None, b"delete: [a/b]".to_vec()).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "delete[0]");
+    let r = call(&app, Method::POST, "/api/v1/whatif", None, b"apply: [{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: p, namespace: x}, spec: {podSelector: {}, ingress: [{ports: [{port: 0}]}]}}]".to_vec()).await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "apply[0].spec.ingress[0].ports[0].port");
+    let r = call(&app, Method::POST, "/api/v1/whatif", None, b"apply: [{kind: Pod}]".to_vec()).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "apply[0].kind");
+    let r = call(&app, Method::POST, "/api/v1/whatif", None, b"unknown: 1".to_vec()).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "body");
+}
