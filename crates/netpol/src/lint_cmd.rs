@@ -48,13 +48,20 @@ pub fn load_config(path: Option<&str>) -> Result<Config> {
 
 /// The line of each finding, from the manifest files (read again; stdin has no lines).
 fn lines_of(findings: &[Finding]) -> Vec<Option<usize>> {
-    let mut cache: BTreeMap<String, Option<String>> = BTreeMap::new();
+    // Read and split each file once, however many findings point into it.
+    let mut texts: BTreeMap<&str, Option<String>> = BTreeMap::new();
+    for f in findings {
+        if let Some(o) = &f.origin {
+            texts.entry(o.file.as_str()).or_insert_with(|| std::fs::read_to_string(&o.file).ok());
+        }
+    }
+    let sources: BTreeMap<&str, crate::locate::Source> =
+        texts.iter().filter_map(|(k, t)| t.as_deref().map(|t| (*k, crate::locate::Source::new(t)))).collect();
     findings
         .iter()
         .map(|f| {
             let o = f.origin.as_ref()?;
-            let text = cache.entry(o.file.clone()).or_insert_with(|| std::fs::read_to_string(&o.file).ok()).as_ref()?;
-            crate::locate::find_line(text, o.document, o.item, f.field.as_deref())
+            sources.get(o.file.as_str())?.find_line(o.document, o.item, f.field.as_deref())
         })
         .collect()
 }

@@ -87,8 +87,30 @@ fn block_end(lines: &[&str], at: usize, end: usize, key_ind: usize) -> usize {
 
 /// 1-based line of `field` in document `document` (and List item `item`) of `text`.
 pub fn find_line(text: &str, document: usize, item: Option<usize>, field: Option<&str>) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
-    let (mut s, mut e) = *documents(&lines).get(document)?;
+    Source::new(text).find_line(document, item, field)
+}
+
+/// A manifest's lines and document ranges, computed once for any number of look-ups.
+pub struct Source<'t> {
+    lines: Vec<&'t str>,
+    docs: Vec<(usize, usize)>,
+}
+
+impl<'t> Source<'t> {
+    pub fn new(text: &'t str) -> Self {
+        let lines: Vec<&str> = text.lines().collect();
+        let docs = documents(&lines);
+        Source { lines, docs }
+    }
+
+    /// Like [`find_line`], on the pre-split text.
+    pub fn find_line(&self, document: usize, item: Option<usize>, field: Option<&str>) -> Option<usize> {
+        locate_in(&self.lines, *self.docs.get(document)?, item, field)
+    }
+}
+
+fn locate_in(lines: &[&str], doc: (usize, usize), item: Option<usize>, field: Option<&str>) -> Option<usize> {
+    let (mut s, mut e) = doc;
     // First non-blank line of the document: the fallback.
     let first = (s..e).find(|&i| lines.get(i).is_some_and(|l| !is_blank(l)))?;
     let mut best = first;
@@ -116,7 +138,7 @@ pub fn find_line(text: &str, document: usize, item: Option<usize>, field: Option
                 best = i;
                 let (ind, _) = norm(lines.get(i).copied().unwrap_or(""));
                 s = i + 1;
-                e = block_end(&lines, i, e, ind).max(s);
+                e = block_end(lines, i, e, ind).max(s);
             }
             Tok::Index(n) => {
                 let entries: Vec<usize> = (s..e)
