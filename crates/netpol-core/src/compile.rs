@@ -268,6 +268,7 @@ struct EpInfo {
 }
 
 /// The compiled engine. Owns the cluster it was built from.
+#[derive(Clone)]
 pub struct Engine {
     pub cluster: Cluster,
     pub label_sets: Vec<Labels>,

@@ -13,4 +13,5 @@ pub mod model;
 pub mod portset;
 pub mod reference;
 pub mod selector;
+pub mod update;
 pub mod verdict;
