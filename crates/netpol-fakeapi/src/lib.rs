@@ -1,0 +1,287 @@
+//! A small in-memory Kubernetes API server for tests.
+//!
+//! netpol reads Namespaces, Pods and NetworkPolicies from live clusters with kube-rs's list + watch. No real
+//! kube-apiserver runs on CI, so [`FakeApiServer`] speaks the real wire protocol over plain HTTP on
+//! `127.0.0.1` and the real kube-rs client talks to it: tests drive it with [`FakeApiServer::put`],
+//! [`FakeApiServer::delete`] and the fault injectors ([`compact`](FakeApiServer::compact),
+//! [`drop_watches`](FakeApiServer::drop_watches), [`send_bookmarks`](FakeApiServer::send_bookmarks)) and
+//! check what the client saw, and which requests it made ([`FakeApiServer::requests`]).
+//!
+//! # What it implements
+//!
+//! - Kinds: `v1` Namespace (cluster-scoped), `v1` Pod and `networking.k8s.io/v1` NetworkPolicy (namespaced).
+//! - Paths: `/api/v1/namespaces[/{name}]`, `/api/v1/pods`, `/api/v1/namespaces/{ns}/pods[/{name}]`,
+//!   `/apis/networking.k8s.io/v1/networkpolicies`,
+//!   `/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies[/{name}]`, and minimal discovery: `/version`,
+//!   `/api`, `/apis`, `/api/v1`, `/apis/networking.k8s.io/v1`. Only `GET`.
+//! - Revisions: one global counter, starting at 1 and bumped by every change. Each object's
+//!   `metadata.resourceVersion` is the revision of its last change; the server also sets `uid` and
+//!   `creationTimestamp` (kept when an object is replaced).
+//! - List: `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"N"},"items":[..]}`, items without
+//!   `kind`/`apiVersion` as a real apiserver sends them, ordered by namespace then name. `limit` + `continue`
+//!   paginate over a consistent snapshot: the token holds the snapshot's revision and the position, and the
+//!   snapshot is rebuilt from the history, so once [`FakeApiServer::compact`] has forgotten that revision the
+//!   token gets `410 Gone` with reason `Expired`. `resourceVersion` (unset: most recent; `0`: any, served as most
+//!   recent; `N`) and `resourceVersionMatch` (`Exact`, `NotOlderThan`) follow the apiserver's rules; a revision
+//!   newer than the server's gets `504` with reason `Timeout` and cause `ResourceVersionTooLarge`.
+//! - Watch (`watch=true`, or any Go boolean): newline-delimited `{"type":..,"object":..}` events in a chunked
+//!   response. From `resourceVersion=N`, every change after N is replayed from the history, then live changes
+//!   follow; from an unset or `0` revision, synthetic `ADDED` events for the current state come first. A start
+//!   revision older than the compaction point gets a `200` response whose only event is an `ERROR` with a
+//!   `Status` of code 410, reason `Expired`, as a real apiserver sends it. `DELETED` carries the object's last
+//!   state with the deletion's revision. `BOOKMARK`s are sent only on request
+//!   ([`FakeApiServer::send_bookmarks`]) to watches with `allowWatchBookmarks=true`. `sendInitialEvents=true`
+//!   (streaming lists, with `resourceVersionMatch=NotOlderThan`) sends the current state then a bookmark
+//!   annotated `k8s.io/initial-events-end`. The stream ends cleanly at `timeoutSeconds`.
+//! - Field selectors on `metadata.name` and `metadata.namespace` (`=`, `==`, `!=`).
+//! - Errors are `Status` objects: `{"kind":"Status","apiVersion":"v1","status":"Failure","message":..,
+//!   "reason":..,"code":..}`.
+//!
+//! # What it ignores or refuses
+//!
+//! - Writes over HTTP (`405`): objects change only through the Rust API. There is no validation of object
+//!   bodies beyond kind, `apiVersion`, name and namespace, no admission (a Pod may live in a Namespace that does
+//!   not exist) and no garbage collection (deleting a Namespace leaves its Pods). Every `put` is a change, even
+//!   an identical one, and `metadata.generation`, `managedFields`, finalizers and graceful deletion do not exist.
+//! - `labelSelector` is refused with `400` rather than silently ignored, and so are other field selectors.
+//! - Authentication, authorisation, TLS, HTTP/2, protobuf, table output, `pretty`, aggregated discovery and
+//!   periodic bookmarks. Watching one object by URL (`.../pods/{name}?watch=true`) is refused.
+//!
+//! # Example
+//!
+//! ```
+//! # fn main() -> std::io::Result<()> {
+//! let server = netpol_fakeapi::FakeApiServer::start()?;
+//! let rv = server.put(serde_json::json!({
+//!     "apiVersion": "v1",
+//!     "kind": "Namespace",
+//!     "metadata": {"name": "prod", "labels": {"team": "a"}},
+//! }));
+//! assert_eq!(rv, server.resource_version());
+//! // Point kube-rs at it: `Kubeconfig::read_from(path)` then `Config::from_custom_kubeconfig`.
+//! server.write_kubeconfig(&std::env::temp_dir().join("netpol-fakeapi-doctest-kubeconfig"))?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod http;
+mod kind;
+mod store;
+mod time;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::http::{lock, Shared};
+use crate::store::{ObjectKey, Store};
+
+pub use crate::kind::Kind;
+pub use crate::store::PutError;
+
+/// One request the server received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestLog {
+    /// `GET`, …
+    pub method: String,
+    /// The path, e.g. `/api/v1/pods`.
+    pub path: String,
+    /// The raw query string without `?`, empty if there was none, e.g. `limit=500`.
+    pub query: String,
+}
+
+impl RequestLog {
+    /// Whether the query string has a `name=value` pair (compared raw, without percent-decoding).
+    pub fn has_param(&self, name: &str, value: &str) -> bool {
+        self.query.split('&').any(|pair| pair.split_once('=').is_some_and(|(n, v)| n == name && v == value))
+    }
+
+    /// Whether this is a watch request (`watch=true` or `watch=1`).
+    pub fn is_watch(&self) -> bool {
+        self.has_param("watch", "true") || self.has_param("watch", "1")
+    }
+}
+
+/// A fake Kubernetes API server on `127.0.0.1`, serving from a background thread with its own tokio
+/// runtime, so it works from sync and async tests alike. Dropping it closes every watch and stops it.
+pub struct FakeApiServer {
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeApiServer {
+    /// Binds `127.0.0.1:0` and serves on a background thread with its own tokio runtime (usable from sync and
+    /// async tests).
+    pub fn start() -> io::Result<FakeApiServer> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        let shared = Arc::new(Shared { store: Mutex::new(Store::new()), requests: Mutex::new(Vec::new()), addr });
+        let app = http::router(Arc::clone(&shared));
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name(format!("netpol-fakeapi-{}", addr.port())).spawn(move || {
+            runtime.block_on(async move {
+                let serve = std::pin::pin!(std::future::IntoFuture::into_future(axum::serve(listener, app)));
+                match futures_util::future::select(serve, stop).await {
+                    futures_util::future::Either::Left((Err(e), _)) => {
+                        tracing::error!(error = %e, "fake API server stopped");
+                    }
+                    futures_util::future::Either::Left((Ok(()), _)) | futures_util::future::Either::Right(_) => {}
+                }
+            });
+            // Dropping the runtime here cancels every connection task, open watches included.
+            drop(runtime);
+        })?;
+        Ok(FakeApiServer { shared, shutdown: Some(shutdown), thread: Some(thread) })
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// The kubeconfig [`write_kubeconfig`](Self::write_kubeconfig) writes: one cluster at [`url`](Self::url),
+    /// one user without credentials, one context joining them (default namespace `default`), made current.
+    pub fn kubeconfig(&self) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{ "name": "netpol-fakeapi", "cluster": { "server": self.url() } }],
+            "users": [{ "name": "netpol-fakeapi", "user": {} }],
+            "contexts": [{
+                "name": "netpol-fakeapi",
+                "context": { "cluster": "netpol-fakeapi", "user": "netpol-fakeapi", "namespace": "default" },
+            }],
+            "current-context": "netpol-fakeapi",
+            "preferences": {},
+        })
+    }
+
+    /// Writes [`kubeconfig`](Self::kubeconfig) to `path`, in JSON (which every YAML reader accepts).
+    pub fn write_kubeconfig(&self, path: &Path) -> io::Result<()> {
+        let mut text = self.kubeconfig().to_string();
+        text.push('\n');
+        std::fs::write(path, text)
+    }
+
+    /// Creates or replaces the object (kind from the JSON: Namespace, Pod or NetworkPolicy; namespaced kinds
+    /// need `metadata.namespace`); emits ADDED or MODIFIED; returns the new resourceVersion.
+    ///
+    /// An object that [`try_put`](Self::try_put) refuses is logged at error level and ignored, and `put`
+    /// returns 0, which no change ever has; tests that build objects at run time should prefer `try_put`.
+    pub fn put(&self, obj: Value) -> u64 {
+        match self.try_put(obj) {
+            Ok(revision) => revision,
+            Err(error) => {
+                tracing::error!(%error, "FakeApiServer::put ignored an object");
+                0
+            }
+        }
+    }
+
+    /// Like [`put`](Self::put), but says why an object is refused. `apiVersion` may be left out; the server
+    /// sets `metadata.resourceVersion`, `uid` and `creationTimestamp`, replacing any given.
+    pub fn try_put(&self, obj: Value) -> Result<u64, PutError> {
+        let now = time::now_rfc3339();
+        lock(&self.shared.store).put(obj, &now)
+    }
+
+    /// Deletes; emits DELETED with the last state of the object; None if it did not exist.
+    ///
+    /// `kind` is the `kind` field (`Pod`); an unknown kind, or a namespaced kind without a namespace, is an
+    /// object that does not exist. `namespace` is ignored for Namespaces.
+    pub fn delete(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<u64> {
+        let kind = Kind::from_kind_name(kind)?;
+        let namespace = if kind.is_namespaced() { namespace?.to_owned() } else { String::new() };
+        lock(&self.shared.store).delete(&ObjectKey { kind, namespace, name: name.to_owned() })
+    }
+
+    /// The stored object, as a get would return it; `namespace` is ignored for Namespaces.
+    pub fn get(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let kind = Kind::from_kind_name(kind)?;
+        let namespace = if kind.is_namespaced() { namespace?.to_owned() } else { String::new() };
+        lock(&self.shared.store).get(&ObjectKey { kind, namespace, name: name.to_owned() }).cloned()
+    }
+
+    /// The current global revision (1 for a new server).
+    pub fn resource_version(&self) -> u64 {
+        lock(&self.shared.store).revision()
+    }
+
+    /// Forgets the event history: watches and continue tokens from older resourceVersions now get 410 Gone.
+    ///
+    /// Open watches are not affected: they already have every event up to now.
+    pub fn compact(&self) {
+        lock(&self.shared.store).compact();
+    }
+
+    /// Abruptly closes every open watch stream (connection dropped mid-stream, no final event).
+    ///
+    /// Events already sent to a watch are flushed before its connection drops (best effort: the server waits
+    /// 20 ms). kube-rs reads the cut-short chunked body as the end of the watch and watches again from the
+    /// last revision it saw.
+    pub fn drop_watches(&self) {
+        lock(&self.shared.store).abort_watches();
+    }
+
+    /// Sends a BOOKMARK with the current resourceVersion to every open watch that asked for bookmarks.
+    pub fn send_bookmarks(&self) {
+        lock(&self.shared.store).send_bookmarks();
+    }
+
+    /// Requests received so far (method, path, query string), for assertions like "a relist happened".
+    pub fn requests(&self) -> Vec<RequestLog> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// Forgets the requests received so far.
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+
+    /// Watch streams currently open.
+    ///
+    /// A watch counts from the moment its request is accepted until its stream ends, is dropped by
+    /// [`drop_watches`](Self::drop_watches), or the server notices that the client went away (which it may
+    /// only do when it next writes to that watch).
+    pub fn open_watches(&self) -> usize {
+        lock(&self.shared.store).open_watches()
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.drop_watches();
+        if let Some(shutdown) = self.shutdown.take() {
+            // The server thread may already have stopped on an error; then there is nobody to tell.
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the fake API server thread panicked");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for FakeApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeApiServer").field("url", &self.url()).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,555 @@
+//! The in-memory object store: objects, the global revision, the event history and the open watches.
+//!
+//! Architecture invariant: the store does no I/O and never blocks. Watches are fed through unbounded
+//! channels while the store's lock is held, so every watch sees every event after its start revision exactly
+//! once and in order, whichever thread changes the store.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::body::Bytes;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use crate::kind::Kind;
+
+/// The first revision of a new store. Revision 0 means "any" on the wire, so the store never reports it.
+pub(crate) const FIRST_REVISION: u64 = 1;
+
+/// Why [`FakeApiServer::try_put`](crate::FakeApiServer::try_put) refused an object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PutError {
+    /// The value is not a JSON object.
+    #[error("the object is not a JSON object")]
+    NotAnObject,
+    /// There is no string `kind` field.
+    #[error("the object has no string `kind`")]
+    MissingKind,
+    /// The kind is not one the server stores.
+    #[error("kind `{0}` is not served: only Namespace, Pod and NetworkPolicy are")]
+    UnknownKind(String),
+    /// `apiVersion` is present but is not the one of the kind.
+    #[error("apiVersion {found} does not belong to kind `{kind}`: expected `{expected}`")]
+    WrongApiVersion {
+        /// The kind named by the object.
+        kind: Kind,
+        /// The `apiVersion` value found, as JSON.
+        found: String,
+        /// The `apiVersion` the kind has.
+        expected: &'static str,
+    },
+    /// `metadata` is present but is not a JSON object.
+    #[error("`metadata` is not a JSON object")]
+    MetadataNotAnObject,
+    /// `metadata.name` is missing or empty.
+    #[error("the object has no `metadata.name`")]
+    MissingName,
+    /// A namespaced object has no `metadata.namespace`.
+    #[error("{kind} `{name}` is namespaced but has no `metadata.namespace`")]
+    MissingNamespace {
+        /// The kind of the object.
+        kind: Kind,
+        /// Its `metadata.name`.
+        name: String,
+    },
+}
+
+/// Why a read at a given revision (a list page or a watch start) cannot be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    /// The revision is older than the compaction point: the history to serve it is gone (HTTP 410).
+    Expired { requested: u64, compacted: u64 },
+    /// The revision is newer than anything the store has seen (HTTP 504 on a real apiserver).
+    TooLarge { requested: u64, current: u64 },
+}
+
+/// Identifies a stored object. Cluster-scoped objects have an empty namespace.
+///
+/// The derived order (kind, namespace, name) is the order of list responses, as with a real apiserver's keys.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A field a selector may test. Only the two fields that every kind supports are served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Field {
+    Name,
+    Namespace,
+}
+
+/// One `field=value` or `field!=value` term of a field selector (the request path's namespace is one too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FieldTerm {
+    pub field: Field,
+    pub value: String,
+    pub negated: bool,
+}
+
+/// The set of objects a list or watch covers: one kind, narrowed by field terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Scope {
+    pub kind: Kind,
+    pub terms: Vec<FieldTerm>,
+}
+
+impl Scope {
+    pub(crate) fn matches(&self, key: &ObjectKey) -> bool {
+        key.kind == self.kind
+            && self.terms.iter().all(|term| {
+                let actual = match term.field {
+                    Field::Name => &key.name,
+                    Field::Namespace => &key.namespace,
+                };
+                (actual == &term.value) != term.negated
+            })
+    }
+}
+
+/// Where a new watch starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WatchFrom {
+    /// Synthetic ADDED events for the current state, then changes. With `initial_events_end`, a BOOKMARK
+    /// annotated `k8s.io/initial-events-end` follows the synthetic events (a streaming list).
+    Current { initial_events_end: bool },
+    /// Every change after the given revision, replayed from the history, then live changes.
+    After(u64),
+}
+
+/// What the HTTP layer streams to one watch.
+#[derive(Debug)]
+pub(crate) enum WatchMsg {
+    /// One event, a JSON document followed by a newline.
+    Line(Bytes),
+    /// Close the connection without ending the chunked body.
+    Abort,
+}
+
+/// A watch just registered: the events to send first, then whatever arrives on `rx`.
+pub(crate) struct Subscription {
+    pub id: u64,
+    pub backlog: Vec<Bytes>,
+    pub rx: mpsc::UnboundedReceiver<WatchMsg>,
+}
+
+struct Subscriber {
+    scope: Scope,
+    bookmarks: bool,
+    tx: mpsc::UnboundedSender<WatchMsg>,
+}
+
+/// One change, kept until the next compaction.
+struct HistoryEntry {
+    revision: u64,
+    key: ObjectKey,
+    /// The watch event as sent.
+    line: Bytes,
+    /// The object before the change (`None` for a creation): lets a list be served as of an older revision.
+    previous: Option<Value>,
+}
+
+/// Everything the server knows. Callers hold it behind one mutex.
+pub(crate) struct Store {
+    revision: u64,
+    /// The oldest revision a watch or a paginated list may start from. The history holds every change after it.
+    compacted: u64,
+    objects: BTreeMap<ObjectKey, Value>,
+    history: Vec<HistoryEntry>,
+    next_uid: u64,
+    subscribers: HashMap<u64, Subscriber>,
+    next_watch_id: u64,
+}
+
+impl Store {
+    pub(crate) fn new() -> Store {
+        Store {
+            revision: FIRST_REVISION,
+            compacted: FIRST_REVISION,
+            objects: BTreeMap::new(),
+            history: Vec::new(),
+            next_uid: 1,
+            subscribers: HashMap::new(),
+            next_watch_id: 1,
+        }
+    }
+
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Creates or replaces an object; `now` becomes the creation timestamp of a new one.
+    pub(crate) fn put(&mut self, obj: Value, now: &str) -> Result<u64, PutError> {
+        let Value::Object(mut obj) = obj else {
+            return Err(PutError::NotAnObject);
+        };
+        let kind_name = obj.get("kind").and_then(Value::as_str).ok_or(PutError::MissingKind)?;
+        let kind = Kind::from_kind_name(kind_name).ok_or_else(|| PutError::UnknownKind(kind_name.to_owned()))?;
+        match obj.get("apiVersion") {
+            None => {
+                obj.insert("apiVersion".to_owned(), Value::from(kind.api_version()));
+            }
+            Some(Value::String(v)) if v == kind.api_version() => {}
+            Some(other) => {
+                return Err(PutError::WrongApiVersion { kind, found: other.to_string(), expected: kind.api_version() })
+            }
+        }
+        let metadata = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .ok_or(PutError::MetadataNotAnObject)?;
+        let name = non_empty_str(metadata, "name").ok_or(PutError::MissingName)?;
+        let namespace = if kind.is_namespaced() {
+            non_empty_str(metadata, "namespace")
+                .ok_or_else(|| PutError::MissingNamespace { kind, name: name.clone() })?
+        } else {
+            // A real apiserver drops the namespace of a cluster-scoped object too.
+            metadata.remove("namespace");
+            String::new()
+        };
+        let key = ObjectKey { kind, namespace, name };
+
+        let previous = self.objects.get(&key).cloned();
+        let old_meta = previous.as_ref().and_then(|p| p.get("metadata"));
+        let uid = match old_meta.and_then(|m| m.get("uid")) {
+            Some(uid) => uid.clone(),
+            None => {
+                let n = self.next_uid;
+                self.next_uid += 1;
+                Value::from(format!("00000000-0000-4000-8000-{n:012x}"))
+            }
+        };
+        let created = old_meta.and_then(|m| m.get("creationTimestamp")).cloned().unwrap_or_else(|| Value::from(now));
+        let revision = self.revision + 1;
+        metadata.insert("resourceVersion".to_owned(), Value::from(revision.to_string()));
+        metadata.insert("uid".to_owned(), uid);
+        metadata.insert("creationTimestamp".to_owned(), created);
+
+        let object = Value::Object(obj);
+        let event = if previous.is_some() { "MODIFIED" } else { "ADDED" };
+        let line = event_line(event, &object);
+        self.objects.insert(key.clone(), object);
+        self.record(revision, key, line, previous);
+        Ok(revision)
+    }
+
+    /// Deletes an object; the DELETED event carries its last state with the deletion's revision, as a real
+    /// apiserver's does, so that a watch resumed from that event's revision does not see it again.
+    pub(crate) fn delete(&mut self, key: &ObjectKey) -> Option<u64> {
+        let previous = self.objects.remove(key)?;
+        let revision = self.revision + 1;
+        let mut last = previous.clone();
+        if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".to_owned(), Value::from(revision.to_string()));
+        }
+        let line = event_line("DELETED", &last);
+        self.record(revision, key.clone(), line, Some(previous));
+        Some(revision)
+    }
+
+    fn record(&mut self, revision: u64, key: ObjectKey, line: Bytes, previous: Option<Value>) {
+        self.revision = revision;
+        self.subscribers.retain(|_, sub| !sub.scope.matches(&key) || sub.tx.send(WatchMsg::Line(line.clone())).is_ok());
+        self.history.push(HistoryEntry { revision, key, line, previous });
+    }
+
+    /// Forgets the history: reads at any earlier revision now fail with [`ReadError::Expired`].
+    pub(crate) fn compact(&mut self) {
+        self.compacted = self.revision;
+        self.history.clear();
+    }
+
+    pub(crate) fn get(&self, key: &ObjectKey) -> Option<&Value> {
+        self.objects.get(key)
+    }
+
+    /// The objects in `scope` as they were at revision `at`, in key order.
+    pub(crate) fn list(&self, scope: &Scope, at: u64) -> Result<Vec<Value>, ReadError> {
+        self.check_readable(at)?;
+        let mut view: BTreeMap<&ObjectKey, &Value> =
+            self.objects.iter().filter(|(key, _)| scope.matches(key)).collect();
+        for entry in self.history.iter().rev().take_while(|e| e.revision > at) {
+            if !scope.matches(&entry.key) {
+                continue;
+            }
+            match &entry.previous {
+                Some(previous) => view.insert(&entry.key, previous),
+                None => view.remove(&entry.key),
+            };
+        }
+        Ok(view.into_values().cloned().collect())
+    }
+
+    fn check_readable(&self, at: u64) -> Result<(), ReadError> {
+        if at < self.compacted {
+            Err(ReadError::Expired { requested: at, compacted: self.compacted })
+        } else if at > self.revision {
+            Err(ReadError::TooLarge { requested: at, current: self.revision })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Registers a watch. Its backlog and its channel together hold every event after its start, once.
+    pub(crate) fn watch(&mut self, scope: Scope, from: WatchFrom, bookmarks: bool) -> Result<Subscription, ReadError> {
+        let mut backlog = Vec::new();
+        match from {
+            WatchFrom::Current { initial_events_end } => {
+                backlog.extend(
+                    self.objects.iter().filter(|(key, _)| scope.matches(key)).map(|(_, obj)| event_line("ADDED", obj)),
+                );
+                if initial_events_end {
+                    backlog.push(bookmark_line(scope.kind, self.revision, true));
+                }
+            }
+            WatchFrom::After(start) => {
+                self.check_readable(start)?;
+                backlog.extend(
+                    self.history.iter().filter(|e| e.revision > start && scope.matches(&e.key)).map(|e| e.line.clone()),
+                );
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.next_watch_id;
+        self.next_watch_id += 1;
+        self.subscribers.insert(id, Subscriber { scope, bookmarks, tx });
+        Ok(Subscription { id, backlog, rx })
+    }
+
+    /// Forgets a watch whose stream has ended.
+    pub(crate) fn unsubscribe(&mut self, id: u64) {
+        self.subscribers.remove(&id);
+    }
+
+    /// Tells every watch to drop its connection, and forgets them all.
+    pub(crate) fn abort_watches(&mut self) {
+        for (_, sub) in self.subscribers.drain() {
+            // A watch whose client is already gone has nothing left to abort.
+            let _ = sub.tx.send(WatchMsg::Abort);
+        }
+    }
+
+    /// Sends a BOOKMARK at the current revision to every watch that allowed bookmarks.
+    pub(crate) fn send_bookmarks(&mut self) {
+        let revision = self.revision;
+        self.subscribers.retain(|_, sub| {
+            !sub.bookmarks || sub.tx.send(WatchMsg::Line(bookmark_line(sub.scope.kind, revision, false))).is_ok()
+        });
+    }
+
+    /// The watches whose stream is still open, as far as the server can tell.
+    pub(crate) fn open_watches(&mut self) -> usize {
+        self.subscribers.retain(|_, sub| !sub.tx.is_closed());
+        self.subscribers.len()
+    }
+}
+
+fn non_empty_str(map: &Map<String, Value>, field: &str) -> Option<String> {
+    map.get(field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// One watch event as it goes on the wire: `{"type":..,"object":..}` and a newline. Written by hand to keep
+/// `type` first, as a real apiserver does (serde_json's maps sort their keys).
+pub(crate) fn event_line(event_type: &str, object: &Value) -> Bytes {
+    Bytes::from(format!("{{\"type\":{},\"object\":{object}}}\n", Value::from(event_type)))
+}
+
+fn bookmark_line(kind: Kind, revision: u64, initial_events_end: bool) -> Bytes {
+    let mut metadata = json!({ "resourceVersion": revision.to_string() });
+    if initial_events_end {
+        metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+    }
+    let object = json!({ "kind": kind.name(), "apiVersion": kind.api_version(), "metadata": metadata });
+    event_line("BOOKMARK", &object)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2024-01-01T00:00:00Z";
+
+    fn pod(ns: &str, name: &str, image: &str) -> Value {
+        json!({
+            "kind": "Pod",
+            "metadata": {"namespace": ns, "name": name},
+            "spec": {"containers": [{"name": "c", "image": image}]},
+        })
+    }
+
+    fn key(ns: &str, name: &str) -> ObjectKey {
+        ObjectKey { kind: Kind::Pod, namespace: ns.to_owned(), name: name.to_owned() }
+    }
+
+    fn all_pods() -> Scope {
+        Scope { kind: Kind::Pod, terms: Vec::new() }
+    }
+
+    fn names(objs: &[Value]) -> Vec<String> {
+        objs.iter().map(|o| o["metadata"]["name"].as_str().unwrap().to_owned()).collect()
+    }
+
+    fn drain(sub: &mut Subscription) -> Vec<Value> {
+        let mut out: Vec<Value> = sub.backlog.drain(..).map(|l| serde_json::from_slice(&l).unwrap()).collect();
+        while let Ok(WatchMsg::Line(l)) = sub.rx.try_recv() {
+            out.push(serde_json::from_slice(&l).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn put_sets_server_fields_and_keeps_uid_on_replace() {
+        let mut store = Store::new();
+        let rv1 = store.put(pod("a", "p", "v1"), NOW).unwrap();
+        assert_eq!(rv1, FIRST_REVISION + 1);
+        let first = store.get(&key("a", "p")).unwrap().clone();
+        assert_eq!(first["apiVersion"], "v1");
+        assert_eq!(first["metadata"]["resourceVersion"], rv1.to_string());
+        assert_eq!(first["metadata"]["creationTimestamp"], NOW);
+        let rv2 = store.put(pod("a", "p", "v2"), "2030-01-01T00:00:00Z").unwrap();
+        let second = store.get(&key("a", "p")).unwrap();
+        assert_eq!(second["metadata"]["uid"], first["metadata"]["uid"]);
+        assert_eq!(second["metadata"]["creationTimestamp"], NOW);
+        assert_eq!(second["metadata"]["resourceVersion"], rv2.to_string());
+        assert_eq!(store.revision(), rv2);
+    }
+
+    #[test]
+    fn put_rejects_bad_objects() {
+        let mut store = Store::new();
+        let cases = [
+            (json!([1]), PutError::NotAnObject),
+            (json!({"metadata": {"name": "x"}}), PutError::MissingKind),
+            (json!({"kind": "Service", "metadata": {"name": "x"}}), PutError::UnknownKind("Service".into())),
+            (json!({"kind": "Pod", "metadata": {"namespace": "a"}}), PutError::MissingName),
+            (json!({"kind": "Pod", "metadata": 3}), PutError::MetadataNotAnObject),
+            (
+                json!({"kind": "Pod", "metadata": {"name": "x"}}),
+                PutError::MissingNamespace { kind: Kind::Pod, name: "x".into() },
+            ),
+            (
+                json!({"kind": "NetworkPolicy", "apiVersion": "v1", "metadata": {"name": "x", "namespace": "a"}}),
+                PutError::WrongApiVersion {
+                    kind: Kind::NetworkPolicy,
+                    found: "\"v1\"".into(),
+                    expected: "networking.k8s.io/v1",
+                },
+            ),
+        ];
+        for (obj, want) in cases {
+            assert_eq!(store.put(obj.clone(), NOW), Err(want), "{obj}");
+        }
+        assert_eq!(store.revision(), FIRST_REVISION);
+    }
+
+    #[test]
+    fn cluster_scoped_objects_lose_their_namespace() {
+        let mut store = Store::new();
+        store.put(json!({"kind": "Namespace", "metadata": {"name": "a", "namespace": "x"}}), NOW).unwrap();
+        let scope = Scope { kind: Kind::Namespace, terms: Vec::new() };
+        let listed = store.list(&scope, store.revision()).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0]["metadata"].get("namespace").is_none());
+    }
+
+    #[test]
+    fn list_at_an_older_revision_rolls_back_the_history() {
+        let mut store = Store::new();
+        store.put(pod("a", "p1", "v1"), NOW).unwrap();
+        let at = store.put(pod("b", "p2", "v1"), NOW).unwrap();
+        store.put(pod("a", "p1", "v2"), NOW).unwrap();
+        store.delete(&key("b", "p2")).unwrap();
+        store.put(pod("a", "p0", "v1"), NOW).unwrap();
+
+        let now = store.list(&all_pods(), store.revision()).unwrap();
+        assert_eq!(names(&now), ["p0", "p1"]);
+        let then = store.list(&all_pods(), at).unwrap();
+        assert_eq!(names(&then), ["p1", "p2"]);
+        assert_eq!(then[0]["spec"]["containers"][0]["image"], "v1");
+
+        let in_a = Scope {
+            kind: Kind::Pod,
+            terms: vec![FieldTerm { field: Field::Namespace, value: "a".into(), negated: false }],
+        };
+        assert_eq!(names(&store.list(&in_a, at).unwrap()), ["p1"]);
+        assert_eq!(
+            store.list(&all_pods(), store.revision() + 1),
+            Err(ReadError::TooLarge { requested: store.revision() + 1, current: store.revision() })
+        );
+
+        store.compact();
+        assert_eq!(store.list(&all_pods(), at), Err(ReadError::Expired { requested: at, compacted: store.revision() }));
+        assert_eq!(names(&store.list(&all_pods(), store.revision()).unwrap()), ["p0", "p1"]);
+    }
+
+    #[test]
+    fn watch_replays_then_streams_and_deleted_carries_the_deletion_revision() {
+        let mut store = Store::new();
+        let start = store.put(pod("a", "p1", "v1"), NOW).unwrap();
+        store.put(pod("a", "p1", "v2"), NOW).unwrap();
+        let mut sub = store.watch(all_pods(), WatchFrom::After(start), true).unwrap();
+        let deleted_at = store.delete(&key("a", "p1")).unwrap();
+        store.send_bookmarks();
+        let events = drain(&mut sub);
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["MODIFIED", "DELETED", "BOOKMARK"]);
+        assert_eq!(events[1]["object"]["metadata"]["resourceVersion"], deleted_at.to_string());
+        assert_eq!(events[2]["object"]["metadata"]["resourceVersion"], deleted_at.to_string());
+        assert_eq!(events[2]["object"]["kind"], "Pod");
+    }
+
+    #[test]
+    fn watch_from_current_sends_synthetic_adds_and_the_initial_events_end_bookmark() {
+        let mut store = Store::new();
+        store.put(pod("a", "p1", "v1"), NOW).unwrap();
+        store.put(pod("b", "p2", "v1"), NOW).unwrap();
+        let in_b = Scope {
+            kind: Kind::Pod,
+            terms: vec![FieldTerm { field: Field::Namespace, value: "b".into(), negated: false }],
+        };
+        let mut sub = store.watch(in_b, WatchFrom::Current { initial_events_end: true }, true).unwrap();
+        store.put(pod("a", "p3", "v1"), NOW).unwrap();
+        store.put(pod("b", "p4", "v1"), NOW).unwrap();
+        let events = drain(&mut sub);
+        let summary: Vec<(String, String)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    e["object"]["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let want = [("ADDED", "p2"), ("BOOKMARK", ""), ("ADDED", "p4")].map(|(t, n)| (t.to_owned(), n.to_owned()));
+        assert_eq!(summary, want);
+        assert_eq!(events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    }
+
+    #[test]
+    fn watch_from_a_compacted_revision_is_expired() {
+        let mut store = Store::new();
+        let start = store.put(pod("a", "p1", "v1"), NOW).unwrap();
+        store.put(pod("a", "p2", "v1"), NOW).unwrap();
+        store.compact();
+        assert!(matches!(store.watch(all_pods(), WatchFrom::After(start), false), Err(ReadError::Expired { .. })));
+        assert!(store.watch(all_pods(), WatchFrom::After(store.revision()), false).is_ok());
+    }
+
+    #[test]
+    fn abort_and_bookmarks_reach_only_the_right_watches() {
+        let mut store = Store::new();
+        let mut with = store.watch(all_pods(), WatchFrom::After(FIRST_REVISION), true).unwrap();
+        let mut without = store.watch(all_pods(), WatchFrom::After(FIRST_REVISION), false).unwrap();
+        assert_eq!(store.open_watches(), 2);
+        store.send_bookmarks();
+        assert_eq!(drain(&mut with).len(), 1);
+        assert_eq!(drain(&mut without).len(), 0);
+        drop(without);
+        assert_eq!(store.open_watches(), 1);
+        store.abort_watches();
+        assert!(matches!(with.rx.try_recv(), Ok(WatchMsg::Abort)));
+        assert_eq!(store.open_watches(), 0);
+    }
+}

@@ -1,0 +1,627 @@
+//! The fake API server driven by kube-rs's real client and watcher, over real HTTP on 127.0.0.1.
+//!
+//! Every test runs under [`within`], so a hang fails the test instead of blocking CI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use kube::{Client, Config, ResourceExt};
+use netpol_fakeapi::{FakeApiServer, RequestLog};
+use serde_json::{json, Value};
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a test body with a deadline.
+async fn within<F: Future>(body: F) -> F::Output {
+    tokio::time::timeout(TEST_TIMEOUT, body).await.expect("the test timed out")
+}
+
+/// A kube-rs client built the way netpol builds one: from a kubeconfig file.
+async fn client(server: &FakeApiServer) -> Client {
+    let path = std::env::temp_dir().join(format!(
+        "netpol-fakeapi-test-{}-{}.kubeconfig",
+        std::process::id(),
+        server.addr().port()
+    ));
+    server.write_kubeconfig(&path).unwrap();
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    // kube-rs takes HTTPS_PROXY from the environment even for a plain-http cluster; loopback needs no proxy.
+    config.proxy_url = None;
+    Client::try_from(config).unwrap()
+}
+
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+fn pod(ns: &str, name: &str, version: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": ns, "name": name, "labels": {"app": name, "version": version}},
+        "spec": {"containers": [{"name": "main", "image": format!("registry.example/{name}:{version}")}]},
+    })
+}
+
+fn network_policy(ns: &str, name: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"namespace": ns, "name": name},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    })
+}
+
+/// The list (not watch) requests made to `path`.
+fn lists(server: &FakeApiServer, path: &str) -> Vec<RequestLog> {
+    server.requests().into_iter().filter(|r| r.path == path && !r.is_watch()).collect()
+}
+
+/// The watch requests made to `path`.
+fn watches(server: &FakeApiServer, path: &str) -> Vec<RequestLog> {
+    server.requests().into_iter().filter(|r| r.path == path && r.is_watch()).collect()
+}
+
+fn param<'a>(request: &'a RequestLog, name: &str) -> Option<&'a str> {
+    request.query.split('&').find_map(|pair| pair.split_once('=').filter(|(n, _)| *n == name).map(|(_, v)| v))
+}
+
+fn key(pod: &Pod) -> String {
+    format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send>>;
+
+/// What a consumer of `kube::runtime::watcher` would hold: the objects, rebuilt from the watcher's events.
+///
+/// The watcher is polled only inside this type's methods, so between calls it is paused: changes made then
+/// reach it only when a method polls it again, which lets a test change the server "while disconnected".
+struct Mirror {
+    stream: EventStream,
+    objects: BTreeMap<String, Pod>,
+    /// Objects of a (re)list in progress, swapped in at `InitDone`.
+    relist: Option<BTreeMap<String, Pod>>,
+    /// How many (re)lists completed.
+    lists_done: usize,
+    /// `Apply`/`Delete` events seen after the lists, as `apply ns/name` or `delete ns/name`.
+    changes: Vec<String>,
+    errors: Vec<watcher::Error>,
+}
+
+impl Mirror {
+    fn new(api: Api<Pod>, config: watcher::Config) -> Mirror {
+        Mirror {
+            stream: watcher(api, config).boxed(),
+            objects: BTreeMap::new(),
+            relist: None,
+            lists_done: 0,
+            changes: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn handle(&mut self, item: Result<watcher::Event<Pod>, watcher::Error>) {
+        match item {
+            Ok(watcher::Event::Init) => self.relist = Some(BTreeMap::new()),
+            Ok(watcher::Event::InitApply(pod)) => {
+                self.relist.as_mut().expect("InitApply outside of a list").insert(key(&pod), pod);
+            }
+            Ok(watcher::Event::InitDone) => {
+                self.objects = self.relist.take().expect("InitDone outside of a list");
+                self.lists_done += 1;
+            }
+            Ok(watcher::Event::Apply(pod)) => {
+                self.changes.push(format!("apply {}", key(&pod)));
+                self.objects.insert(key(&pod), pod);
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                self.changes.push(format!("delete {}", key(&pod)));
+                self.objects.remove(&key(&pod));
+            }
+            Err(error) => self.errors.push(error),
+        }
+    }
+
+    /// Polls the watcher for at most `wait`; false if it had nothing to say in that time.
+    async fn poll(&mut self, wait: Duration) -> bool {
+        match tokio::time::timeout(wait, self.stream.next()).await {
+            Ok(Some(item)) => {
+                self.handle(item);
+                true
+            }
+            Ok(None) => panic!("the watcher stream ended"),
+            Err(_) => false,
+        }
+    }
+
+    /// Polls the watcher until `done` holds.
+    async fn until(&mut self, what: &str, done: impl Fn(&Mirror) -> bool) {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        while !done(self) {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+            self.poll(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls the watcher until the server has `count` watches open.
+    async fn until_watching(&mut self, server: &FakeApiServer, count: usize) {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        while server.open_watches() < count {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {count} open watches");
+            self.poll(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.objects.keys().map(String::as_str).collect()
+    }
+
+    fn version_label(&self, key: &str) -> Option<&str> {
+        self.objects.get(key)?.labels().get("version").map(String::as_str)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Lists and gets
+
+#[tokio::test]
+async fn list_paginates_over_a_consistent_snapshot() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        for i in 0..7 {
+            let ns = if i % 2 == 0 { "a" } else { "b" };
+            server.put(pod(ns, &format!("p{i}"), "v1"));
+        }
+        let snapshot = server.resource_version();
+        let pods: Api<Pod> = Api::all(client(&server).await);
+
+        let first = pods.list(&ListParams::default().limit(3)).await.unwrap();
+        assert_eq!(first.items.len(), 3);
+        assert_eq!(first.metadata.resource_version.as_deref(), Some(snapshot.to_string().as_str()));
+        assert_eq!(first.metadata.remaining_item_count, Some(4));
+        // Items come in key order, namespace then name, with the server-owned metadata.
+        let names: Vec<String> = first.items.iter().map(key).collect();
+        assert_eq!(names, ["a/p0", "a/p2", "a/p4"]);
+        let meta = &first.items[0].metadata;
+        assert!(meta.uid.is_some() && meta.creation_timestamp.is_some() && meta.resource_version.is_some());
+
+        // Changes after the first page do not show in the later ones: they continue the same snapshot.
+        server.put(pod("a", "p3", "v1"));
+        server.delete("Pod", Some("b"), "p5").unwrap();
+        let mut all = names;
+        let mut token = first.metadata.continue_;
+        while let Some(t) = token {
+            let page = pods.list(&ListParams::default().limit(3).continue_token(&t)).await.unwrap();
+            assert_eq!(page.metadata.resource_version.as_deref(), Some(snapshot.to_string().as_str()));
+            all.extend(page.items.iter().map(key));
+            token = page.metadata.continue_;
+        }
+        assert_eq!(all, ["a/p0", "a/p2", "a/p4", "a/p6", "b/p1", "b/p3", "b/p5"]);
+
+        // A fresh list sees the changes; a namespaced list sees its namespace only.
+        let now: Vec<String> = pods.list(&ListParams::default()).await.unwrap().items.iter().map(key).collect();
+        assert_eq!(now, ["a/p0", "a/p2", "a/p3", "a/p4", "a/p6", "b/p1", "b/p3"]);
+        let in_b: Api<Pod> = Api::namespaced(client(&server).await, "b");
+        let in_b: Vec<String> = in_b.list(&ListParams::default()).await.unwrap().items.iter().map(key).collect();
+        assert_eq!(in_b, ["b/p1", "b/p3"]);
+
+        let list = lists(&server, "/api/v1/pods");
+        let continued: Vec<bool> = list.iter().map(|r| param(r, "continue").is_some()).collect();
+        assert_eq!(continued, [false, true, true, false]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_continue_token_gets_410() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        for i in 0..4 {
+            server.put(network_policy("a", &format!("np{i}")));
+        }
+        let policies: Api<NetworkPolicy> = Api::namespaced(client(&server).await, "a");
+        let first = policies.list(&ListParams::default().limit(2)).await.unwrap();
+        let token = first.metadata.continue_.unwrap();
+        server.put(network_policy("a", "np9"));
+        server.compact();
+        let error = policies.list(&ListParams::default().limit(2).continue_token(&token)).await.unwrap_err();
+        let kube::Error::Api(status) = error else { panic!("not an API error: {error:?}") };
+        assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+        // A new list works, at the new revision.
+        let fresh = policies.list(&ListParams::default()).await.unwrap();
+        assert_eq!(fresh.items.len(), 5);
+        assert_eq!(fresh.metadata.resource_version, Some(server.resource_version().to_string()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn get_returns_the_object_or_a_404_status() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        server.put(namespace("prod"));
+        server.put(pod("prod", "web", "v1"));
+        server.put(network_policy("prod", "deny"));
+        let client = client(&server).await;
+
+        let ns = Api::<Namespace>::all(client.clone()).get("prod").await.unwrap();
+        assert_eq!(ns.name_any(), "prod");
+        let web = Api::<Pod>::namespaced(client.clone(), "prod").get("web").await.unwrap();
+        assert_eq!(web.labels()["version"], "v1");
+        assert_eq!(web.spec.unwrap().containers[0].image.as_deref(), Some("registry.example/web:v1"));
+        let deny = Api::<NetworkPolicy>::namespaced(client.clone(), "prod").get("deny").await.unwrap();
+        assert_eq!(deny.spec.unwrap().policy_types, Some(vec!["Ingress".to_owned()]));
+
+        let error = Api::<Pod>::namespaced(client.clone(), "prod").get("nope").await.unwrap_err();
+        let kube::Error::Api(status) = error else { panic!("not an API error: {error:?}") };
+        assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"));
+        assert_eq!(Api::<Pod>::namespaced(client.clone(), "prod").get_opt("nope").await.unwrap(), None);
+        // Discovery answers too.
+        assert_eq!(client.apiserver_version().await.unwrap().minor, "37");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn writes_and_label_selectors_are_refused_with_a_status() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        let pods: Api<Pod> = Api::namespaced(client(&server).await, "a");
+        let web: Pod = serde_json::from_value(pod("a", "web", "v1")).unwrap();
+        let error = pods.create(&Default::default(), &web).await.unwrap_err();
+        let kube::Error::Api(status) = error else { panic!("not an API error: {error:?}") };
+        assert_eq!(status.code, 405);
+        let error = pods.list(&ListParams::default().labels("app=web")).await.unwrap_err();
+        let kube::Error::Api(status) = error else { panic!("not an API error: {error:?}") };
+        assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
+        // Field selectors on name and namespace work.
+        server.put(pod("a", "web", "v1"));
+        server.put(pod("a", "db", "v1"));
+        let named = pods.list(&ListParams::default().fields("metadata.name=db")).await.unwrap();
+        assert_eq!(named.items.iter().map(key).collect::<Vec<_>>(), ["a/db"]);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Raw watches
+
+#[tokio::test]
+async fn raw_watch_streams_events_and_bookmarks_and_ends_at_its_timeout() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        server.put(pod("a", "web", "v1"));
+        let start = server.resource_version();
+        let pods: Api<Pod> = Api::all(client(&server).await);
+
+        let mut with = pods.watch(&WatchParams::default().timeout(2), &start.to_string()).await.unwrap().boxed();
+        let mut without =
+            pods.watch(&WatchParams::default().disable_bookmarks(), &start.to_string()).await.unwrap().boxed();
+        assert_eq!(server.open_watches(), 2);
+
+        server.put(pod("a", "web", "v2"));
+        server.send_bookmarks();
+        let deleted_at = server.delete("Pod", Some("a"), "web").unwrap();
+
+        let Some(Ok(WatchEvent::Modified(web))) = with.next().await else { panic!("expected MODIFIED") };
+        assert_eq!(web.labels()["version"], "v2");
+        let Some(Ok(WatchEvent::Bookmark(mark))) = with.next().await else { panic!("expected BOOKMARK") };
+        assert_eq!(mark.metadata.resource_version, (start + 1).to_string());
+        assert_eq!((mark.types.kind.as_str(), mark.types.api_version.as_str()), ("Pod", "v1"));
+        let Some(Ok(WatchEvent::Deleted(gone))) = with.next().await else { panic!("expected DELETED") };
+        assert_eq!(gone.resource_version(), Some(deleted_at.to_string()));
+
+        // Without allowWatchBookmarks there is no bookmark between the two changes.
+        assert!(matches!(without.next().await, Some(Ok(WatchEvent::Modified(_)))));
+        assert!(matches!(without.next().await, Some(Ok(WatchEvent::Deleted(_)))));
+
+        // timeoutSeconds=2 ends the first stream cleanly.
+        let started = tokio::time::Instant::now();
+        assert!(with.next().await.is_none());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::timeout(STEP_TIMEOUT, async {
+            while server.open_watches() != 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the timed-out watch was not closed");
+        let watch = &watches(&server, "/api/v1/pods")[0];
+        assert_eq!(param(watch, "timeoutSeconds"), Some("2"));
+        assert_eq!(param(watch, "allowWatchBookmarks"), Some("true"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn raw_watch_from_a_compacted_revision_gets_an_error_event_410() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        let start = server.put(pod("a", "web", "v1"));
+        server.put(pod("a", "web", "v2"));
+        server.compact();
+        let pods: Api<Pod> = Api::all(client(&server).await);
+        let mut stream = pods.watch(&WatchParams::default(), &start.to_string()).await.unwrap().boxed();
+        let Some(Ok(WatchEvent::Error(status))) = stream.next().await else { panic!("expected an ERROR event") };
+        assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+        assert!(stream.next().await.is_none());
+        // Watching from the compaction point itself is fine.
+        let mut stream =
+            pods.watch(&WatchParams::default(), &server.resource_version().to_string()).await.unwrap().boxed();
+        server.put(pod("a", "db", "v1"));
+        assert!(matches!(stream.next().await, Some(Ok(WatchEvent::Added(_)))));
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// kube::runtime::watcher
+
+#[tokio::test]
+async fn watcher_lists_then_follows_adds_modifies_and_deletes() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        server.put(pod("a", "web", "v1"));
+        server.put(pod("b", "db", "v1"));
+        let listed_at = server.resource_version();
+        let mut mirror = Mirror::new(Api::all(client(&server).await), watcher::Config::default());
+
+        mirror.until("the initial list is done", |m| m.lists_done == 1).await;
+        assert_eq!(mirror.names(), ["a/web", "b/db"]);
+        mirror.until_watching(&server, 1).await;
+
+        server.put(pod("a", "cache", "v1"));
+        server.put(pod("a", "web", "v2"));
+        server.delete("Pod", Some("b"), "db").unwrap();
+        mirror.until("three changes arrived", |m| m.changes.len() == 3).await;
+        assert_eq!(mirror.changes, ["apply a/cache", "apply a/web", "delete b/db"]);
+        assert_eq!(mirror.names(), ["a/cache", "a/web"]);
+        assert_eq!(mirror.version_label("a/web"), Some("v2"));
+        assert!(mirror.errors.is_empty(), "{:?}", mirror.errors);
+
+        // What kube-rs asked for: one list (page size 500, no resourceVersion: a consistent read), then a
+        // watch from the list's revision with bookmarks.
+        let list = lists(&server, "/api/v1/pods");
+        assert_eq!(list.len(), 1);
+        // kube-rs writes the query as `?&limit=500`, with an empty first pair.
+        assert_eq!(list[0].query, "&limit=500");
+        let watch = watches(&server, "/api/v1/pods");
+        assert_eq!(watch.len(), 1);
+        assert_eq!(param(&watch[0], "resourceVersion"), Some(listed_at.to_string().as_str()));
+        assert_eq!(param(&watch[0], "allowWatchBookmarks"), Some("true"));
+        assert_eq!(param(&watch[0], "timeoutSeconds"), Some("290"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn watcher_pages_through_a_large_initial_list() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        for i in 0..5 {
+            server.put(pod("a", &format!("p{i}"), "v1"));
+        }
+        let config = watcher::Config::default().page_size(2).any_semantic().disable_bookmarks();
+        let mut mirror = Mirror::new(Api::namespaced(client(&server).await, "a"), config);
+        mirror.until("the initial list is done", |m| m.lists_done == 1).await;
+        assert_eq!(mirror.names(), ["a/p0", "a/p1", "a/p2", "a/p3", "a/p4"]);
+        let list = lists(&server, "/api/v1/namespaces/a/pods");
+        assert_eq!(list.len(), 3);
+        // With resourceVersion=0 and a limit, kube-rs leaves resourceVersion out altogether.
+        assert_eq!(list[0].query, "&limit=2");
+        assert!(list[1..].iter().all(|r| param(r, "continue").is_some()));
+        mirror.until_watching(&server, 1).await;
+        let watch = &watches(&server, "/api/v1/namespaces/a/pods")[0];
+        assert_eq!(param(watch, "allowWatchBookmarks"), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn watcher_with_streaming_lists_uses_initial_events() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        server.put(pod("a", "web", "v1"));
+        server.put(pod("a", "db", "v1"));
+        let mut mirror = Mirror::new(Api::all(client(&server).await), watcher::Config::default().streaming_lists());
+        mirror.until("the initial events are done", |m| m.lists_done == 1).await;
+        assert_eq!(mirror.names(), ["a/db", "a/web"]);
+        server.put(pod("a", "web", "v2"));
+        mirror.until("the change arrived", |m| m.changes.len() == 1).await;
+        assert_eq!(mirror.version_label("a/web"), Some("v2"));
+        assert!(lists(&server, "/api/v1/pods").is_empty());
+        let watch = &watches(&server, "/api/v1/pods")[0];
+        assert_eq!(param(watch, "sendInitialEvents"), Some("true"));
+        assert_eq!(param(watch, "resourceVersionMatch"), Some("NotOlderThan"));
+        assert_eq!(param(watch, "resourceVersion"), Some("0"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn watcher_resumes_after_dropped_watches_without_relisting() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        server.put(pod("a", "web", "v1"));
+        server.put(pod("a", "db", "v1"));
+        let mut mirror = Mirror::new(Api::all(client(&server).await), watcher::Config::default());
+        mirror.until("the initial list is done", |m| m.lists_done == 1).await;
+        mirror.until_watching(&server, 1).await;
+        server.put(pod("a", "web", "v2"));
+        mirror.until("the first change arrived", |m| m.changes.len() == 1).await;
+        let last_seen = server.resource_version();
+
+        // The connection drops; the watcher is not polled while these changes happen. (kube-rs reads a chunked
+        // body cut short as the end of the watch, not as an error, and watches again from its last revision.)
+        server.drop_watches();
+        assert_eq!(server.open_watches(), 0);
+        server.put(pod("a", "cache", "v1"));
+        server.put(pod("a", "db", "v2"));
+        server.delete("Pod", Some("a"), "web").unwrap();
+
+        mirror.until("the missed changes arrived", |m| m.changes.len() == 4).await;
+        assert_eq!(mirror.changes[1..], ["apply a/cache", "apply a/db", "delete a/web"]);
+        assert_eq!(mirror.names(), ["a/cache", "a/db"]);
+        assert_eq!(mirror.version_label("a/db"), Some("v2"));
+        assert_eq!(mirror.lists_done, 1);
+        assert_eq!(lists(&server, "/api/v1/pods").len(), 1, "no relist");
+        let watch = watches(&server, "/api/v1/pods");
+        assert_eq!(watch.len(), 2);
+        assert_eq!(param(&watch[1], "resourceVersion"), Some(last_seen.to_string().as_str()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn watcher_relists_after_410_when_the_history_was_compacted() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        server.put(pod("a", "web", "v1"));
+        server.put(pod("a", "db", "v1"));
+        let mut mirror = Mirror::new(Api::all(client(&server).await), watcher::Config::default());
+        mirror.until("the initial list is done", |m| m.lists_done == 1).await;
+        mirror.until_watching(&server, 1).await;
+
+        // While the watcher is disconnected: a delete, an add and a change, then compaction.
+        server.drop_watches();
+        server.delete("Pod", Some("a"), "web").unwrap();
+        server.put(pod("a", "cache", "v1"));
+        server.put(pod("a", "db", "v2"));
+        server.compact();
+
+        mirror.until("the relist is done", |m| m.lists_done == 2).await;
+        assert_eq!(mirror.names(), ["a/cache", "a/db"]);
+        assert_eq!(mirror.version_label("a/db"), Some("v2"));
+        let gone = mirror.errors.iter().any(|e| matches!(e, watcher::Error::WatchError(s) if s.code == 410));
+        assert!(gone, "no 410 among {:?}", mirror.errors);
+        assert_eq!(lists(&server, "/api/v1/pods").len(), 2, "a relist");
+
+        // And it goes on watching from the new list.
+        mirror.until_watching(&server, 1).await;
+        server.put(pod("a", "web", "v3"));
+        mirror.until("the new pod arrived", |m| m.names().contains(&"a/web")).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bookmarks_move_the_watcher_past_changes_it_does_not_watch() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        server.put(pod("a", "web", "v1"));
+        let mut mirror = Mirror::new(Api::namespaced(client(&server).await, "a"), watcher::Config::default());
+        mirror.until("the initial list is done", |m| m.lists_done == 1).await;
+        mirror.until_watching(&server, 1).await;
+
+        // Changes outside the watched namespace move the global revision but send this watch nothing; only a
+        // bookmark tells the watcher that it is up to date at the new revision.
+        for i in 0..3 {
+            server.put(pod("b", &format!("p{i}"), "v1"));
+        }
+        server.send_bookmarks();
+        let bookmarked = server.resource_version();
+        // So after a compaction at that revision, the watcher resumes from the bookmark: no 410, no relist.
+        server.compact();
+        server.drop_watches();
+        server.put(pod("a", "db", "v1"));
+
+        mirror.until("the new pod arrived", |m| m.names() == ["a/db", "a/web"]).await;
+        assert!(mirror.errors.iter().all(|e| !matches!(e, watcher::Error::WatchError(_))), "{:?}", mirror.errors);
+        assert_eq!(mirror.lists_done, 1);
+        assert_eq!(lists(&server, "/api/v1/namespaces/a/pods").len(), 1, "no relist");
+        let watch = watches(&server, "/api/v1/namespaces/a/pods");
+        assert_eq!(watch.len(), 2);
+        assert_eq!(param(&watch[1], "resourceVersion"), Some(bookmarked.to_string().as_str()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_bookmarks_the_same_compaction_forces_a_relist() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        server.put(pod("a", "web", "v1"));
+        let config = watcher::Config::default().disable_bookmarks();
+        let mut mirror = Mirror::new(Api::namespaced(client(&server).await, "a"), config);
+        mirror.until("the initial list is done", |m| m.lists_done == 1).await;
+        mirror.until_watching(&server, 1).await;
+        for i in 0..3 {
+            server.put(pod("b", &format!("p{i}"), "v1"));
+        }
+        server.send_bookmarks();
+        server.compact();
+        server.drop_watches();
+        mirror.until("the relist is done", |m| m.lists_done == 2).await;
+        assert_eq!(lists(&server, "/api/v1/namespaces/a/pods").len(), 2);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The Rust API
+
+#[test]
+fn works_without_an_async_runtime_and_refuses_bad_objects() {
+    let server = FakeApiServer::start().unwrap();
+    assert!(server.url().starts_with("http://127.0.0.1:"));
+    assert_eq!(server.resource_version(), 1);
+    assert_eq!(server.put(json!({"kind": "Service", "metadata": {"name": "x"}})), 0);
+    assert!(server.try_put(json!({"kind": "Pod", "metadata": {"name": "x"}})).is_err());
+    assert_eq!(server.resource_version(), 1);
+    assert_eq!(server.put(namespace("a")), 2);
+    assert_eq!(server.get("Namespace", None, "a").unwrap()["metadata"]["resourceVersion"], "2");
+    assert_eq!(server.delete("Pod", Some("a"), "missing"), None);
+    assert_eq!(server.delete("Namespace", None, "a"), Some(3));
+    assert_eq!(server.open_watches(), 0);
+    assert!(server.requests().is_empty());
+}
+
+/// Sends a raw HTTP/1.1 request and returns the response bytes read until `stop` holds or the server closes.
+fn raw_watch(server: &FakeApiServer, query: &str, stop: impl Fn(&str) -> bool) -> (std::net::TcpStream, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(server.addr()).unwrap();
+    conn.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    write!(conn, "GET /api/v1/pods?{query} HTTP/1.1\r\nHost: fakeapi\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !stop(&text) {
+        let n = conn.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        text.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+    }
+    (conn, text)
+}
+
+#[test]
+fn on_the_wire_a_timeout_ends_the_chunked_body_and_drop_watches_cuts_it() {
+    use std::io::Read;
+    let server = FakeApiServer::start().unwrap();
+    server.put(pod("a", "web", "v1"));
+
+    let (_, ended) = raw_watch(&server, "watch=true&resourceVersion=1&timeoutSeconds=1", |t| t.ends_with("0\r\n\r\n"));
+    assert!(ended.starts_with("HTTP/1.1 200 OK\r\n"), "{ended}");
+    assert!(ended.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{ended}");
+    assert!(ended.contains(r#"{"type":"ADDED","object":{"#), "{ended}");
+    assert!(ended.ends_with("0\r\n\r\n"), "a clean end of the body: {ended}");
+
+    let (mut conn, mut cut) = raw_watch(&server, "watch=1&resourceVersion=1", |t| t.contains("\"ADDED\""));
+    server.drop_watches();
+    conn.read_to_string(&mut cut).unwrap();
+    assert!(cut.contains("\"ADDED\""), "{cut}");
+    assert!(!cut.ends_with("0\r\n\r\n"), "the body must be cut short: {cut}");
+}
