@@ -475,6 +475,10 @@ impl Loader {
             let id = self.pods.len() as PodId;
             if let Some(&other) = self.ip_owner.get(ip) {
                 let other = &self.pods[other as usize];
+                // hostNetwork pods share their node's IP: expected, not worth a warning.
+                if host_network || other.host_network {
+                    continue;
+                }
                 let msg =
                     format!("IP {ip} is also the IP of pod {}/{}", self.namespaces[other.ns as usize].name, other.name);
                 self.diag(Severity::Warning, origin.clone(), Some(label.clone()), Some("status.podIP".into()), msg);

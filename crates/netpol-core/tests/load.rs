@@ -1367,3 +1367,23 @@ fn parse_selector_validates_like_manifests() {
         parse_selector(&serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Foo"}]}), "sel").unwrap_err();
     assert_eq!(bad[0].0, "sel.matchExpressions[0].operator");
 }
+
+#[test]
+fn a_shared_pod_ip_warns_unless_a_pod_uses_the_host_network() {
+    let pods = |host_a: bool, host_b: bool| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: a, namespace: n}}\nspec: {{hostNetwork: {host_a}}}\n\
+             status: {{podIP: 10.0.0.1}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: b, namespace: n}}\n\
+             spec: {{hostNetwork: {host_b}}}\nstatus: {{podIP: 10.0.0.1}}\n"
+        )
+    };
+    let warnings = |l: &Loaded| l.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count();
+    let both_pods = load_str("t", &pods(false, false));
+    assert_eq!(warnings(&both_pods), 1, "{:?}", both_pods.diagnostics);
+    assert!(both_pods.diagnostics[0].message.contains("also the IP of pod n/a"));
+    for (a, b) in [(true, true), (true, false), (false, true)] {
+        let l = load_str("t", &pods(a, b));
+        assert_eq!(warnings(&l), 0, "hostNetwork {a}/{b}: {:?}", l.diagnostics);
+        assert_eq!(l.cluster.pods.len(), 2);
+    }
+}

@@ -7,11 +7,13 @@ pub mod diff_cmd;
 pub mod input;
 pub mod lab_cmd;
 pub mod lint_cmd;
+pub mod live;
 pub mod locate;
 pub mod matrix_out;
 pub mod query;
 pub mod serve;
 pub mod style;
+pub mod ui;
 
 use clap::ValueEnum;
 

@@ -5,14 +5,15 @@
 //! command); 2 usage error, unreadable input, or invalid manifests with `--strict`.
 
 use netpol::{
-    assert_cmd, describe, diff_cmd, input, lab_cmd, lint_cmd, matrix_out, query, serve, style, MatrixFormat,
+    assert_cmd, describe, diff_cmd, input, lab_cmd, lint_cmd, live, matrix_out, query, serve, style, MatrixFormat,
     TableOrJson,
 };
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(name = "netpol", version, about = "What do these Kubernetes NetworkPolicies really allow, and why?")]
@@ -25,6 +26,57 @@ struct Cli {
     strict: bool,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// A live cluster as the input, instead of `-f` manifests.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct ClusterArgs {
+    /// Read Namespaces, Pods and NetworkPolicies from the API server of this kubeconfig instead of -f ($KUBECONFIG
+    /// is used when neither -f nor --kubeconfig is given).
+    #[arg(long, value_name = "PATH", env = "KUBECONFIG", hide_env_values = true)]
+    kubeconfig: Option<String>,
+    /// The kubeconfig context (default: its current context); without --kubeconfig or $KUBECONFIG, of
+    /// ~/.kube/config.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// Read from the cluster this runs in, with the pod's service account.
+    #[arg(long)]
+    in_cluster: bool,
+}
+
+/// Where a command reads the cluster from.
+enum Inputs {
+    Files(Vec<String>),
+    Cluster(live::Source),
+}
+
+/// `-f` or a cluster, never both. `kubeconfig_on_cli`: `--kubeconfig` was typed (not taken from $KUBECONFIG,
+/// which only applies when `-f` is not given).
+fn inputs(files: Vec<String>, c: ClusterArgs, kubeconfig_on_cli: bool) -> anyhow::Result<Inputs> {
+    let cluster_flags = kubeconfig_on_cli || c.context.is_some();
+    if c.in_cluster {
+        if !files.is_empty() || cluster_flags {
+            anyhow::bail!("--in-cluster cannot be combined with -f, --kubeconfig or --context");
+        }
+        return Ok(Inputs::Cluster(live::Source::InCluster));
+    }
+    if !files.is_empty() {
+        if cluster_flags {
+            anyhow::bail!("give the input either with -f or with --kubeconfig/--context, not both");
+        }
+        return Ok(Inputs::Files(files));
+    }
+    if c.kubeconfig.is_some() || c.context.is_some() {
+        let paths = c
+            .kubeconfig
+            .map(|k| std::env::split_paths(&k).filter(|p| !p.as_os_str().is_empty()).collect())
+            .unwrap_or_default();
+        return Ok(Inputs::Cluster(live::Source::Kubeconfig { paths, context: c.context }));
+    }
+    anyhow::bail!(
+        "no input: give manifests with -f FILE|DIR|- (repeatable), or a cluster with --kubeconfig PATH, --context NAME \
+         or --in-cluster"
+    )
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -78,8 +130,10 @@ enum Cmd {
     /// Answer flows given as JSON Lines (stdin or --flows): one output line per input line, with a verdict.
     Query {
         /// Manifests: files, directories (recursive) or - for stdin. Repeatable.
-        #[arg(short = 'f', long = "filename", required = true)]
+        #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// JSON Lines file of flows (default: stdin).
         #[arg(long)]
         flows: Option<String>,
@@ -92,8 +146,10 @@ enum Cmd {
     },
     /// Explain the verdict of one flow: which policies isolate each side and which rule allows, or why none.
     Explain {
-        #[arg(short = 'f', long = "filename", required = true)]
+        #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// Source: namespace/pod, pod (in -n), or an IP address.
         src: String,
         /// Destination: namespace/pod, pod (in -n), or an IP address.
@@ -107,8 +163,10 @@ enum Cmd {
     },
     /// Pod-to-pod connectivity for given ports, or over the whole port space.
     Matrix {
-        #[arg(short = 'f', long = "filename", required = true)]
+        #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// PORT[/PROTOCOL], repeatable. Without it: allowed port ranges over the whole port space.
         #[arg(long = "port")]
         ports: Vec<String>,
@@ -167,6 +225,8 @@ enum Cmd {
     Lint {
         #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: lint_cmd::LintFormat,
         /// Exit with status 1 when a finding is at or above this severity.
@@ -212,8 +272,11 @@ enum Cmd {
     },
     /// Serve the engine over HTTP: JSON API (OpenAPI at /api/v1/openapi.json), /healthz, Prometheus /metrics.
     Serve {
-        #[arg(short = 'f', long = "filename", required = true)]
+        #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
+        /// Without -f: list and watch this cluster, keeping the model current with every event.
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
@@ -226,8 +289,10 @@ enum Cmd {
     },
     /// Which policies select each pod, and whether it is isolated per direction.
     Describe {
-        #[arg(short = 'f', long = "filename", required = true)]
+        #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// namespace/pod (default: every pod, or every pod of -n).
         pod: Option<String>,
         #[arg(short = 'n', long)]
@@ -238,9 +303,10 @@ enum Cmd {
 }
 
 fn init_tracing(verbose: u8) {
+    // kube-client logs every failed request at error level; netpol reports those errors itself.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,kube_client::client::builder=off",
+        1 => "info,kube_client::client::builder=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -253,9 +319,14 @@ fn init_tracing(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `--kubeconfig` typed on the command line, as opposed to taken from $KUBECONFIG.
+    let kubeconfig_on_cli = matches.subcommand().is_some_and(|(_, m)| {
+        m.try_contains_id("kubeconfig").is_ok() && m.value_source("kubeconfig") == Some(ValueSource::CommandLine)
+    });
     init_tracing(cli.verbose);
-    match run(cli) {
+    match run(cli, kubeconfig_on_cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -276,11 +347,45 @@ fn load(files: &[String], strict: bool) -> anyhow::Result<Result<input::Input, E
     Ok(Ok(inp))
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Lists the cluster and loads it like manifests: diagnostics, `--strict`, and on stderr which server and
+/// resourceVersions the answers come from.
+fn load_cluster(source: &live::Source, strict: bool) -> anyhow::Result<Result<input::Input, ExitCode>> {
+    let (loaded, from) = live::snapshot_blocking(source)?;
+    let mut invalid = 0;
+    for d in &loaded.diagnostics {
+        eprintln!("{d}");
+        if d.severity == netpol_core::load::Severity::Error {
+            invalid += 1;
+        }
+    }
+    eprintln!("netpol: {from}");
+    if invalid > 0 {
+        if strict {
+            eprintln!("error: {invalid} invalid object(s) in the cluster (--strict)");
+            return Ok(Err(ExitCode::from(2)));
+        }
+        eprintln!("warning: {invalid} invalid object(s) were skipped; the answers below ignore them");
+    }
+    let t = std::time::Instant::now();
+    let engine = netpol_core::compile::Engine::new(loaded.cluster);
+    tracing::info!(elapsed = ?t.elapsed(), stats = ?engine.stats(), "compiled");
+    Ok(Ok(input::Input { engine, invalid }))
+}
+
+/// [`load`] or [`load_cluster`].
+fn load_from(inputs: &Inputs, strict: bool) -> anyhow::Result<Result<input::Input, ExitCode>> {
+    match inputs {
+        Inputs::Files(files) => load(files, strict),
+        Inputs::Cluster(source) => load_cluster(source, strict),
+    }
+}
+
+fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
     let strict = cli.strict;
     match cli.cmd {
-        Cmd::Query { files, flows, explain, namespace } => {
-            let inp = match load(&files, strict)? {
+        Cmd::Query { files, cluster, flows, explain, namespace } => {
+            let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
+            let inp = match load_from(&inputs, strict)? {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
             };
@@ -304,8 +409,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Explain { files, src, dst, port, namespace, output } => {
-            let inp = match load(&files, strict)? {
+        Cmd::Explain { files, cluster, src, dst, port, namespace, output } => {
+            let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
+            let inp = match load_from(&inputs, strict)? {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
             };
@@ -320,8 +426,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Matrix { files, ports, namespace, output } => {
-            let inp = match load(&files, strict)? {
+        Cmd::Matrix { files, cluster, ports, namespace, output } => {
+            let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
+            let inp = match load_from(&inputs, strict)? {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
             };
@@ -432,18 +539,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Lint { files, output, fail_on, disable, config, list } => {
+        Cmd::Lint { files, cluster, output, fail_on, disable, config, list } => {
             let stdout = std::io::stdout();
             if list {
                 lint_cmd::list(&mut stdout.lock())?;
                 return Ok(ExitCode::SUCCESS);
             }
-            if files.is_empty() {
-                anyhow::bail!("give the manifests with -f (or use --list)");
-            }
+            let inputs =
+                inputs(files, cluster, kubeconfig_on_cli).map_err(|e| anyhow::anyhow!("{e} (or use --list)"))?;
             let mut cfg = lint_cmd::load_config(config.as_deref())?;
             cfg.disable.extend(disable);
-            let inp = match load(&files, strict)? {
+            let inp = match load_from(&inputs, strict)? {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
             };
@@ -469,12 +575,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = assert_cmd::run(&inp.engine, &assertions, output, &mut stdout.lock())?;
             Ok(ExitCode::from(code))
         }
-        Cmd::Serve { files, listen, body_limit, watch } => {
-            serve::serve_blocking(serve::ServeOptions { files, listen, body_limit, watch })?;
+        Cmd::Serve { files, cluster, listen, body_limit, watch } => {
+            let (files, cluster) = match inputs(files, cluster, kubeconfig_on_cli)? {
+                Inputs::Files(files) => (files, None),
+                Inputs::Cluster(_) if watch => {
+                    anyhow::bail!("--watch reloads -f manifests; a cluster is always watched")
+                }
+                Inputs::Cluster(source) => (Vec::new(), Some(source)),
+            };
+            serve::serve_blocking(serve::ServeOptions { files, cluster, listen, body_limit, watch })?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Describe { files, pod, namespace, output } => {
-            let inp = match load(&files, strict)? {
+        Cmd::Describe { files, cluster, pod, namespace, output } => {
+            let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
+            let inp = match load_from(&inputs, strict)? {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
             };

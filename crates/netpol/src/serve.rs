@@ -4,15 +4,18 @@
 //! The loaded model (engine, revision, load time, diagnostics) sits behind an [`arc_swap::ArcSwap`]: a request
 //! takes one snapshot when it arrives and answers everything from it, and a reload swaps the whole model at
 //! once, so an answer comes from the old model or the new one, never a mix. Every response carries the revision
-//! of the model that produced it in `X-Netpol-Revision`.
+//! of the model that produced it in `X-Netpol-Revision`. With a live cluster ([`crate::live`]) the model is
+//! published by the watch task after each batch of events, and `X-Netpol-Resource-Version` carries the
+//! Kubernetes resourceVersions it reflects.
 //!
 //! Routes: `POST /api/v1/query`, `GET /api/v1/explain`, `GET /api/v1/matrix`, `GET /api/v1/lint`,
-//! `GET /api/v1/pods`, `GET /api/v1/policies`, `GET /api/v1/openapi.json`, `GET /healthz`, `GET /metrics`.
+//! `GET /api/v1/diagnostics`, `GET /api/v1/pods`, `GET /api/v1/policies`, `GET /api/v1/openapi.json`,
+//! `GET /healthz`, `GET /metrics`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,9 +45,13 @@ pub const MAX_MATRIX_PODS: usize = 2000;
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 /// The revision header.
 pub const REVISION_HEADER: &str = "x-netpol-revision";
+/// With a live cluster: the highest resourceVersion applied per kind (`pods=…,networkpolicies=…,namespaces=…`).
+pub const RESOURCE_VERSION_HEADER: &str = "x-netpol-resource-version";
 
 pub struct ServeOptions {
     pub files: Vec<String>,
+    /// Read the model from this cluster (list + watch) instead of `files`.
+    pub cluster: Option<crate::live::Source>,
     pub listen: SocketAddr,
     pub body_limit: usize,
     pub watch: bool,
@@ -59,9 +66,34 @@ pub struct Model {
     pub compile_seconds: f64,
     pub diagnostics: Vec<Diagnostic>,
     lint: OnceLock<Vec<Finding>>,
+    /// Live clusters: the resourceVersions this model reflects; advanced in place by events that change nothing
+    /// the engine sees.
+    resource_version: Mutex<Option<String>>,
 }
 
 impl Model {
+    /// A model for [`AppState::publish`], which sets its revision.
+    pub fn new(engine: Engine, compile_seconds: f64, diagnostics: Vec<Diagnostic>) -> Model {
+        Model {
+            engine,
+            revision: 0,
+            loaded_at: SystemTime::now(),
+            compile_seconds,
+            diagnostics,
+            lint: OnceLock::new(),
+            resource_version: Mutex::new(None),
+        }
+    }
+
+    /// Live clusters: `pods=…,networkpolicies=…,namespaces=…`, the resourceVersions the model reflects.
+    pub fn resource_version(&self) -> Option<String> {
+        self.resource_version.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_resource_version(&self, rv: String) {
+        *self.resource_version.lock().unwrap_or_else(|e| e.into_inner()) = Some(rv);
+    }
+
     fn findings(&self) -> &[Finding] {
         self.lint.get_or_init(|| lint::lint(&self.engine, &lint::Config::default()))
     }
@@ -93,6 +125,9 @@ struct Inner {
     metrics: Metrics,
     /// Serialises reloads, so revisions are handed out in order.
     reload_lock: Mutex<()>,
+    /// False until a live source published its first model: `/healthz` and the API answer 503.
+    ready: AtomicBool,
+    live: Option<Arc<crate::live::LiveMetrics>>,
 }
 
 /// Shared state of the server: the current model, the inputs to reload it from, metrics.
@@ -111,14 +146,7 @@ fn build_model(files: &[String], revision: u64) -> anyhow::Result<Model> {
     let engine = Engine::new(loaded.cluster);
     let compile_seconds = t.elapsed().as_secs_f64();
     tracing::info!(revision, compile_seconds, stats = ?engine.stats(), "model loaded");
-    Ok(Model {
-        engine,
-        revision,
-        loaded_at: SystemTime::now(),
-        compile_seconds,
-        diagnostics: loaded.diagnostics,
-        lint: OnceLock::new(),
-    })
+    Ok(Model { revision, ..Model::new(engine, compile_seconds, loaded.diagnostics) })
 }
 
 impl AppState {
@@ -131,9 +159,47 @@ impl AppState {
                 files: files.to_vec(),
                 metrics: Metrics::default(),
                 reload_lock: Mutex::new(()),
+                ready: AtomicBool::new(true),
+                live: None,
             }),
             body_limit: DEFAULT_BODY_LIMIT,
         })
+    }
+
+    /// A state for a live cluster at `server`: an empty model at revision 0 until [`crate::live::run`] publishes
+    /// the first full list (`/healthz` and the API answer 503 until then).
+    pub fn live(server: &str) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                model: ArcSwap::from_pointee(Model::new(Engine::new(Default::default()), 0.0, Vec::new())),
+                files: Vec::new(),
+                metrics: Metrics::default(),
+                reload_lock: Mutex::new(()),
+                ready: AtomicBool::new(false),
+                live: Some(Arc::new(crate::live::LiveMetrics::new(server))),
+            }),
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// Publishes `model` as the next revision (atomically, like a reload) and returns that revision.
+    pub fn publish(&self, mut model: Model) -> u64 {
+        let _guard = self.inner.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        model.revision = self.inner.model.load().revision + 1;
+        let revision = model.revision;
+        self.inner.model.store(Arc::new(model));
+        self.inner.ready.store(true, Ordering::Release);
+        revision
+    }
+
+    /// Whether a model is loaded (always with files; after the first full list with a live cluster).
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// The live source's counters, when the model comes from a cluster.
+    pub fn live_metrics(&self) -> Option<Arc<crate::live::LiveMetrics>> {
+        self.inner.live.clone()
     }
 
     /// The same state with another request body limit (bytes; default [`DEFAULT_BODY_LIMIT`]), for [`router`].
@@ -197,7 +263,7 @@ pub struct ApiError {
     pub field: Option<String>,
 }
 
-struct Failure(StatusCode, ApiError);
+pub(crate) struct Failure(pub(crate) StatusCode, pub(crate) ApiError);
 
 impl Failure {
     fn new(status: StatusCode, field: &str, error: impl Into<String>) -> Failure {
@@ -518,7 +584,10 @@ pub struct WhatIf {
 }
 
 /// The cluster with the request's changes, or a 4xx naming the field at fault.
-fn what_if_cluster(base: &netpol_core::model::Cluster, req: WhatIf) -> Result<netpol_core::model::Cluster, Failure> {
+pub(crate) fn what_if_cluster(
+    base: &netpol_core::model::Cluster,
+    req: WhatIf,
+) -> Result<netpol_core::model::Cluster, Failure> {
     use netpol_core::model::{Namespace, Origin};
     let mut c = base.clone();
     for (i, d) in req.delete.iter().enumerate() {
@@ -613,6 +682,17 @@ async fn whatif_handler(
 async fn lint_handler(Extension(model): Extension<Arc<Model>>) -> Result<Response, Failure> {
     let task = tokio::task::spawn_blocking(move || Json(model.findings()).into_response());
     task.await.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "lint", e.to_string()))
+}
+
+// ---- diagnostics ----
+
+/// Invalid objects left out of the model (and loader warnings), with their origin: file, document and List item,
+/// or for a live cluster `cluster:KIND/NAMESPACE/NAME`.
+#[utoipa::path(get, path = "/api/v1/diagnostics",
+    responses((status = 200, description = "the diagnostics, as `{severity, origin, object, field, message}`",
+        body = Vec<Object>)))]
+async fn diagnostics_handler(Extension(model): Extension<Arc<Model>>) -> Response {
+    Json(&model.diagnostics).into_response()
 }
 
 // ---- pods ----
@@ -744,10 +824,16 @@ async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<P
 
 // ---- health, metrics, openapi ----
 
-/// Liveness: `ok` once a model is loaded.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ok", body = String, content_type = "text/plain")))]
-async fn healthz() -> &'static str {
-    "ok"
+/// Readiness: `ok` once a model is loaded (with a live cluster: after the first full list of every kind).
+#[utoipa::path(get, path = "/healthz", responses(
+    (status = 200, description = "ok", body = String, content_type = "text/plain"),
+    (status = 503, description = "live cluster not listed yet", body = String, content_type = "text/plain")))]
+async fn healthz(State(state): State<AppState>) -> Response {
+    if state.is_ready() {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the first full list of the cluster").into_response()
+    }
 }
 
 fn write_metrics(state: &AppState, model: &Model) -> String {
@@ -802,6 +888,9 @@ fn write_metrics(state: &AppState, model: &Model) -> String {
     let _ = writeln!(s, "# TYPE netpol_reloads_total counter");
     let _ = writeln!(s, "netpol_reloads_total{{result=\"ok\"}} {}", m.reloads_ok.load(Ordering::Relaxed));
     let _ = writeln!(s, "netpol_reloads_total{{result=\"error\"}} {}", m.reloads_failed.load(Ordering::Relaxed));
+    if let Some(live) = &state.inner.live {
+        live.write(&mut s);
+    }
     s
 }
 
@@ -825,12 +914,23 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         explain_handler,
         matrix_handler,
         lint_handler,
+        diagnostics_handler,
         whatif_handler,
         pods_handler,
         policies_handler,
         openapi_handler,
         healthz,
-        metrics_handler
+        metrics_handler,
+        crate::ui::ui_index,
+        crate::ui::ui_style,
+        crate::ui::ui_app,
+        crate::ui::ui_graph,
+        crate::ui::ui_panels,
+        crate::ui::ui_api,
+        crate::ui::ui_icon,
+        crate::ui::graph_handler,
+        crate::ui::graph_whatif_handler,
+        crate::ui::manifest_handler
     ),
     components(schemas(
         ApiError,
@@ -842,7 +942,18 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         Isolation,
         PolicyInfo,
         RuleCounts,
-        WhatIf
+        WhatIf,
+        crate::ui::UiError,
+        crate::ui::GraphResponse,
+        crate::ui::GraphNode,
+        crate::ui::GraphEdge,
+        crate::ui::NodeIsolation,
+        crate::ui::PortUse,
+        crate::ui::Grouping,
+        crate::ui::GraphWhatIfResponse,
+        crate::ui::WhatIfEdge,
+        crate::ui::EdgeChange,
+        crate::ui::AppliedPolicy
     ))
 )]
 struct ApiDoc;
@@ -861,18 +972,21 @@ async fn openapi_handler() -> Json<utoipa::openapi::OpenApi> {
 // ---- router ----
 
 fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
-    vec![
+    let mut routes = vec![
         (Method::POST, "/api/v1/query", post(query_handler)),
         (Method::GET, "/api/v1/explain", get(explain_handler)),
         (Method::GET, "/api/v1/matrix", get(matrix_handler)),
         (Method::GET, "/api/v1/lint", get(lint_handler)),
+        (Method::GET, "/api/v1/diagnostics", get(diagnostics_handler)),
         (Method::POST, "/api/v1/whatif", post(whatif_handler)),
         (Method::GET, "/api/v1/pods", get(pods_handler)),
         (Method::GET, "/api/v1/policies", get(policies_handler)),
         (Method::GET, "/api/v1/openapi.json", get(openapi_handler)),
         (Method::GET, "/healthz", get(healthz)),
         (Method::GET, "/metrics", get(metrics_handler)),
-    ]
+    ];
+    routes.extend(crate::ui::route_table());
+    routes
 }
 
 /// The routes the router serves, as (method, path): what the OpenAPI document must cover.
@@ -885,11 +999,22 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
     let t = Instant::now();
     let model = state.inner.model.load_full();
     let revision = model.revision;
+    let resource_version = model.resource_version();
     req.extensions_mut().insert(model);
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let method = req.method().to_string();
-    let mut res = next.run(req).await;
+    let waiting =
+        !state.is_ready() && route.as_deref().is_some_and(|r| r.starts_with("/api/") && r != "/api/v1/openapi.json");
+    let mut res = if waiting {
+        let msg = "the cluster has not been listed yet: retry when /healthz answers ok";
+        Failure::new(StatusCode::SERVICE_UNAVAILABLE, "model", msg).into_response()
+    } else {
+        next.run(req).await
+    };
     res.headers_mut().insert(REVISION_HEADER, HeaderValue::from(revision));
+    if let Some(v) = resource_version.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        res.headers_mut().insert(RESOURCE_VERSION_HEADER, v);
+    }
     let status = res.status().as_u16();
     let route = route.unwrap_or_else(|| "unmatched".to_string());
     let m = &state.inner.metrics;
@@ -1001,25 +1126,42 @@ pub async fn watch(state: AppState, every: Duration) {
     }
 }
 
-/// Loads the manifests, binds `opts.listen` and serves until ctrl-c.
+/// Loads the manifests (or starts listing and watching the cluster), binds `opts.listen` and serves until ctrl-c.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
-    let files = opts.files.clone();
-    let state = tokio::task::spawn_blocking(move || AppState::from_files(&files))
-        .await
-        .context("loading task failed")??
-        .with_body_limit(opts.body_limit);
-    if opts.watch {
-        tokio::spawn(watch(state.clone(), Duration::from_secs(1)));
-    }
+    let state = match &opts.cluster {
+        Some(source) => {
+            let (client, server) = source.client().await?;
+            let state = AppState::live(&server).with_body_limit(opts.body_limit);
+            tokio::spawn(crate::live::run(state.clone(), client));
+            state
+        }
+        None => {
+            let files = opts.files.clone();
+            let state = tokio::task::spawn_blocking(move || AppState::from_files(&files))
+                .await
+                .context("loading task failed")??
+                .with_body_limit(opts.body_limit);
+            if opts.watch {
+                tokio::spawn(watch(state.clone(), Duration::from_secs(1)));
+            }
+            state
+        }
+    };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr().unwrap_or(opts.listen);
-    eprintln!(
-        "netpol: serving {} pod(s) on http://{addr} (revision {})",
-        state.model().engine.cluster.pods.len(),
-        state.revision()
-    );
+    match state.live_metrics() {
+        Some(live) => eprintln!(
+            "netpol: serving the cluster at {} on http://{addr} (listing and watching; /healthz is ok once listed)",
+            live.server()
+        ),
+        None => eprintln!(
+            "netpol: serving {} pod(s) on http://{addr} (revision {})",
+            state.model().engine.cluster.pods.len(),
+            state.revision()
+        ),
+    }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

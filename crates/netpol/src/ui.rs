@@ -1,0 +1,1295 @@
+//! The web UI of `netpol serve`: its static assets (embedded in the binary, served at `/` and `/ui/...`) and the
+//! endpoints written for it.
+//!
+//! - `GET /api/v1/graph`: the connectivity graph on one port. Nodes group pods (pods with the same namespace
+//!   and labels; coarser — by namespace and app label, then by namespace — when there are more than
+//!   `max_nodes`); an edge says how many ordered pod pairs between two nodes are allowed. Edges are computed
+//!   from the engine's class-level matrix ([`netpol_core::matrix`]): every (source class, destination class)
+//!   cell is checked once and weighted by the pods it covers, never pod pair by pod pair.
+//! - `POST /api/v1/graph/whatif`: the same graph before and after pasted NetworkPolicies (and deletions), edge
+//!   by edge, with the connectivity diff; validation errors name the field and the line of the pasted text.
+//! - `GET /api/v1/manifest`: a loaded policy as YAML, for the what-if editor.
+//!
+//! The assets are plain ES modules, CSS and Canvas 2D: no npm build step, so `cargo build` alone produces the
+//! binary. They are served with a restrictive Content-Security-Policy (same-origin scripts, styles and fetches
+//! only; no inline code, no frames).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Extension, Json};
+use netpol_core::compile::{Engine, IdentityId};
+use netpol_core::matrix::{Matrix, PsId};
+use netpol_core::model::{Cluster, Peer, PodId, Policy, PortMatch, Rule};
+use netpol_core::portset::Protocol;
+use netpol_core::selector::{check_label_key, check_label_value, Labels, Requirement, Selector};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::query::parse_port_proto;
+use crate::serve::{AppState, Model, WhatIf};
+
+/// Default largest number of nodes before the graph switches to a coarser grouping.
+pub const DEFAULT_MAX_NODES: usize = 300;
+/// Largest `max_nodes` a request may ask for.
+pub const MAX_MAX_NODES: usize = 5000;
+/// Pod names listed per node (the count is always exact).
+pub const MAX_POD_NAMES: usize = 200;
+/// Label keys that name a workload, most specific first: the "app" of the coarser grouping and a node's title.
+pub const WORKLOAD_KEYS: [&str; 6] = ["app.kubernetes.io/name", "app", "k8s-app", "name", "component", "tier"];
+
+/// Content-Security-Policy of the UI: everything from this origin only, nothing inline, no frames, no forms.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                       connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; \
+                       frame-ancestors 'none'";
+
+// ---- static assets ----
+
+/// FNV-1a, at compile time: the ETag of an embedded asset.
+const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+fn asset_response(headers: &HeaderMap, content_type: &'static str, body: &'static [u8], etag: u64) -> Response {
+    let etag = format!("\"{etag:016x}\"");
+    let fresh = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').any(|t| {
+            let t = t.trim();
+            t == etag || t == "*" || t.strip_prefix("W/") == Some(etag.as_str())
+        })
+    });
+    let mut res = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { body.into_response() };
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Revalidate every time: the binary (and so the assets) may change between two visits.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    res
+}
+
+/// One handler per embedded asset, each documented in the OpenAPI document (which must cover every route).
+macro_rules! assets {
+    ($( $handler:ident: $path:tt => $file:tt, $ctype:tt, $what:tt; )*) => {
+        $(
+            #[doc = concat!("The web UI: ", $what, ".")]
+            #[utoipa::path(get, path = $path, tag = "ui",
+                responses((status = 200, description = $what, body = String, content_type = $ctype),
+                          (status = 304, description = "not modified (`If-None-Match`)")))]
+            pub async fn $handler(headers: HeaderMap) -> Response {
+                const BODY: &[u8] = include_bytes!(concat!("../ui/", $file));
+                const ETAG: u64 = fnv1a(BODY);
+                asset_response(&headers, $ctype, BODY, ETAG)
+            }
+        )*
+
+        /// (path, file) of every embedded asset.
+        pub const ASSETS: &[(&str, &str)] = &[$( ($path, $file), )*];
+
+        fn asset_routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+            vec![$( (Method::GET, $path, get($handler)), )*]
+        }
+    };
+}
+
+assets! {
+    ui_index: "/" => "index.html", "text/html; charset=utf-8", "the page";
+    ui_style: "/ui/style.css" => "style.css", "text/css; charset=utf-8", "the style sheet";
+    ui_app: "/ui/app.js" => "app.js", "text/javascript; charset=utf-8", "the main ES module";
+    ui_graph: "/ui/graph.js" => "graph.js", "text/javascript; charset=utf-8", "the graph layout and canvas view";
+    ui_panels: "/ui/panels.js" => "panels.js", "text/javascript; charset=utf-8", "the side panels";
+    ui_api: "/ui/api.js" => "api.js", "text/javascript; charset=utf-8", "the API client";
+    ui_icon: "/ui/favicon.svg" => "favicon.svg", "image/svg+xml", "the icon";
+}
+
+/// The UI's routes (assets and endpoints), for `serve::route_table`.
+pub fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    let mut v = asset_routes();
+    v.push((Method::GET, "/api/v1/graph", get(graph_handler)));
+    v.push((Method::POST, "/api/v1/graph/whatif", post(graph_whatif_handler)));
+    v.push((Method::GET, "/api/v1/manifest", get(manifest_handler)));
+    v
+}
+
+// ---- errors and parameters ----
+
+/// Error body of the UI endpoints: the API's error (`error`, `field`), plus where in a pasted text it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UiError {
+    pub error: String,
+    /// The parameter or part at fault (`port`, `selector`, `body`; in a pasted policy, the field path inside
+    /// the document, such as `spec.ingress[0].ports[0].port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What-if: index of the pasted YAML document at fault (0-based).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<usize>,
+    /// What-if: 1-based line of the pasted text at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct UiFailure(StatusCode, UiError);
+
+impl UiFailure {
+    fn new(status: StatusCode, field: &str, error: impl Into<String>) -> UiFailure {
+        UiFailure(status, UiError { error: error.into(), field: Some(field.to_string()), document: None, line: None })
+    }
+    fn bad(field: &str, error: impl Into<String>) -> UiFailure {
+        UiFailure::new(StatusCode::BAD_REQUEST, field, error)
+    }
+    fn internal(e: impl std::fmt::Display) -> UiFailure {
+        UiFailure::new(StatusCode::INTERNAL_SERVER_ERROR, "server", e.to_string())
+    }
+}
+
+impl IntoResponse for UiFailure {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+type Params = Vec<(String, String)>;
+
+fn parse_params(q: Option<&str>) -> Result<Params, UiFailure> {
+    let q = q.unwrap_or("");
+    let uri = format!("/?{q}").parse().map_err(|_| UiFailure::bad("query", "invalid query string"))?;
+    axum::extract::Query::<Params>::try_from_uri(&uri)
+        .map(|p| p.0)
+        .map_err(|e| UiFailure::bad("query", format!("invalid query string: {e}")))
+}
+
+fn param<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
+    p.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+}
+
+/// Parses a label selector in kubectl syntax: `app=web`, `app!=web`, `tier in (a,b)`, `tier notin (a)`, `app`,
+/// `!app`, comma-separated (AND). Keys and values are checked as the API server checks labels.
+pub fn parse_selector(s: &str) -> Result<Selector, String> {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.checked_sub(1).ok_or_else(|| format!("unbalanced `)` in `{s}`"))?,
+            ',' if depth == 0 => {
+                terms.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err(format!("unbalanced `(` in `{s}`"));
+    }
+    terms.push(&s[start..]);
+    let key = |k: &str| -> Result<String, String> {
+        let k = k.trim();
+        check_label_key(k).map_err(|e| format!("invalid label key `{k}`: {e}"))?;
+        Ok(k.to_string())
+    };
+    let value = |v: &str| -> Result<String, String> {
+        let v = v.trim();
+        check_label_value(v).map_err(|e| format!("invalid label value `{v}`: {e}"))?;
+        Ok(v.to_string())
+    };
+    let mut reqs = Vec::new();
+    for t in terms.into_iter().map(str::trim) {
+        if t.is_empty() {
+            return Err(format!("empty requirement in `{s}`"));
+        }
+        let req = if let Some(k) = t.strip_prefix('!').filter(|k| !k.contains('=')) {
+            Requirement::DoesNotExist(key(k)?)
+        } else if let Some((k, v)) = t.split_once("!=") {
+            Requirement::NotIn(key(k)?, vec![value(v)?])
+        } else if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
+            Requirement::In(key(k)?, vec![value(v)?])
+        } else if let Some(open) = t.find('(') {
+            let (head, list) = t.split_at(open);
+            let list = list.strip_prefix('(').and_then(|l| l.strip_suffix(')')).ok_or_else(|| {
+                format!("invalid requirement `{t}`: expected `key in (v1,v2)` or `key notin (v1,v2)`")
+            })?;
+            let values = list.split(',').map(value).collect::<Result<Vec<_>, _>>()?;
+            let mut words = head.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some(k), Some("in"), None) => Requirement::In(key(k)?, values),
+                (Some(k), Some("notin"), None) => Requirement::NotIn(key(k)?, values),
+                _ => return Err(format!("invalid requirement `{t}`: expected `key in (...)` or `key notin (...)`")),
+            }
+        } else {
+            Requirement::Exists(key(t)?)
+        };
+        reqs.push(req);
+    }
+    Ok(Selector::from_requirements(reqs))
+}
+
+// ---- the graph ----
+
+/// How pods are grouped into nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Grouping {
+    /// Pods with the same namespace, labels and hostNetwork (a workload, normally).
+    Labels,
+    /// Pods with the same namespace and workload label (the first of [`WORKLOAD_KEYS`] they have).
+    App,
+    /// Pods of one namespace.
+    Namespace,
+}
+
+impl Grouping {
+    fn parse(s: &str) -> Option<Option<Grouping>> {
+        match s {
+            "auto" => Some(None),
+            "labels" => Some(Some(Grouping::Labels)),
+            "app" => Some(Some(Grouping::App)),
+            "namespace" => Some(Some(Grouping::Namespace)),
+            _ => None,
+        }
+    }
+    fn coarser(self) -> Option<Grouping> {
+        match self {
+            Grouping::Labels => Some(Grouping::App),
+            Grouping::App => Some(Grouping::Namespace),
+            Grouping::Namespace => None,
+        }
+    }
+}
+
+/// Which pods the caller is interested in: nodes holding such pods, and the nodes they connect with.
+#[derive(Clone, Debug, Default)]
+pub struct Focus {
+    pub namespace: Option<String>,
+    pub selector: Option<Selector>,
+}
+
+/// What a graph request asks for.
+#[derive(Clone, Debug)]
+pub struct GraphOptions {
+    pub port: u16,
+    pub protocol: Protocol,
+    pub focus: Focus,
+    /// `None`: the finest grouping with at most `max_nodes` nodes.
+    pub grouping: Option<Grouping>,
+    pub max_nodes: usize,
+}
+
+/// Isolation of a node's pods in one direction.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct NodeIsolation {
+    /// How many of the node's pods are isolated in this direction (0: none, `count`: all).
+    #[serde(rename = "isolatedPods")]
+    pub isolated_pods: usize,
+    /// `namespace/name` of the policies that isolate them, sorted.
+    pub policies: Vec<String>,
+}
+
+/// A node: a group of pods.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct GraphNode {
+    /// Stable across ports and what-if requests (built from the namespace and the grouping key).
+    pub id: String,
+    pub namespace: String,
+    /// A short title: the workload label's value, else the labels.
+    pub name: String,
+    /// Labels every pod of the node has.
+    pub labels: BTreeMap<String, String>,
+    /// Pod names (without namespace), sorted; at most 200 (see `count`).
+    pub pods: Vec<String>,
+    /// Number of pods.
+    pub count: usize,
+    /// Pods with hostNetwork (policies do not apply to them).
+    #[serde(rename = "hostNetwork")]
+    pub host_network: usize,
+    /// Whether the node matches the request's namespace/selector (false: shown because it connects with one).
+    pub focus: bool,
+    pub ingress: NodeIsolation,
+    pub egress: NodeIsolation,
+}
+
+/// Connectivity from one node to another on the requested port.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct GraphEdge {
+    pub src: String,
+    pub dst: String,
+    /// Ordered pairs of distinct pods (source pod in `src`, destination pod in `dst`) that may connect.
+    pub pairs: u64,
+    /// All ordered pairs of distinct pods between the two nodes: `pairs == total` means every pod may.
+    pub total: u64,
+    /// One allowed pair (`namespace/pod`), to explain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example: Option<[String; 2]>,
+}
+
+/// A container port of the cluster, with how many pods declare it: what the port picker offers.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PortUse {
+    /// `PORT/PROTOCOL`.
+    pub port: String,
+    /// The container port names used for it (`http`), sorted.
+    pub names: Vec<String>,
+    pub pods: usize,
+}
+
+/// The connectivity graph on one port.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct GraphResponse {
+    pub port: u16,
+    #[schema(value_type = String)]
+    pub protocol: Protocol,
+    /// The grouping used (the finest with at most `max_nodes` nodes, unless one was asked for).
+    pub grouping: Grouping,
+    /// Pods in the cluster.
+    #[serde(rename = "totalPods")]
+    pub total_pods: usize,
+    /// Pods of focus nodes (all, without namespace/selector).
+    #[serde(rename = "focusPods")]
+    pub focus_pods: usize,
+    /// Nodes sorted by namespace, name and id.
+    pub nodes: Vec<GraphNode>,
+    /// Edges with at least one allowed pair, at least one end in a focus node; sorted by source, destination.
+    pub edges: Vec<GraphEdge>,
+    /// Every namespace, sorted (for the namespace filter).
+    pub namespaces: Vec<String>,
+    /// Container ports, most used first (at most 40).
+    pub ports: Vec<PortUse>,
+    /// Time the server spent computing this answer (matrix and grouping), in milliseconds.
+    #[serde(rename = "computeMs")]
+    pub compute_ms: f64,
+}
+
+/// The nodes of one grouping over one engine's identities.
+struct Nodes {
+    /// Node of each identity (`u32::MAX`: the identity has no pods).
+    of_identity: Vec<u32>,
+    /// Nodes in id order (sorted later for output).
+    list: Vec<NodeAcc>,
+}
+
+struct NodeAcc {
+    id: String,
+    ns: String,
+    title: String,
+    identities: Vec<IdentityId>,
+    count: usize,
+    focus: bool,
+}
+
+fn workload_label(labels: &Labels) -> Option<(&str, &str)> {
+    WORKLOAD_KEYS.iter().find_map(|k| labels.get(*k).map(|v| (*k, v.as_str())))
+}
+
+fn labels_text(labels: &Labels) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+fn identity_focus(e: &Engine, i: IdentityId, focus: &Focus) -> bool {
+    let ident = &e.identities[i as usize];
+    focus.namespace.as_deref().is_none_or(|n| e.cluster.ns_name(ident.ns) == n)
+        && focus.selector.as_ref().is_none_or(|s| s.matches(&e.label_sets[ident.labels as usize]))
+}
+
+fn group(e: &Engine, grouping: Grouping, focus: &Focus) -> Nodes {
+    let mut index: HashMap<String, u32> = HashMap::new();
+    let mut list: Vec<NodeAcc> = Vec::new();
+    let mut of_identity = vec![u32::MAX; e.identities.len()];
+    for (i, ident) in e.identities.iter().enumerate() {
+        if ident.pods.is_empty() {
+            continue;
+        }
+        let ns = e.cluster.ns_name(ident.ns);
+        let labels = &e.label_sets[ident.labels as usize];
+        let (id, title) = match grouping {
+            Grouping::Labels => {
+                let text = labels_text(labels);
+                let host = if ident.host_network { " +hostNetwork" } else { "" };
+                let title = match workload_label(labels) {
+                    Some((_, v)) => v.to_string(),
+                    None if labels.is_empty() => "(no labels)".to_string(),
+                    None => text.clone(),
+                };
+                (format!("{ns}/{{{text}}}{host}"), format!("{title}{host}"))
+            }
+            Grouping::App => match workload_label(labels) {
+                Some((k, v)) => (format!("{ns}/{k}={v}"), v.to_string()),
+                None => (format!("{ns}/*"), "(no app label)".to_string()),
+            },
+            Grouping::Namespace => (ns.to_string(), ns.to_string()),
+        };
+        let n = *index.entry(id.clone()).or_insert_with(|| {
+            list.push(NodeAcc { id, ns: ns.to_string(), title, identities: Vec::new(), count: 0, focus: false });
+            (list.len() - 1) as u32
+        });
+        let node = &mut list[n as usize];
+        node.identities.push(i as IdentityId);
+        node.count += ident.pods.len();
+        node.focus |= identity_focus(e, i as IdentityId, focus);
+        of_identity[i] = n;
+    }
+    // Two nodes of a namespace with the same title: show their labels instead.
+    let mut titles: HashMap<(String, String), usize> = HashMap::new();
+    for n in &list {
+        *titles.entry((n.ns.clone(), n.title.clone())).or_default() += 1;
+    }
+    for n in &mut list {
+        if titles.get(&(n.ns.clone(), n.title.clone())).copied().unwrap_or(0) > 1 {
+            if let Some(&first) = n.identities.first() {
+                let labels = labels_text(&e.label_sets[e.identities[first as usize].labels as usize]);
+                n.title = if labels.is_empty() { "(no labels)".to_string() } else { labels };
+            }
+        }
+    }
+    Nodes { of_identity, list }
+}
+
+/// Allowed pod pairs between nodes, and an example pair per edge.
+struct EdgeAcc {
+    pairs: u64,
+    example: Option<(PodId, PodId)>,
+}
+
+/// One side of a matrix class restricted to one node: the node, its pods in the class, the identities.
+struct Part {
+    node: u32,
+    pods: u64,
+    identities: Vec<IdentityId>,
+}
+
+fn parts(classes: &[Vec<IdentityId>], nodes: &Nodes, e: &Engine) -> Vec<Vec<Part>> {
+    classes
+        .iter()
+        .map(|class| {
+            let mut v: Vec<Part> = Vec::new();
+            for &i in class {
+                let node = nodes.of_identity[i as usize];
+                if node == u32::MAX {
+                    continue;
+                }
+                let pods = e.identities[i as usize].pods.len() as u64;
+                match v.iter_mut().find(|p| p.node == node) {
+                    Some(p) => {
+                        p.pods += pods;
+                        p.identities.push(i);
+                    }
+                    None => v.push(Part { node, pods, identities: vec![i] }),
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+/// Two distinct pods, one from each list of identities, if there are any.
+fn example(e: &Engine, src: &[IdentityId], dst: &[IdentityId]) -> Option<(PodId, PodId)> {
+    for &a in src.iter().take(4) {
+        let pa = *e.identities[a as usize].pods.first()?;
+        for &b in dst.iter().take(4) {
+            let pods = &e.identities[b as usize].pods;
+            if let Some(&pb) = pods.iter().find(|&&p| p != pa) {
+                return Some((pa, pb));
+            }
+        }
+    }
+    None
+}
+
+/// Edges between nodes on one port: every (source class, destination class) cell of the matrix is tested once
+/// and weighted by the pods of each node in the two classes; pods paired with themselves are subtracted. Only
+/// pairs with a focus node at one end are kept.
+fn edges(e: &Engine, m: &mut Matrix, nodes: &Nodes, proto: Protocol, port: u16) -> BTreeMap<(u32, u32), EdgeAcc> {
+    let focus: Vec<bool> = nodes.list.iter().map(|n| n.focus).collect();
+    let src_parts = parts(&m.src_classes, nodes, e);
+    let dst_parts = parts(&m.dst_classes, nodes, e);
+    // Per destination class: (source class, node, pods) of the identities in it, whose self pairs the cells count.
+    let mut self_pairs: Vec<Vec<(usize, u32, u64)>> = vec![Vec::new(); m.dst_classes.len()];
+    for (d, class) in m.dst_classes.iter().enumerate() {
+        for &i in class {
+            let (Some(&s), node) = (m.src_class_of.get(&i), nodes.of_identity[i as usize]) else { continue };
+            if node != u32::MAX {
+                self_pairs[d].push((s as usize, node, e.identities[i as usize].pods.len() as u64));
+            }
+        }
+    }
+    // 0: unknown, 1: denied, 2: allowed; per interned port set.
+    let mut memo: Vec<u8> = Vec::new();
+    let mut out: BTreeMap<(u32, u32), EdgeAcc> = BTreeMap::new();
+    m.for_each_column(e, |d, col, ps| {
+        if memo.len() < ps.len() {
+            memo.resize(ps.len(), 0);
+        }
+        let mut allowed = |c: PsId| -> bool {
+            let slot = &mut memo[c as usize];
+            if *slot == 0 {
+                *slot = if ps.get(c).contains(proto, port) { 2 } else { 1 };
+            }
+            *slot == 2
+        };
+        let dparts = &dst_parts[d];
+        if dparts.is_empty() {
+            return;
+        }
+        let dst_focus = dparts.iter().any(|p| focus[p.node as usize]);
+        for (s, &c) in col.iter().enumerate() {
+            let sparts = &src_parts[s];
+            if sparts.is_empty() || (!dst_focus && !sparts.iter().any(|p| focus[p.node as usize])) || !allowed(c) {
+                continue;
+            }
+            for a in sparts {
+                for b in dparts {
+                    if !focus[a.node as usize] && !focus[b.node as usize] {
+                        continue;
+                    }
+                    let acc = out.entry((a.node, b.node)).or_insert(EdgeAcc { pairs: 0, example: None });
+                    acc.pairs += a.pods * b.pods;
+                    if acc.example.is_none() {
+                        acc.example = example(e, &a.identities, &b.identities);
+                    }
+                }
+            }
+        }
+        for &(s, node, pods) in &self_pairs[d] {
+            if focus[node as usize] && col.get(s).is_some_and(|&c| allowed(c)) {
+                if let Some(acc) = out.get_mut(&(node, node)) {
+                    acc.pairs = acc.pairs.saturating_sub(pods);
+                }
+            }
+        }
+    });
+    out.retain(|_, acc| acc.pairs > 0);
+    out
+}
+
+fn isolation(e: &Engine, n: &NodeAcc, ingress: bool) -> NodeIsolation {
+    let mut pods = 0;
+    let mut policies = BTreeSet::new();
+    for &i in &n.identities {
+        let ident = &e.identities[i as usize];
+        let pols = if ingress { &ident.ingress_policies } else { &ident.egress_policies };
+        if !pols.is_empty() {
+            pods += ident.pods.len();
+            policies.extend(pols.iter().map(|&p| e.cluster.policy_ref(p)));
+        }
+    }
+    NodeIsolation { isolated_pods: pods, policies: policies.into_iter().collect() }
+}
+
+fn node_out(e: &Engine, n: &NodeAcc) -> GraphNode {
+    let mut pods: Vec<&str> = Vec::with_capacity(n.count.min(MAX_POD_NAMES));
+    let mut common: Option<Labels> = None;
+    let mut host = 0;
+    for &i in &n.identities {
+        let ident = &e.identities[i as usize];
+        pods.extend(ident.pods.iter().map(|&p| e.cluster.pod(p).name.as_str()));
+        if ident.host_network {
+            host += ident.pods.len();
+        }
+        let labels = &e.label_sets[ident.labels as usize];
+        common = Some(match common {
+            None => labels.clone(),
+            Some(mut c) => {
+                c.retain(|k, v| labels.get(k) == Some(v));
+                c
+            }
+        });
+    }
+    pods.sort_unstable();
+    pods.truncate(MAX_POD_NAMES);
+    GraphNode {
+        id: n.id.clone(),
+        namespace: n.ns.clone(),
+        name: n.title.clone(),
+        labels: common.unwrap_or_default(),
+        pods: pods.into_iter().map(str::to_string).collect(),
+        count: n.count,
+        host_network: host,
+        focus: n.focus,
+        ingress: isolation(e, n, true),
+        egress: isolation(e, n, false),
+    }
+}
+
+/// The graph of one engine with one grouping: nodes (focus nodes and their neighbours) and edges, by node id.
+struct Computed {
+    nodes: BTreeMap<String, GraphNode>,
+    edges: BTreeMap<(String, String), GraphEdge>,
+}
+
+fn compute(e: &Engine, m: &mut Matrix, grouping: Grouping, opts: &GraphOptions) -> Computed {
+    let nodes = group(e, grouping, &opts.focus);
+    let raw = edges(e, m, &nodes, opts.protocol, opts.port);
+    let mut shown: BTreeSet<u32> =
+        nodes.list.iter().enumerate().filter(|(_, n)| n.focus).map(|(i, _)| i as u32).collect();
+    for &(a, b) in raw.keys() {
+        shown.insert(a);
+        shown.insert(b);
+    }
+    let out_nodes = shown.iter().map(|&i| &nodes.list[i as usize]).map(|n| (n.id.clone(), node_out(e, n))).collect();
+    let edges = raw
+        .into_iter()
+        .map(|((a, b), acc)| {
+            let (na, nb) = (&nodes.list[a as usize], &nodes.list[b as usize]);
+            let (ca, cb) = (na.count as u64, nb.count as u64);
+            let total = if a == b { ca * ca.saturating_sub(1) } else { ca * cb };
+            let example = acc.example.map(|(p, q)| [e.cluster.pod_ref(p), e.cluster.pod_ref(q)]);
+            (
+                (na.id.clone(), nb.id.clone()),
+                GraphEdge { src: na.id.clone(), dst: nb.id.clone(), pairs: acc.pairs, total, example },
+            )
+        })
+        .collect();
+    Computed { nodes: out_nodes, edges }
+}
+
+/// The finest grouping whose focus nodes fit `max_nodes` (the coarsest if none does).
+fn auto_grouping(e: &Engine, focus: &Focus, max_nodes: usize) -> Grouping {
+    let mut g = Grouping::Labels;
+    loop {
+        let n = group(e, g, focus).list.iter().filter(|n| n.focus).count();
+        match g.coarser() {
+            Some(next) if n > max_nodes => g = next,
+            _ => return g,
+        }
+    }
+}
+
+/// Chooses the grouping (when not given) and computes the graph; with auto grouping, a graph whose focus nodes
+/// and neighbours exceed `max_nodes` is recomputed one grouping coarser.
+fn compute_graph(e: &Engine, m: &mut Matrix, opts: &GraphOptions) -> (Grouping, Computed) {
+    let Some(g) = opts.grouping else {
+        let mut g = auto_grouping(e, &opts.focus, opts.max_nodes);
+        loop {
+            let c = compute(e, m, g, opts);
+            match g.coarser() {
+                Some(next) if c.nodes.len() > opts.max_nodes => g = next,
+                _ => return (g, c),
+            }
+        }
+    };
+    (g, compute(e, m, g, opts))
+}
+
+fn port_uses(e: &Engine) -> Vec<PortUse> {
+    let mut uses: BTreeMap<(Protocol, u16), (usize, BTreeSet<String>)> = BTreeMap::new();
+    for ident in &e.identities {
+        for cp in &ident.ports {
+            let u = uses.entry((cp.protocol, cp.port)).or_default();
+            u.0 += ident.pods.len();
+            if let Some(n) = &cp.name {
+                u.1.insert(n.clone());
+            }
+        }
+    }
+    let mut v: Vec<_> = uses.into_iter().collect();
+    v.sort_by(|(ka, (na, _)), (kb, (nb, _))| nb.cmp(na).then(ka.cmp(kb)));
+    v.into_iter()
+        .take(40)
+        .map(|((proto, port), (pods, names))| PortUse {
+            port: format!("{port}/{proto}"),
+            names: names.into_iter().collect(),
+            pods,
+        })
+        .collect()
+}
+
+fn namespaces(e: &Engine) -> Vec<String> {
+    let mut v: Vec<String> = e.cluster.namespaces.iter().map(|n| n.name.clone()).collect();
+    v.sort();
+    v
+}
+
+/// The graph on one port (see [`GraphResponse`]).
+pub fn graph(e: &Engine, opts: &GraphOptions) -> Result<GraphResponse, String> {
+    let t = Instant::now();
+    let mut m = e.matrix(None)?;
+    let (grouping, c) = compute_graph(e, &mut m, opts);
+    let focus_pods = c.nodes.values().filter(|n| n.focus).map(|n| n.count).sum();
+    Ok(GraphResponse {
+        port: opts.port,
+        protocol: opts.protocol,
+        grouping,
+        total_pods: e.identities.iter().map(|i| i.pods.len()).sum(),
+        focus_pods,
+        nodes: sorted_nodes(c.nodes),
+        edges: c.edges.into_values().collect(),
+        namespaces: namespaces(e),
+        ports: port_uses(e),
+        compute_ms: t.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+fn sorted_nodes(nodes: BTreeMap<String, GraphNode>) -> Vec<GraphNode> {
+    let mut v: Vec<GraphNode> = nodes.into_values().collect();
+    v.sort_by(|a, b| (&a.namespace, &a.name, &a.id).cmp(&(&b.namespace, &b.name, &b.id)));
+    v
+}
+
+/// The most declared container port (80/TCP when no pod declares one): the default of the graph.
+fn default_port(e: &Engine) -> (u16, Protocol) {
+    port_uses(e).first().and_then(|u| parse_port_proto(&u.port).ok()).unwrap_or((80, Protocol::Tcp))
+}
+
+fn graph_options(e: &Engine, p: &Params) -> Result<GraphOptions, UiFailure> {
+    let (port, protocol) = match param(p, "port") {
+        Some(s) => parse_port_proto(s).map_err(|err| UiFailure::bad("port", err))?,
+        None if p.iter().any(|(k, _)| k == "port") => {
+            return Err(UiFailure::bad("port", "empty `port`: give PORT or PORT/PROTOCOL"))
+        }
+        None => default_port(e),
+    };
+    let namespace = param(p, "namespace").map(str::to_string);
+    if let Some(n) = &namespace {
+        if e.cluster.namespace_id(n).is_none() {
+            return Err(UiFailure::new(StatusCode::NOT_FOUND, "namespace", format!("unknown namespace `{n}`")));
+        }
+    }
+    let selector = match param(p, "selector") {
+        Some(s) => Some(parse_selector(s).map_err(|err| UiFailure::bad("selector", err))?),
+        None => None,
+    };
+    let grouping = match param(p, "group") {
+        None => None,
+        Some(g) => Grouping::parse(g).ok_or_else(|| {
+            UiFailure::bad("group", format!("invalid `group` value `{g}`: auto, labels, app or namespace"))
+        })?,
+    };
+    let max_nodes = match param(p, "max_nodes") {
+        None => DEFAULT_MAX_NODES,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_MAX_NODES).contains(&n) => n,
+            _ => {
+                return Err(UiFailure::bad(
+                    "max_nodes",
+                    format!("invalid `max_nodes` value `{v}`: an integer from 1 to {MAX_MAX_NODES}"),
+                ))
+            }
+        },
+    };
+    Ok(GraphOptions { port, protocol, focus: Focus { namespace, selector }, grouping, max_nodes })
+}
+
+/// The connectivity graph on one port, for the web UI: nodes group pods, edges count allowed pod pairs.
+///
+/// Nodes are pods with the same namespace and labels; when there are more than `max_nodes`, pods are grouped
+/// by namespace and workload label, then by namespace (`grouping` says which). With `namespace` or `selector`,
+/// only nodes holding matching pods (`focus`) and the nodes they connect with are returned.
+#[utoipa::path(get, path = "/api/v1/graph", tag = "ui",
+    params(
+        ("port" = Option<String>, Query, description = "`PORT` or `PORT/PROTOCOL` (default: the container port most pods declare)"),
+        ("namespace" = Option<String>, Query, description = "focus on the pods of this namespace"),
+        ("selector" = Option<String>, Query, description = "focus on pods matching this label selector (kubectl syntax: `app=web,tier in (a,b)`)"),
+        ("group" = Option<String>, Query, description = "`auto` (default), `labels`, `app` or `namespace`"),
+        ("max_nodes" = Option<usize>, Query, description = "largest node count before auto grouping gets coarser (default 300, at most 5000)"),
+    ),
+    responses(
+        (status = 200, description = "the graph", body = GraphResponse),
+        (status = 400, description = "invalid port, selector, group or max_nodes", body = UiError),
+        (status = 404, description = "unknown namespace", body = UiError),
+    ))]
+pub async fn graph_handler(
+    Extension(model): Extension<Arc<Model>>,
+    uri_query: axum::extract::RawQuery,
+) -> Result<Json<GraphResponse>, UiFailure> {
+    let p = parse_params(uri_query.0.as_deref())?;
+    let task = tokio::task::spawn_blocking(move || -> Result<GraphResponse, UiFailure> {
+        let opts = graph_options(&model.engine, &p)?;
+        graph(&model.engine, &opts).map_err(|err| UiFailure::new(StatusCode::NOT_FOUND, "namespace", err))
+    });
+    task.await.map_err(UiFailure::internal)?.map(Json)
+}
+
+// ---- what-if on the graph ----
+
+/// How an edge changes with the pasted policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeChange {
+    /// No pair was allowed before; some are now.
+    Added,
+    /// Some pairs were allowed before; none are now.
+    Removed,
+    /// Allowed before and after, for a different number of pairs.
+    Changed,
+    Unchanged,
+}
+
+/// An edge before and after the what-if changes.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct WhatIfEdge {
+    pub src: String,
+    pub dst: String,
+    pub total: u64,
+    /// Allowed pairs before.
+    pub before: u64,
+    /// Allowed pairs after.
+    pub after: u64,
+    pub change: EdgeChange,
+    /// An allowed pair after (or before, for a removed edge).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example: Option<[String; 2]>,
+}
+
+/// A pasted policy, as it would be applied.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AppliedPolicy {
+    /// `namespace/name`.
+    pub policy: String,
+    /// Whether it replaces a loaded policy of the same namespace/name.
+    pub replaces: bool,
+    /// Pods it would select.
+    #[serde(rename = "selectedPods")]
+    pub selected_pods: usize,
+}
+
+/// The graph before and after the pasted policies, edge by edge, and the connectivity diff.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct GraphWhatIfResponse {
+    pub port: u16,
+    #[schema(value_type = String)]
+    pub protocol: Protocol,
+    pub grouping: Grouping,
+    /// Nodes of both graphs (isolation after the changes), sorted by namespace, name and id.
+    pub nodes: Vec<GraphNode>,
+    /// Edges allowed before or after, sorted by source and destination.
+    pub edges: Vec<WhatIfEdge>,
+    pub applied: Vec<AppliedPolicy>,
+    /// `namespace/name` of the deleted policies.
+    pub deleted: Vec<String>,
+    /// The connectivity delta on every port, as `POST /api/v1/whatif` returns it.
+    #[schema(value_type = Object)]
+    pub diff: netpol_core::diff::Diff,
+    #[serde(rename = "computeMs")]
+    pub compute_ms: f64,
+}
+
+/// Where an object is in the pasted text: (document, List item).
+type Place = (usize, Option<usize>);
+
+/// Reads the pasted text: YAML documents (or JSON) holding NetworkPolicies or `kind: List`s of them. Returns
+/// the objects and, for each, its place in the text.
+fn pasted_objects(text: &str) -> Result<(Vec<serde_json::Value>, Vec<Place>), UiFailure> {
+    use serde::Deserialize as _;
+    let mut objects = Vec::new();
+    let mut at = Vec::new();
+    for (doc, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let v = serde_json::Value::deserialize(de).map_err(|err| {
+            let line = err.location().map(|l| l.line());
+            UiFailure(
+                StatusCode::BAD_REQUEST,
+                UiError {
+                    error: format!("invalid YAML: {err}"),
+                    field: Some("body".to_string()),
+                    document: Some(doc),
+                    line,
+                },
+            )
+        })?;
+        match v {
+            serde_json::Value::Null => {}
+            serde_json::Value::Object(ref o) if o.get("kind").and_then(|k| k.as_str()) == Some("List") => {
+                let items = o.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default();
+                for (k, item) in items.into_iter().enumerate() {
+                    objects.push(item);
+                    at.push((doc, Some(k)));
+                }
+            }
+            v => {
+                objects.push(v);
+                at.push((doc, None));
+            }
+        }
+    }
+    Ok((objects, at))
+}
+
+/// `apply[3].spec.ingress[0]` → (3, `spec.ingress[0]`).
+fn split_apply_field(field: &str) -> Option<(usize, Option<&str>)> {
+    let rest = field.strip_prefix("apply[")?;
+    let (n, rest) = rest.split_once(']')?;
+    let n = n.parse().ok()?;
+    Some((n, rest.strip_prefix('.').filter(|r| !r.is_empty())))
+}
+
+/// The engine with the pasted policies applied and `delete` removed, or the error located in the text.
+fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(Engine, Vec<AppliedPolicy>), UiFailure> {
+    let (objects, at) = pasted_objects(text)?;
+    let refs: Vec<Option<String>> = objects
+        .iter()
+        .map(|o| {
+            let meta = o.get("metadata")?;
+            let name = meta.get("name")?.as_str()?;
+            let ns = meta.get("namespace").and_then(|n| n.as_str()).unwrap_or("default");
+            Some(format!("{ns}/{name}"))
+        })
+        .collect();
+    let req = WhatIf { apply: objects, delete };
+    let cluster = crate::serve::what_if_cluster(base, req).map_err(|f| {
+        let crate::serve::Failure(status, err) = f;
+        let field = err.field.unwrap_or_default();
+        match split_apply_field(&field) {
+            Some((i, inner)) => {
+                let (document, item) = at.get(i).copied().unwrap_or((0, None));
+                let line = crate::locate::find_line(text, document, item, inner);
+                UiFailure(
+                    status,
+                    UiError {
+                        error: err.error,
+                        field: Some(inner.unwrap_or("").to_string()).filter(|f| !f.is_empty()),
+                        document: Some(document),
+                        line,
+                    },
+                )
+            }
+            None => UiFailure(status, UiError { error: err.error, field: Some(field), document: None, line: None }),
+        }
+    })?;
+    let engine = Engine::new(cluster);
+    let mut selected: HashMap<u32, usize> = HashMap::new();
+    for ident in &engine.identities {
+        let mut pols: Vec<u32> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
+        pols.sort_unstable();
+        pols.dedup();
+        for p in pols {
+            *selected.entry(p).or_default() += ident.pods.len();
+        }
+    }
+    let mut applied = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in refs.into_iter().flatten() {
+        if !seen.insert(r.clone()) {
+            continue;
+        }
+        let (ns, name) = r.split_once('/').unwrap_or(("", ""));
+        let is = |c: &Cluster, p: &Policy| c.ns_name(p.ns) == ns && p.name == name;
+        let id = engine.cluster.policies.iter().position(|p| is(&engine.cluster, p));
+        let replaces = base.policies.iter().any(|p| is(base, p));
+        applied.push(AppliedPolicy {
+            selected_pods: id.and_then(|i| selected.get(&(i as u32)).copied()).unwrap_or(0),
+            policy: r,
+            replaces,
+        });
+    }
+    Ok((engine, applied))
+}
+
+fn graph_what_if(
+    old: &Engine,
+    text: &str,
+    delete: Vec<String>,
+    opts: &GraphOptions,
+) -> Result<GraphWhatIfResponse, UiFailure> {
+    let t = Instant::now();
+    let (new, applied) = what_if_engine(&old.cluster, text, delete.clone())?;
+    let nf = |err: String| UiFailure::new(StatusCode::NOT_FOUND, "namespace", err);
+    let mut m_old = old.matrix(None).map_err(nf)?;
+    let (grouping, before) = compute_graph(old, &mut m_old, opts);
+    drop(m_old);
+    let mut m_new = new.matrix(None).map_err(nf)?;
+    let after = compute(&new, &mut m_new, grouping, opts);
+    drop(m_new);
+    let mut nodes = before.nodes;
+    nodes.extend(after.nodes);
+    let keys: BTreeSet<&(String, String)> = before.edges.keys().chain(after.edges.keys()).collect();
+    let edges = keys
+        .into_iter()
+        .map(|k| {
+            let (b, a) = (before.edges.get(k), after.edges.get(k));
+            let (pb, pa) = (b.map_or(0, |x| x.pairs), a.map_or(0, |x| x.pairs));
+            let change = match (pb, pa) {
+                (0, _) => EdgeChange::Added,
+                (_, 0) => EdgeChange::Removed,
+                (x, y) if x != y => EdgeChange::Changed,
+                _ => EdgeChange::Unchanged,
+            };
+            let total = a.or(b).map_or(0, |x| x.total);
+            let example = a.and_then(|x| x.example.clone()).or_else(|| b.and_then(|x| x.example.clone()));
+            WhatIfEdge { src: k.0.clone(), dst: k.1.clone(), total, before: pb, after: pa, change, example }
+        })
+        .collect();
+    let diff = netpol_core::diff::diff(old, &new, &netpol_core::diff::DiffOptions::default());
+    Ok(GraphWhatIfResponse {
+        port: opts.port,
+        protocol: opts.protocol,
+        grouping,
+        nodes: sorted_nodes(nodes),
+        edges,
+        applied,
+        deleted: delete,
+        diff,
+        compute_ms: t.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+/// What-if on the graph: the edges before and after pasted NetworkPolicies, without applying them.
+///
+/// The body is the editor's text: YAML documents (or JSON) holding NetworkPolicy objects; one with the
+/// namespace/name of a loaded policy replaces it. `delete` (repeatable) removes loaded policies. Every edge
+/// allowed before or after comes back with its pair counts before and after and its change; `diff` is the
+/// connectivity delta on every port (as `POST /api/v1/whatif`). An invalid policy gets 422 with the field path
+/// inside its document, the document index and the line of the text.
+#[utoipa::path(post, path = "/api/v1/graph/whatif", tag = "ui",
+    params(
+        ("port" = Option<String>, Query, description = "`PORT` or `PORT/PROTOCOL` (default: the container port most pods declare)"),
+        ("namespace" = Option<String>, Query, description = "focus on the pods of this namespace"),
+        ("selector" = Option<String>, Query, description = "focus on pods matching this label selector"),
+        ("group" = Option<String>, Query, description = "`auto` (default), `labels`, `app` or `namespace`"),
+        ("max_nodes" = Option<usize>, Query, description = "largest node count before auto grouping gets coarser"),
+        ("delete" = Option<Vec<String>>, Query, description = "`namespace/name` of a loaded policy to delete (repeatable)"),
+    ),
+    request_body(description = "NetworkPolicy manifests (YAML documents or JSON)", content_type = "application/yaml", content = String),
+    responses(
+        (status = 200, description = "the edges before and after", body = GraphWhatIfResponse),
+        (status = 400, description = "invalid parameter or YAML", body = UiError),
+        (status = 404, description = "unknown namespace, or a policy to delete does not exist", body = UiError),
+        (status = 413, description = "body larger than the limit", body = UiError),
+        (status = 422, description = "a pasted policy is invalid (field, document, line)", body = UiError),
+    ))]
+pub async fn graph_whatif_handler(
+    Extension(model): Extension<Arc<Model>>,
+    uri_query: axum::extract::RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<GraphWhatIfResponse>, UiFailure> {
+    let p = parse_params(uri_query.0.as_deref())?;
+    let body = body.map_err(|r| {
+        let status = r.status();
+        let msg =
+            if status == StatusCode::PAYLOAD_TOO_LARGE { "request body too large".to_string() } else { r.body_text() };
+        UiFailure::new(status, "body", msg)
+    })?;
+    let text = String::from_utf8(body.to_vec()).map_err(|_| UiFailure::bad("body", "body is not UTF-8"))?;
+    let delete: Vec<String> = p.iter().filter(|(k, _)| k == "delete").map(|(_, v)| v.clone()).collect();
+    let task = tokio::task::spawn_blocking(move || -> Result<GraphWhatIfResponse, UiFailure> {
+        let opts = graph_options(&model.engine, &p)?;
+        graph_what_if(&model.engine, &text, delete, &opts)
+    });
+    task.await.map_err(UiFailure::internal)?.map(Json)
+}
+
+// ---- a loaded policy as YAML ----
+
+#[derive(Serialize)]
+struct NpDoc {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: NpMeta,
+    spec: NpSpec,
+}
+
+#[derive(Serialize)]
+struct NpMeta {
+    name: String,
+    namespace: String,
+}
+
+#[derive(Serialize)]
+struct NpSpec {
+    #[serde(rename = "podSelector")]
+    pod_selector: SelectorDoc,
+    #[serde(rename = "policyTypes")]
+    policy_types: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ingress: Vec<RuleDoc>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    egress: Vec<RuleDoc>,
+}
+
+#[derive(Serialize)]
+struct RuleDoc {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<Vec<PeerDoc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<Vec<PeerDoc>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<PortDoc>,
+}
+
+#[derive(Serialize, Default)]
+struct PeerDoc {
+    #[serde(rename = "namespaceSelector", skip_serializing_if = "Option::is_none")]
+    namespace_selector: Option<SelectorDoc>,
+    #[serde(rename = "podSelector", skip_serializing_if = "Option::is_none")]
+    pod_selector: Option<SelectorDoc>,
+    #[serde(rename = "ipBlock", skip_serializing_if = "Option::is_none")]
+    ip_block: Option<IpBlockDoc>,
+}
+
+#[derive(Serialize)]
+struct IpBlockDoc {
+    cidr: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    except: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct PortDoc {
+    protocol: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<serde_json::Value>,
+    #[serde(rename = "endPort", skip_serializing_if = "Option::is_none")]
+    end_port: Option<u16>,
+}
+
+#[derive(Serialize, Default)]
+struct SelectorDoc {
+    #[serde(rename = "matchLabels", skip_serializing_if = "BTreeMap::is_empty")]
+    match_labels: BTreeMap<String, String>,
+    #[serde(rename = "matchExpressions", skip_serializing_if = "Vec::is_empty")]
+    match_expressions: Vec<ExprDoc>,
+}
+
+#[derive(Serialize)]
+struct ExprDoc {
+    key: String,
+    operator: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    values: Vec<String>,
+}
+
+fn selector_doc(s: &Selector) -> SelectorDoc {
+    let mut d = SelectorDoc::default();
+    for r in s.requirements() {
+        let expr = |op, values: &[String]| ExprDoc { key: r.key().to_string(), operator: op, values: values.to_vec() };
+        match r {
+            Requirement::In(k, vs) if vs.len() == 1 && !d.match_labels.contains_key(k) => {
+                d.match_labels.insert(k.clone(), vs.concat());
+            }
+            Requirement::In(_, vs) => d.match_expressions.push(expr("In", vs)),
+            Requirement::NotIn(_, vs) => d.match_expressions.push(expr("NotIn", vs)),
+            Requirement::Exists(_) => d.match_expressions.push(expr("Exists", &[])),
+            Requirement::DoesNotExist(_) => d.match_expressions.push(expr("DoesNotExist", &[])),
+        }
+    }
+    d
+}
+
+fn rule_doc(r: &Rule, ingress: bool) -> RuleDoc {
+    let peers: Vec<PeerDoc> = r
+        .peers
+        .iter()
+        .map(|p| match p {
+            Peer::Selectors { namespaces, pods } => PeerDoc {
+                namespace_selector: namespaces.as_ref().map(selector_doc),
+                pod_selector: pods.as_ref().map(selector_doc),
+                ip_block: None,
+            },
+            Peer::IpBlock(b) => PeerDoc {
+                ip_block: Some(IpBlockDoc {
+                    cidr: b.cidr.to_string(),
+                    except: b.except.iter().map(|x| x.to_string()).collect(),
+                }),
+                ..PeerDoc::default()
+            },
+        })
+        .collect();
+    let peers = if peers.is_empty() { None } else { Some(peers) };
+    let ports = r
+        .ports
+        .iter()
+        .map(|p| {
+            let (port, end_port) = match &p.port {
+                PortMatch::Any => (None, None),
+                PortMatch::Range(lo, hi) if lo == hi => (Some(serde_json::json!(lo)), None),
+                PortMatch::Range(lo, hi) => (Some(serde_json::json!(lo)), Some(*hi)),
+                PortMatch::Named(n) => (Some(serde_json::json!(n)), None),
+            };
+            PortDoc { protocol: p.protocol.as_str(), port, end_port }
+        })
+        .collect();
+    if ingress {
+        RuleDoc { from: peers, to: None, ports }
+    } else {
+        RuleDoc { from: None, to: peers, ports }
+    }
+}
+
+/// A loaded policy as a NetworkPolicy manifest: what netpol understood (effective policyTypes, `matchLabels`
+/// for single-value requirements), not the original text.
+pub fn policy_yaml(c: &Cluster, pol: &Policy) -> Result<String, String> {
+    let mut types = Vec::new();
+    if pol.affects_ingress {
+        types.push("Ingress");
+    }
+    if pol.affects_egress {
+        types.push("Egress");
+    }
+    let doc = NpDoc {
+        api_version: "networking.k8s.io/v1",
+        kind: "NetworkPolicy",
+        metadata: NpMeta { name: pol.name.clone(), namespace: c.ns_name(pol.ns).to_string() },
+        spec: NpSpec {
+            pod_selector: selector_doc(&pol.pod_selector),
+            policy_types: types,
+            ingress: pol.ingress.iter().map(|r| rule_doc(r, true)).collect(),
+            egress: pol.egress.iter().map(|r| rule_doc(r, false)).collect(),
+        },
+    };
+    serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())
+}
+
+/// A loaded NetworkPolicy as YAML, as netpol understood it: the starting point of a what-if edit.
+#[utoipa::path(get, path = "/api/v1/manifest", tag = "ui",
+    params(("policy" = String, Query, description = "`namespace/name` of a loaded NetworkPolicy")),
+    responses(
+        (status = 200, description = "the manifest", body = String, content_type = "application/yaml"),
+        (status = 400, description = "missing or malformed `policy`", body = UiError),
+        (status = 404, description = "no such policy", body = UiError),
+    ))]
+pub async fn manifest_handler(
+    Extension(model): Extension<Arc<Model>>,
+    uri_query: axum::extract::RawQuery,
+) -> Result<Response, UiFailure> {
+    let p = parse_params(uri_query.0.as_deref())?;
+    let r = param(&p, "policy").ok_or_else(|| UiFailure::bad("policy", "missing query parameter `policy`"))?;
+    let (ns, name) =
+        r.split_once('/').ok_or_else(|| UiFailure::bad("policy", format!("expected `namespace/name`, got `{r}`")))?;
+    let c = &model.engine.cluster;
+    let pol = c
+        .policies
+        .iter()
+        .find(|p| c.ns_name(p.ns) == ns && p.name == name)
+        .ok_or_else(|| UiFailure::new(StatusCode::NOT_FOUND, "policy", format!("no policy `{r}`")))?;
+    let text = policy_yaml(c, pol).map_err(UiFailure::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn selectors_in_kubectl_syntax() {
+        let s = parse_selector("app=web, tier in (a,b),!legacy,env!=prod,team,x==y,z notin (q)").unwrap();
+        assert_eq!(s.to_string(), "app=web,tier in (a,b),x=y,env notin (prod),z notin (q),team,!legacy");
+        for bad in ["", "a=b,", "=x", "a in (b", "a in b)", "a foo (b)", "a=b=c", "-a=b", "a=in valid"] {
+            assert!(parse_selector(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn apply_field_split() {
+        assert_eq!(split_apply_field("apply[3].spec.x"), Some((3, Some("spec.x"))));
+        assert_eq!(split_apply_field("apply[0]"), Some((0, None)));
+        assert_eq!(split_apply_field("delete[0]"), None);
+    }
+}

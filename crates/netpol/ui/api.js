@@ -1,0 +1,56 @@
+// The netpol HTTP API, as the UI uses it. Every call resolves to {data, revision} or throws an ApiError that
+// carries the server's error object ({error, field, document?, line?}).
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+async function call(path, init) {
+  const res = await fetch(path, init);
+  const text = await res.text();
+  let body = null;
+  const type = res.headers.get('content-type') || '';
+  if (type.startsWith('application/json')) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = null;
+    }
+  } else {
+    body = text;
+  }
+  if (!res.ok) throw new ApiError(res.status, typeof body === 'object' ? body : { error: text });
+  return { data: body, revision: res.headers.get('x-netpol-revision') };
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (Array.isArray(v)) v.forEach((x) => q.append(k, x));
+    else if (v !== undefined && v !== null && v !== '') q.set(k, v);
+  }
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+/** GET /api/v1/graph: {port, namespace, selector, group, max_nodes}. */
+export const graph = (params) => call(`/api/v1/graph${query(params)}`);
+
+/** POST /api/v1/graph/whatif: the editor's text, graph params and `delete` (array of ns/name). */
+export const whatIf = (text, params) =>
+  call(`/api/v1/graph/whatif${query(params)}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/yaml' },
+    body: text,
+  });
+
+/** GET /api/v1/explain. */
+export const explain = (src, dst, port) => call(`/api/v1/explain${query({ src, dst, port })}`);
+
+export const lint = () => call('/api/v1/lint');
+export const policies = () => call('/api/v1/policies');
+export const manifest = (policy) => call(`/api/v1/manifest${query({ policy })}`);

@@ -1,0 +1,628 @@
+// netpol web UI: wires the API, the graph view and the panels. State lives here; graph.js draws, panels.js
+// builds DOM. The page exposes `window.__netpol` (timings, node positions) and `body[data-state]` for tests.
+
+import * as api from './api.js';
+import { GraphView } from './graph.js';
+import {
+  fill,
+  h,
+  nodeLabel,
+  pairsText,
+  plural,
+  renderEdgesTable,
+  renderExplanation,
+  renderLint,
+  renderNode,
+  renderPolicies,
+  renderPolicy,
+} from './panels.js';
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  params: { port: '', namespace: '', selector: '', group: 'auto' },
+  graph: null, // GET /api/v1/graph
+  whatif: null, // POST /api/v1/graph/whatif
+  nodes: new Map(), // id → node (of the graph shown)
+  edges: [], // edges shown (graph edges, or what-if edges with before/after/change)
+  policies: [],
+  lint: [],
+  deletes: [],
+  selection: null, // {kind: 'node'|'edge'|'policy'|'namespace', ...}
+  tableFor: null, // the edges the table was last built for
+  revision: '',
+};
+
+const perf = { fetchMs: 0, computeMs: 0, layoutMs: 0, drawMs: 0, renderMs: 0, nodes: 0, edges: 0 };
+window.__netpol = {
+  perf,
+  screenPos: (id) => view.screenPos(id),
+  edgePos: (src, dst) => view.edgePos(src, dst),
+  highlight: () => [...view.state.highlight],
+  redraw: () => view.draw(),
+  state,
+};
+
+const view = new GraphView($('graph'), $('tooltip'), {
+  node: (n, shift) => (shift ? pickPeer(n) : selectNode(n)),
+  edge: (e) => selectEdge(e),
+  background: () => clearSelection(),
+  nodeTip: (n) => {
+    const iso = (x) => (x.isolatedPods === 0 ? 'open' : x.isolatedPods >= n.count ? 'isolated' : `${x.isolatedPods} isolated`);
+    return `${nodeLabel(n)}\n${plural(n.count, 'pod')} · ingress ${iso(n.ingress)} · egress ${iso(n.egress)}\nclick: inspect · shift+click: explain from the selected node`;
+  },
+  edgeTip: (e) => {
+    const a = state.nodes.get(e.src);
+    const b = state.nodes.get(e.dst);
+    const pairs = e.pairs ?? e.after;
+    const change = e.change && e.change !== 'unchanged' ? `\nwhat-if: ${e.change} (before ${e.before}, after ${e.after})` : '';
+    return `${nodeLabel(a)} → ${nodeLabel(b)}\n${pairsText(pairs, e.total)} pod pairs allowed on ${portText()}${change}\nclick: explain`;
+  },
+});
+
+function portText() {
+  return state.graph ? `${state.graph.port}/${state.graph.protocol}` : state.params.port;
+}
+
+function setBusy(s) {
+  document.body.dataset.state = s;
+}
+
+// ---- URL state ----
+
+function readHash() {
+  const q = new URLSearchParams(location.hash.slice(1));
+  for (const k of Object.keys(state.params)) {
+    if (q.has(k)) state.params[k] = q.get(k);
+  }
+}
+
+function writeHash() {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(state.params)) if (v && !(k === 'group' && v === 'auto')) q.set(k, v);
+  history.replaceState(null, '', `#${q.toString()}`);
+}
+
+function graphParams() {
+  const p = state.params;
+  return { port: p.port, namespace: p.namespace, selector: p.selector, group: p.group === 'auto' ? '' : p.group };
+}
+
+// ---- loading ----
+
+async function loadAll() {
+  setBusy('loading');
+  const t = performance.now();
+  try {
+    const [g, lint, pols] = await Promise.all([api.graph(graphParams()), api.lint(), api.policies()]);
+    perf.fetchMs = performance.now() - t;
+    state.lint = lint.data;
+    state.policies = pols.data;
+    state.revision = g.revision;
+    fillStatic(g.data);
+    acceptGraph(g.data);
+    renderLint($('lint-list'), state.lint, pickFinding);
+    $('lint-count').textContent = String(state.lint.length);
+    drawPolicies();
+    setBusy('ready');
+  } catch (e) {
+    showFilterError(e);
+    setBusy('error');
+  }
+}
+
+let graphSeq = 0;
+
+async function reloadGraph() {
+  const seq = ++graphSeq;
+  setBusy('loading');
+  showFilterError(null);
+  const t = performance.now();
+  try {
+    const g = await api.graph(graphParams());
+    if (seq !== graphSeq) return; // a newer request is on its way
+    perf.fetchMs = performance.now() - t;
+    acceptGraph(g.data);
+    if (state.whatif) await runWhatIf();
+    setBusy('ready');
+  } catch (e) {
+    if (seq !== graphSeq) return;
+    showFilterError(e);
+    setBusy('error');
+  }
+}
+
+function showFilterError(e) {
+  const el = $('filter-error');
+  if (!e) {
+    el.textContent = '';
+    return;
+  }
+  const field = e.body && e.body.field ? `${e.body.field}: ` : '';
+  el.textContent = `${field}${e.message}`;
+}
+
+/** Namespaces, ports and the model line: from the first graph answer. */
+function fillStatic(g) {
+  const ns = $('namespace');
+  ns.replaceChildren(h('option', { value: '' }, 'all'), ...g.namespaces.map((n) => h('option', { value: n }, n)));
+  ns.value = state.params.namespace;
+  $('port-list').replaceChildren(...g.ports.map((p) => h('option', { value: p.port }, `${p.names.join(', ')} · ${plural(p.pods, 'pod')}`)));
+  $('model-info').textContent = `revision ${state.revision} · ${plural(g.totalPods, 'pod')} · ${plural(state.policies.length, 'policy').replace('policys', 'policies')}`;
+  const names = state.policies.map((p) => `${p.namespace}/${p.name}`);
+  $('policy-names').replaceChildren(...names.map((n) => h('option', { value: n })));
+  $('wi-load').replaceChildren(h('option', { value: '' }, 'edit a loaded policy…'), ...names.map((n) => h('option', { value: n }, n)));
+}
+
+function acceptGraph(g) {
+  state.graph = g;
+  state.params.port = `${g.port}/${g.protocol}`;
+  $('port').value = state.params.port;
+  $('grouping').value = state.params.group;
+  $('ex-port').value = state.params.port;
+  perf.computeMs = g.computeMs;
+  writeHash();
+  const pods = [];
+  for (const n of g.nodes) for (const p of n.pods) pods.push(`${n.namespace}/${p}`);
+  $('pod-list').replaceChildren(...pods.slice(0, 5000).map((p) => h('option', { value: p })));
+  showGraph();
+}
+
+/** Draws the graph, or the what-if graph when one is active; measures layout and drawing. */
+function showGraph() {
+  const t = performance.now();
+  const wi = state.whatif;
+  const nodes = wi ? wi.nodes : state.graph.nodes;
+  const edges = wi ? wi.edges : state.graph.edges;
+  state.nodes = new Map(nodes.map((n) => [n.id, n]));
+  state.edges = edges;
+  perf.layoutMs = view.setData(nodes, edges);
+  view.state.changes = wi ? true : null;
+  view.state.port = portText();
+  // Keep the selection if its object is still there.
+  const sel = state.selection;
+  if (sel && sel.kind === 'node' && !state.nodes.has(sel.id)) clearSelection(false);
+  perf.drawMs = view.draw();
+  perf.renderMs = performance.now() - t;
+  perf.nodes = nodes.length;
+  perf.edges = edges.length;
+  document.body.classList.toggle('whatif', Boolean(wi));
+  $('edge-count').textContent = `(${edges.length.toLocaleString('en-US')})`;
+  state.tableFor = null;
+  if ($('edges-details').open) drawTable();
+  const g = state.graph;
+  $('status').textContent =
+    `${plural(g.focusPods, 'pod')} in ${plural(nodes.length, 'node')} (by ${g.grouping}) · ${plural(edges.length, 'edge')} on ${portText()} · ` +
+    `server ${(wi ? wi.computeMs : g.computeMs).toFixed(1)} ms · render ${perf.renderMs.toFixed(1)} ms`;
+  if (sel && sel.kind === 'node' && state.nodes.has(sel.id)) selectNode(state.nodes.get(sel.id), false);
+}
+
+function drawTable() {
+  if (state.tableFor === state.edges) return;
+  state.tableFor = state.edges;
+  const more = renderEdgesTable($('edges-table').tBodies[0], state.edges, state.nodes, (e) => selectEdge(e));
+  $('edge-note').textContent = more > 0 ? `first 2,000 rows shown; ${more.toLocaleString('en-US')} more: narrow with the filters` : '';
+}
+
+// ---- selection ----
+
+function showTab(name) {
+  for (const b of document.querySelectorAll('.tabs button')) b.setAttribute('aria-selected', String(b.dataset.tab === name));
+  $('tab-inspect').hidden = name !== 'inspect';
+  $('tab-whatif').hidden = name !== 'whatif';
+}
+
+function shownEdges() {
+  return state.edges.filter((e) => (e.pairs ?? e.after) > 0);
+}
+
+function selectNode(n, switchTab = true) {
+  const t = performance.now();
+  state.selection = { kind: 'node', id: n.id };
+  view.setState({ selected: n.id, peer: null, edge: null, highlight: new Set() });
+  renderNode($('inspect'), n, {
+    edges: shownEdges(),
+    nodes: state.nodes,
+    port: portText(),
+    grouping: state.graph.grouping,
+    onNode: (m) => selectNode(m),
+    onFocusNamespace: (ns) => {
+      state.params.namespace = ns;
+      state.params.group = 'auto';
+      $('namespace').value = ns;
+      $('grouping').value = 'auto';
+      view.moved = false;
+      reloadGraph();
+    },
+    onEdge: (e) => selectEdge(e),
+    onExplainPod: (p) => {
+      $('ex-src').value = p;
+      $('ex-dst').focus();
+    },
+  });
+  if (!$('ex-src').value || switchTab) $('ex-src').value = n.pods.length ? `${n.namespace}/${n.pods[0]}` : '';
+  if (switchTab) showTab('inspect');
+  markList(null);
+  perf.selectMs = performance.now() - t;
+}
+
+/** Shift+click: explain from the selected node's first pod to this node's first pod. */
+function pickPeer(n) {
+  const sel = state.selection;
+  if (!sel || sel.kind !== 'node') return selectNode(n);
+  const a = state.nodes.get(sel.id);
+  if (!a) return selectNode(n);
+  const e = state.edges.find((x) => x.src === a.id && x.dst === n.id && x.example);
+  const src = e ? e.example[0] : `${a.namespace}/${a.pods[0]}`;
+  let dst = e ? e.example[1] : `${n.namespace}/${n.pods[0]}`;
+  if (dst === src && n.pods.length > 1) dst = `${n.namespace}/${n.pods[1]}`;
+  view.setState({ peer: n.id });
+  $('ex-src').value = src;
+  $('ex-dst').value = dst;
+  showTab('inspect');
+  runExplain();
+}
+
+async function selectEdge(e) {
+  state.selection = { kind: 'edge', src: e.src, dst: e.dst };
+  view.setState({ selected: null, peer: null, edge: `${e.src}\u0000${e.dst}`, highlight: new Set() });
+  showTab('inspect');
+  markList(null);
+  const a = state.nodes.get(e.src);
+  const b = state.nodes.get(e.dst);
+  const pairs = e.pairs ?? e.after;
+  const cause = state.whatif && e.example ? diffCause(e.example) : null;
+  fill($('inspect'), 
+    h('div', { class: 'title' }, h('span', { class: 'big' }, 'Edge'), h('span', { class: 'muted' }, portText())),
+    h('p', {}, h('a', { class: 'link', onclick: () => a && selectNode(a) }, nodeLabel(a)), ' → ', h('a', { class: 'link', onclick: () => b && selectNode(b) }, nodeLabel(b))),
+    h('p', {}, `${pairsText(pairs, e.total)} ordered pod pairs allowed`, e.change && e.change !== 'unchanged' ? h('b', { class: e.change }, ` · what-if: ${e.change} (was ${e.before})`) : null),
+    cause ? h('p', { class: 'cause' }, `what-if cause: ${cause}`) : null,
+    e.example ? h('p', { class: 'muted small' }, `explaining ${e.example[0]} → ${e.example[1]}${state.whatif ? ' with the loaded policies' : ''}:`) : h('p', { class: 'muted small' }, 'no pair to explain'),
+  );
+  if (e.example) {
+    $('ex-src').value = e.example[0];
+    $('ex-dst').value = e.example[1];
+    await runExplain();
+  }
+}
+
+function diffCause([src, dst]) {
+  const g = state.whatif.diff.groups.find((x) => x.sources.includes(src) && x.destinations.includes(dst));
+  return g ? `${g.change.replace('_', ' ')} on ${g.ports}: ${g.cause}` : null;
+}
+
+function clearSelection(redraw = true) {
+  state.selection = null;
+  view.state.selected = null;
+  view.state.peer = null;
+  view.state.edge = null;
+  view.state.highlight = new Set();
+  if (redraw) view.draw();
+  markList(null);
+}
+
+function markList(li) {
+  for (const x of document.querySelectorAll('.list li.selected')) x.classList.remove('selected');
+  if (li) {
+    li.classList.add('selected');
+    li.scrollIntoView({ block: 'nearest' });
+  }
+}
+
+/** Node ids holding any of these pods (`ns/pod`). */
+function nodesOfPods(pods) {
+  const want = new Set(pods);
+  const out = new Set();
+  for (const n of state.nodes.values()) {
+    if (n.pods.some((p) => want.has(`${n.namespace}/${p}`))) out.add(n.id);
+  }
+  return out;
+}
+
+function selectPolicy(p, li) {
+  state.selection = { kind: 'policy', ref: `${p.namespace}/${p.name}` };
+  view.setState({ selected: null, peer: null, edge: null, highlight: nodesOfPods(p.selectedPods) });
+  renderPolicy($('inspect'), p, { onEdit: (x) => editPolicy(`${x.namespace}/${x.name}`), onDelete: (x) => addDelete(`${x.namespace}/${x.name}`) });
+  showTab('inspect');
+  markList(li || document.querySelector(`#policy-list li[data-policy="${CSS.escape(`${p.namespace}/${p.name}`)}"]`));
+}
+
+function pickFinding(f, li) {
+  const [kind, ...rest] = f.object.split(' ');
+  const name = rest.join(' ');
+  if (kind === 'NetworkPolicy') {
+    const p = state.policies.find((x) => `${x.namespace}/${x.name}` === name);
+    if (p) {
+      selectPolicy(p, null);
+      markList(li);
+      return;
+    }
+  }
+  if (kind === 'Namespace') {
+    const ids = new Set([...state.nodes.values()].filter((n) => n.namespace === name).map((n) => n.id));
+    state.selection = { kind: 'namespace', name };
+    view.setState({ selected: null, peer: null, edge: null, highlight: ids });
+    const list = [...state.nodes.values()].filter((n) => n.namespace === name);
+    fill($('inspect'), 
+      h('div', { class: 'title' }, h('span', { class: 'big' }, name), h('span', { class: 'muted' }, 'namespace')),
+      h('p', { class: 'small' }, f.message),
+      h('p', { class: 'muted small' }, f.help),
+      h('ul', { class: 'peers' }, list.map((n) => h('li', {}, h('a', { onclick: () => selectNode(n) }, n.name), h('span', { class: 'muted' }, ` · ${plural(n.count, 'pod')}`)))),
+    );
+    showTab('inspect');
+  }
+  markList(li);
+}
+
+function drawPolicies() {
+  $('policy-count').textContent = String(state.policies.length);
+  renderPolicies($('policy-list'), state.policies, $('policy-filter').value, selectPolicy);
+}
+
+// ---- explain ----
+
+async function runExplain() {
+  const out = $('explain');
+  const src = $('ex-src').value.trim();
+  const dst = $('ex-dst').value.trim();
+  const port = $('ex-port').value.trim() || portText();
+  if (!src || !dst) {
+    out.replaceChildren(h('div', { class: 'error' }, 'give a source and a destination'));
+    return;
+  }
+  out.replaceChildren(h('p', { class: 'muted small' }, 'explaining…'));
+  try {
+    const r = await api.explain(src, dst, port);
+    out.replaceChildren(renderExplanation(r.data));
+  } catch (e) {
+    fill(out, h('div', { class: 'error' }, e.body && e.body.field ? h('span', { class: 'field' }, `${e.body.field}: `) : null, e.message));
+  }
+}
+
+// ---- what-if ----
+
+const editor = $('editor');
+const LINE = 18;
+const PAD = 6;
+let errorLine = 0;
+
+function drawGutter() {
+  const n = editor.value.split('\n').length;
+  const g = $('gutter');
+  const lines = [];
+  for (let i = 1; i <= n; i++) lines.push(i === errorLine ? h('span', { class: 'bad' }, String(i)) : String(i), '\n');
+  g.replaceChildren(...lines);
+  g.scrollTop = editor.scrollTop;
+  placeErrorLine();
+}
+
+function placeErrorLine() {
+  const band = $('errline');
+  if (!errorLine) {
+    band.hidden = true;
+    return;
+  }
+  const top = PAD + (errorLine - 1) * LINE - editor.scrollTop;
+  band.hidden = top < -LINE || top > editor.clientHeight;
+  band.style.top = `${top + 1}px`;
+}
+
+function showWhatIfError(e) {
+  const box = $('whatif-error');
+  if (!e) {
+    box.hidden = true;
+    box.replaceChildren();
+    errorLine = 0;
+    drawGutter();
+    return;
+  }
+  const b = e.body || {};
+  errorLine = b.line || 0;
+  box.hidden = false;
+  box.dataset.field = b.field || '';
+  box.dataset.line = b.line || '';
+  fill(
+    box,
+    b.line ? h('b', {}, `line ${b.line}`) : null,
+    b.line ? ' · ' : null,
+    b.field ? h('span', { class: 'field' }, b.field) : null,
+    b.field ? ': ' : null,
+    e.message,
+  );
+  drawGutter();
+  if (b.line) {
+    const top = PAD + (b.line - 1) * LINE;
+    if (top < editor.scrollTop || top > editor.scrollTop + editor.clientHeight - LINE) editor.scrollTop = Math.max(0, top - 3 * LINE);
+    placeErrorLine();
+  }
+}
+
+async function runWhatIf() {
+  const text = editor.value;
+  const res = $('whatif-result');
+  if (!text.trim() && !state.deletes.length) {
+    showWhatIfError({ message: 'paste a NetworkPolicy, or add a policy to delete', body: {} });
+    return;
+  }
+  res.dataset.state = 'loading';
+  try {
+    const t = performance.now();
+    const r = await api.whatIf(text, { ...graphParams(), port: state.params.port, delete: state.deletes });
+    perf.whatIfFetchMs = performance.now() - t;
+    showWhatIfError(null);
+    state.whatif = r.data;
+    showGraph();
+    renderWhatIf(r.data);
+    perf.whatIfMs = performance.now() - t;
+    res.dataset.state = 'ready';
+  } catch (e) {
+    // Nothing to preview: drop the previous preview, so the graph shows the loaded policies.
+    if (state.whatif) clearWhatIf();
+    showWhatIfError(e);
+    res.dataset.state = 'error';
+  }
+}
+
+function renderWhatIf(w) {
+  const count = (c) => w.edges.filter((e) => e.change === c).length;
+  const [added, removed, changed] = [count('added'), count('removed'), count('changed')];
+  const badge = $('whatif-badge');
+  badge.hidden = false;
+  badge.textContent = `+${added} −${removed}`;
+  const changes = w.edges.filter((e) => e.change !== 'unchanged');
+  const port = `${w.port}/${w.protocol}`;
+  const groups = w.diff.groups;
+  const onPort = groups.filter((g) => portInSet(g.ports, w.port, w.protocol));
+  const names = (list) => (list.length > 3 ? `${list.slice(0, 3).join(', ')} +${list.length - 3}` : list.join(', '));
+  const parts = [
+    h('div', { class: 'summary', dataset: { added, removed, changed } }, h('span', { class: 'added' }, `+${added} added`), h('span', { class: 'removed' }, `−${removed} removed`), h('span', { class: 'changed' }, `~${changed} changed`), h('span', { class: 'muted' }, `on ${port}`)),
+    h(
+      'ul',
+      { class: 'changes' },
+      changes.map((e) =>
+        h(
+          'li',
+          { class: e.change, dataset: { src: e.src, dst: e.dst, change: e.change }, onclick: () => selectEdge(e) },
+          `${e.change === 'added' ? '+' : e.change === 'removed' ? '−' : '~'} ${nodeLabel(state.nodes.get(e.src))} → ${nodeLabel(state.nodes.get(e.dst))}`,
+          h('span', { class: 'muted' }, ` (${e.before} → ${e.after} of ${e.total} pairs)`),
+        ),
+      ),
+    ),
+    changes.length ? null : h('p', { class: 'muted small' }, `no edge changes on ${port}`),
+    h('h3', { class: 'section' }, 'Policies'),
+    h(
+      'ul',
+      { class: 'peers' },
+      w.applied.map((a) => h('li', {}, h('span', { class: 'mono' }, a.policy), ` · ${a.replaces ? 'replaces the loaded policy' : 'new'} · selects ${plural(a.selectedPods, 'pod')}`)),
+      w.deleted.map((d) => h('li', {}, h('span', { class: 'mono' }, d), ' · deleted')),
+    ),
+    h('h3', { class: 'section' }, `Connectivity diff, every port · ${plural(groups.length, 'group')}`),
+    groups.length ? null : h('p', { class: 'muted small' }, 'no flow changes on any port'),
+    h(
+      'div',
+      {},
+      groups.slice(0, 30).map((g) =>
+        h(
+          'div',
+          { class: 'diffgroup' },
+          h('div', { class: g.change === 'newly_allowed' ? 'iso-yes' : 'iso-no' }, `${g.change.replace('_', ' ')} on ${g.ports} · ${plural(g.pairs, 'pair')}${onPort.includes(g) ? '' : ' (other ports)'}`),
+          h('div', { class: 'small mono' }, `${names(g.sources)} → ${names(g.destinations)}`),
+          h('div', { class: 'cause' }, g.cause),
+        ),
+      ),
+    ),
+  ];
+  $('whatif-result').replaceChildren(...parts.filter(Boolean));
+}
+
+/** Whether a diff port-set text (`TCP 80,8000-8080; UDP 53`, `all`, `none`) holds port/protocol. */
+function portInSet(text, port, proto) {
+  if (text === 'all') return true;
+  for (const part of text.split(';')) {
+    const [p, ranges] = part.trim().split(/\s+/, 2);
+    if (p !== proto || !ranges) continue;
+    if (ranges === 'all') return true;
+    for (const r of ranges.split(',')) {
+      const [lo, hi] = r.split('-').map(Number);
+      if (port >= lo && port <= (hi || lo)) return true;
+    }
+  }
+  return false;
+}
+
+function clearWhatIf() {
+  state.whatif = null;
+  $('whatif-badge').hidden = true;
+  $('whatif-result').replaceChildren();
+  delete $('whatif-result').dataset.state;
+  showWhatIfError(null);
+  showGraph();
+}
+
+async function editPolicy(ref) {
+  try {
+    const r = await api.manifest(ref);
+    editor.value = editor.value.trim() ? `${editor.value.trimEnd()}\n---\n${r.data}` : r.data;
+    drawGutter();
+    showTab('whatif');
+    editor.focus();
+  } catch (e) {
+    showWhatIfError(e);
+  }
+}
+
+function addDelete(ref) {
+  ref = ref.trim();
+  if (!ref || state.deletes.includes(ref)) return;
+  state.deletes.push(ref);
+  drawDeletes();
+  showTab('whatif');
+}
+
+function drawDeletes() {
+  $('wi-deletes').replaceChildren(
+    ...state.deletes.map((d) =>
+      h('span', { class: 'chip' }, d, h('button', { type: 'button', title: 'keep this policy', onclick: () => {
+        state.deletes = state.deletes.filter((x) => x !== d);
+        drawDeletes();
+      } }, '×')),
+    ),
+  );
+}
+
+// ---- wiring ----
+
+$('filters').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  state.params.port = $('port').value.trim();
+  state.params.namespace = $('namespace').value;
+  state.params.selector = $('selector').value.trim();
+  state.params.group = $('grouping').value;
+  view.moved = false;
+  reloadGraph();
+});
+$('namespace').addEventListener('change', () => $('filters').requestSubmit());
+$('grouping').addEventListener('change', () => $('filters').requestSubmit());
+$('fit').addEventListener('click', () => view.fit());
+$('edges-details').addEventListener('toggle', () => $('edges-details').open && drawTable());
+$('policy-filter').addEventListener('input', drawPolicies);
+for (const b of document.querySelectorAll('.tabs button')) b.addEventListener('click', () => showTab(b.dataset.tab));
+$('ex-run').addEventListener('click', runExplain);
+for (const id of ['ex-src', 'ex-dst', 'ex-port']) $(id).addEventListener('keydown', (ev) => ev.key === 'Enter' && runExplain());
+$('wi-run').addEventListener('click', runWhatIf);
+$('wi-clear').addEventListener('click', clearWhatIf);
+$('wi-load').addEventListener('change', () => {
+  const v = $('wi-load').value;
+  $('wi-load').value = '';
+  if (v) editPolicy(v);
+});
+$('wi-delete-add').addEventListener('click', () => {
+  addDelete($('wi-delete').value);
+  $('wi-delete').value = '';
+});
+editor.addEventListener('input', () => {
+  if (errorLine) {
+    errorLine = 0;
+    placeErrorLine();
+  }
+  drawGutter();
+});
+editor.addEventListener('scroll', () => {
+  $('gutter').scrollTop = editor.scrollTop;
+  placeErrorLine();
+});
+editor.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Tab' && !ev.shiftKey) {
+    ev.preventDefault();
+    editor.setRangeText('  ', editor.selectionStart, editor.selectionEnd, 'end');
+    drawGutter();
+  } else if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) {
+    ev.preventDefault();
+    runWhatIf();
+  }
+});
+
+readHash();
+$('selector').value = state.params.selector;
+drawGutter();
+loadAll();

@@ -1,0 +1,445 @@
+// End-to-end test of the `netpol serve` web UI in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core). Run by crates/netpol/tests/ui_e2e.rs against a server on loopback:
+//
+//   node e2e/ui.test.mjs URL OUT_DIR            the bundled example (examples/three-tier): checks and screenshots
+//   node e2e/ui.test.mjs --perf URL OUT_DIR     a large cluster: timings only, printed as one JSON line
+//
+// The example run compares what the page shows with the engine's answers fetched from the API independently
+// (the per-pod matrix, the what-if diff, explain), drives the canvas with real clicks, and saves screenshots.
+// Exit status 0 when every check passed; 1 with the failures listed otherwise.
+
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const args = process.argv.slice(2);
+const perfMode = args[0] === '--perf';
+if (perfMode) args.shift();
+const [base, outDir] = args;
+if (!base || !outDir) {
+  console.error('usage: node e2e/ui.test.mjs [--perf] URL OUT_DIR');
+  process.exit(2);
+}
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+fs.mkdirSync(outDir, { recursive: true });
+
+let failures = 0;
+let passes = 0;
+function check(ok, what, detail) {
+  if (ok) {
+    passes++;
+    console.log(`ok - ${what}`);
+  } else {
+    failures++;
+    console.log(`not ok - ${what}${detail === undefined ? '' : `\n  ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`}`);
+  }
+  return ok;
+}
+
+async function api(p, init) {
+  const r = await fetch(`${base}${p}`, init);
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${p}: HTTP ${r.status}: ${text}`);
+  return (r.headers.get('content-type') || '').startsWith('application/json') ? JSON.parse(text) : text;
+}
+
+// ---- the engine's answers, computed here from the per-pod matrix ----
+
+/** Node id of every pod (`ns/pod`), from the graph's nodes (all pods listed: the example's nodes are small). */
+function podNodes(nodes) {
+  const m = new Map();
+  for (const n of nodes) {
+    for (const p of n.pods) m.set(`${n.namespace}/${p}`, n.id);
+  }
+  return m;
+}
+
+/** Allowed ordered pairs of distinct pods on `port`, as a Set of "a\0b", and the pod list. */
+async function allowedPairs(port) {
+  const m = await api(`/api/v1/matrix?port=${encodeURIComponent(port)}`);
+  const set = new Set();
+  const rows = m.ports[0].rows;
+  m.pods.forEach((a, i) => m.pods.forEach((b, j) => i !== j && rows[i][j] && set.add(`${a}\0${b}`)));
+  return { pods: m.pods, set };
+}
+
+/** Pod pairs per node edge: Map "src\0dst" → pairs. */
+function aggregate(pairs, nodeOf) {
+  const out = new Map();
+  for (const k of pairs) {
+    const [a, b] = k.split('\0');
+    const key = `${nodeOf.get(a)}\0${nodeOf.get(b)}`;
+    out.set(key, (out.get(key) || 0) + 1);
+  }
+  return out;
+}
+
+/** Whether a diff port-set text (`TCP 80,8000-8080; UDP 53`, `all`) holds PORT/PROTO (written separately from
+ * the UI's own parser on purpose). */
+function portsHold(text, port, proto) {
+  if (text === 'all') return true;
+  return text.split(';').some((part) => {
+    const m = part.trim().match(/^(TCP|UDP|SCTP) (.+)$/);
+    if (!m || m[1] !== proto) return false;
+    return m[2] === 'all' || m[2].split(',').some((r) => {
+      const [lo, hi] = r.split('-').map(Number);
+      return port >= lo && port <= (Number.isNaN(hi) || hi === undefined ? lo : hi);
+    });
+  });
+}
+
+// ---- page helpers ----
+
+async function launch() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'netpol-chromium-'));
+  const ctx = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1440, height: 900 },
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  return { ctx, dir };
+}
+
+async function setPort(page, port) {
+  await page.fill('#port', port);
+  await page.evaluate(() => (document.body.dataset.state = 'loading'));
+  await page.click('#filters button[type=submit]');
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 20000 });
+}
+
+async function tableRows(page) {
+  await page.evaluate(() => (document.getElementById('edges-details').open = true));
+  return page.$$eval('#edges-table tbody tr', (rows) => rows.map((r) => ({ ...r.dataset })));
+}
+
+async function clickNode(page, id, shift = false) {
+  const pos = await page.evaluate((x) => window.__netpol.screenPos(x), id);
+  if (!pos) throw new Error(`node ${id} is not drawn`);
+  const box = await page.locator('#graph').boundingBox();
+  if (shift) await page.keyboard.down('Shift');
+  await page.mouse.click(box.x + pos.x, box.y + pos.y);
+  if (shift) await page.keyboard.up('Shift');
+}
+
+// ---- the example run ----
+
+const FIX_AND_ADD = `# The mis-indent fixed: one peer (AND) instead of two (OR), so only the api reaches postgres.
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: allow-postgres-from-backend
+  namespace: database
+spec:
+  podSelector:
+    matchLabels:
+      app: postgres
+  policyTypes: [Ingress]
+  ingress:
+    - from:
+        - namespaceSelector:
+            matchLabels:
+              tier: backend
+          podSelector:
+            matchLabels:
+              app: api
+      ports:
+        - port: 5432
+---
+# And Prometheus may query postgres' port (an exporter on 5432, say).
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: allow-postgres-from-monitoring
+  namespace: database
+spec:
+  podSelector:
+    matchLabels:
+      app: postgres
+  ingress:
+    - from:
+        - namespaceSelector:
+            matchLabels:
+              tier: monitoring
+      ports:
+        - port: 5432
+`;
+
+// Line 12 holds the invalid port.
+const INVALID = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: broken
+  namespace: backend
+spec:
+  podSelector: {}
+  ingress:
+    - from:
+        - podSelector: {}
+      ports:
+        - port: 0
+`;
+
+async function exampleRun(page) {
+  const errors = [];
+  // The invalid policy's 422 is expected; any other console error (a CSP violation, an exception) is not.
+  page.on('console', (m) => m.type() === 'error' && !/Failed to load resource: .* 422 /.test(m.text()) && errors.push(m.text()));
+  page.on('pageerror', (e) => {
+    console.log(`# page error: ${e.message}`);
+    errors.push(e.message);
+  });
+
+  await page.goto(base);
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 20000 });
+  check((await page.title()) === 'netpol', 'the page loads');
+
+  // 1. Edges shown = the engine's per-pod matrix, aggregated per node, on several ports.
+  for (const port of ['8080/TCP', '5432/TCP', '53/UDP', '9100/TCP']) {
+    await setPort(page, port);
+    const graph = await page.evaluate(() => window.__netpol.state.graph);
+    const nodeOf = podNodes(graph.nodes);
+    const { pods, set } = await allowedPairs(port);
+    check(pods.every((p) => nodeOf.has(p)), `${port}: every pod of the matrix is in a node`, pods.filter((p) => !nodeOf.has(p)));
+    const want = aggregate(set, nodeOf);
+    const rows = await tableRows(page);
+    const got = new Map(rows.map((r) => [`${r.src}\0${r.dst}`, Number(r.pairs)]));
+    const same = want.size === got.size && [...want].every(([k, v]) => got.get(k) === v);
+    check(same && want.size > 0, `${port}: the edges table equals the engine's matrix (${want.size} edges)`, {
+      want: [...want].map(([k, v]) => `${k.replace('\0', ' -> ')} ${v}`),
+      got: [...got].map(([k, v]) => `${k.replace('\0', ' -> ')} ${v}`),
+    });
+    const counts = new Map(graph.nodes.map((n) => [n.id, n.count]));
+    check(
+      rows.every((r) => Number(r.total) === counts.get(r.src) * counts.get(r.dst) - (r.src === r.dst ? counts.get(r.src) : 0)),
+      `${port}: every edge's total is the number of pod pairs between its nodes`,
+    );
+    const drawn = await page.evaluate(() => window.__netpol.perf.edges);
+    check(drawn === rows.length, `${port}: the canvas draws as many edges as the table lists`, { drawn, rows: rows.length });
+  }
+
+  // 2. Click the web node on the canvas: the panel lists who reaches it and where it goes, from the matrix.
+  await setPort(page, '8080/TCP');
+  const graph = await page.evaluate(() => window.__netpol.state.graph);
+  const web = graph.nodes.find((n) => n.namespace === 'frontend' && n.name === 'web');
+  const api8080 = graph.nodes.find((n) => n.namespace === 'backend' && n.name === 'api');
+  const postgres = graph.nodes.find((n) => n.namespace === 'database' && n.name === 'postgres');
+  const want = aggregate((await allowedPairs('8080/TCP')).set, podNodes(graph.nodes));
+  const wantIn = [...want.keys()].map((k) => k.split('\0')).filter(([, d]) => d === web.id).map(([s]) => s).sort();
+  const wantOut = [...want.keys()].map((k) => k.split('\0')).filter(([s]) => s === web.id).map(([, d]) => d).sort();
+  await clickNode(page, web.id);
+  await page.waitForSelector('#reach-in', { timeout: 5000 });
+  check((await page.textContent('#inspect .title .big')) === 'web', 'a click on the web node opens its panel');
+  const gotIn = (await page.$$eval('#reach-in li[data-peer]', (l) => l.map((x) => x.dataset.peer))).sort();
+  const gotOut = (await page.$$eval('#reach-out li[data-peer]', (l) => l.map((x) => x.dataset.peer))).sort();
+  check(JSON.stringify(gotIn) === JSON.stringify(wantIn) && wantIn.length > 0, 'the panel lists who can reach web', { gotIn, wantIn });
+  check(JSON.stringify(gotOut) === JSON.stringify(wantOut) && wantOut.includes(api8080.id), 'the panel lists where web can go', { gotOut, wantOut });
+  const isoText = await page.textContent('#inspect .kv');
+  check(/isolated by .*frontend\/default-deny/.test(isoText), 'the panel shows web isolated, with its policies', isoText);
+  const panelText = await page.textContent('#inspect');
+  check(!/\b(null|undefined|NaN)\b/.test(panelText), 'the node panel prints no null/undefined', panelText);
+  await page.mouse.move(1, 890); // no tooltip
+  await page.screenshot({ path: path.join(outDir, 'three-tier-node.png') });
+
+  // 3. Shift+click postgres: the explanation of web -> postgres (denied), as the explain API says.
+  await clickNode(page, postgres.id, true);
+  await page.waitForFunction(() => document.querySelector('#explain .explanation')?.dataset.verdict === 'deny', null, { timeout: 5000 });
+  const apiDeny = await api(`/api/v1/explain?src=frontend/web&dst=database/postgres&port=8080/TCP`);
+  const denyText = await page.textContent('#explain .explanation');
+  check(apiDeny.verdict === 'deny' && denyText.includes('frontend/web → database/postgres'), 'shift+click explains web -> postgres: deny', denyText);
+
+  // 4. Click the web -> api edge in the table: the explanation names the allowing policy.
+  await page.click(`#edges-table tr[data-src="${web.id}"][data-dst="${api8080.id}"]`);
+  await page.waitForFunction(() => document.querySelector('#explain .explanation')?.dataset.verdict === 'allow', null, { timeout: 5000 });
+  const allowText = await page.textContent('#explain .explanation');
+  check(allowText.includes('backend/allow-api-from-frontend') && allowText.includes('frontend/allow-egress-to-api'), 'an edge explains itself with the allowing rules', allowText);
+
+  // 5. Click the edge itself on the canvas (the middle of its curve).
+  await clickNode(page, postgres.id); // the panel now shows postgres
+  await page.waitForFunction(() => document.querySelector('#inspect .title .big')?.textContent === 'postgres');
+  const mid = await page.evaluate(([a, b]) => window.__netpol.edgePos(a, b), [web.id, api8080.id]);
+  const box = await page.locator('#graph').boundingBox();
+  await page.mouse.click(box.x + mid.x, box.y + mid.y);
+  const hit = await page
+    .waitForFunction(() => document.querySelector('#inspect .title .big')?.textContent === 'Edge', null, { timeout: 5000 })
+    .then(() => true, () => false);
+  check(hit, 'a click on an edge of the canvas selects it');
+
+  // 6. A lint finding links to its object.
+  await page.click('#lint-list li[data-object="NetworkPolicy database/allow-postgres-from-backend"]');
+  check((await page.textContent('#inspect .title .big')) === 'allow-postgres-from-backend', 'a lint finding opens its policy');
+  const hl = await page.evaluate(() => window.__netpol.highlight());
+  check(hl.includes(postgres.id), 'the policy highlights the pods it selects on the graph', hl);
+
+  // 7. What-if: the fixed policy and a new one on 5432/TCP. Highlighted edges = the what-if API's diff applied
+  // to the engine's per-pod matrix.
+  await setPort(page, '5432/TCP');
+  await page.click('#tab-btn-whatif');
+  await page.fill('#editor', FIX_AND_ADD);
+  await page.click('#wi-run');
+  await page.waitForSelector('#whatif-result[data-state="ready"]', { state: 'attached', timeout: 20000 });
+  const body = `apply:\n${FIX_AND_ADD.split(/^---$/m)
+    .map((d) => d.trim().split('\n').filter((l) => !l.startsWith('#')).map((l, i) => (i === 0 ? `- ${l}` : `  ${l}`)).join('\n'))
+    .join('\n')}\n`;
+  const diff = await api('/api/v1/whatif', { method: 'POST', headers: { 'content-type': 'application/yaml' }, body });
+  const wiGraph = await page.evaluate(() => window.__netpol.state.whatif);
+  const nodeOf = podNodes(wiGraph.nodes);
+  const before = (await allowedPairs('5432/TCP')).set;
+  const after = new Set(before);
+  for (const g of diff.groups) {
+    if (!portsHold(g.ports, 5432, 'TCP')) continue;
+    for (const s of g.sources) {
+      for (const d of g.destinations) {
+        if (s === d) continue;
+        if (g.change === 'newly_allowed') after.add(`${s}\0${d}`);
+        else after.delete(`${s}\0${d}`);
+      }
+    }
+  }
+  const b = aggregate(before, nodeOf);
+  const a = aggregate(after, nodeOf);
+  const expect = new Map();
+  for (const k of new Set([...b.keys(), ...a.keys()])) {
+    const [x, y] = [b.get(k) || 0, a.get(k) || 0];
+    expect.set(k, x === 0 ? 'added' : y === 0 ? 'removed' : x !== y ? 'changed' : 'unchanged');
+  }
+  const rows = await tableRows(page);
+  const got = new Map(rows.map((r) => [`${r.src}\0${r.dst}`, r.change]));
+  const same = expect.size === got.size && [...expect].every(([k, v]) => got.get(k) === v);
+  const changed = [...expect].filter(([, v]) => v !== 'unchanged').map(([k, v]) => `${v} ${k.replace('\0', ' -> ')}`);
+  check(same, `what-if: highlighted edges equal the what-if API's diff (${changed.join('; ')})`, {
+    expect: [...expect].map(([k, v]) => `${k.replace('\0', ' -> ')} ${v}`),
+    got: [...got].map(([k, v]) => `${k.replace('\0', ' -> ')} ${v}`),
+  });
+  check(
+    changed.some((c) => c.startsWith('removed') && c.includes('worker')) && changed.some((c) => c.startsWith('added') && c.includes('prometheus')),
+    'what-if: worker -> postgres removed, prometheus -> postgres added',
+    changed,
+  );
+  const summary = await page.$eval('#whatif-result .summary', (e) => ({ ...e.dataset }));
+  check(Number(summary.added) === [...expect.values()].filter((v) => v === 'added').length && Number(summary.removed) === [...expect.values()].filter((v) => v === 'removed').length, 'what-if: the summary counts the highlighted edges', summary);
+  const resultText = await page.textContent('#whatif-result');
+  check(!/\b(null|undefined|NaN)\b/.test(resultText), 'the what-if result prints no null/undefined', resultText);
+  const loaded = await api('/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432');
+  check(loaded.verdict === 'allow', 'what-if applied nothing: the loaded model still allows worker -> postgres');
+  await page.screenshot({ path: path.join(outDir, 'three-tier-whatif.png') });
+
+  // 8. An invalid policy: the error names the field, at its line.
+  await page.fill('#editor', INVALID);
+  await page.click('#wi-run');
+  await page.waitForSelector('#whatif-result[data-state="error"]', { state: 'attached', timeout: 20000 });
+  const err = await page.$eval('#whatif-error', (e) => ({ field: e.dataset.field, line: e.dataset.line, text: e.textContent, hidden: e.hidden }));
+  const gutterBad = await page.textContent('#gutter .bad').catch(() => '');
+  check(
+    !err.hidden && err.field === 'spec.ingress[0].ports[0].port' && err.line === '12' && err.text.includes('spec.ingress[0].ports[0].port') && gutterBad === '12',
+    'what-if: an invalid policy shows its field and line inline',
+    { err, gutterBad },
+  );
+  await page.screenshot({ path: path.join(outDir, 'three-tier-invalid.png') });
+
+  // 9. The screenshot for the README: the what-if preview with the web node... on the example's main port.
+  await page.fill('#editor', FIX_AND_ADD);
+  await page.click('#wi-run');
+  await page.waitForSelector('#whatif-result[data-state="ready"]', { state: 'attached', timeout: 20000 });
+  await clickNode(page, postgres.id);
+  await page.click('#tab-btn-whatif');
+  await page.evaluate(() => {
+    document.getElementById('edges-details').open = false;
+    document.getElementById('editor').scrollTop = 0;
+    document.getElementById('editor').dispatchEvent(new Event('scroll'));
+  });
+  await page.mouse.move(1, 890); // no tooltip
+  await page.waitForTimeout(100); // the canvas refits after the table closes
+  await page.screenshot({ path: path.join(outDir, 'ui.png') });
+
+  check(errors.length === 0, 'no console errors (CSP violations included)', errors);
+}
+
+// ---- the large-cluster run ----
+
+async function perfRun(page) {
+  const out = {};
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const t0 = Date.now();
+  await page.goto(base);
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 120000 });
+  out.firstLoadMs = Date.now() - t0;
+  const first = await page.evaluate(() => ({ ...window.__netpol.perf, grouping: window.__netpol.state.graph.grouping, pods: window.__netpol.state.graph.totalPods }));
+  out.first = first;
+  // Redraw cost alone (pan/zoom/selection): median of 20 draws.
+  out.redrawMs = await page.evaluate(() => {
+    const times = [];
+    for (let i = 0; i < 21; i++) times.push(window.__netpol.redraw());
+    times.sort((a, b) => a - b);
+    return times[10];
+  });
+  out.runs = [];
+  const ports = await page.$$eval('#port-list option', (l) => l.map((o) => o.value).slice(0, 3));
+  for (const group of ['auto', 'labels', 'namespace']) {
+    for (const port of ports) {
+      await page.evaluate(([g, p]) => {
+        document.getElementById('grouping').value = g;
+        document.getElementById('port').value = p;
+        document.body.dataset.state = 'loading';
+      }, [group, port]);
+      await page.click('#filters button[type=submit]');
+      await page.waitForSelector('body[data-state="ready"]', { timeout: 120000 });
+      const p = await page.evaluate(() => ({ ...window.__netpol.perf, grouping: window.__netpol.state.graph.grouping }));
+      const t = Date.now();
+      await api(`/api/v1/graph?port=${encodeURIComponent(port)}${group === 'auto' ? '' : `&group=${group}`}`);
+      out.runs.push({ group, port, apiMs: Date.now() - t, ...p });
+    }
+  }
+  // A node click (panel + redraw) and a what-if preview of a loaded policy.
+  await page.evaluate(() => {
+    document.getElementById('grouping').value = 'auto';
+    document.body.dataset.state = 'loading';
+  });
+  await page.click('#filters button[type=submit]');
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 120000 });
+  const g = await page.evaluate(() => window.__netpol.state.graph);
+  const big = g.nodes.slice().sort((a, b) => b.count - a.count)[0];
+  await clickNode(page, big.id);
+  await page.waitForSelector('#reach-in', { timeout: 20000 });
+  out.nodeClickMs = await page.evaluate(() => window.__netpol.perf.selectMs);
+  await page.click('#tab-btn-whatif');
+  const pol = await page.$eval('#wi-load option:nth-child(2)', (o) => o.value);
+  await page.selectOption('#wi-load', pol);
+  await page.waitForFunction(() => document.getElementById('editor').value.includes('NetworkPolicy'), null, { timeout: 20000 });
+  await page.click('#wi-run');
+  await page.waitForSelector('#whatif-result[data-state="ready"]', { state: 'attached', timeout: 120000 });
+  Object.assign(out, await page.evaluate(() => ({
+    whatIfMs: window.__netpol.perf.whatIfMs,
+    whatIfFetchMs: window.__netpol.perf.whatIfFetchMs,
+    whatIfServerMs: window.__netpol.state.whatif.computeMs,
+  })));
+  await page.screenshot({ path: path.join(outDir, 'large.png') });
+  out.errors = errors;
+  console.log(`PERF ${JSON.stringify(out)}`);
+  check(errors.length === 0, 'no page errors on the large cluster', errors);
+  check(first.nodes > 0 && first.nodes <= 300, `the large cluster is grouped to at most 300 nodes (${first.nodes}, by ${first.grouping})`);
+}
+
+const { ctx, dir } = await launch();
+try {
+  const page = await ctx.newPage();
+  if (perfMode) await perfRun(page);
+  else await exampleRun(page);
+} catch (e) {
+  check(false, 'the run completed', e.stack || String(e));
+} finally {
+  await ctx.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+console.log(`${passes} passed, ${failures} failed`);
+process.exit(failures ? 1 : 0);
