@@ -441,6 +441,9 @@ fn netpol(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, Str
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_netpol"));
     cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.env_remove("KUBECONFIG").env_remove("KUBERNETES_SERVICE_HOST").env_remove("RUST_LOG");
+    for v in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
+        cmd.env_remove(v);
+    }
     cmd.env("HOME", "/nonexistent");
     for (k, v) in env {
         cmd.env(k, v);
@@ -530,6 +533,21 @@ fn one_shot_query_explain_matrix_describe() {
     assert_eq!(code, 0, "{err}");
     let j: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(j.as_array().map(Vec::len), Some(2), "{j}");
+}
+
+/// Like kubectl, the client goes through `HTTPS_PROXY` unless `NO_PROXY` names the server.
+#[test]
+fn one_shot_commands_follow_https_proxy_and_no_proxy() {
+    let c = policy_cluster();
+    let kc = c.kubeconfig.display().to_string();
+    // A proxy that refuses every connection: port 1 on loopback has no listener.
+    let proxy = ("HTTPS_PROXY", "http://127.0.0.1:1");
+    let args = ["explain", "--kubeconfig", &kc, "frontend/web", "backend/api", "8080"];
+    let (code, _, err) = netpol(&args, "", &[proxy]);
+    assert_eq!(code, 2, "the proxy is used and refuses: {err}");
+    let (code, out, err) = netpol(&args, "", &[proxy, ("NO_PROXY", "127.0.0.1")]);
+    assert_eq!(code, 0, "NO_PROXY bypasses the proxy: {err}");
+    assert!(out.contains("allow"), "{out}");
 }
 
 #[test]
