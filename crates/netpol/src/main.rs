@@ -286,6 +286,9 @@ enum Cmd {
         /// Reload when the manifests change (checked every second); a failed reload keeps the old model.
         #[arg(long)]
         watch: bool,
+        /// Settings file for /api/v1/lint (default: .netpol.yaml in the current directory, if any).
+        #[arg(long)]
+        config: Option<String>,
     },
     /// Which policies select each pod, and whether it is isolated per direction.
     Describe {
@@ -575,7 +578,8 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let code = assert_cmd::run(&inp.engine, &assertions, output, &mut stdout.lock())?;
             Ok(ExitCode::from(code))
         }
-        Cmd::Serve { files, cluster, listen, body_limit, watch } => {
+        Cmd::Serve { files, cluster, listen, body_limit, watch, config } => {
+            let lint_config = lint_cmd::load_config(config.as_deref())?;
             let (files, cluster) = match inputs(files, cluster, kubeconfig_on_cli)? {
                 Inputs::Files(files) => (files, None),
                 Inputs::Cluster(_) if watch => {
@@ -583,7 +587,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 }
                 Inputs::Cluster(source) => (Vec::new(), Some(source)),
             };
-            serve::serve_blocking(serve::ServeOptions { files, cluster, listen, body_limit, watch })?;
+            serve::serve_blocking(serve::ServeOptions { files, cluster, listen, body_limit, watch, lint_config })?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Describe { files, cluster, pod, namespace, output } => {

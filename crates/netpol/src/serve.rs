@@ -55,6 +55,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     pub body_limit: usize,
     pub watch: bool,
+    /// Settings of `GET /api/v1/lint` (`.netpol.yaml`'s `lint:`).
+    pub lint_config: lint::Config,
 }
 
 /// One loaded, compiled set of manifests. Immutable; a reload builds a new one.
@@ -94,8 +96,9 @@ impl Model {
         *self.resource_version.lock().unwrap_or_else(|e| e.into_inner()) = Some(rv);
     }
 
-    fn findings(&self) -> &[Finding] {
-        self.lint.get_or_init(|| lint::lint(&self.engine, &lint::Config::default()))
+    /// Lint findings, computed once per model (a server has one lint configuration).
+    fn findings(&self, config: &lint::Config) -> &[Finding] {
+        self.lint.get_or_init(|| lint::lint(&self.engine, config))
     }
 }
 
@@ -135,6 +138,7 @@ struct Inner {
 pub struct AppState {
     inner: Arc<Inner>,
     body_limit: usize,
+    lint_config: Arc<lint::Config>,
 }
 
 fn build_model(files: &[String], revision: u64) -> anyhow::Result<Model> {
@@ -163,6 +167,7 @@ impl AppState {
                 live: None,
             }),
             body_limit: DEFAULT_BODY_LIMIT,
+            lint_config: Arc::new(lint::Config::default()),
         })
     }
 
@@ -179,6 +184,7 @@ impl AppState {
                 live: Some(Arc::new(crate::live::LiveMetrics::new(server))),
             }),
             body_limit: DEFAULT_BODY_LIMIT,
+            lint_config: Arc::new(lint::Config::default()),
         }
     }
 
@@ -205,6 +211,12 @@ impl AppState {
     /// The same state with another request body limit (bytes; default [`DEFAULT_BODY_LIMIT`]), for [`router`].
     pub fn with_body_limit(mut self, limit: usize) -> AppState {
         self.body_limit = limit;
+        self
+    }
+
+    /// The same state with lint settings for `GET /api/v1/lint` (default: every rule, default severities).
+    pub fn with_lint_config(mut self, config: lint::Config) -> AppState {
+        self.lint_config = Arc::new(config);
         self
     }
 
@@ -676,11 +688,15 @@ async fn whatif_handler(
 
 // ---- lint ----
 
-/// Lint findings of the loaded manifests (default settings), as `netpol lint -o json` lists them.
+/// Lint findings of the loaded manifests (the settings of `serve --config`), as `netpol lint -o json` lists them.
 #[utoipa::path(get, path = "/api/v1/lint",
     responses((status = 200, description = "the findings", body = Vec<Object>)))]
-async fn lint_handler(Extension(model): Extension<Arc<Model>>) -> Result<Response, Failure> {
-    let task = tokio::task::spawn_blocking(move || Json(model.findings()).into_response());
+async fn lint_handler(
+    State(state): State<AppState>,
+    Extension(model): Extension<Arc<Model>>,
+) -> Result<Response, Failure> {
+    let config = state.lint_config.clone();
+    let task = tokio::task::spawn_blocking(move || Json(model.findings(&config)).into_response());
     task.await.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "lint", e.to_string()))
 }
 
@@ -1131,7 +1147,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let state = match &opts.cluster {
         Some(source) => {
             let (client, server) = source.client().await?;
-            let state = AppState::live(&server).with_body_limit(opts.body_limit);
+            let state =
+                AppState::live(&server).with_body_limit(opts.body_limit).with_lint_config(opts.lint_config.clone());
             tokio::spawn(crate::live::run(state.clone(), client));
             state
         }
@@ -1140,7 +1157,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             let state = tokio::task::spawn_blocking(move || AppState::from_files(&files))
                 .await
                 .context("loading task failed")??
-                .with_body_limit(opts.body_limit);
+                .with_body_limit(opts.body_limit)
+                .with_lint_config(opts.lint_config.clone());
             if opts.watch {
                 tokio::spawn(watch(state.clone(), Duration::from_secs(1)));
             }

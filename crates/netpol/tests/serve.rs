@@ -272,6 +272,19 @@ async fn matrix_refuses_too_many_pods() {
 }
 
 #[tokio::test]
+async fn lint_follows_the_servers_lint_settings() {
+    let codes = |r: Res| -> Vec<String> {
+        r.json().as_array().expect("array").iter().map(|f| f["code"].as_str().expect("code").to_string()).collect()
+    };
+    let all = codes(get(&router(state()), "/api/v1/lint").await);
+    assert!(all.iter().any(|c| c == "NP009"), "{all:?}");
+    let config = netpol_core::lint::Config { disable: vec!["NP009".into()], ..Default::default() };
+    let some = codes(get(&router(state().with_lint_config(config)), "/api/v1/lint").await);
+    assert!(!some.is_empty() && !some.iter().any(|c| c == "NP009"), "{some:?}");
+    assert_eq!(some.len(), all.iter().filter(|c| *c != "NP009").count());
+}
+
+#[tokio::test]
 async fn lint_pods_policies() {
     let app = router(state());
     let r = get(&app, "/api/v1/lint").await;
