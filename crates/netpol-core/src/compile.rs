@@ -2,7 +2,9 @@
 //!
 //! Owns identities (pods grouped by namespace, labels, container ports, hostNetwork and the ipBlock class of
 //! their primary IP), the selector cache (each distinct peer selector → the bitset of identities it selects),
-//! the policies selecting each identity per direction, and rules compiled to peer ids and port sets.
+//! the policies selecting each identity per direction, and rules compiled to peer ids and port sets. The
+//! indexes kept beside them (label sets, identity keys, selector peers and their reference counts, duplicate
+//! IPs) let [`crate::update`] change an engine in place.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -37,6 +39,17 @@ impl BitSet {
     pub fn contains(&self, i: usize) -> bool {
         self.words.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
+    pub fn remove(&mut self, i: usize) {
+        if let Some(w) = self.words.get_mut(i / 64) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+    /// Makes room for bits `0..len` (never shrinks).
+    pub fn grow(&mut self, len: usize) {
+        if self.words.len() < len.div_ceil(64) {
+            self.words.resize(len.div_ceil(64), 0);
+        }
+    }
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.words.iter().enumerate().flat_map(|(wi, &w)| {
             let mut w = w;
@@ -67,7 +80,8 @@ impl IdSet {
     /// From sorted, de-duplicated ids out of `universe` ids.
     pub fn from_sorted(ids: Vec<u32>, universe: usize) -> Self {
         if ids.len() * 32 > universe {
-            let mut b = BitSet::new(universe);
+            let len = ids.last().map_or(universe, |&m| universe.max(m as usize + 1));
+            let mut b = BitSet::new(len);
             for &i in &ids {
                 b.insert(i as usize);
             }
@@ -98,6 +112,49 @@ impl IdSet {
             IdSet::Dense(b, _) => Box::new(b.iter().map(|i| i as u32)),
         }
     }
+    /// Adds `i` (the set now draws from `universe` ids); returns whether it was absent. A sparse set that
+    /// becomes dense is converted, as [`IdSet::from_sorted`] would build it.
+    pub fn insert(&mut self, i: u32, universe: usize) -> bool {
+        match self {
+            IdSet::Sparse(v) => {
+                let Err(at) = v.binary_search(&i) else { return false };
+                v.insert(at, i);
+                if v.len() * 32 > universe {
+                    *self = IdSet::from_sorted(std::mem::take(v), universe);
+                }
+                true
+            }
+            IdSet::Dense(b, n) => {
+                if b.contains(i as usize) {
+                    return false;
+                }
+                b.grow(i as usize + 1);
+                b.insert(i as usize);
+                *n += 1;
+                true
+            }
+        }
+    }
+    /// Removes `i`; returns whether it was present.
+    pub fn remove(&mut self, i: u32) -> bool {
+        match self {
+            IdSet::Sparse(v) => match v.binary_search(&i) {
+                Ok(at) => {
+                    v.remove(at);
+                    true
+                }
+                Err(_) => false,
+            },
+            IdSet::Dense(b, n) => {
+                if !b.contains(i as usize) {
+                    return false;
+                }
+                b.remove(i as usize);
+                *n -= 1;
+                true
+            }
+        }
+    }
 }
 
 /// Pods that the engine cannot tell apart: same namespace, labels, container ports, hostNetwork, and the same
@@ -110,6 +167,7 @@ pub struct Identity {
     pub ip_class: IpClassId,
     /// Container ports (sorted), shared by every pod of the identity.
     pub ports: Vec<ContainerPort>,
+    /// Never empty; sorted.
     pub pods: Vec<PodId>,
     /// Policies selecting these pods that affect ingress / egress (sorted). Empty = not isolated.
     pub ingress_policies: Vec<PolicyId>,
@@ -122,6 +180,25 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// An identity with no pods, no policies and no rules yet.
+    pub(crate) fn empty(key: &IdentityKey) -> Identity {
+        Identity {
+            ns: key.0,
+            labels: key.1,
+            host_network: key.2,
+            ip_class: key.3,
+            ports: key.4.clone(),
+            pods: Vec::new(),
+            ingress_policies: Vec::new(),
+            egress_policies: Vec::new(),
+            ingress_rules: Vec::new(),
+            egress_rules: Vec::new(),
+            named_ports: Vec::new(),
+        }
+    }
+    pub(crate) fn key(&self) -> IdentityKey {
+        (self.ns, self.labels, self.host_network, self.ip_class, self.ports.clone())
+    }
     pub fn named_port(&self, name: &str, proto: Protocol) -> Option<u16> {
         self.ports.iter().find(|p| p.protocol == proto && p.name.as_deref() == Some(name)).map(|p| p.port)
     }
@@ -267,7 +344,13 @@ struct EpInfo {
     ip_class: Option<IpClassId>,
 }
 
+/// What makes pods one identity: namespace, interned label set, hostNetwork, ip class, sorted container ports.
+pub(crate) type IdentityKey = (NsId, u32, bool, IpClassId, Vec<ContainerPort>);
+
 /// The compiled engine. Owns the cluster it was built from.
+///
+/// [`Engine::update`] keeps it equal, answer for answer, to `Engine::new` of its changed cluster; internal
+/// numbering (identities, label sets, selector peers, ip classes) may then differ from a fresh compile.
 #[derive(Clone)]
 pub struct Engine {
     pub cluster: Cluster,
@@ -275,19 +358,30 @@ pub struct Engine {
     pub identities: Vec<Identity>,
     pub pod_identity: Vec<IdentityId>,
     /// Primary IP of each pod (a compact copy for the hot path).
-    primary_ips: Vec<Option<IpAddr>>,
+    pub(crate) primary_ips: Vec<Option<IpAddr>>,
     /// Distinct selector peers: (namespace selector or the policy's namespace, pod selector).
     pub sel_peers: Vec<(SelPeerKey, IdSet)>,
     pub blocks: Vec<IpBlock>,
     /// Sorted block ids containing an address, per ip class.
     pub ip_classes: Vec<Vec<BlockId>>,
+    /// Rules of every policy, in policy order, each policy's ingress rules then its egress rules.
     pub rules: Vec<CRule>,
     /// Rule ids of each policy, per direction: `policy_rules[p] = (ingress, egress)`.
     pub policy_rules: Vec<(Vec<RuleId>, Vec<RuleId>)>,
+    /// Each IP → the first pod (lowest id) that has it.
     pub ip_index: FxHashMap<IpAddr, PodId>,
-    ip_class_index: FxHashMap<Vec<BlockId>, IpClassId>,
+    /// IPs that several pods have → all of them (sorted), so that `ip_index` can be kept when pods change.
+    pub(crate) ip_dups: FxHashMap<IpAddr, Vec<PodId>>,
+    pub(crate) ip_class_index: FxHashMap<Vec<BlockId>, IpClassId>,
     /// Interned named-port names.
-    port_names: FxHashMap<String, u32>,
+    pub(crate) port_names: FxHashMap<String, u32>,
+    pub(crate) label_index: FxHashMap<Labels, u32>,
+    pub(crate) id_index: FxHashMap<IdentityKey, IdentityId>,
+    pub(crate) peer_index: FxHashMap<SelPeerKey, SelPeerId>,
+    /// Number of compiled rules referencing each selector peer / each block.
+    pub(crate) sel_refs: Vec<u32>,
+    pub(crate) block_index: FxHashMap<IpBlock, BlockId>,
+    pub(crate) block_refs: Vec<u32>,
 }
 
 /// Which namespaces a selector peer looks in.
@@ -330,47 +424,29 @@ impl Engine {
             pod_identity: Vec::with_capacity(cluster.pods.len()),
             primary_ips: cluster.pods.iter().map(|p| p.primary_ip()).collect(),
             sel_peers: Vec::new(),
+            block_refs: vec![0; blocks.len()],
             blocks,
             ip_classes: vec![Vec::new()],
             rules: Vec::new(),
             policy_rules: Vec::new(),
             ip_index: FxHashMap::default(),
+            ip_dups: FxHashMap::default(),
             ip_class_index: FxHashMap::default(),
             port_names: FxHashMap::default(),
+            label_index: FxHashMap::default(),
+            id_index: FxHashMap::default(),
+            peer_index: FxHashMap::default(),
+            sel_refs: Vec::new(),
+            block_index,
         };
         eng.ip_class_index.insert(Vec::new(), 0);
 
         // Identities.
-        let mut label_index: FxHashMap<&Labels, u32> = FxHashMap::default();
-        let mut id_index: FxHashMap<(NsId, u32, bool, IpClassId, Vec<ContainerPort>), IdentityId> =
-            FxHashMap::default();
         for (pid, pod) in cluster.pods.iter().enumerate() {
-            let ls = *label_index.entry(&pod.labels).or_insert_with(|| {
-                eng.label_sets.push(pod.labels.clone());
-                (eng.label_sets.len() - 1) as u32
-            });
-            let ip_class = match pod.primary_ip() {
-                Some(ip) => eng.ip_class_of(ip),
-                None => 0,
-            };
-            let mut ports = pod.ports.clone();
-            ports.sort();
-            let key = (pod.ns, ls, pod.host_network, ip_class, ports);
+            let key = eng.identity_key(pod);
             let next = eng.identities.len() as IdentityId;
-            let id = *id_index.entry(key.clone()).or_insert_with(|| {
-                eng.identities.push(Identity {
-                    ns: key.0,
-                    labels: key.1,
-                    host_network: key.2,
-                    ip_class: key.3,
-                    ports: key.4,
-                    pods: Vec::new(),
-                    ingress_policies: Vec::new(),
-                    egress_policies: Vec::new(),
-                    ingress_rules: Vec::new(),
-                    egress_rules: Vec::new(),
-                    named_ports: Vec::new(),
-                });
+            let id = *eng.id_index.entry(key).or_insert_with_key(|key| {
+                eng.identities.push(Identity::empty(key));
                 next
             });
             if let Some(ident) = eng.identities.get_mut(id as usize) {
@@ -378,7 +454,7 @@ impl Engine {
             }
             eng.pod_identity.push(id);
             for ip in &pod.ips {
-                eng.ip_index.entry(*ip).or_insert(pid as PodId);
+                eng.index_ip(*ip, pid as PodId);
             }
         }
 
@@ -417,47 +493,18 @@ impl Engine {
         }
 
         // Rules and selector peers.
-        let mut peer_index: FxHashMap<SelPeerKey, SelPeerId> = FxHashMap::default();
         let mut ns_sel_cache: FxHashMap<Selector, Vec<NsId>> = FxHashMap::default();
+        let mut select = |eng: &Engine, key: &SelPeerKey| eng.select_peer(&cluster, key, &sel_index, &mut ns_sel_cache);
         for (polid, pol) in cluster.policies.iter().enumerate() {
             let mut ids = (Vec::new(), Vec::new());
             for dir in [Direction::Ingress, Direction::Egress] {
                 for (ri, r) in pol.rules(dir).iter().enumerate() {
-                    let mut peers = Vec::with_capacity(r.peers.len());
-                    for p in &r.peers {
-                        match p {
-                            Peer::IpBlock(b) => peers.push(CPeer::Block(block_index[b])),
-                            Peer::Selectors { namespaces, pods } => {
-                                let key = SelPeerKey {
-                                    namespaces: match namespaces {
-                                        None => NsScope::Own(pol.ns),
-                                        Some(s) => NsScope::Selector(s.clone()),
-                                    },
-                                    pods: pods.clone(),
-                                };
-                                let id = match peer_index.get(&key) {
-                                    Some(&id) => id,
-                                    None => {
-                                        let set = eng.select_peer(&cluster, &key, &sel_index, &mut ns_sel_cache);
-                                        let id = eng.sel_peers.len() as SelPeerId;
-                                        eng.sel_peers.push((key.clone(), set));
-                                        peer_index.insert(key, id);
-                                        id
-                                    }
-                                };
-                                peers.push(CPeer::Sel(id));
-                            }
-                        }
-                    }
-                    peers.sort_unstable_by_key(|p| match p {
-                        CPeer::Sel(i) => (0, *i),
-                        CPeer::Block(i) => (1, *i),
-                    });
-                    peers.dedup();
-                    let mut ports = compile_ports(&r.ports);
-                    ports.named_ids = ports.named.iter().map(|(p, n)| (*p, eng.port_name_id(n))).collect();
+                    // Every ipBlock of the cluster was interned above, so the rule always compiles.
+                    let Some(rule) = eng.compile_rule(polid as PolicyId, pol.ns, dir, ri, r, &mut select) else {
+                        continue;
+                    };
                     let rid = eng.rules.len() as RuleId;
-                    eng.rules.push(CRule { policy: polid as PolicyId, dir, index: ri as u32, peers, ports });
+                    eng.rules.push(rule);
                     match dir {
                         Direction::Ingress => ids.0.push(rid),
                         Direction::Egress => ids.1.push(rid),
@@ -468,25 +515,130 @@ impl Engine {
         }
         // Flattened rules and interned named ports per identity.
         for i in 0..eng.identities.len() {
-            let ident = &eng.identities[i];
-            let ing: Vec<RuleId> =
-                ident.ingress_policies.iter().flat_map(|&p| eng.policy_rules[p as usize].0.iter().copied()).collect();
-            let eg: Vec<RuleId> =
-                ident.egress_policies.iter().flat_map(|&p| eng.policy_rules[p as usize].1.iter().copied()).collect();
-            let names: Vec<(String, Protocol, u16)> =
-                ident.ports.iter().filter_map(|c| c.name.clone().map(|n| (n, c.protocol, c.port))).collect();
-            let named: Vec<(u32, Protocol, u16)> =
-                names.into_iter().map(|(n, p, port)| (eng.port_name_id(&n), p, port)).collect();
-            let ident = &mut eng.identities[i];
-            ident.ingress_rules = ing;
-            ident.egress_rules = eg;
-            ident.named_ports = named;
+            eng.refresh_rules(i as IdentityId);
+            eng.intern_named_ports(i as IdentityId);
         }
         eng.cluster = cluster;
         eng
     }
 
-    fn port_name_id(&mut self, name: &str) -> u32 {
+    /// The identity key of a pod, interning its label set and ip class.
+    pub(crate) fn identity_key(&mut self, pod: &Pod) -> IdentityKey {
+        let ls = match self.label_index.get(&pod.labels) {
+            Some(&ls) => ls,
+            None => {
+                let ls = self.label_sets.len() as u32;
+                self.label_sets.push(pod.labels.clone());
+                self.label_index.insert(pod.labels.clone(), ls);
+                ls
+            }
+        };
+        let ip_class = match pod.primary_ip() {
+            Some(ip) => self.ip_class_of(ip),
+            None => 0,
+        };
+        let mut ports = pod.ports.clone();
+        ports.sort();
+        (pod.ns, ls, pod.host_network, ip_class, ports)
+    }
+
+    /// Records that pod `pid` has `ip` (`ip_index` keeps the lowest pod id).
+    pub(crate) fn index_ip(&mut self, ip: IpAddr, pid: PodId) {
+        let owner = *self.ip_index.entry(ip).or_insert(pid);
+        if owner == pid {
+            return;
+        }
+        let all = self.ip_dups.entry(ip).or_insert_with(|| vec![owner]);
+        if let Err(at) = all.binary_search(&pid) {
+            all.insert(at, pid);
+        }
+        if let Some(&first) = all.first() {
+            self.ip_index.insert(ip, first);
+        }
+    }
+
+    /// Flattens the rules of an identity's policies, per direction.
+    pub(crate) fn refresh_rules(&mut self, i: IdentityId) {
+        let ident = &self.identities[i as usize];
+        let ing: Vec<RuleId> =
+            ident.ingress_policies.iter().flat_map(|&p| self.policy_rules[p as usize].0.iter().copied()).collect();
+        let eg: Vec<RuleId> =
+            ident.egress_policies.iter().flat_map(|&p| self.policy_rules[p as usize].1.iter().copied()).collect();
+        let ident = &mut self.identities[i as usize];
+        ident.ingress_rules = ing;
+        ident.egress_rules = eg;
+    }
+
+    /// Interns the names of an identity's named container ports.
+    pub(crate) fn intern_named_ports(&mut self, i: IdentityId) {
+        let names: Vec<(String, Protocol, u16)> = self.identities[i as usize]
+            .ports
+            .iter()
+            .filter_map(|c| c.name.clone().map(|n| (n, c.protocol, c.port)))
+            .collect();
+        let named: Vec<(u32, Protocol, u16)> =
+            names.into_iter().map(|(n, p, port)| (self.port_name_id(&n), p, port)).collect();
+        self.identities[i as usize].named_ports = named;
+    }
+
+    /// Compiles one rule of policy `polid` (in namespace `ns`): selector peers are looked up, or created with
+    /// the identities `select` computes; reference counts of the peers used are incremented. `None` if the rule
+    /// has an ipBlock that is not interned (a new block changes every ip class: the caller must recompile).
+    pub(crate) fn compile_rule(
+        &mut self,
+        polid: PolicyId,
+        ns: NsId,
+        dir: Direction,
+        index: usize,
+        r: &Rule,
+        select: &mut dyn FnMut(&Engine, &SelPeerKey) -> IdSet,
+    ) -> Option<CRule> {
+        let mut peers = Vec::with_capacity(r.peers.len());
+        for p in &r.peers {
+            match p {
+                Peer::IpBlock(b) => peers.push(CPeer::Block(*self.block_index.get(b)?)),
+                Peer::Selectors { namespaces, pods } => {
+                    let key = SelPeerKey {
+                        namespaces: match namespaces {
+                            None => NsScope::Own(ns),
+                            Some(s) => NsScope::Selector(s.clone()),
+                        },
+                        pods: pods.clone(),
+                    };
+                    let id = match self.peer_index.get(&key) {
+                        Some(&id) => id,
+                        None => {
+                            let set = select(self, &key);
+                            let id = self.sel_peers.len() as SelPeerId;
+                            self.sel_peers.push((key.clone(), set));
+                            self.sel_refs.push(0);
+                            self.peer_index.insert(key, id);
+                            id
+                        }
+                    };
+                    peers.push(CPeer::Sel(id));
+                }
+            }
+        }
+        peers.sort_unstable_by_key(|p| match p {
+            CPeer::Sel(i) => (0, *i),
+            CPeer::Block(i) => (1, *i),
+        });
+        peers.dedup();
+        for p in &peers {
+            let count = match *p {
+                CPeer::Sel(s) => self.sel_refs.get_mut(s as usize),
+                CPeer::Block(b) => self.block_refs.get_mut(b as usize),
+            };
+            if let Some(c) = count {
+                *c += 1;
+            }
+        }
+        let mut ports = compile_ports(&r.ports);
+        ports.named_ids = ports.named.iter().map(|(p, n)| (*p, self.port_name_id(n))).collect();
+        Some(CRule { policy: polid, dir, index: index as u32, peers, ports })
+    }
+    pub(crate) fn port_name_id(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.port_names.get(name) {
             return id;
         }
@@ -551,7 +703,7 @@ impl Engine {
     }
 
     /// The ip class (set of ipBlocks containing it) of an address, interning a new class if needed.
-    fn ip_class_of(&mut self, ip: IpAddr) -> IpClassId {
+    pub(crate) fn ip_class_of(&mut self, ip: IpAddr) -> IpClassId {
         let sig: Vec<BlockId> =
             self.blocks.iter().enumerate().filter(|(_, b)| b.contains(ip)).map(|(i, _)| i as BlockId).collect();
         if let Some(&c) = self.ip_class_index.get(&sig) {
@@ -713,4 +865,41 @@ pub fn compile_ports(ports: &[PolicyPort]) -> CPorts {
     c.named.sort();
     c.named.dedup();
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(s: &IdSet) -> Vec<u32> {
+        s.iter().collect()
+    }
+
+    #[test]
+    fn sparse_set_stays_sorted_and_becomes_dense_when_full() {
+        let mut s = IdSet::from_sorted(vec![3, 70], 100);
+        assert!(matches!(s, IdSet::Sparse(_)));
+        assert!(s.insert(10, 100));
+        assert!(!s.insert(10, 100));
+        assert_eq!(ids(&s), vec![3, 10, 70]);
+        assert!(s.remove(3));
+        assert!(!s.remove(3));
+        assert_eq!(ids(&s), vec![10, 70]);
+        // 3 ids out of 64: 3 * 32 > 64, dense as `from_sorted` would build it.
+        assert!(s.insert(1, 64));
+        assert!(matches!(s, IdSet::Dense(_, 3)));
+        assert_eq!(ids(&s), vec![1, 10, 70]);
+        assert!(s.contains(70) && !s.contains(3));
+    }
+
+    #[test]
+    fn dense_set_grows_for_new_ids_and_counts() {
+        let mut s = IdSet::from_sorted(vec![0, 1], 2);
+        assert!(matches!(s, IdSet::Dense(_, 2)));
+        assert!(s.insert(200, 201));
+        assert!(s.contains(200));
+        assert_eq!((s.len(), ids(&s)), (3, vec![0, 1, 200]));
+        assert!(s.remove(0) && !s.remove(0));
+        assert_eq!((s.len(), ids(&s)), (2, vec![1, 200]));
+    }
 }

@@ -4,33 +4,79 @@
 //! Objects are named by namespace and name, as the Kubernetes API names them; the `ns` field of a given
 //! [`Pod`] or [`Policy`] is ignored. A namespace that is deleted while pods or policies still refer to it stays
 //! as a referenced, undeclared namespace with only its automatic label, as the loader treats it.
+//!
+//! Afterwards the engine answers (verdicts, explanations, matrices and their classes, lint, diff) exactly as
+//! `Engine::new` of its changed cluster would. What is done in place, and what recompiles:
+//!
+//! - **Pods** (put, replace, delete): always in place. A pod joins the identity with its key (namespace,
+//!   labels, hostNetwork, ip class, ports); a missing identity is created with its policies, flattened rules,
+//!   named ports and selector-peer memberships (a new IP may intern a new ip class). An identity left without
+//!   pods is removed (the last identity takes its id), so no consumer ever sees an empty identity. A deleted
+//!   pod's slot is taken by the last pod (its `PodId` changes; `apply_to_cluster` instead shifts every later
+//!   pod). `ip_index` keeps the lowest pod id of an address, as a fresh compile does.
+//! - **Policies** (put, replace, delete): in place when the set of distinct ipBlocks stays the same. The rules
+//!   are spliced at the policy's position, so rule ids are those of a fresh compile; new selector peers are
+//!   evaluated against the identities; peers no rule uses any more are dropped. A change that adds an ipBlock
+//!   no other policy has, or removes the last use of one, recompiles: it changes the ip classes, and so the
+//!   identities.
+//! - **Namespaces**: a new namespace, a relabelled one and the deletion of one still in use (it keeps only its
+//!   automatic label) are in place: namespaceSelector peers are re-evaluated for that namespace's identities.
+//!   Deleting an unused namespace recompiles (namespace ids shift).
+//! - **Batches**: changes apply in order, in place, until one needs a recompile; from there on they only go to
+//!   the cluster, and the engine is recompiled once at the end. A batch of more than [`BULK_CHANGES`] changes
+//!   that also exceeds an eighth of the cluster's objects is recompiled directly.
+//!
+//! Internal numbering (identity, label-set, selector-peer and ip-class ids) may differ from a fresh compile,
+//! and interned label sets and ip classes no identity uses any more are kept.
 
-use crate::compile::Engine;
+use rustc_hash::FxHashMap;
+
+use crate::compile::{CPeer, Engine, IdSet, IdentityId, IdentityKey, NsScope, RuleId, SelPeerKey};
 use crate::load::NAMESPACE_NAME_LABEL;
-use crate::model::{Cluster, Namespace, NsId, Pod, Policy};
+use crate::model::{Cluster, Direction, Namespace, NsId, Peer, Pod, PodId, Policy, PolicyId};
 use crate::selector::Labels;
+
+/// Above this many changes (and an eighth of the cluster's pods and policies), a batch is recompiled at once.
+pub const BULK_CHANGES: usize = 256;
 
 /// One object change.
 #[derive(Clone, Debug)]
 pub enum Change {
     /// Adds the pod, or replaces the pod with the same namespace and name.
-    PutPod { namespace: String, pod: Pod },
-    DeletePod { namespace: String, name: String },
+    PutPod {
+        namespace: String,
+        pod: Pod,
+    },
+    DeletePod {
+        namespace: String,
+        name: String,
+    },
     /// Adds the policy, or replaces the policy with the same namespace and name.
-    PutPolicy { namespace: String, policy: Policy },
-    DeletePolicy { namespace: String, name: String },
+    PutPolicy {
+        namespace: String,
+        policy: Policy,
+    },
+    DeletePolicy {
+        namespace: String,
+        name: String,
+    },
     /// Adds or replaces a namespace (its labels should include the automatic `kubernetes.io/metadata.name`).
     PutNamespace(Namespace),
-    DeleteNamespace { name: String },
+    DeleteNamespace {
+        name: String,
+    },
 }
 
 /// What [`Engine::update`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UpdateStats {
-    /// Changes applied to the compiled engine in place.
+    /// Changes applied to the compiled engine in place (also counted when a later change of the same batch
+    /// needed a recompile).
     pub in_place: usize,
     /// Whether the engine was recompiled from its cluster (changes that cannot be applied in place).
     pub recompiled: bool,
+    /// Why it was recompiled (the first change that could not be applied in place, or a large batch).
+    pub recompile_cause: Option<&'static str>,
 }
 
 /// The namespace id of `name`, creating an undeclared namespace when it does not exist.
@@ -106,22 +152,591 @@ pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
     }
 }
 
+/// The outcome of one change tried in place.
+enum InPlace {
+    /// Applied in place; whether anything changed.
+    Done(bool),
+    /// Not applicable in place: the change (not applied to the cluster yet) and why.
+    Recompile(Box<Change>, &'static str),
+}
+
 impl Engine {
-    /// Applies `changes` in order. The engine answers afterwards exactly as `Engine::new` on the changed
-    /// cluster would.
+    /// Applies `changes` in order, in place where possible (see the module documentation). The engine answers
+    /// afterwards exactly as `Engine::new` on the changed cluster would.
     pub fn update(&mut self, changes: Vec<Change>) -> UpdateStats {
-        let mut cluster = std::mem::take(&mut self.cluster);
-        let mut changed = false;
+        let mut stats = UpdateStats::default();
+        let objects = self.cluster.pods.len() + self.cluster.policies.len();
+        let mut cause = (changes.len() > BULK_CHANGES && changes.len() * 8 > objects).then_some("a large batch");
+        // Whether the cluster changed since a recompile became necessary.
+        let mut dirty = false;
         for ch in changes {
-            changed |= apply_to_cluster(&mut cluster, ch);
+            if cause.is_some() {
+                dirty |= apply_to_cluster(&mut self.cluster, ch);
+                continue;
+            }
+            match self.apply_in_place(ch) {
+                InPlace::Done(changed) => stats.in_place += usize::from(changed),
+                InPlace::Recompile(ch, why) => {
+                    if apply_to_cluster(&mut self.cluster, *ch) {
+                        cause = Some(why);
+                        dirty = true;
+                    }
+                }
+            }
         }
-        if !changed {
-            self.cluster = cluster;
-            return UpdateStats::default();
+        if dirty {
+            *self = Engine::new(std::mem::take(&mut self.cluster));
+            stats.recompiled = true;
+            stats.recompile_cause = cause;
         }
-        *self = Engine::new(cluster);
-        UpdateStats { in_place: 0, recompiled: true }
+        stats
     }
+
+    fn apply_in_place(&mut self, change: Change) -> InPlace {
+        match change {
+            Change::PutPod { namespace, pod } => {
+                self.put_pod(&namespace, pod);
+                InPlace::Done(true)
+            }
+            Change::DeletePod { namespace, name } => InPlace::Done(self.delete_pod(&namespace, &name)),
+            Change::PutPolicy { namespace, policy } => self.put_policy(namespace, policy),
+            Change::DeletePolicy { namespace, name } => self.delete_policy(namespace, name),
+            Change::PutNamespace(n) => {
+                self.put_namespace(n);
+                InPlace::Done(true)
+            }
+            Change::DeleteNamespace { name } => self.delete_namespace(name),
+        }
+    }
+
+    // ---- pods ----
+
+    fn put_pod(&mut self, namespace: &str, mut pod: Pod) {
+        let ns = ns_or_insert(&mut self.cluster, namespace);
+        pod.ns = ns;
+        match self.cluster.pods.iter().position(|p| p.ns == ns && p.name == pod.name) {
+            Some(i) => {
+                let old = self.detach_pod(i as PodId);
+                self.cluster.pods[i] = pod;
+                self.attach_pod(i as PodId);
+                self.drop_identity_if_empty(old);
+            }
+            None => {
+                self.cluster.pods.push(pod);
+                self.pod_identity.push(0);
+                self.primary_ips.push(None);
+                self.attach_pod((self.cluster.pods.len() - 1) as PodId);
+            }
+        }
+    }
+
+    fn delete_pod(&mut self, namespace: &str, name: &str) -> bool {
+        let Some(ns) = self.cluster.namespace_id(namespace) else { return false };
+        let Some(i) = self.cluster.pods.iter().position(|p| p.ns == ns && p.name == name) else { return false };
+        let old = self.detach_pod(i as PodId);
+        let last = self.cluster.pods.len() - 1;
+        self.cluster.pods.swap_remove(i);
+        self.pod_identity.swap_remove(i);
+        self.primary_ips.swap_remove(i);
+        if i != last {
+            self.renumber_pod(last as PodId, i as PodId);
+        }
+        self.drop_identity_if_empty(old);
+        true
+    }
+
+    /// Distinct IPs of a pod.
+    fn pod_ips(&self, pid: PodId) -> Vec<std::net::IpAddr> {
+        let mut ips = self.cluster.pods[pid as usize].ips.clone();
+        ips.sort_unstable();
+        ips.dedup();
+        ips
+    }
+
+    /// Puts pod `pid` (already in `cluster.pods`) in its identity, creating the identity if needed, and indexes
+    /// its IPs.
+    fn attach_pod(&mut self, pid: PodId) {
+        let cluster = std::mem::take(&mut self.cluster);
+        let pod = &cluster.pods[pid as usize];
+        let key = self.identity_key(pod);
+        let primary = pod.primary_ip();
+        self.cluster = cluster;
+        let iid = match self.id_index.get(&key) {
+            Some(&iid) => iid,
+            None => self.create_identity(key),
+        };
+        let pods = &mut self.identities[iid as usize].pods;
+        if let Err(at) = pods.binary_search(&pid) {
+            pods.insert(at, pid);
+        }
+        self.pod_identity[pid as usize] = iid;
+        self.primary_ips[pid as usize] = primary;
+        for ip in self.pod_ips(pid) {
+            self.index_ip(ip, pid);
+        }
+    }
+
+    /// Takes pod `pid` out of its identity (which may be left empty) and out of the IP index; returns the
+    /// identity.
+    fn detach_pod(&mut self, pid: PodId) -> IdentityId {
+        let iid = self.pod_identity[pid as usize];
+        let pods = &mut self.identities[iid as usize].pods;
+        if let Ok(at) = pods.binary_search(&pid) {
+            pods.remove(at);
+        }
+        for ip in self.pod_ips(pid) {
+            match self.ip_dups.get_mut(&ip) {
+                Some(all) => {
+                    if let Ok(at) = all.binary_search(&pid) {
+                        all.remove(at);
+                    }
+                    if let Some(&first) = all.first() {
+                        self.ip_index.insert(ip, first);
+                    }
+                    if all.len() < 2 {
+                        self.ip_dups.remove(&ip);
+                    }
+                }
+                None => {
+                    if self.ip_index.get(&ip) == Some(&pid) {
+                        self.ip_index.remove(&ip);
+                    }
+                }
+            }
+        }
+        iid
+    }
+
+    /// The pod that was `from` is now `to` (`to` < `from`, after a `swap_remove`).
+    fn renumber_pod(&mut self, from: PodId, to: PodId) {
+        let pods = &mut self.identities[self.pod_identity[to as usize] as usize].pods;
+        if let Ok(at) = pods.binary_search(&from) {
+            pods.remove(at);
+        }
+        if let Err(at) = pods.binary_search(&to) {
+            pods.insert(at, to);
+        }
+        for ip in self.pod_ips(to) {
+            match self.ip_dups.get_mut(&ip) {
+                Some(all) => {
+                    if let Ok(at) = all.binary_search(&from) {
+                        all.remove(at);
+                    }
+                    if let Err(at) = all.binary_search(&to) {
+                        all.insert(at, to);
+                    }
+                    if let Some(&first) = all.first() {
+                        self.ip_index.insert(ip, first);
+                    }
+                }
+                None => {
+                    self.ip_index.insert(ip, to);
+                }
+            }
+        }
+    }
+
+    /// Creates the identity of `key` (without pods): its policies, flattened rules, named ports, and its
+    /// membership in every selector peer that selects it.
+    fn create_identity(&mut self, key: IdentityKey) -> IdentityId {
+        let iid = self.identities.len() as IdentityId;
+        let mut ident = crate::compile::Identity::empty(&key);
+        let (ns, labels, host_network) = (key.0, key.1, key.2);
+        // hostNetwork pods are not subject to policies, and selectors never match them.
+        if !host_network {
+            let ls = &self.label_sets[labels as usize];
+            for (polid, pol) in self.cluster.policies.iter().enumerate() {
+                if pol.ns == ns && pol.pod_selector.matches(ls) {
+                    if pol.affects_ingress {
+                        ident.ingress_policies.push(polid as PolicyId);
+                    }
+                    if pol.affects_egress {
+                        ident.egress_policies.push(polid as PolicyId);
+                    }
+                }
+            }
+        }
+        self.identities.push(ident);
+        self.refresh_rules(iid);
+        self.intern_named_ports(iid);
+        self.id_index.insert(key, iid);
+        if !host_network {
+            let universe = self.identities.len();
+            let ls = &self.label_sets[labels as usize];
+            let ns_labels = &self.cluster.ns(ns).labels;
+            let mut ns_memo: FxHashMap<&crate::selector::Selector, bool> = FxHashMap::default();
+            for (k, set) in &mut self.sel_peers {
+                let in_scope = match &k.namespaces {
+                    NsScope::Own(n) => *n == ns,
+                    NsScope::Selector(s) => *ns_memo.entry(s).or_insert_with(|| s.matches(ns_labels)),
+                };
+                if in_scope && k.pods.as_ref().is_none_or(|s| s.matches(ls)) {
+                    set.insert(iid, universe);
+                }
+            }
+        }
+        iid
+    }
+
+    fn drop_identity_if_empty(&mut self, iid: IdentityId) {
+        if self.identities[iid as usize].pods.is_empty() {
+            self.remove_identity(iid);
+        }
+    }
+
+    /// Removes an identity (without pods); the last identity takes its id.
+    fn remove_identity(&mut self, iid: IdentityId) {
+        let last = (self.identities.len() - 1) as IdentityId;
+        let gone = self.identities.swap_remove(iid as usize);
+        self.id_index.remove(&gone.key());
+        if iid != last {
+            let moved = &self.identities[iid as usize];
+            self.id_index.insert(moved.key(), iid);
+            for &p in &moved.pods {
+                self.pod_identity[p as usize] = iid;
+            }
+        }
+        let universe = self.identities.len();
+        for (_, set) in &mut self.sel_peers {
+            set.remove(iid);
+            if iid != last && set.remove(last) {
+                set.insert(iid, universe);
+            }
+        }
+    }
+
+    // ---- policies ----
+
+    /// Whether replacing policy `old` by `new` (either may be absent) keeps the set of distinct ipBlocks: every
+    /// block of `new` is interned, and every block of `old` is still used afterwards.
+    fn blocks_stay(&self, old: Option<PolicyId>, new: Option<&Policy>) -> bool {
+        let mut delta: FxHashMap<u32, i64> = FxHashMap::default();
+        for r in new.into_iter().flat_map(|p| p.ingress.iter().chain(&p.egress)) {
+            let mut ids = Vec::new();
+            for peer in &r.peers {
+                if let Peer::IpBlock(b) = peer {
+                    let Some(&id) = self.block_index.get(b) else { return false };
+                    ids.push(id);
+                }
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            for id in ids {
+                *delta.entry(id).or_default() += 1;
+            }
+        }
+        if let Some(p) = old {
+            let (ing, eg) = &self.policy_rules[p as usize];
+            for &r in ing.iter().chain(eg) {
+                for peer in &self.rules[r as usize].peers {
+                    if let CPeer::Block(b) = *peer {
+                        *delta.entry(b).or_default() -= 1;
+                    }
+                }
+            }
+        }
+        delta.iter().all(|(&b, &d)| i64::from(self.block_refs[b as usize]) + d > 0)
+    }
+
+    /// First rule id of policy `p` (rules are stored in policy order).
+    fn rule_start(&self, p: PolicyId) -> usize {
+        self.policy_rules[..p as usize].iter().map(|(i, e)| i.len() + e.len()).sum()
+    }
+
+    /// Releases the peers of the rules of policy `p` (decrements their reference counts).
+    fn release_rules(&mut self, p: PolicyId) {
+        let (ing, eg) = &self.policy_rules[p as usize];
+        for &r in ing.iter().chain(eg) {
+            for peer in &self.rules[r as usize].peers {
+                let count = match *peer {
+                    CPeer::Sel(s) => self.sel_refs.get_mut(s as usize),
+                    CPeer::Block(b) => self.block_refs.get_mut(b as usize),
+                };
+                if let Some(c) = count {
+                    *c = c.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    fn put_policy(&mut self, namespace: String, mut policy: Policy) -> InPlace {
+        let ns = ns_or_insert(&mut self.cluster, &namespace);
+        policy.ns = ns;
+        let pos = self.cluster.policies.iter().position(|p| p.ns == ns && p.name == policy.name);
+        let p = pos.unwrap_or(self.cluster.policies.len()) as PolicyId;
+        if !self.blocks_stay(pos.map(|_| p), Some(&policy)) {
+            return InPlace::Recompile(
+                Box::new(Change::PutPolicy { namespace, policy }),
+                "a policy adds or drops an ipBlock",
+            );
+        }
+        // New rules first, so that peers shared with the old rules are kept.
+        let mut select = select_scan;
+        let mut new_rules = Vec::new();
+        let mut n_ingress = 0;
+        for dir in [Direction::Ingress, Direction::Egress] {
+            for (ri, r) in policy.rules(dir).iter().enumerate() {
+                let Some(rule) = self.compile_rule(p, ns, dir, ri, r, &mut select) else {
+                    return InPlace::Recompile(
+                        Box::new(Change::PutPolicy { namespace, policy }),
+                        "a policy adds an ipBlock",
+                    );
+                };
+                new_rules.push(rule);
+                if dir == Direction::Ingress {
+                    n_ingress += 1;
+                }
+            }
+        }
+        let start = self.rule_start(p);
+        let old_n = match pos {
+            Some(_) => {
+                self.release_rules(p);
+                let (i, e) = &self.policy_rules[p as usize];
+                i.len() + e.len()
+            }
+            None => 0,
+        };
+        let new_n = new_rules.len();
+        self.rules.splice(start..start + old_n, new_rules);
+        let ids = |a: usize, b: usize| (a as RuleId..b as RuleId).collect::<Vec<RuleId>>();
+        let entry = (ids(start, start + n_ingress), ids(start + n_ingress, start + new_n));
+        match pos {
+            Some(i) => {
+                self.policy_rules[i] = entry;
+                self.cluster.policies[i] = policy;
+            }
+            None => {
+                self.policy_rules.push(entry);
+                self.cluster.policies.push(policy);
+            }
+        }
+        // Rule ids of the later policies move when the number of rules changes.
+        let shifted = new_n != old_n && (p as usize) + 1 < self.policy_rules.len();
+        if shifted {
+            shift_rule_ids(&mut self.policy_rules[p as usize + 1..], start + old_n, new_n as i64 - old_n as i64);
+        }
+        let mut affected = if pos.is_some() { self.unselect_policy(p) } else { Vec::new() };
+        affected.extend(self.select_policy(p));
+        self.refresh_after_rule_change(shifted, affected);
+        self.drop_unused_peers();
+        InPlace::Done(true)
+    }
+
+    fn delete_policy(&mut self, namespace: String, name: String) -> InPlace {
+        let Some(ns) = self.cluster.namespace_id(&namespace) else { return InPlace::Done(false) };
+        let Some(pos) = self.cluster.policies.iter().position(|p| p.ns == ns && p.name == name) else {
+            return InPlace::Done(false);
+        };
+        let p = pos as PolicyId;
+        if !self.blocks_stay(Some(p), None) {
+            return InPlace::Recompile(Box::new(Change::DeletePolicy { namespace, name }), "a policy drops an ipBlock");
+        }
+        self.release_rules(p);
+        let affected = self.unselect_policy(p);
+        let start = self.rule_start(p);
+        let (i, e) = self.policy_rules.remove(pos);
+        let old_n = i.len() + e.len();
+        self.rules.drain(start..start + old_n);
+        for r in &mut self.rules {
+            if r.policy > p {
+                r.policy -= 1;
+            }
+        }
+        shift_rule_ids(&mut self.policy_rules[pos..], start + old_n, -(old_n as i64));
+        self.cluster.policies.remove(pos);
+        for ident in &mut self.identities {
+            for list in [&mut ident.ingress_policies, &mut ident.egress_policies] {
+                for q in list.iter_mut().filter(|q| **q > p) {
+                    *q -= 1;
+                }
+            }
+        }
+        // Flattened rules follow rule ids, which moved if the policy had rules and later policies exist; policy
+        // ids in the lists were renumbered above.
+        self.refresh_after_rule_change(old_n > 0 && pos < self.policy_rules.len(), affected);
+        self.drop_unused_peers();
+        InPlace::Done(true)
+    }
+
+    /// Removes policy `p` from the identities it selects; returns them.
+    fn unselect_policy(&mut self, p: PolicyId) -> Vec<IdentityId> {
+        let mut affected = Vec::new();
+        for (i, ident) in self.identities.iter_mut().enumerate() {
+            let mut hit = false;
+            for list in [&mut ident.ingress_policies, &mut ident.egress_policies] {
+                if let Ok(at) = list.binary_search(&p) {
+                    list.remove(at);
+                    hit = true;
+                }
+            }
+            if hit {
+                affected.push(i as IdentityId);
+            }
+        }
+        affected
+    }
+
+    /// Adds policy `p` to the identities it selects; returns them.
+    fn select_policy(&mut self, p: PolicyId) -> Vec<IdentityId> {
+        let pol = &self.cluster.policies[p as usize];
+        let mut affected = Vec::new();
+        for (i, ident) in self.identities.iter_mut().enumerate() {
+            if ident.ns != pol.ns
+                || ident.host_network
+                || !pol.pod_selector.matches(&self.label_sets[ident.labels as usize])
+            {
+                continue;
+            }
+            for (affects, list) in
+                [(pol.affects_ingress, &mut ident.ingress_policies), (pol.affects_egress, &mut ident.egress_policies)]
+            {
+                if let (true, Err(at)) = (affects, list.binary_search(&p)) {
+                    list.insert(at, p);
+                }
+            }
+            affected.push(i as IdentityId);
+        }
+        affected
+    }
+
+    /// Re-flattens the rules of every identity (rule ids moved) or of the `affected` ones.
+    fn refresh_after_rule_change(&mut self, all: bool, mut affected: Vec<IdentityId>) {
+        if all {
+            affected = (0..self.identities.len() as IdentityId).collect();
+        }
+        affected.sort_unstable();
+        affected.dedup();
+        for i in affected {
+            self.refresh_rules(i);
+        }
+    }
+
+    /// Drops the selector peers that no rule uses any more, keeping the order of the others.
+    fn drop_unused_peers(&mut self) {
+        if self.sel_refs.iter().all(|&n| n > 0) {
+            return;
+        }
+        let mut remap = vec![u32::MAX; self.sel_peers.len()];
+        let mut next = 0u32;
+        for (old, &n) in self.sel_refs.iter().enumerate() {
+            if n > 0 {
+                remap[old] = next;
+                next += 1;
+            }
+        }
+        let mut old = 0;
+        self.sel_peers.retain(|_| {
+            old += 1;
+            remap[old - 1] != u32::MAX
+        });
+        self.sel_refs.retain(|&n| n > 0);
+        self.peer_index.retain(|_, id| {
+            *id = remap[*id as usize];
+            *id != u32::MAX
+        });
+        // Kept peers keep their relative order, so rules' peer lists stay sorted.
+        for rule in &mut self.rules {
+            for peer in &mut rule.peers {
+                if let CPeer::Sel(s) = peer {
+                    *s = remap[*s as usize];
+                }
+            }
+        }
+    }
+
+    // ---- namespaces ----
+
+    fn put_namespace(&mut self, n: Namespace) {
+        match self.cluster.namespace_id(&n.name) {
+            None => self.cluster.namespaces.push(n),
+            Some(id) => {
+                let old = std::mem::replace(&mut self.cluster.namespaces[id as usize], n);
+                self.relabel_namespace(id, &old.labels);
+            }
+        }
+    }
+
+    fn delete_namespace(&mut self, name: String) -> InPlace {
+        let Some(id) = self.cluster.namespace_id(&name) else { return InPlace::Done(false) };
+        let c = &self.cluster;
+        let used = c.pods.iter().any(|p| p.ns == id) || c.policies.iter().any(|p| p.ns == id);
+        if !used {
+            return InPlace::Recompile(Box::new(Change::DeleteNamespace { name }), "an unused namespace is deleted");
+        }
+        let mut labels = Labels::new();
+        labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
+        let old =
+            std::mem::replace(&mut self.cluster.namespaces[id as usize], Namespace { name, labels, origin: None });
+        self.relabel_namespace(id, &old.labels);
+        InPlace::Done(true)
+    }
+
+    /// Namespace `id` had `old` labels: re-evaluates namespaceSelector peers for its identities.
+    fn relabel_namespace(&mut self, id: NsId, old: &Labels) {
+        let new = &self.cluster.namespaces[id as usize].labels;
+        if new == old {
+            return;
+        }
+        let idents: Vec<IdentityId> = (0..self.identities.len() as IdentityId)
+            .filter(|&i| {
+                let ident = &self.identities[i as usize];
+                ident.ns == id && !ident.host_network
+            })
+            .collect();
+        if idents.is_empty() {
+            return;
+        }
+        let universe = self.identities.len();
+        for (k, set) in &mut self.sel_peers {
+            let NsScope::Selector(s) = &k.namespaces else { continue };
+            let now = s.matches(new);
+            if now == s.matches(old) {
+                continue;
+            }
+            for &i in &idents {
+                let ls = &self.label_sets[self.identities[i as usize].labels as usize];
+                if k.pods.as_ref().is_none_or(|p| p.matches(ls)) {
+                    if now {
+                        set.insert(i, universe);
+                    } else {
+                        set.remove(i);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `delta` to every rule id at or above `from` in these policies' rule lists.
+fn shift_rule_ids(policy_rules: &mut [(Vec<RuleId>, Vec<RuleId>)], from: usize, delta: i64) {
+    for (i, e) in policy_rules {
+        for r in i.iter_mut().chain(e.iter_mut()) {
+            if *r as usize >= from {
+                *r = (i64::from(*r) + delta) as RuleId;
+            }
+        }
+    }
+}
+
+/// The identities a new selector peer selects, by scanning them (no index is kept between updates).
+fn select_scan(eng: &Engine, key: &SelPeerKey) -> IdSet {
+    let in_scope: Vec<bool> = match &key.namespaces {
+        NsScope::Own(ns) => (0..eng.cluster.namespaces.len()).map(|n| n == *ns as usize).collect(),
+        NsScope::Selector(s) => eng.cluster.namespaces.iter().map(|n| s.matches(&n.labels)).collect(),
+    };
+    let ids: Vec<IdentityId> = eng
+        .identities
+        .iter()
+        .enumerate()
+        .filter(|(_, ident)| {
+            !ident.host_network
+                && in_scope.get(ident.ns as usize).copied().unwrap_or(false)
+                && key.pods.as_ref().is_none_or(|s| s.matches(&eng.label_sets[ident.labels as usize]))
+        })
+        .map(|(i, _)| i as IdentityId)
+        .collect();
+    IdSet::from_sorted(ids, eng.identities.len())
 }
 
 #[cfg(test)]

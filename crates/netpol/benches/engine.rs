@@ -4,13 +4,23 @@
 //! query throughput (the real `netpol query` loop: JSON parse, resolve, verdict, JSON write, in memory) and the
 //! peak resident memory of a process that did only that size. Sizes: `NETPOL_BENCH_SIZES=1k,10k,50k,100k`
 //! (default `1k,10k,50k`); query flow count: `NETPOL_BENCH_FLOWS` (default 2,000,000).
+//!
+//! A second line per size compares single watch events applied with `Engine::update` (in place, on a clone;
+//! median of 5) with recompiling the changed cluster with `Engine::new`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::fmt::Write as _;
 use std::time::Instant;
 
+use std::net::IpAddr;
+use std::time::Duration;
+
 use netpol_core::compile::Engine;
 use netpol_core::load::Loader;
+use netpol_core::model::{Origin, Peer, Policy, PolicyPort, PortMatch, Rule};
+use netpol_core::portset::Protocol;
+use netpol_core::selector::{Requirement, Selector};
+use netpol_core::update::Change;
 use netpol_synth::Params;
 
 fn params(size: &str) -> Params {
@@ -107,6 +117,110 @@ fn run_size(size: &str) {
         n_flows as f64 / query.as_secs_f64() / 1e6,
         peak,
     );
+    run_updates(size, &engine);
+}
+
+/// Blocks containing an address: pods with the same blocks (and labels, ports) share an identity.
+fn block_signature(e: &Engine, ip: IpAddr) -> Vec<usize> {
+    e.blocks.iter().enumerate().filter(|(_, b)| b.contains(ip)).map(|(i, _)| i).collect()
+}
+
+/// An unused IPv4 address near `ip` in the same ipBlocks.
+fn free_ip_like(e: &Engine, ip: IpAddr) -> IpAddr {
+    let IpAddr::V4(v4) = ip else { return ip };
+    let sig = block_signature(e, ip);
+    (1..4096u32)
+        .map(|k| IpAddr::V4((u32::from(v4).wrapping_add(k)).into()))
+        .find(|c| !e.ip_index.contains_key(c) && block_signature(e, *c) == sig)
+        .unwrap_or(ip)
+}
+
+fn label_selector(k: &str, v: &str) -> Selector {
+    Selector::from_requirements(vec![Requirement::In(k.to_string(), vec![v.to_string()])])
+}
+
+/// Single watch events: `Engine::update` on a clone (median of 5, clone not timed) vs `Engine::new` of the
+/// changed cluster.
+fn run_updates(size: &str, engine: &Engine) {
+    let c = &engine.cluster;
+    let n = c.pods.len() as u32;
+    let plain = |p: u32| !c.pod(p).host_network && c.pod(p).primary_ip().is_some();
+    // A pod sharing its identity with others, and one alone in its identity.
+    let shared = (0..n).find(|&p| plain(p) && engine.identity_of(p).pods.len() > 1).expect("a shared identity");
+    let alone = (0..n).find(|&p| plain(p) && engine.identity_of(p).pods.len() == 1).unwrap_or(shared);
+    let template = c.pod(shared).clone();
+    let ns = c.ns_name(template.ns).to_string();
+    let mut same = template.clone();
+    same.name = "bench-added".into();
+    same.ips = vec![free_ip_like(engine, template.ips[0])];
+    let mut fresh = same.clone();
+    fresh.labels.insert("bench".into(), "new-identity".into());
+    let app = template.labels.get("app").cloned().unwrap_or_default();
+    let policy = Policy {
+        ns: 0,
+        name: "bench-policy".into(),
+        pod_selector: label_selector("app", &app),
+        ingress: vec![Rule {
+            peers: vec![Peer::Selectors {
+                namespaces: Some(label_selector("kubernetes.io/metadata.name", &ns)),
+                pods: Some(label_selector("app", "bench-client")),
+            }],
+            ports: vec![PolicyPort { protocol: Protocol::Tcp, port: PortMatch::Range(8080, 8080) }],
+        }],
+        egress: Vec::new(),
+        affects_ingress: true,
+        affects_egress: false,
+        origin: Origin::default(),
+    };
+    let del = |p: u32| Change::DeletePod { namespace: c.ns_name(c.pod(p).ns).to_string(), name: c.pod(p).name.clone() };
+    // (what, change, how the number of identities changes)
+    let events = [
+        ("add pod, known identity", Change::PutPod { namespace: ns.clone(), pod: same }, 0),
+        ("add pod, new labels", Change::PutPod { namespace: ns.clone(), pod: fresh }, 1),
+        ("delete pod", del(shared), 0),
+        ("delete last pod of an identity", del(alone), -1),
+        ("add policy", Change::PutPolicy { namespace: ns.clone(), policy: policy.clone() }, 0),
+    ];
+    // A long-lived engine's vectors have spare capacity; a clone's do not. One untimed pod and policy, added and
+    // deleted, gives the clone the spare capacity of a live engine, so that a timing is not one reallocation.
+    let mut warm = template.clone();
+    warm.name = "bench-warm-up".into();
+    let mut warm_policy = policy.clone();
+    warm_policy.name = "bench-warm-up".into();
+    let warm_up = vec![
+        Change::PutPod { namespace: ns.clone(), pod: warm },
+        Change::DeletePod { namespace: ns.clone(), name: "bench-warm-up".into() },
+        Change::PutPolicy { namespace: ns.clone(), policy: warm_policy },
+        Change::DeletePolicy { namespace: ns.clone(), name: "bench-warm-up".into() },
+    ];
+    let mut line = format!("{size:>5}: update in place vs Engine::new");
+    for (what, change, identities) in events {
+        let mut times: Vec<Duration> = Vec::new();
+        let mut after = None;
+        for _ in 0..5 {
+            let mut e = engine.clone();
+            let st = e.update(warm_up.clone());
+            assert!(!st.recompiled, "warm-up: {st:?}");
+            let changes = vec![change.clone()];
+            let t = Instant::now();
+            let st = e.update(changes);
+            times.push(t.elapsed());
+            assert!(!st.recompiled && st.in_place == 1, "{what}: {st:?}");
+            after = Some(e);
+        }
+        times.sort();
+        let after = after.unwrap();
+        assert_eq!(after.identities.len() as i64, engine.identities.len() as i64 + identities, "{what}");
+        let cluster = after.cluster.clone();
+        drop(after);
+        let t = Instant::now();
+        let recompiled = Engine::new(cluster);
+        let full = t.elapsed();
+        drop(recompiled);
+        let _ =
+            write!(line, " | {what} {:>7.1} µs vs {:>6.1} ms", times[2].as_secs_f64() * 1e6, full.as_secs_f64() * 1e3);
+    }
+    println!("{line}");
 }
 
 fn main() {

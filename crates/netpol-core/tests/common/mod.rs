@@ -2,6 +2,12 @@
 //! case is reproduced by its seed).
 #![allow(dead_code, clippy::unwrap_used, clippy::indexing_slicing)]
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netpol_core::compile::{Endpoint, Engine};
+use netpol_core::model::*;
+use netpol_core::portset::Protocol;
 use netpol_core::selector::{Labels, Requirement, Selector};
 
 /// A tiny deterministic generator, so a failing case is reproduced by its seed.
@@ -53,3 +59,133 @@ pub fn selector(r: &mut Rng, keys: &[(&str, &[&str])]) -> Selector {
 
 pub const NS_KEYS: &[(&str, &[&str])] = &[("team", &["a", "b"]), ("env", &["x", "y"])];
 pub const POD_KEYS: &[(&str, &[&str])] = &[("app", &["a", "b", "c"]), ("tier", &["x", "y"])];
+
+// ---- random clusters (the generator of the property tests) ----
+
+pub const PROTOS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+pub const PORTS: [u16; 6] = [53, 70, 80, 81, 90, 100];
+
+pub fn ip(r: &mut Rng, i: usize) -> Option<IpAddr> {
+    match r.below(6) {
+        0 => None,
+        1 => Some(format!("fd00::{}", i + 1).parse().unwrap()),
+        _ => Some(format!("10.0.0.{}", i * 16 + 1 + r.below(15)).parse().unwrap()),
+    }
+}
+
+pub fn ip_block(r: &mut Rng) -> IpBlock {
+    if r.chance(25) {
+        let cidr: IpNet = "fd00::/120".parse().unwrap();
+        let except = if r.chance(50) { vec!["fd00::/126".parse().unwrap()] } else { vec![] };
+        return IpBlock { cidr, except };
+    }
+    let prefix = *r.pick(&[24u8, 25, 26, 28]);
+    let base = (r.below(4) * 64) as u8;
+    let cidr = IpNet::new(format!("10.0.0.{base}").parse().unwrap(), prefix).unwrap().trunc();
+    let mut except = Vec::new();
+    if r.chance(40) && prefix < 30 {
+        let IpNet::V4(c) = cidr else { unreachable!() };
+        let sub = c.subnets(prefix + 2).unwrap().nth(r.below(4)).unwrap();
+        except.push(IpNet::V4(sub));
+    }
+    IpBlock { cidr, except }
+}
+
+pub fn rule(r: &mut Rng) -> Rule {
+    let mut rule = Rule::default();
+    for _ in 0..r.below(3) {
+        rule.peers.push(if r.chance(25) {
+            Peer::IpBlock(ip_block(r))
+        } else {
+            let namespaces = r.chance(60).then(|| selector(r, NS_KEYS));
+            let pods = if namespaces.is_none() || r.chance(50) { Some(selector(r, POD_KEYS)) } else { None };
+            Peer::Selectors { namespaces, pods }
+        });
+    }
+    for _ in 0..r.below(3) {
+        let protocol = *r.pick(&PROTOS);
+        let port = match r.below(4) {
+            0 => PortMatch::Any,
+            1 => {
+                let lo = *r.pick(&PORTS);
+                PortMatch::Range(lo, lo + r.below(25) as u16)
+            }
+            2 => PortMatch::Range(*r.pick(&PORTS), 0).clone(),
+            _ => PortMatch::Named(r.pick(&["http", "dns", "metrics", "sctp"]).to_string()),
+        };
+        let port = match port {
+            PortMatch::Range(lo, 0) => PortMatch::Range(lo, lo),
+            p => p,
+        };
+        rule.ports.push(PolicyPort { protocol, port });
+    }
+    rule
+}
+
+pub fn cluster(seed: u64) -> Cluster {
+    let mut r = Rng(seed);
+    let mut c = Cluster::default();
+    for i in 0..1 + r.below(3) {
+        let mut l = labels(&mut r, NS_KEYS);
+        l.insert("kubernetes.io/metadata.name".into(), format!("ns{i}"));
+        c.namespaces.push(Namespace { name: format!("ns{i}"), labels: l, origin: None });
+    }
+    let port_choices = [
+        ("http", 80, Protocol::Tcp),
+        ("http", 81, Protocol::Tcp),
+        ("dns", 53, Protocol::Udp),
+        ("metrics", 90, Protocol::Tcp),
+        ("sctp", 70, Protocol::Sctp),
+    ];
+    for i in 0..1 + r.below(8) {
+        let mut ports: Vec<ContainerPort> = Vec::new();
+        for (n, p, proto) in port_choices {
+            if r.chance(35) && !ports.iter().any(|x| x.name.as_deref() == Some(n)) {
+                ports.push(ContainerPort { name: Some(n.to_string()), port: p, protocol: proto });
+            }
+        }
+        let ips = ip(&mut r, i).into_iter().collect();
+        c.pods.push(Pod {
+            ns: r.below(c.namespaces.len()) as NsId,
+            name: format!("p{i}"),
+            labels: labels(&mut r, POD_KEYS),
+            ports,
+            ips,
+            host_network: r.chance(8),
+            source: PodSource { kind: "Pod".into(), origin: Origin::default() },
+        });
+    }
+    for i in 0..r.below(7) {
+        let ingress: Vec<Rule> = (0..r.below(3)).map(|_| rule(&mut r)).collect();
+        let egress: Vec<Rule> = (0..r.below(3)).map(|_| rule(&mut r)).collect();
+        let (ai, ae) = match r.below(3) {
+            0 => (true, false),
+            1 => (false, true),
+            _ => (true, true),
+        };
+        c.policies.push(Policy {
+            ns: r.below(c.namespaces.len()) as NsId,
+            name: format!("pol{i}"),
+            pod_selector: selector(&mut r, POD_KEYS),
+            ingress,
+            egress,
+            affects_ingress: ai,
+            affects_egress: ae,
+            origin: Origin::default(),
+        });
+    }
+    c
+}
+
+pub fn endpoints(e: &Engine) -> Vec<Endpoint> {
+    let mut v: Vec<Endpoint> = (0..e.cluster.pods.len() as PodId).map(|pod| Endpoint::Pod { pod, ip: None }).collect();
+    for (pod, p) in e.cluster.pods.iter().enumerate() {
+        for ip in &p.ips {
+            v.push(Endpoint::Pod { pod: pod as PodId, ip: Some(*ip) });
+        }
+    }
+    for ext in ["10.0.0.200", "10.0.0.3", "fd00::99", "192.0.2.1"] {
+        v.push(e.endpoint_for_ip(ext.parse().unwrap()));
+    }
+    v
+}

@@ -1,0 +1,581 @@
+//! Property test of `Engine::update`: on random clusters, random sequences of object changes (one at a time
+//! and in batches) leave the engine answering exactly as a fresh `Engine::new` of the changed cluster, and as
+//! the reference evaluator: verdicts, isolation, explanations, the matrix (cells, classes, pair counts), lint
+//! findings and diffs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use netpol_core::compile::{CPeer, Endpoint, Engine, IdSet};
+use netpol_core::diff::{diff, DiffOptions};
+use netpol_core::lint::{lint, Config};
+use netpol_core::matrix::summarize;
+use netpol_core::model::*;
+use netpol_core::portset::Protocol;
+use netpol_core::reference;
+use netpol_core::selector::{Labels, Requirement, Selector};
+use netpol_core::update::{apply_to_cluster, Change, UpdateStats};
+use proptest::prelude::*;
+
+mod common;
+use common::{cluster, endpoints, labels, rule, selector, Rng, NS_KEYS, POD_KEYS, PROTOS};
+
+const VERDICT_PORTS: [u16; 8] = [1, 53, 70, 80, 81, 90, 100, 124];
+
+// ---- random changes ----
+
+fn ns_name(r: &mut Rng, c: &Cluster) -> String {
+    if c.namespaces.is_empty() || r.chance(12) {
+        format!("ns{}", c.namespaces.len() + r.below(2))
+    } else {
+        r.pick(&c.namespaces).name.clone()
+    }
+}
+
+fn random_ports(r: &mut Rng) -> Vec<ContainerPort> {
+    let choices = [
+        ("http", 80, Protocol::Tcp),
+        ("http", 81, Protocol::Tcp),
+        ("dns", 53, Protocol::Udp),
+        ("metrics", 90, Protocol::Tcp),
+        ("sctp", 70, Protocol::Sctp),
+    ];
+    let mut ports: Vec<ContainerPort> = Vec::new();
+    for (n, p, proto) in choices {
+        if r.chance(35) && !ports.iter().any(|x| x.name.as_deref() == Some(n)) {
+            ports.push(ContainerPort { name: Some(n.to_string()), port: p, protocol: proto });
+        }
+    }
+    ports
+}
+
+fn v4(r: &mut Rng) -> IpAddr {
+    format!("10.0.0.{}", 1 + r.below(254)).parse().unwrap()
+}
+
+fn v6(r: &mut Rng) -> IpAddr {
+    format!("fd00::{:x}", 1 + r.below(300)).parse().unwrap()
+}
+
+/// A pod, often like an existing one (same labels, ports, IP class or even the same IP).
+fn random_pod(r: &mut Rng, c: &Cluster, name: String) -> Pod {
+    let like = (!c.pods.is_empty() && r.chance(50)).then(|| r.pick(&c.pods).clone());
+    let labels = match &like {
+        Some(p) if r.chance(70) => p.labels.clone(),
+        _ => labels(r, POD_KEYS),
+    };
+    let ports = match &like {
+        Some(p) if r.chance(70) => p.ports.clone(),
+        _ => random_ports(r),
+    };
+    let ips = match r.below(9) {
+        0 => Vec::new(),
+        1 | 2 => match &like {
+            // The same addresses as another pod (duplicates), or the same first address.
+            Some(p) if r.chance(50) => p.ips.clone(),
+            Some(p) => p.ips.iter().take(1).copied().collect(),
+            None => vec![v4(r)],
+        },
+        3 => vec![v6(r)],
+        4 => vec![v4(r), v6(r)],
+        _ => vec![v4(r)],
+    };
+    let host_network = match &like {
+        Some(p) if r.chance(80) => p.host_network,
+        _ => r.chance(10),
+    };
+    Pod {
+        ns: 0,
+        name,
+        labels,
+        ports,
+        ips,
+        host_network,
+        source: PodSource { kind: "Pod".into(), origin: Origin::default() },
+    }
+}
+
+fn random_policy(r: &mut Rng, c: &Cluster, name: String) -> Policy {
+    let like = (!c.policies.is_empty() && r.chance(30)).then(|| r.pick(&c.policies).clone());
+    let (ingress, egress) = match &like {
+        // Same rules (so the same ipBlocks), new selector.
+        Some(p) => (p.ingress.clone(), p.egress.clone()),
+        None => ((0..r.below(3)).map(|_| rule(r)).collect(), (0..r.below(3)).map(|_| rule(r)).collect()),
+    };
+    let (ai, ae) = match r.below(3) {
+        0 => (true, false),
+        1 => (false, true),
+        _ => (true, true),
+    };
+    Policy {
+        ns: 0,
+        name,
+        pod_selector: selector(r, POD_KEYS),
+        ingress,
+        egress,
+        affects_ingress: ai,
+        affects_egress: ae,
+        origin: Origin::default(),
+    }
+}
+
+fn shard_selector(r: &mut Rng) -> Selector {
+    Selector::from_requirements(vec![Requirement::In("shard".into(), vec![r.below(30).to_string()])])
+}
+
+/// A policy about one `shard` of pods, allowing another shard: its selector peers select few identities.
+fn shard_policy(r: &mut Rng, name: String) -> Policy {
+    let peer = |r: &mut Rng| Peer::Selectors {
+        namespaces: r.chance(50).then(|| selector(r, NS_KEYS)),
+        pods: Some(shard_selector(r)),
+    };
+    let ingress = vec![Rule { peers: vec![peer(r)], ports: Vec::new() }];
+    let egress = vec![Rule {
+        peers: vec![peer(r), peer(r)],
+        ports: vec![PolicyPort { protocol: Protocol::Tcp, port: PortMatch::Range(80, 80) }],
+    }];
+    Policy {
+        ns: 0,
+        name,
+        pod_selector: shard_selector(r),
+        ingress,
+        egress,
+        affects_ingress: true,
+        affects_egress: r.chance(50),
+        origin: Origin::default(),
+    }
+}
+
+fn ns_labels(r: &mut Rng, name: &str) -> Labels {
+    let mut l = labels(r, NS_KEYS);
+    l.insert("kubernetes.io/metadata.name".into(), name.to_string());
+    l
+}
+
+fn random_change(r: &mut Rng, c: &Cluster) -> Change {
+    match r.below(100) {
+        0..=34 => {
+            let namespace = ns_name(r, c);
+            let name = format!("p{}", r.below(12));
+            let pod = random_pod(r, c, name);
+            Change::PutPod { namespace, pod }
+        }
+        35..=54 => match (c.pods.is_empty() || r.chance(10), r.below(c.pods.len().max(1))) {
+            (false, i) => {
+                Change::DeletePod { namespace: c.ns_name(c.pods[i].ns).to_string(), name: c.pods[i].name.clone() }
+            }
+            (true, _) => Change::DeletePod { namespace: ns_name(r, c), name: "nope".into() },
+        },
+        55..=74 => {
+            let namespace = ns_name(r, c);
+            let name = format!("pol{}", r.below(8));
+            let policy = random_policy(r, c, name);
+            Change::PutPolicy { namespace, policy }
+        }
+        75..=84 => match (c.policies.is_empty() || r.chance(10), r.below(c.policies.len().max(1))) {
+            (false, i) => Change::DeletePolicy {
+                namespace: c.ns_name(c.policies[i].ns).to_string(),
+                name: c.policies[i].name.clone(),
+            },
+            (true, _) => Change::DeletePolicy { namespace: ns_name(r, c), name: "nope".into() },
+        },
+        85..=94 => {
+            let name = ns_name(r, c);
+            let labels = ns_labels(r, &name);
+            Change::PutNamespace(Namespace { name, labels, origin: None })
+        }
+        _ => Change::DeleteNamespace { name: ns_name(r, c) },
+    }
+}
+
+fn kind(ch: &Change) -> &'static str {
+    match ch {
+        Change::PutPod { .. } => "put-pod",
+        Change::DeletePod { .. } => "delete-pod",
+        Change::PutPolicy { .. } => "put-policy",
+        Change::DeletePolicy { .. } => "delete-policy",
+        Change::PutNamespace(_) => "put-namespace",
+        Change::DeleteNamespace { .. } => "delete-namespace",
+    }
+}
+
+// ---- comparison with a fresh compile ----
+
+/// Everything about an identity that does not depend on internal ids.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct IdentityView {
+    ns: NsId,
+    labels: Labels,
+    host_network: bool,
+    blocks: Vec<String>,
+    ports: Vec<ContainerPort>,
+    pods: Vec<PodId>,
+    policies: (Vec<PolicyId>, Vec<PolicyId>),
+    rules: (Vec<u32>, Vec<u32>),
+    named_ports: Vec<(Protocol, u16)>,
+}
+
+fn identity_view(e: &Engine, i: u32) -> IdentityView {
+    let ident = &e.identities[i as usize];
+    let mut blocks: Vec<String> =
+        e.ip_classes[ident.ip_class as usize].iter().map(|&b| e.blocks[b as usize].to_string()).collect();
+    blocks.sort();
+    let mut named_ports: Vec<(Protocol, u16)> = ident.named_ports.iter().map(|&(_, p, n)| (p, n)).collect();
+    named_ports.sort();
+    IdentityView {
+        ns: ident.ns,
+        labels: e.label_sets[ident.labels as usize].clone(),
+        host_network: ident.host_network,
+        blocks,
+        ports: ident.ports.clone(),
+        pods: ident.pods.clone(),
+        policies: (ident.ingress_policies.clone(), ident.egress_policies.clone()),
+        rules: (ident.ingress_rules.clone(), ident.egress_rules.clone()),
+        named_ports,
+    }
+}
+
+fn peer_text(e: &Engine, p: &CPeer) -> String {
+    match *p {
+        CPeer::Sel(s) => format!("{:?}", e.sel_peers[s as usize].0),
+        CPeer::Block(b) => e.blocks[b as usize].to_string(),
+    }
+}
+
+/// The compiled structures of `e` match those of the fresh compile `f`, up to internal numbering.
+fn assert_same_structure(e: &Engine, f: &Engine) {
+    for key in ["namespaces", "pods", "policies", "identities", "selector_peers", "ip_blocks", "rules"] {
+        assert_eq!(e.stats()[key], f.stats()[key], "stat {key}");
+    }
+    for i in 0..e.identities.len() as u32 {
+        let ident = &e.identities[i as usize];
+        assert!(!ident.pods.is_empty(), "identity {i} has no pods");
+        assert!(ident.pods.windows(2).all(|w| w[0] < w[1]), "pods of identity {i} not sorted");
+        assert!(ident.pods.iter().all(|&p| e.pod_identity[p as usize] == i), "pod_identity of identity {i}");
+    }
+    for p in 0..e.cluster.pods.len() as PodId {
+        assert_eq!(identity_view(e, e.pod_identity[p as usize]), identity_view(f, f.pod_identity[p as usize]));
+    }
+    let mut ev: Vec<IdentityView> = (0..e.identities.len() as u32).map(|i| identity_view(e, i)).collect();
+    let mut fv: Vec<IdentityView> = (0..f.identities.len() as u32).map(|i| identity_view(f, i)).collect();
+    ev.sort();
+    fv.sort();
+    assert_eq!(ev, fv, "identities");
+    // Selector peers: the same keys, selecting the same identities (named by their pods).
+    let peers = |e: &Engine| -> BTreeMap<String, Vec<Vec<PodId>>> {
+        e.sel_peers
+            .iter()
+            .map(|(k, set)| {
+                let mut ids: Vec<Vec<PodId>> = set.iter().map(|i| e.identities[i as usize].pods.clone()).collect();
+                ids.sort();
+                (format!("{k:?}"), ids)
+            })
+            .collect()
+    };
+    assert_eq!(peers(e), peers(f), "selector peers");
+    for (k, set) in &e.sel_peers {
+        match set {
+            IdSet::Sparse(v) => assert!(v.windows(2).all(|w| w[0] < w[1]), "sparse set of {k:?} not sorted"),
+            IdSet::Dense(b, n) => assert_eq!(b.count(), *n, "dense set count of {k:?}"),
+        }
+        assert!(set.iter().all(|i| (i as usize) < e.identities.len()), "set of {k:?} out of range");
+    }
+    // Rules: same ids as a fresh compile, same contents.
+    assert_eq!(e.policy_rules, f.policy_rules, "policy_rules");
+    for (i, (a, b)) in e.rules.iter().zip(&f.rules).enumerate() {
+        assert_eq!((a.policy, a.dir, a.index), (b.policy, b.dir, b.index), "rule {i}");
+        assert_eq!((&a.ports.numeric, &a.ports.named), (&b.ports.numeric, &b.ports.named), "rule {i} ports");
+        let mut pa: Vec<String> = a.peers.iter().map(|p| peer_text(e, p)).collect();
+        let mut pb: Vec<String> = b.peers.iter().map(|p| peer_text(f, p)).collect();
+        pa.sort();
+        pb.sort();
+        assert_eq!(pa, pb, "rule {i} peers");
+    }
+    let blocks = |e: &Engine| e.blocks.iter().map(|b| b.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(blocks(e), blocks(f), "blocks");
+    assert_eq!(e.ip_index, f.ip_index, "ip_index");
+}
+
+/// Verdicts, isolation and explanations agree with the fresh compile and the reference evaluator, on one
+/// endpoint pair out of `stride`.
+fn assert_same_answers(e: &Engine, f: &Engine, stride: usize) {
+    let eps = endpoints(e);
+    assert_eq!(eps, endpoints(f));
+    for p in 0..e.cluster.pods.len() as PodId {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            assert_eq!(e.identity_of(p).isolated(dir), f.identity_of(p).isolated(dir), "isolation of {p} {dir}");
+        }
+    }
+    for (i, s) in eps.iter().enumerate() {
+        for (j, d) in eps.iter().enumerate() {
+            if (i * 31 + j).checked_rem(stride) != Some(0) {
+                continue;
+            }
+            for proto in PROTOS {
+                for port in VERDICT_PORTS {
+                    let want = reference::allowed(&e.cluster, s, d, proto, port);
+                    assert_eq!(e.allowed(s, d, proto, port), want, "updated {s:?} -> {d:?} {port}/{proto}");
+                    assert_eq!(f.allowed(s, d, proto, port), want, "fresh {s:?} -> {d:?} {port}/{proto}");
+                }
+            }
+            for (proto, port) in [(Protocol::Tcp, 80), (Protocol::Udp, 53), (Protocol::Tcp, 90), (Protocol::Sctp, 70)] {
+                assert_eq!(e.explain(s, d, proto, port), f.explain(s, d, proto, port), "explain {s:?} -> {d:?}");
+            }
+        }
+    }
+    for ip in e.cluster.pods.iter().flat_map(|p| p.ips.iter()) {
+        assert_eq!(e.endpoint_for_ip(*ip), f.endpoint_for_ip(*ip), "endpoint_for_ip {ip}");
+    }
+    assert_eq!(e.sorted_pods(), f.sorted_pods());
+}
+
+/// Classes as sets of pods.
+fn class_pods(e: &Engine, classes: &[Vec<u32>]) -> BTreeSet<Vec<PodId>> {
+    classes
+        .iter()
+        .map(|c| {
+            let mut pods: Vec<PodId> = c.iter().flat_map(|&i| e.identities[i as usize].pods.iter().copied()).collect();
+            pods.sort();
+            pods
+        })
+        .collect()
+}
+
+/// The matrix agrees with the fresh compile on every pod pair, and with the reference evaluator on one pair out
+/// of `stride`.
+fn assert_same_matrix(e: &Engine, f: &Engine, stride: usize) {
+    let mut em = e.matrix(None).unwrap();
+    let mut fm = f.matrix(None).unwrap();
+    let n = e.cluster.pods.len() as PodId;
+    for a in 0..n {
+        for b in 0..n {
+            let es = em.port_sets.get(em.pod_cell(e, a, b).unwrap()).clone();
+            let fs = fm.port_sets.get(fm.pod_cell(f, a, b).unwrap()).clone();
+            assert_eq!(es, fs, "matrix {a} -> {b}");
+            if (a as usize * 31 + b as usize).checked_rem(stride) != Some(0) {
+                continue;
+            }
+            for proto in PROTOS {
+                for port in VERDICT_PORTS {
+                    let want = reference::allowed(
+                        &e.cluster,
+                        &Endpoint::Pod { pod: a, ip: None },
+                        &Endpoint::Pod { pod: b, ip: None },
+                        proto,
+                        port,
+                    );
+                    assert_eq!(es.contains(proto, port), want, "matrix {a} -> {b} {port}/{proto}: {es}");
+                }
+            }
+        }
+    }
+    assert_eq!(class_pods(e, &em.src_classes), class_pods(f, &fm.src_classes), "source classes");
+    assert_eq!(class_pods(e, &em.dst_classes), class_pods(f, &fm.dst_classes), "destination classes");
+    let ec = em.pair_counts(e);
+    let fc = fm.pair_counts(f);
+    let by_set = |c: &rustc_hash::FxHashMap<u32, u64>, ps: &netpol_core::matrix::PortSets| {
+        c.iter().map(|(&k, &v)| (ps.get(k).to_string(), v)).collect::<BTreeMap<String, u64>>()
+    };
+    assert_eq!(by_set(&ec, &em.port_sets), by_set(&fc, &fm.port_sets), "pair counts");
+    assert_eq!(summarize(&ec, &em.port_sets, None), summarize(&fc, &fm.port_sets, None), "summary");
+}
+
+/// The cluster the engine holds is the one `apply_to_cluster` builds, up to the order of pods.
+fn assert_same_cluster(c: &Cluster, shadow: &Cluster) {
+    let ns = |c: &Cluster| -> Vec<String> { c.namespaces.iter().map(|n| format!("{n:?}")).collect() };
+    assert_eq!(ns(c), ns(shadow), "namespaces");
+    let pols = |c: &Cluster| -> Vec<String> { c.policies.iter().map(|p| format!("{p:?}")).collect() };
+    assert_eq!(pols(c), pols(shadow), "policies");
+    let pods = |c: &Cluster| -> Vec<String> {
+        let mut v: Vec<String> = c.pods.iter().map(|p| format!("{p:?}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(pods(c), pods(shadow), "pods");
+}
+
+fn check(e: &Engine, shadow: &Cluster) {
+    check_sampled(e, shadow, 1);
+}
+
+fn check_sampled(e: &Engine, shadow: &Cluster, stride: usize) {
+    assert_same_cluster(&e.cluster, shadow);
+    let f = Engine::new(e.cluster.clone());
+    assert_same_structure(e, &f);
+    assert_same_answers(e, &f, stride);
+    assert_same_matrix(e, &f, stride);
+    assert_eq!(lint(e, &Config::default()), lint(&f, &Config::default()), "lint");
+}
+
+/// What one scenario did: per change kind, (applied in place, recompiled) for single-change steps.
+type Tally = BTreeMap<&'static str, (usize, usize)>;
+
+/// A random cluster (with `extra_pods` more random pods), then `steps` random steps (single changes and
+/// batches), checked after each (verdicts and explanations on one endpoint pair out of `stride`).
+fn scenario(seed: u64, extra_pods: usize, steps: usize, stride: usize, tally: &mut Tally) {
+    let mut r = Rng(seed ^ 0x5eed);
+    let mut c = cluster(seed);
+    // Extra pods spread over up to 10 namespaces, with a label of many values: many small identities.
+    for i in 0..extra_pods {
+        let namespace = format!("ns{}", r.below(10));
+        let mut pod = random_pod(&mut r, &c, format!("x{i}"));
+        if r.chance(50) {
+            pod.labels.insert("shard".into(), r.below(30).to_string());
+        }
+        apply_to_cluster(&mut c, Change::PutPod { namespace, pod });
+    }
+    if extra_pods > 0 {
+        for n in &mut c.namespaces {
+            n.labels = ns_labels(&mut r, &n.name);
+        }
+        for i in 0..extra_pods / 4 {
+            let namespace = format!("ns{}", r.below(10));
+            let policy = shard_policy(&mut r, format!("shard{i}"));
+            apply_to_cluster(&mut c, Change::PutPolicy { namespace, policy });
+        }
+    }
+    let mut e = Engine::new(c);
+    let mut shadow = e.cluster.clone();
+    for _ in 0..steps {
+        let n = if r.chance(60) { 1 } else { 2 + r.below(5) };
+        let mut changes = Vec::new();
+        let mut planned = shadow.clone();
+        for _ in 0..n {
+            let ch = random_change(&mut r, &planned);
+            apply_to_cluster(&mut planned, ch.clone());
+            changes.push(ch);
+        }
+        let before = e.clone();
+        let single = (n == 1).then(|| kind(&changes[0]));
+        let mut changed = false;
+        for ch in &changes {
+            changed |= apply_to_cluster(&mut shadow, ch.clone());
+        }
+        let st = e.update(changes);
+        assert!(st.in_place <= n);
+        assert_eq!(st.recompiled, st.recompile_cause.is_some());
+        if !changed {
+            assert_eq!(st, UpdateStats::default(), "nothing changed");
+        }
+        if let Some(k) = single {
+            let t = tally.entry(k).or_default();
+            t.0 += st.in_place;
+            t.1 += usize::from(st.recompiled);
+        }
+        check_sampled(&e, &shadow, stride);
+        // A diff from the previous state is the same as between fresh compiles.
+        let d = diff(&before, &e, &DiffOptions::default());
+        let fd = diff(&Engine::new(before.cluster.clone()), &Engine::new(e.cluster.clone()), &DiffOptions::default());
+        assert_eq!(serde_json::to_value(&d).unwrap(), serde_json::to_value(&fd).unwrap(), "diff");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn updated_engine_answers_as_a_fresh_compile(seed in any::<u64>()) {
+        scenario(seed, 0, 12, 1, &mut Tally::new());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    /// Larger clusters: many identities, so selector peers' sets are sparse as well as dense.
+    #[test]
+    fn updated_large_engine_answers_as_a_fresh_compile(seed in any::<u64>()) {
+        scenario(seed, 160, 8, 23, &mut Tally::new());
+    }
+}
+
+/// Every in-place path and the recompile fallback are exercised by the scenarios above.
+#[test]
+fn scenarios_exercise_in_place_and_recompile_paths() {
+    let mut tally = Tally::new();
+    for seed in 0..24 {
+        scenario(seed, 0, 10, 1, &mut tally);
+    }
+    for k in ["put-pod", "delete-pod", "put-policy", "delete-policy", "put-namespace", "delete-namespace"] {
+        let (in_place, _) = tally.get(k).copied().unwrap_or_default();
+        assert!(in_place > 0, "{k} never applied in place: {tally:?}");
+    }
+    assert!(tally.values().any(|t| t.1 > 0), "never recompiled: {tally:?}");
+    assert_eq!(tally["put-pod"].1 + tally["delete-pod"].1, 0, "pod changes recompiled: {tally:?}");
+}
+
+/// A pod that shares an IP with an earlier pod: the earlier one owns the address, and keeps it until deleted.
+#[test]
+fn duplicate_ip_belongs_to_the_lowest_pod() {
+    let mut r = Rng(7);
+    let mut c = Cluster::default();
+    c.namespaces.push(Namespace { name: "a".into(), labels: ns_labels(&mut r, "a"), origin: None });
+    let mut e = Engine::new(c);
+    let ip: IpAddr = "10.0.0.5".parse().unwrap();
+    for name in ["x", "y", "z"] {
+        let mut pod = random_pod(&mut r, &e.cluster, name.into());
+        pod.ips = vec![ip];
+        e.update(vec![Change::PutPod { namespace: "a".into(), pod }]);
+    }
+    let owner = |e: &Engine| match e.endpoint_for_ip(ip) {
+        Endpoint::Pod { pod, .. } => e.cluster.pod(pod).name.clone(),
+        Endpoint::External(_) => "-".into(),
+    };
+    assert_eq!(owner(&e), "x");
+    // Deleting x moves z into its slot: z is now the lowest pod id with the address, as Engine::new would say.
+    let st = e.update(vec![Change::DeletePod { namespace: "a".into(), name: "x".into() }]);
+    assert_eq!((st.in_place, st.recompiled), (1, false));
+    assert_eq!(owner(&e), owner(&Engine::new(e.cluster.clone())));
+    e.update(vec![Change::DeletePod { namespace: "a".into(), name: "y".into() }]);
+    assert_eq!(owner(&e), "z");
+    e.update(vec![Change::DeletePod { namespace: "a".into(), name: "z".into() }]);
+    assert_eq!(owner(&e), "-");
+    assert!(e.identities.is_empty());
+}
+
+/// A new ipBlock changes ip classes: the policy change recompiles, once per batch.
+#[test]
+fn new_ip_block_recompiles_once_per_batch() {
+    let mut r = Rng(11);
+    let mut e = Engine::new(cluster(3));
+    let mut pol = random_policy(&mut r, &e.cluster, "blk".into());
+    pol.ingress = vec![Rule {
+        peers: vec![Peer::IpBlock(IpBlock { cidr: "192.0.2.0/24".parse().unwrap(), except: vec![] })],
+        ports: vec![],
+    }];
+    let ns = e.cluster.namespaces[0].name.clone();
+    let pod = random_pod(&mut r, &e.cluster, "late".into());
+    let st = e.update(vec![
+        Change::PutPolicy { namespace: ns.clone(), policy: pol },
+        Change::PutPod { namespace: ns.clone(), pod },
+    ]);
+    assert!(st.recompiled, "{st:?}");
+    assert_eq!(st.recompile_cause, Some("a policy adds or drops an ipBlock"));
+    check(&e, &e.cluster.clone());
+    // Deleting it drops the block: recompiles again.
+    let st = e.update(vec![Change::DeletePolicy { namespace: ns, name: "blk".into() }]);
+    assert!(st.recompiled, "{st:?}");
+    assert!(!e.blocks.iter().any(|b| b.to_string() == "192.0.2.0/24"));
+}
+
+/// A batch much larger than the cluster is recompiled at once, and only when it changes something.
+#[test]
+fn large_batch_recompiles_once() {
+    let mut r = Rng(5);
+    let mut e = Engine::new(cluster(5));
+    let mut shadow = e.cluster.clone();
+    let ns = e.cluster.namespaces[0].name.clone();
+    let changes: Vec<Change> = (0..300)
+        .map(|i| Change::PutPod { namespace: ns.clone(), pod: random_pod(&mut r, &shadow, format!("bulk{i}")) })
+        .collect();
+    for ch in &changes {
+        apply_to_cluster(&mut shadow, ch.clone());
+    }
+    let st = e.update(changes);
+    assert_eq!((st.in_place, st.recompiled, st.recompile_cause), (0, true, Some("a large batch")));
+    check(&e, &shadow);
+    let nothing: Vec<Change> =
+        (0..300).map(|i| Change::DeletePod { namespace: ns.clone(), name: format!("missing{i}") }).collect();
+    assert_eq!(e.update(nothing), UpdateStats::default());
+}
