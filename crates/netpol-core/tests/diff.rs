@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::diff::{complement, diff, diff_with_limits, difference, Change, DeltaGroup, Diff, DiffOptions};
 use netpol_core::load::load_str;
@@ -346,10 +345,7 @@ fn port_set_difference_and_complement() {
 // Property test: random clusters (generator ideas from properties.rs) and random changes to them.
 
 mod common;
-use common::{labels, selector, Rng, NS_KEYS, POD_KEYS};
-
-const PROTOS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
-const PORTS: [u16; 6] = [53, 70, 80, 81, 90, 100];
+use common::{labels, rule, selector, Rng, NS_KEYS, POD_KEYS, PROTOS};
 
 fn ip(r: &mut Rng, i: usize) -> Option<IpAddr> {
     match r.below(6) {
@@ -357,53 +353,6 @@ fn ip(r: &mut Rng, i: usize) -> Option<IpAddr> {
         1 => Some(format!("fd00::{}", i + 1).parse().unwrap()),
         _ => Some(format!("10.0.0.{}", (i % 15) * 16 + 1 + r.below(15)).parse().unwrap()),
     }
-}
-
-fn ip_block(r: &mut Rng) -> IpBlock {
-    if r.chance(25) {
-        let cidr: IpNet = "fd00::/120".parse().unwrap();
-        let except = if r.chance(50) { vec!["fd00::/126".parse().unwrap()] } else { vec![] };
-        return IpBlock { cidr, except };
-    }
-    let prefix = *r.pick(&[24u8, 25, 26, 28]);
-    let base = (r.below(4) * 64) as u8;
-    let cidr = IpNet::new(format!("10.0.0.{base}").parse().unwrap(), prefix).unwrap().trunc();
-    let mut except = Vec::new();
-    if r.chance(40) {
-        let IpNet::V4(c) = cidr else { unreachable!() };
-        except.push(IpNet::V4(c.subnets(prefix + 2).unwrap().nth(r.below(4)).unwrap()));
-    }
-    IpBlock { cidr, except }
-}
-
-fn rule(r: &mut Rng) -> Rule {
-    let mut rule = Rule::default();
-    for _ in 0..r.below(3) {
-        rule.peers.push(if r.chance(25) {
-            Peer::IpBlock(ip_block(r))
-        } else {
-            let namespaces = r.chance(60).then(|| selector(r, NS_KEYS));
-            let pods = if namespaces.is_none() || r.chance(50) { Some(selector(r, POD_KEYS)) } else { None };
-            Peer::Selectors { namespaces, pods }
-        });
-    }
-    for _ in 0..r.below(3) {
-        let protocol = *r.pick(&PROTOS);
-        let port = match r.below(4) {
-            0 => PortMatch::Any,
-            1 => {
-                let lo = *r.pick(&PORTS);
-                PortMatch::Range(lo, lo + r.below(25) as u16)
-            }
-            2 => {
-                let p = *r.pick(&PORTS);
-                PortMatch::Range(p, p)
-            }
-            _ => PortMatch::Named(r.pick(&["http", "dns", "metrics", "sctp"]).to_string()),
-        };
-        rule.ports.push(PolicyPort { protocol, port });
-    }
-    rule
 }
 
 fn pod_ports(r: &mut Rng) -> Vec<ContainerPort> {
