@@ -4,61 +4,27 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use netpol::serve::{router, AppState};
 use serde_json::Value;
-use tower::ServiceExt;
 
-fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/three-tier").display().to_string()
-}
+mod common;
+use common::{call, example, get, Res};
 
 fn app() -> axum::Router {
     router(AppState::from_files(&[example()]).expect("three-tier loads"))
 }
 
-struct Res {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Res {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: &str) -> String {
-        self.headers.get(name).map(|v| v.to_str().unwrap_or("").to_string()).unwrap_or_default()
-    }
-}
-
-async fn call(app: &axum::Router, method: Method, uri: &str, headers: &[(&str, &str)], body: &str) -> Res {
-    let mut b = Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let res = app.clone().oneshot(b.body(Body::from(body.to_string())).unwrap()).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Res { status, headers, body }
-}
-
-async fn get(app: &axum::Router, uri: &str) -> Res {
-    call(app, Method::GET, uri, &[], "").await
-}
-
 async fn whatif(app: &axum::Router, query: &str, text: &str) -> Res {
-    call(app, Method::POST, &format!("/api/v1/graph/whatif{query}"), &[("content-type", "application/yaml")], text)
-        .await
+    call(
+        app,
+        Method::POST,
+        &format!("/api/v1/graph/whatif{query}"),
+        &[("content-type", "application/yaml")],
+        text.into(),
+    )
+    .await
 }
 
 fn enc(s: &str) -> String {
@@ -440,7 +406,7 @@ async fn assets_are_embedded_with_types_and_csp() {
         assert!(r.header("content-security-policy").contains("default-src 'none'"), "{path}");
         // Revalidation: the ETag gives a 304.
         let etag = r.header("etag");
-        let again = call(&app, Method::GET, path, &[("if-none-match", &etag)], "").await;
+        let again = call(&app, Method::GET, path, &[("if-none-match", &etag)], Vec::new()).await;
         assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{path}");
         if file.ends_with(".js") {
             let js = r.text();

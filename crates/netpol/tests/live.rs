@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use netpol::live;
 use netpol::serve::{router, AppState};
 use netpol_fakeapi::{FakeApiServer, RequestLog};
 use serde_json::{json, Value};
-use tower::ServiceExt;
+
+mod common;
+use common::get;
 
 /// Longest wait for the model to reflect a change (it normally takes ~50–100 ms).
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -128,34 +128,6 @@ async fn serve_live(c: &Cluster) -> Live {
     // Watching from here on: the three watch streams are open.
     eventually!("three open watches", c.server.open_watches() == 3);
     Live { state, app, task }
-}
-
-struct Res {
-    status: StatusCode,
-    revision: u64,
-    resource_version: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Res {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-async fn get(app: &axum::Router, uri: &str) -> Res {
-    let req = Request::builder().uri(uri).body(Body::empty()).expect("request");
-    let res = app.clone().oneshot(req).await.expect("infallible");
-    let header = |name: &str| res.headers().get(name).map(|v| v.to_str().expect("ascii").to_string());
-    let revision = header("x-netpol-revision").expect("revision header").parse().expect("number");
-    let resource_version = header("x-netpol-resource-version");
-    let status = res.status();
-    let body = res.into_body().collect().await.expect("body").to_bytes().to_vec();
-    Res { status, revision, resource_version, body }
 }
 
 /// `allow`, `deny`, or `unknown` when an endpoint is not in the model.

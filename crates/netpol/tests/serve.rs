@@ -7,61 +7,15 @@ use netpol::serve;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use serde_json::Value;
 use serve::{router, AppState};
-use tower::ServiceExt;
 
-fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/three-tier").display().to_string()
-}
+mod common;
+use common::{call, example, get, Res};
 
 fn state() -> AppState {
     AppState::from_files(&[example()]).expect("three-tier loads")
-}
-
-struct Res {
-    status: StatusCode,
-    revision: u64,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Res {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-async fn call(app: &axum::Router, method: Method, uri: &str, ct: Option<&str>, body: Vec<u8>) -> Res {
-    let mut b = Request::builder().method(method).uri(uri);
-    if let Some(ct) = ct {
-        b = b.header("content-type", ct);
-    }
-    let res = app.clone().oneshot(b.body(Body::from(body)).expect("request")).await.expect("infallible");
-    let status = res.status();
-    let revision = res
-        .headers()
-        .get("x-netpol-revision")
-        .unwrap_or_else(|| panic!("no revision header on {uri}"))
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("number");
-    let content_type =
-        res.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string()).unwrap_or_default();
-    let body = res.into_body().collect().await.expect("body").to_bytes().to_vec();
-    Res { status, revision, content_type, body }
-}
-
-async fn get(app: &axum::Router, uri: &str) -> Res {
-    call(app, Method::GET, uri, None, Vec::new()).await
 }
 
 fn assert_error(r: &Res, status: StatusCode, field: &str) {
@@ -141,7 +95,7 @@ async fn query_json_array() {
         {"src":"frontend/nope","dst":"backend/api","port":8080},
         42
     ]"#;
-    let r = call(&app, Method::POST, "/api/v1/query", Some("application/json"), body.into()).await;
+    let r = call(&app, Method::POST, "/api/v1/query", &[("content-type", "application/json")], body.into()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert!(r.content_type.starts_with("application/json"));
     let j = r.json();
@@ -157,7 +111,7 @@ async fn query_json_array() {
     assert!(a[0].get("explain").is_none());
 
     // ?explain=true adds the explanation; content type sniffed when absent.
-    let r = call(&app, Method::POST, "/api/v1/query?explain=true", None, body.into()).await;
+    let r = call(&app, Method::POST, "/api/v1/query?explain=true", &[], body.into()).await;
     let j = r.json();
     assert_eq!(j[0]["explain"]["verdict"], "allow");
     assert_eq!(j[0]["explain"]["dst"], j[0]["dst"]);
@@ -170,8 +124,14 @@ async fn query_json_lines() {
     let body = "{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080}\n\
                 {\"src\":\"web\",\"dst\":\"database/postgres\",\"port\":5432}\n\
                 not json\n";
-    let r =
-        call(&app, Method::POST, "/api/v1/query?namespace=frontend", Some("application/x-ndjson"), body.into()).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/api/v1/query?namespace=frontend",
+        &[("content-type", "application/x-ndjson")],
+        body.into(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.content_type, "application/x-ndjson");
     let lines: Vec<Value> = r.text().lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
@@ -185,7 +145,7 @@ async fn query_json_lines() {
         .text()
         .starts_with("{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080,\"verdict\":\"allow\"}\n"));
 
-    let r = call(&app, Method::POST, "/api/v1/query?explain=1", Some("text/plain"), body.into()).await;
+    let r = call(&app, Method::POST, "/api/v1/query?explain=1", &[("content-type", "text/plain")], body.into()).await;
     let first: Value = serde_json::from_str(r.text().lines().next().expect("a line")).expect("json");
     assert_eq!(first["explain"]["verdict"], "allow");
 }
@@ -193,27 +153,38 @@ async fn query_json_lines() {
 #[tokio::test]
 async fn query_bad_input_and_body_limit() {
     let app = router(state());
-    let r = call(&app, Method::POST, "/api/v1/query", Some("application/json"), b"{\"src\":1}".to_vec()).await;
+    let r = call(&app, Method::POST, "/api/v1/query", &[("content-type", "application/json")], b"{\"src\":1}".to_vec())
+        .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "body");
-    let r = call(&app, Method::POST, "/api/v1/query", Some("application/json"), b"[1,".to_vec()).await;
+    let r = call(&app, Method::POST, "/api/v1/query", &[("content-type", "application/json")], b"[1,".to_vec()).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "body");
-    let r = call(&app, Method::POST, "/api/v1/query?explain=maybe", Some("application/json"), b"[]".to_vec()).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/api/v1/query?explain=maybe",
+        &[("content-type", "application/json")],
+        b"[]".to_vec(),
+    )
+    .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "explain");
-    let r = call(&app, Method::POST, "/api/v1/query", Some("application/json"), b"[]".to_vec()).await;
+    let r = call(&app, Method::POST, "/api/v1/query", &[("content-type", "application/json")], b"[]".to_vec()).await;
     assert_eq!(r.json(), serde_json::json!([]));
 
     // Default limit 1 MiB.
     let big = format!("[{}]", vec![r#"{"src":"frontend/web","dst":"backend/api","port":8080}"#; 30_000].join(","));
     assert!(big.len() > 1 << 20);
-    let r = call(&app, Method::POST, "/api/v1/query", Some("application/json"), big.clone().into_bytes()).await;
+    let r =
+        call(&app, Method::POST, "/api/v1/query", &[("content-type", "application/json")], big.clone().into_bytes())
+            .await;
     assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "body");
 
     // Configurable.
     let small = router(state().with_body_limit(100));
-    let r = call(&small, Method::POST, "/api/v1/query", Some("application/json"), big.into_bytes()).await;
+    let r =
+        call(&small, Method::POST, "/api/v1/query", &[("content-type", "application/json")], big.into_bytes()).await;
     assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "body");
     let ok = br#"[{"src":"frontend/web","dst":"backend/api","port":8080}]"#.to_vec();
-    let r = call(&small, Method::POST, "/api/v1/query", Some("application/json"), ok).await;
+    let r = call(&small, Method::POST, "/api/v1/query", &[("content-type", "application/json")], ok).await;
     assert_eq!(r.status, StatusCode::OK);
     // Wrong method.
     let r = get(&app, "/api/v1/query").await;
@@ -363,14 +334,14 @@ async fn openapi_covers_exactly_the_router() {
     for (method, path) in &documented {
         let m: Method = method.parse().expect("method");
         let body = if m == Method::POST { b"[]".to_vec() } else { Vec::new() };
-        let r = call(&app, m.clone(), path, Some("application/json"), body).await;
+        let r = call(&app, m.clone(), path, &[("content-type", "application/json")], body).await;
         assert!(
             r.status != StatusCode::NOT_FOUND && r.status != StatusCode::METHOD_NOT_ALLOWED,
             "{method} {path}: {}",
             r.status
         );
         let other = if m == Method::GET { Method::POST } else { Method::GET };
-        let r = call(&app, other.clone(), path, None, Vec::new()).await;
+        let r = call(&app, other.clone(), path, &[], Vec::new()).await;
         assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}");
     }
     // Schemas referenced by the documented responses exist.
@@ -487,7 +458,7 @@ async fn reload_under_load_is_atomic() {
                 let f = get(&app, "/api/v1/explain?src=frontend/web&dst=backend/api&port=8080").await;
                 assert_eq!(f.json()["verdict"], "allow");
                 let body = br#"[{"src":"backend/worker","dst":"database/postgres","port":5432}]"#.to_vec();
-                let qr = call(&app, Method::POST, "/api/v1/query", Some("application/json"), body).await;
+                let qr = call(&app, Method::POST, "/api/v1/query", &[("content-type", "application/json")], body).await;
                 let expect = if qr.revision % 2 == 1 { "allow" } else { "deny" };
                 assert_eq!(qr.json()[0]["verdict"], expect, "query at revision {}", qr.revision);
                 seen.insert(r.revision);
@@ -604,7 +575,9 @@ apply:
         podSelector: {matchLabels: {app: api}}
       ports: [{port: 5432}]
 "#;
-    let r = call(&app, Method::POST, "/api/v1/whatif", Some("application/yaml"), body.as_bytes().to_vec()).await;
+    let r =
+        call(&app, Method::POST, "/api/v1/whatif", &[("content-type", "application/yaml")], body.as_bytes().to_vec())
+            .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let j = r.json();
     let groups = j["groups"].as_array().unwrap();
@@ -622,7 +595,7 @@ apply:
         &app,
         Method::POST,
         "/api/v1/whatif",
-        Some("application/json"),
+        &[("content-type", "application/json")],
         br#"{"delete":["backend/allow-api-from-frontend"]}"#.to_vec(),
     )
     .await;
@@ -639,14 +612,14 @@ apply:
 #[tokio::test]
 async fn whatif_bad_input() {
     let app = router(state());
-    let r = call(&app, Method::POST, "/api/v1/whatif", None, b"delete: [nope]".to_vec()).await;
+    let r = call(&app, Method::POST, "/api/v1/whatif", &[], b"delete: [nope]".to_vec()).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "delete[0]");
-    let r = call(&app, Method::POST, "/api/v1/whatif", None, b"delete: [a/b]".to_vec()).await;
+    let r = call(&app, Method::POST, "/api/v1/whatif", &[], b"delete: [a/b]".to_vec()).await;
     assert_error(&r, StatusCode::NOT_FOUND, "delete[0]");
-    let r = call(&app, Method::POST, "/api/v1/whatif", None, b"apply: [{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: p, namespace: x}, spec: {podSelector: {}, ingress: [{ports: [{port: 0}]}]}}]".to_vec()).await;
+    let r = call(&app, Method::POST, "/api/v1/whatif", &[], b"apply: [{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: p, namespace: x}, spec: {podSelector: {}, ingress: [{ports: [{port: 0}]}]}}]".to_vec()).await;
     assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "apply[0].spec.ingress[0].ports[0].port");
-    let r = call(&app, Method::POST, "/api/v1/whatif", None, b"apply: [{kind: Pod}]".to_vec()).await;
+    let r = call(&app, Method::POST, "/api/v1/whatif", &[], b"apply: [{kind: Pod}]".to_vec()).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "apply[0].kind");
-    let r = call(&app, Method::POST, "/api/v1/whatif", None, b"unknown: 1".to_vec()).await;
+    let r = call(&app, Method::POST, "/api/v1/whatif", &[], b"unknown: 1".to_vec()).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "body");
 }
