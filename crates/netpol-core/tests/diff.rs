@@ -345,7 +345,7 @@ fn port_set_difference_and_complement() {
 // Property test: random clusters (generator ideas from properties.rs) and random changes to them.
 
 mod common;
-use common::{labels, rule, selector, Rng, NS_KEYS, POD_KEYS, PROTOS};
+use common::{labels, pod_ports, rule, selector, Rng, NS_KEYS, POD_KEYS, PROTOS};
 
 fn ip(r: &mut Rng, i: usize) -> Option<IpAddr> {
     match r.below(6) {
@@ -353,23 +353,6 @@ fn ip(r: &mut Rng, i: usize) -> Option<IpAddr> {
         1 => Some(format!("fd00::{}", i + 1).parse().unwrap()),
         _ => Some(format!("10.0.0.{}", (i % 15) * 16 + 1 + r.below(15)).parse().unwrap()),
     }
-}
-
-fn pod_ports(r: &mut Rng) -> Vec<ContainerPort> {
-    let choices = [
-        ("http", 80, Protocol::Tcp),
-        ("http", 81, Protocol::Tcp),
-        ("dns", 53, Protocol::Udp),
-        ("metrics", 90, Protocol::Tcp),
-        ("sctp", 70, Protocol::Sctp),
-    ];
-    let mut ports: Vec<ContainerPort> = Vec::new();
-    for (n, p, proto) in choices {
-        if r.chance(35) && !ports.iter().any(|x| x.name.as_deref() == Some(n)) {
-            ports.push(ContainerPort { name: Some(n.to_string()), port: p, protocol: proto });
-        }
-    }
-    ports
 }
 
 fn pod(r: &mut Rng, i: usize, n_ns: usize) -> Pod {

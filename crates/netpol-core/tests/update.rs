@@ -19,7 +19,7 @@ use netpol_core::update::{apply_to_cluster, Change, UpdateStats};
 use proptest::prelude::*;
 
 mod common;
-use common::{cluster, endpoints, labels, rule, selector, Rng, NS_KEYS, POD_KEYS, PROTOS};
+use common::{cluster, endpoints, labels, pod_ports, rule, selector, Rng, NS_KEYS, POD_KEYS, PROTOS};
 
 const VERDICT_PORTS: [u16; 8] = [1, 53, 70, 80, 81, 90, 100, 124];
 
@@ -31,23 +31,6 @@ fn ns_name(r: &mut Rng, c: &Cluster) -> String {
     } else {
         r.pick(&c.namespaces).name.clone()
     }
-}
-
-fn random_ports(r: &mut Rng) -> Vec<ContainerPort> {
-    let choices = [
-        ("http", 80, Protocol::Tcp),
-        ("http", 81, Protocol::Tcp),
-        ("dns", 53, Protocol::Udp),
-        ("metrics", 90, Protocol::Tcp),
-        ("sctp", 70, Protocol::Sctp),
-    ];
-    let mut ports: Vec<ContainerPort> = Vec::new();
-    for (n, p, proto) in choices {
-        if r.chance(35) && !ports.iter().any(|x| x.name.as_deref() == Some(n)) {
-            ports.push(ContainerPort { name: Some(n.to_string()), port: p, protocol: proto });
-        }
-    }
-    ports
 }
 
 fn v4(r: &mut Rng) -> IpAddr {
@@ -67,7 +50,7 @@ fn random_pod(r: &mut Rng, c: &Cluster, name: String) -> Pod {
     };
     let ports = match &like {
         Some(p) if r.chance(70) => p.ports.clone(),
-        _ => random_ports(r),
+        _ => pod_ports(r),
     };
     let ips = match r.below(9) {
         0 => Vec::new(),

@@ -122,6 +122,24 @@ pub fn rule(r: &mut Rng) -> Rule {
     rule
 }
 
+/// Named container ports, a random subset (names unique per pod; `http` on two ports across pods).
+pub fn pod_ports(r: &mut Rng) -> Vec<ContainerPort> {
+    let choices = [
+        ("http", 80, Protocol::Tcp),
+        ("http", 81, Protocol::Tcp),
+        ("dns", 53, Protocol::Udp),
+        ("metrics", 90, Protocol::Tcp),
+        ("sctp", 70, Protocol::Sctp),
+    ];
+    let mut ports: Vec<ContainerPort> = Vec::new();
+    for (n, p, proto) in choices {
+        if r.chance(35) && !ports.iter().any(|x| x.name.as_deref() == Some(n)) {
+            ports.push(ContainerPort { name: Some(n.to_string()), port: p, protocol: proto });
+        }
+    }
+    ports
+}
+
 pub fn cluster(seed: u64) -> Cluster {
     let mut r = Rng(seed);
     let mut c = Cluster::default();
@@ -130,20 +148,8 @@ pub fn cluster(seed: u64) -> Cluster {
         l.insert("kubernetes.io/metadata.name".into(), format!("ns{i}"));
         c.namespaces.push(Namespace { name: format!("ns{i}"), labels: l, origin: None });
     }
-    let port_choices = [
-        ("http", 80, Protocol::Tcp),
-        ("http", 81, Protocol::Tcp),
-        ("dns", 53, Protocol::Udp),
-        ("metrics", 90, Protocol::Tcp),
-        ("sctp", 70, Protocol::Sctp),
-    ];
     for i in 0..1 + r.below(8) {
-        let mut ports: Vec<ContainerPort> = Vec::new();
-        for (n, p, proto) in port_choices {
-            if r.chance(35) && !ports.iter().any(|x| x.name.as_deref() == Some(n)) {
-                ports.push(ContainerPort { name: Some(n.to_string()), port: p, protocol: proto });
-            }
-        }
+        let ports = pod_ports(&mut r);
         let ips = ip(&mut r, i).into_iter().collect();
         c.pods.push(Pod {
             ns: r.below(c.namespaces.len()) as NsId,
