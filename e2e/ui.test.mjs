@@ -3,6 +3,8 @@
 //
 //   node e2e/ui.test.mjs URL OUT_DIR            the bundled example (examples/three-tier): checks and screenshots
 //   node e2e/ui.test.mjs --perf URL OUT_DIR     a large cluster: timings only, printed as one JSON line
+//   node e2e/ui.test.mjs --follow URL OUT_DIR MANIFEST_DIR
+//                                               a server with --watch on MANIFEST_DIR: the page follows a change
 //
 // The example run compares what the page shows with the engine's answers fetched from the API independently
 // (the per-pod matrix, the what-if diff, explain), drives the canvas with real clicks, and saves screenshots.
@@ -14,11 +16,10 @@ import os from 'node:os';
 import path from 'node:path';
 
 const args = process.argv.slice(2);
-const perfMode = args[0] === '--perf';
-if (perfMode) args.shift();
-const [base, outDir] = args;
-if (!base || !outDir) {
-  console.error('usage: node e2e/ui.test.mjs [--perf] URL OUT_DIR');
+const mode = ['--perf', '--follow'].includes(args[0]) ? args.shift() : 'example';
+const [base, outDir, manifestDir] = args;
+if (!base || !outDir || (mode === '--follow' && !manifestDir)) {
+  console.error('usage: node e2e/ui.test.mjs [--perf] URL OUT_DIR | --follow URL OUT_DIR MANIFEST_DIR');
   process.exit(2);
 }
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -430,10 +431,52 @@ async function perfRun(page) {
   check(first.nodes > 0 && first.nodes <= 300, `the large cluster is grouped to at most 300 nodes (${first.nodes}, by ${first.grouping})`);
 }
 
+/** The page follows the model: a policy written into the watched manifests shows up without a reload. */
+async function followRun(page) {
+  const errors = [];
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${base}/#port=5432%2FTCP`);
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 20000 });
+  const info = () => page.textContent('#model-info');
+  check((await info()).startsWith('revision 1 '), 'the page shows revision 1', await info());
+  const edgesBefore = (await tableRows(page)).length;
+
+  // Let the monitoring namespace reach postgres on 5432: policies only add allowances, so an edge appears.
+  const policy = [
+    'apiVersion: networking.k8s.io/v1',
+    'kind: NetworkPolicy',
+    'metadata: {name: followed-allow, namespace: database}',
+    'spec:',
+    '  podSelector: {matchLabels: {app: postgres}}',
+    '  ingress: [{from: [{namespaceSelector: {matchLabels: {tier: monitoring}}}], ports: [{port: 5432}]}]',
+    '',
+  ].join('\n');
+  fs.writeFileSync(path.join(manifestDir, 'zz-followed.yaml'), policy);
+  await page.waitForFunction(() => document.getElementById('model-info').textContent.startsWith('revision 2 '), null, { timeout: 20000 });
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 20000 });
+  check(true, 'the page moved to revision 2 by itself');
+  const names = await page.$$eval('#policy-list li', (lis) => lis.map((li) => li.textContent));
+  check(names.some((n) => n.includes('database/followed-allow')), 'the new policy is listed', names);
+
+  const graph = await page.evaluate(() => window.__netpol.state.graph);
+  const want = aggregate((await allowedPairs('5432/TCP')).set, podNodes(graph.nodes));
+  const rows = await tableRows(page);
+  const got = new Map(rows.map((r) => [`${r.src}\0${r.dst}`, Number(r.pairs)]));
+  const same = want.size === got.size && [...want].every(([k, v]) => got.get(k) === v);
+  check(same, `after the change the edges table equals the engine's matrix (${want.size} edges)`, {
+    want: [...want].map(([k, v]) => `${k.replace('\0', ' -> ')} ${v}`),
+    got: [...got].map(([k, v]) => `${k.replace('\0', ' -> ')} ${v}`),
+  });
+  check(rows.length === edgesBefore + 1, `one new edge into postgres (${edgesBefore} -> ${rows.length})`);
+  check(errors.length === 0, 'no console errors while following', errors);
+}
+
 const { ctx, dir } = await launch();
 try {
   const page = await ctx.newPage();
-  if (perfMode) await perfRun(page);
+  if (mode === '--perf') await perfRun(page);
+  else if (mode === '--follow') await followRun(page);
   else await exampleRun(page);
 } catch (e) {
   check(false, 'the run completed', e.stack || String(e));

@@ -6,6 +6,8 @@
 //!   error; screenshots in `target/ui-e2e/`.
 //! - `ui_on_1000_pods`: a synthetic 1,000-pod cluster (netpol-synth's `1k` preset): prints API, render and
 //!   interaction timings (`PERF {...}`); asserts only that the run completes and the graph is grouped.
+//! - `ui_follows_the_model`: `serve --watch` on a copy of the example; a policy written into it shows up on the
+//!   open page by itself (new revision, policy listed, edges equal to the engine's matrix again).
 //!
 //! Without node, `e2e/node_modules` (`npm ci --prefix e2e`) or Chromium, the tests say they are skipped, and fail
 //! when `CI` is set (`.ci/run` installs all three).
@@ -63,8 +65,12 @@ struct Server {
 
 impl Server {
     fn start(files: &[&Path]) -> Server {
+        Server::start_with(files, &[])
+    }
+
+    fn start_with(files: &[&Path], flags: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_netpol"));
-        cmd.arg("serve");
+        cmd.arg("serve").args(flags);
         for f in files {
             cmd.arg("-f").arg(f);
         }
@@ -160,4 +166,26 @@ fn ui_on_1000_pods() {
     let v: serde_json::Value = serde_json::from_str(perf).expect("PERF is JSON");
     assert_eq!(v["first"]["pods"], 1000, "{v}");
     assert!(v["runs"].as_array().is_some_and(|r| !r.is_empty()), "{v}");
+}
+
+#[test]
+fn ui_follows_the_model() {
+    if !ready("ui_follows_the_model") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for f in std::fs::read_dir(root().join("examples/three-tier")).expect("example dir") {
+        let f = f.expect("entry").path();
+        if f.extension().is_some_and(|x| x == "yaml") && !f.ends_with("assertions.yaml") {
+            std::fs::copy(&f, dir.path().join(f.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let server = Server::start_with(&[dir.path()], &["--watch"]);
+    let stdout = run_script(&[
+        "--follow",
+        &server.url,
+        out_dir().to_str().expect("utf-8 path"),
+        dir.path().to_str().expect("utf-8 path"),
+    ]);
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }

@@ -622,7 +622,29 @@ editor.addEventListener('keydown', (ev) => {
   }
 });
 
+// ---- following the model ----
+
+// `serve --watch` and `serve --kubeconfig` change the model under the page. Every response carries the model
+// revision: poll it and reload (re-running an open what-if) when it moves, or when the first load failed (a live
+// cluster answers 503 until it has been listed).
+const FOLLOW_MS = 2000;
+
+async function followRevision() {
+  try {
+    const res = await fetch('/healthz', { cache: 'no-store' });
+    const rev = res.headers.get('x-netpol-revision');
+    const busy = document.body.dataset.state === 'loading';
+    if (res.ok && rev && !busy && (!state.revision || rev !== state.revision)) {
+      await loadAll();
+      if (state.whatif) await runWhatIf();
+    }
+  } catch {
+    // The server is away (restarting): try again at the next tick.
+  }
+  setTimeout(followRevision, FOLLOW_MS);
+}
+
 readHash();
 $('selector').value = state.params.selector;
 drawGutter();
-loadAll();
+loadAll().then(() => setTimeout(followRevision, FOLLOW_MS));
