@@ -623,3 +623,67 @@ async fn whatif_bad_input() {
     let r = call(&app, Method::POST, "/api/v1/whatif", &[], b"unknown: 1".to_vec()).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "body");
 }
+
+/// Every answer (good and bad requests, every JSON route) is one the OpenAPI document declares for that route,
+/// and its body validates against the declared schema.
+#[tokio::test]
+async fn responses_match_their_openapi_schemas() {
+    let app = router(state());
+    let doc = get(&app, "/api/v1/openapi.json").await.json();
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: database}\n\
+                  spec: {podSelector: {}, ingress: [{ports: [{port: 5432}]}]}\n";
+    let bad_policy = policy.replace("port: 5432", "port: 0");
+    let flows = br#"[{"src":"frontend/web","dst":"backend/api","port":8080}]"#.to_vec();
+    let cases: Vec<(Method, &str, &str, Vec<u8>)> = vec![
+        (Method::GET, "/api/v1/explain", "?src=frontend/web&dst=backend/api&port=8080", vec![]),
+        (Method::GET, "/api/v1/explain", "?src=frontend/web", vec![]),
+        (Method::GET, "/api/v1/explain", "?src=nope/x&dst=backend/api&port=80", vec![]),
+        (Method::GET, "/api/v1/graph", "?port=8080/TCP", vec![]),
+        (Method::GET, "/api/v1/graph", "?port=nope", vec![]),
+        (Method::GET, "/api/v1/graph", "?port=80&namespace=nope", vec![]),
+        (Method::POST, "/api/v1/graph/whatif", "?port=5432/TCP", policy.as_bytes().to_vec()),
+        (Method::POST, "/api/v1/graph/whatif", "?port=5432/TCP", bad_policy.into_bytes()),
+        (Method::GET, "/api/v1/manifest", "?policy=nope", vec![]),
+        (Method::GET, "/api/v1/manifest", "?policy=a/b", vec![]),
+        (Method::GET, "/api/v1/matrix", "?port=80&port=5432", vec![]),
+        (Method::GET, "/api/v1/matrix", "", vec![]),
+        (Method::GET, "/api/v1/matrix", "?port=80&namespace=nope", vec![]),
+        (Method::POST, "/api/v1/query", "", flows),
+        (Method::POST, "/api/v1/query", "", b"[1,".to_vec()),
+        (Method::POST, "/api/v1/whatif", "", b"{}".to_vec()),
+        (Method::POST, "/api/v1/whatif", "", b"delete: [nope]".to_vec()),
+        (Method::POST, "/api/v1/whatif", "", b"delete: [a/b]".to_vec()),
+        (Method::GET, "/api/v1/lint", "", vec![]),
+        (Method::GET, "/api/v1/pods", "", vec![]),
+        (Method::GET, "/api/v1/policies", "", vec![]),
+        (Method::GET, "/api/v1/diagnostics", "", vec![]),
+        (Method::GET, "/api/v1/openapi.json", "", vec![]),
+    ];
+    let mut statuses = std::collections::BTreeSet::new();
+    for (method, path, query, body) in cases {
+        let ct =
+            if path.contains("whatif") && !body.starts_with(b"{") { "application/yaml" } else { "application/json" };
+        let r = call(&app, method.clone(), &format!("{path}{query}"), &[("content-type", ct)], body).await;
+        let what = format!("{method} {path}{query} -> {}", r.status);
+        let op = &doc["paths"][path][method.as_str().to_lowercase()];
+        assert!(op.is_object(), "{what}: not documented");
+        let declared = &op["responses"][r.status.as_str()];
+        assert!(declared.is_object(), "{what}: status not declared: {}", r.text());
+        statuses.insert(r.status.as_u16());
+        let media = r.content_type.split(';').next().unwrap_or("").to_string();
+        let Some(schema) = declared["content"][&media]["schema"].as_object() else {
+            panic!("{what}: content type {media} not declared: {}", declared["content"]);
+        };
+        if media != "application/json" {
+            continue;
+        }
+        let mut schema = Value::Object(schema.clone());
+        schema["components"] = doc["components"].clone();
+        let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{what}: bad schema: {e}"));
+        let instance = r.json();
+        let errors: Vec<String> =
+            validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{what}: the body does not match the declared schema: {errors:#?}");
+    }
+    assert_eq!(statuses.into_iter().collect::<Vec<_>>(), [200, 400, 404, 422], "good and bad requests were covered");
+}
