@@ -976,7 +976,22 @@ struct ApiDoc;
 
 /// The OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let mut doc = ApiDoc::openapi();
+    // With a live cluster, every /api/ route but this document answers 503 until the first full list.
+    let not_ready = ResponseBuilder::new()
+        .description("a live cluster has not been listed yet (`serve --kubeconfig`/`--in-cluster`)")
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ApiError"))).build())
+        .build();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/api/") || path == "/api/v1/openapi.json" {
+            continue;
+        }
+        for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            op.responses.responses.entry("503".to_string()).or_insert_with(|| not_ready.clone().into());
+        }
+    }
+    doc
 }
 
 /// This OpenAPI 3 document.

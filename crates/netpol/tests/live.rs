@@ -401,7 +401,18 @@ async fn not_ready_until_the_first_full_list() {
     let r = get(&app, "/api/v1/pods").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json()["field"], "model");
-    assert_eq!(get(&app, "/api/v1/openapi.json").await.status, StatusCode::OK);
+    let doc = get(&app, "/api/v1/openapi.json").await;
+    assert_eq!(doc.status, StatusCode::OK);
+    // The OpenAPI document declares that answer on every API route (and not on itself).
+    let doc = doc.json();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let declared = op["responses"]["503"]["content"]["application/json"]["schema"]["$ref"].as_str();
+            let want = path.starts_with("/api/") && path != "/api/v1/openapi.json";
+            let got = declared == Some("#/components/schemas/ApiError");
+            assert_eq!(got, want, "{method} {path}: 503 declared {declared:?}");
+        }
+    }
     let r = get(&app, "/metrics").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(metric(&r.text(), "netpol_live_synced{"), 0.0);
