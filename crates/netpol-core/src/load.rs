@@ -99,6 +99,129 @@ pub struct Loaded {
     pub skipped_kinds: BTreeMap<String, usize>,
 }
 
+/// YAML inputs at least this large are parsed on several threads (libyaml is most of the load time).
+const PARALLEL_YAML_BYTES: usize = 1 << 20;
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+}
+
+/// One YAML document as JSON-compatible data, with merge keys applied when `merge`.
+fn parse_yaml_document(de: serde_yaml_ng::Deserializer<'_>, merge: bool) -> Result<Value, serde_yaml_ng::Error> {
+    if merge {
+        serde_yaml_ng::Value::deserialize(de).and_then(|mut y| {
+            y.apply_merge()?;
+            serde_yaml_ng::from_value::<Value>(y)
+        })
+    } else {
+        Value::deserialize(de)
+    }
+}
+
+/// The text split before each document start marker: a line that begins with `---` followed by a space, a tab or
+/// the line end. YAML forbids such a line inside any content (plain, quoted or block scalars alike), so parsing
+/// the pieces one by one yields the same documents as parsing the whole stream. `None` when the text has
+/// directives (`%...`) or document end markers (`...`), whose effect across pieces this does not model.
+pub(crate) fn split_yaml_documents(text: &str) -> Option<Vec<&str>> {
+    let is_marker = |line: &str, m: &str| {
+        line.starts_with(m) && line[m.len()..].chars().next().is_none_or(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    };
+    let mut pieces = Vec::new();
+    let (mut start, mut pos) = (0, 0);
+    for line in text.split_inclusive('\n') {
+        if line.starts_with('%') || is_marker(line, "...") {
+            return None;
+        }
+        if is_marker(line, "---") && pos > start {
+            pieces.push(&text[start..pos]);
+            start = pos;
+        }
+        pos += line.len();
+    }
+    if pos > start {
+        pieces.push(&text[start..pos]);
+    }
+    Some(pieces)
+}
+
+/// Calls `f` with every document of `text` in order, while `threads` threads parse the documents that follow.
+/// `Err(n)` after `n` documents when a document has a syntax error or the text cannot be split: the caller then
+/// parses sequentially from document `n` on, which reports the error where it is.
+fn for_each_yaml_document_parallel(
+    text: &str,
+    merge: bool,
+    threads: usize,
+    mut f: impl FnMut(Value),
+) -> Result<(), usize> {
+    let mut pieces = split_yaml_documents(text).ok_or(0usize)?;
+    // A stream without documents parses as one null document, but comments before the first marker of a longer
+    // stream are no document: leave such a prefix out (a single piece parses exactly as the whole stream).
+    let blank =
+        |p: &str| p.lines().all(|l| matches!(l.trim_start_matches('\u{feff}').trim().chars().next(), None | Some('#')));
+    if pieces.len() > 1 && pieces.first().is_some_and(|p| blank(p)) {
+        pieces.remove(0);
+    }
+    if pieces.len() <= 1 {
+        return Err(0);
+    }
+    // Small chunks handed out in turn, so the caller's work on early documents overlaps the parsing of later ones.
+    let chunks: Vec<&[&str]> = pieces.chunks(pieces.len().div_ceil(threads.max(1) * 16).max(1)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut delivered = 0;
+    let mut failed = false;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<Vec<Value>>)>();
+        for _ in 0..threads.max(1) {
+            let (tx, chunks, next) = (tx.clone(), &chunks, &next);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(chunk) = chunks.get(i) else { break };
+                let parsed: Option<Vec<Value>> = chunk
+                    .iter()
+                    .flat_map(|piece| {
+                        serde_yaml_ng::Deserializer::from_str(piece).map(|de| parse_yaml_document(de, merge).ok())
+                    })
+                    .collect();
+                let stop = parsed.is_none();
+                if tx.send((i, parsed)).is_err() || stop {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: BTreeMap<usize, Option<Vec<Value>>> = BTreeMap::new();
+        let mut want = 0;
+        for (i, parsed) in rx {
+            pending.insert(i, parsed);
+            while let Some(parsed) = pending.remove(&want) {
+                let Some(docs) = parsed else {
+                    failed = true;
+                    // Let the workers finish quickly: nothing more is taken.
+                    next.store(usize::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                };
+                for v in docs {
+                    f(v);
+                    delivered += 1;
+                }
+                want += 1;
+            }
+        }
+    });
+    if failed || delivered == 0 {
+        return Err(delivered);
+    }
+    Ok(())
+}
+
+/// The documents the parallel path delivers, and whether it finished (tests).
+#[cfg(test)]
+pub(crate) fn parse_yaml_parallel_for_tests(text: &str, threads: usize) -> (Vec<Value>, bool) {
+    let mut docs = Vec::new();
+    let done = for_each_yaml_document_parallel(text, text.contains("<<"), threads, |v| docs.push(v)).is_ok();
+    (docs, done)
+}
+
 impl Loader {
     pub fn new() -> Self {
         Self::default()
@@ -135,16 +258,20 @@ impl Loader {
         }
         // YAML merge keys (`<<: *anchor`) need the slower path through serde_yaml_ng's own Value.
         let merge = text.contains("<<");
-        for (doc, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-            let parsed = if merge {
-                serde_yaml_ng::Value::deserialize(de).and_then(|mut y| {
-                    y.apply_merge()?;
-                    serde_yaml_ng::from_value::<Value>(y)
-                })
-            } else {
-                Value::deserialize(de)
-            };
-            match parsed {
+        let mut done = 0;
+        if text.len() >= PARALLEL_YAML_BYTES {
+            let r = for_each_yaml_document_parallel(text, merge, threads(), |v| {
+                self.add_value(v, origin(done));
+                done += 1;
+            });
+            if r.is_ok() {
+                return;
+            }
+            // A syntax error, or a form the split does not model: the sequential parse below goes on from the
+            // first document not loaded yet (both parses see the same documents) and reports the error there.
+        }
+        for (doc, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate().skip(done) {
+            match parse_yaml_document(de, merge) {
                 Ok(v) => self.add_value(v, origin(doc)),
                 Err(e) => {
                     self.diag(Severity::Error, origin(doc), None, None, format!("invalid YAML: {e}"));
@@ -879,5 +1006,93 @@ pub fn parse_selector(v: &Value, path: &str) -> Result<Selector, Vec<(String, St
         Ok(sel)
     } else {
         Err(errs.0)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod parallel_yaml_tests {
+    use super::*;
+
+    /// The parallel path delivers a prefix of the stream's documents, all of them when it finishes; it gives up
+    /// only on a syntax error, on a text it cannot split, or when there is a single document.
+    fn same_as_sequential(text: &str) {
+        let merge = text.contains("<<");
+        // Up to and including the first syntax error (the parser does not resynchronise after one).
+        let mut stream: Vec<Option<Value>> = Vec::new();
+        for de in serde_yaml_ng::Deserializer::from_str(text) {
+            let d = parse_yaml_document(de, merge).ok();
+            let end = d.is_none();
+            stream.push(d);
+            if end {
+                break;
+            }
+        }
+        let valid: Vec<Value> = stream.iter().map_while(|d| d.clone()).collect();
+        for threads in 1..=4 {
+            let (got, done) = parse_yaml_parallel_for_tests(text, threads);
+            assert_eq!(got[..], valid[..got.len().min(valid.len())], "{text:?} with {threads} threads");
+            assert!(got.len() <= valid.len(), "{text:?}: more documents than the stream has valid ones");
+            if done {
+                assert_eq!(got, valid, "{text:?} with {threads} threads");
+                assert_eq!(valid.len(), stream.len(), "{text:?}: finished despite a syntax error");
+            } else {
+                let single = stream.len() <= 1;
+                let error = valid.len() < stream.len();
+                assert!(single || error || split_yaml_documents(text).is_none(), "{text:?}: gave up");
+            }
+        }
+    }
+
+    #[test]
+    fn splitting_at_document_markers_gives_the_stream_documents() {
+        let cases = [
+            "",
+            "a: 1\n",
+            "a: 1\n---\nb: 2\n",
+            "---\na: 1\n---\nb: 2\n",
+            "# comment only\n---\na: 1\n",
+            "# comment only\n",
+            "---\n---\na: 1\n---\n",
+            "a: 1\n---\n",
+            "--- |\n  text\n---\nb: 2\n",
+            "--- {a: 1}\n--- [1, 2]\n",
+            "a: |\n  ----\n  --- not at column 0\nb: 2\n",
+            "----\n",
+            "---a\n",
+            "a: 1\r\n--- \r\nb: 2\r\n",
+            "\u{feff}a: 1\n---\nb: 2",
+            "base: &b {x: 1}\nm:\n  <<: *b\n  y: 2\n---\nc: 3\n",
+            "a: 'multi\n  line'\n---\nb: \"q\n  r\"\n",
+            "a: [1,\n---\nb: 2\n",
+            "a: 1\n---\nb: : :\n---\nc: 3\n",
+            "%YAML 1.2\n---\na: 1\n",
+            "a: 1\n...\n---\nb: 2\n",
+            "kind: List\nitems:\n- a: 1\n---\nkind: Pod\n",
+        ];
+        for c in cases {
+            same_as_sequential(c);
+        }
+    }
+
+    #[test]
+    fn the_repository_fixtures_parse_the_same() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = Vec::new();
+        let mut dirs = vec![root.join("tests/data"), root.join("examples")];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                    files.push(p);
+                }
+            }
+        }
+        assert!(files.len() > 10, "{files:?}");
+        for f in files {
+            same_as_sequential(&std::fs::read_to_string(&f).unwrap());
+        }
     }
 }

@@ -1387,3 +1387,39 @@ fn a_shared_pod_ip_warns_unless_a_pod_uses_the_host_network() {
         assert_eq!(l.cluster.pods.len(), 2);
     }
 }
+
+/// Large inputs are parsed on several threads; the result is the same as a sequential parse: the same
+/// documents in the same order, and after a syntax error the same diagnostic and nothing loaded past it.
+#[test]
+fn large_yaml_loads_like_small_yaml_including_syntax_errors() {
+    let pod = |i: usize| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}\n  namespace: ns{}\n  labels: {{app: a{}}}\n\
+             spec:\n  containers:\n  - name: c\n    image: registry.example/app:1.0\n    ports:\n    - name: http\n      \
+             containerPort: 8080\nstatus:\n  podIP: 10.{}.{}.{}\n",
+            i % 7,
+            i % 13,
+            i / 65536,
+            (i / 256) % 256,
+            i % 256
+        )
+    };
+    let n = 6000;
+    let good: String = (0..n).map(pod).collect();
+    assert!(good.len() > 1 << 20, "large enough for the parallel path: {}", good.len());
+    let l = load_str("big.yaml", &good);
+    assert!(l.diagnostics.is_empty(), "{:?}", &l.diagnostics[..1]);
+    let names: Vec<String> = l.cluster.pods.iter().map(|p| p.name.clone()).collect();
+    assert_eq!(names, (0..n).map(|i| format!("p{i}")).collect::<Vec<_>>(), "every pod, in document order");
+
+    // A syntax error in document 4321: documents before it load, the error names it, nothing after loads.
+    let bad: String =
+        (0..n).map(|i| if i == 4321 { "---\nmetadata: {name: [\n".to_string() } else { pod(i) }).collect();
+    let l = load_str("big.yaml", &bad);
+    let errs = errors(&l);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].origin, Origin { file: "big.yaml".into(), document: 4321, item: None });
+    assert!(errs[0].message.starts_with("invalid YAML"), "{}", errs[0]);
+    assert_eq!(l.cluster.pods.len(), 4321);
+    assert_eq!(l.cluster.pods.last().map(|p| p.name.as_str()), Some("p4320"));
+}
