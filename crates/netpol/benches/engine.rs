@@ -230,7 +230,7 @@ fn main() {
         return;
     }
     let sizes = std::env::var("NETPOL_BENCH_SIZES").unwrap_or_else(|_| "1k,10k,50k".to_string());
-    println!("netpol engine benchmark (one process per size, single-threaded)");
+    println!("netpol engine benchmark (one process per size; YAML inputs of 1 MiB or more are parsed on every core, the rest is single-threaded)");
     for size in sizes.split(',') {
         // A fresh process per size, so peak RSS is that size's own.
         let exe = std::env::current_exe().unwrap();
