@@ -24,7 +24,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use netpol_core::compile::{CPeer, CRule, Engine, NsScope};
-use netpol_core::model::{ContainerPort, Direction, IpBlock, PolicyId};
+use netpol_core::model::{ContainerPort, Direction, IpBlock, Peer, PolicyId};
 use netpol_core::portset::{PortSet, Protocol};
 use serde_json::{json, Value};
 
@@ -323,6 +323,29 @@ impl<'e> Gen<'e> {
         Some(name)
     }
 
+    /// Index of the first peer of the manifest rule that compiles to `peer` (several identical peers compile to one).
+    fn manifest_peer(&self, rule: &CRule, peer: CPeer) -> usize {
+        let pol = self.e.cluster.policy(rule.policy);
+        let Some(r) = pol.rules(rule.dir).get(rule.index as usize) else { return usize::MAX };
+        r.peers
+            .iter()
+            .position(|mp| match (mp, peer) {
+                (Peer::IpBlock(b), CPeer::Block(id)) => self.e.blocks.get(id as usize) == Some(b),
+                (Peer::Selectors { namespaces, pods }, CPeer::Sel(id)) => {
+                    self.e.sel_peers.get(id as usize).is_some_and(|(key, _)| {
+                        let scope_matches = match (namespaces, &key.namespaces) {
+                            (None, NsScope::Own(ns)) => *ns == pol.ns,
+                            (Some(sel), NsScope::Selector(ks)) => sel == ks,
+                            _ => false,
+                        };
+                        scope_matches && *pods == key.pods
+                    })
+                }
+                _ => false,
+            })
+            .unwrap_or(usize::MAX)
+    }
+
     /// Rules of one compiled NetworkPolicy rule in a chain. `ports` is the rule's port set already resolved
     /// for ingress (named ports of the subject), or only its numeric part for egress.
     fn emit_rule(&mut self, out: &mut Vec<NftRule>, rid: u32, rule: &CRule, ports: &PortSet, all_ports: bool) {
@@ -356,8 +379,11 @@ impl<'e> Gen<'e> {
         if rule.peers.is_empty() {
             peer_matchers.push((Vec::new(), "any-peer".to_string()));
         } else {
-            for (pi, p) in rule.peers.iter().enumerate() {
-                match *p {
+            // In the order of the manifest's peers, numbered as there (`from[N]`/`to[N]`, like explanations do).
+            let mut peers: Vec<(usize, CPeer)> = rule.peers.iter().map(|&p| (self.manifest_peer(rule, p), p)).collect();
+            peers.sort_unstable_by_key(|&(pi, _)| pi);
+            for (pi, p) in peers {
+                match p {
                     CPeer::Sel(s) => {
                         // An address family with no selected pod needs no rule (a later update that adds one
                         // refills the chain).
@@ -740,6 +766,48 @@ impl Ruleset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `peer-N` in rule comments is the peer's index in the manifest (as in explanations), whatever order the
+    /// engine compiled the distinct peers in.
+    #[test]
+    #[allow(clippy::panic)]
+    fn peer_numbers_in_comments_are_manifest_indexes() {
+        let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n, labels: {app: b}}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: n, labels: {app: c}}
+status: {podIP: 10.0.0.3}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: first, namespace: n}
+spec: {podSelector: {}, ingress: [{from: [{podSelector: {matchLabels: {app: b}}}]}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: second, namespace: n}
+spec: {podSelector: {}, ingress: [{from: [{podSelector: {matchLabels: {app: c}}}, {podSelector: {matchLabels: {app: b}}}]}]}
+";
+        let e = Engine::new(netpol_core::load::load_str("t", yaml).cluster);
+        let text = generate(&e).to_nft();
+        // The set a commented rule matches on.
+        let set_of = |comment: &str| -> String {
+            let line = text
+                .lines()
+                .find(|l| l.contains(&format!("\"{comment}\"")))
+                .unwrap_or_else(|| panic!("{comment}:\n{text}"));
+            let at = line.find('@').unwrap_or_else(|| panic!("{line}"));
+            line[at..].split_whitespace().next().unwrap_or_default().to_string()
+        };
+        let b = set_of("np:n/first/ingress/0 peer-0");
+        assert_eq!(set_of("np:n/second/ingress/0 peer-1"), b, "from[1] of `second` is app=b");
+        assert_ne!(set_of("np:n/second/ingress/0 peer-0"), b, "from[0] of `second` is app=c");
+    }
 
     #[test]
     fn block_minus_excepts() {
