@@ -122,6 +122,22 @@ struct Metrics {
     reloads_failed: AtomicU64,
 }
 
+impl Metrics {
+    /// Counts one answered request and its latency.
+    fn record(&self, route: String, method: String, status: u16, secs: f64) {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *requests.entry((route.clone(), method, status)).or_default() += 1;
+        drop(requests);
+        let mut lat = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        let h = lat.entry(route).or_default();
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            h.buckets[i] += 1;
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+}
+
 struct Inner {
     model: ArcSwap<Model>,
     files: Vec<String>,
@@ -1046,18 +1062,8 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
     if let Some(v) = resource_version.and_then(|v| HeaderValue::from_str(&v).ok()) {
         res.headers_mut().insert(RESOURCE_VERSION_HEADER, v);
     }
-    let status = res.status().as_u16();
     let route = route.unwrap_or_else(|| "unmatched".to_string());
-    let m = &state.inner.metrics;
-    *m.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((route.clone(), method, status)).or_default() += 1;
-    let secs = t.elapsed().as_secs_f64();
-    let mut lat = m.latency.lock().unwrap_or_else(|e| e.into_inner());
-    let h = lat.entry(route).or_default();
-    if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
-        h.buckets[i] += 1;
-    }
-    h.count += 1;
-    h.sum += secs;
+    state.inner.metrics.record(route, method, res.status().as_u16(), t.elapsed().as_secs_f64());
     res
 }
 
@@ -1087,18 +1093,7 @@ async fn track_unmatched(State(state): State<AppState>, req: Request, next: Next
         return res;
     }
     res.headers_mut().insert(REVISION_HEADER, HeaderValue::from(state.revision()));
-    let status = res.status().as_u16();
-    let m = &state.inner.metrics;
-    let route = "unmatched".to_string();
-    *m.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((route.clone(), method, status)).or_default() += 1;
-    let secs = t.elapsed().as_secs_f64();
-    let mut lat = m.latency.lock().unwrap_or_else(|e| e.into_inner());
-    let h = lat.entry(route).or_default();
-    if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
-        h.buckets[i] += 1;
-    }
-    h.count += 1;
-    h.sum += secs;
+    state.inner.metrics.record("unmatched".to_string(), method, res.status().as_u16(), t.elapsed().as_secs_f64());
     res
 }
 
