@@ -345,7 +345,7 @@ fn port_set_difference_and_complement() {
 // Property test: random clusters (generator ideas from properties.rs) and random changes to them.
 
 mod common;
-use common::{labels, pod_ports, rule, selector, Rng, NS_KEYS, POD_KEYS, PROTOS};
+use common::{labels, pod_ports, policy_with_rules, rule, Rng, NS_KEYS, POD_KEYS, PROTOS};
 
 fn ip(r: &mut Rng, i: usize) -> Option<IpAddr> {
     match r.below(6) {
@@ -371,21 +371,8 @@ fn pod(r: &mut Rng, i: usize, n_ns: usize) -> Pod {
 fn policy(r: &mut Rng, name: String, n_ns: usize) -> Policy {
     let ingress: Vec<Rule> = (0..r.below(3)).map(|_| rule(r)).collect();
     let egress: Vec<Rule> = (0..r.below(3)).map(|_| rule(r)).collect();
-    let (ai, ae) = match r.below(3) {
-        0 => (true, false),
-        1 => (false, true),
-        _ => (true, true),
-    };
-    Policy {
-        ns: r.below(n_ns) as NsId,
-        name,
-        pod_selector: selector(r, POD_KEYS),
-        ingress,
-        egress,
-        affects_ingress: ai,
-        affects_egress: ae,
-        origin: Origin::default(),
-    }
+    let ns = r.below(n_ns) as NsId;
+    policy_with_rules(r, ns, name, ingress, egress)
 }
 
 fn cluster(seed: u64) -> Cluster {

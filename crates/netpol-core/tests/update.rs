@@ -19,7 +19,9 @@ use netpol_core::update::{apply_to_cluster, Change, UpdateStats};
 use proptest::prelude::*;
 
 mod common;
-use common::{cluster, endpoints, labels, pod_ports, rule, selector, Rng, NS_KEYS, POD_KEYS, PROTOS};
+use common::{
+    cluster, endpoints, labels, pod_ports, policy_with_rules, rule, selector, Rng, NS_KEYS, POD_KEYS, PROTOS,
+};
 
 const VERDICT_PORTS: [u16; 8] = [1, 53, 70, 80, 81, 90, 100, 124];
 
@@ -86,21 +88,7 @@ fn random_policy(r: &mut Rng, c: &Cluster, name: String) -> Policy {
         Some(p) => (p.ingress.clone(), p.egress.clone()),
         None => ((0..r.below(3)).map(|_| rule(r)).collect(), (0..r.below(3)).map(|_| rule(r)).collect()),
     };
-    let (ai, ae) = match r.below(3) {
-        0 => (true, false),
-        1 => (false, true),
-        _ => (true, true),
-    };
-    Policy {
-        ns: 0,
-        name,
-        pod_selector: selector(r, POD_KEYS),
-        ingress,
-        egress,
-        affects_ingress: ai,
-        affects_egress: ae,
-        origin: Origin::default(),
-    }
+    policy_with_rules(r, 0, name, ingress, egress)
 }
 
 fn shard_selector(r: &mut Rng) -> Selector {

@@ -140,6 +140,17 @@ pub fn pod_ports(r: &mut Rng) -> Vec<ContainerPort> {
     ports
 }
 
+/// A policy with these rules, random policyTypes (ingress, egress or both) and a random pod selector.
+pub fn policy_with_rules(r: &mut Rng, ns: NsId, name: String, ingress: Vec<Rule>, egress: Vec<Rule>) -> Policy {
+    let (affects_ingress, affects_egress) = match r.below(3) {
+        0 => (true, false),
+        1 => (false, true),
+        _ => (true, true),
+    };
+    let pod_selector = selector(r, POD_KEYS);
+    Policy { ns, name, pod_selector, ingress, egress, affects_ingress, affects_egress, origin: Origin::default() }
+}
+
 pub fn cluster(seed: u64) -> Cluster {
     let mut r = Rng(seed);
     let mut c = Cluster::default();
@@ -164,21 +175,8 @@ pub fn cluster(seed: u64) -> Cluster {
     for i in 0..r.below(7) {
         let ingress: Vec<Rule> = (0..r.below(3)).map(|_| rule(&mut r)).collect();
         let egress: Vec<Rule> = (0..r.below(3)).map(|_| rule(&mut r)).collect();
-        let (ai, ae) = match r.below(3) {
-            0 => (true, false),
-            1 => (false, true),
-            _ => (true, true),
-        };
-        c.policies.push(Policy {
-            ns: r.below(c.namespaces.len()) as NsId,
-            name: format!("pol{i}"),
-            pod_selector: selector(&mut r, POD_KEYS),
-            ingress,
-            egress,
-            affects_ingress: ai,
-            affects_egress: ae,
-            origin: Origin::default(),
-        });
+        let ns = r.below(c.namespaces.len()) as NsId;
+        c.policies.push(policy_with_rules(&mut r, ns, format!("pol{i}"), ingress, egress));
     }
     c
 }
