@@ -53,6 +53,16 @@ pub struct ContainerPort {
     pub protocol: Protocol,
 }
 
+/// `name:port/PROTOCOL`, or `port/PROTOCOL` for an unnamed port.
+impl fmt::Display for ContainerPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = &self.name {
+            write!(f, "{n}:")?;
+        }
+        write!(f, "{}/{}", self.port, self.protocol)
+    }
+}
+
 /// What produced a pod: a Pod object, or a workload's template (one representative pod).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodSource {

@@ -40,14 +40,7 @@ fn info(e: &Engine, pod: PodId) -> PodInfo {
         source: p.source.kind.clone(),
         labels: format_labels(&p.labels),
         ips: p.ips.iter().map(|i| i.to_string()).collect(),
-        ports: p
-            .ports
-            .iter()
-            .map(|c| match &c.name {
-                Some(n) => format!("{n}:{}/{}", c.port, c.protocol),
-                None => format!("{}/{}", c.port, c.protocol),
-            })
-            .collect(),
+        ports: p.ports.iter().map(|c| c.to_string()).collect(),
         host_network: p.host_network,
         ingress: side(Direction::Ingress),
         egress: side(Direction::Egress),

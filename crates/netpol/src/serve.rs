@@ -770,14 +770,7 @@ async fn pods_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PodIn
                 name: p.name.clone(),
                 labels: p.labels.clone(),
                 ips: p.ips.iter().map(|i| i.to_string()).collect(),
-                ports: p
-                    .ports
-                    .iter()
-                    .map(|c| match &c.name {
-                        Some(n) => format!("{n}:{}/{}", c.port, c.protocol),
-                        None => format!("{}/{}", c.port, c.protocol),
-                    })
-                    .collect(),
+                ports: p.ports.iter().map(|c| c.to_string()).collect(),
                 host_network: p.host_network,
                 ingress: side(Direction::Ingress),
                 egress: side(Direction::Egress),
