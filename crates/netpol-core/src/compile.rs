@@ -399,6 +399,23 @@ pub struct SelPeerKey {
     pub pods: Option<Selector>,
 }
 
+impl SelPeerKey {
+    /// Whether the pod selector part matches these pod labels (no pod selector: every pod).
+    pub fn pods_match(&self, pod_labels: &Labels) -> bool {
+        self.pods.as_ref().is_none_or(|s| s.matches(pod_labels))
+    }
+
+    /// Whether this peer selects a pod with `pod_labels` in namespace `ns` labelled `ns_labels`. Callers exclude
+    /// hostNetwork pods, which selectors never match.
+    pub fn selects(&self, ns: NsId, ns_labels: &Labels, pod_labels: &Labels) -> bool {
+        let in_scope = match &self.namespaces {
+            NsScope::Own(n) => *n == ns,
+            NsScope::Selector(s) => s.matches(ns_labels),
+        };
+        in_scope && self.pods_match(pod_labels)
+    }
+}
+
 impl Engine {
     pub fn new(cluster: Cluster) -> Engine {
         // Distinct ipBlocks.
@@ -672,7 +689,7 @@ impl Engine {
         let pod_matches = |iid: IdentityId| -> bool {
             let ident = &self.identities[iid as usize];
             // Pod and namespace selectors never match hostNetwork pods (their traffic is the node's).
-            !ident.host_network && key.pods.as_ref().is_none_or(|s| s.matches(&self.label_sets[ident.labels as usize]))
+            !ident.host_network && key.pods_match(&self.label_sets[ident.labels as usize])
         };
         let scan_cost: usize = namespaces.iter().map(|&ns| idx.ns_idents.get(ns as usize).map_or(0, Vec::len)).sum();
         let candidates =

@@ -364,13 +364,8 @@ impl Engine {
             let universe = self.identities.len();
             let ls = &self.label_sets[labels as usize];
             let ns_labels = &self.cluster.ns(ns).labels;
-            let mut ns_memo: FxHashMap<&crate::selector::Selector, bool> = FxHashMap::default();
             for (k, set) in &mut self.sel_peers {
-                let in_scope = match &k.namespaces {
-                    NsScope::Own(n) => *n == ns,
-                    NsScope::Selector(s) => *ns_memo.entry(s).or_insert_with(|| s.matches(ns_labels)),
-                };
-                if in_scope && k.pods.as_ref().is_none_or(|s| s.matches(ls)) {
+                if k.selects(ns, ns_labels, ls) {
                     set.insert(iid, universe);
                 }
             }
@@ -696,7 +691,7 @@ impl Engine {
             }
             for &i in &idents {
                 let ls = &self.label_sets[self.identities[i as usize].labels as usize];
-                if k.pods.as_ref().is_none_or(|p| p.matches(ls)) {
+                if k.pods_match(ls) {
                     if now {
                         set.insert(i, universe);
                     } else {
@@ -721,6 +716,7 @@ fn shift_rule_ids(policy_rules: &mut [(Vec<RuleId>, Vec<RuleId>)], from: usize, 
 
 /// The identities a new selector peer selects, by scanning them (no index is kept between updates).
 fn select_scan(eng: &Engine, key: &SelPeerKey) -> IdSet {
+    // The namespace part once per namespace, not once per identity.
     let in_scope: Vec<bool> = match &key.namespaces {
         NsScope::Own(ns) => (0..eng.cluster.namespaces.len()).map(|n| n == *ns as usize).collect(),
         NsScope::Selector(s) => eng.cluster.namespaces.iter().map(|n| s.matches(&n.labels)).collect(),
@@ -732,7 +728,7 @@ fn select_scan(eng: &Engine, key: &SelPeerKey) -> IdSet {
         .filter(|(_, ident)| {
             !ident.host_network
                 && in_scope.get(ident.ns as usize).copied().unwrap_or(false)
-                && key.pods.as_ref().is_none_or(|s| s.matches(&eng.label_sets[ident.labels as usize]))
+                && key.pods_match(&eng.label_sets[ident.labels as usize])
         })
         .map(|(i, _)| i as IdentityId)
         .collect();
