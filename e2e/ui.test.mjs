@@ -1,5 +1,5 @@
 // End-to-end test of the `netpol serve` web UI in headless Chromium (Debian's /usr/bin/chromium, driven by
-// playwright-core). Run by crates/netpol/tests/ui_e2e.rs against a server on loopback:
+// playwright-core). Run by crates/netpol/tests/it/ui_e2e.rs against a server on loopback:
 //
 //   node e2e/ui.test.mjs URL OUT_DIR            the bundled example (examples/three-tier): checks and screenshots
 //   node e2e/ui.test.mjs --perf URL OUT_DIR     a large cluster: timings only, printed as one JSON line

@@ -2,7 +2,6 @@
 //! and in batches) leave the engine answering exactly as a fresh `Engine::new` of the changed cluster, and as
 //! the reference evaluator: verdicts, isolation, explanations, the matrix (cells, classes, pair counts), lint
 //! findings and diffs.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -18,8 +17,7 @@ use netpol_core::selector::{Labels, Requirement, Selector};
 use netpol_core::update::{apply_to_cluster, Change, UpdateStats};
 use proptest::prelude::*;
 
-mod common;
-use common::{
+use crate::common::{
     cluster, endpoints, labels, pod_ports, policy_with_rules, rule, selector, Rng, NS_KEYS, POD_KEYS, PROTOS,
 };
 

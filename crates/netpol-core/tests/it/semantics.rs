@@ -1,6 +1,5 @@
 //! One test per NetworkPolicy semantic rule. Every flow is checked three ways: the compiled engine, the
 //! explanation, and the naive reference evaluator must all give the expected verdict.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use netpol_core::compile::Engine;
 use netpol_core::load::load_str;

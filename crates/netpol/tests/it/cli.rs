@@ -1,5 +1,4 @@
 //! End-to-end tests of the `netpol` binary on the bundled example and small fixtures.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::Write;
 use std::path::PathBuf;

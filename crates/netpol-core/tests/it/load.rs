@@ -2,8 +2,6 @@
 //! and on small inline manifests. Every test asserts the real outcome: which objects loaded, and the exact
 //! field path (and origin) of every diagnostic.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
 use std::net::IpAddr;
 
 use netpol_core::load::{load_str, Diagnostic, Loaded, Loader, Severity, NAMESPACE_NAME_LABEL};

@@ -1,7 +1,6 @@
 //! Data-plane tests (root, nftables, iproute2): labs of network-namespace pods enforce the generated ruleset, and
 //! real connections must match the engine on every flow. Each test uses its own lab prefix and removes its
 //! namespaces even when it fails. Without root or the tools, each test prints why it is skipped.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};

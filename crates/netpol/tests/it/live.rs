@@ -7,7 +7,6 @@
 //!   dropped watches, counters in /metrics; and the binary over a real socket.
 //! - The one-shot commands (`query`, `explain`, `matrix`, `lint`, `describe`) with `--kubeconfig`, via the binary.
 //! - The deploy/ manifest: kinds, read-only RBAC, the Deployment's command, probes and hardening.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -20,8 +19,7 @@ use netpol::serve::{router, AppState};
 use netpol_fakeapi::{FakeApiServer, RequestLog};
 use serde_json::{json, Value};
 
-mod common;
-use common::get;
+use crate::common::get;
 
 /// Longest wait for the model to reflect a change (it normally takes ~50–100 ms).
 const TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,6 +1,5 @@
 //! `netpol serve`: every endpoint on examples/three-tier through `router(...)` (no socket), bad input, the
 //! OpenAPI document's coverage of the router, metrics, one real HTTP request over TCP, and reloads under load.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use netpol::serve;
 
@@ -11,8 +10,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::Value;
 use serve::{router, AppState};
 
-mod common;
-use common::{call, example, get, Res};
+use crate::common::{call, example, get, Res};
 
 fn state() -> AppState {
     AppState::from_files(&[example()]).expect("three-tier loads")

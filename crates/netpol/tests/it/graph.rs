@@ -1,7 +1,6 @@
 //! The web UI's endpoints and assets (`crates/netpol/src/ui.rs`) through `router(...)`: the graph against the
 //! per-pod matrix on every port of the example and on a 1,000-pod synthetic cluster, filters and grouping, the
 //! what-if graph (edges and located errors), policy manifests that round-trip, and the embedded assets.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -9,8 +8,7 @@ use axum::http::{Method, StatusCode};
 use netpol::serve::{router, AppState};
 use serde_json::Value;
 
-mod common;
-use common::{call, example, get, Res};
+use crate::common::{call, example, get, Res};
 
 fn app() -> axum::Router {
     router(AppState::from_files(&[example()]).expect("three-tier loads"))

@@ -1,6 +1,5 @@
 //! `netpol diff` through its library entry point `netpol::diff_cmd::run`, on the fixtures in tests/data/diff/
 //! (old/ and new/) and on a temporary git repository holding them as two commits.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -198,7 +197,7 @@ fn git_mode_compares_two_revisions_of_a_directory() {
     assert!(e.to_string().contains("not both"), "{e}");
 }
 
-/// The figures in docs/diff.md: `cargo test --release -p netpol --test diff -- --ignored --nocapture`
+/// The figures in docs/diff.md: `cargo test --release -p netpol --test it diff:: -- --ignored --nocapture`
 /// (`NETPOL_DIFF_SIZE=50k` for another preset).
 #[test]
 #[ignore]

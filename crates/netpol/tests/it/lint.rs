@@ -1,6 +1,5 @@
 //! `netpol lint` end to end: every rule on a positive fixture (snapshot of the human output), a clean fixture,
 //! exit codes, `--disable`, the config file, JSON, and SARIF validated against the SARIF 2.1.0 schema.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

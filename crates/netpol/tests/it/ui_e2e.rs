@@ -11,7 +11,6 @@
 //!
 //! Without node, `e2e/node_modules` (`npm ci --prefix e2e`) or Chromium, the tests say they are skipped, and fail
 //! when `CI` is set (`.ci/run` installs all three).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,5 @@
 //! `diff`: the connectivity delta between two policy sets, on constructed before/after pairs, and a property
 //! test against `Engine::allowed` on random clusters and random changes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -344,8 +343,7 @@ fn port_set_difference_and_complement() {
 // ---------------------------------------------------------------------------------------------------------
 // Property test: random clusters (generator ideas from properties.rs) and random changes to them.
 
-mod common;
-use common::{labels, pod_ports, policy_with_rules, rule, Rng, NS_KEYS, POD_KEYS, PROTOS};
+use crate::common::{labels, pod_ports, policy_with_rules, rule, Rng, NS_KEYS, POD_KEYS, PROTOS};
 
 fn ip(r: &mut Rng, i: usize) -> Option<IpAddr> {
     match r.below(6) {

@@ -1,5 +1,4 @@
 //! `netpol test` (policy assertions) through the library API, on the bundled example and `tests/data/assertions/`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::path::PathBuf;
 

@@ -1,6 +1,5 @@
 //! Property tests: on random clusters, the compiled engine, the explanation and the matrix agree with the
 //! naive reference evaluator on every flow.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::model::*;
@@ -8,8 +7,7 @@ use netpol_core::reference;
 use netpol_core::verdict::Verdict;
 use proptest::prelude::*;
 
-mod common;
-use common::{cluster, endpoints, PROTOS};
+use crate::common::{cluster, endpoints, PROTOS};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
