@@ -281,6 +281,23 @@ async function exampleRun(page) {
   const hl = await page.evaluate(() => window.__netpol.highlight());
   check(hl.includes(postgres.id), 'the policy highlights the pods it selects on the graph', hl);
 
+  // 6b. The api node on 443/TCP: its panel says which outside addresses it may open (the ipBlock of
+  // backend/allow-api-egress-external), and the explain link explains one such flow as allowed by that policy.
+  await setPort(page, '443/TCP');
+  await clickNode(page, api8080.id);
+  await page.waitForSelector('#reach-outside li[data-outside="to"]', { timeout: 5000 });
+  const apiNode = (await page.evaluate(() => window.__netpol.state.graph)).nodes.find((n) => n.id === api8080.id);
+  const toText = await page.textContent('#reach-outside li[data-outside="to"]');
+  check(
+    apiNode.toOutside.blocks.includes('0.0.0.0/0 except 10.0.0.0/8') && toText.includes('0.0.0.0/0 except 10.0.0.0/8'),
+    'the node panel shows the outside addresses api may open on 443/TCP',
+    { toText, toOutside: apiNode.toOutside },
+  );
+  await page.click('#reach-outside li[data-outside="to"] a');
+  await page.waitForFunction(() => document.querySelector('#explain .explanation')?.dataset.verdict === 'allow', null, { timeout: 5000 });
+  const outText = await page.textContent('#explain .explanation');
+  check(outText.includes('backend/allow-api-egress-external') && outText.includes(apiNode.toOutside.example[1]), 'the outside flow explains itself with the ipBlock rule', outText);
+
   // 7. What-if: the fixed policy and a new one on 5432/TCP. Highlighted edges = the what-if API's diff applied
   // to the engine's per-pod matrix.
   await setPort(page, '5432/TCP');

@@ -15,6 +15,7 @@
 //! only; no inline code, no frames).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,9 +25,9 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json};
-use netpol_core::compile::{Engine, IdentityId};
+use netpol_core::compile::{CPeer, Endpoint, Engine, Identity, IdentityId};
 use netpol_core::matrix::{Matrix, PsId};
-use netpol_core::model::{Cluster, Peer, PodId, Policy, PortMatch, Rule};
+use netpol_core::model::{Cluster, Direction, Peer, PodId, Policy, PortMatch, Rule};
 use netpol_core::portset::Protocol;
 use netpol_core::selector::{check_label_key, check_label_value, Labels, Requirement, Selector};
 use serde::Serialize;
@@ -325,6 +326,29 @@ pub struct GraphNode {
     pub focus: bool,
     pub ingress: NodeIsolation,
     pub egress: NodeIsolation,
+    /// Connections from the node's pods to addresses outside the cluster on the requested port.
+    #[serde(rename = "toOutside")]
+    pub to_outside: OutsideAccess,
+    /// Connections from addresses outside the cluster to the node's pods on the requested port.
+    #[serde(rename = "fromOutside")]
+    pub from_outside: OutsideAccess,
+}
+
+/// What a node's pods may exchange with addresses outside the cluster (addresses no pod has) on one port, in one
+/// direction. Only the pods' own side decides: nothing outside the cluster enforces policies.
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct OutsideAccess {
+    /// Pods of the node allowed with at least one outside address.
+    pub pods: usize,
+    /// Pods of the node allowed with every outside address (not isolated in this direction, or a rule without
+    /// peers).
+    #[serde(rename = "anyPods")]
+    pub any_pods: usize,
+    /// The ipBlocks allowing the other pods (`CIDR`, or `CIDR except A, B`), sorted.
+    pub blocks: Vec<String>,
+    /// One allowed flow to explain: `[pod, address]` to the outside, `[address, pod]` from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example: Option<[String; 2]>,
 }
 
 /// Connectivity from one node to another on the requested port.
@@ -593,7 +617,99 @@ fn isolation(e: &Engine, n: &NodeAcc, ingress: bool) -> NodeIsolation {
     NodeIsolation { isolated_pods: pods, policies: policies.into_iter().collect() }
 }
 
-fn node_out(e: &Engine, n: &NodeAcc) -> GraphNode {
+/// Addresses tried first as examples of "any address outside the cluster" (documentation ranges).
+const EXAMPLE_OUTSIDE: [&str; 4] = ["203.0.113.10", "198.51.100.10", "2001:db8::10", "192.0.2.10"];
+
+/// Which outside addresses an identity allows in `dir` on a port: every one (`None`), or those of these blocks.
+fn outside_blocks(e: &Engine, ident: &Identity, dir: Direction, proto: Protocol, port: u16) -> Option<BTreeSet<u32>> {
+    if !ident.isolated(dir) {
+        return None;
+    }
+    let (rules, named) = match dir {
+        Direction::Egress => (&ident.egress_rules, None),
+        Direction::Ingress => (&ident.ingress_rules, Some(ident.named_ports.as_slice())),
+    };
+    let mut blocks = BTreeSet::new();
+    for &r in rules {
+        let rule = &e.rules[r as usize];
+        if !rule.ports.matches(proto, port, named) {
+            continue;
+        }
+        if rule.peers.is_empty() {
+            return None;
+        }
+        blocks.extend(rule.peers.iter().filter_map(|p| match p {
+            CPeer::Block(b) => Some(*b),
+            CPeer::Sel(_) => None,
+        }));
+    }
+    Some(blocks)
+}
+
+fn next_ip(ip: IpAddr) -> Option<IpAddr> {
+    match ip {
+        IpAddr::V4(a) => u32::from(a).checked_add(1).map(|n| IpAddr::V4(n.into())),
+        IpAddr::V6(a) => u128::from(a).checked_add(1).map(|n| IpAddr::V6(n.into())),
+    }
+}
+
+/// An outside address the engine allows for this pod in `dir`, from the documentation ranges or the blocks.
+fn outside_example(
+    e: &Engine,
+    pod: PodId,
+    blocks: Option<&BTreeSet<u32>>,
+    dir: Direction,
+    proto: Protocol,
+    port: u16,
+) -> Option<IpAddr> {
+    let mut candidates: Vec<IpAddr> = EXAMPLE_OUTSIDE.iter().filter_map(|a| a.parse().ok()).collect();
+    for &b in blocks.into_iter().flatten() {
+        let block = &e.blocks[b as usize];
+        candidates.extend(next_ip(block.cidr.network()));
+        candidates.extend(block.except.iter().filter_map(|x| next_ip(x.broadcast())));
+    }
+    let me = Endpoint::Pod { pod, ip: None };
+    candidates.into_iter().find(|&ip| {
+        let outside = e.endpoint_for_ip(ip);
+        matches!(outside, Endpoint::External(_))
+            && match dir {
+                Direction::Egress => e.allowed(&me, &outside, proto, port),
+                Direction::Ingress => e.allowed(&outside, &me, proto, port),
+            }
+    })
+}
+
+fn outside_access(e: &Engine, n: &NodeAcc, dir: Direction, proto: Protocol, port: u16) -> OutsideAccess {
+    let mut out = OutsideAccess::default();
+    let mut blocks = BTreeSet::new();
+    for &i in &n.identities {
+        let ident = &e.identities[i as usize];
+        let allowed = outside_blocks(e, ident, dir, proto, port);
+        match &allowed {
+            None => out.any_pods += ident.pods.len(),
+            Some(b) if b.is_empty() => continue,
+            Some(b) => blocks.extend(b.iter().copied()),
+        }
+        out.pods += ident.pods.len();
+        if out.example.is_none() {
+            let pod = ident.pods.iter().copied().min_by_key(|&p| &e.cluster.pod(p).name);
+            let ip = pod.and_then(|p| outside_example(e, p, allowed.as_ref(), dir, proto, port).map(|ip| (p, ip)));
+            out.example = ip.map(|(p, ip)| {
+                let (p, ip) = (e.cluster.pod_ref(p), ip.to_string());
+                match dir {
+                    Direction::Egress => [p, ip],
+                    Direction::Ingress => [ip, p],
+                }
+            });
+        }
+    }
+    let mut texts: Vec<String> = blocks.into_iter().map(|b| e.blocks[b as usize].to_string()).collect();
+    texts.sort();
+    out.blocks = texts;
+    out
+}
+
+fn node_out(e: &Engine, n: &NodeAcc, proto: Protocol, port: u16) -> GraphNode {
     let mut pods: Vec<&str> = Vec::with_capacity(n.count.min(MAX_POD_NAMES));
     let mut common: Option<Labels> = None;
     let mut host = 0;
@@ -625,6 +741,8 @@ fn node_out(e: &Engine, n: &NodeAcc) -> GraphNode {
         focus: n.focus,
         ingress: isolation(e, n, true),
         egress: isolation(e, n, false),
+        to_outside: outside_access(e, n, Direction::Egress, proto, port),
+        from_outside: outside_access(e, n, Direction::Ingress, proto, port),
     }
 }
 
@@ -643,7 +761,11 @@ fn compute(e: &Engine, m: &mut Matrix, grouping: Grouping, opts: &GraphOptions) 
         shown.insert(a);
         shown.insert(b);
     }
-    let out_nodes = shown.iter().map(|&i| &nodes.list[i as usize]).map(|n| (n.id.clone(), node_out(e, n))).collect();
+    let out_nodes = shown
+        .iter()
+        .map(|&i| &nodes.list[i as usize])
+        .map(|n| (n.id.clone(), node_out(e, n, opts.protocol, opts.port)))
+        .collect();
     let edges = raw
         .into_iter()
         .map(|((a, b), acc)| {

@@ -239,6 +239,11 @@ function selectNode(n, switchTab = true) {
       $('ex-src').value = p;
       $('ex-dst').focus();
     },
+    onExplainFlow: ([src, dst]) => {
+      $('ex-src').value = src;
+      $('ex-dst').value = dst;
+      runExplain();
+    },
   });
   if (!$('ex-src').value || switchTab) $('ex-src').value = n.pods.length ? `${n.namespace}/${n.pods[0]}` : '';
   if (switchTab) showTab('inspect');

@@ -45,9 +45,25 @@ function isolationLine(iso, count, dir) {
   return h('span', {}, h('span', { class: cls }, who), ` by ${iso.policies.join(', ')}`);
 }
 
+/** One direction of a node's traffic with addresses outside the cluster (no pod has them). */
+function outsideLine(acc, count, to, onExplainFlow) {
+  const dir = to ? 'to' : 'from';
+  if (acc.pods === 0) return h('li', { dataset: { outside: dir } }, h('span', { class: 'muted' }, to ? 'can connect to no outside address' : 'no outside address can reach it'));
+  const what = [acc.anyPods ? 'any address' : null, ...acc.blocks].filter(Boolean).join(' · ');
+  return h(
+    'li',
+    { dataset: { outside: dir } },
+    to ? 'can connect to ' : 'can be reached from ',
+    h('span', { class: acc.anyPods ? 'iso-no' : 'mono' }, what),
+    acc.pods < count ? h('span', { class: 'muted' }, ` (${acc.pods} of ${count} pods)`) : null,
+    acc.example ? ' ' : null,
+    acc.example ? h('a', { class: 'link muted small', title: `explain ${acc.example[0]} → ${acc.example[1]}`, onclick: () => onExplainFlow(acc.example) }, 'explain') : null,
+  );
+}
+
 /** The inspect panel of a node: isolation, who can reach it, where it can go, its pods. */
 export function renderNode(el, n, ctx) {
-  const { edges, nodes, port, grouping, onNode, onEdge, onExplainPod, onFocusNamespace } = ctx;
+  const { edges, nodes, port, grouping, onNode, onEdge, onExplainPod, onExplainFlow, onFocusNamespace } = ctx;
   const incoming = edges.filter((e) => e.dst === n.id);
   const outgoing = edges.filter((e) => e.src === n.id);
   const peerList = (list, side) => {
@@ -89,6 +105,9 @@ export function renderNode(el, n, ctx) {
       : null,
     h('div', { class: 'section', id: 'reach-in' }, h('h4', { class: 'in' }, `Can be reached from (${port}) · ${incoming.length}`), peerList(incoming, 'in')),
     h('div', { class: 'section', id: 'reach-out' }, h('h4', { class: 'out' }, `Can connect to (${port}) · ${outgoing.length}`), peerList(outgoing, 'out')),
+    n.toOutside
+      ? h('div', { class: 'section', id: 'reach-outside' }, h('h4', {}, `Outside the cluster (${port})`), h('ul', { class: 'peers' }, outsideLine(n.toOutside, n.count, true, onExplainFlow), outsideLine(n.fromOutside, n.count, false, onExplainFlow)))
+      : null,
     h(
       'div',
       { class: 'section' },

@@ -425,3 +425,166 @@ async fn assets_are_embedded_with_types_and_csp() {
     assert!(!html.contains("<script>") && !html.contains("style=") && !html.contains("<style"), "inline code");
     assert_error(&get(&app, "/ui/nope.js").await, StatusCode::NOT_FOUND, "path");
 }
+
+/// Verdicts of flows `[src, dst]` on `port` through `POST /api/v1/query`.
+async fn verdicts(app: &axum::Router, flows: &[[String; 2]], port: &str) -> Vec<bool> {
+    let (num, proto) = port.split_once('/').unwrap();
+    let body: Vec<Value> = flows
+        .iter()
+        .map(|[s, d]| serde_json::json!({"src": s, "dst": d, "port": num.parse::<u16>().unwrap(), "protocol": proto}))
+        .collect();
+    let r = call(
+        app,
+        Method::POST,
+        "/api/v1/query",
+        &[("content-type", "application/json")],
+        Value::from(body).to_string().into(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json().as_array().unwrap().iter().map(|v| v["verdict"] == "allow").collect()
+}
+
+/// Each node's `toOutside`/`fromOutside` against the engine's verdicts for probe addresses that no pod has: a
+/// pod is counted iff some probe is allowed (the probes include an allowed address of every block in these
+/// clusters), an `any` pod allows every probe, and the example flow is allowed.
+async fn check_outside_against_query(app: &axum::Router, ports: &[&str]) {
+    let pods = get(app, "/api/v1/pods").await.json();
+    let pod_ips: BTreeSet<String> = pods
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["ips"].as_array().unwrap().clone())
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect();
+    let probes: Vec<String> =
+        ["203.0.113.10", "8.8.8.8", "10.1.2.3", "192.168.0.1", "172.16.0.1", "2001:db8::10", "100.64.0.1"]
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|ip| !pod_ips.contains(ip))
+            .collect();
+    for port in ports {
+        let g = get(app, &format!("/api/v1/graph?port={}&group=labels", enc(port))).await.json();
+        for n in g["nodes"].as_array().unwrap() {
+            let ns = n["namespace"].as_str().unwrap();
+            for (field, out) in [("toOutside", true), ("fromOutside", false)] {
+                let acc = &n[field];
+                let (mut some, mut all) = (0, 0);
+                for p in n["pods"].as_array().unwrap() {
+                    let pod = format!("{ns}/{}", p.as_str().unwrap());
+                    let flows: Vec<[String; 2]> = probes
+                        .iter()
+                        .map(|ip| if out { [pod.clone(), ip.clone()] } else { [ip.clone(), pod.clone()] })
+                        .collect();
+                    let v = verdicts(app, &flows, port).await;
+                    some += v.iter().any(|&b| b) as u64;
+                    all += v.iter().all(|&b| b) as u64;
+                }
+                let what = format!("{port} {ns}/{} {field}: {acc}", n["name"]);
+                assert_eq!(acc["pods"].as_u64().unwrap(), some, "{what}");
+                assert!(acc["anyPods"].as_u64().unwrap() <= all, "{what}");
+                if acc["blocks"].as_array().unwrap().is_empty() {
+                    assert_eq!(acc["anyPods"], acc["pods"], "{what}");
+                }
+                match acc.get("example") {
+                    Some(ex) => {
+                        let ex = [ex[0].as_str().unwrap().to_string(), ex[1].as_str().unwrap().to_string()];
+                        assert_eq!(verdicts(app, std::slice::from_ref(&ex), port).await, [true], "{what}");
+                    }
+                    None => assert_eq!(some, 0, "{what}"),
+                }
+            }
+        }
+    }
+}
+
+const OUTSIDE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIP: 10.9.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: job-0, namespace: shop, labels: {app: job}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.9.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: open-0, namespace: shop, labels: {app: open}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.9.0.3}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: shop}
+spec:
+  podSelector: {matchExpressions: [{key: app, operator: In, values: [web, job]}]}
+  policyTypes: [Ingress, Egress]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  egress:
+    - to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}]
+      ports: [{port: 443}]
+    - to: [{ipBlock: {cidr: 172.16.0.0/12}}]
+  ingress:
+    - from: [{ipBlock: {cidr: 192.168.0.0/16}}]
+      ports: [{port: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: job, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: job}}
+  egress:
+    - to: [{podSelector: {matchLabels: {app: web}}}]
+"#;
+
+fn node<'a>(g: &'a Value, name: &str) -> &'a Value {
+    g["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap_or_else(|| panic!("no node {name}: {g}"))
+}
+
+#[tokio::test]
+async fn outside_access_per_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("outside.yaml");
+    std::fs::write(&file, OUTSIDE).unwrap();
+    let app = router(AppState::from_files(&[file.display().to_string()]).unwrap());
+
+    let g = get(&app, "/api/v1/graph?port=443/TCP&group=labels").await.json();
+    let web = node(&g, "web");
+    assert_eq!(web["toOutside"]["pods"], 1);
+    assert_eq!(web["toOutside"]["anyPods"], 0);
+    assert_eq!(web["toOutside"]["blocks"], serde_json::json!(["0.0.0.0/0 except 10.0.0.0/8", "172.16.0.0/12"]));
+    assert_eq!(web["toOutside"]["example"], serde_json::json!(["shop/web-0", "203.0.113.10"]));
+    // The ingress rule is on the named port http (8080), not on 443.
+    assert_eq!(web["fromOutside"]["pods"], 0);
+    assert!(web["fromOutside"].get("example").is_none());
+    // job's only egress peer is a pod selector: nothing outside.
+    assert_eq!(node(&g, "job")["toOutside"]["pods"], 0);
+    let open = node(&g, "open");
+    for f in ["toOutside", "fromOutside"] {
+        assert_eq!(open[f]["anyPods"], 1, "{open}");
+        assert_eq!(open[f]["blocks"], serde_json::json!([]), "{open}");
+    }
+
+    let g = get(&app, "/api/v1/graph?port=8080/TCP&group=labels").await.json();
+    let web = node(&g, "web");
+    assert_eq!(web["fromOutside"]["blocks"], serde_json::json!(["192.168.0.0/16"]));
+    assert_eq!(web["fromOutside"]["example"], serde_json::json!(["192.168.0.1", "shop/web-0"]));
+    assert_eq!(web["toOutside"]["blocks"], serde_json::json!(["172.16.0.0/12"]));
+    assert_eq!(web["toOutside"]["example"], serde_json::json!(["shop/web-0", "172.16.0.1"]));
+
+    check_outside_against_query(&app, &["443/TCP", "8080/TCP", "53/UDP"]).await;
+}
+
+#[tokio::test]
+async fn outside_access_of_the_example_matches_the_engine() {
+    check_outside_against_query(&app(), &["443/TCP", "8080/TCP", "5432/TCP", "53/UDP", "80/TCP"]).await;
+}
