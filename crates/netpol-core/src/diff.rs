@@ -1,5 +1,6 @@
 //! Connectivity diff of two policy sets: which pod pairs gain or lose which ports ("what does this change open
-//! or close?").
+//! or close?"), and which pods gain or lose which addresses outside the cluster (see [`OutsideGroup`]; per
+//! identity and address segment, from `outside`).
 //!
 //! Pods are matched by `namespace/name`; only pods present on both sides are compared. Work is done per class,
 //! never per pod pair: the old and the new [`Matrix`] each group pods into source and destination classes; the
@@ -13,8 +14,9 @@
 //! compared source classes, deduplicated and sparse (10k synthetic pods: 665 distinct columns, 174k entries for
 //! 9.6 M cells), so a diff costs about two matrix computations.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use serde::{Serialize, Serializer};
@@ -22,6 +24,7 @@ use serde::{Serialize, Serializer};
 use crate::compile::{Endpoint, Engine};
 use crate::matrix::{Matrix, PortSets, PsId, MAX_STORED_CELLS};
 use crate::model::{Direction, PodId};
+use crate::outside::{allowed_ports, Segments, EXAMPLE_ADDRESSES};
 use crate::portset::{PortSet, Protocol, MAX_PORT, MIN_PORT};
 use crate::verdict::{Explanation, SideExplanation};
 
@@ -61,11 +64,34 @@ pub struct DeltaGroup {
     pub cause_detail: serde_json::Value,
 }
 
+/// Compared pods whose traffic with addresses outside the cluster changed the same way, on the same addresses
+/// and ports.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutsideGroup {
+    pub change: Change,
+    /// `egress`: from the pods to the addresses; `ingress`: from the addresses to the pods.
+    pub direction: Direction,
+    /// Pods (`ns/pod`), sorted.
+    pub pods: Vec<String>,
+    /// The addresses (CIDRs, or `FIRST-LAST` ranges), merged and sorted by address; addresses that are pods' IPs
+    /// are compared as pods, in `groups`.
+    pub addresses: Vec<String>,
+    #[serde(serialize_with = "ports_text")]
+    pub ports: PortSet,
+    /// Why, for a representative flow (first pod, an address of the group, a port of the group).
+    pub cause: String,
+    /// `{"old": Explanation, "new": Explanation}` of the representative flow.
+    pub cause_detail: serde_json::Value,
+}
+
 /// The connectivity delta between two policy sets.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Diff {
     /// Newly allowed groups first, then newly denied; each sorted by first source, first destination.
     pub groups: Vec<DeltaGroup>,
+    /// Changes of traffic between compared pods and addresses outside the cluster (no policy applies on the
+    /// address's side): newly allowed first, egress before ingress, then by first pod and address.
+    pub outside: Vec<OutsideGroup>,
     /// Pods only in the new set (not compared), sorted.
     pub pods_added: Vec<String>,
     /// Pods only in the old set (not compared), sorted.
@@ -79,7 +105,13 @@ pub struct Diff {
 
 impl Diff {
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty() && self.pods_added.is_empty() && self.pods_removed.is_empty()
+        self.groups.is_empty() && self.outside.is_empty() && self.pods_added.is_empty() && self.pods_removed.is_empty()
+    }
+
+    /// Whether anything (between pods, or with outside addresses) is newly allowed.
+    pub fn opens_anything(&self) -> bool {
+        self.groups.iter().any(|g| g.change == Change::NewlyAllowed)
+            || self.outside.iter().any(|g| g.change == Change::NewlyAllowed)
     }
 
     /// Ordered pairs of distinct compared pods (changed or not).
@@ -230,7 +262,99 @@ pub fn diff_with_limits(
         ))
     });
     d.groups = groups;
+    d.outside = outside_groups(old, new, &pods.common, &names, &mut ctx);
     d
+}
+
+/// The outside part of the diff: per joint identity (old identity, new identity) of the compared pods and per
+/// direction, the ports gained and lost on each address segment; then merged across pods with the same change.
+fn outside_groups(
+    old: &Engine,
+    new: &Engine,
+    common: &[(PodId, PodId)],
+    names: &[String],
+    ctx: &mut CauseCtx,
+) -> Vec<OutsideGroup> {
+    let engines = [old, new];
+    let segs = Segments::new(&engines);
+    let reps: Vec<Option<IpAddr>> = (0..segs.len()).map(|i| segs.outside_address(i, &engines)).collect();
+    let mut joint: FxHashMap<(u32, u32), Vec<u32>> = FxHashMap::default();
+    for (i, &(op, np)) in common.iter().enumerate() {
+        joint.entry((old.pod_identity[op as usize], new.pod_identity[np as usize])).or_default().push(i as u32);
+    }
+    // (direction, change, ports, segments) → compared pods.
+    let mut merged: BTreeMap<(Direction, Change, PortSet, Vec<usize>), Vec<u32>> = BTreeMap::new();
+    for ((oi, ni), members) in joint {
+        for dir in [Direction::Egress, Direction::Ingress] {
+            let (o, n) = (allowed_ports(old, oi, dir, &segs), allowed_ports(new, ni, dir, &segs));
+            let mut per: BTreeMap<(Change, PortSet), Vec<usize>> = BTreeMap::new();
+            for i in (0..segs.len()).filter(|&i| reps[i].is_some() && o[i] != n[i]) {
+                for (change, ports) in
+                    [(Change::NewlyAllowed, difference(&n[i], &o[i])), (Change::NewlyDenied, difference(&o[i], &n[i]))]
+                {
+                    if !ports.is_empty() {
+                        per.entry((change, ports)).or_default().push(i);
+                    }
+                }
+            }
+            for ((change, ports), seg_list) in per {
+                merged.entry((dir, change, ports, seg_list)).or_default().extend(&members);
+            }
+        }
+    }
+    let mut out: Vec<OutsideGroup> = merged
+        .into_iter()
+        .map(|((direction, change, ports, seg_list), mut members)| {
+            members.sort_unstable_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
+            // The representative flow: the first pod, a documentation address of the group if there is one, a
+            // port the pod declares among the changed ones (ingress), else the first changed port.
+            let first = members[0] as usize;
+            let (op, np) = common[first];
+            let doc =
+                seg_list.iter().filter_map(|&i| reps[i]).find(|a| EXAMPLE_ADDRESSES.contains(&a.to_string().as_str()));
+            let address = doc.or_else(|| seg_list.iter().find_map(|&i| reps[i]));
+            let declared = new.cluster.pod(np).ports.iter().find(|c| ports.contains(c.protocol, c.port));
+            let (proto, port) = match (direction, declared) {
+                (Direction::Ingress, Some(c)) => (c.protocol, c.port),
+                _ => ports.iter().next().map_or((Protocol::Tcp, MIN_PORT), |r| (r.0, r.1)),
+            };
+            let (cause, cause_detail) = match address {
+                Some(a) => {
+                    let x = Endpoint::External(a);
+                    let flow = |e: &Engine, p: PodId| match direction {
+                        Direction::Egress => e.explain(&pod_ep(p), &x, proto, port),
+                        Direction::Ingress => e.explain(&x, &pod_ep(p), proto, port),
+                    };
+                    let (oex, nex) = (flow(old, op), flow(new, np));
+                    let mut detail = serde_json::Map::new();
+                    detail.insert("old".into(), serde_json::to_value(&oex).unwrap_or_default());
+                    detail.insert("new".into(), serde_json::to_value(&nex).unwrap_or_default());
+                    (ctx.cause(change, &oex, &nex), serde_json::Value::Object(detail))
+                }
+                None => (String::new(), serde_json::Value::Null),
+            };
+            OutsideGroup {
+                change,
+                direction,
+                pods: members.iter().map(|&i| names[i as usize].clone()).collect(),
+                addresses: segs.text(&seg_list),
+                ports,
+                cause,
+                cause_detail,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        let dir = |d: Direction| d == Direction::Ingress;
+        (a.change, dir(a.direction), a.pods.first(), a.addresses.first(), &a.ports).cmp(&(
+            b.change,
+            dir(b.direction),
+            b.pods.first(),
+            b.addresses.first(),
+            &b.ports,
+        ))
+    });
+    out
 }
 
 fn pod_ep(pod: PodId) -> Endpoint {

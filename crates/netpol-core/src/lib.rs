@@ -10,6 +10,7 @@ pub mod lint;
 pub mod load;
 pub mod matrix;
 pub mod model;
+pub mod outside;
 pub mod portset;
 pub mod reference;
 pub mod selector;

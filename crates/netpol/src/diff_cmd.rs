@@ -8,9 +8,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use netpol_core::compile::Engine;
-use netpol_core::diff::{diff, Change, DeltaGroup, Diff, DiffOptions};
+use netpol_core::diff::{diff, Change, DeltaGroup, Diff, DiffOptions, OutsideGroup};
 use netpol_core::load::{Loaded, Loader, Severity};
-use netpol_core::model::PodId;
+use netpol_core::model::{Direction, PodId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DiffFormat {
@@ -61,8 +61,7 @@ pub fn run(
         DiffFormat::Text => write_text(&d, &ctx, out)?,
         DiffFormat::Markdown => write_markdown(&d, &ctx, out)?,
     }
-    let opened = d.groups.iter().any(|g| g.change == Change::NewlyAllowed);
-    Ok(u8::from(fail_on_new_allows && opened))
+    Ok(u8::from(fail_on_new_allows && d.opens_anything()))
 }
 
 fn load_files(files: &[String], which: &str) -> Result<Loaded> {
@@ -255,7 +254,19 @@ fn write_text(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
             _ => writeln!(out, "    because: {}", g.cause)?,
         }
     }
-    if !d.groups.is_empty() {
+    for g in &d.outside {
+        let head = match g.change {
+            Change::NewlyAllowed => "+ ALLOW",
+            Change::NewlyDenied => "- DENY ",
+        };
+        let (src, dst) = outside_ends(g, &ctx.scope.list(&g.pods, TEXT_SHOW), TEXT_SHOW);
+        writeln!(out, "{head}  {src} -> {dst}  {}  ({})", g.ports, plural(g.pods.len() as u64, "pod"))?;
+        match flow_text(&g.cause_detail["new"]) {
+            Some(flow) => writeln!(out, "    because (e.g. {flow}): {}", g.cause)?,
+            None => writeln!(out, "    because: {}", g.cause)?,
+        }
+    }
+    if !d.groups.is_empty() || !d.outside.is_empty() {
         writeln!(out)?;
     }
     if !d.pods_added.is_empty() {
@@ -273,16 +284,36 @@ fn write_text(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// The two ends of an outside group as text: (pods, `outside ADDRESSES`) for egress, the reverse for ingress.
+fn outside_ends(g: &OutsideGroup, pods: &str, show: usize) -> (String, String) {
+    let mut addrs = g.addresses.iter().take(show).cloned().collect::<Vec<_>>().join(", ");
+    if g.addresses.len() > show {
+        addrs.push_str(&format!(" (+{} more)", g.addresses.len() - show));
+    }
+    let outside = format!("outside {addrs}");
+    match g.direction {
+        Direction::Egress => (pods.to_string(), outside),
+        Direction::Ingress => (outside, pods.to_string()),
+    }
+}
+
 fn summary(d: &Diff) -> String {
     let pods = format!("{} added, {} removed", plural(d.pods_added.len() as u64, "pod"), d.pods_removed.len());
+    let outside = if d.outside.is_empty() {
+        String::new()
+    } else {
+        let opened = d.outside.iter().filter(|g| g.change == Change::NewlyAllowed).count() as u64;
+        format!(
+            "; {} with addresses outside the cluster ({opened} newly allowed)",
+            plural(d.outside.len() as u64, "group")
+        )
+    };
     if d.groups.is_empty() {
-        return format!(
-            "no connectivity change: {} compared, none changed; {pods}",
-            plural(d.compared_pairs(), "pair")
-        );
+        let head = if d.outside.is_empty() { "no connectivity change" } else { "no change between pods" };
+        return format!("{head}: {} compared, none changed{outside}; {pods}", plural(d.compared_pairs(), "pair"));
     }
     format!(
-        "{}: {} newly allowed, {} newly denied ({} changed), {} unchanged; {pods}",
+        "{}: {} newly allowed, {} newly denied ({} changed), {} unchanged{outside}; {pods}",
         plural(d.groups.len() as u64, "group"),
         plural(d.pairs(Change::NewlyAllowed), "pair"),
         plural(d.pairs(Change::NewlyDenied), "pair"),
@@ -329,6 +360,7 @@ fn write_markdown(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
             writeln!(out, "Pods removed (not compared): {}", ctx.scope.list(&d.pods_removed, 10))?;
         }
     }
+    write_markdown_outside(d, ctx, out)?;
     if d.groups.is_empty() {
         return Ok(());
     }
@@ -359,6 +391,34 @@ fn write_markdown(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
         write_details(i + 1, g, ctx, out)?;
     }
     writeln!(out, "</details>")?;
+    Ok(())
+}
+
+/// Changes with addresses outside the cluster: one table (the JSON output has the explanations).
+fn write_markdown_outside(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
+    if d.outside.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nWith addresses outside the cluster:\n")?;
+    writeln!(out, "| Change | From | To | Ports | Pods | Cause |")?;
+    writeln!(out, "| --- | --- | --- | --- | ---: | --- |")?;
+    let shown = &d.outside[..d.outside.len().min(MD_GROUPS)];
+    for g in shown {
+        let (src, dst) = outside_ends(g, &ctx.scope.list(&g.pods, MD_TABLE_SHOW), MD_TABLE_SHOW);
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            change_label(g.change),
+            cell(&src),
+            cell(&dst),
+            cell(&g.ports.to_string()),
+            g.pods.len(),
+            cell(&g.cause)
+        )?;
+    }
+    if d.outside.len() > shown.len() {
+        writeln!(out, "\n{} more not shown; `netpol diff -o json` lists every group.", d.outside.len() - shown.len())?;
+    }
     Ok(())
 }
 

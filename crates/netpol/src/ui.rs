@@ -617,9 +617,6 @@ fn isolation(e: &Engine, n: &NodeAcc, ingress: bool) -> NodeIsolation {
     NodeIsolation { isolated_pods: pods, policies: policies.into_iter().collect() }
 }
 
-/// Addresses tried first as examples of "any address outside the cluster" (documentation ranges).
-const EXAMPLE_OUTSIDE: [&str; 4] = ["203.0.113.10", "198.51.100.10", "2001:db8::10", "192.0.2.10"];
-
 /// Which outside addresses an identity allows in `dir` on a port: every one (`None`), or those of these blocks.
 fn outside_blocks(e: &Engine, ident: &Identity, dir: Direction, proto: Protocol, port: u16) -> Option<BTreeSet<u32>> {
     if !ident.isolated(dir) {
@@ -662,7 +659,8 @@ fn outside_example(
     proto: Protocol,
     port: u16,
 ) -> Option<IpAddr> {
-    let mut candidates: Vec<IpAddr> = EXAMPLE_OUTSIDE.iter().filter_map(|a| a.parse().ok()).collect();
+    let mut candidates: Vec<IpAddr> =
+        netpol_core::outside::EXAMPLE_ADDRESSES.iter().filter_map(|a| a.parse().ok()).collect();
     for &b in blocks.into_iter().flatten() {
         let block = &e.blocks[b as usize];
         candidates.extend(next_ip(block.cidr.network()));

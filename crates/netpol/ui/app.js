@@ -468,6 +468,26 @@ async function runWhatIf() {
   }
 }
 
+/** The what-if diff's changes with addresses outside the cluster (no policy applies on their side). */
+function outsideDiff(outside, names) {
+  if (!outside.length) return null;
+  const addrs = (g) => `outside ${names(g.addresses)}`;
+  return h(
+    'div',
+    { id: 'whatif-outside' },
+    h('h3', { class: 'section' }, `With addresses outside the cluster · ${plural(outside.length, 'group')}`),
+    outside.slice(0, 30).map((g) =>
+      h(
+        'div',
+        { class: 'diffgroup', dataset: { change: g.change, direction: g.direction } },
+        h('div', { class: g.change === 'newly_allowed' ? 'iso-yes' : 'iso-no' }, `${g.change.replace('_', ' ')} on ${g.ports} · ${plural(g.pods.length, 'pod')}`),
+        h('div', { class: 'small mono' }, g.direction === 'egress' ? `${names(g.pods)} → ${addrs(g)}` : `${addrs(g)} → ${names(g.pods)}`),
+        h('div', { class: 'cause' }, g.cause),
+      ),
+    ),
+  );
+}
+
 function renderWhatIf(w) {
   const count = (c) => w.edges.filter((e) => e.change === c).length;
   const [added, removed, changed] = [count('added'), count('removed'), count('changed')];
@@ -516,6 +536,7 @@ function renderWhatIf(w) {
         ),
       ),
     ),
+    outsideDiff(w.diff.outside || [], names),
   ];
   $('whatif-result').replaceChildren(...parts.filter(Boolean));
 }

@@ -527,6 +527,7 @@ fn check(old: &Engine, new: &Engine, d: &Diff, ns: Option<&str>) -> Result<(), T
             }
         }
     }
+    check_outside(old, new, d, &common)?;
     let n = common.len() as u64;
     prop_assert_eq!(d.changed_pairs, changed);
     prop_assert_eq!(d.unchanged_pairs, n * n.saturating_sub(1) - changed);
@@ -541,10 +542,108 @@ fn check(old: &Engine, new: &Engine, d: &Diff, ns: Option<&str>) -> Result<(), T
     Ok(())
 }
 
+/// `CIDR` or `FIRST-LAST` (as `OutsideGroup::addresses` writes them) contains `ip`.
+fn range_contains(text: &str, ip: IpAddr) -> bool {
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return net.contains(&ip);
+    }
+    let (a, b) = text.split_once('-').expect("FIRST-LAST");
+    let (a, b): (IpAddr, IpAddr) = (a.parse().unwrap(), b.parse().unwrap());
+    a.is_ipv4() == ip.is_ipv4() && a <= ip && ip <= b
+}
+
+/// Addresses around every block boundary of both engines and a few others, minus pods' IPs.
+fn outside_probes(old: &Engine, new: &Engine) -> Vec<IpAddr> {
+    let step = |ip: IpAddr, up: bool| -> Option<IpAddr> {
+        match ip {
+            IpAddr::V4(a) => {
+                let n = u32::from(a);
+                (if up { n.checked_add(1) } else { n.checked_sub(1) }).map(|n| IpAddr::V4(n.into()))
+            }
+            IpAddr::V6(a) => {
+                let n = u128::from(a);
+                (if up { n.checked_add(1) } else { n.checked_sub(1) }).map(|n| IpAddr::V6(n.into()))
+            }
+        }
+    };
+    let mut v: BTreeSet<IpAddr> = ["203.0.113.10", "192.0.2.1", "10.0.0.200", "fd00::99", "2001:db8::10"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    for e in [old, new] {
+        for b in &e.blocks {
+            for net in std::iter::once(&b.cidr).chain(&b.except) {
+                for ip in [net.network(), net.broadcast()] {
+                    v.insert(ip);
+                    v.extend(step(ip, true));
+                    v.extend(step(ip, false));
+                }
+            }
+        }
+    }
+    v.into_iter().filter(|ip| !old.ip_index.contains_key(ip) && !new.ip_index.contains_key(ip)).collect()
+}
+
+/// `d.outside` against `Engine::allowed` for every compared pod, probe address, direction and sampled port.
+fn check_outside(old: &Engine, new: &Engine, d: &Diff, common: &[(String, PodId, PodId)]) -> Result<(), TestCaseError> {
+    for g in &d.outside {
+        prop_assert!(!g.ports.is_empty() && !g.pods.is_empty() && !g.addresses.is_empty(), "{:#?}", g);
+        prop_assert!(!g.cause.is_empty(), "{:#?}", g);
+        let (was, now) = match g.change {
+            Change::NewlyAllowed => ("deny", "allow"),
+            Change::NewlyDenied => ("allow", "deny"),
+        };
+        prop_assert_eq!(&g.cause_detail["old"]["verdict"], was, "{:#?}", g);
+        prop_assert_eq!(&g.cause_detail["new"]["verdict"], now, "{:#?}", g);
+    }
+    for ip in outside_probes(old, new) {
+        let x = Endpoint::External(ip);
+        for (name, op, np) in common {
+            let (o, n) = (Endpoint::Pod { pod: *op, ip: None }, Endpoint::Pod { pod: *np, ip: None });
+            for dir in [Direction::Egress, Direction::Ingress] {
+                let reported = |change: Change, proto: Protocol, port: u16| {
+                    d.outside.iter().any(|g| {
+                        g.change == change
+                            && g.direction == dir
+                            && g.pods.contains(name)
+                            && g.ports.contains(proto, port)
+                            && g.addresses.iter().any(|a| range_contains(a, ip))
+                    })
+                };
+                for proto in PROTOS {
+                    for port in CHECK_PORTS {
+                        let (a, b) = match dir {
+                            Direction::Egress => (old.allowed(&o, &x, proto, port), new.allowed(&n, &x, proto, port)),
+                            Direction::Ingress => (old.allowed(&x, &o, proto, port), new.allowed(&x, &n, proto, port)),
+                        };
+                        let what = format!("{name} {dir:?} {ip} {port}/{proto}: old {a}, new {b}");
+                        prop_assert_eq!(
+                            reported(Change::NewlyAllowed, proto, port),
+                            !a && b,
+                            "{} {:#?}",
+                            what,
+                            d.outside
+                        );
+                        prop_assert_eq!(
+                            reported(Change::NewlyDenied, proto, port),
+                            a && !b,
+                            "{} {:#?}",
+                            what,
+                            d.outside
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The property test is not vacuous: most random changes change some connectivity.
 #[test]
 fn random_changes_usually_change_connectivity() {
     let mut changed = 0;
+    let mut outside = 0;
     for seed in 0..200u64 {
         let a = cluster(seed);
         let b = mutate(&a, seed);
@@ -552,9 +651,13 @@ fn random_changes_usually_change_connectivity() {
         if !d.groups.is_empty() {
             changed += 1;
         }
+        if !d.outside.is_empty() {
+            outside += 1;
+        }
     }
-    eprintln!("{changed} of 200 random changes changed connectivity");
+    eprintln!("{changed} of 200 random changes changed connectivity, {outside} with outside addresses");
     assert!(changed >= 70, "only {changed} of 200 random changes changed connectivity");
+    assert!(outside >= 50, "only {outside} of 200 random changes changed traffic with outside addresses");
 }
 
 proptest! {
@@ -581,4 +684,93 @@ proptest! {
         prop_assert_eq!(fwd.pairs(Change::NewlyAllowed), back.pairs(Change::NewlyDenied));
         prop_assert_eq!(fwd.changed_pairs, back.changed_pairs);
     }
+}
+
+#[test]
+fn outside_groups_name_pods_addresses_ports_and_cause() {
+    let pods = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIP: 10.1.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: job, namespace: shop, labels: {app: job}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.1.0.2}
+";
+    let old_pols = "
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{ipBlock: {cidr: 192.168.0.0/16}}], ports: [{port: http}]}]
+";
+    let new_pols = "
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{ipBlock: {cidr: 192.168.0.0/17}}], ports: [{port: http}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: job-out, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: job}}
+  policyTypes: [Egress]
+  egress: [{to: [{ipBlock: {cidr: 172.16.0.0/12}}], ports: [{port: 443}]}]
+";
+    let old = engine(&format!("{pods}{old_pols}"));
+    let new = engine(&format!("{pods}{new_pols}"));
+    let d = diff(&old, &new, &DiffOptions::default());
+    assert!(d.groups.is_empty(), "no pod pair changes: {:#?}", d.groups);
+    type Row = (Change, Direction, Vec<String>, Vec<String>, String);
+    let summary: Vec<Row> = d
+        .outside
+        .iter()
+        .map(|g| (g.change, g.direction, g.pods.clone(), g.addresses.clone(), g.ports.to_string()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            // job lost everything outside but 172.16.0.0/12 on 443 (its egress is now isolated).
+            (
+                Change::NewlyDenied,
+                Direction::Egress,
+                vec!["shop/job".to_string()],
+                vec![
+                    "0.0.0.0-172.15.255.255".to_string(),
+                    "172.32.0.0-255.255.255.255".to_string(),
+                    "::/0".to_string()
+                ],
+                "all".to_string()
+            ),
+            (
+                Change::NewlyDenied,
+                Direction::Egress,
+                vec!["shop/job".to_string()],
+                vec!["172.16.0.0/12".to_string()],
+                "TCP 1-442,444-65535; UDP all; SCTP all".to_string()
+            ),
+            // web's ingress from 192.168.128.0/17 on its named port http (8080) is gone.
+            (
+                Change::NewlyDenied,
+                Direction::Ingress,
+                vec!["shop/web".to_string()],
+                vec!["192.168.128.0/17".to_string()],
+                "TCP 8080".to_string()
+            ),
+        ]
+    );
+    let web = &d.outside[2];
+    assert_eq!(web.cause_detail["old"]["src"], "192.168.128.1");
+    assert!(web.cause.contains("shop/web-in"), "{}", web.cause);
+    assert_eq!(diff(&new, &old, &DiffOptions::default()).outside.len(), 3, "the reverse diff allows the same");
 }

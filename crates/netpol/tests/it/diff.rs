@@ -40,6 +40,9 @@ fn text_output_lists_groups_with_causes_and_a_summary() {
         "    because (e.g. ops/tool-1 -> ops/monitor 1/TCP): egress from ops/tool-1 is now isolated by \
          ops/tools-egress-deny, and no rule allows 1/TCP",
         "- DENY   shop/web-1, shop/web-2 -> shop/api  TCP 8080  (2 pairs)",
+        "- DENY   ops/tool-1, ops/tool-2, ops/tool-3, ops/tool-4, ops/tool-5 -> outside 0.0.0.0/0, ::/0  all  (5 pods)",
+        "    because (e.g. ops/tool-1 -> 203.0.113.10 1/TCP): egress from ops/tool-1 is now isolated by \
+         ops/tools-egress-deny, and no rule allows 1/TCP",
         "pods added (1, not compared): shop/cache",
         "pods removed (1, not compared): ops/old-job",
     ];
@@ -48,7 +51,7 @@ fn text_output_lists_groups_with_causes_and_a_summary() {
     }
     assert!(text.trim_end().ends_with(
         "5 groups: 4 pairs newly allowed, 30 pairs newly denied (32 pairs changed), 58 pairs unchanged; \
-         1 pod added, 1 removed"
+         1 group with addresses outside the cluster (0 newly allowed); 1 pod added, 1 removed"
     ));
 }
 
@@ -303,4 +306,44 @@ fn synthetic_10k_timing() {
         drop(load(&yaml));
     });
     println!("for reference, load + compile of one side: {el:.1?}");
+}
+
+/// Opening egress to the Internet is a new allow even when no pod pair changes: it is listed, and
+/// `--fail-on-new-allows` fails on it.
+#[test]
+fn outside_addresses_count_as_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.1.0.1}\n";
+    let deny = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: x}\nspec: {podSelector: {}, policyTypes: [Egress]}\n";
+    let open = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: internet, namespace: x}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress: [{to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}], ports: [{port: 443}]}]\n";
+    let (old, new) = (dir.path().join("old.yaml"), dir.path().join("new.yaml"));
+    std::fs::write(&old, format!("{pod}{deny}")).unwrap();
+    std::fs::write(&new, format!("{pod}{deny}{open}")).unwrap();
+    let run_it = |format, fail| {
+        let mut out = Vec::new();
+        let code = run(&[old.display().to_string()], &[new.display().to_string()], None, None, format, fail, &mut out)
+            .unwrap();
+        (code, String::from_utf8(out).unwrap())
+    };
+    let (code, text) = run_it(DiffFormat::Text, true);
+    println!("{text}");
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("+ ALLOW  x/a -> outside 0.0.0.0-9.255.255.255, 11.0.0.0-255.255.255.255  TCP 443  (1 pod)"),
+        "{text}"
+    );
+    assert!(text.contains("now allowed by x/internet rule 0 peer 0 port 443/TCP"), "{text}");
+    assert!(text.contains("no change between pods"), "{text}");
+    let (_, md) = run_it(DiffFormat::Markdown, false);
+    assert!(md.contains("With addresses outside the cluster"), "{md}");
+    assert!(
+        md.contains("| **+ allowed** | x/a | outside 0.0.0.0-9.255.255.255, 11.0.0.0-255.255.255.255 | TCP 443 | 1 |"),
+        "{md}"
+    );
+    let (code, json) = run_it(DiffFormat::Json, false);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["outside"][0]["direction"], "egress");
+    assert_eq!(v["outside"][0]["pods"], serde_json::json!(["x/a"]));
+    assert_eq!(v["outside"][0]["ports"], "TCP 443");
 }

@@ -1,0 +1,182 @@
+//! Traffic between pods and addresses outside the cluster (addresses that no pod has). Nothing outside enforces
+//! policies, so only the pod's side decides: per identity and direction, which address segments and ports its
+//! rules allow. Owns the address segmentation that `diff` and the UI use.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+
+use ipnet::IpNet;
+
+use crate::compile::{CPeer, Engine, IdentityId};
+use crate::model::Direction;
+use crate::portset::PortSet;
+
+/// Documentation addresses (RFC 5737, RFC 3849), tried first when an example outside address is needed.
+pub const EXAMPLE_ADDRESSES: [&str; 4] = ["203.0.113.10", "198.51.100.10", "2001:db8::10", "192.0.2.10"];
+
+/// An address as (is IPv6, number).
+fn num(ip: IpAddr) -> (bool, u128) {
+    match ip {
+        IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+fn addr(v6: bool, n: u128) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(n))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+}
+
+fn family_max(v6: bool) -> u128 {
+    if v6 {
+        u128::MAX
+    } else {
+        u128::from(u32::MAX)
+    }
+}
+
+/// The address space of both families cut at every ipBlock boundary (CIDRs and their exceptions) of some
+/// engines: each of their blocks contains either all of a segment or none of it.
+#[derive(Clone, Debug)]
+pub struct Segments {
+    /// (first, last) of each segment: IPv4 segments, then IPv6, in address order, covering both families.
+    pub ranges: Vec<(IpAddr, IpAddr)>,
+}
+
+impl Segments {
+    pub fn new(engines: &[&Engine]) -> Segments {
+        let mut starts: [BTreeSet<u128>; 2] = [BTreeSet::from([0]), BTreeSet::from([0])];
+        for e in engines {
+            for b in &e.blocks {
+                for net in std::iter::once(&b.cidr).chain(&b.except) {
+                    let (v6, lo) = num(net.network());
+                    let (_, hi) = num(net.broadcast());
+                    starts[usize::from(v6)].insert(lo);
+                    if hi < family_max(v6) {
+                        starts[usize::from(v6)].insert(hi + 1);
+                    }
+                }
+            }
+        }
+        let mut ranges = Vec::new();
+        for (v6, s) in [(false, &starts[0]), (true, &starts[1])] {
+            let s: Vec<u128> = s.iter().copied().collect();
+            for (i, &lo) in s.iter().enumerate() {
+                let hi = s.get(i + 1).map_or(family_max(v6), |next| next - 1);
+                ranges.push((addr(v6, lo), addr(v6, hi)));
+            }
+        }
+        Segments { ranges }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// The segments inside `net` (a CIDR of one of the engines).
+    fn within(&self, net: &IpNet) -> Range<usize> {
+        let key = |ip: IpAddr| num(ip);
+        let (lo, hi) = (key(net.network()), key(net.broadcast()));
+        let a = self.ranges.partition_point(|r| key(r.0) < lo);
+        let b = self.ranges.partition_point(|r| key(r.0) <= hi);
+        a..b
+    }
+
+    /// An address of segment `i` that no pod of `engines` has: a documentation address if the segment holds one,
+    /// else the lowest such address after the segment's first (then the first itself). `None`: every address
+    /// of the segment is a pod's.
+    pub fn outside_address(&self, i: usize, engines: &[&Engine]) -> Option<IpAddr> {
+        let (lo, hi) = self.ranges[i];
+        let ((v6, l), (_, h)) = (num(lo), num(hi));
+        let free = |ip: IpAddr| engines.iter().all(|e| !e.ip_index.contains_key(&ip));
+        let doc = EXAMPLE_ADDRESSES.iter().filter_map(|a| a.parse::<IpAddr>().ok()).find(|&a| {
+            let (f, n) = num(a);
+            f == v6 && (l..=h).contains(&n) && free(a)
+        });
+        if doc.is_some() {
+            return doc;
+        }
+        // At most (pods + 1) addresses are tried before a free one.
+        let pods: usize = engines.iter().map(|e| e.ip_index.len()).sum();
+        let start = if l < h { l + 1 } else { l };
+        let tries = u128::try_from(pods).unwrap_or(u128::MAX).saturating_add(1);
+        let last = h.min(start.saturating_add(tries));
+        (start..=last).map(|n| addr(v6, n)).find(|&a| free(a)).or_else(|| free(lo).then_some(lo))
+    }
+
+    /// Segment ranges merged where adjacent, each written as a CIDR when it is one, else `FIRST-LAST`.
+    pub fn text(&self, segments: &[usize]) -> Vec<String> {
+        let mut merged: Vec<((bool, u128), u128)> = Vec::new();
+        for &i in segments {
+            let ((v6, lo), (_, hi)) = (num(self.ranges[i].0), num(self.ranges[i].1));
+            match merged.last_mut() {
+                Some(((f, _), h)) if *f == v6 && h.checked_add(1) == Some(lo) => *h = hi,
+                _ => merged.push(((v6, lo), hi)),
+            }
+        }
+        merged.into_iter().map(|((v6, lo), hi)| range_text(v6, lo, hi)).collect()
+    }
+}
+
+fn range_text(v6: bool, lo: u128, hi: u128) -> String {
+    let bits = if v6 { 128 } else { 32 };
+    let size = hi - lo;
+    // A CIDR: size + 1 is a power of two and `lo` is aligned to it.
+    if size == family_max(v6) && lo == 0 {
+        return format!("{}/0", addr(v6, 0));
+    }
+    if (size.wrapping_add(1)).is_power_of_two() && lo & size == 0 {
+        let host_bits = (size + 1).trailing_zeros();
+        return format!("{}/{}", addr(v6, lo), bits - host_bits);
+    }
+    format!("{}-{}", addr(v6, lo), addr(v6, hi))
+}
+
+/// Ports that identity `ident` allows with each segment in `dir` (egress: to addresses of the segment; ingress:
+/// from them).
+pub fn allowed_ports(e: &Engine, ident: IdentityId, dir: Direction, segs: &Segments) -> Vec<PortSet> {
+    let id = &e.identities[ident as usize];
+    if !id.isolated(dir) {
+        return vec![PortSet::all(); segs.len()];
+    }
+    let mut out = vec![PortSet::empty(); segs.len()];
+    let rules = match dir {
+        Direction::Egress => &id.egress_rules,
+        Direction::Ingress => &id.ingress_rules,
+    };
+    for &r in rules {
+        let rule = &e.rules[r as usize];
+        // Named ports name the destination's container ports: the pod's own for ingress, none outside.
+        let ports = match dir {
+            Direction::Egress => rule.ports.resolve(None),
+            Direction::Ingress => rule.ports.resolve(Some(id.ports.as_slice())),
+        };
+        if ports.is_empty() {
+            continue;
+        }
+        if rule.peers.is_empty() {
+            for o in &mut out {
+                o.union_with(&ports);
+            }
+            continue;
+        }
+        for peer in &rule.peers {
+            let CPeer::Block(b) = peer else { continue };
+            let block = &e.blocks[*b as usize];
+            for i in segs.within(&block.cidr) {
+                if block.contains(segs.ranges[i].0) {
+                    out[i].union_with(&ports);
+                }
+            }
+        }
+    }
+    out
+}
