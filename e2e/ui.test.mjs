@@ -176,6 +176,15 @@ spec:
         - port: 5432
 `;
 
+const DENY_MONITORING_EGRESS = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: deny-egress
+  namespace: monitoring
+spec:
+  podSelector: {}
+  policyTypes: [Egress]`;
+
 // Line 12 holds the invalid port.
 const INVALID = `apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -350,6 +359,22 @@ async function exampleRun(page) {
   const loaded = await api('/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432');
   check(loaded.verdict === 'allow', 'what-if applied nothing: the loaded model still allows worker -> postgres');
   await page.screenshot({ path: path.join(outDir, 'three-tier-whatif.png') });
+
+  // 7b. A default-deny egress for monitoring: the panel lists prometheus losing every outside address, as the
+  // what-if API's diff says.
+  await page.fill('#editor', DENY_MONITORING_EGRESS);
+  await page.click('#wi-run');
+  await page.waitForSelector('#whatif-result[data-state="ready"]', { state: 'attached', timeout: 20000 });
+  const wiOut = await api('/api/v1/whatif', { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: `apply:\n${DENY_MONITORING_EGRESS.split('\n').map((l, i) => (i === 0 ? `- ${l}` : `  ${l}`)).join('\n')}\n` });
+  const shownOut = await page.$$eval('#whatif-outside .diffgroup', (l) => l.map((x) => ({ ...x.dataset, text: x.textContent })));
+  check(
+    wiOut.outside.length > 0 &&
+      shownOut.length === Math.min(30, wiOut.outside.length) &&
+      shownOut.some((g) => g.change === 'newly_denied' && g.direction === 'egress' && g.text.includes('monitoring/') && g.text.includes('outside 0.0.0.0/0')),
+    'what-if: a default-deny egress lists the outside addresses it cuts off',
+    { shownOut, api: wiOut.outside.map((g) => `${g.change} ${g.direction} ${g.pods.join(',')} ${g.addresses.join(',')} ${g.ports}`) },
+  );
+  await page.screenshot({ path: path.join(outDir, 'three-tier-whatif-outside.png') });
 
   // 8. An invalid policy: the error names the field, at its line.
   await page.fill('#editor', INVALID);
