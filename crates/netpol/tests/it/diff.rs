@@ -200,7 +200,7 @@ fn git_mode_compares_two_revisions_of_a_directory() {
     assert!(e.to_string().contains("not both"), "{e}");
 }
 
-/// The figures in docs/diff.md: `cargo test --release -p netpol --test it diff:: -- --ignored --nocapture`
+/// The figures in the README ("Connectivity diff"): `cargo test --release -p netpol --test it diff:: -- --ignored --nocapture`
 /// (`NETPOL_DIFF_SIZE=50k` for another preset).
 #[test]
 #[ignore]
