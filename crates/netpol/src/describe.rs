@@ -1,9 +1,13 @@
-//! `netpol describe`: which policies select each pod and whether it is isolated per direction.
+//! `netpol describe`: which policies select each pod, whether it is isolated per direction, and what it may
+//! exchange with addresses outside the cluster.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
-use netpol_core::compile::Engine;
+use netpol_core::compile::{Engine, IdentityId};
 use netpol_core::model::{Direction, PodId};
+use netpol_core::outside::{allowed_ports, Segments};
+use netpol_core::portset::PortSet;
 use netpol_core::selector::format_labels;
 use serde::Serialize;
 
@@ -13,6 +17,73 @@ use crate::TableOrJson;
 struct Side {
     isolated: bool,
     policies: Vec<String>,
+}
+
+/// Ports allowed with some addresses outside the cluster.
+#[derive(Clone, Serialize)]
+struct OutsideRule {
+    ports: String,
+    /// CIDRs or `FIRST-LAST` ranges; `["0.0.0.0/0", "::/0"]` for every address.
+    addresses: Vec<String>,
+}
+
+#[derive(Clone, Serialize)]
+struct Outside {
+    egress: Vec<OutsideRule>,
+    ingress: Vec<OutsideRule>,
+}
+
+/// Per identity (computed once), what its pods may exchange with outside addresses: segments grouped by the
+/// ports they allow, segments that only pods' IPs fill left out.
+struct OutsideCache<'a> {
+    e: &'a Engine,
+    segs: Segments,
+    outside: Vec<bool>,
+    done: BTreeMap<IdentityId, Outside>,
+}
+
+impl<'a> OutsideCache<'a> {
+    fn new(e: &'a Engine) -> Self {
+        let segs = Segments::new(&[e]);
+        let outside = (0..segs.len()).map(|i| segs.outside_address(i, &[e]).is_some()).collect();
+        OutsideCache { e, segs, outside, done: BTreeMap::new() }
+    }
+
+    fn get(&mut self, ident: IdentityId) -> Outside {
+        if let Some(o) = self.done.get(&ident) {
+            return o.clone();
+        }
+        let side = |dir: Direction| -> Vec<OutsideRule> {
+            let ports = allowed_ports(self.e, ident, dir, &self.segs);
+            let mut by_ports: BTreeMap<PortSet, Vec<usize>> = BTreeMap::new();
+            for (i, p) in ports.into_iter().enumerate() {
+                if self.outside[i] && !p.is_empty() {
+                    by_ports.entry(p).or_default().push(i);
+                }
+            }
+            by_ports
+                .into_iter()
+                .map(|(p, segs)| OutsideRule { ports: p.to_string(), addresses: self.segs.text(&segs) })
+                .collect()
+        };
+        let o = Outside { egress: side(Direction::Egress), ingress: side(Direction::Ingress) };
+        self.done.insert(ident, o.clone());
+        o
+    }
+}
+
+fn outside_text(rules: &[OutsideRule], to: bool) -> Vec<String> {
+    if rules.is_empty() {
+        return vec!["nothing".to_string()];
+    }
+    let word = if to { "to" } else { "from" };
+    rules
+        .iter()
+        .map(|r| {
+            let ports = if r.ports == "all" { "all ports" } else { r.ports.as_str() };
+            format!("{ports} {word} {}", r.addresses.join(", "))
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -26,9 +97,11 @@ struct PodInfo {
     host_network: bool,
     ingress: Side,
     egress: Side,
+    /// Traffic with addresses outside the cluster (no pod has them): only this pod's side decides.
+    outside: Outside,
 }
 
-fn info(e: &Engine, pod: PodId) -> PodInfo {
+fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
     let p = e.cluster.pod(pod);
     let ident = e.identity_of(pod);
     let side = |dir: Direction| Side {
@@ -44,6 +117,7 @@ fn info(e: &Engine, pod: PodId) -> PodInfo {
         host_network: p.host_network,
         ingress: side(Direction::Ingress),
         egress: side(Direction::Egress),
+        outside: cache.get(e.pod_identity[pod as usize]),
     }
 }
 
@@ -76,7 +150,8 @@ pub fn run(
             .filter(|&p| ns.is_none_or(|n| e.cluster.ns_name(e.cluster.pod(p).ns) == n))
             .collect(),
     };
-    let infos: Vec<PodInfo> = pods.iter().map(|&p| info(e, p)).collect();
+    let mut cache = OutsideCache::new(e);
+    let infos: Vec<PodInfo> = pods.iter().map(|&p| info(e, p, &mut cache)).collect();
     match output {
         TableOrJson::Json => writeln!(out, "{}", serde_json::to_string_pretty(&infos)?)?,
         TableOrJson::Table if pod.is_some() => {
@@ -87,6 +162,13 @@ pub fn run(
                 writeln!(out, "Ports:    {}", if i.ports.is_empty() { "<none>".into() } else { i.ports.join(", ") })?;
                 writeln!(out, "Ingress:  {}", side_text(&i.ingress, i.host_network))?;
                 writeln!(out, "Egress:   {}", side_text(&i.egress, i.host_network))?;
+                writeln!(out, "Outside the cluster (addresses no pod has):")?;
+                for (title, rules, to) in [("egress", &i.outside.egress, true), ("ingress", &i.outside.ingress, false)]
+                {
+                    for (k, line) in outside_text(rules, to).into_iter().enumerate() {
+                        writeln!(out, "  {:<9} {line}", if k == 0 { title } else { "" })?;
+                    }
+                }
             }
         }
         TableOrJson::Table => {

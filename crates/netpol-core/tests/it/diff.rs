@@ -8,6 +8,7 @@ use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::diff::{complement, diff, diff_with_limits, difference, Change, DeltaGroup, Diff, DiffOptions};
 use netpol_core::load::load_str;
 use netpol_core::model::*;
+use netpol_core::outside::{allowed_ports, Segments};
 use netpol_core::portset::{PortSet, Protocol};
 use proptest::prelude::*;
 
@@ -637,6 +638,38 @@ fn check_outside(old: &Engine, new: &Engine, d: &Diff, common: &[(String, PodId,
         }
     }
     Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// `outside::allowed_ports` of every identity equals `Engine::allowed` for each segment's outside address.
+    #[test]
+    fn outside_ports_equal_the_engine(seed in any::<u64>()) {
+        let e = Engine::new(cluster(seed));
+        let segs = Segments::new(&[&e]);
+        for (ident, id) in e.identities.iter().enumerate() {
+            let Some(&pod) = id.pods.first() else { continue };
+            let me = Endpoint::Pod { pod, ip: None };
+            for dir in [Direction::Egress, Direction::Ingress] {
+                let ports = allowed_ports(&e, ident as u32, dir, &segs);
+                for (i, p) in ports.iter().enumerate() {
+                    let Some(ip) = segs.outside_address(i, &[&e]) else { continue };
+                    prop_assert!(!e.ip_index.contains_key(&ip));
+                    let x = Endpoint::External(ip);
+                    for proto in PROTOS {
+                        for port in CHECK_PORTS {
+                            let want = match dir {
+                                Direction::Egress => e.allowed(&me, &x, proto, port),
+                                Direction::Ingress => e.allowed(&x, &me, proto, port),
+                            };
+                            prop_assert_eq!(p.contains(proto, port), want, "{:?} {} {}/{}", dir, ip, port, proto);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The property test is not vacuous: most random changes change some connectivity.

@@ -168,6 +168,18 @@ fn describe_outputs() {
         "describe_pod",
         stdout(&netpol(&["describe", "-f", &ex, "backend/api-6b8d7f5c4-m4n7r"], None))
     );
+    // JSON: outside traffic per pod; web takes 8080 from anywhere, kube-dns is not isolated at all.
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&netpol(&["describe", "-f", &ex, "-o", "json"], None))).unwrap();
+    let pod = |name: &str| v.as_array().unwrap().iter().find(|p| p["pod"] == name).unwrap().clone();
+    let web = pod("frontend/web");
+    assert_eq!(web["outside"]["egress"], serde_json::json!([]));
+    assert_eq!(
+        web["outside"]["ingress"],
+        serde_json::json!([{"ports": "TCP 8080", "addresses": ["0.0.0.0/0", "::/0"]}])
+    );
+    let dns = pod("kube-system/coredns");
+    assert_eq!(dns["outside"]["egress"], serde_json::json!([{"ports": "all", "addresses": ["0.0.0.0/0", "::/0"]}]));
 }
 
 #[test]
