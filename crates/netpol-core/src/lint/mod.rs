@@ -21,6 +21,7 @@ mod ip_block_pods;
 mod named_port;
 mod no_default_deny;
 mod ns_label;
+mod one_family;
 mod peer_nothing;
 mod port_not_served;
 mod redundant;
@@ -219,6 +220,7 @@ pub const RULES: &[&RuleInfo] = &[
     &redundant::RULE,
     &empty_rule::RULE,
     &icmp::RULE,
+    &one_family::RULE,
 ];
 
 /// Runs every enabled rule; findings are sorted by file, document, code.

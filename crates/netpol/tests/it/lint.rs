@@ -27,7 +27,7 @@ fn every_rule_fires_on_the_positive_fixture() {
     let text = stdout(&o);
     for code in [
         "NP001", "NP002", "NP003", "NP004", "NP005", "NP006", "NP007", "NP008", "NP009", "NP010", "NP011", "NP012",
-        "NP013",
+        "NP013", "NP014",
     ] {
         assert!(text.contains(&format!("[{code}]")), "{code} missing:\n{text}");
     }
@@ -131,7 +131,8 @@ fn sarif_is_valid_and_points_at_lines() {
     assert_eq!(v["version"], "2.1.0");
     let results = v["runs"][0]["results"].as_array().unwrap();
     let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 13);
+    assert_eq!(rules.len(), netpol_core::lint::RULES.len());
+    assert_eq!(rules.len(), 14);
     for r in results {
         let idx = r["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(rules[idx]["id"], r["ruleId"]);
