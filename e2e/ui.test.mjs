@@ -293,6 +293,10 @@ async function exampleRun(page) {
   // 6b. The api node on 443/TCP: its panel says which outside addresses it may open (the ipBlock of
   // backend/allow-api-egress-external), and the explain link explains one such flow as allowed by that policy.
   await setPort(page, '443/TCP');
+  const g443 = await page.evaluate(() => window.__netpol.state.graph);
+  const wantMarks = g443.nodes.filter((n) => n.toOutside.pods > 0).length + g443.nodes.filter((n) => n.fromOutside.pods > 0).length;
+  const marks = await page.evaluate(() => window.__netpol.outsideMarks());
+  check(marks === wantMarks && wantMarks > 0, `443/TCP: the canvas marks every node's traffic with outside addresses (${wantMarks})`, { marks, wantMarks });
   await clickNode(page, api8080.id);
   await page.waitForSelector('#reach-outside li[data-outside="to"]', { timeout: 5000 });
   const apiNode = (await page.evaluate(() => window.__netpol.state.graph)).nodes.find((n) => n.id === api8080.id);
@@ -302,6 +306,8 @@ async function exampleRun(page) {
     'the node panel shows the outside addresses api may open on 443/TCP',
     { toText, toOutside: apiNode.toOutside },
   );
+  await page.mouse.move(1, 890); // no tooltip
+  await page.screenshot({ path: path.join(outDir, 'three-tier-outside.png') });
   await page.click('#reach-outside li[data-outside="to"] a');
   await page.waitForFunction(() => document.querySelector('#explain .explanation')?.dataset.verdict === 'allow', null, { timeout: 5000 });
   const outText = await page.textContent('#explain .explanation');

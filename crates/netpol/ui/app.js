@@ -39,6 +39,7 @@ window.__netpol = {
   screenPos: (id) => view.screenPos(id),
   edgePos: (src, dst) => view.edgePos(src, dst),
   highlight: () => [...view.state.highlight],
+  outsideMarks: () => view.outsideMarks,
   redraw: () => view.draw(),
   state,
 };
@@ -49,7 +50,9 @@ const view = new GraphView($('graph'), $('tooltip'), {
   background: () => clearSelection(),
   nodeTip: (n) => {
     const iso = (x) => (x.isolatedPods === 0 ? 'open' : x.isolatedPods >= n.count ? 'isolated' : `${x.isolatedPods} isolated`);
-    return `${nodeLabel(n)}\n${plural(n.count, 'pod')} · ingress ${iso(n.ingress)} · egress ${iso(n.egress)}\nclick: inspect · shift+click: explain from the selected node`;
+    const outside = (x, word) => (!x || !x.pods ? null : `${word} outside: ${x.anyPods >= n.count ? 'any address' : [x.anyPods ? 'any address' : null, ...x.blocks].filter(Boolean).join(', ')}`);
+    const out = [outside(n.toOutside, 'to'), outside(n.fromOutside, 'from')].filter(Boolean).join(' · ');
+    return `${nodeLabel(n)}\n${plural(n.count, 'pod')} · ingress ${iso(n.ingress)} · egress ${iso(n.egress)}${out ? `\n${out}` : ''}\nclick: inspect · shift+click: explain from the selected node`;
   },
   edgeTip: (e) => {
     const a = state.nodes.get(e.src);

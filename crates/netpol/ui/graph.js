@@ -21,6 +21,7 @@ export const COLORS = {
   muted: '#64748b',
   box: '#f1f5f9',
   boxLine: '#d3dbe5',
+  outside: '#6d28d9',
 };
 
 /** A stable hue (0..359) for a namespace name. */
@@ -341,6 +342,7 @@ export class GraphView {
 
     // Nodes: fill, isolation ring (left half ingress, right half egress), selection and highlight.
     const showLabels = lay.m.cw * s >= (lay.m.flat ? 56 : 64);
+    let marks = 0;
     for (const p of lay.pos.values()) {
       const n = p.node;
       const h = hue(n.namespace);
@@ -360,6 +362,7 @@ export class GraphView {
       ctx.stroke();
       ring(ctx, p, n.ingress, n.count, Math.PI / 2, (Math.PI * 3) / 2, px);
       ring(ctx, p, n.egress, n.count, -Math.PI / 2, Math.PI / 2, px);
+      marks += outsideMark(ctx, p, n.fromOutside, n.count, false, px) + outsideMark(ctx, p, n.toOutside, n.count, true, px);
       if (n.id === selected || n.id === peer) {
         ctx.strokeStyle = COLORS.select;
         ctx.lineWidth = 2.5 * px;
@@ -383,6 +386,7 @@ export class GraphView {
       }
     }
     ctx.globalAlpha = 1;
+    this.outsideMarks = marks;
     this.lastDrawMs = performance.now() - t;
     return this.lastDrawMs;
   }
@@ -528,6 +532,41 @@ export class GraphView {
 }
 
 /** Half ring of isolation: solid teal when every pod is isolated, amber when some are, dashed red when none. */
+/**
+ * A short arrow at a node for traffic with addresses outside the cluster: leaving it up-right (egress, `out`) or
+ * entering it from the up-left (ingress). Solid when every pod may use any address, dashed otherwise. Returns 1
+ * when drawn.
+ */
+function outsideMark(ctx, p, acc, count, out, px) {
+  if (!acc || !acc.pods) return 0;
+  const a = out ? -Math.PI / 4 : (-3 * Math.PI) / 4;
+  const [c, s] = [Math.cos(a), Math.sin(a)];
+  const r0 = p.r + 2.5 * px;
+  const r1 = r0 + Math.max(9 * px, p.r * 0.9);
+  const head = Math.max(4 * px, p.r * 0.35);
+  ctx.save();
+  ctx.strokeStyle = COLORS.outside;
+  ctx.fillStyle = COLORS.outside;
+  ctx.lineWidth = 1.6 * px;
+  ctx.setLineDash(acc.anyPods >= count ? [] : [3 * px, 2 * px]);
+  ctx.beginPath();
+  ctx.moveTo(p.x + c * r0, p.y + s * r0);
+  ctx.lineTo(p.x + c * r1, p.y + s * r1);
+  ctx.stroke();
+  // The head points away from the node (egress) or at it (ingress).
+  const [tip, dir] = out ? [r1, 1] : [r0, -1];
+  const [tx, ty] = [p.x + c * tip, p.y + s * tip];
+  ctx.setLineDash([]);
+  ctx.beginPath();
+  ctx.moveTo(tx + c * dir * head * 0.2, ty + s * dir * head * 0.2);
+  ctx.lineTo(tx - c * dir * head - s * head * 0.55, ty - s * dir * head + c * head * 0.55);
+  ctx.lineTo(tx - c * dir * head + s * head * 0.55, ty - s * dir * head - c * head * 0.55);
+  ctx.closePath();
+  ctx.fill();
+  ctx.restore();
+  return 1;
+}
+
 function ring(ctx, p, iso, count, from, to, px) {
   const r = p.r + 3;
   const gap = 0.16; // radians between the two halves, so that they read as two marks

@@ -67,7 +67,7 @@ export function renderNode(el, n, ctx) {
   const incoming = edges.filter((e) => e.dst === n.id);
   const outgoing = edges.filter((e) => e.src === n.id);
   const peerList = (list, side) => {
-    if (!list.length) return h('p', { class: 'muted small' }, side === 'in' ? 'nothing can reach it on this port' : 'it can reach nothing on this port');
+    if (!list.length) return h('p', { class: 'muted small' }, side === 'in' ? 'no pod can reach it on this port' : 'it can reach no pod on this port');
     return h(
       'ul',
       { class: 'peers' },
