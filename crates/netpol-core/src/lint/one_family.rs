@@ -1,7 +1,8 @@
 //! NP014 catch-all-one-family.
 //!
-//! **What it finds**: a rule whose "any address" ipBlock covers one IP family only (`0.0.0.0/0` without `::/0`, or
-//! the reverse) while pods the policy selects have addresses of the other family.
+//! **What it finds**: a rule whose "any address" ipBlock covers one IP family only (`0.0.0.0/0` while no rule of
+//! the policy in that direction has `::/0`, or the reverse) and pods the policy selects have addresses of the
+//! other family.
 //! **Why it is bad**: `0.0.0.0/0` reads as "anywhere" but holds no IPv6 address: on a dual-stack cluster the
 //! selected pods can reach (or be reached from) the Internet over IPv4 only, and IPv6 connections time out.
 //! **Instead**: add an `ipBlock` peer for the other family (`::/0`, with matching `except`s) to the same rule, or
@@ -27,15 +28,18 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     for (pid, pol) in c.policies.iter().enumerate() {
         for dir in [Direction::Ingress, Direction::Egress] {
+            let catch_all = |peers: &[Peer], v6: bool| {
+                peers.iter().position(
+                    |p| matches!(p, Peer::IpBlock(b) if b.cidr.prefix_len() == 0 && b.cidr.addr().is_ipv6() == v6),
+                )
+            };
+            // A catch-all of the other family anywhere in the policy's rules of this direction counts: the two
+            // families are often written as two rules.
+            let has = |v6: bool| pol.rules(dir).iter().any(|r| catch_all(&r.peers, v6).is_some());
             for (ri, rule) in pol.rules(dir).iter().enumerate() {
-                let all = |v6: bool| {
-                    rule.peers.iter().position(
-                        |p| matches!(p, Peer::IpBlock(b) if b.cidr.prefix_len() == 0 && b.cidr.addr().is_ipv6() == v6),
-                    )
-                };
-                let (peer, missing_v6) = match (all(false), all(true)) {
-                    (Some(p), None) => (p, true),
-                    (None, Some(p)) => (p, false),
+                let (peer, missing_v6) = match (catch_all(&rule.peers, false), catch_all(&rule.peers, true)) {
+                    (Some(p), None) if !has(true) => (p, true),
+                    (None, Some(p)) if !has(false) => (p, false),
                     _ => continue,
                 };
                 let family = |ip: &IpAddr| ip.is_ipv6() == missing_v6;
@@ -99,6 +103,13 @@ mod tests {
         let both = "{ipBlock: {cidr: 0.0.0.0/0}}, {ipBlock: {cidr: '::/0'}}";
         assert!(run(&RULE, &policy("dual", both)).is_empty());
         assert!(run(&RULE, &policy("v4", "{ipBlock: {cidr: 0.0.0.0/0}}")).is_empty());
+        // The other family in another rule of the same policy and direction.
+        let two_rules = policy("dual", "{ipBlock: {cidr: 0.0.0.0/0}}").replace(
+            "ports: [{port: 443}]}]",
+            "ports: [{port: 443}]}, {to: [{ipBlock: {cidr: '::/0'}}], ports: [{port: 443}]}]",
+        );
+        assert!(two_rules.contains("'::/0'"));
+        assert!(run(&RULE, &two_rules).is_empty());
         // Not a catch-all: a narrower block is about those addresses only.
         assert!(run(&RULE, &policy("dual", "{ipBlock: {cidr: 192.0.2.0/24}}")).is_empty());
     }
