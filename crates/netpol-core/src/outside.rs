@@ -8,9 +8,9 @@ use std::ops::Range;
 
 use ipnet::IpNet;
 
-use crate::compile::{CPeer, Engine, IdentityId};
-use crate::model::Direction;
-use crate::portset::PortSet;
+use crate::compile::{BlockId, CPeer, Endpoint, Engine, IdentityId};
+use crate::model::{Direction, PodId};
+use crate::portset::{PortSet, Protocol};
 
 /// Documentation addresses (RFC 5737, RFC 3849), tried first when an example outside address is needed.
 pub const EXAMPLE_ADDRESSES: [&str; 4] = ["203.0.113.10", "198.51.100.10", "2001:db8::10", "192.0.2.10"];
@@ -140,43 +140,119 @@ fn range_text(v6: bool, lo: u128, hi: u128) -> String {
     format!("{}-{}", addr(v6, lo), addr(v6, hi))
 }
 
-/// Ports that identity `ident` allows with each segment in `dir` (egress: to addresses of the segment; ingress:
-/// from them).
-pub fn allowed_ports(e: &Engine, ident: IdentityId, dir: Direction, segs: &Segments) -> Vec<PortSet> {
+/// What one rule of an identity allows with outside addresses: the ports (named ports resolved against the
+/// destination: the identity's own for ingress, none outside) and the ipBlocks (`None`: every address).
+struct OutsideRule {
+    ports: PortSet,
+    blocks: Option<Vec<BlockId>>,
+}
+
+/// The identity's rules in `dir` as [`OutsideRule`]s; `None` when it is not isolated in `dir` (every address,
+/// every port). Rules with selector peers only allow no outside address and are left out.
+fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<OutsideRule>> {
     let id = &e.identities[ident as usize];
     if !id.isolated(dir) {
-        return vec![PortSet::all(); segs.len()];
+        return None;
     }
-    let mut out = vec![PortSet::empty(); segs.len()];
     let rules = match dir {
         Direction::Egress => &id.egress_rules,
         Direction::Ingress => &id.ingress_rules,
     };
-    for &r in rules {
-        let rule = &e.rules[r as usize];
-        // Named ports name the destination's container ports: the pod's own for ingress, none outside.
-        let ports = match dir {
-            Direction::Egress => rule.ports.resolve(None),
-            Direction::Ingress => rule.ports.resolve(Some(id.ports.as_slice())),
-        };
-        if ports.is_empty() {
-            continue;
-        }
-        if rule.peers.is_empty() {
+    let out = rules
+        .iter()
+        .map(|&r| &e.rules[r as usize])
+        .filter_map(|rule| {
+            let ports = match dir {
+                Direction::Egress => rule.ports.resolve(None),
+                Direction::Ingress => rule.ports.resolve(Some(id.ports.as_slice())),
+            };
+            let blocks = (!rule.peers.is_empty()).then(|| {
+                rule.peers
+                    .iter()
+                    .filter_map(|p| match p {
+                        CPeer::Block(b) => Some(*b),
+                        CPeer::Sel(_) => None,
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let useless = ports.is_empty() || blocks.as_ref().is_some_and(Vec::is_empty);
+            (!useless).then_some(OutsideRule { ports, blocks })
+        })
+        .collect();
+    Some(out)
+}
+
+/// Ports that identity `ident` allows with each segment in `dir` (egress: to addresses of the segment; ingress:
+/// from them).
+pub fn allowed_ports(e: &Engine, ident: IdentityId, dir: Direction, segs: &Segments) -> Vec<PortSet> {
+    let Some(rules) = outside_rules(e, ident, dir) else {
+        return vec![PortSet::all(); segs.len()];
+    };
+    let mut out = vec![PortSet::empty(); segs.len()];
+    for rule in rules {
+        let Some(blocks) = rule.blocks else {
             for o in &mut out {
-                o.union_with(&ports);
+                o.union_with(&rule.ports);
             }
             continue;
-        }
-        for peer in &rule.peers {
-            let CPeer::Block(b) = peer else { continue };
-            let block = &e.blocks[*b as usize];
+        };
+        for b in blocks {
+            let block = &e.blocks[b as usize];
             for i in segs.within(&block.cidr) {
                 if block.contains(segs.ranges[i].0) {
-                    out[i].union_with(&ports);
+                    out[i].union_with(&rule.ports);
                 }
             }
         }
     }
     out
+}
+
+/// Which outside addresses identity `ident` allows in `dir` on one port: every one (`None`), or those of these
+/// blocks (empty: none).
+pub fn allowing_blocks(
+    e: &Engine,
+    ident: IdentityId,
+    dir: Direction,
+    proto: Protocol,
+    port: u16,
+) -> Option<BTreeSet<BlockId>> {
+    let mut blocks = BTreeSet::new();
+    for rule in outside_rules(e, ident, dir)?.into_iter().filter(|r| r.ports.contains(proto, port)) {
+        blocks.extend(rule.blocks?);
+    }
+    Some(blocks)
+}
+
+/// The next address (`None` after the last of the family).
+pub fn next_ip(ip: IpAddr) -> Option<IpAddr> {
+    let (v6, n) = num(ip);
+    n.checked_add(1).filter(|&m| m <= family_max(v6)).map(|m| addr(v6, m))
+}
+
+/// An outside address the engine allows for `pod` in `dir` on a port: a documentation address, else the first
+/// address of one of `blocks` or the one after an `except` (`blocks`: from [`allowing_blocks`]).
+pub fn example_address(
+    e: &Engine,
+    pod: PodId,
+    blocks: Option<&BTreeSet<BlockId>>,
+    dir: Direction,
+    proto: Protocol,
+    port: u16,
+) -> Option<IpAddr> {
+    let mut candidates: Vec<IpAddr> = EXAMPLE_ADDRESSES.iter().filter_map(|a| a.parse().ok()).collect();
+    for &b in blocks.into_iter().flatten() {
+        let block = &e.blocks[b as usize];
+        candidates.extend(next_ip(block.cidr.network()));
+        candidates.extend(block.except.iter().filter_map(|x| next_ip(x.broadcast())));
+    }
+    let me = Endpoint::Pod { pod, ip: None };
+    candidates.into_iter().find(|&ip| {
+        let outside = e.endpoint_for_ip(ip);
+        matches!(outside, Endpoint::External(_))
+            && match dir {
+                Direction::Egress => e.allowed(&me, &outside, proto, port),
+                Direction::Ingress => e.allowed(&outside, &me, proto, port),
+            }
+    })
 }

@@ -15,7 +15,6 @@
 //! only; no inline code, no frames).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,9 +24,10 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json};
-use netpol_core::compile::{CPeer, Endpoint, Engine, Identity, IdentityId};
+use netpol_core::compile::{Engine, IdentityId};
 use netpol_core::matrix::{Matrix, PsId};
 use netpol_core::model::{Cluster, Direction, Peer, PodId, Policy, PortMatch, Rule};
+use netpol_core::outside;
 use netpol_core::portset::Protocol;
 use netpol_core::selector::{check_label_key, check_label_value, Labels, Requirement, Selector};
 use serde::Serialize;
@@ -617,72 +617,12 @@ fn isolation(e: &Engine, n: &NodeAcc, ingress: bool) -> NodeIsolation {
     NodeIsolation { isolated_pods: pods, policies: policies.into_iter().collect() }
 }
 
-/// Which outside addresses an identity allows in `dir` on a port: every one (`None`), or those of these blocks.
-fn outside_blocks(e: &Engine, ident: &Identity, dir: Direction, proto: Protocol, port: u16) -> Option<BTreeSet<u32>> {
-    if !ident.isolated(dir) {
-        return None;
-    }
-    let (rules, named) = match dir {
-        Direction::Egress => (&ident.egress_rules, None),
-        Direction::Ingress => (&ident.ingress_rules, Some(ident.named_ports.as_slice())),
-    };
-    let mut blocks = BTreeSet::new();
-    for &r in rules {
-        let rule = &e.rules[r as usize];
-        if !rule.ports.matches(proto, port, named) {
-            continue;
-        }
-        if rule.peers.is_empty() {
-            return None;
-        }
-        blocks.extend(rule.peers.iter().filter_map(|p| match p {
-            CPeer::Block(b) => Some(*b),
-            CPeer::Sel(_) => None,
-        }));
-    }
-    Some(blocks)
-}
-
-fn next_ip(ip: IpAddr) -> Option<IpAddr> {
-    match ip {
-        IpAddr::V4(a) => u32::from(a).checked_add(1).map(|n| IpAddr::V4(n.into())),
-        IpAddr::V6(a) => u128::from(a).checked_add(1).map(|n| IpAddr::V6(n.into())),
-    }
-}
-
-/// An outside address the engine allows for this pod in `dir`, from the documentation ranges or the blocks.
-fn outside_example(
-    e: &Engine,
-    pod: PodId,
-    blocks: Option<&BTreeSet<u32>>,
-    dir: Direction,
-    proto: Protocol,
-    port: u16,
-) -> Option<IpAddr> {
-    let mut candidates: Vec<IpAddr> =
-        netpol_core::outside::EXAMPLE_ADDRESSES.iter().filter_map(|a| a.parse().ok()).collect();
-    for &b in blocks.into_iter().flatten() {
-        let block = &e.blocks[b as usize];
-        candidates.extend(next_ip(block.cidr.network()));
-        candidates.extend(block.except.iter().filter_map(|x| next_ip(x.broadcast())));
-    }
-    let me = Endpoint::Pod { pod, ip: None };
-    candidates.into_iter().find(|&ip| {
-        let outside = e.endpoint_for_ip(ip);
-        matches!(outside, Endpoint::External(_))
-            && match dir {
-                Direction::Egress => e.allowed(&me, &outside, proto, port),
-                Direction::Ingress => e.allowed(&outside, &me, proto, port),
-            }
-    })
-}
-
 fn outside_access(e: &Engine, n: &NodeAcc, dir: Direction, proto: Protocol, port: u16) -> OutsideAccess {
     let mut out = OutsideAccess::default();
     let mut blocks = BTreeSet::new();
     for &i in &n.identities {
         let ident = &e.identities[i as usize];
-        let allowed = outside_blocks(e, ident, dir, proto, port);
+        let allowed = outside::allowing_blocks(e, i, dir, proto, port);
         match &allowed {
             None => out.any_pods += ident.pods.len(),
             Some(b) if b.is_empty() => continue,
@@ -691,7 +631,8 @@ fn outside_access(e: &Engine, n: &NodeAcc, dir: Direction, proto: Protocol, port
         out.pods += ident.pods.len();
         if out.example.is_none() {
             let pod = ident.pods.iter().copied().min_by_key(|&p| &e.cluster.pod(p).name);
-            let ip = pod.and_then(|p| outside_example(e, p, allowed.as_ref(), dir, proto, port).map(|ip| (p, ip)));
+            let ip =
+                pod.and_then(|p| outside::example_address(e, p, allowed.as_ref(), dir, proto, port).map(|ip| (p, ip)));
             out.example = ip.map(|(p, ip)| {
                 let (p, ip) = (e.cluster.pod_ref(p), ip.to_string());
                 match dir {
