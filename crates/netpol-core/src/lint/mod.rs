@@ -141,10 +141,15 @@ impl<'e> Ctx<'e> {
 
     /// Pod names of identities, sorted, at most `n` then "(+k more)".
     pub fn pod_list(&self, ids: &[IdentityId], n: usize) -> String {
-        let mut names: Vec<String> = ids
+        let names: Vec<String> = ids
             .iter()
             .flat_map(|&i| self.engine.identities[i as usize].pods.iter().map(|&p| self.engine.cluster.pod_ref(p)))
             .collect();
+        Ctx::name_list(names, n)
+    }
+
+    /// Names sorted, at most `n` then "(+k more)".
+    pub fn name_list(mut names: Vec<String>, n: usize) -> String {
         names.sort();
         let total = names.len();
         names.truncate(n);

@@ -43,7 +43,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     _ => continue,
                 };
                 let family = |ip: &IpAddr| ip.is_ipv6() == missing_v6;
-                let mut pods: Vec<String> = ctx.selected[pid]
+                let pods: Vec<String> = ctx.selected[pid]
                     .iter()
                     .flat_map(|&i| ctx.engine.identities[i as usize].pods.iter().copied())
                     .filter(|&p| c.pod(p).ips.iter().any(family))
@@ -52,19 +52,13 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 if pods.is_empty() {
                     continue;
                 }
-                pods.sort();
-                let shown = if pods.len() > 3 {
-                    format!("{} (+{} more)", pods[..3].join(", "), pods.len() - 3)
-                } else {
-                    pods.join(", ")
-                };
                 let (has, lacks, other) =
                     if missing_v6 { ("IPv4", "IPv6", "::/0") } else { ("IPv6", "IPv4", "0.0.0.0/0") };
                 let what = if dir == Direction::Ingress { "from" } else { "to" };
                 let msg = format!(
                     "this rule allows {dir} {what} outside addresses over {has} only, but selected pods have {lacks} \
                      addresses: {}",
-                    shown
+                    Ctx::name_list(pods, 3)
                 );
                 out.push(ctx.policy_finding(
                     &RULE,
