@@ -235,11 +235,7 @@ pub fn diff_with_limits(
                     .unwrap_or((Protocol::Tcp, MIN_PORT));
                 let oex = old.explain(&pod_ep(os), &pod_ep(ot), proto, port);
                 let nex = new.explain(&pod_ep(ns_), &pod_ep(nt), proto, port);
-                let cause = ctx.cause(change, &oex, &nex);
-                let mut detail = serde_json::Map::new();
-                detail.insert("old".into(), serde_json::to_value(&oex).unwrap_or_default());
-                detail.insert("new".into(), serde_json::to_value(&nex).unwrap_or_default());
-                (cause, serde_json::Value::Object(detail))
+                ctx.cause_with_detail(change, &oex, &nex)
             }
             _ => (String::new(), serde_json::Value::Null),
         };
@@ -282,11 +278,16 @@ fn outside_groups(
     for (i, &(op, np)) in common.iter().enumerate() {
         joint.entry((old.pod_identity[op as usize], new.pod_identity[np as usize])).or_default().push(i as u32);
     }
+    let mut old_ports: FxHashMap<(u32, Direction), Vec<PortSet>> = FxHashMap::default();
+    let mut new_ports: FxHashMap<(u32, Direction), Vec<PortSet>> = FxHashMap::default();
     // (direction, change, ports, segments) → compared pods.
     let mut merged: BTreeMap<(Direction, Change, PortSet, Vec<usize>), Vec<u32>> = BTreeMap::new();
     for ((oi, ni), members) in joint {
         for dir in [Direction::Egress, Direction::Ingress] {
-            let (o, n) = (allowed_ports(old, oi, dir, &segs), allowed_ports(new, ni, dir, &segs));
+            // An identity is in several joint classes when its pods change differently: compute it once.
+            let o = old_ports.entry((oi, dir)).or_insert_with(|| allowed_ports(old, oi, dir, &segs));
+            let n = new_ports.entry((ni, dir)).or_insert_with(|| allowed_ports(new, ni, dir, &segs));
+            let (o, n) = (&*o, &*n);
             let mut per: BTreeMap<(Change, PortSet), Vec<usize>> = BTreeMap::new();
             for i in (0..segs.len()).filter(|&i| reps[i].is_some() && o[i] != n[i]) {
                 for (change, ports) in
@@ -326,10 +327,7 @@ fn outside_groups(
                         Direction::Ingress => e.explain(&x, &pod_ep(p), proto, port),
                     };
                     let (oex, nex) = (flow(old, op), flow(new, np));
-                    let mut detail = serde_json::Map::new();
-                    detail.insert("old".into(), serde_json::to_value(&oex).unwrap_or_default());
-                    detail.insert("new".into(), serde_json::to_value(&nex).unwrap_or_default());
-                    (ctx.cause(change, &oex, &nex), serde_json::Value::Object(detail))
+                    ctx.cause_with_detail(change, &oex, &nex)
                 }
                 None => (String::new(), serde_json::Value::Null),
             };
@@ -742,6 +740,14 @@ impl<'a> CauseCtx<'a> {
         self.new_policies
             .get_or_insert_with(|| (0..new.cluster.policies.len()).map(|p| new.cluster.policy_ref(p as u32)).collect())
             .contains(policy)
+    }
+
+    /// The cause and `{"old": Explanation, "new": Explanation}` of a representative flow.
+    fn cause_with_detail(&mut self, change: Change, o: &Explanation, n: &Explanation) -> (String, serde_json::Value) {
+        let mut detail = serde_json::Map::new();
+        detail.insert("old".into(), serde_json::to_value(o).unwrap_or_default());
+        detail.insert("new".into(), serde_json::to_value(n).unwrap_or_default());
+        (self.cause(change, o, n), serde_json::Value::Object(detail))
     }
 
     fn cause(&mut self, change: Change, o: &Explanation, n: &Explanation) -> String {
