@@ -1,6 +1,6 @@
 //! Traffic between pods and addresses outside the cluster (addresses that no pod has). Nothing outside enforces
 //! policies, so only the pod's side decides: per identity and direction, which address segments and ports its
-//! rules allow. Owns the address segmentation that `diff` and `describe` use.
+//! rules allow. Owns the address segmentation that `diff` and `describe` use, and the per-port view of the UI.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
