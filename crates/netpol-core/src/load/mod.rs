@@ -1,0 +1,510 @@
+//! Loading: bytes of YAML/JSON manifests → validated [`Cluster`] plus [`Diagnostic`]s.
+//!
+//! The pipeline, one document at a time: text split into documents (YAML at its `---` lines, JSON streams, the
+//! items of a `kind: List`) → a light tree borrowing from the input ([`node::Node`], read by the fast YAML reader
+//! [`yaml`], by libyaml for the YAML it does not take, or by serde_json) → the lean typed objects of [`objects`]
+//! (with the field path of any type error or unknown field) → the API server's validation rules ([`validate`]) →
+//! cross-object checks (duplicates, implicit namespaces, shared IPs) → [`Cluster`]. Every stage before the last is
+//! pure, so documents are decoded on every core while the loader registers the ones already decoded, in order.
+//!
+//! Nothing is dropped silently: a document that cannot be read is reported and the next one is read; an invalid
+//! object is reported with file, document, List item, object and field path, and every valid object still loads.
+//! The caller (the CLI) does the file I/O and hands bytes in with a name.
+
+mod fast_yaml;
+mod json;
+mod node;
+mod objects;
+mod validate;
+mod yaml;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::*;
+use crate::selector::{Labels, Selector};
+use node::{Node, NodeDe};
+use validate::Errors;
+
+/// Kinds netpol reads, with their apiVersion; everything else is skipped (and counted).
+const MODELLED_KINDS: [(&str, &str); 9] = [
+    ("Namespace", "v1"),
+    ("Pod", "v1"),
+    ("NetworkPolicy", "networking.k8s.io/v1"),
+    ("Deployment", "apps/v1"),
+    ("ReplicaSet", "apps/v1"),
+    ("StatefulSet", "apps/v1"),
+    ("DaemonSet", "apps/v1"),
+    ("Job", "batch/v1"),
+    ("CronJob", "batch/v1"),
+];
+
+/// The label the API server puts on every namespace.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Deepest nesting of collections a document may have (serde_json's and serde_yaml_ng's own limit).
+pub(crate) const MAX_DEPTH: usize = 128;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// A problem found while loading, pointing at file, document, object and field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub origin: Origin,
+    /// `Kind namespace/name` when known.
+    pub object: Option<String>,
+    /// JSON-path-like field path (`spec.ingress[0].ports[1].endPort`) when known.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        write!(f, "{sev}: {}", self.origin)?;
+        if let Some(o) = &self.object {
+            write!(f, ": {o}")?;
+        }
+        if let Some(fp) = &self.field {
+            write!(f, ": {fp}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+fn error(origin: Origin, object: Option<String>, field: Option<&str>, message: impl Into<String>) -> Diagnostic {
+    Diagnostic { severity: Severity::Error, origin, object, field: field.map(str::to_string), message: message.into() }
+}
+
+/// A decoded and validated pod, before the loader's cross-object checks.
+pub(crate) struct PodItem {
+    ns_name: String,
+    name: String,
+    labels: Labels,
+    ports: Vec<ContainerPort>,
+    ips: Vec<IpAddr>,
+    host_network: bool,
+    kind: &'static str,
+}
+
+/// One object of a document, decoded and validated on its own.
+pub(crate) enum Item {
+    Namespace { name: String, labels: Labels },
+    Pod(PodItem),
+    Policy { ns_name: String, policy: Policy },
+}
+
+/// What decoding one document produced, in document order.
+pub(crate) enum Decoded {
+    Object { origin: Origin, label: String, item: Item },
+    Diagnostic(Diagnostic),
+    Skipped(String),
+}
+
+/// Accumulates objects from any number of inputs; [`Loader::finish`] yields the cluster.
+#[derive(Default)]
+pub struct Loader {
+    namespaces: Vec<Namespace>,
+    ns_index: HashMap<String, NsId>,
+    pods: Vec<Pod>,
+    policies: Vec<Policy>,
+    /// (kind, namespace, name) of every object loaded: objects of different kinds may share a name.
+    seen: HashMap<(&'static str, String, String), Origin>,
+    /// Pod IPs seen so far, to report addresses used by two pods.
+    ip_owner: HashMap<IpAddr, PodId>,
+    diagnostics: Vec<Diagnostic>,
+    skipped_kinds: BTreeMap<String, usize>,
+}
+
+/// Result of loading.
+pub struct Loaded {
+    pub cluster: Cluster,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Objects of kinds netpol does not model, by kind (skipped, logged at debug level).
+    pub skipped_kinds: BTreeMap<String, usize>,
+}
+
+/// Inputs at least this large are decoded on several threads.
+const PARALLEL_BYTES: usize = 256 << 10;
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+}
+
+/// Runs `work` on every unit (in small chunks handed out in turn, on `threads` threads) and calls `sink` with the
+/// results in unit order as soon as they are ready, so the caller's work on early units overlaps the decoding of
+/// later ones and at most a few chunks' results wait in memory.
+pub(crate) fn parallel_ordered<U: Sync, R: Send>(
+    units: &[U],
+    threads: usize,
+    work: impl Fn(usize, &U) -> R + Sync,
+    mut sink: impl FnMut(R),
+) {
+    if threads <= 1 || units.len() < 2 {
+        for (i, u) in units.iter().enumerate() {
+            sink(work(i, u));
+        }
+        return;
+    }
+    let chunk = units.len().div_ceil(threads * 16).max(1);
+    let chunks: Vec<(usize, &[U])> = units.chunks(chunk).enumerate().map(|(i, c)| (i * chunk, c)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<R>)>();
+        for _ in 0..threads {
+            let (tx, chunks, next, work) = (tx.clone(), &chunks, &next, &work);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((start, units)) = chunks.get(i) else { break };
+                let out: Vec<R> = units.iter().enumerate().map(|(j, u)| work(start + j, u)).collect();
+                if tx.send((i, out)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: BTreeMap<usize, Vec<R>> = BTreeMap::new();
+        let mut want = 0;
+        for (i, out) in rx {
+            pending.insert(i, out);
+            while let Some(out) = pending.remove(&want) {
+                out.into_iter().for_each(&mut sink);
+                want += 1;
+            }
+        }
+    });
+}
+
+impl Loader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Loads every document of one input. `name` is used in diagnostics.
+    pub fn add_bytes(&mut self, name: &str, bytes: &[u8]) {
+        let origin = |document| Origin { file: name.to_string(), document, item: None };
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                self.diagnostics.push(error(origin(0), None, None, format!("input is not UTF-8: {e}")));
+                return;
+            }
+        };
+        // A byte-order mark is not content (editors on Windows write one).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let trimmed = text.trim_start();
+        if (trimmed.starts_with('{') || trimmed.starts_with('[')) && json::add_json(self, name, trimmed) {
+            return;
+        }
+        yaml::add_yaml(self, name, text);
+    }
+
+    /// Registers what decoding produced, in order.
+    pub(crate) fn accept(&mut self, d: Decoded) {
+        match d {
+            Decoded::Diagnostic(d) => self.diagnostics.push(d),
+            Decoded::Skipped(kind) => {
+                tracing::debug!(%kind, "skipping object of a kind netpol does not model");
+                *self.skipped_kinds.entry(kind).or_default() += 1;
+            }
+            Decoded::Object { origin, label, item } => self.register(item, origin, label),
+        }
+    }
+
+    /// Adds one decoded document (or List item).
+    pub fn add_value(&mut self, v: Value, origin: Origin) {
+        match Node::deserialize_from_value(&v) {
+            Ok(node) => {
+                let mut out = Vec::new();
+                decode(&node, origin, &mut out);
+                out.into_iter().for_each(|d| self.accept(d));
+            }
+            Err(e) => self.diagnostics.push(error(origin, None, None, e.to_string())),
+        }
+    }
+
+    /// Checks for a duplicate object; reports it and returns false if this one is a duplicate.
+    fn first_of(&mut self, kind: &'static str, ns: &str, name: &str, origin: &Origin, label: &str) -> bool {
+        let key = (kind, ns.to_string(), name.to_string());
+        if let Some(first) = self.seen.get(&key) {
+            let msg = format!("duplicate object: already defined at {first}; this one is ignored");
+            self.diagnostics.push(error(origin.clone(), Some(label.to_string()), Some("metadata.name"), msg));
+            return false;
+        }
+        self.seen.insert(key, origin.clone());
+        true
+    }
+
+    fn ns_id(&mut self, name: &str) -> NsId {
+        if let Some(&id) = self.ns_index.get(name) {
+            return id;
+        }
+        let id = self.namespaces.len() as NsId;
+        let mut labels = Labels::new();
+        labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.to_string());
+        self.namespaces.push(Namespace { name: name.to_string(), labels, origin: None });
+        self.ns_index.insert(name.to_string(), id);
+        id
+    }
+
+    fn register(&mut self, item: Item, origin: Origin, label: String) {
+        match item {
+            Item::Namespace { name, mut labels } => {
+                if !self.first_of("Namespace", "", &name, &origin, &label) {
+                    return;
+                }
+                let id = self.ns_id(&name);
+                // The API server always sets this label to the namespace's name.
+                labels.insert(NAMESPACE_NAME_LABEL.to_string(), name);
+                let ns = &mut self.namespaces[id as usize];
+                ns.labels = labels;
+                ns.origin = Some(origin);
+            }
+            Item::Policy { ns_name, mut policy } => {
+                if !self.first_of("NetworkPolicy", &ns_name, &policy.name, &origin, &label) {
+                    return;
+                }
+                policy.ns = self.ns_id(&ns_name);
+                policy.origin = origin;
+                self.policies.push(policy);
+            }
+            Item::Pod(p) => {
+                if !self.first_of(p.kind, &p.ns_name, &p.name, &origin, &label) {
+                    return;
+                }
+                for ip in &p.ips {
+                    let id = self.pods.len() as PodId;
+                    if let Some(&other) = self.ip_owner.get(ip) {
+                        let other = &self.pods[other as usize];
+                        // hostNetwork pods share their node's IP: expected, not worth a warning.
+                        if p.host_network || other.host_network {
+                            continue;
+                        }
+                        let msg = format!(
+                            "IP {ip} is also the IP of pod {}/{}",
+                            self.namespaces[other.ns as usize].name, other.name
+                        );
+                        self.diagnostics.push(Diagnostic {
+                            severity: Severity::Warning,
+                            origin: origin.clone(),
+                            object: Some(label.clone()),
+                            field: Some("status.podIP".into()),
+                            message: msg,
+                        });
+                    } else {
+                        self.ip_owner.insert(*ip, id);
+                    }
+                }
+                let ns = self.ns_id(&p.ns_name);
+                let source = PodSource { kind: p.kind.to_string(), origin };
+                let pod = Pod {
+                    ns,
+                    name: p.name,
+                    labels: p.labels,
+                    ports: p.ports,
+                    ips: p.ips,
+                    host_network: p.host_network,
+                    source,
+                };
+                self.pods.push(pod);
+            }
+        }
+    }
+
+    /// Ends loading. Namespaces referenced by a selector-free reference (a pod's or policy's namespace) exist
+    /// implicitly with their automatic label. A workload whose representative pod has the name of another pod of
+    /// its namespace (Pod `web` and StatefulSet `web`) is named `statefulset/web`, so every pod keeps one name.
+    pub fn finish(mut self) -> Loaded {
+        let mut by_name: HashMap<(NsId, &str), Vec<usize>> = HashMap::new();
+        for (i, p) in self.pods.iter().enumerate() {
+            by_name.entry((p.ns, p.name.as_str())).or_default().push(i);
+        }
+        let mut rename: Vec<usize> =
+            by_name.into_values().filter(|v| v.len() > 1).flatten().filter(|&i| self.pods[i].source.kind != "Pod").collect();
+        rename.sort_unstable();
+        for i in rename {
+            let p = &mut self.pods[i];
+            p.name = format!("{}/{}", p.source.kind.to_ascii_lowercase(), p.name);
+        }
+        Loaded {
+            cluster: Cluster { namespaces: self.namespaces, pods: self.pods, policies: self.policies },
+            diagnostics: self.diagnostics,
+            skipped_kinds: self.skipped_kinds,
+        }
+    }
+}
+
+/// Decodes one document (or List item) into `out`. Pure: runs on any thread.
+pub(crate) fn decode(node: &Node<'_>, origin: Origin, out: &mut Vec<Decoded>) {
+    decode_with_kind(node, origin, None, out)
+}
+
+/// Whether `node` is a List (`kind: List`, or a typed list such as `PodList` with an `items` array), and the
+/// kind and apiVersion its items default to (typed lists from the API may omit them on items).
+pub(crate) fn list_kind<'n>(node: &'n Node<'_>) -> Option<Option<(&'n str, &'n str)>> {
+    let kind = node.get("kind").and_then(Node::as_str)?;
+    let item_kind = kind.strip_suffix("List");
+    let typed_list = item_kind.is_some_and(|k| MODELLED_KINDS.iter().any(|(m, _)| *m == k));
+    if kind == "List" || typed_list && node.get("items").is_some_and(|i| matches!(i, Node::Seq(_))) {
+        let api_version = node.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+        Some(item_kind.filter(|k| !k.is_empty()).map(|k| (k, api_version)))
+    } else {
+        None
+    }
+}
+
+pub(crate) fn decode_with_kind(
+    node: &Node<'_>,
+    origin: Origin,
+    default_kind: Option<(&str, &str)>,
+    out: &mut Vec<Decoded>,
+) {
+    let Node::Map(_) = node else {
+        if !node.is_null() {
+            out.push(Decoded::Diagnostic(error(origin, None, None, "document is not an object")));
+        }
+        return;
+    };
+    let meta = node.get("metadata");
+    // Typed lists (`PodList` from the API) may omit kind/apiVersion on their items.
+    let kind = match (node.get("kind"), default_kind) {
+        (Some(k), _) => k.as_str().unwrap_or(""),
+        (None, Some((k, _))) => k,
+        (None, None) => "",
+    };
+    let api_version = match (node.get("apiVersion"), default_kind) {
+        (Some(a), _) => a.as_str().unwrap_or(""),
+        (None, Some((_, a))) => a,
+        (None, None) => "",
+    };
+    if kind.is_empty() {
+        out.push(Decoded::Diagnostic(error(origin, None, Some("kind"), "missing `kind`")));
+        return;
+    }
+    let label = validate::object_label(kind, meta);
+    if let Some(item_kind) = list_kind(node) {
+        if origin.item.is_some() {
+            out.push(Decoded::Diagnostic(error(origin, Some(label), None, "nested lists are not supported")));
+            return;
+        }
+        let Some(Node::Seq(items)) = node.get("items") else {
+            out.push(Decoded::Diagnostic(error(origin, Some(label), Some("items"), "a List needs `items`")));
+            return;
+        };
+        for (i, item) in items.iter().enumerate() {
+            decode_with_kind(item, Origin { item: Some(i), ..origin.clone() }, item_kind, out);
+        }
+        return;
+    }
+    let Some(&(kind, expected_api)) = MODELLED_KINDS.iter().find(|(k, _)| *k == kind) else {
+        // `networkpolicy` or `PODLIST` is a typo of a kind netpol reads, not a kind to skip.
+        let known = MODELLED_KINDS.iter().map(|(k, _)| *k).chain(["List"]);
+        let typo = known.flat_map(|k| [k.to_string(), format!("{k}List")]).find(|k| k.eq_ignore_ascii_case(kind));
+        match typo {
+            Some(k) => {
+                let msg = format!("unknown kind `{kind}`: kinds are case-sensitive; did you mean `{k}`?");
+                out.push(Decoded::Diagnostic(error(origin, Some(label), Some("kind"), msg)));
+            }
+            None => out.push(Decoded::Skipped(kind.to_string())),
+        }
+        return;
+    };
+    if api_version != expected_api {
+        let msg = format!("unsupported apiVersion `{api_version}` for {kind}; expected `{expected_api}`");
+        out.push(Decoded::Diagnostic(error(origin, Some(label), Some("apiVersion"), msg)));
+        return;
+    }
+    // The API server requires a workload's pod template.
+    let template = match kind {
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => Some(("spec.template", &["spec", "template"][..])),
+        "CronJob" => Some(("spec.jobTemplate.spec.template", &["spec", "jobTemplate", "spec", "template"][..])),
+        _ => None,
+    };
+    if let Some((path, keys)) = template {
+        let mut n = Some(node);
+        for k in keys {
+            n = n.and_then(|n| n.get(k));
+        }
+        if n.is_none_or(Node::is_null) {
+            let msg = format!("{kind} has no pod template");
+            out.push(Decoded::Diagnostic(error(origin, Some(label), Some(path), msg)));
+            return;
+        }
+    }
+    let mut errs = Errors::default();
+    let item = match kind {
+        "Namespace" => typed::<objects::NamespaceObj>(node).map(|o| validate::namespace(o, &mut errs)),
+        "NetworkPolicy" => typed::<objects::NetworkPolicyObj>(node).map(|o| validate::policy(o, &mut errs)),
+        "Pod" => typed::<objects::PodObj>(node).map(|o| validate::pod(o.metadata, o.spec, o.status, "Pod", "", &mut errs)),
+        "CronJob" => typed::<objects::CronJobObj>(node).map(|o| {
+            let t = o.spec.and_then(|s| s.job_template).and_then(|j| j.spec).and_then(|s| s.template);
+            validate::workload(o.metadata, t, "CronJob", "spec.jobTemplate.spec.template.", &mut errs)
+        }),
+        k => typed::<objects::WorkloadObj>(node).map(|o| {
+            let t = o.spec.and_then(|s| s.template);
+            validate::workload(o.metadata, t, k, "spec.template.", &mut errs)
+        }),
+    };
+    match item {
+        Err((field, message)) => out.push(Decoded::Diagnostic(error(origin, Some(label), field.as_deref(), message))),
+        Ok(item) => {
+            if !errs.0.is_empty() {
+                for (path, msg) in errs.0 {
+                    out.push(Decoded::Diagnostic(error(origin.clone(), Some(label.clone()), Some(&path), msg)));
+                }
+                return;
+            }
+            if let Some(item) = item {
+                out.push(Decoded::Object { origin, label, item });
+            }
+        }
+    }
+}
+
+/// Decodes a typed object from the tree: `Err((field path, message))` on a type error or an unknown field.
+fn typed<T: serde::de::DeserializeOwned>(node: &Node<'_>) -> Result<T, (Option<String>, String)> {
+    serde_path_to_error::deserialize::<_, T>(NodeDe(node)).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != ".").then_some(path);
+        let msg = e.into_inner().0;
+        (field, objects::unknown_field_message(&msg).unwrap_or(msg))
+    })
+}
+
+/// Loads a single input (convenience for tests and tools).
+pub fn load_str(name: &str, text: &str) -> Loaded {
+    let mut l = Loader::new();
+    l.add_bytes(name, text.as_bytes());
+    l.finish()
+}
+
+/// Parses and validates a label selector given as JSON/YAML value (`{matchLabels: ..., matchExpressions: ...}`),
+/// for tools outside manifests (assertion files, what-if requests). Errors are `(field path, message)` pairs, the
+/// path starting with `path`.
+pub fn parse_selector(v: &Value, path: &str) -> Result<Selector, Vec<(String, String)>> {
+    let node = Node::deserialize_from_value(v).map_err(|e| vec![(path.to_string(), e.to_string())])?;
+    let ls: objects::LabelSelector = typed(&node).map_err(|(field, msg)| {
+        let field = field.map_or_else(|| path.to_string(), |f| format!("{path}.{f}"));
+        vec![(field, msg)]
+    })?;
+    let mut errs = Errors::default();
+    let sel = validate::convert_selector(&ls, path, &mut errs);
+    if errs.0.is_empty() {
+        Ok(sel)
+    } else {
+        Err(errs.0)
+    }
+}

@@ -1,0 +1,337 @@
+//! The objects netpol reads, as lean serde types: only the fields netpol uses are decoded.
+//!
+//! Strictness follows `kubectl apply` (strict field validation, its default) for the kinds netpol models fully:
+//! Namespace and NetworkPolicy reject unknown fields (the field path and a "did you mean" are reported by the
+//! loader), and every field of theirs is type-checked, including ObjectMeta's. Pods and workloads are validated
+//! in what netpol reads (metadata name/namespace/labels, container ports, hostNetwork, pod IPs, the pod template)
+//! and the rest is skipped without being decoded.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::NamespaceCondition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference, Time};
+use serde::de::{self, IgnoredAny, Visitor};
+use serde::{Deserialize, Deserializer};
+
+pub type StrMap = BTreeMap<String, String>;
+
+/// ObjectMeta of the fully modelled kinds: every field known to the API, type-checked.
+#[derive(Deserialize, Default)]
+#[allow(dead_code)] // fields netpol does not read are decoded for their type check only
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StrictMeta {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub labels: Option<StrMap>,
+    pub generate_name: Option<String>,
+    pub self_link: Option<String>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub generation: Option<i64>,
+    pub creation_timestamp: Option<Time>,
+    pub deletion_timestamp: Option<Time>,
+    pub deletion_grace_period_seconds: Option<i64>,
+    pub annotations: Option<StrMap>,
+    pub owner_references: Option<Vec<OwnerReference>>,
+    pub finalizers: Option<Vec<String>>,
+    pub managed_fields: Option<Vec<ManagedFieldsEntry>>,
+}
+
+/// ObjectMeta of pods and workloads: what netpol reads.
+#[derive(Deserialize, Default)]
+pub struct Meta {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub labels: Option<StrMap>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamespaceObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    #[serde(rename = "spec")]
+    pub _spec: Option<NamespaceSpec>,
+    #[serde(rename = "status")]
+    pub _status: Option<NamespaceStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceSpec {
+    #[serde(rename = "finalizers")]
+    pub _finalizers: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceStatus {
+    #[serde(rename = "phase")]
+    pub _phase: Option<String>,
+    #[serde(rename = "conditions")]
+    pub _conditions: Option<Vec<NamespaceCondition>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkPolicyObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<NetworkPolicySpec>,
+    /// Removed from the API in 1.28 (it was alpha); tolerated, never read.
+    #[serde(rename = "status")]
+    pub _status: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkPolicySpec {
+    pub pod_selector: Option<LabelSelector>,
+    pub ingress: Option<Vec<IngressRule>>,
+    pub egress: Option<Vec<EgressRule>>,
+    pub policy_types: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressRule {
+    pub from: Option<Vec<PolicyPeer>>,
+    pub ports: Option<Vec<PolicyPort>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressRule {
+    pub to: Option<Vec<PolicyPeer>>,
+    pub ports: Option<Vec<PolicyPort>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyPeer {
+    pub pod_selector: Option<LabelSelector>,
+    pub namespace_selector: Option<LabelSelector>,
+    pub ip_block: Option<IpBlock>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpBlock {
+    pub cidr: String,
+    pub except: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyPort {
+    pub protocol: Option<String>,
+    pub port: Option<IntOrString>,
+    pub end_port: Option<i32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelector {
+    pub match_labels: Option<StrMap>,
+    pub match_expressions: Option<Vec<Requirement>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    pub key: String,
+    pub operator: String,
+    pub values: Option<Vec<String>>,
+}
+
+/// `port`: a 32-bit integer or a string, as the API's IntOrString.
+#[derive(Debug, PartialEq)]
+pub enum IntOrString {
+    Int(i32),
+    String(String),
+}
+
+impl<'de> Deserialize<'de> for IntOrString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = IntOrString;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port number or a port name")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IntOrString, E> {
+                i32::try_from(v)
+                    .map(IntOrString::Int)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &"a 32-bit integer or a port name"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<IntOrString, E> {
+                i32::try_from(v)
+                    .map(IntOrString::Int)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &"a 32-bit integer or a port name"))
+            }
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<IntOrString, E> {
+                Err(E::custom(format!("invalid value: integer `{v}`, expected a 32-bit integer or a port name")))
+            }
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<IntOrString, E> {
+                Err(E::custom(format!("invalid value: integer `{v}`, expected a 32-bit integer or a port name")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<IntOrString, E> {
+                Ok(IntOrString::String(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// --- Pods and workloads: what netpol reads; everything else is skipped. ---
+
+#[derive(Deserialize)]
+pub struct PodObj {
+    #[serde(default)]
+    pub metadata: Meta,
+    pub spec: Option<PodSpec>,
+    pub status: Option<PodStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    #[serde(default)]
+    pub containers: Vec<Container>,
+    pub init_containers: Option<Vec<Container>>,
+    pub host_network: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub ports: Option<Vec<ContainerPort>>,
+    pub restart_policy: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    pub container_port: i32,
+    pub name: Option<String>,
+    pub protocol: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    #[serde(rename = "podIP")]
+    pub pod_ip: Option<String>,
+    #[serde(rename = "podIPs")]
+    pub pod_ips: Option<Vec<PodIp>>,
+}
+
+#[derive(Deserialize)]
+pub struct PodIp {
+    pub ip: String,
+}
+
+#[derive(Deserialize)]
+pub struct PodTemplate {
+    pub metadata: Option<Meta>,
+    pub spec: Option<PodSpec>,
+}
+
+/// Deployment, ReplicaSet, StatefulSet, DaemonSet, Job.
+#[derive(Deserialize)]
+pub struct WorkloadObj {
+    #[serde(default)]
+    pub metadata: Meta,
+    pub spec: Option<WorkloadSpec>,
+}
+
+#[derive(Deserialize)]
+pub struct WorkloadSpec {
+    pub template: Option<PodTemplate>,
+}
+
+#[derive(Deserialize)]
+pub struct CronJobObj {
+    #[serde(default)]
+    pub metadata: Meta,
+    pub spec: Option<CronJobSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CronJobSpec {
+    pub job_template: Option<JobTemplate>,
+}
+
+#[derive(Deserialize)]
+pub struct JobTemplate {
+    pub spec: Option<WorkloadSpec>,
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of ..." into a message with the closest known field.
+pub fn unknown_field_message(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let known: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let mut out = format!("unknown field `{field}`");
+    if let Some(best) = closest(field, &known) {
+        out.push_str(&format!(": did you mean `{best}`?"));
+    }
+    if !known.is_empty() {
+        let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+        out.push_str(&format!(" (known fields: {})", list.join(", ")));
+    }
+    Some(out)
+}
+
+/// The known name nearest to `word` when it is near enough to be a typo (case-insensitive edit distance).
+pub fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    let w = word.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&w, &k.to_ascii_lowercase()), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len().max(w.len()))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_get_the_closest_known_field() {
+        let m = unknown_field_message("unknown field `form`, expected `from` or `ports`").unwrap();
+        assert_eq!(m, "unknown field `form`: did you mean `from`? (known fields: `from`, `ports`)");
+        let m = unknown_field_message("unknown field `ingres`, expected one of `podSelector`, `ingress`, `egress`")
+            .unwrap();
+        assert!(m.contains("did you mean `ingress`?"), "{m}");
+        let m = unknown_field_message("unknown field `zzz`, expected `from` or `ports`").unwrap();
+        assert!(!m.contains("did you mean"), "{m}");
+        assert_eq!(closest("podselector", &["podSelector", "namespaceSelector"]), Some("podSelector"));
+    }
+}

@@ -1,0 +1,468 @@
+//! The API server's validation rules for what netpol reads, from the lean objects to model pieces. Errors are
+//! collected per object as (field path, message) pairs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::node::Node;
+use super::objects::{self as obj, IntOrString};
+use super::{Item, PodItem};
+use crate::model::*;
+use crate::portset::Protocol;
+use crate::selector::{self, Labels, Requirement, Selector};
+
+/// Field-level validation errors of one object.
+#[derive(Default)]
+pub(crate) struct Errors(pub(crate) Vec<(String, String)>);
+
+impl Errors {
+    pub(crate) fn add(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.0.push((path.into(), msg.into()));
+    }
+}
+
+pub(crate) fn object_label(kind: &str, meta: Option<&Node<'_>>) -> String {
+    let name = meta.and_then(|m| m.get("name")).and_then(Node::as_str);
+    let ns = meta.and_then(|m| m.get("namespace")).and_then(Node::as_str);
+    match (ns, name) {
+        (_, None) => kind.to_string(),
+        (Some(ns), Some(n)) if kind != "Namespace" => format!("{kind} {ns}/{n}"),
+        (None, Some(n)) if kind != "Namespace" => format!("{kind} default/{n}"),
+        (_, Some(n)) => format!("{kind} {n}"),
+    }
+}
+
+pub(crate) fn meta_name(meta: &Option<String>, errs: &mut Errors) -> Option<String> {
+    meta_name_checked(meta, errs, selector::check_dns_subdomain)
+}
+
+pub(crate) fn meta_name_checked(
+    name: &Option<String>,
+    errs: &mut Errors,
+    check: fn(&str) -> Result<(), String>,
+) -> Option<String> {
+    match name {
+        None => {
+            errs.add("metadata.name", "name is required");
+            None
+        }
+        Some(n) => {
+            if let Err(e) = check(n) {
+                errs.add("metadata.name", e);
+            }
+            Some(n.clone())
+        }
+    }
+}
+
+pub(crate) fn meta_namespace(namespace: &Option<String>, errs: &mut Errors) -> Option<String> {
+    let ns = namespace.clone().unwrap_or_else(|| "default".to_string());
+    if let Err(e) = selector::check_dns_label(&ns) {
+        errs.add("metadata.namespace", e);
+        return None;
+    }
+    Some(ns)
+}
+
+pub(crate) fn check_labels(labels: Option<&BTreeMap<String, String>>, path: &str, errs: &mut Errors) -> Labels {
+    let mut out = Labels::new();
+    for (k, v) in labels.into_iter().flatten() {
+        let mut ok = true;
+        if let Err(e) = selector::check_label_key(k) {
+            errs.add(path, e);
+            ok = false;
+        }
+        if let Err(e) = selector::check_label_value(v) {
+            errs.add(format!("{path}.{k}"), e);
+            ok = false;
+        }
+        if ok {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+pub(crate) fn check_protocol(p: Option<&str>, path: &str, errs: &mut Errors) -> Option<Protocol> {
+    match p {
+        None => Some(Protocol::Tcp),
+        Some(s) => match Protocol::parse_exact(s) {
+            Some(p) => Some(p),
+            None => {
+                errs.add(path, format!("unsupported value `{s}`: supported values: \"SCTP\", \"TCP\", \"UDP\""));
+                None
+            }
+        },
+    }
+}
+
+pub(crate) fn check_container_port(p: &obj::ContainerPort, path: &str, errs: &mut Errors) -> Option<ContainerPort> {
+    let protocol = check_protocol(p.protocol.as_deref(), &format!("{path}.protocol"), errs);
+    let port = match u16::try_from(p.container_port) {
+        Ok(n) if n >= 1 => Some(n),
+        _ => {
+            errs.add(
+                format!("{path}.containerPort"),
+                format!("must be between 1 and 65535, inclusive (got {})", p.container_port),
+            );
+            None
+        }
+    };
+    if let Some(n) = &p.name {
+        if let Err(e) = selector::check_port_name(n) {
+            errs.add(format!("{path}.name"), e);
+            return None;
+        }
+    }
+    Some(ContainerPort { name: p.name.clone(), port: port?, protocol: protocol? })
+}
+
+/// Converts and validates a `LabelSelector` (apimachinery's ValidateLabelSelector rules).
+pub(crate) fn convert_selector(s: &obj::LabelSelector, path: &str, errs: &mut Errors) -> Selector {
+    let mut reqs = Vec::new();
+    for (k, v) in s.match_labels.iter().flatten() {
+        let mut ok = true;
+        if let Err(e) = selector::check_label_key(k) {
+            errs.add(format!("{path}.matchLabels"), e);
+            ok = false;
+        }
+        if let Err(e) = selector::check_label_value(v) {
+            errs.add(format!("{path}.matchLabels.{k}"), e);
+            ok = false;
+        }
+        if ok {
+            reqs.push(Requirement::In(k.clone(), vec![v.clone()]));
+        }
+    }
+    for (i, e) in s.match_expressions.iter().flatten().enumerate() {
+        let epath = format!("{path}.matchExpressions[{i}]");
+        if let Err(msg) = selector::check_label_key(&e.key) {
+            errs.add(format!("{epath}.key"), msg);
+            continue;
+        }
+        let values = e.values.clone().unwrap_or_default();
+        for (j, v) in values.iter().enumerate() {
+            if let Err(msg) = selector::check_label_value(v) {
+                errs.add(format!("{epath}.values[{j}]"), msg);
+            }
+        }
+        let key = e.key.clone();
+        match e.operator.as_str() {
+            "In" | "NotIn" => {
+                if values.is_empty() {
+                    errs.add(format!("{epath}.values"), format!("must be specified when `operator` is '{}'", e.operator));
+                    continue;
+                }
+                reqs.push(if e.operator == "In" { Requirement::In(key, values) } else { Requirement::NotIn(key, values) });
+            }
+            "Exists" | "DoesNotExist" => {
+                if !values.is_empty() {
+                    errs.add(format!("{epath}.values"), format!("may not be specified when `operator` is '{}'", e.operator));
+                    continue;
+                }
+                reqs.push(if e.operator == "Exists" { Requirement::Exists(key) } else { Requirement::DoesNotExist(key) });
+            }
+            other => errs.add(
+                format!("{epath}.operator"),
+                format!("not a valid selector operator `{other}`: supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\""),
+            ),
+        }
+    }
+    Selector::from_requirements(reqs)
+}
+
+pub(crate) fn convert_rule(
+    peers: Option<&[obj::PolicyPeer]>,
+    ports: Option<&[obj::PolicyPort]>,
+    path: &str,
+    peer_field: &str,
+    errs: &mut Errors,
+) -> Rule {
+    let mut rule = Rule::default();
+    for (i, p) in peers.into_iter().flatten().enumerate() {
+        let ppath = format!("{path}.{peer_field}[{i}]");
+        let has_sel = p.pod_selector.is_some() || p.namespace_selector.is_some();
+        match (&p.ip_block, has_sel) {
+            (None, false) => errs.add(ppath, "must specify a peer (podSelector, namespaceSelector or ipBlock)"),
+            (Some(_), true) => errs.add(ppath, "may not specify both ipBlock and another peer"),
+            (Some(b), false) => {
+                if let Some(b) = convert_ip_block(b, &format!("{ppath}.ipBlock"), errs) {
+                    rule.peers.push(Peer::IpBlock(b));
+                }
+            }
+            (None, true) => {
+                let namespaces = p
+                    .namespace_selector
+                    .as_ref()
+                    .map(|s| convert_selector(s, &format!("{ppath}.namespaceSelector"), errs));
+                let pods = p.pod_selector.as_ref().map(|s| convert_selector(s, &format!("{ppath}.podSelector"), errs));
+                rule.peers.push(Peer::Selectors { namespaces, pods });
+            }
+        }
+    }
+    for (i, p) in ports.into_iter().flatten().enumerate() {
+        let ppath = format!("{path}.ports[{i}]");
+        let protocol = check_protocol(p.protocol.as_deref(), &format!("{ppath}.protocol"), errs);
+        let port = match (&p.port, p.end_port) {
+            (None, Some(_)) => {
+                errs.add(format!("{ppath}.endPort"), "may not be specified when `port` is not specified");
+                None
+            }
+            (None, None) => Some(PortMatch::Any),
+            (Some(IntOrString::String(name)), end) => {
+                if end.is_some() {
+                    errs.add(format!("{ppath}.endPort"), "may not be specified when `port` is non-numeric");
+                    None
+                } else if let Err(e) = selector::check_port_name(name) {
+                    errs.add(format!("{ppath}.port"), e);
+                    None
+                } else {
+                    Some(PortMatch::Named(name.clone()))
+                }
+            }
+            (Some(IntOrString::Int(n)), end) => {
+                let lo = match u16::try_from(*n) {
+                    Ok(v) if v >= 1 => Some(v),
+                    _ => {
+                        errs.add(format!("{ppath}.port"), format!("must be between 1 and 65535, inclusive (got {n})"));
+                        None
+                    }
+                };
+                let hi = match end {
+                    None => lo,
+                    Some(e) => match (u16::try_from(e), lo) {
+                        (Ok(e16), Some(l)) if e16 >= l => Some(e16),
+                        // `port` is already reported; a valid endPort adds no second error.
+                        (Ok(e16), None) if e16 >= 1 => None,
+                        (Ok(_), Some(l)) if e <= 65535 => {
+                            errs.add(
+                                format!("{ppath}.endPort"),
+                                format!("must be greater than or equal to `port` ({l}) (got {e})"),
+                            );
+                            None
+                        }
+                        _ => {
+                            errs.add(
+                                format!("{ppath}.endPort"),
+                                format!("must be between 1 and 65535, inclusive (got {e})"),
+                            );
+                            None
+                        }
+                    },
+                };
+                match (lo, hi) {
+                    (Some(l), Some(h)) => Some(PortMatch::Range(l, h)),
+                    _ => None,
+                }
+            }
+        };
+        if let (Some(protocol), Some(port)) = (protocol, port) {
+            rule.ports.push(PolicyPort { protocol, port });
+        }
+    }
+    rule
+}
+
+pub(crate) fn parse_cidr(s: &str) -> Option<IpNet> {
+    // Go's net.ParseCIDR: address/prefix, no surrounding spaces. Host bits are allowed and masked.
+    let (addr, len) = s.split_once('/')?;
+    let ip: IpAddr = addr.parse().ok()?;
+    if len.is_empty() || !len.chars().all(|c| c.is_ascii_digit()) || len.len() > 3 {
+        return None;
+    }
+    let len: u8 = len.parse().ok()?;
+    IpNet::new(ip, len).ok().map(|n| n.trunc())
+}
+
+fn convert_ip_block(b: &obj::IpBlock, path: &str, errs: &mut Errors) -> Option<IpBlock> {
+    let Some(cidr) = parse_cidr(&b.cidr) else {
+        errs.add(
+            format!("{path}.cidr"),
+            format!("must be a valid CIDR (e.g. 10.0.0.0/8 or fd00::/8), got `{}`", b.cidr),
+        );
+        return None;
+    };
+    let mut except = Vec::new();
+    let mut ok = true;
+    for (i, e) in b.except.iter().flatten().enumerate() {
+        let epath = format!("{path}.except[{i}]");
+        match parse_cidr(e) {
+            None => {
+                errs.add(epath, format!("must be a valid CIDR, got `{e}`"));
+                ok = false;
+            }
+            Some(n) => {
+                // API server: the except network address must be in cidr, with a strictly longer prefix.
+                if !cidr.contains(&n.network()) || n.prefix_len() <= cidr.prefix_len() || !same_family(&cidr, &n) {
+                    errs.add(epath, format!("`{e}` must be a strict subset of `cidr` ({})", b.cidr));
+                    ok = false;
+                } else {
+                    except.push(n);
+                }
+            }
+        }
+    }
+    except.sort();
+    except.dedup();
+    ok.then_some(IpBlock { cidr, except })
+}
+
+fn same_family(a: &IpNet, b: &IpNet) -> bool {
+    matches!((a, b), (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_)))
+}
+
+pub(crate) fn namespace(o: obj::NamespaceObj, errs: &mut Errors) -> Option<Item> {
+    // Namespace names are DNS labels (stricter than the subdomains of other objects).
+    let name = meta_name_checked(&o.metadata.name, errs, selector::check_dns_label);
+    let labels = check_labels(o.metadata.labels.as_ref(), "metadata.labels", errs);
+    Some(Item::Namespace { name: name?, labels })
+}
+
+/// A workload's pod template becomes one representative pod named after the workload, in the workload's
+/// namespace, with the template's labels and ports.
+pub(crate) fn workload(
+    meta: obj::Meta,
+    template: Option<obj::PodTemplate>,
+    kind: &'static str,
+    prefix: &str,
+    errs: &mut Errors,
+) -> Option<Item> {
+    let Some(t) = template else {
+        errs.add(prefix.trim_end_matches('.'), format!("{kind} has no pod template"));
+        return None;
+    };
+    let labels = t.metadata.and_then(|m| m.labels);
+    let pod_meta = obj::Meta { name: meta.name, namespace: meta.namespace, labels };
+    pod(pod_meta, t.spec, None, kind, prefix, errs)
+}
+
+pub(crate) fn pod(
+    meta: obj::Meta,
+    spec: Option<obj::PodSpec>,
+    status: Option<obj::PodStatus>,
+    kind: &'static str,
+    prefix: &str,
+    errs: &mut Errors,
+) -> Option<Item> {
+    let name = meta_name(&meta.name, errs);
+    let ns_name = meta_namespace(&meta.namespace, errs);
+    let labels = check_labels(meta.labels.as_ref(), &format!("{prefix}metadata.labels"), errs);
+    let mut ports = Vec::new();
+    let mut host_network = false;
+    if let Some(spec) = &spec {
+        host_network = spec.host_network.unwrap_or(false);
+        let mut names: HashMap<&str, String> = HashMap::new();
+        // Sidecars (init containers with restartPolicy Always) serve ports too.
+        let sidecars = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, c)| c.restart_policy.as_deref() == Some("Always"))
+            .map(|(i, c)| ("initContainers", i, c));
+        let containers = spec.containers.iter().enumerate().map(|(i, c)| ("containers", i, c));
+        for (field, i, c) in containers.chain(sidecars) {
+            for (j, p) in c.ports.iter().flatten().enumerate() {
+                let path = format!("{prefix}spec.{field}[{i}].ports[{j}]");
+                if let Some(cp) = check_container_port(p, &path, errs) {
+                    if let Some(n) = p.name.as_deref() {
+                        if let Some(prev) = names.insert(n, path.clone()) {
+                            errs.add(format!("{path}.name"), format!("duplicate port name `{n}` (also at {prev})"));
+                        }
+                    }
+                    ports.push(cp);
+                }
+            }
+        }
+    }
+    let mut ips: Vec<IpAddr> = Vec::new();
+    if let Some(st) = &status {
+        if let Some(ip) = &st.pod_ip {
+            match parse_ip(ip) {
+                Ok(a) => ips.push(a),
+                Err(e) => errs.add("status.podIP", e),
+            }
+        }
+        for (i, pip) in st.pod_ips.iter().flatten().enumerate() {
+            match parse_ip(&pip.ip) {
+                Ok(a) if !ips.contains(&a) => ips.push(a),
+                Ok(_) => {}
+                Err(e) => errs.add(format!("status.podIPs[{i}].ip"), e),
+            }
+        }
+        if ips.len() > 2 || (ips.len() == 2 && ips.first().map(IpAddr::is_ipv4) == ips.get(1).map(IpAddr::is_ipv4)) {
+            errs.add("status.podIPs", "at most one IPv4 and one IPv6 address");
+        }
+    }
+    Some(Item::Pod(PodItem { ns_name: ns_name?, name: name?, labels, ports, ips, host_network, kind }))
+}
+
+/// A pod IP as Kubernetes reads it: an IPv4-mapped IPv6 address (`::ffff:10.1.2.3`) is the IPv4 address (Go's
+/// `net` package), and a zone (`fe80::1%eth0`) is not an address.
+pub(crate) fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    if s.contains('%') {
+        return Err(format!("invalid IP address `{s}`: zoned addresses (`%zone`) are not pod addresses"));
+    }
+    s.parse::<IpAddr>().map(|a| a.to_canonical()).map_err(|_| format!("invalid IP address `{s}`"))
+}
+
+pub(crate) fn policy(o: obj::NetworkPolicyObj, errs: &mut Errors) -> Option<Item> {
+    let name = meta_name(&o.metadata.name, errs);
+    let ns_name = meta_namespace(&o.metadata.namespace, errs);
+    let spec = o.spec.unwrap_or_default();
+    let pod_selector = match &spec.pod_selector {
+        Some(s) => convert_selector(s, "spec.podSelector", errs),
+        None => Selector::everything(),
+    };
+    let ingress: Vec<Rule> = spec
+        .ingress
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, r)| convert_rule(r.from.as_deref(), r.ports.as_deref(), &format!("spec.ingress[{i}]"), "from", errs))
+        .collect();
+    let egress: Vec<Rule> = spec
+        .egress
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, r)| convert_rule(r.to.as_deref(), r.ports.as_deref(), &format!("spec.egress[{i}]"), "to", errs))
+        .collect();
+    let (mut affects_ingress, mut affects_egress) = (false, false);
+    match spec.policy_types.as_deref() {
+        // Upstream defaulting: Ingress always; Egress iff there is at least one egress rule
+        // (`len(spec.Egress) != 0`: an empty `egress: []` does not count).
+        None | Some([]) => {
+            affects_ingress = true;
+            affects_egress = !egress.is_empty();
+        }
+        Some(types) => {
+            if types.len() > 2 {
+                errs.add("spec.policyTypes", "may not have more than 2 entries");
+            }
+            for (i, t) in types.iter().enumerate() {
+                match t.as_str() {
+                    "Ingress" => affects_ingress = true,
+                    "Egress" => affects_egress = true,
+                    other => errs.add(
+                        format!("spec.policyTypes[{i}]"),
+                        format!("unsupported value `{other}`: supported values: \"Ingress\", \"Egress\""),
+                    ),
+                }
+            }
+        }
+    }
+    let policy = Policy {
+        ns: 0,
+        name: name?,
+        pod_selector,
+        ingress,
+        egress,
+        affects_ingress,
+        affects_egress,
+        origin: Origin::default(),
+    };
+    Some(Item::Policy { ns_name: ns_name?, policy })
+}
