@@ -223,10 +223,84 @@ fn run_updates(size: &str, engine: &Engine) {
     println!("{line}");
 }
 
+/// Reading only: one input file (written by the parent process) loaded in a fresh process, so that peak RSS is
+/// the input's bytes plus what loading keeps and allocates. Best of `NETPOL_BENCH_LOAD_RUNS` (default 5) times.
+fn run_load(path: &str) {
+    let bytes = std::fs::read(path).unwrap();
+    let runs: usize = std::env::var("NETPOL_BENCH_LOAD_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let mut times = Vec::new();
+    let mut objects = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut loader = Loader::new();
+        loader.add_bytes(path, &bytes);
+        let loaded = loader.finish();
+        times.push(t.elapsed().as_secs_f64());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", &loaded.diagnostics[..loaded.diagnostics.len().min(3)]);
+        objects = loaded.cluster.pods.len() + loaded.cluster.policies.len() + loaded.cluster.namespaces.len();
+        // The first run's peak is the one reported: later runs reuse freed memory.
+        if times.len() == 1 {
+            let peak = peak_rss_mib();
+            let mib = bytes.len() as f64 / (1 << 20) as f64;
+            print!("{:>40}: {:>7.1} MiB, {objects} objects | peak RSS {:>7.1} MiB = {:.2}x the input", path.rsplit('/').next().unwrap_or(path), mib, peak, peak / mib);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let mb = bytes.len() as f64 / 1e6;
+    println!(
+        " | {:.1}-{:.1} ms = {:.0}-{:.0} MB/s over {runs} runs",
+        times[0] * 1e3,
+        times[times.len() - 1] * 1e3,
+        mb / times[times.len() - 1],
+        mb / times[0]
+    );
+}
+
+/// Writes the size's cluster as multi-document YAML, as a `kubectl get -o json`-style List (indented) and as a
+/// single-line JSON List, and loads each in a fresh process.
+fn load_formats(size: &str) {
+    let dir = std::env::var("CARGO_TARGET_TMPDIR")
+        .or_else(|_| std::env::var("CARGO_TARGET_DIR").map(|d| format!("{d}/tmp")))
+        .unwrap_or_else(|_| "target/tmp".to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = netpol_synth::generate_yaml(&params(size));
+    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .filter(|v: &serde_json::Value| !v.is_null())
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs, "metadata": {"resourceVersion": ""}});
+    let files = [
+        (format!("{dir}/synth-{size}.yaml"), yaml.into_bytes()),
+        (format!("{dir}/synth-{size}-list.json"), serde_json::to_vec_pretty(&list).unwrap()),
+        (format!("{dir}/synth-{size}-list-one-line.json"), serde_json::to_vec(&list).unwrap()),
+    ];
+    drop(list);
+    for (path, bytes) in &files {
+        std::fs::write(path, bytes).unwrap();
+    }
+    for (path, _) in &files {
+        let exe = std::env::current_exe().unwrap();
+        let status = std::process::Command::new(exe).env("NETPOL_BENCH_LOAD_ONE", path).status().unwrap();
+        assert!(status.success(), "loading {path} failed");
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs it as a smoke test with `NETPOL_BENCH_SIZES=1k`.
     if let Ok(size) = std::env::var("NETPOL_BENCH_ONE") {
         run_size(&size);
+        return;
+    }
+    if let Ok(path) = std::env::var("NETPOL_BENCH_LOAD_ONE") {
+        run_load(&path);
+        return;
+    }
+    if let Ok(sizes) = std::env::var("NETPOL_BENCH_LOAD") {
+        println!("netpol load benchmark: reading and validating manifests (one process per file; inputs of 256 KiB or more are read on every core)");
+        for size in sizes.split(',') {
+            load_formats(size);
+        }
         return;
     }
     let sizes = std::env::var("NETPOL_BENCH_SIZES").unwrap_or_else(|_| "1k,10k,50k".to_string());
