@@ -387,6 +387,12 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
     let strict = cli.strict;
     match cli.cmd {
         Cmd::Query { files, cluster, flows, explain, namespace } => {
+            if flows.is_none() && files.iter().any(|f| f == "-") {
+                anyhow::bail!(
+                    "stdin cannot carry both the manifests (`-f -`) and the flows: give the flows with --flows FILE, \
+                     or the manifests as files"
+                );
+            }
             let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
             let inp = match load_from(&inputs, strict)? {
                 Ok(i) => i,
@@ -570,6 +576,11 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Cmd::Test { files, assertions, output } => {
+            if assertions == "-" && files.iter().any(|f| f == "-") {
+                anyhow::bail!(
+                    "stdin cannot carry both the manifests (`-f -`) and the assertions (`-`): give one of them as a file"
+                );
+            }
             let inp = match load(&files, strict)? {
                 Ok(i) => i,
                 Err(code) => return Ok(code),

@@ -263,3 +263,124 @@ fn diff_command_reports_new_allows() {
     assert_eq!(strict.status.code(), Some(1));
     assert!(stdout(&strict).contains('|'));
 }
+
+/// `netpol` with a deadline: a hang is a failure, not a stuck test run.
+fn netpol_within(args: &[&str], stdin: Option<&[u8]>, secs: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = stdin.map(<[u8]>::to_vec);
+    let mut pipe = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        if let Some(b) = input {
+            let _ = pipe.write_all(&b);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`netpol {}` did not finish within {secs} s", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    writer.join().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn stdin_is_read_once_manifests_and_flows_cannot_share_it() {
+    let yaml = std::fs::read_to_string(root().join("examples/three-tier/workloads.yaml")).unwrap();
+    // `cat m.yaml | netpol query -f -`: the flows would be read from the same stdin.
+    let o = netpol(&["query", "-f", "-"], Some(&yaml));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stdin cannot carry both the manifests (`-f -`) and the flows"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    // With --flows FILE, `-f -` is fine.
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows.jsonl");
+    std::fs::write(&flows, "{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080}\n").unwrap();
+    let o = netpol(&["query", "-f", "-", "--flows", flows.to_str().unwrap()], Some(&yaml));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // `-f -` twice, in every command that reads manifests.
+    for args in [
+        &["describe", "-f", "-", "-f", "-"][..],
+        &["query", "-f", "-", "-f", "-", "--flows", flows.to_str().unwrap()],
+        &["lint", "-f", "-", "-f", "-"],
+        &["diff", "-f", "-", "-f", "-", "--against", &example()],
+    ] {
+        let o = netpol(args, Some(&yaml));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("`-f -` is given more than once: stdin can be read only once"), "{}", stderr(&o));
+    }
+    // `netpol test -f - -`: manifests and assertions on one stdin.
+    let o = netpol(&["test", "-f", "-", "-"], Some(&yaml));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stdin cannot carry both the manifests (`-f -`) and the assertions"), "{}", stderr(&o));
+}
+
+/// Writes a one-pod manifest.
+fn pod_yaml(ns: &str, name: &str) -> String {
+    format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}\nspec: {{containers: [{{name: c}}]}}\n")
+}
+
+#[test]
+fn directory_symlinks_are_followed_once_loops_end_and_dangling_links_warn() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("top");
+    std::fs::create_dir_all(top.join("sub")).unwrap();
+    std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+    std::fs::write(top.join("a.yaml"), pod_yaml("x", "a")).unwrap();
+    std::fs::write(top.join("sub/b.yaml"), pod_yaml("x", "b")).unwrap();
+    std::fs::write(dir.path().join("elsewhere/c.yaml"), pod_yaml("y", "c")).unwrap();
+    // Loops: a self-link, two links to the parent (a walk without loop detection branches 2^40 times), and a
+    // link from sub back to top.
+    symlink(".", top.join("self")).unwrap();
+    symlink("..", top.join("sub/up1")).unwrap();
+    symlink("..", top.join("sub/up2")).unwrap();
+    // A directory outside the tree, linked: followed (once).
+    symlink("../elsewhere", top.join("linked")).unwrap();
+    symlink("../elsewhere", top.join("sub/linked-again")).unwrap();
+    // A file linked under another name: read once.
+    symlink("a.yaml", top.join("a-link.yaml")).unwrap();
+    // Dangling links: a file and a directory.
+    symlink("gone.yaml", top.join("dangling.yaml")).unwrap();
+    symlink("no-such-dir", top.join("dangling-dir")).unwrap();
+    let o = netpol_within(&["describe", "-f", top.to_str().unwrap(), "-o", "json"], None, 60);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pods: Vec<&str> = v.as_array().unwrap().iter().map(|p| p["pod"].as_str().unwrap()).collect();
+    assert_eq!(pods, ["x/a", "x/b", "y/c"], "{err}");
+    assert!(!err.contains("duplicate"), "each file is read once: {err}");
+    assert!(!err.contains("invalid object"), "{err}");
+    for name in ["dangling.yaml", "dangling-dir"] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("warning: skipped `") && l.contains(name) && l.contains("cannot be read")),
+            "a warning for {name}: {err}"
+        );
+    }
+    assert!(err.contains("which is already read (a symlink loop"), "{err}");
+    // A dangling link given directly is still an error.
+    let o = netpol(&["describe", "-f", top.join("dangling.yaml").to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
+    // The same directory twice on the command line, and a file inside it: every object once.
+    let t = top.to_str().unwrap();
+    let a = top.join("a.yaml");
+    let o = netpol_within(&["describe", "-f", t, "-f", t, "-f", a.to_str().unwrap()], None, 60);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("duplicate"), "{}", stderr(&o));
+}
