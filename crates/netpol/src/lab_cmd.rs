@@ -8,7 +8,7 @@ use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use netpol_core::compile::{Endpoint, Engine};
+use netpol_core::compile::Engine;
 use netpol_core::model::Cluster;
 use netpol_nft::apply::{self, Runner, System};
 use netpol_nft::connectivity::{self, Case, Placed};
@@ -17,7 +17,7 @@ use netpol_nft::probe::Observed;
 use netpol_nft::ruleset;
 use serde::Serialize;
 
-use crate::query::{parse_port_proto, Resolver};
+use crate::query::Resolver;
 
 pub const DEFAULT_PREFIX: &str = "netpol-lab";
 
@@ -256,27 +256,8 @@ pub fn connectivity_test(
 }
 
 fn parse_case(r: &Resolver, line: &str) -> Result<Case, String> {
-    #[derive(serde::Deserialize)]
-    struct F {
-        src: String,
-        dst: String,
-        #[serde(default)]
-        protocol: Option<String>,
-        port: serde_json::Value,
-    }
-    let f: F = serde_json::from_str(line).map_err(|e| format!("invalid flow: {e}"))?;
-    let port = match &f.port {
-        serde_json::Value::Number(n) => n.to_string(),
-        other => return Err(format!("invalid port {other}")),
-    };
-    let spec = match &f.protocol {
-        Some(p) => format!("{port}/{p}"),
-        None => port,
-    };
-    let (port, protocol) = parse_port_proto(&spec)?;
-    let src: Endpoint = r.endpoint(&f.src).map_err(|e| format!("src: {e}"))?;
-    let dst: Endpoint = r.endpoint(&f.dst).map_err(|e| format!("dst: {e}"))?;
-    Ok(Case { src, dst, protocol, port })
+    let f = crate::query::parse_flow(r, line)?;
+    Ok(Case { src: f.src, dst: f.dst, protocol: f.protocol, port: f.port })
 }
 
 #[derive(Serialize, Default)]

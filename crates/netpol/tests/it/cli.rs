@@ -384,3 +384,65 @@ fn directory_symlinks_are_followed_once_loops_end_and_dangling_links_warn() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!stderr(&o).contains("duplicate"), "{}", stderr(&o));
 }
+
+#[test]
+fn query_answers_a_line_that_is_not_utf8_and_goes_on() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080}\n");
+    input.extend_from_slice(b"{\"src\":\"frontend/w\xe9b\",\"dst\":\"backend/api\",\"port\":8080}\n");
+    input.extend_from_slice(b"\xff\xfe\r\n");
+    input.extend_from_slice(b"{\"src\":\"frontend/web\",\"dst\":\"database/postgres\",\"port\":5432}\n");
+    let o = netpol_within(&["query", "-f", &example()], Some(&input), 60);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(o.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4, "one line out per line in: {lines:#?}");
+    assert_eq!(lines[0]["verdict"], "allow");
+    assert_eq!(lines[1]["line"], 2);
+    assert_eq!(lines[1]["error"], "line 2 is not valid UTF-8 (at byte 19)");
+    assert_eq!(lines[1]["input"], "{\"src\":\"frontend/w\u{fffd}b\",\"dst\":\"backend/api\",\"port\":8080}");
+    assert_eq!(lines[2]["line"], 3);
+    assert!(lines[2]["error"].as_str().unwrap().starts_with("line 3 is not valid UTF-8"));
+    assert_eq!(lines[3]["verdict"], "deny");
+}
+
+#[test]
+fn query_protocols_in_any_case_a_bom_and_messages_without_rust_types() {
+    let input = concat!(
+        "\u{feff}{\"src\":\"backend/api\",\"dst\":\"kube-system/coredns\",\"protocol\":\"udp\",\"port\":53}\n",
+        "{\"src\":\"backend/api\",\"dst\":\"kube-system/coredns\",\"protocol\":\"Udp\",\"port\":53}\n",
+        "{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"protocol\":\"tcp\",\"port\":8080}\n",
+        "[1,2]\n",
+        "{\"src\":5,\"dst\":\"backend/api\",\"port\":8080}\n",
+        "{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"protocol\":6,\"port\":8080}\n",
+        "\"frontend/web\"\n",
+        "{\"src\":\"frontend/web\",\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080}\n",
+    );
+    let o = netpol(&["query", "-f", &example()], Some(input));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 8);
+    // The BOM is not part of the first line, which is kept byte for byte.
+    assert!(out.starts_with("{\"src\":\"backend/api\""), "{out}");
+    for l in &lines[..3] {
+        assert_eq!(l["verdict"], "allow", "{l}");
+    }
+    let errors: Vec<&str> = lines[3..].iter().map(|l| l["error"].as_str().unwrap()).collect();
+    assert_eq!(
+        errors,
+        [
+            "invalid flow: expected a JSON object with `src`, `dst`, `port` and optionally `protocol`, found a list",
+            "invalid flow: `src` must be a string (`namespace/pod`, `pod` or an IP address), found a number",
+            "invalid flow: `protocol` must be a string (TCP, UDP or SCTP), found a number",
+            "invalid flow: expected a JSON object with `src`, `dst`, `port` and optionally `protocol`, found a string",
+            "invalid flow: duplicate field `src` at line 1 column 27",
+        ]
+    );
+    assert!(!out.contains("struct") && !out.contains("FlowIn"), "{out}");
+    // `explain` takes the protocol in any case, as `query` does.
+    let e = netpol(&["explain", "-f", &example(), "backend/api", "kube-system/coredns", "53/uDp", "-o", "json"], None);
+    assert_eq!(e.status.code(), Some(0), "{}", stderr(&e));
+    let v: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert_eq!(v["protocol"], "UDP");
+}
