@@ -34,7 +34,8 @@ pub struct ConfigFile {
     pub lint: Config,
 }
 
-/// Reads the config file: the given path, or `.netpol.yaml` in the current directory if it exists.
+/// Reads the config file: the given path, or `.netpol.yaml` in the current directory if it exists. Rule codes in
+/// it are checked (see [`check_rules`]); a UTF-8 byte-order mark is ignored.
 pub fn load_config(path: Option<&str>) -> Result<Config> {
     let p = match path {
         Some(p) => p.to_string(),
@@ -42,8 +43,70 @@ pub fn load_config(path: Option<&str>) -> Result<Config> {
         None => return Ok(Config::default()),
     };
     let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read `{p}`"))?;
-    let cf: ConfigFile = serde_yaml_ng::from_str(&text).with_context(|| format!("invalid config file `{p}`"))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut cf: ConfigFile = serde_yaml_ng::from_str(text)
+        .map_err(|e| anyhow::anyhow!("{}", in_user_terms(&e.to_string())))
+        .with_context(|| format!("invalid config file `{p}`"))?;
+    check_rules(&mut cf.lint.disable, "lint.disable").with_context(|| format!("invalid config file `{p}`"))?;
+    let mut severity = BTreeMap::new();
+    for (k, v) in std::mem::take(&mut cf.lint.severity) {
+        let code = rule_code(&k, "lint.severity").with_context(|| format!("invalid config file `{p}`"))?;
+        severity.insert(code.to_string(), v);
+    }
+    cf.lint.severity = severity;
     Ok(cf.lint)
+}
+
+/// serde's messages name the Rust types of the settings: say what is expected instead.
+fn in_user_terms(msg: &str) -> String {
+    msg.replace("expected struct ConfigFile", "expected a mapping with a `lint:` section")
+        .replace("expected struct Config", "expected a mapping with `disable`, `severity` or `dns`")
+        .replace("expected struct DnsConfig", "expected a mapping with `namespace` and `pod_labels`")
+}
+
+/// Levenshtein distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The code of a rule given by code (any case) or name; an unknown one is an error naming it, the closest known
+/// rule and every code. `what` says where it was given (`--disable`, `lint.disable`).
+pub fn rule_code(given: &str, what: &str) -> Result<&'static str> {
+    if let Some(r) = RULES.iter().find(|r| r.code.eq_ignore_ascii_case(given) || r.name == given) {
+        return Ok(r.code);
+    }
+    let g = given.to_ascii_uppercase();
+    let closest = RULES
+        .iter()
+        .map(|r| (distance(&g, r.code).min(distance(given, r.name)), r))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, _)| *d <= 2)
+        .map(|(_, r)| format!("did you mean `{}` ({})? ", r.code, r.name))
+        .unwrap_or_default();
+    let codes: Vec<&str> = RULES.iter().map(|r| r.code).collect();
+    anyhow::bail!(
+        "unknown lint rule `{given}` in {what}: {closest}known codes: {} (or their names, see `netpol lint --list`)",
+        codes.join(", ")
+    )
+}
+
+/// Checks rule codes or names (`--disable`, `lint.disable`) and writes them as codes.
+pub fn check_rules(rules: &mut [String], what: &str) -> Result<()> {
+    for r in rules.iter_mut() {
+        *r = rule_code(r, what)?.to_string();
+    }
+    Ok(())
 }
 
 /// The line of each finding, from the manifest files (read again; stdin has no lines).

@@ -557,6 +557,8 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let inputs =
                 inputs(files, cluster, kubeconfig_on_cli).map_err(|e| anyhow::anyhow!("{e} (or use --list)"))?;
             let mut cfg = lint_cmd::load_config(config.as_deref())?;
+            let mut disable = disable;
+            lint_cmd::check_rules(&mut disable, "--disable")?;
             cfg.disable.extend(disable);
             let inp = match load_from(&inputs, strict)? {
                 Ok(i) => i,

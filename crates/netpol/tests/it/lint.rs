@@ -170,3 +170,61 @@ fn sarif_is_valid_and_points_at_lines() {
         None => eprintln!("skipped schema validation: npm could not fetch the SARIF schema"),
     }
 }
+
+#[test]
+fn unknown_rule_codes_are_errors_naming_the_closest_and_the_known_codes() {
+    let f = fixture("all-rules.yaml");
+    let o = netpol(&["lint", "-f", &f, "--disable", "NP999"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(o.stdout.is_empty());
+    assert!(err.contains("unknown lint rule `NP999` in --disable: did you mean `NP009` (no-default-deny)?"), "{err}");
+    assert!(err.contains("known codes: NP001, NP002, NP003"), "{err}");
+    let o = netpol(&["lint", "-f", &f, "--disable", "redundant-rul"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean `NP011` (redundant-rule)?"));
+    // Codes in any case and names are fine, on the command line and in the config file (severity keys too).
+    let o = netpol(&["lint", "-f", &f, "--disable", "np003", "--disable", "port-not-served"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!stdout(&o).contains("[NP003]") && !stdout(&o).contains("[NP006]"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("netpol.yaml");
+    // A byte-order mark at the start, a lowercase code and a name as severity keys.
+    std::fs::write(&cfg, "\u{feff}lint:\n  disable: [np009]\n  severity: {np003: warning, port-not-served: error}\n")
+        .unwrap();
+    let o = netpol(&["lint", "-f", &f, "--config", cfg.to_str().unwrap()]);
+    let text = stdout(&o);
+    assert!(!text.contains("[NP009]") && text.contains("warning[NP003]") && text.contains("error[NP006]"), "{text}");
+    for (body, want) in [
+        ("lint:\n  disable: [NP009, NP0099]\n", "unknown lint rule `NP0099` in lint.disable: did you mean `NP009`"),
+        ("lint:\n  severity: {NP066: info}\n", "unknown lint rule `NP066` in lint.severity: did you mean `NP006`"),
+    ] {
+        std::fs::write(&cfg, body).unwrap();
+        let o = netpol(&["lint", "-f", &f, "--config", cfg.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("invalid config file") && err.contains(want), "{err}");
+    }
+}
+
+#[test]
+fn config_errors_name_no_rust_types() {
+    let f = fixture("clean.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("netpol.yaml");
+    for (body, want) in [
+        ("[]\n", "expected a mapping with a `lint:` section"),
+        ("lint: []\n", "lint: invalid type: sequence, expected a mapping with `disable`, `severity` or `dns`"),
+        (
+            "lint: {dns: x}\n",
+            "lint.dns: invalid type: string \"x\", expected a mapping with `namespace` and `pod_labels`",
+        ),
+    ] {
+        std::fs::write(&cfg, body).unwrap();
+        let o = netpol(&["lint", "-f", &f, "--config", cfg.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "want `{want}` in {err}");
+        assert!(!err.contains("struct"), "{err}");
+    }
+}
