@@ -10,6 +10,8 @@ use netpol_core::lint::{self, Config, Finding, Severity, RULES};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::suggest::distance;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LintFormat {
     Text,
@@ -62,22 +64,6 @@ fn in_user_terms(msg: &str) -> String {
     msg.replace("expected struct ConfigFile", "expected a mapping with a `lint:` section")
         .replace("expected struct Config", "expected a mapping with `disable`, `severity` or `dns`")
         .replace("expected struct DnsConfig", "expected a mapping with `namespace` and `pod_labels`")
-}
-
-/// Levenshtein distance, for "did you mean".
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// The code of a rule given by code (any case) or name; an unknown one is an error naming it, the closest known
