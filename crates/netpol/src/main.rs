@@ -277,8 +277,9 @@ enum Cmd {
         /// Without -f: list and watch this cluster, keeping the model current with every event.
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// Address to listen on: HOST:PORT, where HOST is an IP address ([::1] for IPv6) or a name such as
+        /// localhost (resolved; an IPv4 address is preferred).
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
         listen: std::net::SocketAddr,
         /// Largest request body accepted, in bytes (larger requests get 413).
         #[arg(long, default_value_t = serve::DEFAULT_BODY_LIMIT)]
@@ -303,6 +304,28 @@ enum Cmd {
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: TableOrJson,
     },
+}
+
+/// `--listen`: `HOST:PORT` with an IP address or a host name. A name is resolved, and the first IPv4 address it
+/// has is used (else the first address): `localhost` is 127.0.0.1, which is what clients try first.
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let usage = "expected HOST:PORT, e.g. 127.0.0.1:8080, localhost:8080, [::1]:8080 or 0.0.0.0:8080";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("`{s}` has no port: {usage}"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("invalid port `{port}` in `{s}`: {usage}"));
+    }
+    if host.is_empty() {
+        return Err(format!("`{s}` has no host: {usage}"));
+    }
+    let addrs: Vec<std::net::SocketAddr> =
+        s.to_socket_addrs().map_err(|e| format!("cannot resolve host `{host}`: {e}"))?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| format!("host `{host}` has no address"))
 }
 
 fn init_tracing(verbose: u8) {

@@ -446,3 +446,31 @@ fn query_protocols_in_any_case_a_bom_and_messages_without_rust_types() {
     let v: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
     assert_eq!(v["protocol"], "UDP");
 }
+
+#[test]
+fn serve_listen_takes_a_host_name() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(["serve", "-f", &example(), "--listen", "localhost:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    // localhost is resolved, IPv4 first (what clients try first).
+    assert!(line.contains("on http://127.0.0.1:"), "{line}");
+    for (arg, want) in [
+        ("localhost", "`localhost` has no port"),
+        ("localhost:http", "invalid port `http` in `localhost:http`"),
+        (":8080", "`:8080` has no host"),
+    ] {
+        let o = netpol(&["serve", "-f", &example(), "--listen", arg], None);
+        assert_eq!(o.status.code(), Some(2), "{arg}");
+        let err = stderr(&o);
+        assert!(err.contains(want) && err.contains("expected HOST:PORT, e.g. 127.0.0.1:8080, localhost:8080"), "{err}");
+    }
+}
