@@ -123,8 +123,79 @@ fn level(s: Severity) -> &'static str {
     }
 }
 
-/// The SARIF 2.1.0 log for findings.
+/// Percent-encodes one path segment for a URI: unreserved characters and the sub-delimiters a segment may hold
+/// stay, everything else (spaces, `:` , `%`, `#`, `?`, `\\`, non-ASCII bytes of UTF-8) becomes `%XX`.
+fn encode_segment(seg: &str, out: &mut String) {
+    for b in seg.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(char::from(b)),
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b'@' => {
+                out.push(char::from(b))
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+}
+
+/// `.` and `..` of a path removed without touching the file system.
+fn normalize(p: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn encode_path<'a>(parts: impl Iterator<Item = std::path::Component<'a>>) -> String {
+    let mut out = String::new();
+    for (i, c) in parts.filter(|c| matches!(c, std::path::Component::Normal(_))).enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        encode_segment(&c.as_os_str().to_string_lossy(), &mut out);
+    }
+    out
+}
+
+/// SARIF `artifactLocation.uri` of a finding's file: a relative URI reference (forward slashes, percent-encoded)
+/// when the file is under `cwd`, which is how GitHub code scanning places results in the repository; a `file://`
+/// URI otherwise; `cluster:...` names of live-cluster objects as they are; none for stdin.
+pub fn sarif_uri(file: &str, cwd: &std::path::Path) -> Option<String> {
+    if file == "-" {
+        return None;
+    }
+    if file.starts_with("cluster:") {
+        return Some(file.to_string());
+    }
+    let p = std::path::Path::new(file);
+    let cwd = normalize(cwd);
+    let abs = normalize(&cwd.join(p));
+    let inside = |abs: &std::path::Path| abs.strip_prefix(&cwd).ok().map(|rel| encode_path(rel.components()));
+    if let Some(rel) = inside(&abs).filter(|r| !r.is_empty()) {
+        return Some(rel);
+    }
+    // A path through a symlink may still lead inside.
+    if let Some(rel) = std::fs::canonicalize(&abs).ok().and_then(|c| inside(&c)).filter(|r| !r.is_empty()) {
+        return Some(rel);
+    }
+    Some(format!("file:///{}", encode_path(abs.components())))
+}
+
+/// The SARIF 2.1.0 log for findings; file locations relative to the current directory (see [`sarif_uri`]).
 pub fn sarif(findings: &[Finding], lines: &[Option<usize>]) -> serde_json::Value {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    sarif_in(findings, lines, &cwd)
+}
+
+/// [`sarif`] with URIs relative to `cwd`.
+pub fn sarif_in(findings: &[Finding], lines: &[Option<usize>], cwd: &std::path::Path) -> serde_json::Value {
     let rules: Vec<serde_json::Value> = RULES
         .iter()
         .map(|r| {
@@ -148,8 +219,8 @@ pub fn sarif(findings: &[Finding], lines: &[Option<usize>]) -> serde_json::Value
                     "kind": "object",
                 }]
             });
-            if let Some(o) = &f.origin {
-                let mut phys = json!({"artifactLocation": {"uri": o.file.trim_start_matches("./")}});
+            if let Some(uri) = f.origin.as_ref().and_then(|o| sarif_uri(&o.file, cwd)) {
+                let mut phys = json!({"artifactLocation": {"uri": uri}});
                 if let Some(l) = line {
                     phys["region"] = json!({"startLine": l});
                 }
@@ -269,4 +340,30 @@ pub fn list(out: &mut dyn Write) -> Result<()> {
         writeln!(out, "{}  {:<26} {:<8} {}", r.code, r.name, r.severity.as_str(), r.explanation)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn sarif_uris_are_relative_references_or_file_uris() {
+        let cwd = Path::new("/repo/sub");
+        for (file, want) in [
+            ("k8s/a.yaml", Some("k8s/a.yaml")),
+            ("./k8s/./a.yaml", Some("k8s/a.yaml")),
+            ("/repo/sub/k8s/a.yaml", Some("k8s/a.yaml")),
+            ("k8s/../k8s/my app.yaml", Some("k8s/my%20app.yaml")),
+            ("d/ünï:c#1?.yaml", Some("d/%C3%BCn%C3%AF%3Ac%231%3F.yaml")),
+            ("back\\slash 100%.yaml", Some("back%5Cslash%20100%25.yaml")),
+            ("../other/a.yaml", Some("file:///repo/other/a.yaml")),
+            ("/etc/k8s/a b.yaml", Some("file:///etc/k8s/a%20b.yaml")),
+            ("cluster:networkpolicies/prod/api", Some("cluster:networkpolicies/prod/api")),
+            ("-", None),
+        ] {
+            assert_eq!(sarif_uri(file, cwd).as_deref(), want, "{file}");
+        }
+    }
 }

@@ -228,3 +228,39 @@ fn config_errors_name_no_rust_types() {
         assert!(!err.contains("struct"), "{err}");
     }
 }
+
+/// The SARIF result's `artifactLocation.uri` of each finding.
+fn sarif_uris(o: &Output) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    results
+        .iter()
+        .map(|r| r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn sarif_uris_are_relative_to_the_current_directory_and_percent_encoded() {
+    // An absolute path inside the current directory: relative (before, the absolute path without a scheme).
+    let abs = root().join("tests/data/lint/all-rules.yaml").canonicalize().unwrap();
+    let o = netpol(&["lint", "-f", abs.to_str().unwrap(), "-o", "sarif", "--fail-on", "never"]);
+    assert!(sarif_uris(&o).iter().all(|u| u == "tests/data/lint/all-rules.yaml"), "{:?}", sarif_uris(&o));
+    // `./` and a name with a space, from another directory.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("k8s manifests")).unwrap();
+    std::fs::copy(&abs, dir.path().join("k8s manifests/all rules.yaml")).unwrap();
+    let run_in = |cwd: &std::path::Path, f: &str| {
+        Command::new(env!("CARGO_BIN_EXE_netpol"))
+            .args(["lint", "-f", f, "-o", "sarif", "--fail-on", "never"])
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+    };
+    let o = run_in(dir.path(), "./k8s manifests/all rules.yaml");
+    assert!(sarif_uris(&o).iter().all(|u| u == "k8s%20manifests/all%20rules.yaml"), "{:?}", sarif_uris(&o));
+    // Outside the current directory: a file:// URI.
+    let o = run_in(&dir.path().join("k8s manifests"), abs.to_str().unwrap());
+    let want = format!("file://{}", abs.display());
+    assert!(sarif_uris(&o).iter().all(|u| *u == want), "{:?}", sarif_uris(&o));
+}
