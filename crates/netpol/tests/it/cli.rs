@@ -180,6 +180,13 @@ fn describe_outputs() {
     );
     let dns = pod("kube-system/coredns");
     assert_eq!(dns["outside"]["egress"], serde_json::json!([{"ports": "all", "addresses": ["0.0.0.0/0", "::/0"]}]));
+    // Labels as an object, as in a manifest (before: the string `app=web,tier=frontend`).
+    assert_eq!(web["labels"], serde_json::json!({"app": "web"}));
+    assert!(v.as_array().unwrap().iter().all(|p| p["labels"].is_object()), "{v}");
+    insta::assert_snapshot!(
+        "describe_pod_json",
+        stdout(&netpol(&["describe", "-f", &ex, "backend/api-6b8d7f5c4-m4n7r", "-o", "json"], None))
+    );
 }
 
 #[test]
