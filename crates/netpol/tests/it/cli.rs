@@ -481,3 +481,42 @@ fn serve_listen_takes_a_host_name() {
         assert!(err.contains(want) && err.contains("expected HOST:PORT, e.g. 127.0.0.1:8080, localhost:8080"), "{err}");
     }
 }
+
+/// The subcommands listed under `Commands:` in a help text (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_subcommand_describes_its_f_n_o_flags() {
+    let mut todo: Vec<Vec<String>> =
+        subcommands(&stdout(&netpol(&["-h"], None))).into_iter().map(|c| vec![c]).collect();
+    assert!(todo.len() >= 12, "{todo:?}");
+    let mut checked = 0;
+    while let Some(path) = todo.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("-h");
+        let help = stdout(&netpol(&args, None));
+        todo.extend(subcommands(&help).into_iter().map(|c| [path.clone(), vec![c]].concat()));
+        for flag in ["-f, --filename <", "-n, --namespace <", "-o, --output <"] {
+            let Some(line) = help.lines().find(|l| l.trim_start().starts_with(flag)) else { continue };
+            // After `<VALUE>`: a description, not only `[default: ...]` / `[possible values: ...]`.
+            let rest = line.split_once('>').map_or("", |(_, r)| r).trim();
+            let text = rest.split(" [").next().unwrap_or("").trim();
+            assert!(
+                !text.is_empty() && !text.starts_with('['),
+                "`netpol {}`: {flag}...> has no description: {line}",
+                path.join(" ")
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "{checked} flags checked");
+}
