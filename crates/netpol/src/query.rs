@@ -155,7 +155,7 @@ fn answer(r: &Resolver, line: &str, explain: bool) -> Result<Answer, String> {
 }
 
 /// Writes `line` (a JSON object) with extra members appended before its closing brace.
-fn append_members(out: &mut impl Write, line: &str, members: &str) -> std::io::Result<()> {
+fn append_members(out: &mut (impl Write + ?Sized), line: &str, members: &str) -> std::io::Result<()> {
     let body = line.trim_end();
     let inner = body.strip_suffix('}').unwrap_or(body);
     let empty = inner.trim_start().strip_prefix('{').is_some_and(|r| r.trim().is_empty());
@@ -165,6 +165,43 @@ fn append_members(out: &mut impl Write, line: &str, members: &str) -> std::io::R
     }
     out.write_all(members.as_bytes())?;
     out.write_all(b"}\n")
+}
+
+/// Writes the answer of a line that cannot be answered: the line (a JSON object) with `"error"` appended, or
+/// `{"input":"<line>","error":...}` when it is not a JSON object.
+pub fn write_error_line(out: &mut dyn Write, line: &str, msg: &str) -> std::io::Result<()> {
+    let msg = serde_json::to_string(msg).unwrap_or_else(|_| "\"error\"".into());
+    let is_object = line.trim_start().starts_with('{') && line.trim_end().ends_with('}');
+    if is_object && serde_json::from_str::<serde::de::IgnoredAny>(line).is_ok() {
+        append_members(out, line, &format!("\"error\":{msg}"))
+    } else {
+        let input = serde_json::to_string(line).unwrap_or_else(|_| "\"\"".into());
+        writeln!(out, "{{\"input\":{input},\"error\":{msg}}}")
+    }
+}
+
+/// Reads one line as bytes into `buf` (cleared first), without its line ending, and without a UTF-8 byte-order
+/// mark when it is the first line (`n` = 1); `None` at the end of the input. Reading bytes, not `String`s, lets
+/// a line that is not UTF-8 be answered instead of ending the stream.
+pub fn read_line<'b>(input: &mut dyn BufRead, buf: &'b mut Vec<u8>, n: u64) -> std::io::Result<Option<&'b [u8]>> {
+    buf.clear();
+    if input.read_until(b'\n', buf)? == 0 {
+        return Ok(None);
+    }
+    let mut bytes = buf.as_slice();
+    while let Some(b) = bytes.strip_suffix(b"\n").or_else(|| bytes.strip_suffix(b"\r")) {
+        bytes = b;
+    }
+    if n == 1 {
+        // A UTF-8 byte-order mark (editors on Windows write one) is not part of the first flow.
+        bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    }
+    Ok(Some(bytes))
+}
+
+/// The message for line `n` that is not valid UTF-8.
+pub fn not_utf8(n: u64, e: &std::str::Utf8Error) -> String {
+    format!("line {n} is not valid UTF-8 (at byte {})", e.valid_up_to() + 1)
 }
 
 /// Runs the query loop; returns the number of lines that got an error.
@@ -180,35 +217,19 @@ pub fn run(
     let mut buf: Vec<u8> = Vec::new();
     let mut n = 0u64;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
-    loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
+    while let Some(bytes) = read_line(input, &mut buf, n + 1)? {
         n += 1;
-        let mut bytes = buf.as_slice();
-        while let Some(b) = bytes.strip_suffix(b"\n").or_else(|| bytes.strip_suffix(b"\r")) {
-            bytes = b;
-        }
-        if n == 1 {
-            // A UTF-8 byte-order mark (editors on Windows write one) is not part of the first flow.
-            bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-        }
         let l = match std::str::from_utf8(bytes) {
             Ok(l) => l,
             Err(e) => {
                 // Read as bytes, so that one bad line does not end the stream: it gets its own error line.
                 errors += 1;
                 let input = serde_json::to_string(&String::from_utf8_lossy(bytes)).unwrap_or_else(|_| "\"\"".into());
-                writeln!(
-                    out,
-                    "{{\"line\":{n},\"input\":{input},\"error\":\"line {n} is not valid UTF-8 (at byte {})\"}}",
-                    e.valid_up_to() + 1
-                )?;
+                let msg = serde_json::to_string(&not_utf8(n, &e)).unwrap_or_else(|_| "\"error\"".into());
+                writeln!(out, "{{\"line\":{n},\"input\":{input},\"error\":{msg}}}")?;
                 continue;
             }
         };
-        let is_object = l.trim_start().starts_with('{') && l.trim_end().ends_with('}');
         match answer(&r, l, explain) {
             Ok(a) => {
                 let v = if a.verdict { r#""verdict":"allow""# } else { r#""verdict":"deny""# };
@@ -219,13 +240,7 @@ pub fn run(
             }
             Err(msg) => {
                 errors += 1;
-                let msg = serde_json::to_string(&msg).unwrap_or_else(|_| "\"error\"".into());
-                if is_object && serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok() {
-                    append_members(&mut out, l, &format!("\"error\":{msg}"))?;
-                } else {
-                    let input = serde_json::to_string(l).unwrap_or_else(|_| "\"\"".into());
-                    writeln!(out, "{{\"input\":{input},\"error\":{msg}}}")?;
-                }
+                write_error_line(&mut out, l, &msg)?;
             }
         }
     }
