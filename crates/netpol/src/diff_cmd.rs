@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use netpol_core::compile::Engine;
 use netpol_core::diff::{diff, Change, DeltaGroup, Diff, DiffOptions, OutsideGroup};
-use netpol_core::load::{Loaded, Loader, Severity};
+use netpol_core::load::{Loaded, Loader};
 use netpol_core::model::{Direction, PodId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -166,13 +166,10 @@ fn load_git(rev: &str, path: &str) -> Result<(Loaded, usize)> {
         n += 1;
     }
     let loaded = loader.finish();
-    let mut invalid = 0;
     for d in &loaded.diagnostics {
         eprintln!("{d}");
-        if d.severity == Severity::Error {
-            invalid += 1;
-        }
     }
+    let invalid = crate::input::invalid_objects(&loaded.diagnostics);
     if invalid > 0 {
         eprintln!("warning: {invalid} invalid object(s) at revision {rev} were skipped");
     }

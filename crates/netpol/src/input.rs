@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use netpol_core::compile::Engine;
-use netpol_core::load::{Loaded, Loader, Severity};
+use netpol_core::load::{Diagnostic, Loaded, Loader, Severity};
 
 /// What loading found, for the exit status.
 pub struct Input {
@@ -116,6 +116,17 @@ pub fn check_stdin(files: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// How many objects (or unreadable documents) the error diagnostics are about: an object with two invalid fields
+/// is one invalid object.
+pub fn invalid_objects(diagnostics: &[Diagnostic]) -> usize {
+    diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| (&d.origin.file, d.origin.document, d.origin.item, &d.object))
+        .collect::<HashSet<_>>()
+        .len()
+}
+
 /// Loads every `-f` argument. Unreadable paths are errors (exit 2); invalid objects are diagnostics.
 pub fn load(files: &[String]) -> Result<(Loaded, usize)> {
     if files.is_empty() {
@@ -137,13 +148,10 @@ pub fn load(files: &[String]) -> Result<(Loaded, usize)> {
         loader.add_bytes(&p.display().to_string(), &bytes);
     }
     let loaded = loader.finish();
-    let mut invalid = 0;
     for d in &loaded.diagnostics {
         eprintln!("{d}");
-        if d.severity == Severity::Error {
-            invalid += 1;
-        }
     }
+    let invalid = invalid_objects(&loaded.diagnostics);
     for (kind, n) in &loaded.skipped_kinds {
         tracing::debug!(kind, count = n, "skipped objects of a kind netpol does not model");
     }

@@ -421,13 +421,10 @@ fn load(files: &[String], strict: bool) -> anyhow::Result<Result<input::Input, E
 /// resourceVersions the answers come from.
 fn load_cluster(source: &live::Source, strict: bool) -> anyhow::Result<Result<input::Input, ExitCode>> {
     let (loaded, from) = live::snapshot_blocking(source)?;
-    let mut invalid = 0;
     for d in &loaded.diagnostics {
         eprintln!("{d}");
-        if d.severity == netpol_core::load::Severity::Error {
-            invalid += 1;
-        }
     }
+    let invalid = input::invalid_objects(&loaded.diagnostics);
     eprintln!("netpol: {from}");
     if invalid > 0 {
         if strict {

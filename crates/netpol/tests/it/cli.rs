@@ -207,6 +207,16 @@ fn invalid_objects_are_reported_and_skipped_or_fatal_with_strict() {
     assert!(stdout(&o).contains("not isolated"), "the invalid policy is not applied");
     let strict = netpol(&["--strict", "describe", "-f", path], None);
     assert_eq!(strict.status.code(), Some(2));
+    // One object with two invalid fields is one invalid object (before: "2 invalid object(s)").
+    std::fs::write(
+        &f,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad, namespace: x}\nspec:\n  podSelector: {matchExpressions: [{key: a, operator: Equals}]}\n  ingress: [{ports: [{port: 80, endPort: 70}]}]\n",
+    )
+    .unwrap();
+    let o = netpol(&["describe", "-f", path], None);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(err.lines().filter(|l| l.starts_with("error: ")).count(), 2, "{err}");
+    assert!(err.contains("warning: 1 invalid object(s) were skipped"), "{err}");
 }
 
 #[test]
