@@ -271,8 +271,12 @@ fn parse_document(file: &str, text: &str) -> Result<Value, String> {
 struct Errs(Vec<(String, String)>);
 
 impl Errs {
+    /// Adds a problem; the same message on the same field is reported once.
     fn add(&mut self, field: impl Into<String>, msg: impl Into<String>) {
-        self.0.push((field.into(), msg.into()));
+        let e = (field.into(), msg.into());
+        if !self.0.contains(&e) {
+            self.0.push(e);
+        }
     }
 }
 
@@ -295,7 +299,10 @@ fn unknown_fields(m: &Map<String, Value>, allowed: &[&str], path: &str, errs: &m
     for k in m.keys() {
         if !allowed.contains(&k.as_str()) {
             let field = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-            errs.add(field, format!("unknown field (expected one of {})", quoted(allowed)));
+            let hint = crate::suggest::closest(k, allowed.iter().copied())
+                .map(|c| format!("did you mean `{c}`? "))
+                .unwrap_or_default();
+            errs.add(field, format!("unknown field ({hint}expected one of {})", quoted(allowed)));
         }
     }
 }
@@ -547,10 +554,30 @@ fn parse_sel(v: &Value, path: &str, errs: &mut Errs) -> Option<Selector> {
     };
     let n = errs.0.len();
     unknown_fields(m, &["matchLabels", "matchExpressions"], path, errs);
+    // Expressions already reported here (a typo in a field name, a missing field, not a mapping): what the
+    // selector's own validation would say of them is the same mistake seen again (a misspelt `operater` leaves
+    // `operator` empty), so it is not repeated.
+    let mut reported: Vec<String> = Vec::new();
     if let Some(Value::Array(exprs)) = m.get("matchExpressions") {
         for (i, e) in exprs.iter().enumerate() {
-            if let Value::Object(em) = e {
-                unknown_fields(em, &["key", "operator", "values"], &format!("{path}.matchExpressions[{i}]"), errs);
+            let at = format!("{path}.matchExpressions[{i}]");
+            let before = errs.0.len();
+            match e {
+                Value::Object(em) => {
+                    unknown_fields(em, &["key", "operator", "values"], &at, errs);
+                    if errs.0.len() == before {
+                        for k in ["key", "operator"] {
+                            if !em.contains_key(k) {
+                                errs.add(format!("{at}.{k}"), "missing field");
+                            }
+                        }
+                    }
+                }
+                _ => errs
+                    .add(&at, format!("must be a mapping with `key`, `operator` and `values`, found {}", type_name(e))),
+            }
+            if errs.0.len() > before {
+                reported.push(at);
             }
         }
     }
@@ -559,7 +586,18 @@ fn parse_sel(v: &Value, path: &str, errs: &mut Errs) -> Option<Selector> {
         Ok(_) => None,
         Err(es) => {
             for (f, msg) in es {
-                errs.add(f, msg);
+                let seen =
+                    reported.iter().any(|r| f == *r || f.strip_prefix(r.as_str()).is_some_and(|t| t.starts_with('.')));
+                if !seen {
+                    // serde names the Rust type of an expression.
+                    errs.add(
+                        f,
+                        msg.replace(
+                            "expected LabelSelectorRequirement",
+                            "expected a mapping with `key`, `operator` and `values`",
+                        ),
+                    );
+                }
             }
             None
         }

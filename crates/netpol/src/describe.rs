@@ -8,7 +8,7 @@ use netpol_core::compile::{Engine, IdentityId};
 use netpol_core::model::{Direction, PodId};
 use netpol_core::outside::{allowed_ports, Segments};
 use netpol_core::portset::PortSet;
-use netpol_core::selector::format_labels;
+use netpol_core::selector::{format_labels, Labels};
 use serde::Serialize;
 
 use crate::TableOrJson;
@@ -90,7 +90,8 @@ fn outside_text(rules: &[OutsideRule], to: bool) -> Vec<String> {
 struct PodInfo {
     pod: String,
     source: String,
-    labels: String,
+    /// As in a manifest's `metadata.labels`: `{"app":"web"}`.
+    labels: Labels,
     ips: Vec<String>,
     ports: Vec<String>,
     #[serde(rename = "hostNetwork")]
@@ -111,7 +112,7 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
     PodInfo {
         pod: e.cluster.pod_ref(pod),
         source: p.source.kind.clone(),
-        labels: format_labels(&p.labels),
+        labels: p.labels.clone(),
         ips: p.ips.iter().map(|i| i.to_string()).collect(),
         ports: p.ports.iter().map(|c| c.to_string()).collect(),
         host_network: p.host_network,
@@ -157,7 +158,7 @@ pub fn run(
         TableOrJson::Table if pod.is_some() => {
             for i in &infos {
                 writeln!(out, "Pod:      {} ({})", i.pod, i.source)?;
-                writeln!(out, "Labels:   {}", i.labels)?;
+                writeln!(out, "Labels:   {}", format_labels(&i.labels))?;
                 writeln!(out, "IPs:      {}", if i.ips.is_empty() { "<none>".into() } else { i.ips.join(", ") })?;
                 writeln!(out, "Ports:    {}", if i.ports.is_empty() { "<none>".into() } else { i.ports.join(", ") })?;
                 writeln!(out, "Ingress:  {}", side_text(&i.ingress, i.host_network))?;

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use netpol_core::compile::Engine;
 use netpol_core::diff::{diff, Change, DeltaGroup, Diff, DiffOptions, OutsideGroup};
-use netpol_core::load::{Loaded, Loader, Severity};
+use netpol_core::load::{Loaded, Loader};
 use netpol_core::model::{Direction, PodId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -35,7 +35,21 @@ pub fn run(
             if !old.is_empty() || !new.is_empty() {
                 bail!("give either the OLD and NEW manifests or a git revision pair, not both");
             }
-            (engine(load_git(old_rev, path)?, "old"), engine(load_git(new_rev, path)?, "new"))
+            let (old_l, old_n) = load_git(old_rev, path)?;
+            let (new_l, new_n) = load_git(new_rev, path)?;
+            if old_n == 0 && new_n == 0 {
+                // Most likely a typo: two empty sides would compare equal, and `--fail-on-new-allows` would pass.
+                bail!(
+                    "no manifests (`*.yaml`, `*.yml`, `*.json`) under `{path}` at either revision ({old_rev}, \
+                     {new_rev}): check the path"
+                );
+            }
+            for (n, rev) in [(old_n, old_rev), (new_n, new_rev)] {
+                if n == 0 {
+                    eprintln!("warning: no manifests under `{path}` at revision {rev}: that side is empty");
+                }
+            }
+            (engine(old_l, "old"), engine(new_l, "new"))
         }
         None => {
             if old.iter().any(|f| f == "-") && new.iter().any(|f| f == "-") {
@@ -85,6 +99,7 @@ fn engine(loaded: Loaded, which: &str) -> Engine {
 // ---------------------------------------------------------------------------------------------------------------
 // git revisions
 
+/// Runs git in `dir`; a failure names the command, its exit status and what git printed on stderr.
 fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>> {
     let o = Command::new("git")
         .arg("-C")
@@ -93,7 +108,12 @@ fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>> {
         .output()
         .with_context(|| "cannot run `git` (is it installed and on PATH?)")?;
     if !o.status.success() {
-        bail!("`git {}` failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim());
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let why = match stderr.trim() {
+            "" => String::new(),
+            s => format!(": {}", s.lines().collect::<Vec<_>>().join(" / ")),
+        };
+        bail!("`git -C {} {}` failed ({}){why}", dir.display(), args.join(" "), o.status);
     }
     Ok(o.stdout)
 }
@@ -122,10 +142,12 @@ fn locate(path: &str) -> (PathBuf, String) {
 }
 
 /// The manifests (`*.yaml|*.yml|*.json`, or the path itself when it names a file) under `path` at `rev`,
-/// loaded; diagnostics go to stderr like `-f`'s.
-fn load_git(rev: &str, path: &str) -> Result<Loaded> {
+/// loaded, and how many files were read; diagnostics go to stderr like `-f`'s.
+fn load_git(rev: &str, path: &str) -> Result<(Loaded, usize)> {
     let (dir, rel) = locate(path);
-    git(&dir, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
+    git(&dir, &["rev-parse", "--show-toplevel"])
+        .with_context(|| format!("`{path}` is not in a git repository (looked from `{}`)", dir.display()))?;
+    git(&dir, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
         .with_context(|| format!("unknown git revision `{rev}`"))?;
     let listing = git(&dir, &["ls-tree", "-r", "-z", "--name-only", "--full-name", rev, "--", &rel])?;
     let files: Vec<String> =
@@ -143,21 +165,15 @@ fn load_git(rev: &str, path: &str) -> Result<Loaded> {
         loader.add_bytes(&format!("{rev}:{f}"), &bytes);
         n += 1;
     }
-    if n == 0 {
-        eprintln!("warning: no manifests under `{path}` at revision {rev}: that side is empty");
-    }
     let loaded = loader.finish();
-    let mut invalid = 0;
     for d in &loaded.diagnostics {
         eprintln!("{d}");
-        if d.severity == Severity::Error {
-            invalid += 1;
-        }
     }
+    let invalid = crate::input::invalid_objects(&loaded.diagnostics);
     if invalid > 0 {
         eprintln!("warning: {invalid} invalid object(s) at revision {rev} were skipped");
     }
-    Ok(loaded)
+    Ok((loaded, n))
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use netpol_core::compile::{Endpoint, Engine};
+use netpol_core::compile::Engine;
 use netpol_core::model::Cluster;
 use netpol_nft::apply::{self, Runner, System};
 use netpol_nft::connectivity::{self, Case, Placed};
@@ -17,7 +17,7 @@ use netpol_nft::probe::Observed;
 use netpol_nft::ruleset;
 use serde::Serialize;
 
-use crate::query::{parse_port_proto, Resolver};
+use crate::query::Resolver;
 
 pub const DEFAULT_PREFIX: &str = "netpol-lab";
 
@@ -167,12 +167,8 @@ pub fn connectivity_test(
         Some(path) => {
             let f = std::fs::File::open(path).with_context(|| format!("cannot read `{path}`"))?;
             let r = Resolver::new(e, "default");
-            for line in std::io::BufReader::new(f).lines() {
-                let line = line?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let case = parse_case(&r, &line);
+            for (line, text) in flow_lines(&mut std::io::BufReader::new(f))? {
+                let case = text.and_then(|()| parse_case(&r, &line));
                 lines.push((line, case));
             }
         }
@@ -223,7 +219,7 @@ pub fn connectivity_test(
         match case {
             Err(msg) => {
                 s.errors += 1;
-                writeln!(w, "{body}{sep}\"error\":{}}}", serde_json::to_string(msg)?)?;
+                crate::query::write_error_line(&mut w, line, msg)?;
             }
             Ok(c) => {
                 let verdict = e.allowed(&c.src, &c.dst, c.protocol, c.port);
@@ -255,28 +251,26 @@ pub fn connectivity_test(
     Ok(if s.disagree > 0 || s.errors > 0 { 1 } else { 0 })
 }
 
-fn parse_case(r: &Resolver, line: &str) -> Result<Case, String> {
-    #[derive(serde::Deserialize)]
-    struct F {
-        src: String,
-        dst: String,
-        #[serde(default)]
-        protocol: Option<String>,
-        port: serde_json::Value,
+/// The non-blank lines of a flows file (the `query` contract), read as bytes: a UTF-8 byte-order mark at the start
+/// is ignored, and a line that is not UTF-8 comes with its error (the line with its bad bytes replaced).
+fn flow_lines(input: &mut dyn BufRead) -> std::io::Result<Vec<(String, Result<(), String>)>> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let mut n = 0u64;
+    while let Some(bytes) = crate::query::read_line(input, &mut buf, n + 1)? {
+        n += 1;
+        match std::str::from_utf8(bytes) {
+            Ok(l) if l.trim().is_empty() => {}
+            Ok(l) => out.push((l.to_string(), Ok(()))),
+            Err(e) => out.push((String::from_utf8_lossy(bytes).into_owned(), Err(crate::query::not_utf8(n, &e)))),
+        }
     }
-    let f: F = serde_json::from_str(line).map_err(|e| format!("invalid flow: {e}"))?;
-    let port = match &f.port {
-        serde_json::Value::Number(n) => n.to_string(),
-        other => return Err(format!("invalid port {other}")),
-    };
-    let spec = match &f.protocol {
-        Some(p) => format!("{port}/{p}"),
-        None => port,
-    };
-    let (port, protocol) = parse_port_proto(&spec)?;
-    let src: Endpoint = r.endpoint(&f.src).map_err(|e| format!("src: {e}"))?;
-    let dst: Endpoint = r.endpoint(&f.dst).map_err(|e| format!("dst: {e}"))?;
-    Ok(Case { src, dst, protocol, port })
+    Ok(out)
+}
+
+fn parse_case(r: &Resolver, line: &str) -> Result<Case, String> {
+    let f = crate::query::parse_flow(r, line)?;
+    Ok(Case { src: f.src, dst: f.dst, protocol: f.protocol, port: f.port })
 }
 
 #[derive(Serialize, Default)]
@@ -442,4 +436,32 @@ pub fn observe(
     let _ = child.kill();
     let _ = child.wait();
     result.map(|_| n)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_files_skip_a_bom_and_blank_lines_and_keep_lines_that_are_not_utf8() {
+        let mut input: &[u8] = b"\xef\xbb\xbf{\"src\":\"a/b\"}\r\n\n  \n\xff{}\n{\"x\":1}";
+        let lines = flow_lines(&mut input).unwrap();
+        assert_eq!(
+            lines,
+            vec![
+                ("{\"src\":\"a/b\"}".to_string(), Ok(())),
+                ("\u{fffd}{}".to_string(), Err("line 4 is not valid UTF-8 (at byte 1)".to_string())),
+                ("{\"x\":1}".to_string(), Ok(())),
+            ]
+        );
+        // Errors of lines that are not JSON objects are still one JSON object per line.
+        let mut out = Vec::new();
+        crate::query::write_error_line(&mut out, "not json", "invalid flow").unwrap();
+        crate::query::write_error_line(&mut out, "{\"src\":1}", "bad").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"input\":\"not json\",\"error\":\"invalid flow\"}\n{\"src\":1,\"error\":\"bad\"}\n"
+        );
+    }
 }

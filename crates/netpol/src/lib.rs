@@ -13,6 +13,7 @@ pub mod matrix_out;
 pub mod query;
 pub mod serve;
 pub mod style;
+pub mod suggest;
 pub mod ui;
 
 use clap::ValueEnum;

@@ -98,6 +98,8 @@ pub struct Source<'t> {
 
 impl<'t> Source<'t> {
     pub fn new(text: &'t str) -> Self {
+        // A byte-order mark is not part of the first line's first key.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let lines: Vec<&str> = text.lines().collect();
         let docs = documents(&lines);
         Source { lines, docs }
@@ -166,6 +168,15 @@ mod tests {
     use super::find_line;
 
     const DOC: &str = "# header\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\n  namespace: a\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    - podSelector:\n        matchLabels: {app: x}\n    - namespaceSelector:\n        matchLabels:\n          name: b\n    ports:\n    - port: 80\n  - from:\n    - ipBlock: {cidr: 10.0.0.0/8}\n";
+
+    #[test]
+    fn a_byte_order_mark_changes_no_line() {
+        let with_bom = format!("\u{feff}{}", DOC.trim_start_matches("# header\n---\n"));
+        assert_eq!(find_line(&with_bom, 0, None, Some("kind")), Some(2));
+        assert_eq!(find_line(&with_bom, 1, None, Some("spec.podSelector")), Some(12));
+        let first_key = "\u{feff}assertions:\n  - name: a\n    expect: x\n";
+        assert_eq!(find_line(first_key, 0, None, Some("assertions[0].expect")), Some(3));
+    }
 
     #[test]
     fn finds_nested_fields() {

@@ -79,6 +79,11 @@ fn inputs(files: Vec<String>, c: ClusterArgs, kubeconfig_on_cli: bool) -> anyhow
     )
 }
 
+/// `-f` of the commands that read manifests.
+const FILES_HELP: &str = "Manifests: files, directories (recursive: *.yaml, *.yml, *.json) or - for stdin. Repeatable";
+/// `-o table|json`.
+const OUTPUT_TABLE_JSON: &str = "Output format: table, or json";
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum TextOrJson {
     Text,
@@ -97,7 +102,7 @@ enum NftAction {
     Stats {
         #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
         prefix: String,
-        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        #[arg(short = 'o', long, value_enum, default_value = "table", help = OUTPUT_TABLE_JSON)]
         output: TableOrJson,
     },
 }
@@ -106,14 +111,14 @@ enum NftAction {
 enum LabAction {
     /// Create the lab for a cluster and load its ruleset.
     Up {
-        #[arg(short = 'f', long = "filename", required = true)]
+        #[arg(short = 'f', long = "filename", required = true, help = FILES_HELP)]
         files: Vec<String>,
         #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
         prefix: String,
     },
     /// Re-apply after the manifests changed: pods added/removed, ruleset replaced in one transaction.
     Apply {
-        #[arg(short = 'f', long = "filename", required = true)]
+        #[arg(short = 'f', long = "filename", required = true, help = FILES_HELP)]
         files: Vec<String>,
         #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
         prefix: String,
@@ -129,8 +134,7 @@ enum LabAction {
 enum Cmd {
     /// Answer flows given as JSON Lines (stdin or --flows): one output line per input line, with a verdict.
     Query {
-        /// Manifests: files, directories (recursive) or - for stdin. Repeatable.
-        #[arg(short = 'f', long = "filename")]
+        #[arg(short = 'f', long = "filename", help = FILES_HELP)]
         files: Vec<String>,
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -146,7 +150,7 @@ enum Cmd {
     },
     /// Explain the verdict of one flow: which policies isolate each side and which rule allows, or why none.
     Explain {
-        #[arg(short = 'f', long = "filename")]
+        #[arg(short = 'f', long = "filename", help = FILES_HELP)]
         files: Vec<String>,
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -156,14 +160,21 @@ enum Cmd {
         dst: String,
         /// PORT or PORT/PROTOCOL (TCP default).
         port: String,
+        /// Namespace of SRC and DST pod names given without one.
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
-        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        #[arg(
+            short = 'o',
+            long,
+            value_enum,
+            default_value = "text",
+            help = "Output format: text, or json (the explanation as an object)"
+        )]
         output: TextOrJson,
     },
     /// Pod-to-pod connectivity for given ports, or over the whole port space.
     Matrix {
-        #[arg(short = 'f', long = "filename")]
+        #[arg(short = 'f', long = "filename", help = FILES_HELP)]
         files: Vec<String>,
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -173,7 +184,13 @@ enum Cmd {
         /// Only pods of this namespace.
         #[arg(short = 'n', long)]
         namespace: Option<String>,
-        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        #[arg(
+            short = 'o',
+            long,
+            value_enum,
+            default_value = "table",
+            help = "Output format: table (pods with identical rows and columns grouped), csv, json, or summary (pair counts per port)"
+        )]
         output: MatrixFormat,
     },
     /// Print the nftables ruleset that enforces the policies (nft syntax, or libnftables JSON with -o json).
@@ -181,9 +198,15 @@ enum Cmd {
     Nft {
         #[command(subcommand)]
         action: Option<NftAction>,
-        #[arg(short = 'f', long = "filename")]
+        #[arg(short = 'f', long = "filename", help = FILES_HELP)]
         files: Vec<String>,
-        #[arg(short = 'o', long, value_enum, default_value = "nft")]
+        #[arg(
+            short = 'o',
+            long,
+            value_enum,
+            default_value = "nft",
+            help = "Output format: nft (the syntax of `nft -f`), or json (libnftables JSON)"
+        )]
         output: NftFormat,
     },
     /// Network-namespace lab: one namespace per pod, routed through a node namespace that enforces the ruleset.
@@ -207,7 +230,7 @@ enum Cmd {
     },
     /// Bring a lab up (or use a running one), probe every flow with real connections, compare with the verdicts.
     ConnectivityTest {
-        #[arg(short = 'f', long = "filename", required = true)]
+        #[arg(short = 'f', long = "filename", required = true, help = FILES_HELP)]
         files: Vec<String>,
         /// JSON Lines flows (the `query` contract); default: every pod pair on every declared container port.
         #[arg(long)]
@@ -223,11 +246,17 @@ enum Cmd {
     },
     /// Find the classic NetworkPolicy mistakes (codes NP001..; `--list` prints the catalogue).
     Lint {
-        #[arg(short = 'f', long = "filename")]
+        #[arg(short = 'f', long = "filename", help = FILES_HELP)]
         files: Vec<String>,
         #[command(flatten)]
         cluster: ClusterArgs,
-        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        #[arg(
+            short = 'o',
+            long,
+            value_enum,
+            default_value = "text",
+            help = "Output format: text (grouped by file and object), json, or sarif (SARIF 2.1.0, for code scanning)"
+        )]
         output: lint_cmd::LintFormat,
         /// Exit with status 1 when a finding is at or above this severity.
         #[arg(long, value_enum, default_value = "error")]
@@ -253,9 +282,16 @@ enum Cmd {
         /// Compare two git revisions of a directory instead: OLD_REV NEW_REV PATH.
         #[arg(long, num_args = 3, value_names = ["OLD_REV", "NEW_REV", "PATH"], conflicts_with_all = ["old", "new"])]
         git: Vec<String>,
+        /// Compare only the pod pairs inside this namespace.
         #[arg(short = 'n', long)]
         namespace: Option<String>,
-        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        #[arg(
+            short = 'o',
+            long,
+            value_enum,
+            default_value = "text",
+            help = "Output format: text, json, or markdown (a pull-request comment)"
+        )]
         output: diff_cmd::DiffFormat,
         /// Exit with status 1 when anything is newly allowed.
         #[arg(long)]
@@ -263,22 +299,30 @@ enum Cmd {
     },
     /// Policy assertion tests for CI: expected flows (by pod, selector or IP) checked against the policies.
     Test {
-        #[arg(short = 'f', long = "filename", required = true)]
+        #[arg(short = 'f', long = "filename", required = true, help = FILES_HELP)]
         files: Vec<String>,
         /// The assertions file (YAML or JSON).
         assertions: String,
-        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        #[arg(
+            short = 'o',
+            long,
+            value_enum,
+            default_value = "text",
+            help = "Report format: text, junit (JUnit XML), or json"
+        )]
         output: assert_cmd::AssertFormat,
     },
     /// Serve the engine over HTTP: JSON API (OpenAPI at /api/v1/openapi.json), /healthz, Prometheus /metrics.
     Serve {
+        /// Manifests: files or directories (recursive: *.yaml, *.yml, *.json; not stdin). Repeatable.
         #[arg(short = 'f', long = "filename")]
         files: Vec<String>,
         /// Without -f: list and watch this cluster, keeping the model current with every event.
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// Address to listen on: HOST:PORT, where HOST is an IP address ([::1] for IPv6) or a name such as
+        /// localhost (resolved; an IPv4 address is preferred).
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
         listen: std::net::SocketAddr,
         /// Largest request body accepted, in bytes (larger requests get 413).
         #[arg(long, default_value_t = serve::DEFAULT_BODY_LIMIT)]
@@ -292,17 +336,40 @@ enum Cmd {
     },
     /// Which policies select each pod, and whether it is isolated per direction.
     Describe {
-        #[arg(short = 'f', long = "filename")]
+        #[arg(short = 'f', long = "filename", help = FILES_HELP)]
         files: Vec<String>,
         #[command(flatten)]
         cluster: ClusterArgs,
         /// namespace/pod (default: every pod, or every pod of -n).
         pod: Option<String>,
+        /// Only pods of this namespace; the namespace of a POD given without one.
         #[arg(short = 'n', long)]
         namespace: Option<String>,
-        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        #[arg(short = 'o', long, value_enum, default_value = "table", help = OUTPUT_TABLE_JSON)]
         output: TableOrJson,
     },
+}
+
+/// `--listen`: `HOST:PORT` with an IP address or a host name. A name is resolved, and the first IPv4 address it
+/// has is used (else the first address): `localhost` is 127.0.0.1, which is what clients try first.
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let usage = "expected HOST:PORT, e.g. 127.0.0.1:8080, localhost:8080, [::1]:8080 or 0.0.0.0:8080";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("`{s}` has no port: {usage}"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("invalid port `{port}` in `{s}`: {usage}"));
+    }
+    if host.is_empty() {
+        return Err(format!("`{s}` has no host: {usage}"));
+    }
+    let addrs: Vec<std::net::SocketAddr> =
+        s.to_socket_addrs().map_err(|e| format!("cannot resolve host `{host}`: {e}"))?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| format!("host `{host}` has no address"))
 }
 
 fn init_tracing(verbose: u8) {
@@ -354,13 +421,10 @@ fn load(files: &[String], strict: bool) -> anyhow::Result<Result<input::Input, E
 /// resourceVersions the answers come from.
 fn load_cluster(source: &live::Source, strict: bool) -> anyhow::Result<Result<input::Input, ExitCode>> {
     let (loaded, from) = live::snapshot_blocking(source)?;
-    let mut invalid = 0;
     for d in &loaded.diagnostics {
         eprintln!("{d}");
-        if d.severity == netpol_core::load::Severity::Error {
-            invalid += 1;
-        }
     }
+    let invalid = input::invalid_objects(&loaded.diagnostics);
     eprintln!("netpol: {from}");
     if invalid > 0 {
         if strict {
@@ -387,6 +451,12 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
     let strict = cli.strict;
     match cli.cmd {
         Cmd::Query { files, cluster, flows, explain, namespace } => {
+            if flows.is_none() && files.iter().any(|f| f == "-") {
+                anyhow::bail!(
+                    "stdin cannot carry both the manifests (`-f -`) and the flows: give the flows with --flows FILE, \
+                     or the manifests as files"
+                );
+            }
             let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
             let inp = match load_from(&inputs, strict)? {
                 Ok(i) => i,
@@ -551,6 +621,8 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let inputs =
                 inputs(files, cluster, kubeconfig_on_cli).map_err(|e| anyhow::anyhow!("{e} (or use --list)"))?;
             let mut cfg = lint_cmd::load_config(config.as_deref())?;
+            let mut disable = disable;
+            lint_cmd::check_rules(&mut disable, "--disable")?;
             cfg.disable.extend(disable);
             let inp = match load_from(&inputs, strict)? {
                 Ok(i) => i,
@@ -570,6 +642,11 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Cmd::Test { files, assertions, output } => {
+            if assertions == "-" && files.iter().any(|f| f == "-") {
+                anyhow::bail!(
+                    "stdin cannot carry both the manifests (`-f -`) and the assertions (`-`): give one of them as a file"
+                );
+            }
             let inp = match load(&files, strict)? {
                 Ok(i) => i,
                 Err(code) => return Ok(code),

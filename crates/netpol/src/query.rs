@@ -3,7 +3,9 @@
 //! Input line: `{"src":"ns/pod"|"IP","dst":"ns/pod"|"IP","protocol":"TCP","port":80}` (protocol defaults to
 //! TCP; other fields are kept). Output line: the input object byte for byte, with `"verdict":"allow"|"deny"`
 //! appended (and `"explain":{...}` with `--explain`), or `"error":"<message>"` when the line cannot be answered.
-//! A line that is not a JSON object is answered `{"input":"<the line>","error":"..."}`.
+//! A line that is not a JSON object is answered `{"input":"<the line>","error":"..."}`, and a line that is not
+//! valid UTF-8 `{"line":N,"input":"<the line, invalid bytes replaced>","error":"..."}`. Lines are read as bytes:
+//! one bad line never ends the stream. A UTF-8 byte-order mark at the start of the input is ignored.
 
 use std::borrow::Cow;
 use std::io::{BufRead, Write};
@@ -74,13 +76,58 @@ struct Answer {
     explain: Option<String>,
 }
 
-fn answer(r: &Resolver, line: &str, explain: bool) -> Result<Answer, String> {
-    let f: FlowIn = serde_json::from_str(line).map_err(|e| format!("invalid flow: {e}"))?;
+/// A flow line, parsed and resolved.
+pub struct Flow {
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Why a line is not a flow, in the user's terms (serde's own messages name Rust types).
+fn flow_shape_error(line: &str, e: &serde_json::Error) -> String {
+    const SHAPE: &str = "a JSON object with `src`, `dst`, `port` and optionally `protocol`";
+    let v: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return format!("invalid flow: not JSON: {e}"),
+    };
+    let serde_json::Value::Object(m) = &v else {
+        return format!("invalid flow: expected {SHAPE}, found {}", json_kind(&v));
+    };
+    for (field, what) in [
+        ("src", "`namespace/pod`, `pod` or an IP address"),
+        ("dst", "`namespace/pod`, `pod` or an IP address"),
+        ("protocol", "TCP, UDP or SCTP"),
+    ] {
+        match m.get(field) {
+            None | Some(serde_json::Value::String(_)) => {}
+            Some(serde_json::Value::Null) if field == "protocol" => {}
+            Some(x) => return format!("invalid flow: `{field}` must be a string ({what}), found {}", json_kind(x)),
+        }
+    }
+    // Left: duplicate fields and the like, whose messages name no type.
+    format!("invalid flow: {e}")
+}
+
+/// Parses and resolves one flow line (the `query` contract; protocol names in any case).
+pub fn parse_flow(r: &Resolver, line: &str) -> Result<Flow, String> {
+    let f: FlowIn = serde_json::from_str(line).map_err(|e| flow_shape_error(line, &e))?;
     let src = f.src.ok_or("missing field `src`")?;
     let dst = f.dst.ok_or("missing field `dst`")?;
-    let proto = match f.protocol.as_deref() {
+    let protocol = match f.protocol.as_deref() {
         None => Protocol::Tcp,
-        Some(p) => Protocol::parse_exact(p).ok_or_else(|| format!("unsupported protocol `{p}`: TCP, UDP or SCTP"))?,
+        Some(p) => Protocol::parse_loose(p).ok_or_else(|| format!("unsupported protocol `{p}`: TCP, UDP or SCTP"))?,
     };
     let port = match &f.port {
         Some(serde_json::Value::Number(n)) => n.as_u64().filter(|&n| (1..=65535).contains(&n)).map(|n| n as u16),
@@ -90,8 +137,13 @@ fn answer(r: &Resolver, line: &str, explain: bool) -> Result<Answer, String> {
         None => "missing field `port`".to_string(),
         Some(v) => format!("invalid port {v}: must be an integer between 1 and 65535"),
     })?;
-    let s = r.endpoint(&src).map_err(|e| format!("src: {e}"))?;
-    let d = r.endpoint(&dst).map_err(|e| format!("dst: {e}"))?;
+    let src = r.endpoint(&src).map_err(|e| format!("src: {e}"))?;
+    let dst = r.endpoint(&dst).map_err(|e| format!("dst: {e}"))?;
+    Ok(Flow { src, dst, protocol, port })
+}
+
+fn answer(r: &Resolver, line: &str, explain: bool) -> Result<Answer, String> {
+    let Flow { src: s, dst: d, protocol: proto, port } = parse_flow(r, line)?;
     let verdict = r.engine.allowed(&s, &d, proto, port);
     let explain = if explain {
         let ex = r.engine.explain(&s, &d, proto, port);
@@ -103,7 +155,7 @@ fn answer(r: &Resolver, line: &str, explain: bool) -> Result<Answer, String> {
 }
 
 /// Writes `line` (a JSON object) with extra members appended before its closing brace.
-fn append_members(out: &mut impl Write, line: &str, members: &str) -> std::io::Result<()> {
+fn append_members(out: &mut (impl Write + ?Sized), line: &str, members: &str) -> std::io::Result<()> {
     let body = line.trim_end();
     let inner = body.strip_suffix('}').unwrap_or(body);
     let empty = inner.trim_start().strip_prefix('{').is_some_and(|r| r.trim().is_empty());
@@ -113,6 +165,43 @@ fn append_members(out: &mut impl Write, line: &str, members: &str) -> std::io::R
     }
     out.write_all(members.as_bytes())?;
     out.write_all(b"}\n")
+}
+
+/// Writes the answer of a line that cannot be answered: the line (a JSON object) with `"error"` appended, or
+/// `{"input":"<line>","error":...}` when it is not a JSON object.
+pub fn write_error_line(out: &mut dyn Write, line: &str, msg: &str) -> std::io::Result<()> {
+    let msg = serde_json::to_string(msg).unwrap_or_else(|_| "\"error\"".into());
+    let is_object = line.trim_start().starts_with('{') && line.trim_end().ends_with('}');
+    if is_object && serde_json::from_str::<serde::de::IgnoredAny>(line).is_ok() {
+        append_members(out, line, &format!("\"error\":{msg}"))
+    } else {
+        let input = serde_json::to_string(line).unwrap_or_else(|_| "\"\"".into());
+        writeln!(out, "{{\"input\":{input},\"error\":{msg}}}")
+    }
+}
+
+/// Reads one line as bytes into `buf` (cleared first), without its line ending, and without a UTF-8 byte-order
+/// mark when it is the first line (`n` = 1); `None` at the end of the input. Reading bytes, not `String`s, lets
+/// a line that is not UTF-8 be answered instead of ending the stream.
+pub fn read_line<'b>(input: &mut dyn BufRead, buf: &'b mut Vec<u8>, n: u64) -> std::io::Result<Option<&'b [u8]>> {
+    buf.clear();
+    if input.read_until(b'\n', buf)? == 0 {
+        return Ok(None);
+    }
+    let mut bytes = buf.as_slice();
+    while let Some(b) = bytes.strip_suffix(b"\n").or_else(|| bytes.strip_suffix(b"\r")) {
+        bytes = b;
+    }
+    if n == 1 {
+        // A UTF-8 byte-order mark (editors on Windows write one) is not part of the first flow.
+        bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    }
+    Ok(Some(bytes))
+}
+
+/// The message for line `n` that is not valid UTF-8.
+pub fn not_utf8(n: u64, e: &std::str::Utf8Error) -> String {
+    format!("line {n} is not valid UTF-8 (at byte {})", e.valid_up_to() + 1)
 }
 
 /// Runs the query loop; returns the number of lines that got an error.
@@ -125,15 +214,22 @@ pub fn run(
 ) -> std::io::Result<u64> {
     let r = Resolver::new(engine, default_ns);
     let mut errors = 0u64;
-    let mut line = String::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut n = 0u64;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
-    loop {
-        line.clear();
-        if input.read_line(&mut line)? == 0 {
-            break;
-        }
-        let l = line.trim_end_matches(['\n', '\r']);
-        let is_object = l.trim_start().starts_with('{') && l.trim_end().ends_with('}');
+    while let Some(bytes) = read_line(input, &mut buf, n + 1)? {
+        n += 1;
+        let l = match std::str::from_utf8(bytes) {
+            Ok(l) => l,
+            Err(e) => {
+                // Read as bytes, so that one bad line does not end the stream: it gets its own error line.
+                errors += 1;
+                let input = serde_json::to_string(&String::from_utf8_lossy(bytes)).unwrap_or_else(|_| "\"\"".into());
+                let msg = serde_json::to_string(&not_utf8(n, &e)).unwrap_or_else(|_| "\"error\"".into());
+                writeln!(out, "{{\"line\":{n},\"input\":{input},\"error\":{msg}}}")?;
+                continue;
+            }
+        };
         match answer(&r, l, explain) {
             Ok(a) => {
                 let v = if a.verdict { r#""verdict":"allow""# } else { r#""verdict":"deny""# };
@@ -144,13 +240,7 @@ pub fn run(
             }
             Err(msg) => {
                 errors += 1;
-                let msg = serde_json::to_string(&msg).unwrap_or_else(|_| "\"error\"".into());
-                if is_object && serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok() {
-                    append_members(&mut out, l, &format!("\"error\":{msg}"))?;
-                } else {
-                    let input = serde_json::to_string(l).unwrap_or_else(|_| "\"\"".into());
-                    writeln!(out, "{{\"input\":{input},\"error\":{msg}}}")?;
-                }
+                write_error_line(&mut out, l, &msg)?;
             }
         }
     }

@@ -445,3 +445,56 @@ fn junit_escapes_names_and_reports_unresolved_endpoints() {
     assert_eq!(attr(failures[1], "type"), "unresolved-endpoint");
     assert_eq!(attr(failures[1], "message"), "from: {namespace: nope} matches no pod");
 }
+
+#[test]
+fn a_byte_order_mark_and_protocols_in_any_case_are_accepted() {
+    let engine = example_engine();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "\u{feff}assertions:\n  - name: dns\n    from: backend/api\n    to: kube-system/coredns\n    port: 53/udp\n    expect: allow\n  - name: dns tcp\n    from: backend/api\n    to: kube-system/coredns\n    port: 53\n    protocol: Tcp\n    expect: allow\n";
+    let json_text = "\u{feff}{\"assertions\":[{\"name\":\"dns\",\"from\":\"backend/api\",\"to\":\"kube-system/coredns\",\"port\":53,\"protocol\":\"udp\",\"expect\":\"allow\"}]}";
+    for (name, text, passed) in [("a.yaml", yaml, 2), ("a.json", json_text, 1)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (code, report, err) = run_path(&engine, path.to_str().unwrap(), AssertFormat::Json);
+        assert_eq!(code, 0, "{name}: {report}{err}");
+        assert_eq!(json(&report)["passed"], passed, "{name}");
+    }
+    // With a BOM, lines of errors are still right.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, yaml.replace("expect: allow\n  - name: dns tcp", "expect: allowed\n  - name: dns tcp"))
+        .unwrap();
+    let (code, _, err) = run_path(&engine, bad.to_str().unwrap(), AssertFormat::Text);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.yaml:6: assertions[0].expect: must be `allow` or `deny`"), "{err}");
+}
+
+#[test]
+fn a_selector_mistake_is_reported_once_in_user_terms() {
+    let one = |sel: &str| -> Vec<String> {
+        let text = format!("assertions:\n  - name: a\n    from: {{podSelector: {sel}}}\n    to: backend/api\n    port: 80\n    expect: allow\n");
+        let e = assert_cmd::parse("t.yaml", &text).unwrap_err();
+        e.errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect()
+    };
+    let p = "assertions[0].from.podSelector.matchExpressions[0]";
+    // A misspelt field: before, also "not a valid selector operator ``" for the operator it left empty.
+    assert_eq!(
+        one("{matchExpressions: [{key: app, operater: In, values: [a]}]}"),
+        [format!(
+            "{p}.operater: unknown field (did you mean `operator`? expected one of `key`, `operator`, `values`) (in \
+             assertion `a`)"
+        )]
+    );
+    // And "values: must be specified when `operator` is 'In'" for a misspelt `values`.
+    assert_eq!(one("{matchExpressions: [{key: app, operator: In, valus: [a]}]}").len(), 1);
+    // A missing key: said once, not as "invalid label key ``".
+    assert_eq!(one("{matchExpressions: [{operator: Exists}]}"), [format!("{p}.key: missing field (in assertion `a`)")]);
+    // Not a mapping: no Rust type name (serde said "expected LabelSelectorRequirement").
+    assert_eq!(
+        one("{matchExpressions: [app=web]}"),
+        [format!("{p}: must be a mapping with `key`, `operator` and `values`, found a string (in assertion `a`)")]
+    );
+    // Real selector errors are still reported, each once.
+    let errs = one("{matchExpressions: [{key: app, operator: Equals, values: [a]}, {key: x, operator: In}]}");
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].contains("not a valid selector operator `Equals`"), "{errs:#?}");
+}

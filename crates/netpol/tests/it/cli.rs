@@ -180,6 +180,13 @@ fn describe_outputs() {
     );
     let dns = pod("kube-system/coredns");
     assert_eq!(dns["outside"]["egress"], serde_json::json!([{"ports": "all", "addresses": ["0.0.0.0/0", "::/0"]}]));
+    // Labels as an object, as in a manifest (before: the string `app=web,tier=frontend`).
+    assert_eq!(web["labels"], serde_json::json!({"app": "web"}));
+    assert!(v.as_array().unwrap().iter().all(|p| p["labels"].is_object()), "{v}");
+    insta::assert_snapshot!(
+        "describe_pod_json",
+        stdout(&netpol(&["describe", "-f", &ex, "backend/api-6b8d7f5c4-m4n7r", "-o", "json"], None))
+    );
 }
 
 #[test]
@@ -200,6 +207,16 @@ fn invalid_objects_are_reported_and_skipped_or_fatal_with_strict() {
     assert!(stdout(&o).contains("not isolated"), "the invalid policy is not applied");
     let strict = netpol(&["--strict", "describe", "-f", path], None);
     assert_eq!(strict.status.code(), Some(2));
+    // One object with two invalid fields is one invalid object (before: "2 invalid object(s)").
+    std::fs::write(
+        &f,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad, namespace: x}\nspec:\n  podSelector: {matchExpressions: [{key: a, operator: Equals}]}\n  ingress: [{ports: [{port: 80, endPort: 70}]}]\n",
+    )
+    .unwrap();
+    let o = netpol(&["describe", "-f", path], None);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(err.lines().filter(|l| l.starts_with("error: ")).count(), 2, "{err}");
+    assert!(err.contains("warning: 1 invalid object(s) were skipped"), "{err}");
 }
 
 #[test]
@@ -262,4 +279,254 @@ fn diff_command_reports_new_allows() {
     let strict = netpol(&["diff", "-f", &old, "--against", &new, "--fail-on-new-allows", "-o", "markdown"], None);
     assert_eq!(strict.status.code(), Some(1));
     assert!(stdout(&strict).contains('|'));
+}
+
+/// `netpol` with a deadline: a hang is a failure, not a stuck test run.
+fn netpol_within(args: &[&str], stdin: Option<&[u8]>, secs: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = stdin.map(<[u8]>::to_vec);
+    let mut pipe = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        if let Some(b) = input {
+            let _ = pipe.write_all(&b);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`netpol {}` did not finish within {secs} s", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    writer.join().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn stdin_is_read_once_manifests_and_flows_cannot_share_it() {
+    let yaml = std::fs::read_to_string(root().join("examples/three-tier/workloads.yaml")).unwrap();
+    // `cat m.yaml | netpol query -f -`: the flows would be read from the same stdin.
+    let o = netpol(&["query", "-f", "-"], Some(&yaml));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stdin cannot carry both the manifests (`-f -`) and the flows"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    // With --flows FILE, `-f -` is fine.
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows.jsonl");
+    std::fs::write(&flows, "{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080}\n").unwrap();
+    let o = netpol(&["query", "-f", "-", "--flows", flows.to_str().unwrap()], Some(&yaml));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // `-f -` twice, in every command that reads manifests.
+    for args in [
+        &["describe", "-f", "-", "-f", "-"][..],
+        &["query", "-f", "-", "-f", "-", "--flows", flows.to_str().unwrap()],
+        &["lint", "-f", "-", "-f", "-"],
+        &["diff", "-f", "-", "-f", "-", "--against", &example()],
+    ] {
+        let o = netpol(args, Some(&yaml));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("`-f -` is given more than once: stdin can be read only once"), "{}", stderr(&o));
+    }
+    // `netpol test -f - -`: manifests and assertions on one stdin.
+    let o = netpol(&["test", "-f", "-", "-"], Some(&yaml));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stdin cannot carry both the manifests (`-f -`) and the assertions"), "{}", stderr(&o));
+}
+
+/// Writes a one-pod manifest.
+fn pod_yaml(ns: &str, name: &str) -> String {
+    format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}\nspec: {{containers: [{{name: c}}]}}\n")
+}
+
+#[test]
+fn directory_symlinks_are_followed_once_loops_end_and_dangling_links_warn() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("top");
+    std::fs::create_dir_all(top.join("sub")).unwrap();
+    std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
+    std::fs::write(top.join("a.yaml"), pod_yaml("x", "a")).unwrap();
+    std::fs::write(top.join("sub/b.yaml"), pod_yaml("x", "b")).unwrap();
+    std::fs::write(dir.path().join("elsewhere/c.yaml"), pod_yaml("y", "c")).unwrap();
+    // Loops: a self-link, two links to the parent (a walk without loop detection branches 2^40 times), and a
+    // link from sub back to top.
+    symlink(".", top.join("self")).unwrap();
+    symlink("..", top.join("sub/up1")).unwrap();
+    symlink("..", top.join("sub/up2")).unwrap();
+    // A directory outside the tree, linked: followed (once).
+    symlink("../elsewhere", top.join("linked")).unwrap();
+    symlink("../elsewhere", top.join("sub/linked-again")).unwrap();
+    // A file linked under another name: read once.
+    symlink("a.yaml", top.join("a-link.yaml")).unwrap();
+    // Dangling links: a file and a directory.
+    symlink("gone.yaml", top.join("dangling.yaml")).unwrap();
+    symlink("no-such-dir", top.join("dangling-dir")).unwrap();
+    let o = netpol_within(&["describe", "-f", top.to_str().unwrap(), "-o", "json"], None, 60);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pods: Vec<&str> = v.as_array().unwrap().iter().map(|p| p["pod"].as_str().unwrap()).collect();
+    assert_eq!(pods, ["x/a", "x/b", "y/c"], "{err}");
+    assert!(!err.contains("duplicate"), "each file is read once: {err}");
+    assert!(!err.contains("invalid object"), "{err}");
+    for name in ["dangling.yaml", "dangling-dir"] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("warning: skipped `") && l.contains(name) && l.contains("cannot be read")),
+            "a warning for {name}: {err}"
+        );
+    }
+    assert!(err.contains("which is already read (a symlink loop"), "{err}");
+    // A dangling link given directly is still an error.
+    let o = netpol(&["describe", "-f", top.join("dangling.yaml").to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
+    // The same directory twice on the command line, and a file inside it: every object once.
+    let t = top.to_str().unwrap();
+    let a = top.join("a.yaml");
+    let o = netpol_within(&["describe", "-f", t, "-f", t, "-f", a.to_str().unwrap()], None, 60);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("duplicate"), "{}", stderr(&o));
+}
+
+#[test]
+fn query_answers_a_line_that_is_not_utf8_and_goes_on() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080}\n");
+    input.extend_from_slice(b"{\"src\":\"frontend/w\xe9b\",\"dst\":\"backend/api\",\"port\":8080}\n");
+    input.extend_from_slice(b"\xff\xfe\r\n");
+    input.extend_from_slice(b"{\"src\":\"frontend/web\",\"dst\":\"database/postgres\",\"port\":5432}\n");
+    let o = netpol_within(&["query", "-f", &example()], Some(&input), 60);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(o.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4, "one line out per line in: {lines:#?}");
+    assert_eq!(lines[0]["verdict"], "allow");
+    assert_eq!(lines[1]["line"], 2);
+    assert_eq!(lines[1]["error"], "line 2 is not valid UTF-8 (at byte 19)");
+    assert_eq!(lines[1]["input"], "{\"src\":\"frontend/w\u{fffd}b\",\"dst\":\"backend/api\",\"port\":8080}");
+    assert_eq!(lines[2]["line"], 3);
+    assert!(lines[2]["error"].as_str().unwrap().starts_with("line 3 is not valid UTF-8"));
+    assert_eq!(lines[3]["verdict"], "deny");
+}
+
+#[test]
+fn query_protocols_in_any_case_a_bom_and_messages_without_rust_types() {
+    let input = concat!(
+        "\u{feff}{\"src\":\"backend/api\",\"dst\":\"kube-system/coredns\",\"protocol\":\"udp\",\"port\":53}\n",
+        "{\"src\":\"backend/api\",\"dst\":\"kube-system/coredns\",\"protocol\":\"Udp\",\"port\":53}\n",
+        "{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"protocol\":\"tcp\",\"port\":8080}\n",
+        "[1,2]\n",
+        "{\"src\":5,\"dst\":\"backend/api\",\"port\":8080}\n",
+        "{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"protocol\":6,\"port\":8080}\n",
+        "\"frontend/web\"\n",
+        "{\"src\":\"frontend/web\",\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080}\n",
+    );
+    let o = netpol(&["query", "-f", &example()], Some(input));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 8);
+    // The BOM is not part of the first line, which is kept byte for byte.
+    assert!(out.starts_with("{\"src\":\"backend/api\""), "{out}");
+    for l in &lines[..3] {
+        assert_eq!(l["verdict"], "allow", "{l}");
+    }
+    let errors: Vec<&str> = lines[3..].iter().map(|l| l["error"].as_str().unwrap()).collect();
+    assert_eq!(
+        errors,
+        [
+            "invalid flow: expected a JSON object with `src`, `dst`, `port` and optionally `protocol`, found a list",
+            "invalid flow: `src` must be a string (`namespace/pod`, `pod` or an IP address), found a number",
+            "invalid flow: `protocol` must be a string (TCP, UDP or SCTP), found a number",
+            "invalid flow: expected a JSON object with `src`, `dst`, `port` and optionally `protocol`, found a string",
+            "invalid flow: duplicate field `src` at line 1 column 27",
+        ]
+    );
+    assert!(!out.contains("struct") && !out.contains("FlowIn"), "{out}");
+    // `explain` takes the protocol in any case, as `query` does.
+    let e = netpol(&["explain", "-f", &example(), "backend/api", "kube-system/coredns", "53/uDp", "-o", "json"], None);
+    assert_eq!(e.status.code(), Some(0), "{}", stderr(&e));
+    let v: serde_json::Value = serde_json::from_slice(&e.stdout).unwrap();
+    assert_eq!(v["protocol"], "UDP");
+}
+
+#[test]
+fn serve_listen_takes_a_host_name() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(["serve", "-f", &example(), "--listen", "localhost:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    // localhost is resolved, IPv4 first (what clients try first).
+    assert!(line.contains("on http://127.0.0.1:"), "{line}");
+    for (arg, want) in [
+        ("localhost", "`localhost` has no port"),
+        ("localhost:http", "invalid port `http` in `localhost:http`"),
+        (":8080", "`:8080` has no host"),
+    ] {
+        let o = netpol(&["serve", "-f", &example(), "--listen", arg], None);
+        assert_eq!(o.status.code(), Some(2), "{arg}");
+        let err = stderr(&o);
+        assert!(err.contains(want) && err.contains("expected HOST:PORT, e.g. 127.0.0.1:8080, localhost:8080"), "{err}");
+    }
+}
+
+/// The subcommands listed under `Commands:` in a help text (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_subcommand_describes_its_f_n_o_flags() {
+    let mut todo: Vec<Vec<String>> =
+        subcommands(&stdout(&netpol(&["-h"], None))).into_iter().map(|c| vec![c]).collect();
+    assert!(todo.len() >= 12, "{todo:?}");
+    let mut checked = 0;
+    while let Some(path) = todo.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("-h");
+        let help = stdout(&netpol(&args, None));
+        todo.extend(subcommands(&help).into_iter().map(|c| [path.clone(), vec![c]].concat()));
+        for flag in ["-f, --filename <", "-n, --namespace <", "-o, --output <"] {
+            let Some(line) = help.lines().find(|l| l.trim_start().starts_with(flag)) else { continue };
+            // After `<VALUE>`: a description, not only `[default: ...]` / `[possible values: ...]`.
+            let rest = line.split_once('>').map_or("", |(_, r)| r).trim();
+            let text = rest.split(" [").next().unwrap_or("").trim();
+            assert!(
+                !text.is_empty() && !text.starts_with('['),
+                "`netpol {}`: {flag}...> has no description: {line}",
+                path.join(" ")
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "{checked} flags checked");
 }

@@ -198,6 +198,57 @@ fn git_mode_compares_two_revisions_of_a_directory() {
     let e =
         run(&side("old"), &[], Some(("HEAD~1", "HEAD", &path)), None, DiffFormat::Text, false, &mut out).unwrap_err();
     assert!(e.to_string().contains("not both"), "{e}");
+    // git's own reason is part of the error, with the command.
+    let e = run(&[], &[], Some(("no-such-rev", "HEAD", &path)), None, DiffFormat::Text, false, &mut out).unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("rev-parse --verify no-such-rev^{commit}` failed (exit status: 128): fatal:"), "{e}");
+}
+
+#[test]
+fn git_mode_path_at_neither_revision_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    git(repo, &["init", "-q"]);
+    copy_dir(&data().join("old"), &repo.join("deploy"));
+    commit(repo, "old");
+    copy_dir(&data().join("new"), &repo.join("deploy"));
+    commit(repo, "new");
+    // A typo: before, two empty sides compared equal and `--fail-on-new-allows` passed.
+    let typo = repo.join("deplyo").display().to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(["diff", "--git", "HEAD~1", "HEAD", &typo, "--fail-on-new-allows"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("no manifests (`*.yaml`, `*.yml`, `*.json`) under `{typo}` at either revision")),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+    // The right path still works (and finds the new allows).
+    let path = repo.join("deploy").display().to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(["diff", "--git", "HEAD~1", "HEAD", &path, "--fail-on-new-allows"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    // Outside a repository: says so, with git's reason.
+    let plain = tempfile::tempdir().unwrap();
+    let mut out = Vec::new();
+    let e = run(
+        &[],
+        &[],
+        Some(("HEAD~1", "HEAD", plain.path().to_str().unwrap())),
+        None,
+        DiffFormat::Text,
+        false,
+        &mut out,
+    )
+    .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("is not in a git repository"), "{e}");
+    assert!(e.contains("rev-parse --show-toplevel` failed (exit status: 128): fatal: not a git repository"), "{e}");
 }
 
 /// The figures in the README ("Connectivity diff"): `cargo test --release -p netpol --test it diff:: -- --ignored --nocapture`

@@ -170,3 +170,97 @@ fn sarif_is_valid_and_points_at_lines() {
         None => eprintln!("skipped schema validation: npm could not fetch the SARIF schema"),
     }
 }
+
+#[test]
+fn unknown_rule_codes_are_errors_naming_the_closest_and_the_known_codes() {
+    let f = fixture("all-rules.yaml");
+    let o = netpol(&["lint", "-f", &f, "--disable", "NP999"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(o.stdout.is_empty());
+    assert!(err.contains("unknown lint rule `NP999` in --disable: did you mean `NP009` (no-default-deny)?"), "{err}");
+    assert!(err.contains("known codes: NP001, NP002, NP003"), "{err}");
+    let o = netpol(&["lint", "-f", &f, "--disable", "redundant-rul"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("did you mean `NP011` (redundant-rule)?"));
+    // Codes in any case and names are fine, on the command line and in the config file (severity keys too).
+    let o = netpol(&["lint", "-f", &f, "--disable", "np003", "--disable", "port-not-served"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!stdout(&o).contains("[NP003]") && !stdout(&o).contains("[NP006]"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("netpol.yaml");
+    // A byte-order mark at the start, a lowercase code and a name as severity keys.
+    std::fs::write(&cfg, "\u{feff}lint:\n  disable: [np009]\n  severity: {np003: warning, port-not-served: error}\n")
+        .unwrap();
+    let o = netpol(&["lint", "-f", &f, "--config", cfg.to_str().unwrap()]);
+    let text = stdout(&o);
+    assert!(!text.contains("[NP009]") && text.contains("warning[NP003]") && text.contains("error[NP006]"), "{text}");
+    for (body, want) in [
+        ("lint:\n  disable: [NP009, NP0099]\n", "unknown lint rule `NP0099` in lint.disable: did you mean `NP009`"),
+        ("lint:\n  severity: {NP066: info}\n", "unknown lint rule `NP066` in lint.severity: did you mean `NP006`"),
+    ] {
+        std::fs::write(&cfg, body).unwrap();
+        let o = netpol(&["lint", "-f", &f, "--config", cfg.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("invalid config file") && err.contains(want), "{err}");
+    }
+}
+
+#[test]
+fn config_errors_name_no_rust_types() {
+    let f = fixture("clean.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("netpol.yaml");
+    for (body, want) in [
+        ("[]\n", "expected a mapping with a `lint:` section"),
+        ("lint: []\n", "lint: invalid type: sequence, expected a mapping with `disable`, `severity` or `dns`"),
+        (
+            "lint: {dns: x}\n",
+            "lint.dns: invalid type: string \"x\", expected a mapping with `namespace` and `pod_labels`",
+        ),
+    ] {
+        std::fs::write(&cfg, body).unwrap();
+        let o = netpol(&["lint", "-f", &f, "--config", cfg.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "want `{want}` in {err}");
+        assert!(!err.contains("struct"), "{err}");
+    }
+}
+
+/// The SARIF result's `artifactLocation.uri` of each finding.
+fn sarif_uris(o: &Output) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    results
+        .iter()
+        .map(|r| r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn sarif_uris_are_relative_to_the_current_directory_and_percent_encoded() {
+    // An absolute path inside the current directory: relative (before, the absolute path without a scheme).
+    let abs = root().join("tests/data/lint/all-rules.yaml").canonicalize().unwrap();
+    let o = netpol(&["lint", "-f", abs.to_str().unwrap(), "-o", "sarif", "--fail-on", "never"]);
+    assert!(sarif_uris(&o).iter().all(|u| u == "tests/data/lint/all-rules.yaml"), "{:?}", sarif_uris(&o));
+    // `./` and a name with a space, from another directory.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("k8s manifests")).unwrap();
+    std::fs::copy(&abs, dir.path().join("k8s manifests/all rules.yaml")).unwrap();
+    let run_in = |cwd: &std::path::Path, f: &str| {
+        Command::new(env!("CARGO_BIN_EXE_netpol"))
+            .args(["lint", "-f", f, "-o", "sarif", "--fail-on", "never"])
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+    };
+    let o = run_in(dir.path(), "./k8s manifests/all rules.yaml");
+    assert!(sarif_uris(&o).iter().all(|u| u == "k8s%20manifests/all%20rules.yaml"), "{:?}", sarif_uris(&o));
+    // Outside the current directory: a file:// URI.
+    let o = run_in(&dir.path().join("k8s manifests"), abs.to_str().unwrap());
+    let want = format!("file://{}", abs.display());
+    assert!(sarif_uris(&o).iter().all(|u| *u == want), "{:?}", sarif_uris(&o));
+}
