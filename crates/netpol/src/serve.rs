@@ -8,6 +8,12 @@
 //! published by the watch task after each batch of events, and `X-Netpol-Resource-Version` carries the
 //! Kubernetes resourceVersions it reflects.
 //!
+//! Nothing a client does holds the server ([`Limits`]): [`serve_on`] runs hyper's HTTP/1 server with a header
+//! read timeout (also the keep-alive idle timeout) and backs off when `accept` fails; [`router`] refuses long URIs
+//! and oversized bodies before reading them and reads bodies within a deadline; the expensive requests take one
+//! of `--max-expensive` slots (503 with `Retry-After` when none is free) and stop when their client leaves
+//! (`Job`). Every error answer is JSON ([`ApiError`]).
+//!
 //! Routes: `POST /api/v1/query`, `GET /api/v1/explain`, `GET /api/v1/matrix`, `GET /api/v1/lint`,
 //! `GET /api/v1/diagnostics`, `GET /api/v1/pods`, `GET /api/v1/policies`, `GET /api/v1/openapi.json`,
 //! `GET /healthz`, `GET /metrics`.
