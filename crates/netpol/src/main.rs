@@ -333,6 +333,8 @@ enum Cmd {
         /// Settings file for /api/v1/lint (default: .netpol.yaml in the current directory, if any).
         #[arg(long)]
         config: Option<String>,
+        #[command(flatten)]
+        limits: serve::Limits,
     },
     /// Which policies select each pod, and whether it is isolated per direction.
     Describe {
@@ -655,7 +657,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let code = assert_cmd::run(&inp.engine, &assertions, output, &mut stdout.lock())?;
             Ok(ExitCode::from(code))
         }
-        Cmd::Serve { files, cluster, listen, body_limit, watch, config } => {
+        Cmd::Serve { files, cluster, listen, body_limit, watch, config, limits } => {
             let lint_config = lint_cmd::load_config(config.as_deref())?;
             let (files, cluster) = match inputs(files, cluster, kubeconfig_on_cli)? {
                 Inputs::Files(files) => (files, None),
@@ -664,7 +666,8 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 }
                 Inputs::Cluster(source) => (Vec::new(), Some(source)),
             };
-            serve::serve_blocking(serve::ServeOptions { files, cluster, listen, body_limit, watch, lint_config })?;
+            let opts = serve::ServeOptions { files, cluster, listen, body_limit, watch, lint_config, limits };
+            serve::serve_blocking(opts)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Describe { files, cluster, pod, namespace, output } => {

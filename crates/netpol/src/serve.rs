@@ -8,6 +8,12 @@
 //! published by the watch task after each batch of events, and `X-Netpol-Resource-Version` carries the
 //! Kubernetes resourceVersions it reflects.
 //!
+//! Nothing a client does holds the server ([`Limits`]): [`serve_on`] runs hyper's HTTP/1 server with a header
+//! read timeout (also the keep-alive idle timeout) and backs off when `accept` fails; [`router`] refuses long URIs
+//! and oversized bodies before reading them and reads bodies within a deadline; the expensive requests take one
+//! of `--max-expensive` slots (503 with `Retry-After` when none is free) and stop when their client leaves
+//! (`Job`). Every error answer is JSON ([`ApiError`]).
+//!
 //! Routes: `POST /api/v1/query`, `GET /api/v1/explain`, `GET /api/v1/matrix`, `GET /api/v1/lint`,
 //! `GET /api/v1/diagnostics`, `GET /api/v1/pods`, `GET /api/v1/policies`, `GET /api/v1/openapi.json`,
 //! `GET /healthz`, `GET /metrics`.
@@ -57,6 +63,189 @@ pub struct ServeOptions {
     pub watch: bool,
     /// Settings of `GET /api/v1/lint` (`.netpol.yaml`'s `lint:`).
     pub lint_config: lint::Config,
+    /// Timeouts and the bound on concurrent expensive requests.
+    pub limits: Limits,
+}
+
+// ---- limits ----
+
+/// Timeouts and concurrency bound of `netpol serve` (the `serve` command's flags, flattened into it).
+#[derive(Clone, Debug, clap::Args)]
+pub struct Limits {
+    /// Time a client has to send a complete request head (request line and headers), counted from when the
+    /// connection opens or its previous answer was sent, so it is also the keep-alive idle timeout; then the
+    /// connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Time a client has to send a complete request body once the head is read; a slower one gets 408 and the
+    /// connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Expensive requests (what-if, graph what-if, query with explain) computed at once; more get 503 with
+    /// `Retry-After` [default: the number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_expensive: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { header_timeout: Duration::from_secs(10), body_timeout: Duration::from_secs(30), max_expensive: None }
+    }
+}
+
+impl Limits {
+    /// `--max-expensive`, or the number of cores.
+    pub fn max_expensive(&self) -> usize {
+        match self.max_expensive {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// `10s`, `500ms`, `2m` or plain seconds (`1.5`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v * scale <= 86_400.0 => Ok(Duration::from_secs_f64(v * scale)),
+        _ => {
+            Err(format!("invalid duration `{s}`: a positive number of seconds, `500ms`, `10s` or `2m` (at most 24 h)"))
+        }
+    }
+}
+
+/// Longest request URI (path and query) the API reads; longer ones get 414. Below hyper's own limit (64 KiB),
+/// so the answer is the API's JSON error.
+pub const MAX_URI_LEN: usize = 16 << 10;
+/// `Retry-After` (seconds) of a 503 when every expensive-request slot is taken.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// The bound on concurrent expensive requests, and their counters.
+struct Expensive {
+    slots: Arc<tokio::sync::Semaphore>,
+    size: usize,
+    counters: Arc<ExpensiveCounters>,
+}
+
+#[derive(Default)]
+struct ExpensiveCounters {
+    in_flight: AtomicU64,
+    completed: AtomicU64,
+    cancelled: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl Expensive {
+    fn new(slots: usize) -> Expensive {
+        Expensive { slots: Arc::new(tokio::sync::Semaphore::new(slots)), size: slots, counters: Arc::default() }
+    }
+
+    fn begin(&self) -> Result<(Job, CancelOnDrop), Busy> {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Busy);
+        };
+        self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let job = Job {
+            _permit: permit,
+            cancel: cancel.clone(),
+            cancelled: AtomicBool::new(false),
+            counters: self.counters.clone(),
+        };
+        Ok((job, CancelOnDrop(cancel)))
+    }
+}
+
+/// An expensive request's work, run on a blocking thread: it holds one slot until it ends, and [`Job::check`]
+/// tells it to stop once the client is gone (the request's future, holding the [`CancelOnDrop`], was dropped:
+/// hyper drops it when the connection closes).
+pub(crate) struct Job {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    cancel: Arc<AtomicBool>,
+    cancelled: AtomicBool,
+    counters: Arc<ExpensiveCounters>,
+}
+
+/// The client left: the work stopped at a check.
+#[derive(Debug)]
+pub(crate) struct Cancelled;
+
+impl Job {
+    /// `Err(Cancelled)` once the request's future was dropped; called between the phases of the work.
+    pub(crate) fn check(&self) -> Result<(), Cancelled> {
+        if self.cancel.load(Ordering::Relaxed) {
+            self.cancelled.store(true, Ordering::Relaxed);
+            return Err(Cancelled);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let c = &self.counters;
+        c.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let outcome = if self.cancelled.load(Ordering::Relaxed) { &c.cancelled } else { &c.completed };
+        outcome.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Kept by an expensive request's future: dropping it (the client closed the connection, or the answer is
+/// done) tells the [`Job`] to stop.
+pub(crate) struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Every expensive-request slot is taken.
+#[derive(Debug)]
+pub(crate) struct Busy;
+
+impl Busy {
+    pub(crate) fn message(&self, slots: usize) -> String {
+        format!(
+            "busy: {slots} expensive request(s) (what-if, graph what-if, query with explain) are being computed, \
+             the server's limit (`serve --max-expensive`); retry after {RETRY_AFTER_SECS} s"
+        )
+    }
+}
+
+/// A reader over a request body that fails once the [`Job`] is cancelled (checked at every line `query` reads).
+struct CancellableReader<'a> {
+    rest: &'a [u8],
+    job: &'a Job,
+}
+
+impl std::io::Read for CancellableReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::io::BufRead::fill_buf(self)?.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.rest[..n]);
+        self.rest = &self.rest[n..];
+        Ok(n)
+    }
+}
+
+impl std::io::BufRead for CancellableReader<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.job.check().map_err(|_| std::io::Error::other("cancelled: the client closed the connection"))?;
+        Ok(self.rest)
+    }
+    fn consume(&mut self, n: usize) {
+        self.rest = &self.rest[n.min(self.rest.len())..];
+    }
 }
 
 /// One loaded, compiled set of manifests. Immutable; a reload builds a new one.
@@ -120,6 +309,8 @@ struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// `accept` calls that failed (out of file descriptors, ...).
+    accept_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -155,6 +346,8 @@ pub struct AppState {
     inner: Arc<Inner>,
     body_limit: usize,
     lint_config: Arc<lint::Config>,
+    limits: Arc<Limits>,
+    expensive: Arc<Expensive>,
 }
 
 fn build_model(files: &[String], revision: u64) -> anyhow::Result<Model> {
@@ -184,6 +377,8 @@ impl AppState {
             }),
             body_limit: DEFAULT_BODY_LIMIT,
             lint_config: Arc::new(lint::Config::default()),
+            limits: Arc::new(Limits::default()),
+            expensive: Arc::new(Expensive::new(Limits::default().max_expensive())),
         })
     }
 
@@ -201,6 +396,8 @@ impl AppState {
             }),
             body_limit: DEFAULT_BODY_LIMIT,
             lint_config: Arc::new(lint::Config::default()),
+            limits: Arc::new(Limits::default()),
+            expensive: Arc::new(Expensive::new(Limits::default().max_expensive())),
         }
     }
 
@@ -228,6 +425,30 @@ impl AppState {
     pub fn with_body_limit(mut self, limit: usize) -> AppState {
         self.body_limit = limit;
         self
+    }
+
+    /// The same state with other timeouts and bound on expensive requests (default [`Limits::default`]).
+    pub fn with_limits(mut self, limits: Limits) -> AppState {
+        self.expensive = Arc::new(Expensive::new(limits.max_expensive()));
+        self.limits = Arc::new(limits);
+        self
+    }
+
+    /// The same state with room for `n` concurrent expensive requests (0: every one gets 503), for tests.
+    pub fn with_max_expensive(mut self, n: usize) -> AppState {
+        self.expensive = Arc::new(Expensive::new(n));
+        self
+    }
+
+    /// How many expensive requests may run at once.
+    pub(crate) fn expensive_slots(&self) -> usize {
+        self.expensive.size
+    }
+
+    /// Starts an expensive request (what-if, graph what-if, query with explain): a [`Job`] for the blocking work
+    /// and the [`CancelOnDrop`] the request's future keeps, or 503 when every slot is taken.
+    pub(crate) fn begin_expensive(&self) -> Result<(Job, CancelOnDrop), Busy> {
+        self.expensive.begin()
     }
 
     /// The same state with lint settings for `GET /api/v1/lint` (default: every rule, default severities).
@@ -300,11 +521,28 @@ impl Failure {
     fn bad(field: &str, error: impl Into<String>) -> Failure {
         Failure::new(StatusCode::BAD_REQUEST, field, error)
     }
+    fn busy(state: &AppState, b: Busy) -> Failure {
+        Failure::new(StatusCode::SERVICE_UNAVAILABLE, "server", b.message(state.expensive_slots()))
+    }
+}
+
+impl From<Cancelled> for Failure {
+    fn from(_: Cancelled) -> Failure {
+        Failure::new(StatusCode::SERVICE_UNAVAILABLE, "server", "cancelled: the client closed the connection")
+    }
+}
+
+/// A 503 tells when to retry (every slot taken; a live cluster not listed yet).
+pub(crate) fn with_retry_after(status: StatusCode, mut res: Response) -> Response {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    res
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
+        with_retry_after(self.0, (self.0, Json(self.1)).into_response())
     }
 }
 
@@ -359,12 +597,18 @@ fn is_json_lines(headers: &HeaderMap, body: &[u8]) -> bool {
     }
 }
 
-/// Answers flows, one JSON object per line (the `netpol query` contract), from one model.
-fn answer_lines(engine: &Engine, lines: &[u8], explain: bool, ns: &str) -> Result<Vec<u8>, Failure> {
+/// Answers flows, one JSON object per line (the `netpol query` contract), from one model. With a [`Job`] (an
+/// expensive request), stops at the next line once the client is gone.
+fn answer_lines(engine: &Engine, lines: &[u8], explain: bool, ns: &str, job: Option<&Job>) -> Result<Vec<u8>, Failure> {
     let mut out = Vec::with_capacity(lines.len() * 2);
-    let mut input = lines;
-    crate::query::run(engine, &mut input, &mut out, explain, ns)
-        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?;
+    let r = match job {
+        Some(job) => crate::query::run(engine, &mut CancellableReader { rest: lines, job }, &mut out, explain, ns),
+        None => crate::query::run(engine, &mut { lines }, &mut out, explain, ns),
+    };
+    if let Some(job) = job {
+        job.check()?;
+    }
+    r.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?;
     Ok(out)
 }
 
@@ -417,6 +661,7 @@ pub struct FlowAnswer {
         (status = 413, description = "body larger than the limit", body = ApiError),
     ))]
 async fn query_handler(
+    State(state): State<AppState>,
     Extension(model): Extension<Arc<Model>>,
     uri_query: axum::extract::RawQuery,
     headers: HeaderMap,
@@ -427,9 +672,15 @@ async fn query_handler(
     let ns = param(&params, "namespace").filter(|s| !s.is_empty()).unwrap_or("default").to_string();
     let body = body.map_err(body_failure)?;
     let lines_mode = is_json_lines(&headers, &body);
+    // Explanations are the expensive part: bounded, and stopped when the client leaves.
+    let (job, _cancel) = match explain {
+        true => state.begin_expensive().map(|(j, c)| (Some(j), Some(c))).map_err(|b| Failure::busy(&state, b))?,
+        false => (None, None),
+    };
     let task = tokio::task::spawn_blocking(move || -> Result<Response, Failure> {
+        let job = job.as_ref();
         if lines_mode {
-            let out = answer_lines(&model.engine, &body, explain, &ns)?;
+            let out = answer_lines(&model.engine, &body, explain, &ns, job)?;
             return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response());
         }
         let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&body)
@@ -440,7 +691,7 @@ async fn query_handler(
             lines.extend(it.get().bytes().map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
             lines.push(b'\n');
         }
-        let out = answer_lines(&model.engine, &lines, explain, &ns)?;
+        let out = answer_lines(&model.engine, &lines, explain, &ns, job)?;
         let mut arr = Vec::with_capacity(out.len() + 2);
         arr.push(b'[');
         for (i, l) in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
@@ -678,6 +929,7 @@ fn c_ns(c: &netpol_core::model::Cluster, ns: u32) -> &str {
         (status = 422, description = "an applied policy is invalid", body = ApiError),
     ))]
 async fn whatif_handler(
+    State(state): State<AppState>,
     Extension(model): Extension<Arc<Model>>,
     uri_query: axum::extract::RawQuery,
     body: Result<Bytes, BytesRejection>,
@@ -685,21 +937,83 @@ async fn whatif_handler(
     let params = parse_params(uri_query.0.as_deref())?;
     let ns = param(&params, "namespace").filter(|s| !s.is_empty()).map(str::to_string);
     let body = body.map_err(body_failure)?;
-    let text = std::str::from_utf8(&body).map_err(|_| Failure::bad("body", "body is not UTF-8"))?;
-    let req: WhatIf =
-        serde_yaml_ng::from_str(text).map_err(|e| Failure::bad("body", format!("invalid what-if request: {e}")))?;
     if let Some(n) = &ns {
         if model.engine.cluster.namespace_id(n).is_none() {
             return Err(Failure::new(StatusCode::NOT_FOUND, "namespace", format!("unknown namespace `{n}`")));
         }
     }
+    let (job, _cancel) = state.begin_expensive().map_err(|b| Failure::busy(&state, b))?;
     let task = tokio::task::spawn_blocking(move || -> Result<Response, Failure> {
+        let req = parse_what_if(&body)?;
+        job.check()?;
         let cluster = what_if_cluster(&model.engine.cluster, req)?;
+        job.check()?;
         let new = Engine::new(cluster);
+        job.check()?;
         let d = netpol_core::diff::diff(&model.engine, &new, &netpol_core::diff::DiffOptions { namespace: ns });
+        job.check()?;
         Ok(Json(d).into_response())
     });
     task.await.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?
+}
+
+/// The what-if request: JSON (parsed in linear time, nesting limited to 128), else YAML after
+/// [`check_yaml_cost`].
+fn parse_what_if(body: &[u8]) -> Result<WhatIf, Failure> {
+    let text = std::str::from_utf8(body).map_err(|_| Failure::bad("body", "body is not UTF-8"))?;
+    let invalid = |e: &dyn std::fmt::Display| Failure::bad("body", format!("invalid what-if request: {e}"));
+    if looks_like_json(text) {
+        match serde_json::from_str::<WhatIf>(text) {
+            Ok(req) => return Ok(req),
+            Err(e) if e.is_data() => return Err(invalid(&e)),
+            // Not JSON after all: YAML flow style (`{apply: [...]}`) is read below.
+            Err(_) => {}
+        }
+    }
+    check_yaml_cost(text).map_err(|e| Failure::bad("body", e))?;
+    serde_yaml_ng::from_str(text).map_err(|e| invalid(&e))
+}
+
+/// Whether a body may be JSON (an object or array): tried with serde_json before YAML.
+pub fn looks_like_json(text: &str) -> bool {
+    matches!(text.trim_start_matches('\u{feff}').trim_start().as_bytes().first(), Some(b'{' | b'['))
+}
+
+/// Flow collections (`[`, `{`) times bytes a YAML body may hold.
+const YAML_FLOW_BUDGET: u64 = 100_000_000;
+
+/// Refuses YAML that serde_yaml_ng would take super-linear time to read, in linear time.
+///
+/// libyaml's scanner (under serde_yaml_ng) walks its stack of flow levels at every token, so reading nested
+/// flow collections costs bytes × depth before the deserializer's depth limit (128) applies: 300 KB of
+/// `{a: [` nested took 62 s in a release build. The depth at any point is at most the number of `[`/`{` before
+/// it (those closed right away, `{}` and `[]`, do not count), whatever quotes and comments hide: a body may
+/// hold at most `max(64, YAML_FLOW_BUDGET / bytes)` of them, which bounds that walk to about 0.1 s. Block style
+/// and JSON bodies (read by serde_json) are not limited by this.
+pub fn check_yaml_cost(text: &str) -> Result<(), String> {
+    let b = text.as_bytes();
+    let mut opens = 0u64;
+    for (i, &c) in b.iter().enumerate() {
+        let close = match c {
+            b'[' => b']',
+            b'{' => b'}',
+            _ => continue,
+        };
+        // Each run of blanks is scanned once, after the one character before it: linear.
+        if b[i + 1..].iter().find(|&&x| x != b' ' && x != b'\t') != Some(&close) {
+            opens += 1;
+        }
+    }
+    let max = (YAML_FLOW_BUDGET / (b.len() as u64).max(1)).max(64);
+    if opens > max {
+        return Err(format!(
+            "the YAML body has {opens} flow collections (`[...]`, `{{...}}`) in {} bytes, more than netpol reads \
+             as YAML ({max} at that size; deep nesting costs the YAML parser quadratic time): send JSON, or \
+             YAML in block style",
+            b.len()
+        ));
+    }
+    Ok(())
 }
 
 // ---- lint ----
@@ -913,6 +1227,25 @@ fn write_metrics(state: &AppState, model: &Model) -> String {
     let _ = writeln!(s, "# TYPE netpol_reloads_total counter");
     let _ = writeln!(s, "netpol_reloads_total{{result=\"ok\"}} {}", m.reloads_ok.load(Ordering::Relaxed));
     let _ = writeln!(s, "netpol_reloads_total{{result=\"error\"}} {}", m.reloads_failed.load(Ordering::Relaxed));
+    let x = &state.expensive.counters;
+    let _ = writeln!(s, "# HELP netpol_expensive_requests_in_flight Expensive requests being computed.");
+    let _ = writeln!(s, "# TYPE netpol_expensive_requests_in_flight gauge");
+    let _ = writeln!(s, "netpol_expensive_requests_in_flight {}", x.in_flight.load(Ordering::Relaxed));
+    let _ = writeln!(s, "# HELP netpol_expensive_requests_limit Expensive requests computed at once at most.");
+    let _ = writeln!(s, "# TYPE netpol_expensive_requests_limit gauge");
+    let _ = writeln!(s, "netpol_expensive_requests_limit {}", state.expensive.size);
+    let _ = writeln!(
+        s,
+        "# HELP netpol_expensive_requests_total Expensive requests (what-if, graph what-if, query with explain) by \
+         outcome: completed, cancelled (the client left), rejected (503, every slot taken)."
+    );
+    let _ = writeln!(s, "# TYPE netpol_expensive_requests_total counter");
+    for (outcome, n) in [("completed", &x.completed), ("cancelled", &x.cancelled), ("rejected", &x.rejected)] {
+        let _ = writeln!(s, "netpol_expensive_requests_total{{outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
+    }
+    let _ = writeln!(s, "# HELP netpol_accept_errors_total Failed accept calls (such as out of file descriptors).");
+    let _ = writeln!(s, "# TYPE netpol_accept_errors_total counter");
+    let _ = writeln!(s, "netpol_accept_errors_total {}", m.accept_errors.load(Ordering::Relaxed));
     if let Some(live) = &state.inner.live {
         live.write(&mut s);
     }
@@ -932,7 +1265,8 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
     info(
         title = "netpol",
         description = "What do these Kubernetes NetworkPolicies really allow, and why? Every \
-        response carries the revision of the model that answered it in the `X-Netpol-Revision` header."
+        response carries the revision of the model that answered it in the `X-Netpol-Revision` header. Every error \
+        answer is JSON (`ApiError`), including 405 for a method a path does not serve (with `Allow`)."
     ),
     paths(
         query_handler,
@@ -983,21 +1317,47 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
 )]
 struct ApiDoc;
 
+/// The routes of expensive requests: bounded by `--max-expensive` (503 with `Retry-After` when saturated) and
+/// stopped when the client leaves. `POST /api/v1/query` is expensive with `explain`.
+pub const EXPENSIVE_ROUTES: [&str; 3] = ["/api/v1/whatif", "/api/v1/graph/whatif", "/api/v1/query"];
+
 /// The OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     let mut doc = ApiDoc::openapi();
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ApiError"))).build())
+            .build()
+    };
     // With a live cluster, every /api/ route but this document answers 503 until the first full list.
-    let not_ready = ResponseBuilder::new()
-        .description("a live cluster has not been listed yet (`serve --kubeconfig`/`--in-cluster`)")
-        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ApiError"))).build())
-        .build();
+    let not_ready =
+        error("a live cluster has not been listed yet (`serve --kubeconfig`/`--in-cluster`); `Retry-After`");
+    let busy = error(
+        "every expensive-request slot is taken (`serve --max-expensive`; `query` only with `explain`): retry after \
+         `Retry-After` seconds; or a live cluster has not been listed yet",
+    );
+    let uri_too_long = error(&format!("the URI is longer than {MAX_URI_LEN} bytes"));
+    let timeout = error("the body did not arrive within `serve --body-timeout`");
+    let too_large =
+        error("the body is larger than `serve --body-limit` (refused before reading when `Content-Length` says so)");
     for (path, item) in doc.paths.paths.iter_mut() {
-        if !path.starts_with("/api/") || path == "/api/v1/openapi.json" {
-            continue;
-        }
-        for op in [&mut item.get, &mut item.post].into_iter().flatten() {
-            op.responses.responses.entry("503".to_string()).or_insert_with(|| not_ready.clone().into());
+        let api = path.starts_with("/api/") && path != "/api/v1/openapi.json";
+        let expensive = EXPENSIVE_ROUTES.contains(&path.as_str());
+        for (post, op) in [(false, &mut item.get), (true, &mut item.post)] {
+            let Some(op) = op.as_mut() else { continue };
+            let r = &mut op.responses.responses;
+            r.entry("414".to_string()).or_insert_with(|| uri_too_long.clone().into());
+            if post {
+                r.entry("408".to_string()).or_insert_with(|| timeout.clone().into());
+                r.entry("413".to_string()).or_insert_with(|| too_large.clone().into());
+            }
+            if expensive {
+                r.insert("503".to_string(), busy.clone().into());
+            } else if api {
+                r.entry("503".to_string()).or_insert_with(|| not_ready.clone().into());
+            }
         }
     }
     doc
@@ -1072,9 +1432,96 @@ pub fn router(state: AppState) -> Router {
     }
     r.fallback(not_found)
         .layer(DefaultBodyLimit::max(state.body_limit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), read_request))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), track_unmatched))
         .with_state(state)
+}
+
+/// Refuses a URI over [`MAX_URI_LEN`] (414) and a `Content-Length` over the body limit (413) before reading the
+/// body, then reads the body within `--body-timeout` (408) so that handlers get it whole.
+async fn read_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let close = |f: Failure| {
+        let mut res = f.into_response();
+        res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        res
+    };
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI_LEN {
+        let msg = format!("the URI has {uri_len} bytes, more than the limit of {MAX_URI_LEN}");
+        return Failure::new(StatusCode::URI_TOO_LONG, "uri", msg).into_response();
+    }
+    let limit = state.body_limit;
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return close(too_large(limit));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(state.limits.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let e = e.into_inner();
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                return close(too_large(limit));
+            }
+            return close(Failure::bad("body", format!("cannot read the request body: {e}")));
+        }
+        Err(_) => {
+            let msg = format!(
+                "the request body did not arrive within {:?} (`serve --body-timeout`)",
+                state.limits.body_timeout
+            );
+            return close(Failure::new(StatusCode::REQUEST_TIMEOUT, "body", msg));
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+fn too_large(limit: usize) -> Failure {
+    Failure::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body",
+        format!("request body too large: more than {limit} bytes (`serve --body-limit`)"),
+    )
+}
+
+/// Every error answer is JSON: those made outside the handlers (405 from the method router, ...) get the
+/// [`ApiError`] shape. `/healthz` keeps its documented plain-text 503.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json || path == "/healthz" {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+    let reason = status.canonical_reason().unwrap_or("error").to_ascii_lowercase();
+    let (field, error) = if status == StatusCode::METHOD_NOT_ALLOWED {
+        // The method router adds `Allow` after this layer: the allowed methods come from the route table.
+        let mut allow: Vec<String> =
+            routes().into_iter().filter(|(_, p)| *p == path).map(|(m, _)| m.to_string()).collect();
+        if allow.iter().any(|m| m == "GET") {
+            allow.push("HEAD".to_string());
+        }
+        ("method", format!("method {method} is not allowed on {path}; allowed: {}", allow.join(", ")))
+    } else {
+        match text {
+            Ok(t) if !t.is_empty() => ("request", format!("{reason}: {t}")),
+            _ => ("request", reason),
+        }
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let body = serde_json::to_vec(&ApiError { error, field: Some(field.to_string()) }).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// Unmatched requests (404 fallback, 405) do not pass `route_layer`: give them the header and count them.
@@ -1150,8 +1597,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let state = match &opts.cluster {
         Some(source) => {
             let (client, server) = source.client().await?;
-            let state =
-                AppState::live(&server).with_body_limit(opts.body_limit).with_lint_config(opts.lint_config.clone());
+            let state = AppState::live(&server)
+                .with_body_limit(opts.body_limit)
+                .with_lint_config(opts.lint_config.clone())
+                .with_limits(opts.limits.clone());
             tokio::spawn(crate::live::run(state.clone(), client));
             state
         }
@@ -1161,7 +1610,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 .await
                 .context("loading task failed")??
                 .with_body_limit(opts.body_limit)
-                .with_lint_config(opts.lint_config.clone());
+                .with_lint_config(opts.lint_config.clone())
+                .with_limits(opts.limits.clone());
             if opts.watch {
                 tokio::spawn(watch(state.clone(), Duration::from_secs(1)));
             }
@@ -1183,13 +1633,76 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             state.revision()
         ),
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("server failed")?;
+    serve_on(listener, state, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     Ok(())
+}
+
+/// Longest pause between two `accept` calls that failed (out of file descriptors, ...).
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Serves [`router`]`(state)` on `listener` until `shutdown` completes, then lets the connections finish their
+/// current request (at most 10 s).
+///
+/// Each connection is hyper's HTTP/1 server with `--header-timeout` as header read timeout (which also closes
+/// idle keep-alive connections); bodies are read within `--body-timeout` by [`router`]. A failed `accept` (such
+/// as EMFILE when every file descriptor is taken) is logged and retried after a pause doubling from 5 ms to 1 s,
+/// so the server neither exits nor spins, and accepts again once connections close.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(state.limits.header_timeout).keep_alive(true);
+    let app = router(state.clone());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::ZERO;
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // A connection reset before it was accepted concerns that client only.
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionRefused
+                ) {
+                    continue;
+                }
+                state.inner.metrics.accept_errors.fetch_add(1, Ordering::Relaxed);
+                backoff = (backoff * 2).clamp(Duration::from_millis(5), ACCEPT_BACKOFF_MAX);
+                tracing::error!("accept failed, retrying in {backoff:?}: {e}");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => continue,
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        backoff = Duration::ZERO;
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection closed: {e}");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s: closing"),
+    }
 }
 
 /// [`serve`] on a new multi-threaded tokio runtime, for a synchronous `main`.

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -165,7 +166,13 @@ impl UiFailure {
 
 impl IntoResponse for UiFailure {
     fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
+        crate::serve::with_retry_after(self.0, (self.0, Json(self.1)).into_response())
+    }
+}
+
+impl From<crate::serve::Cancelled> for UiFailure {
+    fn from(_: crate::serve::Cancelled) -> UiFailure {
+        UiFailure::new(StatusCode::SERVICE_UNAVAILABLE, "server", "cancelled: the client closed the connection")
     }
 }
 
@@ -951,8 +958,20 @@ fn pasted_objects(text: &str) -> Result<(Vec<serde_json::Value>, Vec<Place>), Ui
     use serde::Deserialize as _;
     let mut objects = Vec::new();
     let mut at = Vec::new();
-    for (doc, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let v = serde_json::Value::deserialize(de).map_err(|err| {
+    // JSON is read by serde_json, in linear time; YAML only after the check of its cost.
+    let json = match crate::serve::looks_like_json(text) {
+        true => serde_json::from_str::<serde_json::Value>(text).ok(),
+        false => None,
+    };
+    if json.is_none() {
+        crate::serve::check_yaml_cost(text).map_err(|e| UiFailure::bad("body", e))?;
+    }
+    let docs: Box<dyn Iterator<Item = Result<serde_json::Value, serde_yaml_ng::Error>>> = match json {
+        Some(v) => Box::new(std::iter::once(Ok(v))),
+        None => Box::new(serde_yaml_ng::Deserializer::from_str(text).map(serde_json::Value::deserialize)),
+    };
+    for (doc, v) in docs.enumerate() {
+        let v = v.map_err(|err| {
             let line = err.location().map(|l| l.line());
             UiFailure(
                 StatusCode::BAD_REQUEST,
@@ -1052,21 +1071,28 @@ fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(En
     Ok((engine, applied))
 }
 
+/// The graph what-if; `job.check()` between its phases stops it once the client is gone.
 fn graph_what_if(
     old: &Engine,
     text: &str,
     delete: Vec<String>,
     opts: &GraphOptions,
+    job: &crate::serve::Job,
 ) -> Result<GraphWhatIfResponse, UiFailure> {
     let t = Instant::now();
     let (new, applied) = what_if_engine(&old.cluster, text, delete.clone())?;
+    job.check()?;
     let nf = |err: String| UiFailure::new(StatusCode::NOT_FOUND, "namespace", err);
     let mut m_old = old.matrix(None).map_err(nf)?;
+    job.check()?;
     let (grouping, before) = compute_graph(old, &mut m_old, opts);
     drop(m_old);
+    job.check()?;
     let mut m_new = new.matrix(None).map_err(nf)?;
+    job.check()?;
     let after = compute(&new, &mut m_new, grouping, opts);
     drop(m_new);
+    job.check()?;
     let mut nodes = before.nodes;
     nodes.extend(after.nodes);
     let keys: BTreeSet<&(String, String)> = before.edges.keys().chain(after.edges.keys()).collect();
@@ -1087,6 +1113,7 @@ fn graph_what_if(
         })
         .collect();
     let diff = netpol_core::diff::diff(old, &new, &netpol_core::diff::DiffOptions::default());
+    job.check()?;
     Ok(GraphWhatIfResponse {
         port: opts.port,
         protocol: opts.protocol,
@@ -1125,6 +1152,7 @@ fn graph_what_if(
         (status = 422, description = "a pasted policy is invalid (field, document, line)", body = UiError),
     ))]
 pub async fn graph_whatif_handler(
+    State(state): State<AppState>,
     Extension(model): Extension<Arc<Model>>,
     uri_query: axum::extract::RawQuery,
     body: Result<Bytes, BytesRejection>,
@@ -1138,9 +1166,12 @@ pub async fn graph_whatif_handler(
     })?;
     let text = String::from_utf8(body.to_vec()).map_err(|_| UiFailure::bad("body", "body is not UTF-8"))?;
     let delete: Vec<String> = p.iter().filter(|(k, _)| k == "delete").map(|(_, v)| v.clone()).collect();
+    let (job, _cancel) = state
+        .begin_expensive()
+        .map_err(|b| UiFailure::new(StatusCode::SERVICE_UNAVAILABLE, "server", b.message(state.expensive_slots())))?;
     let task = tokio::task::spawn_blocking(move || -> Result<GraphWhatIfResponse, UiFailure> {
         let opts = graph_options(&model.engine, &p)?;
-        graph_what_if(&model.engine, &text, delete, &opts)
+        graph_what_if(&model.engine, &text, delete, &opts, &job)
     });
     task.await.map_err(UiFailure::internal)?.map(Json)
 }

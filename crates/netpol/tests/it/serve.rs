@@ -184,9 +184,9 @@ async fn query_bad_input_and_body_limit() {
     let ok = br#"[{"src":"frontend/web","dst":"backend/api","port":8080}]"#.to_vec();
     let r = call(&small, Method::POST, "/api/v1/query", &[("content-type", "application/json")], ok).await;
     assert_eq!(r.status, StatusCode::OK);
-    // Wrong method.
+    // Wrong method: JSON too.
     let r = get(&app, "/api/v1/query").await;
-    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method");
 }
 
 #[tokio::test]
@@ -684,4 +684,384 @@ async fn responses_match_their_openapi_schemas() {
         assert!(errors.is_empty(), "{what}: the body does not match the declared schema: {errors:#?}");
     }
     assert_eq!(statuses.into_iter().collect::<Vec<_>>(), [200, 400, 404, 422], "good and bad requests were covered");
+}
+
+// ---- limits, timeouts, overload, cancellation ----
+
+/// The `ApiError` schema of the OpenAPI document, with its components, for validating an error body.
+fn validate_api_error(doc: &Value, body: &Value) {
+    let mut schema = serde_json::json!({"$ref": "#/components/schemas/ApiError"});
+    schema["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&schema).expect("schema");
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{body}: {errors:?}");
+}
+
+#[tokio::test]
+async fn every_error_answer_is_json() {
+    let app = router(state());
+    let doc = get(&app, "/api/v1/openapi.json").await.json();
+    // 405 (made by the method router, empty before).
+    for (method, path) in [(Method::GET, "/api/v1/whatif"), (Method::DELETE, "/api/v1/pods"), (Method::POST, "/")] {
+        let r = call(&app, method.clone(), path, &[], Vec::new()).await;
+        assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method");
+        assert!(r.content_type.starts_with("application/json"), "{method} {path}: {}", r.content_type);
+        assert!(!r.header("allow").is_empty(), "{method} {path}: Allow is kept");
+        let allowed = if path == "/api/v1/whatif" { "allowed: POST" } else { "allowed: GET, HEAD" };
+        assert!(r.json()["error"].as_str().is_some_and(|e| e.contains(path) && e.ends_with(allowed)), "{}", r.text());
+        validate_api_error(&doc, &r.json());
+    }
+    // 414: the API refuses a URI longer than MAX_URI_LEN (hyper's own limit, 64 KiB, answers without a body).
+    let long = format!("/api/v1/explain?src=frontend/web&dst=backend/api&port=80&x={}", "a".repeat(serve::MAX_URI_LEN));
+    let r = get(&app, &long).await;
+    assert_error(&r, StatusCode::URI_TOO_LONG, "uri");
+    assert!(doc["paths"]["/api/v1/explain"]["get"]["responses"]["414"].is_object(), "414 is declared");
+    validate_api_error(&doc, &r.json());
+    let r = call(&app, Method::POST, &long.replace("/explain", "/whatif"), &[], b"{}".to_vec()).await;
+    assert_error(&r, StatusCode::URI_TOO_LONG, "uri");
+    // Just under the limit is read.
+    let fits =
+        format!("/api/v1/explain?src=frontend/web&dst=backend/api&port=8080&x={}", "a".repeat(serve::MAX_URI_LEN - 80));
+    assert_eq!(get(&app, &fits).await.status, StatusCode::OK);
+    // Every POST route declares 408 and 413, every route 414.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            assert!(op["responses"]["414"].is_object(), "{method} {path}: 414");
+            if method == "post" {
+                assert!(op["responses"]["408"].is_object() && op["responses"]["413"].is_object(), "{path}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn saturated_expensive_requests_get_503_with_retry_after() {
+    // No slot at all: every expensive request is refused, cheap ones are answered.
+    let app = router(state().with_max_expensive(0));
+    let doc = get(&app, "/api/v1/openapi.json").await.json();
+    let flows = br#"[{"src":"frontend/web","dst":"backend/api","port":8080}]"#.to_vec();
+    let policy = b"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: database}\nspec: {podSelector: {}}\n";
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("/api/v1/whatif", "", br#"{"delete":["backend/default-deny"]}"#.to_vec()),
+        ("/api/v1/graph/whatif", "?port=5432/TCP", policy.to_vec()),
+        ("/api/v1/query", "?explain=true", flows.clone()),
+    ];
+    for (path, query, body) in cases {
+        let r =
+            call(&app, Method::POST, &format!("{path}{query}"), &[("content-type", "application/json")], body).await;
+        assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "server");
+        assert_eq!(r.header("retry-after"), serve::RETRY_AFTER_SECS.to_string(), "{path}");
+        assert!(r.json()["error"].as_str().is_some_and(|e| e.contains("--max-expensive")), "{}", r.text());
+        let declared = &doc["paths"][path]["post"]["responses"]["503"];
+        assert!(declared["description"].as_str().is_some_and(|d| d.contains("expensive")), "{path}: {declared}");
+        validate_api_error(&doc, &r.json());
+    }
+    let r = call(&app, Method::POST, "/api/v1/query", &[("content-type", "application/json")], flows).await;
+    assert_eq!(r.status, StatusCode::OK, "a query without explain is cheap");
+    let m = get(&app, "/metrics").await.text();
+    assert_eq!(metric(&m, "netpol_expensive_requests_total{outcome=\"rejected\"}"), 3.0, "{m}");
+    assert_eq!(metric(&m, "netpol_expensive_requests_limit"), 0.0);
+    // With slots, the same requests are computed and counted.
+    let app = router(state().with_max_expensive(1));
+    let r = call(&app, Method::POST, "/api/v1/whatif", &[], br#"{"delete":["backend/default-deny"]}"#.to_vec()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let m = get(&app, "/metrics").await.text();
+    assert_eq!(metric(&m, "netpol_expensive_requests_total{outcome=\"completed\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "netpol_expensive_requests_in_flight"), 0.0, "{m}");
+}
+
+#[tokio::test]
+async fn deeply_nested_bodies_fail_fast() {
+    let app = router(state());
+    let n = 60_000;
+    let bodies: Vec<(&str, &str, String)> = vec![
+        // YAML flow nesting: libyaml's scanner is quadratic in it (this one took 62 s in a release build).
+        ("/api/v1/whatif", "application/yaml", format!("apply: [{}", "{a: [".repeat(n))),
+        ("/api/v1/whatif", "application/json", format!("{{\"apply\":[{}", "{\"a\":[".repeat(n))),
+        ("/api/v1/whatif", "application/json", "[".repeat(5 * n)),
+        ("/api/v1/graph/whatif", "application/yaml", "{a: [".repeat(n)),
+        ("/api/v1/graph/whatif", "application/yaml", "[".repeat(5 * n)),
+        ("/api/v1/query?explain=true", "application/json", "[".repeat(5 * n)),
+    ];
+    for (path, ct, body) in bodies {
+        let t = std::time::Instant::now();
+        let r = call(&app, Method::POST, path, &[("content-type", ct)], body.into_bytes()).await;
+        let took = t.elapsed();
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.text());
+        assert!(r.json()["error"].is_string());
+        // Linear work: milliseconds (minutes before, in a debug build); the bound only catches a hang.
+        assert!(took < std::time::Duration::from_secs(5), "{path} {ct}: {took:?}");
+    }
+    // Legit bodies in flow style are read as before.
+    let ok =
+        "{apply: [{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: p, namespace: database, \
+              annotations: {note: '[[[ {{{ not nesting'}}, spec: {podSelector: {matchLabels: {app: postgres}}, \
+              ingress: [{from: [{podSelector: {}}], ports: [{port: 5432}]}]}}]}";
+    let r = call(&app, Method::POST, "/api/v1/whatif", &[("content-type", "application/yaml")], ok.into()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+#[test]
+fn yaml_cost_check_bounds_flow_collections() {
+    assert!(serve::check_yaml_cost("a: {b: [1, 2]}\nc: []\nd: {}\n").is_ok());
+    // Closed right away, `{}` and `[]` do not nest.
+    assert!(serve::check_yaml_cost(&"x: {}\ny: [ ]\n".repeat(50_000)).is_ok());
+    // Quotes and comments do not hide nesting from the check.
+    assert!(serve::check_yaml_cost(&"[ \"]\", ".repeat(20_000)).is_err());
+    assert!(serve::check_yaml_cost(&"[ # ]\n".repeat(20_000)).is_err());
+    // A small body may hold many; a large one fewer.
+    assert!(serve::check_yaml_cost(&"{a: 1}, ".repeat(1000)).is_ok());
+    assert!(serve::check_yaml_cost(&format!("{}{}", "{a: 1}, ".repeat(1000), " ".repeat(1 << 20))).is_err());
+    assert!(
+        serve::looks_like_json(" \n{\"a\": 1}") && serve::looks_like_json("[1]") && !serve::looks_like_json("a: 1")
+    );
+}
+
+#[test]
+fn durations_parse() {
+    let d = serve::parse_duration;
+    assert_eq!(d("10s"), Ok(std::time::Duration::from_secs(10)));
+    assert_eq!(d("250ms"), Ok(std::time::Duration::from_millis(250)));
+    assert_eq!(d("2m"), Ok(std::time::Duration::from_secs(120)));
+    assert_eq!(d("1.5"), Ok(std::time::Duration::from_millis(1500)));
+    for bad in ["", "0", "-1s", "abc", "1h", "nan", "100000"] {
+        assert!(d(bad).is_err(), "{bad}");
+    }
+}
+
+/// A server on a real socket (`serve::serve_on`, as `netpol serve` runs it) on its own runtime.
+struct Live {
+    rt: tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Live {
+    fn start(st: AppState) -> Live {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(serve::serve_on(listener, st, async move {
+            let _ = rx.await;
+        }));
+        Live { rt, addr, stop: Some(tx) }
+    }
+
+    fn connect(&self) -> std::net::TcpStream {
+        let s = std::net::TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+        s
+    }
+
+    /// One request (`Connection: close`); the whole answer.
+    fn request(&self, raw: &str) -> String {
+        let mut s = self.connect();
+        s.write_all(raw.as_bytes()).expect("write");
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        String::from_utf8_lossy(&resp).into_owned()
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let rt = std::mem::replace(&mut self.rt, tokio::runtime::Builder::new_current_thread().build().expect("rt"));
+        rt.shutdown_background();
+    }
+}
+
+fn body_of(resp: &str) -> Value {
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_else(|| panic!("no body: {resp}"));
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {resp}"))
+}
+
+#[test]
+fn content_length_over_the_limit_is_refused_before_reading() {
+    let live = Live::start(state().with_body_limit(1000));
+    let mut s = live.connect();
+    // The body never comes: an answer can only be given before reading it (the body timeout is 30 s).
+    s.write_all(b"POST /api/v1/whatif HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{\"ap")
+        .expect("write");
+    let t = std::time::Instant::now();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(body_of(&resp)["field"], "body");
+    // A chunked body (no Content-Length) over the limit: 413 once the limit is passed.
+    let chunk = "x".repeat(1500);
+    let resp = live.request(&format!(
+        "POST /api/v1/whatif HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    ));
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert_eq!(body_of(&resp)["field"], "body");
+}
+
+#[test]
+fn slow_connections_are_closed_by_the_timeouts_and_do_not_block_others() {
+    use std::time::{Duration, Instant};
+    let timeout = Duration::from_millis(500);
+    let limits = serve::Limits { header_timeout: timeout, body_timeout: timeout, max_expensive: Some(2) };
+    let live = Live::start(state().with_limits(limits));
+    let n = 40;
+    let opened = Instant::now();
+    // (kind, connection): idle after connecting; half a request head; a head and half a body; idle after one
+    // answered request on a keep-alive connection.
+    let mut slow: Vec<(&str, std::net::TcpStream)> = Vec::new();
+    for _ in 0..n {
+        slow.push(("idle", live.connect()));
+        let mut s = live.connect();
+        s.write_all(b"GET /api/v1/pods HTTP/1.1\r\nHost: x\r\nX-Slow: ").expect("write");
+        slow.push(("half head", s));
+        let mut s = live.connect();
+        s.write_all(b"POST /api/v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"src\":")
+            .expect("write");
+        slow.push(("half body", s));
+        let mut s = live.connect();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        let mut buf = [0u8; 512];
+        let mut got = Vec::new();
+        while !got.ends_with(b"ok") {
+            let k = s.read(&mut buf).expect("read");
+            assert!(k > 0, "closed early");
+            got.extend_from_slice(&buf[..k]);
+        }
+        slow.push(("keep-alive idle", s));
+    }
+    // Meanwhile the server answers.
+    let t = Instant::now();
+    let resp = live.request("GET /api/v1/explain?src=frontend/web&dst=backend/api&port=8080 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let answered = t.elapsed();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert_eq!(body_of(&resp)["verdict"], "allow");
+    // And every slow connection is closed by the server, a half-sent body with a 408 JSON answer.
+    let mut longest = Duration::ZERO;
+    for (kind, mut s) in slow {
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut rest = Vec::new();
+        let r = s.read_to_end(&mut rest);
+        let alive = opened.elapsed();
+        assert!(
+            r.is_ok() || r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{kind}: not closed: {r:?}"
+        );
+        let rest = String::from_utf8_lossy(&rest);
+        if kind == "half body" {
+            assert!(rest.starts_with("HTTP/1.1 408"), "{kind}: {rest}");
+            assert_eq!(body_of(&rest)["field"], "body");
+        }
+        longest = longest.max(alive);
+    }
+    eprintln!(
+        "{} slow connections, timeouts {timeout:?}: answered another in {answered:?}; all closed after {longest:?}",
+        4 * n
+    );
+    assert!(answered < Duration::from_secs(5), "{answered:?}");
+    assert!(longest < Duration::from_secs(8), "{longest:?}");
+}
+
+#[test]
+fn a_disconnected_clients_what_if_stops() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("synth.yaml");
+    std::fs::write(&file, netpol_synth::generate_yaml(&netpol_synth::Params::new(200, 3000, 1200))).expect("write");
+    let st = AppState::from_files(&[file.display().to_string()]).expect("loads");
+    let live = Live::start(st.clone());
+    let app = router(st);
+    let metrics = || live.rt.block_on(get(&app, "/metrics")).text();
+    let count = |m: &str, what: &str| metric(m, &format!("netpol_expensive_requests_{what}"));
+    let policy =
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: monitoring}\n\
+                  spec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n";
+    let request = format!(
+        "POST /api/v1/graph/whatif?port=8080/TCP HTTP/1.1\r\nHost: x\r\nContent-Type: application/yaml\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{policy}",
+        policy.len()
+    );
+    // Connected: the whole computation.
+    let t = Instant::now();
+    let resp = live.request(&request);
+    let full = t.elapsed();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{}", &resp[..resp.len().min(300)]);
+    assert_eq!(count(&metrics(), "total{outcome=\"completed\"}"), 1.0);
+    // Disconnected once the work started: it stops at its next check instead of running to the end.
+    let mut s = live.connect();
+    s.write_all(request.as_bytes()).expect("write");
+    let started = Instant::now();
+    while count(&metrics(), "in_flight") < 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the what-if did not start");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(s);
+    let t = Instant::now();
+    while count(&metrics(), "in_flight") > 0.0 {
+        assert!(t.elapsed() < Duration::from_secs(60), "still running");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stopped = t.elapsed();
+    let m = metrics();
+    eprintln!("graph what-if on 3,000 pods: {full:?} connected; stopped {stopped:?} after the client left");
+    assert_eq!(count(&m, "total{outcome=\"cancelled\"}"), 1.0, "the work noticed the client left: {m}");
+    assert_eq!(count(&m, "total{outcome=\"completed\"}"), 1.0, "{m}");
+}
+
+#[test]
+fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    // The real binary with 64 file descriptors: 100 idle connections exhaust them, accept() fails with EMFILE.
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_netpol"), "serve", "-f"])
+        .arg(example())
+        .args(["--listen", "127.0.0.1:0", "--header-timeout", "1s"])
+        .env_remove("KUBECONFIG")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(60)).expect("netpol serve started");
+    let at = first.find("http://").unwrap_or_else(|| panic!("{first}"));
+    let addr: std::net::SocketAddr = first[at + 7..].split_whitespace().next().expect("addr").parse().expect("address");
+    let idle: Vec<std::net::TcpStream> =
+        (0..100).map(|_| std::net::TcpStream::connect(addr).expect("connect")).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Queued in the backlog until connections close (the header timeout), then answered.
+    let t = Instant::now();
+    let ask = |path: &str| {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp
+    };
+    let resp = ask("/api/v1/explain?src=frontend/web&dst=backend/api&port=8080");
+    let answered = t.elapsed();
+    let metrics = ask("/metrics");
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(idle);
+    let log: Vec<String> = rx.try_iter().collect();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}\n{log:#?}");
+    let errors = metric(metrics.split("\r\n\r\n").nth(1).unwrap_or(""), "netpol_accept_errors_total");
+    eprintln!("fd limit 64, 100 idle connections: {errors} failed accepts, answered after {answered:?}");
+    assert!(errors >= 1.0, "accept() never failed, the test proves nothing: {metrics}");
+    assert!(log.iter().any(|l| l.contains("accept failed")), "{log:#?}");
+    assert!(answered < Duration::from_secs(15), "{answered:?}");
 }
