@@ -88,7 +88,7 @@ netpol_cmd=("$NETPOL_BIN" matrix -o summary -f "$file")
 "${nca_cmd[@]}" > "$work/nca.out" 2> "$work/nca.err"
 # NCA prints its warnings to stdout, before the answer.
 echo "vs-nca: NCA answer ($(wc -c < "$work/nca.out") bytes, $(grep -vc '^Warning' "$work/nca.out") lines besides $(grep -c '^Warning' "$work/nca.out") warning lines; $(grep -c 'Warning' "$work/nca.err" || true) warnings on stderr), first lines:" >&2
-grep -v '^Warning' "$work/nca.out" | head -n 5 | cut -c1-200 >&2
+awk '!/^Warning/ && n++ < 5' "$work/nca.out" | cut -c1-200 >&2  # not head: SIGPIPE under pipefail
 "${netpol_cmd[@]}" > "$work/netpol.out"
 echo "vs-nca: netpol answer ($(wc -c < "$work/netpol.out") bytes), first lines:" >&2
 head -n 4 "$work/netpol.out" >&2
