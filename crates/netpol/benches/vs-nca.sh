@@ -118,7 +118,7 @@ for r in range(rounds):
         res["nca"].append(run(nca_cmd))
 
 def ms(x):
-    return f"{x * 1e3:,.1f} ms" if x < 10 else f"{x:,.2f} s"
+    return f"{x * 1e3:,.1f} ms" if x < 1 else f"{x:,.2f} s"
 
 med = {}
 for name, runs in res.items():
