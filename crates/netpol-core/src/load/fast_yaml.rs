@@ -93,9 +93,15 @@ fn is_seq_item(text: &str) -> bool {
     text == "-" || text.starts_with("- ")
 }
 
+/// The position of `a` followed by `b` in `s`.
+fn find_pair(s: &str, a: u8, b: u8) -> Option<usize> {
+    let bytes = s.as_bytes();
+    bytes.windows(2).position(|w| w[0] == a && w[1] == b)
+}
+
 /// The text before a ` #` comment, trimmed at the end.
 fn strip_comment(s: &str) -> &str {
-    let cut = s.find(" #").map_or(s, |i| &s[..i]);
+    let cut = find_pair(s, b' ', b'#').map_or(s, |i| &s[..i]);
     cut.trim_end_matches(' ')
 }
 
@@ -212,7 +218,7 @@ fn mapping_key(text: &str) -> R<Option<(Cow<'_, str>, &str)>> {
     let colon = text.match_indices(':').find(|(i, _)| matches!(text.as_bytes().get(i + 1), None | Some(b' ')));
     let Some((i, _)) = colon else { return Ok(None) };
     let key = &text[..i];
-    if key.contains(" #") || key.ends_with(' ') {
+    if find_pair(key, b' ', b'#').is_some() || key.ends_with(' ') {
         return Err(Unsupported);
     }
     // Keys that are null, or that a YAML 1.1 reader would read differently, go to libyaml.
@@ -245,7 +251,7 @@ fn inline(text: &str, no: usize, depth: usize) -> R<Node<'_>> {
             }
             let value = strip_comment(text);
             // `a: b: c` is an error; `key: value:` too.
-            if value.contains(": ") || value.ends_with(':') {
+            if find_pair(value, b':', b' ').is_some() || value.ends_with(':') {
                 return Err(Unsupported);
             }
             Ok(Node::Plain(Cow::Borrowed(value)))

@@ -18,7 +18,9 @@ mod objects;
 mod validate;
 mod yaml;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -328,7 +330,7 @@ impl Loader {
     /// implicitly with their automatic label. A workload whose representative pod has the name of another pod of
     /// its namespace (Pod `web` and StatefulSet `web`) is named `statefulset/web`, so every pod keeps one name.
     pub fn finish(mut self) -> Loaded {
-        let mut by_name: HashMap<(NsId, &str), Vec<usize>> = HashMap::new();
+        let mut by_name: HashMap<(NsId, &str), Vec<usize>> = HashMap::default();
         for (i, p) in self.pods.iter().enumerate() {
             by_name.entry((p.ns, p.name.as_str())).or_default().push(i);
         }
@@ -474,8 +476,12 @@ pub(crate) fn decode_with_kind(
     }
 }
 
-/// Decodes a typed object from the tree: `Err((field path, message))` on a type error or an unknown field.
+/// Decodes a typed object from the tree: `Err((field path, message))` on a type error or an unknown field. The
+/// path is tracked only when there is an error (a second, tracked pass).
 fn typed<T: serde::de::DeserializeOwned>(node: &Node<'_>) -> Result<T, (Option<String>, String)> {
+    if let Ok(t) = T::deserialize(NodeDe(node)) {
+        return Ok(t);
+    }
     serde_path_to_error::deserialize::<_, T>(NodeDe(node)).map_err(|e| {
         let path = e.path().to_string();
         let field = (path != ".").then_some(path);

@@ -66,20 +66,21 @@ pub(crate) fn meta_namespace(namespace: &Option<String>, errs: &mut Errors) -> O
     Some(ns)
 }
 
-pub(crate) fn check_labels(labels: Option<&BTreeMap<String, String>>, path: &str, errs: &mut Errors) -> Labels {
+/// Validated labels; `path` names the field in errors (built only when there is one).
+pub(crate) fn check_labels(labels: Option<BTreeMap<String, String>>, path: impl Fn() -> String, errs: &mut Errors) -> Labels {
     let mut out = Labels::new();
     for (k, v) in labels.into_iter().flatten() {
         let mut ok = true;
-        if let Err(e) = selector::check_label_key(k) {
-            errs.add(path, e);
+        if let Err(e) = selector::check_label_key(&k) {
+            errs.add(path(), e);
             ok = false;
         }
-        if let Err(e) = selector::check_label_value(v) {
-            errs.add(format!("{path}.{k}"), e);
+        if let Err(e) = selector::check_label_value(&v) {
+            errs.add(format!("{}.{k}", path()), e);
             ok = false;
         }
         if ok {
-            out.insert(k.clone(), v.clone());
+            out.insert(k, v);
         }
     }
     out
@@ -98,13 +99,20 @@ pub(crate) fn check_protocol(p: Option<&str>, path: &str, errs: &mut Errors) -> 
     }
 }
 
-pub(crate) fn check_container_port(p: &obj::ContainerPort, path: &str, errs: &mut Errors) -> Option<ContainerPort> {
-    let protocol = check_protocol(p.protocol.as_deref(), &format!("{path}.protocol"), errs);
+pub(crate) fn check_container_port(
+    p: &obj::ContainerPort,
+    path: impl Fn() -> String,
+    errs: &mut Errors,
+) -> Option<ContainerPort> {
+    let protocol = match p.protocol.as_deref() {
+        None | Some("TCP") => Some(Protocol::Tcp),
+        other => check_protocol(other, &format!("{}.protocol", path()), errs),
+    };
     let port = match u16::try_from(p.container_port) {
         Ok(n) if n >= 1 => Some(n),
         _ => {
             errs.add(
-                format!("{path}.containerPort"),
+                format!("{}.containerPort", path()),
                 format!("must be between 1 and 65535, inclusive (got {})", p.container_port),
             );
             None
@@ -112,7 +120,7 @@ pub(crate) fn check_container_port(p: &obj::ContainerPort, path: &str, errs: &mu
     };
     if let Some(n) = &p.name {
         if let Err(e) = selector::check_port_name(n) {
-            errs.add(format!("{path}.name"), e);
+            errs.add(format!("{}.name", path()), e);
             return None;
         }
     }
@@ -316,7 +324,7 @@ fn same_family(a: &IpNet, b: &IpNet) -> bool {
 pub(crate) fn namespace(o: obj::NamespaceObj, errs: &mut Errors) -> Option<Item> {
     // Namespace names are DNS labels (stricter than the subdomains of other objects).
     let name = meta_name_checked(&o.metadata.name, errs, selector::check_dns_label);
-    let labels = check_labels(o.metadata.labels.as_ref(), "metadata.labels", errs);
+    let labels = check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
     Some(Item::Namespace { name: name?, labels })
 }
 
@@ -348,12 +356,12 @@ pub(crate) fn pod(
 ) -> Option<Item> {
     let name = meta_name(&meta.name, errs);
     let ns_name = meta_namespace(&meta.namespace, errs);
-    let labels = check_labels(meta.labels.as_ref(), &format!("{prefix}metadata.labels"), errs);
+    let labels = check_labels(meta.labels, || format!("{prefix}metadata.labels"), errs);
     let mut ports = Vec::new();
     let mut host_network = false;
     if let Some(spec) = &spec {
         host_network = spec.host_network.unwrap_or(false);
-        let mut names: HashMap<&str, String> = HashMap::new();
+        let mut names: HashMap<&str, (&str, usize, usize)> = HashMap::new();
         // Sidecars (init containers with restartPolicy Always) serve ports too.
         let sidecars = spec
             .init_containers
@@ -365,11 +373,12 @@ pub(crate) fn pod(
         let containers = spec.containers.iter().enumerate().map(|(i, c)| ("containers", i, c));
         for (field, i, c) in containers.chain(sidecars) {
             for (j, p) in c.ports.iter().flatten().enumerate() {
-                let path = format!("{prefix}spec.{field}[{i}].ports[{j}]");
-                if let Some(cp) = check_container_port(p, &path, errs) {
+                let path = || format!("{prefix}spec.{field}[{i}].ports[{j}]");
+                if let Some(cp) = check_container_port(p, path, errs) {
                     if let Some(n) = p.name.as_deref() {
-                        if let Some(prev) = names.insert(n, path.clone()) {
-                            errs.add(format!("{path}.name"), format!("duplicate port name `{n}` (also at {prev})"));
+                        if let Some(prev) = names.insert(n, (field, i, j)) {
+                            let prev = format!("{prefix}spec.{}[{}].ports[{}]", prev.0, prev.1, prev.2);
+                            errs.add(format!("{}.name", path()), format!("duplicate port name `{n}` (also at {prev})"));
                         }
                     }
                     ports.push(cp);
