@@ -136,10 +136,7 @@ fn add_top(loader: &mut Loader, top: Top<'_>, origin: Origin, input_len: usize) 
                 |i, raw| {
                     let mut out = Vec::new();
                     let item_origin = Origin { item: Some(i), ..origin.clone() };
-                    match serde_json::from_str::<Node<'_>>(raw.get()) {
-                        Ok(item) => super::decode_with_kind(&item, item_origin, item_kind, &mut out),
-                        Err(e) => out.push(Decoded::Diagnostic(error(item_origin, None, None, format!("invalid JSON: {e}")))),
-                    }
+                    decode_item(raw.get(), item_origin, item_kind, &mut out);
                     out
                 },
                 |out| out.into_iter().for_each(|d| loader.accept(d)),
@@ -164,6 +161,172 @@ fn add_top(loader: &mut Loader, top: Top<'_>, origin: Origin, input_len: usize) 
             }
             decode(&Node::Map(entries), origin, &mut out);
             out.into_iter().for_each(|d| loader.accept(d));
+        }
+    }
+}
+
+/// What decides how a List item is decoded, read without building its tree.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(rename = "apiVersion", borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    metadata: Option<EnvelopeMeta<'a>>,
+    spec: Option<EnvelopeSpec>,
+    items: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeMeta<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    namespace: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeSpec {
+    template: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "jobTemplate")]
+    job_template: Option<EnvelopeJob>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeJob {
+    spec: Option<EnvelopeJobSpec>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeJobSpec {
+    template: Option<serde::de::IgnoredAny>,
+}
+
+/// The raw text of a JSON object, decoded straight into the typed objects.
+struct RawJson<'a>(&'a str);
+
+impl super::Source for RawJson<'_> {
+    fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, (Option<String>, String)> {
+        if let Ok(t) = serde_json::from_str::<T>(self.0) {
+            return Ok(t);
+        }
+        // On an error, the tree gives the field path and the same message as every other input path.
+        match serde_json::from_str::<Node<'_>>(self.0) {
+            Ok(node) => super::typed(&node),
+            Err(e) => Err((None, format!("invalid JSON: {e}"))),
+        }
+    }
+}
+
+/// Decodes one List item from its raw text: the typed object straight from the text when the item is an ordinary
+/// object, through its tree otherwise (nested lists, unusual shapes), with the same outcome.
+fn text<'n>(s: &'n Option<Cow<'_, str>>) -> Option<Node<'n>> {
+    s.as_ref().map(|s| Node::Str(Cow::Borrowed(s.as_ref())))
+}
+
+fn decode_item(raw: &str, origin: Origin, item_kind: Option<(&str, &str)>, out: &mut Vec<Decoded>) {
+    if let Ok(env) = serde_json::from_str::<Envelope<'_>>(raw) {
+        if env.items.is_none() {
+            let mut head: Vec<(Cow<'_, str>, Node<'_>)> = Vec::new();
+            if let Some(k) = text(&env.kind) {
+                head.push((Cow::Borrowed("kind"), k));
+            }
+            if let Some(a) = text(&env.api_version) {
+                head.push((Cow::Borrowed("apiVersion"), a));
+            }
+            if let Some(m) = &env.metadata {
+                let mut meta = Vec::new();
+                if let Some(n) = text(&m.name) {
+                    meta.push((Cow::Borrowed("name"), n));
+                }
+                if let Some(n) = text(&m.namespace) {
+                    meta.push((Cow::Borrowed("namespace"), n));
+                }
+                head.push((Cow::Borrowed("metadata"), Node::Map(meta)));
+            }
+            if let Some(s) = &env.spec {
+                let present = |t: &Option<serde::de::IgnoredAny>| if t.is_some() { Node::Bool(true) } else { Node::Null };
+                let job = s.job_template.as_ref().and_then(|j| j.spec.as_ref()).map(|js| {
+                    Node::Map(vec![(Cow::Borrowed("spec"), Node::Map(vec![(Cow::Borrowed("template"), present(&js.template))]))])
+                });
+                let mut spec = vec![(Cow::Borrowed("template"), present(&s.template))];
+                if let Some(j) = job {
+                    spec.push((Cow::Borrowed("jobTemplate"), j));
+                }
+                head.push((Cow::Borrowed("spec"), Node::Map(spec)));
+            }
+            super::decode_from(&Node::Map(head), &RawJson(raw), origin, item_kind, out);
+            return;
+        }
+    }
+    match serde_json::from_str::<Node<'_>>(raw) {
+        Ok(item) => super::decode_with_kind(&item, origin, item_kind, out),
+        Err(e) => out.push(Decoded::Diagnostic(error(origin, None, None, format!("invalid JSON: {e}")))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// A List item decoded straight from its text gives exactly what its tree gives.
+    fn same_both_ways(item: &serde_json::Value, kind: Option<(&str, &str)>) {
+        let raw = serde_json::to_string(item).unwrap();
+        let origin = Origin { file: "f".into(), document: 0, item: Some(3) };
+        let mut direct = Vec::new();
+        decode_item(&raw, origin.clone(), kind, &mut direct);
+        let mut via_tree = Vec::new();
+        let node: Node<'_> = serde_json::from_str(&raw).unwrap();
+        super::super::decode_with_kind(&node, origin, kind, &mut via_tree);
+        assert_eq!(format!("{direct:?}"), format!("{via_tree:?}"), "{raw}");
+    }
+
+    #[test]
+    fn items_decode_the_same_straight_from_text() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut docs: Vec<serde_json::Value> = Vec::new();
+        let mut dirs = vec![root.join("tests/data"), root.join("examples")];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    for de in serde_yaml_ng::Deserializer::from_str(&text) {
+                        match serde_json::Value::deserialize(de) {
+                            Ok(v) => docs.push(v),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+        }
+        let extra = [
+            r#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p"},"spec":{"containers":[{"ports":[{"containerPort":18446744073709551616}]}]}}"#,
+            r#"{"kind":"NetworkPolicy","apiVersion":"networking.k8s.io/v1","metadata":{"name":"n"},"spec":{"ingress":[{"form":[]}]}}"#,
+            r#"{"kind":"NetworkPolicy","apiVersion":"networking.k8s.io/v1","metadata":{"name":"n","lables":{}},"spec":{}}"#,
+            r#"{"kind":"NetworkPolicy","apiVersion":"networking.k8s.io/v1","metadata":{"name":5},"spec":{}}"#,
+            r#"{"kind":"networkpolicy","apiVersion":"networking.k8s.io/v1","metadata":{"name":"n"}}"#,
+            r#"{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"d"},"spec":{"template":null}}"#,
+            r#"{"kind":"CronJob","apiVersion":"batch/v1","metadata":{"name":"c"},"spec":{"jobTemplate":{"spec":{}}}}"#,
+            r#"{"kind":"CronJob","apiVersion":"batch/v1","metadata":{"name":"c"},"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"labels":{"a":"b"}}}}}}}"#,
+            r#"{"kind":"List","items":[]}"#,
+            r#"{"kind":5}"#,
+            r#"{"apiVersion":"v1","metadata":{"name":"implicit-kind"}}"#,
+            r#"{"kind":"Pod","apiVersion":"v2","metadata":{"name":"p"}}"#,
+            r#"{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"n"},"spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}}"#,
+            r#"{"kind":"Pod","kind":"Pod","apiVersion":"v1","metadata":{"name":"dup"}}"#,
+            r#"[1, 2]"#,
+            r#"null"#,
+        ];
+        docs.extend(extra.iter().map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap()));
+        assert!(docs.len() > 50, "{}", docs.len());
+        for d in &docs {
+            same_both_ways(d, None);
+            same_both_ways(d, Some(("Pod", "v1")));
         }
     }
 }

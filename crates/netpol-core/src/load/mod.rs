@@ -92,6 +92,7 @@ fn error(origin: Origin, object: Option<String>, field: Option<&str>, message: i
 }
 
 /// A decoded and validated pod, before the loader's cross-object checks.
+#[derive(Debug)]
 pub(crate) struct PodItem {
     ns_name: String,
     name: String,
@@ -103,6 +104,7 @@ pub(crate) struct PodItem {
 }
 
 /// One object of a document, decoded and validated on its own.
+#[derive(Debug)]
 pub(crate) enum Item {
     Namespace { name: String, labels: Labels },
     Pod(PodItem),
@@ -110,6 +112,7 @@ pub(crate) enum Item {
 }
 
 /// What decoding one document produced, in document order.
+#[derive(Debug)]
 pub(crate) enum Decoded {
     Object { origin: Origin, label: String, item: Item },
     Diagnostic(Diagnostic),
@@ -374,6 +377,29 @@ pub(crate) fn decode_with_kind(
     default_kind: Option<(&str, &str)>,
     out: &mut Vec<Decoded>,
 ) {
+    decode_from(node, node, origin, default_kind, out)
+}
+
+/// Where the typed objects are decoded from: the document's tree, or the raw JSON text of a List item.
+pub(crate) trait Source {
+    fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, (Option<String>, String)>;
+}
+
+impl Source for Node<'_> {
+    fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, (Option<String>, String)> {
+        typed(self)
+    }
+}
+
+/// Decodes one object: `node` holds at least what decides how (kind, apiVersion, metadata name and namespace, the
+/// pod template's presence, `items`); the typed object is read from `source`.
+pub(crate) fn decode_from<S: Source>(
+    node: &Node<'_>,
+    source: &S,
+    origin: Origin,
+    default_kind: Option<(&str, &str)>,
+    out: &mut Vec<Decoded>,
+) {
     let Node::Map(_) = node else {
         if !node.is_null() {
             out.push(Decoded::Diagnostic(error(origin, None, None, "document is not an object")));
@@ -448,14 +474,14 @@ pub(crate) fn decode_with_kind(
     }
     let mut errs = Errors::default();
     let item = match kind {
-        "Namespace" => typed::<objects::NamespaceObj>(node).map(|o| validate::namespace(o, &mut errs)),
-        "NetworkPolicy" => typed::<objects::NetworkPolicyObj>(node).map(|o| validate::policy(o, &mut errs)),
-        "Pod" => typed::<objects::PodObj>(node).map(|o| validate::pod(o.metadata, o.spec, o.status, "Pod", "", &mut errs)),
-        "CronJob" => typed::<objects::CronJobObj>(node).map(|o| {
+        "Namespace" => source.typed::<objects::NamespaceObj>().map(|o| validate::namespace(o, &mut errs)),
+        "NetworkPolicy" => source.typed::<objects::NetworkPolicyObj>().map(|o| validate::policy(o, &mut errs)),
+        "Pod" => source.typed::<objects::PodObj>().map(|o| validate::pod(o.metadata, o.spec, o.status, "Pod", "", &mut errs)),
+        "CronJob" => source.typed::<objects::CronJobObj>().map(|o| {
             let t = o.spec.and_then(|s| s.job_template).and_then(|j| j.spec).and_then(|s| s.template);
             validate::workload(o.metadata, t, "CronJob", "spec.jobTemplate.spec.template.", &mut errs)
         }),
-        k => typed::<objects::WorkloadObj>(node).map(|o| {
+        k => source.typed::<objects::WorkloadObj>().map(|o| {
             let t = o.spec.and_then(|s| s.template);
             validate::workload(o.metadata, t, k, "spec.template.", &mut errs)
         }),
