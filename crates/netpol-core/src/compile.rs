@@ -285,31 +285,35 @@ pub enum Endpoint {
 /// Inverted indexes used to evaluate selector peers without scanning every identity.
 struct SelectIndex {
     ns_idents: Vec<Vec<IdentityId>>,
-    /// (label key, value) → identities carrying it (sorted).
-    by_label: FxHashMap<(String, String), Vec<IdentityId>>,
-    /// label key → identities carrying it (sorted).
-    by_key: FxHashMap<String, Vec<IdentityId>>,
+    /// Identities (hostNetwork ones left out) by label.
+    idents: LabelIndex,
+    /// Namespaces by label: a namespace selector is checked against the namespaces that carry its most
+    /// selective label, not against every namespace.
+    namespaces: LabelIndex,
 }
 
-impl SelectIndex {
-    fn new(eng: &Engine, ns_idents: Vec<Vec<IdentityId>>) -> Self {
-        let mut by_label: FxHashMap<(String, String), Vec<IdentityId>> = FxHashMap::default();
-        let mut by_key: FxHashMap<String, Vec<IdentityId>> = FxHashMap::default();
-        for (i, ident) in eng.identities.iter().enumerate() {
-            if ident.host_network {
-                continue;
-            }
-            for (k, v) in &eng.label_sets[ident.labels as usize] {
-                by_label.entry((k.clone(), v.clone())).or_default().push(i as IdentityId);
-                by_key.entry(k.clone()).or_default().push(i as IdentityId);
+/// Ids (sorted) by (label key, value) and by label key.
+#[derive(Default)]
+struct LabelIndex {
+    by_label: FxHashMap<(String, String), Vec<u32>>,
+    by_key: FxHashMap<String, Vec<u32>>,
+}
+
+impl LabelIndex {
+    fn new<'l>(items: impl Iterator<Item = (u32, &'l Labels)>) -> Self {
+        let mut idx = LabelIndex::default();
+        for (i, labels) in items {
+            for (k, v) in labels {
+                idx.by_label.entry((k.clone(), v.clone())).or_default().push(i);
+                idx.by_key.entry(k.clone()).or_default().push(i);
             }
         }
-        SelectIndex { ns_idents, by_label, by_key }
+        idx
     }
 
-    /// A superset of the identities a pod selector can match, from its most selective `In`/`Exists`
-    /// requirement, if that is smaller than `limit`; `None` otherwise.
-    fn candidates(&self, sel: &Selector, limit: usize) -> Option<Vec<IdentityId>> {
+    /// A superset (sorted) of the ids a selector can match, from its most selective `In`/`Exists` requirement,
+    /// if that is smaller than `limit`; `None` otherwise.
+    fn candidates(&self, sel: &Selector, limit: usize) -> Option<Vec<u32>> {
         let size = |r: &Requirement| -> Option<usize> {
             match r {
                 Requirement::In(k, vs) => {
@@ -323,7 +327,7 @@ impl SelectIndex {
         if best.0 >= limit {
             return None;
         }
-        let mut c: Vec<IdentityId> = match best.1 {
+        let mut c: Vec<u32> = match best.1 {
             Requirement::In(k, vs) => vs
                 .iter()
                 .flat_map(|v| self.by_label.get(&(k.clone(), v.clone())).into_iter().flatten().copied())
@@ -333,6 +337,20 @@ impl SelectIndex {
         };
         c.sort_unstable();
         Some(c)
+    }
+}
+
+impl SelectIndex {
+    fn new(eng: &Engine, cluster: &Cluster, ns_idents: Vec<Vec<IdentityId>>) -> Self {
+        let idents = LabelIndex::new(
+            eng.identities
+                .iter()
+                .enumerate()
+                .filter(|(_, ident)| !ident.host_network)
+                .map(|(i, ident)| (i as IdentityId, &eng.label_sets[ident.labels as usize])),
+        );
+        let namespaces = LabelIndex::new(cluster.namespaces.iter().enumerate().map(|(i, n)| (i as NsId, &n.labels)));
+        SelectIndex { ns_idents, idents, namespaces }
     }
 }
 
@@ -483,7 +501,7 @@ impl Engine {
             }
         }
 
-        let sel_index = SelectIndex::new(&eng, ns_idents.clone());
+        let sel_index = SelectIndex::new(&eng, &cluster, ns_idents.clone());
 
         // Policies selecting each identity. hostNetwork pods are not subject to policies.
         let mut sel_cache: FxHashMap<(&Selector, u32), bool> = FxHashMap::default();
@@ -676,13 +694,11 @@ impl Engine {
             NsScope::Selector(s) => ns_sel_cache
                 .entry(s.clone())
                 .or_insert_with(|| {
-                    cluster
-                        .namespaces
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, n)| s.matches(&n.labels))
-                        .map(|(i, _)| i as NsId)
-                        .collect()
+                    let all = cluster.namespaces.len();
+                    match idx.namespaces.candidates(s, all) {
+                        Some(c) => c.into_iter().filter(|&i| cluster.namespaces.get(i as usize).is_some_and(|n| s.matches(&n.labels))).collect(),
+                        None => (0..all as NsId).filter(|&i| s.matches(&cluster.namespaces[i as usize].labels)).collect(),
+                    }
                 })
                 .clone(),
         };
@@ -693,7 +709,7 @@ impl Engine {
         };
         let scan_cost: usize = namespaces.iter().map(|&ns| idx.ns_idents.get(ns as usize).map_or(0, Vec::len)).sum();
         let candidates =
-            if scan_cost > 64 { key.pods.as_ref().and_then(|s| idx.candidates(s, scan_cost)) } else { None };
+            if scan_cost > 64 { key.pods.as_ref().and_then(|s| idx.idents.candidates(s, scan_cost)) } else { None };
         let mut ids: Vec<u32> = match candidates {
             // Few pods carry the selector's labels: start from the label index.
             Some(c) => {
