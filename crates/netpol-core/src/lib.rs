@@ -14,5 +14,6 @@ pub mod outside;
 pub mod portset;
 pub mod reference;
 pub mod selector;
+pub mod suggest;
 pub mod update;
 pub mod verdict;

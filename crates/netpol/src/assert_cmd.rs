@@ -299,7 +299,7 @@ fn unknown_fields(m: &Map<String, Value>, allowed: &[&str], path: &str, errs: &m
     for k in m.keys() {
         if !allowed.contains(&k.as_str()) {
             let field = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-            let hint = crate::suggest::closest(k, allowed.iter().copied())
+            let hint = netpol_core::suggest::closest(k, allowed.iter().copied())
                 .map(|c| format!("did you mean `{c}`? "))
                 .unwrap_or_default();
             errs.add(field, format!("unknown field ({hint}expected one of {})", quoted(allowed)));

@@ -13,7 +13,6 @@ pub mod matrix_out;
 pub mod query;
 pub mod serve;
 pub mod style;
-pub mod suggest;
 pub mod ui;
 
 use clap::ValueEnum;

@@ -10,7 +10,7 @@ use netpol_core::lint::{self, Config, Finding, Severity, RULES};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::suggest::distance;
+use netpol_core::suggest::distance;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LintFormat {

@@ -293,29 +293,9 @@ pub fn unknown_field_message(msg: &str) -> Option<String> {
     Some(out)
 }
 
-/// The known name nearest to `word` when it is near enough to be a typo (case-insensitive edit distance).
+/// The known name nearest to `word` when it is near enough to be a typo.
 pub fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
-    let w = word.to_ascii_lowercase();
-    known
-        .iter()
-        .map(|k| (edit_distance(&w, &k.to_ascii_lowercase()), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len().max(w.len()))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    crate::suggest::closest(word, known.iter().copied())
 }
 
 #[cfg(test)]
