@@ -228,7 +228,7 @@ async fn matrix_happy_and_bad() {
 
 #[tokio::test]
 async fn matrix_refuses_too_many_pods() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     let mut y = String::new();
     for i in 0..(serve::MAX_MATRIX_PODS + 1) {
         y.push_str(&format!(
@@ -426,7 +426,7 @@ fn fixed_policies(original: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reload_under_load_is_atomic() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     let policies = copy_example(dir.path());
     let original = std::fs::read_to_string(&policies).expect("read");
     let fixed = fixed_policies(&original);
@@ -493,7 +493,7 @@ async fn reload_under_load_is_atomic() {
 
 #[tokio::test]
 async fn failed_reload_keeps_the_old_model() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     copy_example(dir.path());
     let sub = dir.path().join("extra");
     std::fs::create_dir(&sub).expect("mkdir");
@@ -512,7 +512,7 @@ async fn failed_reload_keeps_the_old_model() {
 
 #[tokio::test]
 async fn reload_with_new_invalid_objects_keeps_the_old_model() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     let policies = copy_example(dir.path());
     let original = std::fs::read_to_string(&policies).expect("read");
     let st = AppState::from_files(&[dir.path().display().to_string()]).expect("loads");
@@ -533,7 +533,7 @@ async fn reload_with_new_invalid_objects_keeps_the_old_model() {
 
 #[tokio::test]
 async fn watch_reloads_on_change() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     let policies = copy_example(dir.path());
     let original = std::fs::read_to_string(&policies).expect("read");
     let st = AppState::from_files(&[dir.path().display().to_string()]).expect("loads");
@@ -970,7 +970,7 @@ fn slow_connections_are_closed_by_the_timeouts_and_do_not_block_others() {
 #[test]
 fn a_disconnected_clients_what_if_stops() {
     use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     let file = dir.path().join("synth.yaml");
     std::fs::write(&file, netpol_synth::generate_yaml(&netpol_synth::Params::new(200, 3000, 1200))).expect("write");
     let st = AppState::from_files(&[file.display().to_string()]).expect("loads");
