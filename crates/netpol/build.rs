@@ -19,6 +19,7 @@ fn main() {
     let target = build_probe::target_dir();
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let workspace = manifest.join("../..");
+    let workspace = workspace.canonicalize().unwrap_or(workspace);
     let skip: Vec<&Path> = [target.as_deref(), Some(workspace.as_path())].into_iter().flatten().collect();
 
     build_probe::cfg("netpol_root_tools", build_probe::root_tools(&skip).is_none());
