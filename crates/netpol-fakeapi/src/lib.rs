@@ -58,8 +58,9 @@
 //!     "metadata": {"name": "prod", "labels": {"team": "a"}},
 //! }));
 //! assert_eq!(rv, server.resource_version());
-//! // Point kube-rs at it: `Kubeconfig::read_from(path)` then `Config::from_custom_kubeconfig`.
-//! server.write_kubeconfig(&std::env::temp_dir().join("netpol-fakeapi-doctest-kubeconfig"))?;
+//! // Point kube-rs at it: `server.write_kubeconfig(path)`, `Kubeconfig::read_from(path)`, then
+//! // `Config::from_custom_kubeconfig`.
+//! assert_eq!(server.kubeconfig()["clusters"][0]["cluster"]["server"], server.url());
 //! # Ok(())
 //! # }
 //! ```

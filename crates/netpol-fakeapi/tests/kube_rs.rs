@@ -29,7 +29,8 @@ async fn within<F: Future>(body: F) -> F::Output {
 
 /// A kube-rs client built the way netpol builds one: from a kubeconfig file.
 async fn client(server: &FakeApiServer) -> Client {
-    let path = std::env::temp_dir().join(format!(
+    // In the target directory (`CARGO_TARGET_TMPDIR`), never the system's temporary directory.
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "netpol-fakeapi-test-{}-{}.kubeconfig",
         std::process::id(),
         server.addr().port()

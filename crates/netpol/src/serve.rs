@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -1539,40 +1539,30 @@ async fn track_unmatched(State(state): State<AppState>, req: Request, next: Next
 
 // ---- watch and serve ----
 
-/// Modification times and sizes of every manifest under `files` (what `--watch` compares).
-fn fingerprint(files: &[String]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
-    fn walk(p: &Path, out: &mut Vec<(PathBuf, Option<SystemTime>, u64)>) {
-        let Ok(meta) = std::fs::metadata(p) else {
-            out.push((p.to_path_buf(), None, 0));
-            return;
-        };
-        if meta.is_dir() {
-            let mut entries: Vec<PathBuf> = match std::fs::read_dir(p) {
-                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-                Err(_) => Vec::new(),
-            };
-            entries.sort();
-            for e in entries {
-                let manifest = matches!(e.extension().and_then(|x| x.to_str()), Some("yaml" | "yml" | "json"));
-                if e.is_dir() || manifest {
-                    walk(&e, out);
-                }
+/// What `--watch` compares: the manifest files that loading reads (the same walk, [`crate::input::manifest_files`]:
+/// each directory once by canonical path, so a symlink loop neither hangs nor multiplies the work), each with its
+/// modification time and size; or the error of the walk (an input gone), so that its return is noticed too.
+fn fingerprint(files: &[String]) -> Result<Vec<(PathBuf, Option<SystemTime>, u64)>, String> {
+    let listed = crate::input::manifest_files(files).map_err(|e| format!("{e:#}"))?;
+    Ok(listed
+        .files
+        .into_iter()
+        .map(|p| match std::fs::metadata(&p) {
+            Ok(meta) => {
+                let modified = meta.modified().ok();
+                (p, modified, meta.len())
             }
-        } else {
-            out.push((p.to_path_buf(), meta.modified().ok(), meta.len()));
-        }
-    }
-    let mut out = Vec::new();
-    for f in files {
-        walk(Path::new(f), &mut out);
-    }
-    out
+            Err(_) => (p, None, 0),
+        })
+        .collect())
 }
 
 /// Polls the inputs every `every` and reloads when a file changed, appeared or disappeared. A failed reload
 /// keeps the old model (logged).
 pub async fn watch(state: AppState, every: Duration) {
-    let mut last = fingerprint(&state.inner.files);
+    let files = state.inner.files.clone();
+    let mut last =
+        tokio::task::spawn_blocking(move || fingerprint(&files)).await.unwrap_or_else(|e| Err(e.to_string()));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -138,7 +138,7 @@ fn endpoints_that_match_no_pod_fail() {
 
 #[test]
 fn a_pod_paired_only_with_itself_is_not_a_pass() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let path = dir.path().join("self.yaml");
     std::fs::write(
         &path,
@@ -306,7 +306,7 @@ fn json_report_shape() {
 
 #[test]
 fn failing_pairs_are_capped_at_20_per_assertion() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let path = dir.path().join("many.yaml");
     // Port 22 is open only between pods that are not isolated (kube-system, monitoring).
     std::fs::write(
@@ -426,7 +426,7 @@ fn junit_report_is_well_formed_with_a_failure_per_failing_assertion() {
 
 #[test]
 fn junit_escapes_names_and_reports_unresolved_endpoints() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let path = dir.path().join("esc.yaml");
     std::fs::write(
         &path,
@@ -449,7 +449,7 @@ fn junit_escapes_names_and_reports_unresolved_endpoints() {
 #[test]
 fn a_byte_order_mark_and_protocols_in_any_case_are_accepted() {
     let engine = example_engine();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let yaml = "\u{feff}assertions:\n  - name: dns\n    from: backend/api\n    to: kube-system/coredns\n    port: 53/udp\n    expect: allow\n  - name: dns tcp\n    from: backend/api\n    to: kube-system/coredns\n    port: 53\n    protocol: Tcp\n    expect: allow\n";
     let json_text = "\u{feff}{\"assertions\":[{\"name\":\"dns\",\"from\":\"backend/api\",\"to\":\"kube-system/coredns\",\"port\":53,\"protocol\":\"udp\",\"expect\":\"allow\"}]}";
     for (name, text, passed) in [("a.yaml", yaml, 2), ("a.json", json_text, 1)] {

@@ -92,7 +92,7 @@ fn query_explain_adds_the_explanation() {
 
 #[test]
 fn query_reads_flows_from_a_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let flows = dir.path().join("flows.jsonl");
     std::fs::write(&flows, "{\"src\":\"monitoring/prometheus\",\"dst\":\"backend/api\",\"port\":9100}\n").unwrap();
     let o = netpol(&["query", "-f", &example(), "--flows", flows.to_str().unwrap()], None);
@@ -191,7 +191,7 @@ fn describe_outputs() {
 
 #[test]
 fn invalid_objects_are_reported_and_skipped_or_fatal_with_strict() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let f = dir.path().join("bad.yaml");
     std::fs::write(
         &f,
@@ -324,7 +324,7 @@ fn stdin_is_read_once_manifests_and_flows_cannot_share_it() {
     assert!(stderr(&o).contains("stdin cannot carry both the manifests (`-f -`) and the flows"), "{}", stderr(&o));
     assert!(o.stdout.is_empty());
     // With --flows FILE, `-f -` is fine.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let flows = dir.path().join("flows.jsonl");
     std::fs::write(&flows, "{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080}\n").unwrap();
     let o = netpol(&["query", "-f", "-", "--flows", flows.to_str().unwrap()], Some(&yaml));
@@ -354,7 +354,7 @@ fn pod_yaml(ns: &str, name: &str) -> String {
 #[test]
 fn directory_symlinks_are_followed_once_loops_end_and_dangling_links_warn() {
     use std::os::unix::fs::symlink;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let top = dir.path().join("top");
     std::fs::create_dir_all(top.join("sub")).unwrap();
     std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();

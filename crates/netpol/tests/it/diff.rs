@@ -161,7 +161,7 @@ fn commit(dir: &Path, msg: &str) {
 
 #[test]
 fn git_mode_compares_two_revisions_of_a_directory() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::tempdir();
     let repo = tmp.path();
     git(repo, &["init", "-q"]);
     let dir = repo.join("deploy/policies");
@@ -206,7 +206,7 @@ fn git_mode_compares_two_revisions_of_a_directory() {
 
 #[test]
 fn git_mode_path_at_neither_revision_is_an_error() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::common::tempdir();
     let repo = tmp.path();
     git(repo, &["init", "-q"]);
     copy_dir(&data().join("old"), &repo.join("deploy"));
@@ -234,7 +234,7 @@ fn git_mode_path_at_neither_revision_is_an_error() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     // Outside a repository: says so, with git's reason.
-    let plain = tempfile::tempdir().unwrap();
+    let plain = crate::common::tempdir();
     let mut out = Vec::new();
     let e = run(
         &[],
@@ -333,7 +333,7 @@ fn synthetic_10k_timing() {
         return;
     }
     // End to end through the command: YAML files in, text out.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     std::fs::write(dir.path().join("old.yaml"), &yaml).unwrap();
     std::fs::write(dir.path().join("new.yaml"), &variant).unwrap();
     let f = |n: &str| vec![dir.path().join(n).display().to_string()];
@@ -363,7 +363,7 @@ fn synthetic_10k_timing() {
 /// `--fail-on-new-allows` fails on it.
 #[test]
 fn outside_addresses_count_as_changes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.1.0.1}\n";
     let deny = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: x}\nspec: {podSelector: {}, policyTypes: [Egress]}\n";
     let open = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: internet, namespace: x}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress: [{to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}], ports: [{port: 443}]}]\n";

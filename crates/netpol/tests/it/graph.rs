@@ -352,7 +352,7 @@ async fn manifests_round_trip_through_whatif() {
 
 #[tokio::test]
 async fn a_1000_pod_cluster_groups_and_matches_the_matrix() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let file = dir.path().join("c.yaml");
     std::fs::write(&file, netpol_synth::generate_yaml(&netpol_synth::Params::preset("1k").unwrap())).unwrap();
     let app = router(AppState::from_files(&[file.display().to_string()]).unwrap());
@@ -552,7 +552,7 @@ fn node<'a>(g: &'a Value, name: &str) -> &'a Value {
 
 #[tokio::test]
 async fn outside_access_per_node() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let file = dir.path().join("outside.yaml");
     std::fs::write(&file, OUTSIDE).unwrap();
     let app = router(AppState::from_files(&[file.display().to_string()]).unwrap());

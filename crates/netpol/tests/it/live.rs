@@ -88,7 +88,7 @@ struct Cluster {
 
 fn cluster() -> Cluster {
     let server = FakeApiServer::start().expect("fake API server");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
     for obj in [

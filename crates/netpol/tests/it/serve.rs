@@ -228,7 +228,7 @@ async fn matrix_happy_and_bad() {
 
 #[tokio::test]
 async fn matrix_refuses_too_many_pods() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     let mut y = String::new();
     for i in 0..(serve::MAX_MATRIX_PODS + 1) {
         y.push_str(&format!(
@@ -426,7 +426,7 @@ fn fixed_policies(original: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reload_under_load_is_atomic() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     let policies = copy_example(dir.path());
     let original = std::fs::read_to_string(&policies).expect("read");
     let fixed = fixed_policies(&original);
@@ -493,7 +493,7 @@ async fn reload_under_load_is_atomic() {
 
 #[tokio::test]
 async fn failed_reload_keeps_the_old_model() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     copy_example(dir.path());
     let sub = dir.path().join("extra");
     std::fs::create_dir(&sub).expect("mkdir");
@@ -512,7 +512,7 @@ async fn failed_reload_keeps_the_old_model() {
 
 #[tokio::test]
 async fn reload_with_new_invalid_objects_keeps_the_old_model() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     let policies = copy_example(dir.path());
     let original = std::fs::read_to_string(&policies).expect("read");
     let st = AppState::from_files(&[dir.path().display().to_string()]).expect("loads");
@@ -533,7 +533,7 @@ async fn reload_with_new_invalid_objects_keeps_the_old_model() {
 
 #[tokio::test]
 async fn watch_reloads_on_change() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     let policies = copy_example(dir.path());
     let original = std::fs::read_to_string(&policies).expect("read");
     let st = AppState::from_files(&[dir.path().display().to_string()]).expect("loads");
@@ -553,6 +553,80 @@ async fn watch_reloads_on_change() {
     let app = router(st);
     let r = get(&app, "/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432").await;
     assert_eq!(r.json()["verdict"], "deny");
+}
+
+/// `serve --watch` on a directory that links to itself twice (`a -> .`, `b -> .`): the watcher walks it the way
+/// loading does (each directory once, loops skipped), so a change is picked up within seconds. Before, its own
+/// walk followed the links until ELOOP: 2^40 paths, a reload that never came.
+#[test]
+fn watch_reloads_a_directory_with_self_symlinks() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let dir = crate::common::tempdir();
+    let policies = copy_example(dir.path());
+    let original = std::fs::read_to_string(&policies).expect("read");
+    for name in ["a", "b"] {
+        std::os::unix::fs::symlink(".", dir.path().join(name)).expect("symlink");
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(["serve", "--watch", "--listen", "127.0.0.1:0", "-f"])
+        .arg(dir.path())
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().expect("stderr");
+    let child = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let addr: std::net::SocketAddr = loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|e| panic!("no address ({e}): {log:#?}"));
+        if let Some(at) = line.find("http://") {
+            break line[at + 7..].split_whitespace().next().expect("addr").parse().expect("address");
+        }
+        log.push(line);
+    };
+    let ask = |path: &str| {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp
+    };
+    let q = "/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432";
+    let first = ask(q);
+    assert!(first.contains("x-netpol-revision: 1\r\n") && first.contains("\"verdict\":\"allow\""), "{first}");
+    // The model has the example's objects once (no duplicates through the links).
+    assert!(log.iter().all(|l| !l.contains("duplicate")), "{log:#?}");
+
+    std::fs::write(&policies, fixed_policies(&original)).expect("write");
+    let t = Instant::now();
+    let resp = loop {
+        let r = ask(q);
+        if !r.contains("x-netpol-revision: 1\r\n") || t.elapsed() > Duration::from_secs(20) {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(child);
+    log.extend(rx.try_iter());
+    assert!(resp.contains("x-netpol-revision: 2\r\n"), "no reload within 20 s: {resp}\n{log:#?}");
+    assert!(resp.contains("\"verdict\":\"deny\""), "{resp}");
+    eprintln!("reloaded after {:?}", t.elapsed());
 }
 
 #[tokio::test]
@@ -970,7 +1044,7 @@ fn slow_connections_are_closed_by_the_timeouts_and_do_not_block_others() {
 #[test]
 fn a_disconnected_clients_what_if_stops() {
     use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = crate::common::tempdir();
     let file = dir.path().join("synth.yaml");
     std::fs::write(&file, netpol_synth::generate_yaml(&netpol_synth::Params::new(200, 3000, 1200))).expect("write");
     let st = AppState::from_files(&[file.display().to_string()]).expect("loads");
