@@ -229,7 +229,6 @@ fn run_load(path: &str) {
     let bytes = std::fs::read(path).unwrap();
     let runs: usize = std::env::var("NETPOL_BENCH_LOAD_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let mut times = Vec::new();
-    let mut objects = 0;
     for _ in 0..runs {
         let t = Instant::now();
         let mut loader = Loader::new();
@@ -237,7 +236,7 @@ fn run_load(path: &str) {
         let loaded = loader.finish();
         times.push(t.elapsed().as_secs_f64());
         assert!(loaded.diagnostics.is_empty(), "{:?}", &loaded.diagnostics[..loaded.diagnostics.len().min(3)]);
-        objects = loaded.cluster.pods.len() + loaded.cluster.policies.len() + loaded.cluster.namespaces.len();
+        let objects = loaded.cluster.pods.len() + loaded.cluster.policies.len() + loaded.cluster.namespaces.len();
         // The first run's peak is the one reported: later runs reuse freed memory.
         if times.len() == 1 {
             let peak = peak_rss_mib();
