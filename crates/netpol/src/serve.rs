@@ -957,8 +957,7 @@ async fn whatif_handler(
     task.await.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?
 }
 
-/// The what-if request: JSON (parsed in linear time, nesting limited to 128), else YAML after
-/// [`check_yaml_cost`].
+/// The what-if request: JSON (serde_json), else YAML read as manifests are (linear time, nesting limited to 128).
 fn parse_what_if(body: &[u8]) -> Result<WhatIf, Failure> {
     let text = std::str::from_utf8(body).map_err(|_| Failure::bad("body", "body is not UTF-8"))?;
     let invalid = |e: &dyn std::fmt::Display| Failure::bad("body", format!("invalid what-if request: {e}"));
@@ -970,50 +969,21 @@ fn parse_what_if(body: &[u8]) -> Result<WhatIf, Failure> {
             Err(_) => {}
         }
     }
-    check_yaml_cost(text).map_err(|e| Failure::bad("body", e))?;
-    serde_yaml_ng::from_str(text).map_err(|e| invalid(&e))
+    let mut docs = netpol_core::load::yaml_documents(text).into_iter().filter(|d| !matches!(d, Ok(serde_json::Value::Null)));
+    let doc = match docs.next() {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => return Err(invalid(&format!("invalid YAML: {}", e.message))),
+        None => serde_json::Value::Null,
+    };
+    if docs.next().is_some() {
+        return Err(invalid(&"a what-if request is one document"));
+    }
+    serde_json::from_value(doc).map_err(|e| invalid(&e))
 }
 
 /// Whether a body may be JSON (an object or array): tried with serde_json before YAML.
 pub fn looks_like_json(text: &str) -> bool {
     matches!(text.trim_start_matches('\u{feff}').trim_start().as_bytes().first(), Some(b'{' | b'['))
-}
-
-/// Flow collections (`[`, `{`) times bytes a YAML body may hold.
-const YAML_FLOW_BUDGET: u64 = 100_000_000;
-
-/// Refuses YAML that serde_yaml_ng would take super-linear time to read, in linear time.
-///
-/// libyaml's scanner (under serde_yaml_ng) walks its stack of flow levels at every token, so reading nested
-/// flow collections costs bytes × depth before the deserializer's depth limit (128) applies: 300 KB of
-/// `{a: [` nested took 62 s in a release build. The depth at any point is at most the number of `[`/`{` before
-/// it (those closed right away, `{}` and `[]`, do not count), whatever quotes and comments hide: a body may
-/// hold at most `max(64, YAML_FLOW_BUDGET / bytes)` of them, which bounds that walk to about 0.1 s. Block style
-/// and JSON bodies (read by serde_json) are not limited by this.
-pub fn check_yaml_cost(text: &str) -> Result<(), String> {
-    let b = text.as_bytes();
-    let mut opens = 0u64;
-    for (i, &c) in b.iter().enumerate() {
-        let close = match c {
-            b'[' => b']',
-            b'{' => b'}',
-            _ => continue,
-        };
-        // Each run of blanks is scanned once, after the one character before it: linear.
-        if b[i + 1..].iter().find(|&&x| x != b' ' && x != b'\t') != Some(&close) {
-            opens += 1;
-        }
-    }
-    let max = (YAML_FLOW_BUDGET / (b.len() as u64).max(1)).max(64);
-    if opens > max {
-        return Err(format!(
-            "the YAML body has {opens} flow collections (`[...]`, `{{...}}`) in {} bytes, more than netpol reads \
-             as YAML ({max} at that size; deep nesting costs the YAML parser quadratic time): send JSON, or \
-             YAML in block style",
-            b.len()
-        ));
-    }
-    Ok(())
 }
 
 // ---- lint ----

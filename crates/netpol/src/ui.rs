@@ -955,31 +955,26 @@ type Place = (usize, Option<usize>);
 /// Reads the pasted text: YAML documents (or JSON) holding NetworkPolicies or `kind: List`s of them. Returns
 /// the objects and, for each, its place in the text.
 fn pasted_objects(text: &str) -> Result<(Vec<serde_json::Value>, Vec<Place>), UiFailure> {
-    use serde::Deserialize as _;
     let mut objects = Vec::new();
     let mut at = Vec::new();
-    // JSON is read by serde_json, in linear time; YAML only after the check of its cost.
+    // JSON is read by serde_json; YAML as manifests are read (linear time, nesting limited to 128).
     let json = match crate::serve::looks_like_json(text) {
         true => serde_json::from_str::<serde_json::Value>(text).ok(),
         false => None,
     };
-    if json.is_none() {
-        crate::serve::check_yaml_cost(text).map_err(|e| UiFailure::bad("body", e))?;
-    }
-    let docs: Box<dyn Iterator<Item = Result<serde_json::Value, serde_yaml_ng::Error>>> = match json {
-        Some(v) => Box::new(std::iter::once(Ok(v))),
-        None => Box::new(serde_yaml_ng::Deserializer::from_str(text).map(serde_json::Value::deserialize)),
+    let docs = match json {
+        Some(v) => vec![Ok(v)],
+        None => netpol_core::load::yaml_documents(text),
     };
-    for (doc, v) in docs.enumerate() {
+    for (doc, v) in docs.into_iter().enumerate() {
         let v = v.map_err(|err| {
-            let line = err.location().map(|l| l.line());
             UiFailure(
                 StatusCode::BAD_REQUEST,
                 UiError {
-                    error: format!("invalid YAML: {err}"),
+                    error: format!("invalid YAML: {}", err.message),
                     field: Some("body".to_string()),
                     document: Some(doc),
-                    line,
+                    line: err.line,
                 },
             )
         })?;

@@ -540,3 +540,53 @@ pub fn parse_selector(v: &Value, path: &str) -> Result<Selector, Vec<(String, St
         Err(errs.0)
     }
 }
+
+/// A document of [`yaml_documents`] that could not be read: the message, and the 1-based line when known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// The documents of a YAML text as JSON values, for tools that read YAML outside manifests (what-if requests).
+/// Each document is read as manifests are: in linear time, nesting limited to 128 levels, a broken document
+/// costing only itself. A document that is empty or only comments is `null`.
+pub fn yaml_documents(text: &str) -> Vec<Result<Value, DocumentError>> {
+    use serde::Deserialize;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let line_of = |msg: &str| {
+        let at = msg.rfind("at line ")?;
+        msg[at + 8..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    let to_value = |node: &Node<'_>| {
+        Value::deserialize(NodeDe(node)).map_err(|e| DocumentError { line: None, message: e.to_string() })
+    };
+    match yaml::split_yaml_documents(text) {
+        Some(pieces) => pieces
+            .iter()
+            .map(|(first_line, piece)| match yaml::parse_document(piece, *first_line) {
+                Ok(node) => to_value(&node),
+                Err(message) => Err(DocumentError { line: line_of(&message), message }),
+            })
+            .collect(),
+        None => {
+            // Directives or `...` markers: libyaml reads the stream (after the linear nesting check).
+            if let Some(line) = yaml::flow_depth_exceeds(text, MAX_DEPTH) {
+                let message = format!("nesting deeper than {MAX_DEPTH} levels at line {}", line + 1);
+                return vec![Err(DocumentError { line: Some(line + 1), message })];
+            }
+            let mut out = Vec::new();
+            for de in serde_yaml_ng::Deserializer::from_str(text) {
+                match Node::deserialize(de) {
+                    Ok(node) => out.push(to_value(&node)),
+                    Err(e) => {
+                        let line = e.location().map(|l| l.line());
+                        out.push(Err(DocumentError { line, message: e.to_string() }));
+                        break;
+                    }
+                }
+            }
+            out
+        }
+    }
+}

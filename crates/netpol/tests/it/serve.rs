@@ -875,17 +875,26 @@ async fn deeply_nested_bodies_fail_fast() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
 
+/// YAML bodies are read as manifests are: any number of shallow flow collections is fine, nesting beyond 128
+/// levels is refused by a linear scan whatever quotes and comments hide.
 #[test]
-fn yaml_cost_check_bounds_flow_collections() {
-    assert!(serve::check_yaml_cost("a: {b: [1, 2]}\nc: []\nd: {}\n").is_ok());
-    // Closed right away, `{}` and `[]` do not nest.
-    assert!(serve::check_yaml_cost(&"x: {}\ny: [ ]\n".repeat(50_000)).is_ok());
-    // Quotes and comments do not hide nesting from the check.
-    assert!(serve::check_yaml_cost(&"[ \"]\", ".repeat(20_000)).is_err());
-    assert!(serve::check_yaml_cost(&"[ # ]\n".repeat(20_000)).is_err());
-    // A small body may hold many; a large one fewer.
-    assert!(serve::check_yaml_cost(&"{a: 1}, ".repeat(1000)).is_ok());
-    assert!(serve::check_yaml_cost(&format!("{}{}", "{a: 1}, ".repeat(1000), " ".repeat(1 << 20))).is_err());
+fn yaml_bodies_are_read_in_linear_time() {
+    use netpol_core::load::yaml_documents;
+    let docs = yaml_documents("a: {b: [1, 2]}\nc: []\nd: {}\n");
+    assert_eq!(docs, vec![Ok(serde_json::json!({"a": {"b": [1, 2]}, "c": [], "d": {}}))]);
+    // Many flow collections, shallow: read (they used to be refused above a budget).
+    let many = format!("items: [{}]\n", "{a: [1]}, ".repeat(50_000));
+    assert!(yaml_documents(&many)[0].is_ok());
+    // Deep, with the closing brackets hidden in quotes or comments: refused, with the line.
+    for deep in ["[ \"]\", ".repeat(20_000), "[ # ]\n".repeat(20_000)] {
+        let docs = yaml_documents(&deep);
+        let e = docs[0].as_ref().unwrap_err();
+        assert!(e.message.contains("nesting deeper than 128 levels"), "{e:?}");
+        assert!(e.line.is_some());
+    }
+    // A broken document costs only itself.
+    let docs = yaml_documents("a: 1\n---\nb: [\n---\nc: 3\n");
+    assert!(docs[0].is_ok() && docs[1].is_err() && docs[2].is_ok(), "{docs:?}");
     assert!(
         serve::looks_like_json(" \n{\"a\": 1}") && serve::looks_like_json("[1]") && !serve::looks_like_json("a: 1")
     );
