@@ -285,22 +285,13 @@ mod tests {
 
     #[test]
     fn items_decode_the_same_straight_from_text() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut docs: Vec<serde_json::Value> = Vec::new();
-        let mut dirs = vec![root.join("tests/data"), root.join("examples")];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    dirs.push(p);
-                } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-                    let text = std::fs::read_to_string(&p).unwrap();
-                    for de in serde_yaml_ng::Deserializer::from_str(&text) {
-                        match serde_json::Value::deserialize(de) {
-                            Ok(v) => docs.push(v),
-                            Err(_) => break,
-                        }
-                    }
+        for f in crate::load::fixture_yaml_files() {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for de in serde_yaml_ng::Deserializer::from_str(&text) {
+                match serde_json::Value::deserialize(de) {
+                    Ok(v) => docs.push(v),
+                    Err(_) => break,
                 }
             }
         }

@@ -590,3 +590,24 @@ pub fn yaml_documents(text: &str) -> Vec<Result<Value, DocumentError>> {
         }
     }
 }
+
+/// The YAML files of the repository's fixtures and examples (tests of the readers).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn fixture_yaml_files() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("tests/data"), root.join("examples")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}

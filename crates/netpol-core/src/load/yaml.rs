@@ -237,19 +237,7 @@ mod tests {
 
     #[test]
     fn the_repository_fixtures_read_the_same_and_mostly_fast() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let mut files = Vec::new();
-        let mut dirs = vec![root.join("tests/data"), root.join("examples")];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    dirs.push(p);
-                } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-                    files.push(p);
-                }
-            }
-        }
+        let files = crate::load::fixture_yaml_files();
         assert!(files.len() > 10, "{files:?}");
         let (mut fast, mut docs) = (0, 0);
         for f in files {
