@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
+use crate::ipranges::BlockRanges;
 use crate::model::*;
 use crate::portset::{PortSet, Protocol};
 use crate::selector::{Labels, Requirement, Selector};
@@ -362,6 +363,8 @@ pub struct Engine {
     /// Distinct selector peers: (namespace selector or the policy's namespace, pod selector).
     pub sel_peers: Vec<(SelPeerKey, IdSet)>,
     pub blocks: Vec<IpBlock>,
+    /// Each block as sorted address intervals (`blocks[i]` minus its exceptions): O(log k) membership.
+    pub block_ranges: Vec<BlockRanges>,
     /// Sorted block ids containing an address, per ip class.
     pub ip_classes: Vec<Vec<BlockId>>,
     /// Rules of every policy, in policy order, each policy's ingress rules then its egress rules.
@@ -442,6 +445,7 @@ impl Engine {
             primary_ips: cluster.pods.iter().map(|p| p.primary_ip()).collect(),
             sel_peers: Vec::new(),
             block_refs: vec![0; blocks.len()],
+            block_ranges: blocks.iter().map(BlockRanges::new).collect(),
             blocks,
             ip_classes: vec![Vec::new()],
             rules: Vec::new(),
@@ -722,7 +726,7 @@ impl Engine {
     /// The ip class (set of ipBlocks containing it) of an address, interning a new class if needed.
     pub(crate) fn ip_class_of(&mut self, ip: IpAddr) -> IpClassId {
         let sig: Vec<BlockId> =
-            self.blocks.iter().enumerate().filter(|(_, b)| b.contains(ip)).map(|(i, _)| i as BlockId).collect();
+            self.block_ranges.iter().enumerate().filter(|(_, b)| b.contains(ip)).map(|(i, _)| i as BlockId).collect();
         if let Some(&c) = self.ip_class_index.get(&sig) {
             return c;
         }
@@ -734,6 +738,11 @@ impl Engine {
 
     pub fn identity_of(&self, pod: PodId) -> &Identity {
         &self.identities[self.pod_identity[pod as usize] as usize]
+    }
+
+    /// Whether block `b` contains `ip`: O(log k) for k exceptions.
+    pub fn block_contains(&self, b: BlockId, ip: IpAddr) -> bool {
+        self.block_ranges.get(b as usize).is_some_and(|r| r.contains(ip))
     }
 
     /// Resolves an IP to an endpoint: a pod's IP is that pod; any other address is external.
@@ -774,7 +783,7 @@ impl Engine {
             CPeer::Block(b) => match (ep.ip_class, ep.ip) {
                 // Fast path: a pod's primary IP has a precomputed class.
                 (Some(c), _) => self.ip_classes[c as usize].binary_search(&b).is_ok(),
-                (None, Some(ip)) => self.blocks[b as usize].contains(ip),
+                (None, Some(ip)) => self.block_ranges[b as usize].contains(ip),
                 (None, None) => false,
             },
         }

@@ -102,6 +102,7 @@ pub struct IpBlock {
 }
 
 impl IpBlock {
+    /// Naive membership, O(k) for k exceptions (the engine uses [`crate::ipranges::BlockRanges`]).
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.cidr.contains(&ip) && !self.except.iter().any(|e| e.contains(&ip))
     }
