@@ -445,3 +445,35 @@ fn junit_escapes_names_and_reports_unresolved_endpoints() {
     assert_eq!(attr(failures[1], "type"), "unresolved-endpoint");
     assert_eq!(attr(failures[1], "message"), "from: {namespace: nope} matches no pod");
 }
+
+/// Addresses in assertion files: an IPv4-mapped IPv6 address is the IPv4 address (so the pod with it); a zoned
+/// address is an error naming the field.
+#[test]
+fn mapped_addresses_are_ipv4_and_zoned_ones_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mapped.yaml");
+    std::fs::write(
+        &path,
+        "assertions:\n  - {name: web by its mapped address, from: '::ffff:10.244.1.11', to: backend/api, port: 8080, \
+         expect: allow}\n  - {name: mapped in ip, from: {ip: '::ffff:10.244.1.11'}, to: database/postgres, port: 5432, \
+         expect: deny}\n",
+    )
+    .unwrap();
+    let (code, text, err) = run_path(&example_engine(), &path.display().to_string(), AssertFormat::Text);
+    assert_eq!(code, 0, "{text}{err}");
+    assert!(text.starts_with("PASS web by its mapped address\nPASS mapped in ip\n"), "{text}");
+    let zoned = dir.path().join("zoned.yaml");
+    std::fs::write(
+        &zoned,
+        "assertions:\n  - {name: a, from: 'fe80::1%eth0', to: backend/api, port: 8080, expect: allow}\n  - {name: b, \
+         from: {ip: 'fe80::1%eth0'}, to: backend/api, port: 8080, expect: allow}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_path(&example_engine(), &zoned.display().to_string(), AssertFormat::Text);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("assertions[0].from: `fe80::1%eth0`: zoned IPv6 addresses (`%eth0`) are not supported"),
+        "{err}"
+    );
+    assert!(err.contains("assertions[1].from.ip: `fe80::1%eth0`: zoned IPv6 addresses"), "{err}");
+}
