@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
+use crate::ipranges::BlockRanges;
 use crate::model::*;
 use crate::portset::{PortSet, Protocol};
 use crate::selector::{Labels, Requirement, Selector};
@@ -380,6 +381,8 @@ pub struct Engine {
     /// Distinct selector peers: (namespace selector or the policy's namespace, pod selector).
     pub sel_peers: Vec<(SelPeerKey, IdSet)>,
     pub blocks: Vec<IpBlock>,
+    /// Each block as sorted address intervals (`blocks[i]` minus its exceptions): O(log k) membership.
+    pub block_ranges: Vec<BlockRanges>,
     /// Sorted block ids containing an address, per ip class.
     pub ip_classes: Vec<Vec<BlockId>>,
     /// Rules of every policy, in policy order, each policy's ingress rules then its egress rules.
@@ -460,6 +463,7 @@ impl Engine {
             primary_ips: cluster.pods.iter().map(|p| p.primary_ip()).collect(),
             sel_peers: Vec::new(),
             block_refs: vec![0; blocks.len()],
+            block_ranges: blocks.iter().map(BlockRanges::new).collect(),
             blocks,
             ip_classes: vec![Vec::new()],
             rules: Vec::new(),
@@ -737,8 +741,9 @@ impl Engine {
 
     /// The ip class (set of ipBlocks containing it) of an address, interning a new class if needed.
     pub(crate) fn ip_class_of(&mut self, ip: IpAddr) -> IpClassId {
+        let ip = ip.to_canonical();
         let sig: Vec<BlockId> =
-            self.blocks.iter().enumerate().filter(|(_, b)| b.contains(ip)).map(|(i, _)| i as BlockId).collect();
+            self.block_ranges.iter().enumerate().filter(|(_, b)| b.contains(ip)).map(|(i, _)| i as BlockId).collect();
         if let Some(&c) = self.ip_class_index.get(&sig) {
             return c;
         }
@@ -752,20 +757,29 @@ impl Engine {
         &self.identities[self.pod_identity[pod as usize] as usize]
     }
 
-    /// Resolves an IP to an endpoint: a pod's IP is that pod; any other address is external.
+    /// Whether block `b` contains `ip` (an IPv4-mapped IPv6 address is its IPv4 address): O(log k) for k
+    /// exceptions.
+    pub fn block_contains(&self, b: BlockId, ip: IpAddr) -> bool {
+        self.block_ranges.get(b as usize).is_some_and(|r| r.contains(ip.to_canonical()))
+    }
+
+    /// Resolves an IP to an endpoint: a pod's IP is that pod; any other address is external. IPv4-mapped IPv6
+    /// addresses (`::ffff:10.0.0.1`) are their IPv4 address, as in Kubernetes (Go's `net` package).
     pub fn endpoint_for_ip(&self, ip: IpAddr) -> Endpoint {
+        let ip = ip.to_canonical();
         match self.ip_index.get(&ip) {
             Some(&pod) => Endpoint::Pod { pod, ip: Some(ip) },
             None => Endpoint::External(ip),
         }
     }
 
-    /// The IP a flow uses for an endpoint.
+    /// The IP a flow uses for an endpoint (canonical: an IPv4-mapped address is its IPv4 address).
     pub fn endpoint_ip(&self, ep: &Endpoint) -> Option<IpAddr> {
         match *ep {
             Endpoint::Pod { pod, ip } => ip.or_else(|| self.cluster.pod(pod).primary_ip()),
             Endpoint::External(ip) => Some(ip),
         }
+        .map(|ip| ip.to_canonical())
     }
 
     /// What the hot path needs to know about an endpoint, computed once per flow.
@@ -773,13 +787,14 @@ impl Engine {
     fn ep_info(&self, ep: &Endpoint) -> EpInfo {
         match *ep {
             Endpoint::Pod { pod, ip } => {
+                let ip = ip.map(|ip| ip.to_canonical());
                 let ident = self.pod_identity[pod as usize];
                 // The identity's ip class is that of the pod's primary IP; another IP of the pod (the other
                 // family) is matched against the blocks directly.
                 let primary = ip.is_none() || ip == self.primary_ips[pod as usize];
                 EpInfo { ident: Some(ident), ip, ip_class: primary.then(|| self.identities[ident as usize].ip_class) }
             }
-            Endpoint::External(ip) => EpInfo { ident: None, ip: Some(ip), ip_class: None },
+            Endpoint::External(ip) => EpInfo { ident: None, ip: Some(ip.to_canonical()), ip_class: None },
         }
     }
 
@@ -790,7 +805,7 @@ impl Engine {
             CPeer::Block(b) => match (ep.ip_class, ep.ip) {
                 // Fast path: a pod's primary IP has a precomputed class.
                 (Some(c), _) => self.ip_classes[c as usize].binary_search(&b).is_ok(),
-                (None, Some(ip)) => self.blocks[b as usize].contains(ip),
+                (None, Some(ip)) => self.block_ranges[b as usize].contains(ip),
                 (None, None) => false,
             },
         }
@@ -837,15 +852,18 @@ impl Engine {
             && d.ident.is_none_or(|i| self.side_allows_fast(i, Direction::Ingress, &s, proto, port, dst_named))
     }
 
-    /// Parses `ns/pod`, `pod` (in `default_ns`) or an IP address.
+    /// Parses `ns/pod`, `pod` (in `default_ns`) or an IP address (see [`parse_address`]). A string that looks
+    /// like an address but is not a valid one is an address error, unless a pod has that name.
     pub fn parse_endpoint(&self, s: &str, default_ns: &str) -> Result<Endpoint, String> {
-        if let Ok(ip) = s.parse::<IpAddr>() {
+        let address = parse_address(s);
+        if let Ok(Some(ip)) = address {
             return Ok(self.endpoint_for_ip(ip));
         }
         let (ns, name) = s.split_once('/').unwrap_or((default_ns, s));
-        match self.cluster.find_pod(ns, name) {
-            Some(pod) => Ok(Endpoint::Pod { pod, ip: None }),
-            None => Err(format!("unknown pod `{ns}/{name}` (and not an IP address)")),
+        match (self.cluster.find_pod(ns, name), address) {
+            (Some(pod), _) => Ok(Endpoint::Pod { pod, ip: None }),
+            (None, Err(e)) => Err(e),
+            (None, Ok(_)) => Err(format!("unknown pod `{ns}/{name}` (and not an IP address)")),
         }
     }
 
@@ -883,6 +901,39 @@ impl Engine {
     }
 }
 
+/// Parses an address given by a user (an endpoint of `query`, `explain`, `netpol test`, the HTTP API):
+/// `Ok(Some(ip))` for an IP address, canonical (an IPv4-mapped IPv6 address such as `::ffff:10.0.0.1` is its
+/// IPv4 address, as Go's `net` package and so Kubernetes treat it); `Err` for a string that looks like an
+/// address but is not a valid one (a zoned IPv6 address `fe80::1%eth0`, `10.0.0.256`, `10.0.0.1:80`, a CIDR);
+/// `Ok(None)` for anything else (a pod reference).
+///
+/// "Looks like an address": it contains `:` or `%` (never in `namespace/pod`), it is only digits and dots
+/// with at least one dot, or the part before a `/` is an address. Only the last two can also be a pod's
+/// name: callers look the pod up before reporting the error.
+pub fn parse_address(s: &str) -> Result<Option<IpAddr>, String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(Some(ip.to_canonical()));
+    }
+    if let Some((host, zone)) = s.split_once('%') {
+        if host.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Err(format!(
+                "`{s}`: zoned IPv6 addresses (`%{zone}`) are not supported: give the address without the zone"
+            ));
+        }
+        return Err(format!("`{s}` is not a valid IP address"));
+    }
+    if let Some((net, bits)) = s.split_once('/') {
+        if net.parse::<IpAddr>().is_ok() {
+            return Err(format!("`{s}` is a CIDR (`/{bits}`), not an address: give a single IP address"));
+        }
+    }
+    let dotted = s.contains('.') && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if s.contains(':') || dotted {
+        return Err(format!("`{s}` is not a valid IP address"));
+    }
+    Ok(None)
+}
+
 pub fn compile_ports(ports: &[PolicyPort]) -> CPorts {
     if ports.is_empty() {
         return CPorts { numeric: PortSet::all(), ..CPorts::default() };
@@ -901,6 +952,7 @@ pub fn compile_ports(ports: &[PolicyPort]) -> CPorts {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -923,6 +975,28 @@ mod tests {
         assert!(matches!(s, IdSet::Dense(_, 3)));
         assert_eq!(ids(&s), vec![1, 10, 70]);
         assert!(s.contains(70) && !s.contains(3));
+    }
+
+    #[test]
+    fn user_addresses_are_canonical_and_near_misses_are_errors() {
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        assert_eq!(parse_address("::ffff:10.244.1.11"), Ok(ip("10.244.1.11")));
+        assert_eq!(parse_address("10.244.1.11"), Ok(ip("10.244.1.11")));
+        assert_eq!(parse_address("fd00::1"), Ok(ip("fd00::1")));
+        // IPv4-compatible (deprecated) addresses are not mapped ones: Go's To4 keeps them IPv6 too.
+        assert_eq!(parse_address("::10.0.0.1"), Ok(ip("::a00:1")));
+        let zoned = parse_address("fe80::1%eth0").unwrap_err();
+        assert_eq!(
+            zoned,
+            "`fe80::1%eth0`: zoned IPv6 addresses (`%eth0`) are not supported: give the address without the zone"
+        );
+        for s in ["10.0.0.256", "10.0.0", "10.0.0.1:80", "[fd00::1]", "fd00::g", "web%1"] {
+            assert!(parse_address(s).is_err_and(|e| e.contains("is not a valid IP address")), "{s}");
+        }
+        assert!(parse_address("10.0.0.0/8").is_err_and(|e| e.contains("is a CIDR")));
+        for s in ["web", "a/web", "default/web-1.x", "123", "a/10"] {
+            assert_eq!(parse_address(s), Ok(None), "{s}");
+        }
     }
 
     #[test]

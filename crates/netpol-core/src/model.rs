@@ -102,7 +102,10 @@ pub struct IpBlock {
 }
 
 impl IpBlock {
+    /// Naive membership, O(k) for k exceptions (the engine uses [`crate::ipranges::BlockRanges`]). An
+    /// IPv4-mapped IPv6 address is its IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         self.cidr.contains(&ip) && !self.except.iter().any(|e| e.contains(&ip))
     }
 }

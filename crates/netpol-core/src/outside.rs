@@ -3,41 +3,16 @@
 //! rules allow. Owns the address segmentation that `diff` and `describe` use, and the per-port view of the UI.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::ops::Range;
 
-use ipnet::IpNet;
-
 use crate::compile::{BlockId, CPeer, Endpoint, Engine, IdentityId};
+use crate::ipranges::{addr, family_max, net_range, num};
 use crate::model::{Direction, PodId};
 use crate::portset::{PortSet, Protocol};
 
 /// Documentation addresses (RFC 5737, RFC 3849), tried first when an example outside address is needed.
 pub const EXAMPLE_ADDRESSES: [&str; 4] = ["203.0.113.10", "198.51.100.10", "2001:db8::10", "192.0.2.10"];
-
-/// An address as (is IPv6, number).
-fn num(ip: IpAddr) -> (bool, u128) {
-    match ip {
-        IpAddr::V4(a) => (false, u128::from(u32::from(a))),
-        IpAddr::V6(a) => (true, u128::from(a)),
-    }
-}
-
-fn addr(v6: bool, n: u128) -> IpAddr {
-    if v6 {
-        IpAddr::V6(Ipv6Addr::from(n))
-    } else {
-        IpAddr::V4(Ipv4Addr::from(u32::try_from(n).unwrap_or(u32::MAX)))
-    }
-}
-
-fn family_max(v6: bool) -> u128 {
-    if v6 {
-        u128::MAX
-    } else {
-        u128::from(u32::MAX)
-    }
-}
 
 /// The address space of both families cut at every ipBlock boundary (CIDRs and their exceptions) of some
 /// engines: each of their blocks contains either all of a segment or none of it.
@@ -53,8 +28,7 @@ impl Segments {
         for e in engines {
             for b in &e.blocks {
                 for net in std::iter::once(&b.cidr).chain(&b.except) {
-                    let (v6, lo) = num(net.network());
-                    let (_, hi) = num(net.broadcast());
+                    let (v6, lo, hi) = net_range(net);
                     starts[usize::from(v6)].insert(lo);
                     if hi < family_max(v6) {
                         starts[usize::from(v6)].insert(hi + 1);
@@ -81,12 +55,11 @@ impl Segments {
         self.ranges.is_empty()
     }
 
-    /// The segments inside `net` (a CIDR of one of the engines).
-    fn within(&self, net: &IpNet) -> Range<usize> {
-        let key = |ip: IpAddr| num(ip);
-        let (lo, hi) = (key(net.network()), key(net.broadcast()));
-        let a = self.ranges.partition_point(|r| key(r.0) < lo);
-        let b = self.ranges.partition_point(|r| key(r.0) <= hi);
+    /// The segments whose first address is in `lo..=hi` of family `v6`: those inside the range when it is a
+    /// union of segments (a range of a block of one of the engines). O(log segments).
+    fn within(&self, v6: bool, lo: u128, hi: u128) -> Range<usize> {
+        let a = self.ranges.partition_point(|r| num(r.0) < (v6, lo));
+        let b = self.ranges.partition_point(|r| num(r.0) <= (v6, hi));
         a..b
     }
 
@@ -196,11 +169,13 @@ pub fn allowed_ports(e: &Engine, ident: IdentityId, dir: Direction, segs: &Segme
             }
             continue;
         };
+        // Each block's address intervals (exceptions removed) cover whole segments: O(k log S + segments
+        // covered) per block, whatever the length of its `except` list.
         for b in blocks {
-            let block = &e.blocks[b as usize];
-            for i in segs.within(&block.cidr) {
-                if block.contains(segs.ranges[i].0) {
-                    out[i].union_with(&rule.ports);
+            let r = &e.block_ranges[b as usize];
+            for &(lo, hi) in &r.ranges {
+                for o in &mut out[segs.within(r.v6, lo, hi)] {
+                    o.union_with(&rule.ports);
                 }
             }
         }

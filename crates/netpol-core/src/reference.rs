@@ -8,11 +8,13 @@ use crate::compile::Endpoint;
 use crate::model::*;
 use crate::portset::Protocol;
 
+/// The address of an endpoint; an IPv4-mapped IPv6 address is its IPv4 address (as in Go's `net` package).
 fn ip_of(c: &Cluster, ep: &Endpoint) -> Option<IpAddr> {
     match *ep {
         Endpoint::Pod { pod, ip } => ip.or_else(|| c.pod(pod).primary_ip()),
         Endpoint::External(ip) => Some(ip),
     }
+    .map(|ip| ip.to_canonical())
 }
 
 fn peer_matches(c: &Cluster, policy: &Policy, peer: &Peer, ep: &Endpoint) -> bool {

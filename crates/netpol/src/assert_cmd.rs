@@ -26,7 +26,7 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::net::IpAddr;
 
-use netpol_core::compile::{Endpoint, Engine, IdentityId};
+use netpol_core::compile::{parse_address, Endpoint, Engine, IdentityId};
 use netpol_core::load::parse_selector;
 use netpol_core::model::PodId;
 use netpol_core::portset::Protocol;
@@ -487,9 +487,13 @@ fn parse_endpoint(v: Option<&Value>, path: &str, errs: &mut Errs) -> Option<Endp
                 if m.len() > 1 {
                     errs.add(path, "`ip` cannot be combined with `namespace`, `namespaceSelector` or `podSelector`");
                 }
-                return match ip.as_str().map(|s| s.trim().parse::<IpAddr>()) {
-                    Some(Ok(ip)) if errs.0.len() == n => Some(EndpointSpec::Ip(ip)),
-                    Some(Ok(_)) => None,
+                return match ip.as_str().map(|s| parse_address(s.trim())) {
+                    Some(Ok(Some(ip))) if errs.0.len() == n => Some(EndpointSpec::Ip(ip)),
+                    Some(Ok(Some(_))) => None,
+                    Some(Err(e)) => {
+                        errs.add(format!("{path}.ip"), e);
+                        None
+                    }
                     _ => {
                         errs.add(format!("{path}.ip"), format!("not an IP address: {ip}"));
                         None
@@ -529,8 +533,14 @@ fn parse_endpoint(v: Option<&Value>, path: &str, errs: &mut Errs) -> Option<Endp
 }
 
 fn parse_endpoint_str(s: &str, path: &str, errs: &mut Errs) -> Option<EndpointSpec> {
-    if let Ok(ip) = s.trim().parse::<IpAddr>() {
-        return Some(EndpointSpec::Ip(ip));
+    // Canonical (`::ffff:10.0.0.1` is 10.0.0.1); a zoned or malformed address is an address error.
+    match parse_address(s.trim()) {
+        Ok(Some(ip)) => return Some(EndpointSpec::Ip(ip)),
+        Ok(None) => {}
+        Err(e) => {
+            errs.add(path, e);
+            return None;
+        }
     }
     let (namespace, name) = match s.split_once('/') {
         Some((ns, name)) => (ns, name),
@@ -554,10 +564,14 @@ fn parse_sel(v: &Value, path: &str, errs: &mut Errs) -> Option<Selector> {
     };
     let n = errs.0.len();
     unknown_fields(m, &["matchLabels", "matchExpressions"], path, errs);
-    // Expressions already reported here (a typo in a field name, a missing field, not a mapping): what the
-    // selector's own validation would say of them is the same mistake seen again (a misspelt `operater` leaves
-    // `operator` empty), so it is not repeated.
-    let mut reported: Vec<String> = Vec::new();
+    // Fields and expressions already reported here (a typo in a field name, a missing field, not a mapping):
+    // what the selector's own validation would say of them is the same mistake seen again (a misspelt
+    // `operater` leaves `operator` empty), so it is not repeated.
+    let mut reported: Vec<String> = m
+        .keys()
+        .filter(|k| !matches!(k.as_str(), "matchLabels" | "matchExpressions"))
+        .map(|k| format!("{path}.{k}"))
+        .collect();
     if let Some(Value::Array(exprs)) = m.get("matchExpressions") {
         for (i, e) in exprs.iter().enumerate() {
             let at = format!("{path}.matchExpressions[{i}]");
@@ -931,5 +945,12 @@ mod tests {
         assert!(errs.0.is_empty());
         assert_eq!(parse_endpoint_str("10.0.0.0/8", "p", &mut errs), None);
         assert_eq!(errs.0.len(), 1);
+        // Mapped addresses are their IPv4 address; zoned ones are an address error.
+        assert_eq!(
+            parse_endpoint_str("::ffff:10.0.0.1", "p", &mut errs),
+            Some(EndpointSpec::Ip("10.0.0.1".parse().unwrap()))
+        );
+        assert_eq!(parse_endpoint_str("fe80::1%eth0", "p", &mut errs), None);
+        assert!(errs.0[1].1.contains("zoned IPv6 addresses (`%eth0`) are not supported"), "{:?}", errs.0);
     }
 }

@@ -45,7 +45,9 @@ impl<'e> Resolver<'e> {
         if let Some(&pod) = self.pods.get(s) {
             return Ok(Endpoint::Pod { pod, ip: None });
         }
-        if let Ok(ip) = s.parse() {
+        // Canonical (`::ffff:10.0.0.1` is 10.0.0.1); a zoned or malformed address is an address error.
+        let address = netpol_core::compile::parse_address(s);
+        if let Ok(Some(ip)) = address {
             return Ok(self.engine.endpoint_for_ip(ip));
         }
         if !s.contains('/') {
@@ -53,6 +55,7 @@ impl<'e> Resolver<'e> {
                 return Ok(Endpoint::Pod { pod, ip: None });
             }
         }
+        address?;
         Err(format!("unknown pod `{s}` (expected `namespace/pod` or an IP address)"))
     }
 }

@@ -24,11 +24,13 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for at in ctx.peers() {
         let (pid, dir, ri, pi, peer) = (at.policy as usize, at.dir, at.rule, at.peer, at.value);
         let Peer::IpBlock(b) = peer else { continue };
+        // Every ipBlock of the cluster is interned by the engine; its interval form costs O(log k) per address.
+        let Some(&id) = ctx.engine.block_index.get(b) else { continue };
         let mut pods: Vec<String> = c
             .pods
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.ips.iter().any(|ip| b.contains(*ip)))
+            .filter(|(_, p)| p.ips.iter().any(|ip| ctx.engine.block_contains(id, *ip)))
             .map(|(i, _)| c.pod_ref(i as u32))
             .collect();
         if pods.is_empty() {

@@ -39,7 +39,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                                     CPeer::Block(b) => e.identities[i]
                                         .pods
                                         .iter()
-                                        .any(|&pod| c.pod(pod).ips.iter().any(|ip| e.blocks[b as usize].contains(*ip))),
+                                        .any(|&pod| c.pod(pod).ips.iter().any(|ip| e.block_contains(b, *ip))),
                                 })
                         })
                         .collect(),

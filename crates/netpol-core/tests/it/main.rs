@@ -4,6 +4,7 @@
 
 mod common;
 mod diff;
+mod except_list;
 mod load;
 mod properties;
 mod semantics;

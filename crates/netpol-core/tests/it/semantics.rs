@@ -1,7 +1,7 @@
 //! One test per NetworkPolicy semantic rule. Every flow is checked three ways: the compiled engine, the
 //! explanation, and the naive reference evaluator must all give the expected verdict.
 
-use netpol_core::compile::Engine;
+use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::load::load_str;
 use netpol_core::portset::Protocol;
 use netpol_core::reference;
@@ -741,4 +741,92 @@ spec:
 "#,
     );
     check(&e, &[("one/a", "two/b", "80", true)]);
+}
+
+/// Go's `net` package, and so Kubernetes, treats an IPv4-mapped IPv6 address (`::ffff:10.0.1.1`) as the IPv4
+/// address: it is the pod with 10.0.1.1, and `::ffff:8.8.8.8` is inside `0.0.0.0/0`, not inside `::/0`.
+#[test]
+fn ipv4_mapped_ipv6_addresses_are_their_ipv4_address() {
+    let e = with(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-out, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress: [{to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}], ports: [{port: 443}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-in, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{ipBlock: {cidr: 10.0.2.0/24}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: client-out-v6, namespace: b}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  policyTypes: [Egress]
+  egress: [{to: [{ipBlock: {cidr: "::/0"}}]}]
+"#,
+    );
+    check(
+        &e,
+        &[
+            ("a/web", "::ffff:8.8.8.8", "443", true),              // inside 0.0.0.0/0
+            ("a/web", "::ffff:8.8.8.8", "80", false),              // ...on 443 only
+            ("a/web", "::ffff:10.9.9.9", "443", false),            // in the except 10.0.0.0/8
+            ("::ffff:10.0.2.2", "a/db", "9090", true),             // b/web, in 10.0.2.0/24
+            ("::ffff:10.0.1.1", "::ffff:10.0.1.2", "9090", false), // a/web -> a/db: 10.0.1.1 is not in the block
+            ("::ffff:10.0.2.1", "::ffff:8.8.8.8", "80", false),    // b/client's ::/0 does not contain it
+            ("b/client", "2001:db8::1", "80", true),
+        ],
+    );
+    // The mapped address resolves to the pod, with its canonical IPv4 address.
+    let web = e.cluster.find_pod("a", "web").unwrap();
+    let ep = e.parse_endpoint("::ffff:10.0.1.1", "default").unwrap();
+    assert_eq!(ep, Endpoint::Pod { pod: web, ip: Some("10.0.1.1".parse().unwrap()) });
+    assert_eq!(e.endpoint_for_ip("::ffff:10.0.1.1".parse().unwrap()), ep);
+    // Endpoints built by callers with a raw mapped address: the engine, explain and the reference agree.
+    let me = Endpoint::Pod { pod: web, ip: None };
+    for (x, port, want) in
+        [("::ffff:8.8.8.8", 443, true), ("::ffff:10.9.9.9", 443, false), ("::ffff:8.8.8.8", 80, false)]
+    {
+        let x = Endpoint::External(x.parse().unwrap());
+        assert_eq!(e.allowed(&me, &x, Protocol::Tcp, port), want, "{x:?} {port}");
+        assert_eq!(reference::allowed(&e.cluster, &me, &x, Protocol::Tcp, port), want, "{x:?} {port}");
+        assert_eq!(e.explain(&me, &x, Protocol::Tcp, port).verdict, Verdict::from_bool(want), "{x:?} {port}");
+    }
+    let mapped_web = Endpoint::Pod { pod: web, ip: Some("::ffff:10.0.1.1".parse().unwrap()) };
+    let db = Endpoint::Pod { pod: e.cluster.find_pod("a", "db").unwrap(), ip: None };
+    assert!(!e.allowed(&mapped_web, &db, Protocol::Tcp, 9090));
+    assert!(!reference::allowed(&e.cluster, &mapped_web, &db, Protocol::Tcp, 9090));
+}
+
+/// A zoned IPv6 address (`fe80::1%eth0`), or a string that looks like an address and is not a valid one, is
+/// an address error, not "unknown pod".
+#[test]
+fn zoned_and_malformed_addresses_are_address_errors() {
+    let e = with("");
+    let err = e.parse_endpoint("fe80::1%eth0", "default").unwrap_err();
+    assert!(
+        err.contains("zoned IPv6 addresses (`%eth0`) are not supported: give the address without the zone"),
+        "{err}"
+    );
+    for s in ["10.0.0.256", "10.0.0.1:8080", "fe80::zz", "1.2.3", "::ffff:10.0.0.300"] {
+        let err = e.parse_endpoint(s, "default").unwrap_err();
+        assert!(err.contains("is not a valid IP address") && !err.contains("unknown pod"), "{s}: {err}");
+    }
+    let err = e.parse_endpoint("10.0.0.0/8", "default").unwrap_err();
+    assert!(err.contains("is a CIDR") && !err.contains("unknown pod"), "{err}");
+    assert!(e.parse_endpoint("a/nope", "default").unwrap_err().contains("unknown pod `a/nope`"));
+    // A pod may be named like an (invalid) IPv4 address: it is still that pod.
+    let e = engine(&format!(
+        "{PODS}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: 10.0.0.256, namespace: default}}\nspec: {{containers: [{{name: c}}]}}\n"
+    ));
+    let pod = e.cluster.find_pod("default", "10.0.0.256").unwrap();
+    assert_eq!(e.parse_endpoint("10.0.0.256", "default").unwrap(), Endpoint::Pod { pod, ip: None });
 }

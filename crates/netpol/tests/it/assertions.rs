@@ -214,7 +214,7 @@ assertions:
         "apiVersion: unsupported apiVersion \"netpol/v1\"",
         // A typo in a selector would silently select everything: rejected.
         "assertions[0].from.podSelector.matchLabel: unknown field",
-        "assertions[0].to: `10.0.0.0/8` is not `namespace/pod`, `pod` or an IP address",
+        "assertions[0].to: `10.0.0.0/8` is a CIDR (`/8`), not an address",
         "assertions[0].port: invalid port \"http\"",
         "named ports are not supported",
         "assertions[1].from: `ip` cannot be combined",
@@ -497,4 +497,36 @@ fn a_selector_mistake_is_reported_once_in_user_terms() {
     let errs = one("{matchExpressions: [{key: app, operator: Equals, values: [a]}, {key: x, operator: In}]}");
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert!(errs[0].contains("not a valid selector operator `Equals`"), "{errs:#?}");
+}
+
+/// Addresses in assertion files: an IPv4-mapped IPv6 address is the IPv4 address (so the pod with it); a zoned
+/// address is an error naming the field.
+#[test]
+fn mapped_addresses_are_ipv4_and_zoned_ones_are_errors() {
+    let dir = crate::common::tempdir();
+    let path = dir.path().join("mapped.yaml");
+    std::fs::write(
+        &path,
+        "assertions:\n  - {name: web by its mapped address, from: '::ffff:10.244.1.11', to: backend/api, port: 8080, \
+         expect: allow}\n  - {name: mapped in ip, from: {ip: '::ffff:10.244.1.11'}, to: database/postgres, port: 5432, \
+         expect: deny}\n",
+    )
+    .unwrap();
+    let (code, text, err) = run_path(&example_engine(), &path.display().to_string(), AssertFormat::Text);
+    assert_eq!(code, 0, "{text}{err}");
+    assert!(text.starts_with("PASS web by its mapped address\nPASS mapped in ip\n"), "{text}");
+    let zoned = dir.path().join("zoned.yaml");
+    std::fs::write(
+        &zoned,
+        "assertions:\n  - {name: a, from: 'fe80::1%eth0', to: backend/api, port: 8080, expect: allow}\n  - {name: b, \
+         from: {ip: 'fe80::1%eth0'}, to: backend/api, port: 8080, expect: allow}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_path(&example_engine(), &zoned.display().to_string(), AssertFormat::Text);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("assertions[0].from: `fe80::1%eth0`: zoned IPv6 addresses (`%eth0`) are not supported"),
+        "{err}"
+    );
+    assert!(err.contains("assertions[1].from.ip: `fe80::1%eth0`: zoned IPv6 addresses"), "{err}");
 }

@@ -135,6 +135,44 @@ fn explain_rejects_unknown_pods_with_status_2() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown pod `frontend/nope`"));
 }
 
+/// `::ffff:10.244.1.11` is frontend/web-7c9f8d6b5-k2x9p (Go's `net` package, and so Kubernetes, treats IPv4-mapped IPv6
+/// addresses as IPv4); a zoned or malformed address is an address error, not "unknown pod".
+#[test]
+fn mapped_zoned_and_malformed_addresses_in_query_and_explain() {
+    let ex = example();
+    let input = concat!(
+        r#"{"src":"::ffff:10.244.1.11","dst":"backend/api","port":8080}"#,
+        "\n",
+        r#"{"src":"fe80::1%eth0","dst":"backend/api","port":8080}"#,
+        "\n",
+        r#"{"src":"frontend/web","dst":"10.244.2.300","port":8080}"#,
+        "\n",
+    );
+    let o = netpol(&["query", "-f", &ex, "--explain"], Some(input));
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "{}", stdout(&o));
+    assert_eq!(lines[0]["verdict"], "allow", "{}", lines[0]);
+    assert_eq!(lines[0]["explain"]["src"], "frontend/web-7c9f8d6b5-k2x9p", "{}", lines[0]);
+    let zoned = lines[1]["error"].as_str().unwrap();
+    assert!(
+        zoned.contains("zoned IPv6 addresses (`%eth0`) are not supported: give the address without the zone"),
+        "{zoned}"
+    );
+    let bad = lines[2]["error"].as_str().unwrap();
+    assert!(bad.contains("`10.244.2.300` is not a valid IP address") && !bad.contains("unknown pod"), "{bad}");
+
+    let o = netpol(&["explain", "-f", &ex, "::ffff:10.244.1.11", "backend/api", "8080"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).starts_with("ALLOW frontend/web-7c9f8d6b5-k2x9p -> backend/api 8080/TCP"), "{}", stdout(&o));
+    // Outside the cluster, the mapped address is the IPv4 address.
+    let o = netpol(&["explain", "-f", &ex, "backend/api", "::ffff:10.20.30.40", "443"], None);
+    assert!(stdout(&o).contains("backend/api -> 10.20.30.40 443/TCP"), "{}", stdout(&o));
+    let o = netpol(&["explain", "-f", &ex, "fe80::1%eth0", "backend/api", "8080"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("zoned IPv6 addresses (`%eth0`) are not supported") && !err.contains("unknown pod"), "{err}");
+}
+
 #[test]
 fn matrix_outputs() {
     let ex = example();

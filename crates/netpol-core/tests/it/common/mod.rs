@@ -87,6 +87,14 @@ pub fn ip_block(r: &mut Rng) -> IpBlock {
         let IpNet::V4(c) = cidr else { unreachable!() };
         let sub = c.subnets(prefix + 2).unwrap().nth(r.below(4)).unwrap();
         except.push(IpNet::V4(sub));
+        // Sometimes more: nested, overlapping, adjacent or duplicate exceptions, in any order.
+        if r.chance(40) {
+            for _ in 0..1 + r.below(3) {
+                let p = (prefix + 1 + r.below(5) as u8).min(32);
+                let n = 1usize << (p - prefix);
+                except.push(IpNet::V4(c.subnets(p).unwrap().nth(r.below(n)).unwrap()));
+            }
+        }
     }
     IpBlock { cidr, except }
 }
