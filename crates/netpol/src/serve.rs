@@ -1512,7 +1512,10 @@ async fn track_unmatched(State(state): State<AppState>, req: Request, next: Next
 /// What `--watch` compares: the manifest files that loading reads (the same walk, [`crate::input::manifest_files`]:
 /// each directory once by canonical path, so a symlink loop neither hangs nor multiplies the work), each with its
 /// modification time and size; or the error of the walk (an input gone), so that its return is noticed too.
-fn fingerprint(files: &[String]) -> Result<Vec<(PathBuf, Option<SystemTime>, u64)>, String> {
+/// The watched files with their modification time and size (or why they could not be listed).
+pub type Fingerprint = Result<Vec<(PathBuf, Option<SystemTime>, u64)>, String>;
+
+pub fn fingerprint(files: &[String]) -> Fingerprint {
     let listed = crate::input::manifest_files(files).map_err(|e| format!("{e:#}"))?;
     Ok(listed
         .files
@@ -1527,12 +1530,9 @@ fn fingerprint(files: &[String]) -> Result<Vec<(PathBuf, Option<SystemTime>, u64
         .collect())
 }
 
-/// Polls the inputs every `every` and reloads when a file changed, appeared or disappeared. A failed reload
-/// keeps the old model (logged).
-pub async fn watch(state: AppState, every: Duration) {
-    let files = state.inner.files.clone();
-    let mut last =
-        tokio::task::spawn_blocking(move || fingerprint(&files)).await.unwrap_or_else(|e| Err(e.to_string()));
+/// Polls the inputs every `every` and reloads when a file changed, appeared or disappeared since `last` (the
+/// fingerprint taken before the model was loaded). A failed reload keeps the old model (logged).
+pub async fn watch(state: AppState, mut last: Fingerprint, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -1566,14 +1566,19 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         }
         None => {
             let files = opts.files.clone();
-            let state = tokio::task::spawn_blocking(move || AppState::from_files(&files))
-                .await
-                .context("loading task failed")??
+            // The files as they were before the first load: a change made while loading is a change.
+            let (before, state) = tokio::task::spawn_blocking(move || {
+                let before = fingerprint(&files);
+                (before, AppState::from_files(&files))
+            })
+            .await
+            .context("loading task failed")?;
+            let state = state?
                 .with_body_limit(opts.body_limit)
                 .with_lint_config(opts.lint_config.clone())
                 .with_limits(opts.limits.clone());
             if opts.watch {
-                tokio::spawn(watch(state.clone(), Duration::from_secs(1)));
+                tokio::spawn(watch(state.clone(), before, Duration::from_secs(1)));
             }
             state
         }

@@ -536,8 +536,10 @@ async fn watch_reloads_on_change() {
     let dir = crate::common::tempdir();
     let policies = copy_example(dir.path());
     let original = std::fs::read_to_string(&policies).expect("read");
-    let st = AppState::from_files(&[dir.path().display().to_string()]).expect("loads");
-    let w = tokio::spawn(serve::watch(st.clone(), std::time::Duration::from_millis(50)));
+    let files = [dir.path().display().to_string()];
+    let before = serve::fingerprint(&files);
+    let st = AppState::from_files(&files).expect("loads");
+    let w = tokio::spawn(serve::watch(st.clone(), before, std::time::Duration::from_millis(50)));
     tokio::time::sleep(std::time::Duration::from_millis(120)).await;
     std::fs::write(&policies, fixed_policies(&original) + "\n").expect("write");
     let mut ok = false;
