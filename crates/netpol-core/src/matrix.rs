@@ -17,10 +17,17 @@ pub type PsId = u32;
 pub const EMPTY: PsId = 0;
 pub const ALL: PsId = 1;
 
+/// Port sets with ids below this have their intersections memoised in a dense table (a matrix cell is one
+/// intersection; clusters have tens of distinct port sets, so the hot path is one array read).
+const DENSE: usize = 64;
+const UNKNOWN: PsId = PsId::MAX;
+
 /// Interned port sets with memoised set operations.
+#[derive(Clone)]
 pub struct PortSets {
     sets: Vec<PortSet>,
     index: FxHashMap<PortSet, PsId>,
+    inter_dense: Vec<PsId>,
     inter_memo: FxHashMap<(PsId, PsId), PsId>,
     union_memo: FxHashMap<(PsId, PsId), PsId>,
 }
@@ -30,6 +37,7 @@ impl Default for PortSets {
         let mut p = PortSets {
             sets: Vec::new(),
             index: FxHashMap::default(),
+            inter_dense: vec![UNKNOWN; DENSE * DENSE],
             inter_memo: FxHashMap::default(),
             union_memo: FxHashMap::default(),
         };
@@ -73,13 +81,23 @@ impl PortSets {
         if a == EMPTY || b == EMPTY {
             return EMPTY;
         }
-        let key = if a < b { (a, b) } else { (b, a) };
-        if let Some(&r) = self.inter_memo.get(&key) {
-            return r;
+        let dense = ((a as usize) < DENSE && (b as usize) < DENSE).then(|| a as usize * DENSE + b as usize);
+        if let Some(r) = dense.and_then(|i| self.inter_dense.get(i)).filter(|&&r| r != UNKNOWN) {
+            return *r;
         }
-        let s = self.get(a).intersect(self.get(b));
-        let r = self.intern(s);
-        self.inter_memo.insert(key, r);
+        let key = if a < b { (a, b) } else { (b, a) };
+        let r = match self.inter_memo.get(&key) {
+            Some(&r) => r,
+            None => {
+                let s = self.get(a).intersect(self.get(b));
+                let r = self.intern(s);
+                self.inter_memo.insert(key, r);
+                r
+            }
+        };
+        if let Some(slot) = dense.and_then(|i| self.inter_dense.get_mut(i)) {
+            *slot = r;
+        }
         r
     }
 
@@ -616,8 +634,23 @@ impl Matrix {
         self.pair_counts_with_progress(engine, &mut |_| {})
     }
 
-    /// [`Matrix::pair_counts`], calling `tick(columns_done)` after each destination class.
+    /// [`Matrix::pair_counts`], calling `tick(columns_done)` as destination classes are done. Large streamed
+    /// matrices are counted on every core.
     pub fn pair_counts_with_progress(&mut self, engine: &Engine, tick: &mut dyn FnMut(usize)) -> FxHashMap<PsId, u64> {
+        let cells = self.src_classes.len().saturating_mul(self.dst_classes.len());
+        let threads =
+            if cells >= 1 << 20 { std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) } else { 1 };
+        self.pair_counts_threads(engine, threads, tick)
+    }
+
+    /// [`Matrix::pair_counts`] with the columns of a streamed matrix split among `threads` threads, each with its
+    /// own port-set interner (merged by content at the end). Stored matrices are counted on one thread.
+    pub fn pair_counts_threads(
+        &mut self,
+        engine: &Engine,
+        threads: usize,
+        tick: &mut dyn FnMut(usize),
+    ) -> FxHashMap<PsId, u64> {
         let src_w: Vec<u64> = self.src_classes.iter().map(|c| Self::pod_count(engine, c)).collect();
         let dst_w: Vec<u64> = self.dst_classes.iter().map(|c| Self::pod_count(engine, c)).collect();
         // Self pairs to remove: identity in src class s and dst class d contributes |pods| pairs (p, p).
@@ -626,34 +659,106 @@ impl Matrix {
             let (s, d) = (self.src_class_of[&i] as usize, self.dst_class_of[&i] as usize);
             self_pairs[d].push((s, engine.identities[i as usize].pods.len() as u64));
         }
-        // Dense per port-set counters: per column, sum source weights per cell value, then scale by the column's
-        // weight.
-        let mut counts: Vec<u64> = Vec::new();
-        let mut col_sum: Vec<u64> = Vec::new();
-        let mut touched: Vec<PsId> = Vec::new();
+        let weights = Weights { src: &src_w, dst: &dst_w, self_pairs: &self_pairs };
+        if threads > 1 && self.cells.is_none() {
+            if let Some(counts) = self.pair_counts_parallel(engine, threads, &weights, tick) {
+                return counts;
+            }
+        }
+        let mut acc = ColumnCounter::default();
         self.for_each_column(engine, |d, col, ps| {
-            if col_sum.len() < ps.len() {
-                col_sum.resize(ps.len(), 0);
-                counts.resize(ps.len(), 0);
-            }
-            for (s, &c) in col.iter().enumerate() {
-                let slot = &mut col_sum[c as usize];
-                if *slot == 0 {
-                    touched.push(c);
-                }
-                *slot += src_w[s];
-            }
-            let wd = dst_w[d];
-            for c in touched.drain(..) {
-                counts[c as usize] += col_sum[c as usize] * wd;
-                col_sum[c as usize] = 0;
-            }
-            for &(s, n) in &self_pairs[d] {
-                counts[col[s] as usize] -= n;
-            }
+            acc.add(d, col, ps.len(), &weights);
             tick(d + 1);
         });
-        counts.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(c, n)| (c as PsId, n)).collect()
+        acc.counts.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(c, n)| (c as PsId, n)).collect()
+    }
+
+    /// The streamed columns in `threads` contiguous ranges; `None` if a worker failed (the caller counts again on
+    /// one thread).
+    fn pair_counts_parallel(
+        &mut self,
+        engine: &Engine,
+        threads: usize,
+        weights: &Weights<'_>,
+        tick: &mut dyn FnMut(usize),
+    ) -> Option<FxHashMap<PsId, u64>> {
+        let plan = self.plan.take()?;
+        let n_dst = self.dst_classes.len();
+        let chunk = n_dst.div_ceil(threads).max(1);
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let results: Option<Vec<(PortSets, Vec<u64>)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (plan, done) = (&plan, &done);
+                    let mut ps = self.port_sets.clone();
+                    scope.spawn(move || {
+                        let mut acc = ColumnCounter::default();
+                        let (mut scratch, mut col) = (Scratch::default(), Vec::new());
+                        for d in (t * chunk)..((t + 1) * chunk).min(n_dst) {
+                            engine.column(plan, d, &mut ps, &mut scratch, &mut col);
+                            acc.add(d, &col, ps.len(), weights);
+                            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        (ps, acc.counts)
+                    })
+                })
+                .collect();
+            while !handles.iter().all(|h| h.is_finished()) {
+                tick(done.load(std::sync::atomic::Ordering::Relaxed));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            tick(n_dst);
+            handles.into_iter().map(|h| h.join().ok()).collect()
+        });
+        self.plan = Some(plan);
+        let mut total: FxHashMap<PsId, u64> = FxHashMap::default();
+        for (ps, counts) in results? {
+            for (local, n) in counts.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+                let id = self.port_sets.intern(ps.get(local as PsId).clone());
+                *total.entry(id).or_default() += n;
+            }
+        }
+        Some(total)
+    }
+}
+
+/// Pod counts of the classes, and the self pairs (p, p) to leave out per destination class.
+struct Weights<'a> {
+    src: &'a [u64],
+    dst: &'a [u64],
+    self_pairs: &'a [Vec<(usize, u64)>],
+}
+
+/// Dense per port-set pair counters: per column, source weights summed per cell value, then scaled by the
+/// column's weight.
+#[derive(Default)]
+struct ColumnCounter {
+    counts: Vec<u64>,
+    col_sum: Vec<u64>,
+    touched: Vec<PsId>,
+}
+
+impl ColumnCounter {
+    fn add(&mut self, d: usize, col: &[PsId], n_sets: usize, w: &Weights<'_>) {
+        if self.col_sum.len() < n_sets {
+            self.col_sum.resize(n_sets, 0);
+            self.counts.resize(n_sets, 0);
+        }
+        for (s, &c) in col.iter().enumerate() {
+            let slot = &mut self.col_sum[c as usize];
+            if *slot == 0 {
+                self.touched.push(c);
+            }
+            *slot += w.src[s];
+        }
+        let wd = w.dst[d];
+        for c in self.touched.drain(..) {
+            self.counts[c as usize] += self.col_sum[c as usize] * wd;
+            self.col_sum[c as usize] = 0;
+        }
+        for &(s, n) in &w.self_pairs[d] {
+            self.counts[col[s] as usize] -= n;
+        }
     }
 }
 

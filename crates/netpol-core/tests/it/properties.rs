@@ -70,5 +70,11 @@ proptest! {
         let by_set_streamed: std::collections::HashMap<_, u64> =
             sc.iter().map(|(&c, &k)| (streamed.port_sets.get(c).clone(), k)).collect();
         prop_assert_eq!(&by_set_streamed, &direct);
+        // And counted on several threads (columns split, port sets merged by content).
+        let mut parallel = e.matrix_with_limit(None, 0).unwrap();
+        let pc = parallel.pair_counts_threads(&e, 3, &mut |_| {});
+        let by_set_parallel: std::collections::HashMap<_, u64> =
+            pc.iter().map(|(&c, &k)| (parallel.port_sets.get(c).clone(), k)).collect();
+        prop_assert_eq!(&by_set_parallel, &direct);
     }
 }
