@@ -156,31 +156,76 @@ fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<Ou
 }
 
 /// Ports that identity `ident` allows with each segment in `dir` (egress: to addresses of the segment; ingress:
-/// from them).
+/// from them). Dense: O(segments); [`allowed_port_runs`] is the compact form.
 pub fn allowed_ports(e: &Engine, ident: IdentityId, dir: Direction, segs: &Segments) -> Vec<PortSet> {
+    let runs = allowed_port_runs(e, ident, dir, segs);
+    let mut out = Vec::with_capacity(segs.len());
+    for (k, (start, ports)) in runs.iter().enumerate() {
+        let end = runs.get(k + 1).map_or(segs.len(), |r| r.0);
+        out.extend(std::iter::repeat_n(ports, end.saturating_sub(*start)).cloned());
+    }
+    out
+}
+
+/// [`allowed_ports`] as runs: `(first segment, ports)` for maximal runs of consecutive segments with the same
+/// ports, by increasing first segment, the first at segment 0, each run lasting until the next one (the last
+/// until `segs.len()`). One run for an identity whose rules use no ipBlock; otherwise O(intervals of its
+/// blocks × log segments), whatever the number of segments the other identities' blocks made.
+pub fn allowed_port_runs(e: &Engine, ident: IdentityId, dir: Direction, segs: &Segments) -> Vec<(usize, PortSet)> {
     let Some(rules) = outside_rules(e, ident, dir) else {
-        return vec![PortSet::all(); segs.len()];
+        return vec![(0, PortSet::all())];
     };
-    let mut out = vec![PortSet::empty(); segs.len()];
-    for rule in rules {
-        let Some(blocks) = rule.blocks else {
-            for o in &mut out {
-                o.union_with(&rule.ports);
-            }
+    // Ports every address gets, and the segment ranges of each rule's blocks (exceptions removed: each block
+    // interval covers whole segments).
+    let mut everywhere = PortSet::empty();
+    let mut events: Vec<(usize, bool, usize)> = Vec::new(); // (segment, is start, rule)
+    for (ri, rule) in rules.iter().enumerate() {
+        let Some(blocks) = &rule.blocks else {
+            everywhere.union_with(&rule.ports);
             continue;
         };
-        // Each block's address intervals (exceptions removed) cover whole segments: O(k log S + segments
-        // covered) per block, whatever the length of its `except` list.
-        for b in blocks {
+        for &b in blocks {
             let r = &e.block_ranges[b as usize];
             for &(lo, hi) in &r.ranges {
-                for o in &mut out[segs.within(r.v6, lo, hi)] {
-                    o.union_with(&rule.ports);
+                let w = segs.within(r.v6, lo, hi);
+                if !w.is_empty() {
+                    events.push((w.start, true, ri));
+                    events.push((w.end, false, ri));
                 }
             }
         }
     }
-    out
+    // Sweep: at each boundary, the ports are those of the rules with an active range.
+    events.sort_unstable();
+    let mut active = vec![0u32; rules.len()];
+    let mut runs: Vec<(usize, PortSet)> = vec![(0, everywhere.clone())];
+    let mut k = 0;
+    while k < events.len() {
+        let at = events[k].0;
+        while let Some(&(_, start, ri)) = events.get(k).filter(|ev| ev.0 == at) {
+            if start {
+                active[ri] += 1;
+            } else {
+                active[ri] = active[ri].saturating_sub(1);
+            }
+            k += 1;
+        }
+        if at >= segs.len() {
+            break;
+        }
+        let mut ports = everywhere.clone();
+        for (_, rule) in rules.iter().enumerate().filter(|(ri, _)| active[*ri] > 0) {
+            ports.union_with(&rule.ports);
+        }
+        match runs.last_mut() {
+            Some(last) if last.1 == ports => {}
+            Some(last) if last.0 == at => last.1 = ports,
+            _ => runs.push((at, ports)),
+        }
+    }
+    // A run replaced at its start may now equal the one before it.
+    runs.dedup_by(|b, a| a.1 == b.1);
+    runs
 }
 
 /// Which outside addresses identity `ident` allows in `dir` on one port: every one (`None`), or those of these

@@ -8,7 +8,7 @@ use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::diff::{complement, diff, diff_with_limits, difference, Change, DeltaGroup, Diff, DiffOptions};
 use netpol_core::load::load_str;
 use netpol_core::model::*;
-use netpol_core::outside::{allowed_ports, Segments};
+use netpol_core::outside::{allowed_port_runs, allowed_ports, Segments};
 use netpol_core::portset::{PortSet, Protocol};
 use proptest::prelude::*;
 
@@ -653,6 +653,10 @@ proptest! {
             let me = Endpoint::Pod { pod, ip: None };
             for dir in [Direction::Egress, Direction::Ingress] {
                 let ports = allowed_ports(&e, ident as u32, dir, &segs);
+                // The runs are maximal, start at segment 0 and increase.
+                let runs = allowed_port_runs(&e, ident as u32, dir, &segs);
+                prop_assert_eq!(runs.first().map(|r| r.0), Some(0));
+                prop_assert!(runs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1 && w[1].0 < segs.len()));
                 for (i, p) in ports.iter().enumerate() {
                     let Some(ip) = segs.outside_address(i, &[&e]) else { continue };
                     prop_assert!(!e.ip_index.contains_key(&ip));
