@@ -24,7 +24,7 @@ use serde::{Serialize, Serializer};
 use crate::compile::{Endpoint, Engine};
 use crate::matrix::{Matrix, PortSets, PsId, MAX_STORED_CELLS};
 use crate::model::{Direction, PodId};
-use crate::outside::{allowed_port_runs, Segments, EXAMPLE_ADDRESSES};
+use crate::outside::{allowed_port_runs, push_ranges, Segments, EXAMPLE_ADDRESSES};
 use crate::portset::{PortSet, Protocol, MAX_PORT, MIN_PORT};
 use crate::verdict::{Explanation, SideExplanation};
 
@@ -375,22 +375,6 @@ fn outside_groups(
         ))
     });
     out
-}
-
-/// Appends the segments `a..b` to sorted, disjoint `ranges`, without the segments of `skip` (sorted), merging
-/// with the last range when adjacent.
-fn push_ranges(ranges: &mut Vec<(usize, usize)>, a: usize, b: usize, skip: &[usize]) {
-    let mut start = a;
-    let first = skip.partition_point(|&x| x < a);
-    for &x in skip[first..].iter().take_while(|&&x| x < b).chain(std::iter::once(&b)) {
-        if start < x {
-            match ranges.last_mut() {
-                Some(last) if last.1 == start => last.1 = x,
-                _ => ranges.push((start, x)),
-            }
-        }
-        start = x + 1;
-    }
 }
 
 fn pod_ep(pod: PodId) -> Endpoint {
@@ -870,23 +854,4 @@ fn rule_text(policy: &str, rule: usize, peer: Option<usize>, port: Option<&str>)
     let peer = peer.map_or("any peer".to_string(), |p| format!("peer {p}"));
     let port = port.map_or("any port".to_string(), |p| format!("port {p}"));
     format!("{policy} rule {rule} {peer} {port}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::push_ranges;
-
-    #[test]
-    fn ranges_merge_when_adjacent_and_skip_segments_without_an_outside_address() {
-        let mut r = Vec::new();
-        push_ranges(&mut r, 0, 3, &[]);
-        push_ranges(&mut r, 3, 5, &[]);
-        assert_eq!(r, vec![(0, 5)]);
-        push_ranges(&mut r, 7, 12, &[1, 7, 9, 10, 12]);
-        assert_eq!(r, vec![(0, 5), (8, 9), (11, 12)]);
-        push_ranges(&mut r, 12, 13, &[12]);
-        assert_eq!(r, vec![(0, 5), (8, 9), (11, 12)]);
-        push_ranges(&mut r, 13, 14, &[12]);
-        assert_eq!(r, vec![(0, 5), (8, 9), (11, 12), (13, 14)]);
-    }
 }

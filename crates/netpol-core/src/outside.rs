@@ -2,7 +2,7 @@
 //! policies, so only the pod's side decides: per identity and direction, which address segments and ports its
 //! rules allow. Owns the address segmentation that `diff` and `describe` use, and the per-port view of the UI.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::ops::Range;
 
@@ -96,6 +96,41 @@ impl Segments {
             }
         }
         merged.into_iter().map(|((v6, lo), hi)| range_text(v6, lo, hi)).collect()
+    }
+
+    /// [`Segments::text`] of the segments of sorted, disjoint index ranges `a..b`: O(ranges).
+    pub fn text_ranges(&self, ranges: &[(usize, usize)]) -> Vec<String> {
+        let first_v6 = self.ranges.partition_point(|r| r.0.is_ipv4());
+        let mut merged: Vec<((bool, u128), u128)> = Vec::new();
+        for &(a, b) in ranges {
+            let b = b.min(self.ranges.len());
+            // A range crossing from the IPv4 segments to the IPv6 ones is two ranges.
+            let pieces = if a < first_v6 && first_v6 < b { [(a, first_v6), (first_v6, b)] } else { [(a, b), (b, b)] };
+            for (a, b) in pieces.into_iter().filter(|(a, b)| a < b) {
+                let ((v6, lo), (_, hi)) = (num(self.ranges[a].0), num(self.ranges[b - 1].1));
+                match merged.last_mut() {
+                    Some(((f, _), h)) if *f == v6 && h.checked_add(1) == Some(lo) => *h = hi,
+                    _ => merged.push(((v6, lo), hi)),
+                }
+            }
+        }
+        merged.into_iter().map(|((v6, lo), hi)| range_text(v6, lo, hi)).collect()
+    }
+}
+
+/// Appends the segments `a..b` to sorted, disjoint index `ranges`, without the segments of `skip` (sorted),
+/// merging with the last range when adjacent.
+pub(crate) fn push_ranges(ranges: &mut Vec<(usize, usize)>, a: usize, b: usize, skip: &[usize]) {
+    let mut start = a;
+    let first = skip.partition_point(|&x| x < a);
+    for &x in skip[first..].iter().take_while(|&&x| x < b).chain(std::iter::once(&b)) {
+        if start < x {
+            match ranges.last_mut() {
+                Some(last) if last.1 == start => last.1 = x,
+                _ => ranges.push((start, x)),
+            }
+        }
+        start = x + 1;
     }
 }
 
@@ -228,6 +263,26 @@ pub fn allowed_port_runs(e: &Engine, ident: IdentityId, dir: Direction, segs: &S
     runs
 }
 
+/// What identity `ident` allows with outside addresses in `dir`, grouped by ports (what `describe` shows): each
+/// distinct non-empty port set, in order, with the addresses ([`Segments::text`]) of the segments that allow
+/// exactly those ports; the segments in `skip` (sorted: those without an outside address) are left out.
+/// O(runs + skipped segments + output), not O(segments).
+pub fn allowed_groups(
+    e: &Engine,
+    ident: IdentityId,
+    dir: Direction,
+    segs: &Segments,
+    skip: &[usize],
+) -> Vec<(PortSet, Vec<String>)> {
+    let runs = allowed_port_runs(e, ident, dir, segs);
+    let mut by_ports: BTreeMap<&PortSet, Vec<(usize, usize)>> = BTreeMap::new();
+    for (k, (start, ports)) in runs.iter().enumerate().filter(|(_, r)| !r.1.is_empty()) {
+        let end = runs.get(k + 1).map_or(segs.len(), |r| r.0);
+        push_ranges(by_ports.entry(ports).or_default(), *start, end, skip);
+    }
+    by_ports.into_iter().filter(|(_, r)| !r.is_empty()).map(|(p, r)| (p.clone(), segs.text_ranges(&r))).collect()
+}
+
 /// Which outside addresses identity `ident` allows in `dir` on one port: every one (`None`), or those of these
 /// blocks (empty: none).
 pub fn allowing_blocks(
@@ -275,4 +330,23 @@ pub fn example_address(
                 Direction::Ingress => e.allowed(&outside, &me, proto, port),
             }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_ranges;
+
+    #[test]
+    fn ranges_merge_when_adjacent_and_skip_segments_without_an_outside_address() {
+        let mut r = Vec::new();
+        push_ranges(&mut r, 0, 3, &[]);
+        push_ranges(&mut r, 3, 5, &[]);
+        assert_eq!(r, vec![(0, 5)]);
+        push_ranges(&mut r, 7, 12, &[1, 7, 9, 10, 12]);
+        assert_eq!(r, vec![(0, 5), (8, 9), (11, 12)]);
+        push_ranges(&mut r, 12, 13, &[12]);
+        assert_eq!(r, vec![(0, 5), (8, 9), (11, 12)]);
+        push_ranges(&mut r, 13, 14, &[12]);
+        assert_eq!(r, vec![(0, 5), (8, 9), (11, 12), (13, 14)]);
+    }
 }
