@@ -24,7 +24,7 @@ use serde::{Serialize, Serializer};
 use crate::compile::{Endpoint, Engine};
 use crate::matrix::{Matrix, PortSets, PsId, MAX_STORED_CELLS};
 use crate::model::{Direction, PodId};
-use crate::outside::{allowed_ports, Segments, EXAMPLE_ADDRESSES};
+use crate::outside::{allowed_port_runs, push_ranges, Segments, EXAMPLE_ADDRESSES};
 use crate::portset::{PortSet, Protocol, MAX_PORT, MIN_PORT};
 use crate::verdict::{Explanation, SideExplanation};
 
@@ -274,45 +274,67 @@ fn outside_groups(
     let engines = [old, new];
     let segs = Segments::new(&engines);
     let reps: Vec<Option<IpAddr>> = (0..segs.len()).map(|i| segs.outside_address(i, &engines)).collect();
+    // Segments that only pods' addresses fill: left out of the groups.
+    let no_rep: Vec<usize> = (0..segs.len()).filter(|&i| reps[i].is_none()).collect();
+    let examples: Vec<IpAddr> = EXAMPLE_ADDRESSES.iter().filter_map(|a| a.parse().ok()).collect();
     let mut joint: FxHashMap<(u32, u32), Vec<u32>> = FxHashMap::default();
     for (i, &(op, np)) in common.iter().enumerate() {
         joint.entry((old.pod_identity[op as usize], new.pod_identity[np as usize])).or_default().push(i as u32);
     }
-    let mut old_ports: FxHashMap<(u32, Direction), Vec<PortSet>> = FxHashMap::default();
-    let mut new_ports: FxHashMap<(u32, Direction), Vec<PortSet>> = FxHashMap::default();
-    // (direction, change, ports, segments) → compared pods.
-    let mut merged: BTreeMap<(Direction, Change, PortSet, Vec<usize>), Vec<u32>> = BTreeMap::new();
+    // Allowed ports as runs of segments (one run for identities whose rules use no ipBlock): the comparison of a
+    // joint class costs the number of runs, not of segments.
+    type Runs = Vec<(usize, PortSet)>;
+    let mut old_ports: FxHashMap<(u32, Direction), Runs> = FxHashMap::default();
+    let mut new_ports: FxHashMap<(u32, Direction), Runs> = FxHashMap::default();
+    // (direction, change, ports, segment ranges) → compared pods.
+    type SegRanges = Vec<(usize, usize)>;
+    let mut merged: BTreeMap<(Direction, Change, PortSet, SegRanges), Vec<u32>> = BTreeMap::new();
     for ((oi, ni), members) in joint {
         for dir in [Direction::Egress, Direction::Ingress] {
             // An identity is in several joint classes when its pods change differently: compute it once.
-            let o = old_ports.entry((oi, dir)).or_insert_with(|| allowed_ports(old, oi, dir, &segs));
-            let n = new_ports.entry((ni, dir)).or_insert_with(|| allowed_ports(new, ni, dir, &segs));
+            let o = old_ports.entry((oi, dir)).or_insert_with(|| allowed_port_runs(old, oi, dir, &segs));
+            let n = new_ports.entry((ni, dir)).or_insert_with(|| allowed_port_runs(new, ni, dir, &segs));
             let (o, n) = (&*o, &*n);
-            let mut per: BTreeMap<(Change, PortSet), Vec<usize>> = BTreeMap::new();
-            for i in (0..segs.len()).filter(|&i| reps[i].is_some() && o[i] != n[i]) {
-                for (change, ports) in
-                    [(Change::NewlyAllowed, difference(&n[i], &o[i])), (Change::NewlyDenied, difference(&o[i], &n[i]))]
-                {
-                    if !ports.is_empty() {
-                        per.entry((change, ports)).or_default().push(i);
+            let mut per: BTreeMap<(Change, PortSet), SegRanges> = BTreeMap::new();
+            // Sweep both run lists: on each stretch where both are constant and differ, the ports gained and lost.
+            let (mut i, mut j, mut at) = (0, 0, 0);
+            while at < segs.len() && i < o.len() && j < n.len() {
+                let end = o.get(i + 1).map_or(segs.len(), |r| r.0).min(n.get(j + 1).map_or(segs.len(), |r| r.0));
+                if o[i].1 != n[j].1 {
+                    for (change, ports) in [
+                        (Change::NewlyAllowed, difference(&n[j].1, &o[i].1)),
+                        (Change::NewlyDenied, difference(&o[i].1, &n[j].1)),
+                    ] {
+                        if !ports.is_empty() {
+                            push_ranges(per.entry((change, ports)).or_default(), at, end, &no_rep);
+                        }
                     }
                 }
+                at = end;
+                if o.get(i + 1).is_some_and(|r| r.0 == at) {
+                    i += 1;
+                }
+                if n.get(j + 1).is_some_and(|r| r.0 == at) {
+                    j += 1;
+                }
             }
-            for ((change, ports), seg_list) in per {
-                merged.entry((dir, change, ports, seg_list)).or_default().extend(&members);
+            for ((change, ports), ranges) in per {
+                if !ranges.is_empty() {
+                    merged.entry((dir, change, ports, ranges)).or_default().extend(&members);
+                }
             }
         }
     }
     let mut out: Vec<OutsideGroup> = merged
         .into_iter()
-        .map(|((direction, change, ports, seg_list), mut members)| {
+        .map(|((direction, change, ports, ranges), mut members)| {
+            let seg_list: Vec<usize> = ranges.iter().flat_map(|&(a, b)| a..b).collect();
             members.sort_unstable_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
             // The representative flow: the first pod, a documentation address of the group if there is one, a
             // port the pod declares among the changed ones (ingress), else the first changed port.
             let first = members[0] as usize;
             let (op, np) = common[first];
-            let doc =
-                seg_list.iter().filter_map(|&i| reps[i]).find(|a| EXAMPLE_ADDRESSES.contains(&a.to_string().as_str()));
+            let doc = seg_list.iter().filter_map(|&i| reps[i]).find(|a| examples.contains(a));
             let address = doc.or_else(|| seg_list.iter().find_map(|&i| reps[i]));
             let declared = new.cluster.pod(np).ports.iter().find(|c| ports.contains(c.protocol, c.port));
             let (proto, port) = match (direction, declared) {

@@ -2,7 +2,7 @@
 //! policies, so only the pod's side decides: per identity and direction, which address segments and ports its
 //! rules allow. Owns the address segmentation that `diff` and `describe` use, and the per-port view of the UI.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::ops::Range;
 
@@ -97,6 +97,41 @@ impl Segments {
         }
         merged.into_iter().map(|((v6, lo), hi)| range_text(v6, lo, hi)).collect()
     }
+
+    /// [`Segments::text`] of the segments of sorted, disjoint index ranges `a..b`: O(ranges).
+    pub fn text_ranges(&self, ranges: &[(usize, usize)]) -> Vec<String> {
+        let first_v6 = self.ranges.partition_point(|r| r.0.is_ipv4());
+        let mut merged: Vec<((bool, u128), u128)> = Vec::new();
+        for &(a, b) in ranges {
+            let b = b.min(self.ranges.len());
+            // A range crossing from the IPv4 segments to the IPv6 ones is two ranges.
+            let pieces = if a < first_v6 && first_v6 < b { [(a, first_v6), (first_v6, b)] } else { [(a, b), (b, b)] };
+            for (a, b) in pieces.into_iter().filter(|(a, b)| a < b) {
+                let ((v6, lo), (_, hi)) = (num(self.ranges[a].0), num(self.ranges[b - 1].1));
+                match merged.last_mut() {
+                    Some(((f, _), h)) if *f == v6 && h.checked_add(1) == Some(lo) => *h = hi,
+                    _ => merged.push(((v6, lo), hi)),
+                }
+            }
+        }
+        merged.into_iter().map(|((v6, lo), hi)| range_text(v6, lo, hi)).collect()
+    }
+}
+
+/// Appends the segments `a..b` to sorted, disjoint index `ranges`, without the segments of `skip` (sorted),
+/// merging with the last range when adjacent.
+pub(crate) fn push_ranges(ranges: &mut Vec<(usize, usize)>, a: usize, b: usize, skip: &[usize]) {
+    let mut start = a;
+    let first = skip.partition_point(|&x| x < a);
+    for &x in skip[first..].iter().take_while(|&&x| x < b).chain(std::iter::once(&b)) {
+        if start < x {
+            match ranges.last_mut() {
+                Some(last) if last.1 == start => last.1 = x,
+                _ => ranges.push((start, x)),
+            }
+        }
+        start = x + 1;
+    }
 }
 
 fn range_text(v6: bool, lo: u128, hi: u128) -> String {
@@ -156,31 +191,96 @@ fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<Ou
 }
 
 /// Ports that identity `ident` allows with each segment in `dir` (egress: to addresses of the segment; ingress:
-/// from them).
+/// from them). Dense: O(segments); [`allowed_port_runs`] is the compact form.
 pub fn allowed_ports(e: &Engine, ident: IdentityId, dir: Direction, segs: &Segments) -> Vec<PortSet> {
+    let runs = allowed_port_runs(e, ident, dir, segs);
+    let mut out = Vec::with_capacity(segs.len());
+    for (k, (start, ports)) in runs.iter().enumerate() {
+        let end = runs.get(k + 1).map_or(segs.len(), |r| r.0);
+        out.extend(std::iter::repeat_n(ports, end.saturating_sub(*start)).cloned());
+    }
+    out
+}
+
+/// [`allowed_ports`] as runs: `(first segment, ports)` for maximal runs of consecutive segments with the same
+/// ports, by increasing first segment, the first at segment 0, each run lasting until the next one (the last
+/// until `segs.len()`). One run for an identity whose rules use no ipBlock; otherwise O(intervals of its
+/// blocks × log segments), whatever the number of segments the other identities' blocks made.
+pub fn allowed_port_runs(e: &Engine, ident: IdentityId, dir: Direction, segs: &Segments) -> Vec<(usize, PortSet)> {
     let Some(rules) = outside_rules(e, ident, dir) else {
-        return vec![PortSet::all(); segs.len()];
+        return vec![(0, PortSet::all())];
     };
-    let mut out = vec![PortSet::empty(); segs.len()];
-    for rule in rules {
-        let Some(blocks) = rule.blocks else {
-            for o in &mut out {
-                o.union_with(&rule.ports);
-            }
+    // Ports every address gets, and the segment ranges of each rule's blocks (exceptions removed: each block
+    // interval covers whole segments).
+    let mut everywhere = PortSet::empty();
+    let mut events: Vec<(usize, bool, usize)> = Vec::new(); // (segment, is start, rule)
+    for (ri, rule) in rules.iter().enumerate() {
+        let Some(blocks) = &rule.blocks else {
+            everywhere.union_with(&rule.ports);
             continue;
         };
-        // Each block's address intervals (exceptions removed) cover whole segments: O(k log S + segments
-        // covered) per block, whatever the length of its `except` list.
-        for b in blocks {
+        for &b in blocks {
             let r = &e.block_ranges[b as usize];
             for &(lo, hi) in &r.ranges {
-                for o in &mut out[segs.within(r.v6, lo, hi)] {
-                    o.union_with(&rule.ports);
+                let w = segs.within(r.v6, lo, hi);
+                if !w.is_empty() {
+                    events.push((w.start, true, ri));
+                    events.push((w.end, false, ri));
                 }
             }
         }
     }
-    out
+    // Sweep: at each boundary, the ports are those of the rules with an active range.
+    events.sort_unstable();
+    let mut active = vec![0u32; rules.len()];
+    let mut runs: Vec<(usize, PortSet)> = vec![(0, everywhere.clone())];
+    let mut k = 0;
+    while k < events.len() {
+        let at = events[k].0;
+        while let Some(&(_, start, ri)) = events.get(k).filter(|ev| ev.0 == at) {
+            if start {
+                active[ri] += 1;
+            } else {
+                active[ri] = active[ri].saturating_sub(1);
+            }
+            k += 1;
+        }
+        if at >= segs.len() {
+            break;
+        }
+        let mut ports = everywhere.clone();
+        for (_, rule) in rules.iter().enumerate().filter(|(ri, _)| active[*ri] > 0) {
+            ports.union_with(&rule.ports);
+        }
+        match runs.last_mut() {
+            Some(last) if last.1 == ports => {}
+            Some(last) if last.0 == at => last.1 = ports,
+            _ => runs.push((at, ports)),
+        }
+    }
+    // A run replaced at its start may now equal the one before it.
+    runs.dedup_by(|b, a| a.1 == b.1);
+    runs
+}
+
+/// What identity `ident` allows with outside addresses in `dir`, grouped by ports (what `describe` shows): each
+/// distinct non-empty port set, in order, with the addresses ([`Segments::text`]) of the segments that allow
+/// exactly those ports; the segments in `skip` (sorted: those without an outside address) are left out.
+/// O(runs + skipped segments + output), not O(segments).
+pub fn allowed_groups(
+    e: &Engine,
+    ident: IdentityId,
+    dir: Direction,
+    segs: &Segments,
+    skip: &[usize],
+) -> Vec<(PortSet, Vec<String>)> {
+    let runs = allowed_port_runs(e, ident, dir, segs);
+    let mut by_ports: BTreeMap<&PortSet, Vec<(usize, usize)>> = BTreeMap::new();
+    for (k, (start, ports)) in runs.iter().enumerate().filter(|(_, r)| !r.1.is_empty()) {
+        let end = runs.get(k + 1).map_or(segs.len(), |r| r.0);
+        push_ranges(by_ports.entry(ports).or_default(), *start, end, skip);
+    }
+    by_ports.into_iter().filter(|(_, r)| !r.is_empty()).map(|(p, r)| (p.clone(), segs.text_ranges(&r))).collect()
 }
 
 /// Which outside addresses identity `ident` allows in `dir` on one port: every one (`None`), or those of these
@@ -230,4 +330,23 @@ pub fn example_address(
                 Direction::Ingress => e.allowed(&outside, &me, proto, port),
             }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_ranges;
+
+    #[test]
+    fn ranges_merge_when_adjacent_and_skip_segments_without_an_outside_address() {
+        let mut r = Vec::new();
+        push_ranges(&mut r, 0, 3, &[]);
+        push_ranges(&mut r, 3, 5, &[]);
+        assert_eq!(r, vec![(0, 5)]);
+        push_ranges(&mut r, 7, 12, &[1, 7, 9, 10, 12]);
+        assert_eq!(r, vec![(0, 5), (8, 9), (11, 12)]);
+        push_ranges(&mut r, 12, 13, &[12]);
+        assert_eq!(r, vec![(0, 5), (8, 9), (11, 12)]);
+        push_ranges(&mut r, 13, 14, &[12]);
+        assert_eq!(r, vec![(0, 5), (8, 9), (11, 12), (13, 14)]);
+    }
 }

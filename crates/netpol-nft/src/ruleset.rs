@@ -302,7 +302,7 @@ impl<'e> Gen<'e> {
                 let matches = rule.peers.is_empty()
                     || rule.peers.iter().any(|p| match *p {
                         CPeer::Sel(s) => self.e.sel_peers[s as usize].1.contains(i as u32),
-                        CPeer::Block(b) => self.e.blocks[b as usize].contains(*ip),
+                        CPeer::Block(b) => self.e.block_contains(b, *ip),
                     });
                 if !matches {
                     continue;

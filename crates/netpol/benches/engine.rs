@@ -7,6 +7,11 @@
 //!
 //! A second line per size compares single watch events applied with `Engine::update` (in place, on a clone;
 //! median of 5) with recompiling the changed cluster with `Engine::new`.
+//!
+//! A third line (1k only) adds an egress policy with an ipBlock of 45,000 `except` entries to the cluster and
+//! times compile, what `describe` computes for outside addresses (segments, and allowed ports per identity,
+//! direction and segment; then the same grouped by ports from runs) and the what-if diff against the cluster
+//! without it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::fmt::Write as _;
@@ -16,8 +21,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use netpol_core::compile::Engine;
+use netpol_core::diff::{diff, DiffOptions};
 use netpol_core::load::Loader;
-use netpol_core::model::{Origin, Peer, Policy, PolicyPort, PortMatch, Rule};
+use netpol_core::model::{Direction, IpBlock, Origin, Peer, Policy, PolicyPort, PortMatch, Rule};
+use netpol_core::outside::{allowed_groups, allowed_ports, Segments};
 use netpol_core::portset::Protocol;
 use netpol_core::selector::{Requirement, Selector};
 use netpol_core::update::Change;
@@ -118,6 +125,87 @@ fn run_size(size: &str) {
         peak,
     );
     run_updates(size, &engine);
+    if size == "1k" {
+        run_long_except(size, &engine);
+    }
+}
+
+/// 45,000 `except` entries in `0.0.0.0/0`: 39,000 spread /32s, 4,000 /24s, 1,000 /20s with a /32 nested in
+/// each, and 10.0.0.0/8 (the synthetic pod addresses).
+fn long_except() -> Vec<String> {
+    let v4 = |n: u32, p: u8| format!("{}/{p}", std::net::Ipv4Addr::from(n));
+    let mut ex: Vec<String> = (0..38_999u32).map(|i| v4(0x6440_0000 + i * 7, 32)).collect();
+    ex.extend((0..4_000u32).map(|i| v4(0xac10_0000 + ((i * 2) << 8), 24)));
+    ex.extend((0..1_000u32).map(|i| v4(0x0b00_0000 + ((i * 2) << 12), 20)));
+    ex.extend((0..1_000u32).map(|i| v4(0x0b00_0000 + ((i * 2) << 12) + 77, 32)));
+    ex.push(v4(0x0a00_0000, 8));
+    ex
+}
+
+/// Compile, describe's outside computation and the what-if diff with a 45,000-entry except list.
+fn run_long_except(size: &str, engine: &Engine) {
+    // Pods of an app whose egress is not isolated yet (else the first ordinary pod's): the policy changes what
+    // they may reach outside.
+    let ordinary = |p: u32| !engine.cluster.pod(p).host_network && engine.cluster.pod(p).labels.contains_key("app");
+    let n = engine.cluster.pods.len() as u32;
+    let pod = (0..n)
+        .find(|&p| ordinary(p) && !engine.identity_of(p).isolated(Direction::Egress))
+        .or_else(|| (0..n).find(|&p| ordinary(p)))
+        .unwrap();
+    let mut cluster = engine.cluster.clone();
+    let ns = cluster.pods[pod as usize].ns;
+    let app = cluster.pods[pod as usize].labels["app"].clone();
+    cluster.policies.push(Policy {
+        ns,
+        name: "bench-long-except".into(),
+        pod_selector: label_selector("app", &app),
+        ingress: Vec::new(),
+        egress: vec![Rule {
+            peers: vec![Peer::IpBlock(IpBlock {
+                cidr: "0.0.0.0/0".parse().unwrap(),
+                except: long_except().iter().map(|e| e.parse().unwrap()).collect(),
+            })],
+            ports: vec![PolicyPort { protocol: Protocol::Tcp, port: PortMatch::Range(443, 443) }],
+        }],
+        affects_ingress: false,
+        affects_egress: true,
+        origin: Origin::default(),
+    });
+    let t = Instant::now();
+    let new = Engine::new(cluster);
+    let compile = t.elapsed();
+    let t = Instant::now();
+    let segs = Segments::new(&[&new]);
+    let mut nonempty = 0usize;
+    for ident in 0..new.identities.len() as u32 {
+        for dir in [Direction::Egress, Direction::Ingress] {
+            nonempty += allowed_ports(&new, ident, dir, &segs).iter().filter(|p| !p.is_empty()).count();
+        }
+    }
+    let describe = t.elapsed();
+    // The same grouped by ports as `describe` prints it, from the runs (outside::allowed_groups).
+    let t = Instant::now();
+    let skip: Vec<usize> = (0..segs.len()).filter(|&i| segs.outside_address(i, &[&new]).is_none()).collect();
+    let mut groups = 0usize;
+    for ident in 0..new.identities.len() as u32 {
+        for dir in [Direction::Egress, Direction::Ingress] {
+            groups += allowed_groups(&new, ident, dir, &segs, &skip).len();
+        }
+    }
+    let grouped = t.elapsed();
+    let t = Instant::now();
+    let d = diff(engine, &new, &DiffOptions::default());
+    let what_if = t.elapsed();
+    println!(
+        "{size:>5}: + ipBlock with 45,000 excepts ({} segments, {} identities) | compile {:>7.1} ms | outside ports per segment (describe today) {:>7.1} ms ({nonempty} non-empty) | grouped from runs (allowed_groups) {:>7.1} ms ({groups} groups) | what-if diff {:>7.1} ms ({} outside groups)",
+        segs.len(),
+        new.identities.len(),
+        compile.as_secs_f64() * 1e3,
+        describe.as_secs_f64() * 1e3,
+        grouped.as_secs_f64() * 1e3,
+        what_if.as_secs_f64() * 1e3,
+        d.outside.len(),
+    );
 }
 
 /// Blocks containing an address: pods with the same blocks (and labels, ports) share an identity.

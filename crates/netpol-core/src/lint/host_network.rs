@@ -1,6 +1,9 @@
 //! NP008 selects-host-network-pods.
 //!
-//! **What it finds**: a policy whose podSelector matches hostNetwork pods.
+//! **What it finds**: a policy whose podSelector matches hostNetwork pods: all it selects, or some of them with
+//! a selector that names them. A namespace-wide `{}` selector (a default-deny baseline) that also selects
+//! ordinary pods is not reported: covering the namespace's hostNetwork pods too is expected. NP001 and NP005
+//! (ingress) stay quiet on a policy that selects only hostNetwork pods: this finding says what is wrong.
 //! **Why it is bad**: hostNetwork pods share the node's network namespace; CNIs do not enforce NetworkPolicies on
 //! them, so the policy gives a false sense of protection.
 //! **Instead**: protect host-network workloads with node firewalls (or host policies of your CNI).
@@ -19,22 +22,32 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     for (pid, pol) in c.policies.iter().enumerate() {
-        let mut pods: Vec<String> = c
-            .pods
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.host_network && p.ns == pol.ns && pol.pod_selector.matches(&p.labels))
-            .map(|(i, _)| c.pod_ref(i as u32))
-            .collect();
-        if pods.is_empty() {
+        let host = &ctx.host_network[pid];
+        if host.is_empty() {
             continue;
         }
+        let only = ctx.selects_only_host_network(pid as u32);
+        // A namespace-wide `{}` selector (typically a default-deny) that also selects ordinary pods is meant for
+        // them: that it covers a hostNetwork pod of the namespace too is expected, not a mistake.
+        if pol.pod_selector.is_everything() && !only {
+            continue;
+        }
+        let mut pods: Vec<String> = host.iter().map(|&p| c.pod_ref(p)).collect();
         pods.sort();
-        let msg = format!(
-            "podSelector `{}` selects hostNetwork pod(s) {}; policies are not enforced on them",
-            pol.pod_selector,
-            pods.join(", ")
-        );
+        let msg = if only {
+            format!(
+                "podSelector `{}` selects only hostNetwork pod(s) {}; policies are not enforced on them, so this \
+                 policy has no effect",
+                pol.pod_selector,
+                pods.join(", ")
+            )
+        } else {
+            format!(
+                "podSelector `{}` selects hostNetwork pod(s) {}; policies are not enforced on them",
+                pol.pod_selector,
+                pods.join(", ")
+            )
+        };
         out.push(ctx.policy_finding(
             &RULE,
             pid as u32,
@@ -50,11 +63,35 @@ mod tests {
     use super::super::testutil::{run, with};
     use super::RULE;
 
+    const AGENT: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: agent, namespace: a, labels: {app: agent}}\nspec: {hostNetwork: true, containers: [{name: c}]}\n---\n";
+
     #[test]
-    fn flags_host_network_pods() {
-        let f = run(&RULE, &with("apiVersion: v1\nkind: Pod\nmetadata: {name: agent, namespace: a, labels: {app: agent}}\nspec: {hostNetwork: true, containers: [{name: c}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec: {podSelector: {}}\n"));
-        assert_eq!(f.len(), 1);
-        assert!(f[0].message.contains("a/agent"));
+    fn flags_a_selector_matching_host_network_pods() {
+        // `app in (agent, web)`: one ordinary pod and the hostNetwork one.
+        let f = run(&RULE, &with(&format!("{AGENT}apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: a}}\nspec: {{podSelector: {{matchExpressions: [{{key: app, operator: In, values: [agent, web]}}]}}}}\n")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("selects hostNetwork pod(s) a/agent"), "{}", f[0].message);
+    }
+
+    #[test]
+    fn flags_a_policy_selecting_only_host_network_pods() {
+        let f = run(&RULE, &with(&format!("{AGENT}apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: a}}\nspec: {{podSelector: {{matchLabels: {{app: agent}}}}}}\n")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("selects only hostNetwork pod(s) a/agent"), "{}", f[0].message);
+        assert!(f[0].message.contains("no effect"), "{}", f[0].message);
+    }
+
+    #[test]
+    fn quiet_for_a_namespace_wide_default_deny_that_covers_a_host_network_pod() {
+        let f = run(&RULE, &with(&format!("{AGENT}apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: default-deny, namespace: a}}\nspec: {{podSelector: {{}}, policyTypes: [Ingress, Egress]}}\n")));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn flags_a_namespace_wide_selector_when_the_namespace_has_only_host_network_pods() {
+        let f = run(&RULE, &with(&format!("{AGENT}apiVersion: v1\nkind: Pod\nmetadata: {{name: agent, namespace: nodes}}\nspec: {{hostNetwork: true, containers: [{{name: c}}]}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: nodes}}\nspec: {{podSelector: {{}}}}\n")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("selects only hostNetwork pod(s) nodes/agent"), "{}", f[0].message);
     }
 
     #[test]

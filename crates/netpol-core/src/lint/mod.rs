@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::compile::{Engine, IdentityId};
-use crate::model::{Direction, Origin, Peer, Policy, PolicyId};
+use crate::model::{Direction, Origin, Peer, PodId, Policy, PolicyId};
 
 mod broad_allow;
 mod dns_egress;
@@ -122,6 +122,8 @@ pub struct Ctx<'e> {
     pub config: &'e Config,
     /// Identities each policy selects (hostNetwork pods excluded, as for enforcement).
     pub selected: Vec<Vec<IdentityId>>,
+    /// hostNetwork pods each policy's podSelector matches in its namespace (policies are not enforced on them).
+    pub host_network: Vec<Vec<PodId>>,
 }
 
 impl<'e> Ctx<'e> {
@@ -136,7 +138,22 @@ impl<'e> Ctx<'e> {
                 selected[p as usize].push(i as IdentityId);
             }
         }
-        Ctx { engine, config, selected }
+        let mut host_network = vec![Vec::new(); engine.cluster.policies.len()];
+        let c = &engine.cluster;
+        for (pod, p) in c.pods.iter().enumerate().filter(|(_, p)| p.host_network) {
+            for (pid, pol) in c.policies.iter().enumerate() {
+                if pol.ns == p.ns && pol.pod_selector.matches(&p.labels) {
+                    host_network[pid].push(pod as PodId);
+                }
+            }
+        }
+        Ctx { engine, config, selected, host_network }
+    }
+
+    /// Whether the policy's podSelector matches hostNetwork pods only (NP008 reports it; "selects no pod" and
+    /// "no destination pod" would contradict it).
+    pub fn selects_only_host_network(&self, pol: PolicyId) -> bool {
+        self.selected[pol as usize].is_empty() && !self.host_network[pol as usize].is_empty()
     }
 
     /// Pod names of identities, sorted, at most `n` then "(+k more)".

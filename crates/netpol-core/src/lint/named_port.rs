@@ -29,6 +29,11 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let crule = &e.rules[rid as usize];
                 let model_rule = &pol.rules(dir)[ri];
                 // Destination identities.
+                // Ingress of a policy that selects only hostNetwork pods: NP008 reports the policy, which is not
+                // enforced; "no destination pod" would contradict it.
+                if dir == Direction::Ingress && ctx.selects_only_host_network(pid as u32) {
+                    continue;
+                }
                 let dsts: Vec<usize> = match dir {
                     Direction::Ingress => ctx.selected[pid].iter().map(|&i| i as usize).collect(),
                     Direction::Egress => (0..e.identities.len())
@@ -86,6 +91,16 @@ mod tests {
         let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  ingress: [{ports: [{port: http}]}]\n"));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].ports[0]"));
+    }
+
+    #[test]
+    fn quiet_on_ingress_of_a_policy_selecting_only_host_network_pods() {
+        let yaml = with("apiVersion: v1\nkind: Pod\nmetadata: {name: agent, namespace: a, labels: {app: agent}}\nspec: {hostNetwork: true, containers: [{name: c}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {matchLabels: {app: agent}}\n  ingress: [{ports: [{port: http}]}]\n");
+        let f = run(&RULE, &yaml);
+        assert!(f.is_empty(), "{f:?}");
+        // NP008 reports the policy instead.
+        let host = run(&super::super::host_network::RULE, &yaml);
+        assert_eq!(host.len(), 1, "{host:?}");
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     for (pid, pol) in c.policies.iter().enumerate() {
-        if !ctx.selected[pid].is_empty() {
+        // Selecting only hostNetwork pods is NP008's finding, not "selects no pod".
+        if !ctx.selected[pid].is_empty() || ctx.selects_only_host_network(pid as u32) {
             continue;
         }
         let msg = format!("podSelector `{}` selects no pod in namespace {}", pol.pod_selector, c.ns_name(pol.ns));
@@ -46,6 +47,13 @@ mod tests {
         assert_eq!(f[0].code, "NP001");
         assert!(f[0].message.contains("app=wbe"));
         assert_eq!(f[0].field.as_deref(), Some("spec.podSelector"));
+    }
+
+    #[test]
+    fn quiet_when_only_host_network_pods_are_selected() {
+        // NP008 reports this policy; "selects no pod" would contradict it.
+        let f = run(&RULE, &with("apiVersion: v1\nkind: Pod\nmetadata: {name: agent, namespace: a, labels: {app: agent}}\nspec: {hostNetwork: true, containers: [{name: c}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec: {podSelector: {matchLabels: {app: agent}}}\n"));
+        assert!(f.is_empty(), "{f:?}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::diff::{complement, diff, diff_with_limits, difference, Change, DeltaGroup, Diff, DiffOptions};
 use netpol_core::load::load_str;
 use netpol_core::model::*;
-use netpol_core::outside::{allowed_ports, Segments};
+use netpol_core::outside::{allowed_groups, allowed_port_runs, allowed_ports, Segments};
 use netpol_core::portset::{PortSet, Protocol};
 use proptest::prelude::*;
 
@@ -653,6 +653,21 @@ proptest! {
             let me = Endpoint::Pod { pod, ip: None };
             for dir in [Direction::Egress, Direction::Ingress] {
                 let ports = allowed_ports(&e, ident as u32, dir, &segs);
+                // The runs are maximal, start at segment 0 and increase.
+                let runs = allowed_port_runs(&e, ident as u32, dir, &segs);
+                prop_assert_eq!(runs.first().map(|r| r.0), Some(0));
+                prop_assert!(runs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1 && w[1].0 < segs.len()));
+                // Grouped by ports without the segments that have no outside address (what `describe` shows):
+                // the same as grouping the dense view.
+                let skip: Vec<usize> = (0..segs.len()).filter(|&i| segs.outside_address(i, &[&e]).is_none()).collect();
+                let mut dense: BTreeMap<PortSet, Vec<usize>> = BTreeMap::new();
+                for (i, p) in ports.iter().enumerate() {
+                    if !p.is_empty() && skip.binary_search(&i).is_err() {
+                        dense.entry(p.clone()).or_default().push(i);
+                    }
+                }
+                let dense: Vec<(PortSet, Vec<String>)> = dense.into_iter().map(|(p, v)| (p, segs.text(&v))).collect();
+                prop_assert_eq!(allowed_groups(&e, ident as u32, dir, &segs, &skip), dense);
                 for (i, p) in ports.iter().enumerate() {
                     let Some(ip) = segs.outside_address(i, &[&e]) else { continue };
                     prop_assert!(!e.ip_index.contains_key(&ip));

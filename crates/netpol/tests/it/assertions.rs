@@ -214,7 +214,7 @@ assertions:
         "apiVersion: unsupported apiVersion \"netpol/v1\"",
         // A typo in a selector would silently select everything: rejected.
         "assertions[0].from.podSelector.matchLabel: unknown field",
-        "assertions[0].to: `10.0.0.0/8` is a CIDR (`/8`), not an address",
+        "assertions[0].to: `10.0.0.0/8` is a CIDR (`/8`), not an address: give a single IP address",
         "assertions[0].port: invalid port \"http\"",
         "named ports are not supported",
         "assertions[1].from: `ip` cannot be combined",
