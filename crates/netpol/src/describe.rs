@@ -6,8 +6,7 @@ use std::io::Write;
 
 use netpol_core::compile::{Engine, IdentityId};
 use netpol_core::model::{Direction, PodId};
-use netpol_core::outside::{allowed_ports, Segments};
-use netpol_core::portset::PortSet;
+use netpol_core::outside::{allowed_groups, Segments};
 use netpol_core::selector::{format_labels, Labels};
 use serde::Serialize;
 
@@ -38,32 +37,28 @@ struct Outside {
 struct OutsideCache<'a> {
     e: &'a Engine,
     segs: Segments,
-    outside: Vec<bool>,
+    /// Segments (sorted) that hold no outside address: left out of every answer.
+    skip: Vec<usize>,
     done: BTreeMap<IdentityId, Outside>,
 }
 
 impl<'a> OutsideCache<'a> {
     fn new(e: &'a Engine) -> Self {
         let segs = Segments::new(&[e]);
-        let outside = (0..segs.len()).map(|i| segs.outside_address(i, &[e]).is_some()).collect();
-        OutsideCache { e, segs, outside, done: BTreeMap::new() }
+        let skip = (0..segs.len()).filter(|&i| segs.outside_address(i, &[e]).is_none()).collect();
+        OutsideCache { e, segs, skip, done: BTreeMap::new() }
     }
 
+    /// Per direction, the ports allowed with outside addresses and where (grouped from runs of segments, so a
+    /// block with 45,000 `except` entries costs its runs, not a port set per segment).
     fn get(&mut self, ident: IdentityId) -> Outside {
         if let Some(o) = self.done.get(&ident) {
             return o.clone();
         }
         let side = |dir: Direction| -> Vec<OutsideRule> {
-            let ports = allowed_ports(self.e, ident, dir, &self.segs);
-            let mut by_ports: BTreeMap<PortSet, Vec<usize>> = BTreeMap::new();
-            for (i, p) in ports.into_iter().enumerate() {
-                if self.outside[i] && !p.is_empty() {
-                    by_ports.entry(p).or_default().push(i);
-                }
-            }
-            by_ports
+            allowed_groups(self.e, ident, dir, &self.segs, &self.skip)
                 .into_iter()
-                .map(|(p, segs)| OutsideRule { ports: p.to_string(), addresses: self.segs.text(&segs) })
+                .map(|(p, addresses)| OutsideRule { ports: p.to_string(), addresses })
                 .collect()
         };
         let o = Outside { egress: side(Direction::Egress), ingress: side(Direction::Ingress) };
