@@ -12,15 +12,20 @@ fn example() -> String {
     root().join("examples/three-tier").display().to_string()
 }
 
-fn netpol(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netpol"))
+/// `netpol ARGS` with piped stdin, stdout and stderr, no colour.
+fn spawn_netpol(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_netpol"))
         .args(args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+fn netpol(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = spawn_netpol(args);
     if let Some(s) = stdin {
         child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
     }
@@ -321,14 +326,7 @@ fn diff_command_reports_new_allows() {
 
 /// `netpol` with a deadline: a hang is a failure, not a stuck test run.
 fn netpol_within(args: &[&str], stdin: Option<&[u8]>, secs: u64) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netpol"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_netpol(args);
     let input = stdin.map(<[u8]>::to_vec);
     let mut pipe = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {

@@ -601,14 +601,7 @@ fn watch_reloads_a_directory_with_self_symlinks() {
         }
         log.push(line);
     };
-    let ask = |path: &str| {
-        let mut s = std::net::TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
-        let mut resp = String::new();
-        let _ = s.read_to_string(&mut resp);
-        resp
-    };
+    let ask = |path: &str| raw_get(addr, path);
     let q = "/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432";
     let first = ask(q);
     assert!(first.contains("x-netpol-revision: 1\r\n") && first.contains("\"verdict\":\"allow\""), "{first}");
@@ -1128,14 +1121,7 @@ fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
     std::thread::sleep(Duration::from_millis(300));
     // Queued in the backlog until connections close (the header timeout), then answered.
     let t = Instant::now();
-    let ask = |path: &str| {
-        let mut s = std::net::TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
-        let mut resp = String::new();
-        let _ = s.read_to_string(&mut resp);
-        resp
-    };
+    let ask = |path: &str| raw_get(addr, path);
     let resp = ask("/api/v1/explain?src=frontend/web&dst=backend/api&port=8080");
     let answered = t.elapsed();
     let metrics = ask("/metrics");
@@ -1149,4 +1135,15 @@ fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
     assert!(errors >= 1.0, "accept() never failed, the test proves nothing: {metrics}");
     assert!(log.iter().any(|l| l.contains("accept failed")), "{log:#?}");
     assert!(answered < Duration::from_secs(15), "{answered:?}");
+}
+
+/// `GET path` over a fresh connection (closed after the answer), read until the server closes it: the raw answer.
+fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp
 }
