@@ -204,7 +204,11 @@ impl Loader {
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
-                self.diagnostics.push(error(origin(0), None, None, format!("input is not UTF-8: {e}")));
+                // YAML: the documents that are text still load. JSON has no document markers to resume at.
+                let json = bytes.trim_ascii_start().first().is_some_and(|b| matches!(b, b'{' | b'['));
+                if json || !yaml::add_yaml_bytes(self, name, bytes) {
+                    self.diagnostics.push(error(origin(0), None, None, format!("input is not UTF-8: {e}")));
+                }
                 return;
             }
         };

@@ -12,17 +12,25 @@ use crate::model::Origin;
 /// the line end. `None` when the text has directives (`%...`) or document end markers (`...`), whose effect
 /// across pieces this does not model. Each piece comes with the number of lines before it.
 pub(crate) fn split_yaml_documents(text: &str) -> Option<Vec<(usize, &str)>> {
-    let is_marker = |line: &str, m: &str| {
-        line.starts_with(m) && line[m.len()..].chars().next().is_none_or(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    // The cuts are at line starts, which are character boundaries.
+    let ranges = split_documents(text.as_bytes())?;
+    Some(ranges.into_iter().filter_map(|(line, r)| text.get(r).map(|p| (line, p))).collect())
+}
+
+/// [`split_yaml_documents`] on bytes (the markers are ASCII): byte ranges of the pieces, with the number of lines
+/// before each.
+pub(crate) fn split_documents(text: &[u8]) -> Option<Vec<(usize, std::ops::Range<usize>)>> {
+    let is_marker = |line: &[u8], m: &[u8]| {
+        line.starts_with(m) && line.get(m.len()).is_none_or(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
     };
     let mut pieces = Vec::new();
     let (mut start, mut pos, mut line_no, mut start_line) = (0, 0, 0, 0);
-    for line in text.split_inclusive('\n') {
-        if line.starts_with('%') || is_marker(line, "...") {
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"%") || is_marker(line, b"...") {
             return None;
         }
-        if is_marker(line, "---") && pos > start {
-            pieces.push((start_line, &text[start..pos]));
+        if is_marker(line, b"---") && pos > start {
+            pieces.push((start_line, start..pos));
             start = pos;
             start_line = line_no;
         }
@@ -30,14 +38,38 @@ pub(crate) fn split_yaml_documents(text: &str) -> Option<Vec<(usize, &str)>> {
         line_no += 1;
     }
     if pos > start {
-        pieces.push((start_line, &text[start..pos]));
+        pieces.push((start_line, start..pos));
     }
     // Comments and blank lines before the first marker of a longer stream are no document.
-    let blank = |p: &str| p.lines().all(|l| matches!(l.trim().chars().next(), None | Some('#')));
-    if pieces.len() > 1 && pieces.first().is_some_and(|(_, p)| blank(p)) {
+    let blank = |p: &[u8]| {
+        p.split(|&b| b == b'\n').all(|l| matches!(l.trim_ascii().first(), None | Some(b'#')))
+    };
+    if pieces.len() > 1 && pieces.first().is_some_and(|(_, r)| text.get(r.clone()).is_some_and(blank)) {
         pieces.remove(0);
     }
     Some(pieces)
+}
+
+/// A YAML input that is not valid UTF-8: each document is checked on its own, so the bytes that are not text cost
+/// only their document.
+pub(super) fn add_yaml_bytes(loader: &mut Loader, name: &str, bytes: &[u8]) -> bool {
+    let Some(pieces) = split_documents(bytes) else { return false };
+    for (doc, (first_line, range)) in pieces.into_iter().enumerate() {
+        let origin = Origin { file: name.to_string(), document: doc, item: None };
+        let mut out = Vec::new();
+        match std::str::from_utf8(bytes.get(range).unwrap_or_default()) {
+            Ok(piece) => match parse_document(piece, first_line) {
+                Ok(node) => decode(&node, origin, &mut out),
+                Err(msg) => out.push(Decoded::Diagnostic(error(origin, None, None, format!("invalid YAML: {msg}")))),
+            },
+            Err(e) => {
+                let msg = format!("document is not UTF-8: {e} (from line {})", first_line + 1);
+                out.push(Decoded::Diagnostic(error(origin, None, None, msg)));
+            }
+        }
+        out.into_iter().for_each(|d| loader.accept(d));
+    }
+    true
 }
 
 pub(super) fn add_yaml(loader: &mut Loader, name: &str, text: &str) {

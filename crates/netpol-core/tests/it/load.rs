@@ -1575,3 +1575,22 @@ fn pod_ips_are_read_as_kubernetes_reads_them() {
     assert_eq!(err[0].field.as_deref(), Some("status.podIP"));
     assert!(err[0].message.contains("zone"), "{}", err[0]);
 }
+
+/// Bytes that are not UTF-8 cost their YAML document only (JSON has no document markers to resume at).
+#[test]
+fn bytes_that_are_not_text_cost_only_their_document() {
+    let mut bytes = pod_doc("a", "").into_bytes();
+    bytes.extend_from_slice(b"---\napiVersion: v1\nkind: Pod\nmetadata: {name: \xff\xfe}\n---\n");
+    bytes.extend_from_slice(pod_doc("b", "").as_bytes());
+    let mut loader = Loader::new();
+    loader.add_bytes("mixed.yaml", &bytes);
+    let l = loader.finish();
+    let d = only_error(&l);
+    assert_eq!(d.origin.document, 1);
+    assert!(d.message.contains("not UTF-8") && d.message.contains("line 7"), "{d}");
+    assert_eq!(pod_names(&l), ["prod/a", "prod/b"]);
+    let mut loader = Loader::new();
+    loader.add_bytes("bad.json", b"{\"kind\": \"Pod\", \"x\": \"\xff\"}");
+    let l = loader.finish();
+    assert!(only_error(&l).message.starts_with("input is not UTF-8"));
+}
