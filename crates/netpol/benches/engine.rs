@@ -41,10 +41,15 @@ fn params(size: &str) -> Params {
 }
 
 fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// A memory figure of this process from /proc/self/status, in MiB.
+fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
@@ -328,8 +333,16 @@ fn run_load(path: &str) {
         // The first run's peak is the one reported: later runs reuse freed memory.
         if times.len() == 1 {
             let peak = peak_rss_mib();
+            let now = status_mib("VmRSS:");
             let mib = bytes.len() as f64 / (1 << 20) as f64;
-            print!("{:>40}: {:>7.1} MiB, {objects} objects | peak RSS {:>7.1} MiB = {:.2}x the input", path.rsplit('/').next().unwrap_or(path), mib, peak, peak / mib);
+            print!(
+                "{:>40}: {:>7.1} MiB, {objects} objects | peak RSS {:>7.1} MiB = {:.2}x the input (after loading: {:.1} MiB)",
+                path.rsplit('/').next().unwrap_or(path),
+                mib,
+                peak,
+                peak / mib,
+                now
+            );
         }
     }
     times.sort_by(f64::total_cmp);
