@@ -126,8 +126,9 @@ pub struct Loader {
     ns_index: HashMap<String, NsId>,
     pods: Vec<Pod>,
     policies: Vec<Policy>,
-    /// (kind, namespace, name) of every object loaded: objects of different kinds may share a name.
-    seen: HashMap<(&'static str, String, String), Origin>,
+    /// Objects loaded, by (kind, namespace, hash of the name) → pod or policy ids, for duplicate checks without a
+    /// copy of every name (objects of different kinds may share a name). Namespaces are found by `ns_index`.
+    seen: HashMap<(&'static str, NsId, u64), smallvec::SmallVec<[u32; 1]>>,
     /// Pod IPs seen so far, to report addresses used by two pods.
     ip_owner: HashMap<IpAddr, PodId>,
     diagnostics: Vec<Diagnostic>,
@@ -245,16 +246,38 @@ impl Loader {
         }
     }
 
+    /// The origin of an earlier object of the same kind, namespace and name, if there is one (`ns` is the
+    /// namespace's id, `None` for a namespace itself).
+    fn earlier(&self, kind: &'static str, ns: Option<NsId>, name: &str) -> Option<&Origin> {
+        let Some(ns) = ns else {
+            let id = *self.ns_index.get(name)?;
+            return self.namespaces[id as usize].origin.as_ref();
+        };
+        let ids = self.seen.get(&(kind, ns, name_hash(name)))?;
+        ids.iter().find_map(|&id| {
+            let (obj_ns, obj_name, origin) = if kind == "NetworkPolicy" {
+                let p = &self.policies[id as usize];
+                (p.ns, &p.name, &p.origin)
+            } else {
+                let p = &self.pods[id as usize];
+                (p.ns, &p.name, &p.source.origin)
+            };
+            (obj_ns == ns && obj_name == name).then_some(origin)
+        })
+    }
+
     /// Checks for a duplicate object; reports it and returns false if this one is a duplicate.
-    fn first_of(&mut self, kind: &'static str, ns: &str, name: &str, origin: &Origin, label: &str) -> bool {
-        let key = (kind, ns.to_string(), name.to_string());
-        if let Some(first) = self.seen.get(&key) {
+    fn first_of(&mut self, kind: &'static str, ns: Option<NsId>, name: &str, origin: &Origin, label: &str) -> bool {
+        if let Some(first) = self.earlier(kind, ns, name) {
             let msg = format!("duplicate object: already defined at {first}; this one is ignored");
             self.diagnostics.push(error(origin.clone(), Some(label.to_string()), Some("metadata.name"), msg));
             return false;
         }
-        self.seen.insert(key, origin.clone());
         true
+    }
+
+    fn remember(&mut self, kind: &'static str, ns: NsId, name: &str, id: u32) {
+        self.seen.entry((kind, ns, name_hash(name))).or_default().push(id);
     }
 
     fn ns_id(&mut self, name: &str) -> NsId {
@@ -272,7 +295,7 @@ impl Loader {
     fn register(&mut self, item: Item, origin: Origin, label: String) {
         match item {
             Item::Namespace { name, mut labels } => {
-                if !self.first_of("Namespace", "", &name, &origin, &label) {
+                if !self.first_of("Namespace", None, &name, &origin, &label) {
                     return;
                 }
                 let id = self.ns_id(&name);
@@ -283,15 +306,18 @@ impl Loader {
                 ns.origin = Some(origin);
             }
             Item::Policy { ns_name, mut policy } => {
-                if !self.first_of("NetworkPolicy", &ns_name, &policy.name, &origin, &label) {
+                let ns = self.ns_id(&ns_name);
+                if !self.first_of("NetworkPolicy", Some(ns), &policy.name, &origin, &label) {
                     return;
                 }
-                policy.ns = self.ns_id(&ns_name);
+                policy.ns = ns;
                 policy.origin = origin;
+                self.remember("NetworkPolicy", ns, &policy.name, self.policies.len() as u32);
                 self.policies.push(policy);
             }
             Item::Pod(p) => {
-                if !self.first_of(p.kind, &p.ns_name, &p.name, &origin, &label) {
+                let ns = self.ns_id(&p.ns_name);
+                if !self.first_of(p.kind, Some(ns), &p.name, &origin, &label) {
                     return;
                 }
                 for ip in &p.ips {
@@ -317,7 +343,6 @@ impl Loader {
                         self.ip_owner.insert(*ip, id);
                     }
                 }
-                let ns = self.ns_id(&p.ns_name);
                 let source = PodSource { kind: p.kind.to_string(), origin };
                 let pod = Pod {
                     ns,
@@ -328,6 +353,7 @@ impl Loader {
                     host_network: p.host_network,
                     source,
                 };
+                self.remember(p.kind, ns, &pod.name, self.pods.len() as u32);
                 self.pods.push(pod);
             }
         }
@@ -354,6 +380,11 @@ impl Loader {
             skipped_kinds: self.skipped_kinds,
         }
     }
+}
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(name)
 }
 
 /// Decodes one document (or List item) into `out`. Pure: runs on any thread.
