@@ -9,7 +9,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::node::Node;
+use super::node::{Node, NodeVisitor};
 use super::{decode, error, parallel_ordered, threads, Decoded, Loader, PARALLEL_BYTES};
 use crate::model::Origin;
 
@@ -36,15 +36,9 @@ impl<'de> Deserialize<'de> for Top<'de> {
                 let mut entries = Vec::new();
                 while let Some(k) = map.next_key::<Cow<'de, str>>()? {
                     if k == "items" {
-                        // An array of anything is kept raw; anything else is an ordinary value.
-                        let raw: &'de RawValue = map.next_value()?;
-                        match serde_json::from_str::<Vec<&'de RawValue>>(raw.get()) {
-                            Ok(items) => entries.push((k, Entry::Items(items))),
-                            Err(_) => {
-                                let n = serde_json::from_str::<Node<'de>>(raw.get()).map_err(serde::de::Error::custom)?;
-                                entries.push((k, Entry::Node(n)));
-                            }
-                        }
+                        // An array is kept as its items' raw texts (one scan); anything else is an ordinary value.
+                        let e = map.next_value_seed(ItemsEntry)?;
+                        entries.push((k, e));
                     } else {
                         entries.push((k, Entry::Node(map.next_value()?)));
                     }
@@ -77,6 +71,54 @@ impl<'de> Deserialize<'de> for Top<'de> {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// The value of a top-level `items` key: an array's elements as raw texts, any other value as a tree.
+struct ItemsEntry;
+
+impl<'de> serde::de::DeserializeSeed<'de> for ItemsEntry {
+    type Value = Entry<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Entry<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsEntry {
+    type Value = Entry<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Entry<'de>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            items.push(raw);
+        }
+        Ok(Entry::Items(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry<'de>, A::Error> {
+        NodeVisitor.visit_map(map).map(Entry::Node)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Entry<'de>, E> {
+        Ok(Entry::Node(Node::Str(Cow::Borrowed(v))))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Entry<'de>, E> {
+        Ok(Entry::Node(Node::Str(Cow::Owned(v.to_string()))))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Entry<'de>, E> {
+        Ok(Entry::Node(Node::U64(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Entry<'de>, E> {
+        Ok(Entry::Node(Node::I64(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Entry<'de>, E> {
+        Ok(Entry::Node(Node::F64(v)))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Entry<'de>, E> {
+        Ok(Entry::Node(Node::Bool(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Entry<'de>, E> {
+        Ok(Entry::Node(Node::Null))
     }
 }
 

@@ -346,7 +346,7 @@ impl<'de> Deserialize<'de> for Node<'de> {
     }
 }
 
-struct NodeVisitor;
+pub(crate) struct NodeVisitor;
 
 impl<'de> Visitor<'de> for NodeVisitor {
     type Value = Node<'de>;
