@@ -595,6 +595,8 @@ mod tests {
             "- |\n  in a sequence\n- b\n",
             "- k: |\n    in a compact mapping\n  j: 1\n",
             "metadata:\n  annotations:\n    kubectl.kubernetes.io/last-applied-configuration: |\n      {\"apiVersion\":\"v1\",\"kind\":\"Pod\"}\n  name: x\n",
+            // managedFields as kubectl prints them.
+            "managedFields:\n- apiVersion: v1\n  fieldsType: FieldsV1\n  fieldsV1:\n    f:metadata:\n      f:labels:\n        .: {}\n        f:app: {}\n    f:spec:\n      f:containers:\n        k:{\"name\":\"nginx\"}:\n          .: {}\n          f:ports:\n            k:{\"containerPort\":80,\"protocol\":\"TCP\"}:\n              .: {}\n  manager: kubectl-client-side-apply\n  operation: Update\n  time: \"2024-01-01T00:00:00Z\"\n",
         ];
         for c in cases {
             let n = parse(c);
