@@ -700,8 +700,13 @@ impl Engine {
                 .or_insert_with(|| {
                     let all = cluster.namespaces.len();
                     match idx.namespaces.candidates(s, all) {
-                        Some(c) => c.into_iter().filter(|&i| cluster.namespaces.get(i as usize).is_some_and(|n| s.matches(&n.labels))).collect(),
-                        None => (0..all as NsId).filter(|&i| s.matches(&cluster.namespaces[i as usize].labels)).collect(),
+                        Some(c) => c
+                            .into_iter()
+                            .filter(|&i| cluster.namespaces.get(i as usize).is_some_and(|n| s.matches(&n.labels)))
+                            .collect(),
+                        None => {
+                            (0..all as NsId).filter(|&i| s.matches(&cluster.namespaces[i as usize].labels)).collect()
+                        }
                     }
                 })
                 .clone(),

@@ -368,7 +368,8 @@ fn load_formats(size: &str) {
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .filter(|v: &serde_json::Value| !v.is_null())
         .collect();
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs, "metadata": {"resourceVersion": ""}});
+    let list =
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs, "metadata": {"resourceVersion": ""}});
     let files = [
         (format!("{dir}/synth-{size}.yaml"), yaml.into_bytes()),
         (format!("{dir}/synth-{size}-list.json"), serde_json::to_vec_pretty(&list).unwrap()),

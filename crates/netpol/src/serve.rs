@@ -969,7 +969,8 @@ fn parse_what_if(body: &[u8]) -> Result<WhatIf, Failure> {
             Err(_) => {}
         }
     }
-    let mut docs = netpol_core::load::yaml_documents(text).into_iter().filter(|d| !matches!(d, Ok(serde_json::Value::Null)));
+    let mut docs =
+        netpol_core::load::yaml_documents(text).into_iter().filter(|d| !matches!(d, Ok(serde_json::Value::Null)));
     let doc = match docs.next() {
         Some(Ok(v)) => v,
         Some(Err(e)) => return Err(invalid(&format!("invalid YAML: {}", e.message))),

@@ -82,7 +82,9 @@ pub(crate) fn parse(piece: &str) -> R<Node<'_>> {
     if let Some(first) = r.lines.first() {
         if first.indent == 0 && first.text.starts_with("---") {
             let rest = first.text[3..].trim_start_matches(' ');
-            if !(rest.is_empty() || rest.starts_with('#')) || !(first.text.len() == 3 || first.text[3..].starts_with(' ')) {
+            if !(rest.is_empty() || rest.starts_with('#'))
+                || !(first.text.len() == 3 || first.text[3..].starts_with(' '))
+            {
                 return Err(Unsupported);
             }
             r.pos = 1;
@@ -255,7 +257,9 @@ impl<'a> Reader<'a> {
             used += 1;
         }
         // Blank lines at the end of the piece (before the next `---`) are not the block's: libyaml decides.
-        if no + 1 + used >= self.raw.len() && lines.get(..used).is_some_and(|l| l.last().is_some_and(|l| l.trim().is_empty())) {
+        if no + 1 + used >= self.raw.len()
+            && lines.get(..used).is_some_and(|l| l.last().is_some_and(|l| l.trim().is_empty()))
+        {
             return Err(Unsupported);
         }
         let content = text.trim_end_matches('\n').len();
@@ -324,7 +328,8 @@ fn inline(text: &str, no: usize, depth: usize) -> R<Node<'_>> {
             Ok(Node::Str(s))
         }
         _ => {
-            if b"&*!|>%@`,]}#".contains(&first) || (matches!(first, b'-' | b'?' | b':') && text.len() == 1)
+            if b"&*!|>%@`,]}#".contains(&first)
+                || (matches!(first, b'-' | b'?' | b':') && text.len() == 1)
                 || (matches!(first, b'-' | b'?' | b':') && text.as_bytes().get(1) == Some(&b' '))
             {
                 return Err(Unsupported);
@@ -673,7 +678,13 @@ mod tests {
                 }
             }
             match next() % 3 {
-                0 => doc.push_str(if prefix == "- " { "- next\n" } else if indent == 2 { "  j: 1\n" } else { "b: 1\n" }),
+                0 => doc.push_str(if prefix == "- " {
+                    "- next\n"
+                } else if indent == 2 {
+                    "  j: 1\n"
+                } else {
+                    "b: 1\n"
+                }),
                 1 => doc.push_str("# trailing comment\n"),
                 _ => {}
             }
@@ -695,8 +706,38 @@ mod tests {
     #[test]
     fn random_documents_agree_with_libyaml() {
         let atoms = [
-            "|\n  lit\n", "|-\n    lit\n\n", "|+\n  lit\n\n", "a", "b-c", "1", "-2", "0x10", "007", "1.5", "true", "null", "~", "'q'", "\"d\"", "''", "x y", "10.0.0.0/8",
-            "{}", "[]", "{k: v}", "[1, x]", "'it''s'", "\"\\u00e9\"", ".inf", "1e400", "- ", ":", "#c", " #c", "[", "{a: [b, {c: d}]}",
+            "|\n  lit\n",
+            "|-\n    lit\n\n",
+            "|+\n  lit\n\n",
+            "a",
+            "b-c",
+            "1",
+            "-2",
+            "0x10",
+            "007",
+            "1.5",
+            "true",
+            "null",
+            "~",
+            "'q'",
+            "\"d\"",
+            "''",
+            "x y",
+            "10.0.0.0/8",
+            "{}",
+            "[]",
+            "{k: v}",
+            "[1, x]",
+            "'it''s'",
+            "\"\\u00e9\"",
+            ".inf",
+            "1e400",
+            "- ",
+            ":",
+            "#c",
+            " #c",
+            "[",
+            "{a: [b, {c: d}]}",
         ];
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move || {

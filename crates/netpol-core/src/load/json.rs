@@ -190,8 +190,12 @@ fn add_top(loader: &mut Loader, top: Top<'_>, origin: Origin, input_len: usize) 
             let mut raw_items = raw_items.into_iter();
             for (k, v) in entries.iter_mut() {
                 if k == "items" && matches!(v, Node::Seq(s) if s.is_empty()) {
-                    let items: Result<Vec<Node<'_>>, _> =
-                        raw_items.next().unwrap_or_default().into_iter().map(|r| serde_json::from_str(r.get())).collect();
+                    let items: Result<Vec<Node<'_>>, _> = raw_items
+                        .next()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|r| serde_json::from_str(r.get()))
+                        .collect();
                     match items {
                         Ok(items) => *v = Node::Seq(items),
                         Err(e) => {
@@ -288,9 +292,13 @@ fn decode_item(raw: &str, origin: Origin, item_kind: Option<(&str, &str)>, out: 
                 head.push((Cow::Borrowed("metadata"), Node::Map(meta)));
             }
             if let Some(s) = &env.spec {
-                let present = |t: &Option<serde::de::IgnoredAny>| if t.is_some() { Node::Bool(true) } else { Node::Null };
+                let present =
+                    |t: &Option<serde::de::IgnoredAny>| if t.is_some() { Node::Bool(true) } else { Node::Null };
                 let job = s.job_template.as_ref().and_then(|j| j.spec.as_ref()).map(|js| {
-                    Node::Map(vec![(Cow::Borrowed("spec"), Node::Map(vec![(Cow::Borrowed("template"), present(&js.template))]))])
+                    Node::Map(vec![(
+                        Cow::Borrowed("spec"),
+                        Node::Map(vec![(Cow::Borrowed("template"), present(&js.template))]),
+                    )])
                 });
                 let mut spec = vec![(Cow::Borrowed("template"), present(&s.template))];
                 if let Some(j) = job {

@@ -367,8 +367,12 @@ impl Loader {
         for (i, p) in self.pods.iter().enumerate() {
             by_name.entry((p.ns, p.name.as_str())).or_default().push(i);
         }
-        let mut rename: Vec<usize> =
-            by_name.into_values().filter(|v| v.len() > 1).flatten().filter(|&i| self.pods[i].source.kind != "Pod").collect();
+        let mut rename: Vec<usize> = by_name
+            .into_values()
+            .filter(|v| v.len() > 1)
+            .flatten()
+            .filter(|&i| self.pods[i].source.kind != "Pod")
+            .collect();
         rename.sort_unstable();
         for i in rename {
             let p = &mut self.pods[i];
@@ -492,7 +496,9 @@ pub(crate) fn decode_from<S: Source>(
     }
     // The API server requires a workload's pod template.
     let template = match kind {
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => Some(("spec.template", &["spec", "template"][..])),
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
+            Some(("spec.template", &["spec", "template"][..]))
+        }
         "CronJob" => Some(("spec.jobTemplate.spec.template", &["spec", "jobTemplate", "spec", "template"][..])),
         _ => None,
     };
@@ -511,7 +517,9 @@ pub(crate) fn decode_from<S: Source>(
     let item = match kind {
         "Namespace" => source.typed::<objects::NamespaceObj>().map(|o| validate::namespace(o, &mut errs)),
         "NetworkPolicy" => source.typed::<objects::NetworkPolicyObj>().map(|o| validate::policy(o, &mut errs)),
-        "Pod" => source.typed::<objects::PodObj>().map(|o| validate::pod(o.metadata, o.spec, o.status, "Pod", "", &mut errs)),
+        "Pod" => {
+            source.typed::<objects::PodObj>().map(|o| validate::pod(o.metadata, o.spec, o.status, "Pod", "", &mut errs))
+        }
         "CronJob" => source.typed::<objects::CronJobObj>().map(|o| {
             let t = o.spec.and_then(|s| s.job_template).and_then(|j| j.spec).and_then(|s| s.template);
             validate::workload(o.metadata, t, "CronJob", "spec.jobTemplate.spec.template.", &mut errs)

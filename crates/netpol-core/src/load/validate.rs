@@ -67,7 +67,11 @@ pub(crate) fn meta_namespace(namespace: &Option<String>, errs: &mut Errors) -> O
 }
 
 /// Validated labels; `path` names the field in errors (built only when there is one).
-pub(crate) fn check_labels(labels: Option<BTreeMap<String, String>>, path: impl Fn() -> String, errs: &mut Errors) -> Labels {
+pub(crate) fn check_labels(
+    labels: Option<BTreeMap<String, String>>,
+    path: impl Fn() -> String,
+    errs: &mut Errors,
+) -> Labels {
     let mut out = Labels::new();
     for (k, v) in labels.into_iter().flatten() {
         let mut ok = true;

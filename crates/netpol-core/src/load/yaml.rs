@@ -41,9 +41,7 @@ pub(crate) fn split_documents(text: &[u8]) -> Option<Vec<(usize, std::ops::Range
         pieces.push((start_line, start..pos));
     }
     // Comments and blank lines before the first marker of a longer stream are no document.
-    let blank = |p: &[u8]| {
-        p.split(|&b| b == b'\n').all(|l| matches!(l.trim_ascii().first(), None | Some(b'#')))
-    };
+    let blank = |p: &[u8]| p.split(|&b| b == b'\n').all(|l| matches!(l.trim_ascii().first(), None | Some(b'#')));
     if pieces.len() > 1 && pieces.first().is_some_and(|(_, r)| text.get(r.clone()).is_some_and(blank)) {
         pieces.remove(0);
     }
@@ -101,7 +99,9 @@ pub(super) fn add_yaml(loader: &mut Loader, name: &str, text: &str) {
             let mut out = Vec::new();
             match parse_document(piece, *first_line) {
                 Ok(node) => decode(&node, origin(doc), &mut out),
-                Err(msg) => out.push(Decoded::Diagnostic(error(origin(doc), None, None, format!("invalid YAML: {msg}")))),
+                Err(msg) => {
+                    out.push(Decoded::Diagnostic(error(origin(doc), None, None, format!("invalid YAML: {msg}"))))
+                }
             }
             out
         },

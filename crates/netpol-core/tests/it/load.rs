@@ -1440,7 +1440,10 @@ fn a_broken_document_in_the_middle_costs_only_itself() {
         ("bad indentation", "kind: Pod\nmetadata:\n  name: x\n bad: 1\n"),
         ("tab indentation", "kind: Pod\nmetadata:\n\tname: x\n"),
         // A valid YAML number out of range in a kind netpol does not model: nothing to report.
-        ("big number, unmodelled kind", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports:\n  - port: 18446744073709551616\n"),
+        (
+            "big number, unmodelled kind",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports:\n  - port: 18446744073709551616\n",
+        ),
     ];
     for (what, broken) in cases {
         let text = format!("{}---\n{broken}---\n{}---\n{deny_all}", ns("a"), ns("b"));
@@ -1495,7 +1498,10 @@ fn unknown_fields_are_rejected_with_a_suggestion() {
     assert!(d.message.contains("did you mean `podSelector`?"), "{d}");
     let d = rejects_policy("podSelector: {matchLabel: {a: b}}\n", "spec.podSelector.matchLabel");
     assert!(d.message.contains("did you mean `matchLabels`?"), "{d}");
-    let d = rejects_policy("egress:\n  - to:\n    - ipBlock: {cidr: 10.0.0.0/8, expect: [10.1.0.0/16]}\n", "spec.egress[0].to[0].ipBlock.expect");
+    let d = rejects_policy(
+        "egress:\n  - to:\n    - ipBlock: {cidr: 10.0.0.0/8, expect: [10.1.0.0/16]}\n",
+        "spec.egress[0].to[0].ipBlock.expect",
+    );
     assert!(d.message.contains("did you mean `except`?"), "{d}");
     // metadata is checked too; a field far from any known one gets no suggestion.
     let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, lables: {x: y}}\n---\n\
@@ -1509,14 +1515,19 @@ fn unknown_fields_are_rejected_with_a_suggestion() {
     assert!(!errs[1].message.contains("did you mean"), "{}", errs[1]);
     assert!(l.cluster.namespaces.is_empty());
     // Pods and workloads: what netpol reads is validated, the rest is skipped.
-    let l = load_str("p.yaml", &pod_doc("x", "spec:\n  containers:\n  - name: c\n    whatever: [1, 2]\n  schedulerName: s\n"));
+    let l = load_str(
+        "p.yaml",
+        &pod_doc("x", "spec:\n  containers:\n  - name: c\n    whatever: [1, 2]\n  schedulerName: s\n"),
+    );
     assert_clean(&l);
 }
 
 /// A kind that differs from a kind netpol reads only by case is an error naming the right kind.
 #[test]
 fn a_kind_in_the_wrong_case_is_an_error() {
-    for (kind, right) in [("networkpolicy", "NetworkPolicy"), ("NETWORKPOLICY", "NetworkPolicy"), ("pod", "Pod"), ("podlist", "PodList")] {
+    for (kind, right) in
+        [("networkpolicy", "NetworkPolicy"), ("NETWORKPOLICY", "NetworkPolicy"), ("pod", "Pod"), ("podlist", "PodList")]
+    {
         let text = format!("apiVersion: networking.k8s.io/v1\nkind: {kind}\nmetadata: {{name: p}}\n");
         let l = load_str("k.yaml", &text);
         let d = only_error(&l);
@@ -1542,7 +1553,8 @@ fn a_byte_order_mark_is_accepted() {
 #[test]
 fn deep_nesting_is_an_error_and_later_documents_load() {
     for open in ["[", "{a: ", "- "] {
-        let deep = if open == "- " { format!("{}x", open.repeat(100_000)) } else { format!("key: {}", open.repeat(100_000)) };
+        let deep =
+            if open == "- " { format!("{}x", open.repeat(100_000)) } else { format!("key: {}", open.repeat(100_000)) };
         let text = format!("{}---\n{deep}\n---\n{}", pod_doc("a", ""), pod_doc("b", ""));
         let l = load_str("deep.yaml", &text);
         let d = only_error(&l);
