@@ -542,6 +542,16 @@ mod tests {
     use crate::load::node::NodeDe;
     use serde::Deserialize;
 
+    /// A deterministic pseudo-random sequence for the generated documents.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     /// A tree as JSON, with plain scalars resolved (NaN and big integers as text).
     fn json(n: &Node<'_>) -> String {
         match serde_json::Value::deserialize(NodeDe(n)) {
@@ -651,13 +661,7 @@ mod tests {
     /// whenever the fast reader accepts one, libyaml reads the same string.
     #[test]
     fn literal_blocks_agree_with_libyaml() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut accepted = 0;
         for _ in 0..20_000 {
             let header = ["|", "|-", "|+", "| # c", "|-  "][(next() % 5) as usize];
@@ -739,13 +743,7 @@ mod tests {
             "[",
             "{a: [b, {c: d}]}",
         ];
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut accepted = 0;
         for _ in 0..100_000 {
             let mut doc = String::new();

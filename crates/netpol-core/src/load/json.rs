@@ -24,101 +24,93 @@ enum Entry<'a> {
     Items(Vec<&'a RawValue>),
 }
 
-impl<'de> Deserialize<'de> for Top<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Top<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                    if k == "items" {
-                        // An array is kept as its items' raw texts (one scan); anything else is an ordinary value.
-                        let e = map.next_value_seed(ItemsEntry)?;
-                        entries.push((k, e));
-                    } else {
-                        entries.push((k, Entry::Node(map.next_value()?)));
-                    }
-                }
-                Ok(Top::Object(entries))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Top<'de>, A::Error> {
-                Node::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Top::Other)
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Top<'de>, E> {
-                Ok(Top::Other(Node::Str(Cow::Owned(v.to_string()))))
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Top<'de>, E> {
-                Ok(Top::Other(Node::Str(Cow::Borrowed(v))))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Top<'de>, E> {
-                Ok(Top::Other(Node::U64(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Top<'de>, E> {
-                Ok(Top::Other(Node::I64(v)))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Top<'de>, E> {
-                Ok(Top::Other(Node::F64(v)))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Top<'de>, E> {
-                Ok(Top::Other(Node::Bool(v)))
-            }
-            fn visit_unit<E>(self) -> Result<Top<'de>, E> {
-                Ok(Top::Other(Node::Null))
-            }
-        }
-        d.deserialize_any(V)
-    }
+/// Reads a value of the top level (an object's `items` arrays kept raw) or of its `items` key (an array kept as
+/// its elements' raw texts, one scan); everything else is an ordinary tree.
+#[derive(Clone, Copy, PartialEq)]
+enum Level {
+    Top,
+    Items,
 }
 
-/// The value of a top-level `items` key: an array's elements as raw texts, any other value as a tree.
-struct ItemsEntry;
+/// What [`Level`] reads: one of the two shapes, or a tree.
+enum Read<'a> {
+    Tree(Node<'a>),
+    Object(Vec<(Cow<'a, str>, Entry<'a>)>),
+    Items(Vec<&'a RawValue>),
+}
 
-impl<'de> serde::de::DeserializeSeed<'de> for ItemsEntry {
-    type Value = Entry<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Entry<'de>, D::Error> {
+impl<'de> serde::de::DeserializeSeed<'de> for Level {
+    type Value = Read<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Read<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ItemsEntry {
-    type Value = Entry<'de>;
+impl<'de> Visitor<'de> for Level {
+    type Value = Read<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Entry<'de>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read<'de>, A::Error> {
+        if self == Level::Items {
+            return NodeVisitor.visit_map(map).map(Read::Tree);
+        }
+        let mut entries = Vec::new();
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            let e = if k == "items" {
+                match map.next_value_seed(Level::Items)? {
+                    Read::Items(items) => Entry::Items(items),
+                    Read::Tree(n) => Entry::Node(n),
+                    Read::Object(_) => return Err(serde::de::Error::custom("unexpected object")),
+                }
+            } else {
+                Entry::Node(map.next_value()?)
+            };
+            entries.push((k, e));
+        }
+        Ok(Read::Object(entries))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Read<'de>, A::Error> {
+        if self == Level::Top {
+            return NodeVisitor.visit_seq(seq).map(Read::Tree);
+        }
         let mut items = Vec::new();
         while let Some(raw) = seq.next_element::<&'de RawValue>()? {
             items.push(raw);
         }
-        Ok(Entry::Items(items))
+        Ok(Read::Items(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entry<'de>, A::Error> {
-        NodeVisitor.visit_map(map).map(Entry::Node)
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Read<'de>, E> {
+        NodeVisitor.visit_borrowed_str(v).map(Read::Tree)
     }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Entry<'de>, E> {
-        Ok(Entry::Node(Node::Str(Cow::Borrowed(v))))
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Read<'de>, E> {
+        NodeVisitor.visit_str(v).map(Read::Tree)
     }
-    fn visit_str<E>(self, v: &str) -> Result<Entry<'de>, E> {
-        Ok(Entry::Node(Node::Str(Cow::Owned(v.to_string()))))
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Read<'de>, E> {
+        NodeVisitor.visit_u64(v).map(Read::Tree)
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Entry<'de>, E> {
-        Ok(Entry::Node(Node::U64(v)))
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Read<'de>, E> {
+        NodeVisitor.visit_i64(v).map(Read::Tree)
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Entry<'de>, E> {
-        Ok(Entry::Node(Node::I64(v)))
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Read<'de>, E> {
+        NodeVisitor.visit_f64(v).map(Read::Tree)
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Entry<'de>, E> {
-        Ok(Entry::Node(Node::F64(v)))
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Read<'de>, E> {
+        NodeVisitor.visit_bool(v).map(Read::Tree)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Entry<'de>, E> {
-        Ok(Entry::Node(Node::Bool(v)))
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Read<'de>, E> {
+        NodeVisitor.visit_unit().map(Read::Tree)
     }
-    fn visit_unit<E>(self) -> Result<Entry<'de>, E> {
-        Ok(Entry::Node(Node::Null))
+}
+
+impl<'de> Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match d.deserialize_any(Level::Top)? {
+            Read::Object(entries) => Top::Object(entries),
+            Read::Tree(n) => Top::Other(n),
+            // The top level reads arrays as trees; an array document is "not an object" either way.
+            Read::Items(_) => Top::Other(Node::Seq(Vec::new())),
+        })
     }
 }
 
