@@ -536,7 +536,7 @@ fn flow<'a>(text: &'a str, i: &mut usize, no: usize, depth: usize) -> R<Node<'a>
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::manual_is_multiple_of)]
 mod tests {
     use super::*;
     use crate::load::node::NodeDe;
