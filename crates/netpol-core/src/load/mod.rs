@@ -604,33 +604,16 @@ pub fn yaml_documents(text: &str) -> Vec<Result<Value, DocumentError>> {
     let to_value = |node: &Node<'_>| {
         Value::deserialize(NodeDe(node)).map_err(|e| DocumentError { line: None, message: e.to_string() })
     };
+    let read = |d: Result<Node<'_>, String>| match d {
+        Ok(node) => to_value(&node),
+        Err(message) => Err(DocumentError { line: line_of(&message), message }),
+    };
     match yaml::split_yaml_documents(text) {
-        Some(pieces) => pieces
-            .iter()
-            .map(|(first_line, piece)| match yaml::parse_document(piece, *first_line) {
-                Ok(node) => to_value(&node),
-                Err(message) => Err(DocumentError { line: line_of(&message), message }),
-            })
-            .collect(),
-        None => {
-            // Directives or `...` markers: libyaml reads the stream (after the linear nesting check).
-            if let Some(line) = yaml::flow_depth_exceeds(text, MAX_DEPTH) {
-                let message = format!("nesting deeper than {MAX_DEPTH} levels at line {}", line + 1);
-                return vec![Err(DocumentError { line: Some(line + 1), message })];
-            }
-            let mut out = Vec::new();
-            for de in serde_yaml_ng::Deserializer::from_str(text) {
-                match Node::deserialize(de) {
-                    Ok(node) => out.push(to_value(&node)),
-                    Err(e) => {
-                        let line = e.location().map(|l| l.line());
-                        out.push(Err(DocumentError { line, message: e.to_string() }));
-                        break;
-                    }
-                }
-            }
-            out
+        Some(pieces) => {
+            pieces.iter().map(|(first_line, piece)| read(yaml::parse_document(piece, *first_line))).collect()
         }
+        // Directives or `...` markers.
+        None => yaml::stream_documents(text).into_iter().map(read).collect(),
     }
 }
 

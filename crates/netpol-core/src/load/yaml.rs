@@ -73,21 +73,15 @@ pub(super) fn add_yaml_bytes(loader: &mut Loader, name: &str, bytes: &[u8]) -> b
 pub(super) fn add_yaml(loader: &mut Loader, name: &str, text: &str) {
     let origin = |document| Origin { file: name.to_string(), document, item: None };
     let Some(pieces) = split_yaml_documents(text) else {
-        // Directives or `...` markers: libyaml reads the whole stream, and cannot go on after a syntax error.
-        for (doc, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        for (doc, d) in stream_documents(text).into_iter().enumerate() {
             let mut out = Vec::new();
-            match libyaml_document(de, text.contains("<<")) {
+            match d {
                 Ok(node) => decode(&node, origin(doc), &mut out),
-                Err(e) => {
-                    let msg = format!("invalid YAML: {e}; the rest of this input is not read");
-                    out.push(Decoded::Diagnostic(error(origin(doc), None, None, msg)));
+                Err(msg) => {
+                    out.push(Decoded::Diagnostic(error(origin(doc), None, None, format!("invalid YAML: {msg}"))))
                 }
             }
-            let stop = out.iter().any(|d| matches!(d, Decoded::Diagnostic(d) if d.message.starts_with("invalid YAML")));
             out.into_iter().for_each(|d| loader.accept(d));
-            if stop {
-                break;
-            }
         }
         return;
     };
@@ -136,6 +130,26 @@ pub(crate) fn parse_document(piece: &str, first_line: usize) -> Result<Node<'_>,
         }
         msg
     })
+}
+
+/// The documents of a stream that cannot be cut at its markers (it has directives or `...`): libyaml reads the
+/// whole stream, after the linear nesting check, and cannot go on after a syntax error (the last entry then).
+pub(crate) fn stream_documents(text: &str) -> Vec<Result<Node<'_>, String>> {
+    if let Some(line) = flow_depth_exceeds(text, MAX_DEPTH) {
+        return vec![Err(format!("nesting deeper than {MAX_DEPTH} levels at line {}", line + 1))];
+    }
+    let merge = text.contains("<<");
+    let mut out = Vec::new();
+    for de in serde_yaml_ng::Deserializer::from_str(text) {
+        match libyaml_document(de, merge) {
+            Ok(node) => out.push(Ok(node)),
+            Err(e) => {
+                out.push(Err(format!("{e}; the rest of this input is not read")));
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// One document through libyaml, with merge keys (`<<: *anchor`) applied when `merge`.

@@ -1562,6 +1562,10 @@ fn deep_nesting_is_an_error_and_later_documents_load() {
         assert!(d.message.contains("nesting") || d.message.contains("recursion"), "{open}: {d}");
         assert_eq!(pod_names(&l), ["prod/a", "prod/b"], "{open}");
     }
+    // A stream with a directive cannot be cut at its markers: libyaml reads it whole, after the same check.
+    let directive = format!("%YAML 1.2\n---\n{}---\nkey: {}\n", pod_doc("a", ""), "[".repeat(100_000));
+    let l = load_str("directive.yaml", &directive);
+    assert!(only_error(&l).message.contains("nesting deeper than 128 levels"), "{:?}", l.diagnostics);
     let json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let l = load_str("deep.json", &json);
     assert!(only_error(&l).message.contains("nesting deeper than 128 levels"), "{:?}", l.diagnostics);
