@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 use crate::ipranges::BlockRanges;
 use crate::model::*;
 use crate::portset::{PortSet, Protocol};
-use crate::selector::{Labels, Requirement, Selector};
+use crate::selector::{Atom, Labels, Requirement, Selector};
 
 pub type IdentityId = u32;
 pub type SelPeerId = u32;
@@ -296,15 +296,15 @@ struct SelectIndex {
 /// Ids (sorted) by (label key, value) and by label key.
 #[derive(Default)]
 struct LabelIndex {
-    by_label: FxHashMap<(String, String), Vec<u32>>,
-    by_key: FxHashMap<String, Vec<u32>>,
+    by_label: FxHashMap<(Atom, Atom), Vec<u32>>,
+    by_key: FxHashMap<Atom, Vec<u32>>,
 }
 
 impl LabelIndex {
     fn new<'l>(items: impl Iterator<Item = (u32, &'l Labels)>) -> Self {
         let mut idx = LabelIndex::default();
         for (i, labels) in items {
-            for (k, v) in labels {
+            for (k, v) in labels.atoms() {
                 idx.by_label.entry((k.clone(), v.clone())).or_default().push(i);
                 idx.by_key.entry(k.clone()).or_default().push(i);
             }
@@ -576,7 +576,7 @@ impl Engine {
             Some(ip) => self.ip_class_of(ip),
             None => 0,
         };
-        let mut ports = pod.ports.clone();
+        let mut ports = pod.ports.to_vec();
         ports.sort();
         (pod.ns, ls, pod.host_network, ip_class, ports)
     }
@@ -610,7 +610,7 @@ impl Engine {
 
     /// Interns the names of an identity's named container ports.
     pub(crate) fn intern_named_ports(&mut self, i: IdentityId) {
-        let names: Vec<(String, Protocol, u16)> = self.identities[i as usize]
+        let names: Vec<(Atom, Protocol, u16)> = self.identities[i as usize]
             .ports
             .iter()
             .filter_map(|c| c.name.clone().map(|n| (n, c.protocol, c.port)))

@@ -7,6 +7,7 @@
 pub mod compile;
 pub mod diff;
 pub mod ipranges;
+pub mod labels;
 pub mod lint;
 pub mod load;
 pub mod matrix;

@@ -307,7 +307,7 @@ impl Engine {
             msig_tsigs[m as usize].push(t as u32);
             for cp in &pps.items[pp as usize] {
                 if let Some(n) = &cp.name {
-                    named_tsigs.entry((cp.protocol, n.as_str())).or_default().push(t as u32);
+                    named_tsigs.entry((cp.protocol, &**n)).or_default().push(t as u32);
                 }
             }
         }

@@ -19,8 +19,8 @@ pub type PolicyId = u32;
 /// Where an object was read from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Origin {
-    /// File path, or `-` for stdin, or a synthetic name.
-    pub file: String,
+    /// File path, or `-` for stdin, or a synthetic name (shared by every object of the file).
+    pub file: std::sync::Arc<str>,
     /// 0-based index of the YAML/JSON document in the file.
     pub document: usize,
     /// Index inside a `kind: List`, if any.
@@ -48,7 +48,7 @@ pub struct Namespace {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ContainerPort {
-    pub name: Option<String>,
+    pub name: Option<crate::labels::Atom>,
     pub port: u16,
     pub protocol: Protocol,
 }
@@ -67,7 +67,7 @@ impl fmt::Display for ContainerPort {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodSource {
     /// `Pod`, `Deployment`, `StatefulSet`, ...
-    pub kind: String,
+    pub kind: &'static str,
     pub origin: Origin,
 }
 
@@ -76,7 +76,8 @@ pub struct Pod {
     pub ns: NsId,
     pub name: String,
     pub labels: Labels,
-    pub ports: Vec<ContainerPort>,
+    /// Shared by the pods whose containers declare the same ports.
+    pub ports: std::sync::Arc<[ContainerPort]>,
     /// Primary IP first (`status.podIP`), then the others of `status.podIPs`.
     pub ips: Vec<IpAddr>,
     pub host_network: bool,

@@ -3,20 +3,19 @@
 //! A [`Selector`] is built once from k8s-openapi's `LabelSelector` at the load boundary and is always valid
 //! afterwards. Its `Display` prints kubectl syntax (`app=web,tier in (api,db),!legacy`).
 
-use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
-/// Labels of a pod or namespace, sorted by key.
-pub type Labels = BTreeMap<String, String>;
+pub use crate::labels::{Atom, Labels};
 
 /// One requirement of a selector.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Requirement {
     /// `key in (values)`; `matchLabels` entries become `In` with one value.
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    DoesNotExist(String),
+    In(Atom, Vec<Atom>),
+    NotIn(Atom, Vec<Atom>),
+    Exists(Atom),
+    DoesNotExist(Atom),
 }
 
 impl Requirement {
@@ -31,9 +30,9 @@ impl Requirement {
 
     pub fn matches(&self, labels: &Labels) -> bool {
         match self {
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.iter().any(|x| x == v)),
+            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.iter().any(|x| &**x == v)),
             // Upstream: NotIn matches when the key is absent too.
-            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| vs.iter().all(|x| x != v)),
+            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| vs.iter().all(|x| &**x != v)),
             Requirement::Exists(k) => labels.contains_key(k),
             Requirement::DoesNotExist(k) => !labels.contains_key(k),
         }
@@ -43,7 +42,7 @@ impl Requirement {
 impl fmt::Display for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Requirement::In(k, vs) if vs.len() == 1 => write!(f, "{k}={}", vs.join("")),
+            Requirement::In(k, vs) if vs.len() == 1 => write!(f, "{k}={}", vs[0]),
             Requirement::In(k, vs) => write!(f, "{k} in ({})", vs.join(",")),
             Requirement::NotIn(k, vs) => write!(f, "{k} notin ({})", vs.join(",")),
             Requirement::Exists(k) => write!(f, "{k}"),
@@ -52,16 +51,23 @@ impl fmt::Display for Requirement {
     }
 }
 
-/// A validated label selector. No requirements = selects everything (`{}`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A validated label selector. No requirements = selects everything (`{}`). Cloning is a reference-count
+/// increment.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Selector {
-    reqs: Vec<Requirement>,
+    reqs: Arc<[Requirement]>,
+}
+
+impl Default for Selector {
+    fn default() -> Self {
+        Selector::everything()
+    }
 }
 
 impl Selector {
     /// The empty selector `{}`, which selects everything.
     pub fn everything() -> Self {
-        Selector { reqs: Vec::new() }
+        Selector { reqs: Arc::from([]) }
     }
 
     /// Builds a selector from requirements; they are sorted and de-duplicated so that equal selectors compare
@@ -75,18 +81,42 @@ impl Selector {
         }
         reqs.sort();
         reqs.dedup();
-        Selector { reqs }
+        Selector { reqs: reqs.into() }
+    }
+
+    /// The shared copy of this selector, its strings interned.
+    pub(crate) fn interned(self, i: &mut crate::labels::Interner) -> Selector {
+        if let Some(s) = i.selectors.get(&self) {
+            return s.clone();
+        }
+        let atoms = |i: &mut crate::labels::Interner, vs: &[Atom]| vs.iter().map(|v| i.atom(v)).collect();
+        let reqs: Arc<[Requirement]> = self
+            .reqs
+            .iter()
+            .map(|r| match r {
+                Requirement::In(k, vs) => Requirement::In(i.atom(k), atoms(i, vs)),
+                Requirement::NotIn(k, vs) => Requirement::NotIn(i.atom(k), atoms(i, vs)),
+                Requirement::Exists(k) => Requirement::Exists(i.atom(k)),
+                Requirement::DoesNotExist(k) => Requirement::DoesNotExist(i.atom(k)),
+            })
+            .collect();
+        let s = Selector { reqs };
+        i.selectors.insert(s.clone());
+        s
     }
 
     /// Convenience: `matchLabels` only.
     pub fn from_labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self::from_requirements(
-            pairs.into_iter().map(|(k, v)| Requirement::In(k.to_string(), vec![v.to_string()])).collect(),
-        )
+        Self::from_requirements(pairs.into_iter().map(|(k, v)| Requirement::In(k.into(), vec![v.into()])).collect())
     }
 
     pub fn is_everything(&self) -> bool {
         self.reqs.is_empty()
+    }
+
+    /// Whether both are the same shared copy (selectors interned by one load are).
+    pub fn same_allocation(&self, other: &Selector) -> bool {
+        Arc::ptr_eq(&self.reqs, &other.reqs)
     }
 
     pub fn requirements(&self) -> &[Requirement] {
@@ -238,7 +268,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs.iter().copied().collect()
     }
 
     #[test]

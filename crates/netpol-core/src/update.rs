@@ -794,7 +794,7 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
         e.update(vec![Change::DeleteNamespace { name: "prod".into() }]);
         let id = e.cluster.namespace_id("prod").unwrap();
         assert!(e.cluster.ns(id).origin.is_none());
-        assert_eq!(e.cluster.ns(id).labels.get(NAMESPACE_NAME_LABEL).map(String::as_str), Some("prod"));
+        assert_eq!(e.cluster.ns(id).labels.get(NAMESPACE_NAME_LABEL), Some("prod"));
         e.update(vec![
             Change::DeletePod { namespace: "prod".into(), name: "web".into() },
             Change::DeletePod { namespace: "prod".into(), name: "cli".into() },

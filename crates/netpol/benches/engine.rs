@@ -159,7 +159,7 @@ fn run_long_except(size: &str, engine: &Engine) {
         .unwrap();
     let mut cluster = engine.cluster.clone();
     let ns = cluster.pods[pod as usize].ns;
-    let app = cluster.pods[pod as usize].labels["app"].clone();
+    let app = cluster.pods[pod as usize].labels.get("app").unwrap().to_string();
     cluster.policies.push(Policy {
         ns,
         name: "bench-long-except".into(),
@@ -229,7 +229,7 @@ fn free_ip_like(e: &Engine, ip: IpAddr) -> IpAddr {
 }
 
 fn label_selector(k: &str, v: &str) -> Selector {
-    Selector::from_requirements(vec![Requirement::In(k.to_string(), vec![v.to_string()])])
+    Selector::from_requirements(vec![Requirement::In(k.into(), vec![v.into()])])
 }
 
 /// Single watch events: `Engine::update` on a clone (median of 5, clone not timed) vs `Engine::new` of the
@@ -247,8 +247,8 @@ fn run_updates(size: &str, engine: &Engine) {
     same.name = "bench-added".into();
     same.ips = vec![free_ip_like(engine, template.ips[0])];
     let mut fresh = same.clone();
-    fresh.labels.insert("bench".into(), "new-identity".into());
-    let app = template.labels.get("app").cloned().unwrap_or_default();
+    fresh.labels.insert("bench", "new-identity");
+    let app = template.labels.get("app").unwrap_or_default().to_string();
     let policy = Policy {
         ns: 0,
         name: "bench-policy".into(),
@@ -319,6 +319,9 @@ fn run_updates(size: &str, engine: &Engine) {
 /// Reading only: one input file (written by the parent process) loaded in a fresh process, so that peak RSS is
 /// the input's bytes plus what loading keeps and allocates. Best of `NETPOL_BENCH_LOAD_RUNS` (default 5) times.
 fn run_load(path: &str) {
+    // What the process holds before reading anything (code, allocator, runtime): reported apart, since it
+    // dominates small inputs.
+    let base = status_mib("VmRSS:");
     let bytes = std::fs::read(path).unwrap();
     let runs: usize = std::env::var("NETPOL_BENCH_LOAD_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let mut times = Vec::new();
@@ -336,11 +339,14 @@ fn run_load(path: &str) {
             let now = status_mib("VmRSS:");
             let mib = bytes.len() as f64 / (1 << 20) as f64;
             print!(
-                "{:>40}: {:>7.1} MiB, {objects} objects | peak RSS {:>7.1} MiB = {:.2}x the input (after loading: {:.1} MiB)",
+                "{:>40}: {:>7.1} MiB, {objects} objects | peak RSS {:>7.1} MiB = {:.2}x the input, {:.2}x over the \
+                 process's {:.1} MiB before reading (after loading: {:.1} MiB)",
                 path.rsplit('/').next().unwrap_or(path),
                 mib,
                 peak,
                 peak / mib,
+                (peak - base) / mib,
+                base,
                 now
             );
         }

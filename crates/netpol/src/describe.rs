@@ -106,7 +106,7 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
     };
     PodInfo {
         pod: e.cluster.pod_ref(pod),
-        source: p.source.kind.clone(),
+        source: p.source.kind.to_string(),
         labels: p.labels.clone(),
         ips: p.ips.iter().map(|i| i.to_string()).collect(),
         ports: p.ports.iter().map(|c| c.to_string()).collect(),

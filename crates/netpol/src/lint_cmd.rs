@@ -101,7 +101,7 @@ fn lines_of(findings: &[Finding]) -> Vec<Option<usize>> {
     let mut texts: BTreeMap<&str, Option<String>> = BTreeMap::new();
     for f in findings {
         if let Some(o) = &f.origin {
-            texts.entry(o.file.as_str()).or_insert_with(|| std::fs::read_to_string(&o.file).ok());
+            texts.entry(&*o.file).or_insert_with(|| std::fs::read_to_string(&*o.file).ok());
         }
     }
     let sources: BTreeMap<&str, crate::locate::Source> =
@@ -110,7 +110,7 @@ fn lines_of(findings: &[Finding]) -> Vec<Option<usize>> {
         .iter()
         .map(|f| {
             let o = f.origin.as_ref()?;
-            sources.get(o.file.as_str())?.find_line(o.document, o.item, f.field.as_deref())
+            sources.get(&*o.file)?.find_line(o.document, o.item, f.field.as_deref())
         })
         .collect()
 }
@@ -265,7 +265,7 @@ fn text(findings: &[Finding], lines: &[Option<usize>], color: bool, out: &mut dy
     let mut last_file: Option<String> = None;
     let mut last_obj: Option<String> = None;
     for (f, line) in findings.iter().zip(lines) {
-        let file = f.origin.as_ref().map_or("<cluster>".to_string(), |o| o.file.clone());
+        let file = f.origin.as_ref().map_or("<cluster>".to_string(), |o| o.file.to_string());
         if last_file.as_ref() != Some(&file) {
             writeln!(out, "{file}")?;
             last_file = Some(file);

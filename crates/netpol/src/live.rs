@@ -172,7 +172,7 @@ fn source_name(kind: Kind, namespace: &str, name: &str) -> String {
 }
 
 fn origin(name: String) -> Origin {
-    Origin { file: name, document: 0, item: None }
+    Origin { file: name.into(), document: 0, item: None }
 }
 
 /// Loads objects through the file loader (namespaces, then pods, then policies, each sorted by name).
@@ -496,13 +496,13 @@ impl Store {
             .chain(c.policies.iter().map(|p| (&p.origin.file, policy_fp(p))))
             .chain(c.namespaces.iter().filter_map(|n| n.origin.as_ref().map(|o| (&o.file, namespace_fp(n)))));
         for (file, fp) in fps {
-            if let Some(e) = by_source.get(file).and_then(|k| self.entries.get_mut(k)) {
+            if let Some(e) = by_source.get(&**file).and_then(|k| self.entries.get_mut(k)) {
                 e.model = Some(fp);
             }
         }
         for d in &loaded.diagnostics {
             log_diagnostic(d);
-            if let Some(e) = by_source.get(&d.origin.file).and_then(|k| self.entries.get_mut(k)) {
+            if let Some(e) = by_source.get(&*d.origin.file).and_then(|k| self.entries.get_mut(k)) {
                 e.diagnostics.push(d.clone());
             }
         }
@@ -1025,7 +1025,7 @@ mod tests {
         assert!(b.diagnostics_changed);
         let d = s.diagnostics();
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].origin.file, "cluster:networkpolicies/a/deny");
+        assert_eq!(&*d[0].origin.file, "cluster:networkpolicies/a/deny");
         assert_eq!(d[0].field.as_deref(), Some("spec.policyTypes[0]"));
         let mut b = Batch::default();
         s.event(Kind::NetworkPolicy, Event::Apply(policy("a", "deny", 14)), &mut b);

@@ -1053,7 +1053,7 @@ async fn pods_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PodIn
             PodInfo {
                 namespace: e.cluster.ns_name(p.ns).to_string(),
                 name: p.name.clone(),
-                labels: p.labels.clone(),
+                labels: p.labels.to_map(),
                 ips: p.ips.iter().map(|i| i.to_string()).collect(),
                 ports: p.ports.iter().map(|c| c.to_string()).collect(),
                 host_network: p.host_network,

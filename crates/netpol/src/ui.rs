@@ -30,7 +30,7 @@ use netpol_core::matrix::{Matrix, PsId};
 use netpol_core::model::{Cluster, Direction, Peer, PodId, Policy, PortMatch, Rule};
 use netpol_core::outside;
 use netpol_core::portset::Protocol;
-use netpol_core::selector::{check_label_key, check_label_value, Labels, Requirement, Selector};
+use netpol_core::selector::{check_label_key, check_label_value, Atom, Labels, Requirement, Selector};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -210,15 +210,15 @@ pub fn parse_selector(s: &str) -> Result<Selector, String> {
         return Err(format!("unbalanced `(` in `{s}`"));
     }
     terms.push(&s[start..]);
-    let key = |k: &str| -> Result<String, String> {
+    let key = |k: &str| -> Result<Atom, String> {
         let k = k.trim();
         check_label_key(k).map_err(|e| format!("invalid label key `{k}`: {e}"))?;
-        Ok(k.to_string())
+        Ok(Atom::from(k))
     };
-    let value = |v: &str| -> Result<String, String> {
+    let value = |v: &str| -> Result<Atom, String> {
         let v = v.trim();
         check_label_value(v).map_err(|e| format!("invalid label value `{v}`: {e}"))?;
-        Ok(v.to_string())
+        Ok(Atom::from(v))
     };
     let mut reqs = Vec::new();
     for t in terms.into_iter().map(str::trim) {
@@ -427,7 +427,7 @@ struct NodeAcc {
 }
 
 fn workload_label(labels: &Labels) -> Option<(&str, &str)> {
-    WORKLOAD_KEYS.iter().find_map(|k| labels.get(*k).map(|v| (*k, v.as_str())))
+    WORKLOAD_KEYS.iter().find_map(|k| labels.get(k).map(|v| (*k, v)))
 }
 
 fn labels_text(labels: &Labels) -> String {
@@ -668,10 +668,7 @@ fn node_out(e: &Engine, n: &NodeAcc, proto: Protocol, port: u16) -> GraphNode {
         let labels = &e.label_sets[ident.labels as usize];
         common = Some(match common {
             None => labels.clone(),
-            Some(mut c) => {
-                c.retain(|k, v| labels.get(k) == Some(v));
-                c
-            }
+            Some(c) => c.iter().filter(|&(k, v)| labels.get(k) == Some(v)).collect(),
         });
     }
     pods.sort_unstable();
@@ -680,7 +677,7 @@ fn node_out(e: &Engine, n: &NodeAcc, proto: Protocol, port: u16) -> GraphNode {
         id: n.id.clone(),
         namespace: n.ns.clone(),
         name: n.title.clone(),
-        labels: common.unwrap_or_default(),
+        labels: common.unwrap_or_default().to_map(),
         pods: pods.into_iter().map(str::to_string).collect(),
         count: n.count,
         host_network: host,
@@ -763,7 +760,7 @@ fn port_uses(e: &Engine) -> Vec<PortUse> {
             let u = uses.entry((cp.protocol, cp.port)).or_default();
             u.0 += ident.pods.len();
             if let Some(n) = &cp.name {
-                u.1.insert(n.clone());
+                u.1.insert(n.to_string());
             }
         }
     }
@@ -1255,10 +1252,14 @@ struct ExprDoc {
 fn selector_doc(s: &Selector) -> SelectorDoc {
     let mut d = SelectorDoc::default();
     for r in s.requirements() {
-        let expr = |op, values: &[String]| ExprDoc { key: r.key().to_string(), operator: op, values: values.to_vec() };
+        let expr = |op, values: &[Atom]| ExprDoc {
+            key: r.key().to_string(),
+            operator: op,
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
         match r {
-            Requirement::In(k, vs) if vs.len() == 1 && !d.match_labels.contains_key(k) => {
-                d.match_labels.insert(k.clone(), vs.concat());
+            Requirement::In(k, vs) if vs.len() == 1 && !d.match_labels.contains_key(&**k) => {
+                d.match_labels.insert(k.to_string(), vs.concat());
             }
             Requirement::In(_, vs) => d.match_expressions.push(expr("In", vs)),
             Requirement::NotIn(_, vs) => d.match_expressions.push(expr("NotIn", vs)),

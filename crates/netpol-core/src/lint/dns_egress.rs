@@ -33,8 +33,8 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
     let (dns_ns, dns_labels): (String, Labels) = match &ctx.config.dns {
-        Some(d) => (d.namespace.clone(), d.pod_labels.clone()),
-        None => ("kube-system".into(), Labels::from([("k8s-app".to_string(), "kube-dns".to_string())])),
+        Some(d) => (d.namespace.clone(), d.pod_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
+        None => ("kube-system".into(), Labels::from_iter([("k8s-app", "kube-dns")])),
     };
     let dns_pods: Vec<u32> = (0..c.pods.len() as u32)
         .filter(|&p| {
@@ -98,7 +98,7 @@ fn hypothetical_allows(ctx: &Ctx, pols: &[PolicyId], ns: &str, labels: &Labels, 
     let c = &ctx.engine.cluster;
     let ns_labels: Labels = match c.namespace_id(ns) {
         Some(id) => c.ns(id).labels.clone(),
-        None => Labels::from([(NAMESPACE_NAME_LABEL.to_string(), ns.to_string())]),
+        None => Labels::from_iter([(NAMESPACE_NAME_LABEL, ns)]),
     };
     pols.iter().any(|&p| {
         let pol = c.policy(p);

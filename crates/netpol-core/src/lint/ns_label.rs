@@ -10,7 +10,7 @@
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::load::NAMESPACE_NAME_LABEL;
 use crate::model::Peer;
-use crate::selector::Requirement;
+use crate::selector::{Atom, Requirement};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP004",
@@ -32,11 +32,11 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             if c.namespaces.iter().any(|n| n.labels.contains_key(key)) {
                 continue;
             }
-            let values: Vec<&String> = match req {
+            let values: Vec<&Atom> = match req {
                 Requirement::In(_, v) | Requirement::NotIn(_, v) => v.iter().collect(),
                 _ => Vec::new(),
             };
-            let existing: Vec<&String> = values.iter().copied().filter(|v| c.namespace_id(v).is_some()).collect();
+            let existing: Vec<&Atom> = values.iter().copied().filter(|v| c.namespace_id(v).is_some()).collect();
             let help = if let Some(v) = existing.first() {
                 format!("no namespace has the label `{key}`; did you mean `{NAMESPACE_NAME_LABEL}: {v}`?")
             } else {

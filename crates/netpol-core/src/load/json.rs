@@ -117,7 +117,8 @@ impl<'de> Deserialize<'de> for Top<'de> {
 /// Reads `text` as JSON; false when its first value is not JSON (a YAML flow mapping also starts with `{`), in
 /// which case nothing was loaded and the caller reads it as YAML.
 pub(super) fn add_json(loader: &mut Loader, name: &str, text: &str) -> bool {
-    let origin = |document| Origin { file: name.to_string(), document, item: None };
+    let file: std::sync::Arc<str> = name.into();
+    let origin = |document| Origin { file: file.clone(), document, item: None };
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Top<'_>>();
     let mut doc = 0;
     loop {

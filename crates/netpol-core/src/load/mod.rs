@@ -27,6 +27,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::labels::Interner;
 use crate::model::*;
 use crate::selector::{Labels, Selector};
 use node::{Node, NodeDe};
@@ -133,6 +134,8 @@ pub struct Loader {
     ip_owner: HashMap<IpAddr, PodId>,
     diagnostics: Vec<Diagnostic>,
     skipped_kinds: BTreeMap<String, usize>,
+    /// Equal label sets, selectors and their strings become one allocation each.
+    intern: Interner,
 }
 
 /// Result of loading.
@@ -152,29 +155,40 @@ fn threads() -> usize {
 
 /// Runs `work` on every unit (in small chunks handed out in turn, on `threads` threads) and calls `sink` with the
 /// results in unit order as soon as they are ready, so the caller's work on early units overlaps the decoding of
-/// later ones and at most a few chunks' results wait in memory.
+/// later ones. A worker starts a chunk only when it is at most a few chunks ahead of the sink, so however slow the
+/// sink, at most that many chunks' results wait in memory.
 pub(crate) fn parallel_ordered<U: Sync, R: Send>(
     units: &[U],
     threads: usize,
     work: impl Fn(usize, &U) -> R + Sync,
     mut sink: impl FnMut(R),
 ) {
+    use std::sync::{Condvar, Mutex};
     if threads <= 1 || units.len() < 2 {
         for (i, u) in units.iter().enumerate() {
             sink(work(i, u));
         }
         return;
     }
-    let chunk = units.len().div_ceil(threads * 16).max(1);
+    let chunk = units.len().div_ceil(threads * 16).clamp(1, 256);
+    let window = threads * 4;
     let chunks: Vec<(usize, &[U])> = units.chunks(chunk).enumerate().map(|(i, c)| (i * chunk, c)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
+    // Chunks the sink has taken, and a wake-up for workers waiting to get ahead of it.
+    let taken = (Mutex::new(0usize), Condvar::new());
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<R>)>();
         for _ in 0..threads {
-            let (tx, chunks, next, work) = (tx.clone(), &chunks, &next, &work);
+            let (tx, chunks, next, work, taken) = (tx.clone(), &chunks, &next, &work, &taken);
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some((start, units)) = chunks.get(i) else { break };
+                {
+                    let mut done = taken.0.lock().unwrap_or_else(|e| e.into_inner());
+                    while i >= *done + window {
+                        done = taken.1.wait(done).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
                 let out: Vec<R> = units.iter().enumerate().map(|(j, u)| work(start + j, u)).collect();
                 if tx.send((i, out)).is_err() {
                     break;
@@ -187,8 +201,10 @@ pub(crate) fn parallel_ordered<U: Sync, R: Send>(
         for (i, out) in rx {
             pending.insert(i, out);
             while let Some(out) = pending.remove(&want) {
-                out.into_iter().for_each(&mut sink);
                 want += 1;
+                *taken.0.lock().unwrap_or_else(|e| e.into_inner()) = want;
+                taken.1.notify_all();
+                out.into_iter().for_each(&mut sink);
             }
         }
     });
@@ -201,7 +217,8 @@ impl Loader {
 
     /// Loads every document of one input. `name` is used in diagnostics.
     pub fn add_bytes(&mut self, name: &str, bytes: &[u8]) {
-        let origin = |document| Origin { file: name.to_string(), document, item: None };
+        let file: std::sync::Arc<str> = name.into();
+        let origin = |document| Origin { file: file.clone(), document, item: None };
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -285,11 +302,24 @@ impl Loader {
             return id;
         }
         let id = self.namespaces.len() as NsId;
-        let mut labels = Labels::new();
-        labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.to_string());
+        let labels = self.intern.labels(Labels::from_iter([(NAMESPACE_NAME_LABEL, name)]));
         self.namespaces.push(Namespace { name: name.to_string(), labels, origin: None });
         self.ns_index.insert(name.to_string(), id);
         id
+    }
+
+    fn intern_selectors(&mut self, policy: &mut Policy) {
+        let i = &mut self.intern;
+        policy.pod_selector = std::mem::take(&mut policy.pod_selector).interned(i);
+        for rule in policy.ingress.iter_mut().chain(&mut policy.egress) {
+            for peer in &mut rule.peers {
+                if let Peer::Selectors { namespaces, pods } = peer {
+                    for s in [namespaces, pods].into_iter().flatten() {
+                        *s = std::mem::take(s).interned(i);
+                    }
+                }
+            }
+        }
     }
 
     fn register(&mut self, item: Item, origin: Origin, label: String) {
@@ -300,18 +330,23 @@ impl Loader {
                 }
                 let id = self.ns_id(&name);
                 // The API server always sets this label to the namespace's name.
-                labels.insert(NAMESPACE_NAME_LABEL.to_string(), name);
+                labels.insert(NAMESPACE_NAME_LABEL, name);
                 let ns = &mut self.namespaces[id as usize];
-                ns.labels = labels;
+                ns.labels = self.intern.labels(labels);
                 ns.origin = Some(origin);
             }
-            Item::Policy { ns_name, mut policy } => {
+            Item::Policy { ns_name, policy } => {
                 let ns = self.ns_id(&ns_name);
                 if !self.first_of("NetworkPolicy", Some(ns), &policy.name, &origin, &label) {
                     return;
                 }
+                // A copy made here, on the registering thread: what the model keeps is then not scattered among
+                // a decoding thread's short-lived allocations, which would keep their memory pages alive.
+                #[allow(clippy::redundant_clone)]
+                let mut policy = policy.clone();
                 policy.ns = ns;
                 policy.origin = origin;
+                self.intern_selectors(&mut policy);
                 self.remember("NetworkPolicy", ns, &policy.name, self.policies.len() as u32);
                 self.policies.push(policy);
             }
@@ -343,13 +378,14 @@ impl Loader {
                         self.ip_owner.insert(*ip, id);
                     }
                 }
-                let source = PodSource { kind: p.kind.to_string(), origin };
+                let source = PodSource { kind: p.kind, origin };
                 let pod = Pod {
                     ns,
-                    name: p.name,
-                    labels: p.labels,
-                    ports: p.ports,
-                    ips: p.ips,
+                    // Copied on this thread, as a policy is (above).
+                    name: p.name.as_str().into(),
+                    labels: self.intern.labels(p.labels),
+                    ports: self.intern.ports(p.ports),
+                    ips: p.ips.to_vec(),
                     host_network: p.host_network,
                     source,
                 };
@@ -636,4 +672,69 @@ pub(crate) fn fixture_yaml_files() -> Vec<std::path::PathBuf> {
     }
     files.sort();
     files
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use super::parallel_ordered;
+
+    #[test]
+    fn parallel_results_arrive_in_order_and_wait_for_a_slow_sink() {
+        let units: Vec<usize> = (0..20_000).collect();
+        let made = AtomicUsize::new(0);
+        let mut seen = Vec::new();
+        let mut most_waiting = 0;
+        parallel_ordered(
+            &units,
+            3,
+            |i, &u| {
+                made.fetch_add(1, SeqCst);
+                (i, u * 2)
+            },
+            |r| {
+                seen.push(r);
+                most_waiting = most_waiting.max(made.load(SeqCst) - seen.len());
+                if seen.len() % 1000 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            },
+        );
+        assert!(seen.iter().enumerate().all(|(k, &(i, v))| k == i && v == 2 * i));
+        assert_eq!(seen.len(), units.len());
+        // Chunks of 256, workers at most 4 chunks per thread ahead of the sink, plus one chunk each in hand.
+        assert!(most_waiting <= (3 * 4 + 3) * 256, "{most_waiting} results waited");
+    }
+
+    #[test]
+    fn equal_labels_selectors_and_ports_are_stored_once() {
+        let pod = |name: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: a, labels: {{app: web, tier: fe}}}}\n\
+                 spec: {{containers: [{{name: c, ports: [{{name: http, containerPort: 80}}]}}]}}\n"
+            )
+        };
+        let policy = |name: &str| {
+            format!(
+                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: a}}\n\
+                 spec: {{podSelector: {{matchLabels: {{app: web}}}}, ingress: [{{from: [{{podSelector: {{matchLabels: {{app: web}}}}}}]}}]}}\n"
+            )
+        };
+        let text = [pod("p1"), pod("p2"), policy("n1"), policy("n2")].join("---\n");
+        let mut l = super::Loader::new();
+        l.add_bytes("x.yaml", text.as_bytes());
+        let loaded = l.finish();
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let [p1, p2] = &loaded.cluster.pods[..] else { panic!("two pods") };
+        assert!(p1.labels.same_allocation(&p2.labels));
+        assert!(std::sync::Arc::ptr_eq(&p1.ports, &p2.ports));
+        let [n1, n2] = &loaded.cluster.policies[..] else { panic!("two policies") };
+        assert_eq!(n1.pod_selector, n2.pod_selector);
+        assert!(n1.pod_selector.same_allocation(&n2.pod_selector));
+        let crate::model::Peer::Selectors { pods: Some(peer), .. } = &n1.ingress[0].peers[0] else { panic!() };
+        assert!(peer.same_allocation(&n1.pod_selector), "an equal selector anywhere is the same copy");
+        assert!(std::sync::Arc::ptr_eq(&loaded.cluster.pods[0].source.origin.file, &n2.origin.file));
+    }
 }

@@ -11,7 +11,7 @@ use super::objects::{self as obj, IntOrString};
 use super::{Item, PodItem};
 use crate::model::*;
 use crate::portset::Protocol;
-use crate::selector::{self, Labels, Requirement, Selector};
+use crate::selector::{self, Atom, Labels, Requirement, Selector};
 
 /// Field-level validation errors of one object.
 #[derive(Default)]
@@ -128,7 +128,7 @@ pub(crate) fn check_container_port(
             return None;
         }
     }
-    Some(ContainerPort { name: p.name.clone(), port: port?, protocol: protocol? })
+    Some(ContainerPort { name: p.name.as_deref().map(Atom::from), port: port?, protocol: protocol? })
 }
 
 /// Converts and validates a `LabelSelector` (apimachinery's ValidateLabelSelector rules).
@@ -145,7 +145,7 @@ pub(crate) fn convert_selector(s: &obj::LabelSelector, path: &str, errs: &mut Er
             ok = false;
         }
         if ok {
-            reqs.push(Requirement::In(k.clone(), vec![v.clone()]));
+            reqs.push(Requirement::In(k.as_str().into(), vec![v.as_str().into()]));
         }
     }
     for (i, e) in s.match_expressions.iter().flatten().enumerate() {
@@ -154,13 +154,13 @@ pub(crate) fn convert_selector(s: &obj::LabelSelector, path: &str, errs: &mut Er
             errs.add(format!("{epath}.key"), msg);
             continue;
         }
-        let values = e.values.clone().unwrap_or_default();
+        let values: Vec<Atom> = e.values.iter().flatten().map(|v| Atom::from(v.as_str())).collect();
         for (j, v) in values.iter().enumerate() {
             if let Err(msg) = selector::check_label_value(v) {
                 errs.add(format!("{epath}.values[{j}]"), msg);
             }
         }
-        let key = e.key.clone();
+        let key = Atom::from(e.key.as_str());
         match e.operator.as_str() {
             "In" | "NotIn" => {
                 if values.is_empty() {

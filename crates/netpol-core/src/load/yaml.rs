@@ -52,8 +52,9 @@ pub(crate) fn split_documents(text: &[u8]) -> Option<Vec<(usize, std::ops::Range
 /// only their document.
 pub(super) fn add_yaml_bytes(loader: &mut Loader, name: &str, bytes: &[u8]) -> bool {
     let Some(pieces) = split_documents(bytes) else { return false };
+    let file: std::sync::Arc<str> = name.into();
     for (doc, (first_line, range)) in pieces.into_iter().enumerate() {
-        let origin = Origin { file: name.to_string(), document: doc, item: None };
+        let origin = Origin { file: file.clone(), document: doc, item: None };
         let mut out = Vec::new();
         match std::str::from_utf8(bytes.get(range).unwrap_or_default()) {
             Ok(piece) => match parse_document(piece, first_line) {
@@ -71,7 +72,8 @@ pub(super) fn add_yaml_bytes(loader: &mut Loader, name: &str, bytes: &[u8]) -> b
 }
 
 pub(super) fn add_yaml(loader: &mut Loader, name: &str, text: &str) {
-    let origin = |document| Origin { file: name.to_string(), document, item: None };
+    let file: std::sync::Arc<str> = name.into();
+    let origin = |document| Origin { file: file.clone(), document, item: None };
     let Some(pieces) = split_yaml_documents(text) else {
         for (doc, d) in stream_documents(text).into_iter().enumerate() {
             let mut out = Vec::new();

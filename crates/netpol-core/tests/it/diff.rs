@@ -360,10 +360,10 @@ fn pod(r: &mut Rng, i: usize, n_ns: usize) -> Pod {
         ns: r.below(n_ns) as NsId,
         name: format!("p{i}"),
         labels: labels(r, POD_KEYS),
-        ports,
+        ports: ports.into(),
         ips: ip(r, i).into_iter().collect(),
         host_network: r.chance(8),
-        source: PodSource { kind: "Pod".into(), origin: Origin::default() },
+        source: PodSource { kind: "Pod", origin: Origin::default() },
     }
 }
 
@@ -379,7 +379,7 @@ fn cluster(seed: u64) -> Cluster {
     let mut c = Cluster::default();
     for i in 0..1 + r.below(3) {
         let mut l = labels(&mut r, NS_KEYS);
-        l.insert("kubernetes.io/metadata.name".into(), format!("ns{i}"));
+        l.insert("kubernetes.io/metadata.name", format!("ns{i}"));
         c.namespaces.push(Namespace { name: format!("ns{i}"), labels: l, origin: None });
     }
     let n_ns = c.namespaces.len();
@@ -408,7 +408,7 @@ fn mutate(c: &Cluster, seed: u64) -> Cluster {
             }
             1 if !c.pods.is_empty() => {
                 let i = r.below(c.pods.len());
-                c.pods[i].ports = pod_ports(&mut r);
+                c.pods[i].ports = pod_ports(&mut r).into();
             }
             2 if !c.pods.is_empty() => {
                 let i = r.below(c.pods.len());
@@ -445,7 +445,7 @@ fn mutate(c: &Cluster, seed: u64) -> Cluster {
             _ => {
                 let i = r.below(n_ns);
                 let mut l = labels(&mut r, NS_KEYS);
-                l.insert("kubernetes.io/metadata.name".into(), format!("ns{i}"));
+                l.insert("kubernetes.io/metadata.name", format!("ns{i}"));
                 c.namespaces[i].labels = l;
             }
         }

@@ -43,7 +43,7 @@ fn long_except() -> Vec<IpNet> {
 }
 
 fn sel(k: &str, v: &str) -> Selector {
-    Selector::from_requirements(vec![Requirement::In(k.to_string(), vec![v.to_string()])])
+    Selector::from_requirements(vec![Requirement::In(k.into(), vec![v.into()])])
 }
 
 fn pod(name: &str, app: &str, ip: &str) -> Pod {
@@ -51,10 +51,10 @@ fn pod(name: &str, app: &str, ip: &str) -> Pod {
         ns: 0,
         name: name.into(),
         labels: [("app".to_string(), app.to_string())].into_iter().collect(),
-        ports: Vec::new(),
+        ports: Vec::new().into(),
         ips: vec![ip.parse().unwrap()],
         host_network: false,
-        source: PodSource { kind: "Pod".into(), origin: Origin::default() },
+        source: PodSource { kind: "Pod", origin: Origin::default() },
     }
 }
 

@@ -263,7 +263,7 @@ fn typed_list_items_may_omit_kind_and_api_version() {
     assert_eq!(p1.source.kind, "Pod");
     assert_eq!(p1.source.origin, Origin { file: "podlist.json".into(), document: 0, item: Some(0) });
     assert_eq!(p1.labels, labels(&[("app", "api")]));
-    assert_eq!(p1.ports, vec![ContainerPort { name: Some("http".into()), port: 8000, protocol: Protocol::Tcp }]);
+    assert_eq!(p1.ports[..], [ContainerPort { name: Some("http".into()), port: 8000, protocol: Protocol::Tcp }]);
     assert_eq!(p1.ips, vec![ip("10.1.0.7"), ip("fd00::7")]);
     assert_eq!(pod(&l, "shop", "api-2").unwrap().source.origin.item, Some(1));
 }
@@ -410,7 +410,7 @@ fn workloads_become_one_pod_named_after_the_workload() {
         assert_eq!(p.source.origin.document, doc, "{ns}/{name}");
         // The template's labels, not the workload's own.
         assert_eq!(p.labels, labels(&[("app", app)]), "{ns}/{name}");
-        assert_eq!(p.ports, ports, "{ns}/{name}");
+        assert_eq!(p.ports[..], ports[..], "{ns}/{name}");
         assert!(p.ips.is_empty(), "{ns}/{name}");
     }
     assert_eq!(pod(&l, "shop", "backup").unwrap().named_port("admin", Protocol::Sctp), Some(8081));
@@ -658,7 +658,7 @@ fn duplicate_objects_are_reported_and_the_first_one_kept() {
     let l = loader.finish();
     let got: Vec<(&str, usize, Option<&str>, Option<&str>)> = errors(&l)
         .iter()
-        .map(|d| (d.origin.file.as_str(), d.origin.document, d.object.as_deref(), d.field.as_deref()))
+        .map(|d| (&*d.origin.file, d.origin.document, d.object.as_deref(), d.field.as_deref()))
         .collect();
     assert_eq!(
         got,
@@ -672,9 +672,9 @@ fn duplicate_objects_are_reported_and_the_first_one_kept() {
     assert_eq!(l.cluster.policies.len(), 1);
     assert!(l.cluster.policies[0].pod_selector.is_everything());
     assert_eq!(l.cluster.namespaces.len(), 1);
-    assert_eq!(l.cluster.namespaces[0].labels.get("v").map(String::as_str), Some("one"));
+    assert_eq!(l.cluster.namespaces[0].labels.get("v"), Some("one"));
     assert_eq!(l.cluster.pods.len(), 1);
-    assert_eq!(l.cluster.pods[0].source.origin.file, "a.yaml");
+    assert_eq!(&*l.cluster.pods[0].source.origin.file, "a.yaml");
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn random_pod(r: &mut Rng, c: &Cluster, name: String) -> Pod {
     };
     let ports = match &like {
         Some(p) if r.chance(70) => p.ports.clone(),
-        _ => pod_ports(r),
+        _ => pod_ports(r).into(),
     };
     let ips = match r.below(9) {
         0 => Vec::new(),
@@ -68,15 +68,7 @@ fn random_pod(r: &mut Rng, c: &Cluster, name: String) -> Pod {
         Some(p) if r.chance(80) => p.host_network,
         _ => r.chance(10),
     };
-    Pod {
-        ns: 0,
-        name,
-        labels,
-        ports,
-        ips,
-        host_network,
-        source: PodSource { kind: "Pod".into(), origin: Origin::default() },
-    }
+    Pod { ns: 0, name, labels, ports, ips, host_network, source: PodSource { kind: "Pod", origin: Origin::default() } }
 }
 
 fn random_policy(r: &mut Rng, c: &Cluster, name: String) -> Policy {
@@ -90,7 +82,7 @@ fn random_policy(r: &mut Rng, c: &Cluster, name: String) -> Policy {
 }
 
 fn shard_selector(r: &mut Rng) -> Selector {
-    Selector::from_requirements(vec![Requirement::In("shard".into(), vec![r.below(30).to_string()])])
+    Selector::from_requirements(vec![Requirement::In("shard".into(), vec![r.below(30).to_string().into()])])
 }
 
 /// A policy about one `shard` of pods, allowing another shard: its selector peers select few identities.
@@ -118,7 +110,7 @@ fn shard_policy(r: &mut Rng, name: String) -> Policy {
 
 fn ns_labels(r: &mut Rng, name: &str) -> Labels {
     let mut l = labels(r, NS_KEYS);
-    l.insert("kubernetes.io/metadata.name".into(), name.to_string());
+    l.insert("kubernetes.io/metadata.name", name.to_string());
     l
 }
 
@@ -390,7 +382,7 @@ fn scenario(seed: u64, extra_pods: usize, steps: usize, stride: usize, tally: &m
         let namespace = format!("ns{}", r.below(10));
         let mut pod = random_pod(&mut r, &c, format!("x{i}"));
         if r.chance(50) {
-            pod.labels.insert("shard".into(), r.below(30).to_string());
+            pod.labels.insert("shard", r.below(30).to_string());
         }
         apply_to_cluster(&mut c, Change::PutPod { namespace, pod });
     }

@@ -265,7 +265,7 @@ fn in_place_supported() -> bool {
     .cluster;
     let mut pod = c.pods[0].clone();
     let mut e = netpol_core::compile::Engine::new(c);
-    pod.labels.insert("x".into(), "2".into());
+    pod.labels.insert("x", "2");
     e.update(vec![Change::PutPod { namespace: "n".into(), pod }]).in_place > 0
 }
 

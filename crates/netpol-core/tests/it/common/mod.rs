@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::model::*;
 use netpol_core::portset::Protocol;
-use netpol_core::selector::{Labels, Requirement, Selector};
+use netpol_core::selector::{Atom, Labels, Requirement, Selector};
 
 /// A tiny deterministic generator, so a failing case is reproduced by its seed.
 pub struct Rng(pub u64);
@@ -45,13 +45,13 @@ pub fn selector(r: &mut Rng, keys: &[(&str, &[&str])]) -> Selector {
     let mut reqs = Vec::new();
     for _ in 0..r.below(3) {
         let (k, vals) = r.pick(keys);
-        let v: Vec<String> = vals.iter().filter(|_| r.chance(50)).map(|s| s.to_string()).collect();
-        let v = if v.is_empty() { vec![vals[0].to_string()] } else { v };
+        let v: Vec<Atom> = vals.iter().filter(|_| r.chance(50)).map(|&s| s.into()).collect();
+        let v = if v.is_empty() { vec![vals[0].into()] } else { v };
         reqs.push(match r.below(4) {
-            0 => Requirement::In(k.to_string(), v),
-            1 => Requirement::NotIn(k.to_string(), v),
-            2 => Requirement::Exists(k.to_string()),
-            _ => Requirement::DoesNotExist(k.to_string()),
+            0 => Requirement::In((*k).into(), v),
+            1 => Requirement::NotIn((*k).into(), v),
+            2 => Requirement::Exists((*k).into()),
+            _ => Requirement::DoesNotExist((*k).into()),
         });
     }
     Selector::from_requirements(reqs)
@@ -142,7 +142,7 @@ pub fn pod_ports(r: &mut Rng) -> Vec<ContainerPort> {
     let mut ports: Vec<ContainerPort> = Vec::new();
     for (n, p, proto) in choices {
         if r.chance(35) && !ports.iter().any(|x| x.name.as_deref() == Some(n)) {
-            ports.push(ContainerPort { name: Some(n.to_string()), port: p, protocol: proto });
+            ports.push(ContainerPort { name: Some((*n).into()), port: p, protocol: proto });
         }
     }
     ports
@@ -164,7 +164,7 @@ pub fn cluster(seed: u64) -> Cluster {
     let mut c = Cluster::default();
     for i in 0..1 + r.below(3) {
         let mut l = labels(&mut r, NS_KEYS);
-        l.insert("kubernetes.io/metadata.name".into(), format!("ns{i}"));
+        l.insert("kubernetes.io/metadata.name", format!("ns{i}"));
         c.namespaces.push(Namespace { name: format!("ns{i}"), labels: l, origin: None });
     }
     for i in 0..1 + r.below(8) {
@@ -174,10 +174,10 @@ pub fn cluster(seed: u64) -> Cluster {
             ns: r.below(c.namespaces.len()) as NsId,
             name: format!("p{i}"),
             labels: labels(&mut r, POD_KEYS),
-            ports,
+            ports: ports.into(),
             ips,
             host_network: r.chance(8),
-            source: PodSource { kind: "Pod".into(), origin: Origin::default() },
+            source: PodSource { kind: "Pod", origin: Origin::default() },
         });
     }
     for i in 0..r.below(7) {
