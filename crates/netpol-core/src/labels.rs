@@ -6,9 +6,10 @@
 //! a B-tree node (over 500 bytes) plus two allocations per label; here an interned label set costs one pointer per
 //! pod, and a distinct one a single allocation of 32 bytes per label, its strings shared with every other object.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+
+use rustc_hash::FxHashSet as HashSet;
 
 /// A shared, immutable string (cheap to clone; equal strings from one load share one allocation).
 pub type Atom = Arc<str>;

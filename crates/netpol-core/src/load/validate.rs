@@ -72,7 +72,7 @@ pub(crate) fn check_labels(
     path: impl Fn() -> String,
     errs: &mut Errors,
 ) -> Labels {
-    let mut out = Labels::new();
+    let mut out = Vec::new();
     for (k, v) in labels.into_iter().flatten() {
         let mut ok = true;
         if let Err(e) = selector::check_label_key(&k) {
@@ -84,10 +84,10 @@ pub(crate) fn check_labels(
             ok = false;
         }
         if ok {
-            out.insert(k, v);
+            out.push((k, v));
         }
     }
-    out
+    out.into_iter().collect()
 }
 
 pub(crate) fn check_protocol(p: Option<&str>, path: &str, errs: &mut Errors) -> Option<Protocol> {
