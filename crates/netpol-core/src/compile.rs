@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
+use crate::eval::{Action, Query, Quiet, TierId, NETWORK_POLICY_TIER};
 use crate::ipranges::BlockRanges;
 use crate::model::*;
 use crate::portset::{PortSet, Protocol};
@@ -264,14 +265,27 @@ impl CPorts {
     }
 }
 
+/// A compiled rule: where it came from, what it does, to which peers and ports.
 #[derive(Clone, Debug)]
 pub struct CRule {
     pub policy: PolicyId,
     pub dir: Direction,
+    /// Index of the rule in its policy's `ingress` or `egress` list.
     pub index: u32,
-    /// Empty = every peer.
+    pub tier: TierId,
+    pub action: Action,
+    /// Empty = every peer. Sorted and de-duplicated.
     pub peers: Vec<CPeer>,
+    /// For each of `peers`, the index of the first peer of the source rule it was compiled from.
+    pub peer_src: Vec<u32>,
     pub ports: CPorts,
+}
+
+impl CRule {
+    /// The rule's field path in its policy object (`spec.ingress[2]`).
+    pub fn field_path(&self) -> String {
+        format!("spec.{}[{}]", self.dir, self.index)
+    }
 }
 
 /// An endpoint of a flow.
@@ -356,8 +370,8 @@ impl SelectIndex {
 }
 
 /// Per-flow facts about an endpoint used by the fast path.
-struct EpInfo {
-    ident: Option<IdentityId>,
+pub(crate) struct EpInfo {
+    pub(crate) ident: Option<IdentityId>,
     ip: Option<IpAddr>,
     /// The ip class when the flow uses the pod's primary IP (precomputed).
     ip_class: Option<IpClassId>,
@@ -386,6 +400,8 @@ pub struct Engine {
     /// Sorted block ids containing an address, per ip class.
     pub ip_classes: Vec<Vec<BlockId>>,
     /// Rules of every policy, in policy order, each policy's ingress rules then its egress rules.
+    /// Tiers in evaluation order.
+    pub tiers: Vec<crate::eval::Tier>,
     pub rules: Vec<CRule>,
     /// Rule ids of each policy, per direction: `policy_rules[p] = (ingress, egress)`.
     pub policy_rules: Vec<(Vec<RuleId>, Vec<RuleId>)>,
@@ -466,6 +482,7 @@ impl Engine {
             block_ranges: blocks.iter().map(BlockRanges::new).collect(),
             blocks,
             ip_classes: vec![Vec::new()],
+            tiers: crate::eval::tiers(),
             rules: Vec::new(),
             policy_rules: Vec::new(),
             ip_index: FxHashMap::default(),
@@ -633,9 +650,9 @@ impl Engine {
         select: &mut dyn FnMut(&Engine, &SelPeerKey) -> IdSet,
     ) -> Option<CRule> {
         let mut peers = Vec::with_capacity(r.peers.len());
-        for p in &r.peers {
+        for (src, p) in r.peers.iter().enumerate() {
             match p {
-                Peer::IpBlock(b) => peers.push(CPeer::Block(*self.block_index.get(b)?)),
+                Peer::IpBlock(b) => peers.push((CPeer::Block(*self.block_index.get(b)?), src as u32)),
                 Peer::Selectors { namespaces, pods } => {
                     let key = SelPeerKey {
                         namespaces: match namespaces {
@@ -655,15 +672,17 @@ impl Engine {
                             id
                         }
                     };
-                    peers.push(CPeer::Sel(id));
+                    peers.push((CPeer::Sel(id), src as u32));
                 }
             }
         }
-        peers.sort_unstable_by_key(|p| match p {
-            CPeer::Sel(i) => (0, *i),
-            CPeer::Block(i) => (1, *i),
+        // Sorted by peer, then source index: the first of equal peers keeps the lowest source index.
+        peers.sort_unstable_by_key(|&(p, src)| match p {
+            CPeer::Sel(i) => (0, i, src),
+            CPeer::Block(i) => (1, i, src),
         });
-        peers.dedup();
+        peers.dedup_by_key(|&mut (p, _)| p);
+        let (peers, peer_src): (Vec<CPeer>, Vec<u32>) = peers.into_iter().unzip();
         for p in &peers {
             let count = match *p {
                 CPeer::Sel(s) => self.sel_refs.get_mut(s as usize),
@@ -675,7 +694,17 @@ impl Engine {
         }
         let mut ports = compile_ports(&r.ports);
         ports.named_ids = ports.named.iter().map(|(p, n)| (*p, self.port_name_id(n))).collect();
-        Some(CRule { policy: polid, dir, index: index as u32, peers, ports })
+        // Every rule of a NetworkPolicy allows; the tier ends in "deny if isolated".
+        Some(CRule {
+            policy: polid,
+            dir,
+            index: index as u32,
+            tier: NETWORK_POLICY_TIER,
+            action: Action::Allow,
+            peers,
+            peer_src,
+            ports,
+        })
     }
     pub(crate) fn port_name_id(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.port_names.get(name) {
@@ -789,7 +818,7 @@ impl Engine {
 
     /// What the hot path needs to know about an endpoint, computed once per flow.
     #[inline]
-    fn ep_info(&self, ep: &Endpoint) -> EpInfo {
+    pub(crate) fn ep_info(&self, ep: &Endpoint) -> EpInfo {
         match *ep {
             Endpoint::Pod { pod, ip } => {
                 let ip = ip.map(|ip| ip.to_canonical());
@@ -804,7 +833,7 @@ impl Engine {
     }
 
     #[inline]
-    fn peer_matches(&self, peer: CPeer, ep: &EpInfo) -> bool {
+    pub(crate) fn peer_matches(&self, peer: CPeer, ep: &EpInfo) -> bool {
         match peer {
             CPeer::Sel(s) => ep.ident.is_some_and(|i| self.sel_peers[s as usize].1.contains(i)),
             CPeer::Block(b) => match (ep.ip_class, ep.ip) {
@@ -814,33 +843,6 @@ impl Engine {
                 (None, None) => false,
             },
         }
-    }
-
-    /// Whether the side `subject` (an identity) allows the flow in direction `dir`; `peer` is the other end and
-    /// `dst_named` the destination's named ports.
-    #[inline]
-    fn side_allows_fast(
-        &self,
-        subject: IdentityId,
-        dir: Direction,
-        peer: &EpInfo,
-        proto: Protocol,
-        port: u16,
-        dst_named: Option<&[(u32, Protocol, u16)]>,
-    ) -> bool {
-        let ident = &self.identities[subject as usize];
-        let (pols, rules) = match dir {
-            Direction::Ingress => (&ident.ingress_policies, &ident.ingress_rules),
-            Direction::Egress => (&ident.egress_policies, &ident.egress_rules),
-        };
-        if pols.is_empty() {
-            return true;
-        }
-        rules.iter().any(|&r| {
-            let rule = &self.rules[r as usize];
-            rule.ports.matches(proto, port, dst_named)
-                && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, peer)))
-        })
     }
 
     /// The fast verdict of one flow.
@@ -853,8 +855,9 @@ impl Engine {
         let s = self.ep_info(src);
         let d = self.ep_info(dst);
         let dst_named = d.ident.map(|i| self.identities[i as usize].named_ports.as_slice());
-        s.ident.is_none_or(|i| self.side_allows_fast(i, Direction::Egress, &d, proto, port, dst_named))
-            && d.ident.is_none_or(|i| self.side_allows_fast(i, Direction::Ingress, &s, proto, port, dst_named))
+        let q = Query { proto, port, dst_named };
+        s.ident.is_none_or(|i| self.walk_side(i, Direction::Egress, &d, &q, &mut Quiet))
+            && d.ident.is_none_or(|i| self.walk_side(i, Direction::Ingress, &s, &q, &mut Quiet))
     }
 
     /// Parses `ns/pod`, `pod` (in `default_ns`) or an IP address (see [`parse_address`]). A string that looks

@@ -6,6 +6,7 @@
 
 pub mod compile;
 pub mod diff;
+pub mod eval;
 pub mod ipranges;
 pub mod labels;
 pub mod lint;

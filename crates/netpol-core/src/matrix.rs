@@ -30,6 +30,7 @@ pub struct PortSets {
     inter_dense: Vec<PsId>,
     inter_memo: FxHashMap<(PsId, PsId), PsId>,
     union_memo: FxHashMap<(PsId, PsId), PsId>,
+    minus_memo: FxHashMap<(PsId, PsId), PsId>,
 }
 
 impl Default for PortSets {
@@ -40,6 +41,7 @@ impl Default for PortSets {
             inter_dense: vec![UNKNOWN; DENSE * DENSE],
             inter_memo: FxHashMap::default(),
             union_memo: FxHashMap::default(),
+            minus_memo: FxHashMap::default(),
         };
         p.intern(PortSet::empty());
         p.intern(PortSet::all());
@@ -118,6 +120,25 @@ impl PortSets {
         let s = self.get(a).union(self.get(b));
         let r = self.intern(s);
         self.union_memo.insert(key, r);
+        r
+    }
+}
+
+impl PortSets {
+    /// The ports of `a` not in `b`.
+    pub fn minus(&mut self, a: PsId, b: PsId) -> PsId {
+        if a == EMPTY || b == EMPTY {
+            return a;
+        }
+        if b == ALL || a == b {
+            return EMPTY;
+        }
+        if let Some(&r) = self.minus_memo.get(&(a, b)) {
+            return r;
+        }
+        let s = self.get(a).difference(self.get(b));
+        let r = self.intern(s);
+        self.minus_memo.insert((a, b), r);
         r
     }
 }

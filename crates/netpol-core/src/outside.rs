@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::ops::Range;
 
-use crate::compile::{BlockId, CPeer, Endpoint, Engine, IdentityId};
+use rustc_hash::FxHashMap;
+
+use crate::compile::{BlockId, CPeer, Endpoint, Engine, IdentityId, RuleId};
+use crate::eval::Sets;
 use crate::ipranges::{addr, family_max, net_range, num};
 use crate::model::{Direction, PodId};
 use crate::portset::{PortSet, Protocol};
@@ -157,7 +160,7 @@ struct OutsideRule {
 
 /// The identity's rules in `dir` as [`OutsideRule`]s; `None` when it is not isolated in `dir` (every address,
 /// every port). Rules with selector peers only allow no outside address and are left out.
-fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<OutsideRule>> {
+fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<(RuleId, OutsideRule)>> {
     let id = &e.identities[ident as usize];
     if !id.isolated(dir) {
         return None;
@@ -168,8 +171,8 @@ fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<Ou
     };
     let out = rules
         .iter()
-        .map(|&r| &e.rules[r as usize])
-        .filter_map(|rule| {
+        .map(|&r| (r, &e.rules[r as usize]))
+        .filter_map(|(r, rule)| {
             let ports = match dir {
                 Direction::Egress => rule.ports.resolve(None),
                 Direction::Ingress => rule.ports.resolve(Some(id.ports.as_slice())),
@@ -184,7 +187,7 @@ fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<Ou
                     .collect::<Vec<_>>()
             });
             let useless = ports.is_empty() || blocks.as_ref().is_some_and(Vec::is_empty);
-            (!useless).then_some(OutsideRule { ports, blocks })
+            (!useless).then_some((r, OutsideRule { ports, blocks }))
         })
         .collect();
     Some(out)
@@ -210,16 +213,10 @@ pub fn allowed_port_runs(e: &Engine, ident: IdentityId, dir: Direction, segs: &S
     let Some(rules) = outside_rules(e, ident, dir) else {
         return vec![(0, PortSet::all())];
     };
-    // Ports every address gets, and the segment ranges of each rule's blocks (exceptions removed: each block
-    // interval covers whole segments).
-    let mut everywhere = PortSet::empty();
+    // The segment ranges of each rule's blocks (exceptions removed: each block interval covers whole segments).
     let mut events: Vec<(usize, bool, usize)> = Vec::new(); // (segment, is start, rule)
-    for (ri, rule) in rules.iter().enumerate() {
-        let Some(blocks) = &rule.blocks else {
-            everywhere.union_with(&rule.ports);
-            continue;
-        };
-        for &b in blocks {
+    for (ri, (_, rule)) in rules.iter().enumerate() {
+        for &b in rule.blocks.iter().flatten() {
             let r = &e.block_ranges[b as usize];
             for &(lo, hi) in &r.ranges {
                 let w = segs.within(r.v6, lo, hi);
@@ -230,10 +227,18 @@ pub fn allowed_port_runs(e: &Engine, ident: IdentityId, dir: Direction, segs: &S
             }
         }
     }
-    // Sweep: at each boundary, the ports are those of the rules with an active range.
+    let index: FxHashMap<RuleId, usize> = rules.iter().enumerate().map(|(k, (r, _))| (*r, k)).collect();
+    // The evaluator's fold, with the rules whose blocks contain the segment (and those for every address).
+    let fold = |active: &[u32]| {
+        e.fold_side(ident, dir, &mut Sets, PortSet::all(), false, |r, _| match index.get(&r) {
+            Some(&k) if rules[k].1.blocks.is_none() || active[k] > 0 => rules[k].1.ports.clone(),
+            _ => PortSet::empty(),
+        })
+    };
+    // Sweep: at each boundary, the ports of the rules with an active range.
     events.sort_unstable();
     let mut active = vec![0u32; rules.len()];
-    let mut runs: Vec<(usize, PortSet)> = vec![(0, everywhere.clone())];
+    let mut runs: Vec<(usize, PortSet)> = vec![(0, fold(&active))];
     let mut k = 0;
     while k < events.len() {
         let at = events[k].0;
@@ -248,10 +253,7 @@ pub fn allowed_port_runs(e: &Engine, ident: IdentityId, dir: Direction, segs: &S
         if at >= segs.len() {
             break;
         }
-        let mut ports = everywhere.clone();
-        for (_, rule) in rules.iter().enumerate().filter(|(ri, _)| active[*ri] > 0) {
-            ports.union_with(&rule.ports);
-        }
+        let ports = fold(&active);
         match runs.last_mut() {
             Some(last) if last.1 == ports => {}
             Some(last) if last.0 == at => last.1 = ports,
@@ -293,7 +295,7 @@ pub fn allowing_blocks(
     port: u16,
 ) -> Option<BTreeSet<BlockId>> {
     let mut blocks = BTreeSet::new();
-    for rule in outside_rules(e, ident, dir)?.into_iter().filter(|r| r.ports.contains(proto, port)) {
+    for (_, rule) in outside_rules(e, ident, dir)?.into_iter().filter(|(_, r)| r.ports.contains(proto, port)) {
         blocks.extend(rule.blocks?);
     }
     Some(blocks)

@@ -176,6 +176,41 @@ impl PortSet {
         PortSet { ranges: out }
     }
 
+    /// The ports of `self` that are not in `other`.
+    pub fn difference(&self, other: &PortSet) -> PortSet {
+        if other.ranges.is_empty() || self.ranges.is_empty() {
+            return self.clone();
+        }
+        let mut out = Vec::new();
+        let mut j = 0;
+        for &(lo, hi) in &self.ranges {
+            let mut lo = lo;
+            // Skip the ranges of `other` that end before this one starts.
+            while other.ranges.get(j).is_some_and(|&(_, ohi)| ohi < lo) {
+                j += 1;
+            }
+            let mut k = j;
+            while let Some(&(olo, ohi)) = other.ranges.get(k) {
+                if olo > hi {
+                    break;
+                }
+                if olo > lo {
+                    out.push((lo, olo - 1));
+                }
+                if ohi >= hi {
+                    lo = hi + 1;
+                    break;
+                }
+                lo = ohi + 1;
+                k += 1;
+            }
+            if lo <= hi {
+                out.push((lo, hi));
+            }
+        }
+        PortSet { ranges: out }
+    }
+
     /// Ranges as (protocol, lo, hi).
     pub fn iter(&self) -> impl Iterator<Item = (Protocol, u16, u16)> + '_ {
         self.ranges.iter().map(|&(lo, hi)| {
@@ -289,6 +324,9 @@ mod tests {
             let proto = Protocol::from_index(p);
             prop_assert_eq!(a.union(&b).contains(proto, port), a.contains(proto, port) || b.contains(proto, port));
             prop_assert_eq!(a.intersect(&b).contains(proto, port), a.contains(proto, port) && b.contains(proto, port));
+            prop_assert_eq!(a.difference(&b).contains(proto, port), a.contains(proto, port) && !b.contains(proto, port));
+            // Normalised: equal sets compare equal.
+            prop_assert_eq!(a.difference(&b).union(&a.intersect(&b)), a.clone());
         }
     }
 }

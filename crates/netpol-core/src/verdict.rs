@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::compile::{Endpoint, Engine};
+use crate::eval::{Query, Record};
 use crate::model::*;
 use crate::portset::Protocol;
 use crate::selector::{format_labels, Requirement, Selector};
@@ -166,6 +167,15 @@ impl Engine {
             Endpoint::Pod { pod, .. } => Some(self.cluster.pod(*pod)),
             Endpoint::External(_) => None,
         };
+        // The evaluator's own walk, recorded: what it decides is the verdict, and each rule it consulted is
+        // reported with the outcome the walk saw. The model only supplies the words.
+        let other_info = self.ep_info(other);
+        let dst_named = self.ep_info(dst).ident.map(|i| self.identities[i as usize].named_ports.as_slice());
+        let mut record = Record::default();
+        let subject_ident = self.pod_identity[pod_id as usize];
+        let q = Query { proto, port, dst_named };
+        side.allowed = self.walk_side(subject_ident, dir, &other_info, &q, &mut record);
+        let mut steps = record.0.into_iter().peekable();
         for &polid in pols {
             let pol = self.cluster.policy(polid);
             let pref = self.cluster.policy_ref(polid);
@@ -176,49 +186,35 @@ impl Engine {
                     reason: format!("has no {dir} rules: it only isolates"),
                 });
             }
-            for (ri, rule) in pol.rules(dir).iter().enumerate() {
-                let port_match = port_entry_match(rule, proto, port, dst_pod);
-                let peer_match = if rule.peers.is_empty() {
-                    Ok(None)
-                } else {
-                    match rule.peers.iter().position(|p| self.peer_matches_model(pol, p, other)) {
-                        Some(i) => Ok(Some(i)),
-                        None => Err(rule
-                            .peers
-                            .iter()
-                            .enumerate()
-                            .map(|(i, p)| format!("peer {i} {}", self.peer_mismatch(pol, p, other)))
-                            .collect::<Vec<_>>()
-                            .join("; ")),
-                    }
+            while let Some(step) = steps.next_if(|s| self.rules[s.rule as usize].policy == polid) {
+                let ri = self.rules[step.rule as usize].index as usize;
+                let Some(rule) = pol.rules(dir).get(ri) else { continue };
+                let port_text = || port_entry_match(rule, proto, port, dst_pod);
+                let peer_text = || {
+                    rule.peers
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| format!("peer {i} {}", self.peer_mismatch(pol, p, other)))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 };
-                match (port_match, peer_match) {
-                    (Ok(port), Ok(peer)) => {
-                        side.allowed_by.push(RuleMatch { policy: pref.clone(), rule: ri, peer, port })
+                let reason = match (step.ports, step.peer) {
+                    (true, Some(peer)) => {
+                        let port = port_text().ok().flatten();
+                        side.allowed_by.push(RuleMatch { policy: pref.clone(), rule: ri, peer, port });
+                        continue;
                     }
-                    (Err(pr), Ok(_)) => {
-                        side.rejections.push(Rejection { policy: pref.clone(), rule: Some(ri), reason: pr })
-                    }
-                    (Ok(_), Err(er)) => {
-                        side.rejections.push(Rejection { policy: pref.clone(), rule: Some(ri), reason: er })
-                    }
-                    (Err(pr), Err(er)) => side.rejections.push(Rejection {
-                        policy: pref.clone(),
-                        rule: Some(ri),
-                        reason: format!("{pr}; and {er}"),
-                    }),
-                }
+                    (false, Some(_)) => port_text().err().unwrap_or_default(),
+                    (true, None) => peer_text(),
+                    (false, None) => format!("{}; and {}", port_text().err().unwrap_or_default(), peer_text()),
+                };
+                side.rejections.push(Rejection { policy: pref.clone(), rule: Some(ri), reason });
             }
         }
-        side.allowed = !side.allowed_by.is_empty();
         if side.allowed {
             side.rejections.clear();
         }
         side
-    }
-
-    fn peer_matches_model(&self, pol: &Policy, peer: &Peer, ep: &Endpoint) -> bool {
-        self.peer_mismatch_opt(pol, peer, ep).is_none()
     }
 
     fn peer_mismatch(&self, pol: &Policy, peer: &Peer, ep: &Endpoint) -> String {

@@ -1,0 +1,414 @@
+//! The one evaluator: how the rules that match some traffic decide it.
+//!
+//! Every dialect lowers to the same compiled form (see [`crate::compile`]): tiers in evaluation order, and for
+//! each subject and direction its rules in order, each with an [`Action`]. One direction of one flow is decided
+//! by walking them: the first rule whose peer and ports match decides the traffic it matches (allow, deny, or
+//! pass it on to the next tier; log rules only observe), and at the end of a tier the traffic nothing decided is
+//! denied if a policy of that tier selected the subject and the tier says so ([`TierEnd::Deny`]). What is still
+//! undecided after the last tier is allowed: Kubernetes' default. NetworkPolicy v1 is one tier of allow rules
+//! that ends in "deny if isolated".
+//!
+//! [`Side`] is that fold, written once, over any port domain ([`Ports`]): one port (a `bool`: the verdict and
+//! `explain`), port sets (the outside-address analysis) or interned port sets (the matrix, whose rows fold the
+//! rules of a policy profile for many peers at once). The walks that feed it differ only in how they find the
+//! rules whose peers match.
+
+use serde::Serialize;
+
+use crate::compile::{CRule, EpInfo, Engine, IdentityId, RuleId};
+use crate::matrix::{PortSets, PsId};
+use crate::model::{Direction, PolicyId};
+use crate::portset::{PortSet, Protocol};
+
+/// What a rule does with the traffic it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Deny,
+    /// Skip the rest of this tier: the next tier decides.
+    Pass,
+    /// Observe only: evaluation continues with the next rule.
+    Log,
+}
+
+/// What happens at the end of a tier to traffic no rule of it decided, when a policy of the tier selects the
+/// subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TierEnd {
+    /// Denied (NetworkPolicy v1: a pod selected by some policy is isolated).
+    Deny,
+    /// On to the next tier.
+    Continue,
+}
+
+pub type TierId = u32;
+
+/// A tier: policies evaluated together, before those of later tiers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Tier {
+    pub name: &'static str,
+    pub end: TierEnd,
+}
+
+/// The tier of NetworkPolicy v1.
+pub const NETWORK_POLICY_TIER: TierId = 0;
+
+/// The tiers of an engine, in evaluation order.
+pub fn tiers() -> Vec<Tier> {
+    vec![Tier { name: "NetworkPolicy", end: TierEnd::Deny }]
+}
+
+/// Set operations of a port domain.
+pub trait Ports {
+    type Set: Clone;
+    fn none(&mut self) -> Self::Set;
+    fn is_none(&self, s: &Self::Set) -> bool;
+    fn inter(&mut self, a: &Self::Set, b: &Self::Set) -> Self::Set;
+    fn union(&mut self, a: &Self::Set, b: &Self::Set) -> Self::Set;
+    fn minus(&mut self, a: &Self::Set, b: &Self::Set) -> Self::Set;
+}
+
+/// One (protocol, port): a set is "the port, or nothing".
+pub struct OnePort;
+
+impl Ports for OnePort {
+    type Set = bool;
+    fn none(&mut self) -> bool {
+        false
+    }
+    fn is_none(&self, s: &bool) -> bool {
+        !*s
+    }
+    fn inter(&mut self, a: &bool, b: &bool) -> bool {
+        *a && *b
+    }
+    fn union(&mut self, a: &bool, b: &bool) -> bool {
+        *a || *b
+    }
+    fn minus(&mut self, a: &bool, b: &bool) -> bool {
+        *a && !*b
+    }
+}
+
+/// Port sets.
+pub struct Sets;
+
+impl Ports for Sets {
+    type Set = PortSet;
+    fn none(&mut self) -> PortSet {
+        PortSet::empty()
+    }
+    fn is_none(&self, s: &PortSet) -> bool {
+        s.is_empty()
+    }
+    fn inter(&mut self, a: &PortSet, b: &PortSet) -> PortSet {
+        a.intersect(b)
+    }
+    fn union(&mut self, a: &PortSet, b: &PortSet) -> PortSet {
+        a.union(b)
+    }
+    fn minus(&mut self, a: &PortSet, b: &PortSet) -> PortSet {
+        a.difference(b)
+    }
+}
+
+/// Interned port sets, operations memoised.
+impl Ports for PortSets {
+    type Set = PsId;
+    fn none(&mut self) -> PsId {
+        crate::matrix::EMPTY
+    }
+    fn is_none(&self, s: &PsId) -> bool {
+        *s == crate::matrix::EMPTY
+    }
+    fn inter(&mut self, a: &PsId, b: &PsId) -> PsId {
+        PortSets::inter(self, *a, *b)
+    }
+    fn union(&mut self, a: &PsId, b: &PsId) -> PsId {
+        PortSets::union(self, *a, *b)
+    }
+    fn minus(&mut self, a: &PsId, b: &PsId) -> PsId {
+        PortSets::minus(self, *a, *b)
+    }
+}
+
+/// One direction's evaluation in progress: which of the traffic is allowed so far, still undecided, or passed
+/// on to the next tier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Side<S> {
+    allowed: S,
+    undecided: S,
+    passed: S,
+}
+
+impl<S: Clone> Side<S> {
+    /// Nothing decided yet about `traffic`.
+    pub fn new<P: Ports<Set = S>>(p: &mut P, traffic: S) -> Self {
+        Side { allowed: p.none(), undecided: traffic, passed: p.none() }
+    }
+
+    /// A rule with `action` whose peer matches, on `ports`: decides what of the undecided traffic those ports
+    /// cover, and returns that part (empty: the rule changed nothing).
+    pub fn rule<P: Ports<Set = S>>(&mut self, p: &mut P, action: Action, ports: &S) -> S {
+        let hit = p.inter(&self.undecided, ports);
+        if p.is_none(&hit) {
+            return hit;
+        }
+        match action {
+            Action::Allow => {
+                self.allowed = p.union(&self.allowed, &hit);
+                self.undecided = p.minus(&self.undecided, &hit);
+            }
+            Action::Deny => self.undecided = p.minus(&self.undecided, &hit),
+            Action::Pass => {
+                self.passed = p.union(&self.passed, &hit);
+                self.undecided = p.minus(&self.undecided, &hit);
+            }
+            Action::Log => {}
+        }
+        hit
+    }
+
+    /// The end of a tier. `selected`: a policy of the tier selects the subject in this direction.
+    pub fn end_tier<P: Ports<Set = S>>(&mut self, p: &mut P, selected: bool, end: TierEnd) {
+        if selected && end == TierEnd::Deny {
+            self.undecided = p.none();
+        }
+        let passed = std::mem::replace(&mut self.passed, p.none());
+        self.undecided = p.union(&self.undecided, &passed);
+    }
+
+    /// Whether a later rule of this tier can still change the outcome.
+    pub fn open<P: Ports<Set = S>>(&self, p: &P) -> bool {
+        !p.is_none(&self.undecided)
+    }
+
+    /// After the last tier: the allowed traffic (what no tier decided is allowed).
+    pub fn finish<P: Ports<Set = S>>(self, p: &mut P) -> S {
+        p.union(&self.allowed, &self.undecided)
+    }
+}
+
+/// The traffic of one flow: protocol, port, and the destination's named container ports (interned name,
+/// protocol, port; `None`: the destination is not a pod).
+pub(crate) struct Query<'a> {
+    pub proto: Protocol,
+    pub port: u16,
+    pub dst_named: Option<&'a [(u32, Protocol, u16)]>,
+}
+
+/// One rule consulted by a walk.
+#[derive(Clone, Debug)]
+pub(crate) struct Step {
+    pub rule: RuleId,
+    /// The rule's ports include the flow's.
+    pub ports: bool,
+    /// The peer that matches: `Some(None)` when the rule has no peers (every peer), `Some(Some(i))` the first
+    /// matching peer of the source rule, `None` when no peer matches.
+    pub peer: Option<Option<usize>>,
+}
+
+/// What a walk records. The verdict's walk records nothing, and stops as soon as the outcome is known;
+/// `explain`'s records every rule, and consults them all.
+pub(crate) trait Trace {
+    const EVERY_RULE: bool;
+    fn step(&mut self, _step: Step) {}
+}
+
+pub(crate) struct Quiet;
+
+impl Trace for Quiet {
+    const EVERY_RULE: bool = false;
+}
+
+/// Every rule consulted, in evaluation order.
+#[derive(Default)]
+pub(crate) struct Record(pub Vec<Step>);
+
+impl Trace for Record {
+    const EVERY_RULE: bool = true;
+    fn step(&mut self, step: Step) {
+        self.0.push(step);
+    }
+}
+
+impl Engine {
+    /// The tier of a policy. Every policy of the model is a NetworkPolicy.
+    pub fn policy_tier(&self, _p: PolicyId) -> TierId {
+        NETWORK_POLICY_TIER
+    }
+
+    /// The one walk: folds the rules of `subject` in direction `dir` over `traffic`, tier by tier.
+    /// `consult(rule id, rule)` gives the part of the rule's ports that applies to the peer in question (none
+    /// when its peer does not match). With `settle`, rules are no longer consulted once the outcome is known.
+    pub(crate) fn fold_side<P: Ports>(
+        &self,
+        subject: IdentityId,
+        dir: Direction,
+        p: &mut P,
+        traffic: P::Set,
+        settle: bool,
+        mut consult: impl FnMut(RuleId, &CRule) -> P::Set,
+    ) -> P::Set {
+        let ident = &self.identities[subject as usize];
+        let (pols, rules) = match dir {
+            Direction::Ingress => (&ident.ingress_policies, &ident.ingress_rules),
+            Direction::Egress => (&ident.egress_policies, &ident.egress_rules),
+        };
+        if pols.is_empty() {
+            // No policy of any tier selects the subject: no rule applies.
+            return traffic;
+        }
+        let mut side = Side::new(p, traffic);
+        let mut next = 0;
+        for (t, tier) in self.tiers.iter().enumerate() {
+            let t = t as TierId;
+            while let Some(&r) = rules.get(next) {
+                let rule = &self.rules[r as usize];
+                if rule.tier != t {
+                    break;
+                }
+                next += 1;
+                if settle && !side.open(p) {
+                    continue;
+                }
+                let ports = consult(r, rule);
+                side.rule(p, rule.action, &ports);
+            }
+            let selected = pols.iter().any(|&pol| self.policy_tier(pol) == t);
+            side.end_tier(p, selected, tier.end);
+            if settle && !side.open(p) {
+                break;
+            }
+        }
+        side.finish(p)
+    }
+
+    /// Decides one direction of one flow at `subject` (verdict and `explain`). `peer` is the other end.
+    pub(crate) fn walk_side<T: Trace>(
+        &self,
+        subject: IdentityId,
+        dir: Direction,
+        peer: &EpInfo,
+        q: &Query<'_>,
+        trace: &mut T,
+    ) -> bool {
+        self.fold_side(subject, dir, &mut OnePort, true, !T::EVERY_RULE, |r, rule| {
+            let ports = rule.ports.matches(q.proto, q.port, q.dst_named);
+            let peer = if ports || T::EVERY_RULE { self.rule_peer::<T>(rule, peer) } else { None };
+            trace.step(Step { rule: r, ports, peer });
+            ports && peer.is_some()
+        })
+    }
+
+    /// Which peer of `rule` matches the endpoint (see [`Step::peer`]); without a trace, any matching peer.
+    #[inline]
+    fn rule_peer<T: Trace>(&self, rule: &CRule, ep: &EpInfo) -> Option<Option<usize>> {
+        if rule.peers.is_empty() {
+            return Some(None);
+        }
+        if !T::EVERY_RULE {
+            return rule.peers.iter().any(|&p| self.peer_matches(p, ep)).then_some(Some(0));
+        }
+        rule.peers
+            .iter()
+            .zip(&rule.peer_src)
+            .filter(|(&p, _)| self.peer_matches(p, ep))
+            .map(|(_, &src)| src as usize)
+            .min()
+            .map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::portset::Protocol;
+
+    fn tcp(lo: u16, hi: u16) -> PortSet {
+        PortSet::range(Protocol::Tcp, lo, hi)
+    }
+
+    #[test]
+    fn allow_rules_of_an_isolating_tier_are_a_union_and_the_rest_is_denied() {
+        let mut s = Side::new(&mut Sets, PortSet::all());
+        s.rule(&mut Sets, Action::Allow, &tcp(80, 80));
+        s.rule(&mut Sets, Action::Allow, &tcp(443, 443));
+        s.end_tier(&mut Sets, true, TierEnd::Deny);
+        assert_eq!(s.finish(&mut Sets), tcp(80, 80).union(&tcp(443, 443)));
+    }
+
+    #[test]
+    fn a_tier_that_selects_nothing_leaves_everything_allowed() {
+        let mut s = Side::new(&mut Sets, PortSet::all());
+        s.end_tier(&mut Sets, false, TierEnd::Deny);
+        assert_eq!(s.finish(&mut Sets), PortSet::all());
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides() {
+        // deny 80, then allow 1-1000: 80 stays denied; the tier continues; the rest is allowed by default.
+        let mut s = Side::new(&mut Sets, PortSet::all());
+        s.rule(&mut Sets, Action::Deny, &tcp(80, 80));
+        let hit = s.rule(&mut Sets, Action::Allow, &tcp(1, 1000));
+        assert_eq!(hit, tcp(1, 79).union(&tcp(81, 1000)));
+        s.end_tier(&mut Sets, true, TierEnd::Continue);
+        let allowed = s.finish(&mut Sets);
+        assert!(!allowed.contains(Protocol::Tcp, 80));
+        assert!(allowed.contains(Protocol::Tcp, 81) && allowed.contains(Protocol::Udp, 80));
+    }
+
+    #[test]
+    fn passed_traffic_skips_the_tier_default_and_is_decided_by_the_next_tier() {
+        let mut s = Side::new(&mut Sets, PortSet::all());
+        s.rule(&mut Sets, Action::Pass, &tcp(53, 53));
+        s.rule(&mut Sets, Action::Allow, &tcp(1, 100)); // 53 already passed on: not allowed here
+        s.end_tier(&mut Sets, true, TierEnd::Deny); // everything else undecided is denied
+        s.rule(&mut Sets, Action::Deny, &tcp(53, 53));
+        s.end_tier(&mut Sets, true, TierEnd::Deny);
+        assert_eq!(s.finish(&mut Sets), tcp(1, 52).union(&tcp(54, 100)));
+    }
+
+    #[test]
+    fn log_rules_only_observe() {
+        let mut s = Side::new(&mut OnePort, true);
+        assert!(s.rule(&mut OnePort, Action::Log, &true));
+        assert!(s.open(&OnePort));
+        s.end_tier(&mut OnePort, true, TierEnd::Deny);
+        assert!(!s.finish(&mut OnePort));
+    }
+
+    #[test]
+    fn every_domain_folds_alike() {
+        // The same rule sequence over one port, port sets and interned port sets.
+        let steps = [
+            (Action::Pass, tcp(10, 20)),
+            (Action::Deny, tcp(15, 30)),
+            (Action::Allow, tcp(1, 100)),
+            (Action::Log, tcp(1, 5)),
+        ];
+        let mut a = Side::new(&mut Sets, PortSet::all());
+        let mut ps = PortSets::default();
+        let all = ps.intern(PortSet::all());
+        let mut b = Side::new(&mut ps, all);
+        for (act, ports) in &steps {
+            a.rule(&mut Sets, *act, ports);
+            let id = ps.intern(ports.clone());
+            b.rule(&mut ps, *act, &id);
+        }
+        a.end_tier(&mut Sets, true, TierEnd::Deny);
+        b.end_tier(&mut ps, true, TierEnd::Deny);
+        let (a, b) = (a.finish(&mut Sets), b.finish(&mut ps));
+        assert_eq!(&a, ps.get(b));
+        for port in [1, 9, 10, 15, 20, 21, 30, 31, 100, 101] {
+            let mut one = Side::new(&mut OnePort, true);
+            for (act, ports) in &steps {
+                one.rule(&mut OnePort, *act, &ports.contains(Protocol::Tcp, port));
+            }
+            one.end_tier(&mut OnePort, true, TierEnd::Deny);
+            assert_eq!(one.finish(&mut OnePort), a.contains(Protocol::Tcp, port), "port {port}");
+        }
+    }
+}
