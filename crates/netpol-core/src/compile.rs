@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use crate::eval::{Action, Query, Quiet, TierId, NETWORK_POLICY_TIER};
+use crate::eval::{Action, ProfileStep, Query, Quiet, TierId, NETWORK_POLICY_TIER};
 use crate::ipranges::BlockRanges;
 use crate::model::*;
 use crate::portset::{PortSet, Protocol};
@@ -616,10 +616,12 @@ impl Engine {
     /// Flattens the rules of an identity's policies, per direction.
     pub(crate) fn refresh_rules(&mut self, i: IdentityId) {
         let ident = &self.identities[i as usize];
-        let ing: Vec<RuleId> =
-            ident.ingress_policies.iter().flat_map(|&p| self.policy_rules[p as usize].0.iter().copied()).collect();
-        let eg: Vec<RuleId> =
-            ident.egress_policies.iter().flat_map(|&p| self.policy_rules[p as usize].1.iter().copied()).collect();
+        let rules = |pols: &[PolicyId], dir| -> Vec<RuleId> {
+            let steps = self.profile_steps(pols, dir);
+            steps.into_iter().filter_map(|s| if let ProfileStep::Rule(r) = s { Some(r) } else { None }).collect()
+        };
+        let ing = rules(&ident.ingress_policies, Direction::Ingress);
+        let eg = rules(&ident.egress_policies, Direction::Egress);
         let ident = &mut self.identities[i as usize];
         ident.ingress_rules = ing;
         ident.egress_rules = eg;

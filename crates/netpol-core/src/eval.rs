@@ -191,6 +191,13 @@ impl<S: Clone> Side<S> {
     }
 }
 
+/// One step of a fold over a policy profile.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ProfileStep {
+    Rule(RuleId),
+    TierEnd { selected: bool, end: TierEnd },
+}
+
 /// The traffic of one flow: protocol, port, and the destination's named container ports (interned name,
 /// protocol, port; `None`: the destination is not a pod).
 pub(crate) struct Query<'a> {
@@ -301,6 +308,27 @@ impl Engine {
             trace.step(Step { rule: r, ports, peer });
             ports && peer.is_some()
         })
+    }
+
+    /// The rules of the policies `pols` (a subject's, sorted) in direction `dir`, in evaluation order, with
+    /// the end of each tier: what a fold over a policy profile walks (the matrix folds profiles, not pods).
+    pub(crate) fn profile_steps(&self, pols: &[PolicyId], dir: Direction) -> Vec<ProfileStep> {
+        let mut out = Vec::new();
+        for (t, tier) in self.tiers.iter().enumerate() {
+            let t = t as TierId;
+            let mut selected = false;
+            for &p in pols.iter().filter(|&&p| self.policy_tier(p) == t) {
+                selected = true;
+                let (ing, eg) = &self.policy_rules[p as usize];
+                let rules = match dir {
+                    Direction::Ingress => ing,
+                    Direction::Egress => eg,
+                };
+                out.extend(rules.iter().map(|&r| ProfileStep::Rule(r)));
+            }
+            out.push(ProfileStep::TierEnd { selected, end: tier.end });
+        }
+        out
     }
 
     /// Which peer of `rule` matches the endpoint (see [`Step::peer`]); without a trace, any matching peer.

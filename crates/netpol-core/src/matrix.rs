@@ -10,6 +10,8 @@
 use rustc_hash::FxHashMap;
 
 use crate::compile::{CPeer, CPorts, Engine, IdentityId};
+use crate::eval::{Action, ProfileStep, Side, TierEnd};
+use crate::model::Direction;
 use crate::model::{ContainerPort, PodId, PolicyId};
 use crate::portset::{PortSet, Protocol};
 
@@ -372,35 +374,46 @@ impl Engine {
         let mut e_over: Vec<Vec<(u32, PsId)>> = vec![Vec::new(); n_tsig];
         for (e, pols) in eprofs.items.iter().enumerate().skip(1) {
             let mut row = RowBuilder::default();
-            for &pol in pols {
-                for &r in &self.policy_rules[pol as usize].1 {
-                    let rule = &self.rules[r as usize];
-                    let cov = if rule.peers.is_empty() {
-                        Coverage::all()
-                    } else {
-                        Coverage::union(rule.peers.iter().map(&mut cover_t))
-                    };
-                    if cov.complement {
-                        // Broad rule: its numeric ports go to the base, its named ports to the tsigs whose pods
-                        // define them.
-                        let p = numeric_only(ps, &rule.ports);
-                        for (proto, name) in &rule.ports.named {
-                            for &t in named_tsigs.get(&(*proto, name.as_str())).into_iter().flatten() {
-                                if cov.contains(t) {
-                                    let pp = tsigs.items[t as usize].1;
-                                    let v = resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize]);
-                                    row.add(ps, t, v);
-                                }
+            for step in self.profile_steps(pols, Direction::Egress) {
+                let r = match step {
+                    ProfileStep::TierEnd { selected, end } => {
+                        row.tier_end(selected, end);
+                        continue;
+                    }
+                    ProfileStep::Rule(r) => r,
+                };
+                let rule = &self.rules[r as usize];
+                let cov = if rule.peers.is_empty() {
+                    Coverage::all()
+                } else {
+                    Coverage::union(rule.peers.iter().map(&mut cover_t))
+                };
+                if cov.complement {
+                    // Broad rule: its numeric ports for every tsig it covers, its named ports resolved for the
+                    // tsigs whose pods define them.
+                    let p = numeric_only(ps, &rule.ports);
+                    let mut keys = Vec::new();
+                    for (proto, name) in &rule.ports.named {
+                        for &t in named_tsigs.get(&(*proto, name.as_str())).into_iter().flatten() {
+                            if cov.contains(t) {
+                                let pp = tsigs.items[t as usize].1;
+                                keys.push((t, resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize])));
                             }
                         }
-                        row.add_broad(ps, p, cov.list);
-                    } else {
-                        for &t in &cov.list {
-                            let pp = tsigs.items[t as usize].1;
-                            let v = resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize]);
-                            row.add(ps, t, v);
-                        }
                     }
+                    keys.sort_unstable();
+                    keys.dedup_by_key(|k| k.0);
+                    row.rule(rule.action, keys, Some((p, cov.list)));
+                } else {
+                    let keys: Vec<(u32, PsId)> = cov
+                        .list
+                        .iter()
+                        .map(|&t| {
+                            let pp = tsigs.items[t as usize].1;
+                            (t, resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize]))
+                        })
+                        .collect();
+                    row.rule(rule.action, keys, None);
                 }
             }
             let (base, over) = row.finish(ps);
@@ -415,22 +428,25 @@ impl Engine {
         for (pols, pp) in iprofs.items.iter().skip(1) {
             let cps = &pps.items[*pp as usize];
             let mut row = RowBuilder::default();
-            for &pol in pols {
-                for &r in &self.policy_rules[pol as usize].0 {
-                    let rule = &self.rules[r as usize];
-                    let p = resolve(ps, r, &rule.ports, *pp, cps);
-                    let cov = if rule.peers.is_empty() {
-                        Coverage::all()
-                    } else {
-                        Coverage::union(rule.peers.iter().map(&mut cover_m))
-                    };
-                    if cov.complement {
-                        row.add_broad(ps, p, cov.list);
-                    } else {
-                        for &m in &cov.list {
-                            row.add(ps, m, p);
-                        }
+            for step in self.profile_steps(pols, Direction::Ingress) {
+                let r = match step {
+                    ProfileStep::TierEnd { selected, end } => {
+                        row.tier_end(selected, end);
+                        continue;
                     }
+                    ProfileStep::Rule(r) => r,
+                };
+                let rule = &self.rules[r as usize];
+                let p = resolve(ps, r, &rule.ports, *pp, cps);
+                let cov = if rule.peers.is_empty() {
+                    Coverage::all()
+                } else {
+                    Coverage::union(rule.peers.iter().map(&mut cover_m))
+                };
+                if cov.complement {
+                    row.rule(rule.action, [], Some((p, cov.list)));
+                } else {
+                    row.rule(rule.action, cov.list.iter().map(|&m| (m, p)), None);
                 }
             }
             i_rows.push(row.finish(ps));
@@ -548,44 +564,89 @@ fn minus(a: &[u32], b: &[u32]) -> Vec<u32> {
     a.iter().copied().filter(|x| b.binary_search(x).is_err()).collect()
 }
 
-/// Builds one profile's row: explicit values per key, plus broad contributions that hold for every key except
-/// the listed exceptions.
+/// Builds one profile's row by the evaluator's fold ([`Side`]) over the profile's rules in order, for every key
+/// (msig or tsig) at once: a rule applies to listed keys with a port set each, and a broad rule also to every
+/// key but its exceptions. Keys no rule lists share one fold (the row's base); the others are folded one by one,
+/// each over the broad rules and its own entries only.
 #[derive(Default)]
 struct RowBuilder {
-    explicit: FxHashMap<u32, PsId>,
-    broad: Vec<(PsId, Vec<u32>)>,
+    entries: Vec<Entry>,
+    /// Key → (entry, ports) of the rules that list it, in entry order.
+    listed: FxHashMap<u32, Vec<(u32, PsId)>>,
+    /// Entries that apply to unlisted keys (broad rules, tier ends), in order.
+    broad: Vec<u32>,
+}
+
+enum Entry {
+    Rule { action: Action, broad: Option<(PsId, Vec<u32>)> },
+    TierEnd { selected: bool, end: TierEnd },
 }
 
 impl RowBuilder {
-    fn add(&mut self, ps: &mut PortSets, k: u32, p: PsId) {
-        let cur = self.explicit.entry(k).or_insert(EMPTY);
-        *cur = ps.union(*cur, p);
-    }
-    fn add_broad(&mut self, _ps: &mut PortSets, p: PsId, except: Vec<u32>) {
-        if p != EMPTY {
-            self.broad.push((p, except));
+    /// A rule with `action`: `keys` with their ports, and optionally broad ports for every key except the
+    /// (sorted) exceptions and the listed keys.
+    fn rule(&mut self, action: Action, keys: impl IntoIterator<Item = (u32, PsId)>, broad: Option<(PsId, Vec<u32>)>) {
+        let e = self.entries.len() as u32;
+        for (k, p) in keys {
+            self.listed.entry(k).or_default().push((e, p));
         }
+        if broad.is_some() {
+            self.broad.push(e);
+        }
+        self.entries.push(Entry::Rule { action, broad });
+    }
+    fn tier_end(&mut self, selected: bool, end: TierEnd) {
+        self.broad.push(self.entries.len() as u32);
+        self.entries.push(Entry::TierEnd { selected, end });
+    }
+    /// The fold for key `k` (`None`: an unlisted key), over the broad entries and `own`.
+    fn fold(&self, ps: &mut PortSets, k: Option<u32>, own: &[(u32, PsId)]) -> PsId {
+        let mut side = Side::new(ps, ALL);
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let (b, o) = (self.broad.get(i).copied(), own.get(j).copied());
+            let e = match (b, o) {
+                (None, None) => break,
+                (Some(b), Some((oe, _))) if oe <= b => oe,
+                (Some(b), _) => b,
+                (None, Some((oe, _))) => oe,
+            };
+            let listed = o.filter(|&(oe, _)| oe == e).map(|(_, p)| p);
+            if b == Some(e) {
+                i += 1;
+            }
+            if listed.is_some() {
+                j += 1;
+            }
+            match &self.entries[e as usize] {
+                Entry::TierEnd { selected, end } => side.end_tier(ps, *selected, *end),
+                Entry::Rule { action, broad } => {
+                    let ports = match (listed, broad) {
+                        (Some(p), _) => p,
+                        (None, Some((p, except))) if k.is_none_or(|k| except.binary_search(&k).is_err()) => *p,
+                        _ => continue,
+                    };
+                    side.rule(ps, *action, &ports);
+                }
+            }
+        }
+        side.finish(ps)
     }
     /// (base for unlisted keys, overrides sorted by key).
     fn finish(self, ps: &mut PortSets) -> (PsId, Vec<(u32, PsId)>) {
-        let mut base = EMPTY;
-        for (p, _) in &self.broad {
-            base = ps.union(base, *p);
-        }
-        let mut keys: Vec<u32> = self.explicit.keys().copied().collect();
-        for (_, ex) in &self.broad {
-            keys.extend_from_slice(ex);
+        let base = self.fold(ps, None, &[]);
+        let mut keys: Vec<u32> = self.listed.keys().copied().collect();
+        for e in &self.entries {
+            if let Entry::Rule { broad: Some((_, except)), .. } = e {
+                keys.extend_from_slice(except);
+            }
         }
         keys.sort_unstable();
         keys.dedup();
         let mut over = Vec::new();
         for k in keys {
-            let mut v = self.explicit.get(&k).copied().unwrap_or(EMPTY);
-            for (p, ex) in &self.broad {
-                if ex.binary_search(&k).is_err() {
-                    v = ps.union(v, *p);
-                }
-            }
+            let own = self.listed.get(&k).map_or(&[][..], Vec::as_slice);
+            let v = self.fold(ps, Some(k), own);
             if v != base {
                 over.push((k, v));
             }
