@@ -15,7 +15,7 @@
 
 use serde::Serialize;
 
-use crate::compile::{CRule, EpInfo, Engine, IdentityId, RuleId};
+use crate::compile::{CRule, Engine, EpInfo, IdentityId, RuleId};
 use crate::matrix::{PortSets, PsId};
 use crate::model::{Direction, PolicyId};
 use crate::portset::{PortSet, Protocol};
@@ -193,7 +193,7 @@ impl<S: Clone> Side<S> {
 
 /// One step of a fold over a policy profile.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum ProfileStep {
+pub enum ProfileStep {
     Rule(RuleId),
     TierEnd { selected: bool, end: TierEnd },
 }
@@ -312,7 +312,7 @@ impl Engine {
 
     /// The rules of the policies `pols` (a subject's, sorted) in direction `dir`, in evaluation order, with
     /// the end of each tier: what a fold over a policy profile walks (the matrix folds profiles, not pods).
-    pub(crate) fn profile_steps(&self, pols: &[PolicyId], dir: Direction) -> Vec<ProfileStep> {
+    pub fn profile_steps(&self, pols: &[PolicyId], dir: Direction) -> Vec<ProfileStep> {
         let mut out = Vec::new();
         for (t, tier) in self.tiers.iter().enumerate() {
             let t = t as TierId;

@@ -24,7 +24,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use netpol_core::compile::{CPeer, CRule, Engine, NsScope};
-use netpol_core::model::{ContainerPort, Direction, IpBlock, Peer, PolicyId};
+use netpol_core::eval::{Action, ProfileStep, TierEnd};
+use netpol_core::model::{ContainerPort, Direction, IpBlock, PolicyId};
 use netpol_core::portset::{PortSet, Protocol};
 use serde_json::{json, Value};
 
@@ -135,6 +136,8 @@ pub enum Expr {
     Accept,
     Drop,
     Return,
+    /// `goto chain`
+    Goto(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -325,30 +328,24 @@ impl<'e> Gen<'e> {
 
     /// Index of the first peer of the manifest rule that compiles to `peer` (several identical peers compile to one).
     fn manifest_peer(&self, rule: &CRule, peer: CPeer) -> usize {
-        let pol = self.e.cluster.policy(rule.policy);
-        let Some(r) = pol.rules(rule.dir).get(rule.index as usize) else { return usize::MAX };
-        r.peers
+        rule.peers
             .iter()
-            .position(|mp| match (mp, peer) {
-                (Peer::IpBlock(b), CPeer::Block(id)) => self.e.blocks.get(id as usize) == Some(b),
-                (Peer::Selectors { namespaces, pods }, CPeer::Sel(id)) => {
-                    self.e.sel_peers.get(id as usize).is_some_and(|(key, _)| {
-                        let scope_matches = match (namespaces, &key.namespaces) {
-                            (None, NsScope::Own(ns)) => *ns == pol.ns,
-                            (Some(sel), NsScope::Selector(ks)) => sel == ks,
-                            _ => false,
-                        };
-                        scope_matches && *pods == key.pods
-                    })
-                }
-                _ => false,
-            })
-            .unwrap_or(usize::MAX)
+            .position(|&p| p == peer)
+            .and_then(|i| rule.peer_src.get(i))
+            .map_or(usize::MAX, |&s| s as usize)
     }
 
     /// Rules of one compiled NetworkPolicy rule in a chain. `ports` is the rule's port set already resolved
     /// for ingress (named ports of the subject), or only its numeric part for egress.
-    fn emit_rule(&mut self, out: &mut Vec<NftRule>, rid: u32, rule: &CRule, ports: &PortSet, all_ports: bool) {
+    fn emit_rule(
+        &mut self,
+        out: &mut Vec<NftRule>,
+        rid: u32,
+        rule: &CRule,
+        ports: &PortSet,
+        all_ports: bool,
+        verdict: &[Expr],
+    ) {
         let dir = rule.dir;
         let side = if dir == Direction::Ingress { Side::Saddr } else { Side::Daddr };
         let base_comment = format!("np:{}/{}/{} ", self.e.cluster.policy_ref(rule.policy), dir.as_str(), rule.index);
@@ -372,8 +369,9 @@ impl<'e> Gen<'e> {
                 port_matchers.push(vec![Expr::ProtoPorts(ports.iter().collect())]);
             }
         }
-        let tail =
-            |comment: String| -> (Vec<Expr>, Option<String>) { (vec![Expr::Counter, Expr::Return], Some(comment)) };
+        let tail = |comment: String| -> (Vec<Expr>, Option<String>) {
+            (std::iter::once(Expr::Counter).chain(verdict.iter().cloned()).collect(), Some(comment))
+        };
         // Peer matchers.
         let mut peer_matchers: Vec<(Vec<Expr>, String)> = Vec::new();
         if rule.peers.is_empty() {
@@ -433,6 +431,66 @@ impl<'e> Gen<'e> {
         }
     }
 
+    /// The rules of a profile chain from `steps` (the evaluator's walk of the profile): each rule's verdict is
+    /// its action (allow: `return`, on to the other side's check; deny: `drop`; log: count and go on; pass:
+    /// `goto` a chain of the later tiers), a tier that ends in "deny" for a selected subject drops what is left,
+    /// and what no tier decided returns (allowed).
+    fn emit_steps(
+        &mut self,
+        name: &str,
+        steps: &[ProfileStep],
+        dir: Direction,
+        ports: &[ContainerPort],
+        drop_comment: &str,
+    ) -> Vec<NftRule> {
+        let mut rules = Vec::new();
+        for (k, step) in steps.iter().enumerate() {
+            let rid = match *step {
+                ProfileStep::TierEnd { selected, end } => {
+                    if selected && end == TierEnd::Deny {
+                        let comment = Some(drop_comment.to_string());
+                        rules.push(NftRule { exprs: vec![Expr::Counter, Expr::Drop], comment });
+                        return rules;
+                    }
+                    continue;
+                }
+                ProfileStep::Rule(r) => r,
+            };
+            let rule = &self.e.rules[rid as usize];
+            let verdict = match rule.action {
+                Action::Allow => vec![Expr::Return],
+                Action::Deny => vec![Expr::Drop],
+                Action::Log => Vec::new(),
+                Action::Pass => {
+                    // The rest of this tier is skipped: on to the steps after its end, in a chain of their own.
+                    let end = steps[k..]
+                        .iter()
+                        .position(|s| matches!(s, ProfileStep::TierEnd { .. }))
+                        .map_or(steps.len(), |i| k + i + 1);
+                    let rest = format!("{name}_t{end}");
+                    if !self.rs.chains.contains_key(&rest) {
+                        self.rs.chains.insert(rest.clone(), NftChain { hook: None, rules: Vec::new() });
+                        let rules = self.emit_steps(&rest, &steps[end..], dir, ports, drop_comment);
+                        self.rs.chains.insert(rest.clone(), NftChain { hook: None, rules });
+                    }
+                    vec![Expr::Goto(rest)]
+                }
+            };
+            let all_ports = rule.ports.numeric.is_all() && rule.ports.named.is_empty();
+            let rule_ports = match dir {
+                Direction::Ingress => rule.ports.resolve(Some(ports)),
+                Direction::Egress => rule.ports.numeric.clone(),
+            };
+            if !all_ports && rule_ports.is_empty() && (dir == Direction::Ingress || rule.ports.named.is_empty()) {
+                // Only named ports the subject does not define: this rule can never match here.
+                continue;
+            }
+            self.emit_rule(&mut rules, rid, rule, &rule_ports, all_ports, &verdict);
+        }
+        rules.push(NftRule { exprs: vec![Expr::Return], comment: None });
+        rules
+    }
+
     fn chain_for(&mut self, dir: Direction, pols: &[PolicyId], ports: &[ContainerPort]) -> String {
         let refs: Vec<String> = pols.iter().map(|&p| self.e.cluster.policy_ref(p)).collect();
         let key = match dir {
@@ -443,25 +501,9 @@ impl<'e> Gen<'e> {
         if self.rs.chains.contains_key(&name) {
             return name;
         }
-        let mut rules = Vec::new();
-        for &pol in pols {
-            let (ing, eg) = &self.e.policy_rules[pol as usize];
-            for &rid in if dir == Direction::Ingress { ing } else { eg } {
-                let rule = &self.e.rules[rid as usize];
-                let all_ports = rule.ports.numeric.is_all() && rule.ports.named.is_empty();
-                let ports = match dir {
-                    Direction::Ingress => rule.ports.resolve(Some(ports)),
-                    Direction::Egress => rule.ports.numeric.clone(),
-                };
-                if !all_ports && ports.is_empty() && (dir == Direction::Ingress || rule.ports.named.is_empty()) {
-                    // Only named ports the subject does not define: this rule can never match here.
-                    continue;
-                }
-                self.emit_rule(&mut rules, rid, rule, &ports, all_ports);
-            }
-        }
+        let steps = self.e.profile_steps(pols, dir);
         let drop_comment = self.comment(format!("np-drop:{} {}", dir.as_str(), refs.join(",")));
-        rules.push(NftRule { exprs: vec![Expr::Counter, Expr::Drop], comment: Some(drop_comment) });
+        let rules = self.emit_steps(&name, &steps, dir, ports, &drop_comment);
         self.rs.chains.insert(name.clone(), NftChain { hook: None, rules });
         name
     }
@@ -577,6 +619,7 @@ fn expr_text(x: &Expr) -> String {
         Expr::Accept => "accept".into(),
         Expr::Drop => "drop".into(),
         Expr::Return => "return".into(),
+        Expr::Goto(c) => format!("goto {c}"),
     }
 }
 
@@ -712,6 +755,7 @@ fn expr_json(x: &Expr) -> Value {
         Expr::Accept => json!({"accept": null}),
         Expr::Drop => json!({"drop": null}),
         Expr::Return => json!({"return": null}),
+        Expr::Goto(c) => json!({"goto": {"target": c}}),
     }
 }
 
@@ -807,6 +851,44 @@ spec: {podSelector: {}, ingress: [{from: [{podSelector: {matchLabels: {app: c}}}
         let b = set_of("np:n/first/ingress/0 peer-0");
         assert_eq!(set_of("np:n/second/ingress/0 peer-1"), b, "from[1] of `second` is app=b");
         assert_ne!(set_of("np:n/second/ingress/0 peer-0"), b, "from[0] of `second` is app=c");
+    }
+
+    /// Rule actions become verdicts in rule order: deny drops, log only counts, pass jumps to a chain of the later
+    /// tiers (no dialect produces deny, log or pass yet: the rules' actions are set by hand here).
+    #[test]
+    #[allow(clippy::panic)]
+    fn actions_become_verdicts_in_order() {
+        let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: n}
+spec: {podSelector: {}, ingress: [{ports: [{port: 1}]}, {ports: [{port: 2}]}, {ports: [{port: 3}]}, {ports: [{port: 4}]}]}
+";
+        let mut e = Engine::new(netpol_core::load::load_str("t", yaml).cluster);
+        for (r, action) in e.rules.iter_mut().zip([Action::Deny, Action::Log, Action::Allow, Action::Pass]) {
+            r.action = action;
+        }
+        let text = generate(&e).to_nft();
+        let chain: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("chain in_"))
+            .take_while(|l| l.trim() != "}")
+            .collect();
+        let verdict = |port: &str| -> String {
+            let line = chain.iter().find(|l| l.contains(&format!("dport {port} "))).unwrap_or_else(|| panic!("{text}"));
+            line.split("counter").nth(1).unwrap_or_default().split("comment").next().unwrap_or_default().trim().to_string()
+        };
+        assert_eq!(verdict("1"), "drop");
+        assert_eq!(verdict("2"), "");
+        assert_eq!(verdict("3"), "return");
+        assert!(verdict("4").starts_with("goto in_"), "{text}");
+        // Nothing after the pass: the later-tier chain has no rules of its own, and the tier still ends in a drop.
+        assert!(chain.iter().any(|l| l.contains("np-drop:ingress")), "{text}");
     }
 
     #[test]
