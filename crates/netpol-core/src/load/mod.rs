@@ -34,17 +34,56 @@ use node::{Node, NodeDe};
 use validate::Errors;
 
 /// Kinds netpol reads, with their apiVersion; everything else is skipped (and counted).
-const MODELLED_KINDS: [(&str, &str); 9] = [
-    ("Namespace", "v1"),
-    ("Pod", "v1"),
-    ("NetworkPolicy", "networking.k8s.io/v1"),
-    ("Deployment", "apps/v1"),
-    ("ReplicaSet", "apps/v1"),
-    ("StatefulSet", "apps/v1"),
-    ("DaemonSet", "apps/v1"),
-    ("Job", "batch/v1"),
-    ("CronJob", "batch/v1"),
+/// What netpol does with an object of a registered kind: which typed object it is decoded into, and how that
+/// is validated and lowered into the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lower {
+    Namespace,
+    NetworkPolicy,
+    Pod,
+    /// A workload: its pod template becomes one representative pod.
+    Workload,
+    CronJob,
+}
+
+/// A kind netpol reads: its apiVersion, the pod template the API server requires of it (field path, keys), and
+/// how it is lowered. Every input kind is one entry; a policy dialect is a set of entries.
+struct KindEntry {
+    kind: &'static str,
+    api_version: &'static str,
+    template: Option<(&'static str, &'static [&'static str])>,
+    lower: Lower,
+}
+
+const TEMPLATE: Option<(&str, &[&str])> = Some(("spec.template", &["spec", "template"]));
+
+/// The registered input kinds.
+const KINDS: [KindEntry; 9] = [
+    KindEntry { kind: "Namespace", api_version: "v1", template: None, lower: Lower::Namespace },
+    KindEntry { kind: "Pod", api_version: "v1", template: None, lower: Lower::Pod },
+    KindEntry {
+        kind: "NetworkPolicy",
+        api_version: "networking.k8s.io/v1",
+        template: None,
+        lower: Lower::NetworkPolicy,
+    },
+    KindEntry { kind: "Deployment", api_version: "apps/v1", template: TEMPLATE, lower: Lower::Workload },
+    KindEntry { kind: "ReplicaSet", api_version: "apps/v1", template: TEMPLATE, lower: Lower::Workload },
+    KindEntry { kind: "StatefulSet", api_version: "apps/v1", template: TEMPLATE, lower: Lower::Workload },
+    KindEntry { kind: "DaemonSet", api_version: "apps/v1", template: TEMPLATE, lower: Lower::Workload },
+    KindEntry { kind: "Job", api_version: "batch/v1", template: TEMPLATE, lower: Lower::Workload },
+    KindEntry {
+        kind: "CronJob",
+        api_version: "batch/v1",
+        template: Some(("spec.jobTemplate.spec.template", &["spec", "jobTemplate", "spec", "template"])),
+        lower: Lower::CronJob,
+    },
 ];
+
+/// The registered kinds, with their apiVersion.
+pub fn kinds() -> impl Iterator<Item = (&'static str, &'static str)> {
+    KINDS.iter().map(|k| (k.kind, k.api_version))
+}
 
 /// The label the API server puts on every namespace.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -437,7 +476,7 @@ pub(crate) fn decode(node: &Node<'_>, origin: Origin, out: &mut Vec<Decoded>) {
 pub(crate) fn list_kind<'n>(node: &'n Node<'_>) -> Option<Option<(&'n str, &'n str)>> {
     let kind = node.get("kind").and_then(Node::as_str)?;
     let item_kind = kind.strip_suffix("List");
-    let typed_list = item_kind.is_some_and(|k| MODELLED_KINDS.iter().any(|(m, _)| *m == k));
+    let typed_list = item_kind.is_some_and(|k| KINDS.iter().any(|m| m.kind == k));
     if kind == "List" || typed_list && node.get("items").is_some_and(|i| matches!(i, Node::Seq(_))) {
         let api_version = node.get("apiVersion").and_then(Node::as_str).unwrap_or("");
         Some(item_kind.filter(|k| !k.is_empty()).map(|k| (k, api_version)))
@@ -512,9 +551,9 @@ pub(crate) fn decode_from<S: Source>(
         }
         return;
     }
-    let Some(&(kind, expected_api)) = MODELLED_KINDS.iter().find(|(k, _)| *k == kind) else {
+    let Some(entry) = KINDS.iter().find(|k| k.kind == kind) else {
         // `networkpolicy` or `PODLIST` is a typo of a kind netpol reads, not a kind to skip.
-        let known = MODELLED_KINDS.iter().map(|(k, _)| *k).chain(["List"]);
+        let known = KINDS.iter().map(|k| k.kind).chain(["List"]);
         let typo = known.flat_map(|k| [k.to_string(), format!("{k}List")]).find(|k| k.eq_ignore_ascii_case(kind));
         match typo {
             Some(k) => {
@@ -525,20 +564,14 @@ pub(crate) fn decode_from<S: Source>(
         }
         return;
     };
-    if api_version != expected_api {
-        let msg = format!("unsupported apiVersion `{api_version}` for {kind}; expected `{expected_api}`");
+    let kind = entry.kind;
+    if api_version != entry.api_version {
+        let msg = format!("unsupported apiVersion `{api_version}` for {kind}; expected `{}`", entry.api_version);
         out.push(Decoded::Diagnostic(error(origin, Some(label), Some("apiVersion"), msg)));
         return;
     }
     // The API server requires a workload's pod template.
-    let template = match kind {
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
-            Some(("spec.template", &["spec", "template"][..]))
-        }
-        "CronJob" => Some(("spec.jobTemplate.spec.template", &["spec", "jobTemplate", "spec", "template"][..])),
-        _ => None,
-    };
-    if let Some((path, keys)) = template {
+    if let Some((path, keys)) = entry.template {
         let mut n = Some(node);
         for k in keys {
             n = n.and_then(|n| n.get(k));
@@ -550,19 +583,19 @@ pub(crate) fn decode_from<S: Source>(
         }
     }
     let mut errs = Errors::default();
-    let item = match kind {
-        "Namespace" => source.typed::<objects::NamespaceObj>().map(|o| validate::namespace(o, &mut errs)),
-        "NetworkPolicy" => source.typed::<objects::NetworkPolicyObj>().map(|o| validate::policy(o, &mut errs)),
-        "Pod" => {
-            source.typed::<objects::PodObj>().map(|o| validate::pod(o.metadata, o.spec, o.status, "Pod", "", &mut errs))
+    let item = match entry.lower {
+        Lower::Namespace => source.typed::<objects::NamespaceObj>().map(|o| validate::namespace(o, &mut errs)),
+        Lower::NetworkPolicy => source.typed::<objects::NetworkPolicyObj>().map(|o| validate::policy(o, &mut errs)),
+        Lower::Pod => {
+            source.typed::<objects::PodObj>().map(|o| validate::pod(o.metadata, o.spec, o.status, kind, "", &mut errs))
         }
-        "CronJob" => source.typed::<objects::CronJobObj>().map(|o| {
+        Lower::CronJob => source.typed::<objects::CronJobObj>().map(|o| {
             let t = o.spec.and_then(|s| s.job_template).and_then(|j| j.spec).and_then(|s| s.template);
-            validate::workload(o.metadata, t, "CronJob", "spec.jobTemplate.spec.template.", &mut errs)
+            validate::workload(o.metadata, t, kind, "spec.jobTemplate.spec.template.", &mut errs)
         }),
-        k => source.typed::<objects::WorkloadObj>().map(|o| {
+        Lower::Workload => source.typed::<objects::WorkloadObj>().map(|o| {
             let t = o.spec.and_then(|s| s.template);
-            validate::workload(o.metadata, t, k, "spec.template.", &mut errs)
+            validate::workload(o.metadata, t, kind, "spec.template.", &mut errs)
         }),
     };
     match item {
