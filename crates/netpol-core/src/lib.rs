@@ -5,6 +5,7 @@
 //! evaluator used only to check the fast paths.
 
 pub mod compile;
+pub mod dataplane;
 pub mod diff;
 pub mod eval;
 pub mod ipranges;

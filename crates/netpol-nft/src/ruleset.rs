@@ -23,9 +23,10 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netpol_core::compile::{CPeer, CRule, Engine, NsScope};
-use netpol_core::eval::{Action, ProfileStep, TierEnd};
-use netpol_core::model::{ContainerPort, Direction, IpBlock, PolicyId};
+use netpol_core::compile::Engine;
+use netpol_core::dataplane::{AddressSet, ProfileId, SetId, Table, TableRule, TableStep};
+use netpol_core::eval::Action;
+use netpol_core::model::{Direction, IpBlock};
 use netpol_core::portset::{PortSet, Protocol};
 use serde_json::{json, Value};
 
@@ -238,15 +239,17 @@ pub fn block_ranges(b: &IpBlock) -> Vec<(IpAddr, IpAddr)> {
     out
 }
 
-struct Gen<'e> {
-    e: &'e Engine,
+struct Gen<'t> {
+    t: &'t Table,
     rs: Ruleset,
-    /// Pod IPs of each identity, per family (hostNetwork identities excluded by the callers).
-    ident_ips: Vec<Vec<IpAddr>>,
     has_v6: bool,
+    /// Set names by table set and family (`None`: no element of that family).
+    set_names: BTreeMap<(SetId, Family), Option<String>>,
+    /// Chain names by profile.
+    chains: BTreeMap<ProfileId, String>,
 }
 
-impl<'e> Gen<'e> {
+impl<'t> Gen<'t> {
     /// A comment nft accepts: the text itself, or `#hash` remembered in `long_comments`.
     fn comment(&mut self, full: String) -> String {
         if full.len() <= MAX_COMMENT {
@@ -257,145 +260,91 @@ impl<'e> Gen<'e> {
         short
     }
 
-    fn sel_set(&mut self, sel: u32, fam: Family) -> String {
-        let (key, ids) = &self.e.sel_peers[sel as usize];
-        let scope = match &key.namespaces {
-            NsScope::Own(ns) => format!("own:{}", self.e.cluster.ns_name(*ns)),
-            NsScope::Selector(s) => format!("ns:{s}"),
-        };
-        let pods = key.pods.as_ref().map_or("*".to_string(), |s| s.to_string());
-        let name = format!("sel_{}_{}", short_hash(&format!("{scope} pods:{pods}")), fam.suffix());
-        if !self.rs.sets.contains_key(&name) {
-            let mut elements = BTreeSet::new();
-            for i in ids.iter() {
-                for ip in &self.ident_ips[i as usize] {
-                    if Family::of(ip) == fam {
-                        elements.insert(Elem::Addr(*ip));
-                    }
+    /// The nft set of a table set in one family: `sel_…` (pod addresses, hash set) or `blk_…` (an ipBlock's
+    /// ranges, interval set, only in its own family). `None`: the set has no address of that family.
+    fn set(&mut self, id: SetId, fam: Family) -> Option<String> {
+        if let Some(n) = self.set_names.get(&(id, fam)) {
+            return n.clone();
+        }
+        let name = match &self.t.sets[id as usize] {
+            AddressSet::Pods { key, addresses } => {
+                let name = format!("sel_{}_{}", short_hash(key), fam.suffix());
+                let elements: BTreeSet<Elem> =
+                    addresses.iter().filter(|ip| Family::of(ip) == fam).map(|ip| Elem::Addr(*ip)).collect();
+                let empty = elements.is_empty();
+                self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: false, elements });
+                (!empty).then_some(name)
+            }
+            AddressSet::Block { key, v6, ranges } => {
+                if (fam == Family::V6) != *v6 {
+                    None
+                } else {
+                    let name = format!("blk_{}_{}", short_hash(key), fam.suffix());
+                    let elements = ranges.iter().map(|&(a, z)| Elem::Range(a, z)).collect();
+                    self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: true, elements });
+                    Some(name)
                 }
             }
-            self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: false, elements });
-        }
+        };
+        self.set_names.insert((id, fam), name.clone());
         name
     }
 
-    fn block_set(&mut self, b: u32) -> (String, Family) {
-        let block = &self.e.blocks[b as usize];
-        let fam = if matches!(block.cidr, IpNet::V4(_)) { Family::V4 } else { Family::V6 };
-        let name = format!("blk_{}_{}", short_hash(&block.to_string()), fam.suffix());
-        if !self.rs.sets.contains_key(&name) {
-            let elements = block_ranges(block).into_iter().map(|(a, z)| Elem::Range(a, z)).collect();
-            self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: true, elements });
-        }
-        (name, fam)
-    }
-
-    /// Destination pods a rule's peers select (for egress named ports): identities matched by a selector peer,
-    /// or whose pods' IPs fall in an ipBlock peer; all identities when the rule has no peers.
-    fn named_port_set(&mut self, rule: &CRule, rid: u32, fam: Family) -> Option<String> {
-        if rule.ports.named.is_empty() {
-            return None;
-        }
-        let mut elements = BTreeSet::new();
-        for (i, ident) in self.e.identities.iter().enumerate() {
-            for ip in &self.ident_ips[i] {
-                if Family::of(ip) != fam {
-                    continue;
-                }
-                let matches = rule.peers.is_empty()
-                    || rule.peers.iter().any(|p| match *p {
-                        CPeer::Sel(s) => self.e.sel_peers[s as usize].1.contains(i as u32),
-                        CPeer::Block(b) => self.e.block_contains(b, *ip),
-                    });
-                if !matches {
-                    continue;
-                }
-                for (proto, name) in &rule.ports.named {
-                    if let Some(port) = ident.named_port(name, *proto) {
-                        elements.insert(Elem::AddrProtoPort(*ip, *proto, port));
-                    }
-                }
-            }
-        }
-        let name = format!(
-            "np_{}_{}",
-            short_hash(&format!("{}#{rid}#{elements:?}", self.e.cluster.policy_ref(rule.policy))),
-            fam.suffix()
-        );
-        self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: true, interval: false, elements });
-        Some(name)
-    }
-
-    /// Index of the first peer of the manifest rule that compiles to `peer` (several identical peers compile to one).
-    fn manifest_peer(&self, rule: &CRule, peer: CPeer) -> usize {
-        rule.peers
+    /// The `np_…` set of an egress rule's named ports in one family: destination . protocol . port.
+    fn named_port_set(&mut self, rule: &TableRule, fam: Family) -> String {
+        let elements: BTreeSet<Elem> = rule
+            .named
             .iter()
-            .position(|&p| p == peer)
-            .and_then(|i| rule.peer_src.get(i))
-            .map_or(usize::MAX, |&s| s as usize)
+            .flatten()
+            .filter(|(ip, _, _)| Family::of(ip) == fam)
+            .map(|&(ip, proto, port)| Elem::AddrProtoPort(ip, proto, port))
+            .collect();
+        let name =
+            format!("np_{}_{}", short_hash(&format!("{}#{}#{elements:?}", rule.policy_ref, rule.rule)), fam.suffix());
+        self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: true, interval: false, elements });
+        name
     }
 
-    /// Rules of one compiled NetworkPolicy rule in a chain. `ports` is the rule's port set already resolved
-    /// for ingress (named ports of the subject), or only its numeric part for egress.
-    fn emit_rule(
-        &mut self,
-        out: &mut Vec<NftRule>,
-        rid: u32,
-        rule: &CRule,
-        ports: &PortSet,
-        all_ports: bool,
-        verdict: &[Expr],
-    ) {
+    /// The nft rules of one table rule. `verdict` ends each of them.
+    fn emit_rule(&mut self, out: &mut Vec<NftRule>, rule: &TableRule, verdict: &[Expr]) {
         let dir = rule.dir;
         let side = if dir == Direction::Ingress { Side::Saddr } else { Side::Daddr };
-        let base_comment = format!("np:{}/{}/{} ", self.e.cluster.policy_ref(rule.policy), dir.as_str(), rule.index);
+        let base_comment = format!("np:{}/{}/{} ", rule.policy_ref, dir.as_str(), rule.index);
         // Port matchers: one per protocol present (or none for "every port").
         let mut port_matchers: Vec<Vec<Expr>> = Vec::new();
-        if all_ports {
-            port_matchers.push(Vec::new());
-        } else {
-            let protos: BTreeSet<Protocol> = ports.iter().map(|(p, _, _)| p).collect();
-            if protos.len() == 1 {
-                // One protocol: `meta l4proto tcp [th dport {...}]`.
-                let proto = protos.iter().next().copied().unwrap_or(Protocol::Tcp);
-                let ranges: Vec<(u16, u16)> = ports.iter().map(|(_, a, z)| (a, z)).collect();
-                let mut m = vec![Expr::L4Proto(proto)];
-                if ranges != [(1, 65535)] {
-                    m.push(Expr::Dport(ranges));
+        match &rule.ports {
+            None => port_matchers.push(Vec::new()),
+            Some(ports) => {
+                let protos: BTreeSet<Protocol> = ports.iter().map(|(p, _, _)| p).collect();
+                if protos.len() == 1 {
+                    // One protocol: `meta l4proto tcp [th dport {...}]`.
+                    let proto = protos.iter().next().copied().unwrap_or(Protocol::Tcp);
+                    let ranges: Vec<(u16, u16)> = ports.iter().map(|(_, a, z)| (a, z)).collect();
+                    let mut m = vec![Expr::L4Proto(proto)];
+                    if ranges != [(1, 65535)] {
+                        m.push(Expr::Dport(ranges));
+                    }
+                    port_matchers.push(m);
+                } else if !protos.is_empty() {
+                    // Several protocols: one concatenated lookup.
+                    port_matchers.push(vec![Expr::ProtoPorts(ports.iter().collect())]);
                 }
-                port_matchers.push(m);
-            } else if !protos.is_empty() {
-                // Several protocols: one concatenated lookup.
-                port_matchers.push(vec![Expr::ProtoPorts(ports.iter().collect())]);
             }
         }
         let tail = |comment: String| -> (Vec<Expr>, Option<String>) {
             (std::iter::once(Expr::Counter).chain(verdict.iter().cloned()).collect(), Some(comment))
         };
-        // Peer matchers.
+        // Peer matchers, in the order of the manifest's peers, numbered as there (`from[N]`/`to[N]`, like
+        // explanations do). An address family with no selected pod needs no rule (a later update that adds one
+        // refills the chain).
         let mut peer_matchers: Vec<(Vec<Expr>, String)> = Vec::new();
         if rule.peers.is_empty() {
             peer_matchers.push((Vec::new(), "any-peer".to_string()));
-        } else {
-            // In the order of the manifest's peers, numbered as there (`from[N]`/`to[N]`, like explanations do).
-            let mut peers: Vec<(usize, CPeer)> = rule.peers.iter().map(|&p| (self.manifest_peer(rule, p), p)).collect();
-            peers.sort_unstable_by_key(|&(pi, _)| pi);
-            for (pi, p) in peers {
-                match p {
-                    CPeer::Sel(s) => {
-                        // An address family with no selected pod needs no rule (a later update that adds one
-                        // refills the chain).
-                        for fam in self.families() {
-                            let set = self.sel_set(s, fam);
-                            if self.rs.sets.get(&set).is_some_and(|x| !x.elements.is_empty()) {
-                                peer_matchers.push((vec![Expr::AddrInSet(fam, side, set)], format!("peer-{pi}")));
-                            }
-                        }
-                    }
-                    CPeer::Block(b) => {
-                        let (set, fam) = self.block_set(b);
-                        peer_matchers.push((vec![Expr::AddrInSet(fam, side, set)], format!("peer-{pi}")));
-                    }
+        }
+        for &(pi, set) in &rule.peers {
+            for fam in self.families() {
+                if let Some(name) = self.set(set, fam) {
+                    peer_matchers.push((vec![Expr::AddrInSet(fam, side, name)], format!("peer-{pi}")));
                 }
             }
         }
@@ -410,15 +359,14 @@ impl<'e> Gen<'e> {
             }
         }
         // Named ports in egress rules: destination . protocol . port, resolved per destination pod.
-        if dir == Direction::Egress {
+        if rule.named.is_some() {
             for fam in self.families() {
-                if let Some(set) = self.named_port_set(rule, rid, fam) {
-                    let (t, comment) = tail(format!("{base_comment}named-ports"));
-                    let mut exprs = vec![Expr::AddrProtoPortInSet(fam, Side::Daddr, set)];
-                    exprs.extend(t);
-                    let comment = comment.map(|c| self.comment(c));
-                    out.push(NftRule { exprs, comment });
-                }
+                let set = self.named_port_set(rule, fam);
+                let (t, comment) = tail(format!("{base_comment}named-ports"));
+                let mut exprs = vec![Expr::AddrProtoPortInSet(fam, Side::Daddr, set)];
+                exprs.extend(t);
+                let comment = comment.map(|c| self.comment(c));
+                out.push(NftRule { exprs, comment });
             }
         }
     }
@@ -431,32 +379,23 @@ impl<'e> Gen<'e> {
         }
     }
 
-    /// The rules of a profile chain from `steps` (the evaluator's walk of the profile): each rule's verdict is
-    /// its action (allow: `return`, on to the other side's check; deny: `drop`; log: count and go on; pass:
-    /// `goto` a chain of the later tiers), a tier that ends in "deny" for a selected subject drops what is left,
-    /// and what no tier decided returns (allowed).
-    fn emit_steps(
-        &mut self,
-        name: &str,
-        steps: &[ProfileStep],
-        dir: Direction,
-        ports: &[ContainerPort],
-        drop_comment: &str,
-    ) -> Vec<NftRule> {
+    /// The rules of a profile chain from `steps`: each rule's verdict is its action (allow: `return`, on to the
+    /// other side's check; deny: `drop`; log: count and go on; pass: `goto` a chain of the later tiers), a tier
+    /// that ends in "deny" drops what is left, and what no tier decided returns (allowed).
+    fn emit_steps(&mut self, name: &str, steps: &[TableStep], drop_comment: &str) -> Vec<NftRule> {
         let mut rules = Vec::new();
         for (k, step) in steps.iter().enumerate() {
-            let rid = match *step {
-                ProfileStep::TierEnd { selected, end } => {
-                    if selected && end == TierEnd::Deny {
+            let rule = match step {
+                TableStep::TierEnd { deny } => {
+                    if *deny {
                         let comment = Some(drop_comment.to_string());
                         rules.push(NftRule { exprs: vec![Expr::Counter, Expr::Drop], comment });
                         return rules;
                     }
                     continue;
                 }
-                ProfileStep::Rule(r) => r,
+                TableStep::Rule(r) => r,
             };
-            let rule = &self.e.rules[rid as usize];
             let verdict = match rule.action {
                 Action::Allow => vec![Expr::Return],
                 Action::Deny => vec![Expr::Drop],
@@ -465,89 +404,68 @@ impl<'e> Gen<'e> {
                     // The rest of this tier is skipped: on to the steps after its end, in a chain of their own.
                     let end = steps[k..]
                         .iter()
-                        .position(|s| matches!(s, ProfileStep::TierEnd { .. }))
+                        .position(|s| matches!(s, TableStep::TierEnd { .. }))
                         .map_or(steps.len(), |i| k + i + 1);
                     let rest = format!("{name}_t{end}");
                     if !self.rs.chains.contains_key(&rest) {
                         self.rs.chains.insert(rest.clone(), NftChain { hook: None, rules: Vec::new() });
-                        let rules = self.emit_steps(&rest, &steps[end..], dir, ports, drop_comment);
+                        let rules = self.emit_steps(&rest, &steps[end..], drop_comment);
                         self.rs.chains.insert(rest.clone(), NftChain { hook: None, rules });
                     }
                     vec![Expr::Goto(rest)]
                 }
             };
-            let all_ports = rule.ports.numeric.is_all() && rule.ports.named.is_empty();
-            let rule_ports = match dir {
-                Direction::Ingress => rule.ports.resolve(Some(ports)),
-                Direction::Egress => rule.ports.numeric.clone(),
-            };
-            if !all_ports && rule_ports.is_empty() && (dir == Direction::Ingress || rule.ports.named.is_empty()) {
-                // Only named ports the subject does not define: this rule can never match here.
+            if rule.ports.as_ref().is_some_and(PortSet::is_empty) && rule.named.is_none() {
+                // Only named ports the subject (or no destination) defines: this rule can never match here.
                 continue;
             }
-            self.emit_rule(&mut rules, rid, rule, &rule_ports, all_ports, &verdict);
+            self.emit_rule(&mut rules, rule, &verdict);
         }
         rules.push(NftRule { exprs: vec![Expr::Return], comment: None });
         rules
     }
 
-    fn chain_for(&mut self, dir: Direction, pols: &[PolicyId], ports: &[ContainerPort]) -> String {
-        let refs: Vec<String> = pols.iter().map(|&p| self.e.cluster.policy_ref(p)).collect();
-        let key = match dir {
-            Direction::Egress => format!("eg {refs:?}"),
-            Direction::Ingress => format!("in {refs:?} {ports:?}"),
-        };
-        let name = format!("{}_{}", if dir == Direction::Egress { "eg" } else { "in" }, short_hash(&key));
-        if self.rs.chains.contains_key(&name) {
-            return name;
+    fn chain(&mut self, p: ProfileId) -> String {
+        if let Some(n) = self.chains.get(&p) {
+            return n.clone();
         }
-        let steps = self.e.profile_steps(pols, dir);
-        let drop_comment = self.comment(format!("np-drop:{} {}", dir.as_str(), refs.join(",")));
-        let rules = self.emit_steps(&name, &steps, dir, ports, &drop_comment);
-        self.rs.chains.insert(name.clone(), NftChain { hook: None, rules });
+        let profile = &self.t.profiles[p as usize];
+        let refs = &profile.policy_refs;
+        let key = match profile.dir {
+            Direction::Egress => format!("eg {refs:?}"),
+            Direction::Ingress => format!("in {refs:?} {:?}", profile.ports),
+        };
+        let dir = profile.dir;
+        let name = format!("{}_{}", if dir == Direction::Egress { "eg" } else { "in" }, short_hash(&key));
+        self.chains.insert(p, name.clone());
+        if !self.rs.chains.contains_key(&name) {
+            let drop_comment = self.comment(format!("np-drop:{} {}", dir.as_str(), refs.join(",")));
+            let rules = self.emit_steps(&name, &profile.steps, &drop_comment);
+            self.rs.chains.insert(name.clone(), NftChain { hook: None, rules });
+        }
         name
     }
 }
 
-/// Generates the ruleset enforcing the engine's policies.
+/// Generates the ruleset enforcing the engine's policies: the engine's data-plane table, rendered.
 pub fn generate(e: &Engine) -> Ruleset {
-    let mut ident_ips: Vec<Vec<IpAddr>> = vec![Vec::new(); e.identities.len()];
-    let mut has_v6 = false;
-    for (pid, pod) in e.cluster.pods.iter().enumerate() {
-        if pod.host_network {
-            continue;
-        }
-        let i = e.pod_identity[pid] as usize;
-        for ip in &pod.ips {
-            has_v6 |= ip.is_ipv6();
-            ident_ips[i].push(*ip);
-        }
-    }
-    has_v6 |= e.blocks.iter().any(|b| matches!(b.cidr, IpNet::V6(_)));
-    let mut g = Gen { e, rs: Ruleset::default(), ident_ips, has_v6 };
+    let t = e.dataplane();
+    let mut g =
+        Gen { t: &t, rs: Ruleset::default(), has_v6: t.has_ipv6, set_names: BTreeMap::new(), chains: BTreeMap::new() };
     let mut maps: BTreeMap<String, NftMap> = BTreeMap::new();
     for fam in g.families() {
         for dir in ["ingress", "egress"] {
             maps.insert(format!("{dir}_{}", fam.suffix()), NftMap { family: fam, elements: BTreeMap::new() });
         }
     }
-    for ident in &e.identities {
-        if ident.host_network {
-            continue;
-        }
-        for dir in [Direction::Ingress, Direction::Egress] {
-            if !ident.isolated(dir) {
-                continue;
-            }
-            let chain = g.chain_for(dir, ident.policies(dir), &ident.ports);
-            for &pod in &ident.pods {
-                for ip in &e.cluster.pod(pod).ips {
-                    let fam = Family::of(ip);
-                    if let Some(m) = maps.get_mut(&format!("{}_{}", dir.as_str(), fam.suffix())) {
-                        m.elements.insert(*ip, chain.clone());
-                    }
-                }
-            }
+    // A chain per profile, even one whose pods have no address yet (an update that adds one only fills the map).
+    for p in 0..t.profiles.len() {
+        g.chain(p as ProfileId);
+    }
+    for &(ip, dir, profile) in &t.addresses {
+        let chain = g.chain(profile);
+        if let Some(m) = maps.get_mut(&format!("{}_{}", dir.as_str(), Family::of(&ip).suffix())) {
+            m.elements.insert(ip, chain);
         }
     }
     g.rs.maps = maps;
@@ -881,7 +799,14 @@ spec: {podSelector: {}, ingress: [{ports: [{port: 1}]}, {ports: [{port: 2}]}, {p
             .collect();
         let verdict = |port: &str| -> String {
             let line = chain.iter().find(|l| l.contains(&format!("dport {port} "))).unwrap_or_else(|| panic!("{text}"));
-            line.split("counter").nth(1).unwrap_or_default().split("comment").next().unwrap_or_default().trim().to_string()
+            line.split("counter")
+                .nth(1)
+                .unwrap_or_default()
+                .split("comment")
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
         };
         assert_eq!(verdict("1"), "drop");
         assert_eq!(verdict("2"), "");

@@ -1,0 +1,248 @@
+//! What a data plane has to enforce, in terms any data plane can take: the addresses of the pods policies
+//! govern, each with its profile per direction; per profile the evaluator's steps ([`Engine::profile_steps`]),
+//! each rule with its action, its peers as address sets and its ports; and the address sets. Nothing here is
+//! specific to nftables: `netpol-nft` renders this table.
+//!
+//! Built per profile (the policies isolating a pod, plus for ingress the pod's container ports, which resolve
+//! named ports), so the table grows with the policies, not with the pods times the policies.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+
+use crate::compile::{CPeer, CRule, Engine, IdentityId, NsScope, RuleId};
+use crate::eval::{Action, ProfileStep, TierEnd};
+use crate::ipranges::addr;
+use crate::model::{ContainerPort, Direction, PolicyId};
+use crate::portset::{PortSet, Protocol};
+
+pub type ProfileId = u32;
+pub type SetId = u32;
+
+/// The whole table.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    /// Addresses of the pods policies govern (hostNetwork pods are left out), in pod order per identity, with
+    /// the profile checking them in each direction (absent: not isolated in that direction).
+    pub addresses: Vec<(IpAddr, Direction, ProfileId)>,
+    pub profiles: Vec<Profile>,
+    pub sets: Vec<AddressSet>,
+    /// Whether any pod policies can govern has an IPv6 address, or any ipBlock is IPv6.
+    pub has_ipv6: bool,
+}
+
+/// A subject's checks in one direction.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub dir: Direction,
+    /// The policies selecting the subject (sorted), and their `namespace/name`.
+    pub policies: Vec<PolicyId>,
+    pub policy_refs: Vec<String>,
+    /// The subject's container ports (ingress: named ports are resolved against them; empty for egress).
+    pub ports: Vec<ContainerPort>,
+    pub steps: Vec<TableStep>,
+}
+
+#[derive(Clone, Debug)]
+pub enum TableStep {
+    Rule(TableRule),
+    /// The end of a tier: with `deny`, what no rule decided is denied here.
+    TierEnd {
+        deny: bool,
+    },
+}
+
+/// One rule of a profile.
+#[derive(Clone, Debug)]
+pub struct TableRule {
+    pub rule: RuleId,
+    /// Where the rule comes from: its policy's `namespace/name`, direction and index.
+    pub policy_ref: String,
+    pub dir: Direction,
+    pub index: u32,
+    pub action: Action,
+    /// The peers, as (index of the first source peer, address set), by source index. Empty: every peer.
+    pub peers: Vec<(usize, SetId)>,
+    /// `None`: every port. Otherwise the numeric ports (for ingress with the named ports resolved against the
+    /// subject; for egress named ports are in `named`).
+    pub ports: Option<PortSet>,
+    /// Egress rules with named ports: (destination address, protocol, port) for every destination pod the peers
+    /// select, resolved against that pod (possibly none). `None` for ingress rules and rules without named ports.
+    pub named: Option<Vec<(IpAddr, Protocol, u16)>>,
+}
+
+/// Addresses a peer matches. `key` describes the content (the same peer gives the same key in any engine).
+#[derive(Clone, Debug)]
+pub enum AddressSet {
+    /// The addresses of the pods a selector peer selects; key `own:<namespace> pods:<selector>` or
+    /// `ns:<selector> pods:<selector>` (`*`: every pod).
+    Pods { key: String, addresses: Vec<IpAddr> },
+    /// An ipBlock, as disjoint inclusive address ranges (its exceptions removed); key: the block as written.
+    Block { key: String, v6: bool, ranges: Vec<(IpAddr, IpAddr)> },
+}
+
+impl Engine {
+    /// The data-plane table of this engine.
+    pub fn dataplane(&self) -> Table {
+        Builder::new(self).build()
+    }
+}
+
+struct Builder<'e> {
+    e: &'e Engine,
+    t: Table,
+    /// Addresses of each identity's pods (none for hostNetwork identities).
+    ident_ips: Vec<Vec<IpAddr>>,
+    sets: FxHashMap<CPeer, SetId>,
+    profiles: BTreeMap<(Direction, Vec<PolicyId>, Vec<ContainerPort>), ProfileId>,
+    named: BTreeMap<RuleId, Vec<(IpAddr, Protocol, u16)>>,
+}
+
+impl<'e> Builder<'e> {
+    fn new(e: &'e Engine) -> Self {
+        let mut ident_ips: Vec<Vec<IpAddr>> = vec![Vec::new(); e.identities.len()];
+        for (pid, pod) in e.cluster.pods.iter().enumerate() {
+            if !pod.host_network {
+                ident_ips[e.pod_identity[pid] as usize].extend(pod.ips.iter().copied());
+            }
+        }
+        Builder {
+            e,
+            t: Table::default(),
+            ident_ips,
+            sets: FxHashMap::default(),
+            profiles: BTreeMap::new(),
+            named: BTreeMap::new(),
+        }
+    }
+
+    fn build(mut self) -> Table {
+        self.t.has_ipv6 =
+            self.ident_ips.iter().flatten().any(IpAddr::is_ipv6) || self.e.block_ranges.iter().any(|b| b.v6);
+        for ident in &self.e.identities {
+            if ident.host_network {
+                continue;
+            }
+            for dir in [Direction::Ingress, Direction::Egress] {
+                if !ident.isolated(dir) {
+                    continue;
+                }
+                let ports = if dir == Direction::Ingress { ident.ports.clone() } else { Vec::new() };
+                let profile = self.profile(dir, ident.policies(dir), ports);
+                for &pod in &ident.pods {
+                    for &ip in &self.e.cluster.pod(pod).ips {
+                        self.t.addresses.push((ip, dir, profile));
+                    }
+                }
+            }
+        }
+        self.t
+    }
+
+    fn profile(&mut self, dir: Direction, policies: &[PolicyId], ports: Vec<ContainerPort>) -> ProfileId {
+        let key = (dir, policies.to_vec(), ports);
+        if let Some(&p) = self.profiles.get(&key) {
+            return p;
+        }
+        let mut steps = Vec::new();
+        for step in self.e.profile_steps(policies, dir) {
+            match step {
+                ProfileStep::TierEnd { selected, end } => {
+                    steps.push(TableStep::TierEnd { deny: selected && end == TierEnd::Deny });
+                }
+                ProfileStep::Rule(r) => {
+                    let rule = &self.e.rules[r as usize];
+                    let numeric_all = rule.ports.numeric.is_all() && rule.ports.named.is_empty();
+                    let ports = match dir {
+                        _ if numeric_all => None,
+                        Direction::Ingress => Some(rule.ports.resolve(Some(&key.2))),
+                        Direction::Egress => Some(rule.ports.numeric.clone()),
+                    };
+                    let named = (dir == Direction::Egress && !rule.ports.named.is_empty()).then(|| self.named(r, rule));
+                    let mut peers: Vec<(usize, SetId)> =
+                        rule.peers.iter().zip(&rule.peer_src).map(|(&p, &src)| (src as usize, self.set(p))).collect();
+                    peers.sort_unstable();
+                    steps.push(TableStep::Rule(TableRule {
+                        rule: r,
+                        policy_ref: self.e.cluster.policy_ref(rule.policy),
+                        dir,
+                        index: rule.index,
+                        action: rule.action,
+                        peers,
+                        ports,
+                        named,
+                    }));
+                }
+            }
+        }
+        let id = self.t.profiles.len() as ProfileId;
+        let policy_refs = key.1.iter().map(|&p| self.e.cluster.policy_ref(p)).collect();
+        self.t.profiles.push(Profile { dir, policies: key.1.clone(), policy_refs, ports: key.2.clone(), steps });
+        self.profiles.insert(key, id);
+        id
+    }
+
+    fn set(&mut self, p: CPeer) -> SetId {
+        if let Some(&s) = self.sets.get(&p) {
+            return s;
+        }
+        let set = match p {
+            CPeer::Sel(s) => {
+                let (key, ids) = &self.e.sel_peers[s as usize];
+                let scope = match &key.namespaces {
+                    NsScope::Own(ns) => format!("own:{}", self.e.cluster.ns_name(*ns)),
+                    NsScope::Selector(s) => format!("ns:{s}"),
+                };
+                let pods = key.pods.as_ref().map_or("*".to_string(), |s| s.to_string());
+                AddressSet::Pods {
+                    key: format!("{scope} pods:{pods}"),
+                    addresses: ids
+                        .iter()
+                        .flat_map(|i: IdentityId| self.ident_ips[i as usize].iter().copied())
+                        .collect(),
+                }
+            }
+            CPeer::Block(b) => {
+                let r = &self.e.block_ranges[b as usize];
+                AddressSet::Block {
+                    key: self.e.blocks[b as usize].to_string(),
+                    v6: r.v6,
+                    ranges: r.ranges.iter().map(|&(lo, hi)| (addr(r.v6, lo), addr(r.v6, hi))).collect(),
+                }
+            }
+        };
+        let id = self.t.sets.len() as SetId;
+        self.t.sets.push(set);
+        self.sets.insert(p, id);
+        id
+    }
+
+    /// Destinations of an egress rule's named ports: the pods its peers select (by selector, or by an address in
+    /// an ipBlock; every pod without peers), each port resolved against the pod.
+    fn named(&mut self, r: RuleId, rule: &CRule) -> Vec<(IpAddr, Protocol, u16)> {
+        if let Some(n) = self.named.get(&r) {
+            return n.clone();
+        }
+        let mut out = Vec::new();
+        for (i, ident) in self.e.identities.iter().enumerate() {
+            for &ip in &self.ident_ips[i] {
+                let matches = rule.peers.is_empty()
+                    || rule.peers.iter().any(|p| match *p {
+                        CPeer::Sel(s) => self.e.sel_peers[s as usize].1.contains(i as u32),
+                        CPeer::Block(b) => self.e.block_contains(b, ip),
+                    });
+                if !matches {
+                    continue;
+                }
+                for (proto, name) in &rule.ports.named {
+                    if let Some(port) = ident.named_port(name, *proto) {
+                        out.push((ip, *proto, port));
+                    }
+                }
+            }
+        }
+        self.named.insert(r, out.clone());
+        out
+    }
+}
