@@ -1,4 +1,4 @@
-//! The web UI's endpoints and assets (`crates/netpol/src/ui.rs`) through `router(...)`: the graph against the
+//! The web UI's endpoints and assets (`crates/netpol-server/src/ui.rs`) through `router(...)`: the graph against the
 //! per-pod matrix on every port of the example and on a 1,000-pod synthetic cluster, filters and grouping, the
 //! what-if graph (edges and located errors), policy manifests that round-trip, and the embedded assets.
 

@@ -6,8 +6,6 @@
 //! and checks at its end that `ip netns list` shows nothing left with its prefix. All addresses are in 10.0.0.0/8
 //! and fd00::/8 inside namespaces the test made.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
