@@ -1,5 +1,5 @@
 //! Probes what the root-only and browser tests need, so that `cargo test` reports them as ignored (with the
-//! reason) when it is missing rather than passing them without running: see `../netpol-nft/build_probe.rs`.
+//! reason) when it is missing rather than passing them without running: see `../netpol-lab/build_probe.rs`.
 //!
 //! - `netpol_root_tools`: root, `nft` and `ip` on `PATH` (`tests/it/dataplane.rs`).
 //! - `netpol_browser`: `node` on `PATH`, `e2e/node_modules/playwright-core` (`npm ci --prefix e2e`) and
@@ -8,7 +8,7 @@
 //! - `netpol_sarif_schema`: `<target dir>/sarif-schema-2.1.0.json`, which `.ci/run` downloads (`tests/it/lint.rs`);
 //!   its path is passed as `NETPOL_SARIF_SCHEMA`. Always set when `CI` is set.
 
-#[path = "../netpol-nft/build_probe.rs"]
+#[path = "../netpol-lab/build_probe.rs"]
 mod build_probe;
 
 use std::path::{Path, PathBuf};

@@ -65,6 +65,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod http;
 mod kind;
 mod store;

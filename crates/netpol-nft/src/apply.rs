@@ -1,6 +1,6 @@
 //! The only module that runs external commands against the kernel (`ip`, `nft`, and `sh` for netns sysctls).
 //!
-//! Everything goes through the [`Runner`] trait so that pure code (command generation in [`crate::lab`], ruleset
+//! Everything goes through the [`Runner`] trait so that pure code (command generation in `netpol-lab`'s `lab`, ruleset
 //! application) can be tested with a fake runner that records argv instead of touching the kernel. [`System`] is
 //! the real implementation on top of [`std::process::Command`].
 

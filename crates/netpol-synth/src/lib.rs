@@ -53,6 +53,8 @@
 //! See [`Params::preset`]. The `netpol-synth` binary writes the YAML to stdout:
 //! `netpol-synth --namespaces 100 --pods 1000 --policies 400 --seed 1` (or `--preset 1k`).
 
+#![forbid(unsafe_code)]
+
 use std::fmt::{self, Write};
 
 mod plan;

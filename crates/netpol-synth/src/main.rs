@@ -1,6 +1,8 @@
 //! `netpol-synth --namespaces N --pods N --policies N [--seed S]` (or `--preset 1k|10k|50k|100k`): writes a
 //! synthetic multi-tenant cluster as multi-document YAML to stdout.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::process::ExitCode;
 

@@ -109,7 +109,7 @@ fn run_size(size: &str) {
     let input = flows(&engine, n_flows);
     let mut out = std::io::sink();
     let t = Instant::now();
-    let errors = netpol::query::run(&engine, &mut &input[..], &mut out, false, "default").unwrap();
+    let errors = netpol_input::query::run(&engine, &mut &input[..], &mut out, false, "default").unwrap();
     let query = t.elapsed();
     assert_eq!(errors, 0);
 

@@ -246,7 +246,8 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Assertion>, InvalidAssertions
         .0
         .into_iter()
         .map(|(field, message)| {
-            let line = if field.is_empty() { None } else { crate::locate::find_line(text, 0, None, Some(&field)) };
+            let line =
+                if field.is_empty() { None } else { netpol_input::locate::find_line(text, 0, None, Some(&field)) };
             FileError { field, line, message }
         })
         .collect();

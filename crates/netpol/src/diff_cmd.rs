@@ -82,7 +82,8 @@ fn load_files(files: &[String], which: &str) -> Result<Loaded> {
     if files.is_empty() {
         bail!("no {which} manifests: give the OLD and NEW files or directories, or a git revision pair");
     }
-    let (loaded, invalid) = crate::input::load(files).with_context(|| format!("loading the {which} manifests"))?;
+    let (loaded, invalid) =
+        netpol_input::files::load(files).with_context(|| format!("loading the {which} manifests"))?;
     if invalid > 0 {
         eprintln!("warning: {invalid} invalid object(s) in the {which} manifests were skipped");
     }
@@ -169,7 +170,7 @@ fn load_git(rev: &str, path: &str) -> Result<(Loaded, usize)> {
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
-    let invalid = crate::input::invalid_objects(&loaded.diagnostics);
+    let invalid = netpol_input::files::invalid_objects(&loaded.diagnostics);
     if invalid > 0 {
         eprintln!("warning: {invalid} invalid object(s) at revision {rev} were skipped");
     }

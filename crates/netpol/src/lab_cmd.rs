@@ -1,7 +1,7 @@
 //! `netpol lab up|down|apply`, `netpol connectivity-test`, `netpol nft stats`: the data plane from the CLI.
 //!
-//! Everything kernel-facing goes through `netpol_nft::apply` (commands) and `netpol_nft::probe` (sockets in
-//! namespaces); this module only plans and reports.
+//! Everything kernel-facing goes through `netpol_nft::apply` (commands) and `netpol_lab` (namespaces, and sockets
+//! in them); this module only plans and reports. Built with the `lab` feature.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -10,14 +10,13 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use netpol_core::compile::Engine;
 use netpol_core::model::Cluster;
+use netpol_input::query::Resolver;
+use netpol_lab::connectivity::{self, Case, Placed};
+use netpol_lab::lab::{Lab, LabPod};
+use netpol_lab::probe::Observed;
 use netpol_nft::apply::{self, Runner, System};
-use netpol_nft::connectivity::{self, Case, Placed};
-use netpol_nft::lab::{Lab, LabPod};
-use netpol_nft::probe::Observed;
 use netpol_nft::ruleset;
 use serde::Serialize;
-
-use crate::query::Resolver;
 
 pub const DEFAULT_PREFIX: &str = "netpol-lab";
 
@@ -35,7 +34,7 @@ pub fn prepare(cluster: &Cluster) -> Prepared {
 }
 
 fn snapshot_path(prefix: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(netpol_nft::lab::STATE_DIR).join(format!("{prefix}.ruleset.json"))
+    std::path::PathBuf::from(netpol_lab::lab::STATE_DIR).join(format!("{prefix}.ruleset.json"))
 }
 
 /// Shortened rule comments of the lab's loaded ruleset → full text.
@@ -84,7 +83,7 @@ fn load_ruleset(r: &dyn Runner, lab: &Lab, engine: &Engine, allow_incremental: b
     };
     let (rules, elements) = rs.size();
     tracing::info!(elapsed = ?t.elapsed(), rules, elements, ?mode, "ruleset loaded (one transaction)");
-    std::fs::create_dir_all(netpol_nft::lab::STATE_DIR)?;
+    std::fs::create_dir_all(netpol_lab::lab::STATE_DIR)?;
     std::fs::write(&path, serde_json::to_vec(&snap)?)?;
     Ok(mode)
 }
@@ -190,7 +189,7 @@ pub fn connectivity_test(
     let created = existing.is_none();
     let (lab, _) = up(cluster, prefix, externals)?;
     let probe_all = || -> Result<Vec<(Observed, String)>> {
-        let placed: Vec<Result<(Placed, netpol_nft::probe::L4, u16), String>> = lines
+        let placed: Vec<Result<(Placed, netpol_lab::probe::L4, u16), String>> = lines
             .iter()
             .filter_map(|(_, c)| c.as_ref().ok())
             .map(|c| {
@@ -219,7 +218,7 @@ pub fn connectivity_test(
         match case {
             Err(msg) => {
                 s.errors += 1;
-                crate::query::write_error_line(&mut w, line, msg)?;
+                netpol_input::query::write_error_line(&mut w, line, msg)?;
             }
             Ok(c) => {
                 let verdict = e.allowed(&c.src, &c.dst, c.protocol, c.port);
@@ -257,19 +256,21 @@ fn flow_lines(input: &mut dyn BufRead) -> std::io::Result<Vec<(String, Result<()
     let mut out = Vec::new();
     let mut buf = Vec::new();
     let mut n = 0u64;
-    while let Some(bytes) = crate::query::read_line(input, &mut buf, n + 1)? {
+    while let Some(bytes) = netpol_input::query::read_line(input, &mut buf, n + 1)? {
         n += 1;
         match std::str::from_utf8(bytes) {
             Ok(l) if l.trim().is_empty() => {}
             Ok(l) => out.push((l.to_string(), Ok(()))),
-            Err(e) => out.push((String::from_utf8_lossy(bytes).into_owned(), Err(crate::query::not_utf8(n, &e)))),
+            Err(e) => {
+                out.push((String::from_utf8_lossy(bytes).into_owned(), Err(netpol_input::query::not_utf8(n, &e))))
+            }
         }
     }
     Ok(out)
 }
 
 fn parse_case(r: &Resolver, line: &str) -> Result<Case, String> {
-    let f = crate::query::parse_flow(r, line)?;
+    let f = netpol_input::query::parse_flow(r, line)?;
     Ok(Case { src: f.src, dst: f.dst, protocol: f.protocol, port: f.port })
 }
 
@@ -319,20 +320,13 @@ pub fn stats(prefix: &str, json: bool, out: &mut dyn Write) -> Result<()> {
 
 /// Ensures we run as root with the tools the data plane needs.
 pub fn check_privileges() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc_geteuid() };
-    if euid != 0 {
+    if netpol_lab::euid() != 0 {
         return Err(anyhow!("the lab needs root (network namespaces and nftables)"));
     }
     if !apply::nft_available() {
         return Err(anyhow!("`nft` not found: install nftables (apt-get install nftables iproute2)"));
     }
     Ok(())
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }
 
 /// UTC RFC 3339 time of a `SystemTime` (seconds precision, plus milliseconds).
@@ -457,8 +451,8 @@ mod tests {
         );
         // Errors of lines that are not JSON objects are still one JSON object per line.
         let mut out = Vec::new();
-        crate::query::write_error_line(&mut out, "not json", "invalid flow").unwrap();
-        crate::query::write_error_line(&mut out, "{\"src\":1}", "bad").unwrap();
+        netpol_input::query::write_error_line(&mut out, "not json", "invalid flow").unwrap();
+        netpol_input::query::write_error_line(&mut out, "{\"src\":1}", "bad").unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"input\":\"not json\",\"error\":\"invalid flow\"}\n{\"src\":1,\"error\":\"bad\"}\n"

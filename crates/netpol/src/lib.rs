@@ -1,19 +1,19 @@
 //! The `netpol` CLI as a library: each command's logic and output formats, so that benchmarks and tests can
 //! drive them in-process. `main.rs` only parses arguments and maps results to exit codes.
+//!
+//! What the commands read (manifests, flows) is `netpol-input`; `serve` is `netpol-server` (feature `server`),
+//! live clusters `netpol-kube` (feature `kube`), and the lab commands drive `netpol-lab` (feature `lab`).
+
+#![forbid(unsafe_code)]
 
 pub mod assert_cmd;
 pub mod describe;
 pub mod diff_cmd;
-pub mod input;
+#[cfg(feature = "lab")]
 pub mod lab_cmd;
 pub mod lint_cmd;
-pub mod live;
-pub mod locate;
 pub mod matrix_out;
-pub mod query;
-pub mod serve;
 pub mod style;
-pub mod ui;
 
 use clap::ValueEnum;
 

@@ -104,8 +104,8 @@ fn lines_of(findings: &[Finding]) -> Vec<Option<usize>> {
             texts.entry(&*o.file).or_insert_with(|| std::fs::read_to_string(&*o.file).ok());
         }
     }
-    let sources: BTreeMap<&str, crate::locate::Source> =
-        texts.iter().filter_map(|(k, t)| t.as_deref().map(|t| (*k, crate::locate::Source::new(t)))).collect();
+    let sources: BTreeMap<&str, netpol_input::locate::Source> =
+        texts.iter().filter_map(|(k, t)| t.as_deref().map(|t| (*k, netpol_input::locate::Source::new(t)))).collect();
     findings
         .iter()
         .map(|f| {

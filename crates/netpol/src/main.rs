@@ -3,11 +3,22 @@
 //!
 //! Exit codes: 0 success; 1 "found something" (a query line errored, a matrix/explain ran fine but... see each
 //! command); 2 usage error, unreadable input, or invalid manifests with `--strict`.
+//!
+//! Cargo features: `server` (`serve`), `kube` (`--kubeconfig`, `--context`, `--in-cluster`), `lab` (`lab`,
+//! `connectivity-test`, `observe`, `nft stats`). Without one, its commands and flags are still parsed, and refused
+//! with a message naming the feature (exit code 2).
 
-use netpol::{
-    assert_cmd, describe, diff_cmd, input, lab_cmd, lint_cmd, live, matrix_out, query, serve, style, MatrixFormat,
-    TableOrJson,
-};
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "lab")]
+use netpol::lab_cmd;
+use netpol::{assert_cmd, describe, diff_cmd, lint_cmd, matrix_out, style, MatrixFormat, TableOrJson};
+use netpol_input::files as input;
+use netpol_input::query;
+#[cfg(feature = "kube")]
+use netpol_kube as live;
+#[cfg(feature = "server")]
+use netpol_server as serve;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -47,7 +58,26 @@ struct ClusterArgs {
 /// Where a command reads the cluster from.
 enum Inputs {
     Files(Vec<String>),
+    #[cfg(feature = "kube")]
     Cluster(live::Source),
+}
+
+/// A command, or a flag, that needs a cargo feature this netpol was built without (exit code 2).
+#[cfg(not(all(feature = "server", feature = "kube", feature = "lab")))]
+fn missing_feature(what: &str, feature: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} needs the `{feature}` feature, and this netpol was built without it (cargo build -p netpol --features \
+         {feature})"
+    )
+}
+
+/// The arguments of a command whose feature is off: taken as they come, then refused by [`missing_feature`].
+#[cfg(not(all(feature = "server", feature = "lab")))]
+#[derive(clap::Args)]
+#[allow(dead_code)]
+struct Disabled {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
 }
 
 /// `-f` or a cluster, never both. `kubeconfig_on_cli`: `--kubeconfig` was typed (not taken from $KUBECONFIG,
@@ -58,7 +88,10 @@ fn inputs(files: Vec<String>, c: ClusterArgs, kubeconfig_on_cli: bool) -> anyhow
         if !files.is_empty() || cluster_flags {
             anyhow::bail!("--in-cluster cannot be combined with -f, --kubeconfig or --context");
         }
+        #[cfg(feature = "kube")]
         return Ok(Inputs::Cluster(live::Source::InCluster));
+        #[cfg(not(feature = "kube"))]
+        return Err(missing_feature("reading a live cluster (--in-cluster)", "kube"));
     }
     if !files.is_empty() {
         if cluster_flags {
@@ -67,11 +100,16 @@ fn inputs(files: Vec<String>, c: ClusterArgs, kubeconfig_on_cli: bool) -> anyhow
         return Ok(Inputs::Files(files));
     }
     if c.kubeconfig.is_some() || c.context.is_some() {
-        let paths = c
-            .kubeconfig
-            .map(|k| std::env::split_paths(&k).filter(|p| !p.as_os_str().is_empty()).collect())
-            .unwrap_or_default();
-        return Ok(Inputs::Cluster(live::Source::Kubeconfig { paths, context: c.context }));
+        #[cfg(feature = "kube")]
+        {
+            let paths = c
+                .kubeconfig
+                .map(|k| std::env::split_paths(&k).filter(|p| !p.as_os_str().is_empty()).collect())
+                .unwrap_or_default();
+            return Ok(Inputs::Cluster(live::Source::Kubeconfig { paths, context: c.context }));
+        }
+        #[cfg(not(feature = "kube"))]
+        return Err(missing_feature("reading a live cluster (--kubeconfig, --context or $KUBECONFIG)", "kube"));
     }
     anyhow::bail!(
         "no input: give manifests with -f FILE|DIR|- (repeatable), or a cluster with --kubeconfig PATH, --context NAME \
@@ -99,14 +137,19 @@ enum NftFormat {
 #[derive(Subcommand)]
 enum NftAction {
     /// Per policy rule packet/byte counters (and drops per isolation) of the ruleset loaded in a lab.
+    #[cfg(feature = "lab")]
     Stats {
         #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
         prefix: String,
         #[arg(short = 'o', long, value_enum, default_value = "table", help = OUTPUT_TABLE_JSON)]
         output: TableOrJson,
     },
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Stats(Disabled),
 }
 
+#[cfg(feature = "lab")]
 #[derive(Subcommand)]
 enum LabAction {
     /// Create the lab for a cluster and load its ruleset.
@@ -210,11 +253,16 @@ enum Cmd {
         output: NftFormat,
     },
     /// Network-namespace lab: one namespace per pod, routed through a node namespace that enforces the ruleset.
+    #[cfg(feature = "lab")]
     Lab {
         #[command(subcommand)]
         action: LabAction,
     },
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Lab(Disabled),
     /// JSON Lines flow log of the lab's data-plane verdicts for new connections (like Hubble's flow log).
+    #[cfg(feature = "lab")]
     Observe {
         #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
         prefix: String,
@@ -228,7 +276,11 @@ enum Cmd {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Observe(Disabled),
     /// Bring a lab up (or use a running one), probe every flow with real connections, compare with the verdicts.
+    #[cfg(feature = "lab")]
     ConnectivityTest {
         #[arg(short = 'f', long = "filename", required = true, help = FILES_HELP)]
         files: Vec<String>,
@@ -244,6 +296,9 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
     },
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true, disable_help_flag = true)]
+    ConnectivityTest(Disabled),
     /// Find the classic NetworkPolicy mistakes (codes NP001..; `--list` prints the catalogue).
     Lint {
         #[arg(short = 'f', long = "filename", help = FILES_HELP)]
@@ -313,6 +368,7 @@ enum Cmd {
         output: assert_cmd::AssertFormat,
     },
     /// Serve the engine over HTTP: JSON API (OpenAPI at /api/v1/openapi.json), /healthz, Prometheus /metrics.
+    #[cfg(feature = "server")]
     Serve {
         /// Manifests: files or directories (recursive: *.yaml, *.yml, *.json; not stdin). Repeatable.
         #[arg(short = 'f', long = "filename")]
@@ -334,8 +390,11 @@ enum Cmd {
         #[arg(long)]
         config: Option<String>,
         #[command(flatten)]
-        limits: serve::Limits,
+        limits: LimitsArgs,
     },
+    #[cfg(not(feature = "server"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Serve(Disabled),
     /// Which policies select each pod, and whether it is isolated per direction.
     Describe {
         #[arg(short = 'f', long = "filename", help = FILES_HELP)]
@@ -352,8 +411,35 @@ enum Cmd {
     },
 }
 
+/// `serve`'s timeouts and bound on concurrent expensive requests ([`serve::Limits`]).
+#[cfg(feature = "server")]
+#[derive(clap::Args)]
+struct LimitsArgs {
+    /// Time a client has to send a complete request head (request line and headers), counted from when the
+    /// connection opens or its previous answer was sent, so it is also the keep-alive idle timeout; then the
+    /// connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = serve::parse_duration)]
+    header_timeout: std::time::Duration,
+    /// Time a client has to send a complete request body once the head is read; a slower one gets 408 and the
+    /// connection is closed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = serve::parse_duration)]
+    body_timeout: std::time::Duration,
+    /// Expensive requests (what-if, graph what-if, query with explain) computed at once; more get 503 with
+    /// `Retry-After` [default: the number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_expensive: Option<u32>,
+}
+
+#[cfg(feature = "server")]
+impl From<LimitsArgs> for serve::Limits {
+    fn from(a: LimitsArgs) -> serve::Limits {
+        serve::Limits { header_timeout: a.header_timeout, body_timeout: a.body_timeout, max_expensive: a.max_expensive }
+    }
+}
+
 /// `--listen`: `HOST:PORT` with an IP address or a host name. A name is resolved, and the first IPv4 address it
 /// has is used (else the first address): `localhost` is 127.0.0.1, which is what clients try first.
+#[cfg(feature = "server")]
 fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
     use std::net::ToSocketAddrs;
     if let Ok(a) = s.parse() {
@@ -421,6 +507,7 @@ fn load(files: &[String], strict: bool) -> anyhow::Result<Result<input::Input, E
 
 /// Lists the cluster and loads it like manifests: diagnostics, `--strict`, and on stderr which server and
 /// resourceVersions the answers come from.
+#[cfg(feature = "kube")]
 fn load_cluster(source: &live::Source, strict: bool) -> anyhow::Result<Result<input::Input, ExitCode>> {
     let (loaded, from) = live::snapshot_blocking(source)?;
     for d in &loaded.diagnostics {
@@ -445,6 +532,7 @@ fn load_cluster(source: &live::Source, strict: bool) -> anyhow::Result<Result<in
 fn load_from(inputs: &Inputs, strict: bool) -> anyhow::Result<Result<input::Input, ExitCode>> {
     match inputs {
         Inputs::Files(files) => load(files, strict),
+        #[cfg(feature = "kube")]
         Inputs::Cluster(source) => load_cluster(source, strict),
     }
 }
@@ -517,12 +605,22 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             matrix_out::run(&inp.engine, &ports, namespace.as_deref(), output, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "lab")]
         Cmd::Nft { action: Some(NftAction::Stats { prefix, output }), .. } => {
             lab_cmd::check_privileges()?;
             let stdout = std::io::stdout();
             lab_cmd::stats(&prefix, output == TableOrJson::Json, &mut stdout.lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(not(feature = "lab"))]
+        Cmd::Nft { action: Some(NftAction::Stats(_)), .. } => Err(missing_feature("`netpol nft stats`", "lab")),
+        #[cfg(not(feature = "lab"))]
+        Cmd::Lab(_) => Err(missing_feature("`netpol lab`", "lab")),
+        #[cfg(not(feature = "lab"))]
+        Cmd::Observe(_) => Err(missing_feature("`netpol observe`", "lab")),
+        #[cfg(not(feature = "lab"))]
+        Cmd::ConnectivityTest(_) => Err(missing_feature("`netpol connectivity-test`", "lab")),
+        #[cfg(feature = "lab")]
         Cmd::Lab { action } => {
             lab_cmd::check_privileges()?;
             match action {
@@ -559,6 +657,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "lab")]
         Cmd::Observe { prefix, files, count, seconds } => {
             lab_cmd::check_privileges()?;
             let engine = if files.is_empty() {
@@ -579,6 +678,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "lab")]
         Cmd::ConnectivityTest { files, flows, prefix, keep, timeout_ms } => {
             lab_cmd::check_privileges()?;
             let inp = match load(&files, strict)? {
@@ -657,19 +757,28 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let code = assert_cmd::run(&inp.engine, &assertions, output, &mut stdout.lock())?;
             Ok(ExitCode::from(code))
         }
+        #[cfg(feature = "server")]
         Cmd::Serve { files, cluster, listen, body_limit, watch, config, limits } => {
             let lint_config = lint_cmd::load_config(config.as_deref())?;
-            let (files, cluster) = match inputs(files, cluster, kubeconfig_on_cli)? {
-                Inputs::Files(files) => (files, None),
+            let mut opts = serve::ServeOptions::new(listen);
+            match inputs(files, cluster, kubeconfig_on_cli)? {
+                Inputs::Files(files) => opts.files = files,
+                #[cfg(feature = "kube")]
                 Inputs::Cluster(_) if watch => {
                     anyhow::bail!("--watch reloads -f manifests; a cluster is always watched")
                 }
-                Inputs::Cluster(source) => (Vec::new(), Some(source)),
-            };
-            let opts = serve::ServeOptions { files, cluster, listen, body_limit, watch, lint_config, limits };
+                #[cfg(feature = "kube")]
+                Inputs::Cluster(source) => opts.cluster = Some(source),
+            }
+            opts.body_limit = body_limit;
+            opts.watch = watch;
+            opts.lint_config = lint_config;
+            opts.limits = limits.into();
             serve::serve_blocking(opts)?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(not(feature = "server"))]
+        Cmd::Serve(_) => Err(missing_feature("`netpol serve`", "server")),
         Cmd::Describe { files, cluster, pod, namespace, output } => {
             let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
             let inp = match load_from(&inputs, strict)? {

@@ -12,8 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { geteuid() } != 0 {
+    if netpol_lab::euid() != 0 {
         return Some("not root".into());
     }
     for tool in ["nft", "ip"] {
@@ -23,10 +22,6 @@ fn skip_reason() -> Option<String> {
         }
     }
     None
-}
-
-extern "C" {
-    fn geteuid() -> u32;
 }
 
 macro_rules! require_root {
@@ -312,11 +307,11 @@ spec:
 // ---- live update with an established connection ----
 
 fn echo_server(netns: &str, ip: IpAddr, port: u16) -> TcpListener {
-    netpol_nft::probe::in_netns(netns, move || TcpListener::bind(SocketAddr::new(ip, port))).unwrap().unwrap()
+    netpol_lab::probe::in_netns(netns, move || TcpListener::bind(SocketAddr::new(ip, port))).unwrap().unwrap()
 }
 
 fn connect(netns: &str, ip: IpAddr, port: u16) -> std::io::Result<TcpStream> {
-    netpol_nft::probe::in_netns(netns, move || {
+    netpol_lab::probe::in_netns(netns, move || {
         TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_millis(700))
     })
     .unwrap()

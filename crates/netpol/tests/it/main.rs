@@ -1,14 +1,18 @@
 //! One integration-test binary for the crate (each file a module): one link of the dependencies instead of one
-//! per file keeps a clean `cargo test --workspace` small on disk and quick to link.
+//! per file keeps a clean `cargo test --workspace` small on disk and quick to link. The modules of commands that
+//! need a cargo feature are built with it only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod assertions;
 mod cli;
 mod common;
+#[cfg(feature = "lab")]
 mod dataplane;
 mod diff;
-mod graph;
 mod lint;
+#[cfg(feature = "kube")]
 mod live;
+#[cfg(feature = "server")]
 mod serve;
+#[cfg(feature = "server")]
 mod ui_e2e;

@@ -1,14 +1,7 @@
-//! Shared by the HTTP API tests (serve, graph, live): one request through `router(...)` without a socket, and
-//! the bundled example's path.
+//! Shared by the tests: the scratch directory, and the bundled example's path.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::BodyExt;
-use serde_json::Value;
-use tower::ServiceExt;
 
 /// The directory for the tests' scratch files: `CARGO_TARGET_TMPDIR` (`<target dir>/tmp`), never the system's
 /// temporary directory, so that no test writes outside the target directory.
@@ -30,56 +23,4 @@ pub fn tempdir() -> tempfile::TempDir {
 /// examples/three-tier.
 pub fn example() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/three-tier").display().to_string()
-}
-
-/// A response, with the headers every test looks at pulled out.
-pub struct Res {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    /// `X-Netpol-Revision` (every response must carry it).
-    pub revision: u64,
-    pub content_type: String,
-    /// `X-Netpol-Resource-Version` (live clusters only).
-    pub resource_version: Option<String>,
-    pub body: Vec<u8>,
-}
-
-impl Res {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    /// A header's value, or "" when absent.
-    pub fn header(&self, name: &str) -> String {
-        self.headers.get(name).map(|v| v.to_str().unwrap_or("").to_string()).unwrap_or_default()
-    }
-}
-
-pub async fn call(app: &axum::Router, method: Method, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Res {
-    let mut b = Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let res = app.clone().oneshot(b.body(Body::from(body)).expect("request")).await.expect("infallible");
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.expect("body").to_bytes().to_vec();
-    let mut r = Res { status, headers, revision: 0, content_type: String::new(), resource_version: None, body };
-    r.revision = r.header("x-netpol-revision").parse().unwrap_or_else(|_| panic!("no revision header on {uri}"));
-    r.content_type = r.header("content-type");
-    r.resource_version =
-        r.headers.contains_key("x-netpol-resource-version").then(|| r.header("x-netpol-resource-version"));
-    r
-}
-
-pub async fn get(app: &axum::Router, uri: &str) -> Res {
-    call(app, Method::GET, uri, &[], Vec::new()).await
-}
-
-/// `call` with a body and its content type.
-pub async fn post(app: &axum::Router, uri: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Res {
-    call(app, Method::POST, uri, &[("content-type", content_type)], body.into()).await
 }

@@ -1,4 +1,4 @@
-//! Build-time probe of what the root-only and browser tests need, shared by the build scripts of `netpol-nft` and
+//! Build-time probe of what the root-only and browser tests need, shared by the build scripts of `netpol-lab` and
 //! `netpol` (`#[path]`-included). A missing requirement makes those tests `#[ignore = "..."]` through a `--cfg`,
 //! so that `cargo test` lists them as ignored, with the reason, instead of passing them without running.
 //!

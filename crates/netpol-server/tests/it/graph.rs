@@ -1,11 +1,11 @@
-//! The web UI's endpoints and assets (`crates/netpol/src/ui.rs`) through `router(...)`: the graph against the
+//! The web UI's endpoints and assets (`crates/netpol-server/src/ui.rs`) through `router(...)`: the graph against the
 //! per-pod matrix on every port of the example and on a 1,000-pod synthetic cluster, filters and grouping, the
 //! what-if graph (edges and located errors), policy manifests that round-trip, and the embedded assets.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::http::{Method, StatusCode};
-use netpol::serve::{router, AppState};
+use netpol_server::{router, AppState};
 use serde_json::Value;
 
 use crate::common::{call, example, get, Res};
@@ -359,7 +359,7 @@ async fn a_1000_pod_cluster_groups_and_matches_the_matrix() {
     let g = get(&app, "/api/v1/graph?port=8080").await.json();
     assert_eq!(g["totalPods"], 1000);
     let n = g["nodes"].as_array().unwrap().len();
-    assert!(n <= netpol::ui::DEFAULT_MAX_NODES, "{n} nodes by {}", g["grouping"]);
+    assert!(n <= netpol_server::ui::DEFAULT_MAX_NODES, "{n} nodes by {}", g["grouping"]);
     for group in ["namespace", "labels"] {
         let g = get(&app, &format!("/api/v1/graph?port=8080&group={group}")).await.json();
         assert_eq!(graph_edges(&g), edges_from_matrix(&app, &g, "8080").await, "by {group}");
@@ -389,7 +389,7 @@ async fn assets_are_embedded_with_types_and_csp() {
     let html = index.text();
     // Every asset the page or a module references is served, with its type.
     let mut referenced: BTreeSet<String> = BTreeSet::new();
-    for (path, file) in netpol::ui::ASSETS {
+    for (path, file) in netpol_server::ui::ASSETS {
         let r = get(&app, path).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
         assert!(!r.body.is_empty(), "{path}");
@@ -418,7 +418,7 @@ async fn assets_are_embedded_with_types_and_csp() {
     for part in html.split("=\"/ui/").skip(1) {
         referenced.insert(format!("/ui/{}", part.split('"').next().unwrap()));
     }
-    let served: BTreeSet<String> = netpol::ui::ASSETS.iter().map(|(p, _)| p.to_string()).collect();
+    let served: BTreeSet<String> = netpol_server::ui::ASSETS.iter().map(|(p, _)| p.to_string()).collect();
     assert!(referenced.len() >= 5, "{referenced:?}");
     assert!(referenced.is_subset(&served), "referenced {referenced:?}, served {served:?}");
     // No inline script or style: the CSP would block them.

@@ -6,7 +6,8 @@
 //! - `netpol serve`: [`run`] lists and watches the three kinds with kube-runtime's watcher (bookmarks, a relist
 //!   after `410 Gone`, retries with backoff after errors) and keeps one working [`Engine`] current with
 //!   [`Engine::update`]. Events are applied in batches (whatever arrives within [`BATCH_WINDOW`] of the first);
-//!   each batch that changes the model is published as the next immutable model revision.
+//!   each batch that changes the model is handed to a [`Publish`] (the server's state, in `netpol-server`) as
+//!   the next immutable model revision. This crate knows nothing of the server.
 //!
 //! Every object goes through the file loader's validation ([`Loader::add_value`]) with an origin naming it,
 //! `cluster:pods/NAMESPACE/NAME` (document 0), so an invalid object is reported and left out exactly as in a
@@ -17,6 +18,8 @@
 //! [`Store`] is the pure part: it turns watch events into [`Change`]s and drops events that do not change the
 //! model (most pod updates only touch status conditions; a relist finds most objects at the resourceVersion
 //! already applied), so the engine sees only real changes.
+
+#![forbid(unsafe_code)]
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -34,7 +37,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy as K8sNetworkPolicy;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, Config};
+use kube::Config;
 use netpol_core::compile::Engine;
 use netpol_core::load::{Diagnostic, Loaded, Loader, Severity};
 use netpol_core::model::Origin;
@@ -44,7 +47,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::serve::{AppState, Model};
+/// The client type of [`Source::client`] (kube-rs's), for [`run`].
+pub use kube::Client;
 
 /// How long the applier keeps collecting events after the first one of a batch.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(50);
@@ -737,6 +741,25 @@ impl LiveMetrics {
 
 // ---- serve: watch and apply ----
 
+/// A model the live source publishes: the working engine after a batch of changes.
+pub struct Update {
+    pub engine: Engine,
+    /// Seconds spent applying the batch (or compiling the first full list).
+    pub compile_seconds: f64,
+    /// The diagnostics of the objects held (invalid objects), as [`Store::diagnostics`].
+    pub diagnostics: Vec<Diagnostic>,
+    /// The resourceVersions the engine reflects: `pods=…,networkpolicies=…,namespaces=…`.
+    pub resource_versions: String,
+}
+
+/// Where [`run`] publishes models: `netpol serve`'s state implements it.
+pub trait Publish: Send + Sync + 'static {
+    /// Publishes `update` as the next model revision (atomically for readers) and returns that revision.
+    fn publish(&self, update: Update) -> u64;
+    /// Nothing the engine reads changed: the current model is as current as `resource_versions`.
+    fn advance(&self, resource_versions: String);
+}
+
 /// Watches one kind and forwards its events; errors are counted and retried with kube-runtime's default
 /// backoff (0.8 s doubling to 30 s, with jitter).
 async fn watch_kind<K>(api: Api<K>, kind: Kind, tx: mpsc::Sender<(Kind, Event)>, metrics: Arc<LiveMetrics>)
@@ -773,14 +796,10 @@ where
     }
 }
 
-/// Keeps `state`'s model current with the cluster: watches the three kinds and applies their events in
-/// batches. Runs until the task is dropped. Should applying a batch fail (a bug), it starts over from a full
-/// list, still answering from the last published model meanwhile.
-pub async fn run(state: AppState, client: Client) {
-    let Some(metrics) = state.live_metrics() else {
-        tracing::error!("the server state has no live source");
-        return;
-    };
+/// Keeps the model `sink` publishes current with the cluster: watches the three kinds and applies their events
+/// in batches, counting them in `metrics`. Runs until the task is dropped. Should applying a batch fail (a bug),
+/// it starts over from a full list, the last published model still answering meanwhile.
+pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) {
     loop {
         let (tx, mut rx) = mpsc::channel(4096);
         let tasks = [
@@ -799,7 +818,7 @@ pub async fn run(state: AppState, client: Client) {
             )),
         ];
         drop(tx);
-        let result = apply_events(&state, &mut rx, &metrics).await;
+        let result = apply_events(&sink, &mut rx, &metrics).await;
         for t in &tasks {
             t.abort();
         }
@@ -823,7 +842,7 @@ struct Applier {
 /// What applying one batch produced.
 struct Applied {
     /// The new model to publish, when something the engine reads changed.
-    model: Option<Model>,
+    update: Option<Update>,
     /// The resourceVersions the engine reflects after the batch.
     versions: String,
     changes: usize,
@@ -854,15 +873,20 @@ impl Applier {
         let stats = if changes.is_empty() { UpdateStats::default() } else { engine.update(changes) };
         let publish = first_sync || n > 0 || batch.diagnostics_changed;
         let seconds = t.elapsed().as_secs_f64();
-        let model = publish.then(|| Model::new(engine.clone(), seconds, self.store.diagnostics()));
         let versions = self.store.resource_versions();
-        Some(Applied { model, versions, changes: n, stats, unchanged: batch.unchanged, seconds })
+        let update = publish.then(|| Update {
+            engine: engine.clone(),
+            compile_seconds: seconds,
+            diagnostics: self.store.diagnostics(),
+            resource_versions: versions.clone(),
+        });
+        Some(Applied { update, versions, changes: n, stats, unchanged: batch.unchanged, seconds })
     }
 }
 
 /// Receives events until the channel closes, applying each batch to the engine and publishing the result.
 async fn apply_events(
-    state: &AppState,
+    sink: &impl Publish,
     rx: &mut mpsc::Receiver<(Kind, Event)>,
     metrics: &Arc<LiveMetrics>,
 ) -> anyhow::Result<()> {
@@ -884,10 +908,9 @@ async fn apply_events(
         let (back, applied) = job.await.context("the engine update task failed")?;
         applier = back;
         let Some(a) = applied else { continue };
-        match a.model {
-            Some(model) => {
-                model.set_resource_version(a.versions.clone());
-                let revision = state.publish(model);
+        match a.update {
+            Some(update) => {
+                let revision = sink.publish(update);
                 metrics.synced.store(true, Ordering::Relaxed);
                 tracing::info!(
                     revision,
@@ -899,7 +922,7 @@ async fn apply_events(
                 );
             }
             // Nothing the engine reads changed: the current model is as current as these events.
-            None => state.model().set_resource_version(a.versions),
+            None => sink.advance(a.versions),
         }
         // Counted once the model reflects the batch, so that a reader of the counters sees its effect.
         if a.changes > 0 {

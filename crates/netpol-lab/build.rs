@@ -1,4 +1,4 @@
-//! Probes whether the lab tests (`tests/lab.rs`: root, `nft`, `ip`) can run here; see `build_probe.rs`.
+//! Probes whether the lab tests (`tests/it/lab.rs`: root, `nft`, `ip`) can run here; see `build_probe.rs`.
 
 #[path = "build_probe.rs"]
 mod build_probe;

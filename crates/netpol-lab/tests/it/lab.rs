@@ -6,21 +6,18 @@
 //! and checks at its end that `ip netns list` shows nothing left with its prefix. All addresses are in 10.0.0.0/8
 //! and fd00::/8 inside namespaces the test made.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use netpol_lab::lab::{Lab, LabError, LabPod};
+use netpol_lab::probe::{in_netns, kernel_supports_sctp, run_probes, Listeners, Observed, Probe, L4};
 use netpol_nft::apply::{ip_available, netns_list, nft_apply, nft_available, nft_check, nft_list_json, System};
-use netpol_nft::lab::{Lab, LabError, LabPod};
-use netpol_nft::probe::{in_netns, kernel_supports_sctp, run_probes, Listeners, Observed, Probe, L4};
 
 const TIMEOUT: Duration = Duration::from_millis(1000);
 
 fn skip_reason() -> Option<&'static str> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if netpol_lab::euid() != 0 {
         return Some("not root");
     }
     if !ip_available() {
@@ -65,7 +62,7 @@ impl Guard {
         Lab::down(&System, &self.prefix).unwrap();
         let left = leftovers(&self.prefix);
         assert!(left.is_empty(), "namespaces left behind: {left:?}");
-        assert!(!netpol_nft::lab::state_path(&self.prefix).exists(), "state file left behind");
+        assert!(!netpol_lab::lab::state_path(&self.prefix).exists(), "state file left behind");
     }
 }
 

@@ -4,9 +4,9 @@
 //! The loaded model (engine, revision, load time, diagnostics) sits behind an [`arc_swap::ArcSwap`]: a request
 //! takes one snapshot when it arrives and answers everything from it, and a reload swaps the whole model at
 //! once, so an answer comes from the old model or the new one, never a mix. Every response carries the revision
-//! of the model that produced it in `X-Netpol-Revision`. With a live cluster ([`crate::live`]) the model is
-//! published by the watch task after each batch of events, and `X-Netpol-Resource-Version` carries the
-//! Kubernetes resourceVersions it reflects.
+//! of the model that produced it in `X-Netpol-Revision`. With a live cluster (the `kube` feature: [`live`] ties in
+//! `netpol-kube`) the model is published by the watch task after each batch of events, and
+//! `X-Netpol-Resource-Version` carries the Kubernetes resourceVersions it reflects.
 //!
 //! Nothing a client does holds the server ([`Limits`]): [`serve_on`] runs hyper's HTTP/1 server with a header
 //! read timeout (also the keep-alive idle timeout) and backs off when `accept` fails; [`router`] refuses long URIs
@@ -16,7 +16,13 @@
 //!
 //! Routes: `POST /api/v1/query`, `GET /api/v1/explain`, `GET /api/v1/matrix`, `GET /api/v1/lint`,
 //! `GET /api/v1/diagnostics`, `GET /api/v1/pods`, `GET /api/v1/policies`, `GET /api/v1/openapi.json`,
-//! `GET /healthz`, `GET /metrics`.
+//! `GET /healthz`, `GET /metrics`; and the web UI's ([`ui`]).
+
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "kube")]
+pub mod live;
+pub mod ui;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -40,10 +46,9 @@ use netpol_core::lint::{self, Finding};
 use netpol_core::load::{Diagnostic, Severity};
 use netpol_core::model::{Direction, PodId};
 use netpol_core::portset::Protocol;
+use netpol_input::query::{parse_port_proto, Resolver};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
-
-use crate::query::{parse_port_proto, Resolver};
 
 /// Largest matrix (pods) the API computes; larger requests get 422 (use `netpol matrix` for those).
 pub const MAX_MATRIX_PODS: usize = 2000;
@@ -57,7 +62,8 @@ pub const RESOURCE_VERSION_HEADER: &str = "x-netpol-resource-version";
 pub struct ServeOptions {
     pub files: Vec<String>,
     /// Read the model from this cluster (list + watch) instead of `files`.
-    pub cluster: Option<crate::live::Source>,
+    #[cfg(feature = "kube")]
+    pub cluster: Option<netpol_kube::Source>,
     pub listen: SocketAddr,
     pub body_limit: usize,
     pub watch: bool,
@@ -67,23 +73,38 @@ pub struct ServeOptions {
     pub limits: Limits,
 }
 
+impl ServeOptions {
+    /// Serving nothing yet on `listen`, with the default limits and lint settings: set `files` (or, with the `kube`
+    /// feature, `cluster`) and the rest.
+    pub fn new(listen: SocketAddr) -> ServeOptions {
+        ServeOptions {
+            files: Vec::new(),
+            #[cfg(feature = "kube")]
+            cluster: None,
+            listen,
+            body_limit: DEFAULT_BODY_LIMIT,
+            watch: false,
+            lint_config: lint::Config::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
 // ---- limits ----
 
-/// Timeouts and concurrency bound of `netpol serve` (the `serve` command's flags, flattened into it).
-#[derive(Clone, Debug, clap::Args)]
+/// Timeouts and concurrency bound of `netpol serve` (the `serve` command's `--header-timeout`, `--body-timeout` and
+/// `--max-expensive`).
+#[derive(Clone, Debug)]
 pub struct Limits {
     /// Time a client has to send a complete request head (request line and headers), counted from when the
     /// connection opens or its previous answer was sent, so it is also the keep-alive idle timeout; then the
     /// connection is closed.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
     /// Time a client has to send a complete request body once the head is read; a slower one gets 408 and the
     /// connection is closed.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
     /// Expensive requests (what-if, graph what-if, query with explain) computed at once; more get 503 with
     /// `Retry-After` [default: the number of cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_expensive: Option<u32>,
 }
 
@@ -337,7 +358,8 @@ struct Inner {
     reload_lock: Mutex<()>,
     /// False until a live source published its first model: `/healthz` and the API answer 503.
     ready: AtomicBool,
-    live: Option<Arc<crate::live::LiveMetrics>>,
+    #[cfg(feature = "kube")]
+    live: Option<Arc<netpol_kube::LiveMetrics>>,
 }
 
 /// Shared state of the server: the current model, the inputs to reload it from, metrics.
@@ -354,7 +376,7 @@ fn build_model(files: &[String], revision: u64) -> anyhow::Result<Model> {
     if files.iter().any(|f| f == "-") {
         anyhow::bail!("`netpol serve` reads manifests from files or directories, not stdin (`-`)");
     }
-    let (loaded, _invalid) = crate::input::load(files)?;
+    let (loaded, _invalid) = netpol_input::files::load(files)?;
     let t = Instant::now();
     let engine = Engine::new(loaded.cluster);
     let compile_seconds = t.elapsed().as_secs_f64();
@@ -373,6 +395,7 @@ impl AppState {
                 metrics: Metrics::default(),
                 reload_lock: Mutex::new(()),
                 ready: AtomicBool::new(true),
+                #[cfg(feature = "kube")]
                 live: None,
             }),
             body_limit: DEFAULT_BODY_LIMIT,
@@ -380,25 +403,6 @@ impl AppState {
             limits: Arc::new(Limits::default()),
             expensive: Arc::new(Expensive::new(Limits::default().max_expensive())),
         })
-    }
-
-    /// A state for a live cluster at `server`: an empty model at revision 0 until [`crate::live::run`] publishes
-    /// the first full list (`/healthz` and the API answer 503 until then).
-    pub fn live(server: &str) -> AppState {
-        AppState {
-            inner: Arc::new(Inner {
-                model: ArcSwap::from_pointee(Model::new(Engine::new(Default::default()), 0.0, Vec::new())),
-                files: Vec::new(),
-                metrics: Metrics::default(),
-                reload_lock: Mutex::new(()),
-                ready: AtomicBool::new(false),
-                live: Some(Arc::new(crate::live::LiveMetrics::new(server))),
-            }),
-            body_limit: DEFAULT_BODY_LIMIT,
-            lint_config: Arc::new(lint::Config::default()),
-            limits: Arc::new(Limits::default()),
-            expensive: Arc::new(Expensive::new(Limits::default().max_expensive())),
-        }
     }
 
     /// Publishes `model` as the next revision (atomically, like a reload) and returns that revision.
@@ -414,11 +418,6 @@ impl AppState {
     /// Whether a model is loaded (always with files; after the first full list with a live cluster).
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
-    }
-
-    /// The live source's counters, when the model comes from a cluster.
-    pub fn live_metrics(&self) -> Option<Arc<crate::live::LiveMetrics>> {
-        self.inner.live.clone()
     }
 
     /// The same state with another request body limit (bytes; default [`DEFAULT_BODY_LIMIT`]), for [`router`].
@@ -602,8 +601,10 @@ fn is_json_lines(headers: &HeaderMap, body: &[u8]) -> bool {
 fn answer_lines(engine: &Engine, lines: &[u8], explain: bool, ns: &str, job: Option<&Job>) -> Result<Vec<u8>, Failure> {
     let mut out = Vec::with_capacity(lines.len() * 2);
     let r = match job {
-        Some(job) => crate::query::run(engine, &mut CancellableReader { rest: lines, job }, &mut out, explain, ns),
-        None => crate::query::run(engine, &mut { lines }, &mut out, explain, ns),
+        Some(job) => {
+            netpol_input::query::run(engine, &mut CancellableReader { rest: lines, job }, &mut out, explain, ns)
+        }
+        None => netpol_input::query::run(engine, &mut { lines }, &mut out, explain, ns),
     };
     if let Some(job) = job {
         job.check()?;
@@ -1217,6 +1218,7 @@ fn write_metrics(state: &AppState, model: &Model) -> String {
     let _ = writeln!(s, "# HELP netpol_accept_errors_total Failed accept calls (such as out of file descriptors).");
     let _ = writeln!(s, "# TYPE netpol_accept_errors_total counter");
     let _ = writeln!(s, "netpol_accept_errors_total {}", m.accept_errors.load(Ordering::Relaxed));
+    #[cfg(feature = "kube")]
     if let Some(live) = &state.inner.live {
         live.write(&mut s);
     }
@@ -1510,14 +1512,14 @@ async fn track_unmatched(State(state): State<AppState>, req: Request, next: Next
 
 // ---- watch and serve ----
 
-/// What `--watch` compares: the manifest files that loading reads (the same walk, [`crate::input::manifest_files`]:
+/// What `--watch` compares: the manifest files that loading reads (the same walk, [`netpol_input::files::manifest_files`]:
 /// each directory once by canonical path, so a symlink loop neither hangs nor multiplies the work), each with its
 /// modification time and size; or the error of the walk (an input gone), so that its return is noticed too.
 /// The watched files with their modification time and size (or why they could not be listed).
 pub type Fingerprint = Result<Vec<(PathBuf, Option<SystemTime>, u64)>, String>;
 
 pub fn fingerprint(files: &[String]) -> Fingerprint {
-    let listed = crate::input::manifest_files(files).map_err(|e| format!("{e:#}"))?;
+    let listed = netpol_input::files::manifest_files(files).map_err(|e| format!("{e:#}"))?;
     Ok(listed
         .files
         .into_iter()
@@ -1555,16 +1557,12 @@ pub async fn watch(state: AppState, mut last: Fingerprint, every: Duration) {
 
 /// Loads the manifests (or starts listing and watching the cluster), binds `opts.listen` and serves until ctrl-c.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
-    let state = match &opts.cluster {
-        Some(source) => {
-            let (client, server) = source.client().await?;
-            let state = AppState::live(&server)
-                .with_body_limit(opts.body_limit)
-                .with_lint_config(opts.lint_config.clone())
-                .with_limits(opts.limits.clone());
-            tokio::spawn(crate::live::run(state.clone(), client));
-            state
-        }
+    #[cfg(feature = "kube")]
+    let cluster = live::start(&opts).await?;
+    #[cfg(not(feature = "kube"))]
+    let cluster: Option<AppState> = None;
+    let state = match cluster {
+        Some(state) => state,
         None => {
             let files = opts.files.clone();
             // The files as they were before the first load: a change made while loading is a change.
@@ -1588,10 +1586,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr().unwrap_or(opts.listen);
-    match state.live_metrics() {
-        Some(live) => eprintln!(
-            "netpol: serving the cluster at {} on http://{addr} (listing and watching; /healthz is ok once listed)",
-            live.server()
+    #[cfg(feature = "kube")]
+    let cluster_server = state.live_metrics().map(|live| live.server().to_string());
+    #[cfg(not(feature = "kube"))]
+    let cluster_server: Option<String> = None;
+    match cluster_server {
+        Some(server) => eprintln!(
+            "netpol: serving the cluster at {server} on http://{addr} (listing and watching; /healthz is ok once listed)"
         ),
         None => eprintln!(
             "netpol: serving {} pod(s) on http://{addr} (revision {})",

@@ -31,11 +31,11 @@ use netpol_core::model::{Cluster, Direction, Peer, PodId, Policy, PortMatch, Rul
 use netpol_core::outside;
 use netpol_core::portset::Protocol;
 use netpol_core::selector::{check_label_key, check_label_value, Atom, Labels, Requirement, Selector};
+use netpol_input::query::parse_port_proto;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::query::parse_port_proto;
-use crate::serve::{AppState, Model, WhatIf};
+use crate::{AppState, Model, WhatIf};
 
 /// Default largest number of nodes before the graph switches to a coarser grouping.
 pub const DEFAULT_MAX_NODES: usize = 300;
@@ -166,12 +166,12 @@ impl UiFailure {
 
 impl IntoResponse for UiFailure {
     fn into_response(self) -> Response {
-        crate::serve::with_retry_after(self.0, (self.0, Json(self.1)).into_response())
+        crate::with_retry_after(self.0, (self.0, Json(self.1)).into_response())
     }
 }
 
-impl From<crate::serve::Cancelled> for UiFailure {
-    fn from(_: crate::serve::Cancelled) -> UiFailure {
+impl From<crate::Cancelled> for UiFailure {
+    fn from(_: crate::Cancelled) -> UiFailure {
         UiFailure::new(StatusCode::SERVICE_UNAVAILABLE, "server", "cancelled: the client closed the connection")
     }
 }
@@ -955,7 +955,7 @@ fn pasted_objects(text: &str) -> Result<(Vec<serde_json::Value>, Vec<Place>), Ui
     let mut objects = Vec::new();
     let mut at = Vec::new();
     // JSON is read by serde_json; YAML as manifests are read (linear time, nesting limited to 128).
-    let json = match crate::serve::looks_like_json(text) {
+    let json = match crate::looks_like_json(text) {
         true => serde_json::from_str::<serde_json::Value>(text).ok(),
         false => None,
     };
@@ -1014,13 +1014,13 @@ fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(En
         })
         .collect();
     let req = WhatIf { apply: objects, delete };
-    let cluster = crate::serve::what_if_cluster(base, req).map_err(|f| {
-        let crate::serve::Failure(status, err) = f;
+    let cluster = crate::what_if_cluster(base, req).map_err(|f| {
+        let crate::Failure(status, err) = f;
         let field = err.field.unwrap_or_default();
         match split_apply_field(&field) {
             Some((i, inner)) => {
                 let (document, item) = at.get(i).copied().unwrap_or((0, None));
-                let line = crate::locate::find_line(text, document, item, inner);
+                let line = netpol_input::locate::find_line(text, document, item, inner);
                 UiFailure(
                     status,
                     UiError {
@@ -1069,7 +1069,7 @@ fn graph_what_if(
     text: &str,
     delete: Vec<String>,
     opts: &GraphOptions,
-    job: &crate::serve::Job,
+    job: &crate::Job,
 ) -> Result<GraphWhatIfResponse, UiFailure> {
     let t = Instant::now();
     let (new, applied) = what_if_engine(&old.cluster, text, delete.clone())?;

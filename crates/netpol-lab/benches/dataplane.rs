@@ -1,4 +1,4 @@
-//! `cargo bench -p netpol --bench dataplane` (root, nftables, iproute2): ruleset size, generation and load time
+//! `cargo bench -p netpol-lab --bench dataplane` (root, nftables, iproute2): ruleset size, generation and load time
 //! for synthetic clusters, incremental update time, and the cost of a new connection through the node with no
 //! policy vs the full synthetic ruleset loaded. Sizes: `NETPOL_BENCH_SIZES` (default `1k,10k`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::load::Loader;
 use netpol_core::portset::Protocol;
+use netpol_lab::lab::{Lab, LabPod};
+use netpol_lab::probe::in_netns;
 use netpol_nft::apply::{self, System};
-use netpol_nft::lab::{Lab, LabPod};
-use netpol_nft::probe::in_netns;
 use netpol_nft::ruleset;
 use netpol_synth::Params;
 
@@ -172,8 +172,7 @@ fn run(size: &str) {
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || !apply::nft_available() {
+    if netpol_lab::euid() != 0 || !apply::nft_available() {
         println!("dataplane benchmark skipped: needs root and nftables");
         return;
     }

@@ -10,7 +10,7 @@
 //! Pods whose key starts with `external/` get the same wiring; they stand for addresses outside the cluster.
 //! Pod addresses must lie in `10.0.0.0/8` or `fd00::/8`: the lab never uses any other address.
 //!
-//! All commands go through [`crate::apply`]. [`Lab::up`] and [`Lab::apply`] record the lab in
+//! All commands go through [`netpol_nft::apply`]. [`Lab::up`] and [`Lab::apply`] record the lab in
 //! `/run/netpol-lab/<prefix>.json`, which [`Lab::attach`] reads back; [`Lab::down`] needs no state at all (it
 //! deletes every netns named `<prefix>-*`), so it also cleans up after a crash.
 
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{ip_batch, netns_list, sysctl_in_netns, ApplyError, Runner};
+use netpol_nft::apply::{ip_batch, netns_list, sysctl_in_netns, ApplyError, Runner};
 
 /// Directory of the lab state files.
 pub const STATE_DIR: &str = "/run/netpol-lab";
