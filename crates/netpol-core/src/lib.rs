@@ -1,8 +1,10 @@
 //! netpol-core: the pure NetworkPolicy engine. Bytes in, answers out; no I/O.
 //!
-//! Data flows one way: [`load`] (bytes → [`model`]) → [`compile`] (identities, selector cache, port sets) →
-//! answers: [`verdict`] (one flow, with its explanation) and [`matrix`] (all pairs). [`reference`] is a naive
-//! evaluator used only to check the fast paths.
+//! Data flows one way: [`load`] (bytes → [`model`]) → [`compile`] (identities, selector peers, tiers and rules
+//! in order) → [`eval`], the one evaluator every answer goes through: [`verdict`] (one flow, with its
+//! explanation), [`matrix`] (all pairs), [`outside`] (addresses outside the cluster), [`dataplane`] (what a data
+//! plane enforces). [`reference`] is a naive evaluator used only to check the others.
+#![forbid(unsafe_code)]
 
 pub mod compile;
 pub mod dataplane;
