@@ -373,7 +373,7 @@ impl Engine {
         }
         let mut e_over: Vec<Vec<(u32, PsId)>> = vec![Vec::new(); n_tsig];
         for (e, pols) in eprofs.items.iter().enumerate().skip(1) {
-            let mut row = RowBuilder::default();
+            let mut row = RowBuilder::new();
             for step in self.profile_steps(pols, Direction::Egress) {
                 let r = match step {
                     ProfileStep::TierEnd { selected, end } => {
@@ -427,7 +427,7 @@ impl Engine {
         let mut i_rows: Vec<(PsId, Vec<(u32, PsId)>)> = vec![(ALL, Vec::new())];
         for (pols, pp) in iprofs.items.iter().skip(1) {
             let cps = &pps.items[*pp as usize];
-            let mut row = RowBuilder::default();
+            let mut row = RowBuilder::new();
             for step in self.profile_steps(pols, Direction::Ingress) {
                 let r = match step {
                     ProfileStep::TierEnd { selected, end } => {
@@ -565,16 +565,17 @@ fn minus(a: &[u32], b: &[u32]) -> Vec<u32> {
 }
 
 /// Builds one profile's row by the evaluator's fold ([`Side`]) over the profile's rules in order, for every key
-/// (msig or tsig) at once: a rule applies to listed keys with a port set each, and a broad rule also to every
-/// key but its exceptions. Keys no rule lists share one fold (the row's base); the others are folded one by one,
-/// each over the broad rules and its own entries only.
-#[derive(Default)]
+/// (msig or tsig) at once: a rule applies to the keys it lists, each with its port set, and a broad rule also
+/// to every key but its exceptions. Keys no rule lists or excepts share one fold (the row's base); each of the
+/// others is folded over the broad rules and its own entries only.
 struct RowBuilder {
     entries: Vec<Entry>,
-    /// Key → (entry, ports) of the rules that list it, in entry order.
-    listed: FxHashMap<u32, Vec<(u32, PsId)>>,
+    /// (key, entry, ports) of every listed key; sorted when the row is finished.
+    listed: Vec<(u32, u32, PsId)>,
     /// Entries that apply to unlisted keys (broad rules, tier ends), in order.
     broad: Vec<u32>,
+    /// Keys some broad rule does not apply to.
+    excepted: Vec<u32>,
 }
 
 enum Entry {
@@ -583,70 +584,103 @@ enum Entry {
 }
 
 impl RowBuilder {
-    /// A rule with `action`: `keys` with their ports, and optionally broad ports for every key except the
-    /// (sorted) exceptions and the listed keys.
+    fn new() -> Self {
+        RowBuilder { entries: Vec::new(), listed: Vec::new(), broad: Vec::new(), excepted: Vec::new() }
+    }
+
+    /// A rule with `action`: the listed `keys` with their ports, and optionally broad ports for every other key
+    /// except the (sorted) exceptions.
     fn rule(&mut self, action: Action, keys: impl IntoIterator<Item = (u32, PsId)>, broad: Option<(PsId, Vec<u32>)>) {
+        // Broad ports that are empty change nothing for the keys the rule does not list.
+        let broad = broad.filter(|&(p, _)| p != EMPTY);
         let e = self.entries.len() as u32;
-        for (k, p) in keys {
-            self.listed.entry(k).or_default().push((e, p));
-        }
-        if broad.is_some() {
+        self.listed.extend(keys.into_iter().map(|(k, p)| (k, e, p)));
+        if let Some((_, except)) = &broad {
             self.broad.push(e);
+            self.excepted.extend_from_slice(except);
         }
         self.entries.push(Entry::Rule { action, broad });
     }
+
     fn tier_end(&mut self, selected: bool, end: TierEnd) {
         self.broad.push(self.entries.len() as u32);
         self.entries.push(Entry::TierEnd { selected, end });
     }
-    /// The fold for key `k` (`None`: an unlisted key), over the broad entries and `own`.
-    fn fold(&self, ps: &mut PortSets, k: Option<u32>, own: &[(u32, PsId)]) -> PsId {
+
+    /// The fold for key `k` (`None`: an unlisted key), over the broad entries and `own` (its listed entries,
+    /// by entry). Keys are folded in increasing order: `cursors[i]` is where the exceptions of the `i`-th broad
+    /// entry reached, so finding whether a key is excepted costs nothing more than a walk along each list.
+    fn fold(&self, ps: &mut PortSets, k: Option<u32>, own: &[(u32, u32, PsId)], cursors: &mut [usize]) -> PsId {
         let mut side = Side::new(ps, ALL);
-        let (mut i, mut j) = (0, 0);
-        loop {
-            let (b, o) = (self.broad.get(i).copied(), own.get(j).copied());
-            let e = match (b, o) {
-                (None, None) => break,
-                (Some(b), Some((oe, _))) if oe <= b => oe,
-                (Some(b), _) => b,
-                (None, Some((oe, _))) => oe,
-            };
-            let listed = o.filter(|&(oe, _)| oe == e).map(|(_, p)| p);
-            if b == Some(e) {
-                i += 1;
+        let mut own = own.iter().peekable();
+        for (bi, &b) in self.broad.iter().enumerate() {
+            while let Some(&&(_, e, p)) = own.peek().filter(|o| o.1 < b) {
+                self.apply(ps, &mut side, e, Some(p), false);
+                own.next();
             }
-            if listed.is_some() {
-                j += 1;
+            if let Some(&&(_, e, p)) = own.peek().filter(|o| o.1 == b) {
+                self.apply(ps, &mut side, e, Some(p), false);
+                own.next();
+                continue;
             }
-            match &self.entries[e as usize] {
-                Entry::TierEnd { selected, end } => side.end_tier(ps, *selected, *end),
-                Entry::Rule { action, broad } => {
-                    let ports = match (listed, broad) {
-                        (Some(p), _) => p,
-                        (None, Some((p, except))) if k.is_none_or(|k| except.binary_search(&k).is_err()) => *p,
-                        _ => continue,
-                    };
-                    side.rule(ps, *action, &ports);
+            let excepted = match (k, &self.entries[b as usize]) {
+                (Some(k), Entry::Rule { broad: Some((_, except)), .. }) => {
+                    let c = &mut cursors[bi];
+                    while except.get(*c).is_some_and(|&x| x < k) {
+                        *c += 1;
+                    }
+                    except.get(*c) == Some(&k)
                 }
-            }
+                _ => false,
+            };
+            self.apply(ps, &mut side, b, None, excepted);
+        }
+        for &(_, e, p) in own {
+            self.apply(ps, &mut side, e, Some(p), false);
         }
         side.finish(ps)
     }
-    /// (base for unlisted keys, overrides sorted by key).
-    fn finish(self, ps: &mut PortSets) -> (PsId, Vec<(u32, PsId)>) {
-        let base = self.fold(ps, None, &[]);
-        let mut keys: Vec<u32> = self.listed.keys().copied().collect();
-        for e in &self.entries {
-            if let Entry::Rule { broad: Some((_, except)), .. } = e {
-                keys.extend_from_slice(except);
+
+    /// Entry `e` on one key's fold: with the key's own ports if it lists the key, else its broad ports unless the
+    /// key is excepted.
+    fn apply(&self, ps: &mut PortSets, side: &mut Side<PsId>, e: u32, listed: Option<PsId>, excepted: bool) {
+        match &self.entries[e as usize] {
+            Entry::TierEnd { selected, end } => side.end_tier(ps, *selected, *end),
+            Entry::Rule { action, broad } => {
+                let ports = match (listed, broad) {
+                    (Some(p), _) => p,
+                    (None, Some((p, _))) if !excepted => *p,
+                    _ => return,
+                };
+                side.rule(ps, *action, &ports);
             }
         }
-        keys.sort_unstable();
-        keys.dedup();
+    }
+
+    /// (base for unlisted keys, overrides sorted by key).
+    fn finish(mut self, ps: &mut PortSets) -> (PsId, Vec<(u32, PsId)>) {
+        let mut cursors = vec![0; self.broad.len()];
+        let base = self.fold(ps, None, &[], &mut cursors);
+        self.listed.sort_unstable();
+        self.excepted.sort_unstable();
+        self.excepted.dedup();
         let mut over = Vec::new();
-        for k in keys {
-            let own = self.listed.get(&k).map_or(&[][..], Vec::as_slice);
-            let v = self.fold(ps, Some(k), own);
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let k = match (self.listed.get(i), self.excepted.get(j)) {
+                (None, None) => break,
+                (Some(l), Some(&x)) => l.0.min(x),
+                (Some(l), None) => l.0,
+                (None, Some(&x)) => x,
+            };
+            let start = i;
+            while self.listed.get(i).is_some_and(|l| l.0 == k) {
+                i += 1;
+            }
+            if self.excepted.get(j) == Some(&k) {
+                j += 1;
+            }
+            let v = self.fold(ps, Some(k), &self.listed[start..i], &mut cursors);
             if v != base {
                 over.push((k, v));
             }
