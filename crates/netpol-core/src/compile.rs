@@ -386,27 +386,27 @@ pub(crate) type IdentityKey = (NsId, u32, bool, IpClassId, Vec<ContainerPort>);
 /// numbering (identities, label sets, selector peers, ip classes) may then differ from a fresh compile.
 #[derive(Clone)]
 pub struct Engine {
-    pub cluster: Cluster,
-    pub label_sets: Vec<Labels>,
-    pub identities: Vec<Identity>,
-    pub pod_identity: Vec<IdentityId>,
+    pub(crate) cluster: Cluster,
+    pub(crate) label_sets: Vec<Labels>,
+    pub(crate) identities: Vec<Identity>,
+    pub(crate) pod_identity: Vec<IdentityId>,
     /// Primary IP of each pod (a compact copy for the hot path).
     pub(crate) primary_ips: Vec<Option<IpAddr>>,
     /// Distinct selector peers: (namespace selector or the policy's namespace, pod selector).
-    pub sel_peers: Vec<(SelPeerKey, IdSet)>,
-    pub blocks: Vec<IpBlock>,
+    pub(crate) sel_peers: Vec<(SelPeerKey, IdSet)>,
+    pub(crate) blocks: Vec<IpBlock>,
     /// Each block as sorted address intervals (`blocks[i]` minus its exceptions): O(log k) membership.
-    pub block_ranges: Vec<BlockRanges>,
+    pub(crate) block_ranges: Vec<BlockRanges>,
     /// Sorted block ids containing an address, per ip class.
-    pub ip_classes: Vec<Vec<BlockId>>,
+    pub(crate) ip_classes: Vec<Vec<BlockId>>,
     /// Rules of every policy, in policy order, each policy's ingress rules then its egress rules.
     /// Tiers in evaluation order.
-    pub tiers: Vec<crate::eval::Tier>,
-    pub rules: Vec<CRule>,
+    pub(crate) tiers: Vec<crate::eval::Tier>,
+    pub(crate) rules: Vec<CRule>,
     /// Rule ids of each policy, per direction: `policy_rules[p] = (ingress, egress)`.
-    pub policy_rules: Vec<(Vec<RuleId>, Vec<RuleId>)>,
+    pub(crate) policy_rules: Vec<(Vec<RuleId>, Vec<RuleId>)>,
     /// Each IP → the first pod (lowest id) that has it.
-    pub ip_index: FxHashMap<IpAddr, PodId>,
+    pub(crate) ip_index: FxHashMap<IpAddr, PodId>,
     /// IPs that several pods have → all of them (sorted), so that `ip_index` can be kept when pods change.
     pub(crate) ip_dups: FxHashMap<IpAddr, Vec<PodId>>,
     pub(crate) ip_class_index: FxHashMap<Vec<BlockId>, IpClassId>,
@@ -450,6 +450,69 @@ impl SelPeerKey {
             NsScope::Selector(s) => s.matches(ns_labels),
         };
         in_scope && self.pods_match(pod_labels)
+    }
+}
+
+/// Read access to the compiled form, for answers outside the core (renderers, the server). Ids are those of
+/// this engine.
+impl Engine {
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+    pub fn identities(&self) -> &[Identity] {
+        &self.identities
+    }
+    pub fn identity(&self, id: IdentityId) -> &Identity {
+        &self.identities[id as usize]
+    }
+    /// The identity of a pod.
+    pub fn pod_identity(&self, pod: PodId) -> IdentityId {
+        self.pod_identity[pod as usize]
+    }
+    /// The labels of an identity (`Identity::labels` is the id of its label set).
+    pub fn label_set(&self, id: u32) -> &Labels {
+        &self.label_sets[id as usize]
+    }
+    /// Distinct selector peers with the identities each selects.
+    pub fn sel_peers(&self) -> &[(SelPeerKey, IdSet)] {
+        &self.sel_peers
+    }
+    /// Distinct ipBlocks of the policies.
+    pub fn blocks(&self) -> &[IpBlock] {
+        &self.blocks
+    }
+    /// The ipBlocks containing the addresses of an ip class (sorted).
+    pub fn ip_class(&self, c: IpClassId) -> &[BlockId] {
+        &self.ip_classes[c as usize]
+    }
+    pub fn tiers(&self) -> &[crate::eval::Tier] {
+        &self.tiers
+    }
+    pub fn rules(&self) -> &[CRule] {
+        &self.rules
+    }
+    pub fn rule(&self, r: RuleId) -> &CRule {
+        &self.rules[r as usize]
+    }
+    /// The compiled rules of a policy in one direction, in order.
+    pub fn policy_rules(&self, p: PolicyId, dir: Direction) -> &[RuleId] {
+        let (ing, eg) = &self.policy_rules[p as usize];
+        match dir {
+            Direction::Ingress => ing,
+            Direction::Egress => eg,
+        }
+    }
+    /// The pod that has an address (the lowest id when several do).
+    pub fn pod_with_ip(&self, ip: IpAddr) -> Option<PodId> {
+        self.ip_index.get(&ip.to_canonical()).copied()
+    }
+    /// Sets the action of a compiled rule. Only tests of answers and data planes use it, until a dialect
+    /// produces actions other than allow.
+    #[doc(hidden)]
+    pub fn set_rule_action(&mut self, r: RuleId, action: Action) {
+        if let Some(rule) = self.rules.get_mut(r as usize) {
+            rule.action = action;
+        }
     }
 }
 

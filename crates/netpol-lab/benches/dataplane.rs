@@ -33,13 +33,13 @@ fn engine(size: &str) -> Engine {
 
 /// A (client, server, port) where both pods are isolated and the connection is allowed.
 fn pick_pair(e: &Engine) -> (u32, u32, u16) {
-    for (d, pod) in e.cluster.pods.iter().enumerate() {
+    for (d, pod) in e.cluster().pods.iter().enumerate() {
         let di = e.identity_of(d as u32);
         if pod.host_network || di.ingress_policies.is_empty() || pod.ips.is_empty() {
             continue;
         }
         for cp in pod.ports.iter().filter(|c| c.protocol == Protocol::Tcp) {
-            for (s, sp) in e.cluster.pods.iter().enumerate() {
+            for (s, sp) in e.cluster().pods.iter().enumerate() {
                 let si = e.identity_of(s as u32);
                 if s == d || sp.host_network || si.egress_policies.is_empty() || sp.ips.is_empty() {
                     continue;
@@ -102,14 +102,14 @@ fn run(size: &str) {
     let prefix = format!("npbench{}", std::process::id() % 10000);
     let r = System;
     let _ = Lab::down(&r, &prefix);
-    let key = |p: u32| e.cluster.pod_ref(p);
+    let key = |p: u32| e.cluster().pod_ref(p);
     let pods = vec![
-        LabPod { key: key(c), ips: vec![e.cluster.pod(c).primary_ip().unwrap()] },
-        LabPod { key: key(s), ips: vec![e.cluster.pod(s).primary_ip().unwrap()] },
+        LabPod { key: key(c), ips: vec![e.cluster().pod(c).primary_ip().unwrap()] },
+        LabPod { key: key(s), ips: vec![e.cluster().pod(s).primary_ip().unwrap()] },
     ];
     let lab = Lab::up(&r, &prefix, &pods).unwrap();
     let node = lab.node_netns().to_string();
-    let server_ip: IpAddr = e.cluster.pod(s).primary_ip().unwrap();
+    let server_ip: IpAddr = e.cluster().pod(s).primary_ip().unwrap();
     let listener =
         in_netns(lab.pod_netns(&key(s)).unwrap(), move || TcpListener::bind(SocketAddr::new(server_ip, port)))
             .unwrap()
@@ -135,7 +135,7 @@ fn run(size: &str) {
         std::thread::sleep(Duration::from_secs(600));
     }
     // Incremental update: one pod takes the labels of another app of its namespace (selectors change).
-    let mut c2 = e.cluster.clone();
+    let mut c2 = e.cluster().clone();
     let moved = (0..c2.pods.len()).find_map(|i| {
         let p = &c2.pods[i];
         c2.pods
@@ -155,8 +155,8 @@ fn run(size: &str) {
     Lab::down(&r, &prefix).unwrap();
     println!(
         "{size:>4}: pods {:>6} policies {:>6} | ruleset: {} rules, {} set/map elements, {} sets, {:.1} MiB script | generate {:>7.1} ms | load (one transaction) {:>7.1} ms | incremental update (1 label change, {} script lines) {:>6.1} ms | new TCP connections/s through the node: no ruleset {:>6.0}, with ruleset {:>6.0} ({:+.1}%)",
-        e.cluster.pods.len(),
-        e.cluster.policies.len(),
+        e.cluster().pods.len(),
+        e.cluster().policies.len(),
         rules,
         elements,
         rs.sets.len(),

@@ -99,13 +99,13 @@ pub struct Case {
 
 /// Every ordered pair of distinct pods on every container port the destination declares.
 pub fn default_cases(e: &Engine, untestable: &BTreeMap<PodId, String>) -> Vec<Case> {
-    let n = e.cluster.pods.len() as PodId;
+    let n = e.cluster().pods.len() as PodId;
     let mut v = Vec::new();
     for d in 0..n {
         if untestable.contains_key(&d) {
             continue;
         }
-        let ports: BTreeSet<(Protocol, u16)> = e.cluster.pod(d).ports.iter().map(|c| (c.protocol, c.port)).collect();
+        let ports: BTreeSet<(Protocol, u16)> = e.cluster().pod(d).ports.iter().map(|c| (c.protocol, c.port)).collect();
         for s in 0..n {
             if s == d || untestable.contains_key(&s) {
                 continue;
@@ -146,8 +146,8 @@ pub fn locate(e: &Engine, untestable: &BTreeMap<PodId, String>, ep: &Endpoint) -
             if let Some(why) = untestable.get(&pod) {
                 return Err(why.clone());
             }
-            let addr = ip.or_else(|| e.cluster.pod(pod).primary_ip()).ok_or("the pod has no IP")?;
-            Ok((e.cluster.pod_ref(pod), addr))
+            let addr = ip.or_else(|| e.cluster().pod(pod).primary_ip()).ok_or("the pod has no IP")?;
+            Ok((e.cluster().pod_ref(pod), addr))
         }
         Endpoint::External(ip) if lab_safe(&ip) => Ok((external_key(&ip), ip)),
         Endpoint::External(ip) => Err(format!("{ip} is outside the lab's address ranges (10.0.0.0/8, fd00::/8)")),

@@ -788,8 +788,8 @@ metadata: {name: p, namespace: n}
 spec: {podSelector: {}, ingress: [{ports: [{port: 1}]}, {ports: [{port: 2}]}, {ports: [{port: 3}]}, {ports: [{port: 4}]}]}
 ";
         let mut e = Engine::new(netpol_core::load::load_str("t", yaml).cluster);
-        for (r, action) in e.rules.iter_mut().zip([Action::Deny, Action::Log, Action::Allow, Action::Pass]) {
-            r.action = action;
+        for (r, action) in [Action::Deny, Action::Log, Action::Allow, Action::Pass].into_iter().enumerate() {
+            e.set_rule_action(r as u32, action);
         }
         let text = generate(&e).to_nft();
         let chain: Vec<&str> = text

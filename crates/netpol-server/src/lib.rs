@@ -770,14 +770,14 @@ pub struct MatrixResponse {
 fn matrix_of(model: &Model, ports: &[(u16, Protocol)], ns: Option<&str>) -> Result<MatrixResponse, Failure> {
     let e = &model.engine;
     if let Some(n) = ns {
-        if e.cluster.namespace_id(n).is_none() {
+        if e.cluster().namespace_id(n).is_none() {
             return Err(Failure::new(StatusCode::NOT_FOUND, "namespace", format!("unknown namespace `{n}`")));
         }
     }
     let pods: Vec<PodId> = e
         .sorted_pods()
         .into_iter()
-        .filter(|&p| ns.is_none_or(|n| e.cluster.ns_name(e.cluster.pod(p).ns) == n))
+        .filter(|&p| ns.is_none_or(|n| e.cluster().ns_name(e.cluster().pod(p).ns) == n))
         .collect();
     if pods.len() > MAX_MATRIX_PODS {
         return Err(Failure::new(
@@ -798,7 +798,7 @@ fn matrix_of(model: &Model, ports: &[(u16, Protocol)], ns: Option<&str>) -> Resu
             "the matrix is too large for per-pod output; use `netpol matrix -o summary`",
         ));
     }
-    let names = pods.iter().map(|&p| e.cluster.pod_ref(p)).collect();
+    let names = pods.iter().map(|&p| e.cluster().pod_ref(p)).collect();
     let cells: Vec<Vec<&netpol_core::portset::PortSet>> = pods
         .iter()
         .map(|&a| pods.iter().map(|&b| m.port_sets.get(m.pod_cell(e, a, b).unwrap_or(0))).collect())
@@ -939,7 +939,7 @@ async fn whatif_handler(
     let ns = param(&params, "namespace").filter(|s| !s.is_empty()).map(str::to_string);
     let body = body.map_err(body_failure)?;
     if let Some(n) = &ns {
-        if model.engine.cluster.namespace_id(n).is_none() {
+        if model.engine.cluster().namespace_id(n).is_none() {
             return Err(Failure::new(StatusCode::NOT_FOUND, "namespace", format!("unknown namespace `{n}`")));
         }
     }
@@ -947,7 +947,7 @@ async fn whatif_handler(
     let task = tokio::task::spawn_blocking(move || -> Result<Response, Failure> {
         let req = parse_what_if(&body)?;
         job.check()?;
-        let cluster = what_if_cluster(&model.engine.cluster, req)?;
+        let cluster = what_if_cluster(model.engine.cluster(), req)?;
         job.check()?;
         let new = Engine::new(cluster);
         job.check()?;
@@ -1045,14 +1045,14 @@ async fn pods_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PodIn
         .sorted_pods()
         .into_iter()
         .map(|id| {
-            let p = e.cluster.pod(id);
+            let p = e.cluster().pod(id);
             let ident = e.identity_of(id);
             let side = |dir: Direction| Isolation {
                 isolated: ident.isolated(dir),
-                policies: ident.policies(dir).iter().map(|&x| e.cluster.policy_ref(x)).collect(),
+                policies: ident.policies(dir).iter().map(|&x| e.cluster().policy_ref(x)).collect(),
             };
             PodInfo {
-                namespace: e.cluster.ns_name(p.ns).to_string(),
+                namespace: e.cluster().ns_name(p.ns).to_string(),
                 name: p.name.clone(),
                 labels: p.labels.to_map(),
                 ips: p.ips.iter().map(|i| i.to_string()).collect(),
@@ -1096,16 +1096,16 @@ pub struct PolicyInfo {
 async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PolicyInfo>> {
     let e = &model.engine;
     let mut selected: HashMap<u32, Vec<String>> = HashMap::new();
-    for ident in &e.identities {
+    for ident in e.identities() {
         let mut pols: Vec<u32> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
         pols.sort_unstable();
         pols.dedup();
         for pol in pols {
-            selected.entry(pol).or_default().extend(ident.pods.iter().map(|&p| e.cluster.pod_ref(p)));
+            selected.entry(pol).or_default().extend(ident.pods.iter().map(|&p| e.cluster().pod_ref(p)));
         }
     }
     let mut out: Vec<PolicyInfo> = e
-        .cluster
+        .cluster()
         .policies
         .iter()
         .enumerate()
@@ -1120,7 +1120,7 @@ async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<P
             let mut pods = selected.remove(&(i as u32)).unwrap_or_default();
             pods.sort();
             PolicyInfo {
-                namespace: e.cluster.ns_name(pol.ns).to_string(),
+                namespace: e.cluster().ns_name(pol.ns).to_string(),
                 name: pol.name.clone(),
                 pod_selector: pol.pod_selector.to_string(),
                 policy_types: types,
@@ -1175,7 +1175,7 @@ fn write_metrics(state: &AppState, model: &Model) -> String {
         let _ = writeln!(s, "netpol_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", h.sum);
         let _ = writeln!(s, "netpol_http_request_duration_seconds_count{{route=\"{r}\"}} {}", h.count);
     }
-    let c = &model.engine.cluster;
+    let c = &model.engine.cluster();
     let _ = writeln!(s, "# HELP netpol_model_objects Objects in the loaded model, by kind.");
     let _ = writeln!(s, "# TYPE netpol_model_objects gauge");
     let _ = writeln!(s, "netpol_model_objects{{kind=\"namespaces\"}} {}", c.namespaces.len());
@@ -1596,7 +1596,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         ),
         None => eprintln!(
             "netpol: serving {} pod(s) on http://{addr} (revision {})",
-            state.model().engine.cluster.pods.len(),
+            state.model().engine.cluster().pods.len(),
             state.revision()
         ),
     }

@@ -435,21 +435,21 @@ fn labels_text(labels: &Labels) -> String {
 }
 
 fn identity_focus(e: &Engine, i: IdentityId, focus: &Focus) -> bool {
-    let ident = &e.identities[i as usize];
-    focus.namespace.as_deref().is_none_or(|n| e.cluster.ns_name(ident.ns) == n)
-        && focus.selector.as_ref().is_none_or(|s| s.matches(&e.label_sets[ident.labels as usize]))
+    let ident = &e.identity(i);
+    focus.namespace.as_deref().is_none_or(|n| e.cluster().ns_name(ident.ns) == n)
+        && focus.selector.as_ref().is_none_or(|s| s.matches(e.label_set(ident.labels)))
 }
 
 fn group(e: &Engine, grouping: Grouping, focus: &Focus) -> Nodes {
     let mut index: HashMap<String, u32> = HashMap::new();
     let mut list: Vec<NodeAcc> = Vec::new();
-    let mut of_identity = vec![u32::MAX; e.identities.len()];
-    for (i, ident) in e.identities.iter().enumerate() {
+    let mut of_identity = vec![u32::MAX; e.identities().len()];
+    for (i, ident) in e.identities().iter().enumerate() {
         if ident.pods.is_empty() {
             continue;
         }
-        let ns = e.cluster.ns_name(ident.ns);
-        let labels = &e.label_sets[ident.labels as usize];
+        let ns = e.cluster().ns_name(ident.ns);
+        let labels = e.label_set(ident.labels);
         let (id, title) = match grouping {
             Grouping::Labels => {
                 let text = labels_text(labels);
@@ -485,7 +485,7 @@ fn group(e: &Engine, grouping: Grouping, focus: &Focus) -> Nodes {
     for n in &mut list {
         if titles.get(&(n.ns.clone(), n.title.clone())).copied().unwrap_or(0) > 1 {
             if let Some(&first) = n.identities.first() {
-                let labels = labels_text(&e.label_sets[e.identities[first as usize].labels as usize]);
+                let labels = labels_text(e.label_set(e.identity(first).labels));
                 n.title = if labels.is_empty() { "(no labels)".to_string() } else { labels };
             }
         }
@@ -516,7 +516,7 @@ fn parts(classes: &[Vec<IdentityId>], nodes: &Nodes, e: &Engine) -> Vec<Vec<Part
                 if node == u32::MAX {
                     continue;
                 }
-                let pods = e.identities[i as usize].pods.len() as u64;
+                let pods = e.identity(i).pods.len() as u64;
                 match v.iter_mut().find(|p| p.node == node) {
                     Some(p) => {
                         p.pods += pods;
@@ -533,9 +533,9 @@ fn parts(classes: &[Vec<IdentityId>], nodes: &Nodes, e: &Engine) -> Vec<Vec<Part
 /// Two distinct pods, one from each list of identities, if there are any.
 fn example(e: &Engine, src: &[IdentityId], dst: &[IdentityId]) -> Option<(PodId, PodId)> {
     for &a in src.iter().take(4) {
-        let pa = *e.identities[a as usize].pods.first()?;
+        let pa = *e.identity(a).pods.first()?;
         for &b in dst.iter().take(4) {
-            let pods = &e.identities[b as usize].pods;
+            let pods = &e.identity(b).pods;
             if let Some(&pb) = pods.iter().find(|&&p| p != pa) {
                 return Some((pa, pb));
             }
@@ -557,7 +557,7 @@ fn edges(e: &Engine, m: &mut Matrix, nodes: &Nodes, proto: Protocol, port: u16) 
         for &i in class {
             let (Some(&s), node) = (m.src_class_of.get(&i), nodes.of_identity[i as usize]) else { continue };
             if node != u32::MAX {
-                self_pairs[d].push((s as usize, node, e.identities[i as usize].pods.len() as u64));
+                self_pairs[d].push((s as usize, node, e.identity(i).pods.len() as u64));
             }
         }
     }
@@ -614,11 +614,11 @@ fn isolation(e: &Engine, n: &NodeAcc, ingress: bool) -> NodeIsolation {
     let mut pods = 0;
     let mut policies = BTreeSet::new();
     for &i in &n.identities {
-        let ident = &e.identities[i as usize];
+        let ident = &e.identity(i);
         let pols = if ingress { &ident.ingress_policies } else { &ident.egress_policies };
         if !pols.is_empty() {
             pods += ident.pods.len();
-            policies.extend(pols.iter().map(|&p| e.cluster.policy_ref(p)));
+            policies.extend(pols.iter().map(|&p| e.cluster().policy_ref(p)));
         }
     }
     NodeIsolation { isolated_pods: pods, policies: policies.into_iter().collect() }
@@ -628,7 +628,7 @@ fn outside_access(e: &Engine, n: &NodeAcc, dir: Direction, proto: Protocol, port
     let mut out = OutsideAccess::default();
     let mut blocks = BTreeSet::new();
     for &i in &n.identities {
-        let ident = &e.identities[i as usize];
+        let ident = &e.identity(i);
         let allowed = outside::allowing_blocks(e, i, dir, proto, port);
         match &allowed {
             None => out.any_pods += ident.pods.len(),
@@ -637,11 +637,11 @@ fn outside_access(e: &Engine, n: &NodeAcc, dir: Direction, proto: Protocol, port
         }
         out.pods += ident.pods.len();
         if out.example.is_none() {
-            let pod = ident.pods.iter().copied().min_by_key(|&p| &e.cluster.pod(p).name);
+            let pod = ident.pods.iter().copied().min_by_key(|&p| &e.cluster().pod(p).name);
             let ip =
                 pod.and_then(|p| outside::example_address(e, p, allowed.as_ref(), dir, proto, port).map(|ip| (p, ip)));
             out.example = ip.map(|(p, ip)| {
-                let (p, ip) = (e.cluster.pod_ref(p), ip.to_string());
+                let (p, ip) = (e.cluster().pod_ref(p), ip.to_string());
                 match dir {
                     Direction::Egress => [p, ip],
                     Direction::Ingress => [ip, p],
@@ -649,7 +649,7 @@ fn outside_access(e: &Engine, n: &NodeAcc, dir: Direction, proto: Protocol, port
             });
         }
     }
-    let mut texts: Vec<String> = blocks.into_iter().map(|b| e.blocks[b as usize].to_string()).collect();
+    let mut texts: Vec<String> = blocks.into_iter().map(|b| e.blocks()[b as usize].to_string()).collect();
     texts.sort();
     out.blocks = texts;
     out
@@ -660,12 +660,12 @@ fn node_out(e: &Engine, n: &NodeAcc, proto: Protocol, port: u16) -> GraphNode {
     let mut common: Option<Labels> = None;
     let mut host = 0;
     for &i in &n.identities {
-        let ident = &e.identities[i as usize];
-        pods.extend(ident.pods.iter().map(|&p| e.cluster.pod(p).name.as_str()));
+        let ident = &e.identity(i);
+        pods.extend(ident.pods.iter().map(|&p| e.cluster().pod(p).name.as_str()));
         if ident.host_network {
             host += ident.pods.len();
         }
-        let labels = &e.label_sets[ident.labels as usize];
+        let labels = e.label_set(ident.labels);
         common = Some(match common {
             None => labels.clone(),
             Some(c) => c.iter().filter(|&(k, v)| labels.get(k) == Some(v)).collect(),
@@ -715,7 +715,7 @@ fn compute(e: &Engine, m: &mut Matrix, grouping: Grouping, opts: &GraphOptions) 
             let (na, nb) = (&nodes.list[a as usize], &nodes.list[b as usize]);
             let (ca, cb) = (na.count as u64, nb.count as u64);
             let total = if a == b { ca * ca.saturating_sub(1) } else { ca * cb };
-            let example = acc.example.map(|(p, q)| [e.cluster.pod_ref(p), e.cluster.pod_ref(q)]);
+            let example = acc.example.map(|(p, q)| [e.cluster().pod_ref(p), e.cluster().pod_ref(q)]);
             (
                 (na.id.clone(), nb.id.clone()),
                 GraphEdge { src: na.id.clone(), dst: nb.id.clone(), pairs: acc.pairs, total, example },
@@ -755,7 +755,7 @@ fn compute_graph(e: &Engine, m: &mut Matrix, opts: &GraphOptions) -> (Grouping, 
 
 fn port_uses(e: &Engine) -> Vec<PortUse> {
     let mut uses: BTreeMap<(Protocol, u16), (usize, BTreeSet<String>)> = BTreeMap::new();
-    for ident in &e.identities {
+    for ident in e.identities() {
         for cp in &ident.ports {
             let u = uses.entry((cp.protocol, cp.port)).or_default();
             u.0 += ident.pods.len();
@@ -777,7 +777,7 @@ fn port_uses(e: &Engine) -> Vec<PortUse> {
 }
 
 fn namespaces(e: &Engine) -> Vec<String> {
-    let mut v: Vec<String> = e.cluster.namespaces.iter().map(|n| n.name.clone()).collect();
+    let mut v: Vec<String> = e.cluster().namespaces.iter().map(|n| n.name.clone()).collect();
     v.sort();
     v
 }
@@ -792,7 +792,7 @@ pub fn graph(e: &Engine, opts: &GraphOptions) -> Result<GraphResponse, String> {
         port: opts.port,
         protocol: opts.protocol,
         grouping,
-        total_pods: e.identities.iter().map(|i| i.pods.len()).sum(),
+        total_pods: e.identities().iter().map(|i| i.pods.len()).sum(),
         focus_pods,
         nodes: sorted_nodes(c.nodes),
         edges: c.edges.into_values().collect(),
@@ -823,7 +823,7 @@ fn graph_options(e: &Engine, p: &Params) -> Result<GraphOptions, UiFailure> {
     };
     let namespace = param(p, "namespace").map(str::to_string);
     if let Some(n) = &namespace {
-        if e.cluster.namespace_id(n).is_none() {
+        if e.cluster().namespace_id(n).is_none() {
             return Err(UiFailure::new(StatusCode::NOT_FOUND, "namespace", format!("unknown namespace `{n}`")));
         }
     }
@@ -1036,7 +1036,7 @@ fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(En
     })?;
     let engine = Engine::new(cluster);
     let mut selected: HashMap<u32, usize> = HashMap::new();
-    for ident in &engine.identities {
+    for ident in engine.identities() {
         let mut pols: Vec<u32> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
         pols.sort_unstable();
         pols.dedup();
@@ -1052,7 +1052,7 @@ fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(En
         }
         let (ns, name) = r.split_once('/').unwrap_or(("", ""));
         let is = |c: &Cluster, p: &Policy| c.ns_name(p.ns) == ns && p.name == name;
-        let id = engine.cluster.policies.iter().position(|p| is(&engine.cluster, p));
+        let id = engine.cluster().policies.iter().position(|p| is(engine.cluster(), p));
         let replaces = base.policies.iter().any(|p| is(base, p));
         applied.push(AppliedPolicy {
             selected_pods: id.and_then(|i| selected.get(&(i as u32)).copied()).unwrap_or(0),
@@ -1072,7 +1072,7 @@ fn graph_what_if(
     job: &crate::Job,
 ) -> Result<GraphWhatIfResponse, UiFailure> {
     let t = Instant::now();
-    let (new, applied) = what_if_engine(&old.cluster, text, delete.clone())?;
+    let (new, applied) = what_if_engine(old.cluster(), text, delete.clone())?;
     job.check()?;
     let nf = |err: String| UiFailure::new(StatusCode::NOT_FOUND, "namespace", err);
     let mut m_old = old.matrix(None).map_err(nf)?;
@@ -1350,7 +1350,7 @@ pub async fn manifest_handler(
     let r = param(&p, "policy").ok_or_else(|| UiFailure::bad("policy", "missing query parameter `policy`"))?;
     let (ns, name) =
         r.split_once('/').ok_or_else(|| UiFailure::bad("policy", format!("expected `namespace/name`, got `{r}`")))?;
-    let c = &model.engine.cluster;
+    let c = &model.engine.cluster();
     let pol = c
         .policies
         .iter()

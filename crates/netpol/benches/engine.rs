@@ -55,8 +55,8 @@ fn status_mib(field: &str) -> f64 {
 }
 
 fn flows(e: &Engine, n: usize) -> Vec<u8> {
-    let names: Vec<String> = (0..e.cluster.pods.len() as u32).map(|p| e.cluster.pod_ref(p)).collect();
-    let ips: Vec<String> = e.cluster.pods.iter().filter_map(|p| p.primary_ip()).map(|ip| ip.to_string()).collect();
+    let names: Vec<String> = (0..e.cluster().pods.len() as u32).map(|p| e.cluster().pod_ref(p)).collect();
+    let ips: Vec<String> = e.cluster().pods.iter().filter_map(|p| p.primary_ip()).map(|ip| ip.to_string()).collect();
     let ports = [53u16, 80, 443, 5432, 8080, 9090, 9100, 30080];
     let mut s = String::with_capacity(n * 80);
     let mut x: u64 = 0x1234_5678;
@@ -151,13 +151,13 @@ fn long_except() -> Vec<String> {
 fn run_long_except(size: &str, engine: &Engine) {
     // Pods of an app whose egress is not isolated yet (else the first ordinary pod's): the policy changes what
     // they may reach outside.
-    let ordinary = |p: u32| !engine.cluster.pod(p).host_network && engine.cluster.pod(p).labels.contains_key("app");
-    let n = engine.cluster.pods.len() as u32;
+    let ordinary = |p: u32| !engine.cluster().pod(p).host_network && engine.cluster().pod(p).labels.contains_key("app");
+    let n = engine.cluster().pods.len() as u32;
     let pod = (0..n)
         .find(|&p| ordinary(p) && !engine.identity_of(p).isolated(Direction::Egress))
         .or_else(|| (0..n).find(|&p| ordinary(p)))
         .unwrap();
-    let mut cluster = engine.cluster.clone();
+    let mut cluster = engine.cluster().clone();
     let ns = cluster.pods[pod as usize].ns;
     let app = cluster.pods[pod as usize].labels.get("app").unwrap().to_string();
     cluster.policies.push(Policy {
@@ -182,7 +182,7 @@ fn run_long_except(size: &str, engine: &Engine) {
     let t = Instant::now();
     let segs = Segments::new(&[&new]);
     let mut nonempty = 0usize;
-    for ident in 0..new.identities.len() as u32 {
+    for ident in 0..new.identities().len() as u32 {
         for dir in [Direction::Egress, Direction::Ingress] {
             nonempty += allowed_ports(&new, ident, dir, &segs).iter().filter(|p| !p.is_empty()).count();
         }
@@ -192,7 +192,7 @@ fn run_long_except(size: &str, engine: &Engine) {
     let t = Instant::now();
     let skip: Vec<usize> = (0..segs.len()).filter(|&i| segs.outside_address(i, &[&new]).is_none()).collect();
     let mut groups = 0usize;
-    for ident in 0..new.identities.len() as u32 {
+    for ident in 0..new.identities().len() as u32 {
         for dir in [Direction::Egress, Direction::Ingress] {
             groups += allowed_groups(&new, ident, dir, &segs, &skip).len();
         }
@@ -204,7 +204,7 @@ fn run_long_except(size: &str, engine: &Engine) {
     println!(
         "{size:>5}: + ipBlock with 45,000 excepts ({} segments, {} identities) | compile {:>7.1} ms | outside ports per segment (describe today) {:>7.1} ms ({nonempty} non-empty) | grouped from runs (allowed_groups) {:>7.1} ms ({groups} groups) | what-if diff {:>7.1} ms ({} outside groups)",
         segs.len(),
-        new.identities.len(),
+        new.identities().len(),
         compile.as_secs_f64() * 1e3,
         describe.as_secs_f64() * 1e3,
         grouped.as_secs_f64() * 1e3,
@@ -215,7 +215,7 @@ fn run_long_except(size: &str, engine: &Engine) {
 
 /// Blocks containing an address: pods with the same blocks (and labels, ports) share an identity.
 fn block_signature(e: &Engine, ip: IpAddr) -> Vec<usize> {
-    e.blocks.iter().enumerate().filter(|(_, b)| b.contains(ip)).map(|(i, _)| i).collect()
+    e.blocks().iter().enumerate().filter(|(_, b)| b.contains(ip)).map(|(i, _)| i).collect()
 }
 
 /// An unused IPv4 address near `ip` in the same ipBlocks.
@@ -224,7 +224,7 @@ fn free_ip_like(e: &Engine, ip: IpAddr) -> IpAddr {
     let sig = block_signature(e, ip);
     (1..4096u32)
         .map(|k| IpAddr::V4((u32::from(v4).wrapping_add(k)).into()))
-        .find(|c| !e.ip_index.contains_key(c) && block_signature(e, *c) == sig)
+        .find(|c| e.pod_with_ip(*c).is_none() && block_signature(e, *c) == sig)
         .unwrap_or(ip)
 }
 
@@ -235,7 +235,7 @@ fn label_selector(k: &str, v: &str) -> Selector {
 /// Single watch events: `Engine::update` on a clone (median of 5, clone not timed) vs `Engine::new` of the
 /// changed cluster.
 fn run_updates(size: &str, engine: &Engine) {
-    let c = &engine.cluster;
+    let c = &engine.cluster();
     let n = c.pods.len() as u32;
     let plain = |p: u32| !c.pod(p).host_network && c.pod(p).primary_ip().is_some();
     // A pod sharing its identity with others, and one alone in its identity.
@@ -303,8 +303,8 @@ fn run_updates(size: &str, engine: &Engine) {
         }
         times.sort();
         let after = after.unwrap();
-        assert_eq!(after.identities.len() as i64, engine.identities.len() as i64 + identities, "{what}");
-        let cluster = after.cluster.clone();
+        assert_eq!(after.identities().len() as i64, engine.identities().len() as i64 + identities, "{what}");
+        let cluster = after.cluster().clone();
         drop(after);
         let t = Instant::now();
         let recompiled = Engine::new(cluster);

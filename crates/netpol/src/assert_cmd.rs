@@ -642,7 +642,7 @@ fn group(engine: &Engine, eps: Vec<Endpoint>) -> Vec<Group> {
     for ep in eps {
         let gi = match ep {
             Endpoint::Pod { pod, ip: None } => {
-                let id = engine.pod_identity[pod as usize];
+                let id = engine.pod_identity(pod);
                 *by_ident.entry(id).or_insert_with(|| {
                     out.push(Group { members: Vec::new(), pods: Vec::new() });
                     out.len() - 1
@@ -685,14 +685,14 @@ fn same_pod(a: &Endpoint, b: &Endpoint) -> bool {
 
 fn expand(engine: &Engine, spec: &EndpointSpec, order: &[PodId]) -> Result<Vec<Endpoint>, String> {
     match spec {
-        EndpointSpec::Pod { namespace, name } => match engine.cluster.find_pod(namespace, name) {
+        EndpointSpec::Pod { namespace, name } => match engine.cluster().find_pod(namespace, name) {
             Some(pod) => Ok(vec![Endpoint::Pod { pod, ip: None }]),
             None => Err(format!("unknown pod `{namespace}/{name}`")),
         },
         EndpointSpec::Ip(ip) => Ok(vec![engine.endpoint_for_ip(*ip)]),
         EndpointSpec::Select { namespace, namespace_selector, pod_selector } => {
             let ns_ok: Vec<bool> = engine
-                .cluster
+                .cluster()
                 .namespaces
                 .iter()
                 .map(|n| {
@@ -703,7 +703,7 @@ fn expand(engine: &Engine, spec: &EndpointSpec, order: &[PodId]) -> Result<Vec<E
             let eps: Vec<Endpoint> = order
                 .iter()
                 .filter(|&&p| {
-                    let pod = engine.cluster.pod(p);
+                    let pod = engine.cluster().pod(p);
                     ns_ok.get(pod.ns as usize).copied().unwrap_or(false)
                         && pod_selector.as_ref().is_none_or(|s| s.matches(&pod.labels))
                 })

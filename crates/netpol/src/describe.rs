@@ -98,14 +98,14 @@ struct PodInfo {
 }
 
 fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
-    let p = e.cluster.pod(pod);
+    let p = e.cluster().pod(pod);
     let ident = e.identity_of(pod);
     let side = |dir: Direction| Side {
         isolated: ident.isolated(dir),
-        policies: ident.policies(dir).iter().map(|&x| e.cluster.policy_ref(x)).collect(),
+        policies: ident.policies(dir).iter().map(|&x| e.cluster().policy_ref(x)).collect(),
     };
     PodInfo {
-        pod: e.cluster.pod_ref(pod),
+        pod: e.cluster().pod_ref(pod),
         source: p.source.kind.to_string(),
         labels: p.labels.clone(),
         ips: p.ips.iter().map(|i| i.to_string()).collect(),
@@ -113,7 +113,7 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
         host_network: p.host_network,
         ingress: side(Direction::Ingress),
         egress: side(Direction::Egress),
-        outside: cache.get(e.pod_identity[pod as usize]),
+        outside: cache.get(e.pod_identity(pod)),
     }
 }
 
@@ -137,13 +137,13 @@ pub fn run(
     let pods: Vec<PodId> = match pod {
         Some(name) => {
             let (pns, pname) = name.split_once('/').unwrap_or((ns.unwrap_or("default"), name));
-            let id = e.cluster.find_pod(pns, pname).ok_or_else(|| anyhow::anyhow!("unknown pod `{pns}/{pname}`"))?;
+            let id = e.cluster().find_pod(pns, pname).ok_or_else(|| anyhow::anyhow!("unknown pod `{pns}/{pname}`"))?;
             vec![id]
         }
         None => e
             .sorted_pods()
             .into_iter()
-            .filter(|&p| ns.is_none_or(|n| e.cluster.ns_name(e.cluster.pod(p).ns) == n))
+            .filter(|&p| ns.is_none_or(|n| e.cluster().ns_name(e.cluster().pod(p).ns) == n))
             .collect(),
     };
     let mut cache = OutsideCache::new(e);

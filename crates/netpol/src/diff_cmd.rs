@@ -59,7 +59,7 @@ pub fn run(
         }
     };
     if let Some(n) = ns {
-        if old_e.cluster.namespace_id(n).is_none() && new_e.cluster.namespace_id(n).is_none() {
+        if old_e.cluster().namespace_id(n).is_none() && new_e.cluster().namespace_id(n).is_none() {
             bail!("unknown namespace `{n}` (in neither the old nor the new manifests)");
         }
     }
@@ -190,10 +190,10 @@ impl Scope {
     fn new(new: &Engine, ns: Option<&str>, d: &Diff) -> Scope {
         let added: HashSet<&str> = d.pods_added.iter().map(String::as_str).collect();
         let mut per_ns: BTreeMap<String, usize> = BTreeMap::new();
-        for p in 0..new.cluster.pods.len() as PodId {
-            let pod = new.cluster.pod(p);
-            let pns = new.cluster.ns_name(pod.ns);
-            if ns.is_some_and(|n| n != pns) || added.contains(new.cluster.pod_ref(p).as_str()) {
+        for p in 0..new.cluster().pods.len() as PodId {
+            let pod = new.cluster().pod(p);
+            let pns = new.cluster().ns_name(pod.ns);
+            if ns.is_some_and(|n| n != pns) || added.contains(new.cluster().pod_ref(p).as_str()) {
                 continue;
             }
             *per_ns.entry(pns.to_string()).or_default() += 1;

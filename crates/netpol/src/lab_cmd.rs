@@ -110,7 +110,7 @@ pub fn up(cluster: &Cluster, prefix: &str, extra: Vec<LabPod>) -> Result<(Lab, P
     };
     load_ruleset(&r, &lab, &p.engine, running)?;
     for (pod, why) in &p.untestable {
-        eprintln!("warning: {} not created in the lab: {why}", p.engine.cluster.pod_ref(*pod));
+        eprintln!("warning: {} not created in the lab: {why}", p.engine.cluster().pod_ref(*pod));
     }
     Ok((lab, p))
 }
@@ -380,8 +380,8 @@ pub fn observe(
     });
     let name = |ip: &str| -> String {
         match (engine, ip.parse()) {
-            (Some(e), Ok(addr)) => match e.ip_index.get(&addr) {
-                Some(&pod) => e.cluster.pod_ref(pod),
+            (Some(e), Ok(addr)) => match e.pod_with_ip(addr) {
+                Some(pod) => e.cluster().pod_ref(pod),
                 None => ip.to_string(),
             },
             _ => ip.to_string(),

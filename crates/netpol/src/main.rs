@@ -629,7 +629,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                         Ok(i) => i,
                         Err(code) => return Ok(code),
                     };
-                    let (lab, _) = lab_cmd::up(&inp.engine.cluster, &prefix, Vec::new())?;
+                    let (lab, _) = lab_cmd::up(inp.engine.cluster(), &prefix, Vec::new())?;
                     println!(
                         "lab `{prefix}` is up: node namespace {}, {} pod namespaces",
                         lab.node_netns(),
@@ -641,7 +641,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                         Ok(i) => i,
                         Err(code) => return Ok(code),
                     };
-                    let how = lab_cmd::apply_changes(&inp.engine.cluster, &prefix)?;
+                    let how = lab_cmd::apply_changes(inp.engine.cluster(), &prefix)?;
                     println!(
                         "lab `{prefix}` updated ({})",
                         match how {
@@ -664,7 +664,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 None
             } else {
                 match load(&files, strict)? {
-                    Ok(i) => Some(lab_cmd::prepare(&i.engine.cluster).engine),
+                    Ok(i) => Some(lab_cmd::prepare(i.engine.cluster()).engine),
                     Err(code) => return Ok(code),
                 }
             };
@@ -687,7 +687,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             };
             let stdout = std::io::stdout();
             let code = lab_cmd::connectivity_test(
-                &inp.engine.cluster,
+                inp.engine.cluster(),
                 flows.as_deref(),
                 &prefix,
                 keep,

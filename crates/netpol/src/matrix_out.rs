@@ -88,7 +88,7 @@ fn summary(e: &Engine, m: &mut Matrix, ports: &[(u16, Protocol)], out: &mut dyn 
     let counts = m.pair_counts_with_progress(e, &mut |done| pb.set_position(done as u64));
     pb.finish_and_clear();
     let rows = summarize(&counts, &m.port_sets, (!ports.is_empty()).then_some(ports));
-    let pods: u64 = m.identities.iter().map(|&i| e.identities[i as usize].pods.len() as u64).sum();
+    let pods: u64 = m.identities.iter().map(|&i| e.identity(i).pods.len() as u64).sum();
     writeln!(out, "pods: {pods}, ordered pairs of distinct pods: {}", pods * pods.saturating_sub(1))?;
     writeln!(out, "{:<20} {:>14} {:>14}", "PORT", "ALLOWED", "DENIED")?;
     for r in rows {
@@ -101,7 +101,7 @@ fn summary(e: &Engine, m: &mut Matrix, ports: &[(u16, Protocol)], out: &mut dyn 
 
 fn pod_names(e: &Engine, ids: &[IdentityId]) -> Vec<String> {
     let mut v: Vec<String> =
-        ids.iter().flat_map(|&i| e.identities[i as usize].pods.iter().map(|&p| e.cluster.pod_ref(p))).collect();
+        ids.iter().flat_map(|&i| e.identity(i).pods.iter().map(|&p| e.cluster().pod_ref(p))).collect();
     v.sort();
     v
 }
@@ -234,9 +234,9 @@ fn pairs(
     let pods: Vec<PodId> = e
         .sorted_pods()
         .into_iter()
-        .filter(|&p| ns.is_none_or(|n| e.cluster.ns_name(e.cluster.pod(p).ns) == n))
+        .filter(|&p| ns.is_none_or(|n| e.cluster().ns_name(e.cluster().pod(p).ns) == n))
         .collect();
-    let names: Vec<String> = pods.iter().map(|&p| e.cluster.pod_ref(p)).collect();
+    let names: Vec<String> = pods.iter().map(|&p| e.cluster().pod_ref(p)).collect();
     let cell = |a: PodId, b: PodId| m.pod_cell(e, a, b).unwrap_or(0);
     if fmt == MatrixFormat::Csv {
         write!(out, "source,destination")?;

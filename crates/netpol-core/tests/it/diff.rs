@@ -457,14 +457,14 @@ const CHECK_PORTS: [u16; 12] = [1, 53, 70, 80, 81, 90, 95, 100, 124, 125, 200, 6
 
 /// Checks `d` against `Engine::allowed` (sampled ports) and the matrices (whole port space) on every pair.
 fn check(old: &Engine, new: &Engine, d: &Diff, ns: Option<&str>) -> Result<(), TestCaseError> {
-    let in_scope = |e: &Engine, p: PodId| ns.is_none_or(|n| e.cluster.ns_name(e.cluster.pod(p).ns) == n);
+    let in_scope = |e: &Engine, p: PodId| ns.is_none_or(|n| e.cluster().ns_name(e.cluster().pod(p).ns) == n);
     let mut common: Vec<(String, PodId, PodId)> = Vec::new();
-    for op in 0..old.cluster.pods.len() as PodId {
-        let name = old.cluster.pod_ref(op);
+    for op in 0..old.cluster().pods.len() as PodId {
+        let name = old.cluster().pod_ref(op);
         if !in_scope(old, op) {
             continue;
         }
-        if let Some(np) = (0..new.cluster.pods.len() as PodId).find(|&np| new.cluster.pod_ref(np) == name) {
+        if let Some(np) = (0..new.cluster().pods.len() as PodId).find(|&np| new.cluster().pod_ref(np) == name) {
             common.push((name, op, np));
         }
     }
@@ -533,11 +533,14 @@ fn check(old: &Engine, new: &Engine, d: &Diff, ns: Option<&str>) -> Result<(), T
     prop_assert_eq!(d.changed_pairs, changed);
     prop_assert_eq!(d.unchanged_pairs, n * n.saturating_sub(1) - changed);
     let names = |e: &Engine, p: &dyn Fn(PodId) -> bool| -> BTreeSet<String> {
-        (0..e.cluster.pods.len() as PodId).filter(|&i| in_scope(e, i) && p(i)).map(|i| e.cluster.pod_ref(i)).collect()
+        (0..e.cluster().pods.len() as PodId)
+            .filter(|&i| in_scope(e, i) && p(i))
+            .map(|i| e.cluster().pod_ref(i))
+            .collect()
     };
     let common_names: BTreeSet<String> = common.iter().map(|c| c.0.clone()).collect();
-    let added = names(new, &|i| !common_names.contains(&new.cluster.pod_ref(i)));
-    let removed = names(old, &|i| !common_names.contains(&old.cluster.pod_ref(i)));
+    let added = names(new, &|i| !common_names.contains(&new.cluster().pod_ref(i)));
+    let removed = names(old, &|i| !common_names.contains(&old.cluster().pod_ref(i)));
     prop_assert_eq!(d.pods_added.iter().cloned().collect::<BTreeSet<_>>(), added);
     prop_assert_eq!(d.pods_removed.iter().cloned().collect::<BTreeSet<_>>(), removed);
     Ok(())
@@ -572,7 +575,7 @@ fn outside_probes(old: &Engine, new: &Engine) -> Vec<IpAddr> {
         .map(|a| a.parse().unwrap())
         .collect();
     for e in [old, new] {
-        for b in &e.blocks {
+        for b in e.blocks() {
             for net in std::iter::once(&b.cidr).chain(&b.except) {
                 for ip in [net.network(), net.broadcast()] {
                     v.insert(ip);
@@ -582,7 +585,7 @@ fn outside_probes(old: &Engine, new: &Engine) -> Vec<IpAddr> {
             }
         }
     }
-    v.into_iter().filter(|ip| !old.ip_index.contains_key(ip) && !new.ip_index.contains_key(ip)).collect()
+    v.into_iter().filter(|ip| old.pod_with_ip(*ip).is_none() && new.pod_with_ip(*ip).is_none()).collect()
 }
 
 /// `d.outside` against `Engine::allowed` for every compared pod, probe address, direction and sampled port.
@@ -648,7 +651,7 @@ proptest! {
     fn outside_ports_equal_the_engine(seed in any::<u64>()) {
         let e = Engine::new(cluster(seed));
         let segs = Segments::new(&[&e]);
-        for (ident, id) in e.identities.iter().enumerate() {
+        for (ident, id) in e.identities().iter().enumerate() {
             let Some(&pod) = id.pods.first() else { continue };
             let me = Endpoint::Pod { pod, ip: None };
             for dir in [Direction::Egress, Direction::Ingress] {
@@ -670,7 +673,7 @@ proptest! {
                 prop_assert_eq!(allowed_groups(&e, ident as u32, dir, &segs, &skip), dense);
                 for (i, p) in ports.iter().enumerate() {
                     let Some(ip) = segs.outside_address(i, &[&e]) else { continue };
-                    prop_assert!(!e.ip_index.contains_key(&ip));
+                    prop_assert!(e.pod_with_ip(ip).is_none());
                     let x = Endpoint::External(ip);
                     for proto in PROTOS {
                         for port in CHECK_PORTS {

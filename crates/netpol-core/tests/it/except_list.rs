@@ -147,15 +147,15 @@ const PORTS: [u16; 4] = [443, 5432, 8080, 80];
 #[test]
 fn a_long_except_list_agrees_with_reference() {
     let e = Engine::new(with_policies(base()));
-    let c = &e.cluster;
+    let c = &e.cluster();
     let web = c.find_pod("a", "web").unwrap();
     let db = c.find_pod("a", "db").unwrap();
     let me = |p: PodId| Endpoint::Pod { pod: p, ip: None };
     let samples = samples();
     assert!(samples.len() > 2_000, "{}", samples.len());
     let segs = Segments::new(&[&e]);
-    let web_out = allowed_ports(&e, e.pod_identity[web as usize], Direction::Egress, &segs);
-    let db_in = allowed_ports(&e, e.pod_identity[db as usize], Direction::Ingress, &segs);
+    let web_out = allowed_ports(&e, e.pod_identity(web), Direction::Egress, &segs);
+    let db_in = allowed_ports(&e, e.pod_identity(db), Direction::Ingress, &segs);
     let old = Engine::new(base());
     let d = diff(&old, &e, &DiffOptions::default());
     // Each group's addresses (CIDRs or `FIRST-LAST`), parsed once into sorted ranges.
@@ -200,7 +200,7 @@ fn a_long_except_list_agrees_with_reference() {
                 assert!(segs.ranges[i].0 <= ip && ip <= segs.ranges[i].1);
                 assert_eq!(ports[i].contains(Protocol::Tcp, port), want, "{name} {dir:?} {ip} {port}");
                 // What-if: the diff from the cluster without the policies (which allows everything).
-                let was = reference::allowed(&old.cluster, &s, &d_, Protocol::Tcp, port);
+                let was = reference::allowed(old.cluster(), &s, &d_, Protocol::Tcp, port);
                 let reported = |change: Change| {
                     groups.iter().any(|(g, ranges)| {
                         let i = ranges.partition_point(|r| r.0 <= ip);

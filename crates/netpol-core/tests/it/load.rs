@@ -1353,8 +1353,8 @@ fn fuzz_seeds_and_fixtures_never_panic() {
         let e = Engine::new(loader.finish().cluster);
         let mut m = e.matrix(None).unwrap();
         let _ = m.pair_counts(&e);
-        if !e.cluster.pods.is_empty() {
-            let last = e.cluster.pods.len() as u32 - 1;
+        if !e.cluster().pods.is_empty() {
+            let last = e.cluster().pods.len() as u32 - 1;
             let (a, b) = (Endpoint::Pod { pod: 0, ip: None }, Endpoint::Pod { pod: last, ip: None });
             let _ = e.explain(&a, &b, Protocol::Tcp, 80).render();
         }

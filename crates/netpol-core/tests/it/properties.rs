@@ -20,7 +20,7 @@ proptest! {
             for d in &eps {
                 for proto in PROTOS {
                     for port in [53u16, 70, 80, 81, 90, 95, 100, 124, 125, 200] {
-                        let want = reference::allowed(&e.cluster, s, d, proto, port);
+                        let want = reference::allowed(e.cluster(), s, d, proto, port);
                         prop_assert_eq!(e.allowed(s, d, proto, port), want, "engine {:?} -> {:?} {}/{}", s, d, port, proto);
                         let ex = e.explain(s, d, proto, port);
                         prop_assert_eq!(ex.verdict, Verdict::from_bool(want), "explain\n{}", ex.render());
@@ -34,7 +34,7 @@ proptest! {
     fn matrix_agrees_with_reference(seed in any::<u64>()) {
         let e = Engine::new(cluster(seed));
         let mut m = e.matrix(None).unwrap();
-        let n = e.cluster.pods.len() as PodId;
+        let n = e.cluster().pods.len() as PodId;
         for a in 0..n {
             for b in 0..n {
                 let cell = m.pod_cell(&e, a, b).unwrap();
@@ -42,7 +42,7 @@ proptest! {
                 for proto in PROTOS {
                     for port in [1u16, 53, 70, 80, 81, 90, 95, 100, 124, 125, 200, 65535] {
                         let want = reference::allowed(
-                            &e.cluster, &Endpoint::Pod { pod: a, ip: None }, &Endpoint::Pod { pod: b, ip: None }, proto, port);
+                            e.cluster(), &Endpoint::Pod { pod: a, ip: None }, &Endpoint::Pod { pod: b, ip: None }, proto, port);
                         prop_assert_eq!(set.contains(proto, port), want, "matrix {} -> {} {}/{}: {}", a, b, port, proto, set);
                     }
                 }

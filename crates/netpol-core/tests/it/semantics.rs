@@ -28,7 +28,7 @@ fn check(e: &Engine, flows: &[(&str, &str, &str, bool)]) -> Vec<Explanation> {
         let d = e.parse_endpoint(dst, "default").unwrap();
         let (port, proto) = parse_port(port);
         let fast = e.allowed(&s, &d, proto, port);
-        let naive = reference::allowed(&e.cluster, &s, &d, proto, port);
+        let naive = reference::allowed(e.cluster(), &s, &d, proto, port);
         let ex = e.explain(&s, &d, proto, port);
         let text = ex.render();
         assert_eq!(fast, want, "engine: {src} -> {dst} {port}/{proto}\n{text}");
@@ -786,7 +786,7 @@ spec:
         ],
     );
     // The mapped address resolves to the pod, with its canonical IPv4 address.
-    let web = e.cluster.find_pod("a", "web").unwrap();
+    let web = e.cluster().find_pod("a", "web").unwrap();
     let ep = e.parse_endpoint("::ffff:10.0.1.1", "default").unwrap();
     assert_eq!(ep, Endpoint::Pod { pod: web, ip: Some("10.0.1.1".parse().unwrap()) });
     assert_eq!(e.endpoint_for_ip("::ffff:10.0.1.1".parse().unwrap()), ep);
@@ -797,13 +797,13 @@ spec:
     {
         let x = Endpoint::External(x.parse().unwrap());
         assert_eq!(e.allowed(&me, &x, Protocol::Tcp, port), want, "{x:?} {port}");
-        assert_eq!(reference::allowed(&e.cluster, &me, &x, Protocol::Tcp, port), want, "{x:?} {port}");
+        assert_eq!(reference::allowed(e.cluster(), &me, &x, Protocol::Tcp, port), want, "{x:?} {port}");
         assert_eq!(e.explain(&me, &x, Protocol::Tcp, port).verdict, Verdict::from_bool(want), "{x:?} {port}");
     }
     let mapped_web = Endpoint::Pod { pod: web, ip: Some("::ffff:10.0.1.1".parse().unwrap()) };
-    let db = Endpoint::Pod { pod: e.cluster.find_pod("a", "db").unwrap(), ip: None };
+    let db = Endpoint::Pod { pod: e.cluster().find_pod("a", "db").unwrap(), ip: None };
     assert!(!e.allowed(&mapped_web, &db, Protocol::Tcp, 9090));
-    assert!(!reference::allowed(&e.cluster, &mapped_web, &db, Protocol::Tcp, 9090));
+    assert!(!reference::allowed(e.cluster(), &mapped_web, &db, Protocol::Tcp, 9090));
 }
 
 /// A zoned IPv6 address (`fe80::1%eth0`), or a string that looks like an address and is not a valid one, is
@@ -827,6 +827,6 @@ fn zoned_and_malformed_addresses_are_address_errors() {
     let e = engine(&format!(
         "{PODS}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: 10.0.0.256, namespace: default}}\nspec: {{containers: [{{name: c}}]}}\n"
     ));
-    let pod = e.cluster.find_pod("default", "10.0.0.256").unwrap();
+    let pod = e.cluster().find_pod("default", "10.0.0.256").unwrap();
     assert_eq!(e.parse_endpoint("10.0.0.256", "default").unwrap(), Endpoint::Pod { pod, ip: None });
 }

@@ -178,15 +178,15 @@ struct IdentityView {
 }
 
 fn identity_view(e: &Engine, i: u32) -> IdentityView {
-    let ident = &e.identities[i as usize];
+    let ident = &e.identity(i);
     let mut blocks: Vec<String> =
-        e.ip_classes[ident.ip_class as usize].iter().map(|&b| e.blocks[b as usize].to_string()).collect();
+        e.ip_class(ident.ip_class).iter().map(|&b| e.blocks()[b as usize].to_string()).collect();
     blocks.sort();
     let mut named_ports: Vec<(Protocol, u16)> = ident.named_ports.iter().map(|&(_, p, n)| (p, n)).collect();
     named_ports.sort();
     IdentityView {
         ns: ident.ns,
-        labels: e.label_sets[ident.labels as usize].clone(),
+        labels: e.label_set(ident.labels).clone(),
         host_network: ident.host_network,
         blocks,
         ports: ident.ports.clone(),
@@ -199,8 +199,8 @@ fn identity_view(e: &Engine, i: u32) -> IdentityView {
 
 fn peer_text(e: &Engine, p: &CPeer) -> String {
     match *p {
-        CPeer::Sel(s) => format!("{:?}", e.sel_peers[s as usize].0),
-        CPeer::Block(b) => e.blocks[b as usize].to_string(),
+        CPeer::Sel(s) => format!("{:?}", e.sel_peers()[s as usize].0),
+        CPeer::Block(b) => e.blocks()[b as usize].to_string(),
     }
 }
 
@@ -209,42 +209,47 @@ fn assert_same_structure(e: &Engine, f: &Engine) {
     for key in ["namespaces", "pods", "policies", "identities", "selector_peers", "ip_blocks", "rules"] {
         assert_eq!(e.stats()[key], f.stats()[key], "stat {key}");
     }
-    for i in 0..e.identities.len() as u32 {
-        let ident = &e.identities[i as usize];
+    for i in 0..e.identities().len() as u32 {
+        let ident = &e.identity(i);
         assert!(!ident.pods.is_empty(), "identity {i} has no pods");
         assert!(ident.pods.windows(2).all(|w| w[0] < w[1]), "pods of identity {i} not sorted");
-        assert!(ident.pods.iter().all(|&p| e.pod_identity[p as usize] == i), "pod_identity of identity {i}");
+        assert!(ident.pods.iter().all(|&p| e.pod_identity(p) == i), "pod_identity of identity {i}");
     }
-    for p in 0..e.cluster.pods.len() as PodId {
-        assert_eq!(identity_view(e, e.pod_identity[p as usize]), identity_view(f, f.pod_identity[p as usize]));
+    for p in 0..e.cluster().pods.len() as PodId {
+        assert_eq!(identity_view(e, e.pod_identity(p)), identity_view(f, f.pod_identity(p)));
     }
-    let mut ev: Vec<IdentityView> = (0..e.identities.len() as u32).map(|i| identity_view(e, i)).collect();
-    let mut fv: Vec<IdentityView> = (0..f.identities.len() as u32).map(|i| identity_view(f, i)).collect();
+    let mut ev: Vec<IdentityView> = (0..e.identities().len() as u32).map(|i| identity_view(e, i)).collect();
+    let mut fv: Vec<IdentityView> = (0..f.identities().len() as u32).map(|i| identity_view(f, i)).collect();
     ev.sort();
     fv.sort();
     assert_eq!(ev, fv, "identities");
     // Selector peers: the same keys, selecting the same identities (named by their pods).
     let peers = |e: &Engine| -> BTreeMap<String, Vec<Vec<PodId>>> {
-        e.sel_peers
+        e.sel_peers()
             .iter()
             .map(|(k, set)| {
-                let mut ids: Vec<Vec<PodId>> = set.iter().map(|i| e.identities[i as usize].pods.clone()).collect();
+                let mut ids: Vec<Vec<PodId>> = set.iter().map(|i| e.identity(i).pods.clone()).collect();
                 ids.sort();
                 (format!("{k:?}"), ids)
             })
             .collect()
     };
     assert_eq!(peers(e), peers(f), "selector peers");
-    for (k, set) in &e.sel_peers {
+    for (k, set) in e.sel_peers() {
         match set {
             IdSet::Sparse(v) => assert!(v.windows(2).all(|w| w[0] < w[1]), "sparse set of {k:?} not sorted"),
             IdSet::Dense(b, n) => assert_eq!(b.count(), *n, "dense set count of {k:?}"),
         }
-        assert!(set.iter().all(|i| (i as usize) < e.identities.len()), "set of {k:?} out of range");
+        assert!(set.iter().all(|i| (i as usize) < e.identities().len()), "set of {k:?} out of range");
     }
     // Rules: same ids as a fresh compile, same contents.
-    assert_eq!(e.policy_rules, f.policy_rules, "policy_rules");
-    for (i, (a, b)) in e.rules.iter().zip(&f.rules).enumerate() {
+    let policy_rules = |e: &Engine| -> Vec<(Vec<u32>, Vec<u32>)> {
+        (0..e.cluster().policies.len() as PolicyId)
+            .map(|p| (e.policy_rules(p, Direction::Ingress).to_vec(), e.policy_rules(p, Direction::Egress).to_vec()))
+            .collect()
+    };
+    assert_eq!(policy_rules(e), policy_rules(f), "policy_rules");
+    for (i, (a, b)) in e.rules().iter().zip(f.rules()).enumerate() {
         assert_eq!((a.policy, a.dir, a.index), (b.policy, b.dir, b.index), "rule {i}");
         assert_eq!((&a.ports.numeric, &a.ports.named), (&b.ports.numeric, &b.ports.named), "rule {i} ports");
         let mut pa: Vec<String> = a.peers.iter().map(|p| peer_text(e, p)).collect();
@@ -253,9 +258,16 @@ fn assert_same_structure(e: &Engine, f: &Engine) {
         pb.sort();
         assert_eq!(pa, pb, "rule {i} peers");
     }
-    let blocks = |e: &Engine| e.blocks.iter().map(|b| b.to_string()).collect::<BTreeSet<_>>();
+    let blocks = |e: &Engine| e.blocks().iter().map(|b| b.to_string()).collect::<BTreeSet<_>>();
     assert_eq!(blocks(e), blocks(f), "blocks");
-    assert_eq!(e.ip_index, f.ip_index, "ip_index");
+    let ips = |e: &Engine| -> BTreeMap<std::net::IpAddr, PodId> {
+        e.cluster()
+            .pods
+            .iter()
+            .flat_map(|p| p.ips.iter().map(|&ip| (ip, e.pod_with_ip(ip).unwrap_or(PodId::MAX))))
+            .collect()
+    };
+    assert_eq!(ips(e), ips(f), "ip_index");
 }
 
 /// Verdicts, isolation and explanations agree with the fresh compile and the reference evaluator, on one
@@ -263,7 +275,7 @@ fn assert_same_structure(e: &Engine, f: &Engine) {
 fn assert_same_answers(e: &Engine, f: &Engine, stride: usize) {
     let eps = endpoints(e);
     assert_eq!(eps, endpoints(f));
-    for p in 0..e.cluster.pods.len() as PodId {
+    for p in 0..e.cluster().pods.len() as PodId {
         for dir in [Direction::Ingress, Direction::Egress] {
             assert_eq!(e.identity_of(p).isolated(dir), f.identity_of(p).isolated(dir), "isolation of {p} {dir}");
         }
@@ -275,7 +287,7 @@ fn assert_same_answers(e: &Engine, f: &Engine, stride: usize) {
             }
             for proto in PROTOS {
                 for port in VERDICT_PORTS {
-                    let want = reference::allowed(&e.cluster, s, d, proto, port);
+                    let want = reference::allowed(e.cluster(), s, d, proto, port);
                     assert_eq!(e.allowed(s, d, proto, port), want, "updated {s:?} -> {d:?} {port}/{proto}");
                     assert_eq!(f.allowed(s, d, proto, port), want, "fresh {s:?} -> {d:?} {port}/{proto}");
                 }
@@ -285,7 +297,7 @@ fn assert_same_answers(e: &Engine, f: &Engine, stride: usize) {
             }
         }
     }
-    for ip in e.cluster.pods.iter().flat_map(|p| p.ips.iter()) {
+    for ip in e.cluster().pods.iter().flat_map(|p| p.ips.iter()) {
         assert_eq!(e.endpoint_for_ip(*ip), f.endpoint_for_ip(*ip), "endpoint_for_ip {ip}");
     }
     assert_eq!(e.sorted_pods(), f.sorted_pods());
@@ -296,7 +308,7 @@ fn class_pods(e: &Engine, classes: &[Vec<u32>]) -> BTreeSet<Vec<PodId>> {
     classes
         .iter()
         .map(|c| {
-            let mut pods: Vec<PodId> = c.iter().flat_map(|&i| e.identities[i as usize].pods.iter().copied()).collect();
+            let mut pods: Vec<PodId> = c.iter().flat_map(|&i| e.identity(i).pods.iter().copied()).collect();
             pods.sort();
             pods
         })
@@ -308,7 +320,7 @@ fn class_pods(e: &Engine, classes: &[Vec<u32>]) -> BTreeSet<Vec<PodId>> {
 fn assert_same_matrix(e: &Engine, f: &Engine, stride: usize) {
     let mut em = e.matrix(None).unwrap();
     let mut fm = f.matrix(None).unwrap();
-    let n = e.cluster.pods.len() as PodId;
+    let n = e.cluster().pods.len() as PodId;
     for a in 0..n {
         for b in 0..n {
             let es = em.port_sets.get(em.pod_cell(e, a, b).unwrap()).clone();
@@ -320,7 +332,7 @@ fn assert_same_matrix(e: &Engine, f: &Engine, stride: usize) {
             for proto in PROTOS {
                 for port in VERDICT_PORTS {
                     let want = reference::allowed(
-                        &e.cluster,
+                        e.cluster(),
                         &Endpoint::Pod { pod: a, ip: None },
                         &Endpoint::Pod { pod: b, ip: None },
                         proto,
@@ -361,8 +373,8 @@ fn check(e: &Engine, shadow: &Cluster) {
 }
 
 fn check_sampled(e: &Engine, shadow: &Cluster, stride: usize) {
-    assert_same_cluster(&e.cluster, shadow);
-    let f = Engine::new(e.cluster.clone());
+    assert_same_cluster(e.cluster(), shadow);
+    let f = Engine::new(e.cluster().clone());
     assert_same_structure(e, &f);
     assert_same_answers(e, &f, stride);
     assert_same_matrix(e, &f, stride);
@@ -397,7 +409,7 @@ fn scenario(seed: u64, extra_pods: usize, steps: usize, stride: usize, tally: &m
         }
     }
     let mut e = Engine::new(c);
-    let mut shadow = e.cluster.clone();
+    let mut shadow = e.cluster().clone();
     for _ in 0..steps {
         let n = if r.chance(60) { 1 } else { 2 + r.below(5) };
         let mut changes = Vec::new();
@@ -427,7 +439,8 @@ fn scenario(seed: u64, extra_pods: usize, steps: usize, stride: usize, tally: &m
         check_sampled(&e, &shadow, stride);
         // A diff from the previous state is the same as between fresh compiles.
         let d = diff(&before, &e, &DiffOptions::default());
-        let fd = diff(&Engine::new(before.cluster.clone()), &Engine::new(e.cluster.clone()), &DiffOptions::default());
+        let fd =
+            diff(&Engine::new(before.cluster().clone()), &Engine::new(e.cluster().clone()), &DiffOptions::default());
         assert_eq!(serde_json::to_value(&d).unwrap(), serde_json::to_value(&fd).unwrap(), "diff");
     }
 }
@@ -475,24 +488,24 @@ fn duplicate_ip_belongs_to_the_lowest_pod() {
     let mut e = Engine::new(c);
     let ip: IpAddr = "10.0.0.5".parse().unwrap();
     for name in ["x", "y", "z"] {
-        let mut pod = random_pod(&mut r, &e.cluster, name.into());
+        let mut pod = random_pod(&mut r, e.cluster(), name.into());
         pod.ips = vec![ip];
         e.update(vec![Change::PutPod { namespace: "a".into(), pod }]);
     }
     let owner = |e: &Engine| match e.endpoint_for_ip(ip) {
-        Endpoint::Pod { pod, .. } => e.cluster.pod(pod).name.clone(),
+        Endpoint::Pod { pod, .. } => e.cluster().pod(pod).name.clone(),
         Endpoint::External(_) => "-".into(),
     };
     assert_eq!(owner(&e), "x");
     // Deleting x moves z into its slot: z is now the lowest pod id with the address, as Engine::new would say.
     let st = e.update(vec![Change::DeletePod { namespace: "a".into(), name: "x".into() }]);
     assert_eq!((st.in_place, st.recompiled), (1, false));
-    assert_eq!(owner(&e), owner(&Engine::new(e.cluster.clone())));
+    assert_eq!(owner(&e), owner(&Engine::new(e.cluster().clone())));
     e.update(vec![Change::DeletePod { namespace: "a".into(), name: "y".into() }]);
     assert_eq!(owner(&e), "z");
     e.update(vec![Change::DeletePod { namespace: "a".into(), name: "z".into() }]);
     assert_eq!(owner(&e), "-");
-    assert!(e.identities.is_empty());
+    assert!(e.identities().is_empty());
 }
 
 /// A new ipBlock changes ip classes: the policy change recompiles, once per batch.
@@ -500,24 +513,24 @@ fn duplicate_ip_belongs_to_the_lowest_pod() {
 fn new_ip_block_recompiles_once_per_batch() {
     let mut r = Rng(11);
     let mut e = Engine::new(cluster(3));
-    let mut pol = random_policy(&mut r, &e.cluster, "blk".into());
+    let mut pol = random_policy(&mut r, e.cluster(), "blk".into());
     pol.ingress = vec![Rule {
         peers: vec![Peer::IpBlock(IpBlock { cidr: "192.0.2.0/24".parse().unwrap(), except: vec![] })],
         ports: vec![],
     }];
-    let ns = e.cluster.namespaces[0].name.clone();
-    let pod = random_pod(&mut r, &e.cluster, "late".into());
+    let ns = e.cluster().namespaces[0].name.clone();
+    let pod = random_pod(&mut r, e.cluster(), "late".into());
     let st = e.update(vec![
         Change::PutPolicy { namespace: ns.clone(), policy: pol },
         Change::PutPod { namespace: ns.clone(), pod },
     ]);
     assert!(st.recompiled, "{st:?}");
     assert_eq!(st.recompile_cause, Some("a policy adds or drops an ipBlock"));
-    check(&e, &e.cluster.clone());
+    check(&e, &e.cluster().clone());
     // Deleting it drops the block: recompiles again.
     let st = e.update(vec![Change::DeletePolicy { namespace: ns, name: "blk".into() }]);
     assert!(st.recompiled, "{st:?}");
-    assert!(!e.blocks.iter().any(|b| b.to_string() == "192.0.2.0/24"));
+    assert!(!e.blocks().iter().any(|b| b.to_string() == "192.0.2.0/24"));
 }
 
 /// A batch much larger than the cluster is recompiled at once, and only when it changes something.
@@ -525,8 +538,8 @@ fn new_ip_block_recompiles_once_per_batch() {
 fn large_batch_recompiles_once() {
     let mut r = Rng(5);
     let mut e = Engine::new(cluster(5));
-    let mut shadow = e.cluster.clone();
-    let ns = e.cluster.namespaces[0].name.clone();
+    let mut shadow = e.cluster().clone();
+    let ns = e.cluster().namespaces[0].name.clone();
     let changes: Vec<Change> = (0..300)
         .map(|i| Change::PutPod { namespace: ns.clone(), pod: random_pod(&mut r, &shadow, format!("bulk{i}")) })
         .collect();

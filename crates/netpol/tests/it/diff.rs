@@ -314,7 +314,7 @@ fn synthetic_10k_timing() {
         let el = best(&mut || drop(diff(a, b, &DiffOptions::default())));
         println!(
             "{label}: diff of {} pods in {:.1?}: {} groups, {} pairs changed, {} unchanged, {} pods added, {} removed",
-            a.cluster.pods.len(),
+            a.cluster().pods.len(),
             el,
             d.groups.len(),
             d.changed_pairs,

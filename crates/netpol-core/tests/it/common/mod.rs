@@ -190,8 +190,9 @@ pub fn cluster(seed: u64) -> Cluster {
 }
 
 pub fn endpoints(e: &Engine) -> Vec<Endpoint> {
-    let mut v: Vec<Endpoint> = (0..e.cluster.pods.len() as PodId).map(|pod| Endpoint::Pod { pod, ip: None }).collect();
-    for (pod, p) in e.cluster.pods.iter().enumerate() {
+    let mut v: Vec<Endpoint> =
+        (0..e.cluster().pods.len() as PodId).map(|pod| Endpoint::Pod { pod, ip: None }).collect();
+    for (pod, p) in e.cluster().pods.iter().enumerate() {
         for ip in &p.ips {
             v.push(Endpoint::Pod { pod: pod as PodId, ip: Some(*ip) });
         }
