@@ -9,7 +9,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::compile::{CPeer, CPorts, Engine, IdentityId};
+use crate::compile::{CPeer, CPorts, CRule, Engine, IdentityId, RuleId};
 use crate::eval::{Action, ProfileStep, Side, TierEnd};
 use crate::model::Direction;
 use crate::model::{ContainerPort, PodId, PolicyId};
@@ -373,16 +373,7 @@ impl Engine {
         }
         let mut e_over: Vec<Vec<(u32, PsId)>> = vec![Vec::new(); n_tsig];
         for (e, pols) in eprofs.items.iter().enumerate().skip(1) {
-            let mut row = RowBuilder::new();
-            for step in self.profile_steps(pols, Direction::Egress) {
-                let r = match step {
-                    ProfileStep::TierEnd { selected, end } => {
-                        row.tier_end(selected, end);
-                        continue;
-                    }
-                    ProfileStep::Rule(r) => r,
-                };
-                let rule = &self.rules[r as usize];
+            let row = self.profile_row(pols, Direction::Egress, |row, r, rule| {
                 let cov = if rule.peers.is_empty() {
                     Coverage::all()
                 } else {
@@ -415,7 +406,7 @@ impl Engine {
                         .collect();
                     row.rule(rule.action, keys, None);
                 }
-            }
+            });
             let (base, over) = row.finish(ps);
             e_base[e] = base;
             for (t, p) in over {
@@ -427,16 +418,7 @@ impl Engine {
         let mut i_rows: Vec<(PsId, Vec<(u32, PsId)>)> = vec![(ALL, Vec::new())];
         for (pols, pp) in iprofs.items.iter().skip(1) {
             let cps = &pps.items[*pp as usize];
-            let mut row = RowBuilder::new();
-            for step in self.profile_steps(pols, Direction::Ingress) {
-                let r = match step {
-                    ProfileStep::TierEnd { selected, end } => {
-                        row.tier_end(selected, end);
-                        continue;
-                    }
-                    ProfileStep::Rule(r) => r,
-                };
-                let rule = &self.rules[r as usize];
+            let row = self.profile_row(pols, Direction::Ingress, |row, r, rule| {
                 let p = resolve(ps, r, &rule.ports, *pp, cps);
                 let cov = if rule.peers.is_empty() {
                     Coverage::all()
@@ -448,10 +430,27 @@ impl Engine {
                 } else {
                     row.rule(rule.action, cov.list.iter().map(|&m| (m, p)), None);
                 }
-            }
+            });
             i_rows.push(row.finish(ps));
         }
         Plan { src_classes, dst_classes, src_key, dst_key, e_base, e_over, i_rows, n_msig }
+    }
+
+    /// A profile's row: `rule(row, id, rule)` adds each of its rules, in evaluation order; tier ends come between.
+    fn profile_row(
+        &self,
+        pols: &[PolicyId],
+        dir: Direction,
+        mut rule: impl FnMut(&mut RowBuilder, RuleId, &CRule),
+    ) -> RowBuilder {
+        let mut row = RowBuilder::new();
+        for step in self.profile_steps(pols, dir) {
+            match step {
+                ProfileStep::TierEnd { selected, end } => row.tier_end(selected, end),
+                ProfileStep::Rule(r) => rule(&mut row, r, &self.rules[r as usize]),
+            }
+        }
+        row
     }
 
     /// Fills `out` with the cells of destination class `d`, one per source class.

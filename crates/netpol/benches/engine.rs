@@ -14,7 +14,6 @@
 //! without it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-
 // Linked for its global allocator (mimalloc): the benchmark measures the allocator the `netpol` binary runs with.
 extern crate netpol;
 
