@@ -67,6 +67,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fixtures;
 mod http;
 mod kind;
 mod store;

@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use netpol_fakeapi::fixtures::{self, allow_web, default_deny, namespace, pod};
 use netpol_fakeapi::{FakeApiServer, RequestLog};
 use netpol_kube::Source;
 use netpol_server::{live, router, AppState};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::get;
 
@@ -36,45 +37,6 @@ macro_rules! eventually {
     }};
 }
 
-fn namespace(name: &str, labels: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
-}
-
-fn pod(ns: &str, name: &str, labels: Value, ip: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": labels},
-        "spec": {"containers": [{"name": "main", "image": "registry.example/app:1",
-            "ports": [{"name": "http", "containerPort": 8080}]}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]},
-    })
-}
-
-fn policy(ns: &str, name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": ns}, "spec": spec})
-}
-
-fn default_deny() -> Value {
-    policy("backend", "default-deny", json!({"podSelector": {}, "policyTypes": ["Ingress"]}))
-}
-
-/// Ingress to backend `app=api` on the named port `http` from `app=web` pods of `tier=frontend` namespaces.
-fn allow_web() -> Value {
-    policy(
-        "backend",
-        "allow-web",
-        json!({
-            "podSelector": {"matchLabels": {"app": "api"}},
-            "ingress": [{
-                "from": [{"namespaceSelector": {"matchLabels": {"tier": "frontend"}},
-                          "podSelector": {"matchLabels": {"app": "web"}}}],
-                "ports": [{"port": "http"}],
-            }],
-        }),
-    )
-}
-
 /// A fake API server with two namespaces and a pod in each, and a kubeconfig pointing at it.
 struct Cluster {
     server: FakeApiServer,
@@ -87,14 +49,7 @@ fn cluster() -> Cluster {
     let dir = crate::common::tempdir();
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    for obj in [
-        namespace("frontend", json!({"tier": "frontend"})),
-        namespace("backend", json!({"tier": "backend"})),
-        pod("frontend", "web", json!({"app": "web"}), "10.0.1.1"),
-        pod("backend", "api", json!({"app": "api"}), "10.0.2.1"),
-    ] {
-        assert!(server.put(obj) > 0);
-    }
+    fixtures::seed_two_namespaces(&server);
     Cluster { server, kubeconfig, _dir: dir }
 }
 
