@@ -363,6 +363,18 @@ impl Engine {
         out
     }
 
+    /// Whether a rule's peers match the pods of identity `i` (at their primary addresses): what a fold over the
+    /// pods of a cluster (lint, the matrix's peer signatures) asks of each rule.
+    pub(crate) fn rule_matches_identity(&self, rule: &CRule, i: IdentityId) -> bool {
+        rule.peers.is_empty()
+            || rule.peers.iter().any(|p| match *p {
+                crate::compile::CPeer::Sel(s) => self.sel_peers[s as usize].1.contains(i),
+                crate::compile::CPeer::Block(b) => {
+                    self.ip_classes[self.identities[i as usize].ip_class as usize].binary_search(&b).is_ok()
+                }
+            })
+    }
+
     /// Which peer of `rule` matches the endpoint (see [`Step::peer`]); without a trace, any matching peer.
     #[inline]
     fn rule_peer<T: Trace>(&self, rule: &CRule, ep: &EpInfo) -> Option<Option<usize>> {

@@ -1,7 +1,8 @@
 //! NP011 redundant-rule.
 //!
 //! **What it finds**: a rule whose allowed flows are all allowed by other rules (of the same or other policies
-//! selecting the same pods); the finding names those rules.
+//! selecting the same pods); the finding names those rules. Judged by the evaluator: for every pod it applies to
+//! and every peer it selects, what is allowed with the rule and without it is the same.
 //! **Why it is bad**: redundant rules hide intent and survive refactors: deleting the "other" rule later silently
 //! changes nothing or opens less than expected. Removing them makes reviews honest.
 //! **Instead**: delete the rule, or narrow the broader one if the redundancy was not intended.
@@ -13,6 +14,7 @@ use std::collections::BTreeSet;
 
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::compile::{CPeer, RuleId};
+use crate::eval::Sets;
 use crate::model::Direction;
 use crate::portset::PortSet;
 
@@ -73,28 +75,27 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         if mine.is_empty() {
                             continue;
                         }
-                        let mut others = PortSet::empty();
-                        for &r2 in rules.iter().filter(|&&r2| r2 != rid) {
-                            let rule2 = &e.rules[r2 as usize];
-                            let matches = rule2.peers.is_empty()
-                                || rule2.peers.iter().any(|p| match *p {
-                                    CPeer::Sel(s) => e.sel_peers[s as usize].1.contains(y),
-                                    CPeer::Block(b) => e.ip_classes[e.identities[y as usize].ip_class as usize]
-                                        .binary_search(&b)
-                                        .is_ok(),
-                                });
-                            if !matches {
-                                continue;
-                            }
-                            let theirs = rule2.ports.resolve(dst_ports);
-                            if !theirs.intersect(&mine).is_empty() {
-                                helpers.insert(r2);
-                            }
-                            others.union_with(&theirs);
-                        }
-                        if mine.intersect(&others) != mine {
+                        // What the evaluator allows between x and y, with and without this rule.
+                        let allowed = |without: Option<RuleId>| {
+                            e.fold_side(x as u32, dir, &mut Sets, PortSet::all(), false, |r2, rule2| {
+                                if Some(r2) == without || !e.rule_matches_identity(rule2, y) {
+                                    return PortSet::empty();
+                                }
+                                rule2.ports.resolve(dst_ports)
+                            })
+                        };
+                        if allowed(Some(rid)) != allowed(None) {
                             redundant = false;
                             break 'outer;
+                        }
+                        // For the message: the other rules that match this peer on some of the same ports.
+                        for &r2 in rules.iter().filter(|&&r2| r2 != rid) {
+                            let rule2 = &e.rules[r2 as usize];
+                            if e.rule_matches_identity(rule2, y)
+                                && !rule2.ports.resolve(dst_ports).intersect(&mine).is_empty()
+                            {
+                                helpers.insert(r2);
+                            }
                         }
                     }
                 }
@@ -176,5 +177,41 @@ spec:
             ),
         );
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Redundancy is judged by the evaluator: with a deny rule first (set by hand: no dialect produces one yet),
+    /// the allow rule after it on the same port decides nothing and is the redundant one, and the deny rule,
+    /// whose port the allow rule also covers, is not.
+    #[test]
+    fn order_and_actions_count() {
+        use crate::compile::Engine;
+        use crate::eval::Action;
+        let yaml = with(
+            r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - {from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}]}
+  - {from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}]}
+"#,
+        );
+        let loaded = crate::load::load_str("lint.yaml", &yaml);
+        let mut e = Engine::new(loaded.cluster);
+        let config = super::super::Config::default();
+        let run = |e: &Engine| {
+            let mut out = Vec::new();
+            (RULE.check)(&super::super::Ctx::new(e, &config), &mut out);
+            out
+        };
+        // Two equal allow rules: each is redundant given the other.
+        assert_eq!(run(&e).len(), 2);
+        let first = e.policy_rules(0, crate::model::Direction::Ingress)[0];
+        e.set_rule_action(first, Action::Deny);
+        let f = run(&e);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.starts_with("ingress rule 1 "), "{}", f[0].message);
     }
 }
