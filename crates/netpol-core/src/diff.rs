@@ -23,7 +23,7 @@ use serde::{Serialize, Serializer};
 
 use crate::compile::{Endpoint, Engine};
 use crate::matrix::{Matrix, PortSets, PsId, MAX_STORED_CELLS};
-use crate::model::{Direction, PodId};
+use crate::model::{Direction, PodId, PolicyKey};
 use crate::outside::{allowed_port_runs, push_ranges, Segments, EXAMPLE_ADDRESSES};
 use crate::portset::{PortSet, Protocol, MAX_PORT, MIN_PORT};
 use crate::verdict::{Explanation, SideExplanation};
@@ -746,10 +746,11 @@ fn store_matrices(sides: &Sides, om: &mut Matrix, nm: &mut Matrix, sets: &mut Co
     }
 }
 
-/// Builds cause texts; caches the policy names of both sides.
+/// Builds cause texts; caches the policies of the new side. Rules and policies are compared by their keys
+/// (namespace, name, index), never by their display strings.
 struct CauseCtx<'a> {
     new: &'a Engine,
-    new_policies: Option<HashSet<String>>,
+    new_policies: Option<HashSet<PolicyKey>>,
 }
 
 impl<'a> CauseCtx<'a> {
@@ -757,10 +758,10 @@ impl<'a> CauseCtx<'a> {
         CauseCtx { new, new_policies: None }
     }
 
-    fn in_new(&mut self, policy: &str) -> bool {
+    fn in_new(&mut self, policy: &PolicyKey) -> bool {
         let new = self.new;
         self.new_policies
-            .get_or_insert_with(|| (0..new.cluster.policies.len()).map(|p| new.cluster.policy_ref(p as u32)).collect())
+            .get_or_insert_with(|| (0..new.cluster.policies.len()).map(|p| new.cluster.policy_key(p as u32)).collect())
             .contains(policy)
     }
 
@@ -793,7 +794,7 @@ impl<'a> CauseCtx<'a> {
         let who = side_name(n);
         if !n.isolated {
             let gone: Vec<String> =
-                o.policies
+                o.policy_keys
                     .iter()
                     .map(|p| {
                         if self.in_new(p) {
@@ -825,12 +826,12 @@ impl<'a> CauseCtx<'a> {
             .iter()
             .map(|m| {
                 let rule = rule_text(&m.policy, m.rule, m.peer, m.port.as_deref());
-                let why = if !self.in_new(&m.policy) {
+                let why = if !self.in_new(&m.key.policy) {
                     "the policy was removed".to_string()
-                } else if !n.policies.contains(&m.policy) {
+                } else if !n.policy_keys.contains(&m.key.policy) {
                     format!("the policy no longer applies to {}", n.subject)
                 } else {
-                    match n.rejections.iter().find(|r| r.policy == m.policy && r.rule == Some(m.rule)) {
+                    match n.rejections.iter().find(|r| r.policy_key == m.key.policy && r.rule == Some(m.key.index)) {
                         Some(r) => format!("it no longer matches: {}", r.reason),
                         None => "the rule was removed".to_string(),
                     }

@@ -220,6 +220,28 @@ impl Policy {
     }
 }
 
+/// A policy by namespace and name: comparable across clusters (answers that compare two engines, such as diff
+/// causes, compare these, not ids or display strings).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for PolicyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A rule of a policy, comparable across clusters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleKey {
+    pub policy: PolicyKey,
+    /// Index of the rule in the policy's rules of the explanation's direction.
+    pub index: usize,
+}
+
 /// A loaded cluster: the input of every later stage.
 #[derive(Clone, Debug, Default)]
 pub struct Cluster {
@@ -259,6 +281,12 @@ impl Cluster {
     pub fn policy_ref(&self, id: PolicyId) -> String {
         let p = self.policy(id);
         format!("{}/{}", self.ns_name(p.ns), p.name)
+    }
+
+    /// What names a policy in any cluster (ids differ between two engines; this does not).
+    pub fn policy_key(&self, id: PolicyId) -> PolicyKey {
+        let p = self.policy(id);
+        PolicyKey { namespace: self.ns_name(p.ns).to_string(), name: p.name.clone() }
     }
 
     pub fn find_pod(&self, ns: &str, name: &str) -> Option<PodId> {

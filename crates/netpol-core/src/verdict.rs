@@ -45,6 +45,9 @@ pub struct RuleMatch {
     pub peer: Option<usize>,
     /// The matching `ports` entry, as text (`None`: the rule has no ports, so it allows every port).
     pub port: Option<String>,
+    /// The rule, for comparisons (`policy` and `rule` are its words).
+    #[serde(skip)]
+    pub key: RuleKey,
 }
 
 /// A rule of an isolating policy that does not allow the flow, and why.
@@ -54,6 +57,9 @@ pub struct Rejection {
     /// `None` when the policy has no rules for this direction.
     pub rule: Option<usize>,
     pub reason: String,
+    /// The policy, for comparisons.
+    #[serde(skip)]
+    pub policy_key: PolicyKey,
 }
 
 /// One direction (egress at the source, ingress at the destination).
@@ -69,6 +75,9 @@ pub struct SideExplanation {
     pub note: Option<String>,
     /// Policies that select the subject for this direction.
     pub policies: Vec<String>,
+    /// The same policies, for comparisons.
+    #[serde(skip)]
+    pub policy_keys: Vec<PolicyKey>,
     pub allowed_by: Vec<RuleMatch>,
     /// Why each rule of the isolating policies does not allow the flow (only when denied).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -130,6 +139,7 @@ impl Engine {
             isolated: false,
             note: None,
             policies: Vec::new(),
+            policy_keys: Vec::new(),
             allowed_by: Vec::new(),
             rejections: Vec::new(),
         };
@@ -154,6 +164,7 @@ impl Engine {
         let ident = self.identity_of(pod_id);
         let pols = ident.policies(dir);
         side.policies = pols.iter().map(|&p| self.cluster.policy_ref(p)).collect();
+        side.policy_keys = pols.iter().map(|&p| self.cluster.policy_key(p)).collect();
         if pols.is_empty() {
             side.note = Some(format!("no policy selects {} for {dir}: not isolated, everything allowed", side.subject));
             return side;
@@ -179,11 +190,13 @@ impl Engine {
         for &polid in pols {
             let pol = self.cluster.policy(polid);
             let pref = self.cluster.policy_ref(polid);
+            let pkey = self.cluster.policy_key(polid);
             if pol.rules(dir).is_empty() {
                 side.rejections.push(Rejection {
                     policy: pref.clone(),
                     rule: None,
                     reason: format!("has no {dir} rules: it only isolates"),
+                    policy_key: pkey.clone(),
                 });
             }
             while let Some(step) = steps.next_if(|s| self.rules[s.rule as usize].policy == polid) {
@@ -201,14 +214,20 @@ impl Engine {
                 let reason = match (step.ports, step.peer) {
                     (true, Some(peer)) => {
                         let port = port_text().ok().flatten();
-                        side.allowed_by.push(RuleMatch { policy: pref.clone(), rule: ri, peer, port });
+                        let key = RuleKey { policy: pkey.clone(), index: ri };
+                        side.allowed_by.push(RuleMatch { policy: pref.clone(), rule: ri, peer, port, key });
                         continue;
                     }
                     (false, Some(_)) => port_text().err().unwrap_or_default(),
                     (true, None) => peer_text(),
                     (false, None) => format!("{}; and {}", port_text().err().unwrap_or_default(), peer_text()),
                 };
-                side.rejections.push(Rejection { policy: pref.clone(), rule: Some(ri), reason });
+                side.rejections.push(Rejection {
+                    policy: pref.clone(),
+                    rule: Some(ri),
+                    reason,
+                    policy_key: pkey.clone(),
+                });
             }
         }
         if side.allowed {
