@@ -496,7 +496,7 @@ impl Engine {
     }
     /// The compiled rules of a policy in one direction, in order.
     pub fn policy_rules(&self, p: PolicyId, dir: Direction) -> &[RuleId] {
-        let (ing, eg) = &self.policy_rules[p as usize];
+        let (ing, eg) = &self.policy_rules[p.index()];
         match dir {
             Direction::Ingress => ing,
             Direction::Egress => eg,
@@ -602,10 +602,10 @@ impl Engine {
                 if m {
                     let ident = &mut eng.identities[iid as usize];
                     if pol.affects_ingress {
-                        ident.ingress_policies.push(polid as PolicyId);
+                        ident.ingress_policies.push(PolicyId::new(polid));
                     }
                     if pol.affects_egress {
-                        ident.egress_policies.push(polid as PolicyId);
+                        ident.egress_policies.push(PolicyId::new(polid));
                     }
                 }
             }
@@ -619,7 +619,7 @@ impl Engine {
             for dir in [Direction::Ingress, Direction::Egress] {
                 for (ri, r) in pol.rules(dir).iter().enumerate() {
                     // Every ipBlock of the cluster was interned above, so the rule always compiles.
-                    let Some(rule) = eng.compile_rule(polid as PolicyId, pol.ns, dir, ri, r, &mut select) else {
+                    let Some(rule) = eng.compile_rule(PolicyId::new(polid), pol.ns, dir, ri, r, &mut select) else {
                         continue;
                     };
                     let rid = eng.rules.len() as RuleId;

@@ -23,7 +23,7 @@ use serde::{Serialize, Serializer};
 
 use crate::compile::{Endpoint, Engine};
 use crate::matrix::{Matrix, PortSets, PsId, MAX_STORED_CELLS};
-use crate::model::{Direction, PodId, PolicyKey};
+use crate::model::{Direction, PodId, PolicyId, PolicyKey};
 use crate::outside::{allowed_port_runs, push_ranges, Segments, EXAMPLE_ADDRESSES};
 use crate::portset::{PortSet, Protocol, MAX_PORT, MIN_PORT};
 use crate::verdict::{Explanation, SideExplanation};
@@ -761,7 +761,9 @@ impl<'a> CauseCtx<'a> {
     fn in_new(&mut self, policy: &PolicyKey) -> bool {
         let new = self.new;
         self.new_policies
-            .get_or_insert_with(|| (0..new.cluster.policies.len()).map(|p| new.cluster.policy_key(p as u32)).collect())
+            .get_or_insert_with(|| {
+                (0..new.cluster.policies.len()).map(|p| new.cluster.policy_key(PolicyId::new(p))).collect()
+            })
             .contains(policy)
     }
 

@@ -351,7 +351,7 @@ impl Engine {
             let mut selected = false;
             for &p in pols.iter().filter(|&&p| self.policy_tier(p) == t) {
                 selected = true;
-                let (ing, eg) = &self.policy_rules[p as usize];
+                let (ing, eg) = &self.policy_rules[p.index()];
                 let rules = match dir {
                     Direction::Ingress => ing,
                     Direction::Egress => eg,

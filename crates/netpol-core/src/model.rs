@@ -14,7 +14,33 @@ use crate::selector::{Labels, Selector};
 
 pub type NsId = u32;
 pub type PodId = u32;
-pub type PolicyId = u32;
+/// A policy of a [`Cluster`]: its index in `Cluster::policies`. A type of its own, so that it cannot be mixed up
+/// with the ids of pods, namespaces or compiled things.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct PolicyId(u32);
+
+impl PolicyId {
+    pub fn new(index: usize) -> PolicyId {
+        PolicyId(index as u32)
+    }
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for PolicyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::ops::Index<PolicyId> for [Policy] {
+    type Output = Policy;
+    fn index(&self, id: PolicyId) -> &Policy {
+        &self[id.index()]
+    }
+}
 
 /// Where an object was read from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -269,7 +295,7 @@ impl Cluster {
     }
 
     pub fn policy(&self, id: PolicyId) -> &Policy {
-        &self.policies[id as usize]
+        &self.policies[id.index()]
     }
 
     /// `ns/name` of a pod.

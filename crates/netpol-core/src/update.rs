@@ -348,10 +348,10 @@ impl Engine {
             for (polid, pol) in self.cluster.policies.iter().enumerate() {
                 if pol.ns == ns && pol.pod_selector.matches(ls) {
                     if pol.affects_ingress {
-                        ident.ingress_policies.push(polid as PolicyId);
+                        ident.ingress_policies.push(PolicyId::new(polid));
                     }
                     if pol.affects_egress {
-                        ident.egress_policies.push(polid as PolicyId);
+                        ident.egress_policies.push(PolicyId::new(polid));
                     }
                 }
             }
@@ -421,7 +421,7 @@ impl Engine {
             }
         }
         if let Some(p) = old {
-            let (ing, eg) = &self.policy_rules[p as usize];
+            let (ing, eg) = &self.policy_rules[p.index()];
             for &r in ing.iter().chain(eg) {
                 for peer in &self.rules[r as usize].peers {
                     if let CPeer::Block(b) = *peer {
@@ -435,12 +435,12 @@ impl Engine {
 
     /// First rule id of policy `p` (rules are stored in policy order).
     fn rule_start(&self, p: PolicyId) -> usize {
-        self.policy_rules[..p as usize].iter().map(|(i, e)| i.len() + e.len()).sum()
+        self.policy_rules[..p.index()].iter().map(|(i, e)| i.len() + e.len()).sum()
     }
 
     /// Releases the peers of the rules of policy `p` (decrements their reference counts).
     fn release_rules(&mut self, p: PolicyId) {
-        let (ing, eg) = &self.policy_rules[p as usize];
+        let (ing, eg) = &self.policy_rules[p.index()];
         for &r in ing.iter().chain(eg) {
             for peer in &self.rules[r as usize].peers {
                 let count = match *peer {
@@ -458,7 +458,7 @@ impl Engine {
         let ns = ns_or_insert(&mut self.cluster, &namespace);
         policy.ns = ns;
         let pos = self.cluster.policies.iter().position(|p| p.ns == ns && p.name == policy.name);
-        let p = pos.unwrap_or(self.cluster.policies.len()) as PolicyId;
+        let p = PolicyId::new(pos.unwrap_or(self.cluster.policies.len()));
         if !self.blocks_stay(pos.map(|_| p), Some(&policy)) {
             return InPlace::Recompile(
                 Box::new(Change::PutPolicy { namespace, policy }),
@@ -487,7 +487,7 @@ impl Engine {
         let old_n = match pos {
             Some(_) => {
                 self.release_rules(p);
-                let (i, e) = &self.policy_rules[p as usize];
+                let (i, e) = &self.policy_rules[p.index()];
                 i.len() + e.len()
             }
             None => 0,
@@ -507,9 +507,9 @@ impl Engine {
             }
         }
         // Rule ids of the later policies move when the number of rules changes.
-        let shifted = new_n != old_n && (p as usize) + 1 < self.policy_rules.len();
+        let shifted = new_n != old_n && p.index() + 1 < self.policy_rules.len();
         if shifted {
-            shift_rule_ids(&mut self.policy_rules[p as usize + 1..], start + old_n, new_n as i64 - old_n as i64);
+            shift_rule_ids(&mut self.policy_rules[p.index() + 1..], start + old_n, new_n as i64 - old_n as i64);
         }
         let mut affected = if pos.is_some() { self.unselect_policy(p) } else { Vec::new() };
         affected.extend(self.select_policy(p));
@@ -523,7 +523,7 @@ impl Engine {
         let Some(pos) = self.cluster.policies.iter().position(|p| p.ns == ns && p.name == name) else {
             return InPlace::Done(false);
         };
-        let p = pos as PolicyId;
+        let p = PolicyId::new(pos);
         if !self.blocks_stay(Some(p), None) {
             return InPlace::Recompile(Box::new(Change::DeletePolicy { namespace, name }), "a policy drops an ipBlock");
         }
@@ -535,7 +535,7 @@ impl Engine {
         self.rules.drain(start..start + old_n);
         for r in &mut self.rules {
             if r.policy > p {
-                r.policy -= 1;
+                r.policy = PolicyId::new(r.policy.index() - 1);
             }
         }
         shift_rule_ids(&mut self.policy_rules[pos..], start + old_n, -(old_n as i64));
@@ -543,7 +543,7 @@ impl Engine {
         for ident in &mut self.identities {
             for list in [&mut ident.ingress_policies, &mut ident.egress_policies] {
                 for q in list.iter_mut().filter(|q| **q > p) {
-                    *q -= 1;
+                    *q = PolicyId::new(q.index() - 1);
                 }
             }
         }
@@ -574,7 +574,7 @@ impl Engine {
 
     /// Adds policy `p` to the identities it selects; returns them.
     fn select_policy(&mut self, p: PolicyId) -> Vec<IdentityId> {
-        let pol = &self.cluster.policies[p as usize];
+        let pol = &self.cluster.policies[p.index()];
         let mut affected = Vec::new();
         for (i, ident) in self.identities.iter_mut().enumerate() {
             if ident.ns != pol.ns

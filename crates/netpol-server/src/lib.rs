@@ -44,7 +44,7 @@ use axum::{Extension, Json, Router};
 use netpol_core::compile::Engine;
 use netpol_core::lint::{self, Finding};
 use netpol_core::load::{Diagnostic, Severity};
-use netpol_core::model::{Direction, PodId};
+use netpol_core::model::{Direction, PodId, PolicyId};
 use netpol_core::portset::Protocol;
 use netpol_input::query::{parse_port_proto, Resolver};
 use serde::Serialize;
@@ -1095,9 +1095,9 @@ pub struct PolicyInfo {
     responses((status = 200, description = "policies sorted by namespace and name", body = Vec<PolicyInfo>)))]
 async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PolicyInfo>> {
     let e = &model.engine;
-    let mut selected: HashMap<u32, Vec<String>> = HashMap::new();
+    let mut selected: HashMap<PolicyId, Vec<String>> = HashMap::new();
     for ident in e.identities() {
-        let mut pols: Vec<u32> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
+        let mut pols: Vec<PolicyId> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
         pols.sort_unstable();
         pols.dedup();
         for pol in pols {
@@ -1117,7 +1117,7 @@ async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<P
             if pol.affects_egress {
                 types.push("Egress".to_string());
             }
-            let mut pods = selected.remove(&(i as u32)).unwrap_or_default();
+            let mut pods = selected.remove(&PolicyId::new(i)).unwrap_or_default();
             pods.sort();
             PolicyInfo {
                 namespace: e.cluster().ns_name(pol.ns).to_string(),

@@ -27,7 +27,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json};
 use netpol_core::compile::{Engine, IdentityId};
 use netpol_core::matrix::{Matrix, PsId};
-use netpol_core::model::{Cluster, Direction, Peer, PodId, Policy, PortMatch, Rule};
+use netpol_core::model::{Cluster, Direction, Peer, PodId, Policy, PolicyId, PortMatch, Rule};
 use netpol_core::outside;
 use netpol_core::portset::Protocol;
 use netpol_core::selector::{check_label_key, check_label_value, Atom, Labels, Requirement, Selector};
@@ -1035,9 +1035,9 @@ fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(En
         }
     })?;
     let engine = Engine::new(cluster);
-    let mut selected: HashMap<u32, usize> = HashMap::new();
+    let mut selected: HashMap<PolicyId, usize> = HashMap::new();
     for ident in engine.identities() {
-        let mut pols: Vec<u32> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
+        let mut pols: Vec<PolicyId> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
         pols.sort_unstable();
         pols.dedup();
         for p in pols {
@@ -1055,7 +1055,7 @@ fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(En
         let id = engine.cluster().policies.iter().position(|p| is(engine.cluster(), p));
         let replaces = base.policies.iter().any(|p| is(base, p));
         applied.push(AppliedPolicy {
-            selected_pods: id.and_then(|i| selected.get(&(i as u32)).copied()).unwrap_or(0),
+            selected_pods: id.and_then(|i| selected.get(&PolicyId::new(i)).copied()).unwrap_or(0),
             policy: r,
             replaces,
         });

@@ -7,7 +7,7 @@
 //! **Instead**: select the namespaces/pods that need access; `except` the cluster and metadata ranges.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::{Direction, Peer};
+use crate::model::{Direction, Peer, PolicyId};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP010",
@@ -21,7 +21,7 @@ pub static RULE: RuleInfo = RuleInfo {
 
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for at in ctx.peers() {
-        let (pid, dir, ri, pi, peer) = (at.policy as usize, at.dir, at.rule, at.peer, at.value);
+        let (pid, dir, ri, pi, peer) = (at.policy.index(), at.dir, at.rule, at.peer, at.value);
         let path = Some(Ctx::peer_path(dir, ri, pi));
         match peer {
             Peer::Selectors { namespaces: Some(ns), pods }
@@ -31,7 +31,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let msg = format!("allows {dir} {what} every pod of every namespace (namespaceSelector: {{}})");
                 out.push(ctx.policy_finding(
                     &RULE,
-                    pid as u32,
+                    PolicyId::new(pid),
                     path,
                     msg,
                     "select the namespaces and pods that need access",
@@ -44,7 +44,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 );
                 out.push(ctx.policy_finding(
                     &RULE,
-                    pid as u32,
+                    PolicyId::new(pid),
                     path,
                     msg,
                     "add `except` for the pod/service CIDRs and 169.254.169.254/32, or narrow the CIDR",

@@ -6,7 +6,7 @@
 //! **Instead**: to deny everything, list the direction in `policyTypes` and give no rules (`ingress: []` or none).
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::Direction;
+use crate::model::{Direction, PolicyId};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP012",
@@ -30,7 +30,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         "if you meant deny-all, remove the rule (keep `policyTypes: [{kind}]` with `{}: []`)",
                         dir.as_str()
                     );
-                    out.push(ctx.policy_finding(&RULE, pid as u32, Some(Ctx::rule_path(dir, ri)), msg, help));
+                    out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), Some(Ctx::rule_path(dir, ri)), msg, help));
                 }
             }
         }

@@ -9,6 +9,7 @@
 //! **Instead**: protect host-network workloads with node firewalls (or host policies of your CNI).
 
 use super::{Ctx, Finding, RuleInfo, Severity};
+use crate::model::PolicyId;
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP008",
@@ -26,7 +27,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         if host.is_empty() {
             continue;
         }
-        let only = ctx.selects_only_host_network(pid as u32);
+        let only = ctx.selects_only_host_network(PolicyId::new(pid));
         // A namespace-wide `{}` selector (typically a default-deny) that also selects ordinary pods is meant for
         // them: that it covers a hostNetwork pod of the namespace too is expected, not a mistake.
         if pol.pod_selector.is_everything() && !only {
@@ -50,7 +51,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         };
         out.push(ctx.policy_finding(
             &RULE,
-            pid as u32,
+            PolicyId::new(pid),
             Some("spec.podSelector".into()),
             msg,
             "use node-level firewalling for host-network workloads, or narrow the podSelector",

@@ -6,6 +6,7 @@
 //! **Instead**: test reachability with TCP/UDP, or use CNI-specific policies (Calico, Cilium) for ICMP.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
+use crate::model::PolicyId;
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP013",
@@ -25,7 +26,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             let msg = format!("`{}` looks meant for ICMP/ping, which NetworkPolicy does not define", pol.name);
             out.push(ctx.policy_finding(
                 &RULE,
-                pid as u32,
+                PolicyId::new(pid),
                 Some("metadata.name".into()),
                 msg,
                 "use TCP/UDP checks, or your CNI's own policy kinds for ICMP",

@@ -7,7 +7,7 @@
 //! **Instead**: select pods with podSelector/namespaceSelector, and `except` the pod CIDR from wide blocks.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::Peer;
+use crate::model::{Peer, PolicyId};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP007",
@@ -22,7 +22,7 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     for at in ctx.peers() {
-        let (pid, dir, ri, pi, peer) = (at.policy as usize, at.dir, at.rule, at.peer, at.value);
+        let (pid, dir, ri, pi, peer) = (at.policy.index(), at.dir, at.rule, at.peer, at.value);
         let Peer::IpBlock(b) = peer else { continue };
         // Every ipBlock of the cluster is interned by the engine; its interval form costs O(log k) per address.
         let Some(&id) = ctx.engine.block_index.get(b) else { continue };
@@ -44,7 +44,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         let path = format!("{}.ipBlock", Ctx::peer_path(dir, ri, pi));
         out.push(ctx.policy_finding(
             &RULE,
-            pid as u32,
+            PolicyId::new(pid),
             Some(path),
             msg,
             "select pods with podSelector/namespaceSelector; add the pod CIDR to `except`",

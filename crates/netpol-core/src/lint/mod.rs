@@ -135,7 +135,7 @@ impl<'e> Ctx<'e> {
             pols.sort_unstable();
             pols.dedup();
             for p in pols {
-                selected[p as usize].push(i as IdentityId);
+                selected[p.index()].push(i as IdentityId);
             }
         }
         let mut host_network = vec![Vec::new(); engine.cluster.policies.len()];
@@ -153,7 +153,7 @@ impl<'e> Ctx<'e> {
     /// Whether the policy's podSelector matches hostNetwork pods only (NP008 reports it; "selects no pod" and
     /// "no destination pod" would contradict it).
     pub fn selects_only_host_network(&self, pol: PolicyId) -> bool {
-        self.selected[pol as usize].is_empty() && !self.host_network[pol as usize].is_empty()
+        self.selected[pol.index()].is_empty() && !self.host_network[pol.index()].is_empty()
     }
 
     /// Pod names of identities, sorted, at most `n` then "(+k more)".
@@ -184,7 +184,7 @@ impl<'e> Ctx<'e> {
             [Direction::Ingress, Direction::Egress].into_iter().flat_map(move |dir| {
                 pol.rules(dir).iter().enumerate().flat_map(move |(ri, rule)| {
                     rule.peers.iter().enumerate().map(move |(pi, value)| PeerAt {
-                        policy: pid as PolicyId,
+                        policy: PolicyId::new(pid),
                         pol,
                         dir,
                         rule: ri,

@@ -7,7 +7,7 @@
 
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::compile::CPeer;
-use crate::model::{Direction, PortMatch};
+use crate::model::{Direction, PolicyId, PortMatch};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP005",
@@ -31,7 +31,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 // Destination identities.
                 // Ingress of a policy that selects only hostNetwork pods: NP008 reports the policy, which is not
                 // enforced; "no destination pod" would contradict it.
-                if dir == Direction::Ingress && ctx.selects_only_host_network(pid as u32) {
+                if dir == Direction::Ingress && ctx.selects_only_host_network(PolicyId::new(pid)) {
                     continue;
                 }
                 let dsts: Vec<usize> = match dir {
@@ -74,7 +74,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     };
                     let msg = format!("named port `{name}/{}` resolves on no destination pod: {whom}", pp.protocol);
                     let path = format!("{}.ports[{ki}]", Ctx::rule_path(dir, ri));
-                    out.push(ctx.policy_finding(&RULE, pid as u32, Some(path), msg, help));
+                    out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), Some(path), msg, help));
                 }
             }
         }

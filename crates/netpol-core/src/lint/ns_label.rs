@@ -9,7 +9,7 @@
 
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::load::NAMESPACE_NAME_LABEL;
-use crate::model::Peer;
+use crate::model::{Peer, PolicyId};
 use crate::selector::{Atom, Requirement};
 
 pub static RULE: RuleInfo = RuleInfo {
@@ -25,7 +25,7 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     for at in ctx.peers() {
-        let (pid, dir, ri, pi, peer) = (at.policy as usize, at.dir, at.rule, at.peer, at.value);
+        let (pid, dir, ri, pi, peer) = (at.policy.index(), at.dir, at.rule, at.peer, at.value);
         let Peer::Selectors { namespaces: Some(sel), .. } = peer else { continue };
         for req in sel.requirements() {
             let key = req.key();
@@ -46,7 +46,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             };
             let msg = format!("namespaceSelector `{sel}` uses label key `{key}`, which no namespace carries");
             let path = format!("{}.namespaceSelector", Ctx::peer_path(dir, ri, pi));
-            out.push(ctx.policy_finding(&RULE, pid as u32, Some(path), msg, help));
+            out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), Some(path), msg, help));
         }
     }
 }

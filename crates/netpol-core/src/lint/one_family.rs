@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::{Direction, Peer};
+use crate::model::{Direction, Peer, PolicyId};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP014",
@@ -62,7 +62,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 );
                 out.push(ctx.policy_finding(
                     &RULE,
-                    pid as u32,
+                    PolicyId::new(pid),
                     Some(Ctx::peer_path(dir, ri, peer)),
                     msg,
                     format!("add a peer `ipBlock: {{cidr: {other}}}` (with matching `except`s) to the same rule, or keep {lacks} blocked on purpose"),

@@ -8,7 +8,7 @@
 //! **Instead**: fix the labels, or split the peer in two (`- podSelector:` on its own dash) if OR was meant.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::Peer;
+use crate::model::{Peer, PolicyId};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP002",
@@ -24,7 +24,7 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     for at in ctx.peers() {
-        let (pid, pol, dir, ri, pi, peer) = (at.policy as usize, at.pol, at.dir, at.rule, at.peer, at.value);
+        let (pid, pol, dir, ri, pi, peer) = (at.policy.index(), at.pol, at.dir, at.rule, at.peer, at.value);
         let Peer::Selectors { namespaces, pods } = peer else { continue };
         let nss: Vec<u32> = match namespaces {
             None => vec![pol.ns],
@@ -45,7 +45,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             let msg = format!("namespaceSelector `{sel}` matches no namespace");
             out.push(ctx.policy_finding(
                 &RULE,
-                pid as u32,
+                PolicyId::new(pid),
                 path,
                 msg,
                 "check the namespace labels (`kubectl get ns --show-labels`)",
@@ -95,7 +95,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 (format!("podSelector `{psel}` matches no pod in namespace {}", c.ns_name(pol.ns)), help)
             }
         };
-        out.push(ctx.policy_finding(&RULE, pid as u32, path, msg, help));
+        out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), path, msg, help));
     }
 }
 

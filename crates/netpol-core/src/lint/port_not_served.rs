@@ -7,7 +7,7 @@
 //! **Instead**: match the container port, or declare it in the pod template.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::{Direction, PortMatch};
+use crate::model::{Direction, PolicyId, PortMatch};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP006",
@@ -42,7 +42,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let path = format!("{}.ports[{ki}]", Ctx::rule_path(Direction::Ingress, ri));
                 out.push(ctx.policy_finding(
                     &RULE,
-                    pid as u32,
+                    PolicyId::new(pid),
                     Some(path),
                     msg,
                     "check the port number and protocol against the container ports",

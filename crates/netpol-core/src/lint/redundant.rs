@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::compile::{CPeer, RuleId};
 use crate::eval::Sets;
-use crate::model::Direction;
+use crate::model::{Direction, PolicyId};
 use crate::portset::PortSet;
 
 pub static RULE: RuleInfo = RuleInfo {
@@ -112,7 +112,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let msg = format!("{dir} rule {ri} allows nothing that is not already allowed by {}", by.join(", "));
                 out.push(ctx.policy_finding(
                     &RULE,
-                    pid as u32,
+                    PolicyId::new(pid),
                     Some(Ctx::rule_path(dir, ri)),
                     msg,
                     "delete the rule, or narrow the broader rule if the overlap was not intended",
@@ -208,7 +208,7 @@ spec:
         };
         // Two equal allow rules: each is redundant given the other.
         assert_eq!(run(&e).len(), 2);
-        let first = e.policy_rules(0, crate::model::Direction::Ingress)[0];
+        let first = e.policy_rules(crate::model::PolicyId::new(0), crate::model::Direction::Ingress)[0];
         e.set_rule_action(first, Action::Deny);
         let f = run(&e);
         assert_eq!(f.len(), 1, "{f:?}");

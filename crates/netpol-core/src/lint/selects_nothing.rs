@@ -6,6 +6,7 @@
 //! **Instead**: fix the labels (`kubectl get pods -n NS --show-labels`) or the namespace, or delete the policy.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
+use crate::model::PolicyId;
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP001",
@@ -21,13 +22,13 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     for (pid, pol) in c.policies.iter().enumerate() {
         // Selecting only hostNetwork pods is NP008's finding, not "selects no pod".
-        if !ctx.selected[pid].is_empty() || ctx.selects_only_host_network(pid as u32) {
+        if !ctx.selected[pid].is_empty() || ctx.selects_only_host_network(PolicyId::new(pid)) {
             continue;
         }
         let msg = format!("podSelector `{}` selects no pod in namespace {}", pol.pod_selector, c.ns_name(pol.ns));
         out.push(ctx.policy_finding(
             &RULE,
-            pid as u32,
+            PolicyId::new(pid),
             Some("spec.podSelector".into()),
             msg,
             "check the pod labels (`kubectl get pods -n NAMESPACE --show-labels`) and the policy's namespace",

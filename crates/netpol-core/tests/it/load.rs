@@ -64,7 +64,7 @@ fn pod<'a>(l: &'a Loaded, ns: &str, name: &str) -> Option<&'a Pod> {
 }
 
 fn policy_names(l: &Loaded) -> Vec<String> {
-    (0..l.cluster.policies.len()).map(|i| l.cluster.policy_ref(i as u32)).collect()
+    (0..l.cluster.policies.len()).map(|i| l.cluster.policy_ref(netpol_core::model::PolicyId::new(i))).collect()
 }
 
 fn pod_names(l: &Loaded) -> Vec<String> {

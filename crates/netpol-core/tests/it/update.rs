@@ -244,7 +244,8 @@ fn assert_same_structure(e: &Engine, f: &Engine) {
     }
     // Rules: same ids as a fresh compile, same contents.
     let policy_rules = |e: &Engine| -> Vec<(Vec<u32>, Vec<u32>)> {
-        (0..e.cluster().policies.len() as PolicyId)
+        (0..e.cluster().policies.len())
+            .map(PolicyId::new)
             .map(|p| (e.policy_rules(p, Direction::Ingress).to_vec(), e.policy_rules(p, Direction::Egress).to_vec()))
             .collect()
     };
