@@ -364,7 +364,7 @@ impl SelectIndex {
                 .filter(|(_, ident)| !ident.host_network)
                 .map(|(i, ident)| (i as IdentityId, &eng.label_sets[ident.labels as usize])),
         );
-        let namespaces = LabelIndex::new(cluster.namespaces.iter().enumerate().map(|(i, n)| (i as NsId, &n.labels)));
+        let namespaces = LabelIndex::new(cluster.namespaces.iter().enumerate().map(|(i, n)| (i as u32, &n.labels)));
         SelectIndex { ns_idents, idents, namespaces }
     }
 }
@@ -580,7 +580,7 @@ impl Engine {
         // Identities per namespace.
         let mut ns_idents: Vec<Vec<IdentityId>> = vec![Vec::new(); cluster.namespaces.len()];
         for (i, ident) in eng.identities.iter().enumerate() {
-            if let Some(v) = ns_idents.get_mut(ident.ns as usize) {
+            if let Some(v) = ns_idents.get_mut(ident.ns.index()) {
                 v.push(i as IdentityId);
             }
         }
@@ -590,7 +590,7 @@ impl Engine {
         // Policies selecting each identity. hostNetwork pods are not subject to policies.
         let mut sel_cache: FxHashMap<(&Selector, u32), bool> = FxHashMap::default();
         for (polid, pol) in cluster.policies.iter().enumerate() {
-            for &iid in ns_idents.get(pol.ns as usize).into_iter().flatten() {
+            for &iid in ns_idents.get(pol.ns.index()).into_iter().flatten() {
                 let ident = &eng.identities[iid as usize];
                 if ident.host_network {
                     continue;
@@ -797,10 +797,9 @@ impl Engine {
                         Some(c) => c
                             .into_iter()
                             .filter(|&i| cluster.namespaces.get(i as usize).is_some_and(|n| s.matches(&n.labels)))
+                            .map(|i| NsId::new(i as usize))
                             .collect(),
-                        None => {
-                            (0..all as NsId).filter(|&i| s.matches(&cluster.namespaces[i as usize].labels)).collect()
-                        }
+                        None => (0..all).filter(|&i| s.matches(&cluster.namespaces[i].labels)).map(NsId::new).collect(),
                     }
                 })
                 .clone(),
@@ -810,7 +809,7 @@ impl Engine {
             // Pod and namespace selectors never match hostNetwork pods (their traffic is the node's).
             !ident.host_network && key.pods_match(&self.label_sets[ident.labels as usize])
         };
-        let scan_cost: usize = namespaces.iter().map(|&ns| idx.ns_idents.get(ns as usize).map_or(0, Vec::len)).sum();
+        let scan_cost: usize = namespaces.iter().map(|&ns| idx.ns_idents.get(ns.index()).map_or(0, Vec::len)).sum();
         let candidates =
             if scan_cost > 64 { key.pods.as_ref().and_then(|s| idx.idents.candidates(s, scan_cost)) } else { None };
         let mut ids: Vec<u32> = match candidates {
@@ -818,18 +817,18 @@ impl Engine {
             Some(c) => {
                 let mut in_ns = vec![false; cluster.namespaces.len()];
                 for &ns in &namespaces {
-                    if let Some(f) = in_ns.get_mut(ns as usize) {
+                    if let Some(f) = in_ns.get_mut(ns.index()) {
                         *f = true;
                     }
                 }
                 c.into_iter()
-                    .filter(|&i| in_ns.get(self.identities[i as usize].ns as usize).copied().unwrap_or(false))
+                    .filter(|&i| in_ns.get(self.identities[i as usize].ns.index()).copied().unwrap_or(false))
                     .filter(|&i| pod_matches(i))
                     .collect()
             }
             None => namespaces
                 .iter()
-                .flat_map(|&ns| idx.ns_idents.get(ns as usize).into_iter().flatten().copied())
+                .flat_map(|&ns| idx.ns_idents.get(ns.index()).into_iter().flatten().copied())
                 .filter(|&i| pod_matches(i))
                 .collect(),
         };

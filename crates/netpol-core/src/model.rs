@@ -12,35 +12,42 @@ use serde::Serialize;
 use crate::portset::Protocol;
 use crate::selector::{Labels, Selector};
 
-pub type NsId = u32;
 pub type PodId = u32;
-/// A policy of a [`Cluster`]: its index in `Cluster::policies`. A type of its own, so that it cannot be mixed up
-/// with the ids of pods, namespaces or compiled things.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct PolicyId(u32);
+/// Declares an id type: an index into one vector, a type of its own so that ids of different things cannot be
+/// mixed up. `new` and `index` convert from and to the position.
+#[macro_export]
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(u32);
 
-impl PolicyId {
-    pub fn new(index: usize) -> PolicyId {
-        PolicyId(index as u32)
-    }
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
+        impl $name {
+            pub fn new(index: usize) -> $name {
+                $name(index as u32)
+            }
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
 
-impl fmt::Display for PolicyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::ops::Index<PolicyId> for [Policy] {
-    type Output = Policy;
-    fn index(&self, id: PolicyId) -> &Policy {
-        &self[id.index()]
-    }
-}
+typed_id!(
+    /// A policy of a [`Cluster`]: its index in `Cluster::policies`.
+    PolicyId
+);
+typed_id!(
+    /// A namespace of a [`Cluster`]: its index in `Cluster::namespaces`.
+    NsId
+);
 
 /// Where an object was read from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -278,12 +285,12 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn namespace_id(&self, name: &str) -> Option<NsId> {
-        self.namespaces.iter().position(|n| n.name == name).map(|i| i as NsId)
+        self.namespaces.iter().position(|n| n.name == name).map(NsId::new)
     }
 
     pub fn ns(&self, id: NsId) -> &Namespace {
         // Ids are only created by the loader, which keeps them in range.
-        &self.namespaces[id as usize]
+        &self.namespaces[id.index()]
     }
 
     pub fn ns_name(&self, id: NsId) -> &str {

@@ -87,7 +87,7 @@ fn ns_or_insert(c: &mut Cluster, name: &str) -> NsId {
     let mut labels = Labels::new();
     labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.to_string());
     c.namespaces.push(Namespace { name: name.to_string(), labels, origin: None });
-    (c.namespaces.len() - 1) as NsId
+    NsId::new(c.namespaces.len() - 1)
 }
 
 /// Applies one change to a cluster (no compiled state involved). Returns whether anything changed.
@@ -125,7 +125,7 @@ pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
         }
         Change::PutNamespace(n) => {
             match c.namespace_id(&n.name) {
-                Some(id) => c.namespaces[id as usize] = n,
+                Some(id) => c.namespaces[id.index()] = n,
                 None => c.namespaces.push(n),
             }
             true
@@ -136,12 +136,12 @@ pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
             if used {
                 let mut labels = Labels::new();
                 labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
-                c.namespaces[id as usize] = Namespace { name, labels, origin: None };
+                c.namespaces[id.index()] = Namespace { name, labels, origin: None };
             } else {
-                c.namespaces.remove(id as usize);
+                c.namespaces.remove(id.index());
                 let fix = |ns: &mut NsId| {
                     if *ns > id {
-                        *ns -= 1;
+                        *ns = NsId::new(ns.index() - 1);
                     }
                 };
                 c.pods.iter_mut().for_each(|p| fix(&mut p.ns));
@@ -646,7 +646,7 @@ impl Engine {
         match self.cluster.namespace_id(&n.name) {
             None => self.cluster.namespaces.push(n),
             Some(id) => {
-                let old = std::mem::replace(&mut self.cluster.namespaces[id as usize], n);
+                let old = std::mem::replace(&mut self.cluster.namespaces[id.index()], n);
                 self.relabel_namespace(id, &old.labels);
             }
         }
@@ -661,15 +661,14 @@ impl Engine {
         }
         let mut labels = Labels::new();
         labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
-        let old =
-            std::mem::replace(&mut self.cluster.namespaces[id as usize], Namespace { name, labels, origin: None });
+        let old = std::mem::replace(&mut self.cluster.namespaces[id.index()], Namespace { name, labels, origin: None });
         self.relabel_namespace(id, &old.labels);
         InPlace::Done(true)
     }
 
     /// Namespace `id` had `old` labels: re-evaluates namespaceSelector peers for its identities.
     fn relabel_namespace(&mut self, id: NsId, old: &Labels) {
-        let new = &self.cluster.namespaces[id as usize].labels;
+        let new = &self.cluster.namespaces[id.index()].labels;
         if new == old {
             return;
         }
@@ -718,7 +717,7 @@ fn shift_rule_ids(policy_rules: &mut [(Vec<RuleId>, Vec<RuleId>)], from: usize, 
 fn select_scan(eng: &Engine, key: &SelPeerKey) -> IdSet {
     // The namespace part once per namespace, not once per identity.
     let in_scope: Vec<bool> = match &key.namespaces {
-        NsScope::Own(ns) => (0..eng.cluster.namespaces.len()).map(|n| n == *ns as usize).collect(),
+        NsScope::Own(ns) => (0..eng.cluster.namespaces.len()).map(|n| n == (*ns).index()).collect(),
         NsScope::Selector(s) => eng.cluster.namespaces.iter().map(|n| s.matches(&n.labels)).collect(),
     };
     let ids: Vec<IdentityId> = eng
@@ -727,7 +726,7 @@ fn select_scan(eng: &Engine, key: &SelPeerKey) -> IdSet {
         .enumerate()
         .filter(|(_, ident)| {
             !ident.host_network
-                && in_scope.get(ident.ns as usize).copied().unwrap_or(false)
+                && in_scope.get(ident.ns.index()).copied().unwrap_or(false)
                 && key.pods_match(&eng.label_sets[ident.labels as usize])
         })
         .map(|(i, _)| i as IdentityId)

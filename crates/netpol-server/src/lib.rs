@@ -896,16 +896,16 @@ pub(crate) fn what_if_cluster(
         return Err(Failure::new(StatusCode::UNPROCESSABLE_ENTITY, &field, d.message.clone()));
     }
     for mut pol in loaded.cluster.policies {
-        let ns_name = loaded.cluster.namespaces[pol.ns as usize].name.clone();
+        let ns_name = loaded.cluster.namespaces[pol.ns.index()].name.clone();
         let ns = match c.namespace_id(&ns_name) {
             Some(id) => id,
             None => {
                 c.namespaces.push(Namespace {
                     name: ns_name.clone(),
-                    labels: loaded.cluster.namespaces[pol.ns as usize].labels.clone(),
+                    labels: loaded.cluster.namespaces[pol.ns.index()].labels.clone(),
                     origin: None,
                 });
-                (c.namespaces.len() - 1) as u32
+                netpol_core::model::NsId::new(c.namespaces.len() - 1)
             }
         };
         pol.ns = ns;
@@ -915,7 +915,7 @@ pub(crate) fn what_if_cluster(
     Ok(c)
 }
 
-fn c_ns(c: &netpol_core::model::Cluster, ns: u32) -> &str {
+fn c_ns(c: &netpol_core::model::Cluster, ns: netpol_core::model::NsId) -> &str {
     c.ns_name(ns)
 }
 

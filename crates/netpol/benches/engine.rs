@@ -253,7 +253,7 @@ fn run_updates(size: &str, engine: &Engine) {
     fresh.labels.insert("bench", "new-identity");
     let app = template.labels.get("app").unwrap_or_default().to_string();
     let policy = Policy {
-        ns: 0,
+        ns: netpol_core::model::NsId::new(0),
         name: "bench-policy".into(),
         pod_selector: label_selector("app", &app),
         ingress: vec![Rule {

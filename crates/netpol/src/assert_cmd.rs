@@ -704,7 +704,7 @@ fn expand(engine: &Engine, spec: &EndpointSpec, order: &[PodId]) -> Result<Vec<E
                 .iter()
                 .filter(|&&p| {
                     let pod = engine.cluster().pod(p);
-                    ns_ok.get(pod.ns as usize).copied().unwrap_or(false)
+                    ns_ok.get(pod.ns.index()).copied().unwrap_or(false)
                         && pod_selector.as_ref().is_none_or(|s| s.matches(&pod.labels))
                 })
                 .map(|&pod| Endpoint::Pod { pod, ip: None })

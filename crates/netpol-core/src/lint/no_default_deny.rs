@@ -19,16 +19,18 @@ pub static RULE: RuleInfo = RuleInfo {
     check,
 };
 
+use crate::model::NsId;
+
 fn check(ctx: &super::Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     for (nsid, ns) in c.namespaces.iter().enumerate() {
-        let has_pods = c.pods.iter().any(|p| p.ns == nsid as u32 && !p.host_network);
+        let has_pods = c.pods.iter().any(|p| p.ns == NsId::new(nsid) && !p.host_network);
         if !has_pods {
             continue;
         }
         for dir in [Direction::Ingress, Direction::Egress] {
             let baseline =
-                c.policies.iter().any(|p| p.ns == nsid as u32 && p.affects(dir) && p.pod_selector.is_everything());
+                c.policies.iter().any(|p| p.ns == NsId::new(nsid) && p.affects(dir) && p.pod_selector.is_everything());
             if baseline {
                 continue;
             }
@@ -42,7 +44,7 @@ fn check(ctx: &super::Ctx, out: &mut Vec<Finding>) {
                 origin: ns
                     .origin
                     .clone()
-                    .or_else(|| c.pods.iter().find(|p| p.ns == nsid as u32).map(|p| p.source.origin.clone())),
+                    .or_else(|| c.pods.iter().find(|p| p.ns == NsId::new(nsid)).map(|p| p.source.origin.clone())),
                 field: None,
                 message: format!(
                     "namespace {} has no default-deny {} policy (podSelector: {{}}, policyTypes: [{kind}])",

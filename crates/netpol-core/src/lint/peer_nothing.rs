@@ -8,7 +8,7 @@
 //! **Instead**: fix the labels, or split the peer in two (`- podSelector:` on its own dash) if OR was meant.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::{Peer, PolicyId};
+use crate::model::{NsId, Peer, PolicyId};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP002",
@@ -26,9 +26,9 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for at in ctx.peers() {
         let (pid, pol, dir, ri, pi, peer) = (at.policy.index(), at.pol, at.dir, at.rule, at.peer, at.value);
         let Peer::Selectors { namespaces, pods } = peer else { continue };
-        let nss: Vec<u32> = match namespaces {
+        let nss: Vec<NsId> = match namespaces {
             None => vec![pol.ns],
-            Some(sel) => (0..c.namespaces.len() as u32).filter(|&n| sel.matches(&c.ns(n).labels)).collect(),
+            Some(sel) => (0..c.namespaces.len()).map(NsId::new).filter(|&n| sel.matches(&c.ns(n).labels)).collect(),
         };
         let path = Some(Ctx::peer_path(dir, ri, pi));
         if nss.is_empty() {

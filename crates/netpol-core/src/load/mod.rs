@@ -307,7 +307,7 @@ impl Loader {
     fn earlier(&self, kind: &'static str, ns: Option<NsId>, name: &str) -> Option<&Origin> {
         let Some(ns) = ns else {
             let id = *self.ns_index.get(name)?;
-            return self.namespaces[id as usize].origin.as_ref();
+            return self.namespaces[id.index()].origin.as_ref();
         };
         let ids = self.seen.get(&(kind, ns, name_hash(name)))?;
         ids.iter().find_map(|&id| {
@@ -340,7 +340,7 @@ impl Loader {
         if let Some(&id) = self.ns_index.get(name) {
             return id;
         }
-        let id = self.namespaces.len() as NsId;
+        let id = NsId::new(self.namespaces.len());
         let labels = self.intern.labels(Labels::from_iter([(NAMESPACE_NAME_LABEL, name)]));
         self.namespaces.push(Namespace { name: name.to_string(), labels, origin: None });
         self.ns_index.insert(name.to_string(), id);
@@ -370,7 +370,7 @@ impl Loader {
                 let id = self.ns_id(&name);
                 // The API server always sets this label to the namespace's name.
                 labels.insert(NAMESPACE_NAME_LABEL, name);
-                let ns = &mut self.namespaces[id as usize];
+                let ns = &mut self.namespaces[id.index()];
                 ns.labels = self.intern.labels(labels);
                 ns.origin = Some(origin);
             }
@@ -404,7 +404,8 @@ impl Loader {
                         }
                         let msg = format!(
                             "IP {ip} is also the IP of pod {}/{}",
-                            self.namespaces[other.ns as usize].name, other.name
+                            self.namespaces[other.ns.index()].name,
+                            other.name
                         );
                         self.diagnostics.push(Diagnostic {
                             severity: Severity::Warning,

@@ -468,7 +468,7 @@ pub(crate) fn policy(o: obj::NetworkPolicyObj, errs: &mut Errors) -> Option<Item
         }
     }
     let policy = Policy {
-        ns: 0,
+        ns: NsId::new(0),
         name: name?,
         pod_selector,
         ingress,

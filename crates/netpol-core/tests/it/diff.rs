@@ -357,7 +357,7 @@ fn ip(r: &mut Rng, i: usize) -> Option<IpAddr> {
 fn pod(r: &mut Rng, i: usize, n_ns: usize) -> Pod {
     let ports = pod_ports(r);
     Pod {
-        ns: r.below(n_ns) as NsId,
+        ns: NsId::new(r.below(n_ns)),
         name: format!("p{i}"),
         labels: labels(r, POD_KEYS),
         ports: ports.into(),
@@ -370,7 +370,7 @@ fn pod(r: &mut Rng, i: usize, n_ns: usize) -> Pod {
 fn policy(r: &mut Rng, name: String, n_ns: usize) -> Policy {
     let ingress: Vec<Rule> = (0..r.below(3)).map(|_| rule(r)).collect();
     let egress: Vec<Rule> = (0..r.below(3)).map(|_| rule(r)).collect();
-    let ns = r.below(n_ns) as NsId;
+    let ns = NsId::new(r.below(n_ns));
     policy_with_rules(r, ns, name, ingress, egress)
 }
 

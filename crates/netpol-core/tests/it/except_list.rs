@@ -48,7 +48,7 @@ fn sel(k: &str, v: &str) -> Selector {
 
 fn pod(name: &str, app: &str, ip: &str) -> Pod {
     Pod {
-        ns: 0,
+        ns: NsId::new(0),
         name: name.into(),
         labels: [("app".to_string(), app.to_string())].into_iter().collect(),
         ports: Vec::new().into(),
@@ -80,7 +80,7 @@ fn with_policies(mut c: Cluster) -> Cluster {
     });
     let port = |p: u16| PolicyPort { protocol: Protocol::Tcp, port: PortMatch::Range(p, p) };
     let policy = |name: &str, app: &str, ingress: Vec<Rule>, egress: Vec<Rule>| Policy {
-        ns: 0,
+        ns: NsId::new(0),
         name: name.into(),
         pod_selector: sel("app", app),
         affects_ingress: !ingress.is_empty(),

@@ -555,7 +555,7 @@ fn namespace_defaults_to_default() {
 fn implicit_namespaces_get_the_metadata_name_label() {
     let l = load_str("i.yaml", &pod_doc("x", ""));
     assert_clean(&l);
-    let ns = &l.cluster.namespaces[l.cluster.namespace_id("prod").unwrap() as usize];
+    let ns = &l.cluster.namespaces[(l.cluster.namespace_id("prod").unwrap()).index()];
     assert_eq!(ns.origin, None);
     assert_eq!(ns.labels, labels(&[(NAMESPACE_NAME_LABEL, "prod")]));
 }

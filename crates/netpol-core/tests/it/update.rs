@@ -68,7 +68,15 @@ fn random_pod(r: &mut Rng, c: &Cluster, name: String) -> Pod {
         Some(p) if r.chance(80) => p.host_network,
         _ => r.chance(10),
     };
-    Pod { ns: 0, name, labels, ports, ips, host_network, source: PodSource { kind: "Pod", origin: Origin::default() } }
+    Pod {
+        ns: NsId::new(0),
+        name,
+        labels,
+        ports,
+        ips,
+        host_network,
+        source: PodSource { kind: "Pod", origin: Origin::default() },
+    }
 }
 
 fn random_policy(r: &mut Rng, c: &Cluster, name: String) -> Policy {
@@ -78,7 +86,7 @@ fn random_policy(r: &mut Rng, c: &Cluster, name: String) -> Policy {
         Some(p) => (p.ingress.clone(), p.egress.clone()),
         None => ((0..r.below(3)).map(|_| rule(r)).collect(), (0..r.below(3)).map(|_| rule(r)).collect()),
     };
-    policy_with_rules(r, 0, name, ingress, egress)
+    policy_with_rules(r, NsId::new(0), name, ingress, egress)
 }
 
 fn shard_selector(r: &mut Rng) -> Selector {
@@ -97,7 +105,7 @@ fn shard_policy(r: &mut Rng, name: String) -> Policy {
         ports: vec![PolicyPort { protocol: Protocol::Tcp, port: PortMatch::Range(80, 80) }],
     }];
     Policy {
-        ns: 0,
+        ns: NsId::new(0),
         name,
         pod_selector: shard_selector(r),
         ingress,

@@ -171,7 +171,7 @@ pub fn cluster(seed: u64) -> Cluster {
         let ports = pod_ports(&mut r);
         let ips = ip(&mut r, i).into_iter().collect();
         c.pods.push(Pod {
-            ns: r.below(c.namespaces.len()) as NsId,
+            ns: NsId::new(r.below(c.namespaces.len())),
             name: format!("p{i}"),
             labels: labels(&mut r, POD_KEYS),
             ports: ports.into(),
@@ -183,7 +183,7 @@ pub fn cluster(seed: u64) -> Cluster {
     for i in 0..r.below(7) {
         let ingress: Vec<Rule> = (0..r.below(3)).map(|_| rule(&mut r)).collect();
         let egress: Vec<Rule> = (0..r.below(3)).map(|_| rule(&mut r)).collect();
-        let ns = r.below(c.namespaces.len()) as NsId;
+        let ns = NsId::new(r.below(c.namespaces.len()));
         c.policies.push(policy_with_rules(&mut r, ns, format!("pol{i}"), ingress, egress));
     }
     c
