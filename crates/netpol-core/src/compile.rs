@@ -467,7 +467,7 @@ impl Engine {
     }
     /// The identity of a pod.
     pub fn pod_identity(&self, pod: PodId) -> IdentityId {
-        self.pod_identity[pod as usize]
+        self.pod_identity[pod.index()]
     }
     /// The labels of an identity (`Identity::labels` is the id of its label set).
     pub fn label_set(&self, id: u32) -> &Labels {
@@ -569,11 +569,11 @@ impl Engine {
                 next
             });
             if let Some(ident) = eng.identities.get_mut(id as usize) {
-                ident.pods.push(pid as PodId);
+                ident.pods.push(PodId::new(pid));
             }
             eng.pod_identity.push(id);
             for ip in &pod.ips {
-                eng.index_ip(*ip, pid as PodId);
+                eng.index_ip(*ip, PodId::new(pid));
             }
         }
 
@@ -852,7 +852,7 @@ impl Engine {
     }
 
     pub fn identity_of(&self, pod: PodId) -> &Identity {
-        &self.identities[self.pod_identity[pod as usize] as usize]
+        &self.identities[self.pod_identity[pod.index()] as usize]
     }
 
     /// Whether block `b` contains `ip` (an IPv4-mapped IPv6 address is its IPv4 address): O(log k) for k
@@ -886,10 +886,10 @@ impl Engine {
         match *ep {
             Endpoint::Pod { pod, ip } => {
                 let ip = ip.map(|ip| ip.to_canonical());
-                let ident = self.pod_identity[pod as usize];
+                let ident = self.pod_identity[pod.index()];
                 // The identity's ip class is that of the pod's primary IP; another IP of the pod (the other
                 // family) is matched against the blocks directly.
-                let primary = ip.is_none() || ip == self.primary_ips[pod as usize];
+                let primary = ip.is_none() || ip == self.primary_ips[pod.index()];
                 EpInfo { ident: Some(ident), ip, ip_class: primary.then(|| self.identities[ident as usize].ip_class) }
             }
             Endpoint::External(ip) => EpInfo { ident: None, ip: Some(ip.to_canonical()), ip_class: None },
@@ -949,7 +949,7 @@ impl Engine {
 
     /// Pods of a namespace-wide ordering used by outputs: by namespace name then pod name.
     pub fn sorted_pods(&self) -> Vec<PodId> {
-        let mut v: Vec<PodId> = (0..self.cluster.pods.len() as PodId).collect();
+        let mut v: Vec<PodId> = (0..self.cluster.pods.len()).map(PodId::new).collect();
         v.sort_by(|&a, &b| {
             let (pa, pb) = (self.cluster.pod(a), self.cluster.pod(b));
             (self.cluster.ns_name(pa.ns), &pa.name).cmp(&(self.cluster.ns_name(pb.ns), &pb.name))

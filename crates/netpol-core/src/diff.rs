@@ -279,7 +279,7 @@ fn outside_groups(
     let examples: Vec<IpAddr> = EXAMPLE_ADDRESSES.iter().filter_map(|a| a.parse().ok()).collect();
     let mut joint: FxHashMap<(u32, u32), Vec<u32>> = FxHashMap::default();
     for (i, &(op, np)) in common.iter().enumerate() {
-        joint.entry((old.pod_identity[op as usize], new.pod_identity[np as usize])).or_default().push(i as u32);
+        joint.entry((old.pod_identity[op.index()], new.pod_identity[np.index()])).or_default().push(i as u32);
     }
     // Allowed ports as runs of segments (one run for identities whose rules use no ipBlock): the comparison of a
     // joint class costs the number of runs, not of segments.
@@ -392,27 +392,28 @@ fn match_pods(old: &Engine, new: &Engine, ns: Option<&str>) -> MatchedPods {
     let in_scope = |e: &Engine, p: PodId| ns.is_none_or(|n| e.cluster.ns_name(e.cluster.pod(p).ns) == n);
     let mut index: FxHashMap<(&str, &str), PodId> = FxHashMap::default();
     for (i, p) in new.cluster.pods.iter().enumerate() {
-        if in_scope(new, i as PodId) {
-            index.entry((new.cluster.ns_name(p.ns), p.name.as_str())).or_insert(i as PodId);
+        if in_scope(new, PodId::new(i)) {
+            index.entry((new.cluster.ns_name(p.ns), p.name.as_str())).or_insert(PodId::new(i));
         }
     }
     let mut matched = vec![false; new.cluster.pods.len()];
     let mut common = Vec::new();
     let mut removed = Vec::new();
     for (i, p) in old.cluster.pods.iter().enumerate() {
-        if !in_scope(old, i as PodId) {
+        if !in_scope(old, PodId::new(i)) {
             continue;
         }
         match index.get(&(old.cluster.ns_name(p.ns), p.name.as_str())) {
-            Some(&np) if !matched[np as usize] => {
-                matched[np as usize] = true;
-                common.push((i as PodId, np));
+            Some(&np) if !matched[np.index()] => {
+                matched[np.index()] = true;
+                common.push((PodId::new(i), np));
             }
-            _ => removed.push(old.cluster.pod_ref(i as PodId)),
+            _ => removed.push(old.cluster.pod_ref(PodId::new(i))),
         }
     }
-    let mut added: Vec<String> = (0..new.cluster.pods.len() as PodId)
-        .filter(|&i| in_scope(new, i) && !matched[i as usize])
+    let mut added: Vec<String> = (0..new.cluster.pods.len())
+        .map(PodId::new)
+        .filter(|&i| in_scope(new, i) && !matched[i.index()])
         .map(|i| new.cluster.pod_ref(i))
         .collect();
     added.sort();
@@ -444,7 +445,7 @@ impl Joint {
         let mut js_index: FxHashMap<(u32, u32), u32> = FxHashMap::default();
         let mut jd_index: FxHashMap<(u32, u32), u32> = FxHashMap::default();
         for (i, &(op, np)) in common.iter().enumerate() {
-            let (oi, ni) = (old.pod_identity[op as usize], new.pod_identity[np as usize]);
+            let (oi, ni) = (old.pod_identity[op.index()], new.pod_identity[np.index()]);
             let (Some(&os), Some(&ns), Some(&od), Some(&nd)) = (
                 om.src_class_of.get(&oi),
                 nm.src_class_of.get(&ni),

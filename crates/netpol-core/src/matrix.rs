@@ -708,7 +708,7 @@ impl Matrix {
         if src == dst {
             return Some(ALL);
         }
-        self.cell(engine.pod_identity[src as usize], engine.pod_identity[dst as usize])
+        self.cell(engine.pod_identity[src.index()], engine.pod_identity[dst.index()])
     }
 
     pub fn is_stored(&self) -> bool {

@@ -12,7 +12,6 @@ use serde::Serialize;
 use crate::portset::Protocol;
 use crate::selector::{Labels, Selector};
 
-pub type PodId = u32;
 /// Declares an id type: an index into one vector, a type of its own so that ids of different things cannot be
 /// mixed up. `new` and `index` convert from and to the position.
 #[macro_export]
@@ -47,6 +46,10 @@ typed_id!(
 typed_id!(
     /// A namespace of a [`Cluster`]: its index in `Cluster::namespaces`.
     NsId
+);
+typed_id!(
+    /// A pod of a [`Cluster`] (a Pod object, or a workload's representative pod): its index in `Cluster::pods`.
+    PodId
 );
 
 /// Where an object was read from.
@@ -298,7 +301,7 @@ impl Cluster {
     }
 
     pub fn pod(&self, id: PodId) -> &Pod {
-        &self.pods[id as usize]
+        &self.pods[id.index()]
     }
 
     pub fn policy(&self, id: PolicyId) -> &Policy {
@@ -324,6 +327,6 @@ impl Cluster {
 
     pub fn find_pod(&self, ns: &str, name: &str) -> Option<PodId> {
         let ns = self.namespace_id(ns)?;
-        self.pods.iter().position(|p| p.ns == ns && p.name == name).map(|i| i as PodId)
+        self.pods.iter().position(|p| p.ns == ns && p.name == name).map(PodId::new)
     }
 }

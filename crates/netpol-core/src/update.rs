@@ -216,16 +216,16 @@ impl Engine {
         pod.ns = ns;
         match self.cluster.pods.iter().position(|p| p.ns == ns && p.name == pod.name) {
             Some(i) => {
-                let old = self.detach_pod(i as PodId);
+                let old = self.detach_pod(PodId::new(i));
                 self.cluster.pods[i] = pod;
-                self.attach_pod(i as PodId);
+                self.attach_pod(PodId::new(i));
                 self.drop_identity_if_empty(old);
             }
             None => {
                 self.cluster.pods.push(pod);
                 self.pod_identity.push(0);
                 self.primary_ips.push(None);
-                self.attach_pod((self.cluster.pods.len() - 1) as PodId);
+                self.attach_pod(PodId::new(self.cluster.pods.len() - 1));
             }
         }
     }
@@ -233,13 +233,13 @@ impl Engine {
     fn delete_pod(&mut self, namespace: &str, name: &str) -> bool {
         let Some(ns) = self.cluster.namespace_id(namespace) else { return false };
         let Some(i) = self.cluster.pods.iter().position(|p| p.ns == ns && p.name == name) else { return false };
-        let old = self.detach_pod(i as PodId);
+        let old = self.detach_pod(PodId::new(i));
         let last = self.cluster.pods.len() - 1;
         self.cluster.pods.swap_remove(i);
         self.pod_identity.swap_remove(i);
         self.primary_ips.swap_remove(i);
         if i != last {
-            self.renumber_pod(last as PodId, i as PodId);
+            self.renumber_pod(PodId::new(last), PodId::new(i));
         }
         self.drop_identity_if_empty(old);
         true
@@ -247,7 +247,7 @@ impl Engine {
 
     /// Distinct IPs of a pod.
     fn pod_ips(&self, pid: PodId) -> Vec<std::net::IpAddr> {
-        let mut ips = self.cluster.pods[pid as usize].ips.clone();
+        let mut ips = self.cluster.pods[pid.index()].ips.clone();
         ips.sort_unstable();
         ips.dedup();
         ips
@@ -257,7 +257,7 @@ impl Engine {
     /// its IPs.
     fn attach_pod(&mut self, pid: PodId) {
         let cluster = std::mem::take(&mut self.cluster);
-        let pod = &cluster.pods[pid as usize];
+        let pod = &cluster.pods[pid.index()];
         let key = self.identity_key(pod);
         let primary = pod.primary_ip();
         self.cluster = cluster;
@@ -269,8 +269,8 @@ impl Engine {
         if let Err(at) = pods.binary_search(&pid) {
             pods.insert(at, pid);
         }
-        self.pod_identity[pid as usize] = iid;
-        self.primary_ips[pid as usize] = primary;
+        self.pod_identity[pid.index()] = iid;
+        self.primary_ips[pid.index()] = primary;
         for ip in self.pod_ips(pid) {
             self.index_ip(ip, pid);
         }
@@ -279,7 +279,7 @@ impl Engine {
     /// Takes pod `pid` out of its identity (which may be left empty) and out of the IP index; returns the
     /// identity.
     fn detach_pod(&mut self, pid: PodId) -> IdentityId {
-        let iid = self.pod_identity[pid as usize];
+        let iid = self.pod_identity[pid.index()];
         let pods = &mut self.identities[iid as usize].pods;
         if let Ok(at) = pods.binary_search(&pid) {
             pods.remove(at);
@@ -309,7 +309,7 @@ impl Engine {
 
     /// The pod that was `from` is now `to` (`to` < `from`, after a `swap_remove`).
     fn renumber_pod(&mut self, from: PodId, to: PodId) {
-        let pods = &mut self.identities[self.pod_identity[to as usize] as usize].pods;
+        let pods = &mut self.identities[self.pod_identity[to.index()] as usize].pods;
         if let Ok(at) = pods.binary_search(&from) {
             pods.remove(at);
         }
@@ -388,7 +388,7 @@ impl Engine {
             let moved = &self.identities[iid as usize];
             self.id_index.insert(moved.key(), iid);
             for &p in &moved.pods {
-                self.pod_identity[p as usize] = iid;
+                self.pod_identity[p.index()] = iid;
             }
         }
         let universe = self.identities.len();

@@ -183,7 +183,7 @@ impl Engine {
         let other_info = self.ep_info(other);
         let dst_named = self.ep_info(dst).ident.map(|i| self.identities[i as usize].named_ports.as_slice());
         let mut record = Record::default();
-        let subject_ident = self.pod_identity[pod_id as usize];
+        let subject_ident = self.pod_identity[pod_id.index()];
         let q = Query { proto, port, dst_named };
         side.allowed = self.walk_side(subject_ident, dir, &other_info, &q, &mut record);
         let mut steps = record.0.into_iter().peekable();

@@ -37,7 +37,7 @@ pub struct Resolver<'e> {
 
 impl<'e> Resolver<'e> {
     pub fn new(engine: &'e Engine, default_ns: &str) -> Self {
-        let pods = (0..engine.cluster().pods.len() as PodId).map(|p| (engine.cluster().pod_ref(p), p)).collect();
+        let pods = (0..engine.cluster().pods.len()).map(PodId::new).map(|p| (engine.cluster().pod_ref(p), p)).collect();
         Resolver { engine, pods, default_ns: default_ns.to_string() }
     }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::load::Loader;
+use netpol_core::model::PodId;
 use netpol_core::portset::Protocol;
 use netpol_lab::lab::{Lab, LabPod};
 use netpol_lab::probe::in_netns;
@@ -32,21 +33,22 @@ fn engine(size: &str) -> Engine {
 }
 
 /// A (client, server, port) where both pods are isolated and the connection is allowed.
-fn pick_pair(e: &Engine) -> (u32, u32, u16) {
+fn pick_pair(e: &Engine) -> (PodId, PodId, u16) {
     for (d, pod) in e.cluster().pods.iter().enumerate() {
-        let di = e.identity_of(d as u32);
+        let di = e.identity_of(PodId::new(d));
         if pod.host_network || di.ingress_policies.is_empty() || pod.ips.is_empty() {
             continue;
         }
         for cp in pod.ports.iter().filter(|c| c.protocol == Protocol::Tcp) {
             for (s, sp) in e.cluster().pods.iter().enumerate() {
-                let si = e.identity_of(s as u32);
+                let si = e.identity_of(PodId::new(s));
                 if s == d || sp.host_network || si.egress_policies.is_empty() || sp.ips.is_empty() {
                     continue;
                 }
-                let (a, b) = (Endpoint::Pod { pod: s as u32, ip: None }, Endpoint::Pod { pod: d as u32, ip: None });
+                let (a, b) =
+                    (Endpoint::Pod { pod: PodId::new(s), ip: None }, Endpoint::Pod { pod: PodId::new(d), ip: None });
                 if e.allowed(&a, &b, Protocol::Tcp, cp.port) {
-                    return (s as u32, d as u32, cp.port);
+                    return (PodId::new(s), PodId::new(d), cp.port);
                 }
             }
         }
@@ -102,7 +104,7 @@ fn run(size: &str) {
     let prefix = format!("npbench{}", std::process::id() % 10000);
     let r = System;
     let _ = Lab::down(&r, &prefix);
-    let key = |p: u32| e.cluster().pod_ref(p);
+    let key = |p: PodId| e.cluster().pod_ref(p);
     let pods = vec![
         LabPod { key: key(c), ips: vec![e.cluster().pod(c).primary_ip().unwrap()] },
         LabPod { key: key(s), ips: vec![e.cluster().pod(s).primary_ip().unwrap()] },

@@ -57,8 +57,10 @@ pub fn plan(cluster: &Cluster) -> LabPlan {
             }
         }
         if let Some(bad) = p.ips.iter().find(|ip| !lab_safe(ip)) {
-            untestable
-                .insert(i as PodId, format!("pod IP {bad} is outside the lab's address ranges (10.0.0.0/8, fd00::/8)"));
+            untestable.insert(
+                PodId::new(i),
+                format!("pod IP {bad} is outside the lab's address ranges (10.0.0.0/8, fd00::/8)"),
+            );
             continue;
         }
         pods.push(LabPod { key: String::new(), ips: p.ips.clone() });
@@ -66,7 +68,7 @@ pub fn plan(cluster: &Cluster) -> LabPlan {
     // Keys need namespace names, which live in the cluster.
     let mut k = 0;
     for (i, p) in c.pods.iter().enumerate() {
-        if untestable.contains_key(&(i as PodId)) {
+        if untestable.contains_key(&PodId::new(i)) {
             continue;
         }
         pods[k].key = format!("{}/{}", c.ns_name(p.ns), p.name);
@@ -99,14 +101,14 @@ pub struct Case {
 
 /// Every ordered pair of distinct pods on every container port the destination declares.
 pub fn default_cases(e: &Engine, untestable: &BTreeMap<PodId, String>) -> Vec<Case> {
-    let n = e.cluster().pods.len() as PodId;
+    let n = e.cluster().pods.len();
     let mut v = Vec::new();
-    for d in 0..n {
+    for d in (0..n).map(PodId::new) {
         if untestable.contains_key(&d) {
             continue;
         }
         let ports: BTreeSet<(Protocol, u16)> = e.cluster().pod(d).ports.iter().map(|c| (c.protocol, c.port)).collect();
-        for s in 0..n {
+        for s in (0..n).map(PodId::new) {
             if s == d || untestable.contains_key(&s) {
                 continue;
             }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use netpol_core::compile::Engine;
 use netpol_core::diff::{diff, DiffOptions};
 use netpol_core::load::Loader;
-use netpol_core::model::{Direction, IpBlock, Origin, Peer, Policy, PolicyPort, PortMatch, Rule};
+use netpol_core::model::{Direction, IpBlock, Origin, Peer, PodId, Policy, PolicyPort, PortMatch, Rule};
 use netpol_core::outside::{allowed_groups, allowed_ports, Segments};
 use netpol_core::portset::Protocol;
 use netpol_core::selector::{Requirement, Selector};
@@ -58,7 +58,7 @@ fn status_mib(field: &str) -> f64 {
 }
 
 fn flows(e: &Engine, n: usize) -> Vec<u8> {
-    let names: Vec<String> = (0..e.cluster().pods.len() as u32).map(|p| e.cluster().pod_ref(p)).collect();
+    let names: Vec<String> = (0..e.cluster().pods.len()).map(|p| e.cluster().pod_ref(PodId::new(p))).collect();
     let ips: Vec<String> = e.cluster().pods.iter().filter_map(|p| p.primary_ip()).map(|ip| ip.to_string()).collect();
     let ports = [53u16, 80, 443, 5432, 8080, 9090, 9100, 30080];
     let mut s = String::with_capacity(n * 80);
@@ -154,15 +154,17 @@ fn long_except() -> Vec<String> {
 fn run_long_except(size: &str, engine: &Engine) {
     // Pods of an app whose egress is not isolated yet (else the first ordinary pod's): the policy changes what
     // they may reach outside.
-    let ordinary = |p: u32| !engine.cluster().pod(p).host_network && engine.cluster().pod(p).labels.contains_key("app");
-    let n = engine.cluster().pods.len() as u32;
+    let ordinary =
+        |p: PodId| !engine.cluster().pod(p).host_network && engine.cluster().pod(p).labels.contains_key("app");
+    let n = engine.cluster().pods.len();
     let pod = (0..n)
+        .map(PodId::new)
         .find(|&p| ordinary(p) && !engine.identity_of(p).isolated(Direction::Egress))
-        .or_else(|| (0..n).find(|&p| ordinary(p)))
+        .or_else(|| (0..n).map(PodId::new).find(|&p| ordinary(p)))
         .unwrap();
     let mut cluster = engine.cluster().clone();
-    let ns = cluster.pods[pod as usize].ns;
-    let app = cluster.pods[pod as usize].labels.get("app").unwrap().to_string();
+    let ns = cluster.pods[pod.index()].ns;
+    let app = cluster.pods[pod.index()].labels.get("app").unwrap().to_string();
     cluster.policies.push(Policy {
         ns,
         name: "bench-long-except".into(),
@@ -239,11 +241,12 @@ fn label_selector(k: &str, v: &str) -> Selector {
 /// changed cluster.
 fn run_updates(size: &str, engine: &Engine) {
     let c = &engine.cluster();
-    let n = c.pods.len() as u32;
-    let plain = |p: u32| !c.pod(p).host_network && c.pod(p).primary_ip().is_some();
+    let n = c.pods.len();
+    let plain = |p: PodId| !c.pod(p).host_network && c.pod(p).primary_ip().is_some();
     // A pod sharing its identity with others, and one alone in its identity.
-    let shared = (0..n).find(|&p| plain(p) && engine.identity_of(p).pods.len() > 1).expect("a shared identity");
-    let alone = (0..n).find(|&p| plain(p) && engine.identity_of(p).pods.len() == 1).unwrap_or(shared);
+    let shared =
+        (0..n).map(PodId::new).find(|&p| plain(p) && engine.identity_of(p).pods.len() > 1).expect("a shared identity");
+    let alone = (0..n).map(PodId::new).find(|&p| plain(p) && engine.identity_of(p).pods.len() == 1).unwrap_or(shared);
     let template = c.pod(shared).clone();
     let ns = c.ns_name(template.ns).to_string();
     let mut same = template.clone();
@@ -268,7 +271,8 @@ fn run_updates(size: &str, engine: &Engine) {
         affects_egress: false,
         origin: Origin::default(),
     };
-    let del = |p: u32| Change::DeletePod { namespace: c.ns_name(c.pod(p).ns).to_string(), name: c.pod(p).name.clone() };
+    let del =
+        |p: PodId| Change::DeletePod { namespace: c.ns_name(c.pod(p).ns).to_string(), name: c.pod(p).name.clone() };
     // (what, change, how the number of identities changes)
     let events = [
         ("add pod, known identity", Change::PutPod { namespace: ns.clone(), pod: same }, 0),

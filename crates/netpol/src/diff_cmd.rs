@@ -190,7 +190,7 @@ impl Scope {
     fn new(new: &Engine, ns: Option<&str>, d: &Diff) -> Scope {
         let added: HashSet<&str> = d.pods_added.iter().map(String::as_str).collect();
         let mut per_ns: BTreeMap<String, usize> = BTreeMap::new();
-        for p in 0..new.cluster().pods.len() as PodId {
+        for p in (0..new.cluster().pods.len()).map(PodId::new) {
             let pod = new.cluster().pod(p);
             let pns = new.cluster().ns_name(pod.ns);
             if ns.is_some_and(|n| n != pns) || added.contains(new.cluster().pod_ref(p).as_str()) {

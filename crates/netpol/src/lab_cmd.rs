@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use netpol_core::compile::Engine;
-use netpol_core::model::Cluster;
+use netpol_core::model::{Cluster, PodId};
 use netpol_input::query::Resolver;
 use netpol_lab::connectivity::{self, Case, Placed};
 use netpol_lab::lab::{Lab, LabPod};
@@ -24,7 +24,7 @@ pub const DEFAULT_PREFIX: &str = "netpol-lab";
 pub struct Prepared {
     pub engine: Engine,
     pub pods: Vec<LabPod>,
-    pub untestable: BTreeMap<u32, String>,
+    pub untestable: BTreeMap<PodId, String>,
 }
 
 pub fn prepare(cluster: &Cluster) -> Prepared {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::compile::Endpoint;
 use crate::load::NAMESPACE_NAME_LABEL;
-use crate::model::{Direction, Peer, PolicyId, PortMatch};
+use crate::model::{Direction, Peer, PodId, PolicyId, PortMatch};
 use crate::portset::Protocol;
 use crate::selector::Labels;
 
@@ -36,7 +36,8 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         Some(d) => (d.namespace.clone(), d.pod_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
         None => ("kube-system".into(), Labels::from_iter([("k8s-app", "kube-dns")])),
     };
-    let dns_pods: Vec<u32> = (0..c.pods.len() as u32)
+    let dns_pods: Vec<PodId> = (0..c.pods.len())
+        .map(PodId::new)
         .filter(|&p| {
             let pod = c.pod(p);
             c.ns_name(pod.ns) == dns_ns && dns_labels.iter().all(|(k, v)| pod.labels.get(k) == Some(v))

@@ -7,7 +7,7 @@
 //! **Instead**: select pods with podSelector/namespaceSelector, and `except` the pod CIDR from wide blocks.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::{Peer, PolicyId};
+use crate::model::{Peer, PodId, PolicyId};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP007",
@@ -31,7 +31,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             .iter()
             .enumerate()
             .filter(|(_, p)| p.ips.iter().any(|ip| ctx.engine.block_contains(id, *ip)))
-            .map(|(i, _)| c.pod_ref(i as u32))
+            .map(|(i, _)| c.pod_ref(PodId::new(i)))
             .collect();
         if pods.is_empty() {
             continue;

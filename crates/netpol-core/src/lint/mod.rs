@@ -143,7 +143,7 @@ impl<'e> Ctx<'e> {
         for (pod, p) in c.pods.iter().enumerate().filter(|(_, p)| p.host_network) {
             for (pid, pol) in c.policies.iter().enumerate() {
                 if pol.ns == p.ns && pol.pod_selector.matches(&p.labels) {
-                    host_network[pid].push(pod as PodId);
+                    host_network[pid].push(PodId::new(pod));
                 }
             }
         }

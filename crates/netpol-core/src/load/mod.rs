@@ -395,9 +395,9 @@ impl Loader {
                     return;
                 }
                 for ip in &p.ips {
-                    let id = self.pods.len() as PodId;
+                    let id = PodId::new(self.pods.len());
                     if let Some(&other) = self.ip_owner.get(ip) {
-                        let other = &self.pods[other as usize];
+                        let other = &self.pods[other.index()];
                         // hostNetwork pods share their node's IP: expected, not worth a warning.
                         if p.host_network || other.host_network {
                             continue;

@@ -459,12 +459,12 @@ const CHECK_PORTS: [u16; 12] = [1, 53, 70, 80, 81, 90, 95, 100, 124, 125, 200, 6
 fn check(old: &Engine, new: &Engine, d: &Diff, ns: Option<&str>) -> Result<(), TestCaseError> {
     let in_scope = |e: &Engine, p: PodId| ns.is_none_or(|n| e.cluster().ns_name(e.cluster().pod(p).ns) == n);
     let mut common: Vec<(String, PodId, PodId)> = Vec::new();
-    for op in 0..old.cluster().pods.len() as PodId {
+    for op in (0..old.cluster().pods.len()).map(PodId::new) {
         let name = old.cluster().pod_ref(op);
         if !in_scope(old, op) {
             continue;
         }
-        if let Some(np) = (0..new.cluster().pods.len() as PodId).find(|&np| new.cluster().pod_ref(np) == name) {
+        if let Some(np) = (0..new.cluster().pods.len()).map(PodId::new).find(|&np| new.cluster().pod_ref(np) == name) {
             common.push((name, op, np));
         }
     }
@@ -533,7 +533,8 @@ fn check(old: &Engine, new: &Engine, d: &Diff, ns: Option<&str>) -> Result<(), T
     prop_assert_eq!(d.changed_pairs, changed);
     prop_assert_eq!(d.unchanged_pairs, n * n.saturating_sub(1) - changed);
     let names = |e: &Engine, p: &dyn Fn(PodId) -> bool| -> BTreeSet<String> {
-        (0..e.cluster().pods.len() as PodId)
+        (0..e.cluster().pods.len())
+            .map(PodId::new)
             .filter(|&i| in_scope(e, i) && p(i))
             .map(|i| e.cluster().pod_ref(i))
             .collect()

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use netpol_core::load::{load_str, Diagnostic, Loaded, Loader, Severity, NAMESPACE_NAME_LABEL};
-use netpol_core::model::{ContainerPort, IpBlock, Origin, Peer, Pod, Policy, PortMatch};
+use netpol_core::model::{ContainerPort, IpBlock, Origin, Peer, Pod, PodId, Policy, PortMatch};
 use netpol_core::portset::Protocol;
 use netpol_core::selector::{Labels, Requirement, Selector};
 
@@ -68,7 +68,7 @@ fn policy_names(l: &Loaded) -> Vec<String> {
 }
 
 fn pod_names(l: &Loaded) -> Vec<String> {
-    (0..l.cluster.pods.len()).map(|i| l.cluster.pod_ref(i as u32)).collect()
+    (0..l.cluster.pods.len()).map(|i| l.cluster.pod_ref(PodId::new(i))).collect()
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -1354,8 +1354,8 @@ fn fuzz_seeds_and_fixtures_never_panic() {
         let mut m = e.matrix(None).unwrap();
         let _ = m.pair_counts(&e);
         if !e.cluster().pods.is_empty() {
-            let last = e.cluster().pods.len() as u32 - 1;
-            let (a, b) = (Endpoint::Pod { pod: 0, ip: None }, Endpoint::Pod { pod: last, ip: None });
+            let last = PodId::new(e.cluster().pods.len() - 1);
+            let (a, b) = (Endpoint::Pod { pod: PodId::new(0), ip: None }, Endpoint::Pod { pod: last, ip: None });
             let _ = e.explain(&a, &b, Protocol::Tcp, 80).render();
         }
     }

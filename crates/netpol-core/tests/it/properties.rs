@@ -34,9 +34,9 @@ proptest! {
     fn matrix_agrees_with_reference(seed in any::<u64>()) {
         let e = Engine::new(cluster(seed));
         let mut m = e.matrix(None).unwrap();
-        let n = e.cluster().pods.len() as PodId;
-        for a in 0..n {
-            for b in 0..n {
+        let n = e.cluster().pods.len();
+        for a in (0..n).map(PodId::new) {
+            for b in (0..n).map(PodId::new) {
                 let cell = m.pod_cell(&e, a, b).unwrap();
                 let set = m.port_sets.get(cell).clone();
                 for proto in PROTOS {
@@ -51,10 +51,10 @@ proptest! {
         // Pair counts add up to all ordered pairs of distinct pods, and match a direct count.
         let counts = m.pair_counts(&e);
         let total: u64 = counts.values().sum();
-        prop_assert_eq!(total, u64::from(n) * u64::from(n.saturating_sub(1)));
+        prop_assert_eq!(total, n as u64 * n.saturating_sub(1) as u64);
         let mut direct: std::collections::HashMap<netpol_core::portset::PortSet, u64> = Default::default();
-        for a in 0..n {
-            for b in 0..n {
+        for a in (0..n).map(PodId::new) {
+            for b in (0..n).map(PodId::new) {
                 if a != b {
                     *direct.entry(m.port_sets.get(m.pod_cell(&e, a, b).unwrap()).clone()).or_default() += 1;
                 }

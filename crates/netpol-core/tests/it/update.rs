@@ -223,7 +223,7 @@ fn assert_same_structure(e: &Engine, f: &Engine) {
         assert!(ident.pods.windows(2).all(|w| w[0] < w[1]), "pods of identity {i} not sorted");
         assert!(ident.pods.iter().all(|&p| e.pod_identity(p) == i), "pod_identity of identity {i}");
     }
-    for p in 0..e.cluster().pods.len() as PodId {
+    for p in (0..e.cluster().pods.len()).map(PodId::new) {
         assert_eq!(identity_view(e, e.pod_identity(p)), identity_view(f, f.pod_identity(p)));
     }
     let mut ev: Vec<IdentityView> = (0..e.identities().len() as u32).map(|i| identity_view(e, i)).collect();
@@ -273,7 +273,7 @@ fn assert_same_structure(e: &Engine, f: &Engine) {
         e.cluster()
             .pods
             .iter()
-            .flat_map(|p| p.ips.iter().map(|&ip| (ip, e.pod_with_ip(ip).unwrap_or(PodId::MAX))))
+            .flat_map(|p| p.ips.iter().map(|&ip| (ip, e.pod_with_ip(ip).unwrap_or(PodId::new(u32::MAX as usize)))))
             .collect()
     };
     assert_eq!(ips(e), ips(f), "ip_index");
@@ -284,7 +284,7 @@ fn assert_same_structure(e: &Engine, f: &Engine) {
 fn assert_same_answers(e: &Engine, f: &Engine, stride: usize) {
     let eps = endpoints(e);
     assert_eq!(eps, endpoints(f));
-    for p in 0..e.cluster().pods.len() as PodId {
+    for p in (0..e.cluster().pods.len()).map(PodId::new) {
         for dir in [Direction::Ingress, Direction::Egress] {
             assert_eq!(e.identity_of(p).isolated(dir), f.identity_of(p).isolated(dir), "isolation of {p} {dir}");
         }
@@ -329,13 +329,13 @@ fn class_pods(e: &Engine, classes: &[Vec<u32>]) -> BTreeSet<Vec<PodId>> {
 fn assert_same_matrix(e: &Engine, f: &Engine, stride: usize) {
     let mut em = e.matrix(None).unwrap();
     let mut fm = f.matrix(None).unwrap();
-    let n = e.cluster().pods.len() as PodId;
-    for a in 0..n {
-        for b in 0..n {
+    let n = e.cluster().pods.len();
+    for a in (0..n).map(PodId::new) {
+        for b in (0..n).map(PodId::new) {
             let es = em.port_sets.get(em.pod_cell(e, a, b).unwrap()).clone();
             let fs = fm.port_sets.get(fm.pod_cell(f, a, b).unwrap()).clone();
             assert_eq!(es, fs, "matrix {a} -> {b}");
-            if (a as usize * 31 + b as usize).checked_rem(stride) != Some(0) {
+            if (a.index() * 31 + b.index()).checked_rem(stride) != Some(0) {
                 continue;
             }
             for proto in PROTOS {
@@ -423,7 +423,7 @@ fn scenario(seed: u64, extra_pods: usize, steps: usize, stride: usize, tally: &m
         let n = if r.chance(60) { 1 } else { 2 + r.below(5) };
         let mut changes = Vec::new();
         let mut planned = shadow.clone();
-        for _ in 0..n {
+        for _ in (0..n).map(PodId::new) {
             let ch = random_change(&mut r, &planned);
             apply_to_cluster(&mut planned, ch.clone());
             changes.push(ch);

@@ -191,10 +191,10 @@ pub fn cluster(seed: u64) -> Cluster {
 
 pub fn endpoints(e: &Engine) -> Vec<Endpoint> {
     let mut v: Vec<Endpoint> =
-        (0..e.cluster().pods.len() as PodId).map(|pod| Endpoint::Pod { pod, ip: None }).collect();
+        (0..e.cluster().pods.len()).map(PodId::new).map(|pod| Endpoint::Pod { pod, ip: None }).collect();
     for (pod, p) in e.cluster().pods.iter().enumerate() {
         for ip in &p.ips {
-            v.push(Endpoint::Pod { pod: pod as PodId, ip: Some(*ip) });
+            v.push(Endpoint::Pod { pod: PodId::new(pod), ip: Some(*ip) });
         }
     }
     for ext in ["10.0.0.200", "10.0.0.3", "fd00::99", "192.0.2.1"] {
