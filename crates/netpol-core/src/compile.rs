@@ -20,7 +20,10 @@ use crate::selector::{Atom, Labels, Requirement, Selector};
 pub type IdentityId = u32;
 pub type SelPeerId = u32;
 pub type BlockId = u32;
-pub type RuleId = u32;
+crate::typed_id!(
+    /// A compiled rule: its index in the engine's rules.
+    RuleId
+);
 pub type IpClassId = u32;
 
 /// A fixed-size bitset.
@@ -492,7 +495,7 @@ impl Engine {
         &self.rules
     }
     pub fn rule(&self, r: RuleId) -> &CRule {
-        &self.rules[r as usize]
+        &self.rules[r.index()]
     }
     /// The compiled rules of a policy in one direction, in order.
     pub fn policy_rules(&self, p: PolicyId, dir: Direction) -> &[RuleId] {
@@ -510,7 +513,7 @@ impl Engine {
     /// produces actions other than allow.
     #[doc(hidden)]
     pub fn set_rule_action(&mut self, r: RuleId, action: Action) {
-        if let Some(rule) = self.rules.get_mut(r as usize) {
+        if let Some(rule) = self.rules.get_mut(r.index()) {
             rule.action = action;
         }
     }
@@ -622,7 +625,7 @@ impl Engine {
                     let Some(rule) = eng.compile_rule(PolicyId::new(polid), pol.ns, dir, ri, r, &mut select) else {
                         continue;
                     };
-                    let rid = eng.rules.len() as RuleId;
+                    let rid = RuleId::new(eng.rules.len() as usize);
                     eng.rules.push(rule);
                     match dir {
                         Direction::Ingress => ids.0.push(rid),

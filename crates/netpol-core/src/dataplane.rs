@@ -152,7 +152,7 @@ impl<'e> Builder<'e> {
                     steps.push(TableStep::TierEnd { deny: selected && end == TierEnd::Deny });
                 }
                 ProfileStep::Rule(r) => {
-                    let rule = &self.e.rules[r as usize];
+                    let rule = &self.e.rules[r.index()];
                     let numeric_all = rule.ports.numeric.is_all() && rule.ports.named.is_empty();
                     let ports = match dir {
                         _ if numeric_all => None,

@@ -305,7 +305,7 @@ impl Engine {
         for (t, tier) in self.tiers.iter().enumerate() {
             let t = t as TierId;
             while let Some(&r) = rules.get(next) {
-                let rule = &self.rules[r as usize];
+                let rule = &self.rules[r.index()];
                 if rule.tier != t {
                     break;
                 }

@@ -359,8 +359,8 @@ impl Engine {
                 })
                 .clone()
         };
-        let mut resolve_memo: FxHashMap<(u32, u32), PsId> = FxHashMap::default();
-        let mut resolve = |ps: &mut PortSets, rule: u32, ports: &CPorts, pp: u32, cps: &[ContainerPort]| -> PsId {
+        let mut resolve_memo: FxHashMap<(RuleId, u32), PsId> = FxHashMap::default();
+        let mut resolve = |ps: &mut PortSets, rule: RuleId, ports: &CPorts, pp: u32, cps: &[ContainerPort]| -> PsId {
             let key = if ports.named.is_empty() { (rule, u32::MAX) } else { (rule, pp) };
             *resolve_memo.entry(key).or_insert_with(|| ps.intern(ports.resolve(Some(cps))))
         };
@@ -447,7 +447,7 @@ impl Engine {
         for step in self.profile_steps(pols, dir) {
             match step {
                 ProfileStep::TierEnd { selected, end } => row.tier_end(selected, end),
-                ProfileStep::Rule(r) => rule(&mut row, r, &self.rules[r as usize]),
+                ProfileStep::Rule(r) => rule(&mut row, r, &self.rules[r.index()]),
             }
         }
         row

@@ -171,7 +171,7 @@ fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<(R
     };
     let out = rules
         .iter()
-        .map(|&r| (r, &e.rules[r as usize]))
+        .map(|&r| (r, &e.rules[r.index()]))
         .filter_map(|(r, rule)| {
             let ports = match dir {
                 Direction::Egress => rule.ports.resolve(None),

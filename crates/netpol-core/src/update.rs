@@ -423,7 +423,7 @@ impl Engine {
         if let Some(p) = old {
             let (ing, eg) = &self.policy_rules[p.index()];
             for &r in ing.iter().chain(eg) {
-                for peer in &self.rules[r as usize].peers {
+                for peer in &self.rules[r.index()].peers {
                     if let CPeer::Block(b) = *peer {
                         *delta.entry(b).or_default() -= 1;
                     }
@@ -442,7 +442,7 @@ impl Engine {
     fn release_rules(&mut self, p: PolicyId) {
         let (ing, eg) = &self.policy_rules[p.index()];
         for &r in ing.iter().chain(eg) {
-            for peer in &self.rules[r as usize].peers {
+            for peer in &self.rules[r.index()].peers {
                 let count = match *peer {
                     CPeer::Sel(s) => self.sel_refs.get_mut(s as usize),
                     CPeer::Block(b) => self.block_refs.get_mut(b as usize),
@@ -494,7 +494,7 @@ impl Engine {
         };
         let new_n = new_rules.len();
         self.rules.splice(start..start + old_n, new_rules);
-        let ids = |a: usize, b: usize| (a as RuleId..b as RuleId).collect::<Vec<RuleId>>();
+        let ids = |a: usize, b: usize| (a..b).map(RuleId::new).collect::<Vec<RuleId>>();
         let entry = (ids(start, start + n_ingress), ids(start + n_ingress, start + new_n));
         match pos {
             Some(i) => {
@@ -706,8 +706,8 @@ impl Engine {
 fn shift_rule_ids(policy_rules: &mut [(Vec<RuleId>, Vec<RuleId>)], from: usize, delta: i64) {
     for (i, e) in policy_rules {
         for r in i.iter_mut().chain(e.iter_mut()) {
-            if *r as usize >= from {
-                *r = (i64::from(*r) + delta) as RuleId;
+            if r.index() >= from {
+                *r = RuleId::new((r.index() as i64 + delta) as usize);
             }
         }
     }

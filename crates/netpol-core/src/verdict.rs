@@ -199,8 +199,8 @@ impl Engine {
                     policy_key: pkey.clone(),
                 });
             }
-            while let Some(step) = steps.next_if(|s| self.rules[s.rule as usize].policy == polid) {
-                let ri = self.rules[step.rule as usize].index as usize;
+            while let Some(step) = steps.next_if(|s| self.rules[s.rule.index()].policy == polid) {
+                let ri = self.rules[step.rule.index()].index as usize;
                 let Some(rule) = pol.rules(dir).get(ri) else { continue };
                 let port_text = || port_entry_match(rule, proto, port, dst_pod);
                 let peer_text = || {

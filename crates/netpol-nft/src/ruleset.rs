@@ -789,7 +789,7 @@ spec: {podSelector: {}, ingress: [{ports: [{port: 1}]}, {ports: [{port: 2}]}, {p
 ";
         let mut e = Engine::new(netpol_core::load::load_str("t", yaml).cluster);
         for (r, action) in [Action::Deny, Action::Log, Action::Allow, Action::Pass].into_iter().enumerate() {
-            e.set_rule_action(r as u32, action);
+            e.set_rule_action(netpol_core::compile::RuleId::new(r), action);
         }
         let text = generate(&e).to_nft();
         let chain: Vec<&str> = text

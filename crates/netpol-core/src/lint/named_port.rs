@@ -26,7 +26,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         let (ing, eg) = &e.policy_rules[pid];
         for (dir, rids) in [(Direction::Ingress, ing), (Direction::Egress, eg)] {
             for (ri, &rid) in rids.iter().enumerate() {
-                let crule = &e.rules[rid as usize];
+                let crule = &e.rules[rid.index()];
                 let model_rule = &pol.rules(dir)[ri];
                 // Destination identities.
                 // Ingress of a policy that selects only hostNetwork pods: NP008 reports the policy, which is not

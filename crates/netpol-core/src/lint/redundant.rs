@@ -37,7 +37,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         let (ing, eg) = &e.policy_rules[pid];
         for (dir, rids) in [(Direction::Ingress, ing), (Direction::Egress, eg)] {
             for (ri, &rid) in rids.iter().enumerate() {
-                let r = &e.rules[rid as usize];
+                let r = &e.rules[rid.index()];
                 if r.peers.is_empty() || r.peers.iter().any(|p| matches!(p, CPeer::Block(_))) {
                     continue;
                 }
@@ -90,7 +90,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         }
                         // For the message: the other rules that match this peer on some of the same ports.
                         for &r2 in rules.iter().filter(|&&r2| r2 != rid) {
-                            let rule2 = &e.rules[r2 as usize];
+                            let rule2 = &e.rules[r2.index()];
                             if e.rule_matches_identity(rule2, y)
                                 && !rule2.ports.resolve(dst_ports).intersect(&mine).is_empty()
                             {
@@ -105,7 +105,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let by: Vec<String> = helpers
                     .iter()
                     .map(|&h| {
-                        let hr = &e.rules[h as usize];
+                        let hr = &e.rules[h.index()];
                         format!("{} {} rule {}", c.policy_ref(hr.policy), hr.dir, hr.index)
                     })
                     .collect();

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use netpol_core::compile::{CPeer, Endpoint, Engine, IdSet};
+use netpol_core::compile::{CPeer, Endpoint, Engine, IdSet, RuleId};
 use netpol_core::diff::{diff, DiffOptions};
 use netpol_core::lint::{lint, Config};
 use netpol_core::matrix::summarize;
@@ -181,7 +181,7 @@ struct IdentityView {
     ports: Vec<ContainerPort>,
     pods: Vec<PodId>,
     policies: (Vec<PolicyId>, Vec<PolicyId>),
-    rules: (Vec<u32>, Vec<u32>),
+    rules: (Vec<RuleId>, Vec<RuleId>),
     named_ports: Vec<(Protocol, u16)>,
 }
 
@@ -251,7 +251,7 @@ fn assert_same_structure(e: &Engine, f: &Engine) {
         assert!(set.iter().all(|i| (i as usize) < e.identities().len()), "set of {k:?} out of range");
     }
     // Rules: same ids as a fresh compile, same contents.
-    let policy_rules = |e: &Engine| -> Vec<(Vec<u32>, Vec<u32>)> {
+    let policy_rules = |e: &Engine| -> Vec<(Vec<RuleId>, Vec<RuleId>)> {
         (0..e.cluster().policies.len())
             .map(PolicyId::new)
             .map(|p| (e.policy_rules(p, Direction::Ingress).to_vec(), e.policy_rules(p, Direction::Egress).to_vec()))
