@@ -18,13 +18,22 @@ use crate::portset::{PortSet, Protocol};
 use crate::selector::{Atom, Labels, Requirement, Selector};
 
 pub type IdentityId = u32;
-pub type SelPeerId = u32;
-pub type BlockId = u32;
+crate::typed_id!(
+    /// A distinct selector peer of the engine: its index in `sel_peers`.
+    SelPeerId
+);
+crate::typed_id!(
+    /// A distinct ipBlock of the engine: its index in `blocks`.
+    BlockId
+);
 crate::typed_id!(
     /// A compiled rule: its index in the engine's rules.
     RuleId
 );
-pub type IpClassId = u32;
+crate::typed_id!(
+    /// An ip class (the set of ipBlocks containing an address): its index in `ip_classes`.
+    IpClassId
+);
 
 /// A fixed-size bitset.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -486,7 +495,7 @@ impl Engine {
     }
     /// The ipBlocks containing the addresses of an ip class (sorted).
     pub fn ip_class(&self, c: IpClassId) -> &[BlockId] {
-        &self.ip_classes[c as usize]
+        &self.ip_classes[c.index()]
     }
     pub fn tiers(&self) -> &[crate::eval::Tier] {
         &self.tiers
@@ -530,7 +539,7 @@ impl Engine {
                     if let Peer::IpBlock(b) = p {
                         block_index.entry(b.clone()).or_insert_with(|| {
                             blocks.push(b.clone());
-                            (blocks.len() - 1) as BlockId
+                            BlockId::new(blocks.len() - 1)
                         });
                     }
                 }
@@ -561,7 +570,7 @@ impl Engine {
             sel_refs: Vec::new(),
             block_index,
         };
-        eng.ip_class_index.insert(Vec::new(), 0);
+        eng.ip_class_index.insert(Vec::new(), IpClassId::new(0));
 
         // Identities.
         for (pid, pod) in cluster.pods.iter().enumerate() {
@@ -657,7 +666,7 @@ impl Engine {
         };
         let ip_class = match pod.primary_ip() {
             Some(ip) => self.ip_class_of(ip),
-            None => 0,
+            None => IpClassId::new(0),
         };
         let mut ports = pod.ports.to_vec();
         ports.sort();
@@ -733,7 +742,7 @@ impl Engine {
                         Some(&id) => id,
                         None => {
                             let set = select(self, &key);
-                            let id = self.sel_peers.len() as SelPeerId;
+                            let id = SelPeerId::new(self.sel_peers.len());
                             self.sel_peers.push((key.clone(), set));
                             self.sel_refs.push(0);
                             self.peer_index.insert(key, id);
@@ -746,15 +755,15 @@ impl Engine {
         }
         // Sorted by peer, then source index: the first of equal peers keeps the lowest source index.
         peers.sort_unstable_by_key(|&(p, src)| match p {
-            CPeer::Sel(i) => (0, i, src),
-            CPeer::Block(i) => (1, i, src),
+            CPeer::Sel(i) => (0, i.index(), src),
+            CPeer::Block(i) => (1, i.index(), src),
         });
         peers.dedup_by_key(|&mut (p, _)| p);
         let (peers, peer_src): (Vec<CPeer>, Vec<u32>) = peers.into_iter().unzip();
         for p in &peers {
             let count = match *p {
-                CPeer::Sel(s) => self.sel_refs.get_mut(s as usize),
-                CPeer::Block(b) => self.block_refs.get_mut(b as usize),
+                CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
+                CPeer::Block(b) => self.block_refs.get_mut(b.index()),
             };
             if let Some(c) = count {
                 *c += 1;
@@ -843,12 +852,17 @@ impl Engine {
     /// The ip class (set of ipBlocks containing it) of an address, interning a new class if needed.
     pub(crate) fn ip_class_of(&mut self, ip: IpAddr) -> IpClassId {
         let ip = ip.to_canonical();
-        let sig: Vec<BlockId> =
-            self.block_ranges.iter().enumerate().filter(|(_, b)| b.contains(ip)).map(|(i, _)| i as BlockId).collect();
+        let sig: Vec<BlockId> = self
+            .block_ranges
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.contains(ip))
+            .map(|(i, _)| BlockId::new(i))
+            .collect();
         if let Some(&c) = self.ip_class_index.get(&sig) {
             return c;
         }
-        let c = self.ip_classes.len() as IpClassId;
+        let c = IpClassId::new(self.ip_classes.len());
         self.ip_classes.push(sig.clone());
         self.ip_class_index.insert(sig, c);
         c
@@ -861,7 +875,7 @@ impl Engine {
     /// Whether block `b` contains `ip` (an IPv4-mapped IPv6 address is its IPv4 address): O(log k) for k
     /// exceptions.
     pub fn block_contains(&self, b: BlockId, ip: IpAddr) -> bool {
-        self.block_ranges.get(b as usize).is_some_and(|r| r.contains(ip.to_canonical()))
+        self.block_ranges.get(b.index()).is_some_and(|r| r.contains(ip.to_canonical()))
     }
 
     /// Resolves an IP to an endpoint: a pod's IP is that pod; any other address is external. IPv4-mapped IPv6
@@ -902,11 +916,11 @@ impl Engine {
     #[inline]
     pub(crate) fn peer_matches(&self, peer: CPeer, ep: &EpInfo) -> bool {
         match peer {
-            CPeer::Sel(s) => ep.ident.is_some_and(|i| self.sel_peers[s as usize].1.contains(i)),
+            CPeer::Sel(s) => ep.ident.is_some_and(|i| self.sel_peers[s.index()].1.contains(i)),
             CPeer::Block(b) => match (ep.ip_class, ep.ip) {
                 // Fast path: a pod's primary IP has a precomputed class.
-                (Some(c), _) => self.ip_classes[c as usize].binary_search(&b).is_ok(),
-                (None, Some(ip)) => self.block_ranges[b as usize].contains(ip),
+                (Some(c), _) => self.ip_classes[c.index()].binary_search(&b).is_ok(),
+                (None, Some(ip)) => self.block_ranges[b.index()].contains(ip),
                 (None, None) => false,
             },
         }

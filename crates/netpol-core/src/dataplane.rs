@@ -189,7 +189,7 @@ impl<'e> Builder<'e> {
         }
         let set = match p {
             CPeer::Sel(s) => {
-                let (key, ids) = &self.e.sel_peers[s as usize];
+                let (key, ids) = &self.e.sel_peers[s.index()];
                 let scope = match &key.namespaces {
                     NsScope::Own(ns) => format!("own:{}", self.e.cluster.ns_name(*ns)),
                     NsScope::Selector(s) => format!("ns:{s}"),
@@ -204,9 +204,9 @@ impl<'e> Builder<'e> {
                 }
             }
             CPeer::Block(b) => {
-                let r = &self.e.block_ranges[b as usize];
+                let r = &self.e.block_ranges[b.index()];
                 AddressSet::Block {
-                    key: self.e.blocks[b as usize].to_string(),
+                    key: self.e.blocks[b.index()].to_string(),
                     v6: r.v6,
                     ranges: r.ranges.iter().map(|&(lo, hi)| (addr(r.v6, lo), addr(r.v6, hi))).collect(),
                 }
@@ -229,7 +229,7 @@ impl<'e> Builder<'e> {
             for &ip in &self.ident_ips[i] {
                 let matches = rule.peers.is_empty()
                     || rule.peers.iter().any(|p| match *p {
-                        CPeer::Sel(s) => self.e.sel_peers[s as usize].1.contains(i as u32),
+                        CPeer::Sel(s) => self.e.sel_peers[s.index()].1.contains(i as u32),
                         CPeer::Block(b) => self.e.block_contains(b, ip),
                     });
                 if !matches {

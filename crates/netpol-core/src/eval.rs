@@ -368,9 +368,9 @@ impl Engine {
     pub(crate) fn rule_matches_identity(&self, rule: &CRule, i: IdentityId) -> bool {
         rule.peers.is_empty()
             || rule.peers.iter().any(|p| match *p {
-                crate::compile::CPeer::Sel(s) => self.sel_peers[s as usize].1.contains(i),
+                crate::compile::CPeer::Sel(s) => self.sel_peers[s.index()].1.contains(i),
                 crate::compile::CPeer::Block(b) => {
-                    self.ip_classes[self.identities[i as usize].ip_class as usize].binary_search(&b).is_ok()
+                    self.ip_classes[(self.identities[i as usize].ip_class).index()].binary_search(&b).is_ok()
                 }
             })
     }

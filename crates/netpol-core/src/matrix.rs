@@ -262,13 +262,13 @@ impl Engine {
         let mut matches: FxHashMap<IdentityId, Vec<CPeer>> = FxHashMap::default();
         for &i in identities {
             let ident = &self.identities[i as usize];
-            let v: Vec<CPeer> = self.ip_classes[ident.ip_class as usize].iter().map(|&b| CPeer::Block(b)).collect();
+            let v: Vec<CPeer> = self.ip_classes[ident.ip_class.index()].iter().map(|&b| CPeer::Block(b)).collect();
             matches.insert(i, v);
         }
         for (s, (_, set)) in self.sel_peers.iter().enumerate() {
             for i in set.iter() {
                 if let Some(v) = matches.get_mut(&(i as IdentityId)) {
-                    v.push(CPeer::Sel(s as u32));
+                    v.push(CPeer::Sel(crate::compile::SelPeerId::new(s)));
                 }
             }
         }
@@ -688,10 +688,10 @@ impl RowBuilder {
     }
 }
 
-fn peer_key(p: &CPeer) -> (u8, u32) {
+fn peer_key(p: &CPeer) -> (u8, usize) {
     match p {
-        CPeer::Sel(i) => (0, *i),
-        CPeer::Block(i) => (1, *i),
+        CPeer::Sel(i) => (0, i.index()),
+        CPeer::Block(i) => (1, i.index()),
     }
 }
 

@@ -217,7 +217,7 @@ pub fn allowed_port_runs(e: &Engine, ident: IdentityId, dir: Direction, segs: &S
     let mut events: Vec<(usize, bool, usize)> = Vec::new(); // (segment, is start, rule)
     for (ri, (_, rule)) in rules.iter().enumerate() {
         for &b in rule.blocks.iter().flatten() {
-            let r = &e.block_ranges[b as usize];
+            let r = &e.block_ranges[b.index()];
             for &(lo, hi) in &r.ranges {
                 let w = segs.within(r.v6, lo, hi);
                 if !w.is_empty() {
@@ -319,7 +319,7 @@ pub fn example_address(
 ) -> Option<IpAddr> {
     let mut candidates: Vec<IpAddr> = EXAMPLE_ADDRESSES.iter().filter_map(|a| a.parse().ok()).collect();
     for &b in blocks.into_iter().flatten() {
-        let block = &e.blocks[b as usize];
+        let block = &e.blocks[b.index()];
         candidates.extend(next_ip(block.cidr.network()));
         candidates.extend(block.except.iter().filter_map(|x| next_ip(x.broadcast())));
     }

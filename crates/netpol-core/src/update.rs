@@ -31,7 +31,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::compile::{CPeer, Engine, IdSet, IdentityId, IdentityKey, NsScope, RuleId, SelPeerKey};
+use crate::compile::{BlockId, CPeer, Engine, IdSet, IdentityId, IdentityKey, NsScope, RuleId, SelPeerId, SelPeerKey};
 use crate::load::NAMESPACE_NAME_LABEL;
 use crate::model::{Cluster, Direction, Namespace, NsId, Peer, Pod, PodId, Policy, PolicyId};
 use crate::selector::Labels;
@@ -405,7 +405,7 @@ impl Engine {
     /// Whether replacing policy `old` by `new` (either may be absent) keeps the set of distinct ipBlocks: every
     /// block of `new` is interned, and every block of `old` is still used afterwards.
     fn blocks_stay(&self, old: Option<PolicyId>, new: Option<&Policy>) -> bool {
-        let mut delta: FxHashMap<u32, i64> = FxHashMap::default();
+        let mut delta: FxHashMap<BlockId, i64> = FxHashMap::default();
         for r in new.into_iter().flat_map(|p| p.ingress.iter().chain(&p.egress)) {
             let mut ids = Vec::new();
             for peer in &r.peers {
@@ -430,7 +430,7 @@ impl Engine {
                 }
             }
         }
-        delta.iter().all(|(&b, &d)| i64::from(self.block_refs[b as usize]) + d > 0)
+        delta.iter().all(|(&b, &d)| i64::from(self.block_refs[b.index()]) + d > 0)
     }
 
     /// First rule id of policy `p` (rules are stored in policy order).
@@ -444,8 +444,8 @@ impl Engine {
         for &r in ing.iter().chain(eg) {
             for peer in &self.rules[r.index()].peers {
                 let count = match *peer {
-                    CPeer::Sel(s) => self.sel_refs.get_mut(s as usize),
-                    CPeer::Block(b) => self.block_refs.get_mut(b as usize),
+                    CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
+                    CPeer::Block(b) => self.block_refs.get_mut(b.index()),
                 };
                 if let Some(c) = count {
                     *c = c.saturating_sub(1);
@@ -612,29 +612,34 @@ impl Engine {
         if self.sel_refs.iter().all(|&n| n > 0) {
             return;
         }
-        let mut remap = vec![u32::MAX; self.sel_peers.len()];
-        let mut next = 0u32;
+        // The new id of each selector peer; `None` for a dropped one.
+        let mut remap: Vec<Option<SelPeerId>> = vec![None; self.sel_peers.len()];
+        let mut next = 0;
         for (old, &n) in self.sel_refs.iter().enumerate() {
             if n > 0 {
-                remap[old] = next;
+                remap[old] = Some(SelPeerId::new(next));
                 next += 1;
             }
         }
         let mut old = 0;
         self.sel_peers.retain(|_| {
             old += 1;
-            remap[old - 1] != u32::MAX
+            remap[old - 1].is_some()
         });
         self.sel_refs.retain(|&n| n > 0);
-        self.peer_index.retain(|_, id| {
-            *id = remap[*id as usize];
-            *id != u32::MAX
+        self.peer_index.retain(|_, id| match remap[id.index()] {
+            Some(new) => {
+                *id = new;
+                true
+            }
+            None => false,
         });
         // Kept peers keep their relative order, so rules' peer lists stay sorted.
         for rule in &mut self.rules {
             for peer in &mut rule.peers {
                 if let CPeer::Sel(s) = peer {
-                    *s = remap[*s as usize];
+                    // A rule's peers are in use: never dropped.
+                    *s = remap[s.index()].unwrap_or(*s);
                 }
             }
         }

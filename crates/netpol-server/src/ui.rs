@@ -649,7 +649,7 @@ fn outside_access(e: &Engine, n: &NodeAcc, dir: Direction, proto: Protocol, port
             });
         }
     }
-    let mut texts: Vec<String> = blocks.into_iter().map(|b| e.blocks()[b as usize].to_string()).collect();
+    let mut texts: Vec<String> = blocks.into_iter().map(|b| e.blocks()[b.index()].to_string()).collect();
     texts.sort();
     out.blocks = texts;
     out

@@ -40,7 +40,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         .filter(|&i| {
                             crule.peers.is_empty()
                                 || crule.peers.iter().any(|p| match *p {
-                                    CPeer::Sel(s) => e.sel_peers[s as usize].1.contains(i as u32),
+                                    CPeer::Sel(s) => e.sel_peers[s.index()].1.contains(i as u32),
                                     CPeer::Block(b) => e.identities[i]
                                         .pods
                                         .iter()

@@ -54,7 +54,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     .peers
                     .iter()
                     .flat_map(|p| match *p {
-                        CPeer::Sel(s) => e.sel_peers[s as usize].1.iter().collect::<Vec<_>>(),
+                        CPeer::Sel(s) => e.sel_peers[s.index()].1.iter().collect::<Vec<_>>(),
                         CPeer::Block(_) => Vec::new(),
                     })
                     .collect();

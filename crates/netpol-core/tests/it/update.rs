@@ -188,7 +188,7 @@ struct IdentityView {
 fn identity_view(e: &Engine, i: u32) -> IdentityView {
     let ident = &e.identity(i);
     let mut blocks: Vec<String> =
-        e.ip_class(ident.ip_class).iter().map(|&b| e.blocks()[b as usize].to_string()).collect();
+        e.ip_class(ident.ip_class).iter().map(|&b| e.blocks()[b.index()].to_string()).collect();
     blocks.sort();
     let mut named_ports: Vec<(Protocol, u16)> = ident.named_ports.iter().map(|&(_, p, n)| (p, n)).collect();
     named_ports.sort();
@@ -207,8 +207,8 @@ fn identity_view(e: &Engine, i: u32) -> IdentityView {
 
 fn peer_text(e: &Engine, p: &CPeer) -> String {
     match *p {
-        CPeer::Sel(s) => format!("{:?}", e.sel_peers()[s as usize].0),
-        CPeer::Block(b) => e.blocks()[b as usize].to_string(),
+        CPeer::Sel(s) => format!("{:?}", e.sel_peers()[s.index()].0),
+        CPeer::Block(b) => e.blocks()[b.index()].to_string(),
     }
 }
 
