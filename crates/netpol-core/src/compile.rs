@@ -17,7 +17,10 @@ use crate::model::*;
 use crate::portset::{PortSet, Protocol};
 use crate::selector::{Atom, Labels, Requirement, Selector};
 
-pub type IdentityId = u32;
+crate::typed_id!(
+    /// An identity of the engine (pods it cannot tell apart): its index in `identities`.
+    IdentityId
+);
 crate::typed_id!(
     /// A distinct selector peer of the engine: its index in `sel_peers`.
     SelPeerId
@@ -86,18 +89,18 @@ impl BitSet {
 /// identities of one namespace; a dense bitset for each would cost O(peers × identities) memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IdSet {
-    Sparse(Vec<u32>),
+    Sparse(Vec<IdentityId>),
     Dense(BitSet, usize),
 }
 
 impl IdSet {
     /// From sorted, de-duplicated ids out of `universe` ids.
-    pub fn from_sorted(ids: Vec<u32>, universe: usize) -> Self {
+    pub fn from_sorted(ids: Vec<IdentityId>, universe: usize) -> Self {
         if ids.len() * 32 > universe {
-            let len = ids.last().map_or(universe, |&m| universe.max(m as usize + 1));
+            let len = ids.last().map_or(universe, |&m| universe.max(m.index() + 1));
             let mut b = BitSet::new(len);
             for &i in &ids {
-                b.insert(i as usize);
+                b.insert(i.index());
             }
             IdSet::Dense(b, ids.len())
         } else {
@@ -105,10 +108,10 @@ impl IdSet {
         }
     }
     #[inline]
-    pub fn contains(&self, i: u32) -> bool {
+    pub fn contains(&self, i: IdentityId) -> bool {
         match self {
             IdSet::Sparse(v) => v.binary_search(&i).is_ok(),
-            IdSet::Dense(b, _) => b.contains(i as usize),
+            IdSet::Dense(b, _) => b.contains(i.index()),
         }
     }
     pub fn len(&self) -> usize {
@@ -120,15 +123,15 @@ impl IdSet {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    pub fn iter(&self) -> Box<dyn Iterator<Item = u32> + '_> {
+    pub fn iter(&self) -> Box<dyn Iterator<Item = IdentityId> + '_> {
         match self {
             IdSet::Sparse(v) => Box::new(v.iter().copied()),
-            IdSet::Dense(b, _) => Box::new(b.iter().map(|i| i as u32)),
+            IdSet::Dense(b, _) => Box::new(b.iter().map(IdentityId::new)),
         }
     }
     /// Adds `i` (the set now draws from `universe` ids); returns whether it was absent. A sparse set that
     /// becomes dense is converted, as [`IdSet::from_sorted`] would build it.
-    pub fn insert(&mut self, i: u32, universe: usize) -> bool {
+    pub fn insert(&mut self, i: IdentityId, universe: usize) -> bool {
         match self {
             IdSet::Sparse(v) => {
                 let Err(at) = v.binary_search(&i) else { return false };
@@ -139,18 +142,18 @@ impl IdSet {
                 true
             }
             IdSet::Dense(b, n) => {
-                if b.contains(i as usize) {
+                if b.contains(i.index()) {
                     return false;
                 }
-                b.grow(i as usize + 1);
-                b.insert(i as usize);
+                b.grow(i.index() + 1);
+                b.insert(i.index());
                 *n += 1;
                 true
             }
         }
     }
     /// Removes `i`; returns whether it was present.
-    pub fn remove(&mut self, i: u32) -> bool {
+    pub fn remove(&mut self, i: IdentityId) -> bool {
         match self {
             IdSet::Sparse(v) => match v.binary_search(&i) {
                 Ok(at) => {
@@ -160,10 +163,10 @@ impl IdSet {
                 Err(_) => false,
             },
             IdSet::Dense(b, n) => {
-                if !b.contains(i as usize) {
+                if !b.contains(i.index()) {
                     return false;
                 }
-                b.remove(i as usize);
+                b.remove(i.index());
                 *n -= 1;
                 true
             }
@@ -374,7 +377,7 @@ impl SelectIndex {
                 .iter()
                 .enumerate()
                 .filter(|(_, ident)| !ident.host_network)
-                .map(|(i, ident)| (i as IdentityId, &eng.label_sets[ident.labels as usize])),
+                .map(|(i, ident)| (i as u32, &eng.label_sets[ident.labels as usize])),
         );
         let namespaces = LabelIndex::new(cluster.namespaces.iter().enumerate().map(|(i, n)| (i as u32, &n.labels)));
         SelectIndex { ns_idents, idents, namespaces }
@@ -475,7 +478,7 @@ impl Engine {
         &self.identities
     }
     pub fn identity(&self, id: IdentityId) -> &Identity {
-        &self.identities[id as usize]
+        &self.identities[id.index()]
     }
     /// The identity of a pod.
     pub fn pod_identity(&self, pod: PodId) -> IdentityId {
@@ -575,12 +578,12 @@ impl Engine {
         // Identities.
         for (pid, pod) in cluster.pods.iter().enumerate() {
             let key = eng.identity_key(pod);
-            let next = eng.identities.len() as IdentityId;
+            let next = IdentityId::new(eng.identities.len() as usize);
             let id = *eng.id_index.entry(key).or_insert_with_key(|key| {
                 eng.identities.push(Identity::empty(key));
                 next
             });
-            if let Some(ident) = eng.identities.get_mut(id as usize) {
+            if let Some(ident) = eng.identities.get_mut(id.index()) {
                 ident.pods.push(PodId::new(pid));
             }
             eng.pod_identity.push(id);
@@ -593,7 +596,7 @@ impl Engine {
         let mut ns_idents: Vec<Vec<IdentityId>> = vec![Vec::new(); cluster.namespaces.len()];
         for (i, ident) in eng.identities.iter().enumerate() {
             if let Some(v) = ns_idents.get_mut(ident.ns.index()) {
-                v.push(i as IdentityId);
+                v.push(IdentityId::new(i));
             }
         }
 
@@ -603,7 +606,7 @@ impl Engine {
         let mut sel_cache: FxHashMap<(&Selector, u32), bool> = FxHashMap::default();
         for (polid, pol) in cluster.policies.iter().enumerate() {
             for &iid in ns_idents.get(pol.ns.index()).into_iter().flatten() {
-                let ident = &eng.identities[iid as usize];
+                let ident = &eng.identities[iid.index()];
                 if ident.host_network {
                     continue;
                 }
@@ -612,7 +615,7 @@ impl Engine {
                     .entry((&pol.pod_selector, ls))
                     .or_insert_with(|| pol.pod_selector.matches(&eng.label_sets[ls as usize]));
                 if m {
-                    let ident = &mut eng.identities[iid as usize];
+                    let ident = &mut eng.identities[iid.index()];
                     if pol.affects_ingress {
                         ident.ingress_policies.push(PolicyId::new(polid));
                     }
@@ -646,8 +649,8 @@ impl Engine {
         }
         // Flattened rules and interned named ports per identity.
         for i in 0..eng.identities.len() {
-            eng.refresh_rules(i as IdentityId);
-            eng.intern_named_ports(i as IdentityId);
+            eng.refresh_rules(IdentityId::new(i));
+            eng.intern_named_ports(IdentityId::new(i));
         }
         eng.cluster = cluster;
         eng
@@ -690,28 +693,28 @@ impl Engine {
 
     /// Flattens the rules of an identity's policies, per direction.
     pub(crate) fn refresh_rules(&mut self, i: IdentityId) {
-        let ident = &self.identities[i as usize];
+        let ident = &self.identities[i.index()];
         let rules = |pols: &[PolicyId], dir| -> Vec<RuleId> {
             let steps = self.profile_steps(pols, dir);
             steps.into_iter().filter_map(|s| if let ProfileStep::Rule(r) = s { Some(r) } else { None }).collect()
         };
         let ing = rules(&ident.ingress_policies, Direction::Ingress);
         let eg = rules(&ident.egress_policies, Direction::Egress);
-        let ident = &mut self.identities[i as usize];
+        let ident = &mut self.identities[i.index()];
         ident.ingress_rules = ing;
         ident.egress_rules = eg;
     }
 
     /// Interns the names of an identity's named container ports.
     pub(crate) fn intern_named_ports(&mut self, i: IdentityId) {
-        let names: Vec<(Atom, Protocol, u16)> = self.identities[i as usize]
+        let names: Vec<(Atom, Protocol, u16)> = self.identities[i.index()]
             .ports
             .iter()
             .filter_map(|c| c.name.clone().map(|n| (n, c.protocol, c.port)))
             .collect();
         let named: Vec<(u32, Protocol, u16)> =
             names.into_iter().map(|(n, p, port)| (self.port_name_id(&n), p, port)).collect();
-        self.identities[i as usize].named_ports = named;
+        self.identities[i.index()].named_ports = named;
     }
 
     /// Compiles one rule of policy `polid` (in namespace `ns`): selector peers are looked up, or created with
@@ -817,14 +820,14 @@ impl Engine {
                 .clone(),
         };
         let pod_matches = |iid: IdentityId| -> bool {
-            let ident = &self.identities[iid as usize];
+            let ident = &self.identities[iid.index()];
             // Pod and namespace selectors never match hostNetwork pods (their traffic is the node's).
             !ident.host_network && key.pods_match(&self.label_sets[ident.labels as usize])
         };
         let scan_cost: usize = namespaces.iter().map(|&ns| idx.ns_idents.get(ns.index()).map_or(0, Vec::len)).sum();
         let candidates =
             if scan_cost > 64 { key.pods.as_ref().and_then(|s| idx.idents.candidates(s, scan_cost)) } else { None };
-        let mut ids: Vec<u32> = match candidates {
+        let mut ids: Vec<IdentityId> = match candidates {
             // Few pods carry the selector's labels: start from the label index.
             Some(c) => {
                 let mut in_ns = vec![false; cluster.namespaces.len()];
@@ -834,7 +837,8 @@ impl Engine {
                     }
                 }
                 c.into_iter()
-                    .filter(|&i| in_ns.get(self.identities[i as usize].ns.index()).copied().unwrap_or(false))
+                    .map(|i| IdentityId::new(i as usize))
+                    .filter(|&i| in_ns.get(self.identities[i.index()].ns.index()).copied().unwrap_or(false))
                     .filter(|&i| pod_matches(i))
                     .collect()
             }
@@ -869,7 +873,7 @@ impl Engine {
     }
 
     pub fn identity_of(&self, pod: PodId) -> &Identity {
-        &self.identities[self.pod_identity[pod.index()] as usize]
+        &self.identities[(self.pod_identity[pod.index()]).index()]
     }
 
     /// Whether block `b` contains `ip` (an IPv4-mapped IPv6 address is its IPv4 address): O(log k) for k
@@ -907,7 +911,7 @@ impl Engine {
                 // The identity's ip class is that of the pod's primary IP; another IP of the pod (the other
                 // family) is matched against the blocks directly.
                 let primary = ip.is_none() || ip == self.primary_ips[pod.index()];
-                EpInfo { ident: Some(ident), ip, ip_class: primary.then(|| self.identities[ident as usize].ip_class) }
+                EpInfo { ident: Some(ident), ip, ip_class: primary.then(|| self.identities[ident.index()].ip_class) }
             }
             Endpoint::External(ip) => EpInfo { ident: None, ip: Some(ip.to_canonical()), ip_class: None },
         }
@@ -935,7 +939,7 @@ impl Engine {
         }
         let s = self.ep_info(src);
         let d = self.ep_info(dst);
-        let dst_named = d.ident.map(|i| self.identities[i as usize].named_ports.as_slice());
+        let dst_named = d.ident.map(|i| self.identities[i.index()].named_ports.as_slice());
         let q = Query { proto, port, dst_named };
         s.ident.is_none_or(|i| self.walk_side(i, Direction::Egress, &d, &q, &mut Quiet))
             && d.ident.is_none_or(|i| self.walk_side(i, Direction::Ingress, &s, &q, &mut Quiet))
@@ -1046,24 +1050,24 @@ mod tests {
     use super::*;
 
     fn ids(s: &IdSet) -> Vec<u32> {
-        s.iter().collect()
+        s.iter().map(|i| i.index() as u32).collect()
     }
 
     #[test]
     fn sparse_set_stays_sorted_and_becomes_dense_when_full() {
-        let mut s = IdSet::from_sorted(vec![3, 70], 100);
+        let mut s = IdSet::from_sorted(vec![IdentityId::new(3), IdentityId::new(70)], 100);
         assert!(matches!(s, IdSet::Sparse(_)));
-        assert!(s.insert(10, 100));
-        assert!(!s.insert(10, 100));
+        assert!(s.insert(IdentityId::new(10), 100));
+        assert!(!s.insert(IdentityId::new(10), 100));
         assert_eq!(ids(&s), vec![3, 10, 70]);
-        assert!(s.remove(3));
-        assert!(!s.remove(3));
+        assert!(s.remove(IdentityId::new(3)));
+        assert!(!s.remove(IdentityId::new(3)));
         assert_eq!(ids(&s), vec![10, 70]);
         // 3 ids out of 64: 3 * 32 > 64, dense as `from_sorted` would build it.
-        assert!(s.insert(1, 64));
+        assert!(s.insert(IdentityId::new(1), 64));
         assert!(matches!(s, IdSet::Dense(_, 3)));
         assert_eq!(ids(&s), vec![1, 10, 70]);
-        assert!(s.contains(70) && !s.contains(3));
+        assert!(s.contains(IdentityId::new(70)) && !s.contains(IdentityId::new(3)));
     }
 
     #[test]
@@ -1090,12 +1094,12 @@ mod tests {
 
     #[test]
     fn dense_set_grows_for_new_ids_and_counts() {
-        let mut s = IdSet::from_sorted(vec![0, 1], 2);
+        let mut s = IdSet::from_sorted(vec![IdentityId::new(0), IdentityId::new(1)], 2);
         assert!(matches!(s, IdSet::Dense(_, 2)));
-        assert!(s.insert(200, 201));
-        assert!(s.contains(200));
+        assert!(s.insert(IdentityId::new(200), 201));
+        assert!(s.contains(IdentityId::new(200)));
         assert_eq!((s.len(), ids(&s)), (3, vec![0, 1, 200]));
-        assert!(s.remove(0) && !s.remove(0));
+        assert!(s.remove(IdentityId::new(0)) && !s.remove(IdentityId::new(0)));
         assert_eq!((s.len(), ids(&s)), (2, vec![1, 200]));
     }
 }

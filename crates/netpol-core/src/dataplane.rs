@@ -104,7 +104,7 @@ impl<'e> Builder<'e> {
         let mut ident_ips: Vec<Vec<IpAddr>> = vec![Vec::new(); e.identities.len()];
         for (pid, pod) in e.cluster.pods.iter().enumerate() {
             if !pod.host_network {
-                ident_ips[e.pod_identity[pid] as usize].extend(pod.ips.iter().copied());
+                ident_ips[e.pod_identity[pid].index()].extend(pod.ips.iter().copied());
             }
         }
         Builder {
@@ -197,10 +197,7 @@ impl<'e> Builder<'e> {
                 let pods = key.pods.as_ref().map_or("*".to_string(), |s| s.to_string());
                 AddressSet::Pods {
                     key: format!("{scope} pods:{pods}"),
-                    addresses: ids
-                        .iter()
-                        .flat_map(|i: IdentityId| self.ident_ips[i as usize].iter().copied())
-                        .collect(),
+                    addresses: ids.iter().flat_map(|i: IdentityId| self.ident_ips[i.index()].iter().copied()).collect(),
                 }
             }
             CPeer::Block(b) => {
@@ -229,7 +226,7 @@ impl<'e> Builder<'e> {
             for &ip in &self.ident_ips[i] {
                 let matches = rule.peers.is_empty()
                     || rule.peers.iter().any(|p| match *p {
-                        CPeer::Sel(s) => self.e.sel_peers[s.index()].1.contains(i as u32),
+                        CPeer::Sel(s) => self.e.sel_peers[s.index()].1.contains(IdentityId::new(i)),
                         CPeer::Block(b) => self.e.block_contains(b, ip),
                     });
                 if !matches {

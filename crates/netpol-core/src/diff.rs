@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use serde::{Serialize, Serializer};
 
-use crate::compile::{Endpoint, Engine};
+use crate::compile::{Endpoint, Engine, IdentityId};
 use crate::matrix::{Matrix, PortSets, PsId, MAX_STORED_CELLS};
 use crate::model::{Direction, PodId, PolicyId, PolicyKey};
 use crate::outside::{allowed_port_runs, push_ranges, Segments, EXAMPLE_ADDRESSES};
@@ -277,15 +277,15 @@ fn outside_groups(
     // Segments that only pods' addresses fill: left out of the groups.
     let no_rep: Vec<usize> = (0..segs.len()).filter(|&i| reps[i].is_none()).collect();
     let examples: Vec<IpAddr> = EXAMPLE_ADDRESSES.iter().filter_map(|a| a.parse().ok()).collect();
-    let mut joint: FxHashMap<(u32, u32), Vec<u32>> = FxHashMap::default();
+    let mut joint: FxHashMap<(IdentityId, IdentityId), Vec<u32>> = FxHashMap::default();
     for (i, &(op, np)) in common.iter().enumerate() {
         joint.entry((old.pod_identity[op.index()], new.pod_identity[np.index()])).or_default().push(i as u32);
     }
     // Allowed ports as runs of segments (one run for identities whose rules use no ipBlock): the comparison of a
     // joint class costs the number of runs, not of segments.
     type Runs = Vec<(usize, PortSet)>;
-    let mut old_ports: FxHashMap<(u32, Direction), Runs> = FxHashMap::default();
-    let mut new_ports: FxHashMap<(u32, Direction), Runs> = FxHashMap::default();
+    let mut old_ports: FxHashMap<(IdentityId, Direction), Runs> = FxHashMap::default();
+    let mut new_ports: FxHashMap<(IdentityId, Direction), Runs> = FxHashMap::default();
     // (direction, change, ports, segment ranges) → compared pods.
     type SegRanges = Vec<(usize, usize)>;
     let mut merged: BTreeMap<(Direction, Change, PortSet, SegRanges), Vec<u32>> = BTreeMap::new();

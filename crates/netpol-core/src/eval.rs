@@ -291,7 +291,7 @@ impl Engine {
         settle: bool,
         mut consult: impl FnMut(RuleId, &CRule) -> P::Set,
     ) -> P::Set {
-        let ident = &self.identities[subject as usize];
+        let ident = &self.identities[subject.index()];
         let (pols, rules) = match dir {
             Direction::Ingress => (&ident.ingress_policies, &ident.ingress_rules),
             Direction::Egress => (&ident.egress_policies, &ident.egress_rules),
@@ -370,7 +370,7 @@ impl Engine {
             || rule.peers.iter().any(|p| match *p {
                 crate::compile::CPeer::Sel(s) => self.sel_peers[s.index()].1.contains(i),
                 crate::compile::CPeer::Block(b) => {
-                    self.ip_classes[(self.identities[i as usize].ip_class).index()].binary_search(&b).is_ok()
+                    self.ip_classes[(self.identities[i.index()].ip_class).index()].binary_search(&b).is_ok()
                 }
             })
     }

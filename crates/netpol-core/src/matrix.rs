@@ -209,10 +209,13 @@ impl Engine {
     /// (otherwise columns are recomputed on demand by [`Matrix::for_each_column`]).
     pub fn matrix_with_limit(&self, namespace: Option<&str>, max_stored_cells: usize) -> Result<Matrix, String> {
         let identities: Vec<IdentityId> = match namespace {
-            None => (0..self.identities.len() as IdentityId).collect(),
+            None => (0..self.identities.len()).map(IdentityId::new).collect(),
             Some(ns) => {
                 let nsid = self.cluster.namespace_id(ns).ok_or_else(|| format!("unknown namespace `{ns}`"))?;
-                (0..self.identities.len() as IdentityId).filter(|&i| self.identities[i as usize].ns == nsid).collect()
+                (0..self.identities.len())
+                    .map(IdentityId::new)
+                    .filter(|&i| self.identities[i.index()].ns == nsid)
+                    .collect()
             }
         };
         let mut ps = PortSets::default();
@@ -261,7 +264,7 @@ impl Engine {
         // Peer signatures: which compiled peers match each identity.
         let mut matches: FxHashMap<IdentityId, Vec<CPeer>> = FxHashMap::default();
         for &i in identities {
-            let ident = &self.identities[i as usize];
+            let ident = &self.identities[i.index()];
             let v: Vec<CPeer> = self.ip_classes[ident.ip_class.index()].iter().map(|&b| CPeer::Block(b)).collect();
             matches.insert(i, v);
         }
@@ -286,7 +289,7 @@ impl Engine {
         let mut src_key = Vec::new();
         let mut dst_key = Vec::new();
         for &i in identities {
-            let ident = &self.identities[i as usize];
+            let ident = &self.identities[i.index()];
             let mut sig = matches.remove(&i).unwrap_or_default();
             sig.sort_unstable_by_key(peer_key);
             let m = msigs.id(&sig);
@@ -741,7 +744,7 @@ impl Matrix {
 
     /// Number of pods in a list of identities.
     pub fn pod_count(engine: &Engine, ids: &[IdentityId]) -> u64 {
-        ids.iter().map(|&i| engine.identities[i as usize].pods.len() as u64).sum()
+        ids.iter().map(|&i| engine.identities[i.index()].pods.len() as u64).sum()
     }
 
     /// For every port set id, the number of ordered pairs of distinct pods whose allowed ports are exactly it.
@@ -772,7 +775,7 @@ impl Matrix {
         let mut self_pairs: Vec<Vec<(usize, u64)>> = vec![Vec::new(); self.dst_classes.len()];
         for &i in &self.identities {
             let (s, d) = (self.src_class_of[&i] as usize, self.dst_class_of[&i] as usize);
-            self_pairs[d].push((s, engine.identities[i as usize].pods.len() as u64));
+            self_pairs[d].push((s, engine.identities[i.index()].pods.len() as u64));
         }
         let weights = Weights { src: &src_w, dst: &dst_w, self_pairs: &self_pairs };
         if threads > 1 && self.cells.is_none() {

@@ -161,7 +161,7 @@ struct OutsideRule {
 /// The identity's rules in `dir` as [`OutsideRule`]s; `None` when it is not isolated in `dir` (every address,
 /// every port). Rules with selector peers only allow no outside address and are left out.
 fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<(RuleId, OutsideRule)>> {
-    let id = &e.identities[ident as usize];
+    let id = &e.identities[ident.index()];
     if !id.isolated(dir) {
         return None;
     }

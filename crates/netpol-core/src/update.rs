@@ -223,7 +223,7 @@ impl Engine {
             }
             None => {
                 self.cluster.pods.push(pod);
-                self.pod_identity.push(0);
+                self.pod_identity.push(IdentityId::new(0));
                 self.primary_ips.push(None);
                 self.attach_pod(PodId::new(self.cluster.pods.len() - 1));
             }
@@ -265,7 +265,7 @@ impl Engine {
             Some(&iid) => iid,
             None => self.create_identity(key),
         };
-        let pods = &mut self.identities[iid as usize].pods;
+        let pods = &mut self.identities[iid.index()].pods;
         if let Err(at) = pods.binary_search(&pid) {
             pods.insert(at, pid);
         }
@@ -280,7 +280,7 @@ impl Engine {
     /// identity.
     fn detach_pod(&mut self, pid: PodId) -> IdentityId {
         let iid = self.pod_identity[pid.index()];
-        let pods = &mut self.identities[iid as usize].pods;
+        let pods = &mut self.identities[iid.index()].pods;
         if let Ok(at) = pods.binary_search(&pid) {
             pods.remove(at);
         }
@@ -309,7 +309,7 @@ impl Engine {
 
     /// The pod that was `from` is now `to` (`to` < `from`, after a `swap_remove`).
     fn renumber_pod(&mut self, from: PodId, to: PodId) {
-        let pods = &mut self.identities[self.pod_identity[to.index()] as usize].pods;
+        let pods = &mut self.identities[(self.pod_identity[to.index()]).index()].pods;
         if let Ok(at) = pods.binary_search(&from) {
             pods.remove(at);
         }
@@ -339,7 +339,7 @@ impl Engine {
     /// Creates the identity of `key` (without pods): its policies, flattened rules, named ports, and its
     /// membership in every selector peer that selects it.
     fn create_identity(&mut self, key: IdentityKey) -> IdentityId {
-        let iid = self.identities.len() as IdentityId;
+        let iid = IdentityId::new(self.identities.len());
         let mut ident = crate::compile::Identity::empty(&key);
         let (ns, labels, host_network) = (key.0, key.1, key.2);
         // hostNetwork pods are not subject to policies, and selectors never match them.
@@ -374,18 +374,18 @@ impl Engine {
     }
 
     fn drop_identity_if_empty(&mut self, iid: IdentityId) {
-        if self.identities[iid as usize].pods.is_empty() {
+        if self.identities[iid.index()].pods.is_empty() {
             self.remove_identity(iid);
         }
     }
 
     /// Removes an identity (without pods); the last identity takes its id.
     fn remove_identity(&mut self, iid: IdentityId) {
-        let last = (self.identities.len() - 1) as IdentityId;
-        let gone = self.identities.swap_remove(iid as usize);
+        let last = IdentityId::new(self.identities.len() - 1);
+        let gone = self.identities.swap_remove(iid.index());
         self.id_index.remove(&gone.key());
         if iid != last {
-            let moved = &self.identities[iid as usize];
+            let moved = &self.identities[iid.index()];
             self.id_index.insert(moved.key(), iid);
             for &p in &moved.pods {
                 self.pod_identity[p.index()] = iid;
@@ -566,7 +566,7 @@ impl Engine {
                 }
             }
             if hit {
-                affected.push(i as IdentityId);
+                affected.push(IdentityId::new(i));
             }
         }
         affected
@@ -590,7 +590,7 @@ impl Engine {
                     list.insert(at, p);
                 }
             }
-            affected.push(i as IdentityId);
+            affected.push(IdentityId::new(i));
         }
         affected
     }
@@ -598,7 +598,7 @@ impl Engine {
     /// Re-flattens the rules of every identity (rule ids moved) or of the `affected` ones.
     fn refresh_after_rule_change(&mut self, all: bool, mut affected: Vec<IdentityId>) {
         if all {
-            affected = (0..self.identities.len() as IdentityId).collect();
+            affected = (0..self.identities.len()).map(IdentityId::new).collect();
         }
         affected.sort_unstable();
         affected.dedup();
@@ -677,9 +677,10 @@ impl Engine {
         if new == old {
             return;
         }
-        let idents: Vec<IdentityId> = (0..self.identities.len() as IdentityId)
+        let idents: Vec<IdentityId> = (0..self.identities.len())
+            .map(IdentityId::new)
             .filter(|&i| {
-                let ident = &self.identities[i as usize];
+                let ident = &self.identities[i.index()];
                 ident.ns == id && !ident.host_network
             })
             .collect();
@@ -694,7 +695,7 @@ impl Engine {
                 continue;
             }
             for &i in &idents {
-                let ls = &self.label_sets[self.identities[i as usize].labels as usize];
+                let ls = &self.label_sets[self.identities[i.index()].labels as usize];
                 if k.pods_match(ls) {
                     if now {
                         set.insert(i, universe);
@@ -734,7 +735,7 @@ fn select_scan(eng: &Engine, key: &SelPeerKey) -> IdSet {
                 && in_scope.get(ident.ns.index()).copied().unwrap_or(false)
                 && key.pods_match(&eng.label_sets[ident.labels as usize])
         })
-        .map(|(i, _)| i as IdentityId)
+        .map(|(i, _)| IdentityId::new(i))
         .collect();
     IdSet::from_sorted(ids, eng.identities.len())
 }

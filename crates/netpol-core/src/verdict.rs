@@ -181,7 +181,7 @@ impl Engine {
         // The evaluator's own walk, recorded: what it decides is the verdict, and each rule it consulted is
         // reported with the outcome the walk saw. The model only supplies the words.
         let other_info = self.ep_info(other);
-        let dst_named = self.ep_info(dst).ident.map(|i| self.identities[i as usize].named_ports.as_slice());
+        let dst_named = self.ep_info(dst).ident.map(|i| self.identities[i.index()].named_ports.as_slice());
         let mut record = Record::default();
         let subject_ident = self.pod_identity[pod_id.index()];
         let q = Query { proto, port, dst_named };

@@ -472,9 +472,9 @@ fn group(e: &Engine, grouping: Grouping, focus: &Focus) -> Nodes {
             (list.len() - 1) as u32
         });
         let node = &mut list[n as usize];
-        node.identities.push(i as IdentityId);
+        node.identities.push(IdentityId::new(i));
         node.count += ident.pods.len();
-        node.focus |= identity_focus(e, i as IdentityId, focus);
+        node.focus |= identity_focus(e, IdentityId::new(i), focus);
         of_identity[i] = n;
     }
     // Two nodes of a namespace with the same title: show their labels instead.
@@ -512,7 +512,7 @@ fn parts(classes: &[Vec<IdentityId>], nodes: &Nodes, e: &Engine) -> Vec<Vec<Part
         .map(|class| {
             let mut v: Vec<Part> = Vec::new();
             for &i in class {
-                let node = nodes.of_identity[i as usize];
+                let node = nodes.of_identity[i.index()];
                 if node == u32::MAX {
                     continue;
                 }
@@ -555,7 +555,7 @@ fn edges(e: &Engine, m: &mut Matrix, nodes: &Nodes, proto: Protocol, port: u16) 
     let mut self_pairs: Vec<Vec<(usize, u32, u64)>> = vec![Vec::new(); m.dst_classes.len()];
     for (d, class) in m.dst_classes.iter().enumerate() {
         for &i in class {
-            let (Some(&s), node) = (m.src_class_of.get(&i), nodes.of_identity[i as usize]) else { continue };
+            let (Some(&s), node) = (m.src_class_of.get(&i), nodes.of_identity[i.index()]) else { continue };
             if node != u32::MAX {
                 self_pairs[d].push((s as usize, node, e.identity(i).pods.len() as u64));
             }

@@ -23,7 +23,7 @@ use std::time::Instant;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use netpol_core::compile::Engine;
+use netpol_core::compile::{Engine, IdentityId};
 use netpol_core::diff::{diff, DiffOptions};
 use netpol_core::load::Loader;
 use netpol_core::model::{Direction, IpBlock, Origin, Peer, PodId, Policy, PolicyPort, PortMatch, Rule};
@@ -187,7 +187,7 @@ fn run_long_except(size: &str, engine: &Engine) {
     let t = Instant::now();
     let segs = Segments::new(&[&new]);
     let mut nonempty = 0usize;
-    for ident in 0..new.identities().len() as u32 {
+    for ident in (0..new.identities().len()).map(IdentityId::new) {
         for dir in [Direction::Egress, Direction::Ingress] {
             nonempty += allowed_ports(&new, ident, dir, &segs).iter().filter(|p| !p.is_empty()).count();
         }
@@ -197,7 +197,7 @@ fn run_long_except(size: &str, engine: &Engine) {
     let t = Instant::now();
     let skip: Vec<usize> = (0..segs.len()).filter(|&i| segs.outside_address(i, &[&new]).is_none()).collect();
     let mut groups = 0usize;
-    for ident in 0..new.identities().len() as u32 {
+    for ident in (0..new.identities().len()).map(IdentityId::new) {
         for dir in [Direction::Egress, Direction::Ingress] {
             groups += allowed_groups(&new, ident, dir, &segs, &skip).len();
         }

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::compile::Endpoint;
+use crate::compile::{Endpoint, IdentityId};
 use crate::load::NAMESPACE_NAME_LABEL;
 use crate::model::{Direction, Peer, PodId, PolicyId, PortMatch};
 use crate::portset::Protocol;
@@ -44,7 +44,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         })
         .collect();
     // Group by egress profile: one finding per distinct set of isolating policies.
-    let mut groups: BTreeMap<Vec<PolicyId>, (Vec<u32>, BTreeSet<&'static str>)> = BTreeMap::new();
+    let mut groups: BTreeMap<Vec<PolicyId>, (Vec<IdentityId>, BTreeSet<&'static str>)> = BTreeMap::new();
     for (i, ident) in e.identities.iter().enumerate() {
         if ident.host_network || ident.egress_policies.is_empty() {
             continue;
@@ -69,7 +69,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             continue;
         }
         let g = groups.entry(ident.egress_policies.clone()).or_default();
-        g.0.push(i as u32);
+        g.0.push(IdentityId::new(i));
         g.1.extend(missing);
     }
     for (pols, (ids, missing)) in groups {

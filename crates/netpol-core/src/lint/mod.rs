@@ -135,7 +135,7 @@ impl<'e> Ctx<'e> {
             pols.sort_unstable();
             pols.dedup();
             for p in pols {
-                selected[p.index()].push(i as IdentityId);
+                selected[p.index()].push(IdentityId::new(i));
             }
         }
         let mut host_network = vec![Vec::new(); engine.cluster.policies.len()];
@@ -160,7 +160,7 @@ impl<'e> Ctx<'e> {
     pub fn pod_list(&self, ids: &[IdentityId], n: usize) -> String {
         let names: Vec<String> = ids
             .iter()
-            .flat_map(|&i| self.engine.identities[i as usize].pods.iter().map(|&p| self.engine.cluster.pod_ref(p)))
+            .flat_map(|&i| self.engine.identities[i.index()].pods.iter().map(|&p| self.engine.cluster.pod_ref(p)))
             .collect();
         Ctx::name_list(names, n)
     }

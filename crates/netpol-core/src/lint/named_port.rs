@@ -6,7 +6,7 @@
 //! **Instead**: name the container port in the pod template, fix the name/protocol, or use the number.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::compile::CPeer;
+use crate::compile::{CPeer, IdentityId};
 use crate::model::{Direction, PolicyId, PortMatch};
 
 pub static RULE: RuleInfo = RuleInfo {
@@ -35,12 +35,12 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     continue;
                 }
                 let dsts: Vec<usize> = match dir {
-                    Direction::Ingress => ctx.selected[pid].iter().map(|&i| i as usize).collect(),
+                    Direction::Ingress => ctx.selected[pid].iter().map(|&i| i.index()).collect(),
                     Direction::Egress => (0..e.identities.len())
                         .filter(|&i| {
                             crule.peers.is_empty()
                                 || crule.peers.iter().any(|p| match *p {
-                                    CPeer::Sel(s) => e.sel_peers[s.index()].1.contains(i as u32),
+                                    CPeer::Sel(s) => e.sel_peers[s.index()].1.contains(IdentityId::new(i)),
                                     CPeer::Block(b) => e.identities[i]
                                         .pods
                                         .iter()
@@ -69,7 +69,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     } else {
                         format!(
                             "none of {} defines it",
-                            ctx.pod_list(&dsts.iter().map(|&i| i as u32).collect::<Vec<_>>(), 3)
+                            ctx.pod_list(&dsts.iter().map(|&i| IdentityId::new(i)).collect::<Vec<_>>(), 3)
                         )
                     };
                     let msg = format!("named port `{name}/{}` resolves on no destination pod: {whom}", pp.protocol);

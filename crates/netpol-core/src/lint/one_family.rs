@@ -45,7 +45,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let family = |ip: &IpAddr| ip.is_ipv6() == missing_v6;
                 let pods: Vec<String> = ctx.selected[pid]
                     .iter()
-                    .flat_map(|&i| ctx.engine.identities[i as usize].pods.iter().copied())
+                    .flat_map(|&i| ctx.engine.identities[i.index()].pods.iter().copied())
                     .filter(|&p| c.pod(p).ips.iter().any(family))
                     .map(|p| c.pod_ref(p))
                     .collect();

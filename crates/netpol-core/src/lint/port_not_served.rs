@@ -24,7 +24,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &e.cluster;
     for (pid, pol) in c.policies.iter().enumerate() {
         let sel = &ctx.selected[pid];
-        let declared: Vec<_> = sel.iter().flat_map(|&i| e.identities[i as usize].ports.iter()).collect();
+        let declared: Vec<_> = sel.iter().flat_map(|&i| e.identities[i.index()].ports.iter()).collect();
         if declared.is_empty() {
             continue;
         }

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::compile::{CPeer, RuleId};
+use crate::compile::{CPeer, IdentityId, RuleId};
 use crate::eval::Sets;
 use crate::model::{Direction, PolicyId};
 use crate::portset::PortSet;
@@ -43,14 +43,14 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 }
                 let subjects: Vec<usize> = ctx.selected[pid]
                     .iter()
-                    .map(|&i| i as usize)
+                    .map(|&i| i.index())
                     .filter(|&i| {
                         let ident = &e.identities[i];
                         let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
                         rules.contains(&rid)
                     })
                     .collect();
-                let mut peers: Vec<u32> = r
+                let mut peers: Vec<IdentityId> = r
                     .peers
                     .iter()
                     .flat_map(|p| match *p {
@@ -69,7 +69,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     let ident = &e.identities[x];
                     let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
                     for &y in &peers {
-                        let dst = if dir == Direction::Ingress { x } else { y as usize };
+                        let dst = if dir == Direction::Ingress { x } else { y.index() };
                         let dst_ports = Some(e.identities[dst].ports.as_slice());
                         let mine = r.ports.resolve(dst_ports);
                         if mine.is_empty() {
@@ -77,7 +77,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         }
                         // What the evaluator allows between x and y, with and without this rule.
                         let allowed = |without: Option<RuleId>| {
-                            e.fold_side(x as u32, dir, &mut Sets, PortSet::all(), false, |r2, rule2| {
+                            e.fold_side(IdentityId::new(x), dir, &mut Sets, PortSet::all(), false, |r2, rule2| {
                                 if Some(r2) == without || !e.rule_matches_identity(rule2, y) {
                                     return PortSet::empty();
                                 }

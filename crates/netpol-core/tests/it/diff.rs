@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use netpol_core::compile::{Endpoint, Engine};
+use netpol_core::compile::{Endpoint, Engine, IdentityId};
 use netpol_core::diff::{complement, diff, diff_with_limits, difference, Change, DeltaGroup, Diff, DiffOptions};
 use netpol_core::load::load_str;
 use netpol_core::model::*;
@@ -656,9 +656,9 @@ proptest! {
             let Some(&pod) = id.pods.first() else { continue };
             let me = Endpoint::Pod { pod, ip: None };
             for dir in [Direction::Egress, Direction::Ingress] {
-                let ports = allowed_ports(&e, ident as u32, dir, &segs);
+                let ports = allowed_ports(&e, IdentityId::new(ident), dir, &segs);
                 // The runs are maximal, start at segment 0 and increase.
-                let runs = allowed_port_runs(&e, ident as u32, dir, &segs);
+                let runs = allowed_port_runs(&e, IdentityId::new(ident), dir, &segs);
                 prop_assert_eq!(runs.first().map(|r| r.0), Some(0));
                 prop_assert!(runs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1 && w[1].0 < segs.len()));
                 // Grouped by ports without the segments that have no outside address (what `describe` shows):
@@ -671,7 +671,7 @@ proptest! {
                     }
                 }
                 let dense: Vec<(PortSet, Vec<String>)> = dense.into_iter().map(|(p, v)| (p, segs.text(&v))).collect();
-                prop_assert_eq!(allowed_groups(&e, ident as u32, dir, &segs, &skip), dense);
+                prop_assert_eq!(allowed_groups(&e, IdentityId::new(ident), dir, &segs, &skip), dense);
                 for (i, p) in ports.iter().enumerate() {
                     let Some(ip) = segs.outside_address(i, &[&e]) else { continue };
                     prop_assert!(e.pod_with_ip(ip).is_none());

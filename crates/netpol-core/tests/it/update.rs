@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use netpol_core::compile::{CPeer, Endpoint, Engine, IdSet, RuleId};
+use netpol_core::compile::{CPeer, Endpoint, Engine, IdSet, IdentityId, RuleId};
 use netpol_core::diff::{diff, DiffOptions};
 use netpol_core::lint::{lint, Config};
 use netpol_core::matrix::summarize;
@@ -185,7 +185,7 @@ struct IdentityView {
     named_ports: Vec<(Protocol, u16)>,
 }
 
-fn identity_view(e: &Engine, i: u32) -> IdentityView {
+fn identity_view(e: &Engine, i: IdentityId) -> IdentityView {
     let ident = &e.identity(i);
     let mut blocks: Vec<String> =
         e.ip_class(ident.ip_class).iter().map(|&b| e.blocks()[b.index()].to_string()).collect();
@@ -217,7 +217,7 @@ fn assert_same_structure(e: &Engine, f: &Engine) {
     for key in ["namespaces", "pods", "policies", "identities", "selector_peers", "ip_blocks", "rules"] {
         assert_eq!(e.stats()[key], f.stats()[key], "stat {key}");
     }
-    for i in 0..e.identities().len() as u32 {
+    for i in (0..e.identities().len()).map(IdentityId::new) {
         let ident = &e.identity(i);
         assert!(!ident.pods.is_empty(), "identity {i} has no pods");
         assert!(ident.pods.windows(2).all(|w| w[0] < w[1]), "pods of identity {i} not sorted");
@@ -226,8 +226,8 @@ fn assert_same_structure(e: &Engine, f: &Engine) {
     for p in (0..e.cluster().pods.len()).map(PodId::new) {
         assert_eq!(identity_view(e, e.pod_identity(p)), identity_view(f, f.pod_identity(p)));
     }
-    let mut ev: Vec<IdentityView> = (0..e.identities().len() as u32).map(|i| identity_view(e, i)).collect();
-    let mut fv: Vec<IdentityView> = (0..f.identities().len() as u32).map(|i| identity_view(f, i)).collect();
+    let mut ev: Vec<IdentityView> = (0..e.identities().len()).map(|i| identity_view(e, IdentityId::new(i))).collect();
+    let mut fv: Vec<IdentityView> = (0..f.identities().len()).map(|i| identity_view(f, IdentityId::new(i))).collect();
     ev.sort();
     fv.sort();
     assert_eq!(ev, fv, "identities");
@@ -248,7 +248,7 @@ fn assert_same_structure(e: &Engine, f: &Engine) {
             IdSet::Sparse(v) => assert!(v.windows(2).all(|w| w[0] < w[1]), "sparse set of {k:?} not sorted"),
             IdSet::Dense(b, n) => assert_eq!(b.count(), *n, "dense set count of {k:?}"),
         }
-        assert!(set.iter().all(|i| (i as usize) < e.identities().len()), "set of {k:?} out of range");
+        assert!(set.iter().all(|i| i.index() < e.identities().len()), "set of {k:?} out of range");
     }
     // Rules: same ids as a fresh compile, same contents.
     let policy_rules = |e: &Engine| -> Vec<(Vec<RuleId>, Vec<RuleId>)> {
@@ -313,7 +313,7 @@ fn assert_same_answers(e: &Engine, f: &Engine, stride: usize) {
 }
 
 /// Classes as sets of pods.
-fn class_pods(e: &Engine, classes: &[Vec<u32>]) -> BTreeSet<Vec<PodId>> {
+fn class_pods(e: &Engine, classes: &[Vec<IdentityId>]) -> BTreeSet<Vec<PodId>> {
     classes
         .iter()
         .map(|c| {
