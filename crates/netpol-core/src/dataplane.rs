@@ -17,8 +17,14 @@ use crate::ipranges::addr;
 use crate::model::{ContainerPort, Direction, PolicyId};
 use crate::portset::{PortSet, Protocol};
 
-pub type ProfileId = u32;
-pub type SetId = u32;
+crate::typed_id!(
+    /// A profile of a [`Table`]: its index in `profiles`.
+    ProfileId
+);
+crate::typed_id!(
+    /// An address set of a [`Table`]: its index in `sets`.
+    SetId
+);
 
 /// The whole table.
 #[derive(Clone, Debug, Default)]
@@ -176,7 +182,7 @@ impl<'e> Builder<'e> {
                 }
             }
         }
-        let id = self.t.profiles.len() as ProfileId;
+        let id = ProfileId::new(self.t.profiles.len());
         let policy_refs = key.1.iter().map(|&p| self.e.cluster.policy_ref(p)).collect();
         self.t.profiles.push(Profile { dir, policies: key.1.clone(), policy_refs, ports: key.2.clone(), steps });
         self.profiles.insert(key, id);
@@ -209,7 +215,7 @@ impl<'e> Builder<'e> {
                 }
             }
         };
-        let id = self.t.sets.len() as SetId;
+        let id = SetId::new(self.t.sets.len());
         self.t.sets.push(set);
         self.sets.insert(p, id);
         id

@@ -43,7 +43,10 @@ pub enum TierEnd {
     Continue,
 }
 
-pub type TierId = u32;
+crate::typed_id!(
+    /// A tier: its index in the engine's tiers, in evaluation order.
+    TierId
+);
 
 /// A tier: policies evaluated together, before those of later tiers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -53,7 +56,7 @@ pub struct Tier {
 }
 
 /// The tier of NetworkPolicy v1.
-pub const NETWORK_POLICY_TIER: TierId = 0;
+pub const NETWORK_POLICY_TIER: TierId = TierId(0);
 
 /// The tiers of an engine, in evaluation order.
 pub fn tiers() -> Vec<Tier> {
@@ -303,7 +306,7 @@ impl Engine {
         let mut side = Side::new(p, traffic);
         let mut next = 0;
         for (t, tier) in self.tiers.iter().enumerate() {
-            let t = t as TierId;
+            let t = TierId::new(t);
             while let Some(&r) = rules.get(next) {
                 let rule = &self.rules[r.index()];
                 if rule.tier != t {
@@ -347,7 +350,7 @@ impl Engine {
     pub fn profile_steps(&self, pols: &[PolicyId], dir: Direction) -> Vec<ProfileStep> {
         let mut out = Vec::new();
         for (t, tier) in self.tiers.iter().enumerate() {
-            let t = t as TierId;
+            let t = TierId::new(t);
             let mut selected = false;
             for &p in pols.iter().filter(|&&p| self.policy_tier(p) == t) {
                 selected = true;

@@ -266,7 +266,7 @@ impl<'t> Gen<'t> {
         if let Some(n) = self.set_names.get(&(id, fam)) {
             return n.clone();
         }
-        let name = match &self.t.sets[id as usize] {
+        let name = match &self.t.sets[id.index()] {
             AddressSet::Pods { key, addresses } => {
                 let name = format!("sel_{}_{}", short_hash(key), fam.suffix());
                 let elements: BTreeSet<Elem> =
@@ -429,7 +429,7 @@ impl<'t> Gen<'t> {
         if let Some(n) = self.chains.get(&p) {
             return n.clone();
         }
-        let profile = &self.t.profiles[p as usize];
+        let profile = &self.t.profiles[p.index()];
         let refs = &profile.policy_refs;
         let key = match profile.dir {
             Direction::Egress => format!("eg {refs:?}"),
@@ -460,7 +460,7 @@ pub fn generate(e: &Engine) -> Ruleset {
     }
     // A chain per profile, even one whose pods have no address yet (an update that adds one only fills the map).
     for p in 0..t.profiles.len() {
-        g.chain(p as ProfileId);
+        g.chain(ProfileId::new(p));
     }
     for &(ip, dir, profile) in &t.addresses {
         let chain = g.chain(profile);
