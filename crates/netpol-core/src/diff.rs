@@ -507,17 +507,17 @@ impl CommonSets {
     #[inline]
     fn map(&mut self, new_side: bool, ps: &PortSets, id: PsId) -> u32 {
         let map = if new_side { &mut self.new_map } else { &mut self.old_map };
-        if let Some(&c) = map.get(id as usize) {
+        if let Some(&c) = map.get(id.index()) {
             if c != u32::MAX {
                 return c;
             }
         }
         let c = self.intern(ps.get(id));
         let map = if new_side { &mut self.new_map } else { &mut self.old_map };
-        if map.len() <= id as usize {
-            map.resize(id as usize + 1, u32::MAX);
+        if map.len() <= id.index() {
+            map.resize(id.index() + 1, u32::MAX);
         }
-        map[id as usize] = c;
+        map[id.index()] = c;
         c
     }
 

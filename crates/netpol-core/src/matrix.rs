@@ -15,14 +15,17 @@ use crate::model::Direction;
 use crate::model::{ContainerPort, PodId, PolicyId};
 use crate::portset::{PortSet, Protocol};
 
-pub type PsId = u32;
-pub const EMPTY: PsId = 0;
-pub const ALL: PsId = 1;
+crate::typed_id!(
+    /// An interned port set of a [`PortSets`]: its index there.
+    PsId
+);
+pub const EMPTY: PsId = PsId(0);
+pub const ALL: PsId = PsId(1);
 
 /// Port sets with ids below this have their intersections memoised in a dense table (a matrix cell is one
 /// intersection; clusters have tens of distinct port sets, so the hot path is one array read).
 const DENSE: usize = 64;
-const UNKNOWN: PsId = PsId::MAX;
+const UNKNOWN: PsId = PsId(u32::MAX);
 
 /// Interned port sets with memoised set operations.
 #[derive(Clone)]
@@ -56,14 +59,14 @@ impl PortSets {
         if let Some(&id) = self.index.get(&s) {
             return id;
         }
-        let id = self.sets.len() as PsId;
+        let id = PsId::new(self.sets.len());
         self.sets.push(s.clone());
         self.index.insert(s, id);
         id
     }
 
     pub fn get(&self, id: PsId) -> &PortSet {
-        &self.sets[id as usize]
+        &self.sets[id.index()]
     }
 
     pub fn len(&self) -> usize {
@@ -85,7 +88,7 @@ impl PortSets {
         if a == EMPTY || b == EMPTY {
             return EMPTY;
         }
-        let dense = ((a as usize) < DENSE && (b as usize) < DENSE).then(|| a as usize * DENSE + b as usize);
+        let dense = (a.index() < DENSE && b.index() < DENSE).then(|| a.index() * DENSE + b.index());
         if let Some(r) = dense.and_then(|i| self.inter_dense.get(i)).filter(|&&r| r != UNKNOWN) {
             return *r;
         }
@@ -788,7 +791,7 @@ impl Matrix {
             acc.add(d, col, ps.len(), &weights);
             tick(d + 1);
         });
-        acc.counts.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(c, n)| (c as PsId, n)).collect()
+        acc.counts.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(c, n)| (PsId::new(c), n)).collect()
     }
 
     /// The streamed columns in `threads` contiguous ranges; `None` if a worker failed (the caller counts again on
@@ -832,7 +835,7 @@ impl Matrix {
         let mut total: FxHashMap<PsId, u64> = FxHashMap::default();
         for (ps, counts) in results? {
             for (local, n) in counts.into_iter().enumerate().filter(|(_, n)| *n > 0) {
-                let id = self.port_sets.intern(ps.get(local as PsId).clone());
+                let id = self.port_sets.intern(ps.get(PsId::new(local)).clone());
                 *total.entry(id).or_default() += n;
             }
         }
@@ -863,7 +866,7 @@ impl ColumnCounter {
             self.counts.resize(n_sets, 0);
         }
         for (s, &c) in col.iter().enumerate() {
-            let slot = &mut self.col_sum[c as usize];
+            let slot = &mut self.col_sum[c.index()];
             if *slot == 0 {
                 self.touched.push(c);
             }
@@ -871,11 +874,11 @@ impl ColumnCounter {
         }
         let wd = w.dst[d];
         for c in self.touched.drain(..) {
-            self.counts[c as usize] += self.col_sum[c as usize] * wd;
-            self.col_sum[c as usize] = 0;
+            self.counts[c.index()] += self.col_sum[c.index()] * wd;
+            self.col_sum[c.index()] = 0;
         }
         for &(s, n) in &w.self_pairs[d] {
-            self.counts[col[s] as usize] -= n;
+            self.counts[col[s].index()] -= n;
         }
     }
 }

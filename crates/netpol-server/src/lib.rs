@@ -801,7 +801,9 @@ fn matrix_of(model: &Model, ports: &[(u16, Protocol)], ns: Option<&str>) -> Resu
     let names = pods.iter().map(|&p| e.cluster().pod_ref(p)).collect();
     let cells: Vec<Vec<&netpol_core::portset::PortSet>> = pods
         .iter()
-        .map(|&a| pods.iter().map(|&b| m.port_sets.get(m.pod_cell(e, a, b).unwrap_or(0))).collect())
+        .map(|&a| {
+            pods.iter().map(|&b| m.port_sets.get(m.pod_cell(e, a, b).unwrap_or(netpol_core::matrix::EMPTY))).collect()
+        })
         .collect();
     let ports = ports
         .iter()

@@ -569,7 +569,7 @@ fn edges(e: &Engine, m: &mut Matrix, nodes: &Nodes, proto: Protocol, port: u16) 
             memo.resize(ps.len(), 0);
         }
         let mut allowed = |c: PsId| -> bool {
-            let slot = &mut memo[c as usize];
+            let slot = &mut memo[c.index()];
             if *slot == 0 {
                 *slot = if ps.get(c).contains(proto, port) { 2 } else { 1 };
             }

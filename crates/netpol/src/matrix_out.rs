@@ -20,7 +20,7 @@ use crate::MatrixFormat;
 fn projector(ports: &[(u16, Protocol)]) -> impl Fn(&PortSets, PsId) -> u64 + '_ {
     move |ps: &PortSets, c: PsId| {
         if ports.is_empty() {
-            u64::from(c)
+            c.index() as u64
         } else {
             let s = ps.get(c);
             ports.iter().enumerate().fold(
@@ -181,7 +181,7 @@ fn table(e: &Engine, m: &mut Matrix, ports: &[(u16, Protocol)], out: &mut dyn Wr
         writeln!(out, "  C{:<3} {} pod(s): {}", i + 1, col_names[c].len(), members_text(&col_names[c]))?;
     }
     let grids: Vec<(String, CellText)> = if ports.is_empty() {
-        let sets: Vec<String> = (0..m.port_sets.len() as PsId).map(|c| m.port_sets.get(c).to_string()).collect();
+        let sets: Vec<String> = (0..m.port_sets.len()).map(|c| m.port_sets.get(PsId::new(c)).to_string()).collect();
         vec![("allowed ports (whole port space)".to_string(), Box::new(move |v| sets[v as usize].clone()))]
     } else {
         ports
@@ -237,7 +237,7 @@ fn pairs(
         .filter(|&p| ns.is_none_or(|n| e.cluster().ns_name(e.cluster().pod(p).ns) == n))
         .collect();
     let names: Vec<String> = pods.iter().map(|&p| e.cluster().pod_ref(p)).collect();
-    let cell = |a: PodId, b: PodId| m.pod_cell(e, a, b).unwrap_or(0);
+    let cell = |a: PodId, b: PodId| m.pod_cell(e, a, b).unwrap_or(PsId::new(0));
     if fmt == MatrixFormat::Csv {
         write!(out, "source,destination")?;
         if ports.is_empty() {

@@ -356,7 +356,7 @@ fn assert_same_matrix(e: &Engine, f: &Engine, stride: usize) {
     assert_eq!(class_pods(e, &em.dst_classes), class_pods(f, &fm.dst_classes), "destination classes");
     let ec = em.pair_counts(e);
     let fc = fm.pair_counts(f);
-    let by_set = |c: &rustc_hash::FxHashMap<u32, u64>, ps: &netpol_core::matrix::PortSets| {
+    let by_set = |c: &rustc_hash::FxHashMap<netpol_core::matrix::PsId, u64>, ps: &netpol_core::matrix::PortSets| {
         c.iter().map(|(&k, &v)| (ps.get(k).to_string(), v)).collect::<BTreeMap<String, u64>>()
     };
     assert_eq!(by_set(&ec, &em.port_sets), by_set(&fc, &fm.port_sets), "pair counts");
