@@ -18,6 +18,10 @@ use crate::portset::{PortSet, Protocol};
 use crate::selector::{Atom, Labels, Requirement, Selector};
 
 crate::typed_id!(
+    /// A distinct label set of the engine's pods: its index in `label_sets`.
+    LabelSetId
+);
+crate::typed_id!(
     /// An identity of the engine (pods it cannot tell apart): its index in `identities`.
     IdentityId
 );
@@ -179,7 +183,7 @@ impl IdSet {
 #[derive(Clone, Debug)]
 pub struct Identity {
     pub ns: NsId,
-    pub labels: u32,
+    pub labels: LabelSetId,
     pub host_network: bool,
     pub ip_class: IpClassId,
     /// Container ports (sorted), shared by every pod of the identity.
@@ -377,7 +381,7 @@ impl SelectIndex {
                 .iter()
                 .enumerate()
                 .filter(|(_, ident)| !ident.host_network)
-                .map(|(i, ident)| (i as u32, &eng.label_sets[ident.labels as usize])),
+                .map(|(i, ident)| (i as u32, &eng.label_sets[ident.labels.index()])),
         );
         let namespaces = LabelIndex::new(cluster.namespaces.iter().enumerate().map(|(i, n)| (i as u32, &n.labels)));
         SelectIndex { ns_idents, idents, namespaces }
@@ -393,7 +397,7 @@ pub(crate) struct EpInfo {
 }
 
 /// What makes pods one identity: namespace, interned label set, hostNetwork, ip class, sorted container ports.
-pub(crate) type IdentityKey = (NsId, u32, bool, IpClassId, Vec<ContainerPort>);
+pub(crate) type IdentityKey = (NsId, LabelSetId, bool, IpClassId, Vec<ContainerPort>);
 
 /// The compiled engine. Owns the cluster it was built from.
 ///
@@ -427,7 +431,7 @@ pub struct Engine {
     pub(crate) ip_class_index: FxHashMap<Vec<BlockId>, IpClassId>,
     /// Interned named-port names.
     pub(crate) port_names: FxHashMap<String, u32>,
-    pub(crate) label_index: FxHashMap<Labels, u32>,
+    pub(crate) label_index: FxHashMap<Labels, LabelSetId>,
     pub(crate) id_index: FxHashMap<IdentityKey, IdentityId>,
     pub(crate) peer_index: FxHashMap<SelPeerKey, SelPeerId>,
     /// Number of compiled rules referencing each selector peer / each block.
@@ -485,8 +489,8 @@ impl Engine {
         self.pod_identity[pod.index()]
     }
     /// The labels of an identity (`Identity::labels` is the id of its label set).
-    pub fn label_set(&self, id: u32) -> &Labels {
-        &self.label_sets[id as usize]
+    pub fn label_set(&self, id: LabelSetId) -> &Labels {
+        &self.label_sets[id.index()]
     }
     /// Distinct selector peers with the identities each selects.
     pub fn sel_peers(&self) -> &[(SelPeerKey, IdSet)] {
@@ -603,7 +607,7 @@ impl Engine {
         let sel_index = SelectIndex::new(&eng, &cluster, ns_idents.clone());
 
         // Policies selecting each identity. hostNetwork pods are not subject to policies.
-        let mut sel_cache: FxHashMap<(&Selector, u32), bool> = FxHashMap::default();
+        let mut sel_cache: FxHashMap<(&Selector, LabelSetId), bool> = FxHashMap::default();
         for (polid, pol) in cluster.policies.iter().enumerate() {
             for &iid in ns_idents.get(pol.ns.index()).into_iter().flatten() {
                 let ident = &eng.identities[iid.index()];
@@ -613,7 +617,7 @@ impl Engine {
                 let ls = ident.labels;
                 let m = *sel_cache
                     .entry((&pol.pod_selector, ls))
-                    .or_insert_with(|| pol.pod_selector.matches(&eng.label_sets[ls as usize]));
+                    .or_insert_with(|| pol.pod_selector.matches(&eng.label_sets[ls.index()]));
                 if m {
                     let ident = &mut eng.identities[iid.index()];
                     if pol.affects_ingress {
@@ -661,7 +665,7 @@ impl Engine {
         let ls = match self.label_index.get(&pod.labels) {
             Some(&ls) => ls,
             None => {
-                let ls = self.label_sets.len() as u32;
+                let ls = LabelSetId::new(self.label_sets.len());
                 self.label_sets.push(pod.labels.clone());
                 self.label_index.insert(pod.labels.clone(), ls);
                 ls
@@ -822,7 +826,7 @@ impl Engine {
         let pod_matches = |iid: IdentityId| -> bool {
             let ident = &self.identities[iid.index()];
             // Pod and namespace selectors never match hostNetwork pods (their traffic is the node's).
-            !ident.host_network && key.pods_match(&self.label_sets[ident.labels as usize])
+            !ident.host_network && key.pods_match(&self.label_sets[ident.labels.index()])
         };
         let scan_cost: usize = namespaces.iter().map(|&ns| idx.ns_idents.get(ns.index()).map_or(0, Vec::len)).sum();
         let candidates =

@@ -344,7 +344,7 @@ impl Engine {
         let (ns, labels, host_network) = (key.0, key.1, key.2);
         // hostNetwork pods are not subject to policies, and selectors never match them.
         if !host_network {
-            let ls = &self.label_sets[labels as usize];
+            let ls = &self.label_sets[labels.index()];
             for (polid, pol) in self.cluster.policies.iter().enumerate() {
                 if pol.ns == ns && pol.pod_selector.matches(ls) {
                     if pol.affects_ingress {
@@ -362,7 +362,7 @@ impl Engine {
         self.id_index.insert(key, iid);
         if !host_network {
             let universe = self.identities.len();
-            let ls = &self.label_sets[labels as usize];
+            let ls = &self.label_sets[labels.index()];
             let ns_labels = &self.cluster.ns(ns).labels;
             for (k, set) in &mut self.sel_peers {
                 if k.selects(ns, ns_labels, ls) {
@@ -579,7 +579,7 @@ impl Engine {
         for (i, ident) in self.identities.iter_mut().enumerate() {
             if ident.ns != pol.ns
                 || ident.host_network
-                || !pol.pod_selector.matches(&self.label_sets[ident.labels as usize])
+                || !pol.pod_selector.matches(&self.label_sets[ident.labels.index()])
             {
                 continue;
             }
@@ -695,7 +695,7 @@ impl Engine {
                 continue;
             }
             for &i in &idents {
-                let ls = &self.label_sets[self.identities[i.index()].labels as usize];
+                let ls = &self.label_sets[(self.identities[i.index()].labels).index()];
                 if k.pods_match(ls) {
                     if now {
                         set.insert(i, universe);
@@ -733,7 +733,7 @@ fn select_scan(eng: &Engine, key: &SelPeerKey) -> IdSet {
         .filter(|(_, ident)| {
             !ident.host_network
                 && in_scope.get(ident.ns.index()).copied().unwrap_or(false)
-                && key.pods_match(&eng.label_sets[ident.labels as usize])
+                && key.pods_match(&eng.label_sets[ident.labels.index()])
         })
         .map(|(i, _)| IdentityId::new(i))
         .collect();
