@@ -300,13 +300,6 @@ pub struct CRule {
     pub ports: CPorts,
 }
 
-impl CRule {
-    /// The rule's field path in its policy object (`spec.ingress[2]`).
-    pub fn field_path(&self) -> String {
-        format!("spec.{}[{}]", self.dir, self.index)
-    }
-}
-
 /// An endpoint of a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -503,9 +496,6 @@ impl Engine {
     /// The ipBlocks containing the addresses of an ip class (sorted).
     pub fn ip_class(&self, c: IpClassId) -> &[BlockId] {
         &self.ip_classes[c.index()]
-    }
-    pub fn tiers(&self) -> &[crate::eval::Tier] {
-        &self.tiers
     }
     pub fn rules(&self) -> &[CRule] {
         &self.rules

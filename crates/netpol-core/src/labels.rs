@@ -59,10 +59,6 @@ impl Labels {
         &self.0
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
-        self.0.iter().map(|(k, _)| &**k)
-    }
-
     /// Whether both are the same shared copy (interned label sets are).
     pub fn same_allocation(&self, other: &Labels) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
@@ -82,15 +78,6 @@ impl Labels {
             Err(i) => pairs.insert(i, (key, value)),
         }
         self.0 = pairs.into();
-    }
-
-    /// Removes `key` if present.
-    pub fn remove(&mut self, key: &str) {
-        if let Ok(i) = self.position(key) {
-            let mut pairs = self.0.to_vec();
-            pairs.remove(i);
-            self.0 = pairs.into();
-        }
     }
 }
 
@@ -194,11 +181,9 @@ mod tests {
         l.insert("b", "1");
         l.insert("app", "x");
         assert_eq!(l.iter().collect::<Vec<_>>(), [("app", "x"), ("b", "1"), ("tier", "db")]);
-        l.remove("b");
-        l.remove("zzz");
-        assert_eq!(l.len(), 2);
-        assert_eq!(format!("{l:?}"), r#"{"app": "x", "tier": "db"}"#);
-        assert_eq!(serde_json::to_string(&l).unwrap(), r#"{"app":"x","tier":"db"}"#);
+        assert_eq!(l.len(), 3);
+        assert_eq!(format!("{l:?}"), r#"{"app": "x", "b": "1", "tier": "db"}"#);
+        assert_eq!(serde_json::to_string(&l).unwrap(), r#"{"app":"x","b":"1","tier":"db"}"#);
         assert!(Labels::new().is_empty());
     }
 

@@ -127,9 +127,6 @@ impl PortSets {
         self.union_memo.insert(key, r);
         r
     }
-}
-
-impl PortSets {
     /// The ports of `a` not in `b`.
     pub fn minus(&mut self, a: PsId, b: PsId) -> PsId {
         if a == EMPTY || b == EMPTY {

@@ -80,11 +80,6 @@ const KINDS: [KindEntry; 9] = [
     },
 ];
 
-/// The registered kinds, with their apiVersion.
-pub fn kinds() -> impl Iterator<Item = (&'static str, &'static str)> {
-    KINDS.iter().map(|k| (k.kind, k.api_version))
-}
-
 /// The label the API server puts on every namespace.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
