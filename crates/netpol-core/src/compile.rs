@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use crate::eval::{Action, ProfileStep, Query, Quiet, TierId, NETWORK_POLICY_TIER};
+use crate::eval::{ProfileStep, Query, Quiet, TierId};
 use crate::ipranges::BlockRanges;
 use crate::model::*;
 use crate::portset::{PortSet, Protocol};
@@ -40,6 +40,10 @@ crate::typed_id!(
 crate::typed_id!(
     /// An ip class (the set of ipBlocks containing an address): its index in `ip_classes`.
     IpClassId
+);
+crate::typed_id!(
+    /// A distinct `domainNames` list of the engine: its index in `domains`.
+    DomainsId
 );
 
 /// A fixed-size bitset.
@@ -223,7 +227,9 @@ impl Identity {
     pub fn named_port(&self, name: &str, proto: Protocol) -> Option<u16> {
         self.ports.iter().find(|p| p.protocol == proto && p.name.as_deref() == Some(name)).map(|p| p.port)
     }
-    pub fn isolated(&self, dir: Direction) -> bool {
+    /// Whether a policy of any tier applies to these pods in `dir` (see [`Engine::isolated`] for
+    /// NetworkPolicy isolation).
+    pub fn governed(&self, dir: Direction) -> bool {
         match dir {
             Direction::Ingress => !self.ingress_policies.is_empty(),
             Direction::Egress => !self.egress_policies.is_empty(),
@@ -240,8 +246,57 @@ impl Identity {
 /// A compiled peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CPeer {
+    /// Pods by selectors.
     Sel(SelPeerId),
+    /// Addresses: an ipBlock, a CIDR of `networks`, or one address of a node a `nodes` peer selects.
     Block(BlockId),
+    /// A destination resolved from one of these domain names: matches no pod and no bare address.
+    Domains(DomainsId),
+    /// A peer that matches nothing now (a `nodes` selector that selects no node with an address).
+    Nothing,
+}
+
+impl CPeer {
+    /// Sort key: selector peers, blocks, domains, nothing.
+    pub(crate) fn order(self) -> (u8, usize) {
+        match self {
+            CPeer::Sel(i) => (0, i.index()),
+            CPeer::Block(i) => (1, i.index()),
+            CPeer::Domains(i) => (2, i.index()),
+            CPeer::Nothing => (3, 0),
+        }
+    }
+}
+
+/// The address blocks a model peer compiles to: an ipBlock itself, each CIDR of `networks`, each address of
+/// the nodes a `nodes` selector selects (a host block).
+pub fn peer_blocks(nodes: &[Node], peer: &Peer) -> Vec<IpBlock> {
+    match peer {
+        Peer::IpBlock(b) => vec![b.clone()],
+        Peer::Networks(nets) => nets.iter().map(|n| IpBlock { cidr: *n, except: Vec::new() }).collect(),
+        Peer::Nodes(sel) => nodes
+            .iter()
+            .filter(|n| sel.matches(&n.labels))
+            .flat_map(|n| n.ips.iter())
+            .map(|ip| IpBlock { cidr: ipnet::IpNet::from(ip.to_canonical()), except: Vec::new() })
+            .collect(),
+        Peer::Selectors { .. } | Peer::DomainNames(_) => Vec::new(),
+    }
+}
+
+/// Whether `name` (a DNS name, any case, with or without the final dot) is matched by a `domainNames` entry:
+/// the same name, or for `*.suffix` a name with one or more labels before `suffix`.
+pub fn domain_matches(pattern: &str, name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let pattern = pattern.strip_suffix('.').unwrap_or(pattern);
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => {
+            name.len() > suffix.len() + 1
+                && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
+        }
+        None => name.eq_ignore_ascii_case(pattern),
+    }
 }
 
 /// Compiled ports of a rule: numeric part plus named ports (resolved per destination).
@@ -382,11 +437,13 @@ impl SelectIndex {
 }
 
 /// Per-flow facts about an endpoint used by the fast path.
-pub(crate) struct EpInfo {
+pub(crate) struct EpInfo<'a> {
     pub(crate) ident: Option<IdentityId>,
     ip: Option<IpAddr>,
     /// The ip class when the flow uses the pod's primary IP (precomputed).
     ip_class: Option<IpClassId>,
+    /// The DNS name the address was resolved from (a flow's `dst_fqdn`).
+    pub(crate) name: Option<&'a str>,
 }
 
 /// What makes pods one identity: namespace, interned label set, hostNetwork, ip class, sorted container ports.
@@ -431,6 +488,9 @@ pub struct Engine {
     pub(crate) sel_refs: Vec<u32>,
     pub(crate) block_index: FxHashMap<IpBlock, BlockId>,
     pub(crate) block_refs: Vec<u32>,
+    /// Distinct `domainNames` lists (lowercase).
+    pub(crate) domains: Vec<Vec<String>>,
+    pub(crate) domain_index: FxHashMap<Vec<String>, DomainsId>,
 }
 
 /// Which namespaces a selector peer looks in.
@@ -489,9 +549,13 @@ impl Engine {
     pub fn sel_peers(&self) -> &[(SelPeerKey, IdSet)] {
         &self.sel_peers
     }
-    /// Distinct ipBlocks of the policies.
+    /// Distinct ipBlocks of the policies (with each CIDR of `networks` and each address of a selected node).
     pub fn blocks(&self) -> &[IpBlock] {
         &self.blocks
+    }
+    /// A distinct `domainNames` list.
+    pub fn domains(&self, d: DomainsId) -> &[String] {
+        &self.domains[d.index()]
     }
     /// The ipBlocks containing the addresses of an ip class (sorted).
     pub fn ip_class(&self, c: IpClassId) -> &[BlockId] {
@@ -510,6 +574,12 @@ impl Engine {
             Direction::Ingress => ing,
             Direction::Egress => eg,
         }
+    }
+    /// Whether a NetworkPolicy selects the pods of identity `i` in `dir`: they are isolated, and what no
+    /// NetworkPolicy (or admin rule) allows is denied.
+    pub fn isolated(&self, i: IdentityId, dir: Direction) -> bool {
+        let tier = crate::eval::NETWORK_POLICY_TIER;
+        self.identities[i.index()].policies(dir).iter().any(|&p| self.policy_tier(p) == tier)
     }
     /// The pod that has an address (the lowest id when several do).
     pub fn pod_with_ip(&self, ip: IpAddr) -> Option<PodId> {
@@ -533,8 +603,8 @@ impl Engine {
         for pol in &cluster.policies {
             for r in pol.ingress.iter().chain(&pol.egress) {
                 for p in &r.peers {
-                    if let Peer::IpBlock(b) = p {
-                        block_index.entry(b.clone()).or_insert_with(|| {
+                    for b in peer_blocks(&cluster.nodes, p) {
+                        block_index.entry(b).or_insert_with_key(|b| {
                             blocks.push(b.clone());
                             BlockId::new(blocks.len() - 1)
                         });
@@ -566,6 +636,8 @@ impl Engine {
             peer_index: FxHashMap::default(),
             sel_refs: Vec::new(),
             block_index,
+            domains: Vec::new(),
+            domain_index: FxHashMap::default(),
         };
         eng.ip_class_index.insert(Vec::new(), IpClassId::new(0));
 
@@ -599,7 +671,14 @@ impl Engine {
         // Policies selecting each identity. hostNetwork pods are not subject to policies.
         let mut sel_cache: FxHashMap<(&Selector, LabelSetId), bool> = FxHashMap::default();
         for (polid, pol) in cluster.policies.iter().enumerate() {
-            for &iid in ns_idents.get(pol.ns.index()).into_iter().flatten() {
+            let namespaces: Vec<NsId> = match &pol.scope {
+                Scope::Namespace(ns) => vec![*ns],
+                Scope::Cluster(sel) => (0..cluster.namespaces.len())
+                    .filter(|&i| sel.matches(&cluster.namespaces[i].labels))
+                    .map(NsId::new)
+                    .collect(),
+            };
+            for &iid in namespaces.iter().flat_map(|ns| ns_idents.get(ns.index()).into_iter().flatten()) {
                 let ident = &eng.identities[iid.index()];
                 if ident.host_network {
                     continue;
@@ -628,7 +707,10 @@ impl Engine {
             for dir in [Direction::Ingress, Direction::Egress] {
                 for (ri, r) in pol.rules(dir).iter().enumerate() {
                     // Every ipBlock of the cluster was interned above, so the rule always compiles.
-                    let Some(rule) = eng.compile_rule(PolicyId::new(polid), pol.ns, dir, ri, r, &mut select) else {
+                    let tier = crate::eval::tier_of(pol.tier);
+                    let polid = PolicyId::new(polid);
+                    let Some(rule) = eng.compile_rule(polid, pol.ns(), tier, &cluster.nodes, dir, ri, r, &mut select)
+                    else {
                         continue;
                     };
                     let rid = RuleId::new(eng.rules.len() as usize);
@@ -641,12 +723,13 @@ impl Engine {
             }
             eng.policy_rules.push(ids);
         }
-        // Flattened rules and interned named ports per identity.
+        // Flattened rules (in the order of the policies' tiers and priorities) and interned named ports per
+        // identity.
+        eng.cluster = cluster;
         for i in 0..eng.identities.len() {
             eng.refresh_rules(IdentityId::new(i));
             eng.intern_named_ports(IdentityId::new(i));
         }
-        eng.cluster = cluster;
         eng
     }
 
@@ -711,13 +794,17 @@ impl Engine {
         self.identities[i.index()].named_ports = named;
     }
 
-    /// Compiles one rule of policy `polid` (in namespace `ns`): selector peers are looked up, or created with
-    /// the identities `select` computes; reference counts of the peers used are incremented. `None` if the rule
-    /// has an ipBlock that is not interned (a new block changes every ip class: the caller must recompile).
+    /// Compiles one rule of policy `polid` (a NetworkPolicy of namespace `ns`, or a cluster-scoped policy:
+    /// `None`) in `tier`: selector peers are looked up, or created with the identities `select` computes;
+    /// reference counts of the peers used are incremented. `None` if the rule has an address block that is not
+    /// interned (a new block changes every ip class: the caller must recompile).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn compile_rule(
         &mut self,
         polid: PolicyId,
-        ns: NsId,
+        ns: Option<NsId>,
+        tier: TierId,
+        nodes: &[Node],
         dir: Direction,
         index: usize,
         r: &Rule,
@@ -726,12 +813,30 @@ impl Engine {
         let mut peers = Vec::with_capacity(r.peers.len());
         for (src, p) in r.peers.iter().enumerate() {
             match p {
-                Peer::IpBlock(b) => peers.push((CPeer::Block(*self.block_index.get(b)?), src as u32)),
+                Peer::IpBlock(_) | Peer::Networks(_) | Peer::Nodes(_) => {
+                    let blocks = peer_blocks(nodes, p);
+                    if blocks.is_empty() {
+                        peers.push((CPeer::Nothing, src as u32));
+                    }
+                    for b in &blocks {
+                        peers.push((CPeer::Block(*self.block_index.get(b)?), src as u32));
+                    }
+                }
+                Peer::DomainNames(names) => {
+                    let next = DomainsId::new(self.domains.len());
+                    let id = *self.domain_index.entry(names.clone()).or_insert(next);
+                    if id == next {
+                        self.domains.push(names.clone());
+                    }
+                    peers.push((CPeer::Domains(id), src as u32));
+                }
                 Peer::Selectors { namespaces, pods } => {
                     let key = SelPeerKey {
-                        namespaces: match namespaces {
-                            None => NsScope::Own(ns),
-                            Some(s) => NsScope::Selector(s.clone()),
+                        namespaces: match (namespaces, ns) {
+                            (None, Some(ns)) => NsScope::Own(ns),
+                            // A cluster-scoped policy always names its namespaces; none would mean all.
+                            (None, None) => NsScope::Selector(Selector::everything()),
+                            (Some(s), _) => NsScope::Selector(s.clone()),
                         },
                         pods: pods.clone(),
                     };
@@ -751,16 +856,14 @@ impl Engine {
             }
         }
         // Sorted by peer, then source index: the first of equal peers keeps the lowest source index.
-        peers.sort_unstable_by_key(|&(p, src)| match p {
-            CPeer::Sel(i) => (0, i.index(), src),
-            CPeer::Block(i) => (1, i.index(), src),
-        });
+        peers.sort_unstable_by_key(|&(p, src)| (p.order(), src));
         peers.dedup_by_key(|&mut (p, _)| p);
         let (peers, peer_src): (Vec<CPeer>, Vec<u32>) = peers.into_iter().unzip();
         for p in &peers {
             let count = match *p {
                 CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
                 CPeer::Block(b) => self.block_refs.get_mut(b.index()),
+                CPeer::Domains(_) | CPeer::Nothing => None,
             };
             if let Some(c) = count {
                 *c += 1;
@@ -768,17 +871,7 @@ impl Engine {
         }
         let mut ports = compile_ports(&r.ports);
         ports.named_ids = ports.named.iter().map(|(p, n)| (*p, self.port_name_id(n))).collect();
-        // Every rule of a NetworkPolicy allows; the tier ends in "deny if isolated".
-        Some(CRule {
-            policy: polid,
-            dir,
-            index: index as u32,
-            tier: NETWORK_POLICY_TIER,
-            action: Action::Allow,
-            peers,
-            peer_src,
-            ports,
-        })
+        Some(CRule { policy: polid, dir, index: index as u32, tier, action: r.action, peers, peer_src, ports })
     }
     pub(crate) fn port_name_id(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.port_names.get(name) {
@@ -897,7 +990,7 @@ impl Engine {
 
     /// What the hot path needs to know about an endpoint, computed once per flow.
     #[inline]
-    pub(crate) fn ep_info(&self, ep: &Endpoint) -> EpInfo {
+    pub(crate) fn ep_info(&self, ep: &Endpoint) -> EpInfo<'_> {
         match *ep {
             Endpoint::Pod { pod, ip } => {
                 let ip = ip.map(|ip| ip.to_canonical());
@@ -905,9 +998,10 @@ impl Engine {
                 // The identity's ip class is that of the pod's primary IP; another IP of the pod (the other
                 // family) is matched against the blocks directly.
                 let primary = ip.is_none() || ip == self.primary_ips[pod.index()];
-                EpInfo { ident: Some(ident), ip, ip_class: primary.then(|| self.identities[ident.index()].ip_class) }
+                let ip_class = primary.then(|| self.identities[ident.index()].ip_class);
+                EpInfo { ident: Some(ident), ip, ip_class, name: None }
             }
-            Endpoint::External(ip) => EpInfo { ident: None, ip: Some(ip.to_canonical()), ip_class: None },
+            Endpoint::External(ip) => EpInfo { ident: None, ip: Some(ip.to_canonical()), ip_class: None, name: None },
         }
     }
 
@@ -921,18 +1015,36 @@ impl Engine {
                 (None, Some(ip)) => self.block_ranges[b.index()].contains(ip),
                 (None, None) => false,
             },
+            CPeer::Domains(d) => {
+                ep.name.is_some_and(|name| self.domains[d.index()].iter().any(|pat| domain_matches(pat, name)))
+            }
+            CPeer::Nothing => false,
         }
     }
 
     /// The fast verdict of one flow.
     pub fn allowed(&self, src: &Endpoint, dst: &Endpoint, proto: Protocol, port: u16) -> bool {
+        self.allowed_named(src, dst, None, proto, port)
+    }
+
+    /// The fast verdict of one flow whose destination address was resolved from the DNS name `dst_name`
+    /// (what `domainNames` peers match).
+    pub fn allowed_named(
+        &self,
+        src: &Endpoint,
+        dst: &Endpoint,
+        dst_name: Option<&str>,
+        proto: Protocol,
+        port: u16,
+    ) -> bool {
         if let (Endpoint::Pod { pod: a, .. }, Endpoint::Pod { pod: b, .. }) = (src, dst) {
             if a == b {
                 return true;
             }
         }
         let s = self.ep_info(src);
-        let d = self.ep_info(dst);
+        let mut d = self.ep_info(dst);
+        d.name = dst_name;
         let dst_named = d.ident.map(|i| self.identities[i.index()].named_ports.as_slice());
         let q = Query { proto, port, dst_named };
         s.ident.is_none_or(|i| self.walk_side(i, Direction::Egress, &d, &q, &mut Quiet))

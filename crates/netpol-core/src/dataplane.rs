@@ -131,7 +131,7 @@ impl<'e> Builder<'e> {
                 continue;
             }
             for dir in [Direction::Ingress, Direction::Egress] {
-                if !ident.isolated(dir) {
+                if !ident.governed(dir) {
                     continue;
                 }
                 let ports = if dir == Direction::Ingress { ident.ports.clone() } else { Vec::new() };
@@ -214,6 +214,12 @@ impl<'e> Builder<'e> {
                     ranges: r.ranges.iter().map(|&(lo, hi)| (addr(r.v6, lo), addr(r.v6, hi))).collect(),
                 }
             }
+            // The kernel sees no DNS names: a domainNames peer matches no address here (see the README).
+            CPeer::Domains(d) => AddressSet::Pods {
+                key: format!("domains:{}", self.e.domains[d.index()].join(",")),
+                addresses: Vec::new(),
+            },
+            CPeer::Nothing => AddressSet::Pods { key: "nothing".to_string(), addresses: Vec::new() },
         };
         let id = SetId::new(self.t.sets.len());
         self.t.sets.push(set);
@@ -234,6 +240,7 @@ impl<'e> Builder<'e> {
                     || rule.peers.iter().any(|p| match *p {
                         CPeer::Sel(s) => self.e.sel_peers[s.index()].1.contains(IdentityId::new(i)),
                         CPeer::Block(b) => self.e.block_contains(b, ip),
+                        CPeer::Domains(_) | CPeer::Nothing => false,
                     });
                 if !matches {
                     continue;

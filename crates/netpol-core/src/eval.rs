@@ -17,20 +17,10 @@ use serde::Serialize;
 
 use crate::compile::{CRule, Engine, EpInfo, IdentityId, RuleId};
 use crate::matrix::{PortSets, PsId};
-use crate::model::{Direction, PolicyId};
+use crate::model::{Direction, PolicyId, PolicyTier};
 use crate::portset::{PortSet, Protocol};
 
-/// What a rule does with the traffic it matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Allow,
-    Deny,
-    /// Skip the rest of this tier: the next tier decides.
-    Pass,
-    /// Observe only: evaluation continues with the next rule.
-    Log,
-}
+pub use crate::model::Action;
 
 /// What happens at the end of a tier to traffic no rule of it decided, when a policy of the tier selects the
 /// subject.
@@ -56,11 +46,27 @@ pub struct Tier {
 }
 
 /// The tier of NetworkPolicy v1.
-pub const NETWORK_POLICY_TIER: TierId = TierId(0);
+pub const NETWORK_POLICY_TIER: TierId = TierId(1);
 
-/// The tiers of an engine, in evaluation order.
+/// The tiers of an engine, in evaluation order: the Admin tier (ClusterNetworkPolicy tier Admin,
+/// AdminNetworkPolicy), NetworkPolicy v1, the Baseline tier (ClusterNetworkPolicy tier Baseline,
+/// BaselineAdminNetworkPolicy). What the admin tiers leave undecided goes on; what NetworkPolicy leaves
+/// undecided for a pod it selects is denied.
 pub fn tiers() -> Vec<Tier> {
-    vec![Tier { name: "NetworkPolicy", end: TierEnd::Deny }]
+    vec![
+        Tier { name: "Admin", end: TierEnd::Continue },
+        Tier { name: "NetworkPolicy", end: TierEnd::Deny },
+        Tier { name: "Baseline", end: TierEnd::Continue },
+    ]
+}
+
+/// The engine tier of a model tier.
+pub fn tier_of(t: PolicyTier) -> TierId {
+    match t {
+        PolicyTier::Admin => TierId(0),
+        PolicyTier::NetworkPolicy => NETWORK_POLICY_TIER,
+        PolicyTier::Baseline => TierId(2),
+    }
 }
 
 /// Set operations of a port domain.
@@ -277,9 +283,30 @@ impl Trace for Record {
 }
 
 impl Engine {
-    /// The tier of a policy. Every policy of the model is a NetworkPolicy.
-    pub fn policy_tier(&self, _p: PolicyId) -> TierId {
-        NETWORK_POLICY_TIER
+    /// The tier of a policy.
+    pub fn policy_tier(&self, p: PolicyId) -> TierId {
+        tier_of(self.cluster.policy(p).tier)
+    }
+
+    /// The tiers of this engine, in evaluation order.
+    pub fn tiers(&self) -> &[Tier] {
+        &self.tiers
+    }
+
+    /// The policies of `pols` in evaluation order: by tier, then by priority (lower first). Policies of equal
+    /// priority in an admin tier are ordered by kind and name: the API leaves their order undefined (explain
+    /// and lint say where that matters). NetworkPolicies, whose rules only allow, keep their input order.
+    pub fn evaluation_order(&self, pols: &[PolicyId]) -> Vec<PolicyId> {
+        let mut v = pols.to_vec();
+        if v.iter().all(|&p| self.cluster.policy(p).tier == PolicyTier::NetworkPolicy) {
+            return v;
+        }
+        v.sort_by_cached_key(|&p| {
+            let pol = self.cluster.policy(p);
+            let name = if pol.tier == PolicyTier::NetworkPolicy { String::new() } else { pol.name.clone() };
+            (pol.tier, pol.priority, pol.kind, name, p)
+        });
+        v
     }
 
     /// The one walk: folds the rules of `subject` in direction `dir` over `traffic`, tier by tier.
@@ -333,7 +360,7 @@ impl Engine {
         &self,
         subject: IdentityId,
         dir: Direction,
-        peer: &EpInfo,
+        peer: &EpInfo<'_>,
         q: &Query<'_>,
         trace: &mut T,
     ) -> bool {
@@ -349,10 +376,11 @@ impl Engine {
     /// the end of each tier: what a fold over a policy profile walks (the matrix folds profiles, not pods).
     pub fn profile_steps(&self, pols: &[PolicyId], dir: Direction) -> Vec<ProfileStep> {
         let mut out = Vec::new();
+        let ordered = self.evaluation_order(pols);
         for (t, tier) in self.tiers.iter().enumerate() {
             let t = TierId::new(t);
             let mut selected = false;
-            for &p in pols.iter().filter(|&&p| self.policy_tier(p) == t) {
+            for &p in ordered.iter().filter(|&&p| self.policy_tier(p) == t) {
                 selected = true;
                 let (ing, eg) = &self.policy_rules[p.index()];
                 let rules = match dir {
@@ -375,12 +403,13 @@ impl Engine {
                 crate::compile::CPeer::Block(b) => {
                     self.ip_classes[(self.identities[i.index()].ip_class).index()].binary_search(&b).is_ok()
                 }
+                crate::compile::CPeer::Domains(_) | crate::compile::CPeer::Nothing => false,
             })
     }
 
     /// Which peer of `rule` matches the endpoint (see [`Step::peer`]); without a trace, any matching peer.
     #[inline]
-    fn rule_peer<T: Trace>(&self, rule: &CRule, ep: &EpInfo) -> Option<Option<usize>> {
+    fn rule_peer<T: Trace>(&self, rule: &CRule, ep: &EpInfo<'_>) -> Option<Option<usize>> {
         if rule.peers.is_empty() {
             return Some(None);
         }

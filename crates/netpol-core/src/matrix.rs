@@ -692,10 +692,7 @@ impl RowBuilder {
 }
 
 fn peer_key(p: &CPeer) -> (u8, usize) {
-    match p {
-        CPeer::Sel(i) => (0, i.index()),
-        CPeer::Block(i) => (1, i.index()),
-    }
+    p.order()
 }
 
 impl Matrix {

@@ -117,6 +117,8 @@ pub struct Pod {
     /// Primary IP first (`status.podIP`), then the others of `status.podIPs`.
     pub ips: Vec<IpAddr>,
     pub host_network: bool,
+    /// `spec.nodeName`, if the pod is scheduled.
+    pub node: Option<String>,
     pub source: PodSource,
 }
 
@@ -162,12 +164,114 @@ impl fmt::Display for IpBlock {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Peer {
     /// `podSelector` and/or `namespaceSelector` in one peer (AND). `namespaces: None` means the policy's own
-    /// namespace; `pods: None` means all pods of the selected namespaces.
+    /// namespace; `pods: None` means all pods of the selected namespaces. (The admin kinds' `namespaces` and
+    /// `pods` peers are this with a namespace selector.)
     Selectors {
         namespaces: Option<Selector>,
         pods: Option<Selector>,
     },
     IpBlock(IpBlock),
+    /// `networks` (admin kinds): addresses in any of these CIDRs (host bits masked off).
+    Networks(Vec<IpNet>),
+    /// `nodes` (admin kinds): the addresses of the Nodes whose labels match, and so the hostNetwork pods on
+    /// them.
+    Nodes(Selector),
+    /// `domainNames` (admin kinds, egress): the destination was resolved from one of these names (lowercase;
+    /// `*.` wildcards match one or more labels).
+    DomainNames(Vec<String>),
+}
+
+/// What a rule does with the traffic it matches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    #[default]
+    Allow,
+    Deny,
+    /// Skip the rest of this tier: the next tier decides.
+    Pass,
+    /// Observe only: evaluation continues with the next rule.
+    Log,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+            Action::Pass => "pass",
+            Action::Log => "log",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of object a policy was read from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum PolicyKind {
+    #[default]
+    NetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha2`, tier Admin or Baseline.
+    ClusterNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1`, the Admin tier.
+    AdminNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1`, the Baseline tier (the singleton `default`).
+    BaselineAdminNetworkPolicy,
+}
+
+impl PolicyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::NetworkPolicy => "NetworkPolicy",
+            PolicyKind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
+            PolicyKind::AdminNetworkPolicy => "AdminNetworkPolicy",
+            PolicyKind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
+        }
+    }
+    /// kubectl's short name, used in references to cluster-scoped policies (`anp/name`).
+    pub fn short(self) -> &'static str {
+        match self {
+            PolicyKind::NetworkPolicy => "netpol",
+            PolicyKind::ClusterNetworkPolicy => "cnp",
+            PolicyKind::AdminNetworkPolicy => "anp",
+            PolicyKind::BaselineAdminNetworkPolicy => "banp",
+        }
+    }
+}
+
+/// The tier a policy belongs to, in evaluation order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum PolicyTier {
+    /// ClusterNetworkPolicy tier Admin, AdminNetworkPolicy: before NetworkPolicies.
+    Admin,
+    #[default]
+    NetworkPolicy,
+    /// ClusterNetworkPolicy tier Baseline, BaselineAdminNetworkPolicy: after NetworkPolicies.
+    Baseline,
+}
+
+impl PolicyTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyTier::Admin => "Admin",
+            PolicyTier::NetworkPolicy => "NetworkPolicy",
+            PolicyTier::Baseline => "Baseline",
+        }
+    }
+}
+
+/// Which namespaces a policy's subject is in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// A NetworkPolicy: the pods of its own namespace.
+    Namespace(NsId),
+    /// A cluster-scoped policy: the pods of the namespaces this selector matches.
+    Cluster(Selector),
 }
 
 /// The port part of a `ports` entry.
@@ -203,6 +307,10 @@ impl fmt::Display for PolicyPort {
 pub struct Rule {
     pub peers: Vec<Peer>,
     pub ports: Vec<PolicyPort>,
+    /// What the rule does (every NetworkPolicy rule allows).
+    pub action: Action,
+    /// The rule's `name`, if it has one (admin kinds).
+    pub name: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -229,8 +337,13 @@ impl fmt::Display for Direction {
 
 #[derive(Clone, Debug)]
 pub struct Policy {
-    pub ns: NsId,
+    pub kind: PolicyKind,
+    pub tier: PolicyTier,
+    /// Admin kinds: `priority` (lower first). NetworkPolicies: 0.
+    pub priority: u32,
+    pub scope: Scope,
     pub name: String,
+    /// The subject's pods (in the namespaces of `scope`).
     pub pod_selector: Selector,
     pub ingress: Vec<Rule>,
     pub egress: Vec<Rule>,
@@ -241,6 +354,24 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// A NetworkPolicy's namespace; `None` for cluster-scoped policies.
+    pub fn ns(&self) -> Option<NsId> {
+        match self.scope {
+            Scope::Namespace(ns) => Some(ns),
+            Scope::Cluster(_) => None,
+        }
+    }
+
+    /// Whether the policy's subject is a pod with `pod_labels` in namespace `ns` labelled `ns_labels`
+    /// (hostNetwork pods are never a subject: callers leave them out).
+    pub fn selects(&self, ns: NsId, ns_labels: &Labels, pod_labels: &Labels) -> bool {
+        let in_scope = match &self.scope {
+            Scope::Namespace(own) => *own == ns,
+            Scope::Cluster(sel) => sel.matches(ns_labels),
+        };
+        in_scope && self.pod_selector.matches(pod_labels)
+    }
+
     pub fn affects(&self, dir: Direction) -> bool {
         match dir {
             Direction::Ingress => self.affects_ingress,
@@ -256,17 +387,23 @@ impl Policy {
     }
 }
 
-/// A policy by namespace and name: comparable across clusters (answers that compare two engines, such as diff
-/// causes, compare these, not ids or display strings).
+/// A policy by kind, namespace and name: comparable across clusters (answers that compare two engines, such as
+/// diff causes, compare these, not ids or display strings).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PolicyKey {
+    pub kind: PolicyKind,
+    /// Empty for cluster-scoped kinds.
     pub namespace: String,
     pub name: String,
 }
 
+/// `namespace/name` for a NetworkPolicy, `anp/name` (kubectl's short kind) for a cluster-scoped policy.
 impl fmt::Display for PolicyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+        match self.kind {
+            PolicyKind::NetworkPolicy => write!(f, "{}/{}", self.namespace, self.name),
+            k => write!(f, "{}/{}", k.short(), self.name),
+        }
     }
 }
 
@@ -278,12 +415,28 @@ pub struct RuleKey {
     pub index: usize,
 }
 
+/// A Node: its labels and addresses (`status.addresses`), what `nodes` peers match.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub name: String,
+    pub labels: Labels,
+    /// The `InternalIP` and `ExternalIP` addresses, in order.
+    pub ips: Vec<IpAddr>,
+    pub origin: Origin,
+}
+
+typed_id!(
+    /// A node of a [`Cluster`]: its index in `Cluster::nodes`.
+    NodeId
+);
+
 /// A loaded cluster: the input of every later stage.
 #[derive(Clone, Debug, Default)]
 pub struct Cluster {
     pub namespaces: Vec<Namespace>,
     pub pods: Vec<Pod>,
     pub policies: Vec<Policy>,
+    pub nodes: Vec<Node>,
 }
 
 impl Cluster {
@@ -314,15 +467,22 @@ impl Cluster {
         format!("{}/{}", self.ns_name(p.ns), p.name)
     }
 
+    /// `namespace/name` for a NetworkPolicy, `anp/name` for a cluster-scoped policy.
     pub fn policy_ref(&self, id: PolicyId) -> String {
-        let p = self.policy(id);
-        format!("{}/{}", self.ns_name(p.ns), p.name)
+        self.policy_key(id).to_string()
     }
 
     /// What names a policy in any cluster (ids differ between two engines; this does not).
     pub fn policy_key(&self, id: PolicyId) -> PolicyKey {
         let p = self.policy(id);
-        PolicyKey { namespace: self.ns_name(p.ns).to_string(), name: p.name.clone() }
+        let namespace = p.ns().map(|ns| self.ns_name(ns).to_string()).unwrap_or_default();
+        PolicyKey { kind: p.kind, namespace, name: p.name.clone() }
+    }
+
+    /// The policy a reference names (`namespace/name`, or `anp/name` for a cluster-scoped policy: what
+    /// [`Cluster::policy_ref`] writes).
+    pub fn find_policy(&self, reference: &str) -> Option<PolicyId> {
+        (0..self.policies.len()).map(PolicyId::new).find(|&p| self.policy_key(p).to_string() == reference)
     }
 
     pub fn find_pod(&self, ns: &str, name: &str) -> Option<PodId> {

@@ -162,7 +162,7 @@ struct OutsideRule {
 /// every port). Rules with selector peers only allow no outside address and are left out.
 fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<(RuleId, OutsideRule)>> {
     let id = &e.identities[ident.index()];
-    if !id.isolated(dir) {
+    if !id.governed(dir) {
         return None;
     }
     let rules = match dir {
@@ -182,7 +182,7 @@ fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<(R
                     .iter()
                     .filter_map(|p| match p {
                         CPeer::Block(b) => Some(*b),
-                        CPeer::Sel(_) => None,
+                        CPeer::Sel(_) | CPeer::Domains(_) | CPeer::Nothing => None,
                     })
                     .collect::<Vec<_>>()
             });

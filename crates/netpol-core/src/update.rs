@@ -33,7 +33,7 @@ use rustc_hash::FxHashMap;
 
 use crate::compile::{BlockId, CPeer, Engine, IdSet, IdentityId, IdentityKey, NsScope, RuleId, SelPeerId, SelPeerKey};
 use crate::load::NAMESPACE_NAME_LABEL;
-use crate::model::{Cluster, Direction, Namespace, NsId, Peer, Pod, PodId, Policy, PolicyId};
+use crate::model::{Cluster, Direction, Namespace, Node, NsId, Pod, PodId, Policy, PolicyId, PolicyKind, Scope};
 use crate::selector::Labels;
 
 /// Above this many changes (and an eighth of the cluster's pods and policies), a batch is recompiled at once.
@@ -51,13 +51,24 @@ pub enum Change {
         namespace: String,
         name: String,
     },
-    /// Adds the policy, or replaces the policy with the same namespace and name.
+    /// Adds the policy, or replaces the policy with the same kind, namespace and name. `namespace` is that of
+    /// a NetworkPolicy; it is ignored for cluster-scoped kinds.
     PutPolicy {
         namespace: String,
         policy: Policy,
     },
     DeletePolicy {
         namespace: String,
+        name: String,
+    },
+    /// Deletes a cluster-scoped policy (ClusterNetworkPolicy, AdminNetworkPolicy, ...).
+    DeleteClusterPolicy {
+        kind: PolicyKind,
+        name: String,
+    },
+    /// Adds or replaces a node (by name).
+    PutNode(Node),
+    DeleteNode {
         name: String,
     },
     /// Adds or replaces a namespace (its labels should include the automatic `kubernetes.io/metadata.name`).
@@ -109,9 +120,10 @@ pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
             before != c.pods.len()
         }
         Change::PutPolicy { namespace, mut policy } => {
-            let ns = ns_or_insert(c, &namespace);
-            policy.ns = ns;
-            match c.policies.iter().position(|p| p.ns == ns && p.name == policy.name) {
+            if policy.kind == PolicyKind::NetworkPolicy {
+                policy.scope = Scope::Namespace(ns_or_insert(c, &namespace));
+            }
+            match c.policies.iter().position(|p| same_policy(p, &policy)) {
                 Some(i) => c.policies[i] = policy,
                 None => c.policies.push(policy),
             }
@@ -120,8 +132,25 @@ pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
         Change::DeletePolicy { namespace, name } => {
             let Some(ns) = c.namespace_id(&namespace) else { return false };
             let before = c.policies.len();
-            c.policies.retain(|p| !(p.ns == ns && p.name == name));
+            c.policies.retain(|p| !(p.ns() == Some(ns) && p.name == name));
             before != c.policies.len()
+        }
+        Change::DeleteClusterPolicy { kind, name } => {
+            let before = c.policies.len();
+            c.policies.retain(|p| !(p.kind == kind && p.name == name));
+            before != c.policies.len()
+        }
+        Change::PutNode(n) => {
+            match c.nodes.iter().position(|m| m.name == n.name) {
+                Some(i) => c.nodes[i] = n,
+                None => c.nodes.push(n),
+            }
+            true
+        }
+        Change::DeleteNode { name } => {
+            let before = c.nodes.len();
+            c.nodes.retain(|n| n.name != name);
+            before != c.nodes.len()
         }
         Change::PutNamespace(n) => {
             match c.namespace_id(&n.name) {
@@ -132,7 +161,7 @@ pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
         }
         Change::DeleteNamespace { name } => {
             let Some(id) = c.namespace_id(&name) else { return false };
-            let used = c.pods.iter().any(|p| p.ns == id) || c.policies.iter().any(|p| p.ns == id);
+            let used = c.pods.iter().any(|p| p.ns == id) || c.policies.iter().any(|p| p.ns() == Some(id));
             if used {
                 let mut labels = Labels::new();
                 labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
@@ -145,11 +174,20 @@ pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
                     }
                 };
                 c.pods.iter_mut().for_each(|p| fix(&mut p.ns));
-                c.policies.iter_mut().for_each(|p| fix(&mut p.ns));
+                c.policies.iter_mut().for_each(|p| {
+                    if let Scope::Namespace(ns) = &mut p.scope {
+                        fix(ns)
+                    }
+                });
             }
             true
         }
     }
+}
+
+/// Whether two policies are the same object: kind, namespace and name.
+fn same_policy(a: &Policy, b: &Policy) -> bool {
+    a.kind == b.kind && a.ns() == b.ns() && a.name == b.name
 }
 
 /// The outcome of one change tried in place.
@@ -200,7 +238,17 @@ impl Engine {
             }
             Change::DeletePod { namespace, name } => InPlace::Done(self.delete_pod(&namespace, &name)),
             Change::PutPolicy { namespace, policy } => self.put_policy(namespace, policy),
-            Change::DeletePolicy { namespace, name } => self.delete_policy(namespace, name),
+            Change::DeletePolicy { namespace, name } => {
+                let Some(ns) = self.cluster.namespace_id(&namespace) else { return InPlace::Done(false) };
+                let pos = self.cluster.policies.iter().position(|p| p.ns() == Some(ns) && p.name == name);
+                self.delete_policy(pos, Change::DeletePolicy { namespace, name })
+            }
+            Change::DeleteClusterPolicy { kind, name } => {
+                let pos = self.cluster.policies.iter().position(|p| p.kind == kind && p.name == name);
+                self.delete_policy(pos, Change::DeleteClusterPolicy { kind, name })
+            }
+            // A node's addresses are blocks: every ip class may change.
+            ch @ (Change::PutNode(_) | Change::DeleteNode { .. }) => InPlace::Recompile(Box::new(ch), "a node changes"),
             Change::PutNamespace(n) => {
                 self.put_namespace(n);
                 InPlace::Done(true)
@@ -342,20 +390,7 @@ impl Engine {
         let iid = IdentityId::new(self.identities.len());
         let mut ident = crate::compile::Identity::empty(&key);
         let (ns, labels, host_network) = (key.0, key.1, key.2);
-        // hostNetwork pods are not subject to policies, and selectors never match them.
-        if !host_network {
-            let ls = &self.label_sets[labels.index()];
-            for (polid, pol) in self.cluster.policies.iter().enumerate() {
-                if pol.ns == ns && pol.pod_selector.matches(ls) {
-                    if pol.affects_ingress {
-                        ident.ingress_policies.push(PolicyId::new(polid));
-                    }
-                    if pol.affects_egress {
-                        ident.egress_policies.push(PolicyId::new(polid));
-                    }
-                }
-            }
-        }
+        (ident.ingress_policies, ident.egress_policies) = self.selecting_policies(ns, labels, host_network);
         self.identities.push(ident);
         self.refresh_rules(iid);
         self.intern_named_ports(iid);
@@ -409,8 +444,8 @@ impl Engine {
         for r in new.into_iter().flat_map(|p| p.ingress.iter().chain(&p.egress)) {
             let mut ids = Vec::new();
             for peer in &r.peers {
-                if let Peer::IpBlock(b) = peer {
-                    let Some(&id) = self.block_index.get(b) else { return false };
+                for b in crate::compile::peer_blocks(&self.cluster.nodes, peer) {
+                    let Some(&id) = self.block_index.get(&b) else { return false };
                     ids.push(id);
                 }
             }
@@ -438,6 +473,28 @@ impl Engine {
         self.policy_rules[..p.index()].iter().map(|(i, e)| i.len() + e.len()).sum()
     }
 
+    /// The policies selecting pods of namespace `ns` with label set `labels`, per direction (sorted).
+    /// hostNetwork pods are not subject to policies.
+    fn selecting_policies(&self, ns: NsId, labels: crate::compile::LabelSetId, host_network: bool) -> PolicyLists {
+        let mut lists = (Vec::new(), Vec::new());
+        if host_network {
+            return lists;
+        }
+        let ls = &self.label_sets[labels.index()];
+        let ns_labels = &self.cluster.ns(ns).labels;
+        for (polid, pol) in self.cluster.policies.iter().enumerate() {
+            if pol.selects(ns, ns_labels, ls) {
+                if pol.affects_ingress {
+                    lists.0.push(PolicyId::new(polid));
+                }
+                if pol.affects_egress {
+                    lists.1.push(PolicyId::new(polid));
+                }
+            }
+        }
+        lists
+    }
+
     /// Releases the peers of the rules of policy `p` (decrements their reference counts).
     fn release_rules(&mut self, p: PolicyId) {
         let (ing, eg) = &self.policy_rules[p.index()];
@@ -446,6 +503,7 @@ impl Engine {
                 let count = match *peer {
                     CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
                     CPeer::Block(b) => self.block_refs.get_mut(b.index()),
+                    CPeer::Domains(_) | CPeer::Nothing => None,
                 };
                 if let Some(c) = count {
                     *c = c.saturating_sub(1);
@@ -455,9 +513,11 @@ impl Engine {
     }
 
     fn put_policy(&mut self, namespace: String, mut policy: Policy) -> InPlace {
-        let ns = ns_or_insert(&mut self.cluster, &namespace);
-        policy.ns = ns;
-        let pos = self.cluster.policies.iter().position(|p| p.ns == ns && p.name == policy.name);
+        if policy.kind == PolicyKind::NetworkPolicy {
+            policy.scope = Scope::Namespace(ns_or_insert(&mut self.cluster, &namespace));
+        }
+        let ns = policy.ns();
+        let pos = self.cluster.policies.iter().position(|p| same_policy(p, &policy));
         let p = PolicyId::new(pos.unwrap_or(self.cluster.policies.len()));
         if !self.blocks_stay(pos.map(|_| p), Some(&policy)) {
             return InPlace::Recompile(
@@ -469,9 +529,13 @@ impl Engine {
         let mut select = select_scan;
         let mut new_rules = Vec::new();
         let mut n_ingress = 0;
+        let tier = crate::eval::tier_of(policy.tier);
+        let nodes = std::mem::take(&mut self.cluster.nodes);
         for dir in [Direction::Ingress, Direction::Egress] {
             for (ri, r) in policy.rules(dir).iter().enumerate() {
-                let Some(rule) = self.compile_rule(p, ns, dir, ri, r, &mut select) else {
+                let rule = self.compile_rule(p, ns, tier, &nodes, dir, ri, r, &mut select);
+                let Some(rule) = rule else {
+                    self.cluster.nodes = nodes;
                     return InPlace::Recompile(
                         Box::new(Change::PutPolicy { namespace, policy }),
                         "a policy adds an ipBlock",
@@ -483,6 +547,7 @@ impl Engine {
                 }
             }
         }
+        self.cluster.nodes = nodes;
         let start = self.rule_start(p);
         let old_n = match pos {
             Some(_) => {
@@ -518,14 +583,14 @@ impl Engine {
         InPlace::Done(true)
     }
 
-    fn delete_policy(&mut self, namespace: String, name: String) -> InPlace {
-        let Some(ns) = self.cluster.namespace_id(&namespace) else { return InPlace::Done(false) };
-        let Some(pos) = self.cluster.policies.iter().position(|p| p.ns == ns && p.name == name) else {
+    /// Deletes the policy at `pos` (`None`: there is none); `change` is the change, if it must be recompiled.
+    fn delete_policy(&mut self, pos: Option<usize>, change: Change) -> InPlace {
+        let Some(pos) = pos else {
             return InPlace::Done(false);
         };
         let p = PolicyId::new(pos);
         if !self.blocks_stay(Some(p), None) {
-            return InPlace::Recompile(Box::new(Change::DeletePolicy { namespace, name }), "a policy drops an ipBlock");
+            return InPlace::Recompile(Box::new(change), "a policy drops an ipBlock");
         }
         self.release_rules(p);
         let affected = self.unselect_policy(p);
@@ -577,10 +642,8 @@ impl Engine {
         let pol = &self.cluster.policies[p.index()];
         let mut affected = Vec::new();
         for (i, ident) in self.identities.iter_mut().enumerate() {
-            if ident.ns != pol.ns
-                || ident.host_network
-                || !pol.pod_selector.matches(&self.label_sets[ident.labels.index()])
-            {
+            let ns_labels = &self.cluster.namespaces[ident.ns.index()].labels;
+            if ident.host_network || !pol.selects(ident.ns, ns_labels, &self.label_sets[ident.labels.index()]) {
                 continue;
             }
             for (affects, list) in
@@ -660,7 +723,7 @@ impl Engine {
     fn delete_namespace(&mut self, name: String) -> InPlace {
         let Some(id) = self.cluster.namespace_id(&name) else { return InPlace::Done(false) };
         let c = &self.cluster;
-        let used = c.pods.iter().any(|p| p.ns == id) || c.policies.iter().any(|p| p.ns == id);
+        let used = c.pods.iter().any(|p| p.ns == id) || c.policies.iter().any(|p| p.ns() == Some(id));
         if !used {
             return InPlace::Recompile(Box::new(Change::DeleteNamespace { name }), "an unused namespace is deleted");
         }
@@ -687,6 +750,19 @@ impl Engine {
         if idents.is_empty() {
             return;
         }
+        // Cluster-scoped policies select their subjects by namespace labels.
+        if self.cluster.policies.iter().any(|p| p.ns().is_none()) {
+            for &i in &idents {
+                let ident = &self.identities[i.index()];
+                let lists = self.selecting_policies(ident.ns, ident.labels, ident.host_network);
+                let ident = &mut self.identities[i.index()];
+                if (&ident.ingress_policies, &ident.egress_policies) != (&lists.0, &lists.1) {
+                    (ident.ingress_policies, ident.egress_policies) = lists;
+                    self.refresh_rules(i);
+                }
+            }
+        }
+        let new = &self.cluster.namespaces[id.index()].labels;
         let universe = self.identities.len();
         for (k, set) in &mut self.sel_peers {
             let NsScope::Selector(s) = &k.namespaces else { continue };
@@ -707,6 +783,9 @@ impl Engine {
         }
     }
 }
+
+/// Policy ids per direction (ingress, egress).
+type PolicyLists = (Vec<PolicyId>, Vec<PolicyId>);
 
 /// Adds `delta` to every rule id at or above `from` in these policies' rule lists.
 fn shift_rule_ids(policy_rules: &mut [(Vec<RuleId>, Vec<RuleId>)], from: usize, delta: i64) {

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::compile::{Endpoint, Engine};
-use crate::eval::{Query, Record};
+use crate::compile::{CRule, Endpoint, Engine};
+use crate::eval::{Query, Record, TierId, NETWORK_POLICY_TIER};
 use crate::model::*;
 use crate::portset::Protocol;
 use crate::selector::{format_labels, Requirement, Selector};
@@ -36,21 +36,34 @@ impl Verdict {
     }
 }
 
-/// A rule that allows the flow.
+/// A rule that matches the flow and takes part in the decision: an allow rule of NetworkPolicy, or the rule of
+/// an admin tier that decides (allow, deny) or passes the flow to the next tier.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RuleMatch {
+    /// `Admin`, `NetworkPolicy` or `Baseline`.
+    pub tier: &'static str,
     pub policy: String,
+    /// The policy's priority (admin tiers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
     pub rule: usize,
-    /// Index of the matching peer (`None`: the rule has no peers, so it allows every peer).
+    /// The rule's `name` (admin kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub action: Action,
+    /// Index of the matching peer (`None`: the rule has no peers, so it matches every peer).
     pub peer: Option<usize>,
-    /// The matching `ports` entry, as text (`None`: the rule has no ports, so it allows every port).
+    /// The matching `ports` entry, as text (`None`: the rule has no ports, so it matches every port).
     pub port: Option<String>,
+    /// Where the rule is: its field path in the object (`spec.ingress[0]`) and the object's file and document.
+    pub field: String,
+    pub source: String,
     /// The rule, for comparisons (`policy` and `rule` are its words).
     #[serde(skip)]
     pub key: RuleKey,
 }
 
-/// A rule of an isolating policy that does not allow the flow, and why.
+/// A rule that could have allowed the flow but does not match it, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rejection {
     pub policy: String,
@@ -62,6 +75,20 @@ pub struct Rejection {
     pub policy_key: PolicyKey,
 }
 
+/// What decided one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// No policy of any tier applies to the subject.
+    NotGoverned,
+    /// A rule of an admin tier (the last entry of `walk`).
+    Rule,
+    /// NetworkPolicy: a rule allows it (see `allowed_by`), or the pod is isolated and none does.
+    NetworkPolicy,
+    /// No tier decided: allowed by default.
+    Default,
+}
+
 /// One direction (egress at the source, ingress at the destination).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SideExplanation {
@@ -69,17 +96,23 @@ pub struct SideExplanation {
     /// The pod (or address) whose policies are checked.
     pub subject: String,
     pub allowed: bool,
+    /// Whether a NetworkPolicy selects the subject for this direction.
     pub isolated: bool,
     /// Why no policy applies (external address, hostNetwork pod), when that is the case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    /// Policies that select the subject for this direction.
+    /// Policies of every tier that select the subject for this direction, in evaluation order.
     pub policies: Vec<String>,
     /// The same policies, for comparisons.
     #[serde(skip)]
     pub policy_keys: Vec<PolicyKey>,
+    /// The rules that decided, tier by tier, in evaluation order: admin rules that pass the flow on or decide
+    /// it, then the NetworkPolicy rules that allow it, then the Baseline rule that decides it.
+    pub walk: Vec<RuleMatch>,
+    pub decided_by: DecidedBy,
+    /// The allowing rules of `walk`.
     pub allowed_by: Vec<RuleMatch>,
-    /// Why each rule of the isolating policies does not allow the flow (only when denied).
+    /// Why each rule that could have allowed the flow does not (only when denied).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rejections: Vec<Rejection>,
 }
@@ -88,6 +121,9 @@ pub struct SideExplanation {
 pub struct Explanation {
     pub src: String,
     pub dst: String,
+    /// The DNS name the destination address was resolved from, if the flow gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_fqdn: Option<String>,
     pub protocol: Protocol,
     pub port: u16,
     pub verdict: Verdict,
@@ -104,8 +140,21 @@ fn reqs_text<'a>(reqs: impl Iterator<Item = &'a Requirement>) -> String {
 impl Engine {
     /// Explains the verdict of one flow. Agrees with [`Engine::allowed`] (property-tested).
     pub fn explain(&self, src: &Endpoint, dst: &Endpoint, proto: Protocol, port: u16) -> Explanation {
+        self.explain_named(src, dst, None, proto, port)
+    }
+
+    /// Explains the verdict of one flow whose destination address was resolved from the DNS name `dst_name`.
+    /// Agrees with [`Engine::allowed_named`] (property-tested).
+    pub fn explain_named(
+        &self,
+        src: &Endpoint,
+        dst: &Endpoint,
+        dst_name: Option<&str>,
+        proto: Protocol,
+        port: u16,
+    ) -> Explanation {
         let src_name = self.endpoint_name(src);
-        let dst_name = self.endpoint_name(dst);
+        let dst_label = self.endpoint_name(dst);
         let mut note = None;
         let same_pod = matches!((src, dst), (Endpoint::Pod { pod: a, .. }, Endpoint::Pod { pod: b, .. }) if a == b);
         if same_pod {
@@ -115,23 +164,33 @@ impl Engine {
                     .to_string(),
             );
         }
-        let egress = self.explain_side(src, dst, dst, Direction::Egress, proto, port, same_pod);
-        let ingress = self.explain_side(dst, src, dst, Direction::Ingress, proto, port, same_pod);
+        let flow = ExplainFlow { dst, proto, port, same_pod };
+        let egress = self.explain_side(src, dst, dst_name, Direction::Egress, &flow);
+        let ingress = self.explain_side(dst, src, None, Direction::Ingress, &flow);
         let verdict = Verdict::from_bool(same_pod || (egress.allowed && ingress.allowed));
-        Explanation { src: src_name, dst: dst_name, protocol: proto, port, verdict, note, egress, ingress }
+        Explanation {
+            src: src_name,
+            dst: dst_label,
+            dst_fqdn: dst_name.map(str::to_string),
+            protocol: proto,
+            port,
+            verdict,
+            note,
+            egress,
+            ingress,
+        }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Explains one direction: `subject`'s policies, `other` the peer (resolved from `other_name`).
     fn explain_side(
         &self,
         subject: &Endpoint,
         other: &Endpoint,
-        dst: &Endpoint,
+        other_name: Option<&str>,
         dir: Direction,
-        proto: Protocol,
-        port: u16,
-        same_pod: bool,
+        flow: &ExplainFlow<'_>,
     ) -> SideExplanation {
+        let (proto, port) = (flow.proto, flow.port);
         let mut side = SideExplanation {
             direction: dir,
             subject: self.endpoint_name(subject),
@@ -140,13 +199,15 @@ impl Engine {
             note: None,
             policies: Vec::new(),
             policy_keys: Vec::new(),
+            walk: Vec::new(),
+            decided_by: DecidedBy::NotGoverned,
             allowed_by: Vec::new(),
             rejections: Vec::new(),
         };
         let pod_id = match subject {
             Endpoint::External(_) => {
                 side.note = Some(format!(
-                    "{} belongs to no pod: it is outside the cluster, so no NetworkPolicy applies on its side",
+                    "{} belongs to no pod: it is outside the cluster, so no policy applies on its side",
                     side.subject
                 ));
                 return side;
@@ -156,79 +217,123 @@ impl Engine {
         let pod = self.cluster.pod(pod_id);
         if pod.host_network {
             side.note = Some(format!(
-                "{} uses hostNetwork: NetworkPolicies do not apply to host-network pods (their traffic is the node's)",
+                "{} uses hostNetwork: policies do not apply to host-network pods (their traffic is the node's)",
                 side.subject
             ));
             return side;
         }
-        let ident = self.identity_of(pod_id);
-        let pols = ident.policies(dir);
+        let subject_ident = self.pod_identity[pod_id.index()];
+        let pols = self.evaluation_order(self.identities[subject_ident.index()].policies(dir));
         side.policies = pols.iter().map(|&p| self.cluster.policy_ref(p)).collect();
         side.policy_keys = pols.iter().map(|&p| self.cluster.policy_key(p)).collect();
+        side.isolated = self.isolated(subject_ident, dir);
         if pols.is_empty() {
             side.note = Some(format!("no policy selects {} for {dir}: not isolated, everything allowed", side.subject));
             return side;
         }
-        side.isolated = true;
-        if same_pod {
+        if flow.same_pod {
             side.note = Some("same pod: not governed by policies".to_string());
             return side;
         }
-        let dst_pod = match dst {
+        let dst_pod = match flow.dst {
             Endpoint::Pod { pod, .. } => Some(self.cluster.pod(*pod)),
             Endpoint::External(_) => None,
         };
         // The evaluator's own walk, recorded: what it decides is the verdict, and each rule it consulted is
         // reported with the outcome the walk saw. The model only supplies the words.
-        let other_info = self.ep_info(other);
-        let dst_named = self.ep_info(dst).ident.map(|i| self.identities[i.index()].named_ports.as_slice());
+        let mut other_info = self.ep_info(other);
+        other_info.name = other_name;
+        let dst_named = self.ep_info(flow.dst).ident.map(|i| self.identities[i.index()].named_ports.as_slice());
         let mut record = Record::default();
-        let subject_ident = self.pod_identity[pod_id.index()];
         let q = Query { proto, port, dst_named };
         side.allowed = self.walk_side(subject_ident, dir, &other_info, &q, &mut record);
-        let mut steps = record.0.into_iter().peekable();
-        for &polid in pols {
-            let pol = self.cluster.policy(polid);
-            let pref = self.cluster.policy_ref(polid);
-            let pkey = self.cluster.policy_key(polid);
-            if pol.rules(dir).is_empty() {
-                side.rejections.push(Rejection {
-                    policy: pref.clone(),
-                    rule: None,
-                    reason: format!("has no {dir} rules: it only isolates"),
-                    policy_key: pkey.clone(),
-                });
+        let steps = record.0;
+        // Replays the walk tier by tier: in an admin tier the first matching rule decides (or passes the rest of
+        // the tier); in NetworkPolicy every matching rule allows. Rules after a decision are not reported.
+        let mut decided = false;
+        let mut np_selected = false;
+        let mut k = 0;
+        for (t, tier) in self.tiers.iter().enumerate() {
+            let t = TierId::new(t);
+            let tier_pols: Vec<PolicyId> = pols.iter().copied().filter(|&p| self.policy_tier(p) == t).collect();
+            let mut passed = false;
+            let is_np = t == NETWORK_POLICY_TIER;
+            if is_np && !decided {
+                np_selected = !tier_pols.is_empty();
+                for &polid in &tier_pols {
+                    if self.cluster.policy(polid).rules(dir).is_empty() {
+                        side.rejections.push(Rejection {
+                            policy: self.cluster.policy_ref(polid),
+                            rule: None,
+                            reason: format!("has no {dir} rules: it only isolates"),
+                            policy_key: self.cluster.policy_key(polid),
+                        });
+                    }
+                }
             }
-            while let Some(step) = steps.next_if(|s| self.rules[s.rule.index()].policy == polid) {
-                let ri = self.rules[step.rule.index()].index as usize;
-                let Some(rule) = pol.rules(dir).get(ri) else { continue };
-                let port_text = || port_entry_match(rule, proto, port, dst_pod);
+            while let Some(step) = steps.get(k) {
+                let rule = &self.rules[step.rule.index()];
+                if rule.tier != t {
+                    break;
+                }
+                k += 1;
+                if decided || passed || rule.action == Action::Log {
+                    continue;
+                }
+                let pol = self.cluster.policy(rule.policy);
+                let ri = rule.index as usize;
+                let Some(src_rule) = pol.rules(dir).get(ri) else { continue };
+                let port_text = || port_entry_match(src_rule, proto, port, dst_pod);
                 let peer_text = || {
-                    rule.peers
+                    src_rule
+                        .peers
                         .iter()
                         .enumerate()
-                        .map(|(i, p)| format!("peer {i} {}", self.peer_mismatch(pol, p, other)))
+                        .map(|(i, p)| format!("peer {i} {}", self.peer_mismatch(pol, p, other, other_name)))
                         .collect::<Vec<_>>()
                         .join("; ")
                 };
                 let reason = match (step.ports, step.peer) {
                     (true, Some(peer)) => {
-                        let port = port_text().ok().flatten();
-                        let key = RuleKey { policy: pkey.clone(), index: ri };
-                        side.allowed_by.push(RuleMatch { policy: pref.clone(), rule: ri, peer, port, key });
+                        let m = self.rule_match(rule, tier.name, peer, port_text().ok().flatten());
+                        match rule.action {
+                            Action::Allow => {
+                                side.allowed_by.push(m.clone());
+                                if !is_np {
+                                    decided = true;
+                                    side.decided_by = DecidedBy::Rule;
+                                }
+                            }
+                            Action::Deny => {
+                                decided = true;
+                                side.decided_by = DecidedBy::Rule;
+                            }
+                            Action::Pass => passed = true,
+                            Action::Log => {}
+                        }
+                        side.walk.push(m);
                         continue;
                     }
                     (false, Some(_)) => port_text().err().unwrap_or_default(),
                     (true, None) => peer_text(),
                     (false, None) => format!("{}; and {}", port_text().err().unwrap_or_default(), peer_text()),
                 };
-                side.rejections.push(Rejection {
-                    policy: pref.clone(),
-                    rule: Some(ri),
-                    reason,
-                    policy_key: pkey.clone(),
-                });
+                if rule.action == Action::Allow {
+                    side.rejections.push(Rejection {
+                        policy: self.cluster.policy_ref(rule.policy),
+                        rule: Some(ri),
+                        reason,
+                        policy_key: self.cluster.policy_key(rule.policy),
+                    });
+                }
             }
+            if is_np && !decided && np_selected {
+                decided = true;
+                side.decided_by = DecidedBy::NetworkPolicy;
+            }
+        }
+        if !decided {
+            side.decided_by = DecidedBy::Default;
         }
         if side.allowed {
             side.rejections.clear();
@@ -236,12 +341,33 @@ impl Engine {
         side
     }
 
-    fn peer_mismatch(&self, pol: &Policy, peer: &Peer, ep: &Endpoint) -> String {
-        self.peer_mismatch_opt(pol, peer, ep).unwrap_or_default()
+    /// The words of a matching rule.
+    fn rule_match(&self, rule: &CRule, tier: &'static str, peer: Option<usize>, port: Option<String>) -> RuleMatch {
+        let pol = self.cluster.policy(rule.policy);
+        let ri = rule.index as usize;
+        let key = RuleKey { policy: self.cluster.policy_key(rule.policy), index: ri };
+        let dir = rule.dir;
+        RuleMatch {
+            tier,
+            policy: key.policy.to_string(),
+            priority: (pol.kind != PolicyKind::NetworkPolicy).then_some(pol.priority),
+            rule: ri,
+            name: pol.rules(dir).get(ri).and_then(|r| r.name.clone()),
+            action: rule.action,
+            peer,
+            port,
+            field: format!("spec.{dir}[{ri}]"),
+            source: pol.origin.to_string(),
+            key,
+        }
     }
 
-    /// `None` if the peer matches the endpoint; otherwise why not.
-    fn peer_mismatch_opt(&self, pol: &Policy, peer: &Peer, ep: &Endpoint) -> Option<String> {
+    fn peer_mismatch(&self, pol: &Policy, peer: &Peer, ep: &Endpoint, name: Option<&str>) -> String {
+        self.peer_mismatch_opt(pol, peer, ep, name).unwrap_or_default()
+    }
+
+    /// `None` if the peer matches the endpoint (resolved from the DNS name `name`); otherwise why not.
+    fn peer_mismatch_opt(&self, pol: &Policy, peer: &Peer, ep: &Endpoint, name: Option<&str>) -> Option<String> {
         let c = &self.cluster;
         match peer {
             Peer::IpBlock(b) => match self.endpoint_ip(ep) {
@@ -252,6 +378,34 @@ impl Engine {
                     .iter()
                     .find(|e| e.contains(&ip))
                     .map(|e| format!("(ipBlock {b}): {ip} is in the exception {e}")),
+            },
+            Peer::Networks(nets) => match self.endpoint_ip(ep) {
+                None => Some(format!("(networks) needs an IP; {} has none", self.endpoint_name(ep))),
+                Some(ip) if nets.iter().any(|n| n.contains(&ip)) => None,
+                Some(ip) => Some(format!("(networks {}): {ip} is in none of them", join(nets))),
+            },
+            Peer::Nodes(sel) => {
+                let ip = self.endpoint_ip(ep)?;
+                let node = c.nodes.iter().find(|n| n.ips.iter().any(|a| a.to_canonical() == ip));
+                match node {
+                    Some(n) if sel.matches(&n.labels) => None,
+                    Some(n) => Some(format!(
+                        "(nodes) requires node labels {}; {ip} is node {}, which has {}",
+                        reqs_text(sel.failed_requirements(&n.labels)),
+                        n.name,
+                        format_labels(&n.labels)
+                    )),
+                    None => Some(format!("(nodes `{sel}`): {ip} is not the address of any node")),
+                }
+            }
+            Peer::DomainNames(names) => match name {
+                None => Some(format!(
+                    "(domainNames {}) matches a destination by the name it was resolved from; the flow names none \
+                     (`dst_fqdn`)",
+                    names.join(", ")
+                )),
+                Some(n) if names.iter().any(|d| crate::compile::domain_matches(d, n)) => None,
+                Some(n) => Some(format!("(domainNames {}): {n} matches none of them", names.join(", "))),
             },
             Peer::Selectors { namespaces, pods } => {
                 let Endpoint::Pod { pod, .. } = *ep else {
@@ -269,10 +423,10 @@ impl Engine {
                 }
                 let ns = c.ns(p.ns);
                 match namespaces {
-                    None if p.ns != pol.ns => {
+                    None if pol.ns().is_some_and(|own| p.ns != own) => {
                         return Some(format!(
                             "has no namespaceSelector, so it selects pods in namespace {} only; {} is in namespace {}",
-                            c.ns_name(pol.ns),
+                            pol.ns().map_or("", |own| c.ns_name(own)),
                             c.pod_ref(pod),
                             ns.name
                         ))
@@ -300,6 +454,52 @@ impl Engine {
             }
         }
     }
+}
+
+/// One matching rule of an admin tier: `[Admin] anp/x (priority 10) ingress rule 2 "name": Pass, peer 0, port
+/// 80/TCP (file (document 0), spec.ingress[2])`.
+fn rule_line(m: &RuleMatch) -> String {
+    let prio = m.priority.map(|p| format!(" (priority {p})")).unwrap_or_default();
+    let name = m.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+    let dir = m.field.split(['.', '[']).nth(1).unwrap_or("");
+    let peer = m.peer.map_or("any peer".to_string(), |p| format!("peer {p}"));
+    let port = m.port.clone().unwrap_or_else(|| "any port".to_string());
+    let action = match m.action {
+        Action::Allow => "Allow",
+        Action::Deny => "Deny",
+        Action::Pass => "Pass",
+        Action::Log => "Log",
+    };
+    format!(
+        "[{}] {}{prio} {dir} rule {}{name}: {action}, {peer}, port {port} ({}, {})",
+        m.tier, m.policy, m.rule, m.source, m.field
+    )
+}
+
+/// The NetworkPolicy part of a side: the allowing rules, or why none allows.
+fn render_np(s: &mut String, side: &SideExplanation, indent: &str) {
+    for m in side.allowed_by.iter().filter(|m| m.tier == "NetworkPolicy") {
+        let peer = m.peer.map_or("any peer (no from/to)".to_string(), |p| format!("peer {p}"));
+        let port = m.port.clone().unwrap_or_else(|| "any port (no ports)".to_string());
+        let _ = writeln!(s, "{indent}allowed by {} rule {} {peer}, port {port}", m.policy, m.rule);
+    }
+    if !side.allowed && side.decided_by == DecidedBy::NetworkPolicy {
+        let _ = writeln!(s, "{indent}no rule allows it:");
+        for r in &side.rejections {
+            match r.rule {
+                Some(i) => {
+                    let _ = writeln!(s, "{indent}- {} rule {i}: {}", r.policy, r.reason);
+                }
+                None => {
+                    let _ = writeln!(s, "{indent}- {} {}", r.policy, r.reason);
+                }
+            }
+        }
+    }
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn and_text(ns: &Option<Selector>) -> &'static str {
@@ -351,16 +551,25 @@ fn port_entry_match(rule: &Rule, proto: Protocol, port: u16, dst_pod: Option<&Po
     Err(format!("{port}/{proto} is not among the rule's ports ({})", entries.join(", ")))
 }
 
+/// The flow an explanation is about.
+struct ExplainFlow<'a> {
+    dst: &'a Endpoint,
+    proto: Protocol,
+    port: u16,
+    same_pod: bool,
+}
+
 impl Explanation {
     /// Human-readable rendering.
     pub fn render(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} {} -> {} {}/{}",
+            "{} {} -> {}{} {}/{}",
             self.verdict.as_str().to_uppercase(),
             self.src,
             self.dst,
+            self.dst_fqdn.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
             self.port,
             self.protocol
         );
@@ -374,28 +583,53 @@ impl Explanation {
                 Direction::Ingress => format!("ingress to {}", side.subject),
             };
             let status = if side.allowed { "allowed" } else { "DENIED" };
-            if !side.isolated {
+            if side.policies.is_empty() {
                 let _ = writeln!(s, "  {what}: {status}: {}", side.note.as_deref().unwrap_or("not isolated"));
                 continue;
             }
-            let _ = writeln!(s, "  {what}: {status}; isolated by {}", side.policies.join(", "));
-            for m in &side.allowed_by {
-                let peer = m.peer.map_or("any peer (no from/to)".to_string(), |p| format!("peer {p}"));
-                let port = m.port.clone().unwrap_or_else(|| "any port (no ports)".to_string());
-                let _ = writeln!(s, "    allowed by {} rule {} {peer}, port {port}", m.policy, m.rule);
+            let only_np = side.policy_keys.iter().all(|k| k.kind == PolicyKind::NetworkPolicy);
+            if only_np {
+                let _ = writeln!(s, "  {what}: {status}; isolated by {}", side.policies.join(", "));
+                render_np(&mut s, side, "    ");
+                continue;
             }
-            if !side.allowed {
-                let _ = writeln!(s, "    no rule allows it:");
-                for r in &side.rejections {
-                    match r.rule {
-                        Some(i) => {
-                            let _ = writeln!(s, "    - {} rule {i}: {}", r.policy, r.reason);
-                        }
-                        None => {
-                            let _ = writeln!(s, "    - {} {}", r.policy, r.reason);
-                        }
+            // Tier by tier.
+            let _ = writeln!(s, "  {what}: {status}");
+            let verdict = if side.allowed { "ALLOW" } else { "DENY" };
+            let np: Vec<&str> = side
+                .policies
+                .iter()
+                .zip(&side.policy_keys)
+                .filter(|(_, k)| k.kind == PolicyKind::NetworkPolicy)
+                .map(|(p, _)| p.as_str())
+                .collect();
+            let mut np_done = false;
+            for (i, m) in side.walk.iter().enumerate() {
+                if m.tier == "NetworkPolicy" {
+                    if !np_done {
+                        np_done = true;
+                        let _ = writeln!(s, "    [NetworkPolicy] isolated by {} → {verdict}", np.join(", "));
+                        render_np(&mut s, side, "      ");
                     }
+                    continue;
                 }
+                let last = i + 1 == side.walk.len() && side.decided_by == DecidedBy::Rule;
+                let outcome = match m.action {
+                    Action::Pass => " → next tier".to_string(),
+                    _ if last => format!(" → {verdict}"),
+                    _ => String::new(),
+                };
+                let _ = writeln!(s, "    {}{outcome}", rule_line(m));
+            }
+            match side.decided_by {
+                DecidedBy::NetworkPolicy if !np_done => {
+                    let _ = writeln!(s, "    [NetworkPolicy] isolated by {} → {verdict}", np.join(", "));
+                    render_np(&mut s, side, "      ");
+                }
+                DecidedBy::Default => {
+                    let _ = writeln!(s, "    no tier decides → ALLOW (Kubernetes' default)");
+                }
+                _ => {}
             }
         }
         s

@@ -873,10 +873,14 @@ pub(crate) fn what_if_cluster(
     use netpol_core::model::{Namespace, Origin};
     let mut c = base.clone();
     for (i, d) in req.delete.iter().enumerate() {
-        let (ns, name) =
-            d.split_once('/').ok_or_else(|| Failure::bad(&format!("delete[{i}]"), "expected `namespace/name`"))?;
+        if !d.contains('/') {
+            return Err(Failure::bad(&format!("delete[{i}]"), "expected `namespace/name` (or `anp/name`, `cnp/name`)"));
+        }
+        let Some(id) = c.find_policy(d) else {
+            return Err(Failure::new(StatusCode::NOT_FOUND, &format!("delete[{i}]"), format!("no policy `{d}`")));
+        };
         let before = c.policies.len();
-        c.policies.retain(|p| !(c_ns(base, p.ns) == ns && p.name == name));
+        c.policies.remove(id.index());
         if c.policies.len() == before {
             return Err(Failure::new(StatusCode::NOT_FOUND, &format!("delete[{i}]"), format!("no policy `{d}`")));
         }
@@ -898,27 +902,25 @@ pub(crate) fn what_if_cluster(
         return Err(Failure::new(StatusCode::UNPROCESSABLE_ENTITY, &field, d.message.clone()));
     }
     for mut pol in loaded.cluster.policies {
-        let ns_name = loaded.cluster.namespaces[pol.ns.index()].name.clone();
-        let ns = match c.namespace_id(&ns_name) {
-            Some(id) => id,
-            None => {
-                c.namespaces.push(Namespace {
-                    name: ns_name.clone(),
-                    labels: loaded.cluster.namespaces[pol.ns.index()].labels.clone(),
-                    origin: None,
-                });
-                netpol_core::model::NsId::new(c.namespaces.len() - 1)
-            }
-        };
-        pol.ns = ns;
-        c.policies.retain(|p| !(p.ns == ns && p.name == pol.name));
+        if let Some(own) = pol.ns() {
+            let ns_name = loaded.cluster.namespaces[own.index()].name.clone();
+            let ns = match c.namespace_id(&ns_name) {
+                Some(id) => id,
+                None => {
+                    c.namespaces.push(Namespace {
+                        name: ns_name.clone(),
+                        labels: loaded.cluster.namespaces[own.index()].labels.clone(),
+                        origin: None,
+                    });
+                    netpol_core::model::NsId::new(c.namespaces.len() - 1)
+                }
+            };
+            pol.scope = netpol_core::model::Scope::Namespace(ns);
+        }
+        c.policies.retain(|p| !(p.kind == pol.kind && p.ns() == pol.ns() && p.name == pol.name));
         c.policies.push(pol);
     }
     Ok(c)
-}
-
-fn c_ns(c: &netpol_core::model::Cluster, ns: netpol_core::model::NsId) -> &str {
-    c.ns_name(ns)
 }
 
 /// The connectivity delta the given policy changes would cause (as `netpol diff -o json`), without applying them.
@@ -1050,7 +1052,7 @@ async fn pods_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PodIn
             let p = e.cluster().pod(id);
             let ident = e.identity_of(id);
             let side = |dir: Direction| Isolation {
-                isolated: ident.isolated(dir),
+                isolated: e.isolated(e.pod_identity(id), dir),
                 policies: ident.policies(dir).iter().map(|&x| e.cluster().policy_ref(x)).collect(),
             };
             PodInfo {
@@ -1122,7 +1124,7 @@ async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<P
             let mut pods = selected.remove(&PolicyId::new(i)).unwrap_or_default();
             pods.sort();
             PolicyInfo {
-                namespace: e.cluster().ns_name(pol.ns).to_string(),
+                namespace: pol.ns().map(|ns| e.cluster().ns_name(ns).to_string()).unwrap_or_default(),
                 name: pol.name.clone(),
                 pod_selector: pol.pod_selector.to_string(),
                 policy_types: types,

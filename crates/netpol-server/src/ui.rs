@@ -1050,10 +1050,8 @@ fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(En
         if !seen.insert(r.clone()) {
             continue;
         }
-        let (ns, name) = r.split_once('/').unwrap_or(("", ""));
-        let is = |c: &Cluster, p: &Policy| c.ns_name(p.ns) == ns && p.name == name;
-        let id = engine.cluster().policies.iter().position(|p| is(engine.cluster(), p));
-        let replaces = base.policies.iter().any(|p| is(base, p));
+        let id = engine.cluster().find_policy(&r).map(|p| p.index());
+        let replaces = base.find_policy(&r).is_some();
         applied.push(AppliedPolicy {
             selected_pods: id.and_then(|i| selected.get(&PolicyId::new(i)).copied()).unwrap_or(0),
             policy: r,
@@ -1215,6 +1213,12 @@ struct PeerDoc {
     pod_selector: Option<SelectorDoc>,
     #[serde(rename = "ipBlock", skip_serializing_if = "Option::is_none")]
     ip_block: Option<IpBlockDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    networks: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<SelectorDoc>,
+    #[serde(rename = "domainNames", skip_serializing_if = "Option::is_none")]
+    domain_names: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -1278,8 +1282,13 @@ fn rule_doc(r: &Rule, ingress: bool) -> RuleDoc {
             Peer::Selectors { namespaces, pods } => PeerDoc {
                 namespace_selector: namespaces.as_ref().map(selector_doc),
                 pod_selector: pods.as_ref().map(selector_doc),
-                ip_block: None,
+                ..PeerDoc::default()
             },
+            Peer::Networks(n) => {
+                PeerDoc { networks: Some(n.iter().map(|n| n.to_string()).collect()), ..PeerDoc::default() }
+            }
+            Peer::Nodes(s) => PeerDoc { nodes: Some(selector_doc(s)), ..PeerDoc::default() },
+            Peer::DomainNames(d) => PeerDoc { domain_names: Some(d.clone()), ..PeerDoc::default() },
             Peer::IpBlock(b) => PeerDoc {
                 ip_block: Some(IpBlockDoc {
                     cidr: b.cidr.to_string(),
@@ -1323,7 +1332,10 @@ pub fn policy_yaml(c: &Cluster, pol: &Policy) -> Result<String, String> {
     let doc = NpDoc {
         api_version: "networking.k8s.io/v1",
         kind: "NetworkPolicy",
-        metadata: NpMeta { name: pol.name.clone(), namespace: c.ns_name(pol.ns).to_string() },
+        metadata: NpMeta {
+            name: pol.name.clone(),
+            namespace: pol.ns().map(|ns| c.ns_name(ns).to_string()).unwrap_or_default(),
+        },
         spec: NpSpec {
             pod_selector: selector_doc(&pol.pod_selector),
             policy_types: types,
@@ -1348,13 +1360,13 @@ pub async fn manifest_handler(
 ) -> Result<Response, UiFailure> {
     let p = parse_params(uri_query.0.as_deref())?;
     let r = param(&p, "policy").ok_or_else(|| UiFailure::bad("policy", "missing query parameter `policy`"))?;
-    let (ns, name) =
-        r.split_once('/').ok_or_else(|| UiFailure::bad("policy", format!("expected `namespace/name`, got `{r}`")))?;
+    if !r.contains('/') {
+        return Err(UiFailure::bad("policy", format!("expected `namespace/name`, got `{r}`")));
+    }
     let c = &model.engine.cluster();
     let pol = c
-        .policies
-        .iter()
-        .find(|p| c.ns_name(p.ns) == ns && p.name == name)
+        .find_policy(r)
+        .map(|p| c.policy(p))
         .ok_or_else(|| UiFailure::new(StatusCode::NOT_FOUND, "policy", format!("no policy `{r}`")))?;
     let text = policy_yaml(c, pol).map_err(UiFailure::internal)?;
     Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], text).into_response())

@@ -26,7 +26,9 @@ use std::time::Duration;
 use netpol_core::compile::{Engine, IdentityId};
 use netpol_core::diff::{diff, DiffOptions};
 use netpol_core::load::Loader;
-use netpol_core::model::{Direction, IpBlock, Origin, Peer, PodId, Policy, PolicyPort, PortMatch, Rule};
+use netpol_core::model::{
+    Direction, IpBlock, Origin, Peer, PodId, Policy, PolicyKind, PolicyPort, PolicyTier, PortMatch, Rule, Scope,
+};
 use netpol_core::outside::{allowed_groups, allowed_ports, Segments};
 use netpol_core::portset::Protocol;
 use netpol_core::selector::{Requirement, Selector};
@@ -159,14 +161,17 @@ fn run_long_except(size: &str, engine: &Engine) {
     let n = engine.cluster().pods.len();
     let pod = (0..n)
         .map(PodId::new)
-        .find(|&p| ordinary(p) && !engine.identity_of(p).isolated(Direction::Egress))
+        .find(|&p| ordinary(p) && !engine.isolated(engine.pod_identity(p), Direction::Egress))
         .or_else(|| (0..n).map(PodId::new).find(|&p| ordinary(p)))
         .unwrap();
     let mut cluster = engine.cluster().clone();
     let ns = cluster.pods[pod.index()].ns;
     let app = cluster.pods[pod.index()].labels.get("app").unwrap().to_string();
     cluster.policies.push(Policy {
-        ns,
+        kind: PolicyKind::NetworkPolicy,
+        tier: PolicyTier::NetworkPolicy,
+        priority: 0,
+        scope: Scope::Namespace(ns),
         name: "bench-long-except".into(),
         pod_selector: label_selector("app", &app),
         ingress: Vec::new(),
@@ -176,6 +181,7 @@ fn run_long_except(size: &str, engine: &Engine) {
                 except: long_except().iter().map(|e| e.parse().unwrap()).collect(),
             })],
             ports: vec![PolicyPort { protocol: Protocol::Tcp, port: PortMatch::Range(443, 443) }],
+            ..Default::default()
         }],
         affects_ingress: false,
         affects_egress: true,
@@ -256,7 +262,10 @@ fn run_updates(size: &str, engine: &Engine) {
     fresh.labels.insert("bench", "new-identity");
     let app = template.labels.get("app").unwrap_or_default().to_string();
     let policy = Policy {
-        ns: netpol_core::model::NsId::new(0),
+        kind: PolicyKind::NetworkPolicy,
+        tier: PolicyTier::NetworkPolicy,
+        priority: 0,
+        scope: Scope::Namespace(netpol_core::model::NsId::new(0)),
         name: "bench-policy".into(),
         pod_selector: label_selector("app", &app),
         ingress: vec![Rule {
@@ -265,6 +274,7 @@ fn run_updates(size: &str, engine: &Engine) {
                 pods: Some(label_selector("app", "bench-client")),
             }],
             ports: vec![PolicyPort { protocol: Protocol::Tcp, port: PortMatch::Range(8080, 8080) }],
+            ..Default::default()
         }],
         egress: Vec::new(),
         affects_ingress: true,

@@ -101,7 +101,7 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
     let p = e.cluster().pod(pod);
     let ident = e.identity_of(pod);
     let side = |dir: Direction| Side {
-        isolated: ident.isolated(dir),
+        isolated: e.isolated(e.pod_identity(pod), dir),
         policies: ident.policies(dir).iter().map(|&x| e.cluster().policy_ref(x)).collect(),
     };
     PodInfo {

@@ -115,10 +115,10 @@ fn hypothetical_allows(ctx: &Ctx, pols: &[PolicyId], ns: &str, labels: &Labels, 
                 });
             let peer_ok = r.peers.is_empty()
                 || r.peers.iter().any(|peer| match peer {
-                    Peer::IpBlock(_) => false,
+                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::Nodes(_) | Peer::DomainNames(_) => false,
                     Peer::Selectors { namespaces, pods } => {
                         let ns_ok = match namespaces {
-                            None => c.ns_name(pol.ns) == ns,
+                            None => pol.ns().is_some_and(|own| c.ns_name(own) == ns),
                             Some(s) => s.matches(&ns_labels),
                         };
                         ns_ok && pods.as_ref().is_none_or(|s| s.matches(labels))

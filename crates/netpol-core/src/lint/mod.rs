@@ -142,7 +142,7 @@ impl<'e> Ctx<'e> {
         let c = &engine.cluster;
         for (pod, p) in c.pods.iter().enumerate().filter(|(_, p)| p.host_network) {
             for (pid, pol) in c.policies.iter().enumerate() {
-                if pol.ns == p.ns && pol.pod_selector.matches(&p.labels) {
+                if pol.selects(p.ns, &c.ns(p.ns).labels, &p.labels) {
                     host_network[pid].push(PodId::new(pod));
                 }
             }

@@ -29,8 +29,10 @@ fn check(ctx: &super::Ctx, out: &mut Vec<Finding>) {
             continue;
         }
         for dir in [Direction::Ingress, Direction::Egress] {
-            let baseline =
-                c.policies.iter().any(|p| p.ns == NsId::new(nsid) && p.affects(dir) && p.pod_selector.is_everything());
+            let baseline = c
+                .policies
+                .iter()
+                .any(|p| p.ns() == Some(NsId::new(nsid)) && p.affects(dir) && p.pod_selector.is_everything());
             if baseline {
                 continue;
             }

@@ -27,7 +27,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         let (pid, pol, dir, ri, pi, peer) = (at.policy.index(), at.pol, at.dir, at.rule, at.peer, at.value);
         let Peer::Selectors { namespaces, pods } = peer else { continue };
         let nss: Vec<NsId> = match namespaces {
-            None => vec![pol.ns],
+            None => pol.ns().into_iter().collect(),
             Some(sel) => (0..c.namespaces.len()).map(NsId::new).filter(|&n| sel.matches(&c.ns(n).labels)).collect(),
         };
         let path = Some(Ctx::peer_path(dir, ri, pi));
@@ -92,7 +92,13 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         elsewhere.join(", ")
                     )
                 };
-                (format!("podSelector `{psel}` matches no pod in namespace {}", c.ns_name(pol.ns)), help)
+                (
+                    format!(
+                        "podSelector `{psel}` matches no pod in namespace {}",
+                        pol.ns().map_or("", |ns| c.ns_name(ns))
+                    ),
+                    help,
+                )
             }
         };
         out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), path, msg, help));

@@ -55,7 +55,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     .iter()
                     .flat_map(|p| match *p {
                         CPeer::Sel(s) => e.sel_peers[s.index()].1.iter().collect::<Vec<_>>(),
-                        CPeer::Block(_) => Vec::new(),
+                        CPeer::Block(_) | CPeer::Domains(_) | CPeer::Nothing => Vec::new(),
                     })
                     .collect();
                 peers.sort_unstable();

@@ -21,11 +21,12 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     for (pid, pol) in c.policies.iter().enumerate() {
+        let Some(ns) = pol.ns() else { continue };
         // Selecting only hostNetwork pods is NP008's finding, not "selects no pod".
         if !ctx.selected[pid].is_empty() || ctx.selects_only_host_network(PolicyId::new(pid)) {
             continue;
         }
-        let msg = format!("podSelector `{}` selects no pod in namespace {}", pol.pod_selector, c.ns_name(pol.ns));
+        let msg = format!("podSelector `{}` selects no pod in namespace {}", pol.pod_selector, c.ns_name(ns));
         out.push(ctx.policy_finding(
             &RULE,
             PolicyId::new(pid),

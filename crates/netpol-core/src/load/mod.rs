@@ -308,7 +308,7 @@ impl Loader {
         ids.iter().find_map(|&id| {
             let (obj_ns, obj_name, origin) = if kind == "NetworkPolicy" {
                 let p = &self.policies[id as usize];
-                (p.ns, &p.name, &p.origin)
+                (p.ns().unwrap_or_default(), &p.name, &p.origin)
             } else {
                 let p = &self.pods[id as usize];
                 (p.ns, &p.name, &p.source.origin)
@@ -378,7 +378,7 @@ impl Loader {
                 // a decoding thread's short-lived allocations, which would keep their memory pages alive.
                 #[allow(clippy::redundant_clone)]
                 let mut policy = policy.clone();
-                policy.ns = ns;
+                policy.scope = Scope::Namespace(ns);
                 policy.origin = origin;
                 self.intern_selectors(&mut policy);
                 self.remember("NetworkPolicy", ns, &policy.name, self.policies.len() as u32);
@@ -422,6 +422,7 @@ impl Loader {
                     ports: self.intern.ports(p.ports),
                     ips: p.ips.to_vec(),
                     host_network: p.host_network,
+                    node: None,
                     source,
                 };
                 self.remember(p.kind, ns, &pod.name, self.pods.len() as u32);
@@ -450,7 +451,12 @@ impl Loader {
             p.name = format!("{}/{}", p.source.kind.to_ascii_lowercase(), p.name);
         }
         Loaded {
-            cluster: Cluster { namespaces: self.namespaces, pods: self.pods, policies: self.policies },
+            cluster: Cluster {
+                namespaces: self.namespaces,
+                pods: self.pods,
+                policies: self.policies,
+                nodes: Vec::new(),
+            },
             diagnostics: self.diagnostics,
             skipped_kinds: self.skipped_kinds,
         }

@@ -468,7 +468,10 @@ pub(crate) fn policy(o: obj::NetworkPolicyObj, errs: &mut Errors) -> Option<Item
         }
     }
     let policy = Policy {
-        ns: NsId::new(0),
+        kind: PolicyKind::NetworkPolicy,
+        tier: PolicyTier::NetworkPolicy,
+        priority: 0,
+        scope: Scope::Namespace(NsId::new(0)),
         name: name?,
         pod_selector,
         ingress,

@@ -363,6 +363,7 @@ fn pod(r: &mut Rng, i: usize, n_ns: usize) -> Pod {
         ports: ports.into(),
         ips: ip(r, i).into_iter().collect(),
         host_network: r.chance(8),
+        node: None,
         source: PodSource { kind: "Pod", origin: Origin::default() },
     }
 }

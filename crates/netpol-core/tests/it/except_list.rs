@@ -54,6 +54,7 @@ fn pod(name: &str, app: &str, ip: &str) -> Pod {
         ports: Vec::new().into(),
         ips: vec![ip.parse().unwrap()],
         host_network: false,
+        node: None,
         source: PodSource { kind: "Pod", origin: Origin::default() },
     }
 }
@@ -80,7 +81,10 @@ fn with_policies(mut c: Cluster) -> Cluster {
     });
     let port = |p: u16| PolicyPort { protocol: Protocol::Tcp, port: PortMatch::Range(p, p) };
     let policy = |name: &str, app: &str, ingress: Vec<Rule>, egress: Vec<Rule>| Policy {
-        ns: NsId::new(0),
+        kind: PolicyKind::NetworkPolicy,
+        tier: PolicyTier::NetworkPolicy,
+        priority: 0,
+        scope: Scope::Namespace(NsId::new(0)),
         name: name.into(),
         pod_selector: sel("app", app),
         affects_ingress: !ingress.is_empty(),
@@ -90,12 +94,25 @@ fn with_policies(mut c: Cluster) -> Cluster {
         origin: Origin::default(),
     };
     c.policies = vec![
-        policy("web-out", "web", vec![], vec![Rule { peers: vec![big.clone()], ports: vec![port(443)] }]),
-        policy("web-out-11", "web", vec![], vec![Rule { peers: vec![small.clone()], ports: vec![port(8080)] }]),
+        policy(
+            "web-out",
+            "web",
+            vec![],
+            vec![Rule { peers: vec![big.clone()], ports: vec![port(443)], ..Default::default() }],
+        ),
+        policy(
+            "web-out-11",
+            "web",
+            vec![],
+            vec![Rule { peers: vec![small.clone()], ports: vec![port(8080)], ..Default::default() }],
+        ),
         policy(
             "db-in",
             "db",
-            vec![Rule { peers: vec![big], ports: vec![port(5432)] }, Rule { peers: vec![small], ports: vec![] }],
+            vec![
+                Rule { peers: vec![big], ports: vec![port(5432)], ..Default::default() },
+                Rule { peers: vec![small], ports: vec![], ..Default::default() },
+            ],
             vec![],
         ),
     ];

@@ -56,7 +56,7 @@ fn assert_clean(l: &Loaded) {
 
 fn policy<'a>(l: &'a Loaded, ns: &str, name: &str) -> Option<&'a Policy> {
     let ns = l.cluster.namespace_id(ns)?;
-    l.cluster.policies.iter().find(|p| p.ns == ns && p.name == name)
+    l.cluster.policies.iter().find(|p| p.ns() == Some(ns) && p.name == name)
 }
 
 fn pod<'a>(l: &'a Loaded, ns: &str, name: &str) -> Option<&'a Pod> {

@@ -75,6 +75,7 @@ fn random_pod(r: &mut Rng, c: &Cluster, name: String) -> Pod {
         ports,
         ips,
         host_network,
+        node: None,
         source: PodSource { kind: "Pod", origin: Origin::default() },
     }
 }
@@ -99,13 +100,17 @@ fn shard_policy(r: &mut Rng, name: String) -> Policy {
         namespaces: r.chance(50).then(|| selector(r, NS_KEYS)),
         pods: Some(shard_selector(r)),
     };
-    let ingress = vec![Rule { peers: vec![peer(r)], ports: Vec::new() }];
+    let ingress = vec![Rule { peers: vec![peer(r)], ports: Vec::new(), ..Default::default() }];
     let egress = vec![Rule {
         peers: vec![peer(r), peer(r)],
         ports: vec![PolicyPort { protocol: Protocol::Tcp, port: PortMatch::Range(80, 80) }],
+        ..Default::default()
     }];
     Policy {
-        ns: NsId::new(0),
+        kind: PolicyKind::NetworkPolicy,
+        tier: PolicyTier::NetworkPolicy,
+        priority: 0,
+        scope: Scope::Namespace(NsId::new(0)),
         name,
         pod_selector: shard_selector(r),
         ingress,
@@ -144,7 +149,7 @@ fn random_change(r: &mut Rng, c: &Cluster) -> Change {
         }
         75..=84 => match (c.policies.is_empty() || r.chance(10), r.below(c.policies.len().max(1))) {
             (false, i) => Change::DeletePolicy {
-                namespace: c.ns_name(c.policies[i].ns).to_string(),
+                namespace: c.ns_name(c.policies[i].ns().unwrap()).to_string(),
                 name: c.policies[i].name.clone(),
             },
             (true, _) => Change::DeletePolicy { namespace: ns_name(r, c), name: "nope".into() },
@@ -166,6 +171,9 @@ fn kind(ch: &Change) -> &'static str {
         Change::DeletePolicy { .. } => "delete-policy",
         Change::PutNamespace(_) => "put-namespace",
         Change::DeleteNamespace { .. } => "delete-namespace",
+        Change::DeleteClusterPolicy { .. } => "delete-cluster-policy",
+        Change::PutNode(_) => "put-node",
+        Change::DeleteNode { .. } => "delete-node",
     }
 }
 
@@ -209,6 +217,8 @@ fn peer_text(e: &Engine, p: &CPeer) -> String {
     match *p {
         CPeer::Sel(s) => format!("{:?}", e.sel_peers()[s.index()].0),
         CPeer::Block(b) => e.blocks()[b.index()].to_string(),
+        CPeer::Domains(d) => e.domains(d).join(","),
+        CPeer::Nothing => "nothing".to_string(),
     }
 }
 
@@ -286,7 +296,11 @@ fn assert_same_answers(e: &Engine, f: &Engine, stride: usize) {
     assert_eq!(eps, endpoints(f));
     for p in (0..e.cluster().pods.len()).map(PodId::new) {
         for dir in [Direction::Ingress, Direction::Egress] {
-            assert_eq!(e.identity_of(p).isolated(dir), f.identity_of(p).isolated(dir), "isolation of {p} {dir}");
+            assert_eq!(
+                e.isolated(e.pod_identity(p), dir),
+                f.isolated(f.pod_identity(p), dir),
+                "isolation of {p} {dir}"
+            );
         }
     }
     for (i, s) in eps.iter().enumerate() {
@@ -526,6 +540,7 @@ fn new_ip_block_recompiles_once_per_batch() {
     pol.ingress = vec![Rule {
         peers: vec![Peer::IpBlock(IpBlock { cidr: "192.0.2.0/24".parse().unwrap(), except: vec![] })],
         ports: vec![],
+        ..Default::default()
     }];
     let ns = e.cluster().namespaces[0].name.clone();
     let pod = random_pod(&mut r, e.cluster(), "late".into());

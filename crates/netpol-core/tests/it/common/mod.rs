@@ -156,7 +156,19 @@ pub fn policy_with_rules(r: &mut Rng, ns: NsId, name: String, ingress: Vec<Rule>
         _ => (true, true),
     };
     let pod_selector = selector(r, POD_KEYS);
-    Policy { ns, name, pod_selector, ingress, egress, affects_ingress, affects_egress, origin: Origin::default() }
+    Policy {
+        kind: PolicyKind::NetworkPolicy,
+        tier: PolicyTier::NetworkPolicy,
+        priority: 0,
+        scope: Scope::Namespace(ns),
+        name,
+        pod_selector,
+        ingress,
+        egress,
+        affects_ingress,
+        affects_egress,
+        origin: Origin::default(),
+    }
 }
 
 pub fn cluster(seed: u64) -> Cluster {
@@ -177,6 +189,7 @@ pub fn cluster(seed: u64) -> Cluster {
             ports: ports.into(),
             ips,
             host_network: r.chance(8),
+            node: None,
             source: PodSource { kind: "Pod", origin: Origin::default() },
         });
     }
