@@ -7,7 +7,7 @@ use netpol_core::reference;
 use netpol_core::verdict::Verdict;
 use proptest::prelude::*;
 
-use crate::common::{cluster, endpoints, PROTOS};
+use crate::common::{cluster, endpoints, NAMES, PROTOS};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
@@ -24,6 +24,15 @@ proptest! {
                         prop_assert_eq!(e.allowed(s, d, proto, port), want, "engine {:?} -> {:?} {}/{}", s, d, port, proto);
                         let ex = e.explain(s, d, proto, port);
                         prop_assert_eq!(ex.verdict, Verdict::from_bool(want), "explain\n{}", ex.render());
+                    }
+                    // A destination resolved from a DNS name (what domainNames peers match).
+                    if matches!(d, Endpoint::External(_)) {
+                        for name in NAMES {
+                            let want = reference::allowed_named(e.cluster(), s, d, Some(name), proto, 80);
+                            prop_assert_eq!(e.allowed_named(s, d, Some(name), proto, 80), want, "{:?} -> {:?} ({})", s, d, name);
+                            let ex = e.explain_named(s, d, Some(name), proto, 80);
+                            prop_assert_eq!(ex.verdict, Verdict::from_bool(want), "explain\n{}", ex.render());
+                        }
                     }
                 }
             }

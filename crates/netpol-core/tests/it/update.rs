@@ -18,7 +18,8 @@ use netpol_core::update::{apply_to_cluster, Change, UpdateStats};
 use proptest::prelude::*;
 
 use crate::common::{
-    cluster, endpoints, labels, pod_ports, policy_with_rules, rule, selector, Rng, NS_KEYS, POD_KEYS, PROTOS,
+    admin_policy, cluster, endpoints, labels, pod_ports, policy_with_rules, rule, selector, Rng, NS_KEYS, POD_KEYS,
+    PROTOS,
 };
 
 const VERDICT_PORTS: [u16; 8] = [1, 53, 70, 80, 81, 90, 100, 124];
@@ -81,7 +82,8 @@ fn random_pod(r: &mut Rng, c: &Cluster, name: String) -> Pod {
 }
 
 fn random_policy(r: &mut Rng, c: &Cluster, name: String) -> Policy {
-    let like = (!c.policies.is_empty() && r.chance(30)).then(|| r.pick(&c.policies).clone());
+    let nps: Vec<&Policy> = c.policies.iter().filter(|p| p.kind == PolicyKind::NetworkPolicy).collect();
+    let like = (!nps.is_empty() && r.chance(30)).then(|| (*r.pick(&nps)).clone());
     let (ingress, egress) = match &like {
         // Same rules (so the same ipBlocks), new selector.
         Some(p) => (p.ingress.clone(), p.egress.clone()),
@@ -144,22 +146,33 @@ fn random_change(r: &mut Rng, c: &Cluster) -> Change {
         55..=74 => {
             let namespace = ns_name(r, c);
             let name = format!("pol{}", r.below(8));
-            let policy = random_policy(r, c, name);
+            let admin = format!("adm{}", r.below(4));
+            let policy = if r.chance(30) { admin_policy(r, admin) } else { random_policy(r, c, name) };
             Change::PutPolicy { namespace, policy }
         }
         75..=84 => match (c.policies.is_empty() || r.chance(10), r.below(c.policies.len().max(1))) {
-            (false, i) => Change::DeletePolicy {
-                namespace: c.ns_name(c.policies[i].ns().unwrap()).to_string(),
-                name: c.policies[i].name.clone(),
+            (false, i) => match c.policies[i].ns() {
+                Some(ns) => {
+                    Change::DeletePolicy { namespace: c.ns_name(ns).to_string(), name: c.policies[i].name.clone() }
+                }
+                None => Change::DeleteClusterPolicy { kind: c.policies[i].kind, name: c.policies[i].name.clone() },
             },
             (true, _) => Change::DeletePolicy { namespace: ns_name(r, c), name: "nope".into() },
         },
-        85..=94 => {
+        85..=92 => {
             let name = ns_name(r, c);
             let labels = ns_labels(r, &name);
             Change::PutNamespace(Namespace { name, labels, origin: None })
         }
-        _ => Change::DeleteNamespace { name: ns_name(r, c) },
+        93..=96 => Change::DeleteNamespace { name: ns_name(r, c) },
+        97 | 98 => {
+            let i = r.below(3);
+            let mut labels = labels(r, crate::common::NODE_KEYS);
+            labels.insert("kubernetes.io/hostname", format!("node{i}"));
+            let ips = vec![format!("10.0.0.{}", 240 + r.below(3)).parse().unwrap()];
+            Change::PutNode(Node { name: format!("node{i}"), labels, ips, origin: Origin::default() })
+        }
+        _ => Change::DeleteNode { name: format!("node{}", r.below(3)) },
     }
 }
 

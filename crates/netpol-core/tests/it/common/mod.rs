@@ -171,6 +171,75 @@ pub fn policy_with_rules(r: &mut Rng, ns: NsId, name: String, ingress: Vec<Rule>
     }
 }
 
+pub const NODE_KEYS: &[(&str, &[&str])] = &[("zone", &["a", "b"]), ("role", &["infra", "work"])];
+
+/// Destination names flows may carry (`dst_fqdn`), and the `domainNames` entries rules may have.
+pub const NAMES: [&str; 3] = ["api.example.com", "a.b.example.com", "other.org"];
+const DOMAINS: [&str; 4] = ["api.example.com", "*.example.com", "other.org", "*.b.example.com"];
+
+/// An admin-tier rule: any action, peers of every kind (namespaces and pods always name their namespaces).
+pub fn admin_rule(r: &mut Rng, egress: bool, baseline: bool) -> Rule {
+    let mut rule = rule(r);
+    for p in &mut rule.peers {
+        match p {
+            Peer::Selectors { namespaces, .. } if namespaces.is_none() => *namespaces = Some(selector(r, NS_KEYS)),
+            Peer::IpBlock(b) if r.chance(70) => *p = Peer::Networks(vec![b.cidr, ip_block(r).cidr]),
+            _ => {}
+        }
+    }
+    if egress && r.chance(30) {
+        rule.peers.push(Peer::Nodes(selector(r, NODE_KEYS)));
+    }
+    if egress && r.chance(25) {
+        let names = DOMAINS.iter().filter(|_| r.chance(50)).map(|d| d.to_string()).collect::<Vec<_>>();
+        rule.peers.push(Peer::DomainNames(if names.is_empty() { vec![DOMAINS[0].to_string()] } else { names }));
+    }
+    rule.action = match r.below(if baseline { 2 } else { 3 }) {
+        0 => Action::Allow,
+        1 => Action::Deny,
+        _ => Action::Pass,
+    };
+    rule.name = r.chance(50).then(|| format!("r{}", r.below(100)));
+    rule
+}
+
+/// A policy of an admin tier (ClusterNetworkPolicy of either tier, AdminNetworkPolicy or
+/// BaselineAdminNetworkPolicy), with equal priorities now and then.
+pub fn admin_policy(r: &mut Rng, name: String) -> Policy {
+    let (kind, tier) = match r.below(4) {
+        0 => (PolicyKind::ClusterNetworkPolicy, PolicyTier::Admin),
+        1 => (PolicyKind::ClusterNetworkPolicy, PolicyTier::Baseline),
+        2 => (PolicyKind::AdminNetworkPolicy, PolicyTier::Admin),
+        _ => (PolicyKind::BaselineAdminNetworkPolicy, PolicyTier::Baseline),
+    };
+    let baseline = kind == PolicyKind::BaselineAdminNetworkPolicy;
+    let ingress: Vec<Rule> = (0..r.below(3)).map(|_| admin_rule(r, false, baseline)).collect();
+    let egress: Vec<Rule> = (0..r.below(3)).map(|_| admin_rule(r, true, baseline)).collect();
+    Policy {
+        kind,
+        tier,
+        priority: r.below(3) as u32,
+        scope: Scope::Cluster(selector(r, NS_KEYS)),
+        name: if baseline { "default".to_string() } else { name },
+        pod_selector: if r.chance(40) { Selector::everything() } else { selector(r, POD_KEYS) },
+        affects_ingress: !ingress.is_empty(),
+        affects_egress: !egress.is_empty(),
+        ingress,
+        egress,
+        origin: Origin::default(),
+    }
+}
+
+/// A cluster of NetworkPolicies only.
+pub fn np_cluster(seed: u64) -> Cluster {
+    let mut c = cluster(seed);
+    c.policies.retain(|p| p.kind == PolicyKind::NetworkPolicy);
+    c.nodes.clear();
+    c
+}
+
+/// A random cluster: namespaces, pods (some on the host network, at their node's address), NetworkPolicies,
+/// policies of the admin tiers, nodes.
 pub fn cluster(seed: u64) -> Cluster {
     let mut r = Rng(seed);
     let mut c = Cluster::default();
@@ -199,6 +268,27 @@ pub fn cluster(seed: u64) -> Cluster {
         let ns = NsId::new(r.below(c.namespaces.len()));
         c.policies.push(policy_with_rules(&mut r, ns, format!("pol{i}"), ingress, egress));
     }
+    for i in 0..r.below(3) {
+        let mut l = labels(&mut r, NODE_KEYS);
+        l.insert("kubernetes.io/hostname", format!("node{i}"));
+        let mut ips: Vec<IpAddr> = vec![format!("10.0.0.{}", 240 + i).parse().unwrap()];
+        if r.chance(30) {
+            ips.push(format!("fd00::f{i}").parse().unwrap());
+        }
+        c.nodes.push(Node { name: format!("node{i}"), labels: l, ips, origin: Origin::default() });
+    }
+    for p in c.pods.iter_mut().filter(|p| p.host_network) {
+        if let Some(n) = c.nodes.first() {
+            p.ips = n.ips.clone();
+            p.node = Some(n.name.clone());
+        }
+    }
+    for i in 0..r.below(5) {
+        let pol = admin_policy(&mut r, format!("adm{i}"));
+        if !c.policies.iter().any(|q| q.kind == pol.kind && q.name == pol.name) {
+            c.policies.push(pol);
+        }
+    }
     c
 }
 
@@ -210,7 +300,7 @@ pub fn endpoints(e: &Engine) -> Vec<Endpoint> {
             v.push(Endpoint::Pod { pod: PodId::new(pod), ip: Some(*ip) });
         }
     }
-    for ext in ["10.0.0.200", "10.0.0.3", "fd00::99", "192.0.2.1"] {
+    for ext in ["10.0.0.200", "10.0.0.3", "fd00::99", "192.0.2.1", "10.0.0.240", "10.0.0.241"] {
         v.push(e.endpoint_for_ip(ext.parse().unwrap()));
     }
     v
