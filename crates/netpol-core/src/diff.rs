@@ -26,7 +26,7 @@ use crate::matrix::{Matrix, PortSets, PsId, MAX_STORED_CELLS};
 use crate::model::{Direction, PodId, PolicyId, PolicyKey};
 use crate::outside::{allowed_port_runs, push_ranges, Segments, EXAMPLE_ADDRESSES};
 use crate::portset::{PortSet, Protocol, MAX_PORT, MIN_PORT};
-use crate::verdict::{Explanation, SideExplanation};
+use crate::verdict::{DecidedBy, Explanation, SideExplanation};
 
 /// What to compare.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -795,6 +795,13 @@ impl<'a> CauseCtx<'a> {
 
     fn allowed_now(&mut self, o: &SideExplanation, n: &SideExplanation) -> String {
         let who = side_name(n);
+        if n.decided_by == DecidedBy::Rule {
+            return format!("{who} now allowed by {}, which overrides {}", decider(n), decider(o));
+        }
+        if o.decided_by == DecidedBy::Rule {
+            let why = self.gone_why(o, n);
+            return format!("{who} no longer denied by {} ({why}); now {}", decider(o), decider(n));
+        }
         if !n.isolated {
             let gone: Vec<String> =
                 o.policy_keys
@@ -819,8 +826,29 @@ impl<'a> CauseCtx<'a> {
         s
     }
 
+    /// Why the deciding rule of the old side `o` no longer decides in `n`.
+    fn gone_why(&mut self, o: &SideExplanation, n: &SideExplanation) -> String {
+        let Some(m) = o.walk.last() else { return String::new() };
+        if !self.in_new(&m.key.policy) {
+            "the policy was removed".to_string()
+        } else if !n.policy_keys.contains(&m.key.policy) {
+            format!("the policy no longer applies to {}", n.subject)
+        } else if n.walk.iter().any(|w| w.key == m.key) {
+            "a rule before it decides first".to_string()
+        } else {
+            "the rule no longer matches, or a rule before it decides first".to_string()
+        }
+    }
+
     fn denied_now(&mut self, o: &SideExplanation, n: &SideExplanation, flow: &str) -> String {
         let who = side_name(n);
+        if n.decided_by == DecidedBy::Rule {
+            return format!("{who} now denied by {}, which overrides {}", decider(n), decider(o));
+        }
+        if o.decided_by == DecidedBy::Rule {
+            let why = self.gone_why(o, n);
+            return format!("{who} no longer allowed by {} ({why}); now {}", decider(o), decider(n));
+        }
         if !o.isolated {
             return format!("{who} is now isolated by {}, and no rule allows {flow}", n.policies.join(", "));
         }
@@ -843,6 +871,35 @@ impl<'a> CauseCtx<'a> {
             })
             .collect();
         format!("{who} no longer allowed by {}", reasons.join("; "))
+    }
+}
+
+/// What decided a side, in words: `the Admin policy anp/x rule 1 "name" (deny)`, `NetworkPolicy ns/p rule 0`,
+/// `NetworkPolicy isolation by ns/deny`, `the default (no rule of any tier matches)`.
+fn decider(s: &SideExplanation) -> String {
+    match s.decided_by {
+        DecidedBy::NotGoverned => format!("no policy governing {}", s.subject),
+        DecidedBy::Default => "the default (no rule of any tier decides: allowed)".to_string(),
+        DecidedBy::Rule => match s.walk.last() {
+            Some(m) => {
+                let name = m.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+                format!("the {} policy {} rule {}{name} ({})", m.tier, m.policy, m.rule, m.action)
+            }
+            None => "a rule".to_string(),
+        },
+        DecidedBy::NetworkPolicy => match s.allowed_by.iter().find(|m| m.tier == "NetworkPolicy") {
+            Some(m) => format!("NetworkPolicy {}", rule_text(&m.policy, m.rule, m.peer, m.port.as_deref())),
+            None => {
+                let np: Vec<&str> = s
+                    .policies
+                    .iter()
+                    .zip(&s.policy_keys)
+                    .filter(|(_, k)| k.kind == crate::model::PolicyKind::NetworkPolicy)
+                    .map(|(p, _)| p.as_str())
+                    .collect();
+                format!("NetworkPolicy isolation by {}", np.join(", "))
+            }
+        },
     }
 }
 

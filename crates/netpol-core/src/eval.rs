@@ -372,6 +372,21 @@ impl Engine {
         })
     }
 
+    /// The policies that apply to the pods of identity `i` in `dir`, per tier (tiers with none left out), each
+    /// tier's in evaluation order.
+    pub fn policies_by_tier(&self, i: IdentityId, dir: Direction) -> Vec<(&'static str, Vec<PolicyId>)> {
+        let ordered = self.evaluation_order(self.identities[i.index()].policies(dir));
+        let mut out: Vec<(&'static str, Vec<PolicyId>)> = Vec::new();
+        for (t, tier) in self.tiers.iter().enumerate() {
+            let pols: Vec<PolicyId> =
+                ordered.iter().copied().filter(|&p| self.policy_tier(p) == TierId::new(t)).collect();
+            if !pols.is_empty() {
+                out.push((tier.name, pols));
+            }
+        }
+        out
+    }
+
     /// The rules of the policies `pols` (a subject's, sorted) in direction `dir`, in evaluation order, with
     /// the end of each tier: what a fold over a policy profile walks (the matrix folds profiles, not pods).
     pub fn profile_steps(&self, pols: &[PolicyId], dir: Direction) -> Vec<ProfileStep> {

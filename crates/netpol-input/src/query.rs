@@ -1,7 +1,8 @@
 //! `netpol query`: the machine contract. JSON Lines in, JSON Lines out, one output line per input line, in order.
 //!
 //! Input line: `{"src":"ns/pod"|"IP","dst":"ns/pod"|"IP","protocol":"TCP","port":80}` (protocol defaults to
-//! TCP; other fields are kept). Output line: the input object byte for byte, with `"verdict":"allow"|"deny"`
+//! TCP; other fields are kept). An optional `"dst_fqdn":"api.example.com"` says the source resolved that name
+//! (through cluster DNS) and got `dst`: what `domainNames` peers match. Output line: the input object byte for byte, with `"verdict":"allow"|"deny"`
 //! appended (and `"explain":{...}` with `--explain`), or `"error":"<message>"` when the line cannot be answered.
 //! A line that is not a JSON object is answered `{"input":"<the line>","error":"..."}`, and a line that is not
 //! valid UTF-8 `{"line":N,"input":"<the line, invalid bytes replaced>","error":"..."}`. Lines are read as bytes:
@@ -26,6 +27,8 @@ struct FlowIn<'a> {
     protocol: Option<Cow<'a, str>>,
     #[serde(default)]
     port: Option<serde_json::Value>,
+    #[serde(borrow, default)]
+    dst_fqdn: Option<Cow<'a, str>>,
 }
 
 /// Resolves endpoint strings quickly: `ns/pod` through a hash map, IPs through the engine's index.
@@ -83,8 +86,27 @@ struct Answer {
 pub struct Flow {
     pub src: Endpoint,
     pub dst: Endpoint,
+    /// The DNS name `dst` was resolved from (lowercase, without the final dot).
+    pub dst_fqdn: Option<String>,
     pub protocol: Protocol,
     pub port: u16,
+}
+
+/// Checks a destination name (`dst_fqdn`, `--dst-fqdn`): a DNS name of letters, digits, `-` and `_` labels
+/// separated by dots (a final dot is allowed); returns it lowercase, without the final dot.
+pub fn parse_fqdn(s: &str) -> Result<String, String> {
+    let name = s.strip_suffix('.').unwrap_or(s);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!("`{s}` is not a DNS name (labels of letters, digits and `-`, separated by dots)"));
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -112,10 +134,11 @@ fn flow_shape_error(line: &str, e: &serde_json::Error) -> String {
         ("src", "`namespace/pod`, `pod` or an IP address"),
         ("dst", "`namespace/pod`, `pod` or an IP address"),
         ("protocol", "TCP, UDP or SCTP"),
+        ("dst_fqdn", "the DNS name `dst` was resolved from"),
     ] {
         match m.get(field) {
             None | Some(serde_json::Value::String(_)) => {}
-            Some(serde_json::Value::Null) if field == "protocol" => {}
+            Some(serde_json::Value::Null) if field == "protocol" || field == "dst_fqdn" => {}
             Some(x) => return format!("invalid flow: `{field}` must be a string ({what}), found {}", json_kind(x)),
         }
     }
@@ -142,14 +165,16 @@ pub fn parse_flow(r: &Resolver, line: &str) -> Result<Flow, String> {
     })?;
     let src = r.endpoint(&src).map_err(|e| format!("src: {e}"))?;
     let dst = r.endpoint(&dst).map_err(|e| format!("dst: {e}"))?;
-    Ok(Flow { src, dst, protocol, port })
+    let dst_fqdn = f.dst_fqdn.map(|n| parse_fqdn(&n)).transpose().map_err(|e| format!("dst_fqdn: {e}"))?;
+    Ok(Flow { src, dst, dst_fqdn, protocol, port })
 }
 
 fn answer(r: &Resolver, line: &str, explain: bool) -> Result<Answer, String> {
-    let Flow { src: s, dst: d, protocol: proto, port } = parse_flow(r, line)?;
-    let verdict = r.engine.allowed(&s, &d, proto, port);
+    let Flow { src: s, dst: d, dst_fqdn, protocol: proto, port } = parse_flow(r, line)?;
+    let name = dst_fqdn.as_deref();
+    let verdict = r.engine.allowed_named(&s, &d, name, proto, port);
     let explain = if explain {
-        let ex = r.engine.explain(&s, &d, proto, port);
+        let ex = r.engine.explain_named(&s, &d, name, proto, port);
         Some(serde_json::to_string(&ex).map_err(|e| e.to_string())?)
     } else {
         None

@@ -623,6 +623,8 @@ pub struct Flow {
     /// TCP (default), UDP or SCTP.
     pub protocol: Option<String>,
     pub port: u16,
+    /// The DNS name `dst` was resolved from (what `domainNames` peers match).
+    pub dst_fqdn: Option<String>,
 }
 
 /// A flow echoed with its answer: `verdict` (and `explain` with `?explain=true`), or `error`.
@@ -719,6 +721,7 @@ async fn query_handler(
         ("port" = String, Query, description = "`PORT` or `PORT/PROTOCOL`"),
         ("protocol" = Option<String>, Query, description = "TCP (default), UDP or SCTP"),
         ("namespace" = Option<String>, Query, description = "namespace of pod names given without one (default `default`)"),
+        ("dst_fqdn" = Option<String>, Query, description = "the DNS name `dst` was resolved from (what `domainNames` peers match)"),
     ),
     responses(
         (status = 200, description = "the explanation", body = Object),
@@ -746,7 +749,12 @@ async fn explain_handler(
     let r = Resolver::new(&model.engine, ns);
     let s = r.endpoint(src).map_err(|e| Failure::new(StatusCode::NOT_FOUND, "src", e))?;
     let d = r.endpoint(dst).map_err(|e| Failure::new(StatusCode::NOT_FOUND, "dst", e))?;
-    Ok(Json(model.engine.explain(&s, &d, proto, port)).into_response())
+    let name = param(&p, "dst_fqdn")
+        .filter(|s| !s.is_empty())
+        .map(netpol_input::query::parse_fqdn)
+        .transpose()
+        .map_err(|e| Failure::bad("dst_fqdn", e))?;
+    Ok(Json(model.engine.explain_named(&s, &d, name.as_deref(), proto, port)).into_response())
 }
 
 // ---- matrix ----

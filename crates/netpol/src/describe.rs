@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use netpol_core::compile::{Engine, IdentityId};
-use netpol_core::model::{Direction, PodId};
+use netpol_core::model::{Direction, PodId, PolicyKind};
 use netpol_core::outside::{allowed_groups, Segments};
 use netpol_core::selector::{format_labels, Labels};
 use serde::Serialize;
@@ -14,7 +14,18 @@ use crate::TableOrJson;
 
 #[derive(Serialize)]
 struct Side {
+    /// Whether a NetworkPolicy selects the pod (what NetworkPolicies do not allow is denied).
     isolated: bool,
+    /// Every policy that applies, in evaluation order.
+    policies: Vec<String>,
+    /// The same, tier by tier.
+    tiers: Vec<TierPolicies>,
+}
+
+#[derive(Serialize)]
+struct TierPolicies {
+    tier: &'static str,
+    /// `anp/name (priority 10)` for the admin tiers.
     policies: Vec<String>,
 }
 
@@ -100,9 +111,29 @@ struct PodInfo {
 fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
     let p = e.cluster().pod(pod);
     let ident = e.identity_of(pod);
-    let side = |dir: Direction| Side {
-        isolated: e.isolated(e.pod_identity(pod), dir),
-        policies: ident.policies(dir).iter().map(|&x| e.cluster().policy_ref(x)).collect(),
+    let side = |dir: Direction| {
+        let tiers: Vec<TierPolicies> = e
+            .policies_by_tier(e.pod_identity(pod), dir)
+            .into_iter()
+            .map(|(tier, pols)| TierPolicies {
+                tier,
+                policies: pols
+                    .iter()
+                    .map(|&x| {
+                        let p = e.cluster().policy(x);
+                        match p.kind {
+                            PolicyKind::NetworkPolicy => e.cluster().policy_ref(x),
+                            _ => format!("{} (priority {})", e.cluster().policy_ref(x), p.priority),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Side {
+            isolated: e.isolated(e.pod_identity(pod), dir),
+            policies: e.evaluation_order(ident.policies(dir)).iter().map(|&x| e.cluster().policy_ref(x)).collect(),
+            tiers,
+        }
     };
     PodInfo {
         pod: e.cluster().pod_ref(pod),
@@ -120,10 +151,23 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
 fn side_text(s: &Side, host_network: bool) -> String {
     if host_network {
         "not subject (hostNetwork)".to_string()
-    } else if s.isolated {
-        format!("isolated by {}", s.policies.join(", "))
+    } else if s.tiers.iter().all(|t| t.tier == "NetworkPolicy") {
+        if s.isolated {
+            format!("isolated by {}", s.policies.join(", "))
+        } else {
+            "not isolated".to_string()
+        }
     } else {
-        "not isolated".to_string()
+        let tiers: Vec<String> = s
+            .tiers
+            .iter()
+            .map(|t| match t.tier {
+                "NetworkPolicy" => format!("[NetworkPolicy] isolated by {}", t.policies.join(", ")),
+                tier => format!("[{tier}] {}", t.policies.join(", ")),
+            })
+            .collect();
+        let np = if s.isolated { "" } else { "; no NetworkPolicy selects it" };
+        format!("{}{np}", tiers.join("; "))
     }
 }
 

@@ -206,6 +206,9 @@ enum Cmd {
         /// Namespace of SRC and DST pod names given without one.
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
+        /// The DNS name DST was resolved from (what `domainNames` peers match), e.g. api.example.com.
+        #[arg(long = "dst-fqdn", value_name = "NAME")]
+        dst_fqdn: Option<String>,
         #[arg(
             short = 'o',
             long,
@@ -572,7 +575,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Explain { files, cluster, src, dst, port, namespace, output } => {
+        Cmd::Explain { files, cluster, src, dst, port, namespace, dst_fqdn, output } => {
             let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
             let inp = match load_from(&inputs, strict)? {
                 Ok(i) => i,
@@ -582,7 +585,8 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let s = r.endpoint(&src).map_err(|e| anyhow::anyhow!("source: {e}"))?;
             let d = r.endpoint(&dst).map_err(|e| anyhow::anyhow!("destination: {e}"))?;
             let (port, proto) = query::parse_port_proto(&port).map_err(anyhow::Error::msg)?;
-            let ex = inp.engine.explain(&s, &d, proto, port);
+            let name = dst_fqdn.map(|n| query::parse_fqdn(&n)).transpose().map_err(anyhow::Error::msg)?;
+            let ex = inp.engine.explain_named(&s, &d, name.as_deref(), proto, port);
             match output {
                 TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&ex)?),
                 TextOrJson::Text => print!("{}", style::paint_explanation(&ex.render())),
