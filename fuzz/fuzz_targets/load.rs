@@ -5,6 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::load::Loader;
+use netpol_core::model::PodId;
 use netpol_core::portset::Protocol;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,22 +18,26 @@ fuzz_target!(|data: &[u8]| {
     // relies on: every id the loader hands out is in range.
     let c = &loaded.cluster;
     for p in &c.pods {
-        assert!((p.ns as usize) < c.namespaces.len());
+        assert!(p.ns.index() < c.namespaces.len());
     }
     for p in &c.policies {
-        assert!((p.ns as usize) < c.namespaces.len());
+        assert!(p.ns().is_none_or(|ns| ns.index() < c.namespaces.len()));
     }
     for d in &loaded.diagnostics {
         let _ = d.to_string();
     }
-    // Whatever loaded must compile and answer without panicking.
+    // Whatever loaded must compile and answer without panicking, with a destination name too (domainNames).
     let e = Engine::new(loaded.cluster);
     if let Ok(mut m) = e.matrix(None) {
         let _ = m.pair_counts(&e);
     }
-    if let (Some(_), Some(_)) = (e.cluster.pods.first(), e.cluster.pods.last()) {
-        let (a, b) = (Endpoint::Pod { pod: 0, ip: None }, Endpoint::Pod { pod: e.cluster.pods.len() as u32 - 1, ip: None });
+    let n = e.cluster().pods.len();
+    if n > 0 {
+        let (a, b) = (Endpoint::Pod { pod: PodId::new(0), ip: None }, Endpoint::Pod { pod: PodId::new(n - 1), ip: None });
         let _ = e.allowed(&a, &b, Protocol::Tcp, 80);
         let _ = e.explain(&a, &b, Protocol::Udp, 53).render();
+        let ext = e.endpoint_for_ip("203.0.113.9".parse().unwrap());
+        let _ = e.allowed_named(&a, &ext, Some("api.example.com"), Protocol::Tcp, 443);
+        let _ = e.explain_named(&a, &ext, Some("api.example.com"), Protocol::Tcp, 443).render();
     }
 });

@@ -223,6 +223,14 @@ impl<S: Clone> Side<S> {
         !p.is_none(&u)
     }
 
+    /// The traffic allowed so far, and the traffic still undecided (after a tier end, passed traffic is
+    /// undecided). Later tiers decide only the undecided part, port by port, so what they allow of it is
+    /// what they would allow of all traffic, intersected with it.
+    pub fn parts<P: Ports<Set = S>>(mut self, p: &mut P) -> (S, S) {
+        let u = self.undecided(p);
+        (self.allowed, u)
+    }
+
     /// After the last tier: the allowed traffic (what no tier decided is allowed).
     pub fn finish<P: Ports<Set = S>>(self, p: &mut P) -> S {
         match &self.undecided {

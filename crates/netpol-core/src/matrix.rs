@@ -375,42 +375,43 @@ impl Engine {
             *b = ALL;
         }
         let mut e_over: Vec<Vec<(u32, PsId)>> = vec![Vec::new(); n_tsig];
-        for (e, pols) in eprofs.items.iter().enumerate().skip(1) {
-            let row = self.profile_row(pols, Direction::Egress, |row, r, rule| {
-                let cov = if rule.peers.is_empty() {
-                    Coverage::all()
-                } else {
-                    Coverage::union(rule.peers.iter().map(&mut cover_t))
-                };
-                if cov.complement {
-                    // Broad rule: its numeric ports for every tsig it covers, its named ports resolved for the
-                    // tsigs whose pods define them.
-                    let p = numeric_only(ps, &rule.ports);
-                    let mut keys = Vec::new();
-                    for (proto, name) in &rule.ports.named {
-                        for &t in named_tsigs.get(&(*proto, name.as_str())).into_iter().flatten() {
-                            if cov.contains(t) {
-                                let pp = tsigs.items[t as usize].1;
-                                keys.push((t, resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize])));
-                            }
+        let mut memo = RowMemo::default();
+        let mut e_rule = |row: &mut RowBuilder, ps: &mut PortSets, r: RuleId, rule: &CRule| {
+            let cov = if rule.peers.is_empty() {
+                Coverage::all()
+            } else {
+                Coverage::union(rule.peers.iter().map(&mut cover_t))
+            };
+            if cov.complement {
+                // Broad rule: its numeric ports for every tsig it covers, its named ports resolved for the
+                // tsigs whose pods define them.
+                let p = numeric_only(ps, &rule.ports);
+                let mut keys = Vec::new();
+                for (proto, name) in &rule.ports.named {
+                    for &t in named_tsigs.get(&(*proto, name.as_str())).into_iter().flatten() {
+                        if cov.contains(t) {
+                            let pp = tsigs.items[t as usize].1;
+                            keys.push((t, resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize])));
                         }
                     }
-                    keys.sort_unstable();
-                    keys.dedup_by_key(|k| k.0);
-                    row.rule(rule.action, keys, Some((p, cov.list)));
-                } else {
-                    let keys: Vec<(u32, PsId)> = cov
-                        .list
-                        .iter()
-                        .map(|&t| {
-                            let pp = tsigs.items[t as usize].1;
-                            (t, resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize]))
-                        })
-                        .collect();
-                    row.rule(rule.action, keys, None);
                 }
-            });
-            let (base, over) = row.finish(ps);
+                keys.sort_unstable();
+                keys.dedup_by_key(|k| k.0);
+                row.rule(rule.action, keys, Some((p, cov.list)));
+            } else {
+                let keys: Vec<(u32, PsId)> = cov
+                    .list
+                    .iter()
+                    .map(|&t| {
+                        let pp = tsigs.items[t as usize].1;
+                        (t, resolve(ps, r, &rule.ports, pp, &pps.items[pp as usize]))
+                    })
+                    .collect();
+                row.rule(rule.action, keys, None);
+            }
+        };
+        for (e, pols) in eprofs.items.iter().enumerate().skip(1) {
+            let (base, over) = self.tiered_row(pols, u32::MAX, Direction::Egress, ps, &mut memo, &mut e_rule);
             e_base[e] = base;
             for (t, p) in over {
                 e_over[t as usize].push((e as u32, p));
@@ -419,9 +420,10 @@ impl Engine {
 
         // Ingress rows: per ingress profile, a base (for every msig not listed) + overrides per msig.
         let mut i_rows: Vec<(PsId, Vec<(u32, PsId)>)> = vec![(ALL, Vec::new())];
+        let mut memo = RowMemo::default();
         for (pols, pp) in iprofs.items.iter().skip(1) {
             let cps = &pps.items[*pp as usize];
-            let row = self.profile_row(pols, Direction::Ingress, |row, r, rule| {
+            let mut i_rule = |row: &mut RowBuilder, ps: &mut PortSets, r: RuleId, rule: &CRule| {
                 let p = resolve(ps, r, &rule.ports, *pp, cps);
                 let cov = if rule.peers.is_empty() {
                     Coverage::all()
@@ -433,27 +435,111 @@ impl Engine {
                 } else {
                     row.rule(rule.action, cov.list.iter().map(|&m| (m, p)), None);
                 }
-            });
-            i_rows.push(row.finish(ps));
+            };
+            i_rows.push(self.tiered_row(pols, *pp, Direction::Ingress, ps, &mut memo, &mut i_rule));
         }
         Plan { src_classes, dst_classes, src_key, dst_key, e_base, e_over, i_rows, n_msig }
     }
 
-    /// A profile's row: `rule(row, id, rule)` adds each of its rules, in evaluation order; tier ends come between.
-    fn profile_row(
-        &self,
-        pols: &[PolicyId],
-        dir: Direction,
-        mut rule: impl FnMut(&mut RowBuilder, RuleId, &CRule),
-    ) -> RowBuilder {
+    /// A profile's row: `rule(row, ps, id, rule)` adds each of its rules, in evaluation order; tier ends come
+    /// between.
+    fn profile_row<F>(&self, pols: &[PolicyId], dir: Direction, ps: &mut PortSets, rule: &mut F) -> RowBuilder
+    where
+        F: FnMut(&mut RowBuilder, &mut PortSets, RuleId, &CRule),
+    {
         let mut row = RowBuilder::new();
         for step in self.profile_steps(pols, dir) {
             match step {
                 ProfileStep::TierEnd { selected, end } => row.tier_end(selected, end),
-                ProfileStep::Rule(r) => rule(&mut row, r, &self.rules[r.index()]),
+                ProfileStep::Rule(r) => rule(&mut row, ps, r, &self.rules[r.index()]),
             }
         }
         row
+    }
+
+    /// A profile's row, computed in parts that many profiles share: the Admin tier's rules (allowed and still
+    /// undecided per key: a handful of distinct admin policy sets, whose rules often cover much of the
+    /// cluster) and the later tiers' (`rest`): the NetworkPolicies' (per namespace, covering few keys) when
+    /// some select the subject — their isolation then decides everything left, and the Baseline tier is never
+    /// reached — or else the Baseline tier's (a handful of sets again). Later tiers decide only what the Admin
+    /// tier left undecided, port by port, so for every key `row = admin.allowed ∪ (admin.undecided ∩ rest)`.
+    /// `key` tells profiles with the same policies apart (ingress: the destination's container ports).
+    fn tiered_row<F>(
+        &self,
+        pols: &[PolicyId],
+        key: u32,
+        dir: Direction,
+        ps: &mut PortSets,
+        memo: &mut RowMemo,
+        rule: &mut F,
+    ) -> Row
+    where
+        F: FnMut(&mut RowBuilder, &mut PortSets, RuleId, &CRule),
+    {
+        let admin_tier = crate::eval::tier_of(crate::model::PolicyTier::Admin);
+        let (admin, rest): (Vec<PolicyId>, Vec<PolicyId>) =
+            pols.iter().partition(|&&p| self.policy_tier(p) == admin_tier);
+        let np: Vec<PolicyId> =
+            rest.iter().copied().filter(|&p| self.policy_tier(p) == crate::eval::NETWORK_POLICY_TIER).collect();
+        let rest = if np.is_empty() { rest } else { np };
+        let rest_row = match memo.rest.get(&(rest.clone(), key)) {
+            Some(r) => r.clone(),
+            None => {
+                let r = if rest.is_empty() {
+                    (ALL, Vec::new())
+                } else {
+                    self.profile_row(&rest, dir, ps, rule).finish_with(ps, |s, ps| s.finish(ps))
+                };
+                memo.rest.insert((rest, key), r.clone());
+                r
+            }
+        };
+        if admin.is_empty() {
+            return rest_row;
+        }
+        let (a_base, a_over) = match memo.admin.get(&(admin.clone(), key)) {
+            Some(a) => a.clone(),
+            None => {
+                let a = self.profile_row(&admin, dir, ps, rule).finish_with(ps, |s, ps| s.parts(ps));
+                memo.admin.insert((admin, key), a.clone());
+                a
+            }
+        };
+        let combine = |ps: &mut PortSets, (allowed, undecided): (PsId, PsId), r: PsId| {
+            let passed = PortSets::inter(ps, undecided, r);
+            PortSets::union(ps, allowed, passed)
+        };
+        let (r_base, r_over) = rest_row;
+        let base = combine(ps, a_base, r_base);
+        let mut over = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let (k, a, r) = match (a_over.get(i), r_over.get(j)) {
+                (None, None) => break,
+                (Some(&(ka, a)), Some(&(kr, r))) if ka == kr => {
+                    i += 1;
+                    j += 1;
+                    (ka, a, r)
+                }
+                (Some(&(ka, a)), Some(&(kr, _))) if ka < kr => {
+                    i += 1;
+                    (ka, a, r_base)
+                }
+                (Some(&(ka, a)), None) => {
+                    i += 1;
+                    (ka, a, r_base)
+                }
+                (_, Some(&(kr, r))) => {
+                    j += 1;
+                    (kr, a_base, r)
+                }
+            };
+            let v = combine(ps, a, r);
+            if v != base {
+                over.push((k, v));
+            }
+        }
+        (base, over)
     }
 
     /// Fills `out` with the cells of destination class `d`, one per source class.
@@ -609,40 +695,6 @@ impl RowBuilder {
         self.entries.push(Entry::TierEnd { selected, end });
     }
 
-    /// The fold for key `k` (`None`: an unlisted key), over the broad entries and `own` (its listed entries,
-    /// by entry). Keys are folded in increasing order: `cursors[i]` is where the exceptions of the `i`-th broad
-    /// entry reached, so finding whether a key is excepted costs nothing more than a walk along each list.
-    fn fold(&self, ps: &mut PortSets, k: Option<u32>, own: &[(u32, u32, PsId)], cursors: &mut [usize]) -> PsId {
-        let mut side = Side::new(ps, ALL);
-        let mut own = own.iter().peekable();
-        for (bi, &b) in self.broad.iter().enumerate() {
-            while let Some(&&(_, e, p)) = own.peek().filter(|o| o.1 < b) {
-                self.apply(ps, &mut side, e, Some(p), false);
-                own.next();
-            }
-            if let Some(&&(_, e, p)) = own.peek().filter(|o| o.1 == b) {
-                self.apply(ps, &mut side, e, Some(p), false);
-                own.next();
-                continue;
-            }
-            let excepted = match (k, &self.entries[b as usize]) {
-                (Some(k), Entry::Rule { broad: Some((_, except)), .. }) => {
-                    let c = &mut cursors[bi];
-                    while except.get(*c).is_some_and(|&x| x < k) {
-                        *c += 1;
-                    }
-                    except.get(*c) == Some(&k)
-                }
-                _ => false,
-            };
-            self.apply(ps, &mut side, b, None, excepted);
-        }
-        for &(_, e, p) in own {
-            self.apply(ps, &mut side, e, Some(p), false);
-        }
-        side.finish(ps)
-    }
-
     /// Entry `e` on one key's fold: with the key's own ports if it lists the key, else its broad ports unless the
     /// key is excepted.
     fn apply(&self, ps: &mut PortSets, side: &mut Side<PsId>, e: u32, listed: Option<PsId>, excepted: bool) {
@@ -660,14 +712,36 @@ impl RowBuilder {
     }
 
     /// (base for unlisted keys, overrides sorted by key).
-    fn finish(mut self, ps: &mut PortSets) -> (PsId, Vec<(u32, PsId)>) {
-        let mut cursors = vec![0; self.broad.len()];
-        let base = self.fold(ps, None, &[], &mut cursors);
-        self.listed.sort_unstable();
+    ///
+    /// Keys with the same entries (with the same ports) and the same exceptions fold alike: each such signature
+    /// is folded once. A rule that lists a third of the cluster with one port set (an admin tier's `namespaces`
+    /// peer) then costs one fold, not one per key.
+    fn finish_with<T: Copy + PartialEq>(
+        mut self,
+        ps: &mut PortSets,
+        out: impl Fn(Side<PsId>, &mut PortSets) -> T,
+    ) -> (T, Vec<(u32, T)>) {
+        // Unlisted keys: every broad entry applies.
+        let side = self.fold_excepting(ps, &[], &[]);
+        let base = out(side, ps);
+        // By key, each key's entries in entry order (they were pushed rule by rule): a stable counting sort,
+        // linear in the entries and the key range.
+        self.listed = sort_by_key_stable(std::mem::take(&mut self.listed));
         self.excepted.sort_unstable();
         self.excepted.dedup();
+        // The broad entries excepting each key, by key.
+        let mut except_of: Vec<(u32, u32)> = Vec::new();
+        for (bi, &b) in self.broad.iter().enumerate() {
+            if let Entry::Rule { broad: Some((_, except)), .. } = &self.entries[b as usize] {
+                except_of.extend(except.iter().map(|&k| (k, bi as u32)));
+            }
+        }
+        except_of.sort_unstable();
+        // (own entries with their ports, broad entries excepting the key) → the key's fold.
+        type Signature = (Vec<(u32, PsId)>, Vec<u32>);
+        let mut memo: FxHashMap<Signature, T> = FxHashMap::default();
         let mut over = Vec::new();
-        let (mut i, mut j) = (0, 0);
+        let (mut i, mut j, mut x) = (0, 0, 0);
         loop {
             let k = match (self.listed.get(i), self.excepted.get(j)) {
                 (None, None) => break,
@@ -682,13 +756,87 @@ impl RowBuilder {
             if self.excepted.get(j) == Some(&k) {
                 j += 1;
             }
-            let v = self.fold(ps, Some(k), &self.listed[start..i], &mut cursors);
+            let x0 = x;
+            while except_of.get(x).is_some_and(|e| e.0 == k) {
+                x += 1;
+            }
+            let own = &self.listed[start..i];
+            let sig = (
+                own.iter().map(|&(_, e, p)| (e, p)).collect::<Vec<_>>(),
+                except_of[x0..x].iter().map(|e| e.1).collect::<Vec<_>>(),
+            );
+            let v = match memo.get(&sig) {
+                Some(&v) => v,
+                None => {
+                    let side = self.fold_excepting(ps, own, &sig.1);
+                    let v = out(side, ps);
+                    memo.insert(sig, v);
+                    v
+                }
+            };
             if v != base {
                 over.push((k, v));
             }
         }
         (base, over)
     }
+
+    /// The fold for one key, over the broad entries and `own` (its listed entries, by entry), except the broad
+    /// entries `excepted` (their indexes in `broad`, sorted) that do not apply to it.
+    fn fold_excepting(&self, ps: &mut PortSets, own: &[(u32, u32, PsId)], excepted: &[u32]) -> Side<PsId> {
+        let mut side = Side::new(ps, ALL);
+        let mut own = own.iter().peekable();
+        for (bi, &b) in self.broad.iter().enumerate() {
+            while let Some(&&(_, e, p)) = own.peek().filter(|o| o.1 < b) {
+                self.apply(ps, &mut side, e, Some(p), false);
+                own.next();
+            }
+            if let Some(&&(_, e, p)) = own.peek().filter(|o| o.1 == b) {
+                self.apply(ps, &mut side, e, Some(p), false);
+                own.next();
+                continue;
+            }
+            self.apply(ps, &mut side, b, None, excepted.binary_search(&(bi as u32)).is_ok());
+        }
+        for &(_, e, p) in own {
+            self.apply(ps, &mut side, e, Some(p), false);
+        }
+        side
+    }
+}
+
+/// `(key, entry, ports)` triples sorted by key, keeping the order of equal keys.
+fn sort_by_key_stable(v: Vec<(u32, u32, PsId)>) -> Vec<(u32, u32, PsId)> {
+    let Some(max) = v.iter().map(|t| t.0 as usize).max() else { return v };
+    let mut start = vec![0usize; max + 2];
+    for t in &v {
+        start[t.0 as usize + 1] += 1;
+    }
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    let mut out = vec![(0, 0, EMPTY); v.len()];
+    for t in v {
+        let at = &mut start[t.0 as usize];
+        if let Some(slot) = out.get_mut(*at) {
+            *slot = t;
+        }
+        *at += 1;
+    }
+    out
+}
+
+/// A row: the base (every key not listed) and the overrides, sorted by key.
+type Row = (PsId, Vec<(u32, PsId)>);
+
+/// A row of (allowed, undecided) pairs: the base and the overrides, sorted by key.
+type PartsRow = ((PsId, PsId), Vec<(u32, (PsId, PsId))>);
+
+/// Rows of the Admin tier part (allowed, undecided) and of the later tiers' part, by policies and key.
+#[derive(Default)]
+struct RowMemo {
+    admin: FxHashMap<(Vec<PolicyId>, u32), PartsRow>,
+    rest: FxHashMap<(Vec<PolicyId>, u32), Row>,
 }
 
 fn peer_key(p: &CPeer) -> (u8, usize) {
