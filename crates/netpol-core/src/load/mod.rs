@@ -3,14 +3,24 @@
 //! The pipeline, one document at a time: text split into documents (YAML at its `---` lines, JSON streams, the
 //! items of a `kind: List`) → a light tree borrowing from the input ([`node::Node`], read by the fast YAML reader
 //! [`yaml`], by libyaml for the YAML it does not take, or by serde_json) → the lean typed objects of [`objects`]
-//! (with the field path of any type error or unknown field) → the API server's validation rules ([`validate`]) →
-//! cross-object checks (duplicates, implicit namespaces, shared IPs) → [`Cluster`]. Every stage before the last is
-//! pure, so documents are decoded on every core while the loader registers the ones already decoded, in order.
+//! (with the field path of any type error or unknown field) → the API server's validation rules ([`validate`];
+//! [`admin`] for the admin policy kinds) → cross-object checks (duplicates, implicit namespaces, shared IPs, the
+//! addresses of hostNetwork pods) → [`Cluster`]. Every stage before the last is pure, so documents are decoded on
+//! every core while the loader registers the ones already decoded, in order.
+//!
+//! Input kinds are one table (`KINDS`): a kind, its apiVersion and how it is lowered. A policy dialect is a set
+//! of entries: NetworkPolicy (`networking.k8s.io/v1`, the NetworkPolicy tier); ClusterNetworkPolicy
+//! (`policy.networking.k8s.io/v1alpha2`, tier Admin or Baseline); AdminNetworkPolicy and
+//! BaselineAdminNetworkPolicy (`policy.networking.k8s.io/v1alpha1`, tiers Admin and Baseline). Beside them:
+//! Namespaces, Pods, the workloads (one representative pod each) and Nodes (labels and addresses, for `nodes` peers
+//! and for hostNetwork pods, which get their node's addresses). An object is decoded into a kind's typed object only
+//! when its `kind` is that kind.
 //!
 //! Nothing is dropped silently: a document that cannot be read is reported and the next one is read; an invalid
 //! object is reported with file, document, List item, object and field path, and every valid object still loads.
 //! The caller (the CLI) does the file I/O and hands bytes in with a name.
 
+mod admin;
 mod fast_yaml;
 mod json;
 mod node;
@@ -44,41 +54,63 @@ enum Lower {
     /// A workload: its pod template becomes one representative pod.
     Workload,
     CronJob,
+    ClusterNetworkPolicy,
+    AdminNetworkPolicy,
+    BaselineAdminNetworkPolicy,
+    Node,
 }
 
-/// A kind netpol reads: its apiVersion, the pod template the API server requires of it (field path, keys), and
-/// how it is lowered. Every input kind is one entry; a policy dialect is a set of entries.
+/// A kind netpol reads: its apiVersion, whether it is cluster-scoped, the pod template the API server requires of
+/// it (field path, keys), and how it is lowered. Every input kind is one entry; a policy dialect is a set of
+/// entries.
 struct KindEntry {
     kind: &'static str,
     api_version: &'static str,
+    cluster_scoped: bool,
     template: Option<(&'static str, &'static [&'static str])>,
     lower: Lower,
 }
 
 const TEMPLATE: Option<(&str, &[&str])> = Some(("spec.template", &["spec", "template"]));
 
-/// The registered input kinds.
-const KINDS: [KindEntry; 9] = [
-    KindEntry { kind: "Namespace", api_version: "v1", template: None, lower: Lower::Namespace },
-    KindEntry { kind: "Pod", api_version: "v1", template: None, lower: Lower::Pod },
+/// The registered input kinds, searched in order: the kinds of every input first, then Nodes and the admin
+/// policy dialects.
+const KINDS: [KindEntry; 13] = [
+    KindEntry { kind: "Namespace", api_version: "v1", cluster_scoped: true, template: None, lower: Lower::Namespace },
+    KindEntry { kind: "Pod", api_version: "v1", cluster_scoped: false, template: None, lower: Lower::Pod },
     KindEntry {
         kind: "NetworkPolicy",
         api_version: "networking.k8s.io/v1",
+        cluster_scoped: false,
         template: None,
         lower: Lower::NetworkPolicy,
     },
-    KindEntry { kind: "Deployment", api_version: "apps/v1", template: TEMPLATE, lower: Lower::Workload },
-    KindEntry { kind: "ReplicaSet", api_version: "apps/v1", template: TEMPLATE, lower: Lower::Workload },
-    KindEntry { kind: "StatefulSet", api_version: "apps/v1", template: TEMPLATE, lower: Lower::Workload },
-    KindEntry { kind: "DaemonSet", api_version: "apps/v1", template: TEMPLATE, lower: Lower::Workload },
-    KindEntry { kind: "Job", api_version: "batch/v1", template: TEMPLATE, lower: Lower::Workload },
+    workload("Deployment", "apps/v1"),
+    workload("ReplicaSet", "apps/v1"),
+    workload("StatefulSet", "apps/v1"),
+    workload("DaemonSet", "apps/v1"),
+    workload("Job", "batch/v1"),
     KindEntry {
         kind: "CronJob",
         api_version: "batch/v1",
+        cluster_scoped: false,
         template: Some(("spec.jobTemplate.spec.template", &["spec", "jobTemplate", "spec", "template"])),
         lower: Lower::CronJob,
     },
+    KindEntry { kind: "Node", api_version: "v1", cluster_scoped: true, template: None, lower: Lower::Node },
+    // The admin policy dialects: v1alpha2 (one kind, two tiers), v1alpha1 (a kind per tier).
+    admin("ClusterNetworkPolicy", "policy.networking.k8s.io/v1alpha2", Lower::ClusterNetworkPolicy),
+    admin("AdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1", Lower::AdminNetworkPolicy),
+    admin("BaselineAdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1", Lower::BaselineAdminNetworkPolicy),
 ];
+
+const fn workload(kind: &'static str, api_version: &'static str) -> KindEntry {
+    KindEntry { kind, api_version, cluster_scoped: false, template: TEMPLATE, lower: Lower::Workload }
+}
+
+const fn admin(kind: &'static str, api_version: &'static str, lower: Lower) -> KindEntry {
+    KindEntry { kind, api_version, cluster_scoped: true, template: None, lower }
+}
 
 /// The label the API server puts on every namespace.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -135,15 +167,37 @@ pub(crate) struct PodItem {
     ports: Vec<ContainerPort>,
     ips: Vec<IpAddr>,
     host_network: bool,
+    /// `spec.nodeName`.
+    node: Option<String>,
     kind: &'static str,
+}
+
+/// A decoded and validated Node.
+#[derive(Debug)]
+pub(crate) struct NodeItem {
+    name: String,
+    labels: Labels,
+    /// `InternalIP` and `ExternalIP` addresses, in order.
+    ips: Vec<IpAddr>,
+    /// What a hostNetwork pod on this node has as its IPs.
+    host_ips: Vec<IpAddr>,
 }
 
 /// One object of a document, decoded and validated on its own.
 #[derive(Debug)]
 pub(crate) enum Item {
-    Namespace { name: String, labels: Labels },
+    Namespace {
+        name: String,
+        labels: Labels,
+    },
     Pod(PodItem),
-    Policy { ns_name: String, policy: Policy },
+    Policy {
+        ns_name: String,
+        policy: Policy,
+    },
+    /// A policy of a cluster-scoped kind (ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy).
+    ClusterPolicy(Policy),
+    Node(NodeItem),
 }
 
 /// What decoding one document produced, in document order.
@@ -164,6 +218,11 @@ pub struct Loader {
     /// Objects loaded, by (kind, namespace, hash of the name) → pod or policy ids, for duplicate checks without a
     /// copy of every name (objects of different kinds may share a name). Namespaces are found by `ns_index`.
     seen: HashMap<(&'static str, NsId, u64), smallvec::SmallVec<[u32; 1]>>,
+    /// Cluster-scoped objects loaded (other than namespaces), by (kind, hash of the name) → policy or node ids.
+    seen_cluster: HashMap<(&'static str, u64), smallvec::SmallVec<[u32; 1]>>,
+    nodes: Vec<crate::model::Node>,
+    /// Per node, the IPs of a hostNetwork pod on it.
+    node_host_ips: Vec<Vec<IpAddr>>,
     /// Pod IPs seen so far, to report addresses used by two pods.
     ip_owner: HashMap<IpAddr, PodId>,
     diagnostics: Vec<Diagnostic>,
@@ -331,6 +390,27 @@ impl Loader {
         self.seen.entry((kind, ns, name_hash(name))).or_default().push(id);
     }
 
+    /// [`Loader::first_of`] for the cluster-scoped kinds other than Namespace (policies and nodes).
+    fn first_in_cluster(&mut self, kind: &'static str, name: &str, origin: &Origin, label: &str) -> bool {
+        let ids = self.seen_cluster.get(&(kind, name_hash(name)));
+        let first = ids.into_iter().flatten().find_map(|&id| {
+            let (obj_name, origin) = if kind == "Node" {
+                let n = &self.nodes[id as usize];
+                (&n.name, &n.origin)
+            } else {
+                let p = &self.policies[id as usize];
+                (&p.name, &p.origin)
+            };
+            (obj_name == name).then_some(origin)
+        });
+        if let Some(first) = first {
+            let msg = format!("duplicate object: already defined at {first}; this one is ignored");
+            self.diagnostics.push(error(origin.clone(), Some(label.to_string()), Some("metadata.name"), msg));
+            return false;
+        }
+        true
+    }
+
     fn ns_id(&mut self, name: &str) -> NsId {
         if let Some(&id) = self.ns_index.get(name) {
             return id;
@@ -345,12 +425,19 @@ impl Loader {
     fn intern_selectors(&mut self, policy: &mut Policy) {
         let i = &mut self.intern;
         policy.pod_selector = std::mem::take(&mut policy.pod_selector).interned(i);
+        if let Scope::Cluster(s) = &mut policy.scope {
+            *s = std::mem::take(s).interned(i);
+        }
         for rule in policy.ingress.iter_mut().chain(&mut policy.egress) {
             for peer in &mut rule.peers {
-                if let Peer::Selectors { namespaces, pods } = peer {
-                    for s in [namespaces, pods].into_iter().flatten() {
-                        *s = std::mem::take(s).interned(i);
+                match peer {
+                    Peer::Selectors { namespaces, pods } => {
+                        for s in [namespaces, pods].into_iter().flatten() {
+                            *s = std::mem::take(s).interned(i);
+                        }
                     }
+                    Peer::Nodes(s) => *s = std::mem::take(s).interned(i),
+                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::DomainNames(_) => {}
                 }
             }
         }
@@ -383,6 +470,34 @@ impl Loader {
                 self.intern_selectors(&mut policy);
                 self.remember("NetworkPolicy", ns, &policy.name, self.policies.len() as u32);
                 self.policies.push(policy);
+            }
+            Item::ClusterPolicy(policy) => {
+                let kind = policy.kind.as_str();
+                if !self.first_in_cluster(kind, &policy.name, &origin, &label) {
+                    return;
+                }
+                // Copied on this thread, as a NetworkPolicy is (above).
+                #[allow(clippy::redundant_clone)]
+                let mut policy = policy.clone();
+                policy.origin = origin;
+                self.intern_selectors(&mut policy);
+                let id = self.policies.len() as u32;
+                self.seen_cluster.entry((kind, name_hash(&policy.name))).or_default().push(id);
+                self.policies.push(policy);
+            }
+            Item::Node(n) => {
+                if !self.first_in_cluster("Node", &n.name, &origin, &label) {
+                    return;
+                }
+                let id = self.nodes.len() as u32;
+                self.seen_cluster.entry(("Node", name_hash(&n.name))).or_default().push(id);
+                self.nodes.push(crate::model::Node {
+                    name: n.name.as_str().into(),
+                    labels: self.intern.labels(n.labels),
+                    ips: n.ips.to_vec(),
+                    origin,
+                });
+                self.node_host_ips.push(n.host_ips.to_vec());
             }
             Item::Pod(p) => {
                 let ns = self.ns_id(&p.ns_name);
@@ -422,7 +537,7 @@ impl Loader {
                     ports: self.intern.ports(p.ports),
                     ips: p.ips.to_vec(),
                     host_network: p.host_network,
-                    node: None,
+                    node: p.node.as_deref().map(str::to_string),
                     source,
                 };
                 self.remember(p.kind, ns, &pod.name, self.pods.len() as u32);
@@ -433,7 +548,9 @@ impl Loader {
 
     /// Ends loading. Namespaces referenced by a selector-free reference (a pod's or policy's namespace) exist
     /// implicitly with their automatic label. A workload whose representative pod has the name of another pod of
-    /// its namespace (Pod `web` and StatefulSet `web`) is named `statefulset/web`, so every pod keeps one name.
+    /// its namespace (Pod `web` and StatefulSet `web`) is named `statefulset/web`, so every pod keeps one name. A
+    /// hostNetwork pod with no IP in its status, on a node netpol knows (nodes may come after pods), has the node's
+    /// host IPs.
     pub fn finish(mut self) -> Loaded {
         let mut by_name: HashMap<(NsId, &str), Vec<usize>> = HashMap::default();
         for (i, p) in self.pods.iter().enumerate() {
@@ -450,12 +567,21 @@ impl Loader {
             let p = &mut self.pods[i];
             p.name = format!("{}/{}", p.source.kind.to_ascii_lowercase(), p.name);
         }
+        if !self.nodes.is_empty() {
+            let node: HashMap<&str, usize> = self.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+            for p in self.pods.iter_mut().filter(|p| p.host_network && p.ips.is_empty()) {
+                if let Some(ips) = p.node.as_deref().and_then(|n| node.get(n)).and_then(|&i| self.node_host_ips.get(i))
+                {
+                    p.ips = ips.clone();
+                }
+            }
+        }
         Loaded {
             cluster: Cluster {
                 namespaces: self.namespaces,
                 pods: self.pods,
                 policies: self.policies,
-                nodes: Vec::new(),
+                nodes: self.nodes,
             },
             diagnostics: self.diagnostics,
             skipped_kinds: self.skipped_kinds,
@@ -538,7 +664,8 @@ pub(crate) fn decode_from<S: Source>(
         out.push(Decoded::Diagnostic(error(origin, None, Some("kind"), "missing `kind`")));
         return;
     }
-    let label = validate::object_label(kind, meta);
+    let entry = KINDS.iter().find(|k| k.kind == kind);
+    let label = validate::object_label(kind, entry.is_some_and(|e| e.cluster_scoped), meta);
     if let Some(item_kind) = list_kind(node) {
         if origin.item.is_some() {
             out.push(Decoded::Diagnostic(error(origin, Some(label), None, "nested lists are not supported")));
@@ -553,13 +680,15 @@ pub(crate) fn decode_from<S: Source>(
         }
         return;
     }
-    let Some(entry) = KINDS.iter().find(|k| k.kind == kind) else {
+    let Some(entry) = entry else {
         // `networkpolicy` or `PODLIST` is a typo of a kind netpol reads, not a kind to skip.
         let known = KINDS.iter().map(|k| k.kind).chain(["List"]);
         let typo = known.flat_map(|k| [k.to_string(), format!("{k}List")]).find(|k| k.eq_ignore_ascii_case(kind));
         match typo {
             Some(k) => {
                 let msg = format!("unknown kind `{kind}`: kinds are case-sensitive; did you mean `{k}`?");
+                let scoped = KINDS.iter().any(|e| e.cluster_scoped && k.strip_suffix("List").unwrap_or(&k) == e.kind);
+                let label = if scoped { validate::object_label(kind, true, meta) } else { label };
                 out.push(Decoded::Diagnostic(error(origin, Some(label), Some("kind"), msg)));
             }
             None => out.push(Decoded::Skipped(kind.to_string())),
@@ -599,15 +728,35 @@ pub(crate) fn decode_from<S: Source>(
             let t = o.spec.and_then(|s| s.template);
             validate::workload(o.metadata, t, kind, "spec.template.", &mut errs)
         }),
+        Lower::Node => source.typed::<objects::NodeObj>().map(|o| validate::node(o, &mut errs)),
+        Lower::ClusterNetworkPolicy => {
+            source.typed::<objects::ClusterNetworkPolicyObj>().map(|o| admin::cluster_network_policy(o, &mut errs))
+        }
+        Lower::AdminNetworkPolicy => {
+            source.typed::<objects::AdminNetworkPolicyObj>().map(|o| admin::admin_network_policy(o, &mut errs))
+        }
+        Lower::BaselineAdminNetworkPolicy => source
+            .typed::<objects::BaselineAdminNetworkPolicyObj>()
+            .map(|o| admin::baseline_admin_network_policy(o, &mut errs)),
     };
     match item {
         Err((field, message)) => out.push(Decoded::Diagnostic(error(origin, Some(label), field.as_deref(), message))),
         Ok(item) => {
-            if !errs.0.is_empty() {
-                for (path, msg) in errs.0 {
+            if !errs.errors.is_empty() {
+                for (path, msg) in errs.errors {
                     out.push(Decoded::Diagnostic(error(origin.clone(), Some(label.clone()), Some(&path), msg)));
                 }
                 return;
+            }
+            for (path, message) in errs.warnings {
+                let (object, field) = (Some(label.clone()), Some(path));
+                out.push(Decoded::Diagnostic(Diagnostic {
+                    severity: Severity::Warning,
+                    origin: origin.clone(),
+                    object,
+                    field,
+                    message,
+                }));
             }
             if let Some(item) = item {
                 out.push(Decoded::Object { origin, label, item });
@@ -648,10 +797,10 @@ pub fn parse_selector(v: &Value, path: &str) -> Result<Selector, Vec<(String, St
     })?;
     let mut errs = Errors::default();
     let sel = validate::convert_selector(&ls, path, &mut errs);
-    if errs.0.is_empty() {
+    if errs.errors.is_empty() {
         Ok(sel)
     } else {
-        Err(errs.0)
+        Err(errs.errors)
     }
 }
 

@@ -1,10 +1,11 @@
 //! The objects netpol reads, as lean serde types: only the fields netpol uses are decoded.
 //!
 //! Strictness follows `kubectl apply` (strict field validation, its default) for the kinds netpol models fully:
-//! Namespace and NetworkPolicy reject unknown fields (the field path and a "did you mean" are reported by the
-//! loader), and every field of theirs is type-checked, including ObjectMeta's. Pods and workloads are validated
-//! in what netpol reads (metadata name/namespace/labels, container ports, hostNetwork, pod IPs, the pod template)
-//! and the rest is skipped without being decoded.
+//! Namespace, NetworkPolicy and the admin policy kinds (ClusterNetworkPolicy, AdminNetworkPolicy,
+//! BaselineAdminNetworkPolicy) reject unknown fields (the field path and a "did you mean" are reported by the
+//! loader), and every field of theirs is type-checked, including ObjectMeta's. Pods, workloads and Nodes are
+//! validated in what netpol reads (metadata name/namespace/labels, container ports, hostNetwork, nodeName, pod
+//! IPs, the pod template; a Node's addresses) and the rest is skipped without being decoded.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -209,6 +210,7 @@ pub struct PodSpec {
     pub containers: Vec<Container>,
     pub init_containers: Option<Vec<Container>>,
     pub host_network: Option<bool>,
+    pub node_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +277,223 @@ pub struct CronJobSpec {
 #[derive(Deserialize)]
 pub struct JobTemplate {
     pub spec: Option<WorkloadSpec>,
+}
+
+// --- The admin policy dialects (`policy.networking.k8s.io`): strict, like NetworkPolicy. Numbers are read wide
+// (`i64`) so that a value out of range gets the API server's range message, not a type error. Required fields
+// are `Option`s, so that a missing one is reported by validation with its path. ---
+
+/// A `ClusterNetworkPolicy` (`v1alpha2`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterNetworkPolicyObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<CnpSpec>,
+    /// Conditions written by the implementation; never read.
+    #[serde(rename = "status")]
+    pub _status: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CnpSpec {
+    pub tier: Option<String>,
+    pub priority: Option<i64>,
+    pub subject: Option<AdminSubject>,
+    pub ingress: Option<Vec<CnpIngressRule>>,
+    pub egress: Option<Vec<CnpEgressRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnpIngressRule {
+    pub name: Option<String>,
+    pub action: Option<String>,
+    pub from: Option<Vec<AdminPeer>>,
+    pub protocols: Option<Vec<CnpProtocol>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnpEgressRule {
+    pub name: Option<String>,
+    pub action: Option<String>,
+    pub to: Option<Vec<AdminPeer>>,
+    pub protocols: Option<Vec<CnpProtocol>>,
+}
+
+/// One entry of `protocols`: exactly one field.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CnpProtocol {
+    pub tcp: Option<CnpProtocolPort>,
+    pub udp: Option<CnpProtocolPort>,
+    pub sctp: Option<CnpProtocolPort>,
+    pub destination_named_port: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CnpProtocolPort {
+    pub destination_port: Option<CnpPort>,
+}
+
+/// `destinationPort`: exactly one of `number` and `range`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnpPort {
+    pub number: Option<i64>,
+    pub range: Option<CnpPortRange>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnpPortRange {
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+/// An `AdminNetworkPolicy` (`v1alpha1`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdminNetworkPolicyObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<AnpSpec>,
+    #[serde(rename = "status")]
+    pub _status: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnpSpec {
+    pub priority: Option<i64>,
+    pub subject: Option<AdminSubject>,
+    pub ingress: Option<Vec<AnpIngressRule>>,
+    pub egress: Option<Vec<AnpEgressRule>>,
+}
+
+/// A `BaselineAdminNetworkPolicy` (`v1alpha1`): no `priority`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BaselineAdminNetworkPolicyObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<BanpSpec>,
+    #[serde(rename = "status")]
+    pub _status: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BanpSpec {
+    pub subject: Option<AdminSubject>,
+    pub ingress: Option<Vec<AnpIngressRule>>,
+    pub egress: Option<Vec<AnpEgressRule>>,
+}
+
+/// An ingress rule of an ANP or a BANP (the actions they allow differ; validation checks them).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnpIngressRule {
+    pub name: Option<String>,
+    pub action: Option<String>,
+    pub from: Option<Vec<AdminPeer>>,
+    pub ports: Option<Vec<AnpPort>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnpEgressRule {
+    pub name: Option<String>,
+    pub action: Option<String>,
+    pub to: Option<Vec<AdminPeer>>,
+    pub ports: Option<Vec<AnpPort>>,
+}
+
+/// One entry of `ports` (`v1alpha1`): exactly one field.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnpPort {
+    pub port_number: Option<AnpPortNumber>,
+    pub named_port: Option<String>,
+    pub port_range: Option<AnpPortRange>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnpPortNumber {
+    pub protocol: Option<String>,
+    pub port: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnpPortRange {
+    pub protocol: Option<String>,
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+/// `subject` of every admin kind: exactly one of `namespaces` and `pods`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSubject {
+    pub namespaces: Option<LabelSelector>,
+    pub pods: Option<NamespacedPod>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamespacedPod {
+    pub namespace_selector: Option<LabelSelector>,
+    pub pod_selector: Option<LabelSelector>,
+}
+
+/// A peer of any admin kind and direction: exactly one field. Which fields a kind and direction allow is checked
+/// by validation (so that `networks` in an ingress rule is told it is egress-only, not that it is unknown).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdminPeer {
+    pub namespaces: Option<LabelSelector>,
+    pub pods: Option<NamespacedPod>,
+    pub nodes: Option<LabelSelector>,
+    pub networks: Option<Vec<String>>,
+    pub domain_names: Option<Vec<String>>,
+}
+
+// --- Nodes: what netpol reads (name, labels, addresses); everything else is skipped. ---
+
+#[derive(Deserialize)]
+pub struct NodeObj {
+    #[serde(default)]
+    pub metadata: Meta,
+    pub status: Option<NodeStatus>,
+}
+
+#[derive(Deserialize)]
+pub struct NodeStatus {
+    pub addresses: Option<Vec<NodeAddress>>,
+}
+
+#[derive(Deserialize)]
+pub struct NodeAddress {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub address: String,
 }
 
 /// Rewrites serde's "unknown field `x`, expected one of ..." into a message with the closest known field.

@@ -8,28 +8,38 @@ use ipnet::IpNet;
 
 use super::node::Node;
 use super::objects::{self as obj, IntOrString};
-use super::{Item, PodItem};
+use super::{Item, NodeItem, PodItem};
 use crate::model::*;
 use crate::portset::Protocol;
 use crate::selector::{self, Atom, Labels, Requirement, Selector};
 
-/// Field-level validation errors of one object.
+/// Field-level validation errors of one object (which is then not loaded), and warnings (for an object that
+/// loads: what the API server accepts but upstream documents as unsupported or undefined).
 #[derive(Default)]
-pub(crate) struct Errors(pub(crate) Vec<(String, String)>);
+pub(crate) struct Errors {
+    pub(crate) errors: Vec<(String, String)>,
+    pub(crate) warnings: Vec<(String, String)>,
+}
 
 impl Errors {
     pub(crate) fn add(&mut self, path: impl Into<String>, msg: impl Into<String>) {
-        self.0.push((path.into(), msg.into()));
+        self.errors.push((path.into(), msg.into()));
+    }
+
+    pub(crate) fn warn(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.warnings.push((path.into(), msg.into()));
     }
 }
 
-pub(crate) fn object_label(kind: &str, meta: Option<&Node<'_>>) -> String {
+/// `Kind namespace/name`, or `Kind name` for a cluster-scoped kind (whose `metadata.namespace`, if any, the API
+/// server ignores).
+pub(crate) fn object_label(kind: &str, cluster_scoped: bool, meta: Option<&Node<'_>>) -> String {
     let name = meta.and_then(|m| m.get("name")).and_then(Node::as_str);
     let ns = meta.and_then(|m| m.get("namespace")).and_then(Node::as_str);
     match (ns, name) {
         (_, None) => kind.to_string(),
-        (Some(ns), Some(n)) if kind != "Namespace" => format!("{kind} {ns}/{n}"),
-        (None, Some(n)) if kind != "Namespace" => format!("{kind} default/{n}"),
+        (Some(ns), Some(n)) if !cluster_scoped => format!("{kind} {ns}/{n}"),
+        (None, Some(n)) if !cluster_scoped => format!("{kind} default/{n}"),
         (_, Some(n)) => format!("{kind} {n}"),
     }
 }
@@ -363,8 +373,16 @@ pub(crate) fn pod(
     let labels = check_labels(meta.labels, || format!("{prefix}metadata.labels"), errs);
     let mut ports = Vec::new();
     let mut host_network = false;
+    let mut node = None;
     if let Some(spec) = &spec {
         host_network = spec.host_network.unwrap_or(false);
+        // An empty `nodeName` is an unscheduled pod.
+        if let Some(n) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
+            match selector::check_dns_subdomain(n) {
+                Ok(()) => node = Some(n.to_string()),
+                Err(e) => errs.add(format!("{prefix}spec.nodeName"), e),
+            }
+        }
         let mut names: HashMap<&str, (&str, usize, usize)> = HashMap::new();
         // Sidecars (init containers with restartPolicy Always) serve ports too.
         let sidecars = spec
@@ -409,7 +427,44 @@ pub(crate) fn pod(
             errs.add("status.podIPs", "at most one IPv4 and one IPv6 address");
         }
     }
-    Some(Item::Pod(PodItem { ns_name: ns_name?, name: name?, labels, ports, ips, host_network, kind }))
+    Some(Item::Pod(PodItem { ns_name: ns_name?, name: name?, labels, ports, ips, host_network, node, kind }))
+}
+
+/// A Node: name, labels, and its `InternalIP` and `ExternalIP` addresses (other address types are names, not
+/// IPs). The API server does not check that they are IPs: one that is not is reported and left out, and the node
+/// still loads.
+pub(crate) fn node(o: obj::NodeObj, errs: &mut Errors) -> Option<Item> {
+    let name = meta_name(&o.metadata.name, errs);
+    let labels = check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
+    // (InternalIP first, address) for the host IPs.
+    let mut typed: Vec<(bool, IpAddr)> = Vec::new();
+    for (i, a) in o.status.and_then(|s| s.addresses).into_iter().flatten().enumerate() {
+        let internal = match a.type_.as_str() {
+            "InternalIP" => true,
+            "ExternalIP" => false,
+            _ => continue,
+        };
+        match parse_ip(&a.address) {
+            Ok(ip) => typed.push((internal, ip)),
+            Err(e) => errs.warn(format!("status.addresses[{i}].address"), format!("{e}: the address is left out")),
+        }
+    }
+    let mut ips: Vec<IpAddr> = Vec::with_capacity(typed.len());
+    for (_, ip) in &typed {
+        if !ips.contains(ip) {
+            ips.push(*ip);
+        }
+    }
+    // The kubelet's host IPs (`GetNodeHostIPs`): the InternalIPs then the ExternalIPs, the first of them and then
+    // the first of the other IP family. A hostNetwork pod has these as its pod IPs.
+    typed.sort_by_key(|(internal, _)| !internal);
+    let mut host_ips: Vec<IpAddr> = typed.first().map(|t| t.1).into_iter().collect();
+    if let Some(other) =
+        typed.iter().map(|t| t.1).find(|ip| host_ips.first().is_some_and(|f| f.is_ipv4() != ip.is_ipv4()))
+    {
+        host_ips.push(other);
+    }
+    Some(Item::Node(NodeItem { name: name?, labels, ips, host_ips }))
 }
 
 /// A pod IP as Kubernetes reads it: an IPv4-mapped IPv6 address (`::ffff:10.1.2.3`) is the IPv4 address (Go's
