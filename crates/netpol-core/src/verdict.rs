@@ -489,15 +489,17 @@ fn rule_line(m: &RuleMatch) -> String {
     let name = m.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
     let dir = m.field.split(['.', '[']).nth(1).unwrap_or("");
     let peer = m.peer.map_or("any peer".to_string(), |p| format!("peer {p}"));
-    let port = m.port.clone().unwrap_or_else(|| "any port".to_string());
+    let port = m.port.as_ref().map_or("any port".to_string(), |p| format!("port {p}"));
+    // In the words of the policy's own API: ClusterNetworkPolicy accepts, the v1alpha1 kinds allow.
     let action = match m.action {
+        Action::Allow if m.key.policy.kind == PolicyKind::ClusterNetworkPolicy => "Accept",
         Action::Allow => "Allow",
         Action::Deny => "Deny",
         Action::Pass => "Pass",
         Action::Log => "Log",
     };
     format!(
-        "[{}] {}{prio} {dir} rule {}{name}: {action}, {peer}, port {port} ({}, {})",
+        "[{}] {}{prio} {dir} rule {}{name}: {action}, {peer}, {port} ({}, {})",
         m.tier, m.policy, m.rule, m.source, m.field
     )
 }

@@ -57,11 +57,13 @@
 
 use std::fmt::{self, Write};
 
+mod admin;
 mod plan;
 mod policies;
 mod rng;
 mod yaml;
 
+pub use admin::generate_admin_yaml;
 use plan::{App, Plan, Tenant, Tier, METRICS};
 use rng::{push_safe, Rng, S_POD, S_SYSTEM};
 use yaml::{write_pod, CPort, Container, PodOut};

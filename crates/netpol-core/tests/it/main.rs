@@ -9,4 +9,5 @@ mod except_list;
 mod load;
 mod properties;
 mod semantics;
+mod tiers;
 mod update;

@@ -6,6 +6,7 @@
 mod assertions;
 mod cli;
 mod common;
+mod conformance;
 #[cfg(feature = "lab")]
 mod dataplane;
 mod diff;
