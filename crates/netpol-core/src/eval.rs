@@ -15,7 +15,7 @@
 
 use serde::Serialize;
 
-use crate::compile::{CRule, Engine, EpInfo, IdentityId, RuleId};
+use crate::compile::{CRule, Endpoint, Engine, EpInfo, IdentityId, RuleId};
 use crate::matrix::{PortSets, PsId};
 use crate::model::{Direction, PolicyId, PolicyTier};
 use crate::portset::{PortSet, Protocol};
@@ -240,6 +240,33 @@ impl<S: Clone> Side<S> {
     }
 }
 
+/// How a fold departs from the compiled rules (lint's what-ifs; see [`Engine::fold_side_variant`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Variant {
+    /// The rules as compiled.
+    #[default]
+    AsIs,
+    /// The rules of these two policies of one tier take each other's place: the other order of a tie.
+    Swap(PolicyId, PolicyId),
+    /// This rule does this instead of its own action.
+    Action(RuleId, Action),
+    /// This tier alone, as if it selected the subject and ended with this end; the other tiers' rules are not
+    /// consulted and their ends do nothing. With [`TierEnd::Deny`] the outcome is what the tier allows, with
+    /// [`TierEnd::Continue`] all but what it denies: what one tier decides, whatever the others say.
+    Tier(TierId, TierEnd),
+}
+
+impl Variant {
+    /// The action of `rule` (id `r`) under this variant.
+    #[inline]
+    pub(crate) fn action(self, r: RuleId, rule: &CRule) -> Action {
+        match self {
+            Variant::Action(v, a) if v == r => a,
+            _ => rule.action,
+        }
+    }
+}
+
 /// One step of a fold over a policy profile.
 #[derive(Clone, Copy, Debug)]
 pub enum ProfileStep {
@@ -327,6 +354,23 @@ impl Engine {
         p: &mut P,
         traffic: P::Set,
         settle: bool,
+        consult: impl FnMut(RuleId, &CRule) -> P::Set,
+    ) -> P::Set {
+        self.fold_side_variant(subject, dir, p, traffic, settle, Variant::AsIs, consult)
+    }
+
+    /// [`Engine::fold_side`] under a [`Variant`]: the same walk over the same rules, two tied policies' rules
+    /// taken in the other order, or one rule's action replaced. Lint's what-ifs, so that they are decided by
+    /// the one evaluator too.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fold_side_variant<P: Ports>(
+        &self,
+        subject: IdentityId,
+        dir: Direction,
+        p: &mut P,
+        traffic: P::Set,
+        settle: bool,
+        variant: Variant,
         mut consult: impl FnMut(RuleId, &CRule) -> P::Set,
     ) -> P::Set {
         let ident = &self.identities[subject.index()];
@@ -338,29 +382,116 @@ impl Engine {
             // No policy of any tier selects the subject: no rule applies.
             return traffic;
         }
+        let swapped;
+        let rules: &[RuleId] = match variant {
+            Variant::Swap(a, b) => {
+                swapped = self.swap_policies(rules, a, b);
+                &swapped
+            }
+            Variant::AsIs | Variant::Action(..) | Variant::Tier(..) => rules,
+        };
         let mut side = Side::new(p, traffic);
         let mut next = 0;
         for (t, tier) in self.tiers.iter().enumerate() {
             let t = TierId::new(t);
+            let skip = matches!(variant, Variant::Tier(only, _) if only != t);
             while let Some(&r) = rules.get(next) {
                 let rule = &self.rules[r.index()];
                 if rule.tier != t {
                     break;
                 }
                 next += 1;
-                if settle && !side.open(p) {
+                if skip || (settle && !side.open(p)) {
                     continue;
                 }
                 let ports = consult(r, rule);
-                side.rule(p, rule.action, &ports);
+                side.rule(p, variant.action(r, rule), &ports);
             }
-            let selected = pols.iter().any(|&pol| self.policy_tier(pol) == t);
-            side.end_tier(p, selected, tier.end);
+            let (selected, end) = match variant {
+                Variant::Tier(only, end) => (only == t, end),
+                _ => (pols.iter().any(|&pol| self.policy_tier(pol) == t), tier.end),
+            };
+            side.end_tier(p, selected, end);
             if settle && !side.open(p) {
                 break;
             }
         }
         side.finish(p)
+    }
+
+    /// `rules` (a subject's, in evaluation order) with the rules of policies `a` and `b` in each other's place.
+    /// Each policy's rules are consecutive; policies of different tiers are not swapped (the tiers' order is
+    /// defined).
+    fn swap_policies(&self, rules: &[RuleId], a: PolicyId, b: PolicyId) -> Vec<RuleId> {
+        let span = |pol: PolicyId| {
+            let first = rules.iter().position(|r| self.rules[r.index()].policy == pol)?;
+            let len = rules[first..].iter().take_while(|r| self.rules[r.index()].policy == pol).count();
+            Some((first, first + len))
+        };
+        let (Some(sa), Some(sb)) = (span(a), span(b)) else { return rules.to_vec() };
+        if self.policy_tier(a) != self.policy_tier(b) || sa == sb {
+            return rules.to_vec();
+        }
+        let (x, y) = if sa.0 < sb.0 { (sa, sb) } else { (sb, sa) };
+        let mut out = Vec::with_capacity(rules.len());
+        out.extend_from_slice(&rules[..x.0]);
+        out.extend_from_slice(&rules[y.0..y.1]);
+        out.extend_from_slice(&rules[x.1..y.0]);
+        out.extend_from_slice(&rules[x.0..x.1]);
+        out.extend_from_slice(&rules[y.1..]);
+        out
+    }
+
+    /// What one direction allows between the pods of identity `subject` and `peer` (a pod at its primary
+    /// address, or an address), on every port, under `variant`: lint's what-if questions, answered by
+    /// [`Engine::fold_side_variant`]. Named ports resolve against the destination pod.
+    pub(crate) fn side_ports(&self, subject: IdentityId, dir: Direction, peer: &Endpoint, variant: Variant) -> PortSet {
+        let ep = self.ep_info(peer);
+        let dst = match dir {
+            Direction::Ingress => Some(subject),
+            Direction::Egress => ep.ident,
+        };
+        let dst_ports = dst.map(|i| self.identities[i.index()].ports.as_slice());
+        self.fold_side_variant(subject, dir, &mut Sets, PortSet::all(), false, variant, |_, rule| {
+            if rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, &ep)) {
+                rule.ports.resolve(dst_ports)
+            } else {
+                PortSet::empty()
+            }
+        })
+    }
+
+    /// The rule that decides one direction of one flow under `variant` (an allow or deny rule, of any tier),
+    /// with the verdict; `None` when no rule does (a NetworkPolicy's isolation, or Kubernetes' default).
+    pub(crate) fn side_decider(
+        &self,
+        subject: IdentityId,
+        dir: Direction,
+        peer: &Endpoint,
+        proto: Protocol,
+        port: u16,
+        variant: Variant,
+    ) -> (bool, Option<RuleId>) {
+        let ep = self.ep_info(peer);
+        let dst = match dir {
+            Direction::Ingress => Some(subject),
+            Direction::Egress => ep.ident,
+        };
+        let dst_named = dst.map(|i| self.identities[i.index()].named_ports.as_slice());
+        // With `settle`, nothing is consulted after the rule that decides: the last rule hit decides, unless it
+        // passes (or only logs) and what follows is a tier's end.
+        let mut last = None;
+        let allowed = self.fold_side_variant(subject, dir, &mut OnePort, true, true, variant, |r, rule| {
+            let hit = rule.ports.matches(proto, port, dst_named)
+                && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, &ep)));
+            if hit && variant.action(r, rule) != Action::Log {
+                last = Some(r);
+            }
+            hit
+        });
+        let decider =
+            last.filter(|&r| matches!(variant.action(r, &self.rules[r.index()]), Action::Allow | Action::Deny));
+        (allowed, decider)
     }
 
     /// Decides one direction of one flow at `subject` (verdict and `explain`). `peer` is the other end.
@@ -557,6 +688,91 @@ mod tests {
                     assert_eq!(a.contains(Protocol::Tcp, port), expected, "sequence {k} port {port} {end:?}");
                 }
             }
+        }
+    }
+
+    /// Two AdminNetworkPolicies of equal priority for b/client's egress to a/web: `allow-web` (Allow 8080) and
+    /// `deny-a` (Deny everything). netpol applies `allow-web` first (by name).
+    fn tied() -> Engine {
+        let yaml = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: a, labels: {team: a}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{containerPort: 8080}]}]}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: b}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.0.1.1}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: deny-a}
+spec:
+  priority: 10
+  subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: b}}}
+  egress: [{action: Deny, to: [{namespaces: {matchLabels: {team: a}}}]}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: allow-web}
+spec:
+  priority: 10
+  subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: b}}}
+  egress: [{action: Allow, to: [{namespaces: {matchLabels: {team: a}}}], ports: [{portNumber: {port: 8080}}]}]
+"#;
+        let loaded = crate::load::load_str("tied.yaml", yaml);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        Engine::new(loaded.cluster)
+    }
+
+    #[test]
+    fn variants_swap_a_tie_and_override_an_action() {
+        let e = tied();
+        let c = e.cluster();
+        let pod = |ns: &str, name: &str| c.find_pod(ns, name).unwrap_or_default();
+        let (client, web) = (pod("b", "client"), pod("a", "web"));
+        let subject = e.pod_identity(client);
+        let peer = Endpoint::Pod { pod: web, ip: None };
+        let (deny, allow) = (PolicyId::new(0), PolicyId::new(1));
+        let dir = Direction::Egress;
+        // As compiled: 8080 allowed, everything else denied; the Allow rule decides 8080.
+        let as_is = e.side_ports(subject, dir, &peer, Variant::AsIs);
+        assert_eq!(as_is, tcp(8080, 8080));
+        let allow_rule = e.policy_rules(allow, dir)[0];
+        let deny_rule = e.policy_rules(deny, dir)[0];
+        assert_eq!(e.side_decider(subject, dir, &peer, Protocol::Tcp, 8080, Variant::AsIs), (true, Some(allow_rule)));
+        // The other order of the tie: the Deny comes first and decides everything.
+        let swapped = Variant::Swap(deny, allow);
+        assert!(e.side_ports(subject, dir, &peer, swapped).is_empty());
+        assert_eq!(e.side_decider(subject, dir, &peer, Protocol::Tcp, 8080, swapped), (false, Some(deny_rule)));
+        // Swapping is symmetric and a no-op on a policy with itself.
+        assert!(e.side_ports(subject, dir, &peer, Variant::Swap(allow, deny)).is_empty());
+        assert_eq!(e.side_ports(subject, dir, &peer, Variant::Swap(allow, allow)), as_is);
+        // The Deny made a Pass: what the Allow leaves undecided goes on, to Kubernetes' default.
+        let pass = Variant::Action(deny_rule, Action::Pass);
+        assert_eq!(e.side_ports(subject, dir, &peer, pass), PortSet::all());
+        assert_eq!(e.side_decider(subject, dir, &peer, Protocol::Udp, 53, pass), (true, None));
+        // The Allow made a Deny.
+        assert!(e.side_ports(subject, dir, &peer, Variant::Action(allow_rule, Action::Deny)).is_empty());
+        // The Admin tier alone: what it allows (Deny end), and all but what it denies (Continue end); the
+        // NetworkPolicy tier alone decides nothing here.
+        assert_eq!(e.side_ports(subject, dir, &peer, Variant::Tier(TierId(0), TierEnd::Deny)), tcp(8080, 8080));
+        assert_eq!(e.side_ports(subject, dir, &peer, Variant::Tier(TierId(0), TierEnd::Continue)), tcp(8080, 8080));
+        let np = Variant::Tier(NETWORK_POLICY_TIER, TierEnd::Continue);
+        assert_eq!(e.side_ports(subject, dir, &peer, np), PortSet::all());
+        // Every variant agrees with the verdict where it changes nothing.
+        for port in [1, 8080, 9000] {
+            let verdict = e.allowed(&Endpoint::Pod { pod: client, ip: None }, &peer, Protocol::Tcp, port);
+            assert_eq!(as_is.contains(Protocol::Tcp, port), verdict, "{port}");
+            let (allowed, _) = e.side_decider(subject, dir, &peer, Protocol::Tcp, port, Variant::AsIs);
+            assert_eq!(allowed, verdict, "{port}");
         }
     }
 }

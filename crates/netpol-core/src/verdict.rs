@@ -58,6 +58,11 @@ pub struct RuleMatch {
     /// Where the rule is: its field path in the object (`spec.ingress[0]`) and the object's file and document.
     pub field: String,
     pub source: String,
+    /// Admin tiers: the other policies of the same tier and priority that select the subject in this
+    /// direction. The API leaves the order of equal priorities undefined (netpol orders them by kind, then
+    /// name), so another implementation may apply one of them first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tie: Vec<String>,
     /// The rule, for comparisons (`policy` and `rule` are its words).
     #[serde(skip)]
     pub key: RuleKey,
@@ -295,7 +300,10 @@ impl Engine {
                 };
                 let reason = match (step.ports, step.peer) {
                     (true, Some(peer)) => {
-                        let m = self.rule_match(rule, tier.name, peer, port_text().ok().flatten());
+                        let mut m = self.rule_match(rule, tier.name, peer, port_text().ok().flatten());
+                        if !is_np {
+                            m.tie = self.ties(rule.policy, &pols);
+                        }
                         match rule.action {
                             Action::Allow => {
                                 side.allowed_by.push(m.clone());
@@ -358,8 +366,26 @@ impl Engine {
             port,
             field: format!("spec.{dir}[{ri}]"),
             source: pol.origin.to_string(),
+            tie: Vec::new(),
             key,
         }
+    }
+
+    /// The policies of `pols` other than `pol` with its tier and priority (admin tiers): those whose order
+    /// relative to `pol` the API leaves undefined.
+    fn ties(&self, pol: PolicyId, pols: &[PolicyId]) -> Vec<String> {
+        let p = self.cluster.policy(pol);
+        if p.tier == PolicyTier::NetworkPolicy {
+            return Vec::new();
+        }
+        pols.iter()
+            .filter(|&&o| o != pol)
+            .filter(|&&o| {
+                let q = self.cluster.policy(o);
+                q.tier == p.tier && q.priority == p.priority
+            })
+            .map(|&o| self.cluster.policy_ref(o))
+            .collect()
     }
 
     fn peer_mismatch(&self, pol: &Policy, peer: &Peer, ep: &Endpoint, name: Option<&str>) -> String {
@@ -622,6 +648,14 @@ impl Explanation {
                     _ => String::new(),
                 };
                 let _ = writeln!(s, "    {}{outcome}", rule_line(m));
+                if !m.tie.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "      priority {} is shared with {}: the API leaves their order undefined",
+                        m.priority.unwrap_or_default(),
+                        m.tie.join(", ")
+                    );
+                }
             }
             match side.decided_by {
                 DecidedBy::NetworkPolicy if !np_done => {
@@ -635,5 +669,103 @@ impl Explanation {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// b/client's egress to a/web: `deny-a` (Deny) and `allow-web` (Allow 8080) of priority `p`, both selecting
+    /// b/client, and `other` (priority 10, Deny everything) selecting pods of namespace a only.
+    fn engine(p: u32) -> Engine {
+        let yaml = format!(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: a, labels: {{team: a}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: a, labels: {{app: web}}}}
+spec: {{containers: [{{name: c, ports: [{{containerPort: 8080}}]}}]}}
+status: {{podIP: 10.0.0.1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: b}}
+spec: {{containers: [{{name: c}}]}}
+status: {{podIP: 10.0.1.1}}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {{name: deny-a}}
+spec:
+  priority: 10
+  subject: {{namespaces: {{matchLabels: {{kubernetes.io/metadata.name: b}}}}}}
+  egress: [{{action: Deny, to: [{{namespaces: {{matchLabels: {{team: a}}}}}}]}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {{name: allow-web}}
+spec:
+  priority: {p}
+  subject: {{namespaces: {{matchLabels: {{kubernetes.io/metadata.name: b}}}}}}
+  egress: [{{name: web, action: Allow, to: [{{namespaces: {{matchLabels: {{team: a}}}}}}], ports: [{{portNumber: {{port: 8080}}}}]}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {{name: other}}
+spec:
+  priority: 10
+  subject: {{namespaces: {{matchLabels: {{team: a}}}}}}
+  egress: [{{action: Deny, to: [{{namespaces: {{}}}}]}}]
+"#
+        );
+        let loaded = crate::load::load_str("tie.yaml", &yaml);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        Engine::new(loaded.cluster)
+    }
+
+    fn explain(e: &Engine, port: u16) -> Explanation {
+        let pod =
+            |ns: &str, name: &str| Endpoint::Pod { pod: e.cluster().find_pod(ns, name).unwrap_or_default(), ip: None };
+        e.explain(&pod("b", "client"), &pod("a", "web"), Protocol::Tcp, port)
+    }
+
+    #[test]
+    fn a_deciding_rule_whose_priority_is_shared_says_so() {
+        let e = engine(10);
+        let x = explain(&e, 8080);
+        assert_eq!(x.verdict, Verdict::Allow);
+        assert_eq!(x.egress.walk.len(), 1, "{x:?}");
+        let m = &x.egress.walk[0];
+        assert_eq!((m.policy.as_str(), m.action), ("anp/allow-web", Action::Allow));
+        // `other` has the same priority but does not select the client: no tie for this flow.
+        assert_eq!(m.tie, ["anp/deny-a"]);
+        assert_eq!(x.egress.allowed_by[0].tie, ["anp/deny-a"]);
+        let text = x.render();
+        assert!(
+            text.contains(
+                "[Admin] anp/allow-web (priority 10) egress rule 0 \"web\": Allow, peer 0, port 8080/TCP (tie.yaml \
+                 (document 4), spec.egress[0]) → ALLOW\n      priority 10 is shared with anp/deny-a: the API leaves \
+                 their order undefined\n"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&x).unwrap_or_default();
+        assert_eq!(json["egress"]["walk"][0]["tie"], serde_json::json!(["anp/deny-a"]));
+        // The Deny decides the other ports, with the same tie.
+        let x = explain(&e, 9000);
+        assert_eq!(x.egress.walk.last().map(|m| m.tie.clone()), Some(vec!["anp/allow-web".to_string()]));
+    }
+
+    #[test]
+    fn distinct_priorities_are_no_tie() {
+        let x = explain(&engine(5), 8080);
+        assert!(x.egress.walk.iter().all(|m| m.tie.is_empty()), "{x:?}");
+        assert!(!x.render().contains("shared with"));
+        let json = serde_json::to_value(&x).unwrap_or_default();
+        assert!(json["egress"]["walk"][0].get("tie").is_none(), "{json}");
     }
 }

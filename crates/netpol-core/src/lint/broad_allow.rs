@@ -7,7 +7,7 @@
 //! **Instead**: select the namespaces/pods that need access; `except` the cluster and metadata ranges.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::{Direction, Peer, PolicyId};
+use crate::model::{Action, Direction, Peer, PolicyId, PolicyTier};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP010",
@@ -21,14 +21,23 @@ pub static RULE: RuleInfo = RuleInfo {
 
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for at in ctx.peers() {
-        let (pid, dir, ri, pi, peer) = (at.policy.index(), at.dir, at.rule, at.peer, at.value);
+        let (pid, pol, dir, ri, pi, peer) = (at.policy.index(), at.pol, at.dir, at.rule, at.peer, at.value);
+        // Only what allows is broad: an admin Deny or Pass of everything is not.
+        if pol.rules(dir).get(ri).is_none_or(|r| r.action != Action::Allow) {
+            continue;
+        }
         let path = Some(Ctx::peer_path(dir, ri, pi));
+        let cluster = pol.ns().is_none();
         match peer {
             Peer::Selectors { namespaces: Some(ns), pods }
                 if ns.is_everything() && pods.as_ref().is_none_or(|p| p.is_everything()) =>
             {
                 let what = if dir == Direction::Ingress { "from" } else { "to" };
-                let msg = format!("allows {dir} {what} every pod of every namespace (namespaceSelector: {{}})");
+                let msg = if cluster {
+                    format!("allows {dir} {what} every pod of every namespace (namespaces: {{}}){}", when(pol.tier))
+                } else {
+                    format!("allows {dir} {what} every pod of every namespace (namespaceSelector: {{}})")
+                };
                 out.push(ctx.policy_finding(
                     &RULE,
                     PolicyId::new(pid),
@@ -50,8 +59,30 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     "add `except` for the pod/service CIDRs and 169.254.169.254/32, or narrow the CIDR",
                 ));
             }
+            Peer::Networks(nets) if dir == Direction::Egress => {
+                let Some(all) = nets.iter().find(|n| n.prefix_len() == 0) else { continue };
+                let msg = format!(
+                    "allows egress to every address ({all}), including pods and metadata endpoints{}",
+                    when(pol.tier)
+                );
+                out.push(ctx.policy_finding(
+                    &RULE,
+                    PolicyId::new(pid),
+                    path,
+                    msg,
+                    "narrow the CIDR, or Deny the pod ranges and 169.254.169.254/32 in a rule before it",
+                ));
+            }
             _ => {}
         }
+    }
+}
+
+/// When an admin kind's allow applies, in words.
+fn when(tier: PolicyTier) -> &'static str {
+    match tier {
+        PolicyTier::Admin => ", before any NetworkPolicy is consulted",
+        PolicyTier::NetworkPolicy | PolicyTier::Baseline => "",
     }
 }
 
@@ -72,5 +103,26 @@ mod tests {
     fn quiet_for_narrow_peers() {
         let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {app: client}}}]}]\n"));
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// An admin Accept of every pod is broad (and comes before any NetworkPolicy); a Deny of every pod is not.
+    #[test]
+    fn admin_accepts_are_broad_and_denies_are_not() {
+        let cnp = |action: &str| {
+            format!(
+                "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: open}}\n\
+                 spec:\n  tier: Admin\n  priority: 1\n  subject: {{namespaces: {{}}}}\n  ingress:\n  - {{action: \
+                 {action}, from: [{{namespaces: {{}}}}]}}\n  egress:\n  - {{action: {action}, to: [{{networks: \
+                 [\"0.0.0.0/0\"]}}]}}\n"
+            )
+        };
+        let f = run(&RULE, &with(&cnp("Accept")));
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy open");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].from[0]"));
+        assert!(f[0].message.contains("(namespaces: {}), before any NetworkPolicy is consulted"), "{}", f[0].message);
+        assert!(f[1].message.starts_with("allows egress to every address (0.0.0.0/0)"), "{}", f[1].message);
+        assert!(run(&RULE, &with(&cnp("Deny"))).is_empty());
+        assert!(run(&RULE, &with(&cnp("Pass"))).is_empty());
     }
 }

@@ -1,7 +1,8 @@
 //! NP003 egress-without-dns.
 //!
-//! **What it finds**: pods isolated for egress that cannot reach cluster DNS (kube-dns in kube-system, or the
-//! `lint.dns` setting) on UDP 53 and TCP 53.
+//! **What it finds**: pods a NetworkPolicy isolates for egress that cannot reach cluster DNS (kube-dns in
+//! kube-system, or the `lint.dns` setting) on UDP 53 and TCP 53. The admin tiers isolate nothing; where one of
+//! their Deny rules is what blocks DNS, NP018 (admin-deny-dns) reports the rule and this rule stays quiet.
 //! **Why it is bad**: once egress is isolated, DNS must be allowed explicitly; without it every name lookup times
 //! out, which looks like a network outage. TCP 53 is needed for large answers (truncation falls back to TCP).
 //! **Instead**: add an egress rule to `namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}`
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::compile::{Endpoint, IdentityId};
 use crate::load::NAMESPACE_NAME_LABEL;
-use crate::model::{Direction, Peer, PodId, PolicyId, PortMatch};
+use crate::model::{Direction, Peer, PodId, PolicyId, PolicyTier, PortMatch};
 use crate::portset::Protocol;
 use crate::selector::Labels;
 
@@ -29,34 +30,53 @@ pub static RULE: RuleInfo = RuleInfo {
 const HELP: &str = "add an egress rule to namespaceSelector {kubernetes.io/metadata.name: kube-system} + podSelector \
                     {k8s-app: kube-dns} on ports 53/UDP and 53/TCP (one peer, both selectors)";
 
-fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
-    let e = ctx.engine;
-    let c = &e.cluster;
-    let (dns_ns, dns_labels): (String, Labels) = match &ctx.config.dns {
+/// Where cluster DNS lives (the `lint.dns` setting, or namespace kube-system, pods k8s-app=kube-dns) and its pods
+/// in the input.
+pub(super) struct Dns {
+    pub ns: String,
+    pub labels: Labels,
+    pub pods: Vec<PodId>,
+}
+
+pub(super) fn dns(ctx: &Ctx) -> Dns {
+    let c = &ctx.engine.cluster;
+    let (ns, labels): (String, Labels) = match &ctx.config.dns {
         Some(d) => (d.namespace.clone(), d.pod_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
         None => ("kube-system".into(), Labels::from_iter([("k8s-app", "kube-dns")])),
     };
-    let dns_pods: Vec<PodId> = (0..c.pods.len())
+    let pods: Vec<PodId> = (0..c.pods.len())
         .map(PodId::new)
         .filter(|&p| {
             let pod = c.pod(p);
-            c.ns_name(pod.ns) == dns_ns && dns_labels.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
+            c.ns_name(pod.ns) == ns && labels.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
         })
         .collect();
-    // Group by egress profile: one finding per distinct set of isolating policies.
+    Dns { ns, labels, pods }
+}
+
+fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
+    let e = ctx.engine;
+    let c = &e.cluster;
+    let Dns { ns: dns_ns, labels: dns_labels, pods: dns_pods } = dns(ctx);
+    // Group by egress profile: one finding per distinct set of isolating NetworkPolicies.
     let mut groups: BTreeMap<Vec<PolicyId>, (Vec<IdentityId>, BTreeSet<&'static str>)> = BTreeMap::new();
     for (i, ident) in e.identities.iter().enumerate() {
-        if ident.host_network || ident.egress_policies.is_empty() {
+        // Isolation is NetworkPolicy's: the admin tiers isolate nothing (NP018 reports their Deny rules).
+        if ident.host_network || !e.isolated(IdentityId::new(i), Direction::Egress) {
             continue;
         }
+        let nps: Vec<PolicyId> =
+            ident.egress_policies.iter().copied().filter(|&p| c.policy(p).tier == PolicyTier::NetworkPolicy).collect();
         let Some(&rep) = ident.pods.first() else { continue };
         let src = Endpoint::Pod { pod: rep, ip: None };
         let ok = |proto: Protocol| -> bool {
             if dns_pods.is_empty() {
-                hypothetical_allows(ctx, &ident.egress_policies, &dns_ns, &dns_labels, proto)
-            } else {
-                dns_pods.iter().any(|&d| e.allowed(&src, &Endpoint::Pod { pod: d, ip: None }, proto, 53))
+                return hypothetical_allows(ctx, &nps, &dns_ns, &dns_labels, proto);
             }
+            let to = |d: PodId| Endpoint::Pod { pod: d, ip: None };
+            dns_pods.iter().any(|&d| e.allowed(&src, &to(d), proto, 53))
+                // An admin rule's Deny is NP018's finding, not this one's.
+                || dns_pods.iter().any(|&d| !super::admin_dns::blocking_rules(e, rep, d, proto).is_empty())
         };
         let mut missing = BTreeSet::new();
         if !ok(Protocol::Udp) {
@@ -68,7 +88,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         if missing.is_empty() {
             continue;
         }
-        let g = groups.entry(ident.egress_policies.clone()).or_default();
+        let g = groups.entry(nps).or_default();
         g.0.push(IdentityId::new(i));
         g.1.extend(missing);
     }
@@ -156,5 +176,45 @@ mod tests {
     fn quiet_with_dns_allowed() {
         let f = run(&RULE, &with(&format!("{DENY_EGRESS}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: dns, namespace: a}}\nspec:\n  podSelector: {{}}\n  policyTypes: [Egress]\n  egress: [{{to: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: kube-system}}}}, podSelector: {{matchLabels: {{k8s-app: kube-dns}}}}}}], ports: [{{port: 53, protocol: UDP}}, {{port: 53, protocol: TCP}}]}}]\n")));
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    const ADMIN_DENY: &str = r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: lockdown}
+spec:
+  priority: 10
+  subject: {namespaces: {matchLabels: {team: a}}}
+  egress:
+  - {name: deny-rest, action: Deny, to: [{networks: ["0.0.0.0/0"]}]}
+"#;
+
+    /// The admin kinds isolate nothing: pods they select but no NetworkPolicy isolates are not this rule's.
+    #[test]
+    fn admin_policies_do_not_isolate() {
+        assert!(run(&RULE, &with(ADMIN_DENY)).is_empty());
+        let pass = ADMIN_DENY.replace("action: Deny", "action: Pass");
+        assert!(run(&RULE, &with(&pass)).is_empty());
+    }
+
+    /// DNS blocked by an admin Deny before the NetworkPolicy tier is NP018's finding, not NP003's.
+    #[test]
+    fn dns_blocked_by_an_admin_rule_is_left_to_np018() {
+        let yaml = with(&format!("{DENY_EGRESS}---\n{ADMIN_DENY}"));
+        assert!(run(&RULE, &yaml).is_empty());
+        let f = run(&super::super::admin_dns::RULE, &yaml);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("for a/db, a/web"), "{}", f[0].message);
+    }
+
+    /// A Pass hands DNS to the NetworkPolicy tier, which denies it: this rule's finding, naming the
+    /// NetworkPolicy only.
+    #[test]
+    fn passed_to_an_isolating_networkpolicy() {
+        let pass = ADMIN_DENY.replace("action: Deny", "action: Pass");
+        let f = run(&RULE, &with(&format!("{DENY_EGRESS}---\n{pass}")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "NetworkPolicy a/deny");
+        assert!(f[0].message.contains("is isolated by a/deny but"), "{}", f[0].message);
     }
 }

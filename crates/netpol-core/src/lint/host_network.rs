@@ -28,6 +28,27 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             continue;
         }
         let only = ctx.selects_only_host_network(PolicyId::new(pid));
+        // The admin kinds' subjects leave hostNetwork pods out by definition: that is only worth saying when it
+        // leaves nothing.
+        if pol.ns().is_none() {
+            if only {
+                let mut pods: Vec<String> = host.iter().map(|&p| c.pod_ref(p)).collect();
+                pods.sort();
+                let msg = format!(
+                    "the subject matches only hostNetwork pod(s) {}, which the API leaves out of every subject: this \
+                     policy has no effect",
+                    pods.join(", ")
+                );
+                out.push(ctx.policy_finding(
+                    &RULE,
+                    PolicyId::new(pid),
+                    Some("spec.subject".into()),
+                    msg,
+                    "use node-level firewalling for host-network workloads, or fix the subject",
+                ));
+            }
+            continue;
+        }
         // A namespace-wide `{}` selector (typically a default-deny) that also selects ordinary pods is meant for
         // them: that it covers a hostNetwork pod of the namespace too is expected, not a mistake.
         if pol.pod_selector.is_everything() && !only {
@@ -98,5 +119,30 @@ mod tests {
     #[test]
     fn quiet_without_host_network_pods() {
         assert!(run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec: {podSelector: {}}\n")).is_empty());
+    }
+
+    /// An admin subject leaves hostNetwork pods out by definition: reported only when that leaves nothing.
+    #[test]
+    fn admin_subjects_of_host_network_pods_only() {
+        let agent = "apiVersion: v1\nkind: Pod\nmetadata: {name: agent, namespace: a, labels: {app: agent}}\nspec: {hostNetwork: true, containers: [{name: c}]}\n";
+        let cnp = |pods: &str| {
+            format!(
+                "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: p}}\n\
+                 spec:\n  tier: Admin\n  priority: 1\n  subject: {{pods: {{podSelector: {pods}}}}}\n  ingress:\n  - \
+                 {{action: Deny, from: [{{namespaces: {{}}}}]}}\n"
+            )
+        };
+        let f = run(&RULE, &with(&format!("{agent}---\n{}", cnp("{matchLabels: {app: agent}}"))));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.subject"));
+        assert!(f[0].message.contains("only hostNetwork pod(s) a/agent"), "{}", f[0].message);
+        let f = run(
+            &RULE,
+            &with(&format!(
+                "{agent}---\n{}",
+                cnp("{matchExpressions: [{key: app, operator: In, values: [agent, web]}]}")
+            )),
+        );
+        assert!(f.is_empty(), "{f:?}");
     }
 }

@@ -21,6 +21,10 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     for (pid, pol) in c.policies.iter().enumerate() {
+        // The admin kinds do govern ICMP: rules without `protocols` and `networks` peers match it.
+        if pol.ns().is_none() {
+            continue;
+        }
         let n = pol.name.to_ascii_lowercase();
         if n.contains("icmp") || n.contains("ping") {
             let msg = format!("`{}` looks meant for ICMP/ping, which NetworkPolicy does not define", pol.name);

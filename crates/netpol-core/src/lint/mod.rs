@@ -10,8 +10,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::compile::{Engine, IdentityId};
-use crate::model::{Direction, Origin, Peer, PodId, Policy, PolicyId};
+use crate::model::{Action, Direction, Origin, Peer, PodId, Policy, PolicyId, PolicyKind};
 
+mod admin_dns;
 mod broad_allow;
 mod dns_egress;
 mod empty_rule;
@@ -22,10 +23,13 @@ mod named_port;
 mod no_default_deny;
 mod ns_label;
 mod one_family;
+mod pass_nothing;
 mod peer_nothing;
 mod port_not_served;
+mod priority_tie;
 mod redundant;
 mod selects_nothing;
+mod shadowed;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -65,7 +69,8 @@ pub struct Finding {
     pub code: &'static str,
     pub rule: &'static str,
     pub severity: Severity,
-    /// `NetworkPolicy ns/name` or `Namespace name`.
+    /// `NetworkPolicy ns/name`, `AdminNetworkPolicy name` (a cluster-scoped kind and its name) or
+    /// `Namespace name`.
     pub object: String,
     pub origin: Option<Origin>,
     /// Field path inside the object (`spec.ingress[0].from[1]`), when the finding is about a field.
@@ -94,7 +99,7 @@ pub struct Config {
     /// Per-code severity overrides.
     #[serde(default)]
     pub severity: BTreeMap<String, Severity>,
-    /// Where cluster DNS lives, for NP003 (default: namespace `kube-system`, pods `k8s-app=kube-dns`).
+    /// Where cluster DNS lives, for NP003 and NP018 (default: namespace `kube-system`, pods `k8s-app=kube-dns`).
     #[serde(default)]
     pub dns: Option<DnsConfig>,
 }
@@ -196,6 +201,86 @@ impl<'e> Ctx<'e> {
         })
     }
 
+    /// How findings name a policy: `NetworkPolicy ns/name`, or the kind and name of a cluster-scoped policy
+    /// (`AdminNetworkPolicy name`).
+    pub fn object_name(c: &crate::model::Cluster, pol: PolicyId) -> String {
+        let p = c.policy(pol);
+        match p.ns() {
+            Some(_) => format!("NetworkPolicy {}", c.policy_ref(pol)),
+            None => format!("{} {}", p.kind.as_str(), p.name),
+        }
+    }
+
+    /// A rule in words: `egress rule 1 "deny-rest" (Deny)`; the action only for the admin kinds.
+    pub fn rule_words(pol: &Policy, dir: Direction, rule: usize) -> String {
+        let r = pol.rules(dir).get(rule);
+        let name = r.and_then(|r| r.name.as_ref()).map(|n| format!(" \"{n}\"")).unwrap_or_default();
+        let action = match (pol.ns(), r) {
+            (None, Some(r)) => format!(" ({})", action_word(pol.kind, r.action)),
+            _ => String::new(),
+        };
+        format!("{dir} rule {rule}{name}{action}")
+    }
+
+    /// A pod of identity `peer` as the other end of a flow whose subject is a pod of identity `subject`: its
+    /// first pod, or its second when both are one identity (a pod's traffic to itself is not governed); `None`
+    /// when there is no such pod.
+    pub fn peer_endpoint(&self, subject: IdentityId, peer: IdentityId) -> Option<crate::compile::Endpoint> {
+        let pods = &self.engine.identities[peer.index()].pods;
+        let pod = if subject == peer { pods.get(1) } else { pods.first() };
+        pod.map(|&pod| crate::compile::Endpoint::Pod { pod, ip: None })
+    }
+
+    /// The first pod of identity `i` (every identity has one).
+    pub fn rep_pod(&self, i: IdentityId) -> Option<PodId> {
+        self.engine.identities[i.index()].pods.first().copied()
+    }
+
+    /// The identities (hostNetwork pods left out) whose walk in `dir` includes compiled rule `rid` of policy
+    /// `pol`: the pods the rule applies to.
+    pub fn subjects_of(&self, pol: PolicyId, dir: Direction, rid: crate::compile::RuleId) -> Vec<IdentityId> {
+        self.selected[pol.index()]
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let ident = &self.engine.identities[i.index()];
+                let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
+                rules.contains(&rid)
+            })
+            .collect()
+    }
+
+    /// Field path of a peer's namespace selector: `spec.ingress[0].from[1].namespaceSelector` for a
+    /// NetworkPolicy; for the admin kinds the `namespaces` peer itself, or a `pods` peer's `namespaceSelector`.
+    pub fn ns_selector_path(pol: &Policy, dir: Direction, rule: usize, peer: usize) -> String {
+        let base = Ctx::peer_path(dir, rule, peer);
+        if pol.ns().is_some() {
+            return format!("{base}.namespaceSelector");
+        }
+        match pol.rules(dir).get(rule).and_then(|r| r.peers.get(peer)) {
+            Some(Peer::Selectors { pods: Some(_), .. }) => format!("{base}.pods.namespaceSelector"),
+            _ => format!("{base}.namespaces"),
+        }
+    }
+
+    /// Field path of the `ports` entry of the model's rule at index `entry`: `spec.ingress[0].ports[2]`. The
+    /// admin kinds write `protocols` (v1alpha2) or `ports` (v1alpha1), and their named ports become one model
+    /// entry per protocol (see the loader): counted back to the manifest's entry.
+    pub fn port_path(pol: &Policy, dir: Direction, rule: usize, entry: usize) -> String {
+        let base = Ctx::rule_path(dir, rule);
+        if pol.ns().is_some() {
+            return format!("{base}.ports[{entry}]");
+        }
+        let field = if pol.kind == PolicyKind::ClusterNetworkPolicy { "protocols" } else { "ports" };
+        let ports = pol.rules(dir).get(rule).map_or(&[][..], |r| r.ports.as_slice());
+        // A named port is three model entries (TCP, UDP, SCTP): only its TCP entry starts a manifest entry.
+        let starts = |p: &crate::model::PolicyPort| {
+            !matches!(p.port, crate::model::PortMatch::Named(_)) || p.protocol == crate::portset::Protocol::Tcp
+        };
+        let index = ports.iter().take(entry + 1).filter(|p| starts(p)).count().saturating_sub(1);
+        format!("{base}.{field}[{index}]")
+    }
+
     /// Field path of a rule, peer or port: `spec.ingress[1]`, `spec.egress[0].to[2]`.
     pub fn rule_path(dir: Direction, rule: usize) -> String {
         format!("spec.{}[{rule}]", dir.as_str())
@@ -218,12 +303,23 @@ impl<'e> Ctx<'e> {
             code: info.code,
             rule: info.name,
             severity: info.severity,
-            object: format!("NetworkPolicy {}", c.policy_ref(pol)),
+            object: Ctx::object_name(c, pol),
             origin: Some(c.policy(pol).origin.clone()),
             field,
             message,
             help: help.into(),
         }
+    }
+}
+
+/// An action as the policy's kind spells it (`Accept` in v1alpha2, `Allow` in v1alpha1).
+pub fn action_word(kind: PolicyKind, action: Action) -> &'static str {
+    match action {
+        Action::Allow if kind == PolicyKind::ClusterNetworkPolicy => "Accept",
+        Action::Allow => "Allow",
+        Action::Deny => "Deny",
+        Action::Pass => "Pass",
+        Action::Log => "Log",
     }
 }
 
@@ -243,6 +339,10 @@ pub const RULES: &[&RuleInfo] = &[
     &empty_rule::RULE,
     &icmp::RULE,
     &one_family::RULE,
+    &priority_tie::RULE,
+    &shadowed::RULE,
+    &pass_nothing::RULE,
+    &admin_dns::RULE,
 ];
 
 /// Runs every enabled rule; findings are sorted by file, document, code.
@@ -325,5 +425,81 @@ status: {podIP: 10.0.9.10}
 
     pub fn with(policies: &str) -> String {
         format!("{BASE}\n---\n{policies}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::{run, with};
+    use super::RULES;
+
+    /// Admin-tier and Baseline-tier policies of every kind, written the way they are meant: the rules written for
+    /// NetworkPolicy (NP001 to NP014) find nothing wrong with them. Only NP009 speaks, for egress outside
+    /// namespace a: the Baseline deny-all covers ingress everywhere, and ping-guard's deny of every address is
+    /// namespace a's default deny for egress.
+    #[test]
+    fn admin_policies_give_the_networkpolicy_rules_nothing_to_say() {
+        let yaml = with(
+            r#"
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: ping-guard}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {namespaces: {matchLabels: {team: a}}}
+  ingress:
+  - {name: web, action: Accept, from: [{namespaces: {matchLabels: {team: b}}}], protocols: [{destinationNamedPort: http}]}
+  - {name: no-telnet, action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 23}}}]}
+  egress:
+  - {name: partner, action: Pass, to: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: client}}}}]}
+  - {name: no-internet, action: Deny, to: [{networks: ["0.0.0.0/0", "::/0"]}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: icmp-and-dns}
+spec:
+  priority: 1
+  subject: {pods: {namespaceSelector: {}, podSelector: {}}}
+  egress:
+  - name: dns
+    action: Allow
+    to: [{pods: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}, podSelector: {matchLabels: {k8s-app: kube-dns}}}}]
+    ports: [{namedPort: dns}, {portNumber: {protocol: TCP, port: 53}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+  ingress:
+  - {name: deny-all, action: Deny, from: [{namespaces: {}}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: a, labels: {app: agent}}
+spec: {hostNetwork: true, containers: [{name: c}]}
+status: {podIP: 192.168.1.10}
+"#,
+        );
+        for rule in RULES.iter().filter(|r| r.code <= "NP014") {
+            let f = run(rule, &yaml);
+            if rule.code == "NP009" {
+                let objects: Vec<&str> = f.iter().map(|f| f.object.as_str()).collect();
+                assert_eq!(objects, ["Namespace b", "Namespace kube-system"], "{f:?}");
+                assert!(f.iter().all(|f| f.message.contains("default-deny egress")), "{f:?}");
+            } else {
+                assert!(f.is_empty(), "{}: {f:?}", rule.code);
+            }
+        }
+    }
+
+    #[test]
+    fn codes_are_unique_and_in_order() {
+        let codes: Vec<&str> = RULES.iter().map(|r| r.code).collect();
+        let mut sorted = codes.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(codes, sorted);
     }
 }

@@ -50,9 +50,23 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         })
                         .collect(),
                 };
+                // The admin kinds' named ports have no protocol: the loader writes one entry per protocol, and
+                // the port resolves if a container port of that name has any of them.
+                let any_protocol = pol.ns().is_none();
+                let mut seen: Vec<&str> = Vec::new();
                 for (ki, pp) in model_rule.ports.iter().enumerate() {
                     let PortMatch::Named(name) = &pp.port else { continue };
-                    if dsts.iter().any(|&i| e.identities[i].named_port(name, pp.protocol).is_some()) {
+                    if any_protocol {
+                        if seen.contains(&name.as_str()) {
+                            continue;
+                        }
+                        seen.push(name);
+                        let defined =
+                            |i: usize| e.identities[i].ports.iter().any(|cp| cp.name.as_deref() == Some(name));
+                        if dsts.iter().any(|&i| defined(i)) {
+                            continue;
+                        }
+                    } else if dsts.iter().any(|&i| e.identities[i].named_port(name, pp.protocol).is_some()) {
                         continue;
                     }
                     let other_proto = dsts
@@ -73,8 +87,9 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                             ctx.pod_list(&dsts.iter().map(|&i| IdentityId::new(i)).collect::<Vec<_>>(), 3)
                         )
                     };
-                    let msg = format!("named port `{name}/{}` resolves on no destination pod: {whom}", pp.protocol);
-                    let path = format!("{}.ports[{ki}]", Ctx::rule_path(dir, ri));
+                    let port = if any_protocol { name.clone() } else { format!("{name}/{}", pp.protocol) };
+                    let msg = format!("named port `{port}` resolves on no destination pod: {whom}");
+                    let path = Ctx::port_path(pol, dir, ri, ki);
                     out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), Some(path), msg, help));
                 }
             }
@@ -117,5 +132,23 @@ mod tests {
         assert!(ok.is_empty(), "{ok:?}");
         let bad = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: b}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress: [{to: [{namespaceSelector: {}, podSelector: {matchLabels: {app: db}}}], ports: [{port: http}]}]\n"));
         assert_eq!(bad.len(), 1);
+    }
+
+    /// An admin kind's named port has no protocol: it resolves if a container port of that name has any, and an
+    /// undefined one is reported once, at its manifest entry.
+    #[test]
+    fn admin_named_ports_have_no_protocol() {
+        let f = run(
+            &RULE,
+            &with(
+                "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  \
+                 tier: Admin\n  priority: 1\n  subject: {namespaces: {matchLabels: {team: a}}}\n  ingress:\n  - {action: \
+                 Accept, from: [{namespaces: {}}], protocols: [{destinationNamedPort: http}, {destinationNamedPort: \
+                 metrics}, {udp: {destinationPort: {number: 53}}}]}\n",
+            ),
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].protocols[1]"));
+        assert!(f[0].message.starts_with("named port `metrics` resolves on no destination pod"), "{}", f[0].message);
     }
 }

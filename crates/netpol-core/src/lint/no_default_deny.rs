@@ -7,7 +7,8 @@
 //! **Instead**: add `podSelector: {}` with `policyTypes: [Ingress]` (and `[Egress]`, with a DNS allow) per namespace.
 
 use super::{Finding, RuleInfo, Severity};
-use crate::model::Direction;
+use crate::model::{Action, Direction, Peer, Policy, Scope};
+use crate::selector::Labels;
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP009",
@@ -29,10 +30,10 @@ fn check(ctx: &super::Ctx, out: &mut Vec<Finding>) {
             continue;
         }
         for dir in [Direction::Ingress, Direction::Egress] {
-            let baseline = c
-                .policies
-                .iter()
-                .any(|p| p.ns() == Some(NsId::new(nsid)) && p.affects(dir) && p.pod_selector.is_everything());
+            let baseline = c.policies.iter().any(|p| {
+                (p.ns() == Some(NsId::new(nsid)) && p.affects(dir) && p.pod_selector.is_everything())
+                    || cluster_deny_all(p, &ns.labels, dir)
+            });
             if baseline {
                 continue;
             }
@@ -60,6 +61,24 @@ fn check(ctx: &super::Ctx, out: &mut Vec<Finding>) {
             });
         }
     }
+}
+
+/// Whether `pol` is a cluster-scoped policy whose subject is every pod of a namespace labelled `ns_labels` and
+/// that denies all of `dir` to them: a rule with no ports that denies every pod (`namespaces: {}`) for ingress,
+/// every address of a family (`networks: [0.0.0.0/0]`) for egress. A deny-all of the Admin or the Baseline tier
+/// is a default deny too.
+fn cluster_deny_all(pol: &Policy, ns_labels: &Labels, dir: Direction) -> bool {
+    let Scope::Cluster(sel) = &pol.scope else { return false };
+    let everyone = |p: &Peer| match p {
+        Peer::Selectors { namespaces: Some(n), pods } => {
+            dir == Direction::Ingress && n.is_everything() && pods.as_ref().is_none_or(|s| s.is_everything())
+        }
+        Peer::Networks(nets) => nets.iter().any(|n| n.prefix_len() == 0),
+        _ => false,
+    };
+    sel.matches(ns_labels)
+        && pol.pod_selector.is_everything()
+        && pol.rules(dir).iter().any(|r| r.action == Action::Deny && r.ports.is_empty() && r.peers.iter().any(everyone))
 }
 
 #[cfg(test)]

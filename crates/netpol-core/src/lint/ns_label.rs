@@ -25,7 +25,7 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     for at in ctx.peers() {
-        let (pid, dir, ri, pi, peer) = (at.policy.index(), at.dir, at.rule, at.peer, at.value);
+        let (pid, pol, dir, ri, pi, peer) = (at.policy.index(), at.pol, at.dir, at.rule, at.peer, at.value);
         let Peer::Selectors { namespaces: Some(sel), .. } = peer else { continue };
         for req in sel.requirements() {
             let key = req.key();
@@ -45,7 +45,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 )
             };
             let msg = format!("namespaceSelector `{sel}` uses label key `{key}`, which no namespace carries");
-            let path = format!("{}.namespaceSelector", Ctx::peer_path(dir, ri, pi));
+            let path = Ctx::ns_selector_path(pol, dir, ri, pi);
             out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), Some(path), msg, help));
         }
     }
@@ -68,5 +68,21 @@ mod tests {
     fn quiet_for_known_keys() {
         let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {team: b}}}, {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: b}}}]}]\n"));
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// The admin kinds' namespace selectors are a `namespaces` peer or a `pods` peer's `namespaceSelector`.
+    #[test]
+    fn admin_peer_paths() {
+        let f = run(
+            &RULE,
+            &with(
+                "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  \
+                 tier: Admin\n  priority: 1\n  subject: {namespaces: {}}\n  ingress:\n  - {action: Deny, from: \
+                 [{namespaces: {matchLabels: {name: b}}}, {pods: {namespaceSelector: {matchLabels: {name: b}}, \
+                 podSelector: {}}}]}\n",
+            ),
+        );
+        let fields: Vec<_> = f.iter().map(|f| f.field.as_deref().unwrap_or_default()).collect();
+        assert_eq!(fields, ["spec.ingress[0].from[0].namespaces", "spec.ingress[0].from[1].pods.namespaceSelector"]);
     }
 }

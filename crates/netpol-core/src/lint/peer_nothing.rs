@@ -42,7 +42,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 continue;
             }
             let sel = namespaces.as_ref().map(|s| s.to_string()).unwrap_or_default();
-            let msg = format!("namespaceSelector `{sel}` matches no namespace");
+            let msg = format!("{} `{sel}` matches no namespace", ns_field(pol, peer));
             out.push(ctx.policy_finding(
                 &RULE,
                 PolicyId::new(pid),
@@ -69,6 +69,11 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             .into_iter()
             .collect();
         let (msg, help) = match namespaces {
+            // The admin kinds' `pods` peer: both selectors in one object, ANDed by definition.
+            Some(nsel) if pol.ns().is_none() => (
+                format!("no pod matches this `pods` peer (namespaceSelector `{nsel}`, podSelector `{psel}`)"),
+                "check the labels of the pods in the selected namespaces".to_string(),
+            ),
             Some(nsel) => {
                 let ns_has_pods = c.pods.iter().any(|p| nss.contains(&p.ns) && !p.host_network);
                 let help = if ns_has_pods && !elsewhere.is_empty() {
@@ -102,6 +107,14 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             }
         };
         out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), path, msg, help));
+    }
+}
+
+/// What the finding calls a peer's namespace selector: `namespaceSelector`, or an admin kind's `namespaces` peer.
+fn ns_field(pol: &crate::model::Policy, peer: &Peer) -> &'static str {
+    match peer {
+        Peer::Selectors { pods: None, .. } if pol.ns().is_none() => "`namespaces` peer",
+        _ => "namespaceSelector",
     }
 }
 

@@ -7,7 +7,7 @@
 //! **Instead**: match the container port, or declare it in the pod template.
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::{Direction, PolicyId, PortMatch};
+use crate::model::{Action, Direction, PolicyId, PortMatch};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP006",
@@ -29,6 +29,11 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             continue;
         }
         for (ri, rule) in pol.rules(Direction::Ingress).iter().enumerate() {
+            // An admin Deny or Pass of a port nobody serves is harmless (often deliberate hardening): only what
+            // allows is judged.
+            if rule.action != Action::Allow {
+                continue;
+            }
             for (ki, pp) in rule.ports.iter().enumerate() {
                 let PortMatch::Range(lo, hi) = pp.port else { continue };
                 if declared.iter().any(|cp| cp.protocol == pp.protocol && lo <= cp.port && cp.port <= hi) {
@@ -39,7 +44,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 served.sort();
                 served.dedup();
                 let msg = format!("no selected pod declares {pp}; they declare {}", served.join(", "));
-                let path = format!("{}.ports[{ki}]", Ctx::rule_path(Direction::Ingress, ri));
+                let path = Ctx::port_path(pol, Direction::Ingress, ri, ki);
                 out.push(ctx.policy_finding(
                     &RULE,
                     PolicyId::new(pid),

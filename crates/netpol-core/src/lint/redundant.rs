@@ -1,30 +1,38 @@
 //! NP011 redundant-rule.
 //!
-//! **What it finds**: a rule whose allowed flows are all allowed by other rules (of the same or other policies
-//! selecting the same pods); the finding names those rules. Judged by the evaluator: for every pod it applies to
-//! and every peer it selects, what is allowed with the rule and without it is the same.
+//! **What it finds**: a rule whose allowed flows are all allowed by other rules of its tier (of the same or other
+//! policies selecting the same pods); the finding names those rules. Judged by the evaluator: for every pod it
+//! applies to and every peer it selects, what the rule's tier decides with the rule and without it is the same.
+//! Only the rule's own tier counts: a NetworkPolicy rule that an admin rule makes redundant today matters as soon
+//! as the admin policy changes, and an Admin Deny that a Baseline Deny repeats is still the one no
+//! NetworkPolicy can override.
 //! **Why it is bad**: redundant rules hide intent and survive refactors: deleting the "other" rule later silently
 //! changes nothing or opens less than expected. Removing them makes reviews honest.
 //! **Instead**: delete the rule, or narrow the broader one if the redundancy was not intended.
 //!
 //! Checked on pods only: rules with ipBlock peers or without peers (which also cover addresses outside the
 //! cluster) are not judged, and very large rules (more than 200,000 subject × peer identity pairs) are skipped.
+//! Rules of the admin tiers are judged the same way, whatever their action ("changes nothing"); those that no
+//! flow reaches at all are left to NP016 (shadowed-rule), and those of a policy whose priority another policy of
+//! its tier shares for the same pods are not judged (their order is undefined: NP015).
 
 use std::collections::BTreeSet;
 
+use super::shadowed::Reach;
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::compile::{CPeer, IdentityId, RuleId};
-use crate::eval::Sets;
-use crate::model::{Direction, PolicyId};
+use crate::eval::{Action, Sets, TierEnd, Variant, NETWORK_POLICY_TIER};
+use crate::model::{Direction, PolicyId, PolicyTier};
 use crate::portset::PortSet;
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP011",
     name: "redundant-rule",
     severity: Severity::Info,
-    explanation: "Everything this rule allows is also allowed by other rules selecting the same pods, which the \
-                  finding lists. Redundant rules hide intent: removing the other rules later changes less than it \
-                  seems. Delete the rule, or narrow the broader one if the overlap was not intended.",
+    explanation: "Everything this rule decides is decided the same by other rules of its tier selecting the same \
+                  pods, which the finding lists. Redundant rules hide intent: removing the other rules later \
+                  changes less than it seems. Delete the rule, or narrow the broader one if the overlap was not \
+                  intended.",
     check,
 };
 
@@ -39,6 +47,12 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             for (ri, &rid) in rids.iter().enumerate() {
                 let r = &e.rules[rid.index()];
                 if r.peers.is_empty() || r.peers.iter().any(|p| matches!(p, CPeer::Block(_))) {
+                    continue;
+                }
+                // An admin rule that nothing reaches is NP016's finding (it changes nothing, a fortiori).
+                if c.policies[pid].tier != PolicyTier::NetworkPolicy
+                    && matches!(super::shadowed::judge(ctx, PolicyId::new(pid), dir, rid), Reach::Shadowed(_))
+                {
                     continue;
                 }
                 let subjects: Vec<usize> = ctx.selected[pid]
@@ -63,6 +77,20 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 if subjects.is_empty() || peers.is_empty() || subjects.len() * peers.len() > BUDGET {
                     continue;
                 }
+                // A policy that shares its priority with another policy of its tier for these pods has no defined
+                // place in the order (NP015 says whether it matters): "changes nothing" would hold in netpol's
+                // order only.
+                let pol = &c.policies[pid];
+                let tied = pol.tier != PolicyTier::NetworkPolicy
+                    && subjects.iter().any(|&x| {
+                        e.identities[x].policies(dir).iter().any(|&q| {
+                            let other = c.policy(q);
+                            q.index() != pid && other.tier == pol.tier && other.priority == pol.priority
+                        })
+                    });
+                if tied {
+                    continue;
+                }
                 let mut helpers: BTreeSet<RuleId> = BTreeSet::new();
                 let mut redundant = true;
                 'outer: for &x in &subjects {
@@ -75,21 +103,32 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         if mine.is_empty() {
                             continue;
                         }
-                        // What the evaluator allows between x and y, with and without this rule.
-                        let allowed = |without: Option<RuleId>| {
-                            e.fold_side(IdentityId::new(x), dir, &mut Sets, PortSet::all(), false, |r2, rule2| {
+                        // What the evaluator decides between x and y in the rule's tier, with and without this
+                        // rule: what it allows (the rest denied), and what it does not deny (the rest allowed).
+                        let decided = |without: Option<RuleId>, end: TierEnd| {
+                            let variant = Variant::Tier(r.tier, end);
+                            let x = IdentityId::new(x);
+                            e.fold_side_variant(x, dir, &mut Sets, PortSet::all(), false, variant, |r2, rule2| {
                                 if Some(r2) == without || !e.rule_matches_identity(rule2, y) {
                                     return PortSet::empty();
                                 }
                                 rule2.ports.resolve(dst_ports)
                             })
                         };
-                        if allowed(Some(rid)) != allowed(None) {
+                        // NetworkPolicy rules only allow: what their tier does not deny is everything, with or
+                        // without the rule.
+                        let ends: &[TierEnd] = if r.tier == NETWORK_POLICY_TIER {
+                            &[TierEnd::Deny]
+                        } else {
+                            &[TierEnd::Deny, TierEnd::Continue]
+                        };
+                        if ends.iter().any(|&end| decided(Some(rid), end) != decided(None, end)) {
                             redundant = false;
                             break 'outer;
                         }
-                        // For the message: the other rules that match this peer on some of the same ports.
-                        for &r2 in rules.iter().filter(|&&r2| r2 != rid) {
+                        // For the message: the other rules of the tier that match this peer on some of the same
+                        // ports.
+                        for &r2 in rules.iter().filter(|&&r2| r2 != rid && e.rules[r2.index()].tier == r.tier) {
                             let rule2 = &e.rules[r2.index()];
                             if e.rule_matches_identity(rule2, y)
                                 && !rule2.ports.resolve(dst_ports).intersect(&mine).is_empty()
@@ -109,7 +148,16 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         format!("{} {} rule {}", c.policy_ref(hr.policy), hr.dir, hr.index)
                     })
                     .collect();
-                let msg = format!("{dir} rule {ri} allows nothing that is not already allowed by {}", by.join(", "));
+                let msg = match r.action {
+                    Action::Allow if pol.tier == PolicyTier::NetworkPolicy => {
+                        format!("{dir} rule {ri} allows nothing that is not already allowed by {}", by.join(", "))
+                    }
+                    _ => format!(
+                        "{} changes nothing: without it, every flow it matches is decided the same, given {}",
+                        Ctx::rule_words(pol, dir, ri),
+                        by.join(", ")
+                    ),
+                };
                 out.push(ctx.policy_finding(
                     &RULE,
                     PolicyId::new(pid),
@@ -213,5 +261,105 @@ spec:
         let f = run(&e);
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].message.starts_with("ingress rule 1 "), "{}", f[0].message);
+    }
+
+    const GUARD: &str = r#"
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {matchLabels: {team: a}}}
+  ingress:
+  - {name: no-pg, action: Deny, from: [{namespaces: {matchLabels: {team: b}}}], protocols: [{tcp: {destinationPort: {number: 5432}}}]}
+  - {name: no-b, action: Deny, from: [{namespaces: {matchLabels: {team: b}}}]}
+"#;
+
+    /// An admin Deny repeated by a later Deny of its tier changes nothing.
+    #[test]
+    fn an_admin_rule_repeated_in_its_tier() {
+        let f = run(&RULE, &with(GUARD));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0]"));
+        assert_eq!(
+            f[0].message,
+            "ingress rule 0 \"no-pg\" (Deny) changes nothing: without it, every flow it matches is decided the same, \
+             given cnp/guard ingress rule 1"
+        );
+    }
+
+    /// Only the rule's tier counts: an Admin Deny that a Baseline Deny repeats still cannot be overridden by a
+    /// NetworkPolicy, and a NetworkPolicy allow that an admin Accept repeats matters once the admin policy goes.
+    #[test]
+    fn other_tiers_do_not_make_a_rule_redundant() {
+        let admin_then_baseline = format!(
+            "{}---\n{}",
+            GUARD.replace("  - {name: no-b, action: Deny, from: [{namespaces: {matchLabels: {team: b}}}]}\n", ""),
+            GUARD.replace("tier: Admin", "tier: Baseline").replace("name: guard", "name: base")
+        );
+        let f = run(&RULE, &with(&admin_then_baseline));
+        assert!(f.iter().all(|f| f.object != "ClusterNetworkPolicy guard"), "{f:?}");
+        let accept_and_np = r#"
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: open}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {matchLabels: {team: a}}}
+  ingress:
+  - {action: Accept, from: [{namespaces: {matchLabels: {team: b}}}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{namespaceSelector: {matchLabels: {team: b}}}], ports: [{port: 5432}]}]
+"#;
+        let f = run(&RULE, &with(accept_and_np));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// A rule that nothing reaches is NP016's finding, not this one's.
+    #[test]
+    fn shadowed_rules_are_left_to_np016() {
+        // The catch-all first, the narrower Deny second: the second is never reached.
+        let (first, second) = (
+            "  - {name: no-pg, action: Deny, from: [{namespaces: {matchLabels: {team: b}}}], protocols: [{tcp: {destinationPort: {number: 5432}}}]}\n",
+            "  - {name: no-b, action: Deny, from: [{namespaces: {matchLabels: {team: b}}}]}\n",
+        );
+        let late = GUARD.replace(&format!("{first}{second}"), &format!("{second}{first}"));
+        assert_ne!(late, GUARD);
+        assert!(run(&RULE, &with(&late)).is_empty());
+        assert_eq!(run(&super::super::shadowed::RULE, &with(&late)).len(), 1);
+    }
+
+    /// A rule of a policy whose priority another policy shares for the same pods is not judged: whether it
+    /// changes something depends on their undefined order. With distinct priorities it is.
+    #[test]
+    fn tied_policies_are_not_judged() {
+        let anp = |name: &str, priority: u32, rule: &str| {
+            format!(
+                "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {{name: {name}}}\n\
+                 spec:\n  priority: {priority}\n  subject: {{namespaces: {{matchLabels: {{team: b}}}}}}\n  egress:\n  \
+                 - {rule}\n"
+            )
+        };
+        let yaml = |p: u32| {
+            with(&format!(
+                "{}---\n{}---\n{}",
+                anp("allow-web", 10, "{action: Allow, to: [{namespaces: {matchLabels: {team: a}}}], ports: [{portNumber: {port: 8080}}]}"),
+                anp("deny-a", p, "{action: Deny, to: [{namespaces: {matchLabels: {team: a}}}]}"),
+                anp("deny-all", 50, "{action: Deny, to: [{namespaces: {}}]}"),
+            ))
+        };
+        // In netpol's order (allow-web first), deny-a changes nothing given allow-web and deny-all; the other
+        // order of the tie would make it decide 8080.
+        assert!(run(&RULE, &yaml(10)).is_empty());
+        let f = run(&RULE, &yaml(11));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "AdminNetworkPolicy deny-a");
     }
 }

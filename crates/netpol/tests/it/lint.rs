@@ -27,7 +27,7 @@ fn every_rule_fires_on_the_positive_fixture() {
     let text = stdout(&o);
     for code in [
         "NP001", "NP002", "NP003", "NP004", "NP005", "NP006", "NP007", "NP008", "NP009", "NP010", "NP011", "NP012",
-        "NP013", "NP014",
+        "NP013", "NP014", "NP015", "NP016", "NP017", "NP018",
     ] {
         assert!(text.contains(&format!("[{code}]")), "{code} missing:\n{text}");
     }
@@ -105,7 +105,7 @@ fn sarif_is_valid_and_points_at_lines() {
     let results = v["runs"][0]["results"].as_array().unwrap();
     let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
     assert_eq!(rules.len(), netpol_core::lint::RULES.len());
-    assert_eq!(rules.len(), 14);
+    assert_eq!(rules.len(), 18);
     for r in results {
         let idx = r["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(rules[idx]["id"], r["ruleId"]);
