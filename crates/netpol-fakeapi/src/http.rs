@@ -56,11 +56,17 @@ fn serve(shared: &Arc<Shared>, method: &Method, uri: &Uri) -> Result<Response, A
         ));
     }
     let params = Params::parse(uri)?;
+    // A kind whose CRD is not installed has no path at all, as on a real apiserver.
+    let served = |kind: Kind| lock(&shared.store).serves(kind);
     match route {
         Route::Version => Ok(json_response(StatusCode::OK, &version())),
         Route::CoreVersions => Ok(json_response(StatusCode::OK, &core_versions(shared.addr))),
-        Route::Groups => Ok(json_response(StatusCode::OK, &groups())),
-        Route::Resources(group) => Ok(json_response(StatusCode::OK, &resources(group))),
+        Route::Groups => Ok(json_response(StatusCode::OK, &groups(&served))),
+        Route::Resources(group, version) => {
+            let body = resources(group, version, &served).ok_or_else(ApiError::no_such_path)?;
+            Ok(json_response(StatusCode::OK, &body))
+        }
+        Route::Object { kind, .. } | Route::Collection { kind, .. } if !served(kind) => Err(ApiError::no_such_path()),
         Route::Object { kind, namespace, name } => get(shared, &params, kind, namespace, name),
         Route::Collection { kind, namespace } => {
             let mut terms = params.field_terms()?;
@@ -82,9 +88,17 @@ enum Route<'a> {
     Version,
     CoreVersions,
     Groups,
-    Resources(&'static str),
-    Collection { kind: Kind, namespace: Option<&'a str> },
-    Object { kind: Kind, namespace: Option<&'a str>, name: &'a str },
+    /// Discovery of one group version: (group, version), `""` for the core group.
+    Resources(&'static str, &'static str),
+    Collection {
+        kind: Kind,
+        namespace: Option<&'a str>,
+    },
+    Object {
+        kind: Kind,
+        namespace: Option<&'a str>,
+        name: &'a str,
+    },
 }
 
 fn parse_route(path: &str) -> Option<Route<'_>> {
@@ -93,16 +107,19 @@ fn parse_route(path: &str) -> Option<Route<'_>> {
         ["version"] => Some(Route::Version),
         ["api"] => Some(Route::CoreVersions),
         ["apis"] => Some(Route::Groups),
-        ["api", "v1", rest @ ..] => resource_route("", rest),
-        ["apis", group, "v1", rest @ ..] if !group.is_empty() => resource_route(group, rest),
+        ["api", version, rest @ ..] => resource_route("", version, rest),
+        ["apis", group, version, rest @ ..] if !group.is_empty() => resource_route(group, version, rest),
         _ => None,
     }
 }
 
-fn resource_route<'a>(group: &str, rest: &[&'a str]) -> Option<Route<'a>> {
-    let kind = |plural: &str| Kind::from_plural(group, plural);
+fn resource_route<'a>(group: &str, version: &str, rest: &[&'a str]) -> Option<Route<'a>> {
+    let kind = |plural: &str| Kind::from_plural(group, version, plural);
     match rest {
-        [] => Kind::ALL.into_iter().find(|k| k.group() == group).map(|k| Route::Resources(k.group())),
+        [] => Kind::ALL
+            .into_iter()
+            .find(|k| k.group() == group && k.version() == version)
+            .map(|k| Route::Resources(k.group(), k.version())),
         [plural] => kind(plural).map(|kind| Route::Collection { kind, namespace: None }),
         [plural, name] => {
             kind(plural).filter(|k| !k.is_namespaced()).map(|kind| Route::Object { kind, namespace: None, name })
@@ -509,23 +526,56 @@ fn core_versions(addr: SocketAddr) -> Value {
     })
 }
 
-fn groups() -> Value {
-    let mut names: Vec<&str> = Kind::ALL.iter().map(|k| k.group()).filter(|g| !g.is_empty()).collect();
-    names.dedup();
+/// The group versions served, each with its kinds, in the order of [`Kind::ALL`].
+fn group_versions(served: &dyn Fn(Kind) -> bool) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+    for k in Kind::ALL.into_iter().filter(|k| served(*k)) {
+        if !out.contains(&(k.group(), k.version())) {
+            out.push((k.group(), k.version()));
+        }
+    }
+    out
+}
+
+/// The order of preference of versions, as the apiserver sorts them: GA, then beta, then alpha; higher numbers
+/// first within each.
+fn version_priority(version: &str) -> (u8, u32, u32) {
+    let rest = version.strip_prefix('v').unwrap_or(version);
+    let digits = |s: &str| s.parse::<u32>().unwrap_or(0);
+    for (stability, marker) in [(1, "beta"), (0, "alpha")] {
+        if let Some((major, minor)) = rest.split_once(marker) {
+            return (stability, digits(major), digits(minor));
+        }
+    }
+    (2, digits(rest), 0)
+}
+
+fn groups(served: &dyn Fn(Kind) -> bool) -> Value {
+    let mut names: Vec<&str> = Vec::new();
+    let all = group_versions(served);
+    for (group, _) in &all {
+        if !group.is_empty() && !names.contains(group) {
+            names.push(group);
+        }
+    }
     let groups: Vec<Value> = names
         .into_iter()
         .map(|name| {
-            let version = json!({ "groupVersion": format!("{name}/v1"), "version": "v1" });
-            json!({ "name": name, "versions": [version.clone()], "preferredVersion": version })
+            let mut versions: Vec<&str> = all.iter().filter(|(g, _)| *g == name).map(|(_, v)| *v).collect();
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+            let versions: Vec<Value> =
+                versions.into_iter().map(|v| json!({ "groupVersion": format!("{name}/{v}"), "version": v })).collect();
+            json!({ "name": name, "preferredVersion": versions[0].clone(), "versions": versions })
         })
         .collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
-fn resources(group: &str) -> Value {
+/// The resources of one group version; `None` when none is served there.
+fn resources(group: &str, version: &str, served: &dyn Fn(Kind) -> bool) -> Option<Value> {
     let resources: Vec<Value> = Kind::ALL
         .iter()
-        .filter(|k| k.group() == group)
+        .filter(|k| k.group() == group && k.version() == version && served(**k))
         .map(|k| {
             json!({
                 "name": k.plural(),
@@ -536,8 +586,13 @@ fn resources(group: &str) -> Value {
             })
         })
         .collect();
-    let group_version = if group.is_empty() { "v1".to_owned() } else { format!("{group}/v1") };
-    json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources })
+    if resources.is_empty() {
+        return None;
+    }
+    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    Some(
+        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -561,8 +616,11 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
+    /// What a real apiserver answers for a path it does not serve (such as the resources of a CRD that is not
+    /// installed).
     fn no_such_path() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".to_owned())
+            .with_details(json!({}))
     }
 
     fn with_details(mut self, details: Value) -> ApiError {
@@ -605,12 +663,24 @@ mod tests {
 
     #[test]
     fn routes() {
-        let cases: [(&str, Option<Route<'_>>); 14] = [
+        let cases: [(&str, Option<Route<'_>>); 21] = [
             ("/version", Some(Route::Version)),
             ("/api", Some(Route::CoreVersions)),
             ("/apis", Some(Route::Groups)),
-            ("/api/v1", Some(Route::Resources(""))),
-            ("/apis/networking.k8s.io/v1", Some(Route::Resources("networking.k8s.io"))),
+            ("/api/v1", Some(Route::Resources("", "v1"))),
+            ("/apis/networking.k8s.io/v1", Some(Route::Resources("networking.k8s.io", "v1"))),
+            ("/apis/policy.networking.k8s.io/v1alpha1", Some(Route::Resources("policy.networking.k8s.io", "v1alpha1"))),
+            ("/api/v1/nodes", Some(Route::Collection { kind: Kind::Node, namespace: None })),
+            ("/api/v1/nodes/n1", Some(Route::Object { kind: Kind::Node, namespace: None, name: "n1" })),
+            (
+                "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies",
+                Some(Route::Collection { kind: Kind::ClusterNetworkPolicy, namespace: None }),
+            ),
+            (
+                "/apis/policy.networking.k8s.io/v1alpha1/baselineadminnetworkpolicies/default",
+                Some(Route::Object { kind: Kind::BaselineAdminNetworkPolicy, namespace: None, name: "default" }),
+            ),
+            ("/apis/policy.networking.k8s.io/v1alpha2/adminnetworkpolicies", None),
             ("/api/v1/namespaces", Some(Route::Collection { kind: Kind::Namespace, namespace: None })),
             ("/api/v1/namespaces/a", Some(Route::Object { kind: Kind::Namespace, namespace: None, name: "a" })),
             ("/api/v1/pods", Some(Route::Collection { kind: Kind::Pod, namespace: None })),
@@ -622,11 +692,36 @@ mod tests {
             ("/api/v1/pods/p", None),
             ("/api/v1/networkpolicies", None),
             ("/apis/apps/v1", None),
+            ("/apis/networking.k8s.io/v1beta1/networkpolicies", None),
             ("/api/v1/namespaces/a/namespaces", None),
         ];
         for (path, want) in cases {
             assert_eq!(parse_route(path), want, "{path}");
         }
+    }
+
+    #[test]
+    fn discovery_lists_what_is_served() {
+        let all = |_: Kind| true;
+        let listed = groups(&all);
+        let policy = &listed["groups"][1];
+        assert_eq!(policy["name"], "policy.networking.k8s.io");
+        assert_eq!(policy["preferredVersion"]["version"], "v1alpha2");
+        assert_eq!(policy["versions"][1]["groupVersion"], "policy.networking.k8s.io/v1alpha1");
+        let v1alpha1 = resources("policy.networking.k8s.io", "v1alpha1", &all).unwrap();
+        let names: Vec<&str> =
+            v1alpha1["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["adminnetworkpolicies", "baselineadminnetworkpolicies"]);
+        assert_eq!(v1alpha1["resources"][0]["namespaced"], false);
+        let core = resources("", "v1", &all).unwrap();
+        assert_eq!(core["resources"].as_array().unwrap().len(), 3);
+
+        let no_crds = |k: Kind| !k.is_crd();
+        assert_eq!(groups(&no_crds)["groups"].as_array().unwrap().len(), 1);
+        assert_eq!(resources("policy.networking.k8s.io", "v1alpha1", &no_crds), None);
+        assert!(version_priority("v1") > version_priority("v1beta1"));
+        assert!(version_priority("v1beta1") > version_priority("v2alpha1"));
+        assert!(version_priority("v1alpha2") > version_priority("v1alpha1"));
     }
 
     #[test]

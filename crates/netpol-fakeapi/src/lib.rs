@@ -1,19 +1,27 @@
 //! A small in-memory Kubernetes API server for tests.
 //!
-//! netpol reads Namespaces, Pods and NetworkPolicies from live clusters with kube-rs's list + watch. No real
-//! kube-apiserver runs on CI, so [`FakeApiServer`] speaks the real wire protocol over plain HTTP on
-//! `127.0.0.1` and the real kube-rs client talks to it: tests drive it with [`FakeApiServer::put`],
-//! [`FakeApiServer::delete`] and the fault injectors ([`compact`](FakeApiServer::compact),
+//! netpol reads Namespaces, Pods, NetworkPolicies, Nodes and the admin network policy CRDs from live clusters
+//! with kube-rs's list + watch. No real kube-apiserver runs on CI, so [`FakeApiServer`] speaks the real wire
+//! protocol over plain HTTP on `127.0.0.1` and the real kube-rs client talks to it: tests drive it with
+//! [`FakeApiServer::put`], [`FakeApiServer::delete`] and the fault injectors ([`compact`](FakeApiServer::compact),
 //! [`drop_watches`](FakeApiServer::drop_watches), [`send_bookmarks`](FakeApiServer::send_bookmarks)) and
 //! check what the client saw, and which requests it made ([`FakeApiServer::requests`]).
 //!
 //! # What it implements
 //!
-//! - Kinds: `v1` Namespace (cluster-scoped), `v1` Pod and `networking.k8s.io/v1` NetworkPolicy (namespaced).
-//! - Paths: `/api/v1/namespaces[/{name}]`, `/api/v1/pods`, `/api/v1/namespaces/{ns}/pods[/{name}]`,
-//!   `/apis/networking.k8s.io/v1/networkpolicies`,
-//!   `/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies[/{name}]`, and minimal discovery: `/version`,
-//!   `/api`, `/apis`, `/api/v1`, `/apis/networking.k8s.io/v1`. Only `GET`.
+//! - Kinds ([`Kind`]): `v1` Namespace and Node (cluster-scoped), `v1` Pod and `networking.k8s.io/v1`
+//!   NetworkPolicy (namespaced), and the CRD kinds of `policy.networking.k8s.io` (cluster-scoped):
+//!   ClusterNetworkPolicy (`v1alpha2`), AdminNetworkPolicy and BaselineAdminNetworkPolicy (`v1alpha1`).
+//! - Paths: `/api/v1/namespaces[/{name}]`, `/api/v1/nodes[/{name}]`, `/api/v1/pods`,
+//!   `/api/v1/namespaces/{ns}/pods[/{name}]`, `/apis/networking.k8s.io/v1/networkpolicies`,
+//!   `/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies[/{name}]`,
+//!   `/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies[/{name}]`,
+//!   `/apis/policy.networking.k8s.io/v1alpha1/{adminnetworkpolicies,baselineadminnetworkpolicies}[/{name}]`, and
+//!   minimal discovery: `/version`, `/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`. Only `GET`.
+//! - CRDs: installed by default. [`FakeApiServer::set_crds_installed`]`(false)` removes them: their objects are
+//!   deleted, their watches end, and their paths (and discovery entries) are gone, so a list answers `404` with
+//!   the `Status` a real apiserver sends for a resource it does not serve (reason `NotFound`, "the server could
+//!   not find the requested resource").
 //! - Revisions: one global counter, starting at 1 and bumped by every change. Each object's
 //!   `metadata.resourceVersion` is the revision of its last change; the server also sets `uid` and
 //!   `creationTimestamp` (kept when an object is replaced).
@@ -184,8 +192,8 @@ impl FakeApiServer {
         std::fs::write(path, text)
     }
 
-    /// Creates or replaces the object (kind from the JSON: Namespace, Pod or NetworkPolicy; namespaced kinds
-    /// need `metadata.namespace`); emits ADDED or MODIFIED; returns the new resourceVersion.
+    /// Creates or replaces the object (kind from the JSON: one of [`Kind`]'s; namespaced kinds need
+    /// `metadata.namespace`); emits ADDED or MODIFIED; returns the new resourceVersion.
     ///
     /// An object that [`try_put`](Self::try_put) refuses is logged at error level and ignored, and `put`
     /// returns 0, which no change ever has; tests that build objects at run time should prefer `try_put`.
@@ -209,14 +217,14 @@ impl FakeApiServer {
     /// Deletes; emits DELETED with the last state of the object; None if it did not exist.
     ///
     /// `kind` is the `kind` field (`Pod`); an unknown kind, or a namespaced kind without a namespace, is an
-    /// object that does not exist. `namespace` is ignored for Namespaces.
+    /// object that does not exist. `namespace` is ignored for cluster-scoped kinds.
     pub fn delete(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<u64> {
         let kind = Kind::from_kind_name(kind)?;
         let namespace = if kind.is_namespaced() { namespace?.to_owned() } else { String::new() };
         lock(&self.shared.store).delete(&ObjectKey { kind, namespace, name: name.to_owned() })
     }
 
-    /// The stored object, as a get would return it; `namespace` is ignored for Namespaces.
+    /// The stored object, as a get would return it; `namespace` is ignored for cluster-scoped kinds.
     pub fn get(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
         let kind = Kind::from_kind_name(kind)?;
         let namespace = if kind.is_namespaced() { namespace?.to_owned() } else { String::new() };
@@ -226,6 +234,22 @@ impl FakeApiServer {
     /// The current global revision (1 for a new server).
     pub fn resource_version(&self) -> u64 {
         lock(&self.shared.store).revision()
+    }
+
+    /// Installs (the default) or removes the CustomResourceDefinitions of the `policy.networking.k8s.io` kinds
+    /// ([`Kind::is_crd`]), as a cluster without them is. Removing them deletes their objects (DELETED events, as
+    /// the CRD's finalizer does), ends open watches on them, and from then on their paths answer `404`
+    /// (`NotFound`, as a real apiserver answers for a resource it does not serve) and `put` refuses their objects
+    /// ([`PutError::NotInstalled`]).
+    pub fn set_crds_installed(&self, installed: bool) {
+        lock(&self.shared.store).set_crds_installed(installed);
+    }
+
+    /// The kinds served now: every built-in kind, and the CRD kinds while they are installed
+    /// ([`set_crds_installed`](Self::set_crds_installed)).
+    pub fn served_kinds(&self) -> Vec<Kind> {
+        let store = lock(&self.shared.store);
+        Kind::ALL.into_iter().filter(|k| store.serves(*k)).collect()
     }
 
     /// Forgets the event history: watches and continue tokens from older resourceVersions now get 410 Gone.

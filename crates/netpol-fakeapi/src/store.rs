@@ -25,8 +25,16 @@ pub enum PutError {
     #[error("the object has no string `kind`")]
     MissingKind,
     /// The kind is not one the server stores.
-    #[error("kind `{0}` is not served: only Namespace, Pod and NetworkPolicy are")]
+    #[error(
+        "kind `{0}` is not served: only Namespace, Pod, NetworkPolicy, Node and the policy.networking.k8s.io kinds are"
+    )]
     UnknownKind(String),
+    /// The kind is served by a CRD that is not installed ([`FakeApiServer::set_crds_installed`]), as a real
+    /// apiserver answers 404 to a create.
+    ///
+    /// [`FakeApiServer::set_crds_installed`]: crate::FakeApiServer::set_crds_installed
+    #[error("kind `{0}` is not served: its CustomResourceDefinition is not installed")]
+    NotInstalled(Kind),
     /// `apiVersion` is present but is not the one of the kind.
     #[error("apiVersion {found} does not belong to kind `{kind}`: expected `{expected}`")]
     WrongApiVersion {
@@ -159,6 +167,8 @@ pub(crate) struct Store {
     next_uid: u64,
     subscribers: HashMap<u64, Subscriber>,
     next_watch_id: u64,
+    /// Whether the CRD kinds ([`Kind::is_crd`]) are served.
+    crds_installed: bool,
 }
 
 impl Store {
@@ -171,7 +181,31 @@ impl Store {
             next_uid: 1,
             subscribers: HashMap::new(),
             next_watch_id: 1,
+            crds_installed: true,
         }
+    }
+
+    /// Whether `kind` is served: not a CRD kind, or the CRDs are installed.
+    pub(crate) fn serves(&self, kind: Kind) -> bool {
+        self.crds_installed || !kind.is_crd()
+    }
+
+    /// Installs or removes the CRDs. Removing them deletes their objects (DELETED events, as the CRD's finalizer
+    /// deletes every custom resource) and then ends the watches on them (cleanly, as the apiserver ends them when
+    /// it stops serving the resource); from then on their paths answer 404.
+    pub(crate) fn set_crds_installed(&mut self, installed: bool) {
+        if self.crds_installed == installed {
+            return;
+        }
+        if !installed {
+            let keys: Vec<ObjectKey> = self.objects.keys().filter(|k| k.kind.is_crd()).cloned().collect();
+            for key in keys {
+                self.delete(&key);
+            }
+            // Dropping a watch's sender ends its stream after what was already sent.
+            self.subscribers.retain(|_, sub| !sub.scope.kind.is_crd());
+        }
+        self.crds_installed = installed;
     }
 
     pub(crate) fn revision(&self) -> u64 {
@@ -185,6 +219,9 @@ impl Store {
         };
         let kind_name = obj.get("kind").and_then(Value::as_str).ok_or(PutError::MissingKind)?;
         let kind = Kind::from_kind_name(kind_name).ok_or_else(|| PutError::UnknownKind(kind_name.to_owned()))?;
+        if !self.serves(kind) {
+            return Err(PutError::NotInstalled(kind));
+        }
         match obj.get("apiVersion") {
             None => {
                 obj.insert("apiVersion".to_owned(), Value::from(kind.api_version()));
@@ -535,6 +572,32 @@ mod tests {
         store.compact();
         assert!(matches!(store.watch(all_pods(), WatchFrom::After(start), false), Err(ReadError::Expired { .. })));
         assert!(store.watch(all_pods(), WatchFrom::After(store.revision()), false).is_ok());
+    }
+
+    #[test]
+    fn removing_the_crds_deletes_their_objects_and_ends_their_watches() {
+        let mut store = Store::new();
+        let anp = |name: &str| json!({"kind": "AdminNetworkPolicy", "metadata": {"name": name}, "spec": {}});
+        store.put(anp("a"), NOW).unwrap();
+        store.put(json!({"kind": "Node", "metadata": {"name": "n", "namespace": "x"}}), NOW).unwrap();
+        let anps = Scope { kind: Kind::AdminNetworkPolicy, terms: Vec::new() };
+        let mut sub = store.watch(anps.clone(), WatchFrom::After(store.revision()), true).unwrap();
+        let _nodes = store.watch(Scope { kind: Kind::Node, terms: Vec::new() }, WatchFrom::After(1), false).unwrap();
+        assert!(store.serves(Kind::AdminNetworkPolicy));
+        store.set_crds_installed(false);
+        assert!(!store.serves(Kind::AdminNetworkPolicy) && store.serves(Kind::Node));
+        let events = drain(&mut sub);
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0]["type"].as_str(), events[0]["object"]["metadata"]["name"].as_str()),
+            (Some("DELETED"), Some("a"))
+        );
+        assert!(sub.rx.is_closed(), "the watch ends");
+        assert_eq!(store.open_watches(), 1, "the node watch stays");
+        assert_eq!(store.put(anp("b"), NOW), Err(PutError::NotInstalled(Kind::AdminNetworkPolicy)));
+        assert_eq!(store.list(&anps, store.revision()).unwrap(), Vec::<Value>::new());
+        store.set_crds_installed(true);
+        store.put(anp("b"), NOW).unwrap();
     }
 
     #[test]

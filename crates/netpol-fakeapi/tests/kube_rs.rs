@@ -10,13 +10,14 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Client, Config, ResourceExt};
-use netpol_fakeapi::{FakeApiServer, RequestLog};
+use netpol_fakeapi::fixtures::{anp_deny_frontend, banp_default, cnp_accept_web, worker_node};
+use netpol_fakeapi::{FakeApiServer, Kind, PutError, RequestLog};
 use serde_json::{json, Value};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -295,6 +296,169 @@ async fn writes_and_label_selectors_are_refused_with_a_status() {
         assert_eq!(named.items.iter().map(key).collect::<Vec<_>>(), ["a/db"]);
     })
     .await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Nodes and the policy CRDs
+
+/// kube's dynamic API for a kind of the fake server.
+fn dynamic(client: &Client, kind: Kind) -> Api<DynamicObject> {
+    let (group, version) = match kind.api_version().split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", kind.api_version()),
+    };
+    let resource = ApiResource {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        api_version: kind.api_version().to_owned(),
+        kind: kind.name().to_owned(),
+        plural: kind.plural().to_owned(),
+    };
+    Api::all_with(client.clone(), &resource)
+}
+
+fn the_crds() -> [Kind; 3] {
+    [Kind::ClusterNetworkPolicy, Kind::AdminNetworkPolicy, Kind::BaselineAdminNetworkPolicy]
+}
+
+#[tokio::test]
+async fn nodes_and_the_policy_crds_are_listed_watched_and_got_at_their_paths() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        for obj in [anp_deny_frontend(), banp_default(), cnp_accept_web(), worker_node()] {
+            server.try_put(obj).unwrap();
+        }
+        let client = client(&server).await;
+
+        let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.unwrap();
+        assert_eq!(nodes.items.len(), 1);
+        let addresses = nodes.items[0].status.as_ref().unwrap().addresses.clone().unwrap();
+        assert_eq!(addresses[1].address, "192.168.1.11");
+        assert_eq!(
+            Api::<Node>::all(client.clone()).get("worker-1").await.unwrap().labels()["kubernetes.io/os"],
+            "linux"
+        );
+
+        let expect = [
+            (Kind::ClusterNetworkPolicy, "accept-web"),
+            (Kind::AdminNetworkPolicy, "deny-frontend"),
+            (Kind::BaselineAdminNetworkPolicy, "default"),
+        ];
+        for (kind, name) in expect {
+            let api = dynamic(&client, kind);
+            let list = api.list(&ListParams::default().limit(10)).await.unwrap();
+            assert_eq!(list.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>(), [name], "{kind}");
+            // Cluster-scoped, and without kind and apiVersion on the items, as a real apiserver lists them.
+            let item = &list.items[0];
+            assert_eq!(item.metadata.namespace, None);
+            assert!(item.types.is_none(), "{item:?}");
+            assert!(item.data["spec"]["subject"].is_object());
+            let got = api.get(name).await.unwrap();
+            assert_eq!(got.types.unwrap().api_version, kind.api_version());
+            assert_eq!(lists(&server, &kind.path()).len(), 1);
+        }
+        let requests = server.requests();
+        let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+        for path in [
+            "/api/v1/nodes",
+            "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies",
+            "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies/deny-frontend",
+            "/apis/policy.networking.k8s.io/v1alpha1/baselineadminnetworkpolicies",
+        ] {
+            assert!(paths.contains(&path), "{path} in {paths:?}");
+        }
+
+        // A watch of one CRD kind sees only its own changes.
+        let anps = dynamic(&client, Kind::AdminNetworkPolicy);
+        let start = server.resource_version().to_string();
+        let mut stream = anps.watch(&WatchParams::default(), &start).await.unwrap().boxed();
+        server.delete("BaselineAdminNetworkPolicy", None, "default").unwrap();
+        let mut renamed = anp_deny_frontend();
+        renamed["metadata"]["name"] = json!("deny-frontend-2");
+        server.try_put(renamed).unwrap();
+        let gone = server.delete("AdminNetworkPolicy", None, "deny-frontend").unwrap();
+        let Some(Ok(WatchEvent::Added(added))) = stream.next().await else { panic!("expected ADDED") };
+        assert_eq!(added.name_any(), "deny-frontend-2");
+        assert_eq!(added.types.unwrap().kind, "AdminNetworkPolicy");
+        let Some(Ok(WatchEvent::Deleted(deleted))) = stream.next().await else { panic!("expected DELETED") };
+        assert_eq!(deleted.resource_version(), Some(gone.to_string()));
+
+        // Discovery lists the group's two versions, the newest preferred.
+        let groups = client.list_api_groups().await.unwrap();
+        let policy = groups.groups.iter().find(|g| g.name == "policy.networking.k8s.io").unwrap();
+        let versions: Vec<&str> = policy.versions.iter().map(|v| v.version.as_str()).collect();
+        assert_eq!(versions, ["v1alpha2", "v1alpha1"]);
+        let v1alpha1 = client.list_api_group_resources("policy.networking.k8s.io/v1alpha1").await.unwrap();
+        assert!(v1alpha1.resources.iter().all(|r| !r.namespaced));
+        let core = client.list_core_api_resources("v1").await.unwrap();
+        assert!(core.resources.iter().any(|r| r.name == "nodes" && !r.namespaced));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn crds_not_installed_answer_404_with_a_status() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        server.try_put(anp_deny_frontend()).unwrap();
+        let client = client(&server).await;
+        let anps = dynamic(&client, Kind::AdminNetworkPolicy);
+        let start = server.resource_version().to_string();
+        let mut open = anps.watch(&WatchParams::default(), &start).await.unwrap().boxed();
+
+        server.set_crds_installed(false);
+        // The CRD's finalizer deleted the object; then the watch ended, cleanly.
+        let Some(Ok(WatchEvent::Deleted(gone))) = open.next().await else { panic!("expected DELETED") };
+        assert_eq!(gone.name_any(), "deny-frontend");
+        assert!(open.next().await.is_none(), "the watch ends");
+        assert_eq!(server.open_watches(), 0);
+        assert_eq!(server.get("AdminNetworkPolicy", None, "deny-frontend"), None);
+
+        for kind in the_crds() {
+            let api = dynamic(&client, kind);
+            let error = api.list(&ListParams::default().limit(500)).await.unwrap_err();
+            let kube::Error::Api(status) = error else { panic!("not an API error: {error:?}") };
+            assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"), "{kind}");
+            assert_eq!(status.message, "the server could not find the requested resource");
+            let error = api.watch(&WatchParams::default(), "0").await.map(|_| ()).unwrap_err();
+            assert!(matches!(&error, kube::Error::Api(s) if s.code == 404), "{error:?}");
+            assert!(matches!(api.get("x").await, Err(kube::Error::Api(s)) if s.code == 404));
+        }
+        // The other kinds are served as before; the group is gone from discovery.
+        assert!(Api::<Node>::all(client.clone()).list(&ListParams::default()).await.is_ok());
+        let groups = client.list_api_groups().await.unwrap();
+        assert!(groups.groups.iter().all(|g| g.name != "policy.networking.k8s.io"), "{groups:?}");
+        assert!(client.list_api_group_resources("policy.networking.k8s.io/v1alpha1").await.is_err());
+        assert_eq!(server.try_put(banp_default()), Err(PutError::NotInstalled(Kind::BaselineAdminNetworkPolicy)));
+
+        // Installed again: served, empty.
+        server.set_crds_installed(true);
+        assert!(anps.list(&ListParams::default()).await.unwrap().items.is_empty());
+        server.try_put(banp_default()).unwrap();
+    })
+    .await;
+}
+
+#[test]
+fn a_404_for_a_crd_not_installed_is_a_status_object_on_the_wire() {
+    use std::io::{Read, Write};
+    let server = FakeApiServer::start().unwrap();
+    server.set_crds_installed(false);
+    let mut conn = std::net::TcpStream::connect(server.addr()).unwrap();
+    conn.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+    let path = Kind::ClusterNetworkPolicy.path();
+    write!(conn, "GET {path}?limit=500 HTTP/1.1\r\nHost: fakeapi\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("content-type: application/json"), "{text}");
+    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "the server could not find the requested resource", "reason": "NotFound", "details": {},
+            "code": 404})
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -1,17 +1,23 @@
-//! Live clusters: Namespaces, Pods and NetworkPolicies read from a Kubernetes API server with kube-rs, instead
-//! of manifest files.
+//! Live clusters: Namespaces, Pods, NetworkPolicies, Nodes and the admin network policy CRDs
+//! (`policy.networking.k8s.io`: ClusterNetworkPolicy `v1alpha2`, AdminNetworkPolicy and
+//! BaselineAdminNetworkPolicy `v1alpha1`) read from a Kubernetes API server with kube-rs, instead of manifest
+//! files. The kinds are one table, [`Kind`]; the CRD kinds are read through kube's dynamic API
+//! ([`DynamicObject`]), the others through k8s-openapi's types.
 //!
 //! - One-shot commands (`query`, `explain`, `matrix`, `lint`, `describe` with `--kubeconfig`, `--context` or
-//!   `--in-cluster`): [`snapshot`] lists the three kinds (paginated, one consistent list per kind) and loads them.
-//! - `netpol serve`: [`run`] lists and watches the three kinds with kube-runtime's watcher (bookmarks, a relist
+//!   `--in-cluster`): [`snapshot`] lists every kind (paginated, one consistent list per kind) and loads them.
+//! - `netpol serve`: [`run`] lists and watches every kind with kube-runtime's watcher (bookmarks, a relist
 //!   after `410 Gone`, retries with backoff after errors) and keeps one working [`Engine`] current with
 //!   [`Engine::update`]. Events are applied in batches (whatever arrives within [`BATCH_WINDOW`] of the first);
 //!   each batch that changes the model is handed to a [`Publish`] (the server's state, in `netpol-server`) as
 //!   the next immutable model revision. This crate knows nothing of the server.
 //!
+//! A cluster without a CRD (the API server answers `404` to its list) is normal: that kind is absent, which is
+//! logged once at info level; it is neither an error nor watched (a CRD installed later is seen after a restart).
+//!
 //! Every object goes through the file loader's validation ([`Loader::add_value`]) with an origin naming it,
-//! `cluster:pods/NAMESPACE/NAME` (document 0), so an invalid object is reported and left out exactly as in a
-//! file. Pods in phase `Succeeded` or `Failed` are left out: they have no network any more, and their IP may
+//! `cluster:pods/NAMESPACE/NAME` or `cluster:adminnetworkpolicies/NAME` (document 0), so an invalid object is
+//! reported and left out exactly as in a file. Pods in phase `Succeeded` or `Failed` are left out: they have no network any more, and their IP may
 //! already belong to another pod. Pods without an IP yet (`Pending`) are loaded as a manifest pod without
 //! `status.podIP` is: selectors match them, they cannot be named by address.
 //!
@@ -32,15 +38,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node as K8sNode;
 use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
 use k8s_openapi::api::networking::v1::NetworkPolicy as K8sNetworkPolicy;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Config;
 use netpol_core::compile::Engine;
 use netpol_core::load::{Diagnostic, Loaded, Loader, Severity};
-use netpol_core::model::Origin;
+use netpol_core::model::{Origin, PolicyKind, Scope};
 use netpol_core::update::{Change, UpdateStats};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -104,27 +111,181 @@ pub enum Kind {
     Pod,
     NetworkPolicy,
     Namespace,
+    Node,
+    ClusterNetworkPolicy,
+    AdminNetworkPolicy,
+    BaselineAdminNetworkPolicy,
 }
 
-impl Kind {
-    /// In the order of revision reports.
-    pub const ALL: [Kind; 3] = [Kind::Pod, Kind::NetworkPolicy, Kind::Namespace];
+/// What netpol needs to know of a kind.
+struct KindInfo {
+    kind: Kind,
+    /// The `kind` field.
+    name: &'static str,
+    /// The API group, `""` for the core group.
+    group: &'static str,
+    version: &'static str,
+    /// The `apiVersion` field.
+    api_version: &'static str,
+    /// The resource name.
+    plural: &'static str,
+    namespaced: bool,
+    /// Served by a CRD that a cluster may not have: a `404` for its list means "no object of this kind".
+    optional: bool,
+    /// Loading order: namespaces, nodes, pods, then the policies.
+    load_rank: u8,
+}
 
-    /// The resource name: `pods`, `networkpolicies`, `namespaces`.
+const POLICY_GROUP: &str = "policy.networking.k8s.io";
+
+/// Every kind, in the order of [`Kind`]'s variants (and of [`Kind::ALL`]).
+const KINDS: [KindInfo; Kind::COUNT] = [
+    KindInfo {
+        kind: Kind::Pod,
+        name: "Pod",
+        group: "",
+        version: "v1",
+        api_version: "v1",
+        plural: "pods",
+        namespaced: true,
+        optional: false,
+        load_rank: 2,
+    },
+    KindInfo {
+        kind: Kind::NetworkPolicy,
+        name: "NetworkPolicy",
+        group: "networking.k8s.io",
+        version: "v1",
+        api_version: "networking.k8s.io/v1",
+        plural: "networkpolicies",
+        namespaced: true,
+        optional: false,
+        load_rank: 3,
+    },
+    KindInfo {
+        kind: Kind::Namespace,
+        name: "Namespace",
+        group: "",
+        version: "v1",
+        api_version: "v1",
+        plural: "namespaces",
+        namespaced: false,
+        optional: false,
+        load_rank: 0,
+    },
+    KindInfo {
+        kind: Kind::Node,
+        name: "Node",
+        group: "",
+        version: "v1",
+        api_version: "v1",
+        plural: "nodes",
+        namespaced: false,
+        optional: false,
+        load_rank: 1,
+    },
+    KindInfo {
+        kind: Kind::ClusterNetworkPolicy,
+        name: "ClusterNetworkPolicy",
+        group: POLICY_GROUP,
+        version: "v1alpha2",
+        api_version: "policy.networking.k8s.io/v1alpha2",
+        plural: "clusternetworkpolicies",
+        namespaced: false,
+        optional: true,
+        load_rank: 4,
+    },
+    KindInfo {
+        kind: Kind::AdminNetworkPolicy,
+        name: "AdminNetworkPolicy",
+        group: POLICY_GROUP,
+        version: "v1alpha1",
+        api_version: "policy.networking.k8s.io/v1alpha1",
+        plural: "adminnetworkpolicies",
+        namespaced: false,
+        optional: true,
+        load_rank: 5,
+    },
+    KindInfo {
+        kind: Kind::BaselineAdminNetworkPolicy,
+        name: "BaselineAdminNetworkPolicy",
+        group: POLICY_GROUP,
+        version: "v1alpha1",
+        api_version: "policy.networking.k8s.io/v1alpha1",
+        plural: "baselineadminnetworkpolicies",
+        namespaced: false,
+        optional: true,
+        load_rank: 6,
+    },
+];
+
+// Every entry is at the index of its kind.
+const _: () = {
+    let mut i = 0;
+    while i < KINDS.len() {
+        assert!(KINDS[i].kind as usize == i, "the kind table is out of order");
+        i += 1;
+    }
+};
+
+impl Kind {
+    /// How many kinds there are.
+    pub const COUNT: usize = 7;
+
+    /// In the order of revision reports.
+    pub const ALL: [Kind; Kind::COUNT] = [
+        Kind::Pod,
+        Kind::NetworkPolicy,
+        Kind::Namespace,
+        Kind::Node,
+        Kind::ClusterNetworkPolicy,
+        Kind::AdminNetworkPolicy,
+        Kind::BaselineAdminNetworkPolicy,
+    ];
+
+    fn info(self) -> &'static KindInfo {
+        &KINDS[self.index()]
+    }
+
+    /// The resource name: `pods`, `networkpolicies`, `adminnetworkpolicies`, ...
     pub fn plural(self) -> &'static str {
-        match self {
-            Kind::Pod => "pods",
-            Kind::NetworkPolicy => "networkpolicies",
-            Kind::Namespace => "namespaces",
+        self.info().plural
+    }
+
+    /// The `kind` field: `Pod`, `AdminNetworkPolicy`, ...
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// The `apiVersion` field: `v1`, `policy.networking.k8s.io/v1alpha1`, ...
+    pub fn api_version(self) -> &'static str {
+        self.info().api_version
+    }
+
+    /// Whether objects of this kind live in a namespace.
+    pub fn is_namespaced(self) -> bool {
+        self.info().namespaced
+    }
+
+    /// Whether a CRD serves this kind, so that a cluster may not have it (a `404` for its list).
+    pub fn is_optional(self) -> bool {
+        self.info().optional
+    }
+
+    /// The kind for kube's dynamic API.
+    fn api_resource(self) -> ApiResource {
+        let i = self.info();
+        ApiResource {
+            group: i.group.to_string(),
+            version: i.version.to_string(),
+            api_version: i.api_version.to_string(),
+            kind: i.name.to_string(),
+            plural: i.plural.to_string(),
         }
     }
 
     fn index(self) -> usize {
-        match self {
-            Kind::Pod => 0,
-            Kind::NetworkPolicy => 1,
-            Kind::Namespace => 2,
-        }
+        self as usize
     }
 }
 
@@ -132,7 +293,7 @@ impl Kind {
 #[derive(Clone, Debug)]
 pub struct Object {
     pub kind: Kind,
-    /// Empty for namespaces.
+    /// Empty for cluster-scoped kinds.
     pub namespace: String,
     pub name: String,
     pub resource_version: String,
@@ -143,13 +304,18 @@ pub struct Object {
 type Key = (Kind, String, String);
 
 impl Object {
-    /// From the JSON of an object (with `kind` and `apiVersion`, as k8s-openapi serialises them).
-    pub fn from_value(kind: Kind, value: Value) -> Object {
+    /// From the JSON of an object. Without `kind` and `apiVersion` (as the API server sends the items of a list
+    /// and kube's dynamic objects keep them), they are those of `kind`.
+    pub fn from_value(kind: Kind, mut value: Value) -> Object {
+        if let Some(map) = value.as_object_mut() {
+            map.entry("apiVersion").or_insert_with(|| kind.api_version().into());
+            map.entry("kind").or_insert_with(|| kind.name().into());
+        }
         let meta = |f: &str| value.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).unwrap_or("").to_string();
         let (namespace, name, resource_version) = (meta("namespace"), meta("name"), meta("resourceVersion"));
         let terminated = kind == Kind::Pod
             && matches!(value.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
-        let namespace = if kind == Kind::Namespace { String::new() } else { namespace };
+        let namespace = if kind.is_namespaced() { namespace } else { String::new() };
         Object { kind, namespace, name, resource_version, value: (!terminated).then_some(value) }
     }
 
@@ -157,7 +323,8 @@ impl Object {
         Ok(Object::from_value(kind, serde_json::to_value(o)?))
     }
 
-    /// `cluster:pods/NAMESPACE/NAME`, `cluster:namespaces/NAME`: the "file" of the object's origin.
+    /// `cluster:pods/NAMESPACE/NAME`, `cluster:namespaces/NAME`, `cluster:adminnetworkpolicies/NAME`: the "file"
+    /// of the object's origin.
     pub fn source_name(&self) -> String {
         source_name(self.kind, &self.namespace, &self.name)
     }
@@ -168,7 +335,7 @@ impl Object {
 }
 
 fn source_name(kind: Kind, namespace: &str, name: &str) -> String {
-    if kind == Kind::Namespace {
+    if !kind.is_namespaced() {
         format!("cluster:{}/{name}", kind.plural())
     } else {
         format!("cluster:{}/{namespace}/{name}", kind.plural())
@@ -179,15 +346,12 @@ fn origin(name: String) -> Origin {
     Origin { file: name.into(), document: 0, item: None }
 }
 
-/// Loads objects through the file loader (namespaces, then pods, then policies, each sorted by name).
+/// Loads objects through the file loader (namespaces, then nodes, pods, and the policies kind by kind, each
+/// sorted by namespace and name).
 pub fn load_objects(objects: impl IntoIterator<Item = Object>) -> Loaded {
     let mut objects: Vec<Object> = objects.into_iter().filter(|o| o.value.is_some()).collect();
     objects.sort_by(|a, b| {
-        let rank = |k: Kind| match k {
-            Kind::Namespace => 0,
-            Kind::Pod => 1,
-            Kind::NetworkPolicy => 2,
-        };
+        let rank = |k: Kind| k.info().load_rank;
         (rank(a.kind), &a.namespace, &a.name).cmp(&(rank(b.kind), &b.namespace, &b.name))
     });
     let mut loader = Loader::new();
@@ -218,11 +382,12 @@ fn bump(slot: &mut Option<String>, rv: &str) {
     }
 }
 
-/// `pods=…,networkpolicies=…,namespaces=…` (`-` for a kind without any resourceVersion yet).
-fn versions_text(v: &[Option<String>; 3]) -> String {
+/// `pods=…,networkpolicies=…,namespaces=…,nodes=…,…` (`-` for a kind without any resourceVersion yet); kinds the
+/// cluster does not serve (`absent`) are left out.
+fn versions_text(v: &[Option<String>; Kind::COUNT], absent: &[bool; Kind::COUNT]) -> String {
     let mut s = String::new();
-    for (i, k) in Kind::ALL.iter().enumerate() {
-        let sep = if i > 0 { "," } else { "" };
+    for k in Kind::ALL.into_iter().filter(|k| !absent[k.index()]) {
+        let sep = if s.is_empty() { "" } else { "," };
         let _ = write!(s, "{sep}{}={}", k.plural(), v[k.index()].as_deref().unwrap_or("-"));
     }
     s
@@ -235,13 +400,21 @@ pub struct Snapshot {
     pub server: String,
     pub objects: Vec<Object>,
     /// The list resourceVersion of each kind, by [`Kind::index`].
-    versions: [Option<String>; 3],
+    versions: [Option<String>; Kind::COUNT],
+    /// The kinds the cluster does not serve (CRDs not installed), by [`Kind::index`].
+    absent: [bool; Kind::COUNT],
 }
 
 impl Snapshot {
-    /// `pods=…,networkpolicies=…,namespaces=…`: the list resourceVersions.
+    /// `pods=…,networkpolicies=…,namespaces=…,nodes=…,…`: the list resourceVersions (kinds the cluster does not
+    /// serve left out).
     pub fn resource_versions(&self) -> String {
-        versions_text(&self.versions)
+        versions_text(&self.versions, &self.absent)
+    }
+
+    /// The kinds the cluster does not serve: CRDs that are not installed.
+    pub fn absent(&self) -> Vec<Kind> {
+        Kind::ALL.into_iter().filter(|k| self.absent[k.index()]).collect()
     }
 }
 
@@ -249,8 +422,31 @@ fn is_gone(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 410)
 }
 
-/// Lists every object of one kind, page by page; a list whose continue token expired (410) starts over.
-async fn list_all<K>(api: &Api<K>, kind: Kind) -> anyhow::Result<(Vec<Object>, Option<String>)>
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Whether a watcher error says that the API server does not serve the kind (`404`).
+fn watch_not_found(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) => is_not_found(e),
+        watcher::Error::WatchError(s) => s.code == 404,
+        watcher::Error::WatchFailed(_) | watcher::Error::NoResourceVersion => false,
+    }
+}
+
+fn log_absent(kind: Kind) {
+    tracing::info!(
+        kind = kind.plural(),
+        api_version = kind.api_version(),
+        "the cluster does not serve {} (its CustomResourceDefinition is not installed): there are none",
+        kind.plural()
+    );
+}
+
+/// Lists every object of one kind, page by page; a list whose continue token expired (410) starts over. `None`
+/// when the cluster does not serve an optional kind (a CRD that is not installed).
+async fn list_all<K>(api: &Api<K>, kind: Kind) -> anyhow::Result<Option<(Vec<Object>, Option<String>)>>
 where
     K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
@@ -267,6 +463,10 @@ where
                     tracing::info!(kind = kind.plural(), "list expired (410 Gone): listing again");
                     continue 'again;
                 }
+                Err(e) if is_not_found(&e) && kind.is_optional() => {
+                    log_absent(kind);
+                    return Ok(None);
+                }
                 Err(e) => return Err(e).with_context(|| format!("cannot list {}", kind.plural())),
             };
             if version.is_none() {
@@ -277,33 +477,50 @@ where
             }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(c) => lp = lp.continue_token(&c),
-                None => return Ok((objects, version)),
+                None => return Ok(Some((objects, version))),
             }
         }
     }
 }
 
-/// Lists the namespaces, pods and network policies of the cluster.
+/// [`list_all`] of one kind: k8s-openapi's types for the built-in kinds, kube's dynamic API for the CRDs.
+async fn list_kind(client: &Client, kind: Kind) -> anyhow::Result<Option<(Vec<Object>, Option<String>)>> {
+    let c = client.clone();
+    match kind {
+        Kind::Pod => list_all(&Api::<K8sPod>::all(c), kind).await,
+        Kind::NetworkPolicy => list_all(&Api::<K8sNetworkPolicy>::all(c), kind).await,
+        Kind::Namespace => list_all(&Api::<K8sNamespace>::all(c), kind).await,
+        Kind::Node => list_all(&Api::<K8sNode>::all(c), kind).await,
+        Kind::ClusterNetworkPolicy | Kind::AdminNetworkPolicy | Kind::BaselineAdminNetworkPolicy => {
+            list_all(&Api::<DynamicObject>::all_with(c, &kind.api_resource()), kind).await
+        }
+    }
+}
+
+/// Lists every kind of the cluster; the CRD kinds it does not serve are [`Snapshot::absent`].
 pub async fn snapshot(source: &Source) -> anyhow::Result<Snapshot> {
     let (client, server) = source.client().await?;
-    let (ns_api, pod_api) = (Api::<K8sNamespace>::all(client.clone()), Api::<K8sPod>::all(client.clone()));
-    let pol_api = Api::<K8sNetworkPolicy>::all(client);
-    let (ns, pods, pols) = futures::try_join!(
-        list_all(&ns_api, Kind::Namespace),
-        list_all(&pod_api, Kind::Pod),
-        list_all(&pol_api, Kind::NetworkPolicy),
-    )
-    .with_context(|| format!("reading the cluster at {server}"))?;
-    let mut versions: [Option<String>; 3] = Default::default();
-    versions[Kind::Namespace.index()] = ns.1;
-    versions[Kind::Pod.index()] = pods.1;
-    versions[Kind::NetworkPolicy.index()] = pols.1;
-    let objects = ns.0.into_iter().chain(pods.0).chain(pols.0).collect();
-    Ok(Snapshot { server, objects, versions })
+    let lists = futures::future::try_join_all(Kind::ALL.map(|k| list_kind(&client, k)))
+        .await
+        .with_context(|| format!("reading the cluster at {server}"))?;
+    let mut versions: [Option<String>; Kind::COUNT] = Default::default();
+    let mut absent = [false; Kind::COUNT];
+    let mut objects = Vec::new();
+    for (kind, list) in Kind::ALL.into_iter().zip(lists) {
+        match list {
+            Some((list, version)) => {
+                versions[kind.index()] = version;
+                objects.extend(list);
+            }
+            None => absent[kind.index()] = true,
+        }
+    }
+    Ok(Snapshot { server, objects, versions, absent })
 }
 
 /// [`snapshot`] on a new single-threaded runtime, for the synchronous commands. Returns the loaded cluster and
-/// the line to print on stderr (`answered from SERVER at resourceVersion pods=… networkpolicies=… namespaces=…`).
+/// the line to print on stderr (`answered from SERVER at resourceVersion pods=… networkpolicies=… namespaces=…
+/// nodes=… …`, without the kinds the cluster does not serve).
 pub fn snapshot_blocking(source: &Source) -> anyhow::Result<(Loaded, String)> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     let snap = rt.block_on(snapshot(source))?;
@@ -328,6 +545,9 @@ pub enum Event {
     InitApply(Object),
     /// The list is complete: objects not in it are gone.
     InitDone,
+    /// The cluster does not serve the kind (its CRD is not installed): as an empty list, and the kind is left out
+    /// of the resourceVersions.
+    Absent,
     /// An object was added or modified.
     Apply(Object),
     Delete(Object),
@@ -362,13 +582,15 @@ struct KindState {
     synced: bool,
     /// Highest resourceVersion applied.
     resource_version: Option<String>,
+    /// The cluster does not serve the kind ([`Event::Absent`]).
+    absent: bool,
 }
 
 /// The objects the model holds, by kind, namespace and name, with their resourceVersions: turns watch events
 /// into [`Change`]s. Pure: no I/O.
 #[derive(Default)]
 pub struct Store {
-    kinds: [KindState; 3],
+    kinds: [KindState; Kind::COUNT],
     entries: HashMap<Key, Entry>,
     built: bool,
 }
@@ -394,7 +616,17 @@ fn pod_fp(p: &netpol_core::model::Pod) -> u64 {
 }
 
 fn policy_fp(p: &netpol_core::model::Policy) -> u64 {
-    fingerprint(&(&p.pod_selector, &p.ingress, &p.egress, p.affects_ingress, p.affects_egress))
+    // A NetworkPolicy's namespace is in its key; a cluster-scoped policy's namespace selector is part of it.
+    let scope = match &p.scope {
+        Scope::Cluster(selector) => Some(selector),
+        Scope::Namespace(_) => None,
+    };
+    let what = (&p.pod_selector, &p.ingress, &p.egress, p.affects_ingress, p.affects_egress);
+    fingerprint(&(p.kind, p.tier, p.priority, scope, what))
+}
+
+fn node_fp(n: &netpol_core::model::Node) -> u64 {
+    fingerprint(&(&n.labels, &n.ips))
 }
 
 fn namespace_fp(n: &netpol_core::model::Namespace) -> u64 {
@@ -407,6 +639,12 @@ fn delete_change(key: &Key) -> Change {
         Kind::Pod => Change::DeletePod { namespace, name },
         Kind::NetworkPolicy => Change::DeletePolicy { namespace, name },
         Kind::Namespace => Change::DeleteNamespace { name },
+        Kind::Node => Change::DeleteNode { name },
+        Kind::ClusterNetworkPolicy => Change::DeleteClusterPolicy { kind: PolicyKind::ClusterNetworkPolicy, name },
+        Kind::AdminNetworkPolicy => Change::DeleteClusterPolicy { kind: PolicyKind::AdminNetworkPolicy, name },
+        Kind::BaselineAdminNetworkPolicy => {
+            Change::DeleteClusterPolicy { kind: PolicyKind::BaselineAdminNetworkPolicy, name }
+        }
     }
 }
 
@@ -420,10 +658,12 @@ impl Store {
         self.built
     }
 
-    /// The highest resourceVersion applied per kind: `pods=…,networkpolicies=…,namespaces=…`.
+    /// The highest resourceVersion applied per kind: `pods=…,networkpolicies=…,namespaces=…,nodes=…,…` (kinds
+    /// the cluster does not serve left out).
     pub fn resource_versions(&self) -> String {
-        let v: [Option<String>; 3] = std::array::from_fn(|i| self.kinds[i].resource_version.clone());
-        versions_text(&v)
+        let v: [Option<String>; Kind::COUNT] = std::array::from_fn(|i| self.kinds[i].resource_version.clone());
+        let absent: [bool; Kind::COUNT] = std::array::from_fn(|i| self.kinds[i].absent);
+        versions_text(&v, &absent)
     }
 
     /// The diagnostics of the objects held (invalid objects), sorted by object.
@@ -437,7 +677,15 @@ impl Store {
     pub fn event(&mut self, kind: Kind, ev: Event, out: &mut Batch) {
         let i = kind.index();
         match ev {
-            Event::Init => self.kinds[i].listing = Some(Vec::new()),
+            Event::Init => {
+                self.kinds[i].listing = Some(Vec::new());
+                self.kinds[i].absent = false;
+            }
+            Event::Absent => {
+                self.event(kind, Event::Init, out);
+                self.event(kind, Event::InitDone, out);
+                self.kinds[i].absent = true;
+            }
             Event::InitApply(o) => match &mut self.kinds[i].listing {
                 Some(l) => l.push(o),
                 // Not in a list (kube-runtime never does this): an update.
@@ -498,6 +746,7 @@ impl Store {
             .iter()
             .map(|p| (&p.source.origin.file, pod_fp(p)))
             .chain(c.policies.iter().map(|p| (&p.origin.file, policy_fp(p))))
+            .chain(c.nodes.iter().map(|n| (&n.origin.file, node_fp(n))))
             .chain(c.namespaces.iter().filter_map(|n| n.origin.as_ref().map(|o| (&o.file, namespace_fp(n)))));
         for (file, fp) in fps {
             if let Some(e) = by_source.get(&**file).and_then(|k| self.entries.get_mut(k)) {
@@ -553,11 +802,16 @@ impl Store {
             Kind::Pod => {
                 loaded.cluster.pods.pop().map(|pod| (pod_fp(&pod), Change::PutPod { namespace: key.1.clone(), pod }))
             }
-            Kind::NetworkPolicy => loaded
+            // The namespace of a cluster-scoped policy is empty (and ignored).
+            Kind::NetworkPolicy
+            | Kind::ClusterNetworkPolicy
+            | Kind::AdminNetworkPolicy
+            | Kind::BaselineAdminNetworkPolicy => loaded
                 .cluster
                 .policies
                 .pop()
                 .map(|policy| (policy_fp(&policy), Change::PutPolicy { namespace: key.1.clone(), policy })),
+            Kind::Node => loaded.cluster.nodes.pop().map(|node| (node_fp(&node), Change::PutNode(node))),
             Kind::Namespace => loaded
                 .cluster
                 .namespaces
@@ -622,10 +876,10 @@ pub struct LiveMetrics {
     server: String,
     synced: AtomicBool,
     /// By kind: apply, delete, list (objects of a list).
-    events: [[AtomicU64; 3]; 3],
-    lists: [AtomicU64; 3],
-    errors: [AtomicU64; 3],
-    observed: Mutex<[Option<String>; 3]>,
+    events: [[AtomicU64; 3]; Kind::COUNT],
+    lists: [AtomicU64; Kind::COUNT],
+    errors: [AtomicU64; Kind::COUNT],
+    observed: Mutex<[Option<String>; Kind::COUNT]>,
     updates: AtomicU64,
     changes: AtomicU64,
     in_place: AtomicU64,
@@ -667,7 +921,7 @@ impl LiveMetrics {
                 self.lists[k].fetch_add(1, Ordering::Relaxed);
                 (None, None)
             }
-            Event::InitDone => (None, None),
+            Event::InitDone | Event::Absent => (None, None),
         };
         if let Some(s) = slot {
             self.events[k][s].fetch_add(1, Ordering::Relaxed);
@@ -748,7 +1002,7 @@ pub struct Update {
     pub compile_seconds: f64,
     /// The diagnostics of the objects held (invalid objects), as [`Store::diagnostics`].
     pub diagnostics: Vec<Diagnostic>,
-    /// The resourceVersions the engine reflects: `pods=…,networkpolicies=…,namespaces=…`.
+    /// The resourceVersions the engine reflects: `pods=…,networkpolicies=…,namespaces=…,nodes=…,…`.
     pub resource_versions: String,
 }
 
@@ -761,7 +1015,8 @@ pub trait Publish: Send + Sync + 'static {
 }
 
 /// Watches one kind and forwards its events; errors are counted and retried with kube-runtime's default
-/// backoff (0.8 s doubling to 30 s, with jitter).
+/// backoff (0.8 s doubling to 30 s, with jitter). An optional kind the cluster does not serve (`404`: its CRD is
+/// not installed) is [`Event::Absent`], logged once, and no longer watched.
 async fn watch_kind<K>(api: Api<K>, kind: Kind, tx: mpsc::Sender<(Kind, Event)>, metrics: Arc<LiveMetrics>)
 where
     K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug + Send + 'static,
@@ -776,6 +1031,11 @@ where
             Ok(watcher::Event::InitApply(o)) => convert(&o).map(Event::InitApply),
             Ok(watcher::Event::Apply(o)) => convert(&o).map(Event::Apply),
             Ok(watcher::Event::Delete(o)) => convert(&o).map(Event::Delete),
+            Err(e) if kind.is_optional() && watch_not_found(&e) => {
+                log_absent(kind);
+                let _ = tx.send((kind, Event::Absent)).await;
+                return;
+            }
             Err(e) => {
                 metrics.error(kind);
                 tracing::warn!(kind = kind.plural(), "watch error, retrying with backoff: {e}");
@@ -796,27 +1056,32 @@ where
     }
 }
 
-/// Keeps the model `sink` publishes current with the cluster: watches the three kinds and applies their events
-/// in batches, counting them in `metrics`. Runs until the task is dropped. Should applying a batch fail (a bug),
-/// it starts over from a full list, the last published model still answering meanwhile.
+/// Starts [`watch_kind`] of one kind: k8s-openapi's types for the built-in kinds, kube's dynamic API for the CRDs.
+fn spawn_watch(
+    client: &Client,
+    kind: Kind,
+    tx: &mpsc::Sender<(Kind, Event)>,
+    metrics: &Arc<LiveMetrics>,
+) -> tokio::task::JoinHandle<()> {
+    let (c, tx, m) = (client.clone(), tx.clone(), metrics.clone());
+    match kind {
+        Kind::Pod => tokio::spawn(watch_kind(Api::<K8sPod>::all(c), kind, tx, m)),
+        Kind::NetworkPolicy => tokio::spawn(watch_kind(Api::<K8sNetworkPolicy>::all(c), kind, tx, m)),
+        Kind::Namespace => tokio::spawn(watch_kind(Api::<K8sNamespace>::all(c), kind, tx, m)),
+        Kind::Node => tokio::spawn(watch_kind(Api::<K8sNode>::all(c), kind, tx, m)),
+        Kind::ClusterNetworkPolicy | Kind::AdminNetworkPolicy | Kind::BaselineAdminNetworkPolicy => {
+            tokio::spawn(watch_kind(Api::<DynamicObject>::all_with(c, &kind.api_resource()), kind, tx, m))
+        }
+    }
+}
+
+/// Keeps the model `sink` publishes current with the cluster: watches every kind and applies their events in
+/// batches, counting them in `metrics`. Runs until the task is dropped. Should applying a batch fail (a bug), it
+/// starts over from a full list, the last published model still answering meanwhile.
 pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) {
     loop {
         let (tx, mut rx) = mpsc::channel(4096);
-        let tasks = [
-            tokio::spawn(watch_kind(
-                Api::<K8sNamespace>::all(client.clone()),
-                Kind::Namespace,
-                tx.clone(),
-                metrics.clone(),
-            )),
-            tokio::spawn(watch_kind(Api::<K8sPod>::all(client.clone()), Kind::Pod, tx.clone(), metrics.clone())),
-            tokio::spawn(watch_kind(
-                Api::<K8sNetworkPolicy>::all(client.clone()),
-                Kind::NetworkPolicy,
-                tx.clone(),
-                metrics.clone(),
-            )),
-        ];
+        let tasks = Kind::ALL.map(|kind| spawn_watch(&client, kind, &tx, &metrics));
         drop(tx);
         let result = apply_events(&sink, &mut rx, &metrics).await;
         for t in &tasks {
@@ -965,10 +1230,20 @@ mod tests {
         store.event(kind, Event::InitDone, out);
     }
 
+    /// Lists every kind but pods and network policies, empty.
+    fn list_others(store: &mut Store, out: &mut Batch) {
+        for kind in Kind::ALL.into_iter().filter(|k| !matches!(k, Kind::Pod | Kind::NetworkPolicy)) {
+            list(store, kind, vec![], out);
+        }
+    }
+
+    const NO_OTHER_VERSIONS: &str =
+        "namespaces=-,nodes=-,clusternetworkpolicies=-,adminnetworkpolicies=-,baselineadminnetworkpolicies=-";
+
     fn synced_store() -> Store {
         let mut s = Store::new();
         let mut b = Batch::default();
-        list(&mut s, Kind::Namespace, vec![], &mut b);
+        list_others(&mut s, &mut b);
         list(
             &mut s,
             Kind::Pod,
@@ -988,7 +1263,7 @@ mod tests {
     fn first_full_list_builds_once_every_kind_is_listed() {
         let s = synced_store();
         assert!(s.synced());
-        assert_eq!(s.resource_versions(), "pods=6,networkpolicies=7,namespaces=-");
+        assert_eq!(s.resource_versions(), format!("pods=6,networkpolicies=7,{NO_OTHER_VERSIONS}"));
     }
 
     #[test]
@@ -1002,7 +1277,7 @@ mod tests {
         assert_eq!(b.unchanged, 1);
         s.event(Kind::Pod, Event::Apply(pod("a", "web", 10, "other", "10.0.0.1")), &mut b);
         assert!(matches!(&b.changes[..], [Change::PutPod { pod, .. }] if pod.name == "web"));
-        assert_eq!(s.resource_versions(), "pods=10,networkpolicies=7,namespaces=-");
+        assert_eq!(s.resource_versions(), format!("pods=10,networkpolicies=7,{NO_OTHER_VERSIONS}"));
     }
 
     #[test]
@@ -1064,11 +1339,143 @@ mod tests {
         list(&mut s, Kind::Pod, vec![pod("a", "web", 5, "web", "10.0.0.1")], &mut b);
         s.event(Kind::Pod, Event::Apply(pod("a", "cli", 6, "cli", "10.0.0.2")), &mut b);
         s.event(Kind::Pod, Event::Delete(pod("a", "web", 7, "web", "10.0.0.1")), &mut b);
-        list(&mut s, Kind::Namespace, vec![], &mut b);
+        list_others(&mut s, &mut b);
+        assert!(b.initial.is_none());
         list(&mut s, Kind::NetworkPolicy, vec![], &mut b);
         let c = b.initial.unwrap().cluster;
         assert_eq!(c.pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["cli"]);
-        assert_eq!(s.resource_versions(), "pods=7,networkpolicies=-,namespaces=-");
+        assert_eq!(s.resource_versions(), format!("pods=7,networkpolicies=-,{NO_OTHER_VERSIONS}"));
+    }
+
+    fn anp(name: &str, rv: u64, priority: u32) -> Object {
+        // As a list item of kube's dynamic API: no kind, no apiVersion.
+        Object::from_value(
+            Kind::AdminNetworkPolicy,
+            json!({"metadata": {"name": name, "resourceVersion": rv.to_string()},
+                "spec": {"priority": priority, "subject": {"namespaces": {"matchLabels": {"team": "b"}}},
+                    "ingress": [{"name": "deny-a", "action": "Deny",
+                        "from": [{"namespaces": {"matchLabels": {"team": "a"}}}]}]},
+                "status": {"conditions": []}}),
+        )
+    }
+
+    fn node(name: &str, rv: u64, ip: &str) -> Object {
+        Object::from_value(
+            Kind::Node,
+            json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "resourceVersion": rv.to_string(), "labels": {"kubernetes.io/os": "linux"}},
+                "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}),
+        )
+    }
+
+    #[test]
+    fn objects_of_the_new_kinds_are_cluster_scoped_and_typed() {
+        let mut o = anp("guard", 3, 10);
+        assert_eq!((o.namespace.as_str(), o.name.as_str(), o.resource_version.as_str()), ("", "guard", "3"));
+        assert_eq!(o.source_name(), "cluster:adminnetworkpolicies/guard");
+        let v = o.value.take().unwrap();
+        assert_eq!(
+            (v["kind"].as_str(), v["apiVersion"].as_str()),
+            (Some("AdminNetworkPolicy"), Some("policy.networking.k8s.io/v1alpha1"))
+        );
+        // A namespace on a cluster-scoped object (the API server drops it) is not part of its key.
+        let n = Object::from_value(Kind::Node, json!({"metadata": {"name": "n1", "namespace": "x"}}));
+        assert_eq!((n.namespace.as_str(), n.source_name().as_str()), ("", "cluster:nodes/n1"));
+        let key = |k: Kind| (k, String::new(), "x".to_string());
+        assert!(matches!(delete_change(&key(Kind::Node)), Change::DeleteNode { name } if name == "x"));
+        for (kind, policy_kind) in [
+            (Kind::ClusterNetworkPolicy, PolicyKind::ClusterNetworkPolicy),
+            (Kind::AdminNetworkPolicy, PolicyKind::AdminNetworkPolicy),
+            (Kind::BaselineAdminNetworkPolicy, PolicyKind::BaselineAdminNetworkPolicy),
+        ] {
+            assert!(kind.is_optional() && !kind.is_namespaced());
+            assert_eq!(kind.api_resource().api_version, kind.api_version());
+            assert!(
+                matches!(delete_change(&key(kind)), Change::DeleteClusterPolicy { kind: k, name } if k == policy_kind && name == "x")
+            );
+        }
+        assert!(!Kind::Node.is_optional());
+    }
+
+    #[test]
+    fn absent_kinds_are_empty_and_left_out_of_the_resource_versions() {
+        let mut s = Store::new();
+        let mut b = Batch::default();
+        for kind in [Kind::Namespace, Kind::Node, Kind::NetworkPolicy] {
+            list(&mut s, kind, vec![], &mut b);
+        }
+        for kind in [Kind::ClusterNetworkPolicy, Kind::AdminNetworkPolicy, Kind::BaselineAdminNetworkPolicy] {
+            s.event(kind, Event::Absent, &mut b);
+        }
+        assert!(b.initial.is_none());
+        list(&mut s, Kind::Pod, vec![pod("a", "web", 5, "web", "10.0.0.1")], &mut b);
+        assert_eq!(b.initial.unwrap().cluster.pods.len(), 1);
+        assert_eq!(s.resource_versions(), "pods=5,networkpolicies=-,namespaces=-,nodes=-");
+    }
+
+    #[test]
+    fn admin_policies_and_nodes_become_changes() {
+        let mut s = synced_store();
+        let mut b = Batch::default();
+        s.event(Kind::AdminNetworkPolicy, Event::Apply(anp("guard", 20, 10)), &mut b);
+        s.event(Kind::Node, Event::Apply(node("n1", 21, "192.0.2.1")), &mut b);
+        assert!(
+            matches!(&b.changes[..], [Change::PutPolicy { policy, .. }, Change::PutNode(n)]
+                if policy.kind == PolicyKind::AdminNetworkPolicy && policy.name == "guard" && policy.priority == 10
+                    && n.name == "n1"),
+            "{:?}",
+            b.changes
+        );
+        assert!(!b.diagnostics_changed);
+        assert!(s.resource_versions().contains(",nodes=21,clusternetworkpolicies=-,adminnetworkpolicies=20,"));
+
+        // The same model at a new resourceVersion (a status update): no change.
+        let mut b = Batch::default();
+        s.event(Kind::AdminNetworkPolicy, Event::Apply(anp("guard", 22, 10)), &mut b);
+        assert!(b.changes.is_empty(), "{:?}", b.changes);
+        assert_eq!(b.unchanged, 1);
+        // A new priority is a change; deletions.
+        s.event(Kind::AdminNetworkPolicy, Event::Apply(anp("guard", 23, 11)), &mut b);
+        s.event(Kind::AdminNetworkPolicy, Event::Delete(anp("guard", 24, 11)), &mut b);
+        s.event(Kind::Node, Event::Delete(node("n1", 25, "192.0.2.1")), &mut b);
+        assert!(
+            matches!(&b.changes[..], [
+                Change::PutPolicy { policy, .. },
+                Change::DeleteClusterPolicy { kind: PolicyKind::AdminNetworkPolicy, name },
+                Change::DeleteNode { name: node },
+            ] if policy.priority == 11 && name == "guard" && node == "n1"),
+            "{:?}",
+            b.changes
+        );
+
+        // A relist of the kind that finds it gone deletes what the model has of it.
+        let mut b = Batch::default();
+        s.event(Kind::AdminNetworkPolicy, Event::Apply(anp("other", 26, 5)), &mut b);
+        s.event(Kind::AdminNetworkPolicy, Event::Absent, &mut b);
+        assert!(matches!(b.changes.last(), Some(Change::DeleteClusterPolicy { name, .. }) if name == "other"));
+        assert!(!s.resource_versions().contains(",adminnetworkpolicies="), "{}", s.resource_versions());
+    }
+
+    #[test]
+    fn the_first_full_list_loads_admin_policies_and_nodes() {
+        let mut s = Store::new();
+        let mut b = Batch::default();
+        for kind in Kind::ALL.into_iter().filter(|k| !matches!(k, Kind::AdminNetworkPolicy | Kind::Node)) {
+            list(&mut s, kind, vec![], &mut b);
+        }
+        list(&mut s, Kind::Node, vec![node("n1", 3, "192.0.2.1")], &mut b);
+        list(&mut s, Kind::AdminNetworkPolicy, vec![anp("guard", 4, 10)], &mut b);
+        let loaded = b.initial.unwrap();
+        assert_eq!(loaded.cluster.policies.len(), 1);
+        assert_eq!(&*loaded.cluster.policies[0].origin.file, "cluster:adminnetworkpolicies/guard");
+        assert_eq!(loaded.cluster.nodes.len(), 1);
+        assert_eq!(&*loaded.cluster.nodes[0].origin.file, "cluster:nodes/n1");
+        // Fingerprinted at the first list: the same model again changes nothing.
+        let mut b = Batch::default();
+        s.event(Kind::AdminNetworkPolicy, Event::Apply(anp("guard", 5, 10)), &mut b);
+        s.event(Kind::Node, Event::Apply(node("n1", 6, "192.0.2.1")), &mut b);
+        assert!(b.changes.is_empty(), "{:?}", b.changes);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! server written for these tests that speaks the real wire protocol over plain HTTP: paginated lists with
 //! resourceVersions, streaming watches, bookmarks, `410 Gone` after compaction, dropped connections), driven through
 //! `router(...)`: first full list, policy, pod and namespace events, revision and resourceVersion reporting,
-//! bookmarks, a relist forced by compaction, dropped watches, counters in /metrics. The binary (`serve` over a real
+//! bookmarks, a relist forced by compaction, dropped watches, counters in /metrics, admin network policies, and a
+//! cluster without their CRDs. The binary (`serve` over a real
 //! socket, the one-shot commands with `--kubeconfig`, the deploy/ manifest) is tested in
 //! `crates/netpol/tests/it/live.rs`.
 
@@ -10,9 +11,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use netpol_fakeapi::fixtures::{self, allow_web, default_deny, namespace, pod};
-use netpol_fakeapi::{FakeApiServer, RequestLog};
-use netpol_kube::Source;
+use netpol_fakeapi::fixtures::{self, allow_web, anp_deny_frontend, default_deny, namespace, pod};
+use netpol_fakeapi::{FakeApiServer, Kind as ApiKind, RequestLog};
+use netpol_kube::{Kind, Source};
 use netpol_server::{live, router, AppState};
 use serde_json::json;
 
@@ -74,8 +75,9 @@ async fn serve_live(c: &Cluster) -> Live {
     let task = tokio::spawn(live::run(state.clone(), client));
     let app = router(state.clone());
     eventually!("the first full list", get(&app, "/healthz").await.status == StatusCode::OK);
-    // Watching from here on: the three watch streams are open.
-    eventually!("three open watches", c.server.open_watches() == 3);
+    // Watching from here on: a watch stream of every kind the cluster serves is open.
+    let served = c.server.served_kinds().len();
+    eventually!("a watch of every kind", c.server.open_watches() == served);
     Live { state, app, task }
 }
 
@@ -111,7 +113,14 @@ fn lists<'a>(requests: &'a [RequestLog], path: &'a str) -> impl Iterator<Item = 
     requests.iter().filter(move |r| r.method == "GET" && r.path == path && !r.is_watch())
 }
 
-const COLLECTIONS: [&str; 3] = ["/api/v1/namespaces", "/api/v1/pods", "/apis/networking.k8s.io/v1/networkpolicies"];
+/// The collections netpol lists and watches: every kind's (the fake server serves them all).
+fn collections() -> Vec<String> {
+    ApiKind::ALL.iter().map(|k| k.path()).collect()
+}
+
+/// The resourceVersions of the kinds without any object yet, after those of pods, network policies and namespaces.
+const NO_OTHER_VERSIONS: &str =
+    "nodes=-,clusternetworkpolicies=-,adminnetworkpolicies=-,baselineadminnetworkpolicies=-";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_follows_policy_pod_and_namespace_events() {
@@ -129,7 +138,7 @@ async fn serve_follows_policy_pod_and_namespace_events() {
     // pods: the api pod's put was the last change; namespaces: backend's; no policy yet.
     assert_eq!(
         r.resource_version.as_deref(),
-        Some(format!("pods={rv},networkpolicies=-,namespaces={}", rv - 2).as_str())
+        Some(format!("pods={rv},networkpolicies=-,namespaces={},{NO_OTHER_VERSIONS}", rv - 2).as_str())
     );
     let m = metrics(app).await;
     assert_eq!(metric(&m, "netpol_live_synced{"), 1.0, "{m}");
@@ -144,7 +153,7 @@ async fn serve_follows_policy_pod_and_namespace_events() {
     assert_eq!(r.revision, 2, "one event, one new revision");
     assert_eq!(
         r.resource_version.as_deref(),
-        Some(format!("pods={rv},networkpolicies={deny_rv},namespaces={}", rv - 2).as_str())
+        Some(format!("pods={rv},networkpolicies={deny_rv},namespaces={},{NO_OTHER_VERSIONS}", rv - 2).as_str())
     );
     s.put(allow_web());
     eventually!("allow-web applied", verdict(app, "frontend/web", "backend/api").await == "allow");
@@ -196,7 +205,7 @@ async fn serve_follows_policy_pod_and_namespace_events() {
     eventually!("terminated pod left out", verdict(app, "frontend/web", "backend/api").await == "unknown");
 
     let m = metrics(app).await;
-    for kind in ["pods", "networkpolicies", "namespaces"] {
+    for kind in Kind::ALL.map(Kind::plural) {
         assert_eq!(metric(&m, &format!("netpol_watch_errors_total{{kind=\"{kind}\"}}")), 0.0, "{m}");
         assert_eq!(metric(&m, &format!("netpol_watch_lists_total{{kind=\"{kind}\"}}")), 1.0, "{m}");
     }
@@ -227,7 +236,7 @@ async fn bookmarks_change_nothing() {
     let app = &live.app;
     let requests = c.server.requests();
     let watches: Vec<&RequestLog> = requests.iter().filter(|r| r.is_watch()).collect();
-    assert_eq!(watches.len(), 3, "{requests:?}");
+    assert_eq!(watches.len(), Kind::ALL.len(), "{requests:?}");
     assert!(watches.iter().all(|r| r.has_param("allowWatchBookmarks", "true")), "{watches:?}");
     let rev = get(app, "/healthz").await.revision;
     let before = metrics(app).await;
@@ -241,13 +250,13 @@ async fn bookmarks_change_nothing() {
     let after = metrics(app).await;
     assert_eq!(metric(&after, CHANGES) - metric(&before, CHANGES), 1.0, "{after}");
     let requests = c.server.requests();
-    for path in COLLECTIONS {
+    for path in &collections() {
         assert_eq!(lists(&requests, path).count(), 1, "no relist of {path}: {requests:?}");
     }
-    for kind in ["pods", "networkpolicies", "namespaces"] {
+    for kind in Kind::ALL.map(Kind::plural) {
         assert_eq!(metric(&after, &format!("netpol_watch_errors_total{{kind=\"{kind}\"}}")), 0.0, "{after}");
     }
-    assert_eq!(c.server.open_watches(), 3);
+    assert_eq!(c.server.open_watches(), Kind::ALL.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,11 +272,11 @@ async fn dropped_watches_resume_from_their_resource_version() {
     c.server.put(pod("frontend", "web3", json!({"app": "web"}), "10.0.1.3"));
     eventually!("the policy", verdict(app, "frontend/web3", "backend/api").await == "deny");
     assert_eq!(verdict(app, "frontend/web", "backend/api").await, "unknown");
-    eventually!("three open watches again", c.server.open_watches() == 3);
+    eventually!("every watch open again", c.server.open_watches() == Kind::ALL.len());
     let requests = c.server.requests();
-    for path in COLLECTIONS {
+    for path in &collections() {
         assert_eq!(lists(&requests, path).count(), 0, "no relist of {path}: {requests:?}");
-        let rewatch = requests.iter().find(|r| r.path == path && r.is_watch());
+        let rewatch = requests.iter().find(|r| r.path == *path && r.is_watch());
         let rewatch = rewatch.unwrap_or_else(|| panic!("no new watch of {path}: {requests:?}"));
         assert!(rewatch.query.contains("resourceVersion="), "{rewatch:?}");
     }
@@ -294,7 +303,7 @@ async fn compaction_forces_a_relist_that_applies_only_the_difference() {
     s.drop_watches();
     s.delete("Pod", Some("frontend"), "web").expect("web existed");
     eventually!("the relist", verdict(app, "frontend/web", "backend/api").await == "unknown");
-    eventually!("three open watches again", s.open_watches() == 3);
+    eventually!("every watch open again", s.open_watches() == Kind::ALL.len());
     let requests = s.requests();
     assert!(lists(&requests, "/api/v1/pods").count() >= 1, "pods relisted: {requests:?}");
     let after = metrics(app).await;
@@ -338,6 +347,65 @@ async fn invalid_objects_are_reported_and_left_out() {
     c.server.put(bad);
     eventually!("the broken policy left out", verdict(app, "frontend/web", "backend/api").await == "allow");
     assert_eq!(get(app, "/api/v1/diagnostics").await.json()[0]["field"], "spec.podSelector.matchExpressions[0].values");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_follows_admin_network_policies() {
+    let c = cluster();
+    let live = serve_live(&c).await;
+    let app = &live.app;
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
+    let rev = get(app, "/healthz").await.revision;
+    // The AdminNetworkPolicy's Deny rule overrides what NetworkPolicies allow.
+    c.server.put(allow_web());
+    let rv = c.server.put(anp_deny_frontend());
+    let applied = format!(",adminnetworkpolicies={rv},");
+    eventually!(
+        "the AdminNetworkPolicy",
+        get(app, "/healthz").await.resource_version.is_some_and(|v| v.contains(&applied))
+    );
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "deny");
+    let r = get(app, "/api/v1/explain?src=frontend/web&dst=backend/api&port=8080").await;
+    assert!(r.text().contains("deny-frontend"), "{}", r.text());
+    assert!(get(app, "/healthz").await.revision > rev);
+    let rv = c.server.delete("AdminNetworkPolicy", None, "deny-frontend").expect("it existed");
+    let applied = format!(",adminnetworkpolicies={rv},");
+    eventually!("the deletion", get(app, "/healthz").await.resource_version.is_some_and(|v| v.contains(&applied)));
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
+    let m = metrics(app).await;
+    assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"adminnetworkpolicies\",type=\"apply\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"adminnetworkpolicies\",type=\"delete\"}"), 1.0, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_is_ready_on_a_cluster_without_the_admin_policy_crds() {
+    let c = cluster();
+    c.server.set_crds_installed(false);
+    let live = serve_live(&c).await;
+    let app = &live.app;
+    assert_eq!(c.server.open_watches(), 4, "the built-in kinds only");
+    let r = get(app, "/healthz").await;
+    let rv = c.server.resource_version();
+    // The kinds the cluster does not serve are left out of the resourceVersions.
+    assert_eq!(
+        r.resource_version.as_deref(),
+        Some(format!("pods={rv},networkpolicies=-,namespaces={},nodes=-", rv - 2).as_str())
+    );
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
+    c.server.put(default_deny());
+    eventually!("the policy", verdict(app, "frontend/web", "backend/api").await == "deny");
+    let m = metrics(app).await;
+    assert_eq!(metric(&m, "netpol_live_synced{"), 1.0, "{m}");
+    for kind in Kind::ALL.map(Kind::plural) {
+        assert_eq!(metric(&m, &format!("netpol_watch_errors_total{{kind=\"{kind}\"}}")), 0.0, "{m}");
+    }
+    // Each CRD was asked for once (404), and not watched.
+    let requests = c.server.requests();
+    for kind in ApiKind::ALL.into_iter().filter(|k| k.is_crd()) {
+        let path = kind.path();
+        assert_eq!(lists(&requests, &path).count(), 1, "{requests:?}");
+        assert!(!requests.iter().any(|r| r.path == path && r.is_watch()), "{requests:?}");
+    }
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use netpol_fakeapi::fixtures::{self, allow_web, default_deny, pod, policy};
+use netpol_fakeapi::fixtures::{self, allow_web, anp_deny_frontend, default_deny, pod, policy, worker_node};
 use netpol_fakeapi::{FakeApiServer, RequestLog};
 use serde_json::{json, Value};
 
@@ -109,7 +109,9 @@ fn one_shot_query_explain_matrix_describe() {
     assert!(lines[2]["error"].is_string(), "{}", lines[2]);
     let rv = c.server.resource_version();
     let from = format!(
-        "netpol: answered from {} at resourceVersion pods={rv} networkpolicies={rv} namespaces={rv} (1 terminated pod(s) left out)",
+        "netpol: answered from {} at resourceVersion pods={rv} networkpolicies={rv} namespaces={rv} nodes={rv} \
+         clusternetworkpolicies={rv} adminnetworkpolicies={rv} baselineadminnetworkpolicies={rv} \
+         (1 terminated pod(s) left out)",
         c.server.url()
     );
     assert!(err.contains(&from), "{err}");
@@ -140,6 +142,36 @@ fn one_shot_query_explain_matrix_describe() {
     assert_eq!(code, 0, "{err}");
     let j: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(j.as_array().map(Vec::len), Some(2), "{j}");
+}
+
+#[test]
+fn one_shot_commands_read_admin_policies_and_work_without_their_crds() {
+    let c = cluster();
+    c.server.put(allow_web());
+    c.server.put(anp_deny_frontend());
+    c.server.put(worker_node());
+    let kc = c.kubeconfig.display().to_string();
+    let args = ["explain", "--kubeconfig", &kc, "frontend/web", "backend/api", "8080", "-o", "json"];
+    let (code, out, err) = netpol(&args, "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let j: Value = serde_json::from_str(&out).expect("json");
+    // The AdminNetworkPolicy's Deny rule comes before the NetworkPolicy that allows the flow.
+    assert_eq!(j["verdict"], "deny", "{out}");
+    let rv = c.server.resource_version();
+    assert!(err.contains(&format!(" nodes={rv} clusternetworkpolicies={rv} adminnetworkpolicies={rv} ")), "{err}");
+
+    // Without the CRDs: no error, the kinds are left out of the resourceVersions.
+    c.server.set_crds_installed(false);
+    c.server.clear_requests();
+    let (code, out, err) = netpol(&args, "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let j: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(j["verdict"], "allow", "{out}");
+    let rv = c.server.resource_version();
+    assert!(err.contains(&format!(" namespaces={rv} nodes={rv}\n")), "{err}");
+    assert!(!err.contains("adminnetworkpolicies") && !err.contains("error"), "{err}");
+    let requests = c.server.requests();
+    assert_eq!(lists(&requests, "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies").count(), 1);
 }
 
 /// Like kubectl, the client goes through `HTTPS_PROXY` unless `NO_PROXY` names the server.
@@ -304,7 +336,10 @@ fn serve_binary_over_a_socket() {
     let rv = c.server.resource_version();
     let lower = resp.to_ascii_lowercase();
     assert!(
-        lower.contains(&format!("x-netpol-resource-version: pods=5,networkpolicies={rv},namespaces=3\r\n")),
+        lower.contains(&format!(
+            "x-netpol-resource-version: pods=5,networkpolicies={rv},namespaces=3,nodes=-,clusternetworkpolicies=-,\
+             adminnetworkpolicies=-,baselineadminnetworkpolicies=-\r\n"
+        )),
         "{resp}"
     );
     assert!(resp.contains(r#""verdict":"deny""#), "{resp}");
@@ -324,7 +359,8 @@ fn deploy_manifest_is_read_only_and_hardened() {
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().expect("kind")).collect();
     assert_eq!(kinds, ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]);
 
-    // RBAC: get/list/watch only, on exactly namespaces, pods and networking.k8s.io networkpolicies.
+    // RBAC: get/list/watch only, on exactly namespaces, nodes, pods, networking.k8s.io networkpolicies and the
+    // policy.networking.k8s.io kinds.
     let role = of("ClusterRole")[0];
     let mut granted = Vec::new();
     for rule in role["rules"].as_array().expect("rules") {
@@ -338,7 +374,18 @@ fn deploy_manifest_is_read_only_and_hardened() {
         }
     }
     granted.sort();
-    assert_eq!(granted, ["/namespaces", "/pods", "networking.k8s.io/networkpolicies"]);
+    assert_eq!(
+        granted,
+        [
+            "/namespaces",
+            "/nodes",
+            "/pods",
+            "networking.k8s.io/networkpolicies",
+            "policy.networking.k8s.io/adminnetworkpolicies",
+            "policy.networking.k8s.io/baselineadminnetworkpolicies",
+            "policy.networking.k8s.io/clusternetworkpolicies",
+        ]
+    );
     let binding = of("ClusterRoleBinding")[0];
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
     let sa = of("ServiceAccount")[0];

@@ -1,0 +1,4 @@
+//! One integration-test binary for the crate (each file a module).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod admin;
