@@ -333,7 +333,7 @@ async fn manifests_round_trip_through_whatif() {
     let app = app();
     let policies = get(&app, "/api/v1/policies").await.json();
     for p in policies.as_array().unwrap() {
-        let r = format!("{}/{}", p["namespace"].as_str().unwrap(), p["name"].as_str().unwrap());
+        let r = p["ref"].as_str().unwrap();
         let m = get(&app, &format!("/api/v1/manifest?policy={r}")).await;
         assert_eq!(m.status, StatusCode::OK, "{r}: {}", m.text());
         assert!(m.header("content-type").starts_with("application/yaml"));
@@ -367,7 +367,7 @@ async fn a_1000_pod_cluster_groups_and_matches_the_matrix() {
     // Every policy's manifest round-trips on this cluster too (named ports, endPort, ipBlock except, ...).
     let policies = get(&app, "/api/v1/policies").await.json();
     for p in policies.as_array().unwrap().iter().step_by(7) {
-        let r = format!("{}/{}", p["namespace"].as_str().unwrap(), p["name"].as_str().unwrap());
+        let r = p["ref"].as_str().unwrap();
         let m = get(&app, &format!("/api/v1/manifest?policy={r}")).await.text();
         let w = whatif(&app, "?port=8080&group=namespace", &m).await.json();
         assert_eq!(w["diff"]["changed_pairs"], 0, "{r}: {m}");
