@@ -14,6 +14,7 @@
 //! binary. They are served with a restrictive Content-Security-Policy (same-origin scripts, styles and fetches
 //! only; no inline code, no frames).
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +28,9 @@ use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json};
 use netpol_core::compile::{Engine, IdentityId};
 use netpol_core::matrix::{Matrix, PsId};
-use netpol_core::model::{Cluster, Direction, Peer, PodId, Policy, PolicyId, PolicyKind, PortMatch, Rule, Scope};
+use netpol_core::model::{
+    Cluster, Direction, Peer, PodId, Policy, PolicyId, PolicyKind, PolicyTier, PortMatch, Rule, Scope,
+};
 use netpol_core::outside;
 use netpol_core::portset::Protocol;
 use netpol_core::selector::{check_label_key, check_label_value, Atom, Labels, Requirement, Selector};
@@ -652,22 +655,75 @@ fn isolation(e: &Engine, n: &NodeAcc, ingress: bool) -> NodeIsolation {
     NodeIsolation { isolated_pods: pods, network_policy_pods: np_pods, policies: policies.into_iter().collect(), tiers }
 }
 
-fn outside_access(e: &Engine, n: &NodeAcc, dir: Direction, proto: Protocol, port: u16) -> OutsideAccess {
+/// The outside addresses an identity allows in `dir` on one port.
+enum OutsideAllowed {
+    /// Every address.
+    Any,
+    /// NetworkPolicy alone: the ipBlocks of the rules that allow the port (non-empty).
+    Blocks(BTreeSet<netpol_core::compile::BlockId>),
+    /// With admin tiers, whose rules also deny and pass: the segments the evaluator allows (sorted, disjoint
+    /// `a..b` index ranges, non-empty).
+    Segments(Vec<(usize, usize)>),
+}
+
+/// What identity `i` allows with outside addresses in `dir` on the port (`None`: no address). NetworkPolicy's
+/// allowing ipBlocks are listed in their own words; an identity that an admin tier governs in `dir` gets the
+/// address segments of the evaluator's fold ([`outside::allowed_port_runs`]).
+fn outside_allowed(
+    e: &Engine,
+    i: IdentityId,
+    dir: Direction,
+    proto: Protocol,
+    port: u16,
+    segs: &OnceCell<outside::Segments>,
+) -> Option<OutsideAllowed> {
+    let admin = e.identity(i).policies(dir).iter().any(|&p| e.cluster().policy(p).tier != PolicyTier::NetworkPolicy);
+    if !admin {
+        return match outside::allowing_blocks(e, i, dir, proto, port) {
+            None => Some(OutsideAllowed::Any),
+            Some(b) if b.is_empty() => None,
+            Some(b) => Some(OutsideAllowed::Blocks(b)),
+        };
+    }
+    let segs = segs.get_or_init(|| outside::Segments::new(&[e]));
+    let runs = outside::allowed_port_runs(e, i, dir, segs);
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for (k, (start, _)) in runs.iter().enumerate().filter(|(_, r)| r.1.contains(proto, port)) {
+        let end = runs.get(k + 1).map_or(segs.len(), |r| r.0);
+        match ranges.last_mut() {
+            Some(last) if last.1 == *start => last.1 = end,
+            _ => ranges.push((*start, end)),
+        }
+    }
+    match ranges.as_slice() {
+        [] => None,
+        [(0, end)] if *end >= segs.len() => Some(OutsideAllowed::Any),
+        _ => Some(OutsideAllowed::Segments(ranges)),
+    }
+}
+
+fn outside_access(
+    e: &Engine,
+    n: &NodeAcc,
+    dir: Direction,
+    proto: Protocol,
+    port: u16,
+    segs: &OnceCell<outside::Segments>,
+) -> OutsideAccess {
     let mut out = OutsideAccess::default();
-    let mut blocks = BTreeSet::new();
+    let mut texts = BTreeSet::new();
     for &i in &n.identities {
         let ident = &e.identity(i);
-        let allowed = outside::allowing_blocks(e, i, dir, proto, port);
+        let Some(allowed) = outside_allowed(e, i, dir, proto, port, segs) else { continue };
         match &allowed {
-            None => out.any_pods += ident.pods.len(),
-            Some(b) if b.is_empty() => continue,
-            Some(b) => blocks.extend(b.iter().copied()),
+            OutsideAllowed::Any => out.any_pods += ident.pods.len(),
+            OutsideAllowed::Blocks(b) => texts.extend(b.iter().map(|b| e.blocks()[b.index()].to_string())),
+            OutsideAllowed::Segments(r) => texts.extend(segs.get().map(|s| s.text_ranges(r)).unwrap_or_default()),
         }
         out.pods += ident.pods.len();
         if out.example.is_none() {
             let pod = ident.pods.iter().copied().min_by_key(|&p| &e.cluster().pod(p).name);
-            let ip =
-                pod.and_then(|p| outside::example_address(e, p, allowed.as_ref(), dir, proto, port).map(|ip| (p, ip)));
+            let ip = pod.and_then(|p| example_address(e, p, &allowed, dir, proto, port, segs).map(|ip| (p, ip)));
             out.example = ip.map(|(p, ip)| {
                 let (p, ip) = (e.cluster().pod_ref(p), ip.to_string());
                 match dir {
@@ -677,13 +733,39 @@ fn outside_access(e: &Engine, n: &NodeAcc, dir: Direction, proto: Protocol, port
             });
         }
     }
-    let mut texts: Vec<String> = blocks.into_iter().map(|b| e.blocks()[b.index()].to_string()).collect();
-    texts.sort();
-    out.blocks = texts;
+    out.blocks = texts.into_iter().collect();
     out
 }
 
-fn node_out(e: &Engine, n: &NodeAcc, proto: Protocol, port: u16) -> GraphNode {
+/// An outside address `pod` may exchange traffic with (the engine allows it): a documentation address, else one
+/// of the allowed blocks or segments.
+fn example_address(
+    e: &Engine,
+    pod: PodId,
+    allowed: &OutsideAllowed,
+    dir: Direction,
+    proto: Protocol,
+    port: u16,
+    segs: &OnceCell<outside::Segments>,
+) -> Option<std::net::IpAddr> {
+    let blocks = match allowed {
+        OutsideAllowed::Blocks(b) => Some(b),
+        _ => None,
+    };
+    outside::example_address(e, pod, blocks, dir, proto, port).or_else(|| {
+        let (OutsideAllowed::Segments(ranges), Some(segs)) = (allowed, segs.get()) else { return None };
+        let me = netpol_core::compile::Endpoint::Pod { pod, ip: None };
+        ranges.iter().take(16).filter_map(|&(a, _)| segs.outside_address(a, &[e])).find(|&ip| {
+            let other = e.endpoint_for_ip(ip);
+            match dir {
+                Direction::Egress => e.allowed(&me, &other, proto, port),
+                Direction::Ingress => e.allowed(&other, &me, proto, port),
+            }
+        })
+    })
+}
+
+fn node_out(e: &Engine, n: &NodeAcc, proto: Protocol, port: u16, segs: &OnceCell<outside::Segments>) -> GraphNode {
     let mut pods: Vec<&str> = Vec::with_capacity(n.count.min(MAX_POD_NAMES));
     let mut common: Option<Labels> = None;
     let mut host = 0;
@@ -712,8 +794,8 @@ fn node_out(e: &Engine, n: &NodeAcc, proto: Protocol, port: u16) -> GraphNode {
         focus: n.focus,
         ingress: isolation(e, n, true),
         egress: isolation(e, n, false),
-        to_outside: outside_access(e, n, Direction::Egress, proto, port),
-        from_outside: outside_access(e, n, Direction::Ingress, proto, port),
+        to_outside: outside_access(e, n, Direction::Egress, proto, port, segs),
+        from_outside: outside_access(e, n, Direction::Ingress, proto, port, segs),
     }
 }
 
@@ -732,10 +814,12 @@ fn compute(e: &Engine, m: &mut Matrix, grouping: Grouping, opts: &GraphOptions) 
         shown.insert(a);
         shown.insert(b);
     }
+    // The address segments, made once and only if an admin tier governs a node's pods.
+    let segs = OnceCell::new();
     let out_nodes = shown
         .iter()
         .map(|&i| &nodes.list[i as usize])
-        .map(|n| (n.id.clone(), node_out(e, n, opts.protocol, opts.port)))
+        .map(|n| (n.id.clone(), node_out(e, n, opts.protocol, opts.port, &segs)))
         .collect();
     let edges = raw
         .into_iter()
