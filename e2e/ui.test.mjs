@@ -4,7 +4,9 @@
 //   node e2e/ui.test.mjs URL OUT_DIR            the bundled example (examples/three-tier): checks and screenshots
 //   node e2e/ui.test.mjs --perf URL OUT_DIR     a large cluster: timings only, printed as one JSON line
 //   node e2e/ui.test.mjs --follow URL OUT_DIR MANIFEST_DIR
-//                                               a server with --watch on MANIFEST_DIR: the page follows a change
+//                                               a server with --watch on MANIFEST_DIR: the page follows a change,
+//                                               then admin-tier policies written there: policies and explanations
+//                                               tier by tier
 //
 // The example run compares what the page shows with the engine's answers fetched from the API independently
 // (the per-pod matrix, the what-if diff, explain), drives the canvas with real clicks, and saves screenshots.
@@ -184,6 +186,25 @@ metadata:
 spec:
   podSelector: {}
   policyTypes: [Egress]`;
+
+const ADMIN_DENY = `apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata:
+  name: frontend-guard
+spec:
+  tier: Admin
+  priority: 10
+  subject:
+    namespaces:
+      matchLabels:
+        tier: backend
+  ingress:
+    - name: no-frontend
+      action: Deny
+      from:
+        - namespaces:
+            matchLabels:
+              tier: frontend`;
 
 // Line 12 holds the invalid port.
 const INVALID = `apiVersion: networking.k8s.io/v1
@@ -395,6 +416,25 @@ async function exampleRun(page) {
   );
   await page.screenshot({ path: path.join(outDir, 'three-tier-invalid.png') });
 
+  // 8b. The what-if editor takes the admin kinds: an Admin-tier ClusterNetworkPolicy that denies the frontend
+  // the backend removes web -> api, as the what-if API says.
+  await setPort(page, '8080/TCP');
+  await page.click('#tab-btn-whatif');
+  await page.fill('#editor', ADMIN_DENY);
+  await page.click('#wi-run');
+  await page.waitForSelector('#whatif-result[data-state="ready"]', { state: 'attached', timeout: 20000 });
+  const cnpDiff = await api('/api/v1/whatif', { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: `apply:\n${ADMIN_DENY.split('\n').map((l, i) => (i === 0 ? `- ${l}` : `  ${l}`)).join('\n')}\n` });
+  const cnpRows = await tableRows(page);
+  const applied = await page.$$eval('#whatif-result li[data-policy]', (l) => l.map((x) => ({ ...x.dataset })));
+  check(
+    cnpDiff.groups.some((g) => g.change === 'newly_denied' && g.sources.some((x) => x.startsWith('frontend/web')) && g.destinations.some((x) => x.startsWith('backend/api'))) &&
+      cnpRows.some((r) => r.src === web.id && r.dst === api8080.id && r.change === 'removed') &&
+      applied.length === 1 && applied[0].policy === 'cnp/frontend-guard' && applied[0].tier === 'Admin',
+    'what-if: an Admin ClusterNetworkPolicy removes web -> api, as the what-if API says',
+    { applied, rows: cnpRows.filter((r) => r.change && r.change !== 'unchanged') },
+  );
+  await setPort(page, '5432/TCP');
+
   // 9. The screenshot for the README: the what-if preview with the web node... on the example's main port.
   await page.fill('#editor', FIX_AND_ADD);
   await page.click('#wi-run');
@@ -517,6 +557,82 @@ async function followRun(page) {
     got: [...got].map(([k, v]) => `${k.replace('\0', ' -> ')} ${v}`),
   });
   check(rows.length === edgesBefore + 1, `one new edge into postgres (${edgesBefore} -> ${rows.length})`);
+
+  // Admin tiers: the database's platform policies (an Admin Pass for monitoring, a Baseline that denies the
+  // rest). The policies are listed by tier, the postgres node lists its policies tier by tier, and an
+  // explanation walks the tiers as the explain API says.
+  const tiers = [
+    'apiVersion: policy.networking.k8s.io/v1alpha2',
+    'kind: ClusterNetworkPolicy',
+    'metadata: {name: database-guard}',
+    'spec:',
+    '  tier: Admin',
+    '  priority: 10',
+    '  subject: {namespaces: {matchLabels: {tier: database}}}',
+    '  ingress: [{name: monitoring-to-tenants, action: Pass, from: [{namespaces: {matchLabels: {tier: monitoring}}}]}]',
+    '---',
+    'apiVersion: policy.networking.k8s.io/v1alpha2',
+    'kind: ClusterNetworkPolicy',
+    'metadata: {name: database-baseline}',
+    'spec:',
+    '  tier: Baseline',
+    '  priority: 5',
+    '  subject: {namespaces: {matchLabels: {tier: database}}}',
+    '  ingress: [{name: everything-else, action: Deny, from: [{namespaces: {}}]}]',
+    '',
+  ].join('\n');
+  fs.writeFileSync(path.join(manifestDir, 'zz-tiers.yaml'), tiers);
+  await page.waitForFunction(() => document.getElementById('model-info').textContent.startsWith('revision 3 '), null, { timeout: 20000 });
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 20000 });
+  const listed = await page.$$eval('#policy-list li', (l) => l.map((x) => `${x.dataset.tier} ${x.dataset.policy}`));
+  check(
+    listed[0] === 'Admin cnp/database-guard' && listed[listed.length - 1] === 'Baseline cnp/database-baseline',
+    'the policies are listed in tier order, with their tier',
+    listed,
+  );
+  const g3 = await page.evaluate(() => window.__netpol.state.graph);
+  const pg = g3.nodes.find((n) => n.namespace === 'database' && n.name === 'postgres');
+  const prom = g3.nodes.find((n) => n.namespace === 'monitoring' && n.name === 'prometheus');
+  await clickNode(page, pg.id);
+  await page.waitForSelector('#tiers .tiers[data-direction="ingress"]', { timeout: 5000 });
+  const shownTiers = await page.$$eval('#tiers .tiers[data-direction="ingress"] li', (l) => l.map((x) => [x.dataset.tier, x.textContent]));
+  check(
+    shownTiers.map((t) => t[0]).join(',') === 'Admin,NetworkPolicy,Baseline' &&
+      shownTiers[0][1].includes('cnp/database-guard (priority 10)') &&
+      shownTiers[1][1].includes('database/followed-allow') &&
+      shownTiers[2][1].includes('cnp/database-baseline (priority 5)'),
+    'the postgres node lists its ingress policies tier by tier, with priorities',
+    shownTiers,
+  );
+  const [src, dst] = [`monitoring/${prom.pods[0]}`, `database/${pg.pods[0]}`];
+  await page.fill('#ex-src', src);
+  await page.fill('#ex-dst', dst);
+  await page.fill('#ex-port', '5432/TCP');
+  await page.click('#ex-run');
+  await page.waitForSelector('#explain .explanation', { timeout: 5000 });
+  const want3 = await api(`/api/v1/explain?src=${encodeURIComponent(src)}&dst=${encodeURIComponent(dst)}&port=5432/TCP`);
+  const steps = await page.$$eval('#explain .side[data-direction="ingress"] li.step', (l) => l.map((x) => ({ ...x.dataset, text: x.textContent })));
+  const admin = want3.ingress.walk.filter((m) => m.tier !== 'NetworkPolicy');
+  check(
+    want3.verdict === 'allow' &&
+      admin.length === 1 && admin[0].action === 'pass' &&
+      steps.length === 2 &&
+      steps[0].tier === 'Admin' && steps[0].policy === admin[0].policy && steps[0].action === 'pass' &&
+      steps[0].text.includes('"monitoring-to-tenants"') && steps[0].text.includes('→ next tier') &&
+      steps[1].tier === 'NetworkPolicy' && steps[1].decides === 'true' && steps[1].text.includes('→ ALLOW') && steps[1].text.includes('database/followed-allow'),
+    'a tiered explanation: the Admin tier passes, the NetworkPolicy tier allows (as the explain API walks it)',
+    { steps, walk: want3.ingress.walk },
+  );
+  // From the frontend: no admin rule matches, postgres' NetworkPolicies do not allow it, so the NetworkPolicy
+  // tier denies before the Baseline.
+  const web3 = g3.nodes.find((n) => n.namespace === 'frontend' && n.name === 'web');
+  await page.fill('#ex-src', `frontend/${web3.pods[0]}`);
+  await page.click('#ex-run');
+  await page.waitForFunction(() => document.querySelector('#explain .explanation')?.dataset.verdict === 'deny', null, { timeout: 5000 });
+  const denySide = await page.$eval('#explain .side[data-direction="ingress"]', (x) => ({ ...x.dataset, text: x.textContent }));
+  check(denySide.decidedBy === 'network_policy' && denySide.text.includes('→ DENY'), 'a tiered explanation: the NetworkPolicy tier denies', denySide);
+  await page.mouse.move(1, 890); // no tooltip
+  await page.screenshot({ path: path.join(outDir, 'three-tier-tiers.png') });
   check(errors.length === 0, 'no console errors while following', errors);
 }
 

@@ -44,7 +44,7 @@ use axum::{Extension, Json, Router};
 use netpol_core::compile::Engine;
 use netpol_core::lint::{self, Finding};
 use netpol_core::load::{Diagnostic, Severity};
-use netpol_core::model::{Direction, PodId, PolicyId};
+use netpol_core::model::{Action, Direction, Peer, PodId, Policy, PolicyId, PolicyKind, PortMatch, Rule};
 use netpol_core::portset::Protocol;
 use netpol_input::query::{parse_port_proto, Resolver};
 use serde::Serialize;
@@ -635,10 +635,11 @@ pub struct FlowAnswer {
     pub dst: Option<String>,
     pub protocol: Option<String>,
     pub port: Option<u16>,
+    pub dst_fqdn: Option<String>,
     /// `allow` or `deny`.
     pub verdict: Option<String>,
     /// The explanation object, as `GET /api/v1/explain` returns it.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Explanation>)]
     pub explain: Option<serde_json::Value>,
     pub error: Option<String>,
     /// For a line that is not a JSON object: the line.
@@ -711,7 +712,116 @@ async fn query_handler(
 
 // ---- explain ----
 
-/// Explain one flow: which policies isolate each side and which rule allows it, or why none does.
+/// The verdict of a flow.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+/// What decided one direction of a flow.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum DecidedBy {
+    /// No policy of any tier applies to the subject: allowed.
+    NotGoverned,
+    /// A rule of an admin tier (Admin or Baseline): the last entry of `walk`.
+    Rule,
+    /// NetworkPolicy: a rule allows it (`allowed_by`), or the pod is isolated and none does (`rejections`).
+    NetworkPolicy,
+    /// Policies apply, but no tier decided: allowed by default.
+    Default,
+}
+
+/// A rule that matches the flow and takes part in the decision: a rule of an admin tier that passes the flow to
+/// the next tier or decides it, or a NetworkPolicy rule that allows it.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct RuleMatch {
+    /// `Admin`, `NetworkPolicy` or `Baseline`.
+    pub tier: String,
+    /// `namespace/name`, `cnp/name`, `anp/name` or `banp/name`.
+    pub policy: String,
+    /// The policy's priority (cluster-scoped policies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// Index of the rule in the policy's rules of this direction.
+    pub rule: usize,
+    /// The rule's `name` (admin kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub action: RuleAction,
+    /// Index of the matching peer (`null`: the rule has no peers and matches every peer).
+    pub peer: Option<usize>,
+    /// The matching `ports` entry (`null`: the rule has no ports and matches every port).
+    pub port: Option<String>,
+    /// The rule's field path in its object (`spec.ingress[0]`).
+    pub field: String,
+    /// The object's file and document.
+    pub source: String,
+}
+
+/// A rule that could have allowed the flow but does not match it, and why.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct Rejection {
+    pub policy: String,
+    /// `null` when the policy has no rules for this direction.
+    pub rule: Option<usize>,
+    pub reason: String,
+}
+
+/// One direction of a flow: egress at the source, ingress at the destination.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SideExplanation {
+    /// `ingress` or `egress`.
+    pub direction: String,
+    /// The pod (or address) whose policies are checked.
+    pub subject: String,
+    pub allowed: bool,
+    /// Whether a NetworkPolicy selects the subject for this direction.
+    pub isolated: bool,
+    /// Why no policy applies (an address outside the cluster, a hostNetwork pod, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The policies of every tier that select the subject for this direction, in evaluation order.
+    pub policies: Vec<String>,
+    /// The rules that decided, in evaluation order: admin rules that pass the flow on or decide it, the
+    /// NetworkPolicy rules that allow it, the Baseline rule that decides it.
+    pub walk: Vec<RuleMatch>,
+    pub decided_by: DecidedBy,
+    /// The allowing rules of `walk`.
+    pub allowed_by: Vec<RuleMatch>,
+    /// Why each rule that could have allowed the flow does not (only when denied).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejections: Vec<Rejection>,
+}
+
+/// The explanation of one flow (`netpol explain -o json`).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct Explanation {
+    pub src: String,
+    pub dst: String,
+    /// The DNS name the destination was resolved from, when the flow gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_fqdn: Option<String>,
+    /// TCP, UDP or SCTP.
+    pub protocol: String,
+    pub port: u16,
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub egress: SideExplanation,
+    pub ingress: SideExplanation,
+}
+
+/// Explain one flow: per direction, the policies of every tier that apply, the rules that decided tier by tier
+/// (`walk`: Admin, NetworkPolicy, Baseline), and which rule allows it, or why none does.
 ///
 /// Returns the same object as `netpol explain -o json`.
 #[utoipa::path(get, path = "/api/v1/explain",
@@ -724,7 +834,7 @@ async fn query_handler(
         ("dst_fqdn" = Option<String>, Query, description = "the DNS name `dst` was resolved from (what `domainNames` peers match)"),
     ),
     responses(
-        (status = 200, description = "the explanation", body = Object),
+        (status = 200, description = "the explanation", body = Explanation),
         (status = 400, description = "missing or invalid parameter", body = ApiError),
         (status = 404, description = "unknown pod", body = ApiError),
     ))]
@@ -860,17 +970,40 @@ async fn matrix_handler(
 
 // ---- what-if ----
 
-/// A what-if request: NetworkPolicies to add or replace (by namespace/name), and policies to delete.
+/// A what-if request: policies of any tier to add or replace, and policies to delete.
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhatIf {
-    /// NetworkPolicy objects (as in manifests); one with the namespace/name of a loaded policy replaces it.
+    /// Policy objects as in manifests: NetworkPolicy (`networking.k8s.io/v1`), ClusterNetworkPolicy
+    /// (`policy.networking.k8s.io/v1alpha2`), AdminNetworkPolicy and BaselineAdminNetworkPolicy
+    /// (`policy.networking.k8s.io/v1alpha1`). One with the kind and name (and, for a NetworkPolicy, the namespace)
+    /// of a loaded policy replaces it.
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub apply: Vec<serde_json::Value>,
-    /// `namespace/name` of loaded policies to delete.
+    /// Loaded policies to delete: `namespace/name` for a NetworkPolicy, `cnp/name`, `anp/name` or `banp/name` for a
+    /// cluster-scoped policy (as the other answers name them).
     #[serde(default)]
     pub delete: Vec<String>,
+}
+
+/// The policy kinds a what-if may apply, as `kind` values.
+pub const APPLICABLE_KINDS: [PolicyKind; 4] = [
+    PolicyKind::NetworkPolicy,
+    PolicyKind::ClusterNetworkPolicy,
+    PolicyKind::AdminNetworkPolicy,
+    PolicyKind::BaselineAdminNetworkPolicy,
+];
+
+/// The policy kind of a manifest's `kind`, if a what-if may apply it.
+pub fn applicable_kind(kind: &str) -> Option<PolicyKind> {
+    APPLICABLE_KINDS.into_iter().find(|k| k.as_str() == kind)
+}
+
+/// How the answers name a policy of this kind: `namespace/name` for a NetworkPolicy, `cnp/name` (kubectl's short
+/// kind) for a cluster-scoped one; what [`netpol_core::model::Cluster::find_policy`] reads.
+pub fn policy_reference(kind: PolicyKind, namespace: &str, name: &str) -> String {
+    netpol_core::model::PolicyKey { kind, namespace: namespace.to_string(), name: name.to_string() }.to_string()
 }
 
 /// The cluster with the request's changes, or a 4xx naming the field at fault.
@@ -882,7 +1015,10 @@ pub(crate) fn what_if_cluster(
     let mut c = base.clone();
     for (i, d) in req.delete.iter().enumerate() {
         if !d.contains('/') {
-            return Err(Failure::bad(&format!("delete[{i}]"), "expected `namespace/name` (or `anp/name`, `cnp/name`)"));
+            return Err(Failure::bad(
+                &format!("delete[{i}]"),
+                format!("expected `namespace/name` (or `cnp/name`, `anp/name`, `banp/name`), got `{d}`"),
+            ));
         }
         let Some(id) = c.find_policy(d) else {
             return Err(Failure::new(StatusCode::NOT_FOUND, &format!("delete[{i}]"), format!("no policy `{d}`")));
@@ -895,8 +1031,16 @@ pub(crate) fn what_if_cluster(
     }
     let mut loader = netpol_core::load::Loader::new();
     for (i, v) in req.apply.into_iter().enumerate() {
-        if v.get("kind").and_then(|k| k.as_str()) != Some("NetworkPolicy") {
-            return Err(Failure::bad(&format!("apply[{i}].kind"), "only NetworkPolicy objects can be applied"));
+        let kind = v.get("kind").and_then(|k| k.as_str());
+        if kind.and_then(applicable_kind).is_none() {
+            let got = kind.map(|k| format!(" (got `{k}`)")).unwrap_or_else(|| " (`kind` is missing)".to_string());
+            return Err(Failure::bad(
+                &format!("apply[{i}].kind"),
+                format!(
+                    "only NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy and BaselineAdminNetworkPolicy \
+                     objects can be applied{got}"
+                ),
+            ));
         }
         loader.add_value(v, Origin { file: "whatif".into(), document: 0, item: Some(i) });
     }
@@ -925,6 +1069,7 @@ pub(crate) fn what_if_cluster(
             };
             pol.scope = netpol_core::model::Scope::Namespace(ns);
         }
+        // Replaced by kind and name (and namespace, for a NetworkPolicy; cluster-scoped policies have none).
         c.policies.retain(|p| !(p.kind == pol.kind && p.ns() == pol.ns() && p.name == pol.name));
         c.policies.push(pol);
     }
@@ -932,14 +1077,17 @@ pub(crate) fn what_if_cluster(
 }
 
 /// The connectivity delta the given policy changes would cause (as `netpol diff -o json`), without applying them.
-/// Body: YAML or JSON `{apply: [NetworkPolicy...], delete: ["ns/name"...]}`; `?namespace=` limits the delta.
+///
+/// Body: YAML or JSON `{apply: [policy...], delete: ["ns/name" | "cnp/name" | "anp/name" | "banp/name"...]}`:
+/// policies of every tier (NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy),
+/// each replacing a loaded one of the same kind and name. `?namespace=` limits the delta.
 #[utoipa::path(post, path = "/api/v1/whatif",
     request_body(content = WhatIf, description = "policies to add/replace and to delete (YAML or JSON)"),
     responses(
         (status = 200, description = "the delta: groups of newly allowed / denied flows with causes", body = Object),
-        (status = 400, description = "bad body", body = ApiError),
+        (status = 400, description = "bad body, a kind that cannot be applied, a malformed reference to delete", body = ApiError),
         (status = 404, description = "a policy to delete does not exist", body = ApiError),
-        (status = 422, description = "an applied policy is invalid", body = ApiError),
+        (status = 422, description = "an applied policy is invalid (`field`: `apply[i].` and the field path inside it)", body = ApiError),
     ))]
 async fn whatif_handler(
     State(state): State<AppState>,
@@ -1025,13 +1173,70 @@ async fn diagnostics_handler(Extension(model): Extension<Arc<Model>>) -> Respons
     Json(&model.diagnostics).into_response()
 }
 
+// ---- policies of every tier ----
+
+/// A policy that applies to a pod, in its tier.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TierPolicy {
+    /// `namespace/name` for a NetworkPolicy; `cnp/name`, `anp/name` or `banp/name` for a cluster-scoped policy.
+    pub policy: String,
+    /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy` or `BaselineAdminNetworkPolicy`.
+    pub kind: String,
+    /// `spec.priority` of a ClusterNetworkPolicy or AdminNetworkPolicy (lower first); NetworkPolicies and the
+    /// BaselineAdminNetworkPolicy have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// Graph nodes: how many of the node's pods the policy applies to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pods: Option<usize>,
+}
+
+/// The policies of one tier that apply to a pod in one direction, in evaluation order.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TierPolicies {
+    /// `Admin`, `NetworkPolicy` or `Baseline`: the tiers are evaluated in that order.
+    pub tier: String,
+    pub policies: Vec<TierPolicy>,
+}
+
+/// `spec.priority`, for the kinds that have one.
+pub(crate) fn priority_of(pol: &Policy) -> Option<u32> {
+    matches!(pol.kind, PolicyKind::ClusterNetworkPolicy | PolicyKind::AdminNetworkPolicy).then_some(pol.priority)
+}
+
+pub(crate) fn tier_policy(e: &Engine, id: PolicyId) -> TierPolicy {
+    let pol = e.cluster().policy(id);
+    TierPolicy {
+        policy: e.cluster().policy_ref(id),
+        kind: pol.kind.as_str().to_string(),
+        priority: priority_of(pol),
+        pods: None,
+    }
+}
+
+/// The policies that apply to an identity's pods in `dir`, tier by tier ([`Engine::policies_by_tier`]).
+pub(crate) fn tiers_of(e: &Engine, ident: netpol_core::compile::IdentityId, dir: Direction) -> Vec<TierPolicies> {
+    e.policies_by_tier(ident, dir)
+        .into_iter()
+        .map(|(tier, pols)| TierPolicies {
+            tier: tier.to_string(),
+            policies: pols.into_iter().map(|p| tier_policy(e, p)).collect(),
+        })
+        .collect()
+}
+
 // ---- pods ----
 
 #[derive(Serialize, ToSchema)]
 pub struct Isolation {
+    /// Whether a NetworkPolicy selects the pod for this direction: then what no rule allows is denied (admin
+    /// tiers aside, see `tiers`).
     pub isolated: bool,
-    /// `namespace/name` of the policies that isolate the pod in this direction.
+    /// The policies of every tier that apply to the pod in this direction, in evaluation order (`namespace/name`,
+    /// `cnp/name`, `anp/name`, `banp/name`).
     pub policies: Vec<String>,
+    /// The same policies tier by tier (Admin, NetworkPolicy, Baseline; a tier with none is left out).
+    pub tiers: Vec<TierPolicies>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1048,7 +1253,7 @@ pub struct PodInfo {
     pub egress: Isolation,
 }
 
-/// Every pod with its labels, addresses, ports and isolation per direction.
+/// Every pod with its labels, addresses, ports, and per direction its isolation and its policies tier by tier.
 #[utoipa::path(get, path = "/api/v1/pods",
     responses((status = 200, description = "pods sorted by namespace and name", body = Vec<PodInfo>)))]
 async fn pods_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PodInfo>> {
@@ -1058,10 +1263,15 @@ async fn pods_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PodIn
         .into_iter()
         .map(|id| {
             let p = e.cluster().pod(id);
-            let ident = e.identity_of(id);
+            let ident = e.pod_identity(id);
             let side = |dir: Direction| Isolation {
-                isolated: e.isolated(e.pod_identity(id), dir),
-                policies: ident.policies(dir).iter().map(|&x| e.cluster().policy_ref(x)).collect(),
+                isolated: e.isolated(ident, dir),
+                policies: e
+                    .evaluation_order(e.identity(ident).policies(dir))
+                    .into_iter()
+                    .map(|x| e.cluster().policy_ref(x))
+                    .collect(),
+                tiers: tiers_of(e, ident, dir),
             };
             PodInfo {
                 namespace: e.cluster().ns_name(p.ns).to_string(),
@@ -1086,42 +1296,175 @@ pub struct RuleCounts {
     pub egress: usize,
 }
 
+/// What a rule does with the traffic it matches.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// Allowed (every NetworkPolicy rule; `Accept` of a ClusterNetworkPolicy, `Allow` of the v1alpha1 kinds).
+    Allow,
+    Deny,
+    /// The rest of this tier is skipped: the next tier decides.
+    Pass,
+    /// Observed only: evaluation goes on.
+    Log,
+}
+
+impl From<Action> for RuleAction {
+    fn from(a: Action) -> RuleAction {
+        match a {
+            Action::Allow => RuleAction::Allow,
+            Action::Deny => RuleAction::Deny,
+            Action::Pass => RuleAction::Pass,
+            Action::Log => RuleAction::Log,
+        }
+    }
+}
+
+/// One ingress or egress rule of a policy.
+#[derive(Serialize, ToSchema)]
+pub struct PolicyRule {
+    /// Its index in `spec.ingress` or `spec.egress` (what explanations call `rule`).
+    pub index: usize,
+    /// The rule's `name` (admin kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub action: RuleAction,
+    /// The action in the words of the policy's API: `Accept` (ClusterNetworkPolicy), `Allow`, `Deny`, `Pass`.
+    #[serde(rename = "apiAction")]
+    pub api_action: String,
+    /// The peers (`from` or `to`) in the API's words, such as `podSelector app=web`, `namespaces env=dev`,
+    /// `networks 10.0.0.0/8`; empty: every peer.
+    pub peers: Vec<String>,
+    /// The `ports` (or `protocols`) entries, such as `8080/TCP`, `1000-2000/UDP`, `http (named port)`; empty: every
+    /// port.
+    pub ports: Vec<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct PolicyInfo {
+    /// How the other answers name the policy: `namespace/name` for a NetworkPolicy, `cnp/name`, `anp/name` or
+    /// `banp/name` for a cluster-scoped policy (what `delete` and `GET /api/v1/manifest` take).
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy` or `BaselineAdminNetworkPolicy`.
+    pub kind: String,
+    /// `Admin`, `NetworkPolicy` or `Baseline`.
+    pub tier: String,
+    /// `spec.priority` of a ClusterNetworkPolicy or AdminNetworkPolicy (lower first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// The NetworkPolicy's namespace; empty for a cluster-scoped policy.
     pub namespace: String,
     pub name: String,
-    /// The pod selector in kubectl syntax (`app=web,tier in (a,b)`; `{}` selects every pod).
+    /// Cluster-scoped policies: the namespaces of the subject, as a selector in kubectl syntax (`{}`: every
+    /// namespace).
+    #[serde(rename = "namespaceSelector", skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<String>,
+    /// The pod selector (of the subject) in kubectl syntax (`app=web,tier in (a,b)`; `{}` selects every pod).
     #[serde(rename = "podSelector")]
     pub pod_selector: String,
-    /// `Ingress` and/or `Egress`.
+    /// `Ingress` and/or `Egress`: the directions the policy applies to (for the admin kinds, those it has rules
+    /// for).
     #[serde(rename = "policyTypes")]
     pub policy_types: Vec<String>,
     pub rules: RuleCounts,
+    #[serde(rename = "ingressRules")]
+    pub ingress_rules: Vec<PolicyRule>,
+    #[serde(rename = "egressRules")]
+    pub egress_rules: Vec<PolicyRule>,
     /// `namespace/pod` of the pods the policy selects, sorted.
     #[serde(rename = "selectedPods")]
     pub selected_pods: Vec<String>,
 }
 
-/// Every NetworkPolicy with its selector, types, rule counts and the pods it selects.
+/// A peer in the words of its policy's API.
+pub(crate) fn peer_text(kind: PolicyKind, p: &Peer) -> String {
+    let admin = kind != PolicyKind::NetworkPolicy;
+    match p {
+        Peer::Selectors { namespaces, pods } => match (namespaces, pods) {
+            (Some(ns), None) if admin => format!("namespaces {ns}"),
+            (Some(ns), Some(pods)) if admin => format!("pods {pods} in namespaces {ns}"),
+            (Some(ns), None) => format!("namespaceSelector {ns}"),
+            (Some(ns), Some(pods)) => format!("namespaceSelector {ns} and podSelector {pods}"),
+            (None, Some(pods)) => format!("podSelector {pods}"),
+            (None, None) => "podSelector {}".to_string(),
+        },
+        Peer::IpBlock(b) => format!("ipBlock {b}"),
+        Peer::Networks(n) => format!("networks {}", n.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")),
+        Peer::Nodes(s) => format!("nodes {s}"),
+        Peer::DomainNames(d) => format!("domainNames {}", d.join(", ")),
+    }
+}
+
+/// The `ports` entries of a rule as text. The admin kinds' named ports have no protocol (the model holds one entry
+/// per protocol): one entry each.
+pub(crate) fn ports_text(kind: PolicyKind, r: &Rule) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in &r.ports {
+        let text = match &p.port {
+            PortMatch::Named(n) if kind != PolicyKind::NetworkPolicy => format!("{n} (named port)"),
+            _ => p.to_string(),
+        };
+        if out.last() != Some(&text) {
+            out.push(text);
+        }
+    }
+    out
+}
+
+/// A rule's action in its API's words.
+pub(crate) fn api_action(kind: PolicyKind, a: Action) -> &'static str {
+    match a {
+        Action::Allow if kind == PolicyKind::ClusterNetworkPolicy => "Accept",
+        Action::Allow => "Allow",
+        Action::Deny => "Deny",
+        Action::Pass => "Pass",
+        Action::Log => "Log",
+    }
+}
+
+fn policy_rules(pol: &Policy, dir: Direction) -> Vec<PolicyRule> {
+    pol.rules(dir)
+        .iter()
+        .enumerate()
+        .map(|(index, r)| PolicyRule {
+            index,
+            name: r.name.clone(),
+            action: r.action.into(),
+            api_action: api_action(pol.kind, r.action).to_string(),
+            peers: r.peers.iter().map(|p| peer_text(pol.kind, p)).collect(),
+            ports: ports_text(pol.kind, r),
+        })
+        .collect()
+}
+
+/// Every policy of every tier with its kind, tier, priority, subject, rules (with their actions) and the pods it
+/// selects.
 #[utoipa::path(get, path = "/api/v1/policies",
-    responses((status = 200, description = "policies sorted by namespace and name", body = Vec<PolicyInfo>)))]
+    responses((status = 200, description = "policies in tier order (Admin, NetworkPolicy, Baseline); admin policies \
+        by priority, kind and name, NetworkPolicies by namespace and name", body = Vec<PolicyInfo>)))]
 async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PolicyInfo>> {
     let e = &model.engine;
+    let c = e.cluster();
     let mut selected: HashMap<PolicyId, Vec<String>> = HashMap::new();
     for ident in e.identities() {
         let mut pols: Vec<PolicyId> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
         pols.sort_unstable();
         pols.dedup();
         for pol in pols {
-            selected.entry(pol).or_default().extend(ident.pods.iter().map(|&p| e.cluster().pod_ref(p)));
+            selected.entry(pol).or_default().extend(ident.pods.iter().map(|&p| c.pod_ref(p)));
         }
     }
-    let mut out: Vec<PolicyInfo> = e
-        .cluster()
-        .policies
-        .iter()
-        .enumerate()
-        .map(|(i, pol)| {
+    let namespace = |pol: &Policy| pol.ns().map(|ns| c.ns_name(ns).to_string()).unwrap_or_default();
+    let mut ids: Vec<PolicyId> = (0..c.policies.len()).map(PolicyId::new).collect();
+    ids.sort_by_cached_key(|&id| {
+        let pol = c.policy(id);
+        (pol.tier, pol.priority, pol.kind, namespace(pol), pol.name.clone())
+    });
+    let out = ids
+        .into_iter()
+        .map(|id| {
+            let pol = c.policy(id);
             let mut types = Vec::new();
             if pol.affects_ingress {
                 types.push("Ingress".to_string());
@@ -1129,19 +1472,28 @@ async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<P
             if pol.affects_egress {
                 types.push("Egress".to_string());
             }
-            let mut pods = selected.remove(&PolicyId::new(i)).unwrap_or_default();
+            let mut pods = selected.remove(&id).unwrap_or_default();
             pods.sort();
             PolicyInfo {
-                namespace: pol.ns().map(|ns| e.cluster().ns_name(ns).to_string()).unwrap_or_default(),
+                reference: c.policy_ref(id),
+                kind: pol.kind.as_str().to_string(),
+                tier: pol.tier.as_str().to_string(),
+                priority: priority_of(pol),
+                namespace: namespace(pol),
                 name: pol.name.clone(),
+                namespace_selector: match &pol.scope {
+                    netpol_core::model::Scope::Cluster(sel) => Some(sel.to_string()),
+                    netpol_core::model::Scope::Namespace(_) => None,
+                },
                 pod_selector: pol.pod_selector.to_string(),
                 policy_types: types,
                 rules: RuleCounts { ingress: pol.ingress.len(), egress: pol.egress.len() },
+                ingress_rules: policy_rules(pol, Direction::Ingress),
+                egress_rules: policy_rules(pol, Direction::Egress),
                 selected_pods: pods,
             }
         })
         .collect();
-    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Json(out)
 }
 
@@ -1249,7 +1601,9 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
 #[openapi(
     info(
         title = "netpol",
-        description = "What do these Kubernetes NetworkPolicies really allow, and why? Every \
+        description = "What do these Kubernetes network policies really allow, and why? Policies of every tier: \
+        AdminNetworkPolicy and ClusterNetworkPolicy (tier Admin), NetworkPolicy, BaselineAdminNetworkPolicy and \
+        ClusterNetworkPolicy (tier Baseline). Every \
         response carries the revision of the model that answered it in the `X-Netpol-Revision` header. Every error \
         answer is JSON (`ApiError`), including 405 for a method a path does not serve (with `Allow`)."
     ),
@@ -1284,8 +1638,18 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         MatrixPort,
         PodInfo,
         Isolation,
+        TierPolicies,
+        TierPolicy,
         PolicyInfo,
+        PolicyRule,
+        RuleAction,
         RuleCounts,
+        Explanation,
+        SideExplanation,
+        RuleMatch,
+        Rejection,
+        Verdict,
+        DecidedBy,
         WhatIf,
         crate::ui::UiError,
         crate::ui::GraphResponse,

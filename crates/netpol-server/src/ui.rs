@@ -6,14 +6,15 @@
 //!   `max_nodes`); an edge says how many ordered pod pairs between two nodes are allowed. Edges are computed
 //!   from the engine's class-level matrix ([`netpol_core::matrix`]): every (source class, destination class)
 //!   cell is checked once and weighted by the pods it covers, never pod pair by pod pair.
-//! - `POST /api/v1/graph/whatif`: the same graph before and after pasted NetworkPolicies (and deletions), edge
-//!   by edge, with the connectivity diff; validation errors name the field and the line of the pasted text.
-//! - `GET /api/v1/manifest`: a loaded policy as YAML, for the what-if editor.
+//! - `POST /api/v1/graph/whatif`: the same graph before and after pasted policies of any tier (and deletions),
+//!   edge by edge, with the connectivity diff; validation errors name the field and the line of the pasted text.
+//! - `GET /api/v1/manifest`: a loaded policy as YAML in its own API's shape, for the what-if editor.
 //!
 //! The assets are plain ES modules, CSS and Canvas 2D: no npm build step, so `cargo build` alone produces the
 //! binary. They are served with a restrictive Content-Security-Policy (same-origin scripts, styles and fetches
 //! only; no inline code, no frames).
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +28,9 @@ use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json};
 use netpol_core::compile::{Engine, IdentityId};
 use netpol_core::matrix::{Matrix, PsId};
-use netpol_core::model::{Cluster, Direction, Peer, PodId, Policy, PolicyId, PortMatch, Rule};
+use netpol_core::model::{
+    Cluster, Direction, Peer, PodId, Policy, PolicyId, PolicyKind, PolicyTier, PortMatch, Rule, Scope,
+};
 use netpol_core::outside;
 use netpol_core::portset::Protocol;
 use netpol_core::selector::{check_label_key, check_label_value, Atom, Labels, Requirement, Selector};
@@ -305,11 +308,18 @@ pub struct GraphOptions {
 /// Isolation of a node's pods in one direction.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct NodeIsolation {
-    /// How many of the node's pods are isolated in this direction (0: none, `count`: all).
+    /// How many of the node's pods a policy of some tier applies to in this direction (0: none, `count`: all);
+    /// the others allow everything.
     #[serde(rename = "isolatedPods")]
     pub isolated_pods: usize,
-    /// `namespace/name` of the policies that isolate them, sorted.
+    /// How many of them a NetworkPolicy selects (NetworkPolicy isolation).
+    #[serde(rename = "networkPolicyPods")]
+    pub network_policy_pods: usize,
+    /// The policies that apply to them (`namespace/name`, `cnp/name`, `anp/name`, `banp/name`), sorted.
     pub policies: Vec<String>,
+    /// The same policies tier by tier (Admin, NetworkPolicy, Baseline), in evaluation order, each with how many of
+    /// the node's pods it applies to.
+    pub tiers: Vec<crate::TierPolicies>,
 }
 
 /// A node: a group of pods.
@@ -611,35 +621,109 @@ fn edges(e: &Engine, m: &mut Matrix, nodes: &Nodes, proto: Protocol, port: u16) 
 }
 
 fn isolation(e: &Engine, n: &NodeAcc, ingress: bool) -> NodeIsolation {
+    let dir = if ingress { Direction::Ingress } else { Direction::Egress };
     let mut pods = 0;
+    let mut np_pods = 0;
     let mut policies = BTreeSet::new();
+    // Per policy, how many of the node's pods it applies to; then every policy in evaluation order.
+    let mut counts: HashMap<PolicyId, usize> = HashMap::new();
     for &i in &n.identities {
         let ident = &e.identity(i);
-        let pols = if ingress { &ident.ingress_policies } else { &ident.egress_policies };
+        let pols = ident.policies(dir);
         if !pols.is_empty() {
             pods += ident.pods.len();
             policies.extend(pols.iter().map(|&p| e.cluster().policy_ref(p)));
+            for &p in pols {
+                *counts.entry(p).or_default() += ident.pods.len();
+            }
+        }
+        if e.isolated(i, dir) {
+            np_pods += ident.pods.len();
         }
     }
-    NodeIsolation { isolated_pods: pods, policies: policies.into_iter().collect() }
+    let mut all: Vec<PolicyId> = counts.keys().copied().collect();
+    all.sort_unstable();
+    let mut tiers: Vec<crate::TierPolicies> = Vec::new();
+    for p in e.evaluation_order(&all) {
+        let tier = e.cluster().policy(p).tier.as_str();
+        let entry = crate::TierPolicy { pods: counts.get(&p).copied(), ..crate::tier_policy(e, p) };
+        match tiers.last_mut() {
+            Some(t) if t.tier == tier => t.policies.push(entry),
+            _ => tiers.push(crate::TierPolicies { tier: tier.to_string(), policies: vec![entry] }),
+        }
+    }
+    NodeIsolation { isolated_pods: pods, network_policy_pods: np_pods, policies: policies.into_iter().collect(), tiers }
 }
 
-fn outside_access(e: &Engine, n: &NodeAcc, dir: Direction, proto: Protocol, port: u16) -> OutsideAccess {
+/// The outside addresses an identity allows in `dir` on one port.
+enum OutsideAllowed {
+    /// Every address.
+    Any,
+    /// NetworkPolicy alone: the ipBlocks of the rules that allow the port (non-empty).
+    Blocks(BTreeSet<netpol_core::compile::BlockId>),
+    /// With admin tiers, whose rules also deny and pass: the segments the evaluator allows (sorted, disjoint
+    /// `a..b` index ranges, non-empty).
+    Segments(Vec<(usize, usize)>),
+}
+
+/// What identity `i` allows with outside addresses in `dir` on the port (`None`: no address). NetworkPolicy's
+/// allowing ipBlocks are listed in their own words; an identity that an admin tier governs in `dir` gets the
+/// address segments of the evaluator's fold ([`outside::allowed_port_runs`]).
+fn outside_allowed(
+    e: &Engine,
+    i: IdentityId,
+    dir: Direction,
+    proto: Protocol,
+    port: u16,
+    segs: &OnceCell<outside::Segments>,
+) -> Option<OutsideAllowed> {
+    let admin = e.identity(i).policies(dir).iter().any(|&p| e.cluster().policy(p).tier != PolicyTier::NetworkPolicy);
+    if !admin {
+        return match outside::allowing_blocks(e, i, dir, proto, port) {
+            None => Some(OutsideAllowed::Any),
+            Some(b) if b.is_empty() => None,
+            Some(b) => Some(OutsideAllowed::Blocks(b)),
+        };
+    }
+    let segs = segs.get_or_init(|| outside::Segments::new(&[e]));
+    let runs = outside::allowed_port_runs(e, i, dir, segs);
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for (k, (start, _)) in runs.iter().enumerate().filter(|(_, r)| r.1.contains(proto, port)) {
+        let end = runs.get(k + 1).map_or(segs.len(), |r| r.0);
+        match ranges.last_mut() {
+            Some(last) if last.1 == *start => last.1 = end,
+            _ => ranges.push((*start, end)),
+        }
+    }
+    match ranges.as_slice() {
+        [] => None,
+        [(0, end)] if *end >= segs.len() => Some(OutsideAllowed::Any),
+        _ => Some(OutsideAllowed::Segments(ranges)),
+    }
+}
+
+fn outside_access(
+    e: &Engine,
+    n: &NodeAcc,
+    dir: Direction,
+    proto: Protocol,
+    port: u16,
+    segs: &OnceCell<outside::Segments>,
+) -> OutsideAccess {
     let mut out = OutsideAccess::default();
-    let mut blocks = BTreeSet::new();
+    let mut texts = BTreeSet::new();
     for &i in &n.identities {
         let ident = &e.identity(i);
-        let allowed = outside::allowing_blocks(e, i, dir, proto, port);
+        let Some(allowed) = outside_allowed(e, i, dir, proto, port, segs) else { continue };
         match &allowed {
-            None => out.any_pods += ident.pods.len(),
-            Some(b) if b.is_empty() => continue,
-            Some(b) => blocks.extend(b.iter().copied()),
+            OutsideAllowed::Any => out.any_pods += ident.pods.len(),
+            OutsideAllowed::Blocks(b) => texts.extend(b.iter().map(|b| e.blocks()[b.index()].to_string())),
+            OutsideAllowed::Segments(r) => texts.extend(segs.get().map(|s| s.text_ranges(r)).unwrap_or_default()),
         }
         out.pods += ident.pods.len();
         if out.example.is_none() {
             let pod = ident.pods.iter().copied().min_by_key(|&p| &e.cluster().pod(p).name);
-            let ip =
-                pod.and_then(|p| outside::example_address(e, p, allowed.as_ref(), dir, proto, port).map(|ip| (p, ip)));
+            let ip = pod.and_then(|p| example_address(e, p, &allowed, dir, proto, port, segs).map(|ip| (p, ip)));
             out.example = ip.map(|(p, ip)| {
                 let (p, ip) = (e.cluster().pod_ref(p), ip.to_string());
                 match dir {
@@ -649,13 +733,39 @@ fn outside_access(e: &Engine, n: &NodeAcc, dir: Direction, proto: Protocol, port
             });
         }
     }
-    let mut texts: Vec<String> = blocks.into_iter().map(|b| e.blocks()[b.index()].to_string()).collect();
-    texts.sort();
-    out.blocks = texts;
+    out.blocks = texts.into_iter().collect();
     out
 }
 
-fn node_out(e: &Engine, n: &NodeAcc, proto: Protocol, port: u16) -> GraphNode {
+/// An outside address `pod` may exchange traffic with (the engine allows it): a documentation address, else one
+/// of the allowed blocks or segments.
+fn example_address(
+    e: &Engine,
+    pod: PodId,
+    allowed: &OutsideAllowed,
+    dir: Direction,
+    proto: Protocol,
+    port: u16,
+    segs: &OnceCell<outside::Segments>,
+) -> Option<std::net::IpAddr> {
+    let blocks = match allowed {
+        OutsideAllowed::Blocks(b) => Some(b),
+        _ => None,
+    };
+    outside::example_address(e, pod, blocks, dir, proto, port).or_else(|| {
+        let (OutsideAllowed::Segments(ranges), Some(segs)) = (allowed, segs.get()) else { return None };
+        let me = netpol_core::compile::Endpoint::Pod { pod, ip: None };
+        ranges.iter().take(16).filter_map(|&(a, _)| segs.outside_address(a, &[e])).find(|&ip| {
+            let other = e.endpoint_for_ip(ip);
+            match dir {
+                Direction::Egress => e.allowed(&me, &other, proto, port),
+                Direction::Ingress => e.allowed(&other, &me, proto, port),
+            }
+        })
+    })
+}
+
+fn node_out(e: &Engine, n: &NodeAcc, proto: Protocol, port: u16, segs: &OnceCell<outside::Segments>) -> GraphNode {
     let mut pods: Vec<&str> = Vec::with_capacity(n.count.min(MAX_POD_NAMES));
     let mut common: Option<Labels> = None;
     let mut host = 0;
@@ -684,8 +794,8 @@ fn node_out(e: &Engine, n: &NodeAcc, proto: Protocol, port: u16) -> GraphNode {
         focus: n.focus,
         ingress: isolation(e, n, true),
         egress: isolation(e, n, false),
-        to_outside: outside_access(e, n, Direction::Egress, proto, port),
-        from_outside: outside_access(e, n, Direction::Ingress, proto, port),
+        to_outside: outside_access(e, n, Direction::Egress, proto, port, segs),
+        from_outside: outside_access(e, n, Direction::Ingress, proto, port, segs),
     }
 }
 
@@ -704,10 +814,12 @@ fn compute(e: &Engine, m: &mut Matrix, grouping: Grouping, opts: &GraphOptions) 
         shown.insert(a);
         shown.insert(b);
     }
+    // The address segments, made once and only if an admin tier governs a node's pods.
+    let segs = OnceCell::new();
     let out_nodes = shown
         .iter()
         .map(|&i| &nodes.list[i as usize])
-        .map(|n| (n.id.clone(), node_out(e, n, opts.protocol, opts.port)))
+        .map(|n| (n.id.clone(), node_out(e, n, opts.protocol, opts.port, &segs)))
         .collect();
     let edges = raw
         .into_iter()
@@ -916,9 +1028,13 @@ pub struct WhatIfEdge {
 /// A pasted policy, as it would be applied.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct AppliedPolicy {
-    /// `namespace/name`.
+    /// `namespace/name` for a NetworkPolicy, `cnp/name`, `anp/name` or `banp/name` for a cluster-scoped policy.
     pub policy: String,
-    /// Whether it replaces a loaded policy of the same namespace/name.
+    /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy` or `BaselineAdminNetworkPolicy`.
+    pub kind: String,
+    /// `Admin`, `NetworkPolicy` or `Baseline`.
+    pub tier: String,
+    /// Whether it replaces a loaded policy of the same kind and name (and namespace).
     pub replaces: bool,
     /// Pods it would select.
     #[serde(rename = "selectedPods")]
@@ -937,7 +1053,7 @@ pub struct GraphWhatIfResponse {
     /// Edges allowed before or after, sorted by source and destination.
     pub edges: Vec<WhatIfEdge>,
     pub applied: Vec<AppliedPolicy>,
-    /// `namespace/name` of the deleted policies.
+    /// The deleted policies, as given (`namespace/name`, `cnp/name`, ...).
     pub deleted: Vec<String>,
     /// The connectivity delta on every port, as `POST /api/v1/whatif` returns it.
     #[schema(value_type = Object)]
@@ -949,7 +1065,7 @@ pub struct GraphWhatIfResponse {
 /// Where an object is in the pasted text: (document, List item).
 type Place = (usize, Option<usize>);
 
-/// Reads the pasted text: YAML documents (or JSON) holding NetworkPolicies or `kind: List`s of them. Returns
+/// Reads the pasted text: YAML documents (or JSON) holding policies or `kind: List`s of them. Returns
 /// the objects and, for each, its place in the text.
 fn pasted_objects(text: &str) -> Result<(Vec<serde_json::Value>, Vec<Place>), UiFailure> {
     let mut objects = Vec::new();
@@ -1004,13 +1120,15 @@ fn split_apply_field(field: &str) -> Option<(usize, Option<&str>)> {
 /// The engine with the pasted policies applied and `delete` removed, or the error located in the text.
 fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(Engine, Vec<AppliedPolicy>), UiFailure> {
     let (objects, at) = pasted_objects(text)?;
-    let refs: Vec<Option<String>> = objects
+    // How the answers will name each pasted policy (`ns/name`, `cnp/name`, ...), with its kind.
+    let refs: Vec<Option<(String, netpol_core::model::PolicyKind)>> = objects
         .iter()
         .map(|o| {
+            let kind = crate::applicable_kind(o.get("kind")?.as_str()?)?;
             let meta = o.get("metadata")?;
             let name = meta.get("name")?.as_str()?;
             let ns = meta.get("namespace").and_then(|n| n.as_str()).unwrap_or("default");
-            Some(format!("{ns}/{name}"))
+            Some((crate::policy_reference(kind, ns, name), kind))
         })
         .collect();
     let req = WhatIf { apply: objects, delete };
@@ -1046,14 +1164,16 @@ fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(En
     }
     let mut applied = Vec::new();
     let mut seen = BTreeSet::new();
-    for r in refs.into_iter().flatten() {
+    for (r, kind) in refs.into_iter().flatten() {
         if !seen.insert(r.clone()) {
             continue;
         }
-        let id = engine.cluster().find_policy(&r).map(|p| p.index());
+        let id = engine.cluster().find_policy(&r);
         let replaces = base.find_policy(&r).is_some();
         applied.push(AppliedPolicy {
-            selected_pods: id.and_then(|i| selected.get(&PolicyId::new(i)).copied()).unwrap_or(0),
+            selected_pods: id.and_then(|i| selected.get(&i).copied()).unwrap_or(0),
+            kind: kind.as_str().to_string(),
+            tier: id.map(|i| engine.cluster().policy(i).tier.as_str().to_string()).unwrap_or_default(),
             policy: r,
             replaces,
         });
@@ -1117,10 +1237,12 @@ fn graph_what_if(
     })
 }
 
-/// What-if on the graph: the edges before and after pasted NetworkPolicies, without applying them.
+/// What-if on the graph: the edges before and after pasted policies, without applying them.
 ///
-/// The body is the editor's text: YAML documents (or JSON) holding NetworkPolicy objects; one with the
-/// namespace/name of a loaded policy replaces it. `delete` (repeatable) removes loaded policies. Every edge
+/// The body is the editor's text: YAML documents (or JSON) holding policies of any tier — NetworkPolicy,
+/// ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy — or `kind: List`s of them; one with the
+/// kind and name (and namespace) of a loaded policy replaces it. `delete` (repeatable) removes loaded policies
+/// (`namespace/name`, `cnp/name`, `anp/name`, `banp/name`). Every edge
 /// allowed before or after comes back with its pair counts before and after and its change; `diff` is the
 /// connectivity delta on every port (as `POST /api/v1/whatif`). An invalid policy gets 422 with the field path
 /// inside its document, the document index and the line of the text.
@@ -1131,9 +1253,9 @@ fn graph_what_if(
         ("selector" = Option<String>, Query, description = "focus on pods matching this label selector"),
         ("group" = Option<String>, Query, description = "`auto` (default), `labels`, `app` or `namespace`"),
         ("max_nodes" = Option<usize>, Query, description = "largest node count before auto grouping gets coarser"),
-        ("delete" = Option<Vec<String>>, Query, description = "`namespace/name` of a loaded policy to delete (repeatable)"),
+        ("delete" = Option<Vec<String>>, Query, description = "a loaded policy to delete (repeatable): `namespace/name`, or `cnp/name`, `anp/name`, `banp/name`"),
     ),
-    request_body(description = "NetworkPolicy manifests (YAML documents or JSON)", content_type = "application/yaml", content = String),
+    request_body(description = "policy manifests of any tier (YAML documents or JSON)", content_type = "application/yaml", content = String),
     responses(
         (status = 200, description = "the edges before and after", body = GraphWhatIfResponse),
         (status = 400, description = "invalid parameter or YAML", body = UiError),
@@ -1319,9 +1441,198 @@ fn rule_doc(r: &Rule, ingress: bool) -> RuleDoc {
     }
 }
 
-/// A loaded policy as a NetworkPolicy manifest: what netpol understood (effective policyTypes, `matchLabels`
-/// for single-value requirements), not the original text.
+// The admin kinds' shapes: ClusterNetworkPolicy (v1alpha2: `tier`, `protocols`, `Accept`) and AdminNetworkPolicy /
+// BaselineAdminNetworkPolicy (v1alpha1: `ports`, `Allow`), with the field names `load::admin` reads.
+
+#[derive(Serialize)]
+struct AdminDoc {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: AdminMeta,
+    spec: AdminSpec,
+}
+
+#[derive(Serialize)]
+struct AdminMeta {
+    name: String,
+}
+
+#[derive(Serialize)]
+struct AdminSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tier: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<u32>,
+    subject: AdminPeerDoc,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ingress: Vec<AdminRuleDoc>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    egress: Vec<AdminRuleDoc>,
+}
+
+/// A subject or a peer: exactly one field.
+#[derive(Serialize, Default)]
+struct AdminPeerDoc {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespaces: Option<SelectorDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pods: Option<NamespacedPodDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<SelectorDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    networks: Option<Vec<String>>,
+    #[serde(rename = "domainNames", skip_serializing_if = "Option::is_none")]
+    domain_names: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct NamespacedPodDoc {
+    #[serde(rename = "namespaceSelector")]
+    namespace_selector: SelectorDoc,
+    #[serde(rename = "podSelector")]
+    pod_selector: SelectorDoc,
+}
+
+#[derive(Serialize)]
+struct AdminRuleDoc {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<Vec<AdminPeerDoc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<Vec<AdminPeerDoc>>,
+    /// ClusterNetworkPolicy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocols: Option<Vec<serde_yaml_ng::Value>>,
+    /// AdminNetworkPolicy, BaselineAdminNetworkPolicy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ports: Option<Vec<serde_yaml_ng::Value>>,
+}
+
+fn admin_peer_doc(p: &Peer) -> AdminPeerDoc {
+    match p {
+        Peer::Selectors { namespaces, pods: None } => AdminPeerDoc {
+            namespaces: Some(namespaces.as_ref().map(selector_doc).unwrap_or_default()),
+            ..AdminPeerDoc::default()
+        },
+        Peer::Selectors { namespaces, pods: Some(pods) } => AdminPeerDoc {
+            pods: Some(NamespacedPodDoc {
+                namespace_selector: namespaces.as_ref().map(selector_doc).unwrap_or_default(),
+                pod_selector: selector_doc(pods),
+            }),
+            ..AdminPeerDoc::default()
+        },
+        Peer::Networks(n) => {
+            AdminPeerDoc { networks: Some(n.iter().map(|n| n.to_string()).collect()), ..AdminPeerDoc::default() }
+        }
+        Peer::Nodes(s) => AdminPeerDoc { nodes: Some(selector_doc(s)), ..AdminPeerDoc::default() },
+        Peer::DomainNames(d) => AdminPeerDoc { domain_names: Some(d.clone()), ..AdminPeerDoc::default() },
+        // The admin kinds have no ipBlock: its CIDR is the nearest (the loader never makes one).
+        Peer::IpBlock(b) => AdminPeerDoc { networks: Some(vec![b.cidr.to_string()]), ..AdminPeerDoc::default() },
+    }
+}
+
+/// A YAML mapping with its keys in this order.
+fn ymap<const N: usize>(entries: [(&str, serde_yaml_ng::Value); N]) -> serde_yaml_ng::Value {
+    serde_yaml_ng::Value::Mapping(entries.into_iter().map(|(k, v)| (serde_yaml_ng::Value::from(k), v)).collect())
+}
+
+/// The `protocols` (ClusterNetworkPolicy) or `ports` (v1alpha1) entries of a rule. A named port has no protocol in
+/// these kinds: the loader makes one model entry per protocol (TCP, UDP, SCTP), written back as one entry.
+fn admin_ports(kind: PolicyKind, ports: &[netpol_core::model::PolicyPort]) -> Vec<serde_yaml_ng::Value> {
+    use serde_yaml_ng::Value;
+    let num = |n: u16| Value::Number(n.into());
+    let cnp = kind == PolicyKind::ClusterNetworkPolicy;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(p) = ports.get(i) {
+        i += 1;
+        let (lo, hi) = match &p.port {
+            PortMatch::Named(name) => {
+                let same = |k: usize, proto: Protocol| {
+                    ports.get(k).is_some_and(|q| q.protocol == proto && q.port == PortMatch::Named(name.clone()))
+                };
+                if p.protocol == Protocol::Tcp && same(i, Protocol::Udp) && same(i + 1, Protocol::Sctp) {
+                    i += 2;
+                }
+                let field = if cnp { "destinationNamedPort" } else { "namedPort" };
+                out.push(ymap([(field, Value::from(name.as_str()))]));
+                continue;
+            }
+            PortMatch::Range(lo, hi) => (*lo, *hi),
+            // Not made by the loader for these kinds: every port of the protocol.
+            PortMatch::Any => (1, 65535),
+        };
+        let proto = p.protocol.as_str();
+        out.push(match (cnp, lo == hi) {
+            (true, single) => {
+                let port = match single {
+                    true => ymap([("number", num(lo))]),
+                    false => ymap([("range", ymap([("start", num(lo)), ("end", num(hi))]))]),
+                };
+                ymap([(proto.to_ascii_lowercase().as_str(), ymap([("destinationPort", port)]))])
+            }
+            (false, true) => ymap([("portNumber", ymap([("protocol", Value::from(proto)), ("port", num(lo))]))]),
+            (false, false) => {
+                ymap([("portRange", ymap([("protocol", Value::from(proto)), ("start", num(lo)), ("end", num(hi))]))])
+            }
+        });
+    }
+    out
+}
+
+fn admin_rule_doc(kind: PolicyKind, r: &Rule, ingress: bool) -> AdminRuleDoc {
+    let peers: Option<Vec<AdminPeerDoc>> = Some(r.peers.iter().map(admin_peer_doc).collect());
+    let ports = (!r.ports.is_empty()).then(|| admin_ports(kind, &r.ports));
+    let cnp = kind == PolicyKind::ClusterNetworkPolicy;
+    let (from, to) = if ingress { (peers, None) } else { (None, peers) };
+    let (protocols, ports) = if cnp { (ports, None) } else { (None, ports) };
+    AdminRuleDoc { name: r.name.clone(), action: crate::api_action(kind, r.action), from, to, protocols, ports }
+}
+
+/// A cluster-scoped policy in its own API's shape.
+fn admin_policy_yaml(pol: &Policy, namespaces: &Selector) -> Result<String, String> {
+    let subject = if pol.pod_selector.is_everything() {
+        AdminPeerDoc { namespaces: Some(selector_doc(namespaces)), ..AdminPeerDoc::default() }
+    } else {
+        AdminPeerDoc {
+            pods: Some(NamespacedPodDoc {
+                namespace_selector: selector_doc(namespaces),
+                pod_selector: selector_doc(&pol.pod_selector),
+            }),
+            ..AdminPeerDoc::default()
+        }
+    };
+    let api_version = match pol.kind {
+        PolicyKind::ClusterNetworkPolicy => "policy.networking.k8s.io/v1alpha2",
+        _ => "policy.networking.k8s.io/v1alpha1",
+    };
+    let doc = AdminDoc {
+        api_version,
+        kind: pol.kind.as_str(),
+        metadata: AdminMeta { name: pol.name.clone() },
+        spec: AdminSpec {
+            tier: (pol.kind == PolicyKind::ClusterNetworkPolicy).then(|| pol.tier.as_str()),
+            priority: crate::priority_of(pol),
+            subject,
+            ingress: pol.ingress.iter().map(|r| admin_rule_doc(pol.kind, r, true)).collect(),
+            egress: pol.egress.iter().map(|r| admin_rule_doc(pol.kind, r, false)).collect(),
+        },
+    };
+    serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())
+}
+
+/// A loaded policy as a manifest of its own kind: what netpol understood (effective policyTypes, `matchLabels`
+/// for single-value requirements), not the original text. A NetworkPolicy is a `networking.k8s.io/v1`
+/// NetworkPolicy; a ClusterNetworkPolicy is `policy.networking.k8s.io/v1alpha2` (tier, priority, `protocols`,
+/// `Accept`), an AdminNetworkPolicy or BaselineAdminNetworkPolicy `policy.networking.k8s.io/v1alpha1` (`ports`,
+/// `Allow`). Loading the text gives the same policy back.
 pub fn policy_yaml(c: &Cluster, pol: &Policy) -> Result<String, String> {
+    if let Scope::Cluster(namespaces) = &pol.scope {
+        return admin_policy_yaml(pol, namespaces);
+    }
     let mut types = Vec::new();
     if pol.affects_ingress {
         types.push("Ingress");
@@ -1346,9 +1657,9 @@ pub fn policy_yaml(c: &Cluster, pol: &Policy) -> Result<String, String> {
     serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())
 }
 
-/// A loaded NetworkPolicy as YAML, as netpol understood it: the starting point of a what-if edit.
+/// A loaded policy as YAML, in its own API's shape, as netpol understood it: the starting point of a what-if edit.
 #[utoipa::path(get, path = "/api/v1/manifest", tag = "ui",
-    params(("policy" = String, Query, description = "`namespace/name` of a loaded NetworkPolicy")),
+    params(("policy" = String, Query, description = "a loaded policy: `namespace/name` of a NetworkPolicy, or `cnp/name`, `anp/name`, `banp/name` of a cluster-scoped policy")),
     responses(
         (status = 200, description = "the manifest", body = String, content_type = "application/yaml"),
         (status = 400, description = "missing or malformed `policy`", body = UiError),
@@ -1361,7 +1672,10 @@ pub async fn manifest_handler(
     let p = parse_params(uri_query.0.as_deref())?;
     let r = param(&p, "policy").ok_or_else(|| UiFailure::bad("policy", "missing query parameter `policy`"))?;
     if !r.contains('/') {
-        return Err(UiFailure::bad("policy", format!("expected `namespace/name`, got `{r}`")));
+        return Err(UiFailure::bad(
+            "policy",
+            format!("expected `namespace/name` (or `cnp/name`, `anp/name`, `banp/name`), got `{r}`"),
+        ));
     }
     let c = &model.engine.cluster();
     let pol = c

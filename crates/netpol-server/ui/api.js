@@ -48,8 +48,8 @@ export const whatIf = (text, params) =>
     body: text,
   });
 
-/** GET /api/v1/explain. */
-export const explain = (src, dst, port) => call(`/api/v1/explain${query({ src, dst, port })}`);
+/** GET /api/v1/explain (`dst_fqdn`: the name the destination was resolved from, optional). */
+export const explain = (src, dst, port, dstFqdn) => call(`/api/v1/explain${query({ src, dst, port, dst_fqdn: dstFqdn })}`);
 
 export const lint = () => call('/api/v1/lint');
 export const policies = () => call('/api/v1/policies');

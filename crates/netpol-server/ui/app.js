@@ -15,6 +15,7 @@ import {
   renderNode,
   renderPolicies,
   renderPolicy,
+  tierBadge,
 } from './panels.js';
 
 const $ = (id) => document.getElementById(id);
@@ -152,7 +153,7 @@ function fillStatic(g) {
   ns.value = state.params.namespace;
   $('port-list').replaceChildren(...g.ports.map((p) => h('option', { value: p.port }, `${p.names.join(', ')} · ${plural(p.pods, 'pod')}`)));
   $('model-info').textContent = `revision ${state.revision} · ${plural(g.totalPods, 'pod')} · ${plural(state.policies.length, 'policy').replace('policys', 'policies')}`;
-  const names = state.policies.map((p) => `${p.namespace}/${p.name}`);
+  const names = state.policies.map((p) => p.ref);
   $('policy-names').replaceChildren(...names.map((n) => h('option', { value: n })));
   $('wi-load').replaceChildren(h('option', { value: '' }, 'edit a loaded policy…'), ...names.map((n) => h('option', { value: n }, n)));
 }
@@ -238,6 +239,10 @@ function selectNode(n, switchTab = true) {
       reloadGraph();
     },
     onEdge: (e) => selectEdge(e),
+    onPolicy: (ref) => {
+      const p = state.policies.find((x) => x.ref === ref);
+      if (p) selectPolicy(p, null);
+    },
     onExplainPod: (p) => {
       $('ex-src').value = p;
       $('ex-dst').focus();
@@ -328,18 +333,18 @@ function nodesOfPods(pods) {
 }
 
 function selectPolicy(p, li) {
-  state.selection = { kind: 'policy', ref: `${p.namespace}/${p.name}` };
+  state.selection = { kind: 'policy', ref: p.ref };
   view.setState({ selected: null, peer: null, edge: null, highlight: nodesOfPods(p.selectedPods) });
-  renderPolicy($('inspect'), p, { onEdit: (x) => editPolicy(`${x.namespace}/${x.name}`), onDelete: (x) => addDelete(`${x.namespace}/${x.name}`) });
+  renderPolicy($('inspect'), p, { onEdit: (x) => editPolicy(x.ref), onDelete: (x) => addDelete(x.ref) });
   showTab('inspect');
-  markList(li || document.querySelector(`#policy-list li[data-policy="${CSS.escape(`${p.namespace}/${p.name}`)}"]`));
+  markList(li || document.querySelector(`#policy-list li[data-policy="${CSS.escape(p.ref)}"]`));
 }
 
 function pickFinding(f, li) {
   const [kind, ...rest] = f.object.split(' ');
   const name = rest.join(' ');
   if (kind === 'NetworkPolicy') {
-    const p = state.policies.find((x) => `${x.namespace}/${x.name}` === name);
+    const p = state.policies.find((x) => x.ref === name);
     if (p) {
       selectPolicy(p, null);
       markList(li);
@@ -374,13 +379,14 @@ async function runExplain() {
   const src = $('ex-src').value.trim();
   const dst = $('ex-dst').value.trim();
   const port = $('ex-port').value.trim() || portText();
+  const fqdn = $('ex-fqdn').value.trim();
   if (!src || !dst) {
     out.replaceChildren(h('div', { class: 'error' }, 'give a source and a destination'));
     return;
   }
   out.replaceChildren(h('p', { class: 'muted small' }, 'explaining…'));
   try {
-    const r = await api.explain(src, dst, port);
+    const r = await api.explain(src, dst, port, fqdn);
     out.replaceChildren(renderExplanation(r.data));
   } catch (e) {
     fill(out, h('div', { class: 'error' }, e.body && e.body.field ? h('span', { class: 'field' }, `${e.body.field}: `) : null, e.message));
@@ -449,7 +455,7 @@ async function runWhatIf() {
   const text = editor.value;
   const res = $('whatif-result');
   if (!text.trim() && !state.deletes.length) {
-    showWhatIfError({ message: 'paste a NetworkPolicy, or add a policy to delete', body: {} });
+    showWhatIfError({ message: 'paste a policy (NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy), or add a policy to delete', body: {} });
     return;
   }
   res.dataset.state = 'loading';
@@ -521,7 +527,15 @@ function renderWhatIf(w) {
     h(
       'ul',
       { class: 'peers' },
-      w.applied.map((a) => h('li', {}, h('span', { class: 'mono' }, a.policy), ` · ${a.replaces ? 'replaces the loaded policy' : 'new'} · selects ${plural(a.selectedPods, 'pod')}`)),
+      w.applied.map((a) =>
+        h(
+          'li',
+          { dataset: { policy: a.policy, kind: a.kind, tier: a.tier } },
+          a.tier && a.tier !== 'NetworkPolicy' ? [tierBadge(a.tier), ' '] : null,
+          h('span', { class: 'mono' }, a.policy),
+          ` · ${a.kind} · ${a.replaces ? 'replaces the loaded policy' : 'new'} · selects ${plural(a.selectedPods, 'pod')}`,
+        ),
+      ),
       w.deleted.map((d) => h('li', {}, h('span', { class: 'mono' }, d), ' · deleted')),
     ),
     h('h3', { class: 'section' }, `Connectivity diff, every port · ${plural(groups.length, 'group')}`),
@@ -617,7 +631,7 @@ $('edges-details').addEventListener('toggle', () => $('edges-details').open && d
 $('policy-filter').addEventListener('input', drawPolicies);
 for (const b of document.querySelectorAll('.tabs button')) b.addEventListener('click', () => showTab(b.dataset.tab));
 $('ex-run').addEventListener('click', runExplain);
-for (const id of ['ex-src', 'ex-dst', 'ex-port']) $(id).addEventListener('keydown', (ev) => ev.key === 'Enter' && runExplain());
+for (const id of ['ex-src', 'ex-dst', 'ex-port', 'ex-fqdn']) $(id).addEventListener('keydown', (ev) => ev.key === 'Enter' && runExplain());
 $('wi-run').addEventListener('click', runWhatIf);
 $('wi-clear').addEventListener('click', clearWhatIf);
 $('wi-load').addEventListener('change', () => {

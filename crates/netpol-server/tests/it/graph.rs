@@ -333,7 +333,7 @@ async fn manifests_round_trip_through_whatif() {
     let app = app();
     let policies = get(&app, "/api/v1/policies").await.json();
     for p in policies.as_array().unwrap() {
-        let r = format!("{}/{}", p["namespace"].as_str().unwrap(), p["name"].as_str().unwrap());
+        let r = p["ref"].as_str().unwrap();
         let m = get(&app, &format!("/api/v1/manifest?policy={r}")).await;
         assert_eq!(m.status, StatusCode::OK, "{r}: {}", m.text());
         assert!(m.header("content-type").starts_with("application/yaml"));
@@ -367,7 +367,7 @@ async fn a_1000_pod_cluster_groups_and_matches_the_matrix() {
     // Every policy's manifest round-trips on this cluster too (named ports, endPort, ipBlock except, ...).
     let policies = get(&app, "/api/v1/policies").await.json();
     for p in policies.as_array().unwrap().iter().step_by(7) {
-        let r = format!("{}/{}", p["namespace"].as_str().unwrap(), p["name"].as_str().unwrap());
+        let r = p["ref"].as_str().unwrap();
         let m = get(&app, &format!("/api/v1/manifest?policy={r}")).await.text();
         let w = whatif(&app, "?port=8080&group=namespace", &m).await.json();
         assert_eq!(w["diff"]["changed_pairs"], 0, "{r}: {m}");
@@ -445,9 +445,42 @@ async fn verdicts(app: &axum::Router, flows: &[[String; 2]], port: &str) -> Vec<
     r.json().as_array().unwrap().iter().map(|v| v["verdict"] == "allow").collect()
 }
 
+/// An address as (IPv6, number).
+fn ip_num(s: &str) -> (bool, u128) {
+    match s.parse::<std::net::IpAddr>().unwrap_or_else(|e| panic!("{s}: {e}")) {
+        std::net::IpAddr::V4(a) => (false, u32::from(a) as u128),
+        std::net::IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+fn cidr_contains(cidr: &str, ip: (bool, u128)) -> bool {
+    let (net, len) = cidr.split_once('/').unwrap_or_else(|| panic!("not a CIDR: {cidr}"));
+    let (v6, n) = ip_num(net);
+    let bits = if v6 { 128 } else { 32 };
+    let host = bits - len.parse::<u32>().unwrap();
+    v6 == ip.0 && (host == 128 || (n >> host) == (ip.1 >> host))
+}
+
+/// Whether an address is in one of the texts of an `OutsideAccess`'s `blocks`: `CIDR`, `CIDR except A,B`
+/// (NetworkPolicy's ipBlocks) or `FIRST-LAST` (the address ranges an admin tier leaves allowed).
+fn in_blocks(blocks: &Value, ip: &str) -> bool {
+    let ip = ip_num(ip);
+    blocks.as_array().unwrap().iter().map(|b| b.as_str().unwrap()).any(|b| match b.split_once(" except ") {
+        Some((cidr, except)) => cidr_contains(cidr, ip) && !except.split(',').any(|x| cidr_contains(x.trim(), ip)),
+        None => match b.split_once('-').filter(|_| !b.contains('/')) {
+            Some((lo, hi)) => {
+                let (lo, hi) = (ip_num(lo), ip_num(hi));
+                lo.0 == ip.0 && lo.1 <= ip.1 && ip.1 <= hi.1
+            }
+            None => cidr_contains(b, ip),
+        },
+    })
+}
+
 /// Each node's `toOutside`/`fromOutside` against the engine's verdicts for probe addresses that no pod has: a
 /// pod is counted iff some probe is allowed (the probes include an allowed address of every block in these
-/// clusters), an `any` pod allows every probe, and the example flow is allowed.
+/// clusters), an `any` pod allows every probe, the example flow is allowed, and when every pod of the node is
+/// limited to `blocks`, a probe every pod allows is in them and a probe no pod allows is not.
 async fn check_outside_against_query(app: &axum::Router, ports: &[&str]) {
     let pods = get(app, "/api/v1/pods").await.json();
     let pod_ips: BTreeSet<String> = pods
@@ -457,12 +490,21 @@ async fn check_outside_against_query(app: &axum::Router, ports: &[&str]) {
         .flat_map(|p| p["ips"].as_array().unwrap().clone())
         .map(|i| i.as_str().unwrap().to_string())
         .collect();
-    let probes: Vec<String> =
-        ["203.0.113.10", "8.8.8.8", "10.1.2.3", "192.168.0.1", "172.16.0.1", "2001:db8::10", "100.64.0.1"]
-            .iter()
-            .map(|s| s.to_string())
-            .filter(|ip| !pod_ips.contains(ip))
-            .collect();
+    let probes: Vec<String> = [
+        "203.0.113.10",
+        "8.8.8.8",
+        "10.1.2.3",
+        "192.168.0.1",
+        "172.16.0.1",
+        "2001:db8::10",
+        "100.64.0.1",
+        "169.254.169.254",
+        "169.254.169.255",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .filter(|ip| !pod_ips.contains(ip))
+    .collect();
     for port in ports {
         let g = get(app, &format!("/api/v1/graph?port={}&group=labels", enc(port))).await.json();
         for n in g["nodes"].as_array().unwrap() {
@@ -470,6 +512,8 @@ async fn check_outside_against_query(app: &axum::Router, ports: &[&str]) {
             for (field, out) in [("toOutside", true), ("fromOutside", false)] {
                 let acc = &n[field];
                 let (mut some, mut all) = (0, 0);
+                // Per probe: allowed for every pod, for none.
+                let (mut every, mut none) = (vec![true; probes.len()], vec![true; probes.len()]);
                 for p in n["pods"].as_array().unwrap() {
                     let pod = format!("{ns}/{}", p.as_str().unwrap());
                     let flows: Vec<[String; 2]> = probes
@@ -479,8 +523,22 @@ async fn check_outside_against_query(app: &axum::Router, ports: &[&str]) {
                     let v = verdicts(app, &flows, port).await;
                     some += v.iter().any(|&b| b) as u64;
                     all += v.iter().all(|&b| b) as u64;
+                    for (k, &b) in v.iter().enumerate() {
+                        every[k] &= b;
+                        none[k] &= !b;
+                    }
                 }
                 let what = format!("{port} {ns}/{} {field}: {acc}", n["name"]);
+                if acc["anyPods"] == 0 && acc["pods"] == n["count"] {
+                    for (k, ip) in probes.iter().enumerate() {
+                        if every[k] {
+                            assert!(in_blocks(&acc["blocks"], ip), "{what}: {ip} is allowed, not listed");
+                        }
+                        if none[k] {
+                            assert!(!in_blocks(&acc["blocks"], ip), "{what}: {ip} is denied, but listed");
+                        }
+                    }
+                }
                 assert_eq!(acc["pods"].as_u64().unwrap(), some, "{what}");
                 assert!(acc["anyPods"].as_u64().unwrap() <= all, "{what}");
                 if acc["blocks"].as_array().unwrap().is_empty() {
@@ -587,4 +645,24 @@ async fn outside_access_per_node() {
 #[tokio::test]
 async fn outside_access_of_the_example_matches_the_engine() {
     check_outside_against_query(&app(), &["443/TCP", "8080/TCP", "5432/TCP", "53/UDP", "80/TCP"]).await;
+}
+
+/// With admin tiers, whose rules deny and pass as well as allow, the outside addresses a node may use are those
+/// the evaluator leaves allowed: every pod may reach everything but the metadata service.
+#[tokio::test]
+async fn outside_access_with_admin_tiers_matches_the_engine() {
+    let app = router(AppState::from_files(&[crate::common::admin_example()]).unwrap());
+    let g = get(&app, "/api/v1/graph?port=8080/TCP&group=labels").await.json();
+    let web = g["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "prod/{app=web}").unwrap();
+    assert_eq!(
+        web["toOutside"],
+        serde_json::json!({
+            "pods": 1, "anyPods": 0,
+            "blocks": ["0.0.0.0-169.254.169.253", "169.254.169.255-255.255.255.255", "::/0"],
+            "example": ["prod/web", "203.0.113.10"],
+        })
+    );
+    // Ingress from outside: the Baseline denies only pods (`namespaces: {}`), so every address may connect.
+    assert_eq!(web["fromOutside"]["anyPods"], 1, "{web}");
+    check_outside_against_query(&app, &["443/TCP", "8080/TCP", "5432/TCP", "53/UDP"]).await;
 }

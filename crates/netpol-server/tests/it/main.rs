@@ -7,3 +7,4 @@ mod graph;
 #[cfg(feature = "kube")]
 mod live;
 mod serve;
+mod tiers;

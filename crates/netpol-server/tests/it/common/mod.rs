@@ -32,6 +32,35 @@ pub fn example() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/three-tier").display().to_string()
 }
 
+/// examples/admin-tiers/cluster.yaml: policies of every tier.
+pub fn admin_example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/admin-tiers/cluster.yaml").display().to_string()
+}
+
+/// Asserts that `r`, the answer to `method path`, is one the OpenAPI document `doc` declares for that route (its
+/// status and content type), and that a JSON body validates against the declared schema.
+pub fn assert_declared(doc: &Value, method: &Method, path: &str, r: &Res) {
+    let what = format!("{method} {path} -> {}", r.status);
+    let op = &doc["paths"][path][method.as_str().to_lowercase()];
+    assert!(op.is_object(), "{what}: not documented");
+    let declared = &op["responses"][r.status.as_str()];
+    assert!(declared.is_object(), "{what}: status not declared: {}", r.text());
+    let media = r.content_type.split(';').next().unwrap_or("").to_string();
+    let Some(schema) = declared["content"][&media]["schema"].as_object() else {
+        panic!("{what}: content type {media} not declared: {}", declared["content"]);
+    };
+    if media != "application/json" {
+        return;
+    }
+    let mut schema = Value::Object(schema.clone());
+    schema["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{what}: bad schema: {e}"));
+    let instance = r.json();
+    let errors: Vec<String> =
+        validator.iter_errors(&instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{what}: the body does not match the declared schema: {errors:#?}");
+}
+
 /// A response, with the headers every test looks at pulled out.
 pub struct Res {
     pub status: StatusCode,
