@@ -4,7 +4,8 @@
 //! Lab addressing: pods keep their manifest IPs when those are lab-safe (10.0.0.0/8, fd00::/8); pods without an IP
 //! get one from 10.250.0.0/16; pods whose IPs are outside the lab ranges are not created and their flows are
 //! `untestable`. The engine used for verdicts is compiled from the same re-addressed cluster, so verdicts and the
-//! data plane see the same addresses.
+//! data plane see the same addresses. hostNetwork pods live in the lab's node netns with their addresses (their
+//! node's, which the loader gives them).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -63,7 +64,7 @@ pub fn plan(cluster: &Cluster) -> LabPlan {
             );
             continue;
         }
-        pods.push(LabPod { key: String::new(), ips: p.ips.clone() });
+        pods.push(LabPod { key: String::new(), ips: p.ips.clone(), host_network: p.host_network });
     }
     // Keys need namespace names, which live in the cluster.
     let mut k = 0;
@@ -138,7 +139,7 @@ pub fn external_pods(e: &Engine, cases: &[Case]) -> Vec<LabPod> {
         }
     }
     let _ = e;
-    ips.into_iter().map(|ip| LabPod { key: external_key(&ip), ips: vec![ip] }).collect()
+    ips.into_iter().map(|ip| LabPod::new(external_key(&ip), [ip])).collect()
 }
 
 /// Where a case's endpoint lives in the lab: (lab pod key, address used), or why it cannot be tested.

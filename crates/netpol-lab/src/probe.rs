@@ -166,6 +166,53 @@ pub fn in_netns<T: Send>(netns: &str, f: impl FnOnce() -> T + Send) -> Result<T,
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// conntrack
+
+/// Deletes every connection-tracking entry of netns `netns` (ctnetlink's flush: `IPCTNL_MSG_CT_DELETE` without a
+/// tuple, both families), as `conntrack -F` run there would. A lab reused for another cluster state starts
+/// afresh: an entry left by an earlier allowed flow would let a later probe with the same addresses and ports
+/// pass as `established` whatever the new ruleset says (UDP source ports are random, so that happens by chance).
+pub fn flush_conntrack(netns: &str) -> Result<(), ProbeError> {
+    in_netns(netns, ctnetlink_flush)?.map_err(|source| ProbeError::Netns { netns: netns.to_string(), source })
+}
+
+fn ctnetlink_flush() -> io::Result<()> {
+    const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+    const IPCTNL_MSG_CT_DELETE: u16 = 2;
+    // SAFETY: plain syscall; the returned fd is owned by the OwnedFd below.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_NETFILTER) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // nlmsghdr (len, type, flags, seq, pid) + nfgenmsg (family AF_UNSPEC, version 0, res_id 0): 20 bytes.
+    let mut msg = Vec::with_capacity(20);
+    msg.extend_from_slice(&20u32.to_ne_bytes());
+    msg.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE).to_ne_bytes());
+    msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+    // SAFETY: msg is valid for msg.len() bytes; an unconnected netlink socket sends to the kernel.
+    if unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The acknowledgement: an NLMSG_ERROR message whose error is 0, or minus an errno.
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    let word = |at: usize| buf.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok());
+    let kind = buf.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    match (kind, word(16).map(i32::from_ne_bytes)) {
+        (Some(t), Some(0)) if n >= 20 && t == libc::NLMSG_ERROR as u16 => Ok(()),
+        (Some(t), Some(e)) if n >= 20 && t == libc::NLMSG_ERROR as u16 => Err(io::Error::from_raw_os_error(-e)),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected answer from ctnetlink")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // thin socket wrappers
 
 fn errno_of(e: &io::Error) -> i32 {
