@@ -178,16 +178,22 @@ pub fn observe(
     let targets: Vec<(String, IpAddr, L4, u16)> =
         targets.into_iter().map(|(n, ip, l, port)| (n, ip, l4_from_code(l), port)).collect();
     let listeners = crate::probe::Listeners::start(&targets).map_err(|e| format!("starting listeners: {e}"))?;
-    let sctp = listeners.sctp_supported();
+    // Targets without a listener (SCTP with neither SCTP nor raw sockets), with the reason.
+    let skipped: BTreeMap<(&str, IpAddr, u8, u16), &str> = listeners
+        .skipped()
+        .iter()
+        .map(|(netns, ip, l, port, why)| ((netns.as_str(), *ip, l4_code(*l), *port), why.as_str()))
+        .collect();
     let mut probes = Vec::new();
     let mut index = Vec::new();
     let mut out: Vec<(Observed, String)> = Vec::with_capacity(placed.len());
     for (i, c) in placed.iter().enumerate() {
+        let no_listener = c.as_ref().ok().and_then(|(p, l, port)| {
+            skipped.get(&(p.dst_netns.as_str(), p.dst_ip, l4_code(*l), *port)).map(|why| why.to_string())
+        });
         match c {
             Err(why) => out.push((Observed::Untestable, why.clone())),
-            Ok((_, L4::Sctp, _)) if !sctp => {
-                out.push((Observed::Untestable, "this kernel has no SCTP sockets".to_string()))
-            }
+            Ok(_) if no_listener.is_some() => out.push((Observed::Untestable, no_listener.unwrap_or_default())),
             Ok((p, l, port)) => {
                 out.push((Observed::Untestable, String::new()));
                 index.push(i);

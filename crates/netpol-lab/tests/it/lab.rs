@@ -314,8 +314,9 @@ fn d_down_after_crash() {
     guard.finish();
 }
 
-/// (e) SCTP: Allow where the kernel has SCTP, Untestable with the reason where it does not. On the kernel this
-/// was written on (6.18, `CONFIG_IP_SCTP` not set) it is Untestable: "no SCTP sockets in this kernel".
+/// (e) SCTP: Allow with SCTP sockets where the kernel has them; on a kernel without them (6.18 here,
+/// `CONFIG_IP_SCTP` not set) over raw sockets: the probe's INIT gets the listener's INIT-ACK back, in both families,
+/// through conntrack (checksums valid: nothing is `invalid`), and a drop rule in the node for that port is a timeout.
 #[test]
 #[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
 fn e_sctp() {
@@ -324,19 +325,44 @@ fn e_sctp() {
     let lab = Lab::up(
         &System,
         &guard.prefix,
-        &[LabPod::new("default/a", [ip("10.54.0.1")]), LabPod::new("default/b", [ip("10.54.0.2")])],
+        &[
+            LabPod::new("default/a", [ip("10.54.0.1"), ip("fd00:54::1")]),
+            LabPod::new("default/b", [ip("10.54.0.2"), ip("fd00:54::2")]),
+        ],
     )
     .unwrap();
-    let listeners = Listeners::start(&targets(&lab, "default/b", L4::Sctp, 3868)).unwrap();
+    let mut t = targets(&lab, "default/b", L4::Sctp, 3868);
+    t.extend(targets(&lab, "default/b", L4::Sctp, 3869));
+    let listeners = Listeners::start(&t).unwrap();
     assert_eq!(listeners.sctp_supported(), kernel_supports_sctp());
-    let r = run_probes(&[probe(&lab, "default/a", "10.54.0.2", L4::Sctp, 3868)], TIMEOUT, 1);
-    eprintln!("SCTP on this kernel: supported={} probe={:?}", listeners.sctp_supported(), r[0]);
-    if listeners.sctp_supported() {
-        assert_eq!(r[0].observed, Observed::Allow, "{r:?}");
-    } else {
-        assert_eq!(listeners.skipped().len(), 1);
-        assert_eq!((r[0].observed, r[0].detail.as_str()), (Observed::Untestable, "no SCTP sockets in this kernel"));
+    assert!(listeners.skipped().is_empty(), "{listeners:?}");
+    let node = Some(lab.node_netns());
+    nft_apply(
+        &System,
+        node,
+        "table inet labtest {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n  ct state established,related accept\n  ct state invalid counter drop\n  meta l4proto sctp th dport 3869 drop\n }\n}\n",
+    )
+    .unwrap();
+    let mut probes = Vec::new();
+    for dst in ["10.54.0.2", "fd00:54::2"] {
+        for port in [3868, 3869] {
+            probes.push(probe(&lab, "default/a", dst, L4::Sctp, port));
+        }
     }
+    let r = run_probes(&probes, TIMEOUT, 8);
+    eprintln!("SCTP on this kernel: sockets={} probes={r:?}", listeners.sctp_supported());
+    let seen: Vec<Observed> = r.iter().map(|r| r.observed).collect();
+    assert_eq!(seen, [Observed::Allow, Observed::Deny, Observed::Allow, Observed::Deny], "{r:?}");
+    if !listeners.sctp_supported() {
+        assert_eq!(r[0].detail, "connected (SCTP INIT-ACK over raw sockets)");
+    }
+    // Every packet had a valid checksum: conntrack found none invalid.
+    let invalid = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.node_netns(), "nft", "list", "chain", "inet", "labtest", "forward"])
+        .output()
+        .unwrap();
+    let invalid = String::from_utf8(invalid.stdout).unwrap();
+    assert!(invalid.contains("ct state invalid counter packets 0 bytes 0 drop"), "{invalid}");
     drop(listeners);
     guard.finish();
 }
