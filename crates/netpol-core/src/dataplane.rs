@@ -228,14 +228,18 @@ impl<'e> Builder<'e> {
     }
 
     /// Destinations of an egress rule's named ports: the pods its peers select (by selector, or by an address in
-    /// an ipBlock; every pod without peers), each port resolved against the pod.
+    /// an ipBlock; every pod without peers, hostNetwork pods included), each port resolved against the pod.
     fn named(&mut self, r: RuleId, rule: &CRule) -> Vec<(IpAddr, Protocol, u16)> {
         if let Some(n) = self.named.get(&r) {
             return n.clone();
         }
         let mut out = Vec::new();
         for (i, ident) in self.e.identities.iter().enumerate() {
-            for &ip in &self.ident_ips[i] {
+            // Every pod's addresses, hostNetwork pods' (their node's) included: a named port resolves against the
+            // destination pod, whatever its network (selector peers never select hostNetwork pods; ipBlock peers
+            // and rules without peers reach them).
+            let ips = ident.pods.iter().flat_map(|&p| self.e.cluster.pod(p).ips.iter().copied());
+            for ip in ips {
                 let matches = rule.peers.is_empty()
                     || rule.peers.iter().any(|p| match *p {
                         CPeer::Sel(s) => self.e.sel_peers[s.index()].1.contains(IdentityId::new(i)),
@@ -254,5 +258,74 @@ impl<'e> Builder<'e> {
         }
         self.named.insert(r, out.clone());
         out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// A named port in an egress rule resolves against a hostNetwork destination too (the evaluator allows such
+    /// a flow): its address (the node's) with the port it names is in the rule's destinations. The data plane
+    /// once left hostNetwork pods out and dropped what the engine allowed.
+    #[test]
+    fn egress_named_ports_reach_host_network_pods() {
+        let yaml = "
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.60.0.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: sys}
+spec: {nodeName: n1, hostNetwork: true, containers: [{name: c, ports: [{name: web, containerPort: 34345}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: web, containerPort: 8080}]}]}
+status: {podIP: 10.61.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: a, labels: {app: client}}
+status: {podIP: 10.61.0.1}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{ipBlock: {cidr: 10.60.0.0/16}}]
+    ports: [{port: web}]
+  - ports: [{port: web}]
+";
+        let e = Engine::new(crate::load::load_str("t", yaml).cluster);
+        let client = crate::compile::Endpoint::Pod { pod: crate::model::PodId::new(2), ip: None };
+        let agent = crate::compile::Endpoint::Pod { pod: crate::model::PodId::new(0), ip: None };
+        assert_eq!(e.cluster().pod_ref(crate::model::PodId::new(0)), "sys/agent");
+        assert!(e.allowed(&client, &agent, Protocol::Tcp, 34345), "the evaluator allows it");
+        let t = e.dataplane();
+        let named: Vec<&Vec<(IpAddr, Protocol, u16)>> = t
+            .profiles
+            .iter()
+            .flat_map(|p| &p.steps)
+            .filter_map(|s| match s {
+                TableStep::Rule(r) => r.named.as_ref(),
+                TableStep::TierEnd { .. } => None,
+            })
+            .collect();
+        assert_eq!(named.len(), 2, "{named:?}");
+        let node: IpAddr = "10.60.0.1".parse().unwrap();
+        let web: IpAddr = "10.61.0.2".parse().unwrap();
+        // The ipBlock rule reaches only the hostNetwork pod; the rule without peers reaches both pods.
+        assert_eq!(*named[0], vec![(node, Protocol::Tcp, 34345)]);
+        let mut every = named[1].clone();
+        every.sort();
+        assert_eq!(every, vec![(node, Protocol::Tcp, 34345), (web, Protocol::Tcp, 8080)]);
     }
 }

@@ -106,8 +106,8 @@ fn run(size: &str) {
     let _ = Lab::down(&r, &prefix);
     let key = |p: PodId| e.cluster().pod_ref(p);
     let pods = vec![
-        LabPod { key: key(c), ips: vec![e.cluster().pod(c).primary_ip().unwrap()] },
-        LabPod { key: key(s), ips: vec![e.cluster().pod(s).primary_ip().unwrap()] },
+        LabPod::new(key(c), [e.cluster().pod(c).primary_ip().unwrap()]),
+        LabPod::new(key(s), [e.cluster().pod(s).primary_ip().unwrap()]),
     ];
     let lab = Lab::up(&r, &prefix, &pods).unwrap();
     let node = lab.node_netns().to_string();

@@ -4,7 +4,8 @@
 //! Lab addressing: pods keep their manifest IPs when those are lab-safe (10.0.0.0/8, fd00::/8); pods without an IP
 //! get one from 10.250.0.0/16; pods whose IPs are outside the lab ranges are not created and their flows are
 //! `untestable`. The engine used for verdicts is compiled from the same re-addressed cluster, so verdicts and the
-//! data plane see the same addresses.
+//! data plane see the same addresses. hostNetwork pods live in the lab's node netns with their addresses (their
+//! node's, which the loader gives them).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -63,7 +64,7 @@ pub fn plan(cluster: &Cluster) -> LabPlan {
             );
             continue;
         }
-        pods.push(LabPod { key: String::new(), ips: p.ips.clone() });
+        pods.push(LabPod { key: String::new(), ips: p.ips.clone(), host_network: p.host_network });
     }
     // Keys need namespace names, which live in the cluster.
     let mut k = 0;
@@ -138,7 +139,7 @@ pub fn external_pods(e: &Engine, cases: &[Case]) -> Vec<LabPod> {
         }
     }
     let _ = e;
-    ips.into_iter().map(|ip| LabPod { key: external_key(&ip), ips: vec![ip] }).collect()
+    ips.into_iter().map(|ip| LabPod::new(external_key(&ip), [ip])).collect()
 }
 
 /// Where a case's endpoint lives in the lab: (lab pod key, address used), or why it cannot be tested.
@@ -177,16 +178,22 @@ pub fn observe(
     let targets: Vec<(String, IpAddr, L4, u16)> =
         targets.into_iter().map(|(n, ip, l, port)| (n, ip, l4_from_code(l), port)).collect();
     let listeners = crate::probe::Listeners::start(&targets).map_err(|e| format!("starting listeners: {e}"))?;
-    let sctp = listeners.sctp_supported();
+    // Targets without a listener (SCTP with neither SCTP nor raw sockets), with the reason.
+    let skipped: BTreeMap<(&str, IpAddr, u8, u16), &str> = listeners
+        .skipped()
+        .iter()
+        .map(|(netns, ip, l, port, why)| ((netns.as_str(), *ip, l4_code(*l), *port), why.as_str()))
+        .collect();
     let mut probes = Vec::new();
     let mut index = Vec::new();
     let mut out: Vec<(Observed, String)> = Vec::with_capacity(placed.len());
     for (i, c) in placed.iter().enumerate() {
+        let no_listener = c.as_ref().ok().and_then(|(p, l, port)| {
+            skipped.get(&(p.dst_netns.as_str(), p.dst_ip, l4_code(*l), *port)).map(|why| why.to_string())
+        });
         match c {
             Err(why) => out.push((Observed::Untestable, why.clone())),
-            Ok((_, L4::Sctp, _)) if !sctp => {
-                out.push((Observed::Untestable, "this kernel has no SCTP sockets".to_string()))
-            }
+            Ok(_) if no_listener.is_some() => out.push((Observed::Untestable, no_listener.unwrap_or_default())),
             Ok((p, l, port)) => {
                 out.push((Observed::Untestable, String::new()));
                 index.push(i);

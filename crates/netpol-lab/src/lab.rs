@@ -8,6 +8,11 @@
 //!   `fe80::1`.
 //!
 //! Pods whose key starts with `external/` get the same wiring; they stand for addresses outside the cluster.
+//! Host-network pods ([`LabPod::host_network`]) get no netns of their own: like on a real node they live in the
+//! node netns, whose `lo` carries their addresses (their node's, `/32` and `/128`); several host-network pods may
+//! share an address. The lab has one node: it holds the addresses of every Node that has a host-network pod, so
+//! traffic between a pod and a host-network pod is traffic between a pod and its own node (the node's `input` and
+//! `output` hooks, not `forward`).
 //! Pod addresses must lie in `10.0.0.0/8` or `fd00::/8`: the lab never uses any other address.
 //!
 //! All commands go through [`netpol_nft::apply`]. [`Lab::up`] and [`Lab::apply`] record the lab in
@@ -38,11 +43,18 @@ pub struct LabPod {
     pub key: String,
     /// One or two addresses: at most one IPv4 (in 10.0.0.0/8) and one IPv6 (in fd00::/8).
     pub ips: Vec<IpAddr>,
+    /// A host-network pod: it lives in the node netns, and its addresses (its node's) are the node's.
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 impl LabPod {
     pub fn new(key: impl Into<String>, ips: impl IntoIterator<Item = IpAddr>) -> Self {
-        LabPod { key: key.into(), ips: ips.into_iter().collect() }
+        LabPod { key: key.into(), ips: ips.into_iter().collect(), host_network: false }
+    }
+    /// A host-network pod with its node's addresses.
+    pub fn host_network(key: impl Into<String>, ips: impl IntoIterator<Item = IpAddr>) -> Self {
+        LabPod { host_network: true, ..LabPod::new(key, ips) }
     }
     /// Whether this is an `external/` pseudo-pod.
     pub fn is_external(&self) -> bool {
@@ -85,12 +97,39 @@ pub enum LabError {
     BadState { path: PathBuf, reason: String },
 }
 
-/// One pod's namespace in a running lab.
+/// One pod's namespace in a running lab (a host-network pod's is the node netns, and it has no veth).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct PodNs {
     netns: String,
+    #[serde(default)]
     host_veth: String,
     ips: Vec<IpAddr>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    host_network: bool,
+}
+
+/// What [`validate_pods`] makes of a [`LabPod`]: its addresses sorted (IPv4 first), and whether it is a
+/// host-network pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Want {
+    ips: Vec<IpAddr>,
+    host_network: bool,
+}
+
+/// The addresses the node netns carries for host-network pods.
+fn node_addresses<'a>(pods: impl IntoIterator<Item = (&'a Vec<IpAddr>, bool)>) -> BTreeSet<IpAddr> {
+    pods.into_iter().filter(|(_, host)| *host).flat_map(|(ips, _)| ips.iter().copied()).collect()
+}
+
+/// `ip -batch` lines adding (or deleting) node addresses on the node's `lo`.
+fn node_addr_script(ips: &BTreeSet<IpAddr>, add: bool) -> String {
+    ips.iter()
+        .map(|ip| match (add, ip) {
+            (true, IpAddr::V4(_)) => format!("addr add {} dev lo\n", host_cidr(ip)),
+            (true, IpAddr::V6(_)) => format!("addr add {} dev lo nodad\n", host_cidr(ip)),
+            (false, _) => format!("addr del {} dev lo\n", host_cidr(ip)),
+        })
+        .collect()
 }
 
 /// What the state file holds.
@@ -162,16 +201,20 @@ pub fn allowed_lab_ip(ip: IpAddr) -> bool {
     }
 }
 
-/// Check a desired pod list; returns it keyed by pod key with addresses sorted (v4 first).
-fn validate_pods(pods: &[LabPod]) -> Result<BTreeMap<String, Vec<IpAddr>>, LabError> {
+/// Check a desired pod list; returns it keyed by pod key with addresses sorted (v4 first). Only host-network pods
+/// may share an address (they share their node's).
+fn validate_pods(pods: &[LabPod]) -> Result<BTreeMap<String, Want>, LabError> {
     let bad = |key: &str, reason: String| LabError::InvalidPod { key: key.to_string(), reason };
     let mut out = BTreeMap::new();
     let mut ids: BTreeMap<String, &str> = BTreeMap::new();
-    let mut ips_seen: BTreeMap<IpAddr, &str> = BTreeMap::new();
+    let mut ips_seen: BTreeMap<IpAddr, (&str, bool)> = BTreeMap::new();
     for p in pods {
         let key = p.key.as_str();
         if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad(key, "key must be non-empty without whitespace".into()));
+        }
+        if p.host_network && p.is_external() {
+            return Err(bad(key, "an address outside the cluster cannot be a host-network pod".into()));
         }
         let v4 = p.ips.iter().filter(|ip| ip.is_ipv4()).count();
         let v6 = p.ips.len() - v4;
@@ -182,8 +225,10 @@ fn validate_pods(pods: &[LabPod]) -> Result<BTreeMap<String, Vec<IpAddr>>, LabEr
             if !allowed_lab_ip(*ip) {
                 return Err(bad(key, format!("address {ip} is outside 10.0.0.0/8 and fd00::/8")));
             }
-            if let Some(other) = ips_seen.insert(*ip, key) {
-                return Err(bad(key, format!("address {ip} is also used by pod {other:?}")));
+            match ips_seen.insert(*ip, (key, p.host_network)) {
+                Some((other, true)) if p.host_network && other != key => {}
+                Some((other, _)) => return Err(bad(key, format!("address {ip} is also used by pod {other:?}"))),
+                None => {}
             }
         }
         let id = pod_id(key);
@@ -195,7 +240,7 @@ fn validate_pods(pods: &[LabPod]) -> Result<BTreeMap<String, Vec<IpAddr>>, LabEr
         }
         let mut ips = p.ips.clone();
         ips.sort_by_key(|ip| (ip.is_ipv6(), *ip));
-        out.insert(key.to_string(), ips);
+        out.insert(key.to_string(), Want { ips, host_network: p.host_network });
     }
     Ok(out)
 }
@@ -253,7 +298,9 @@ impl Lab {
                 ],
             )?;
             ip_batch(r, Some(&lab.node), &format!("link set lo up\naddr add {GATEWAY_V4}/32 dev lo\n"), false)?;
-            let new: Vec<(String, Vec<IpAddr>)> = want.into_iter().collect();
+            let node_addrs = node_addresses(want.values().map(|w| (&w.ips, w.host_network)));
+            ip_batch(r, Some(&lab.node), &node_addr_script(&node_addrs, true), false)?;
+            let new: Vec<(String, Want)> = want.into_iter().collect();
             lab.add_pods(r, &new)?;
             lab.save()
         })();
@@ -317,27 +364,41 @@ impl Lab {
     fn apply_inner(
         &mut self,
         r: &dyn Runner,
-        want: &BTreeMap<String, Vec<IpAddr>>,
+        want: &BTreeMap<String, Want>,
         delta: &mut LabDelta,
     ) -> Result<(), LabError> {
-        // 1. pods that vanished
-        let gone: Vec<String> = self.pods.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
+        let node_before = node_addresses(self.pods.values().map(|p| (&p.ips, p.host_network)));
+        let node_after = node_addresses(want.values().map(|w| (&w.ips, w.host_network)));
+        // 1. pods that vanished, and pods that move between a netns of their own and the node's (re-added below)
+        let gone: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(k, p)| want.get(*k).is_none_or(|w| w.host_network != p.host_network))
+            .map(|(k, _)| k.clone())
+            .collect();
         if !gone.is_empty() {
             self.remove_pods(r, &gone)?;
-            delta.removed = gone;
+            delta.removed = gone.iter().filter(|k| !want.contains_key(*k)).cloned().collect();
+            delta.changed = gone.iter().filter(|k| want.contains_key(*k)).cloned().collect();
         }
-        // 2. changed addresses: first drop every stale address/route (an address may move between pods), then add.
+        // 2. node addresses no host-network pod has any more (before a pod netns may take one of them)
+        let node_del: BTreeSet<IpAddr> = node_before.difference(&node_after).copied().collect();
+        ip_batch(r, Some(&self.node), &node_addr_script(&node_del, false), false)?;
+        // 3. changed addresses: first drop every stale address/route (an address may move between pods), then add.
         let changed: Vec<(String, Vec<IpAddr>, Vec<IpAddr>)> = want
             .iter()
-            .filter_map(|(k, ips)| {
+            .filter_map(|(k, w)| {
                 let cur = self.pods.get(k)?;
-                (cur.ips != *ips).then(|| (k.clone(), cur.ips.clone(), ips.clone()))
+                (cur.ips != w.ips).then(|| (k.clone(), cur.ips.clone(), w.ips.clone()))
             })
             .collect();
         let mut node_del = String::new();
         let mut node_add = String::new();
         for (key, old, new) in &changed {
             let Some(p) = self.pods.get(key) else { continue };
+            if p.host_network {
+                continue; // its addresses are the node's (steps 2 and 4)
+            }
             // Add before deleting, and restore the routes afterwards: deleting the last IPv4 address of eth0
             // makes the kernel flush every IPv4 route through it (the default route included).
             let mut pod_script = String::new();
@@ -359,31 +420,47 @@ impl Lab {
                 p.ips.clone_from(new);
             }
         }
-        delta.changed = changed.into_iter().map(|(k, _, _)| k).collect();
-        // 3. new pods
-        let new: Vec<(String, Vec<IpAddr>)> =
+        delta.changed.extend(changed.into_iter().map(|(k, _, _)| k));
+        delta.changed.sort();
+        // 4. node addresses of new host-network pods (after any pod netns gave them up)
+        let node_new: BTreeSet<IpAddr> = node_after.difference(&node_before).copied().collect();
+        ip_batch(r, Some(&self.node), &node_addr_script(&node_new, true), false)?;
+        // 5. new pods
+        let new: Vec<(String, Want)> =
             want.iter().filter(|(k, _)| !self.pods.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
         if !new.is_empty() {
             self.add_pods(r, &new)?;
-            delta.added = new.into_iter().map(|(k, _)| k).collect();
+            delta.added = new.into_iter().map(|(k, _)| k).filter(|k| !delta.changed.contains(k)).collect();
         }
         Ok(())
     }
 
-    /// Create and wire the netns of each new pod; on failure, remove what was created for them.
-    fn add_pods(&mut self, r: &dyn Runner, new: &[(String, Vec<IpAddr>)]) -> Result<(), LabError> {
+    /// Create and wire the netns of each new pod (a host-network pod only joins the node netns: its addresses are
+    /// the caller's business); on failure, remove what was created for them.
+    fn add_pods(&mut self, r: &dyn Runner, new: &[(String, Want)]) -> Result<(), LabError> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        type Entries<'a> = Vec<&'a (String, Want)>;
+        let (hosts, new): (Entries, Entries) = new.iter().partition(|(_, w)| w.host_network);
+        for (key, w) in hosts {
+            let p =
+                PodNs { netns: self.node.clone(), host_veth: String::new(), ips: w.ips.clone(), host_network: true };
+            self.pods.insert(key.clone(), p);
+        }
         if new.is_empty() {
             return Ok(());
         }
         let entries: Vec<(String, PodNs)> = new
             .iter()
-            .map(|(key, ips)| {
+            .map(|(key, w)| {
                 (
                     key.clone(),
                     PodNs {
                         netns: pod_netns_name(&self.prefix, key),
                         host_veth: host_veth_name(key),
-                        ips: ips.clone(),
+                        ips: w.ips.clone(),
+                        host_network: false,
                     },
                 )
             })
@@ -438,7 +515,15 @@ impl Lab {
 
     /// Delete the netns (and veth) of each listed pod.
     fn remove_pods(&mut self, r: &dyn Runner, keys: &[String]) -> Result<(), LabError> {
-        let doomed: Vec<(&String, &PodNs)> = keys.iter().filter_map(|k| Some((k, self.pods.get(k)?))).collect();
+        // A host-network pod has no netns or veth of its own (its addresses are the node's: see `apply_inner`).
+        let doomed: Vec<(&String, &PodNs)> =
+            keys.iter().filter_map(|k| Some((k, self.pods.get(k)?))).filter(|(_, p)| !p.host_network).collect();
+        if doomed.is_empty() {
+            for k in keys {
+                self.pods.remove(k);
+            }
+            return Ok(());
+        }
         // Deleting the veth first makes its removal (and its routes') synchronous; netns teardown is asynchronous.
         let links: String = doomed.iter().map(|(_, p)| format!("link del {}\n", p.host_veth)).collect();
         if let Err(e) = ip_batch(r, Some(&self.node), &links, true) {
@@ -505,9 +590,15 @@ impl Lab {
         self.pods.get(key).map(|p| p.netns.as_str())
     }
 
-    /// The node-side veth of pod `key` (what `oifname` / `iifname` see in the node netns).
+    /// The node-side veth of pod `key` (what `oifname` / `iifname` see in the node netns); `None` for a
+    /// host-network pod.
     pub fn host_veth(&self, key: &str) -> Option<&str> {
-        self.pods.get(key).map(|p| p.host_veth.as_str())
+        self.pods.get(key).filter(|p| !p.host_network).map(|p| p.host_veth.as_str())
+    }
+
+    /// Whether pod `key` is a host-network pod (it lives in the node netns).
+    pub fn is_host_network(&self, key: &str) -> bool {
+        self.pods.get(key).is_some_and(|p| p.host_network)
     }
 
     /// The addresses of pod `key` (IPv4 first).
@@ -527,7 +618,10 @@ impl Lab {
 
     /// The pods as [`LabPod`]s (for diffing or re-applying).
     pub fn lab_pods(&self) -> Vec<LabPod> {
-        self.pods.iter().map(|(k, p)| LabPod { key: k.clone(), ips: p.ips.clone() }).collect()
+        self.pods
+            .iter()
+            .map(|(k, p)| LabPod { key: k.clone(), ips: p.ips.clone(), host_network: p.host_network })
+            .collect()
     }
 
     /// Pod keys, sorted.
@@ -572,7 +666,7 @@ mod tests {
             LabPod::new("external/x", [ip("10.99.0.1")]),
         ])
         .unwrap();
-        assert_eq!(ok["a/x"], vec![ip("10.0.0.1"), ip("fd00::1")]);
+        assert_eq!(ok["a/x"].ips, vec![ip("10.0.0.1"), ip("fd00::1")]);
         let cases = [
             vec![LabPod::new("a/x", [])],
             vec![LabPod::new("a/x", [ip("10.0.0.1"), ip("10.0.0.2")])],
@@ -586,6 +680,22 @@ mod tests {
             assert!(validate_pods(&c).is_err(), "{c:?}");
         }
         assert!(LabPod::new("external/x", [ip("10.0.0.1")]).is_external());
+        // Host-network pods share their node's address, with each other only.
+        let hosts = validate_pods(&[
+            LabPod::host_network("ns/a", [ip("10.1.0.1")]),
+            LabPod::host_network("ns/b", [ip("10.1.0.1"), ip("fd00:1::1")]),
+            LabPod::new("ns/c", [ip("10.2.0.1")]),
+        ])
+        .unwrap();
+        assert!(hosts["ns/b"].host_network && !hosts["ns/c"].host_network);
+        for bad in [
+            vec![LabPod::host_network("ns/a", [ip("10.1.0.1")]), LabPod::new("ns/b", [ip("10.1.0.1")])],
+            vec![LabPod::new("ns/a", [ip("10.1.0.1")]), LabPod::host_network("ns/b", [ip("10.1.0.1")])],
+            vec![LabPod::host_network("ns/a", [ip("10.1.0.1")]), LabPod::host_network("ns/a", [ip("10.1.0.1")])],
+            vec![LabPod::host_network("external/x", [ip("10.1.0.1")])],
+        ] {
+            assert!(validate_pods(&bad).is_err(), "{bad:?}");
+        }
         assert!(allowed_lab_ip(ip("fd12::1")) && !allowed_lab_ip(ip("fe80::1")) && !allowed_lab_ip(ip("11.0.0.1")));
     }
 
@@ -610,6 +720,46 @@ mod tests {
         assert_eq!(Lab::down(&r, "unittest-lab-7").unwrap(), 2);
         let calls = r.calls.borrow();
         assert_eq!(calls[1], "ip -force -batch - <<netns del unittest-lab-7-node\nnetns del unittest-lab-7-0000abcd\n");
+    }
+
+    /// Host-network pods get no netns: their addresses go on the node's `lo`, once however many pods share
+    /// them, and leave it with the last of those pods; a pod that becomes a host-network pod leaves its netns.
+    #[test]
+    fn host_network_pods_live_in_the_node_netns() {
+        let r = Rec { calls: Default::default(), netns: "" };
+        let mut lab =
+            Lab { prefix: "unittest-lab-9".into(), node: "unittest-lab-9-node".into(), pods: BTreeMap::new() };
+        let apply = |lab: &mut Lab, pods: &[LabPod]| -> (LabDelta, Vec<String>) {
+            r.calls.borrow_mut().clear();
+            let mut delta = LabDelta::default();
+            lab.apply_inner(&r, &validate_pods(pods).unwrap(), &mut delta).unwrap();
+            (delta, r.calls.borrow().clone())
+        };
+        let a = LabPod::host_network("ns/a", [ip("10.1.0.1")]);
+        let b = LabPod::host_network("ns/b", [ip("10.1.0.1")]);
+        let c = LabPod::new("ns/c", [ip("10.2.0.1")]);
+        let (delta, calls) = apply(&mut lab, &[a, b.clone(), c.clone()]);
+        assert_eq!(delta.added, ["ns/a", "ns/b", "ns/c"]);
+        let node_lo: Vec<&String> = calls.iter().filter(|c| c.contains("dev lo")).collect();
+        assert_eq!(node_lo, ["ip -n unittest-lab-9-node -batch - <<addr add 10.1.0.1/32 dev lo\n"]);
+        assert_eq!(calls.iter().filter(|c| c.contains("netns add")).count(), 1, "{calls:?}");
+        assert!(calls.iter().any(|c| c.contains("netns add unittest-lab-9-") && c.contains(&pod_id("ns/c"))));
+        assert_eq!(lab.pod_netns("ns/a"), Some("unittest-lab-9-node"));
+        assert_eq!(lab.host_veth("ns/a"), None);
+        assert!(lab.is_host_network("ns/b") && !lab.is_host_network("ns/c"));
+        // ns/a goes: ns/b still has the address.
+        let (delta, calls) = apply(&mut lab, &[b, c]);
+        assert_eq!(delta.removed, ["ns/a"]);
+        assert!(calls.is_empty(), "{calls:?}");
+        // ns/b goes, ns/c becomes a host-network pod on another node: its netns goes, the node takes its address.
+        let c_host = LabPod::host_network("ns/c", [ip("10.1.0.2")]);
+        let (delta, calls) = apply(&mut lab, &[c_host]);
+        assert_eq!((delta.removed, delta.changed), (vec!["ns/b".to_string()], vec!["ns/c".to_string()]));
+        let lo: Vec<&str> =
+            calls.iter().filter(|c| c.contains("dev lo")).map(|c| &c[c.find("<<").unwrap()..]).collect();
+        assert_eq!(lo, ["<<addr del 10.1.0.1/32 dev lo\n", "<<addr add 10.1.0.2/32 dev lo\n"]);
+        assert!(calls.iter().any(|c| c.contains(&format!("link del v{}", pod_id("ns/c")))), "{calls:?}");
+        assert_eq!(lab.lab_pods(), vec![LabPod::host_network("ns/c", [ip("10.1.0.2")])]);
     }
 
     #[test]

@@ -7,12 +7,17 @@
 //!
 //! Verdicts: TCP/SCTP connected, or refused (the SYN reached the pod and an RST came back) = [`Observed::Allow`];
 //! timeout or ICMP unreachable = [`Observed::Deny`]. UDP: a reply (or an ICMP port unreachable) = Allow, nothing
-//! within the timeout = Deny. Anything that says nothing about the policy (no SCTP in the kernel, no such netns,
-//! cannot bind the source address, ...) = [`Observed::Untestable`] with the reason in `detail`.
+//! within the timeout = Deny. Anything that says nothing about the policy (no such netns, cannot bind the source
+//! address, ...) = [`Observed::Untestable`] with the reason in `detail`.
+//!
+//! SCTP on a kernel without SCTP sockets (`CONFIG_IP_SCTP` unset; netfilter still tracks SCTP): probes and
+//! listeners exchange the first two packets of an association over raw sockets (see [`raw_sctp`]): the probe
+//! sends an INIT, the listener answers INIT-ACK, and the INIT-ACK coming back is "connected", as it is what a
+//! connecting SCTP socket waits for first. Only when raw sockets fail too is SCTP untestable.
 //!
 //! Note: if a ruleset *rejects* with a TCP reset instead of dropping, the probe sees "refused" and reports Allow.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -163,6 +168,298 @@ pub fn in_netns<T: Send>(netns: &str, f: impl FnOnce() -> T + Send) -> Result<T,
             Err(payload) => std::panic::resume_unwind(payload),
         }
     })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// conntrack
+
+/// Deletes every connection-tracking entry of netns `netns` (ctnetlink's flush: `IPCTNL_MSG_CT_DELETE` without a
+/// tuple, both families), as `conntrack -F` run there would. A lab reused for another cluster state starts
+/// afresh: an entry left by an earlier allowed flow would let a later probe with the same addresses and ports
+/// pass as `established` whatever the new ruleset says (UDP source ports are random, so that happens by chance).
+pub fn flush_conntrack(netns: &str) -> Result<(), ProbeError> {
+    in_netns(netns, ctnetlink_flush)?.map_err(|source| ProbeError::Netns { netns: netns.to_string(), source })
+}
+
+fn ctnetlink_flush() -> io::Result<()> {
+    const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+    const IPCTNL_MSG_CT_DELETE: u16 = 2;
+    // SAFETY: plain syscall; the returned fd is owned by the OwnedFd below.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_NETFILTER) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // nlmsghdr (len, type, flags, seq, pid) + nfgenmsg (family AF_UNSPEC, version 0, res_id 0): 20 bytes.
+    let mut msg = Vec::with_capacity(20);
+    msg.extend_from_slice(&20u32.to_ne_bytes());
+    msg.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE).to_ne_bytes());
+    msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+    // SAFETY: msg is valid for msg.len() bytes; an unconnected netlink socket sends to the kernel.
+    if unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The acknowledgement: an NLMSG_ERROR message whose error is 0, or minus an errno.
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    let word = |at: usize| buf.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok());
+    let kind = buf.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    match (kind, word(16).map(i32::from_ne_bytes)) {
+        (Some(t), Some(0)) if n >= 20 && t == libc::NLMSG_ERROR as u16 => Ok(()),
+        (Some(t), Some(e)) if n >= 20 && t == libc::NLMSG_ERROR as u16 => Err(io::Error::from_raw_os_error(-e)),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected answer from ctnetlink")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// SCTP without SCTP sockets
+
+/// The first exchange of an SCTP association (INIT, then INIT-ACK back) over raw IP sockets, for kernels built
+/// without SCTP sockets whose netfilter still tracks SCTP (`CONFIG_NF_CT_PROTO_SCTP`). The packets are well formed,
+/// each with its CRC32c checksum, which conntrack verifies (a packet that fails is `invalid`, and the generated
+/// ruleset drops it): to the node, the probe's INIT is a new SCTP connection on its way through the ruleset, and
+/// the listener's INIT-ACK (verification tag = the INIT's initiate tag) is that connection's reply.
+pub mod raw_sctp {
+    use super::*;
+
+    pub const CHUNK_INIT: u8 = 1;
+    pub const CHUNK_INIT_ACK: u8 = 2;
+    pub const CHUNK_ABORT: u8 = 6;
+
+    /// CRC32c (Castagnoli, reflected polynomial 0x82F63B78), as SCTP's checksum (RFC 9260, appendix A).
+    pub fn crc32c(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    /// An SCTP packet: the common header (ports, verification tag, checksum) and one chunk. The checksum is the
+    /// CRC32c of the packet with a zero checksum field, stored least significant byte first, as Linux does.
+    pub fn packet(sport: u16, dport: u16, vtag: u32, chunk: &[u8]) -> Vec<u8> {
+        let mut p = Vec::with_capacity(12 + chunk.len());
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&vtag.to_be_bytes());
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(chunk);
+        let crc = crc32c(&p);
+        p[8..12].copy_from_slice(&crc.to_le_bytes());
+        p
+    }
+
+    /// An INIT or INIT-ACK chunk with initiate tag `tag` (one stream each way); an INIT-ACK carries the state
+    /// cookie it must have.
+    pub fn init_chunk(kind: u8, tag: u32) -> Vec<u8> {
+        let cookie: &[u8] = if kind == CHUNK_INIT_ACK { &[0, 7, 0, 8, b'n', b'p', b'c', b'k'] } else { &[] };
+        let len = u16::try_from(20 + cookie.len()).unwrap_or(20);
+        let mut c = vec![kind, 0];
+        c.extend_from_slice(&len.to_be_bytes());
+        c.extend_from_slice(&tag.to_be_bytes()); // initiate tag
+        c.extend_from_slice(&65_535u32.to_be_bytes()); // advertised receiver window
+        c.extend_from_slice(&1u16.to_be_bytes()); // outbound streams
+        c.extend_from_slice(&1u16.to_be_bytes()); // inbound streams
+        c.extend_from_slice(&tag.to_be_bytes()); // initial TSN
+        c.extend_from_slice(cookie);
+        c
+    }
+
+    /// What netpol reads of an SCTP packet.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Header {
+        pub sport: u16,
+        pub dport: u16,
+        pub vtag: u32,
+        /// The type of the first chunk.
+        pub chunk: u8,
+        /// The initiate tag of an INIT or INIT-ACK.
+        pub init_tag: Option<u32>,
+    }
+
+    /// Reads an SCTP packet; `None` if it is too short or its checksum is wrong.
+    pub fn parse(p: &[u8]) -> Option<Header> {
+        let be16 = |i: usize| Some(u16::from_be_bytes([*p.get(i)?, *p.get(i + 1)?]));
+        let be32 = |i: usize| Some(u32::from_be_bytes(p.get(i..i + 4)?.try_into().ok()?));
+        let sum = u32::from_le_bytes(p.get(8..12)?.try_into().ok()?);
+        let mut zeroed = p.to_vec();
+        zeroed.get_mut(8..12)?.copy_from_slice(&[0; 4]);
+        if crc32c(&zeroed) != sum {
+            return None;
+        }
+        let chunk = *p.get(12)?;
+        let init_tag = if matches!(chunk, CHUNK_INIT | CHUNK_INIT_ACK) { Some(be32(16)?) } else { None };
+        Some(Header { sport: be16(0)?, dport: be16(2)?, vtag: be32(4)?, chunk, init_tag })
+    }
+
+    /// The SCTP packet in what a raw socket received: IPv4 raw sockets get the IP header too, IPv6 ones do not.
+    pub fn payload(buf: &[u8], v4: bool) -> Option<&[u8]> {
+        if v4 {
+            buf.get(usize::from(buf.first()? & 0x0f) * 4..)
+        } else {
+            Some(buf)
+        }
+    }
+
+    /// A raw SCTP socket (non-blocking) of `ip`'s family, bound to `ip` when given: it receives the SCTP packets
+    /// for that address.
+    pub(super) fn socket(family_ip: &IpAddr, bind_to: Option<IpAddr>) -> io::Result<OwnedFd> {
+        // SAFETY: plain syscall; the returned fd is owned by the OwnedFd below.
+        let fd = unsafe {
+            libc::socket(
+                family_of(family_ip),
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_SCTP,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if let Some(ip) = bind_to {
+            bind(&fd, SocketAddr::new(ip, 0))?;
+        }
+        Ok(fd)
+    }
+
+    pub(super) fn send_to(fd: &OwnedFd, packet: &[u8], dst: IpAddr) -> io::Result<()> {
+        let (sa, len) = sockaddr(SocketAddr::new(dst, 0));
+        // SAFETY: packet is valid for its length; sa is a valid sockaddr of length len.
+        let n = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                packet.as_ptr().cast(),
+                packet.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                (&sa as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One received packet and its source address.
+    pub(super) fn recv_from(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, IpAddr)> {
+        // SAFETY: sockaddr_storage is plain old data.
+        let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: buf and from are valid for writes of the given sizes.
+        let n = unsafe {
+            libc::recvfrom(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+                (&mut from as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+            )
+        };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        let ip = match i32::from(from.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the kernel filled in a sockaddr_in (ss_family says so); storage is large enough.
+                let sin: libc::sockaddr_in = unsafe { std::ptr::read((&from as *const libc::sockaddr_storage).cast()) };
+                IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes())
+            }
+            libc::AF_INET6 => {
+                // SAFETY: as above, a sockaddr_in6.
+                let sin6: libc::sockaddr_in6 =
+                    unsafe { std::ptr::read((&from as *const libc::sockaddr_storage).cast()) };
+                IpAddr::from(sin6.sin6_addr.s6_addr)
+            }
+            _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "unknown address family")),
+        };
+        Ok((n, ip))
+    }
+
+    /// Random bits for ports and verification tags (the kernel's; the clock if that fails).
+    pub(super) fn random_u64() -> u64 {
+        let mut b = [0u8; 8];
+        // SAFETY: b is valid for writes of 8 bytes.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), libc::GRND_NONBLOCK) };
+        if n == 8 {
+            u64::from_ne_bytes(b)
+        } else {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            (t.as_nanos() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        }
+    }
+
+    /// A listener's raw socket on one address: it answers every INIT to one of `ports` with an INIT-ACK.
+    pub(super) struct Listener {
+        pub(super) fd: OwnedFd,
+        pub(super) ip: IpAddr,
+        pub(super) ports: BTreeSet<u16>,
+    }
+
+    impl Listener {
+        pub(super) fn answer_all(&self, buf: &mut [u8]) {
+            while let Ok((n, from)) = recv_from(&self.fd, buf) {
+                let Some(h) = buf.get(..n).and_then(|b| payload(b, self.ip.is_ipv4())).and_then(parse) else {
+                    continue;
+                };
+                if let (CHUNK_INIT, 0, Some(peer_tag)) = (h.chunk, h.vtag, h.init_tag) {
+                    if self.ports.contains(&h.dport) {
+                        let tag = (random_u64() as u32) | 1;
+                        let ack = packet(h.dport, h.sport, peer_tag, &init_chunk(CHUNK_INIT_ACK, tag));
+                        let _ = send_to(&self.fd, &ack, from);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A probe in flight: the INIT it sent.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Sent {
+        pub(super) dst: IpAddr,
+        pub(super) sport: u16,
+        pub(super) dport: u16,
+        pub(super) tag: u32,
+    }
+
+    /// Sends the INIT of a probe from a fresh raw socket (bound to `src` when given).
+    pub(super) fn start(src: Option<IpAddr>, dst: IpAddr, dport: u16) -> io::Result<(OwnedFd, Sent)> {
+        let fd = socket(&dst, src)?;
+        let r = random_u64();
+        let sent = Sent { dst, sport: 49_152 + (r % 16_384) as u16, dport, tag: ((r >> 32) as u32) | 1 };
+        send_to(&fd, &packet(sent.sport, dport, 0, &init_chunk(CHUNK_INIT, sent.tag)), dst)?;
+        Ok((fd, sent))
+    }
+
+    /// The answer to `sent` among the packets waiting on `fd`: `Some("connected ...")` for its INIT-ACK,
+    /// `Some("refused ...")` for an ABORT, `None` if neither has come yet.
+    pub(super) fn answer(fd: &OwnedFd, sent: &Sent) -> Option<&'static str> {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = recv_from(fd, &mut buf) {
+            let Some(h) = buf.get(..n).and_then(|b| payload(b, sent.dst.is_ipv4())).and_then(parse) else {
+                continue;
+            };
+            if from != sent.dst || h.sport != sent.dport || h.dport != sent.sport {
+                continue;
+            }
+            match h.chunk {
+                CHUNK_INIT_ACK if h.vtag == sent.tag => return Some("connected (SCTP INIT-ACK over raw sockets)"),
+                CHUNK_ABORT => return Some("refused (SCTP ABORT over raw sockets)"),
+                _ => {}
+            }
+        }
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -345,13 +642,24 @@ fn describe(errno: i32) -> String {
 // listeners
 
 /// Servers inside pod namespaces: TCP accepts and replies one byte then closes, UDP echoes, SCTP accepts (and
-/// replies one byte). One thread serves all of them; dropping the value stops it and closes the sockets.
+/// replies one byte), or without SCTP sockets answers INITs with INIT-ACKs on a raw socket ([`raw_sctp`]). One
+/// thread serves all of them; dropping the value stops it and closes the sockets.
 pub struct Listeners {
     stop_tx: Option<OwnedFd>,
     thread: Option<std::thread::JoinHandle<()>>,
     sctp_supported: bool,
     count: usize,
     skipped: Vec<(String, IpAddr, L4, u16, String)>,
+}
+
+/// A socket the listener thread serves.
+enum Served {
+    /// TCP or SCTP: accept, reply one byte, close.
+    Stream(OwnedFd),
+    /// UDP: echo.
+    Datagram(OwnedFd),
+    /// SCTP without SCTP sockets: answer INITs (see [`raw_sctp`]).
+    RawSctp(raw_sctp::Listener),
 }
 
 impl std::fmt::Debug for Listeners {
@@ -382,26 +690,29 @@ fn listen_socket(ip: IpAddr, l4: L4, port: u16) -> io::Result<OwnedFd> {
 }
 
 impl Listeners {
-    /// Start listeners for `(netns, address, protocol, port)` targets. SCTP targets are skipped (and recorded in
-    /// [`Listeners::skipped`]) when the kernel has no SCTP; any other failure is an error.
+    /// Start listeners for `(netns, address, protocol, port)` targets. Without SCTP sockets in the kernel, SCTP
+    /// targets get one raw socket per address that answers INITs ([`raw_sctp`]); where that fails too they are
+    /// skipped (and recorded in [`Listeners::skipped`]). Any other failure is an error.
     pub fn start(targets: &[(String, IpAddr, L4, u16)]) -> Result<Listeners, ProbeError> {
         let sctp_supported = kernel_supports_sctp();
-        let mut skipped = Vec::new();
         let mut wanted = Vec::new();
+        let mut raw: BTreeMap<(&str, IpAddr), BTreeSet<u16>> = BTreeMap::new();
         for (ns, ip, l4, port) in targets {
             if *l4 == L4::Sctp && !sctp_supported {
-                skipped.push((ns.clone(), *ip, *l4, *port, NO_SCTP.to_string()));
+                raw.entry((ns.as_str(), *ip)).or_default().insert(*port);
             } else {
                 wanted.push((ns.as_str(), *ip, *l4, *port));
             }
         }
         // Create the sockets on a thread that hops between namespaces.
-        let sockets: Vec<(OwnedFd, L4)> = std::thread::scope(|s| {
+        type Setup = (Vec<Served>, Vec<(String, IpAddr, L4, u16, String)>);
+        let (sockets, skipped): Setup = std::thread::scope(|s| {
             let handle = std::thread::Builder::new()
                 .name("netpol-listen-setup".into())
-                .spawn_scoped(s, || -> Result<Vec<(OwnedFd, L4)>, ProbeError> {
+                .spawn_scoped(s, || -> Result<Setup, ProbeError> {
                     let mut hop = Hopper::default();
-                    let mut out = Vec::with_capacity(wanted.len());
+                    let mut out = Vec::with_capacity(wanted.len() + raw.len());
+                    let mut skipped = Vec::new();
                     for (ns, ip, l4, port) in &wanted {
                         hop.go(ns)?;
                         let fd = listen_socket(*ip, *l4, *port).map_err(|source| ProbeError::Listen {
@@ -411,9 +722,20 @@ impl Listeners {
                             port: *port,
                             source,
                         })?;
-                        out.push((fd, *l4));
+                        out.push(if *l4 == L4::Udp { Served::Datagram(fd) } else { Served::Stream(fd) });
                     }
-                    Ok(out)
+                    for ((ns, ip), ports) in raw {
+                        hop.go(ns)?;
+                        match raw_sctp::socket(&ip, Some(ip)) {
+                            Ok(fd) => out.push(Served::RawSctp(raw_sctp::Listener { fd, ip, ports })),
+                            Err(e) => {
+                                let why = format!("{NO_SCTP}, and no raw SCTP socket: {}", describe(errno_of(&e)));
+                                skipped
+                                    .extend(ports.into_iter().map(|p| (ns.to_string(), ip, L4::Sctp, p, why.clone())));
+                            }
+                        }
+                    }
+                    Ok((out, skipped))
                 })
                 .map_err(ProbeError::Thread)?;
             match handle.join() {
@@ -436,7 +758,7 @@ impl Listeners {
         Ok(Listeners { stop_tx: Some(stop_tx), thread: Some(thread), sctp_supported, count, skipped })
     }
 
-    /// Whether the kernel supports SCTP sockets (if not, SCTP targets were skipped).
+    /// Whether the kernel supports SCTP sockets (if not, SCTP targets are served over raw sockets, or skipped).
     pub fn sctp_supported(&self) -> bool {
         self.sctp_supported
     }
@@ -477,9 +799,13 @@ fn send_pipe(fd: &OwnedFd) -> io::Result<()> {
     }
 }
 
-fn serve(stop_rx: OwnedFd, sockets: Vec<(OwnedFd, L4)>) {
+fn serve(stop_rx: OwnedFd, sockets: Vec<Served>) {
+    let fd_of = |s: &Served| match s {
+        Served::Stream(fd) | Served::Datagram(fd) => fd.as_raw_fd(),
+        Served::RawSctp(l) => l.fd.as_raw_fd(),
+    };
     let mut pollfds: Vec<libc::pollfd> = std::iter::once(stop_rx.as_raw_fd())
-        .chain(sockets.iter().map(|(fd, _)| fd.as_raw_fd()))
+        .chain(sockets.iter().map(fd_of))
         .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
         .collect();
     let mut buf = vec![0u8; 65536];
@@ -497,13 +823,14 @@ fn serve(stop_rx: OwnedFd, sockets: Vec<(OwnedFd, L4)>) {
         if pollfds[0].revents != 0 {
             return;
         }
-        for (i, (fd, l4)) in sockets.iter().enumerate() {
+        for (i, served) in sockets.iter().enumerate() {
             if pollfds[i + 1].revents == 0 {
                 continue;
             }
-            match l4 {
-                L4::Tcp | L4::Sctp => accept_all(fd),
-                L4::Udp => echo_all(fd, &mut buf),
+            match served {
+                Served::Stream(fd) => accept_all(fd),
+                Served::Datagram(fd) => echo_all(fd, &mut buf),
+                Served::RawSctp(l) => l.answer_all(&mut buf),
             }
         }
     }
@@ -580,6 +907,8 @@ struct Flight {
     deadline: Instant,
     /// UDP: when to send the datagram once more (one retry halfway through the timeout).
     resend_at: Option<Instant>,
+    /// SCTP over a raw socket: the INIT sent.
+    raw_sctp: Option<raw_sctp::Sent>,
 }
 
 enum Start {
@@ -606,7 +935,7 @@ fn start_probe(idx: usize, p: &Probe, hop: &mut Hopper, timeout: Duration) -> St
     }
     let fd = match socket(&p.dst, p.l4) {
         Ok(fd) => fd,
-        Err(e) if p.l4 == L4::Sctp && is_no_protocol(errno_of(&e)) => return Start::Done(untestable(NO_SCTP, started)),
+        Err(e) if p.l4 == L4::Sctp && is_no_protocol(errno_of(&e)) => return start_raw_sctp(idx, p, started, timeout),
         Err(e) => return Start::Done(untestable(format!("socket: {}", describe(errno_of(&e))), started)),
     };
     if let Some(src) = p.src {
@@ -632,7 +961,35 @@ fn start_probe(idx: usize, p: &Probe, hop: &mut Hopper, timeout: Duration) -> St
         }
     }
     let resend_at = (p.l4 == L4::Udp).then(|| started + timeout / 2);
-    Start::Pending(Flight { idx, fd, l4: p.l4, started, deadline, resend_at })
+    Start::Pending(Flight { idx, fd, l4: p.l4, started, deadline, resend_at, raw_sctp: None })
+}
+
+/// An SCTP probe without SCTP sockets: its INIT from a raw socket (see [`raw_sctp`]).
+fn start_raw_sctp(idx: usize, p: &Probe, started: Instant, timeout: Duration) -> Start {
+    match raw_sctp::start(p.src, p.dst, p.port) {
+        Ok((fd, sent)) => Start::Pending(Flight {
+            idx,
+            fd,
+            l4: L4::Sctp,
+            started,
+            deadline: started + timeout,
+            resend_at: None,
+            raw_sctp: Some(sent),
+        }),
+        Err(e) => {
+            let errno = errno_of(&e);
+            match errno {
+                libc::EADDRNOTAVAIL => Start::Done(untestable(
+                    format!("cannot bind source {}: {}", p.src.map_or("?".into(), |s| s.to_string()), describe(errno)),
+                    started,
+                )),
+                libc::EPERM | libc::EACCES | libc::EPROTONOSUPPORT | libc::ESOCKTNOSUPPORT => {
+                    Start::Done(untestable(format!("{NO_SCTP}, and no raw SCTP socket: {}", describe(errno)), started))
+                }
+                _ => Start::Done(classify_error(errno, started, true)),
+            }
+        }
+    }
 }
 
 /// Verdict for a socket error. `immediate`: returned synchronously by connect/send in the client netns.
@@ -654,6 +1011,9 @@ fn classify_error(errno: i32, started: Instant, immediate: bool) -> ProbeResult 
 
 /// Check a flight that poll reported ready; `None` = keep waiting.
 fn finish(f: &Flight, revents: libc::c_short) -> Option<ProbeResult> {
+    if let Some(sent) = &f.raw_sctp {
+        return raw_sctp::answer(&f.fd, sent).map(|detail| ProbeResult::new(Observed::Allow, detail, f.started));
+    }
     match f.l4 {
         L4::Tcp | L4::Sctp => {
             if revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) == 0 {
@@ -708,7 +1068,7 @@ fn run_engine(probes: &[Probe], timeout: Duration, window: usize) -> Vec<ProbeRe
             .iter()
             .map(|f| libc::pollfd {
                 fd: f.fd.as_raw_fd(),
-                events: if f.l4 == L4::Udp { libc::POLLIN } else { libc::POLLOUT },
+                events: if f.l4 == L4::Udp || f.raw_sctp.is_some() { libc::POLLIN } else { libc::POLLOUT },
                 revents: 0,
             })
             .collect();
@@ -814,6 +1174,33 @@ mod tests {
         assert_eq!(sa.ss_family, libc::AF_INET as libc::sa_family_t);
         let (_, len6) = sockaddr("[fd00::1]:80".parse().unwrap());
         assert_eq!(len6 as usize, std::mem::size_of::<libc::sockaddr_in6>());
+    }
+
+    /// CRC32c check values (RFC 3720, B.4; the "123456789" value of every CRC catalogue), and SCTP packets that
+    /// read back as written, whose checksum a changed byte breaks.
+    #[test]
+    fn raw_sctp_packets() {
+        use raw_sctp::*;
+        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+        assert_eq!(crc32c(&[0u8; 32]), 0x8a91_36aa);
+        assert_eq!(crc32c(&[0xffu8; 32]), 0x62a8_ab43);
+        let init = packet(50_000, 9003, 0, &init_chunk(CHUNK_INIT, 0x1234_5678));
+        assert_eq!(init.len(), 32);
+        assert_eq!(&init[8..12], &crc32c(&[&init[..8], &[0; 4], &init[12..]].concat()).to_le_bytes());
+        let h = parse(&init).unwrap();
+        assert_eq!(h, Header { sport: 50_000, dport: 9003, vtag: 0, chunk: CHUNK_INIT, init_tag: Some(0x1234_5678) });
+        let ack = packet(9003, 50_000, 0x1234_5678, &init_chunk(CHUNK_INIT_ACK, 7));
+        assert_eq!(ack.len(), 40, "INIT-ACK with its state cookie");
+        assert_eq!(parse(&ack).unwrap().init_tag, Some(7));
+        let mut bad = ack.clone();
+        bad[20] ^= 1;
+        assert_eq!(parse(&bad), None);
+        assert_eq!(parse(&ack[..10]), None);
+        // An IPv4 raw socket receives the IP header (here 24 bytes: IHL 6) before the SCTP packet.
+        let mut v4 = vec![0x46; 24];
+        v4.extend_from_slice(&ack);
+        assert_eq!(payload(&v4, true), Some(&ack[..]));
+        assert_eq!(payload(&ack, false), Some(&ack[..]));
     }
 
     #[test]

@@ -1,17 +1,19 @@
-//! Flow log from the data plane, like Hubble's: every new connection through the node is traced
-//! (`meta nftrace set 1` on `ct state new` in a separate table, after conntrack at priority -150), `nft monitor trace` is read, and each trace
-//! becomes one record: source, destination, protocol, port, verdict, and the policy rule that allowed each
-//! side, or the isolation that dropped it (from the rule comments of the generated ruleset).
+//! Flow log from the data plane, like Hubble's: every new connection through the node, or to or from the node
+//! itself, is traced (`meta nftrace set 1` on `ct state new` in a separate table, after conntrack at priority -150:
+//! in prerouting for what arrives from a pod, in output for what the node's host-network pods send), `nft monitor
+//! trace` is read, and each trace becomes one record: source, destination, protocol, port, verdict, and the policy
+//! rule that allowed each side, or the isolation that dropped it (from the rule comments of the generated ruleset).
 
 use serde::Serialize;
 
 /// The table observe adds while it runs (and removes afterwards).
 pub const TRACE_TABLE: &str = "netpol_trace";
 
-/// Script that adds the tracing table.
+/// Script that adds the tracing table. Loopback traffic (between the node's own addresses) is traced once, when
+/// it leaves.
 pub fn trace_on_script() -> String {
     format!(
-        "table inet {TRACE_TABLE}\ndelete table inet {TRACE_TABLE}\ntable inet {TRACE_TABLE} {{\n\tchain pre {{\n\t\ttype filter hook prerouting priority -150; policy accept;\n\t\tct state new meta nftrace set 1\n\t}}\n}}\n"
+        "table inet {TRACE_TABLE}\ndelete table inet {TRACE_TABLE}\ntable inet {TRACE_TABLE} {{\n\tchain pre {{\n\t\ttype filter hook prerouting priority -150; policy accept;\n\t\tiifname != \"lo\" ct state new meta nftrace set 1\n\t}}\n\tchain out {{\n\t\ttype filter hook output priority -150; policy accept;\n\t\tct state new meta nftrace set 1\n\t}}\n}}\n"
     )
 }
 
@@ -95,7 +97,10 @@ impl TraceParser {
             r.verdict = "deny".into();
             r.dropped_by = comment(line);
             Some(r)
-        } else if rest.get(1) == Some(&"policy") && rest.get(2) == Some(&"accept") && rest.first() == Some(&"forward") {
+        } else if rest.get(1) == Some(&"policy")
+            && rest.get(2) == Some(&"accept")
+            && rest.first().is_some_and(|c| crate::ruleset::BASE_HOOKS.contains(c))
+        {
             let mut r = self.current.remove(&id)?;
             r.verdict = "allow".into();
             Some(r)
@@ -134,5 +139,16 @@ mod tests {
         assert_eq!(out[0].verdict, "deny");
         assert_eq!(out[0].protocol, "UDP");
         assert_eq!(out[0].dropped_by.as_deref(), Some("np-drop:ingress a/deny"));
+        // A host-network pod's connection, traced on the node's output path, allowed by the output chain.
+        let out_lines = [
+            r#"trace id 3c inet netpol_trace out packet: oif "v1" ip saddr 10.1.0.1 ip daddr 10.77.0.2 tcp sport 1 tcp dport 80"#,
+            r#"trace id 3c inet netpol output rule ip daddr vmap @ingress_v4 (verdict jump in_x)"#,
+            r#"trace id 3c inet netpol in_x rule ip saddr @blk_y_v4 counter packets 1 bytes 60 return comment "np:a/db/ingress/1 peer-0" (verdict return)"#,
+            r#"trace id 3c inet netpol output policy accept"#,
+        ];
+        let out: Vec<FlowRecord> = out_lines.iter().filter_map(|l| p.feed(l)).collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].src.as_str(), out[0].verdict.as_str()), ("10.1.0.1", "allow"));
+        assert_eq!(out[0].allowed_by, vec!["np:a/db/ingress/1 peer-0"]);
     }
 }

@@ -5,6 +5,11 @@
 //! - `forward` (hook forward): `ct state established,related accept`, `ct state invalid drop`, then
 //!   `ip saddr vmap @egress_v4` / `ip6 saddr vmap @egress_v6` (isolated sources jump to their egress chain),
 //!   then `ip daddr vmap @ingress_v4` / `ip6 daddr vmap @ingress_v6`, then the chain policy accepts.
+//! - `input` and `output` (hooks input and output): the same checks for traffic between a pod and the node itself
+//!   (the node's addresses, and so its host-network pods: a pod's egress to them, their connections to a pod's
+//!   ingress), which never passes `forward`. With IPv6 they first accept neighbour discovery (router and
+//!   neighbour solicitations and advertisements, which conntrack leaves untracked): it is the link's, not the
+//!   pods' traffic, and an isolated pod's link to its gateway must keep working.
 //! - one chain per egress profile (`eg_…`: the set of policies isolating a pod for egress) and per ingress
 //!   profile (`in_…`: policies + the pod's container ports, which resolve named ports). Each chain holds one
 //!   rule per (rule, peer, protocol) of those policies, ending in `return` (allowed: go on to the other side's
@@ -131,6 +136,8 @@ pub enum Expr {
     /// `meta l4proto . th dport { tcp . 80, udp . 53-60 }` (several protocols in one lookup)
     ProtoPorts(Vec<(Protocol, u16, u16)>),
     CtState(Vec<&'static str>),
+    /// `icmpv6 type { nd-neighbor-solicit, ... }`
+    Icmpv6Types(Vec<&'static str>),
     /// `ip saddr vmap @map`
     Vmap(Family, Side, String),
     Counter,
@@ -447,6 +454,12 @@ impl<'t> Gen<'t> {
     }
 }
 
+/// The base chains, each named after its hook: traffic forwarded by the node, delivered to it, sent by it.
+pub const BASE_HOOKS: [&str; 3] = ["forward", "input", "output"];
+
+/// ICMPv6 neighbour discovery, accepted on the node's own paths (`input`, `output`).
+const ND_TYPES: [&str; 4] = ["nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert"];
+
 /// Generates the ruleset enforcing the engine's policies: the engine's data-plane table, rendered.
 pub fn generate(e: &Engine) -> Ruleset {
     let t = e.dataplane();
@@ -469,26 +482,33 @@ pub fn generate(e: &Engine) -> Ruleset {
         }
     }
     g.rs.maps = maps;
-    let mut fwd = vec![
-        NftRule { exprs: vec![Expr::CtState(vec!["established", "related"]), Expr::Accept], comment: None },
-        NftRule {
-            exprs: vec![Expr::CtState(vec!["invalid"]), Expr::Counter, Expr::Drop],
-            comment: Some("np-drop:invalid".into()),
-        },
-    ];
-    for fam in g.families() {
-        fwd.push(NftRule {
-            exprs: vec![Expr::Vmap(fam, Side::Saddr, format!("egress_{}", fam.suffix()))],
-            comment: None,
-        });
+    // The same checks on every path between pods and the node: forwarded (pod to pod, or to an address outside),
+    // delivered to the node (a pod to the node's addresses), sent by the node (from its addresses to a pod).
+    for hook in BASE_HOOKS {
+        let mut rules = vec![
+            NftRule { exprs: vec![Expr::CtState(vec!["established", "related"]), Expr::Accept], comment: None },
+            NftRule {
+                exprs: vec![Expr::CtState(vec!["invalid"]), Expr::Counter, Expr::Drop],
+                comment: Some("np-drop:invalid".into()),
+            },
+        ];
+        if hook != "forward" && g.has_v6 {
+            rules.push(NftRule { exprs: vec![Expr::Icmpv6Types(ND_TYPES.to_vec()), Expr::Accept], comment: None });
+        }
+        for fam in g.families() {
+            rules.push(NftRule {
+                exprs: vec![Expr::Vmap(fam, Side::Saddr, format!("egress_{}", fam.suffix()))],
+                comment: None,
+            });
+        }
+        for fam in g.families() {
+            rules.push(NftRule {
+                exprs: vec![Expr::Vmap(fam, Side::Daddr, format!("ingress_{}", fam.suffix()))],
+                comment: None,
+            });
+        }
+        g.rs.chains.insert(hook.into(), NftChain { hook: Some((hook, "filter", "accept")), rules });
     }
-    for fam in g.families() {
-        fwd.push(NftRule {
-            exprs: vec![Expr::Vmap(fam, Side::Daddr, format!("ingress_{}", fam.suffix()))],
-            comment: None,
-        });
-    }
-    g.rs.chains.insert("forward".into(), NftChain { hook: Some(("forward", "filter", "accept")), rules: fwd });
     g.rs
 }
 
@@ -532,6 +552,7 @@ fn expr_text(x: &Expr) -> String {
             format!("meta l4proto . th dport {{ {} }}", items.join(", "))
         }
         Expr::CtState(s) => format!("ct state {}", s.join(",")),
+        Expr::Icmpv6Types(t) => format!("icmpv6 type {{ {} }}", t.join(", ")),
         Expr::Vmap(f, s, m) => format!("{} {} vmap @{m}", f.proto(), s.text()),
         Expr::Counter => "counter".into(),
         Expr::Accept => "accept".into(),
@@ -668,6 +689,10 @@ fn expr_json(x: &Expr) -> Value {
             ]}, "right": {"set": items}}})
         }
         Expr::CtState(s) => json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": s}}),
+        Expr::Icmpv6Types(t) => {
+            json!({"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}},
+            "right": {"set": t}}})
+        }
         Expr::Vmap(f, s, m) => json!({"vmap": {"key": payload(*f, *s), "data": format!("@{m}")}}),
         Expr::Counter => json!({"counter": null}),
         Expr::Accept => json!({"accept": null}),
@@ -814,6 +839,73 @@ spec: {podSelector: {}, ingress: [{ports: [{port: 1}]}, {ports: [{port: 2}]}, {p
         assert!(verdict("4").starts_with("goto in_"), "{text}");
         // Nothing after the pass: the later-tier chain has no rules of its own, and the tier still ends in a drop.
         assert!(chain.iter().any(|l| l.contains("np-drop:ingress")), "{text}");
+    }
+
+    /// Traffic between a pod and the node itself (the node's addresses, which its hostNetwork pods have) passes
+    /// the input and output hooks, never forward: all three base chains dispatch to the same egress and ingress
+    /// chains. Once only `forward` did, and a pod's egress to its node (a `nodes` peer's Deny, say) was not
+    /// enforced. With IPv6 the node's own paths accept neighbour discovery before the dispatch; forward never
+    /// sees it.
+    #[test]
+    fn the_node_own_paths_are_checked_like_forwarded_traffic() {
+        let yaml = |v6: bool| {
+            let ips = if v6 { "podIPs: [{ip: 10.0.0.2}, {ip: 'fd00::2'}]" } else { "podIPs: [{ip: 10.0.0.2}]" };
+            format!(
+                "
+apiVersion: v1
+kind: Node
+metadata: {{name: n1}}
+status: {{addresses: [{{type: InternalIP, address: 10.1.0.1}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: agent, namespace: n}}
+spec: {{nodeName: n1, hostNetwork: true}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: a, namespace: n}}
+status: {{podIP: 10.0.0.2, {ips}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: p, namespace: n}}
+spec: {{podSelector: {{}}, policyTypes: [Ingress, Egress], egress: [{{to: [{{ipBlock: {{cidr: 10.1.0.0/24}}}}]}}]}}
+"
+            )
+        };
+        for v6 in [false, true] {
+            let e = Engine::new(netpol_core::load::load_str("t", &yaml(v6)).cluster);
+            let rs = generate(&e);
+            let base: Vec<(&String, &NftChain)> = rs.chains.iter().filter(|(_, c)| c.hook.is_some()).collect();
+            assert_eq!(base.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["forward", "input", "output"]);
+            let dispatch = |c: &NftChain| -> Vec<Expr> {
+                c.rules.iter().flat_map(|r| &r.exprs).filter(|x| matches!(x, Expr::Vmap(..))).cloned().collect()
+            };
+            let fwd = &rs.chains["forward"];
+            assert_eq!(dispatch(fwd).len(), if v6 { 4 } else { 2 });
+            for (name, c) in &base {
+                assert_eq!(c.hook, Some((name.as_str(), "filter", "accept")));
+                assert_eq!(dispatch(c), dispatch(fwd), "{name}");
+                assert_eq!(c.rules[..2], fwd.rules[..2], "{name}: conntrack first");
+                let nd = c.rules.iter().position(|r| matches!(r.exprs[0], Expr::Icmpv6Types(_)));
+                let first_vmap = c.rules.iter().position(|r| matches!(r.exprs[0], Expr::Vmap(..)));
+                match (name.as_str(), v6) {
+                    ("forward", _) | (_, false) => assert_eq!(nd, None, "{name}"),
+                    _ => assert!(nd.is_some() && nd < first_vmap, "{name}: {:?}", c.rules),
+                }
+            }
+            // The pod is isolated in both directions and the node's address is in its egress rule's block.
+            assert!(rs.maps["egress_v4"]
+                .elements
+                .contains_key(&"10.0.0.2".parse::<IpAddr>().unwrap_or_else(|_| unreachable!())));
+            let text = rs.to_nft();
+            assert!(
+                text.contains("chain input {\n\t\ttype filter hook input priority filter; policy accept;"),
+                "{text}"
+            );
+            assert_eq!(text.contains("icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept"), v6);
+        }
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub fn apply_changes(cluster: &Cluster, prefix: &str) -> Result<Load> {
     let mut pods = p.pods.clone();
     for (key, _, ips) in lab.pods() {
         if key.starts_with("external/") {
-            pods.push(LabPod { key: key.to_string(), ips: ips.to_vec() });
+            pods.push(LabPod::new(key, ips.iter().copied()));
         }
     }
     let delta = lab.apply(&r, &pods)?;

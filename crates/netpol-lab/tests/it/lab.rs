@@ -158,7 +158,8 @@ fn a_connectivity_without_ruleset() {
 }
 
 /// (b) A hand-written ruleset in the node netns: dropping TCP 8080 to one pod denies that probe, another port stays
-/// allowed, and an established connection survives a drop rule added later (conntrack).
+/// allowed, and an established connection survives a drop rule added later (conntrack), until the node's
+/// conntrack table is flushed.
 #[test]
 #[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
 fn b_nft_ruleset_and_conntrack() {
@@ -200,6 +201,8 @@ table inet labtest {
     let listener = in_netns(&b_ns, || TcpListener::bind("10.51.0.2:9000")).unwrap().unwrap();
     let echo = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
+        // Once the client's conntrack entry is flushed its FIN is dropped too: stop waiting by then.
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 64];
         loop {
             match s.read(&mut buf) {
@@ -222,6 +225,12 @@ table inet labtest {
     assert_eq!(&buf, b"ping2", "established connection must survive the new drop rule");
     let r = run_probes(&[probe(&lab, "default/a", "10.51.0.2", L4::Tcp, 9000)], TIMEOUT, 1);
     assert_eq!(r[0].observed, Observed::Deny, "a new connection must be dropped: {r:?}");
+    // Without its conntrack entry the connection is new again to the node, and meets the drop rule.
+    netpol_lab::probe::flush_conntrack(lab.node_netns()).unwrap();
+    conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+    conn.write_all(b"ping3").unwrap();
+    assert!(conn.read_exact(&mut buf).is_err(), "flushed conntrack: the segment must be dropped");
+    assert!(netpol_lab::probe::flush_conntrack("netpol-no-such-netns-xyz").is_err());
     drop(conn);
     echo.join().unwrap();
     guard.finish();
@@ -305,8 +314,9 @@ fn d_down_after_crash() {
     guard.finish();
 }
 
-/// (e) SCTP: Allow where the kernel has SCTP, Untestable with the reason where it does not. On the kernel this
-/// was written on (6.18, `CONFIG_IP_SCTP` not set) it is Untestable: "no SCTP sockets in this kernel".
+/// (e) SCTP: Allow with SCTP sockets where the kernel has them; on a kernel without them (6.18 here,
+/// `CONFIG_IP_SCTP` not set) over raw sockets: the probe's INIT gets the listener's INIT-ACK back, in both families,
+/// through conntrack (checksums valid: nothing is `invalid`), and a drop rule in the node for that port is a timeout.
 #[test]
 #[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
 fn e_sctp() {
@@ -315,19 +325,44 @@ fn e_sctp() {
     let lab = Lab::up(
         &System,
         &guard.prefix,
-        &[LabPod::new("default/a", [ip("10.54.0.1")]), LabPod::new("default/b", [ip("10.54.0.2")])],
+        &[
+            LabPod::new("default/a", [ip("10.54.0.1"), ip("fd00:54::1")]),
+            LabPod::new("default/b", [ip("10.54.0.2"), ip("fd00:54::2")]),
+        ],
     )
     .unwrap();
-    let listeners = Listeners::start(&targets(&lab, "default/b", L4::Sctp, 3868)).unwrap();
+    let mut t = targets(&lab, "default/b", L4::Sctp, 3868);
+    t.extend(targets(&lab, "default/b", L4::Sctp, 3869));
+    let listeners = Listeners::start(&t).unwrap();
     assert_eq!(listeners.sctp_supported(), kernel_supports_sctp());
-    let r = run_probes(&[probe(&lab, "default/a", "10.54.0.2", L4::Sctp, 3868)], TIMEOUT, 1);
-    eprintln!("SCTP on this kernel: supported={} probe={:?}", listeners.sctp_supported(), r[0]);
-    if listeners.sctp_supported() {
-        assert_eq!(r[0].observed, Observed::Allow, "{r:?}");
-    } else {
-        assert_eq!(listeners.skipped().len(), 1);
-        assert_eq!((r[0].observed, r[0].detail.as_str()), (Observed::Untestable, "no SCTP sockets in this kernel"));
+    assert!(listeners.skipped().is_empty(), "{listeners:?}");
+    let node = Some(lab.node_netns());
+    nft_apply(
+        &System,
+        node,
+        "table inet labtest {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n  ct state established,related accept\n  ct state invalid counter drop\n  meta l4proto sctp th dport 3869 drop\n }\n}\n",
+    )
+    .unwrap();
+    let mut probes = Vec::new();
+    for dst in ["10.54.0.2", "fd00:54::2"] {
+        for port in [3868, 3869] {
+            probes.push(probe(&lab, "default/a", dst, L4::Sctp, port));
+        }
     }
+    let r = run_probes(&probes, TIMEOUT, 8);
+    eprintln!("SCTP on this kernel: sockets={} probes={r:?}", listeners.sctp_supported());
+    let seen: Vec<Observed> = r.iter().map(|r| r.observed).collect();
+    assert_eq!(seen, [Observed::Allow, Observed::Deny, Observed::Allow, Observed::Deny], "{r:?}");
+    if !listeners.sctp_supported() {
+        assert_eq!(r[0].detail, "connected (SCTP INIT-ACK over raw sockets)");
+    }
+    // Every packet had a valid checksum: conntrack found none invalid.
+    let invalid = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.node_netns(), "nft", "list", "chain", "inet", "labtest", "forward"])
+        .output()
+        .unwrap();
+    let invalid = String::from_utf8(invalid.stdout).unwrap();
+    assert!(invalid.contains("ct state invalid counter packets 0 bytes 0 drop"), "{invalid}");
     drop(listeners);
     guard.finish();
 }
@@ -396,4 +431,84 @@ fn f_scale_50_pods_200_probes() {
     let t0 = Instant::now();
     guard.finish();
     eprintln!("timings: lab down 50 pods {:?}", t0.elapsed());
+}
+
+/// (g) Host-network pods live in the node netns with their node's addresses (on the node's `lo`; two pods of one
+/// node share it): pods reach them and they reach pods, in both families, through the node's own input and output
+/// paths (a drop in `forward` does not see that traffic, a drop in `input` does). The address stays while a
+/// host-network pod has it, and leaves with the last one.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn g_host_network_pods_in_the_node() {
+    require_root_tools!("g_host_network_pods_in_the_node");
+    let guard = Guard::new("hostnet");
+    let pods = [
+        LabPod::new("default/a", [ip("10.56.0.1"), ip("fd00:56::1")]),
+        LabPod::host_network("kube-system/agent", [ip("10.56.1.1"), ip("fd00:56:1::1")]),
+        LabPod::host_network("kube-system/exporter", [ip("10.56.1.1"), ip("fd00:56:1::1")]),
+    ];
+    let mut lab = Lab::up(&System, &guard.prefix, &pods).unwrap();
+    let node = lab.node_netns().to_string();
+    assert_eq!(lab.pod_netns("kube-system/agent"), Some(node.as_str()));
+    assert_eq!(lab.host_veth("kube-system/agent"), None);
+    assert_eq!(leftovers(&guard.prefix).len(), 2, "the node and default/a only");
+    let mut t = targets(&lab, "kube-system/agent", L4::Tcp, 8080);
+    t.extend(targets(&lab, "kube-system/agent", L4::Udp, 5353));
+    t.extend(targets(&lab, "default/a", L4::Tcp, 8080));
+    let _l = Listeners::start(&t).unwrap();
+    let src =
+        |from: &str, dst: &str, l4: L4, src: &str| Probe { src: Some(ip(src)), ..probe(&lab, from, dst, l4, 8080) };
+    let mut udp = probe(&lab, "default/a", "10.56.1.1", L4::Udp, 5353);
+    udp.src = Some(ip("10.56.0.1"));
+    let all = [
+        src("default/a", "10.56.1.1", L4::Tcp, "10.56.0.1"),
+        src("default/a", "fd00:56:1::1", L4::Tcp, "fd00:56::1"),
+        udp,
+        src("kube-system/agent", "10.56.0.1", L4::Tcp, "10.56.1.1"),
+        src("kube-system/exporter", "fd00:56::1", L4::Tcp, "fd00:56:1::1"),
+    ];
+    let r = run_probes(&all, TIMEOUT, 8);
+    assert!(r.iter().all(|r| r.observed == Observed::Allow), "{r:?}");
+
+    // That traffic is the node's own: `forward` never sees it, `input` (pod -> node) and `output` do.
+    let ruleset = "\
+table inet labtest {
+    chain forward {
+        type filter hook forward priority 0; policy accept;
+        ip saddr 10.56.0.1 drop
+        ip daddr 10.56.0.1 drop
+    }
+}
+";
+    nft_apply(&System, Some(&node), ruleset).unwrap();
+    let r = run_probes(&all, TIMEOUT, 8);
+    assert!(r.iter().all(|r| r.observed == Observed::Allow), "{r:?}");
+    nft_apply(
+        &System,
+        Some(&node),
+        "table inet labtest {\n chain input {\n  type filter hook input priority 0; policy accept;\n  ct state established,related accept\n  ip saddr 10.56.0.1 drop\n }\n chain output {\n  type filter hook output priority 0; policy accept;\n  ct state established,related accept\n  ip6 daddr fd00:56::1 drop\n }\n}\n",
+    )
+    .unwrap();
+    let r = run_probes(&all, TIMEOUT, 8);
+    let seen: Vec<Observed> = r.iter().map(|r| r.observed).collect();
+    use Observed::{Allow, Deny};
+    assert_eq!(seen, [Deny, Allow, Deny, Allow, Deny], "{r:?}");
+    nft_apply(&System, Some(&node), "delete table inet labtest\n").unwrap();
+
+    let lo = || {
+        let o = std::process::Command::new("ip").args(["-n", &node, "-o", "addr", "show", "dev", "lo"]).output();
+        String::from_utf8(o.unwrap().stdout).unwrap()
+    };
+    assert!(lo().contains("10.56.1.1/32") && lo().contains("fd00:56:1::1/128"), "{}", lo());
+    // One of the two host-network pods goes: the address stays for the other.
+    let delta = lab.apply(&System, &[pods[0].clone(), pods[2].clone()]).unwrap();
+    assert_eq!(delta.removed, ["kube-system/agent"]);
+    assert!(lo().contains("10.56.1.1/32"), "{}", lo());
+    let r = run_probes(&all[..1], TIMEOUT, 1);
+    assert_eq!(r[0].observed, Observed::Allow, "{r:?}");
+    assert_eq!(Lab::attach(&System, &guard.prefix).unwrap().unwrap().lab_pods(), lab.lab_pods());
+    // The last one goes: so does the address.
+    lab.apply(&System, &pods[..1]).unwrap();
+    assert!(!lo().contains("10.56.1.1") && !lo().contains("fd00:56:1::1"), "{}", lo());
+    guard.finish();
 }

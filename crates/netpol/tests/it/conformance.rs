@@ -9,22 +9,22 @@ use std::process::{Command, Output};
 
 /// What the data holds (README.md of the data directory, "Counts").
 const TESTS: usize = 24;
-const STEPS: usize = 96;
-const PROBES: usize = 301;
+pub(crate) const STEPS: usize = 96;
+pub(crate) const PROBES: usize = 301;
 const DECIDED_BY: usize = 50;
 
-fn data() -> PathBuf {
+pub(crate) fn data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance/network-policy-api")
 }
 
-struct Step {
+pub(crate) struct Step {
     /// `<test>/<step>`, for messages.
-    name: String,
-    dir: PathBuf,
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
 }
 
 /// Every step directory, in order: `<ShortName>/<NN-subtest>/`.
-fn steps() -> Vec<Step> {
+pub(crate) fn steps() -> Vec<Step> {
     let mut tests: Vec<PathBuf> = std::fs::read_dir(data())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -50,7 +50,7 @@ fn steps() -> Vec<Step> {
 
 /// The `-f` arguments of a step: each file of `base/`, or the step's own file of that name (a step's
 /// `namespaces.yaml` replaces the base one), then the step's `policies.yaml`.
-fn manifest_args(step: &Path) -> Vec<String> {
+pub(crate) fn manifest_args(step: &Path) -> Vec<String> {
     let mut base: Vec<PathBuf> = std::fs::read_dir(data().join("base")).unwrap().map(|e| e.unwrap().path()).collect();
     base.sort();
     let mut args = Vec::new();
@@ -68,7 +68,7 @@ fn netpol(args: &[String]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_netpol")).args(args).env("NO_COLOR", "1").output().unwrap()
 }
 
-fn expectations(step: &Step) -> Vec<serde_json::Value> {
+pub(crate) fn expectations(step: &Step) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(step.dir.join("expect.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(!lines.is_empty(), "{}: no probes", step.name);
@@ -97,7 +97,7 @@ fn explain_text(step: &Step, p: &serde_json::Value) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-fn describe(p: &serde_json::Value) -> String {
+pub(crate) fn describe(p: &serde_json::Value) -> String {
     format!(
         "{} -> {} {} (upstream {}, {} / \"{}\")",
         p["src"].as_str().unwrap(),

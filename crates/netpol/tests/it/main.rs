@@ -9,6 +9,8 @@ mod common;
 mod conformance;
 #[cfg(feature = "lab")]
 mod dataplane;
+#[cfg(feature = "lab")]
+mod dataplane_conformance;
 mod diff;
 mod lint;
 #[cfg(feature = "kube")]
