@@ -344,7 +344,9 @@ fn port_set_difference_and_complement() {
 // ---------------------------------------------------------------------------------------------------------
 // Property test: random clusters (generator ideas from properties.rs) and random changes to them.
 
-use crate::common::{labels, pod_ports, policy_with_rules, rule, Rng, NS_KEYS, POD_KEYS, PROTOS};
+use crate::common::{
+    admin_policy, admin_rule, labels, pod_ports, policy_with_rules, rule, Rng, NS_KEYS, POD_KEYS, PROTOS,
+};
 
 fn ip(r: &mut Rng, i: usize) -> Option<IpAddr> {
     match r.below(6) {
@@ -392,6 +394,13 @@ fn cluster(seed: u64) -> Cluster {
         let p = policy(&mut r, format!("pol{i}"), n_ns);
         c.policies.push(p);
     }
+    // Policies of the admin tiers too, now and then.
+    for i in 0..r.below(3) {
+        let p = admin_policy(&mut r, format!("adm{i}"));
+        if !c.policies.iter().any(|q| q.kind == p.kind && q.name == p.name) {
+            c.policies.push(p);
+        }
+    }
     c
 }
 
@@ -428,16 +437,25 @@ fn mutate(c: &Cluster, seed: u64) -> Cluster {
             }
             5 => {
                 let name = format!("new{}", r.below(1000));
-                let p = policy(&mut r, name, n_ns);
-                c.policies.push(p);
+                let p = if r.chance(30) { admin_policy(&mut r, name) } else { policy(&mut r, name, n_ns) };
+                if !c.policies.iter().any(|q| q.kind == p.kind && q.name == p.name && q.ns() == p.ns()) {
+                    c.policies.push(p);
+                }
             }
             6 if !c.policies.is_empty() => {
                 let i = r.below(c.policies.len());
-                let rl = rule(&mut r);
+                let (ingress, admin) = (r.chance(50), c.policies[i].kind != PolicyKind::NetworkPolicy);
+                let baseline = c.policies[i].kind == PolicyKind::BaselineAdminNetworkPolicy;
+                let rl = if admin { admin_rule(&mut r, !ingress, baseline) } else { rule(&mut r) };
                 let p = &mut c.policies[i];
-                let rules = if r.chance(50) { &mut p.ingress } else { &mut p.egress };
+                let rules = if ingress { &mut p.ingress } else { &mut p.egress };
                 if rules.is_empty() {
                     rules.push(rl);
+                    // An admin policy affects a direction once it has rules in it.
+                    if admin {
+                        p.affects_ingress = !p.ingress.is_empty();
+                        p.affects_egress = !p.egress.is_empty();
+                    }
                 } else {
                     let k = r.below(rules.len());
                     rules[k] = rl;
