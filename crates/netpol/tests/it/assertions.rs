@@ -530,3 +530,30 @@ fn mapped_addresses_are_ipv4_and_zoned_ones_are_errors() {
     );
     assert!(err.contains("assertions[1].from.ip: `fe80::1%eth0`: zoned IPv6 addresses"), "{err}");
 }
+
+/// The admin-tiers example's assertions pass, each decided by the tier its name says; flipping the Admin Deny
+/// to Accept makes the first one fail.
+#[test]
+fn admin_tiers_example_assertions_pass() {
+    let engine = |yaml: &str| {
+        let mut loader = Loader::new();
+        loader.add_bytes("cluster.yaml", yaml.as_bytes());
+        let loaded = loader.finish();
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        Engine::new(loaded.cluster)
+    };
+    let cluster = std::fs::read_to_string(root().join("examples/admin-tiers/cluster.yaml")).unwrap();
+    let path = root().join("examples/admin-tiers/assertions.yaml").display().to_string();
+    let mut out = Vec::new();
+    let code = assert_cmd::run(&engine(&cluster), &path, AssertFormat::Text, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert!(text.ends_with("6 passed, 0 failed\n"), "{text}");
+    let flipped = cluster.replacen("name: no-dev\n      action: Deny", "name: no-dev\n      action: Accept", 1);
+    assert_ne!(flipped, cluster);
+    let mut out = Vec::new();
+    let code = assert_cmd::run(&engine(&flipped), &path, AssertFormat::Text, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("FAIL [Admin] dev never reaches prod"), "{text}");
+}
