@@ -5,38 +5,14 @@ use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::load::load_str;
 use netpol_core::portset::Protocol;
 use netpol_core::reference;
-use netpol_core::verdict::{Explanation, Verdict};
+use netpol_core::verdict::Verdict;
+
+use crate::common::check;
 
 fn engine(yaml: &str) -> Engine {
     let loaded = load_str("test.yaml", yaml);
     assert!(loaded.diagnostics.is_empty(), "unexpected diagnostics: {:#?}", loaded.diagnostics);
     Engine::new(loaded.cluster)
-}
-
-fn parse_port(s: &str) -> (u16, Protocol) {
-    match s.split_once('/') {
-        Some((p, proto)) => (p.parse().unwrap(), Protocol::parse_loose(proto).unwrap()),
-        None => (s.parse().unwrap(), Protocol::Tcp),
-    }
-}
-
-/// Checks each `(src, dst, "port[/proto]", allow?)`; returns the explanations.
-fn check(e: &Engine, flows: &[(&str, &str, &str, bool)]) -> Vec<Explanation> {
-    let mut out = Vec::new();
-    for &(src, dst, port, want) in flows {
-        let s = e.parse_endpoint(src, "default").unwrap();
-        let d = e.parse_endpoint(dst, "default").unwrap();
-        let (port, proto) = parse_port(port);
-        let fast = e.allowed(&s, &d, proto, port);
-        let naive = reference::allowed(e.cluster(), &s, &d, proto, port);
-        let ex = e.explain(&s, &d, proto, port);
-        let text = ex.render();
-        assert_eq!(fast, want, "engine: {src} -> {dst} {port}/{proto}\n{text}");
-        assert_eq!(naive, want, "reference: {src} -> {dst} {port}/{proto}\n{text}");
-        assert_eq!(ex.verdict, Verdict::from_bool(want), "explain: {src} -> {dst} {port}/{proto}\n{text}");
-        out.push(ex);
-    }
-    out
 }
 
 const PODS: &str = r#"

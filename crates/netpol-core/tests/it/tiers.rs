@@ -5,41 +5,14 @@
 
 use netpol_core::compile::Engine;
 use netpol_core::load::load_str;
-use netpol_core::portset::Protocol;
-use netpol_core::reference;
-use netpol_core::verdict::{DecidedBy, Explanation, Verdict};
+use netpol_core::verdict::DecidedBy;
+
+use crate::common::{check, check_named};
 
 fn engine(yaml: &str) -> Engine {
     let loaded = load_str("test.yaml", &format!("{BASE}\n---\n{yaml}"));
     assert!(loaded.diagnostics.is_empty(), "unexpected diagnostics: {:#?}", loaded.diagnostics);
     Engine::new(loaded.cluster)
-}
-
-/// Checks each `(src, dst, "port[/proto]", dst name, allow?)`; returns the explanations.
-fn check_named(e: &Engine, flows: &[(&str, &str, &str, Option<&str>, bool)]) -> Vec<Explanation> {
-    let mut out = Vec::new();
-    for &(src, dst, port, name, want) in flows {
-        let s = e.parse_endpoint(src, "default").unwrap();
-        let d = e.parse_endpoint(dst, "default").unwrap();
-        let (port, proto) = match port.split_once('/') {
-            Some((p, proto)) => (p.parse().unwrap(), Protocol::parse_loose(proto).unwrap()),
-            None => (port.parse().unwrap(), Protocol::Tcp),
-        };
-        let fast = e.allowed_named(&s, &d, name, proto, port);
-        let naive = reference::allowed_named(e.cluster(), &s, &d, name, proto, port);
-        let ex = e.explain_named(&s, &d, name, proto, port);
-        let text = ex.render();
-        assert_eq!(fast, want, "engine: {src} -> {dst} {port}/{proto}\n{text}");
-        assert_eq!(naive, want, "reference: {src} -> {dst} {port}/{proto}\n{text}");
-        assert_eq!(ex.verdict, Verdict::from_bool(want), "explain: {src} -> {dst} {port}/{proto}\n{text}");
-        out.push(ex);
-    }
-    out
-}
-
-fn check(e: &Engine, flows: &[(&str, &str, &str, bool)]) -> Vec<Explanation> {
-    let named: Vec<_> = flows.iter().map(|&(s, d, p, w)| (s, d, p, None, w)).collect();
-    check_named(e, &named)
 }
 
 /// Namespaces `prod` (env=prod) and `dev` (env=dev), pods `web` and `db` in each, a hostNetwork pod on node

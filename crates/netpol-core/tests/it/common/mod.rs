@@ -8,7 +8,9 @@ use ipnet::IpNet;
 use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::model::*;
 use netpol_core::portset::Protocol;
+use netpol_core::reference;
 use netpol_core::selector::{Atom, Labels, Requirement, Selector};
+use netpol_core::verdict::{Explanation, Verdict};
 
 /// A tiny deterministic generator, so a failing case is reproduced by its seed.
 pub struct Rng(pub u64);
@@ -304,4 +306,33 @@ pub fn endpoints(e: &Engine) -> Vec<Endpoint> {
         v.push(e.endpoint_for_ip(ext.parse().unwrap()));
     }
     v
+}
+
+// ---- flows checked three ways (engine, explanation, reference) ----
+
+/// Checks each `(src, dst, "port[/proto]", dst name, allow?)`; returns the explanations.
+pub fn check_named(e: &Engine, flows: &[(&str, &str, &str, Option<&str>, bool)]) -> Vec<Explanation> {
+    let mut out = Vec::new();
+    for &(src, dst, port, name, want) in flows {
+        let s = e.parse_endpoint(src, "default").unwrap();
+        let d = e.parse_endpoint(dst, "default").unwrap();
+        let (port, proto) = match port.split_once('/') {
+            Some((p, proto)) => (p.parse().unwrap(), Protocol::parse_loose(proto).unwrap()),
+            None => (port.parse().unwrap(), Protocol::Tcp),
+        };
+        let fast = e.allowed_named(&s, &d, name, proto, port);
+        let naive = reference::allowed_named(e.cluster(), &s, &d, name, proto, port);
+        let ex = e.explain_named(&s, &d, name, proto, port);
+        let text = ex.render();
+        assert_eq!(fast, want, "engine: {src} -> {dst} {port}/{proto}\n{text}");
+        assert_eq!(naive, want, "reference: {src} -> {dst} {port}/{proto}\n{text}");
+        assert_eq!(ex.verdict, Verdict::from_bool(want), "explain: {src} -> {dst} {port}/{proto}\n{text}");
+        out.push(ex);
+    }
+    out
+}
+
+pub fn check(e: &Engine, flows: &[(&str, &str, &str, bool)]) -> Vec<Explanation> {
+    let named: Vec<_> = flows.iter().map(|&(s, d, p, w)| (s, d, p, None, w)).collect();
+    check_named(e, &named)
 }
