@@ -286,7 +286,9 @@ pub fn allowed_groups(
 }
 
 /// Which outside addresses identity `ident` allows in `dir` on one port: every one (`None`), or those of these
-/// blocks (empty: none).
+/// blocks (empty: none). A hint for NetworkPolicy allow rules (their union): where an admin tier's deny or pass
+/// rules apply, the exact answer is [`allowed_port_runs`] (the evaluator's fold), and callers verify any address
+/// they take from here with the engine ([`example_address`] does).
 pub fn allowing_blocks(
     e: &Engine,
     ident: IdentityId,
