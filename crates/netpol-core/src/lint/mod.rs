@@ -250,6 +250,22 @@ impl<'e> Ctx<'e> {
             .collect()
     }
 
+    /// The identities a rule's selector peers select (sorted; address, domain and empty peers select none).
+    pub fn selected_peers(&self, rule: &crate::compile::CRule) -> Vec<IdentityId> {
+        let e = self.engine;
+        let mut peers: Vec<IdentityId> = rule
+            .peers
+            .iter()
+            .flat_map(|p| match *p {
+                crate::compile::CPeer::Sel(s) => e.sel_peers[s.index()].1.iter().collect::<Vec<_>>(),
+                _ => Vec::new(),
+            })
+            .collect();
+        peers.sort_unstable();
+        peers.dedup();
+        peers
+    }
+
     /// Field path of a peer's namespace selector: `spec.ingress[0].from[1].namespaceSelector` for a
     /// NetworkPolicy; for the admin kinds the `namespaces` peer itself, or a `pods` peer's `namespaceSelector`.
     pub fn ns_selector_path(pol: &Policy, dir: Direction, rule: usize, peer: usize) -> String {

@@ -55,25 +55,9 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 {
                     continue;
                 }
-                let subjects: Vec<usize> = ctx.selected[pid]
-                    .iter()
-                    .map(|&i| i.index())
-                    .filter(|&i| {
-                        let ident = &e.identities[i];
-                        let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
-                        rules.contains(&rid)
-                    })
-                    .collect();
-                let mut peers: Vec<IdentityId> = r
-                    .peers
-                    .iter()
-                    .flat_map(|p| match *p {
-                        CPeer::Sel(s) => e.sel_peers[s.index()].1.iter().collect::<Vec<_>>(),
-                        CPeer::Block(_) | CPeer::Domains(_) | CPeer::Nothing => Vec::new(),
-                    })
-                    .collect();
-                peers.sort_unstable();
-                peers.dedup();
+                let subjects: Vec<usize> =
+                    ctx.subjects_of(PolicyId::new(pid), dir, rid).iter().map(|i| i.index()).collect();
+                let peers = ctx.selected_peers(r);
                 if subjects.is_empty() || peers.is_empty() || subjects.len() * peers.len() > BUDGET {
                     continue;
                 }

@@ -18,7 +18,7 @@
 use std::collections::BTreeSet;
 
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::compile::{CPeer, IdentityId, RuleId};
+use crate::compile::{CPeer, RuleId};
 use crate::eval::{Action, Variant};
 use crate::model::{Direction, PolicyId, PolicyTier};
 
@@ -58,16 +58,7 @@ pub(super) fn judge(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId) -> Re
         return Reach::NotJudged;
     }
     let subjects = ctx.subjects_of(pid, dir, rid);
-    let mut peers: Vec<IdentityId> = r
-        .peers
-        .iter()
-        .flat_map(|p| match *p {
-            CPeer::Sel(s) => e.sel_peers[s.index()].1.iter().collect::<Vec<_>>(),
-            CPeer::Block(_) | CPeer::Domains(_) | CPeer::Nothing => Vec::new(),
-        })
-        .collect();
-    peers.sort_unstable();
-    peers.dedup();
+    let peers = ctx.selected_peers(r);
     if subjects.is_empty() || peers.is_empty() || subjects.len() * peers.len() > BUDGET {
         return Reach::NotJudged;
     }
