@@ -3,7 +3,7 @@
 //! Data flows one way: [`load`] (bytes → [`model`]) → [`compile`] (identities, selector peers, tiers and rules
 //! in order) → [`eval`], the one evaluator every answer goes through: [`verdict`] (one flow, with its
 //! explanation), [`matrix`] (all pairs), [`outside`] (addresses outside the cluster), [`dataplane`] (what a data
-//! plane enforces). [`reference`] is a naive evaluator used only to check the others.
+//! plane enforces). [`reference`](mod@reference) is a naive evaluator used only to check the others.
 #![forbid(unsafe_code)]
 
 pub mod calico_selector;

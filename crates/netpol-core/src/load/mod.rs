@@ -1,10 +1,10 @@
 //! Loading: bytes of YAML/JSON manifests → validated [`Cluster`] plus [`Diagnostic`]s.
 //!
 //! The pipeline, one document at a time: text split into documents (YAML at its `---` lines, JSON streams, the
-//! items of a `kind: List`) → a light tree borrowing from the input ([`node::Node`], read by the fast YAML reader
-//! [`yaml`], by libyaml for the YAML it does not take, or by serde_json) → the lean typed objects of [`objects`]
-//! (with the field path of any type error or unknown field) → the API server's validation rules ([`validate`];
-//! [`admin`] for the admin policy kinds) → cross-object checks (duplicates, implicit namespaces, shared IPs, the
+//! items of a `kind: List`) → a light tree borrowing from the input (`node::Node`, read by the fast YAML reader
+//! `yaml`, by libyaml for the YAML it does not take, or by serde_json) → the lean typed objects of `objects`
+//! (with the field path of any type error or unknown field) → the API server's validation rules (`validate`;
+//! `admin` for the admin policy kinds) → cross-object checks (duplicates, implicit namespaces, shared IPs, the
 //! addresses of hostNetwork pods) → [`Cluster`]. Every stage before the last is pure, so documents are decoded on
 //! every core while the loader registers the ones already decoded, in order.
 //!
