@@ -409,7 +409,9 @@ impl Engine {
             }
             let (selected, end) = match variant {
                 Variant::Tier(only, end) => (only == t, end),
-                _ => (pols.iter().any(|&pol| self.policy_tier(pol) == t), tier.end),
+                // Only a tier that ends in "deny" asks whether it selects the subject: the hot path scans the
+                // subject's policies once (for NetworkPolicy isolation), not once per tier.
+                _ => (tier.end == TierEnd::Deny && pols.iter().any(|&pol| self.policy_tier(pol) == t), tier.end),
             };
             side.end_tier(p, selected, end);
             if settle && !side.open(p) {
