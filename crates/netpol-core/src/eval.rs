@@ -323,11 +323,6 @@ impl Engine {
         tier_of(self.cluster.policy(p).tier)
     }
 
-    /// The tiers of this engine, in evaluation order.
-    pub fn tiers(&self) -> &[Tier] {
-        &self.tiers
-    }
-
     /// The policies of `pols` in evaluation order: by tier, then by priority (lower first). Policies of equal
     /// priority in an admin tier are ordered by kind and name: the API leaves their order undefined (explain
     /// and lint say where that matters). NetworkPolicies, whose rules only allow, keep their input order.

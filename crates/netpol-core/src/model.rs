@@ -425,11 +425,6 @@ pub struct Node {
     pub origin: Origin,
 }
 
-typed_id!(
-    /// A node of a [`Cluster`]: its index in `Cluster::nodes`.
-    NodeId
-);
-
 /// A loaded cluster: the input of every later stage.
 #[derive(Clone, Debug, Default)]
 pub struct Cluster {
