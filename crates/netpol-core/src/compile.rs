@@ -280,7 +280,7 @@ pub fn peer_blocks(nodes: &[Node], peer: &Peer) -> Vec<IpBlock> {
             .flat_map(|n| n.ips.iter())
             .map(|ip| IpBlock { cidr: ipnet::IpNet::from(ip.to_canonical()), except: Vec::new() })
             .collect(),
-        Peer::Selectors { .. } | Peer::DomainNames(_) => Vec::new(),
+        Peer::Selectors { .. } | Peer::DomainNames(_) | Peer::Calico(_) => Vec::new(),
     }
 }
 
@@ -822,6 +822,8 @@ impl Engine {
                         peers.push((CPeer::Block(*self.block_index.get(b)?), src as u32));
                     }
                 }
+                // Compiled in the next step of Calico support; no loader produces it yet.
+                Peer::Calico(_) => peers.push((CPeer::Nothing, src as u32)),
                 Peer::DomainNames(names) => {
                     let next = DomainsId::new(self.domains.len());
                     let id = *self.domain_index.entry(names.clone()).or_insert(next);

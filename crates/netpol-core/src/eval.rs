@@ -66,6 +66,9 @@ pub fn tier_of(t: PolicyTier) -> TierId {
         PolicyTier::Admin => TierId(0),
         PolicyTier::NetworkPolicy => NETWORK_POLICY_TIER,
         PolicyTier::Baseline => TierId(2),
+        // Calico's own tiers are placed by the engine (see `Engine::policy_tier`); this mapping is only for the
+        // built-in ones.
+        PolicyTier::Custom(_) => TierId(2),
     }
 }
 
@@ -334,7 +337,7 @@ impl Engine {
         v.sort_by_cached_key(|&p| {
             let pol = self.cluster.policy(p);
             let name = if pol.tier == PolicyTier::NetworkPolicy { String::new() } else { pol.name.clone() };
-            (pol.tier, pol.priority, pol.kind, name, p)
+            (pol.tier, pol.order, pol.kind, name, p)
         });
         v
     }

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::calico_selector::Expr as CalicoExpr;
 use crate::portset::Protocol;
 use crate::selector::{Labels, Selector};
 
@@ -119,6 +120,8 @@ pub struct Pod {
     pub host_network: bool,
     /// `spec.nodeName`, if the pod is scheduled.
     pub node: Option<String>,
+    /// `spec.serviceAccountName` (`default` when unset, as the API server's admission sets it).
+    pub service_account: crate::labels::Atom,
     pub source: PodSource,
 }
 
@@ -179,6 +182,82 @@ pub enum Peer {
     /// `domainNames` (admin kinds, egress): the destination was resolved from one of these names (lowercase;
     /// `*.` wildcards match one or more labels).
     DomainNames(Vec<String>),
+    /// A Calico rule's `source` or `destination` (every criterion but ports): see [`CalicoPeer`].
+    Calico(Box<CalicoPeer>),
+}
+
+/// The endpoint part of a Calico entity rule (`source` or `destination` without `ports`/`notPorts`). Every
+/// criterion present must hold (AND). An address matches a selector when it is the address of an endpoint the
+/// selector matches — a pod (workload endpoint) by its labels, or a network set by its labels when the address
+/// is in one of its nets — as Felix matches selectors through IP sets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CalicoPeer {
+    /// The combined selector Calico builds from `selector`, `namespaceSelector` (keys prefixed `pcns.`),
+    /// `serviceAccounts` (`pcsa.` and `projectcalico.org/serviceaccount`) and, in a namespaced policy, its own
+    /// namespace (`projectcalico.org/namespace == ns`) — libcalico-go's `getEndpointSelector`. `None`: no
+    /// endpoint criterion.
+    pub selector: Option<CalicoExpr>,
+    /// `notSelector` as written (not limited to a namespace): endpoints it matches are excluded.
+    pub not_selector: Option<CalicoExpr>,
+    /// `nets` (host bits masked off): the address is in one of them. Empty: no criterion.
+    pub nets: Vec<IpNet>,
+    /// `notNets`: the address is in none of them.
+    pub not_nets: Vec<IpNet>,
+    /// The rule's `ipVersion` (4 or 6): only addresses of that family.
+    pub ip_version: Option<u8>,
+}
+
+impl CalicoPeer {
+    /// Whether the peer has no criterion at all (it matches every address).
+    pub fn is_any(&self) -> bool {
+        self.selector.is_none()
+            && self.not_selector.is_none()
+            && self.nets.is_empty()
+            && self.not_nets.is_empty()
+            && self.ip_version.is_none()
+    }
+}
+
+/// `selector (…), notSelector (…), nets a, b, notNets c, ipVersion 4`: the criteria present; `any address`
+/// when there are none.
+impl fmt::Display for CalicoPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let join = |v: &[IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+        let mut parts = Vec::new();
+        if let Some(s) = &self.selector {
+            parts.push(format!("selector {s}"));
+        }
+        if let Some(s) = &self.not_selector {
+            parts.push(format!("notSelector {s}"));
+        }
+        if !self.nets.is_empty() {
+            parts.push(format!("nets {}", join(&self.nets)));
+        }
+        if !self.not_nets.is_empty() {
+            parts.push(format!("notNets {}", join(&self.not_nets)));
+        }
+        if let Some(v) = self.ip_version {
+            parts.push(format!("ipVersion {v}"));
+        }
+        if parts.is_empty() {
+            return f.write_str("any address");
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// What a Calico rule has beyond a v1 rule's peers and ports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CalicoRule {
+    /// The subject's own side (`destination` of an ingress rule, `source` of an egress rule) when it has endpoint
+    /// criteria: the rule applies only when the subject's address matches them.
+    pub local: Option<CalicoPeer>,
+    /// `protocol`, as an IANA number (`TCP` 6, `UDP` 17, `ICMP` 1, `ICMPv6` 58, `SCTP` 132, `UDPLite` 136).
+    pub protocol: Option<u8>,
+    /// `notProtocol`, as an IANA number.
+    pub not_protocol: Option<u8>,
+    /// The destination's `notPorts` (with the rule's protocol).
+    pub not_ports: Vec<PolicyPort>,
 }
 
 /// What a rule does with the traffic it matches.
@@ -222,6 +301,10 @@ pub enum PolicyKind {
     AdminNetworkPolicy,
     /// `policy.networking.k8s.io/v1alpha1`, the Baseline tier (the singleton `default`).
     BaselineAdminNetworkPolicy,
+    /// `projectcalico.org/v3` (or `crd.projectcalico.org/v1`) NetworkPolicy: namespaced, in a Calico tier.
+    CalicoNetworkPolicy,
+    /// `projectcalico.org/v3` GlobalNetworkPolicy: cluster-scoped, in a Calico tier.
+    GlobalNetworkPolicy,
 }
 
 impl PolicyKind {
@@ -231,6 +314,8 @@ impl PolicyKind {
             PolicyKind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
             PolicyKind::AdminNetworkPolicy => "AdminNetworkPolicy",
             PolicyKind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
+            PolicyKind::CalicoNetworkPolicy => "NetworkPolicy.projectcalico.org",
+            PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
         }
     }
     /// kubectl's short name, used in references to cluster-scoped policies (`anp/name`).
@@ -240,27 +325,158 @@ impl PolicyKind {
             PolicyKind::ClusterNetworkPolicy => "cnp",
             PolicyKind::AdminNetworkPolicy => "anp",
             PolicyKind::BaselineAdminNetworkPolicy => "banp",
+            PolicyKind::CalicoNetworkPolicy => "caliconetworkpolicy",
+            PolicyKind::GlobalNetworkPolicy => "gnp",
+        }
+    }
+    /// Whether policies of this kind live in a namespace.
+    pub fn namespaced(self) -> bool {
+        matches!(self, PolicyKind::NetworkPolicy | PolicyKind::CalicoNetworkPolicy)
+    }
+    /// Calico's kind name, used to break ties between equal orders (Felix compares `name/namespace/kind`).
+    pub fn calico_kind(self) -> &'static str {
+        match self {
+            PolicyKind::NetworkPolicy => "KubernetesNetworkPolicy",
+            PolicyKind::ClusterNetworkPolicy
+            | PolicyKind::AdminNetworkPolicy
+            | PolicyKind::BaselineAdminNetworkPolicy => "KubernetesClusterNetworkPolicy",
+            PolicyKind::CalicoNetworkPolicy => "NetworkPolicy",
+            PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
         }
     }
 }
 
-/// The tier a policy belongs to, in evaluation order.
+/// The tier a policy belongs to. The three built-in tiers are Calico's `kube-admin` (order 1,000),
+/// `default` (1,000,000) and `kube-baseline` (10,000,000); Calico's own tiers go between, by their order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum PolicyTier {
-    /// ClusterNetworkPolicy tier Admin, AdminNetworkPolicy: before NetworkPolicies.
+    /// ClusterNetworkPolicy tier Admin, AdminNetworkPolicy; Calico's `kube-admin`.
     Admin,
+    /// NetworkPolicies; Calico's `default` tier.
     #[default]
     NetworkPolicy,
-    /// ClusterNetworkPolicy tier Baseline, BaselineAdminNetworkPolicy: after NetworkPolicies.
+    /// ClusterNetworkPolicy tier Baseline, BaselineAdminNetworkPolicy; Calico's `kube-baseline`.
     Baseline,
+    /// A Calico tier of its own: its index in [`Cluster::tiers`].
+    Custom(u32),
 }
 
 impl PolicyTier {
+    /// The built-in tiers' names in the upstream Kubernetes vocabulary.
     pub fn as_str(self) -> &'static str {
         match self {
             PolicyTier::Admin => "Admin",
             PolicyTier::NetworkPolicy => "NetworkPolicy",
             PolicyTier::Baseline => "Baseline",
+            PolicyTier::Custom(_) => "Custom",
+        }
+    }
+    /// Index of this tier in [`Cluster::tiers`] (the built-in tiers are the first three).
+    pub fn index(self) -> usize {
+        match self {
+            PolicyTier::Admin => 0,
+            PolicyTier::NetworkPolicy => 1,
+            PolicyTier::Baseline => 2,
+            PolicyTier::Custom(i) => i as usize,
+        }
+    }
+    /// The tier at `index` of [`Cluster::tiers`].
+    pub fn from_index(index: usize) -> PolicyTier {
+        match index {
+            0 => PolicyTier::Admin,
+            1 => PolicyTier::NetworkPolicy,
+            2 => PolicyTier::Baseline,
+            i => PolicyTier::Custom(i as u32),
+        }
+    }
+}
+
+/// A tier: a Calico `Tier` object, or one of the three built-in tiers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierDef {
+    /// Shown in answers: `Admin`, `NetworkPolicy`, `Baseline` for the built-in tiers (`kube-admin`, `default`,
+    /// `kube-baseline` when the input has Calico objects), else the Tier's name.
+    pub name: String,
+    /// `spec.order`: lower first; `None` is after every ordered tier. Equal orders go by name.
+    pub order: Option<f64>,
+    /// `spec.defaultAction`: what happens to traffic of an endpoint some policy of the tier selects when no rule
+    /// decides: [`Action::Deny`] or [`Action::Pass`] (to the next tier).
+    pub default_action: Action,
+    /// The Tier object, if one was read.
+    pub origin: Option<Origin>,
+}
+
+impl TierDef {
+    /// The three built-in tiers, in the upstream Kubernetes vocabulary.
+    pub fn builtin() -> Vec<TierDef> {
+        let t = |name: &str, order: f64, default_action| TierDef {
+            name: name.to_string(),
+            order: Some(order),
+            default_action,
+            origin: None,
+        };
+        vec![
+            t("Admin", 1_000.0, Action::Pass),
+            t("NetworkPolicy", 1_000_000.0, Action::Deny),
+            t("Baseline", 10_000_000.0, Action::Pass),
+        ]
+    }
+}
+
+/// A policy's order within its tier (Calico's `order`, the admin kinds' `priority`): lower first; `None` (no
+/// order) after every ordered policy. Totally ordered; equal orders go by name, namespace and kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Order(pub Option<f64>);
+
+/// A whole number as an integer (`10`, not `10.0`), else the float; `null` for no order.
+impl Serialize for Order {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => s.serialize_i64(v as i64),
+            Some(v) => s.serialize_f64(v),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+impl Order {
+    fn key(self) -> f64 {
+        self.0.unwrap_or(f64::INFINITY)
+    }
+}
+
+impl Eq for Order {}
+
+impl PartialOrd for Order {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Order {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().total_cmp(&other.key())
+    }
+}
+
+impl std::hash::Hash for Order {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.key().to_bits().hash(h)
+    }
+}
+
+impl From<u32> for Order {
+    fn from(v: u32) -> Order {
+        Order(Some(f64::from(v)))
+    }
+}
+
+/// The number as written (`10`, `10.5`), or `none`.
+impl fmt::Display for Order {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("none"),
         }
     }
 }
@@ -311,6 +527,9 @@ pub struct Rule {
     pub action: Action,
     /// The rule's `name`, if it has one (admin kinds).
     pub name: Option<String>,
+    /// Calico rules: protocol filters, `notPorts` and the subject's own side. `peers` then holds at most one
+    /// [`Peer::Calico`] (the other side), and `ports` the destination's `ports` with the rule's protocol.
+    pub calico: Option<Box<CalicoRule>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -339,12 +558,16 @@ impl fmt::Display for Direction {
 pub struct Policy {
     pub kind: PolicyKind,
     pub tier: PolicyTier,
-    /// Admin kinds: `priority` (lower first). NetworkPolicies: 0.
-    pub priority: u32,
+    /// Admin kinds: `priority`. Calico kinds: `order`. NetworkPolicies: 1000 (where Calico puts them).
+    pub order: Order,
     pub scope: Scope,
     pub name: String,
     /// The subject's pods (in the namespaces of `scope`).
     pub pod_selector: Selector,
+    /// Calico kinds: the subject selector as Calico combines it (`selector`, `namespaceSelector` with `pcns.`
+    /// keys, `serviceAccountSelector` with `pcsa.` keys, and the own namespace of a namespaced policy), matched
+    /// against an endpoint's Calico labels (see [`calico_labels`]); `pod_selector` then selects everything.
+    pub calico_selector: Option<CalicoExpr>,
     pub ingress: Vec<Rule>,
     pub egress: Vec<Rule>,
     /// Effective policyTypes after defaulting.
@@ -362,14 +585,19 @@ impl Policy {
         }
     }
 
-    /// Whether the policy's subject is a pod with `pod_labels` in namespace `ns` labelled `ns_labels`
-    /// (hostNetwork pods are never a subject: callers leave them out).
-    pub fn selects(&self, ns: NsId, ns_labels: &Labels, pod_labels: &Labels) -> bool {
+    /// Whether the policy's subject is a pod with `pod_labels` in namespace `ns` labelled `ns_labels`, whose
+    /// Calico labels `calico` gives (asked only for Calico kinds; hostNetwork pods are never a subject: callers
+    /// leave them out).
+    pub fn selects(&self, ns: NsId, ns_labels: &Labels, pod_labels: &Labels, calico: impl FnOnce() -> Labels) -> bool {
         let in_scope = match &self.scope {
             Scope::Namespace(own) => *own == ns,
             Scope::Cluster(sel) => sel.matches(ns_labels),
         };
-        in_scope && self.pod_selector.matches(pod_labels)
+        in_scope
+            && match &self.calico_selector {
+                Some(expr) => expr.matches(&calico()),
+                None => self.pod_selector.matches(pod_labels),
+            }
     }
 
     pub fn affects(&self, dir: Direction) -> bool {
@@ -397,11 +625,13 @@ pub struct PolicyKey {
     pub name: String,
 }
 
-/// `namespace/name` for a NetworkPolicy, `anp/name` (kubectl's short kind) for a cluster-scoped policy.
+/// `namespace/name` for a NetworkPolicy, `anp/name` (kubectl's short kind) for a cluster-scoped policy,
+/// `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy.
 impl fmt::Display for PolicyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             PolicyKind::NetworkPolicy => write!(f, "{}/{}", self.namespace, self.name),
+            PolicyKind::CalicoNetworkPolicy => write!(f, "{}/{}/{}", self.kind.short(), self.namespace, self.name),
             k => write!(f, "{}/{}", k.short(), self.name),
         }
     }
@@ -425,13 +655,115 @@ pub struct Node {
     pub origin: Origin,
 }
 
+/// A Calico NetworkSet (namespaced) or GlobalNetworkSet: labelled addresses that Calico selectors match.
+#[derive(Clone, Debug)]
+pub struct NetworkSet {
+    /// `None` for a GlobalNetworkSet.
+    pub ns: Option<NsId>,
+    pub name: String,
+    /// The object's own labels.
+    pub labels: Labels,
+    /// `spec.nets` (host bits masked off; a bare address is a /32 or /128).
+    pub nets: Vec<IpNet>,
+    pub origin: Origin,
+}
+
+/// A ServiceAccount: its labels are what Calico's `serviceAccounts.selector` matches (`pcsa.` labels).
+#[derive(Clone, Debug)]
+pub struct ServiceAccount {
+    pub ns: NsId,
+    pub name: String,
+    pub labels: Labels,
+    /// `None` when the account was only referenced by a pod, not declared.
+    pub origin: Option<Origin>,
+}
+
 /// A loaded cluster: the input of every later stage.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Cluster {
     pub namespaces: Vec<Namespace>,
     pub pods: Vec<Pod>,
     pub policies: Vec<Policy>,
     pub nodes: Vec<Node>,
+    /// The built-in tiers (indexes 0, 1, 2: see [`PolicyTier::index`]), then Calico's own tiers.
+    pub tiers: Vec<TierDef>,
+    pub network_sets: Vec<NetworkSet>,
+    pub service_accounts: Vec<ServiceAccount>,
+}
+
+impl Default for Cluster {
+    fn default() -> Cluster {
+        Cluster {
+            namespaces: Vec::new(),
+            pods: Vec::new(),
+            policies: Vec::new(),
+            nodes: Vec::new(),
+            tiers: TierDef::builtin(),
+            network_sets: Vec::new(),
+            service_accounts: Vec::new(),
+        }
+    }
+}
+
+/// Calico's label keys and prefixes (api `v3/constants.go`, libcalico-go `conversion/constants.go`).
+pub mod calico_keys {
+    /// Added to workload endpoints and namespaced network sets: their namespace.
+    pub const NAMESPACE: &str = "projectcalico.org/namespace";
+    /// Added to workload endpoints: their pod's service account.
+    pub const SERVICE_ACCOUNT: &str = "projectcalico.org/serviceaccount";
+    /// Added to workload endpoints: `k8s`.
+    pub const ORCHESTRATOR: &str = "projectcalico.org/orchestrator";
+    /// Namespace labels, as the namespace's profile gives them to its endpoints.
+    pub const NS_PREFIX: &str = "pcns.";
+    /// Service-account labels, as the account's profile gives them to its pods' endpoints.
+    pub const SA_PREFIX: &str = "pcsa.";
+    /// A profile's name label (`pcns.projectcalico.org/name`, `pcsa.projectcalico.org/name`).
+    pub const NAME: &str = "projectcalico.org/name";
+}
+
+/// The labels Calico's selectors see on a pod's workload endpoint: the pod's labels, its namespace, orchestrator
+/// and service account, and those its namespace's and service account's profiles give it (`pcns.`/`pcsa.`
+/// prefixed, with their `projectcalico.org/name`). The endpoint's own labels win over a profile's.
+pub fn calico_labels(pod_labels: &Labels, ns: &Namespace, sa: Option<&ServiceAccount>, sa_name: &str) -> Labels {
+    use calico_keys::*;
+    let mut v: Vec<(String, String)> = Vec::new();
+    for (k, val) in ns.labels.iter() {
+        v.push((format!("{NS_PREFIX}{k}"), val.to_string()));
+    }
+    v.push((format!("{NS_PREFIX}{NAME}"), ns.name.clone()));
+    if let Some(sa) = sa {
+        for (k, val) in sa.labels.iter() {
+            v.push((format!("{SA_PREFIX}{k}"), val.to_string()));
+        }
+        v.push((format!("{SA_PREFIX}{NAME}"), sa.name.clone()));
+    }
+    v.push((NAMESPACE.to_string(), ns.name.clone()));
+    v.push((ORCHESTRATOR.to_string(), "k8s".to_string()));
+    if !sa_name.is_empty() {
+        v.push((SERVICE_ACCOUNT.to_string(), sa_name.to_string()));
+    }
+    for (k, val) in pod_labels.iter() {
+        v.push((k.to_string(), val.to_string()));
+    }
+    v.into_iter().collect()
+}
+
+/// The labels Calico's selectors see on a network set: its own, and for a namespaced one its namespace and the
+/// namespace profile's.
+pub fn network_set_labels(set: &NetworkSet, ns: Option<&Namespace>) -> Labels {
+    use calico_keys::*;
+    let mut v: Vec<(String, String)> = Vec::new();
+    if let Some(ns) = ns {
+        for (k, val) in ns.labels.iter() {
+            v.push((format!("{NS_PREFIX}{k}"), val.to_string()));
+        }
+        v.push((format!("{NS_PREFIX}{NAME}"), ns.name.clone()));
+        v.push((NAMESPACE.to_string(), ns.name.clone()));
+    }
+    for (k, val) in set.labels.iter() {
+        v.push((k.to_string(), val.to_string()));
+    }
+    v.into_iter().collect()
 }
 
 impl Cluster {
@@ -478,6 +810,22 @@ impl Cluster {
     /// [`Cluster::policy_ref`] writes).
     pub fn find_policy(&self, reference: &str) -> Option<PolicyId> {
         (0..self.policies.len()).map(PolicyId::new).find(|&p| self.policy_key(p).to_string() == reference)
+    }
+
+    /// The labels Calico's selectors see on a pod (see [`calico_labels`]).
+    pub fn pod_calico_labels(&self, pod: &Pod) -> Labels {
+        let sa = self.service_accounts.iter().find(|s| s.ns == pod.ns && *s.name == *pod.service_account);
+        calico_labels(&pod.labels, self.ns(pod.ns), sa, &pod.service_account)
+    }
+
+    /// Whether any object of a Calico kind was loaded (answers then use Calico's tier names).
+    pub fn has_calico(&self) -> bool {
+        !self.network_sets.is_empty()
+            || self.tiers.iter().any(|t| t.origin.is_some())
+            || self
+                .policies
+                .iter()
+                .any(|p| matches!(p.kind, PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy))
     }
 
     pub fn find_pod(&self, ns: &str, name: &str) -> Option<PodId> {

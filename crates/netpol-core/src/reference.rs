@@ -35,6 +35,8 @@ struct Other<'a> {
 
 fn peer_matches(c: &Cluster, policy: &Policy, peer: &Peer, other: &Other<'_>) -> bool {
     match peer {
+        // Stated in the next step of Calico support; no loader produces it yet.
+        Peer::Calico(_) => false,
         Peer::IpBlock(b) => ip_of(c, other.ep).is_some_and(|ip| b.contains(ip)),
         Peer::Networks(nets) => ip_of(c, other.ep).is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
         Peer::Nodes(sel) => ip_of(c, other.ep).is_some_and(|ip| {
@@ -99,7 +101,7 @@ fn admin_tier(
     port: u16,
 ) -> Option<Action> {
     let mut pols: Vec<&&Policy> = selecting.iter().filter(|p| p.tier == tier).collect();
-    pols.sort_by(|a, b| (a.priority, a.kind, &a.name).cmp(&(b.priority, b.kind, &b.name)));
+    pols.sort_by(|a, b| (a.order, a.kind, &a.name).cmp(&(b.order, b.kind, &b.name)));
     pols.iter()
         .flat_map(|pol| pol.rules(dir).iter().map(move |r| (pol, r)))
         .filter(|(_, r)| r.action != Action::Log)
@@ -122,8 +124,11 @@ fn side_allows(
         return true;
     }
     let ns_labels = &c.ns(pod.ns).labels;
-    let selecting: Vec<&Policy> =
-        c.policies.iter().filter(|p| p.affects(dir) && p.selects(pod.ns, ns_labels, &pod.labels)).collect();
+    let selecting: Vec<&Policy> = c
+        .policies
+        .iter()
+        .filter(|p| p.affects(dir) && p.selects(pod.ns, ns_labels, &pod.labels, || c.pod_calico_labels(pod)))
+        .collect();
     match admin_tier(c, &selecting, PolicyTier::Admin, dir, other, dst, proto, port) {
         Some(Action::Allow) => return true,
         Some(Action::Deny) => return false,

@@ -78,6 +78,19 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// Whether the change is to an object of a Calico kind.
+    pub fn is_calico(&self) -> bool {
+        match self {
+            Change::PutPolicy { policy, .. } => {
+                matches!(policy.kind, PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy)
+            }
+            Change::DeleteClusterPolicy { kind, .. } => *kind == PolicyKind::GlobalNetworkPolicy,
+            _ => false,
+        }
+    }
+}
+
 /// What [`Engine::update`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UpdateStats {
@@ -205,6 +218,11 @@ impl Engine {
         let mut stats = UpdateStats::default();
         let objects = self.cluster.pods.len() + self.cluster.policies.len();
         let mut cause = (changes.len() > BULK_CHANGES && changes.len() * 8 > objects).then_some("a large batch");
+        // Calico's selectors see namespaces, service accounts and network sets through every endpoint's labels:
+        // an engine with Calico objects is recompiled whole.
+        if cause.is_none() && (self.cluster.has_calico() || changes.iter().any(Change::is_calico)) {
+            cause = Some("Calico objects");
+        }
         // Whether the cluster changed since a recompile became necessary.
         let mut dirty = false;
         for ch in changes {
@@ -483,7 +501,7 @@ impl Engine {
         let ls = &self.label_sets[labels.index()];
         let ns_labels = &self.cluster.ns(ns).labels;
         for (polid, pol) in self.cluster.policies.iter().enumerate() {
-            if pol.selects(ns, ns_labels, ls) {
+            if pol.selects(ns, ns_labels, ls, Labels::new) {
                 if pol.affects_ingress {
                     lists.0.push(PolicyId::new(polid));
                 }
@@ -643,7 +661,9 @@ impl Engine {
         let mut affected = Vec::new();
         for (i, ident) in self.identities.iter_mut().enumerate() {
             let ns_labels = &self.cluster.namespaces[ident.ns.index()].labels;
-            if ident.host_network || !pol.selects(ident.ns, ns_labels, &self.label_sets[ident.labels.index()]) {
+            if ident.host_network
+                || !pol.selects(ident.ns, ns_labels, &self.label_sets[ident.labels.index()], Labels::new)
+            {
                 continue;
             }
             for (affects, list) in

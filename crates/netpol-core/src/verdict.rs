@@ -45,7 +45,7 @@ pub struct RuleMatch {
     pub policy: String,
     /// The policy's priority (admin tiers).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<u32>,
+    pub priority: Option<crate::model::Order>,
     pub rule: usize,
     /// The rule's `name` (admin kinds).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -358,7 +358,7 @@ impl Engine {
         RuleMatch {
             tier,
             policy: key.policy.to_string(),
-            priority: (pol.kind != PolicyKind::NetworkPolicy).then_some(pol.priority),
+            priority: (pol.kind != PolicyKind::NetworkPolicy).then_some(pol.order),
             rule: ri,
             name: pol.rules(dir).get(ri).and_then(|r| r.name.clone()),
             action: rule.action,
@@ -382,7 +382,7 @@ impl Engine {
             .filter(|&&o| o != pol)
             .filter(|&&o| {
                 let q = self.cluster.policy(o);
-                q.tier == p.tier && q.priority == p.priority
+                q.tier == p.tier && q.order == p.order
             })
             .map(|&o| self.cluster.policy_ref(o))
             .collect()
@@ -396,6 +396,7 @@ impl Engine {
     fn peer_mismatch_opt(&self, pol: &Policy, peer: &Peer, ep: &Endpoint, name: Option<&str>) -> Option<String> {
         let c = &self.cluster;
         match peer {
+            Peer::Calico(_) => Some("(Calico peer)".to_string()),
             Peer::IpBlock(b) => match self.endpoint_ip(ep) {
                 None => Some(format!("(ipBlock {b}) needs an IP; {} has none", self.endpoint_name(ep))),
                 Some(ip) if !b.cidr.contains(&ip) => Some(format!("(ipBlock {b}): {ip} is not in {}", b.cidr)),

@@ -612,7 +612,7 @@ fn fingerprint(parts: &dyn std::fmt::Debug) -> u64 {
 }
 
 fn pod_fp(p: &netpol_core::model::Pod) -> u64 {
-    fingerprint(&(&p.labels, &p.ports, &p.ips, p.host_network))
+    fingerprint(&(&p.labels, &p.ports, &p.ips, p.host_network, &p.service_account))
 }
 
 fn policy_fp(p: &netpol_core::model::Policy) -> u64 {
@@ -622,7 +622,7 @@ fn policy_fp(p: &netpol_core::model::Policy) -> u64 {
         Scope::Namespace(_) => None,
     };
     let what = (&p.pod_selector, &p.ingress, &p.egress, p.affects_ingress, p.affects_egress);
-    fingerprint(&(p.kind, p.tier, p.priority, scope, what))
+    fingerprint(&(p.kind, p.tier, p.order, scope, what))
 }
 
 fn node_fp(n: &netpol_core::model::Node) -> u64 {
@@ -1421,7 +1421,7 @@ mod tests {
         s.event(Kind::Node, Event::Apply(node("n1", 21, "192.0.2.1")), &mut b);
         assert!(
             matches!(&b.changes[..], [Change::PutPolicy { policy, .. }, Change::PutNode(n)]
-                if policy.kind == PolicyKind::AdminNetworkPolicy && policy.name == "guard" && policy.priority == 10
+                if policy.kind == PolicyKind::AdminNetworkPolicy && policy.name == "guard" && policy.order == 10.into()
                     && n.name == "n1"),
             "{:?}",
             b.changes
@@ -1443,7 +1443,7 @@ mod tests {
                 Change::PutPolicy { policy, .. },
                 Change::DeleteClusterPolicy { kind: PolicyKind::AdminNetworkPolicy, name },
                 Change::DeleteNode { name: node },
-            ] if policy.priority == 11 && name == "guard" && node == "n1"),
+            ] if policy.order == 11.into() && name == "guard" && node == "n1"),
             "{:?}",
             b.changes
         );

@@ -747,7 +747,8 @@ pub struct RuleMatch {
     pub policy: String,
     /// The policy's priority (cluster-scoped policies).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<u32>,
+    #[schema(value_type = Option<f64>)]
+    pub priority: Option<netpol_core::model::Order>,
     /// Index of the rule in the policy's rules of this direction.
     pub rule: usize,
     /// The rule's `name` (admin kinds).
@@ -1185,7 +1186,8 @@ pub struct TierPolicy {
     /// `spec.priority` of a ClusterNetworkPolicy or AdminNetworkPolicy (lower first); NetworkPolicies and the
     /// BaselineAdminNetworkPolicy have none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<u32>,
+    #[schema(value_type = Option<f64>)]
+    pub priority: Option<netpol_core::model::Order>,
     /// Graph nodes: how many of the node's pods the policy applies to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pods: Option<usize>,
@@ -1200,8 +1202,8 @@ pub struct TierPolicies {
 }
 
 /// `spec.priority`, for the kinds that have one.
-pub(crate) fn priority_of(pol: &Policy) -> Option<u32> {
-    matches!(pol.kind, PolicyKind::ClusterNetworkPolicy | PolicyKind::AdminNetworkPolicy).then_some(pol.priority)
+pub(crate) fn priority_of(pol: &Policy) -> Option<netpol_core::model::Order> {
+    matches!(pol.kind, PolicyKind::ClusterNetworkPolicy | PolicyKind::AdminNetworkPolicy).then_some(pol.order)
 }
 
 pub(crate) fn tier_policy(e: &Engine, id: PolicyId) -> TierPolicy {
@@ -1352,7 +1354,8 @@ pub struct PolicyInfo {
     pub tier: String,
     /// `spec.priority` of a ClusterNetworkPolicy or AdminNetworkPolicy (lower first).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<u32>,
+    #[schema(value_type = Option<f64>)]
+    pub priority: Option<netpol_core::model::Order>,
     /// The NetworkPolicy's namespace; empty for a cluster-scoped policy.
     pub namespace: String,
     pub name: String,
@@ -1393,6 +1396,7 @@ pub(crate) fn peer_text(kind: PolicyKind, p: &Peer) -> String {
         Peer::Networks(n) => format!("networks {}", n.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")),
         Peer::Nodes(s) => format!("nodes {s}"),
         Peer::DomainNames(d) => format!("domainNames {}", d.join(", ")),
+        Peer::Calico(c) => c.to_string(),
     }
 }
 
@@ -1459,7 +1463,7 @@ async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<P
     let mut ids: Vec<PolicyId> = (0..c.policies.len()).map(PolicyId::new).collect();
     ids.sort_by_cached_key(|&id| {
         let pol = c.policy(id);
-        (pol.tier, pol.priority, pol.kind, namespace(pol), pol.name.clone())
+        (pol.tier, pol.order, pol.kind, namespace(pol), pol.name.clone())
     });
     let out = ids
         .into_iter()

@@ -1341,6 +1341,9 @@ struct PeerDoc {
     nodes: Option<SelectorDoc>,
     #[serde(rename = "domainNames", skip_serializing_if = "Option::is_none")]
     domain_names: Option<Vec<String>>,
+    /// A Calico entity rule's criteria, as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calico: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -1411,6 +1414,7 @@ fn rule_doc(r: &Rule, ingress: bool) -> RuleDoc {
             }
             Peer::Nodes(s) => PeerDoc { nodes: Some(selector_doc(s)), ..PeerDoc::default() },
             Peer::DomainNames(d) => PeerDoc { domain_names: Some(d.clone()), ..PeerDoc::default() },
+            Peer::Calico(c) => PeerDoc { calico: Some(c.to_string()), ..PeerDoc::default() },
             Peer::IpBlock(b) => PeerDoc {
                 ip_block: Some(IpBlockDoc {
                     cidr: b.cidr.to_string(),
@@ -1463,7 +1467,7 @@ struct AdminSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     tier: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    priority: Option<u32>,
+    priority: Option<netpol_core::model::Order>,
     subject: AdminPeerDoc,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ingress: Vec<AdminRuleDoc>,
@@ -1484,6 +1488,9 @@ struct AdminPeerDoc {
     networks: Option<Vec<String>>,
     #[serde(rename = "domainNames", skip_serializing_if = "Option::is_none")]
     domain_names: Option<Vec<String>>,
+    /// A Calico entity rule's criteria, as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calico: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -1529,6 +1536,7 @@ fn admin_peer_doc(p: &Peer) -> AdminPeerDoc {
         }
         Peer::Nodes(s) => AdminPeerDoc { nodes: Some(selector_doc(s)), ..AdminPeerDoc::default() },
         Peer::DomainNames(d) => AdminPeerDoc { domain_names: Some(d.clone()), ..AdminPeerDoc::default() },
+        Peer::Calico(c) => AdminPeerDoc { calico: Some(c.to_string()), ..AdminPeerDoc::default() },
         // The admin kinds have no ipBlock: its CIDR is the nearest (the loader never makes one).
         Peer::IpBlock(b) => AdminPeerDoc { networks: Some(vec![b.cidr.to_string()]), ..AdminPeerDoc::default() },
     }

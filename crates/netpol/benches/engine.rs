@@ -168,7 +168,7 @@ fn run_admin_update(label: &str, engine: &Engine) {
     for k in 0..21 {
         let mut pol = original.clone();
         if k % 2 == 0 {
-            pol.priority += 500;
+            pol.order = netpol_core::model::Order(pol.order.0.map(|o| o + 500.0));
             for r in pol.ingress.iter_mut().chain(pol.egress.iter_mut()).take(1) {
                 r.action = if r.action == Action::Deny { Action::Allow } else { Action::Deny };
             }
@@ -217,7 +217,8 @@ fn run_long_except(size: &str, engine: &Engine) {
     cluster.policies.push(Policy {
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
-        priority: 0,
+        order: 1000.into(),
+        calico_selector: None,
         scope: Scope::Namespace(ns),
         name: "bench-long-except".into(),
         pod_selector: label_selector("app", &app),
@@ -311,7 +312,8 @@ fn run_updates(size: &str, engine: &Engine) {
     let policy = Policy {
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
-        priority: 0,
+        order: 1000.into(),
+        calico_selector: None,
         scope: Scope::Namespace(netpol_core::model::NsId::new(0)),
         name: "bench-policy".into(),
         pod_selector: label_selector("app", &app),

@@ -123,7 +123,10 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
                         let p = e.cluster().policy(x);
                         match p.kind {
                             PolicyKind::NetworkPolicy => e.cluster().policy_ref(x),
-                            _ => format!("{} (priority {})", e.cluster().policy_ref(x), p.priority),
+                            PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy => {
+                                format!("{} (order {})", e.cluster().policy_ref(x), p.order)
+                            }
+                            _ => format!("{} (priority {})", e.cluster().policy_ref(x), p.order),
                         }
                     })
                     .collect(),

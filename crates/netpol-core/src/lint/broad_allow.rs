@@ -82,7 +82,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
 fn when(tier: PolicyTier) -> &'static str {
     match tier {
         PolicyTier::Admin => ", before any NetworkPolicy is consulted",
-        PolicyTier::NetworkPolicy | PolicyTier::Baseline => "",
+        PolicyTier::NetworkPolicy | PolicyTier::Baseline | PolicyTier::Custom(_) => "",
     }
 }
 

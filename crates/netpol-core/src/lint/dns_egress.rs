@@ -135,7 +135,9 @@ fn hypothetical_allows(ctx: &Ctx, pols: &[PolicyId], ns: &str, labels: &Labels, 
                 });
             let peer_ok = r.peers.is_empty()
                 || r.peers.iter().any(|peer| match peer {
-                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::Nodes(_) | Peer::DomainNames(_) => false,
+                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::Nodes(_) | Peer::DomainNames(_) | Peer::Calico(_) => {
+                        false
+                    }
                     Peer::Selectors { namespaces, pods } => {
                         let ns_ok = match namespaces {
                             None => pol.ns().is_some_and(|own| c.ns_name(own) == ns),

@@ -147,7 +147,7 @@ impl<'e> Ctx<'e> {
         let c = &engine.cluster;
         for (pod, p) in c.pods.iter().enumerate().filter(|(_, p)| p.host_network) {
             for (pid, pol) in c.policies.iter().enumerate() {
-                if pol.selects(p.ns, &c.ns(p.ns).labels, &p.labels) {
+                if pol.selects(p.ns, &c.ns(p.ns).labels, &p.labels, || c.pod_calico_labels(p)) {
                     host_network[pid].push(PodId::new(pod));
                 }
             }

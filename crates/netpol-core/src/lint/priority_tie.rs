@@ -54,10 +54,10 @@ struct Witness {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
-    let mut groups: BTreeMap<(PolicyTier, u32), Vec<PolicyId>> = BTreeMap::new();
+    let mut groups: BTreeMap<(PolicyTier, crate::model::Order), Vec<PolicyId>> = BTreeMap::new();
     for (pid, pol) in c.policies.iter().enumerate() {
         if pol.tier != PolicyTier::NetworkPolicy {
-            groups.entry((pol.tier, pol.priority)).or_default().push(PolicyId::new(pid));
+            groups.entry((pol.tier, pol.order)).or_default().push(PolicyId::new(pid));
         }
     }
     for pols in groups.values().filter(|g| g.len() > 1) {
@@ -228,7 +228,7 @@ fn finding(ctx: &Ctx, a: PolicyId, b: PolicyId, w: &Witness) -> Finding {
         "{na} and {nb} are both {} tier with priority {}, select the same pods and disagree: the {} of {src} -> {dst} \
          {}/{} is {} if {na} is applied first, {} if {nb} is; the API leaves their order undefined",
         pa.tier.as_str(),
-        pa.priority,
+        pa.order,
         w.dir,
         w.port,
         w.proto,

@@ -69,7 +69,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     && subjects.iter().any(|&x| {
                         e.identities[x].policies(dir).iter().any(|&q| {
                             let other = c.policy(q);
-                            q.index() != pid && other.tier == pol.tier && other.priority == pol.priority
+                            q.index() != pid && other.tier == pol.tier && other.order == pol.order
                         })
                     });
                 if tied {

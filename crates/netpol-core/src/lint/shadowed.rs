@@ -107,7 +107,7 @@ pub(super) fn judge(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId) -> Re
     deciders.sort_by_cached_key(|&d| {
         let rule = &e.rules[d.index()];
         let p = c.policy(rule.policy);
-        (p.tier, p.priority, p.kind, c.policy_ref(rule.policy), rule.index)
+        (p.tier, p.order, p.kind, c.policy_ref(rule.policy), rule.index)
     });
     let mut words: Vec<String> = deciders
         .iter()

@@ -119,7 +119,7 @@ pub(crate) fn cluster_network_policy(o: obj::ClusterNetworkPolicyObj, errs: &mut
         ports: r.protocols.as_deref().map(Ports::Protocols),
     });
     let policy = policy(&CNP, name, spec.subject.as_ref(), ingress, egress, errs);
-    Some(Item::ClusterPolicy(Policy { tier: tier?, priority: priority?, ..policy? }))
+    Some(Item::ClusterPolicy(Policy { tier: tier?, order: priority?.into(), ..policy? }))
 }
 
 pub(crate) fn admin_network_policy(o: obj::AdminNetworkPolicyObj, errs: &mut Errors) -> Option<Item> {
@@ -132,7 +132,7 @@ pub(crate) fn admin_network_policy(o: obj::AdminNetworkPolicyObj, errs: &mut Err
     let ingress = spec.ingress.as_deref().unwrap_or_default().iter().map(anp_ingress);
     let egress = spec.egress.as_deref().unwrap_or_default().iter().map(anp_egress);
     let policy = policy(&ANP, name, spec.subject.as_ref(), ingress, egress, errs);
-    Some(Item::ClusterPolicy(Policy { tier: PolicyTier::Admin, priority: priority?, ..policy? }))
+    Some(Item::ClusterPolicy(Policy { tier: PolicyTier::Admin, order: priority?.into(), ..policy? }))
 }
 
 pub(crate) fn baseline_admin_network_policy(o: obj::BaselineAdminNetworkPolicyObj, errs: &mut Errors) -> Option<Item> {
@@ -152,7 +152,7 @@ pub(crate) fn baseline_admin_network_policy(o: obj::BaselineAdminNetworkPolicyOb
     let egress = spec.egress.as_deref().unwrap_or_default().iter().map(anp_egress);
     let policy = policy(&BANP, name, spec.subject.as_ref(), ingress, egress, errs);
     // No priority: there is one BANP, after every NetworkPolicy.
-    Some(Item::ClusterPolicy(Policy { tier: PolicyTier::Baseline, priority: 0, ..policy? }))
+    Some(Item::ClusterPolicy(Policy { tier: PolicyTier::Baseline, order: 0.into(), ..policy? }))
 }
 
 fn anp_ingress(r: &obj::AnpIngressRule) -> RuleObj<'_> {
@@ -210,7 +210,8 @@ fn policy<'a>(
     Some(Policy {
         kind: d.kind,
         tier: PolicyTier::Admin,
-        priority: 0,
+        order: 0.into(),
+        calico_selector: None,
         scope: Scope::Cluster(namespaces),
         name: name?,
         pod_selector: pods,

@@ -169,6 +169,8 @@ pub(crate) struct PodItem {
     host_network: bool,
     /// `spec.nodeName`.
     node: Option<String>,
+    /// `spec.serviceAccountName`, if set.
+    service_account: Option<String>,
     kind: &'static str,
 }
 
@@ -437,7 +439,7 @@ impl Loader {
                         }
                     }
                     Peer::Nodes(s) => *s = std::mem::take(s).interned(i),
-                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::DomainNames(_) => {}
+                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::DomainNames(_) | Peer::Calico(_) => {}
                 }
             }
         }
@@ -538,6 +540,7 @@ impl Loader {
                     ips: p.ips.to_vec(),
                     host_network: p.host_network,
                     node: p.node.as_deref().map(str::to_string),
+                    service_account: self.intern.atom(p.service_account.as_deref().unwrap_or("default")),
                     source,
                 };
                 self.remember(p.kind, ns, &pod.name, self.pods.len() as u32);
@@ -582,6 +585,7 @@ impl Loader {
                 pods: self.pods,
                 policies: self.policies,
                 nodes: self.nodes,
+                ..Cluster::default()
             },
             diagnostics: self.diagnostics,
             skipped_kinds: self.skipped_kinds,

@@ -211,6 +211,7 @@ pub struct PodSpec {
     pub init_containers: Option<Vec<Container>>,
     pub host_network: Option<bool>,
     pub node_name: Option<String>,
+    pub service_account_name: Option<String>,
 }
 
 #[derive(Deserialize)]

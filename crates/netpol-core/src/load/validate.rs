@@ -374,7 +374,14 @@ pub(crate) fn pod(
     let mut ports = Vec::new();
     let mut host_network = false;
     let mut node = None;
+    let mut service_account = None;
     if let Some(spec) = &spec {
+        if let Some(sa) = spec.service_account_name.as_deref().filter(|n| !n.is_empty()) {
+            match selector::check_dns_subdomain(sa) {
+                Ok(()) => service_account = Some(sa.to_string()),
+                Err(e) => errs.add(format!("{prefix}spec.serviceAccountName"), e),
+            }
+        }
         host_network = spec.host_network.unwrap_or(false);
         // An empty `nodeName` is an unscheduled pod.
         if let Some(n) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
@@ -427,7 +434,17 @@ pub(crate) fn pod(
             errs.add("status.podIPs", "at most one IPv4 and one IPv6 address");
         }
     }
-    Some(Item::Pod(PodItem { ns_name: ns_name?, name: name?, labels, ports, ips, host_network, node, kind }))
+    Some(Item::Pod(PodItem {
+        ns_name: ns_name?,
+        name: name?,
+        labels,
+        ports,
+        ips,
+        host_network,
+        node,
+        service_account,
+        kind,
+    }))
 }
 
 /// A Node: name, labels, and its `InternalIP` and `ExternalIP` addresses (other address types are names, not
@@ -525,7 +542,8 @@ pub(crate) fn policy(o: obj::NetworkPolicyObj, errs: &mut Errors) -> Option<Item
     let policy = Policy {
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
-        priority: 0,
+        order: 1000.into(),
+        calico_selector: None,
         scope: Scope::Namespace(NsId::new(0)),
         name: name?,
         pod_selector,

@@ -154,7 +154,7 @@ fn admin_tier_cluster_network_policy_lowers_to_the_model() {
     let l = load_str("admin-policies.yaml", &fixture("admin-policies.yaml"));
     assert_clean(&l);
     let p = cluster_policy(&l, PolicyKind::ClusterNetworkPolicy, "cluster-guard").unwrap();
-    assert_eq!((p.tier, p.priority), (PolicyTier::Admin, 10));
+    assert_eq!((p.tier, p.order), (PolicyTier::Admin, 10.into()));
     assert_eq!(scope(p), "tier=prod");
     assert!(p.pod_selector.is_everything(), "a `namespaces` subject selects every pod of them");
     assert_eq!(p.ns(), None);
@@ -188,7 +188,7 @@ fn admin_tier_cluster_network_policy_lowers_to_the_model() {
 fn baseline_tier_cluster_network_policy_with_a_pods_subject() {
     let l = load_str("admin-policies.yaml", &fixture("admin-policies.yaml"));
     let p = cluster_policy(&l, PolicyKind::ClusterNetworkPolicy, "baseline-deny").unwrap();
-    assert_eq!((p.tier, p.priority), (PolicyTier::Baseline, 0));
+    assert_eq!((p.tier, p.order), (PolicyTier::Baseline, 0.into()));
     assert_eq!(scope(p), "{}", "no namespaceSelector: every namespace");
     assert_eq!(sel(&p.pod_selector), "app=web");
     assert!(p.affects_ingress);
@@ -201,7 +201,7 @@ fn baseline_tier_cluster_network_policy_with_a_pods_subject() {
 fn admin_network_policy_lowers_to_the_admin_tier() {
     let l = load_str("admin-policies.yaml", &fixture("admin-policies.yaml"));
     let p = cluster_policy(&l, PolicyKind::AdminNetworkPolicy, "ns-guard").unwrap();
-    assert_eq!((p.tier, p.priority), (PolicyTier::Admin, 50));
+    assert_eq!((p.tier, p.order), (PolicyTier::Admin, 50.into()));
     assert_eq!((scope(p), sel(&p.pod_selector)), ("tier=prod".to_string(), "{}".to_string()));
     assert!(!p.affects_ingress && p.affects_egress);
     let [dns, deny_rest] = &p.egress[..] else { panic!("two egress rules") };
@@ -220,7 +220,7 @@ fn admin_network_policy_lowers_to_the_admin_tier() {
 fn baseline_admin_network_policy_lowers_to_the_baseline_tier() {
     let l = load_str("admin-policies.yaml", &fixture("admin-policies.yaml"));
     let p = cluster_policy(&l, PolicyKind::BaselineAdminNetworkPolicy, "default").unwrap();
-    assert_eq!((p.tier, p.priority), (PolicyTier::Baseline, 0));
+    assert_eq!((p.tier, p.order), (PolicyTier::Baseline, 0.into()));
     assert_eq!((scope(p), sel(&p.pod_selector)), ("{}".to_string(), "{}".to_string()));
     assert_eq!((p.ingress[0].name.as_deref(), p.ingress[0].action), (Some("deny-all"), Action::Deny));
     assert_eq!(
@@ -249,14 +249,14 @@ fn admin_kinds_load_from_a_json_list_and_a_typed_list() {
     assert_eq!(d.object.as_deref(), Some("ClusterNetworkPolicy b"));
     assert_eq!(d.field.as_deref(), Some("spec.subject"));
     let a = cluster_policy(&l, PolicyKind::ClusterNetworkPolicy, "a").unwrap();
-    assert_eq!((a.tier, a.priority, a.origin.item), (PolicyTier::Baseline, 7, Some(0)));
+    assert_eq!((a.tier, a.order, a.origin.item), (PolicyTier::Baseline, 7.into(), Some(0)));
     assert_eq!(l.cluster.nodes[0].ips, [ip("10.9.0.1")]);
 
     let typed = "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicyList\nitems:\n\
                  - metadata: {name: x}\n  spec: {priority: 3, subject: {namespaces: {}}}\n";
     let l = load_str("typed.yaml", typed);
     assert_clean(&l);
-    assert_eq!(cluster_policy(&l, PolicyKind::AdminNetworkPolicy, "x").map(|p| p.priority), Some(3));
+    assert_eq!(cluster_policy(&l, PolicyKind::AdminNetworkPolicy, "x").map(|p| p.order), Some(3.into()));
 }
 
 // ---- Nodes and the pods on them ----
@@ -483,9 +483,9 @@ fn priority_must_be_0_to_1000() {
         "required: a number from 0 (first) to 1000",
     );
     let (p, _) = accepts("AdminNetworkPolicy", "priority: 1000\nsubject: {namespaces: {}}\n");
-    assert_eq!(p.priority, 1000);
+    assert_eq!(p.order, 1000.into());
     let (p, _) = accepts("ClusterNetworkPolicy", "tier: Baseline\npriority: 0\nsubject: {namespaces: {}}\n");
-    assert_eq!(p.priority, 0);
+    assert_eq!(p.order, 0.into());
 }
 
 #[test]

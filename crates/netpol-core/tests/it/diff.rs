@@ -366,6 +366,7 @@ fn pod(r: &mut Rng, i: usize, n_ns: usize) -> Pod {
         ips: ip(r, i).into_iter().collect(),
         host_network: r.chance(8),
         node: None,
+        service_account: "default".into(),
         source: PodSource { kind: "Pod", origin: Origin::default() },
     }
 }

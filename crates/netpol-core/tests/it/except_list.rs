@@ -55,6 +55,7 @@ fn pod(name: &str, app: &str, ip: &str) -> Pod {
         ips: vec![ip.parse().unwrap()],
         host_network: false,
         node: None,
+        service_account: "default".into(),
         source: PodSource { kind: "Pod", origin: Origin::default() },
     }
 }
@@ -83,7 +84,8 @@ fn with_policies(mut c: Cluster) -> Cluster {
     let policy = |name: &str, app: &str, ingress: Vec<Rule>, egress: Vec<Rule>| Policy {
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
-        priority: 0,
+        order: 1000.into(),
+        calico_selector: None,
         scope: Scope::Namespace(NsId::new(0)),
         name: name.into(),
         pod_selector: sel("app", app),

@@ -77,6 +77,7 @@ fn random_pod(r: &mut Rng, c: &Cluster, name: String) -> Pod {
         ips,
         host_network,
         node: None,
+        service_account: "default".into(),
         source: PodSource { kind: "Pod", origin: Origin::default() },
     }
 }
@@ -111,7 +112,8 @@ fn shard_policy(r: &mut Rng, name: String) -> Policy {
     Policy {
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
-        priority: 0,
+        order: 1000.into(),
+        calico_selector: None,
         scope: Scope::Namespace(NsId::new(0)),
         name,
         pod_selector: shard_selector(r),

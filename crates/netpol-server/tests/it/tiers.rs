@@ -548,7 +548,7 @@ async fn pods_list_their_policies_tier_by_tier() {
 /// The policy read back from a manifest is the loaded one: kind, tier, priority, scope, selectors, rules (peers,
 /// ports, actions, names) and directions.
 fn assert_same_policy(what: &str, (a, a_cluster): (&Policy, &Cluster), (b, b_cluster): (&Policy, &Cluster)) {
-    assert_eq!((a.kind, a.tier, a.priority, &a.name), (b.kind, b.tier, b.priority, &b.name), "{what}");
+    assert_eq!((a.kind, a.tier, a.order, &a.name), (b.kind, b.tier, b.order, &b.name), "{what}");
     match (&a.scope, &b.scope) {
         (Scope::Cluster(x), Scope::Cluster(y)) => assert_eq!(x, y, "{what}: subject namespaces"),
         (Scope::Namespace(x), Scope::Namespace(y)) => {

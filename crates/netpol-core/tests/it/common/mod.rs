@@ -161,7 +161,8 @@ pub fn policy_with_rules(r: &mut Rng, ns: NsId, name: String, ingress: Vec<Rule>
     Policy {
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
-        priority: 0,
+        order: 1000.into(),
+        calico_selector: None,
         scope: Scope::Namespace(ns),
         name,
         pod_selector,
@@ -220,7 +221,8 @@ pub fn admin_policy(r: &mut Rng, name: String) -> Policy {
     Policy {
         kind,
         tier,
-        priority: r.below(3) as u32,
+        order: (r.below(3) as u32).into(),
+        calico_selector: None,
         scope: Scope::Cluster(selector(r, NS_KEYS)),
         name: if baseline { "default".to_string() } else { name },
         pod_selector: if r.chance(40) { Selector::everything() } else { selector(r, POD_KEYS) },
@@ -261,6 +263,7 @@ pub fn cluster(seed: u64) -> Cluster {
             ips,
             host_network: r.chance(8),
             node: None,
+            service_account: "default".into(),
             source: PodSource { kind: "Pod", origin: Origin::default() },
         });
     }
