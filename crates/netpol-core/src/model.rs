@@ -258,6 +258,19 @@ pub struct CalicoRule {
     pub not_protocol: Option<u8>,
     /// The destination's `notPorts` (with the rule's protocol).
     pub not_ports: Vec<PolicyPort>,
+    /// `icmp`: the ICMP (or ICMPv6) type and, if given, code the packet must have (`protocol` is then ICMP or
+    /// ICMPv6). `None`: no ICMP criterion (also for an `icmp` with neither field).
+    pub icmp: Option<(u8, Option<u8>)>,
+    /// `notICMP`: packets of this ICMP type (and code, if given) do not match.
+    pub not_icmp: Option<(u8, Option<u8>)>,
+    /// The source's `ports` (with the rule's protocol), whichever side the source is: the source port must be one
+    /// of them. netpol's flows have no source port.
+    pub src_ports: Vec<PolicyPort>,
+    /// The source's `notPorts`.
+    pub not_src_ports: Vec<PolicyPort>,
+    /// Why netpol cannot evaluate this rule (a `services` match, an `http` match), if it cannot: the rule then
+    /// matches no traffic in netpol's answers.
+    pub unsupported: Option<String>,
 }
 
 /// What a rule does with the traffic it matches.

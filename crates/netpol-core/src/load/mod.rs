@@ -8,19 +8,24 @@
 //! addresses of hostNetwork pods) → [`Cluster`]. Every stage before the last is pure, so documents are decoded on
 //! every core while the loader registers the ones already decoded, in order.
 //!
-//! Input kinds are one table (`KINDS`): a kind, its apiVersion and how it is lowered. A policy dialect is a set
+//! Input kinds are one table (`KINDS`): a kind, its apiVersions and how it is lowered. A policy dialect is a set
 //! of entries: NetworkPolicy (`networking.k8s.io/v1`, the NetworkPolicy tier); ClusterNetworkPolicy
 //! (`policy.networking.k8s.io/v1alpha2`, tier Admin or Baseline); AdminNetworkPolicy and
-//! BaselineAdminNetworkPolicy (`policy.networking.k8s.io/v1alpha1`, tiers Admin and Baseline). Beside them:
-//! Namespaces, Pods, the workloads (one representative pod each) and Nodes (labels and addresses, for `nodes` peers
-//! and for hostNetwork pods, which get their node's addresses). An object is decoded into a kind's typed object only
-//! when its `kind` is that kind.
+//! BaselineAdminNetworkPolicy (`policy.networking.k8s.io/v1alpha1`, tiers Admin and Baseline); Calico's
+//! NetworkPolicy and GlobalNetworkPolicy, Tier, NetworkSet and GlobalNetworkSet (`projectcalico.org/v3` or
+//! `crd.projectcalico.org/v1`: `calico`), with the ServiceAccounts their selectors see. Beside them: Namespaces,
+//! Pods, the workloads (one representative pod each) and Nodes (labels and addresses, for `nodes` peers and for
+//! hostNetwork pods, which get their node's addresses). An object is decoded into a kind's typed object only when
+//! its `kind` and `apiVersion` are that entry's (two kinds named NetworkPolicy are told apart by their
+//! apiVersion). Calico kinds netpol does not evaluate yet (staged policies, HostEndpoints) are recognised and
+//! reported with a warning; the other kinds of Calico's API groups are skipped like any unmodelled kind.
 //!
 //! Nothing is dropped silently: a document that cannot be read is reported and the next one is read; an invalid
 //! object is reported with file, document, List item, object and field path, and every valid object still loads.
 //! The caller (the CLI) does the file I/O and hands bytes in with a name.
 
 mod admin;
+mod calico;
 mod fast_yaml;
 mod json;
 mod node;
@@ -58,6 +63,14 @@ enum Lower {
     AdminNetworkPolicy,
     BaselineAdminNetworkPolicy,
     Node,
+    CalicoNetworkPolicy,
+    GlobalNetworkPolicy,
+    Tier,
+    NetworkSet,
+    GlobalNetworkSet,
+    ServiceAccount,
+    /// A kind netpol recognises but does not evaluate yet: each object gets this warning.
+    NotModelled(&'static str),
 }
 
 /// A kind netpol reads: its apiVersion, whether it is cluster-scoped, the pod template the API server requires of
@@ -65,7 +78,8 @@ enum Lower {
 /// entries.
 struct KindEntry {
     kind: &'static str,
-    api_version: &'static str,
+    /// The apiVersions it is read under (the first is the one error messages suggest first).
+    api_versions: &'static [&'static str],
     cluster_scoped: bool,
     template: Option<(&'static str, &'static [&'static str])>,
     lower: Lower,
@@ -73,43 +87,84 @@ struct KindEntry {
 
 const TEMPLATE: Option<(&str, &[&str])> = Some(("spec.template", &["spec", "template"]));
 
-/// The registered input kinds, searched in order: the kinds of every input first, then Nodes and the admin
-/// policy dialects.
-const KINDS: [KindEntry; 13] = [
-    KindEntry { kind: "Namespace", api_version: "v1", cluster_scoped: true, template: None, lower: Lower::Namespace },
-    KindEntry { kind: "Pod", api_version: "v1", cluster_scoped: false, template: None, lower: Lower::Pod },
+/// The registered input kinds, searched in order: the kinds of every input first, then Nodes, the admin policy
+/// dialects and Calico's.
+const KINDS: &[KindEntry] = &[
+    KindEntry { kind: "Namespace", api_versions: V1, cluster_scoped: true, template: None, lower: Lower::Namespace },
+    KindEntry { kind: "Pod", api_versions: V1, cluster_scoped: false, template: None, lower: Lower::Pod },
     KindEntry {
         kind: "NetworkPolicy",
-        api_version: "networking.k8s.io/v1",
+        api_versions: &["networking.k8s.io/v1"],
         cluster_scoped: false,
         template: None,
         lower: Lower::NetworkPolicy,
     },
-    workload("Deployment", "apps/v1"),
-    workload("ReplicaSet", "apps/v1"),
-    workload("StatefulSet", "apps/v1"),
-    workload("DaemonSet", "apps/v1"),
-    workload("Job", "batch/v1"),
+    workload("Deployment", &["apps/v1"]),
+    workload("ReplicaSet", &["apps/v1"]),
+    workload("StatefulSet", &["apps/v1"]),
+    workload("DaemonSet", &["apps/v1"]),
+    workload("Job", &["batch/v1"]),
     KindEntry {
         kind: "CronJob",
-        api_version: "batch/v1",
+        api_versions: &["batch/v1"],
         cluster_scoped: false,
         template: Some(("spec.jobTemplate.spec.template", &["spec", "jobTemplate", "spec", "template"])),
         lower: Lower::CronJob,
     },
-    KindEntry { kind: "Node", api_version: "v1", cluster_scoped: true, template: None, lower: Lower::Node },
+    KindEntry { kind: "Node", api_versions: V1, cluster_scoped: true, template: None, lower: Lower::Node },
     // The admin policy dialects: v1alpha2 (one kind, two tiers), v1alpha1 (a kind per tier).
-    admin("ClusterNetworkPolicy", "policy.networking.k8s.io/v1alpha2", Lower::ClusterNetworkPolicy),
-    admin("AdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1", Lower::AdminNetworkPolicy),
-    admin("BaselineAdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1", Lower::BaselineAdminNetworkPolicy),
+    admin("ClusterNetworkPolicy", &["policy.networking.k8s.io/v1alpha2"], Lower::ClusterNetworkPolicy),
+    admin("AdminNetworkPolicy", &["policy.networking.k8s.io/v1alpha1"], Lower::AdminNetworkPolicy),
+    admin("BaselineAdminNetworkPolicy", &["policy.networking.k8s.io/v1alpha1"], Lower::BaselineAdminNetworkPolicy),
+    // Calico: the same spec under its API server's group and its CRDs' group.
+    calico("NetworkPolicy", false, Lower::CalicoNetworkPolicy),
+    calico("GlobalNetworkPolicy", true, Lower::GlobalNetworkPolicy),
+    calico("Tier", true, Lower::Tier),
+    calico("NetworkSet", false, Lower::NetworkSet),
+    calico("GlobalNetworkSet", true, Lower::GlobalNetworkSet),
+    KindEntry {
+        kind: "ServiceAccount",
+        api_versions: V1,
+        cluster_scoped: false,
+        template: None,
+        lower: Lower::ServiceAccount,
+    },
+    calico("StagedNetworkPolicy", false, Lower::NotModelled(STAGED)),
+    calico("StagedGlobalNetworkPolicy", true, Lower::NotModelled(STAGED)),
+    calico("StagedKubernetesNetworkPolicy", false, Lower::NotModelled(STAGED)),
+    calico(
+        "HostEndpoint",
+        true,
+        Lower::NotModelled(
+            "host endpoints are not modelled yet: netpol ignores this object (and the policies that select host \
+             endpoints only see pods)",
+        ),
+    ),
 ];
 
-const fn workload(kind: &'static str, api_version: &'static str) -> KindEntry {
-    KindEntry { kind, api_version, cluster_scoped: false, template: TEMPLATE, lower: Lower::Workload }
+const V1: &[&str] = &["v1"];
+
+/// Calico's API groups: its API server's, and its CRDs' (the same spec).
+const CALICO: &[&str] = &["projectcalico.org/v3", "crd.projectcalico.org/v1"];
+
+const STAGED: &str = "staged policies are not modelled yet: netpol ignores this object (a staged policy enforces \
+                      nothing; it only reports what it would do)";
+
+const fn workload(kind: &'static str, api_versions: &'static [&'static str]) -> KindEntry {
+    KindEntry { kind, api_versions, cluster_scoped: false, template: TEMPLATE, lower: Lower::Workload }
 }
 
-const fn admin(kind: &'static str, api_version: &'static str, lower: Lower) -> KindEntry {
-    KindEntry { kind, api_version, cluster_scoped: true, template: None, lower }
+const fn admin(kind: &'static str, api_versions: &'static [&'static str], lower: Lower) -> KindEntry {
+    KindEntry { kind, api_versions, cluster_scoped: true, template: None, lower }
+}
+
+const fn calico(kind: &'static str, cluster_scoped: bool, lower: Lower) -> KindEntry {
+    KindEntry { kind, api_versions: CALICO, cluster_scoped, template: None, lower }
+}
+
+/// Whether an apiVersion is of one of Calico's API groups.
+fn is_calico_group(api_version: &str) -> bool {
+    api_version.starts_with("projectcalico.org/") || api_version.starts_with("crd.projectcalico.org/")
 }
 
 /// The label the API server puts on every namespace.
@@ -200,6 +255,24 @@ pub(crate) enum Item {
     /// A policy of a cluster-scoped kind (ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy).
     ClusterPolicy(Policy),
     Node(NodeItem),
+    /// A Calico NetworkPolicy (with its namespace) or GlobalNetworkPolicy (`ns_name: None`). `tier`: the name of
+    /// its tier when that is not a built-in tier (resolved in `finish`).
+    CalicoPolicy {
+        ns_name: Option<String>,
+        policy: Box<Policy>,
+        tier: Option<String>,
+    },
+    Tier(TierDef),
+    /// A NetworkSet (with its namespace) or GlobalNetworkSet.
+    NetworkSet {
+        ns_name: Option<String>,
+        set: NetworkSet,
+    },
+    ServiceAccount {
+        ns_name: String,
+        name: String,
+        labels: Labels,
+    },
 }
 
 /// What decoding one document produced, in document order.
@@ -231,6 +304,16 @@ pub struct Loader {
     skipped_kinds: BTreeMap<String, usize>,
     /// Equal label sets, selectors and their strings become one allocation each.
     intern: Interner,
+    /// Calico Tier objects of other than the built-in tiers, in input order.
+    tiers: Vec<TierDef>,
+    /// Tier objects of the built-in tiers (`kube-admin`, `default`, `kube-baseline`).
+    builtin_tiers: [Option<TierDef>; 3],
+    /// Calico policies in a tier that is not built in: (policy index, tier name, object label).
+    pending_tiers: Vec<(usize, String, String)>,
+    network_sets: Vec<NetworkSet>,
+    service_accounts: Vec<ServiceAccount>,
+    /// Tiers, network sets and service accounts loaded, by (kind, namespace, name), for duplicate checks.
+    seen_other: HashMap<(&'static str, Option<NsId>, String), Origin>,
 }
 
 /// Result of loading.
@@ -366,8 +449,9 @@ impl Loader {
             return self.namespaces[id.index()].origin.as_ref();
         };
         let ids = self.seen.get(&(kind, ns, name_hash(name)))?;
+        let is_policy = kind == "NetworkPolicy" || kind == PolicyKind::CalicoNetworkPolicy.as_str();
         ids.iter().find_map(|&id| {
-            let (obj_ns, obj_name, origin) = if kind == "NetworkPolicy" {
+            let (obj_ns, obj_name, origin) = if is_policy {
                 let p = &self.policies[id as usize];
                 (p.ns().unwrap_or_default(), &p.name, &p.origin)
             } else {
@@ -411,6 +495,21 @@ impl Loader {
             return false;
         }
         true
+    }
+
+    /// [`Loader::first_of`] for Tiers, network sets and service accounts: remembers this one if it is the first.
+    fn first_other(&mut self, kind: &'static str, ns: Option<NsId>, name: &str, origin: &Origin, label: &str) -> bool {
+        match self.seen_other.entry((kind, ns, name.to_string())) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                let msg = format!("duplicate object: already defined at {}; this one is ignored", first.get());
+                self.diagnostics.push(error(origin.clone(), Some(label.to_string()), Some("metadata.name"), msg));
+                false
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(origin.clone());
+                true
+            }
+        }
     }
 
     fn ns_id(&mut self, name: &str) -> NsId {
@@ -487,6 +586,63 @@ impl Loader {
                 self.seen_cluster.entry((kind, name_hash(&policy.name))).or_default().push(id);
                 self.policies.push(policy);
             }
+            Item::CalicoPolicy { ns_name, policy, tier } => {
+                let kind = policy.kind.as_str();
+                let ns = ns_name.map(|n| self.ns_id(&n));
+                let first = match ns {
+                    Some(ns) => self.first_of(kind, Some(ns), &policy.name, &origin, &label),
+                    None => self.first_in_cluster(kind, &policy.name, &origin, &label),
+                };
+                if !first {
+                    return;
+                }
+                // Copied on this thread, as a NetworkPolicy is (above).
+                #[allow(clippy::redundant_clone)]
+                let mut policy = Policy::clone(&policy);
+                if let Some(ns) = ns {
+                    policy.scope = Scope::Namespace(ns);
+                }
+                policy.origin = origin;
+                self.intern_selectors(&mut policy);
+                let id = self.policies.len();
+                match ns {
+                    Some(ns) => self.remember(kind, ns, &policy.name, id as u32),
+                    None => self.seen_cluster.entry((kind, name_hash(&policy.name))).or_default().push(id as u32),
+                }
+                if let Some(tier) = tier {
+                    self.pending_tiers.push((id, tier, label));
+                }
+                self.policies.push(policy);
+            }
+            Item::Tier(mut tier) => {
+                if !self.first_other("Tier", None, &tier.name, &origin, &label) {
+                    return;
+                }
+                tier.origin = Some(origin);
+                match calico::builtin_tier(&tier.name) {
+                    Some(i) => self.builtin_tiers[i] = Some(tier),
+                    None => self.tiers.push(tier),
+                }
+            }
+            Item::NetworkSet { ns_name, mut set } => {
+                let ns = ns_name.map(|n| self.ns_id(&n));
+                let kind = if ns.is_some() { "NetworkSet" } else { "GlobalNetworkSet" };
+                if !self.first_other(kind, ns, &set.name, &origin, &label) {
+                    return;
+                }
+                set.ns = ns;
+                set.labels = self.intern.labels(set.labels);
+                set.origin = origin;
+                self.network_sets.push(set);
+            }
+            Item::ServiceAccount { ns_name, name, labels } => {
+                let ns = self.ns_id(&ns_name);
+                if !self.first_other("ServiceAccount", Some(ns), &name, &origin, &label) {
+                    return;
+                }
+                let labels = self.intern.labels(labels);
+                self.service_accounts.push(ServiceAccount { ns, name, labels, origin: Some(origin) });
+            }
             Item::Node(n) => {
                 if !self.first_in_cluster("Node", &n.name, &origin, &label) {
                     return;
@@ -553,7 +709,9 @@ impl Loader {
     /// implicitly with their automatic label. A workload whose representative pod has the name of another pod of
     /// its namespace (Pod `web` and StatefulSet `web`) is named `statefulset/web`, so every pod keeps one name. A
     /// hostNetwork pod with no IP in its status, on a node netpol knows (nodes may come after pods), has the node's
-    /// host IPs.
+    /// host IPs. Calico policies get their tiers (a tier no Tier object declares is assumed, with a warning); every
+    /// service account a pod runs as exists (implicitly, without labels, when no ServiceAccount declares it); and
+    /// when the input has Calico objects, the built-in tiers go by their Calico names.
     pub fn finish(mut self) -> Loaded {
         let mut by_name: HashMap<(NsId, &str), Vec<usize>> = HashMap::default();
         for (i, p) in self.pods.iter().enumerate() {
@@ -579,17 +737,67 @@ impl Loader {
                 }
             }
         }
-        Loaded {
-            cluster: Cluster {
-                namespaces: self.namespaces,
-                pods: self.pods,
-                policies: self.policies,
-                nodes: self.nodes,
-                ..Cluster::default()
-            },
-            diagnostics: self.diagnostics,
-            skipped_kinds: self.skipped_kinds,
+        let tiers = self.calico_tiers();
+        let mut service_accounts = std::mem::take(&mut self.service_accounts);
+        let mut known: std::collections::HashSet<(NsId, String)> =
+            service_accounts.iter().map(|s| (s.ns, s.name.clone())).collect();
+        for p in &self.pods {
+            if !known.contains(&(p.ns, p.service_account.to_string())) {
+                known.insert((p.ns, p.service_account.to_string()));
+                let name = p.service_account.to_string();
+                service_accounts.push(ServiceAccount { ns: p.ns, name, labels: Labels::default(), origin: None });
+            }
         }
+        let mut cluster = Cluster {
+            namespaces: self.namespaces,
+            pods: self.pods,
+            policies: self.policies,
+            nodes: self.nodes,
+            tiers,
+            network_sets: self.network_sets,
+            service_accounts,
+        };
+        if cluster.has_calico() {
+            for (t, name) in cluster.tiers.iter_mut().zip(calico::builtin_tier_names()) {
+                t.name = name.to_string();
+            }
+        }
+        Loaded { cluster, diagnostics: self.diagnostics, skipped_kinds: self.skipped_kinds }
+    }
+
+    /// The tiers: the built-in ones (with what their Tier objects say), then the declared ones in input order,
+    /// then the ones policies name without a Tier object (each such policy warned about); each Calico policy gets
+    /// its tier's index.
+    fn calico_tiers(&mut self) -> Vec<TierDef> {
+        let mut tiers = TierDef::builtin();
+        for (t, declared) in tiers.iter_mut().zip(std::mem::take(&mut self.builtin_tiers)) {
+            if let Some(d) = declared {
+                t.default_action = d.default_action;
+                t.origin = d.origin;
+            }
+        }
+        let declared = tiers.len() + self.tiers.len();
+        tiers.append(&mut self.tiers);
+        let mut index: HashMap<String, usize> =
+            tiers.iter().enumerate().skip(3).map(|(i, t)| (t.name.clone(), i)).collect();
+        for (id, name, label) in std::mem::take(&mut self.pending_tiers) {
+            let i = *index.entry(name.clone()).or_insert_with(|| {
+                tiers.push(calico::implicit_tier(&name));
+                tiers.len() - 1
+            });
+            let Some(policy) = self.policies.get_mut(id) else { continue };
+            policy.tier = PolicyTier::from_index(i);
+            if i >= declared {
+                self.diagnostics.push(Diagnostic {
+                    severity: Severity::Warning,
+                    origin: policy.origin.clone(),
+                    object: Some(label),
+                    field: Some("spec.tier".to_string()),
+                    message: calico::implicit_tier_message(&name),
+                });
+            }
+        }
+        tiers
     }
 }
 
@@ -668,8 +876,14 @@ pub(crate) fn decode_from<S: Source>(
         out.push(Decoded::Diagnostic(error(origin, None, Some("kind"), "missing `kind`")));
         return;
     }
-    let entry = KINDS.iter().find(|k| k.kind == kind);
-    let label = validate::object_label(kind, entry.is_some_and(|e| e.cluster_scoped), meta);
+    let of_kind = || KINDS.iter().filter(|k| k.kind == kind);
+    let entry = of_kind().find(|k| k.api_versions.contains(&api_version)).or_else(|| of_kind().next());
+    // Calico's NetworkPolicy is told apart from Kubernetes' in messages.
+    let label_kind = match entry.map(|e| e.lower) {
+        Some(Lower::CalicoNetworkPolicy) => PolicyKind::CalicoNetworkPolicy.as_str(),
+        _ => kind,
+    };
+    let label = validate::object_label(label_kind, entry.is_some_and(|e| e.cluster_scoped), meta);
     if let Some(item_kind) = list_kind(node) {
         if origin.item.is_some() {
             out.push(Decoded::Diagnostic(error(origin, Some(label), None, "nested lists are not supported")));
@@ -700,9 +914,30 @@ pub(crate) fn decode_from<S: Source>(
         return;
     };
     let kind = entry.kind;
-    if api_version != entry.api_version {
-        let msg = format!("unsupported apiVersion `{api_version}` for {kind}; expected `{}`", entry.api_version);
+    if !entry.api_versions.contains(&api_version) {
+        let expected: Vec<&str> = of_kind().flat_map(|e| e.api_versions.iter().copied()).collect();
+        // Calico's own kinds of the same name (its Node) are kinds netpol does not model.
+        if is_calico_group(api_version) && !expected.iter().any(|a| is_calico_group(a)) {
+            let group = api_version.split('/').next().unwrap_or_default();
+            out.push(Decoded::Skipped(format!("{kind}.{group}")));
+            return;
+        }
+        let expected = match &expected[..] {
+            [one] => format!("`{one}`"),
+            more => format!("one of {}", more.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")),
+        };
+        let msg = format!("unsupported apiVersion `{api_version}` for {kind}; expected {expected}");
         out.push(Decoded::Diagnostic(error(origin, Some(label), Some("apiVersion"), msg)));
+        return;
+    }
+    if let Lower::NotModelled(message) = entry.lower {
+        out.push(Decoded::Diagnostic(Diagnostic {
+            severity: Severity::Warning,
+            origin,
+            object: Some(label),
+            field: None,
+            message: message.to_string(),
+        }));
         return;
     }
     // The API server requires a workload's pod template.
@@ -742,6 +977,22 @@ pub(crate) fn decode_from<S: Source>(
         Lower::BaselineAdminNetworkPolicy => source
             .typed::<objects::BaselineAdminNetworkPolicyObj>()
             .map(|o| admin::baseline_admin_network_policy(o, &mut errs)),
+        Lower::CalicoNetworkPolicy => {
+            source.typed::<objects::CalicoNetworkPolicyObj>().map(|o| calico::network_policy(o, &mut errs))
+        }
+        Lower::GlobalNetworkPolicy => {
+            source.typed::<objects::GlobalNetworkPolicyObj>().map(|o| calico::global_network_policy(o, &mut errs))
+        }
+        Lower::Tier => source.typed::<objects::TierObj>().map(|o| calico::tier(o, &mut errs)),
+        Lower::NetworkSet => source.typed::<objects::NetworkSetObj>().map(|o| calico::network_set(o, false, &mut errs)),
+        Lower::GlobalNetworkSet => {
+            source.typed::<objects::NetworkSetObj>().map(|o| calico::network_set(o, true, &mut errs))
+        }
+        Lower::ServiceAccount => {
+            source.typed::<objects::ServiceAccountObj>().map(|o| calico::service_account(o, &mut errs))
+        }
+        // Reported above.
+        Lower::NotModelled(_) => return,
     };
     match item {
         Err((field, message)) => out.push(Decoded::Diagnostic(error(origin, Some(label), field.as_deref(), message))),

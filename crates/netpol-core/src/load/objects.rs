@@ -3,9 +3,10 @@
 //! Strictness follows `kubectl apply` (strict field validation, its default) for the kinds netpol models fully:
 //! Namespace, NetworkPolicy and the admin policy kinds (ClusterNetworkPolicy, AdminNetworkPolicy,
 //! BaselineAdminNetworkPolicy) reject unknown fields (the field path and a "did you mean" are reported by the
-//! loader), and every field of theirs is type-checked, including ObjectMeta's. Pods, workloads and Nodes are
-//! validated in what netpol reads (metadata name/namespace/labels, container ports, hostNetwork, nodeName, pod
-//! IPs, the pod template; a Node's addresses) and the rest is skipped without being decoded.
+//! loader), and every field of theirs is type-checked, including ObjectMeta's; so do Calico's policy kinds, Tiers
+//! and network sets. Pods, workloads, Nodes and ServiceAccounts are validated in what netpol reads (metadata
+//! name/namespace/labels, container ports, hostNetwork, nodeName, serviceAccountName, pod IPs, the pod template;
+//! a Node's addresses) and the rest is skipped without being decoded.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -474,6 +475,230 @@ pub struct AdminPeer {
     pub nodes: Option<LabelSelector>,
     pub networks: Option<Vec<String>>,
     pub domain_names: Option<Vec<String>>,
+}
+
+// --- Calico (`projectcalico.org/v3`, and the same spec as `crd.projectcalico.org/v1`): strict, like the admin
+// kinds. Numbers are read wide and strings as written, so that validation gives the API server's message. ---
+
+/// A Calico `NetworkPolicy` (namespaced).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CalicoNetworkPolicyObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<CalicoNetworkPolicySpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CalicoNetworkPolicySpec {
+    pub tier: Option<String>,
+    pub order: Option<f64>,
+    pub ingress: Option<Vec<CalicoRuleObj>>,
+    pub egress: Option<Vec<CalicoRuleObj>>,
+    pub selector: Option<String>,
+    pub types: Option<Vec<String>>,
+    pub service_account_selector: Option<String>,
+    pub performance_hints: Option<Vec<String>>,
+}
+
+/// A Calico `GlobalNetworkPolicy` (cluster-scoped).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GlobalNetworkPolicyObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<GlobalNetworkPolicySpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GlobalNetworkPolicySpec {
+    pub tier: Option<String>,
+    pub order: Option<f64>,
+    pub ingress: Option<Vec<CalicoRuleObj>>,
+    pub egress: Option<Vec<CalicoRuleObj>>,
+    pub selector: Option<String>,
+    pub types: Option<Vec<String>>,
+    pub do_not_track: Option<bool>,
+    #[serde(rename = "preDNAT")]
+    pub pre_dnat: Option<bool>,
+    pub apply_on_forward: Option<bool>,
+    pub service_account_selector: Option<String>,
+    pub namespace_selector: Option<String>,
+    pub performance_hints: Option<Vec<String>>,
+}
+
+/// A rule of either Calico policy kind.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CalicoRuleObj {
+    pub action: Option<String>,
+    pub ip_version: Option<i64>,
+    pub protocol: Option<NumOrStr>,
+    pub icmp: Option<IcmpFields>,
+    pub not_protocol: Option<NumOrStr>,
+    #[serde(rename = "notICMP")]
+    pub not_icmp: Option<IcmpFields>,
+    pub source: Option<EntityRuleObj>,
+    pub destination: Option<EntityRuleObj>,
+    pub http: Option<HttpMatch>,
+    /// Annotations for people; type-checked, never read.
+    #[serde(rename = "metadata")]
+    pub _metadata: Option<RuleMetadata>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcmpFields {
+    #[serde(rename = "type")]
+    pub type_: Option<i64>,
+    pub code: Option<i64>,
+}
+
+/// `source` or `destination` of a Calico rule.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EntityRuleObj {
+    pub nets: Option<Vec<String>>,
+    pub selector: Option<String>,
+    pub namespace_selector: Option<String>,
+    pub services: Option<ServiceMatch>,
+    pub ports: Option<Vec<NumOrStr>>,
+    pub not_nets: Option<Vec<String>>,
+    pub not_selector: Option<String>,
+    pub not_ports: Option<Vec<NumOrStr>>,
+    pub service_accounts: Option<ServiceAccountMatch>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceMatch {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountMatch {
+    pub names: Option<Vec<String>>,
+    pub selector: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpMatch {
+    pub methods: Option<Vec<String>>,
+    pub paths: Option<Vec<HttpPath>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpPath {
+    pub exact: Option<String>,
+    pub prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleMetadata {
+    #[serde(rename = "annotations")]
+    pub _annotations: Option<StrMap>,
+}
+
+/// A Calico `Tier` (cluster-scoped).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TierObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<TierSpec>,
+    /// Conditions written by Calico; never read.
+    #[serde(rename = "status")]
+    pub _status: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TierSpec {
+    pub order: Option<f64>,
+    pub default_action: Option<String>,
+}
+
+/// A Calico `NetworkSet` (namespaced) or `GlobalNetworkSet` (cluster-scoped): the same shape.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkSetObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<NetworkSetSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSetSpec {
+    pub nets: Option<Vec<String>>,
+}
+
+/// A ServiceAccount (`v1`): what netpol reads (name, namespace, labels); everything else is skipped.
+#[derive(Deserialize)]
+pub struct ServiceAccountObj {
+    #[serde(default)]
+    pub metadata: Meta,
+}
+
+/// Calico's `numorstring` fields (`protocol`, `ports`): a number (read wide, so that a value out of range gets
+/// the range message) or a string, kept as written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NumOrStr {
+    Num(i64),
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for NumOrStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumOrStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumOrStr, E> {
+                Ok(NumOrStr::Num(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumOrStr, E> {
+                i64::try_from(v)
+                    .map(NumOrStr::Num)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &"a number or a string"))
+            }
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<NumOrStr, E> {
+                Err(E::custom(format!("invalid value: integer `{v}`, expected a number or a string")))
+            }
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<NumOrStr, E> {
+                Err(E::custom(format!("invalid value: integer `{v}`, expected a number or a string")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NumOrStr, E> {
+                Ok(NumOrStr::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 // --- Nodes: what netpol reads (name, labels, addresses); everything else is skipped. ---
