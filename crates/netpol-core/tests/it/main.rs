@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod admin_load;
+mod calico_load;
 mod common;
 mod diff;
 mod except_list;
