@@ -263,13 +263,14 @@ pub struct CalicoRule {
     pub icmp: Option<(u8, Option<u8>)>,
     /// `notICMP`: packets of this ICMP type (and code, if given) do not match.
     pub not_icmp: Option<(u8, Option<u8>)>,
-    /// The source's `ports` (with the rule's protocol), whichever side the source is: the source port must be one
-    /// of them. netpol's flows have no source port.
+    /// The source's `ports` (with the rule's protocol; a named port without a protocol once per protocol),
+    /// whichever side the source is: the source port must be one of them. netpol's flows have no source port, so
+    /// a rule with `src_ports` or `not_src_ports` matches no traffic in netpol's answers (the loader warns).
     pub src_ports: Vec<PolicyPort>,
-    /// The source's `notPorts`.
+    /// The source's `notPorts`: the source port must be none of them.
     pub not_src_ports: Vec<PolicyPort>,
     /// Why netpol cannot evaluate this rule (a `services` match, an `http` match), if it cannot: the rule then
-    /// matches no traffic in netpol's answers.
+    /// matches no traffic in netpol's answers (the loader warns).
     pub unsupported: Option<String>,
 }
 

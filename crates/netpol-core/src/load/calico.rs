@@ -94,6 +94,7 @@ struct SpecView<'a> {
 pub(crate) fn network_policy(o: obj::CalicoNetworkPolicyObj, errs: &mut Errors) -> Option<Item> {
     let name = meta_name_checked(&o.metadata.name, errs, NP.check_name);
     let ns_name = meta_namespace(&o.metadata.namespace, errs);
+    check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
     let spec = o.spec.unwrap_or_default();
     let view = SpecView {
         tier: spec.tier.as_deref(),
@@ -114,6 +115,7 @@ pub(crate) fn network_policy(o: obj::CalicoNetworkPolicyObj, errs: &mut Errors) 
 
 pub(crate) fn global_network_policy(o: obj::GlobalNetworkPolicyObj, errs: &mut Errors) -> Option<Item> {
     let name = meta_name_checked(&o.metadata.name, errs, GNP.check_name);
+    check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
     let spec = o.spec.unwrap_or_default();
     let view = SpecView {
         tier: spec.tier.as_deref(),
@@ -684,12 +686,14 @@ enum Global {
     Alone,
     /// Unchecked (`notSelector`, `serviceAccounts.selector`).
     Unchecked,
+    /// Unchecked, and the field has no length limit (`serviceAccounts.selector`).
+    UncheckedUnlimited,
 }
 
 /// A selector field: `None` when absent or empty (upstream tests the string), else parsed and checked.
 fn selector_field(s: Option<&str>, path: &str, global: Global, errs: &mut Errors) -> Option<Expr> {
     let s = s.filter(|s| !s.is_empty())?;
-    if global != Global::Unchecked && s.chars().count() > MAX_SELECTOR {
+    if global != Global::UncheckedUnlimited && s.chars().count() > MAX_SELECTOR {
         errs.add(path, format!("may not be longer than {MAX_SELECTOR} characters (got {})", s.chars().count()));
         return None;
     }
@@ -821,7 +825,7 @@ fn entity(ns: Option<&str>, e: &obj::EntityRuleObj, path: &str, errs: &mut Error
 /// `serviceAccounts` as `parseServiceAccounts` reads it: `selector` with `pcsa.` keys, `&&` the names as
 /// `projectcalico.org/serviceaccount in {...}`. `None` when it has neither.
 fn service_accounts(m: &obj::ServiceAccountMatch, path: &str, errs: &mut Errors) -> Option<Expr> {
-    let sel = selector_field(m.selector.as_deref(), &format!("{path}.selector"), Global::Unchecked, errs)
+    let sel = selector_field(m.selector.as_deref(), &format!("{path}.selector"), Global::UncheckedUnlimited, errs)
         .map(|s| prefixed(s, calico_keys::SA_PREFIX));
     let names = m.names.as_deref().unwrap_or_default();
     for (i, n) in names.iter().enumerate() {
@@ -993,6 +997,7 @@ pub(crate) fn builtin_tier_names() -> [&'static str; 3] {
 /// Pass. The built-in tiers' Tier objects must keep their order and default action.
 pub(crate) fn tier(o: obj::TierObj, errs: &mut Errors) -> Option<Item> {
     let name = meta_name_checked(&o.metadata.name, errs, selector::check_dns_label);
+    check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
     let spec = o.spec.unwrap_or_default();
     let order = match spec.order {
         Some(v) if !v.is_finite() => {

@@ -665,6 +665,7 @@ fn names_follow_calicos_patterns() {
     assert_eq!(only_policy(&np("{}").replace("name: p,", "name: tier1.p,")).name, "tier1.p");
     assert_eq!(only_policy(&np("{}").replace("name: p,", "name: knp.default.a.b,")).name, "knp.default.a.b");
     assert_error(&np("{tier: Tier_1}"), "spec.tier", "RFC 1123 subdomain");
+    assert_error(&np("{}").replace("namespace: prod}", "namespace: prod, labels: {'a b': c}}"), "metadata.labels", "invalid label key");
 }
 
 #[test]
@@ -706,6 +707,11 @@ fn selectors_must_parse() {
     );
     let long = format!("a == '{}'", "x".repeat(1020));
     assert_error(&np(&format!("{{selector: \"{long}\"}}")), "spec.selector", "may not be longer than 1024 characters");
+    let not = format!("{{ingress: [{{action: Allow, source: {{notSelector: \"{long}\"}}}}]}}");
+    assert_error(&np(&not), "spec.ingress[0].source.notSelector", "may not be longer than 1024 characters");
+    // `serviceAccounts.selector` has no limit.
+    let sa = format!("{{ingress: [{{action: Allow, source: {{serviceAccounts: {{selector: \"{long}\"}}}}}}]}}");
+    assert_eq!(only_policy(&np(&sa)).ingress.len(), 1);
 }
 
 #[test]
