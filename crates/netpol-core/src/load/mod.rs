@@ -136,8 +136,8 @@ const KINDS: &[KindEntry] = &[
         "HostEndpoint",
         true,
         Lower::NotModelled(
-            "host endpoints are not modelled yet: netpol ignores this object (and the policies that select host \
-             endpoints only see pods)",
+            "host endpoints are not modelled yet: netpol ignores this object (netpol evaluates policies for pods \
+             only)",
         ),
     ),
 ];
@@ -739,11 +739,10 @@ impl Loader {
         }
         let tiers = self.calico_tiers();
         let mut service_accounts = std::mem::take(&mut self.service_accounts);
-        let mut known: std::collections::HashSet<(NsId, String)> =
-            service_accounts.iter().map(|s| (s.ns, s.name.clone())).collect();
+        let mut known: std::collections::HashSet<(NsId, crate::labels::Atom)> =
+            service_accounts.iter().map(|s| (s.ns, s.name.as_str().into())).collect();
         for p in &self.pods {
-            if !known.contains(&(p.ns, p.service_account.to_string())) {
-                known.insert((p.ns, p.service_account.to_string()));
+            if known.insert((p.ns, p.service_account.clone())) {
                 let name = p.service_account.to_string();
                 service_accounts.push(ServiceAccount { ns: p.ns, name, labels: Labels::default(), origin: None });
             }

@@ -457,6 +457,17 @@ fn a_calicoctl_list_loads_item_by_item() {
     let smtp = &l.cluster.policies[1];
     assert_eq!(smtp.egress[0].ports, vec![tcp(25, 25), tcp(587, 587)]);
     assert_eq!((smtp.affects_ingress, smtp.affects_egress), (false, true));
+    // A plain `kind: List` of several kinds (`calicoctl get tier,gnp -o yaml`).
+    let list = "apiVersion: v1\nkind: List\nitems:\n\
+                - {apiVersion: projectcalico.org/v3, kind: Tier, metadata: {name: t}, spec: {order: 5}}\n\
+                - {apiVersion: projectcalico.org/v3, kind: GlobalNetworkPolicy, metadata: {name: g}, spec: {tier: t}}\n\
+                - {apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {name: h}, spec: {node: n}}\n";
+    let l = load_str("list.yaml", list);
+    assert!(errors(&l).is_empty(), "{:#?}", l.diagnostics);
+    assert_eq!(tier_names(&l.cluster)[3..], ["t"]);
+    assert_eq!(l.cluster.policies[0].tier, PolicyTier::Custom(3));
+    let w = warnings(&l);
+    assert_eq!((w.len(), w[0].origin.item), (1, Some(2)));
 }
 
 // ---- tiers ----
@@ -665,7 +676,11 @@ fn names_follow_calicos_patterns() {
     assert_eq!(only_policy(&np("{}").replace("name: p,", "name: tier1.p,")).name, "tier1.p");
     assert_eq!(only_policy(&np("{}").replace("name: p,", "name: knp.default.a.b,")).name, "knp.default.a.b");
     assert_error(&np("{tier: Tier_1}"), "spec.tier", "RFC 1123 subdomain");
-    assert_error(&np("{}").replace("namespace: prod}", "namespace: prod, labels: {'a b': c}}"), "metadata.labels", "invalid label key");
+    assert_error(
+        &np("{}").replace("namespace: prod}", "namespace: prod, labels: {'a b': c}}"),
+        "metadata.labels",
+        "invalid label key",
+    );
 }
 
 #[test]
