@@ -258,6 +258,17 @@ pub struct CalicoRule {
     pub not_protocol: Option<u8>,
     /// The destination's `notPorts` (with the rule's protocol).
     pub not_ports: Vec<PolicyPort>,
+    /// `icmp`: (type, code).
+    pub icmp: Option<(u8, Option<u8>)>,
+    /// `notICMP`: (type, code).
+    pub not_icmp: Option<(u8, Option<u8>)>,
+    /// The source entity's `ports`: netpol's flows have no source port, so a rule with them matches no traffic.
+    pub src_ports: Vec<PolicyPort>,
+    /// The source entity's `notPorts` (as `src_ports`).
+    pub not_src_ports: Vec<PolicyPort>,
+    /// Why netpol cannot evaluate the rule (`services`, `http`, ports of a protocol it has no port space for):
+    /// it then matches no traffic, and explain says why.
+    pub unsupported: Option<String>,
 }
 
 /// What a rule does with the traffic it matches.
