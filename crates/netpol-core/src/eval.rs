@@ -577,6 +577,9 @@ impl Engine {
     /// The Calico rules of identity `i`'s policies in `dir` whose own-side criteria its pods (at their primary
     /// address) fail: they do not apply to them. Sorted; empty without such rules.
     pub(crate) fn masked_rules(&self, i: IdentityId, dir: Direction) -> Vec<RuleId> {
+        if !self.calico {
+            return Vec::new();
+        }
         let ident = &self.identities[i.index()];
         let rules = match dir {
             Direction::Ingress => &ident.ingress_rules,
