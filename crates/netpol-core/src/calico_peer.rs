@@ -5,7 +5,9 @@
 //! [`crate::model::calico_labels`]), a network set by its labels, whose member addresses are its nets. So an
 //! address matches `selector` when it is a matched pod's address or lies in a matched network set's nets (a pod
 //! address inside such a set matches too), and `notSelector` excludes the same way. `nets`, `notNets` and
-//! `ipVersion` are about the address alone. Every criterion present must hold.
+//! `ipVersion` are about the address alone; as Felix renders a rule once per IP family and drops it for a family
+//! that its non-empty `nets` or `notNets` have no CIDR of, such a `notNets` matches no address of the other family.
+//! Every criterion present must hold.
 //!
 //! Each CIDR involved (nets, notNets, network sets' nets, each family's whole space when `ipVersion` is used) is
 //! an engine block, so an identity's ip class decides all of them for its pods' primary addresses: a peer holds
@@ -40,6 +42,9 @@ pub struct CCalico {
     /// `nets` as blocks (`None`: no criterion).
     pub nets: Option<Vec<BlockId>>,
     pub not_nets: Vec<BlockId>,
+    /// Which families `notNets` has CIDRs of (IPv4, IPv6): Felix drops a rule for a family its non-empty
+    /// `notNets` has no CIDR of (`FilterRuleToIPVersion`), so then it matches no address of that family.
+    pub not_nets_families: (bool, bool),
     /// `ipVersion`: `Some(true)` for 6.
     pub v6: Option<bool>,
     /// The identities matched at their primary address (hostNetwork ones by their address only).
@@ -62,6 +67,8 @@ impl CCalico {
             && self.nets.as_ref().is_none_or(|n| ip.is_some_and(|ip| b.in_any(n, ip)))
             && !self.not_sel.as_ref().is_some_and(hit)
             && !ip.is_some_and(|ip| b.in_any(&self.not_nets, ip))
+            && (self.peer.not_nets.is_empty()
+                || ip.is_none_or(|ip| if ip.is_ipv6() { self.not_nets_families.1 } else { self.not_nets_families.0 }))
             && self.v6.is_none_or(|v6| ip.is_none_or(|ip| ip.is_ipv6() == v6))
     }
 

@@ -1076,6 +1076,10 @@ impl Engine {
             not_sel,
             nets,
             not_nets,
+            not_nets_families: (
+                peer.not_nets.iter().any(|n| matches!(n, ipnet::IpNet::V4(_))),
+                peer.not_nets.iter().any(|n| matches!(n, ipnet::IpNet::V6(_))),
+            ),
             v6: peer.ip_version.map(|v| v == 6),
             pods: IdSet::Sparse(Vec::new()),
         };

@@ -201,7 +201,8 @@ pub struct CalicoPeer {
     pub not_selector: Option<CalicoExpr>,
     /// `nets` (host bits masked off): the address is in one of them. Empty: no criterion.
     pub nets: Vec<IpNet>,
-    /// `notNets`: the address is in none of them.
+    /// `notNets`: the address is in none of them, and (as Felix renders rules per IP family) one of them is of
+    /// its family.
     pub not_nets: Vec<IpNet>,
     /// The rule's `ipVersion` (4 or 6): only addresses of that family.
     pub ip_version: Option<u8>,

@@ -328,6 +328,12 @@ pub fn allowing_blocks(
 ) -> Option<BTreeSet<BlockId>> {
     let mut blocks = BTreeSet::new();
     for (_, rule) in outside_rules(e, ident, dir)?.into_iter().filter(|(_, r)| r.ports.contains(proto, port)) {
+        // A Calico entity rule: the blocks of its nets and of the network sets its selector matches (a hint
+        // like the rest: callers check the address they take).
+        for &c in &rule.calico {
+            let p = e.calico_peer_of(c);
+            blocks.extend(p.nets.iter().flatten().chain(p.sel.iter().flat_map(|m| m.blocks.iter())));
+        }
         blocks.extend(rule.blocks?);
     }
     Some(blocks)

@@ -114,6 +114,9 @@ fn calico_matches(c: &Cluster, cp: &CalicoPeer, ep: &Endpoint) -> bool {
         && (cp.nets.is_empty() || ip.is_some_and(|ip| cp.nets.iter().any(|n| n.contains(&ip))))
         && !cp.not_selector.as_ref().is_some_and(in_sel)
         && !ip.is_some_and(|ip| cp.not_nets.iter().any(|n| n.contains(&ip)))
+        // Felix drops a rule for a family its non-empty notNets has no CIDR of (`FilterRuleToIPVersion`).
+        && (cp.not_nets.is_empty()
+            || ip.is_none_or(|ip| cp.not_nets.iter().any(|n| matches!(n, ipnet::IpNet::V6(_)) == ip.is_ipv6())))
         && cp.ip_version.is_none_or(|v| ip.is_none_or(|ip| ip.is_ipv6() == (v == 6)))
 }
 
