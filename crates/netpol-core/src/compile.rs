@@ -11,6 +11,8 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
+use crate::calico_peer::{Blocks, CCalico, CalicoId, SelMatch};
+use crate::calico_selector::Expr;
 use crate::eval::{ProfileStep, Query, Quiet, TierId};
 use crate::ipranges::BlockRanges;
 use crate::model::*;
@@ -192,6 +194,8 @@ pub struct Identity {
     pub ip_class: IpClassId,
     /// Container ports (sorted), shared by every pod of the identity.
     pub ports: Vec<ContainerPort>,
+    /// The pods' service account, when the engine has Calico policies (whose selectors see it); else empty.
+    pub service_account: Atom,
     /// Never empty; sorted.
     pub pods: Vec<PodId>,
     /// Policies selecting these pods that affect ingress / egress (sorted). Empty = not isolated.
@@ -213,6 +217,7 @@ impl Identity {
             host_network: key.2,
             ip_class: key.3,
             ports: key.4.clone(),
+            service_account: key.5.clone(),
             pods: Vec::new(),
             ingress_policies: Vec::new(),
             egress_policies: Vec::new(),
@@ -222,7 +227,7 @@ impl Identity {
         }
     }
     pub(crate) fn key(&self) -> IdentityKey {
-        (self.ns, self.labels, self.host_network, self.ip_class, self.ports.clone())
+        (self.ns, self.labels, self.host_network, self.ip_class, self.ports.clone(), self.service_account.clone())
     }
     pub fn named_port(&self, name: &str, proto: Protocol) -> Option<u16> {
         self.ports.iter().find(|p| p.protocol == proto && p.name.as_deref() == Some(name)).map(|p| p.port)
@@ -254,6 +259,8 @@ pub enum CPeer {
     Domains(DomainsId),
     /// A peer that matches nothing now (a `nodes` selector that selects no node with an address).
     Nothing,
+    /// A Calico entity rule's endpoint criteria.
+    Calico(CalicoId),
 }
 
 impl CPeer {
@@ -264,6 +271,7 @@ impl CPeer {
             CPeer::Block(i) => (1, i.index()),
             CPeer::Domains(i) => (2, i.index()),
             CPeer::Nothing => (3, 0),
+            CPeer::Calico(i) => (4, i.index()),
         }
     }
 }
@@ -306,36 +314,57 @@ pub struct CPorts {
     pub named: Vec<(Protocol, String)>,
     /// `named` with interned names (same order).
     pub named_ids: Vec<(Protocol, u32)>,
+    /// Calico's `notPorts`: ports taken out whatever else matched (`numeric` is already without them; named
+    /// ports resolved per destination may fall in them).
+    pub not_numeric: PortSet,
+    pub not_named: Vec<(Protocol, String)>,
+    pub not_named_ids: Vec<(Protocol, u32)>,
 }
 
 impl CPorts {
     /// Ports this rule allows towards a destination with the given container ports (`None`: not a pod).
     pub fn resolve(&self, dst_ports: Option<&[ContainerPort]>) -> PortSet {
         let mut s = self.numeric.clone();
+        let find = |cps: &[ContainerPort], proto: Protocol, name: &str| {
+            cps.iter().find(|c| c.protocol == proto && c.name.as_deref() == Some(name)).map(|c| c.port)
+        };
         if let Some(cps) = dst_ports {
             for (proto, name) in &self.named {
-                if let Some(cp) = cps.iter().find(|c| c.protocol == *proto && c.name.as_deref() == Some(name)) {
-                    s.union_with(&PortSet::single(*proto, cp.port));
+                if let Some(port) = find(cps, *proto, name) {
+                    s.union_with(&PortSet::single(*proto, port));
+                }
+            }
+            if !self.named.is_empty() && !self.not_numeric.is_empty() {
+                s = s.difference(&self.not_numeric);
+            }
+            for (proto, name) in &self.not_named {
+                if let Some(port) = find(cps, *proto, name) {
+                    s = s.difference(&PortSet::single(*proto, port));
                 }
             }
         }
         s
     }
 
+    /// Whether the ports depend on the destination's named ports.
+    pub fn has_named(&self) -> bool {
+        !self.named.is_empty() || !self.not_named.is_empty()
+    }
+
     /// Whether the rule's ports include `port`; `dst_named` are the destination pod's interned named ports
     /// (`None`: the destination is not a pod).
     #[inline]
     pub fn matches(&self, proto: Protocol, port: u16, dst_named: Option<&[(u32, Protocol, u16)]>) -> bool {
-        if self.numeric.contains(proto, port) {
-            return true;
-        }
-        match dst_named {
+        let named = |ids: &[(Protocol, u32)]| match dst_named {
             None => false,
-            Some(cps) => self
-                .named_ids
+            Some(cps) => ids
                 .iter()
                 .any(|&(p, id)| p == proto && cps.iter().any(|&(i, pp, n)| i == id && pp == proto && n == port)),
+        };
+        if self.numeric.contains(proto, port) {
+            return self.not_named_ids.is_empty() || !named(&self.not_named_ids);
         }
+        named(&self.named_ids) && !self.not_numeric.contains(proto, port) && !named(&self.not_named_ids)
     }
 }
 
@@ -353,6 +382,8 @@ pub struct CRule {
     /// For each of `peers`, the index of the first peer of the source rule it was compiled from.
     pub peer_src: Vec<u32>,
     pub ports: CPorts,
+    /// Calico: the subject's own side must match this (the rule applies only to those of its addresses).
+    pub local: Option<CalicoId>,
 }
 
 /// An endpoint of a flow.
@@ -439,15 +470,15 @@ impl SelectIndex {
 /// Per-flow facts about an endpoint used by the fast path.
 pub(crate) struct EpInfo<'a> {
     pub(crate) ident: Option<IdentityId>,
-    ip: Option<IpAddr>,
+    pub(crate) ip: Option<IpAddr>,
     /// The ip class when the flow uses the pod's primary IP (precomputed).
-    ip_class: Option<IpClassId>,
+    pub(crate) ip_class: Option<IpClassId>,
     /// The DNS name the address was resolved from (a flow's `dst_fqdn`).
     pub(crate) name: Option<&'a str>,
 }
 
 /// What makes pods one identity: namespace, interned label set, hostNetwork, ip class, sorted container ports.
-pub(crate) type IdentityKey = (NsId, LabelSetId, bool, IpClassId, Vec<ContainerPort>);
+pub(crate) type IdentityKey = (NsId, LabelSetId, bool, IpClassId, Vec<ContainerPort>, Atom);
 
 /// The compiled engine. Owns the cluster it was built from.
 ///
@@ -491,6 +522,79 @@ pub struct Engine {
     /// Distinct `domainNames` lists (lowercase).
     pub(crate) domains: Vec<Vec<String>>,
     pub(crate) domain_index: FxHashMap<Vec<String>, DomainsId>,
+    /// For each tier of the cluster (`Cluster::tiers`), its engine tier.
+    pub(crate) tier_map: Vec<TierId>,
+    /// Whether the cluster has Calico policies: identities then tell service accounts apart and carry Calico's
+    /// labels.
+    pub(crate) calico: bool,
+    /// Per identity, the labels Calico's selectors see (empty without Calico policies).
+    pub(crate) ident_calico: Vec<Labels>,
+    pub(crate) calico_peers: Vec<CCalico>,
+    pub(crate) calico_index: FxHashMap<CalicoPeer, CalicoId>,
+}
+
+/// Blocks of an address by lookup in the engine's block ranges.
+impl Blocks for Engine {
+    fn in_any(&self, blocks: &[BlockId], ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        blocks.iter().any(|b| self.block_ranges.get(b.index()).is_some_and(|r| r.contains(ip)))
+    }
+}
+
+/// Blocks of a primary address, by its ip class.
+struct ClassBlocks<'a>(&'a [BlockId]);
+
+impl Blocks for ClassBlocks<'_> {
+    fn in_any(&self, blocks: &[BlockId], _ip: IpAddr) -> bool {
+        blocks.iter().any(|b| self.0.binary_search(b).is_ok())
+    }
+}
+
+/// The address blocks Calico's criteria need as blocks (see [`crate::calico_peer`]): every `nets`/`notNets`
+/// CIDR, every network set's nets, and each family's whole space when a rule has `ipVersion`.
+fn calico_blocks(cluster: &Cluster) -> Vec<IpBlock> {
+    let mut out = Vec::new();
+    let mut family = false;
+    let mut peer = |p: &CalicoPeer, out: &mut Vec<IpBlock>| {
+        for n in p.nets.iter().chain(&p.not_nets) {
+            out.push(IpBlock { cidr: *n, except: Vec::new() });
+        }
+        family |= p.ip_version.is_some();
+    };
+    for pol in &cluster.policies {
+        for r in pol.ingress.iter().chain(&pol.egress) {
+            for p in &r.peers {
+                if let Peer::Calico(c) = p {
+                    peer(c, &mut out);
+                }
+            }
+            if let Some(l) = r.calico.as_ref().and_then(|c| c.local.as_ref()) {
+                peer(l, &mut out);
+            }
+        }
+    }
+    if out.is_empty() && !family && !cluster.policies.iter().any(|p| p.calico_selector.is_some()) {
+        return out;
+    }
+    for s in &cluster.network_sets {
+        out.extend(s.nets.iter().map(|n| IpBlock { cidr: *n, except: Vec::new() }));
+    }
+    if family {
+        for all in ["0.0.0.0/0", "::/0"] {
+            if let Ok(cidr) = all.parse() {
+                out.push(IpBlock { cidr, except: Vec::new() });
+            }
+        }
+    }
+    out
+}
+
+/// Whether the cluster has policies of Calico's kinds (or Calico rules).
+fn has_calico_policies(cluster: &Cluster) -> bool {
+    cluster
+        .policies
+        .iter()
+        .any(|p| p.calico_selector.is_some() || p.ingress.iter().chain(&p.egress).any(|r| r.calico.is_some()))
 }
 
 /// Which namespaces a selector peer looks in.
@@ -578,7 +682,7 @@ impl Engine {
     /// Whether a NetworkPolicy selects the pods of identity `i` in `dir`: they are isolated, and what no
     /// NetworkPolicy (or admin rule) allows is denied.
     pub fn isolated(&self, i: IdentityId, dir: Direction) -> bool {
-        let tier = crate::eval::NETWORK_POLICY_TIER;
+        let tier = self.np_tier();
         self.identities[i.index()].policies(dir).iter().any(|&p| self.policy_tier(p) == tier)
     }
     /// The pod that has an address (the lowest id when several do).
@@ -600,18 +704,22 @@ impl Engine {
         // Distinct ipBlocks.
         let mut block_index: FxHashMap<IpBlock, BlockId> = FxHashMap::default();
         let mut blocks: Vec<IpBlock> = Vec::new();
+        let mut add_block = |b: IpBlock| {
+            block_index.entry(b).or_insert_with_key(|b| {
+                blocks.push(b.clone());
+                BlockId::new(blocks.len() - 1)
+            });
+        };
         for pol in &cluster.policies {
             for r in pol.ingress.iter().chain(&pol.egress) {
                 for p in &r.peers {
-                    for b in peer_blocks(&cluster.nodes, p) {
-                        block_index.entry(b).or_insert_with_key(|b| {
-                            blocks.push(b.clone());
-                            BlockId::new(blocks.len() - 1)
-                        });
-                    }
+                    peer_blocks(&cluster.nodes, p).into_iter().for_each(&mut add_block);
                 }
             }
         }
+        calico_blocks(&cluster).into_iter().for_each(&mut add_block);
+        let (tiers, tier_map) = crate::eval::tiers(&cluster.tiers);
+        let calico = has_calico_policies(&cluster);
 
         let mut eng = Engine {
             cluster: Cluster::default(),
@@ -624,7 +732,7 @@ impl Engine {
             block_ranges: blocks.iter().map(BlockRanges::new).collect(),
             blocks,
             ip_classes: vec![Vec::new()],
-            tiers: crate::eval::tiers(),
+            tiers,
             rules: Vec::new(),
             policy_rules: Vec::new(),
             ip_index: FxHashMap::default(),
@@ -638,6 +746,11 @@ impl Engine {
             block_index,
             domains: Vec::new(),
             domain_index: FxHashMap::default(),
+            tier_map,
+            calico,
+            ident_calico: Vec::new(),
+            calico_peers: Vec::new(),
+            calico_index: FxHashMap::default(),
         };
         eng.ip_class_index.insert(Vec::new(), IpClassId::new(0));
 
@@ -667,6 +780,15 @@ impl Engine {
         }
 
         let sel_index = SelectIndex::new(&eng, &cluster, ns_idents.clone());
+        if eng.calico {
+            eng.ident_calico = eng.identities.iter().map(|ident| eng.identity_calico_labels(&cluster, ident)).collect();
+        }
+        let netset_labels: Vec<Labels> = cluster
+            .network_sets
+            .iter()
+            .map(|s| crate::model::network_set_labels(s, s.ns.map(|n| cluster.ns(n))))
+            .collect();
+        let mut calico_sel: FxHashMap<Expr, SelMatch> = FxHashMap::default();
 
         // Policies selecting each identity. hostNetwork pods are not subject to policies.
         let mut sel_cache: FxHashMap<(&Selector, LabelSetId), bool> = FxHashMap::default();
@@ -684,9 +806,12 @@ impl Engine {
                     continue;
                 }
                 let ls = ident.labels;
-                let m = *sel_cache
-                    .entry((&pol.pod_selector, ls))
-                    .or_insert_with(|| pol.pod_selector.matches(&eng.label_sets[ls.index()]));
+                let m = match &pol.calico_selector {
+                    Some(expr) => eng.ident_calico.get(iid.index()).is_some_and(|l| expr.matches(l)),
+                    None => *sel_cache
+                        .entry((&pol.pod_selector, ls))
+                        .or_insert_with(|| pol.pod_selector.matches(&eng.label_sets[ls.index()])),
+                };
                 if m {
                     let ident = &mut eng.identities[iid.index()];
                     if pol.affects_ingress {
@@ -706,8 +831,13 @@ impl Engine {
             let mut ids = (Vec::new(), Vec::new());
             for dir in [Direction::Ingress, Direction::Egress] {
                 for (ri, r) in pol.rules(dir).iter().enumerate() {
+                    let peers = r.peers.iter().filter_map(|p| if let Peer::Calico(c) = p { Some(&**c) } else { None });
+                    let local = r.calico.as_ref().and_then(|c| c.local.as_ref());
+                    for c in peers.chain(local) {
+                        eng.calico_peer(&cluster, &netset_labels, &mut calico_sel, c);
+                    }
                     // Every ipBlock of the cluster was interned above, so the rule always compiles.
-                    let tier = crate::eval::tier_of(pol.tier);
+                    let tier = eng.tier_id(pol.tier);
                     let polid = PolicyId::new(polid);
                     let Some(rule) = eng.compile_rule(polid, pol.ns(), tier, &cluster.nodes, dir, ri, r, &mut select)
                     else {
@@ -750,7 +880,8 @@ impl Engine {
         };
         let mut ports = pod.ports.to_vec();
         ports.sort();
-        (pod.ns, ls, pod.host_network, ip_class, ports)
+        let sa = if self.calico { pod.service_account.clone() } else { Atom::from("") };
+        (pod.ns, ls, pod.host_network, ip_class, ports, sa)
     }
 
     /// Records that pod `pid` has `ip` (`ip_index` keeps the lowest pod id).
@@ -822,8 +953,7 @@ impl Engine {
                         peers.push((CPeer::Block(*self.block_index.get(b)?), src as u32));
                     }
                 }
-                // Compiled in the next step of Calico support; no loader produces it yet.
-                Peer::Calico(_) => peers.push((CPeer::Nothing, src as u32)),
+                Peer::Calico(c) => peers.push((CPeer::Calico(*self.calico_index.get(&**c)?), src as u32)),
                 Peer::DomainNames(names) => {
                     let next = DomainsId::new(self.domains.len());
                     let id = *self.domain_index.entry(names.clone()).or_insert(next);
@@ -865,16 +995,136 @@ impl Engine {
             let count = match *p {
                 CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
                 CPeer::Block(b) => self.block_refs.get_mut(b.index()),
-                CPeer::Domains(_) | CPeer::Nothing => None,
+                CPeer::Domains(_) | CPeer::Nothing | CPeer::Calico(_) => None,
             };
             if let Some(c) = count {
                 *c += 1;
             }
         }
-        let mut ports = compile_ports(&r.ports);
+        let mut ports = match &r.calico {
+            Some(c) => compile_calico_ports(&r.ports, c),
+            None => compile_ports(&r.ports),
+        };
         ports.named_ids = ports.named.iter().map(|(p, n)| (*p, self.port_name_id(n))).collect();
-        Some(CRule { policy: polid, dir, index: index as u32, tier, action: r.action, peers, peer_src, ports })
+        ports.not_named_ids = ports.not_named.iter().map(|(p, n)| (*p, self.port_name_id(n))).collect();
+        let local = match r.calico.as_ref().and_then(|c| c.local.as_ref()) {
+            Some(l) => Some(*self.calico_index.get(l)?),
+            None => None,
+        };
+        let action = r.action;
+        Some(CRule { policy: polid, dir, index: index as u32, tier, action, peers, peer_src, ports, local })
     }
+    /// The labels Calico's selectors see on the pods of an identity (see [`crate::model::calico_labels`]).
+    fn identity_calico_labels(&self, cluster: &Cluster, ident: &Identity) -> Labels {
+        let sa = cluster.service_accounts.iter().find(|s| s.ns == ident.ns && *s.name == *ident.service_account);
+        crate::model::calico_labels(
+            &self.label_sets[ident.labels.index()],
+            cluster.ns(ident.ns),
+            sa,
+            &ident.service_account,
+        )
+    }
+
+    /// Compiles a Calico entity rule once (see [`crate::calico_peer`]).
+    fn calico_peer(
+        &mut self,
+        cluster: &Cluster,
+        netset_labels: &[Labels],
+        cache: &mut FxHashMap<Expr, SelMatch>,
+        peer: &CalicoPeer,
+    ) -> CalicoId {
+        if let Some(&id) = self.calico_index.get(peer) {
+            return id;
+        }
+        let mut select = |eng: &Engine, expr: &Expr| -> SelMatch {
+            if let Some(m) = cache.get(expr) {
+                return m.clone();
+            }
+            let ids: Vec<IdentityId> = (0..eng.identities.len())
+                .filter(|&i| !eng.identities[i].host_network)
+                .filter(|&i| eng.ident_calico.get(i).is_some_and(|l| expr.matches(l)))
+                .map(IdentityId::new)
+                .collect();
+            let sets: Vec<usize> = (0..netset_labels.len()).filter(|&s| expr.matches(&netset_labels[s])).collect();
+            let mut blocks: Vec<BlockId> = sets
+                .iter()
+                .flat_map(|&s| cluster.network_sets[s].nets.iter())
+                .filter_map(|n| eng.block_index.get(&IpBlock { cidr: *n, except: Vec::new() }).copied())
+                .collect();
+            blocks.sort_unstable();
+            blocks.dedup();
+            let m = SelMatch { idents: IdSet::from_sorted(ids, eng.identities.len()), blocks, sets };
+            cache.insert(expr.clone(), m.clone());
+            m
+        };
+        let sel = peer.selector.as_ref().map(|e| select(self, e));
+        let not_sel = peer.not_selector.as_ref().map(|e| select(self, e));
+        let as_blocks = |eng: &Engine, nets: &[ipnet::IpNet]| -> Vec<BlockId> {
+            let mut v: Vec<BlockId> = nets
+                .iter()
+                .filter_map(|n| eng.block_index.get(&IpBlock { cidr: *n, except: Vec::new() }).copied())
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let nets = (!peer.nets.is_empty()).then(|| as_blocks(self, &peer.nets));
+        let not_nets = as_blocks(self, &peer.not_nets);
+        let mut c = CCalico {
+            peer: peer.clone(),
+            sel,
+            not_sel,
+            nets,
+            not_nets,
+            not_nets_families: (
+                peer.not_nets.iter().any(|n| matches!(n, ipnet::IpNet::V4(_))),
+                peer.not_nets.iter().any(|n| matches!(n, ipnet::IpNet::V6(_))),
+            ),
+            v6: peer.ip_version.map(|v| v == 6),
+            pods: IdSet::Sparse(Vec::new()),
+        };
+        let ids: Vec<IdentityId> = (0..self.identities.len())
+            .map(IdentityId::new)
+            .filter(|&i| {
+                let ident = &self.identities[i.index()];
+                let ip = ident.pods.first().and_then(|p| self.primary_ips.get(p.index()).copied().flatten());
+                let class = ClassBlocks(&self.ip_classes[ident.ip_class.index()]);
+                c.matches_parts(&class, (!ident.host_network).then_some(i), ip)
+            })
+            .collect();
+        c.pods = IdSet::from_sorted(ids, self.identities.len());
+        let id = CalicoId::new(self.calico_peers.len());
+        self.calico_peers.push(c);
+        self.calico_index.insert(peer.clone(), id);
+        id
+    }
+
+    /// The compiled Calico entity rule.
+    pub fn calico_peer_of(&self, c: CalicoId) -> &CCalico {
+        &self.calico_peers[c.index()]
+    }
+
+    /// Whether a Calico entity rule matches an endpoint of a flow.
+    #[inline]
+    pub(crate) fn calico_matches(&self, c: CalicoId, ep: &EpInfo<'_>) -> bool {
+        let label_ident = ep.ident.filter(|i| !self.identities[i.index()].host_network);
+        self.calico_peers[c.index()].matches(self, ep, label_ident)
+    }
+
+    /// The endpoint information of a pod of identity `i` at address `ip`.
+    pub(crate) fn ip_info(&self, i: IdentityId, ip: IpAddr) -> EpInfo<'static> {
+        let ident = &self.identities[i.index()];
+        let primary = ident.pods.iter().any(|p| self.primary_ips.get(p.index()).copied().flatten() == Some(ip));
+        EpInfo { ident: Some(i), ip: Some(ip), ip_class: primary.then_some(ident.ip_class), name: None }
+    }
+
+    /// The endpoint information of a pod of identity `i` at its primary address.
+    pub(crate) fn ident_info(&self, i: IdentityId) -> EpInfo<'static> {
+        let ident = &self.identities[i.index()];
+        let ip = ident.pods.first().and_then(|p| self.primary_ips.get(p.index()).copied().flatten());
+        EpInfo { ident: Some(i), ip, ip_class: Some(ident.ip_class), name: None }
+    }
+
     pub(crate) fn port_name_id(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.port_names.get(name) {
             return id;
@@ -1021,6 +1271,7 @@ impl Engine {
                 ep.name.is_some_and(|name| self.domains[d.index()].iter().any(|pat| domain_matches(pat, name)))
             }
             CPeer::Nothing => false,
+            CPeer::Calico(c) => self.calico_matches(c, ep),
         }
     }
 
@@ -1049,8 +1300,8 @@ impl Engine {
         d.name = dst_name;
         let dst_named = d.ident.map(|i| self.identities[i.index()].named_ports.as_slice());
         let q = Query { proto, port, dst_named };
-        s.ident.is_none_or(|i| self.walk_side(i, Direction::Egress, &d, &q, &mut Quiet))
-            && d.ident.is_none_or(|i| self.walk_side(i, Direction::Ingress, &s, &q, &mut Quiet))
+        s.ident.is_none_or(|i| self.walk_side(i, &s, Direction::Egress, &d, &q, &mut Quiet))
+            && d.ident.is_none_or(|i| self.walk_side(i, &d, Direction::Ingress, &s, &q, &mut Quiet))
     }
 
     /// Parses `ns/pod`, `pod` (in `default_ns`) or an IP address (see [`parse_address`]). A string that looks
@@ -1133,6 +1384,43 @@ pub fn parse_address(s: &str) -> Result<Option<IpAddr>, String> {
         return Err(format!("`{s}` is not a valid IP address"));
     }
     Ok(None)
+}
+
+/// A Calico rule's ports: the destination's `ports` (or every port) of the rule's `protocol`, without
+/// `notProtocol` and the destination's `notPorts`. A rule netpol cannot evaluate (source ports, `services`,
+/// `http`: see [`CalicoRule`]) matches no traffic.
+pub fn compile_calico_ports(ports: &[PolicyPort], c: &CalicoRule) -> CPorts {
+    if calico_unevaluable(c) {
+        return CPorts::default();
+    }
+    let mut out = compile_ports(ports);
+    let proto = |n: u8| match n {
+        6 => Some(Protocol::Tcp),
+        17 => Some(Protocol::Udp),
+        132 => Some(Protocol::Sctp),
+        _ => None,
+    };
+    if let Some(p) = c.protocol {
+        let only = proto(p).map_or_else(PortSet::empty, PortSet::protocol);
+        out.numeric = out.numeric.intersect(&only);
+        out.named.retain(|(np, _)| Some(*np) == proto(p));
+    }
+    if let Some(p) = c.not_protocol.and_then(proto) {
+        out.numeric = out.numeric.difference(&PortSet::protocol(p));
+        out.named.retain(|(np, _)| *np != p);
+    }
+    if !c.not_ports.is_empty() {
+        let not = compile_ports(&c.not_ports);
+        out.numeric = out.numeric.difference(&not.numeric);
+        out.not_numeric = not.numeric;
+        out.not_named = not.named;
+    }
+    out
+}
+
+/// Whether a Calico rule has a criterion netpol cannot evaluate (it then matches no traffic).
+pub fn calico_unevaluable(c: &CalicoRule) -> bool {
+    c.unsupported.is_some() || !c.src_ports.is_empty() || !c.not_src_ports.is_empty()
 }
 
 pub fn compile_ports(ports: &[PolicyPort]) -> CPorts {

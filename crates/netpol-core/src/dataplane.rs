@@ -220,6 +220,8 @@ impl<'e> Builder<'e> {
                 addresses: Vec::new(),
             },
             CPeer::Nothing => AddressSet::Pods { key: "nothing".to_string(), addresses: Vec::new() },
+            // Not enforced yet: the commands that build a data plane refuse Calico clusters (see the README).
+            CPeer::Calico(c) => AddressSet::Pods { key: format!("calico:{c}"), addresses: Vec::new() },
         };
         let id = SetId::new(self.t.sets.len());
         self.t.sets.push(set);
@@ -245,6 +247,7 @@ impl<'e> Builder<'e> {
                         CPeer::Sel(s) => self.e.sel_peers[s.index()].1.contains(IdentityId::new(i)),
                         CPeer::Block(b) => self.e.block_contains(b, ip),
                         CPeer::Domains(_) | CPeer::Nothing => false,
+                        CPeer::Calico(c) => self.e.calico_matches(c, &self.e.ip_info(IdentityId::new(i), ip)),
                     });
                 if !matches {
                     continue;

@@ -887,19 +887,24 @@ fn decider(s: &SideExplanation) -> String {
             }
             None => "a rule".to_string(),
         },
-        DecidedBy::NetworkPolicy => match s.allowed_by.iter().find(|m| m.tier == "NetworkPolicy") {
-            Some(m) => format!("NetworkPolicy {}", rule_text(&m.policy, m.rule, m.peer, m.port.as_deref())),
-            None => {
-                let np: Vec<&str> = s
-                    .policies
-                    .iter()
-                    .zip(&s.policy_keys)
-                    .filter(|(_, k)| k.kind == crate::model::PolicyKind::NetworkPolicy)
-                    .map(|(p, _)| p.as_str())
-                    .collect();
-                format!("NetworkPolicy isolation by {}", np.join(", "))
+        DecidedBy::TierDefault => {
+            format!("the default action (Deny) of tier {}", s.tier_default.as_deref().unwrap_or_default())
+        }
+        DecidedBy::NetworkPolicy => {
+            match s.allowed_by.iter().find(|m| m.tier == "NetworkPolicy" || m.tier == "default") {
+                Some(m) => format!("NetworkPolicy {}", rule_text(&m.policy, m.rule, m.peer, m.port.as_deref())),
+                None => {
+                    let np: Vec<&str> = s
+                        .policies
+                        .iter()
+                        .zip(&s.policy_keys)
+                        .filter(|(_, k)| k.kind == crate::model::PolicyKind::NetworkPolicy)
+                        .map(|(p, _)| p.as_str())
+                        .collect();
+                    format!("NetworkPolicy isolation by {}", np.join(", "))
+                }
             }
-        },
+        }
     }
 }
 

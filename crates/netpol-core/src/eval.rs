@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::compile::{CRule, Endpoint, Engine, EpInfo, IdentityId, RuleId};
 use crate::matrix::{PortSets, PsId};
-use crate::model::{Direction, PolicyId, PolicyTier};
+use crate::model::{Direction, PolicyId, PolicyTier, TierDef};
 use crate::portset::{PortSet, Protocol};
 
 pub use crate::model::Action;
@@ -41,35 +41,34 @@ crate::typed_id!(
 /// A tier: policies evaluated together, before those of later tiers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Tier {
-    pub name: &'static str,
+    pub name: std::sync::Arc<str>,
     pub end: TierEnd,
 }
 
-/// The tier of NetworkPolicy v1.
+/// The tier of NetworkPolicy v1 (Calico's `default` tier) in an engine without tiers of Calico's own (whose
+/// tiers are the three built-in ones: see [`Engine::np_tier`] for any engine).
 pub const NETWORK_POLICY_TIER: TierId = TierId(1);
 
-/// The tiers of an engine, in evaluation order: the Admin tier (ClusterNetworkPolicy tier Admin,
-/// AdminNetworkPolicy), NetworkPolicy v1, the Baseline tier (ClusterNetworkPolicy tier Baseline,
-/// BaselineAdminNetworkPolicy). What the admin tiers leave undecided goes on; what NetworkPolicy leaves
-/// undecided for a pod it selects is denied.
-pub fn tiers() -> Vec<Tier> {
-    vec![
-        Tier { name: "Admin", end: TierEnd::Continue },
-        Tier { name: "NetworkPolicy", end: TierEnd::Deny },
-        Tier { name: "Baseline", end: TierEnd::Continue },
-    ]
-}
-
-/// The engine tier of a model tier.
-pub fn tier_of(t: PolicyTier) -> TierId {
-    match t {
-        PolicyTier::Admin => TierId(0),
-        PolicyTier::NetworkPolicy => NETWORK_POLICY_TIER,
-        PolicyTier::Baseline => TierId(2),
-        // Calico's own tiers are placed by the engine (see `Engine::policy_tier`); this mapping is only for the
-        // built-in ones.
-        PolicyTier::Custom(_) => TierId(2),
-    }
+/// The engine's tiers in evaluation order (by order, none last, equal orders by name), and for each tier of
+/// `defs` (a cluster's: built-in ones first) its engine tier.
+pub fn tiers(defs: &[TierDef]) -> (Vec<Tier>, Vec<TierId>) {
+    let defs: Vec<TierDef> = if defs.len() < 3 { TierDef::builtin() } else { defs.to_vec() };
+    let mut idx: Vec<usize> = (0..defs.len()).collect();
+    idx.sort_by(|&a, &b| {
+        let key = |d: &TierDef| d.order.unwrap_or(f64::INFINITY);
+        key(&defs[a]).total_cmp(&key(&defs[b])).then_with(|| defs[a].name.cmp(&defs[b].name))
+    });
+    let mut map = vec![TierId(0); defs.len()];
+    let tiers = idx
+        .iter()
+        .enumerate()
+        .map(|(t, &i)| {
+            map[i] = TierId::new(t);
+            let end = if defs[i].default_action == Action::Deny { TierEnd::Deny } else { TierEnd::Continue };
+            Tier { name: defs[i].name.as_str().into(), end }
+        })
+        .collect();
+    (tiers, map)
 }
 
 /// Set operations of a port domain.
@@ -294,6 +293,8 @@ pub(crate) struct Step {
     /// The peer that matches: `Some(None)` when the rule has no peers (every peer), `Some(Some(i))` the first
     /// matching peer of the source rule, `None` when no peer matches.
     pub peer: Option<Option<usize>>,
+    /// The subject's own side matches the rule's (always, but for Calico rules with criteria there).
+    pub local: bool,
 }
 
 /// What a walk records. The verdict's walk records nothing, and stops as soon as the outcome is known;
@@ -323,21 +324,37 @@ impl Trace for Record {
 impl Engine {
     /// The tier of a policy.
     pub fn policy_tier(&self, p: PolicyId) -> TierId {
-        tier_of(self.cluster.policy(p).tier)
+        self.tier_id(self.cluster.policy(p).tier)
     }
 
-    /// The policies of `pols` in evaluation order: by tier, then by priority (lower first). Policies of equal
-    /// priority in an admin tier are ordered by kind and name: the API leaves their order undefined (explain
-    /// and lint say where that matters). NetworkPolicies, whose rules only allow, keep their input order.
+    /// The engine tier of a model tier.
+    pub fn tier_id(&self, t: PolicyTier) -> TierId {
+        self.tier_map.get(t.index()).copied().unwrap_or(NETWORK_POLICY_TIER)
+    }
+
+    /// The tier of NetworkPolicy v1 (Calico's `default` tier).
+    pub fn np_tier(&self) -> TierId {
+        self.tier_id(PolicyTier::NetworkPolicy)
+    }
+
+    /// The engine's tiers, in evaluation order.
+    pub fn tier_list(&self) -> &[Tier] {
+        &self.tiers
+    }
+
+    /// The policies of `pols` in evaluation order: by tier, then by order (priority; lower first, none last).
+    /// Equal orders go by name, namespace and Calico's kind name, as Felix sorts them (the admin kinds' API
+    /// leaves their order undefined: explain and lint say where that matters). Kubernetes NetworkPolicies alone,
+    /// whose rules only allow, keep their input order.
     pub fn evaluation_order(&self, pols: &[PolicyId]) -> Vec<PolicyId> {
         let mut v = pols.to_vec();
-        if v.iter().all(|&p| self.cluster.policy(p).tier == PolicyTier::NetworkPolicy) {
+        if v.iter().all(|&p| self.cluster.policy(p).kind == crate::model::PolicyKind::NetworkPolicy) {
             return v;
         }
         v.sort_by_cached_key(|&p| {
             let pol = self.cluster.policy(p);
-            let name = if pol.tier == PolicyTier::NetworkPolicy { String::new() } else { pol.name.clone() };
-            (pol.tier, pol.order, pol.kind, name, p)
+            let ns = pol.ns().map(|n| self.cluster.ns_name(n).to_string()).unwrap_or_default();
+            (self.policy_tier(p), pol.order, pol.name.clone(), ns, pol.kind.calico_kind(), p)
         });
         v
     }
@@ -452,8 +469,10 @@ impl Engine {
             Direction::Egress => ep.ident,
         };
         let dst_ports = dst.map(|i| self.identities[i.index()].ports.as_slice());
+        let me = self.ident_info(subject);
         self.fold_side_variant(subject, dir, &mut Sets, PortSet::all(), false, variant, |_, rule| {
-            if rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, &ep)) {
+            let local = rule.local.is_none_or(|l| self.calico_matches(l, &me));
+            if local && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, &ep))) {
                 rule.ports.resolve(dst_ports)
             } else {
                 PortSet::empty()
@@ -481,8 +500,10 @@ impl Engine {
         // With `settle`, nothing is consulted after the rule that decides: the last rule hit decides, unless it
         // passes (or only logs) and what follows is a tier's end.
         let mut last = None;
+        let me = self.ident_info(subject);
         let allowed = self.fold_side_variant(subject, dir, &mut OnePort, true, true, variant, |r, rule| {
             let hit = rule.ports.matches(proto, port, dst_named)
+                && rule.local.is_none_or(|l| self.calico_matches(l, &me))
                 && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, &ep)));
             if hit && variant.action(r, rule) != Action::Log {
                 last = Some(r);
@@ -495,9 +516,11 @@ impl Engine {
     }
 
     /// Decides one direction of one flow at `subject` (verdict and `explain`). `peer` is the other end.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn walk_side<T: Trace>(
         &self,
         subject: IdentityId,
+        me: &EpInfo<'_>,
         dir: Direction,
         peer: &EpInfo<'_>,
         q: &Query<'_>,
@@ -505,22 +528,23 @@ impl Engine {
     ) -> bool {
         self.fold_side(subject, dir, &mut OnePort, true, !T::EVERY_RULE, |r, rule| {
             let ports = rule.ports.matches(q.proto, q.port, q.dst_named);
-            let peer = if ports || T::EVERY_RULE { self.rule_peer::<T>(rule, peer) } else { None };
-            trace.step(Step { rule: r, ports, peer });
-            ports && peer.is_some()
+            let local = rule.local.is_none_or(|l| self.calico_matches(l, me));
+            let peer = if (ports && local) || T::EVERY_RULE { self.rule_peer::<T>(rule, peer) } else { None };
+            trace.step(Step { rule: r, ports, peer, local });
+            ports && local && peer.is_some()
         })
     }
 
     /// The policies that apply to the pods of identity `i` in `dir`, per tier (tiers with none left out), each
     /// tier's in evaluation order.
-    pub fn policies_by_tier(&self, i: IdentityId, dir: Direction) -> Vec<(&'static str, Vec<PolicyId>)> {
+    pub fn policies_by_tier(&self, i: IdentityId, dir: Direction) -> Vec<(std::sync::Arc<str>, Vec<PolicyId>)> {
         let ordered = self.evaluation_order(self.identities[i.index()].policies(dir));
-        let mut out: Vec<(&'static str, Vec<PolicyId>)> = Vec::new();
+        let mut out: Vec<(std::sync::Arc<str>, Vec<PolicyId>)> = Vec::new();
         for (t, tier) in self.tiers.iter().enumerate() {
             let pols: Vec<PolicyId> =
                 ordered.iter().copied().filter(|&p| self.policy_tier(p) == TierId::new(t)).collect();
             if !pols.is_empty() {
-                out.push((tier.name, pols));
+                out.push((tier.name.clone(), pols));
             }
         }
         out
@@ -550,6 +574,26 @@ impl Engine {
 
     /// Whether a rule's peers match the pods of identity `i` (at their primary addresses): what a fold over the
     /// pods of a cluster (lint, the matrix's peer signatures) asks of each rule.
+    /// The Calico rules of identity `i`'s policies in `dir` whose own-side criteria its pods (at their primary
+    /// address) fail: they do not apply to them. Sorted; empty without such rules.
+    pub(crate) fn masked_rules(&self, i: IdentityId, dir: Direction) -> Vec<RuleId> {
+        if !self.calico {
+            return Vec::new();
+        }
+        let ident = &self.identities[i.index()];
+        let rules = match dir {
+            Direction::Ingress => &ident.ingress_rules,
+            Direction::Egress => &ident.egress_rules,
+        };
+        let mut v: Vec<RuleId> = rules
+            .iter()
+            .copied()
+            .filter(|r| self.rules[r.index()].local.is_some_and(|l| !self.calico_peer_of(l).pods.contains(i)))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     pub(crate) fn rule_matches_identity(&self, rule: &CRule, i: IdentityId) -> bool {
         rule.peers.is_empty()
             || rule.peers.iter().any(|p| match *p {
@@ -558,6 +602,7 @@ impl Engine {
                     self.ip_classes[(self.identities[i.index()].ip_class).index()].binary_search(&b).is_ok()
                 }
                 crate::compile::CPeer::Domains(_) | crate::compile::CPeer::Nothing => false,
+                crate::compile::CPeer::Calico(c) => self.calico_peer_of(c).pods.contains(i),
             })
     }
 

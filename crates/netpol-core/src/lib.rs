@@ -6,6 +6,7 @@
 //! plane enforces). [`reference`](mod@reference) is a naive evaluator used only to check the others.
 #![forbid(unsafe_code)]
 
+pub mod calico_peer;
 pub mod calico_selector;
 pub mod compile;
 pub mod dataplane;

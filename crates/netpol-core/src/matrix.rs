@@ -275,13 +275,22 @@ impl Engine {
                 }
             }
         }
+        for (c, peer) in self.calico_peers.iter().enumerate() {
+            for i in peer.pods.iter() {
+                if let Some(v) = matches.get_mut(&i) {
+                    v.push(CPeer::Calico(crate::calico_peer::CalicoId::new(c)));
+                }
+            }
+        }
         let mut msigs: Interner<Vec<CPeer>> = Interner::new();
         let mut pps: Interner<Vec<ContainerPort>> = Interner::new();
         let mut tsigs: Interner<(u32, u32)> = Interner::new();
-        let mut eprofs: Interner<Vec<PolicyId>> = Interner::new();
-        let mut iprofs: Interner<(Vec<PolicyId>, u32)> = Interner::new();
-        eprofs.id(&Vec::new()); // 0 = not isolated
-        iprofs.id(&(Vec::new(), u32::MAX)); // 0 = not isolated
+        // A profile: the policies, and the Calico rules among theirs whose own-side criteria the subject fails
+        // (they do not apply to it; almost always none).
+        let mut eprofs: Interner<(Vec<PolicyId>, Vec<RuleId>)> = Interner::new();
+        let mut iprofs: Interner<(Vec<PolicyId>, u32, Vec<RuleId>)> = Interner::new();
+        eprofs.id(&(Vec::new(), Vec::new())); // 0 = not isolated
+        iprofs.id(&(Vec::new(), u32::MAX, Vec::new())); // 0 = not isolated
         let mut src_index: FxHashMap<(u32, u32), u32> = FxHashMap::default();
         let mut dst_index: FxHashMap<(u32, u32), u32> = FxHashMap::default();
         let mut src_classes: Vec<Vec<IdentityId>> = Vec::new();
@@ -295,9 +304,16 @@ impl Engine {
             let m = msigs.id(&sig);
             let pp = pps.id(&ident.ports);
             let t = tsigs.id(&(m, pp));
-            let e = eprofs.id(&ident.egress_policies);
-            let n =
-                if ident.ingress_policies.is_empty() { 0 } else { iprofs.id(&(ident.ingress_policies.clone(), pp)) };
+            let e = if ident.egress_policies.is_empty() {
+                0
+            } else {
+                eprofs.id(&(ident.egress_policies.clone(), self.masked_rules(i, Direction::Egress)))
+            };
+            let n = if ident.ingress_policies.is_empty() {
+                0
+            } else {
+                iprofs.id(&(ident.ingress_policies.clone(), pp, self.masked_rules(i, Direction::Ingress)))
+            };
             let sc = *src_index.entry((e, m)).or_insert_with(|| {
                 src_classes.push(Vec::new());
                 src_key.push((e, m));
@@ -364,7 +380,7 @@ impl Engine {
         };
         let mut resolve_memo: FxHashMap<(RuleId, u32), PsId> = FxHashMap::default();
         let mut resolve = |ps: &mut PortSets, rule: RuleId, ports: &CPorts, pp: u32, cps: &[ContainerPort]| -> PsId {
-            let key = if ports.named.is_empty() { (rule, u32::MAX) } else { (rule, pp) };
+            let key = if ports.has_named() { (rule, pp) } else { (rule, u32::MAX) };
             *resolve_memo.entry(key).or_insert_with(|| ps.intern(ports.resolve(Some(cps))))
         };
         let numeric_only = |ps: &mut PortSets, ports: &CPorts| -> PsId { ps.intern(ports.numeric.clone()) };
@@ -376,7 +392,11 @@ impl Engine {
         }
         let mut e_over: Vec<Vec<(u32, PsId)>> = vec![Vec::new(); n_tsig];
         let mut memo = RowMemo::default();
+        let mask: std::cell::RefCell<Vec<RuleId>> = std::cell::RefCell::new(Vec::new());
         let mut e_rule = |row: &mut RowBuilder, ps: &mut PortSets, r: RuleId, rule: &CRule| {
+            if mask.borrow().binary_search(&r).is_ok() {
+                return;
+            }
             let cov = if rule.peers.is_empty() {
                 Coverage::all()
             } else {
@@ -387,7 +407,7 @@ impl Engine {
                 // tsigs whose pods define them.
                 let p = numeric_only(ps, &rule.ports);
                 let mut keys = Vec::new();
-                for (proto, name) in &rule.ports.named {
+                for (proto, name) in rule.ports.named.iter().chain(&rule.ports.not_named) {
                     for &t in named_tsigs.get(&(*proto, name.as_str())).into_iter().flatten() {
                         if cov.contains(t) {
                             let pp = tsigs.items[t as usize].1;
@@ -410,8 +430,11 @@ impl Engine {
                 row.rule(rule.action, keys, None);
             }
         };
-        for (e, pols) in eprofs.items.iter().enumerate().skip(1) {
-            let (base, over) = self.tiered_row(pols, u32::MAX, Direction::Egress, ps, &mut memo, &mut e_rule);
+        for (e, (pols, masked)) in eprofs.items.iter().enumerate().skip(1) {
+            // A profile with rules masked is its own row (keyed by the profile).
+            let key = if masked.is_empty() { u32::MAX } else { e as u32 };
+            *mask.borrow_mut() = masked.clone();
+            let (base, over) = self.tiered_row(pols, key, Direction::Egress, ps, &mut memo, &mut e_rule);
             e_base[e] = base;
             for (t, p) in over {
                 e_over[t as usize].push((e as u32, p));
@@ -421,9 +444,12 @@ impl Engine {
         // Ingress rows: per ingress profile, a base (for every msig not listed) + overrides per msig.
         let mut i_rows: Vec<(PsId, Vec<(u32, PsId)>)> = vec![(ALL, Vec::new())];
         let mut memo = RowMemo::default();
-        for (pols, pp) in iprofs.items.iter().skip(1) {
+        for (n, (pols, pp, masked)) in iprofs.items.iter().enumerate().skip(1) {
             let cps = &pps.items[*pp as usize];
             let mut i_rule = |row: &mut RowBuilder, ps: &mut PortSets, r: RuleId, rule: &CRule| {
+                if masked.binary_search(&r).is_ok() {
+                    return;
+                }
                 let p = resolve(ps, r, &rule.ports, *pp, cps);
                 let cov = if rule.peers.is_empty() {
                     Coverage::all()
@@ -436,7 +462,8 @@ impl Engine {
                     row.rule(rule.action, cov.list.iter().map(|&m| (m, p)), None);
                 }
             };
-            i_rows.push(self.tiered_row(pols, *pp, Direction::Ingress, ps, &mut memo, &mut i_rule));
+            let key = if masked.is_empty() { *pp } else { 0x8000_0000 | n as u32 };
+            i_rows.push(self.tiered_row(pols, key, Direction::Ingress, ps, &mut memo, &mut i_rule));
         }
         Plan { src_classes, dst_classes, src_key, dst_key, e_base, e_over, i_rows, n_msig }
     }
@@ -476,11 +503,20 @@ impl Engine {
     where
         F: FnMut(&mut RowBuilder, &mut PortSets, RuleId, &CRule),
     {
-        let admin_tier = crate::eval::tier_of(crate::model::PolicyTier::Admin);
+        if self.calico || self.tiers.len() > 3 {
+            // Calico's tiers may pass from any tier to the next: the whole fold, per profile.
+            let memo_key = (pols.to_vec(), key);
+            if let Some(r) = memo.rest.get(&memo_key) {
+                return r.clone();
+            }
+            let r = self.profile_row(pols, dir, ps, rule).finish_with(ps, |s, ps| s.finish(ps));
+            memo.rest.insert(memo_key, r.clone());
+            return r;
+        }
+        let admin_tier = self.tier_id(crate::model::PolicyTier::Admin);
         let (admin, rest): (Vec<PolicyId>, Vec<PolicyId>) =
             pols.iter().partition(|&&p| self.policy_tier(p) == admin_tier);
-        let np: Vec<PolicyId> =
-            rest.iter().copied().filter(|&p| self.policy_tier(p) == crate::eval::NETWORK_POLICY_TIER).collect();
+        let np: Vec<PolicyId> = rest.iter().copied().filter(|&p| self.policy_tier(p) == self.np_tier()).collect();
         let rest = if np.is_empty() { rest } else { np };
         let rest_row = match memo.rest.get(&(rest.clone(), key)) {
             Some(r) => r.clone(),

@@ -201,7 +201,8 @@ pub struct CalicoPeer {
     pub not_selector: Option<CalicoExpr>,
     /// `nets` (host bits masked off): the address is in one of them. Empty: no criterion.
     pub nets: Vec<IpNet>,
-    /// `notNets`: the address is in none of them.
+    /// `notNets`: the address is in none of them, and (as Felix renders rules per IP family) one of them is of
+    /// its family.
     pub not_nets: Vec<IpNet>,
     /// The rule's `ipVersion` (4 or 6): only addresses of that family.
     pub ip_version: Option<u8>,
@@ -270,7 +271,7 @@ pub struct CalicoRule {
     /// The source's `notPorts`: the source port must be none of them.
     pub not_src_ports: Vec<PolicyPort>,
     /// Why netpol cannot evaluate this rule (a `services` match, an `http` match), if it cannot: the rule then
-    /// matches no traffic in netpol's answers (the loader warns).
+    /// matches no traffic in netpol's answers, and explain says why (the loader warns).
     pub unsupported: Option<String>,
 }
 

@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
+use crate::calico_peer::CalicoId;
 use crate::compile::{BlockId, CPeer, Endpoint, Engine, IdentityId, RuleId};
 use crate::eval::Sets;
 use crate::ipranges::{addr, family_max, net_range, num};
@@ -156,6 +157,8 @@ fn range_text(v6: bool, lo: u128, hi: u128) -> String {
 struct OutsideRule {
     ports: PortSet,
     blocks: Option<Vec<BlockId>>,
+    /// Calico entity rules among the peers (their outside addresses are whole segments).
+    calico: Vec<CalicoId>,
 }
 
 /// The identity's rules in `dir` as [`OutsideRule`]s; `None` when it is not isolated in `dir` (every address,
@@ -172,6 +175,7 @@ fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<(R
     let out = rules
         .iter()
         .map(|&r| (r, &e.rules[r.index()]))
+        .filter(|(_, rule)| rule.local.is_none_or(|l| e.calico_peer_of(l).pods.contains(ident)))
         .filter_map(|(r, rule)| {
             let ports = match dir {
                 Direction::Egress => rule.ports.resolve(None),
@@ -182,12 +186,14 @@ fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<(R
                     .iter()
                     .filter_map(|p| match p {
                         CPeer::Block(b) => Some(*b),
-                        CPeer::Sel(_) | CPeer::Domains(_) | CPeer::Nothing => None,
+                        CPeer::Sel(_) | CPeer::Domains(_) | CPeer::Nothing | CPeer::Calico(_) => None,
                     })
                     .collect::<Vec<_>>()
             });
-            let useless = ports.is_empty() || blocks.as_ref().is_some_and(Vec::is_empty);
-            (!useless).then_some((r, OutsideRule { ports, blocks }))
+            let calico: Vec<CalicoId> =
+                rule.peers.iter().filter_map(|p| if let CPeer::Calico(c) = p { Some(*c) } else { None }).collect();
+            let useless = ports.is_empty() || (blocks.as_ref().is_some_and(Vec::is_empty) && calico.is_empty());
+            (!useless).then_some((r, OutsideRule { ports, blocks, calico }))
         })
         .collect();
     Some(out)
@@ -215,6 +221,7 @@ pub fn allowed_port_runs(e: &Engine, ident: IdentityId, dir: Direction, segs: &S
     };
     // The segment ranges of each rule's blocks (exceptions removed: each block interval covers whole segments).
     let mut events: Vec<(usize, bool, usize)> = Vec::new(); // (segment, is start, rule)
+    let mut calico_runs: FxHashMap<CalicoId, Vec<(usize, usize)>> = FxHashMap::default();
     for (ri, (_, rule)) in rules.iter().enumerate() {
         for &b in rule.blocks.iter().flatten() {
             let r = &e.block_ranges[b.index()];
@@ -224,6 +231,13 @@ pub fn allowed_port_runs(e: &Engine, ident: IdentityId, dir: Direction, segs: &S
                     events.push((w.start, true, ri));
                     events.push((w.end, false, ri));
                 }
+            }
+        }
+        for &c in &rule.calico {
+            let runs = calico_runs.entry(c).or_insert_with(|| calico_segments(e, c, segs));
+            for &(a, b) in runs.iter() {
+                events.push((a, true, ri));
+                events.push((b, false, ri));
             }
         }
     }
@@ -265,6 +279,22 @@ pub fn allowed_port_runs(e: &Engine, ident: IdentityId, dir: Direction, segs: &S
     runs
 }
 
+/// The runs `a..b` of segments whose addresses (no pod's) a Calico entity rule matches: its criteria are a
+/// boolean combination of engine blocks, so each segment is all in or all out. O(segments).
+fn calico_segments(e: &Engine, c: CalicoId, segs: &Segments) -> Vec<(usize, usize)> {
+    let peer = e.calico_peer_of(c);
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (i, &(first, _)) in segs.ranges.iter().enumerate() {
+        if peer.matches_parts(e, None, Some(first)) {
+            match out.last_mut() {
+                Some(last) if last.1 == i => last.1 = i + 1,
+                _ => out.push((i, i + 1)),
+            }
+        }
+    }
+    out
+}
+
 /// What identity `ident` allows with outside addresses in `dir`, grouped by ports (what `describe` shows): each
 /// distinct non-empty port set, in order, with the addresses ([`Segments::text`]) of the segments that allow
 /// exactly those ports; the segments in `skip` (sorted: those without an outside address) are left out.
@@ -298,6 +328,12 @@ pub fn allowing_blocks(
 ) -> Option<BTreeSet<BlockId>> {
     let mut blocks = BTreeSet::new();
     for (_, rule) in outside_rules(e, ident, dir)?.into_iter().filter(|(_, r)| r.ports.contains(proto, port)) {
+        // A Calico entity rule: the blocks of its nets and of the network sets its selector matches (a hint
+        // like the rest: callers check the address they take).
+        for &c in &rule.calico {
+            let p = e.calico_peer_of(c);
+            blocks.extend(p.nets.iter().flatten().chain(p.sel.iter().flat_map(|m| m.blocks.iter())));
+        }
         blocks.extend(rule.blocks?);
     }
     Some(blocks)

@@ -521,7 +521,7 @@ impl Engine {
                 let count = match *peer {
                     CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
                     CPeer::Block(b) => self.block_refs.get_mut(b.index()),
-                    CPeer::Domains(_) | CPeer::Nothing => None,
+                    CPeer::Domains(_) | CPeer::Nothing | CPeer::Calico(_) => None,
                 };
                 if let Some(c) = count {
                     *c = c.saturating_sub(1);
@@ -547,7 +547,7 @@ impl Engine {
         let mut select = select_scan;
         let mut new_rules = Vec::new();
         let mut n_ingress = 0;
-        let tier = crate::eval::tier_of(policy.tier);
+        let tier = self.tier_id(policy.tier);
         let nodes = std::mem::take(&mut self.cluster.nodes);
         for dir in [Direction::Ingress, Direction::Egress] {
             for (ri, r) in policy.rules(dir).iter().enumerate() {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::compile::{CRule, Endpoint, Engine};
-use crate::eval::{Query, Record, TierId, NETWORK_POLICY_TIER};
+use crate::eval::{Query, Record, TierEnd, TierId};
 use crate::model::*;
 use crate::portset::Protocol;
 use crate::selector::{format_labels, Requirement, Selector};
@@ -41,7 +41,7 @@ impl Verdict {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RuleMatch {
     /// `Admin`, `NetworkPolicy` or `Baseline`.
-    pub tier: &'static str,
+    pub tier: String,
     pub policy: String,
     /// The policy's priority (admin tiers).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,6 +90,9 @@ pub enum DecidedBy {
     Rule,
     /// NetworkPolicy: a rule allows it (see `allowed_by`), or the pod is isolated and none does.
     NetworkPolicy,
+    /// A tier whose `defaultAction` is Deny (Calico's `default` tier and Tiers of Calico's own): one of its
+    /// policies selects the subject and none of its rules decided (see `tier_default`).
+    TierDefault,
     /// No tier decided: allowed by default.
     Default,
 }
@@ -115,6 +118,9 @@ pub struct SideExplanation {
     /// it, then the NetworkPolicy rules that allow it, then the Baseline rule that decides it.
     pub walk: Vec<RuleMatch>,
     pub decided_by: DecidedBy,
+    /// The tier whose default action denied it (`decided_by: tierdefault`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier_default: Option<String>,
     /// The allowing rules of `walk`.
     pub allowed_by: Vec<RuleMatch>,
     /// Why each rule that could have allowed the flow does not (only when denied).
@@ -206,6 +212,7 @@ impl Engine {
             policy_keys: Vec::new(),
             walk: Vec::new(),
             decided_by: DecidedBy::NotGoverned,
+            tier_default: None,
             allowed_by: Vec::new(),
             rejections: Vec::new(),
         };
@@ -251,7 +258,8 @@ impl Engine {
         let dst_named = self.ep_info(flow.dst).ident.map(|i| self.identities[i.index()].named_ports.as_slice());
         let mut record = Record::default();
         let q = Query { proto, port, dst_named };
-        side.allowed = self.walk_side(subject_ident, dir, &other_info, &q, &mut record);
+        let me_info = self.ep_info(subject);
+        side.allowed = self.walk_side(subject_ident, &me_info, dir, &other_info, &q, &mut record);
         let steps = record.0;
         // Replays the walk tier by tier: in an admin tier the first matching rule decides (or passes the rest of
         // the tier); in NetworkPolicy every matching rule allows. Rules after a decision are not reported.
@@ -262,7 +270,10 @@ impl Engine {
             let t = TierId::new(t);
             let tier_pols: Vec<PolicyId> = pols.iter().copied().filter(|&p| self.policy_tier(p) == t).collect();
             let mut passed = false;
-            let is_np = t == NETWORK_POLICY_TIER;
+            // Kubernetes NetworkPolicies alone: every matching rule allows (all are reported). Anywhere else the
+            // first matching rule decides.
+            let is_np = t == self.np_tier()
+                && tier_pols.iter().all(|&p| self.cluster.policy(p).kind == PolicyKind::NetworkPolicy);
             if is_np && !decided {
                 np_selected = !tier_pols.is_empty();
                 for &polid in &tier_pols {
@@ -298,9 +309,36 @@ impl Engine {
                         .collect::<Vec<_>>()
                         .join("; ")
                 };
+                if step.ports && !step.local {
+                    if rule.action == Action::Allow {
+                        let why =
+                            src_rule.calico.as_ref().and_then(|c| c.local.as_ref()).map_or_else(String::new, |l| {
+                                let side = if dir == Direction::Ingress { "destination" } else { "source" };
+                                format!("{} does not match the rule's {side} ({l})", self.endpoint_name(subject))
+                            });
+                        side.rejections.push(Rejection {
+                            policy: self.cluster.policy_ref(rule.policy),
+                            rule: Some(ri),
+                            reason: why,
+                            policy_key: self.cluster.policy_key(rule.policy),
+                        });
+                    }
+                    continue;
+                }
+                if let Some(why) = src_rule.calico.as_ref().and_then(|c| calico_unevaluable_reason(c)) {
+                    if rule.action == Action::Allow {
+                        side.rejections.push(Rejection {
+                            policy: self.cluster.policy_ref(rule.policy),
+                            rule: Some(ri),
+                            reason: why,
+                            policy_key: self.cluster.policy_key(rule.policy),
+                        });
+                    }
+                    continue;
+                }
                 let reason = match (step.ports, step.peer) {
                     (true, Some(peer)) => {
-                        let mut m = self.rule_match(rule, tier.name, peer, port_text().ok().flatten());
+                        let mut m = self.rule_match(rule, &tier.name, peer, port_text().ok().flatten());
                         if !is_np {
                             m.tie = self.ties(rule.policy, &pols);
                         }
@@ -338,6 +376,10 @@ impl Engine {
             if is_np && !decided && np_selected {
                 decided = true;
                 side.decided_by = DecidedBy::NetworkPolicy;
+            } else if !is_np && !decided && !passed && tier.end == TierEnd::Deny && !tier_pols.is_empty() {
+                decided = true;
+                side.decided_by = DecidedBy::TierDefault;
+                side.tier_default = Some(tier.name.to_string());
             }
         }
         if !decided {
@@ -350,13 +392,13 @@ impl Engine {
     }
 
     /// The words of a matching rule.
-    fn rule_match(&self, rule: &CRule, tier: &'static str, peer: Option<usize>, port: Option<String>) -> RuleMatch {
+    fn rule_match(&self, rule: &CRule, tier: &str, peer: Option<usize>, port: Option<String>) -> RuleMatch {
         let pol = self.cluster.policy(rule.policy);
         let ri = rule.index as usize;
         let key = RuleKey { policy: self.cluster.policy_key(rule.policy), index: ri };
         let dir = rule.dir;
         RuleMatch {
-            tier,
+            tier: tier.to_string(),
             policy: key.policy.to_string(),
             priority: (pol.kind != PolicyKind::NetworkPolicy).then_some(pol.order),
             rule: ri,
@@ -666,11 +708,29 @@ impl Explanation {
                 DecidedBy::Default => {
                     let _ = writeln!(s, "    no tier decides → ALLOW (Kubernetes' default)");
                 }
+                DecidedBy::TierDefault => {
+                    let tier = side.tier_default.as_deref().unwrap_or_default();
+                    let _ = writeln!(
+                        s,
+                        "    [{tier}] a policy of the tier selects {} and no rule decides: the tier's defaultAction \
+                         is Deny → DENY",
+                        side.subject
+                    );
+                }
                 _ => {}
             }
         }
         s
     }
+}
+
+/// Why a Calico rule matches no traffic in netpol, if it has a criterion netpol cannot evaluate.
+fn calico_unevaluable_reason(c: &crate::model::CalicoRule) -> Option<String> {
+    if let Some(u) = &c.unsupported {
+        return Some(format!("netpol cannot evaluate this rule ({u}): it matches no traffic here"));
+    }
+    (!c.src_ports.is_empty() || !c.not_src_ports.is_empty())
+        .then(|| "the rule matches source ports, which flows do not carry: it matches no traffic here".to_string())
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ struct Side {
 
 #[derive(Serialize)]
 struct TierPolicies {
-    tier: &'static str,
+    tier: String,
     /// `anp/name (priority 10)` for the admin tiers.
     policies: Vec<String>,
 }
@@ -116,7 +116,7 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
             .policies_by_tier(e.pod_identity(pod), dir)
             .into_iter()
             .map(|(tier, pols)| TierPolicies {
-                tier,
+                tier: tier.to_string(),
                 policies: pols
                     .iter()
                     .map(|&x| {
@@ -164,7 +164,7 @@ fn side_text(s: &Side, host_network: bool) -> String {
         let tiers: Vec<String> = s
             .tiers
             .iter()
-            .map(|t| match t.tier {
+            .map(|t| match t.tier.as_str() {
                 "NetworkPolicy" => format!("[NetworkPolicy] isolated by {}", t.policies.join(", ")),
                 tier => format!("[{tier}] {}", t.policies.join(", ")),
             })

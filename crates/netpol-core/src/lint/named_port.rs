@@ -46,6 +46,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                                         .iter()
                                         .any(|&pod| c.pod(pod).ips.iter().any(|ip| e.block_contains(b, *ip))),
                                     CPeer::Domains(_) | CPeer::Nothing => false,
+                                    CPeer::Calico(c) => e.calico_peer_of(c).pods.contains(IdentityId::new(i)),
                                 })
                         })
                         .collect(),

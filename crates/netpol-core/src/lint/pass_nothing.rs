@@ -39,7 +39,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let matches_nothing = rule.peers.iter().all(|p| match *p {
                     CPeer::Sel(s) => e.sel_peers[s.index()].1.is_empty(),
                     CPeer::Nothing => true,
-                    CPeer::Block(_) | CPeer::Domains(_) => false,
+                    CPeer::Block(_) | CPeer::Domains(_) | CPeer::Calico(_) => false,
                 });
                 if rule.action != Action::Pass || (!rule.peers.is_empty() && matches_nothing) {
                     continue;

@@ -234,6 +234,7 @@ fn peer_text(e: &Engine, p: &CPeer) -> String {
         CPeer::Block(b) => e.blocks()[b.index()].to_string(),
         CPeer::Domains(d) => e.domains(d).join(","),
         CPeer::Nothing => "nothing".to_string(),
+        CPeer::Calico(c) => e.calico_peer_of(c).peer.to_string(),
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod assertions;
+mod calico_conformance;
 mod cli;
 mod common;
 mod conformance;

@@ -339,3 +339,190 @@ pub fn check(e: &Engine, flows: &[(&str, &str, &str, bool)]) -> Vec<Explanation>
     let named: Vec<_> = flows.iter().map(|&(s, d, p, w)| (s, d, p, None, w)).collect();
     check_named(e, &named)
 }
+
+// ---- random Calico clusters ----
+
+/// A random Calico selector over pod labels, Calico's namespace and service-account labels and the profile
+/// labels (`pcns.`, `pcsa.`), with `&&`, `||` and `!`.
+pub fn calico_expr(r: &mut Rng, depth: usize) -> netpol_core::calico_selector::Expr {
+    let text = calico_expr_text(r, depth);
+    netpol_core::calico_selector::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+fn calico_expr_text(r: &mut Rng, depth: usize) -> String {
+    if depth > 0 && r.chance(35) {
+        let op = if r.chance(50) { "&&" } else { "||" };
+        return format!("({}) {op} ({})", calico_expr_text(r, depth - 1), calico_expr_text(r, depth - 1));
+    }
+    if depth > 0 && r.chance(10) {
+        return format!("!({})", calico_expr_text(r, depth - 1));
+    }
+    let (k, vals): (&str, &[&str]) = *r.pick(&[
+        ("app", &["a", "b", "c"][..]),
+        ("tier", &["x", "y"][..]),
+        ("role", &["db", "ext"][..]),
+        ("projectcalico.org/namespace", &["ns0", "ns1"][..]),
+        ("projectcalico.org/serviceaccount", &["default", "sa1"][..]),
+        ("pcns.team", &["a", "b"][..]),
+        ("pcsa.priv", &["yes"][..]),
+    ]);
+    let v = *r.pick(vals);
+    match r.below(9) {
+        0 => format!("has({k})"),
+        1 => format!("!has({k})"),
+        2 => format!("{k} != '{v}'"),
+        3 => format!("{k} in {{'{v}', '{}'}}", vals[0]),
+        4 => format!("{k} not in {{'{v}'}}"),
+        5 => format!("{k} starts with '{}'", &v[..1]),
+        6 => "all()".to_string(),
+        _ => format!("{k} == '{v}'"),
+    }
+}
+
+fn calico_peer(r: &mut Rng) -> CalicoPeer {
+    let mut p = CalicoPeer::default();
+    if r.chance(60) {
+        p.selector = Some(calico_expr(r, 2));
+    }
+    if r.chance(20) {
+        p.not_selector = Some(calico_expr(r, 1));
+    }
+    if r.chance(30) {
+        p.nets = (0..1 + r.below(2)).map(|_| ip_block(r).cidr).collect();
+    }
+    if r.chance(20) {
+        p.not_nets = vec![ip_block(r).cidr];
+    }
+    if r.chance(10) {
+        p.ip_version = Some(if r.chance(50) { 4 } else { 6 });
+    }
+    p
+}
+
+fn calico_rule(r: &mut Rng) -> Rule {
+    let mut rule = Rule::default();
+    let remote = calico_peer(r);
+    if !remote.is_any() {
+        rule.peers.push(Peer::Calico(Box::new(remote)));
+    }
+    let mut c = CalicoRule::default();
+    if r.chance(20) {
+        c.local = Some(calico_peer(r)).filter(|p| !p.is_any());
+    }
+    let proto = *r.pick(&PROTOS);
+    let number = |p: Protocol| match p {
+        Protocol::Tcp => 6u8,
+        Protocol::Udp => 17,
+        Protocol::Sctp => 132,
+    };
+    if r.chance(60) {
+        c.protocol = Some(if r.chance(10) { 1 } else { number(proto) });
+        if c.protocol != Some(1) {
+            for _ in 0..r.below(3) {
+                let port = match r.below(3) {
+                    0 => {
+                        let lo = *r.pick(&PORTS);
+                        PortMatch::Range(lo, lo + r.below(25) as u16)
+                    }
+                    1 => PortMatch::Range(*r.pick(&PORTS), 0),
+                    _ => PortMatch::Named(r.pick(&["http", "dns", "metrics", "sctp"]).to_string()),
+                };
+                let port = match port {
+                    PortMatch::Range(lo, 0) => PortMatch::Range(lo, lo),
+                    p => p,
+                };
+                let pp = PolicyPort { protocol: proto, port };
+                if r.chance(25) {
+                    c.not_ports.push(pp);
+                } else {
+                    rule.ports.push(pp);
+                }
+            }
+        }
+    } else if r.chance(20) {
+        c.not_protocol = Some(number(proto));
+    }
+    if r.chance(5) {
+        c.src_ports.push(PolicyPort { protocol: proto, port: PortMatch::Range(53, 53) });
+    }
+    rule.action = match r.below(10) {
+        0..=3 => Action::Allow,
+        4..=6 => Action::Deny,
+        7 | 8 => Action::Pass,
+        _ => Action::Log,
+    };
+    rule.calico = Some(Box::new(c));
+    rule
+}
+
+/// A random cluster with Calico objects on top of [`cluster`]'s: tiers of Calico's own, service accounts,
+/// network sets, Calico NetworkPolicies and GlobalNetworkPolicies in every tier with orders that tie.
+pub fn calico_cluster(seed: u64) -> Cluster {
+    let mut c = cluster(seed);
+    let mut r = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
+    for i in 0..r.below(3) {
+        c.tiers.push(TierDef {
+            name: format!("t{i}"),
+            order: [Some(100.0), Some(1_000.0), Some(5e6), None][r.below(4)],
+            default_action: if r.chance(50) { Action::Deny } else { Action::Pass },
+            origin: Some(Origin::default()),
+        });
+    }
+    for p in c.pods.iter_mut() {
+        p.service_account = (*r.pick(&["default", "sa1"])).into();
+    }
+    for ns in 0..c.namespaces.len() {
+        if r.chance(50) {
+            let mut l = Labels::new();
+            l.insert("priv", "yes");
+            c.service_accounts.push(ServiceAccount { ns: NsId::new(ns), name: "sa1".into(), labels: l, origin: None });
+        }
+    }
+    for i in 0..r.below(3) {
+        let mut l = Labels::new();
+        l.insert("role", *r.pick(&["db", "ext"]));
+        c.network_sets.push(NetworkSet {
+            ns: r.chance(50).then(|| NsId::new(r.below(c.namespaces.len()))),
+            name: format!("set{i}"),
+            labels: l,
+            nets: (0..1 + r.below(2)).map(|_| ip_block(&mut r).cidr).collect(),
+            origin: Origin::default(),
+        });
+    }
+    let tiers = c.tiers.len();
+    for i in 0..1 + r.below(5) {
+        let global = r.chance(40);
+        let ns = NsId::new(r.below(c.namespaces.len()));
+        let ingress: Vec<Rule> = (0..r.below(3)).map(|_| calico_rule(&mut r)).collect();
+        let egress: Vec<Rule> = (0..r.below(3)).map(|_| calico_rule(&mut r)).collect();
+        let (affects_ingress, affects_egress) = match r.below(3) {
+            0 => (true, false),
+            1 => (false, true),
+            _ => (true, true),
+        };
+        let mut sel = calico_expr(&mut r, 1);
+        if !global {
+            let own = netpol_core::calico_selector::parse(&format!(
+                "projectcalico.org/namespace == '{}'",
+                c.namespaces[ns.index()].name
+            ))
+            .unwrap();
+            sel = netpol_core::calico_selector::Expr::And(vec![sel, own]);
+        }
+        c.policies.push(Policy {
+            kind: if global { PolicyKind::GlobalNetworkPolicy } else { PolicyKind::CalicoNetworkPolicy },
+            tier: PolicyTier::from_index(r.below(tiers)),
+            order: Order([Some(10.0), Some(1000.0), Some(1000.0), None][r.below(4)]),
+            scope: if global { Scope::Cluster(Selector::everything()) } else { Scope::Namespace(ns) },
+            name: format!("cal{}", r.below(3) + 3 * i),
+            pod_selector: Selector::everything(),
+            calico_selector: Some(sel),
+            ingress,
+            egress,
+            affects_ingress,
+            affects_egress,
+            origin: Origin::default(),
+        });
+    }
+    c
+}
