@@ -1,6 +1,7 @@
 //! Calico's selector language (`projectcalico.org/v3` `selector`, `namespaceSelector`, …): parse, match, print.
 //!
-//! A pure module, not yet used by the loader or the engine: it is the first step of Calico support.
+//! A pure module: the loader parses every Calico selector with it (`load/calico.rs` combines them as libcalico-go
+//! does), and the engine matches them (`calico_peer.rs`).
 //!
 //! # What it follows
 //!

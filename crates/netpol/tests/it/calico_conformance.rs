@@ -90,7 +90,6 @@ fn indent(text: &str, by: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs the Calico loader and engine (issue 13, next commits)"]
 fn every_calico_probe() {
     let mut failures = Vec::new();
     let mut checked = 0;
