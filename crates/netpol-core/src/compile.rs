@@ -1394,12 +1394,7 @@ pub fn compile_calico_ports(ports: &[PolicyPort], c: &CalicoRule) -> CPorts {
         return CPorts::default();
     }
     let mut out = compile_ports(ports);
-    let proto = |n: u8| match n {
-        6 => Some(Protocol::Tcp),
-        17 => Some(Protocol::Udp),
-        132 => Some(Protocol::Sctp),
-        _ => None,
-    };
+    let proto = Protocol::from_number;
     if let Some(p) = c.protocol {
         let only = proto(p).map_or_else(PortSet::empty, PortSet::protocol);
         out.numeric = out.numeric.intersect(&only);
@@ -1408,6 +1403,24 @@ pub fn compile_calico_ports(ports: &[PolicyPort], c: &CalicoRule) -> CPorts {
     if let Some(p) = c.not_protocol.and_then(proto) {
         out.numeric = out.numeric.difference(&PortSet::protocol(p));
         out.named.retain(|(np, _)| *np != p);
+    }
+    // ICMP type and code: the messages of the rule's protocol (ICMP or ICMPv6) with them.
+    let icmp = |(t, code): (u8, Option<u8>)| {
+        let (lo, hi) = match code {
+            Some(c) => (crate::portset::icmp_port(t, c), crate::portset::icmp_port(t, c)),
+            None => crate::portset::icmp_type_range(t),
+        };
+        let mut s = PortSet::empty();
+        for p in [Protocol::Icmp, Protocol::Icmpv6] {
+            s.union_with(&PortSet::range(p, lo, hi));
+        }
+        s
+    };
+    if let Some(m) = c.icmp {
+        out.numeric = out.numeric.intersect(&icmp(m));
+    }
+    if let Some(m) = c.not_icmp {
+        out.numeric = out.numeric.difference(&icmp(m));
     }
     if !c.not_ports.is_empty() {
         let not = compile_ports(&c.not_ports);

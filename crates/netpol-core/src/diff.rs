@@ -25,7 +25,7 @@ use crate::compile::{Endpoint, Engine, IdentityId};
 use crate::matrix::{Matrix, PortSets, PsId, MAX_STORED_CELLS};
 use crate::model::{Direction, PodId, PolicyId, PolicyKey};
 use crate::outside::{allowed_port_runs, push_ranges, Segments, EXAMPLE_ADDRESSES};
-use crate::portset::{PortSet, Protocol, MAX_PORT, MIN_PORT};
+use crate::portset::{PortSet, Protocol, MIN_PORT};
 use crate::verdict::{DecidedBy, Explanation, SideExplanation};
 
 /// What to compare.
@@ -129,30 +129,14 @@ fn ports_text<S: Serializer>(p: &PortSet, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(p)
 }
 
-/// The ports of `s`'s complement, over the whole port space of the three protocols.
+/// The ports of `s`'s complement, over the whole port space (ICMP messages included).
 pub fn complement(s: &PortSet) -> PortSet {
-    let mut out = PortSet::empty();
-    for proto in Protocol::ALL {
-        let mut next = u32::from(MIN_PORT);
-        for (_, lo, hi) in s.iter().filter(|r| r.0 == proto) {
-            if u32::from(lo) > next {
-                out.union_with(&PortSet::range(proto, next as u16, lo - 1));
-            }
-            next = u32::from(hi) + 1;
-        }
-        if next <= u32::from(MAX_PORT) {
-            out.union_with(&PortSet::range(proto, next as u16, MAX_PORT));
-        }
-    }
-    out
+    PortSet::all().difference(s)
 }
 
 /// `a − b`.
 pub fn difference(a: &PortSet, b: &PortSet) -> PortSet {
-    if a.is_empty() || b.is_empty() {
-        return a.clone();
-    }
-    a.intersect(&complement(b))
+    a.difference(b)
 }
 
 /// Computes the connectivity delta from `old` to `new`.

@@ -1,32 +1,74 @@
 //! Sets of (protocol, port) as sorted, disjoint, inclusive intervals over one key space
-//! (`protocol << 16 | port`). Union, intersection and membership are linear merges; `Display` prints
-//! `TCP 80,8000-8080; UDP 53`.
+//! (`protocol << 17 | port`: a gap between protocols, so ranges never merge across them). Union, intersection and
+//! membership are linear merges; `Display` prints `TCP 80,8000-8080; UDP 53; ICMP type 8`.
+//!
+//! ICMP and ICMPv6 have no ports: their "port" is `type << 8 | code` (0–65535), so a type is a range of 256 and
+//! every answer about ports is one about ICMP messages too.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Transport protocols NetworkPolicy knows about. ICMP is not one of them.
+/// The protocols of a flow: the transport protocols NetworkPolicy knows (TCP, UDP, SCTP), and ICMP and ICMPv6
+/// (which NetworkPolicy does not define; Calico's rules do).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Protocol {
     Tcp,
     Udp,
     Sctp,
+    Icmp,
+    #[serde(rename = "ICMPv6")]
+    Icmpv6,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+    /// Every protocol, in key order.
+    pub const ALL: [Protocol; 5] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp, Protocol::Icmpv6];
+    /// The protocols with ports (what NetworkPolicy `ports` name).
+    pub const TRANSPORT: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
             Protocol::Sctp => "SCTP",
+            Protocol::Icmp => "ICMP",
+            Protocol::Icmpv6 => "ICMPv6",
         }
     }
 
-    /// Parses `TCP`/`UDP`/`SCTP` exactly as the API server does (case-sensitive).
+    /// The IANA protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+            Protocol::Icmp => 1,
+            Protocol::Icmpv6 => 58,
+        }
+    }
+
+    /// The protocol with this IANA number, if netpol knows it.
+    pub fn from_number(n: u8) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.number() == n)
+    }
+
+    /// Whether the protocol has ports (TCP, UDP, SCTP); ICMP's "port" is `type << 8 | code`.
+    pub fn has_ports(self) -> bool {
+        !matches!(self, Protocol::Icmp | Protocol::Icmpv6)
+    }
+
+    /// The lowest "port": 1 for the transport protocols, 0 (type 0, code 0) for ICMP.
+    pub fn min_port(self) -> u16 {
+        if self.has_ports() {
+            MIN_PORT
+        } else {
+            0
+        }
+    }
+
+    /// Parses `TCP`/`UDP`/`SCTP` exactly as the API server does (case-sensitive): NetworkPolicy's protocols.
     pub fn parse_exact(s: &str) -> Option<Protocol> {
         match s {
             "TCP" => Some(Protocol::Tcp),
@@ -36,9 +78,13 @@ impl Protocol {
         }
     }
 
-    /// Lenient parse for command-line input (`tcp`, `Udp`).
+    /// Lenient parse for command-line and flow input (`tcp`, `Udp`, `icmp`, `ICMPv6`).
     pub fn parse_loose(s: &str) -> Option<Protocol> {
-        Self::parse_exact(&s.to_ascii_uppercase())
+        match s.to_ascii_uppercase().as_str() {
+            "ICMP" => Some(Protocol::Icmp),
+            "ICMPV6" => Some(Protocol::Icmpv6),
+            u => Self::parse_exact(u),
+        }
     }
 
     fn index(self) -> u32 {
@@ -46,6 +92,8 @@ impl Protocol {
             Protocol::Tcp => 0,
             Protocol::Udp => 1,
             Protocol::Sctp => 2,
+            Protocol::Icmp => 3,
+            Protocol::Icmpv6 => 4,
         }
     }
 
@@ -53,9 +101,21 @@ impl Protocol {
         match i {
             0 => Protocol::Tcp,
             1 => Protocol::Udp,
-            _ => Protocol::Sctp,
+            2 => Protocol::Sctp,
+            3 => Protocol::Icmp,
+            _ => Protocol::Icmpv6,
         }
     }
+}
+
+/// An ICMP "port": `type << 8 | code`.
+pub fn icmp_port(icmp_type: u8, code: u8) -> u16 {
+    u16::from(icmp_type) << 8 | u16::from(code)
+}
+
+/// The ICMP messages of one type (every code), as a port range.
+pub fn icmp_type_range(icmp_type: u8) -> (u16, u16) {
+    (icmp_port(icmp_type, 0), icmp_port(icmp_type, 255))
 }
 
 impl fmt::Display for Protocol {
@@ -67,8 +127,11 @@ impl fmt::Display for Protocol {
 pub const MIN_PORT: u16 = 1;
 pub const MAX_PORT: u16 = 65535;
 
+/// Bits of a port in a key: one more than a port needs, so that protocols never touch.
+const SHIFT: u32 = 17;
+
 fn key(proto: Protocol, port: u16) -> u32 {
-    (proto.index() << 16) | u32::from(port)
+    (proto.index() << SHIFT) | u32::from(port)
 }
 
 /// A set of (protocol, port) pairs.
@@ -87,14 +150,14 @@ impl PortSet {
     pub fn all() -> Self {
         let mut s = PortSet::empty();
         for p in Protocol::ALL {
-            s.ranges.push((key(p, MIN_PORT), key(p, MAX_PORT)));
+            s.ranges.push((key(p, p.min_port()), key(p, MAX_PORT)));
         }
         s
     }
 
-    /// All ports of one protocol.
+    /// All ports of one protocol (every message of ICMP).
     pub fn protocol(proto: Protocol) -> Self {
-        Self::range(proto, MIN_PORT, MAX_PORT)
+        Self::range(proto, proto.min_port(), MAX_PORT)
     }
 
     /// `lo..=hi` of one protocol (empty if `lo > hi`).
@@ -130,7 +193,7 @@ impl PortSet {
         for (lo, hi) in ranges {
             match out.last_mut() {
                 // Merge overlapping or adjacent ranges (but never across protocols: the key space has a gap
-                // at port 0 of every protocol, so MAX_PORT+1 of one protocol is never MIN_PORT of the next).
+                // after every protocol, so MAX_PORT+1 of one protocol is never the first key of the next).
                 Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
                 _ => out.push((lo, hi)),
             }
@@ -215,7 +278,7 @@ impl PortSet {
     pub fn iter(&self) -> impl Iterator<Item = (Protocol, u16, u16)> + '_ {
         self.ranges.iter().map(|&(lo, hi)| {
             // Ports fit in 16 bits by construction.
-            (Protocol::from_index(lo >> 16), (lo & 0xffff) as u16, (hi & 0xffff) as u16)
+            (Protocol::from_index(lo >> SHIFT), (lo & 0xffff) as u16, (hi & 0xffff) as u16)
         })
     }
 
@@ -233,12 +296,12 @@ impl PortSet {
 
     /// Splits a key range back into (protocol, lo, hi).
     pub fn key_range(lo: u32, hi: u32) -> (Protocol, u16, u16) {
-        (Protocol::from_index(lo >> 16), (lo & 0xffff) as u16, (hi & 0xffff) as u16)
+        (Protocol::from_index(lo >> SHIFT), (lo & 0xffff) as u16, (hi & 0xffff) as u16)
     }
 
     /// The full key range of the port space, per protocol: used to enumerate atoms.
     pub fn protocol_key_ranges() -> impl Iterator<Item = (u32, u32)> {
-        Protocol::ALL.into_iter().map(|p| (key(p, MIN_PORT), key(p, MAX_PORT)))
+        Protocol::ALL.into_iter().map(|p| (key(p, p.min_port()), key(p, MAX_PORT)))
     }
 }
 
@@ -256,8 +319,9 @@ impl fmt::Display for PortSet {
             let parts: Vec<String> = self
                 .iter()
                 .filter(|(p, _, _)| *p == proto)
-                .map(|(_, lo, hi)| match (lo, hi) {
-                    (MIN_PORT, MAX_PORT) => "all".to_string(),
+                .map(|(p, lo, hi)| match (lo, hi) {
+                    (lo, MAX_PORT) if lo == p.min_port() => "all".to_string(),
+                    _ if !p.has_ports() => icmp_text(lo, hi),
                     (lo, hi) if lo == hi => lo.to_string(),
                     (lo, hi) => format!("{lo}-{hi}"),
                 })
@@ -275,10 +339,40 @@ impl fmt::Display for PortSet {
     }
 }
 
+/// ICMP messages `lo..=hi` (as `type << 8 | code`): `type 8`, `types 0-8`, `3/4` (type/code), `3/0-3/4`.
+fn icmp_text(lo: u16, hi: u16) -> String {
+    let (t1, c1, t2, c2) = (lo >> 8, lo & 0xff, hi >> 8, hi & 0xff);
+    match (c1, c2) {
+        (0, 255) if t1 == t2 => format!("type {t1}"),
+        (0, 255) => format!("types {t1}-{t2}"),
+        _ if lo == hi => format!("{t1}/{c1}"),
+        _ => format!("{t1}/{c1}-{t2}/{c2}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn icmp_messages_are_ports_of_their_own_protocol() {
+        let ping = PortSet::single(Protocol::Icmp, icmp_port(8, 0));
+        assert!(ping.contains(Protocol::Icmp, icmp_port(8, 0)));
+        assert!(!ping.contains(Protocol::Icmpv6, icmp_port(8, 0)) && !ping.contains(Protocol::Tcp, 2048));
+        let (lo, hi) = icmp_type_range(3);
+        let unreachable = PortSet::range(Protocol::Icmp, lo, hi);
+        assert_eq!(unreachable.to_string(), "ICMP type 3");
+        assert_eq!(ping.to_string(), "ICMP 8/0");
+        assert_eq!(PortSet::protocol(Protocol::Icmpv6).to_string(), "ICMPv6 all");
+        // Type 0 code 0 (echo reply) is a message like any other, and the last SCTP port never touches it.
+        let edge = PortSet::single(Protocol::Sctp, MAX_PORT).union(&PortSet::single(Protocol::Icmp, 0));
+        assert_eq!(edge.iter().count(), 2);
+        assert!(PortSet::all().contains(Protocol::Icmp, 0) && PortSet::all().is_all());
+        assert_eq!(Protocol::from_number(58), Some(Protocol::Icmpv6));
+        assert_eq!(Protocol::parse_loose("icmpv6"), Some(Protocol::Icmpv6));
+        assert_eq!(Protocol::parse_exact("ICMP"), None, "NetworkPolicy has no ICMP");
+    }
 
     #[test]
     fn display() {
@@ -309,7 +403,7 @@ mod tests {
     }
 
     fn arb_set() -> impl Strategy<Value = PortSet> {
-        prop::collection::vec((0u32..3, 1u16..200, 0u16..20), 0..5).prop_map(|v| {
+        prop::collection::vec((0u32..5, 1u16..200, 0u16..20), 0..5).prop_map(|v| {
             let mut s = PortSet::empty();
             for (p, lo, len) in v {
                 s.union_with(&PortSet::range(Protocol::from_index(p), lo, lo.saturating_add(len)));
@@ -320,7 +414,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn union_and_intersection_agree_with_membership(a in arb_set(), b in arb_set(), p in 0u32..3, port in 1u16..250) {
+        fn union_and_intersection_agree_with_membership(a in arb_set(), b in arb_set(), p in 0u32..5, port in 1u16..250) {
             let proto = Protocol::from_index(p);
             prop_assert_eq!(a.union(&b).contains(proto, port), a.contains(proto, port) || b.contains(proto, port));
             prop_assert_eq!(a.intersect(&b).contains(proto, port), a.contains(proto, port) && b.contains(proto, port));

@@ -122,10 +122,10 @@ fn calico_matches(c: &Cluster, cp: &CalicoPeer, ep: &Endpoint) -> bool {
 
 /// Whether a Calico rule's protocols and `notPorts` let the flow through (its `ports` are checked as any rule's).
 fn calico_ports_match(c: &Cluster, cr: &CalicoRule, proto: Protocol, port: u16, dst: &Endpoint) -> bool {
-    let number = match proto {
-        Protocol::Tcp => 6,
-        Protocol::Udp => 17,
-        Protocol::Sctp => 132,
+    let number = proto.number();
+    // ICMP's "port" is `type << 8 | code`.
+    let icmp_hit = |(t, code): (u8, Option<u8>)| {
+        !proto.has_ports() && port >> 8 == u16::from(t) && code.is_none_or(|c| port & 0xff == u16::from(c))
     };
     let unevaluable = cr.unsupported.is_some() || !cr.src_ports.is_empty() || !cr.not_src_ports.is_empty();
     let not_port = cr.not_ports.iter().any(|p| {
@@ -139,7 +139,12 @@ fn calico_ports_match(c: &Cluster, cr: &CalicoRule, proto: Protocol, port: u16, 
                 },
             }
     });
-    !unevaluable && cr.protocol.is_none_or(|p| p == number) && cr.not_protocol != Some(number) && !not_port
+    !unevaluable
+        && cr.protocol.is_none_or(|p| p == number)
+        && cr.not_protocol != Some(number)
+        && !not_port
+        && cr.icmp.is_none_or(icmp_hit)
+        && !cr.not_icmp.is_some_and(icmp_hit)
 }
 
 /// The first rule of a tier's policies (in order) that matches the flow: its action.

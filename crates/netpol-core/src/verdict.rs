@@ -136,12 +136,36 @@ pub struct Explanation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_fqdn: Option<String>,
     pub protocol: Protocol,
+    /// The port; for ICMP `type << 8 | code` (see `icmp`).
     pub port: u16,
+    /// ICMP and ICMPv6: the message's type and code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpMessage>,
     pub verdict: Verdict,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// What the answer assumes where the policies' own API is silent (ICMP under NetworkPolicy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caveat: Option<String>,
     pub egress: SideExplanation,
     pub ingress: SideExplanation,
+}
+
+/// An ICMP message: type and code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct IcmpMessage {
+    #[serde(rename = "type")]
+    pub icmp_type: u8,
+    pub code: u8,
+}
+
+/// `80/TCP`, or `ICMP type 8 code 0`.
+pub fn flow_port_text(proto: Protocol, port: u16) -> String {
+    if proto.has_ports() {
+        format!("{port}/{proto}")
+    } else {
+        format!("{proto} type {} code {}", port >> 8, port & 0xff)
+    }
 }
 
 fn reqs_text<'a>(reqs: impl Iterator<Item = &'a Requirement>) -> String {
@@ -179,14 +203,28 @@ impl Engine {
         let egress = self.explain_side(src, dst, dst_name, Direction::Egress, &flow);
         let ingress = self.explain_side(dst, src, None, Direction::Ingress, &flow);
         let verdict = Verdict::from_bool(same_pod || (egress.allowed && ingress.allowed));
+        let icmp =
+            (!proto.has_ports()).then_some(IcmpMessage { icmp_type: (port >> 8) as u8, code: (port & 0xff) as u8 });
+        let calico_decides = |s: &SideExplanation| {
+            s.policy_keys
+                .iter()
+                .any(|k| matches!(k.kind, PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy))
+        };
+        let caveat = (icmp.is_some() && !calico_decides(&egress) && !calico_decides(&ingress) && !same_pod).then(|| {
+            "NetworkPolicy and the admin kinds do not define ICMP: this answer is what Calico and Cilium do (a rule \
+             without ports or protocols allows it, isolation denies it); another CNI may differ"
+                .to_string()
+        });
         Explanation {
             src: src_name,
             dst: dst_label,
             dst_fqdn: dst_name.map(str::to_string),
             protocol: proto,
             port,
+            icmp,
             verdict,
             note,
+            caveat,
             egress,
             ingress,
         }
@@ -636,14 +674,16 @@ impl Explanation {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} {} -> {}{} {}/{}",
+            "{} {} -> {}{} {}",
             self.verdict.as_str().to_uppercase(),
             self.src,
             self.dst,
             self.dst_fqdn.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
-            self.port,
-            self.protocol
+            flow_port_text(self.protocol, self.port),
         );
+        if let Some(c) = &self.caveat {
+            let _ = writeln!(s, "  note: {c}");
+        }
         if let Some(n) = &self.note {
             let _ = writeln!(s, "  {n}");
             return s;

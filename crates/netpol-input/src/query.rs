@@ -13,7 +13,7 @@ use std::io::{BufRead, Write};
 
 use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::model::PodId;
-use netpol_core::portset::Protocol;
+use netpol_core::portset::{icmp_port, Protocol};
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
@@ -29,6 +29,8 @@ struct FlowIn<'a> {
     port: Option<serde_json::Value>,
     #[serde(borrow, default)]
     dst_fqdn: Option<Cow<'a, str>>,
+    #[serde(default)]
+    icmp: Option<serde_json::Value>,
 }
 
 /// Resolves endpoint strings quickly: `ns/pod` through a hash map, IPs through the engine's index.
@@ -63,12 +65,38 @@ impl<'e> Resolver<'e> {
     }
 }
 
-/// Parses `80`, `80/TCP`, `53/udp`.
+/// The ICMP message a flow without `icmp` means: an echo request (ping).
+pub fn echo_request(proto: Protocol) -> u16 {
+    match proto {
+        Protocol::Icmpv6 => icmp_port(128, 0),
+        _ => icmp_port(8, 0),
+    }
+}
+
+/// Parses `80`, `80/TCP`, `53/udp`, and for ICMP `icmp` (an echo request), `icmp:3` (code 0), `icmpv6:1:4`
+/// (type and code): the "port" of an ICMP message is `type << 8 | code`.
 pub fn parse_port_proto(s: &str) -> Result<(u16, Protocol), String> {
-    let (p, proto) = match s.split_once('/') {
-        Some((p, proto)) => {
-            (p, Protocol::parse_loose(proto).ok_or_else(|| format!("unknown protocol `{proto}` (TCP, UDP or SCTP)"))?)
+    let head = s.split(':').next().unwrap_or(s);
+    if let Some(proto) = Protocol::parse_loose(head).filter(|p| !p.has_ports()) {
+        let mut parts = s.split(':').skip(1);
+        let num = |x: Option<&str>, what: &str| -> Result<Option<u8>, String> {
+            x.map(|v| v.parse::<u8>().map_err(|_| format!("invalid ICMP {what} `{v}`: an integer from 0 to 255")))
+                .transpose()
+        };
+        let t = num(parts.next(), "type")?;
+        let c = num(parts.next(), "code")?;
+        if parts.next().is_some() {
+            return Err(format!("`{s}`: expected `{proto}`, `{proto}:TYPE` or `{proto}:TYPE:CODE`"));
         }
+        return Ok((t.map_or_else(|| echo_request(proto), |t| icmp_port(t, c.unwrap_or(0))), proto));
+    }
+    let (p, proto) = match s.split_once('/') {
+        Some((p, proto)) => (
+            p,
+            Protocol::parse_loose(proto).filter(|p| p.has_ports()).ok_or_else(|| {
+                format!("unknown protocol `{proto}` (TCP, UDP or SCTP; for ICMP write `icmp:TYPE:CODE`)")
+            })?,
+        ),
         None => (s, Protocol::Tcp),
     };
     match p.parse::<u16>() {
@@ -133,7 +161,7 @@ fn flow_shape_error(line: &str, e: &serde_json::Error) -> String {
     for (field, what) in [
         ("src", "`namespace/pod`, `pod` or an IP address"),
         ("dst", "`namespace/pod`, `pod` or an IP address"),
-        ("protocol", "TCP, UDP or SCTP"),
+        ("protocol", "TCP, UDP, SCTP, ICMP or ICMPv6"),
         ("dst_fqdn", "the DNS name `dst` was resolved from"),
     ] {
         match m.get(field) {
@@ -153,8 +181,31 @@ pub fn parse_flow(r: &Resolver, line: &str) -> Result<Flow, String> {
     let dst = f.dst.ok_or("missing field `dst`")?;
     let protocol = match f.protocol.as_deref() {
         None => Protocol::Tcp,
-        Some(p) => Protocol::parse_loose(p).ok_or_else(|| format!("unsupported protocol `{p}`: TCP, UDP or SCTP"))?,
+        Some(p) => Protocol::parse_loose(p)
+            .ok_or_else(|| format!("unsupported protocol `{p}`: TCP, UDP, SCTP, ICMP or ICMPv6"))?,
     };
+    let src_dst = |r: &Resolver| -> Result<(Endpoint, Endpoint, Option<String>), String> {
+        let src = r.endpoint(&src).map_err(|e| format!("src: {e}"))?;
+        let dst = r.endpoint(&dst).map_err(|e| format!("dst: {e}"))?;
+        let dst_fqdn = f.dst_fqdn.as_deref().map(parse_fqdn).transpose().map_err(|e| format!("dst_fqdn: {e}"))?;
+        Ok((src, dst, dst_fqdn))
+    };
+    if !protocol.has_ports() {
+        if f.port.is_some() {
+            return Err(format!(
+                "{protocol} has no port: give the message as `\"icmp\": {{\"type\": 8, \"code\": 0}}`"
+            ));
+        }
+        let port = match &f.icmp {
+            None => echo_request(protocol),
+            Some(v) => parse_icmp(v)?,
+        };
+        let (src, dst, dst_fqdn) = src_dst(r)?;
+        return Ok(Flow { src, dst, dst_fqdn, protocol, port });
+    }
+    if f.icmp.is_some() {
+        return Err(format!("`icmp` is for ICMP and ICMPv6 flows, not {protocol}"));
+    }
     let port = match &f.port {
         Some(serde_json::Value::Number(n)) => n.as_u64().filter(|&n| (1..=65535).contains(&n)).map(|n| n as u16),
         _ => None,
@@ -163,10 +214,31 @@ pub fn parse_flow(r: &Resolver, line: &str) -> Result<Flow, String> {
         None => "missing field `port`".to_string(),
         Some(v) => format!("invalid port {v}: must be an integer between 1 and 65535"),
     })?;
-    let src = r.endpoint(&src).map_err(|e| format!("src: {e}"))?;
-    let dst = r.endpoint(&dst).map_err(|e| format!("dst: {e}"))?;
-    let dst_fqdn = f.dst_fqdn.map(|n| parse_fqdn(&n)).transpose().map_err(|e| format!("dst_fqdn: {e}"))?;
+    let (src, dst, dst_fqdn) = src_dst(r)?;
     Ok(Flow { src, dst, dst_fqdn, protocol, port })
+}
+
+/// `{"type": 8, "code": 0}` (code optional, 0) → `type << 8 | code`.
+fn parse_icmp(v: &serde_json::Value) -> Result<u16, String> {
+    let serde_json::Value::Object(m) = v else {
+        return Err(format!("invalid flow: `icmp` must be an object with `type` and `code`, found {}", json_kind(v)));
+    };
+    if let Some(k) = m.keys().find(|k| *k != "type" && *k != "code") {
+        return Err(format!("invalid flow: unknown field `icmp.{k}` (`type`, `code`)"));
+    }
+    let field = |name: &str| -> Result<Option<u8>, String> {
+        match m.get(name) {
+            None => Ok(None),
+            Some(serde_json::Value::Number(n)) => n
+                .as_u64()
+                .and_then(|n| u8::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| format!("invalid icmp.{name} {n}: an integer from 0 to 255")),
+            Some(x) => Err(format!("invalid flow: `icmp.{name}` must be a number, found {}", json_kind(x))),
+        }
+    };
+    let t = field("type")?.ok_or("invalid flow: `icmp` needs a `type`")?;
+    Ok(icmp_port(t, field("code")?.unwrap_or(0)))
 }
 
 fn answer(r: &Resolver, line: &str, explain: bool) -> Result<Answer, String> {

@@ -83,11 +83,13 @@ pub fn external_key(ip: &IpAddr) -> String {
     format!("external/{ip}")
 }
 
-pub fn l4(p: Protocol) -> L4 {
+/// The lab's transport for a protocol; `None` for ICMP, which the lab does not probe.
+pub fn l4(p: Protocol) -> Option<L4> {
     match p {
-        Protocol::Tcp => L4::Tcp,
-        Protocol::Udp => L4::Udp,
-        Protocol::Sctp => L4::Sctp,
+        Protocol::Tcp => Some(L4::Tcp),
+        Protocol::Udp => Some(L4::Udp),
+        Protocol::Sctp => Some(L4::Sctp),
+        Protocol::Icmp | Protocol::Icmpv6 => None,
     }
 }
 

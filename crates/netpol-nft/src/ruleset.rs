@@ -138,6 +138,8 @@ pub enum Expr {
     CtState(Vec<&'static str>),
     /// `icmpv6 type { nd-neighbor-solicit, ... }`
     Icmpv6Types(Vec<&'static str>),
+    /// `icmp type . icmp code { 8 . 0, 3 . 0-255 }` (or `icmpv6`): ICMP messages, as (type, codes) pieces.
+    IcmpMsgs(Protocol, Vec<(u8, u8, u8)>),
     /// `ip saddr vmap @map`
     Vmap(Family, Side, String),
     Counter,
@@ -202,7 +204,22 @@ fn proto_text(p: Protocol) -> &'static str {
         Protocol::Tcp => "tcp",
         Protocol::Udp => "udp",
         Protocol::Sctp => "sctp",
+        Protocol::Icmp => "icmp",
+        Protocol::Icmpv6 => "ipv6-icmp",
     }
+}
+
+/// ICMP messages `lo..=hi` (`type << 8 | code`) as (type, first code, last code) pieces, one per type.
+fn icmp_pieces(ranges: &[(u16, u16)]) -> Vec<(u8, u8, u8)> {
+    let mut out = Vec::new();
+    for &(lo, hi) in ranges {
+        for t in (lo >> 8)..=(hi >> 8) {
+            let first = if t == lo >> 8 { lo & 0xff } else { 0 };
+            let last = if t == hi >> 8 { hi & 0xff } else { 255 };
+            out.push((t as u8, first as u8, last as u8));
+        }
+    }
+    out
 }
 
 /// `cidr` minus every `except`, as disjoint inclusive address ranges.
@@ -322,6 +339,23 @@ impl<'t> Gen<'t> {
         match &rule.ports {
             None => port_matchers.push(Vec::new()),
             Some(ports) => {
+                // ICMP has no ports: its messages (type and code) are matched on their own.
+                for icmp in [Protocol::Icmp, Protocol::Icmpv6] {
+                    let ranges: Vec<(u16, u16)> =
+                        ports.iter().filter(|r| r.0 == icmp).map(|(_, a, z)| (a, z)).collect();
+                    if ranges.is_empty() {
+                        continue;
+                    }
+                    let mut m = vec![Expr::L4Proto(icmp)];
+                    if ranges != [(0, 65535)] {
+                        m.push(Expr::IcmpMsgs(icmp, icmp_pieces(&ranges)));
+                    }
+                    port_matchers.push(m);
+                }
+                let ports: netpol_core::portset::PortSet = ports
+                    .difference(&netpol_core::portset::PortSet::protocol(Protocol::Icmp))
+                    .difference(&netpol_core::portset::PortSet::protocol(Protocol::Icmpv6));
+                let ports = &ports;
                 let protos: BTreeSet<Protocol> = ports.iter().map(|(p, _, _)| p).collect();
                 if protos.len() == 1 {
                     // One protocol: `meta l4proto tcp [th dport {...}]`.
@@ -553,6 +587,14 @@ fn expr_text(x: &Expr) -> String {
         }
         Expr::CtState(s) => format!("ct state {}", s.join(",")),
         Expr::Icmpv6Types(t) => format!("icmpv6 type {{ {} }}", t.join(", ")),
+        Expr::IcmpMsgs(p, pieces) => {
+            let h = if *p == Protocol::Icmp { "icmp" } else { "icmpv6" };
+            let items: Vec<String> = pieces
+                .iter()
+                .map(|&(t, a, z)| if a == z { format!("{t} . {a}") } else { format!("{t} . {a}-{z}") })
+                .collect();
+            format!("{h} type . {h} code {{ {} }}", items.join(", "))
+        }
         Expr::Vmap(f, s, m) => format!("{} {} vmap @{m}", f.proto(), s.text()),
         Expr::Counter => "counter".into(),
         Expr::Accept => "accept".into(),
@@ -693,6 +735,19 @@ fn expr_json(x: &Expr) -> Value {
             json!({"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}},
             "right": {"set": t}}})
         }
+        Expr::IcmpMsgs(p, pieces) => {
+            let h = if *p == Protocol::Icmp { "icmp" } else { "icmpv6" };
+            let items: Vec<Value> = pieces
+                .iter()
+                .map(|&(t, a, z)| {
+                    let code = if a == z { json!(a) } else { json!({"range": [a, z]}) };
+                    json!({"concat": [t, code]})
+                })
+                .collect();
+            json!({"match": {"op": "==", "left": {"concat": [
+                {"payload": {"protocol": h, "field": "type"}}, {"payload": {"protocol": h, "field": "code"}}
+            ]}, "right": {"set": items}}})
+        }
         Expr::Vmap(f, s, m) => json!({"vmap": {"key": payload(*f, *s), "data": format!("@{m}")}}),
         Expr::Counter => json!({"counter": null}),
         Expr::Accept => json!({"accept": null}),
@@ -753,6 +808,19 @@ impl Ruleset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn icmp_messages_are_matched_by_type_and_code() {
+        // Type 3 whole, then 8/0, then a range crossing from type 11 code 1 into type 12 code 0.
+        let pieces = icmp_pieces(&[(0x0300, 0x03ff), (0x0800, 0x0800), (0x0b01, 0x0c00)]);
+        assert_eq!(pieces, vec![(3, 0, 255), (8, 0, 0), (11, 1, 255), (12, 0, 0)]);
+        let x = Expr::IcmpMsgs(Protocol::Icmp, pieces);
+        assert_eq!(expr_text(&x), "icmp type . icmp code { 3 . 0-255, 8 . 0, 11 . 1-255, 12 . 0 }");
+        let j = expr_json(&Expr::IcmpMsgs(Protocol::Icmpv6, vec![(128, 0, 0)]));
+        assert_eq!(j["match"]["left"]["concat"][0]["payload"]["protocol"], "icmpv6");
+        assert_eq!(j["match"]["right"]["set"][0]["concat"], serde_json::json!([128, 0]));
+        assert_eq!(expr_text(&Expr::L4Proto(Protocol::Icmpv6)), "meta l4proto ipv6-icmp");
+    }
 
     /// `peer-N` in rule comments is the peer's index in the manifest (as in explanations), whatever order the
     /// engine compiled the distinct peers in.

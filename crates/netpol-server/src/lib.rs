@@ -849,8 +849,12 @@ async fn explain_handler(
     let port_s = required(&p, "port")?;
     let (port, mut proto) = parse_port_proto(port_s).map_err(|e| Failure::bad("port", e))?;
     if let Some(pr) = param(&p, "protocol").filter(|s| !s.is_empty()) {
-        let explicit = Protocol::parse_loose(pr)
-            .ok_or_else(|| Failure::bad("protocol", format!("unknown protocol `{pr}` (TCP, UDP or SCTP)")))?;
+        let explicit = Protocol::parse_loose(pr).ok_or_else(|| {
+            Failure::bad("protocol", format!("unknown protocol `{pr}` (TCP, UDP, SCTP, ICMP or ICMPv6)"))
+        })?;
+        if !explicit.has_ports() && explicit != proto {
+            return Err(Failure::bad("port", format!("{explicit} has no port: give `port=icmp:TYPE:CODE`")));
+        }
         if port_s.contains('/') && explicit != proto {
             return Err(Failure::bad("protocol", format!("`protocol={pr}` contradicts `port={port_s}`")));
         }

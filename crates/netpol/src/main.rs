@@ -201,7 +201,8 @@ enum Cmd {
         src: String,
         /// Destination: namespace/pod, pod (in -n), or an IP address.
         dst: String,
-        /// PORT or PORT/PROTOCOL (TCP default).
+        /// PORT or PORT/PROTOCOL (TCP default); for ICMP `icmp` (an echo request), `icmp:TYPE` or `icmp:TYPE:CODE` (and
+        /// `icmpv6`).
         port: String,
         /// Namespace of SRC and DST pod names given without one.
         #[arg(short = 'n', long, default_value = "default")]

@@ -335,9 +335,9 @@ fn port_set_difference_and_complement() {
     assert_eq!(difference(&b, &a), PortSet::empty());
     assert_eq!(complement(&PortSet::all()), PortSet::empty());
     assert!(complement(&PortSet::empty()).is_all());
-    assert_eq!(complement(&PortSet::protocol(Protocol::Tcp)).to_string(), "UDP all; SCTP all");
+    assert_eq!(complement(&PortSet::protocol(Protocol::Tcp)).to_string(), "UDP all; SCTP all; ICMP all; ICMPv6 all");
     let c = complement(&tcp(&[1, 65535]));
-    assert_eq!(c.to_string(), "TCP 2-65534; UDP all; SCTP all");
+    assert_eq!(c.to_string(), "TCP 2-65534; UDP all; SCTP all; ICMP all; ICMPv6 all");
     assert!(difference(&PortSet::all(), &a).union(&a).is_all());
 }
 
@@ -829,7 +829,7 @@ spec:
                 Direction::Egress,
                 vec!["shop/job".to_string()],
                 vec!["172.16.0.0/12".to_string()],
-                "TCP 1-442,444-65535; UDP all; SCTP all".to_string()
+                "TCP 1-442,444-65535; UDP all; SCTP all; ICMP all; ICMPv6 all".to_string()
             ),
             // web's ingress from 192.168.128.0/17 on its named port http (8080) is gone.
             (

@@ -3,6 +3,7 @@
 
 use netpol_core::compile::{Endpoint, Engine};
 use netpol_core::model::*;
+use netpol_core::portset::Protocol;
 use netpol_core::reference;
 use netpol_core::verdict::Verdict;
 use proptest::prelude::*;
@@ -99,6 +100,13 @@ proptest! {
         let eps = endpoints(&e);
         for s in &eps {
             for d in &eps {
+                // ICMP: echo request, echo reply, a destination-unreachable code.
+                for (proto, port) in [(Protocol::Icmp, 0x0800u16), (Protocol::Icmp, 0), (Protocol::Icmp, 0x0301)] {
+                    let want = reference::allowed(e.cluster(), s, d, proto, port);
+                    prop_assert_eq!(e.allowed(s, d, proto, port), want, "engine {:?} -> {:?} {}/{}", s, d, port, proto);
+                    let ex = e.explain(s, d, proto, port);
+                    prop_assert_eq!(ex.verdict, Verdict::from_bool(want), "explain\n{}", ex.render());
+                }
                 for proto in PROTOS {
                     for port in [53u16, 70, 80, 81, 90, 95, 100, 124, 125, 200] {
                         let want = reference::allowed(e.cluster(), s, d, proto, port);
@@ -119,6 +127,11 @@ proptest! {
         for a in (0..n).map(PodId::new) {
             for b in (0..n).map(PodId::new) {
                 let set = m.port_sets.get(m.pod_cell(&e, a, b).unwrap()).clone();
+                for (proto, port) in [(Protocol::Icmp, 0x0800u16), (Protocol::Icmp, 0), (Protocol::Icmp, 0x0301)] {
+                    let want = reference::allowed(
+                        e.cluster(), &Endpoint::Pod { pod: a, ip: None }, &Endpoint::Pod { pod: b, ip: None }, proto, port);
+                    prop_assert_eq!(set.contains(proto, port), want, "matrix {} -> {} {}/{}: {}", a, b, port, proto, set);
+                }
                 for proto in PROTOS {
                     for port in [1u16, 53, 70, 80, 81, 90, 95, 100, 124, 125, 200, 65535] {
                         let want = reference::allowed(

@@ -81,9 +81,41 @@ fn query_errors_are_per_line_and_processing_continues() {
     assert!(lines[1]["error"].as_str().unwrap().contains("unknown pod `nope/x`"));
     assert_eq!(lines[1]["src"], "nope/x");
     assert!(lines[2]["error"].as_str().unwrap().contains("invalid port 70000"));
-    assert!(lines[3]["error"].as_str().unwrap().contains("unsupported protocol `ICMP`"));
+    assert!(lines[3]["error"].as_str().unwrap().contains("ICMP has no port"), "{}", lines[3]);
     assert_eq!(lines[4]["verdict"], "allow");
     assert!(lines[..4].iter().all(|l| l.get("verdict").is_none()));
+}
+
+/// ICMP flows: `protocol` ICMP/ICMPv6 with an optional `icmp` message (default: an echo request); NetworkPolicy
+/// does not define ICMP, and explain says what the answer assumes.
+#[test]
+fn query_answers_icmp_flows() {
+    let ex = example();
+    let input = concat!(
+        r#"{"src":"frontend/web","dst":"backend/api","protocol":"ICMP"}"#,
+        "\n",
+        r#"{"src":"frontend/web","dst":"backend/api","protocol":"icmp","icmp":{"type":3,"code":4}}"#,
+        "\n",
+        r#"{"src":"frontend/web","dst":"backend/api","protocol":"ICMP","icmp":{"type":300}}"#,
+        "\n",
+        r#"{"src":"frontend/web","dst":"backend/api","protocol":"TCP","port":80,"icmp":{"type":8}}"#,
+        "\n",
+    );
+    let o = netpol(&["query", "-f", &ex], Some(input));
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // backend/api is isolated by rules with ports: no ICMP message is allowed to it.
+    assert_eq!(lines[0]["verdict"], "deny", "{}", lines[0]);
+    assert_eq!(lines[1]["verdict"], "deny", "{}", lines[1]);
+    assert!(lines[2]["error"].as_str().unwrap().contains("icmp.type 300"), "{}", lines[2]);
+    assert!(lines[3]["error"].as_str().unwrap().contains("not TCP"), "{}", lines[3]);
+    let o = netpol(&["explain", "-f", &ex, "frontend/web", "backend/api", "icmp:8:0"], None);
+    let text = stdout(&o);
+    assert!(text.contains("ICMP type 8 code 0"), "{text}");
+    assert!(text.contains("do not define ICMP"), "{text}");
+    let o = netpol(&["explain", "-f", &ex, "frontend/web", "backend/api", "icmp", "-o", "json"], None);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["icmp"], serde_json::json!({"type": 8, "code": 0}));
+    assert_eq!(v["protocol"], "ICMP");
 }
 
 #[test]
@@ -491,7 +523,7 @@ fn query_protocols_in_any_case_a_bom_and_messages_without_rust_types() {
         [
             "invalid flow: expected a JSON object with `src`, `dst`, `port` and optionally `protocol`, found a list",
             "invalid flow: `src` must be a string (`namespace/pod`, `pod` or an IP address), found a number",
-            "invalid flow: `protocol` must be a string (TCP, UDP or SCTP), found a number",
+            "invalid flow: `protocol` must be a string (TCP, UDP, SCTP, ICMP or ICMPv6), found a number",
             "invalid flow: expected a JSON object with `src`, `dst`, `port` and optionally `protocol`, found a string",
             "invalid flow: duplicate field `src` at line 1 column 27",
         ]

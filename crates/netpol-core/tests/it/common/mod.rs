@@ -410,14 +410,17 @@ fn calico_rule(r: &mut Rng) -> Rule {
         c.local = Some(calico_peer(r)).filter(|p| !p.is_any());
     }
     let proto = *r.pick(&PROTOS);
-    let number = |p: Protocol| match p {
-        Protocol::Tcp => 6u8,
-        Protocol::Udp => 17,
-        Protocol::Sctp => 132,
-    };
+    let number = |p: Protocol| p.number();
     if r.chance(60) {
-        c.protocol = Some(if r.chance(10) { 1 } else { number(proto) });
-        if c.protocol != Some(1) {
+        c.protocol = Some(if r.chance(15) { 1 } else { number(proto) });
+        if c.protocol == Some(1) {
+            match r.below(4) {
+                0 => c.icmp = Some((8, Some(0))),
+                1 => c.icmp = Some((3, None)),
+                2 => c.not_icmp = Some((8, None)),
+                _ => {}
+            }
+        } else {
             for _ in 0..r.below(3) {
                 let port = match r.below(3) {
                     0 => {
