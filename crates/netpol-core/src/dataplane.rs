@@ -47,6 +47,9 @@ pub struct Profile {
     pub policy_refs: Vec<String>,
     /// The subject's container ports (ingress: named ports are resolved against them; empty for egress).
     pub ports: Vec<ContainerPort>,
+    /// Calico rules of these policies that do not apply to the addresses of this profile (their own side does not
+    /// match them), as `policy/direction/index`: left out of `steps`.
+    pub masked: Vec<String>,
     pub steps: Vec<TableStep>,
 }
 
@@ -86,6 +89,9 @@ pub enum AddressSet {
     Pods { key: String, addresses: Vec<IpAddr> },
     /// An ipBlock, as disjoint inclusive address ranges (its exceptions removed); key: the block as written.
     Block { key: String, v6: bool, ranges: Vec<(IpAddr, IpAddr)> },
+    /// A Calico entity rule: every address it matches (pods' by their labels and address, others by network
+    /// sets and nets), as disjoint inclusive ranges of both families, sorted; key: the criteria as written.
+    Ranges { key: String, ranges: Vec<(IpAddr, IpAddr)> },
 }
 
 impl Engine {
@@ -95,13 +101,19 @@ impl Engine {
     }
 }
 
+type ProfileKey = (Direction, Vec<PolicyId>, Vec<ContainerPort>, Vec<RuleId>);
+
 struct Builder<'e> {
     e: &'e Engine,
     t: Table,
     /// Addresses of each identity's pods (none for hostNetwork identities).
     ident_ips: Vec<Vec<IpAddr>>,
     sets: FxHashMap<CPeer, SetId>,
-    profiles: BTreeMap<(Direction, Vec<PolicyId>, Vec<ContainerPort>), ProfileId>,
+    /// Profiles by direction, policies, container ports and the Calico rules that do not apply to the address
+    /// (their own-side criteria fail there).
+    profiles: BTreeMap<ProfileKey, ProfileId>,
+    /// The address space cut at every block boundary (for Calico entity rules), made on first use.
+    segments: Option<crate::outside::Segments>,
     named: BTreeMap<RuleId, Vec<(IpAddr, Protocol, u16)>>,
 }
 
@@ -119,6 +131,7 @@ impl<'e> Builder<'e> {
             ident_ips,
             sets: FxHashMap::default(),
             profiles: BTreeMap::new(),
+            segments: None,
             named: BTreeMap::new(),
         }
     }
@@ -126,7 +139,8 @@ impl<'e> Builder<'e> {
     fn build(mut self) -> Table {
         self.t.has_ipv6 =
             self.ident_ips.iter().flatten().any(IpAddr::is_ipv6) || self.e.block_ranges.iter().any(|b| b.v6);
-        for ident in &self.e.identities {
+        for (i, ident) in self.e.identities.iter().enumerate() {
+            let iid = IdentityId::new(i);
             if ident.host_network {
                 continue;
             }
@@ -135,9 +149,10 @@ impl<'e> Builder<'e> {
                     continue;
                 }
                 let ports = if dir == Direction::Ingress { ident.ports.clone() } else { Vec::new() };
-                let profile = self.profile(dir, ident.policies(dir), ports);
                 for &pod in &ident.pods {
                     for &ip in &self.e.cluster.pod(pod).ips {
+                        let masked = self.masked(iid, dir, ip);
+                        let profile = self.profile(dir, ident.policies(dir), ports.clone(), masked);
                         self.t.addresses.push((ip, dir, profile));
                     }
                 }
@@ -146,8 +161,34 @@ impl<'e> Builder<'e> {
         self.t
     }
 
-    fn profile(&mut self, dir: Direction, policies: &[PolicyId], ports: Vec<ContainerPort>) -> ProfileId {
-        let key = (dir, policies.to_vec(), ports);
+    /// The Calico rules of identity `i`'s policies in `dir` whose own-side criteria its pod's address `ip` fails.
+    fn masked(&self, i: IdentityId, dir: Direction, ip: IpAddr) -> Vec<RuleId> {
+        if !self.e.calico {
+            return Vec::new();
+        }
+        let ident = &self.e.identities[i.index()];
+        let rules = match dir {
+            Direction::Ingress => &ident.ingress_rules,
+            Direction::Egress => &ident.egress_rules,
+        };
+        let me = self.e.ip_info(i, ip);
+        let mut v: Vec<RuleId> = rules
+            .iter()
+            .copied()
+            .filter(|r| self.e.rules[r.index()].local.is_some_and(|l| !self.e.calico_matches(l, &me)))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn profile(
+        &mut self,
+        dir: Direction,
+        policies: &[PolicyId],
+        ports: Vec<ContainerPort>,
+        masked: Vec<RuleId>,
+    ) -> ProfileId {
+        let key = (dir, policies.to_vec(), ports, masked);
         if let Some(&p) = self.profiles.get(&key) {
             return p;
         }
@@ -157,6 +198,7 @@ impl<'e> Builder<'e> {
                 ProfileStep::TierEnd { selected, end } => {
                     steps.push(TableStep::TierEnd { deny: selected && end == TierEnd::Deny });
                 }
+                ProfileStep::Rule(r) if key.3.binary_search(&r).is_ok() => {}
                 ProfileStep::Rule(r) => {
                     let rule = &self.e.rules[r.index()];
                     let numeric_all = rule.ports.numeric.is_all() && rule.ports.named.is_empty();
@@ -184,7 +226,16 @@ impl<'e> Builder<'e> {
         }
         let id = ProfileId::new(self.t.profiles.len());
         let policy_refs = key.1.iter().map(|&p| self.e.cluster.policy_ref(p)).collect();
-        self.t.profiles.push(Profile { dir, policies: key.1.clone(), policy_refs, ports: key.2.clone(), steps });
+        let masked = key
+            .3
+            .iter()
+            .map(|&r| {
+                let rule = &self.e.rules[r.index()];
+                format!("{}/{}/{}", self.e.cluster.policy_ref(rule.policy), rule.dir, rule.index)
+            })
+            .collect();
+        let ports = key.2.clone();
+        self.t.profiles.push(Profile { dir, policies: key.1.clone(), policy_refs, ports, masked, steps });
         self.profiles.insert(key, id);
         id
     }
@@ -220,13 +271,70 @@ impl<'e> Builder<'e> {
                 addresses: Vec::new(),
             },
             CPeer::Nothing => AddressSet::Pods { key: "nothing".to_string(), addresses: Vec::new() },
-            // Not enforced yet: the commands that build a data plane refuse Calico clusters (see the README).
-            CPeer::Calico(c) => AddressSet::Pods { key: format!("calico:{c}"), addresses: Vec::new() },
+            CPeer::Calico(c) => AddressSet::Ranges {
+                key: format!("calico:{}", self.e.calico_peer_of(c).peer),
+                ranges: self.calico_ranges(c),
+            },
         };
         let id = SetId::new(self.t.sets.len());
         self.t.sets.push(set);
         self.sets.insert(p, id);
         id
+    }
+
+    /// Every address a Calico entity rule matches: the segments (cut at every block) whose addresses no pod has
+    /// match by the criteria alone; each pod address (not hostNetwork: those are their node's) by the pod's.
+    fn calico_ranges(&mut self, c: crate::calico_peer::CalicoId) -> Vec<(IpAddr, IpAddr)> {
+        let e = self.e;
+        let segs = self.segments.get_or_insert_with(|| crate::outside::Segments::new(&[e]));
+        let peer = e.calico_peer_of(c);
+        // Per family, (first, last) address numbers; then pod addresses added or taken out one by one.
+        let mut set: [std::collections::BTreeSet<(u128, u128)>; 2] = Default::default();
+        for &(first, last) in &segs.ranges {
+            if peer.matches_parts(e, None, Some(first)) {
+                let ((v6, lo), (_, hi)) = (crate::ipranges::num(first), crate::ipranges::num(last));
+                set[usize::from(v6)].insert((lo, hi));
+            }
+        }
+        let mut pods: Vec<(IpAddr, bool)> = Vec::new();
+        for (i, ips) in self.ident_ips.iter().enumerate() {
+            for &ip in ips {
+                let ip = ip.to_canonical();
+                pods.push((ip, e.calico_matches(c, &e.ip_info(IdentityId::new(i), ip))));
+            }
+        }
+        for (ip, hit) in pods {
+            let (v6, n) = crate::ipranges::num(ip);
+            let s = &mut set[usize::from(v6)];
+            let containing = s.range(..=(n, u128::MAX)).next_back().copied().filter(|&(lo, hi)| lo <= n && n <= hi);
+            match (hit, containing) {
+                (true, None) => {
+                    s.insert((n, n));
+                }
+                (false, Some((lo, hi))) => {
+                    s.remove(&(lo, hi));
+                    if lo < n {
+                        s.insert((lo, n - 1));
+                    }
+                    if n < hi {
+                        s.insert((n + 1, hi));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for (v6, s) in [(false, &set[0]), (true, &set[1])] {
+            let mut merged: Vec<(u128, u128)> = Vec::new();
+            for &(lo, hi) in s {
+                match merged.last_mut() {
+                    Some(last) if last.1.checked_add(1) == Some(lo) => last.1 = hi,
+                    _ => merged.push((lo, hi)),
+                }
+            }
+            out.extend(merged.into_iter().map(|(lo, hi)| (addr(v6, lo), addr(v6, hi))));
+        }
+        out
     }
 
     /// Destinations of an egress rule's named ports: the pods its peers select (by selector, or by an address in

@@ -299,6 +299,14 @@ impl<'t> Gen<'t> {
                 self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: false, elements });
                 (!empty).then_some(name)
             }
+            AddressSet::Ranges { key, ranges } => {
+                let name = format!("cal_{}_{}", short_hash(key), fam.suffix());
+                let elements: BTreeSet<Elem> =
+                    ranges.iter().filter(|(a, _)| Family::of(a) == fam).map(|&(a, z)| Elem::Range(a, z)).collect();
+                let empty = elements.is_empty();
+                self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: true, elements });
+                (!empty).then_some(name)
+            }
             AddressSet::Block { key, v6, ranges } => {
                 if (fam == Family::V6) != *v6 {
                     None
@@ -472,10 +480,13 @@ impl<'t> Gen<'t> {
         }
         let profile = &self.t.profiles[p.index()];
         let refs = &profile.policy_refs;
-        let key = match profile.dir {
+        let mut key = match profile.dir {
             Direction::Egress => format!("eg {refs:?}"),
             Direction::Ingress => format!("in {refs:?} {:?}", profile.ports),
         };
+        if !profile.masked.is_empty() {
+            key.push_str(&format!(" without {:?}", profile.masked));
+        }
         let dir = profile.dir;
         let name = format!("{}_{}", if dir == Direction::Egress { "eg" } else { "in" }, short_hash(&key));
         self.chains.insert(p, name.clone());

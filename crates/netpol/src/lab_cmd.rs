@@ -58,12 +58,6 @@ pub enum Load {
 /// Loads the engine's ruleset into the lab's node namespace: incrementally when the previous ruleset is known
 /// (its snapshot is kept beside the lab state), else by replacing the table; both are one nft transaction.
 fn load_ruleset(r: &dyn Runner, lab: &Lab, engine: &Engine, allow_incremental: bool) -> Result<Load> {
-    if engine.cluster().has_calico() {
-        anyhow::bail!(
-            "the nftables data plane does not enforce Calico policies yet (netpol answers for them; enforcing them \
-             is a later step): leave the projectcalico.org objects out"
-        );
-    }
     let rs = ruleset::generate(engine);
     let snap = rs.snapshot();
     let path = snapshot_path(lab.prefix());

@@ -709,12 +709,6 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
             };
-            if inp.engine.cluster().has_calico() {
-                anyhow::bail!(
-                    "the nftables data plane does not enforce Calico policies yet (netpol answers for them; enforcing them is a \
-                 later step): leave the projectcalico.org objects out"
-                );
-            }
             let t = std::time::Instant::now();
             let rs = netpol_nft::ruleset::generate(&inp.engine);
             let (rules, elements) = rs.size();

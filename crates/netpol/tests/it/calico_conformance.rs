@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 /// What the data holds (README.md of the data directory): at least this many cases and probes.
 const CASES: usize = 43;
-const PROBES: usize = 262;
+pub(crate) const PROBES: usize = 262;
 /// The projectcalico/calico commit every `path:line` reference points into (README.md has the full hash).
 const CALICO_COMMIT: &str = "87c15906f2";
 
@@ -31,27 +31,27 @@ fn data() -> PathBuf {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
+pub(crate) struct Case {
+    pub(crate) name: String,
     /// Where upstream states the rules the case checks: `calico@<commit> path:line; ...; https://...#section`.
     source: String,
     description: String,
     /// A multi-document YAML stream.
-    manifests: String,
-    probes: Vec<Probe>,
+    pub(crate) manifests: String,
+    pub(crate) probes: Vec<Probe>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Probe {
+pub(crate) struct Probe {
     /// `namespace/pod` or an IP address.
-    from: String,
-    to: String,
-    port: u16,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) port: u16,
     /// `TCP`, `UDP` or `SCTP`.
-    protocol: String,
+    pub(crate) protocol: String,
     /// `allow` or `deny`.
-    expect: String,
+    pub(crate) expect: String,
     /// Where upstream states this verdict: `path:line` (at `CALICO_COMMIT`) or a URL, `; `-separated.
     source: String,
     /// Why, in a few words (printed on failure).
@@ -60,13 +60,13 @@ struct Probe {
 }
 
 impl Probe {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("{} -> {} {}/{}", self.from, self.to, self.port, self.protocol)
     }
 }
 
 /// Every case file, in name order, parsed (a file that does not parse fails here, naming it).
-fn cases() -> Vec<(String, Case)> {
+pub(crate) fn cases() -> Vec<(String, Case)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(data())
         .unwrap()
         .map(|e| e.unwrap().path())

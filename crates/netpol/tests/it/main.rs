@@ -5,6 +5,8 @@
 
 mod assertions;
 mod calico_conformance;
+#[cfg(feature = "lab")]
+mod calico_dataplane;
 mod cli;
 mod common;
 mod conformance;
