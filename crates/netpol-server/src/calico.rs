@@ -382,11 +382,8 @@ fn ports_value(ports: &[PolicyPort]) -> Vec<Value> {
         i += 1;
         match &p.port {
             PortMatch::Named(n) => {
-                let same = |k: usize, proto: Protocol| {
-                    ports.get(k).is_some_and(|q| q.protocol == proto && q.port == PortMatch::Named(n.clone()))
-                };
-                if p.protocol == Protocol::Tcp && same(i, Protocol::Udp) && same(i + 1, Protocol::Sctp) {
-                    i += 2;
+                if crate::named_for_every_protocol(ports, i - 1) {
+                    i += Protocol::ALL.len() - 1;
                 }
                 out.push(Value::from(n.as_str()));
             }

@@ -1751,20 +1751,27 @@ pub(crate) fn calico_ports_text(ports: &[PolicyPort]) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
     while let Some(p) = ports.get(i) {
-        i += 1;
-        if let PortMatch::Named(n) = &p.port {
-            let any = |k: usize, proto: Protocol| {
-                ports.get(k).is_some_and(|q| q.protocol == proto && q.port == PortMatch::Named(n.clone()))
-            };
-            if p.protocol == Protocol::Tcp && any(i, Protocol::Udp) && any(i + 1, Protocol::Sctp) {
-                i += 2;
+        match &p.port {
+            PortMatch::Named(n) if named_for_every_protocol(ports, i) => {
+                i += Protocol::ALL.len();
                 out.push(format!("{n} (named port)"));
-                continue;
+            }
+            _ => {
+                i += 1;
+                out.push(p.to_string());
             }
         }
-        out.push(p.to_string());
     }
     out
+}
+
+/// Whether `ports[i..]` starts with one named port for every protocol, in [`Protocol::ALL`]'s order: how the
+/// loader expands a Calico named port without a protocol.
+pub(crate) fn named_for_every_protocol(ports: &[PolicyPort], i: usize) -> bool {
+    let Some(PolicyPort { port: PortMatch::Named(name), .. }) = ports.get(i) else { return false };
+    Protocol::ALL.iter().enumerate().all(|(k, &proto)| {
+        ports.get(i + k).is_some_and(|q| q.protocol == proto && matches!(&q.port, PortMatch::Named(m) if m == name))
+    })
 }
 
 /// A protocol number in Calico's words: its name when it has one (`numorstring`'s names), else the number.
