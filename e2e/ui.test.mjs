@@ -6,7 +6,8 @@
 //   node e2e/ui.test.mjs --follow URL OUT_DIR MANIFEST_DIR
 //                                               a server with --watch on MANIFEST_DIR: the page follows a change,
 //                                               then admin-tier policies written there: policies and explanations
-//                                               tier by tier
+//                                               tier by tier; then Calico objects (a Tier, GlobalNetworkPolicies):
+//                                               Calico's tiers in the list and the panels, the tier walk
 //
 // The example run compares what the page shows with the engine's answers fetched from the API independently
 // (the per-pod matrix, the what-if diff, explain), drives the canvas with real clicks, and saves screenshots.
@@ -633,7 +634,137 @@ async function followRun(page) {
   check(denySide.decidedBy === 'network_policy' && denySide.text.includes('→ DENY'), 'a tiered explanation: the NetworkPolicy tier denies', denySide);
   await page.mouse.move(1, 890); // no tooltip
   await page.screenshot({ path: path.join(outDir, 'three-tier-tiers.png') });
+
+  await calicoRun(page, { prom, pg, web: web3 });
   check(errors.length === 0, 'no console errors while following', errors);
+}
+
+/**
+ * Calico (`projectcalico.org/v3`) written into the watched manifests: a Tier of its own before kube-admin, with a
+ * GlobalNetworkPolicy that passes monitoring on and denies the frontend into the database; the built-in tiers go by
+ * Calico's names. The policy list is grouped by tier (order, default action), the policy and tier panels show
+ * Calico's words, and explanations walk the tiers as the explain API does; the what-if editor loads a Calico policy
+ * in its own shape.
+ */
+async function calicoRun(page, { prom, pg, web }) {
+  const calico = [
+    'apiVersion: projectcalico.org/v3',
+    'kind: Tier',
+    'metadata: {name: security}',
+    'spec: {order: 100, defaultAction: Pass}',
+    '---',
+    'apiVersion: projectcalico.org/v3',
+    'kind: GlobalNetworkPolicy',
+    'metadata: {name: security.database-gate}',
+    'spec:',
+    '  tier: security',
+    '  order: 10',
+    "  namespaceSelector: tier == 'database'",
+    '  types: [Ingress]',
+    '  ingress:',
+    "  - {action: Pass, source: {namespaceSelector: tier == 'monitoring'}}",
+    "  - {action: Deny, protocol: TCP, source: {namespaceSelector: tier == 'frontend'}, destination: {ports: [5432]}}",
+    '',
+  ].join('\n');
+  fs.writeFileSync(path.join(manifestDir, 'zz-calico.yaml'), calico);
+  await page.waitForFunction(() => document.getElementById('model-info').textContent.startsWith('revision 4 '), null, { timeout: 20000 });
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 20000 });
+  const tiers = await api('/api/v1/tiers');
+  check(
+    tiers.map((t) => `${t.name} ${t.defaultAction}`).join(',') === 'security Pass,kube-admin Pass,default Deny,kube-baseline Pass',
+    "the tiers API lists Calico's tiers in evaluation order",
+    tiers.map((t) => t.name),
+  );
+  const heads = await page.$$eval('#policy-list li.tier-head', (l) => l.map((x) => [x.dataset.tierHead, x.textContent]));
+  const listed = await page.$$eval('#policy-list li[data-policy]', (l) => l.map((x) => `${x.dataset.tier} ${x.dataset.policy}`));
+  check(
+    heads.map((x) => x[0]).join(',') === 'security,kube-admin,default,kube-baseline' &&
+      heads[0][1].includes('order 100') && heads[0][1].includes('default Pass') &&
+      listed[0] === 'security gnp/security.database-gate' && listed[1] === 'kube-admin cnp/database-guard',
+    'the policy list is grouped by Calico tier, in evaluation order, with orders and default actions',
+    { heads, listed },
+  );
+
+  // The tier's panel, then the policy's: Calico's words (selector, order, entity rules).
+  await page.click('#policy-list li[data-tier-head="security"]');
+  const tierPanel = await page.textContent('#inspect');
+  check(tierPanel.includes('security') && tierPanel.includes('100') && tierPanel.includes('Pass: what its rules leave undecided') && tierPanel.includes('gnp/security.database-gate (order 10)'), 'the tier panel shows its order, default action and policies', tierPanel);
+  await page.click('#policy-list li[data-policy="gnp/security.database-gate"]');
+  const pol = await page.$eval('#inspect', (x) => ({ text: x.textContent, selector: x.querySelector('[data-selector]')?.dataset.selector, tier: x.querySelector('[data-tier]')?.textContent }));
+  const rules = await page.$$eval('#inspect .rules[data-direction="ingress"] li', (l) => l.map((x) => x.textContent));
+  check(
+    pol.selector === 'pcns.tier == "database"' && pol.tier.includes('security') && pol.tier.includes('(order 10)') && pol.tier.includes('default action Pass') &&
+      rules.length === 2 && rules[0].startsWith('Pass from selector pcns.tier == "monitoring" to the selected endpoint') &&
+      rules[1].startsWith('Deny protocol TCP from selector pcns.tier == "frontend" to the selected endpoint where ports 5432/TCP'),
+    "the policy panel shows Calico's selector, tier and order, and each rule's source and destination",
+    { pol, rules },
+  );
+  const hl = await page.evaluate(() => window.__netpol.highlight());
+  check(hl.length === 1 && hl[0] === pg.id, 'the pods it selects are highlighted', hl);
+
+  // Explanations walk Calico's tiers: security passes prometheus on, kube-admin passes it, the default tier's
+  // NetworkPolicy allows; the frontend is denied in the security tier.
+  const explainSteps = async (src) => {
+    await page.fill('#ex-src', src);
+    await page.fill('#ex-dst', `database/${pg.pods[0]}`);
+    await page.fill('#ex-port', '5432/TCP');
+    await page.evaluate(() => document.getElementById('explain').replaceChildren());
+    await page.click('#ex-run');
+    await page.waitForSelector('#explain .explanation', { timeout: 5000 });
+    return page.$$eval('#explain .side[data-direction="ingress"] li.step', (l) => l.map((x) => ({ ...x.dataset, text: x.textContent })));
+  };
+  let steps = await explainSteps(`monitoring/${prom.pods[0]}`);
+  check(
+    steps.length === 3 &&
+      steps[0].tier === 'security' && steps[0].action === 'pass' && steps[0].text.includes('gnp/security.database-gate (order 10) ingress rule 0') && steps[0].text.includes('→ next tier') &&
+      steps[1].tier === 'kube-admin' && steps[1].action === 'pass' && steps[1].text.includes('cnp/database-guard (priority 10)') &&
+      steps[2].tier === 'default' && steps[2].decides === 'true' && steps[2].text.includes('→ ALLOW') && steps[2].text.includes('database/followed-allow'),
+    'a Calico explanation: security passes (order 10), kube-admin passes, the default tier allows',
+    steps,
+  );
+  steps = await explainSteps(`frontend/${web.pods[0]}`);
+  check(
+    steps.length === 1 && steps[0].tier === 'security' && steps[0].action === 'deny' && steps[0].decides === 'true' && steps[0].text.includes('Deny') && steps[0].text.includes('→ DENY'),
+    'a Calico explanation: the security tier denies the frontend',
+    steps,
+  );
+  await page.mouse.move(1, 890);
+  await page.screenshot({ path: path.join(outDir, 'three-tier-calico.png') });
+
+  // A what-if from the loaded policy, in Calico's own shape: replacing it with itself changes nothing.
+  await page.click('#tab-btn-whatif');
+  await page.fill('#editor', '');
+  await page.selectOption('#wi-load', 'gnp/security.database-gate');
+  await page.waitForFunction(() => document.getElementById('editor').value.includes('GlobalNetworkPolicy'), null, { timeout: 5000 });
+  const text = await page.inputValue('#editor');
+  check(text.startsWith('apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n') && text.includes('  tier: security\n  order: 10\n  namespaceSelector: tier == "database"\n'), 'the editor loads the Calico policy in its own shape', text);
+  await page.click('#wi-run');
+  await page.waitForSelector('#whatif-result[data-state="ready"]', { state: 'attached', timeout: 20000 });
+  const applied = await page.$$eval('#whatif-result li[data-policy]', (l) => l.map((x) => ({ ...x.dataset, text: x.textContent })));
+  const summary = await page.$eval('#whatif-result .summary', (x) => ({ ...x.dataset }));
+  check(
+    applied.length === 1 && applied[0].policy === 'gnp/security.database-gate' && applied[0].tier === 'security' && applied[0].text.includes('replaces the loaded policy') &&
+      summary.added === '0' && summary.removed === '0',
+    'the what-if takes the Calico policy: it replaces the loaded one in its tier, nothing changes',
+    { applied, summary },
+  );
+  // The tier's default action turned to Deny: what the tier does not decide for the database is denied.
+  await page.fill('#editor', 'apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100, defaultAction: Deny}\n');
+  await page.click('#wi-run');
+  await page.waitForFunction(() => document.querySelector('#whatif-result li[data-policy="tier/security"]'), null, { timeout: 20000 });
+  const w = await page.evaluate(() => window.__netpol.state.whatif);
+  const removed = w.edges.filter((e) => e.change === 'removed').map((e) => `${e.src} -> ${e.dst}`);
+  const want = await api('/api/v1/whatif', { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: `apply:\n- {apiVersion: projectcalico.org/v3, kind: Tier, metadata: {name: security}, spec: {order: 100, defaultAction: Deny}}\n` });
+  const gone = want.groups.filter((g) => g.change === 'newly_denied' && g.destinations.every((d) => d.startsWith('database/')));
+  check(removed.length > 0 && removed.every((r) => r.endsWith(pg.id)) && gone.length > 0, 'a Tier in the what-if: its default action Deny removes edges into the database', { removed, groups: want.groups.length });
+  await page.click('#whatif-result .cause-detail summary');
+  const walked = await page.$$eval('#whatif-result .cause-detail[open] .side[data-direction="ingress"] li.step', (l) => l.map((x) => ({ ...x.dataset, text: x.textContent })));
+  check(
+    walked.some((x) => x.tier === 'security' && x.end === 'deny' && x.decides === 'true' && x.text.includes('→ DENY')),
+    "the diff's cause unfolds into the walk before and after: after, the security tier's default action denies",
+    walked,
+  );
+  await page.click('#wi-clear');
 }
 
 const { ctx, dir } = await launch();

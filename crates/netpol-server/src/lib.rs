@@ -15,11 +15,12 @@
 //! (`Job`). Every error answer is JSON ([`ApiError`]).
 //!
 //! Routes: `POST /api/v1/query`, `GET /api/v1/explain`, `GET /api/v1/matrix`, `GET /api/v1/lint`,
-//! `GET /api/v1/diagnostics`, `GET /api/v1/pods`, `GET /api/v1/policies`, `GET /api/v1/openapi.json`,
-//! `GET /healthz`, `GET /metrics`; and the web UI's ([`ui`]).
+//! `GET /api/v1/diagnostics`, `GET /api/v1/pods`, `GET /api/v1/policies`, `GET /api/v1/tiers`,
+//! `GET /api/v1/openapi.json`, `GET /healthz`, `GET /metrics`; and the web UI's ([`ui`]).
 
 #![forbid(unsafe_code)]
 
+pub mod calico;
 #[cfg(feature = "kube")]
 pub mod live;
 pub mod ui;
@@ -44,7 +45,10 @@ use axum::{Extension, Json, Router};
 use netpol_core::compile::Engine;
 use netpol_core::lint::{self, Finding};
 use netpol_core::load::{Diagnostic, Severity};
-use netpol_core::model::{Action, Direction, Peer, PodId, Policy, PolicyId, PolicyKind, PortMatch, Rule};
+use netpol_core::model::{
+    Action, CalicoPeer, Cluster, Direction, Peer, PodId, Policy, PolicyId, PolicyKind, PolicyPort, PolicyTier,
+    PortMatch, Rule,
+};
 use netpol_core::portset::Protocol;
 use netpol_input::query::{parse_port_proto, Resolver};
 use serde::Serialize;
@@ -732,22 +736,26 @@ pub enum DecidedBy {
     Rule,
     /// NetworkPolicy: a rule allows it (`allowed_by`), or the pod is isolated and none does (`rejections`).
     NetworkPolicy,
+    /// A tier whose `defaultAction` is Deny (Calico's `default` tier, a Calico Tier's default): one of its policies
+    /// selects the subject and none of its rules decided; `tier_default` names the tier.
+    TierDefault,
     /// Policies apply, but no tier decided: allowed by default.
     Default,
 }
 
-/// A rule that matches the flow and takes part in the decision: a rule of an admin tier that passes the flow to
-/// the next tier or decides it, or a NetworkPolicy rule that allows it.
+/// A rule that matches the flow and takes part in the decision: a rule of a tier that passes the flow to the next
+/// tier or decides it, or a Kubernetes NetworkPolicy rule that allows it.
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct RuleMatch {
-    /// `Admin`, `NetworkPolicy` or `Baseline`.
+    /// The tier's name: `Admin`, `NetworkPolicy` or `Baseline`; with Calico objects `kube-admin`, `default`,
+    /// `kube-baseline` or a Calico Tier's name.
     pub tier: String,
-    /// `namespace/name`, `cnp/name`, `anp/name` or `banp/name`.
+    /// `namespace/name`, `cnp/name`, `anp/name`, `banp/name`, `gnp/name` or `caliconetworkpolicy/namespace/name`.
     pub policy: String,
-    /// The policy's priority (cluster-scoped policies).
+    /// The policy's priority (cluster-scoped admin policies), or its `order` (Calico policies; `null`: none).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, nullable)]
     pub priority: Option<netpol_core::model::Order>,
     /// Index of the rule in the policy's rules of this direction.
     pub rule: usize,
@@ -763,6 +771,10 @@ pub struct RuleMatch {
     pub field: String,
     /// The object's file and document.
     pub source: String,
+    /// The other policies of the same tier and priority that select the subject (admin tiers: their order is
+    /// undefined upstream).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tie: Vec<String>,
 }
 
 /// A rule that could have allowed the flow but does not match it, and why.
@@ -791,10 +803,13 @@ pub struct SideExplanation {
     pub note: Option<String>,
     /// The policies of every tier that select the subject for this direction, in evaluation order.
     pub policies: Vec<String>,
-    /// The rules that decided, in evaluation order: admin rules that pass the flow on or decide it, the
-    /// NetworkPolicy rules that allow it, the Baseline rule that decides it.
+    /// The rules that decided, tier by tier in evaluation order: rules that pass the flow on to the next tier or
+    /// decide it (admin and Calico policies), the Kubernetes NetworkPolicy rules that allow it.
     pub walk: Vec<RuleMatch>,
     pub decided_by: DecidedBy,
+    /// The tier whose default action denied the flow (`decided_by: tier_default`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier_default: Option<String>,
     /// The allowing rules of `walk`.
     pub allowed_by: Vec<RuleMatch>,
     /// Why each rule that could have allowed the flow does not (only when denied).
@@ -822,7 +837,8 @@ pub struct Explanation {
 }
 
 /// Explain one flow: per direction, the policies of every tier that apply, the rules that decided tier by tier
-/// (`walk`: Admin, NetworkPolicy, Baseline), and which rule allows it, or why none does.
+/// (`walk`: Admin, NetworkPolicy, Baseline; with Calico objects Calico's tiers), the tier whose default action
+/// decided (`tier_default`), and which rule allows it, or why none does.
 ///
 /// Returns the same object as `netpol explain -o json`.
 #[utoipa::path(get, path = "/api/v1/explain",
@@ -975,55 +991,106 @@ async fn matrix_handler(
 
 // ---- what-if ----
 
-/// A what-if request: policies of any tier to add or replace, and policies to delete.
+/// A what-if request: policies of any tier (and Calico Tiers and network sets) to add or replace, and policies to
+/// delete.
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhatIf {
-    /// Policy objects as in manifests: NetworkPolicy (`networking.k8s.io/v1`), ClusterNetworkPolicy
+    /// Objects as in manifests: NetworkPolicy (`networking.k8s.io/v1`), ClusterNetworkPolicy
     /// (`policy.networking.k8s.io/v1alpha2`), AdminNetworkPolicy and BaselineAdminNetworkPolicy
-    /// (`policy.networking.k8s.io/v1alpha1`). One with the kind and name (and, for a NetworkPolicy, the namespace)
-    /// of a loaded policy replaces it.
+    /// (`policy.networking.k8s.io/v1alpha1`); Calico's NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet and
+    /// GlobalNetworkSet (`projectcalico.org/v3`, or `crd.projectcalico.org/v1`). One with the kind and name (and, for
+    /// a namespaced kind, the namespace) of a loaded object replaces it.
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub apply: Vec<serde_json::Value>,
-    /// Loaded policies to delete: `namespace/name` for a NetworkPolicy, `cnp/name`, `anp/name` or `banp/name` for a
-    /// cluster-scoped policy (as the other answers name them).
+    /// Loaded policies to delete, as the other answers name them: `namespace/name` for a NetworkPolicy, `cnp/name`,
+    /// `anp/name` or `banp/name` for a cluster-scoped admin policy, `gnp/name` for a Calico GlobalNetworkPolicy,
+    /// `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy.
     #[serde(default)]
     pub delete: Vec<String>,
 }
 
-/// The policy kinds a what-if may apply, as `kind` values.
-pub const APPLICABLE_KINDS: [PolicyKind; 4] = [
-    PolicyKind::NetworkPolicy,
-    PolicyKind::ClusterNetworkPolicy,
-    PolicyKind::AdminNetworkPolicy,
-    PolicyKind::BaselineAdminNetworkPolicy,
-];
+/// What a what-if may apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applicable {
+    /// A policy of any tier.
+    Policy(PolicyKind),
+    /// A Calico `Tier`: it replaces the loaded Tier of its name (order, default action) or adds one.
+    Tier,
+    /// A Calico `NetworkSet` (namespaced) or `GlobalNetworkSet`: labelled addresses Calico selectors match.
+    NetworkSet { global: bool },
+}
 
-/// The policy kind of a manifest's `kind`, if a what-if may apply it.
-pub fn applicable_kind(kind: &str) -> Option<PolicyKind> {
-    APPLICABLE_KINDS.into_iter().find(|k| k.as_str() == kind)
+/// The kinds a what-if applies, for messages.
+pub const APPLICABLE_KINDS_TEXT: &str = "NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy and \
+     BaselineAdminNetworkPolicy objects, and Calico's (projectcalico.org/v3) NetworkPolicy, GlobalNetworkPolicy, \
+     Tier, NetworkSet and GlobalNetworkSet";
+
+/// What an object is, by its `kind` and `apiVersion`, if a what-if may apply it. The version is the loader's to
+/// check (a kind's other version gets 422 naming `apiVersion`); the API group tells a Calico NetworkPolicy
+/// (`projectcalico.org`, `crd.projectcalico.org`) from a Kubernetes one.
+pub fn applicable(o: &serde_json::Value) -> Option<Applicable> {
+    let kind = o.get("kind")?.as_str()?;
+    let group = o.get("apiVersion").and_then(|v| v.as_str()).and_then(|v| v.split_once('/')).map(|(g, _)| g);
+    let calico = matches!(group, Some("projectcalico.org" | "crd.projectcalico.org"));
+    Some(match kind {
+        "NetworkPolicy" if calico => Applicable::Policy(PolicyKind::CalicoNetworkPolicy),
+        "NetworkPolicy" => Applicable::Policy(PolicyKind::NetworkPolicy),
+        "ClusterNetworkPolicy" => Applicable::Policy(PolicyKind::ClusterNetworkPolicy),
+        "AdminNetworkPolicy" => Applicable::Policy(PolicyKind::AdminNetworkPolicy),
+        "BaselineAdminNetworkPolicy" => Applicable::Policy(PolicyKind::BaselineAdminNetworkPolicy),
+        "GlobalNetworkPolicy" => Applicable::Policy(PolicyKind::GlobalNetworkPolicy),
+        "Tier" => Applicable::Tier,
+        "NetworkSet" => Applicable::NetworkSet { global: false },
+        "GlobalNetworkSet" => Applicable::NetworkSet { global: true },
+        _ => return None,
+    })
 }
 
 /// How the answers name a policy of this kind: `namespace/name` for a NetworkPolicy, `cnp/name` (kubectl's short
-/// kind) for a cluster-scoped one; what [`netpol_core::model::Cluster::find_policy`] reads.
+/// kind) for a cluster-scoped one, `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy; what
+/// [`netpol_core::model::Cluster::find_policy`] reads.
 pub fn policy_reference(kind: PolicyKind, namespace: &str, name: &str) -> String {
     netpol_core::model::PolicyKey { kind, namespace: namespace.to_string(), name: name.to_string() }.to_string()
 }
 
+/// How the answers name an object a what-if applies, and what it is: a policy's reference
+/// ([`policy_reference`]), `tier/name`, `networkset/namespace/name` or `globalnetworkset/name`.
+pub fn applied_reference(o: &serde_json::Value) -> Option<(String, Applicable)> {
+    let what = applicable(o)?;
+    let meta = o.get("metadata")?;
+    let name = meta.get("name")?.as_str()?;
+    let ns = meta.get("namespace").and_then(|n| n.as_str()).unwrap_or("default");
+    let reference = match what {
+        Applicable::Policy(kind) => policy_reference(kind, ns, name),
+        Applicable::Tier => format!("tier/{name}"),
+        Applicable::NetworkSet { global: false } => format!("networkset/{ns}/{name}"),
+        Applicable::NetworkSet { global: true } => format!("globalnetworkset/{name}"),
+    };
+    Some((reference, what))
+}
+
+/// The forms of a reference to delete, for messages.
+const DELETE_FORMS: &str =
+    "`namespace/name` (or `cnp/name`, `anp/name`, `banp/name`, `gnp/name`, `caliconetworkpolicy/namespace/name`)";
+
 /// The cluster with the request's changes, or a 4xx naming the field at fault.
+///
+/// The applied objects go through the core loader on their own; then each is placed in `base`: a policy replaces
+/// the one of its kind, namespace and name, and its tier is the base's tier of that name; a Tier replaces the
+/// base's Tier of its name (or is added, as is a tier a policy names that neither declares: no order, Deny); a
+/// network set replaces the one of its namespace and name. When the applied objects are Calico's, the built-in
+/// tiers take Calico's names, as loading them with the cluster would.
 pub(crate) fn what_if_cluster(
     base: &netpol_core::model::Cluster,
     req: WhatIf,
 ) -> Result<netpol_core::model::Cluster, Failure> {
-    use netpol_core::model::{Namespace, Origin};
+    use netpol_core::model::{Namespace, NsId, Origin};
     let mut c = base.clone();
     for (i, d) in req.delete.iter().enumerate() {
         if !d.contains('/') {
-            return Err(Failure::bad(
-                &format!("delete[{i}]"),
-                format!("expected `namespace/name` (or `cnp/name`, `anp/name`, `banp/name`), got `{d}`"),
-            ));
+            return Err(Failure::bad(&format!("delete[{i}]"), format!("expected {DELETE_FORMS}, got `{d}`")));
         }
         let Some(id) = c.find_policy(d) else {
             return Err(Failure::new(StatusCode::NOT_FOUND, &format!("delete[{i}]"), format!("no policy `{d}`")));
@@ -1036,15 +1103,14 @@ pub(crate) fn what_if_cluster(
     }
     let mut loader = netpol_core::load::Loader::new();
     for (i, v) in req.apply.into_iter().enumerate() {
-        let kind = v.get("kind").and_then(|k| k.as_str());
-        if kind.and_then(applicable_kind).is_none() {
-            let got = kind.map(|k| format!(" (got `{k}`)")).unwrap_or_else(|| " (`kind` is missing)".to_string());
+        if applicable(&v).is_none() {
+            let got = match v.get("kind").and_then(|k| k.as_str()) {
+                Some(k) => format!(" (got `{k}`)"),
+                None => " (`kind` is missing)".to_string(),
+            };
             return Err(Failure::bad(
                 &format!("apply[{i}].kind"),
-                format!(
-                    "only NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy and BaselineAdminNetworkPolicy \
-                     objects can be applied{got}"
-                ),
+                format!("only {APPLICABLE_KINDS_TEXT} can be applied{got}"),
             ));
         }
         loader.add_value(v, Origin { file: "whatif".into(), document: 0, item: Some(i) });
@@ -1058,34 +1124,76 @@ pub(crate) fn what_if_cluster(
         );
         return Err(Failure::new(StatusCode::UNPROCESSABLE_ENTITY, &field, d.message.clone()));
     }
-    for mut pol in loaded.cluster.policies {
-        if let Some(own) = pol.ns() {
-            let ns_name = loaded.cluster.namespaces[own.index()].name.clone();
-            let ns = match c.namespace_id(&ns_name) {
-                Some(id) => id,
-                None => {
-                    c.namespaces.push(Namespace {
-                        name: ns_name.clone(),
-                        labels: loaded.cluster.namespaces[own.index()].labels.clone(),
-                        origin: None,
-                    });
-                    netpol_core::model::NsId::new(c.namespaces.len() - 1)
-                }
-            };
-            pol.scope = netpol_core::model::Scope::Namespace(ns);
+    let applied = loaded.cluster;
+    // The base's namespace of an applied object's (added, with its labels, when the base has none of that name).
+    let ns_in_base = |c: &mut netpol_core::model::Cluster, own: NsId| -> NsId {
+        let theirs = applied.ns(own);
+        match c.namespace_id(&theirs.name) {
+            Some(id) => id,
+            None => {
+                c.namespaces.push(Namespace { name: theirs.name.clone(), labels: theirs.labels.clone(), origin: None });
+                NsId::new(c.namespaces.len() - 1)
+            }
         }
-        // Replaced by kind and name (and namespace, for a NetworkPolicy; cluster-scoped policies have none).
+    };
+    // Tiers: the applied cluster's tier `i` is the base's `tier_at[i]`.
+    let mut tier_at: Vec<usize> = Vec::with_capacity(applied.tiers.len());
+    for (i, t) in applied.tiers.iter().enumerate() {
+        if i < 3 {
+            // A built-in tier's Tier object may only restate its order and default action (validated).
+            if let (Some(origin), Some(own)) = (&t.origin, c.tiers.get_mut(i)) {
+                own.default_action = t.default_action;
+                own.origin = Some(origin.clone());
+            }
+            tier_at.push(i);
+            continue;
+        }
+        let at = c.tiers.iter().enumerate().skip(3).find(|(_, d)| d.name == t.name).map(|(k, _)| k);
+        let k = match at {
+            Some(k) => {
+                if t.origin.is_some() {
+                    c.tiers[k] = t.clone();
+                }
+                k
+            }
+            None => {
+                c.tiers.push(t.clone());
+                c.tiers.len() - 1
+            }
+        };
+        tier_at.push(k);
+    }
+    if applied.has_calico() {
+        for (own, theirs) in c.tiers.iter_mut().zip(&applied.tiers).take(3) {
+            own.name.clone_from(&theirs.name);
+        }
+    }
+    for mut pol in applied.policies.iter().cloned() {
+        if let Some(own) = pol.ns() {
+            pol.scope = netpol_core::model::Scope::Namespace(ns_in_base(&mut c, own));
+        }
+        if let Some(&k) = tier_at.get(pol.tier.index()) {
+            pol.tier = netpol_core::model::PolicyTier::from_index(k);
+        }
+        // Replaced by kind and name (and namespace, for a namespaced kind; cluster-scoped policies have none).
         c.policies.retain(|p| !(p.kind == pol.kind && p.ns() == pol.ns() && p.name == pol.name));
         c.policies.push(pol);
+    }
+    for mut set in applied.network_sets.iter().cloned() {
+        set.ns = set.ns.map(|own| ns_in_base(&mut c, own));
+        c.network_sets.retain(|s| !(s.ns == set.ns && s.name == set.name));
+        c.network_sets.push(set);
     }
     Ok(c)
 }
 
 /// The connectivity delta the given policy changes would cause (as `netpol diff -o json`), without applying them.
 ///
-/// Body: YAML or JSON `{apply: [policy...], delete: ["ns/name" | "cnp/name" | "anp/name" | "banp/name"...]}`:
-/// policies of every tier (NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy),
-/// each replacing a loaded one of the same kind and name. `?namespace=` limits the delta.
+/// Body: YAML or JSON `{apply: [object...], delete: ["ns/name" | "cnp/name" | "gnp/name" | ...]}`: policies of every
+/// tier (NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy; Calico's
+/// NetworkPolicy and GlobalNetworkPolicy) and Calico's Tiers and network sets, each replacing a loaded one of the
+/// same kind and name. `?namespace=` limits the delta. Each group's `cause_detail` holds the explanations of a
+/// representative flow before and after, with their walks tier by tier.
 #[utoipa::path(post, path = "/api/v1/whatif",
     request_body(content = WhatIf, description = "policies to add/replace and to delete (YAML or JSON)"),
     responses(
@@ -1183,16 +1291,26 @@ async fn diagnostics_handler(Extension(model): Extension<Arc<Model>>) -> Respons
 /// A policy that applies to a pod, in its tier.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct TierPolicy {
-    /// `namespace/name` for a NetworkPolicy; `cnp/name`, `anp/name` or `banp/name` for a cluster-scoped policy.
+    /// How the answers name it: `namespace/name` for a NetworkPolicy; `cnp/name`, `anp/name` or `banp/name` for a
+    /// cluster-scoped admin policy; `gnp/name` for a Calico GlobalNetworkPolicy, `caliconetworkpolicy/namespace/name`
+    /// for a Calico NetworkPolicy.
     pub policy: String,
-    /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy` or `BaselineAdminNetworkPolicy`.
+    /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy`, `BaselineAdminNetworkPolicy`,
+    /// `NetworkPolicy.projectcalico.org` or `GlobalNetworkPolicy`.
     pub kind: String,
     /// `spec.priority` of a ClusterNetworkPolicy or AdminNetworkPolicy (lower first); NetworkPolicies and the
     /// BaselineAdminNetworkPolicy have none.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<f64>)]
     pub priority: Option<netpol_core::model::Order>,
-    /// Graph nodes: how many of the node's pods the policy applies to.
+    /// `spec.order` of a Calico policy, lower first (`null`: none, after every ordered policy of its tier); in a
+    /// cluster with Calico objects also a Kubernetes NetworkPolicy's (1000, where Calico puts them in its `default`
+    /// tier). Absent for the other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, nullable)]
+    pub order: Option<netpol_core::model::Order>,
+    /// Graph nodes: how many of the node's pods the policy applies to. `GET /api/v1/tiers`: how many pods it
+    /// selects (in either direction).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pods: Option<usize>,
 }
@@ -1200,7 +1318,9 @@ pub struct TierPolicy {
 /// The policies of one tier that apply to a pod in one direction, in evaluation order.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct TierPolicies {
-    /// `Admin`, `NetworkPolicy` or `Baseline`: the tiers are evaluated in that order.
+    /// The tier's name: `Admin`, `NetworkPolicy` or `Baseline`, evaluated in that order; in a cluster with Calico
+    /// objects Calico's names, `kube-admin`, `default` and `kube-baseline`, with Calico's own Tiers between them by
+    /// their order (see `GET /api/v1/tiers`).
     pub tier: String,
     pub policies: Vec<TierPolicy>,
 }
@@ -1210,12 +1330,32 @@ pub(crate) fn priority_of(pol: &Policy) -> Option<netpol_core::model::Order> {
     matches!(pol.kind, PolicyKind::ClusterNetworkPolicy | PolicyKind::AdminNetworkPolicy).then_some(pol.order)
 }
 
+/// Whether a policy kind is one of Calico's (`projectcalico.org/v3`).
+pub(crate) fn is_calico_kind(kind: PolicyKind) -> bool {
+    matches!(kind, PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy)
+}
+
+/// `spec.order` as the answers give it: a Calico policy's (`null` when it has none); a Kubernetes NetworkPolicy's
+/// in a cluster with Calico objects (1000, as Calico converts it); none for the other kinds.
+pub(crate) fn order_of(c: &Cluster, pol: &Policy) -> Option<netpol_core::model::Order> {
+    let np_in_calico = pol.kind == PolicyKind::NetworkPolicy && c.has_calico();
+    (is_calico_kind(pol.kind) || np_in_calico).then_some(pol.order)
+}
+
+/// The name a model tier goes by in answers: the cluster's (Calico's names when the input has Calico objects, a
+/// Tier's own name), as the engine's tiers and explanations name it.
+pub(crate) fn tier_name(c: &Cluster, t: PolicyTier) -> &str {
+    c.tiers.get(t.index()).map_or(t.as_str(), |d| d.name.as_str())
+}
+
 pub(crate) fn tier_policy(e: &Engine, id: PolicyId) -> TierPolicy {
-    let pol = e.cluster().policy(id);
+    let c = e.cluster();
+    let pol = c.policy(id);
     TierPolicy {
-        policy: e.cluster().policy_ref(id),
+        policy: c.policy_ref(id),
         kind: pol.kind.as_str().to_string(),
         priority: priority_of(pol),
+        order: order_of(c, pol),
         pods: None,
     }
 }
@@ -1231,6 +1371,97 @@ pub(crate) fn tiers_of(e: &Engine, ident: netpol_core::compile::IdentityId, dir:
         .collect()
 }
 
+// ---- tiers ----
+
+/// What a tier does with the traffic its policies leave undecided, for an endpoint one of them selects.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+pub enum TierDefaultAction {
+    /// Denied (NetworkPolicy isolation; Calico's `default` tier and a Tier's default).
+    Deny,
+    /// On to the next tier (the admin tiers; `kube-admin`, `kube-baseline`, a Tier with `defaultAction: Pass`).
+    Pass,
+}
+
+/// A tier, with its policies in evaluation order.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TierInfo {
+    /// The name the other answers use (`tier` of policies, pods, graph nodes and explanations).
+    pub name: String,
+    /// `spec.order`: lower first (`null`: none, after every ordered tier; equal orders go by name). The built-in
+    /// tiers: 1,000 (`Admin`, `kube-admin`), 1,000,000 (`NetworkPolicy`, `default`), 10,000,000 (`Baseline`,
+    /// `kube-baseline`).
+    #[schema(value_type = Option<f64>, nullable)]
+    pub order: netpol_core::model::Order,
+    /// What happens, for an endpoint a policy of the tier selects, to the traffic no rule of the tier decides.
+    #[serde(rename = "defaultAction")]
+    pub default_action: TierDefaultAction,
+    /// One of the three built-in tiers (Admin, NetworkPolicy, Baseline; Calico's `kube-admin`, `default`,
+    /// `kube-baseline`).
+    #[serde(rename = "builtIn")]
+    pub built_in: bool,
+    /// Where its Tier object was read (file and document); absent when no Tier object declares it (a built-in
+    /// tier, or one that policies name without a Tier object: assumed with no order and default action Deny).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Its policies in evaluation order (by order or priority, then name, namespace and kind), each with how many
+    /// pods it selects (`pods`).
+    pub policies: Vec<TierPolicy>,
+}
+
+/// The tiers of the loaded model in evaluation order ([`Engine::tier_list`]), each with its model definition.
+pub(crate) fn tier_infos(e: &Engine) -> Vec<TierInfo> {
+    let c = e.cluster();
+    let (_, map) = netpol_core::eval::tiers(&c.tiers);
+    let mut selected: HashMap<PolicyId, usize> = HashMap::new();
+    for ident in e.identities() {
+        let mut pols: Vec<PolicyId> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
+        pols.sort_unstable();
+        pols.dedup();
+        for p in pols {
+            *selected.entry(p).or_default() += ident.pods.len();
+        }
+    }
+    let all: Vec<PolicyId> = (0..c.policies.len()).map(PolicyId::new).collect();
+    let ordered = e.evaluation_order(&all);
+    e.tier_list()
+        .iter()
+        .enumerate()
+        .map(|(t, tier)| {
+            let t = netpol_core::eval::TierId::new(t);
+            let def = map.iter().position(|&m| m == t).and_then(|i| c.tiers.get(i));
+            let policies = ordered
+                .iter()
+                .filter(|&&p| e.policy_tier(p) == t)
+                .map(|&p| TierPolicy { pods: Some(selected.get(&p).copied().unwrap_or(0)), ..tier_policy(e, p) })
+                .collect();
+            TierInfo {
+                name: tier.name.to_string(),
+                order: netpol_core::model::Order(def.and_then(|d| d.order)),
+                default_action: match tier.end {
+                    netpol_core::eval::TierEnd::Deny => TierDefaultAction::Deny,
+                    netpol_core::eval::TierEnd::Continue => TierDefaultAction::Pass,
+                },
+                built_in: map.iter().take(3).any(|&m| m == t),
+                source: def.and_then(|d| d.origin.as_ref()).map(|o| o.to_string()),
+                policies,
+            }
+        })
+        .collect()
+}
+
+/// The tiers in evaluation order, with their order, default action and policies.
+///
+/// Without Calico objects: `Admin`, `NetworkPolicy` and `Baseline`. With them, Calico's tiers: `kube-admin` (the
+/// Admin tier), Calico's own Tiers by order, `default` (NetworkPolicies, Calico policies without a tier),
+/// `kube-baseline`; equal orders by name, no order last. For each direction of a flow, a tier none of whose
+/// policies selects the endpoint is skipped; in a tier the first matching rule decides (Allow, Deny) or leaves the
+/// tier (Pass); what none decides gets the tier's `defaultAction`.
+#[utoipa::path(get, path = "/api/v1/tiers",
+    responses((status = 200, description = "the tiers in evaluation order", body = Vec<TierInfo>)))]
+async fn tiers_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<TierInfo>> {
+    Json(tier_infos(&model.engine))
+}
+
 // ---- pods ----
 
 #[derive(Serialize, ToSchema)]
@@ -1239,9 +1470,10 @@ pub struct Isolation {
     /// tiers aside, see `tiers`).
     pub isolated: bool,
     /// The policies of every tier that apply to the pod in this direction, in evaluation order (`namespace/name`,
-    /// `cnp/name`, `anp/name`, `banp/name`).
+    /// `cnp/name`, `anp/name`, `banp/name`, `gnp/name`, `caliconetworkpolicy/namespace/name`).
     pub policies: Vec<String>,
-    /// The same policies tier by tier (Admin, NetworkPolicy, Baseline; a tier with none is left out).
+    /// The same policies tier by tier, in evaluation order (Admin, NetworkPolicy, Baseline, or Calico's tiers; a
+    /// tier with none is left out), each with its priority or order.
     pub tiers: Vec<TierPolicies>,
 }
 
@@ -1306,7 +1538,8 @@ pub struct RuleCounts {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleAction {
-    /// Allowed (every NetworkPolicy rule; `Accept` of a ClusterNetworkPolicy, `Allow` of the v1alpha1 kinds).
+    /// Allowed (every NetworkPolicy rule; `Accept` of a ClusterNetworkPolicy, `Allow` of the v1alpha1 kinds and of
+    /// Calico's).
     Allow,
     Deny,
     /// The rest of this tier is skipped: the next tier decides.
@@ -1326,6 +1559,54 @@ impl From<Action> for RuleAction {
     }
 }
 
+/// Which side of a Calico rule an entity rule is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EntitySide {
+    /// The other end of the traffic: `source` of an ingress rule, `destination` of an egress rule.
+    Peer,
+    /// The policy's own endpoint (`destination` of an ingress rule, `source` of an egress rule): its criteria limit
+    /// which of the subject's addresses the rule applies to.
+    Subject,
+}
+
+/// A Calico rule's `source` or `destination` (an entity rule), as netpol understood it.
+#[derive(Serialize, ToSchema)]
+pub struct CalicoEntity {
+    pub side: EntitySide,
+    /// The endpoint selector as Calico combines it (libcalico-go's update processors), in Calico's canonical text:
+    /// `selector`, `namespaceSelector` (keys prefixed `pcns.`), `serviceAccounts` (`pcsa.` keys,
+    /// `projectcalico.org/serviceaccount in {...}`) and, in a namespaced policy, its own namespace
+    /// (`projectcalico.org/namespace == "ns"`). Absent: no endpoint criterion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// `notSelector`: endpoints it matches are excluded.
+    #[serde(rename = "notSelector", skip_serializing_if = "Option::is_none")]
+    pub not_selector: Option<String>,
+    /// `nets`: the address is in one of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nets: Vec<String>,
+    /// `notNets`: the address is in none of them.
+    #[serde(rename = "notNets", skip_serializing_if = "Vec::is_empty")]
+    pub not_nets: Vec<String>,
+    /// `ports` of this side (`80/TCP`, `1000-2000/UDP`, `http (named port)`): the destination's are the ports the
+    /// rule allows; a source's (source ports) match no flow in netpol's answers, which carry no source port.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    /// `notPorts` of this side.
+    #[serde(rename = "notPorts", skip_serializing_if = "Vec::is_empty")]
+    pub not_ports: Vec<String>,
+}
+
+/// A Calico rule's `icmp` or `notICMP`.
+#[derive(Serialize, ToSchema)]
+pub struct IcmpMatch {
+    #[serde(rename = "type")]
+    pub type_: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u8>,
+}
+
 /// One ingress or egress rule of a policy.
 #[derive(Serialize, ToSchema)]
 pub struct PolicyRule {
@@ -1335,43 +1616,88 @@ pub struct PolicyRule {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub action: RuleAction,
-    /// The action in the words of the policy's API: `Accept` (ClusterNetworkPolicy), `Allow`, `Deny`, `Pass`.
+    /// The action in the words of the policy's API: `Accept` (ClusterNetworkPolicy), `Allow`, `Deny`, `Pass`,
+    /// `Log` (Calico).
     #[serde(rename = "apiAction")]
     pub api_action: String,
     /// The peers (`from` or `to`) in the API's words, such as `podSelector app=web`, `namespaces env=dev`,
-    /// `networks 10.0.0.0/8`; empty: every peer.
+    /// `networks 10.0.0.0/8`, a Calico entity rule's criteria (`selector (app == "db"), nets 10.0.0.0/8`); empty:
+    /// every peer.
     pub peers: Vec<String>,
     /// The `ports` (or `protocols`) entries, such as `8080/TCP`, `1000-2000/UDP`, `http (named port)`; empty: every
-    /// port.
+    /// port. Calico rules: the destination's `ports`.
     pub ports: Vec<String>,
+    /// Calico: `protocol`, by name (`TCP`, `UDP`, `ICMP`, `ICMPv6`, `SCTP`, `UDPLite`) or number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Calico: `notProtocol`.
+    #[serde(rename = "notProtocol", skip_serializing_if = "Option::is_none")]
+    pub not_protocol: Option<String>,
+    /// Calico: `ipVersion` (4 or 6).
+    #[serde(rename = "ipVersion", skip_serializing_if = "Option::is_none")]
+    pub ip_version: Option<u8>,
+    /// Calico: `icmp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpMatch>,
+    /// Calico: `notICMP`.
+    #[serde(rename = "notICMP", skip_serializing_if = "Option::is_none")]
+    pub not_icmp: Option<IcmpMatch>,
+    /// Calico: the destination's `notPorts`.
+    #[serde(rename = "notPorts", skip_serializing_if = "Vec::is_empty")]
+    pub not_ports: Vec<String>,
+    /// Calico: the rule's `source`, with its side (`peer` in an ingress rule, `subject` in an egress rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<CalicoEntity>,
+    /// Calico: the rule's `destination` (`subject` in an ingress rule, `peer` in an egress rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<CalicoEntity>,
+    /// Calico: why netpol cannot evaluate the rule (a `services` or `http` match): it matches no traffic in netpol's
+    /// answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsupported: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct PolicyInfo {
     /// How the other answers name the policy: `namespace/name` for a NetworkPolicy, `cnp/name`, `anp/name` or
-    /// `banp/name` for a cluster-scoped policy (what `delete` and `GET /api/v1/manifest` take).
+    /// `banp/name` for a cluster-scoped admin policy, `gnp/name` for a Calico GlobalNetworkPolicy,
+    /// `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy (what `delete` and `GET /api/v1/manifest`
+    /// take).
     #[serde(rename = "ref")]
     pub reference: String,
-    /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy` or `BaselineAdminNetworkPolicy`.
+    /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy`, `BaselineAdminNetworkPolicy`,
+    /// `NetworkPolicy.projectcalico.org` or `GlobalNetworkPolicy`.
     pub kind: String,
-    /// `Admin`, `NetworkPolicy` or `Baseline`.
+    /// The tier's name (`Admin`, `NetworkPolicy`, `Baseline`; with Calico objects `kube-admin`, `default`,
+    /// `kube-baseline` and Calico's own Tiers: see `GET /api/v1/tiers`).
     pub tier: String,
     /// `spec.priority` of a ClusterNetworkPolicy or AdminNetworkPolicy (lower first).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<f64>)]
     pub priority: Option<netpol_core::model::Order>,
-    /// The NetworkPolicy's namespace; empty for a cluster-scoped policy.
+    /// `spec.order` of a Calico policy, lower first (`null`: none, after every ordered policy of its tier); with
+    /// Calico objects, a Kubernetes NetworkPolicy's too (1000, as Calico converts it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, nullable)]
+    pub order: Option<netpol_core::model::Order>,
+    /// A namespaced policy's namespace; empty for a cluster-scoped policy.
     pub namespace: String,
     pub name: String,
-    /// Cluster-scoped policies: the namespaces of the subject, as a selector in kubectl syntax (`{}`: every
+    /// Cluster-scoped admin policies: the namespaces of the subject, as a selector in kubectl syntax (`{}`: every
     /// namespace).
     #[serde(rename = "namespaceSelector", skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<String>,
-    /// The pod selector (of the subject) in kubectl syntax (`app=web,tier in (a,b)`; `{}` selects every pod).
-    #[serde(rename = "podSelector")]
-    pub pod_selector: String,
+    /// The pod selector (of the subject) in kubectl syntax (`app=web,tier in (a,b)`; `{}` selects every pod). Not
+    /// for Calico policies (see `selector`).
+    #[serde(rename = "podSelector", skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<String>,
+    /// Calico policies: the subject selector as Calico combines it, in Calico's canonical text (`selector`, a
+    /// GlobalNetworkPolicy's `namespaceSelector` with `pcns.` keys, `serviceAccountSelector` with `pcsa.` keys, and
+    /// a NetworkPolicy's own namespace, `projectcalico.org/namespace == "ns"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// `Ingress` and/or `Egress`: the directions the policy applies to (for the admin kinds, those it has rules
-    /// for).
+    /// for; Calico's `types`, after defaulting).
     #[serde(rename = "policyTypes")]
     pub policy_types: Vec<String>,
     pub rules: RuleCounts,
@@ -1407,6 +1733,9 @@ pub(crate) fn peer_text(kind: PolicyKind, p: &Peer) -> String {
 /// The `ports` entries of a rule as text. The admin kinds' named ports have no protocol (the model holds one entry
 /// per protocol): one entry each.
 pub(crate) fn ports_text(kind: PolicyKind, r: &Rule) -> Vec<String> {
+    if is_calico_kind(kind) || r.calico.is_some() {
+        return calico_ports_text(&r.ports);
+    }
     let mut out: Vec<String> = Vec::new();
     for p in &r.ports {
         let text = match &p.port {
@@ -1420,6 +1749,48 @@ pub(crate) fn ports_text(kind: PolicyKind, r: &Rule) -> Vec<String> {
     out
 }
 
+/// Calico `ports`/`notPorts` as text: `80/TCP`, `1000-2000/UDP`, `http/TCP (named)` with the rule's protocol, and
+/// `http (named port)` for a named port without one (the model holds one entry per protocol: one entry).
+pub(crate) fn calico_ports_text(ports: &[PolicyPort]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(p) = ports.get(i) {
+        match &p.port {
+            PortMatch::Named(n) if named_for_every_protocol(ports, i) => {
+                i += Protocol::ALL.len();
+                out.push(format!("{n} (named port)"));
+            }
+            _ => {
+                i += 1;
+                out.push(p.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Whether `ports[i..]` starts with one named port for every protocol, in [`Protocol::ALL`]'s order: how the
+/// loader expands a Calico named port without a protocol.
+pub(crate) fn named_for_every_protocol(ports: &[PolicyPort], i: usize) -> bool {
+    let Some(PolicyPort { port: PortMatch::Named(name), .. }) = ports.get(i) else { return false };
+    Protocol::ALL.iter().enumerate().all(|(k, &proto)| {
+        ports.get(i + k).is_some_and(|q| q.protocol == proto && matches!(&q.port, PortMatch::Named(m) if m == name))
+    })
+}
+
+/// A protocol number in Calico's words: its name when it has one (`numorstring`'s names), else the number.
+pub(crate) fn calico_protocol_name(n: u8) -> String {
+    match n {
+        6 => "TCP".to_string(),
+        17 => "UDP".to_string(),
+        1 => "ICMP".to_string(),
+        58 => "ICMPv6".to_string(),
+        132 => "SCTP".to_string(),
+        136 => "UDPLite".to_string(),
+        n => n.to_string(),
+    }
+}
+
 /// A rule's action in its API's words.
 pub(crate) fn api_action(kind: PolicyKind, a: Action) -> &'static str {
     match a {
@@ -1431,26 +1802,87 @@ pub(crate) fn api_action(kind: PolicyKind, a: Action) -> &'static str {
     }
 }
 
+fn calico_entity(
+    side: EntitySide,
+    peer: Option<&CalicoPeer>,
+    ports: &[PolicyPort],
+    not_ports: &[PolicyPort],
+) -> CalicoEntity {
+    fn nets<T: ToString>(v: &[T]) -> Vec<String> {
+        v.iter().map(|n| n.to_string()).collect()
+    }
+    CalicoEntity {
+        side,
+        selector: peer.and_then(|p| p.selector.as_ref()).map(|s| s.to_string()),
+        not_selector: peer.and_then(|p| p.not_selector.as_ref()).map(|s| s.to_string()),
+        nets: peer.map_or_else(Vec::new, |p| nets(&p.nets)),
+        not_nets: peer.map_or_else(Vec::new, |p| nets(&p.not_nets)),
+        ports: calico_ports_text(ports),
+        not_ports: calico_ports_text(not_ports),
+    }
+}
+
 fn policy_rules(pol: &Policy, dir: Direction) -> Vec<PolicyRule> {
     pol.rules(dir)
         .iter()
         .enumerate()
-        .map(|(index, r)| PolicyRule {
-            index,
-            name: r.name.clone(),
-            action: r.action.into(),
-            api_action: api_action(pol.kind, r.action).to_string(),
-            peers: r.peers.iter().map(|p| peer_text(pol.kind, p)).collect(),
-            ports: ports_text(pol.kind, r),
+        .map(|(index, r)| {
+            let mut rule = PolicyRule {
+                index,
+                name: r.name.clone(),
+                action: r.action.into(),
+                api_action: api_action(pol.kind, r.action).to_string(),
+                peers: r.peers.iter().map(|p| peer_text(pol.kind, p)).collect(),
+                ports: ports_text(pol.kind, r),
+                protocol: None,
+                not_protocol: None,
+                ip_version: None,
+                icmp: None,
+                not_icmp: None,
+                not_ports: Vec::new(),
+                source: None,
+                destination: None,
+                unsupported: None,
+            };
+            if let Some(c) = &r.calico {
+                let remote = r.peers.iter().find_map(|p| match p {
+                    Peer::Calico(c) => Some(&**c),
+                    _ => None,
+                });
+                let icmp = |m: (u8, Option<u8>)| IcmpMatch { type_: m.0, code: m.1 };
+                rule.protocol = c.protocol.map(calico_protocol_name);
+                rule.not_protocol = c.not_protocol.map(calico_protocol_name);
+                rule.ip_version = remote.and_then(|p| p.ip_version);
+                rule.icmp = c.icmp.map(icmp);
+                rule.not_icmp = c.not_icmp.map(icmp);
+                rule.not_ports = calico_ports_text(&c.not_ports);
+                rule.unsupported = c.unsupported.clone();
+                let local = c.local.as_ref();
+                let (source, destination) = match dir {
+                    Direction::Ingress => (
+                        calico_entity(EntitySide::Peer, remote, &c.src_ports, &c.not_src_ports),
+                        calico_entity(EntitySide::Subject, local, &r.ports, &c.not_ports),
+                    ),
+                    Direction::Egress => (
+                        calico_entity(EntitySide::Subject, local, &c.src_ports, &c.not_src_ports),
+                        calico_entity(EntitySide::Peer, remote, &r.ports, &c.not_ports),
+                    ),
+                };
+                rule.source = Some(source);
+                rule.destination = Some(destination);
+            }
+            rule
         })
         .collect()
 }
 
-/// Every policy of every tier with its kind, tier, priority, subject, rules (with their actions) and the pods it
-/// selects.
+/// Every policy of every tier with its kind, tier, priority or order, subject, rules (with their actions) and the
+/// pods it selects.
 #[utoipa::path(get, path = "/api/v1/policies",
-    responses((status = 200, description = "policies in tier order (Admin, NetworkPolicy, Baseline); admin policies \
-        by priority, kind and name, NetworkPolicies by namespace and name", body = Vec<PolicyInfo>)))]
+    responses((status = 200, description = "policies in tier order (Admin, NetworkPolicy, Baseline; with Calico \
+        objects Calico's tiers in evaluation order, see `GET /api/v1/tiers`); admin policies by priority, kind and \
+        name, NetworkPolicies by namespace and name; in a cluster with Calico objects every tier's policies in \
+        evaluation order (order, then name, namespace and kind, as Felix sorts them)", body = Vec<PolicyInfo>)))]
 async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<PolicyInfo>> {
     let e = &model.engine;
     let c = e.cluster();
@@ -1465,14 +1897,19 @@ async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<P
     }
     let namespace = |pol: &Policy| pol.ns().map(|ns| c.ns_name(ns).to_string()).unwrap_or_default();
     let mut ids: Vec<PolicyId> = (0..c.policies.len()).map(PolicyId::new).collect();
-    ids.sort_by_cached_key(|&id| {
-        let pol = c.policy(id);
-        (pol.tier, pol.order, pol.kind, namespace(pol), pol.name.clone())
-    });
+    if c.has_calico() {
+        ids = e.evaluation_order(&ids);
+    } else {
+        ids.sort_by_cached_key(|&id| {
+            let pol = c.policy(id);
+            (e.policy_tier(id), pol.order, pol.kind, namespace(pol), pol.name.clone())
+        });
+    }
     let out = ids
         .into_iter()
         .map(|id| {
             let pol = c.policy(id);
+            let calico = is_calico_kind(pol.kind);
             let mut types = Vec::new();
             if pol.affects_ingress {
                 types.push("Ingress".to_string());
@@ -1485,15 +1922,17 @@ async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<P
             PolicyInfo {
                 reference: c.policy_ref(id),
                 kind: pol.kind.as_str().to_string(),
-                tier: pol.tier.as_str().to_string(),
+                tier: tier_name(c, pol.tier).to_string(),
                 priority: priority_of(pol),
+                order: order_of(c, pol),
                 namespace: namespace(pol),
                 name: pol.name.clone(),
                 namespace_selector: match &pol.scope {
-                    netpol_core::model::Scope::Cluster(sel) => Some(sel.to_string()),
-                    netpol_core::model::Scope::Namespace(_) => None,
+                    netpol_core::model::Scope::Cluster(sel) if !calico => Some(sel.to_string()),
+                    _ => None,
                 },
-                pod_selector: pol.pod_selector.to_string(),
+                pod_selector: (!calico).then(|| pol.pod_selector.to_string()),
+                selector: pol.calico_selector.as_ref().map(|s| s.to_string()),
                 policy_types: types,
                 rules: RuleCounts { ingress: pol.ingress.len(), egress: pol.egress.len() },
                 ingress_rules: policy_rules(pol, Direction::Ingress),
@@ -1611,7 +2050,8 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         title = "netpol",
         description = "What do these Kubernetes network policies really allow, and why? Policies of every tier: \
         AdminNetworkPolicy and ClusterNetworkPolicy (tier Admin), NetworkPolicy, BaselineAdminNetworkPolicy and \
-        ClusterNetworkPolicy (tier Baseline). Every \
+        ClusterNetworkPolicy (tier Baseline), and Calico's (`projectcalico.org/v3` NetworkPolicy and \
+        GlobalNetworkPolicy in Calico's tiers: `kube-admin`, Calico's own Tiers, `default`, `kube-baseline`). Every \
         response carries the revision of the model that answered it in the `X-Netpol-Revision` header. Every error \
         answer is JSON (`ApiError`), including 405 for a method a path does not serve (with `Allow`)."
     ),
@@ -1624,6 +2064,7 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         whatif_handler,
         pods_handler,
         policies_handler,
+        tiers_handler,
         openapi_handler,
         healthz,
         metrics_handler,
@@ -1648,8 +2089,13 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         Isolation,
         TierPolicies,
         TierPolicy,
+        TierInfo,
+        TierDefaultAction,
         PolicyInfo,
         PolicyRule,
+        CalicoEntity,
+        EntitySide,
+        IcmpMatch,
         RuleAction,
         RuleCounts,
         Explanation,
@@ -1738,6 +2184,7 @@ fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::POST, "/api/v1/whatif", post(whatif_handler)),
         (Method::GET, "/api/v1/pods", get(pods_handler)),
         (Method::GET, "/api/v1/policies", get(policies_handler)),
+        (Method::GET, "/api/v1/tiers", get(tiers_handler)),
         (Method::GET, "/api/v1/openapi.json", get(openapi_handler)),
         (Method::GET, "/healthz", get(healthz)),
         (Method::GET, "/metrics", get(metrics_handler)),

@@ -645,7 +645,7 @@ fn isolation(e: &Engine, n: &NodeAcc, ingress: bool) -> NodeIsolation {
     all.sort_unstable();
     let mut tiers: Vec<crate::TierPolicies> = Vec::new();
     for p in e.evaluation_order(&all) {
-        let tier = e.cluster().policy(p).tier.as_str();
+        let tier = crate::tier_name(e.cluster(), e.cluster().policy(p).tier);
         let entry = crate::TierPolicy { pods: counts.get(&p).copied(), ..crate::tier_policy(e, p) };
         match tiers.last_mut() {
             Some(t) if t.tier == tier => t.policies.push(entry),
@@ -661,14 +661,15 @@ enum OutsideAllowed {
     Any,
     /// NetworkPolicy alone: the ipBlocks of the rules that allow the port (non-empty).
     Blocks(BTreeSet<netpol_core::compile::BlockId>),
-    /// With admin tiers, whose rules also deny and pass: the segments the evaluator allows (sorted, disjoint
-    /// `a..b` index ranges, non-empty).
+    /// With admin tiers or Calico policies, whose rules also deny and pass: the segments the evaluator allows
+    /// (sorted, disjoint `a..b` index ranges, non-empty).
     Segments(Vec<(usize, usize)>),
 }
 
 /// What identity `i` allows with outside addresses in `dir` on the port (`None`: no address). NetworkPolicy's
-/// allowing ipBlocks are listed in their own words; an identity that an admin tier governs in `dir` gets the
-/// address segments of the evaluator's fold ([`outside::allowed_port_runs`]).
+/// allowing ipBlocks are listed in their own words; an identity that an admin tier or a Calico policy governs in
+/// `dir` (their rules also deny and pass, and Calico's match nets, network sets and protocols) gets the address
+/// segments of the evaluator's fold ([`outside::allowed_port_runs`]).
 fn outside_allowed(
     e: &Engine,
     i: IdentityId,
@@ -677,8 +678,11 @@ fn outside_allowed(
     port: u16,
     segs: &OnceCell<outside::Segments>,
 ) -> Option<OutsideAllowed> {
-    let admin = e.identity(i).policies(dir).iter().any(|&p| e.cluster().policy(p).tier != PolicyTier::NetworkPolicy);
-    if !admin {
+    let exact = e.identity(i).policies(dir).iter().any(|&p| {
+        let pol = e.cluster().policy(p);
+        pol.tier != PolicyTier::NetworkPolicy || pol.kind != PolicyKind::NetworkPolicy
+    });
+    if !exact {
         return match outside::allowing_blocks(e, i, dir, proto, port) {
             None => Some(OutsideAllowed::Any),
             Some(b) if b.is_empty() => None,
@@ -1025,18 +1029,23 @@ pub struct WhatIfEdge {
     pub example: Option<[String; 2]>,
 }
 
-/// A pasted policy, as it would be applied.
+/// A pasted object (a policy, or a Calico Tier or network set), as it would be applied.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct AppliedPolicy {
-    /// `namespace/name` for a NetworkPolicy, `cnp/name`, `anp/name` or `banp/name` for a cluster-scoped policy.
+    /// How the answers name it: `namespace/name` for a NetworkPolicy, `cnp/name`, `anp/name` or `banp/name` for a
+    /// cluster-scoped admin policy, `gnp/name`, `caliconetworkpolicy/namespace/name` for Calico's policies;
+    /// `tier/name`, `networkset/namespace/name`, `globalnetworkset/name` for Calico's other objects.
     pub policy: String,
-    /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy` or `BaselineAdminNetworkPolicy`.
+    /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy`, `BaselineAdminNetworkPolicy`,
+    /// `NetworkPolicy.projectcalico.org`, `GlobalNetworkPolicy`, `Tier`, `NetworkSet` or `GlobalNetworkSet`.
     pub kind: String,
-    /// `Admin`, `NetworkPolicy` or `Baseline`.
+    /// A policy's tier (`Admin`, `NetworkPolicy`, `Baseline`, or Calico's tiers); a Tier's own name; empty for a
+    /// network set.
     pub tier: String,
-    /// Whether it replaces a loaded policy of the same kind and name (and namespace).
+    /// Whether it replaces a loaded object of the same kind and name (and namespace); for a Tier, a loaded Tier
+    /// object of its name.
     pub replaces: bool,
-    /// Pods it would select.
+    /// Pods it would select (a Tier: pods its policies select; a network set: 0).
     #[serde(rename = "selectedPods")]
     pub selected_pods: usize,
 }
@@ -1120,17 +1129,8 @@ fn split_apply_field(field: &str) -> Option<(usize, Option<&str>)> {
 /// The engine with the pasted policies applied and `delete` removed, or the error located in the text.
 fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(Engine, Vec<AppliedPolicy>), UiFailure> {
     let (objects, at) = pasted_objects(text)?;
-    // How the answers will name each pasted policy (`ns/name`, `cnp/name`, ...), with its kind.
-    let refs: Vec<Option<(String, netpol_core::model::PolicyKind)>> = objects
-        .iter()
-        .map(|o| {
-            let kind = crate::applicable_kind(o.get("kind")?.as_str()?)?;
-            let meta = o.get("metadata")?;
-            let name = meta.get("name")?.as_str()?;
-            let ns = meta.get("namespace").and_then(|n| n.as_str()).unwrap_or("default");
-            Some((crate::policy_reference(kind, ns, name), kind))
-        })
-        .collect();
+    // How the answers will name each pasted object (`ns/name`, `cnp/name`, `tier/name`, ...), with what it is.
+    let refs: Vec<Option<(String, crate::Applicable)>> = objects.iter().map(crate::applied_reference).collect();
     let req = WhatIf { apply: objects, delete };
     let cluster = crate::what_if_cluster(base, req).map_err(|f| {
         let crate::Failure(status, err) = f;
@@ -1153,30 +1153,66 @@ fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(En
         }
     })?;
     let engine = Engine::new(cluster);
+    let c = engine.cluster();
     let mut selected: HashMap<PolicyId, usize> = HashMap::new();
+    // Pods per tier name: those some policy of the tier selects.
+    let mut tier_pods: HashMap<&str, usize> = HashMap::new();
     for ident in engine.identities() {
         let mut pols: Vec<PolicyId> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
         pols.sort_unstable();
         pols.dedup();
+        let mut tiers: BTreeSet<&str> = BTreeSet::new();
         for p in pols {
             *selected.entry(p).or_default() += ident.pods.len();
+            tiers.insert(crate::tier_name(c, c.policy(p).tier));
+        }
+        for t in tiers {
+            *tier_pods.entry(t).or_default() += ident.pods.len();
         }
     }
     let mut applied = Vec::new();
     let mut seen = BTreeSet::new();
-    for (r, kind) in refs.into_iter().flatten() {
+    for (r, what) in refs.into_iter().flatten() {
         if !seen.insert(r.clone()) {
             continue;
         }
-        let id = engine.cluster().find_policy(&r);
-        let replaces = base.find_policy(&r).is_some();
-        applied.push(AppliedPolicy {
-            selected_pods: id.and_then(|i| selected.get(&i).copied()).unwrap_or(0),
-            kind: kind.as_str().to_string(),
-            tier: id.map(|i| engine.cluster().policy(i).tier.as_str().to_string()).unwrap_or_default(),
-            policy: r,
-            replaces,
-        });
+        let entry = match what {
+            crate::Applicable::Policy(kind) => {
+                let id = c.find_policy(&r);
+                AppliedPolicy {
+                    selected_pods: id.and_then(|i| selected.get(&i).copied()).unwrap_or(0),
+                    kind: kind.as_str().to_string(),
+                    tier: id.map(|i| crate::tier_name(c, c.policy(i).tier).to_string()).unwrap_or_default(),
+                    replaces: base.find_policy(&r).is_some(),
+                    policy: r,
+                }
+            }
+            crate::Applicable::Tier => {
+                let name = r.strip_prefix("tier/").unwrap_or(&r).to_string();
+                AppliedPolicy {
+                    selected_pods: tier_pods.get(name.as_str()).copied().unwrap_or(0),
+                    kind: "Tier".to_string(),
+                    replaces: base.tiers.iter().any(|t| t.name == name && t.origin.is_some()),
+                    tier: name,
+                    policy: r,
+                }
+            }
+            crate::Applicable::NetworkSet { global } => {
+                let kind = if global { "GlobalNetworkSet" } else { "NetworkSet" };
+                let name_of = |s: &netpol_core::model::NetworkSet| match s.ns {
+                    Some(ns) => format!("networkset/{}/{}", base.ns_name(ns), s.name),
+                    None => format!("globalnetworkset/{}", s.name),
+                };
+                AppliedPolicy {
+                    selected_pods: 0,
+                    kind: kind.to_string(),
+                    tier: String::new(),
+                    replaces: base.network_sets.iter().any(|s| name_of(s) == r),
+                    policy: r,
+                }
+            }
+        };
+        applied.push(entry);
     }
     Ok((engine, applied))
 }
@@ -1636,8 +1672,13 @@ fn admin_policy_yaml(pol: &Policy, namespaces: &Selector) -> Result<String, Stri
 /// for single-value requirements), not the original text. A NetworkPolicy is a `networking.k8s.io/v1`
 /// NetworkPolicy; a ClusterNetworkPolicy is `policy.networking.k8s.io/v1alpha2` (tier, priority, `protocols`,
 /// `Accept`), an AdminNetworkPolicy or BaselineAdminNetworkPolicy `policy.networking.k8s.io/v1alpha1` (`ports`,
-/// `Allow`). Loading the text gives the same policy back.
+/// `Allow`); a Calico NetworkPolicy or GlobalNetworkPolicy is `projectcalico.org/v3` (`tier`, `order`, `selector`,
+/// `types`, rules with `source` and `destination`: see [`crate::calico`]). Loading the text gives the same policy
+/// back.
 pub fn policy_yaml(c: &Cluster, pol: &Policy) -> Result<String, String> {
+    if crate::is_calico_kind(pol.kind) {
+        return crate::calico::policy_yaml(c, pol);
+    }
     if let Scope::Cluster(namespaces) = &pol.scope {
         return admin_policy_yaml(pol, namespaces);
     }
@@ -1665,33 +1706,56 @@ pub fn policy_yaml(c: &Cluster, pol: &Policy) -> Result<String, String> {
     serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())
 }
 
-/// A loaded policy as YAML, in its own API's shape, as netpol understood it: the starting point of a what-if edit.
+/// A loaded policy (or tier) as YAML, in its own API's shape, as netpol understood it: the starting point of a
+/// what-if edit.
+///
+/// `policy`: a NetworkPolicy (`networking.k8s.io/v1`, effective `policyTypes`), a ClusterNetworkPolicy
+/// (`v1alpha2`), an AdminNetworkPolicy or BaselineAdminNetworkPolicy (`v1alpha1`), a Calico NetworkPolicy or
+/// GlobalNetworkPolicy (`projectcalico.org/v3`: `tier`, `order`, `selector`, `types`, rules with `action`,
+/// `protocol`, `source`, `destination`). `tier`: a tier as a Calico `Tier` (`order`, `defaultAction`; the built-in
+/// tiers by their Calico names). Loaded back, each is the same object.
 #[utoipa::path(get, path = "/api/v1/manifest", tag = "ui",
-    params(("policy" = String, Query, description = "a loaded policy: `namespace/name` of a NetworkPolicy, or `cnp/name`, `anp/name`, `banp/name` of a cluster-scoped policy")),
+    params(
+        ("policy" = Option<String>, Query, description = "a loaded policy: `namespace/name` of a NetworkPolicy, `cnp/name`, `anp/name`, `banp/name` of a cluster-scoped admin policy, `gnp/name` of a Calico GlobalNetworkPolicy, `caliconetworkpolicy/namespace/name` of a Calico NetworkPolicy"),
+        ("tier" = Option<String>, Query, description = "instead of `policy`: a tier, by the name the answers give it (`GET /api/v1/tiers`)"),
+    ),
     responses(
         (status = 200, description = "the manifest", body = String, content_type = "application/yaml"),
-        (status = 400, description = "missing or malformed `policy`", body = UiError),
-        (status = 404, description = "no such policy", body = UiError),
+        (status = 400, description = "missing or malformed `policy` (or `tier`)", body = UiError),
+        (status = 404, description = "no such policy or tier", body = UiError),
     ))]
 pub async fn manifest_handler(
     Extension(model): Extension<Arc<Model>>,
     uri_query: axum::extract::RawQuery,
 ) -> Result<Response, UiFailure> {
     let p = parse_params(uri_query.0.as_deref())?;
-    let r = param(&p, "policy").ok_or_else(|| UiFailure::bad("policy", "missing query parameter `policy`"))?;
+    let c = &model.engine.cluster();
+    let yaml = |text: String| ([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], text).into_response();
+    if let Some(t) = param(&p, "tier") {
+        let (i, def) = c
+            .tiers
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.name == t)
+            .ok_or_else(|| UiFailure::new(StatusCode::NOT_FOUND, "tier", format!("no tier `{t}`")))?;
+        return Ok(yaml(crate::calico::tier_yaml(c, i, def).map_err(UiFailure::internal)?));
+    }
+    let r =
+        param(&p, "policy").ok_or_else(|| UiFailure::bad("policy", "missing query parameter `policy` (or `tier`)"))?;
     if !r.contains('/') {
         return Err(UiFailure::bad(
             "policy",
-            format!("expected `namespace/name` (or `cnp/name`, `anp/name`, `banp/name`), got `{r}`"),
+            format!(
+                "expected `namespace/name` (or `cnp/name`, `anp/name`, `banp/name`, `gnp/name`, \
+                 `caliconetworkpolicy/namespace/name`), got `{r}`"
+            ),
         ));
     }
-    let c = &model.engine.cluster();
     let pol = c
         .find_policy(r)
         .map(|p| c.policy(p))
         .ok_or_else(|| UiFailure::new(StatusCode::NOT_FOUND, "policy", format!("no policy `{r}`")))?;
-    let text = policy_yaml(c, pol).map_err(UiFailure::internal)?;
-    Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], text).into_response())
+    Ok(yaml(policy_yaml(c, pol).map_err(UiFailure::internal)?))
 }
 
 #[cfg(test)]

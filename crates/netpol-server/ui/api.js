@@ -54,3 +54,7 @@ export const explain = (src, dst, port, dstFqdn) => call(`/api/v1/explain${query
 export const lint = () => call('/api/v1/lint');
 export const policies = () => call('/api/v1/policies');
 export const manifest = (policy) => call(`/api/v1/manifest${query({ policy })}`);
+/** GET /api/v1/manifest?tier=: a tier as a Calico Tier. */
+export const tierManifest = (tier) => call(`/api/v1/manifest${query({ tier })}`);
+/** GET /api/v1/tiers: the tiers in evaluation order (order, default action, policies). */
+export const tiers = () => call('/api/v1/tiers');

@@ -15,6 +15,7 @@ import {
   renderNode,
   renderPolicies,
   renderPolicy,
+  renderTier,
   tierBadge,
 } from './panels.js';
 
@@ -27,6 +28,8 @@ const state = {
   nodes: new Map(), // id → node (of the graph shown)
   edges: [], // edges shown (graph edges, or what-if edges with before/after/change)
   policies: [],
+  policyByRef: new Map(), // ref → policy (of `policies`)
+  tiers: [], // GET /api/v1/tiers, in evaluation order
   lint: [],
   deletes: [],
   selection: null, // {kind: 'node'|'edge'|'policy'|'namespace', ...}
@@ -98,10 +101,12 @@ async function loadAll() {
   setBusy('loading');
   const t = performance.now();
   try {
-    const [g, lint, pols] = await Promise.all([api.graph(graphParams()), api.lint(), api.policies()]);
+    const [g, lint, pols, tiers] = await Promise.all([api.graph(graphParams()), api.lint(), api.policies(), api.tiers()]);
     perf.fetchMs = performance.now() - t;
     state.lint = lint.data;
     state.policies = pols.data;
+    state.policyByRef = new Map(state.policies.map((p) => [p.ref, p]));
+    state.tiers = tiers.data;
     state.revision = g.revision;
     fillStatic(g.data);
     acceptGraph(g.data);
@@ -155,7 +160,13 @@ function fillStatic(g) {
   $('model-info').textContent = `revision ${state.revision} · ${plural(g.totalPods, 'pod')} · ${plural(state.policies.length, 'policy').replace('policys', 'policies')}`;
   const names = state.policies.map((p) => p.ref);
   $('policy-names').replaceChildren(...names.map((n) => h('option', { value: n })));
-  $('wi-load').replaceChildren(h('option', { value: '' }, 'edit a loaded policy…'), ...names.map((n) => h('option', { value: n }, n)));
+  // Calico's tiers can be edited too (`tier:NAME`), after the policies.
+  const tiers = state.tiers.some((t) => !['Admin', 'NetworkPolicy', 'Baseline'].includes(t.name)) ? state.tiers : [];
+  $('wi-load').replaceChildren(
+    h('option', { value: '' }, 'edit a loaded policy…'),
+    ...names.map((n) => h('option', { value: n }, n)),
+    ...tiers.map((t) => h('option', { value: `tier:${t.name}` }, `Tier ${t.name}`)),
+  );
 }
 
 function acceptGraph(g) {
@@ -229,6 +240,7 @@ function selectNode(n, switchTab = true) {
     nodes: state.nodes,
     port: portText(),
     grouping: state.graph.grouping,
+    tiers: state.tiers,
     onNode: (m) => selectNode(m),
     onFocusNamespace: (ns) => {
       state.params.namespace = ns;
@@ -240,7 +252,7 @@ function selectNode(n, switchTab = true) {
     },
     onEdge: (e) => selectEdge(e),
     onPolicy: (ref) => {
-      const p = state.policies.find((x) => x.ref === ref);
+      const p = state.policyByRef.get(ref);
       if (p) selectPolicy(p, null);
     },
     onExplainPod: (p) => {
@@ -335,21 +347,37 @@ function nodesOfPods(pods) {
 function selectPolicy(p, li) {
   state.selection = { kind: 'policy', ref: p.ref };
   view.setState({ selected: null, peer: null, edge: null, highlight: nodesOfPods(p.selectedPods) });
-  renderPolicy($('inspect'), p, { onEdit: (x) => editPolicy(x.ref), onDelete: (x) => addDelete(x.ref) });
+  renderPolicy($('inspect'), p, { tiers: state.tiers, onEdit: (x) => editPolicy(x.ref), onDelete: (x) => addDelete(x.ref) });
   showTab('inspect');
   markList(li || document.querySelector(`#policy-list li[data-policy="${CSS.escape(p.ref)}"]`));
+}
+
+/** A tier (Calico's): its order, default action and policies; the pods its policies select are highlighted. */
+function selectTier(t, li) {
+  state.selection = { kind: 'tier', name: t.name };
+  const pods = state.policies.filter((p) => p.tier === t.name).flatMap((p) => p.selectedPods);
+  view.setState({ selected: null, peer: null, edge: null, highlight: nodesOfPods(pods) });
+  renderTier($('inspect'), t, {
+    onEdit: (x) => editPolicy(`tier:${x.name}`),
+    onPolicy: (ref) => {
+      const p = state.policyByRef.get(ref);
+      if (p) selectPolicy(p, null);
+    },
+  });
+  showTab('inspect');
+  markList(li || document.querySelector(`#policy-list li[data-tier-head="${CSS.escape(t.name)}"]`));
 }
 
 function pickFinding(f, li) {
   const [kind, ...rest] = f.object.split(' ');
   const name = rest.join(' ');
-  if (kind === 'NetworkPolicy') {
-    const p = state.policies.find((x) => x.ref === name);
-    if (p) {
-      selectPolicy(p, null);
-      markList(li);
-      return;
-    }
+  // A namespaced policy is named by its reference (`NetworkPolicy ns/name`, `NetworkPolicy
+  // caliconetworkpolicy/ns/name`), a cluster-scoped one by its kind and name.
+  const p = kind === 'NetworkPolicy' ? state.policyByRef.get(name) : state.policies.find((x) => x.kind === kind && x.name === name && !x.namespace);
+  if (p) {
+    selectPolicy(p, null);
+    markList(li);
+    return;
   }
   if (kind === 'Namespace') {
     const ids = new Set([...state.nodes.values()].filter((n) => n.namespace === name).map((n) => n.id));
@@ -369,10 +397,15 @@ function pickFinding(f, li) {
 
 function drawPolicies() {
   $('policy-count').textContent = String(state.policies.length);
-  renderPolicies($('policy-list'), state.policies, $('policy-filter').value, selectPolicy);
+  renderPolicies($('policy-list'), state.policies, $('policy-filter').value, selectPolicy, state.tiers, selectTier);
 }
 
 // ---- explain ----
+
+/** What explanations are rendered with: the loaded policies (kinds, tiers) and tiers (orders, default actions). */
+function explainCtx() {
+  return { policies: state.policyByRef, tiers: state.tiers };
+}
 
 async function runExplain() {
   const out = $('explain');
@@ -387,7 +420,7 @@ async function runExplain() {
   out.replaceChildren(h('p', { class: 'muted small' }, 'explaining…'));
   try {
     const r = await api.explain(src, dst, port, fqdn);
-    out.replaceChildren(renderExplanation(r.data));
+    out.replaceChildren(renderExplanation(r.data, explainCtx()));
   } catch (e) {
     fill(out, h('div', { class: 'error' }, e.body && e.body.field ? h('span', { class: 'field' }, `${e.body.field}: `) : null, e.message));
   }
@@ -455,7 +488,11 @@ async function runWhatIf() {
   const text = editor.value;
   const res = $('whatif-result');
   if (!text.trim() && !state.deletes.length) {
-    showWhatIfError({ message: 'paste a policy (NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy), or add a policy to delete', body: {} });
+    showWhatIfError({
+      message:
+        'paste a policy (NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy; Calico NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet, GlobalNetworkSet), or add a policy to delete',
+      body: {},
+    });
     return;
   }
   res.dataset.state = 'loading';
@@ -477,6 +514,18 @@ async function runWhatIf() {
   }
 }
 
+/** A diff group's representative flow, explained before and after (tier by tier), folded: built when opened. */
+function causeDetail(d) {
+  if (!d || !d.old || !d.new) return null;
+  const box = h('div', {});
+  const el = h('details', { class: 'small cause-detail' }, h('summary', { class: 'muted' }, 'the walk before and after'), box);
+  el.addEventListener('toggle', () => {
+    if (!el.open || box.childElementCount) return;
+    fill(box, h('div', { class: 'muted' }, 'before:'), renderExplanation(d.old, explainCtx()), h('div', { class: 'muted' }, 'after:'), renderExplanation(d.new, explainCtx()));
+  });
+  return el;
+}
+
 /** The what-if diff's changes with addresses outside the cluster (no policy applies on their side). */
 function outsideDiff(outside, names) {
   if (!outside.length) return null;
@@ -492,6 +541,7 @@ function outsideDiff(outside, names) {
         h('div', { class: g.change === 'newly_allowed' ? 'iso-yes' : 'iso-no' }, `${g.change.replace('_', ' ')} on ${g.ports} · ${plural(g.pods.length, 'pod')}`),
         h('div', { class: 'small mono' }, g.direction === 'egress' ? `${names(g.pods)} → ${addrs(g)}` : `${addrs(g)} → ${names(g.pods)}`),
         h('div', { class: 'cause' }, g.cause),
+        causeDetail(g.cause_detail),
       ),
     ),
   );
@@ -531,7 +581,7 @@ function renderWhatIf(w) {
         h(
           'li',
           { dataset: { policy: a.policy, kind: a.kind, tier: a.tier } },
-          a.tier && a.tier !== 'NetworkPolicy' ? [tierBadge(a.tier), ' '] : null,
+          a.tier && a.tier !== 'NetworkPolicy' ? [tierBadge(a.tier, state.tiers.find((t) => t.name === a.tier)), ' '] : null,
           h('span', { class: 'mono' }, a.policy),
           ` · ${a.kind} · ${a.replaces ? 'replaces the loaded policy' : 'new'} · selects ${plural(a.selectedPods, 'pod')}`,
         ),
@@ -550,6 +600,7 @@ function renderWhatIf(w) {
           h('div', { class: g.change === 'newly_allowed' ? 'iso-yes' : 'iso-no' }, `${g.change.replace('_', ' ')} on ${g.ports} · ${plural(g.pairs, 'pair')}${onPort.includes(g) ? '' : ' (other ports)'}`),
           h('div', { class: 'small mono' }, `${names(g.sources)} → ${names(g.destinations)}`),
           h('div', { class: 'cause' }, g.cause),
+          causeDetail(g.cause_detail),
         ),
       ),
     ),
@@ -584,7 +635,7 @@ function clearWhatIf() {
 
 async function editPolicy(ref) {
   try {
-    const r = await api.manifest(ref);
+    const r = ref.startsWith('tier:') ? await api.tierManifest(ref.slice(5)) : await api.manifest(ref);
     editor.value = editor.value.trim() ? `${editor.value.trimEnd()}\n---\n${r.data}` : r.data;
     drawGutter();
     showTab('whatif');

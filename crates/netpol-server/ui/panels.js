@@ -36,27 +36,65 @@ export function nodeLabel(n) {
   return n ? `${n.namespace} / ${n.name}` : '?';
 }
 
-function isolationLine(iso, count, dir) {
+function isolationLine(iso, count, dir, tiers) {
   if (iso.isolatedPods === 0) {
     return h('span', { class: 'iso-no' }, `not isolated: every ${dir} allowed`);
   }
   const cls = iso.isolatedPods >= count ? 'iso-yes' : 'iso-some';
-  // Only admin tiers apply (no NetworkPolicy selects the pods): they are governed, not isolated.
-  const word = iso.networkPolicyPods === 0 ? 'governed' : 'isolated';
+  // Only tiers that pass what they leave undecided apply (admin tiers; Calico tiers with `defaultAction: Pass`):
+  // the pods are governed, not isolated. A NetworkPolicy, or a tier whose default action is Deny, isolates.
+  const denies = iso.networkPolicyPods > 0 || (tiers && iso.tiers.some((t) => tierDefault(tiers, t.tier) === 'Deny'));
+  const word = denies ? 'isolated' : 'governed';
   const who = iso.isolatedPods >= count ? word : `${iso.isolatedPods} of ${count} pods ${word}`;
   return h('span', {}, h('span', { class: cls }, who), ` by ${iso.policies.join(', ')}`);
 }
 
-/** A tier's badge: Admin, NetworkPolicy (NP) or Baseline. */
-export function tierBadge(tier) {
+/** The tiers' names in Kubernetes' words (a cluster without Calico objects). */
+const K8S_TIERS = ['Admin', 'NetworkPolicy', 'Baseline'];
+
+/** Whether the tiers (`GET /api/v1/tiers`) are Calico's: `kube-admin`, `default`, `kube-baseline` and its own. */
+export function calicoTiers(tiers) {
+  return Boolean(tiers && tiers.length && tiers.some((t) => !K8S_TIERS.includes(t.name)));
+}
+
+function tierInfo(tiers, name) {
+  return tiers ? tiers.find((t) => t.name === name) : undefined;
+}
+
+/** A tier's default action (`Deny`, `Pass`), if the tiers are known. */
+function tierDefault(tiers, name) {
+  const t = tierInfo(tiers, name);
+  return t ? t.defaultAction : undefined;
+}
+
+/**
+ * A tier's badge: Admin, NetworkPolicy (NP) or Baseline; Calico's kube-admin, default, kube-baseline and its own
+ * tiers by name. With the tier's definition (`GET /api/v1/tiers`), the title gives its order and default action.
+ */
+export function tierBadge(tier, info) {
   const short = { Admin: 'Admin', NetworkPolicy: 'NP', Baseline: 'Baseline' }[tier] || tier;
-  return h('span', { class: `tier ${String(tier).toLowerCase()}`, title: `${tier} tier` }, short);
+  // The class comes from a fixed list: tier names come from manifests.
+  const cls = { Admin: 'admin', 'kube-admin': 'admin', NetworkPolicy: 'networkpolicy', default: 'networkpolicy', Baseline: 'baseline', 'kube-baseline': 'baseline' }[tier] || 'custom';
+  const title = info ? `${tier} tier · order ${info.order ?? 'none'} · default action ${info.defaultAction}` : `${tier} tier`;
+  return h('span', { class: `tier ${cls}`, title, dataset: { tierName: tier } }, short);
 }
 
 const priorityText = (p) => (p === undefined || p === null ? '' : ` (priority ${p})`);
 
+/** Whether a policy reference names a Calico policy (`gnp/name`, `caliconetworkpolicy/ns/name`). */
+const calicoRef = (ref) => /^(gnp|caliconetworkpolicy)\//.test(ref);
+
+/**
+ * A policy's place in its tier: `(order 10)` for Calico's policies (and Kubernetes NetworkPolicies in a Calico
+ * cluster), `(priority 5)` for the admin kinds; nothing for the others.
+ */
+export function rankText(p) {
+  if (p.order !== undefined) return ` (order ${p.order ?? 'none'})`;
+  return priorityText(p.priority);
+}
+
 /** A node's policies in one direction, tier by tier in evaluation order, each with how many pods it applies to. */
-function tierList(iso, count, dir, onPolicy) {
+function tierList(iso, count, dir, onPolicy, tiers) {
   if (!iso.tiers || !iso.tiers.length) return null;
   return h(
     'div',
@@ -69,12 +107,12 @@ function tierList(iso, count, dir, onPolicy) {
         h(
           'li',
           { dataset: { tier: t.tier } },
-          tierBadge(t.tier),
+          tierBadge(t.tier, tierInfo(tiers, t.tier)),
           ' ',
           t.policies.map((p, i) => [
             i ? ', ' : null,
             h('a', { class: 'link mono', dataset: { policy: p.policy }, title: p.kind, onclick: () => onPolicy(p.policy) }, p.policy),
-            h('span', { class: 'muted' }, `${priorityText(p.priority)}${p.pods !== undefined && p.pods < count ? ` · ${p.pods} of ${count} pods` : ''}`),
+            h('span', { class: 'muted' }, `${rankText(p)}${p.pods !== undefined && p.pods < count ? ` · ${p.pods} of ${count} pods` : ''}`),
           ]),
         ),
       ),
@@ -98,9 +136,16 @@ function outsideLine(acc, count, to, onExplainFlow) {
   );
 }
 
+/** How the tiers are evaluated, in words. */
+function tierOrderText(tiers) {
+  if (!calicoTiers(tiers)) return 'evaluated Admin → NetworkPolicy → Baseline; what no tier decides is allowed';
+  const list = tiers.map((t) => `${t.name} (${t.defaultAction})`).join(' → ');
+  return `evaluated ${list}: in a tier that selects the pod, the first matching rule decides or passes; the tier's default action (in parentheses) takes the rest; what no tier decides is allowed`;
+}
+
 /** The inspect panel of a node: isolation, who can reach it, where it can go, its pods. */
 export function renderNode(el, n, ctx) {
-  const { edges, nodes, port, grouping, onNode, onEdge, onExplainPod, onExplainFlow, onFocusNamespace, onPolicy } = ctx;
+  const { edges, nodes, port, grouping, onNode, onEdge, onExplainPod, onExplainFlow, onFocusNamespace, onPolicy, tiers } = ctx;
   const incoming = edges.filter((e) => e.dst === n.id);
   const outgoing = edges.filter((e) => e.src === n.id);
   const peerList = (list, side) => {
@@ -133,18 +178,18 @@ export function renderNode(el, n, ctx) {
       h('span', {}, 'labels'),
       h('span', { class: 'labels' }, Object.entries(n.labels).length ? Object.entries(n.labels).map(([k, v]) => h('span', { class: 'label' }, `${k}=${v}`)) : h('span', { class: 'muted' }, 'none in common')),
       h('span', {}, 'ingress'),
-      isolationLine(n.ingress, n.count, 'ingress'),
+      isolationLine(n.ingress, n.count, 'ingress', tiers),
       h('span', {}, 'egress'),
-      isolationLine(n.egress, n.count, 'egress'),
+      isolationLine(n.egress, n.count, 'egress', tiers),
     ),
     n.ingress.tiers.length || n.egress.tiers.length
       ? h(
           'div',
           { class: 'section', id: 'tiers' },
           h('h4', {}, 'Policies, tier by tier'),
-          tierList(n.ingress, n.count, 'ingress', onPolicy),
-          tierList(n.egress, n.count, 'egress', onPolicy),
-          h('p', { class: 'muted small' }, 'evaluated Admin → NetworkPolicy → Baseline; what no tier decides is allowed'),
+          tierList(n.ingress, n.count, 'ingress', onPolicy, tiers),
+          tierList(n.egress, n.count, 'egress', onPolicy, tiers),
+          h('p', { class: 'muted small', id: 'tier-order' }, tierOrderText(tiers)),
         )
       : null,
     grouping !== 'labels'
@@ -164,6 +209,44 @@ export function renderNode(el, n, ctx) {
   );
 }
 
+/** A Calico entity rule (`source` or `destination`) in words: its criteria, or "any"; the subject's own side as such. */
+function entityText(e, word) {
+  const parts = [];
+  if (e.selector) parts.push(`selector ${e.selector}`);
+  if (e.notSelector) parts.push(`notSelector ${e.notSelector}`);
+  if (e.nets && e.nets.length) parts.push(`nets ${e.nets.join(', ')}`);
+  if (e.notNets && e.notNets.length) parts.push(`notNets ${e.notNets.join(', ')}`);
+  if (e.ports && e.ports.length) parts.push(`ports ${e.ports.join(', ')}`);
+  if (e.notPorts && e.notPorts.length) parts.push(`notPorts ${e.notPorts.join(', ')}`);
+  if (e.side === 'subject') {
+    return h('span', { class: 'entity', dataset: { side: 'subject' } }, h('i', {}, 'the selected endpoint'), parts.length ? h('span', { class: 'mono' }, ` where ${parts.join(' · ')}`) : null);
+  }
+  return h('span', { class: 'entity', dataset: { side: 'peer' } }, parts.length ? h('span', { class: 'mono' }, parts.join(' · ')) : h('span', { class: 'muted' }, `any ${word}`));
+}
+
+/** A Calico rule: action, protocol criteria, source and destination (the subject's own side marked). */
+function calicoRule(r) {
+  const icmp = (m) => `type ${m.type}${m.code === undefined ? '' : ` code ${m.code}`}`;
+  const proto = [
+    r.protocol ? `protocol ${r.protocol}` : null,
+    r.notProtocol ? `notProtocol ${r.notProtocol}` : null,
+    r.ipVersion ? `IPv${r.ipVersion}` : null,
+    r.icmp ? `icmp ${icmp(r.icmp)}` : null,
+    r.notICMP ? `notICMP ${icmp(r.notICMP)}` : null,
+  ].filter(Boolean);
+  return h(
+    'li',
+    { dataset: { action: r.action, rule: r.index } },
+    h('span', { class: `act ${r.action}` }, r.apiAction),
+    proto.length ? h('span', { class: 'mono' }, ` ${proto.join(' · ')}`) : null,
+    ' from ',
+    entityText(r.source, 'source'),
+    ' to ',
+    entityText(r.destination, 'destination'),
+    r.unsupported ? h('div', { class: 'muted small' }, `not evaluated: ${r.unsupported} (netpol treats the rule as matching no traffic)`) : null,
+  );
+}
+
 /** A policy's rules of one direction, each with its action, peers and ports. */
 function ruleList(p, dir) {
   const rules = dir === 'ingress' ? p.ingressRules : p.egressRules;
@@ -173,23 +256,31 @@ function ruleList(p, dir) {
     'ol',
     { class: 'rules', start: 0, dataset: { direction: dir } },
     rules.map((r) =>
-      h(
-        'li',
-        { dataset: { action: r.action, rule: r.index } },
-        h('span', { class: `act ${r.action}` }, r.apiAction),
-        r.name ? h('span', { class: 'mono' }, ` "${r.name}"`) : null,
-        ` ${peerWord} `,
-        r.peers.length ? h('span', { class: 'mono' }, r.peers.join(' · ')) : h('span', { class: 'muted' }, `any ${dir === 'ingress' ? 'source' : 'destination'}`),
-        ', ',
-        r.ports.length ? h('span', { class: 'mono' }, r.ports.join(', ')) : h('span', { class: 'muted' }, 'any port'),
-      ),
+      r.source && r.destination
+        ? calicoRule(r)
+        : h(
+            'li',
+            { dataset: { action: r.action, rule: r.index } },
+            h('span', { class: `act ${r.action}` }, r.apiAction),
+            r.name ? h('span', { class: 'mono' }, ` "${r.name}"`) : null,
+            ` ${peerWord} `,
+            r.peers.length ? h('span', { class: 'mono' }, r.peers.join(' · ')) : h('span', { class: 'muted' }, `any ${dir === 'ingress' ? 'source' : 'destination'}`),
+            ', ',
+            r.ports.length ? h('span', { class: 'mono' }, r.ports.join(', ')) : h('span', { class: 'muted' }, 'any port'),
+          ),
     ),
   );
 }
 
 /** The inspect panel of a policy (from the list or a lint finding). */
 export function renderPolicy(el, p, ctx) {
-  const cluster = p.namespaceSelector !== undefined;
+  const calico = p.selector !== undefined;
+  const cluster = p.namespaceSelector !== undefined || (calico && !p.namespace);
+  const info = tierInfo(ctx.tiers, p.tier);
+  let subject;
+  if (calico) subject = h('span', { class: 'mono', dataset: { selector: p.selector } }, p.selector);
+  else if (p.namespaceSelector !== undefined) subject = h('span', { class: 'mono' }, `namespaces ${p.namespaceSelector}`, h('br'), `pods ${p.podSelector}`);
+  else subject = h('span', { class: 'mono' }, p.podSelector);
   fill(
     el,
     h('div', { class: 'title' }, h('span', { class: 'big' }, p.name), h('span', { class: 'muted' }, cluster ? p.ref : p.namespace)),
@@ -199,11 +290,15 @@ export function renderPolicy(el, p, ctx) {
       h('span', {}, 'kind'),
       h('span', { dataset: { kind: p.kind } }, p.kind),
       h('span', {}, 'tier'),
-      h('span', {}, tierBadge(p.tier), priorityText(p.priority)),
-      h('span', {}, cluster ? 'subject' : 'selector'),
-      cluster
-        ? h('span', { class: 'mono' }, `namespaces ${p.namespaceSelector}`, h('br'), `pods ${p.podSelector}`)
-        : h('span', { class: 'mono' }, p.podSelector),
+      h(
+        'span',
+        { dataset: { tier: p.tier } },
+        tierBadge(p.tier, info),
+        rankText(p),
+        info && calicoTiers(ctx.tiers) ? h('span', { class: 'muted small' }, ` · tier order ${info.order ?? 'none'}, default action ${info.defaultAction}`) : null,
+      ),
+      h('span', {}, calico || p.namespaceSelector !== undefined ? 'subject' : 'selector'),
+      subject,
       h('span', {}, 'types'),
       h('span', {}, p.policyTypes.join(', ') || 'none'),
       h('span', {}, 'rules'),
@@ -219,55 +314,155 @@ export function renderPolicy(el, p, ctx) {
   );
 }
 
+/** The inspect panel of a tier (`GET /api/v1/tiers`): its order, default action and policies in order. */
+export function renderTier(el, t, ctx) {
+  fill(
+    el,
+    h('div', { class: 'title' }, h('span', { class: 'big' }, t.name), h('span', { class: 'muted' }, t.builtIn ? 'built-in tier' : 'tier')),
+    h(
+      'div',
+      { class: 'kv' },
+      h('span', {}, 'order'),
+      h('span', { dataset: { order: String(t.order) } }, t.order === null ? 'none (after every ordered tier)' : String(t.order)),
+      h('span', {}, 'default'),
+      h('span', { dataset: { defaultAction: t.defaultAction } }, t.defaultAction === 'Deny' ? 'Deny: what its rules leave undecided is denied, for the pods its policies select' : 'Pass: what its rules leave undecided goes on to the next tier'),
+      t.source ? h('span', {}, 'source') : null,
+      t.source ? h('span', { class: 'small' }, t.source) : null,
+    ),
+    h('div', { class: 'row' }, h('button', { type: 'button', onclick: () => ctx.onEdit(t) }, 'Edit in what-if')),
+    h('div', { class: 'section' }, h('h4', {}, `Policies, in order · ${t.policies.length}`)),
+    t.policies.length
+      ? h('ol', { class: 'rules' }, t.policies.map((p) => h('li', {}, h('a', { class: 'link mono', dataset: { policy: p.policy }, onclick: () => ctx.onPolicy(p.policy) }, p.policy), h('span', { class: 'muted' }, `${rankText(p)} · ${p.kind} · ${plural(p.pods || 0, 'pod')}`))))
+      : h('p', { class: 'muted small' }, 'no policy'),
+  );
+}
+
 /** A walk entry's action in the words of its policy's API (ClusterNetworkPolicy accepts, the others allow). */
 function actionWord(m) {
   const a = { allow: 'Allow', deny: 'Deny', pass: 'Pass', log: 'Log' }[m.action] || m.action;
   return m.action === 'allow' && m.policy.startsWith('cnp/') ? 'Accept' : a;
 }
 
-/** One side of an explanation, tier by tier, as `netpol explain` prints it. */
-function tieredSide(s, verdict) {
+/** What a policy reference is, from the policy list when it is known, else from the reference's form. */
+function kindOf(ref, ctx) {
+  const p = ctx.policies && ctx.policies.get(ref);
+  if (p) return p.kind;
+  if (calicoRef(ref)) return ref.startsWith('gnp/') ? 'GlobalNetworkPolicy' : 'NetworkPolicy.projectcalico.org';
+  return /^(cnp|anp|banp)\//.test(ref) ? 'admin' : 'NetworkPolicy';
+}
+
+/** A walk entry's place in its tier: `(order 10)` for Calico's policies, `(priority 5)` for the admin kinds. */
+function walkRank(m) {
+  if (calicoRef(m.policy)) return ` (order ${m.priority ?? 'none'})`;
+  return m.policy.startsWith('banp/') ? '' : priorityText(m.priority);
+}
+
+/**
+ * One side of an explanation, tier by tier, as `netpol explain` prints it: each tier whose policies select the
+ * subject, in evaluation order, with the rules that passed the flow on or decided it (tier → policy (order or
+ * priority) → rule → action), or what the tier's end did (its default action), until one decides.
+ */
+function tieredSide(s, verdict, ctx) {
   const lines = [];
-  const np = s.policies.filter((p) => !/^(cnp|anp|banp)\//.test(p));
-  const npLine = () =>
+  const isNp = (ref) => kindOf(ref, ctx) === 'NetworkPolicy';
+  // The tiers the subject's policies are in, in evaluation order.
+  const order = [];
+  const tierOfRef = (ref) => {
+    const p = ctx.policies && ctx.policies.get(ref);
+    const m = s.walk.find((x) => x.policy === ref);
+    return (p && p.tier) || (m && m.tier) || null;
+  };
+  for (const ref of s.policies) {
+    const t = tierOfRef(ref);
+    if (t && !order.includes(t)) order.push(t);
+  }
+  for (const m of s.walk) if (!order.includes(m.tier)) order.push(m.tier);
+  if (s.tier_default && !order.includes(s.tier_default)) order.push(s.tier_default);
+  const npLine = (tier, pols) =>
     h(
       'li',
-      { class: 'step', dataset: { tier: 'NetworkPolicy', decides: s.decided_by === 'network_policy' ? 'true' : 'false' } },
-      tierBadge('NetworkPolicy'),
-      ` isolated by ${np.join(', ')}`,
+      { class: 'step', dataset: { tier, decides: s.decided_by === 'network_policy' ? 'true' : 'false' } },
+      tierBadge(tier, tierInfo(ctx.tiers, tier)),
+      ` isolated by ${pols.join(', ')}`,
       s.decided_by === 'network_policy' ? h('b', { class: `outcome ${verdict.toLowerCase()}` }, ` → ${verdict}`) : null,
       npDetails(s),
     );
-  let npDone = false;
-  s.walk.forEach((m, i) => {
-    if (m.tier === 'NetworkPolicy') {
-      if (!npDone) lines.push(npLine());
-      npDone = true;
-      return;
+  let decided = false;
+  for (const tier of order) {
+    if (decided) break;
+    const info = tierInfo(ctx.tiers, tier);
+    const pols = s.policies.filter((ref) => tierOfRef(ref) === tier);
+    const entries = s.walk.filter((m) => m.tier === tier);
+    // Kubernetes NetworkPolicies alone in their tier: every matching rule allows; isolation denies the rest.
+    if (pols.length && pols.every(isNp)) {
+      lines.push(npLine(tier, pols));
+      decided = s.decided_by === 'network_policy' || entries.length > 0;
+      continue;
     }
-    const last = i + 1 === s.walk.length && s.decided_by === 'rule';
-    const outcome = m.action === 'pass' ? ' → next tier' : last ? ` → ${verdict}` : '';
-    const dir = m.field.split(/[.[]/)[1] || s.direction;
+    let left = false;
+    for (const m of entries) {
+      const last = m === s.walk[s.walk.length - 1] && s.decided_by === 'rule';
+      const outcome = m.action === 'pass' ? ' → next tier' : last ? ` → ${verdict}` : '';
+      const dir = m.field.split(/[.[]/)[1] || s.direction;
+      lines.push(
+        h(
+          'li',
+          { class: 'step', dataset: { tier: m.tier, policy: m.policy, action: m.action, decides: last ? 'true' : 'false' } },
+          tierBadge(m.tier, info),
+          ' ',
+          h('b', {}, m.policy),
+          walkRank(m),
+          ` ${dir} rule ${m.rule}`,
+          m.name ? h('span', { class: 'mono' }, ` "${m.name}"`) : null,
+          ': ',
+          h('span', { class: `act ${m.action}` }, actionWord(m)),
+          `, ${m.peer === null ? 'any peer' : `peer ${m.peer}`}, ${m.port ? `port ${m.port}` : 'any port'}`,
+          outcome ? h('b', { class: `outcome ${m.action === 'pass' ? 'pass' : verdict.toLowerCase()}` }, outcome) : null,
+          h('div', { class: 'muted small' }, `${m.source}, ${m.field}`),
+        ),
+      );
+      if (last) decided = true;
+      if (m.action === 'pass') left = true;
+    }
+    if (decided || left) continue;
+    // No rule of the tier decided or passed: its default action.
+    if (s.decided_by === 'tier_default' && s.tier_default === tier) {
+      lines.push(
+        h(
+          'li',
+          { class: 'step', dataset: { tier, end: 'deny', decides: 'true' } },
+          tierBadge(tier, info),
+          ` no rule of ${pols.length ? pols.join(', ') : 'the tier'} decides: the tier's default action `,
+          h('span', { class: 'act deny' }, 'Deny'),
+          h('b', { class: 'outcome deny' }, ' → DENY'),
+        ),
+      );
+      decided = true;
+    } else {
+      lines.push(
+        h(
+          'li',
+          { class: 'step', dataset: { tier, end: 'pass', decides: 'false' } },
+          tierBadge(tier, info),
+          ` no rule of ${pols.length ? pols.join(', ') : 'the tier'} matches: `,
+          info ? ['the tier\'s default action ', h('span', { class: 'act pass' }, info.defaultAction), ' '] : null,
+          h('b', { class: 'outcome pass' }, '→ next tier'),
+        ),
+      );
+    }
+  }
+  if (s.decided_by === 'default') {
+    const calico = calicoTiers(ctx.tiers);
     lines.push(
       h(
         'li',
-        { class: 'step', dataset: { tier: m.tier, policy: m.policy, action: m.action, decides: last ? 'true' : 'false' } },
-        tierBadge(m.tier),
-        ' ',
-        h('b', {}, m.policy),
-        m.policy.startsWith('banp/') ? '' : priorityText(m.priority),
-        ` ${dir} rule ${m.rule}`,
-        m.name ? h('span', { class: 'mono' }, ` "${m.name}"`) : null,
-        ': ',
-        h('span', { class: `act ${m.action}` }, actionWord(m)),
-        `, ${m.peer === null ? 'any peer' : `peer ${m.peer}`}, ${m.port ? `port ${m.port}` : 'any port'}`,
-        outcome ? h('b', { class: `outcome ${m.action === 'pass' ? 'pass' : verdict.toLowerCase()}` }, outcome) : null,
-        h('div', { class: 'muted small' }, `${m.source}, ${m.field}`),
+        { class: 'step', dataset: { decides: 'true' } },
+        'no tier decides',
+        h('b', { class: 'outcome allow' }, ' → ALLOW'),
+        h('span', { class: 'muted' }, calico ? " (Kubernetes' default: the namespace's profile allows)" : " (Kubernetes' default)"),
       ),
     );
-  });
-  if (s.decided_by === 'network_policy' && !npDone) lines.push(npLine());
-  if (s.decided_by === 'default') lines.push(h('li', { class: 'step', dataset: { decides: 'true' } }, 'no tier decides', h('b', { class: 'outcome allow' }, ' → ALLOW'), h('span', { class: 'muted' }, " (Kubernetes' default)")));
+  }
   return h('ol', { class: 'walk' }, lines);
 }
 
@@ -294,22 +489,26 @@ function npDetails(s) {
   ];
 }
 
-/** An explanation object (GET /api/v1/explain). */
-export function renderExplanation(x) {
+/**
+ * An explanation object (GET /api/v1/explain). `ctx` (optional): `policies`, a Map from reference to the policy
+ * (`GET /api/v1/policies`), and `tiers` (`GET /api/v1/tiers`), to name kinds, tiers, orders and default actions.
+ */
+export function renderExplanation(x, ctx = {}) {
   const side = (s, title) => {
     const verdict = s.allowed ? 'ALLOW' : 'DENY';
-    const admin = s.policies.some((p) => /^(cnp|anp|banp)\//.test(p));
+    // Tiers beyond Kubernetes NetworkPolicies (admin kinds, Calico's): the walk, tier by tier; NetworkPolicies
+    // alone: the isolating policies and the rules.
+    const tiered = s.policies.some((p) => kindOf(p, ctx) !== 'NetworkPolicy') || s.decided_by === 'tier_default';
     return h(
       'div',
       { class: 'side', dataset: { direction: s.direction, decidedBy: s.decided_by || '' } },
       h('div', { class: 'head' }, `${title} at ${s.subject}: `, h('span', { class: s.allowed ? 'iso-yes' : 'iso-no' }, s.allowed ? 'allowed' : 'denied')),
       s.note ? h('div', { class: 'note' }, s.note) : null,
       !s.policies.length && !s.note ? h('div', { class: 'muted' }, `not isolated for ${s.direction}: every flow allowed`) : null,
-      // Admin tiers: the walk, tier by tier; NetworkPolicies alone: the isolating policies and the rules.
-      admin && s.walk ? tieredSide(s, verdict) : null,
-      !admin && s.isolated ? h('div', { class: 'muted' }, `isolated by ${s.policies.join(', ')}`) : null,
-      !admin ? npDetails(s) : null,
-      admin && s.rejections && s.rejections.length && s.decided_by !== 'network_policy'
+      tiered && s.walk ? tieredSide(s, verdict, ctx) : null,
+      !tiered && s.isolated ? h('div', { class: 'muted' }, `isolated by ${s.policies.join(', ')}`) : null,
+      !tiered ? npDetails(s) : null,
+      tiered && s.rejections && s.rejections.length && s.decided_by !== 'network_policy'
         ? h(
             'details',
             { class: 'small' },
@@ -354,28 +553,50 @@ export function renderLint(ul, findings, onPick) {
   if (!findings.length) ul.replaceChildren(h('li', { class: 'muted' }, 'no findings'));
 }
 
-/** The policy list (in tier order, as the API gives it); `filter` is a substring of the reference or the kind. */
-export function renderPolicies(ul, list, filter, onPick) {
+/**
+ * The policy list (in tier order, as the API gives it); `filter` is a substring of the reference, the kind or the
+ * tier. With Calico's tiers, each tier gets a heading (order, default action; a click shows the tier).
+ */
+export function renderPolicies(ul, list, filter, onPick, tiers, onTier) {
   const f = filter.trim().toLowerCase();
-  const shown = list.filter((p) => !f || p.ref.toLowerCase().includes(f) || p.kind.toLowerCase().includes(f));
-  ul.replaceChildren(
-    ...shown.slice(0, 500).map((p) =>
+  const shown = list.filter((p) => !f || p.ref.toLowerCase().includes(f) || p.kind.toLowerCase().includes(f) || p.tier.toLowerCase().includes(f));
+  const calico = calicoTiers(tiers);
+  const items = [];
+  let tier = null;
+  for (const p of shown.slice(0, 500)) {
+    const info = tierInfo(tiers, p.tier);
+    if (calico && p.tier !== tier) {
+      tier = p.tier;
+      items.push(
+        h(
+          'li',
+          { class: 'tier-head', dataset: { tierHead: p.tier }, onclick: (ev) => info && onTier && onTier(info, ev.currentTarget) },
+          tierBadge(p.tier, info),
+          h('span', { class: 'muted small' }, info ? ` order ${info.order ?? 'none'} · default ${info.defaultAction}` : ''),
+        ),
+      );
+    }
+    const calicoPolicy = p.selector !== undefined;
+    let meta;
+    if (calicoPolicy) meta = `${p.kind}${rankText(p)} · ${p.selector} · ${plural(p.selectedPods.length, 'pod')}`;
+    else if (p.namespaceSelector !== undefined) meta = `${p.kind}${priorityText(p.priority)} · ns ${p.namespaceSelector} · ${plural(p.selectedPods.length, 'pod')}`;
+    else meta = `${p.podSelector}${calico ? rankText(p) : ''} · ${plural(p.selectedPods.length, 'pod')}`;
+    items.push(
       h(
         'li',
         { dataset: { policy: p.ref, tier: p.tier }, onclick: (ev) => onPick(p, ev.currentTarget) },
-        h('span', { class: 'pname' }, p.tier !== 'NetworkPolicy' ? [tierBadge(p.tier), ' '] : null, p.ref),
+        h('span', { class: 'pname' }, !calico && p.tier !== 'NetworkPolicy' ? [tierBadge(p.tier, info), ' '] : null, p.ref),
         h(
           'span',
           { class: 'pmeta' },
           p.policyTypes.includes('Ingress') ? h('span', { class: 'tag in' }, 'IN') : null,
           p.policyTypes.includes('Egress') ? h('span', { class: 'tag out' }, 'OUT') : null,
-          p.namespaceSelector !== undefined
-            ? `${p.kind}${priorityText(p.priority)} · ns ${p.namespaceSelector} · ${plural(p.selectedPods.length, 'pod')}`
-            : `${p.podSelector} · ${plural(p.selectedPods.length, 'pod')}`,
+          meta,
         ),
       ),
-    ),
-  );
+    );
+  }
+  ul.replaceChildren(...items);
   if (shown.length > 500) ul.append(h('li', { class: 'muted' }, `${shown.length - 500} more: filter to see them`));
 }
 

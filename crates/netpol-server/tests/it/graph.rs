@@ -25,7 +25,7 @@ async fn whatif(app: &axum::Router, query: &str, text: &str) -> Res {
     .await
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -42,7 +42,11 @@ fn assert_error(r: &Res, status: StatusCode, field: &str) {
 }
 
 /// Edges (src, dst) → (pairs, total) computed here from the per-pod matrix and the graph's pod lists.
-async fn edges_from_matrix(app: &axum::Router, graph: &Value, port: &str) -> BTreeMap<(String, String), (u64, u64)> {
+pub(crate) async fn edges_from_matrix(
+    app: &axum::Router,
+    graph: &Value,
+    port: &str,
+) -> BTreeMap<(String, String), (u64, u64)> {
     let m = get(app, &format!("/api/v1/matrix?port={}", enc(port))).await;
     assert_eq!(m.status, StatusCode::OK, "{}", m.text());
     let m = m.json();
@@ -74,7 +78,7 @@ async fn edges_from_matrix(app: &axum::Router, graph: &Value, port: &str) -> BTr
     out
 }
 
-fn graph_edges(graph: &Value) -> BTreeMap<(String, String), (u64, u64)> {
+pub(crate) fn graph_edges(graph: &Value) -> BTreeMap<(String, String), (u64, u64)> {
     graph["edges"]
         .as_array()
         .unwrap()
@@ -481,7 +485,7 @@ fn in_blocks(blocks: &Value, ip: &str) -> bool {
 /// pod is counted iff some probe is allowed (the probes include an allowed address of every block in these
 /// clusters), an `any` pod allows every probe, the example flow is allowed, and when every pod of the node is
 /// limited to `blocks`, a probe every pod allows is in them and a probe no pod allows is not.
-async fn check_outside_against_query(app: &axum::Router, ports: &[&str]) {
+pub(crate) async fn check_outside_against_query(app: &axum::Router, ports: &[&str]) {
     let pods = get(app, "/api/v1/pods").await.json();
     let pod_ips: BTreeSet<String> = pods
         .as_array()
@@ -500,6 +504,10 @@ async fn check_outside_against_query(app: &axum::Router, ports: &[&str]) {
         "100.64.0.1",
         "169.254.169.254",
         "169.254.169.255",
+        // In Calico network sets' and rules' nets (tests/it/calico.rs).
+        "198.51.100.7",
+        "192.0.2.5",
+        "192.0.2.200",
     ]
     .iter()
     .map(|s| s.to_string())

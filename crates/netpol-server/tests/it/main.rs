@@ -2,6 +2,7 @@
 //! per file keeps a clean `cargo test --workspace` small on disk and quick to link.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod calico;
 mod common;
 mod graph;
 #[cfg(feature = "kube")]
