@@ -383,7 +383,7 @@ fn ports_value(ports: &[PolicyPort]) -> Vec<Value> {
         match &p.port {
             PortMatch::Named(n) => {
                 if crate::named_for_every_protocol(ports, i - 1) {
-                    i += Protocol::ALL.len() - 1;
+                    i += Protocol::TRANSPORT.len() - 1;
                 }
                 out.push(Value::from(n.as_str()));
             }

@@ -1757,7 +1757,7 @@ pub(crate) fn calico_ports_text(ports: &[PolicyPort]) -> Vec<String> {
     while let Some(p) = ports.get(i) {
         match &p.port {
             PortMatch::Named(n) if named_for_every_protocol(ports, i) => {
-                i += Protocol::ALL.len();
+                i += Protocol::TRANSPORT.len();
                 out.push(format!("{n} (named port)"));
             }
             _ => {
@@ -1769,11 +1769,11 @@ pub(crate) fn calico_ports_text(ports: &[PolicyPort]) -> Vec<String> {
     out
 }
 
-/// Whether `ports[i..]` starts with one named port for every protocol, in [`Protocol::ALL`]'s order: how the
+/// Whether `ports[i..]` starts with one named port for every protocol, in [`Protocol::TRANSPORT`]'s order: how the
 /// loader expands a Calico named port without a protocol.
 pub(crate) fn named_for_every_protocol(ports: &[PolicyPort], i: usize) -> bool {
     let Some(PolicyPort { port: PortMatch::Named(name), .. }) = ports.get(i) else { return false };
-    Protocol::ALL.iter().enumerate().all(|(k, &proto)| {
+    Protocol::TRANSPORT.iter().enumerate().all(|(k, &proto)| {
         ports.get(i + k).is_some_and(|q| q.protocol == proto && matches!(&q.port, PortMatch::Named(m) if m == name))
     })
 }

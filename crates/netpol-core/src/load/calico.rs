@@ -442,7 +442,7 @@ fn policy_ports(ports: &[CPort], proto: Option<Protocol>) -> Vec<PolicyPort> {
             }
             (CPort::Named(n), Some(protocol)) => out.push(PolicyPort { protocol, port: PortMatch::Named(n.clone()) }),
             (CPort::Named(n), None) => {
-                out.extend(Protocol::ALL.map(|protocol| PolicyPort { protocol, port: PortMatch::Named(n.clone()) }))
+                out.extend(Protocol::TRANSPORT.map(|protocol| PolicyPort { protocol, port: PortMatch::Named(n.clone()) }))
             }
             // Refused by validation: numeric ports need a protocol with ports.
             (CPort::Range(..), None) => {}

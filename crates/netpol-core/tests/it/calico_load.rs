@@ -283,7 +283,7 @@ fn destination_ports_source_ports_and_not_ports() {
     assert_eq!(p.egress[0].ports, vec![PolicyPort { protocol: Protocol::Sctp, port: PortMatch::Range(9000, 9000) }]);
     // A named port without a protocol matches the port of that name whatever its protocol.
     let p = only_policy(&np("{ingress: [{action: Allow, destination: {ports: [metrics]}}]}"));
-    let all: Vec<PolicyPort> = Protocol::ALL.iter().map(|&pr| named(pr, "metrics")).collect();
+    let all: Vec<PolicyPort> = Protocol::TRANSPORT.iter().map(|&pr| named(pr, "metrics")).collect();
     assert_eq!(p.ingress[0].ports, all);
 }
 
