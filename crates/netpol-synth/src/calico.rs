@@ -194,17 +194,18 @@ fn write_network_sets(o: &mut String, seed: u64, tenants: &[Tenant], cidrs: usiz
     let split = apportion(cidrs, &[60, 10, 30]);
     let (threat, saas, partner) = (split[0], split[1], split[2]);
 
-    // Threat feeds: public /32s, every fourth a /24. Index k gives a distinct (octet, rest) pair per length.
+    // Threat feeds: public /32s, every fourth a /24. The bijections make the addresses distinct per length (for
+    // fewer than 2^16 /24s and 2^24 /32s); the first octet only spreads them.
     let mut k = 0usize;
     for (feed, n) in FEEDS.iter().zip(apportion(threat, &[40, 30, 20, 10])) {
         for c in 0..n.div_ceil(SET_CHUNK) {
             set_head(o, None, &format!("threat-{feed}-{c}"), &[("feed", "threat"), ("feed-name", feed)])?;
             for _ in 0..SET_CHUNK.min(n - c * SET_CHUNK) {
-                let a = public[k % np];
+                let a = public[(k * 31 + 3) % np];
                 if k % 4 == 3 {
-                    v4(o, a, bij(k / np, 16, salt) << 8, 24)?;
+                    v4(o, a, bij(k / 4, 16, salt) << 8, 24)?;
                 } else {
-                    v4(o, a, bij(k / np, 24, salt), 32)?;
+                    v4(o, a, bij(k, 24, salt), 32)?;
                 }
                 k += 1;
             }
@@ -253,7 +254,7 @@ fn write_network_sets(o: &mut String, seed: u64, tenants: &[Tenant], cidrs: usiz
         for c in 0..n.div_ceil(SET_CHUNK) {
             set_head(o, Some(&t.name), &format!("partners-{c}"), &[("role", "partner"), ("partner", partner)])?;
             for _ in 0..SET_CHUNK.min(n - c * SET_CHUNK) {
-                v4(o, public[(q + 7) % np], bij(q / np, 20, salt) << 4, 28)?;
+                v4(o, public[(q * 17 + 7) % np], bij(q, 20, salt) << 4, 28)?;
                 q += 1;
             }
         }
@@ -571,7 +572,8 @@ fn order(r: &mut Rng) -> Option<f64> {
     ORDERS[r.below(ORDERS.len())]
 }
 
-/// Team `(i * 7) mod teams`, so that consecutive cluster-wide policies spread over the teams.
+/// Team `(i * 7) mod teams`, so that consecutive cluster-wide policies spread over the teams. (Envs go by
+/// `i / kinds`, so that each kind of policy gets every env.)
 fn team(i: usize, teams: usize) -> String {
     format!("team-{:04}", (i * 7) % teams.max(1))
 }
@@ -582,7 +584,7 @@ const KUBE_SYSTEM_NS: &str = "kubernetes.io/metadata.name == 'kube-system'";
 
 fn security(i: usize, teams: usize) -> Pol {
     let team = team(i, teams);
-    let env = ENVS[i % ENVS.len()];
+    let env = ENVS[(i / 6) % ENVS.len()];
     let t = Some("security");
     match i % 6 {
         0 => Pol::gnp(t, format!("security.threat-feeds-{env}-{i}"), Some(10.0), "all()")
@@ -652,7 +654,7 @@ fn part_of(team: &str) -> String {
 
 fn compliance_global(i: usize, teams: usize) -> Pol {
     let team = team(i, teams);
-    let env = ENVS[i % ENVS.len()];
+    let env = ENVS[(i / 3) % ENVS.len()];
     let t = Some("compliance");
     match i % 3 {
         0 => Pol::gnp(t, format!("compliance.strict-ingress-{team}-{i}"), Some(100.0), part_of(&team))
@@ -685,7 +687,7 @@ fn compliance_global(i: usize, teams: usize) -> Pol {
 
 fn platform(i: usize, teams: usize) -> Pol {
     let team = team(i, teams);
-    let env = ENVS[i % ENVS.len()];
+    let env = ENVS[(i / 6) % ENVS.len()];
     let t = Some("platform");
     match i % 6 {
         0 => Pol::gnp(t, format!("platform.allow-dns-{env}-{i}"), Some(100.0), "all()")
@@ -762,7 +764,7 @@ fn platform(i: usize, teams: usize) -> Pol {
 
 fn observability(i: usize, teams: usize) -> Pol {
     let team = team(i, teams);
-    let env = ENVS[i % ENVS.len()];
+    let env = ENVS[(i / 2) % ENVS.len()];
     let t = Some("observability");
     if i.is_multiple_of(2) {
         Pol::gnp(
@@ -964,9 +966,9 @@ fn app_policy(r: &mut Rng, t: &Tenant, k: usize, kind: usize, teams: usize) -> P
     }
 }
 
-/// NetworkPolicies of the `default` tier (tier omitted, or `default`).
-fn default_policy(t: &Tenant, k: usize) -> Pol {
-    match k % 4 {
+/// NetworkPolicies of the `default` tier (tier omitted, or `default`): the `k`-th of a namespace, of kind `kind`.
+fn default_policy(t: &Tenant, k: usize, kind: usize) -> Pol {
+    match kind % 4 {
         0 => Pol::np(t, None, format!("allow-lb-{k}"), Some(500.0), "tier == 'frontend'").types(INGRESS).ingress(vec![
             R::new("Allow").proto("TCP").src(E::nets(&["172.16.0.0/12"])).dst(E::ports(&[P::Name("http")])),
             R::new("Allow").proto("TCP").src(E::sel("all()").ns("all()")).dst(E::ports(&[P::N(8081)])),
@@ -986,10 +988,10 @@ fn default_policy(t: &Tenant, k: usize) -> Pol {
     }
 }
 
-/// NetworkPolicies of the compliance tier (in strict namespaces).
-fn compliance_policy(t: &Tenant, k: usize) -> Pol {
+/// NetworkPolicies of the compliance tier (in strict namespaces): the `k`-th of a namespace, of kind `kind`.
+fn compliance_policy(t: &Tenant, k: usize, kind: usize) -> Pol {
     let tier = Some("compliance");
-    if k.is_multiple_of(2) {
+    if kind.is_multiple_of(2) {
         Pol::np(t, tier, format!("compliance.db-lockdown-{k}"), Some(10.0), "tier == 'db'")
             .types(BOTH)
             .ingress(vec![
@@ -1052,13 +1054,16 @@ fn write_policies(o: &mut String, seed: u64, tenants: &[Tenant], policies: usize
     let defaults = apportion(n[6], &weights);
     let apps = apportion(n[7], &weights);
     for (i, t) in tenants.iter().enumerate() {
-        for k in 0..compliance[i] {
-            write_pol(o, &compliance_policy(t, k))?;
-        }
-        for k in 0..defaults[i] {
-            write_pol(o, &default_policy(t, k))?;
-        }
+        // Each namespace starts its rotations at its own place (most have one or two policies of a kind).
         let mut r = Rng::new(seed, S_CALICO, (t.index * 4 + 1) as u64);
+        let start = r.below(2);
+        for k in 0..compliance[i] {
+            write_pol(o, &compliance_policy(t, k, start + k))?;
+        }
+        let start = r.below(4);
+        for k in 0..defaults[i] {
+            write_pol(o, &default_policy(t, k, start + k))?;
+        }
         let start = r.below(APP_KINDS);
         for k in 0..apps[i] {
             write_pol(o, &app_policy(&mut r, t, k, (start + k) % APP_KINDS, teams))?;
