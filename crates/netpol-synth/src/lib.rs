@@ -52,6 +52,13 @@
 //!
 //! See [`Params::preset`]. The `netpol-synth` binary writes the YAML to stdout:
 //! `netpol-synth --namespaces 100 --pods 1000 --policies 400 --seed 1` (or `--preset 1k`).
+//!
+//! # Variants
+//!
+//! * [`generate_admin_yaml`]: Admin- and Baseline-tier ClusterNetworkPolicies to append (`--admin N --baseline N`).
+//! * [`generate_calico_yaml`]: the same cluster with service accounts, plus 5 Calico Tiers, network sets and
+//!   Calico NetworkPolicies and GlobalNetworkPolicies over the whole selector grammar (`--calico N
+//!   [--calico-cidrs N]`; the benchmark's `10k+calico` is the `10k` preset with 2,000 policies and 10,000 CIDRs).
 
 #![forbid(unsafe_code)]
 
