@@ -52,18 +52,27 @@
 //!
 //! See [`Params::preset`]. The `netpol-synth` binary writes the YAML to stdout:
 //! `netpol-synth --namespaces 100 --pods 1000 --policies 400 --seed 1` (or `--preset 1k`).
+//!
+//! # Variants
+//!
+//! * [`generate_admin_yaml`]: Admin- and Baseline-tier ClusterNetworkPolicies to append (`--admin N --baseline N`).
+//! * [`generate_calico_yaml`]: the same cluster with service accounts, plus 5 Calico Tiers, network sets and
+//!   Calico NetworkPolicies and GlobalNetworkPolicies over the whole selector grammar (`--calico N
+//!   [--calico-cidrs N]`; the benchmark's `10k+calico` is the `10k` preset with 2,000 policies and 10,000 CIDRs).
 
 #![forbid(unsafe_code)]
 
 use std::fmt::{self, Write};
 
 mod admin;
+mod calico;
 mod plan;
 mod policies;
 mod rng;
 mod yaml;
 
 pub use admin::generate_admin_yaml;
+pub use calico::{generate_calico_yaml, CALICO_TIERS};
 use plan::{App, Plan, Tenant, Tier, METRICS};
 use rng::{push_safe, Rng, S_POD, S_SYSTEM};
 use yaml::{write_pod, CPort, Container, PodOut};
@@ -105,18 +114,20 @@ impl Params {
 pub fn generate_yaml(p: &Params) -> String {
     let mut o = String::with_capacity(p.pods * 720 + p.policies * 640 + p.namespaces * 220 + 1024);
     // Writing into a String cannot fail.
-    let _ = write_all(&mut o, p);
+    let _ = write_cluster(&mut o, p, &Plan::new(p), false);
     o
 }
 
-fn write_all(o: &mut String, p: &Params) -> fmt::Result {
-    let plan = Plan::new(p);
-    write_namespaces(o, &plan)?;
-    let mut pods = PodWriter { seed: p.seed, index: 0, name: String::with_capacity(64) };
-    pods.system(o, &plan)?;
+/// The cluster of [`generate_yaml`]; with `service_accounts`, pods of some workloads (and the system pods) get a
+/// `spec.serviceAccountName` (what [`generate_calico_yaml`] adds).
+fn write_cluster(o: &mut String, p: &Params, plan: &Plan, service_accounts: bool) -> fmt::Result {
+    write_namespaces(o, plan)?;
+    let mut pods = PodWriter { seed: p.seed, index: 0, name: String::with_capacity(64), service_accounts };
+    pods.system(o, plan)?;
     for t in &plan.tenants {
-        for a in &t.apps {
-            pods.app(o, t, a)?;
+        for (i, a) in t.apps.iter().enumerate() {
+            let sa = (service_accounts && calico::has_service_account(p.seed, t, i)).then_some(a.name);
+            pods.app(o, t, a, sa)?;
         }
     }
     for t in &plan.tenants {
@@ -167,6 +178,8 @@ struct PodWriter {
     /// Global index of the next pod.
     index: usize,
     name: String,
+    /// System pods run as their own service accounts (`coredns`, `prometheus-k8s`, `node-exporter`).
+    service_accounts: bool,
 }
 
 impl PodWriter {
@@ -190,10 +203,19 @@ impl PodWriter {
         labels: &[(&str, &str)],
         c: &[Container<'_>],
         host: bool,
+        service_account: Option<&str>,
     ) -> fmt::Result {
         let dual_stack = Rng::new(self.seed, S_POD, self.index as u64).chance(5);
-        let pod =
-            PodOut { ns, name: &self.name, labels, containers: c, host_network: host, index: self.index, dual_stack };
+        let pod = PodOut {
+            ns,
+            name: &self.name,
+            labels,
+            containers: c,
+            host_network: host,
+            index: self.index,
+            dual_stack,
+            service_account,
+        };
         write_pod(o, &pod)?;
         self.index += 1;
         Ok(())
@@ -208,7 +230,8 @@ impl PodWriter {
             write!(self.name(), "coredns-{hash}-")?;
             self.push_suffix();
             let labels = [("k8s-app", "kube-dns"), ("pod-template-hash", hash.as_str())];
-            self.emit(o, "kube-system", &labels, &dns, false)?;
+            let sa = self.service_accounts.then_some(calico::SA_COREDNS);
+            self.emit(o, "kube-system", &labels, &dns, false, sa)?;
         }
         let prom =
             [Container { name: "prometheus", image: "quay.io/prometheus/prometheus:v2.53.0", ports: &PROM_PORTS }];
@@ -220,7 +243,8 @@ impl PodWriter {
                 ("app.kubernetes.io/name", "prometheus"),
                 ("statefulset.kubernetes.io/pod-name", pod_name.as_str()),
             ];
-            self.emit(o, "monitoring", &labels, &prom, false)?;
+            let sa = self.service_accounts.then_some(calico::SA_PROMETHEUS);
+            self.emit(o, "monitoring", &labels, &prom, false, sa)?;
         }
         let ne = [Container {
             name: "node-exporter",
@@ -231,12 +255,13 @@ impl PodWriter {
             self.name().push_str("node-exporter-");
             self.push_suffix();
             let labels = [("app", "node-exporter"), ("app.kubernetes.io/name", "node-exporter")];
-            self.emit(o, "monitoring", &labels, &ne, true)?;
+            let sa = self.service_accounts.then_some(calico::SA_NODE_EXPORTER);
+            self.emit(o, "monitoring", &labels, &ne, true, sa)?;
         }
         Ok(())
     }
 
-    fn app(&mut self, o: &mut String, t: &Tenant, a: &App) -> fmt::Result {
+    fn app(&mut self, o: &mut String, t: &Tenant, a: &App, sa: Option<&str>) -> fmt::Result {
         let v1_count = if a.versions == 2 { (a.replicas * 2).div_ceil(3) } else { a.replicas };
         let exporter = [METRICS];
         for i in 0..a.replicas {
@@ -255,7 +280,7 @@ impl PodWriter {
                     ("app.kubernetes.io/part-of", t.team.as_str()),
                 ];
                 let cs = [main, Container { name: "exporter", image: PG_EXPORTER_IMAGE, ports: &exporter }];
-                self.emit(o, &t.name, &labels, &cs, false)?;
+                self.emit(o, &t.name, &labels, &cs, false, sa)?;
             } else {
                 write!(self.name(), "{}-{hash}-", a.name)?;
                 self.push_suffix();
@@ -268,7 +293,7 @@ impl PodWriter {
                 ];
                 let n = if a.versions > 0 { 5 } else { 4 };
                 let labels = labels.get(..n).unwrap_or(&labels);
-                self.emit(o, &t.name, labels, &[main], false)?;
+                self.emit(o, &t.name, labels, &[main], false, sa)?;
             }
         }
         Ok(())

@@ -1,24 +1,38 @@
-//! `netpol-synth --namespaces N --pods N --policies N [--seed S] [--admin N] [--baseline N]` (or `--preset
-//! 1k|10k|50k|100k`): writes a synthetic multi-tenant cluster as multi-document YAML to stdout, with N
-//! Admin-tier and N Baseline-tier ClusterNetworkPolicies when asked.
+//! `netpol-synth --namespaces N --pods N --policies N [--seed S] [--admin N] [--baseline N] [--calico N
+//! [--calico-cidrs N]]` (or `--preset 1k|10k|50k|100k`): writes a synthetic multi-tenant cluster as
+//! multi-document YAML to stdout, with N Admin-tier and N Baseline-tier ClusterNetworkPolicies when asked, and
+//! with `--calico`, service accounts, 5 Calico Tiers, network sets and N Calico policies.
 
 #![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use netpol_synth::{generate_admin_yaml, generate_yaml, Params};
+use netpol_synth::{generate_admin_yaml, generate_calico_yaml, generate_yaml, Params};
 
 const USAGE: &str =
     "usage: netpol-synth [--preset 1k|10k|50k|100k] [--namespaces N] [--pods N] [--policies N] [--seed S]
-                    [--admin N] [--baseline N]
+                    [--admin N] [--baseline N] [--calico N [--calico-cidrs N]]
 Writes Namespaces, Pods and NetworkPolicies (and with --admin/--baseline, ClusterNetworkPolicies of those
 tiers) as multi-document YAML to stdout.
+--calico N: the Calico variant: workloads with service accounts (and their ServiceAccounts), 5 Calico Tiers,
+NetworkSets and GlobalNetworkSets holding --calico-cidrs CIDRs (default 10000), and N projectcalico.org/v3
+NetworkPolicies and GlobalNetworkPolicies (the issue's benchmark: --preset 10k --calico 2000).
 Defaults: the 1k preset (100 tenant namespaces, 1000 pods, 400 policies), seed 1.";
 
-fn parse(args: &[String]) -> Result<(Params, usize, usize), String> {
+/// What to write besides the cluster.
+struct Extra {
+    admin: usize,
+    baseline: usize,
+    /// Calico policies; `None`: not the Calico variant.
+    calico: Option<usize>,
+    calico_cidrs: usize,
+}
+
+fn parse(args: &[String]) -> Result<(Params, Extra), String> {
     let mut p = Params::new(100, 1_000, 400);
-    let (mut admin, mut baseline) = (0, 0);
+    let mut x = Extra { admin: 0, baseline: 0, calico: None, calico_cidrs: 10_000 };
+    let mut cidrs_given = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let (flag, inline) = match flag.split_once('=') {
@@ -43,17 +57,25 @@ fn parse(args: &[String]) -> Result<(Params, usize, usize), String> {
             "--pods" => p.pods = num(&value)? as usize,
             "--policies" => p.policies = num(&value)? as usize,
             "--seed" => p.seed = num(&value)?,
-            "--admin" => admin = num(&value)? as usize,
-            "--baseline" => baseline = num(&value)? as usize,
+            "--admin" => x.admin = num(&value)? as usize,
+            "--baseline" => x.baseline = num(&value)? as usize,
+            "--calico" => x.calico = Some(num(&value)? as usize),
+            "--calico-cidrs" => {
+                x.calico_cidrs = num(&value)? as usize;
+                cidrs_given = true;
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    Ok((p, admin, baseline))
+    if cidrs_given && x.calico.is_none() {
+        return Err("--calico-cidrs needs --calico".into());
+    }
+    Ok((p, x))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (p, admin, baseline) = match parse(&args) {
+    let (p, x) = match parse(&args) {
         Ok(p) => p,
         Err(e) if e.is_empty() => {
             println!("{USAGE}");
@@ -64,9 +86,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut yaml = generate_yaml(&p);
-    if admin + baseline > 0 {
-        yaml.push_str(&generate_admin_yaml(p.namespaces / 3, admin, baseline));
+    let mut yaml = match x.calico {
+        Some(n) => generate_calico_yaml(&p, n, x.calico_cidrs),
+        None => generate_yaml(&p),
+    };
+    if x.admin + x.baseline > 0 {
+        yaml.push_str(&generate_admin_yaml(p.namespaces / 3, x.admin, x.baseline));
     }
     let mut out = std::io::stdout().lock();
     match out.write_all(yaml.as_bytes()).and_then(|()| out.flush()) {

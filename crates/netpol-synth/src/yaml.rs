@@ -231,6 +231,8 @@ pub(crate) struct PodOut<'a> {
     pub index: usize,
     /// Also give the pod an IPv6 address (dual-stack).
     pub dual_stack: bool,
+    /// `spec.serviceAccountName`; `None`: omitted (the pod runs as `default`).
+    pub service_account: Option<&'a str>,
 }
 
 /// Writes the IPv4 address of pod `i`: 10.0.0.0/8 without .0 and .255 host octets, so pod 0 is 10.0.0.1 and
@@ -252,6 +254,9 @@ pub(crate) fn write_pod(o: &mut String, p: &PodOut<'_>) -> fmt::Result {
         writeln!(o, "    {k}: {v}")?;
     }
     o.push_str("spec:\n");
+    if let Some(sa) = p.service_account {
+        writeln!(o, "  serviceAccountName: {sa}")?;
+    }
     if p.host_network {
         o.push_str("  hostNetwork: true\n");
     }

@@ -3,7 +3,9 @@
 //! For each size it reports parse, compile, full-matrix (whole port space, class-grouped, with pair counts),
 //! query throughput (the real `netpol query` loop: JSON parse, resolve, verdict, JSON write, in memory) and the
 //! peak resident memory of a process that did only that size. Sizes: `NETPOL_BENCH_SIZES=1k,10k,50k,100k`
-//! (default `1k,10k,50k`); query flow count: `NETPOL_BENCH_FLOWS` (default 2,000,000).
+//! (default `1k,10k,50k`), each optionally with a variant: `10k+admin` (220 admin-tier ClusterNetworkPolicies
+//! added), `10k+calico` (`netpol_synth::generate_calico_yaml`: service accounts, 5 Calico tiers, 2,000 Calico
+//! policies, network sets holding 10,000 CIDRs); query flow count: `NETPOL_BENCH_FLOWS` (default 2,000,000).
 //!
 //! A second line per size compares single watch events applied with `Engine::update` (in place, on a clone;
 //! median of 5) with recompiling the changed cluster with `Engine::new`.
@@ -90,17 +92,29 @@ fn flows(e: &Engine, n: usize) -> Vec<u8> {
 /// `10k+admin`: the preset with 200 Admin-tier and 20 Baseline-tier ClusterNetworkPolicies added.
 const ADMIN_POLICIES: (usize, usize) = (200, 20);
 
+/// `10k+calico`: the preset's cluster with service accounts, plus 2,000 Calico policies over 5 tiers and network
+/// sets holding 10,000 CIDRs.
+const CALICO: (usize, usize) = (2_000, 10_000);
+
 fn run_size(size: &str) {
-    let (size, admin) = match size.strip_suffix("+admin") {
-        Some(s) => (s, true),
-        None => (size, false),
+    let (size, variant) = size.split_once('+').unwrap_or((size, ""));
+    let (admin, calico) = match variant {
+        "" => (false, false),
+        "admin" => (true, false),
+        "calico" => (false, true),
+        other => panic!("unknown variant +{other} (admin, calico)"),
     };
     let p = params(size);
-    let mut yaml = netpol_synth::generate_yaml(&p);
+    let mut yaml = if calico {
+        netpol_synth::generate_calico_yaml(&p, CALICO.0, CALICO.1)
+    } else {
+        netpol_synth::generate_yaml(&p)
+    };
     if admin {
         yaml.push_str(&netpol_synth::generate_admin_yaml(p.namespaces / 3, ADMIN_POLICIES.0, ADMIN_POLICIES.1));
     }
-    let label = if admin { format!("{size}+admin") } else { size.to_string() };
+    let label = if variant.is_empty() { size.to_string() } else { format!("{size}+{variant}") };
+    let yaml_mib = yaml.len() as f64 / f64::from(1u32 << 20);
     let t = Instant::now();
     let mut loader = Loader::new();
     loader.add_bytes("synth.yaml", yaml.as_bytes());
@@ -147,6 +161,21 @@ fn run_size(size: &str) {
     );
     if admin {
         run_admin_update(&label, &engine);
+        return;
+    }
+    if calico {
+        let c = engine.cluster();
+        println!(
+            "{label:>5}: {yaml_mib:.1} MiB of YAML | {} tiers, {} network sets ({} CIDRs), {} service accounts | ip blocks {}, ip classes {}, selector peers {}, rules {}",
+            c.tiers.len(),
+            c.network_sets.len(),
+            c.network_sets.iter().map(|s| s.nets.len()).sum::<usize>(),
+            c.service_accounts.len(),
+            stats["ip_blocks"],
+            stats["ip_classes"],
+            stats["selector_peers"],
+            stats["rules"],
+        );
         return;
     }
     run_updates(size, &engine);
