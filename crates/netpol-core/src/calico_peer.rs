@@ -17,6 +17,7 @@
 use std::net::IpAddr;
 
 use crate::compile::{BlockId, EpInfo, IdSet, IdentityId};
+use crate::ipranges::BlockRanges;
 use crate::model::CalicoPeer;
 
 crate::typed_id!(
@@ -24,11 +25,68 @@ crate::typed_id!(
     CalicoId
 );
 
+/// Addresses as sorted, merged, disjoint intervals per family: membership is a binary search however many CIDRs
+/// went in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Intervals {
+    v4: Vec<(u128, u128)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl Intervals {
+    /// The union of the blocks' ranges.
+    pub(crate) fn of(ranges: &[BlockRanges], blocks: &[BlockId]) -> Intervals {
+        let mut v: [Vec<(u128, u128)>; 2] = Default::default();
+        for b in blocks {
+            if let Some(r) = ranges.get(b.index()) {
+                v[usize::from(r.v6)].extend_from_slice(&r.ranges);
+            }
+        }
+        let merge = |mut x: Vec<(u128, u128)>| {
+            x.sort_unstable();
+            let mut out: Vec<(u128, u128)> = Vec::with_capacity(x.len());
+            for (lo, hi) in x {
+                match out.last_mut() {
+                    Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                    _ => out.push((lo, hi)),
+                }
+            }
+            out
+        };
+        let [v4, v6] = v;
+        Intervals { v4: merge(v4), v6: merge(v6) }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (v6, n) = crate::ipranges::num(ip.to_canonical());
+        let r = if v6 { &self.v6 } else { &self.v4 };
+        let i = r.partition_point(|&(_, hi)| hi < n);
+        r.get(i).is_some_and(|&(lo, _)| lo <= n)
+    }
+}
+
+/// How the criteria look an address up in their blocks.
+#[derive(Clone, Copy)]
+pub(crate) enum Lookup<'a> {
+    /// A primary pod address, by its ip class (the blocks containing it, sorted).
+    Class(&'a [BlockId]),
+    /// Any address, in the criteria's merged intervals.
+    Exact,
+}
+
+/// Whether two sorted block lists share a block (the shorter one searched in the longer).
+fn share(a: &[BlockId], b: &[BlockId]) -> bool {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    small.iter().any(|x| large.binary_search(x).is_ok())
+}
+
 /// Endpoints a Calico selector matches: identities by their labels, and the network sets' nets (as blocks).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SelMatch {
     pub idents: IdSet,
     pub blocks: Vec<BlockId>,
+    /// `blocks` as merged intervals.
+    pub intervals: Intervals,
     /// Indexes of the matched network sets in the cluster (for explanations).
     pub sets: Vec<usize>,
 }
@@ -39,9 +97,11 @@ pub struct CCalico {
     pub peer: CalicoPeer,
     pub sel: Option<SelMatch>,
     pub not_sel: Option<SelMatch>,
-    /// `nets` as blocks (`None`: no criterion).
+    /// `nets` as blocks (`None`: no criterion), and as merged intervals.
     pub nets: Option<Vec<BlockId>>,
+    pub nets_intervals: Intervals,
     pub not_nets: Vec<BlockId>,
+    pub not_nets_intervals: Intervals,
     /// Which families `notNets` has CIDRs of (IPv4, IPv6): Felix drops a rule for a family its non-empty
     /// `notNets` has no CIDR of (`FilterRuleToIPVersion`), so then it matches no address of that family.
     pub not_nets_families: (bool, bool),
@@ -51,22 +111,22 @@ pub struct CCalico {
     pub pods: IdSet,
 }
 
-/// What the criteria need to know of an address: its blocks, by class or by lookup.
-pub(crate) trait Blocks {
-    fn in_any(&self, blocks: &[BlockId], ip: IpAddr) -> bool;
-}
-
 impl CCalico {
     /// Whether an endpoint matches: `ident` when it is a (non-hostNetwork) pod, `ip` its address if known.
     /// A pod without a known address passes `ipVersion` (it is assumed to have one of each family) but never
     /// `nets`.
-    pub(crate) fn matches_parts(&self, b: &dyn Blocks, ident: Option<IdentityId>, ip: Option<IpAddr>) -> bool {
-        let hit =
-            |m: &SelMatch| ident.is_some_and(|i| m.idents.contains(i)) || ip.is_some_and(|ip| b.in_any(&m.blocks, ip));
+    pub(crate) fn matches_parts(&self, lk: Lookup<'_>, ident: Option<IdentityId>, ip: Option<IpAddr>) -> bool {
+        let inside = |blocks: &[BlockId], iv: &Intervals| {
+            ip.is_some_and(|ip| match lk {
+                Lookup::Class(c) => share(c, blocks),
+                Lookup::Exact => iv.contains(ip),
+            })
+        };
+        let hit = |m: &SelMatch| ident.is_some_and(|i| m.idents.contains(i)) || inside(&m.blocks, &m.intervals);
         self.sel.as_ref().is_none_or(hit)
-            && self.nets.as_ref().is_none_or(|n| ip.is_some_and(|ip| b.in_any(n, ip)))
+            && self.nets.as_ref().is_none_or(|n| inside(n, &self.nets_intervals))
             && !self.not_sel.as_ref().is_some_and(hit)
-            && !ip.is_some_and(|ip| b.in_any(&self.not_nets, ip))
+            && !inside(&self.not_nets, &self.not_nets_intervals)
             && (self.peer.not_nets.is_empty()
                 || ip.is_none_or(|ip| if ip.is_ipv6() { self.not_nets_families.1 } else { self.not_nets_families.0 }))
             && self.v6.is_none_or(|v6| ip.is_none_or(|ip| ip.is_ipv6() == v6))
@@ -74,10 +134,10 @@ impl CCalico {
 
     /// Whether the peer matches an endpoint of a flow (the hot path for a pod at its primary address).
     #[inline]
-    pub(crate) fn matches(&self, b: &dyn Blocks, ep: &EpInfo<'_>, label_ident: Option<IdentityId>) -> bool {
+    pub(crate) fn matches(&self, ep: &EpInfo<'_>, label_ident: Option<IdentityId>) -> bool {
         match (ep.ident, ep.ip_class) {
             (Some(i), Some(_)) => self.pods.contains(i),
-            _ => self.matches_parts(b, label_ident, ep.ip),
+            _ => self.matches_parts(Lookup::Exact, label_ident, ep.ip),
         }
     }
 }

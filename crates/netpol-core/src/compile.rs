@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use crate::calico_peer::{Blocks, CCalico, CalicoId, SelMatch};
+use crate::calico_peer::{CCalico, CalicoId, Intervals, Lookup, SelMatch};
 use crate::calico_selector::Expr;
 use crate::eval::{ProfileStep, Query, Quiet, TierId};
 use crate::ipranges::BlockRanges;
@@ -453,6 +453,73 @@ impl LabelIndex {
     }
 }
 
+/// Calico selectors over identities, without a scan per selector: the identities' distinct Calico label sets
+/// (hostNetwork identities left out: Calico has no workload endpoint for them), indexed by label.
+pub(crate) struct CalicoSelectIndex {
+    sets: Vec<Labels>,
+    /// Identities per label set (sorted).
+    idents: Vec<Vec<IdentityId>>,
+    index: LabelIndex,
+}
+
+impl CalicoSelectIndex {
+    fn new(eng: &Engine) -> Self {
+        let mut sets: Vec<Labels> = Vec::new();
+        let mut by_labels: FxHashMap<&Labels, u32> = FxHashMap::default();
+        let mut idents: Vec<Vec<IdentityId>> = Vec::new();
+        for (i, ident) in eng.identities.iter().enumerate() {
+            let Some(l) = eng.ident_calico.get(i).filter(|_| !ident.host_network) else { continue };
+            let k = *by_labels.entry(l).or_insert_with(|| {
+                sets.push(l.clone());
+                idents.push(Vec::new());
+                (sets.len() - 1) as u32
+            });
+            idents[k as usize].push(IdentityId::new(i));
+        }
+        let index = LabelIndex::new(sets.iter().enumerate().map(|(i, l)| (i as u32, l)));
+        CalicoSelectIndex { sets, idents, index }
+    }
+
+    /// A superset (sorted) of the label sets `e` can match, from its label terms; `None` when it has none to go
+    /// by (`all()`, negations).
+    fn candidates(&self, e: &Expr) -> Option<Vec<u32>> {
+        let get =
+            |k: &str, v: &str| self.index.by_label.get(&(Atom::from(k), Atom::from(v))).cloned().unwrap_or_default();
+        let has = |k: &str| self.index.by_key.get(&Atom::from(k)).cloned().unwrap_or_default();
+        let union = |mut v: Vec<u32>| {
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        match e {
+            Expr::Eq { key, value } => Some(get(key, value)),
+            Expr::Has(k)
+            | Expr::Contains { key: k, .. }
+            | Expr::StartsWith { key: k, .. }
+            | Expr::EndsWith { key: k, .. } => Some(has(k)),
+            Expr::In { key, values } => Some(union(values.iter().flat_map(|v| get(key, v)).collect())),
+            Expr::And(es) => es.iter().filter_map(|x| self.candidates(x)).min_by_key(Vec::len),
+            Expr::Or(es) => {
+                let all: Option<Vec<Vec<u32>>> = es.iter().map(|x| self.candidates(x)).collect();
+                all.map(|v| union(v.into_iter().flatten().collect()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The identities (sorted) whose Calico labels `e` matches.
+    fn select(&self, e: &Expr) -> Vec<IdentityId> {
+        let matched = |k: &u32| self.sets.get(*k as usize).is_some_and(|l| e.matches(l));
+        let keys: Vec<u32> = match self.candidates(e) {
+            Some(c) => c.into_iter().filter(matched).collect(),
+            None => (0..self.sets.len() as u32).filter(matched).collect(),
+        };
+        let mut ids: Vec<IdentityId> = keys.iter().flat_map(|&k| self.idents[k as usize].iter().copied()).collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
 impl SelectIndex {
     fn new(eng: &Engine, cluster: &Cluster, ns_idents: Vec<Vec<IdentityId>>) -> Self {
         let idents = LabelIndex::new(
@@ -531,23 +598,6 @@ pub struct Engine {
     pub(crate) ident_calico: Vec<Labels>,
     pub(crate) calico_peers: Vec<CCalico>,
     pub(crate) calico_index: FxHashMap<CalicoPeer, CalicoId>,
-}
-
-/// Blocks of an address by lookup in the engine's block ranges.
-impl Blocks for Engine {
-    fn in_any(&self, blocks: &[BlockId], ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        blocks.iter().any(|b| self.block_ranges.get(b.index()).is_some_and(|r| r.contains(ip)))
-    }
-}
-
-/// Blocks of a primary address, by its ip class.
-struct ClassBlocks<'a>(&'a [BlockId]);
-
-impl Blocks for ClassBlocks<'_> {
-    fn in_any(&self, blocks: &[BlockId], _ip: IpAddr) -> bool {
-        blocks.iter().any(|b| self.0.binary_search(b).is_ok())
-    }
 }
 
 /// The address blocks Calico's criteria need as blocks (see [`crate::calico_peer`]): every `nets`/`notNets`
@@ -789,6 +839,9 @@ impl Engine {
             .map(|s| crate::model::network_set_labels(s, s.ns.map(|n| cluster.ns(n))))
             .collect();
         let mut calico_sel: FxHashMap<Expr, SelMatch> = FxHashMap::default();
+        let calico_index = if eng.calico { Some(CalicoSelectIndex::new(&eng)) } else { None };
+        // The identities each Calico policy's subject selector matches.
+        let mut subjects: FxHashMap<&Expr, Vec<IdentityId>> = FxHashMap::default();
 
         // Policies selecting each identity. hostNetwork pods are not subject to policies.
         let mut sel_cache: FxHashMap<(&Selector, LabelSetId), bool> = FxHashMap::default();
@@ -806,9 +859,12 @@ impl Engine {
                     continue;
                 }
                 let ls = ident.labels;
-                let m = match &pol.calico_selector {
-                    Some(expr) => eng.ident_calico.get(iid.index()).is_some_and(|l| expr.matches(l)),
-                    None => *sel_cache
+                let m = match (&pol.calico_selector, &calico_index) {
+                    (Some(expr), Some(idx)) => {
+                        subjects.entry(expr).or_insert_with(|| idx.select(expr)).binary_search(&iid).is_ok()
+                    }
+                    (Some(_), None) => false,
+                    (None, _) => *sel_cache
                         .entry((&pol.pod_selector, ls))
                         .or_insert_with(|| pol.pod_selector.matches(&eng.label_sets[ls.index()])),
                 };
@@ -834,7 +890,7 @@ impl Engine {
                     let peers = r.peers.iter().filter_map(|p| if let Peer::Calico(c) = p { Some(&**c) } else { None });
                     let local = r.calico.as_ref().and_then(|c| c.local.as_ref());
                     for c in peers.chain(local) {
-                        eng.calico_peer(&cluster, &netset_labels, &mut calico_sel, c);
+                        eng.calico_peer(&cluster, &netset_labels, &mut calico_sel, calico_index.as_ref(), c);
                     }
                     // Every ipBlock of the cluster was interned above, so the rule always compiles.
                     let tier = eng.tier_id(pol.tier);
@@ -1031,6 +1087,7 @@ impl Engine {
         cluster: &Cluster,
         netset_labels: &[Labels],
         cache: &mut FxHashMap<Expr, SelMatch>,
+        index: Option<&CalicoSelectIndex>,
         peer: &CalicoPeer,
     ) -> CalicoId {
         if let Some(&id) = self.calico_index.get(peer) {
@@ -1040,11 +1097,7 @@ impl Engine {
             if let Some(m) = cache.get(expr) {
                 return m.clone();
             }
-            let ids: Vec<IdentityId> = (0..eng.identities.len())
-                .filter(|&i| !eng.identities[i].host_network)
-                .filter(|&i| eng.ident_calico.get(i).is_some_and(|l| expr.matches(l)))
-                .map(IdentityId::new)
-                .collect();
+            let ids: Vec<IdentityId> = index.map(|x| x.select(expr)).unwrap_or_default();
             let sets: Vec<usize> = (0..netset_labels.len()).filter(|&s| expr.matches(&netset_labels[s])).collect();
             let mut blocks: Vec<BlockId> = sets
                 .iter()
@@ -1053,7 +1106,8 @@ impl Engine {
                 .collect();
             blocks.sort_unstable();
             blocks.dedup();
-            let m = SelMatch { idents: IdSet::from_sorted(ids, eng.identities.len()), blocks, sets };
+            let intervals = Intervals::of(&eng.block_ranges, &blocks);
+            let m = SelMatch { idents: IdSet::from_sorted(ids, eng.identities.len()), blocks, intervals, sets };
             cache.insert(expr.clone(), m.clone());
             m
         };
@@ -1070,12 +1124,16 @@ impl Engine {
         };
         let nets = (!peer.nets.is_empty()).then(|| as_blocks(self, &peer.nets));
         let not_nets = as_blocks(self, &peer.not_nets);
+        let nets_intervals = Intervals::of(&self.block_ranges, nets.as_deref().unwrap_or_default());
+        let not_nets_intervals = Intervals::of(&self.block_ranges, &not_nets);
         let mut c = CCalico {
             peer: peer.clone(),
             sel,
             not_sel,
             nets,
+            nets_intervals,
             not_nets,
+            not_nets_intervals,
             not_nets_families: (
                 peer.not_nets.iter().any(|n| matches!(n, ipnet::IpNet::V4(_))),
                 peer.not_nets.iter().any(|n| matches!(n, ipnet::IpNet::V6(_))),
@@ -1088,8 +1146,8 @@ impl Engine {
             .filter(|&i| {
                 let ident = &self.identities[i.index()];
                 let ip = ident.pods.first().and_then(|p| self.primary_ips.get(p.index()).copied().flatten());
-                let class = ClassBlocks(&self.ip_classes[ident.ip_class.index()]);
-                c.matches_parts(&class, (!ident.host_network).then_some(i), ip)
+                let class = Lookup::Class(&self.ip_classes[ident.ip_class.index()]);
+                c.matches_parts(class, (!ident.host_network).then_some(i), ip)
             })
             .collect();
         c.pods = IdSet::from_sorted(ids, self.identities.len());
@@ -1108,7 +1166,7 @@ impl Engine {
     #[inline]
     pub(crate) fn calico_matches(&self, c: CalicoId, ep: &EpInfo<'_>) -> bool {
         let label_ident = ep.ident.filter(|i| !self.identities[i.index()].host_network);
-        self.calico_peers[c.index()].matches(self, ep, label_ident)
+        self.calico_peers[c.index()].matches(ep, label_ident)
     }
 
     /// The endpoint information of a pod of identity `i` at address `ip`.

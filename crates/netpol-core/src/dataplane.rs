@@ -291,7 +291,7 @@ impl<'e> Builder<'e> {
         // Per family, (first, last) address numbers; then pod addresses added or taken out one by one.
         let mut set: [std::collections::BTreeSet<(u128, u128)>; 2] = Default::default();
         for &(first, last) in &segs.ranges {
-            if peer.matches_parts(e, None, Some(first)) {
+            if peer.matches_parts(crate::calico_peer::Lookup::Exact, None, Some(first)) {
                 let ((v6, lo), (_, hi)) = (crate::ipranges::num(first), crate::ipranges::num(last));
                 set[usize::from(v6)].insert((lo, hi));
             }

@@ -285,7 +285,7 @@ fn calico_segments(e: &Engine, c: CalicoId, segs: &Segments) -> Vec<(usize, usiz
     let peer = e.calico_peer_of(c);
     let mut out: Vec<(usize, usize)> = Vec::new();
     for (i, &(first, _)) in segs.ranges.iter().enumerate() {
-        if peer.matches_parts(e, None, Some(first)) {
+        if peer.matches_parts(crate::calico_peer::Lookup::Exact, None, Some(first)) {
             match out.last_mut() {
                 Some(last) if last.1 == i => last.1 = i + 1,
                 _ => out.push((i, i + 1)),

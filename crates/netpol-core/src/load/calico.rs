@@ -441,9 +441,8 @@ fn policy_ports(ports: &[CPort], proto: Option<Protocol>) -> Vec<PolicyPort> {
                 out.push(PolicyPort { protocol, port: PortMatch::Range(*lo, *hi) });
             }
             (CPort::Named(n), Some(protocol)) => out.push(PolicyPort { protocol, port: PortMatch::Named(n.clone()) }),
-            (CPort::Named(n), None) => {
-                out.extend(Protocol::TRANSPORT.map(|protocol| PolicyPort { protocol, port: PortMatch::Named(n.clone()) }))
-            }
+            (CPort::Named(n), None) => out
+                .extend(Protocol::TRANSPORT.map(|protocol| PolicyPort { protocol, port: PortMatch::Named(n.clone()) })),
             // Refused by validation: numeric ports need a protocol with ports.
             (CPort::Range(..), None) => {}
         }
