@@ -1140,7 +1140,7 @@ fn select_scan(eng: &Engine, key: &SelPeerKey) -> IdSet {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::compile::Endpoint;
@@ -1436,7 +1436,7 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
         assert!(!ok(&e, pod(&e, "dev", "tool"), pod(&e, "prod", "web")), "the GlobalNetworkPolicy denies dev");
         assert!(ok(&e, pod(&e, "prod", "cli"), pod(&e, "prod", "web")), "passed on, then allowed by service account");
         let partner = e.endpoint_for_ip("192.0.2.7".parse().unwrap());
-        assert!(ok(&e, partner.clone(), pod(&e, "prod", "web")), "the network set's address");
+        assert!(ok(&e, partner, pod(&e, "prod", "web")), "the network set's address");
         // The service account's labels make web the GlobalNetworkPolicy's subject: without them, it is not.
         e.update(vec![Change::DeleteServiceAccount { namespace: "prod".into(), name: "web-sa".into() }]);
         let sa = e.cluster.service_accounts.iter().find(|s| s.name == "web-sa").unwrap();

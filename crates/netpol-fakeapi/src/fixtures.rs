@@ -53,14 +53,19 @@ pub fn allow_web() -> Value {
     )
 }
 
-/// Puts the shared small cluster (two namespaces, a pod in each) into `server`.
-pub fn seed_two_namespaces(server: &FakeApiServer) {
-    for obj in [
+/// The shared small cluster: two namespaces, a pod in each.
+pub fn two_namespaces() -> Vec<Value> {
+    vec![
         namespace("frontend", json!({"tier": "frontend"})),
         namespace("backend", json!({"tier": "backend"})),
         pod("frontend", "web", json!({"app": "web"}), "10.0.1.1"),
         pod("backend", "api", json!({"app": "api"}), "10.0.2.1"),
-    ] {
+    ]
+}
+
+/// Puts the shared small cluster ([`two_namespaces`]) into `server`.
+pub fn seed_two_namespaces(server: &FakeApiServer) {
+    for obj in two_namespaces() {
         server.put(obj);
     }
 }

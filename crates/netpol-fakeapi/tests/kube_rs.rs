@@ -510,7 +510,11 @@ async fn calico_kinds_are_discovered_listed_watched_and_bookmarked() {
         assert_eq!((t.name_any(), t.resource_version()), ("platform".to_string(), Some(gone.to_string())));
         let watch = watches(&server, &Kind::CalicoTier.path());
         assert_eq!(param(watch.last().unwrap(), "resourceVersion"), Some(bookmarked.to_string().as_str()));
-        assert_eq!(lists(&server, &Kind::CalicoTier.path()).len(), 3, "the 404, the list above, the watcher's: no relist");
+        assert_eq!(
+            lists(&server, &Kind::CalicoTier.path()).len(),
+            3,
+            "the 404, the list above, the watcher's: no relist"
+        );
 
         // The API server's group besides the CRDs': its own objects.
         server.set_calico(Calico::ApiServer);

@@ -160,10 +160,10 @@ struct KindInfo {
     /// its API server's: [`CalicoApi`]).
     api_version: &'static str,
     /// The resource name in URLs.
-    plural: &'static str,
+    resource_name: &'static str,
     /// How netpol names the kind in resourceVersions, metrics and object origins: the resource name, with
     /// Calico's group where Kubernetes has a kind of the same name (`networkpolicies.projectcalico.org`).
-    resource: &'static str,
+    plural: &'static str,
     namespaced: bool,
     served: Served,
     /// Loading order: namespaces, nodes, pods, then the policies.
@@ -176,8 +176,8 @@ const CALICO_API_GROUP: &str = "projectcalico.org";
 const fn calico_kind(
     kind: Kind,
     name: &'static str,
+    resource_name: &'static str,
     plural: &'static str,
-    resource: &'static str,
     namespaced: bool,
     load_rank: u8,
 ) -> KindInfo {
@@ -185,8 +185,8 @@ const fn calico_kind(
         kind,
         name,
         api_version: "crd.projectcalico.org/v1",
+        resource_name,
         plural,
-        resource,
         namespaced,
         served: Served::Calico,
         load_rank,
@@ -199,8 +199,8 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         kind: Kind::Pod,
         name: "Pod",
         api_version: "v1",
+        resource_name: "pods",
         plural: "pods",
-        resource: "pods",
         namespaced: true,
         served: Served::BuiltIn,
         load_rank: 2,
@@ -209,8 +209,8 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         kind: Kind::NetworkPolicy,
         name: "NetworkPolicy",
         api_version: "networking.k8s.io/v1",
+        resource_name: "networkpolicies",
         plural: "networkpolicies",
-        resource: "networkpolicies",
         namespaced: true,
         served: Served::BuiltIn,
         load_rank: 3,
@@ -219,8 +219,8 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         kind: Kind::Namespace,
         name: "Namespace",
         api_version: "v1",
+        resource_name: "namespaces",
         plural: "namespaces",
-        resource: "namespaces",
         namespaced: false,
         served: Served::BuiltIn,
         load_rank: 0,
@@ -229,8 +229,8 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         kind: Kind::Node,
         name: "Node",
         api_version: "v1",
+        resource_name: "nodes",
         plural: "nodes",
-        resource: "nodes",
         namespaced: false,
         served: Served::BuiltIn,
         load_rank: 1,
@@ -239,8 +239,8 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         kind: Kind::ClusterNetworkPolicy,
         name: "ClusterNetworkPolicy",
         api_version: "policy.networking.k8s.io/v1alpha2",
+        resource_name: "clusternetworkpolicies",
         plural: "clusternetworkpolicies",
-        resource: "clusternetworkpolicies",
         namespaced: false,
         served: Served::Crd,
         load_rank: 4,
@@ -249,8 +249,8 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         kind: Kind::AdminNetworkPolicy,
         name: "AdminNetworkPolicy",
         api_version: "policy.networking.k8s.io/v1alpha1",
+        resource_name: "adminnetworkpolicies",
         plural: "adminnetworkpolicies",
-        resource: "adminnetworkpolicies",
         namespaced: false,
         served: Served::Crd,
         load_rank: 5,
@@ -259,8 +259,8 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         kind: Kind::BaselineAdminNetworkPolicy,
         name: "BaselineAdminNetworkPolicy",
         api_version: "policy.networking.k8s.io/v1alpha1",
+        resource_name: "baselineadminnetworkpolicies",
         plural: "baselineadminnetworkpolicies",
-        resource: "baselineadminnetworkpolicies",
         namespaced: false,
         served: Served::Crd,
         load_rank: 6,
@@ -288,8 +288,8 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         kind: Kind::ServiceAccount,
         name: "ServiceAccount",
         api_version: "v1",
+        resource_name: "serviceaccounts",
         plural: "serviceaccounts",
-        resource: "serviceaccounts",
         namespaced: true,
         served: Served::WithCalico,
         load_rank: 7,
@@ -334,12 +334,12 @@ impl Kind {
     /// `adminnetworkpolicies`, `tiers`, ...; Calico's NetworkPolicies are `networkpolicies.projectcalico.org`
     /// (whichever of Calico's groups they are read from).
     pub fn plural(self) -> &'static str {
-        self.info().resource
+        self.info().plural
     }
 
     /// The resource name in URLs: `pods`, `networkpolicies` (Kubernetes' and Calico's), ...
     pub fn resource_name(self) -> &'static str {
-        self.info().plural
+        self.info().resource_name
     }
 
     /// The `kind` field: `Pod`, `AdminNetworkPolicy`, ...
@@ -389,7 +389,7 @@ impl Kind {
             version: version.to_string(),
             api_version: api_version.to_string(),
             kind: i.name.to_string(),
-            plural: i.plural.to_string(),
+            plural: i.resource_name.to_string(),
         }
     }
 
