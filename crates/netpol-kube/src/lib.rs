@@ -419,26 +419,32 @@ impl CalicoApi {
 }
 
 /// Which of Calico's API groups the cluster serves (discovery: `GET /apis`): its API server's when it has one,
-/// else its CRDs'; `None` without Calico. Should discovery fail, Calico's CRDs are tried (each list then says
-/// whether its kind is served).
-async fn calico_api(client: &Client) -> Option<CalicoApi> {
+/// else its CRDs'; `None` without Calico. Should the API server refuse discovery (an error status, which RBAC's
+/// default `system:discovery` makes unlikely), Calico's CRDs are tried (each list then says whether its kind is
+/// served); an error reaching it is returned.
+async fn calico_api(client: &Client) -> Result<Option<CalicoApi>, kube::Error> {
     let serves = |groups: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIGroupList, name: &str, version: &str| {
         groups.groups.iter().any(|g| g.name == name && g.versions.iter().any(|v| v.version == version))
     };
     match client.list_api_groups().await {
-        Ok(groups) if serves(&groups, CALICO_API_GROUP, "v3") => Some(CalicoApi::ApiServer),
-        Ok(groups) if serves(&groups, CALICO_CRD_GROUP, "v1") => Some(CalicoApi::Crds),
+        Ok(groups) if serves(&groups, CALICO_API_GROUP, "v3") => Ok(Some(CalicoApi::ApiServer)),
+        Ok(groups) if serves(&groups, CALICO_CRD_GROUP, "v1") => Ok(Some(CalicoApi::Crds)),
         Ok(_) => {
             tracing::debug!(
                 "the cluster serves none of Calico's API groups ({CALICO_API_GROUP}, {CALICO_CRD_GROUP}): Calico's \
                  kinds and service accounts are not read"
             );
-            None
+            Ok(None)
         }
-        Err(e) => {
-            tracing::info!("cannot list the cluster's API groups ({e}): trying Calico's CRDs");
-            Some(CalicoApi::Crds)
+        Err(kube::Error::Api(status)) => {
+            tracing::info!(
+                code = status.code,
+                "the cluster refused to list its API groups ({}): trying Calico's CRDs",
+                status.message
+            );
+            Ok(Some(CalicoApi::Crds))
         }
+        Err(e) => Err(e),
     }
 }
 
@@ -704,7 +710,10 @@ async fn list_kind(
 /// Lists every kind of the cluster; the CRD kinds it does not serve are [`Snapshot::absent`].
 pub async fn snapshot(source: &Source) -> anyhow::Result<Snapshot> {
     let (client, server) = source.client().await?;
-    let calico = calico_api(&client).await;
+    let calico = calico_api(&client)
+        .await
+        .context("cannot list the API groups")
+        .with_context(|| format!("reading the cluster at {server}"))?;
     let lists = futures::future::try_join_all(Kind::ALL.map(|k| list_kind(&client, k, calico)))
         .await
         .with_context(|| format!("reading the cluster at {server}"))?;
@@ -1468,7 +1477,7 @@ fn spawn_watch(
 /// groups to read is found by discovery at each start.
 pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) {
     loop {
-        let calico = calico_api(&client).await;
+        let calico = discover_calico(&client).await;
         if let Some(api) = calico {
             tracing::info!(api_version = api.api_version(), "reading Calico's objects from {}", api.api_version());
         }
@@ -1484,6 +1493,22 @@ pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) 
             Err(e) => {
                 metrics.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::error!("applying cluster events failed, starting over from a full list: {e:#}");
+            }
+        }
+    }
+}
+
+/// [`calico_api`], retried with kube-runtime's default backoff (0.8 s doubling to 30 s) while the API server cannot
+/// be reached.
+async fn discover_calico(client: &Client) -> Option<CalicoApi> {
+    let mut backoff = kube::runtime::watcher::DefaultBackoff::default();
+    loop {
+        match calico_api(client).await {
+            Ok(calico) => return calico,
+            Err(e) => {
+                let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+                tracing::warn!("cannot list the cluster's API groups, retrying in {wait:?}: {e}");
+                tokio::time::sleep(wait).await;
             }
         }
     }
