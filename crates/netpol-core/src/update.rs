@@ -63,7 +63,8 @@ pub enum Change {
         name: String,
     },
     /// Adds the policy, or replaces the policy with the same kind, namespace and name. `namespace` is that of
-    /// a NetworkPolicy; it is ignored for cluster-scoped kinds.
+    /// a NetworkPolicy; it is ignored for cluster-scoped kinds. The policy's `tier` is taken as it is: Calico's
+    /// policies, whose tiers go by name, are [`Change::PutCalicoPolicy`].
     PutPolicy {
         namespace: String,
         policy: Policy,
@@ -1217,10 +1218,15 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
             (
                 "pod/web",
                 "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: prod, labels: {app: web}}\n\
-                 spec: {serviceAccountName: web-sa, containers: [{name: c, ports: [{name: http, containerPort: 80}]}]}\n\
+                 spec:\n  serviceAccountName: web-sa\n  \
+                 containers: [{name: c, ports: [{name: http, containerPort: 80}]}]\n\
                  status: {podIP: 10.0.0.1}\n",
             ),
-            ("pod/cli", "apiVersion: v1\nkind: Pod\nmetadata: {name: cli, namespace: prod, labels: {app: cli}}\nstatus: {podIP: 10.0.0.2}\n"),
+            (
+                "pod/cli",
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: cli, namespace: prod, labels: {app: cli}}\n\
+                 status: {podIP: 10.0.0.2}\n",
+            ),
             (
                 "pod/tool",
                 "apiVersion: v1\nkind: Pod\nmetadata: {name: tool, namespace: dev, labels: {app: tool}}\n\
@@ -1228,26 +1234,34 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
             ),
             (
                 "sa/web-sa",
-                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web-sa, namespace: prod, labels: {role: frontend}}\n",
+                "apiVersion: v1\nkind: ServiceAccount\n\
+                 metadata: {name: web-sa, namespace: prod, labels: {role: frontend}}\n",
             ),
-            ("tier/security", "apiVersion: crd.projectcalico.org/v1\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100}\n"),
+            (
+                "tier/security",
+                "apiVersion: crd.projectcalico.org/v1\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100}\n",
+            ),
             // Denies ingress from dev to the pods whose service account is labelled role=frontend.
             (
                 "gnp/security.deny-dev",
                 "apiVersion: crd.projectcalico.org/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: security.deny-dev}\n\
-                 spec:\n  tier: security\n  order: 10\n  serviceAccountSelector: role == 'frontend'\n  types: [Ingress]\n  \
-                 ingress:\n  - action: Deny\n    source: {namespaceSelector: env == 'dev'}\n  - action: Pass\n",
+                 spec:\n  tier: security\n  order: 10\n  serviceAccountSelector: role == 'frontend'\n  \
+                 types: [Ingress]\n  ingress:\n  - action: Deny\n    source: {namespaceSelector: env == 'dev'}\n  \
+                 - action: Pass\n",
             ),
             (
                 "netset/partners",
-                "apiVersion: crd.projectcalico.org/v1\nkind: NetworkSet\nmetadata: {name: partners, namespace: prod, \
-                 labels: {kind: partner}}\nspec: {nets: [192.0.2.0/24]}\n",
+                "apiVersion: crd.projectcalico.org/v1\nkind: NetworkSet\n\
+                 metadata: {name: partners, namespace: prod, labels: {kind: partner}}\n\
+                 spec: {nets: [192.0.2.0/24]}\n",
             ),
             (
                 "cnp/allow-partners",
-                "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: allow-partners, namespace: prod}\n\
+                "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\n\
+                 metadata: {name: allow-partners, namespace: prod}\n\
                  spec:\n  selector: app == 'web'\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    \
-                 source: {selector: kind == 'partner'}\n  - action: Allow\n    source: {serviceAccounts: {names: [default]}}\n",
+                 source: {selector: kind == 'partner'}\n  - action: Allow\n    \
+                 source: {serviceAccounts: {names: [default]}}\n",
             ),
         ]
     }
@@ -1466,8 +1480,9 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
             v
         };
         assert_eq!(names(&e), ["prod/default"]);
-        let mut pod = load_str("p", "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: prod, labels: {app: web}}\nspec: {serviceAccountName: api}\nstatus: {podIP: 10.0.0.1}\n").cluster.pods.remove(0);
-        pod.ns = NsId::new(0);
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: prod, labels: {app: web}}\n\
+                    spec: {serviceAccountName: api}\nstatus: {podIP: 10.0.0.1}\n";
+        let pod = load_str("p", text).cluster.pods.remove(0);
         let st = e.update(vec![Change::PutPod { namespace: "prod".into(), pod }]);
         assert!(!st.recompiled);
         assert_eq!(names(&e), ["prod/api", "prod/default"]);

@@ -1,11 +1,12 @@
 //! A small in-memory Kubernetes API server for tests.
 //!
 //! netpol reads Namespaces, Pods, NetworkPolicies, Nodes, the admin network policy CRDs and Calico's objects (and
-//! the ServiceAccounts Calico's selectors see) from live clusters with kube-rs's list + watch. No real kube-apiserver runs on CI, so [`FakeApiServer`] speaks the real wire
-//! protocol over plain HTTP on `127.0.0.1` and the real kube-rs client talks to it: tests drive it with
-//! [`FakeApiServer::put`], [`FakeApiServer::delete`] and the fault injectors ([`compact`](FakeApiServer::compact),
-//! [`drop_watches`](FakeApiServer::drop_watches), [`send_bookmarks`](FakeApiServer::send_bookmarks)) and
-//! check what the client saw, and which requests it made ([`FakeApiServer::requests`]).
+//! the ServiceAccounts Calico's selectors see) from live clusters with kube-rs's list + watch. No real
+//! kube-apiserver runs on CI, so [`FakeApiServer`] speaks the real wire protocol over plain HTTP on `127.0.0.1` and
+//! the real kube-rs client talks to it: tests drive it with [`FakeApiServer::put`], [`FakeApiServer::delete`] and
+//! the fault injectors ([`compact`](FakeApiServer::compact), [`drop_watches`](FakeApiServer::drop_watches),
+//! [`send_bookmarks`](FakeApiServer::send_bookmarks), [`set_forbidden`](FakeApiServer::set_forbidden)) and check
+//! what the client saw, and which requests it made ([`FakeApiServer::requests`]).
 //!
 //! # What it implements
 //!
@@ -58,8 +59,8 @@
 //!   not exist) and no garbage collection (deleting a Namespace leaves its Pods). Every `put` is a change, even
 //!   an identical one, and `metadata.generation`, `managedFields`, finalizers and graceful deletion do not exist.
 //! - `labelSelector` is refused with `400` rather than silently ignored, and so are other field selectors.
-//! - Authentication, authorisation (beyond [`FakeApiServer::set_forbidden`]), TLS, HTTP/2, protobuf, table output, `pretty`, aggregated discovery and
-//!   periodic bookmarks. Watching one object by URL (`.../pods/{name}?watch=true`) is refused.
+//! - Authentication, authorisation (beyond [`FakeApiServer::set_forbidden`]), TLS, HTTP/2, protobuf, table output,
+//!   `pretty`, aggregated discovery and periodic bookmarks. Watching one object by URL (`.../pods/{name}?watch=true`) is refused.
 //!
 //! # Example
 //!

@@ -547,7 +547,8 @@ async fn a_forbidden_kind_answers_403_with_a_status() {
             "nodes is forbidden: User \"system:anonymous\" cannot list resource \"nodes\" in API group \"\" at the \
              cluster scope"
         );
-        assert!(matches!(nodes.watch(&WatchParams::default(), "0").await.map(|_| ()), Err(kube::Error::Api(s)) if s.code == 403));
+        let watched = nodes.watch(&WatchParams::default(), "0").await.map(|_| ());
+        assert!(matches!(&watched, Err(kube::Error::Api(s)) if s.code == 403), "{watched:?}");
         // Discovery still lists it.
         let core = client.list_core_api_resources("v1").await.unwrap();
         assert!(core.resources.iter().any(|r| r.name == "nodes"));

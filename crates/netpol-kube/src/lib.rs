@@ -25,8 +25,8 @@
 //!
 //! Every object goes through the file loader's validation ([`Loader::add_value`]) with an origin naming it,
 //! `cluster:pods/NAMESPACE/NAME` or `cluster:adminnetworkpolicies/NAME` (document 0; Calico's NetworkPolicies are
-//! `cluster:networkpolicies.projectcalico.org/NAMESPACE/NAME`, whichever group they came from), so an invalid object is
-//! reported and left out exactly as in a file. Pods in phase `Succeeded` or `Failed` are left out: they have no network any more, and their IP may
+//! `cluster:networkpolicies.projectcalico.org/NAMESPACE/NAME`, whichever group they came from), so an invalid
+//! object is reported and left out exactly as in a file. Pods in phase `Succeeded` or `Failed` are left out: they have no network any more, and their IP may
 //! already belong to another pod. Pods without an IP yet (`Pending`) are loaded as a manifest pod without
 //! `status.podIP` is: selectors match them, they cannot be named by address.
 //!
