@@ -1,5 +1,6 @@
-//! Update: applies object changes (add, replace, delete of namespaces, pods and policies) to a compiled
-//! [`Engine`], for live clusters where objects change one event at a time.
+//! Update: applies object changes (add, replace, delete of namespaces, pods, nodes, policies and Calico's Tiers,
+//! network sets and service accounts) to a compiled [`Engine`], for live clusters where objects change one event
+//! at a time.
 //!
 //! Objects are named by namespace and name, as the Kubernetes API names them; the `ns` field of a given
 //! [`Pod`] or [`Policy`] is ignored. A namespace that is deleted while pods or policies still refer to it stays
@@ -22,6 +23,13 @@
 //! - **Namespaces**: a new namespace, a relabelled one and the deletion of one still in use (it keeps only its
 //!   automatic label) are in place: namespaceSelector peers are re-evaluated for that namespace's identities.
 //!   Deleting an unused namespace recompiles (namespace ids shift).
+//! - **Calico**: an engine with objects of Calico's kinds, or a batch with changes to them, is recompiled whole
+//!   (Calico's selectors see namespaces, service accounts and network sets through every endpoint's labels).
+//!   [`apply_to_cluster`] keeps what the loader derives across objects: a policy's tier is found by name (a tier
+//!   no Tier object declares is assumed as the loader assumes it, and dropped once no policy is in it), every
+//!   pod's service account exists (undeclared ones without labels, as the loader adds them), and the built-in
+//!   tiers carry Calico's names exactly when the cluster has Calico objects. A service account change on an engine
+//!   without Calico objects only changes the cluster (nothing else reads service accounts).
 //! - **Batches**: changes apply in order, in place, until one needs a recompile; from there on they only go to
 //!   the cluster, and the engine is recompiled once at the end. A batch of more than [`BULK_CHANGES`] changes
 //!   that also exceeds an eighth of the cluster's objects is recompiled directly.
@@ -33,7 +41,10 @@ use rustc_hash::FxHashMap;
 
 use crate::compile::{BlockId, CPeer, Engine, IdSet, IdentityId, IdentityKey, NsScope, RuleId, SelPeerId, SelPeerKey};
 use crate::load::NAMESPACE_NAME_LABEL;
-use crate::model::{Cluster, Direction, Namespace, Node, NsId, Pod, PodId, Policy, PolicyId, PolicyKind, Scope};
+use crate::model::{
+    Action, Cluster, Direction, Namespace, NetworkSet, Node, NsId, Origin, Pod, PodId, Policy, PolicyId, PolicyKind,
+    PolicyTier, Scope, ServiceAccount, TierDef,
+};
 use crate::selector::Labels;
 
 /// Above this many changes (and an eighth of the cluster's pods and policies), a batch is recompiled at once.
@@ -52,11 +63,13 @@ pub enum Change {
         name: String,
     },
     /// Adds the policy, or replaces the policy with the same kind, namespace and name. `namespace` is that of
-    /// a NetworkPolicy; it is ignored for cluster-scoped kinds.
+    /// a NetworkPolicy; it is ignored for cluster-scoped kinds. The policy's `tier` is taken as it is: Calico's
+    /// policies, whose tiers go by name, are [`Change::PutCalicoPolicy`].
     PutPolicy {
         namespace: String,
         policy: Policy,
     },
+    /// Deletes a NetworkPolicy (`networking.k8s.io`).
     DeletePolicy {
         namespace: String,
         name: String,
@@ -76,18 +89,82 @@ pub enum Change {
     DeleteNamespace {
         name: String,
     },
+    /// Adds or replaces a Calico policy: a `projectcalico.org` NetworkPolicy of `namespace`, or a
+    /// GlobalNetworkPolicy (`namespace` ignored). `tier` names its tier as Calico does (`default`, `kube-admin`,
+    /// `kube-baseline`, or a Tier's name); the policy's own `tier` is ignored. A tier that no Tier object declares
+    /// is assumed as the loader assumes it (no order, default action Deny).
+    PutCalicoPolicy {
+        namespace: String,
+        policy: Policy,
+        tier: String,
+    },
+    /// Deletes a Calico NetworkPolicy (a GlobalNetworkPolicy is a [`Change::DeleteClusterPolicy`]).
+    DeleteCalicoPolicy {
+        namespace: String,
+        name: String,
+    },
+    /// Adds or replaces a Calico Tier (by name). The Tier objects of the built-in tiers (`kube-admin`, `default`,
+    /// `kube-baseline`) declare those tiers. A `TierDef` without an origin is taken as declared all the same.
+    PutTier(TierDef),
+    /// Deletes a Tier object. A tier some policy is still in stays, as an undeclared tier (as the loader assumes
+    /// it); a built-in tier stays built in.
+    DeleteTier {
+        name: String,
+    },
+    /// Adds or replaces a Calico NetworkSet of `namespace`, or a GlobalNetworkSet (`namespace: None`); the set's
+    /// own `ns` is ignored.
+    PutNetworkSet {
+        namespace: Option<String>,
+        set: NetworkSet,
+    },
+    DeleteNetworkSet {
+        namespace: Option<String>,
+        name: String,
+    },
+    /// Adds or replaces a ServiceAccount of `namespace` (what Calico's `serviceAccounts` selectors match); the
+    /// account's own `ns` is ignored. An account without an origin is taken as declared all the same.
+    PutServiceAccount {
+        namespace: String,
+        account: ServiceAccount,
+    },
+    /// Deletes a ServiceAccount. One that pods still run as stays, undeclared and without labels (as the loader
+    /// adds the accounts pods name).
+    DeleteServiceAccount {
+        namespace: String,
+        name: String,
+    },
 }
 
 impl Change {
-    /// Whether the change is to an object of a Calico kind.
+    /// Whether the change is to an object of a Calico kind, or to what only Calico reads (service accounts).
     pub fn is_calico(&self) -> bool {
         match self {
             Change::PutPolicy { policy, .. } => {
                 matches!(policy.kind, PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy)
             }
             Change::DeleteClusterPolicy { kind, .. } => *kind == PolicyKind::GlobalNetworkPolicy,
-            _ => false,
+            Change::PutCalicoPolicy { .. }
+            | Change::DeleteCalicoPolicy { .. }
+            | Change::PutTier(_)
+            | Change::DeleteTier { .. }
+            | Change::PutNetworkSet { .. }
+            | Change::DeleteNetworkSet { .. }
+            | Change::PutServiceAccount { .. }
+            | Change::DeleteServiceAccount { .. } => true,
+            Change::PutPod { .. }
+            | Change::DeletePod { .. }
+            | Change::DeletePolicy { .. }
+            | Change::PutNode(_)
+            | Change::DeleteNode { .. }
+            | Change::PutNamespace(_)
+            | Change::DeleteNamespace { .. } => false,
         }
+    }
+
+    /// Whether the change is to a ServiceAccount: only Calico's selectors read them, so an engine without Calico
+    /// objects takes it without recompiling.
+    fn is_service_account(&self) -> bool {
+        matches!(self, Change::PutServiceAccount { .. } | Change::DeleteServiceAccount { .. })
     }
 }
 
@@ -116,37 +193,46 @@ fn ns_or_insert(c: &mut Cluster, name: &str) -> NsId {
 
 /// Applies one change to a cluster (no compiled state involved). Returns whether anything changed.
 pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
+    let calico = change.is_calico();
+    let changed = apply_change(c, change);
+    if calico && changed {
+        tidy_tiers(c);
+    }
+    changed
+}
+
+fn apply_change(c: &mut Cluster, change: Change) -> bool {
     match change {
         Change::PutPod { namespace, mut pod } => {
             let ns = ns_or_insert(c, &namespace);
             pod.ns = ns;
+            let account = pod.service_account.clone();
             match c.pods.iter().position(|p| p.ns == ns && p.name == pod.name) {
-                Some(i) => c.pods[i] = pod,
+                Some(i) => {
+                    let old = std::mem::replace(&mut c.pods[i], pod);
+                    forget_service_account(c, ns, &old.service_account);
+                }
                 None => c.pods.push(pod),
             }
+            note_service_account(c, ns, &account);
             true
         }
         Change::DeletePod { namespace, name } => {
             let Some(ns) = c.namespace_id(&namespace) else { return false };
-            let before = c.pods.len();
-            c.pods.retain(|p| !(p.ns == ns && p.name == name));
-            before != c.pods.len()
+            let Some(i) = c.pods.iter().position(|p| p.ns == ns && p.name == name) else { return false };
+            let old = c.pods.remove(i);
+            forget_service_account(c, ns, &old.service_account);
+            true
         }
         Change::PutPolicy { namespace, mut policy } => {
             if policy.kind == PolicyKind::NetworkPolicy {
                 policy.scope = Scope::Namespace(ns_or_insert(c, &namespace));
             }
-            match c.policies.iter().position(|p| same_policy(p, &policy)) {
-                Some(i) => c.policies[i] = policy,
-                None => c.policies.push(policy),
-            }
+            put_policy(c, policy);
             true
         }
         Change::DeletePolicy { namespace, name } => {
-            let Some(ns) = c.namespace_id(&namespace) else { return false };
-            let before = c.policies.len();
-            c.policies.retain(|p| !(p.ns() == Some(ns) && p.name == name));
-            before != c.policies.len()
+            delete_namespaced_policy(c, PolicyKind::NetworkPolicy, &namespace, &name)
         }
         Change::DeleteClusterPolicy { kind, name } => {
             let before = c.policies.len();
@@ -174,8 +260,7 @@ pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
         }
         Change::DeleteNamespace { name } => {
             let Some(id) = c.namespace_id(&name) else { return false };
-            let used = c.pods.iter().any(|p| p.ns == id) || c.policies.iter().any(|p| p.ns() == Some(id));
-            if used {
+            if namespace_used(c, id) {
                 let mut labels = Labels::new();
                 labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
                 c.namespaces[id.index()] = Namespace { name, labels, origin: None };
@@ -192,9 +277,207 @@ pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
                         fix(ns)
                     }
                 });
+                c.network_sets.iter_mut().for_each(|s| s.ns.iter_mut().for_each(fix));
+                c.service_accounts.iter_mut().for_each(|s| fix(&mut s.ns));
             }
             true
         }
+        Change::PutCalicoPolicy { namespace, mut policy, tier } => {
+            if policy.kind == PolicyKind::CalicoNetworkPolicy {
+                policy.scope = Scope::Namespace(ns_or_insert(c, &namespace));
+            }
+            policy.tier = tier_or_insert(c, &tier);
+            put_policy(c, policy);
+            true
+        }
+        Change::DeleteCalicoPolicy { namespace, name } => {
+            delete_namespaced_policy(c, PolicyKind::CalicoNetworkPolicy, &namespace, &name)
+        }
+        Change::PutTier(mut tier) => {
+            if tier.origin.is_none() {
+                tier.origin = Some(Origin::default());
+            }
+            match CALICO_BUILTIN_TIERS.iter().position(|&b| b == tier.name) {
+                Some(i) => {
+                    c.tiers[i].default_action = tier.default_action;
+                    c.tiers[i].origin = tier.origin;
+                }
+                None => match custom_tier(c, &tier.name) {
+                    Some(i) => c.tiers[i] = tier,
+                    None => c.tiers.push(tier),
+                },
+            }
+            true
+        }
+        Change::DeleteTier { name } => {
+            if let Some(i) = CALICO_BUILTIN_TIERS.iter().position(|&b| b == name) {
+                if c.tiers[i].origin.is_none() {
+                    return false;
+                }
+                c.tiers[i].origin = None;
+                c.tiers[i].default_action = TierDef::builtin()[i].default_action;
+                return true;
+            }
+            let Some(i) = custom_tier(c, &name) else { return false };
+            if c.tiers[i].origin.is_none() {
+                return false;
+            }
+            // Still named by policies: the loader would assume it; otherwise `tidy_tiers` drops it.
+            c.tiers[i] = implicit_tier(&name);
+            true
+        }
+        Change::PutNetworkSet { namespace, mut set } => {
+            set.ns = namespace.map(|n| ns_or_insert(c, &n));
+            match c.network_sets.iter().position(|s| s.ns == set.ns && s.name == set.name) {
+                Some(i) => c.network_sets[i] = set,
+                None => c.network_sets.push(set),
+            }
+            true
+        }
+        Change::DeleteNetworkSet { namespace, name } => {
+            let ns = match namespace {
+                Some(n) => match c.namespace_id(&n) {
+                    Some(id) => Some(id),
+                    None => return false,
+                },
+                None => None,
+            };
+            let before = c.network_sets.len();
+            c.network_sets.retain(|s| !(s.ns == ns && s.name == name));
+            before != c.network_sets.len()
+        }
+        Change::PutServiceAccount { namespace, mut account } => {
+            let ns = ns_or_insert(c, &namespace);
+            account.ns = ns;
+            if account.origin.is_none() {
+                account.origin = Some(Origin::default());
+            }
+            match c.service_accounts.iter().position(|s| s.ns == ns && s.name == account.name) {
+                Some(i) => c.service_accounts[i] = account,
+                None => c.service_accounts.push(account),
+            }
+            true
+        }
+        Change::DeleteServiceAccount { namespace, name } => {
+            let Some(ns) = c.namespace_id(&namespace) else { return false };
+            let Some(i) = c.service_accounts.iter().position(|s| s.ns == ns && s.name == name) else { return false };
+            if c.service_accounts[i].origin.is_none() {
+                return false;
+            }
+            if c.pods.iter().any(|p| p.ns == ns && *p.service_account == *name) {
+                c.service_accounts[i] = ServiceAccount { ns, name, labels: Labels::default(), origin: None };
+            } else {
+                c.service_accounts.remove(i);
+            }
+            true
+        }
+    }
+}
+
+/// Calico's names of the built-in tiers, in their order in [`Cluster::tiers`] (the loader names them so when the
+/// input has Calico objects).
+const CALICO_BUILTIN_TIERS: [&str; 3] = ["kube-admin", "default", "kube-baseline"];
+
+/// The tier a policy names when no Tier object declares it, as the loader assumes it.
+fn implicit_tier(name: &str) -> TierDef {
+    TierDef { name: name.to_string(), order: None, default_action: Action::Deny, origin: None }
+}
+
+/// The index of Calico's own tier `name` in [`Cluster::tiers`].
+fn custom_tier(c: &Cluster, name: &str) -> Option<usize> {
+    c.tiers.iter().skip(3).position(|t| t.name == name).map(|i| i + 3)
+}
+
+/// The tier Calico names `name`, assumed (undeclared) when the cluster has none of that name.
+fn tier_or_insert(c: &mut Cluster, name: &str) -> PolicyTier {
+    if let Some(i) = CALICO_BUILTIN_TIERS.iter().position(|&b| b == name) {
+        return PolicyTier::from_index(i);
+    }
+    let i = custom_tier(c, name).unwrap_or_else(|| {
+        c.tiers.push(implicit_tier(name));
+        c.tiers.len() - 1
+    });
+    PolicyTier::from_index(i)
+}
+
+/// What the loader derives about tiers from the whole input: undeclared tiers exist only while a policy is in
+/// them, and the built-in tiers carry Calico's names exactly when the cluster has Calico objects.
+fn tidy_tiers(c: &mut Cluster) {
+    let used: Vec<bool> = {
+        let mut used = vec![false; c.tiers.len()];
+        for p in &c.policies {
+            if let Some(u) = used.get_mut(p.tier.index()) {
+                *u = true;
+            }
+        }
+        used
+    };
+    if (3..c.tiers.len()).any(|i| c.tiers[i].origin.is_none() && !used[i]) {
+        // The new index of each tier; dropped ones keep none.
+        let mut remap: Vec<Option<usize>> = Vec::with_capacity(c.tiers.len());
+        let mut next = 0;
+        for (i, t) in c.tiers.iter().enumerate() {
+            if i >= 3 && t.origin.is_none() && !used[i] {
+                remap.push(None);
+            } else {
+                remap.push(Some(next));
+                next += 1;
+            }
+        }
+        let mut i = 0;
+        c.tiers.retain(|_| {
+            i += 1;
+            remap[i - 1].is_some()
+        });
+        for p in &mut c.policies {
+            if let Some(Some(new)) = remap.get(p.tier.index()) {
+                p.tier = PolicyTier::from_index(*new);
+            }
+        }
+    }
+    let calico = c.has_calico();
+    for (i, (t, kubernetes)) in c.tiers.iter_mut().zip(TierDef::builtin()).enumerate() {
+        t.name = if calico { CALICO_BUILTIN_TIERS[i].to_string() } else { kubernetes.name };
+    }
+}
+
+/// Adds or replaces a policy (same kind, namespace and name).
+fn put_policy(c: &mut Cluster, policy: Policy) {
+    match c.policies.iter().position(|p| same_policy(p, &policy)) {
+        Some(i) => c.policies[i] = policy,
+        None => c.policies.push(policy),
+    }
+}
+
+fn delete_namespaced_policy(c: &mut Cluster, kind: PolicyKind, namespace: &str, name: &str) -> bool {
+    let Some(ns) = c.namespace_id(namespace) else { return false };
+    let before = c.policies.len();
+    c.policies.retain(|p| !(p.kind == kind && p.ns() == Some(ns) && p.name == name));
+    before != c.policies.len()
+}
+
+/// Whether objects refer to namespace `id`: deleting it then leaves it undeclared rather than gone.
+fn namespace_used(c: &Cluster, id: NsId) -> bool {
+    c.pods.iter().any(|p| p.ns == id)
+        || c.policies.iter().any(|p| p.ns() == Some(id))
+        || c.network_sets.iter().any(|s| s.ns == Some(id))
+        || c.service_accounts.iter().any(|s| s.ns == id)
+}
+
+/// A pod of namespace `ns` runs as `account`: the account exists (undeclared, without labels, if no
+/// ServiceAccount object declares it), as the loader adds it.
+fn note_service_account(c: &mut Cluster, ns: NsId, account: &str) {
+    if !c.service_accounts.iter().any(|s| s.ns == ns && s.name == account) {
+        let name = account.to_string();
+        c.service_accounts.push(ServiceAccount { ns, name, labels: Labels::default(), origin: None });
+    }
+}
+
+/// A pod of namespace `ns` no longer runs as `account`: an undeclared account no pod runs as any more is gone.
+fn forget_service_account(c: &mut Cluster, ns: NsId, account: &str) {
+    let Some(i) = c.service_accounts.iter().position(|s| s.ns == ns && s.name == account) else { return };
+    if c.service_accounts[i].origin.is_none() && !c.pods.iter().any(|p| p.ns == ns && *p.service_account == *account) {
+        c.service_accounts.remove(i);
     }
 }
 
@@ -220,7 +503,8 @@ impl Engine {
         let mut cause = (changes.len() > BULK_CHANGES && changes.len() * 8 > objects).then_some("a large batch");
         // Calico's selectors see namespaces, service accounts and network sets through every endpoint's labels:
         // an engine with Calico objects is recompiled whole.
-        if cause.is_none() && (self.cluster.has_calico() || changes.iter().any(Change::is_calico)) {
+        let calico_change = |c: &Change| c.is_calico() && !c.is_service_account();
+        if cause.is_none() && (self.cluster.has_calico() || changes.iter().any(calico_change)) {
             cause = Some("Calico objects");
         }
         // Whether the cluster changed since a recompile became necessary.
@@ -258,7 +542,11 @@ impl Engine {
             Change::PutPolicy { namespace, policy } => self.put_policy(namespace, policy),
             Change::DeletePolicy { namespace, name } => {
                 let Some(ns) = self.cluster.namespace_id(&namespace) else { return InPlace::Done(false) };
-                let pos = self.cluster.policies.iter().position(|p| p.ns() == Some(ns) && p.name == name);
+                let pos = self
+                    .cluster
+                    .policies
+                    .iter()
+                    .position(|p| p.kind == PolicyKind::NetworkPolicy && p.ns() == Some(ns) && p.name == name);
                 self.delete_policy(pos, Change::DeletePolicy { namespace, name })
             }
             Change::DeleteClusterPolicy { kind, name } => {
@@ -272,6 +560,17 @@ impl Engine {
                 InPlace::Done(true)
             }
             Change::DeleteNamespace { name } => self.delete_namespace(name),
+            // Only Calico's selectors read service accounts, and this engine has no Calico objects.
+            ch @ (Change::PutServiceAccount { .. } | Change::DeleteServiceAccount { .. }) => {
+                InPlace::Done(apply_to_cluster(&mut self.cluster, ch))
+            }
+            // `update` recompiles every batch with one of these.
+            ch @ (Change::PutCalicoPolicy { .. }
+            | Change::DeleteCalicoPolicy { .. }
+            | Change::PutTier(_)
+            | Change::DeleteTier { .. }
+            | Change::PutNetworkSet { .. }
+            | Change::DeleteNetworkSet { .. }) => InPlace::Recompile(Box::new(ch), "Calico objects"),
         }
     }
 
@@ -280,10 +579,12 @@ impl Engine {
     fn put_pod(&mut self, namespace: &str, mut pod: Pod) {
         let ns = ns_or_insert(&mut self.cluster, namespace);
         pod.ns = ns;
+        let account = pod.service_account.clone();
         match self.cluster.pods.iter().position(|p| p.ns == ns && p.name == pod.name) {
             Some(i) => {
                 let old = self.detach_pod(PodId::new(i));
-                self.cluster.pods[i] = pod;
+                let old_pod = std::mem::replace(&mut self.cluster.pods[i], pod);
+                forget_service_account(&mut self.cluster, ns, &old_pod.service_account);
                 self.attach_pod(PodId::new(i));
                 self.drop_identity_if_empty(old);
             }
@@ -294,6 +595,7 @@ impl Engine {
                 self.attach_pod(PodId::new(self.cluster.pods.len() - 1));
             }
         }
+        note_service_account(&mut self.cluster, ns, &account);
     }
 
     fn delete_pod(&mut self, namespace: &str, name: &str) -> bool {
@@ -301,7 +603,8 @@ impl Engine {
         let Some(i) = self.cluster.pods.iter().position(|p| p.ns == ns && p.name == name) else { return false };
         let old = self.detach_pod(PodId::new(i));
         let last = self.cluster.pods.len() - 1;
-        self.cluster.pods.swap_remove(i);
+        let gone = self.cluster.pods.swap_remove(i);
+        forget_service_account(&mut self.cluster, ns, &gone.service_account);
         self.pod_identity.swap_remove(i);
         self.primary_ips.swap_remove(i);
         if i != last {
@@ -742,9 +1045,7 @@ impl Engine {
 
     fn delete_namespace(&mut self, name: String) -> InPlace {
         let Some(id) = self.cluster.namespace_id(&name) else { return InPlace::Done(false) };
-        let c = &self.cluster;
-        let used = c.pods.iter().any(|p| p.ns == id) || c.policies.iter().any(|p| p.ns() == Some(id));
-        if !used {
+        if !namespace_used(&self.cluster, id) {
             return InPlace::Recompile(Box::new(Change::DeleteNamespace { name }), "an unused namespace is deleted");
         }
         let mut labels = Labels::new();
@@ -840,7 +1141,7 @@ fn select_scan(eng: &Engine, key: &SelPeerKey) -> IdSet {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::compile::Endpoint;
@@ -905,5 +1206,331 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
             Change::DeleteNamespace { name: "prod".into() },
         ]);
         assert!(e.cluster.namespace_id("prod").is_none());
+    }
+
+    // ---- Calico: changes from objects read one at a time give what a load of all of them gives ----
+
+    /// The objects of the Calico scenario, by name (each its own input, so origins match either way).
+    fn calico_objects() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("ns/prod", "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod, labels: {env: prod}}\n"),
+            ("ns/dev", "apiVersion: v1\nkind: Namespace\nmetadata: {name: dev, labels: {env: dev}}\n"),
+            (
+                "pod/web",
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: prod, labels: {app: web}}\n\
+                 spec:\n  serviceAccountName: web-sa\n  \
+                 containers: [{name: c, ports: [{name: http, containerPort: 80}]}]\n\
+                 status: {podIP: 10.0.0.1}\n",
+            ),
+            (
+                "pod/cli",
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: cli, namespace: prod, labels: {app: cli}}\n\
+                 status: {podIP: 10.0.0.2}\n",
+            ),
+            (
+                "pod/tool",
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: tool, namespace: dev, labels: {app: tool}}\n\
+                 spec: {serviceAccountName: ops}\nstatus: {podIP: 10.0.1.1}\n",
+            ),
+            (
+                "sa/web-sa",
+                "apiVersion: v1\nkind: ServiceAccount\n\
+                 metadata: {name: web-sa, namespace: prod, labels: {role: frontend}}\n",
+            ),
+            (
+                "tier/security",
+                "apiVersion: crd.projectcalico.org/v1\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100}\n",
+            ),
+            // Denies ingress from dev to the pods whose service account is labelled role=frontend.
+            (
+                "gnp/security.deny-dev",
+                "apiVersion: crd.projectcalico.org/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: security.deny-dev}\n\
+                 spec:\n  tier: security\n  order: 10\n  serviceAccountSelector: role == 'frontend'\n  \
+                 types: [Ingress]\n  ingress:\n  - action: Deny\n    source: {namespaceSelector: env == 'dev'}\n  \
+                 - action: Pass\n",
+            ),
+            (
+                "netset/partners",
+                "apiVersion: crd.projectcalico.org/v1\nkind: NetworkSet\n\
+                 metadata: {name: partners, namespace: prod, labels: {kind: partner}}\n\
+                 spec: {nets: [192.0.2.0/24]}\n",
+            ),
+            (
+                "cnp/allow-partners",
+                "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\n\
+                 metadata: {name: allow-partners, namespace: prod}\n\
+                 spec:\n  selector: app == 'web'\n  types: [Ingress]\n  ingress:\n  - action: Allow\n    \
+                 source: {selector: kind == 'partner'}\n  - action: Allow\n    \
+                 source: {serviceAccounts: {names: [default]}}\n",
+            ),
+        ]
+    }
+
+    fn load_objects(objects: &[(&str, &str)]) -> crate::load::Loaded {
+        let mut l = crate::load::Loader::new();
+        for (name, text) in objects {
+            l.add_bytes(name, text.as_bytes());
+        }
+        l.finish()
+    }
+
+    /// The change that puts `text`, read alone (as a live cluster's watch reads objects).
+    fn put_change(name: &str, text: &str) -> Change {
+        let loaded = load_objects(&[(name, text)]);
+        assert!(loaded.diagnostics.iter().all(|d| d.field.as_deref() == Some("spec.tier")), "{:?}", loaded.diagnostics);
+        let mut c = loaded.cluster;
+        let ns_name = |c: &Cluster, ns: NsId| c.ns_name(ns).to_string();
+        if let Some(pod) = c.pods.pop() {
+            return Change::PutPod { namespace: ns_name(&c, pod.ns), pod };
+        }
+        if let Some(policy) = c.policies.pop() {
+            let namespace = policy.ns().map(|ns| ns_name(&c, ns)).unwrap_or_default();
+            let tier = c.tiers[policy.tier.index()].name.clone();
+            return match policy.kind {
+                PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy => {
+                    Change::PutCalicoPolicy { namespace, policy, tier }
+                }
+                _ => Change::PutPolicy { namespace, policy },
+            };
+        }
+        if let Some(set) = c.network_sets.pop() {
+            return Change::PutNetworkSet { namespace: set.ns.map(|ns| ns_name(&c, ns)), set };
+        }
+        if let Some(t) = c.tiers.iter().find(|t| t.origin.is_some()) {
+            return Change::PutTier(t.clone());
+        }
+        if let Some(i) = c.service_accounts.iter().position(|s| s.origin.is_some()) {
+            let account = c.service_accounts.remove(i);
+            return Change::PutServiceAccount { namespace: ns_name(&c, account.ns), account };
+        }
+        let n = c.namespaces.into_iter().find(|n| n.origin.is_some()).unwrap();
+        Change::PutNamespace(n)
+    }
+
+    /// The change that deletes the object named `KIND/NAME` (`pod/`, `sa/`, `netset/`, `cnp/`: in their
+    /// namespace of [`calico_objects`]).
+    fn delete_change(name: &str) -> Change {
+        let (kind, name) = name.split_once('/').unwrap();
+        let (name, prod) = (name.to_string(), "prod".to_string());
+        match kind {
+            "ns" => Change::DeleteNamespace { name },
+            "tier" => Change::DeleteTier { name },
+            "gnp" => Change::DeleteClusterPolicy { kind: PolicyKind::GlobalNetworkPolicy, name },
+            "sa" => Change::DeleteServiceAccount { namespace: prod, name },
+            "netset" => Change::DeleteNetworkSet { namespace: Some(prod), name },
+            "cnp" => Change::DeleteCalicoPolicy { namespace: prod, name },
+            "pod" => {
+                let namespace = if name == "tool" { "dev".to_string() } else { prod };
+                Change::DeletePod { namespace, name }
+            }
+            _ => panic!("{kind}"),
+        }
+    }
+
+    /// What answers depend on, from the model.
+    fn model_view(c: &Cluster) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let mut tiers: Vec<String> =
+            c.tiers.iter().map(|t| format!("{}:{:?}:{}", t.name, t.order, t.origin.is_some())).collect();
+        tiers[3..].sort();
+        let mut sas: Vec<String> = c
+            .service_accounts
+            .iter()
+            .map(|s| format!("{}/{} {:?} {}", c.ns_name(s.ns), s.name, s.labels, s.origin.is_some()))
+            .collect();
+        sas.sort();
+        let mut sets: Vec<String> = c
+            .network_sets
+            .iter()
+            .map(|s| format!("{:?}/{} {:?}", s.ns.map(|n| c.ns_name(n)), s.name, s.nets))
+            .collect();
+        sets.sort();
+        (tiers, sas, sets)
+    }
+
+    fn assert_same_answers(e: &Engine, f: &Engine, step: &str) {
+        assert_eq!(model_view(&e.cluster), model_view(&f.cluster), "{step}: model");
+        let mut ends: Vec<(String, Endpoint, Endpoint)> = Vec::new();
+        for p in &f.cluster.pods {
+            let ns = f.cluster.ns_name(p.ns);
+            let fp = f.cluster.find_pod(ns, &p.name).unwrap();
+            let ep = e.cluster.find_pod(ns, &p.name).unwrap();
+            ends.push((
+                format!("{ns}/{}", p.name),
+                Endpoint::Pod { pod: ep, ip: None },
+                Endpoint::Pod { pod: fp, ip: None },
+            ));
+        }
+        for ip in ["192.0.2.7", "198.51.100.1"] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            ends.push((ip.to_string(), e.endpoint_for_ip(ip), f.endpoint_for_ip(ip)));
+        }
+        for (sn, se, sf) in &ends {
+            for (dn, de, df) in &ends {
+                for port in [80, 443] {
+                    let (a, b) = (e.explain(se, de, Protocol::Tcp, port), f.explain(sf, df, Protocol::Tcp, port));
+                    assert_eq!(a.render(), b.render(), "{step}: {sn} -> {dn} {port}");
+                    assert_eq!(e.allowed(se, de, Protocol::Tcp, port), f.allowed(sf, df, Protocol::Tcp, port));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn calico_changes_give_what_a_load_of_the_same_objects_gives() {
+        let all = calico_objects();
+        let base = ["ns/prod", "ns/dev", "pod/web", "pod/cli", "pod/tool"];
+        let mut present: Vec<(&str, String)> =
+            all.iter().filter(|(n, _)| base.contains(n)).map(|(n, t)| (*n, t.to_string())).collect();
+        let objects = |present: &[(&str, String)]| -> Vec<(String, String)> {
+            present.iter().map(|(n, t)| (n.to_string(), t.clone())).collect()
+        };
+        let fresh = |present: &[(&str, String)]| {
+            let o = objects(present);
+            let refs: Vec<(&str, &str)> = o.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+            Engine::new(load_objects(&refs).cluster)
+        };
+        let mut e = fresh(&present);
+        let text = |name: &str| all.iter().find(|(n, _)| *n == name).unwrap().1.to_string();
+        let cli_as_web_sa = "apiVersion: v1\nkind: Pod\nmetadata: {name: cli, namespace: prod, labels: {app: cli}}\n\
+                             spec: {serviceAccountName: web-sa}\nstatus: {podIP: 10.0.0.2}\n";
+        // (step, object put or deleted, its new text: None to delete)
+        let steps: Vec<(&str, Option<String>)> = vec![
+            ("sa/web-sa", Some(text("sa/web-sa"))),
+            ("gnp/security.deny-dev", Some(text("gnp/security.deny-dev"))),
+            ("tier/security", Some(text("tier/security"))),
+            ("netset/partners", Some(text("netset/partners"))),
+            ("cnp/allow-partners", Some(text("cnp/allow-partners"))),
+            ("pod/cli", Some(cli_as_web_sa.to_string())),
+            ("tier/security", None),
+            ("tier/security", Some(text("tier/security"))),
+            ("sa/web-sa", None),
+            ("sa/web-sa", Some(text("sa/web-sa"))),
+            ("gnp/security.deny-dev", None),
+            ("pod/cli", None),
+            ("netset/partners", None),
+            ("tier/security", None),
+            ("cnp/allow-partners", None),
+            ("sa/web-sa", None),
+            ("pod/web", None),
+        ];
+        let mut seen_calico = false;
+        for (i, (name, new)) in steps.into_iter().enumerate() {
+            let step = format!("step {i}: {name} {}", if new.is_some() { "put" } else { "deleted" });
+            present.retain(|(n, _)| *n != name);
+            let change = match new {
+                Some(t) => {
+                    let ch = put_change(name, &t);
+                    present.push((name, t));
+                    ch
+                }
+                None => delete_change(name),
+            };
+            let st = e.update(vec![change]);
+            let f = fresh(&present);
+            seen_calico |= f.cluster.has_calico();
+            assert_eq!(e.cluster.has_calico(), f.cluster.has_calico(), "{step}");
+            if e.cluster.has_calico() {
+                assert!(st.recompiled, "{step}: {st:?}");
+            }
+            assert_same_answers(&e, &f, &step);
+        }
+        assert!(seen_calico);
+        assert_eq!(e.cluster.tiers[1].name, "NetworkPolicy", "no Calico object left: Kubernetes' names");
+        assert_eq!(e.cluster.tiers.len(), 3);
+    }
+
+    #[test]
+    fn the_verdicts_follow_calico_changes() {
+        let all = calico_objects();
+        let objects: Vec<(&str, &str)> = all.iter().map(|(n, t)| (*n, *t)).collect();
+        let mut e = Engine::new(load_objects(&objects).cluster);
+        let pod =
+            |e: &Engine, ns: &str, name: &str| Endpoint::Pod { pod: e.cluster.find_pod(ns, name).unwrap(), ip: None };
+        let ok = |e: &Engine, src: Endpoint, dst: Endpoint| e.allowed(&src, &dst, Protocol::Tcp, 80);
+        assert!(!ok(&e, pod(&e, "dev", "tool"), pod(&e, "prod", "web")), "the GlobalNetworkPolicy denies dev");
+        assert!(ok(&e, pod(&e, "prod", "cli"), pod(&e, "prod", "web")), "passed on, then allowed by service account");
+        let partner = e.endpoint_for_ip("192.0.2.7".parse().unwrap());
+        assert!(ok(&e, partner, pod(&e, "prod", "web")), "the network set's address");
+        // The service account's labels make web the GlobalNetworkPolicy's subject: without them, it is not.
+        e.update(vec![Change::DeleteServiceAccount { namespace: "prod".into(), name: "web-sa".into() }]);
+        let sa = e.cluster.service_accounts.iter().find(|s| s.name == "web-sa").unwrap();
+        assert!(sa.origin.is_none() && sa.labels.is_empty(), "web still runs as it: undeclared");
+        assert!(!ok(&e, pod(&e, "dev", "tool"), pod(&e, "prod", "web")), "dev is not the default service account");
+        e.update(vec![Change::DeleteNetworkSet { namespace: Some("prod".into()), name: "partners".into() }]);
+        let partner = e.endpoint_for_ip("192.0.2.7".parse().unwrap());
+        assert!(!ok(&e, partner, pod(&e, "prod", "web")));
+        // A NetworkPolicy of the same name is not the Calico one.
+        let before = e.cluster.policies.len();
+        assert_eq!(
+            e.update(vec![Change::DeletePolicy { namespace: "prod".into(), name: "allow-partners".into() }]),
+            UpdateStats::default()
+        );
+        assert_eq!(e.cluster.policies.len(), before);
+        e.update(vec![Change::DeleteCalicoPolicy { namespace: "prod".into(), name: "allow-partners".into() }]);
+        assert_eq!(e.cluster.policies.len(), before - 1);
+    }
+
+    #[test]
+    fn service_accounts_follow_pods_in_place() {
+        let mut e = Engine::new(load_str("base", BASE).cluster);
+        let names = |e: &Engine| -> Vec<String> {
+            let mut v: Vec<String> =
+                e.cluster.service_accounts.iter().map(|s| format!("{}/{}", e.cluster.ns_name(s.ns), s.name)).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&e), ["prod/default"]);
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: prod, labels: {app: web}}\n\
+                    spec: {serviceAccountName: api}\nstatus: {podIP: 10.0.0.1}\n";
+        let pod = load_str("p", text).cluster.pods.remove(0);
+        let st = e.update(vec![Change::PutPod { namespace: "prod".into(), pod }]);
+        assert!(!st.recompiled);
+        assert_eq!(names(&e), ["prod/api", "prod/default"]);
+        let st = e.update(vec![Change::DeletePod { namespace: "prod".into(), name: "cli".into() }]);
+        assert!(!st.recompiled);
+        assert_eq!(names(&e), ["prod/api"]);
+        // Declared accounts change the model only, in place, when no Calico object reads them.
+        let account = ServiceAccount {
+            ns: NsId::new(0),
+            name: "api".into(),
+            labels: Labels::from_iter([("a", "b")]),
+            origin: None,
+        };
+        let st = e.update(vec![Change::PutServiceAccount { namespace: "prod".into(), account }]);
+        assert_eq!((st.in_place, st.recompiled), (1, false));
+        assert!(e.cluster.service_accounts[0].origin.is_some());
+        let st = e.update(vec![Change::DeletePod { namespace: "prod".into(), name: "web".into() }]);
+        assert!(!st.recompiled);
+        assert_eq!(names(&e), ["prod/api"], "declared: stays");
+        e.update(vec![Change::DeleteServiceAccount { namespace: "prod".into(), name: "api".into() }]);
+        assert!(e.cluster.service_accounts.is_empty());
+    }
+
+    #[test]
+    fn the_builtin_tier_names_are_the_loaders() {
+        let c = load_str(
+            "t",
+            "apiVersion: crd.projectcalico.org/v1\nkind: Tier\nmetadata: {name: security}\nspec: {order: 1}\n",
+        )
+        .cluster;
+        let names: Vec<&str> = c.tiers[..3].iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, CALICO_BUILTIN_TIERS);
+        let kubernetes = load_str("base", BASE).cluster;
+        let names: Vec<String> = kubernetes.tiers.iter().map(|t| t.name.clone()).collect();
+        assert_eq!(names, TierDef::builtin().into_iter().map(|t| t.name).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn built_in_and_implicit_tiers() {
+        let mut c = Cluster::default();
+        let declared =
+            TierDef { name: "default".into(), order: Some(1_000_000.0), default_action: Action::Deny, origin: None };
+        assert!(apply_to_cluster(&mut c, Change::PutTier(declared)));
+        assert_eq!(c.tiers.len(), 3);
+        assert!(c.tiers[1].origin.is_some() && c.tiers[1].name == "default");
+        assert!(apply_to_cluster(&mut c, Change::DeleteTier { name: "default".into() }));
+        assert!(c.tiers[1].origin.is_none() && c.tiers[1].name == "NetworkPolicy");
+        assert!(!apply_to_cluster(&mut c, Change::DeleteTier { name: "default".into() }));
+        assert!(!apply_to_cluster(&mut c, Change::DeleteTier { name: "nope".into() }));
     }
 }

@@ -4,6 +4,9 @@
 //!
 //! The admin policy kinds (`policy.networking.k8s.io`, shapes as upstream's CRDs define them) and Nodes for that
 //! cluster: [`anp_deny_frontend`], [`banp_default`], [`cnp_accept_web`], [`cnp_deny_nodes`] and [`worker_node`].
+//!
+//! Calico's kinds (under its CRDs' group [`CALICO_CRD`] or its API server's [`CALICO_V3`]) and ServiceAccounts
+//! for that cluster: [`calico_objects`] (what [`seed_calico`] puts) and [`calico_deny_web`].
 
 use serde_json::{json, Value};
 
@@ -50,14 +53,19 @@ pub fn allow_web() -> Value {
     )
 }
 
-/// Puts the shared small cluster (two namespaces, a pod in each) into `server`.
-pub fn seed_two_namespaces(server: &FakeApiServer) {
-    for obj in [
+/// The shared small cluster: two namespaces, a pod in each.
+pub fn two_namespaces() -> Vec<Value> {
+    vec![
         namespace("frontend", json!({"tier": "frontend"})),
         namespace("backend", json!({"tier": "backend"})),
         pod("frontend", "web", json!({"app": "web"}), "10.0.1.1"),
         pod("backend", "api", json!({"app": "api"}), "10.0.2.1"),
-    ] {
+    ]
+}
+
+/// Puts the shared small cluster ([`two_namespaces`]) into `server`.
+pub fn seed_two_namespaces(server: &FakeApiServer) {
+    for obj in two_namespaces() {
         server.put(obj);
     }
 }
@@ -160,6 +168,140 @@ pub fn cnp_deny_nodes() -> Value {
                 "action": "Deny",
                 "to": [{"nodes": {"matchLabels": {"kubernetes.io/os": "linux"}}}],
             }],
+        }),
+    )
+}
+
+// ---- Calico ----
+
+/// The apiVersion of Calico's CRDs.
+pub const CALICO_CRD: &str = "crd.projectcalico.org/v1";
+/// The apiVersion of Calico's API server.
+pub const CALICO_V3: &str = "projectcalico.org/v3";
+
+pub fn service_account(ns: &str, name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns, "labels": labels}})
+}
+
+/// [`pod`], running as the service account `account`.
+pub fn pod_as(ns: &str, name: &str, labels: Value, ip: &str, account: &str) -> Value {
+    let mut p = pod(ns, name, labels, ip);
+    p["spec"]["serviceAccountName"] = json!(account);
+    p
+}
+
+/// A Calico Tier of `api` ([`CALICO_CRD`] or [`CALICO_V3`]).
+pub fn calico_tier(api: &str, name: &str, order: f64) -> Value {
+    json!({"apiVersion": api, "kind": "Tier", "metadata": {"name": name}, "spec": {"order": order}})
+}
+
+/// A Calico GlobalNetworkPolicy of `api`.
+pub fn calico_global_policy(api: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": api, "kind": "GlobalNetworkPolicy", "metadata": {"name": name}, "spec": spec})
+}
+
+/// A Calico NetworkPolicy of `api`.
+pub fn calico_policy(api: &str, ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": api, "kind": "NetworkPolicy", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+/// A Calico NetworkSet of `api` in `ns`, or a GlobalNetworkSet (`ns: None`).
+pub fn calico_network_set(api: &str, ns: Option<&str>, name: &str, labels: Value, nets: &[&str]) -> Value {
+    let mut set = json!({"apiVersion": api, "kind": "GlobalNetworkSet",
+        "metadata": {"name": name, "labels": labels}, "spec": {"nets": nets}});
+    if let Some(ns) = ns {
+        set["kind"] = json!("NetworkSet");
+        set["metadata"]["namespace"] = json!(ns);
+    }
+    set
+}
+
+/// Calico's objects for the shared cluster (under `api`), with the ServiceAccount `frontend/web-sa`
+/// (`role=web`) that `frontend/web` now runs as:
+///
+/// - Tier `security` (order 100), before the `default` tier of NetworkPolicies.
+/// - GlobalNetworkPolicy `security.allow-web` (order 10): ingress to `app == 'api'` on its named port `http` (TCP)
+///   from the endpoints of `role == 'web'` service accounts is allowed; everything else is passed on.
+/// - GlobalNetworkPolicy `security.deny-blocked` (order 20): ingress to every endpoint from the
+///   `kind == 'blocked'` network sets is denied; everything else is passed on.
+/// - GlobalNetworkSet `blocked` (`kind=blocked`): 198.51.100.0/24.
+/// - NetworkSet `backend/partners` (`kind=partner`): 192.0.2.0/24.
+/// - NetworkPolicy `backend/allow-partners` (the `default` tier): ingress to `app == 'api'` on TCP 8080 from the
+///   `kind == 'partner'` network sets; the tier then denies the rest to `backend/api`.
+///
+/// So: `frontend/web` → `backend/api` 8080 is allowed and 9090 denied; 192.0.2.7 → `backend/api` 8080 allowed,
+/// 198.51.100.7 → `backend/api` 8080 denied, 198.51.100.7 → `frontend/web` denied; `backend/api` →
+/// `frontend/web` allowed.
+pub fn calico_objects(api: &str) -> Vec<Value> {
+    vec![
+        service_account("frontend", "web-sa", json!({"role": "web"})),
+        pod_as("frontend", "web", json!({"app": "web"}), "10.0.1.1", "web-sa"),
+        calico_tier(api, "security", 100.0),
+        calico_global_policy(
+            api,
+            "security.allow-web",
+            json!({
+                "tier": "security",
+                "order": 10,
+                "selector": "app == 'api'",
+                "types": ["Ingress"],
+                "ingress": [
+                    {"action": "Allow", "protocol": "TCP",
+                     "source": {"serviceAccounts": {"selector": "role == 'web'"}},
+                     "destination": {"ports": ["http"]}},
+                    {"action": "Pass"},
+                ],
+            }),
+        ),
+        calico_global_policy(
+            api,
+            "security.deny-blocked",
+            json!({
+                "tier": "security",
+                "order": 20,
+                "selector": "all()",
+                "types": ["Ingress"],
+                "ingress": [
+                    {"action": "Deny", "source": {"selector": "kind == 'blocked'"}},
+                    {"action": "Pass"},
+                ],
+            }),
+        ),
+        calico_network_set(api, None, "blocked", json!({"kind": "blocked"}), &["198.51.100.0/24"]),
+        calico_network_set(api, Some("backend"), "partners", json!({"kind": "partner"}), &["192.0.2.0/24"]),
+        calico_policy(
+            api,
+            "backend",
+            "allow-partners",
+            json!({
+                "selector": "app == 'api'",
+                "types": ["Ingress"],
+                "ingress": [{"action": "Allow", "protocol": "TCP",
+                    "source": {"selector": "kind == 'partner'"}, "destination": {"ports": [8080]}}],
+            }),
+        ),
+    ]
+}
+
+/// Puts [`calico_objects`] of `api` into `server` (whose Calico APIs must serve `api`).
+pub fn seed_calico(server: &FakeApiServer, api: &str) {
+    for obj in calico_objects(api) {
+        server.put(obj);
+    }
+}
+
+/// GlobalNetworkPolicy `security.deny-web` (tier `security`, order 5, before [`calico_objects`]' policies):
+/// denies ingress to `app == 'api'` from `app == 'web'`.
+pub fn calico_deny_web(api: &str) -> Value {
+    calico_global_policy(
+        api,
+        "security.deny-web",
+        json!({
+            "tier": "security",
+            "order": 5,
+            "selector": "app == 'api'",
+            "types": ["Ingress"],
+            "ingress": [{"action": "Deny", "source": {"selector": "app == 'web'"}}],
         }),
     )
 }

@@ -67,6 +67,11 @@ fn serve(shared: &Arc<Shared>, method: &Method, uri: &Uri) -> Result<Response, A
             Ok(json_response(StatusCode::OK, &body))
         }
         Route::Object { kind, .. } | Route::Collection { kind, .. } if !served(kind) => Err(ApiError::no_such_path()),
+        Route::Object { kind, namespace, .. } | Route::Collection { kind, namespace }
+            if lock(&shared.store).is_forbidden(kind) =>
+        {
+            Err(ApiError::forbidden(kind, namespace, params.watch))
+        }
         Route::Object { kind, namespace, name } => get(shared, &params, kind, namespace, name),
         Route::Collection { kind, namespace } => {
             let mut terms = params.field_terms()?;
@@ -623,6 +628,23 @@ impl ApiError {
             .with_details(json!({}))
     }
 
+    /// What a real apiserver answers a client whose RBAC does not grant the request (anonymous here).
+    fn forbidden(kind: Kind, namespace: Option<&str>, watch: bool) -> ApiError {
+        let verb = if watch { "watch" } else { "list" };
+        let scope = match namespace {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".to_owned(),
+        };
+        let message = format!(
+            "{} is forbidden: User \"system:anonymous\" cannot {verb} resource \"{}\" in API group \"{}\" {scope}",
+            kind.resource(),
+            kind.plural(),
+            kind.group()
+        );
+        ApiError::new(StatusCode::FORBIDDEN, "Forbidden", message)
+            .with_details(json!({ "group": kind.group(), "kind": kind.plural() }))
+    }
+
     fn with_details(mut self, details: Value) -> ApiError {
         self.details = Some(details);
         self
@@ -663,7 +685,7 @@ mod tests {
 
     #[test]
     fn routes() {
-        let cases: [(&str, Option<Route<'_>>); 21] = [
+        let cases: [(&str, Option<Route<'_>>); 24] = [
             ("/version", Some(Route::Version)),
             ("/api", Some(Route::CoreVersions)),
             ("/apis", Some(Route::Groups)),
@@ -694,6 +716,15 @@ mod tests {
             ("/apis/apps/v1", None),
             ("/apis/networking.k8s.io/v1beta1/networkpolicies", None),
             ("/api/v1/namespaces/a/namespaces", None),
+            (
+                "/apis/crd.projectcalico.org/v1/namespaces/a/networkpolicies",
+                Some(Route::Collection { kind: Kind::CalicoNetworkPolicy, namespace: Some("a") }),
+            ),
+            (
+                "/apis/projectcalico.org/v3/tiers/security",
+                Some(Route::Object { kind: Kind::CalicoV3Tier, namespace: None, name: "security" }),
+            ),
+            ("/api/v1/serviceaccounts", Some(Route::Collection { kind: Kind::ServiceAccount, namespace: None })),
         ];
         for (path, want) in cases {
             assert_eq!(parse_route(path), want, "{path}");
@@ -714,9 +745,19 @@ mod tests {
         assert_eq!(names, ["adminnetworkpolicies", "baselineadminnetworkpolicies"]);
         assert_eq!(v1alpha1["resources"][0]["namespaced"], false);
         let core = resources("", "v1", &all).unwrap();
-        assert_eq!(core["resources"].as_array().unwrap().len(), 3);
+        assert_eq!(core["resources"].as_array().unwrap().len(), 4);
+        let names: Vec<&str> =
+            listed["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["networking.k8s.io", "policy.networking.k8s.io", "crd.projectcalico.org", "projectcalico.org"]
+        );
+        let v3 = resources("projectcalico.org", "v3", &all).unwrap();
+        assert_eq!(v3["resources"][0]["kind"], "NetworkPolicy");
+        assert_eq!(v3["resources"][0]["singularName"], "networkpolicy");
+        assert_eq!(v3["resources"][0]["namespaced"], true);
 
-        let no_crds = |k: Kind| !k.is_crd();
+        let no_crds = |k: Kind| k.api() == crate::kind::Api::BuiltIn;
         assert_eq!(groups(&no_crds)["groups"].as_array().unwrap().len(), 1);
         assert_eq!(resources("policy.networking.k8s.io", "v1alpha1", &no_crds), None);
         assert!(version_priority("v1") > version_priority("v1beta1"));

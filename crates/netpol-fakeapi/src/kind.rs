@@ -4,8 +4,8 @@ use std::fmt;
 
 /// A kind of object the server stores.
 ///
-/// The order (Namespace, Pod, NetworkPolicy, Node, then the policy CRDs) is the order of the store's keys; it
-/// has no meaning on the wire.
+/// The order (Namespace, Pod, NetworkPolicy, Node, the policy CRDs, ServiceAccount, then Calico's kinds under its
+/// CRDs' group and under its API server's) is the order of the store's keys; it has no meaning on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     /// `v1` Namespace, cluster-scoped.
@@ -22,6 +22,44 @@ pub enum Kind {
     AdminNetworkPolicy,
     /// `policy.networking.k8s.io/v1alpha1` BaselineAdminNetworkPolicy, cluster-scoped; a CRD.
     BaselineAdminNetworkPolicy,
+    /// `v1` ServiceAccount, namespaced.
+    ServiceAccount,
+    /// `crd.projectcalico.org/v1` NetworkPolicy (Calico's), namespaced; a CRD.
+    CalicoNetworkPolicy,
+    /// `crd.projectcalico.org/v1` GlobalNetworkPolicy, cluster-scoped; a CRD.
+    CalicoGlobalNetworkPolicy,
+    /// `crd.projectcalico.org/v1` Tier, cluster-scoped; a CRD.
+    CalicoTier,
+    /// `crd.projectcalico.org/v1` NetworkSet, namespaced; a CRD.
+    CalicoNetworkSet,
+    /// `crd.projectcalico.org/v1` GlobalNetworkSet, cluster-scoped; a CRD.
+    CalicoGlobalNetworkSet,
+    /// `projectcalico.org/v3` NetworkPolicy, namespaced; served by Calico's API server.
+    CalicoV3NetworkPolicy,
+    /// `projectcalico.org/v3` GlobalNetworkPolicy, cluster-scoped; served by Calico's API server.
+    CalicoV3GlobalNetworkPolicy,
+    /// `projectcalico.org/v3` Tier, cluster-scoped; served by Calico's API server.
+    CalicoV3Tier,
+    /// `projectcalico.org/v3` NetworkSet, namespaced; served by Calico's API server.
+    CalicoV3NetworkSet,
+    /// `projectcalico.org/v3` GlobalNetworkSet, cluster-scoped; served by Calico's API server.
+    CalicoV3GlobalNetworkSet,
+}
+
+/// What serves a kind, which decides when the server serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// The apiserver itself: always served.
+    BuiltIn,
+    /// A CustomResourceDefinition of `policy.networking.k8s.io`: see
+    /// [`FakeApiServer::set_crds_installed`](crate::FakeApiServer::set_crds_installed).
+    PolicyCrd,
+    /// One of Calico's CustomResourceDefinitions (`crd.projectcalico.org`): see
+    /// [`FakeApiServer::set_calico`](crate::FakeApiServer::set_calico).
+    CalicoCrd,
+    /// Calico's API server (`projectcalico.org/v3`, an aggregated API): see
+    /// [`FakeApiServer::set_calico`](crate::FakeApiServer::set_calico).
+    CalicoApiServer,
 }
 
 /// What the wire protocol knows of a kind.
@@ -29,110 +67,106 @@ struct Info {
     kind: Kind,
     /// The `kind` field.
     name: &'static str,
-    /// The `kind` of a list response.
-    list_name: &'static str,
     /// The resource name in URLs.
     plural: &'static str,
-    /// The singular resource name of discovery.
-    singular: &'static str,
     /// The API group, `""` for the core group.
     group: &'static str,
     version: &'static str,
     /// The `apiVersion` field.
     api_version: &'static str,
     namespaced: bool,
-    /// Served by a CustomResourceDefinition, which a cluster may not have installed.
-    crd: bool,
+    api: Api,
 }
 
 const POLICY_GROUP: &str = "policy.networking.k8s.io";
+const CALICO_CRD: &str = "crd.projectcalico.org";
+const CALICO_V3: &str = "projectcalico.org";
+
+const fn info(
+    kind: Kind,
+    name: &'static str,
+    plural: &'static str,
+    (group, version, api_version): (&'static str, &'static str, &'static str),
+    namespaced: bool,
+    api: Api,
+) -> Info {
+    Info { kind, name, plural, group, version, api_version, namespaced, api }
+}
+
+const CORE: (&str, &str, &str) = ("", "v1", "v1");
+const POLICY_V1ALPHA1: (&str, &str, &str) = (POLICY_GROUP, "v1alpha1", "policy.networking.k8s.io/v1alpha1");
+const CALICO_V1: (&str, &str, &str) = (CALICO_CRD, "v1", "crd.projectcalico.org/v1");
+const CALICO_API_V3: (&str, &str, &str) = (CALICO_V3, "v3", "projectcalico.org/v3");
 
 /// Every kind, in the order of [`Kind`]'s variants.
-const TABLE: [Info; 7] = [
-    Info {
-        kind: Kind::Namespace,
-        name: "Namespace",
-        list_name: "NamespaceList",
-        plural: "namespaces",
-        singular: "namespace",
-        group: "",
-        version: "v1",
-        api_version: "v1",
-        namespaced: false,
-        crd: false,
-    },
-    Info {
-        kind: Kind::Pod,
-        name: "Pod",
-        list_name: "PodList",
-        plural: "pods",
-        singular: "pod",
-        group: "",
-        version: "v1",
-        api_version: "v1",
-        namespaced: true,
-        crd: false,
-    },
-    Info {
-        kind: Kind::NetworkPolicy,
-        name: "NetworkPolicy",
-        list_name: "NetworkPolicyList",
-        plural: "networkpolicies",
-        singular: "networkpolicy",
-        group: "networking.k8s.io",
-        version: "v1",
-        api_version: "networking.k8s.io/v1",
-        namespaced: true,
-        crd: false,
-    },
-    Info {
-        kind: Kind::Node,
-        name: "Node",
-        list_name: "NodeList",
-        plural: "nodes",
-        singular: "node",
-        group: "",
-        version: "v1",
-        api_version: "v1",
-        namespaced: false,
-        crd: false,
-    },
-    Info {
-        kind: Kind::ClusterNetworkPolicy,
-        name: "ClusterNetworkPolicy",
-        list_name: "ClusterNetworkPolicyList",
-        plural: "clusternetworkpolicies",
-        singular: "clusternetworkpolicy",
-        group: POLICY_GROUP,
-        version: "v1alpha2",
-        api_version: "policy.networking.k8s.io/v1alpha2",
-        namespaced: false,
-        crd: true,
-    },
-    Info {
-        kind: Kind::AdminNetworkPolicy,
-        name: "AdminNetworkPolicy",
-        list_name: "AdminNetworkPolicyList",
-        plural: "adminnetworkpolicies",
-        singular: "adminnetworkpolicy",
-        group: POLICY_GROUP,
-        version: "v1alpha1",
-        api_version: "policy.networking.k8s.io/v1alpha1",
-        namespaced: false,
-        crd: true,
-    },
-    Info {
-        kind: Kind::BaselineAdminNetworkPolicy,
-        name: "BaselineAdminNetworkPolicy",
-        list_name: "BaselineAdminNetworkPolicyList",
-        plural: "baselineadminnetworkpolicies",
-        singular: "baselineadminnetworkpolicy",
-        group: POLICY_GROUP,
-        version: "v1alpha1",
-        api_version: "policy.networking.k8s.io/v1alpha1",
-        namespaced: false,
-        crd: true,
-    },
+const TABLE: [Info; Kind::COUNT] = [
+    info(Kind::Namespace, "Namespace", "namespaces", CORE, false, Api::BuiltIn),
+    info(Kind::Pod, "Pod", "pods", CORE, true, Api::BuiltIn),
+    info(
+        Kind::NetworkPolicy,
+        "NetworkPolicy",
+        "networkpolicies",
+        ("networking.k8s.io", "v1", "networking.k8s.io/v1"),
+        true,
+        Api::BuiltIn,
+    ),
+    info(Kind::Node, "Node", "nodes", CORE, false, Api::BuiltIn),
+    info(
+        Kind::ClusterNetworkPolicy,
+        "ClusterNetworkPolicy",
+        "clusternetworkpolicies",
+        (POLICY_GROUP, "v1alpha2", "policy.networking.k8s.io/v1alpha2"),
+        false,
+        Api::PolicyCrd,
+    ),
+    info(
+        Kind::AdminNetworkPolicy,
+        "AdminNetworkPolicy",
+        "adminnetworkpolicies",
+        POLICY_V1ALPHA1,
+        false,
+        Api::PolicyCrd,
+    ),
+    info(
+        Kind::BaselineAdminNetworkPolicy,
+        "BaselineAdminNetworkPolicy",
+        "baselineadminnetworkpolicies",
+        POLICY_V1ALPHA1,
+        false,
+        Api::PolicyCrd,
+    ),
+    info(Kind::ServiceAccount, "ServiceAccount", "serviceaccounts", CORE, true, Api::BuiltIn),
+    info(Kind::CalicoNetworkPolicy, "NetworkPolicy", "networkpolicies", CALICO_V1, true, Api::CalicoCrd),
+    info(
+        Kind::CalicoGlobalNetworkPolicy,
+        "GlobalNetworkPolicy",
+        "globalnetworkpolicies",
+        CALICO_V1,
+        false,
+        Api::CalicoCrd,
+    ),
+    info(Kind::CalicoTier, "Tier", "tiers", CALICO_V1, false, Api::CalicoCrd),
+    info(Kind::CalicoNetworkSet, "NetworkSet", "networksets", CALICO_V1, true, Api::CalicoCrd),
+    info(Kind::CalicoGlobalNetworkSet, "GlobalNetworkSet", "globalnetworksets", CALICO_V1, false, Api::CalicoCrd),
+    info(Kind::CalicoV3NetworkPolicy, "NetworkPolicy", "networkpolicies", CALICO_API_V3, true, Api::CalicoApiServer),
+    info(
+        Kind::CalicoV3GlobalNetworkPolicy,
+        "GlobalNetworkPolicy",
+        "globalnetworkpolicies",
+        CALICO_API_V3,
+        false,
+        Api::CalicoApiServer,
+    ),
+    info(Kind::CalicoV3Tier, "Tier", "tiers", CALICO_API_V3, false, Api::CalicoApiServer),
+    info(Kind::CalicoV3NetworkSet, "NetworkSet", "networksets", CALICO_API_V3, true, Api::CalicoApiServer),
+    info(
+        Kind::CalicoV3GlobalNetworkSet,
+        "GlobalNetworkSet",
+        "globalnetworksets",
+        CALICO_API_V3,
+        false,
+        Api::CalicoApiServer,
+    ),
 ];
 
 // Every entry is at the index of its kind.
@@ -145,8 +179,11 @@ const _: () = {
 };
 
 impl Kind {
+    /// How many kinds there are.
+    pub const COUNT: usize = 18;
+
     /// Every kind, in store order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; Kind::COUNT] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::NetworkPolicy,
@@ -154,15 +191,33 @@ impl Kind {
         Kind::ClusterNetworkPolicy,
         Kind::AdminNetworkPolicy,
         Kind::BaselineAdminNetworkPolicy,
+        Kind::ServiceAccount,
+        Kind::CalicoNetworkPolicy,
+        Kind::CalicoGlobalNetworkPolicy,
+        Kind::CalicoTier,
+        Kind::CalicoNetworkSet,
+        Kind::CalicoGlobalNetworkSet,
+        Kind::CalicoV3NetworkPolicy,
+        Kind::CalicoV3GlobalNetworkPolicy,
+        Kind::CalicoV3Tier,
+        Kind::CalicoV3NetworkSet,
+        Kind::CalicoV3GlobalNetworkSet,
     ];
 
     fn info(self) -> &'static Info {
         &TABLE[self as usize]
     }
 
-    /// Parses the `kind` field of an object (exact, case-sensitive, as on the wire).
+    /// Parses the `kind` field of an object (exact, case-sensitive, as on the wire). A name several groups have
+    /// (`NetworkPolicy`, Calico's kinds) is the first of them in [`Kind::ALL`]: `networking.k8s.io`'s
+    /// NetworkPolicy, Calico's kinds under `crd.projectcalico.org/v1`; [`Kind::from_api_version`] tells them apart.
     pub fn from_kind_name(kind: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == kind)
+    }
+
+    /// The kind of an object's `apiVersion` and `kind` fields (exact, case-sensitive).
+    pub fn from_api_version(api_version: &str, kind: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.api_version() == api_version && k.name() == kind)
     }
 
     /// Finds the kind served at `/{api prefix}/{group}/{version}/{plural}`; `group` is `""` for the core group.
@@ -176,8 +231,8 @@ impl Kind {
     }
 
     /// The `kind` of a list response: `PodList`.
-    pub(crate) fn list_name(self) -> &'static str {
-        self.info().list_name
+    pub(crate) fn list_name(self) -> String {
+        format!("{}List", self.name())
     }
 
     /// The resource name in URLs: `pods`.
@@ -186,8 +241,8 @@ impl Kind {
     }
 
     /// The singular resource name used by discovery: `pod`.
-    pub(crate) fn singular(self) -> &'static str {
-        self.info().singular
+    pub(crate) fn singular(self) -> String {
+        self.name().to_ascii_lowercase()
     }
 
     /// The API group, `""` for the core group.
@@ -210,10 +265,15 @@ impl Kind {
         self.info().namespaced
     }
 
-    /// Whether a CustomResourceDefinition serves this kind (the `policy.networking.k8s.io` kinds): see
-    /// [`FakeApiServer::set_crds_installed`](crate::FakeApiServer::set_crds_installed).
+    /// What serves the kind.
+    pub fn api(self) -> Api {
+        self.info().api
+    }
+
+    /// Whether a CustomResourceDefinition serves this kind (the `policy.networking.k8s.io` kinds, Calico's
+    /// `crd.projectcalico.org` kinds).
     pub fn is_crd(self) -> bool {
-        self.info().crd
+        matches!(self.api(), Api::PolicyCrd | Api::CalicoCrd)
     }
 
     /// The collection's path for all namespaces: `/api/v1/pods`, `/apis/networking.k8s.io/v1/networkpolicies`.
@@ -221,6 +281,14 @@ impl Kind {
         match self.group() {
             "" => format!("/api/{}/{}", self.version(), self.plural()),
             group => format!("/apis/{group}/{}/{}", self.version(), self.plural()),
+        }
+    }
+
+    /// The resource in messages, as kubectl names it: `pods`, `tiers.crd.projectcalico.org`.
+    pub(crate) fn resource(self) -> String {
+        match self.group() {
+            "" => self.plural().to_owned(),
+            group => format!("{}.{group}", self.plural()),
         }
     }
 }
@@ -247,5 +315,25 @@ mod tests {
         }
         assert_eq!(Kind::AdminNetworkPolicy.path(), "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies");
         assert_eq!(Kind::Node.path(), "/api/v1/nodes");
+        assert_eq!(Kind::CalicoTier.path(), "/apis/crd.projectcalico.org/v1/tiers");
+        assert_eq!(Kind::CalicoV3NetworkPolicy.path(), "/apis/projectcalico.org/v3/networkpolicies");
+        assert_eq!(Kind::ServiceAccount.path(), "/api/v1/serviceaccounts");
+    }
+
+    #[test]
+    fn kinds_of_the_same_name_are_told_apart_by_api_version() {
+        assert_eq!(Kind::from_kind_name("NetworkPolicy"), Some(Kind::NetworkPolicy));
+        assert_eq!(Kind::from_kind_name("Tier"), Some(Kind::CalicoTier));
+        assert_eq!(
+            Kind::from_api_version("crd.projectcalico.org/v1", "NetworkPolicy"),
+            Some(Kind::CalicoNetworkPolicy)
+        );
+        assert_eq!(Kind::from_api_version("projectcalico.org/v3", "NetworkPolicy"), Some(Kind::CalicoV3NetworkPolicy));
+        assert_eq!(Kind::from_api_version("projectcalico.org/v3", "Pod"), None);
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_api_version(k.api_version(), k.name()), Some(k));
+            assert_eq!(Kind::from_plural(k.group(), k.version(), k.plural()), Some(k));
+        }
+        assert_eq!(Kind::CalicoNetworkPolicy.resource(), "networkpolicies.crd.projectcalico.org");
     }
 }

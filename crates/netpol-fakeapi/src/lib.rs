@@ -1,27 +1,34 @@
 //! A small in-memory Kubernetes API server for tests.
 //!
-//! netpol reads Namespaces, Pods, NetworkPolicies, Nodes and the admin network policy CRDs from live clusters
-//! with kube-rs's list + watch. No real kube-apiserver runs on CI, so [`FakeApiServer`] speaks the real wire
-//! protocol over plain HTTP on `127.0.0.1` and the real kube-rs client talks to it: tests drive it with
-//! [`FakeApiServer::put`], [`FakeApiServer::delete`] and the fault injectors ([`compact`](FakeApiServer::compact),
-//! [`drop_watches`](FakeApiServer::drop_watches), [`send_bookmarks`](FakeApiServer::send_bookmarks)) and
-//! check what the client saw, and which requests it made ([`FakeApiServer::requests`]).
+//! netpol reads Namespaces, Pods, NetworkPolicies, Nodes, the admin network policy CRDs and Calico's objects (and
+//! the ServiceAccounts Calico's selectors see) from live clusters with kube-rs's list + watch. No real
+//! kube-apiserver runs on CI, so [`FakeApiServer`] speaks the real wire protocol over plain HTTP on `127.0.0.1` and
+//! the real kube-rs client talks to it: tests drive it with [`FakeApiServer::put`], [`FakeApiServer::delete`] and
+//! the fault injectors ([`compact`](FakeApiServer::compact), [`drop_watches`](FakeApiServer::drop_watches),
+//! [`send_bookmarks`](FakeApiServer::send_bookmarks), [`set_forbidden`](FakeApiServer::set_forbidden)) and check
+//! what the client saw, and which requests it made ([`FakeApiServer::requests`]).
 //!
 //! # What it implements
 //!
-//! - Kinds ([`Kind`]): `v1` Namespace and Node (cluster-scoped), `v1` Pod and `networking.k8s.io/v1`
-//!   NetworkPolicy (namespaced), and the CRD kinds of `policy.networking.k8s.io` (cluster-scoped):
-//!   ClusterNetworkPolicy (`v1alpha2`), AdminNetworkPolicy and BaselineAdminNetworkPolicy (`v1alpha1`).
-//! - Paths: `/api/v1/namespaces[/{name}]`, `/api/v1/nodes[/{name}]`, `/api/v1/pods`,
-//!   `/api/v1/namespaces/{ns}/pods[/{name}]`, `/apis/networking.k8s.io/v1/networkpolicies`,
-//!   `/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies[/{name}]`,
-//!   `/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies[/{name}]`,
-//!   `/apis/policy.networking.k8s.io/v1alpha1/{adminnetworkpolicies,baselineadminnetworkpolicies}[/{name}]`, and
-//!   minimal discovery: `/version`, `/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`. Only `GET`.
-//! - CRDs: installed by default. [`FakeApiServer::set_crds_installed`]`(false)` removes them: their objects are
-//!   deleted, their watches end, and their paths (and discovery entries) are gone, so a list answers `404` with
-//!   the `Status` a real apiserver sends for a resource it does not serve (reason `NotFound`, "the server could
-//!   not find the requested resource").
+//! - Kinds ([`Kind`]): `v1` Namespace and Node (cluster-scoped), `v1` Pod, ServiceAccount and
+//!   `networking.k8s.io/v1` NetworkPolicy (namespaced); the CRD kinds of `policy.networking.k8s.io`
+//!   (cluster-scoped): ClusterNetworkPolicy (`v1alpha2`), AdminNetworkPolicy and BaselineAdminNetworkPolicy
+//!   (`v1alpha1`); Calico's NetworkPolicy and NetworkSet (namespaced), GlobalNetworkPolicy, Tier and
+//!   GlobalNetworkSet (cluster-scoped), under its CRDs' group `crd.projectcalico.org/v1` and under its API
+//!   server's `projectcalico.org/v3`. Two kinds may share a `kind` name (`NetworkPolicy`): their `apiVersion`
+//!   tells them apart ([`Kind::from_api_version`]).
+//! - Paths: every kind's collection (`/api/v1/pods`, `/apis/{group}/{version}/{plural}`), its namespaced
+//!   collections (`.../namespaces/{ns}/{plural}`) and its objects (`.../{plural}/{name}`,
+//!   `.../namespaces/{ns}/{plural}/{name}`), and minimal discovery: `/version`, `/api`, `/apis`, `/api/v1`,
+//!   `/apis/{group}/{version}`. Only `GET`.
+//! - CRDs and API services: the `policy.networking.k8s.io` CRDs are installed by default,
+//!   [`FakeApiServer::set_crds_installed`]`(false)` removes them; Calico is not installed by default,
+//!   [`FakeApiServer::set_calico`] installs its CRDs, or its CRDs and its API server; [`FakeApiServer::set_served`]
+//!   takes one kind out. A kind taken out loses its objects, its watches end, and its paths (and discovery
+//!   entries) are gone, so a list answers `404` with the `Status` a real apiserver sends for a resource it does not
+//!   serve (reason `NotFound`, "the server could not find the requested resource").
+//! - Authorisation faults: [`FakeApiServer::set_forbidden`] makes every request for a kind answer `403` with the
+//!   `Status` a real apiserver sends (reason `Forbidden`); discovery still lists the kind, as RBAC does not hide it.
 //! - Revisions: one global counter, starting at 1 and bumped by every change. Each object's
 //!   `metadata.resourceVersion` is the revision of its last change; the server also sets `uid` and
 //!   `creationTimestamp` (kept when an object is replaced).
@@ -52,8 +59,8 @@
 //!   not exist) and no garbage collection (deleting a Namespace leaves its Pods). Every `put` is a change, even
 //!   an identical one, and `metadata.generation`, `managedFields`, finalizers and graceful deletion do not exist.
 //! - `labelSelector` is refused with `400` rather than silently ignored, and so are other field selectors.
-//! - Authentication, authorisation, TLS, HTTP/2, protobuf, table output, `pretty`, aggregated discovery and
-//!   periodic bookmarks. Watching one object by URL (`.../pods/{name}?watch=true`) is refused.
+//! - Authentication, authorisation (beyond [`FakeApiServer::set_forbidden`]), TLS, HTTP/2, protobuf, table output,
+//!   `pretty`, aggregated discovery and periodic bookmarks. Watching one object by URL (`.../pods/{name}?watch=true`) is refused.
 //!
 //! # Example
 //!
@@ -93,8 +100,8 @@ use tokio::sync::oneshot;
 use crate::http::{lock, Shared};
 use crate::store::{ObjectKey, Store};
 
-pub use crate::kind::Kind;
-pub use crate::store::PutError;
+pub use crate::kind::{Api, Kind};
+pub use crate::store::{Calico, PutError};
 
 /// One request the server received.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,8 +199,8 @@ impl FakeApiServer {
         std::fs::write(path, text)
     }
 
-    /// Creates or replaces the object (kind from the JSON: one of [`Kind`]'s; namespaced kinds need
-    /// `metadata.namespace`); emits ADDED or MODIFIED; returns the new resourceVersion.
+    /// Creates or replaces the object (kind from the JSON's `apiVersion` and `kind`: one of [`Kind`]'s; namespaced
+    /// kinds need `metadata.namespace`); emits ADDED or MODIFIED; returns the new resourceVersion.
     ///
     /// An object that [`try_put`](Self::try_put) refuses is logged at error level and ignored, and `put`
     /// returns 0, which no change ever has; tests that build objects at run time should prefer `try_put`.
@@ -207,8 +214,9 @@ impl FakeApiServer {
         }
     }
 
-    /// Like [`put`](Self::put), but says why an object is refused. `apiVersion` may be left out; the server
-    /// sets `metadata.resourceVersion`, `uid` and `creationTimestamp`, replacing any given.
+    /// Like [`put`](Self::put), but says why an object is refused. `apiVersion` may be left out (then the kind is
+    /// the first of that name, [`Kind::from_kind_name`]); the server sets `metadata.resourceVersion`, `uid` and
+    /// `creationTimestamp`, replacing any given.
     pub fn try_put(&self, obj: Value) -> Result<u64, PutError> {
         let now = time::now_rfc3339();
         lock(&self.shared.store).put(obj, &now)
@@ -216,17 +224,27 @@ impl FakeApiServer {
 
     /// Deletes; emits DELETED with the last state of the object; None if it did not exist.
     ///
-    /// `kind` is the `kind` field (`Pod`); an unknown kind, or a namespaced kind without a namespace, is an
-    /// object that does not exist. `namespace` is ignored for cluster-scoped kinds.
+    /// `kind` is the `kind` field (`Pod`; a name several kinds share is the first of them,
+    /// [`Kind::from_kind_name`]: see [`delete_kind`](Self::delete_kind)); an unknown kind, or a namespaced kind
+    /// without a namespace, is an object that does not exist. `namespace` is ignored for cluster-scoped kinds.
     pub fn delete(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<u64> {
-        let kind = Kind::from_kind_name(kind)?;
+        self.delete_kind(Kind::from_kind_name(kind)?, namespace, name)
+    }
+
+    /// [`delete`](Self::delete) of an object of `kind`.
+    pub fn delete_kind(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<u64> {
         let namespace = if kind.is_namespaced() { namespace?.to_owned() } else { String::new() };
         lock(&self.shared.store).delete(&ObjectKey { kind, namespace, name: name.to_owned() })
     }
 
-    /// The stored object, as a get would return it; `namespace` is ignored for cluster-scoped kinds.
+    /// The stored object, as a get would return it; `namespace` is ignored for cluster-scoped kinds. `kind` as
+    /// for [`delete`](Self::delete).
     pub fn get(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
-        let kind = Kind::from_kind_name(kind)?;
+        self.get_kind(Kind::from_kind_name(kind)?, namespace, name)
+    }
+
+    /// [`get`](Self::get) of an object of `kind`.
+    pub fn get_kind(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<Value> {
         let namespace = if kind.is_namespaced() { namespace?.to_owned() } else { String::new() };
         lock(&self.shared.store).get(&ObjectKey { kind, namespace, name: name.to_owned() }).cloned()
     }
@@ -237,7 +255,7 @@ impl FakeApiServer {
     }
 
     /// Installs (the default) or removes the CustomResourceDefinitions of the `policy.networking.k8s.io` kinds
-    /// ([`Kind::is_crd`]), as a cluster without them is. Removing them deletes their objects (DELETED events, as
+    /// ([`Api::PolicyCrd`]), as a cluster without them is. Removing them deletes their objects (DELETED events, as
     /// the CRD's finalizer does), ends open watches on them, and from then on their paths answer `404`
     /// (`NotFound`, as a real apiserver answers for a resource it does not serve) and `put` refuses their objects
     /// ([`PutError::NotInstalled`]).
@@ -245,8 +263,30 @@ impl FakeApiServer {
         lock(&self.shared.store).set_crds_installed(installed);
     }
 
-    /// The kinds served now: every built-in kind, and the CRD kinds while they are installed
-    /// ([`set_crds_installed`](Self::set_crds_installed)).
+    /// Which of Calico's APIs are served: none (the default), its CRDs (`crd.projectcalico.org/v1`,
+    /// [`Api::CalicoCrd`]), or its CRDs and its API server (`projectcalico.org/v3`, [`Api::CalicoApiServer`]).
+    /// Kinds no longer served lose their objects and watches, as with
+    /// [`set_crds_installed`](Self::set_crds_installed).
+    pub fn set_calico(&self, calico: Calico) {
+        lock(&self.shared.store).set_calico(calico);
+    }
+
+    /// Takes one kind out (`false`: its CRD or API resource is not installed, whatever else is) or puts it back.
+    /// Taking it out deletes its objects and ends its watches, as [`set_crds_installed`](Self::set_crds_installed)
+    /// does. A built-in kind taken out is what no real apiserver does; tests should not.
+    pub fn set_served(&self, kind: Kind, served: bool) {
+        lock(&self.shared.store).set_served(kind, served);
+    }
+
+    /// Answers every request for `kind` (list, watch, get) with `403 Forbidden`, as a real apiserver answers a
+    /// client whose RBAC does not grant it (or stops doing so). Discovery still lists the kind.
+    pub fn set_forbidden(&self, kind: Kind, forbidden: bool) {
+        lock(&self.shared.store).set_forbidden(kind, forbidden);
+    }
+
+    /// The kinds served now: every built-in kind, and the CRD and API service kinds while they are installed
+    /// ([`set_crds_installed`](Self::set_crds_installed), [`set_calico`](Self::set_calico),
+    /// [`set_served`](Self::set_served)).
     pub fn served_kinds(&self) -> Vec<Kind> {
         let store = lock(&self.shared.store);
         Kind::ALL.into_iter().filter(|k| store.serves(*k)).collect()

@@ -4,13 +4,13 @@
 //! channels while the store's lock is held, so every watch sees every event after its start revision exactly
 //! once and in order, whichever thread changes the store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::body::Bytes;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use crate::kind::Kind;
+use crate::kind::{Api, Kind};
 
 /// The first revision of a new store. Revision 0 means "any" on the wire, so the store never reports it.
 pub(crate) const FIRST_REVISION: u64 = 1;
@@ -26,14 +26,17 @@ pub enum PutError {
     MissingKind,
     /// The kind is not one the server stores.
     #[error(
-        "kind `{0}` is not served: only Namespace, Pod, NetworkPolicy, Node and the policy.networking.k8s.io kinds are"
+        "kind `{0}` is not served: only Namespace, Pod, NetworkPolicy, Node, ServiceAccount, the \
+         policy.networking.k8s.io kinds and Calico's are"
     )]
     UnknownKind(String),
-    /// The kind is served by a CRD that is not installed ([`FakeApiServer::set_crds_installed`]), as a real
-    /// apiserver answers 404 to a create.
+    /// The kind is not served now: a CRD that is not installed ([`FakeApiServer::set_crds_installed`],
+    /// [`FakeApiServer::set_calico`], [`FakeApiServer::set_served`]), as a real apiserver answers 404 to a create.
     ///
     /// [`FakeApiServer::set_crds_installed`]: crate::FakeApiServer::set_crds_installed
-    #[error("kind `{0}` is not served: its CustomResourceDefinition is not installed")]
+    /// [`FakeApiServer::set_calico`]: crate::FakeApiServer::set_calico
+    /// [`FakeApiServer::set_served`]: crate::FakeApiServer::set_served
+    #[error("kind `{0}` is not served: its CustomResourceDefinition (or API service) is not installed")]
     NotInstalled(Kind),
     /// `apiVersion` is present but is not the one of the kind.
     #[error("apiVersion {found} does not belong to kind `{kind}`: expected `{expected}`")]
@@ -167,8 +170,28 @@ pub(crate) struct Store {
     next_uid: u64,
     subscribers: HashMap<u64, Subscriber>,
     next_watch_id: u64,
-    /// Whether the CRD kinds ([`Kind::is_crd`]) are served.
+    /// Whether the `policy.networking.k8s.io` CRDs ([`Api::PolicyCrd`]) are installed.
     crds_installed: bool,
+    /// Which of Calico's APIs are served.
+    calico: Calico,
+    /// Kinds taken out one by one ([`Store::set_served`]).
+    removed: BTreeSet<Kind>,
+    /// Kinds every request for which is refused with 403 Forbidden.
+    forbidden: BTreeSet<Kind>,
+}
+
+/// Which of Calico's APIs the server serves: see [`FakeApiServer::set_calico`](crate::FakeApiServer::set_calico).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Calico {
+    /// Calico is not installed (the default).
+    #[default]
+    None,
+    /// Calico's CRDs (`crd.projectcalico.org/v1`): a cluster with Calico and without its API server.
+    Crds,
+    /// Calico's CRDs and its API server (`projectcalico.org/v3`, an aggregated API). Objects of the two groups
+    /// are stored apart: a real Calico API server keeps its objects in the CRDs (so each shows in both groups),
+    /// which this server does not model.
+    ApiServer,
 }
 
 impl Store {
@@ -182,30 +205,73 @@ impl Store {
             subscribers: HashMap::new(),
             next_watch_id: 1,
             crds_installed: true,
+            calico: Calico::None,
+            removed: BTreeSet::new(),
+            forbidden: BTreeSet::new(),
         }
     }
 
-    /// Whether `kind` is served: not a CRD kind, or the CRDs are installed.
+    /// Whether `kind` is served: a built-in kind, or a CRD or API service that is installed.
     pub(crate) fn serves(&self, kind: Kind) -> bool {
-        self.crds_installed || !kind.is_crd()
+        let installed = match kind.api() {
+            Api::BuiltIn => true,
+            Api::PolicyCrd => self.crds_installed,
+            Api::CalicoCrd => self.calico != Calico::None,
+            Api::CalicoApiServer => self.calico == Calico::ApiServer,
+        };
+        installed && !self.removed.contains(&kind)
     }
 
-    /// Installs or removes the CRDs. Removing them deletes their objects (DELETED events, as the CRD's finalizer
-    /// deletes every custom resource) and then ends the watches on them (cleanly, as the apiserver ends them when
-    /// it stops serving the resource); from then on their paths answer 404.
-    pub(crate) fn set_crds_installed(&mut self, installed: bool) {
-        if self.crds_installed == installed {
+    /// Changes what is served with `change`. Kinds no longer served lose their objects (DELETED events, as a
+    /// CRD's finalizer deletes every custom resource) and then their watches end (cleanly, as the apiserver ends
+    /// them when it stops serving the resource); from then on their paths answer 404.
+    fn reconfigure(&mut self, change: impl FnOnce(&mut Store)) {
+        let before: Vec<Kind> = Kind::ALL.into_iter().filter(|k| self.serves(*k)).collect();
+        change(self);
+        let gone: Vec<Kind> = before.into_iter().filter(|k| !self.serves(*k)).collect();
+        if gone.is_empty() {
             return;
         }
-        if !installed {
-            let keys: Vec<ObjectKey> = self.objects.keys().filter(|k| k.kind.is_crd()).cloned().collect();
-            for key in keys {
-                self.delete(&key);
-            }
-            // Dropping a watch's sender ends its stream after what was already sent.
-            self.subscribers.retain(|_, sub| !sub.scope.kind.is_crd());
+        let keys: Vec<ObjectKey> = self.objects.keys().filter(|k| gone.contains(&k.kind)).cloned().collect();
+        for key in keys {
+            self.delete(&key);
         }
-        self.crds_installed = installed;
+        // Dropping a watch's sender ends its stream after what was already sent.
+        self.subscribers.retain(|_, sub| !gone.contains(&sub.scope.kind));
+    }
+
+    /// Installs or removes the `policy.networking.k8s.io` CRDs (see [`Store::reconfigure`]).
+    pub(crate) fn set_crds_installed(&mut self, installed: bool) {
+        self.reconfigure(|s| s.crds_installed = installed);
+    }
+
+    /// Which of Calico's APIs are served (see [`Store::reconfigure`]).
+    pub(crate) fn set_calico(&mut self, calico: Calico) {
+        self.reconfigure(|s| s.calico = calico);
+    }
+
+    /// Takes one CRD or API kind out (or puts it back), whatever else serves it (see [`Store::reconfigure`]).
+    pub(crate) fn set_served(&mut self, kind: Kind, served: bool) {
+        self.reconfigure(|s| {
+            if served {
+                s.removed.remove(&kind);
+            } else {
+                s.removed.insert(kind);
+            }
+        });
+    }
+
+    /// Refuses every request for `kind` with 403 Forbidden (or stops refusing them).
+    pub(crate) fn set_forbidden(&mut self, kind: Kind, forbidden: bool) {
+        if forbidden {
+            self.forbidden.insert(kind);
+        } else {
+            self.forbidden.remove(&kind);
+        }
+    }
+
+    pub(crate) fn is_forbidden(&self, kind: Kind) -> bool {
+        self.forbidden.contains(&kind)
     }
 
     pub(crate) fn revision(&self) -> u64 {
@@ -218,18 +284,29 @@ impl Store {
             return Err(PutError::NotAnObject);
         };
         let kind_name = obj.get("kind").and_then(Value::as_str).ok_or(PutError::MissingKind)?;
-        let kind = Kind::from_kind_name(kind_name).ok_or_else(|| PutError::UnknownKind(kind_name.to_owned()))?;
+        let first = Kind::from_kind_name(kind_name).ok_or_else(|| PutError::UnknownKind(kind_name.to_owned()))?;
+        let kind = match obj.get("apiVersion") {
+            None => {
+                obj.insert("apiVersion".to_owned(), Value::from(first.api_version()));
+                first
+            }
+            Some(Value::String(v)) => match Kind::from_api_version(v, kind_name) {
+                Some(kind) => kind,
+                None => {
+                    let found = Value::from(v.as_str()).to_string();
+                    return Err(PutError::WrongApiVersion { kind: first, found, expected: first.api_version() });
+                }
+            },
+            Some(other) => {
+                return Err(PutError::WrongApiVersion {
+                    kind: first,
+                    found: other.to_string(),
+                    expected: first.api_version(),
+                })
+            }
+        };
         if !self.serves(kind) {
             return Err(PutError::NotInstalled(kind));
-        }
-        match obj.get("apiVersion") {
-            None => {
-                obj.insert("apiVersion".to_owned(), Value::from(kind.api_version()));
-            }
-            Some(Value::String(v)) if v == kind.api_version() => {}
-            Some(other) => {
-                return Err(PutError::WrongApiVersion { kind, found: other.to_string(), expected: kind.api_version() })
-            }
         }
         let metadata = obj
             .entry("metadata")
@@ -598,6 +675,39 @@ mod tests {
         assert_eq!(store.list(&anps, store.revision()).unwrap(), Vec::<Value>::new());
         store.set_crds_installed(true);
         store.put(anp("b"), NOW).unwrap();
+    }
+
+    #[test]
+    fn calico_kinds_are_served_as_configured() {
+        let mut store = Store::new();
+        let tier = |api: &str| json!({"apiVersion": api, "kind": "Tier", "metadata": {"name": "t"}, "spec": {}});
+        assert_eq!(store.put(tier("crd.projectcalico.org/v1"), NOW), Err(PutError::NotInstalled(Kind::CalicoTier)));
+        store.set_calico(Calico::Crds);
+        store.put(tier("crd.projectcalico.org/v1"), NOW).unwrap();
+        assert_eq!(store.put(tier("projectcalico.org/v3"), NOW), Err(PutError::NotInstalled(Kind::CalicoV3Tier)));
+        store.set_calico(Calico::ApiServer);
+        store.put(tier("projectcalico.org/v3"), NOW).unwrap();
+        assert!(matches!(store.put(tier("example.org/v1"), NOW), Err(PutError::WrongApiVersion { .. })));
+        // The same name under another group is another object.
+        assert_eq!(store.objects.len(), 2);
+        let np = json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "namespace": "a"}});
+        store.put(np, NOW).unwrap();
+        assert!(store
+            .get(&ObjectKey { kind: Kind::CalicoNetworkPolicy, namespace: "a".into(), name: "p".into() })
+            .is_some());
+
+        // One kind out: its objects are deleted.
+        store.set_served(Kind::CalicoV3Tier, false);
+        assert!(!store.serves(Kind::CalicoV3Tier) && store.serves(Kind::CalicoTier));
+        assert_eq!(store.objects.len(), 2);
+        store.set_served(Kind::CalicoV3Tier, true);
+        // Calico gone: every Calico object with it.
+        store.set_calico(Calico::None);
+        assert!(store.objects.is_empty());
+        assert!(store.serves(Kind::ServiceAccount) && !store.serves(Kind::CalicoTier));
+        store.set_forbidden(Kind::Pod, true);
+        assert!(store.is_forbidden(Kind::Pod) && store.serves(Kind::Pod));
     }
 
     #[test]

@@ -439,6 +439,125 @@ async fn crds_not_installed_answer_404_with_a_status() {
     .await;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Calico's kinds and ServiceAccounts
+
+#[tokio::test]
+async fn calico_kinds_are_discovered_listed_watched_and_bookmarked() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use netpol_fakeapi::fixtures::{calico_tier, seed_calico, seed_two_namespaces, CALICO_CRD, CALICO_V3};
+    use netpol_fakeapi::Calico;
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        seed_two_namespaces(&server);
+        let client = client(&server).await;
+        // Not installed by default: no group, and 404s.
+        let groups = client.list_api_groups().await.unwrap();
+        assert!(groups.groups.iter().all(|g| !g.name.contains("projectcalico.org")), "{groups:?}");
+        let tiers = dynamic(&client, Kind::CalicoTier);
+        assert!(matches!(tiers.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 404));
+
+        server.set_calico(Calico::Crds);
+        seed_calico(&server, CALICO_CRD);
+        let groups = client.list_api_groups().await.unwrap();
+        let names: Vec<&str> = groups.groups.iter().map(|g| g.name.as_str()).collect();
+        assert!(names.contains(&"crd.projectcalico.org") && !names.contains(&"projectcalico.org"), "{names:?}");
+        let crd = client.list_api_group_resources("crd.projectcalico.org/v1").await.unwrap();
+        let mut resources: Vec<(&str, bool)> = crd.resources.iter().map(|r| (r.name.as_str(), r.namespaced)).collect();
+        resources.sort();
+        assert_eq!(
+            resources,
+            [
+                ("globalnetworkpolicies", false),
+                ("globalnetworksets", false),
+                ("networkpolicies", true),
+                ("networksets", true),
+                ("tiers", false)
+            ]
+        );
+        let expect = [
+            (Kind::CalicoTier, "security"),
+            (Kind::CalicoGlobalNetworkPolicy, "security.allow-web"),
+            (Kind::CalicoGlobalNetworkSet, "blocked"),
+            (Kind::CalicoNetworkSet, "partners"),
+            (Kind::CalicoNetworkPolicy, "allow-partners"),
+        ];
+        for (kind, name) in expect {
+            let list = dynamic(&client, kind).list(&ListParams::default().limit(500)).await.unwrap();
+            assert_eq!(list.items[0].name_any(), name, "{kind:?}");
+            assert_eq!(list.items[0].metadata.namespace.is_some(), kind.is_namespaced(), "{kind:?}");
+        }
+        // Calico's NetworkPolicies and Kubernetes' are different collections.
+        assert!(Api::<NetworkPolicy>::all(client.clone()).list(&ListParams::default()).await.unwrap().items.is_empty());
+        let accounts = Api::<ServiceAccount>::all(client.clone()).list(&ListParams::default()).await.unwrap();
+        assert_eq!(accounts.items[0].labels()["role"], "web");
+
+        // The watcher lists, follows, and resumes from a bookmark.
+        let mut stream = watcher(tiers.clone(), watcher::Config::default()).boxed();
+        let mut names = Vec::new();
+        while !matches!(stream.next().await, Some(Ok(watcher::Event::InitDone))) {}
+        server.try_put(calico_tier(CALICO_CRD, "platform", 50.0)).unwrap();
+        if let Some(Ok(watcher::Event::Apply(t))) = stream.next().await {
+            names.push(t.name_any());
+        }
+        assert_eq!(names, ["platform"]);
+        server.send_bookmarks();
+        let bookmarked = server.resource_version();
+        server.compact();
+        server.drop_watches();
+        let gone = server.delete_kind(Kind::CalicoTier, None, "platform").unwrap();
+        let Some(Ok(watcher::Event::Delete(t))) = stream.next().await else { panic!("expected a deletion") };
+        assert_eq!((t.name_any(), t.resource_version()), ("platform".to_string(), Some(gone.to_string())));
+        let watch = watches(&server, &Kind::CalicoTier.path());
+        assert_eq!(param(watch.last().unwrap(), "resourceVersion"), Some(bookmarked.to_string().as_str()));
+        assert_eq!(
+            lists(&server, &Kind::CalicoTier.path()).len(),
+            3,
+            "the 404, the list above, the watcher's: no relist"
+        );
+
+        // The API server's group besides the CRDs': its own objects.
+        server.set_calico(Calico::ApiServer);
+        assert!(client.list_api_group_resources("projectcalico.org/v3").await.is_ok());
+        server.try_put(calico_tier(CALICO_V3, "platform", 50.0)).unwrap();
+        let v3 = dynamic(&client, Kind::CalicoV3Tier).list(&ListParams::default()).await.unwrap();
+        assert_eq!(v3.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>(), ["platform"]);
+        assert!(server.get_kind(Kind::CalicoTier, None, "platform").is_none());
+        // One kind taken out: 404 for it alone.
+        server.set_served(Kind::CalicoGlobalNetworkSet, false);
+        let error = dynamic(&client, Kind::CalicoGlobalNetworkSet).list(&ListParams::default()).await.unwrap_err();
+        assert!(matches!(error, kube::Error::Api(s) if s.code == 404));
+        assert!(dynamic(&client, Kind::CalicoNetworkSet).list(&ListParams::default()).await.is_ok());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_forbidden_kind_answers_403_with_a_status() {
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        let client = client(&server).await;
+        server.set_forbidden(Kind::Node, true);
+        let nodes = Api::<Node>::all(client.clone());
+        let error = nodes.list(&ListParams::default()).await.unwrap_err();
+        let kube::Error::Api(status) = error else { panic!("not an API error: {error:?}") };
+        assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+        assert_eq!(
+            status.message,
+            "nodes is forbidden: User \"system:anonymous\" cannot list resource \"nodes\" in API group \"\" at the \
+             cluster scope"
+        );
+        let watched = nodes.watch(&WatchParams::default(), "0").await.map(|_| ());
+        assert!(matches!(&watched, Err(kube::Error::Api(s)) if s.code == 403), "{watched:?}");
+        // Discovery still lists it.
+        let core = client.list_core_api_resources("v1").await.unwrap();
+        assert!(core.resources.iter().any(|r| r.name == "nodes"));
+        server.set_forbidden(Kind::Node, false);
+        assert!(nodes.list(&ListParams::default()).await.is_ok());
+    })
+    .await;
+}
+
 #[test]
 fn a_404_for_a_crd_not_installed_is_a_status_object_on_the_wire() {
     use std::io::{Read, Write};

@@ -1,8 +1,14 @@
-//! Live clusters: Namespaces, Pods, NetworkPolicies, Nodes and the admin network policy CRDs
+//! Live clusters: Namespaces, Pods, NetworkPolicies, Nodes, the admin network policy CRDs
 //! (`policy.networking.k8s.io`: ClusterNetworkPolicy `v1alpha2`, AdminNetworkPolicy and
-//! BaselineAdminNetworkPolicy `v1alpha1`) read from a Kubernetes API server with kube-rs, instead of manifest
-//! files. The kinds are one table, [`Kind`]; the CRD kinds are read through kube's dynamic API
-//! ([`DynamicObject`]), the others through k8s-openapi's types.
+//! BaselineAdminNetworkPolicy `v1alpha1`) and Calico's objects (Tier, NetworkPolicy, GlobalNetworkPolicy,
+//! NetworkSet, GlobalNetworkSet, and the ServiceAccounts its selectors see) read from a Kubernetes API server with
+//! kube-rs, instead of manifest files. The kinds are one table, [`Kind`]; the CRD kinds are read through kube's
+//! dynamic API ([`DynamicObject`]), the others through k8s-openapi's types.
+//!
+//! Calico's kinds are read from its API server's group `projectcalico.org/v3` when the cluster serves it (the
+//! objects as users wrote them), else from its CRDs' group `crd.projectcalico.org/v1` ([`CalicoApi`], found once
+//! by discovery, `GET /apis`). Where neither group is served, neither Calico's kinds nor ServiceAccounts (which only
+//! Calico's selectors read) are asked for: they are absent, logged at debug level.
 //!
 //! - One-shot commands (`query`, `explain`, `matrix`, `lint`, `describe` with `--kubeconfig`, `--context` or
 //!   `--in-cluster`): [`snapshot`] lists every kind (paginated, one consistent list per kind) and loads them.
@@ -13,17 +19,23 @@
 //!   the next immutable model revision. This crate knows nothing of the server.
 //!
 //! A cluster without a CRD (the API server answers `404` to its list) is normal: that kind is absent, which is
-//! logged once at info level; it is neither an error nor watched (a CRD installed later is seen after a restart).
+//! logged once (at info level for the admin policy kinds, at debug level for Calico's); it is neither an error nor
+//! watched (a CRD installed later is seen after a restart). Any other error (`403 Forbidden`: RBAC does not grant
+//! the kind) is an error for a one-shot command and retried with backoff by the watch.
 //!
 //! Every object goes through the file loader's validation ([`Loader::add_value`]) with an origin naming it,
-//! `cluster:pods/NAMESPACE/NAME` or `cluster:adminnetworkpolicies/NAME` (document 0), so an invalid object is
-//! reported and left out exactly as in a file. Pods in phase `Succeeded` or `Failed` are left out: they have no network any more, and their IP may
+//! `cluster:pods/NAMESPACE/NAME` or `cluster:adminnetworkpolicies/NAME` (document 0; Calico's NetworkPolicies are
+//! `cluster:networkpolicies.projectcalico.org/NAMESPACE/NAME`, whichever group they came from), so an invalid
+//! object is reported and left out exactly as in a file. Pods in phase `Succeeded` or `Failed` are left out: they have no network any more, and their IP may
 //! already belong to another pod. Pods without an IP yet (`Pending`) are loaded as a manifest pod without
 //! `status.podIP` is: selectors match them, they cannot be named by address.
 //!
 //! [`Store`] is the pure part: it turns watch events into [`Change`]s and drops events that do not change the
 //! model (most pod updates only touch status conditions; a relist finds most objects at the resourceVersion
-//! already applied), so the engine sees only real changes.
+//! already applied), so the engine sees only real changes. Objects are decoded one at a time there, so what the
+//! loader derives across objects is kept by [`Change`]s and the store: a Calico policy's tier goes by name
+//! ([`Change::PutCalicoPolicy`]), and its warning that no Tier object declares its tier is reported exactly while no
+//! valid Tier of that name is held.
 
 #![forbid(unsafe_code)]
 
@@ -39,7 +51,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node as K8sNode;
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod};
+use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod, ServiceAccount as K8sServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy as K8sNetworkPolicy;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -47,7 +59,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::Config;
 use netpol_core::compile::Engine;
 use netpol_core::load::{Diagnostic, Loaded, Loader, Severity};
-use netpol_core::model::{Origin, PolicyKind, Scope};
+use netpol_core::model::{Origin, PolicyKind, PolicyTier, Scope};
 use netpol_core::update::{Change, UpdateStats};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -115,6 +127,28 @@ pub enum Kind {
     ClusterNetworkPolicy,
     AdminNetworkPolicy,
     BaselineAdminNetworkPolicy,
+    /// Calico's Tier.
+    Tier,
+    /// Calico's (namespaced) NetworkPolicy.
+    CalicoNetworkPolicy,
+    GlobalNetworkPolicy,
+    NetworkSet,
+    GlobalNetworkSet,
+    /// Read only where Calico is: only its selectors see service accounts.
+    ServiceAccount,
+}
+
+/// What serves a kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Served {
+    /// The API server itself: a `404` is an error.
+    BuiltIn,
+    /// A CRD a cluster may not have (`policy.networking.k8s.io`): a `404` for its list means "none".
+    Crd,
+    /// Calico: its API server's group or its CRDs' ([`CalicoApi`]); a `404` means "none".
+    Calico,
+    /// The API server, but read only where Calico is ([`Kind::ServiceAccount`]).
+    WithCalico,
 }
 
 /// What netpol needs to know of a kind.
@@ -122,100 +156,143 @@ struct KindInfo {
     kind: Kind,
     /// The `kind` field.
     name: &'static str,
-    /// The API group, `""` for the core group.
-    group: &'static str,
-    version: &'static str,
-    /// The `apiVersion` field.
+    /// The `apiVersion` field: `GROUP/VERSION`, or `VERSION` for the core group (Calico's kinds: its CRDs', or
+    /// its API server's: [`CalicoApi`]).
     api_version: &'static str,
-    /// The resource name.
+    /// The resource name in URLs.
+    resource_name: &'static str,
+    /// How netpol names the kind in resourceVersions, metrics and object origins: the resource name, with
+    /// Calico's group where Kubernetes has a kind of the same name (`networkpolicies.projectcalico.org`).
     plural: &'static str,
     namespaced: bool,
-    /// Served by a CRD that a cluster may not have: a `404` for its list means "no object of this kind".
-    optional: bool,
+    served: Served,
     /// Loading order: namespaces, nodes, pods, then the policies.
     load_rank: u8,
 }
 
-const POLICY_GROUP: &str = "policy.networking.k8s.io";
+const CALICO_CRD_GROUP: &str = "crd.projectcalico.org";
+const CALICO_API_GROUP: &str = "projectcalico.org";
+
+const fn calico_kind(
+    kind: Kind,
+    name: &'static str,
+    resource_name: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    load_rank: u8,
+) -> KindInfo {
+    KindInfo {
+        kind,
+        name,
+        api_version: "crd.projectcalico.org/v1",
+        resource_name,
+        plural,
+        namespaced,
+        served: Served::Calico,
+        load_rank,
+    }
+}
 
 /// Every kind, in the order of [`Kind`]'s variants (and of [`Kind::ALL`]).
 const KINDS: [KindInfo; Kind::COUNT] = [
     KindInfo {
         kind: Kind::Pod,
         name: "Pod",
-        group: "",
-        version: "v1",
         api_version: "v1",
+        resource_name: "pods",
         plural: "pods",
         namespaced: true,
-        optional: false,
+        served: Served::BuiltIn,
         load_rank: 2,
     },
     KindInfo {
         kind: Kind::NetworkPolicy,
         name: "NetworkPolicy",
-        group: "networking.k8s.io",
-        version: "v1",
         api_version: "networking.k8s.io/v1",
+        resource_name: "networkpolicies",
         plural: "networkpolicies",
         namespaced: true,
-        optional: false,
+        served: Served::BuiltIn,
         load_rank: 3,
     },
     KindInfo {
         kind: Kind::Namespace,
         name: "Namespace",
-        group: "",
-        version: "v1",
         api_version: "v1",
+        resource_name: "namespaces",
         plural: "namespaces",
         namespaced: false,
-        optional: false,
+        served: Served::BuiltIn,
         load_rank: 0,
     },
     KindInfo {
         kind: Kind::Node,
         name: "Node",
-        group: "",
-        version: "v1",
         api_version: "v1",
+        resource_name: "nodes",
         plural: "nodes",
         namespaced: false,
-        optional: false,
+        served: Served::BuiltIn,
         load_rank: 1,
     },
     KindInfo {
         kind: Kind::ClusterNetworkPolicy,
         name: "ClusterNetworkPolicy",
-        group: POLICY_GROUP,
-        version: "v1alpha2",
         api_version: "policy.networking.k8s.io/v1alpha2",
+        resource_name: "clusternetworkpolicies",
         plural: "clusternetworkpolicies",
         namespaced: false,
-        optional: true,
+        served: Served::Crd,
         load_rank: 4,
     },
     KindInfo {
         kind: Kind::AdminNetworkPolicy,
         name: "AdminNetworkPolicy",
-        group: POLICY_GROUP,
-        version: "v1alpha1",
         api_version: "policy.networking.k8s.io/v1alpha1",
+        resource_name: "adminnetworkpolicies",
         plural: "adminnetworkpolicies",
         namespaced: false,
-        optional: true,
+        served: Served::Crd,
         load_rank: 5,
     },
     KindInfo {
         kind: Kind::BaselineAdminNetworkPolicy,
         name: "BaselineAdminNetworkPolicy",
-        group: POLICY_GROUP,
-        version: "v1alpha1",
         api_version: "policy.networking.k8s.io/v1alpha1",
+        resource_name: "baselineadminnetworkpolicies",
         plural: "baselineadminnetworkpolicies",
         namespaced: false,
-        optional: true,
+        served: Served::Crd,
         load_rank: 6,
+    },
+    calico_kind(Kind::Tier, "Tier", "tiers", "tiers", false, 8),
+    calico_kind(
+        Kind::CalicoNetworkPolicy,
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicies.projectcalico.org",
+        true,
+        11,
+    ),
+    calico_kind(
+        Kind::GlobalNetworkPolicy,
+        "GlobalNetworkPolicy",
+        "globalnetworkpolicies",
+        "globalnetworkpolicies",
+        false,
+        12,
+    ),
+    calico_kind(Kind::NetworkSet, "NetworkSet", "networksets", "networksets", true, 9),
+    calico_kind(Kind::GlobalNetworkSet, "GlobalNetworkSet", "globalnetworksets", "globalnetworksets", false, 10),
+    KindInfo {
+        kind: Kind::ServiceAccount,
+        name: "ServiceAccount",
+        api_version: "v1",
+        resource_name: "serviceaccounts",
+        plural: "serviceaccounts",
+        namespaced: true,
+        served: Served::WithCalico,
+        load_rank: 7,
     },
 ];
 
@@ -230,7 +307,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 13;
 
     /// In the order of revision reports.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -241,15 +318,28 @@ impl Kind {
         Kind::ClusterNetworkPolicy,
         Kind::AdminNetworkPolicy,
         Kind::BaselineAdminNetworkPolicy,
+        Kind::Tier,
+        Kind::CalicoNetworkPolicy,
+        Kind::GlobalNetworkPolicy,
+        Kind::NetworkSet,
+        Kind::GlobalNetworkSet,
+        Kind::ServiceAccount,
     ];
 
     fn info(self) -> &'static KindInfo {
         &KINDS[self.index()]
     }
 
-    /// The resource name: `pods`, `networkpolicies`, `adminnetworkpolicies`, ...
+    /// How netpol names the kind in resourceVersions, metrics and object origins: `pods`, `networkpolicies`,
+    /// `adminnetworkpolicies`, `tiers`, ...; Calico's NetworkPolicies are `networkpolicies.projectcalico.org`
+    /// (whichever of Calico's groups they are read from).
     pub fn plural(self) -> &'static str {
         self.info().plural
+    }
+
+    /// The resource name in URLs: `pods`, `networkpolicies` (Kubernetes' and Calico's), ...
+    pub fn resource_name(self) -> &'static str {
+        self.info().resource_name
     }
 
     /// The `kind` field: `Pod`, `AdminNetworkPolicy`, ...
@@ -257,9 +347,19 @@ impl Kind {
         self.info().name
     }
 
-    /// The `apiVersion` field: `v1`, `policy.networking.k8s.io/v1alpha1`, ...
+    /// The `apiVersion` field: `v1`, `policy.networking.k8s.io/v1alpha1`, ...; Calico's kinds:
+    /// `crd.projectcalico.org/v1` (see [`Kind::api_version_in`]).
     pub fn api_version(self) -> &'static str {
         self.info().api_version
+    }
+
+    /// The `apiVersion` of the kind where Calico's API is `calico`: Calico's kinds are served by its API server
+    /// (`projectcalico.org/v3`) or its CRDs (`crd.projectcalico.org/v1`).
+    pub fn api_version_in(self, calico: Option<CalicoApi>) -> &'static str {
+        match (self.info().served, calico) {
+            (Served::Calico, Some(CalicoApi::ApiServer)) => "projectcalico.org/v3",
+            _ => self.api_version(),
+        }
     }
 
     /// Whether objects of this kind live in a namespace.
@@ -267,25 +367,84 @@ impl Kind {
         self.info().namespaced
     }
 
-    /// Whether a CRD serves this kind, so that a cluster may not have it (a `404` for its list).
+    /// Whether a CRD serves this kind (the admin policy kinds, Calico's), so that a cluster may not have it (a
+    /// `404` for its list).
     pub fn is_optional(self) -> bool {
-        self.info().optional
+        matches!(self.info().served, Served::Crd | Served::Calico)
     }
 
-    /// The kind for kube's dynamic API.
-    fn api_resource(self) -> ApiResource {
+    /// Whether the kind is read only where the cluster serves one of Calico's API groups: Calico's kinds, and
+    /// ServiceAccounts (which only Calico's selectors see).
+    pub fn is_calico(self) -> bool {
+        matches!(self.info().served, Served::Calico | Served::WithCalico)
+    }
+
+    /// The kind for kube's dynamic API, where Calico's API is `calico`.
+    fn api_resource(self, calico: Option<CalicoApi>) -> ApiResource {
         let i = self.info();
+        let api_version = self.api_version_in(calico);
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         ApiResource {
-            group: i.group.to_string(),
-            version: i.version.to_string(),
-            api_version: i.api_version.to_string(),
+            group: group.to_string(),
+            version: version.to_string(),
+            api_version: api_version.to_string(),
             kind: i.name.to_string(),
-            plural: i.plural.to_string(),
+            plural: i.resource_name.to_string(),
         }
     }
 
     fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// Which of Calico's API groups netpol reads Calico's kinds from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CalicoApi {
+    /// Calico's API server (`projectcalico.org/v3`, an aggregated API): the objects as users wrote them. Read
+    /// whenever the cluster serves it.
+    ApiServer,
+    /// Calico's CRDs (`crd.projectcalico.org/v1`), where there is no API server.
+    Crds,
+}
+
+impl CalicoApi {
+    /// `projectcalico.org/v3` or `crd.projectcalico.org/v1`.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            CalicoApi::ApiServer => "projectcalico.org/v3",
+            CalicoApi::Crds => "crd.projectcalico.org/v1",
+        }
+    }
+}
+
+/// Which of Calico's API groups the cluster serves (discovery: `GET /apis`): its API server's when it has one,
+/// else its CRDs'; `None` without Calico. Should the API server refuse discovery (an error status, which RBAC's
+/// default `system:discovery` makes unlikely), Calico's CRDs are tried (each list then says whether its kind is
+/// served); an error reaching it is returned.
+async fn calico_api(client: &Client) -> Result<Option<CalicoApi>, kube::Error> {
+    let serves = |groups: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIGroupList, name: &str, version: &str| {
+        groups.groups.iter().any(|g| g.name == name && g.versions.iter().any(|v| v.version == version))
+    };
+    match client.list_api_groups().await {
+        Ok(groups) if serves(&groups, CALICO_API_GROUP, "v3") => Ok(Some(CalicoApi::ApiServer)),
+        Ok(groups) if serves(&groups, CALICO_CRD_GROUP, "v1") => Ok(Some(CalicoApi::Crds)),
+        Ok(_) => {
+            tracing::debug!(
+                "the cluster serves none of Calico's API groups ({CALICO_API_GROUP}, {CALICO_CRD_GROUP}): Calico's \
+                 kinds and service accounts are not read"
+            );
+            Ok(None)
+        }
+        Err(kube::Error::Api(status)) => {
+            tracing::info!(
+                code = status.code,
+                "the cluster refused to list its API groups ({}): trying Calico's CRDs",
+                status.message
+            );
+            Ok(Some(CalicoApi::Crds))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -305,10 +464,15 @@ type Key = (Kind, String, String);
 
 impl Object {
     /// From the JSON of an object. Without `kind` and `apiVersion` (as the API server sends the items of a list
-    /// and kube's dynamic objects keep them), they are those of `kind`.
-    pub fn from_value(kind: Kind, mut value: Value) -> Object {
+    /// and kube's dynamic objects keep them), they are those of `kind` ([`Kind::api_version`]).
+    pub fn from_value(kind: Kind, value: Value) -> Object {
+        Object::read(kind, kind.api_version(), value)
+    }
+
+    /// [`Object::from_value`], read under `api_version` (where Calico's kinds come from its API server).
+    fn read(kind: Kind, api_version: &str, mut value: Value) -> Object {
         if let Some(map) = value.as_object_mut() {
-            map.entry("apiVersion").or_insert_with(|| kind.api_version().into());
+            map.entry("apiVersion").or_insert_with(|| api_version.into());
             map.entry("kind").or_insert_with(|| kind.name().into());
         }
         let meta = |f: &str| value.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).unwrap_or("").to_string();
@@ -319,12 +483,12 @@ impl Object {
         Object { kind, namespace, name, resource_version, value: (!terminated).then_some(value) }
     }
 
-    fn new<K: Serialize>(kind: Kind, o: &K) -> Result<Object, serde_json::Error> {
-        Ok(Object::from_value(kind, serde_json::to_value(o)?))
+    fn new<K: Serialize>(kind: Kind, api_version: &str, o: &K) -> Result<Object, serde_json::Error> {
+        Ok(Object::read(kind, api_version, serde_json::to_value(o)?))
     }
 
-    /// `cluster:pods/NAMESPACE/NAME`, `cluster:namespaces/NAME`, `cluster:adminnetworkpolicies/NAME`: the "file"
-    /// of the object's origin.
+    /// `cluster:pods/NAMESPACE/NAME`, `cluster:namespaces/NAME`, `cluster:adminnetworkpolicies/NAME`,
+    /// `cluster:networkpolicies.projectcalico.org/NAMESPACE/NAME`: the "file" of the object's origin.
     pub fn source_name(&self) -> String {
         source_name(self.kind, &self.namespace, &self.name)
     }
@@ -399,6 +563,8 @@ fn versions_text(v: &[Option<String>; Kind::COUNT], absent: &[bool; Kind::COUNT]
 pub struct Snapshot {
     pub server: String,
     pub objects: Vec<Object>,
+    /// Where Calico's kinds were read from; `None`: the cluster serves none of Calico's groups.
+    pub calico: Option<CalicoApi>,
     /// The list resourceVersion of each kind, by [`Kind::index`].
     versions: [Option<String>; Kind::COUNT],
     /// The kinds the cluster does not serve (CRDs not installed), by [`Kind::index`].
@@ -412,7 +578,8 @@ impl Snapshot {
         versions_text(&self.versions, &self.absent)
     }
 
-    /// The kinds the cluster does not serve: CRDs that are not installed.
+    /// The kinds the cluster does not serve: CRDs that are not installed (and ServiceAccounts, not read where
+    /// the cluster serves none of Calico's groups).
     pub fn absent(&self) -> Vec<Kind> {
         Kind::ALL.into_iter().filter(|k| self.absent[k.index()]).collect()
     }
@@ -435,18 +602,39 @@ fn watch_not_found(e: &watcher::Error) -> bool {
     }
 }
 
-fn log_absent(kind: Kind) {
-    tracing::info!(
-        kind = kind.plural(),
-        api_version = kind.api_version(),
-        "the cluster does not serve {} (its CustomResourceDefinition is not installed): there are none",
-        kind.plural()
-    );
+/// Logs once that the cluster does not serve `kind` (where Calico's API is `calico`): at info level for the admin
+/// policy kinds, at debug level for Calico's (most clusters have no Calico).
+fn log_absent(kind: Kind, calico: Option<CalicoApi>) {
+    let api_version = kind.api_version_in(calico);
+    match (kind.info().served, calico) {
+        (Served::Crd, _) => tracing::info!(
+            kind = kind.plural(),
+            api_version,
+            "the cluster does not serve {} (its CustomResourceDefinition is not installed): there are none",
+            kind.plural()
+        ),
+        (Served::WithCalico, None) | (Served::Calico, None) => tracing::debug!(
+            kind = kind.plural(),
+            "the cluster serves none of Calico's API groups: {} are not read",
+            kind.plural()
+        ),
+        _ => tracing::debug!(
+            kind = kind.plural(),
+            api_version,
+            "the cluster does not serve {} of {api_version} (not installed): there are none",
+            kind.resource_name()
+        ),
+    }
 }
 
 /// Lists every object of one kind, page by page; a list whose continue token expired (410) starts over. `None`
-/// when the cluster does not serve an optional kind (a CRD that is not installed).
-async fn list_all<K>(api: &Api<K>, kind: Kind) -> anyhow::Result<Option<(Vec<Object>, Option<String>)>>
+/// when the cluster does not serve an optional kind (a CRD that is not installed). Calico's kinds are read where
+/// `calico` says.
+async fn list_all<K>(
+    api: &Api<K>,
+    kind: Kind,
+    calico: Option<CalicoApi>,
+) -> anyhow::Result<Option<(Vec<Object>, Option<String>)>>
 where
     K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
@@ -464,16 +652,21 @@ where
                     continue 'again;
                 }
                 Err(e) if is_not_found(&e) && kind.is_optional() => {
-                    log_absent(kind);
+                    log_absent(kind, calico);
                     return Ok(None);
                 }
-                Err(e) => return Err(e).with_context(|| format!("cannot list {}", kind.plural())),
+                Err(e) => {
+                    let what = format!("{} ({})", kind.plural(), kind.api_version_in(calico));
+                    return Err(e).with_context(|| format!("cannot list {what}"));
+                }
             };
             if version.is_none() {
                 version = page.metadata.resource_version.clone().filter(|s| !s.is_empty());
             }
+            let api_version = kind.api_version_in(calico);
             for item in &page.items {
-                objects.push(Object::new(kind, item).with_context(|| format!("cannot convert a {kind:?}"))?);
+                let o = Object::new(kind, api_version, item).with_context(|| format!("cannot convert a {kind:?}"))?;
+                objects.push(o);
             }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(c) => lp = lp.continue_token(&c),
@@ -483,16 +676,33 @@ where
     }
 }
 
-/// [`list_all`] of one kind: k8s-openapi's types for the built-in kinds, kube's dynamic API for the CRDs.
-async fn list_kind(client: &Client, kind: Kind) -> anyhow::Result<Option<(Vec<Object>, Option<String>)>> {
+/// [`list_all`] of one kind: k8s-openapi's types for the built-in kinds, kube's dynamic API for the CRDs. `None`
+/// also for the kinds read only where Calico is, when `calico` is `None`.
+async fn list_kind(
+    client: &Client,
+    kind: Kind,
+    calico: Option<CalicoApi>,
+) -> anyhow::Result<Option<(Vec<Object>, Option<String>)>> {
+    if kind.is_calico() && calico.is_none() {
+        log_absent(kind, calico);
+        return Ok(None);
+    }
     let c = client.clone();
     match kind {
-        Kind::Pod => list_all(&Api::<K8sPod>::all(c), kind).await,
-        Kind::NetworkPolicy => list_all(&Api::<K8sNetworkPolicy>::all(c), kind).await,
-        Kind::Namespace => list_all(&Api::<K8sNamespace>::all(c), kind).await,
-        Kind::Node => list_all(&Api::<K8sNode>::all(c), kind).await,
-        Kind::ClusterNetworkPolicy | Kind::AdminNetworkPolicy | Kind::BaselineAdminNetworkPolicy => {
-            list_all(&Api::<DynamicObject>::all_with(c, &kind.api_resource()), kind).await
+        Kind::Pod => list_all(&Api::<K8sPod>::all(c), kind, calico).await,
+        Kind::NetworkPolicy => list_all(&Api::<K8sNetworkPolicy>::all(c), kind, calico).await,
+        Kind::Namespace => list_all(&Api::<K8sNamespace>::all(c), kind, calico).await,
+        Kind::Node => list_all(&Api::<K8sNode>::all(c), kind, calico).await,
+        Kind::ServiceAccount => list_all(&Api::<K8sServiceAccount>::all(c), kind, calico).await,
+        Kind::ClusterNetworkPolicy
+        | Kind::AdminNetworkPolicy
+        | Kind::BaselineAdminNetworkPolicy
+        | Kind::Tier
+        | Kind::CalicoNetworkPolicy
+        | Kind::GlobalNetworkPolicy
+        | Kind::NetworkSet
+        | Kind::GlobalNetworkSet => {
+            list_all(&Api::<DynamicObject>::all_with(c, &kind.api_resource(calico)), kind, calico).await
         }
     }
 }
@@ -500,7 +710,11 @@ async fn list_kind(client: &Client, kind: Kind) -> anyhow::Result<Option<(Vec<Ob
 /// Lists every kind of the cluster; the CRD kinds it does not serve are [`Snapshot::absent`].
 pub async fn snapshot(source: &Source) -> anyhow::Result<Snapshot> {
     let (client, server) = source.client().await?;
-    let lists = futures::future::try_join_all(Kind::ALL.map(|k| list_kind(&client, k)))
+    let calico = calico_api(&client)
+        .await
+        .context("cannot list the API groups")
+        .with_context(|| format!("reading the cluster at {server}"))?;
+    let lists = futures::future::try_join_all(Kind::ALL.map(|k| list_kind(&client, k, calico)))
         .await
         .with_context(|| format!("reading the cluster at {server}"))?;
     let mut versions: [Option<String>; Kind::COUNT] = Default::default();
@@ -515,20 +729,25 @@ pub async fn snapshot(source: &Source) -> anyhow::Result<Snapshot> {
             None => absent[kind.index()] = true,
         }
     }
-    Ok(Snapshot { server, objects, versions, absent })
+    Ok(Snapshot { server, objects, calico, versions, absent })
 }
 
 /// [`snapshot`] on a new single-threaded runtime, for the synchronous commands. Returns the loaded cluster and
 /// the line to print on stderr (`answered from SERVER at resourceVersion pods=… networkpolicies=… namespaces=…
-/// nodes=… …`, without the kinds the cluster does not serve).
+/// nodes=… …`, without the kinds the cluster does not serve, then where Calico's objects were read from if the
+/// cluster has Calico).
 pub fn snapshot_blocking(source: &Source) -> anyhow::Result<(Loaded, String)> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     let snap = rt.block_on(snapshot(source))?;
     let terminated = snap.objects.iter().filter(|o| o.value.is_none()).count();
     let line = format!(
-        "answered from {} at resourceVersion {}{}",
+        "answered from {} at resourceVersion {}{}{}",
         snap.server,
         snap.resource_versions().replace(',', " "),
+        match snap.calico {
+            Some(api) => format!(" (Calico's objects from {})", api.api_version()),
+            None => String::new(),
+        },
         if terminated > 0 { format!(" ({terminated} terminated pod(s) left out)") } else { String::new() }
     );
     Ok((load_objects(snap.objects), line))
@@ -571,6 +790,15 @@ struct Entry {
     /// A fingerprint of the model object; `None` when the object is invalid (left out of the model).
     model: Option<u64>,
     diagnostics: Vec<Diagnostic>,
+    /// A Calico policy in a tier that is not built in: the tier's name and the loader's warning that no Tier
+    /// object declares it, reported while the store holds no valid Tier of that name.
+    tier_warning: Option<(String, Diagnostic)>,
+}
+
+impl Entry {
+    fn new(resource_version: String) -> Entry {
+        Entry { resource_version, model: None, diagnostics: Vec::new(), tier_warning: None }
+    }
 }
 
 #[derive(Default)]
@@ -616,13 +844,62 @@ fn pod_fp(p: &netpol_core::model::Pod) -> u64 {
 }
 
 fn policy_fp(p: &netpol_core::model::Policy) -> u64 {
+    policy_fp_in(p, &p.tier)
+}
+
+/// A Calico policy's fingerprint: its tier by name (the index is the loader's of the moment).
+fn calico_policy_fp(p: &netpol_core::model::Policy, tier: &str) -> u64 {
+    policy_fp_in(p, &tier)
+}
+
+fn policy_fp_in(p: &netpol_core::model::Policy, tier: &dyn std::fmt::Debug) -> u64 {
     // A NetworkPolicy's namespace is in its key; a cluster-scoped policy's namespace selector is part of it.
     let scope = match &p.scope {
         Scope::Cluster(selector) => Some(selector),
         Scope::Namespace(_) => None,
     };
-    let what = (&p.pod_selector, &p.ingress, &p.egress, p.affects_ingress, p.affects_egress);
-    fingerprint(&(p.kind, p.tier, p.order, scope, what))
+    let what = (&p.pod_selector, &p.calico_selector, &p.ingress, &p.egress, p.affects_ingress, p.affects_egress);
+    fingerprint(&(p.kind, tier, p.order, scope, what))
+}
+
+fn is_calico_policy(p: &netpol_core::model::Policy) -> bool {
+    matches!(p.kind, PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy)
+}
+
+/// The name of the tier `t` of cluster `c`.
+fn tier_name(c: &netpol_core::model::Cluster, t: PolicyTier) -> String {
+    c.tiers.get(t.index()).map_or_else(|| "default".to_string(), |t| t.name.clone())
+}
+
+fn tier_fp(t: &netpol_core::model::TierDef) -> u64 {
+    fingerprint(&(&t.name, t.order, t.default_action))
+}
+
+fn network_set_fp(s: &netpol_core::model::NetworkSet) -> u64 {
+    fingerprint(&(&s.labels, &s.nets))
+}
+
+fn service_account_fp(a: &netpol_core::model::ServiceAccount) -> u64 {
+    fingerprint(&a.labels)
+}
+
+/// Takes, out of what loading one Calico policy alone gave, the loader's warning that no Tier object declares its
+/// tier (alone, a policy in a tier that is not built in always has it): the store reports it while it holds no
+/// Tier of that name.
+fn take_tier_warning(loaded: &mut Loaded) -> Option<(String, Diagnostic)> {
+    let p = loaded.cluster.policies.last()?;
+    if p.tier.index() < 3 {
+        return None;
+    }
+    let tier = tier_name(&loaded.cluster, p.tier);
+    let at = loaded.diagnostics.iter().rposition(is_tier_warning)?;
+    Some((tier, loaded.diagnostics.remove(at)))
+}
+
+/// The loader's warning on a Calico policy whose tier no Tier object declares (what it warns about `spec.tier`;
+/// what the validator finds wrong there is an error).
+fn is_tier_warning(d: &Diagnostic) -> bool {
+    d.severity == Severity::Warning && d.field.as_deref() == Some("spec.tier")
 }
 
 fn node_fp(n: &netpol_core::model::Node) -> u64 {
@@ -645,6 +922,12 @@ fn delete_change(key: &Key) -> Change {
         Kind::BaselineAdminNetworkPolicy => {
             Change::DeleteClusterPolicy { kind: PolicyKind::BaselineAdminNetworkPolicy, name }
         }
+        Kind::Tier => Change::DeleteTier { name },
+        Kind::CalicoNetworkPolicy => Change::DeleteCalicoPolicy { namespace, name },
+        Kind::GlobalNetworkPolicy => Change::DeleteClusterPolicy { kind: PolicyKind::GlobalNetworkPolicy, name },
+        Kind::NetworkSet => Change::DeleteNetworkSet { namespace: Some(namespace), name },
+        Kind::GlobalNetworkSet => Change::DeleteNetworkSet { namespace: None, name },
+        Kind::ServiceAccount => Change::DeleteServiceAccount { namespace, name },
     }
 }
 
@@ -666,11 +949,23 @@ impl Store {
         versions_text(&v, &absent)
     }
 
-    /// The diagnostics of the objects held (invalid objects), sorted by object.
+    /// The diagnostics of the objects held (invalid objects, and warnings), sorted by object.
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
-        let mut d: Vec<Diagnostic> = self.entries.values().flat_map(|e| e.diagnostics.iter().cloned()).collect();
+        let mut d: Vec<Diagnostic> = self
+            .entries
+            .values()
+            .flat_map(|e| {
+                let undeclared = e.tier_warning.as_ref().filter(|(tier, _)| !self.declares_tier(tier));
+                e.diagnostics.iter().chain(undeclared.map(|(_, d)| d)).cloned()
+            })
+            .collect();
         d.sort_by(|a, b| a.origin.file.cmp(&b.origin.file));
         d
+    }
+
+    /// Whether a valid Tier object named `name` is held.
+    fn declares_tier(&self, name: &str) -> bool {
+        self.entries.get(&(Kind::Tier, String::new(), name.to_string())).is_some_and(|e| e.model.is_some())
     }
 
     /// Takes one event into account; the changes it causes are appended to `out`.
@@ -734,29 +1029,68 @@ impl Store {
         let objects: Vec<Object> =
             self.kinds.iter_mut().filter_map(|k| k.initial.take()).flat_map(HashMap::into_values).collect();
         let mut by_source: HashMap<String, Key> = HashMap::new();
+        // Calico's policies, to find the warning each would get were its tier not declared.
+        let mut calico_policies: HashMap<String, Value> = HashMap::new();
         for o in objects.iter().filter(|o| o.value.is_some()) {
             by_source.insert(o.source_name(), o.key());
-            let entry = Entry { resource_version: o.resource_version.clone(), model: None, diagnostics: Vec::new() };
-            self.entries.insert(o.key(), entry);
+            self.entries.insert(o.key(), Entry::new(o.resource_version.clone()));
+            if let (Kind::CalicoNetworkPolicy | Kind::GlobalNetworkPolicy, Some(v)) = (o.kind, &o.value) {
+                calico_policies.insert(o.source_name(), v.clone());
+            }
         }
         let loaded = load_objects(objects);
         let c = &loaded.cluster;
+        let fp_of_policy = |p: &netpol_core::model::Policy| {
+            if is_calico_policy(p) {
+                calico_policy_fp(p, &tier_name(c, p.tier))
+            } else {
+                policy_fp(p)
+            }
+        };
         let fps = c
             .pods
             .iter()
             .map(|p| (&p.source.origin.file, pod_fp(p)))
-            .chain(c.policies.iter().map(|p| (&p.origin.file, policy_fp(p))))
+            .chain(c.policies.iter().map(|p| (&p.origin.file, fp_of_policy(p))))
             .chain(c.nodes.iter().map(|n| (&n.origin.file, node_fp(n))))
-            .chain(c.namespaces.iter().filter_map(|n| n.origin.as_ref().map(|o| (&o.file, namespace_fp(n)))));
+            .chain(c.namespaces.iter().filter_map(|n| n.origin.as_ref().map(|o| (&o.file, namespace_fp(n)))))
+            .chain(c.tiers.iter().filter_map(|t| t.origin.as_ref().map(|o| (&o.file, tier_fp(t)))))
+            .chain(c.network_sets.iter().map(|s| (&s.origin.file, network_set_fp(s))))
+            .chain(
+                c.service_accounts.iter().filter_map(|a| a.origin.as_ref().map(|o| (&o.file, service_account_fp(a)))),
+            );
         for (file, fp) in fps {
             if let Some(e) = by_source.get(&**file).and_then(|k| self.entries.get_mut(k)) {
                 e.model = Some(fp);
             }
         }
+        // Calico's policies in tiers that are not built in: the warning that no Tier declares the tier is held
+        // apart, to be reported while that holds.
+        let tiered: HashMap<&str, String> = c
+            .policies
+            .iter()
+            .filter(|p| is_calico_policy(p) && p.tier.index() >= 3)
+            .map(|p| (&*p.origin.file, tier_name(c, p.tier)))
+            .collect();
         for d in &loaded.diagnostics {
             log_diagnostic(d);
-            if let Some(e) = by_source.get(&*d.origin.file).and_then(|k| self.entries.get_mut(k)) {
-                e.diagnostics.push(d.clone());
+            let file = &*d.origin.file;
+            if let Some(e) = by_source.get(file).and_then(|k| self.entries.get_mut(k)) {
+                match tiered.get(file) {
+                    Some(tier) if is_tier_warning(d) => e.tier_warning = Some((tier.clone(), d.clone())),
+                    _ => e.diagnostics.push(d.clone()),
+                }
+            }
+        }
+        for (file, tier) in &tiered {
+            let Some(e) = by_source.get(*file).and_then(|k| self.entries.get_mut(k)) else { continue };
+            if e.tier_warning.is_none() {
+                // Its tier is declared: the warning it would get otherwise, from the policy alone.
+                let Some(v) = calico_policies.remove(*file) else { continue };
+                let mut loader = Loader::new();
+                loader.add_value(v, origin(file.to_string()));
+                let mut alone = loader.finish();
+                e.tier_warning = take_tier_warning(&mut alone).map(|(_, d)| (tier.clone(), d));
             }
         }
         out.diagnostics_changed |= !loaded.diagnostics.is_empty();
@@ -798,6 +1132,10 @@ impl Store {
         let mut loader = Loader::new();
         loader.add_value(value, origin(source_name(key.0, &key.1, &key.2)));
         let mut loaded = loader.finish();
+        let tier_warning = match key.0 {
+            Kind::CalicoNetworkPolicy | Kind::GlobalNetworkPolicy => take_tier_warning(&mut loaded),
+            _ => None,
+        };
         let next = match key.0 {
             Kind::Pod => {
                 loaded.cluster.pods.pop().map(|pod| (pod_fp(&pod), Change::PutPod { namespace: key.1.clone(), pod }))
@@ -812,17 +1150,47 @@ impl Store {
                 .pop()
                 .map(|policy| (policy_fp(&policy), Change::PutPolicy { namespace: key.1.clone(), policy })),
             Kind::Node => loaded.cluster.nodes.pop().map(|node| (node_fp(&node), Change::PutNode(node))),
-            Kind::Namespace => loaded
-                .cluster
-                .namespaces
+            Kind::Namespace => std::mem::take(&mut loaded.cluster.namespaces)
                 .into_iter()
                 .find(|n| n.origin.is_some())
                 .map(|n| (namespace_fp(&n), Change::PutNamespace(n))),
+            Kind::CalicoNetworkPolicy | Kind::GlobalNetworkPolicy => {
+                let c = &mut loaded.cluster;
+                c.policies.pop().map(|policy| {
+                    let tier = tier_name(c, policy.tier);
+                    let fp = calico_policy_fp(&policy, &tier);
+                    (fp, Change::PutCalicoPolicy { namespace: key.1.clone(), policy, tier })
+                })
+            }
+            Kind::Tier => std::mem::take(&mut loaded.cluster.tiers)
+                .into_iter()
+                .find(|t| t.origin.is_some())
+                .map(|t| (tier_fp(&t), Change::PutTier(t))),
+            Kind::NetworkSet | Kind::GlobalNetworkSet => loaded.cluster.network_sets.pop().map(|set| {
+                let namespace = (key.0 == Kind::NetworkSet).then(|| key.1.clone());
+                (network_set_fp(&set), Change::PutNetworkSet { namespace, set })
+            }),
+            Kind::ServiceAccount => std::mem::take(&mut loaded.cluster.service_accounts)
+                .into_iter()
+                .find(|a| a.origin.is_some())
+                .map(|account| {
+                    (service_account_fp(&account), Change::PutServiceAccount { namespace: key.1.clone(), account })
+                }),
         };
         let no_diagnostics: &[Diagnostic] = &[];
-        if prev.map_or(no_diagnostics, |e| &e.diagnostics) != loaded.diagnostics.as_slice() {
+        let prev_warning = prev.and_then(|e| e.tier_warning.as_ref());
+        if prev.map_or(no_diagnostics, |e| &e.diagnostics) != loaded.diagnostics.as_slice()
+            || prev_warning != tier_warning.as_ref()
+        {
             out.diagnostics_changed = true;
             loaded.diagnostics.iter().for_each(log_diagnostic);
+            if let Some((_, d)) = tier_warning.as_ref().filter(|(tier, _)| !self.declares_tier(tier)) {
+                log_diagnostic(d);
+            }
+        }
+        // A Tier declared or no longer: the warnings of the policies in it come or go.
+        if key.0 == Kind::Tier && prev_model.is_some() != next.is_some() {
+            out.diagnostics_changed = true;
         }
         let model = match (prev_model, next) {
             (Some(a), Some((b, _))) if a == b => {
@@ -843,14 +1211,17 @@ impl Store {
                 None
             }
         };
-        let entry = Entry { resource_version: o.resource_version, model, diagnostics: loaded.diagnostics };
+        let entry =
+            Entry { resource_version: o.resource_version, model, diagnostics: loaded.diagnostics, tier_warning };
         self.entries.insert(key, entry);
     }
 
     fn remove(&mut self, key: &Key, out: &mut Batch) {
         match self.entries.remove(key) {
             Some(e) => {
-                out.diagnostics_changed |= !e.diagnostics.is_empty();
+                out.diagnostics_changed |= !e.diagnostics.is_empty() || e.tier_warning.is_some();
+                // A Tier no longer declared: the warnings of the policies in it come back.
+                out.diagnostics_changed |= key.0 == Kind::Tier && e.model.is_some();
                 if e.model.is_some() {
                     out.changes.push(delete_change(key));
                 } else {
@@ -1016,15 +1387,22 @@ pub trait Publish: Send + Sync + 'static {
 
 /// Watches one kind and forwards its events; errors are counted and retried with kube-runtime's default
 /// backoff (0.8 s doubling to 30 s, with jitter). An optional kind the cluster does not serve (`404`: its CRD is
-/// not installed) is [`Event::Absent`], logged once, and no longer watched.
-async fn watch_kind<K>(api: Api<K>, kind: Kind, tx: mpsc::Sender<(Kind, Event)>, metrics: Arc<LiveMetrics>)
-where
+/// not installed) is [`Event::Absent`], logged once, and no longer watched. Calico's kinds are read where
+/// `calico` says.
+async fn watch_kind<K>(
+    api: Api<K>,
+    kind: Kind,
+    calico: Option<CalicoApi>,
+    tx: mpsc::Sender<(Kind, Event)>,
+    metrics: Arc<LiveMetrics>,
+) where
     K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug + Send + 'static,
 {
     let stream = watcher(api, watcher::Config::default().page_size(PAGE_SIZE)).default_backoff();
     let mut stream = std::pin::pin!(stream);
+    let api_version = kind.api_version_in(calico);
     while let Some(item) = stream.next().await {
-        let convert = |o: &K| Object::new(kind, o);
+        let convert = |o: &K| Object::new(kind, api_version, o);
         let ev = match item {
             Ok(watcher::Event::Init) => Ok(Event::Init),
             Ok(watcher::Event::InitDone) => Ok(Event::InitDone),
@@ -1032,7 +1410,7 @@ where
             Ok(watcher::Event::Apply(o)) => convert(&o).map(Event::Apply),
             Ok(watcher::Event::Delete(o)) => convert(&o).map(Event::Delete),
             Err(e) if kind.is_optional() && watch_not_found(&e) => {
-                log_absent(kind);
+                log_absent(kind, calico);
                 let _ = tx.send((kind, Event::Absent)).await;
                 return;
             }
@@ -1057,31 +1435,54 @@ where
 }
 
 /// Starts [`watch_kind`] of one kind: k8s-openapi's types for the built-in kinds, kube's dynamic API for the CRDs.
+/// A kind read only where Calico is, on a cluster without Calico (`calico` is `None`), is [`Event::Absent`] at
+/// once.
 fn spawn_watch(
     client: &Client,
     kind: Kind,
+    calico: Option<CalicoApi>,
     tx: &mpsc::Sender<(Kind, Event)>,
     metrics: &Arc<LiveMetrics>,
 ) -> tokio::task::JoinHandle<()> {
     let (c, tx, m) = (client.clone(), tx.clone(), metrics.clone());
+    if kind.is_calico() && calico.is_none() {
+        log_absent(kind, calico);
+        return tokio::spawn(async move {
+            let _ = tx.send((kind, Event::Absent)).await;
+        });
+    }
     match kind {
-        Kind::Pod => tokio::spawn(watch_kind(Api::<K8sPod>::all(c), kind, tx, m)),
-        Kind::NetworkPolicy => tokio::spawn(watch_kind(Api::<K8sNetworkPolicy>::all(c), kind, tx, m)),
-        Kind::Namespace => tokio::spawn(watch_kind(Api::<K8sNamespace>::all(c), kind, tx, m)),
-        Kind::Node => tokio::spawn(watch_kind(Api::<K8sNode>::all(c), kind, tx, m)),
-        Kind::ClusterNetworkPolicy | Kind::AdminNetworkPolicy | Kind::BaselineAdminNetworkPolicy => {
-            tokio::spawn(watch_kind(Api::<DynamicObject>::all_with(c, &kind.api_resource()), kind, tx, m))
+        Kind::Pod => tokio::spawn(watch_kind(Api::<K8sPod>::all(c), kind, calico, tx, m)),
+        Kind::NetworkPolicy => tokio::spawn(watch_kind(Api::<K8sNetworkPolicy>::all(c), kind, calico, tx, m)),
+        Kind::Namespace => tokio::spawn(watch_kind(Api::<K8sNamespace>::all(c), kind, calico, tx, m)),
+        Kind::Node => tokio::spawn(watch_kind(Api::<K8sNode>::all(c), kind, calico, tx, m)),
+        Kind::ServiceAccount => tokio::spawn(watch_kind(Api::<K8sServiceAccount>::all(c), kind, calico, tx, m)),
+        Kind::ClusterNetworkPolicy
+        | Kind::AdminNetworkPolicy
+        | Kind::BaselineAdminNetworkPolicy
+        | Kind::Tier
+        | Kind::CalicoNetworkPolicy
+        | Kind::GlobalNetworkPolicy
+        | Kind::NetworkSet
+        | Kind::GlobalNetworkSet => {
+            let api = Api::<DynamicObject>::all_with(c, &kind.api_resource(calico));
+            tokio::spawn(watch_kind(api, kind, calico, tx, m))
         }
     }
 }
 
 /// Keeps the model `sink` publishes current with the cluster: watches every kind and applies their events in
 /// batches, counting them in `metrics`. Runs until the task is dropped. Should applying a batch fail (a bug), it
-/// starts over from a full list, the last published model still answering meanwhile.
+/// starts over from a full list, the last published model still answering meanwhile. Which of Calico's API
+/// groups to read is found by discovery at each start.
 pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) {
     loop {
+        let calico = discover_calico(&client).await;
+        if let Some(api) = calico {
+            tracing::info!(api_version = api.api_version(), "reading Calico's objects from {}", api.api_version());
+        }
         let (tx, mut rx) = mpsc::channel(4096);
-        let tasks = Kind::ALL.map(|kind| spawn_watch(&client, kind, &tx, &metrics));
+        let tasks = Kind::ALL.map(|kind| spawn_watch(&client, kind, calico, &tx, &metrics));
         drop(tx);
         let result = apply_events(&sink, &mut rx, &metrics).await;
         for t in &tasks {
@@ -1092,6 +1493,22 @@ pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) 
             Err(e) => {
                 metrics.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::error!("applying cluster events failed, starting over from a full list: {e:#}");
+            }
+        }
+    }
+}
+
+/// [`calico_api`], retried with kube-runtime's default backoff (0.8 s doubling to 30 s) while the API server cannot
+/// be reached.
+async fn discover_calico(client: &Client) -> Option<CalicoApi> {
+    let mut backoff = kube::runtime::watcher::DefaultBackoff::default();
+    loop {
+        match calico_api(client).await {
+            Ok(calico) => return calico,
+            Err(e) => {
+                let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+                tracing::warn!("cannot list the cluster's API groups, retrying in {wait:?}: {e}");
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -1237,8 +1654,9 @@ mod tests {
         }
     }
 
-    const NO_OTHER_VERSIONS: &str =
-        "namespaces=-,nodes=-,clusternetworkpolicies=-,adminnetworkpolicies=-,baselineadminnetworkpolicies=-";
+    const NO_OTHER_VERSIONS: &str = "namespaces=-,nodes=-,clusternetworkpolicies=-,adminnetworkpolicies=-,\
+                                     baselineadminnetworkpolicies=-,tiers=-,networkpolicies.projectcalico.org=-,\
+                                     globalnetworkpolicies=-,networksets=-,globalnetworksets=-,serviceaccounts=-";
 
     fn synced_store() -> Store {
         let mut s = Store::new();
@@ -1389,7 +1807,7 @@ mod tests {
             (Kind::BaselineAdminNetworkPolicy, PolicyKind::BaselineAdminNetworkPolicy),
         ] {
             assert!(kind.is_optional() && !kind.is_namespaced());
-            assert_eq!(kind.api_resource().api_version, kind.api_version());
+            assert_eq!(kind.api_resource(None).api_version, kind.api_version());
             assert!(
                 matches!(delete_change(&key(kind)), Change::DeleteClusterPolicy { kind: k, name } if k == policy_kind && name == "x")
             );
@@ -1404,7 +1822,7 @@ mod tests {
         for kind in [Kind::Namespace, Kind::Node, Kind::NetworkPolicy] {
             list(&mut s, kind, vec![], &mut b);
         }
-        for kind in [Kind::ClusterNetworkPolicy, Kind::AdminNetworkPolicy, Kind::BaselineAdminNetworkPolicy] {
+        for kind in Kind::ALL.into_iter().filter(|k| k.is_optional() || k.is_calico()) {
             s.event(kind, Event::Absent, &mut b);
         }
         assert!(b.initial.is_none());
@@ -1476,6 +1894,183 @@ mod tests {
         s.event(Kind::Node, Event::Apply(node("n1", 6, "192.0.2.1")), &mut b);
         assert!(b.changes.is_empty(), "{:?}", b.changes);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    }
+
+    /// An object of one of Calico's kinds (`crd.projectcalico.org/v1`, as a list item: no kind, no apiVersion).
+    fn calico(kind: Kind, ns: &str, name: &str, rv: u64, spec: Value) -> Object {
+        let mut v = json!({"metadata": {"name": name, "resourceVersion": rv.to_string()}, "spec": spec});
+        if kind.is_namespaced() {
+            v["metadata"]["namespace"] = json!(ns);
+        }
+        Object::from_value(kind, v)
+    }
+
+    fn gnp(rv: u64) -> Object {
+        calico(
+            Kind::GlobalNetworkPolicy,
+            "",
+            "security.deny",
+            rv,
+            json!({"tier": "security", "selector": "app == 'web'", "ingress": [{"action": "Deny"}]}),
+        )
+    }
+
+    fn tier(rv: u64) -> Object {
+        calico(Kind::Tier, "", "security", rv, json!({"order": 100}))
+    }
+
+    #[test]
+    fn calico_objects_become_changes_and_tier_warnings_follow_the_tiers() {
+        let mut s = synced_store();
+        let mut b = Batch::default();
+        s.event(Kind::GlobalNetworkPolicy, Event::Apply(gnp(20)), &mut b);
+        assert!(
+            matches!(&b.changes[..], [Change::PutCalicoPolicy { policy, tier, .. }]
+                if tier == "security" && policy.kind == PolicyKind::GlobalNetworkPolicy),
+            "{:?}",
+            b.changes
+        );
+        // Alone, the policy's tier is not declared: the loader's warning, reported while no Tier declares it.
+        let d = s.diagnostics();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(
+            (&*d[0].origin.file, d[0].field.as_deref()),
+            ("cluster:globalnetworkpolicies/security.deny", Some("spec.tier"))
+        );
+        assert_eq!(d[0].severity, Severity::Warning);
+        assert!(b.diagnostics_changed);
+
+        let mut b = Batch::default();
+        s.event(Kind::Tier, Event::Apply(tier(21)), &mut b);
+        assert!(matches!(&b.changes[..], [Change::PutTier(t)] if t.name == "security" && t.order == Some(100.0)));
+        assert!(b.diagnostics_changed);
+        assert!(s.diagnostics().is_empty(), "{:?}", s.diagnostics());
+        // The same policy at a new resourceVersion changes nothing.
+        let mut b = Batch::default();
+        s.event(Kind::GlobalNetworkPolicy, Event::Apply(gnp(22)), &mut b);
+        assert!(b.changes.is_empty() && !b.diagnostics_changed, "{:?}", b.changes);
+        // The Tier deleted: the warning is back.
+        s.event(Kind::Tier, Event::Delete(tier(23)), &mut b);
+        assert!(matches!(&b.changes[..], [Change::DeleteTier { name }] if name == "security"));
+        assert!(b.diagnostics_changed);
+        assert_eq!(s.diagnostics().len(), 1);
+        assert!(s
+            .resource_versions()
+            .contains(",tiers=23,networkpolicies.projectcalico.org=-,globalnetworkpolicies=22,"));
+
+        // Network sets, service accounts and Calico's NetworkPolicy, put and deleted.
+        let mut b = Batch::default();
+        let set = |kind, ns, rv| calico(kind, ns, "partners", rv, json!({"nets": ["192.0.2.0/24"]}));
+        let sa = |rv: u64| {
+            Object::from_value(
+                Kind::ServiceAccount,
+                json!({"metadata": {"name": "web-sa", "namespace": "a", "resourceVersion": rv.to_string(),
+                    "labels": {"role": "web"}}}),
+            )
+        };
+        let np = |rv| calico(Kind::CalicoNetworkPolicy, "a", "allow", rv, json!({"selector": "all()"}));
+        s.event(Kind::NetworkSet, Event::Apply(set(Kind::NetworkSet, "a", 30)), &mut b);
+        s.event(Kind::GlobalNetworkSet, Event::Apply(set(Kind::GlobalNetworkSet, "", 31)), &mut b);
+        s.event(Kind::ServiceAccount, Event::Apply(sa(32)), &mut b);
+        s.event(Kind::CalicoNetworkPolicy, Event::Apply(np(33)), &mut b);
+        assert!(
+            matches!(&b.changes[..], [
+                Change::PutNetworkSet { namespace: Some(a), set: s1 },
+                Change::PutNetworkSet { namespace: None, set: s2 },
+                Change::PutServiceAccount { namespace: sa_ns, account },
+                Change::PutCalicoPolicy { namespace: np_ns, policy, tier },
+            ] if a == "a" && s1.name == "partners" && s2.nets.len() == 1 && sa_ns == "a"
+                && account.labels.get("role") == Some("web") && np_ns == "a" && tier == "default"
+                && policy.kind == PolicyKind::CalicoNetworkPolicy),
+            "{:?}",
+            b.changes
+        );
+        let mut b = Batch::default();
+        s.event(Kind::NetworkSet, Event::Delete(set(Kind::NetworkSet, "a", 34)), &mut b);
+        s.event(Kind::GlobalNetworkSet, Event::Delete(set(Kind::GlobalNetworkSet, "", 35)), &mut b);
+        s.event(Kind::ServiceAccount, Event::Delete(sa(36)), &mut b);
+        s.event(Kind::CalicoNetworkPolicy, Event::Delete(np(37)), &mut b);
+        s.event(Kind::GlobalNetworkPolicy, Event::Delete(gnp(38)), &mut b);
+        assert!(
+            matches!(&b.changes[..], [
+                Change::DeleteNetworkSet { namespace: Some(a), name: n1 },
+                Change::DeleteNetworkSet { namespace: None, name: n2 },
+                Change::DeleteServiceAccount { namespace: sa_ns, name: sa_name },
+                Change::DeleteCalicoPolicy { namespace: np_ns, name: np_name },
+                Change::DeleteClusterPolicy { kind: PolicyKind::GlobalNetworkPolicy, name: gnp_name },
+            ] if a == "a" && n1 == "partners" && n2 == "partners" && sa_ns == "a" && sa_name == "web-sa"
+                && np_ns == "a" && np_name == "allow" && gnp_name == "security.deny"),
+            "{:?}",
+            b.changes
+        );
+        assert!(s.diagnostics().is_empty());
+        assert_eq!(
+            Object::from_value(Kind::CalicoNetworkPolicy, json!({"metadata": {"name": "x", "namespace": "a"}}))
+                .source_name(),
+            "cluster:networkpolicies.projectcalico.org/a/x"
+        );
+    }
+
+    #[test]
+    fn the_first_full_list_holds_tier_warnings_apart() {
+        let mut s = Store::new();
+        let mut b = Batch::default();
+        for kind in Kind::ALL.into_iter().filter(|k| !matches!(k, Kind::Tier | Kind::GlobalNetworkPolicy)) {
+            list(&mut s, kind, vec![], &mut b);
+        }
+        list(&mut s, Kind::Tier, vec![tier(3)], &mut b);
+        list(&mut s, Kind::GlobalNetworkPolicy, vec![gnp(4)], &mut b);
+        let loaded = b.initial.unwrap();
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.cluster.tiers[loaded.cluster.policies[0].tier.index()].name, "security");
+        assert!(s.diagnostics().is_empty());
+        // Fingerprinted at the first list: the same objects again change nothing.
+        let mut b = Batch::default();
+        s.event(Kind::Tier, Event::Apply(tier(5)), &mut b);
+        s.event(Kind::GlobalNetworkPolicy, Event::Apply(gnp(6)), &mut b);
+        assert!(b.changes.is_empty(), "{:?}", b.changes);
+        // The Tier deleted: the warning the loader gives the policy without it.
+        s.event(Kind::Tier, Event::Delete(tier(7)), &mut b);
+        let without = load_objects([gnp(4)]).diagnostics;
+        assert_eq!(s.diagnostics(), without);
+        assert_eq!(without.len(), 1);
+
+        // Listed without its Tier: the warning, until the Tier comes.
+        let mut s = Store::new();
+        let mut b = Batch::default();
+        for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::GlobalNetworkPolicy) {
+            list(&mut s, kind, vec![], &mut b);
+        }
+        list(&mut s, Kind::GlobalNetworkPolicy, vec![gnp(4)], &mut b);
+        assert_eq!(b.initial.unwrap().diagnostics, without);
+        assert_eq!(s.diagnostics(), without);
+        let mut b = Batch::default();
+        s.event(Kind::Tier, Event::Apply(tier(8)), &mut b);
+        assert!(s.diagnostics().is_empty());
+    }
+
+    #[test]
+    fn calico_kinds_are_read_where_calico_says() {
+        assert_eq!(Kind::Tier.api_version_in(None), "crd.projectcalico.org/v1");
+        assert_eq!(Kind::Tier.api_version_in(Some(CalicoApi::Crds)), "crd.projectcalico.org/v1");
+        assert_eq!(Kind::Tier.api_version_in(Some(CalicoApi::ApiServer)), "projectcalico.org/v3");
+        assert_eq!(Kind::ServiceAccount.api_version_in(Some(CalicoApi::ApiServer)), "v1");
+        let r = Kind::CalicoNetworkPolicy.api_resource(Some(CalicoApi::ApiServer));
+        assert_eq!(
+            (r.group.as_str(), r.version.as_str(), r.plural.as_str()),
+            ("projectcalico.org", "v3", "networkpolicies")
+        );
+        let r = Kind::ServiceAccount.api_resource(None);
+        assert_eq!((r.group.as_str(), r.version.as_str(), r.plural.as_str()), ("", "v1", "serviceaccounts"));
+        for k in Kind::ALL {
+            assert_eq!(k.is_calico(), k.api_version().contains("projectcalico") || k == Kind::ServiceAccount, "{k:?}");
+        }
+        assert_eq!(Kind::CalicoNetworkPolicy.plural(), "networkpolicies.projectcalico.org");
+        assert_eq!(Kind::CalicoNetworkPolicy.resource_name(), "networkpolicies");
+        assert!(Kind::GlobalNetworkSet.is_optional() && !Kind::ServiceAccount.is_optional());
+        // Read under the API server's group, a list item gets that apiVersion.
+        let o = Object::read(Kind::Tier, "projectcalico.org/v3", json!({"metadata": {"name": "t"}}));
+        assert_eq!(o.value.unwrap()["apiVersion"], "projectcalico.org/v3");
     }
 
     #[test]

@@ -189,6 +189,16 @@ fn kind(ch: &Change) -> &'static str {
         Change::DeleteClusterPolicy { .. } => "delete-cluster-policy",
         Change::PutNode(_) => "put-node",
         Change::DeleteNode { .. } => "delete-node",
+        // Not generated here: Calico's changes always recompile (tested against loads of the same objects in
+        // `update.rs`'s unit tests and by netpol-kube's live tests).
+        Change::PutCalicoPolicy { .. } => "put-calico-policy",
+        Change::DeleteCalicoPolicy { .. } => "delete-calico-policy",
+        Change::PutTier(_) => "put-tier",
+        Change::DeleteTier { .. } => "delete-tier",
+        Change::PutNetworkSet { .. } => "put-network-set",
+        Change::DeleteNetworkSet { .. } => "delete-network-set",
+        Change::PutServiceAccount { .. } => "put-service-account",
+        Change::DeleteServiceAccount { .. } => "delete-service-account",
     }
 }
 

@@ -6,107 +6,17 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use netpol_core::compile::{Endpoint, Engine};
+use netpol_core::compile::Engine;
 use netpol_core::model::PolicyKind;
-use netpol_core::portset::Protocol;
 use netpol_fakeapi::fixtures::{
     self, anp_deny_frontend, banp_default, cnp_accept_web, cnp_deny_nodes, node, worker_node,
 };
-use netpol_fakeapi::{FakeApiServer, Kind as ApiKind, RequestLog};
-use netpol_kube::{Kind, LiveMetrics, Publish, Source, Update};
+use netpol_kube::Kind;
 use serde_json::json;
 
-/// Longest wait for the model to reflect a change (it normally takes ~50–100 ms).
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Polls `$cond` (which may `.await`) every 20 ms until it holds; fails after [`TIMEOUT`].
-macro_rules! eventually {
-    ($what:expr, $cond:expr) => {{
-        let start = Instant::now();
-        loop {
-            if $cond {
-                break;
-            }
-            if start.elapsed() > TIMEOUT {
-                panic!("timed out after {TIMEOUT:?} waiting for {}", $what);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }};
-}
-
-/// A fake API server with two namespaces and a pod in each (`frontend/web` 10.0.1.1, `backend/api` 10.0.2.1),
-/// and a kubeconfig pointing at it.
-struct Cluster {
-    server: FakeApiServer,
-    kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn cluster() -> Cluster {
-    let server = FakeApiServer::start().expect("fake API server");
-    let scratch = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("netpol-kube-it");
-    std::fs::create_dir_all(&scratch).expect("scratch directory");
-    let dir = tempfile::tempdir_in(&scratch).expect("temporary directory");
-    let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    fixtures::seed_two_namespaces(&server);
-    Cluster { server, kubeconfig, _dir: dir }
-}
-
-impl Cluster {
-    fn source(&self) -> Source {
-        Source::Kubeconfig { paths: vec![self.kubeconfig.clone()], context: None }
-    }
-
-    fn put(&self, obj: serde_json::Value) -> u64 {
-        self.server.try_put(obj).expect("put")
-    }
-}
-
-/// The fake server's kind of one of netpol's.
-fn api_kind(kind: Kind) -> ApiKind {
-    ApiKind::from_kind_name(kind.name()).expect("a kind the fake server serves")
-}
-
-fn lists(requests: &[RequestLog], kind: Kind) -> Vec<&RequestLog> {
-    let path = api_kind(kind).path();
-    requests.iter().filter(|r| r.path == path && !r.is_watch()).collect()
-}
-
-fn watches(requests: &[RequestLog], kind: Kind) -> Vec<&RequestLog> {
-    let path = api_kind(kind).path();
-    requests.iter().filter(|r| r.path == path && r.is_watch()).collect()
-}
-
-/// `ns/name` of a pod, or an address.
-fn endpoint(engine: &Engine, what: &str) -> Endpoint {
-    if let Ok(ip) = what.parse::<IpAddr>() {
-        return engine.endpoint_for_ip(ip);
-    }
-    let (ns, name) = what.split_once('/').expect("ns/name");
-    let pod = engine.cluster().find_pod(ns, name).unwrap_or_else(|| panic!("no pod {what}"));
-    Endpoint::Pod { pod, ip: None }
-}
-
-fn allowed(engine: &Engine, src: &str, dst: &str, port: u16) -> bool {
-    engine.allowed(&endpoint(engine, src), &endpoint(engine, dst), Protocol::Tcp, port)
-}
-
-/// The resourceVersion of `plural` in a `pods=…,networkpolicies=…,…` text; `None` when the kind is left out.
-fn version_of(versions: &str, plural: &str) -> Option<String> {
-    versions.split(',').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == plural).map(|(_, v)| v.to_string()))
-}
-
-fn policy_kinds(engine: &Engine) -> Vec<PolicyKind> {
-    let mut kinds: Vec<PolicyKind> = engine.cluster().policies.iter().map(|p| p.kind).collect();
-    kinds.sort();
-    kinds
-}
+use crate::common::{allowed, cluster, discoveries, lists, policy_kinds, watches, without_calico, Live};
 
 // ---- one-shot ----
 
@@ -118,18 +28,21 @@ async fn snapshot_lists_admin_policies_and_nodes() {
     }
     c.server.clear_requests();
     let snap = netpol_kube::snapshot(&c.source()).await.expect("snapshot");
-    assert_eq!(snap.absent(), []);
 
-    // One list of every kind at its real path, in pages, and nothing else.
+    // Discovery (no Calico here: its kinds and service accounts are not asked for), then one list of every other
+    // kind at its real path, in pages, and nothing else.
     let requests = c.server.requests();
-    for kind in Kind::ALL {
+    for kind in without_calico() {
         let l = lists(&requests, kind);
         assert_eq!(l.len(), 1, "{kind:?}: {requests:?}");
         assert!(l[0].has_param("limit", "500"), "{:?}", l[0]);
     }
-    assert_eq!(requests.len(), Kind::ALL.len(), "{requests:?}");
+    assert_eq!(discoveries(&requests), 1);
+    assert_eq!(requests.len(), without_calico().len() + 1, "{requests:?}");
+    assert_eq!(snap.absent(), Kind::ALL.into_iter().filter(|k| k.is_calico()).collect::<Vec<_>>());
+    assert_eq!(snap.calico, None);
     let rv = c.server.resource_version();
-    let every = Kind::ALL.map(|k| format!("{}={rv}", k.plural())).join(",");
+    let every = without_calico().iter().map(|k| format!("{}={rv}", k.plural())).collect::<Vec<_>>().join(",");
     assert_eq!(snap.resource_versions(), every);
     assert!(every.contains(",nodes=") && every.ends_with(&format!(",baselineadminnetworkpolicies={rv}")));
 
@@ -190,7 +103,7 @@ fn a_cluster_without_the_crds_loads_normally() {
     );
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     let requests = c.server.requests();
-    for kind in Kind::ALL {
+    for kind in without_calico() {
         assert_eq!(lists(&requests, kind).len(), 1, "one list, no retry, of {kind:?}: {requests:?}");
     }
     let engine = Engine::new(loaded.cluster);
@@ -199,104 +112,22 @@ fn a_cluster_without_the_crds_loads_normally() {
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let snap = rt.block_on(netpol_kube::snapshot(&c.source())).unwrap();
-    assert_eq!(snap.absent(), [Kind::ClusterNetworkPolicy, Kind::AdminNetworkPolicy, Kind::BaselineAdminNetworkPolicy]);
+    let optional: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.is_optional() || k.is_calico()).collect();
+    assert_eq!(snap.absent(), optional);
     assert!(snap.objects.iter().all(|o| !o.kind.is_optional()));
 }
 
 // ---- watch ----
-
-/// What `run` published last: the working engine and the resourceVersions it reflects.
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Published>>);
-
-#[derive(Default)]
-struct Published {
-    engine: Option<Engine>,
-    revision: u64,
-    resource_versions: String,
-}
-
-impl Publish for Sink {
-    fn publish(&self, update: Update) -> u64 {
-        let mut p = self.0.lock().unwrap();
-        p.revision += 1;
-        p.engine = Some(update.engine);
-        p.resource_versions = update.resource_versions;
-        p.revision
-    }
-
-    fn advance(&self, resource_versions: String) {
-        self.0.lock().unwrap().resource_versions = resource_versions;
-    }
-}
-
-/// `run` on the cluster.
-struct Live {
-    sink: Sink,
-    metrics: Arc<LiveMetrics>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Live {
-    async fn start(c: &Cluster) -> Live {
-        let (client, server) = c.source().client().await.expect("client");
-        let sink = Sink::default();
-        let metrics = Arc::new(LiveMetrics::new(&server));
-        let task = tokio::spawn(netpol_kube::run(sink.clone(), client, metrics.clone()));
-        eventually!("the first full list", metrics.synced());
-        Live { sink, metrics, task }
-    }
-
-    fn engine(&self) -> Engine {
-        self.sink.0.lock().unwrap().engine.clone().expect("an engine")
-    }
-
-    fn versions(&self) -> String {
-        self.sink.0.lock().unwrap().resource_versions.clone()
-    }
-
-    fn version(&self, kind: Kind) -> Option<String> {
-        version_of(&self.versions(), kind.plural())
-    }
-
-    /// Waits until the model reflects the event of `kind` at `rv`.
-    async fn applied(&self, kind: Kind, rv: u64) {
-        let want = Some(rv.to_string());
-        eventually!(format!("{} at {rv} (now {})", kind.plural(), self.versions()), self.version(kind) == want);
-    }
-
-    fn allowed(&self, src: &str, dst: &str, port: u16) -> bool {
-        allowed(&self.engine(), src, dst, port)
-    }
-
-    /// The value of a sample of the live metrics (name and labels).
-    fn metric(&self, sample: &str) -> f64 {
-        let mut text = String::new();
-        self.metrics.write(&mut text);
-        let line = text.lines().find(|l| l.starts_with(sample)).unwrap_or_else(|| panic!("no {sample} in\n{text}"));
-        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
-    }
-
-    fn errors(&self) -> f64 {
-        Kind::ALL.iter().map(|k| self.metric(&format!("netpol_watch_errors_total{{kind=\"{}\"}}", k.plural()))).sum()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_follows_admin_policies_and_nodes() {
     let c = cluster();
     let live = Live::start(&c).await;
-    eventually!("a watch of every kind", c.server.open_watches() == Kind::ALL.len());
+    eventually!("a watch of every kind", c.server.open_watches() == without_calico().len());
     let requests = c.server.requests();
     for kind in Kind::ALL {
-        assert_eq!(lists(&requests, kind).len(), 1, "{kind:?}: {requests:?}");
-        assert_eq!(watches(&requests, kind).len(), 1, "{kind:?}: {requests:?}");
+        let want = usize::from(!kind.is_calico());
+        assert_eq!(lists(&requests, kind).len(), want, "{kind:?}: {requests:?}");
+        assert_eq!(watches(&requests, kind).len(), want, "{kind:?}: {requests:?}");
     }
     assert!(live.allowed("frontend/web", "backend/api", 8080));
     assert_eq!(live.version(Kind::AdminNetworkPolicy).as_deref(), Some("-"));
@@ -354,7 +185,8 @@ async fn watch_follows_admin_policies_and_nodes() {
     assert_eq!(applied, 10.0);
     assert_eq!(live.errors(), 0.0);
     for kind in Kind::ALL {
-        assert_eq!(live.metric(&format!("netpol_watch_lists_total{{kind=\"{}\"}}", kind.plural())), 1.0);
+        let want = if kind.is_calico() { 0.0 } else { 1.0 };
+        assert_eq!(live.metric(&format!("netpol_watch_lists_total{{kind=\"{}\"}}", kind.plural())), want);
     }
     assert_eq!(live.metric("netpol_watch_events_total{kind=\"nodes\",type=\"apply\"}"), 3.0);
     assert_eq!(live.metric("netpol_watch_events_total{kind=\"nodes\",type=\"delete\"}"), 1.0);
@@ -375,8 +207,8 @@ async fn watch_without_the_crds() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let requests = c.server.requests();
     for kind in Kind::ALL {
-        assert_eq!(lists(&requests, kind).len(), 1, "{kind:?}: {requests:?}");
-        let want = usize::from(!kind.is_optional());
+        assert_eq!(lists(&requests, kind).len(), usize::from(!kind.is_calico()), "{kind:?}: {requests:?}");
+        let want = usize::from(!kind.is_optional() && !kind.is_calico());
         assert_eq!(watches(&requests, kind).len(), want, "{kind:?}: {requests:?}");
     }
     assert_eq!(live.errors(), 0.0);
@@ -392,7 +224,7 @@ async fn crds_removed_while_watched_take_their_policies_with_them() {
     let c = cluster();
     c.put(anp_deny_frontend());
     let live = Live::start(&c).await;
-    eventually!("a watch of every kind", c.server.open_watches() == Kind::ALL.len());
+    eventually!("a watch of every kind", c.server.open_watches() == without_calico().len());
     assert!(!live.allowed("frontend/web", "backend/api", 8080));
     // The CRDs' finalizer deletes their objects, then their watches end and their paths are gone (404).
     c.server.set_crds_installed(false);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use netpol_fakeapi::fixtures::{self, allow_web, anp_deny_frontend, default_deny, namespace, pod};
-use netpol_fakeapi::{FakeApiServer, Kind as ApiKind, RequestLog};
+use netpol_fakeapi::{Api, FakeApiServer, Kind as ApiKind, RequestLog};
 use netpol_kube::{Kind, Source};
 use netpol_server::{live, router, AppState};
 use serde_json::json;
@@ -75,9 +75,9 @@ async fn serve_live(c: &Cluster) -> Live {
     let task = tokio::spawn(live::run(state.clone(), client));
     let app = router(state.clone());
     eventually!("the first full list", get(&app, "/healthz").await.status == StatusCode::OK);
-    // Watching from here on: a watch stream of every kind the cluster serves is open.
-    let served = c.server.served_kinds().len();
-    eventually!("a watch of every kind", c.server.open_watches() == served);
+    // Watching from here on: a watch stream of every kind netpol reads from this cluster is open.
+    let watched = watched(&c.server).len();
+    eventually!("a watch of every kind", c.server.open_watches() == watched);
     Live { state, app, task }
 }
 
@@ -113,9 +113,34 @@ fn lists<'a>(requests: &'a [RequestLog], path: &'a str) -> impl Iterator<Item = 
     requests.iter().filter(move |r| r.method == "GET" && r.path == path && !r.is_watch())
 }
 
-/// The collections netpol lists and watches: every kind's (the fake server serves them all).
+/// The kinds of `server` netpol lists and watches: every kind it serves, but ServiceAccounts only where Calico is,
+/// and Calico's CRDs only where Calico's API server is not.
+fn watched(server: &FakeApiServer) -> Vec<ApiKind> {
+    let served = server.served_kinds();
+    let api_server = served.iter().any(|k| k.api() == Api::CalicoApiServer);
+    let calico = served.iter().any(|k| matches!(k.api(), Api::CalicoCrd | Api::CalicoApiServer));
+    served
+        .into_iter()
+        .filter(|k| match k.api() {
+            Api::CalicoCrd => !api_server,
+            _ => *k != ApiKind::ServiceAccount || calico,
+        })
+        .collect()
+}
+
+/// The collections netpol lists and watches on the cluster of [`cluster`] (no Calico).
 fn collections() -> Vec<String> {
-    ApiKind::ALL.iter().map(|k| k.path()).collect()
+    ApiKind::ALL
+        .iter()
+        .filter(|k| matches!(k.api(), Api::BuiltIn | Api::PolicyCrd))
+        .filter(|k| **k != ApiKind::ServiceAccount)
+        .map(|k| k.path())
+        .collect()
+}
+
+/// The kinds netpol reads from a cluster without Calico.
+fn without_calico() -> Vec<Kind> {
+    Kind::ALL.into_iter().filter(|k| !k.is_calico()).collect()
 }
 
 /// The resourceVersions of the kinds without any object yet, after those of pods, network policies and namespaces.
@@ -205,9 +230,10 @@ async fn serve_follows_policy_pod_and_namespace_events() {
     eventually!("terminated pod left out", verdict(app, "frontend/web", "backend/api").await == "unknown");
 
     let m = metrics(app).await;
-    for kind in Kind::ALL.map(Kind::plural) {
-        assert_eq!(metric(&m, &format!("netpol_watch_errors_total{{kind=\"{kind}\"}}")), 0.0, "{m}");
-        assert_eq!(metric(&m, &format!("netpol_watch_lists_total{{kind=\"{kind}\"}}")), 1.0, "{m}");
+    for kind in Kind::ALL {
+        let (name, lists) = (kind.plural(), if kind.is_calico() { 0.0 } else { 1.0 });
+        assert_eq!(metric(&m, &format!("netpol_watch_errors_total{{kind=\"{name}\"}}")), 0.0, "{m}");
+        assert_eq!(metric(&m, &format!("netpol_watch_lists_total{{kind=\"{name}\"}}")), lists, "{m}");
     }
     // web relabelled twice, web2 added, api status-only, api terminated.
     assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"pods\",type=\"apply\"}"), 5.0, "{m}");
@@ -236,7 +262,7 @@ async fn bookmarks_change_nothing() {
     let app = &live.app;
     let requests = c.server.requests();
     let watches: Vec<&RequestLog> = requests.iter().filter(|r| r.is_watch()).collect();
-    assert_eq!(watches.len(), Kind::ALL.len(), "{requests:?}");
+    assert_eq!(watches.len(), without_calico().len(), "{requests:?}");
     assert!(watches.iter().all(|r| r.has_param("allowWatchBookmarks", "true")), "{watches:?}");
     let rev = get(app, "/healthz").await.revision;
     let before = metrics(app).await;
@@ -256,7 +282,7 @@ async fn bookmarks_change_nothing() {
     for kind in Kind::ALL.map(Kind::plural) {
         assert_eq!(metric(&after, &format!("netpol_watch_errors_total{{kind=\"{kind}\"}}")), 0.0, "{after}");
     }
-    assert_eq!(c.server.open_watches(), Kind::ALL.len());
+    assert_eq!(c.server.open_watches(), without_calico().len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +298,7 @@ async fn dropped_watches_resume_from_their_resource_version() {
     c.server.put(pod("frontend", "web3", json!({"app": "web"}), "10.0.1.3"));
     eventually!("the policy", verdict(app, "frontend/web3", "backend/api").await == "deny");
     assert_eq!(verdict(app, "frontend/web", "backend/api").await, "unknown");
-    eventually!("every watch open again", c.server.open_watches() == Kind::ALL.len());
+    eventually!("every watch open again", c.server.open_watches() == without_calico().len());
     let requests = c.server.requests();
     for path in &collections() {
         assert_eq!(lists(&requests, path).count(), 0, "no relist of {path}: {requests:?}");
@@ -303,7 +329,7 @@ async fn compaction_forces_a_relist_that_applies_only_the_difference() {
     s.drop_watches();
     s.delete("Pod", Some("frontend"), "web").expect("web existed");
     eventually!("the relist", verdict(app, "frontend/web", "backend/api").await == "unknown");
-    eventually!("every watch open again", s.open_watches() == Kind::ALL.len());
+    eventually!("every watch open again", s.open_watches() == without_calico().len());
     let requests = s.requests();
     assert!(lists(&requests, "/api/v1/pods").count() >= 1, "pods relisted: {requests:?}");
     let after = metrics(app).await;
@@ -401,11 +427,55 @@ async fn serve_is_ready_on_a_cluster_without_the_admin_policy_crds() {
     }
     // Each CRD was asked for once (404), and not watched.
     let requests = c.server.requests();
-    for kind in ApiKind::ALL.into_iter().filter(|k| k.is_crd()) {
+    for kind in ApiKind::ALL.into_iter().filter(|k| k.api() == Api::PolicyCrd) {
         let path = kind.path();
         assert_eq!(lists(&requests, &path).count(), 1, "{requests:?}");
         assert!(!requests.iter().any(|r| r.path == path && r.is_watch()), "{requests:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_follows_calicos_objects() {
+    use netpol_fakeapi::fixtures::{calico_deny_web, seed_calico, CALICO_CRD};
+    use netpol_fakeapi::Calico;
+    let c = cluster();
+    c.server.set_calico(Calico::Crds);
+    seed_calico(&c.server, CALICO_CRD);
+    let live = serve_live(&c).await;
+    let app = &live.app;
+    assert_eq!(c.server.open_watches(), Kind::ALL.len(), "every kind, service accounts included");
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
+    let rv = c.server.resource_version();
+    let header = get(app, "/healthz").await.resource_version.unwrap();
+    assert!(header.contains(&format!(",tiers={},", rv - 5)), "{header}");
+    assert!(header.ends_with(&format!(",serviceaccounts={}", rv - 7)), "{header}");
+
+    // A GlobalNetworkPolicy that denies, then its deletion: the verdict changes and back.
+    let rv = c.server.put(calico_deny_web(CALICO_CRD));
+    let applied = format!(",globalnetworkpolicies={rv},");
+    eventually!(
+        "the GlobalNetworkPolicy",
+        get(app, "/healthz").await.resource_version.is_some_and(|v| v.contains(&applied))
+    );
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "deny");
+    let r = get(app, "/api/v1/explain?src=frontend/web&dst=backend/api&port=8080").await;
+    assert!(r.text().contains("security.deny-web"), "{}", r.text());
+    let rv = c.server.delete_kind(ApiKind::CalicoGlobalNetworkPolicy, None, "security.deny-web").expect("it existed");
+    let applied = format!(",globalnetworkpolicies={rv},");
+    eventually!("the deletion", get(app, "/healthz").await.resource_version.is_some_and(|v| v.contains(&applied)));
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
+
+    // The Tier deleted: its policies' warning is listed with the diagnostics.
+    assert_eq!(get(app, "/api/v1/diagnostics").await.json(), json!([]));
+    c.server.delete_kind(ApiKind::CalicoTier, None, "security").expect("it existed");
+    eventually!("the warnings", get(app, "/api/v1/diagnostics").await.json().as_array().is_some_and(|d| d.len() == 2));
+    let d = get(app, "/api/v1/diagnostics").await.json();
+    assert_eq!(d[0]["severity"], "warning", "{d}");
+    assert_eq!(d[0]["field"], "spec.tier", "{d}");
+    let m = metrics(app).await;
+    assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"globalnetworkpolicies\",type=\"apply\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"globalnetworkpolicies\",type=\"delete\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "netpol_watch_errors_total{kind=\"tiers\"}"), 0.0, "{m}");
 }
 
 #[tokio::test]

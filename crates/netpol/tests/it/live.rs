@@ -174,6 +174,121 @@ fn one_shot_commands_read_admin_policies_and_work_without_their_crds() {
     assert_eq!(lists(&requests, "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies").count(), 1);
 }
 
+/// Calico's objects (from its CRDs) and service accounts: the one-shot commands answer exactly as from a file of
+/// the same objects; an invalid Calico object is reported like any other; a CRD that is not installed is no error.
+#[test]
+fn one_shot_commands_read_calico_and_answer_as_from_a_file() {
+    use netpol_fakeapi::fixtures::{calico_deny_web, calico_objects, seed_calico, CALICO_CRD};
+    use netpol_fakeapi::{Calico, Kind as ApiKind};
+    let c = cluster();
+    c.server.set_calico(Calico::Crds);
+    seed_calico(&c.server, CALICO_CRD);
+    let kc = c.kubeconfig.display().to_string();
+    // The same objects in one file (a later object of the same kind and name replaces an earlier one, as on the
+    // server).
+    let mut objects = fixtures::two_namespaces();
+    objects.extend(calico_objects(CALICO_CRD));
+    let key = |o: &Value| {
+        (o["apiVersion"].clone(), o["kind"].clone(), o["metadata"]["namespace"].clone(), o["metadata"]["name"].clone())
+    };
+    let text: Vec<String> = objects
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| objects[i + 1..].iter().all(|later| key(later) != key(o)))
+        .map(|(_, o)| o.to_string())
+        .collect();
+    let file = c._dir.path().join("cluster.json");
+    std::fs::write(&file, text.join("\n")).unwrap();
+    let file = file.display().to_string();
+
+    let flows = [
+        (r#"{"id":1,"src":"frontend/web","dst":"backend/api","port":8080}"#, "allow"),
+        (r#"{"id":2,"src":"frontend/web","dst":"backend/api","port":9090}"#, "deny"),
+        (r#"{"id":3,"src":"192.0.2.7","dst":"backend/api","port":8080}"#, "allow"),
+        (r#"{"id":4,"src":"198.51.100.7","dst":"backend/api","port":8080}"#, "deny"),
+        (r#"{"id":5,"src":"198.51.100.7","dst":"frontend/web","port":8080}"#, "deny"),
+        (r#"{"id":6,"src":"backend/api","dst":"frontend/web","port":8080}"#, "allow"),
+    ];
+    let input: String = flows.iter().map(|(f, _)| format!("{f}\n")).collect();
+    let (code, live, err) = netpol(&["query", "--kubeconfig", &kc], &input, &[]);
+    assert_eq!(code, 0, "{err}");
+    let rv = c.server.resource_version();
+    assert!(
+        err.contains(&format!(
+            " tiers={rv} networkpolicies.projectcalico.org={rv} globalnetworkpolicies={rv} networksets={rv} \
+             globalnetworksets={rv} serviceaccounts={rv} (Calico's objects from crd.projectcalico.org/v1)"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("warning") && !err.contains("error"), "{err}");
+    let (code, answers_from_file, err) = netpol(&["query", "-f", &file], &input, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(live, answers_from_file);
+    for (line, (_, want)) in live.lines().zip(flows) {
+        let j: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(j["verdict"], want, "{line}");
+    }
+
+    // explain and matrix: the same answers, but for where each rule was read from.
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("source");
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    for (src, dst, port) in [("frontend/web", "backend/api", "8080"), ("198.51.100.7", "frontend/web", "8080")] {
+        let mut answers = Vec::new();
+        for input in [["--kubeconfig", kc.as_str()], ["-f", file.as_str()]] {
+            let mut args = vec!["explain"];
+            args.extend(input);
+            args.extend([src, dst, port, "-o", "json"]);
+            let (code, out, err) = netpol(&args, "", &[]);
+            assert_eq!(code, 0, "{err}");
+            let mut j: Value = serde_json::from_str(&out).unwrap();
+            strip(&mut j);
+            answers.push(j);
+        }
+        assert_eq!(answers[0], answers[1], "{src} -> {dst}");
+        assert!(answers[0].to_string().contains("security."), "{}", answers[0]);
+    }
+    let (code, live, err) = netpol(&["matrix", "--kubeconfig", &kc, "--port", "8080/TCP", "-o", "json"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, from_file, err) = netpol(&["matrix", "-f", &file, "--port", "8080/TCP", "-o", "json"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(live, from_file);
+
+    // An invalid Calico object: reported with the cluster object's name, left out, counted for --strict.
+    let mut bad = calico_deny_web(CALICO_CRD);
+    bad["spec"]["ingress"][0]["action"] = json!("Reject");
+    c.server.put(bad);
+    let (code, out, err) = netpol(&["query", "--kubeconfig", &kc], &input, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, answers_from_file, "left out");
+    assert!(
+        err.contains(
+            "error: cluster:globalnetworkpolicies/security.deny-web (document 0): GlobalNetworkPolicy security.deny-web: \
+             spec.ingress[0].action:"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = netpol(&["--strict", "query", "--kubeconfig", &kc], &input, &[]);
+    assert_eq!(code, 2, "{err}");
+    c.server.delete_kind(ApiKind::CalicoGlobalNetworkPolicy, None, "security.deny-web");
+
+    // One of Calico's CRDs not installed: no error, the kind left out.
+    c.server.set_served(ApiKind::CalicoGlobalNetworkSet, false);
+    let (code, out, err) = netpol(&["query", "--kubeconfig", &kc], &input, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("globalnetworksets") && !err.contains("error"), "{err}");
+    let verdicts: Vec<Value> =
+        out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["verdict"].clone()).collect();
+    assert_eq!(verdicts[4], "allow", "no GlobalNetworkSet: nothing is blocked");
+}
+
 /// Like kubectl, the client goes through `HTTPS_PROXY` unless `NO_PROXY` names the server.
 #[test]
 fn one_shot_commands_follow_https_proxy_and_no_proxy() {
@@ -359,8 +474,9 @@ fn deploy_manifest_is_read_only_and_hardened() {
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().expect("kind")).collect();
     assert_eq!(kinds, ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]);
 
-    // RBAC: get/list/watch only, on exactly namespaces, nodes, pods, networking.k8s.io networkpolicies and the
-    // policy.networking.k8s.io kinds.
+    // RBAC: get/list/watch only, on exactly namespaces, nodes, pods, serviceaccounts, networking.k8s.io
+    // networkpolicies, the policy.networking.k8s.io kinds and Calico's (both groups; its API server's tiered-policy
+    // pseudo-resources).
     let role = of("ClusterRole")[0];
     let mut granted = Vec::new();
     for rule in role["rules"].as_array().expect("rules") {
@@ -380,10 +496,23 @@ fn deploy_manifest_is_read_only_and_hardened() {
             "/namespaces",
             "/nodes",
             "/pods",
+            "/serviceaccounts",
+            "crd.projectcalico.org/globalnetworkpolicies",
+            "crd.projectcalico.org/globalnetworksets",
+            "crd.projectcalico.org/networkpolicies",
+            "crd.projectcalico.org/networksets",
+            "crd.projectcalico.org/tiers",
             "networking.k8s.io/networkpolicies",
             "policy.networking.k8s.io/adminnetworkpolicies",
             "policy.networking.k8s.io/baselineadminnetworkpolicies",
             "policy.networking.k8s.io/clusternetworkpolicies",
+            "projectcalico.org/globalnetworkpolicies",
+            "projectcalico.org/globalnetworksets",
+            "projectcalico.org/networkpolicies",
+            "projectcalico.org/networksets",
+            "projectcalico.org/tier.globalnetworkpolicies",
+            "projectcalico.org/tier.networkpolicies",
+            "projectcalico.org/tiers",
         ]
     );
     let binding = of("ClusterRoleBinding")[0];

@@ -1,0 +1,381 @@
+//! Calico's objects from a live cluster, through kube-rs's real client against `netpol-fakeapi`: Tiers, Calico's
+//! NetworkPolicies and GlobalNetworkPolicies, NetworkSets and GlobalNetworkSets (under Calico's CRDs' group, or its
+//! API server's when the cluster serves it), and the ServiceAccounts their selectors see. A one-shot list answers
+//! as the same objects read from a file; the watch follows them (the engine after each event answers as a fresh
+//! list of the cluster does); a cluster without Calico, or without one of its CRDs, is no error; a kind RBAC does
+//! not grant is one.
+
+use std::time::Duration;
+
+use netpol_core::compile::Engine;
+use netpol_core::load::{load_str, Severity};
+use netpol_core::model::PolicyKind;
+use netpol_core::portset::Protocol;
+use netpol_fakeapi::fixtures::{
+    self, calico_deny_web, calico_network_set, calico_objects, calico_tier, seed_calico, service_account, CALICO_CRD,
+    CALICO_V3,
+};
+use netpol_fakeapi::{Calico, Kind as ApiKind, RequestLog};
+use netpol_kube::{CalicoApi, Kind};
+use serde_json::{json, Value};
+
+use crate::common::{allowed, cluster, discoveries, endpoint, policy_kinds, Cluster, Live};
+
+/// Flows on the cluster of `calico_objects`, with the verdicts its documentation gives.
+const FLOWS: [(&str, &str, u16, bool); 8] = [
+    ("frontend/web", "backend/api", 8080, true),
+    ("frontend/web", "backend/api", 9090, false),
+    ("192.0.2.7", "backend/api", 8080, true),
+    ("198.51.100.7", "backend/api", 8080, false),
+    ("198.51.100.7", "frontend/web", 8080, false),
+    ("backend/api", "frontend/web", 8080, true),
+    ("203.0.113.1", "frontend/web", 8080, true),
+    ("203.0.113.1", "backend/api", 8080, false),
+];
+
+/// Endpoints and ports whose every combination two engines must agree on.
+const ENDPOINTS: [&str; 6] = ["frontend/web", "backend/api", "192.0.2.7", "198.51.100.7", "203.0.113.1", "10.9.9.9"];
+const PORTS: [u16; 3] = [8080, 9090, 53];
+
+/// A fake API server serving `calico`, with the small cluster and Calico's objects of `api` in it.
+fn calico_cluster(calico: Calico, api: &str) -> Cluster {
+    let c = cluster();
+    c.server.set_calico(calico);
+    seed_calico(&c.server, api);
+    c
+}
+
+/// The same objects as one JSON stream file, loaded as `netpol -f` loads files.
+fn from_file(api: &str) -> Engine {
+    let mut objects = fixtures::two_namespaces();
+    objects.extend(calico_objects(api));
+    // As the server holds them: a later object of the same kind and name replaces an earlier one.
+    let key = |o: &Value| {
+        (o["apiVersion"].clone(), o["kind"].clone(), o["metadata"]["namespace"].clone(), o["metadata"]["name"].clone())
+    };
+    let text: Vec<String> = objects
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| objects[i + 1..].iter().all(|later| key(later) != key(o)))
+        .map(|(_, o)| o.to_string())
+        .collect();
+    let loaded = load_str("cluster.json", &text.join("\n"));
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    Engine::new(loaded.cluster)
+}
+
+/// An explanation as JSON, without where each rule was read from (a file or the cluster).
+fn explanation(e: &Engine, src: &str, dst: &str, port: u16) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("source");
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(e.explain(&endpoint(e, src), &endpoint(e, dst), Protocol::Tcp, port)).unwrap();
+    strip(&mut v);
+    v
+}
+
+/// Both engines answer alike: every verdict and explanation (walk, tiers, policies, rules) among [`ENDPOINTS`].
+fn assert_same_answers(live: &Engine, fresh: &Engine, what: &str) {
+    for src in ENDPOINTS {
+        for dst in ENDPOINTS {
+            for port in PORTS {
+                assert_eq!(
+                    explanation(live, src, dst, port),
+                    explanation(fresh, src, dst, port),
+                    "{what}: {src} -> {dst} {port}"
+                );
+            }
+        }
+    }
+}
+
+fn calico_kinds() -> Vec<Kind> {
+    Kind::ALL.into_iter().filter(|k| k.is_calico()).collect()
+}
+
+/// The fake server's kind of one of netpol's, under Calico's `api`.
+fn api_kind_in(kind: Kind, api: &str) -> ApiKind {
+    let api_version = if kind.is_calico() && kind != Kind::ServiceAccount { api } else { kind.api_version() };
+    ApiKind::from_api_version(api_version, kind.name()).expect("a kind the fake server serves")
+}
+
+fn lists_of(requests: &[RequestLog], path: &str) -> usize {
+    requests.iter().filter(|r| r.path == path && !r.is_watch()).count()
+}
+
+// ---- one-shot ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_of_calicos_crds_answers_as_the_same_objects_from_a_file() {
+    let c = calico_cluster(Calico::Crds, CALICO_CRD);
+    c.server.clear_requests();
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("snapshot");
+    assert_eq!(snap.calico, Some(CalicoApi::Crds));
+    assert!(snap.absent().iter().all(|k| !k.is_calico()), "{:?}", snap.absent());
+    // Discovery, then one list of every kind at its path under Calico's CRDs' group.
+    let requests = c.server.requests();
+    assert_eq!(discoveries(&requests), 1);
+    for kind in calico_kinds() {
+        let path = api_kind_in(kind, CALICO_CRD).path();
+        assert_eq!(lists_of(&requests, &path), 1, "{path}: {requests:?}");
+    }
+    assert!(requests.iter().all(|r| !r.path.starts_with("/apis/projectcalico.org")), "{requests:?}");
+    let rv = c.server.resource_version();
+    assert!(
+        snap.resource_versions().ends_with(&format!(
+            ",tiers={rv},networkpolicies.projectcalico.org={rv},globalnetworkpolicies={rv},networksets={rv},\
+             globalnetworksets={rv},serviceaccounts={rv}"
+        )),
+        "{}",
+        snap.resource_versions()
+    );
+    let names: Vec<String> = snap.objects.iter().filter(|o| o.kind.is_calico()).map(|o| o.source_name()).collect();
+    for name in [
+        "cluster:tiers/security",
+        "cluster:globalnetworkpolicies/security.allow-web",
+        "cluster:globalnetworksets/blocked",
+        "cluster:networksets/backend/partners",
+        "cluster:networkpolicies.projectcalico.org/backend/allow-partners",
+        "cluster:serviceaccounts/frontend/web-sa",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    for o in snap.objects.iter().filter(|o| o.kind.is_calico() && o.kind != Kind::ServiceAccount) {
+        assert_eq!(o.value.as_ref().unwrap()["apiVersion"], CALICO_CRD);
+    }
+
+    let loaded = netpol_kube::load_objects(snap.objects);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let live = Engine::new(loaded.cluster);
+    let file = from_file(CALICO_CRD);
+    for (src, dst, port, want) in FLOWS {
+        assert_eq!(allowed(&live, src, dst, port), want, "{src} -> {dst} {port}");
+    }
+    assert_same_answers(&live, &file, "one-shot");
+    let tiers: Vec<&str> = live.cluster().tiers.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(tiers, ["kube-admin", "default", "kube-baseline", "security"]);
+    assert_eq!(
+        policy_kinds(&live),
+        [PolicyKind::CalicoNetworkPolicy, PolicyKind::GlobalNetworkPolicy, PolicyKind::GlobalNetworkPolicy]
+    );
+    // The serviceAccounts selector matched frontend/web through its ServiceAccount's labels.
+    let e = explanation(&live, "frontend/web", "backend/api", 8080);
+    assert!(e.to_string().contains("security.allow-web"), "{e}");
+
+    // The line the one-shot commands print says where Calico's objects came from.
+    let source = c.source();
+    let (_, line) =
+        tokio::task::spawn_blocking(move || netpol_kube::snapshot_blocking(&source)).await.unwrap().unwrap();
+    assert!(line.ends_with(" (Calico's objects from crd.projectcalico.org/v1)"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_calicos_api_server_its_group_is_read() {
+    let c = calico_cluster(Calico::ApiServer, CALICO_V3);
+    // The CRDs are there too (the fake server keeps the two groups apart): not read.
+    c.put(calico_tier(CALICO_CRD, "crd-only", 1.0));
+    c.server.clear_requests();
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("snapshot");
+    assert_eq!(snap.calico, Some(CalicoApi::ApiServer));
+    let requests = c.server.requests();
+    for kind in calico_kinds() {
+        assert_eq!(lists_of(&requests, &api_kind_in(kind, CALICO_V3).path()), 1, "{kind:?}: {requests:?}");
+    }
+    assert!(requests.iter().all(|r| !r.path.starts_with("/apis/crd.projectcalico.org")), "{requests:?}");
+    for o in snap.objects.iter().filter(|o| o.kind.is_calico() && o.kind != Kind::ServiceAccount) {
+        assert_eq!(o.value.as_ref().unwrap()["apiVersion"], CALICO_V3, "{}", o.source_name());
+    }
+    assert!(snap.objects.iter().all(|o| o.name != "crd-only"));
+    let loaded = netpol_kube::load_objects(snap.objects);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let live = Engine::new(loaded.cluster);
+    for (src, dst, port, want) in FLOWS {
+        assert_eq!(allowed(&live, src, dst, port), want, "{src} -> {dst} {port}");
+    }
+    assert_same_answers(&live, &from_file(CALICO_V3), "one-shot, API server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_calico_crd_is_no_error() {
+    let c = calico_cluster(Calico::Crds, CALICO_CRD);
+    c.server.set_served(ApiKind::CalicoGlobalNetworkSet, false);
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("no error without one CRD");
+    assert_eq!(snap.absent(), [Kind::GlobalNetworkSet]);
+    assert!(!snap.resource_versions().contains("globalnetworksets"), "{}", snap.resource_versions());
+    let loaded = netpol_kube::load_objects(snap.objects);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let engine = Engine::new(loaded.cluster);
+    // No GlobalNetworkSet: `security.deny-blocked` matches no address.
+    assert!(allowed(&engine, "198.51.100.7", "frontend/web", 8080));
+    assert!(allowed(&engine, "frontend/web", "backend/api", 8080));
+
+    // The watch: synced, the kind not watched, no error.
+    let live = Live::start(&c).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(live.errors(), 0.0);
+    assert!(live.version(Kind::GlobalNetworkSet).is_none(), "{}", live.versions());
+    assert!(live.version(Kind::Tier).is_some());
+    let requests = c.server.requests();
+    let path = ApiKind::CalicoGlobalNetworkSet.path();
+    assert!(!requests.iter().any(|r| r.path == path && r.is_watch()), "{requests:?}");
+    assert!(live.allowed("198.51.100.7", "frontend/web", 8080));
+}
+
+#[test]
+fn a_cluster_without_calico_reads_no_calico_kind_and_no_service_account() {
+    let c = cluster();
+    c.put(service_account("frontend", "web-sa", json!({"role": "web"})));
+    c.server.clear_requests();
+    let (loaded, line) = netpol_kube::snapshot_blocking(&c.source()).expect("no error without Calico");
+    assert!(!line.contains("serviceaccounts") && !line.contains("Calico"), "{line}");
+    assert!(loaded.cluster.service_accounts.iter().all(|a| a.origin.is_none()));
+    let requests = c.server.requests();
+    assert!(requests.iter().all(|r| !r.path.contains("projectcalico") && !r.path.contains("serviceaccounts")));
+    assert_eq!(discoveries(&requests), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calico_kind_rbac_does_not_grant_is_an_error() {
+    let c = calico_cluster(Calico::Crds, CALICO_CRD);
+    c.server.set_forbidden(ApiKind::CalicoTier, true);
+    let error = netpol_kube::snapshot(&c.source()).await.err().expect("a 403 is an error");
+    let text = format!("{error:#}");
+    assert!(text.contains("cannot list tiers (crd.projectcalico.org/v1)"), "{text}");
+    assert!(text.contains("forbidden"), "{text}");
+
+    // The watch retries with backoff, counting the errors; the model waits for every kind's first list.
+    let live = Live::spawn(&c).await;
+    eventually!("a counted error", live.metric("netpol_watch_errors_total{kind=\"tiers\"}") >= 1.0);
+    assert!(!live.metrics.synced());
+    // Granted: the retry lists it and the model is built.
+    c.server.set_forbidden(ApiKind::CalicoTier, false);
+    eventually!("the first full list", live.metrics.synced());
+    assert!(live.allowed("frontend/web", "backend/api", 8080));
+}
+
+// ---- watch ----
+
+/// What a fresh list of the cluster answers now.
+async fn fresh(c: &Cluster) -> Engine {
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("snapshot");
+    Engine::new(netpol_kube::load_objects(snap.objects).cluster)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_calicos_objects() {
+    let c = calico_cluster(Calico::Crds, CALICO_CRD);
+    let live = Live::start(&c).await;
+    eventually!("a watch of every kind", c.server.open_watches() == c.server.served_kinds().len());
+    for (src, dst, port, want) in FLOWS {
+        assert_eq!(live.allowed(src, dst, port), want, "{src} -> {dst} {port}");
+    }
+    assert_same_answers(&live.engine(), &fresh(&c).await, "the first list");
+    let recompiles = live.metric("netpol_live_recompiles_total ");
+
+    // A GlobalNetworkPolicy that denies the flow, then its deletion.
+    let rv = c.put(calico_deny_web(CALICO_CRD));
+    live.applied(Kind::GlobalNetworkPolicy, rv).await;
+    assert!(!live.allowed("frontend/web", "backend/api", 8080), "denied");
+    let e = explanation(&live.engine(), "frontend/web", "backend/api", 8080);
+    assert!(e.to_string().contains("security.deny-web"), "{e}");
+    assert_same_answers(&live.engine(), &fresh(&c).await, "deny-web put");
+    let rv = c.server.delete_kind(ApiKind::CalicoGlobalNetworkPolicy, None, "security.deny-web").unwrap();
+    live.applied(Kind::GlobalNetworkPolicy, rv).await;
+    assert!(live.allowed("frontend/web", "backend/api", 8080), "allowed again");
+    assert_same_answers(&live.engine(), &fresh(&c).await, "deny-web deleted");
+
+    // The service account's labels are what the serviceAccounts selector matches.
+    let rv = c.server.delete("ServiceAccount", Some("frontend"), "web-sa").unwrap();
+    live.applied(Kind::ServiceAccount, rv).await;
+    assert!(!live.allowed("frontend/web", "backend/api", 8080), "web-sa has no labels any more");
+    assert_same_answers(&live.engine(), &fresh(&c).await, "service account deleted");
+    let rv = c.put(service_account("frontend", "web-sa", json!({"role": "web"})));
+    live.applied(Kind::ServiceAccount, rv).await;
+    assert!(live.allowed("frontend/web", "backend/api", 8080));
+
+    // A pod's service account.
+    let rv = c.put(fixtures::pod("frontend", "web", json!({"app": "web"}), "10.0.1.1"));
+    live.applied(Kind::Pod, rv).await;
+    assert!(!live.allowed("frontend/web", "backend/api", 8080), "web runs as `default` now");
+    assert_same_answers(&live.engine(), &fresh(&c).await, "pod without its service account");
+    let rv = c.put(fixtures::pod_as("frontend", "web", json!({"app": "web"}), "10.0.1.1", "web-sa"));
+    live.applied(Kind::Pod, rv).await;
+    assert!(live.allowed("frontend/web", "backend/api", 8080));
+
+    // Network sets: the partners' addresses, then a relabelled GlobalNetworkSet.
+    let rv = c.server.delete_kind(ApiKind::CalicoNetworkSet, Some("backend"), "partners").unwrap();
+    live.applied(Kind::NetworkSet, rv).await;
+    assert!(!live.allowed("192.0.2.7", "backend/api", 8080));
+    let rv = c.put(calico_network_set(CALICO_CRD, None, "blocked", json!({"kind": "other"}), &["198.51.100.0/24"]));
+    live.applied(Kind::GlobalNetworkSet, rv).await;
+    assert!(live.allowed("198.51.100.7", "frontend/web", 8080), "no longer kind=blocked");
+    assert_same_answers(&live.engine(), &fresh(&c).await, "network sets changed");
+
+    // The Tier deleted: its policies stay, in a tier netpol assumes (after every ordered tier), with the
+    // loader's warning; the Tier back: no warning.
+    assert!(live.diagnostics().is_empty(), "{:?}", live.diagnostics());
+    let rv = c.server.delete_kind(ApiKind::CalicoTier, None, "security").unwrap();
+    live.applied(Kind::Tier, rv).await;
+    assert_same_answers(&live.engine(), &fresh(&c).await, "tier deleted");
+    let d = live.diagnostics();
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(d.iter().all(|d| d.severity == Severity::Warning && d.field.as_deref() == Some("spec.tier")), "{d:?}");
+    assert_eq!(&*d[0].origin.file, "cluster:globalnetworkpolicies/security.allow-web");
+    let rv = c.put(calico_tier(CALICO_CRD, "security", 100.0));
+    live.applied(Kind::Tier, rv).await;
+    assert!(live.diagnostics().is_empty(), "{:?}", live.diagnostics());
+    assert_same_answers(&live.engine(), &fresh(&c).await, "tier back");
+
+    // Calico's NetworkPolicy deleted: nothing of the default tier selects backend/api any more.
+    let rv = c.server.delete_kind(ApiKind::CalicoNetworkPolicy, Some("backend"), "allow-partners").unwrap();
+    live.applied(Kind::CalicoNetworkPolicy, rv).await;
+    assert!(live.allowed("frontend/web", "backend/api", 9090));
+    assert_same_answers(&live.engine(), &fresh(&c).await, "Calico NetworkPolicy deleted");
+
+    // An invalid object is reported like any other and left out.
+    let mut bad = calico_deny_web(CALICO_CRD);
+    bad["spec"]["ingress"][0]["action"] = json!("Reject");
+    let rv = c.put(bad);
+    live.applied(Kind::GlobalNetworkPolicy, rv).await;
+    let d = live.diagnostics();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (d[0].severity, &*d[0].origin.file),
+        (Severity::Error, "cluster:globalnetworkpolicies/security.deny-web")
+    );
+    assert_eq!(d[0].field.as_deref(), Some("spec.ingress[0].action"));
+    assert!(live.allowed("frontend/web", "backend/api", 8080));
+
+    // Every batch with Calico objects recompiled; nothing was an error or a relist.
+    assert!(live.metric("netpol_live_recompiles_total ") > recompiles);
+    assert_eq!(live.errors(), 0.0);
+    for kind in calico_kinds() {
+        assert_eq!(live.metric(&format!("netpol_watch_lists_total{{kind=\"{}\"}}", kind.plural())), 1.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reads_calicos_api_server() {
+    let c = calico_cluster(Calico::ApiServer, CALICO_V3);
+    let live = Live::start(&c).await;
+    for (src, dst, port, want) in FLOWS {
+        assert_eq!(live.allowed(src, dst, port), want, "{src} -> {dst} {port}");
+    }
+    let rv = c.put(calico_deny_web(CALICO_V3));
+    live.applied(Kind::GlobalNetworkPolicy, rv).await;
+    assert!(!live.allowed("frontend/web", "backend/api", 8080));
+    let rv = c.server.delete_kind(ApiKind::CalicoV3GlobalNetworkPolicy, None, "security.deny-web").unwrap();
+    live.applied(Kind::GlobalNetworkPolicy, rv).await;
+    assert!(live.allowed("frontend/web", "backend/api", 8080));
+    let requests = c.server.requests();
+    assert!(requests.iter().all(|r| !r.path.starts_with("/apis/crd.projectcalico.org")), "{requests:?}");
+    let path = ApiKind::CalicoV3GlobalNetworkPolicy.path();
+    assert!(requests.iter().any(|r| r.path == path && r.is_watch()), "{requests:?}");
+}
