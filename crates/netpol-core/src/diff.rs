@@ -875,7 +875,7 @@ fn decider(s: &SideExplanation) -> String {
             format!("the default action (Deny) of tier {}", s.tier_default.as_deref().unwrap_or_default())
         }
         DecidedBy::NetworkPolicy => {
-            match s.allowed_by.iter().find(|m| m.tier == "NetworkPolicy" || m.tier == "default") {
+            match s.allowed_by.iter().find(|m| m.key.policy.kind == crate::model::PolicyKind::NetworkPolicy) {
                 Some(m) => format!("NetworkPolicy {}", rule_text(&m.policy, m.rule, m.peer, m.port.as_deref())),
                 None => {
                     let np: Vec<&str> = s

@@ -587,7 +587,8 @@ fn rule_line(m: &RuleMatch) -> String {
 
 /// The NetworkPolicy part of a side: the allowing rules, or why none allows.
 fn render_np(s: &mut String, side: &SideExplanation, indent: &str) {
-    for m in side.allowed_by.iter().filter(|m| m.tier == "NetworkPolicy") {
+    // Kubernetes NetworkPolicies' rules (their tier is `NetworkPolicy`, or Calico's `default`).
+    for m in side.allowed_by.iter().filter(|m| m.key.policy.kind == PolicyKind::NetworkPolicy) {
         let peer = m.peer.map_or("any peer (no from/to)".to_string(), |p| format!("peer {p}"));
         let port = m.port.clone().unwrap_or_else(|| "any port (no ports)".to_string());
         let _ = writeln!(s, "{indent}allowed by {} rule {} {peer}, port {port}", m.policy, m.rule);
@@ -716,10 +717,10 @@ impl Explanation {
                 .collect();
             let mut np_done = false;
             for (i, m) in side.walk.iter().enumerate() {
-                if m.tier == "NetworkPolicy" {
+                if m.key.policy.kind == PolicyKind::NetworkPolicy {
                     if !np_done {
                         np_done = true;
-                        let _ = writeln!(s, "    [NetworkPolicy] isolated by {} → {verdict}", np.join(", "));
+                        let _ = writeln!(s, "    [{}] isolated by {} → {verdict}", m.tier, np.join(", "));
                         render_np(&mut s, side, "      ");
                     }
                     continue;
