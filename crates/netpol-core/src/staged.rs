@@ -31,8 +31,9 @@ impl Cluster {
     /// it); `Delete` removes that policy. The namespace of a staged policy that nothing else declared or referenced
     /// is added (implicitly, as the loader adds namespaces), and so is a tier it names that no Tier object
     /// declares (no order, default action Deny, as the loader assumes such tiers). Pods, their ids and everything
-    /// else are unchanged, so an endpoint of one view is the same endpoint in the other; the built-in tiers keep
-    /// this cluster's names. The result has no staged policies.
+    /// else are unchanged, so an endpoint of one view is the same endpoint in the other. The built-in tiers go by
+    /// Calico's names when the view has Calico objects (as the loader names them: a staged Calico policy makes
+    /// the view a Calico cluster). The result has no staged policies.
     pub fn with_staged(&self) -> Cluster {
         let mut c = self.clone();
         let staged = std::mem::take(&mut c.staged);
@@ -92,6 +93,12 @@ impl Cluster {
             }
         }
         c.policies = policies.into_iter().flatten().collect();
+        // As the loader names them: Calico's names as soon as there is a Calico object.
+        if c.has_calico() {
+            for (t, name) in c.tiers.iter_mut().zip(crate::load::builtin_tier_names()) {
+                t.name = name.to_string();
+            }
+        }
         c
     }
 }

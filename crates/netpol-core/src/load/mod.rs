@@ -46,6 +46,7 @@ use serde_json::Value;
 use crate::labels::Interner;
 use crate::model::*;
 use crate::selector::{Labels, Selector};
+pub(crate) use calico::builtin_tier_names;
 use node::{Node, NodeDe};
 use validate::Errors;
 

@@ -464,6 +464,19 @@ fn the_staged_view_adds_the_namespace_of_a_staged_policy() {
 }
 
 #[test]
+fn a_staged_calico_policy_makes_the_staged_view_a_calico_cluster() {
+    let knp = doc("networking.k8s.io/v1", "NetworkPolicy", "{name: k, namespace: prod}", "{}");
+    let l = load_str("c.yaml", &[knp.clone(), snp("{selector: all(), ingress: [{action: Deny}]}")].join("---\n"));
+    let tiers = |c: &Cluster| c.tiers.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    // The enforced cluster has no Calico object: Kubernetes' names; its staged view has one: Calico's.
+    assert_eq!(tiers(&l.cluster), ["Admin", "NetworkPolicy", "Baseline"]);
+    assert_eq!(tiers(&l.cluster.with_staged()), ["kube-admin", "default", "kube-baseline"]);
+    // A staged Kubernetes NetworkPolicy is no Calico policy.
+    let l = load_str("c.yaml", &[knp, sknp("{}")].join("---\n"));
+    assert_eq!(tiers(&l.cluster.with_staged()), ["Admin", "NetworkPolicy", "Baseline"]);
+}
+
+#[test]
 fn the_staged_view_is_evaluated_as_any_cluster() {
     let l = load_fixtures(&["cluster.yaml", "deny.yaml"]);
     let view = Engine::new(l.cluster.with_staged());
