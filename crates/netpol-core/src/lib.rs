@@ -3,7 +3,8 @@
 //! Data flows one way: [`load`] (bytes → [`model`]) → [`compile`] (identities, selector peers, tiers and rules
 //! in order) → [`eval`], the one evaluator every answer goes through: [`verdict`] (one flow, with its
 //! explanation), [`matrix`] (all pairs), [`outside`] (addresses outside the cluster), [`dataplane`] (what a data
-//! plane enforces). [`reference`](mod@reference) is a naive evaluator used only to check the others.
+//! plane enforces). [`staged`] gives the cluster as if its staged policies were enforced. [`reference`](mod@reference)
+//! is a naive evaluator used only to check the others.
 #![forbid(unsafe_code)]
 
 pub mod calico_peer;
@@ -22,6 +23,7 @@ pub mod outside;
 pub mod portset;
 pub mod reference;
 pub mod selector;
+pub mod staged;
 pub mod suggest;
 pub mod update;
 pub mod verdict;

@@ -693,6 +693,89 @@ pub struct ServiceAccount {
     pub origin: Option<Origin>,
 }
 
+/// A staged policy's `stagedAction`: what enforcing it would do to the enforced policy of the same kind,
+/// namespace and name (Calico's `projectcalico.org/v3` staged kinds; omitted, it is `Set`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum StagedAction {
+    /// Create the policy, or replace the one of that name.
+    #[default]
+    Set,
+    /// Delete the policy of that name (the staged object then has no spec but, for the Calico kinds, a tier).
+    Delete,
+    /// Set by Calico Enterprise's policy recommendation while it learns; upstream treats it as `Set` (validated
+    /// and sent to Felix as a whole policy, part of the pending verdict).
+    Learn,
+    /// As `Learn`, for a recommendation the user chose to ignore; upstream treats it as `Set` too.
+    Ignore,
+}
+
+impl StagedAction {
+    /// As written in manifests: `Set`, `Delete`, `Learn`, `Ignore`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StagedAction::Set => "Set",
+            StagedAction::Delete => "Delete",
+            StagedAction::Learn => "Learn",
+            StagedAction::Ignore => "Ignore",
+        }
+    }
+}
+
+impl fmt::Display for StagedAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A staged policy (StagedNetworkPolicy, StagedGlobalNetworkPolicy, StagedKubernetesNetworkPolicy): never
+/// enforced, kept apart from [`Cluster::policies`] so that it changes no enforced answer. `Cluster::with_staged`
+/// gives the cluster as if the staged policies were enforced.
+#[derive(Clone, Debug)]
+pub struct StagedPolicy {
+    pub action: StagedAction,
+    /// The namespace of a StagedNetworkPolicy or StagedKubernetesNetworkPolicy, by name (it may be declared or
+    /// referenced by nothing else: the enforced cluster does not get it; the staged view does).
+    pub namespace: Option<String>,
+    /// The would-be enforced policy, converted as the enforced kind is (a StagedKubernetesNetworkPolicy is a
+    /// [`PolicyKind::NetworkPolicy`], the others a Calico NetworkPolicy or GlobalNetworkPolicy), with the staged
+    /// object's origin. For `Delete` only its kind, namespace, name and origin count (no rules). A namespaced
+    /// policy's `scope` is its namespace when the enforced cluster has it, else (a placeholder) the cluster-wide
+    /// selector of that namespace's name label; `Cluster::with_staged` resolves it.
+    pub policy: Policy,
+    /// The tier the policy names when no Tier object declares it and no enforced policy is in it (the loader
+    /// warns): the staged view adds it, as the loader adds such tiers for enforced policies (no order, default
+    /// action Deny); `policy.tier` is then a placeholder.
+    pub implicit_tier: Option<String>,
+}
+
+impl StagedPolicy {
+    /// The staged object's kind.
+    pub fn staged_kind(&self) -> &'static str {
+        match self.policy.kind {
+            PolicyKind::NetworkPolicy => "StagedKubernetesNetworkPolicy",
+            PolicyKind::GlobalNetworkPolicy => "StagedGlobalNetworkPolicy",
+            _ => "StagedNetworkPolicy",
+        }
+    }
+
+    /// The enforced policy it sets or deletes (kind, namespace, name).
+    pub fn key(&self) -> PolicyKey {
+        PolicyKey {
+            kind: self.policy.kind,
+            namespace: self.namespace.clone().unwrap_or_default(),
+            name: self.policy.name.clone(),
+        }
+    }
+
+    /// `StagedNetworkPolicy shop/name`, `StagedGlobalNetworkPolicy name`: the object, as diagnostics name it.
+    pub fn object_ref(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.staged_kind(), self.policy.name),
+            None => format!("{} {}", self.staged_kind(), self.policy.name),
+        }
+    }
+}
+
 /// A loaded cluster: the input of every later stage.
 #[derive(Clone, Debug)]
 pub struct Cluster {
@@ -704,6 +787,8 @@ pub struct Cluster {
     pub tiers: Vec<TierDef>,
     pub network_sets: Vec<NetworkSet>,
     pub service_accounts: Vec<ServiceAccount>,
+    /// Staged policies, in input order: never part of the enforced answers (see [`StagedPolicy`]).
+    pub staged: Vec<StagedPolicy>,
 }
 
 impl Default for Cluster {
@@ -716,6 +801,7 @@ impl Default for Cluster {
             tiers: TierDef::builtin(),
             network_sets: Vec::new(),
             service_accounts: Vec::new(),
+            staged: Vec::new(),
         }
     }
 }

@@ -149,6 +149,41 @@ pub struct Explanation {
     pub caveat: Option<String>,
     pub egress: SideExplanation,
     pub ingress: SideExplanation,
+    /// When the cluster has staged policies: the flow as the staged view (the cluster as if they were enforced)
+    /// decides it, beside the enforced answer above (see `staged::explain_with_staged`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staged: Option<Box<StagedExplanation>>,
+}
+
+/// The flow in the staged view: the cluster as if its staged policies were enforced (Calico's "pending" verdict).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StagedExplanation {
+    pub verdict: Verdict,
+    /// Whether it differs from the enforced verdict.
+    pub changed: bool,
+    /// The staged policies that bear on the flow: those whose policy, in either view, selects the source for
+    /// egress or the destination for ingress (a `Delete`: the policy it deletes selects it now).
+    pub policies: Vec<StagedPolicyRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Each direction in the staged view, as in the enforced explanation (`walk`, `decided_by`, ...).
+    pub egress: SideExplanation,
+    pub ingress: SideExplanation,
+}
+
+/// A staged policy, as explanations name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StagedPolicyRef {
+    /// `StagedNetworkPolicy`, `StagedGlobalNetworkPolicy` or `StagedKubernetesNetworkPolicy`.
+    pub kind: &'static str,
+    /// `namespace/name`, or `name` for a StagedGlobalNetworkPolicy.
+    pub name: String,
+    /// `Set`, `Delete`, `Learn` or `Ignore`.
+    pub action: StagedAction,
+    /// The enforced policy it sets or deletes, as explanations name policies.
+    pub policy: String,
+    /// The staged object's file and document.
+    pub source: String,
 }
 
 /// An ICMP message: type and code.
@@ -227,6 +262,7 @@ impl Engine {
             caveat,
             egress,
             ingress,
+            staged: None,
         }
     }
 
@@ -670,8 +706,53 @@ struct ExplainFlow<'a> {
 }
 
 impl Explanation {
-    /// Human-readable rendering.
+    /// Human-readable rendering: the enforced answer, then the staged view's when there is one.
     pub fn render(&self) -> String {
+        let mut s = self.render_enforced();
+        if let Some(staged) = &self.staged {
+            self.render_staged(&mut s, staged);
+        }
+        s
+    }
+
+    /// `STAGED <verdict> <flow>: ...`, the staged policies on the flow, and each direction in the staged view
+    /// (rendered as the enforced directions are).
+    fn render_staged(&self, s: &mut String, st: &StagedExplanation) {
+        let (verdict, enforced) = (st.verdict.as_str().to_uppercase(), self.verdict.as_str().to_uppercase());
+        let _ = writeln!(
+            s,
+            "STAGED {verdict} {} -> {}{} {}/{}: the verdict if the staged policies were enforced ({} the enforced \
+             {enforced})",
+            self.src,
+            self.dst,
+            self.dst_fqdn.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
+            self.port,
+            self.protocol,
+            if st.changed { "changes" } else { "keeps" },
+        );
+        if let Some(n) = &st.note {
+            let _ = writeln!(s, "  {n}");
+            return;
+        }
+        if st.policies.is_empty() {
+            let _ = writeln!(
+                s,
+                "  no staged policy selects {} for egress or {} for ingress",
+                st.egress.subject, st.ingress.subject
+            );
+            return;
+        }
+        let list: Vec<String> = st
+            .policies
+            .iter()
+            .map(|p| format!("{} {} ({}: {}, {})", p.kind, p.name, p.action, p.policy, p.source))
+            .collect();
+        let _ = writeln!(s, "  staged policies on this flow: {}", list.join("; "));
+        render_sides(s, [&st.egress, &st.ingress]);
+    }
+
+    /// The enforced answer.
+    fn render_enforced(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -689,79 +770,84 @@ impl Explanation {
             let _ = writeln!(s, "  {n}");
             return s;
         }
-        for side in [&self.egress, &self.ingress] {
-            let what = match side.direction {
-                Direction::Egress => format!("egress from {}", side.subject),
-                Direction::Ingress => format!("ingress to {}", side.subject),
+        render_sides(&mut s, [&self.egress, &self.ingress]);
+        s
+    }
+}
+
+/// Each direction of an explanation: not isolated, NetworkPolicy isolation and its rules, or the walk tier by tier.
+fn render_sides(s: &mut String, sides: [&SideExplanation; 2]) {
+    for side in sides {
+        let what = match side.direction {
+            Direction::Egress => format!("egress from {}", side.subject),
+            Direction::Ingress => format!("ingress to {}", side.subject),
+        };
+        let status = if side.allowed { "allowed" } else { "DENIED" };
+        if side.policies.is_empty() {
+            let _ = writeln!(s, "  {what}: {status}: {}", side.note.as_deref().unwrap_or("not isolated"));
+            continue;
+        }
+        let only_np = side.policy_keys.iter().all(|k| k.kind == PolicyKind::NetworkPolicy);
+        if only_np {
+            let _ = writeln!(s, "  {what}: {status}; isolated by {}", side.policies.join(", "));
+            render_np(s, side, "    ");
+            continue;
+        }
+        // Tier by tier.
+        let _ = writeln!(s, "  {what}: {status}");
+        let verdict = if side.allowed { "ALLOW" } else { "DENY" };
+        let np: Vec<&str> = side
+            .policies
+            .iter()
+            .zip(&side.policy_keys)
+            .filter(|(_, k)| k.kind == PolicyKind::NetworkPolicy)
+            .map(|(p, _)| p.as_str())
+            .collect();
+        let mut np_done = false;
+        for (i, m) in side.walk.iter().enumerate() {
+            if m.key.policy.kind == PolicyKind::NetworkPolicy {
+                if !np_done {
+                    np_done = true;
+                    let _ = writeln!(s, "    [{}] isolated by {} → {verdict}", m.tier, np.join(", "));
+                    render_np(s, side, "      ");
+                }
+                continue;
+            }
+            let last = i + 1 == side.walk.len() && side.decided_by == DecidedBy::Rule;
+            let outcome = match m.action {
+                Action::Pass => " → next tier".to_string(),
+                _ if last => format!(" → {verdict}"),
+                _ => String::new(),
             };
-            let status = if side.allowed { "allowed" } else { "DENIED" };
-            if side.policies.is_empty() {
-                let _ = writeln!(s, "  {what}: {status}: {}", side.note.as_deref().unwrap_or("not isolated"));
-                continue;
-            }
-            let only_np = side.policy_keys.iter().all(|k| k.kind == PolicyKind::NetworkPolicy);
-            if only_np {
-                let _ = writeln!(s, "  {what}: {status}; isolated by {}", side.policies.join(", "));
-                render_np(&mut s, side, "    ");
-                continue;
-            }
-            // Tier by tier.
-            let _ = writeln!(s, "  {what}: {status}");
-            let verdict = if side.allowed { "ALLOW" } else { "DENY" };
-            let np: Vec<&str> = side
-                .policies
-                .iter()
-                .zip(&side.policy_keys)
-                .filter(|(_, k)| k.kind == PolicyKind::NetworkPolicy)
-                .map(|(p, _)| p.as_str())
-                .collect();
-            let mut np_done = false;
-            for (i, m) in side.walk.iter().enumerate() {
-                if m.key.policy.kind == PolicyKind::NetworkPolicy {
-                    if !np_done {
-                        np_done = true;
-                        let _ = writeln!(s, "    [{}] isolated by {} → {verdict}", m.tier, np.join(", "));
-                        render_np(&mut s, side, "      ");
-                    }
-                    continue;
-                }
-                let last = i + 1 == side.walk.len() && side.decided_by == DecidedBy::Rule;
-                let outcome = match m.action {
-                    Action::Pass => " → next tier".to_string(),
-                    _ if last => format!(" → {verdict}"),
-                    _ => String::new(),
-                };
-                let _ = writeln!(s, "    {}{outcome}", rule_line(m));
-                if !m.tie.is_empty() {
-                    let _ = writeln!(
-                        s,
-                        "      priority {} is shared with {}: the API leaves their order undefined",
-                        m.priority.unwrap_or_default(),
-                        m.tie.join(", ")
-                    );
-                }
-            }
-            match side.decided_by {
-                DecidedBy::NetworkPolicy if !np_done => {
-                    let _ = writeln!(s, "    [NetworkPolicy] isolated by {} → {verdict}", np.join(", "));
-                    render_np(&mut s, side, "      ");
-                }
-                DecidedBy::Default => {
-                    let _ = writeln!(s, "    no tier decides → ALLOW (Kubernetes' default)");
-                }
-                DecidedBy::TierDefault => {
-                    let tier = side.tier_default.as_deref().unwrap_or_default();
-                    let _ = writeln!(
-                        s,
-                        "    [{tier}] a policy of the tier selects {} and no rule decides: the tier's defaultAction \
-                         is Deny → DENY",
-                        side.subject
-                    );
-                }
-                _ => {}
+            let _ = writeln!(s, "    {}{outcome}", rule_line(m));
+            if !m.tie.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "      priority {} is shared with {}: the API leaves their order undefined",
+                    m.priority.unwrap_or_default(),
+                    m.tie.join(", ")
+                );
             }
         }
-        s
+        match side.decided_by {
+            DecidedBy::NetworkPolicy if !np_done => {
+                let _ = writeln!(s, "    [NetworkPolicy] isolated by {} → {verdict}", np.join(", "));
+                render_np(s, side, "      ");
+            }
+            DecidedBy::Default => {
+                let _ = writeln!(s, "    no tier decides → ALLOW (Kubernetes' default)");
+            }
+            DecidedBy::TierDefault => {
+                let tier = side.tier_default.as_deref().unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "    [{tier}] a policy of the tier selects {} and no rule decides: the tier's defaultAction \
+                     is Deny → DENY",
+                    side.subject
+                );
+            }
+            _ => {}
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! `netpol diff`: what a change to the policies opens or closes. Loads two manifest sets (paths, or one path at
-//! two git revisions), computes [`netpol_core::diff::diff`] and writes it as text, JSON or a Markdown PR comment.
+//! two git revisions), or one set and its staged view (`--staged`: the cluster as if its Calico staged policies
+//! were enforced), computes [`netpol_core::diff::diff`] and writes it as text, JSON or a Markdown PR comment.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -63,10 +64,69 @@ pub fn run(
             bail!("unknown namespace `{n}` (in neither the old nor the new manifests)");
         }
     }
+    report(&old_e, &new_e, ns, format, fail_on_new_allows, out)
+}
+
+/// `netpol diff --staged -f FILES`: the enforced cluster of FILES against its staged view (the same cluster as if
+/// its staged policies were enforced: `Cluster::with_staged`), compared and written exactly as two manifest sets
+/// are. Pods are the same on both sides. Returns the exit code as [`run`] does.
+pub fn run_staged(
+    files: &[String],
+    ns: Option<&str>,
+    format: DiffFormat,
+    fail_on_new_allows: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    if files.is_empty() {
+        bail!("no manifests: give them with -f (files, directories or -)");
+    }
+    let (loaded, invalid) = netpol_input::files::load(files).context("loading the manifests")?;
+    if invalid > 0 {
+        eprintln!("warning: {invalid} invalid object(s) in the manifests were skipped");
+    }
+    let cluster = loaded.cluster;
+    let staged = cluster.with_staged();
+    if cluster.staged.is_empty() {
+        eprintln!(
+            "warning: the manifests have no staged policies (StagedNetworkPolicy, StagedGlobalNetworkPolicy, \
+             StagedKubernetesNetworkPolicy): the staged view is the enforced cluster"
+        );
+    } else {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &cluster.staged {
+            *counts.entry(s.action.as_str()).or_default() += 1;
+        }
+        let counts: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
+        eprintln!(
+            "netpol: the enforced policies against the staged view: {} staged polic{} ({})",
+            cluster.staged.len(),
+            if cluster.staged.len() == 1 { "y" } else { "ies" },
+            counts.join(", ")
+        );
+    }
+    let (old_e, new_e) = (engine_of(cluster, "enforced"), engine_of(staged, "staged"));
+    if let Some(n) = ns {
+        if old_e.cluster().namespace_id(n).is_none() {
+            bail!("unknown namespace `{n}` (not in the manifests)");
+        }
+    }
+    report(&old_e, &new_e, ns, format, fail_on_new_allows, out)
+}
+
+/// Computes the diff of two engines and writes it; the exit code: 0, or 1 when `fail_on_new_allows` and something
+/// is newly allowed.
+fn report(
+    old_e: &Engine,
+    new_e: &Engine,
+    ns: Option<&str>,
+    format: DiffFormat,
+    fail_on_new_allows: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
     let t = std::time::Instant::now();
-    let d = diff(&old_e, &new_e, &DiffOptions { namespace: ns.map(str::to_string) });
+    let d = diff(old_e, new_e, &DiffOptions { namespace: ns.map(str::to_string) });
     tracing::info!(elapsed = ?t.elapsed(), groups = d.groups.len(), changed_pairs = d.changed_pairs, "diff computed");
-    let ctx = Ctx { old: &old_e, new: &new_e, scope: Scope::new(&new_e, ns, &d) };
+    let ctx = Ctx { old: old_e, new: new_e, scope: Scope::new(new_e, ns, &d) };
     match format {
         DiffFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, &d)?;
@@ -91,8 +151,12 @@ fn load_files(files: &[String], which: &str) -> Result<Loaded> {
 }
 
 fn engine(loaded: Loaded, which: &str) -> Engine {
+    engine_of(loaded.cluster, which)
+}
+
+fn engine_of(cluster: netpol_core::model::Cluster, which: &str) -> Engine {
     let t = std::time::Instant::now();
-    let e = Engine::new(loaded.cluster);
+    let e = Engine::new(cluster);
     tracing::info!(side = which, elapsed = ?t.elapsed(), stats = ?e.stats(), "compiled");
     e
 }

@@ -191,7 +191,8 @@ enum Cmd {
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
-    /// Explain the verdict of one flow: which policies isolate each side and which rule allows, or why none.
+    /// Explain the verdict of one flow: which policies isolate each side and which rule allows, or why none (and,
+    /// with Calico staged policies in the input, the verdict they would give).
     Explain {
         #[arg(short = 'f', long = "filename", help = FILES_HELP)]
         files: Vec<String>,
@@ -332,12 +333,16 @@ enum Cmd {
     },
     /// Connectivity delta between two policy sets: flows newly allowed and newly denied, with the cause.
     Diff {
-        /// The old manifests (files, directories, -), repeatable.
+        /// The old manifests (files, directories, -), repeatable; with --staged, the manifests.
         #[arg(short = 'f', long = "filename", required_unless_present = "git")]
         old: Vec<String>,
         /// The new manifests, repeatable.
-        #[arg(long = "against", required_unless_present = "git")]
+        #[arg(long = "against", required_unless_present_any = ["git", "staged"])]
         new: Vec<String>,
+        /// Compare the enforced policies of -f with the same cluster as if its Calico staged policies were
+        /// enforced (StagedNetworkPolicy, StagedGlobalNetworkPolicy, StagedKubernetesNetworkPolicy).
+        #[arg(long, conflicts_with_all = ["new", "git"])]
+        staged: bool,
         /// Compare two git revisions of a directory instead: OLD_REV NEW_REV PATH.
         #[arg(long, num_args = 3, value_names = ["OLD_REV", "NEW_REV", "PATH"], conflicts_with_all = ["old", "new"])]
         git: Vec<String>,
@@ -587,7 +592,13 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let d = r.endpoint(&dst).map_err(|e| anyhow::anyhow!("destination: {e}"))?;
             let (port, proto) = query::parse_port_proto(&port).map_err(anyhow::Error::msg)?;
             let name = dst_fqdn.map(|n| query::parse_fqdn(&n)).transpose().map_err(anyhow::Error::msg)?;
-            let ex = inp.engine.explain_named(&s, &d, name.as_deref(), proto, port);
+            let ex = if inp.engine.cluster().staged.is_empty() {
+                inp.engine.explain_named(&s, &d, name.as_deref(), proto, port)
+            } else {
+                // The staged view: the same pods (so the same endpoints), the staged policies enforced.
+                let staged = netpol_core::compile::Engine::new(inp.engine.cluster().with_staged());
+                netpol_core::staged::explain_with_staged(&inp.engine, &staged, &s, &d, name.as_deref(), proto, port)
+            };
             match output {
                 TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&ex)?),
                 TextOrJson::Text => print!("{}", style::paint_explanation(&ex.render())),
@@ -738,14 +749,18 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let code = lint_cmd::run(&inp.engine, &cfg, output, fail_on, &mut stdout.lock())?;
             Ok(ExitCode::from(code))
         }
-        Cmd::Diff { old, new, git, namespace, output, fail_on_new_allows } => {
+        Cmd::Diff { old, new, git, staged, namespace, output, fail_on_new_allows } => {
             let git = match git.as_slice() {
                 [a, b, c] => Some((a.as_str(), b.as_str(), c.as_str())),
                 _ => None,
             };
             let stdout = std::io::stdout();
-            let code =
-                diff_cmd::run(&old, &new, git, namespace.as_deref(), output, fail_on_new_allows, &mut stdout.lock())?;
+            let ns = namespace.as_deref();
+            let code = if staged {
+                diff_cmd::run_staged(&old, ns, output, fail_on_new_allows, &mut stdout.lock())?
+            } else {
+                diff_cmd::run(&old, &new, git, ns, output, fail_on_new_allows, &mut stdout.lock())?
+            };
             Ok(ExitCode::from(code))
         }
         Cmd::Test { files, assertions, output } => {

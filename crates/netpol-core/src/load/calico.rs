@@ -11,6 +11,10 @@
 //! match, a source port, policies only host endpoints see) is loaded with a warning saying what netpol does
 //! instead.
 //!
+//! The staged kinds (StagedNetworkPolicy, StagedGlobalNetworkPolicy, StagedKubernetesNetworkPolicy) are the same
+//! specs with a `stagedAction`: `Set` (the default), `Learn` and `Ignore` are converted as the enforced kind is
+//! (the staged Kubernetes kind by the v1 loader), `Delete` must name the policy and nothing more.
+//!
 //! The two policy kinds differ in a few facts (name pattern, the GlobalNetworkPolicy's own `namespaceSelector`,
 //! `doNotTrack`/`preDNAT`, `services` needing a namespace): one [`Dialect`] each, and one path through the rules.
 //! Tier names are resolved by the loader at `finish` (a Tier object may come after the policies in it).
@@ -20,12 +24,12 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::objects::{self as obj, NumOrStr};
-use super::validate::{check_labels, meta_name, meta_name_checked, meta_namespace, Errors};
+use super::validate::{self, check_labels, meta_name, meta_name_checked, meta_namespace, Errors};
 use super::Item;
 use crate::calico_selector::{self, Expr};
 use crate::model::{
     calico_keys, Action, CalicoPeer, CalicoRule, Direction, NetworkSet, Order, Peer, Policy, PolicyKind, PolicyPort,
-    PolicyTier, PortMatch, Rule, Scope, TierDef,
+    PolicyTier, PortMatch, Rule, Scope, StagedAction, TierDef,
 };
 use crate::portset::Protocol;
 use crate::selector::{self, Selector};
@@ -990,6 +994,233 @@ pub(crate) fn builtin_tier(name: &str) -> Option<usize> {
 /// The built-in tiers' Calico names, in their order in `Cluster::tiers`.
 pub(crate) fn builtin_tier_names() -> [&'static str; 3] {
     BUILTIN_TIERS.map(|t| t.0)
+}
+
+// ---- staged policies ----
+
+/// `stagedAction`'s values (the CRD's enum, case-sensitive).
+const STAGED_ACTIONS: [(&str, StagedAction); 4] = [
+    ("Set", StagedAction::Set),
+    ("Delete", StagedAction::Delete),
+    ("Learn", StagedAction::Learn),
+    ("Ignore", StagedAction::Ignore),
+];
+
+/// The message of a spec field set in a staged Delete of a Calico kind (libcalico-go's validator: "Spec fields,
+/// except Tier, should all be zero-value if stagedAction is Delete"; the client clears `types` first).
+const DELETE_NOT_ZERO: &str = "must not be set when stagedAction is Delete: a staged Delete only names the policy \
+                               to delete (spec fields other than `stagedAction`, `tier` and `types` must have their \
+                               zero value)";
+
+/// The same for a StagedKubernetesNetworkPolicy ("Spec fields should all be zero-value if stagedAction is Delete").
+const K8S_DELETE_NOT_ZERO: &str = "must not be set when stagedAction is Delete: a staged Delete only names the \
+                                   policy to delete (spec fields other than `stagedAction` must have their zero \
+                                   value)";
+
+/// `spec.stagedAction`: omitted, `Set` (the CRD's default); else one of the enum's values. `None` when refused.
+fn staged_action(v: Option<&str>, errs: &mut Errors) -> Option<StagedAction> {
+    let Some(v) = v else { return Some(StagedAction::Set) };
+    match STAGED_ACTIONS.iter().find(|(name, _)| *name == v) {
+        Some(&(_, a)) => Some(a),
+        None => {
+            errs.add("spec.stagedAction", unsupported(v, &STAGED_ACTIONS.map(|a| a.0)));
+            None
+        }
+    }
+}
+
+/// The policy a staged Delete names: its kind and name, selecting nothing, with no rules.
+fn delete_target(kind: PolicyKind, name: String) -> Policy {
+    Policy {
+        kind,
+        tier: PolicyTier::NetworkPolicy,
+        order: if kind == PolicyKind::NetworkPolicy { 1000.into() } else { Order(None) },
+        scope: Scope::Cluster(Selector::everything()),
+        name,
+        pod_selector: Selector::everything(),
+        calico_selector: Some(Expr::Not(Box::new(Expr::All))),
+        ingress: Vec::new(),
+        egress: Vec::new(),
+        affects_ingress: false,
+        affects_egress: false,
+        origin: Default::default(),
+    }
+}
+
+/// What a staged Delete of a Calico kind may still say: a tier (a DNS subdomain) and `types` (checked against the
+/// CRD schema, then cleared by upstream's client); each other field given is an error.
+fn calico_delete_fields(tier: Option<&str>, types: Option<&[String]>, set: &[(&str, bool)], errs: &mut Errors) {
+    if let Some(t) = tier.filter(|t| !t.is_empty()) {
+        if let Err(e) = selector::check_dns_subdomain(t) {
+            errs.add("spec.tier", e);
+        }
+    }
+    let view = SpecView {
+        tier: None,
+        order: None,
+        ingress: &[],
+        egress: &[],
+        selector: None,
+        types,
+        service_account_selector: None,
+        namespace_selector: None,
+        performance_hints: None,
+    };
+    self::types(&view, errs);
+    for (field, present) in set {
+        if *present {
+            errs.add(format!("spec.{field}"), DELETE_NOT_ZERO);
+        }
+    }
+}
+
+/// A `StagedNetworkPolicy`: with `Set`, `Learn` or `Ignore`, the NetworkPolicy it stands for, validated and
+/// converted as a Calico NetworkPolicy is (libcalico-go's `ConvertStagedPolicyToEnforced` copies the spec over);
+/// with `Delete`, the name of the NetworkPolicy to delete.
+pub(crate) fn staged_network_policy(o: obj::StagedNetworkPolicyObj, errs: &mut Errors) -> Option<Item> {
+    let spec = o.spec.unwrap_or_default();
+    let action = staged_action(spec.staged_action.as_deref(), errs);
+    if action == Some(StagedAction::Delete) {
+        let name = meta_name_checked(&o.metadata.name, errs, NP.check_name);
+        let ns_name = meta_namespace(&o.metadata.namespace, errs);
+        check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
+        let set = [
+            ("order", spec.order.is_some()),
+            ("ingress", spec.ingress.is_some()),
+            ("egress", spec.egress.is_some()),
+            ("selector", spec.selector.as_deref().is_some_and(|s| !s.is_empty())),
+            ("serviceAccountSelector", spec.service_account_selector.as_deref().is_some_and(|s| !s.is_empty())),
+            ("performanceHints", spec.performance_hints.is_some()),
+        ];
+        calico_delete_fields(spec.tier.as_deref(), spec.types.as_deref(), &set, errs);
+        let policy = Box::new(delete_target(PolicyKind::CalicoNetworkPolicy, name?));
+        return Some(Item::Staged { action: StagedAction::Delete, ns_name: Some(ns_name?), policy, tier: None });
+    }
+    let enforced = obj::CalicoNetworkPolicyObj {
+        _api_version: None,
+        _kind: None,
+        metadata: o.metadata,
+        spec: Some(obj::CalicoNetworkPolicySpec {
+            tier: spec.tier,
+            order: spec.order,
+            ingress: spec.ingress,
+            egress: spec.egress,
+            selector: spec.selector,
+            types: spec.types,
+            service_account_selector: spec.service_account_selector,
+            performance_hints: spec.performance_hints,
+        }),
+    };
+    let Item::CalicoPolicy { ns_name, policy, tier } = network_policy(enforced, errs)? else { return None };
+    Some(Item::Staged { action: action.unwrap_or_default(), ns_name, policy, tier })
+}
+
+/// A `StagedGlobalNetworkPolicy`: as [`staged_network_policy`], for a GlobalNetworkPolicy.
+pub(crate) fn staged_global_network_policy(o: obj::StagedGlobalNetworkPolicyObj, errs: &mut Errors) -> Option<Item> {
+    let spec = o.spec.unwrap_or_default();
+    let action = staged_action(spec.staged_action.as_deref(), errs);
+    if action == Some(StagedAction::Delete) {
+        let name = meta_name_checked(&o.metadata.name, errs, GNP.check_name);
+        check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
+        let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+        let set = [
+            ("order", spec.order.is_some()),
+            ("ingress", spec.ingress.is_some()),
+            ("egress", spec.egress.is_some()),
+            ("selector", non_empty(&spec.selector)),
+            ("doNotTrack", spec.do_not_track == Some(true)),
+            ("preDNAT", spec.pre_dnat == Some(true)),
+            ("applyOnForward", spec.apply_on_forward == Some(true)),
+            ("serviceAccountSelector", non_empty(&spec.service_account_selector)),
+            ("namespaceSelector", non_empty(&spec.namespace_selector)),
+            ("performanceHints", spec.performance_hints.is_some()),
+        ];
+        calico_delete_fields(spec.tier.as_deref(), spec.types.as_deref(), &set, errs);
+        let policy = Box::new(delete_target(PolicyKind::GlobalNetworkPolicy, name?));
+        return Some(Item::Staged { action: StagedAction::Delete, ns_name: None, policy, tier: None });
+    }
+    let enforced = obj::GlobalNetworkPolicyObj {
+        _api_version: None,
+        _kind: None,
+        metadata: o.metadata,
+        spec: Some(obj::GlobalNetworkPolicySpec {
+            tier: spec.tier,
+            order: spec.order,
+            ingress: spec.ingress,
+            egress: spec.egress,
+            selector: spec.selector,
+            types: spec.types,
+            do_not_track: spec.do_not_track,
+            pre_dnat: spec.pre_dnat,
+            apply_on_forward: spec.apply_on_forward,
+            service_account_selector: spec.service_account_selector,
+            namespace_selector: spec.namespace_selector,
+            performance_hints: spec.performance_hints,
+        }),
+    };
+    let Item::CalicoPolicy { ns_name, policy, tier } = global_network_policy(enforced, errs)? else { return None };
+    Some(Item::Staged { action: action.unwrap_or_default(), ns_name, policy, tier })
+}
+
+/// A `StagedKubernetesNetworkPolicy`: with `Set`, `Learn` or `Ignore`, the `networking.k8s.io/v1` NetworkPolicy
+/// it stands for (`ConvertStagedKubernetesPolicyToK8SEnforced`), validated and converted exactly as the v1 loader
+/// does, after the staged CRD's own schema rule (`policyTypes`: 1 or 2 distinct items); with `Delete`, the name of
+/// the NetworkPolicy to delete (every other spec field must have its zero value).
+pub(crate) fn staged_kubernetes_network_policy(
+    o: obj::StagedKubernetesNetworkPolicyObj,
+    errs: &mut Errors,
+) -> Option<Item> {
+    let spec = o.spec.unwrap_or_default();
+    let action = staged_action(spec.staged_action.as_deref(), errs);
+    if action == Some(StagedAction::Delete) {
+        let name = meta_name(&o.metadata.name, errs);
+        let ns_name = meta_namespace(&o.metadata.namespace, errs);
+        // `podSelector: {}` is the zero LabelSelector; an empty `matchLabels: {}` is not (a non-nil map).
+        let selector_set =
+            spec.pod_selector.as_ref().is_some_and(|s| s.match_labels.is_some() || s.match_expressions.is_some());
+        let set = [
+            ("podSelector", selector_set),
+            ("ingress", spec.ingress.is_some()),
+            ("egress", spec.egress.is_some()),
+            ("policyTypes", spec.policy_types.is_some()),
+        ];
+        for (field, present) in set {
+            if present {
+                errs.add(format!("spec.{field}"), K8S_DELETE_NOT_ZERO);
+            }
+        }
+        let policy = Box::new(delete_target(PolicyKind::NetworkPolicy, name?));
+        return Some(Item::Staged { action: StagedAction::Delete, ns_name: Some(ns_name?), policy, tier: None });
+    }
+    if let Some(types) = &spec.policy_types {
+        if types.is_empty() {
+            errs.add("spec.policyTypes", "must have at least 1 item (omit `policyTypes` for the default)");
+        }
+        for (i, t) in types.iter().enumerate() {
+            if types[..i].contains(t) {
+                errs.add(format!("spec.policyTypes[{i}]"), format!("duplicate value `{t}`"));
+            }
+        }
+    }
+    let enforced = obj::NetworkPolicyObj {
+        _api_version: None,
+        _kind: None,
+        metadata: o.metadata,
+        spec: Some(obj::NetworkPolicySpec {
+            pod_selector: spec.pod_selector,
+            ingress: spec.ingress,
+            egress: spec.egress,
+            policy_types: spec.policy_types,
+        }),
+        _status: None,
+    };
+    let Item::Policy { ns_name, policy } = validate::policy(enforced, errs)? else { return None };
+    Some(Item::Staged {
+        action: action.unwrap_or_default(),
+        ns_name: Some(ns_name),
+        policy: Box::new(policy),
+        tier: None,
+    })
 }
 
 /// A `Tier`: a DNS label name, `order` (none: after every ordered tier), `defaultAction` Deny (the default) or

@@ -13,12 +13,13 @@
 //! (`policy.networking.k8s.io/v1alpha2`, tier Admin or Baseline); AdminNetworkPolicy and
 //! BaselineAdminNetworkPolicy (`policy.networking.k8s.io/v1alpha1`, tiers Admin and Baseline); Calico's
 //! NetworkPolicy and GlobalNetworkPolicy, Tier, NetworkSet and GlobalNetworkSet (`projectcalico.org/v3` or
-//! `crd.projectcalico.org/v1`: `calico`), with the ServiceAccounts their selectors see. Beside them: Namespaces,
+//! `crd.projectcalico.org/v1`: `calico`), with the ServiceAccounts their selectors see, and Calico's staged policies
+//! (kept apart from the enforced ones, in `Cluster::staged`). Beside them: Namespaces,
 //! Pods, the workloads (one representative pod each) and Nodes (labels and addresses, for `nodes` peers and for
 //! hostNetwork pods, which get their node's addresses). An object is decoded into a kind's typed object only when
 //! its `kind` and `apiVersion` are that entry's (two kinds named NetworkPolicy are told apart by their
-//! apiVersion). Calico kinds netpol does not evaluate yet (staged policies, HostEndpoints) are recognised and
-//! reported with a warning; the other kinds of Calico's API groups are skipped like any unmodelled kind.
+//! apiVersion). Calico kinds netpol does not evaluate yet (HostEndpoints) are recognised and reported with a
+//! warning; the other kinds of Calico's API groups are skipped like any unmodelled kind.
 //!
 //! Nothing is dropped silently: a document that cannot be read is reported and the next one is read; an invalid
 //! object is reported with file, document, List item, object and field path, and every valid object still loads.
@@ -45,6 +46,7 @@ use serde_json::Value;
 use crate::labels::Interner;
 use crate::model::*;
 use crate::selector::{Labels, Selector};
+pub(crate) use calico::builtin_tier_names;
 use node::{Node, NodeDe};
 use validate::Errors;
 
@@ -69,6 +71,9 @@ enum Lower {
     NetworkSet,
     GlobalNetworkSet,
     ServiceAccount,
+    StagedNetworkPolicy,
+    StagedGlobalNetworkPolicy,
+    StagedKubernetesNetworkPolicy,
     /// A kind netpol recognises but does not evaluate yet: each object gets this warning.
     NotModelled(&'static str),
 }
@@ -129,9 +134,9 @@ const KINDS: &[KindEntry] = &[
         template: None,
         lower: Lower::ServiceAccount,
     },
-    calico("StagedNetworkPolicy", false, Lower::NotModelled(STAGED)),
-    calico("StagedGlobalNetworkPolicy", true, Lower::NotModelled(STAGED)),
-    calico("StagedKubernetesNetworkPolicy", false, Lower::NotModelled(STAGED)),
+    calico("StagedNetworkPolicy", false, Lower::StagedNetworkPolicy),
+    calico("StagedGlobalNetworkPolicy", true, Lower::StagedGlobalNetworkPolicy),
+    calico("StagedKubernetesNetworkPolicy", false, Lower::StagedKubernetesNetworkPolicy),
     calico(
         "HostEndpoint",
         true,
@@ -146,9 +151,6 @@ const V1: &[&str] = &["v1"];
 
 /// Calico's API groups: its API server's, and its CRDs' (the same spec).
 const CALICO: &[&str] = &["projectcalico.org/v3", "crd.projectcalico.org/v1"];
-
-const STAGED: &str = "staged policies are not modelled yet: netpol ignores this object (a staged policy enforces \
-                      nothing; it only reports what it would do)";
 
 const fn workload(kind: &'static str, api_versions: &'static [&'static str]) -> KindEntry {
     KindEntry { kind, api_versions, cluster_scoped: false, template: TEMPLATE, lower: Lower::Workload }
@@ -273,6 +275,14 @@ pub(crate) enum Item {
         name: String,
         labels: Labels,
     },
+    /// A staged policy: the policy it would enforce (or, for `Delete`, name), its namespace for the namespaced
+    /// kinds, and the name of its tier when that is not a built-in tier (resolved in `finish`).
+    Staged {
+        action: StagedAction,
+        ns_name: Option<String>,
+        policy: Box<Policy>,
+        tier: Option<String>,
+    },
 }
 
 /// What decoding one document produced, in document order.
@@ -314,6 +324,11 @@ pub struct Loader {
     service_accounts: Vec<ServiceAccount>,
     /// Tiers, network sets and service accounts loaded, by (kind, namespace, name), for duplicate checks.
     seen_other: HashMap<(&'static str, Option<NsId>, String), Origin>,
+    /// Staged policies, with the name of a tier that is not built in and their object's label.
+    staged: Vec<(StagedPolicy, Option<String>, String)>,
+    /// Staged policies loaded, by (kind, namespace, name), for duplicate checks (their namespace is no `NsId`: a
+    /// staged policy does not create its namespace in the enforced cluster).
+    seen_staged: HashMap<(&'static str, Option<String>, String), Origin>,
 }
 
 /// Result of loading.
@@ -643,6 +658,24 @@ impl Loader {
                 let labels = self.intern.labels(labels);
                 self.service_accounts.push(ServiceAccount { ns, name, labels, origin: Some(origin) });
             }
+            Item::Staged { action, ns_name, policy, tier } => {
+                let mut staged = StagedPolicy { action, namespace: ns_name, policy: *policy, implicit_tier: None };
+                let kind = staged.staged_kind();
+                let key = (kind, staged.namespace.clone(), staged.policy.name.clone());
+                match self.seen_staged.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        let msg = format!("duplicate object: already defined at {}; this one is ignored", first.get());
+                        self.diagnostics.push(error(origin, Some(label), Some("metadata.name"), msg));
+                        return;
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(origin.clone());
+                    }
+                }
+                staged.policy.origin = origin;
+                self.intern_selectors(&mut staged.policy);
+                self.staged.push((staged, tier, label));
+            }
             Item::Node(n) => {
                 if !self.first_in_cluster("Node", &n.name, &origin, &label) {
                     return;
@@ -738,6 +771,7 @@ impl Loader {
             }
         }
         let tiers = self.calico_tiers();
+        let staged = self.staged_policies(&tiers);
         let mut service_accounts = std::mem::take(&mut self.service_accounts);
         let mut known: std::collections::HashSet<(NsId, crate::labels::Atom)> =
             service_accounts.iter().map(|s| (s.ns, s.name.as_str().into())).collect();
@@ -755,6 +789,7 @@ impl Loader {
             tiers,
             network_sets: self.network_sets,
             service_accounts,
+            staged,
         };
         if cluster.has_calico() {
             for (t, name) in cluster.tiers.iter_mut().zip(calico::builtin_tier_names()) {
@@ -797,6 +832,72 @@ impl Loader {
             }
         }
         tiers
+    }
+}
+
+impl Loader {
+    /// The staged policies, resolved against the enforced cluster: a namespaced one gets its namespace if the
+    /// cluster has it (else a placeholder, see [`StagedPolicy::policy`]); a Calico one gets its tier if a Tier
+    /// object declares it or an enforced policy is in it, else the tier is the staged view's to add (warned about
+    /// as for enforced policies). A `Delete` naming no loaded policy is warned about: it changes nothing.
+    fn staged_policies(&mut self, tiers: &[TierDef]) -> Vec<StagedPolicy> {
+        let staged = std::mem::take(&mut self.staged);
+        let mut out = Vec::with_capacity(staged.len());
+        let warn = |object: &str, origin: &Origin, field: &str, message: String| Diagnostic {
+            severity: Severity::Warning,
+            origin: origin.clone(),
+            object: Some(object.to_string()),
+            field: Some(field.to_string()),
+            message,
+        };
+        // The enforced policies by (kind, namespace, name), when a Delete needs them.
+        let mut enforced: std::collections::HashSet<(PolicyKind, &str, &str)> = Default::default();
+        if staged.iter().any(|s| s.0.action == StagedAction::Delete) {
+            for p in &self.policies {
+                let ns = p.ns().map_or("", |id| self.namespaces[id.index()].name.as_str());
+                enforced.insert((p.kind, ns, p.name.as_str()));
+            }
+        }
+        for (mut s, tier, label) in staged {
+            if let Some(ns) = &s.namespace {
+                s.policy.scope = match self.ns_index.get(ns) {
+                    Some(&id) => Scope::Namespace(id),
+                    None => Scope::Cluster(Selector::from_labels([(NAMESPACE_NAME_LABEL, ns.as_str())])),
+                };
+            }
+            if let Some(name) = tier {
+                match tiers.iter().enumerate().skip(3).find(|(_, t)| t.name == name) {
+                    Some((i, t)) => {
+                        s.policy.tier = PolicyTier::from_index(i);
+                        // An implicit tier: only enforced policies name it (the loader warned about them).
+                        if t.origin.is_none() {
+                            let msg = calico::implicit_tier_message(&name);
+                            self.diagnostics.push(warn(&label, &s.policy.origin, "spec.tier", msg));
+                        }
+                    }
+                    None => {
+                        let msg = calico::implicit_tier_message(&name);
+                        self.diagnostics.push(warn(&label, &s.policy.origin, "spec.tier", msg));
+                        s.implicit_tier = Some(name);
+                    }
+                }
+            }
+            if s.action == StagedAction::Delete {
+                let target = s.key();
+                let ns = target.namespace.as_str();
+                if !enforced.contains(&(target.kind, ns, target.name.as_str())) {
+                    let name = if ns.is_empty() { target.name.clone() } else { format!("{ns}/{}", target.name) };
+                    let msg = format!(
+                        "stagedAction Delete: no {} {name} is loaded, so enforcing this staged policy would delete \
+                         nothing",
+                        target.kind.as_str()
+                    );
+                    self.diagnostics.push(warn(&label, &s.policy.origin, "metadata.name", msg));
+                }
+            }
+            out.push(s);
+        }
+        out
     }
 }
 
@@ -990,6 +1091,15 @@ pub(crate) fn decode_from<S: Source>(
         Lower::ServiceAccount => {
             source.typed::<objects::ServiceAccountObj>().map(|o| calico::service_account(o, &mut errs))
         }
+        Lower::StagedNetworkPolicy => {
+            source.typed::<objects::StagedNetworkPolicyObj>().map(|o| calico::staged_network_policy(o, &mut errs))
+        }
+        Lower::StagedGlobalNetworkPolicy => source
+            .typed::<objects::StagedGlobalNetworkPolicyObj>()
+            .map(|o| calico::staged_global_network_policy(o, &mut errs)),
+        Lower::StagedKubernetesNetworkPolicy => source
+            .typed::<objects::StagedKubernetesNetworkPolicyObj>()
+            .map(|o| calico::staged_kubernetes_network_policy(o, &mut errs)),
         // Reported above.
         Lower::NotModelled(_) => return,
     };

@@ -3,10 +3,10 @@
 //! Strictness follows `kubectl apply` (strict field validation, its default) for the kinds netpol models fully:
 //! Namespace, NetworkPolicy and the admin policy kinds (ClusterNetworkPolicy, AdminNetworkPolicy,
 //! BaselineAdminNetworkPolicy) reject unknown fields (the field path and a "did you mean" are reported by the
-//! loader), and every field of theirs is type-checked, including ObjectMeta's; so do Calico's policy kinds, Tiers
-//! and network sets. Pods, workloads, Nodes and ServiceAccounts are validated in what netpol reads (metadata
-//! name/namespace/labels, container ports, hostNetwork, nodeName, serviceAccountName, pod IPs, the pod template;
-//! a Node's addresses) and the rest is skipped without being decoded.
+//! loader), and every field of theirs is type-checked, including ObjectMeta's; so do Calico's policy kinds (staged
+//! ones included), Tiers and network sets. Pods, workloads, Nodes and ServiceAccounts are validated in what netpol
+//! reads (metadata name/namespace/labels, container ports, hostNetwork, nodeName, serviceAccountName, pod IPs, the
+//! pod template; a Node's addresses) and the rest is skipped without being decoded.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -535,6 +535,89 @@ pub struct GlobalNetworkPolicySpec {
     pub service_account_selector: Option<String>,
     pub namespace_selector: Option<String>,
     pub performance_hints: Option<Vec<String>>,
+}
+
+/// A Calico `StagedNetworkPolicy` (namespaced): a NetworkPolicy's spec and `stagedAction`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StagedNetworkPolicyObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<StagedNetworkPolicySpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StagedNetworkPolicySpec {
+    pub staged_action: Option<String>,
+    pub tier: Option<String>,
+    pub order: Option<f64>,
+    pub ingress: Option<Vec<CalicoRuleObj>>,
+    pub egress: Option<Vec<CalicoRuleObj>>,
+    pub selector: Option<String>,
+    pub types: Option<Vec<String>>,
+    pub service_account_selector: Option<String>,
+    pub performance_hints: Option<Vec<String>>,
+}
+
+/// A Calico `StagedGlobalNetworkPolicy` (cluster-scoped): a GlobalNetworkPolicy's spec and `stagedAction`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StagedGlobalNetworkPolicyObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<StagedGlobalNetworkPolicySpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StagedGlobalNetworkPolicySpec {
+    pub staged_action: Option<String>,
+    pub tier: Option<String>,
+    pub order: Option<f64>,
+    pub ingress: Option<Vec<CalicoRuleObj>>,
+    pub egress: Option<Vec<CalicoRuleObj>>,
+    pub selector: Option<String>,
+    pub types: Option<Vec<String>>,
+    pub do_not_track: Option<bool>,
+    #[serde(rename = "preDNAT")]
+    pub pre_dnat: Option<bool>,
+    pub apply_on_forward: Option<bool>,
+    pub service_account_selector: Option<String>,
+    pub namespace_selector: Option<String>,
+    pub performance_hints: Option<Vec<String>>,
+}
+
+/// A Calico `StagedKubernetesNetworkPolicy` (namespaced): a `networking.k8s.io/v1` NetworkPolicy's spec and
+/// `stagedAction`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StagedKubernetesNetworkPolicyObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<StagedKubernetesNetworkPolicySpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StagedKubernetesNetworkPolicySpec {
+    pub staged_action: Option<String>,
+    pub pod_selector: Option<LabelSelector>,
+    pub ingress: Option<Vec<IngressRule>>,
+    pub egress: Option<Vec<EgressRule>>,
+    pub policy_types: Option<Vec<String>>,
 }
 
 /// A rule of either Calico policy kind.

@@ -1,7 +1,7 @@
 //! Loading Calico's dialect (`projectcalico.org/v3` and `crd.projectcalico.org/v1`): policies with their
 //! selectors combined as libcalico-go's update processors combine them (compared with the parse of upstream's
 //! string), rules, tiers, network sets, service accounts, the kinds netpol only recognises, and one test per
-//! validation rule with the exact field path of its diagnostic.
+//! validation rule with the exact field path of its diagnostic. Staged policies: `staged.rs`.
 
 use ipnet::IpNet;
 use netpol_core::calico_selector::{parse, Expr};
@@ -613,19 +613,11 @@ fn service_accounts_declared_and_implicit() {
 // ---- kinds only recognised, kinds skipped ----
 
 #[test]
-fn staged_policies_and_host_endpoints_are_warned_about_other_calico_kinds_skipped() {
+fn host_endpoints_are_warned_about_other_calico_kinds_skipped() {
     let l = load_str("u.yaml", &fixture("unmodelled.yaml"));
     assert!(errors(&l).is_empty(), "{:#?}", l.diagnostics);
     let w: Vec<&str> = warnings(&l).iter().map(|d| d.object.as_deref().unwrap_or("")).collect();
-    assert_eq!(
-        w,
-        [
-            "StagedNetworkPolicy shop/try-deny",
-            "StagedGlobalNetworkPolicy try-global",
-            "StagedKubernetesNetworkPolicy shop/try-knp",
-            "HostEndpoint node1-eth0"
-        ]
-    );
+    assert_eq!(w, ["HostEndpoint node1-eth0"]);
     assert!(warnings(&l).iter().all(|d| d.message.contains("not modelled yet")));
     let skipped: Vec<(&str, usize)> = l.skipped_kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     assert_eq!(

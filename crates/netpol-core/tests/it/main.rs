@@ -10,5 +10,6 @@ mod except_list;
 mod load;
 mod properties;
 mod semantics;
+mod staged;
 mod tiers;
 mod update;

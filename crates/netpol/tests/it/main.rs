@@ -20,5 +20,6 @@ mod lint;
 mod live;
 #[cfg(feature = "server")]
 mod serve;
+mod staged;
 #[cfg(feature = "server")]
 mod ui_e2e;
