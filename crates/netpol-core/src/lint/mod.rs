@@ -3,17 +3,23 @@
 //!
 //! Rules read the compiled [`Engine`] (and through it the model); they never do I/O. Rendering (text, JSON,
 //! SARIF with line numbers) happens at the edge.
+//!
+//! Calico's kinds (`projectcalico.org/v3` NetworkPolicy and GlobalNetworkPolicy, Tiers) are judged by what they
+//! mean: the rules written for NetworkPolicy skip them or read their fields (`spec.selector`, `source`,
+//! `destination`, `nets`), and the tier rules (NP016–NP018) follow Calico's tiers; [`calico`] holds what the
+//! Calico-aware rules share.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compile::{Engine, IdentityId};
+use crate::compile::{CRule, Endpoint, Engine, IdentityId};
 use crate::model::{Action, Direction, Origin, Peer, PodId, Policy, PolicyId, PolicyKind};
 
 mod admin_dns;
 mod broad_allow;
+mod calico;
 mod dns_egress;
 mod empty_rule;
 mod host_network;
@@ -30,6 +36,8 @@ mod priority_tie;
 mod redundant;
 mod selects_nothing;
 mod shadowed;
+mod tier_empty;
+mod tier_nothing;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -129,6 +137,9 @@ pub struct Ctx<'e> {
     pub selected: Vec<Vec<IdentityId>>,
     /// hostNetwork pods each policy's podSelector matches in its namespace (policies are not enforced on them).
     pub host_network: Vec<Vec<PodId>>,
+    /// An address no pod has in each segment of the address space cut at the engine's blocks (computed on first
+    /// use): the outside addresses that stand for all others (each block holds all of a segment or none of it).
+    outside: std::cell::OnceCell<Vec<std::net::IpAddr>>,
 }
 
 impl<'e> Ctx<'e> {
@@ -152,7 +163,28 @@ impl<'e> Ctx<'e> {
                 }
             }
         }
-        Ctx { engine, config, selected, host_network }
+        Ctx { engine, config, selected, host_network, outside: std::cell::OnceCell::new() }
+    }
+
+    /// One address outside the cluster (no pod has it) per segment of the address space cut at every block of
+    /// the engine: what a rule decides for one of them it decides for its whole segment.
+    pub fn outside_addresses(&self) -> &[std::net::IpAddr] {
+        self.outside.get_or_init(|| {
+            let e = [self.engine];
+            let segs = crate::outside::Segments::new(&e);
+            (0..segs.len()).filter_map(|i| segs.outside_address(i, &e)).collect()
+        })
+    }
+
+    /// Whether compiled rule `rule` applies to a flow between a pod of identity `subject` (at its primary address)
+    /// and `peer`: the subject's own side (Calico) and one of its peers match, as the evaluator decides them.
+    pub fn rule_applies(&self, rule: &CRule, subject: IdentityId, peer: &Endpoint) -> bool {
+        let e = self.engine;
+        rule.local.is_none_or(|l| e.calico_matches(l, &e.ident_info(subject)))
+            && (rule.peers.is_empty() || {
+                let ep = e.ep_info(peer);
+                rule.peers.iter().any(|&p| e.peer_matches(p, &ep))
+            })
     }
 
     /// Whether the policy's podSelector matches hostNetwork pods only (NP008 reports it; "selects no pod" and
@@ -201,22 +233,27 @@ impl<'e> Ctx<'e> {
         })
     }
 
-    /// How findings name a policy: `NetworkPolicy ns/name`, or the kind and name of a cluster-scoped policy
-    /// (`AdminNetworkPolicy name`).
+    /// How findings name a policy: `NetworkPolicy ns/name`, the kind and name of a cluster-scoped policy
+    /// (`AdminNetworkPolicy name`), or a Calico NetworkPolicy's kind, namespace and name
+    /// (`NetworkPolicy.projectcalico.org ns/name`).
     pub fn object_name(c: &crate::model::Cluster, pol: PolicyId) -> String {
         let p = c.policy(pol);
         match p.ns() {
+            Some(ns) if p.kind == PolicyKind::CalicoNetworkPolicy => {
+                format!("{} {}/{}", p.kind.as_str(), c.ns_name(ns), p.name)
+            }
             Some(_) => format!("NetworkPolicy {}", c.policy_ref(pol)),
             None => format!("{} {}", p.kind.as_str(), p.name),
         }
     }
 
-    /// A rule in words: `egress rule 1 "deny-rest" (Deny)`; the action only for the admin kinds.
+    /// A rule in words: `egress rule 1 "deny-rest" (Deny)`; the action for every kind but NetworkPolicy (whose
+    /// rules only allow).
     pub fn rule_words(pol: &Policy, dir: Direction, rule: usize) -> String {
         let r = pol.rules(dir).get(rule);
         let name = r.and_then(|r| r.name.as_ref()).map(|n| format!(" \"{n}\"")).unwrap_or_default();
-        let action = match (pol.ns(), r) {
-            (None, Some(r)) => format!(" ({})", action_word(pol.kind, r.action)),
+        let action = match r {
+            Some(r) if pol.kind != PolicyKind::NetworkPolicy => format!(" ({})", action_word(pol.kind, r.action)),
             _ => String::new(),
         };
         format!("{dir} rule {rule}{name}{action}")
@@ -281,9 +318,17 @@ impl<'e> Ctx<'e> {
 
     /// Field path of the `ports` entry of the model's rule at index `entry`: `spec.ingress[0].ports[2]`. The
     /// admin kinds write `protocols` (v1alpha2) or `ports` (v1alpha1), and their named ports become one model
-    /// entry per protocol (see the loader): counted back to the manifest's entry.
+    /// entry per protocol (see the loader): counted back to the manifest's entry. Calico's are the destination's
+    /// `ports` (`spec.ingress[0].destination.ports[1]`); without a `protocol` they are named ports, one model
+    /// entry per protocol too.
     pub fn port_path(pol: &Policy, dir: Direction, rule: usize, entry: usize) -> String {
         let base = Ctx::rule_path(dir, rule);
+        if calico::is_calico(pol) {
+            let r = pol.rules(dir).get(rule);
+            let per_protocol = r.and_then(|r| r.calico.as_ref()).is_none_or(|c| c.protocol.is_none());
+            let index = if per_protocol { entry / crate::portset::Protocol::ALL.len() } else { entry };
+            return format!("{base}.destination.ports[{index}]");
+        }
         if pol.ns().is_some() {
             return format!("{base}.ports[{entry}]");
         }
@@ -359,6 +404,8 @@ pub const RULES: &[&RuleInfo] = &[
     &shadowed::RULE,
     &pass_nothing::RULE,
     &admin_dns::RULE,
+    &tier_nothing::RULE,
+    &tier_empty::RULE,
 ];
 
 /// Runs every enabled rule; findings are sorted by file, document, code.
