@@ -137,9 +137,17 @@ pub struct Ctx<'e> {
     pub selected: Vec<Vec<IdentityId>>,
     /// hostNetwork pods each policy's podSelector matches in its namespace (policies are not enforced on them).
     pub host_network: Vec<Vec<PodId>>,
-    /// An address no pod has in each segment of the address space cut at the engine's blocks (computed on first
-    /// use): the outside addresses that stand for all others (each block holds all of a segment or none of it).
-    outside: std::cell::OnceCell<Vec<std::net::IpAddr>>,
+    /// The addresses that stand for all others (computed on first use): see [`Addresses`].
+    addresses: std::cell::OnceCell<Addresses>,
+}
+
+/// The address space cut at every block of the engine (each block holds all of a segment or none of it, so
+/// every address of a segment is decided alike): what a judgement over addresses needs to try.
+pub struct Addresses {
+    /// An address no pod has, in each segment that has one.
+    pub outside: Vec<std::net::IpAddr>,
+    /// The pods' addresses other than their primary one: one (identity, pod, address) per identity and segment.
+    pub secondary: Vec<(IdentityId, PodId, std::net::IpAddr)>,
 }
 
 impl<'e> Ctx<'e> {
@@ -163,16 +171,31 @@ impl<'e> Ctx<'e> {
                 }
             }
         }
-        Ctx { engine, config, selected, host_network, outside: std::cell::OnceCell::new() }
+        Ctx { engine, config, selected, host_network, addresses: std::cell::OnceCell::new() }
     }
 
-    /// One address outside the cluster (no pod has it) per segment of the address space cut at every block of
-    /// the engine: what a rule decides for one of them it decides for its whole segment.
-    pub fn outside_addresses(&self) -> &[std::net::IpAddr] {
-        self.outside.get_or_init(|| {
+    /// The addresses that stand for all others: what a rule decides for one of them it decides for its whole
+    /// segment (of outside addresses, or of an identity's second addresses).
+    pub fn addresses(&self) -> &Addresses {
+        self.addresses.get_or_init(|| {
             let e = [self.engine];
             let segs = crate::outside::Segments::new(&e);
-            (0..segs.len()).filter_map(|i| segs.outside_address(i, &e)).collect()
+            let outside = (0..segs.len()).filter_map(|i| segs.outside_address(i, &e)).collect();
+            let c = &self.engine.cluster;
+            let mut seen = std::collections::HashSet::new();
+            let mut secondary = Vec::new();
+            for (p, pod) in c.pods.iter().enumerate() {
+                for &ip in pod.ips.iter().skip(1) {
+                    let ip = ip.to_canonical();
+                    let n = crate::ipranges::num(ip);
+                    let seg = segs.ranges.partition_point(|r| crate::ipranges::num(r.0) <= n);
+                    let ident = self.engine.pod_identity(PodId::new(p));
+                    if seen.insert((ident, seg)) {
+                        secondary.push((ident, PodId::new(p), ip));
+                    }
+                }
+            }
+            Addresses { outside, secondary }
         })
     }
 
