@@ -310,7 +310,8 @@ impl<'e> Ctx<'e> {
             .collect()
     }
 
-    /// The identities a rule's selector peers select (sorted; address, domain and empty peers select none).
+    /// The identities a rule's selector peers select, and its Calico peers match at their primary address
+    /// (sorted; address, domain and empty peers select none).
     pub fn selected_peers(&self, rule: &crate::compile::CRule) -> Vec<IdentityId> {
         let e = self.engine;
         let mut peers: Vec<IdentityId> = rule
@@ -318,6 +319,7 @@ impl<'e> Ctx<'e> {
             .iter()
             .flat_map(|p| match *p {
                 crate::compile::CPeer::Sel(s) => e.sel_peers[s.index()].1.iter().collect::<Vec<_>>(),
+                crate::compile::CPeer::Calico(c) => e.calico_peer_of(c).pods.iter().collect::<Vec<_>>(),
                 _ => Vec::new(),
             })
             .collect();
