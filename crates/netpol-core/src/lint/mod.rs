@@ -582,6 +582,82 @@ status: {podIP: 192.168.1.10}
         }
     }
 
+    /// Calico policies written the way they are meant (a default deny per namespace in the default tier, a
+    /// security tier that passes what it does not decide, DNS allowed, ICMP allowed by a policy named for it, a
+    /// named port without a protocol, an egress Allow of the partners' network set): the rules written for
+    /// NetworkPolicy (NP001 to NP014) find nothing wrong with them, and only NP009 speaks, for the namespaces the
+    /// default deny does not cover.
+    #[test]
+    fn calico_policies_give_the_networkpolicy_rules_nothing_to_say() {
+        let yaml = with(
+            r#"
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100, defaultAction: Pass}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: partners, labels: {role: partner}}
+spec: {nets: [192.0.2.0/24]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.allow-ping}
+spec:
+  tier: security
+  order: 10
+  selector: all()
+  namespaceSelector: team == 'a'
+  ingress:
+  - {action: Allow, protocol: ICMP, source: {namespaceSelector: all()}}
+  - {action: Deny, protocol: TCP, destination: {ports: [23]}}
+  - {action: Log}
+  egress:
+  - {action: Allow, protocol: UDP, destination: {namespaceSelector: projectcalico.org/name == 'kube-system', selector: k8s-app == 'kube-dns', ports: [53]}}
+  - {action: Allow, protocol: TCP, destination: {namespaceSelector: projectcalico.org/name == 'kube-system', selector: k8s-app == 'kube-dns', ports: [53]}}
+  - {action: Allow, destination: {selector: role == 'partner', namespaceSelector: global()}}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: default-deny, namespace: a}
+spec:
+  selector: all()
+  types: [Ingress, Egress]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web, namespace: a}
+spec:
+  order: 100
+  selector: app == 'web'
+  ingress:
+  - action: Allow
+    source: {namespaceSelector: team == 'b', selector: app == 'client'}
+    destination: {ports: [http]}
+  - action: Allow
+    protocol: TCP
+    source: {selector: app == 'db'}
+    destination: {ports: [8080]}
+  egress:
+  - {action: Allow, protocol: TCP, destination: {selector: app == 'db', ports: [pg]}}
+"#,
+        );
+        for rule in RULES.iter().filter(|r| r.code <= "NP014") {
+            let f = run(rule, &yaml);
+            if rule.code == "NP009" {
+                let objects: Vec<&str> = f.iter().map(|f| f.object.as_str()).collect();
+                assert_eq!(
+                    objects,
+                    ["Namespace b", "Namespace b", "Namespace kube-system", "Namespace kube-system"],
+                    "{f:?}"
+                );
+            } else {
+                assert!(f.is_empty(), "{}: {f:?}", rule.code);
+            }
+        }
+    }
+
     #[test]
     fn codes_are_unique_and_in_order() {
         let codes: Vec<&str> = RULES.iter().map(|r| r.code).collect();
