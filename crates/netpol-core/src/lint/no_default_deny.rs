@@ -62,10 +62,15 @@ fn check(ctx: &super::Ctx, out: &mut Vec<Finding>) {
                     ns.name,
                     dir.as_str()
                 ),
-                help: format!(
-                    "add a policy with `podSelector: {{}}` and `policyTypes: [{kind}]` to namespace {}",
-                    ns.name
-                ),
+                help: if c.has_calico() {
+                    format!(
+                        "add a policy with `podSelector: {{}}` and `policyTypes: [{kind}]` to namespace {} (or a Calico \
+                         NetworkPolicy there with `selector: all()` and `types: [{kind}]`)",
+                        ns.name
+                    )
+                } else {
+                    format!("add a policy with `podSelector: {{}}` and `policyTypes: [{kind}]` to namespace {}", ns.name)
+                },
             });
         }
     }

@@ -246,10 +246,10 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         }
         for (dir, ri, by) in found {
             let msg = format!(
-                "{} is never reached: for every pod it applies to and every {} it matches, what it matches is \
-                 decided before it{}",
+                "{} is never reached: for every pod it applies to and every {}, what it matches is decided \
+                 before it{}",
                 Ctx::rule_words(pol, dir, ri),
-                if calico { "peer" } else { "pod" },
+                if calico { "peer it matches" } else { "pod it selects" },
                 by_words(&by)
             );
             let help = if calico {
