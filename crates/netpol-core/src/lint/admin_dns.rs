@@ -388,7 +388,11 @@ spec:
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].object, "NetworkPolicy.projectcalico.org a/iso");
         assert_eq!(f[0].field.as_deref(), Some("spec.types"));
-        assert!(f[0].message.contains("is isolated by caliconetworkpolicy/a/iso but 53/UDP and 53/TCP"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("is isolated by caliconetworkpolicy/a/iso but 53/UDP and 53/TCP"),
+            "{}",
+            f[0].message
+        );
         // Not with the Deny rule: that one is this rule's.
         assert!(run(&super::super::dns_egress::RULE, &with(CALICO_DENY)).is_empty());
     }

@@ -259,10 +259,10 @@ pub fn blame(ctx: &Ctx, u: &Universe, e: &Expr) -> Option<Blame> {
         let (key, wanted): (&str, Vec<&str>) = match t {
             Expr::Has(k) => (k, Vec::new()),
             Expr::Eq { key, value } | Expr::Ne { key, value } => (key, vec![value.as_str()]),
-            Expr::In { key, values } | Expr::NotIn { key, values } => (key, values.iter().map(String::as_str).collect()),
-            Expr::Contains { key, .. } | Expr::StartsWith { key, .. } | Expr::EndsWith { key, .. } => {
-                (key, Vec::new())
+            Expr::In { key, values } | Expr::NotIn { key, values } => {
+                (key, values.iter().map(String::as_str).collect())
             }
+            Expr::Contains { key, .. } | Expr::StartsWith { key, .. } | Expr::EndsWith { key, .. } => (key, Vec::new()),
             _ => continue,
         };
         let (_, bare) = split(key);

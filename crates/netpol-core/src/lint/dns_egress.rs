@@ -237,7 +237,10 @@ spec:
         };
         let ok = np("namespaceSelector: projectcalico.org/name == 'kube-system', selector: k8s-app == 'kube-dns'");
         assert!(run(&RULE, &ok).is_empty());
-        let f = run(&RULE, &np("namespaceSelector: projectcalico.org/name == 'kube-system', selector: k8s-app == 'metrics'"));
+        let f = run(
+            &RULE,
+            &np("namespaceSelector: projectcalico.org/name == 'kube-system', selector: k8s-app == 'metrics'"),
+        );
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].message.contains("none in the input"), "{}", f[0].message);
     }

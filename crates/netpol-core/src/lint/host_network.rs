@@ -157,7 +157,11 @@ mod tests {
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].object, "NetworkPolicy.projectcalico.org a/p");
         assert_eq!(f[0].field.as_deref(), Some("spec.selector"));
-        assert!(f[0].message.starts_with("selector `app == \"agent\"` matches only hostNetwork pod(s) a/agent"), "{}", f[0].message);
+        assert!(
+            f[0].message.starts_with("selector `app == \"agent\"` matches only hostNetwork pod(s) a/agent"),
+            "{}",
+            f[0].message
+        );
         assert!(run(&RULE, &with(&np("app in {'agent', 'web'}"))).is_empty());
         assert!(run(&RULE, &with(&np("all()"))).is_empty());
         // NP001 stays quiet: this finding says what is wrong.

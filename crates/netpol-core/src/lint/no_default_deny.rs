@@ -117,7 +117,8 @@ fn calico_deny_all(c: &Cluster, pol: &Policy, ns: NsId, dir: Direction) -> bool 
     let namespace = c.ns(ns);
     let sa = c.service_accounts.iter().find(|s| s.ns == ns && s.name == "default");
     let none = Labels::default();
-    let new_pod = pol.selects(ns, &namespace.labels, &none, || crate::model::calico_labels(&none, namespace, sa, "default"));
+    let new_pod =
+        pol.selects(ns, &namespace.labels, &none, || crate::model::calico_labels(&none, namespace, sa, "default"));
     let every_pod = c
         .pods
         .iter()
@@ -145,10 +146,7 @@ mod tests {
     }
 
     fn namespaces(f: &[super::Finding], dir: &str) -> Vec<String> {
-        f.iter()
-            .filter(|f| f.message.contains(&format!("default-deny {dir}")))
-            .map(|f| f.object.clone())
-            .collect()
+        f.iter().filter(|f| f.message.contains(&format!("default-deny {dir}"))).map(|f| f.object.clone()).collect()
     }
 
     /// Calico: a policy selecting every pod of the namespace in the default tier (which ends in Deny) is a

@@ -99,7 +99,11 @@ fn calico_rules(ctx: &Ctx, out: &mut Vec<Finding>) {
         let pid = PolicyId::new(pid);
         for dir in [Direction::Ingress, Direction::Egress] {
             let remote = |ri: usize| -> Option<&CalicoPeer> {
-                pol.rules(dir).get(ri)?.peers.iter().find_map(|p| if let Peer::Calico(cp) = p { Some(&**cp) } else { None })
+                pol.rules(dir)
+                    .get(ri)?
+                    .peers
+                    .iter()
+                    .find_map(|p| if let Peer::Calico(cp) = p { Some(&**cp) } else { None })
             };
             // Whether a rule of this direction is about addresses of family `v6`: its own nets or notNets, or no
             // address criteria at all (it matches both families).
@@ -132,7 +136,8 @@ fn calico_rules(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let has_other = |i: IdentityId| {
                     e.identities[i.index()].pods.iter().any(|&p| c.pod(p).ips.iter().any(|ip| ip.is_ipv6() == other))
                 };
-                let pods_with = |ids: &[IdentityId]| -> Vec<IdentityId> { ids.iter().copied().filter(|&i| has_other(i)).collect() };
+                let pods_with =
+                    |ids: &[IdentityId]| -> Vec<IdentityId> { ids.iter().copied().filter(|&i| has_other(i)).collect() };
                 let (fam, lacks) = (name(v6), name(other));
                 let what = if dir == Direction::Ingress { "from" } else { "to" };
                 let (ids, msg, help) = if cp.selector.is_some() {
@@ -141,7 +146,9 @@ fn calico_rules(ctx: &Ctx, out: &mut Vec<Finding>) {
                     let matched: Vec<IdentityId> = rule
                         .peers
                         .iter()
-                        .filter_map(|p| if let CPeer::Calico(id) = *p { e.calico_peer_of(id).sel.as_ref() } else { None })
+                        .filter_map(
+                            |p| if let CPeer::Calico(id) = *p { e.calico_peer_of(id).sel.as_ref() } else { None },
+                        )
                         .flat_map(|m| m.idents.iter())
                         .collect();
                     let ids = pods_with(&matched);
@@ -237,14 +244,24 @@ mod tests {
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].object, "NetworkPolicy.projectcalico.org a/p");
         assert_eq!(f[0].field.as_deref(), Some("spec.egress[0].destination.nets"));
-        assert!(f[0].message.contains("allows egress to IPv4 addresses only, while selected pods have IPv6 addresses: a/dual"), "{}", f[0].message);
+        assert!(
+            f[0].message
+                .contains("allows egress to IPv4 addresses only, while selected pods have IPv6 addresses: a/dual"),
+            "{}",
+            f[0].message
+        );
         assert!(f[0].help.contains("`nets: ['::/0']`"), "{}", f[0].help);
         let f = run(&RULE, &calico("  - {action: Allow, destination: {notNets: [10.0.0.0/8]}}\n"));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].field.as_deref(), Some("spec.egress[0].destination.notNets"));
-        assert!(f[0].message.starts_with("this rule's notNets read as \"any address but these\" but are IPv4 only"), "{}", f[0].message);
+        assert!(
+            f[0].message.starts_with("this rule's notNets read as \"any address but these\" but are IPv4 only"),
+            "{}",
+            f[0].message
+        );
         // A selector of dual-stack pods with IPv4 nets: they are matched over IPv4 only.
-        let f = run(&RULE, &calico("  - {action: Allow, destination: {selector: app == 'dual', nets: [10.0.0.0/8]}}\n"));
+        let f =
+            run(&RULE, &calico("  - {action: Allow, destination: {selector: app == 'dual', nets: [10.0.0.0/8]}}\n"));
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].message.ends_with("but some have IPv6 addresses: a/dual"), "{}", f[0].message);
     }
@@ -260,7 +277,8 @@ mod tests {
         assert!(run(&RULE, &calico(any)).is_empty());
         assert!(run(&RULE, &calico("  - {action: Allow, ipVersion: 4, destination: {nets: [0.0.0.0/0]}}\n")).is_empty());
         assert!(run(&RULE, &calico("  - {action: Allow, destination: {nets: [192.0.2.0/24]}}\n")).is_empty());
-        let v4 = calico("  - {action: Allow, destination: {nets: [0.0.0.0/0]}}\n").replace("selector: app == 'dual'", "selector: app == 'v4'");
+        let v4 = calico("  - {action: Allow, destination: {nets: [0.0.0.0/0]}}\n")
+            .replace("selector: app == 'dual'", "selector: app == 'v4'");
         assert!(run(&RULE, &v4).is_empty());
         let v4_peer = "  - {action: Allow, destination: {selector: app == 'v4', nets: [10.0.0.0/8]}}\n";
         assert!(run(&RULE, &calico(v4_peer)).is_empty());

@@ -210,7 +210,11 @@ spec:
              a/web: no policy of a later tier selects them for ingress, so what it matches is allowed (the namespace \
              profile's default)"
         );
-        assert!(f[0].help.starts_with("write `action: Allow` if allowing is intended, `action: Deny`"), "{}", f[0].help);
+        assert!(
+            f[0].help.starts_with("write `action: Allow` if allowing is intended, `action: Deny`"),
+            "{}",
+            f[0].help
+        );
     }
 
     /// A policy of the default tier (Calico's or Kubernetes') for some pods decides after the Pass: not them.

@@ -150,7 +150,10 @@ fn calico_sides(ctx: &Ctx, out: &mut Vec<Finding>) {
                         if m.idents.is_empty() && m.sets.is_empty() && visible {
                             let (field, help) = match calico::blame(ctx, u, sel) {
                                 Some(b) => (format!("{base}.notSelector"), b.help),
-                                None => (format!("{base}.notSelector"), "check the labels of the pods and network sets".into()),
+                                None => (
+                                    format!("{base}.notSelector"),
+                                    "check the labels of the pods and network sets".into(),
+                                ),
                             };
                             let msg = format!(
                                 "the {side}'s notSelector `{sel}` matches no pod and no network set: it excludes nothing"
@@ -172,7 +175,10 @@ fn calico_sides(ctx: &Ctx, out: &mut Vec<Finding>) {
                     Some(b) => (format!("{base}.{}", calico::side_field(&b.key)), b.help),
                     None => (
                         format!("{base}.selector"),
-                        format!("the policy selects {}; narrow the rule's {side} to some of them", ctx.pod_list(subjects, 3)),
+                        format!(
+                            "the policy selects {}; narrow the rule's {side} to some of them",
+                            ctx.pod_list(subjects, 3)
+                        ),
                     ),
                 };
                 let msg = format!(
@@ -358,14 +364,22 @@ spec:
         let f = run(&RULE, &calico("  ingress:\n  - action: Allow\n    source: {selector: app == 'client', namespaceSelector: taem == 'b'}\n"));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].source.namespaceSelector"));
-        assert!(f[0].message.contains("namespaceSelector (`pcns.taem == \"b\"`) matches no namespace"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("namespaceSelector (`pcns.taem == \"b\"`) matches no namespace"),
+            "{}",
+            f[0].message
+        );
         assert_eq!(f[0].help, "no namespace carries the label `taem`; did you mean `team`?");
         // `namespaceSelector: all()` is every namespace, which leaves the global network sets out.
         let netset = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: partners, labels: {role: partner}}\nspec: {nets: [192.0.2.0/24]}\n---\n";
         let f = run(&RULE, &format!("{netset}{}", calico("  ingress:\n  - action: Allow\n    source: {selector: role == 'partner', namespaceSelector: all()}\n")));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].source.namespaceSelector"));
-        assert!(f[0].help.starts_with("endpoints matching it exist in GlobalNetworkSet partners, which"), "{}", f[0].help);
+        assert!(
+            f[0].help.starts_with("endpoints matching it exist in GlobalNetworkSet partners, which"),
+            "{}",
+            f[0].help
+        );
         // A selector alone looks in the policy's own namespace: the pods it means are elsewhere.
         let f = run(&RULE, &calico("  egress:\n  - action: Allow\n    destination: {selector: app == 'client'}\n"));
         assert_eq!(f.len(), 1, "{f:?}");
@@ -376,12 +390,16 @@ spec:
         );
         assert!(f[0].help.starts_with("endpoints matching it exist in namespace b;"), "{}", f[0].help);
         // A service account name no pod runs as.
-        let f = run(&RULE, &calico("  ingress:\n  - action: Allow\n    source: {serviceAccounts: {names: [defualt]}}\n"));
+        let f =
+            run(&RULE, &calico("  ingress:\n  - action: Allow\n    source: {serviceAccounts: {names: [defualt]}}\n"));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].source.serviceAccounts.names"));
         assert!(f[0].help.ends_with("did you mean `default`?"), "{}", f[0].help);
         // A notSelector that matches nothing excludes nothing.
-        let f = run(&RULE, &calico("  ingress:\n  - action: Allow\n    source: {namespaceSelector: all(), notSelector: ap == 'db'}\n"));
+        let f = run(
+            &RULE,
+            &calico("  ingress:\n  - action: Allow\n    source: {namespaceSelector: all(), notSelector: ap == 'db'}\n"),
+        );
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].source.notSelector"));
         assert!(f[0].message.ends_with("it excludes nothing"), "{}", f[0].message);
@@ -389,7 +407,12 @@ spec:
         let f = run(&RULE, &calico("  ingress:\n  - action: Allow\n    destination: {selector: app == 'db'}\n"));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].destination.selector"));
-        assert!(f[0].message.contains("matches none of the pods the policy selects: ingress rule 0 (Allow) applies to no pod"), "{}", f[0].message);
+        assert!(
+            f[0].message
+                .contains("matches none of the pods the policy selects: ingress rule 0 (Allow) applies to no pod"),
+            "{}",
+            f[0].message
+        );
     }
 
     /// Calico selectors that match pods or network sets, or name namespaces the input does not show.
@@ -404,7 +427,10 @@ spec:
             "{serviceAccounts: {names: [default]}, notSelector: app == 'db'}",
             "{nets: [192.0.2.0/24]}",
         ] {
-            let f = run(&RULE, &format!("{netset}{}", calico(&format!("  ingress:\n  - action: Allow\n    source: {source}\n"))));
+            let f = run(
+                &RULE,
+                &format!("{netset}{}", calico(&format!("  ingress:\n  - action: Allow\n    source: {source}\n"))),
+            );
             assert!(f.is_empty(), "{source}: {f:?}");
         }
         // A namespace with neither pods nor network sets in the input: nothing to judge.

@@ -368,7 +368,8 @@ spec:
                  destination: {{selector: app == 'web', namespaceSelector: all()}}}}]\n---\n"
             )
         };
-        let tier = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100}\n---\n";
+        let tier =
+            "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100}\n---\n";
         let f = run(&RULE, &with(&format!("{tier}{}{}", gnp("allow", "Allow"), gnp("deny", "Deny"))));
         assert!(f.is_empty(), "{f:?}");
         let admin = format!(

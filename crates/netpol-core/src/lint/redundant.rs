@@ -356,8 +356,14 @@ spec:
     #[test]
     fn calico_rules_for_different_destinations_or_with_nets() {
         let yaml = CALICO
-            .replace("protocol: TCP, source: {selector: app == 'web'}, destination: {ports: [5432]}", "source: {selector: app == 'web'}, destination: {selector: app == 'db'}")
-            .replace("  - {action: Allow, source: {selector: app == 'web'}}", "  - {action: Allow, source: {selector: app == 'web'}, destination: {selector: app == 'web'}}");
+            .replace(
+                "protocol: TCP, source: {selector: app == 'web'}, destination: {ports: [5432]}",
+                "source: {selector: app == 'web'}, destination: {selector: app == 'db'}",
+            )
+            .replace(
+                "  - {action: Allow, source: {selector: app == 'web'}}",
+                "  - {action: Allow, source: {selector: app == 'web'}, destination: {selector: app == 'web'}}",
+            );
         let f = run(&RULE, &with(&yaml));
         assert!(f.is_empty(), "{f:?}");
         let nets = CALICO

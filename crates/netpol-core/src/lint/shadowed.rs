@@ -507,7 +507,11 @@ spec:
         let f = run(&RULE, &with(yaml));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].object, "GlobalNetworkPolicy second.web");
-        assert!(f[0].message.ends_with("decided before it: the defaultAction Deny of tier `first`"), "{}", f[0].message);
+        assert!(
+            f[0].message.ends_with("decided before it: the defaultAction Deny of tier `first`"),
+            "{}",
+            f[0].message
+        );
         // With a Pass, the first tier hands 443 on.
         let pass = yaml.replace(
             "  - {action: Allow, protocol: TCP, destination: {ports: [8080]}}",

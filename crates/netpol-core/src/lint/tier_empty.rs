@@ -83,7 +83,8 @@ mod tests {
     fn quiet_for_a_tier_with_policies_and_for_the_built_in_tiers() {
         let gnp = "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: security.p}\nspec: {tier: security, selector: app == 'nothing'}\n";
         assert!(lint(&with(&format!("{TIER}{gnp}"))).is_empty());
-        let default = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: default}\nspec: {order: 1000000}\n";
+        let default =
+            "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: default}\nspec: {order: 1000000}\n";
         assert!(lint(&with(default)).is_empty());
     }
 }
