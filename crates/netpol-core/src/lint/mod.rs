@@ -77,8 +77,8 @@ pub struct Finding {
     pub code: &'static str,
     pub rule: &'static str,
     pub severity: Severity,
-    /// `NetworkPolicy ns/name`, `AdminNetworkPolicy name` (a cluster-scoped kind and its name) or
-    /// `Namespace name`.
+    /// `NetworkPolicy ns/name`, `AdminNetworkPolicy name` (a cluster-scoped kind and its name),
+    /// `NetworkPolicy.projectcalico.org ns/name`, `Namespace name` or `Tier name`.
     pub object: String,
     pub origin: Option<Origin>,
     /// Field path inside the object (`spec.ingress[0].from[1]`), when the finding is about a field.
