@@ -12,7 +12,8 @@
 //! it has a Deny rule without criteria.
 
 use super::{Finding, RuleInfo, Severity};
-use crate::model::{Action, Cluster, Direction, Peer, Policy, Rule, Scope};
+use crate::compile::IdentityId;
+use crate::model::{Action, Direction, Peer, Policy, Rule, Scope};
 use crate::selector::Labels;
 
 pub static RULE: RuleInfo = RuleInfo {
@@ -29,15 +30,23 @@ use crate::model::NsId;
 
 fn check(ctx: &super::Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
+    // The identities of each namespace (hostNetwork ones left out: no policy applies to them).
+    let mut ns_idents: Vec<Vec<IdentityId>> = vec![Vec::new(); c.namespaces.len()];
+    for (i, ident) in ctx.engine.identities.iter().enumerate().filter(|(_, i)| !i.host_network) {
+        if let Some(v) = ns_idents.get_mut(ident.ns.index()) {
+            v.push(IdentityId::new(i));
+        }
+    }
     for (nsid, ns) in c.namespaces.iter().enumerate() {
         let has_pods = c.pods.iter().any(|p| p.ns == NsId::new(nsid) && !p.host_network);
         if !has_pods {
             continue;
         }
         for dir in [Direction::Ingress, Direction::Egress] {
-            let baseline = c.policies.iter().any(|p| {
+            let baseline = c.policies.iter().enumerate().any(|(pid, p)| {
                 if super::calico::is_calico(p) {
-                    return calico_deny_all(c, p, NsId::new(nsid), dir);
+                    let idents = ns_idents.get(nsid).map_or(&[][..], Vec::as_slice);
+                    return calico_deny_all(ctx, pid, NsId::new(nsid), dir, idents);
                 }
                 (p.ns() == Some(NsId::new(nsid)) && p.affects(dir) && p.pod_selector.is_everything())
                     || cluster_deny_all(p, &ns.labels, dir)
@@ -109,9 +118,16 @@ fn matches_all(r: &Rule) -> bool {
         })
 }
 
-/// Whether Calico policy `pol` is a default deny of `dir` for namespace `ns` (see the module's doc).
-fn calico_deny_all(c: &Cluster, pol: &Policy, ns: NsId, dir: Direction) -> bool {
-    if !pol.affects(dir) {
+/// Whether Calico policy `pid` is a default deny of `dir` for namespace `ns`, whose identities are `idents` (see
+/// the module's doc).
+fn calico_deny_all(ctx: &super::Ctx, pid: usize, ns: NsId, dir: Direction, idents: &[IdentityId]) -> bool {
+    let c = &ctx.engine.cluster;
+    let pol = c.policy(crate::model::PolicyId::new(pid));
+    let rules = pol.rules(dir);
+    let tier_denies = c.tiers.get(pol.tier.index()).is_some_and(|t| t.default_action == Action::Deny);
+    let denies = tier_denies || rules.iter().any(|r| r.action == Action::Deny && matches_all(r));
+    let opens = rules.iter().any(|r| matches!(r.action, Action::Allow | Action::Pass) && matches_all(r));
+    if !pol.affects(dir) || !denies || opens {
         return false;
     }
     let namespace = c.ns(ns);
@@ -119,16 +135,8 @@ fn calico_deny_all(c: &Cluster, pol: &Policy, ns: NsId, dir: Direction) -> bool 
     let none = Labels::default();
     let new_pod =
         pol.selects(ns, &namespace.labels, &none, || crate::model::calico_labels(&none, namespace, sa, "default"));
-    let every_pod = c
-        .pods
-        .iter()
-        .filter(|p| p.ns == ns && !p.host_network)
-        .all(|p| pol.selects(ns, &namespace.labels, &p.labels, || c.pod_calico_labels(p)));
-    let rules = pol.rules(dir);
-    let opens = rules.iter().any(|r| matches!(r.action, Action::Allow | Action::Pass) && matches_all(r));
-    let tier_denies = c.tiers.get(pol.tier.index()).is_some_and(|t| t.default_action == Action::Deny);
-    let denies = tier_denies || rules.iter().any(|r| r.action == Action::Deny && matches_all(r));
-    new_pod && every_pod && !opens && denies
+    // The pods of the input: what the engine found the policy selects.
+    new_pod && idents.iter().all(|i| ctx.selected[pid].binary_search(i).is_ok())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! later tier that should decide.
 
 use super::calico;
-use super::shadowed::{judge_for, Reach};
+use super::shadowed::reaching;
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::compile::{CPeer, IdentityId};
 use crate::model::{Action, Direction, PolicyId, PolicyKind, PolicyTier};
@@ -65,10 +65,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     .collect();
                 // Of those, the ones a flow of which reaches the rule (a Baseline Pass is never reached for pods a
                 // NetworkPolicy isolates: that tier decides everything for them).
-                let alone: Vec<IdentityId> = alone
-                    .into_iter()
-                    .filter(|&i| !matches!(judge_for(ctx, pid, dir, rid, &[i]), Reach::Shadowed(_)))
-                    .collect();
+                let alone = reaching(ctx, pid, dir, rid, &alone).unwrap_or(alone);
                 if alone.is_empty() {
                     continue;
                 }

@@ -110,8 +110,85 @@ pub(super) fn judge(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId) -> Re
     judge_for(ctx, pid, dir, rid, &subjects)
 }
 
+/// Whether a flow between the pods of identity `x` and one of `others` reaches rule `rid` (in `dir`): `None` when
+/// the rule's ports apply to none of them. The rules before it that match what it matches are added to
+/// `deciders` (for the message).
+fn subject_reach(
+    ctx: &Ctx,
+    dir: Direction,
+    rid: RuleId,
+    x: IdentityId,
+    others: &[Other],
+    deciders: &mut BTreeSet<RuleId>,
+) -> Option<bool> {
+    let e = ctx.engine;
+    let r = &e.rules[rid.index()];
+    let ident = &e.identities[x.index()];
+    let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
+    let before = &rules[..rules.iter().position(|&r2| r2 == rid).unwrap_or(0)];
+    let mut judged = false;
+    for &other in others {
+        let (peer, peer_ident) = match other {
+            Other::Ident(y) => match ctx.peer_endpoint(x, y) {
+                Some(p) => (p, Some(y)),
+                None => continue,
+            },
+            // A pod's traffic to itself is not governed.
+            Other::At(y, _) if y == x && ident.pods.len() == 1 => continue,
+            Other::At(y, p) => (p, Some(y)),
+            Other::Outside(p) => (p, None),
+        };
+        let dst = if dir == Direction::Ingress { Some(x) } else { peer_ident };
+        let dst_ports = dst.map(|d| e.identities[d.index()].ports.as_slice());
+        let mine = r.ports.resolve(dst_ports);
+        if mine.is_empty() {
+            continue;
+        }
+        judged = true;
+        let allow = e.side_ports(x, dir, &peer, Variant::Action(rid, Action::Allow));
+        let deny = e.side_ports(x, dir, &peer, Variant::Action(rid, Action::Deny));
+        if allow != deny {
+            return Some(true);
+        }
+        for &r2 in before {
+            let rule2 = &e.rules[r2.index()];
+            if rule2.action != Action::Log
+                && ctx.rule_applies(rule2, x, &peer)
+                && !rule2.ports.resolve(dst_ports).intersect(&mine).is_empty()
+            {
+                deciders.insert(r2);
+            }
+        }
+    }
+    judged.then_some(false)
+}
+
+/// The pods of `subjects` (some the rule applies to) a flow of which reaches rule `rid` of policy `pid`; `None`
+/// when the rule is not judged (any of them may reach it).
+pub(super) fn reaching(
+    ctx: &Ctx,
+    pid: PolicyId,
+    dir: Direction,
+    rid: RuleId,
+    subjects: &[IdentityId],
+) -> Option<Vec<IdentityId>> {
+    let r = &ctx.engine.rules[rid.index()];
+    let others = others(ctx, pid, r)?;
+    if others.is_empty() || subjects.len() * others.len() > BUDGET {
+        return None;
+    }
+    let mut unused = BTreeSet::new();
+    Some(
+        subjects
+            .iter()
+            .copied()
+            .filter(|&x| subject_reach(ctx, dir, rid, x, &others, &mut unused) != Some(false))
+            .collect(),
+    )
+}
+
 /// [`judge`] for some of the pods the rule applies to: whether a flow of theirs reaches it.
-pub(super) fn judge_for(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId, subjects: &[IdentityId]) -> Reach {
+fn judge_for(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId, subjects: &[IdentityId]) -> Reach {
     let e = ctx.engine;
     let c = &e.cluster;
     let r = &e.rules[rid.index()];
@@ -123,45 +200,13 @@ pub(super) fn judge_for(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId, s
     let mut earlier: BTreeSet<(TierId, Option<PolicyId>)> = BTreeSet::new();
     let mut judged = false;
     for &x in subjects {
-        let ident = &e.identities[x.index()];
-        let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
-        let before = &rules[..rules.iter().position(|&r2| r2 == rid).unwrap_or(0)];
-        for &other in &others {
-            let (peer, peer_ident) = match other {
-                Other::Ident(y) => match ctx.peer_endpoint(x, y) {
-                    Some(p) => (p, Some(y)),
-                    None => continue,
-                },
-                // A pod's traffic to itself is not governed.
-                Other::At(y, _) if y == x && ident.pods.len() == 1 => continue,
-                Other::At(y, p) => (p, Some(y)),
-                Other::Outside(p) => (p, None),
-            };
-            let dst = if dir == Direction::Ingress { Some(x) } else { peer_ident };
-            let dst_ports = dst.map(|d| e.identities[d.index()].ports.as_slice());
-            let mine = r.ports.resolve(dst_ports);
-            if mine.is_empty() {
-                continue;
-            }
-            judged = true;
-            let allow = e.side_ports(x, dir, &peer, Variant::Action(rid, Action::Allow));
-            let deny = e.side_ports(x, dir, &peer, Variant::Action(rid, Action::Deny));
-            if allow != deny {
-                return Reach::Reached;
-            }
-            // For the message: the rules before it that match this peer on some of the same ports.
-            for &r2 in before {
-                let rule2 = &e.rules[r2.index()];
-                if rule2.action != Action::Log
-                    && ctx.rule_applies(rule2, x, &peer)
-                    && !rule2.ports.resolve(dst_ports).intersect(&mine).is_empty()
-                {
-                    deciders.insert(r2);
-                }
-            }
+        match subject_reach(ctx, dir, rid, x, &others, &mut deciders) {
+            Some(true) => return Reach::Reached,
+            Some(false) => judged = true,
+            None => continue,
         }
         // For the message: the earlier tiers that end in a deny for these pods.
-        for &p in ident.policies(dir) {
+        for &p in e.identities[x.index()].policies(dir) {
             let t = e.policy_tier(p);
             if t < r.tier && e.tier_list()[t.index()].end == TierEnd::Deny {
                 let np = t == e.np_tier() && c.policy(p).tier == PolicyTier::NetworkPolicy;
