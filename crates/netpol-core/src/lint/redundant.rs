@@ -13,7 +13,8 @@
 //! Checked on pods only: rules with ipBlock peers or without peers (which also cover addresses outside the
 //! cluster) are not judged, and very large rules (more than 200,000 subject × peer identity pairs) are skipped.
 //! Rules of the admin tiers and of Calico policies are judged the same way, whatever their action ("changes
-//! nothing"); those that no flow reaches at all are left to NP016 (shadowed-rule), and those of an admin policy
+//! nothing"), but for Log rules (which decide nothing by design), Pass rules and rules whose traffic a Pass of
+//! their tier also matches (what a Pass changes is decided by the next tiers); those that no flow reaches at all are left to NP016 (shadowed-rule), and those of an admin policy
 //! whose priority another policy of its tier shares for the same pods are not judged (their order is undefined:
 //! NP015; Calico orders equal orders by name). Calico rules whose peers can match addresses (`nets`, network
 //! sets, no selector) are not judged.
@@ -59,7 +60,10 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     CPeer::Calico(id) => !calico::pods_only(e.calico_peer_of(id)),
                     CPeer::Sel(_) | CPeer::Domains(_) | CPeer::Nothing => false,
                 };
-                if r.peers.is_empty() || r.peers.iter().any(addresses) {
+                // A Log rule decides nothing by design; a Pass is judged by what the next tiers do, which one tier
+                // alone does not say.
+                if r.peers.is_empty() || r.peers.iter().any(addresses) || matches!(r.action, Action::Log | Action::Pass)
+                {
                     continue;
                 }
                 // An admin or Calico rule that nothing reaches is NP016's finding (it changes nothing, a fortiori).
@@ -107,6 +111,20 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         let mine = r.ports.resolve(dst_ports);
                         if mine.is_empty() {
                             continue;
+                        }
+                        // A Pass of the tier that matches the same traffic hands it on: one tier alone cannot tell
+                        // whether the rule changes the outcome (the tier's fold counts passed traffic as allowed).
+                        let passes = rules.iter().any(|&r2| {
+                            let rule2 = &e.rules[r2.index()];
+                            r2 != rid
+                                && rule2.tier == r.tier
+                                && rule2.action == Action::Pass
+                                && applies(rule2, IdentityId::new(x), y)
+                                && !rule2.ports.resolve(dst_ports).intersect(&mine).is_empty()
+                        });
+                        if passes {
+                            redundant = false;
+                            break 'outer;
                         }
                         // What the evaluator decides between x and y in the rule's tier, with and without this
                         // rule: what it allows (the rest denied), and what it does not deny (the rest allowed).
@@ -371,6 +389,17 @@ spec:
             .replace("source: {selector: app == 'web'}}", "source: {nets: [10.0.0.0/8]}}");
         let f = run(&RULE, &with(&nets));
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Log rules decide nothing by design; a Pass hands traffic to the next tiers, which one tier alone does not
+    /// judge: an Allow before a catch-all Pass is not redundant (the next tier may deny what it passes).
+    #[test]
+    fn calico_log_and_pass_rules() {
+        let log =
+            CALICO.replace("  - {action: Allow, protocol: TCP, source", "  - {action: Log, protocol: TCP, source");
+        assert!(run(&RULE, &with(&log)).is_empty());
+        let pass = CALICO.replace("  - {action: Allow, source: {selector: app == 'web'}}", "  - {action: Pass}");
+        assert!(run(&RULE, &with(&pass)).is_empty());
     }
 
     /// A rule that nothing reaches is NP016's finding, not this one's.
