@@ -127,11 +127,7 @@ fn hypothetical_allows(ctx: &Ctx, pols: &[PolicyId], ns: &str, labels: &Labels, 
     };
     let namespace = crate::model::Namespace { name: ns.to_string(), labels: ns_labels.clone(), origin: None };
     let calico_labels = crate::model::calico_labels(labels, &namespace, None, "");
-    let proto_number = match proto {
-        Protocol::Tcp => 6,
-        Protocol::Udp => 17,
-        Protocol::Sctp => 132,
-    };
+    let proto_number = proto.number();
     pols.iter().any(|&p| {
         let pol = c.policy(p);
         pol.rules(Direction::Egress).iter().any(|r| {

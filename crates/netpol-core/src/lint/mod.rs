@@ -351,7 +351,14 @@ impl<'e> Ctx<'e> {
         if calico::is_calico(pol) {
             let r = pol.rules(dir).get(rule);
             let per_protocol = r.and_then(|r| r.calico.as_ref()).is_none_or(|c| c.protocol.is_none());
-            let index = if per_protocol { entry / crate::portset::Protocol::ALL.len() } else { entry };
+            let ports = r.map_or(&[][..], |r| r.ports.as_slice());
+            // Without a protocol, each (named) port is one model entry per protocol, the first TCP.
+            let index = if per_protocol {
+                let starts = ports.iter().take(entry + 1).filter(|p| p.protocol == crate::portset::Protocol::Tcp);
+                starts.count().saturating_sub(1)
+            } else {
+                entry
+            };
             return format!("{base}.destination.ports[{index}]");
         }
         if pol.ns().is_some() {
