@@ -165,21 +165,28 @@ fn calico_rules(ctx: &Ctx, out: &mut Vec<Finding>) {
                 } else if catch_all || field == "notNets" {
                     let ids = pods_with(&ctx.selected[pid.index()]);
                     let reads = if catch_all { "\"any address\"" } else { "\"any address but these\"" };
+                    let action = pol.rules(dir).get(ri).map_or(crate::model::Action::Allow, |r| r.action);
+                    let (verb, on_purpose) = match action {
+                        crate::model::Action::Allow => ("allows", format!("keep {lacks} blocked on purpose")),
+                        crate::model::Action::Deny => ("denies", format!("leave {lacks} open on purpose")),
+                        crate::model::Action::Pass => ("passes on", format!("leave {lacks} to this tier on purpose")),
+                        crate::model::Action::Log => ("logs", format!("leave {lacks} unlogged on purpose")),
+                    };
                     let msg = format!(
-                        "this rule's {field} read as {reads} but are {fam} only: it allows {dir} {what} {fam} \
+                        "this rule's {field} read as {reads} but are {fam} only: it {verb} {dir} {what} {fam} \
                          addresses only, while selected pods have {lacks} addresses: {}",
                         ctx.pod_list(&ids, 3)
                     );
                     let help = if catch_all {
                         format!(
-                            "add a rule for {lacks} (`{field}: ['{}']`; a Calico rule holds one family), or keep \
-                             {lacks} blocked on purpose",
+                            "add a rule for {lacks} (`{field}: ['{}']`; a Calico rule holds one family), or \
+                             {on_purpose}",
                             if other { "::/0" } else { "0.0.0.0/0" }
                         )
                     } else {
                         format!(
                             "add the same rule with `notNets` of {lacks} CIDRs (Felix drops a rule for a family its \
-                             notNets have no CIDR of), or keep {lacks} blocked on purpose"
+                             notNets have no CIDR of), or {on_purpose}"
                         )
                     };
                     (ids, msg, help)
@@ -259,6 +266,11 @@ mod tests {
             "{}",
             f[0].message
         );
+        // A Deny of everything but the cluster's IPv4 range denies nothing over IPv6.
+        let f = run(&RULE, &calico("  - {action: Deny, destination: {notNets: [10.0.0.0/8]}}\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("it denies egress to IPv4 addresses only"), "{}", f[0].message);
+        assert!(f[0].help.ends_with("or leave IPv6 open on purpose"), "{}", f[0].help);
         // A selector of dual-stack pods with IPv4 nets: they are matched over IPv4 only.
         let f =
             run(&RULE, &calico("  - {action: Allow, destination: {selector: app == 'dual', nets: [10.0.0.0/8]}}\n"));
