@@ -5,6 +5,11 @@
 //! **Why it is bad**: such rules undo most of the isolation: any compromised pod anywhere gets in, or any pod can
 //! reach every address including the cluster's own pods and the cloud metadata endpoint.
 //! **Instead**: select the namespaces/pods that need access; `except` the cluster and metadata ranges.
+//!
+//! Calico Allow rules alike: a side that is `namespaceSelector: all()` and nothing else (every pod of every
+//! namespace), and egress to `nets` with `0.0.0.0/0` or `::/0` without a selector or `notNets`. As for
+//! NetworkPolicy, a rule without a peer (no `source`/`destination` criteria) is not reported, nor is one of
+//! ICMP only (ping from everywhere opens no service).
 
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::model::{Action, Direction, Peer, PolicyId, PolicyTier};
@@ -73,6 +78,44 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     "narrow the CIDR, or Deny the pod ranges and 169.254.169.254/32 in a rule before it",
                 ));
             }
+            Peer::Calico(cp) => {
+                let icmp = pol.rules(dir).get(ri).and_then(|r| r.calico.as_ref()).and_then(|c| c.protocol);
+                if matches!(icmp, Some(1 | 58)) {
+                    continue;
+                }
+                let side = super::calico::side_path(dir, ri, true);
+                let only = cp.not_selector.is_none() && cp.not_nets.is_empty() && cp.ip_version.is_none();
+                let every_namespace = matches!(&cp.selector, Some(crate::calico_selector::Expr::Has(k)) if k == crate::model::calico_keys::NAMESPACE);
+                if only && every_namespace && cp.nets.is_empty() {
+                    let what = if dir == Direction::Ingress { "from" } else { "to" };
+                    let msg = format!(
+                        "allows {dir} {what} every pod of every namespace (namespaceSelector: all()){}",
+                        when(pol.tier)
+                    );
+                    out.push(ctx.policy_finding(
+                        &RULE,
+                        PolicyId::new(pid),
+                        Some(format!("{side}.namespaceSelector")),
+                        msg,
+                        "select the namespaces and pods that need access",
+                    ));
+                }
+                let all = cp.nets.iter().find(|n| n.prefix_len() == 0);
+                if let (Some(all), true, None, Direction::Egress) = (all, only, &cp.selector, dir) {
+                    let msg = format!(
+                        "allows egress to every address ({all}), including pods and metadata endpoints{}",
+                        when(pol.tier)
+                    );
+                    out.push(ctx.policy_finding(
+                        &RULE,
+                        PolicyId::new(pid),
+                        Some(format!("{side}.nets")),
+                        msg,
+                        "narrow the nets (or add `notNets` for the pod ranges and 169.254.169.254/32), or Deny those \
+                         in a rule before it",
+                    ));
+                }
+            }
             _ => {}
         }
     }
@@ -103,6 +146,34 @@ mod tests {
     fn quiet_for_narrow_peers() {
         let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {app: client}}}]}]\n"));
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Calico Allow rules of every namespace or every address are broad; narrower ones, Deny rules and rules
+    /// without a peer are not reported.
+    #[test]
+    fn calico_allows_of_everything() {
+        let np = |rules: &str| {
+            with(&format!(
+                "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: a}}\nspec:\n  selector: all()\n{rules}"
+            ))
+        };
+        let f = run(&RULE, &np("  ingress: [{action: Allow, source: {namespaceSelector: all()}}]\n  egress: [{action: Allow, destination: {nets: [0.0.0.0/0]}}]\n"));
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(f[0].object, "NetworkPolicy.projectcalico.org a/p");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].source.namespaceSelector"));
+        assert_eq!(f[0].message, "allows ingress from every pod of every namespace (namespaceSelector: all())");
+        assert_eq!(f[1].field.as_deref(), Some("spec.egress[0].destination.nets"));
+        assert!(f[1].message.starts_with("allows egress to every address (0.0.0.0/0)"), "{}", f[1].message);
+        for quiet in [
+            "  ingress: [{action: Deny, source: {namespaceSelector: all()}}]\n",
+            "  ingress: [{action: Allow, source: {namespaceSelector: all(), selector: app == 'client'}}]\n",
+            "  ingress: [{action: Allow, protocol: TCP, destination: {ports: [8080]}}]\n",
+            "  ingress: [{action: Allow, protocol: ICMP, source: {namespaceSelector: all()}}]\n",
+            "  egress: [{action: Allow, destination: {nets: [0.0.0.0/0], notNets: [10.0.0.0/8, 169.254.169.254/32]}}]\n",
+            "  egress: [{action: Allow, destination: {nets: [192.0.2.0/24]}}]\n",
+        ] {
+            assert!(run(&RULE, &np(quiet)).is_empty(), "{quiet}");
+        }
     }
 
     /// An admin Accept of every pod is broad (and comes before any NetworkPolicy); a Deny of every pod is not.

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::compile::{Endpoint, IdentityId};
 use crate::load::NAMESPACE_NAME_LABEL;
-use crate::model::{Direction, Peer, PodId, PolicyId, PolicyTier, PortMatch};
+use crate::model::{Action, Direction, Peer, PodId, PolicyId, PolicyTier, PortMatch};
 use crate::portset::Protocol;
 use crate::selector::Labels;
 
@@ -76,7 +76,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             let to = |d: PodId| Endpoint::Pod { pod: d, ip: None };
             dns_pods.iter().any(|&d| e.allowed(&src, &to(d), proto, 53))
                 // An admin rule's Deny is NP018's finding, not this one's.
-                || dns_pods.iter().any(|&d| !super::admin_dns::blocking_rules(e, rep, d, proto).is_empty())
+                || dns_pods.iter().any(|&d| !super::admin_dns::blockers(e, rep, d, proto).is_empty())
         };
         let mut missing = BTreeSet::new();
         if !ok(Protocol::Udp) {
@@ -110,17 +110,24 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             pol_names.join(", "),
             missing.join(" and ")
         );
-        out.push(ctx.policy_finding(&RULE, first, Some("spec.policyTypes".into()), msg, HELP));
+        // Calico writes the policy types as `types`.
+        let field = if super::calico::is_calico(c.policy(first)) { "spec.types" } else { "spec.policyTypes" };
+        out.push(ctx.policy_finding(&RULE, first, Some(field.into()), msg, HELP));
     }
 }
 
-/// Whether the egress rules of `pols` allow DNS to a pod with `labels` in namespace `ns`, on `proto`/53.
+/// Whether the egress rules of `pols` allow DNS to a pod with `labels` in namespace `ns`, on `proto`/53. A Calico
+/// rule counts unless it plainly cannot: another action, another protocol, ports without 53, a selector the pod's
+/// labels (as Calico sees them, without a service account) fail; its `nets` may hold the pod's address.
 fn hypothetical_allows(ctx: &Ctx, pols: &[PolicyId], ns: &str, labels: &Labels, proto: Protocol) -> bool {
     let c = &ctx.engine.cluster;
     let ns_labels: Labels = match c.namespace_id(ns) {
         Some(id) => c.ns(id).labels.clone(),
         None => Labels::from_iter([(NAMESPACE_NAME_LABEL, ns)]),
     };
+    let namespace = crate::model::Namespace { name: ns.to_string(), labels: ns_labels.clone(), origin: None };
+    let calico_labels = crate::model::calico_labels(labels, &namespace, None, "");
+    let proto_number = proto.number();
     pols.iter().any(|&p| {
         let pol = c.policy(p);
         pol.rules(Direction::Egress).iter().any(|r| {
@@ -133,10 +140,17 @@ fn hypothetical_allows(ctx: &Ctx, pols: &[PolicyId], ns: &str, labels: &Labels, 
                             PortMatch::Named(n) => n == "dns" || n == "dns-tcp",
                         }
                 });
+            let calico_ok = r.calico.as_ref().is_none_or(|cr| {
+                r.action == Action::Allow
+                    && cr.protocol.is_none_or(|n| n == proto_number)
+                    && cr.not_protocol != Some(proto_number)
+            });
             let peer_ok = r.peers.is_empty()
                 || r.peers.iter().any(|peer| match peer {
-                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::Nodes(_) | Peer::DomainNames(_) | Peer::Calico(_) => {
-                        false
+                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::Nodes(_) | Peer::DomainNames(_) => false,
+                    Peer::Calico(cp) => {
+                        cp.selector.as_ref().is_none_or(|s| s.matches(&calico_labels))
+                            && cp.not_selector.as_ref().is_none_or(|s| !s.matches(&calico_labels))
                     }
                     Peer::Selectors { namespaces, pods } => {
                         let ns_ok = match namespaces {
@@ -146,7 +160,7 @@ fn hypothetical_allows(ctx: &Ctx, pols: &[PolicyId], ns: &str, labels: &Labels, 
                         ns_ok && pods.as_ref().is_none_or(|s| s.matches(labels))
                     }
                 });
-            port_ok && peer_ok
+            port_ok && calico_ok && peer_ok
         })
     })
 }
@@ -207,6 +221,24 @@ spec:
         let f = run(&super::super::admin_dns::RULE, &yaml);
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].message.contains("for a/db, a/web"), "{}", f[0].message);
+    }
+
+    /// Without DNS pods in the input, a Calico policy's rules are read against the DNS pods' labels as Calico
+    /// sees them: an Allow to `k8s-app == 'kube-dns'` in kube-system on 53 counts, one to other pods does not.
+    #[test]
+    fn calico_rules_against_the_dns_labels() {
+        let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: a, labels: {app: web}}\nspec: {containers: [{name: c}]}\n---\n";
+        let np = |dest: &str| {
+            format!("{pods}apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: a}}\nspec:\n  selector: all()\n  types: [Egress]\n  egress:\n  - {{action: Allow, protocol: UDP, destination: {{{dest}, ports: [53]}}}}\n  - {{action: Allow, protocol: TCP, destination: {{{dest}, ports: [53]}}}}\n")
+        };
+        let ok = np("namespaceSelector: projectcalico.org/name == 'kube-system', selector: k8s-app == 'kube-dns'");
+        assert!(run(&RULE, &ok).is_empty());
+        let f = run(
+            &RULE,
+            &np("namespaceSelector: projectcalico.org/name == 'kube-system', selector: k8s-app == 'metrics'"),
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("none in the input"), "{}", f[0].message);
     }
 
     /// A Pass hands DNS to the NetworkPolicy tier, which denies it: this rule's finding, naming the

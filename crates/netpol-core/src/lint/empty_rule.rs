@@ -4,6 +4,9 @@
 //! **Why it is bad**: an empty rule matches every peer on every port: it allows everything. It is often written
 //! believing it denies.
 //! **Instead**: to deny everything, list the direction in `policyTypes` and give no rules (`ingress: []` or none).
+//!
+//! Calico rules are not judged: each names its action (`- action: Allow` is Calico's way to allow everything,
+//! and reads as such).
 
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::model::{Direction, PolicyId};
@@ -23,7 +26,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for (pid, pol) in c.policies.iter().enumerate() {
         for dir in [Direction::Ingress, Direction::Egress] {
             for (ri, rule) in pol.rules(dir).iter().enumerate() {
-                if rule.peers.is_empty() && rule.ports.is_empty() {
+                if rule.peers.is_empty() && rule.ports.is_empty() && rule.calico.is_none() {
                     let msg = format!("{dir} rule {ri} is empty ({{}}): it allows all {dir} traffic, from/to everywhere, on every port");
                     let kind = if dir == Direction::Ingress { "Ingress" } else { "Egress" };
                     let help = format!(
@@ -48,5 +51,14 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0]"));
         assert!(run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec: {podSelector: {}, ingress: []}\n")).is_empty());
+    }
+
+    /// A Calico rule names its action: `- action: Allow` (or Deny, Log, Pass) with no criteria says what it does.
+    #[test]
+    fn calico_rules_name_their_action() {
+        for action in ["Allow", "Deny", "Log", "Pass"] {
+            let yaml = format!("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: a}}\nspec:\n  selector: all()\n  ingress: [{{action: {action}}}]\n  egress: [{{action: {action}}}]\n");
+            assert!(run(&RULE, &with(&yaml)).is_empty(), "{action}");
+        }
     }
 }

@@ -7,6 +7,10 @@
 //! **Why it is bad**: hostNetwork pods share the node's network namespace; CNIs do not enforce NetworkPolicies on
 //! them, so the policy gives a false sense of protection.
 //! **Instead**: protect host-network workloads with node firewalls (or host policies of your CNI).
+//!
+//! Calico gives hostNetwork pods no workload endpoint (their traffic is the node's, which only host endpoints'
+//! policies govern): a Calico policy's selector leaves them out by definition, and is reported only when that
+//! leaves nothing (`spec.selector`).
 
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::model::PolicyId;
@@ -28,6 +32,28 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             continue;
         }
         let only = ctx.selects_only_host_network(PolicyId::new(pid));
+        if let Some(sel) = pol.calico_selector.as_ref().filter(|_| super::calico::is_calico(pol)) {
+            if only {
+                let mut pods: Vec<String> = host.iter().map(|&p| c.pod_ref(p)).collect();
+                pods.sort();
+                let own = pol.ns().map(|ns| c.ns_name(ns));
+                let msg = format!(
+                    "selector `{}` matches only hostNetwork pod(s) {}, which have no workload endpoint (their traffic \
+                     is the node's): this policy has no effect",
+                    super::calico::shown(sel, own),
+                    pods.join(", ")
+                );
+                out.push(ctx.policy_finding(
+                    &RULE,
+                    PolicyId::new(pid),
+                    Some("spec.selector".into()),
+                    msg,
+                    "protect host-network workloads with host endpoints and their policies (or node firewalls), or \
+                     fix the selector",
+                ));
+            }
+            continue;
+        }
         // The admin kinds' subjects leave hostNetwork pods out by definition: that is only worth saying when it
         // leaves nothing.
         if pol.ns().is_none() {
@@ -119,6 +145,27 @@ mod tests {
     #[test]
     fn quiet_without_host_network_pods() {
         assert!(run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec: {podSelector: {}}\n")).is_empty());
+    }
+
+    /// A Calico selector leaves hostNetwork pods out by definition: reported only when that leaves nothing.
+    #[test]
+    fn calico_selectors_of_host_network_pods_only() {
+        let np = |sel: &str| {
+            format!("{AGENT}apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: a}}\nspec:\n  selector: \"{sel}\"\n  ingress: [{{action: Allow}}]\n")
+        };
+        let f = run(&RULE, &with(&np("app == 'agent'")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "NetworkPolicy.projectcalico.org a/p");
+        assert_eq!(f[0].field.as_deref(), Some("spec.selector"));
+        assert!(
+            f[0].message.starts_with("selector `app == \"agent\"` matches only hostNetwork pod(s) a/agent"),
+            "{}",
+            f[0].message
+        );
+        assert!(run(&RULE, &with(&np("app in {'agent', 'web'}"))).is_empty());
+        assert!(run(&RULE, &with(&np("all()"))).is_empty());
+        // NP001 stays quiet: this finding says what is wrong.
+        assert!(run(&super::super::selects_nothing::RULE, &with(&np("app == 'agent'"))).is_empty());
     }
 
     /// An admin subject leaves hostNetwork pods out by definition: reported only when that leaves nothing.

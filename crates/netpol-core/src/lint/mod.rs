@@ -3,17 +3,23 @@
 //!
 //! Rules read the compiled [`Engine`] (and through it the model); they never do I/O. Rendering (text, JSON,
 //! SARIF with line numbers) happens at the edge.
+//!
+//! Calico's kinds (`projectcalico.org/v3` NetworkPolicy and GlobalNetworkPolicy, Tiers) are judged by what they
+//! mean: the rules written for NetworkPolicy skip them or read their fields (`spec.selector`, `source`,
+//! `destination`, `nets`), and the tier rules (NP016–NP018) follow Calico's tiers; [`calico`] holds what the
+//! Calico-aware rules share.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compile::{Engine, IdentityId};
+use crate::compile::{CRule, Endpoint, Engine, IdentityId};
 use crate::model::{Action, Direction, Origin, Peer, PodId, Policy, PolicyId, PolicyKind};
 
 mod admin_dns;
 mod broad_allow;
+mod calico;
 mod dns_egress;
 mod empty_rule;
 mod host_network;
@@ -30,6 +36,8 @@ mod priority_tie;
 mod redundant;
 mod selects_nothing;
 mod shadowed;
+mod tier_empty;
+mod tier_nothing;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,8 +77,8 @@ pub struct Finding {
     pub code: &'static str,
     pub rule: &'static str,
     pub severity: Severity,
-    /// `NetworkPolicy ns/name`, `AdminNetworkPolicy name` (a cluster-scoped kind and its name) or
-    /// `Namespace name`.
+    /// `NetworkPolicy ns/name`, `AdminNetworkPolicy name` (a cluster-scoped kind and its name),
+    /// `NetworkPolicy.projectcalico.org ns/name`, `Namespace name` or `Tier name`.
     pub object: String,
     pub origin: Option<Origin>,
     /// Field path inside the object (`spec.ingress[0].from[1]`), when the finding is about a field.
@@ -129,6 +137,17 @@ pub struct Ctx<'e> {
     pub selected: Vec<Vec<IdentityId>>,
     /// hostNetwork pods each policy's podSelector matches in its namespace (policies are not enforced on them).
     pub host_network: Vec<Vec<PodId>>,
+    /// The addresses that stand for all others (computed on first use): see [`Addresses`].
+    addresses: std::cell::OnceCell<Addresses>,
+}
+
+/// The address space cut at every block of the engine (each block holds all of a segment or none of it, so
+/// every address of a segment is decided alike): what a judgement over addresses needs to try.
+pub struct Addresses {
+    /// An address no pod has, in each segment that has one.
+    pub outside: Vec<std::net::IpAddr>,
+    /// The pods' addresses other than their primary one: one (identity, pod, address) per identity and segment.
+    pub secondary: Vec<(IdentityId, PodId, std::net::IpAddr)>,
 }
 
 impl<'e> Ctx<'e> {
@@ -152,7 +171,43 @@ impl<'e> Ctx<'e> {
                 }
             }
         }
-        Ctx { engine, config, selected, host_network }
+        Ctx { engine, config, selected, host_network, addresses: std::cell::OnceCell::new() }
+    }
+
+    /// The addresses that stand for all others: what a rule decides for one of them it decides for its whole
+    /// segment (of outside addresses, or of an identity's second addresses).
+    pub fn addresses(&self) -> &Addresses {
+        self.addresses.get_or_init(|| {
+            let e = [self.engine];
+            let segs = crate::outside::Segments::new(&e);
+            let outside = (0..segs.len()).filter_map(|i| segs.outside_address(i, &e)).collect();
+            let c = &self.engine.cluster;
+            let mut seen = std::collections::HashSet::new();
+            let mut secondary = Vec::new();
+            for (p, pod) in c.pods.iter().enumerate() {
+                for &ip in pod.ips.iter().skip(1) {
+                    let ip = ip.to_canonical();
+                    let n = crate::ipranges::num(ip);
+                    let seg = segs.ranges.partition_point(|r| crate::ipranges::num(r.0) <= n);
+                    let ident = self.engine.pod_identity(PodId::new(p));
+                    if seen.insert((ident, seg)) {
+                        secondary.push((ident, PodId::new(p), ip));
+                    }
+                }
+            }
+            Addresses { outside, secondary }
+        })
+    }
+
+    /// Whether compiled rule `rule` applies to a flow between a pod of identity `subject` (at its primary address)
+    /// and `peer`: the subject's own side (Calico) and one of its peers match, as the evaluator decides them.
+    pub fn rule_applies(&self, rule: &CRule, subject: IdentityId, peer: &Endpoint) -> bool {
+        let e = self.engine;
+        rule.local.is_none_or(|l| e.calico_matches(l, &e.ident_info(subject)))
+            && (rule.peers.is_empty() || {
+                let ep = e.ep_info(peer);
+                rule.peers.iter().any(|&p| e.peer_matches(p, &ep))
+            })
     }
 
     /// Whether the policy's podSelector matches hostNetwork pods only (NP008 reports it; "selects no pod" and
@@ -201,22 +256,27 @@ impl<'e> Ctx<'e> {
         })
     }
 
-    /// How findings name a policy: `NetworkPolicy ns/name`, or the kind and name of a cluster-scoped policy
-    /// (`AdminNetworkPolicy name`).
+    /// How findings name a policy: `NetworkPolicy ns/name`, the kind and name of a cluster-scoped policy
+    /// (`AdminNetworkPolicy name`), or a Calico NetworkPolicy's kind, namespace and name
+    /// (`NetworkPolicy.projectcalico.org ns/name`).
     pub fn object_name(c: &crate::model::Cluster, pol: PolicyId) -> String {
         let p = c.policy(pol);
         match p.ns() {
+            Some(ns) if p.kind == PolicyKind::CalicoNetworkPolicy => {
+                format!("{} {}/{}", p.kind.as_str(), c.ns_name(ns), p.name)
+            }
             Some(_) => format!("NetworkPolicy {}", c.policy_ref(pol)),
             None => format!("{} {}", p.kind.as_str(), p.name),
         }
     }
 
-    /// A rule in words: `egress rule 1 "deny-rest" (Deny)`; the action only for the admin kinds.
+    /// A rule in words: `egress rule 1 "deny-rest" (Deny)`; the action for every kind but NetworkPolicy (whose
+    /// rules only allow).
     pub fn rule_words(pol: &Policy, dir: Direction, rule: usize) -> String {
         let r = pol.rules(dir).get(rule);
         let name = r.and_then(|r| r.name.as_ref()).map(|n| format!(" \"{n}\"")).unwrap_or_default();
-        let action = match (pol.ns(), r) {
-            (None, Some(r)) => format!(" ({})", action_word(pol.kind, r.action)),
+        let action = match r {
+            Some(r) if pol.kind != PolicyKind::NetworkPolicy => format!(" ({})", action_word(pol.kind, r.action)),
             _ => String::new(),
         };
         format!("{dir} rule {rule}{name}{action}")
@@ -250,7 +310,8 @@ impl<'e> Ctx<'e> {
             .collect()
     }
 
-    /// The identities a rule's selector peers select (sorted; address, domain and empty peers select none).
+    /// The identities a rule's selector peers select, and its Calico peers match at their primary address
+    /// (sorted; address, domain and empty peers select none).
     pub fn selected_peers(&self, rule: &crate::compile::CRule) -> Vec<IdentityId> {
         let e = self.engine;
         let mut peers: Vec<IdentityId> = rule
@@ -258,6 +319,7 @@ impl<'e> Ctx<'e> {
             .iter()
             .flat_map(|p| match *p {
                 crate::compile::CPeer::Sel(s) => e.sel_peers[s.index()].1.iter().collect::<Vec<_>>(),
+                crate::compile::CPeer::Calico(c) => e.calico_peer_of(c).pods.iter().collect::<Vec<_>>(),
                 _ => Vec::new(),
             })
             .collect();
@@ -281,9 +343,24 @@ impl<'e> Ctx<'e> {
 
     /// Field path of the `ports` entry of the model's rule at index `entry`: `spec.ingress[0].ports[2]`. The
     /// admin kinds write `protocols` (v1alpha2) or `ports` (v1alpha1), and their named ports become one model
-    /// entry per protocol (see the loader): counted back to the manifest's entry.
+    /// entry per protocol (see the loader): counted back to the manifest's entry. Calico's are the destination's
+    /// `ports` (`spec.ingress[0].destination.ports[1]`); without a `protocol` they are named ports, one model
+    /// entry per protocol too.
     pub fn port_path(pol: &Policy, dir: Direction, rule: usize, entry: usize) -> String {
         let base = Ctx::rule_path(dir, rule);
+        if calico::is_calico(pol) {
+            let r = pol.rules(dir).get(rule);
+            let per_protocol = r.and_then(|r| r.calico.as_ref()).is_none_or(|c| c.protocol.is_none());
+            let ports = r.map_or(&[][..], |r| r.ports.as_slice());
+            // Without a protocol, each (named) port is one model entry per protocol, the first TCP.
+            let index = if per_protocol {
+                let starts = ports.iter().take(entry + 1).filter(|p| p.protocol == crate::portset::Protocol::Tcp);
+                starts.count().saturating_sub(1)
+            } else {
+                entry
+            };
+            return format!("{base}.destination.ports[{index}]");
+        }
         if pol.ns().is_some() {
             return format!("{base}.ports[{entry}]");
         }
@@ -359,6 +436,8 @@ pub const RULES: &[&RuleInfo] = &[
     &shadowed::RULE,
     &pass_nothing::RULE,
     &admin_dns::RULE,
+    &tier_nothing::RULE,
+    &tier_empty::RULE,
 ];
 
 /// Runs every enabled rule; findings are sorted by file, document, code.
@@ -504,6 +583,82 @@ status: {podIP: 192.168.1.10}
                 let objects: Vec<&str> = f.iter().map(|f| f.object.as_str()).collect();
                 assert_eq!(objects, ["Namespace b", "Namespace kube-system"], "{f:?}");
                 assert!(f.iter().all(|f| f.message.contains("default-deny egress")), "{f:?}");
+            } else {
+                assert!(f.is_empty(), "{}: {f:?}", rule.code);
+            }
+        }
+    }
+
+    /// Calico policies written the way they are meant (a default deny per namespace in the default tier, a
+    /// security tier that passes what it does not decide, DNS allowed, ICMP allowed by a policy named for it, a
+    /// named port without a protocol, an egress Allow of the partners' network set): the rules written for
+    /// NetworkPolicy (NP001 to NP014) find nothing wrong with them, and only NP009 speaks, for the namespaces the
+    /// default deny does not cover.
+    #[test]
+    fn calico_policies_give_the_networkpolicy_rules_nothing_to_say() {
+        let yaml = with(
+            r#"
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100, defaultAction: Pass}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: partners, labels: {role: partner}}
+spec: {nets: [192.0.2.0/24]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.allow-ping}
+spec:
+  tier: security
+  order: 10
+  selector: all()
+  namespaceSelector: team == 'a'
+  ingress:
+  - {action: Allow, protocol: ICMP, source: {namespaceSelector: all()}}
+  - {action: Deny, protocol: TCP, destination: {ports: [23]}}
+  - {action: Log}
+  egress:
+  - {action: Allow, protocol: UDP, destination: {namespaceSelector: projectcalico.org/name == 'kube-system', selector: k8s-app == 'kube-dns', ports: [53]}}
+  - {action: Allow, protocol: TCP, destination: {namespaceSelector: projectcalico.org/name == 'kube-system', selector: k8s-app == 'kube-dns', ports: [53]}}
+  - {action: Allow, destination: {selector: role == 'partner', namespaceSelector: global()}}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: default-deny, namespace: a}
+spec:
+  selector: all()
+  types: [Ingress, Egress]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web, namespace: a}
+spec:
+  order: 100
+  selector: app == 'web'
+  ingress:
+  - action: Allow
+    source: {namespaceSelector: team == 'b', selector: app == 'client'}
+    destination: {ports: [http]}
+  - action: Allow
+    protocol: TCP
+    source: {selector: app == 'db'}
+    destination: {ports: [8080]}
+  egress:
+  - {action: Allow, protocol: TCP, destination: {selector: app == 'db', ports: [pg]}}
+"#,
+        );
+        for rule in RULES.iter().filter(|r| r.code <= "NP014") {
+            let f = run(rule, &yaml);
+            if rule.code == "NP009" {
+                let objects: Vec<&str> = f.iter().map(|f| f.object.as_str()).collect();
+                assert_eq!(
+                    objects,
+                    ["Namespace b", "Namespace b", "Namespace kube-system", "Namespace kube-system"],
+                    "{f:?}"
+                );
             } else {
                 assert!(f.is_empty(), "{}: {f:?}", rule.code);
             }

@@ -51,9 +51,14 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         })
                         .collect(),
                 };
-                // The admin kinds' named ports have no protocol: the loader writes one entry per protocol, and
-                // the port resolves if a container port of that name has any of them.
-                let any_protocol = pol.ns().is_none();
+                // The admin kinds' named ports have no protocol, nor have a Calico rule's without a `protocol`:
+                // the loader writes one entry per protocol, and the port resolves if a container port of that name
+                // has any of them.
+                let any_protocol = if super::calico::is_calico(pol) {
+                    model_rule.calico.as_ref().is_none_or(|c| c.protocol.is_none())
+                } else {
+                    pol.ns().is_none()
+                };
                 let mut seen: Vec<&str> = Vec::new();
                 for (ki, pp) in model_rule.ports.iter().enumerate() {
                     let PortMatch::Named(name) = &pp.port else { continue };
@@ -133,6 +138,26 @@ mod tests {
         assert!(ok.is_empty(), "{ok:?}");
         let bad = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: b}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress: [{to: [{namespaceSelector: {}, podSelector: {matchLabels: {app: db}}}], ports: [{port: http}]}]\n"));
         assert_eq!(bad.len(), 1);
+    }
+
+    /// A Calico rule's named port without a `protocol` resolves with any protocol; with one, with that one.
+    #[test]
+    fn calico_named_ports() {
+        let np = |rule: &str| {
+            with(&format!(
+                "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: a}}\nspec:\n  selector: app == 'web'\n  ingress:\n  - {rule}\n"
+            ))
+        };
+        assert!(run(&RULE, &np("{action: Allow, destination: {ports: [http]}}")).is_empty());
+        assert!(run(&RULE, &np("{action: Allow, protocol: TCP, destination: {ports: [http]}}")).is_empty());
+        let f = run(&RULE, &np("{action: Allow, destination: {ports: [80, metrics]}}".replace("80, ", "").as_str()));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].destination.ports[0]"));
+        assert!(f[0].message.starts_with("named port `metrics` resolves on no destination pod"), "{}", f[0].message);
+        let f = run(&RULE, &np("{action: Allow, protocol: UDP, destination: {ports: [8000, http]}}"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].destination.ports[1]"));
+        assert!(f[0].help.contains("another protocol"), "{}", f[0].help);
     }
 
     /// An admin kind's named port has no protocol: it resolves if a container port of that name has any, and an

@@ -1,26 +1,32 @@
 //! NP017 pass-to-nothing.
 //!
 //! **What it finds**: a Pass rule after which nothing decides, for the pods (named in the finding) it applies
-//! to: pods that no NetworkPolicy isolates in that direction and, for a Pass in the Admin tier, that no
-//! Baseline-tier policy applies to (a Pass in the Baseline tier skips the rest of the last tier).
-//! **Why it is bad**: for those pods Pass means allow (Kubernetes' default), but it does not say so: a reader
-//! expects "someone else decides", and nobody does.
-//! **Instead**: write Accept (Allow) if allowing is intended; otherwise add the NetworkPolicy or Baseline policy
-//! that should decide.
+//! to: no policy of a later tier applies to them in that direction. For a Pass in the Admin tier: no
+//! NetworkPolicy isolates them and no Baseline-tier policy applies to them (a Pass in the Baseline tier skips the
+//! rest of the last tier). For a Calico policy's Pass: no policy of a later Calico tier (the `default` tier
+//! included) selects them. Pods for which the rule is never reached (NP016) are left out.
+//! **Why it is bad**: for those pods Pass means allow (Kubernetes' default; Calico's namespace profile), but it
+//! does not say so: a reader expects "someone else decides", and nobody does. If a deny was meant, the traffic
+//! is open.
+//! **Instead**: write Accept (Allow) if allowing is intended, Deny if denying is; otherwise add the policy of a
+//! later tier that should decide.
 
+use super::calico;
+use super::shadowed::reaching;
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::compile::{CPeer, IdentityId};
-use crate::model::{Action, Direction, PolicyId, PolicyTier};
+use crate::model::{Action, Direction, PolicyId, PolicyKind, PolicyTier};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP017",
     name: "pass-to-nothing",
     severity: Severity::Info,
     explanation: "A Pass rule hands traffic on to the next tiers, but for these pods nothing there decides: no \
-                  NetworkPolicy isolates them in that direction and no Baseline policy applies to them (or the Pass \
-                  is in the Baseline tier, the last). What it passes is allowed by Kubernetes' default, though the \
-                  rule reads as if someone else decided. Write Accept if allowing is meant; otherwise add the \
-                  policy that should decide.",
+                  policy of a later tier applies to them in that direction (no NetworkPolicy isolates them and no \
+                  Baseline policy applies; for Calico, no policy of a later tier selects them, or the Pass is in the \
+                  last tier). What it passes is allowed (Kubernetes' default, Calico's namespace profile), though the \
+                  rule reads as if someone else decided, and if a deny was meant the traffic is open. Write Accept \
+                  (Allow) if allowing is meant, Deny if denying is; otherwise add the policy that should decide.",
     check,
 };
 
@@ -28,10 +34,12 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
     for (pid, pol) in c.policies.iter().enumerate() {
-        if pol.tier == PolicyTier::NetworkPolicy {
+        // NetworkPolicies never pass.
+        if pol.kind == PolicyKind::NetworkPolicy {
             continue;
         }
         let pid = PolicyId::new(pid);
+        let calico = calico::is_calico(pol);
         for dir in [Direction::Ingress, Direction::Egress] {
             for &rid in e.policy_rules(pid, dir) {
                 let rule = &e.rules[rid.index()];
@@ -39,33 +47,44 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let matches_nothing = rule.peers.iter().all(|p| match *p {
                     CPeer::Sel(s) => e.sel_peers[s.index()].1.is_empty(),
                     CPeer::Nothing => true,
-                    CPeer::Block(_) | CPeer::Domains(_) | CPeer::Calico(_) => false,
+                    CPeer::Calico(id) => {
+                        let cc = e.calico_peer_of(id);
+                        cc.sel.as_ref().is_some_and(|m| m.idents.is_empty() && m.sets.is_empty())
+                    }
+                    CPeer::Block(_) | CPeer::Domains(_) => false,
                 });
                 if rule.action != Action::Pass || (!rule.peers.is_empty() && matches_nothing) {
                     continue;
                 }
                 let subjects = ctx.subjects_of(pid, dir, rid);
+                // Pods for which no policy of a later tier applies in this direction.
                 let alone: Vec<IdentityId> = subjects
                     .iter()
                     .copied()
-                    // Pods a NetworkPolicy isolates never reach the Baseline tier; in the Admin tier, a Baseline
-                    // policy can still decide after the Pass.
-                    .filter(|&i| {
-                        !e.isolated(i, dir)
-                            && (pol.tier == PolicyTier::Baseline
-                                || !e.identities[i.index()]
-                                    .policies(dir)
-                                    .iter()
-                                    .any(|&p| c.policy(p).tier == PolicyTier::Baseline))
-                    })
+                    .filter(|&i| !e.identities[i.index()].policies(dir).iter().any(|&p| e.policy_tier(p) > rule.tier))
                     .collect();
+                // Of those, the ones a flow of which reaches the rule (a Baseline Pass is never reached for pods a
+                // NetworkPolicy isolates: that tier decides everything for them).
+                let alone = reaching(ctx, pid, dir, rid, &alone).unwrap_or(alone);
                 if alone.is_empty() {
                     continue;
                 }
                 let ri = rule.index as usize;
                 let words = Ctx::rule_words(pol, dir, ri);
                 let pods = ctx.pod_list(&alone, 5);
-                let msg = if pol.tier == PolicyTier::Baseline {
+                let last = !e.tier_list().iter().enumerate().any(|(t, _)| t > rule.tier.index());
+                let tier_name = &e.tier_list()[rule.tier.index()].name;
+                let msg = if calico {
+                    let after = if last {
+                        "it is the last tier".to_string()
+                    } else {
+                        format!("no policy of a later tier selects them for {dir}")
+                    };
+                    format!(
+                        "{words} passes traffic on from tier `{tier_name}`, but nothing decides after it for {pods}: \
+                         {after}, so what it matches is allowed (the namespace profile's default)"
+                    )
+                } else if pol.tier == PolicyTier::Baseline {
                     format!(
                         "{words} passes traffic on from the Baseline tier, the last: what it matches is allowed \
                          (Kubernetes' default) for {pods}"
@@ -78,16 +97,17 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     )
                 };
                 let accept = super::action_word(pol.kind, Action::Allow);
-                out.push(ctx.policy_finding(
-                    &RULE,
-                    pid,
-                    Some(Ctx::rule_path(dir, ri)),
-                    msg,
+                let help = if calico {
+                    "write `action: Allow` if allowing is intended, `action: Deny` if denying is; otherwise add a \
+                     policy of a later tier (or of the default tier) that selects these pods and decides"
+                        .to_string()
+                } else {
                     format!(
                         "write `action: {accept}` if allowing is intended; otherwise add the NetworkPolicy or \
                          Baseline policy that should decide"
-                    ),
-                ));
+                    )
+                };
+                out.push(ctx.policy_finding(&RULE, pid, Some(Ctx::rule_path(dir, ri)), msg, help));
             }
         }
     }
@@ -156,6 +176,56 @@ spec:
         assert!(f[0].message.contains("from the Baseline tier, the last"), "{}", f[0].message);
         // Not for the pod a NetworkPolicy isolates: the Baseline tier is never consulted for it.
         assert!(f[0].message.ends_with("for a/web"), "{}", f[0].message);
+    }
+
+    const CALICO_PASS: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.quarantine}
+spec:
+  tier: security
+  selector: projectcalico.org/namespace == 'a'
+  ingress:
+  - {action: Pass, source: {namespaceSelector: team == 'b'}}
+"#;
+
+    /// A Calico Pass with no later tier selecting the pods: allowed by the profile.
+    #[test]
+    fn a_calico_pass_with_no_later_tier_for_the_pods() {
+        let f = run(&RULE, &with(CALICO_PASS));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "GlobalNetworkPolicy security.quarantine");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0]"));
+        assert_eq!(
+            f[0].message,
+            "ingress rule 0 (Pass) passes traffic on from tier `security`, but nothing decides after it for a/db, \
+             a/web: no policy of a later tier selects them for ingress, so what it matches is allowed (the namespace \
+             profile's default)"
+        );
+        assert!(
+            f[0].help.starts_with("write `action: Allow` if allowing is intended, `action: Deny`"),
+            "{}",
+            f[0].help
+        );
+    }
+
+    /// A policy of the default tier (Calico's or Kubernetes') for some pods decides after the Pass: not them.
+    #[test]
+    fn a_later_tier_decides_after_a_calico_pass() {
+        let np = "---\napiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: db, namespace: a}\nspec:\n  selector: app == 'db'\n  ingress: [{action: Allow, source: {selector: app == 'web'}}]\n";
+        let f = run(&RULE, &with(&format!("{CALICO_PASS}{np}")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("for a/web:"), "{}", f[0].message);
+        let k8s = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: all, namespace: a}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n";
+        assert!(run(&RULE, &with(&format!("{CALICO_PASS}{k8s}"))).is_empty());
+        // A Pass of a tier that ends in Deny for pods its Deny decides first: never reached, not this rule's.
+        let deny_first = CALICO_PASS.replace("  - {action: Pass", "  - {action: Deny}\n  - {action: Pass");
+        assert!(run(&RULE, &with(&deny_first)).is_empty());
     }
 
     #[test]

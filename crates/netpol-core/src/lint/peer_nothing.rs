@@ -6,9 +6,20 @@
 //! **Why it is bad**: the rule allows nothing the author intended; the AND/OR confusion comes from YAML dash
 //! placement (`- namespaceSelector: ... podSelector: ...` is one peer; two dashes are two peers).
 //! **Instead**: fix the labels, or split the peer in two (`- podSelector:` on its own dash) if OR was meant.
+//!
+//! Calico rules: a side's selector (`selector`, `namespaceSelector` and `serviceAccounts`, combined as Calico
+//! combines them, limited to the policy's own namespace when it has no `namespaceSelector`) that matches no pod
+//! and no network set, so the rule matches nothing; a `notSelector` that matches nothing, so it excludes nothing;
+//! and a selector on the subject's own side (`destination` of an ingress rule, `source` of an egress rule) that
+//! matches none of the pods the policy selects, so the rule applies to none. The term that can never hold is
+//! named with the closest label key or value the input's endpoints carry ("did you mean `app`?"). As for
+//! NetworkPolicy, a selector of namespaces the input does not show, or of namespaces without pods or network sets
+//! in the input, is not judged.
 
+use super::calico::{self, Seen, Universe};
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::model::{NsId, Peer, PolicyId};
+use crate::compile::CPeer;
+use crate::model::{Direction, NsId, Peer, PolicyId};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP002",
@@ -22,6 +33,7 @@ pub static RULE: RuleInfo = RuleInfo {
 };
 
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
+    calico_sides(ctx, out);
     let c = &ctx.engine.cluster;
     for at in ctx.peers() {
         let (pid, pol, dir, ri, pi, peer) = (at.policy.index(), at.pol, at.dir, at.rule, at.peer, at.value);
@@ -110,6 +122,175 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     }
 }
 
+/// Calico rules: each side's selectors, judged on what the engine compiled them to.
+fn calico_sides(ctx: &Ctx, out: &mut Vec<Finding>) {
+    let e = ctx.engine;
+    let c = &e.cluster;
+    let mut universe: Option<Universe> = None;
+    for (pid, pol) in c.policies.iter().enumerate().filter(|(_, p)| calico::is_calico(p)) {
+        let own = pol.ns().map(|ns| c.ns_name(ns));
+        for dir in [Direction::Ingress, Direction::Egress] {
+            for &rid in e.policy_rules(PolicyId::new(pid), dir) {
+                let rule = &e.rules[rid.index()];
+                let ri = rule.index as usize;
+                let u = universe.get_or_insert_with(|| Universe::new(ctx, Seen::RuleSide));
+                let remote = rule.peers.iter().find_map(|p| if let CPeer::Calico(id) = *p { Some(id) } else { None });
+                if let Some(cc) = remote.map(|id| e.calico_peer_of(id)) {
+                    let base = calico::side_path(dir, ri, true);
+                    let side = calico::side_name(dir, true);
+                    if let (Some(sel), Some(m)) = (&cc.peer.selector, &cc.sel) {
+                        if m.idents.is_empty() && m.sets.is_empty() {
+                            if let Some(f) = nothing_matched(ctx, u, pid, sel, own, &base, side) {
+                                out.push(f);
+                            }
+                        }
+                    }
+                    if let (Some(sel), Some(m)) = (&cc.peer.not_selector, &cc.not_sel) {
+                        let visible = c.pods.iter().any(|p| !p.host_network) || !c.network_sets.is_empty();
+                        if m.idents.is_empty() && m.sets.is_empty() && visible {
+                            let (field, help) = match calico::blame(ctx, u, sel) {
+                                Some(b) => (format!("{base}.notSelector"), b.help),
+                                None => (
+                                    format!("{base}.notSelector"),
+                                    "check the labels of the pods and network sets".into(),
+                                ),
+                            };
+                            let msg = format!(
+                                "the {side}'s notSelector `{sel}` matches no pod and no network set: it excludes nothing"
+                            );
+                            out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), Some(field), msg, help));
+                        }
+                    }
+                }
+                // The subject's own side: a selector that none of the selected pods matches.
+                let subjects = &ctx.selected[pid];
+                let Some(local) = rule.local.map(|id| e.calico_peer_of(id)) else { continue };
+                let (Some(sel), Some(m)) = (&local.peer.selector, &local.sel) else { continue };
+                if subjects.is_empty() || subjects.iter().any(|&i| m.idents.contains(i)) {
+                    continue;
+                }
+                let side = calico::side_name(dir, false);
+                let base = calico::side_path(dir, ri, false);
+                let (field, help) = match calico::blame(ctx, u, sel) {
+                    Some(b) => (format!("{base}.{}", calico::side_field(&b.key)), b.help),
+                    None => (
+                        format!("{base}.selector"),
+                        format!(
+                            "the policy selects {}; narrow the rule's {side} to some of them",
+                            ctx.pod_list(subjects, 3)
+                        ),
+                    ),
+                };
+                let msg = format!(
+                    "the {side}'s selector `{}` matches none of the pods the policy selects: {} applies to no pod",
+                    calico::shown(sel, own),
+                    Ctx::rule_words(pol, dir, ri)
+                );
+                out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), Some(field), msg, help));
+            }
+        }
+    }
+}
+
+/// The finding for a rule side's selector `sel` that matches no pod and no network set, unless the input does
+/// not show what it selects (namespaces it names but the input lacks, namespaces without pods or network sets).
+fn nothing_matched(
+    ctx: &Ctx,
+    u: &Universe,
+    pid: usize,
+    sel: &crate::calico_selector::Expr,
+    own: Option<&str>,
+    base: &str,
+    side: &str,
+) -> Option<Finding> {
+    let c = &ctx.engine.cluster;
+    let terms = calico::conjuncts(sel);
+    let (ns_terms, rest): (Vec<&crate::calico_selector::Expr>, Vec<&crate::calico_selector::Expr>) =
+        terms.iter().partition(|t| calico::is_namespace_term(t));
+    let nss = calico::namespaces_of(ctx, &ns_terms);
+    let shown = calico::shown(sel, own);
+    let blame = calico::blame(ctx, u, sel);
+    if nss.is_empty() && !ns_terms.is_empty() {
+        if ns_terms.iter().all(|t| calico::names_namespaces(t)) {
+            return None;
+        }
+        if ns_terms.iter().any(|t| calico::is_global_term(t)) {
+            // `namespaceSelector: global()`: the global network sets, if the input shows any.
+            if !c.network_sets.iter().any(|s| s.ns.is_none()) {
+                return None;
+            }
+        } else {
+            let ns_sel = calico::joined(&ns_terms);
+            let help = blame.map(|b| b.help).unwrap_or_else(|| {
+                "check the namespace labels (`kubectl get ns --show-labels`); Calico sees them with `pcns.` removed"
+                    .to_string()
+            });
+            let msg = format!("the {side}'s namespaceSelector (`{}`) matches no namespace", ns_sel);
+            return Some(ctx.policy_finding(
+                &RULE,
+                PolicyId::new(pid),
+                Some(format!("{base}.namespaceSelector")),
+                msg,
+                help,
+            ));
+        }
+    }
+    let visible = c.pods.iter().any(|p| !p.host_network && (ns_terms.is_empty() || nss.contains(&p.ns)))
+        || c.network_sets.iter().any(|s| s.ns.is_none_or(|n| ns_terms.is_empty() || nss.contains(&n)))
+        || (ns_terms.iter().any(|t| calico::is_global_term(t)) && c.network_sets.iter().any(|s| s.ns.is_none()));
+    if !visible {
+        return None;
+    }
+    // A namespaced policy's selector without a namespaceSelector looks in its own namespace only.
+    let own_only = own.is_some_and(|ns| ns_terms.len() == 1 && calico::is_own_namespace(ns_terms[0], ns));
+    // Endpoints the rest of the selector matches, which the namespace terms leave out.
+    let mut elsewhere: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    if !ns_terms.is_empty() && !rest.is_empty() {
+        let e = ctx.engine;
+        for (i, ident) in e.identities.iter().enumerate() {
+            let hit = e.ident_calico.get(i).is_some_and(|l| rest.iter().all(|t| t.matches(l)));
+            if hit && !ident.host_network && !nss.contains(&ident.ns) {
+                elsewhere.insert(format!("namespace {}", c.ns_name(ident.ns)));
+            }
+        }
+        for s in &c.network_sets {
+            let labels = crate::model::network_set_labels(s, s.ns.map(|n| c.ns(n)));
+            let excluded = !ns_terms.iter().all(|t| t.matches(&labels));
+            if excluded && rest.iter().all(|t| t.matches(&labels)) {
+                elsewhere.insert(match s.ns {
+                    Some(n) => format!("NetworkSet {}/{}", c.ns_name(n), s.name),
+                    None => format!("GlobalNetworkSet {}", s.name),
+                });
+            }
+        }
+    }
+    let elsewhere = Ctx::name_list(elsewhere.into_iter().collect(), 3);
+    let (field, help) = match (&blame, elsewhere.is_empty()) {
+        (_, false) if own_only => (
+            format!("{base}.selector"),
+            format!(
+                "endpoints matching it exist in {elsewhere}; a rule's selector in a namespaced policy only looks in \
+                 the policy's namespace: add a `namespaceSelector`"
+            ),
+        ),
+        (_, false) => (
+            format!("{base}.namespaceSelector"),
+            format!(
+                "endpoints matching it exist in {elsewhere}, which the namespaceSelector leaves out (`all()` is every \
+                 namespace, not the global network sets: `global()` selects those)"
+            ),
+        ),
+        (Some(b), true) => (format!("{base}.{}", calico::side_field(&b.key)), b.help.clone()),
+        (None, true) => (format!("{base}.selector"), "check the labels of the pods and network sets".to_string()),
+    };
+    let where_ = match own.filter(|_| own_only) {
+        Some(ns) => format!(" in namespace {ns}"),
+        None => String::new(),
+    };
+    let msg = format!("the {side}'s selector `{shown}` matches no pod and no network set{where_}");
+    Some(ctx.policy_finding(&RULE, PolicyId::new(pid), Some(field), msg, help))
+}
+
 /// What the finding calls a peer's namespace selector: `namespaceSelector`, or an admin kind's `namespaces` peer.
 fn ns_field(pol: &crate::model::Policy, peer: &Peer) -> &'static str {
     match peer {
@@ -160,6 +341,100 @@ spec:
     #[test]
     fn quiet_when_the_input_does_not_show_those_namespaces() {
         let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: elsewhere}}, podSelector: {matchLabels: {app: x}}}]}]\n"));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    fn calico(rules: &str) -> String {
+        with(&format!(
+            "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: a}}\nspec:\n  selector: app == 'web'\n  types: [Ingress, Egress]\n{rules}"
+        ))
+    }
+
+    /// A Calico rule side's selector that matches nothing, with the term to blame and its field.
+    #[test]
+    fn calico_rule_selectors_that_match_nothing() {
+        let f = run(&RULE, &calico("  ingress:\n  - action: Allow\n    source: {selector: app == 'clinet', namespaceSelector: team == 'b'}\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "NetworkPolicy.projectcalico.org a/p");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].source.selector"));
+        assert!(f[0].message.starts_with("the source's selector `"), "{}", f[0].message);
+        assert!(f[0].message.ends_with("` matches no pod and no network set"), "{}", f[0].message);
+        assert_eq!(f[0].help, "no pod or network set has `app` = `clinet`; did you mean `client`?");
+        // A misspelt namespace label: the namespaceSelector matches no namespace.
+        let f = run(&RULE, &calico("  ingress:\n  - action: Allow\n    source: {selector: app == 'client', namespaceSelector: taem == 'b'}\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].source.namespaceSelector"));
+        assert!(
+            f[0].message.contains("namespaceSelector (`pcns.taem == \"b\"`) matches no namespace"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(f[0].help, "no namespace carries the label `taem`; did you mean `team`?");
+        // `namespaceSelector: all()` is every namespace, which leaves the global network sets out.
+        let netset = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: partners, labels: {role: partner}}\nspec: {nets: [192.0.2.0/24]}\n---\n";
+        let f = run(&RULE, &format!("{netset}{}", calico("  ingress:\n  - action: Allow\n    source: {selector: role == 'partner', namespaceSelector: all()}\n")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].source.namespaceSelector"));
+        assert!(
+            f[0].help.starts_with("endpoints matching it exist in GlobalNetworkSet partners, which"),
+            "{}",
+            f[0].help
+        );
+        // A selector alone looks in the policy's own namespace: the pods it means are elsewhere.
+        let f = run(&RULE, &calico("  egress:\n  - action: Allow\n    destination: {selector: app == 'client'}\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.egress[0].destination.selector"));
+        assert_eq!(
+            f[0].message,
+            "the destination's selector `app == \"client\"` matches no pod and no network set in namespace a"
+        );
+        assert!(f[0].help.starts_with("endpoints matching it exist in namespace b;"), "{}", f[0].help);
+        // A service account name no pod runs as.
+        let f =
+            run(&RULE, &calico("  ingress:\n  - action: Allow\n    source: {serviceAccounts: {names: [defualt]}}\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].source.serviceAccounts.names"));
+        assert!(f[0].help.ends_with("did you mean `default`?"), "{}", f[0].help);
+        // A notSelector that matches nothing excludes nothing.
+        let f = run(
+            &RULE,
+            &calico("  ingress:\n  - action: Allow\n    source: {namespaceSelector: all(), notSelector: ap == 'db'}\n"),
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].source.notSelector"));
+        assert!(f[0].message.ends_with("it excludes nothing"), "{}", f[0].message);
+        // The subject's own side: the destination of an ingress rule names none of the selected pods.
+        let f = run(&RULE, &calico("  ingress:\n  - action: Allow\n    destination: {selector: app == 'db'}\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].destination.selector"));
+        assert!(
+            f[0].message
+                .contains("matches none of the pods the policy selects: ingress rule 0 (Allow) applies to no pod"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    /// Calico selectors that match pods or network sets, or name namespaces the input does not show.
+    #[test]
+    fn quiet_for_calico_selectors_that_match() {
+        let netset = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {name: partners, labels: {role: partner}}\nspec: {nets: [192.0.2.0/24]}\n---\n";
+        for source in [
+            "{selector: app == 'client', namespaceSelector: team == 'b'}",
+            "{selector: app == 'db'}",
+            "{namespaceSelector: projectcalico.org/name == 'elsewhere', selector: app == 'x'}",
+            "{namespaceSelector: global(), selector: role == 'partner'}",
+            "{serviceAccounts: {names: [default]}, notSelector: app == 'db'}",
+            "{nets: [192.0.2.0/24]}",
+        ] {
+            let f = run(
+                &RULE,
+                &format!("{netset}{}", calico(&format!("  ingress:\n  - action: Allow\n    source: {source}\n"))),
+            );
+            assert!(f.is_empty(), "{source}: {f:?}");
+        }
+        // A namespace with neither pods nor network sets in the input: nothing to judge.
+        let f = run(&RULE, &calico("  ingress:\n  - action: Allow\n    source: {namespaceSelector: projectcalico.org/name == 'empty' || team == 'none', selector: app == 'x'}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: empty}\n"));
         assert!(f.is_empty(), "{f:?}");
     }
 

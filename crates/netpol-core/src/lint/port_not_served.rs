@@ -75,4 +75,21 @@ mod tests {
         let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {}\n  ingress: [{ports: [{port: 8000, endPort: 9000}, {port: 5432}]}]\n"));
         assert!(f.is_empty(), "{f:?}");
     }
+
+    /// A Calico Allow's destination ports, at their field; a Deny of a port nobody serves is not reported.
+    #[test]
+    fn calico_destination_ports() {
+        let np = |rules: &str| {
+            with(&format!(
+                "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: a}}\nspec:\n  selector: app == 'web'\n  ingress:\n{rules}"
+            ))
+        };
+        let f = run(&RULE, &np("  - {action: Allow, protocol: TCP, destination: {ports: [8080, 8008]}}\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "NetworkPolicy.projectcalico.org a/p");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].destination.ports[1]"));
+        assert!(f[0].message.contains("8008/TCP"), "{}", f[0].message);
+        assert!(run(&RULE, &np("  - {action: Deny, protocol: TCP, destination: {ports: [23]}}\n")).is_empty());
+        assert!(run(&RULE, &np("  - {action: Allow, protocol: TCP, destination: {ports: ['8000:9000']}}\n")).is_empty());
+    }
 }

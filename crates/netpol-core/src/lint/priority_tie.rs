@@ -56,7 +56,12 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &e.cluster;
     let mut groups: BTreeMap<(PolicyTier, crate::model::Order), Vec<PolicyId>> = BTreeMap::new();
     for (pid, pol) in c.policies.iter().enumerate() {
-        if pol.tier != PolicyTier::NetworkPolicy {
+        // Only the admin kinds leave equal priorities undefined: Calico orders equal orders by name, as netpol does.
+        let admin = matches!(
+            pol.kind,
+            PolicyKind::ClusterNetworkPolicy | PolicyKind::AdminNetworkPolicy | PolicyKind::BaselineAdminNetworkPolicy
+        );
+        if admin && pol.tier != PolicyTier::NetworkPolicy {
             groups.entry((pol.tier, pol.order)).or_default().push(PolicyId::new(pid));
         }
     }
@@ -350,5 +355,29 @@ spec:
         let m = &f[0].message;
         assert!(m.contains("are both Baseline tier with priority 3"), "{m}");
         assert!(m.contains("-> 198.51.100.1 443/TCP"), "{m}");
+    }
+
+    /// Calico orders equal orders by name (as netpol does): two Calico policies of one tier with the same order
+    /// that disagree are not a tie, nor is a Calico policy of the Admin tier beside an admin policy.
+    #[test]
+    fn calico_orders_are_defined() {
+        let gnp = |name: &str, action: &str| {
+            format!(
+                "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: security.{name}}}\n\
+                 spec:\n  tier: security\n  order: 10\n  selector: app == 'client'\n  egress: [{{action: {action}, \
+                 destination: {{selector: app == 'web', namespaceSelector: all()}}}}]\n---\n"
+            )
+        };
+        let tier =
+            "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100}\n---\n";
+        let f = run(&RULE, &with(&format!("{tier}{}{}", gnp("allow", "Allow"), gnp("deny", "Deny"))));
+        assert!(f.is_empty(), "{f:?}");
+        let admin = format!(
+            "{}---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: kube-admin.deny}}\nspec:\n  \
+             tier: kube-admin\n  order: 10\n  selector: all()\n  egress: [{{action: Deny}}]\n",
+            anp("allow-web", 10, "Allow", TO_WEB, "")
+        );
+        let f = run(&RULE, &with(&admin));
+        assert!(f.is_empty(), "{f:?}");
     }
 }

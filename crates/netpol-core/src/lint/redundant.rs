@@ -12,17 +12,21 @@
 //!
 //! Checked on pods only: rules with ipBlock peers or without peers (which also cover addresses outside the
 //! cluster) are not judged, and very large rules (more than 200,000 subject × peer identity pairs) are skipped.
-//! Rules of the admin tiers are judged the same way, whatever their action ("changes nothing"); those that no
-//! flow reaches at all are left to NP016 (shadowed-rule), and those of a policy whose priority another policy of
-//! its tier shares for the same pods are not judged (their order is undefined: NP015).
+//! Rules of the admin tiers and of Calico policies are judged the same way, whatever their action ("changes
+//! nothing"), but for Log rules (which decide nothing by design), Pass rules and rules whose traffic a Pass of
+//! their tier also matches (what a Pass changes is decided by the next tiers); those that no flow reaches at all are left to NP016 (shadowed-rule), and those of an admin policy
+//! whose priority another policy of its tier shares for the same pods are not judged (their order is undefined:
+//! NP015; Calico orders equal orders by name). Calico rules whose peers can match addresses (`nets`, network
+//! sets, no selector) are not judged.
 
 use std::collections::BTreeSet;
 
+use super::calico;
 use super::shadowed::Reach;
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::compile::{CPeer, IdentityId, RuleId};
-use crate::eval::{Action, Sets, TierEnd, Variant, NETWORK_POLICY_TIER};
-use crate::model::{Direction, PolicyId, PolicyTier};
+use crate::compile::{CPeer, CRule, IdentityId, RuleId};
+use crate::eval::{Action, Sets, TierEnd, Variant};
+use crate::model::{Direction, PolicyId, PolicyKind, PolicyTier};
 use crate::portset::PortSet;
 
 pub static RULE: RuleInfo = RuleInfo {
@@ -41,16 +45,29 @@ const BUDGET: usize = 200_000;
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
+    // Whether a rule applies between the pods of identities `x` (the subject, whose own side a Calico rule may
+    // restrict) and `y`, at their primary addresses.
+    let applies = |rule: &CRule, x: IdentityId, y: IdentityId| {
+        rule.local.is_none_or(|l| e.calico_peer_of(l).pods.contains(x)) && e.rule_matches_identity(rule, y)
+    };
     for (pid, _) in c.policies.iter().enumerate() {
         let (ing, eg) = &e.policy_rules[pid];
         for (dir, rids) in [(Direction::Ingress, ing), (Direction::Egress, eg)] {
             for (ri, &rid) in rids.iter().enumerate() {
                 let r = &e.rules[rid.index()];
-                if r.peers.is_empty() || r.peers.iter().any(|p| matches!(p, CPeer::Block(_))) {
+                let addresses = |p: &CPeer| match *p {
+                    CPeer::Block(_) => true,
+                    CPeer::Calico(id) => !calico::pods_only(e.calico_peer_of(id)),
+                    CPeer::Sel(_) | CPeer::Domains(_) | CPeer::Nothing => false,
+                };
+                // A Log rule decides nothing by design; a Pass is judged by what the next tiers do, which one tier
+                // alone does not say.
+                if r.peers.is_empty() || r.peers.iter().any(addresses) || matches!(r.action, Action::Log | Action::Pass)
+                {
                     continue;
                 }
-                // An admin rule that nothing reaches is NP016's finding (it changes nothing, a fortiori).
-                if c.policies[pid].tier != PolicyTier::NetworkPolicy
+                // An admin or Calico rule that nothing reaches is NP016's finding (it changes nothing, a fortiori).
+                if (c.policies[pid].tier != PolicyTier::NetworkPolicy || calico::is_calico(&c.policies[pid]))
                     && matches!(super::shadowed::judge(ctx, PolicyId::new(pid), dir, rid), Reach::Shadowed(_))
                 {
                     continue;
@@ -65,11 +82,19 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 // place in the order (NP015 says whether it matters): "changes nothing" would hold in netpol's
                 // order only.
                 let pol = &c.policies[pid];
-                let tied = pol.tier != PolicyTier::NetworkPolicy
+                let admin = |k: PolicyKind| {
+                    matches!(
+                        k,
+                        PolicyKind::ClusterNetworkPolicy
+                            | PolicyKind::AdminNetworkPolicy
+                            | PolicyKind::BaselineAdminNetworkPolicy
+                    )
+                };
+                let tied = admin(pol.kind)
                     && subjects.iter().any(|&x| {
                         e.identities[x].policies(dir).iter().any(|&q| {
                             let other = c.policy(q);
-                            q.index() != pid && other.tier == pol.tier && other.order == pol.order
+                            q.index() != pid && admin(other.kind) && other.tier == pol.tier && other.order == pol.order
                         })
                     });
                 if tied {
@@ -87,21 +112,35 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         if mine.is_empty() {
                             continue;
                         }
+                        // A Pass of the tier that matches the same traffic hands it on: one tier alone cannot tell
+                        // whether the rule changes the outcome (the tier's fold counts passed traffic as allowed).
+                        let passes = rules.iter().any(|&r2| {
+                            let rule2 = &e.rules[r2.index()];
+                            r2 != rid
+                                && rule2.tier == r.tier
+                                && rule2.action == Action::Pass
+                                && applies(rule2, IdentityId::new(x), y)
+                                && !rule2.ports.resolve(dst_ports).intersect(&mine).is_empty()
+                        });
+                        if passes {
+                            redundant = false;
+                            break 'outer;
+                        }
                         // What the evaluator decides between x and y in the rule's tier, with and without this
                         // rule: what it allows (the rest denied), and what it does not deny (the rest allowed).
                         let decided = |without: Option<RuleId>, end: TierEnd| {
                             let variant = Variant::Tier(r.tier, end);
                             let x = IdentityId::new(x);
                             e.fold_side_variant(x, dir, &mut Sets, PortSet::all(), false, variant, |r2, rule2| {
-                                if Some(r2) == without || !e.rule_matches_identity(rule2, y) {
+                                if Some(r2) == without || !applies(rule2, x, y) {
                                     return PortSet::empty();
                                 }
                                 rule2.ports.resolve(dst_ports)
                             })
                         };
                         // NetworkPolicy rules only allow: what their tier does not deny is everything, with or
-                        // without the rule.
-                        let ends: &[TierEnd] = if r.tier == NETWORK_POLICY_TIER {
+                        // without the rule (Calico's policies in that tier may deny).
+                        let ends: &[TierEnd] = if r.tier == e.np_tier() && !e.calico {
                             &[TierEnd::Deny]
                         } else {
                             &[TierEnd::Deny, TierEnd::Continue]
@@ -114,7 +153,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         // ports.
                         for &r2 in rules.iter().filter(|&&r2| r2 != rid && e.rules[r2.index()].tier == r.tier) {
                             let rule2 = &e.rules[r2.index()];
-                            if e.rule_matches_identity(rule2, y)
+                            if applies(rule2, IdentityId::new(x), y)
                                 && !rule2.ports.resolve(dst_ports).intersect(&mine).is_empty()
                             {
                                 helpers.insert(r2);
@@ -133,7 +172,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     })
                     .collect();
                 let msg = match r.action {
-                    Action::Allow if pol.tier == PolicyTier::NetworkPolicy => {
+                    Action::Allow if pol.kind == PolicyKind::NetworkPolicy => {
                         format!("{dir} rule {ri} allows nothing that is not already allowed by {}", by.join(", "))
                     }
                     _ => format!(
@@ -304,6 +343,63 @@ spec:
 "#;
         let f = run(&RULE, &with(accept_and_np));
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    const CALICO: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  selector: all()
+  ingress:
+  - {action: Allow, protocol: TCP, source: {selector: app == 'web'}, destination: {ports: [5432]}}
+  - {action: Allow, source: {selector: app == 'web'}}
+"#;
+
+    /// A Calico Allow whose flows a later Allow of its policy allows too.
+    #[test]
+    fn calico_rule_covered_by_a_broader_one() {
+        let f = run(&RULE, &with(CALICO));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "NetworkPolicy.projectcalico.org a/p");
+        assert_eq!(
+            f[0].message,
+            "ingress rule 0 (Allow) changes nothing: without it, every flow it matches is decided the same, given \
+             caliconetworkpolicy/a/p ingress rule 1"
+        );
+    }
+
+    /// Calico rules on the subject's own side apply to the pods it matches only: two rules for different
+    /// destinations are not redundant; rules whose peers can be addresses are not judged.
+    #[test]
+    fn calico_rules_for_different_destinations_or_with_nets() {
+        let yaml = CALICO
+            .replace(
+                "protocol: TCP, source: {selector: app == 'web'}, destination: {ports: [5432]}",
+                "source: {selector: app == 'web'}, destination: {selector: app == 'db'}",
+            )
+            .replace(
+                "  - {action: Allow, source: {selector: app == 'web'}}",
+                "  - {action: Allow, source: {selector: app == 'web'}, destination: {selector: app == 'web'}}",
+            );
+        let f = run(&RULE, &with(&yaml));
+        assert!(f.is_empty(), "{f:?}");
+        let nets = CALICO
+            .replace("source: {selector: app == 'web'}, destination", "source: {nets: [10.0.0.0/24]}, destination")
+            .replace("source: {selector: app == 'web'}}", "source: {nets: [10.0.0.0/8]}}");
+        let f = run(&RULE, &with(&nets));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Log rules decide nothing by design; a Pass hands traffic to the next tiers, which one tier alone does not
+    /// judge: an Allow before a catch-all Pass is not redundant (the next tier may deny what it passes).
+    #[test]
+    fn calico_log_and_pass_rules() {
+        let log =
+            CALICO.replace("  - {action: Allow, protocol: TCP, source", "  - {action: Log, protocol: TCP, source");
+        assert!(run(&RULE, &with(&log)).is_empty());
+        let pass = CALICO.replace("  - {action: Allow, source: {selector: app == 'web'}}", "  - {action: Pass}");
+        assert!(run(&RULE, &with(&pass)).is_empty());
     }
 
     /// A rule that nothing reaches is NP016's finding, not this one's.

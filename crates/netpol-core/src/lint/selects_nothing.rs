@@ -1,11 +1,18 @@
 //! NP001 policy-selects-no-pod.
 //!
-//! **What it finds**: a NetworkPolicy whose `podSelector` matches no pod of its namespace.
+//! **What it finds**: a NetworkPolicy whose `podSelector` matches no pod of its namespace; a Calico
+//! NetworkPolicy or GlobalNetworkPolicy whose subject (`selector`, with its `namespaceSelector` and
+//! `serviceAccountSelector`, as Calico combines them) matches no pod. For Calico, the term that can never hold is
+//! named with the closest label key or value the input's pods do carry ("did you mean `app`?"), among the labels
+//! Calico's selectors see (the pod's own, `projectcalico.org/namespace`, `projectcalico.org/serviceaccount`, and
+//! the namespace's and service account's as `pcns.`/`pcsa.` labels).
 //! **Why it is bad**: the policy does nothing; usually a label typo or the wrong namespace, so the pods it was
 //! written for are not protected.
 //! **Instead**: fix the labels (`kubectl get pods -n NS --show-labels`) or the namespace, or delete the policy.
 
+use super::calico::{self, Seen, Universe};
 use super::{Ctx, Finding, RuleInfo, Severity};
+use crate::calico_selector::Expr;
 use crate::model::PolicyId;
 
 pub static RULE: RuleInfo = RuleInfo {
@@ -20,7 +27,30 @@ pub static RULE: RuleInfo = RuleInfo {
 
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
+    let mut universe: Option<Universe> = None;
     for (pid, pol) in c.policies.iter().enumerate() {
+        if let Some(sel) = pol.calico_selector.as_ref().filter(|_| calico::is_calico(pol)) {
+            // A doNotTrack or preDNAT policy selects host endpoints only (the loader says so).
+            let host_only = matches!(sel, Expr::Not(e) if **e == Expr::All);
+            if host_only || !ctx.selected[pid].is_empty() || ctx.selects_only_host_network(PolicyId::new(pid)) {
+                continue;
+            }
+            let u = universe.get_or_insert_with(|| Universe::new(ctx, Seen::Subject));
+            let own = pol.ns().map(|ns| c.ns_name(ns));
+            let where_ = own.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
+            let msg = format!("selector `{}` selects no pod{where_}", calico::shown(sel, own));
+            let (field, help) = match calico::blame(ctx, u, sel) {
+                Some(b) => (calico::subject_field(&b.key), b.help),
+                None => (
+                    "spec.selector",
+                    "check the pod labels (`kubectl get pods -n NAMESPACE --show-labels`) and the labels Calico adds \
+                     (`projectcalico.org/namespace`, `projectcalico.org/serviceaccount`, `pcns.`/`pcsa.` labels)"
+                        .to_string(),
+                ),
+            };
+            out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), Some(field.into()), msg, help));
+            continue;
+        }
         let Some(ns) = pol.ns() else { continue };
         // Selecting only hostNetwork pods is NP008's finding, not "selects no pod".
         if !ctx.selected[pid].is_empty() || ctx.selects_only_host_network(PolicyId::new(pid)) {
@@ -56,6 +86,55 @@ mod tests {
         // NP008 reports this policy; "selects no pod" would contradict it.
         let f = run(&RULE, &with("apiVersion: v1\nkind: Pod\nmetadata: {name: agent, namespace: a, labels: {app: agent}}\nspec: {hostNetwork: true, containers: [{name: c}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec: {podSelector: {matchLabels: {app: agent}}}\n"));
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Calico: the subject selector, with the closest label key or value the pods carry.
+    #[test]
+    fn calico_subject_selectors_that_match_nothing() {
+        let np = "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  selector: ap == 'web'\n  ingress: [{action: Allow}]\n";
+        let f = run(&RULE, &with(np));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "NetworkPolicy.projectcalico.org a/p");
+        assert_eq!(f[0].field.as_deref(), Some("spec.selector"));
+        assert_eq!(f[0].message, "selector `ap == \"web\"` selects no pod in namespace a");
+        assert_eq!(f[0].help, "no pod carries the label `ap`; did you mean `app`?");
+        // A value no pod has.
+        let f = run(&RULE, &with(&np.replace("ap == 'web'", "app in {'wbe', 'frontend'}")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].help, "no pod has `app` = `frontend` or `wbe`; did you mean `web`?");
+        // A namespace selector of a GlobalNetworkPolicy: the namespace labels, without their `pcns.` prefix.
+        let gnp = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec:\n  namespaceSelector: taem == 'a'\n  types: [Ingress]\n";
+        let f = run(&RULE, &with(gnp));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "GlobalNetworkPolicy g");
+        assert_eq!(f[0].field.as_deref(), Some("spec.namespaceSelector"));
+        assert_eq!(f[0].help, "no namespace carries the label `taem`; did you mean `team`?");
+        // `name == "b"`: namespaces are named by `projectcalico.org/name`.
+        let f = run(&RULE, &with(&gnp.replace("taem == 'a'", "name == 'b'")));
+        assert!(f[0].help.ends_with("did you mean `projectcalico.org/name == \"b\"`?"), "{}", f[0].help);
+        // A service account selector.
+        let sa = np.replace("selector: ap == 'web'", "serviceAccountSelector: role == 'x'");
+        let f = run(&RULE, &with(&sa));
+        assert_eq!(f[0].field.as_deref(), Some("spec.serviceAccountSelector"));
+        assert_eq!(f[0].help, "no service account carries the label `role`");
+    }
+
+    /// Calico selectors that select pods, the labels Calico adds among them.
+    #[test]
+    fn quiet_for_calico_selectors_that_select_pods() {
+        for sel in [
+            "app == 'web'",
+            "projectcalico.org/serviceaccount == 'default'",
+            "pcns.team == 'a'",
+            "all()",
+            "has(projectcalico.org/orchestrator) && !has(nothing)",
+        ] {
+            let np = format!("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: a}}\nspec:\n  selector: \"{sel}\"\n  ingress: [{{action: Allow}}]\n");
+            let f = run(&RULE, &with(&np));
+            assert!(f.is_empty(), "{sel}: {f:?}");
+        }
+        let gnp = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec:\n  namespaceSelector: projectcalico.org/name == 'b'\n  types: [Ingress]\n";
+        assert!(run(&RULE, &with(gnp)).is_empty());
     }
 
     #[test]

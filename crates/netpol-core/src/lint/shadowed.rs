@@ -1,36 +1,42 @@
 //! NP016 shadowed-rule.
 //!
 //! **What it finds**: a rule of an admin tier (ClusterNetworkPolicy, AdminNetworkPolicy,
-//! BaselineAdminNetworkPolicy) that no current flow reaches: for every pod it applies to and every pod it selects
-//! as a peer, rules of higher precedence (earlier rules of the policy, policies of lower priority, and for the
-//! Baseline tier the NetworkPolicies that isolate the pod) have already decided everything it matches. The
-//! finding names those rules.
+//! BaselineAdminNetworkPolicy) or of a Calico policy (NetworkPolicy or GlobalNetworkPolicy of
+//! `projectcalico.org/v3`, in any tier) that no current flow reaches: for every pod it applies to and every peer
+//! it matches, rules of higher precedence (earlier rules of the policy, policies of lower priority or order,
+//! earlier tiers: for the Baseline tier the NetworkPolicies that isolate the pod, for a Calico tier the
+//! `defaultAction: Deny` of an earlier one) have already decided everything it matches. The finding names
+//! those rules. A Calico policy none of whose rules is reached is reported once, as a whole.
 //! **Why it is bad**: the rule looks like it does something; it does not. Usually the order is wrong (an
-//! exception written after the catch-all it was meant to carve out of), or a priority is.
-//! **Instead**: move the rule before the rules that decide first (or give its policy a lower priority), narrow
-//! those, or delete the rule.
+//! exception written after the catch-all it was meant to carve out of), or a priority (a Calico `order`) is.
+//! **Instead**: move the rule before the rules that decide first (or give its policy a lower priority or order),
+//! narrow those, or delete the rule.
 //!
 //! Judged by the evaluator: a rule is reached for a (subject, peer) pair when making it allow and making it deny
-//! give different outcomes for some port. Checked on pods only: rules with address peers (`networks`, `nodes`,
-//! `domainNames`) are not judged, nor rules whose ports resolve on no peer (NP005's finding), and rules with more
-//! than 200,000 subject × peer identity pairs are skipped.
+//! give different outcomes for some port. Admin-tier rules are checked on pods only: those with address peers
+//! (`networks`, `nodes`, `domainNames`) are not judged. Calico rules are checked on every peer they can match:
+//! pods (at each of their addresses) and outside addresses, one per segment of the address space cut at the
+//! engine's blocks (all addresses of a segment are decided alike). Rules whose ports resolve on no peer (NP005's
+//! finding), rules netpol cannot evaluate, and rules with more than 200,000 subject × peer pairs are not judged.
 
 use std::collections::BTreeSet;
 
+use super::calico;
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::compile::{CPeer, RuleId};
-use crate::eval::{Action, Variant};
+use crate::compile::{CPeer, CRule, Endpoint, IdentityId, RuleId};
+use crate::eval::{Action, TierEnd, TierId, Variant};
 use crate::model::{Direction, PolicyId, PolicyTier};
 
 pub static RULE: RuleInfo = RuleInfo {
     code: "NP016",
     name: "shadowed-rule",
     severity: Severity::Warning,
-    explanation: "This rule of an admin tier is never reached: for every pod it applies to and every pod it selects, \
-                  rules that come first (earlier rules, policies of lower priority, or for the Baseline tier the \
-                  NetworkPolicies that isolate the pod) have already decided everything it matches. The rule reads \
-                  as if it mattered; usually an exception was written after the rule it was meant to carve out \
-                  of, or a priority is wrong. Move it up, narrow the rules that decide first, or delete it.",
+    explanation: "This rule of an admin tier or of a Calico policy is never reached: for every pod it applies to \
+                  and every peer it matches, rules that come first (earlier rules, policies of lower priority or \
+                  order, or earlier tiers: the NetworkPolicies that isolate the pod before the Baseline tier, a \
+                  Calico tier's defaultAction Deny) have already decided everything it matches. The rule reads as if \
+                  it mattered; usually an exception was written after the rule it was meant to carve out of, or a \
+                  priority or order is wrong. Move it up, narrow the rules that decide first, or delete it.",
     check,
 };
 
@@ -38,7 +44,7 @@ const BUDGET: usize = 200_000;
 
 /// What the evaluator says of one rule.
 pub(super) enum Reach {
-    /// Not judged: not an admin-tier rule, address peers, nothing to apply to, too large.
+    /// Not judged: not an admin-tier or Calico rule, address peers (admin tiers), nothing to apply to, too large.
     NotJudged,
     /// Some flow reaches it.
     Reached,
@@ -46,56 +52,165 @@ pub(super) enum Reach {
     Shadowed(Vec<String>),
 }
 
-/// Whether any current flow between pods reaches rule `rid` (rule `ri` of policy `pid` in `dir`).
+/// The other end of a flow a rule may match.
+#[derive(Clone, Copy)]
+enum Other {
+    /// The pods of an identity, at their primary address.
+    Ident(IdentityId),
+    /// A pod of an identity at another of its addresses.
+    At(IdentityId, Endpoint),
+    /// An address no pod has.
+    Outside(Endpoint),
+}
+
+/// The other ends of the flows rule `r` of policy `pid` may match (every identity, second address and outside
+/// address its peers match), or `None` when the rule is not judged.
+fn others(ctx: &Ctx, pid: PolicyId, r: &CRule) -> Option<Vec<Other>> {
+    let e = ctx.engine;
+    let pol = e.cluster.policy(pid);
+    if !calico::is_calico(pol) {
+        if pol.tier == PolicyTier::NetworkPolicy
+            || r.peers.is_empty()
+            || r.peers.iter().any(|p| !matches!(p, CPeer::Sel(_)))
+        {
+            return None;
+        }
+        return Some(ctx.selected_peers(r).into_iter().map(Other::Ident).collect());
+    }
+    let matches = |ep: &Endpoint| {
+        r.peers.is_empty() || {
+            let info = e.ep_info(ep);
+            r.peers.iter().any(|&p| e.peer_matches(p, &info))
+        }
+    };
+    let mut out: Vec<Other> = (0..e.identities.len())
+        .map(IdentityId::new)
+        .filter(|&y| e.rule_matches_identity(r, y))
+        .map(Other::Ident)
+        .collect();
+    let addrs = ctx.addresses();
+    for &(y, pod, ip) in &addrs.secondary {
+        let ep = Endpoint::Pod { pod, ip: Some(ip) };
+        if matches(&ep) {
+            out.push(Other::At(y, ep));
+        }
+    }
+    for &ip in &addrs.outside {
+        let ep = Endpoint::External(ip);
+        if matches(&ep) {
+            out.push(Other::Outside(ep));
+        }
+    }
+    Some(out)
+}
+
+/// Whether any current flow reaches rule `rid` (rule `ri` of policy `pid` in `dir`).
 pub(super) fn judge(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId) -> Reach {
+    let subjects = ctx.subjects_of(pid, dir, rid);
+    judge_for(ctx, pid, dir, rid, &subjects)
+}
+
+/// Whether a flow between the pods of identity `x` and one of `others` reaches rule `rid` (in `dir`): `None` when
+/// the rule's ports apply to none of them. The rules before it that match what it matches are added to
+/// `deciders` (for the message).
+fn subject_reach(
+    ctx: &Ctx,
+    dir: Direction,
+    rid: RuleId,
+    x: IdentityId,
+    others: &[Other],
+    deciders: &mut BTreeSet<RuleId>,
+) -> Option<bool> {
+    let e = ctx.engine;
+    let r = &e.rules[rid.index()];
+    let ident = &e.identities[x.index()];
+    let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
+    let before = &rules[..rules.iter().position(|&r2| r2 == rid).unwrap_or(0)];
+    let mut judged = false;
+    for &other in others {
+        let (peer, peer_ident) = match other {
+            Other::Ident(y) => match ctx.peer_endpoint(x, y) {
+                Some(p) => (p, Some(y)),
+                None => continue,
+            },
+            // A pod's traffic to itself is not governed.
+            Other::At(y, _) if y == x && ident.pods.len() == 1 => continue,
+            Other::At(y, p) => (p, Some(y)),
+            Other::Outside(p) => (p, None),
+        };
+        let dst = if dir == Direction::Ingress { Some(x) } else { peer_ident };
+        let dst_ports = dst.map(|d| e.identities[d.index()].ports.as_slice());
+        let mine = r.ports.resolve(dst_ports);
+        if mine.is_empty() {
+            continue;
+        }
+        judged = true;
+        let allow = e.side_ports(x, dir, &peer, Variant::Action(rid, Action::Allow));
+        let deny = e.side_ports(x, dir, &peer, Variant::Action(rid, Action::Deny));
+        if allow != deny {
+            return Some(true);
+        }
+        for &r2 in before {
+            let rule2 = &e.rules[r2.index()];
+            if rule2.action != Action::Log
+                && ctx.rule_applies(rule2, x, &peer)
+                && !rule2.ports.resolve(dst_ports).intersect(&mine).is_empty()
+            {
+                deciders.insert(r2);
+            }
+        }
+    }
+    judged.then_some(false)
+}
+
+/// The pods of `subjects` (some the rule applies to) a flow of which reaches rule `rid` of policy `pid`; `None`
+/// when the rule is not judged (any of them may reach it).
+pub(super) fn reaching(
+    ctx: &Ctx,
+    pid: PolicyId,
+    dir: Direction,
+    rid: RuleId,
+    subjects: &[IdentityId],
+) -> Option<Vec<IdentityId>> {
+    let r = &ctx.engine.rules[rid.index()];
+    let others = others(ctx, pid, r)?;
+    if others.is_empty() || subjects.len() * others.len() > BUDGET {
+        return None;
+    }
+    let mut unused = BTreeSet::new();
+    Some(
+        subjects
+            .iter()
+            .copied()
+            .filter(|&x| subject_reach(ctx, dir, rid, x, &others, &mut unused) != Some(false))
+            .collect(),
+    )
+}
+
+/// [`judge`] for some of the pods the rule applies to: whether a flow of theirs reaches it.
+fn judge_for(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId, subjects: &[IdentityId]) -> Reach {
     let e = ctx.engine;
     let c = &e.cluster;
     let r = &e.rules[rid.index()];
-    if c.policy(pid).tier == PolicyTier::NetworkPolicy
-        || r.peers.is_empty()
-        || r.peers.iter().any(|p| !matches!(p, CPeer::Sel(_)))
-    {
-        return Reach::NotJudged;
-    }
-    let subjects = ctx.subjects_of(pid, dir, rid);
-    let peers = ctx.selected_peers(r);
-    if subjects.is_empty() || peers.is_empty() || subjects.len() * peers.len() > BUDGET {
+    let Some(others) = others(ctx, pid, r) else { return Reach::NotJudged };
+    if subjects.is_empty() || others.is_empty() || subjects.len() * others.len() > BUDGET {
         return Reach::NotJudged;
     }
     let mut deciders: BTreeSet<RuleId> = BTreeSet::new();
-    let mut isolating: BTreeSet<PolicyId> = BTreeSet::new();
+    let mut earlier: BTreeSet<(TierId, Option<PolicyId>)> = BTreeSet::new();
     let mut judged = false;
-    for &x in &subjects {
-        let ident = &e.identities[x.index()];
-        let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
-        let before = &rules[..rules.iter().position(|&r2| r2 == rid).unwrap_or(0)];
-        for &y in &peers {
-            let Some(peer) = ctx.peer_endpoint(x, y) else { continue };
-            let dst = if dir == Direction::Ingress { x } else { y };
-            let dst_ports = Some(e.identities[dst.index()].ports.as_slice());
-            let mine = r.ports.resolve(dst_ports);
-            if mine.is_empty() {
-                continue;
-            }
-            judged = true;
-            let allow = e.side_ports(x, dir, &peer, Variant::Action(rid, Action::Allow));
-            let deny = e.side_ports(x, dir, &peer, Variant::Action(rid, Action::Deny));
-            if allow != deny {
-                return Reach::Reached;
-            }
-            // For the message: the rules before it that match this peer on some of the same ports.
-            for &r2 in before {
-                let rule2 = &e.rules[r2.index()];
-                if rule2.action != Action::Log
-                    && e.rule_matches_identity(rule2, y)
-                    && !rule2.ports.resolve(dst_ports).intersect(&mine).is_empty()
-                {
-                    deciders.insert(r2);
-                }
-            }
-            if c.policy(pid).tier == PolicyTier::Baseline && e.isolated(x, dir) {
-                let np = ident.policies(dir).iter().filter(|&&p| c.policy(p).tier == PolicyTier::NetworkPolicy);
-                isolating.extend(np);
+    for &x in subjects {
+        match subject_reach(ctx, dir, rid, x, &others, &mut deciders) {
+            Some(true) => return Reach::Reached,
+            Some(false) => judged = true,
+            None => continue,
+        }
+        // For the message: the earlier tiers that end in a deny for these pods.
+        for &p in e.identities[x.index()].policies(dir) {
+            let t = e.policy_tier(p);
+            if t < r.tier && e.tier_list()[t.index()].end == TierEnd::Deny {
+                let np = t == e.np_tier() && c.policy(p).tier == PolicyTier::NetworkPolicy;
+                earlier.insert((t, np.then_some(p)));
             }
         }
     }
@@ -107,7 +222,7 @@ pub(super) fn judge(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId) -> Re
     deciders.sort_by_cached_key(|&d| {
         let rule = &e.rules[d.index()];
         let p = c.policy(rule.policy);
-        (p.tier, p.order, p.kind, c.policy_ref(rule.policy), rule.index)
+        (e.policy_tier(rule.policy), p.order, p.kind, c.policy_ref(rule.policy), rule.index)
     });
     let mut words: Vec<String> = deciders
         .iter()
@@ -116,9 +231,14 @@ pub(super) fn judge(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId) -> Re
             format!("{} {}", c.policy_ref(dr.policy), Ctx::rule_words(c.policy(dr.policy), dr.dir, dr.index as usize))
         })
         .collect();
+    let isolating: Vec<String> = earlier.iter().filter_map(|&(_, p)| p).map(|p| c.policy_ref(p)).collect();
+    let tiers: BTreeSet<TierId> = earlier.iter().filter(|(_, p)| p.is_none()).map(|&(t, _)| t).collect();
     if !isolating.is_empty() {
-        let names: Vec<String> = isolating.iter().map(|&p| c.policy_ref(p)).collect();
-        words.push(format!("the isolation of NetworkPolicy {}", names.join(", ")));
+        let kinds = if c.has_calico() { "the default tier's policies" } else { "NetworkPolicy" };
+        words.push(format!("the isolation of {kinds} {}", isolating.join(", ")));
+    }
+    for t in tiers {
+        words.push(format!("the defaultAction Deny of tier `{}`", e.tier_list()[t.index()].name));
     }
     Reach::Shadowed(words)
 }
@@ -127,29 +247,64 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
     for (pid, pol) in c.policies.iter().enumerate() {
-        if pol.tier == PolicyTier::NetworkPolicy {
+        let calico = calico::is_calico(pol);
+        if pol.tier == PolicyTier::NetworkPolicy && !calico {
             continue;
         }
         let pid = PolicyId::new(pid);
+        let mut found: Vec<(Direction, usize, Vec<String>)> = Vec::new();
+        let mut all = true;
         for dir in [Direction::Ingress, Direction::Egress] {
             for &rid in e.policy_rules(pid, dir) {
                 let ri = e.rules[rid.index()].index as usize;
-                let Reach::Shadowed(by) = judge(ctx, pid, dir, rid) else { continue };
-                let by = if by.is_empty() { String::new() } else { format!(": {}", by.join(", ")) };
-                let msg = format!(
-                    "{} is never reached: for every pod it applies to and every pod it selects, what it matches is \
-                     decided before it{by}",
-                    Ctx::rule_words(pol, dir, ri)
-                );
-                out.push(ctx.policy_finding(
-                    &RULE,
-                    pid,
-                    Some(Ctx::rule_path(dir, ri)),
-                    msg,
-                    "move the rule before the rules that decide first (or give its policy a lower priority), narrow \
-                     those rules, or delete it",
-                ));
+                match judge(ctx, pid, dir, rid) {
+                    Reach::Shadowed(by) => found.push((dir, ri, by)),
+                    Reach::Reached | Reach::NotJudged => all = false,
+                }
             }
+        }
+        let by_words = |by: &[String]| if by.is_empty() { String::new() } else { format!(": {}", by.join(", ")) };
+        // A Calico policy none of whose rules is reached: one finding.
+        if calico && all && found.len() > 1 {
+            let mut by: Vec<String> = Vec::new();
+            let own = format!("{} ", c.policy_ref(pid));
+            for w in found.iter().flat_map(|f| f.2.iter()) {
+                if !by.contains(w) && !w.starts_with(&own) {
+                    by.push(w.clone());
+                }
+            }
+            let msg = format!(
+                "none of this policy's {} rules is ever reached: for every pod it applies to and every peer they \
+                 match, what they match is decided before them{}",
+                found.len(),
+                by_words(&by)
+            );
+            out.push(ctx.policy_finding(
+                &RULE,
+                pid,
+                None,
+                msg,
+                "give the policy a lower order (or move it to an earlier tier), narrow the rules that decide first, \
+                 or delete the policy",
+            ));
+            continue;
+        }
+        for (dir, ri, by) in found {
+            let msg = format!(
+                "{} is never reached: for every pod it applies to and every {}, what it matches is decided \
+                 before it{}",
+                Ctx::rule_words(pol, dir, ri),
+                if calico { "peer it matches" } else { "pod it selects" },
+                by_words(&by)
+            );
+            let help = if calico {
+                "move the rule before the rules that decide first (or give its policy a lower order), narrow those \
+                 rules, or delete it"
+            } else {
+                "move the rule before the rules that decide first (or give its policy a lower priority), narrow \
+                 those rules, or delete it"
+            };
+            out.push(ctx.policy_finding(&RULE, pid, Some(Ctx::rule_path(dir, ri)), msg, help));
         }
     }
 }
@@ -271,6 +426,143 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         // Without the NetworkPolicy, the Baseline rule decides.
         let f = run(&RULE, &with(yaml.split("---").next().unwrap_or_default()));
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// A Calico NetworkPolicy of lower order that denies namespace b decides before an Allow of b/client.
+    const CALICO_LATE_EXCEPTION: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: deny-b, namespace: a}
+spec:
+  order: 10
+  selector: all()
+  ingress:
+  - action: Deny
+    source: {namespaceSelector: team == 'b'}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: allow-client, namespace: a}
+spec:
+  order: 20
+  selector: app == 'web'
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source: {namespaceSelector: team == 'b', selector: app == 'client'}
+    destination: {ports: [8080]}
+  - action: Allow
+    source: {namespaceSelector: team == 'b'}
+"#;
+
+    /// A Calico policy whose rules all come too late: one finding for the policy; one rule alone: the rule.
+    #[test]
+    fn calico_rules_after_a_lower_order_deny() {
+        let f = run(&RULE, &with(CALICO_LATE_EXCEPTION));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "NetworkPolicy.projectcalico.org a/allow-client");
+        assert_eq!(f[0].field, None);
+        assert_eq!(
+            f[0].message,
+            "none of this policy's 2 rules is ever reached: for every pod it applies to and every peer they match, \
+             what they match is decided before them: caliconetworkpolicy/a/deny-b ingress rule 0 (Deny)"
+        );
+        // An Allow from a/db as well: that one is reached, the other two are reported one by one.
+        let yaml = CALICO_LATE_EXCEPTION.replace(
+            "  - action: Allow\n    source: {namespaceSelector: team == 'b'}\n",
+            "  - action: Allow\n    source: {namespaceSelector: team == 'b'}\n  - action: Allow\n    source: {selector: app == 'db'}\n",
+        );
+        let f = run(&RULE, &with(&yaml));
+        let fields: Vec<_> = f.iter().map(|f| f.field.as_deref().unwrap_or_default()).collect();
+        assert_eq!(fields, ["spec.ingress[0]", "spec.ingress[1]"], "{f:?}");
+        assert!(f[0].message.starts_with("ingress rule 0 (Allow) is never reached"), "{}", f[0].message);
+        // The Deny with the higher order: the Allow rules decide first.
+        let swapped = CALICO_LATE_EXCEPTION.replace("order: 10", "order: 30");
+        // (It is reached for a/db, which the Allow policy does not select.)
+        assert!(run(&RULE, &with(&swapped)).is_empty());
+        let swapped = swapped.replace("selector: all()", "selector: app == 'web'");
+        let f = run(&RULE, &with(&swapped));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "NetworkPolicy.projectcalico.org a/deny-b");
+        assert!(
+            f[0].message.ends_with(
+                "decided before it: caliconetworkpolicy/a/allow-client ingress rule 0 (Allow), \
+                 caliconetworkpolicy/a/allow-client ingress rule 1 (Allow)"
+            ),
+            "{}",
+            f[0].message
+        );
+        // Without the Allow policy's pods, the Deny decides.
+        let reached = swapped.replace("order: 20\n  selector: app == 'web'", "order: 20\n  selector: has(nothing)");
+        assert!(run(&RULE, &with(&reached)).is_empty());
+    }
+
+    /// Calico rules with nets are judged on the outside addresses: a Deny of every IPv4 address shadows an Allow
+    /// of some; a Deny of other addresses does not.
+    #[test]
+    fn calico_nets_are_judged_on_outside_addresses() {
+        let gnp = |deny: &str| {
+            format!(
+                "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: egress}}\nspec:\n  \
+                 selector: app == 'web'\n  egress:\n  - {{action: Deny, destination: {{nets: [{deny}]}}}}\n  - \
+                 {{action: Allow, destination: {{nets: [192.0.2.0/24]}}}}\n"
+            )
+        };
+        let f = run(&RULE, &with(&gnp("0.0.0.0/0")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "GlobalNetworkPolicy egress");
+        assert_eq!(f[0].field.as_deref(), Some("spec.egress[1]"));
+        assert!(f[0].message.ends_with("decided before it: gnp/egress egress rule 0 (Deny)"), "{}", f[0].message);
+        assert!(run(&RULE, &with(&gnp("10.0.0.0/8"))).is_empty());
+    }
+
+    /// A Calico tier that ends in Deny decides everything its rules leave for the pods it selects: a later tier's
+    /// rule for them is never reached.
+    #[test]
+    fn calico_earlier_tier_default_deny() {
+        let yaml = r#"
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: first}
+spec: {order: 100}
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: second}
+spec: {order: 200}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: first.web}
+spec:
+  tier: first
+  selector: app == 'web'
+  ingress:
+  - {action: Allow, protocol: TCP, destination: {ports: [8080]}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: second.web}
+spec:
+  tier: second
+  selector: app == 'web'
+  ingress:
+  - {action: Allow, protocol: TCP, source: {selector: app == 'client'}, destination: {ports: [443]}}
+"#;
+        let f = run(&RULE, &with(yaml));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "GlobalNetworkPolicy second.web");
+        assert!(
+            f[0].message.ends_with("decided before it: the defaultAction Deny of tier `first`"),
+            "{}",
+            f[0].message
+        );
+        // With a Pass, the first tier hands 443 on.
+        let pass = yaml.replace(
+            "  - {action: Allow, protocol: TCP, destination: {ports: [8080]}}",
+            "  - {action: Allow, protocol: TCP, destination: {ports: [8080]}}\n  - {action: Pass}",
+        );
+        assert!(run(&RULE, &with(&pass)).is_empty());
     }
 
     /// Rules with address peers are not judged, whatever precedes them.

@@ -105,7 +105,7 @@ fn sarif_is_valid_and_points_at_lines() {
     let results = v["runs"][0]["results"].as_array().unwrap();
     let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
     assert_eq!(rules.len(), netpol_core::lint::RULES.len());
-    assert_eq!(rules.len(), 18);
+    assert_eq!(rules.len(), 20);
     for r in results {
         let idx = r["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(rules[idx]["id"], r["ruleId"]);
@@ -143,6 +143,17 @@ fn sarif_validates_against_the_sarif_2_1_0_schema() {
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator.iter_errors(&v).map(|e| format!("{e} at {}", e.instance_path())).collect();
     assert!(errors.is_empty(), "SARIF does not validate: {errors:#?}");
+    // The Calico findings too (objects that are Tiers, findings without a field).
+    let dir = crate::common::tempdir();
+    std::fs::write(dir.path().join("calico.yaml"), CALICO).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(["lint", "-f", "calico.yaml", "-o", "sarif", "--fail-on", "never"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&v).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "SARIF of the Calico findings does not validate: {errors:#?}");
 }
 
 #[test]
@@ -237,4 +248,200 @@ fn sarif_uris_are_relative_to_the_current_directory_and_percent_encoded() {
     let o = run_in(&dir.path().join("k8s manifests"), abs.to_str().unwrap());
     let want = format!("file://{}", abs.display());
     assert!(sarif_uris(&o).iter().all(|u| *u == want), "{:?}", sarif_uris(&o));
+}
+
+/// Calico's policies, each with a mistake a lint rule finds in it.
+const CALICO: &str = r#"# Calico's policies, each mistake the lint rules find in them.
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels:
+    team: shop
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: shop
+  labels:
+    app: web
+spec:
+  containers:
+  - name: c
+    ports:
+    - name: http
+      containerPort: 8080
+status:
+  podIPs:
+  - ip: 10.0.0.1
+  - ip: fd00::1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: db
+  namespace: shop
+  labels:
+    app: db
+spec:
+  containers:
+  - name: c
+status:
+  podIP: 10.0.0.2
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: coredns
+  namespace: kube-system
+  labels:
+    k8s-app: kube-dns
+spec:
+  containers:
+  - name: c
+status:
+  podIP: 10.0.9.10
+---
+# NP020: a tier without policies.
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata:
+  name: unused
+spec:
+  order: 50
+---
+# NP019: a tier whose only policy selects no pod (NP001: a misspelt label key).
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata:
+  name: platform
+spec:
+  order: 100
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: platform.web
+spec:
+  tier: platform
+  selector: ap == 'web'
+  types:
+  - Ingress
+---
+# NP018: tier strict ends in Deny and its policy allows no DNS. NP014: notNets of IPv4 only, for a dual-stack pod.
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata:
+  name: strict
+spec:
+  order: 200
+  defaultAction: Deny
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: strict.egress
+spec:
+  tier: strict
+  selector: app == 'web'
+  types:
+  - Egress
+  egress:
+  - action: Allow
+    destination:
+      notNets:
+      - 10.0.0.0/8
+---
+# NP002: a misspelt label value. NP017: a Pass with no later tier for shop/db.
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata:
+  name: security
+spec:
+  order: 300
+  defaultAction: Pass
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata:
+  name: security.db
+  namespace: shop
+spec:
+  tier: security
+  order: 10
+  selector: app == 'db'
+  ingress:
+  - action: Deny
+    source:
+      selector: app == 'wbe'
+  - action: Pass
+---
+# NP016: an Allow after the Deny of everything from namespace shop.
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata:
+  name: security.lockdown
+  namespace: shop
+spec:
+  tier: security
+  order: 20
+  selector: app == 'web'
+  ingress:
+  - action: Deny
+    source:
+      namespaceSelector: team == 'shop'
+  - action: Allow
+    source:
+      selector: app == 'db'
+"#;
+
+/// `netpol lint` on Calico policies: the rules extended to Calico (NP001, NP002, NP014, NP016, NP017, NP018) and
+/// the tier rules (NP019, NP020) fire, each on the line of its field (or of its object), in text and in SARIF.
+#[test]
+fn calico_policies() {
+    let dir = crate::common::tempdir();
+    std::fs::write(dir.path().join("calico.yaml"), CALICO).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_netpol"))
+            .args(["lint", "-f", "calico.yaml", "--fail-on", "never"])
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    for code in ["NP001", "NP002", "NP014", "NP016", "NP017", "NP018", "NP019", "NP020"] {
+        assert!(text.contains(&format!("[{code}]")), "{code} missing:\n{text}");
+    }
+    insta::assert_snapshot!("lint_calico", text);
+    let o = run(&["-o", "sarif"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
+    let lines: Vec<&str> = CALICO.lines().collect();
+    let mut seen = Vec::new();
+    for r in v["runs"][0]["results"].as_array().unwrap() {
+        let idx = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[idx]["id"], r["ruleId"]);
+        let phys = &r["locations"][0]["physicalLocation"];
+        assert_eq!(phys["artifactLocation"]["uri"], "calico.yaml");
+        let line = phys["region"]["startLine"].as_u64().unwrap() as usize;
+        seen.push((r["ruleId"].as_str().unwrap().to_string(), lines[line - 1].trim().to_string()));
+    }
+    let want = [
+        ("NP020", "apiVersion: projectcalico.org/v3"),
+        ("NP019", "apiVersion: projectcalico.org/v3"),
+        ("NP001", "selector: ap == 'web'"),
+        ("NP018", "defaultAction: Deny"),
+        ("NP014", "notNets:"),
+        ("NP002", "selector: app == 'wbe'"),
+        ("NP017", "- action: Pass"),
+        ("NP016", "- action: Allow"),
+    ];
+    for (code, line) in want {
+        assert!(seen.iter().any(|(c, l)| c == code && l == line), "{code} not on `{line}`: {seen:?}");
+    }
 }
