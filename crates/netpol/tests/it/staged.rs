@@ -74,7 +74,7 @@ fn diff_staged_reports_what_a_staged_delete_would_open_and_fails_on_it_when_aske
         "+ ALLOW  ops/* (2 pods), shop/web -> shop/db  all  (3 pairs)",
         "    because (e.g. ops/monitor-1 -> shop/db 5432/TCP): ingress to shop/db is not isolated anymore \
          (shop/db-from-api was removed)",
-        "+ ALLOW  shop/api -> shop/db  TCP 1-5431,5433-65535; UDP all; SCTP all  (1 pair)",
+        "+ ALLOW  shop/api -> shop/db  TCP 1-5431,5433-65535; UDP all; SCTP all; ICMP all; ICMPv6 all  (1 pair)",
         "+ ALLOW  outside 0.0.0.0/0, ::/0 -> shop/db  all  (1 pod)",
         "2 groups: 4 pairs newly allowed, 0 pairs newly denied (4 pairs changed), 16 pairs unchanged; 1 group with \
          addresses outside the cluster (1 newly allowed); 0 pods added, 0 removed",
