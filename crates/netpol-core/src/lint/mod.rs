@@ -6,7 +6,7 @@
 //!
 //! Calico's kinds (`projectcalico.org/v3` NetworkPolicy and GlobalNetworkPolicy, Tiers) are judged by what they
 //! mean: the rules written for NetworkPolicy skip them or read their fields (`spec.selector`, `source`,
-//! `destination`, `nets`), and the tier rules (NP016–NP018) follow Calico's tiers; [`calico`] holds what the
+//! `destination`, `nets`), and the tier rules (NP016–NP018) follow Calico's tiers; `calico.rs` holds what the
 //! Calico-aware rules share.
 
 use std::collections::BTreeMap;
