@@ -602,7 +602,12 @@ impl Engine {
 /// One matching rule of an admin tier: `[Admin] anp/x (priority 10) ingress rule 2 "name": Pass, peer 0, port
 /// 80/TCP (file (document 0), spec.ingress[2])`.
 fn rule_line(m: &RuleMatch) -> String {
-    let prio = m.priority.map(|p| format!(" (priority {p})")).unwrap_or_default();
+    // Calico calls it `order`; the admin kinds `priority`.
+    let word = match m.key.policy.kind {
+        PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy => "order",
+        _ => "priority",
+    };
+    let prio = m.priority.map(|p| format!(" ({word} {p})")).unwrap_or_default();
     let name = m.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
     let dir = m.field.split(['.', '[']).nth(1).unwrap_or("");
     let peer = m.peer.map_or("any peer".to_string(), |p| format!("peer {p}"));

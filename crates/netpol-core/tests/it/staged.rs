@@ -536,7 +536,7 @@ fn explain_gives_the_staged_verdict_and_its_deciding_rule_beside_the_enforced_on
          enforced ALLOW)\n  staged policies on this flow: StagedNetworkPolicy shop/deny-ops (Set: \
          caliconetworkpolicy/shop/deny-ops, deny.yaml (document 0))\n  egress from ops/monitor-1: allowed: no policy \
          selects ops/monitor-1 for egress: not isolated, everything allowed\n  ingress to shop/api: DENIED\n    \
-         [security] caliconetworkpolicy/shop/deny-ops (priority 10) ingress rule 0: Deny, peer 0, any port (deny.yaml \
+         [security] caliconetworkpolicy/shop/deny-ops (order 10) ingress rule 0: Deny, peer 0, any port (deny.yaml \
          (document 0), spec.ingress[0]) → DENY\n"
     );
 
