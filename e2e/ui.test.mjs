@@ -758,6 +758,10 @@ async function calicoRun(page, { prom, pg, web }) {
   const gone = want.groups.filter((g) => g.change === 'newly_denied' && g.destinations.every((d) => d.startsWith('database/')));
   check(removed.length > 0 && removed.every((r) => r.endsWith(pg.id)) && gone.length > 0, 'a Tier in the what-if: its default action Deny removes edges into the database', { removed, groups: want.groups.length });
   await page.click('#whatif-result .cause-detail summary');
+  // The unfolded walk is rendered after the click: wait for it rather than read it at once.
+  await page
+    .waitForSelector('#whatif-result .cause-detail[open] .side[data-direction="ingress"] li.step', { timeout: 5000 })
+    .catch(() => {});
   const walked = await page.$$eval('#whatif-result .cause-detail[open] .side[data-direction="ingress"] li.step', (l) => l.map((x) => ({ ...x.dataset, text: x.textContent })));
   check(
     walked.some((x) => x.tier === 'security' && x.end === 'deny' && x.decides === 'true' && x.text.includes('→ DENY')),
