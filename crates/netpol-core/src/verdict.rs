@@ -118,7 +118,7 @@ pub struct SideExplanation {
     /// it, then the NetworkPolicy rules that allow it, then the Baseline rule that decides it.
     pub walk: Vec<RuleMatch>,
     pub decided_by: DecidedBy,
-    /// The tier whose default action denied it (`decided_by: tierdefault`).
+    /// The tier whose default action denied it (`decided_by: tier_default`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier_default: Option<String>,
     /// The allowing rules of `walk`.
