@@ -151,7 +151,7 @@ impl<'e> Builder<'e> {
                 let ports = if dir == Direction::Ingress { ident.ports.clone() } else { Vec::new() };
                 for &pod in &ident.pods {
                     for &ip in &self.e.cluster.pod(pod).ips {
-                        let masked = self.masked(iid, dir, ip);
+                        let masked = self.e.masked_rules(iid, dir, &self.e.ip_info(iid, ip));
                         let profile = self.profile(dir, ident.policies(dir), ports.clone(), masked);
                         self.t.addresses.push((ip, dir, profile));
                     }
@@ -159,26 +159,6 @@ impl<'e> Builder<'e> {
             }
         }
         self.t
-    }
-
-    /// The Calico rules of identity `i`'s policies in `dir` whose own-side criteria its pod's address `ip` fails.
-    fn masked(&self, i: IdentityId, dir: Direction, ip: IpAddr) -> Vec<RuleId> {
-        if !self.e.calico {
-            return Vec::new();
-        }
-        let ident = &self.e.identities[i.index()];
-        let rules = match dir {
-            Direction::Ingress => &ident.ingress_rules,
-            Direction::Egress => &ident.egress_rules,
-        };
-        let me = self.e.ip_info(i, ip);
-        let mut v: Vec<RuleId> = rules
-            .iter()
-            .copied()
-            .filter(|r| self.e.rules[r.index()].local.is_some_and(|l| !self.e.calico_matches(l, &me)))
-            .collect();
-        v.sort_unstable();
-        v
     }
 
     fn profile(

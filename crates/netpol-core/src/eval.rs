@@ -574,9 +574,10 @@ impl Engine {
 
     /// Whether a rule's peers match the pods of identity `i` (at their primary addresses): what a fold over the
     /// pods of a cluster (lint, the matrix's peer signatures) asks of each rule.
-    /// The Calico rules of identity `i`'s policies in `dir` whose own-side criteria its pods (at their primary
-    /// address) fail: they do not apply to them. Sorted; empty without such rules.
-    pub(crate) fn masked_rules(&self, i: IdentityId, dir: Direction) -> Vec<RuleId> {
+    /// The Calico rules of identity `i`'s policies in `dir` whose own-side criteria its pod at `me` (the matrix:
+    /// its primary address; the data plane: each address) fails: they do not apply there. Sorted; empty without
+    /// such rules.
+    pub(crate) fn masked_rules(&self, i: IdentityId, dir: Direction, me: &EpInfo<'_>) -> Vec<RuleId> {
         if !self.calico {
             return Vec::new();
         }
@@ -588,7 +589,7 @@ impl Engine {
         let mut v: Vec<RuleId> = rules
             .iter()
             .copied()
-            .filter(|r| self.rules[r.index()].local.is_some_and(|l| !self.calico_peer_of(l).pods.contains(i)))
+            .filter(|r| self.rules[r.index()].local.is_some_and(|l| !self.calico_matches(l, me)))
             .collect();
         v.sort_unstable();
         v

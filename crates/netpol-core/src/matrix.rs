@@ -307,12 +307,17 @@ impl Engine {
             let e = if ident.egress_policies.is_empty() {
                 0
             } else {
-                eprofs.id(&(ident.egress_policies.clone(), self.masked_rules(i, Direction::Egress)))
+                eprofs
+                    .id(&(ident.egress_policies.clone(), self.masked_rules(i, Direction::Egress, &self.ident_info(i))))
             };
             let n = if ident.ingress_policies.is_empty() {
                 0
             } else {
-                iprofs.id(&(ident.ingress_policies.clone(), pp, self.masked_rules(i, Direction::Ingress)))
+                iprofs.id(&(
+                    ident.ingress_policies.clone(),
+                    pp,
+                    self.masked_rules(i, Direction::Ingress, &self.ident_info(i)),
+                ))
             };
             let sc = *src_index.entry((e, m)).or_insert_with(|| {
                 src_classes.push(Vec::new());
