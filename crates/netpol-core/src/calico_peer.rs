@@ -89,6 +89,8 @@ pub struct SelMatch {
     pub intervals: Intervals,
     /// Indexes of the matched network sets in the cluster (for explanations).
     pub sets: Vec<usize>,
+    /// Indexes of the matched host endpoints in the cluster.
+    pub heps: Vec<usize>,
 }
 
 /// A compiled [`CalicoPeer`].

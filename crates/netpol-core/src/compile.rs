@@ -598,6 +598,13 @@ pub struct Engine {
     pub(crate) ident_calico: Vec<Labels>,
     pub(crate) calico_peers: Vec<CCalico>,
     pub(crate) calico_index: FxHashMap<CalicoPeer, CalicoId>,
+    /// Calico host endpoints, compiled (see [`crate::host`]): in the cluster's order.
+    pub(crate) heps: Vec<crate::host::CHep>,
+    /// Each host-endpoint address → its host endpoint (the first one that has it).
+    pub(crate) hep_by_ip: FxHashMap<IpAddr, usize>,
+    /// Each node with host endpoints → the one that forwarded traffic crosses (its `*` endpoint, else the first
+    /// by name).
+    pub(crate) node_hep: FxHashMap<String, usize>,
 }
 
 /// The address blocks Calico's criteria need as blocks (see [`crate::calico_peer`]): every `nets`/`notNets`
@@ -628,6 +635,9 @@ fn calico_blocks(cluster: &Cluster) -> Vec<IpBlock> {
     }
     for s in &cluster.network_sets {
         out.extend(s.nets.iter().map(|n| IpBlock { cidr: *n, except: Vec::new() }));
+    }
+    for h in &cluster.host_endpoints {
+        out.extend(h.expected_ips.iter().map(|ip| IpBlock { cidr: ipnet::IpNet::from(*ip), except: Vec::new() }));
     }
     if family {
         for all in ["0.0.0.0/0", "::/0"] {
@@ -801,6 +811,9 @@ impl Engine {
             ident_calico: Vec::new(),
             calico_peers: Vec::new(),
             calico_index: FxHashMap::default(),
+            heps: Vec::new(),
+            hep_by_ip: FxHashMap::default(),
+            node_hep: FxHashMap::default(),
         };
         eng.ip_class_index.insert(Vec::new(), IpClassId::new(0));
 
@@ -846,6 +859,9 @@ impl Engine {
         // Policies selecting each identity. hostNetwork pods are not subject to policies.
         let mut sel_cache: FxHashMap<(&Selector, LabelSetId), bool> = FxHashMap::default();
         for (polid, pol) in cluster.policies.iter().enumerate() {
+            if !pol.host.applies_to_workloads() {
+                continue;
+            }
             let namespaces: Vec<NsId> = match &pol.scope {
                 Scope::Namespace(ns) => vec![*ns],
                 Scope::Cluster(sel) => (0..cluster.namespaces.len())
@@ -916,6 +932,7 @@ impl Engine {
             eng.refresh_rules(IdentityId::new(i));
             eng.intern_named_ports(IdentityId::new(i));
         }
+        eng.compile_host_endpoints();
         eng
     }
 
@@ -1099,15 +1116,24 @@ impl Engine {
             }
             let ids: Vec<IdentityId> = index.map(|x| x.select(expr)).unwrap_or_default();
             let sets: Vec<usize> = (0..netset_labels.len()).filter(|&s| expr.matches(&netset_labels[s])).collect();
+            // Host endpoints are matched by their labels and their expected addresses, as network sets are.
+            let heps: Vec<usize> = (0..cluster.host_endpoints.len())
+                .filter(|&h| expr.matches(&cluster.host_endpoints[h].labels))
+                .collect();
+            let hep_nets: Vec<ipnet::IpNet> = heps
+                .iter()
+                .flat_map(|&h| cluster.host_endpoints[h].expected_ips.iter().map(|ip| ipnet::IpNet::from(*ip)))
+                .collect();
             let mut blocks: Vec<BlockId> = sets
                 .iter()
                 .flat_map(|&s| cluster.network_sets[s].nets.iter())
+                .chain(&hep_nets)
                 .filter_map(|n| eng.block_index.get(&IpBlock { cidr: *n, except: Vec::new() }).copied())
                 .collect();
             blocks.sort_unstable();
             blocks.dedup();
             let intervals = Intervals::of(&eng.block_ranges, &blocks);
-            let m = SelMatch { idents: IdSet::from_sorted(ids, eng.identities.len()), blocks, intervals, sets };
+            let m = SelMatch { idents: IdSet::from_sorted(ids, eng.identities.len()), blocks, intervals, sets, heps };
             cache.insert(expr.clone(), m.clone());
             m
         };
@@ -1356,10 +1382,34 @@ impl Engine {
         let s = self.ep_info(src);
         let mut d = self.ep_info(dst);
         d.name = dst_name;
+        if !self.heps.is_empty() {
+            return self.allowed_with_hosts(src, &s, dst, &d, proto, port);
+        }
         let dst_named = d.ident.map(|i| self.identities[i.index()].named_ports.as_slice());
         let q = Query { proto, port, dst_named };
         s.ident.is_none_or(|i| self.walk_side(i, &s, Direction::Egress, &d, &q, &mut Quiet))
             && d.ident.is_none_or(|i| self.walk_side(i, &d, Direction::Ingress, &s, &q, &mut Quiet))
+    }
+
+    /// [`Engine::allowed_named`] in a cluster with host endpoints: the pods' sides and the host checks.
+    fn allowed_with_hosts(
+        &self,
+        src: &Endpoint,
+        s: &EpInfo<'_>,
+        dst: &Endpoint,
+        d: &EpInfo<'_>,
+        proto: Protocol,
+        port: u16,
+    ) -> bool {
+        let (_, dp) = self.flow_places(src, s, dst, d);
+        let dst_named = match self.host_named_ports(dp) {
+            Some(n) => Some(n),
+            None => d.ident.map(|i| self.identities[i.index()].named_ports.as_slice()),
+        };
+        let q = Query { proto, port, dst_named };
+        s.ident.is_none_or(|i| self.walk_side(i, s, Direction::Egress, d, &q, &mut Quiet))
+            && d.ident.is_none_or(|i| self.walk_side(i, d, Direction::Ingress, s, &q, &mut Quiet))
+            && self.host_allows(src, s, dst, d, &q)
     }
 
     /// Parses `ns/pod`, `pod` (in `default_ns`) or an IP address (see [`parse_address`]). A string that looks
@@ -1381,7 +1431,10 @@ impl Engine {
     pub fn endpoint_name(&self, ep: &Endpoint) -> String {
         match ep {
             Endpoint::Pod { pod, .. } => self.cluster.pod_ref(*pod),
-            Endpoint::External(ip) => ip.to_string(),
+            Endpoint::External(ip) => match self.host_endpoint_at(*ip) {
+                Some(h) => format!("{ip} (host endpoint {} on node {})", h.name, h.node),
+                None => ip.to_string(),
+            },
         }
     }
 

@@ -242,6 +242,16 @@ impl<S: Clone> Side<S> {
     }
 }
 
+/// What the tiers of a fold do at their ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ends {
+    /// Each tier's own end (its default action).
+    AsTiers,
+    /// Every tier passes what it leaves undecided: Felix's untracked and pre-DNAT policies, whose tiers end in
+    /// Pass so that the policies of later stages still apply.
+    Pass,
+}
+
 /// How a fold departs from the compiled rules (lint's what-ifs; see [`Engine::fold_side_variant`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Variant {
@@ -386,7 +396,7 @@ impl Engine {
         traffic: P::Set,
         settle: bool,
         variant: Variant,
-        mut consult: impl FnMut(RuleId, &CRule) -> P::Set,
+        consult: impl FnMut(RuleId, &CRule) -> P::Set,
     ) -> P::Set {
         let ident = &self.identities[subject.index()];
         let (pols, rules) = match dir {
@@ -405,6 +415,24 @@ impl Engine {
             }
             Variant::AsIs | Variant::Action(..) | Variant::Tier(..) => rules,
         };
+        self.fold_rules(pols, rules, Ends::AsTiers, p, traffic, settle, variant, consult).finish(p)
+    }
+
+    /// The tier walk itself, over any subject's policies `pols` (sorted) and their rules `rules` (in evaluation
+    /// order): a pod's (above) or a host endpoint's on one of its paths ([`crate::host`]). Returns the fold
+    /// before its end, so that a caller can tell allowed from undecided traffic.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fold_rules<P: Ports>(
+        &self,
+        pols: &[PolicyId],
+        rules: &[RuleId],
+        ends: Ends,
+        p: &mut P,
+        traffic: P::Set,
+        settle: bool,
+        variant: Variant,
+        mut consult: impl FnMut(RuleId, &CRule) -> P::Set,
+    ) -> Side<P::Set> {
         let mut side = Side::new(p, traffic);
         let mut next = 0;
         for (t, tier) in self.tiers.iter().enumerate() {
@@ -422,18 +450,22 @@ impl Engine {
                 let ports = consult(r, rule);
                 side.rule(p, variant.action(r, rule), &ports);
             }
+            let tier_end = match ends {
+                Ends::AsTiers => tier.end,
+                Ends::Pass => TierEnd::Continue,
+            };
             let (selected, end) = match variant {
                 Variant::Tier(only, end) => (only == t, end),
                 // Only a tier that ends in "deny" asks whether it selects the subject: the hot path scans the
                 // subject's policies once (for NetworkPolicy isolation), not once per tier.
-                _ => (tier.end == TierEnd::Deny && pols.iter().any(|&pol| self.policy_tier(pol) == t), tier.end),
+                _ => (tier_end == TierEnd::Deny && pols.iter().any(|&pol| self.policy_tier(pol) == t), tier_end),
             };
             side.end_tier(p, selected, end);
             if settle && !side.open(p) {
                 break;
             }
         }
-        side.finish(p)
+        side
     }
 
     /// `rules` (a subject's, in evaluation order) with the rules of policies `a` and `b` in each other's place.
@@ -527,12 +559,27 @@ impl Engine {
         trace: &mut T,
     ) -> bool {
         self.fold_side(subject, dir, &mut OnePort, true, !T::EVERY_RULE, |r, rule| {
-            let ports = rule.ports.matches(q.proto, q.port, q.dst_named);
-            let local = rule.local.is_none_or(|l| self.calico_matches(l, me));
-            let peer = if (ports && local) || T::EVERY_RULE { self.rule_peer::<T>(rule, peer) } else { None };
-            trace.step(Step { rule: r, ports, peer, local });
-            ports && local && peer.is_some()
+            self.consult_rule(r, rule, me, peer, q, trace)
         })
+    }
+
+    /// Whether one rule matches a flow (`me`: the flow's end on the subject's side, `peer` the other end), as
+    /// every walk of one flow consults it; the step is recorded in `trace`.
+    #[inline]
+    pub(crate) fn consult_rule<T: Trace>(
+        &self,
+        r: RuleId,
+        rule: &CRule,
+        me: &EpInfo<'_>,
+        peer: &EpInfo<'_>,
+        q: &Query<'_>,
+        trace: &mut T,
+    ) -> bool {
+        let ports = rule.ports.matches(q.proto, q.port, q.dst_named);
+        let local = rule.local.is_none_or(|l| self.calico_matches(l, me));
+        let peer = if (ports && local) || T::EVERY_RULE { self.rule_peer::<T>(rule, peer) } else { None };
+        trace.step(Step { rule: r, ports, peer, local });
+        ports && local && peer.is_some()
     }
 
     /// The policies that apply to the pods of identity `i` in `dir`, per tier (tiers with none left out), each

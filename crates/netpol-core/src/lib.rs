@@ -13,6 +13,7 @@ pub mod compile;
 pub mod dataplane;
 pub mod diff;
 pub mod eval;
+pub mod host;
 pub mod ipranges;
 pub mod labels;
 pub mod lint;

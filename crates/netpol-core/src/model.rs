@@ -588,7 +588,25 @@ pub struct Policy {
     /// Effective policyTypes after defaulting.
     pub affects_ingress: bool,
     pub affects_egress: bool,
+    /// A GlobalNetworkPolicy's host-endpoint flags (all false for every other kind).
+    pub host: HostFlags,
     pub origin: Origin,
+}
+
+/// A GlobalNetworkPolicy's `doNotTrack`, `preDNAT` and `applyOnForward`: where on a host endpoint's paths it
+/// applies (see [`crate::host`]). An untracked or pre-DNAT policy applies to host endpoints only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HostFlags {
+    pub do_not_track: bool,
+    pub pre_dnat: bool,
+    pub apply_on_forward: bool,
+}
+
+impl HostFlags {
+    /// Whether the policy applies to workload endpoints (pods) at all: untracked and pre-DNAT policies do not.
+    pub fn applies_to_workloads(self) -> bool {
+        !self.do_not_track && !self.pre_dnat
+    }
 }
 
 impl Policy {
@@ -668,6 +686,33 @@ pub struct Node {
     /// The `InternalIP` and `ExternalIP` addresses, in order.
     pub ips: Vec<IpAddr>,
     pub origin: Origin,
+}
+
+/// A Calico HostEndpoint: one or all of a node's interfaces, whose traffic to and from the host (and, for
+/// `applyOnForward` policies, through it) Calico's GlobalNetworkPolicies govern (see [`crate::host`]).
+#[derive(Clone, Debug)]
+pub struct HostEndpoint {
+    pub name: String,
+    /// `spec.node`.
+    pub node: String,
+    /// `spec.interfaceName`: `*` (every interface of the host), an interface name, or `None`.
+    pub interface: Option<String>,
+    /// `spec.expectedIPs`: the addresses Calico's selectors match it by, and the addresses netpol takes as the
+    /// host's for flows (see `Engine::host_endpoint_addresses`).
+    pub expected_ips: Vec<IpAddr>,
+    pub labels: Labels,
+    /// `spec.profiles`, in order.
+    pub profiles: Vec<String>,
+    /// `spec.ports`: named ports that policy rules can refer to.
+    pub ports: Vec<ContainerPort>,
+    pub origin: Origin,
+}
+
+impl HostEndpoint {
+    /// Whether it governs every interface of its node (`interfaceName: "*"`).
+    pub fn all_interfaces(&self) -> bool {
+        self.interface.as_deref() == Some("*")
+    }
 }
 
 /// A Calico NetworkSet (namespaced) or GlobalNetworkSet: labelled addresses that Calico selectors match.
@@ -789,6 +834,8 @@ pub struct Cluster {
     pub service_accounts: Vec<ServiceAccount>,
     /// Staged policies, in input order: never part of the enforced answers (see [`StagedPolicy`]).
     pub staged: Vec<StagedPolicy>,
+    /// Calico HostEndpoints, in input order.
+    pub host_endpoints: Vec<HostEndpoint>,
 }
 
 impl Default for Cluster {
@@ -802,6 +849,7 @@ impl Default for Cluster {
             network_sets: Vec::new(),
             service_accounts: Vec::new(),
             staged: Vec::new(),
+            host_endpoints: Vec::new(),
         }
     }
 }
@@ -922,6 +970,7 @@ impl Cluster {
     /// Whether any object of a Calico kind was loaded (answers then use Calico's tier names).
     pub fn has_calico(&self) -> bool {
         !self.network_sets.is_empty()
+            || !self.host_endpoints.is_empty()
             || self.tiers.iter().any(|t| t.origin.is_some())
             || self
                 .policies

@@ -73,12 +73,37 @@ fn port_matches(c: &Cluster, rule: &Rule, proto: Protocol, port: u16, dst: &Endp
                 && match &p.port {
                     PortMatch::Any => true,
                     PortMatch::Range(lo, hi) => *lo <= port && port <= *hi,
-                    PortMatch::Named(name) => match dst {
-                        Endpoint::Pod { pod, .. } => c.pod(*pod).named_port(name, proto) == Some(port),
-                        Endpoint::External(_) => false,
-                    },
+                    PortMatch::Named(name) => named_port(c, dst, name, proto) == Some(port),
                 }
         })
+}
+
+/// A named port of the destination: a host endpoint's (at its address), else a pod's.
+fn named_port(c: &Cluster, dst: &Endpoint, name: &str, proto: Protocol) -> Option<u16> {
+    if let Some(h) = host_at(c, dst) {
+        return h.ports.iter().find(|p| p.protocol == proto && p.name.as_deref() == Some(name)).map(|p| p.port);
+    }
+    match dst {
+        Endpoint::Pod { pod, .. } => c.pod(*pod).named_port(name, proto),
+        Endpoint::External(_) => None,
+    }
+}
+
+/// The host endpoint whose address an endpoint is (an address, or a hostNetwork pod's), the first in input order.
+fn host_at<'c>(c: &'c Cluster, ep: &Endpoint) -> Option<&'c HostEndpoint> {
+    if let Endpoint::Pod { pod, .. } = *ep {
+        if !c.pod(pod).host_network {
+            return None;
+        }
+    }
+    let ip = ip_of(c, ep)?;
+    c.host_endpoints.iter().find(|h| {
+        if h.expected_ips.is_empty() && h.all_interfaces() {
+            c.nodes.iter().any(|n| n.name == h.node && n.ips.iter().any(|a| a.to_canonical() == ip))
+        } else {
+            h.expected_ips.contains(&ip)
+        }
+    })
 }
 
 fn rule_matches(
@@ -107,7 +132,7 @@ fn calico_matches(c: &Cluster, cp: &CalicoPeer, ep: &Endpoint) -> bool {
                 c.network_sets.iter().any(|s| {
                     expr.matches(&network_set_labels(s, s.ns.map(|n| c.ns(n))))
                         && s.nets.iter().any(|n| n.contains(&ip))
-                })
+                }) || c.host_endpoints.iter().any(|h| expr.matches(&h.labels) && h.expected_ips.contains(&ip))
             })
     };
     cp.selector.as_ref().is_none_or(in_sel)
@@ -133,10 +158,7 @@ fn calico_ports_match(c: &Cluster, cr: &CalicoRule, proto: Protocol, port: u16, 
             && match &p.port {
                 PortMatch::Any => true,
                 PortMatch::Range(lo, hi) => *lo <= port && port <= *hi,
-                PortMatch::Named(name) => match dst {
-                    Endpoint::Pod { pod, .. } => c.pod(*pod).named_port(name, proto) == Some(port),
-                    Endpoint::External(_) => false,
-                },
+                PortMatch::Named(name) => named_port(c, dst, name, proto) == Some(port),
             }
     });
     !unevaluable
@@ -191,7 +213,11 @@ fn side_allows(
     let selecting: Vec<&Policy> = c
         .policies
         .iter()
-        .filter(|p| p.affects(dir) && p.selects(pod.ns, ns_labels, &pod.labels, || c.pod_calico_labels(pod)))
+        .filter(|p| {
+            p.host.applies_to_workloads()
+                && p.affects(dir)
+                && p.selects(pod.ns, ns_labels, &pod.labels, || c.pod_calico_labels(pod))
+        })
         .collect();
     let builtin = TierDef::builtin();
     let defs = if c.tiers.len() < 3 { &builtin } else { &c.tiers };
@@ -252,5 +278,205 @@ pub fn allowed_named(
         }
         Endpoint::External(_) => true,
     };
-    egress && ingress
+    egress && ingress && hosts_allow(c, src, dst, dst_name, proto, port)
+}
+
+/// Where an endpoint is for host endpoints: a pod on a node (maybe unknown), a host endpoint, a node's host
+/// namespace no host endpoint guards, or elsewhere.
+#[derive(Clone, Copy)]
+enum Where<'c> {
+    Pod(Option<&'c str>),
+    Host(&'c HostEndpoint),
+    NodeHost(Option<&'c str>),
+    Elsewhere,
+}
+
+fn where_is<'c>(c: &'c Cluster, ep: &Endpoint) -> Where<'c> {
+    let mut node = None;
+    if let Endpoint::Pod { pod, .. } = *ep {
+        let p = c.pod(pod);
+        if !p.host_network {
+            return Where::Pod(p.node.as_deref());
+        }
+        node = p.node.as_deref();
+    }
+    if let Some(h) = host_at(c, ep) {
+        return Where::Host(h);
+    }
+    let node = node.or_else(|| {
+        let ip = ip_of(c, ep)?;
+        c.nodes.iter().find(|n| n.ips.iter().any(|a| a.to_canonical() == ip)).map(|n| n.name.as_str())
+    });
+    let host_network = matches!(*ep, Endpoint::Pod { .. });
+    match node {
+        // A hostNetwork pod (or a Node's address) on a node with an all-interfaces host endpoint is that endpoint.
+        Some(n) => match node_endpoint(c, Some(n)) {
+            Some(h) if h.all_interfaces() => Where::Host(h),
+            _ => Where::NodeHost(Some(n)),
+        },
+        // A hostNetwork pod of an unknown node.
+        None if host_network => Where::NodeHost(None),
+        None => Where::Elsewhere,
+    }
+}
+
+/// The host endpoint forwarded traffic of a node crosses: its `*` one, else its first by name.
+fn node_endpoint<'c>(c: &'c Cluster, node: Option<&str>) -> Option<&'c HostEndpoint> {
+    let node = node?;
+    let mut on: Vec<&HostEndpoint> = c.host_endpoints.iter().filter(|h| h.node == node).collect();
+    on.sort_by(|a, b| (!a.all_interfaces(), &a.name).cmp(&(!b.all_interfaces(), &b.name)));
+    on.first().copied()
+}
+
+/// Felix's walk of one stage's tiers at a host endpoint: `Some(true)` allowed, `Some(false)` denied, `None`
+/// undecided. Untracked and pre-DNAT tiers end in Pass; the others in their default action.
+#[allow(clippy::too_many_arguments)]
+fn host_stage(
+    c: &Cluster,
+    h: &HostEndpoint,
+    stage: crate::host::Stage,
+    dir: Direction,
+    me: &Endpoint,
+    other: &Other<'_>,
+    dst: &Endpoint,
+    proto: Protocol,
+    port: u16,
+) -> Option<bool> {
+    use crate::host::Stage;
+    let in_stage = |p: &Policy| match stage {
+        Stage::Untracked => p.host.do_not_track,
+        Stage::PreDnat => p.host.pre_dnat && dir == Direction::Ingress,
+        Stage::Normal => p.host.applies_to_workloads(),
+        Stage::Forward => p.host.applies_to_workloads() && p.host.apply_on_forward,
+    };
+    let selecting: Vec<&Policy> = c
+        .policies
+        .iter()
+        .filter(|p| {
+            p.kind == PolicyKind::GlobalNetworkPolicy
+                && p.affects(dir)
+                && in_stage(p)
+                && p.calico_selector.as_ref().is_some_and(|e| e.matches(&h.labels))
+        })
+        .collect();
+    let builtin = TierDef::builtin();
+    let defs = if c.tiers.len() < 3 { &builtin } else { &c.tiers };
+    let mut tiers: Vec<usize> = (0..defs.len()).collect();
+    tiers.sort_by(|&a, &b| {
+        let order = |t: &TierDef| t.order.unwrap_or(f64::INFINITY);
+        order(&defs[a]).total_cmp(&order(&defs[b])).then_with(|| defs[a].name.cmp(&defs[b].name))
+    });
+    let passes = matches!(stage, Stage::Untracked | Stage::PreDnat);
+    for t in tiers {
+        let mut pols: Vec<&Policy> = selecting.iter().copied().filter(|p| p.tier.index() == t).collect();
+        if pols.is_empty() {
+            continue;
+        }
+        pols.sort_by(|a, b| (a.order, &a.name).cmp(&(b.order, &b.name)));
+        match tier_action(c, &pols, dir, me, other, dst, proto, port) {
+            Some(Action::Allow) => return Some(true),
+            Some(Action::Deny) => return Some(false),
+            Some(Action::Pass) => continue,
+            _ if !passes && defs[t].default_action == Action::Deny => return Some(false),
+            _ => continue,
+        }
+    }
+    None
+}
+
+/// The host endpoint checks of a flow, as `crate::host` describes Felix's: every one must let it through.
+fn hosts_allow(
+    c: &Cluster,
+    src: &Endpoint,
+    dst: &Endpoint,
+    dst_name: Option<&str>,
+    proto: Protocol,
+    port: u16,
+) -> bool {
+    use crate::host::{failsafe, profile_allows_all, Stage};
+    if c.host_endpoints.is_empty() {
+        return true;
+    }
+    let (ws, wd) = (where_is(c, src), where_is(c, dst));
+    let node = |w: Where<'_>| match w {
+        Where::Pod(n) => n.map(str::to_string),
+        Where::Host(h) => Some(h.node.clone()),
+        Where::NodeHost(n) => n.map(str::to_string),
+        Where::Elsewhere => None,
+    };
+    let same = matches!((node(ws), node(wd)), (Some(a), Some(b)) if a == b);
+    let is_host = |w: Where<'_>| matches!(w, Where::Host(_) | Where::NodeHost(_));
+    let to_dst = Other { ep: dst, name: dst_name };
+    let to_src = Other { ep: src, name: None };
+    // (host endpoint, stages, direction, whether it is the host's own traffic)
+    let mut checks: Vec<(&HostEndpoint, &[Stage], Direction, bool)> = Vec::new();
+    const TO_HOST: &[Stage] = &[Stage::Untracked, Stage::PreDnat, Stage::Normal];
+    const FROM_HOST: &[Stage] = &[Stage::Untracked, Stage::Normal];
+    const FWD_IN: &[Stage] = &[Stage::Untracked, Stage::PreDnat, Stage::Forward];
+    const FWD_OUT: &[Stage] = &[Stage::Forward];
+    // Out of the source: a host's traffic leaves through its endpoint unless it stays on the node; traffic to pods
+    // leaves through the tunnel device, which only an all-interfaces endpoint covers. A pod's traffic to outside
+    // the cluster or to another node's host is forwarded out through its node's endpoint.
+    match ws {
+        Where::Host(h) => {
+            let out = match wd {
+                Where::Pod(_) => h.all_interfaces(),
+                Where::Host(_) | Where::NodeHost(_) => !same,
+                Where::Elsewhere => true,
+            };
+            if out {
+                checks.push((h, FROM_HOST, Direction::Egress, true));
+            }
+        }
+        Where::Pod(n) if matches!(wd, Where::Elsewhere) || is_host(wd) && !same => {
+            if let Some(h) = node_endpoint(c, n) {
+                checks.push((h, FWD_OUT, Direction::Egress, false));
+            }
+        }
+        _ => {}
+    }
+    // Into the destination: a host's endpoint sees traffic from elsewhere, and from its own pods only when it
+    // covers all interfaces; a pod's node's endpoint sees only traffic from outside the cluster (the rest comes
+    // through the tunnel).
+    match wd {
+        Where::Host(h) => {
+            let inn = match ws {
+                Where::Pod(_) => !same || h.all_interfaces(),
+                Where::Host(_) | Where::NodeHost(_) => !same,
+                Where::Elsewhere => true,
+            };
+            if inn {
+                checks.push((h, TO_HOST, Direction::Ingress, true));
+            }
+        }
+        Where::Pod(n) if matches!(ws, Where::Elsewhere) => {
+            if let Some(h) = node_endpoint(c, n) {
+                checks.push((h, FWD_IN, Direction::Ingress, false));
+            }
+        }
+        _ => {}
+    }
+    checks.into_iter().all(|(h, stages, dir, host_path)| {
+        let fs = failsafe(dir, proto, port);
+        if fs && host_path {
+            return true;
+        }
+        let (me, other) = match dir {
+            Direction::Ingress => (dst, &to_src),
+            Direction::Egress => (src, &to_dst),
+        };
+        for &stage in stages {
+            if fs && matches!(stage, Stage::Untracked | Stage::PreDnat) {
+                continue;
+            }
+            match host_stage(c, h, stage, dir, me, other, dst, proto, port) {
+                Some(false) => return false,
+                Some(true) if stage == Stage::Untracked && !host_path => {}
+                Some(true) => return true,
+                None if stage == Stage::Normal => return h.profiles.iter().any(|p| profile_allows_all(p)),
+                None => {}
+            }
+        }
+        true
+    })
 }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::compile::{CRule, Endpoint, Engine};
-use crate::eval::{Query, Record, TierEnd, TierId};
+use crate::eval::{Ends, Query, Record, TierEnd, TierId};
 use crate::model::*;
 use crate::portset::Protocol;
 use crate::selector::{format_labels, Requirement, Selector};
@@ -95,6 +95,8 @@ pub enum DecidedBy {
     TierDefault,
     /// No tier decided: allowed by default.
     Default,
+    /// A host endpoint's normal policies decided nothing: its profiles decide (none: deny).
+    Profile,
 }
 
 /// One direction (egress at the source, ingress at the destination).
@@ -149,10 +151,33 @@ pub struct Explanation {
     pub caveat: Option<String>,
     pub egress: SideExplanation,
     pub ingress: SideExplanation,
+    /// Calico host endpoints the flow crosses, in packet order (see [`crate::host`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostExplanation>,
+    /// What the host endpoint answer assumes where netpol cannot know (routes, encapsulation, DNAT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_note: Option<String>,
     /// When the cluster has staged policies: the flow as the staged view (the cluster as if they were enforced)
     /// decides it, beside the enforced answer above (see `staged::explain_with_staged`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub staged: Option<Box<StagedExplanation>>,
+}
+
+/// One check of a flow at a Calico host endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostExplanation {
+    pub host_endpoint: String,
+    pub node: String,
+    pub path: crate::host::HostPath,
+    pub direction: Direction,
+    pub allowed: bool,
+    /// When the flow's port is one of Felix's default failsafe ports for this direction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failsafe: Option<String>,
+    /// Each stage of the path (untracked, pre-DNAT, normal or forward policies), as a side of its own.
+    pub stages: Vec<SideExplanation>,
+    /// The HostEndpoint object's file and document.
+    pub source: String,
 }
 
 /// The flow in the staged view: the cluster as if its staged policies were enforced (Calico's "pending" verdict).
@@ -234,10 +259,26 @@ impl Engine {
                     .to_string(),
             );
         }
-        let flow = ExplainFlow { dst, proto, port, same_pod };
+        let (s_info, mut d_info) = (self.ep_info(src), self.ep_info(dst));
+        d_info.name = dst_name;
+        let places = (!self.heps.is_empty()).then(|| self.flow_places(src, &s_info, dst, &d_info));
+        let host_named = places.and_then(|(_, d)| self.host_named_ports(d));
+        let flow = ExplainFlow { dst, proto, port, same_pod, host_named };
         let egress = self.explain_side(src, dst, dst_name, Direction::Egress, &flow);
         let ingress = self.explain_side(dst, src, None, Direction::Ingress, &flow);
-        let verdict = Verdict::from_bool(same_pod || (egress.allowed && ingress.allowed));
+        let (hosts, host_note) = match places {
+            Some((sp, dp)) if !same_pod => {
+                let hosts: Vec<HostExplanation> = self
+                    .host_checks(sp, dp)
+                    .into_iter()
+                    .map(|c| self.explain_host_check(c, src, dst, dst_name, &flow))
+                    .collect();
+                (hosts, self.host_assumption(sp, dp))
+            }
+            _ => (Vec::new(), None),
+        };
+        let verdict =
+            Verdict::from_bool(same_pod || (egress.allowed && ingress.allowed && hosts.iter().all(|h| h.allowed)));
         let icmp =
             (!proto.has_ports()).then_some(IcmpMessage { icmp_type: (port >> 8) as u8, code: (port & 0xff) as u8 });
         let calico_decides = |s: &SideExplanation| {
@@ -262,6 +303,8 @@ impl Engine {
             caveat,
             egress,
             ingress,
+            hosts,
+            host_note,
             staged: None,
         }
     }
@@ -291,21 +334,36 @@ impl Engine {
             rejections: Vec::new(),
         };
         let pod_id = match subject {
-            Endpoint::External(_) => {
-                side.note = Some(format!(
-                    "{} belongs to no pod: it is outside the cluster, so no policy applies on its side",
-                    side.subject
-                ));
+            Endpoint::External(ip) => {
+                side.note = Some(match self.host_endpoint_at(*ip) {
+                    Some(h) => format!(
+                        "{ip} is an address of host endpoint {}: no pod's policy applies on its side; the host \
+                         endpoint's checks follow",
+                        h.name
+                    ),
+                    None => format!(
+                        "{} belongs to no pod: it is outside the cluster, so no policy applies on its side",
+                        side.subject
+                    ),
+                });
                 return side;
             }
             Endpoint::Pod { pod, .. } => *pod,
         };
         let pod = self.cluster.pod(pod_id);
         if pod.host_network {
-            side.note = Some(format!(
-                "{} uses hostNetwork: policies do not apply to host-network pods (their traffic is the node's)",
-                side.subject
-            ));
+            let hep = pod.primary_ip().and_then(|ip| self.host_endpoint_at(ip));
+            side.note = Some(match hep {
+                Some(h) => format!(
+                    "{} uses hostNetwork: no pod policy applies (its traffic is the node's); its address is host \
+                     endpoint {}'s, whose checks follow",
+                    side.subject, h.name
+                ),
+                None => format!(
+                    "{} uses hostNetwork: policies do not apply to host-network pods (their traffic is the node's)",
+                    side.subject
+                ),
+            });
             return side;
         }
         let subject_ident = self.pod_identity[pod_id.index()];
@@ -321,22 +379,46 @@ impl Engine {
             side.note = Some("same pod: not governed by policies".to_string());
             return side;
         }
-        let dst_pod = match flow.dst {
-            Endpoint::Pod { pod, .. } => Some(self.cluster.pod(*pod)),
-            Endpoint::External(_) => None,
-        };
         // The evaluator's own walk, recorded: what it decides is the verdict, and each rule it consulted is
         // reported with the outcome the walk saw. The model only supplies the words.
         let mut other_info = self.ep_info(other);
         other_info.name = other_name;
         let dst_named = self.ep_info(flow.dst).ident.map(|i| self.identities[i.index()].named_ports.as_slice());
+        let dst_named = flow.host_named.or(dst_named);
         let mut record = Record::default();
         let q = Query { proto, port, dst_named };
         let me_info = self.ep_info(subject);
         side.allowed = self.walk_side(subject_ident, &me_info, dir, &other_info, &q, &mut record);
-        let steps = record.0;
+        self.replay(&mut side, &pols, record.0, dir, flow, subject, other, other_name, Ends::AsTiers);
+        side
+    }
+
+    /// Replays a recorded walk over `pols` (in evaluation order) into `side`: the rules that decided, tier by
+    /// tier, and why the rules that could have allowed the flow did not. `side.allowed` is the walk's outcome.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn replay(
+        &self,
+        side: &mut SideExplanation,
+        pols: &[PolicyId],
+        steps: Vec<crate::eval::Step>,
+        dir: Direction,
+        flow: &ExplainFlow<'_>,
+        subject: &Endpoint,
+        other: &Endpoint,
+        other_name: Option<&str>,
+        ends: Ends,
+    ) {
+        let (proto, port) = (flow.proto, flow.port);
+        let dst_pod = match flow.dst {
+            Endpoint::Pod { pod, .. } => Some(self.cluster.pod(*pod)),
+            Endpoint::External(_) => None,
+        };
         // Replays the walk tier by tier: in an admin tier the first matching rule decides (or passes the rest of
         // the tier); in NetworkPolicy every matching rule allows. Rules after a decision are not reported.
+        let tier_end = |tier: &crate::eval::Tier| match ends {
+            Ends::AsTiers => tier.end,
+            Ends::Pass => TierEnd::Continue,
+        };
         let mut decided = false;
         let mut np_selected = false;
         let mut k = 0;
@@ -414,7 +496,7 @@ impl Engine {
                     (true, Some(peer)) => {
                         let mut m = self.rule_match(rule, &tier.name, peer, port_text().ok().flatten());
                         if !is_np {
-                            m.tie = self.ties(rule.policy, &pols);
+                            m.tie = self.ties(rule.policy, pols);
                         }
                         match rule.action {
                             Action::Allow => {
@@ -450,7 +532,7 @@ impl Engine {
             if is_np && !decided && np_selected {
                 decided = true;
                 side.decided_by = DecidedBy::NetworkPolicy;
-            } else if !is_np && !decided && !passed && tier.end == TierEnd::Deny && !tier_pols.is_empty() {
+            } else if !is_np && !decided && !passed && tier_end(tier) == TierEnd::Deny && !tier_pols.is_empty() {
                 decided = true;
                 side.decided_by = DecidedBy::TierDefault;
                 side.tier_default = Some(tier.name.to_string());
@@ -462,7 +544,6 @@ impl Engine {
         if side.allowed {
             side.rejections.clear();
         }
-        side
     }
 
     /// The words of a matching rule.
@@ -703,11 +784,13 @@ fn port_entry_match(rule: &Rule, proto: Protocol, port: u16, dst_pod: Option<&Po
 }
 
 /// The flow an explanation is about.
-struct ExplainFlow<'a> {
-    dst: &'a Endpoint,
-    proto: Protocol,
-    port: u16,
-    same_pod: bool,
+pub(crate) struct ExplainFlow<'a> {
+    pub(crate) dst: &'a Endpoint,
+    pub(crate) proto: Protocol,
+    pub(crate) port: u16,
+    pub(crate) same_pod: bool,
+    /// The destination's named ports when it is a host endpoint.
+    pub(crate) host_named: Option<&'a [(u32, Protocol, u16)]>,
 }
 
 impl Explanation {
@@ -776,12 +859,40 @@ impl Explanation {
             return s;
         }
         render_sides(&mut s, [&self.egress, &self.ingress]);
+        for h in &self.hosts {
+            let status = if h.allowed { "allowed" } else { "DENIED" };
+            let _ =
+                writeln!(s, "  host endpoint {} (node {}), {}: {status}", h.host_endpoint, h.node, h.path.describe());
+            if let Some(f) = &h.failsafe {
+                let _ = writeln!(s, "    {f}");
+            }
+            for st in &h.stages {
+                if st.policies.is_empty() || st.walk.is_empty() && st.decided_by != DecidedBy::TierDefault {
+                    let _ = writeln!(s, "    {}: {}", st.subject, st.note.as_deref().unwrap_or("no policy"));
+                    if !st.policies.is_empty() {
+                        let _ = writeln!(s, "      policies: {}", st.policies.join(", "));
+                    }
+                    continue;
+                }
+                let mut inner = String::new();
+                render_sides(&mut inner, [st]);
+                if let Some(n) = &st.note {
+                    let _ = writeln!(inner, "  {n}");
+                }
+                for line in inner.lines() {
+                    let _ = writeln!(s, "  {line}");
+                }
+            }
+        }
+        if let Some(n) = &self.host_note {
+            let _ = writeln!(s, "  note: {n}");
+        }
         s
     }
 }
 
 /// Each direction of an explanation: not isolated, NetworkPolicy isolation and its rules, or the walk tier by tier.
-fn render_sides(s: &mut String, sides: [&SideExplanation; 2]) {
+fn render_sides<const N: usize>(s: &mut String, sides: [&SideExplanation; N]) {
     for side in sides {
         let what = match side.direction {
             Direction::Egress => format!("egress from {}", side.subject),

@@ -244,6 +244,7 @@ fn run_long_except(size: &str, engine: &Engine) {
     let ns = cluster.pods[pod.index()].ns;
     let app = cluster.pods[pod.index()].labels.get("app").unwrap().to_string();
     cluster.policies.push(Policy {
+        host: Default::default(),
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
         order: 1000.into(),
@@ -339,6 +340,7 @@ fn run_updates(size: &str, engine: &Engine) {
     fresh.labels.insert("bench", "new-identity");
     let app = template.labels.get("app").unwrap_or_default().to_string();
     let policy = Policy {
+        host: Default::default(),
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
         order: 1000.into(),

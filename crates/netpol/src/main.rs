@@ -20,7 +20,7 @@ use netpol_kube as live;
 #[cfg(feature = "server")]
 use netpol_server as serve;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
@@ -495,6 +495,14 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     match run(cli, kubeconfig_on_cli) {
         Ok(code) => code,
+        // The reader of stdout went away (`netpol explain ... | head`): not an error of ours.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -600,8 +608,8 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 netpol_core::staged::explain_with_staged(&inp.engine, &staged, &s, &d, name.as_deref(), proto, port)
             };
             match output {
-                TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&ex)?),
-                TextOrJson::Text => print!("{}", style::paint_explanation(&ex.render())),
+                TextOrJson::Json => writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&ex)?)?,
+                TextOrJson::Text => write!(std::io::stdout().lock(), "{}", style::paint_explanation(&ex.render()))?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -616,6 +624,9 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 .map(|p| query::parse_port_proto(p))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
+            if let Some(c) = inp.engine.matrix_caveat() {
+                eprintln!("warning: {c}");
+            }
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             matrix_out::run(&inp.engine, &ports, namespace.as_deref(), output, &mut out)?;
@@ -725,8 +736,10 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let (rules, elements) = rs.size();
             tracing::info!(elapsed = ?t.elapsed(), rules, elements, sets = rs.sets.len(), "ruleset generated");
             match output {
-                NftFormat::Nft => print!("{}", rs.to_nft()),
-                NftFormat::Json => println!("{}", serde_json::to_string_pretty(&rs.to_json())?),
+                NftFormat::Nft => write!(std::io::stdout().lock(), "{}", rs.to_nft())?,
+                NftFormat::Json => {
+                    writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&rs.to_json())?)?
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -22,6 +22,7 @@ mod broad_allow;
 mod calico;
 mod dns_egress;
 mod empty_rule;
+mod host_failsafe;
 mod host_network;
 mod icmp;
 mod ip_block_pods;
@@ -438,6 +439,7 @@ pub const RULES: &[&RuleInfo] = &[
     &admin_dns::RULE,
     &tier_nothing::RULE,
     &tier_empty::RULE,
+    &host_failsafe::RULE,
 ];
 
 /// Runs every enabled rule; findings are sorted by file, document, code.

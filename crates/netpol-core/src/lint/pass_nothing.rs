@@ -49,7 +49,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     CPeer::Nothing => true,
                     CPeer::Calico(id) => {
                         let cc = e.calico_peer_of(id);
-                        cc.sel.as_ref().is_some_and(|m| m.idents.is_empty() && m.sets.is_empty())
+                        cc.sel.as_ref().is_some_and(|m| m.idents.is_empty() && m.sets.is_empty() && m.heps.is_empty())
                     }
                     CPeer::Block(_) | CPeer::Domains(_) => false,
                 });

@@ -139,7 +139,7 @@ fn calico_sides(ctx: &Ctx, out: &mut Vec<Finding>) {
                     let base = calico::side_path(dir, ri, true);
                     let side = calico::side_name(dir, true);
                     if let (Some(sel), Some(m)) = (&cc.peer.selector, &cc.sel) {
-                        if m.idents.is_empty() && m.sets.is_empty() {
+                        if m.idents.is_empty() && m.sets.is_empty() && m.heps.is_empty() {
                             if let Some(f) = nothing_matched(ctx, u, pid, sel, own, &base, side) {
                                 out.push(f);
                             }
@@ -147,7 +147,7 @@ fn calico_sides(ctx: &Ctx, out: &mut Vec<Finding>) {
                     }
                     if let (Some(sel), Some(m)) = (&cc.peer.not_selector, &cc.not_sel) {
                         let visible = c.pods.iter().any(|p| !p.host_network) || !c.network_sets.is_empty();
-                        if m.idents.is_empty() && m.sets.is_empty() && visible {
+                        if m.idents.is_empty() && m.sets.is_empty() && m.heps.is_empty() && visible {
                             let (field, help) = match calico::blame(ctx, u, sel) {
                                 Some(b) => (format!("{base}.notSelector"), b.help),
                                 None => (

@@ -12,7 +12,6 @@
 
 use super::calico::{self, Seen, Universe};
 use super::{Ctx, Finding, RuleInfo, Severity};
-use crate::calico_selector::Expr;
 use crate::model::PolicyId;
 
 pub static RULE: RuleInfo = RuleInfo {
@@ -30,9 +29,20 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let mut universe: Option<Universe> = None;
     for (pid, pol) in c.policies.iter().enumerate() {
         if let Some(sel) = pol.calico_selector.as_ref().filter(|_| calico::is_calico(pol)) {
-            // A doNotTrack or preDNAT policy selects host endpoints only (the loader says so).
-            let host_only = matches!(sel, Expr::Not(e) if **e == Expr::All);
-            if host_only || !ctx.selected[pid].is_empty() || ctx.selects_only_host_network(PolicyId::new(pid)) {
+            // A policy that applies to host endpoints selects something; a doNotTrack or preDNAT one can select
+            // nothing else.
+            let heps = !ctx.engine.policy_host_endpoints(PolicyId::new(pid)).is_empty();
+            if heps || !ctx.selected[pid].is_empty() || ctx.selects_only_host_network(PolicyId::new(pid)) {
+                continue;
+            }
+            if !pol.host.applies_to_workloads() {
+                let what = if pol.host.do_not_track { "doNotTrack" } else { "preDNAT" };
+                let msg = format!(
+                    "selector `{}` selects no host endpoint (a {what} policy applies to host endpoints only)",
+                    calico::shown(sel, None)
+                );
+                let help = "check the HostEndpoint labels (`calicoctl get hostendpoints -o wide`)".to_string();
+                out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), Some("spec.selector".into()), msg, help));
                 continue;
             }
             let u = universe.get_or_insert_with(|| Universe::new(ctx, Seen::Subject));

@@ -23,7 +23,7 @@ pub static RULE: RuleInfo = RuleInfo {
 
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
-    if !c.pods.iter().any(|p| !p.host_network) {
+    if !c.pods.iter().any(|p| !p.host_network) && c.host_endpoints.is_empty() {
         return;
     }
     for (ti, tier) in c.tiers.iter().enumerate().skip(3) {
@@ -32,7 +32,9 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             .map(PolicyId::new)
             .filter(|&p| c.policy(p).tier == PolicyTier::from_index(ti))
             .collect();
-        if pols.is_empty() || pols.iter().any(|p| !ctx.selected[p.index()].is_empty()) {
+        let selects =
+            |p: &PolicyId| !ctx.selected[p.index()].is_empty() || !ctx.engine.policy_host_endpoints(*p).is_empty();
+        if pols.is_empty() || pols.iter().any(selects) {
             continue;
         }
         let names = Ctx::name_list(pols.iter().map(|&p| c.policy_ref(p)).collect(), 3);

@@ -208,6 +208,7 @@ fn policy<'a>(
     let egress = rules(d, Direction::Egress, egress, errs);
     let (namespaces, pods) = subject?;
     Some(Policy {
+        host: Default::default(),
         kind: d.kind,
         tier: PolicyTier::Admin,
         order: 0.into(),

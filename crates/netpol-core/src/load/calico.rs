@@ -28,8 +28,8 @@ use super::validate::{self, check_labels, meta_name, meta_name_checked, meta_nam
 use super::Item;
 use crate::calico_selector::{self, Expr};
 use crate::model::{
-    calico_keys, Action, CalicoPeer, CalicoRule, Direction, NetworkSet, Order, Peer, Policy, PolicyKind, PolicyPort,
-    PolicyTier, PortMatch, Rule, Scope, StagedAction, TierDef,
+    calico_keys, Action, CalicoPeer, CalicoRule, ContainerPort, Direction, HostEndpoint, HostFlags, NetworkSet, Order,
+    Peer, Policy, PolicyKind, PolicyPort, PolicyTier, PortMatch, Rule, Scope, StagedAction, TierDef,
 };
 use crate::portset::Protocol;
 use crate::selector::{self, Selector};
@@ -148,18 +148,7 @@ pub(crate) fn global_network_policy(o: obj::GlobalNetworkPolicyObj, errs: &mut E
         errs.add("spec.applyOnForward", "applyOnForward must be true if either preDNAT or doNotTrack is true");
     }
     let (mut policy, tier) = policy(&GNP, None, name, &view, errs)?;
-    for (field, set) in [("doNotTrack", do_not_track), ("preDNAT", pre_dnat)] {
-        if set {
-            errs.warn(
-                format!("spec.{field}"),
-                format!(
-                    "a `{field}` policy applies to host endpoints only, which netpol does not model yet: the policy \
-                     selects no pod"
-                ),
-            );
-            policy.calico_selector = Some(Expr::Not(Box::new(Expr::All)));
-        }
-    }
+    policy.host = HostFlags { do_not_track, pre_dnat, apply_on_forward: spec.apply_on_forward.unwrap_or(false) };
     Some(Item::CalicoPolicy { ns_name: None, policy: Box::new(policy), tier })
 }
 
@@ -206,6 +195,7 @@ fn policy(
     let egress = rules(d, ns, Direction::Egress, v.egress, errs);
     let scope = Scope::Cluster(Selector::everything());
     let policy = Policy {
+        host: Default::default(),
         kind: d.kind,
         tier,
         order: Order(order),
@@ -1032,6 +1022,7 @@ fn staged_action(v: Option<&str>, errs: &mut Errors) -> Option<StagedAction> {
 /// The policy a staged Delete names: its kind and name, selecting nothing, with no rules.
 fn delete_target(kind: PolicyKind, name: String) -> Policy {
     Policy {
+        host: Default::default(),
         kind,
         tier: PolicyTier::NetworkPolicy,
         order: if kind == PolicyKind::NetworkPolicy { 1000.into() } else { Order(None) },
@@ -1292,6 +1283,104 @@ pub(crate) fn network_set(o: obj::NetworkSetObj, global: bool, errs: &mut Errors
         None => None,
     };
     Some(Item::NetworkSet { ns_name, set })
+}
+
+/// A HostEndpoint: `node` required, `interfaceName` or `expectedIPs` (the CRD's rules), addresses, profile names and
+/// named ports as the validator checks them.
+pub(crate) fn host_endpoint(o: obj::HostEndpointObj, errs: &mut Errors) -> Option<Item> {
+    let name = meta_name(&o.metadata.name, errs);
+    let labels = check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
+    let spec = o.spec.unwrap_or_default();
+    let node = spec.node.filter(|n| !n.is_empty());
+    match &node {
+        None => errs.add("spec.node", "node must be specified"),
+        Some(n) => {
+            if let Err(e) = selector::check_dns_subdomain(n) {
+                errs.add("spec.node", e);
+            }
+        }
+    }
+    let interface = spec.interface_name.filter(|i| !i.is_empty());
+    if let Some(i) = &interface {
+        // Linux interface names: at most 15 characters, no `/`, whitespace or `:` (the validator's `interface`).
+        if i != "*" && (i.len() > 15 || i.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace())) {
+            errs.add("spec.interfaceName", format!("invalid interface name `{i}` (at most 15 characters, or `*`)"));
+        }
+    }
+    let list = spec.expected_ips.unwrap_or_default();
+    if interface.is_none() && list.is_empty() {
+        errs.add("spec", "at least one of interfaceName or expectedIPs must be specified");
+    }
+    let mut expected_ips: Vec<IpAddr> = Vec::with_capacity(list.len());
+    for (i, s) in list.iter().enumerate() {
+        match s.parse::<IpAddr>() {
+            Ok(ip) if !expected_ips.contains(&ip.to_canonical()) => expected_ips.push(ip.to_canonical()),
+            Ok(_) => errs.add(format!("spec.expectedIPs[{i}]"), format!("duplicate value `{s}`")),
+            Err(_) => errs.add(format!("spec.expectedIPs[{i}]"), format!("invalid IP address `{s}`")),
+        }
+    }
+    let profiles = spec.profiles.unwrap_or_default();
+    for (i, p) in profiles.iter().enumerate() {
+        if let Err(e) = selector::check_dns_subdomain(p) {
+            errs.add(format!("spec.profiles[{i}]"), e);
+        }
+    }
+    let mut ports = Vec::new();
+    for (i, p) in spec.ports.unwrap_or_default().iter().enumerate() {
+        let path = format!("spec.ports[{i}]");
+        let pname = match p.name.as_deref() {
+            Some(n) => match selector::check_port_name(n) {
+                Ok(()) => Some(n),
+                Err(e) => {
+                    errs.add(format!("{path}.name"), e);
+                    None
+                }
+            },
+            None => {
+                errs.add(format!("{path}.name"), "Required value");
+                None
+            }
+        };
+        let proto = match &p.protocol {
+            None => {
+                errs.add(format!("{path}.protocol"), "Required value");
+                None
+            }
+            Some(v) => protocol(v, &format!("{path}.protocol"), errs).and_then(|pr| {
+                let named = Protocol::from_number(pr.number).filter(|p| p.has_ports());
+                if named.is_none() {
+                    errs.add(format!("{path}.protocol"), "a named port's protocol must be TCP, UDP or SCTP");
+                }
+                named
+            }),
+        };
+        let port = match p.port {
+            Some(n) => match u16::try_from(n) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    errs.add(format!("{path}.port"), format!("must be between 1 and 65535, inclusive (got {n})"));
+                    None
+                }
+            },
+            None => {
+                errs.add(format!("{path}.port"), "Required value");
+                None
+            }
+        };
+        if let (Some(n), Some(protocol), Some(port)) = (pname, proto, port) {
+            ports.push(ContainerPort { name: Some(n.into()), port, protocol });
+        }
+    }
+    Some(Item::HostEndpoint(HostEndpoint {
+        name: name?,
+        node: node?,
+        interface,
+        expected_ips,
+        labels,
+        profiles,
+        ports,
+        origin: Default::default(),
+    }))
 }
 
 /// A ServiceAccount: its name, namespace and labels (what `serviceAccounts.selector` matches).

@@ -74,8 +74,7 @@ enum Lower {
     StagedNetworkPolicy,
     StagedGlobalNetworkPolicy,
     StagedKubernetesNetworkPolicy,
-    /// A kind netpol recognises but does not evaluate yet: each object gets this warning.
-    NotModelled(&'static str),
+    HostEndpoint,
 }
 
 /// A kind netpol reads: its apiVersion, whether it is cluster-scoped, the pod template the API server requires of
@@ -137,14 +136,7 @@ const KINDS: &[KindEntry] = &[
     calico("StagedNetworkPolicy", false, Lower::StagedNetworkPolicy),
     calico("StagedGlobalNetworkPolicy", true, Lower::StagedGlobalNetworkPolicy),
     calico("StagedKubernetesNetworkPolicy", false, Lower::StagedKubernetesNetworkPolicy),
-    calico(
-        "HostEndpoint",
-        true,
-        Lower::NotModelled(
-            "host endpoints are not modelled yet: netpol ignores this object (netpol evaluates policies for pods \
-             only)",
-        ),
-    ),
+    calico("HostEndpoint", true, Lower::HostEndpoint),
 ];
 
 const V1: &[&str] = &["v1"];
@@ -265,6 +257,8 @@ pub(crate) enum Item {
         tier: Option<String>,
     },
     Tier(TierDef),
+    /// A Calico HostEndpoint.
+    HostEndpoint(HostEndpoint),
     /// A NetworkSet (with its namespace) or GlobalNetworkSet.
     NetworkSet {
         ns_name: Option<String>,
@@ -321,6 +315,7 @@ pub struct Loader {
     /// Calico policies in a tier that is not built in: (policy index, tier name, object label).
     pending_tiers: Vec<(usize, String, String)>,
     network_sets: Vec<NetworkSet>,
+    host_endpoints: Vec<HostEndpoint>,
     service_accounts: Vec<ServiceAccount>,
     /// Tiers, network sets and service accounts loaded, by (kind, namespace, name), for duplicate checks.
     seen_other: HashMap<(&'static str, Option<NsId>, String), Origin>,
@@ -650,6 +645,14 @@ impl Loader {
                 set.origin = origin;
                 self.network_sets.push(set);
             }
+            Item::HostEndpoint(mut hep) => {
+                if !self.first_other("HostEndpoint", None, &hep.name, &origin, &label) {
+                    return;
+                }
+                hep.labels = self.intern.labels(hep.labels);
+                hep.origin = origin;
+                self.host_endpoints.push(hep);
+            }
             Item::ServiceAccount { ns_name, name, labels } => {
                 let ns = self.ns_id(&ns_name);
                 if !self.first_other("ServiceAccount", Some(ns), &name, &origin, &label) {
@@ -790,6 +793,7 @@ impl Loader {
             network_sets: self.network_sets,
             service_accounts,
             staged,
+            host_endpoints: self.host_endpoints,
         };
         if cluster.has_calico() {
             for (t, name) in cluster.tiers.iter_mut().zip(calico::builtin_tier_names()) {
@@ -1030,16 +1034,6 @@ pub(crate) fn decode_from<S: Source>(
         out.push(Decoded::Diagnostic(error(origin, Some(label), Some("apiVersion"), msg)));
         return;
     }
-    if let Lower::NotModelled(message) = entry.lower {
-        out.push(Decoded::Diagnostic(Diagnostic {
-            severity: Severity::Warning,
-            origin,
-            object: Some(label),
-            field: None,
-            message: message.to_string(),
-        }));
-        return;
-    }
     // The API server requires a workload's pod template.
     if let Some((path, keys)) = entry.template {
         let mut n = Some(node);
@@ -1100,8 +1094,7 @@ pub(crate) fn decode_from<S: Source>(
         Lower::StagedKubernetesNetworkPolicy => source
             .typed::<objects::StagedKubernetesNetworkPolicyObj>()
             .map(|o| calico::staged_kubernetes_network_policy(o, &mut errs)),
-        // Reported above.
-        Lower::NotModelled(_) => return,
+        Lower::HostEndpoint => source.typed::<objects::HostEndpointObj>().map(|o| calico::host_endpoint(o, &mut errs)),
     };
     match item {
         Err((field, message)) => out.push(Decoded::Diagnostic(error(origin, Some(label), field.as_deref(), message))),

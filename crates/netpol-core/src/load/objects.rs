@@ -720,6 +720,42 @@ pub struct TierSpec {
     pub default_action: Option<String>,
 }
 
+/// A Calico `HostEndpoint` (cluster-scoped).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostEndpointObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<HostEndpointSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostEndpointSpec {
+    pub node: Option<String>,
+    pub interface_name: Option<String>,
+    #[serde(rename = "expectedIPs")]
+    pub expected_ips: Option<Vec<String>>,
+    pub profiles: Option<Vec<String>>,
+    pub ports: Option<Vec<EndpointPortObj>>,
+    /// Calico's QoS controls (bandwidth, packet rates, connections): not about which traffic is allowed.
+    #[serde(rename = "qosControls")]
+    pub _qos_controls: Option<IgnoredAny>,
+}
+
+/// A named port of a Calico endpoint.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointPortObj {
+    pub name: Option<String>,
+    pub protocol: Option<NumOrStr>,
+    pub port: Option<i64>,
+}
+
 /// A Calico `NetworkSet` (namespaced) or `GlobalNetworkSet` (cluster-scoped): the same shape.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

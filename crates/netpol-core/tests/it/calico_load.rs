@@ -368,16 +368,14 @@ fn services_and_http_are_unsupported_with_a_warning() {
 }
 
 #[test]
-fn do_not_track_and_pre_dnat_policies_select_no_pod() {
+fn do_not_track_and_pre_dnat_policies_carry_their_flags() {
     for field in ["doNotTrack", "preDNAT"] {
         let l =
             load_str("h.yaml", &gnp(&format!("{{{field}: true, applyOnForward: true, ingress: [{{action: Allow}}]}}")));
-        assert!(errors(&l).is_empty(), "{:#?}", l.diagnostics);
-        assert_eq!(l.cluster.policies[0].calico_selector, Some(Expr::Not(Box::new(Expr::All))));
-        let w = warnings(&l);
-        assert_eq!(w.len(), 1);
-        assert_eq!(w[0].field.as_deref(), Some(format!("spec.{field}").as_str()));
-        assert!(w[0].message.contains("host endpoints"), "{}", w[0].message);
+        assert_clean(&l);
+        let h = l.cluster.policies[0].host;
+        assert_eq!((h.do_not_track, h.pre_dnat, h.apply_on_forward), (field == "doNotTrack", field == "preDNAT", true));
+        assert!(!h.applies_to_workloads(), "untracked and pre-DNAT policies apply to host endpoints only");
     }
     // applyOnForward alone is fine for pods.
     let p = only_policy(&gnp("{applyOnForward: true, selector: app == 'x'}"));
@@ -461,13 +459,13 @@ fn a_calicoctl_list_loads_item_by_item() {
     let list = "apiVersion: v1\nkind: List\nitems:\n\
                 - {apiVersion: projectcalico.org/v3, kind: Tier, metadata: {name: t}, spec: {order: 5}}\n\
                 - {apiVersion: projectcalico.org/v3, kind: GlobalNetworkPolicy, metadata: {name: g}, spec: {tier: t}}\n\
-                - {apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {name: h}, spec: {node: n}}\n";
+                - {apiVersion: projectcalico.org/v3, kind: HostEndpoint, metadata: {name: h}, spec: {node: n, interfaceName: eth0}}\n";
     let l = load_str("list.yaml", list);
-    assert!(errors(&l).is_empty(), "{:#?}", l.diagnostics);
+    assert_clean(&l);
     assert_eq!(tier_names(&l.cluster)[3..], ["t"]);
     assert_eq!(l.cluster.policies[0].tier, PolicyTier::Custom(3));
-    let w = warnings(&l);
-    assert_eq!((w.len(), w[0].origin.item), (1, Some(2)));
+    assert_eq!(l.cluster.host_endpoints.len(), 1);
+    assert_eq!(l.cluster.host_endpoints[0].origin.item, Some(2));
 }
 
 // ---- tiers ----
@@ -613,12 +611,9 @@ fn service_accounts_declared_and_implicit() {
 // ---- kinds only recognised, kinds skipped ----
 
 #[test]
-fn host_endpoints_are_warned_about_other_calico_kinds_skipped() {
+fn other_calico_kinds_are_skipped_and_counted() {
     let l = load_str("u.yaml", &fixture("unmodelled.yaml"));
-    assert!(errors(&l).is_empty(), "{:#?}", l.diagnostics);
-    let w: Vec<&str> = warnings(&l).iter().map(|d| d.object.as_deref().unwrap_or("")).collect();
-    assert_eq!(w, ["HostEndpoint node1-eth0"]);
-    assert!(warnings(&l).iter().all(|d| d.message.contains("not modelled yet")));
+    assert!(l.diagnostics.is_empty(), "{:#?}", l.diagnostics);
     let skipped: Vec<(&str, usize)> = l.skipped_kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     assert_eq!(
         skipped,
@@ -971,4 +966,76 @@ fn types_of_fields_are_checked() {
     assert_error(&np("{order: ten}"), "spec.order", "invalid type");
     assert_error(&np("{ingress: [{action: Allow, ipVersion: four}]}"), "spec.ingress[0].ipVersion", "invalid type");
     assert_error(&np("{ingress: [{action: Allow, protocol: 6.5}]}"), "spec.ingress[0].protocol", "invalid type");
+}
+
+// ---- host endpoints ----
+
+fn hep(spec: &str) -> String {
+    format!("apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {{name: h, labels: {{role: node}}}}\nspec: {spec}\n")
+}
+
+#[test]
+fn a_host_endpoint_loads_with_its_addresses_profiles_and_ports() {
+    let l = load_str(
+        "h.yaml",
+        &hep("{node: n1, interfaceName: eth0, expectedIPs: [10.0.0.1, '::ffff:10.0.0.2'], profiles: [projectcalico-default-allow], ports: [{name: web, protocol: TCP, port: 80}, {name: dns, protocol: 17, port: 53}]}"),
+    );
+    assert_clean(&l);
+    assert!(l.cluster.has_calico(), "a host endpoint makes the input a Calico cluster");
+    let h = &l.cluster.host_endpoints[0];
+    assert_eq!((h.name.as_str(), h.node.as_str(), h.interface.as_deref()), ("h", "n1", Some("eth0")));
+    assert_eq!(h.expected_ips, vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap(), "10.0.0.2".parse().unwrap()]);
+    assert_eq!(h.profiles, ["projectcalico-default-allow"]);
+    let ports: Vec<String> = h.ports.iter().map(|p| p.to_string()).collect();
+    assert_eq!(ports, ["web:80/TCP", "dns:53/UDP"]);
+    assert_eq!(h.labels.get("role"), Some("node"));
+    // The CRD group reads the same spec.
+    let crd = hep("{node: n1, interfaceName: '*'}").replace("projectcalico.org/v3", "crd.projectcalico.org/v1");
+    let l = load_str("h.yaml", &crd);
+    assert_clean(&l);
+    assert!(l.cluster.host_endpoints[0].all_interfaces());
+}
+
+#[test]
+fn host_endpoint_validation() {
+    let cases = [
+        ("{interfaceName: eth0}", "spec.node", "node must be specified"),
+        ("{node: n1}", "spec", "at least one of interfaceName or expectedIPs"),
+        ("{node: n1, expectedIPs: [10.0.0.300]}", "spec.expectedIPs[0]", "invalid IP address"),
+        ("{node: n1, expectedIPs: [10.0.0.1, 10.0.0.1]}", "spec.expectedIPs[1]", "duplicate"),
+        ("{node: n1, interfaceName: averyveryverylongname}", "spec.interfaceName", "invalid interface name"),
+        ("{node: N_1, interfaceName: eth0}", "spec.node", ""),
+        ("{node: n1, interfaceName: eth0, profiles: [Bad_Name]}", "spec.profiles[0]", ""),
+        (
+            "{node: n1, interfaceName: eth0, ports: [{name: web, protocol: ICMP, port: 80}]}",
+            "spec.ports[0].protocol",
+            "TCP, UDP or SCTP",
+        ),
+        (
+            "{node: n1, interfaceName: eth0, ports: [{name: web, protocol: TCP, port: 0}]}",
+            "spec.ports[0].port",
+            "between 1 and 65535",
+        ),
+        ("{node: n1, interfaceName: eth0, ports: [{protocol: TCP, port: 80}]}", "spec.ports[0].name", "Required"),
+        ("{node: n1, interfaceName: eth0, bogus: 1}", "spec", "bogus"),
+    ];
+    for (spec, field, words) in cases {
+        let l = load_str("h.yaml", &hep(spec));
+        let e = errors(&l);
+        assert!(!e.is_empty(), "{spec}: no error");
+        assert!(
+            e.iter().any(|d| d.field.as_deref().unwrap_or("").starts_with(field) && d.message.contains(words))
+                || e.iter().any(|d| d.message.contains(words) && !words.is_empty()),
+            "{spec}: expected {field} ({words}), got {e:#?}"
+        );
+        assert!(l.cluster.host_endpoints.is_empty(), "{spec}: an invalid host endpoint is not loaded");
+    }
+    // A duplicate name is an error; the first one stays.
+    let l = load_str(
+        "h.yaml",
+        &[hep("{node: n1, interfaceName: eth0}"), hep("{node: n2, interfaceName: eth0}")].join("---\n"),
+    );
+    assert_eq!(errors(&l).len(), 1);
+    assert_eq!(l.cluster.host_endpoints.len(), 1);
+    assert_eq!(l.cluster.host_endpoints[0].node, "n1");
 }

@@ -110,6 +110,7 @@ fn shard_policy(r: &mut Rng, name: String) -> Policy {
         ..Default::default()
     }];
     Policy {
+        host: Default::default(),
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
         order: 1000.into(),

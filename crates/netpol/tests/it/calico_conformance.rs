@@ -20,8 +20,8 @@ use netpol_core::verdict::Verdict;
 use serde::Deserialize;
 
 /// What the data holds (README.md of the data directory): at least this many cases and probes.
-const CASES: usize = 43;
-pub(crate) const PROBES: usize = 262;
+const CASES: usize = 49;
+pub(crate) const PROBES: usize = 302;
 /// The projectcalico/calico commit every `path:line` reference points into (README.md has the full hash).
 const CALICO_COMMIT: &str = "87c15906f2";
 
@@ -122,7 +122,11 @@ fn every_calico_probe() {
             let want = p.expect == "allow";
             let got = engine.allowed(&src, &dst, proto, p.port);
             let explanation = engine.explain(&src, &dst, proto, p.port);
+            let reference = netpol_core::reference::allowed(engine.cluster(), &src, &dst, proto, p.port);
             let mut wrong = Vec::new();
+            if reference != want {
+                wrong.push(format!("the reference evaluator says {}", Verdict::from_bool(reference).as_str()));
+            }
             if got != want {
                 wrong.push(format!("expected {}, got {}", p.expect, Verdict::from_bool(got).as_str()));
             }
@@ -222,6 +226,7 @@ const KINDS: &[(&str, &str, bool)] = &[
     ("projectcalico.org/v3", "Tier", false),
     ("projectcalico.org/v3", "NetworkSet", true),
     ("projectcalico.org/v3", "GlobalNetworkSet", false),
+    ("projectcalico.org/v3", "HostEndpoint", false),
 ];
 
 /// The addresses the data may use: 10.0.0.0/8 and fd00::/8.

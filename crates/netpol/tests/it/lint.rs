@@ -105,7 +105,7 @@ fn sarif_is_valid_and_points_at_lines() {
     let results = v["runs"][0]["results"].as_array().unwrap();
     let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
     assert_eq!(rules.len(), netpol_core::lint::RULES.len());
-    assert_eq!(rules.len(), 20);
+    assert_eq!(rules.len(), 21);
     for r in results {
         let idx = r["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(rules[idx]["id"], r["ruleId"]);
@@ -394,10 +394,37 @@ spec:
   - action: Allow
     source:
       selector: app == 'db'
+---
+# NP021: a Deny of a failsafe port on host endpoints.
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata:
+  name: node1-eth0
+  labels:
+    role: node
+spec:
+  node: node1
+  interfaceName: eth0
+  expectedIPs:
+  - 10.0.5.1
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: no-ssh
+spec:
+  selector: role == 'node'
+  ingress:
+  - action: Deny
+    protocol: TCP
+    destination:
+      ports:
+      - 22
+  - action: Allow
 "#;
 
 /// `netpol lint` on Calico policies: the rules extended to Calico (NP001, NP002, NP014, NP016, NP017, NP018) and
-/// the tier rules (NP019, NP020) fire, each on the line of its field (or of its object), in text and in SARIF.
+/// the tier rules (NP019, NP020) and the host endpoint rule (NP021) fire, each on the line of its field (or of its object), in text and in SARIF.
 #[test]
 fn calico_policies() {
     let dir = crate::common::tempdir();
@@ -414,7 +441,7 @@ fn calico_policies() {
     let o = run(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let text = stdout(&o);
-    for code in ["NP001", "NP002", "NP014", "NP016", "NP017", "NP018", "NP019", "NP020"] {
+    for code in ["NP001", "NP002", "NP014", "NP016", "NP017", "NP018", "NP019", "NP020", "NP021"] {
         assert!(text.contains(&format!("[{code}]")), "{code} missing:\n{text}");
     }
     insta::assert_snapshot!("lint_calico", text);
@@ -440,6 +467,7 @@ fn calico_policies() {
         ("NP002", "selector: app == 'wbe'"),
         ("NP017", "- action: Pass"),
         ("NP016", "- action: Allow"),
+        ("NP021", "- action: Deny"),
     ];
     for (code, line) in want {
         assert!(seen.iter().any(|(c, l)| c == code && l == line), "{code} not on `{line}`: {seen:?}");

@@ -56,7 +56,8 @@ fn netpol(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, Str
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn netpol");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    // The command may exit before it reads stdin (a usage error): a broken pipe here is not a failure.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
     let deadline = Instant::now() + TIMEOUT;
     loop {
         if child.try_wait().expect("wait").is_some() {

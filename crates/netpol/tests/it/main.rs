@@ -15,6 +15,7 @@ mod dataplane;
 #[cfg(feature = "lab")]
 mod dataplane_conformance;
 mod diff;
+mod hosts;
 mod lint;
 #[cfg(feature = "kube")]
 mod live;

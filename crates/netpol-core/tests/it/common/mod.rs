@@ -159,6 +159,7 @@ pub fn policy_with_rules(r: &mut Rng, ns: NsId, name: String, ingress: Vec<Rule>
     };
     let pod_selector = selector(r, POD_KEYS);
     Policy {
+        host: Default::default(),
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
         order: 1000.into(),
@@ -219,6 +220,7 @@ pub fn admin_policy(r: &mut Rng, name: String) -> Policy {
     let ingress: Vec<Rule> = (0..r.below(3)).map(|_| admin_rule(r, false, baseline)).collect();
     let egress: Vec<Rule> = (0..r.below(3)).map(|_| admin_rule(r, true, baseline)).collect();
     Policy {
+        host: Default::default(),
         kind,
         tier,
         order: (r.below(3) as u32).into(),
@@ -513,6 +515,7 @@ pub fn calico_cluster(seed: u64) -> Cluster {
             sel = netpol_core::calico_selector::Expr::And(vec![sel, own]);
         }
         c.policies.push(Policy {
+            host: Default::default(),
             kind: if global { PolicyKind::GlobalNetworkPolicy } else { PolicyKind::CalicoNetworkPolicy },
             tier: PolicyTier::from_index(r.below(tiers)),
             order: Order([Some(10.0), Some(1000.0), Some(1000.0), None][r.below(4)]),
@@ -527,5 +530,61 @@ pub fn calico_cluster(seed: u64) -> Cluster {
             origin: Origin::default(),
         });
     }
+    host_endpoints(&mut c, &mut Rng(seed ^ 0x5851_f42d_4c95_7f2d));
     c
+}
+
+/// Calico host endpoints on two nodes (at addresses `endpoints` probes, and sometimes at a Node's address only),
+/// pods spread over the nodes, and GlobalNetworkPolicies made untracked, pre-DNAT or applyOnForward.
+fn host_endpoints(c: &mut Cluster, r: &mut Rng) {
+    if r.chance(30) {
+        return;
+    }
+    for p in c.pods.iter_mut() {
+        p.node = [Some("n0".to_string()), Some("n1".to_string()), None][r.below(3)].clone();
+    }
+    c.nodes.push(netpol_core::model::Node {
+        name: "n1".into(),
+        labels: Labels::new(),
+        ips: vec!["10.0.0.3".parse().unwrap()],
+        origin: Origin::default(),
+    });
+    let addrs = ["10.0.0.240", "10.0.0.241", "fd00::99", "10.0.0.200"];
+    for i in 0..1 + r.below(3) {
+        let mut labels = Labels::new();
+        labels.insert("role", *r.pick(&["db", "ext"]));
+        let all = r.chance(50);
+        let expected_ips = if all && r.chance(30) {
+            Vec::new()
+        } else {
+            (0..1 + r.below(2))
+                .map(|_| r.pick(&addrs).parse().unwrap())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        c.host_endpoints.push(netpol_core::model::HostEndpoint {
+            name: format!("hep{i}"),
+            node: r.pick(&["n0", "n1"]).to_string(),
+            interface: Some(if all { "*".into() } else { format!("eth{i}") }),
+            expected_ips,
+            labels,
+            profiles: if r.chance(40) { vec!["projectcalico-default-allow".into()] } else { Vec::new() },
+            ports: vec![ContainerPort { name: Some("web".into()), port: 80, protocol: Protocol::Tcp }],
+            origin: Origin::default(),
+        });
+    }
+    for p in c.policies.iter_mut().filter(|p| p.kind == PolicyKind::GlobalNetworkPolicy) {
+        match r.below(4) {
+            0 => p.host.do_not_track = true,
+            1 => {
+                p.host.pre_dnat = true;
+                p.affects_egress = false;
+                p.affects_ingress = true;
+                p.egress.clear();
+            }
+            _ => {}
+        }
+        p.host.apply_on_forward = p.host.do_not_track || p.host.pre_dnat || r.chance(50);
+    }
 }

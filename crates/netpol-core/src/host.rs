@@ -1,0 +1,770 @@
+//! Calico host endpoints: the checks a flow meets on a host's own interfaces, beside the pods' policies.
+//!
+//! Felix (projectcalico/calico: `felix/rules/endpoints.go`, `static.go`, `felix/calc/event_sequencer.go`) gives a
+//! host endpoint four lists of GlobalNetworkPolicies that select it, in tiers like a pod's:
+//! - **untracked** (`doNotTrack`) and **pre-DNAT** (`preDNAT`, ingress only): their tiers end in Pass whatever the
+//!   tier's default action, so that later stages still apply; an Allow skips the later stages of that host
+//!   endpoint, a Deny drops;
+//! - **normal** (the rest): traffic to and from the host's own processes; each tier ends in its default action,
+//!   and what no tier decides goes to the endpoint's profiles, and is dropped if none allows it;
+//! - **forward** (normal policies with `applyOnForward`): traffic forwarded through the host; each tier ends in
+//!   its default action, what no tier decides is allowed, and with no such policy forwarded traffic is allowed.
+//!
+//! Felix's default failsafe ports (`FailsafeInboundHostPorts`, `FailsafeOutboundHostPorts`) are accepted ahead
+//! of the untracked, pre-DNAT and normal chains, whatever the policies say; forwarded traffic has no failsafe in
+//! its forward chain.
+//!
+//! Where a flow meets them (netpol's flows are addresses after DNAT, see `Engine::host_checks`):
+//! - a flow to a host endpoint's address from elsewhere: the endpoint's ingress (failsafe, untracked, pre-DNAT,
+//!   normal); a flow from it to elsewhere: its egress (failsafe, untracked, normal);
+//! - from outside the cluster to a pod, and from a pod to outside the cluster or to another node's host: the
+//!   forward policies of the host endpoint of the pod's node (in: untracked Deny, pre-DNAT and forward policies,
+//!   then the pod's ingress; out: the pod's egress, then forward policies);
+//! - a pod and its own node: only an all-interfaces (`interfaceName: "*"`) endpoint governs that traffic (the API
+//!   says it governs traffic from and to local workloads); with named interfaces the traffic never crosses them
+//!   and Felix's `DefaultEndpointToHostAction` decides, which Calico's manifests set to ACCEPT.
+//!
+//! A hostNetwork pod is the host endpoint at its address, else its node's all-interfaces endpoint, else its node.
+//!
+//! Not modelled, and said so in explain and the README: routes (a node's forwarded traffic is taken to cross its
+//! `*` endpoint, else its first by name), traffic from other nodes to pods (taken to be encapsulated, so that the
+//! interfaces of the pod's node do not see it), Service DNAT (pre-DNAT policies see the flow's own destination),
+//! failsafe ports other than Felix's defaults, and Profile objects (a profile is taken to allow everything only
+//! for `projectcalico-default-allow` and the `kns.` namespace profiles).
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::compile::{Endpoint, Engine, EpInfo, RuleId};
+use crate::eval::{Ends, OnePort, Query, Trace, Variant};
+use crate::model::{Direction, HostEndpoint, PolicyId, PolicyKind};
+use crate::portset::Protocol;
+
+/// Felix's default `FailsafeInboundHostPorts`.
+pub const FAILSAFE_IN: [(Protocol, u16); 9] = [
+    (Protocol::Tcp, 22),
+    (Protocol::Udp, 68),
+    (Protocol::Tcp, 179),
+    (Protocol::Tcp, 2379),
+    (Protocol::Tcp, 2380),
+    (Protocol::Tcp, 5473),
+    (Protocol::Tcp, 6443),
+    (Protocol::Tcp, 6666),
+    (Protocol::Tcp, 6667),
+];
+
+/// Felix's default `FailsafeOutboundHostPorts`.
+pub const FAILSAFE_OUT: [(Protocol, u16); 9] = [
+    (Protocol::Udp, 53),
+    (Protocol::Udp, 67),
+    (Protocol::Tcp, 179),
+    (Protocol::Tcp, 2379),
+    (Protocol::Tcp, 2380),
+    (Protocol::Tcp, 5473),
+    (Protocol::Tcp, 6443),
+    (Protocol::Tcp, 6666),
+    (Protocol::Tcp, 6667),
+];
+
+/// Whether a flow's destination protocol and port is one of Felix's default failsafe ports for `dir` (ingress:
+/// inbound, egress: outbound).
+pub fn failsafe(dir: Direction, proto: Protocol, port: u16) -> bool {
+    let list = match dir {
+        Direction::Ingress => &FAILSAFE_IN,
+        Direction::Egress => &FAILSAFE_OUT,
+    };
+    list.contains(&(proto, port))
+}
+
+/// Whether a profile named `name` allows everything: Calico's `projectcalico-default-allow` and the namespace
+/// profiles (`kns.`) do; netpol does not read Profile objects, so it takes any other profile to allow nothing.
+pub fn profile_allows_all(name: &str) -> bool {
+    name == "projectcalico-default-allow" || name.starts_with("kns.")
+}
+
+/// Which of a host endpoint's policy lists a check uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Untracked,
+    PreDnat,
+    Normal,
+    Forward,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Untracked, Stage::PreDnat, Stage::Normal, Stage::Forward];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Untracked => "untracked",
+            Stage::PreDnat => "pre-DNAT",
+            Stage::Normal => "normal",
+            Stage::Forward => "forward",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One host endpoint's policies for one stage and direction.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StagePolicies {
+    /// Sorted by id.
+    pub pols: Vec<PolicyId>,
+    /// Their rules, in evaluation order.
+    pub rules: Vec<RuleId>,
+}
+
+/// A compiled host endpoint.
+#[derive(Clone, Debug)]
+pub(crate) struct CHep {
+    /// Its index in the cluster's host endpoints.
+    pub index: usize,
+    /// The addresses flows reach it by.
+    pub addrs: Vec<IpAddr>,
+    /// Named ports (interned name, protocol, port).
+    pub named_ports: Vec<(u32, Protocol, u16)>,
+    /// Per stage (see [`Stage`]), per direction (ingress, egress).
+    pub stages: [[StagePolicies; 2]; 4],
+    /// Whether its profiles allow what no tier decides (normal stage).
+    pub profile_allows: bool,
+}
+
+impl CHep {
+    pub(crate) fn stage(&self, s: Stage, dir: Direction) -> &StagePolicies {
+        &self.stages[s.index()][usize::from(dir == Direction::Egress)]
+    }
+}
+
+/// Where an endpoint of a flow is, as far as host endpoints go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place<'a> {
+    /// A pod (not on the host network), on this node if known.
+    Workload(Option<&'a str>),
+    /// A host endpoint's address (a host process, or a hostNetwork pod at it), or any hostNetwork pod of a node
+    /// with an all-interfaces host endpoint.
+    Host(usize),
+    /// A node's host namespace (the node, if known) that no host endpoint guards here: a hostNetwork pod, or a
+    /// Node's address.
+    NodeHost(Option<&'a str>),
+    /// An address outside the cluster.
+    Other,
+}
+
+/// Where on a host endpoint a check happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostPath {
+    /// Into the host's own processes: failsafe, untracked, pre-DNAT, normal ingress.
+    ToHost,
+    /// Out of the host's own processes: failsafe, untracked, normal egress.
+    FromHost,
+    /// Forwarded in through the host to a pod on it: untracked Deny, pre-DNAT and forward ingress.
+    ForwardedIn,
+    /// Forwarded out through the host from a pod on it: forward egress.
+    ForwardedOut,
+}
+
+impl HostPath {
+    pub fn direction(self) -> Direction {
+        match self {
+            HostPath::ToHost | HostPath::ForwardedIn => Direction::Ingress,
+            HostPath::FromHost | HostPath::ForwardedOut => Direction::Egress,
+        }
+    }
+
+    /// The stages of this path, in Felix's order.
+    pub fn stages(self) -> &'static [Stage] {
+        match self {
+            HostPath::ToHost => &[Stage::Untracked, Stage::PreDnat, Stage::Normal],
+            HostPath::FromHost => &[Stage::Untracked, Stage::Normal],
+            HostPath::ForwardedIn => &[Stage::Untracked, Stage::PreDnat, Stage::Forward],
+            HostPath::ForwardedOut => &[Stage::Forward],
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            HostPath::ToHost => "traffic to the host",
+            HostPath::FromHost => "traffic from the host",
+            HostPath::ForwardedIn => "traffic forwarded in through the host",
+            HostPath::ForwardedOut => "traffic forwarded out through the host",
+        }
+    }
+}
+
+/// One check of a flow at a host endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HostCheck {
+    pub hep: usize,
+    pub path: HostPath,
+}
+
+/// What one stage of a check decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StageOutcome {
+    Allow,
+    Deny,
+    /// No rule decided and no tier end denied: on to the next stage (or the end of the path).
+    Undecided,
+}
+
+impl Engine {
+    /// Compiles the cluster's host endpoints: their addresses, the GlobalNetworkPolicies of each stage that
+    /// select them, and the node index.
+    pub(crate) fn compile_host_endpoints(&mut self) {
+        let mut heps = Vec::with_capacity(self.cluster.host_endpoints.len());
+        for (index, h) in self.cluster.host_endpoints.iter().enumerate() {
+            let addrs = self.host_endpoint_addresses(h);
+            let mut stages: [[StagePolicies; 2]; 4] = Default::default();
+            for (pid, pol) in self.cluster.policies.iter().enumerate() {
+                if pol.kind != PolicyKind::GlobalNetworkPolicy {
+                    continue;
+                }
+                let Some(expr) = &pol.calico_selector else { continue };
+                if !expr.matches(&h.labels) {
+                    continue;
+                }
+                let mut add = |s: Stage| {
+                    for (d, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
+                        if pol.affects(dir) && !(s == Stage::PreDnat && dir == Direction::Egress) {
+                            stages[s.index()][d].pols.push(PolicyId::new(pid));
+                        }
+                    }
+                };
+                if pol.host.do_not_track {
+                    add(Stage::Untracked);
+                } else if pol.host.pre_dnat {
+                    add(Stage::PreDnat);
+                } else {
+                    add(Stage::Normal);
+                    if pol.host.apply_on_forward {
+                        add(Stage::Forward);
+                    }
+                }
+            }
+            for per_dir in stages.iter_mut() {
+                for (d, sp) in per_dir.iter_mut().enumerate() {
+                    let dir = if d == 0 { Direction::Ingress } else { Direction::Egress };
+                    sp.rules = self
+                        .profile_steps(&sp.pols, dir)
+                        .into_iter()
+                        .filter_map(|s| if let crate::eval::ProfileStep::Rule(r) = s { Some(r) } else { None })
+                        .collect();
+                }
+            }
+            let named: Vec<(String, Protocol, u16)> =
+                h.ports.iter().filter_map(|p| p.name.as_ref().map(|n| (n.to_string(), p.protocol, p.port))).collect();
+            let profile_allows = h.profiles.iter().any(|p| profile_allows_all(p));
+            heps.push((index, addrs, named, stages, profile_allows));
+        }
+        self.heps = heps
+            .into_iter()
+            .map(|(index, addrs, named, stages, profile_allows)| CHep {
+                index,
+                addrs,
+                named_ports: named.into_iter().map(|(n, p, port)| (self.port_name_id(&n), p, port)).collect(),
+                stages,
+                profile_allows,
+            })
+            .collect();
+        self.hep_by_ip.clear();
+        self.node_hep.clear();
+        for (i, h) in self.heps.iter().enumerate() {
+            for a in &h.addrs {
+                self.hep_by_ip.entry(*a).or_insert(i);
+            }
+        }
+        let mut by_node: Vec<(String, bool, String, usize)> = self
+            .cluster
+            .host_endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.node.clone(), !h.all_interfaces(), h.name.clone(), i))
+            .collect();
+        by_node.sort();
+        for (node, _, _, i) in by_node {
+            self.node_hep.entry(node).or_insert(i);
+        }
+    }
+
+    /// The addresses flows reach a host endpoint by: its `expectedIPs`; for an all-interfaces endpoint without
+    /// any, its node's addresses (Node objects).
+    pub fn host_endpoint_addresses(&self, h: &HostEndpoint) -> Vec<IpAddr> {
+        if !h.expected_ips.is_empty() || !h.all_interfaces() {
+            return h.expected_ips.clone();
+        }
+        self.cluster
+            .nodes
+            .iter()
+            .filter(|n| n.name == h.node)
+            .flat_map(|n| n.ips.iter().map(|ip| ip.to_canonical()))
+            .collect()
+    }
+
+    /// The pods whose traffic with other pods host endpoint checks can govern: the hostNetwork pods (their
+    /// traffic is their node's), when the cluster has host endpoints.
+    pub fn pods_with_host_checks(&self) -> Vec<crate::model::PodId> {
+        if self.heps.is_empty() {
+            return Vec::new();
+        }
+        (0..self.cluster.pods.len())
+            .map(crate::model::PodId::new)
+            .filter(|&p| self.cluster.pod(p).host_network)
+            .collect()
+    }
+
+    /// What the pod-to-pod matrix leaves out, if anything: the host endpoint checks of hostNetwork pods' traffic
+    /// (the other pods' own policies are in it; `query` and `explain` answer with both).
+    pub fn matrix_caveat(&self) -> Option<String> {
+        let pods = self.pods_with_host_checks();
+        (!pods.is_empty()).then(|| {
+            let names: Vec<String> = pods.iter().take(5).map(|&p| self.cluster.pod_ref(p)).collect();
+            format!(
+                "the matrix does not apply host endpoint policies to the traffic of {} hostNetwork pod(s) ({}{}); \
+                 `netpol query` and `netpol explain` do",
+                pods.len(),
+                names.join(", "),
+                if pods.len() > 5 { ", ..." } else { "" }
+            )
+        })
+    }
+
+    /// The host endpoints (cluster indexes) a policy applies to, in any stage and direction.
+    pub fn policy_host_endpoints(&self, p: PolicyId) -> Vec<usize> {
+        self.heps
+            .iter()
+            .filter(|h| h.stages.iter().flatten().any(|sp| sp.pols.binary_search(&p).is_ok()))
+            .map(|h| h.index)
+            .collect()
+    }
+
+    /// Whether the engine has host endpoints (and so host checks for some flows).
+    pub fn has_host_endpoints(&self) -> bool {
+        !self.heps.is_empty()
+    }
+
+    /// The host endpoint at an address, if any.
+    pub fn host_endpoint_at(&self, ip: IpAddr) -> Option<&HostEndpoint> {
+        let h = self.hep_by_ip.get(&ip.to_canonical())?;
+        self.cluster.host_endpoints.get(self.heps[*h].index)
+    }
+
+    pub(crate) fn hep_model(&self, h: usize) -> &HostEndpoint {
+        &self.cluster.host_endpoints[self.heps[h].index]
+    }
+
+    /// Where an endpoint of a flow is (see [`Place`]): a pod off the host network is a workload on its node; a
+    /// host endpoint's address is that host endpoint; a hostNetwork pod elsewhere is its node's all-interfaces
+    /// host endpoint if it has one, else its node; a Node's address is that node.
+    pub(crate) fn place(&self, ep: &EpInfo<'_>, pod: Option<crate::model::PodId>) -> Place<'_> {
+        let mut ip = ep.ip;
+        let mut node = None;
+        if let Some(p) = pod {
+            let pod = self.cluster.pod(p);
+            if !pod.host_network {
+                return Place::Workload(pod.node.as_deref());
+            }
+            ip = ip.or_else(|| pod.primary_ip().map(|a| a.to_canonical()));
+            node = pod.node.as_deref();
+        }
+        if let Some(&h) = ip.and_then(|ip| self.hep_by_ip.get(&ip)) {
+            return Place::Host(h);
+        }
+        let host_network = pod.is_some();
+        let node = node.or_else(|| {
+            let ip = ip?;
+            self.cluster.nodes.iter().find(|n| n.ips.iter().any(|a| a.to_canonical() == ip)).map(|n| n.name.as_str())
+        });
+        match node {
+            Some(n) => match self.node_hep.get(n) {
+                Some(&h) if self.hep_model(h).all_interfaces() => Place::Host(h),
+                _ => Place::NodeHost(Some(n)),
+            },
+            // A hostNetwork pod of an unknown node is still a host of the cluster.
+            None if host_network => Place::NodeHost(None),
+            None => Place::Other,
+        }
+    }
+
+    /// The host endpoint checks of a flow from `src` to `dst`, in packet order (see the module's rules).
+    pub(crate) fn host_checks<'a>(&'a self, src: Place<'a>, dst: Place<'a>) -> Vec<HostCheck> {
+        let mut out = Vec::new();
+        let node_of = |p: Place<'a>| -> Option<&'a str> {
+            match p {
+                Place::Workload(n) => n,
+                Place::Host(h) => Some(self.hep_model(h).node.as_str()),
+                Place::NodeHost(n) => n,
+                Place::Other => None,
+            }
+        };
+        let same_node = match (node_of(src), node_of(dst)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        };
+        let all_ifaces = |h: usize| self.hep_model(h).all_interfaces();
+        let fwd = |node: Option<&str>| node.and_then(|n| self.node_hep.get(n)).copied();
+        let host = |p: Place<'_>| matches!(p, Place::Host(_) | Place::NodeHost(_));
+        // Out of the source.
+        match src {
+            Place::Host(h) => {
+                let crosses = match dst {
+                    Place::Host(_) | Place::NodeHost(_) => !same_node,
+                    // To a pod: an all-interfaces endpoint governs it (on another node the traffic leaves
+                    // through the tunnel device, which only such an endpoint covers).
+                    Place::Workload(_) => all_ifaces(h),
+                    Place::Other => true,
+                };
+                if crosses {
+                    out.push(HostCheck { hep: h, path: HostPath::FromHost });
+                }
+            }
+            Place::Workload(node) => {
+                if matches!(dst, Place::Other) || host(dst) && !same_node {
+                    if let Some(h) = fwd(node) {
+                        out.push(HostCheck { hep: h, path: HostPath::ForwardedOut });
+                    }
+                }
+            }
+            Place::NodeHost(_) | Place::Other => {}
+        }
+        // Into the destination.
+        match dst {
+            Place::Host(h) => {
+                let crosses = match src {
+                    Place::Host(_) | Place::NodeHost(_) => !same_node,
+                    Place::Workload(_) => !same_node || all_ifaces(h),
+                    Place::Other => true,
+                };
+                if crosses {
+                    out.push(HostCheck { hep: h, path: HostPath::ToHost });
+                }
+            }
+            // Only traffic from outside the cluster arrives at a pod's node through its interfaces; pods and hosts
+            // of other nodes reach it through the tunnel.
+            Place::Workload(node) => {
+                if matches!(src, Place::Other) {
+                    if let Some(h) = fwd(node) {
+                        out.push(HostCheck { hep: h, path: HostPath::ForwardedIn });
+                    }
+                }
+            }
+            Place::NodeHost(_) | Place::Other => {}
+        }
+        out
+    }
+
+    /// Where the two ends of a flow are.
+    pub(crate) fn flow_places<'e>(
+        &'e self,
+        src: &Endpoint,
+        s: &EpInfo<'_>,
+        dst: &Endpoint,
+        d: &EpInfo<'_>,
+    ) -> (Place<'e>, Place<'e>) {
+        let pod = |e: &Endpoint| if let Endpoint::Pod { pod, .. } = e { Some(*pod) } else { None };
+        (self.place(s, pod(src)), self.place(d, pod(dst)))
+    }
+
+    /// The named ports a flow's destination has when it is a host endpoint (what rules' named ports resolve on).
+    pub(crate) fn host_named_ports(&self, dst: Place<'_>) -> Option<&[(u32, Protocol, u16)]> {
+        match dst {
+            Place::Host(h) => Some(&self.heps[h].named_ports),
+            _ => None,
+        }
+    }
+
+    /// Whether every host endpoint check of a flow lets it through (the fast verdict's part).
+    pub(crate) fn host_allows(
+        &self,
+        src: &Endpoint,
+        s: &EpInfo<'_>,
+        dst: &Endpoint,
+        d: &EpInfo<'_>,
+        q: &Query<'_>,
+    ) -> bool {
+        let (sp, dp) = self.flow_places(src, s, dst, d);
+        self.host_checks(sp, dp).into_iter().all(|c| {
+            let (me, peer) = match c.path.direction() {
+                Direction::Ingress => (d, s),
+                Direction::Egress => (s, d),
+            };
+            self.host_check(c, me, peer, q, &mut crate::eval::Quiet)
+        })
+    }
+
+    /// One stage of a check: the fold of the stage's policies (`me`: the flow's end on the host endpoint's side,
+    /// `peer` the other end).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn host_stage<T: Trace>(
+        &self,
+        hep: usize,
+        stage: Stage,
+        dir: Direction,
+        me: &EpInfo<'_>,
+        peer: &EpInfo<'_>,
+        q: &Query<'_>,
+        trace: &mut T,
+    ) -> StageOutcome {
+        let sp = self.heps[hep].stage(stage, dir);
+        if sp.pols.is_empty() {
+            return StageOutcome::Undecided;
+        }
+        let ends = match stage {
+            Stage::Untracked | Stage::PreDnat => Ends::Pass,
+            Stage::Normal | Stage::Forward => Ends::AsTiers,
+        };
+        let side =
+            self.fold_rules(&sp.pols, &sp.rules, ends, &mut OnePort, true, !T::EVERY_RULE, Variant::AsIs, |r, rule| {
+                self.consult_rule(r, rule, me, peer, q, trace)
+            });
+        let (allowed, undecided) = side.parts(&mut OnePort);
+        if allowed {
+            StageOutcome::Allow
+        } else if undecided {
+            StageOutcome::Undecided
+        } else {
+            StageOutcome::Deny
+        }
+    }
+
+    /// Whether one check lets the flow through, and what decided it.
+    pub(crate) fn host_check<T: Trace>(
+        &self,
+        c: HostCheck,
+        me: &EpInfo<'_>,
+        peer: &EpInfo<'_>,
+        q: &Query<'_>,
+        trace: &mut T,
+    ) -> bool {
+        self.host_check_outcomes(c, me, peer, q, trace).0
+    }
+
+    /// A check, stage by stage: whether it lets the flow through, and each stage consulted with its outcome
+    /// (`None` stages: skipped by a failsafe port or an earlier stage's Allow).
+    pub(crate) fn host_check_outcomes<T: Trace>(
+        &self,
+        c: HostCheck,
+        me: &EpInfo<'_>,
+        peer: &EpInfo<'_>,
+        q: &Query<'_>,
+        trace: &mut T,
+    ) -> (bool, Vec<(Stage, Option<StageOutcome>)>, bool) {
+        let dir = c.path.direction();
+        let fs = failsafe(dir, q.proto, q.port);
+        let mut seen = Vec::new();
+        // Failsafe ports: accepted ahead of the host's own chains; on a forwarded path they only skip the
+        // untracked and pre-DNAT chains.
+        if fs && matches!(c.path, HostPath::ToHost | HostPath::FromHost) {
+            return (true, seen, true);
+        }
+        let mut skip = false;
+        for &stage in c.path.stages() {
+            if skip || (fs && matches!(stage, Stage::Untracked | Stage::PreDnat)) {
+                seen.push((stage, None));
+                continue;
+            }
+            let o = self.host_stage(c.hep, stage, dir, me, peer, q, trace);
+            seen.push((stage, Some(o)));
+            match (stage, o) {
+                (_, StageOutcome::Deny) => return (false, seen, fs),
+                // An untracked Allow of traffic forwarded to a pod has no lasting effect: the reply finds no
+                // connection (Calico's documentation); the later stages decide.
+                (Stage::Untracked, StageOutcome::Allow) if c.path == HostPath::ForwardedIn => {}
+                (Stage::Normal | Stage::Forward, StageOutcome::Allow) => return (true, seen, fs),
+                (_, StageOutcome::Allow) => skip = true,
+                (Stage::Normal, StageOutcome::Undecided) => return (self.heps[c.hep].profile_allows, seen, fs),
+                (_, StageOutcome::Undecided) => {}
+            }
+        }
+        // Past every stage: allowed (an earlier Allow, or a forward path nothing denied).
+        (true, seen, fs)
+    }
+}
+
+impl Engine {
+    /// Explains one host check: its failsafe port, and each stage as a side of its own.
+    pub(crate) fn explain_host_check(
+        &self,
+        c: HostCheck,
+        src: &Endpoint,
+        dst: &Endpoint,
+        dst_name: Option<&str>,
+        flow: &crate::verdict::ExplainFlow<'_>,
+    ) -> crate::verdict::HostExplanation {
+        use crate::verdict::{DecidedBy, HostExplanation, SideExplanation};
+        let h = self.hep_model(c.hep);
+        let dir = c.path.direction();
+        let (subject, other, other_name) = match dir {
+            Direction::Ingress => (dst, src, None),
+            Direction::Egress => (src, dst, dst_name),
+        };
+        let me = self.ep_info(subject);
+        let mut peer = self.ep_info(other);
+        peer.name = other_name;
+        let dst_named = match flow.host_named {
+            Some(n) => Some(n),
+            None => self.ep_info(flow.dst).ident.map(|i| self.identities[i.index()].named_ports.as_slice()),
+        };
+        let q = Query { proto: flow.proto, port: flow.port, dst_named };
+        let (allowed, seen, fs) = self.host_check_outcomes(c, &me, &peer, &q, &mut crate::eval::Quiet);
+        let failsafe = fs.then(|| {
+            let (list, what) = match dir {
+                Direction::Ingress => ("FailsafeInboundHostPorts", "inbound"),
+                Direction::Egress => ("FailsafeOutboundHostPorts", "outbound"),
+            };
+            let effect = match c.path {
+                HostPath::ToHost | HostPath::FromHost => "accepted ahead of every policy of the host endpoint",
+                _ => "the untracked and pre-DNAT policies are skipped (forwarded traffic has no failsafe of its own)",
+            };
+            format!(
+                "{} is one of Felix's default failsafe {what} ports ({list}): {effect}",
+                crate::verdict::flow_port_text(flow.proto, flow.port)
+            )
+        });
+        let mut stages = Vec::new();
+        for (stage, outcome) in seen {
+            let sp = self.heps[c.hep].stage(stage, dir);
+            let pols = self.evaluation_order(&sp.pols);
+            let mut side = SideExplanation {
+                direction: dir,
+                subject: format!("host endpoint {} ({} policies)", h.name, stage.as_str()),
+                allowed: outcome != Some(StageOutcome::Deny),
+                isolated: false,
+                note: None,
+                policies: pols.iter().map(|&p| self.cluster.policy_ref(p)).collect(),
+                policy_keys: pols.iter().map(|&p| self.cluster.policy_key(p)).collect(),
+                walk: Vec::new(),
+                decided_by: DecidedBy::NotGoverned,
+                tier_default: None,
+                allowed_by: Vec::new(),
+                rejections: Vec::new(),
+            };
+            let Some(outcome) = outcome else {
+                side.note =
+                    Some(if fs { "skipped: failsafe port" } else { "skipped: an earlier stage allowed it" }.into());
+                stages.push(side);
+                continue;
+            };
+            if !pols.is_empty() {
+                let mut record = crate::eval::Record::default();
+                self.host_stage(c.hep, stage, dir, &me, &peer, &q, &mut record);
+                let ends = match stage {
+                    Stage::Untracked | Stage::PreDnat => Ends::Pass,
+                    Stage::Normal | Stage::Forward => Ends::AsTiers,
+                };
+                self.replay(&mut side, &pols, record.0, dir, flow, subject, other, other_name, ends);
+            }
+            if outcome == StageOutcome::Undecided {
+                side.note = Some(match stage {
+                    Stage::Normal => {
+                        side.decided_by = DecidedBy::Profile;
+                        side.allowed = self.heps[c.hep].profile_allows;
+                        let verdict = if side.allowed { "allowed" } else { "denied" };
+                        if h.profiles.is_empty() {
+                            format!(
+                                "no policy decides and the host endpoint has no profiles: {verdict} (Felix drops \
+                                 traffic to and from a host endpoint that nothing allows)"
+                            )
+                        } else {
+                            format!(
+                                "no policy decides: its profiles ({}) decide: {verdict} (netpol takes only \
+                                 projectcalico-default-allow and kns.* profiles to allow everything)",
+                                h.profiles.join(", ")
+                            )
+                        }
+                    }
+                    Stage::Forward if pols.is_empty() => format!(
+                        "no applyOnForward policy selects it for {dir}: forwarded traffic is allowed in that direction"
+                    ),
+                    Stage::Forward => "no policy decides: forwarded traffic is allowed".into(),
+                    Stage::Untracked | Stage::PreDnat if pols.is_empty() => "no policy: on to the next stage".into(),
+                    Stage::Untracked | Stage::PreDnat => {
+                        "no rule decides (these tiers pass what they leave): on to the next stage".into()
+                    }
+                });
+            } else if stage == Stage::Untracked && outcome == StageOutcome::Allow && c.path == HostPath::ForwardedIn {
+                side.note = Some(
+                    "an untracked Allow of traffic forwarded to a pod has no lasting effect (the reply finds no \
+                     connection): the later stages decide"
+                        .into(),
+                );
+            } else if outcome == StageOutcome::Allow && stage != Stage::Normal && stage != Stage::Forward {
+                side.note = Some("allowed here: the later stages of this host endpoint are skipped".into());
+            }
+            stages.push(side);
+        }
+        HostExplanation {
+            host_endpoint: h.name.clone(),
+            node: h.node.clone(),
+            path: c.path,
+            direction: dir,
+            allowed,
+            failsafe,
+            stages,
+            source: h.origin.to_string(),
+        }
+    }
+
+    /// What a host endpoint answer assumes about this flow, if anything.
+    pub(crate) fn host_assumption(&self, src: Place<'_>, dst: Place<'_>) -> Option<String> {
+        let fwd_policies = |node: Option<&str>| {
+            node.and_then(|n| self.node_hep.get(n)).is_some_and(|&h| {
+                let c = &self.heps[h];
+                [Direction::Ingress, Direction::Egress].iter().any(|&d| {
+                    !c.stage(Stage::Forward, d).pols.is_empty() || !c.stage(Stage::PreDnat, d).pols.is_empty()
+                })
+            })
+        };
+        let src_node = match src {
+            Place::Workload(n) => n,
+            Place::Host(h) => Some(self.hep_model(h).node.as_str()),
+            Place::NodeHost(n) => n,
+            Place::Other => None,
+        };
+        let from_cluster = !matches!(src, Place::Other);
+        if let Place::Workload(b) = dst {
+            if from_cluster && (src_node.is_none() || src_node != b) && fwd_policies(b) {
+                return Some(
+                    "traffic from another node to a pod is taken to be encapsulated (IPIP or VXLAN), so the \
+                     interfaces of the pod's node do not see it and their host endpoints' forward and pre-DNAT \
+                     policies do not apply; without encapsulation Calico applies them"
+                        .into(),
+                );
+            }
+        }
+        match (src, dst) {
+            (Place::Workload(None), p) | (p, Place::Workload(None)) if !matches!(p, Place::Workload(_)) => {
+                Some("the pod has no spec.nodeName: netpol cannot tell which host endpoint its traffic crosses".into())
+            }
+            (Place::Workload(Some(n)), Place::Host(h)) | (Place::Host(h), Place::Workload(Some(n)))
+                if self.hep_model(h).node == n && !self.hep_model(h).all_interfaces() =>
+            {
+                Some(
+                    "traffic between a pod and its own node does not cross a named-interface host endpoint: Felix's \
+                     DefaultEndpointToHostAction decides it, taken as ACCEPT (Calico's manifests set it)"
+                        .into(),
+                )
+            }
+            (Place::Workload(Some(_)), Place::Other | Place::Host(_))
+            | (Place::Other | Place::Host(_), Place::Workload(Some(_))) => Some(
+                "forwarded traffic is taken to cross the node's all-interfaces host endpoint, else its first by \
+                     name (netpol does not know routes); pre-DNAT policies see the flow's own destination (netpol \
+                     does not model Service DNAT)"
+                    .into(),
+            )
+            .filter(|_| {
+                let node = match (src, dst) {
+                    (Place::Workload(n), _) | (_, Place::Workload(n)) => n,
+                    _ => None,
+                };
+                node.is_some_and(|n| self.node_hep.contains_key(n))
+            }),
+            _ => None,
+        }
+    }
+}

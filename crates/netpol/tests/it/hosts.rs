@@ -1,0 +1,90 @@
+//! Calico host endpoints through the CLI: explain names the failsafe port, each stage and the assumptions; JSON
+//! carries `hosts`; the matrix warns about what it leaves out; query answers host flows as explain does.
+
+use std::process::{Command, Output, Stdio};
+
+fn data() -> String {
+    format!("{}/../../tests/data/calico/hosts.yaml", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn netpol(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netpol")).args(args).env("NO_COLOR", "1").stdin(Stdio::null()).output().unwrap()
+}
+
+fn explain(args: &[&str]) -> String {
+    let f = data();
+    let mut all = vec!["explain", "-f", &f];
+    all.extend_from_slice(args);
+    let o = netpol(&all);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn explain_names_the_failsafe_port_and_each_stage() {
+    let t = explain(&["10.66.1.1", "10.0.0.1", "22"]);
+    assert!(t.starts_with("ALLOW 10.66.1.1 -> shop/node-exporter 22/TCP"), "{t}");
+    assert!(t.contains("22/TCP is one of Felix's default failsafe inbound ports"), "{t}");
+    let t = explain(&["10.66.1.1", "10.0.0.1", "9100"]);
+    assert!(t.starts_with("DENY"), "{t}");
+    assert!(t.contains("host endpoint node1-eth0 (node node1), traffic to the host: DENIED"), "{t}");
+    assert!(t.contains("(pre-DNAT policies): DENIED"), "{t}");
+    assert!(t.contains("gnp/edge-block"), "{t}");
+    let t = explain(&["10.9.1.1", "10.0.0.1", "9100"]);
+    assert!(t.starts_with("ALLOW"), "{t}");
+    assert!(t.contains("(normal policies): allowed"), "{t}");
+    assert!(t.contains("gnp/node-ingress (order 100) ingress rule 0: Allow"), "{t}");
+    // Not allowed by the normal policy and no profile: dropped.
+    let t = explain(&["10.9.1.1", "10.0.0.1", "8080"]);
+    assert!(t.starts_with("DENY"), "{t}");
+    // Forwarded to a pod: the pre-DNAT Deny applies, and the assumptions are said.
+    let t = explain(&["10.66.3.3", "shop/web", "8080"]);
+    assert!(t.starts_with("DENY"), "{t}");
+    assert!(t.contains("traffic forwarded in through the host: DENIED"), "{t}");
+    assert!(t.contains("netpol does not know routes"), "{t}");
+}
+
+#[test]
+fn explain_json_has_the_host_checks() {
+    let j: serde_json::Value = serde_json::from_str(&explain(&["10.9.1.1", "10.0.0.1", "8080", "-o", "json"])).unwrap();
+    assert_eq!(j["verdict"], "deny");
+    let h = &j["hosts"][0];
+    assert_eq!(h["host_endpoint"], "node1-eth0");
+    assert_eq!(h["path"], "to-host");
+    assert_eq!(h["allowed"], false);
+    let stages = h["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 3, "{stages:?}");
+    assert_eq!(stages[2]["decided_by"], "tier_default");
+    let j: serde_json::Value = serde_json::from_str(&explain(&["10.9.1.1", "10.0.0.1", "22", "-o", "json"])).unwrap();
+    assert!(j["hosts"][0]["failsafe"].as_str().unwrap().contains("FailsafeInboundHostPorts"));
+    // Without host endpoints on the flow's path, no `hosts`.
+    let j: serde_json::Value =
+        serde_json::from_str(&explain(&["shop/web", "shop/node-exporter", "80", "-o", "json"])).unwrap();
+    assert!(j.get("hosts").is_none(), "{j}");
+}
+
+#[test]
+fn query_agrees_and_the_matrix_says_what_it_leaves_out() {
+    let f = data();
+    let dir = crate::common::tempdir();
+    let flows = dir.path().join("flows.jsonl");
+    std::fs::write(
+        &flows,
+        "{\"src\":\"10.66.1.1\",\"dst\":\"10.0.0.1\",\"port\":9100}\n{\"src\":\"10.66.1.1\",\"dst\":\"10.0.0.1\",\"port\":22}\n{\"src\":\"10.9.1.1\",\"dst\":\"10.0.0.1\",\"port\":9100}\n",
+    )
+    .unwrap();
+    let o = netpol(&["query", "-f", &f, "--flows", flows.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let verdicts: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["verdict"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(verdicts, ["deny", "allow", "allow"], "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    let o = netpol(&["matrix", "-f", &f]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the matrix does not apply host endpoint policies") && err.contains("shop/node-exporter"),
+        "{err}"
+    );
+}
