@@ -561,18 +561,20 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
             };
+            // The staged view, compiled once for every flow: only explanations read it.
+            let staged = if explain { netpol_core::staged::staged_engine(&inp.engine) } else { None };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             let errors = match flows {
                 Some(path) => {
                     let f = std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("cannot read `{path}`: {e}"))?;
                     let mut r = std::io::BufReader::with_capacity(1 << 16, f);
-                    query::run(&inp.engine, &mut r, &mut out, explain, &namespace)?
+                    query::run_with_staged(&inp.engine, staged.as_ref(), &mut r, &mut out, explain, &namespace)?
                 }
                 None => {
                     let stdin = std::io::stdin();
                     let mut r = stdin.lock();
-                    query::run(&inp.engine, &mut r, &mut out, explain, &namespace)?
+                    query::run_with_staged(&inp.engine, staged.as_ref(), &mut r, &mut out, explain, &namespace)?
                 }
             };
             if errors > 0 {
@@ -592,12 +594,12 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let d = r.endpoint(&dst).map_err(|e| anyhow::anyhow!("destination: {e}"))?;
             let (port, proto) = query::parse_port_proto(&port).map_err(anyhow::Error::msg)?;
             let name = dst_fqdn.map(|n| query::parse_fqdn(&n)).transpose().map_err(anyhow::Error::msg)?;
-            let ex = if inp.engine.cluster().staged.is_empty() {
-                inp.engine.explain_named(&s, &d, name.as_deref(), proto, port)
-            } else {
+            let ex = match netpol_core::staged::staged_engine(&inp.engine) {
+                None => inp.engine.explain_named(&s, &d, name.as_deref(), proto, port),
                 // The staged view: the same pods (so the same endpoints), the staged policies enforced.
-                let staged = netpol_core::compile::Engine::new(inp.engine.cluster().with_staged());
-                netpol_core::staged::explain_with_staged(&inp.engine, &staged, &s, &d, name.as_deref(), proto, port)
+                Some(staged) => {
+                    netpol_core::staged::explain_with_staged(&inp.engine, &staged, &s, &d, name.as_deref(), proto, port)
+                }
             };
             match output {
                 TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&ex)?),

@@ -1,6 +1,7 @@
 //! Calico staged policies through the `netpol` binary, on tests/data/calico/staged/: `explain` with the staged
 //! view's verdict (text and JSON), and `diff --staged` (the enforced cluster against the cluster as if its staged
-//! policies were enforced), end to end with its output formats and exit codes.
+//! policies were enforced), end to end with its output formats and exit codes; `query --explain` with the staged
+//! verdict in every explanation.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -201,6 +202,47 @@ fn explain_shows_the_enforced_verdict_then_the_staged_one() {
     assert_eq!((v["verdict"].as_str(), v["staged"]["verdict"].as_str()), (Some("deny"), Some("allow")));
     assert_eq!(v["staged"]["policies"][0]["action"], "Delete");
     assert_eq!(v["staged"]["ingress"]["decided_by"], "not_governed");
+}
+
+/// `netpol query --explain`: each explanation carries the staged verdict, exactly as `explain -o json` gives it;
+/// verdicts stay the enforced ones; without `--explain` or without staged policies, nothing staged is added.
+#[test]
+fn query_explain_carries_the_staged_verdict() {
+    let (c, deny) = (data("cluster.yaml"), data("deny.yaml"));
+    let dir = crate::common::tempdir();
+    let flows = dir.path().join("flows.jsonl");
+    std::fs::write(
+        &flows,
+        "{\"src\":\"ops/monitor-1\",\"dst\":\"shop/api\",\"port\":8080}\n\
+         {\"src\":\"shop/web\",\"dst\":\"shop/api\",\"port\":8080}\n\
+         {\"src\":\"shop/nope\",\"dst\":\"shop/api\",\"port\":8080}\n",
+    )
+    .unwrap();
+    let flows = flows.display().to_string();
+    let o = netpol(&["query", "-f", &c, "-f", &deny, "--flows", &flows, "--explain"]);
+    assert_eq!(o.status.code(), Some(1), "the unknown pod is an error line: {}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["verdict"], "allow", "the enforced verdict");
+    assert_eq!(lines[0]["explain"]["staged"]["verdict"], "deny");
+    assert_eq!(lines[0]["explain"]["staged"]["changed"], true);
+    assert_eq!(lines[0]["explain"]["staged"]["policies"][0]["name"], "shop/deny-ops");
+    assert_eq!(lines[1]["explain"]["staged"]["verdict"], "allow");
+    assert_eq!(lines[1]["explain"]["staged"]["changed"], false);
+    assert!(lines[2]["error"].is_string());
+    // The same object as `explain -o json`.
+    let e = netpol(&["explain", "-f", &c, "-f", &deny, "ops/monitor-1", "shop/api", "8080", "-o", "json"]);
+    let e: serde_json::Value = serde_json::from_str(&stdout(&e)).unwrap();
+    assert_eq!(lines[0]["explain"], e);
+    // Without --explain: verdicts only.
+    let o = netpol(&["query", "-f", &c, "-f", &deny, "--flows", &flows]);
+    let first: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(first.get("explain"), None);
+    // Without staged policies: no `staged`.
+    let o = netpol(&["query", "-f", &c, "--flows", &flows, "--explain"]);
+    let first: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(first["verdict"], "allow");
+    assert!(first["explain"].get("staged").is_none(), "{first}");
 }
 
 /// The README's examples (Calico section, `explain`; Connectivity diff, `diff --staged`) are what the binary prints.
