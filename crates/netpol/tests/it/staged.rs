@@ -245,6 +245,47 @@ fn query_explain_carries_the_staged_verdict() {
     assert!(first["explain"].get("staged").is_none(), "{first}");
 }
 
+/// `netpol lint` on the fixtures: NP022 names each staged policy that would cut allowed traffic, with the
+/// count of flows, on the line of its object (text and SARIF); the staged Delete (it opens) and the staged Log
+/// policy are quiet, and the Tier only a staged policy is in is not "without policies" (NP020).
+#[test]
+fn lint_reports_the_staged_policies_that_would_cut_allowed_traffic() {
+    let dir = data("");
+    let o = netpol(&["lint", "-f", &dir, "--fail-on", "warning"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = stdout(&o);
+    let np022: Vec<&str> = text.lines().filter(|l| l.contains("[NP022]")).collect();
+    assert_eq!(np022.len(), 2, "{text}");
+    assert!(
+        np022[0].ends_with(
+            "warning[NP022] staged-cuts-allowed-traffic (line 3): enforcing this staged policy would deny 4 currently \
+             allowed flow(s) (pod pair, declared port) on 4 pod pair(s), some together with other staged policies, \
+             e.g. ops/monitor-1 -> shop/api 8080/TCP, ops/monitor-1 -> shop/web 80/TCP"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("  StagedNetworkPolicy shop/deny-ops\n"), "{text}");
+    assert!(text.contains("  StagedKubernetesNetworkPolicy shop/api-ingress\n"), "{text}");
+    assert!(np022[1].contains("would deny 2 currently allowed flow(s) (pod pair, declared port) on 2 pod pair(s)"));
+    assert!(!text.contains("[NP020]"), "{text}");
+    // Without staged policies: no NP022.
+    let o = netpol(&["lint", "-f", &data("cluster.yaml"), "--fail-on", "never"]);
+    assert!(!stdout(&o).contains("NP022"), "{}", stdout(&o));
+    // SARIF: the rule's metadata, and each result on its staged object's first line.
+    let o =
+        netpol(&["lint", "-f", &data("deny.yaml"), "-f", &data("cluster.yaml"), "-o", "sarif", "--fail-on", "never"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| r["id"] == "NP022" && r["name"] == "staged-cuts-allowed-traffic"), "{rules:?}");
+    let results: Vec<&serde_json::Value> =
+        v["runs"][0]["results"].as_array().unwrap().iter().filter(|r| r["ruleId"] == "NP022").collect();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["level"], "warning");
+    let loc = &results[0]["locations"][0]["physicalLocation"];
+    assert!(loc["artifactLocation"]["uri"].as_str().unwrap().ends_with("deny.yaml"), "{loc}");
+    assert_eq!(loc["region"]["startLine"], 3);
+}
+
 /// The README's examples (Calico section, `explain`; Connectivity diff, `diff --staged`) are what the binary prints.
 #[test]
 fn the_readme_examples_are_the_binary_output() {
