@@ -1369,6 +1369,9 @@ impl LiveMetrics {
 /// A model the live source publishes: the working engine after a batch of changes.
 pub struct Update {
     pub engine: Engine,
+    /// The staged view of the engine's cluster (as if its Calico staged policies were enforced), compiled with
+    /// it when the cluster has staged policies (`netpol_core::staged::staged_engine`), on the applier's thread.
+    pub staged: Option<Engine>,
     /// Seconds spent applying the batch (or compiling the first full list).
     pub compile_seconds: f64,
     /// The diagnostics of the objects held (invalid objects), as [`Store::diagnostics`].
@@ -1557,6 +1560,7 @@ impl Applier {
         let seconds = t.elapsed().as_secs_f64();
         let versions = self.store.resource_versions();
         let update = publish.then(|| Update {
+            staged: netpol_core::staged::staged_engine(engine),
             engine: engine.clone(),
             compile_seconds: seconds,
             diagnostics: self.store.diagnostics(),
