@@ -1,7 +1,8 @@
 //! Live clusters: Namespaces, Pods, NetworkPolicies, Nodes, the admin network policy CRDs
 //! (`policy.networking.k8s.io`: ClusterNetworkPolicy `v1alpha2`, AdminNetworkPolicy and
 //! BaselineAdminNetworkPolicy `v1alpha1`) and Calico's objects (Tier, NetworkPolicy, GlobalNetworkPolicy,
-//! NetworkSet, GlobalNetworkSet, and the ServiceAccounts its selectors see) read from a Kubernetes API server with
+//! NetworkSet, GlobalNetworkSet, the staged policies StagedNetworkPolicy, StagedGlobalNetworkPolicy and
+//! StagedKubernetesNetworkPolicy, and the ServiceAccounts its selectors see) read from a Kubernetes API server with
 //! kube-rs, instead of manifest files. The kinds are one table, [`Kind`]; the CRD kinds are read through kube's
 //! dynamic API ([`DynamicObject`]), the others through k8s-openapi's types.
 //!
@@ -35,7 +36,10 @@
 //! already applied), so the engine sees only real changes. Objects are decoded one at a time there, so what the
 //! loader derives across objects is kept by [`Change`]s and the store: a Calico policy's tier goes by name
 //! ([`Change::PutCalicoPolicy`]), and its warning that no Tier object declares its tier is reported exactly while no
-//! valid Tier of that name is held.
+//! valid Tier of that name is held (staged policies alike). Staged policies go to `Cluster::staged`
+//! ([`Change::PutStagedPolicy`]): they never change the enforced engine; each published [`Update`] carries their
+//! staged view compiled (`Update::staged`). The loader's warning that a staged `Delete` names no loaded policy
+//! depends on the enforced policies of the moment and is not reported by the watch (a one-shot list reports it).
 
 #![forbid(unsafe_code)]
 
