@@ -7,7 +7,8 @@
 //                                               a server with --watch on MANIFEST_DIR: the page follows a change,
 //                                               then admin-tier policies written there: policies and explanations
 //                                               tier by tier; then Calico objects (a Tier, GlobalNetworkPolicies):
-//                                               Calico's tiers in the list and the panels, the tier walk
+//                                               Calico's tiers in the list and the panels, the tier walk; then a
+//                                               Calico staged policy: the staged verdict in the explanation
 //
 // The example run compares what the page shows with the engine's answers fetched from the API independently
 // (the per-pod matrix, the what-if diff, explain), drives the canvas with real clicks, and saves screenshots.
@@ -636,7 +637,51 @@ async function followRun(page) {
   await page.screenshot({ path: path.join(outDir, 'three-tier-tiers.png') });
 
   await calicoRun(page, { prom, pg, web: web3 });
+  await stagedRun(page, { prom, pg });
   check(errors.length === 0, 'no console errors while following', errors);
+}
+
+/**
+ * A Calico staged policy written into the watched manifests (never enforced): a StagedGlobalNetworkPolicy that
+ * would deny monitoring into the database. The explanation keeps the enforced verdict and ends with the staged one
+ * ("staged: would deny …"), as the explain API gives it.
+ */
+async function stagedRun(page, { prom, pg }) {
+  const staged = [
+    'apiVersion: projectcalico.org/v3',
+    'kind: StagedGlobalNetworkPolicy',
+    'metadata: {name: security.staged-gate}',
+    'spec:',
+    '  tier: security',
+    '  order: 5',
+    "  namespaceSelector: tier == 'database'",
+    '  types: [Ingress]',
+    "  ingress: [{action: Deny, source: {namespaceSelector: tier == 'monitoring'}}]",
+    '',
+  ].join('\n');
+  fs.writeFileSync(path.join(manifestDir, 'zz-staged.yaml'), staged);
+  await page.waitForFunction(() => document.getElementById('model-info').textContent.startsWith('revision 5 '), null, { timeout: 20000 });
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 20000 });
+  await page.click('#tab-btn-inspect');
+  const [src, dst] = [`monitoring/${prom.pods[0]}`, `database/${pg.pods[0]}`];
+  await page.fill('#ex-src', src);
+  await page.fill('#ex-dst', dst);
+  await page.fill('#ex-port', '5432/TCP');
+  await page.evaluate(() => document.getElementById('explain').replaceChildren());
+  await page.click('#ex-run');
+  await page.waitForSelector('#explain .explanation .staged', { timeout: 5000 });
+  const want = await api(`/api/v1/explain?src=${encodeURIComponent(src)}&dst=${encodeURIComponent(dst)}&port=5432/TCP`);
+  const shown = await page.$eval('#explain .explanation', (x) => ({ verdict: x.dataset.verdict, staged: { ...x.querySelector('.staged').dataset }, text: x.querySelector('.staged').textContent }));
+  check(
+    want.verdict === 'allow' && want.staged.verdict === 'deny' &&
+      shown.verdict === 'allow' && shown.staged.verdict === 'deny' && shown.staged.changed === 'true' &&
+      shown.text.includes('staged: would deny') && shown.text.includes('changes the enforced ALLOW') &&
+      shown.text.includes('StagedGlobalNetworkPolicy security.staged-gate (Set)'),
+    'a staged policy: the explanation keeps the enforced ALLOW and shows "staged: would deny", as the explain API',
+    { shown, staged: want.staged && want.staged.verdict },
+  );
+  await page.mouse.move(1, 890);
+  await page.screenshot({ path: path.join(outDir, 'three-tier-staged.png') });
 }
 
 /**

@@ -103,6 +103,13 @@ impl Cluster {
     }
 }
 
+/// The staged view of `enforced`'s cluster, compiled ([`Cluster::with_staged`]), or `None` when the cluster has
+/// no staged policies (the view would be the cluster itself). Compile it once and use it for every flow.
+pub fn staged_engine(enforced: &Engine) -> Option<Engine> {
+    let c = enforced.cluster();
+    (!c.staged.is_empty()).then(|| Engine::new(c.with_staged()))
+}
+
 /// Explains one flow on the enforced engine and, when its cluster has staged policies, adds what the staged view
 /// makes of it (`staged`): its verdict, whether that differs, the staged policies that bear on the flow, and each
 /// direction's walk and decision. `staged` must be compiled from `enforced.cluster().with_staged()`; endpoints are

@@ -1,5 +1,5 @@
 //! Update: applies object changes (add, replace, delete of namespaces, pods, nodes, policies and Calico's Tiers,
-//! network sets and service accounts) to a compiled [`Engine`], for live clusters where objects change one event
+//! network sets, service accounts and staged policies) to a compiled [`Engine`], for live clusters where objects change one event
 //! at a time.
 //!
 //! Objects are named by namespace and name, as the Kubernetes API names them; the `ns` field of a given
@@ -30,6 +30,9 @@
 //!   pod's service account exists (undeclared ones without labels, as the loader adds them), and the built-in
 //!   tiers carry Calico's names exactly when the cluster has Calico objects. A service account change on an engine
 //!   without Calico objects only changes the cluster (nothing else reads service accounts).
+//! - **Staged policies** (Calico's staged kinds): only [`Cluster::staged`] changes; the engine is neither updated
+//!   nor recompiled (they enforce nothing; the staged view is compiled from the cluster when needed). They name
+//!   their namespace and a tier that is not built in by name, so that namespace and tier changes leave them right.
 //! - **Batches**: changes apply in order, in place, until one needs a recompile; from there on they only go to
 //!   the cluster, and the engine is recompiled once at the end. A batch of more than [`BULK_CHANGES`] changes
 //!   that also exceeds an eighth of the cluster's objects is recompiled directly.
@@ -43,9 +46,9 @@ use crate::compile::{BlockId, CPeer, Engine, IdSet, IdentityId, IdentityKey, NsS
 use crate::load::NAMESPACE_NAME_LABEL;
 use crate::model::{
     Action, Cluster, Direction, Namespace, NetworkSet, Node, NsId, Origin, Pod, PodId, Policy, PolicyId, PolicyKind,
-    PolicyTier, Scope, ServiceAccount, TierDef,
+    PolicyTier, Scope, ServiceAccount, StagedPolicy, TierDef,
 };
-use crate::selector::Labels;
+use crate::selector::{Labels, Selector};
 
 /// Above this many changes (and an eighth of the cluster's pods and policies), a batch is recompiled at once.
 pub const BULK_CHANGES: usize = 256;
@@ -133,6 +136,20 @@ pub enum Change {
         namespace: String,
         name: String,
     },
+    /// Adds or replaces a Calico staged policy (StagedNetworkPolicy, StagedGlobalNetworkPolicy or
+    /// StagedKubernetesNetworkPolicy; the same staged kind, namespace and name), as the loader reads the object
+    /// alone. Staged policies enforce nothing: only [`Cluster::staged`] changes, the compiled engine stays as it
+    /// is. Its namespace goes by name (`StagedPolicy::namespace`), and so does a tier that is not built in
+    /// (`StagedPolicy::implicit_tier`; the staged view finds it among the cluster's tiers then).
+    PutStagedPolicy(StagedPolicy),
+    /// Deletes a staged policy: its staged kind (`StagedNetworkPolicy`, `StagedGlobalNetworkPolicy`,
+    /// `StagedKubernetesNetworkPolicy`, as `StagedPolicy::staged_kind` names it), namespace (`None` for the
+    /// global kind) and name.
+    DeleteStagedPolicy {
+        kind: &'static str,
+        namespace: Option<String>,
+        name: String,
+    },
 }
 
 impl Change {
@@ -157,8 +174,15 @@ impl Change {
             | Change::PutNode(_)
             | Change::DeleteNode { .. }
             | Change::PutNamespace(_)
-            | Change::DeleteNamespace { .. } => false,
+            | Change::DeleteNamespace { .. }
+            | Change::PutStagedPolicy(_)
+            | Change::DeleteStagedPolicy { .. } => false,
         }
+    }
+
+    /// Whether the change is to a staged policy: only the cluster's staged policies change, never the engine.
+    pub fn is_staged(&self) -> bool {
+        matches!(self, Change::PutStagedPolicy(_) | Change::DeleteStagedPolicy { .. })
     }
 
     /// Whether the change is to a ServiceAccount: only Calico's selectors read them, so an engine without Calico
@@ -279,6 +303,16 @@ fn apply_change(c: &mut Cluster, change: Change) -> bool {
                 });
                 c.network_sets.iter_mut().for_each(|s| s.ns.iter_mut().for_each(fix));
                 c.service_accounts.iter_mut().for_each(|s| fix(&mut s.ns));
+                // Staged policies go by namespace name: the one gone gets the loader's placeholder scope.
+                for s in &mut c.staged {
+                    if let Scope::Namespace(ns) = &mut s.policy.scope {
+                        if *ns == id {
+                            s.policy.scope = staged_scope(None, &name);
+                        } else {
+                            fix(ns);
+                        }
+                    }
+                }
             }
             true
         }
@@ -358,6 +392,27 @@ fn apply_change(c: &mut Cluster, change: Change) -> bool {
             }
             true
         }
+        Change::PutStagedPolicy(mut staged) => {
+            if let Some(ns) = &staged.namespace {
+                staged.policy.scope = staged_scope(c.namespace_id(ns), ns);
+            }
+            staged_tier_by_name(c, &mut staged);
+            let key = (staged.staged_kind(), staged.namespace.clone(), staged.policy.name.clone());
+            match c
+                .staged
+                .iter()
+                .position(|s| (s.staged_kind(), &s.namespace, &s.policy.name) == (key.0, &key.1, &key.2))
+            {
+                Some(i) => c.staged[i] = staged,
+                None => c.staged.push(staged),
+            }
+            true
+        }
+        Change::DeleteStagedPolicy { kind, namespace, name } => {
+            let before = c.staged.len();
+            c.staged.retain(|s| !(s.staged_kind() == kind && s.namespace == namespace && s.policy.name == name));
+            before != c.staged.len()
+        }
         Change::DeleteServiceAccount { namespace, name } => {
             let Some(ns) = c.namespace_id(&namespace) else { return false };
             let Some(i) = c.service_accounts.iter().position(|s| s.ns == ns && s.name == name) else { return false };
@@ -400,9 +455,30 @@ fn tier_or_insert(c: &mut Cluster, name: &str) -> PolicyTier {
     PolicyTier::from_index(i)
 }
 
+/// A staged policy's scope: its namespace when the cluster has it, else (as the loader leaves it) the cluster-wide
+/// selector of that namespace's name label; the staged view resolves it by name.
+fn staged_scope(id: Option<NsId>, name: &str) -> Scope {
+    match id {
+        Some(id) => Scope::Namespace(id),
+        None => Scope::Cluster(Selector::from_labels([(NAMESPACE_NAME_LABEL, name)])),
+    }
+}
+
+/// A staged policy in a tier that is not built in names it by name (`implicit_tier`), so that it stays right
+/// whatever becomes of the tiers' indexes; the staged view finds the tier by that name.
+fn staged_tier_by_name(c: &Cluster, s: &mut StagedPolicy) {
+    if s.implicit_tier.is_none() && s.policy.tier.index() >= 3 {
+        s.implicit_tier = c.tiers.get(s.policy.tier.index()).map(|t| t.name.clone());
+    }
+}
+
 /// What the loader derives about tiers from the whole input: undeclared tiers exist only while a policy is in
 /// them, and the built-in tiers carry Calico's names exactly when the cluster has Calico objects.
 fn tidy_tiers(c: &mut Cluster) {
+    // Tier indexes may change below: staged policies go by tier name.
+    let mut staged = std::mem::take(&mut c.staged);
+    staged.iter_mut().for_each(|s| staged_tier_by_name(c, s));
+    c.staged = staged;
     let used: Vec<bool> = {
         let mut used = vec![false; c.tiers.len()];
         for p in &c.policies {
@@ -510,6 +586,11 @@ impl Engine {
         // Whether the cluster changed since a recompile became necessary.
         let mut dirty = false;
         for ch in changes {
+            // Staged policies enforce nothing: the cluster keeps them, the engine does not read them.
+            if ch.is_staged() {
+                stats.in_place += usize::from(apply_to_cluster(&mut self.cluster, ch));
+                continue;
+            }
             if cause.is_some() {
                 dirty |= apply_to_cluster(&mut self.cluster, ch);
                 continue;
@@ -562,6 +643,10 @@ impl Engine {
             Change::DeleteNamespace { name } => self.delete_namespace(name),
             // Only Calico's selectors read service accounts, and this engine has no Calico objects.
             ch @ (Change::PutServiceAccount { .. } | Change::DeleteServiceAccount { .. }) => {
+                InPlace::Done(apply_to_cluster(&mut self.cluster, ch))
+            }
+            // Never enforced: only the cluster keeps them (`update` applies them before this).
+            ch @ (Change::PutStagedPolicy(_) | Change::DeleteStagedPolicy { .. }) => {
                 InPlace::Done(apply_to_cluster(&mut self.cluster, ch))
             }
             // `update` recompiles every batch with one of these.
@@ -1468,6 +1553,61 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
         assert_eq!(e.cluster.policies.len(), before);
         e.update(vec![Change::DeleteCalicoPolicy { namespace: "prod".into(), name: "allow-partners".into() }]);
         assert_eq!(e.cluster.policies.len(), before - 1);
+    }
+
+    /// Staged policies put and deleted one at a time (each read alone, as a live cluster reads objects) give the
+    /// staged view of the same objects loaded together; they never touch the engine, and tier and namespace
+    /// changes leave them right.
+    #[test]
+    fn staged_policies_change_the_staged_view_only() {
+        let tier = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\nspec: {order: 10}\n";
+        let deny =
+            "apiVersion: projectcalico.org/v3\nkind: StagedNetworkPolicy\nmetadata: {name: deny, namespace: prod}\n\
+                    spec: {tier: security, selector: app == 'web', types: [Ingress], ingress: [{action: Deny}]}\n";
+        let isolate = "apiVersion: projectcalico.org/v3\nkind: StagedKubernetesNetworkPolicy\n\
+                       metadata: {name: deny, namespace: prod}\nspec: {stagedAction: Delete}\n";
+        let alone = |text: &str| load_str("s", text).cluster.staged.remove(0);
+        let staged_view = |e: &Engine| Engine::new(e.cluster.with_staged());
+        let base = format!("{BASE}---\n{DENY}---\n{tier}");
+        let mut e = Engine::new(load_str("base", &base).cluster);
+        assert!(!allowed(&e, "cli", "web"));
+        let st = e.update(vec![Change::PutStagedPolicy(alone(deny)), Change::PutStagedPolicy(alone(isolate))]);
+        assert_eq!((st.in_place, st.recompiled), (2, false));
+        assert!(!allowed(&e, "cli", "web"), "the enforced answer does not change");
+        // As the same objects loaded together: the staged Delete opens web, the staged Deny closes it again.
+        let together = Engine::new(load_str("all", &format!("{base}---\n{deny}---\n{isolate}")).cluster);
+        assert!(!allowed(&staged_view(&together), "cli", "web"));
+        assert!(!allowed(&staged_view(&e), "cli", "web"));
+        // The Tier deleted (policies no longer name it: `tidy_tiers` drops it): the staged Deny keeps its tier by
+        // name, assumed by the staged view.
+        e.update(vec![Change::DeleteTier { name: "security".into() }]);
+        assert_eq!(e.cluster.tiers.len(), 3);
+        assert_eq!(e.cluster.staged[0].implicit_tier.as_deref(), Some("security"));
+        assert!(!allowed(&staged_view(&e), "cli", "web"));
+        // The Deny replaced by an Allow of the same name; then deleted: only the staged Delete is left.
+        let allow = deny.replace("action: Deny", "action: Allow");
+        e.update(vec![Change::PutStagedPolicy(alone(&allow))]);
+        assert_eq!(e.cluster.staged.len(), 2);
+        assert!(allowed(&staged_view(&e), "cli", "web"));
+        let st = e.update(vec![Change::DeleteStagedPolicy {
+            kind: "StagedNetworkPolicy",
+            namespace: Some("prod".into()),
+            name: "deny".into(),
+        }]);
+        assert_eq!((st.in_place, st.recompiled), (1, false));
+        assert_eq!(e.cluster.staged.len(), 1);
+        assert!(allowed(&staged_view(&e), "cli", "web"), "the staged Delete of prod/deny opens web");
+        // A namespace deleted and back: the staged Delete still names prod's policy.
+        e.update(vec![Change::DeletePolicy { namespace: "prod".into(), name: "deny".into() }]);
+        assert!(allowed(&e, "cli", "web"));
+        assert!(allowed(&staged_view(&e), "cli", "web"));
+        // Deleting what is not there changes nothing.
+        let st = e.update(vec![Change::DeleteStagedPolicy {
+            kind: "StagedGlobalNetworkPolicy",
+            namespace: None,
+            name: "deny".into(),
+        }]);
+        assert_eq!(st, UpdateStats::default());
     }
 
     #[test]

@@ -290,6 +290,37 @@ pub fn seed_calico(server: &FakeApiServer, api: &str) {
     }
 }
 
+/// A Calico staged policy of `api`: `kind` is `StagedNetworkPolicy`, `StagedKubernetesNetworkPolicy` (in `ns`) or
+/// `StagedGlobalNetworkPolicy` (`ns: None`).
+pub fn calico_staged(api: &str, kind: &str, ns: Option<&str>, name: &str, spec: Value) -> Value {
+    let mut o = json!({"apiVersion": api, "kind": kind, "metadata": {"name": name}, "spec": spec});
+    if let Some(ns) = ns {
+        o["metadata"]["namespace"] = json!(ns);
+    }
+    o
+}
+
+/// StagedGlobalNetworkPolicy `security.staged-deny-web`: [`calico_deny_web`]'s spec, staged (never enforced; the
+/// staged view denies `frontend/web` → `backend/api`).
+pub fn calico_staged_deny_web(api: &str) -> Value {
+    let spec = calico_deny_web(api)["spec"].clone();
+    calico_staged(api, "StagedGlobalNetworkPolicy", None, "security.staged-deny-web", spec)
+}
+
+/// StagedNetworkPolicy `backend/allow-partners` with `stagedAction: Delete`: the staged view has no
+/// `backend/allow-partners`, so nothing of the default tier selects `backend/api` (192.0.2.7 and
+/// `frontend/web` on 9090 are allowed there).
+pub fn calico_staged_delete_partners(api: &str) -> Value {
+    calico_staged(api, "StagedNetworkPolicy", Some("backend"), "allow-partners", json!({"stagedAction": "Delete"}))
+}
+
+/// StagedKubernetesNetworkPolicy `frontend/isolate-web`: a NetworkPolicy that, enforced, would isolate
+/// `frontend/web` for ingress with no rule (`backend/api` → `frontend/web` denied in the staged view).
+pub fn calico_staged_isolate_web(api: &str) -> Value {
+    let spec = json!({"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]});
+    calico_staged(api, "StagedKubernetesNetworkPolicy", Some("frontend"), "isolate-web", spec)
+}
+
 /// GlobalNetworkPolicy `security.deny-web` (tier `security`, order 5, before [`calico_objects`]' policies):
 /// denies ingress to `app == 'api'` from `app == 'web'`.
 pub fn calico_deny_web(api: &str) -> Value {

@@ -34,6 +34,12 @@ pub enum Kind {
     CalicoNetworkSet,
     /// `crd.projectcalico.org/v1` GlobalNetworkSet, cluster-scoped; a CRD.
     CalicoGlobalNetworkSet,
+    /// `crd.projectcalico.org/v1` StagedNetworkPolicy, namespaced; a CRD.
+    CalicoStagedNetworkPolicy,
+    /// `crd.projectcalico.org/v1` StagedGlobalNetworkPolicy, cluster-scoped; a CRD.
+    CalicoStagedGlobalNetworkPolicy,
+    /// `crd.projectcalico.org/v1` StagedKubernetesNetworkPolicy, namespaced; a CRD.
+    CalicoStagedKubernetesNetworkPolicy,
     /// `projectcalico.org/v3` NetworkPolicy, namespaced; served by Calico's API server.
     CalicoV3NetworkPolicy,
     /// `projectcalico.org/v3` GlobalNetworkPolicy, cluster-scoped; served by Calico's API server.
@@ -44,6 +50,12 @@ pub enum Kind {
     CalicoV3NetworkSet,
     /// `projectcalico.org/v3` GlobalNetworkSet, cluster-scoped; served by Calico's API server.
     CalicoV3GlobalNetworkSet,
+    /// `projectcalico.org/v3` StagedNetworkPolicy, namespaced; served by Calico's API server.
+    CalicoV3StagedNetworkPolicy,
+    /// `projectcalico.org/v3` StagedGlobalNetworkPolicy, cluster-scoped; served by Calico's API server.
+    CalicoV3StagedGlobalNetworkPolicy,
+    /// `projectcalico.org/v3` StagedKubernetesNetworkPolicy, namespaced; served by Calico's API server.
+    CalicoV3StagedKubernetesNetworkPolicy,
 }
 
 /// What serves a kind, which decides when the server serves it.
@@ -148,6 +160,30 @@ const TABLE: [Info; Kind::COUNT] = [
     info(Kind::CalicoTier, "Tier", "tiers", CALICO_V1, false, Api::CalicoCrd),
     info(Kind::CalicoNetworkSet, "NetworkSet", "networksets", CALICO_V1, true, Api::CalicoCrd),
     info(Kind::CalicoGlobalNetworkSet, "GlobalNetworkSet", "globalnetworksets", CALICO_V1, false, Api::CalicoCrd),
+    info(
+        Kind::CalicoStagedNetworkPolicy,
+        "StagedNetworkPolicy",
+        "stagednetworkpolicies",
+        CALICO_V1,
+        true,
+        Api::CalicoCrd,
+    ),
+    info(
+        Kind::CalicoStagedGlobalNetworkPolicy,
+        "StagedGlobalNetworkPolicy",
+        "stagedglobalnetworkpolicies",
+        CALICO_V1,
+        false,
+        Api::CalicoCrd,
+    ),
+    info(
+        Kind::CalicoStagedKubernetesNetworkPolicy,
+        "StagedKubernetesNetworkPolicy",
+        "stagedkubernetesnetworkpolicies",
+        CALICO_V1,
+        true,
+        Api::CalicoCrd,
+    ),
     info(Kind::CalicoV3NetworkPolicy, "NetworkPolicy", "networkpolicies", CALICO_API_V3, true, Api::CalicoApiServer),
     info(
         Kind::CalicoV3GlobalNetworkPolicy,
@@ -167,6 +203,30 @@ const TABLE: [Info; Kind::COUNT] = [
         false,
         Api::CalicoApiServer,
     ),
+    info(
+        Kind::CalicoV3StagedNetworkPolicy,
+        "StagedNetworkPolicy",
+        "stagednetworkpolicies",
+        CALICO_API_V3,
+        true,
+        Api::CalicoApiServer,
+    ),
+    info(
+        Kind::CalicoV3StagedGlobalNetworkPolicy,
+        "StagedGlobalNetworkPolicy",
+        "stagedglobalnetworkpolicies",
+        CALICO_API_V3,
+        false,
+        Api::CalicoApiServer,
+    ),
+    info(
+        Kind::CalicoV3StagedKubernetesNetworkPolicy,
+        "StagedKubernetesNetworkPolicy",
+        "stagedkubernetesnetworkpolicies",
+        CALICO_API_V3,
+        true,
+        Api::CalicoApiServer,
+    ),
 ];
 
 // Every entry is at the index of its kind.
@@ -180,7 +240,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 24;
 
     /// Every kind, in store order.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -197,11 +257,17 @@ impl Kind {
         Kind::CalicoTier,
         Kind::CalicoNetworkSet,
         Kind::CalicoGlobalNetworkSet,
+        Kind::CalicoStagedNetworkPolicy,
+        Kind::CalicoStagedGlobalNetworkPolicy,
+        Kind::CalicoStagedKubernetesNetworkPolicy,
         Kind::CalicoV3NetworkPolicy,
         Kind::CalicoV3GlobalNetworkPolicy,
         Kind::CalicoV3Tier,
         Kind::CalicoV3NetworkSet,
         Kind::CalicoV3GlobalNetworkSet,
+        Kind::CalicoV3StagedNetworkPolicy,
+        Kind::CalicoV3StagedGlobalNetworkPolicy,
+        Kind::CalicoV3StagedKubernetesNetworkPolicy,
     ];
 
     fn info(self) -> &'static Info {
@@ -335,5 +401,10 @@ mod tests {
             assert_eq!(Kind::from_plural(k.group(), k.version(), k.plural()), Some(k));
         }
         assert_eq!(Kind::CalicoNetworkPolicy.resource(), "networkpolicies.crd.projectcalico.org");
+        assert_eq!(
+            Kind::from_api_version("projectcalico.org/v3", "StagedKubernetesNetworkPolicy"),
+            Some(Kind::CalicoV3StagedKubernetesNetworkPolicy)
+        );
+        assert_eq!(Kind::CalicoStagedNetworkPolicy.path(), "/apis/crd.projectcalico.org/v1/stagednetworkpolicies");
     }
 }

@@ -13,8 +13,9 @@
 //! - Kinds ([`Kind`]): `v1` Namespace and Node (cluster-scoped), `v1` Pod, ServiceAccount and
 //!   `networking.k8s.io/v1` NetworkPolicy (namespaced); the CRD kinds of `policy.networking.k8s.io`
 //!   (cluster-scoped): ClusterNetworkPolicy (`v1alpha2`), AdminNetworkPolicy and BaselineAdminNetworkPolicy
-//!   (`v1alpha1`); Calico's NetworkPolicy and NetworkSet (namespaced), GlobalNetworkPolicy, Tier and
-//!   GlobalNetworkSet (cluster-scoped), under its CRDs' group `crd.projectcalico.org/v1` and under its API
+//!   (`v1alpha1`); Calico's NetworkPolicy, NetworkSet, StagedNetworkPolicy and StagedKubernetesNetworkPolicy
+//!   (namespaced), GlobalNetworkPolicy, Tier, GlobalNetworkSet and StagedGlobalNetworkPolicy (cluster-scoped),
+//!   under its CRDs' group `crd.projectcalico.org/v1` and under its API
 //!   server's `projectcalico.org/v3`. Two kinds may share a `kind` name (`NetworkPolicy`): their `apiVersion`
 //!   tells them apart ([`Kind::from_api_version`]).
 //! - Paths: every kind's collection (`/api/v1/pods`, `/apis/{group}/{version}/{plural}`), its namespaced

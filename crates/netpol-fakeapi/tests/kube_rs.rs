@@ -472,9 +472,19 @@ async fn calico_kinds_are_discovered_listed_watched_and_bookmarked() {
                 ("globalnetworksets", false),
                 ("networkpolicies", true),
                 ("networksets", true),
+                ("stagedglobalnetworkpolicies", false),
+                ("stagedkubernetesnetworkpolicies", true),
+                ("stagednetworkpolicies", true),
                 ("tiers", false)
             ]
         );
+        // The staged kinds: collections of their own.
+        server.try_put(netpol_fakeapi::fixtures::calico_staged_delete_partners(CALICO_CRD)).unwrap();
+        let staged = dynamic(&client, Kind::CalicoStagedNetworkPolicy).list(&ListParams::default()).await.unwrap();
+        assert_eq!(staged.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>(), ["allow-partners"]);
+        assert_eq!(staged.items[0].metadata.namespace.as_deref(), Some("backend"));
+        let calico = dynamic(&client, Kind::CalicoNetworkPolicy).list(&ListParams::default()).await.unwrap();
+        assert_eq!(calico.items.len(), 1, "the enforced one alone");
         let expect = [
             (Kind::CalicoTier, "security"),
             (Kind::CalicoGlobalNetworkPolicy, "security.allow-web"),

@@ -7,6 +7,9 @@
 //! A line that is not a JSON object is answered `{"input":"<the line>","error":"..."}`, and a line that is not
 //! valid UTF-8 `{"line":N,"input":"<the line, invalid bytes replaced>","error":"..."}`. Lines are read as bytes:
 //! one bad line never ends the stream. A UTF-8 byte-order mark at the start of the input is ignored.
+//!
+//! When the cluster has Calico staged policies ([`run_with_staged`]), each `explain` object also carries the
+//! verdict the staged policies would give (`staged`, as `netpol explain` gives it); `verdict` stays the enforced one.
 
 use std::borrow::Cow;
 use std::io::{BufRead, Write};
@@ -241,12 +244,15 @@ fn parse_icmp(v: &serde_json::Value) -> Result<u16, String> {
     Ok(icmp_port(t, field("code")?.unwrap_or(0)))
 }
 
-fn answer(r: &Resolver, line: &str, explain: bool) -> Result<Answer, String> {
+fn answer(r: &Resolver, staged: Option<&Engine>, line: &str, explain: bool) -> Result<Answer, String> {
     let Flow { src: s, dst: d, dst_fqdn, protocol: proto, port } = parse_flow(r, line)?;
     let name = dst_fqdn.as_deref();
     let verdict = r.engine.allowed_named(&s, &d, name, proto, port);
     let explain = if explain {
-        let ex = r.engine.explain_named(&s, &d, name, proto, port);
+        let ex = match staged {
+            Some(st) => netpol_core::staged::explain_with_staged(r.engine, st, &s, &d, name, proto, port),
+            None => r.engine.explain_named(&s, &d, name, proto, port),
+        };
         Some(serde_json::to_string(&ex).map_err(|e| e.to_string())?)
     } else {
         None
@@ -312,6 +318,21 @@ pub fn run(
     explain: bool,
     default_ns: &str,
 ) -> std::io::Result<u64> {
+    run_with_staged(engine, None, input, out, explain, default_ns)
+}
+
+/// [`run`], with the staged view of `engine`'s cluster (compiled from `engine.cluster().with_staged()`, once for
+/// the whole stream) when it has staged policies: each explanation then carries the staged verdict (`staged`),
+/// as `netpol explain` gives it. Verdicts are the enforced ones either way; without `explain` (or with `staged`
+/// `None`) this is [`run`].
+pub fn run_with_staged(
+    engine: &Engine,
+    staged: Option<&Engine>,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    explain: bool,
+    default_ns: &str,
+) -> std::io::Result<u64> {
     let r = Resolver::new(engine, default_ns);
     let mut errors = 0u64;
     let mut buf: Vec<u8> = Vec::new();
@@ -330,7 +351,7 @@ pub fn run(
                 continue;
             }
         };
-        match answer(&r, l, explain) {
+        match answer(&r, staged, l, explain) {
             Ok(a) => {
                 let v = if a.verdict { r#""verdict":"allow""# } else { r#""verdict":"deny""# };
                 match a.explain {

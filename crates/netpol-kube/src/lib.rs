@@ -1,7 +1,8 @@
 //! Live clusters: Namespaces, Pods, NetworkPolicies, Nodes, the admin network policy CRDs
 //! (`policy.networking.k8s.io`: ClusterNetworkPolicy `v1alpha2`, AdminNetworkPolicy and
 //! BaselineAdminNetworkPolicy `v1alpha1`) and Calico's objects (Tier, NetworkPolicy, GlobalNetworkPolicy,
-//! NetworkSet, GlobalNetworkSet, and the ServiceAccounts its selectors see) read from a Kubernetes API server with
+//! NetworkSet, GlobalNetworkSet, the staged policies StagedNetworkPolicy, StagedGlobalNetworkPolicy and
+//! StagedKubernetesNetworkPolicy, and the ServiceAccounts its selectors see) read from a Kubernetes API server with
 //! kube-rs, instead of manifest files. The kinds are one table, [`Kind`]; the CRD kinds are read through kube's
 //! dynamic API ([`DynamicObject`]), the others through k8s-openapi's types.
 //!
@@ -35,7 +36,10 @@
 //! already applied), so the engine sees only real changes. Objects are decoded one at a time there, so what the
 //! loader derives across objects is kept by [`Change`]s and the store: a Calico policy's tier goes by name
 //! ([`Change::PutCalicoPolicy`]), and its warning that no Tier object declares its tier is reported exactly while no
-//! valid Tier of that name is held.
+//! valid Tier of that name is held (staged policies alike). Staged policies go to `Cluster::staged`
+//! ([`Change::PutStagedPolicy`]): they never change the enforced engine; each published [`Update`] carries their
+//! staged view compiled (`Update::staged`). The loader's warning that a staged `Delete` names no loaded policy
+//! depends on the enforced policies of the moment and is not reported by the watch (a one-shot list reports it).
 
 #![forbid(unsafe_code)]
 
@@ -136,6 +140,12 @@ pub enum Kind {
     GlobalNetworkSet,
     /// Read only where Calico is: only its selectors see service accounts.
     ServiceAccount,
+    /// Calico's StagedNetworkPolicy (namespaced): never enforced, kept in `Cluster::staged`.
+    StagedNetworkPolicy,
+    /// Calico's StagedGlobalNetworkPolicy: never enforced, kept in `Cluster::staged`.
+    StagedGlobalNetworkPolicy,
+    /// Calico's StagedKubernetesNetworkPolicy (namespaced): never enforced, kept in `Cluster::staged`.
+    StagedKubernetesNetworkPolicy,
 }
 
 /// What serves a kind.
@@ -294,6 +304,30 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         served: Served::WithCalico,
         load_rank: 7,
     },
+    calico_kind(
+        Kind::StagedNetworkPolicy,
+        "StagedNetworkPolicy",
+        "stagednetworkpolicies",
+        "stagednetworkpolicies",
+        true,
+        13,
+    ),
+    calico_kind(
+        Kind::StagedGlobalNetworkPolicy,
+        "StagedGlobalNetworkPolicy",
+        "stagedglobalnetworkpolicies",
+        "stagedglobalnetworkpolicies",
+        false,
+        14,
+    ),
+    calico_kind(
+        Kind::StagedKubernetesNetworkPolicy,
+        "StagedKubernetesNetworkPolicy",
+        "stagedkubernetesnetworkpolicies",
+        "stagedkubernetesnetworkpolicies",
+        true,
+        15,
+    ),
 ];
 
 // Every entry is at the index of its kind.
@@ -307,7 +341,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 16;
 
     /// In the order of revision reports.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -324,6 +358,9 @@ impl Kind {
         Kind::NetworkSet,
         Kind::GlobalNetworkSet,
         Kind::ServiceAccount,
+        Kind::StagedNetworkPolicy,
+        Kind::StagedGlobalNetworkPolicy,
+        Kind::StagedKubernetesNetworkPolicy,
     ];
 
     fn info(self) -> &'static KindInfo {
@@ -701,7 +738,10 @@ async fn list_kind(
         | Kind::CalicoNetworkPolicy
         | Kind::GlobalNetworkPolicy
         | Kind::NetworkSet
-        | Kind::GlobalNetworkSet => {
+        | Kind::GlobalNetworkSet
+        | Kind::StagedNetworkPolicy
+        | Kind::StagedGlobalNetworkPolicy
+        | Kind::StagedKubernetesNetworkPolicy => {
             list_all(&Api::<DynamicObject>::all_with(c, &kind.api_resource(calico)), kind, calico).await
         }
     }
@@ -883,17 +923,48 @@ fn service_account_fp(a: &netpol_core::model::ServiceAccount) -> u64 {
     fingerprint(&a.labels)
 }
 
-/// Takes, out of what loading one Calico policy alone gave, the loader's warning that no Tier object declares its
-/// tier (alone, a policy in a tier that is not built in always has it): the store reports it while it holds no
-/// Tier of that name.
+/// Takes, out of what loading one Calico policy (or staged policy) alone gave, the loader's warning that no Tier
+/// object declares its tier (alone, a policy in a tier that is not built in always has it): the store reports it
+/// while it holds no Tier of that name.
 fn take_tier_warning(loaded: &mut Loaded) -> Option<(String, Diagnostic)> {
-    let p = loaded.cluster.policies.last()?;
-    if p.tier.index() < 3 {
-        return None;
-    }
-    let tier = tier_name(&loaded.cluster, p.tier);
+    let c = &loaded.cluster;
+    let tier = match (c.policies.last(), c.staged.last()) {
+        (Some(p), _) => (p.tier.index() >= 3).then(|| tier_name(c, p.tier))?,
+        (None, Some(s)) => staged_tier(c, s)?,
+        (None, None) => return None,
+    };
     let at = loaded.diagnostics.iter().rposition(is_tier_warning)?;
     Some((tier, loaded.diagnostics.remove(at)))
+}
+
+/// The tier a staged policy is in when it is not built in, by name.
+fn staged_tier(c: &netpol_core::model::Cluster, s: &netpol_core::model::StagedPolicy) -> Option<String> {
+    s.implicit_tier.clone().or_else(|| (s.policy.tier.index() >= 3).then(|| tier_name(c, s.policy.tier)))
+}
+
+/// A staged policy's fingerprint: its tier by name (a built-in one by index) and its namespace by name (its
+/// scope is a placeholder until the staged view resolves it, and depends on what else is loaded).
+fn staged_fp(c: &netpol_core::model::Cluster, s: &netpol_core::model::StagedPolicy) -> u64 {
+    let p = &s.policy;
+    let tier = staged_tier(c, s).unwrap_or_else(|| format!("#{}", p.tier.index()));
+    let scope = match (&s.namespace, &p.scope) {
+        (None, Scope::Cluster(selector)) => Some(selector),
+        _ => None,
+    };
+    let what = (&p.pod_selector, &p.calico_selector, &p.ingress, &p.egress, p.affects_ingress, p.affects_egress);
+    fingerprint(&(s.action, &s.namespace, p.kind, tier, p.order, scope, what))
+}
+
+/// The loader's warning that a staged `Delete` names no loaded policy. It depends on the enforced policies of the
+/// moment, which a live cluster changes one at a time: the store does not report it (a one-shot list does).
+fn is_staged_delete_warning(d: &Diagnostic) -> bool {
+    d.severity == Severity::Warning
+        && d.field.as_deref() == Some("metadata.name")
+        && d.message.starts_with("stagedAction Delete")
+}
+
+fn is_staged(kind: Kind) -> bool {
+    matches!(kind, Kind::StagedNetworkPolicy | Kind::StagedGlobalNetworkPolicy | Kind::StagedKubernetesNetworkPolicy)
 }
 
 /// The loader's warning on a Calico policy whose tier no Tier object declares (what it warns about `spec.tier`;
@@ -928,6 +999,10 @@ fn delete_change(key: &Key) -> Change {
         Kind::NetworkSet => Change::DeleteNetworkSet { namespace: Some(namespace), name },
         Kind::GlobalNetworkSet => Change::DeleteNetworkSet { namespace: None, name },
         Kind::ServiceAccount => Change::DeleteServiceAccount { namespace, name },
+        Kind::StagedNetworkPolicy | Kind::StagedGlobalNetworkPolicy | Kind::StagedKubernetesNetworkPolicy => {
+            let namespace = kind.is_namespaced().then_some(namespace);
+            Change::DeleteStagedPolicy { kind: kind.name(), namespace, name }
+        }
     }
 }
 
@@ -1037,6 +1112,9 @@ impl Store {
             if let (Kind::CalicoNetworkPolicy | Kind::GlobalNetworkPolicy, Some(v)) = (o.kind, &o.value) {
                 calico_policies.insert(o.source_name(), v.clone());
             }
+            if let (true, Some(v)) = (is_staged(o.kind), &o.value) {
+                calico_policies.insert(o.source_name(), v.clone());
+            }
         }
         let loaded = load_objects(objects);
         let c = &loaded.cluster;
@@ -1058,21 +1136,23 @@ impl Store {
             .chain(c.network_sets.iter().map(|s| (&s.origin.file, network_set_fp(s))))
             .chain(
                 c.service_accounts.iter().filter_map(|a| a.origin.as_ref().map(|o| (&o.file, service_account_fp(a)))),
-            );
+            )
+            .chain(c.staged.iter().map(|s| (&s.policy.origin.file, staged_fp(c, s))));
         for (file, fp) in fps {
             if let Some(e) = by_source.get(&**file).and_then(|k| self.entries.get_mut(k)) {
                 e.model = Some(fp);
             }
         }
-        // Calico's policies in tiers that are not built in: the warning that no Tier declares the tier is held
-        // apart, to be reported while that holds.
+        // Calico's policies (and staged policies) in tiers that are not built in: the warning that no Tier
+        // declares the tier is held apart, to be reported while that holds.
         let tiered: HashMap<&str, String> = c
             .policies
             .iter()
             .filter(|p| is_calico_policy(p) && p.tier.index() >= 3)
             .map(|p| (&*p.origin.file, tier_name(c, p.tier)))
+            .chain(c.staged.iter().filter_map(|s| Some((&*s.policy.origin.file, staged_tier(c, s)?))))
             .collect();
-        for d in &loaded.diagnostics {
+        for d in loaded.diagnostics.iter().filter(|d| !is_staged_delete_warning(d)) {
             log_diagnostic(d);
             let file = &*d.origin.file;
             if let Some(e) = by_source.get(file).and_then(|k| self.entries.get_mut(k)) {
@@ -1133,9 +1213,16 @@ impl Store {
         loader.add_value(value, origin(source_name(key.0, &key.1, &key.2)));
         let mut loaded = loader.finish();
         let tier_warning = match key.0 {
-            Kind::CalicoNetworkPolicy | Kind::GlobalNetworkPolicy => take_tier_warning(&mut loaded),
+            Kind::CalicoNetworkPolicy
+            | Kind::GlobalNetworkPolicy
+            | Kind::StagedNetworkPolicy
+            | Kind::StagedGlobalNetworkPolicy => take_tier_warning(&mut loaded),
             _ => None,
         };
+        if is_staged(key.0) {
+            // Alone, a staged Delete never finds its policy: not a warning here.
+            loaded.diagnostics.retain(|d| !is_staged_delete_warning(d));
+        }
         let next = match key.0 {
             Kind::Pod => {
                 loaded.cluster.pods.pop().map(|pod| (pod_fp(&pod), Change::PutPod { namespace: key.1.clone(), pod }))
@@ -1176,6 +1263,10 @@ impl Store {
                 .map(|account| {
                     (service_account_fp(&account), Change::PutServiceAccount { namespace: key.1.clone(), account })
                 }),
+            Kind::StagedNetworkPolicy | Kind::StagedGlobalNetworkPolicy | Kind::StagedKubernetesNetworkPolicy => {
+                let c = &mut loaded.cluster;
+                c.staged.pop().map(|staged| (staged_fp(c, &staged), Change::PutStagedPolicy(staged)))
+            }
         };
         let no_diagnostics: &[Diagnostic] = &[];
         let prev_warning = prev.and_then(|e| e.tier_warning.as_ref());
@@ -1369,6 +1460,9 @@ impl LiveMetrics {
 /// A model the live source publishes: the working engine after a batch of changes.
 pub struct Update {
     pub engine: Engine,
+    /// The staged view of the engine's cluster (as if its Calico staged policies were enforced), compiled with
+    /// it when the cluster has staged policies (`netpol_core::staged::staged_engine`), on the applier's thread.
+    pub staged: Option<Engine>,
     /// Seconds spent applying the batch (or compiling the first full list).
     pub compile_seconds: f64,
     /// The diagnostics of the objects held (invalid objects), as [`Store::diagnostics`].
@@ -1464,7 +1558,10 @@ fn spawn_watch(
         | Kind::CalicoNetworkPolicy
         | Kind::GlobalNetworkPolicy
         | Kind::NetworkSet
-        | Kind::GlobalNetworkSet => {
+        | Kind::GlobalNetworkSet
+        | Kind::StagedNetworkPolicy
+        | Kind::StagedGlobalNetworkPolicy
+        | Kind::StagedKubernetesNetworkPolicy => {
             let api = Api::<DynamicObject>::all_with(c, &kind.api_resource(calico));
             tokio::spawn(watch_kind(api, kind, calico, tx, m))
         }
@@ -1557,6 +1654,7 @@ impl Applier {
         let seconds = t.elapsed().as_secs_f64();
         let versions = self.store.resource_versions();
         let update = publish.then(|| Update {
+            staged: netpol_core::staged::staged_engine(engine),
             engine: engine.clone(),
             compile_seconds: seconds,
             diagnostics: self.store.diagnostics(),
@@ -1656,7 +1754,9 @@ mod tests {
 
     const NO_OTHER_VERSIONS: &str = "namespaces=-,nodes=-,clusternetworkpolicies=-,adminnetworkpolicies=-,\
                                      baselineadminnetworkpolicies=-,tiers=-,networkpolicies.projectcalico.org=-,\
-                                     globalnetworkpolicies=-,networksets=-,globalnetworksets=-,serviceaccounts=-";
+                                     globalnetworkpolicies=-,networksets=-,globalnetworksets=-,serviceaccounts=-,\
+                                     stagednetworkpolicies=-,stagedglobalnetworkpolicies=-,\
+                                     stagedkubernetesnetworkpolicies=-";
 
     fn synced_store() -> Store {
         let mut s = Store::new();

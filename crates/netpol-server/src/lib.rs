@@ -50,6 +50,7 @@ use netpol_core::model::{
     PortMatch, Rule,
 };
 use netpol_core::portset::Protocol;
+use netpol_core::staged::explain_with_staged;
 use netpol_input::query::{parse_port_proto, Resolver};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -276,6 +277,9 @@ impl std::io::BufRead for CancellableReader<'_> {
 /// One loaded, compiled set of manifests. Immutable; a reload builds a new one.
 pub struct Model {
     pub engine: Engine,
+    /// The staged view (the cluster as if its Calico staged policies were enforced), compiled with the engine
+    /// when the cluster has staged policies: explanations carry its verdict (`staged`).
+    pub staged: Option<Engine>,
     pub revision: u64,
     pub loaded_at: SystemTime,
     /// Seconds spent compiling the engine.
@@ -288,10 +292,23 @@ pub struct Model {
 }
 
 impl Model {
-    /// A model for [`AppState::publish`], which sets its revision.
+    /// A model for [`AppState::publish`], which sets its revision. With staged policies, their view is compiled
+    /// here ([`Model::with_staged`] takes one compiled elsewhere).
     pub fn new(engine: Engine, compile_seconds: f64, diagnostics: Vec<Diagnostic>) -> Model {
+        let staged = netpol_core::staged::staged_engine(&engine);
+        Model::with_staged(engine, staged, compile_seconds, diagnostics)
+    }
+
+    /// A model whose staged view `staged` is already compiled (`staged::staged_engine` of `engine`).
+    pub fn with_staged(
+        engine: Engine,
+        staged: Option<Engine>,
+        compile_seconds: f64,
+        diagnostics: Vec<Diagnostic>,
+    ) -> Model {
         Model {
             engine,
+            staged,
             revision: 0,
             loaded_at: SystemTime::now(),
             compile_seconds,
@@ -602,13 +619,15 @@ fn is_json_lines(headers: &HeaderMap, body: &[u8]) -> bool {
 
 /// Answers flows, one JSON object per line (the `netpol query` contract), from one model. With a [`Job`] (an
 /// expensive request), stops at the next line once the client is gone.
-fn answer_lines(engine: &Engine, lines: &[u8], explain: bool, ns: &str, job: Option<&Job>) -> Result<Vec<u8>, Failure> {
+fn answer_lines(model: &Model, lines: &[u8], explain: bool, ns: &str, job: Option<&Job>) -> Result<Vec<u8>, Failure> {
     let mut out = Vec::with_capacity(lines.len() * 2);
+    let (engine, staged) = (&model.engine, model.staged.as_ref());
     let r = match job {
         Some(job) => {
-            netpol_input::query::run(engine, &mut CancellableReader { rest: lines, job }, &mut out, explain, ns)
+            let mut input = CancellableReader { rest: lines, job };
+            netpol_input::query::run_with_staged(engine, staged, &mut input, &mut out, explain, ns)
         }
-        None => netpol_input::query::run(engine, &mut { lines }, &mut out, explain, ns),
+        None => netpol_input::query::run_with_staged(engine, staged, &mut { lines }, &mut out, explain, ns),
     };
     if let Some(job) = job {
         job.check()?;
@@ -688,7 +707,7 @@ async fn query_handler(
     let task = tokio::task::spawn_blocking(move || -> Result<Response, Failure> {
         let job = job.as_ref();
         if lines_mode {
-            let out = answer_lines(&model.engine, &body, explain, &ns, job)?;
+            let out = answer_lines(&model, &body, explain, &ns, job)?;
             return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response());
         }
         let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&body)
@@ -699,7 +718,7 @@ async fn query_handler(
             lines.extend(it.get().bytes().map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
             lines.push(b'\n');
         }
-        let out = answer_lines(&model.engine, &lines, explain, &ns, job)?;
+        let out = answer_lines(&model, &lines, explain, &ns, job)?;
         let mut arr = Vec::with_capacity(out.len() + 2);
         arr.push(b'[');
         for (i, l) in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
@@ -834,6 +853,41 @@ pub struct Explanation {
     pub note: Option<String>,
     pub egress: SideExplanation,
     pub ingress: SideExplanation,
+    /// When the cluster has Calico staged policies: the verdict they would give (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staged: Option<StagedExplanation>,
+}
+
+/// The flow as the staged view decides it: the cluster as if its Calico staged policies were enforced.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct StagedExplanation {
+    pub verdict: Verdict,
+    /// Whether the staged verdict differs from the enforced one.
+    pub changed: bool,
+    /// The staged policies that bear on the flow (their policy selects the source for egress or the destination
+    /// for ingress, in either view).
+    pub policies: Vec<StagedPolicyRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub egress: SideExplanation,
+    pub ingress: SideExplanation,
+}
+
+/// A staged policy, as explanations name it.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct StagedPolicyRef {
+    /// `StagedNetworkPolicy`, `StagedGlobalNetworkPolicy` or `StagedKubernetesNetworkPolicy`.
+    pub kind: String,
+    /// `namespace/name`, or `name` for a StagedGlobalNetworkPolicy.
+    pub name: String,
+    /// `Set`, `Delete`, `Learn` or `Ignore`.
+    pub action: String,
+    /// The enforced policy it sets or deletes, as explanations name policies.
+    pub policy: String,
+    /// The staged object's file and document.
+    pub source: String,
 }
 
 /// Explain one flow: per direction, the policies of every tier that apply, the rules that decided tier by tier
@@ -885,7 +939,11 @@ async fn explain_handler(
         .map(netpol_input::query::parse_fqdn)
         .transpose()
         .map_err(|e| Failure::bad("dst_fqdn", e))?;
-    Ok(Json(model.engine.explain_named(&s, &d, name.as_deref(), proto, port)).into_response())
+    let ex = match &model.staged {
+        Some(staged) => explain_with_staged(&model.engine, staged, &s, &d, name.as_deref(), proto, port),
+        None => model.engine.explain_named(&s, &d, name.as_deref(), proto, port),
+    };
+    Ok(Json(ex).into_response())
 }
 
 // ---- matrix ----
@@ -2099,6 +2157,8 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         RuleAction,
         RuleCounts,
         Explanation,
+        StagedExplanation,
+        StagedPolicyRef,
         SideExplanation,
         RuleMatch,
         Rejection,

@@ -532,6 +532,38 @@ export function renderExplanation(x, ctx = {}) {
     x.note ? h('div', { class: 'note' }, x.note) : null,
     side(x.egress, 'Egress'),
     side(x.ingress, 'Ingress'),
+    x.staged ? stagedPart(x, side) : null,
+  );
+}
+
+/**
+ * The staged view of a flow (`staged` of an explanation: the cluster as if its Calico staged policies were
+ * enforced): "staged: would allow/deny …", whether that changes the enforced verdict, the staged policies on the
+ * flow, and each side's walk in that view.
+ */
+function stagedPart(x, side) {
+  const st = x.staged;
+  const same = st.changed ? `changes the enforced ${x.verdict.toUpperCase()}` : 'same as enforced';
+  const pols = st.policies.map((p) => `${p.kind} ${p.name} (${p.action})`);
+  return h(
+    'div',
+    { class: 'staged', dataset: { verdict: st.verdict, changed: st.changed ? 'true' : 'false' } },
+    h(
+      'div',
+      {},
+      h('span', { class: `verdict ${st.verdict}` }, `staged: would ${st.verdict}`),
+      h('span', { class: 'mono' }, ` ${x.src} → ${x.dst}`),
+      ` (${same})`,
+    ),
+    h('div', { class: 'muted small' }, pols.length ? `staged policies on this flow: ${pols.join('; ')}` : 'no staged policy selects either side'),
+    st.note ? h('div', { class: 'note' }, st.note) : null,
+    h(
+      'details',
+      { class: 'small' },
+      h('summary', { class: 'muted' }, 'the flow if the staged policies were enforced'),
+      side(st.egress, 'Egress'),
+      side(st.ingress, 'Ingress'),
+    ),
   );
 }
 

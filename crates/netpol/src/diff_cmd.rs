@@ -84,11 +84,22 @@ pub fn run_staged(
     if invalid > 0 {
         eprintln!("warning: {invalid} invalid object(s) in the manifests were skipped");
     }
-    let cluster = loaded.cluster;
+    run_staged_on(loaded.cluster, "the manifests", ns, format, fail_on_new_allows, out)
+}
+
+/// [`run_staged`] on a loaded cluster (`what` names it in messages: the manifests, the cluster).
+pub fn run_staged_on(
+    cluster: netpol_core::model::Cluster,
+    what: &str,
+    ns: Option<&str>,
+    format: DiffFormat,
+    fail_on_new_allows: bool,
+    out: &mut dyn Write,
+) -> Result<u8> {
     let staged = cluster.with_staged();
     if cluster.staged.is_empty() {
         eprintln!(
-            "warning: the manifests have no staged policies (StagedNetworkPolicy, StagedGlobalNetworkPolicy, \
+            "warning: {what} have no staged policies (StagedNetworkPolicy, StagedGlobalNetworkPolicy, \
              StagedKubernetesNetworkPolicy): the staged view is the enforced cluster"
         );
     } else {
@@ -107,7 +118,7 @@ pub fn run_staged(
     let (old_e, new_e) = (engine_of(cluster, "enforced"), engine_of(staged, "staged"));
     if let Some(n) = ns {
         if old_e.cluster().namespace_id(n).is_none() {
-            bail!("unknown namespace `{n}` (not in the manifests)");
+            bail!("unknown namespace `{n}` (not in {what})");
         }
     }
     report(&old_e, &new_e, ns, format, fail_on_new_allows, out)

@@ -333,9 +333,12 @@ enum Cmd {
     },
     /// Connectivity delta between two policy sets: flows newly allowed and newly denied, with the cause.
     Diff {
-        /// The old manifests (files, directories, -), repeatable; with --staged, the manifests.
-        #[arg(short = 'f', long = "filename", required_unless_present = "git")]
+        /// The old manifests (files, directories, -), repeatable; with --staged, the manifests (or a cluster).
+        #[arg(short = 'f', long = "filename", required_unless_present_any = ["git", "staged"])]
         old: Vec<String>,
+        /// With --staged: a live cluster instead of -f.
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// The new manifests, repeatable.
         #[arg(long = "against", required_unless_present_any = ["git", "staged"])]
         new: Vec<String>,
@@ -569,18 +572,20 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
             };
+            // The staged view, compiled once for every flow: only explanations read it.
+            let staged = if explain { netpol_core::staged::staged_engine(&inp.engine) } else { None };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             let errors = match flows {
                 Some(path) => {
                     let f = std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("cannot read `{path}`: {e}"))?;
                     let mut r = std::io::BufReader::with_capacity(1 << 16, f);
-                    query::run(&inp.engine, &mut r, &mut out, explain, &namespace)?
+                    query::run_with_staged(&inp.engine, staged.as_ref(), &mut r, &mut out, explain, &namespace)?
                 }
                 None => {
                     let stdin = std::io::stdin();
                     let mut r = stdin.lock();
-                    query::run(&inp.engine, &mut r, &mut out, explain, &namespace)?
+                    query::run_with_staged(&inp.engine, staged.as_ref(), &mut r, &mut out, explain, &namespace)?
                 }
             };
             if errors > 0 {
@@ -600,12 +605,12 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let d = r.endpoint(&dst).map_err(|e| anyhow::anyhow!("destination: {e}"))?;
             let (port, proto) = query::parse_port_proto(&port).map_err(anyhow::Error::msg)?;
             let name = dst_fqdn.map(|n| query::parse_fqdn(&n)).transpose().map_err(anyhow::Error::msg)?;
-            let ex = if inp.engine.cluster().staged.is_empty() {
-                inp.engine.explain_named(&s, &d, name.as_deref(), proto, port)
-            } else {
+            let ex = match netpol_core::staged::staged_engine(&inp.engine) {
+                None => inp.engine.explain_named(&s, &d, name.as_deref(), proto, port),
                 // The staged view: the same pods (so the same endpoints), the staged policies enforced.
-                let staged = netpol_core::compile::Engine::new(inp.engine.cluster().with_staged());
-                netpol_core::staged::explain_with_staged(&inp.engine, &staged, &s, &d, name.as_deref(), proto, port)
+                Some(staged) => {
+                    netpol_core::staged::explain_with_staged(&inp.engine, &staged, &s, &d, name.as_deref(), proto, port)
+                }
             };
             match output {
                 TextOrJson::Json => writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&ex)?)?,
@@ -762,15 +767,41 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let code = lint_cmd::run(&inp.engine, &cfg, output, fail_on, &mut stdout.lock())?;
             Ok(ExitCode::from(code))
         }
-        Cmd::Diff { old, new, git, staged, namespace, output, fail_on_new_allows } => {
+        Cmd::Diff { old, new, git, staged, cluster, namespace, output, fail_on_new_allows } => {
             let git = match git.as_slice() {
                 [a, b, c] => Some((a.as_str(), b.as_str(), c.as_str())),
                 _ => None,
             };
             let stdout = std::io::stdout();
             let ns = namespace.as_deref();
+            let cluster_flags = kubeconfig_on_cli || cluster.context.is_some() || cluster.in_cluster;
+            if !staged && cluster_flags {
+                anyhow::bail!("a live cluster (--kubeconfig, --context, --in-cluster) is compared only with --staged");
+            }
             let code = if staged {
-                diff_cmd::run_staged(&old, ns, output, fail_on_new_allows, &mut stdout.lock())?
+                match inputs(old, cluster, kubeconfig_on_cli)? {
+                    Inputs::Files(files) => {
+                        diff_cmd::run_staged(&files, ns, output, fail_on_new_allows, &mut stdout.lock())?
+                    }
+                    #[cfg(feature = "kube")]
+                    Inputs::Cluster(source) => {
+                        let (loaded, from) = live::snapshot_blocking(&source)?;
+                        for d in &loaded.diagnostics {
+                            eprintln!("{d}");
+                        }
+                        eprintln!("netpol: {from}");
+                        let invalid = input::invalid_objects(&loaded.diagnostics);
+                        if invalid > 0 {
+                            if strict {
+                                eprintln!("error: {invalid} invalid object(s) in the cluster (--strict)");
+                                return Ok(ExitCode::from(2));
+                            }
+                            eprintln!("warning: {invalid} invalid object(s) were skipped");
+                        }
+                        let out = &mut stdout.lock();
+                        diff_cmd::run_staged_on(loaded.cluster, "the cluster", ns, output, fail_on_new_allows, out)?
+                    }
+                }
             } else {
                 diff_cmd::run(&old, &new, git, ns, output, fail_on_new_allows, &mut stdout.lock())?
             };

@@ -7,7 +7,7 @@
 //! Calico's kinds (`projectcalico.org/v3` NetworkPolicy and GlobalNetworkPolicy, Tiers) are judged by what they
 //! mean: the rules written for NetworkPolicy skip them or read their fields (`spec.selector`, `source`,
 //! `destination`, `nets`), and the tier rules (NP016–NP018) follow Calico's tiers; `calico.rs` holds what the
-//! Calico-aware rules share.
+//! Calico-aware rules share. NP022 compares the cluster with its staged view (Calico's staged policies enforced).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,6 +37,7 @@ mod priority_tie;
 mod redundant;
 mod selects_nothing;
 mod shadowed;
+mod staged_cuts;
 mod tier_empty;
 mod tier_nothing;
 
@@ -440,6 +441,7 @@ pub const RULES: &[&RuleInfo] = &[
     &tier_nothing::RULE,
     &tier_empty::RULE,
     &host_failsafe::RULE,
+    &staged_cuts::RULE,
 ];
 
 /// Runs every enabled rule; findings are sorted by file, document, code.

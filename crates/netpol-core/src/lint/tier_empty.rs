@@ -1,7 +1,7 @@
 //! NP020 tier-without-policies.
 //!
 //! **What it finds**: a Calico Tier (declared by a `Tier` object) that no policy of the input names in
-//! `spec.tier`.
+//! `spec.tier` (a tier that only staged policies are in is left alone: it gets policies when they are enforced).
 //! **Why it is bad**: a tier without policies is skipped for every endpoint: it decides nothing, and its
 //! `defaultAction` never applies. Often left over, or its policies name the tier with a typo (Calico refuses a
 //! policy whose tier does not exist; netpol warns and assumes it).
@@ -25,6 +25,15 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for (ti, tier) in c.tiers.iter().enumerate().skip(3) {
         let Some(origin) = &tier.origin else { continue };
         if c.policies.iter().any(|p| p.tier == PolicyTier::from_index(ti)) {
+            continue;
+        }
+        // Made for staged policies (Calico's staged kinds): it gets policies when they are enforced.
+        let staged_in = |s: &&crate::model::StagedPolicy| {
+            s.action != crate::model::StagedAction::Delete
+                && s.implicit_tier.is_none()
+                && s.policy.tier == PolicyTier::from_index(ti)
+        };
+        if c.staged.iter().any(|s| staged_in(&s)) {
             continue;
         }
         // A policy whose tier no Tier object declares may mean this one (the loader warned about it).
@@ -86,5 +95,8 @@ mod tests {
         let default =
             "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: default}\nspec: {order: 1000000}\n";
         assert!(lint(&with(default)).is_empty());
+        // Only a staged policy is in it: made for it.
+        let staged = "---\napiVersion: projectcalico.org/v3\nkind: StagedGlobalNetworkPolicy\nmetadata: {name: p}\nspec: {tier: security, selector: all()}\n";
+        assert!(lint(&with(&format!("{TIER}{staged}"))).is_empty());
     }
 }

@@ -200,6 +200,9 @@ fn kind(ch: &Change) -> &'static str {
         Change::DeleteNetworkSet { .. } => "delete-network-set",
         Change::PutServiceAccount { .. } => "put-service-account",
         Change::DeleteServiceAccount { .. } => "delete-service-account",
+        // Not generated here either: they change only `Cluster::staged` (`update.rs`'s unit tests).
+        Change::PutStagedPolicy(_) => "put-staged-policy",
+        Change::DeleteStagedPolicy { .. } => "delete-staged-policy",
     }
 }
 

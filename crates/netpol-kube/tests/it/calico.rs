@@ -3,7 +3,9 @@
 //! API server's when the cluster serves it), and the ServiceAccounts their selectors see. A one-shot list answers
 //! as the same objects read from a file; the watch follows them (the engine after each event answers as a fresh
 //! list of the cluster does); a cluster without Calico, or without one of its CRDs, is no error; a kind RBAC does
-//! not grant is one.
+//! not grant is one. Calico's staged policies (StagedNetworkPolicy, StagedGlobalNetworkPolicy,
+//! StagedKubernetesNetworkPolicy) are read and watched the same way into `Cluster::staged`: never enforced, their
+//! staged view answers as a fresh list's does.
 
 use std::time::Duration;
 
@@ -12,8 +14,8 @@ use netpol_core::load::{load_str, Severity};
 use netpol_core::model::PolicyKind;
 use netpol_core::portset::Protocol;
 use netpol_fakeapi::fixtures::{
-    self, calico_deny_web, calico_network_set, calico_objects, calico_tier, seed_calico, service_account, CALICO_CRD,
-    CALICO_V3,
+    self, calico_deny_web, calico_network_set, calico_objects, calico_staged_delete_partners, calico_staged_deny_web,
+    calico_staged_isolate_web, calico_tier, seed_calico, service_account, CALICO_CRD, CALICO_V3,
 };
 use netpol_fakeapi::{Calico, Kind as ApiKind, RequestLog};
 use netpol_kube::{CalicoApi, Kind};
@@ -47,8 +49,14 @@ fn calico_cluster(calico: Calico, api: &str) -> Cluster {
 
 /// The same objects as one JSON stream file, loaded as `netpol -f` loads files.
 fn from_file(api: &str) -> Engine {
+    from_file_with(api, vec![])
+}
+
+/// [`from_file`], with `extra` objects after Calico's.
+fn from_file_with(api: &str, extra: Vec<Value>) -> Engine {
     let mut objects = fixtures::two_namespaces();
     objects.extend(calico_objects(api));
+    objects.extend(extra);
     // As the server holds them: a later object of the same kind and name replaces an earlier one.
     let key = |o: &Value| {
         (o["apiVersion"].clone(), o["kind"].clone(), o["metadata"]["namespace"].clone(), o["metadata"]["name"].clone())
@@ -131,7 +139,8 @@ async fn snapshot_of_calicos_crds_answers_as_the_same_objects_from_a_file() {
     assert!(
         snap.resource_versions().ends_with(&format!(
             ",tiers={rv},networkpolicies.projectcalico.org={rv},globalnetworkpolicies={rv},networksets={rv},\
-             globalnetworksets={rv},serviceaccounts={rv}"
+             globalnetworksets={rv},serviceaccounts={rv},stagednetworkpolicies={rv},stagedglobalnetworkpolicies={rv},\
+             stagedkubernetesnetworkpolicies={rv}"
         )),
         "{}",
         snap.resource_versions()
@@ -378,4 +387,151 @@ async fn watch_reads_calicos_api_server() {
     assert!(requests.iter().all(|r| !r.path.starts_with("/apis/crd.projectcalico.org")), "{requests:?}");
     let path = ApiKind::CalicoV3GlobalNetworkPolicy.path();
     assert!(requests.iter().any(|r| r.path == path && r.is_watch()), "{requests:?}");
+}
+
+// ---- staged policies ----
+
+/// The staged view of an engine's cluster, compiled.
+fn staged_view(e: &Engine) -> Engine {
+    Engine::new(e.cluster().with_staged())
+}
+
+/// The staged kinds under `api`, with the three staged fixtures put: listed once, loaded into `Cluster::staged`
+/// (never enforced), and the staged view answers as the same objects from a file.
+async fn staged_snapshot(calico: Calico, api: &str) {
+    let c = calico_cluster(calico, api);
+    for o in [calico_staged_deny_web(api), calico_staged_delete_partners(api), calico_staged_isolate_web(api)] {
+        c.put(o);
+    }
+    c.server.clear_requests();
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("snapshot");
+    let requests = c.server.requests();
+    for kind in [Kind::StagedNetworkPolicy, Kind::StagedGlobalNetworkPolicy, Kind::StagedKubernetesNetworkPolicy] {
+        assert_eq!(lists_of(&requests, &api_kind_in(kind, api).path()), 1, "{kind:?}: {requests:?}");
+    }
+    let names: Vec<String> = snap.objects.iter().map(|o| o.source_name()).collect();
+    for name in [
+        "cluster:stagedglobalnetworkpolicies/security.staged-deny-web",
+        "cluster:stagednetworkpolicies/backend/allow-partners",
+        "cluster:stagedkubernetesnetworkpolicies/frontend/isolate-web",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    let loaded = netpol_kube::load_objects(snap.objects);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    assert_eq!(loaded.cluster.staged.len(), 3);
+    let live = Engine::new(loaded.cluster);
+    // Enforced: as without them.
+    for (src, dst, port, want) in FLOWS {
+        assert_eq!(allowed(&live, src, dst, port), want, "{src} -> {dst} {port}");
+    }
+    let staged = staged_view(&live);
+    assert!(!allowed(&staged, "frontend/web", "backend/api", 8080), "the staged deny-web");
+    assert!(allowed(&staged, "192.0.2.7", "backend/api", 9090), "allow-partners deleted");
+    assert!(!allowed(&staged, "backend/api", "frontend/web", 8080), "isolate-web");
+    // As the same objects from a file.
+    let staged_objects =
+        vec![calico_staged_deny_web(api), calico_staged_delete_partners(api), calico_staged_isolate_web(api)];
+    let file = from_file_with(api, staged_objects);
+    assert_eq!(file.cluster().staged.len(), 3);
+    assert_same_answers(&staged, &staged_view(&file), "the staged view, one-shot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_reads_calicos_staged_policies_from_either_group() {
+    staged_snapshot(Calico::Crds, CALICO_CRD).await;
+    staged_snapshot(Calico::ApiServer, CALICO_V3).await;
+}
+
+/// The watch follows staged policies: put, replaced, deleted, and a Tier going away under one; the enforced
+/// engine never changes (and is not recompiled for them), the staged view answers as a fresh list's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_calicos_staged_policies() {
+    let c = calico_cluster(Calico::Crds, CALICO_CRD);
+    let live = Live::start(&c).await;
+    eventually!("a watch of every kind", c.server.open_watches() == c.server.served_kinds().len());
+    assert!(live.engine().cluster().staged.is_empty());
+    let recompiles = live.metric("netpol_live_recompiles_total ");
+    let check = |live: &Engine, what: &str| {
+        for (src, dst, port, want) in FLOWS {
+            assert_eq!(allowed(live, src, dst, port), want, "{what}: enforced {src} -> {dst} {port}");
+        }
+    };
+
+    let rv = c.put(calico_staged_deny_web(CALICO_CRD));
+    live.applied(Kind::StagedGlobalNetworkPolicy, rv).await;
+    let e = live.engine();
+    assert_eq!(e.cluster().staged.len(), 1);
+    check(&e, "staged deny-web");
+    assert!(!allowed(&staged_view(&e), "frontend/web", "backend/api", 8080));
+    assert_same_answers(&staged_view(&e), &staged_view(&fresh(&c).await), "staged deny-web put");
+    // The staged view is published with the engine, compiled.
+    let published = live.staged().expect("a staged view");
+    assert_same_answers(&published, &staged_view(&e), "the published staged view");
+    // Staged policies are not compiled into the enforced engine.
+    assert_eq!(live.metric("netpol_live_recompiles_total "), recompiles);
+    assert!(live.diagnostics().is_empty(), "{:?}", live.diagnostics());
+
+    let rv = c.put(calico_staged_delete_partners(CALICO_CRD));
+    live.applied(Kind::StagedNetworkPolicy, rv).await;
+    let rv = c.put(calico_staged_isolate_web(CALICO_CRD));
+    live.applied(Kind::StagedKubernetesNetworkPolicy, rv).await;
+    let e = live.engine();
+    assert_eq!(e.cluster().staged.len(), 3);
+    check(&e, "three staged");
+    let staged = staged_view(&e);
+    assert!(allowed(&staged, "192.0.2.7", "backend/api", 9090));
+    assert!(!allowed(&staged, "backend/api", "frontend/web", 8080));
+    assert_same_answers(&staged, &staged_view(&fresh(&c).await), "three staged");
+    // A staged Delete whose policy is there: no warning (the store never reports that one).
+    assert!(live.diagnostics().is_empty(), "{:?}", live.diagnostics());
+
+    // Replaced: the staged deny-web becomes an allow of everything.
+    let mut allow = calico_staged_deny_web(CALICO_CRD);
+    allow["spec"]["ingress"][0]["action"] = json!("Allow");
+    let rv = c.put(allow);
+    live.applied(Kind::StagedGlobalNetworkPolicy, rv).await;
+    assert!(allowed(&staged_view(&live.engine()), "frontend/web", "backend/api", 9090));
+    assert_same_answers(&staged_view(&live.engine()), &staged_view(&fresh(&c).await), "staged replaced");
+
+    // Its Tier deleted: the staged policy keeps its tier by name, with the loader's warning; the Tier back: none.
+    let rv = c.server.delete_kind(ApiKind::CalicoTier, None, "security").unwrap();
+    live.applied(Kind::Tier, rv).await;
+    assert_same_answers(&staged_view(&live.engine()), &staged_view(&fresh(&c).await), "tier deleted");
+    let d = live.diagnostics();
+    assert!(
+        d.iter().any(|d| &*d.origin.file == "cluster:stagedglobalnetworkpolicies/security.staged-deny-web"
+            && d.field.as_deref() == Some("spec.tier")),
+        "{d:?}"
+    );
+    let rv = c.put(calico_tier(CALICO_CRD, "security", 100.0));
+    live.applied(Kind::Tier, rv).await;
+    assert!(live.diagnostics().is_empty(), "{:?}", live.diagnostics());
+    assert_same_answers(&staged_view(&live.engine()), &staged_view(&fresh(&c).await), "tier back");
+
+    // Deleted, one by one.
+    let rv = c.server.delete_kind(ApiKind::CalicoStagedGlobalNetworkPolicy, None, "security.staged-deny-web").unwrap();
+    live.applied(Kind::StagedGlobalNetworkPolicy, rv).await;
+    let rv = c.server.delete_kind(ApiKind::CalicoStagedNetworkPolicy, Some("backend"), "allow-partners").unwrap();
+    live.applied(Kind::StagedNetworkPolicy, rv).await;
+    let rv =
+        c.server.delete_kind(ApiKind::CalicoStagedKubernetesNetworkPolicy, Some("frontend"), "isolate-web").unwrap();
+    live.applied(Kind::StagedKubernetesNetworkPolicy, rv).await;
+    let e = live.engine();
+    assert!(e.cluster().staged.is_empty());
+    assert!(live.staged().is_none());
+    check(&e, "none staged");
+    // An invalid staged object is reported and left out, like any other.
+    let mut bad = calico_staged_deny_web(CALICO_CRD);
+    bad["spec"]["stagedAction"] = json!("Enforce");
+    let rv = c.put(bad);
+    live.applied(Kind::StagedGlobalNetworkPolicy, rv).await;
+    let d = live.diagnostics();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (d[0].severity, &*d[0].origin.file, d[0].field.as_deref()),
+        (Severity::Error, "cluster:stagedglobalnetworkpolicies/security.staged-deny-web", Some("spec.stagedAction"))
+    );
+    assert!(live.engine().cluster().staged.is_empty());
+    assert_eq!(live.errors(), 0.0);
 }

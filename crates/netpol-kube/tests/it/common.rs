@@ -121,6 +121,8 @@ pub(crate) struct Sink(pub(crate) Arc<Mutex<Published>>);
 #[derive(Default)]
 pub(crate) struct Published {
     pub(crate) engine: Option<Engine>,
+    /// The staged view published with it.
+    pub(crate) staged: Option<Engine>,
     pub(crate) revision: u64,
     pub(crate) resource_versions: String,
     pub(crate) diagnostics: Vec<Diagnostic>,
@@ -131,6 +133,7 @@ impl Publish for Sink {
         let mut p = self.0.lock().unwrap();
         p.revision += 1;
         p.engine = Some(update.engine);
+        p.staged = update.staged;
         p.resource_versions = update.resource_versions;
         p.diagnostics = update.diagnostics;
         p.revision
@@ -176,6 +179,11 @@ impl Live {
 
     pub(crate) fn engine(&self) -> Engine {
         self.sink.0.lock().unwrap().engine.clone().expect("an engine")
+    }
+
+    /// The staged view published with the engine (`None` without staged policies).
+    pub(crate) fn staged(&self) -> Option<Engine> {
+        self.sink.0.lock().unwrap().staged.clone()
     }
 
     pub(crate) fn versions(&self) -> String {

@@ -1097,3 +1097,76 @@ async fn calico_answers_match_their_openapi_schemas() {
     let decided = schemas["DecidedBy"].to_string();
     assert!(decided.contains("tier_default"), "{decided}");
 }
+
+// ---- staged policies ----
+
+/// Calico's staged policies (tests/data/calico/staged): `GET /api/v1/explain` and `POST /api/v1/query?explain=true`
+/// carry the staged verdict (`staged`) as `netpol explain` does, verdicts stay the enforced ones, the staged view is
+/// compiled with the model (and again on reload), the answers match their schemas, and the UI renders it.
+#[tokio::test]
+async fn explain_and_query_carry_the_staged_verdict() {
+    let dir = crate::common::tempdir();
+    let staged_dir = root().join("tests/data/calico/staged");
+    for f in ["cluster.yaml", "deny.yaml"] {
+        std::fs::copy(staged_dir.join(f), dir.path().join(f)).unwrap();
+    }
+    let st = AppState::from_files(&[dir.path().display().to_string()]).unwrap();
+    assert!(st.model().staged.is_some(), "the staged view is compiled with the model");
+    let app = router(st.clone());
+    let doc = get(&app, "/api/v1/openapi.json").await.json();
+    let r = get(&app, "/api/v1/explain?src=ops/monitor-1&dst=shop/api&port=8080").await;
+    assert_declared(&doc, &Method::GET, "/api/v1/explain", &r);
+    let j = r.json();
+    assert_eq!(
+        (&j["verdict"], &j["staged"]["verdict"], &j["staged"]["changed"]),
+        (&json!("allow"), &json!("deny"), &json!(true))
+    );
+    assert_eq!(j["staged"]["policies"][0]["kind"], "StagedNetworkPolicy");
+    assert_eq!(j["staged"]["policies"][0]["name"], "shop/deny-ops");
+    assert_eq!(j["staged"]["policies"][0]["action"], "Set");
+    assert_eq!(walk(&j["staged"]["ingress"]), ["security caliconetworkpolicy/shop/deny-ops 10 0 deny"]);
+    // The same object as the CLI's (one engine, the same code).
+    let engine = netpol_core::compile::Engine::new(
+        netpol_input::files::load(&[dir.path().display().to_string()]).unwrap().0.cluster,
+    );
+    let staged = netpol_core::staged::staged_engine(&engine).unwrap();
+    let r = netpol_input::query::Resolver::new(&engine, "default");
+    let (s, d) = (r.endpoint("ops/monitor-1").unwrap(), r.endpoint("shop/api").unwrap());
+    let ex = netpol_core::staged::explain_with_staged(
+        &engine,
+        &staged,
+        &s,
+        &d,
+        None,
+        netpol_core::portset::Protocol::Tcp,
+        8080,
+    );
+    assert_eq!(j, serde_json::to_value(&ex).unwrap());
+    // Query with explanations: each carries `staged`; the verdict is the enforced one.
+    let flows = json!([{"src": "ops/monitor-1", "dst": "shop/api", "port": 8080}, {"src": "shop/web", "dst": "shop/api", "port": 8080}]);
+    let r = post(&app, "/api/v1/query?explain=true", "application/json", flows.to_string()).await;
+    assert_declared(&doc, &Method::POST, "/api/v1/query", &r);
+    let a = r.json();
+    assert_eq!((&a[0]["verdict"], &a[0]["explain"]["staged"]["verdict"]), (&json!("allow"), &json!("deny")));
+    assert_eq!(a[0]["explain"], j);
+    assert_eq!(
+        (&a[1]["explain"]["staged"]["verdict"], &a[1]["explain"]["staged"]["changed"]),
+        (&json!("allow"), &json!(false))
+    );
+    // The schema names the staged part.
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["Explanation"]["properties"]["staged"].is_object(), "{}", schemas["Explanation"]);
+    assert!(schemas["StagedExplanation"]["properties"]["changed"].is_object());
+    // The staged policy gone: a reload compiles no staged view, and `staged` is absent.
+    std::fs::remove_file(dir.path().join("deny.yaml")).unwrap();
+    st.reload().unwrap();
+    assert!(st.model().staged.is_none());
+    let j = get(&app, "/api/v1/explain?src=ops/monitor-1&dst=shop/api&port=8080").await.json();
+    assert!(j.get("staged").is_none(), "{j}");
+    // The UI renders it: "staged: would allow/deny".
+    let js = get(&app, "/ui/panels.js").await.text();
+    assert!(
+        js.contains("x.staged ? stagedPart(x, side) : null") && js.contains("`staged: would ${st.verdict}`"),
+        "{js}"
+    );
+}

@@ -17,7 +17,7 @@ use netpol_kube::{Kind, Source};
 use netpol_server::{live, router, AppState};
 use serde_json::json;
 
-use crate::common::get;
+use crate::common::{get, post};
 
 /// Longest wait for the model to reflect a change (it normally takes ~50–100 ms).
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -448,7 +448,8 @@ async fn serve_follows_calicos_objects() {
     let rv = c.server.resource_version();
     let header = get(app, "/healthz").await.resource_version.unwrap();
     assert!(header.contains(&format!(",tiers={},", rv - 5)), "{header}");
-    assert!(header.ends_with(&format!(",serviceaccounts={}", rv - 7)), "{header}");
+    assert!(header.contains(&format!(",serviceaccounts={},", rv - 7)), "{header}");
+    assert!(header.ends_with(",stagedkubernetesnetworkpolicies=-"), "no staged policy yet: {header}");
 
     // A GlobalNetworkPolicy that denies, then its deletion: the verdict changes and back.
     let rv = c.server.put(calico_deny_web(CALICO_CRD));
@@ -476,6 +477,45 @@ async fn serve_follows_calicos_objects() {
     assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"globalnetworkpolicies\",type=\"apply\"}"), 1.0, "{m}");
     assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"globalnetworkpolicies\",type=\"delete\"}"), 1.0, "{m}");
     assert_eq!(metric(&m, "netpol_watch_errors_total{kind=\"tiers\"}"), 0.0, "{m}");
+}
+
+/// Calico's staged policies on a live cluster: explain carries their verdict as soon as one is watched, the
+/// enforced verdict does not change, and `staged` goes away with the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_explains_calicos_staged_policies() {
+    use netpol_fakeapi::fixtures::{calico_staged_deny_web, seed_calico, CALICO_V3};
+    use netpol_fakeapi::Calico;
+    let c = cluster();
+    c.server.set_calico(Calico::ApiServer);
+    seed_calico(&c.server, CALICO_V3);
+    let live = serve_live(&c).await;
+    let app = &live.app;
+    let explain = "/api/v1/explain?src=frontend/web&dst=backend/api&port=8080";
+    assert!(get(app, explain).await.json().get("staged").is_none());
+    let rv = c.server.put(calico_staged_deny_web(CALICO_V3));
+    let applied = format!(",stagedglobalnetworkpolicies={rv},");
+    eventually!("the staged policy", get(app, "/healthz").await.resource_version.is_some_and(|v| v.contains(&applied)));
+    let j = get(app, explain).await.json();
+    assert_eq!((&j["verdict"], &j["staged"]["verdict"]), (&json!("allow"), &json!("deny")), "{j}");
+    assert_eq!(j["staged"]["policies"][0]["kind"], "StagedGlobalNetworkPolicy");
+    assert_eq!(j["staged"]["policies"][0]["name"], "security.staged-deny-web");
+    assert!(live.state.model().staged.is_some());
+    let r = post(
+        app,
+        "/api/v1/query?explain=true",
+        "application/json",
+        json!([{"src": "frontend/web", "dst": "backend/api", "port": 8080}]).to_string(),
+    )
+    .await;
+    assert_eq!(r.json()[0]["explain"]["staged"]["verdict"], "deny");
+    let rv = c
+        .server
+        .delete_kind(ApiKind::CalicoV3StagedGlobalNetworkPolicy, None, "security.staged-deny-web")
+        .expect("it existed");
+    let applied = format!(",stagedglobalnetworkpolicies={rv},");
+    eventually!("the deletion", get(app, "/healthz").await.resource_version.is_some_and(|v| v.contains(&applied)));
+    assert!(get(app, explain).await.json().get("staged").is_none());
+    assert!(live.state.model().staged.is_none());
 }
 
 #[tokio::test]

@@ -217,7 +217,8 @@ fn one_shot_commands_read_calico_and_answer_as_from_a_file() {
     assert!(
         err.contains(&format!(
             " tiers={rv} networkpolicies.projectcalico.org={rv} globalnetworkpolicies={rv} networksets={rv} \
-             globalnetworksets={rv} serviceaccounts={rv} (Calico's objects from crd.projectcalico.org/v1)"
+             globalnetworksets={rv} serviceaccounts={rv} stagednetworkpolicies={rv} stagedglobalnetworkpolicies={rv} \
+             stagedkubernetesnetworkpolicies={rv} (Calico's objects from crd.projectcalico.org/v1)"
         )),
         "{err}"
     );
@@ -288,6 +289,50 @@ fn one_shot_commands_read_calico_and_answer_as_from_a_file() {
     let verdicts: Vec<Value> =
         out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["verdict"].clone()).collect();
     assert_eq!(verdicts[4], "allow", "no GlobalNetworkSet: nothing is blocked");
+}
+
+/// Calico's staged policies read from a live cluster (its API server's group): `explain` and `query --explain` add
+/// the staged verdict, `lint` names the staged policy that would cut allowed traffic (NP022), `diff --staged`
+/// compares the enforced cluster with them enforced; enforced answers do not change.
+#[test]
+fn one_shot_commands_read_calicos_staged_policies() {
+    use netpol_fakeapi::fixtures::{calico_staged_deny_web, seed_calico, CALICO_V3};
+    use netpol_fakeapi::Calico;
+    let c = cluster();
+    c.server.set_calico(Calico::ApiServer);
+    seed_calico(&c.server, CALICO_V3);
+    c.server.put(calico_staged_deny_web(CALICO_V3));
+    let kc = c.kubeconfig.display().to_string();
+    let (code, out, err) =
+        netpol(&["explain", "--kubeconfig", &kc, "frontend/web", "backend/api", "8080", "-o", "json"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(" stagedglobalnetworkpolicies="), "{err}");
+    let j: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((&j["verdict"], &j["staged"]["verdict"]), (&json!("allow"), &json!("deny")), "{j}");
+    assert_eq!(
+        j["staged"]["policies"][0]["source"],
+        "cluster:stagedglobalnetworkpolicies/security.staged-deny-web (document 0)"
+    );
+    let input = "{\"src\":\"frontend/web\",\"dst\":\"backend/api\",\"port\":8080}\n";
+    let (code, out, err) = netpol(&["query", "--kubeconfig", &kc, "--explain"], input, &[]);
+    assert_eq!(code, 0, "{err}");
+    let j: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((&j["verdict"], &j["explain"]["staged"]["verdict"]), (&json!("allow"), &json!("deny")), "{j}");
+    let (_, out, err) = netpol(&["lint", "--kubeconfig", &kc, "--fail-on", "never"], "", &[]);
+    assert!(
+        out.contains("StagedGlobalNetworkPolicy security.staged-deny-web")
+            && out.contains("[NP022] staged-cuts-allowed-traffic")
+            && out.contains("frontend/web -> backend/api 8080/TCP"),
+        "{out}{err}"
+    );
+    let (code, out, err) = netpol(&["diff", "--staged", "--kubeconfig", &kc], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("- DENY   frontend/web -> backend/api"), "{out}");
+    assert!(err.contains("1 staged policy (1 Set)"), "{err}");
+    // A cluster is compared with its staged view only.
+    let (code, _, err) = netpol(&["diff", "--kubeconfig", &kc, "-f", "x.yaml", "--against", "y.yaml"], "", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("compared only with --staged"), "{err}");
 }
 
 /// Like kubectl, the client goes through `HTTPS_PROXY` unless `NO_PROXY` names the server.
@@ -502,6 +547,9 @@ fn deploy_manifest_is_read_only_and_hardened() {
             "crd.projectcalico.org/globalnetworksets",
             "crd.projectcalico.org/networkpolicies",
             "crd.projectcalico.org/networksets",
+            "crd.projectcalico.org/stagedglobalnetworkpolicies",
+            "crd.projectcalico.org/stagedkubernetesnetworkpolicies",
+            "crd.projectcalico.org/stagednetworkpolicies",
             "crd.projectcalico.org/tiers",
             "networking.k8s.io/networkpolicies",
             "policy.networking.k8s.io/adminnetworkpolicies",
@@ -511,8 +559,13 @@ fn deploy_manifest_is_read_only_and_hardened() {
             "projectcalico.org/globalnetworksets",
             "projectcalico.org/networkpolicies",
             "projectcalico.org/networksets",
+            "projectcalico.org/stagedglobalnetworkpolicies",
+            "projectcalico.org/stagedkubernetesnetworkpolicies",
+            "projectcalico.org/stagednetworkpolicies",
             "projectcalico.org/tier.globalnetworkpolicies",
             "projectcalico.org/tier.networkpolicies",
+            "projectcalico.org/tier.stagedglobalnetworkpolicies",
+            "projectcalico.org/tier.stagednetworkpolicies",
             "projectcalico.org/tiers",
         ]
     );

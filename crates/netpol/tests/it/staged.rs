@@ -1,6 +1,7 @@
 //! Calico staged policies through the `netpol` binary, on tests/data/calico/staged/: `explain` with the staged
 //! view's verdict (text and JSON), and `diff --staged` (the enforced cluster against the cluster as if its staged
-//! policies were enforced), end to end with its output formats and exit codes.
+//! policies were enforced), end to end with its output formats and exit codes; `query --explain` with the staged
+//! verdict in every explanation.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -201,6 +202,88 @@ fn explain_shows_the_enforced_verdict_then_the_staged_one() {
     assert_eq!((v["verdict"].as_str(), v["staged"]["verdict"].as_str()), (Some("deny"), Some("allow")));
     assert_eq!(v["staged"]["policies"][0]["action"], "Delete");
     assert_eq!(v["staged"]["ingress"]["decided_by"], "not_governed");
+}
+
+/// `netpol query --explain`: each explanation carries the staged verdict, exactly as `explain -o json` gives it;
+/// verdicts stay the enforced ones; without `--explain` or without staged policies, nothing staged is added.
+#[test]
+fn query_explain_carries_the_staged_verdict() {
+    let (c, deny) = (data("cluster.yaml"), data("deny.yaml"));
+    let dir = crate::common::tempdir();
+    let flows = dir.path().join("flows.jsonl");
+    std::fs::write(
+        &flows,
+        "{\"src\":\"ops/monitor-1\",\"dst\":\"shop/api\",\"port\":8080}\n\
+         {\"src\":\"shop/web\",\"dst\":\"shop/api\",\"port\":8080}\n\
+         {\"src\":\"shop/nope\",\"dst\":\"shop/api\",\"port\":8080}\n",
+    )
+    .unwrap();
+    let flows = flows.display().to_string();
+    let o = netpol(&["query", "-f", &c, "-f", &deny, "--flows", &flows, "--explain"]);
+    assert_eq!(o.status.code(), Some(1), "the unknown pod is an error line: {}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["verdict"], "allow", "the enforced verdict");
+    assert_eq!(lines[0]["explain"]["staged"]["verdict"], "deny");
+    assert_eq!(lines[0]["explain"]["staged"]["changed"], true);
+    assert_eq!(lines[0]["explain"]["staged"]["policies"][0]["name"], "shop/deny-ops");
+    assert_eq!(lines[1]["explain"]["staged"]["verdict"], "allow");
+    assert_eq!(lines[1]["explain"]["staged"]["changed"], false);
+    assert!(lines[2]["error"].is_string());
+    // The same object as `explain -o json`.
+    let e = netpol(&["explain", "-f", &c, "-f", &deny, "ops/monitor-1", "shop/api", "8080", "-o", "json"]);
+    let e: serde_json::Value = serde_json::from_str(&stdout(&e)).unwrap();
+    assert_eq!(lines[0]["explain"], e);
+    // Without --explain: verdicts only.
+    let o = netpol(&["query", "-f", &c, "-f", &deny, "--flows", &flows]);
+    let first: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(first.get("explain"), None);
+    // Without staged policies: no `staged`.
+    let o = netpol(&["query", "-f", &c, "--flows", &flows, "--explain"]);
+    let first: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(first["verdict"], "allow");
+    assert!(first["explain"].get("staged").is_none(), "{first}");
+}
+
+/// `netpol lint` on the fixtures: NP022 names each staged policy that would cut allowed traffic, with the
+/// count of flows, on the line of its object (text and SARIF); the staged Delete (it opens) and the staged Log
+/// policy are quiet, and the Tier only a staged policy is in is not "without policies" (NP020).
+#[test]
+fn lint_reports_the_staged_policies_that_would_cut_allowed_traffic() {
+    let dir = data("");
+    let o = netpol(&["lint", "-f", &dir, "--fail-on", "warning"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = stdout(&o);
+    let np022: Vec<&str> = text.lines().filter(|l| l.contains("[NP022]")).collect();
+    assert_eq!(np022.len(), 2, "{text}");
+    assert!(
+        np022[0].ends_with(
+            "warning[NP022] staged-cuts-allowed-traffic (line 3): enforcing this staged policy would deny 4 currently \
+             allowed flow(s) (pod pair, declared port) on 4 pod pair(s), some together with other staged policies, \
+             e.g. ops/monitor-1 -> shop/api 8080/TCP, ops/monitor-1 -> shop/web 80/TCP"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("  StagedNetworkPolicy shop/deny-ops\n"), "{text}");
+    assert!(text.contains("  StagedKubernetesNetworkPolicy shop/api-ingress\n"), "{text}");
+    assert!(np022[1].contains("would deny 2 currently allowed flow(s) (pod pair, declared port) on 2 pod pair(s)"));
+    assert!(!text.contains("[NP020]"), "{text}");
+    // Without staged policies: no NP022.
+    let o = netpol(&["lint", "-f", &data("cluster.yaml"), "--fail-on", "never"]);
+    assert!(!stdout(&o).contains("NP022"), "{}", stdout(&o));
+    // SARIF: the rule's metadata, and each result on its staged object's first line.
+    let o =
+        netpol(&["lint", "-f", &data("deny.yaml"), "-f", &data("cluster.yaml"), "-o", "sarif", "--fail-on", "never"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| r["id"] == "NP022" && r["name"] == "staged-cuts-allowed-traffic"), "{rules:?}");
+    let results: Vec<&serde_json::Value> =
+        v["runs"][0]["results"].as_array().unwrap().iter().filter(|r| r["ruleId"] == "NP022").collect();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["level"], "warning");
+    let loc = &results[0]["locations"][0]["physicalLocation"];
+    assert!(loc["artifactLocation"]["uri"].as_str().unwrap().ends_with("deny.yaml"), "{loc}");
+    assert_eq!(loc["region"]["startLine"], 3);
 }
 
 /// The README's examples (Calico section, `explain`; Connectivity diff, `diff --staged`) are what the binary prints.
