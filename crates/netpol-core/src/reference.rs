@@ -219,13 +219,7 @@ fn side_allows(
                 && p.selects(pod.ns, ns_labels, &pod.labels, || c.pod_calico_labels(pod))
         })
         .collect();
-    let builtin = TierDef::builtin();
-    let defs = if c.tiers.len() < 3 { &builtin } else { &c.tiers };
-    let mut tiers: Vec<usize> = (0..defs.len()).collect();
-    tiers.sort_by(|&a, &b| {
-        let order = |t: &TierDef| t.order.unwrap_or(f64::INFINITY);
-        order(&defs[a]).total_cmp(&order(&defs[b])).then_with(|| defs[a].name.cmp(&defs[b].name))
-    });
+    let (defs, tiers) = tiers_in_order(c);
     for t in tiers {
         let mut pols: Vec<&Policy> = selecting.iter().copied().filter(|p| p.tier.index() == t).collect();
         if pols.is_empty() {
@@ -244,6 +238,18 @@ fn side_allows(
         }
     }
     true
+}
+
+/// The cluster's tiers (the built-in ones if it has none) and their indexes in evaluation order: by `order` (none
+/// last), equal orders by name.
+fn tiers_in_order(c: &Cluster) -> (Vec<TierDef>, Vec<usize>) {
+    let defs = if c.tiers.len() < 3 { TierDef::builtin() } else { c.tiers.clone() };
+    let mut tiers: Vec<usize> = (0..defs.len()).collect();
+    tiers.sort_by(|&a, &b| {
+        let order = |t: &TierDef| t.order.unwrap_or(f64::INFINITY);
+        order(&defs[a]).total_cmp(&order(&defs[b])).then_with(|| defs[a].name.cmp(&defs[b].name))
+    });
+    (defs, tiers)
 }
 
 /// Whether a connection from `src` to `dst` on `proto`/`port` is allowed.
@@ -359,13 +365,7 @@ fn host_stage(
                 && p.calico_selector.as_ref().is_some_and(|e| e.matches(&h.labels))
         })
         .collect();
-    let builtin = TierDef::builtin();
-    let defs = if c.tiers.len() < 3 { &builtin } else { &c.tiers };
-    let mut tiers: Vec<usize> = (0..defs.len()).collect();
-    tiers.sort_by(|&a, &b| {
-        let order = |t: &TierDef| t.order.unwrap_or(f64::INFINITY);
-        order(&defs[a]).total_cmp(&order(&defs[b])).then_with(|| defs[a].name.cmp(&defs[b].name))
-    });
+    let (defs, tiers) = tiers_in_order(c);
     let passes = matches!(stage, Stage::Untracked | Stage::PreDnat);
     for t in tiers {
         let mut pols: Vec<&Policy> = selecting.iter().copied().filter(|p| p.tier.index() == t).collect();

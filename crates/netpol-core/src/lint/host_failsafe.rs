@@ -4,7 +4,7 @@
 
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::host::{FAILSAFE_IN, FAILSAFE_OUT};
-use crate::model::{Action, Direction, PolicyId, PolicyKind, PortMatch, Rule};
+use crate::model::{Action, Direction, PolicyId, PolicyKind, PolicyPort, PortMatch, Rule};
 use crate::portset::Protocol;
 
 pub static RULE: RuleInfo = RuleInfo {
@@ -32,29 +32,21 @@ fn covered(rule: &Rule, dir: Direction) -> Vec<(Protocol, u16)> {
     list.iter()
         .copied()
         .filter(|&(proto, port)| {
+            let hits = |p: &PolicyPort| {
+                p.protocol == proto
+                    && match p.port {
+                        PortMatch::Any => true,
+                        PortMatch::Range(lo, hi) => lo <= port && port <= hi,
+                        PortMatch::Named(_) => false,
+                    }
+            };
             let by_ports = if rule.ports.is_empty() {
                 calico.and_then(|c| c.protocol).is_none_or(|n| n == proto.number())
             } else {
-                rule.ports.iter().any(|p| {
-                    p.protocol == proto
-                        && match p.port {
-                            PortMatch::Any => true,
-                            PortMatch::Range(lo, hi) => lo <= port && port <= hi,
-                            PortMatch::Named(_) => false,
-                        }
-                })
+                rule.ports.iter().any(hits)
             };
-            let excluded = calico.is_some_and(|c| {
-                c.not_protocol == Some(proto.number())
-                    || c.not_ports.iter().any(|p| {
-                        p.protocol == proto
-                            && match p.port {
-                                PortMatch::Any => true,
-                                PortMatch::Range(lo, hi) => lo <= port && port <= hi,
-                                PortMatch::Named(_) => false,
-                            }
-                    })
-            });
+            let excluded =
+                calico.is_some_and(|c| c.not_protocol == Some(proto.number()) || c.not_ports.iter().any(hits));
             by_ports && !excluded
         })
         .collect()
