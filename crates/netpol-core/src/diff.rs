@@ -23,7 +23,7 @@ use serde::{Serialize, Serializer};
 
 use crate::compile::{Endpoint, Engine, IdentityId};
 use crate::matrix::{Matrix, PortSets, PsId, MAX_STORED_CELLS};
-use crate::model::{Direction, PodId, PolicyId, PolicyKey};
+use crate::model::{Direction, HostEndpoint, PodId, PolicyId, PolicyKey};
 use crate::outside::{allowed_port_runs, push_ranges, Segments, EXAMPLE_ADDRESSES};
 use crate::portset::{PortSet, Protocol, MIN_PORT};
 use crate::verdict::{DecidedBy, Explanation, SideExplanation};
@@ -101,11 +101,32 @@ pub struct Diff {
     /// Ordered pairs whose verdict changed on at least one port (a pair with ports opened and others closed
     /// counts once).
     pub changed_pairs: u64,
+    /// Calico host endpoints whose object or policies differ: the diff computes no host endpoint flows (see
+    /// [`HostEndpointChange`]), so it names what changed for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub host_endpoints: Vec<HostEndpointChange>,
+}
+
+/// A Calico host endpoint whose object or policies differ between the two sides, by name. `explain` and `query`
+/// answer its flows on either side; the diff lists what changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HostEndpointChange {
+    pub host_endpoint: String,
+    /// `added`, `removed` or `changed`.
+    pub what: &'static str,
+    /// What differs: its own fields (`addresses`, `labels`, `profiles`, `ports`, `node`, `interface`), and per
+    /// stage and direction the policies that apply: `normal ingress: +gnp/a -gnp/b ~gnp/c` (`~`: the policy
+    /// applies on both sides but its spec changed).
+    pub changes: Vec<String>,
 }
 
 impl Diff {
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty() && self.outside.is_empty() && self.pods_added.is_empty() && self.pods_removed.is_empty()
+        self.groups.is_empty()
+            && self.outside.is_empty()
+            && self.pods_added.is_empty()
+            && self.pods_removed.is_empty()
+            && self.host_endpoints.is_empty()
     }
 
     /// Whether anything (between pods, or with outside addresses) is newly allowed.
@@ -139,6 +160,59 @@ pub fn difference(a: &PortSet, b: &PortSet) -> PortSet {
     a.difference(b)
 }
 
+/// The host endpoints whose object or policies differ from `old` to `new`, by name, sorted.
+pub fn host_endpoint_changes(old: &Engine, new: &Engine) -> Vec<HostEndpointChange> {
+    let names: std::collections::BTreeSet<&str> =
+        old.cluster.host_endpoints.iter().chain(&new.cluster.host_endpoints).map(|h| h.name.as_str()).collect();
+    let mut out = Vec::new();
+    for name in names {
+        let (o, n) = (old.host_endpoint_named(name), new.host_endpoint_named(name));
+        let mut c = HostEndpointChange { host_endpoint: name.to_string(), ..Default::default() };
+        match (o, n) {
+            (None, Some(_)) => c.what = "added",
+            (Some(_), None) => c.what = "removed",
+            _ => c.what = "changed",
+        }
+        if let (Some((_, a)), Some((_, b))) = (o, n) {
+            let fields: [(&str, bool); 6] = [
+                ("node", a.node != b.node),
+                ("interface", a.interface != b.interface),
+                ("addresses", old.host_endpoint_addresses(a) != new.host_endpoint_addresses(b)),
+                ("labels", a.labels != b.labels),
+                ("profiles", a.profiles != b.profiles),
+                ("ports", a.ports != b.ports),
+            ];
+            c.changes.extend(fields.iter().filter(|f| f.1).map(|f| format!("{} changed", f.0)));
+        }
+        for stage in crate::host::Stage::ALL {
+            for dir in [Direction::Ingress, Direction::Egress] {
+                let pols = |e: &Engine, h: Option<(usize, &HostEndpoint)>| -> Vec<(String, String)> {
+                    h.map(|(i, _)| e.host_stage_policies(i, stage, dir)).unwrap_or_default()
+                };
+                let (before, after) = (pols(old, o), pols(new, n));
+                let mut words = Vec::new();
+                for (k, spec) in &after {
+                    match before.iter().find(|(bk, _)| bk == k) {
+                        None => words.push(format!("+{k}")),
+                        Some((_, bs)) if bs != spec => words.push(format!("~{k}")),
+                        Some(_) => {}
+                    }
+                }
+                words.extend(
+                    before.iter().filter(|(k, _)| !after.iter().any(|(ak, _)| ak == k)).map(|(k, _)| format!("-{k}")),
+                );
+                if !words.is_empty() {
+                    c.changes.push(format!("{} {dir}: {}", stage.as_str(), words.join(" ")));
+                }
+            }
+        }
+        if c.what != "changed" || !c.changes.is_empty() {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Computes the connectivity delta from `old` to `new`.
 pub fn diff(old: &Engine, new: &Engine, opts: &DiffOptions) -> Diff {
     diff_with_limits(old, new, opts, MAX_STORED_CELLS, DEFAULT_CHUNK_CELLS)
@@ -161,7 +235,12 @@ pub fn diff_with_limits(
 ) -> Diff {
     let ns = opts.namespace.as_deref();
     let pods = match_pods(old, new, ns);
-    let mut d = Diff { pods_added: pods.added, pods_removed: pods.removed, ..Diff::default() };
+    let mut d = Diff {
+        pods_added: pods.added,
+        pods_removed: pods.removed,
+        host_endpoints: host_endpoint_changes(old, new),
+        ..Diff::default()
+    };
     let n = pods.common.len() as u64;
     if n == 0 {
         return d;

@@ -343,6 +343,25 @@ impl Engine {
             .collect()
     }
 
+    /// The host endpoint named `name`, with its index.
+    pub fn host_endpoint_named(&self, name: &str) -> Option<(usize, &HostEndpoint)> {
+        self.cluster.host_endpoints.iter().enumerate().find(|(_, h)| h.name == name)
+    }
+
+    /// The policies of host endpoint `h` (its index) for one stage and direction, in evaluation order: each as its
+    /// reference (`gnp/name`) and its spec in words (what comparing two versions of it needs; its origin left out).
+    pub fn host_stage_policies(&self, h: usize, stage: Stage, dir: Direction) -> Vec<(String, String)> {
+        let Some(c) = self.heps.get(h) else { return Vec::new() };
+        self.evaluation_order(&c.stage(stage, dir).pols)
+            .into_iter()
+            .map(|p| {
+                let mut pol = self.cluster.policy(p).clone();
+                pol.origin = Default::default();
+                (self.cluster.policy_ref(p), format!("{pol:?}"))
+            })
+            .collect()
+    }
+
     /// Whether the engine has host endpoints (and so host checks for some flows).
     pub fn has_host_endpoints(&self) -> bool {
         !self.heps.is_empty()

@@ -372,7 +372,28 @@ fn write_text(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
             ctx.scope.list(&d.pods_removed, 20)
         )?;
     }
+    write_host_endpoints(d, "", out)?;
     writeln!(out, "{}", summary(d))?;
+    Ok(())
+}
+
+/// Calico host endpoints whose object or policies changed: the diff computes no host endpoint flows, so it names
+/// what changed (`prefix`: Markdown list marker or none).
+fn write_host_endpoints(d: &Diff, prefix: &str, out: &mut dyn Write) -> Result<()> {
+    if d.host_endpoints.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{}host endpoints changed ({}; their flows are not diffed: ask `netpol explain` or `netpol query` on either \
+         side):",
+        if prefix.is_empty() { "" } else { "\n" },
+        d.host_endpoints.len()
+    )?;
+    for h in &d.host_endpoints {
+        let what = if h.changes.is_empty() { String::new() } else { format!(": {}", h.changes.join("; ")) };
+        writeln!(out, "{prefix}  {} {}{what}", h.host_endpoint, h.what)?;
+    }
     Ok(())
 }
 
@@ -453,6 +474,7 @@ fn write_markdown(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
         }
     }
     write_markdown_outside(d, ctx, out)?;
+    write_host_endpoints(d, "-", out)?;
     if d.groups.is_empty() {
         return Ok(());
     }

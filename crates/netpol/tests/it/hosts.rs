@@ -88,3 +88,36 @@ fn query_agrees_and_the_matrix_says_what_it_leaves_out() {
         "{err}"
     );
 }
+
+#[test]
+fn diff_names_the_host_endpoint_changes() {
+    let old = std::fs::read_to_string(data()).unwrap();
+    // The new side: node-ingress allows one more port, the pre-DNAT policy is gone, the endpoint gets a profile.
+    let mut new = old
+        .replace("destination: {ports: [9100]}", "destination: {ports: [9100, 9101]}")
+        .replace("expectedIPs: [10.0.0.1]}", "expectedIPs: [10.0.0.1], profiles: [projectcalico-default-allow]}");
+    let a =
+        new.find("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: edge-block}").unwrap();
+    let b = a + new[a..].find("---\n").unwrap() + 4;
+    new.replace_range(a..b, "");
+    let dir = crate::common::tempdir();
+    let (o, n) = (dir.path().join("old.yaml"), dir.path().join("new.yaml"));
+    std::fs::write(&o, &old).unwrap();
+    std::fs::write(&n, &new).unwrap();
+    let out = netpol(&["diff", "-f", o.to_str().unwrap(), "--against", n.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "node1-eth0 changed: profiles changed; pre-DNAT ingress: -gnp/edge-block; normal ingress: ~gnp/node-ingress"
+        ),
+        "{text}"
+    );
+    let out = netpol(&["diff", "-f", o.to_str().unwrap(), "--against", n.to_str().unwrap(), "-o", "json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["host_endpoints"][0]["host_endpoint"], "node1-eth0");
+    assert_eq!(j["host_endpoints"][0]["what"], "changed");
+    // Nothing changed: no host endpoint entry.
+    let out = netpol(&["diff", "-f", o.to_str().unwrap(), "--against", o.to_str().unwrap(), "-o", "json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(j.get("host_endpoints").is_none(), "{j}");
+}
