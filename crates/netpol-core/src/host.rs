@@ -410,9 +410,10 @@ impl Engine {
         }
     }
 
-    /// The host endpoint checks of a flow from `src` to `dst`, in packet order (see the module's rules).
-    pub(crate) fn host_checks<'a>(&'a self, src: Place<'a>, dst: Place<'a>) -> Vec<HostCheck> {
-        let mut out = Vec::new();
+    /// The host endpoint checks of a flow from `src` to `dst`, in packet order (see the module's rules): at most
+    /// one out of the source and one into the destination.
+    pub(crate) fn host_checks<'a>(&'a self, src: Place<'a>, dst: Place<'a>) -> impl Iterator<Item = HostCheck> {
+        let mut out: [Option<HostCheck>; 2] = [None, None];
         let node_of = |p: Place<'a>| -> Option<&'a str> {
             match p {
                 Place::Workload(n) => n,
@@ -439,13 +440,13 @@ impl Engine {
                     Place::Other => true,
                 };
                 if crosses {
-                    out.push(HostCheck { hep: h, path: HostPath::FromHost });
+                    out[0] = Some(HostCheck { hep: h, path: HostPath::FromHost });
                 }
             }
             Place::Workload(node) => {
                 if matches!(dst, Place::Other) || host(dst) && !same_node {
                     if let Some(h) = fwd(node) {
-                        out.push(HostCheck { hep: h, path: HostPath::ForwardedOut });
+                        out[0] = Some(HostCheck { hep: h, path: HostPath::ForwardedOut });
                     }
                 }
             }
@@ -460,7 +461,7 @@ impl Engine {
                     Place::Other => true,
                 };
                 if crosses {
-                    out.push(HostCheck { hep: h, path: HostPath::ToHost });
+                    out[1] = Some(HostCheck { hep: h, path: HostPath::ToHost });
                 }
             }
             // Only traffic from outside the cluster arrives at a pod's node through its interfaces; pods and hosts
@@ -468,13 +469,13 @@ impl Engine {
             Place::Workload(node) => {
                 if matches!(src, Place::Other) {
                     if let Some(h) = fwd(node) {
-                        out.push(HostCheck { hep: h, path: HostPath::ForwardedIn });
+                        out[1] = Some(HostCheck { hep: h, path: HostPath::ForwardedIn });
                     }
                 }
             }
             Place::NodeHost(_) | Place::Other => {}
         }
-        out
+        out.into_iter().flatten()
     }
 
     /// Where the two ends of a flow are.
@@ -507,7 +508,7 @@ impl Engine {
         q: &Query<'_>,
     ) -> bool {
         let (sp, dp) = self.flow_places(src, s, dst, d);
-        self.host_checks(sp, dp).into_iter().all(|c| {
+        self.host_checks(sp, dp).all(|c| {
             let (me, peer) = match c.path.direction() {
                 Direction::Ingress => (d, s),
                 Direction::Egress => (s, d),

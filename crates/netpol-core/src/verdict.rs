@@ -268,11 +268,8 @@ impl Engine {
         let ingress = self.explain_side(dst, src, None, Direction::Ingress, &flow);
         let (hosts, host_note) = match places {
             Some((sp, dp)) if !same_pod => {
-                let hosts: Vec<HostExplanation> = self
-                    .host_checks(sp, dp)
-                    .into_iter()
-                    .map(|c| self.explain_host_check(c, src, dst, dst_name, &flow))
-                    .collect();
+                let hosts: Vec<HostExplanation> =
+                    self.host_checks(sp, dp).map(|c| self.explain_host_check(c, src, dst, dst_name, &flow)).collect();
                 (hosts, self.host_assumption(sp, dp))
             }
             _ => (Vec::new(), None),
