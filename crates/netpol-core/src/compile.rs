@@ -206,6 +206,9 @@ pub struct Identity {
     pub egress_rules: Vec<RuleId>,
     /// Named container ports as (interned name, protocol, port), for the hot path.
     pub named_ports: Vec<(u32, Protocol, u16)>,
+    /// Per direction (ingress, egress), bit `t` set when a policy of tier `t` (below 64) selects these pods:
+    /// what a walk asks at each tier's end. Kept with the flattened rules ([`Engine::refresh_rules`]).
+    pub(crate) tier_bits: [u64; 2],
 }
 
 impl Identity {
@@ -224,6 +227,7 @@ impl Identity {
             ingress_rules: Vec::new(),
             egress_rules: Vec::new(),
             named_ports: Vec::new(),
+            tier_bits: [0; 2],
         }
     }
     pub(crate) fn key(&self) -> IdentityKey {
@@ -964,9 +968,14 @@ impl Engine {
         };
         let ing = rules(&ident.ingress_policies, Direction::Ingress);
         let eg = rules(&ident.egress_policies, Direction::Egress);
+        let bits = |pols: &[PolicyId]| {
+            pols.iter().map(|&p| self.policy_tier(p).index()).filter(|&t| t < 64).fold(0u64, |b, t| b | 1 << t)
+        };
+        let tier_bits = [bits(&ident.ingress_policies), bits(&ident.egress_policies)];
         let ident = &mut self.identities[i.index()];
         ident.ingress_rules = ing;
         ident.egress_rules = eg;
+        ident.tier_bits = tier_bits;
     }
 
     /// Interns the names of an identity's named container ports.

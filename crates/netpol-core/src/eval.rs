@@ -389,9 +389,9 @@ impl Engine {
         mut consult: impl FnMut(RuleId, &CRule) -> P::Set,
     ) -> P::Set {
         let ident = &self.identities[subject.index()];
-        let (pols, rules) = match dir {
-            Direction::Ingress => (&ident.ingress_policies, &ident.ingress_rules),
-            Direction::Egress => (&ident.egress_policies, &ident.egress_rules),
+        let (pols, rules, tier_bits) = match dir {
+            Direction::Ingress => (&ident.ingress_policies, &ident.ingress_rules, ident.tier_bits[0]),
+            Direction::Egress => (&ident.egress_policies, &ident.egress_rules, ident.tier_bits[1]),
         };
         if pols.is_empty() {
             // No policy of any tier selects the subject: no rule applies.
@@ -416,17 +416,30 @@ impl Engine {
                     break;
                 }
                 next += 1;
-                if skip || (settle && !side.open(p)) {
+                if skip {
                     continue;
                 }
                 let ports = consult(r, rule);
                 side.rule(p, variant.action(r, rule), &ports);
+                if settle && !side.open(p) {
+                    // Settled: the tier's other rules cannot change the outcome (its end still may: passed
+                    // traffic goes on). Rules are in tier order, so its last one is found by bisection.
+                    next += rules[next..].partition_point(|r| self.rules[r.index()].tier == t);
+                    break;
+                }
             }
             let (selected, end) = match variant {
                 Variant::Tier(only, end) => (only == t, end),
-                // Only a tier that ends in "deny" asks whether it selects the subject: the hot path scans the
-                // subject's policies once (for NetworkPolicy isolation), not once per tier.
-                _ => (tier.end == TierEnd::Deny && pols.iter().any(|&pol| self.policy_tier(pol) == t), tier.end),
+                // Only a tier that ends in "deny" asks whether it selects the subject.
+                _ => {
+                    let selected = tier.end == TierEnd::Deny
+                        && if t.index() < 64 {
+                            tier_bits & 1 << t.index() != 0
+                        } else {
+                            pols.iter().any(|&pol| self.policy_tier(pol) == t)
+                        };
+                    (selected, tier.end)
+                }
             };
             side.end_tier(p, selected, end);
             if settle && !side.open(p) {
