@@ -16,7 +16,7 @@ use crate::calico_selector::Expr;
 use crate::eval::{ProfileStep, Query, Quiet, TierId};
 use crate::ipranges::BlockRanges;
 use crate::model::*;
-use crate::portset::{PortSet, Protocol};
+use crate::portset::{InlinePorts, PortSet, Protocol};
 use crate::selector::{Atom, Labels, Requirement, Selector};
 
 crate::typed_id!(
@@ -388,6 +388,19 @@ pub struct CRule {
     pub ports: CPorts,
     /// Calico: the subject's own side must match this (the rule applies only to those of its addresses).
     pub local: Option<CalicoId>,
+    /// `ports` inline when they name no port and have few ranges (see [`CRule::ports_match`]).
+    pub(crate) inline_ports: Option<InlinePorts>,
+}
+
+impl CRule {
+    /// Whether the rule's ports include the flow's: [`CPorts::matches`], from the inline copy when there is one.
+    #[inline]
+    pub fn ports_match(&self, proto: Protocol, port: u16, dst_named: Option<&[(u32, Protocol, u16)]>) -> bool {
+        match &self.inline_ports {
+            Some(p) => p.contains(proto, port),
+            None => self.ports.matches(proto, port, dst_named),
+        }
+    }
 }
 
 /// An endpoint of a flow.
@@ -1077,7 +1090,21 @@ impl Engine {
             None => None,
         };
         let action = r.action;
-        Some(CRule { policy: polid, dir, index: index as u32, tier, action, peers, peer_src, ports, local })
+        let inline_ports = (ports.named_ids.is_empty() && ports.not_named_ids.is_empty())
+            .then(|| InlinePorts::of(&ports.numeric))
+            .flatten();
+        Some(CRule {
+            policy: polid,
+            dir,
+            index: index as u32,
+            tier,
+            action,
+            peers,
+            peer_src,
+            ports,
+            local,
+            inline_ports,
+        })
     }
     /// The labels Calico's selectors see on the pods of an identity (see [`crate::model::calico_labels`]).
     fn identity_calico_labels(&self, cluster: &Cluster, ident: &Identity) -> Labels {

@@ -515,7 +515,7 @@ impl Engine {
         let mut last = None;
         let me = self.ident_info(subject);
         let allowed = self.fold_side_variant(subject, dir, &mut OnePort, true, true, variant, |r, rule| {
-            let hit = rule.ports.matches(proto, port, dst_named)
+            let hit = rule.ports_match(proto, port, dst_named)
                 && rule.local.is_none_or(|l| self.calico_matches(l, &me))
                 && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, &ep)));
             if hit && variant.action(r, rule) != Action::Log {
@@ -540,7 +540,7 @@ impl Engine {
         trace: &mut T,
     ) -> bool {
         self.fold_side(subject, dir, &mut OnePort, true, !T::EVERY_RULE, |r, rule| {
-            let ports = rule.ports.matches(q.proto, q.port, q.dst_named);
+            let ports = rule.ports_match(q.proto, q.port, q.dst_named);
             let local = rule.local.is_none_or(|l| self.calico_matches(l, me));
             let peer = if (ports && local) || T::EVERY_RULE { self.rule_peer::<T>(rule, peer) } else { None };
             trace.step(Step { rule: r, ports, peer, local });
