@@ -16,7 +16,7 @@ use crate::calico_selector::Expr;
 use crate::eval::{ProfileStep, Query, Quiet, TierId};
 use crate::ipranges::BlockRanges;
 use crate::model::*;
-use crate::portset::{PortSet, Protocol};
+use crate::portset::{InlinePorts, PortSet, Protocol};
 use crate::selector::{Atom, Labels, Requirement, Selector};
 
 crate::typed_id!(
@@ -206,6 +206,9 @@ pub struct Identity {
     pub egress_rules: Vec<RuleId>,
     /// Named container ports as (interned name, protocol, port), for the hot path.
     pub named_ports: Vec<(u32, Protocol, u16)>,
+    /// Per direction (ingress, egress), bit `t` set when a policy of tier `t` (below 64) selects these pods:
+    /// what a walk asks at each tier's end. Kept with the flattened rules ([`Engine::refresh_rules`]).
+    pub(crate) tier_bits: [u64; 2],
 }
 
 impl Identity {
@@ -224,6 +227,7 @@ impl Identity {
             ingress_rules: Vec::new(),
             egress_rules: Vec::new(),
             named_ports: Vec::new(),
+            tier_bits: [0; 2],
         }
     }
     pub(crate) fn key(&self) -> IdentityKey {
@@ -384,6 +388,19 @@ pub struct CRule {
     pub ports: CPorts,
     /// Calico: the subject's own side must match this (the rule applies only to those of its addresses).
     pub local: Option<CalicoId>,
+    /// `ports` inline when they name no port and have few ranges (see [`CRule::ports_match`]).
+    pub(crate) inline_ports: Option<InlinePorts>,
+}
+
+impl CRule {
+    /// Whether the rule's ports include the flow's: [`CPorts::matches`], from the inline copy when there is one.
+    #[inline]
+    pub fn ports_match(&self, proto: Protocol, port: u16, dst_named: Option<&[(u32, Protocol, u16)]>) -> bool {
+        match &self.inline_ports {
+            Some(p) => p.contains(proto, port),
+            None => self.ports.matches(proto, port, dst_named),
+        }
+    }
 }
 
 /// An endpoint of a flow.
@@ -564,6 +581,9 @@ pub struct Engine {
     pub(crate) blocks: Vec<IpBlock>,
     /// Each block as sorted address intervals (`blocks[i]` minus its exceptions): O(log k) membership.
     pub(crate) block_ranges: Vec<BlockRanges>,
+    /// The blocks by the prefix of their CIDR: (IPv6, prefix length, network number → blocks), so that the
+    /// blocks containing an address are found with one lookup per prefix length in use.
+    block_prefixes: Vec<BlockPrefixes>,
     /// Sorted block ids containing an address, per ip class.
     pub(crate) ip_classes: Vec<Vec<BlockId>>,
     /// Rules of every policy, in policy order, each policy's ingress rules then its egress rules.
@@ -650,6 +670,58 @@ fn calico_blocks(cluster: &Cluster) -> Vec<IpBlock> {
 }
 
 /// Whether the cluster has policies of Calico's kinds (or Calico rules).
+/// The blocks of one family whose CIDRs have one prefix length, by network number.
+#[derive(Clone, Debug)]
+struct BlockPrefixes {
+    v6: bool,
+    len: u8,
+    nets: FxHashMap<u128, Vec<BlockId>>,
+}
+
+fn block_prefixes(blocks: &[IpBlock]) -> Vec<BlockPrefixes> {
+    let mut groups: Vec<BlockPrefixes> = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let (v6, lo, _) = crate::ipranges::net_range(&b.cidr);
+        let len = b.cidr.prefix_len();
+        let at = match groups.iter().position(|g| g.v6 == v6 && g.len == len) {
+            Some(at) => at,
+            None => {
+                groups.push(BlockPrefixes { v6, len, nets: FxHashMap::default() });
+                groups.len() - 1
+            }
+        };
+        groups[at].nets.entry(lo & prefix_mask(v6, len)).or_default().push(BlockId::new(i));
+    }
+    groups
+}
+
+/// The blocks containing `ip` (canonical), sorted. A block contains only addresses of its CIDR: the
+/// candidates are the blocks whose CIDR is the address's network at some prefix length in use.
+fn blocks_containing(prefixes: &[BlockPrefixes], ranges: &[BlockRanges], ip: IpAddr) -> Vec<BlockId> {
+    let (v6, n) = crate::ipranges::num(ip);
+    let mut v: Vec<BlockId> = prefixes
+        .iter()
+        .filter(|g| g.v6 == v6)
+        .filter_map(|g| g.nets.get(&(n & prefix_mask(v6, g.len))))
+        .flatten()
+        .copied()
+        .filter(|b| ranges.get(b.index()).is_some_and(|r| r.contains(ip)))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The network part of an address number of family `v6` for a prefix of `len` bits.
+fn prefix_mask(v6: bool, len: u8) -> u128 {
+    let bits: u32 = if v6 { 128 } else { 32 };
+    let len = u32::from(len).min(bits);
+    if len == 0 {
+        0
+    } else {
+        (u128::MAX << (bits - len)) & crate::ipranges::family_max(v6)
+    }
+}
+
 fn has_calico_policies(cluster: &Cluster) -> bool {
     cluster
         .policies
@@ -790,6 +862,7 @@ impl Engine {
             sel_peers: Vec::new(),
             block_refs: vec![0; blocks.len()],
             block_ranges: blocks.iter().map(BlockRanges::new).collect(),
+            block_prefixes: block_prefixes(&blocks),
             blocks,
             ip_classes: vec![Vec::new()],
             tiers,
@@ -981,9 +1054,14 @@ impl Engine {
         };
         let ing = rules(&ident.ingress_policies, Direction::Ingress);
         let eg = rules(&ident.egress_policies, Direction::Egress);
+        let bits = |pols: &[PolicyId]| {
+            pols.iter().map(|&p| self.policy_tier(p).index()).filter(|&t| t < 64).fold(0u64, |b, t| b | 1 << t)
+        };
+        let tier_bits = [bits(&ident.ingress_policies), bits(&ident.egress_policies)];
         let ident = &mut self.identities[i.index()];
         ident.ingress_rules = ing;
         ident.egress_rules = eg;
+        ident.tier_bits = tier_bits;
     }
 
     /// Interns the names of an identity's named container ports.
@@ -1085,7 +1163,21 @@ impl Engine {
             None => None,
         };
         let action = r.action;
-        Some(CRule { policy: polid, dir, index: index as u32, tier, action, peers, peer_src, ports, local })
+        let inline_ports = (ports.named_ids.is_empty() && ports.not_named_ids.is_empty())
+            .then(|| InlinePorts::of(&ports.numeric))
+            .flatten();
+        Some(CRule {
+            policy: polid,
+            dir,
+            index: index as u32,
+            tier,
+            action,
+            peers,
+            peer_src,
+            ports,
+            local,
+            inline_ports,
+        })
     }
     /// The labels Calico's selectors see on the pods of an identity (see [`crate::model::calico_labels`]).
     fn identity_calico_labels(&self, cluster: &Cluster, ident: &Identity) -> Labels {
@@ -1279,13 +1371,7 @@ impl Engine {
     /// The ip class (set of ipBlocks containing it) of an address, interning a new class if needed.
     pub(crate) fn ip_class_of(&mut self, ip: IpAddr) -> IpClassId {
         let ip = ip.to_canonical();
-        let sig: Vec<BlockId> = self
-            .block_ranges
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.contains(ip))
-            .map(|(i, _)| BlockId::new(i))
-            .collect();
+        let sig = blocks_containing(&self.block_prefixes, &self.block_ranges, ip);
         if let Some(&c) = self.ip_class_index.get(&sig) {
             return c;
         }
@@ -1571,6 +1657,48 @@ mod tests {
 
     fn ids(s: &IdSet) -> Vec<u32> {
         s.iter().map(|i| i.index() as u32).collect()
+    }
+
+    #[test]
+    fn blocks_containing_an_address_are_found_by_prefix_as_by_scanning() {
+        let block = |cidr: &str, except: &[&str]| IpBlock {
+            cidr: cidr.parse().unwrap(),
+            except: except.iter().map(|e| e.parse().unwrap()).collect(),
+        };
+        let blocks = vec![
+            block("0.0.0.0/0", &["10.0.0.0/8"]),
+            block("10.0.0.0/8", &["10.1.0.0/16"]),
+            block("10.1.2.0/24", &[]),
+            block("10.1.2.7/32", &[]),
+            block("10.1.2.0/24", &["10.1.2.128/25"]),
+            block("192.168.0.0/16", &[]),
+            block("::/0", &[]),
+            block("fd00::/8", &["fd00:1::/32"]),
+            block("fd00:1::5/128", &[]),
+            block("::ffff:0:0/96", &[]),
+        ];
+        let ranges: Vec<BlockRanges> = blocks.iter().map(BlockRanges::new).collect();
+        let prefixes = block_prefixes(&blocks);
+        for ip in [
+            "10.1.2.7",
+            "10.1.2.200",
+            "10.1.3.1",
+            "10.2.0.1",
+            "11.0.0.1",
+            "192.168.4.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "fd00:1::5",
+            "fd00:2::1",
+            "fe80::1",
+            "::",
+            "::ffff:10.1.2.7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let ip = ip.to_canonical();
+            let scan: Vec<BlockId> = (0..blocks.len()).filter(|&i| ranges[i].contains(ip)).map(BlockId::new).collect();
+            assert_eq!(blocks_containing(&prefixes, &ranges, ip), scan, "{ip}");
+        }
     }
 
     #[test]

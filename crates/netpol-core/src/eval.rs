@@ -399,9 +399,9 @@ impl Engine {
         consult: impl FnMut(RuleId, &CRule) -> P::Set,
     ) -> P::Set {
         let ident = &self.identities[subject.index()];
-        let (pols, rules) = match dir {
-            Direction::Ingress => (&ident.ingress_policies, &ident.ingress_rules),
-            Direction::Egress => (&ident.egress_policies, &ident.egress_rules),
+        let (pols, rules, tier_bits) = match dir {
+            Direction::Ingress => (&ident.ingress_policies, &ident.ingress_rules, ident.tier_bits[0]),
+            Direction::Egress => (&ident.egress_policies, &ident.egress_rules, ident.tier_bits[1]),
         };
         if pols.is_empty() {
             // No policy of any tier selects the subject: no rule applies.
@@ -415,17 +415,19 @@ impl Engine {
             }
             Variant::AsIs | Variant::Action(..) | Variant::Tier(..) => rules,
         };
-        self.fold_rules(pols, rules, Ends::AsTiers, p, traffic, settle, variant, consult).finish(p)
+        self.fold_rules(pols, rules, Some(tier_bits), Ends::AsTiers, p, traffic, settle, variant, consult).finish(p)
     }
 
     /// The tier walk itself, over any subject's policies `pols` (sorted) and their rules `rules` (in evaluation
-    /// order): a pod's (above) or a host endpoint's on one of its paths ([`crate::host`]). Returns the fold
-    /// before its end, so that a caller can tell allowed from undecided traffic.
+    /// order): a pod's (above) or a host endpoint's on one of its paths ([`crate::host`]). `tier_bits`: which
+    /// tiers `pols` has policies in (bit `t`, tiers below 64), when the caller keeps them; otherwise `pols` is
+    /// scanned. Returns the fold before its end, so that a caller can tell allowed from undecided traffic.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn fold_rules<P: Ports>(
         &self,
         pols: &[PolicyId],
         rules: &[RuleId],
+        tier_bits: Option<u64>,
         ends: Ends,
         p: &mut P,
         traffic: P::Set,
@@ -444,11 +446,17 @@ impl Engine {
                     break;
                 }
                 next += 1;
-                if skip || (settle && !side.open(p)) {
+                if skip {
                     continue;
                 }
                 let ports = consult(r, rule);
                 side.rule(p, variant.action(r, rule), &ports);
+                if settle && !side.open(p) {
+                    // Settled: the tier's other rules cannot change the outcome (its end still may: passed
+                    // traffic goes on). Rules are in tier order, so its last one is found by bisection.
+                    next += rules[next..].partition_point(|r| self.rules[r.index()].tier == t);
+                    break;
+                }
             }
             let tier_end = match ends {
                 Ends::AsTiers => tier.end,
@@ -456,9 +464,15 @@ impl Engine {
             };
             let (selected, end) = match variant {
                 Variant::Tier(only, end) => (only == t, end),
-                // Only a tier that ends in "deny" asks whether it selects the subject: the hot path scans the
-                // subject's policies once (for NetworkPolicy isolation), not once per tier.
-                _ => (tier_end == TierEnd::Deny && pols.iter().any(|&pol| self.policy_tier(pol) == t), tier_end),
+                // Only a tier that ends in "deny" asks whether it selects the subject.
+                _ => {
+                    let selected = tier_end == TierEnd::Deny
+                        && match tier_bits {
+                            Some(bits) if t.index() < 64 => bits & 1 << t.index() != 0,
+                            _ => pols.iter().any(|&pol| self.policy_tier(pol) == t),
+                        };
+                    (selected, tier_end)
+                }
             };
             side.end_tier(p, selected, end);
             if settle && !side.open(p) {
@@ -534,7 +548,7 @@ impl Engine {
         let mut last = None;
         let me = self.ident_info(subject);
         let allowed = self.fold_side_variant(subject, dir, &mut OnePort, true, true, variant, |r, rule| {
-            let hit = rule.ports.matches(proto, port, dst_named)
+            let hit = rule.ports_match(proto, port, dst_named)
                 && rule.local.is_none_or(|l| self.calico_matches(l, &me))
                 && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, &ep)));
             if hit && variant.action(r, rule) != Action::Log {
@@ -575,7 +589,7 @@ impl Engine {
         q: &Query<'_>,
         trace: &mut T,
     ) -> bool {
-        let ports = rule.ports.matches(q.proto, q.port, q.dst_named);
+        let ports = rule.ports_match(q.proto, q.port, q.dst_named);
         let local = rule.local.is_none_or(|l| self.calico_matches(l, me));
         let peer = if (ports && local) || T::EVERY_RULE { self.rule_peer::<T>(rule, peer) } else { None };
         trace.step(Step { rule: r, ports, peer, local });

@@ -538,10 +538,17 @@ impl Engine {
             Stage::Untracked | Stage::PreDnat => Ends::Pass,
             Stage::Normal | Stage::Forward => Ends::AsTiers,
         };
-        let side =
-            self.fold_rules(&sp.pols, &sp.rules, ends, &mut OnePort, true, !T::EVERY_RULE, Variant::AsIs, |r, rule| {
-                self.consult_rule(r, rule, me, peer, q, trace)
-            });
+        let side = self.fold_rules(
+            &sp.pols,
+            &sp.rules,
+            None,
+            ends,
+            &mut OnePort,
+            true,
+            !T::EVERY_RULE,
+            Variant::AsIs,
+            |r, rule| self.consult_rule(r, rule, me, peer, q, trace),
+        );
         let (allowed, undecided) = side.parts(&mut OnePort);
         if allowed {
             StageOutcome::Allow

@@ -10,7 +10,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::compile::{CPeer, CPorts, CRule, Engine, IdentityId, RuleId};
-use crate::eval::{Action, ProfileStep, Side, TierEnd};
+use crate::eval::{Action, ProfileStep, Side, TierEnd, TierId};
 use crate::model::Direction;
 use crate::model::{ContainerPort, PodId, PolicyId};
 use crate::portset::{PortSet, Protocol};
@@ -436,10 +436,14 @@ impl Engine {
             }
         };
         for (e, (pols, masked)) in eprofs.items.iter().enumerate().skip(1) {
-            // A profile with rules masked is its own row (keyed by the profile).
-            let key = if masked.is_empty() { u32::MAX } else { e as u32 };
             *mask.borrow_mut() = masked.clone();
-            let (base, over) = self.tiered_row(pols, key, Direction::Egress, ps, &mut memo, &mut e_rule);
+            let (base, over) = if self.calico || self.tiers.len() > 3 {
+                self.tier_parts_row(pols, masked, None, Direction::Egress, ps, &mut memo, &mut e_rule)
+            } else {
+                // A profile with rules masked is its own row (keyed by the profile).
+                let key = if masked.is_empty() { u32::MAX } else { e as u32 };
+                self.tiered_row(pols, key, Direction::Egress, ps, &mut memo, &mut e_rule)
+            };
             e_base[e] = base;
             for (t, p) in over {
                 e_over[t as usize].push((e as u32, p));
@@ -467,8 +471,12 @@ impl Engine {
                     row.rule(rule.action, cov.list.iter().map(|&m| (m, p)), None);
                 }
             };
-            let key = if masked.is_empty() { *pp } else { 0x8000_0000 | n as u32 };
-            i_rows.push(self.tiered_row(pols, key, Direction::Ingress, ps, &mut memo, &mut i_rule));
+            i_rows.push(if self.calico || self.tiers.len() > 3 {
+                self.tier_parts_row(pols, masked, Some(*pp), Direction::Ingress, ps, &mut memo, &mut i_rule)
+            } else {
+                let key = if masked.is_empty() { *pp } else { 0x8000_0000 | n as u32 };
+                self.tiered_row(pols, key, Direction::Ingress, ps, &mut memo, &mut i_rule)
+            });
         }
         Plan { src_classes, dst_classes, src_key, dst_key, e_base, e_over, i_rows, n_msig }
     }
@@ -508,16 +516,6 @@ impl Engine {
     where
         F: FnMut(&mut RowBuilder, &mut PortSets, RuleId, &CRule),
     {
-        if self.calico || self.tiers.len() > 3 {
-            // Calico's tiers may pass from any tier to the next: the whole fold, per profile.
-            let memo_key = (pols.to_vec(), key);
-            if let Some(r) = memo.rest.get(&memo_key) {
-                return r.clone();
-            }
-            let r = self.profile_row(pols, dir, ps, rule).finish_with(ps, |s, ps| s.finish(ps));
-            memo.rest.insert(memo_key, r.clone());
-            return r;
-        }
         let admin_tier = self.tier_id(crate::model::PolicyTier::Admin);
         let (admin, rest): (Vec<PolicyId>, Vec<PolicyId>) =
             pols.iter().partition(|&&p| self.policy_tier(p) == admin_tier);
@@ -546,41 +544,85 @@ impl Engine {
                 a
             }
         };
-        let combine = |ps: &mut PortSets, (allowed, undecided): (PsId, PsId), r: PsId| {
-            let passed = PortSets::inter(ps, undecided, r);
-            PortSets::union(ps, allowed, passed)
-        };
-        let (r_base, r_over) = rest_row;
-        let base = combine(ps, a_base, r_base);
-        let mut over = Vec::new();
-        let (mut i, mut j) = (0, 0);
-        loop {
-            let (k, a, r) = match (a_over.get(i), r_over.get(j)) {
-                (None, None) => break,
-                (Some(&(ka, a)), Some(&(kr, r))) if ka == kr => {
-                    i += 1;
-                    j += 1;
-                    (ka, a, r)
-                }
-                (Some(&(ka, a)), Some(&(kr, _))) if ka < kr => {
-                    i += 1;
-                    (ka, a, r_base)
-                }
-                (Some(&(ka, a)), None) => {
-                    i += 1;
-                    (ka, a, r_base)
-                }
-                (_, Some(&(kr, r))) => {
-                    j += 1;
-                    (kr, a_base, r)
+        combine_rows(ps, a_base, &a_over, &rest_row)
+    }
+
+    /// A profile's row when any tier may pass to the next (Calico's tiers, or more than the three built-in
+    /// ones): folded tier by tier, each tier's part (allowed and still undecided per key, as if that tier were
+    /// the first) computed once per (tier, the profile's policies of that tier, the masked rules among theirs,
+    /// and for ingress the destination's container ports when those rules name ports) and shared by every
+    /// profile with the same part; then, from the last tier to the first, `row = allowed ∪ (undecided ∩ row of
+    /// the later tiers)` per key, memoised per (part, later row). A tier decides only what earlier tiers left
+    /// undecided, port by port, so this is the fold of the whole profile. A part that leaves nothing undecided
+    /// (a tier ending in "deny" that selects the subject) makes the later tiers irrelevant.
+    #[allow(clippy::too_many_arguments)]
+    fn tier_parts_row<F>(
+        &self,
+        pols: &[PolicyId],
+        masked: &[RuleId],
+        pp: Option<u32>,
+        dir: Direction,
+        ps: &mut PortSets,
+        memo: &mut RowMemo,
+        rule: &mut F,
+    ) -> Row
+    where
+        F: FnMut(&mut RowBuilder, &mut PortSets, RuleId, &CRule),
+    {
+        let mut by_tier: Vec<(TierId, PolicyId)> = pols.iter().map(|&p| (self.policy_tier(p), p)).collect();
+        by_tier.sort_unstable();
+        let tm = &mut memo.tiers;
+        if tm.rows.is_empty() {
+            tm.rows.push((ALL, Vec::new()));
+        }
+        let mut later = 0u32; // the row of no tier: everything allowed
+        let mut end = by_tier.len();
+        while end > 0 {
+            let t = by_tier[end - 1].0;
+            let start = by_tier[..end].iter().rposition(|&(u, _)| u != t).map_or(0, |i| i + 1);
+            let tier_pols: Vec<PolicyId> = by_tier[start..end].iter().map(|&(_, p)| p).collect();
+            end = start;
+            let rules_of = |p: PolicyId| self.policy_rules(p, dir);
+            let named = pp.filter(|_| {
+                tier_pols.iter().any(|&p| rules_of(p).iter().any(|r| self.rules[r.index()].ports.has_named()))
+            });
+            let tier_masked: Vec<RuleId> = masked.iter().copied().filter(|r| self.rules[r.index()].tier == t).collect();
+            let key = (t, tier_pols, named.unwrap_or(u32::MAX), tier_masked);
+            let part = match tm.part_ids.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let mut row = RowBuilder::new();
+                    for p in self.evaluation_order(&key.1) {
+                        for &r in rules_of(p) {
+                            rule(&mut row, ps, r, &self.rules[r.index()]);
+                        }
+                    }
+                    row.tier_end(true, self.tiers[t.index()].end);
+                    let part = row.finish_with(ps, |s, ps| s.parts(ps));
+                    let decisive = part.0 .1 == EMPTY && part.1.iter().all(|&(_, (_, u))| u == EMPTY);
+                    let id = tm.parts.len() as u32;
+                    tm.parts.push((part, decisive));
+                    tm.part_ids.insert(key, id);
+                    id
                 }
             };
-            let v = combine(ps, a, r);
-            if v != base {
-                over.push((k, v));
+            let (part_row, decisive) = &tm.parts[part as usize];
+            if *decisive {
+                later = 0;
             }
+            later = match tm.combined.get(&(part, later)) {
+                Some(&id) => id,
+                None => {
+                    let ((base, over), rest) = (part_row, &tm.rows[later as usize]);
+                    let row = combine_rows(ps, *base, over, rest);
+                    let id = tm.rows.len() as u32;
+                    tm.rows.push(row);
+                    tm.combined.insert((part, later), id);
+                    id
+                }
+            };
         }
-        (base, over)
+        tm.rows[later as usize].clone()
     }
 
     /// Fills `out` with the cells of destination class `d`, one per source class.
@@ -878,6 +920,60 @@ type PartsRow = ((PsId, PsId), Vec<(u32, (PsId, PsId))>);
 struct RowMemo {
     admin: FxHashMap<(Vec<PolicyId>, u32), PartsRow>,
     rest: FxHashMap<(Vec<PolicyId>, u32), Row>,
+    tiers: TierMemo,
+}
+
+/// Per-tier parts and their combinations (see [`Engine::tier_parts_row`]).
+#[derive(Default)]
+struct TierMemo {
+    /// (tier, its policies, the destination's port profile if their rules name ports, masked rules) → part.
+    part_ids: FxHashMap<(TierId, Vec<PolicyId>, u32, Vec<RuleId>), u32>,
+    /// Each part, and whether it leaves nothing undecided.
+    parts: Vec<(PartsRow, bool)>,
+    /// Combined rows; 0 is the row of no tier (everything allowed).
+    rows: Vec<Row>,
+    /// (part, row of the later tiers) → row.
+    combined: FxHashMap<(u32, u32), u32>,
+}
+
+/// `allowed ∪ (undecided ∩ later)` per key: a tier's part (`(allowed, undecided)` base and overrides) followed
+/// by the row of the tiers after it. Overrides equal to the base are left out.
+fn combine_rows(ps: &mut PortSets, a_base: (PsId, PsId), a_over: &[(u32, (PsId, PsId))], later: &Row) -> Row {
+    let combine = |ps: &mut PortSets, (allowed, undecided): (PsId, PsId), r: PsId| {
+        let passed = PortSets::inter(ps, undecided, r);
+        PortSets::union(ps, allowed, passed)
+    };
+    let (r_base, r_over) = (later.0, &later.1);
+    let base = combine(ps, a_base, r_base);
+    let mut over = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let (k, a, r) = match (a_over.get(i), r_over.get(j)) {
+            (None, None) => break,
+            (Some(&(ka, a)), Some(&(kr, r))) if ka == kr => {
+                i += 1;
+                j += 1;
+                (ka, a, r)
+            }
+            (Some(&(ka, a)), Some(&(kr, _))) if ka < kr => {
+                i += 1;
+                (ka, a, r_base)
+            }
+            (Some(&(ka, a)), None) => {
+                i += 1;
+                (ka, a, r_base)
+            }
+            (_, Some(&(kr, r))) => {
+                j += 1;
+                (kr, a_base, r)
+            }
+        };
+        let v = combine(ps, a, r);
+        if v != base {
+            over.push((k, v));
+        }
+    }
+    (base, over)
 }
 
 fn peer_key(p: &CPeer) -> (u8, usize) {

@@ -141,6 +141,32 @@ pub struct PortSet {
     ranges: Vec<(u32, u32)>,
 }
 
+/// A port set of at most [`InlinePorts::MAX`] ranges held inline, with no pointer to follow: the hot path's copy
+/// of a rule's ports (every port of every protocol is five ranges).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InlinePorts {
+    len: u8,
+    ranges: [(u32, u32); InlinePorts::MAX],
+}
+
+impl InlinePorts {
+    pub const MAX: usize = 5;
+
+    /// The set inline, if it has few enough ranges.
+    pub fn of(s: &PortSet) -> Option<InlinePorts> {
+        let mut ranges = [(0, 0); InlinePorts::MAX];
+        ranges.get_mut(..s.ranges.len())?.copy_from_slice(&s.ranges);
+        Some(InlinePorts { len: s.ranges.len() as u8, ranges })
+    }
+
+    /// Whether the set contains (`proto`, `port`): what [`PortSet::contains`] answers.
+    #[inline]
+    pub fn contains(&self, proto: Protocol, port: u16) -> bool {
+        let k = key(proto, port);
+        self.ranges.iter().take(usize::from(self.len)).any(|&(lo, hi)| lo <= k && k <= hi)
+    }
+}
+
 impl PortSet {
     pub fn empty() -> Self {
         PortSet { ranges: Vec::new() }
@@ -354,6 +380,30 @@ fn icmp_text(lo: u16, hi: u16) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn inline_ports_answer_as_the_set_does() {
+        let sets = [
+            PortSet::empty(),
+            PortSet::all(),
+            PortSet::single(Protocol::Tcp, 80),
+            PortSet::range(Protocol::Udp, 1, 100).union(&PortSet::protocol(Protocol::Icmp)),
+            PortSet::all().difference(&PortSet::protocol(Protocol::Sctp)),
+        ];
+        for s in &sets {
+            let inline = InlinePorts::of(s);
+            assert!(inline.is_some(), "{s}: at most five ranges");
+            let Some(inline) = inline else { continue };
+            for proto in Protocol::ALL {
+                for port in [0, 1, 8, 9, 10, 79, 80, 81, 100, 101, 65535] {
+                    assert_eq!(inline.contains(proto, port), s.contains(proto, port), "{s} {proto} {port}");
+                }
+            }
+        }
+        let six = (1..=6).fold(PortSet::empty(), |s, p| s.union(&PortSet::single(Protocol::Tcp, p * 10)));
+        assert_eq!(InlinePorts::of(&six), None);
+        assert_eq!(InlinePorts::of(&PortSet::all().difference(&PortSet::single(Protocol::Sctp, 9))), None);
+    }
 
     #[test]
     fn icmp_messages_are_ports_of_their_own_protocol() {

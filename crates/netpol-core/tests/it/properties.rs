@@ -121,31 +121,44 @@ proptest! {
 
     #[test]
     fn calico_matrix_agrees_with_reference(seed in any::<u64>()) {
-        let e = Engine::new(crate::common::calico_cluster(seed));
-        let m = e.matrix(None).unwrap();
-        let n = e.cluster().pods.len();
-        // The matrix leaves out the host endpoint checks of hostNetwork pods' traffic (and says so:
-        // `Engine::matrix_caveat`); queries and explain include them (the test above).
-        let at_host = e.pods_with_host_checks();
-        for a in (0..n).map(PodId::new) {
-            for b in (0..n).map(PodId::new) {
-                if at_host.contains(&a) || at_host.contains(&b) {
-                    continue;
-                }
-                let set = m.port_sets.get(m.pod_cell(&e, a, b).unwrap()).clone();
-                for (proto, port) in [(Protocol::Icmp, 0x0800u16), (Protocol::Icmp, 0), (Protocol::Icmp, 0x0301)] {
-                    let want = reference::allowed(
-                        e.cluster(), &Endpoint::Pod { pod: a, ip: None }, &Endpoint::Pod { pod: b, ip: None }, proto, port);
-                    prop_assert_eq!(set.contains(proto, port), want, "matrix {} -> {} {}/{}: {}", a, b, port, proto, set);
-                }
-                for proto in PROTOS {
-                    for port in [1u16, 53, 70, 80, 81, 90, 95, 100, 124, 125, 200, 65535] {
-                        let want = reference::allowed(
-                            e.cluster(), &Endpoint::Pod { pod: a, ip: None }, &Endpoint::Pod { pod: b, ip: None }, proto, port);
-                        prop_assert_eq!(set.contains(proto, port), want, "matrix {} -> {} {}/{}: {}", a, b, port, proto, set);
-                    }
-                }
+        calico_matrix_matches_reference(&Engine::new(crate::common::calico_cluster(seed)))?;
+    }
+
+    /// Many Calico policies in several tiers: the matrix folds each tier's part once per (tier, the subject's
+    /// policies there, masked rules, named ports) and shares it among profiles that differ in other tiers.
+    #[test]
+    fn calico_matrix_with_shared_tier_parts_agrees_with_reference(seed in any::<u64>()) {
+        calico_matrix_matches_reference(&Engine::new(crate::common::calico_cluster_with(seed, 2, 6)))?;
+    }
+}
+
+/// Compares every cell of the matrix with the reference evaluator on the Calico test ports.
+fn calico_matrix_matches_reference(e: &Engine) -> Result<(), TestCaseError> {
+    let m = e.matrix(None).unwrap();
+    let n = e.cluster().pods.len();
+    // The matrix leaves out the host endpoint checks of hostNetwork pods' traffic (and says so:
+    // `Engine::matrix_caveat`); queries and explain include them (the engine test above).
+    let at_host = e.pods_with_host_checks();
+    for a in (0..n).map(PodId::new) {
+        for b in (0..n).map(PodId::new) {
+            if at_host.contains(&a) || at_host.contains(&b) {
+                continue;
+            }
+            let set = m.port_sets.get(m.pod_cell(e, a, b).unwrap()).clone();
+            let icmp = [(Protocol::Icmp, 0x0800u16), (Protocol::Icmp, 0), (Protocol::Icmp, 0x0301)];
+            let ports = [1u16, 53, 70, 80, 81, 90, 95, 100, 124, 125, 200, 65535];
+            let probes = icmp.into_iter().chain(PROTOS.into_iter().flat_map(|p| ports.map(|port| (p, port))));
+            for (proto, port) in probes {
+                let want = reference::allowed(
+                    e.cluster(),
+                    &Endpoint::Pod { pod: a, ip: None },
+                    &Endpoint::Pod { pod: b, ip: None },
+                    proto,
+                    port,
+                );
+                prop_assert_eq!(set.contains(proto, port), want, "matrix {} -> {} {}/{}: {}", a, b, port, proto, set);
             }
         }
     }
+    Ok(())
 }

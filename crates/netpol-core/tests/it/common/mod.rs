@@ -463,9 +463,16 @@ fn calico_rule(r: &mut Rng) -> Rule {
 /// A random cluster with Calico objects on top of [`cluster`]'s: tiers of Calico's own, service accounts,
 /// network sets, Calico NetworkPolicies and GlobalNetworkPolicies in every tier with orders that tie.
 pub fn calico_cluster(seed: u64) -> Cluster {
+    calico_cluster_with(seed, 0, 1)
+}
+
+/// [`calico_cluster`] with at least `tiers` tiers of Calico's own and `policies` Calico policies: many
+/// policies per tier, so that many subjects share some tiers' policies and differ in others (the matrix shares
+/// rows per tier).
+pub fn calico_cluster_with(seed: u64, tiers: usize, policies: usize) -> Cluster {
     let mut c = cluster(seed);
     let mut r = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
-    for i in 0..r.below(3) {
+    for i in 0..tiers + r.below(3) {
         c.tiers.push(TierDef {
             name: format!("t{i}"),
             order: [Some(100.0), Some(1_000.0), Some(5e6), None][r.below(4)],
@@ -495,7 +502,7 @@ pub fn calico_cluster(seed: u64) -> Cluster {
         });
     }
     let tiers = c.tiers.len();
-    for i in 0..1 + r.below(5) {
+    for i in 0..policies + r.below(5) {
         let global = r.chance(40);
         let ns = NsId::new(r.below(c.namespaces.len()));
         let ingress: Vec<Rule> = (0..r.below(3)).map(|_| calico_rule(&mut r)).collect();
