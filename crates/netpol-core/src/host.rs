@@ -343,6 +343,15 @@ impl Engine {
             .collect()
     }
 
+    /// The policies of a host endpoint (its index in the cluster's host endpoints) for one stage and direction, in
+    /// evaluation order (tier, then order); empty for an index out of range and for pre-DNAT egress.
+    pub fn host_endpoint_policies(&self, h: usize, stage: Stage, dir: Direction) -> Vec<PolicyId> {
+        match self.heps.iter().find(|c| c.index == h) {
+            Some(c) => self.evaluation_order(&c.stage(stage, dir).pols),
+            None => Vec::new(),
+        }
+    }
+
     /// Whether the engine has host endpoints (and so host checks for some flows).
     pub fn has_host_endpoints(&self) -> bool {
         !self.heps.is_empty()
