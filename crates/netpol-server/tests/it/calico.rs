@@ -1245,7 +1245,8 @@ async fn host_endpoints_and_their_checks_through_the_api() {
     assert!(x["host_note"].as_str().is_some_and(|n| n.contains("netpol does not know routes")), "{x}");
 
     // The same object as the CLI's.
-    let engine = netpol_core::compile::Engine::new(netpol_input::files::load(&[file.clone()]).unwrap().0.cluster);
+    let engine =
+        netpol_core::compile::Engine::new(netpol_input::files::load(std::slice::from_ref(&file)).unwrap().0.cluster);
     let r = netpol_input::query::Resolver::new(&engine, "default");
     let (s, d) = (r.endpoint("10.66.1.1").unwrap(), r.endpoint("shop/web").unwrap());
     let ex = engine.explain(&s, &d, netpol_core::portset::Protocol::Tcp, 8080);
