@@ -8,7 +8,8 @@
 //                                               then admin-tier policies written there: policies and explanations
 //                                               tier by tier; then Calico objects (a Tier, GlobalNetworkPolicies):
 //                                               Calico's tiers in the list and the panels, the tier walk; then a
-//                                               Calico staged policy: the staged verdict in the explanation
+//                                               Calico staged policy: the staged verdict in the explanation; then a
+//                                               Calico HostEndpoint: each host check in the explanation
 //
 // The example run compares what the page shows with the engine's answers fetched from the API independently
 // (the per-pod matrix, the what-if diff, explain), drives the canvas with real clicks, and saves screenshots.
@@ -638,6 +639,7 @@ async function followRun(page) {
 
   await calicoRun(page, { prom, pg, web: web3 });
   await stagedRun(page, { prom, pg });
+  await hostRun(page, { prom });
   check(errors.length === 0, 'no console errors while following', errors);
 }
 
@@ -682,6 +684,75 @@ async function stagedRun(page, { prom, pg }) {
   );
   await page.mouse.move(1, 890);
   await page.screenshot({ path: path.join(outDir, 'three-tier-staged.png') });
+}
+
+/**
+ * A Calico HostEndpoint written into the watched manifests: a worker's eth0 at 192.168.1.11, guarded by a
+ * GlobalNetworkPolicy that lets monitoring reach the kubelet. The explanation of a flow to that address shows the
+ * host check (host endpoint, node, path, verdict) with each stage's walk, as the explain API gives it; a failsafe
+ * port shows the failsafe line instead.
+ */
+async function hostRun(page, { prom }) {
+  const hosts = [
+    'apiVersion: projectcalico.org/v3',
+    'kind: HostEndpoint',
+    'metadata: {name: worker-1-eth0, labels: {role: worker}}',
+    'spec: {node: worker-1, interfaceName: eth0, expectedIPs: [192.168.1.11]}',
+    '---',
+    'apiVersion: projectcalico.org/v3',
+    'kind: GlobalNetworkPolicy',
+    'metadata: {name: host-kubelet}',
+    'spec:',
+    "  selector: role == 'worker'",
+    '  types: [Ingress]',
+    "  ingress: [{action: Allow, protocol: TCP, source: {namespaceSelector: tier == 'monitoring'}, destination: {ports: [10250]}}]",
+    '',
+  ].join('\n');
+  fs.writeFileSync(path.join(manifestDir, 'zz-hosts.yaml'), hosts);
+  await page.waitForFunction(() => document.getElementById('model-info').textContent.startsWith('revision 6 '), null, { timeout: 20000 });
+  await page.waitForSelector('body[data-state="ready"]', { timeout: 20000 });
+  await page.click('#tab-btn-inspect');
+  const src = `monitoring/${prom.pods[0]}`;
+  const explainShown = async (port) => {
+    await page.fill('#ex-src', src);
+    await page.fill('#ex-dst', '192.168.1.11');
+    await page.fill('#ex-port', `${port}/TCP`);
+    await page.evaluate(() => document.getElementById('explain').replaceChildren());
+    await page.click('#ex-run');
+    await page.waitForSelector('#explain .explanation .hosts .host', { timeout: 5000 });
+    const want = await api(`/api/v1/explain?src=${encodeURIComponent(src)}&dst=192.168.1.11&port=${port}/TCP`);
+    const shown = await page.$eval('#explain .explanation', (x) => ({
+      verdict: x.dataset.verdict,
+      hosts: [...x.querySelectorAll('.hosts .host')].map((c) => ({
+        ...c.dataset,
+        text: c.textContent,
+        stages: [...c.querySelectorAll('.side')].map((s) => s.textContent),
+        failsafe: c.querySelector('.failsafe') ? c.querySelector('.failsafe').textContent : null,
+      })),
+    }));
+    return { want, shown };
+  };
+  let { want, shown } = await explainShown(10250);
+  const c = shown.hosts[0] || {};
+  check(
+    want.verdict === 'allow' && want.hosts.length === 1 && shown.verdict === 'allow' && shown.hosts.length === 1 &&
+      c.hostEndpoint === 'worker-1-eth0' && c.path === 'to-host' && c.allowed === 'true' &&
+      c.text.includes('host endpoint worker-1-eth0 (node worker-1), traffic to the host: allowed') &&
+      c.stages.length === want.hosts[0].stages.length &&
+      c.stages.some((t) => t.includes('host endpoint worker-1-eth0 (normal policies)') && t.includes('gnp/host-kubelet')),
+    'a host endpoint: the explanation shows its check, path, verdict and each stage with its walk, as the explain API',
+    { shown, want: want.hosts },
+  );
+  ({ want, shown } = await explainShown(22));
+  const f = shown.hosts[0] || {};
+  check(
+    want.hosts[0].failsafe && f.failsafe === want.hosts[0].failsafe && f.failsafe.includes('FailsafeInboundHostPorts') &&
+      f.allowed === 'true' && f.stages.length === 0,
+    "a failsafe port: the host check shows Felix's failsafe line, as the explain API",
+    { shown, want: want.hosts },
+  );
+  await page.mouse.move(1, 890);
+  await page.screenshot({ path: path.join(outDir, 'three-tier-hosts.png') });
 }
 
 /**

@@ -1487,8 +1487,7 @@ impl Engine {
         proto: Protocol,
         port: u16,
     ) -> bool {
-        let (_, dp) = self.flow_places(src, s, dst, d);
-        let dst_named = match self.host_named_ports(dp) {
+        let dst_named = match self.host_named_ports(dst) {
             Some(n) => Some(n),
             None => d.ident.map(|i| self.identities[i.index()].named_ports.as_slice()),
         };

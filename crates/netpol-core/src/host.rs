@@ -351,8 +351,7 @@ impl Engine {
     /// The policies of host endpoint `h` (its index) for one stage and direction, in evaluation order: each as its
     /// reference (`gnp/name`) and its spec in words (what comparing two versions of it needs; its origin left out).
     pub fn host_stage_policies(&self, h: usize, stage: Stage, dir: Direction) -> Vec<(String, String)> {
-        let Some(c) = self.heps.get(h) else { return Vec::new() };
-        self.evaluation_order(&c.stage(stage, dir).pols)
+        self.host_endpoint_policies(h, stage, dir)
             .into_iter()
             .map(|p| {
                 let mut pol = self.cluster.policy(p).clone();
@@ -360,6 +359,15 @@ impl Engine {
                 (self.cluster.policy_ref(p), format!("{pol:?}"))
             })
             .collect()
+    }
+
+    /// The policies of a host endpoint (its index in the cluster's host endpoints) for one stage and direction, in
+    /// evaluation order (tier, then order); empty for an index out of range and for pre-DNAT egress.
+    pub fn host_endpoint_policies(&self, h: usize, stage: Stage, dir: Direction) -> Vec<PolicyId> {
+        match self.heps.iter().find(|c| c.index == h) {
+            Some(c) => self.evaluation_order(&c.stage(stage, dir).pols),
+            None => Vec::new(),
+        }
     }
 
     /// Whether the engine has host endpoints (and so host checks for some flows).
@@ -490,12 +498,11 @@ impl Engine {
         (self.place(s, pod(src)), self.place(d, pod(dst)))
     }
 
-    /// The named ports a flow's destination has when it is a host endpoint (what rules' named ports resolve on).
-    pub(crate) fn host_named_ports(&self, dst: Place<'_>) -> Option<&[(u32, Protocol, u16)]> {
-        match dst {
-            Place::Host(h) => Some(&self.heps[h].named_ports),
-            _ => None,
-        }
+    /// The named ports of a flow's destination when its address is a host endpoint's (what rules' named ports
+    /// resolve on there; a hostNetwork pod elsewhere keeps its container ports).
+    pub(crate) fn host_named_ports(&self, dst: &Endpoint) -> Option<&[(u32, Protocol, u16)]> {
+        let h = self.hep_by_ip.get(&self.endpoint_ip(dst)?)?;
+        Some(&self.heps[*h].named_ports)
     }
 
     /// Whether every host endpoint check of a flow lets it through (the fast verdict's part).

@@ -1,6 +1,6 @@
 //! Update: applies object changes (add, replace, delete of namespaces, pods, nodes, policies and Calico's Tiers,
-//! network sets, service accounts and staged policies) to a compiled [`Engine`], for live clusters where objects change one event
-//! at a time.
+//! network sets, host endpoints, service accounts and staged policies) to a compiled [`Engine`], for live clusters
+//! where objects change one event at a time.
 //!
 //! Objects are named by namespace and name, as the Kubernetes API names them; the `ns` field of a given
 //! [`Pod`] or [`Policy`] is ignored. A namespace that is deleted while pods or policies still refer to it stays
@@ -24,7 +24,8 @@
 //!   automatic label) are in place: namespaceSelector peers are re-evaluated for that namespace's identities.
 //!   Deleting an unused namespace recompiles (namespace ids shift).
 //! - **Calico**: an engine with objects of Calico's kinds, or a batch with changes to them, is recompiled whole
-//!   (Calico's selectors see namespaces, service accounts and network sets through every endpoint's labels).
+//!   (Calico's selectors see namespaces, service accounts and network sets through every endpoint's labels; host
+//!   endpoints bring their addresses, GlobalNetworkPolicies per stage and the checks flows meet there).
 //!   [`apply_to_cluster`] keeps what the loader derives across objects: a policy's tier is found by name (a tier
 //!   no Tier object declares is assumed as the loader assumes it, and dropped once no policy is in it), every
 //!   pod's service account exists (undeclared ones without labels, as the loader adds them), and the built-in
@@ -45,8 +46,8 @@ use rustc_hash::FxHashMap;
 use crate::compile::{BlockId, CPeer, Engine, IdSet, IdentityId, IdentityKey, NsScope, RuleId, SelPeerId, SelPeerKey};
 use crate::load::NAMESPACE_NAME_LABEL;
 use crate::model::{
-    Action, Cluster, Direction, Namespace, NetworkSet, Node, NsId, Origin, Pod, PodId, Policy, PolicyId, PolicyKind,
-    PolicyTier, Scope, ServiceAccount, StagedPolicy, TierDef,
+    Action, Cluster, Direction, HostEndpoint, Namespace, NetworkSet, Node, NsId, Origin, Pod, PodId, Policy, PolicyId,
+    PolicyKind, PolicyTier, Scope, ServiceAccount, StagedPolicy, TierDef,
 };
 use crate::selector::{Labels, Selector};
 
@@ -124,6 +125,11 @@ pub enum Change {
         namespace: Option<String>,
         name: String,
     },
+    /// Adds or replaces a Calico HostEndpoint (cluster-scoped, by name).
+    PutHostEndpoint(HostEndpoint),
+    DeleteHostEndpoint {
+        name: String,
+    },
     /// Adds or replaces a ServiceAccount of `namespace` (what Calico's `serviceAccounts` selectors match); the
     /// account's own `ns` is ignored. An account without an origin is taken as declared all the same.
     PutServiceAccount {
@@ -166,6 +172,8 @@ impl Change {
             | Change::DeleteTier { .. }
             | Change::PutNetworkSet { .. }
             | Change::DeleteNetworkSet { .. }
+            | Change::PutHostEndpoint(_)
+            | Change::DeleteHostEndpoint { .. }
             | Change::PutServiceAccount { .. }
             | Change::DeleteServiceAccount { .. } => true,
             Change::PutPod { .. }
@@ -379,6 +387,18 @@ fn apply_change(c: &mut Cluster, change: Change) -> bool {
             let before = c.network_sets.len();
             c.network_sets.retain(|s| !(s.ns == ns && s.name == name));
             before != c.network_sets.len()
+        }
+        Change::PutHostEndpoint(h) => {
+            match c.host_endpoints.iter().position(|x| x.name == h.name) {
+                Some(i) => c.host_endpoints[i] = h,
+                None => c.host_endpoints.push(h),
+            }
+            true
+        }
+        Change::DeleteHostEndpoint { name } => {
+            let before = c.host_endpoints.len();
+            c.host_endpoints.retain(|h| h.name != name);
+            before != c.host_endpoints.len()
         }
         Change::PutServiceAccount { namespace, mut account } => {
             let ns = ns_or_insert(c, &namespace);
@@ -655,7 +675,9 @@ impl Engine {
             | Change::PutTier(_)
             | Change::DeleteTier { .. }
             | Change::PutNetworkSet { .. }
-            | Change::DeleteNetworkSet { .. }) => InPlace::Recompile(Box::new(ch), "Calico objects"),
+            | Change::DeleteNetworkSet { .. }
+            | Change::PutHostEndpoint(_)
+            | Change::DeleteHostEndpoint { .. }) => InPlace::Recompile(Box::new(ch), "Calico objects"),
         }
     }
 
@@ -1303,7 +1325,7 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
             (
                 "pod/web",
                 "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: prod, labels: {app: web}}\n\
-                 spec:\n  serviceAccountName: web-sa\n  \
+                 spec:\n  nodeName: n1\n  serviceAccountName: web-sa\n  \
                  containers: [{name: c, ports: [{name: http, containerPort: 80}]}]\n\
                  status: {podIP: 10.0.0.1}\n",
             ),
@@ -1348,8 +1370,32 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
                  source: {selector: kind == 'partner'}\n  - action: Allow\n    \
                  source: {serviceAccounts: {names: [default]}}\n",
             ),
+            (
+                "node/n1",
+                "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n\
+                 status: {addresses: [{type: InternalIP, address: 10.0.9.1}]}\n",
+            ),
+            // Every interface of n1, at its Node's address (none expected).
+            (
+                "hep/n1",
+                "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: n1, labels: {role: node}}\n\
+                 spec: {node: n1, interfaceName: '*'}\n",
+            ),
+            // The hosts take TCP 80 from the partners' addresses, also forwarded to their pods; nothing else.
+            (
+                "gnp/host-ingress",
+                "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: host-ingress}\n\
+                 spec:\n  selector: role == 'node'\n  applyOnForward: true\n  types: [Ingress]\n  ingress:\n  \
+                 - action: Allow\n    protocol: TCP\n    source: {nets: [192.0.2.0/24]}\n    \
+                 destination: {ports: [80]}\n",
+            ),
         ]
     }
+
+    /// `hep/n1` on its eth0 alone, at an address of its own.
+    const HEP_ETH0: &str = "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\n\
+                            metadata: {name: n1, labels: {role: node}}\n\
+                            spec: {node: n1, interfaceName: eth0, expectedIPs: [10.0.9.2], profiles: [kns.prod]}\n";
 
     fn load_objects(objects: &[(&str, &str)]) -> crate::load::Loaded {
         let mut l = crate::load::Loader::new();
@@ -1378,6 +1424,12 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
                 _ => Change::PutPolicy { namespace, policy },
             };
         }
+        if let Some(h) = c.host_endpoints.pop() {
+            return Change::PutHostEndpoint(h);
+        }
+        if let Some(n) = c.nodes.pop() {
+            return Change::PutNode(n);
+        }
         if let Some(set) = c.network_sets.pop() {
             return Change::PutNetworkSet { namespace: set.ns.map(|ns| ns_name(&c, ns)), set };
         }
@@ -1404,6 +1456,8 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
             "sa" => Change::DeleteServiceAccount { namespace: prod, name },
             "netset" => Change::DeleteNetworkSet { namespace: Some(prod), name },
             "cnp" => Change::DeleteCalicoPolicy { namespace: prod, name },
+            "hep" => Change::DeleteHostEndpoint { name },
+            "node" => Change::DeleteNode { name },
             "pod" => {
                 let namespace = if name == "tool" { "dev".to_string() } else { prod };
                 Change::DeletePod { namespace, name }
@@ -1413,7 +1467,7 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
     }
 
     /// What answers depend on, from the model.
-    fn model_view(c: &Cluster) -> (Vec<String>, Vec<String>, Vec<String>) {
+    fn model_view(c: &Cluster) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
         let mut tiers: Vec<String> =
             c.tiers.iter().map(|t| format!("{}:{:?}:{}", t.name, t.order, t.origin.is_some())).collect();
         tiers[3..].sort();
@@ -1429,7 +1483,15 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
             .map(|s| format!("{:?}/{} {:?}", s.ns.map(|n| c.ns_name(n)), s.name, s.nets))
             .collect();
         sets.sort();
-        (tiers, sas, sets)
+        let mut heps: Vec<String> = c
+            .host_endpoints
+            .iter()
+            .map(|h| {
+                format!("{} {} {:?} {:?} {:?} {:?}", h.name, h.node, h.interface, h.expected_ips, h.labels, h.profiles)
+            })
+            .collect();
+        heps.sort();
+        (tiers, sas, sets, heps)
     }
 
     fn assert_same_answers(e: &Engine, f: &Engine, step: &str) {
@@ -1445,7 +1507,7 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
                 Endpoint::Pod { pod: fp, ip: None },
             ));
         }
-        for ip in ["192.0.2.7", "198.51.100.1"] {
+        for ip in ["192.0.2.7", "198.51.100.1", "10.0.9.1", "10.0.9.2"] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
             ends.push((ip.to_string(), e.endpoint_for_ip(ip), f.endpoint_for_ip(ip)));
         }
@@ -1485,12 +1547,22 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
             ("tier/security", Some(text("tier/security"))),
             ("netset/partners", Some(text("netset/partners"))),
             ("cnp/allow-partners", Some(text("cnp/allow-partners"))),
+            ("node/n1", Some(text("node/n1"))),
+            ("hep/n1", Some(text("hep/n1"))),
+            ("gnp/host-ingress", Some(text("gnp/host-ingress"))),
+            ("hep/n1", Some(HEP_ETH0.to_string())),
+            ("node/n1", None),
+            ("hep/n1", Some(text("hep/n1"))),
+            ("node/n1", Some(text("node/n1"))),
             ("pod/cli", Some(cli_as_web_sa.to_string())),
             ("tier/security", None),
             ("tier/security", Some(text("tier/security"))),
             ("sa/web-sa", None),
             ("sa/web-sa", Some(text("sa/web-sa"))),
             ("gnp/security.deny-dev", None),
+            ("hep/n1", None),
+            ("gnp/host-ingress", None),
+            ("node/n1", None),
             ("pod/cli", None),
             ("netset/partners", None),
             ("tier/security", None),
@@ -1544,6 +1616,26 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
         e.update(vec![Change::DeleteNetworkSet { namespace: Some("prod".into()), name: "partners".into() }]);
         let partner = e.endpoint_for_ip("192.0.2.7".parse().unwrap());
         assert!(!ok(&e, partner, pod(&e, "prod", "web")));
+        // The host endpoint of n1 (every interface, at its Node's address) takes TCP 80 from the partners alone.
+        let host = |e: &Engine| e.endpoint_for_ip("10.0.9.1".parse().unwrap());
+        let outside = |e: &Engine| e.endpoint_for_ip("192.0.2.7".parse().unwrap());
+        let to_host = |e: &Engine, port| e.allowed(&outside(e), &host(e), Protocol::Tcp, port);
+        assert!(to_host(&e, 80) && !to_host(&e, 443), "host-ingress, then no profile");
+        assert!(to_host(&e, 22), "a failsafe port");
+        assert!(!ok(&e, pod(&e, "prod", "web"), host(&e)), "web to its own node: the all-interfaces endpoint");
+        let st = e.update(vec![Change::PutHostEndpoint(HostEndpoint {
+            profiles: vec!["projectcalico-default-allow".into()],
+            ..e.cluster.host_endpoints[0].clone()
+        })]);
+        assert!(st.recompiled && !to_host(&e, 443), "the policy's tier still denies: {st:?}");
+        e.update(vec![Change::DeleteClusterPolicy {
+            kind: PolicyKind::GlobalNetworkPolicy,
+            name: "host-ingress".into(),
+        }]);
+        assert!(to_host(&e, 443) && ok(&e, pod(&e, "prod", "web"), host(&e)), "no policy: the profile allows");
+        let st = e.update(vec![Change::DeleteHostEndpoint { name: "n1".into() }]);
+        assert!(st.recompiled && e.cluster.host_endpoints.is_empty());
+        assert_eq!(e.update(vec![Change::DeleteHostEndpoint { name: "n1".into() }]), UpdateStats::default());
         // A NetworkPolicy of the same name is not the Calico one.
         let before = e.cluster.policies.len();
         assert_eq!(

@@ -262,7 +262,7 @@ impl Engine {
         let (s_info, mut d_info) = (self.ep_info(src), self.ep_info(dst));
         d_info.name = dst_name;
         let places = (!self.heps.is_empty()).then(|| self.flow_places(src, &s_info, dst, &d_info));
-        let host_named = places.and_then(|(_, d)| self.host_named_ports(d));
+        let host_named = places.and_then(|_| self.host_named_ports(dst));
         let flow = ExplainFlow { dst, proto, port, same_pod, host_named };
         let egress = self.explain_side(src, dst, dst_name, Direction::Egress, &flow);
         let ingress = self.explain_side(dst, src, None, Direction::Ingress, &flow);

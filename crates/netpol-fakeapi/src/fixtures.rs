@@ -6,7 +6,8 @@
 //! cluster: [`anp_deny_frontend`], [`banp_default`], [`cnp_accept_web`], [`cnp_deny_nodes`] and [`worker_node`].
 //!
 //! Calico's kinds (under its CRDs' group [`CALICO_CRD`] or its API server's [`CALICO_V3`]) and ServiceAccounts
-//! for that cluster: [`calico_objects`] (what [`seed_calico`] puts) and [`calico_deny_web`].
+//! for that cluster: [`calico_objects`] (what [`seed_calico`] puts) and [`calico_deny_web`]; host endpoints:
+//! [`calico_worker_endpoint`] (on [`worker_node`]) and [`calico_host_kubelet`].
 
 use serde_json::{json, Value};
 
@@ -333,6 +334,49 @@ pub fn calico_deny_web(api: &str) -> Value {
             "selector": "app == 'api'",
             "types": ["Ingress"],
             "ingress": [{"action": "Deny", "source": {"selector": "app == 'web'"}}],
+        }),
+    )
+}
+
+/// A Calico HostEndpoint of `api` on `node`: its interface (`*`: every interface of the node) and/or the addresses
+/// it is expected at.
+pub fn calico_host_endpoint(
+    api: &str,
+    name: &str,
+    node: &str,
+    labels: Value,
+    interface: Option<&str>,
+    expected_ips: &[&str],
+) -> Value {
+    let mut spec = json!({"node": node});
+    if let Some(i) = interface {
+        spec["interfaceName"] = json!(i);
+    }
+    if !expected_ips.is_empty() {
+        spec["expectedIPs"] = json!(expected_ips);
+    }
+    json!({"apiVersion": api, "kind": "HostEndpoint", "metadata": {"name": name, "labels": labels}, "spec": spec})
+}
+
+/// HostEndpoint `worker-1-eth0` (`role=worker`): the eth0 of [`worker_node`], at its address 192.168.1.11. With no
+/// policy and no profile, Felix drops what reaches it (but its failsafe ports: TCP 22, 179, 6443, ...).
+pub fn calico_worker_endpoint(api: &str) -> Value {
+    calico_host_endpoint(api, "worker-1-eth0", "worker-1", json!({"role": "worker"}), Some("eth0"), &["192.168.1.11"])
+}
+
+/// GlobalNetworkPolicy `host-kubelet` (the `default` tier): ingress to the `role == 'worker'` host endpoints on TCP
+/// 10250 from `app == 'web'` is allowed; the tier denies the rest to them (their failsafe ports aside). So, with
+/// [`calico_worker_endpoint`]: `frontend/web` → 192.168.1.11 10250 is allowed, `backend/api` → 192.168.1.11 10250
+/// denied, anything → 192.168.1.11 22 allowed (failsafe).
+pub fn calico_host_kubelet(api: &str) -> Value {
+    calico_global_policy(
+        api,
+        "host-kubelet",
+        json!({
+            "selector": "role == 'worker'",
+            "types": ["Ingress"],
+            "ingress": [{"action": "Allow", "protocol": "TCP",
+                "source": {"selector": "app == 'web'"}, "destination": {"ports": [10250]}}],
         }),
     )
 }

@@ -40,6 +40,8 @@ pub enum Kind {
     CalicoStagedGlobalNetworkPolicy,
     /// `crd.projectcalico.org/v1` StagedKubernetesNetworkPolicy, namespaced; a CRD.
     CalicoStagedKubernetesNetworkPolicy,
+    /// `crd.projectcalico.org/v1` HostEndpoint, cluster-scoped; a CRD.
+    CalicoHostEndpoint,
     /// `projectcalico.org/v3` NetworkPolicy, namespaced; served by Calico's API server.
     CalicoV3NetworkPolicy,
     /// `projectcalico.org/v3` GlobalNetworkPolicy, cluster-scoped; served by Calico's API server.
@@ -56,6 +58,8 @@ pub enum Kind {
     CalicoV3StagedGlobalNetworkPolicy,
     /// `projectcalico.org/v3` StagedKubernetesNetworkPolicy, namespaced; served by Calico's API server.
     CalicoV3StagedKubernetesNetworkPolicy,
+    /// `projectcalico.org/v3` HostEndpoint, cluster-scoped; served by Calico's API server.
+    CalicoV3HostEndpoint,
 }
 
 /// What serves a kind, which decides when the server serves it.
@@ -184,6 +188,7 @@ const TABLE: [Info; Kind::COUNT] = [
         true,
         Api::CalicoCrd,
     ),
+    info(Kind::CalicoHostEndpoint, "HostEndpoint", "hostendpoints", CALICO_V1, false, Api::CalicoCrd),
     info(Kind::CalicoV3NetworkPolicy, "NetworkPolicy", "networkpolicies", CALICO_API_V3, true, Api::CalicoApiServer),
     info(
         Kind::CalicoV3GlobalNetworkPolicy,
@@ -227,6 +232,7 @@ const TABLE: [Info; Kind::COUNT] = [
         true,
         Api::CalicoApiServer,
     ),
+    info(Kind::CalicoV3HostEndpoint, "HostEndpoint", "hostendpoints", CALICO_API_V3, false, Api::CalicoApiServer),
 ];
 
 // Every entry is at the index of its kind.
@@ -240,7 +246,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 26;
 
     /// Every kind, in store order.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -260,6 +266,7 @@ impl Kind {
         Kind::CalicoStagedNetworkPolicy,
         Kind::CalicoStagedGlobalNetworkPolicy,
         Kind::CalicoStagedKubernetesNetworkPolicy,
+        Kind::CalicoHostEndpoint,
         Kind::CalicoV3NetworkPolicy,
         Kind::CalicoV3GlobalNetworkPolicy,
         Kind::CalicoV3Tier,
@@ -268,6 +275,7 @@ impl Kind {
         Kind::CalicoV3StagedNetworkPolicy,
         Kind::CalicoV3StagedGlobalNetworkPolicy,
         Kind::CalicoV3StagedKubernetesNetworkPolicy,
+        Kind::CalicoV3HostEndpoint,
     ];
 
     fn info(self) -> &'static Info {
@@ -406,5 +414,9 @@ mod tests {
             Some(Kind::CalicoV3StagedKubernetesNetworkPolicy)
         );
         assert_eq!(Kind::CalicoStagedNetworkPolicy.path(), "/apis/crd.projectcalico.org/v1/stagednetworkpolicies");
+        assert_eq!(Kind::from_kind_name("HostEndpoint"), Some(Kind::CalicoHostEndpoint));
+        assert_eq!(Kind::from_api_version("projectcalico.org/v3", "HostEndpoint"), Some(Kind::CalicoV3HostEndpoint));
+        assert_eq!(Kind::CalicoV3HostEndpoint.path(), "/apis/projectcalico.org/v3/hostendpoints");
+        assert!(!Kind::CalicoHostEndpoint.is_namespaced());
     }
 }

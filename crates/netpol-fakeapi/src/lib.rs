@@ -14,7 +14,8 @@
 //!   `networking.k8s.io/v1` NetworkPolicy (namespaced); the CRD kinds of `policy.networking.k8s.io`
 //!   (cluster-scoped): ClusterNetworkPolicy (`v1alpha2`), AdminNetworkPolicy and BaselineAdminNetworkPolicy
 //!   (`v1alpha1`); Calico's NetworkPolicy, NetworkSet, StagedNetworkPolicy and StagedKubernetesNetworkPolicy
-//!   (namespaced), GlobalNetworkPolicy, Tier, GlobalNetworkSet and StagedGlobalNetworkPolicy (cluster-scoped),
+//!   (namespaced), GlobalNetworkPolicy, Tier, GlobalNetworkSet, StagedGlobalNetworkPolicy and HostEndpoint
+//!   (cluster-scoped),
 //!   under its CRDs' group `crd.projectcalico.org/v1` and under its API
 //!   server's `projectcalico.org/v3`. Two kinds may share a `kind` name (`NetworkPolicy`): their `apiVersion`
 //!   tells them apart ([`Kind::from_api_version`]).

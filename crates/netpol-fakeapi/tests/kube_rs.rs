@@ -470,6 +470,7 @@ async fn calico_kinds_are_discovered_listed_watched_and_bookmarked() {
             [
                 ("globalnetworkpolicies", false),
                 ("globalnetworksets", false),
+                ("hostendpoints", false),
                 ("networkpolicies", true),
                 ("networksets", true),
                 ("stagedglobalnetworkpolicies", false),
@@ -485,6 +486,12 @@ async fn calico_kinds_are_discovered_listed_watched_and_bookmarked() {
         assert_eq!(staged.items[0].metadata.namespace.as_deref(), Some("backend"));
         let calico = dynamic(&client, Kind::CalicoNetworkPolicy).list(&ListParams::default()).await.unwrap();
         assert_eq!(calico.items.len(), 1, "the enforced one alone");
+        // Host endpoints: cluster-scoped, their spec as written.
+        server.try_put(netpol_fakeapi::fixtures::calico_worker_endpoint(CALICO_CRD)).unwrap();
+        let heps = dynamic(&client, Kind::CalicoHostEndpoint).list(&ListParams::default()).await.unwrap();
+        assert_eq!(heps.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>(), ["worker-1-eth0"]);
+        assert_eq!(heps.items[0].metadata.namespace, None);
+        assert_eq!(heps.items[0].data["spec"]["expectedIPs"], serde_json::json!(["192.168.1.11"]));
         let expect = [
             (Kind::CalicoTier, "security"),
             (Kind::CalicoGlobalNetworkPolicy, "security.allow-web"),
@@ -533,6 +540,12 @@ async fn calico_kinds_are_discovered_listed_watched_and_bookmarked() {
         let v3 = dynamic(&client, Kind::CalicoV3Tier).list(&ListParams::default()).await.unwrap();
         assert_eq!(v3.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>(), ["platform"]);
         assert!(server.get_kind(Kind::CalicoTier, None, "platform").is_none());
+        server.try_put(netpol_fakeapi::fixtures::calico_worker_endpoint(CALICO_V3)).unwrap();
+        let hep = dynamic(&client, Kind::CalicoV3HostEndpoint).get("worker-1-eth0").await.unwrap();
+        assert_eq!(
+            hep.types.as_ref().map(|t| (t.api_version.as_str(), t.kind.as_str())),
+            Some((CALICO_V3, "HostEndpoint"))
+        );
         // One kind taken out: 404 for it alone.
         server.set_served(Kind::CalicoGlobalNetworkSet, false);
         let error = dynamic(&client, Kind::CalicoGlobalNetworkSet).list(&ListParams::default()).await.unwrap_err();

@@ -1,8 +1,8 @@
 //! Live clusters: Namespaces, Pods, NetworkPolicies, Nodes, the admin network policy CRDs
 //! (`policy.networking.k8s.io`: ClusterNetworkPolicy `v1alpha2`, AdminNetworkPolicy and
 //! BaselineAdminNetworkPolicy `v1alpha1`) and Calico's objects (Tier, NetworkPolicy, GlobalNetworkPolicy,
-//! NetworkSet, GlobalNetworkSet, the staged policies StagedNetworkPolicy, StagedGlobalNetworkPolicy and
-//! StagedKubernetesNetworkPolicy, and the ServiceAccounts its selectors see) read from a Kubernetes API server with
+//! NetworkSet, GlobalNetworkSet, HostEndpoint, the staged policies StagedNetworkPolicy, StagedGlobalNetworkPolicy
+//! and StagedKubernetesNetworkPolicy, and the ServiceAccounts its selectors see) read from a Kubernetes API server with
 //! kube-rs, instead of manifest files. The kinds are one table, [`Kind`]; the CRD kinds are read through kube's
 //! dynamic API ([`DynamicObject`]), the others through k8s-openapi's types.
 //!
@@ -146,6 +146,8 @@ pub enum Kind {
     StagedGlobalNetworkPolicy,
     /// Calico's StagedKubernetesNetworkPolicy (namespaced): never enforced, kept in `Cluster::staged`.
     StagedKubernetesNetworkPolicy,
+    /// Calico's HostEndpoint: a node's interfaces, which GlobalNetworkPolicies guard.
+    HostEndpoint,
 }
 
 /// What serves a kind.
@@ -328,6 +330,7 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         true,
         15,
     ),
+    calico_kind(Kind::HostEndpoint, "HostEndpoint", "hostendpoints", "hostendpoints", false, 16),
 ];
 
 // Every entry is at the index of its kind.
@@ -341,7 +344,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 
     /// In the order of revision reports.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -361,6 +364,7 @@ impl Kind {
         Kind::StagedNetworkPolicy,
         Kind::StagedGlobalNetworkPolicy,
         Kind::StagedKubernetesNetworkPolicy,
+        Kind::HostEndpoint,
     ];
 
     fn info(self) -> &'static KindInfo {
@@ -741,7 +745,8 @@ async fn list_kind(
         | Kind::GlobalNetworkSet
         | Kind::StagedNetworkPolicy
         | Kind::StagedGlobalNetworkPolicy
-        | Kind::StagedKubernetesNetworkPolicy => {
+        | Kind::StagedKubernetesNetworkPolicy
+        | Kind::HostEndpoint => {
             list_all(&Api::<DynamicObject>::all_with(c, &kind.api_resource(calico)), kind, calico).await
         }
     }
@@ -919,6 +924,10 @@ fn network_set_fp(s: &netpol_core::model::NetworkSet) -> u64 {
     fingerprint(&(&s.labels, &s.nets))
 }
 
+fn host_endpoint_fp(h: &netpol_core::model::HostEndpoint) -> u64 {
+    fingerprint(&(&h.node, &h.interface, &h.expected_ips, &h.labels, &h.profiles, &h.ports))
+}
+
 fn service_account_fp(a: &netpol_core::model::ServiceAccount) -> u64 {
     fingerprint(&a.labels)
 }
@@ -1003,6 +1012,7 @@ fn delete_change(key: &Key) -> Change {
             let namespace = kind.is_namespaced().then_some(namespace);
             Change::DeleteStagedPolicy { kind: kind.name(), namespace, name }
         }
+        Kind::HostEndpoint => Change::DeleteHostEndpoint { name },
     }
 }
 
@@ -1137,7 +1147,8 @@ impl Store {
             .chain(
                 c.service_accounts.iter().filter_map(|a| a.origin.as_ref().map(|o| (&o.file, service_account_fp(a)))),
             )
-            .chain(c.staged.iter().map(|s| (&s.policy.origin.file, staged_fp(c, s))));
+            .chain(c.staged.iter().map(|s| (&s.policy.origin.file, staged_fp(c, s))))
+            .chain(c.host_endpoints.iter().map(|h| (&h.origin.file, host_endpoint_fp(h))));
         for (file, fp) in fps {
             if let Some(e) = by_source.get(&**file).and_then(|k| self.entries.get_mut(k)) {
                 e.model = Some(fp);
@@ -1266,6 +1277,9 @@ impl Store {
             Kind::StagedNetworkPolicy | Kind::StagedGlobalNetworkPolicy | Kind::StagedKubernetesNetworkPolicy => {
                 let c = &mut loaded.cluster;
                 c.staged.pop().map(|staged| (staged_fp(c, &staged), Change::PutStagedPolicy(staged)))
+            }
+            Kind::HostEndpoint => {
+                loaded.cluster.host_endpoints.pop().map(|h| (host_endpoint_fp(&h), Change::PutHostEndpoint(h)))
             }
         };
         let no_diagnostics: &[Diagnostic] = &[];
@@ -1561,7 +1575,8 @@ fn spawn_watch(
         | Kind::GlobalNetworkSet
         | Kind::StagedNetworkPolicy
         | Kind::StagedGlobalNetworkPolicy
-        | Kind::StagedKubernetesNetworkPolicy => {
+        | Kind::StagedKubernetesNetworkPolicy
+        | Kind::HostEndpoint => {
             let api = Api::<DynamicObject>::all_with(c, &kind.api_resource(calico));
             tokio::spawn(watch_kind(api, kind, calico, tx, m))
         }
@@ -1756,7 +1771,7 @@ mod tests {
                                      baselineadminnetworkpolicies=-,tiers=-,networkpolicies.projectcalico.org=-,\
                                      globalnetworkpolicies=-,networksets=-,globalnetworksets=-,serviceaccounts=-,\
                                      stagednetworkpolicies=-,stagedglobalnetworkpolicies=-,\
-                                     stagedkubernetesnetworkpolicies=-";
+                                     stagedkubernetesnetworkpolicies=-,hostendpoints=-";
 
     fn synced_store() -> Store {
         let mut s = Store::new();

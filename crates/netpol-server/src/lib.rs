@@ -16,7 +16,8 @@
 //!
 //! Routes: `POST /api/v1/query`, `GET /api/v1/explain`, `GET /api/v1/matrix`, `GET /api/v1/lint`,
 //! `GET /api/v1/diagnostics`, `GET /api/v1/pods`, `GET /api/v1/policies`, `GET /api/v1/tiers`,
-//! `GET /api/v1/openapi.json`, `GET /healthz`, `GET /metrics`; and the web UI's ([`ui`]).
+//! `GET /api/v1/hostendpoints`, `GET /api/v1/openapi.json`, `GET /healthz`, `GET /metrics`; and the web UI's
+//! ([`ui`]).
 
 #![forbid(unsafe_code)]
 
@@ -760,6 +761,8 @@ pub enum DecidedBy {
     TierDefault,
     /// Policies apply, but no tier decided: allowed by default.
     Default,
+    /// A Calico host endpoint's normal policies decided nothing: its profiles decide (none: denied).
+    Profile,
 }
 
 /// A rule that matches the flow and takes part in the decision: a rule of a tier that passes the flow to the next
@@ -853,9 +856,51 @@ pub struct Explanation {
     pub note: Option<String>,
     pub egress: SideExplanation,
     pub ingress: SideExplanation,
+    /// The Calico host endpoints the flow crosses, in packet order (absent when it crosses none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostExplanation>,
+    /// What the host endpoint answer assumes where netpol cannot know (routes, encapsulation, Service DNAT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_note: Option<String>,
     /// When the cluster has Calico staged policies: the verdict they would give (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub staged: Option<StagedExplanation>,
+}
+
+/// Where on a Calico host endpoint a check happens.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum HostPath {
+    /// Into the host's own processes: failsafe ports, untracked, pre-DNAT, then normal ingress policies.
+    ToHost,
+    /// Out of the host's own processes: failsafe ports, untracked, then normal egress policies.
+    FromHost,
+    /// Forwarded in through the host to a pod on it: untracked (Deny), pre-DNAT, then forward ingress policies.
+    ForwardedIn,
+    /// Forwarded out through the host from a pod on it: forward egress policies.
+    ForwardedOut,
+}
+
+/// One check of a flow at a Calico host endpoint.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct HostExplanation {
+    pub host_endpoint: String,
+    pub node: String,
+    pub path: HostPath,
+    /// `ingress` or `egress`.
+    pub direction: String,
+    /// Whether this check lets the flow through.
+    pub allowed: bool,
+    /// When the flow's port is one of Felix's default failsafe ports for this direction: what that does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failsafe: Option<String>,
+    /// Each stage of the path (untracked, pre-DNAT, normal or forward policies) as a side of its own; a stage
+    /// skipped (failsafe port, an earlier stage's Allow) says so in its `note`.
+    pub stages: Vec<SideExplanation>,
+    /// The HostEndpoint object's file and document.
+    pub source: String,
 }
 
 /// The flow as the staged view decides it: the cluster as if its Calico staged policies were enforced.
@@ -2002,6 +2047,95 @@ async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<P
     Json(out)
 }
 
+// ---- host endpoints ----
+
+/// The policies of one stage of a host endpoint, per direction, in evaluation order.
+#[derive(Serialize, ToSchema)]
+pub struct HostStagePolicies {
+    /// `untracked` (`doNotTrack`), `pre-DNAT` (`preDNAT`, ingress only), `normal` (to and from the host itself) or
+    /// `forward` (`applyOnForward`: traffic forwarded through the host).
+    pub stage: String,
+    /// `gnp/name`, in evaluation order (tier, then order).
+    pub ingress: Vec<String>,
+    pub egress: Vec<String>,
+}
+
+/// A Calico HostEndpoint.
+#[derive(Serialize, ToSchema)]
+pub struct HostEndpointInfo {
+    pub name: String,
+    /// `spec.node`.
+    pub node: String,
+    /// `spec.interfaceName`: `*` (every interface of the node) or an interface's name; absent when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// `spec.expectedIPs`.
+    #[serde(rename = "expectedIPs")]
+    pub expected_ips: Vec<String>,
+    /// The addresses flows reach it by: its `expectedIPs`; for an all-interfaces endpoint without any, its Node's
+    /// addresses.
+    pub addresses: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `spec.profiles`, in order (`projectcalico-default-allow` and `kns.*` allow what no policy decides; netpol
+    /// takes any other profile to allow nothing).
+    pub profiles: Vec<String>,
+    /// `spec.ports`: `name:port/PROTOCOL`.
+    pub ports: Vec<String>,
+    /// The GlobalNetworkPolicies that select it, per stage (untracked, pre-DNAT, normal, forward); a stage no
+    /// policy applies to is left out.
+    pub stages: Vec<HostStagePolicies>,
+    /// The object's file and document.
+    pub source: String,
+}
+
+/// The host endpoints of a model, by name, each with the policies of each stage.
+pub(crate) fn host_endpoint_infos(e: &Engine) -> Vec<HostEndpointInfo> {
+    use netpol_core::host::Stage;
+    let c = e.cluster();
+    let mut out: Vec<HostEndpointInfo> = c
+        .host_endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let refs = |stage: Stage, dir: Direction| -> Vec<String> {
+                e.host_endpoint_policies(i, stage, dir).into_iter().map(|p| c.policy_ref(p)).collect()
+            };
+            let stages = Stage::ALL
+                .into_iter()
+                .map(|stage| HostStagePolicies {
+                    stage: stage.as_str().to_string(),
+                    ingress: refs(stage, Direction::Ingress),
+                    egress: refs(stage, Direction::Egress),
+                })
+                .filter(|s| !s.ingress.is_empty() || !s.egress.is_empty())
+                .collect();
+            HostEndpointInfo {
+                name: h.name.clone(),
+                node: h.node.clone(),
+                interface: h.interface.clone(),
+                expected_ips: h.expected_ips.iter().map(|a| a.to_string()).collect(),
+                addresses: e.host_endpoint_addresses(h).iter().map(|a| a.to_string()).collect(),
+                labels: h.labels.to_map(),
+                profiles: h.profiles.clone(),
+                ports: h.ports.iter().map(|p| p.to_string()).collect(),
+                stages,
+                source: h.origin.to_string(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Every Calico HostEndpoint with its node, interface, addresses, labels, profiles and named ports, and the
+/// GlobalNetworkPolicies that apply to it per stage (untracked, pre-DNAT, normal, forward) and direction, in
+/// evaluation order. Empty without host endpoints.
+#[utoipa::path(get, path = "/api/v1/hostendpoints",
+    responses((status = 200, description = "host endpoints sorted by name", body = Vec<HostEndpointInfo>)))]
+async fn host_endpoints_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<HostEndpointInfo>> {
+    Json(host_endpoint_infos(&model.engine))
+}
+
 // ---- health, metrics, openapi ----
 
 /// Readiness: `ok` once a model is loaded (with a live cluster: after the first full list of every kind).
@@ -2123,6 +2257,7 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         pods_handler,
         policies_handler,
         tiers_handler,
+        host_endpoints_handler,
         openapi_handler,
         healthz,
         metrics_handler,
@@ -2159,6 +2294,10 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         Explanation,
         StagedExplanation,
         StagedPolicyRef,
+        HostExplanation,
+        HostPath,
+        HostEndpointInfo,
+        HostStagePolicies,
         SideExplanation,
         RuleMatch,
         Rejection,
@@ -2245,6 +2384,7 @@ fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/pods", get(pods_handler)),
         (Method::GET, "/api/v1/policies", get(policies_handler)),
         (Method::GET, "/api/v1/tiers", get(tiers_handler)),
+        (Method::GET, "/api/v1/hostendpoints", get(host_endpoints_handler)),
         (Method::GET, "/api/v1/openapi.json", get(openapi_handler)),
         (Method::GET, "/healthz", get(healthz)),
         (Method::GET, "/metrics", get(metrics_handler)),

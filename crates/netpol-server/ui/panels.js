@@ -532,7 +532,48 @@ export function renderExplanation(x, ctx = {}) {
     x.note ? h('div', { class: 'note' }, x.note) : null,
     side(x.egress, 'Egress'),
     side(x.ingress, 'Ingress'),
+    x.hosts && x.hosts.length ? hostsPart(x, side) : null,
     x.staged ? stagedPart(x, side) : null,
+  );
+}
+
+/** Where on a host endpoint a check happens (`path` of a host check), in words. */
+const HOST_PATHS = {
+  'to-host': 'traffic to the host',
+  'from-host': 'traffic from the host',
+  'forwarded-in': 'traffic forwarded in through the host',
+  'forwarded-out': 'traffic forwarded out through the host',
+};
+
+/**
+ * The Calico host endpoints a flow crosses (`hosts` of an explanation), in packet order: each check with its host
+ * endpoint, node and path, whether it lets the flow through, the failsafe port that decided, and each stage
+ * (untracked, pre-DNAT, normal or forward policies) as a side of its own, walked tier by tier; then what the
+ * answer assumed (`host_note`).
+ */
+function hostsPart(x, side) {
+  return h(
+    'div',
+    { class: 'hosts' },
+    h('div', { class: 'head' }, `Host endpoint checks · ${x.hosts.length}`),
+    x.hosts.map((c) =>
+      h(
+        'div',
+        { class: 'host', dataset: { hostEndpoint: c.host_endpoint, path: c.path, allowed: c.allowed ? 'true' : 'false' } },
+        h(
+          'div',
+          {},
+          'host endpoint ',
+          h('b', {}, c.host_endpoint),
+          ` (node ${c.node}), ${HOST_PATHS[c.path] || c.path}: `,
+          h('span', { class: c.allowed ? 'iso-yes' : 'iso-no' }, c.allowed ? 'allowed' : 'denied'),
+        ),
+        c.failsafe ? h('div', { class: 'note failsafe' }, c.failsafe) : null,
+        c.stages.map((s) => side(s, s.direction === 'egress' ? 'Egress' : 'Ingress')),
+        h('div', { class: 'muted small' }, c.source),
+      ),
+    ),
+    x.host_note ? h('div', { class: 'note host-note' }, x.host_note) : null,
   );
 }
 

@@ -1,5 +1,6 @@
 //! `netpol describe`: which policies select each pod, whether it is isolated per direction, and what it may
-//! exchange with addresses outside the cluster.
+//! exchange with addresses outside the cluster; with Calico host endpoints, the host endpoint a hostNetwork pod's
+//! traffic meets, and (listing every pod) each host endpoint with its node, addresses and policies per stage.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -102,6 +103,9 @@ struct PodInfo {
     ports: Vec<String>,
     #[serde(rename = "hostNetwork")]
     host_network: bool,
+    /// A hostNetwork pod at a Calico host endpoint's address: that host endpoint, whose policies its traffic meets.
+    #[serde(rename = "hostEndpoint", skip_serializing_if = "Option::is_none")]
+    host_endpoint: Option<String>,
     ingress: Side,
     egress: Side,
     /// Traffic with addresses outside the cluster (no pod has them): only this pod's side decides.
@@ -145,14 +149,20 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
         ips: p.ips.iter().map(|i| i.to_string()).collect(),
         ports: p.ports.iter().map(|c| c.to_string()).collect(),
         host_network: p.host_network,
+        host_endpoint: p
+            .host_network
+            .then(|| p.ips.iter().find_map(|&ip| e.host_endpoint_at(ip)).map(|h| h.name.clone()))
+            .flatten(),
         ingress: side(Direction::Ingress),
         egress: side(Direction::Egress),
         outside: cache.get(e.pod_identity(pod)),
     }
 }
 
-fn side_text(s: &Side, host_network: bool) -> String {
-    if host_network {
+fn side_text(s: &Side, i: &PodInfo) -> String {
+    if let Some(h) = &i.host_endpoint {
+        format!("not subject (hostNetwork): host endpoint {h}")
+    } else if i.host_network {
         "not subject (hostNetwork)".to_string()
     } else if s.tiers.iter().all(|t| t.tier == "NetworkPolicy") {
         if s.isolated {
@@ -203,8 +213,8 @@ pub fn run(
                 writeln!(out, "Labels:   {}", format_labels(&i.labels))?;
                 writeln!(out, "IPs:      {}", if i.ips.is_empty() { "<none>".into() } else { i.ips.join(", ") })?;
                 writeln!(out, "Ports:    {}", if i.ports.is_empty() { "<none>".into() } else { i.ports.join(", ") })?;
-                writeln!(out, "Ingress:  {}", side_text(&i.ingress, i.host_network))?;
-                writeln!(out, "Egress:   {}", side_text(&i.egress, i.host_network))?;
+                writeln!(out, "Ingress:  {}", side_text(&i.ingress, i))?;
+                writeln!(out, "Egress:   {}", side_text(&i.egress, i))?;
                 writeln!(out, "Outside the cluster (addresses no pod has):")?;
                 for (title, rules, to) in [("egress", &i.outside.egress, true), ("ingress", &i.outside.ingress, false)]
                 {
@@ -218,15 +228,58 @@ pub fn run(
             let w = infos.iter().map(|i| i.pod.len()).max().unwrap_or(3).max(3);
             writeln!(out, "{:<w$}  {:<40}  EGRESS", "POD", "INGRESS")?;
             for i in &infos {
-                writeln!(
-                    out,
-                    "{:<w$}  {:<40}  {}",
-                    i.pod,
-                    side_text(&i.ingress, i.host_network),
-                    side_text(&i.egress, i.host_network)
-                )?;
+                writeln!(out, "{:<w$}  {:<40}  {}", i.pod, side_text(&i.ingress, i), side_text(&i.egress, i))?;
+            }
+            if ns.is_none() && !e.cluster().host_endpoints.is_empty() {
+                host_endpoints_table(e, out)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The Calico host endpoints, by name: node, addresses, and the GlobalNetworkPolicies of each stage (untracked,
+/// pre-DNAT, normal, forward) per direction, in evaluation order.
+fn host_endpoints_table(e: &Engine, out: &mut dyn Write) -> anyhow::Result<()> {
+    use netpol_core::host::Stage;
+    let c = e.cluster();
+    let mut rows: Vec<[String; 4]> = c
+        .host_endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let addrs: Vec<String> = e.host_endpoint_addresses(h).iter().map(|a| a.to_string()).collect();
+            let mut stages = Vec::new();
+            for stage in Stage::ALL {
+                for dir in [Direction::Ingress, Direction::Egress] {
+                    let pols = e.host_endpoint_policies(i, stage, dir);
+                    if !pols.is_empty() {
+                        let refs: Vec<String> = pols.iter().map(|&p| c.policy_ref(p)).collect();
+                        stages.push(format!("{} {dir}: {}", stage.as_str(), refs.join(", ")));
+                    }
+                }
+            }
+            let node = match h.interface.as_deref() {
+                Some("*") => format!("{} (all interfaces)", h.node),
+                Some(i) => format!("{} ({i})", h.node),
+                None => h.node.clone(),
+            };
+            [
+                h.name.clone(),
+                node,
+                if addrs.is_empty() { "<none>".into() } else { addrs.join(", ") },
+                if stages.is_empty() { "no policy".into() } else { stages.join("; ") },
+            ]
+        })
+        .collect();
+    rows.sort();
+    let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max("HOST ENDPOINT".len());
+    let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max("NODE".len());
+    let w2 = rows.iter().map(|r| r[2].len()).max().unwrap_or(0).max("ADDRESSES".len());
+    writeln!(out)?;
+    writeln!(out, "{:<w0$}  {:<w1$}  {:<w2$}  POLICIES", "HOST ENDPOINT", "NODE", "ADDRESSES")?;
+    for [name, node, addrs, pols] in rows {
+        writeln!(out, "{name:<w0$}  {node:<w1$}  {addrs:<w2$}  {pols}")?;
     }
     Ok(())
 }

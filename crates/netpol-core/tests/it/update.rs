@@ -191,13 +191,16 @@ fn kind(ch: &Change) -> &'static str {
         Change::PutNode(_) => "put-node",
         Change::DeleteNode { .. } => "delete-node",
         // Not generated here: Calico's changes always recompile (tested against loads of the same objects in
-        // `update.rs`'s unit tests and by netpol-kube's live tests).
+        // `update.rs`'s unit tests and by netpol-kube's live tests; host endpoints also by
+        // `host_endpoint_changes_answer_as_a_fresh_compile` below).
         Change::PutCalicoPolicy { .. } => "put-calico-policy",
         Change::DeleteCalicoPolicy { .. } => "delete-calico-policy",
         Change::PutTier(_) => "put-tier",
         Change::DeleteTier { .. } => "delete-tier",
         Change::PutNetworkSet { .. } => "put-network-set",
         Change::DeleteNetworkSet { .. } => "delete-network-set",
+        Change::PutHostEndpoint(_) => "put-host-endpoint",
+        Change::DeleteHostEndpoint { .. } => "delete-host-endpoint",
         Change::PutServiceAccount { .. } => "put-service-account",
         Change::DeleteServiceAccount { .. } => "delete-service-account",
         // Not generated here either: they change only `Cluster::staged` (`update.rs`'s unit tests).
@@ -530,6 +533,95 @@ fn scenarios_exercise_in_place_and_recompile_paths() {
     }
     assert!(tally.values().any(|t| t.1 > 0), "never recompiled: {tally:?}");
     assert_eq!(tally["put-pod"].1 + tally["delete-pod"].1, 0, "pod changes recompiled: {tally:?}");
+}
+
+// ---- Calico host endpoints ----
+
+/// A random host endpoint change on a Calico cluster: a host endpoint put (new, or replacing one of the same name
+/// with other labels, interface, addresses or profiles), deleted, or a Node an all-interfaces endpoint takes its
+/// addresses from put or deleted.
+fn host_change(r: &mut Rng, c: &Cluster) -> Change {
+    let addrs = ["10.0.0.240", "10.0.0.241", "fd00::99", "10.0.0.200", "10.0.0.3"];
+    match r.below(10) {
+        0..=5 => {
+            let i = r.below(4);
+            let all = r.chance(50);
+            let expected_ips: Vec<IpAddr> = if all && r.chance(40) {
+                Vec::new()
+            } else {
+                let picked: BTreeSet<IpAddr> = (0..1 + r.below(2)).map(|_| r.pick(&addrs).parse().unwrap()).collect();
+                picked.into_iter().collect()
+            };
+            let mut labels = Labels::new();
+            labels.insert("role", *r.pick(&["db", "ext", "node"]));
+            Change::PutHostEndpoint(HostEndpoint {
+                name: format!("hep{i}"),
+                node: r.pick(&["n0", "n1"]).to_string(),
+                interface: Some(if all { "*".into() } else { format!("eth{i}") }),
+                expected_ips,
+                labels,
+                profiles: if r.chance(40) { vec!["projectcalico-default-allow".into()] } else { Vec::new() },
+                ports: vec![ContainerPort { name: Some("web".into()), port: 80, protocol: Protocol::Tcp }],
+                origin: Origin::default(),
+            })
+        }
+        6 | 7 => match (c.host_endpoints.is_empty(), r.below(c.host_endpoints.len().max(1))) {
+            (false, i) => Change::DeleteHostEndpoint { name: c.host_endpoints[i].name.clone() },
+            (true, _) => Change::DeleteHostEndpoint { name: "nope".into() },
+        },
+        8 => {
+            let name = r.pick(&["n0", "n1"]).to_string();
+            let ips = vec![r.pick(&["10.0.0.3", "10.0.0.241"]).parse().unwrap()];
+            Change::PutNode(Node { name, labels: Labels::new(), ips, origin: Origin::default() })
+        }
+        _ => Change::DeleteNode { name: r.pick(&["n0", "n1"]).to_string() },
+    }
+}
+
+/// Random Calico clusters with host endpoints (untracked, pre-DNAT, normal and forward policies), then host
+/// endpoint changes one at a time and in batches: each recompiles when it changes the cluster, and the engine
+/// answers as a fresh compile of the changed cluster and as the reference evaluator (verdicts with every host
+/// endpoint check, explanations with each check's stages).
+fn host_scenario(seed: u64, steps: usize) {
+    let mut r = Rng(seed ^ 0x4e9);
+    let mut e = Engine::new(crate::common::calico_cluster(seed));
+    let mut shadow = e.cluster().clone();
+    for _ in 0..steps {
+        let n = if r.chance(70) { 1 } else { 2 + r.below(3) };
+        let mut changes = Vec::new();
+        let mut changed = false;
+        for _ in 0..n {
+            let ch = host_change(&mut r, &shadow);
+            changed |= apply_to_cluster(&mut shadow, ch.clone());
+            changes.push(ch);
+        }
+        let st = e.update(changes);
+        assert_eq!(st.recompiled, changed, "{st:?}");
+        assert_eq!(st.in_place, 0);
+        let heps = |c: &Cluster| -> Vec<String> { c.host_endpoints.iter().map(|h| format!("{h:?}")).collect() };
+        assert_eq!(heps(e.cluster()), heps(&shadow), "host endpoints");
+        assert_same_cluster(e.cluster(), &shadow);
+        let f = Engine::new(shadow.clone());
+        assert_same_answers(&e, &f, 1);
+        for h in 0..e.cluster().host_endpoints.len() {
+            let p = |e: &Engine| {
+                (0..e.cluster().policies.len())
+                    .map(PolicyId::new)
+                    .filter(|&p| e.policy_host_endpoints(p).contains(&h))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(p(&e), p(&f), "the policies of host endpoint {h}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn host_endpoint_changes_answer_as_a_fresh_compile(seed in any::<u64>()) {
+        host_scenario(seed, 8);
+    }
 }
 
 /// A pod that shares an IP with an earlier pod: the earlier one owns the address, and keeps it until deleted.

@@ -5,7 +5,9 @@
 //! list of the cluster does); a cluster without Calico, or without one of its CRDs, is no error; a kind RBAC does
 //! not grant is one. Calico's staged policies (StagedNetworkPolicy, StagedGlobalNetworkPolicy,
 //! StagedKubernetesNetworkPolicy) are read and watched the same way into `Cluster::staged`: never enforced, their
-//! staged view answers as a fresh list's does.
+//! staged view answers as a fresh list's does. Calico's HostEndpoints are read and watched like its other kinds:
+//! the host checks of flows to a host's address answer as the same objects from a file, and follow every change
+//! (the endpoint, the policies guarding it, the Node whose address an all-interfaces endpoint takes).
 
 use std::time::Duration;
 
@@ -14,8 +16,9 @@ use netpol_core::load::{load_str, Severity};
 use netpol_core::model::PolicyKind;
 use netpol_core::portset::Protocol;
 use netpol_fakeapi::fixtures::{
-    self, calico_deny_web, calico_network_set, calico_objects, calico_staged_delete_partners, calico_staged_deny_web,
-    calico_staged_isolate_web, calico_tier, seed_calico, service_account, CALICO_CRD, CALICO_V3,
+    self, calico_deny_web, calico_host_endpoint, calico_host_kubelet, calico_network_set, calico_objects,
+    calico_staged_delete_partners, calico_staged_deny_web, calico_staged_isolate_web, calico_tier,
+    calico_worker_endpoint, seed_calico, service_account, worker_node, CALICO_CRD, CALICO_V3,
 };
 use netpol_fakeapi::{Calico, Kind as ApiKind, RequestLog};
 use netpol_kube::{CalicoApi, Kind};
@@ -140,7 +143,7 @@ async fn snapshot_of_calicos_crds_answers_as_the_same_objects_from_a_file() {
         snap.resource_versions().ends_with(&format!(
             ",tiers={rv},networkpolicies.projectcalico.org={rv},globalnetworkpolicies={rv},networksets={rv},\
              globalnetworksets={rv},serviceaccounts={rv},stagednetworkpolicies={rv},stagedglobalnetworkpolicies={rv},\
-             stagedkubernetesnetworkpolicies={rv}"
+             stagedkubernetesnetworkpolicies={rv},hostendpoints={rv}"
         )),
         "{}",
         snap.resource_versions()
@@ -534,4 +537,177 @@ async fn watch_follows_calicos_staged_policies() {
     );
     assert!(live.engine().cluster().staged.is_empty());
     assert_eq!(live.errors(), 0.0);
+}
+
+// ---- host endpoints ----
+
+/// Flows to and from the worker's address, and the pods, whose every combination two engines must agree on.
+const HOST_ENDPOINTS: [&str; 5] = ["frontend/web", "backend/api", "192.168.1.11", "203.0.113.1", "10.9.9.9"];
+/// The kubelet's port, a failsafe port, and one nothing allows.
+const HOST_PORTS: [u16; 3] = [10250, 22, 8080];
+
+/// [`assert_same_answers`] among [`HOST_ENDPOINTS`], on [`HOST_PORTS`].
+fn assert_same_host_answers(live: &Engine, fresh: &Engine, what: &str) {
+    for src in HOST_ENDPOINTS {
+        for dst in HOST_ENDPOINTS {
+            for port in HOST_PORTS {
+                assert_eq!(
+                    explanation(live, src, dst, port),
+                    explanation(fresh, src, dst, port),
+                    "{what}: {src} -> {dst} {port}"
+                );
+            }
+        }
+    }
+}
+
+/// The worker's Node, its eth0's HostEndpoint and the GlobalNetworkPolicy guarding it, under `api`.
+fn host_objects(api: &str) -> Vec<Value> {
+    vec![worker_node(), calico_worker_endpoint(api), calico_host_kubelet(api)]
+}
+
+/// HostEndpoints under `api`: listed once, loaded with their addresses, and the host checks answer as the same
+/// objects from a file.
+async fn host_snapshot(calico: Calico, api: &str) {
+    let c = calico_cluster(calico, api);
+    for o in host_objects(api) {
+        c.put(o);
+    }
+    c.server.clear_requests();
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("snapshot");
+    let requests = c.server.requests();
+    assert_eq!(lists_of(&requests, &api_kind_in(Kind::HostEndpoint, api).path()), 1, "{requests:?}");
+    let rv = c.server.resource_version();
+    assert!(snap.resource_versions().ends_with(&format!(",hostendpoints={rv}")), "{}", snap.resource_versions());
+    let names: Vec<String> = snap.objects.iter().map(|o| o.source_name()).collect();
+    assert!(names.iter().any(|n| n == "cluster:hostendpoints/worker-1-eth0"), "{names:?}");
+    let loaded = netpol_kube::load_objects(snap.objects);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let h = &loaded.cluster.host_endpoints;
+    assert_eq!(h.len(), 1);
+    assert_eq!((h[0].name.as_str(), h[0].node.as_str()), ("worker-1-eth0", "worker-1"));
+    assert_eq!(&*h[0].origin.file, "cluster:hostendpoints/worker-1-eth0");
+    let live = Engine::new(loaded.cluster);
+    assert!(allowed(&live, "frontend/web", "192.168.1.11", 10250), "host-kubelet allows web");
+    assert!(!allowed(&live, "backend/api", "192.168.1.11", 10250), "the default tier denies the rest");
+    assert!(allowed(&live, "backend/api", "192.168.1.11", 22), "a failsafe port");
+    for (src, dst, port, want) in FLOWS {
+        assert_eq!(allowed(&live, src, dst, port), want, "pods as without host endpoints: {src} -> {dst} {port}");
+    }
+    let e = explanation(&live, "backend/api", "192.168.1.11", 10250);
+    assert_eq!(e["hosts"][0]["host_endpoint"], "worker-1-eth0", "{e}");
+    assert_eq!(e["hosts"][0]["path"], "to-host", "{e}");
+    assert_same_host_answers(&live, &from_file_with(api, host_objects(api)), "one-shot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_reads_calicos_host_endpoints_from_either_group() {
+    host_snapshot(Calico::Crds, CALICO_CRD).await;
+    host_snapshot(Calico::ApiServer, CALICO_V3).await;
+}
+
+/// The watch follows host endpoints: put, replaced (an all-interfaces endpoint at its Node's address, with a
+/// profile), the policy guarding them, the Node, deleted; an invalid one is reported and left out. Every step
+/// answers as a fresh list of the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_calicos_host_endpoints() {
+    let c = calico_cluster(Calico::Crds, CALICO_CRD);
+    c.put(worker_node());
+    let live = Live::start(&c).await;
+    eventually!("a watch of every kind", c.server.open_watches() == c.server.served_kinds().len());
+    assert!(live.allowed("backend/api", "192.168.1.11", 10250), "no host endpoint: the node's address is open");
+    let recompiles = live.metric("netpol_live_recompiles_total ");
+
+    // The endpoint alone: no policy, no profile: Felix drops what reaches it, but for its failsafe ports.
+    let rv = c.put(calico_worker_endpoint(CALICO_CRD));
+    live.applied(Kind::HostEndpoint, rv).await;
+    assert_eq!(live.engine().cluster().host_endpoints.len(), 1);
+    assert!(!live.allowed("frontend/web", "192.168.1.11", 10250));
+    assert!(live.allowed("frontend/web", "192.168.1.11", 22));
+    assert_same_host_answers(&live.engine(), &fresh(&c).await, "endpoint put");
+    assert!(live.metric("netpol_live_recompiles_total ") > recompiles, "recompiled");
+
+    // The policy guarding it.
+    let rv = c.put(calico_host_kubelet(CALICO_CRD));
+    live.applied(Kind::GlobalNetworkPolicy, rv).await;
+    assert!(live.allowed("frontend/web", "192.168.1.11", 10250));
+    assert!(!live.allowed("backend/api", "192.168.1.11", 10250));
+    assert_same_host_answers(&live.engine(), &fresh(&c).await, "policy put");
+
+    // Replaced: every interface of the worker, at its Node's address, with Calico's allow-all profile; the
+    // policy's tier still denies what it leaves.
+    let all = |profiles: Value| {
+        let mut h =
+            calico_host_endpoint(CALICO_CRD, "worker-1-eth0", "worker-1", json!({"role": "worker"}), Some("*"), &[]);
+        h["spec"]["profiles"] = profiles;
+        h
+    };
+    let rv = c.put(all(json!(["projectcalico-default-allow"])));
+    live.applied(Kind::HostEndpoint, rv).await;
+    let e = live.engine();
+    let h = &e.cluster().host_endpoints[0];
+    assert_eq!((h.interface.as_deref(), h.expected_ips.len()), (Some("*"), 0));
+    assert!(!live.allowed("backend/api", "192.168.1.11", 10250));
+    assert_same_host_answers(&live.engine(), &fresh(&c).await, "endpoint replaced");
+    let rv = c.server.delete_kind(ApiKind::CalicoGlobalNetworkPolicy, None, "host-kubelet").unwrap();
+    live.applied(Kind::GlobalNetworkPolicy, rv).await;
+    assert!(live.allowed("backend/api", "192.168.1.11", 10250), "no policy: the profile allows");
+    let rv = c.put(all(json!([])));
+    live.applied(Kind::HostEndpoint, rv).await;
+    assert!(!live.allowed("backend/api", "192.168.1.11", 10250), "no profile any more");
+    assert_same_host_answers(&live.engine(), &fresh(&c).await, "profile dropped");
+
+    // The Node gone: the all-interfaces endpoint has no address; back: it has.
+    let rv = c.server.delete("Node", None, "worker-1").unwrap();
+    live.applied(Kind::Node, rv).await;
+    assert!(live.allowed("backend/api", "192.168.1.11", 10250), "an address of no host");
+    assert_same_host_answers(&live.engine(), &fresh(&c).await, "node deleted");
+    let rv = c.put(worker_node());
+    live.applied(Kind::Node, rv).await;
+    assert!(!live.allowed("backend/api", "192.168.1.11", 10250));
+    assert_same_host_answers(&live.engine(), &fresh(&c).await, "node back");
+
+    // Deleted.
+    let rv = c.server.delete_kind(ApiKind::CalicoHostEndpoint, None, "worker-1-eth0").unwrap();
+    live.applied(Kind::HostEndpoint, rv).await;
+    assert!(live.engine().cluster().host_endpoints.is_empty());
+    assert!(live.allowed("backend/api", "192.168.1.11", 10250));
+    assert_same_host_answers(&live.engine(), &fresh(&c).await, "endpoint deleted");
+
+    // An invalid one (no node) is reported and left out, like any other object.
+    let mut bad = calico_worker_endpoint(CALICO_CRD);
+    bad["spec"].as_object_mut().unwrap().remove("node");
+    let rv = c.put(bad);
+    live.applied(Kind::HostEndpoint, rv).await;
+    let d = live.diagnostics();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (d[0].severity, &*d[0].origin.file, d[0].field.as_deref()),
+        (Severity::Error, "cluster:hostendpoints/worker-1-eth0", Some("spec.node"))
+    );
+    assert!(live.engine().cluster().host_endpoints.is_empty());
+    assert!(live.allowed("backend/api", "192.168.1.11", 10250));
+    assert_eq!(live.errors(), 0.0);
+}
+
+/// With Calico's API server, host endpoints are watched in its group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reads_host_endpoints_from_calicos_api_server() {
+    let c = calico_cluster(Calico::ApiServer, CALICO_V3);
+    c.put(worker_node());
+    let live = Live::start(&c).await;
+    let rv = c.put(calico_worker_endpoint(CALICO_V3));
+    live.applied(Kind::HostEndpoint, rv).await;
+    assert!(!live.allowed("frontend/web", "192.168.1.11", 10250));
+    let rv = c.put(calico_host_kubelet(CALICO_V3));
+    live.applied(Kind::GlobalNetworkPolicy, rv).await;
+    assert!(live.allowed("frontend/web", "192.168.1.11", 10250));
+    assert_same_host_answers(&live.engine(), &fresh(&c).await, "API server");
+    let rv = c.server.delete_kind(ApiKind::CalicoV3HostEndpoint, None, "worker-1-eth0").unwrap();
+    live.applied(Kind::HostEndpoint, rv).await;
+    assert!(live.allowed("backend/api", "192.168.1.11", 10250));
+    let requests = c.server.requests();
+    let path = ApiKind::CalicoV3HostEndpoint.path();
+    assert!(requests.iter().any(|r| r.path == path && r.is_watch()), "{requests:?}");
+    assert!(requests.iter().all(|r| !r.path.starts_with("/apis/crd.projectcalico.org")), "{requests:?}");
 }

@@ -1170,3 +1170,121 @@ async fn explain_and_query_carry_the_staged_verdict() {
         "{js}"
     );
 }
+
+// ---- host endpoints ----
+
+/// Calico host endpoints (tests/data/calico/hosts.yaml): `GET /api/v1/hostendpoints` lists each with its
+/// addresses and the policies of each stage; explanations through `GET /api/v1/explain` and
+/// `POST /api/v1/query?explain=true` carry each host check (`hosts`, `host_note`) as `netpol explain` does, and
+/// match their schemas; the UI renders them.
+#[tokio::test]
+async fn host_endpoints_and_their_checks_through_the_api() {
+    let text = std::fs::read_to_string(root().join("tests/data/calico/hosts.yaml")).unwrap();
+    let (dir, st) = state_of("hosts.yaml", &text);
+    let app = router(st.clone());
+    let doc = get(&app, "/api/v1/openapi.json").await.json();
+
+    let r = get(&app, "/api/v1/hostendpoints").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_declared(&doc, &Method::GET, "/api/v1/hostendpoints", &r);
+    let j = r.json();
+    let file = dir.path().join("hosts.yaml").display().to_string();
+    assert_eq!(
+        j,
+        json!([{
+            "name": "node1-eth0",
+            "node": "node1",
+            "interface": "eth0",
+            "expectedIPs": ["10.0.0.1"],
+            "addresses": ["10.0.0.1"],
+            "labels": {"role": "node"},
+            "profiles": [],
+            "ports": [],
+            "stages": [
+                {"stage": "pre-DNAT", "ingress": ["gnp/edge-block"], "egress": []},
+                {"stage": "normal", "ingress": ["gnp/node-ingress"], "egress": []},
+            ],
+            "source": format!("{file} (document 3)"),
+        }])
+    );
+
+    // To the host: the normal policy allows the monitoring network on 9100; the rest is denied (no profile).
+    let explain = |q: &str| format!("/api/v1/explain?{q}");
+    let r = get(&app, &explain("src=10.9.1.1&dst=10.0.0.1&port=9100")).await;
+    assert_declared(&doc, &Method::GET, "/api/v1/explain", &r);
+    let x = r.json();
+    assert_eq!(x["verdict"], "allow", "{x}");
+    let c = &x["hosts"][0];
+    assert_eq!(
+        (&c["host_endpoint"], &c["node"], &c["path"]),
+        (&json!("node1-eth0"), &json!("node1"), &json!("to-host"))
+    );
+    let stages: Vec<&str> = c["stages"].as_array().unwrap().iter().map(|s| s["subject"].as_str().unwrap()).collect();
+    assert_eq!(
+        stages,
+        [
+            "host endpoint node1-eth0 (untracked policies)",
+            "host endpoint node1-eth0 (pre-DNAT policies)",
+            "host endpoint node1-eth0 (normal policies)"
+        ]
+    );
+    assert_eq!(walk(&c["stages"][2]), ["default gnp/node-ingress 100 0 allow"]);
+    let x = get(&app, &explain("src=10.9.1.1&dst=10.0.0.1&port=9200")).await.json();
+    assert_eq!((&x["verdict"], &x["hosts"][0]["allowed"]), (&json!("deny"), &json!(false)), "{x}");
+    // A failsafe port: accepted ahead of every policy of the host endpoint.
+    let r = get(&app, &explain("src=10.66.1.1&dst=10.0.0.1&port=22")).await;
+    assert_declared(&doc, &Method::GET, "/api/v1/explain", &r);
+    let x = r.json();
+    assert_eq!(x["verdict"], "allow", "{x}");
+    assert!(x["hosts"][0]["failsafe"].as_str().is_some_and(|f| f.contains("FailsafeInboundHostPorts")), "{x}");
+    // Forwarded in to a pod of node1: the pre-DNAT policy denies the blocked network before the pod's policies.
+    let r = get(&app, &explain("src=10.66.1.1&dst=shop/web&port=8080")).await;
+    assert_declared(&doc, &Method::GET, "/api/v1/explain", &r);
+    let x = r.json();
+    assert_eq!((&x["verdict"], &x["hosts"][0]["path"]), (&json!("deny"), &json!("forwarded-in")), "{x}");
+    assert!(x["host_note"].as_str().is_some_and(|n| n.contains("netpol does not know routes")), "{x}");
+
+    // The same object as the CLI's.
+    let engine =
+        netpol_core::compile::Engine::new(netpol_input::files::load(std::slice::from_ref(&file)).unwrap().0.cluster);
+    let r = netpol_input::query::Resolver::new(&engine, "default");
+    let (s, d) = (r.endpoint("10.66.1.1").unwrap(), r.endpoint("shop/web").unwrap());
+    let ex = engine.explain(&s, &d, netpol_core::portset::Protocol::Tcp, 8080);
+    assert_eq!(x, serde_json::to_value(&ex).unwrap());
+    // Query with explanations: each carries its host checks.
+    let flows = json!([{"src": "10.66.1.1", "dst": "shop/web", "port": 8080}, {"src": "10.9.1.1", "dst": "10.0.0.1", "port": 9100}]);
+    let r = post(&app, "/api/v1/query?explain=true", "application/json", flows.to_string()).await;
+    assert_declared(&doc, &Method::POST, "/api/v1/query", &r);
+    let a = r.json();
+    assert_eq!(a[0]["explain"], x);
+    assert_eq!((&a[1]["verdict"], &a[1]["explain"]["hosts"][0]["path"]), (&json!("allow"), &json!("to-host")));
+
+    // The schemas name them.
+    let schemas = &doc["components"]["schemas"];
+    for (schema, field) in [
+        ("Explanation", "hosts"),
+        ("Explanation", "host_note"),
+        ("HostExplanation", "failsafe"),
+        ("HostExplanation", "stages"),
+        ("HostEndpointInfo", "addresses"),
+        ("HostEndpointInfo", "stages"),
+        ("HostStagePolicies", "ingress"),
+    ] {
+        assert!(schemas[schema]["properties"][field].is_object(), "{schema}.{field}: {}", schemas[schema]);
+    }
+    assert!(schemas["DecidedBy"].to_string().contains("profile"));
+    assert!(schemas["HostPath"].to_string().contains("forwarded-in"));
+
+    // Without host endpoints: an empty list.
+    let (_dir, plain) = calico_state();
+    assert_eq!(get(&router(plain), "/api/v1/hostendpoints").await.json(), json!([]));
+
+    // The UI renders each check: host endpoint, path, verdict, failsafe line, and each stage as a side.
+    let js = get(&app, "/ui/panels.js").await.text();
+    assert!(
+        js.contains("x.hosts && x.hosts.length ? hostsPart(x, side) : null")
+            && js.contains("c.stages.map((s) => side(s,")
+            && js.contains("c.failsafe ? h('div', { class: 'note failsafe' }, c.failsafe)"),
+        "{js}"
+    );
+}

@@ -449,7 +449,7 @@ async fn serve_follows_calicos_objects() {
     let header = get(app, "/healthz").await.resource_version.unwrap();
     assert!(header.contains(&format!(",tiers={},", rv - 5)), "{header}");
     assert!(header.contains(&format!(",serviceaccounts={},", rv - 7)), "{header}");
-    assert!(header.ends_with(",stagedkubernetesnetworkpolicies=-"), "no staged policy yet: {header}");
+    assert!(header.ends_with(",stagedkubernetesnetworkpolicies=-,hostendpoints=-"), "none yet: {header}");
 
     // A GlobalNetworkPolicy that denies, then its deletion: the verdict changes and back.
     let rv = c.server.put(calico_deny_web(CALICO_CRD));

@@ -121,3 +121,31 @@ fn diff_names_the_host_endpoint_changes() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(j.get("host_endpoints").is_none(), "{j}");
 }
+
+#[test]
+fn describe_lists_host_endpoints_and_the_pods_at_them() {
+    let f = data();
+    let o = netpol(&["describe", "-f", &f]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = String::from_utf8(o.stdout).unwrap();
+    // The hostNetwork pod at node1-eth0's address: that host endpoint's policies are what its traffic meets.
+    let exporter = t.lines().find(|l| l.starts_with("shop/node-exporter")).unwrap_or_else(|| panic!("{t}"));
+    assert!(exporter.contains("not subject (hostNetwork): host endpoint node1-eth0"), "{t}");
+    // Every host endpoint: node (interface), addresses, and the policies of each stage.
+    let head = t.lines().position(|l| l.starts_with("HOST ENDPOINT")).unwrap_or_else(|| panic!("{t}"));
+    let row = t.lines().nth(head + 1).unwrap();
+    assert!(row.starts_with("node1-eth0") && row.contains("node1 (eth0)") && row.contains("10.0.0.1"), "{row}");
+    assert!(row.ends_with("pre-DNAT ingress: gnp/edge-block; normal ingress: gnp/node-ingress"), "{row}");
+    // JSON: the pod names its host endpoint (the list of pods is unchanged otherwise).
+    let o = netpol(&["describe", "-f", &f, "-o", "json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pods = j.as_array().unwrap();
+    let exporter = pods.iter().find(|p| p["pod"] == "shop/node-exporter").unwrap();
+    assert_eq!(exporter["hostEndpoint"], "node1-eth0");
+    assert!(pods.iter().find(|p| p["pod"] == "shop/web").unwrap().get("hostEndpoint").is_none());
+    // A namespace's pods only: no host endpoint table (host endpoints belong to no namespace).
+    let o = netpol(&["describe", "-f", &f, "-n", "shop"]);
+    assert_eq!(o.status.code(), Some(0));
+    let t = String::from_utf8(o.stdout).unwrap();
+    assert!(t.contains("shop/web") && !t.contains("HOST ENDPOINT"), "{t}");
+}

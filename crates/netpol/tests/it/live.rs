@@ -218,7 +218,8 @@ fn one_shot_commands_read_calico_and_answer_as_from_a_file() {
         err.contains(&format!(
             " tiers={rv} networkpolicies.projectcalico.org={rv} globalnetworkpolicies={rv} networksets={rv} \
              globalnetworksets={rv} serviceaccounts={rv} stagednetworkpolicies={rv} stagedglobalnetworkpolicies={rv} \
-             stagedkubernetesnetworkpolicies={rv} (Calico's objects from crd.projectcalico.org/v1)"
+             stagedkubernetesnetworkpolicies={rv} hostendpoints={rv} \
+             (Calico's objects from crd.projectcalico.org/v1)"
         )),
         "{err}"
     );
@@ -545,6 +546,7 @@ fn deploy_manifest_is_read_only_and_hardened() {
             "/serviceaccounts",
             "crd.projectcalico.org/globalnetworkpolicies",
             "crd.projectcalico.org/globalnetworksets",
+            "crd.projectcalico.org/hostendpoints",
             "crd.projectcalico.org/networkpolicies",
             "crd.projectcalico.org/networksets",
             "crd.projectcalico.org/stagedglobalnetworkpolicies",
@@ -557,6 +559,7 @@ fn deploy_manifest_is_read_only_and_hardened() {
             "policy.networking.k8s.io/clusternetworkpolicies",
             "projectcalico.org/globalnetworkpolicies",
             "projectcalico.org/globalnetworksets",
+            "projectcalico.org/hostendpoints",
             "projectcalico.org/networkpolicies",
             "projectcalico.org/networksets",
             "projectcalico.org/stagedglobalnetworkpolicies",
