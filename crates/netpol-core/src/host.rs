@@ -478,6 +478,22 @@ impl Engine {
         }
     }
 
+    /// Whether every host endpoint check of a flow lets it through: the host endpoints' part of
+    /// [`Engine::allowed`] (true without host endpoints). What the data plane's host checks
+    /// ([`crate::dataplane::HostTable`]) are compared with.
+    pub fn host_checks_allow(&self, src: &Endpoint, dst: &Endpoint, proto: Protocol, port: u16) -> bool {
+        if self.heps.is_empty() {
+            return true;
+        }
+        let (s, d) = (self.ep_info(src), self.ep_info(dst));
+        let (_, dp) = self.flow_places(src, &s, dst, &d);
+        let dst_named = match self.host_named_ports(dp) {
+            Some(n) => Some(n),
+            None => d.ident.map(|i| self.identities[i.index()].named_ports.as_slice()),
+        };
+        self.host_allows(src, &s, dst, &d, &Query { proto, port, dst_named })
+    }
+
     /// Whether every host endpoint check of a flow lets it through (the fast verdict's part).
     pub(crate) fn host_allows(
         &self,
