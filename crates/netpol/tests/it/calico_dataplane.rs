@@ -48,11 +48,7 @@ fn calico_conformance_in_the_kernel() {
     if let Some(why) = skip_reason() {
         panic!("this data-plane test cannot run: {why} (it is ignored when the build finds no root or tools)");
     }
-    // Host endpoints guard a node's own interfaces, which the lab does not have: their cases are replayed through
-    // the engine only (calico_conformance.rs).
-    let (cases, hosts): (Vec<_>, Vec<_>) =
-        cases().into_iter().partition(|(_, c)| !c.manifests.contains("kind: HostEndpoint"));
-    let host_probes: usize = hosts.iter().map(|(_, c)| c.probes.len()).sum();
+    let cases = cases();
     let prefixes: Vec<String> = (0..LABS).map(|i| prefix(&format!("cal{i}"))).collect();
     let guards: Vec<LabGuard> = prefixes.iter().map(|p| LabGuard(p.clone())).collect();
     let tmp = tempfile::tempdir().unwrap();
@@ -125,6 +121,6 @@ fn calico_conformance_in_the_kernel() {
         problems.len()
     );
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
-    assert_eq!(probes + host_probes, PROBES);
-    assert_eq!(agree + untestable + host_probes, PROBES);
+    assert_eq!(probes, PROBES);
+    assert_eq!(agree + untestable, PROBES);
 }
