@@ -1239,6 +1239,188 @@ spec: {{podSelector: {{}}, policyTypes: [Ingress, Egress], egress: [{{to: [{{ipB
         }
     }
 
+    /// A host endpoint with untracked, pre-DNAT, normal and forward policies (`10.0.0.1` on node `n1`, a pod on
+    /// `n1`), as the host endpoint rulesets are built.
+    const HOST_YAML: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a}
+spec: {nodeName: n1}
+status: {podIP: 10.1.1.10}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h1, labels: {role: node}}
+spec: {node: n1, interfaceName: eth0, expectedIPs: [10.0.0.1]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked}
+spec:
+  selector: role == 'node'
+  doNotTrack: true
+  applyOnForward: true
+  types: [Ingress]
+  ingress: [{action: Allow, source: {nets: [10.77.0.0/16]}}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: pre}
+spec:
+  selector: role == 'node'
+  preDNAT: true
+  applyOnForward: true
+  ingress: [{action: Deny, source: {nets: [10.66.0.0/16]}}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: normal}
+spec:
+  selector: role == 'node'
+  types: [Ingress]
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]
+";
+
+    /// The chain a rule of `chain` jumps or goes to (the first such rule).
+    #[allow(clippy::panic)]
+    fn target(rs: &Ruleset, chain: &str, pick: impl Fn(&NftRule) -> bool) -> String {
+        let r = rs.chains[chain]
+            .rules
+            .iter()
+            .find(|r| pick(r))
+            .unwrap_or_else(|| panic!("{chain}: {:?}", rs.chains[chain]));
+        match r.exprs.last() {
+            Some(Expr::Goto(c) | Expr::Jump(c)) => c.clone(),
+            x => panic!("{chain}: {x:?}"),
+        }
+    }
+
+    /// Host endpoint checks: every base chain dispatches by source and destination address class (after the
+    /// pods' own checks) to a chain per pair of places, which jumps to each check's chain; a check's chain
+    /// accepts Felix's failsafe ports (to the host: the check passes; forwarded: the untracked and pre-DNAT
+    /// stages are skipped), then walks its stages: an Allow passes the check (an untracked Allow of traffic
+    /// forwarded in only goes on to the next stage), a Deny drops, and the normal stage drops what no rule and
+    /// no profile allows.
+    #[test]
+    #[allow(clippy::panic)]
+    fn host_endpoint_checks_become_stage_chains() {
+        let e = Engine::new(netpol_core::load::load_str("t", HOST_YAML).cluster);
+        let rs = generate(&e);
+        let text = rs.to_nft();
+        for hook in BASE_HOOKS {
+            let rules = &rs.chains[hook].rules;
+            let last_vmap = rules.iter().rposition(|r| matches!(r.exprs[0], Expr::Vmap(..))).unwrap_or_default();
+            let first_host = rules.iter().position(|r| matches!(r.exprs.last(), Some(Expr::Jump(_))));
+            assert!(first_host.is_some_and(|h| h > last_vmap), "{hook}: {rules:?}");
+        }
+        assert_eq!(rs.sets["hc_all_v4"].elements.len(), 2, "the host endpoint's and the pod's addresses");
+        // Outside -> the host endpoint: one check, to the host.
+        let dispatch = |comment: &str| target(&rs, "forward", |r| r.comment.as_deref() == Some(comment));
+        let to_host = target(&rs, &dispatch("np-host:outside -> host endpoint h1"), |_| true);
+        let to_host_rules = &rs.chains[&to_host].rules;
+        assert!(
+            matches!(to_host_rules[0].exprs[..], [Expr::ProtoPorts(ref p), Expr::Counter, Expr::Return] if p.contains(&(Protocol::Tcp, 22, 22))),
+            "{text}"
+        );
+        // Stages: untracked (Allow passes the check), pre-DNAT (Deny drops), normal (port 80, else the tier drops).
+        let s0 = target(&rs, &to_host, |r| r.comment.is_none());
+        assert!(s0.ends_with("_s0"), "{text}");
+        let untracked = &rs.chains[&s0].rules;
+        assert!(
+            rule_text(&untracked[0]).ends_with("counter return comment \"np:gnp/untracked/ingress/0 peer-0\""),
+            "{text}"
+        );
+        let s1 = format!("{}_s1", &s0[..s0.len() - 3]);
+        assert_eq!(rule_text(untracked.last().unwrap_or_else(|| unreachable!())), format!("goto {s1}"));
+        assert!(rule_text(&rs.chains[&s1].rules[0]).contains("counter drop comment \"np:gnp/pre/ingress/0"), "{text}");
+        let s2 = format!("{}_s2", &s0[..s0.len() - 3]);
+        let normal: Vec<String> = rs.chains[&s2].rules.iter().map(rule_text).collect();
+        assert!(normal[0].starts_with("meta l4proto tcp th dport 80 counter return"), "{normal:?}");
+        // The default tier's own end (Deny) drops first; the stage's end (no profile) is never reached here.
+        assert!(normal[1].starts_with("counter drop comment \"np-drop:host h1 to-host normal"), "{normal:?}");
+        // Outside -> the pod: forwarded in. Failsafe ports skip to the forward stage; the untracked Allow only goes
+        // on to the pre-DNAT stage; the forward stage (no applyOnForward normal policy) allows.
+        let fwd_in = target(&rs, &dispatch("np-host:outside -> pods on node n1"), |_| true);
+        let fs = rule_text(&rs.chains[&fwd_in].rules[0]);
+        assert!(
+            fs.starts_with("meta l4proto . th dport { tcp . 22,") && fs.contains(&format!("goto {fwd_in}_s2")),
+            "{fs}"
+        );
+        let untracked = &rs.chains[&format!("{fwd_in}_s0")].rules;
+        assert!(rule_text(&untracked[0]).contains(&format!("counter goto {fwd_in}_s1 comment")), "{text}");
+        assert_eq!(rs.chains[&format!("{fwd_in}_s2")].rules.iter().map(rule_text).collect::<Vec<_>>(), ["return"]);
+        // Pod -> outside: forwarded out, through the forward stage only; the host to outside: its normal egress,
+        // no policy, no profile: dropped but for outbound failsafe ports.
+        assert!(rs
+            .chains
+            .values()
+            .flat_map(|c| &c.rules)
+            .any(|r| r.comment.as_deref() == Some("np-host:pods on node n1 -> outside")));
+        let from_host = target(&rs, &dispatch("np-host:host endpoint h1 -> outside"), |_| true);
+        assert!(rule_text(&rs.chains[&from_host].rules[0]).contains("udp . 53"), "{text}");
+        // The same in libnftables JSON: the negated class lookup and the jumps.
+        let json = rs.to_json().to_string();
+        assert!(
+            json.contains(
+                r#"{"match":{"left":{"payload":{"field":"saddr","protocol":"ip"}},"op":"!=","right":"@hc_all_v4"}}"#
+            ),
+            "{json}"
+        );
+        assert!(json.contains(r#"{"jump":{"target":"hp_"#), "{json}");
+        // A cluster without host endpoints has none of this.
+        let plain = generate(&Engine::new(
+            netpol_core::load::load_str("t", HOST_YAML.split("---").next().unwrap_or_default()).cluster,
+        ));
+        assert!(!plain.to_nft().contains("hc_") && !plain.to_nft().contains("jump hp_"));
+    }
+
+    /// A host stage rule with own-side criteria matches them by address, and its named ports (and named
+    /// notPorts) resolve at each destination: the host endpoint's ports here.
+    #[test]
+    #[allow(clippy::panic)]
+    fn host_stage_rules_match_their_own_side_and_named_ports() {
+        let yaml = "
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h1, labels: {role: node}}
+spec: {node: n1, interfaceName: eth0, expectedIPs: [10.0.0.1, 10.0.0.2], ports: [{name: web, port: 8080, protocol: TCP}]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: p}
+spec:
+  selector: role == 'node'
+  types: [Ingress]
+  ingress:
+  - {action: Allow, protocol: TCP, destination: {nets: [10.0.0.2/32], ports: [web]}}
+";
+        let e = Engine::new(netpol_core::load::load_str("t", yaml).cluster);
+        let rs = generate(&e);
+        let rule = rs
+            .chains
+            .values()
+            .flat_map(|c| &c.rules)
+            .map(rule_text)
+            .find(|r| r.contains("np:gnp/p/ingress/0"))
+            .unwrap_or_default();
+        let own = rs.sets.iter().find(|(_, s)| s.elements.contains(&Elem::Range(ip("10.0.0.2"), ip("10.0.0.2"))));
+        let named = rs.sets.iter().find(|(_, s)| {
+            s.elements
+                == [
+                    Elem::AddrProtoPort(ip("10.0.0.1"), Protocol::Tcp, 8080),
+                    Elem::AddrProtoPort(ip("10.0.0.2"), Protocol::Tcp, 8080),
+                ]
+                .into_iter()
+                .collect()
+        });
+        let (Some((own, _)), Some((named, _))) = (own, named) else { panic!("{}", rs.to_nft()) };
+        assert_eq!(rule, format!("ip daddr @{own} ip daddr . meta l4proto . th dport @{named} counter return comment \"np:gnp/p/ingress/0 any-peer named-ports\""));
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|_| unreachable!())
+    }
+
     #[test]
     fn block_minus_excepts() {
         let b = IpBlock {
