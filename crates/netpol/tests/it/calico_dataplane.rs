@@ -3,7 +3,9 @@
 //! namespaces. Every probe the lab can test must be observed as the engine decides, and the engine must decide
 //! what Calico does (the case's `expect`): the nftables rules enforce Calico's tiers (ordered chains, Pass as a
 //! jump to the later tiers, each tier's default action), orders, selectors through network sets, nets and
-//! notNets, protocols and notPorts, and rules whose own side applies to some of a pod's addresses only.
+//! notNets, protocols and notPorts, rules whose own side applies to some of a pod's addresses only, and host
+//! endpoint checks (failsafe ports, untracked, pre-DNAT, normal and forward stages, profiles; the host endpoints'
+//! addresses live on the lab node's `lo`).
 //!
 //! Labs are reused as in `dataplane_conformance.rs`: [`LABS`] labs, one thread each, take the cases in turn,
 //! the lab node's conntrack table flushed between cases. Root, `nft` and `ip` are needed.
