@@ -107,7 +107,7 @@ pub enum AddressSet {
 }
 
 /// Calico host endpoint checks, by address: where each address is (an address in no class is outside the
-/// cluster), which checks a flow between two places meets ([`Engine::host_checks`]), and each check's stages.
+/// cluster), which checks a flow between two places meets (`Engine::host_checks`), and each check's stages.
 /// A flow is allowed when its pods' profiles allow it and every check of its pair of places passes.
 #[derive(Clone, Debug, Default)]
 pub struct HostTable {
