@@ -715,6 +715,64 @@ impl<'e> Builder<'e> {
 mod tests {
     use super::*;
 
+    /// Host endpoint stages: a rule's named ports resolve at each destination (the host endpoint's ports for
+    /// traffic to it, a pod's for traffic forwarded to it), its named `notPorts` take their destinations out,
+    /// and its own side (`destination.nets` of an ingress rule) is matched by address: the table decides every
+    /// flow as the engine's host checks do.
+    #[test]
+    fn host_stage_named_ports_and_own_side_agree_with_the_engine() {
+        let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a}
+spec: {nodeName: n1, containers: [{name: c, ports: [{name: web, containerPort: 8080}, {name: admin, containerPort: 9090}]}]}
+status: {podIP: 10.1.1.10}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h1, labels: {role: node}}
+spec:
+  node: n1
+  interfaceName: eth0
+  expectedIPs: [10.0.0.1, 10.0.0.2]
+  ports: [{name: web, port: 80, protocol: TCP}, {name: admin, port: 81, protocol: TCP}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: fwd}
+spec:
+  selector: role == 'node'
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+  - {action: Deny, protocol: TCP, destination: {notPorts: [admin]}, source: {nets: [10.66.0.0/16]}}
+  - {action: Allow, protocol: TCP, destination: {ports: [web, 22]}}
+  - {action: Allow, protocol: TCP, destination: {nets: [10.0.0.2/32]}}
+";
+        let e = Engine::new(crate::load::load_str("t", yaml).cluster);
+        let t = e.dataplane();
+        let ips: Vec<IpAddr> =
+            ["10.1.1.10", "10.0.0.1", "10.0.0.2", "10.66.0.5", "10.9.0.5"].iter().map(|a| a.parse().unwrap()).collect();
+        let mut allowed = 0;
+        for &a in &ips {
+            for &b in &ips {
+                for port in [22, 80, 81, 8080, 9090, 443] {
+                    let (s, d) = (e.endpoint_for_ip(a), e.endpoint_for_ip(b));
+                    let want = e.host_checks_allow(&s, &d, Protocol::Tcp, port);
+                    assert_eq!(t.host_allows(a, b, Protocol::Tcp, port), want, "{a} -> {b} {port}\n{:#?}", t.hosts);
+                    allowed += usize::from(want);
+                }
+            }
+        }
+        // Spot checks: the host's named port, the pod's, the notPorts exception, the own side.
+        let x = |a: &str, b: &str, port| t.host_allows(a.parse().unwrap(), b.parse().unwrap(), Protocol::Tcp, port);
+        assert!(x("10.9.0.5", "10.0.0.1", 80) && !x("10.9.0.5", "10.0.0.1", 8080));
+        assert!(x("10.9.0.5", "10.1.1.10", 8080) && !x("10.9.0.5", "10.1.1.10", 443), "forwarded: the tier denies");
+        assert!(x("10.66.0.5", "10.0.0.2", 81) && !x("10.66.0.5", "10.0.0.2", 443), "admin is not denied");
+        assert!(x("10.9.0.5", "10.0.0.2", 443) && !x("10.9.0.5", "10.0.0.1", 443), "own side");
+        assert!(allowed > 0);
+    }
+
     /// A named port in an egress rule resolves against a hostNetwork destination too (the evaluator allows such
     /// a flow): its address (the node's) with the port it names is in the rule's destinations. The data plane
     /// once left hostNetwork pods out and dropped what the engine allowed.
