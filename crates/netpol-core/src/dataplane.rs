@@ -11,8 +11,9 @@ use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
 
-use crate::compile::{CPeer, CRule, Engine, IdentityId, NsScope, RuleId};
+use crate::compile::{CPeer, CRule, Endpoint, Engine, IdentityId, NsScope, RuleId};
 use crate::eval::{Action, ProfileStep, TierEnd};
+use crate::host::{HostPath, Place, Stage};
 use crate::ipranges::addr;
 use crate::model::{ContainerPort, Direction, PolicyId};
 use crate::portset::{PortSet, Protocol};
@@ -36,6 +37,8 @@ pub struct Table {
     pub sets: Vec<AddressSet>,
     /// Whether any pod policies can govern has an IPv6 address, or any ipBlock is IPv6.
     pub has_ipv6: bool,
+    /// Calico host endpoint checks (empty without host endpoints).
+    pub hosts: HostTable,
 }
 
 /// A subject's checks in one direction.
@@ -78,7 +81,16 @@ pub struct TableRule {
     pub ports: Option<PortSet>,
     /// Egress rules with named ports: (destination address, protocol, port) for every destination pod the peers
     /// select, resolved against that pod (possibly none). `None` for ingress rules and rules without named ports.
+    /// In a host endpoint stage ([`HostStage`]): every destination address's resolution, whatever the peers (the
+    /// peers are matched beside it), with a rule's named `notPorts` in `except`.
     pub named: Option<Vec<(IpAddr, Protocol, u16)>>,
+    /// Host endpoint stages only: (destination address, protocol, port) the rule does not match (its named
+    /// `notPorts` resolved per destination). Empty elsewhere.
+    pub except: Vec<(IpAddr, Protocol, u16)>,
+    /// Host endpoint stages only: the rule's own-side criteria (Calico's `destination` of an ingress rule, `source`
+    /// of an egress rule), as the addresses they match. `None`: no criteria (and always `None` in profiles,
+    /// whose own side is decided per address: see [`Profile::masked`]).
+    pub own: Option<SetId>,
 }
 
 /// Addresses a peer matches. `key` describes the content (the same peer gives the same key in any engine).
@@ -94,12 +106,171 @@ pub enum AddressSet {
     Ranges { key: String, ranges: Vec<(IpAddr, IpAddr)> },
 }
 
+/// Calico host endpoint checks, by address: where each address is (an address in no class is outside the
+/// cluster), which checks a flow between two places meets (`Engine::host_checks`), and each check's stages.
+/// A flow is allowed when its pods' profiles allow it and every check of its pair of places passes.
+#[derive(Clone, Debug, Default)]
+pub struct HostTable {
+    pub classes: Vec<HostClass>,
+    /// (source class, destination class; `None`: outside the cluster) and the checks (indexes in `checks`) a flow
+    /// between them meets, in packet order. Pairs without checks are left out.
+    pub pairs: Vec<(Option<usize>, Option<usize>, Vec<usize>)>,
+    pub checks: Vec<HostCheckTable>,
+}
+
+/// Addresses in one place: the pods (off the host network) of one node, one host endpoint (its addresses, and a
+/// node's whose all-interfaces endpoint it is), or a node no host endpoint guards.
+#[derive(Clone, Debug)]
+pub struct HostClass {
+    /// What the addresses are (unique in the table): `pods on node n1`, `host endpoint h1`, `node n1`, ...
+    pub name: String,
+    pub addresses: Vec<IpAddr>,
+}
+
+/// One host endpoint check: its stages in Felix's order.
+#[derive(Clone, Debug)]
+pub struct HostCheckTable {
+    pub host_endpoint: String,
+    pub node: String,
+    pub path: HostPath,
+    /// Felix's failsafe ports of the check's direction (protocol, port).
+    pub failsafe: Vec<(Protocol, u16)>,
+    /// Whether a failsafe port passes the whole check (to and from the host); else (forwarded paths) it skips
+    /// the stages marked [`HostStage::skipped_by_failsafe`].
+    pub failsafe_passes: bool,
+    pub stages: Vec<HostStage>,
+}
+
+/// One stage of a check: the fold of the stage's policies (an empty `steps`: no policy, undecided).
+#[derive(Clone, Debug)]
+pub struct HostStage {
+    pub stage: Stage,
+    pub skipped_by_failsafe: bool,
+    /// The stage's rules and tier ends (a tier end denies only in the normal and forward stages; untracked and
+    /// pre-DNAT tiers pass what they leave). Rules carry their own side and named ports (see [`TableRule`]).
+    pub steps: Vec<TableStep>,
+    /// What a rule's Allow does: pass the check (`true`), or nothing lasting, on to the next stage (`false`: an
+    /// untracked Allow of traffic forwarded in to a pod).
+    pub allow_passes: bool,
+    /// What happens to traffic no rule and no tier end decided.
+    pub end: StageEnd,
+}
+
+/// The end of a stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageEnd {
+    /// On to the next stage.
+    Next,
+    /// The check passes (forward stage; normal stage with an allowing profile).
+    Allow,
+    /// Dropped (normal stage without an allowing profile).
+    Deny,
+}
+
+impl AddressSet {
+    /// Whether the set has this address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        match self {
+            AddressSet::Pods { addresses, .. } => addresses.contains(&ip),
+            AddressSet::Block { ranges, .. } | AddressSet::Ranges { ranges, .. } => {
+                ranges.iter().any(|&(lo, hi)| lo <= ip && ip <= hi && lo.is_ipv4() == ip.is_ipv4())
+            }
+        }
+    }
+}
+
+impl Table {
+    /// Whether the host endpoint checks of this table let a flow between two addresses through: a plain reading
+    /// of [`HostTable`], what a data plane implements (tests compare it with [`Engine::host_checks_allow`]).
+    pub fn host_allows(&self, src: IpAddr, dst: IpAddr, proto: Protocol, port: u16) -> bool {
+        let (src, dst) = (src.to_canonical(), dst.to_canonical());
+        let h = &self.hosts;
+        let class = |ip: IpAddr| h.classes.iter().position(|c| c.addresses.contains(&ip));
+        let (a, b) = (class(src), class(dst));
+        let Some((_, _, checks)) = h.pairs.iter().find(|p| p.0 == a && p.1 == b) else { return true };
+        checks.iter().all(|&c| self.host_check_allows(&h.checks[c], src, dst, proto, port))
+    }
+
+    fn host_check_allows(&self, c: &HostCheckTable, src: IpAddr, dst: IpAddr, proto: Protocol, port: u16) -> bool {
+        let fs = c.failsafe.contains(&(proto, port));
+        if fs && c.failsafe_passes {
+            return true;
+        }
+        for st in &c.stages {
+            if fs && st.skipped_by_failsafe {
+                continue;
+            }
+            match self.stage_outcome(&st.steps, src, dst, proto, port) {
+                Some(true) if st.allow_passes => return true,
+                Some(true) => {}
+                Some(false) => return false,
+                None => match st.end {
+                    StageEnd::Next => {}
+                    StageEnd::Allow => return true,
+                    StageEnd::Deny => return false,
+                },
+            }
+        }
+        true
+    }
+
+    /// A stage's rules in order: `Some(allowed)` when a rule or a tier end decides, `None` when nothing does.
+    fn stage_outcome(&self, steps: &[TableStep], src: IpAddr, dst: IpAddr, proto: Protocol, port: u16) -> Option<bool> {
+        let mut k = 0;
+        while k < steps.len() {
+            match &steps[k] {
+                TableStep::TierEnd { deny: true } => return Some(false),
+                TableStep::TierEnd { deny: false } => {}
+                TableStep::Rule(r) if self.host_rule_matches(r, src, dst, proto, port) => match r.action {
+                    Action::Allow => return Some(true),
+                    Action::Deny => return Some(false),
+                    Action::Log => {}
+                    Action::Pass => {
+                        // The rest of the tier and its end are skipped.
+                        k += steps[k..]
+                            .iter()
+                            .position(|s| matches!(s, TableStep::TierEnd { .. }))
+                            .unwrap_or(steps.len());
+                    }
+                },
+                TableStep::Rule(_) => {}
+            }
+            k += 1;
+        }
+        None
+    }
+
+    /// Whether a host stage's rule matches a flow: own side, peers, ports (numeric, or named resolved at the
+    /// destination), minus its excepted destinations.
+    fn host_rule_matches(&self, r: &TableRule, src: IpAddr, dst: IpAddr, proto: Protocol, port: u16) -> bool {
+        let (me, peer) = match r.dir {
+            Direction::Ingress => (dst, src),
+            Direction::Egress => (src, dst),
+        };
+        if r.own.is_some_and(|s| !self.sets[s.index()].contains(me)) {
+            return false;
+        }
+        if !r.peers.is_empty() && !r.peers.iter().any(|&(_, s)| self.sets[s.index()].contains(peer)) {
+            return false;
+        }
+        if r.except.contains(&(dst, proto, port)) {
+            return false;
+        }
+        r.ports.as_ref().is_none_or(|p| p.contains(proto, port))
+            || r.named.as_ref().is_some_and(|n| n.contains(&(dst, proto, port)))
+    }
+}
+
 impl Engine {
     /// The data-plane table of this engine.
     pub fn dataplane(&self) -> Table {
         Builder::new(self).build()
     }
 }
+
+/// A destination address and the named ports (interned name, protocol, port) rules resolve there.
+type DstNamed = (IpAddr, Vec<(u32, Protocol, u16)>);
 
 type ProfileKey = (Direction, Vec<PolicyId>, Vec<ContainerPort>, Vec<RuleId>);
 
@@ -158,7 +329,191 @@ impl<'e> Builder<'e> {
                 }
             }
         }
+        self.hosts();
         self.t
+    }
+
+    /// The host endpoint checks ([`HostTable`]): every address that is somewhere in the cluster placed as
+    /// [`Engine::place`] places it, and for each pair of places the checks [`Engine::host_checks`] gives.
+    fn hosts(&mut self) {
+        let e = self.e;
+        if e.heps.is_empty() {
+            return;
+        }
+        let mut addrs: std::collections::BTreeSet<IpAddr> = std::collections::BTreeSet::new();
+        for pod in &e.cluster.pods {
+            addrs.extend(pod.ips.iter().map(|ip| ip.to_canonical()));
+        }
+        for h in &e.heps {
+            addrs.extend(h.addrs.iter().copied());
+        }
+        for n in &e.cluster.nodes {
+            addrs.extend(n.ips.iter().map(|ip| ip.to_canonical()));
+        }
+        let mut places: Vec<Place<'e>> = Vec::new();
+        let mut classes: Vec<HostClass> = Vec::new();
+        let mut dst_named: Vec<DstNamed> = Vec::new();
+        for ip in addrs {
+            self.t.has_ipv6 |= ip.is_ipv6();
+            let ep = e.endpoint_for_ip(ip);
+            let info = e.ep_info(&ep);
+            let pod = if let Endpoint::Pod { pod, .. } = ep { Some(pod) } else { None };
+            let place = e.place(&info, pod);
+            // What a rule's named ports resolve against when the flow goes to this address (as in
+            // `Engine::allowed`): a host endpoint's ports, else the pod's.
+            let table =
+                e.host_named_ports(&ep).or_else(|| info.ident.map(|i| e.identities[i.index()].named_ports.as_slice()));
+            if let Some(t) = table.filter(|t| !t.is_empty()) {
+                dst_named.push((ip, t.to_vec()));
+            }
+            if place == Place::Other {
+                continue;
+            }
+            let k = match places.iter().position(|p| *p == place) {
+                Some(k) => k,
+                None => {
+                    places.push(place);
+                    classes.push(HostClass { name: self.place_name(place), addresses: Vec::new() });
+                    places.len() - 1
+                }
+            };
+            classes[k].addresses.push(ip);
+        }
+        let ends: Vec<Option<usize>> = (0..places.len()).map(Some).chain([None]).collect();
+        let mut check_ids: BTreeMap<(usize, u8), usize> = BTreeMap::new();
+        let mut pairs = Vec::new();
+        for &a in &ends {
+            for &b in &ends {
+                let pa = a.map_or(Place::Other, |k| places[k]);
+                let pb = b.map_or(Place::Other, |k| places[k]);
+                let checks: Vec<_> = e.host_checks(pa, pb).collect();
+                if checks.is_empty() {
+                    continue;
+                }
+                let mut ids = Vec::new();
+                for c in checks {
+                    let key = (c.hep, c.path as u8);
+                    let id = match check_ids.get(&key) {
+                        Some(&id) => id,
+                        None => {
+                            let t = self.host_check(c.hep, c.path, &dst_named);
+                            self.t.hosts.checks.push(t);
+                            check_ids.insert(key, self.t.hosts.checks.len() - 1);
+                            self.t.hosts.checks.len() - 1
+                        }
+                    };
+                    ids.push(id);
+                }
+                pairs.push((a, b, ids));
+            }
+        }
+        self.t.hosts.classes = classes;
+        self.t.hosts.pairs = pairs;
+    }
+
+    fn place_name(&self, p: Place<'_>) -> String {
+        match p {
+            Place::Workload(Some(n)) => format!("pods on node {n}"),
+            Place::Workload(None) => "pods without a node".into(),
+            Place::Host(h) => format!("host endpoint {}", self.e.hep_model(h).name),
+            Place::NodeHost(Some(n)) => format!("node {n}"),
+            Place::NodeHost(None) => "hostNetwork pods without a node".into(),
+            Place::Other => "outside the cluster".into(),
+        }
+    }
+
+    /// One check of a host endpoint on a path: its stages as [`Engine::host_check_outcomes`] walks them.
+    fn host_check(&mut self, hep: usize, path: HostPath, dst_named: &[DstNamed]) -> HostCheckTable {
+        let e = self.e;
+        let dir = path.direction();
+        let h = e.hep_model(hep);
+        let failsafe_passes = matches!(path, HostPath::ToHost | HostPath::FromHost);
+        let failsafe = match dir {
+            Direction::Ingress => crate::host::FAILSAFE_IN.to_vec(),
+            Direction::Egress => crate::host::FAILSAFE_OUT.to_vec(),
+        };
+        let mut stages = Vec::new();
+        for &stage in path.stages() {
+            let sp = e.heps[hep].stage(stage, dir);
+            let passes_on = matches!(stage, Stage::Untracked | Stage::PreDnat);
+            let pols = sp.pols.clone();
+            let steps = if pols.is_empty() { Vec::new() } else { self.host_steps(&pols, dir, passes_on, dst_named) };
+            stages.push(HostStage {
+                stage,
+                skipped_by_failsafe: !failsafe_passes && passes_on,
+                steps,
+                allow_passes: !(stage == Stage::Untracked && path == HostPath::ForwardedIn),
+                end: match stage {
+                    Stage::Untracked | Stage::PreDnat => StageEnd::Next,
+                    Stage::Normal if e.heps[hep].profile_allows => StageEnd::Allow,
+                    Stage::Normal => StageEnd::Deny,
+                    Stage::Forward => StageEnd::Allow,
+                },
+            });
+        }
+        HostCheckTable { host_endpoint: h.name.clone(), node: h.node.clone(), path, failsafe, failsafe_passes, stages }
+    }
+
+    /// A stage's steps: its policies' rules in evaluation order with their own side, ports and named ports
+    /// resolved per destination address, and the tier ends (`passes_on`: every tier passes what it leaves).
+    fn host_steps(
+        &mut self,
+        pols: &[PolicyId],
+        dir: Direction,
+        passes_on: bool,
+        dst_named: &[DstNamed],
+    ) -> Vec<TableStep> {
+        let mut steps = Vec::new();
+        for step in self.e.profile_steps(pols, dir) {
+            match step {
+                ProfileStep::TierEnd { selected, end } => {
+                    steps.push(TableStep::TierEnd { deny: !passes_on && selected && end == TierEnd::Deny });
+                }
+                ProfileStep::Rule(r) => {
+                    let rule = &self.e.rules[r.index()];
+                    let has_named = rule.ports.has_named();
+                    let ports = (!rule.ports.numeric.is_all() || has_named).then(|| rule.ports.numeric.clone());
+                    let (mut named, mut except) = (None, Vec::new());
+                    if has_named {
+                        let mut n = Vec::new();
+                        for (ip, table) in dst_named {
+                            for &(p, id) in &rule.ports.named_ids {
+                                for &(i, pp, port) in table {
+                                    if i == id && pp == p && !rule.ports.not_numeric.contains(p, port) {
+                                        n.push((*ip, p, port));
+                                    }
+                                }
+                            }
+                            for &(p, id) in &rule.ports.not_named_ids {
+                                for &(i, pp, port) in table {
+                                    if i == id && pp == p {
+                                        except.push((*ip, p, port));
+                                    }
+                                }
+                            }
+                        }
+                        named = Some(n);
+                    }
+                    let mut peers: Vec<(usize, SetId)> =
+                        rule.peers.iter().zip(&rule.peer_src).map(|(&p, &src)| (src as usize, self.set(p))).collect();
+                    peers.sort_unstable();
+                    let own = rule.local.map(|l| self.set(CPeer::Calico(l)));
+                    steps.push(TableStep::Rule(TableRule {
+                        rule: r,
+                        policy_ref: self.e.cluster.policy_ref(rule.policy),
+                        dir,
+                        index: rule.index,
+                        action: rule.action,
+                        peers,
+                        ports,
+                        named,
+                        except,
+                        own,
+                    }));
+                }
+            }
+        }
+        steps
     }
 
     fn profile(
@@ -200,6 +555,8 @@ impl<'e> Builder<'e> {
                         peers,
                         ports,
                         named,
+                        except: Vec::new(),
+                        own: None,
                     }));
                 }
             }
@@ -356,6 +713,64 @@ impl<'e> Builder<'e> {
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    /// Host endpoint stages: a rule's named ports resolve at each destination (the host endpoint's ports for
+    /// traffic to it, a pod's for traffic forwarded to it), its named `notPorts` take their destinations out,
+    /// and its own side (`destination.nets` of an ingress rule) is matched by address: the table decides every
+    /// flow as the engine's host checks do.
+    #[test]
+    fn host_stage_named_ports_and_own_side_agree_with_the_engine() {
+        let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a}
+spec: {nodeName: n1, containers: [{name: c, ports: [{name: web, containerPort: 8080}, {name: admin, containerPort: 9090}]}]}
+status: {podIP: 10.1.1.10}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h1, labels: {role: node}}
+spec:
+  node: n1
+  interfaceName: eth0
+  expectedIPs: [10.0.0.1, 10.0.0.2]
+  ports: [{name: web, port: 80, protocol: TCP}, {name: admin, port: 81, protocol: TCP}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: fwd}
+spec:
+  selector: role == 'node'
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+  - {action: Deny, protocol: TCP, destination: {notPorts: [admin]}, source: {nets: [10.66.0.0/16]}}
+  - {action: Allow, protocol: TCP, destination: {ports: [web, 22]}}
+  - {action: Allow, protocol: TCP, destination: {nets: [10.0.0.2/32]}}
+";
+        let e = Engine::new(crate::load::load_str("t", yaml).cluster);
+        let t = e.dataplane();
+        let ips: Vec<IpAddr> =
+            ["10.1.1.10", "10.0.0.1", "10.0.0.2", "10.66.0.5", "10.9.0.5"].iter().map(|a| a.parse().unwrap()).collect();
+        let mut allowed = 0;
+        for &a in &ips {
+            for &b in &ips {
+                for port in [22, 80, 81, 8080, 9090, 443] {
+                    let (s, d) = (e.endpoint_for_ip(a), e.endpoint_for_ip(b));
+                    let want = e.host_checks_allow(&s, &d, Protocol::Tcp, port);
+                    assert_eq!(t.host_allows(a, b, Protocol::Tcp, port), want, "{a} -> {b} {port}\n{:#?}", t.hosts);
+                    allowed += usize::from(want);
+                }
+            }
+        }
+        // Spot checks: the host's named port, the pod's, the notPorts exception, the own side.
+        let x = |a: &str, b: &str, port| t.host_allows(a.parse().unwrap(), b.parse().unwrap(), Protocol::Tcp, port);
+        assert!(x("10.9.0.5", "10.0.0.1", 80) && !x("10.9.0.5", "10.0.0.1", 8080));
+        assert!(x("10.9.0.5", "10.1.1.10", 8080) && !x("10.9.0.5", "10.1.1.10", 443), "forwarded: the tier denies");
+        assert!(x("10.66.0.5", "10.0.0.2", 81) && !x("10.66.0.5", "10.0.0.2", 443), "admin is not denied");
+        assert!(x("10.9.0.5", "10.0.0.2", 443) && !x("10.9.0.5", "10.0.0.1", 443), "own side");
+        assert!(allowed > 0);
+    }
 
     /// A named port in an egress rule resolves against a hostNetwork destination too (the evaluator allows such
     /// a flow): its address (the node's) with the port it names is in the rule's destinations. The data plane

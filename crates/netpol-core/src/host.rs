@@ -505,6 +505,21 @@ impl Engine {
         Some(&self.heps[*h].named_ports)
     }
 
+    /// Whether every host endpoint check of a flow lets it through: the host endpoints' part of
+    /// [`Engine::allowed`] (true without host endpoints). What the data plane's host checks
+    /// ([`crate::dataplane::HostTable`]) are compared with.
+    pub fn host_checks_allow(&self, src: &Endpoint, dst: &Endpoint, proto: Protocol, port: u16) -> bool {
+        if self.heps.is_empty() {
+            return true;
+        }
+        let (s, d) = (self.ep_info(src), self.ep_info(dst));
+        let dst_named = match self.host_named_ports(dst) {
+            Some(n) => Some(n),
+            None => d.ident.map(|i| self.identities[i.index()].named_ports.as_slice()),
+        };
+        self.host_allows(src, &s, dst, &d, &Query { proto, port, dst_named })
+    }
+
     /// Whether every host endpoint check of a flow lets it through (the fast verdict's part).
     pub(crate) fn host_allows(
         &self,

@@ -78,6 +78,23 @@ pub fn plan(cluster: &Cluster) -> LabPlan {
     LabPlan { cluster: c, pods, untestable }
 }
 
+/// Key of the pseudo-pod standing for a Calico host endpoint's address.
+pub fn host_key(ip: &IpAddr) -> String {
+    format!("host/{ip}")
+}
+
+/// The addresses of Calico host endpoints that no pod has, as host-network pseudo-pods: like a hostNetwork pod
+/// they live in the node netns (on its `lo`), so traffic to them passes the node's `input` hook and traffic
+/// from them its `output` hook (addresses outside the lab's ranges are left out: flows with them are untestable).
+pub fn host_endpoint_pods(e: &Engine, pods: &[LabPod]) -> Vec<LabPod> {
+    let used: HashSet<IpAddr> = pods.iter().flat_map(|p| p.ips.iter().copied()).collect();
+    let mut ips = BTreeSet::new();
+    for h in &e.cluster().host_endpoints {
+        ips.extend(e.host_endpoint_addresses(h).into_iter().filter(|ip| lab_safe(ip) && !used.contains(ip)));
+    }
+    ips.into_iter().map(|ip| LabPod::host_network(host_key(&ip), [ip])).collect()
+}
+
 /// Key of the pseudo-pod standing for an address outside the cluster.
 pub fn external_key(ip: &IpAddr) -> String {
     format!("external/{ip}")
@@ -134,13 +151,12 @@ pub fn external_pods(e: &Engine, cases: &[Case]) -> Vec<LabPod> {
     for c in cases {
         for ep in [&c.src, &c.dst] {
             if let Endpoint::External(ip) = ep {
-                if lab_safe(ip) {
+                if lab_safe(ip) && e.host_endpoint_at(*ip).is_none() {
                     ips.insert(*ip);
                 }
             }
         }
     }
-    let _ = e;
     ips.into_iter().map(|ip| LabPod::new(external_key(&ip), [ip])).collect()
 }
 
@@ -154,6 +170,7 @@ pub fn locate(e: &Engine, untestable: &BTreeMap<PodId, String>, ep: &Endpoint) -
             let addr = ip.or_else(|| e.cluster().pod(pod).primary_ip()).ok_or("the pod has no IP")?;
             Ok((e.cluster().pod_ref(pod), addr))
         }
+        Endpoint::External(ip) if lab_safe(&ip) && e.host_endpoint_at(ip).is_some() => Ok((host_key(&ip), ip)),
         Endpoint::External(ip) if lab_safe(&ip) => Ok((external_key(&ip), ip)),
         Endpoint::External(ip) => Err(format!("{ip} is outside the lab's address ranges (10.0.0.0/8, fd00::/8)")),
     }

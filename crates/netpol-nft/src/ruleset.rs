@@ -29,8 +29,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use netpol_core::compile::Engine;
-use netpol_core::dataplane::{AddressSet, ProfileId, SetId, Table, TableRule, TableStep};
+use netpol_core::dataplane::{AddressSet, ProfileId, SetId, StageEnd, Table, TableRule, TableStep};
 use netpol_core::eval::Action;
+use netpol_core::host::HostPath;
 use netpol_core::model::{Direction, IpBlock};
 use netpol_core::portset::{PortSet, Protocol};
 use serde_json::{json, Value};
@@ -129,6 +130,10 @@ pub enum Expr {
     AddrInSet(Family, Side, String),
     /// `ip daddr . meta l4proto . th dport @set`
     AddrProtoPortInSet(Family, Side, String),
+    /// `ip saddr != @set`
+    AddrNotInSet(Family, Side, String),
+    /// `ip daddr . meta l4proto . th dport != @set`
+    AddrProtoPortNotInSet(Family, Side, String),
     /// `meta l4proto tcp`
     L4Proto(Protocol),
     /// `th dport { 80, 8000-8080 }`
@@ -148,6 +153,8 @@ pub enum Expr {
     Return,
     /// `goto chain`
     Goto(String),
+    /// `jump chain`
+    Jump(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -263,6 +270,62 @@ pub fn block_ranges(b: &IpBlock) -> Vec<(IpAddr, IpAddr)> {
     out
 }
 
+/// Port matchers of a rule's numeric ports: one per protocol present (ICMP messages on their own), or one empty
+/// matcher for "every port" (`None`).
+fn port_matchers(ports: &Option<PortSet>) -> Vec<Vec<Expr>> {
+    let mut port_matchers: Vec<Vec<Expr>> = Vec::new();
+    match ports {
+        None => port_matchers.push(Vec::new()),
+        Some(ports) => {
+            // ICMP has no ports: its messages (type and code) are matched on their own.
+            for icmp in [Protocol::Icmp, Protocol::Icmpv6] {
+                let ranges: Vec<(u16, u16)> = ports.iter().filter(|r| r.0 == icmp).map(|(_, a, z)| (a, z)).collect();
+                if ranges.is_empty() {
+                    continue;
+                }
+                let mut m = vec![Expr::L4Proto(icmp)];
+                if ranges != [(0, 65535)] {
+                    m.push(Expr::IcmpMsgs(icmp, icmp_pieces(&ranges)));
+                }
+                port_matchers.push(m);
+            }
+            let ports: netpol_core::portset::PortSet = ports
+                .difference(&netpol_core::portset::PortSet::protocol(Protocol::Icmp))
+                .difference(&netpol_core::portset::PortSet::protocol(Protocol::Icmpv6));
+            let ports = &ports;
+            let protos: BTreeSet<Protocol> = ports.iter().map(|(p, _, _)| p).collect();
+            if protos.len() == 1 {
+                // One protocol: `meta l4proto tcp [th dport {...}]`.
+                let proto = protos.iter().next().copied().unwrap_or(Protocol::Tcp);
+                let ranges: Vec<(u16, u16)> = ports.iter().map(|(_, a, z)| (a, z)).collect();
+                let mut m = vec![Expr::L4Proto(proto)];
+                if ranges != [(1, 65535)] {
+                    m.push(Expr::Dport(ranges));
+                }
+                port_matchers.push(m);
+            } else if !protos.is_empty() {
+                // Several protocols: one concatenated lookup.
+                port_matchers.push(vec![Expr::ProtoPorts(ports.iter().collect())]);
+            }
+        }
+    }
+    port_matchers
+}
+
+/// How a chain of steps ends: what an Allow does, the last rule, and whether rules are host endpoint stage rules
+/// (own side, named ports per destination).
+struct StepEnds {
+    allow: Vec<Expr>,
+    end: NftRule,
+    host: bool,
+}
+
+impl StepEnds {
+    fn profile() -> Self {
+        StepEnds { allow: vec![Expr::Return], end: NftRule { exprs: vec![Expr::Return], comment: None }, host: false }
+    }
+}
+
 struct Gen<'t> {
     t: &'t Table,
     rs: Ruleset,
@@ -342,44 +405,7 @@ impl<'t> Gen<'t> {
         let dir = rule.dir;
         let side = if dir == Direction::Ingress { Side::Saddr } else { Side::Daddr };
         let base_comment = format!("np:{}/{}/{} ", rule.policy_ref, dir.as_str(), rule.index);
-        // Port matchers: one per protocol present (or none for "every port").
-        let mut port_matchers: Vec<Vec<Expr>> = Vec::new();
-        match &rule.ports {
-            None => port_matchers.push(Vec::new()),
-            Some(ports) => {
-                // ICMP has no ports: its messages (type and code) are matched on their own.
-                for icmp in [Protocol::Icmp, Protocol::Icmpv6] {
-                    let ranges: Vec<(u16, u16)> =
-                        ports.iter().filter(|r| r.0 == icmp).map(|(_, a, z)| (a, z)).collect();
-                    if ranges.is_empty() {
-                        continue;
-                    }
-                    let mut m = vec![Expr::L4Proto(icmp)];
-                    if ranges != [(0, 65535)] {
-                        m.push(Expr::IcmpMsgs(icmp, icmp_pieces(&ranges)));
-                    }
-                    port_matchers.push(m);
-                }
-                let ports: netpol_core::portset::PortSet = ports
-                    .difference(&netpol_core::portset::PortSet::protocol(Protocol::Icmp))
-                    .difference(&netpol_core::portset::PortSet::protocol(Protocol::Icmpv6));
-                let ports = &ports;
-                let protos: BTreeSet<Protocol> = ports.iter().map(|(p, _, _)| p).collect();
-                if protos.len() == 1 {
-                    // One protocol: `meta l4proto tcp [th dport {...}]`.
-                    let proto = protos.iter().next().copied().unwrap_or(Protocol::Tcp);
-                    let ranges: Vec<(u16, u16)> = ports.iter().map(|(_, a, z)| (a, z)).collect();
-                    let mut m = vec![Expr::L4Proto(proto)];
-                    if ranges != [(1, 65535)] {
-                        m.push(Expr::Dport(ranges));
-                    }
-                    port_matchers.push(m);
-                } else if !protos.is_empty() {
-                    // Several protocols: one concatenated lookup.
-                    port_matchers.push(vec![Expr::ProtoPorts(ports.iter().collect())]);
-                }
-            }
-        }
+        let port_matchers = port_matchers(&rule.ports);
         let tail = |comment: String| -> (Vec<Expr>, Option<String>) {
             (std::iter::once(Expr::Counter).chain(verdict.iter().cloned()).collect(), Some(comment))
         };
@@ -420,6 +446,92 @@ impl<'t> Gen<'t> {
         }
     }
 
+    /// A host stage rule's `(destination . protocol . port)` set in one family (`kind`: `hn` named ports, `hx`
+    /// excepted); `None` when it has no element of that family.
+    fn host_port_set(
+        &mut self,
+        kind: &str,
+        rule: &TableRule,
+        els: &[(IpAddr, Protocol, u16)],
+        fam: Family,
+    ) -> Option<String> {
+        let elements: BTreeSet<Elem> = els
+            .iter()
+            .filter(|(ip, _, _)| Family::of(ip) == fam)
+            .map(|&(ip, proto, port)| Elem::AddrProtoPort(ip, proto, port))
+            .collect();
+        if elements.is_empty() {
+            return None;
+        }
+        let name = format!(
+            "{kind}_{}_{}",
+            short_hash(&format!("{}#{}#{elements:?}", rule.policy_ref, rule.rule)),
+            fam.suffix()
+        );
+        self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: true, interval: false, elements });
+        Some(name)
+    }
+
+    /// The nft rules of a host endpoint stage's rule: per family, its own side (the destination of an ingress
+    /// rule, the source of an egress rule) in its set, the destination not among its excepted named `notPorts`,
+    /// then per peer its numeric ports, and its named ports as resolved at each destination.
+    fn emit_host_rule(&mut self, out: &mut Vec<NftRule>, rule: &TableRule, verdict: &[Expr]) {
+        let dir = rule.dir;
+        let (peer_side, own_side) =
+            if dir == Direction::Ingress { (Side::Saddr, Side::Daddr) } else { (Side::Daddr, Side::Saddr) };
+        let base_comment = format!("np:{}/{}/{} ", rule.policy_ref, dir.as_str(), rule.index);
+        let port_matchers = port_matchers(&rule.ports);
+        let mut seen: BTreeSet<Vec<String>> = BTreeSet::new();
+        for fam in self.families() {
+            let mut pre = Vec::new();
+            if let Some(own) = rule.own {
+                match self.set(own, fam) {
+                    Some(n) => pre.push(Expr::AddrInSet(fam, own_side, n)),
+                    None => continue,
+                }
+            }
+            if let Some(n) = self.host_port_set("hx", rule, &rule.except, fam) {
+                pre.push(Expr::AddrProtoPortNotInSet(fam, Side::Daddr, n));
+            }
+            let mut peers: Vec<(Vec<Expr>, String)> = Vec::new();
+            if rule.peers.is_empty() {
+                peers.push((Vec::new(), "any-peer".to_string()));
+            }
+            for &(pi, set) in &rule.peers {
+                if let Some(name) = self.set(set, fam) {
+                    peers.push((vec![Expr::AddrInSet(fam, peer_side, name)], format!("peer-{pi}")));
+                }
+            }
+            let named = match &rule.named {
+                Some(n) => self.host_port_set("hn", rule, n, fam),
+                None => None,
+            };
+            for (pm, tag) in &peers {
+                let mut matchers: Vec<(Vec<Expr>, String)> =
+                    port_matchers.iter().map(|m| (m.clone(), tag.clone())).collect();
+                if let Some(n) = &named {
+                    matchers.push((
+                        vec![Expr::AddrProtoPortInSet(fam, Side::Daddr, n.clone())],
+                        format!("{tag} named-ports"),
+                    ));
+                }
+                for (m, tag) in matchers {
+                    let mut exprs = pre.clone();
+                    exprs.extend(pm.iter().cloned());
+                    exprs.extend(m);
+                    exprs.push(Expr::Counter);
+                    exprs.extend(verdict.iter().cloned());
+                    // A rule matching no address of its own (every peer, every port) is the same in each family.
+                    if !seen.insert(exprs.iter().map(expr_text).collect()) {
+                        continue;
+                    }
+                    let comment = Some(self.comment(format!("{base_comment}{tag}")));
+                    out.push(NftRule { exprs, comment });
+                }
+            }
+        }
+    }
+
     fn families(&self) -> Vec<Family> {
         if self.has_v6 {
             vec![Family::V4, Family::V6]
@@ -428,10 +540,11 @@ impl<'t> Gen<'t> {
         }
     }
 
-    /// The rules of a profile chain from `steps`: each rule's verdict is its action (allow: `return`, on to the
-    /// other side's check; deny: `drop`; log: count and go on; pass: `goto` a chain of the later tiers), a tier
-    /// that ends in "deny" drops what is left, and what no tier decided returns (allowed).
-    fn emit_steps(&mut self, name: &str, steps: &[TableStep], drop_comment: &str) -> Vec<NftRule> {
+    /// The rules of a profile chain (or a host endpoint stage's) from `steps`: each rule's verdict is its action
+    /// (allow: `ends.allow`, for a profile `return`, on to the other side's check; deny: `drop`; log: count and go
+    /// on; pass: `goto` a chain of the later tiers), a tier that ends in "deny" drops what is left, and what no
+    /// tier decided meets `ends.end` (a profile's: `return`, allowed).
+    fn emit_steps(&mut self, name: &str, steps: &[TableStep], drop_comment: &str, ends: &StepEnds) -> Vec<NftRule> {
         let mut rules = Vec::new();
         for (k, step) in steps.iter().enumerate() {
             let rule = match step {
@@ -446,7 +559,7 @@ impl<'t> Gen<'t> {
                 TableStep::Rule(r) => r,
             };
             let verdict = match rule.action {
-                Action::Allow => vec![Expr::Return],
+                Action::Allow => ends.allow.clone(),
                 Action::Deny => vec![Expr::Drop],
                 Action::Log => Vec::new(),
                 Action::Pass => {
@@ -458,7 +571,7 @@ impl<'t> Gen<'t> {
                     let rest = format!("{name}_t{end}");
                     if !self.rs.chains.contains_key(&rest) {
                         self.rs.chains.insert(rest.clone(), NftChain { hook: None, rules: Vec::new() });
-                        let rules = self.emit_steps(&rest, &steps[end..], drop_comment);
+                        let rules = self.emit_steps(&rest, &steps[end..], drop_comment, ends);
                         self.rs.chains.insert(rest.clone(), NftChain { hook: None, rules });
                     }
                     vec![Expr::Goto(rest)]
@@ -468,9 +581,13 @@ impl<'t> Gen<'t> {
                 // Only named ports the subject (or no destination) defines: this rule can never match here.
                 continue;
             }
-            self.emit_rule(&mut rules, rule, &verdict);
+            if ends.host {
+                self.emit_host_rule(&mut rules, rule, &verdict);
+            } else {
+                self.emit_rule(&mut rules, rule, &verdict);
+            }
         }
-        rules.push(NftRule { exprs: vec![Expr::Return], comment: None });
+        rules.push(ends.end.clone());
         rules
     }
 
@@ -492,8 +609,129 @@ impl<'t> Gen<'t> {
         self.chains.insert(p, name.clone());
         if !self.rs.chains.contains_key(&name) {
             let drop_comment = self.comment(format!("np-drop:{} {}", dir.as_str(), refs.join(",")));
-            let rules = self.emit_steps(&name, &profile.steps, &drop_comment);
+            let rules = self.emit_steps(&name, &profile.steps, &drop_comment, &StepEnds::profile());
             self.rs.chains.insert(name.clone(), NftChain { hook: None, rules });
+        }
+        name
+    }
+}
+
+impl Gen<'_> {
+    /// Calico host endpoint checks ([`netpol_core::dataplane::HostTable`]): a set per address class (`hc_…`, and
+    /// `hc_all_…` for every address in the cluster: outside it is not in it), a chain per check (`hk_…`, its
+    /// failsafe ports, then a chain per stage `hk_…_s<i>`: the stage's tiers as ordered rules, each Allow passing
+    /// the check or going on to the next stage, what is left going on, passing or dropped as the stage ends), a
+    /// chain per pair of places jumping to its checks in packet order (`hp_…`). Returns the dispatch rules of the
+    /// base chains: source and destination class → the pair's chain.
+    fn hosts(&mut self) -> Vec<NftRule> {
+        let h = &self.t.hosts;
+        if h.pairs.is_empty() {
+            return Vec::new();
+        }
+        let fams = self.families();
+        // Class sets, per family (`None`: no address of that family).
+        let mut class_sets: Vec<BTreeMap<Family, String>> = Vec::new();
+        let mut all: BTreeMap<Family, BTreeSet<Elem>> = BTreeMap::new();
+        for c in &h.classes {
+            let mut names = BTreeMap::new();
+            for &fam in &fams {
+                let elements: BTreeSet<Elem> =
+                    c.addresses.iter().filter(|ip| Family::of(ip) == fam).map(|ip| Elem::Addr(*ip)).collect();
+                if elements.is_empty() {
+                    continue;
+                }
+                all.entry(fam).or_default().extend(elements.iter().cloned());
+                let name = format!("hc_{}_{}", short_hash(&c.name), fam.suffix());
+                self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: false, elements });
+                names.insert(fam, name);
+            }
+            class_sets.push(names);
+        }
+        for (fam, elements) in all {
+            let name = format!("hc_all_{}", fam.suffix());
+            self.rs.sets.insert(name, NftSet { family: fam, concat: false, interval: false, elements });
+        }
+        let check_chains: Vec<String> = (0..h.checks.len()).map(|c| self.host_check_chain(c)).collect();
+        let mut dispatch = Vec::new();
+        for (a, b, checks) in &h.pairs {
+            let class_name = |k: &Option<usize>| k.map_or("outside".to_string(), |k| h.classes[k].name.clone());
+            let (an, bn) = (class_name(a), class_name(b));
+            let chain = format!("hp_{}", short_hash(&format!("{an} -> {bn}")));
+            let rules = checks
+                .iter()
+                .map(|&c| NftRule { exprs: vec![Expr::Jump(check_chains[c].clone())], comment: None })
+                .collect();
+            self.rs.chains.insert(chain.clone(), NftChain { hook: None, rules });
+            for &fam in &fams {
+                let m = |k: &Option<usize>, side: Side| -> Option<Option<Expr>> {
+                    match k {
+                        Some(k) => class_sets[*k].get(&fam).map(|n| Some(Expr::AddrInSet(fam, side, n.clone()))),
+                        None => Some(
+                            class_sets
+                                .iter()
+                                .any(|c| c.contains_key(&fam))
+                                .then(|| Expr::AddrNotInSet(fam, side, format!("hc_all_{}", fam.suffix()))),
+                        ),
+                    }
+                };
+                let (Some(sm), Some(dm)) = (m(a, Side::Saddr), m(b, Side::Daddr)) else { continue };
+                let mut exprs: Vec<Expr> = sm.into_iter().chain(dm).collect();
+                if exprs.is_empty() {
+                    continue;
+                }
+                exprs.push(Expr::Jump(chain.clone()));
+                let comment = Some(self.comment(format!("np-host:{an} -> {bn}")));
+                dispatch.push(NftRule { exprs, comment });
+            }
+        }
+        dispatch
+    }
+
+    /// The chains of one host endpoint check; returns the name of its first.
+    fn host_check_chain(&mut self, c: usize) -> String {
+        let t = self.t;
+        let check = &t.hosts.checks[c];
+        let path = match check.path {
+            HostPath::ToHost => "to-host",
+            HostPath::FromHost => "from-host",
+            HostPath::ForwardedIn => "forwarded-in",
+            HostPath::ForwardedOut => "forwarded-out",
+        };
+        let what = format!("{} {path}", check.host_endpoint);
+        let name = format!("hk_{}", short_hash(&what));
+        let stage_chain = |i: usize| format!("{name}_s{i}");
+        let mut rules = Vec::new();
+        let failsafe = Expr::ProtoPorts(check.failsafe.iter().map(|&(p, port)| (p, port, port)).collect());
+        let first = check.stages.iter().position(|s| !s.skipped_by_failsafe).unwrap_or(check.stages.len());
+        if check.failsafe_passes {
+            let comment = Some(self.comment(format!("np-host:{what} failsafe")));
+            rules.push(NftRule { exprs: vec![failsafe, Expr::Counter, Expr::Return], comment });
+        } else if first > 0 {
+            let to = if first < check.stages.len() { Expr::Goto(stage_chain(first)) } else { Expr::Return };
+            let comment = Some(self.comment(format!("np-host:{what} failsafe")));
+            rules.push(NftRule { exprs: vec![failsafe, Expr::Counter, to], comment });
+        }
+        rules.push(NftRule {
+            exprs: vec![if check.stages.is_empty() { Expr::Return } else { Expr::Goto(stage_chain(0)) }],
+            comment: None,
+        });
+        self.rs.chains.insert(name.clone(), NftChain { hook: None, rules });
+        for (i, st) in check.stages.iter().enumerate() {
+            let next = if i + 1 < check.stages.len() { Expr::Goto(stage_chain(i + 1)) } else { Expr::Return };
+            let drop_comment = self.comment(format!("np-drop:host {what} {}", st.stage.as_str()));
+            let end = match st.end {
+                StageEnd::Next => NftRule { exprs: vec![next.clone()], comment: None },
+                StageEnd::Allow => NftRule { exprs: vec![Expr::Return], comment: None },
+                StageEnd::Deny => {
+                    let comment =
+                        Some(self.comment(format!("np-drop:host {what} {} no profile allows", st.stage.as_str())));
+                    NftRule { exprs: vec![Expr::Counter, Expr::Drop], comment }
+                }
+            };
+            let ends = StepEnds { allow: vec![if st.allow_passes { Expr::Return } else { next }], end, host: true };
+            let chain = stage_chain(i);
+            let rules = self.emit_steps(&chain, &st.steps, &drop_comment, &ends);
+            self.rs.chains.insert(chain, NftChain { hook: None, rules });
         }
         name
     }
@@ -527,6 +765,7 @@ pub fn generate(e: &Engine) -> Ruleset {
         }
     }
     g.rs.maps = maps;
+    let host_dispatch = g.hosts();
     // The same checks on every path between pods and the node: forwarded (pod to pod, or to an address outside),
     // delivered to the node (a pod to the node's addresses), sent by the node (from its addresses to a pod).
     for hook in BASE_HOOKS {
@@ -552,6 +791,7 @@ pub fn generate(e: &Engine) -> Ruleset {
                 comment: None,
             });
         }
+        rules.extend(host_dispatch.iter().cloned());
         g.rs.chains.insert(hook.into(), NftChain { hook: Some((hook, "filter", "accept")), rules });
     }
     g.rs
@@ -581,6 +821,10 @@ fn expr_text(x: &Expr) -> String {
     match x {
         Expr::AddrInSet(f, s, set) => format!("{} {} @{set}", f.proto(), s.text()),
         Expr::AddrProtoPortInSet(f, s, set) => format!("{} {} . meta l4proto . th dport @{set}", f.proto(), s.text()),
+        Expr::AddrNotInSet(f, s, set) => format!("{} {} != @{set}", f.proto(), s.text()),
+        Expr::AddrProtoPortNotInSet(f, s, set) => {
+            format!("{} {} . meta l4proto . th dport != @{set}", f.proto(), s.text())
+        }
         Expr::L4Proto(p) => format!("meta l4proto {}", proto_text(*p)),
         Expr::Dport(r) => format!("th dport {}", ranges_text(r)),
         Expr::ProtoPorts(v) => {
@@ -612,6 +856,7 @@ fn expr_text(x: &Expr) -> String {
         Expr::Drop => "drop".into(),
         Expr::Return => "return".into(),
         Expr::Goto(c) => format!("goto {c}"),
+        Expr::Jump(c) => format!("jump {c}"),
     }
 }
 
@@ -720,6 +965,12 @@ fn expr_json(x: &Expr) -> Value {
         Expr::AddrProtoPortInSet(f, s, set) => json!({"match": {"op": "==", "left": {"concat": [
             payload(*f, *s), {"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}
         ]}, "right": format!("@{set}")}}),
+        Expr::AddrNotInSet(f, s, set) => {
+            json!({"match": {"op": "!=", "left": payload(*f, *s), "right": format!("@{set}")}})
+        }
+        Expr::AddrProtoPortNotInSet(f, s, set) => json!({"match": {"op": "!=", "left": {"concat": [
+            payload(*f, *s), {"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}
+        ]}, "right": format!("@{set}")}}),
         Expr::L4Proto(p) => {
             json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto_text(*p)}})
         }
@@ -765,6 +1016,7 @@ fn expr_json(x: &Expr) -> Value {
         Expr::Drop => json!({"drop": null}),
         Expr::Return => json!({"return": null}),
         Expr::Goto(c) => json!({"goto": {"target": c}}),
+        Expr::Jump(c) => json!({"jump": {"target": c}}),
     }
 }
 
@@ -985,6 +1237,188 @@ spec: {{podSelector: {{}}, policyTypes: [Ingress, Egress], egress: [{{to: [{{ipB
             );
             assert_eq!(text.contains("icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept"), v6);
         }
+    }
+
+    /// A host endpoint with untracked, pre-DNAT, normal and forward policies (`10.0.0.1` on node `n1`, a pod on
+    /// `n1`), as the host endpoint rulesets are built.
+    const HOST_YAML: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a}
+spec: {nodeName: n1}
+status: {podIP: 10.1.1.10}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h1, labels: {role: node}}
+spec: {node: n1, interfaceName: eth0, expectedIPs: [10.0.0.1]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked}
+spec:
+  selector: role == 'node'
+  doNotTrack: true
+  applyOnForward: true
+  types: [Ingress]
+  ingress: [{action: Allow, source: {nets: [10.77.0.0/16]}}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: pre}
+spec:
+  selector: role == 'node'
+  preDNAT: true
+  applyOnForward: true
+  ingress: [{action: Deny, source: {nets: [10.66.0.0/16]}}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: normal}
+spec:
+  selector: role == 'node'
+  types: [Ingress]
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]
+";
+
+    /// The chain a rule of `chain` jumps or goes to (the first such rule).
+    #[allow(clippy::panic)]
+    fn target(rs: &Ruleset, chain: &str, pick: impl Fn(&NftRule) -> bool) -> String {
+        let r = rs.chains[chain]
+            .rules
+            .iter()
+            .find(|r| pick(r))
+            .unwrap_or_else(|| panic!("{chain}: {:?}", rs.chains[chain]));
+        match r.exprs.last() {
+            Some(Expr::Goto(c) | Expr::Jump(c)) => c.clone(),
+            x => panic!("{chain}: {x:?}"),
+        }
+    }
+
+    /// Host endpoint checks: every base chain dispatches by source and destination address class (after the
+    /// pods' own checks) to a chain per pair of places, which jumps to each check's chain; a check's chain
+    /// accepts Felix's failsafe ports (to the host: the check passes; forwarded: the untracked and pre-DNAT
+    /// stages are skipped), then walks its stages: an Allow passes the check (an untracked Allow of traffic
+    /// forwarded in only goes on to the next stage), a Deny drops, and the normal stage drops what no rule and
+    /// no profile allows.
+    #[test]
+    #[allow(clippy::panic)]
+    fn host_endpoint_checks_become_stage_chains() {
+        let e = Engine::new(netpol_core::load::load_str("t", HOST_YAML).cluster);
+        let rs = generate(&e);
+        let text = rs.to_nft();
+        for hook in BASE_HOOKS {
+            let rules = &rs.chains[hook].rules;
+            let last_vmap = rules.iter().rposition(|r| matches!(r.exprs[0], Expr::Vmap(..))).unwrap_or_default();
+            let first_host = rules.iter().position(|r| matches!(r.exprs.last(), Some(Expr::Jump(_))));
+            assert!(first_host.is_some_and(|h| h > last_vmap), "{hook}: {rules:?}");
+        }
+        assert_eq!(rs.sets["hc_all_v4"].elements.len(), 2, "the host endpoint's and the pod's addresses");
+        // Outside -> the host endpoint: one check, to the host.
+        let dispatch = |comment: &str| target(&rs, "forward", |r| r.comment.as_deref() == Some(comment));
+        let to_host = target(&rs, &dispatch("np-host:outside -> host endpoint h1"), |_| true);
+        let to_host_rules = &rs.chains[&to_host].rules;
+        assert!(
+            matches!(to_host_rules[0].exprs[..], [Expr::ProtoPorts(ref p), Expr::Counter, Expr::Return] if p.contains(&(Protocol::Tcp, 22, 22))),
+            "{text}"
+        );
+        // Stages: untracked (Allow passes the check), pre-DNAT (Deny drops), normal (port 80, else the tier drops).
+        let s0 = target(&rs, &to_host, |r| r.comment.is_none());
+        assert!(s0.ends_with("_s0"), "{text}");
+        let untracked = &rs.chains[&s0].rules;
+        assert!(
+            rule_text(&untracked[0]).ends_with("counter return comment \"np:gnp/untracked/ingress/0 peer-0\""),
+            "{text}"
+        );
+        let s1 = format!("{}_s1", &s0[..s0.len() - 3]);
+        assert_eq!(rule_text(untracked.last().unwrap_or_else(|| unreachable!())), format!("goto {s1}"));
+        assert!(rule_text(&rs.chains[&s1].rules[0]).contains("counter drop comment \"np:gnp/pre/ingress/0"), "{text}");
+        let s2 = format!("{}_s2", &s0[..s0.len() - 3]);
+        let normal: Vec<String> = rs.chains[&s2].rules.iter().map(rule_text).collect();
+        assert!(normal[0].starts_with("meta l4proto tcp th dport 80 counter return"), "{normal:?}");
+        // The default tier's own end (Deny) drops first; the stage's end (no profile) is never reached here.
+        assert!(normal[1].starts_with("counter drop comment \"np-drop:host h1 to-host normal"), "{normal:?}");
+        // Outside -> the pod: forwarded in. Failsafe ports skip to the forward stage; the untracked Allow only goes
+        // on to the pre-DNAT stage; the forward stage (no applyOnForward normal policy) allows.
+        let fwd_in = target(&rs, &dispatch("np-host:outside -> pods on node n1"), |_| true);
+        let fs = rule_text(&rs.chains[&fwd_in].rules[0]);
+        assert!(
+            fs.starts_with("meta l4proto . th dport { tcp . 22,") && fs.contains(&format!("goto {fwd_in}_s2")),
+            "{fs}"
+        );
+        let untracked = &rs.chains[&format!("{fwd_in}_s0")].rules;
+        assert!(rule_text(&untracked[0]).contains(&format!("counter goto {fwd_in}_s1 comment")), "{text}");
+        assert_eq!(rs.chains[&format!("{fwd_in}_s2")].rules.iter().map(rule_text).collect::<Vec<_>>(), ["return"]);
+        // Pod -> outside: forwarded out, through the forward stage only; the host to outside: its normal egress,
+        // no policy, no profile: dropped but for outbound failsafe ports.
+        assert!(rs
+            .chains
+            .values()
+            .flat_map(|c| &c.rules)
+            .any(|r| r.comment.as_deref() == Some("np-host:pods on node n1 -> outside")));
+        let from_host = target(&rs, &dispatch("np-host:host endpoint h1 -> outside"), |_| true);
+        assert!(rule_text(&rs.chains[&from_host].rules[0]).contains("udp . 53"), "{text}");
+        // The same in libnftables JSON: the negated class lookup and the jumps.
+        let json = rs.to_json().to_string();
+        assert!(
+            json.contains(
+                r#"{"match":{"left":{"payload":{"field":"saddr","protocol":"ip"}},"op":"!=","right":"@hc_all_v4"}}"#
+            ),
+            "{json}"
+        );
+        assert!(json.contains(r#"{"jump":{"target":"hp_"#), "{json}");
+        // A cluster without host endpoints has none of this.
+        let plain = generate(&Engine::new(
+            netpol_core::load::load_str("t", HOST_YAML.split("---").next().unwrap_or_default()).cluster,
+        ));
+        assert!(!plain.to_nft().contains("hc_") && !plain.to_nft().contains("jump hp_"));
+    }
+
+    /// A host stage rule with own-side criteria matches them by address, and its named ports (and named
+    /// notPorts) resolve at each destination: the host endpoint's ports here.
+    #[test]
+    #[allow(clippy::panic)]
+    fn host_stage_rules_match_their_own_side_and_named_ports() {
+        let yaml = "
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h1, labels: {role: node}}
+spec: {node: n1, interfaceName: eth0, expectedIPs: [10.0.0.1, 10.0.0.2], ports: [{name: web, port: 8080, protocol: TCP}]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: p}
+spec:
+  selector: role == 'node'
+  types: [Ingress]
+  ingress:
+  - {action: Allow, protocol: TCP, destination: {nets: [10.0.0.2/32], ports: [web]}}
+";
+        let e = Engine::new(netpol_core::load::load_str("t", yaml).cluster);
+        let rs = generate(&e);
+        let rule = rs
+            .chains
+            .values()
+            .flat_map(|c| &c.rules)
+            .map(rule_text)
+            .find(|r| r.contains("np:gnp/p/ingress/0"))
+            .unwrap_or_default();
+        let own = rs.sets.iter().find(|(_, s)| s.elements.contains(&Elem::Range(ip("10.0.0.2"), ip("10.0.0.2"))));
+        let named = rs.sets.iter().find(|(_, s)| {
+            s.elements
+                == [
+                    Elem::AddrProtoPort(ip("10.0.0.1"), Protocol::Tcp, 8080),
+                    Elem::AddrProtoPort(ip("10.0.0.2"), Protocol::Tcp, 8080),
+                ]
+                .into_iter()
+                .collect()
+        });
+        let (Some((own, _)), Some((named, _))) = (own, named) else { panic!("{}", rs.to_nft()) };
+        assert_eq!(rule, format!("ip daddr @{own} ip daddr . meta l4proto . th dport @{named} counter return comment \"np:gnp/p/ingress/0 any-peer named-ports\""));
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|_| unreachable!())
     }
 
     #[test]

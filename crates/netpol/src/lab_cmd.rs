@@ -30,7 +30,10 @@ pub struct Prepared {
 pub fn prepare(cluster: &Cluster) -> Prepared {
     let plan = connectivity::plan(cluster);
     let engine = Engine::new(plan.cluster);
-    Prepared { engine, pods: plan.pods, untestable: plan.untestable }
+    let mut pods = plan.pods;
+    let hosts = connectivity::host_endpoint_pods(&engine, &pods);
+    pods.extend(hosts);
+    Prepared { engine, pods, untestable: plan.untestable }
 }
 
 fn snapshot_path(prefix: &str) -> std::path::PathBuf {

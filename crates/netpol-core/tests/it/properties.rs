@@ -162,3 +162,44 @@ fn calico_matrix_matches_reference(e: &Engine) -> Result<(), TestCaseError> {
     }
     Ok(())
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// The data plane's host endpoint checks (`Table::hosts`: address classes, the checks of each pair of
+    /// places, each check's stages) decide every flow between two addresses as the engine's host checks do, and
+    /// with the pods' profiles as `Engine::allowed` does: a flow the engine allows passes every check.
+    #[test]
+    fn dataplane_host_checks_agree_with_the_engine(seed in any::<u64>()) {
+        let e = Engine::new(crate::common::calico_cluster(seed));
+        let t = e.dataplane();
+        if !e.has_host_endpoints() {
+            prop_assert!(t.hosts.pairs.is_empty() && t.hosts.classes.is_empty());
+        }
+        // Flows by address, as a data plane sees them.
+        let mut ips: Vec<std::net::IpAddr> = endpoints(&e).iter().filter_map(|ep| e.endpoint_ip(ep)).collect();
+        ips.sort();
+        ips.dedup();
+        // Failsafe ports, ports rules name, and every named port of the cluster.
+        let mut ports = vec![(Protocol::Tcp, 22u16), (Protocol::Tcp, 80), (Protocol::Udp, 53), (Protocol::Udp, 68),
+            (Protocol::Tcp, 6443), (Protocol::Tcp, 81), (Protocol::Sctp, 90), (Protocol::Udp, 124), (Protocol::Icmp, 0x0800)];
+        let named = e.cluster().pods.iter().flat_map(|p| p.ports.iter())
+            .chain(e.cluster().host_endpoints.iter().flat_map(|h| h.ports.iter()));
+        ports.extend(named.map(|c| (c.protocol, c.port)));
+        ports.sort();
+        ports.dedup();
+        for &a in &ips {
+            for &b in &ips {
+                let (s, d) = (e.endpoint_for_ip(a), e.endpoint_for_ip(b));
+                for &(proto, port) in &ports {
+                    let want = e.host_checks_allow(&s, &d, proto, port);
+                    prop_assert_eq!(t.host_allows(a, b, proto, port), want, "{} -> {} {}/{}\n{:#?}", a, b, port, proto, t.hosts);
+                    let same_pod = matches!((&s, &d), (Endpoint::Pod { pod: x, .. }, Endpoint::Pod { pod: y, .. }) if x == y);
+                    if e.allowed(&s, &d, proto, port) && !same_pod {
+                        prop_assert!(want, "{} -> {} {}/{}: allowed, yet a host check fails", a, b, port, proto);
+                    }
+                }
+            }
+        }
+    }
+}
