@@ -7,6 +7,7 @@ mod assertions;
 mod calico_conformance;
 #[cfg(feature = "lab")]
 mod calico_dataplane;
+mod cilium_conformance;
 mod cli;
 mod common;
 mod conformance;
