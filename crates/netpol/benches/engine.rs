@@ -486,7 +486,10 @@ fn load_formats(size: &str) {
         let exe = std::env::current_exe().unwrap();
         let status = std::process::Command::new(exe).env("NETPOL_BENCH_LOAD_ONE", path).status().unwrap();
         assert!(status.success(), "loading {path} failed");
-        let _ = std::fs::remove_file(path);
+        // `NETPOL_BENCH_KEEP=1` keeps the inputs (for profiling a single load with `NETPOL_BENCH_LOAD_ONE=path`).
+        if std::env::var_os("NETPOL_BENCH_KEEP").is_none() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
