@@ -498,9 +498,15 @@ impl Engine {
         (self.place(s, pod(src)), self.place(d, pod(dst)))
     }
 
-    /// The named ports of a flow's destination when its address is a host endpoint's (what rules' named ports
-    /// resolve on there; a hostNetwork pod elsewhere keeps its container ports).
+    /// The named ports of a flow's destination when it is at a host endpoint's address (an address no pod has, or
+    /// a hostNetwork pod's): what rules' named ports resolve on there. A pod off the host network, or a hostNetwork
+    /// pod elsewhere, keeps its container ports.
     pub(crate) fn host_named_ports(&self, dst: &Endpoint) -> Option<&[(u32, Protocol, u16)]> {
+        if let Endpoint::Pod { pod, .. } = *dst {
+            if !self.cluster.pod(pod).host_network {
+                return None;
+            }
+        }
         let h = self.hep_by_ip.get(&self.endpoint_ip(dst)?)?;
         Some(&self.heps[*h].named_ports)
     }

@@ -699,3 +699,8 @@ fn large_batch_recompiles_once() {
         (0..300).map(|i| Change::DeletePod { namespace: ns.clone(), name: format!("missing{i}") }).collect();
     assert_eq!(e.update(nothing), UpdateStats::default());
 }
+/// A seed that once found a pod whose address is also a host endpoint's: its named ports stay its own.
+#[test]
+fn host_scenario_pod_at_a_host_endpoint_address() {
+    host_scenario(13642382807933992941, 8);
+}
