@@ -422,7 +422,7 @@ impl<'e> Builder<'e> {
         }
     }
 
-    /// One check of a host endpoint on a path: its stages as [`Engine::host_check_outcomes`] walks them.
+    /// One check of a host endpoint on a path: its stages as `Engine::host_check_walk` walks them.
     fn host_check(&mut self, hep: usize, path: HostPath, dst_named: &[DstNamed]) -> HostCheckTable {
         let e = self.e;
         let dir = path.direction();

@@ -108,6 +108,15 @@ impl Stage {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// What the stage's tiers do at their ends: untracked and pre-DNAT tiers pass what they leave (Felix gives them
+    /// a Pass default action, so that later stages still apply); the others end in their own default action.
+    pub(crate) fn ends(self) -> Ends {
+        match self {
+            Stage::Untracked | Stage::PreDnat => Ends::Pass,
+            Stage::Normal | Stage::Forward => Ends::AsTiers,
+        }
+    }
 }
 
 /// One host endpoint's policies for one stage and direction.
@@ -562,15 +571,11 @@ impl Engine {
         if sp.pols.is_empty() {
             return StageOutcome::Undecided;
         }
-        let ends = match stage {
-            Stage::Untracked | Stage::PreDnat => Ends::Pass,
-            Stage::Normal | Stage::Forward => Ends::AsTiers,
-        };
         let side = self.fold_rules(
             &sp.pols,
             &sp.rules,
             None,
-            ends,
+            stage.ends(),
             &mut OnePort,
             true,
             !T::EVERY_RULE,
@@ -596,48 +601,48 @@ impl Engine {
         q: &Query<'_>,
         trace: &mut T,
     ) -> bool {
-        self.host_check_outcomes(c, me, peer, q, trace).0
+        self.host_check_walk(c, me, peer, q, trace, |_, _| {})
     }
 
-    /// A check, stage by stage: whether it lets the flow through, and each stage consulted with its outcome
-    /// (`None` stages: skipped by a failsafe port or an earlier stage's Allow).
-    pub(crate) fn host_check_outcomes<T: Trace>(
+    /// A check, stage by stage: whether it lets the flow through; `seen` is told each stage of its path in order
+    /// with its outcome until one decides (`None`: skipped by a failsafe port or an earlier stage's Allow).
+    pub(crate) fn host_check_walk<T: Trace>(
         &self,
         c: HostCheck,
         me: &EpInfo<'_>,
         peer: &EpInfo<'_>,
         q: &Query<'_>,
         trace: &mut T,
-    ) -> (bool, Vec<(Stage, Option<StageOutcome>)>, bool) {
+        mut seen: impl FnMut(Stage, Option<StageOutcome>),
+    ) -> bool {
         let dir = c.path.direction();
         let fs = failsafe(dir, q.proto, q.port);
-        let mut seen = Vec::new();
         // Failsafe ports: accepted ahead of the host's own chains; on a forwarded path they only skip the
         // untracked and pre-DNAT chains.
         if fs && matches!(c.path, HostPath::ToHost | HostPath::FromHost) {
-            return (true, seen, true);
+            return true;
         }
         let mut skip = false;
         for &stage in c.path.stages() {
             if skip || (fs && matches!(stage, Stage::Untracked | Stage::PreDnat)) {
-                seen.push((stage, None));
+                seen(stage, None);
                 continue;
             }
             let o = self.host_stage(c.hep, stage, dir, me, peer, q, trace);
-            seen.push((stage, Some(o)));
+            seen(stage, Some(o));
             match (stage, o) {
-                (_, StageOutcome::Deny) => return (false, seen, fs),
+                (_, StageOutcome::Deny) => return false,
                 // An untracked Allow of traffic forwarded to a pod has no lasting effect: the reply finds no
                 // connection (Calico's documentation); the later stages decide.
                 (Stage::Untracked, StageOutcome::Allow) if c.path == HostPath::ForwardedIn => {}
-                (Stage::Normal | Stage::Forward, StageOutcome::Allow) => return (true, seen, fs),
+                (Stage::Normal | Stage::Forward, StageOutcome::Allow) => return true,
                 (_, StageOutcome::Allow) => skip = true,
-                (Stage::Normal, StageOutcome::Undecided) => return (self.heps[c.hep].profile_allows, seen, fs),
+                (Stage::Normal, StageOutcome::Undecided) => return self.heps[c.hep].profile_allows,
                 (_, StageOutcome::Undecided) => {}
             }
         }
         // Past every stage: allowed (an earlier Allow, or a forward path nothing denied).
-        (true, seen, fs)
+        true
     }
 }
 
@@ -666,7 +671,9 @@ impl Engine {
             None => self.ep_info(flow.dst).ident.map(|i| self.identities[i.index()].named_ports.as_slice()),
         };
         let q = Query { proto: flow.proto, port: flow.port, dst_named };
-        let (allowed, seen, fs) = self.host_check_outcomes(c, &me, &peer, &q, &mut crate::eval::Quiet);
+        let fs = failsafe(dir, flow.proto, flow.port);
+        let mut seen = Vec::new();
+        let allowed = self.host_check_walk(c, &me, &peer, &q, &mut crate::eval::Quiet, |s, o| seen.push((s, o)));
         let failsafe = fs.then(|| {
             let (list, what) = match dir {
                 Direction::Ingress => ("FailsafeInboundHostPorts", "inbound"),
@@ -708,11 +715,7 @@ impl Engine {
             if !pols.is_empty() {
                 let mut record = crate::eval::Record::default();
                 self.host_stage(c.hep, stage, dir, &me, &peer, &q, &mut record);
-                let ends = match stage {
-                    Stage::Untracked | Stage::PreDnat => Ends::Pass,
-                    Stage::Normal | Stage::Forward => Ends::AsTiers,
-                };
-                self.replay(&mut side, &pols, record.0, dir, flow, subject, other, other_name, ends);
+                self.replay(&mut side, &pols, record.0, dir, flow, subject, other, other_name, stage.ends());
             }
             if outcome == StageOutcome::Undecided {
                 side.note = Some(match stage {
