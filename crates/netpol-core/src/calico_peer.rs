@@ -118,16 +118,23 @@ impl CCalico {
     /// A pod without a known address passes `ipVersion` (it is assumed to have one of each family) but never
     /// `nets`.
     pub(crate) fn matches_parts(&self, lk: Lookup<'_>, ident: Option<IdentityId>, ip: Option<IpAddr>) -> bool {
+        let labels = |m: &Option<SelMatch>| m.as_ref().is_some_and(|m| ident.is_some_and(|i| m.idents.contains(i)));
+        self.matches_labelled(lk, [labels(&self.sel), labels(&self.not_sel)], ip)
+    }
+
+    /// [`CCalico::matches_parts`] with the endpoint's labels already looked up: whether `selector` and
+    /// `notSelector` match them (`labelled`), the address then decides the rest.
+    pub(crate) fn matches_labelled(&self, lk: Lookup<'_>, labelled: [bool; 2], ip: Option<IpAddr>) -> bool {
         let inside = |blocks: &[BlockId], iv: &Intervals| {
             ip.is_some_and(|ip| match lk {
                 Lookup::Class(c) => share(c, blocks),
                 Lookup::Exact => iv.contains(ip),
             })
         };
-        let hit = |m: &SelMatch| ident.is_some_and(|i| m.idents.contains(i)) || inside(&m.blocks, &m.intervals);
-        self.sel.as_ref().is_none_or(hit)
+        let hit = |m: &SelMatch, by_labels: bool| by_labels || inside(&m.blocks, &m.intervals);
+        self.sel.as_ref().is_none_or(|m| hit(m, labelled[0]))
             && self.nets.as_ref().is_none_or(|n| inside(n, &self.nets_intervals))
-            && !self.not_sel.as_ref().is_some_and(hit)
+            && !self.not_sel.as_ref().is_some_and(|m| hit(m, labelled[1]))
             && !inside(&self.not_nets, &self.not_nets_intervals)
             && (self.peer.not_nets.is_empty()
                 || ip.is_none_or(|ip| if ip.is_ipv6() { self.not_nets_families.1 } else { self.not_nets_families.0 }))

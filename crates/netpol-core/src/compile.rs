@@ -15,6 +15,7 @@ use crate::calico_peer::{CCalico, CalicoId, Intervals, Lookup, SelMatch};
 use crate::calico_selector::Expr;
 use crate::eval::{ProfileStep, Query, Quiet, TierId};
 use crate::ipranges::BlockRanges;
+use crate::label_bits::LabelBits;
 use crate::model::*;
 use crate::portset::{InlinePorts, PortSet, Protocol};
 use crate::selector::{Atom, Labels, Requirement, Selector};
@@ -92,6 +93,32 @@ impl BitSet {
     }
     pub fn count(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+    /// Keeps the bits also in `other`.
+    pub fn and_with(&mut self, other: &BitSet) {
+        for (i, w) in self.words.iter_mut().enumerate() {
+            *w &= other.words.get(i).copied().unwrap_or(0);
+        }
+    }
+    /// Adds the bits of `other` (within this set's size).
+    pub fn or_with(&mut self, other: &BitSet) {
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w |= o;
+        }
+    }
+    /// Flips bits `0..len` (the set must hold `len` bits); no bit at or past `len` is set afterwards.
+    pub fn complement(&mut self, len: usize) {
+        self.grow(len);
+        for w in &mut self.words {
+            *w = !*w;
+        }
+        let full = len / 64;
+        if let Some(w) = self.words.get_mut(full) {
+            *w &= (1u64 << (len % 64)) - 1;
+        }
+        for w in self.words.iter_mut().skip(full + 1) {
+            *w = 0;
+        }
     }
 }
 
@@ -471,69 +498,120 @@ impl LabelIndex {
 }
 
 /// Calico selectors over identities, without a scan per selector: the identities' distinct Calico label sets
-/// (hostNetwork identities left out: Calico has no workload endpoint for them), indexed by label.
+/// (hostNetwork identities left out: Calico has no workload endpoint for them), evaluated as bitsets.
 pub(crate) struct CalicoSelectIndex {
-    sets: Vec<Labels>,
     /// Identities per label set (sorted).
     idents: Vec<Vec<IdentityId>>,
-    index: LabelIndex,
+    bits: LabelBits,
+    /// The same for the network sets' labels and the host endpoints' labels.
+    net_sets: LabelBits,
+    heps: LabelBits,
 }
 
 impl CalicoSelectIndex {
-    fn new(eng: &Engine) -> Self {
-        let mut sets: Vec<Labels> = Vec::new();
+    fn new(eng: &Engine, net_sets: &[Labels], heps: &[crate::model::HostEndpoint]) -> Self {
+        let mut sets: Vec<&Labels> = Vec::new();
         let mut by_labels: FxHashMap<&Labels, u32> = FxHashMap::default();
         let mut idents: Vec<Vec<IdentityId>> = Vec::new();
         for (i, ident) in eng.identities.iter().enumerate() {
             let Some(l) = eng.ident_calico.get(i).filter(|_| !ident.host_network) else { continue };
             let k = *by_labels.entry(l).or_insert_with(|| {
-                sets.push(l.clone());
+                sets.push(l);
                 idents.push(Vec::new());
                 (sets.len() - 1) as u32
             });
             idents[k as usize].push(IdentityId::new(i));
         }
-        let index = LabelIndex::new(sets.iter().enumerate().map(|(i, l)| (i as u32, l)));
-        CalicoSelectIndex { sets, idents, index }
-    }
-
-    /// A superset (sorted) of the label sets `e` can match, from its label terms; `None` when it has none to go
-    /// by (`all()`, negations).
-    fn candidates(&self, e: &Expr) -> Option<Vec<u32>> {
-        let get =
-            |k: &str, v: &str| self.index.by_label.get(&(Atom::from(k), Atom::from(v))).cloned().unwrap_or_default();
-        let has = |k: &str| self.index.by_key.get(&Atom::from(k)).cloned().unwrap_or_default();
-        let union = |mut v: Vec<u32>| {
-            v.sort_unstable();
-            v.dedup();
-            v
-        };
-        match e {
-            Expr::Eq { key, value } => Some(get(key, value)),
-            Expr::Has(k)
-            | Expr::Contains { key: k, .. }
-            | Expr::StartsWith { key: k, .. }
-            | Expr::EndsWith { key: k, .. } => Some(has(k)),
-            Expr::In { key, values } => Some(union(values.iter().flat_map(|v| get(key, v)).collect())),
-            Expr::And(es) => es.iter().filter_map(|x| self.candidates(x)).min_by_key(Vec::len),
-            Expr::Or(es) => {
-                let all: Option<Vec<Vec<u32>>> = es.iter().map(|x| self.candidates(x)).collect();
-                all.map(|v| union(v.into_iter().flatten().collect()))
-            }
-            _ => None,
+        CalicoSelectIndex {
+            idents,
+            bits: LabelBits::new(sets),
+            net_sets: LabelBits::new(net_sets),
+            heps: LabelBits::new(heps.iter().map(|h| &h.labels)),
         }
     }
 
     /// The identities (sorted) whose Calico labels `e` matches.
     fn select(&self, e: &Expr) -> Vec<IdentityId> {
-        let matched = |k: &u32| self.sets.get(*k as usize).is_some_and(|l| e.matches(l));
-        let keys: Vec<u32> = match self.candidates(e) {
-            Some(c) => c.into_iter().filter(matched).collect(),
-            None => (0..self.sets.len() as u32).filter(matched).collect(),
-        };
-        let mut ids: Vec<IdentityId> = keys.iter().flat_map(|&k| self.idents[k as usize].iter().copied()).collect();
+        let mut ids: Vec<IdentityId> = self.bits.eval(e).iter().flat_map(|k| self.idents[k].iter().copied()).collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// The network sets (indexes) `e` matches.
+    fn select_net_sets(&self, e: &Expr) -> Vec<usize> {
+        self.net_sets.eval(e).iter().collect()
+    }
+
+    /// The host endpoints (indexes) `e` matches.
+    fn select_heps(&self, e: &Expr) -> Vec<usize> {
+        self.heps.eval(e).iter().collect()
+    }
+}
+
+/// The identities grouped by what a Calico entity rule's address criteria see of their primary address: its ip
+/// class, its family (or none) and whether it is a hostNetwork pod's (matched by address only). A rule is decided
+/// once per group and per outcome of its selectors, not once per identity.
+#[derive(Default)]
+struct AddrGroups {
+    /// (ip class, an address of the group's family, hostNetwork, members sorted).
+    groups: Vec<(IpClassId, Option<IpAddr>, bool, Vec<IdentityId>)>,
+    /// The group of each identity.
+    of: Vec<u32>,
+}
+
+impl AddrGroups {
+    fn new(eng: &Engine) -> Self {
+        let mut index: FxHashMap<(IpClassId, Option<bool>, bool), u32> = FxHashMap::default();
+        let mut g = AddrGroups::default();
+        for (i, ident) in eng.identities.iter().enumerate() {
+            let ip = ident.pods.first().and_then(|p| eng.primary_ips.get(p.index()).copied().flatten());
+            let key = (ident.ip_class, ip.map(|ip| ip.is_ipv6()), ident.host_network);
+            let k = *index.entry(key).or_insert_with(|| {
+                g.groups.push((ident.ip_class, ip, ident.host_network, Vec::new()));
+                (g.groups.len() - 1) as u32
+            });
+            g.groups[k as usize].3.push(IdentityId::new(i));
+            g.of.push(k);
+        }
+        g
+    }
+
+    /// The identities (sorted) `c` matches at their primary address: the members of `c.sel` whose group admits
+    /// selector members, and every member of the groups whose addresses match without the selector's labels.
+    fn select(&self, eng: &Engine, c: &CCalico) -> Vec<IdentityId> {
+        let labelled = |m: &Option<SelMatch>, i: IdentityId| m.as_ref().is_some_and(|m| m.idents.contains(i));
+        // Per group: whether it matches for each outcome of (selector, notSelector) on the labels.
+        let table: Vec<[[bool; 2]; 2]> = self
+            .groups
+            .iter()
+            .map(|(class, ip, host_network, _)| {
+                let class = Lookup::Class(&eng.ip_classes[class.index()]);
+                let f = |s: bool, n: bool| c.matches_labelled(class, [s && !host_network, n && !host_network], *ip);
+                [[f(false, false), f(false, true)], [f(true, false), f(true, true)]]
+            })
+            .collect();
+        let mut out: Vec<IdentityId> = Vec::new();
+        for (g, (_, _, _, members)) in self.groups.iter().enumerate() {
+            let t = table[g];
+            if t[0][0] || t[0][1] {
+                out.extend(members.iter().copied().filter(|&i| {
+                    let in_sel = labelled(&c.sel, i);
+                    t[usize::from(in_sel)][usize::from(labelled(&c.not_sel, i))]
+                }));
+            }
+        }
+        if let Some(sel) = &c.sel {
+            for i in sel.idents.iter() {
+                let Some(&g) = self.of.get(i.index()) else { continue };
+                let t = table[g as usize];
+                if !(t[0][0] || t[0][1]) && t[1][usize::from(labelled(&c.not_sel, i))] {
+                    out.push(i);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 
@@ -925,7 +1003,7 @@ impl Engine {
             .map(|s| crate::model::network_set_labels(s, s.ns.map(|n| cluster.ns(n))))
             .collect();
         let mut calico_sel: FxHashMap<Expr, SelMatch> = FxHashMap::default();
-        let calico_index = if eng.calico { Some(CalicoSelectIndex::new(&eng)) } else { None };
+        let calico_index = eng.calico.then(|| CalicoSelectIndex::new(&eng, &netset_labels, &cluster.host_endpoints));
         // The identities each Calico policy's subject selector matches.
         let mut subjects: FxHashMap<&Expr, Vec<IdentityId>> = FxHashMap::default();
 
@@ -942,34 +1020,53 @@ impl Engine {
                     .map(NsId::new)
                     .collect(),
             };
-            for &iid in namespaces.iter().flat_map(|ns| ns_idents.get(ns.index()).into_iter().flatten()) {
-                let ident = &eng.identities[iid.index()];
-                if ident.host_network {
-                    continue;
+            let select = |eng: &mut Engine, iid: IdentityId| {
+                let ident = &mut eng.identities[iid.index()];
+                if pol.affects_ingress {
+                    ident.ingress_policies.push(PolicyId::new(polid));
                 }
-                let ls = ident.labels;
-                let m = match (&pol.calico_selector, &calico_index) {
-                    (Some(expr), Some(idx)) => {
-                        subjects.entry(expr).or_insert_with(|| idx.select(expr)).binary_search(&iid).is_ok()
+                if pol.affects_egress {
+                    ident.egress_policies.push(PolicyId::new(polid));
+                }
+            };
+            match (&pol.calico_selector, &calico_index) {
+                // A Calico policy: the identities its selector matches (the index leaves hostNetwork ones out),
+                // kept when in the policy's namespaces.
+                (Some(expr), Some(idx)) => {
+                    let mut in_scope = vec![false; cluster.namespaces.len()];
+                    for ns in &namespaces {
+                        if let Some(b) = in_scope.get_mut(ns.index()) {
+                            *b = true;
+                        }
                     }
-                    (Some(_), None) => false,
-                    (None, _) => *sel_cache
-                        .entry((&pol.pod_selector, ls))
-                        .or_insert_with(|| pol.pod_selector.matches(&eng.label_sets[ls.index()])),
-                };
-                if m {
-                    let ident = &mut eng.identities[iid.index()];
-                    if pol.affects_ingress {
-                        ident.ingress_policies.push(PolicyId::new(polid));
+                    let subj = subjects.entry(expr).or_insert_with(|| idx.select(expr));
+                    for &iid in subj.iter() {
+                        if in_scope.get(eng.identities[iid.index()].ns.index()).copied().unwrap_or(false) {
+                            select(&mut eng, iid);
+                        }
                     }
-                    if pol.affects_egress {
-                        ident.egress_policies.push(PolicyId::new(polid));
+                }
+                (Some(_), None) => {}
+                (None, _) => {
+                    for &iid in namespaces.iter().flat_map(|ns| ns_idents.get(ns.index()).into_iter().flatten()) {
+                        let ident = &eng.identities[iid.index()];
+                        if ident.host_network {
+                            continue;
+                        }
+                        let ls = ident.labels;
+                        let m = *sel_cache
+                            .entry((&pol.pod_selector, ls))
+                            .or_insert_with(|| pol.pod_selector.matches(&eng.label_sets[ls.index()]));
+                        if m {
+                            select(&mut eng, iid);
+                        }
                     }
                 }
             }
         }
 
         // Rules and selector peers.
+        let groups = if eng.calico { AddrGroups::new(&eng) } else { AddrGroups::default() };
         let mut ns_sel_cache: FxHashMap<Selector, Vec<NsId>> = FxHashMap::default();
         let mut select = |eng: &Engine, key: &SelPeerKey| eng.select_peer(&cluster, key, &sel_index, &mut ns_sel_cache);
         for (polid, pol) in cluster.policies.iter().enumerate() {
@@ -979,7 +1076,7 @@ impl Engine {
                     let peers = r.peers.iter().filter_map(|p| if let Peer::Calico(c) = p { Some(&**c) } else { None });
                     let local = r.calico.as_ref().and_then(|c| c.local.as_ref());
                     for c in peers.chain(local) {
-                        eng.calico_peer(&cluster, &netset_labels, &mut calico_sel, calico_index.as_ref(), c);
+                        eng.calico_peer(&cluster, &mut calico_sel, calico_index.as_ref(), &groups, c);
                     }
                     // Every ipBlock of the cluster was interned above, so the rule always compiles.
                     let tier = eng.tier_id(pol.tier);
@@ -1194,9 +1291,9 @@ impl Engine {
     fn calico_peer(
         &mut self,
         cluster: &Cluster,
-        netset_labels: &[Labels],
         cache: &mut FxHashMap<Expr, SelMatch>,
         index: Option<&CalicoSelectIndex>,
+        groups: &AddrGroups,
         peer: &CalicoPeer,
     ) -> CalicoId {
         if let Some(&id) = self.calico_index.get(peer) {
@@ -1207,11 +1304,9 @@ impl Engine {
                 return m.clone();
             }
             let ids: Vec<IdentityId> = index.map(|x| x.select(expr)).unwrap_or_default();
-            let sets: Vec<usize> = (0..netset_labels.len()).filter(|&s| expr.matches(&netset_labels[s])).collect();
+            let sets: Vec<usize> = index.map(|x| x.select_net_sets(expr)).unwrap_or_default();
             // Host endpoints are matched by their labels and their expected addresses, as network sets are.
-            let heps: Vec<usize> = (0..cluster.host_endpoints.len())
-                .filter(|&h| expr.matches(&cluster.host_endpoints[h].labels))
-                .collect();
+            let heps: Vec<usize> = index.map(|x| x.select_heps(expr)).unwrap_or_default();
             let hep_nets: Vec<ipnet::IpNet> = heps
                 .iter()
                 .flat_map(|&h| cluster.host_endpoints[h].expected_ips.iter().map(|ip| ipnet::IpNet::from(*ip)))
@@ -1259,16 +1354,7 @@ impl Engine {
             v6: peer.ip_version.map(|v| v == 6),
             pods: IdSet::Sparse(Vec::new()),
         };
-        let ids: Vec<IdentityId> = (0..self.identities.len())
-            .map(IdentityId::new)
-            .filter(|&i| {
-                let ident = &self.identities[i.index()];
-                let ip = ident.pods.first().and_then(|p| self.primary_ips.get(p.index()).copied().flatten());
-                let class = Lookup::Class(&self.ip_classes[ident.ip_class.index()]);
-                c.matches_parts(class, (!ident.host_network).then_some(i), ip)
-            })
-            .collect();
-        c.pods = IdSet::from_sorted(ids, self.identities.len());
+        c.pods = IdSet::from_sorted(groups.select(self, &c), self.identities.len());
         let id = CalicoId::new(self.calico_peers.len());
         self.calico_peers.push(c);
         self.calico_index.insert(peer.clone(), id);

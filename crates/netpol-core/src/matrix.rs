@@ -7,6 +7,8 @@
 //! each side computed once per profile from sparse rows and materialised densely one destination at a time.
 //! Port sets are interned, so a cell is a `u32` and intersections are memoised.
 
+use std::rc::Rc;
+
 use rustc_hash::FxHashMap;
 
 use crate::compile::{CPeer, CPorts, CRule, Engine, IdentityId, RuleId};
@@ -358,30 +360,39 @@ impl Engine {
                 }
             }
         }
-        // Coverage of each peer, in msig space (ingress) and tsig space (egress), computed once per peer.
+        // Coverage of each peer, in msig space (ingress) and tsig space (egress), computed once per peer; and of
+        // each rule (the union of its peers'), once per rule: profiles share rules.
         let mut msig_cov: FxHashMap<CPeer, Coverage> = FxHashMap::default();
         let mut tsig_cov: FxHashMap<CPeer, Coverage> = FxHashMap::default();
-        let mut cover_m = |p: &CPeer| -> Coverage {
-            msig_cov
-                .entry(*p)
-                .or_insert_with(|| Coverage::from_list(peer_msigs.get(p).cloned().unwrap_or_default(), n_msig))
-                .clone()
+        let mut rule_msig_cov: FxHashMap<RuleId, Rc<Coverage>> = FxHashMap::default();
+        let mut rule_tsig_cov: FxHashMap<RuleId, Rc<Coverage>> = FxHashMap::default();
+        let mut cover_m = |r: RuleId, rule: &CRule| -> Rc<Coverage> {
+            let cover = |p: &CPeer| -> Coverage {
+                msig_cov
+                    .entry(*p)
+                    .or_insert_with(|| Coverage::from_list(peer_msigs.get(p).cloned().unwrap_or_default(), n_msig))
+                    .clone()
+            };
+            rule_msig_cov.entry(r).or_insert_with(|| Rc::new(Coverage::of_rule(rule, cover))).clone()
         };
-        let mut cover_t = |p: &CPeer| -> Coverage {
-            tsig_cov
-                .entry(*p)
-                .or_insert_with(|| {
-                    let mut v: Vec<u32> = peer_msigs
-                        .get(p)
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|&m| msig_tsigs[m as usize].iter().copied())
-                        .collect();
-                    v.sort_unstable();
-                    v.dedup();
-                    Coverage::from_list(v, n_tsig)
-                })
-                .clone()
+        let mut cover_t = |r: RuleId, rule: &CRule| -> Rc<Coverage> {
+            let cover = |p: &CPeer| -> Coverage {
+                tsig_cov
+                    .entry(*p)
+                    .or_insert_with(|| {
+                        let mut v: Vec<u32> = peer_msigs
+                            .get(p)
+                            .into_iter()
+                            .flatten()
+                            .flat_map(|&m| msig_tsigs[m as usize].iter().copied())
+                            .collect();
+                        v.sort_unstable();
+                        v.dedup();
+                        Coverage::from_list(v, n_tsig)
+                    })
+                    .clone()
+            };
+            rule_tsig_cov.entry(r).or_insert_with(|| Rc::new(Coverage::of_rule(rule, cover))).clone()
         };
         let mut resolve_memo: FxHashMap<(RuleId, u32), PsId> = FxHashMap::default();
         let mut resolve = |ps: &mut PortSets, rule: RuleId, ports: &CPorts, pp: u32, cps: &[ContainerPort]| -> PsId {
@@ -402,11 +413,7 @@ impl Engine {
             if mask.borrow().binary_search(&r).is_ok() {
                 return;
             }
-            let cov = if rule.peers.is_empty() {
-                Coverage::all()
-            } else {
-                Coverage::union(rule.peers.iter().map(&mut cover_t))
-            };
+            let cov = cover_t(r, rule);
             if cov.complement {
                 // Broad rule: its numeric ports for every tsig it covers, its named ports resolved for the
                 // tsigs whose pods define them.
@@ -422,7 +429,7 @@ impl Engine {
                 }
                 keys.sort_unstable();
                 keys.dedup_by_key(|k| k.0);
-                row.rule(rule.action, keys, Some((p, cov.list)));
+                row.rule(rule.action, keys, Some((p, cov.list.clone())));
             } else {
                 let keys: Vec<(u32, PsId)> = cov
                     .list
@@ -460,13 +467,9 @@ impl Engine {
                     return;
                 }
                 let p = resolve(ps, r, &rule.ports, *pp, cps);
-                let cov = if rule.peers.is_empty() {
-                    Coverage::all()
-                } else {
-                    Coverage::union(rule.peers.iter().map(&mut cover_m))
-                };
+                let cov = cover_m(r, rule);
                 if cov.complement {
-                    row.rule(rule.action, [], Some((p, cov.list)));
+                    row.rule(rule.action, [], Some((p, cov.list.clone())));
                 } else {
                     row.rule(rule.action, cov.list.iter().map(|&m| (m, p)), None);
                 }
@@ -706,8 +709,16 @@ impl Coverage {
     fn contains(&self, k: u32) -> bool {
         self.list.binary_search(&k).is_ok() != self.complement
     }
-    fn union(covs: impl Iterator<Item = Coverage>) -> Coverage {
-        let mut acc = Coverage { complement: false, list: Vec::new() };
+    /// What a rule's peers cover (everything without peers), from each peer's coverage.
+    fn of_rule(rule: &CRule, cover: impl FnMut(&CPeer) -> Coverage) -> Coverage {
+        if rule.peers.is_empty() {
+            Coverage::all()
+        } else {
+            Coverage::union(rule.peers.iter().map(cover))
+        }
+    }
+    fn union(mut covs: impl Iterator<Item = Coverage>) -> Coverage {
+        let Some(mut acc) = covs.next() else { return Coverage { complement: false, list: Vec::new() } };
         for c in covs {
             acc = match (acc.complement, c.complement) {
                 (false, false) => Coverage { complement: false, list: merge(&acc.list, &c.list) },
@@ -720,10 +731,17 @@ impl Coverage {
     }
 }
 
+/// The union of two sorted lists, sorted.
 fn merge(a: &[u32], b: &[u32]) -> Vec<u32> {
-    let mut v: Vec<u32> = a.iter().chain(b).copied().collect();
-    v.sort_unstable();
-    v.dedup();
+    let mut v = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
+        v.push(x.min(y));
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    v.extend_from_slice(a.get(i..).unwrap_or_default());
+    v.extend_from_slice(b.get(j..).unwrap_or_default());
     v
 }
 
