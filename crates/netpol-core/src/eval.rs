@@ -363,8 +363,8 @@ impl Engine {
         }
         v.sort_by_cached_key(|&p| {
             let pol = self.cluster.policy(p);
-            let ns = pol.ns().map(|n| self.cluster.ns_name(n).to_string()).unwrap_or_default();
-            (self.policy_tier(p), pol.order, pol.name.clone(), ns, pol.kind.calico_kind(), p)
+            let ns = pol.ns().map_or("", |n| self.cluster.ns_name(n));
+            (self.policy_tier(p), pol.order, &*pol.name, ns, pol.kind.calico_kind(), p)
         });
         v
     }

@@ -7,6 +7,7 @@
 //! each side computed once per profile from sparse rows and materialised densely one destination at a time.
 //! Port sets are interned, so a cell is a `u32` and intersections are memoised.
 
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
@@ -838,9 +839,24 @@ impl RowBuilder {
             }
         }
         except_of.sort_unstable();
-        // (own entries with their ports, broad entries excepting the key) → the key's fold.
-        type Signature = (Vec<(u32, PsId)>, Vec<u32>);
-        let mut memo: FxHashMap<Signature, T> = FxHashMap::default();
+        // (own entries with their ports, broad entries excepting the key) → the key's fold. Signatures are
+        // compared in place (slices of `listed` and `except_of`), by hash first: no allocation per key.
+        let sig_hash = |own: &[(u32, u32, PsId)], exc: &[(u32, u32)]| {
+            let mut h = rustc_hash::FxHasher::default();
+            own.iter().for_each(|&(_, e, p)| (e, p).hash(&mut h));
+            h.write_u32(u32::MAX);
+            exc.iter().for_each(|e| e.1.hash(&mut h));
+            h.finish()
+        };
+        let same = |a: &[(u32, u32, PsId)], ax: &[(u32, u32)], b: &[(u32, u32, PsId)], bx: &[(u32, u32)]| {
+            a.len() == b.len()
+                && ax.len() == bx.len()
+                && a.iter().zip(b).all(|(x, y)| (x.1, x.2) == (y.1, y.2))
+                && ax.iter().zip(bx).all(|(x, y)| x.1 == y.1)
+        };
+        // Per hash: (own range in `listed`, range in `except_of`, fold).
+        type Known<T> = Vec<(usize, usize, usize, usize, T)>;
+        let mut memo: FxHashMap<u64, Known<T>> = FxHashMap::default();
         let mut over = Vec::new();
         let (mut i, mut j, mut x) = (0, 0, 0);
         loop {
@@ -862,16 +878,19 @@ impl RowBuilder {
                 x += 1;
             }
             let own = &self.listed[start..i];
-            let sig = (
-                own.iter().map(|&(_, e, p)| (e, p)).collect::<Vec<_>>(),
-                except_of[x0..x].iter().map(|e| e.1).collect::<Vec<_>>(),
-            );
-            let v = match memo.get(&sig) {
-                Some(&v) => v,
+            let exc = &except_of[x0..x];
+            let bucket = memo.entry(sig_hash(own, exc)).or_default();
+            let known = bucket
+                .iter()
+                .find(|&&(s0, s1, e0, e1, _)| same(own, exc, &self.listed[s0..s1], &except_of[e0..e1]))
+                .map(|b| b.4);
+            let v = match known {
+                Some(v) => v,
                 None => {
-                    let side = self.fold_excepting(ps, own, &sig.1);
+                    let excepted: Vec<u32> = exc.iter().map(|e| e.1).collect();
+                    let side = self.fold_excepting(ps, own, &excepted);
                     let v = out(side, ps);
-                    memo.insert(sig, v);
+                    bucket.push((start, i, x0, x, v));
                     v
                 }
             };
