@@ -111,6 +111,8 @@ pub struct CCalico {
     pub v6: Option<bool>,
     /// The identities matched at their primary address (hostNetwork ones by their address only).
     pub pods: IdSet,
+    /// With `peer.outside_only`: the nodes' addresses (sorted), which such a peer never matches.
+    pub node_ips: Vec<IpAddr>,
 }
 
 impl CCalico {
@@ -132,6 +134,9 @@ impl CCalico {
             })
         };
         let hit = |m: &SelMatch, by_labels: bool| by_labels || inside(&m.blocks, &m.intervals);
+        if self.peer.outside_only && ip.is_some_and(|ip| self.node_ips.binary_search(&ip.to_canonical()).is_ok()) {
+            return false;
+        }
         self.sel.as_ref().is_none_or(|m| hit(m, labelled[0]))
             && self.nets.as_ref().is_none_or(|n| inside(n, &self.nets_intervals))
             && !self.not_sel.as_ref().is_some_and(|m| hit(m, labelled[1]))
@@ -145,6 +150,8 @@ impl CCalico {
     #[inline]
     pub(crate) fn matches(&self, ep: &EpInfo<'_>, label_ident: Option<IdentityId>) -> bool {
         match (ep.ident, ep.ip_class) {
+            // A pod's address, whatever it is, is never outside the cluster.
+            (Some(_), _) if self.peer.outside_only => false,
             (Some(i), Some(_)) => self.pods.contains(i),
             _ => self.matches_parts(Lookup::Exact, label_ident, ep.ip),
         }

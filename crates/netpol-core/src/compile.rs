@@ -579,6 +579,10 @@ impl AddrGroups {
     /// The identities (sorted) `c` matches at their primary address: the members of `c.sel` whose group admits
     /// selector members, and every member of the groups whose addresses match without the selector's labels.
     fn select(&self, eng: &Engine, c: &CCalico) -> Vec<IdentityId> {
+        if c.peer.outside_only {
+            // No pod is outside the cluster.
+            return Vec::new();
+        }
         let labelled = |m: &Option<SelMatch>, i: IdentityId| m.as_ref().is_some_and(|m| m.idents.contains(i));
         // Per group: whether it matches for each outcome of (selector, notSelector) on the labels.
         let table: Vec<[[bool; 2]; 2]> = self
@@ -995,7 +999,18 @@ impl Engine {
 
         let sel_index = SelectIndex::new(&eng, &cluster, ns_idents.clone());
         if eng.calico {
-            eng.ident_calico = eng.identities.iter().map(|ident| eng.identity_calico_labels(&cluster, ident)).collect();
+            let views = cluster.label_views();
+            let sas: FxHashMap<(NsId, &str), &crate::model::ServiceAccount> =
+                cluster.service_accounts.iter().map(|s| ((s.ns, s.name.as_str()), s)).collect();
+            eng.ident_calico = eng
+                .identities
+                .iter()
+                .map(|ident| {
+                    let sa = sas.get(&(ident.ns, &*ident.service_account)).copied();
+                    let labels = &eng.label_sets[ident.labels.index()];
+                    cluster.endpoint_labels(labels, ident.ns, sa, &ident.service_account, views)
+                })
+                .collect();
         }
         let netset_labels: Vec<Labels> = cluster
             .network_sets
@@ -1276,17 +1291,6 @@ impl Engine {
             inline_ports,
         })
     }
-    /// The labels Calico's selectors see on the pods of an identity (see [`crate::model::calico_labels`]).
-    fn identity_calico_labels(&self, cluster: &Cluster, ident: &Identity) -> Labels {
-        let sa = cluster.service_accounts.iter().find(|s| s.ns == ident.ns && *s.name == *ident.service_account);
-        crate::model::calico_labels(
-            &self.label_sets[ident.labels.index()],
-            cluster.ns(ident.ns),
-            sa,
-            &ident.service_account,
-        )
-    }
-
     /// Compiles a Calico entity rule once (see [`crate::calico_peer`]).
     fn calico_peer(
         &mut self,
@@ -1353,7 +1357,15 @@ impl Engine {
             ),
             v6: peer.ip_version.map(|v| v == 6),
             pods: IdSet::Sparse(Vec::new()),
+            node_ips: Vec::new(),
         };
+        if peer.outside_only {
+            let mut ips: Vec<IpAddr> =
+                cluster.nodes.iter().flat_map(|n| n.ips.iter().map(|ip| ip.to_canonical())).collect();
+            ips.sort_unstable();
+            ips.dedup();
+            c.node_ips = ips;
+        }
         c.pods = IdSet::from_sorted(groups.select(self, &c), self.identities.len());
         let id = CalicoId::new(self.calico_peers.len());
         self.calico_peers.push(c);

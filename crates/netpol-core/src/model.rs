@@ -206,6 +206,9 @@ pub struct CalicoPeer {
     pub not_nets: Vec<IpNet>,
     /// The rule's `ipVersion` (4 or 6): only addresses of that family.
     pub ip_version: Option<u8>,
+    /// Cilium's CIDR peers and `world`: only addresses that are no pod's and no node's (those carry their own
+    /// identity in Cilium, and a CIDR never selects them). Never set for Calico.
+    pub outside_only: bool,
 }
 
 impl CalicoPeer {
@@ -216,6 +219,7 @@ impl CalicoPeer {
             && self.nets.is_empty()
             && self.not_nets.is_empty()
             && self.ip_version.is_none()
+            && !self.outside_only
     }
 }
 
@@ -236,6 +240,9 @@ impl fmt::Display for CalicoPeer {
         }
         if !self.not_nets.is_empty() {
             parts.push(format!("notNets {}", join(&self.not_nets)));
+        }
+        if self.outside_only {
+            parts.push("outside the cluster".to_string());
         }
         if let Some(v) = self.ip_version {
             parts.push(format!("ipVersion {v}"));
@@ -320,6 +327,13 @@ pub enum PolicyKind {
     CalicoNetworkPolicy,
     /// `projectcalico.org/v3` GlobalNetworkPolicy: cluster-scoped, in a Calico tier.
     GlobalNetworkPolicy,
+    /// `cilium.io/v2` CiliumNetworkPolicy: namespaced. One object becomes up to three policies (see
+    /// [`crate::load`]'s Cilium frontend): its deny rules in the Cilium deny tier, its allow rules where they
+    /// isolate (the NetworkPolicy tier), and those of a direction with `enableDefaultDeny: false` in the Cilium
+    /// allow tier.
+    CiliumNetworkPolicy,
+    /// `cilium.io/v2` CiliumClusterwideNetworkPolicy: cluster-scoped, split as a CiliumNetworkPolicy is.
+    CiliumClusterwideNetworkPolicy,
 }
 
 impl PolicyKind {
@@ -331,7 +345,13 @@ impl PolicyKind {
             PolicyKind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
             PolicyKind::CalicoNetworkPolicy => "NetworkPolicy.projectcalico.org",
             PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
+            PolicyKind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
+            PolicyKind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
         }
+    }
+    /// Whether this is one of Cilium's kinds.
+    pub fn is_cilium(self) -> bool {
+        matches!(self, PolicyKind::CiliumNetworkPolicy | PolicyKind::CiliumClusterwideNetworkPolicy)
     }
     /// kubectl's short name, used in references to cluster-scoped policies (`anp/name`).
     pub fn short(self) -> &'static str {
@@ -342,11 +362,13 @@ impl PolicyKind {
             PolicyKind::BaselineAdminNetworkPolicy => "banp",
             PolicyKind::CalicoNetworkPolicy => "caliconetworkpolicy",
             PolicyKind::GlobalNetworkPolicy => "gnp",
+            PolicyKind::CiliumNetworkPolicy => "ciliumnetworkpolicy",
+            PolicyKind::CiliumClusterwideNetworkPolicy => "ccnp",
         }
     }
     /// Whether policies of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        matches!(self, PolicyKind::NetworkPolicy | PolicyKind::CalicoNetworkPolicy)
+        matches!(self, PolicyKind::NetworkPolicy | PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy)
     }
     /// Calico's kind name, used to break ties between equal orders (Felix compares `name/namespace/kind`).
     pub fn calico_kind(self) -> &'static str {
@@ -357,6 +379,8 @@ impl PolicyKind {
             | PolicyKind::BaselineAdminNetworkPolicy => "KubernetesClusterNetworkPolicy",
             PolicyKind::CalicoNetworkPolicy => "NetworkPolicy",
             PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
+            PolicyKind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
+            PolicyKind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
         }
     }
 }
@@ -897,6 +921,40 @@ pub fn calico_labels(pod_labels: &Labels, ns: &Namespace, sa: Option<&ServiceAcc
     v.into_iter().collect()
 }
 
+/// Keys of the labels Cilium gives a pod's endpoint besides its own (`pkg/k8s/apis/cilium.io/const.go`).
+pub mod cilium_keys {
+    /// The pod's namespace.
+    pub const NAMESPACE: &str = "io.kubernetes.pod.namespace";
+    /// Prefix of the namespace's labels.
+    pub const NS_LABELS: &str = "io.cilium.k8s.namespace.labels.";
+    /// The pod's service account (`default` when it names none).
+    pub const SERVICE_ACCOUNT: &str = "io.cilium.k8s.policy.serviceaccount";
+    /// The cluster's name.
+    pub const CLUSTER: &str = "io.cilium.k8s.policy.cluster";
+    /// The cluster name Cilium uses when none is configured.
+    pub const DEFAULT_CLUSTER: &str = "default";
+}
+
+/// The labels Cilium's selectors see on a pod (its security identity's `k8s:` labels): the pod's own labels, its
+/// namespace, the namespace's labels (`io.cilium.k8s.namespace.labels.*`), its service account and the cluster's
+/// name. Label sources are dropped: every one of these has source `k8s`, and selectors of source `k8s`, `any` or
+/// none match them alike.
+pub fn cilium_labels(pod_labels: &Labels, ns: &Namespace, sa_name: &str) -> Labels {
+    use cilium_keys::*;
+    let mut v: Vec<(String, String)> = Vec::new();
+    for (k, val) in ns.labels.iter() {
+        v.push((format!("{NS_LABELS}{k}"), val.to_string()));
+    }
+    v.push((NAMESPACE.to_string(), ns.name.clone()));
+    let sa = if sa_name.is_empty() { "default" } else { sa_name };
+    v.push((SERVICE_ACCOUNT.to_string(), sa.to_string()));
+    v.push((CLUSTER.to_string(), DEFAULT_CLUSTER.to_string()));
+    for (k, val) in pod_labels.iter() {
+        v.push((k.to_string(), val.to_string()));
+    }
+    v.into_iter().collect()
+}
+
 /// The labels Calico's selectors see on a network set: its own, and for a namespaced one its namespace and the
 /// namespace profile's.
 pub fn network_set_labels(set: &NetworkSet, ns: Option<&Namespace>) -> Labels {
@@ -961,10 +1019,40 @@ impl Cluster {
         (0..self.policies.len()).map(PolicyId::new).find(|&p| self.policy_key(p).to_string() == reference)
     }
 
-    /// The labels Calico's selectors see on a pod (see [`calico_labels`]).
+    /// The labels the expression selectors (Calico's, and Cilium's as netpol compiles them) see on a pod: see
+    /// [`Cluster::endpoint_labels`].
     pub fn pod_calico_labels(&self, pod: &Pod) -> Labels {
         let sa = self.service_accounts.iter().find(|s| s.ns == pod.ns && *s.name == *pod.service_account);
-        calico_labels(&pod.labels, self.ns(pod.ns), sa, &pod.service_account)
+        self.endpoint_labels(&pod.labels, pod.ns, sa, &pod.service_account, self.label_views())
+    }
+
+    /// Which label views endpoints carry: (Calico's, Cilium's). Calico's unless only Cilium objects were loaded.
+    pub fn label_views(&self) -> (bool, bool) {
+        let cilium = self.has_cilium();
+        (self.has_calico() || !cilium, cilium)
+    }
+
+    /// A pod's labels as the expression selectors see them, in the views `views` (see
+    /// [`Cluster::label_views`]): Calico's ([`calico_labels`]) and Cilium's ([`cilium_labels`]); their extra keys
+    /// do not overlap.
+    pub fn endpoint_labels(
+        &self,
+        labels: &Labels,
+        ns: NsId,
+        sa: Option<&ServiceAccount>,
+        sa_name: &str,
+        views: (bool, bool),
+    ) -> Labels {
+        let namespace = self.ns(ns);
+        match views {
+            (true, false) | (false, false) => calico_labels(labels, namespace, sa, sa_name),
+            (false, true) => cilium_labels(labels, namespace, sa_name),
+            (true, true) => {
+                let calico = calico_labels(labels, namespace, sa, sa_name);
+                let cilium = cilium_labels(labels, namespace, sa_name);
+                calico.iter().chain(cilium.iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            }
+        }
     }
 
     /// Whether any object of a Calico kind was loaded (answers then use Calico's tier names).
@@ -976,6 +1064,12 @@ impl Cluster {
                 .policies
                 .iter()
                 .any(|p| matches!(p.kind, PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy))
+    }
+
+    /// Whether the cluster has Cilium policies: endpoints then carry Cilium's labels too (see
+    /// [`cilium_labels`]).
+    pub fn has_cilium(&self) -> bool {
+        self.policies.iter().any(|p| p.kind.is_cilium())
     }
 
     pub fn find_pod(&self, ns: &str, name: &str) -> Option<PodId> {

@@ -122,6 +122,13 @@ fn rule_matches(
 /// Whether a Calico entity rule's criteria match an endpoint.
 fn calico_matches(c: &Cluster, cp: &CalicoPeer, ep: &Endpoint) -> bool {
     let ip = ip_of(c, ep);
+    // Cilium's CIDR peers: never a pod, never a node's address.
+    if cp.outside_only
+        && (matches!(ep, Endpoint::Pod { .. })
+            || ip.is_some_and(|ip| c.nodes.iter().any(|n| n.ips.iter().any(|a| a.to_canonical() == ip.to_canonical()))))
+    {
+        return false;
+    }
     let labels = match *ep {
         Endpoint::Pod { pod, .. } if !c.pod(pod).host_network => Some(c.pod_calico_labels(c.pod(pod))),
         _ => None,

@@ -558,7 +558,12 @@ impl Engine {
             action: rule.action,
             peer,
             port,
-            field: format!("spec.{dir}[{ri}]"),
+            // A Cilium policy's deny rules are its `ingressDeny`/`egressDeny` (they are the rules of its deny part).
+            field: if pol.kind.is_cilium() && rule.action == Action::Deny {
+                format!("spec.{dir}Deny[{ri}]")
+            } else {
+                format!("spec.{dir}[{ri}]")
+            },
             source: pol.origin.to_string(),
             tie: Vec::new(),
             key,

@@ -472,6 +472,7 @@ impl Entity {
             nets: self.nets.clone(),
             not_nets: self.not_nets.clone(),
             ip_version: None,
+            outside_only: false,
         }
     }
 }

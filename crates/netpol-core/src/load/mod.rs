@@ -27,6 +27,7 @@
 
 mod admin;
 mod calico;
+mod cilium;
 mod fast_yaml;
 mod json;
 mod node;
@@ -75,6 +76,8 @@ enum Lower {
     StagedGlobalNetworkPolicy,
     StagedKubernetesNetworkPolicy,
     HostEndpoint,
+    CiliumNetworkPolicy,
+    CiliumClusterwideNetworkPolicy,
 }
 
 /// A kind netpol reads: its apiVersion, whether it is cluster-scoped, the pod template the API server requires of
@@ -137,6 +140,21 @@ const KINDS: &[KindEntry] = &[
     calico("StagedGlobalNetworkPolicy", true, Lower::StagedGlobalNetworkPolicy),
     calico("StagedKubernetesNetworkPolicy", false, Lower::StagedKubernetesNetworkPolicy),
     calico("HostEndpoint", true, Lower::HostEndpoint),
+    // Cilium.
+    KindEntry {
+        kind: "CiliumNetworkPolicy",
+        api_versions: &["cilium.io/v2"],
+        cluster_scoped: false,
+        template: None,
+        lower: Lower::CiliumNetworkPolicy,
+    },
+    KindEntry {
+        kind: "CiliumClusterwideNetworkPolicy",
+        api_versions: &["cilium.io/v2"],
+        cluster_scoped: true,
+        template: None,
+        lower: Lower::CiliumClusterwideNetworkPolicy,
+    },
 ];
 
 const V1: &[&str] = &["v1"];
@@ -259,6 +277,13 @@ pub(crate) enum Item {
     Tier(TierDef),
     /// A Calico HostEndpoint.
     HostEndpoint(HostEndpoint),
+    /// A CiliumNetworkPolicy (with its namespace) or CiliumClusterwideNetworkPolicy (`ns_name: None`): the
+    /// policies it becomes, each with its tier (see [`cilium`]).
+    CiliumPolicy {
+        ns_name: Option<String>,
+        name: String,
+        parts: Vec<(Policy, cilium::CiliumTier)>,
+    },
     /// A NetworkSet (with its namespace) or GlobalNetworkSet.
     NetworkSet {
         ns_name: Option<String>,
@@ -314,6 +339,8 @@ pub struct Loader {
     builtin_tiers: [Option<TierDef>; 3],
     /// Calico policies in a tier that is not built in: (policy index, tier name, object label).
     pending_tiers: Vec<(usize, String, String)>,
+    /// Parts of Cilium policies in Cilium's own tiers: (policy index, (tier name, order)).
+    pending_cilium: Vec<(usize, (&'static str, f64))>,
     network_sets: Vec<NetworkSet>,
     host_endpoints: Vec<HostEndpoint>,
     service_accounts: Vec<ServiceAccount>,
@@ -624,6 +651,29 @@ impl Loader {
                 }
                 self.policies.push(policy);
             }
+            Item::CiliumPolicy { ns_name, name, parts } => {
+                let kind = if ns_name.is_some() { "CiliumNetworkPolicy" } else { "CiliumClusterwideNetworkPolicy" };
+                let ns = ns_name.map(|n| self.ns_id(&n));
+                if !self.first_other(kind, ns, &name, &origin, &label) {
+                    return;
+                }
+                for (policy, tier) in parts {
+                    let mut policy = policy;
+                    policy.name = name.clone();
+                    if let Some(ns) = ns {
+                        policy.scope = Scope::Namespace(ns);
+                    }
+                    policy.origin = origin.clone();
+                    self.intern_selectors(&mut policy);
+                    let id = self.policies.len();
+                    match tier {
+                        cilium::CiliumTier::NetworkPolicy => policy.tier = PolicyTier::NetworkPolicy,
+                        cilium::CiliumTier::Deny => self.pending_cilium.push((id, cilium::DENY_TIER)),
+                        cilium::CiliumTier::Allow => self.pending_cilium.push((id, cilium::ALLOW_TIER)),
+                    }
+                    self.policies.push(policy);
+                }
+            }
             Item::Tier(mut tier) => {
                 if !self.first_other("Tier", None, &tier.name, &origin, &label) {
                     return;
@@ -816,6 +866,24 @@ impl Loader {
         }
         let declared = tiers.len() + self.tiers.len();
         tiers.append(&mut self.tiers);
+        // Cilium's tiers, when its policies need them (before the pending Calico tiers, which name theirs).
+        for (id, (name, order)) in std::mem::take(&mut self.pending_cilium) {
+            let i = match tiers.iter().position(|t| t.name == name && t.origin.is_none()) {
+                Some(i) => i,
+                None => {
+                    tiers.push(TierDef {
+                        name: name.to_string(),
+                        order: Some(order),
+                        default_action: Action::Pass,
+                        origin: None,
+                    });
+                    tiers.len() - 1
+                }
+            };
+            if let Some(policy) = self.policies.get_mut(id) {
+                policy.tier = PolicyTier::from_index(i);
+            }
+        }
         let mut index: HashMap<String, usize> =
             tiers.iter().enumerate().skip(3).map(|(i, t)| (t.name.clone(), i)).collect();
         for (id, name, label) in std::mem::take(&mut self.pending_tiers) {
@@ -1095,6 +1163,12 @@ pub(crate) fn decode_from<S: Source>(
             .typed::<objects::StagedKubernetesNetworkPolicyObj>()
             .map(|o| calico::staged_kubernetes_network_policy(o, &mut errs)),
         Lower::HostEndpoint => source.typed::<objects::HostEndpointObj>().map(|o| calico::host_endpoint(o, &mut errs)),
+        Lower::CiliumNetworkPolicy => {
+            source.typed::<objects::CiliumPolicyObj>().map(|o| cilium::network_policy(o, &mut errs))
+        }
+        Lower::CiliumClusterwideNetworkPolicy => {
+            source.typed::<objects::CiliumPolicyObj>().map(|o| cilium::clusterwide_network_policy(o, &mut errs))
+        }
     };
     match item {
         Err((field, message)) => out.push(Decoded::Diagnostic(error(origin, Some(label), field.as_deref(), message))),

@@ -873,3 +873,121 @@ mod tests {
         assert!(!m.contains("did you mean"), "{m}");
     }
 }
+
+/// A Cilium `CiliumNetworkPolicy` or `CiliumClusterwideNetworkPolicy` (`cilium.io/v2`): one rule in `spec`, more in
+/// `specs` (pkg/k8s/apis/cilium.io/v2/cnp_types.go).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumPolicyObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<CiliumRule>,
+    pub specs: Option<Vec<CiliumRule>>,
+    #[serde(rename = "status")]
+    pub _status: Option<IgnoredAny>,
+}
+
+/// `api.Rule` (pkg/policy/api/rule.go).
+#[derive(Deserialize, Default)]
+#[allow(dead_code)] // `labels`, `description` and `log` are decoded for their type check only
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumRule {
+    pub endpoint_selector: Option<LabelSelector>,
+    pub node_selector: Option<LabelSelector>,
+    pub ingress: Option<Vec<CiliumPeerRule>>,
+    pub ingress_deny: Option<Vec<CiliumPeerRule>>,
+    pub egress: Option<Vec<CiliumPeerRule>>,
+    pub egress_deny: Option<Vec<CiliumPeerRule>>,
+    pub labels: Option<IgnoredAny>,
+    pub enable_default_deny: Option<CiliumDefaultDeny>,
+    pub description: Option<String>,
+    pub log: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CiliumDefaultDeny {
+    pub ingress: Option<bool>,
+    pub egress: Option<bool>,
+}
+
+/// An ingress, ingressDeny, egress or egressDeny rule (pkg/policy/api/ingress.go, egress.go): the fields of all
+/// four, so that one of another direction is reported by name (the lowering checks which fields the rule's kind
+/// has).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumPeerRule {
+    pub from_endpoints: Option<Vec<LabelSelector>>,
+    pub from_requires: Option<Vec<LabelSelector>>,
+    #[serde(rename = "fromCIDR")]
+    pub from_cidr: Option<Vec<String>>,
+    #[serde(rename = "fromCIDRSet")]
+    pub from_cidr_set: Option<Vec<CiliumCidrRule>>,
+    pub from_entities: Option<Vec<String>>,
+    pub from_groups: Option<Vec<IgnoredAny>>,
+    pub from_nodes: Option<Vec<LabelSelector>>,
+    pub to_endpoints: Option<Vec<LabelSelector>>,
+    pub to_requires: Option<Vec<LabelSelector>>,
+    #[serde(rename = "toCIDR")]
+    pub to_cidr: Option<Vec<String>>,
+    #[serde(rename = "toCIDRSet")]
+    pub to_cidr_set: Option<Vec<CiliumCidrRule>>,
+    pub to_entities: Option<Vec<String>>,
+    pub to_services: Option<Vec<IgnoredAny>>,
+    pub to_groups: Option<Vec<IgnoredAny>>,
+    pub to_nodes: Option<Vec<LabelSelector>>,
+    #[serde(rename = "toFQDNs")]
+    pub to_fqdns: Option<Vec<IgnoredAny>>,
+    pub to_ports: Option<Vec<CiliumPortRule>>,
+    pub icmps: Option<Vec<IgnoredAny>>,
+    pub authentication: Option<IgnoredAny>,
+}
+
+/// `api.CIDRRule` (pkg/policy/api/cidr.go).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumCidrRule {
+    pub cidr: Option<String>,
+    pub cidr_group_ref: Option<String>,
+    pub cidr_group_selector: Option<IgnoredAny>,
+    pub except: Option<Vec<String>>,
+}
+
+/// `api.PortRule` / `api.PortDenyRule` (pkg/policy/api/l4.go).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumPortRule {
+    pub ports: Option<Vec<CiliumPortProtocol>>,
+    #[serde(rename = "terminatingTLS")]
+    pub terminating_tls: Option<IgnoredAny>,
+    #[serde(rename = "originatingTLS")]
+    pub originating_tls: Option<IgnoredAny>,
+    pub server_names: Option<IgnoredAny>,
+    pub listener: Option<IgnoredAny>,
+    pub rules: Option<CiliumL7Rules>,
+}
+
+/// `api.PortProtocol`: `port` is a string (a number, or a port name).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumPortProtocol {
+    pub port: Option<IntOrString>,
+    pub end_port: Option<i32>,
+    pub protocol: Option<String>,
+}
+
+/// `api.L7Rules`.
+#[derive(Deserialize)]
+#[allow(dead_code)] // decoded for their type check; the L7 rules are not evaluated yet
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumL7Rules {
+    pub http: Option<Vec<IgnoredAny>>,
+    pub kafka: Option<Vec<IgnoredAny>>,
+    pub dns: Option<Vec<IgnoredAny>>,
+    pub l7proto: Option<String>,
+    pub l7: Option<Vec<IgnoredAny>>,
+}

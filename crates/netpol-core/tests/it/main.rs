@@ -4,6 +4,7 @@
 
 mod admin_load;
 mod calico_load;
+mod cilium_load;
 mod common;
 mod diff;
 mod except_list;

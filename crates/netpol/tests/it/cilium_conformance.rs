@@ -147,12 +147,65 @@ fn indent(text: &str, by: &str) -> String {
     text.lines().map(|l| format!("{by}{l}\n")).collect()
 }
 
+/// The cases whose every probe the engine answers already (L3/L4: endpoint selectors with Cilium's namespace
+/// rules, CIDRs, the `world`, `cluster` and `all` entities, ports, deny, default deny). The rest need what issue 14
+/// has not landed yet: L7 input, the host's access to its own pods, the node-relative entities, `reserved:`
+/// selectors, Cilium's labels in NetworkPolicy v1 selectors, `toServices`, `toFQDNs`, ICMP, `fromRequires`.
+const L3L4_CASES: [&str; 19] = [
+    "ccnp-namespace-selection",
+    "cidr-rules-and-except",
+    "cnp-and-ccnp-union",
+    "deny-only-policy-default-denies",
+    "deny-wins-over-networkpolicy",
+    "egress-deny-cidr-except",
+    "empty-peer-selector",
+    "empty-rule-denies-direction",
+    "enable-default-deny-false",
+    "endpoint-selector-default-deny",
+    "entity-cluster",
+    "named-port-deny",
+    "named-ports",
+    "namespace-labels-in-cnp-peer",
+    "peer-selector-limited-to-policy-namespace",
+    "peer-selector-names-namespace",
+    "port-ranges",
+    "ports-and-protocols",
+    "service-account-label",
+];
+
 #[test]
-#[ignore = "issue 14: the Cilium loader and engine are not written yet"]
+fn cilium_l3l4_cases() {
+    let all = cases();
+    let chosen: Vec<(String, Case)> = all.into_iter().filter(|(f, _)| L3L4_CASES.contains(&f.as_str())).collect();
+    assert_eq!(chosen.len(), L3L4_CASES.len(), "a case of L3L4_CASES is missing from the data");
+    let (failures, checked) = run(chosen);
+    assert!(
+        failures.is_empty(),
+        "{} Cilium conformance failures ({checked} probes run):\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(checked >= 150, "only {checked} probes checked");
+}
+
+#[test]
+#[ignore = "issue 14: L7, the host's access to its pods, node-relative entities and more are not written yet"]
 fn every_cilium_probe() {
+    let (failures, checked) = run(cases());
+    assert!(
+        failures.is_empty(),
+        "{} Cilium conformance failures ({checked} probes run):\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(checked >= PROBES, "probes checked: {checked}, fewer than the {PROBES} the data holds");
+}
+
+/// Runs the probes of `cases`: the failures (each a message) and the number of probes run.
+fn run(cases: Vec<(String, Case)>) -> (Vec<String>, usize) {
     let mut failures = Vec::new();
     let mut checked = 0;
-    for (file, case) in cases() {
+    for (file, case) in cases {
         let loaded = load_str(&format!("tests/conformance/cilium/{file}.yaml (manifests)"), &case.manifests);
         let errors: Vec<String> =
             loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect();
@@ -219,13 +272,7 @@ fn every_cilium_probe() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} Cilium conformance failures ({checked} probes run):\n\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    assert!(checked >= PROBES, "probes checked: {checked}, fewer than the {PROBES} the data holds");
+    (failures, checked)
 }
 
 #[test]

@@ -1,0 +1,576 @@
+//! Cilium's policy kinds (`cilium.io/v2` CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy), lowered onto the
+//! tiered core.
+//!
+//! Cilium decides one direction of an endpoint by the union of every allow of every policy that selects it
+//! (NetworkPolicy v1 included), after any deny of any of them: a deny wins over every allow
+//! (`pkg/policy/l4.go`, `HasPrecedenceOver`). An endpoint is in default deny in a direction once a policy with
+//! rules of that direction (allow or deny) selects it, unless that policy sets `enableDefaultDeny` false for it
+//! (`pkg/policy/repository.go`, `computePolicyEnforcementAndRules`). On tiers, one object's rule becomes up to
+//! three policies of the same kind and name:
+//!
+//! - its `ingressDeny`/`egressDeny` rules in the `CiliumDeny` tier (first; its end passes on);
+//! - its allow rules of the directions where it enables default deny in the `NetworkPolicy` tier, with
+//!   NetworkPolicies v1: selected there, an endpoint is isolated in that direction (a deny-only policy is such a
+//!   part without rules);
+//! - its allow rules of a direction with `enableDefaultDeny: false` in the `CiliumAllow` tier (between the two;
+//!   its end passes on), where they allow without isolating anyone.
+//!
+//! Allows are unioned whichever tier holds them, and every deny comes first: the walk gives Cilium's answer.
+//!
+//! Selectors are label selectors over Cilium's labels of a pod ([`crate::model::cilium_labels`]), compiled to the
+//! expression selectors the engine indexes (as Calico's are). A namespaced policy's subject is limited to its
+//! namespace, and so are its peer selectors unless they name the namespace label or a namespace's labels
+//! (`pkg/k8s/apis/cilium.io/utils/utils.go`, `getEndpointSelector`, `ParseToCiliumRule`). Label sources `k8s:`,
+//! `any:` and none match a pod's labels alike (`pkg/labels/labels.go`).
+//!
+//! What this frontend does not model yet is an error naming the field (the policy is then not loaded), never a
+//! silent drop: `nodeSelector` (host policies), `reserved:` selectors, the entities `host`, `remote-node`,
+//! `kube-apiserver`, `health`, `init`, `unmanaged` and `ingress`, `fromRequires`/`toRequires`, `fromNodes`/`toNodes`,
+//! `fromGroups`/`toGroups`, CIDR groups, `toServices`, `toFQDNs`, `icmps`, `authentication`, TLS and SNI rules.
+//! L7 rules (`rules.http`, `rules.dns`, `rules.kafka`, ...) are read as what they are at L3/L4 — the connection is
+//! allowed and handed to Cilium's proxy — with a warning that the requests themselves are not judged yet.
+
+use ipnet::IpNet;
+
+use super::objects::{self as obj, IntOrString};
+use super::validate::{check_labels, meta_name, meta_namespace, Errors};
+use super::Item;
+use crate::calico_selector::Expr;
+use crate::model::{
+    cilium_keys, Action, CalicoPeer, Direction, Order, Peer, Policy, PolicyKind, PolicyPort, PortMatch, Rule, Scope,
+};
+use crate::portset::Protocol;
+use crate::selector::Selector;
+
+/// The tier a part of a Cilium policy goes to (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CiliumTier {
+    Deny,
+    Allow,
+    NetworkPolicy,
+}
+
+/// Names and orders of the two tiers Cilium's policies add: before every other tier, deny first.
+pub(crate) const DENY_TIER: (&str, f64) = ("CiliumDeny", 10.0);
+pub(crate) const ALLOW_TIER: (&str, f64) = ("CiliumAllow", 20.0);
+
+const ENTITIES: [&str; 13] = [
+    "world",
+    "world-ipv4",
+    "world-ipv6",
+    "cluster",
+    "host",
+    "remote-node",
+    "kube-apiserver",
+    "health",
+    "init",
+    "ingress",
+    "unmanaged",
+    "all",
+    "none",
+];
+
+const NOT_YET: &str = "not modelled by netpol yet (issue 14): the policy is not loaded";
+
+pub(crate) fn network_policy(o: obj::CiliumPolicyObj, errs: &mut Errors) -> Option<Item> {
+    let name = meta_name(&o.metadata.name, errs);
+    let ns_name = meta_namespace(&o.metadata.namespace, errs);
+    check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
+    let ns = ns_name.as_deref().unwrap_or("default").to_string();
+    let parts = parts(PolicyKind::CiliumNetworkPolicy, Some(&ns), o.spec, o.specs, errs);
+    Some(Item::CiliumPolicy { ns_name: Some(ns_name?), name: name?, parts })
+}
+
+pub(crate) fn clusterwide_network_policy(o: obj::CiliumPolicyObj, errs: &mut Errors) -> Option<Item> {
+    let name = meta_name(&o.metadata.name, errs);
+    check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
+    let parts = parts(PolicyKind::CiliumClusterwideNetworkPolicy, None, o.spec, o.specs, errs);
+    Some(Item::CiliumPolicy { ns_name: None, name: name?, parts })
+}
+
+/// The policies of every rule of the object (`spec`, then `specs`), with their tiers.
+fn parts(
+    kind: PolicyKind,
+    ns: Option<&str>,
+    spec: Option<obj::CiliumRule>,
+    specs: Option<Vec<obj::CiliumRule>>,
+    errs: &mut Errors,
+) -> Vec<(Policy, CiliumTier)> {
+    if spec.is_none() && specs.as_ref().is_none_or(Vec::is_empty) {
+        errs.add("spec", "one of spec or specs is required");
+    }
+    let mut out = Vec::new();
+    let all = spec.into_iter().map(|r| ("spec".to_string(), r));
+    let all = all.chain(specs.into_iter().flatten().enumerate().map(|(i, r)| (format!("specs[{i}]"), r)));
+    for (path, r) in all {
+        out.extend(rule_parts(kind, ns, &r, &path, errs));
+    }
+    out
+}
+
+/// One `api.Rule` as up to three policies (see the module documentation).
+fn rule_parts(
+    kind: PolicyKind,
+    ns: Option<&str>,
+    r: &obj::CiliumRule,
+    path: &str,
+    errs: &mut Errors,
+) -> Vec<(Policy, CiliumTier)> {
+    let subject = match (&r.endpoint_selector, &r.node_selector) {
+        (Some(_), Some(_)) => {
+            errs.add(format!("{path}.nodeSelector"), "only one of endpointSelector and nodeSelector may be set");
+            None
+        }
+        (None, Some(_)) => {
+            errs.add(format!("{path}.nodeSelector"), format!("host policies: {NOT_YET}"));
+            None
+        }
+        (None, None) => {
+            errs.add(path.to_string(), "one of endpointSelector or nodeSelector is required");
+            None
+        }
+        (Some(sel), None) => selector(sel, &format!("{path}.endpointSelector"), errs).map(|e| match ns {
+            // The subject is always in the policy's namespace.
+            Some(ns) => and(e, own_namespace(ns)),
+            None => e,
+        }),
+    };
+    let mut rules = |list: &Option<Vec<obj::CiliumPeerRule>>, field: &str, dir: Direction, deny: bool| -> Vec<Rule> {
+        list.iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, pr)| peer_rule(ns, dir, deny, pr, &format!("{path}.{field}[{i}]"), errs))
+            .collect()
+    };
+    let ingress = rules(&r.ingress, "ingress", Direction::Ingress, false);
+    let ingress_deny = rules(&r.ingress_deny, "ingressDeny", Direction::Ingress, true);
+    let egress = rules(&r.egress, "egress", Direction::Egress, false);
+    let egress_deny = rules(&r.egress_deny, "egressDeny", Direction::Egress, true);
+    let Some(subject) = subject else { return Vec::new() };
+    let dd = r.enable_default_deny.as_ref();
+    // A direction with rules (allow or deny) is default-deny unless the policy turns that off.
+    let isolates_in = (!ingress.is_empty() || !ingress_deny.is_empty()) && dd.and_then(|d| d.ingress) != Some(false);
+    let isolates_eg = (!egress.is_empty() || !egress_deny.is_empty()) && dd.and_then(|d| d.egress) != Some(false);
+    let part = |ingress: Vec<Rule>, egress: Vec<Rule>, affects: (bool, bool)| Policy {
+        kind,
+        tier: Default::default(),
+        order: Order(None),
+        scope: Scope::Cluster(Selector::everything()),
+        name: String::new(),
+        pod_selector: Selector::everything(),
+        calico_selector: Some(subject.clone()),
+        ingress,
+        egress,
+        affects_ingress: affects.0,
+        affects_egress: affects.1,
+        host: Default::default(),
+        origin: Default::default(),
+    };
+    let mut out = Vec::new();
+    if !ingress_deny.is_empty() || !egress_deny.is_empty() {
+        let affects = (!ingress_deny.is_empty(), !egress_deny.is_empty());
+        out.push((part(ingress_deny, egress_deny, affects), CiliumTier::Deny));
+    }
+    let (mut np, mut allow) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+    if isolates_in {
+        np.0 = ingress;
+    } else {
+        allow.0 = ingress;
+    }
+    if isolates_eg {
+        np.1 = egress;
+    } else {
+        allow.1 = egress;
+    }
+    if isolates_in || isolates_eg {
+        out.push((part(np.0, np.1, (isolates_in, isolates_eg)), CiliumTier::NetworkPolicy));
+    }
+    if !allow.0.is_empty() || !allow.1.is_empty() {
+        let affects = (!allow.0.is_empty(), !allow.1.is_empty());
+        out.push((part(allow.0, allow.1, affects), CiliumTier::Allow));
+    }
+    out
+}
+
+/// One ingress, ingressDeny, egress or egressDeny rule: its peers (the union of every peer field present) and
+/// ports.
+fn peer_rule(
+    ns: Option<&str>,
+    dir: Direction,
+    deny: bool,
+    r: &obj::CiliumPeerRule,
+    path: &str,
+    errs: &mut Errors,
+) -> Rule {
+    let (own, other) = match dir {
+        Direction::Ingress => ("from", "to"),
+        Direction::Egress => ("to", "from"),
+    };
+    // Fields of the other direction: not in this rule's schema.
+    let wrong: [(&str, bool); 8] = match dir {
+        Direction::Ingress => [
+            ("toEndpoints", r.to_endpoints.is_some()),
+            ("toRequires", r.to_requires.is_some()),
+            ("toCIDR", r.to_cidr.is_some()),
+            ("toCIDRSet", r.to_cidr_set.is_some()),
+            ("toEntities", r.to_entities.is_some()),
+            ("toServices", r.to_services.is_some()),
+            ("toGroups", r.to_groups.is_some()),
+            ("toNodes", r.to_nodes.is_some()),
+        ],
+        Direction::Egress => [
+            ("fromEndpoints", r.from_endpoints.is_some()),
+            ("fromRequires", r.from_requires.is_some()),
+            ("fromCIDR", r.from_cidr.is_some()),
+            ("fromCIDRSet", r.from_cidr_set.is_some()),
+            ("fromEntities", r.from_entities.is_some()),
+            ("fromGroups", r.from_groups.is_some()),
+            ("fromNodes", r.from_nodes.is_some()),
+            ("toFQDNs", false),
+        ],
+    };
+    for (field, present) in wrong {
+        if present {
+            errs.add(
+                format!("{path}.{field}"),
+                format!("unknown field in an {dir} rule (its peers are `{own}…`, not `{other}…`)"),
+            );
+        }
+    }
+    let (endpoints, requires, cidr, cidr_set, entities, groups, nodes) = match dir {
+        Direction::Ingress => (
+            &r.from_endpoints,
+            &r.from_requires,
+            &r.from_cidr,
+            &r.from_cidr_set,
+            &r.from_entities,
+            r.from_groups.is_some(),
+            r.from_nodes.is_some(),
+        ),
+        Direction::Egress => (
+            &r.to_endpoints,
+            &r.to_requires,
+            &r.to_cidr,
+            &r.to_cidr_set,
+            &r.to_entities,
+            r.to_groups.is_some(),
+            r.to_nodes.is_some(),
+        ),
+    };
+    let not_yet = [
+        (format!("{own}Requires"), requires.is_some()),
+        (format!("{own}Groups"), groups),
+        (format!("{own}Nodes"), nodes),
+        ("toServices".to_string(), dir == Direction::Egress && r.to_services.is_some()),
+        ("toFQDNs".to_string(), r.to_fqdns.is_some()),
+        ("icmps".to_string(), r.icmps.is_some()),
+        ("authentication".to_string(), r.authentication.is_some()),
+    ];
+    for (field, present) in not_yet {
+        if present {
+            errs.add(format!("{path}.{field}"), NOT_YET);
+        }
+    }
+    let mut peers: Vec<Peer> = Vec::new();
+    let mut any_field = false;
+    if let Some(list) = endpoints {
+        any_field = true;
+        for (i, sel) in list.iter().enumerate() {
+            let p = format!("{path}.{own}Endpoints[{i}]");
+            if let Some(e) = selector(sel, &p, errs) {
+                let e = match ns {
+                    Some(ns) if !names_namespace(sel) => and(e, own_namespace(ns)),
+                    _ => e,
+                };
+                peers.push(calico(CalicoPeer { selector: Some(e), ..Default::default() }));
+            }
+        }
+    }
+    if let Some(list) = cidr {
+        any_field = true;
+        for (i, c) in list.iter().enumerate() {
+            if let Some(net) = parse_cidr(c, &format!("{path}.{own}CIDR[{i}]"), errs) {
+                peers.push(calico(outside(vec![net], Vec::new())));
+            }
+        }
+    }
+    if let Some(list) = cidr_set {
+        any_field = true;
+        for (i, c) in list.iter().enumerate() {
+            let p = format!("{path}.{own}CIDRSet[{i}]");
+            if c.cidr_group_ref.is_some() || c.cidr_group_selector.is_some() {
+                let field = if c.cidr_group_ref.is_some() { "cidrGroupRef" } else { "cidrGroupSelector" };
+                errs.add(format!("{p}.{field}"), NOT_YET);
+                continue;
+            }
+            let Some(text) = &c.cidr else {
+                errs.add(format!("{p}.cidr"), "required (or cidrGroupRef, cidrGroupSelector)");
+                continue;
+            };
+            let Some(net) = parse_cidr(text, &format!("{p}.cidr"), errs) else { continue };
+            let mut except = Vec::new();
+            for (j, x) in c.except.iter().flatten().enumerate() {
+                let Some(x) = parse_cidr(x, &format!("{p}.except[{j}]"), errs) else { continue };
+                if !net.contains(&x) {
+                    errs.add(format!("{p}.except[{j}]"), format!("{x} is not inside {net}"));
+                    continue;
+                }
+                except.push(x);
+            }
+            peers.push(calico(outside(vec![net], except)));
+        }
+    }
+    if let Some(list) = entities {
+        any_field = true;
+        for (i, name) in list.iter().enumerate() {
+            let p = format!("{path}.{own}Entities[{i}]");
+            let v4: IpNet = "0.0.0.0/0".parse().unwrap_or_default();
+            let v6: IpNet = "::/0".parse().unwrap_or_default();
+            match name.as_str() {
+                "world" => peers.push(calico(outside(vec![v4, v6], Vec::new()))),
+                "world-ipv4" => peers.push(calico(outside(vec![v4], Vec::new()))),
+                "world-ipv6" => peers.push(calico(outside(vec![v6], Vec::new()))),
+                "all" => peers.push(calico(CalicoPeer::default())),
+                // Every pod (by its labels) and every node's address (so hostNetwork pods too).
+                "cluster" => {
+                    peers.push(calico(CalicoPeer { selector: Some(Expr::All), ..Default::default() }));
+                    peers.push(Peer::Nodes(Selector::everything()));
+                }
+                "none" => {}
+                other if ENTITIES.contains(&other) => errs.add(p, format!("entity `{other}`: {NOT_YET}")),
+                other => errs.add(p, format!("unknown entity `{other}` (one of {})", ENTITIES.join(", "))),
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    if let Some(list) = &r.to_ports {
+        for (i, pr) in list.iter().enumerate() {
+            let p = format!("{path}.toPorts[{i}]");
+            port_rule(pr, deny, &p, &mut ports, errs);
+        }
+    }
+    if peers.is_empty() && (any_field || r.to_ports.is_none()) {
+        // A peer field that selects nothing, or an empty rule: the rule matches no traffic.
+        peers.push(calico(CalicoPeer { selector: Some(Expr::Not(Box::new(Expr::All))), ..Default::default() }));
+    }
+    Rule { peers, ports, action: if deny { Action::Deny } else { Action::Allow }, name: None, calico: None }
+}
+
+fn calico(p: CalicoPeer) -> Peer {
+    Peer::Calico(Box::new(p))
+}
+
+/// A CIDR peer: addresses in `nets` but none of `except`, and no pod's or node's.
+fn outside(nets: Vec<IpNet>, except: Vec<IpNet>) -> CalicoPeer {
+    CalicoPeer { nets, not_nets: except, outside_only: true, ..Default::default() }
+}
+
+/// One `toPorts` entry: its ports (every protocol Cilium means by ANY or none: TCP, UDP, SCTP), and its L7 rules
+/// (read as the L4 allow they imply, with a warning).
+fn port_rule(pr: &obj::CiliumPortRule, deny: bool, path: &str, out: &mut Vec<PolicyPort>, errs: &mut Errors) {
+    for (field, present) in [
+        ("terminatingTLS", pr.terminating_tls.is_some()),
+        ("originatingTLS", pr.originating_tls.is_some()),
+        ("serverNames", pr.server_names.is_some()),
+        ("listener", pr.listener.is_some()),
+    ] {
+        if present {
+            errs.add(format!("{path}.{field}"), NOT_YET);
+        }
+    }
+    if let Some(rules) = &pr.rules {
+        if deny {
+            errs.add(format!("{path}.rules"), "unknown field: deny rules have no L7 rules");
+        } else {
+            errs.warn(
+                format!("{path}.rules"),
+                "L7 rules: netpol judges the connection at L3/L4 (Cilium accepts it and hands it to its proxy); the \
+                 requests themselves are not judged yet",
+            );
+            if rules.l7proto.is_some() && rules.l7.is_none() {
+                errs.add(format!("{path}.rules.l7"), "required with l7proto");
+            }
+        }
+    }
+    let ports = pr.ports.as_deref().unwrap_or_default();
+    if ports.is_empty() {
+        // Only L7 rules: every port.
+        for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+            out.push(PolicyPort { protocol: proto, port: PortMatch::Any });
+        }
+        return;
+    }
+    for (j, pp) in ports.iter().enumerate() {
+        let p = format!("{path}.ports[{j}]");
+        let protos: Vec<Protocol> = match pp.protocol.as_deref() {
+            None | Some("ANY") => vec![Protocol::Tcp, Protocol::Udp, Protocol::Sctp],
+            Some("TCP") => vec![Protocol::Tcp],
+            Some("UDP") => vec![Protocol::Udp],
+            Some("SCTP") => vec![Protocol::Sctp],
+            Some("ICMP" | "ICMPv6" | "VRRP" | "IGMP") => {
+                errs.add(format!("{p}.protocol"), NOT_YET);
+                continue;
+            }
+            Some(other) => {
+                errs.add(format!("{p}.protocol"), format!("unsupported value `{other}`: one of TCP, UDP, SCTP, ANY"));
+                continue;
+            }
+        };
+        let text = match &pp.port {
+            None => String::new(),
+            Some(IntOrString::Int(n)) => n.to_string(),
+            Some(IntOrString::String(s)) => s.clone(),
+        };
+        let m = if text.is_empty() || text == "0" {
+            if pp.end_port.is_some_and(|e| e != 0) {
+                errs.add(format!("{p}.endPort"), "endPort needs a port");
+                continue;
+            }
+            PortMatch::Any
+        } else if let Ok(n) = text.parse::<u32>() {
+            let Ok(lo) = u16::try_from(n) else {
+                errs.add(format!("{p}.port"), format!("{n} is not a port (0-65535)"));
+                continue;
+            };
+            match pp.end_port {
+                None | Some(0) => PortMatch::Range(lo, lo),
+                Some(e) => match u16::try_from(e) {
+                    Ok(hi) if hi >= lo => PortMatch::Range(lo, hi),
+                    _ => {
+                        errs.add(format!("{p}.endPort"), format!("{e} is not a port at or above {lo}"));
+                        continue;
+                    }
+                },
+            }
+        } else {
+            if let Err(e) = crate::selector::check_port_name(&text) {
+                errs.add(format!("{p}.port"), e);
+                continue;
+            }
+            if pp.end_port.is_some_and(|e| e != 0) {
+                errs.add(format!("{p}.endPort"), "endPort cannot go with a named port");
+                continue;
+            }
+            PortMatch::Named(text)
+        };
+        for proto in protos {
+            out.push(PolicyPort { protocol: proto, port: m.clone() });
+        }
+    }
+}
+
+/// A label key's Cilium source and key: `k8s:app` → (`k8s`, `app`); no prefix is source `any`.
+fn source_key(key: &str) -> (&str, &str) {
+    match key.split_once(':') {
+        Some((src, k)) => (src, k),
+        None => ("any", key),
+    }
+}
+
+/// A label selector as an expression over Cilium's labels of a pod. `None` (with an error) when it uses what
+/// netpol does not model yet.
+fn selector(sel: &obj::LabelSelector, path: &str, errs: &mut Errors) -> Option<Expr> {
+    let mut terms = Vec::new();
+    let mut ok = true;
+    let key_of = |key: &str, field: &str, errs: &mut Errors| -> Option<String> {
+        match source_key(key) {
+            ("k8s" | "any", k) => Some(k.to_string()),
+            ("reserved", _) => {
+                errs.add(field.to_string(), format!("reserved identities (`{key}`): {NOT_YET}"));
+                None
+            }
+            (src, _) => {
+                errs.add(field.to_string(), format!("label source `{src}`: {NOT_YET}"));
+                None
+            }
+        }
+    };
+    for (k, v) in sel.match_labels.iter().flatten() {
+        match key_of(k, &format!("{path}.matchLabels.{k}"), errs) {
+            Some(key) => terms.push(Expr::Eq { key, value: v.clone() }),
+            None => ok = false,
+        }
+    }
+    for (i, req) in sel.match_expressions.iter().flatten().enumerate() {
+        let p = format!("{path}.matchExpressions[{i}]");
+        let Some(key) = key_of(&req.key, &format!("{p}.key"), errs) else {
+            ok = false;
+            continue;
+        };
+        let mut values: Vec<String> = req.values.clone().unwrap_or_default();
+        values.sort();
+        values.dedup();
+        let term = match req.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => {
+                errs.add(format!("{p}.values"), "must be non-empty for In and NotIn");
+                ok = false;
+                continue;
+            }
+            "Exists" | "DoesNotExist" if !values.is_empty() => {
+                errs.add(format!("{p}.values"), "must be empty for Exists and DoesNotExist");
+                ok = false;
+                continue;
+            }
+            "In" => Expr::In { key, values },
+            "NotIn" => Expr::NotIn { key, values },
+            "Exists" => Expr::Has(key),
+            "DoesNotExist" => Expr::Not(Box::new(Expr::Has(key))),
+            other => {
+                errs.add(
+                    format!("{p}.operator"),
+                    format!("unsupported value `{other}`: In, NotIn, Exists, DoesNotExist"),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        terms.push(term);
+    }
+    if !ok {
+        return None;
+    }
+    Some(match terms.len() {
+        0 => Expr::All,
+        1 => terms.pop().unwrap_or(Expr::All),
+        _ => Expr::And(terms),
+    })
+}
+
+/// Whether a peer selector names the namespace label or a namespace's labels: it is then not limited to the
+/// policy's namespace (`getEndpointSelector`).
+fn names_namespace(sel: &obj::LabelSelector) -> bool {
+    let keys = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, _)| k.as_str())
+        .chain(sel.match_expressions.iter().flatten().map(|r| r.key.as_str()));
+    keys.map(|k| source_key(k).1).any(|k| k == cilium_keys::NAMESPACE || k.starts_with(cilium_keys::NS_LABELS))
+}
+
+fn own_namespace(ns: &str) -> Expr {
+    Expr::Eq { key: cilium_keys::NAMESPACE.to_string(), value: ns.to_string() }
+}
+
+fn and(a: Expr, b: Expr) -> Expr {
+    match a {
+        Expr::All => b,
+        Expr::And(mut v) => {
+            v.push(b);
+            Expr::And(v)
+        }
+        a => Expr::And(vec![a, b]),
+    }
+}
+
+/// A CIDR (host bits must be zero, as Cilium's CRD pattern requires a prefix) or a bare address (one host).
+fn parse_cidr(s: &str, path: &str, errs: &mut Errors) -> Option<IpNet> {
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Some(n.trunc());
+    }
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Some(IpNet::from(ip));
+    }
+    errs.add(path.to_string(), format!("`{s}` is not a CIDR"));
+    None
+}

@@ -1,0 +1,232 @@
+//! The Cilium frontend (`load/cilium.rs`): how CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy objects
+//! become tiered policies, what is validated, and what is refused as not modelled yet (by field path).
+
+use netpol_core::compile::Engine;
+use netpol_core::load::{load_str, Severity};
+use netpol_core::model::PolicyKind;
+use netpol_core::portset::Protocol;
+
+const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: a}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ops}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: shop, labels: {app: api}}
+spec: {containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: ops, labels: {app: web}}
+status: {podIP: 10.0.0.3}
+"#;
+
+fn load(policies: &str) -> netpol_core::load::Loaded {
+    load_str("cilium.yaml", &format!("{CLUSTER}---\n{policies}"))
+}
+
+fn errors(l: &netpol_core::load::Loaded) -> Vec<String> {
+    l.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect()
+}
+
+fn allowed(e: &Engine, from: &str, to: &str, port: u16) -> bool {
+    let src = e.parse_endpoint(from, "default").unwrap();
+    let dst = e.parse_endpoint(to, "default").unwrap();
+    e.allowed(&src, &dst, Protocol::Tcp, port)
+}
+
+#[test]
+fn one_object_becomes_a_deny_part_an_isolating_part_and_a_non_isolating_part() {
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  enableDefaultDeny: {egress: false}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: web}}]
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {app: web, k8s:io.kubernetes.pod.namespace: ops}}]
+  egress:
+  - toEndpoints: [{}]
+"#,
+    );
+    assert_eq!(errors(&l), Vec::<String>::new());
+    let c = &l.cluster;
+    let parts: Vec<_> = c.policies.iter().filter(|p| p.kind == PolicyKind::CiliumNetworkPolicy).collect();
+    assert_eq!(parts.len(), 3, "deny, isolating allow, non-isolating allow");
+    let tier_name = |p: &netpol_core::model::Policy| c.tiers[p.tier.index()].name.clone();
+    let names: Vec<String> = parts.iter().map(|p| tier_name(p)).collect();
+    assert_eq!(names, ["CiliumDeny", "NetworkPolicy", "CiliumAllow"]);
+    assert!(parts.iter().all(|p| p.name == "api"));
+    // The isolating part holds the ingress rules; the egress allow isolates nobody.
+    assert!(parts[1].affects_ingress && !parts[1].affects_egress);
+    assert!(!parts[2].affects_ingress && parts[2].affects_egress);
+    let e = Engine::new(l.cluster);
+    assert!(allowed(&e, "shop/web", "shop/api", 80));
+    assert!(!allowed(&e, "ops/web", "shop/api", 80), "the deny names ops explicitly, and wins");
+    assert!(!allowed(&e, "10.9.9.9", "shop/api", 80), "ingress is default deny");
+    assert!(allowed(&e, "shop/api", "10.9.9.9", 443), "egress is not default deny (enableDefaultDeny)");
+}
+
+#[test]
+fn a_namespaced_peer_is_limited_to_its_namespace_unless_it_names_one() {
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: web}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+  - fromEndpoints: [{matchLabels: {"io.kubernetes.pod.namespace": ops}}]
+    toPorts: [{ports: [{port: "http"}]}]
+"#,
+    );
+    assert_eq!(errors(&l), Vec::<String>::new());
+    let e = Engine::new(l.cluster);
+    assert!(allowed(&e, "shop/web", "shop/api", 80));
+    assert!(!allowed(&e, "ops/web", "shop/api", 80), "app=web of another namespace");
+    assert!(allowed(&e, "ops/web", "shop/api", 8080), "the named port, from the namespace the peer names");
+    assert!(!allowed(&e, "shop/web", "shop/api", 8080));
+}
+
+#[test]
+fn what_is_not_modelled_yet_is_an_error_naming_the_field_and_the_policy_is_not_loaded() {
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: fqdn, namespace: shop}
+spec:
+  endpointSelector: {}
+  egress:
+  - toFQDNs: [{matchName: cilium.io}]
+  - toEntities: [host]
+  - toEndpoints: [{matchLabels: {"reserved:host": ""}}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: nodes}
+spec:
+  nodeSelector: {}
+  ingress: [{fromEntities: [world]}]
+"#,
+    );
+    let errs = errors(&l);
+    for field in ["spec.egress[0].toFQDNs", "spec.egress[1].toEntities[0]", "spec.egress[2].toEndpoints[0].matchLabels"]
+    {
+        assert!(errs.iter().any(|e| e.contains(field)), "no error at {field}: {errs:#?}");
+    }
+    assert!(errs.iter().any(|e| e.contains("spec.nodeSelector") && e.contains("not modelled")), "{errs:#?}");
+    assert!(l.cluster.policies.iter().all(|p| !p.kind.is_cilium()), "neither policy is loaded");
+}
+
+#[test]
+fn validation_names_the_field() {
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: bad, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+  - fromCIDRSet: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}]
+    toPorts: [{ports: [{port: "70000"}, {port: "80", endPort: 79}, {port: "80", protocol: TCPX}]}]
+  - fromEntities: [everywhere]
+"#,
+    );
+    let errs = errors(&l).join("\n");
+    for want in [
+        "spec.ingress[0].fromCIDRSet[0].except[0]",
+        "spec.ingress[0].toPorts[0].ports[0].port",
+        "spec.ingress[0].toPorts[0].ports[1].endPort",
+        "spec.ingress[0].toPorts[0].ports[2].protocol",
+        "spec.ingress[1].fromEntities[0]",
+    ] {
+        assert!(errs.contains(want), "no error at {want}:\n{errs}");
+    }
+    // An unknown field refuses the object as kubectl's strict validation does, with a suggestion.
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: typo, namespace: shop}
+spec:
+  endpointSelector: {}
+  ingress: [{fromEndpoint: [{}]}]
+"#,
+    );
+    let errs = errors(&l).join("\n");
+    assert!(errs.contains("spec.ingress[0].fromEndpoint") && errs.contains("did you mean `fromEndpoints`"), "{errs}");
+    assert!(l.cluster.policies.iter().all(|p| !p.kind.is_cilium()));
+}
+
+#[test]
+fn l7_rules_load_with_a_warning_and_allow_the_connection() {
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: l7, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: web}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}], rules: {http: [{method: GET, path: "/public"}]}}]
+"#,
+    );
+    assert_eq!(errors(&l), Vec::<String>::new());
+    let warned = l
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == Severity::Warning && d.field.as_deref() == Some("spec.ingress[0].toPorts[0].rules"));
+    assert!(warned, "{:#?}", l.diagnostics);
+    let e = Engine::new(l.cluster);
+    assert!(allowed(&e, "shop/web", "shop/api", 8080));
+    assert!(!allowed(&e, "shop/web", "shop/api", 80));
+}
+
+#[test]
+fn cidr_peers_never_select_pods_and_the_explanation_names_the_deny_field() {
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: outside}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - toCIDR: [10.0.0.0/8]
+  egressDeny:
+  - toCIDRSet: [{cidr: 10.9.0.0/16, except: [10.9.9.0/24]}]
+"#,
+    );
+    assert_eq!(errors(&l), Vec::<String>::new());
+    let e = Engine::new(l.cluster);
+    assert!(!allowed(&e, "shop/web", "shop/api", 80), "a pod address is not selected by a CIDR");
+    assert!(allowed(&e, "shop/web", "10.1.2.3", 80));
+    assert!(allowed(&e, "shop/web", "10.9.9.9", 80), "in the except of the deny");
+    assert!(!allowed(&e, "ops/web", "10.9.1.1", 80));
+    let src = e.parse_endpoint("ops/web", "default").unwrap();
+    let dst = e.parse_endpoint("10.9.1.1", "default").unwrap();
+    let ex = e.explain(&src, &dst, Protocol::Tcp, 80);
+    let text = ex.render();
+    assert!(text.contains("egressDeny[0]"), "{text}");
+}
