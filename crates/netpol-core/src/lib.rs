@@ -15,6 +15,7 @@ pub mod diff;
 pub mod eval;
 pub mod host;
 pub mod ipranges;
+pub mod l7;
 pub mod label_bits;
 pub mod labels;
 pub mod lint;
