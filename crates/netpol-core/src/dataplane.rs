@@ -640,6 +640,8 @@ impl<'e> Builder<'e> {
                 pods.push((ip, e.calico_matches(c, &e.ip_info(IdentityId::new(i), ip))));
             }
         }
+        // Cilium's CIDR peers never match a node's address.
+        pods.extend(peer.node_ips.iter().map(|&ip| (ip, false)));
         for (ip, hit) in pods {
             let (v6, n) = crate::ipranges::num(ip);
             let s = &mut set[usize::from(v6)];
