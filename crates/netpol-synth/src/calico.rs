@@ -38,16 +38,13 @@
 
 use std::fmt::{self, Write};
 
+use crate::accounts::{write_service_accounts, SA_PROMETHEUS};
 use crate::plan::{apportion, Plan, Tenant, Tier, ENVS};
-use crate::rng::{mix, Rng, S_CALICO, S_CALICO_NETS, S_CALICO_SA};
-use crate::{write_cluster, Params};
+use crate::rng::{mix, Rng, S_CALICO, S_CALICO_NETS};
+use crate::{write_cluster, ClusterOpts, Params};
 
 /// The Tiers written, in order of evaluation.
 pub const CALICO_TIERS: [&str; 5] = ["security", "compliance", "platform", "app", "observability"];
-
-pub(crate) const SA_COREDNS: &str = "coredns";
-pub(crate) const SA_PROMETHEUS: &str = "prometheus-k8s";
-pub(crate) const SA_NODE_EXPORTER: &str = "node-exporter";
 
 /// Threat-feed and partner network sets are cut into sets of at most this many CIDRs.
 const SET_CHUNK: usize = 500;
@@ -61,31 +58,9 @@ pub fn generate_calico_yaml(p: &Params, policies: usize, cidrs: usize) -> String
         p.pods * 740 + p.policies * 640 + p.namespaces * 420 + policies * 1200 + cidrs * 22 + 4096,
     );
     // Writing into a String cannot fail.
-    let _ = write_cluster(&mut o, p, &plan, true).and_then(|()| write_calico(&mut o, p.seed, &plan, policies, cidrs));
+    let _ = write_cluster(&mut o, p, &plan, ClusterOpts { service_accounts: true, nodes: 0 })
+        .and_then(|()| write_calico(&mut o, p.seed, &plan, policies, cidrs));
     o
-}
-
-/// Whether app `app` (its index in `t.apps`) runs as its own service account, and that account's `trust` label.
-fn service_account(seed: u64, t: &Tenant, app: usize) -> Option<&'static str> {
-    let mut r = Rng::new(seed, S_CALICO_SA, (t.index * 16 + app) as u64);
-    if !r.chance(60) {
-        return None;
-    }
-    let tier = t.apps.get(app).map_or(Tier::Worker, |a| a.tier);
-    let x = r.below(100);
-    Some(match tier {
-        Tier::Db | Tier::Backend if x < 70 => "high",
-        Tier::Db | Tier::Backend => "medium",
-        Tier::Frontend if x < 50 => "medium",
-        Tier::Frontend => "low",
-        Tier::Worker if x < 40 => "high",
-        Tier::Worker if x < 70 => "medium",
-        Tier::Worker => "low",
-    })
-}
-
-pub(crate) fn has_service_account(seed: u64, t: &Tenant, app: usize) -> bool {
-    service_account(seed, t, app).is_some()
 }
 
 fn write_calico(o: &mut String, seed: u64, plan: &Plan, policies: usize, cidrs: usize) -> fmt::Result {
@@ -101,30 +76,6 @@ fn write_calico(o: &mut String, seed: u64, plan: &Plan, policies: usize, cidrs: 
     };
     write_network_sets(o, seed, tenants, cidrs)?;
     write_policies(o, seed, tenants, policies)
-}
-
-fn write_service_accounts(o: &mut String, seed: u64, plan: &Plan) -> fmt::Result {
-    let head = "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n";
-    writeln!(o, "{head}  name: {SA_COREDNS}\n  namespace: kube-system\n  labels:\n    k8s-app: kube-dns")?;
-    for name in [SA_PROMETHEUS, SA_NODE_EXPORTER] {
-        let app = name.trim_end_matches("-k8s");
-        writeln!(o, "{head}  name: {name}\n  namespace: monitoring\n  labels:\n    app: {app}\n    trust: high")?;
-    }
-    for t in &plan.tenants {
-        for (i, a) in t.apps.iter().enumerate() {
-            let Some(trust) = service_account(seed, t, i) else { continue };
-            writeln!(
-                o,
-                "{head}  name: {}\n  namespace: {}\n  labels:\n    app.kubernetes.io/name: {}\n    team: {}\n    role: {}\n    trust: {trust}",
-                a.name,
-                t.name,
-                a.name,
-                t.team,
-                a.tier.as_str()
-            )?;
-        }
-    }
-    Ok(())
 }
 
 fn write_tiers(o: &mut String) -> fmt::Result {

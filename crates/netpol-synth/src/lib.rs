@@ -59,13 +59,22 @@
 //! * [`generate_calico_yaml`]: the same cluster with service accounts, plus 5 Calico Tiers, network sets and
 //!   Calico NetworkPolicies and GlobalNetworkPolicies over the whole selector grammar (`--calico N
 //!   [--calico-cidrs N]`; the benchmark's `10k+calico` is the `10k` preset with 2,000 policies and 10,000 CIDRs).
+//! * [`generate_cilium_yaml`]: the same cluster with service accounts and `spec.nodeName`, plus Nodes, the
+//!   `default/kubernetes` Service and EndpointSlice (the `kube-apiserver` entity), CiliumNetworkPolicies and
+//!   CiliumClusterwideNetworkPolicies (`cilium.io/v2`) over the whole rule language: endpoint selectors with every
+//!   operator and label source, entities, CIDRs with exceptions, ports, ranges and protocols, deny rules,
+//!   `enableDefaultDeny`, HTTP rules, DNS rules and `toFQDNs` (`--cilium N [--ccnp N] [--http-rules N]`, defaults
+//!   50 and 200; the benchmark's `10k+cilium` is the `10k` preset with 2,000 CNPs).
 
 #![forbid(unsafe_code)]
 
 use std::fmt::{self, Write};
 
+mod accounts;
 mod admin;
 mod calico;
+mod cilium;
+mod nodes;
 mod plan;
 mod policies;
 mod rng;
@@ -73,6 +82,7 @@ mod yaml;
 
 pub use admin::generate_admin_yaml;
 pub use calico::{generate_calico_yaml, CALICO_TIERS};
+pub use cilium::generate_cilium_yaml;
 use plan::{App, Plan, Tenant, Tier, METRICS};
 use rng::{push_safe, Rng, S_POD, S_SYSTEM};
 use yaml::{write_pod, CPort, Container, PodOut};
@@ -114,19 +124,35 @@ impl Params {
 pub fn generate_yaml(p: &Params) -> String {
     let mut o = String::with_capacity(p.pods * 720 + p.policies * 640 + p.namespaces * 220 + 1024);
     // Writing into a String cannot fail.
-    let _ = write_cluster(&mut o, p, &Plan::new(p), false);
+    let _ = write_cluster(&mut o, p, &Plan::new(p), ClusterOpts::default());
     o
 }
 
-/// The cluster of [`generate_yaml`]; with `service_accounts`, pods of some workloads (and the system pods) get a
-/// `spec.serviceAccountName` (what [`generate_calico_yaml`] adds).
-fn write_cluster(o: &mut String, p: &Params, plan: &Plan, service_accounts: bool) -> fmt::Result {
+/// What a variant adds to the pods of the cluster of [`generate_yaml`].
+#[derive(Clone, Copy, Debug, Default)]
+struct ClusterOpts {
+    /// Pods of some workloads (and the system pods) get a `spec.serviceAccountName` (see [`accounts`]).
+    service_accounts: bool,
+    /// Pods get a `spec.nodeName` over this many nodes (see [`nodes`]); 0: no `nodeName`.
+    nodes: usize,
+}
+
+/// The cluster of [`generate_yaml`], with what `opts` adds to its pods.
+fn write_cluster(o: &mut String, p: &Params, plan: &Plan, opts: ClusterOpts) -> fmt::Result {
     write_namespaces(o, plan)?;
-    let mut pods = PodWriter { seed: p.seed, index: 0, name: String::with_capacity(64), service_accounts };
+    let mut pods = PodWriter {
+        seed: p.seed,
+        index: 0,
+        name: String::with_capacity(64),
+        node: String::with_capacity(16),
+        service_accounts: opts.service_accounts,
+        nodes: opts.nodes,
+        exporter: 0,
+    };
     pods.system(o, plan)?;
     for t in &plan.tenants {
         for (i, a) in t.apps.iter().enumerate() {
-            let sa = (service_accounts && calico::has_service_account(p.seed, t, i)).then_some(a.name);
+            let sa = (opts.service_accounts && accounts::has_service_account(p.seed, t, i)).then_some(a.name);
             pods.app(o, t, a, sa)?;
         }
     }
@@ -178,8 +204,14 @@ struct PodWriter {
     /// Global index of the next pod.
     index: usize,
     name: String,
+    /// The node of the next pod (when `nodes > 0`).
+    node: String,
     /// System pods run as their own service accounts (`coredns`, `prometheus-k8s`, `node-exporter`).
     service_accounts: bool,
+    /// Pods are placed on this many nodes (`spec.nodeName`); 0: not placed.
+    nodes: usize,
+    /// Node exporters written so far: node exporter `k` runs on node `k` (a DaemonSet).
+    exporter: usize,
 }
 
 impl PodWriter {
@@ -206,6 +238,17 @@ impl PodWriter {
         service_account: Option<&str>,
     ) -> fmt::Result {
         let dual_stack = Rng::new(self.seed, S_POD, self.index as u64).chance(5);
+        let node = if self.nodes == 0 {
+            None
+        } else {
+            let k = if host { self.exporter } else { nodes::node_of(self.seed, self.index, self.nodes) };
+            self.node.clear();
+            nodes::push_name(&mut self.node, k)?;
+            Some(self.node.as_str())
+        };
+        if host {
+            self.exporter += 1;
+        }
         let pod = PodOut {
             ns,
             name: &self.name,
@@ -215,6 +258,7 @@ impl PodWriter {
             index: self.index,
             dual_stack,
             service_account,
+            node,
         };
         write_pod(o, &pod)?;
         self.index += 1;
@@ -230,7 +274,7 @@ impl PodWriter {
             write!(self.name(), "coredns-{hash}-")?;
             self.push_suffix();
             let labels = [("k8s-app", "kube-dns"), ("pod-template-hash", hash.as_str())];
-            let sa = self.service_accounts.then_some(calico::SA_COREDNS);
+            let sa = self.service_accounts.then_some(accounts::SA_COREDNS);
             self.emit(o, "kube-system", &labels, &dns, false, sa)?;
         }
         let prom =
@@ -243,7 +287,7 @@ impl PodWriter {
                 ("app.kubernetes.io/name", "prometheus"),
                 ("statefulset.kubernetes.io/pod-name", pod_name.as_str()),
             ];
-            let sa = self.service_accounts.then_some(calico::SA_PROMETHEUS);
+            let sa = self.service_accounts.then_some(accounts::SA_PROMETHEUS);
             self.emit(o, "monitoring", &labels, &prom, false, sa)?;
         }
         let ne = [Container {
@@ -255,7 +299,7 @@ impl PodWriter {
             self.name().push_str("node-exporter-");
             self.push_suffix();
             let labels = [("app", "node-exporter"), ("app.kubernetes.io/name", "node-exporter")];
-            let sa = self.service_accounts.then_some(calico::SA_NODE_EXPORTER);
+            let sa = self.service_accounts.then_some(accounts::SA_NODE_EXPORTER);
             self.emit(o, "monitoring", &labels, &ne, true, sa)?;
         }
         Ok(())

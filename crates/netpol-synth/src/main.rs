@@ -1,23 +1,28 @@
 //! `netpol-synth --namespaces N --pods N --policies N [--seed S] [--admin N] [--baseline N] [--calico N
-//! [--calico-cidrs N]]` (or `--preset 1k|10k|50k|100k`): writes a synthetic multi-tenant cluster as
-//! multi-document YAML to stdout, with N Admin-tier and N Baseline-tier ClusterNetworkPolicies when asked, and
-//! with `--calico`, service accounts, 5 Calico Tiers, network sets and N Calico policies.
+//! [--calico-cidrs N] | --cilium N [--ccnp N] [--http-rules N]]` (or `--preset 1k|10k|50k|100k`): writes a
+//! synthetic multi-tenant cluster as multi-document YAML to stdout, with N Admin-tier and N Baseline-tier
+//! ClusterNetworkPolicies when asked; with `--calico`, service accounts, 5 Calico Tiers, network sets and N Calico
+//! policies; with `--cilium`, service accounts, Nodes, the API server's EndpointSlice, N CiliumNetworkPolicies and
+//! CiliumClusterwideNetworkPolicies.
 
 #![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use netpol_synth::{generate_admin_yaml, generate_calico_yaml, generate_yaml, Params};
+use netpol_synth::{generate_admin_yaml, generate_calico_yaml, generate_cilium_yaml, generate_yaml, Params};
 
 const USAGE: &str =
     "usage: netpol-synth [--preset 1k|10k|50k|100k] [--namespaces N] [--pods N] [--policies N] [--seed S]
-                    [--admin N] [--baseline N] [--calico N [--calico-cidrs N]]
+                    [--admin N] [--baseline N] [--calico N [--calico-cidrs N] | --cilium N [--ccnp N] [--http-rules N]]
 Writes Namespaces, Pods and NetworkPolicies (and with --admin/--baseline, ClusterNetworkPolicies of those
 tiers) as multi-document YAML to stdout.
 --calico N: the Calico variant: workloads with service accounts (and their ServiceAccounts), 5 Calico Tiers,
 NetworkSets and GlobalNetworkSets holding --calico-cidrs CIDRs (default 10000), and N projectcalico.org/v3
 NetworkPolicies and GlobalNetworkPolicies (the issue's benchmark: --preset 10k --calico 2000).
+--cilium N: the Cilium variant: workloads with service accounts (and their ServiceAccounts) and nodes, the Nodes,
+the default/kubernetes Service and EndpointSlice, N cilium.io/v2 CiliumNetworkPolicies and --ccnp
+CiliumClusterwideNetworkPolicies (default 50) holding --http-rules HTTP rules in all (default 200).
 Defaults: the 1k preset (100 tenant namespaces, 1000 pods, 400 policies), seed 1.";
 
 /// What to write besides the cluster.
@@ -27,12 +32,18 @@ struct Extra {
     /// Calico policies; `None`: not the Calico variant.
     calico: Option<usize>,
     calico_cidrs: usize,
+    /// CiliumNetworkPolicies; `None`: not the Cilium variant.
+    cilium: Option<usize>,
+    ccnps: usize,
+    http_rules: usize,
 }
 
 fn parse(args: &[String]) -> Result<(Params, Extra), String> {
     let mut p = Params::new(100, 1_000, 400);
-    let mut x = Extra { admin: 0, baseline: 0, calico: None, calico_cidrs: 10_000 };
+    let mut x =
+        Extra { admin: 0, baseline: 0, calico: None, calico_cidrs: 10_000, cilium: None, ccnps: 50, http_rules: 200 };
     let mut cidrs_given = false;
+    let mut cilium_given = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let (flag, inline) = match flag.split_once('=') {
@@ -64,11 +75,26 @@ fn parse(args: &[String]) -> Result<(Params, Extra), String> {
                 x.calico_cidrs = num(&value)? as usize;
                 cidrs_given = true;
             }
+            "--cilium" => x.cilium = Some(num(&value)? as usize),
+            "--ccnp" => {
+                x.ccnps = num(&value)? as usize;
+                cilium_given = true;
+            }
+            "--http-rules" => {
+                x.http_rules = num(&value)? as usize;
+                cilium_given = true;
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
     if cidrs_given && x.calico.is_none() {
         return Err("--calico-cidrs needs --calico".into());
+    }
+    if cilium_given && x.cilium.is_none() {
+        return Err("--ccnp and --http-rules need --cilium".into());
+    }
+    if x.calico.is_some() && x.cilium.is_some() {
+        return Err("--calico and --cilium are different variants: give one".into());
     }
     Ok((p, x))
 }
@@ -86,9 +112,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut yaml = match x.calico {
-        Some(n) => generate_calico_yaml(&p, n, x.calico_cidrs),
-        None => generate_yaml(&p),
+    let mut yaml = match (x.calico, x.cilium) {
+        (Some(n), _) => generate_calico_yaml(&p, n, x.calico_cidrs),
+        (None, Some(n)) => generate_cilium_yaml(&p, n, x.ccnps, x.http_rules),
+        (None, None) => generate_yaml(&p),
     };
     if x.admin + x.baseline > 0 {
         yaml.push_str(&generate_admin_yaml(p.namespaces / 3, x.admin, x.baseline));

@@ -21,8 +21,10 @@ pub(crate) const S_POLICIES: u64 = 5;
 pub(crate) const S_POD: u64 = 6;
 pub(crate) const S_SYSTEM: u64 = 7;
 pub(crate) const S_CALICO: u64 = 8;
-pub(crate) const S_CALICO_SA: u64 = 9;
+pub(crate) const S_SERVICE_ACCOUNTS: u64 = 9;
 pub(crate) const S_CALICO_NETS: u64 = 10;
+pub(crate) const S_NODES: u64 = 11;
+pub(crate) const S_CILIUM: u64 = 12;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Rng(u64);

@@ -11,6 +11,8 @@ pub(crate) enum Sel<'a> {
     All,
     Labels(&'a [(&'a str, &'a str)]),
     Exprs(&'a [Expr<'a>]),
+    /// `matchLabels` and `matchExpressions` (both non-empty).
+    Both(&'a [(&'a str, &'a str)], &'a [Expr<'a>]),
 }
 
 /// One `matchExpressions` entry.
@@ -73,7 +75,7 @@ pub(crate) struct Policy<'a> {
     pub egress: Option<&'a [Rule<'a>]>,
 }
 
-fn spaces(o: &mut String, n: usize) {
+pub(crate) fn spaces(o: &mut String, n: usize) {
     for _ in 0..n {
         o.push(' ');
     }
@@ -81,36 +83,64 @@ fn spaces(o: &mut String, n: usize) {
 
 /// Writes `key: <selector>`. The first line starts with `lead` (already indented, possibly `- `); the
 /// selector's own lines are indented relative to column `ind` (the column of `key`).
-fn write_sel(o: &mut String, lead: &str, ind: usize, key: &str, s: &Sel<'_>) -> fmt::Result {
+pub(crate) fn write_sel(o: &mut String, lead: &str, ind: usize, key: &str, s: &Sel<'_>) -> fmt::Result {
     o.push_str(lead);
     o.push_str(key);
-    match s {
-        Sel::All => o.push_str(": {}\n"),
-        Sel::Labels(ls) => {
-            o.push_str(":\n");
-            spaces(o, ind + 2);
-            o.push_str("matchLabels:\n");
-            for (k, v) in ls.iter() {
-                spaces(o, ind + 4);
-                writeln!(o, "{k}: {v}")?;
-            }
+    if let Sel::All = s {
+        o.push_str(": {}\n");
+        return Ok(());
+    }
+    o.push_str(":\n");
+    write_sel_fields(o, None, ind + 2, s)
+}
+
+/// Writes a selector as a list item: `lead` ends in `- ` and the dash is at column `ind - 2`.
+pub(crate) fn write_sel_item(o: &mut String, lead: &str, ind: usize, s: &Sel<'_>) -> fmt::Result {
+    if let Sel::All = s {
+        o.push_str(lead);
+        o.push_str("{}\n");
+        return Ok(());
+    }
+    write_sel_fields(o, Some(lead), ind, s)
+}
+
+/// The fields of a selector (`matchLabels`, `matchExpressions`) at column `ind`; the first starts with `lead`
+/// instead of the indentation when given. `Sel::All` writes nothing.
+fn write_sel_fields(o: &mut String, lead: Option<&str>, ind: usize, s: &Sel<'_>) -> fmt::Result {
+    let (labels, exprs): (&[(&str, &str)], &[Expr<'_>]) = match s {
+        Sel::All => (&[], &[]),
+        Sel::Labels(ls) => (ls, &[]),
+        Sel::Exprs(es) => (&[], es),
+        Sel::Both(ls, es) => (ls, es),
+    };
+    let mut lead = lead;
+    let mut field = |o: &mut String, name: &str| {
+        match lead.take() {
+            Some(l) => o.push_str(l),
+            None => spaces(o, ind),
         }
-        Sel::Exprs(es) => {
-            o.push_str(":\n");
+        o.push_str(name);
+    };
+    if !labels.is_empty() {
+        field(o, "matchLabels:\n");
+        for (k, v) in labels {
             spaces(o, ind + 2);
-            o.push_str("matchExpressions:\n");
-            for e in es.iter() {
+            writeln!(o, "{k}: {v}")?;
+        }
+    }
+    if !exprs.is_empty() {
+        field(o, "matchExpressions:\n");
+        for e in exprs {
+            spaces(o, ind);
+            writeln!(o, "- key: {}", e.key)?;
+            spaces(o, ind + 2);
+            writeln!(o, "operator: {}", e.op)?;
+            if !e.values.is_empty() {
                 spaces(o, ind + 2);
-                writeln!(o, "- key: {}", e.key)?;
-                spaces(o, ind + 4);
-                writeln!(o, "operator: {}", e.op)?;
-                if !e.values.is_empty() {
-                    spaces(o, ind + 4);
-                    o.push_str("values:\n");
-                    for v in e.values {
-                        spaces(o, ind + 4);
-                        writeln!(o, "- {v}")?;
-                    }
+                o.push_str("values:\n");
+                for v in e.values {
+                    spaces(o, ind + 2);
+                    writeln!(o, "- {v}")?;
                 }
             }
         }
@@ -233,6 +263,8 @@ pub(crate) struct PodOut<'a> {
     pub dual_stack: bool,
     /// `spec.serviceAccountName`; `None`: omitted (the pod runs as `default`).
     pub service_account: Option<&'a str>,
+    /// `spec.nodeName`; `None`: omitted.
+    pub node: Option<&'a str>,
 }
 
 /// Writes the IPv4 address of pod `i`: 10.0.0.0/8 without .0 and .255 host octets, so pod 0 is 10.0.0.1 and
@@ -256,6 +288,9 @@ pub(crate) fn write_pod(o: &mut String, p: &PodOut<'_>) -> fmt::Result {
     o.push_str("spec:\n");
     if let Some(sa) = p.service_account {
         writeln!(o, "  serviceAccountName: {sa}")?;
+    }
+    if let Some(node) = p.node {
+        writeln!(o, "  nodeName: {node}")?;
     }
     if p.host_network {
         o.push_str("  hostNetwork: true\n");
