@@ -989,17 +989,7 @@ fn write_policies(o: &mut String, seed: u64, tenants: &[Tenant], policies: usize
         write_pol(o, &default_global(i, teams))?;
     }
     // Namespaced policies: about a quarter of the namespaces have none, the others weights 1 to 4.
-    let weights: Vec<u64> = tenants
-        .iter()
-        .map(|t| {
-            let mut r = Rng::new(seed, S_CALICO, (t.index * 4) as u64);
-            if r.chance(25) {
-                0
-            } else {
-                1 + r.below(4) as u64
-            }
-        })
-        .collect();
+    let weights = crate::plan::tenant_weights(tenants, seed, S_CALICO);
     let strict: Vec<u64> = tenants.iter().map(|t| u64::from(t.strict)).collect();
     let compliance = apportion(n[3], &strict);
     let defaults = apportion(n[6], &weights);

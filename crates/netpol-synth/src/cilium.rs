@@ -99,17 +99,7 @@ fn write_cilium(o: &mut String, seed: u64, plan: &Plan, nodes: usize, counts: [u
 
     // What is written, in order: the CCNPs' kinds, then each CNP's (tenant, kind, ordinal in its namespace).
     let mut ccnp_kinds: Vec<usize> = (0..ccnps).map(|i| i % CCNP_KINDS).collect();
-    let weights: Vec<u64> = tenants
-        .iter()
-        .map(|t| {
-            let mut r = Rng::new(seed, S_CILIUM, (t.index * 4) as u64);
-            if r.chance(25) {
-                0
-            } else {
-                1 + r.below(4) as u64
-            }
-        })
-        .collect();
+    let weights = crate::plan::tenant_weights(tenants, seed, S_CILIUM);
     let mut cnp_plan: Vec<(usize, usize, usize)> = Vec::with_capacity(cnps);
     for (ti, (t, n)) in tenants.iter().zip(apportion(cnps, &weights)).enumerate() {
         let start = Rng::new(seed, S_CILIUM, (t.index * 4 + 1) as u64).below(CNP_KINDS);

@@ -503,7 +503,9 @@ fn check(p: &Params, cnps: usize, ccnps: usize, http_rules: usize) -> (String, S
         let cilium = d.object.as_deref().is_some_and(|o| o.starts_with("Cilium"));
         let not_yet = d.severity == Severity::Error && d.message.contains("not modelled by netpol yet");
         let l7 = d.severity == Severity::Warning && d.message.starts_with("L7 rules: ");
-        assert!(cilium && (not_yet || l7), "{at}: {d}");
+        // Said once per input: the semantics the Cilium frontend does not follow yet.
+        let gaps = d.severity == Severity::Warning && d.message.starts_with("Cilium policies are read for L3/L4 only");
+        assert!(cilium && (not_yet || l7 || gaps), "{at}: {d}");
         if not_yet {
             not_loaded.insert(d.origin.to_string());
         }

@@ -83,6 +83,22 @@ impl App {
     }
 }
 
+/// A policy weight per tenant for the variants that spread namespaced policies over namespaces: about a quarter
+/// of the namespaces get none, the others 1 to 4 (drawn from `stream`, so each variant has its own spread).
+pub(crate) fn tenant_weights(tenants: &[Tenant], seed: u64, stream: u64) -> Vec<u64> {
+    tenants
+        .iter()
+        .map(|t| {
+            let mut r = crate::rng::Rng::new(seed, stream, (t.index * 4) as u64);
+            if r.chance(25) {
+                0
+            } else {
+                1 + r.below(4) as u64
+            }
+        })
+        .collect()
+}
+
 pub(crate) struct Tenant {
     pub index: usize,
     pub name: String,
