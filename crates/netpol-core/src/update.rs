@@ -23,8 +23,8 @@
 //! - **Namespaces**: a new namespace, a relabelled one and the deletion of one still in use (it keeps only its
 //!   automatic label) are in place: namespaceSelector peers are re-evaluated for that namespace's identities.
 //!   Deleting an unused namespace recompiles (namespace ids shift).
-//! - **Calico**: an engine with objects of Calico's kinds, or a batch with changes to them, is recompiled whole
-//!   (Calico's selectors see namespaces, service accounts and network sets through every endpoint's labels; host
+//! - **Calico and Cilium**: an engine with objects of Calico's kinds or Cilium policies, or a batch with changes to
+//!   Calico's kinds, is recompiled whole (Calico's and Cilium's selectors see namespaces, service accounts and network sets through every endpoint's labels; host
 //!   endpoints bring their addresses, GlobalNetworkPolicies per stage and the checks flows meet there).
 //!   [`apply_to_cluster`] keeps what the loader derives across objects: a policy's tier is found by name (a tier
 //!   no Tier object declares is assumed as the loader assumes it, and dropped once no policy is in it), every
@@ -162,8 +162,10 @@ impl Change {
     /// Whether the change is to an object of a Calico kind, or to what only Calico reads (service accounts).
     pub fn is_calico(&self) -> bool {
         match self {
+            // Cilium's kinds compile to the same expression selectors over endpoints' labels: recompiled alike.
             Change::PutPolicy { policy, .. } => {
                 matches!(policy.kind, PolicyKind::CalicoNetworkPolicy | PolicyKind::GlobalNetworkPolicy)
+                    || policy.kind.is_cilium()
             }
             Change::DeleteClusterPolicy { kind, .. } => *kind == PolicyKind::GlobalNetworkPolicy,
             Change::PutCalicoPolicy { .. }
@@ -602,6 +604,10 @@ impl Engine {
         let calico_change = |c: &Change| c.is_calico() && !c.is_service_account();
         if cause.is_none() && (self.cluster.has_calico() || changes.iter().any(calico_change)) {
             cause = Some("Calico objects");
+        }
+        // Cilium's policies likewise (their selectors see Cilium's labels of every endpoint).
+        if cause.is_none() && self.cluster.has_cilium() {
+            cause = Some("Cilium objects");
         }
         // Whether the cluster changed since a recompile became necessary.
         let mut dirty = false;

@@ -230,3 +230,30 @@ spec:
     let text = ex.render();
     assert!(text.contains("egressDeny[0]"), "{text}");
 }
+
+#[test]
+fn a_watch_event_on_a_cluster_with_cilium_policies_gives_what_a_fresh_load_gives() {
+    let policy = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: batch}}]
+"#;
+    let new_pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: batch, namespace: shop, labels: {app: batch}}\n\
+                   status: {podIP: 10.0.0.9}\n";
+    let before = load(policy);
+    let after = load(&format!("{policy}---\n{new_pod}"));
+    assert_eq!(errors(&after), Vec::<String>::new());
+    let pod = after.cluster.pods.iter().find(|p| p.name == "batch").unwrap().clone();
+    let mut e = Engine::new(before.cluster);
+    let stats = e.update(vec![netpol_core::update::Change::PutPod { namespace: "shop".into(), pod }]);
+    assert!(stats.recompiled, "Cilium's selectors see every endpoint's labels: recompiled");
+    let fresh = Engine::new(after.cluster);
+    for (from, to) in [("shop/batch", "shop/api"), ("shop/web", "shop/api"), ("shop/api", "shop/batch")] {
+        assert_eq!(allowed(&e, from, to, 80), allowed(&fresh, from, to, 80), "{from} -> {to}");
+    }
+    assert!(allowed(&e, "shop/batch", "shop/api", 80));
+}
