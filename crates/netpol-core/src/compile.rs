@@ -707,6 +707,9 @@ pub struct Engine {
     /// Each node with host endpoints → the one that forwarded traffic crosses (its `*` endpoint, else the first
     /// by name).
     pub(crate) node_hep: FxHashMap<String, usize>,
+    /// Whether the cluster has Cilium policies (then traffic from a pod's own node into it is allowed: see
+    /// [`Engine::from_own_node`]).
+    pub(crate) cilium: bool,
 }
 
 /// The address blocks Calico's criteria need as blocks (see [`crate::calico_peer`]): every `nets`/`notNets`
@@ -969,6 +972,7 @@ impl Engine {
             heps: Vec::new(),
             hep_by_ip: FxHashMap::default(),
             node_hep: FxHashMap::default(),
+            cilium: cluster.has_cilium(),
         };
         eng.ip_class_index.insert(Vec::new(), IpClassId::new(0));
 
@@ -1572,7 +1576,30 @@ impl Engine {
         let dst_named = d.ident.map(|i| self.identities[i.index()].named_ports.as_slice());
         let q = Query { proto, port, dst_named };
         s.ident.is_none_or(|i| self.walk_side(i, &s, Direction::Egress, &d, &q, &mut Quiet))
-            && d.ident.is_none_or(|i| self.walk_side(i, &d, Direction::Ingress, &s, &q, &mut Quiet))
+            && d.ident.is_none_or(|i| {
+                self.from_own_node(src, dst).is_some() || self.walk_side(i, &d, Direction::Ingress, &s, &q, &mut Quiet)
+            })
+    }
+
+    /// Cilium's allow-localhost (`always` on Kubernetes): in a cluster with Cilium policies, traffic into a pod
+    /// (off the host network) from an address of the node it runs on — the node itself, or a hostNetwork pod
+    /// there — is allowed whatever the policies say. The node's address and name, when that is the case.
+    pub fn from_own_node(&self, src: &Endpoint, dst: &Endpoint) -> Option<(IpAddr, &str)> {
+        if !self.cilium {
+            return None;
+        }
+        let Endpoint::Pod { pod, .. } = *dst else { return None };
+        let p = self.cluster.pods.get(pod.index())?;
+        if p.host_network {
+            return None;
+        }
+        let node = self.cluster.nodes.iter().find(|n| Some(n.name.as_str()) == p.node.as_deref())?;
+        let ip = match *src {
+            Endpoint::External(ip) => ip,
+            Endpoint::Pod { pod, ip } => ip.or_else(|| self.cluster.pods.get(pod.index())?.primary_ip())?,
+        };
+        let ip = ip.to_canonical();
+        node.ips.iter().any(|a| a.to_canonical() == ip).then_some((ip, node.name.as_str()))
     }
 
     /// [`Engine::allowed_named`] in a cluster with host endpoints: the pods' sides and the host checks.
@@ -1591,7 +1618,9 @@ impl Engine {
         };
         let q = Query { proto, port, dst_named };
         s.ident.is_none_or(|i| self.walk_side(i, s, Direction::Egress, d, &q, &mut Quiet))
-            && d.ident.is_none_or(|i| self.walk_side(i, d, Direction::Ingress, s, &q, &mut Quiet))
+            && d.ident.is_none_or(|i| {
+                self.from_own_node(src, dst).is_some() || self.walk_side(i, d, Direction::Ingress, s, &q, &mut Quiet)
+            })
             && self.host_allows(src, s, dst, d, &q)
     }
 

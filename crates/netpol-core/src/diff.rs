@@ -944,6 +944,7 @@ fn decider(s: &SideExplanation) -> String {
         DecidedBy::NotGoverned => format!("no policy governing {}", s.subject),
         DecidedBy::Default => "the default (no rule of any tier decides: allowed)".to_string(),
         DecidedBy::Profile => format!("the profiles of {}", s.subject),
+        DecidedBy::OwnNode => format!("Cilium's access of a pod's own node to {}", s.subject),
         DecidedBy::Rule => match s.walk.last() {
             Some(m) => {
                 let name = m.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();

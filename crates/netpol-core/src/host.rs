@@ -315,10 +315,13 @@ impl Engine {
             .collect()
     }
 
-    /// The pods whose traffic with other pods host endpoint checks can govern: the hostNetwork pods (their
-    /// traffic is their node's), when the cluster has host endpoints.
+    /// The pods whose traffic with other pods the matrix does not answer whole: the hostNetwork pods (their traffic
+    /// is their node's), when the cluster has host endpoints (their checks) or Cilium policies (the node's access to
+    /// its own pods).
     pub fn pods_with_host_checks(&self) -> Vec<crate::model::PodId> {
-        if self.heps.is_empty() {
+        // With Cilium policies, a hostNetwork pod's traffic to the pods of its own node is let in whatever their
+        // policies say (`Engine::from_own_node`): the matrix's cells are per identity, and leave that out too.
+        if self.heps.is_empty() && !self.cilium {
             return Vec::new();
         }
         (0..self.cluster.pods.len())
@@ -333,9 +336,14 @@ impl Engine {
         let pods = self.pods_with_host_checks();
         (!pods.is_empty()).then(|| {
             let names: Vec<String> = pods.iter().take(5).map(|&p| self.cluster.pod_ref(p)).collect();
+            let what = match (self.heps.is_empty(), self.cilium) {
+                (true, _) => "Cilium's access of a node to its own pods",
+                (false, true) => "host endpoint policies and Cilium's access of a node to its own pods",
+                (false, false) => "host endpoint policies",
+            };
             format!(
-                "the matrix does not apply host endpoint policies to the traffic of {} hostNetwork pod(s) ({}{}); \
-                 `netpol query` and `netpol explain` do",
+                "the matrix does not apply {what} to the traffic of {} hostNetwork pod(s) ({}{}); `netpol query` \
+                 and `netpol explain` do",
                 pods.len(),
                 names.join(", "),
                 if pods.len() > 5 { ", ..." } else { "" }

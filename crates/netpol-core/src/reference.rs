@@ -287,11 +287,26 @@ pub fn allowed_named(
     };
     let ingress = match dst {
         Endpoint::Pod { pod, .. } => {
-            side_allows(c, *pod, dst, Direction::Ingress, &Other { ep: src, name: None }, dst, proto, port)
+            from_own_node(c, src, *pod)
+                || side_allows(c, *pod, dst, Direction::Ingress, &Other { ep: src, name: None }, dst, proto, port)
         }
         Endpoint::External(_) => true,
     };
     egress && ingress && hosts_allow(c, src, dst, dst_name, proto, port)
+}
+
+/// Cilium's allow-localhost: with Cilium policies in the cluster, a pod (off the host network) takes anything
+/// from an address of its own node.
+fn from_own_node(c: &Cluster, src: &Endpoint, dst: PodId) -> bool {
+    let p = c.pod(dst);
+    c.has_cilium()
+        && !p.host_network
+        && ip_of(c, src).is_some_and(|ip| {
+            c.nodes.iter().any(|n| {
+                Some(n.name.as_str()) == p.node.as_deref()
+                    && n.ips.iter().any(|a| a.to_canonical() == ip.to_canonical())
+            })
+        })
 }
 
 /// Where an endpoint is for host endpoints: a pod on a node (maybe unknown), a host endpoint, a node's host

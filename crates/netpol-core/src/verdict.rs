@@ -97,6 +97,9 @@ pub enum DecidedBy {
     Default,
     /// A host endpoint's normal policies decided nothing: its profiles decide (none: deny).
     Profile,
+    /// Cilium: the traffic comes from the pod's own node, which Cilium lets in whatever the policies say
+    /// (`note` names the node; the walk shows what the policies alone would do).
+    OwnNode,
 }
 
 /// One direction (egress at the source, ingress at the destination).
@@ -265,7 +268,15 @@ impl Engine {
         let host_named = places.and_then(|_| self.host_named_ports(dst));
         let flow = ExplainFlow { dst, proto, port, same_pod, host_named };
         let egress = self.explain_side(src, dst, dst_name, Direction::Egress, &flow);
-        let ingress = self.explain_side(dst, src, None, Direction::Ingress, &flow);
+        let mut ingress = self.explain_side(dst, src, None, Direction::Ingress, &flow);
+        if let Some((ip, node)) = self.from_own_node(src, dst) {
+            let policies = if ingress.allowed { "" } else { " (its policies alone would deny it)" };
+            ingress.note = Some(format!(
+                "allowed: {ip} is its own node {node}, and Cilium lets traffic from a pod's own node in whatever the                  policies say (the agent's allow-localhost, `always` on Kubernetes){policies}"
+            ));
+            ingress.allowed = true;
+            ingress.decided_by = DecidedBy::OwnNode;
+        }
         let (hosts, host_note) = match places {
             Some((sp, dp)) if !same_pod => {
                 let hosts: Vec<HostExplanation> =
@@ -908,6 +919,9 @@ fn render_sides<const N: usize>(s: &mut String, sides: [&SideExplanation; N]) {
         let only_np = side.policy_keys.iter().all(|k| k.kind == PolicyKind::NetworkPolicy);
         if only_np {
             let _ = writeln!(s, "  {what}: {status}; isolated by {}", side.policies.join(", "));
+            if side.decided_by == DecidedBy::OwnNode {
+                let _ = writeln!(s, "    {}", side.note.as_deref().unwrap_or_default());
+            }
             render_np(s, side, "    ");
             continue;
         }
@@ -948,6 +962,9 @@ fn render_sides<const N: usize>(s: &mut String, sides: [&SideExplanation; N]) {
             }
         }
         match side.decided_by {
+            DecidedBy::OwnNode => {
+                let _ = writeln!(s, "    {}", side.note.as_deref().unwrap_or_default());
+            }
             DecidedBy::NetworkPolicy if !np_done => {
                 let _ = writeln!(s, "    [NetworkPolicy] isolated by {} → {verdict}", np.join(", "));
                 render_np(s, side, "      ");

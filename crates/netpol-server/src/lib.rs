@@ -763,6 +763,8 @@ pub enum DecidedBy {
     Default,
     /// A Calico host endpoint's normal policies decided nothing: its profiles decide (none: denied).
     Profile,
+    /// Cilium: the traffic comes from the pod's own node, let in whatever the policies say (`note` names it).
+    OwnNode,
 }
 
 /// A rule that matches the flow and takes part in the decision: a rule of a tier that passes the flow to the next

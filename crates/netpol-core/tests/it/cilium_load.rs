@@ -257,3 +257,35 @@ spec:
     }
     assert!(allowed(&e, "shop/batch", "shop/api", 80));
 }
+
+#[test]
+fn a_pods_own_node_gets_in_whatever_the_policies_say_and_explain_says_so() {
+    let nodes = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {addresses: [{type: InternalIP, address: 10.1.0.1}]}\n\
+                 ---\napiVersion: v1\nkind: Node\nmetadata: {name: n2}\nstatus: {addresses: [{type: InternalIP, address: 10.1.0.2}]}\n\
+                 ---\napiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: shop, labels: {app: db}}\n\
+                 spec: {nodeName: n1}\nstatus: {podIP: 10.0.0.5}\n";
+    let policy = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: db}}
+  ingress: [{fromEndpoints: [{matchLabels: {app: api}}]}]
+"#;
+    let l = load(&format!("{nodes}---\n{policy}"));
+    assert_eq!(errors(&l), Vec::<String>::new());
+    let e = Engine::new(l.cluster);
+    assert!(allowed(&e, "10.1.0.1", "shop/db", 5432), "its own node");
+    assert!(!allowed(&e, "10.1.0.2", "shop/db", 5432), "another node");
+    assert!(!allowed(&e, "shop/web", "shop/db", 5432));
+    let src = e.parse_endpoint("10.1.0.1", "default").unwrap();
+    let dst = e.parse_endpoint("shop/db", "default").unwrap();
+    let ex = e.explain(&src, &dst, Protocol::Tcp, 5432);
+    assert_eq!(ex.ingress.decided_by, netpol_core::verdict::DecidedBy::OwnNode);
+    let text = ex.render();
+    assert!(text.contains("its own node n1") && text.contains("its policies alone would deny it"), "{text}");
+    // Without Cilium policies, a node is an address like any other (NetworkPolicy v1 says nothing of it).
+    let l = load(&format!("{nodes}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: d, namespace: shop}}\nspec: {{podSelector: {{}}}}\n"));
+    let e = Engine::new(l.cluster);
+    assert!(!allowed(&e, "10.1.0.1", "shop/db", 5432));
+}

@@ -148,11 +148,13 @@ fn indent(text: &str, by: &str) -> String {
 }
 
 /// The cases whose every probe the engine answers already (L3/L4: endpoint selectors with Cilium's namespace
-/// rules, CIDRs, the `world`, `cluster` and `all` entities, ports, deny, default deny). The rest need what issue 14
-/// has not landed yet: L7 input, the host's access to its own pods, the node-relative entities, `reserved:`
+/// rules, CIDRs, the `world`, `cluster` and `all` entities, ports, deny, default deny, a node's access to its own
+/// pods). The rest need what issue 14 has not landed yet: L7 input, the node-relative entities, `reserved:`
 /// selectors, Cilium's labels in NetworkPolicy v1 selectors, `toServices`, `toFQDNs`, ICMP, `fromRequires`.
-const L3L4_CASES: [&str; 19] = [
+const L3L4_CASES: [&str; 24] = [
+    "ccnp-empty-peer-means-all-pods",
     "ccnp-namespace-selection",
+    "cidr-never-selects-cluster-addresses",
     "cidr-rules-and-except",
     "cnp-and-ccnp-union",
     "deny-only-policy-default-denies",
@@ -162,7 +164,10 @@ const L3L4_CASES: [&str; 19] = [
     "empty-rule-denies-direction",
     "enable-default-deny-false",
     "endpoint-selector-default-deny",
+    "entity-all-and-none",
     "entity-cluster",
+    "entity-world",
+    "host-reaches-local-pods",
     "named-port-deny",
     "named-ports",
     "namespace-labels-in-cnp-peer",
