@@ -26,7 +26,7 @@
 //! What this frontend does not model yet is an error naming the field (the policy is then not loaded), never a
 //! silent drop: `nodeSelector` (host policies), `reserved:` selectors, the entities `host`, `remote-node`,
 //! `kube-apiserver`, `health`, `init`, `unmanaged` and `ingress`, `fromRequires`/`toRequires`, `fromNodes`/`toNodes`,
-//! `fromGroups`/`toGroups`, CIDR groups, `toServices`, `toFQDNs`, `icmps`, `authentication`, TLS and SNI rules.
+//! `fromGroups`/`toGroups`, CIDR groups, `toServices`, `toFQDNs`, `authentication`, TLS and SNI rules.
 //! L7 rules (`rules.http`, `rules.dns`, `rules.kafka`, ...) are read as what they are at L3/L4 — the connection is
 //! allowed and handed to Cilium's proxy — with a warning that the requests themselves are not judged yet.
 
@@ -267,7 +267,6 @@ fn peer_rule(
         (format!("{own}Nodes"), nodes),
         ("toServices".to_string(), dir == Direction::Egress && r.to_services.is_some()),
         ("toFQDNs".to_string(), r.to_fqdns.is_some()),
-        ("icmps".to_string(), r.icmps.is_some()),
         ("authentication".to_string(), r.authentication.is_some()),
     ];
     for (field, present) in not_yet {
@@ -353,7 +352,14 @@ fn peer_rule(
             port_rule(pr, deny, &p, &mut ports, errs);
         }
     }
-    if peers.is_empty() && (any_field || r.to_ports.is_none()) {
+    for (i, rule) in r.icmps.iter().flatten().enumerate() {
+        for (j, f) in rule.fields.iter().flatten().enumerate() {
+            if let Some(p) = icmp_field(f, &format!("{path}.icmps[{i}].fields[{j}]"), errs) {
+                ports.push(p);
+            }
+        }
+    }
+    if peers.is_empty() && (any_field || (r.to_ports.is_none() && r.icmps.is_none())) {
         // A peer field that selects nothing, or an empty rule: the rule matches no traffic.
         peers.push(calico(CalicoPeer { selector: Some(Expr::Not(Box::new(Expr::All))), ..Default::default() }));
     }
@@ -461,6 +467,81 @@ fn port_rule(pr: &obj::CiliumPortRule, deny: bool, path: &str, out: &mut Vec<Pol
             out.push(PolicyPort { protocol: proto, port: m.clone() });
         }
     }
+}
+
+/// ICMP type names (`pkg/policy/api/icmp.go`), per family.
+const ICMP_V4_TYPES: [(&str, u8); 14] = [
+    ("EchoReply", 0),
+    ("DestinationUnreachable", 3),
+    ("Redirect", 5),
+    ("Echo", 8),
+    ("EchoRequest", 8),
+    ("RouterAdvertisement", 9),
+    ("RouterSelection", 10),
+    ("TimeExceeded", 11),
+    ("ParameterProblem", 12),
+    ("Timestamp", 13),
+    ("TimestampReply", 14),
+    ("Photuris", 40),
+    ("ExtendedEchoRequest", 42),
+    ("ExtendedEchoReply", 43),
+];
+const ICMP_V6_TYPES: [(&str, u8); 27] = [
+    ("DestinationUnreachable", 1),
+    ("PacketTooBig", 2),
+    ("TimeExceeded", 3),
+    ("ParameterProblem", 4),
+    ("EchoRequest", 128),
+    ("EchoReply", 129),
+    ("MulticastListenerQuery", 130),
+    ("MulticastListenerReport", 131),
+    ("MulticastListenerDone", 132),
+    ("RouterSolicitation", 133),
+    ("RouterAdvertisement", 134),
+    ("NeighborSolicitation", 135),
+    ("NeighborAdvertisement", 136),
+    ("RedirectMessage", 137),
+    ("RouterRenumbering", 138),
+    ("ICMPNodeInformationQuery", 139),
+    ("ICMPNodeInformationResponse", 140),
+    ("InverseNeighborDiscoverySolicitation", 141),
+    ("InverseNeighborDiscoveryAdvertisement", 142),
+    ("HomeAgentAddressDiscoveryRequest", 144),
+    ("HomeAgentAddressDiscoveryReply", 145),
+    ("MobilePrefixSolicitation", 146),
+    ("MobilePrefixAdvertisement", 147),
+    ("DuplicateAddressRequestCodeSuffix", 157),
+    ("DuplicateAddressConfirmationCodeSuffix", 158),
+    ("ExtendedEchoRequest", 160),
+    ("ExtendedEchoReply", 161),
+];
+
+/// One `icmps[].fields[]` entry: every message of that ICMP (or ICMPv6) type, whatever its code.
+fn icmp_field(f: &obj::CiliumIcmpField, path: &str, errs: &mut Errors) -> Option<PolicyPort> {
+    let (proto, names): (Protocol, &[(&str, u8)]) = match f.family.as_deref() {
+        None | Some("" | "IPv4") => (Protocol::Icmp, &ICMP_V4_TYPES),
+        Some("IPv6") => (Protocol::Icmpv6, &ICMP_V6_TYPES),
+        Some(other) => {
+            errs.add(format!("{path}.family"), format!("unsupported value `{other}`: IPv4 or IPv6"));
+            return None;
+        }
+    };
+    let t = match &f.icmp_type {
+        None => {
+            errs.add(format!("{path}.type"), "required");
+            return None;
+        }
+        Some(IntOrString::Int(n)) => u8::try_from(*n).ok(),
+        Some(IntOrString::String(s)) => {
+            s.parse::<u8>().ok().or_else(|| names.iter().find(|(n, _)| n == s).map(|&(_, t)| t))
+        }
+    };
+    let Some(t) = t else {
+        errs.add(format!("{path}.type"), "an ICMP type: 0-255 or one of the family's type names");
+        return None;
+    };
+    let (lo, hi) = crate::portset::icmp_type_range(t);
+    Some(PolicyPort { protocol: proto, port: PortMatch::Range(lo, hi) })
 }
 
 /// A label key's Cilium source and key: `k8s:app` → (`k8s`, `app`); no prefix is source `any`.

@@ -943,8 +943,24 @@ pub struct CiliumPeerRule {
     #[serde(rename = "toFQDNs")]
     pub to_fqdns: Option<Vec<IgnoredAny>>,
     pub to_ports: Option<Vec<CiliumPortRule>>,
-    pub icmps: Option<Vec<IgnoredAny>>,
+    pub icmps: Option<Vec<CiliumIcmpRule>>,
     pub authentication: Option<IgnoredAny>,
+}
+
+/// `api.ICMPRule` (pkg/policy/api/icmp.go).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CiliumIcmpRule {
+    pub fields: Option<Vec<CiliumIcmpField>>,
+}
+
+/// `api.ICMPField`: `type` a number or one of the family's type names.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CiliumIcmpField {
+    pub family: Option<String>,
+    #[serde(rename = "type")]
+    pub icmp_type: Option<IntOrString>,
 }
 
 /// `api.CIDRRule` (pkg/policy/api/cidr.go).

@@ -289,3 +289,41 @@ spec:
     let e = Engine::new(l.cluster);
     assert!(!allowed(&e, "10.1.0.1", "shop/db", 5432));
 }
+
+#[test]
+fn icmp_rules_by_number_and_name_per_family() {
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: ping, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - icmps: [{fields: [{type: 8}, {type: EchoRequest, family: IPv6}, {type: "TimeExceeded"}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: bad, namespace: shop}
+spec:
+  endpointSelector: {}
+  egress:
+  - icmps: [{fields: [{type: Ping}, {type: 8, family: IPv5}, {type: 300}]}]
+"#,
+    );
+    let errs = errors(&l).join("\n");
+    for want in ["spec.egress[0].icmps[0].fields[0].type", "fields[1].family", "fields[2].type"] {
+        assert!(errs.contains(want), "no error at {want}:\n{errs}");
+    }
+    let e = Engine::new(l.cluster);
+    let src = e.parse_endpoint("shop/web", "default").unwrap();
+    let dst = e.parse_endpoint("10.9.9.9", "default").unwrap();
+    let v6 = e.parse_endpoint("fd00::9", "default").unwrap();
+    let icmp = |t: u8| netpol_core::portset::icmp_port(t, 0);
+    assert!(e.allowed(&src, &dst, Protocol::Icmp, icmp(8)), "echo request");
+    assert!(e.allowed(&src, &dst, Protocol::Icmp, netpol_core::portset::icmp_port(11, 1)), "time exceeded, any code");
+    assert!(!e.allowed(&src, &dst, Protocol::Icmp, icmp(13)), "timestamp is not listed");
+    assert!(!e.allowed(&src, &dst, Protocol::Tcp, 80), "an ICMP-only rule allows no TCP");
+    assert!(e.allowed(&src, &v6, Protocol::Icmpv6, icmp(128)), "ICMPv6 echo request by name");
+    assert!(!e.allowed(&src, &v6, Protocol::Icmpv6, icmp(8)), "type 8 of ICMPv6 is not listed");
+}

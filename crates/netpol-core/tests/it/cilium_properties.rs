@@ -81,6 +81,10 @@ fn peer_rule(r: &mut Rng, dir: &str, deny: bool) -> String {
     if r.chance(20) {
         fields.push(format!("{pre}Entities: [{}]", r.pick(&["world", "cluster", "all", "world-ipv4"])));
     }
+    if r.chance(15) {
+        let t = *r.pick(&["8", "EchoRequest", "13", "Timestamp"]);
+        fields.push(format!("icmps: [{{fields: [{{type: {t}}}, {{type: EchoRequest, family: IPv6}}]}}]"));
+    }
     if r.chance(60) {
         let mut ports = Vec::new();
         for _ in 0..1 + r.below(2) {
@@ -186,8 +190,12 @@ proptest! {
         }
         for s in &eps {
             for d in &eps {
-                for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
-                    for port in [53u16, 80, 81, 85, 90, 91, 8080] {
+                let icmp = [(Protocol::Icmp, 0x0800u16), (Protocol::Icmp, 0x0d00), (Protocol::Icmpv6, 0x8000)];
+                let l4 = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
+                    .into_iter()
+                    .flat_map(|p| [53u16, 80, 81, 85, 90, 91, 8080].map(|port| (p, port)));
+                for (proto, port) in icmp.into_iter().chain(l4) {
+                    {
                         let want = reference::allowed(e.cluster(), s, d, proto, port);
                         prop_assert_eq!(e.allowed(s, d, proto, port), want, "engine {:?} -> {:?} {}/{}", s, d, port, proto);
                         let ex = e.explain(s, d, proto, port);
