@@ -570,10 +570,11 @@ impl Engine {
             peer,
             port,
             // A Cilium policy's deny rules are its `ingressDeny`/`egressDeny` (they are the rules of its deny part).
-            field: if pol.kind.is_cilium() && rule.action == Action::Deny {
-                format!("spec.{dir}Deny[{ri}]")
-            } else {
-                format!("spec.{dir}[{ri}]")
+            // (A Cilium label requirement is a deny rule named after its own field.)
+            field: match pol.rules(dir).get(ri).and_then(|r| r.name.as_deref()) {
+                Some(n) if pol.kind.is_cilium() => n.to_string(),
+                _ if pol.kind.is_cilium() && rule.action == Action::Deny => format!("spec.{dir}Deny[{ri}]"),
+                _ => format!("spec.{dir}[{ri}]"),
             },
             source: pol.origin.to_string(),
             tie: Vec::new(),

@@ -25,7 +25,7 @@
 //!
 //! What this frontend does not model yet is an error naming the field (the policy is then not loaded), never a
 //! silent drop: `nodeSelector` (host policies), `reserved:` selectors, the entities `host`, `remote-node`,
-//! `kube-apiserver`, `health`, `init`, `unmanaged` and `ingress`, `fromRequires`/`toRequires`, `fromNodes`/`toNodes`,
+//! `kube-apiserver`, `health`, `init`, `unmanaged` and `ingress`, `fromNodes`/`toNodes`,
 //! `fromGroups`/`toGroups`, CIDR groups, `toServices`, `toFQDNs`, `authentication`, TLS and SNI rules.
 //! L7 rules (`rules.http`, `rules.dns`, `rules.kafka`, ...) are read as what they are at L3/L4 — the connection is
 //! allowed and handed to Cilium's proxy — with a warning that the requests themselves are not judged yet.
@@ -139,17 +139,27 @@ fn rule_parts(
             None => e,
         }),
     };
+    // Label requirements (`fromRequires`/`toRequires`) become deny rules after the policy's own.
+    let mut required: (Vec<Rule>, Vec<Rule>) = (Vec::new(), Vec::new());
     let mut rules = |list: &Option<Vec<obj::CiliumPeerRule>>, field: &str, dir: Direction, deny: bool| -> Vec<Rule> {
-        list.iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, pr)| peer_rule(ns, dir, deny, pr, &format!("{path}.{field}[{i}]"), errs))
-            .collect()
+        let mut out = Vec::new();
+        for (i, pr) in list.iter().flatten().enumerate() {
+            let p = format!("{path}.{field}[{i}]");
+            out.push(peer_rule(ns, dir, deny, pr, &p, errs));
+            let req = requirements(ns, dir, pr, &p, errs);
+            match dir {
+                Direction::Ingress => required.0.extend(req),
+                Direction::Egress => required.1.extend(req),
+            }
+        }
+        out
     };
     let ingress = rules(&r.ingress, "ingress", Direction::Ingress, false);
-    let ingress_deny = rules(&r.ingress_deny, "ingressDeny", Direction::Ingress, true);
+    let mut ingress_deny = rules(&r.ingress_deny, "ingressDeny", Direction::Ingress, true);
     let egress = rules(&r.egress, "egress", Direction::Egress, false);
-    let egress_deny = rules(&r.egress_deny, "egressDeny", Direction::Egress, true);
+    let mut egress_deny = rules(&r.egress_deny, "egressDeny", Direction::Egress, true);
+    ingress_deny.append(&mut required.0);
+    egress_deny.append(&mut required.1);
     let Some(subject) = subject else { return Vec::new() };
     let dd = r.enable_default_deny.as_ref();
     // A direction with rules (allow or deny) is default-deny unless the policy turns that off.
@@ -192,6 +202,42 @@ fn rule_parts(
     if !allow.0.is_empty() || !allow.1.is_empty() {
         let affects = (!allow.0.is_empty(), !allow.1.is_empty());
         out.push((part(allow.0, allow.1, affects), CiliumTier::Allow));
+    }
+    out
+}
+
+/// The deprecated `fromRequires`/`toRequires` of a rule, as the documentation defines them (the API server of the
+/// pinned Cilium refuses them; evaluated with a warning): every peer of the policy's endpoints in that direction
+/// must also match each required selector, whichever policy allows it. Each requirement is a deny rule for
+/// everything its selector does not match (outside addresses included: they carry no such labels), named after
+/// its field. The selectors are limited to the policy's namespace as `fromEndpoints` are.
+fn requirements(ns: Option<&str>, dir: Direction, r: &obj::CiliumPeerRule, path: &str, errs: &mut Errors) -> Vec<Rule> {
+    let (list, field) = match dir {
+        Direction::Ingress => (&r.from_requires, "fromRequires"),
+        Direction::Egress => (&r.to_requires, "toRequires"),
+    };
+    let Some(list) = list else { return Vec::new() };
+    errs.warn(
+        format!("{path}.{field}"),
+        "deprecated: the API server of current Cilium refuses it; evaluated as Cilium's documentation defines it \
+         (every peer must also match)",
+    );
+    let mut out = Vec::new();
+    for (i, sel) in list.iter().enumerate() {
+        let p = format!("{path}.{field}[{i}]");
+        let Some(e) = selector(sel, &p, errs) else { continue };
+        let e = match ns {
+            Some(ns) if !names_namespace(sel) => and(e, own_namespace(ns)),
+            _ => e,
+        };
+        let peer = CalicoPeer { not_selector: Some(e), ..Default::default() };
+        out.push(Rule {
+            peers: vec![calico(peer)],
+            ports: Vec::new(),
+            action: Action::Deny,
+            name: Some(p),
+            calico: None,
+        });
     }
     out
 }
@@ -262,7 +308,6 @@ fn peer_rule(
         ),
     };
     let not_yet = [
-        (format!("{own}Requires"), requires.is_some()),
         (format!("{own}Groups"), groups),
         (format!("{own}Nodes"), nodes),
         ("toServices".to_string(), dir == Direction::Egress && r.to_services.is_some()),
@@ -275,7 +320,8 @@ fn peer_rule(
         }
     }
     let mut peers: Vec<Peer> = Vec::new();
-    let mut any_field = false;
+    // A requirement is a peer field that selects nothing by itself (see `requirements`).
+    let mut any_field = requires.is_some();
     if let Some(list) = endpoints {
         any_field = true;
         for (i, sel) in list.iter().enumerate() {

@@ -327,3 +327,40 @@ spec:
     assert!(e.allowed(&src, &v6, Protocol::Icmpv6, icmp(128)), "ICMPv6 echo request by name");
     assert!(!e.allowed(&src, &v6, Protocol::Icmpv6, icmp(8)), "type 8 of ICMPv6 is not listed");
 }
+
+#[test]
+fn label_requirements_deny_every_peer_without_the_labels_with_a_warning() {
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+  - fromRequires: [{matchLabels: {app: web}}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: open}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+  - fromEntities: [all]
+"#,
+    );
+    assert_eq!(errors(&l), Vec::<String>::new());
+    let warned = l
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == Severity::Warning && d.field.as_deref() == Some("spec.ingress[0].fromRequires"));
+    assert!(warned, "{:#?}", l.diagnostics);
+    let e = Engine::new(l.cluster);
+    assert!(allowed(&e, "shop/web", "shop/api", 80), "allowed by the clusterwide policy, and meets the requirement");
+    assert!(!allowed(&e, "ops/web", "shop/api", 80), "the requirement is limited to the policy's namespace");
+    assert!(!allowed(&e, "10.9.9.9", "shop/api", 80), "an outside address has no labels");
+    let src = e.parse_endpoint("ops/web", "default").unwrap();
+    let dst = e.parse_endpoint("shop/api", "default").unwrap();
+    let text = e.explain(&src, &dst, Protocol::Tcp, 80).render();
+    assert!(text.contains("spec.ingress[0].fromRequires[0]"), "{text}");
+}

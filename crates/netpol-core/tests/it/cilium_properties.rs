@@ -81,6 +81,9 @@ fn peer_rule(r: &mut Rng, dir: &str, deny: bool) -> String {
     if r.chance(20) {
         fields.push(format!("{pre}Entities: [{}]", r.pick(&["world", "cluster", "all", "world-ipv4"])));
     }
+    if r.chance(10) {
+        fields.push(format!("{pre}Requires: [{}]", selector(r)));
+    }
     if r.chance(15) {
         let t = *r.pick(&["8", "EchoRequest", "13", "Timestamp"]);
         fields.push(format!("icmps: [{{fields: [{{type: {t}}}, {{type: EchoRequest, family: IPv6}}]}}]"));

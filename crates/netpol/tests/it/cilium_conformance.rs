@@ -150,8 +150,8 @@ fn indent(text: &str, by: &str) -> String {
 /// The cases whose every probe the engine answers already (L3/L4: endpoint selectors with Cilium's namespace
 /// rules, CIDRs, the `world`, `cluster` and `all` entities, ports, deny, default deny, a node's access to its own
 /// pods). The rest need what issue 14 has not landed yet: L7 input, the node-relative entities, `reserved:`
-/// selectors, Cilium's labels in NetworkPolicy v1 selectors, `toServices`, `toFQDNs`, `fromRequires`.
-const L3L4_CASES: [&str; 25] = [
+/// selectors, Cilium's labels in NetworkPolicy v1 selectors, `toServices`, `toFQDNs`.
+const L3L4_CASES: [&str; 26] = [
     "ccnp-empty-peer-means-all-pods",
     "ccnp-namespace-selection",
     "cidr-never-selects-cluster-addresses",
@@ -163,6 +163,7 @@ const L3L4_CASES: [&str; 25] = [
     "empty-peer-selector",
     "empty-rule-denies-direction",
     "enable-default-deny-false",
+    "from-requires",
     "endpoint-selector-default-deny",
     "entity-all-and-none",
     "entity-cluster",
