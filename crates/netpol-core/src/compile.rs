@@ -978,7 +978,7 @@ impl Engine {
 
         // Identities.
         for (pid, pod) in cluster.pods.iter().enumerate() {
-            let key = eng.identity_key(pod);
+            let key = eng.identity_key(pod, cluster.ns(pod.ns));
             let next = IdentityId::new(eng.identities.len() as usize);
             let id = *eng.id_index.entry(key).or_insert_with_key(|key| {
                 eng.identities.push(Identity::empty(key));
@@ -1125,14 +1125,23 @@ impl Engine {
         eng
     }
 
-    /// The identity key of a pod, interning its label set and ip class.
-    pub(crate) fn identity_key(&mut self, pod: &Pod) -> IdentityKey {
-        let ls = match self.label_index.get(&pod.labels) {
+    /// The identity key of a pod of namespace `ns`, interning its label set and ip class. In a cluster with
+    /// Cilium policies the label set is Cilium's labels of the pod ([`crate::model::cilium_labels`]): what every
+    /// label selector, NetworkPolicy v1 included, is matched against there.
+    pub(crate) fn identity_key(&mut self, pod: &Pod, ns: &crate::model::Namespace) -> IdentityKey {
+        let cilium;
+        let labels = if self.cilium {
+            cilium = crate::model::cilium_labels(&pod.labels, ns, &pod.service_account);
+            &cilium
+        } else {
+            &pod.labels
+        };
+        let ls = match self.label_index.get(labels) {
             Some(&ls) => ls,
             None => {
                 let ls = LabelSetId::new(self.label_sets.len());
-                self.label_sets.push(pod.labels.clone());
-                self.label_index.insert(pod.labels.clone(), ls);
+                self.label_sets.push(labels.clone());
+                self.label_index.insert(labels.clone(), ls);
                 ls
             }
         };

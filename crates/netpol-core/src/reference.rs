@@ -61,7 +61,7 @@ fn peer_matches(c: &Cluster, policy: &Policy, peer: &Peer, other: &Other<'_>) ->
                 None => policy.ns() == Some(pod.ns),
                 Some(sel) => sel.matches(&c.ns(pod.ns).labels),
             };
-            ns_ok && pods.as_ref().is_none_or(|sel| sel.matches(&pod.labels))
+            ns_ok && pods.as_ref().is_none_or(|sel| sel.matches(&selector_labels(c, pod)))
         }
     }
 }
@@ -223,7 +223,7 @@ fn side_allows(
         .filter(|p| {
             p.host.applies_to_workloads()
                 && p.affects(dir)
-                && p.selects(pod.ns, ns_labels, &pod.labels, || c.pod_calico_labels(pod))
+                && p.selects(pod.ns, ns_labels, &selector_labels(c, pod), || c.pod_calico_labels(pod))
         })
         .collect();
     let (defs, tiers) = tiers_in_order(c);
@@ -293,6 +293,15 @@ pub fn allowed_named(
         Endpoint::External(_) => true,
     };
     egress && ingress && hosts_allow(c, src, dst, dst_name, proto, port)
+}
+
+/// The labels a pod's label selectors see: its own, or in a cluster with Cilium policies Cilium's labels of it.
+fn selector_labels(c: &Cluster, pod: &Pod) -> crate::labels::Labels {
+    if c.has_cilium() {
+        cilium_labels(&pod.labels, c.ns(pod.ns), &pod.service_account)
+    } else {
+        pod.labels.clone()
+    }
 }
 
 /// Cilium's allow-localhost: with Cilium policies in the cluster, a pod (off the host network) takes anything

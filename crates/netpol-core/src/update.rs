@@ -740,7 +740,7 @@ impl Engine {
     fn attach_pod(&mut self, pid: PodId) {
         let cluster = std::mem::take(&mut self.cluster);
         let pod = &cluster.pods[pid.index()];
-        let key = self.identity_key(pod);
+        let key = self.identity_key(pod, cluster.ns(pod.ns));
         let primary = pod.primary_ip();
         self.cluster = cluster;
         let iid = match self.id_index.get(&key) {

@@ -71,8 +71,8 @@ const ENTITIES: [&str; 13] = [
 ];
 
 /// What answers for a cluster with Cilium policies do not follow yet (warned once per input).
-pub(crate) const GAPS: &str = "Cilium policies are read for L3/L4 only (issue 14): NetworkPolicy v1 selectors do \
-     not see Cilium's extra labels (io.cilium.k8s.*) yet, and HTTP and DNS requests are not judged";
+pub(crate) const GAPS: &str = "Cilium policies are read for L3/L4 only (issue 14): HTTP and DNS requests are not \
+     judged yet (a connection to a port with L7 rules is answered as Cilium accepts it, before its proxy)";
 
 const NOT_YET: &str = "not modelled by netpol yet (issue 14): the policy is not loaded";
 

@@ -364,3 +364,33 @@ spec:
     let text = e.explain(&src, &dst, Protocol::Tcp, 80).render();
     assert!(text.contains("spec.ingress[0].fromRequires[0]"), "{text}");
 }
+
+#[test]
+fn with_cilium_policies_networkpolicy_selectors_see_ciliums_labels() {
+    let np = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: api}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {io.cilium.k8s.policy.serviceaccount: default}}}]
+"#;
+    let cnp = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: other, namespace: ops}
+spec:
+  endpointSelector: {}
+  egress: [{toEntities: [all]}]
+"#;
+    // Without Cilium policies the key is an ordinary label no pod has: nothing is allowed in.
+    let e = Engine::new(load(np).cluster);
+    assert!(!allowed(&e, "shop/web", "shop/api", 80));
+    // With them, the NetworkPolicy is Cilium's: its selector sees the pod's service account label.
+    let l = load(&format!("{np}---\n{cnp}"));
+    assert_eq!(errors(&l), Vec::<String>::new());
+    let e = Engine::new(l.cluster);
+    assert!(allowed(&e, "shop/web", "shop/api", 80));
+    assert!(!allowed(&e, "ops/web", "shop/api", 80), "a v1 podSelector peer stays in the policy's namespace");
+}
