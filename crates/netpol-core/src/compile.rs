@@ -1586,7 +1586,7 @@ impl Engine {
         let q = Query { proto, port, dst_named };
         s.ident.is_none_or(|i| self.walk_side(i, &s, Direction::Egress, &d, &q, &mut Quiet))
             && d.ident.is_none_or(|i| {
-                self.from_own_node(src, dst).is_some() || self.walk_side(i, &d, Direction::Ingress, &s, &q, &mut Quiet)
+                self.walk_side(i, &d, Direction::Ingress, &s, &q, &mut Quiet) || self.from_own_node(src, dst).is_some()
             })
     }
 
@@ -1628,7 +1628,7 @@ impl Engine {
         let q = Query { proto, port, dst_named };
         s.ident.is_none_or(|i| self.walk_side(i, s, Direction::Egress, d, &q, &mut Quiet))
             && d.ident.is_none_or(|i| {
-                self.from_own_node(src, dst).is_some() || self.walk_side(i, d, Direction::Ingress, s, &q, &mut Quiet)
+                self.walk_side(i, d, Direction::Ingress, s, &q, &mut Quiet) || self.from_own_node(src, dst).is_some()
             })
             && self.host_allows(src, s, dst, d, &q)
     }

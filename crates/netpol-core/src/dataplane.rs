@@ -494,26 +494,42 @@ impl<'e> Builder<'e> {
                         }
                         named = Some(n);
                     }
-                    let mut peers: Vec<(usize, SetId)> =
-                        rule.peers.iter().zip(&rule.peer_src).map(|(&p, &src)| (src as usize, self.set(p))).collect();
-                    peers.sort_unstable();
                     let own = rule.local.map(|l| self.set(CPeer::Calico(l)));
-                    steps.push(TableStep::Rule(TableRule {
-                        rule: r,
-                        policy_ref: self.e.cluster.policy_ref(rule.policy),
-                        dir,
-                        index: rule.index,
-                        action: rule.action,
-                        peers,
-                        ports,
-                        named,
-                        except,
-                        own,
-                    }));
+                    steps.push(self.rule_step(r, dir, ports, named, except, own));
                 }
             }
         }
         steps
+    }
+
+    /// One rule of a chain: its peers' address sets (in source order) and the ports, named ports, exceptions and
+    /// own-side set its caller resolved.
+    fn rule_step(
+        &mut self,
+        r: RuleId,
+        dir: Direction,
+        ports: Option<PortSet>,
+        named: Option<Vec<(IpAddr, Protocol, u16)>>,
+        except: Vec<(IpAddr, Protocol, u16)>,
+        own: Option<SetId>,
+    ) -> TableStep {
+        let rule = &self.e.rules[r.index()];
+        let pairs: Vec<(u32, CPeer)> = rule.peer_src.iter().copied().zip(rule.peers.iter().copied()).collect();
+        let (policy, index, action) = (rule.policy, rule.index, rule.action);
+        let mut peers: Vec<(usize, SetId)> = pairs.into_iter().map(|(src, p)| (src as usize, self.set(p))).collect();
+        peers.sort_unstable();
+        TableStep::Rule(TableRule {
+            rule: r,
+            policy_ref: self.e.cluster.policy_ref(policy),
+            dir,
+            index,
+            action,
+            peers,
+            ports,
+            named,
+            except,
+            own,
+        })
     }
 
     fn profile(
@@ -543,21 +559,7 @@ impl<'e> Builder<'e> {
                         Direction::Egress => Some(rule.ports.numeric.clone()),
                     };
                     let named = (dir == Direction::Egress && !rule.ports.named.is_empty()).then(|| self.named(r, rule));
-                    let mut peers: Vec<(usize, SetId)> =
-                        rule.peers.iter().zip(&rule.peer_src).map(|(&p, &src)| (src as usize, self.set(p))).collect();
-                    peers.sort_unstable();
-                    steps.push(TableStep::Rule(TableRule {
-                        rule: r,
-                        policy_ref: self.e.cluster.policy_ref(rule.policy),
-                        dir,
-                        index: rule.index,
-                        action: rule.action,
-                        peers,
-                        ports,
-                        named,
-                        except: Vec::new(),
-                        own: None,
-                    }));
+                    steps.push(self.rule_step(r, dir, ports, named, Vec::new(), None));
                 }
             }
         }
