@@ -710,6 +710,9 @@ pub struct Engine {
     /// Whether the cluster has Cilium policies (then traffic from a pod's own node into it is allowed: see
     /// [`Engine::from_own_node`]).
     pub(crate) cilium: bool,
+    /// Whether a Cilium rule depends on its subject's node: identities then carry their pods' node (see
+    /// [`crate::model::cilium_keys::NODE`]).
+    pub(crate) cilium_nodes: bool,
 }
 
 /// The address blocks Calico's criteria need as blocks (see [`crate::calico_peer`]): every `nets`/`notNets`
@@ -973,6 +976,7 @@ impl Engine {
             hep_by_ip: FxHashMap::default(),
             node_hep: FxHashMap::default(),
             cilium: cluster.has_cilium(),
+            cilium_nodes: cluster.has_cilium_node_rules(),
         };
         eng.ip_class_index.insert(Vec::new(), IpClassId::new(0));
 
@@ -1131,7 +1135,8 @@ impl Engine {
     pub(crate) fn identity_key(&mut self, pod: &Pod, ns: &crate::model::Namespace) -> IdentityKey {
         let cilium;
         let labels = if self.cilium {
-            cilium = crate::model::cilium_labels(&pod.labels, ns, &pod.service_account);
+            let node = pod.node.as_deref().filter(|_| self.cilium_nodes);
+            cilium = crate::model::cilium_labels_on(&pod.labels, ns, &pod.service_account, node);
             &cilium
         } else {
             &pod.labels

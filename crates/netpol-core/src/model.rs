@@ -762,6 +762,38 @@ pub struct ServiceAccount {
     pub origin: Option<Origin>,
 }
 
+/// A Service (`v1`): what Cilium's `toServices` select by (name, namespace, labels) and how it reaches its
+/// backends (its pod selector, if any).
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// The namespace's name (a Service does not create its namespace in the model).
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    /// `spec.selector`: `None` (or empty) for a Service without a selector, whose endpoints are kept by hand.
+    pub selector: Option<Labels>,
+    pub origin: Origin,
+}
+
+impl Service {
+    /// Whether the Service selects its backends by labels (Cilium calls a Service without one "external").
+    pub fn has_selector(&self) -> bool {
+        self.selector.as_ref().is_some_and(|s| !s.is_empty())
+    }
+}
+
+/// The endpoint addresses of one Service from one EndpointSlice (`discovery.k8s.io/v1`, tied to its Service by
+/// the `kubernetes.io/service-name` label) or Endpoints object (`v1`, named after its Service).
+#[derive(Clone, Debug)]
+pub struct ServiceEndpoints {
+    pub namespace: String,
+    /// The Service's name.
+    pub service: String,
+    /// The ready addresses (and the terminating ones still serving), in order.
+    pub addresses: Vec<IpAddr>,
+    pub origin: Origin,
+}
+
 /// A staged policy's `stagedAction`: what enforcing it would do to the enforced policy of the same kind,
 /// namespace and name (Calico's `projectcalico.org/v3` staged kinds; omitted, it is `Set`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -860,6 +892,10 @@ pub struct Cluster {
     pub staged: Vec<StagedPolicy>,
     /// Calico HostEndpoints, in input order.
     pub host_endpoints: Vec<HostEndpoint>,
+    /// Services and their endpoints (EndpointSlices and Endpoints), in input order: what Cilium's `toServices`
+    /// and `kube-apiserver` entity are resolved against when loading.
+    pub services: Vec<Service>,
+    pub service_endpoints: Vec<ServiceEndpoints>,
 }
 
 impl Default for Cluster {
@@ -874,6 +910,8 @@ impl Default for Cluster {
             service_accounts: Vec::new(),
             staged: Vec::new(),
             host_endpoints: Vec::new(),
+            services: Vec::new(),
+            service_endpoints: Vec::new(),
         }
     }
 }
@@ -933,6 +971,11 @@ pub mod cilium_keys {
     pub const CLUSTER: &str = "io.cilium.k8s.policy.cluster";
     /// The cluster name Cilium uses when none is configured.
     pub const DEFAULT_CLUSTER: &str = "default";
+    /// netpol's own key for the node a pod runs on (`spec.nodeName`), added to a pod's Cilium labels when a Cilium
+    /// rule depends on the subject's node (the entities `host` and `remote-node`: see `load/cilium_refs.rs`). No
+    /// selector can name it: `:` is no character of a Kubernetes label key, and in Cilium's selectors it ends the
+    /// label source.
+    pub const NODE: &str = "netpol:node";
 }
 
 /// The labels Cilium's selectors see on a pod (its security identity's `k8s:` labels): the pod's own labels, its
@@ -940,8 +983,16 @@ pub mod cilium_keys {
 /// name. Label sources are dropped: every one of these has source `k8s`, and selectors of source `k8s`, `any` or
 /// none match them alike.
 pub fn cilium_labels(pod_labels: &Labels, ns: &Namespace, sa_name: &str) -> Labels {
+    cilium_labels_on(pod_labels, ns, sa_name, None)
+}
+
+/// [`cilium_labels`], with the pod's node under [`cilium_keys::NODE`] when `node` is given.
+pub fn cilium_labels_on(pod_labels: &Labels, ns: &Namespace, sa_name: &str, node: Option<&str>) -> Labels {
     use cilium_keys::*;
     let mut v: Vec<(String, String)> = Vec::new();
+    if let Some(node) = node {
+        v.push((NODE.to_string(), node.to_string()));
+    }
     for (k, val) in ns.labels.iter() {
         v.push((format!("{NS_LABELS}{k}"), val.to_string()));
     }
@@ -1023,7 +1074,17 @@ impl Cluster {
     /// [`Cluster::endpoint_labels`].
     pub fn pod_calico_labels(&self, pod: &Pod) -> Labels {
         let sa = self.service_accounts.iter().find(|s| s.ns == pod.ns && *s.name == *pod.service_account);
-        self.endpoint_labels(&pod.labels, pod.ns, sa, &pod.service_account, self.label_views())
+        let views = self.label_views();
+        let labels = self.endpoint_labels(&pod.labels, pod.ns, sa, &pod.service_account, views);
+        match pod.node.as_deref() {
+            // With Cilium's view, the pod's node too (no selector can name it: see `cilium_keys::NODE`).
+            Some(node) if views.1 => labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain(std::iter::once((cilium_keys::NODE.to_string(), node.to_string())))
+                .collect(),
+            _ => labels,
+        }
     }
 
     /// Which label views endpoints carry: (Calico's, Cilium's). Calico's unless only Cilium objects were loaded.
@@ -1070,6 +1131,16 @@ impl Cluster {
     /// [`cilium_labels`]).
     pub fn has_cilium(&self) -> bool {
         self.policies.iter().any(|p| p.kind.is_cilium())
+    }
+
+    /// Whether a Cilium rule depends on its subject's node (the entities `host` and `remote-node`, lowered to
+    /// rules whose own side is a node): pods' Cilium labels then carry their node ([`cilium_keys::NODE`]), so that
+    /// pods on different nodes are different identities.
+    pub fn has_cilium_node_rules(&self) -> bool {
+        self.policies
+            .iter()
+            .filter(|p| p.kind.is_cilium())
+            .any(|p| p.ingress.iter().chain(&p.egress).any(|r| r.calico.as_ref().is_some_and(|c| c.local.is_some())))
     }
 
     pub fn find_pod(&self, ns: &str, name: &str) -> Option<PodId> {

@@ -298,7 +298,7 @@ pub fn allowed_named(
 /// The labels a pod's label selectors see: its own, or in a cluster with Cilium policies Cilium's labels of it.
 fn selector_labels(c: &Cluster, pod: &Pod) -> crate::labels::Labels {
     if c.has_cilium() {
-        cilium_labels(&pod.labels, c.ns(pod.ns), &pod.service_account)
+        cilium_labels_on(&pod.labels, c.ns(pod.ns), &pod.service_account, pod.node.as_deref())
     } else {
         pod.labels.clone()
     }

@@ -54,22 +54,6 @@ pub(crate) enum CiliumTier {
 pub(crate) const DENY_TIER: (&str, f64) = ("CiliumDeny", 10.0);
 pub(crate) const ALLOW_TIER: (&str, f64) = ("CiliumAllow", 20.0);
 
-const ENTITIES: [&str; 13] = [
-    "world",
-    "world-ipv4",
-    "world-ipv6",
-    "cluster",
-    "host",
-    "remote-node",
-    "kube-apiserver",
-    "health",
-    "init",
-    "ingress",
-    "unmanaged",
-    "all",
-    "none",
-];
-
 /// What answers for a cluster with Cilium policies do not follow yet (warned once per input).
 pub(crate) const GAPS: &str = "Cilium policies are read for L3/L4 only (issue 14): HTTP and DNS requests are not \
      judged yet (a connection to a port with L7 rules is answered as Cilium accepts it, before its proxy)";
@@ -310,7 +294,6 @@ fn peer_rule(
     let not_yet = [
         (format!("{own}Groups"), groups),
         (format!("{own}Nodes"), nodes),
-        ("toServices".to_string(), dir == Direction::Egress && r.to_services.is_some()),
         ("toFQDNs".to_string(), r.to_fqdns.is_some()),
         ("authentication".to_string(), r.authentication.is_some()),
     ];
@@ -326,6 +309,10 @@ fn peer_rule(
         any_field = true;
         for (i, sel) in list.iter().enumerate() {
             let p = format!("{path}.{own}Endpoints[{i}]");
+            if let Some(found) = super::cilium_refs::reserved_selector(sel, &p, errs) {
+                peers.extend(found);
+                continue;
+            }
             if let Some(e) = selector(sel, &p, errs) {
                 let e = match ns {
                     Some(ns) if !names_namespace(sel) => and(e, own_namespace(ns)),
@@ -373,22 +360,13 @@ fn peer_rule(
         any_field = true;
         for (i, name) in list.iter().enumerate() {
             let p = format!("{path}.{own}Entities[{i}]");
-            let v4: IpNet = "0.0.0.0/0".parse().unwrap_or_default();
-            let v6: IpNet = "::/0".parse().unwrap_or_default();
-            match name.as_str() {
-                "world" => peers.push(calico(outside(vec![v4, v6], Vec::new()))),
-                "world-ipv4" => peers.push(calico(outside(vec![v4], Vec::new()))),
-                "world-ipv6" => peers.push(calico(outside(vec![v6], Vec::new()))),
-                "all" => peers.push(calico(CalicoPeer::default())),
-                // Every pod (by its labels) and every node's address (so hostNetwork pods too).
-                "cluster" => {
-                    peers.push(calico(CalicoPeer { selector: Some(Expr::All), ..Default::default() }));
-                    peers.push(Peer::Nodes(Selector::everything()));
-                }
-                "none" => {}
-                other if ENTITIES.contains(&other) => errs.add(p, format!("entity `{other}`: {NOT_YET}")),
-                other => errs.add(p, format!("unknown entity `{other}` (one of {})", ENTITIES.join(", "))),
-            }
+            super::cilium_refs::entity(name, &p, &mut peers, errs);
+        }
+    }
+    if let (Direction::Egress, Some(list)) = (dir, &r.to_services) {
+        any_field = true;
+        for (i, svc) in list.iter().enumerate() {
+            peers.extend(super::cilium_refs::service(svc, &format!("{path}.toServices[{i}]"), errs));
         }
     }
     let mut ports = Vec::new();
@@ -600,7 +578,7 @@ fn source_key(key: &str) -> (&str, &str) {
 
 /// A label selector as an expression over Cilium's labels of a pod. `None` (with an error) when it uses what
 /// netpol does not model yet.
-fn selector(sel: &obj::LabelSelector, path: &str, errs: &mut Errors) -> Option<Expr> {
+pub(super) fn selector(sel: &obj::LabelSelector, path: &str, errs: &mut Errors) -> Option<Expr> {
     let mut terms = Vec::new();
     let mut ok = true;
     let key_of = |key: &str, field: &str, errs: &mut Errors| -> Option<String> {

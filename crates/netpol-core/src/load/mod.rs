@@ -28,10 +28,12 @@
 mod admin;
 mod calico;
 mod cilium;
+mod cilium_refs;
 mod fast_yaml;
 mod json;
 mod node;
 mod objects;
+mod services;
 mod validate;
 mod yaml;
 
@@ -78,6 +80,9 @@ enum Lower {
     HostEndpoint,
     CiliumNetworkPolicy,
     CiliumClusterwideNetworkPolicy,
+    Service,
+    EndpointSlice,
+    Endpoints,
 }
 
 /// A kind netpol reads: its apiVersion, whether it is cluster-scoped, the pod template the API server requires of
@@ -155,6 +160,16 @@ const KINDS: &[KindEntry] = &[
         template: None,
         lower: Lower::CiliumClusterwideNetworkPolicy,
     },
+    // Services and their endpoints (what Cilium's `toServices` and `kube-apiserver` entity resolve to).
+    KindEntry { kind: "Service", api_versions: V1, cluster_scoped: false, template: None, lower: Lower::Service },
+    KindEntry {
+        kind: "EndpointSlice",
+        api_versions: &["discovery.k8s.io/v1"],
+        cluster_scoped: false,
+        template: None,
+        lower: Lower::EndpointSlice,
+    },
+    KindEntry { kind: "Endpoints", api_versions: V1, cluster_scoped: false, template: None, lower: Lower::Endpoints },
 ];
 
 const V1: &[&str] = &["v1"];
@@ -284,6 +299,21 @@ pub(crate) enum Item {
         name: String,
         parts: Vec<(Policy, cilium::CiliumTier)>,
     },
+    /// A Service (`v1`).
+    Service {
+        ns_name: String,
+        name: String,
+        labels: Labels,
+        selector: Option<Labels>,
+    },
+    /// The addresses of a Service's endpoints from an EndpointSlice or an Endpoints object (`kind`) named `name`.
+    ServiceEndpoints {
+        kind: &'static str,
+        ns_name: String,
+        name: String,
+        service: String,
+        addresses: Vec<IpAddr>,
+    },
     /// A NetworkSet (with its namespace) or GlobalNetworkSet.
     NetworkSet {
         ns_name: Option<String>,
@@ -344,6 +374,10 @@ pub struct Loader {
     network_sets: Vec<NetworkSet>,
     host_endpoints: Vec<HostEndpoint>,
     service_accounts: Vec<ServiceAccount>,
+    services: Vec<Service>,
+    service_endpoints: Vec<ServiceEndpoints>,
+    /// Services, EndpointSlices and Endpoints loaded, by (kind, namespace, name), for duplicate checks.
+    seen_services: HashMap<(&'static str, String, String), Origin>,
     /// Tiers, network sets and service accounts loaded, by (kind, namespace, name), for duplicate checks.
     seen_other: HashMap<(&'static str, Option<NsId>, String), Origin>,
     /// Staged policies, with the name of a tier that is not built in and their object's label.
@@ -549,6 +583,22 @@ impl Loader {
         }
     }
 
+    /// Whether a Service, EndpointSlice or Endpoints object is the first of its kind, namespace and name (else an
+    /// error says it is a duplicate).
+    fn first_service(&mut self, key: (&'static str, String, String), origin: &Origin, label: &str) -> bool {
+        match self.seen_services.entry(key) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                let msg = format!("duplicate object: already defined at {}; this one is ignored", first.get());
+                self.diagnostics.push(error(origin.clone(), Some(label.to_string()), Some("metadata.name"), msg));
+                false
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(origin.clone());
+                true
+            }
+        }
+    }
+
     fn ns_id(&mut self, name: &str) -> NsId {
         if let Some(&id) = self.ns_index.get(name) {
             return id;
@@ -703,6 +753,20 @@ impl Loader {
                 hep.origin = origin;
                 self.host_endpoints.push(hep);
             }
+            Item::Service { ns_name, name, labels, selector } => {
+                // Kept by namespace name: a Service does not create its namespace.
+                if !self.first_service(("Service", ns_name.clone(), name.clone()), &origin, &label) {
+                    return;
+                }
+                let labels = self.intern.labels(labels);
+                self.services.push(Service { namespace: ns_name, name, labels, selector, origin });
+            }
+            Item::ServiceEndpoints { kind, ns_name, name, service, addresses } => {
+                if !self.first_service((kind, ns_name.clone(), name), &origin, &label) {
+                    return;
+                }
+                self.service_endpoints.push(ServiceEndpoints { namespace: ns_name, service, addresses, origin });
+            }
             Item::ServiceAccount { ns_name, name, labels } => {
                 let ns = self.ns_id(&ns_name);
                 if !self.first_other("ServiceAccount", Some(ns), &name, &origin, &label) {
@@ -844,7 +908,10 @@ impl Loader {
             service_accounts,
             staged,
             host_endpoints: self.host_endpoints,
+            services: self.services,
+            service_endpoints: self.service_endpoints,
         };
+        cilium_refs::resolve(&mut cluster, &mut self.diagnostics);
         if let Some(first) = cluster.policies.iter().find(|p| p.kind.is_cilium()) {
             // Said once, at the first Cilium policy: what of Cilium's semantics answers do not follow yet.
             self.diagnostics.push(Diagnostic {
@@ -1179,6 +1246,11 @@ pub(crate) fn decode_from<S: Source>(
         Lower::CiliumClusterwideNetworkPolicy => {
             source.typed::<objects::CiliumPolicyObj>().map(|o| cilium::clusterwide_network_policy(o, &mut errs))
         }
+        Lower::Service => source.typed::<objects::ServiceObj>().map(|o| services::service(o, &mut errs)),
+        Lower::EndpointSlice => {
+            source.typed::<objects::EndpointSliceObj>().map(|o| services::endpoint_slice(o, &mut errs))
+        }
+        Lower::Endpoints => source.typed::<objects::EndpointsObj>().map(|o| services::endpoints(o, &mut errs)),
     };
     match item {
         Err((field, message)) => out.push(Decoded::Diagnostic(error(origin, Some(label), field.as_deref(), message))),

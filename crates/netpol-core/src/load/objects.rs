@@ -937,7 +937,7 @@ pub struct CiliumPeerRule {
     #[serde(rename = "toCIDRSet")]
     pub to_cidr_set: Option<Vec<CiliumCidrRule>>,
     pub to_entities: Option<Vec<String>>,
-    pub to_services: Option<Vec<IgnoredAny>>,
+    pub to_services: Option<Vec<CiliumService>>,
     pub to_groups: Option<Vec<IgnoredAny>>,
     pub to_nodes: Option<Vec<LabelSelector>>,
     #[serde(rename = "toFQDNs")]
@@ -1006,4 +1006,82 @@ pub struct CiliumL7Rules {
     pub dns: Option<Vec<IgnoredAny>>,
     pub l7proto: Option<String>,
     pub l7: Option<Vec<IgnoredAny>>,
+}
+
+/// `api.Service` (pkg/policy/api/service.go): one of `k8sService` and `k8sServiceSelector`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumService {
+    pub k8s_service: Option<CiliumServiceRef>,
+    pub k8s_service_selector: Option<CiliumServiceSelector>,
+}
+
+/// `api.K8sServiceNamespace`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumServiceRef {
+    pub service_name: Option<String>,
+    pub namespace: Option<String>,
+}
+
+/// `api.K8sServiceSelectorNamespace`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CiliumServiceSelector {
+    pub selector: Option<LabelSelector>,
+    pub namespace: Option<String>,
+}
+
+// --- Services and their endpoints (`v1` Service and Endpoints, `discovery.k8s.io/v1` EndpointSlice): what netpol
+// reads (name, namespace, labels, the selector, the endpoints' addresses); everything else is skipped. ---
+
+#[derive(Deserialize)]
+pub struct ServiceObj {
+    #[serde(default)]
+    pub metadata: Meta,
+    pub spec: Option<ServiceSpec>,
+}
+
+#[derive(Deserialize)]
+pub struct ServiceSpec {
+    pub selector: Option<StrMap>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSliceObj {
+    #[serde(default)]
+    pub metadata: Meta,
+    pub address_type: Option<String>,
+    pub endpoints: Option<Vec<SliceEndpoint>>,
+}
+
+#[derive(Deserialize)]
+pub struct SliceEndpoint {
+    pub addresses: Option<Vec<String>>,
+    pub conditions: Option<SliceConditions>,
+}
+
+#[derive(Deserialize)]
+pub struct SliceConditions {
+    pub ready: Option<bool>,
+    pub serving: Option<bool>,
+    pub terminating: Option<bool>,
+}
+
+#[derive(Deserialize)]
+pub struct EndpointsObj {
+    #[serde(default)]
+    pub metadata: Meta,
+    pub subsets: Option<Vec<EndpointSubset>>,
+}
+
+#[derive(Deserialize)]
+pub struct EndpointSubset {
+    pub addresses: Option<Vec<EndpointAddress>>,
+}
+
+#[derive(Deserialize)]
+pub struct EndpointAddress {
+    pub ip: Option<String>,
 }

@@ -117,8 +117,8 @@ spec:
   endpointSelector: {}
   egress:
   - toFQDNs: [{matchName: cilium.io}]
-  - toEntities: [host]
-  - toEndpoints: [{matchLabels: {"reserved:host": ""}}]
+  - toNodes: [{}]
+  - toEndpoints: [{matchExpressions: [{key: "reserved:host", operator: DoesNotExist}]}]
 ---
 apiVersion: cilium.io/v2
 kind: CiliumClusterwideNetworkPolicy
@@ -129,8 +129,11 @@ spec:
 "#,
     );
     let errs = errors(&l);
-    for field in ["spec.egress[0].toFQDNs", "spec.egress[1].toEntities[0]", "spec.egress[2].toEndpoints[0].matchLabels"]
-    {
+    for field in [
+        "spec.egress[0].toFQDNs",
+        "spec.egress[1].toNodes",
+        "spec.egress[2].toEndpoints[0].matchExpressions[0].operator",
+    ] {
         assert!(errs.iter().any(|e| e.contains(field)), "no error at {field}: {errs:#?}");
     }
     assert!(errs.iter().any(|e| e.contains("spec.nodeSelector") && e.contains("not modelled")), "{errs:#?}");

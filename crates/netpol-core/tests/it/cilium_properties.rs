@@ -63,7 +63,15 @@ fn peer_rule(r: &mut Rng, dir: &str, deny: bool) -> String {
     let mut fields: Vec<String> = Vec::new();
     if r.chance(50) {
         let n = r.below(3);
-        let sels: Vec<String> = (0..n).map(|_| selector(r)).collect();
+        let mut sels: Vec<String> = (0..n).map(|_| selector(r)).collect();
+        if r.chance(15) {
+            let name = *r.pick(&["host", "remote-node", "world", "kube-apiserver", "health"]);
+            sels.push(if r.chance(50) {
+                format!("{{matchLabels: {{\"reserved:{name}\": \"\"}}}}")
+            } else {
+                format!("{{matchExpressions: [{{key: \"reserved:{name}\", operator: Exists}}]}}")
+            });
+        }
         fields.push(format!("{pre}Endpoints: [{}]", sels.join(", ")));
     }
     if r.chance(20) {
@@ -79,7 +87,28 @@ fn peer_rule(r: &mut Rng, dir: &str, deny: bool) -> String {
         fields.push(format!("{pre}CIDRSet: [{{cidr: {c}{except}}}]"));
     }
     if r.chance(20) {
-        fields.push(format!("{pre}Entities: [{}]", r.pick(&["world", "cluster", "all", "world-ipv4"])));
+        let entities = [
+            "world",
+            "cluster",
+            "all",
+            "world-ipv4",
+            "host",
+            "remote-node",
+            "kube-apiserver",
+            "health",
+            "host, remote-node",
+        ];
+        fields.push(format!("{pre}Entities: [{}]", r.pick(&entities)));
+    }
+    if pre == "to" && r.chance(15) {
+        let svc = *r.pick(&[
+            "{k8sService: {serviceName: ext, namespace: a}}",
+            "{k8sService: {serviceName: svc, namespace: b}}",
+            "{k8sService: {serviceName: ext}}",
+            "{k8sServiceSelector: {selector: {matchLabels: {expose: \"yes\"}}}}",
+            "{k8sServiceSelector: {selector: {}, namespace: b}}",
+        ]);
+        fields.push(format!("toServices: [{svc}]"));
     }
     if r.chance(10) {
         fields.push(format!("{pre}Requires: [{}]", selector(r)));
@@ -127,12 +156,35 @@ fn manifests(seed: u64) -> String {
         let host = r.chance(10);
         let sa = if r.chance(30) { ", serviceAccountName: robot" } else { "" };
         let node = r.below(2);
+        // Some pods are on no node of the input (a workload's, or not scheduled yet).
+        let node_name = if !host && r.chance(10) { String::new() } else { format!("nodeName: n{node}, ") };
         let ip = if host { format!("10.1.0.{}", node + 1) } else { format!("10.0.1.{}", 10 + i) };
         let _ = write!(
             y,
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {ns}, labels: {{{}}}}}\nspec: {{nodeName: n{node}, hostNetwork: {host}{sa}, containers: [{{name: c, ports: [{{name: http, containerPort: {}}}]}}]}}\nstatus: {{podIP: {ip}}}\n---\n",
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: {ns}, labels: {{{}}}}}\nspec: {{{node_name}hostNetwork: {host}{sa}, containers: [{{name: c, ports: [{{name: http, containerPort: {}}}]}}]}}\nstatus: {{podIP: {ip}}}\n---\n",
             labels.join(", "),
             r.pick(&[80, 8080, 81])
+        );
+    }
+    // Services: the API server's (its endpoints outside the cluster, or a node), one without a selector, one with.
+    if r.chance(70) {
+        let ip = *r.pick(&["10.9.1.1", "10.1.0.2"]);
+        let _ = write!(
+            y,
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: kubernetes, namespace: default}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: kubernetes, namespace: default, labels: {{kubernetes.io/service-name: kubernetes}}}}\naddressType: IPv4\nendpoints: [{{addresses: [{ip}]}}]\n---\n"
+        );
+    }
+    if r.chance(60) {
+        let _ = write!(
+            y,
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: ext, namespace: a, labels: {{expose: \"yes\"}}}}\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {{name: ext, namespace: a}}\nsubsets: [{{addresses: [{{ip: 10.9.9.9}}, {{ip: 10.0.1.10}}]}}]\n---\n"
+        );
+    }
+    if r.chance(60) {
+        let _ = write!(
+            y,
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: svc, namespace: b, labels: {{expose: \"yes\"}}}}\nspec: {{selector: {{app: {}}}}}\n---\n",
+            r.pick(&APPS)
         );
     }
     if r.chance(40) {
@@ -235,8 +287,11 @@ proptest! {
 #[test]
 fn random_cilium_clusters_have_every_part() {
     let mut tiers = std::collections::BTreeSet::new();
+    let (mut node_rules, mut services) = (0, 0);
     for seed in 0..200 {
         let e = engine(seed);
+        node_rules += usize::from(e.cluster().has_cilium_node_rules());
+        services += usize::from(!e.cluster().services.is_empty());
         for p in &e.cluster().policies {
             if p.kind.is_cilium() {
                 tiers.insert(e.cluster().tiers[p.tier.index()].name.clone());
@@ -244,4 +299,6 @@ fn random_cilium_clusters_have_every_part() {
         }
     }
     assert_eq!(tiers.into_iter().collect::<Vec<_>>(), ["CiliumAllow", "CiliumDeny", "NetworkPolicy"]);
+    assert!(node_rules > 20, "only {node_rules} clusters with host or remote-node rules");
+    assert!(services > 100, "only {services} clusters with Services");
 }

@@ -502,8 +502,10 @@ fn unknown_kinds_are_skipped_and_counted() {
     let l = load_fixture("unknown-kinds.yaml");
     assert_clean(&l);
     assert_eq!(l.skipped_kinds.get("ConfigMap"), Some(&2));
-    assert_eq!(l.skipped_kinds.get("Service"), Some(&1));
-    assert_eq!(l.skipped_kinds.len(), 2);
+    // Services are read (for Cilium's `toServices`): only what netpol needs of them.
+    assert_eq!(l.skipped_kinds.len(), 1);
+    assert_eq!(l.cluster.services.len(), 1);
+    assert!(l.cluster.services[0].has_selector());
     assert_eq!(pod_names(&l), ["shop/web-1"]);
     assert!(l.cluster.policies.is_empty());
 }
@@ -1442,7 +1444,7 @@ fn a_broken_document_in_the_middle_costs_only_itself() {
         // A valid YAML number out of range in a kind netpol does not model: nothing to report.
         (
             "big number, unmodelled kind",
-            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports:\n  - port: 18446744073709551616\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\nspec:\n  ports:\n  - port: 18446744073709551616\n",
         ),
     ];
     for (what, broken) in cases {
@@ -1453,7 +1455,7 @@ fn a_broken_document_in_the_middle_costs_only_itself() {
         assert_eq!(policy_names(&l), ["a/deny-all"], "{what}");
         if what.starts_with("big number") {
             assert_clean(&l);
-            assert_eq!(l.skipped_kinds.get("Service"), Some(&1));
+            assert_eq!(l.skipped_kinds.get("ConfigMap"), Some(&1));
         } else {
             let d = only_error(&l);
             assert_eq!(d.origin.document, 1, "{what}: {d}");
