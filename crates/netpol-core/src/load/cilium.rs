@@ -23,10 +23,14 @@
 //! (`pkg/k8s/apis/cilium.io/utils/utils.go`, `getEndpointSelector`, `ParseToCiliumRule`). Label sources `k8s:`,
 //! `any:` and none match a pod's labels alike (`pkg/labels/labels.go`).
 //!
+//! Entities, `reserved:` selectors and `toServices` name what only the whole input knows (the subject's node, the
+//! API server's endpoints, Services and their EndpointSlices): they are placeholders here, resolved once every
+//! object is loaded (`cilium_refs.rs`, which documents their semantics).
+//!
 //! What this frontend does not model yet is an error naming the field (the policy is then not loaded), never a
-//! silent drop: `nodeSelector` (host policies), `reserved:` selectors, the entities `host`, `remote-node`,
-//! `kube-apiserver`, `health`, `init`, `unmanaged` and `ingress`, `fromNodes`/`toNodes`,
-//! `fromGroups`/`toGroups`, CIDR groups, `toServices`, `toFQDNs`, `authentication`, TLS and SNI rules.
+//! silent drop: `nodeSelector` (host policies), `fromNodes`/`toNodes`, `fromGroups`/`toGroups`, CIDR groups,
+//! `toFQDNs`, `authentication`, TLS and SNI rules, and `reserved:` selectors other than one `reserved:` label alone
+//! (with other requirements, or under `NotIn`/`DoesNotExist`).
 //! L7 rules (`rules.http`, `rules.dns`, `rules.kafka`, ...) are read as what they are at L3/L4 — the connection is
 //! allowed and handed to Cilium's proxy — with a warning that the requests themselves are not judged yet.
 
