@@ -156,8 +156,9 @@ pub(crate) fn reserved_selector(sel: &obj::LabelSelector, path: &str, errs: &mut
         (None, None) => return None,
     };
     if !ENTITIES.contains(&name.as_str()) || matches!(name.as_str(), "cluster" | "cluster-mesh" | "all") {
-        errs.add(field, format!("unknown reserved label `reserved:{name}`"));
-        return Some(Vec::new());
+        // Cilium takes any label; no identity carries this one.
+        errs.warn(field, format!("no identity carries `reserved:{name}`: this selector selects nothing"));
+        return Some(vec![nothing()]);
     }
     if !value_ok {
         // Reserved labels have no value: a selector that asks for one selects nothing.
@@ -373,7 +374,7 @@ pub(crate) fn resolve(c: &mut Cluster, diags: &mut Vec<Diagnostic>) {
                 rule.peers = peers;
                 if host.is_some() || remote.is_some() {
                     let (own, others) = (host.is_some(), remote.is_some());
-                    let name = rule.name.clone().or(host).or(remote);
+                    let name = rule.name.clone().or_else(|| host.or(remote).map(|p| rule_path(&p)));
                     extra.extend(node_rules(&rule, name, own, others, &nodes));
                 }
                 out.push(rule);
@@ -413,6 +414,15 @@ fn service_peer(c: &Cluster, i: usize, path: &str, warn: &mut impl FnMut(&str, S
             }
         },
     }
+}
+
+/// The path of the rule a peer field's path is in: `spec.egress[1]` of `spec.egress[1].toEntities[0]`.
+fn rule_path(path: &str) -> String {
+    let cut = path.match_indices("].").map(|(i, _)| i + 1).find(|&i| {
+        let rest = &path[i + 1..];
+        rest.starts_with("to") || rest.starts_with("from")
+    });
+    cut.map_or(path, |i| &path[..i]).to_string()
 }
 
 /// The rules `host`/`remote-node` add for `rule` (see the module documentation): per Node, for the subjects on
