@@ -18,7 +18,8 @@
 //!
 //! A `reserved:` selector of `fromEndpoints`/`toEndpoints` (`reserved:host: ""`, or `Exists`) is the entity of
 //! that name, and like an entity it is not limited to the policy's namespace (`getEndpointSelector` adds no
-//! namespace to a selector with a `reserved:` key).
+//! namespace to a selector with a `reserved:` key); a `reserved:` label no identity carries (or asked for with a
+//! value) selects nothing, with a warning.
 //!
 //! `toServices` (`pkg/policy/k8s/service.go`): `k8sService` names a Service by name and namespace,
 //! `k8sServiceSelector` chooses Services by their labels in a namespace (no namespace: any namespace, as
@@ -33,6 +34,9 @@
 //! other peers, one rule per Node whose own side is the pods on that Node (Cilium's labels of a pod then carry its
 //! node: [`crate::model::cilium_keys::NODE`]) and whose peer is that Node's (or the other Nodes') addresses — the
 //! rules of a Cilium tier all have the same action, so where they stand in it does not matter.
+//!
+//! Resolved at load time, these rules follow the input as loaded: [`crate::compile::Engine::update`] with a
+//! changed Node, Service or EndpointSlice does not re-resolve them (a Cilium cluster is reloaded whole for that).
 
 use std::collections::HashSet;
 
