@@ -5,10 +5,9 @@
 //! page).
 //!
 //! `every_cilium_probe` loads each case with the core loader (`netpol_core::load::load_str`, no error diagnostic
-//! and no skipped kind allowed), compiles it (`Engine::new`) and checks every probe with `Engine::allowed` (or
-//! `Engine::allowed_named` when the probe names `dst_fqdn`), against the reference evaluator, and that `explain`
-//! gives the same verdict. Probes that carry an HTTP request or a DNS query need the engine's L7 input, which does
-//! not exist yet: they are reported as failures until it does. The test is ignored until issue 14 is done;
+//! and no skipped kind allowed), compiles it (`Engine::new`) and checks every probe with `Engine::allowed_flow`
+//! (its `dst_fqdn`, and its HTTP request or DNS query, as the flow's), against the reference evaluator, and that
+//! `explain` gives the same verdict. The test is ignored until issue 14 is done;
 //! `cilium_l3l4_cases` runs the same checks on the cases netpol answers whole today, and the structure of the data
 //! is checked by the other tests.
 
@@ -16,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use netpol_core::compile::Engine;
+use netpol_core::compile::{Engine, FlowInfo};
+use netpol_core::l7::{HttpRequest, Request};
 use netpol_core::load::{load_str, Severity};
 use netpol_core::portset::{icmp_port, Protocol};
 use netpol_core::verdict::Verdict;
@@ -114,6 +114,21 @@ impl Probe {
         s
     }
 
+    /// The request the probe carries, as the engine takes it.
+    fn request(&self) -> Option<Request> {
+        if let Some(h) = &self.http {
+            let mut r = HttpRequest::new(h.method.as_deref().unwrap_or("GET"), h.path.as_deref().unwrap_or("/"));
+            if let Some(host) = &h.host {
+                r = r.with_host(host);
+            }
+            for (k, v) in &h.headers {
+                r = r.with_header(k, v);
+            }
+            return Some(Request::Http(r));
+        }
+        self.dns.as_ref().map(|d| Request::Dns(d.query.clone()))
+    }
+
     /// The protocol and the engine's port number (ICMP: type << 8 | code).
     fn proto_port(&self) -> Option<(Protocol, u16)> {
         if self.protocol == "ICMP" {
@@ -148,29 +163,35 @@ fn indent(text: &str, by: &str) -> String {
     text.lines().map(|l| format!("{by}{l}\n")).collect()
 }
 
-/// The cases whose every probe the engine answers already (L3/L4: endpoint selectors with Cilium's namespace
-/// rules, CIDRs, the `world`, `cluster` and `all` entities, ports, deny, default deny, a node's access to its own
-/// pods). The rest need what issue 14 has not landed yet: L7 input, the node-relative entities, `reserved:`
-/// selectors, `toServices`, `toFQDNs`.
-const L3L4_CASES: [&str; 27] = [
+/// The cases whose every probe the engine answers already (endpoint selectors with Cilium's namespace rules,
+/// CIDRs, the `world`, `cluster` and `all` entities, ports, deny, default deny, a node's access to its own pods,
+/// HTTP and DNS rules, `toFQDNs`). The rest need what issue 14 has not landed yet: the node-relative entities,
+/// `reserved:` selectors, `toServices`.
+const L3L4_CASES: [&str; 35] = [
     "ccnp-empty-peer-means-all-pods",
     "ccnp-namespace-selection",
     "cidr-never-selects-cluster-addresses",
     "cidr-rules-and-except",
     "cnp-and-ccnp-union",
     "deny-only-policy-default-denies",
+    "deny-wins-over-allow",
     "deny-wins-over-networkpolicy",
+    "dns-rules",
     "egress-deny-cidr-except",
     "empty-peer-selector",
     "empty-rule-denies-direction",
     "enable-default-deny-false",
-    "from-requires",
     "endpoint-selector-default-deny",
     "entity-all-and-none",
     "entity-cluster",
     "entity-world",
+    "from-requires",
     "host-reaches-local-pods",
     "icmp-rules",
+    "l7-http-egress-connectivity-test",
+    "l7-http-headers-and-host",
+    "l7-http-method-and-path",
+    "l7-l4-only-rule-wildcards-l7",
     "named-port-deny",
     "named-ports",
     "namespace-labels-in-cnp-peer",
@@ -180,6 +201,8 @@ const L3L4_CASES: [&str; 27] = [
     "port-ranges",
     "ports-and-protocols",
     "service-account-label",
+    "to-fqdns",
+    "to-fqdns-needs-dns-proxy",
 ];
 
 #[test]
@@ -234,27 +257,18 @@ fn run(cases: Vec<(String, Case)>) -> (Vec<String>, usize) {
         let engine = Engine::new(loaded.cluster);
         for p in &case.probes {
             checked += 1;
-            if p.http.is_some() || p.dns.is_some() {
-                failures.push(format!(
-                    "{}: {}: the engine takes no HTTP request or DNS query yet (expected {})\n    source: {}\n",
-                    case.name,
-                    p.describe(),
-                    p.expect,
-                    p.source
-                ));
-                continue;
-            }
             let ends = (engine.parse_endpoint(&p.from, "default"), engine.parse_endpoint(&p.to, "default"));
             let (Ok(src), Ok(dst)) = ends else {
                 failures.push(format!("{}: {}: endpoint not resolved: {:?}\n", case.name, p.describe(), ends));
                 continue;
             };
             let (proto, port) = p.proto_port().unwrap();
-            let name = p.dst_fqdn.as_deref();
+            let request = p.request();
+            let info = FlowInfo { dst_name: p.dst_fqdn.as_deref(), request: request.as_ref() };
             let want = p.expect == "allow";
-            let got = engine.allowed_named(&src, &dst, name, proto, port);
-            let explanation = engine.explain_named(&src, &dst, name, proto, port);
-            let reference = netpol_core::reference::allowed_named(engine.cluster(), &src, &dst, name, proto, port);
+            let got = engine.allowed_flow(&src, &dst, info, proto, port);
+            let explanation = engine.explain_flow(&src, &dst, info, proto, port);
+            let reference = netpol_core::reference::allowed_flow(engine.cluster(), &src, &dst, info, proto, port);
             let mut wrong = Vec::new();
             if reference != want {
                 wrong.push(format!("the reference evaluator says {}", Verdict::from_bool(reference).as_str()));
