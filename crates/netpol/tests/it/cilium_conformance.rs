@@ -34,26 +34,26 @@ fn data() -> PathBuf {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
+pub(crate) struct Case {
+    pub(crate) name: String,
     /// Where upstream states the rules the case checks: `cilium@<commit> path:line; ...; https://...#section`.
     source: String,
     description: String,
     /// A multi-document YAML stream.
-    manifests: String,
-    probes: Vec<Probe>,
+    pub(crate) manifests: String,
+    pub(crate) probes: Vec<Probe>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Probe {
+pub(crate) struct Probe {
     /// `namespace/pod` or an IP address.
-    from: String,
-    to: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
     /// The destination port; for ICMP, the ICMP type (code 0).
-    port: u16,
+    pub(crate) port: u16,
     /// `TCP`, `UDP`, `SCTP` or `ICMP`.
-    protocol: String,
+    pub(crate) protocol: String,
     /// One HTTP request on the connection: the verdict is then the request's.
     #[serde(default)]
     http: Option<Http>,
@@ -64,7 +64,7 @@ struct Probe {
     #[serde(default)]
     dst_fqdn: Option<String>,
     /// `allow` or `deny`.
-    expect: String,
+    pub(crate) expect: String,
     /// Where upstream states this verdict: `path:line` (at `CILIUM_COMMIT`) or a URL, `; `-separated.
     source: String,
     /// Why, in a few words (printed on failure).
@@ -94,7 +94,7 @@ struct Dns {
 }
 
 impl Probe {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = format!("{} -> {} {}/{}", self.from, self.to, self.port, self.protocol);
         if let Some(h) = &self.http {
             s.push_str(&format!(" HTTP {} {}", h.method.as_deref().unwrap_or("GET"), h.path.as_deref().unwrap_or("/")));
@@ -125,7 +125,7 @@ impl Probe {
 }
 
 /// Every case file, in name order, parsed (a file that does not parse fails here, naming it).
-fn cases() -> Vec<(String, Case)> {
+pub(crate) fn cases() -> Vec<(String, Case)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(data())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -152,7 +152,7 @@ fn indent(text: &str, by: &str) -> String {
 /// rules, CIDRs, the `world`, `cluster` and `all` entities, ports, deny, default deny, a node's access to its own
 /// pods). The rest need what issue 14 has not landed yet: L7 input, the node-relative entities, `reserved:`
 /// selectors, `toServices`, `toFQDNs`.
-const L3L4_CASES: [&str; 27] = [
+pub(crate) const L3L4_CASES: [&str; 27] = [
     "ccnp-empty-peer-means-all-pods",
     "ccnp-namespace-selection",
     "cidr-never-selects-cluster-addresses",

@@ -1,0 +1,312 @@
+//! Cilium's L3/L4 answer in the kernel: clusters with CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy
+//! through `netpol connectivity-test`, with real connections between the lab's network namespaces. Every flow
+//! must be observed as the engine decides (`Engine::allowed`), and the engine must decide what Cilium does (the
+//! expectation written beside each flow, or the conformance case's `expect`).
+//!
+//! - `cilium_scenario_in_the_kernel`: pods on two nodes, a CNP allowing a port and a port range (`endPort`), an
+//!   `ingressDeny` beating both a CNP allow and a NetworkPolicy v1 allow, egress `toCIDRSet` with an `except` to
+//!   an address outside the cluster (emulated by the lab), a CCNP with `enableDefaultDeny: false`, a CCNP deny,
+//!   `icmps`, and Cilium's allow-localhost (a hostNetwork pod reaches a pod of its own node whatever the policies
+//!   say; the other node's does not).
+//! - `cilium_conformance_in_the_kernel`: the L3/L4 cases of `tests/conformance/cilium/` (those the engine answers
+//!   whole, `cilium_conformance::L3L4_CASES`), replayed in reused labs as `calico_dataplane.rs` does.
+//!
+//! ICMP flows are not probed by the lab (it says so: `untestable`); their verdicts are still checked against
+//! Cilium's. Root, `nft` and `ip` are needed.
+
+use std::process::{Command, Output};
+
+use crate::cilium_conformance::{cases, Case, L3L4_CASES};
+use crate::dataplane::{prefix, skip_reason, LabGuard};
+
+const TIMEOUT_MS: &str = "700";
+const NO_SCTP: &str = "no raw SCTP socket";
+const NO_ICMP: &str = "flows are not probed by the lab";
+
+/// Runs `connectivity-test` on `manifests` and `flows` (JSON Lines) in lab `prefix`, kept for the next run.
+fn run(prefix: &str, manifests: &str, flows: &str, dir: &std::path::Path) -> Output {
+    let m = dir.join("cluster.yaml");
+    std::fs::write(&m, manifests).unwrap();
+    let f = dir.join("flows.jsonl");
+    std::fs::write(&f, flows).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(["connectivity-test", "--prefix", prefix, "--keep", "--timeout-ms", TIMEOUT_MS, "-f"])
+        .arg(&m)
+        .arg("--flows")
+        .arg(&f)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// A flow line of the query contract, with its protocol and port (ICMP: the type, code 0).
+fn flow_line(from: &str, to: &str, protocol: &str, port: u16) -> String {
+    let v = if protocol.eq_ignore_ascii_case("icmp") {
+        serde_json::json!({"src": from, "dst": to, "protocol": "ICMP", "icmp": {"type": port, "code": 0}})
+    } else {
+        serde_json::json!({"src": from, "dst": to, "protocol": protocol, "port": port})
+    };
+    v.to_string() + "\n"
+}
+
+/// Tallies of a run.
+#[derive(Default, Debug)]
+struct Tally {
+    probes: usize,
+    agree: usize,
+    untestable_icmp: usize,
+    untestable_sctp: usize,
+    problems: Vec<String>,
+}
+
+/// Checks one run's answers against the expectations: the engine says what Cilium does, and the kernel what
+/// the engine says (ICMP, and SCTP without raw sockets, are the only untestable flows allowed).
+fn check(t: &mut Tally, what: &str, o: &Output, probes: &[(String, &str, &str)]) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{what}: connectivity-test failed:\n{stderr}");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), probes.len(), "{what}: one answer per flow\n{stderr}");
+    for (l, (desc, protocol, expect)) in lines.iter().zip(probes) {
+        t.probes += 1;
+        let what = format!("{what}: {desc}");
+        if let Some(err) = l.get("error") {
+            t.problems.push(format!("{what}: not taken as a flow: {err}"));
+            continue;
+        }
+        if l["verdict"] != *expect {
+            t.problems.push(format!("{what}: Cilium says {expect}, the engine {}", l["verdict"]));
+        }
+        let detail = l["detail"].as_str().unwrap_or("");
+        match l["observed"].as_str().unwrap() {
+            "untestable" if protocol.eq_ignore_ascii_case("icmp") && detail.contains(NO_ICMP) => t.untestable_icmp += 1,
+            "untestable" if *protocol == "SCTP" && detail.contains(NO_SCTP) => t.untestable_sctp += 1,
+            "untestable" => t.problems.push(format!("{what}: untestable: {detail}")),
+            o if l["verdict"] == o => t.agree += 1,
+            o => t.problems.push(format!("{what}: the engine says {}, the kernel {o} ({detail})", l["verdict"])),
+        }
+    }
+}
+
+const SCENARIO: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.31.0.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+status: {addresses: [{type: InternalIP, address: 10.31.0.2}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: shop}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ops, labels: {team: ops}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {nodeName: n1, containers: [{name: c, ports: [{containerPort: 80}, {containerPort: 8080}]}]}
+status: {podIP: 10.32.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: shop, labels: {app: client}}
+spec: {nodeName: n2, containers: [{name: c}]}
+status: {podIP: 10.32.0.11}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: bad, namespace: shop, labels: {app: client, role: bad}}
+spec: {nodeName: n2, containers: [{name: c}]}
+status: {podIP: 10.32.0.12}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: tools, namespace: ops, labels: {app: tools}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.32.1.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent-1, namespace: ops, labels: {app: agent}}
+spec: {nodeName: n1, hostNetwork: true, containers: [{name: c}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent-2, namespace: ops, labels: {app: agent}}
+spec: {nodeName: n2, hostNetwork: true, containers: [{name: c}]}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-in, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "9000", endPort: 9002, protocol: TCP}]}]
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {role: bad}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: np-8080, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 8080}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: client-out, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: client}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: web}}]
+    toPorts: [{ports: [{port: "80"}, {port: "8080"}, {port: "9000", endPort: 9010}]}]
+  - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: ops}}]
+  - toCIDRSet: [{cidr: 10.99.0.0/16, except: [10.99.1.0/24]}]
+    toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+  - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: ops}}]
+    icmps: [{fields: [{type: EchoRequest}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: ops-open}
+spec:
+  endpointSelector: {matchLabels: {k8s:io.kubernetes.pod.namespace: ops}}
+  enableDefaultDeny: {ingress: false}
+  ingress:
+  - fromEntities: [cluster]
+    toPorts: [{ports: [{port: "7000", protocol: TCP}]}]
+  - fromEntities: [cluster]
+    icmps: [{fields: [{type: 8}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: ops-guard}
+spec:
+  endpointSelector: {matchLabels: {k8s:io.kubernetes.pod.namespace: ops}}
+  enableDefaultDeny: {ingress: false}
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: shop}}]
+    toPorts: [{ports: [{port: "7001", protocol: TCP}]}]
+"#;
+
+/// (from, to, protocol, port, Cilium's verdict, why).
+const SCENARIO_FLOWS: &[(&str, &str, &str, u16, &str, &str)] = &[
+    ("shop/client", "shop/web", "TCP", 80, "allow", "CNP ingress allow on 80, across nodes"),
+    ("shop/client", "shop/web", "UDP", 80, "deny", "the allow is TCP only"),
+    ("shop/client", "shop/web", "TCP", 8080, "allow", "NetworkPolicy v1 allow, unioned with the CNP's"),
+    ("shop/bad", "shop/web", "TCP", 80, "deny", "ingressDeny beats the CNP allow"),
+    ("shop/bad", "shop/web", "TCP", 8080, "deny", "ingressDeny beats the NetworkPolicy v1 allow"),
+    ("shop/client", "shop/web", "TCP", 9000, "allow", "endPort range, first port"),
+    ("shop/client", "shop/web", "TCP", 9002, "allow", "endPort range, last port"),
+    ("shop/client", "shop/web", "TCP", 9003, "deny", "after the range (egress allows it, ingress does not)"),
+    ("shop/client", "10.99.0.5", "TCP", 443, "allow", "toCIDRSet"),
+    ("shop/client", "10.99.1.5", "TCP", 443, "deny", "toCIDRSet except"),
+    ("shop/client", "10.99.0.5", "TCP", 80, "deny", "toCIDRSet port"),
+    ("shop/client", "ops/tools", "TCP", 7000, "allow", "CCNP allow (and client's egress to ops)"),
+    ("shop/client", "ops/tools", "TCP", 7001, "deny", "CCNP ingressDeny"),
+    ("shop/client", "ops/tools", "TCP", 7002, "allow", "enableDefaultDeny ingress false: not isolated"),
+    ("shop/web", "ops/tools", "TCP", 7001, "deny", "CCNP ingressDeny from the whole namespace"),
+    ("shop/web", "ops/tools", "TCP", 7002, "allow", "web's egress is not isolated"),
+    ("shop/client", "ops/tools", "ICMP", 8, "allow", "icmps EchoRequest, both sides"),
+    ("shop/client", "shop/web", "ICMP", 8, "deny", "client's egress allows no ICMP to web"),
+    ("ops/agent-1", "shop/web", "TCP", 9500, "allow", "allow-localhost: web's own node"),
+    ("ops/agent-1", "shop/web", "TCP", 80, "allow", "allow-localhost"),
+    ("ops/agent-2", "shop/web", "TCP", 9500, "deny", "another node: the policies decide"),
+    ("ops/agent-2", "shop/client", "TCP", 9500, "allow", "client's own node; client's ingress is not isolated"),
+    ("ops/agent-2", "shop/bad", "TCP", 9500, "allow", "bad's own node"),
+    ("ops/agent-1", "ops/tools", "TCP", 7001, "allow", "not from shop"),
+];
+
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn cilium_scenario_in_the_kernel() {
+    if let Some(why) = skip_reason() {
+        panic!("this data-plane test cannot run: {why} (it is ignored when the build finds no root or tools)");
+    }
+    let p = prefix("cilsc");
+    let guard = LabGuard(p.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let flows: String = SCENARIO_FLOWS.iter().map(|f| flow_line(f.0, f.1, f.2, f.3)).collect();
+    let o = run(&p, SCENARIO, &flows, tmp.path());
+    drop(guard);
+    let probes: Vec<(String, &str, &str)> =
+        SCENARIO_FLOWS.iter().map(|f| (format!("{} -> {} {}/{} ({})", f.0, f.1, f.3, f.2, f.5), f.2, f.4)).collect();
+    let mut t = Tally::default();
+    check(&mut t, "scenario", &o, &probes);
+    eprintln!("Cilium scenario in the kernel: {t:?}");
+    assert!(t.problems.is_empty(), "{} problems:\n{}", t.problems.len(), t.problems.join("\n"));
+    assert_eq!(t.agree + t.untestable_icmp, SCENARIO_FLOWS.len());
+    assert_eq!(t.untestable_icmp, 2);
+    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&left.stdout).lines().any(|l| l.starts_with(&format!("{p}-"))));
+}
+
+/// Labs run in parallel (the machine has 2 cores).
+const LABS: usize = 2;
+
+fn case_flows(case: &Case) -> (String, Vec<(String, &str, &str)>) {
+    let flows = case.probes.iter().map(|p| flow_line(&p.from, &p.to, &p.protocol, p.port)).collect();
+    let probes = case.probes.iter().map(|p| (p.describe(), p.protocol.as_str(), p.expect.as_str())).collect();
+    (flows, probes)
+}
+
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn cilium_conformance_in_the_kernel() {
+    if let Some(why) = skip_reason() {
+        panic!("this data-plane test cannot run: {why} (it is ignored when the build finds no root or tools)");
+    }
+    let cases: Vec<(String, Case)> = cases().into_iter().filter(|(f, _)| L3L4_CASES.contains(&f.as_str())).collect();
+    assert_eq!(cases.len(), L3L4_CASES.len());
+    let prefixes: Vec<String> = (0..LABS).map(|i| prefix(&format!("cil{i}"))).collect();
+    let guards: Vec<LabGuard> = prefixes.iter().map(|p| LabGuard(p.clone())).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut runs: Vec<(usize, Output)> = std::thread::scope(|s| {
+        let workers: Vec<_> = prefixes
+            .iter()
+            .enumerate()
+            .map(|(w, p)| {
+                let cases = &cases;
+                let dir = tmp.path().join(format!("w{w}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for (i, (_, case)) in cases.iter().enumerate().skip(w).step_by(LABS) {
+                        if !out.is_empty() {
+                            netpol_lab::probe::flush_conntrack(&netpol_lab::lab::node_netns_name(p)).unwrap();
+                        }
+                        let (flows, _) = case_flows(case);
+                        out.push((i, run(p, &case.manifests, &flows, &dir)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    drop(guards);
+    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    for p in &prefixes {
+        assert!(!left.lines().any(|l| l.starts_with(&format!("{p}-"))), "leftover namespaces of {p}:\n{left}");
+    }
+    runs.sort_by_key(|r| r.0);
+    let mut t = Tally::default();
+    for (i, o) in &runs {
+        let (file, case) = &cases[*i];
+        let (_, probes) = case_flows(case);
+        check(&mut t, &format!("{file} ({})", case.name), o, &probes);
+    }
+    eprintln!("Cilium data-plane conformance: {} cases: {t:?}", runs.len());
+    assert!(t.problems.is_empty(), "{} problems:\n{}", t.problems.len(), t.problems.join("\n"));
+    assert_eq!(t.agree + t.untestable_icmp + t.untestable_sctp, t.probes);
+}
