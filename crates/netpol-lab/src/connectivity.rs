@@ -5,7 +5,8 @@
 //! get one from 10.250.0.0/16; pods whose IPs are outside the lab ranges are not created and their flows are
 //! `untestable`. The engine used for verdicts is compiled from the same re-addressed cluster, so verdicts and the
 //! data plane see the same addresses. hostNetwork pods live in the lab's node netns with their addresses (their
-//! node's, which the loader gives them).
+//! node's, which the loader gives them), and so do the Nodes' own addresses ([`node_pods`]): a flow from a Node's
+//! address is a flow from the node itself (the node's `output` hook), not from an emulated outside address.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -95,6 +96,33 @@ pub fn host_endpoint_pods(e: &Engine, pods: &[LabPod]) -> Vec<LabPod> {
     ips.into_iter().map(|ip| LabPod::host_network(host_key(&ip), [ip])).collect()
 }
 
+/// Key of the pseudo-pod standing for a Node's address.
+pub fn node_key(ip: &IpAddr) -> String {
+    format!("node/{ip}")
+}
+
+/// Whether `ip` is an address of a Node of the cluster.
+fn is_node_address(e: &Engine, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    e.cluster().nodes.iter().any(|n| n.ips.iter().any(|a| a.to_canonical() == ip))
+}
+
+/// The Nodes' addresses that no pod (and no pseudo-pod of `pods`) has, as host-network pseudo-pods: the node
+/// itself, on the lab node's `lo`, so that flows from a node to a pod leave through the node's `output` hook
+/// and flows to it arrive through its `input` hook, as on a real node (addresses outside the lab's ranges are
+/// left out: flows with them are untestable).
+pub fn node_pods(e: &Engine, pods: &[LabPod]) -> Vec<LabPod> {
+    let used: HashSet<IpAddr> = pods.iter().flat_map(|p| p.ips.iter().copied()).collect();
+    let ips: BTreeSet<IpAddr> = e
+        .cluster()
+        .nodes
+        .iter()
+        .flat_map(|n| n.ips.iter().map(|a| a.to_canonical()))
+        .filter(|ip| lab_safe(ip) && !used.contains(ip))
+        .collect();
+    ips.into_iter().map(|ip| LabPod::host_network(node_key(&ip), [ip])).collect()
+}
+
 /// Key of the pseudo-pod standing for an address outside the cluster.
 pub fn external_key(ip: &IpAddr) -> String {
     format!("external/{ip}")
@@ -151,7 +179,7 @@ pub fn external_pods(e: &Engine, cases: &[Case]) -> Vec<LabPod> {
     for c in cases {
         for ep in [&c.src, &c.dst] {
             if let Endpoint::External(ip) = ep {
-                if lab_safe(ip) && e.host_endpoint_at(*ip).is_none() {
+                if lab_safe(ip) && e.host_endpoint_at(*ip).is_none() && !is_node_address(e, *ip) {
                     ips.insert(*ip);
                 }
             }
@@ -171,6 +199,7 @@ pub fn locate(e: &Engine, untestable: &BTreeMap<PodId, String>, ep: &Endpoint) -
             Ok((e.cluster().pod_ref(pod), addr))
         }
         Endpoint::External(ip) if lab_safe(&ip) && e.host_endpoint_at(ip).is_some() => Ok((host_key(&ip), ip)),
+        Endpoint::External(ip) if lab_safe(&ip) && is_node_address(e, ip) => Ok((node_key(&ip), ip)),
         Endpoint::External(ip) if lab_safe(&ip) => Ok((external_key(&ip), ip)),
         Endpoint::External(ip) => Err(format!("{ip} is outside the lab's address ranges (10.0.0.0/8, fd00::/8)")),
     }
@@ -247,5 +276,57 @@ fn l4_from_code(c: u8) -> L4 {
         0 => L4::Tcp,
         1 => L4::Udp,
         _ => L4::Sctp,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A Node's address that no pod has lives on the lab node's `lo` (a host-network pseudo-pod), and a flow from it
+    /// is placed there, not in an emulated outside namespace; an address a hostNetwork pod has is that pod's, and
+    /// addresses outside the lab's ranges are left out.
+    #[test]
+    fn node_addresses_live_in_the_node_namespace() {
+        let yaml = "
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.1.0.1}, {type: ExternalIP, address: 192.0.2.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+status: {addresses: [{type: InternalIP, address: 10.1.0.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: sys}
+spec: {nodeName: n2, hostNetwork: true}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a}
+spec: {nodeName: n1}
+status: {podIP: 10.2.0.1}
+";
+        let p = plan(&netpol_core::load::load_str("t", yaml).cluster);
+        let e = Engine::new(p.cluster);
+        let nodes = node_pods(&e, &p.pods);
+        assert_eq!(nodes, vec![LabPod::host_network("node/10.1.0.1", ["10.1.0.1".parse().unwrap()])]);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let at = |s: &str| locate(&e, &p.untestable, &e.endpoint_for_ip(ip(s)));
+        assert_eq!(at("10.1.0.1"), Ok(("node/10.1.0.1".to_string(), ip("10.1.0.1"))));
+        assert_eq!(at("10.1.0.2"), Ok(("sys/agent".to_string(), ip("10.1.0.2"))));
+        assert_eq!(at("10.9.0.1"), Ok(("external/10.9.0.1".to_string(), ip("10.9.0.1"))));
+        let case = |s: &str| Case {
+            src: e.endpoint_for_ip(ip(s)),
+            dst: e.endpoint_for_ip(ip("10.2.0.1")),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        let ext = external_pods(&e, &[case("10.1.0.1"), case("10.9.0.1")]);
+        assert_eq!(ext.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["external/10.9.0.1"]);
     }
 }

@@ -33,6 +33,8 @@ pub fn prepare(cluster: &Cluster) -> Prepared {
     let mut pods = plan.pods;
     let hosts = connectivity::host_endpoint_pods(&engine, &pods);
     pods.extend(hosts);
+    let nodes = connectivity::node_pods(&engine, &pods);
+    pods.extend(nodes);
     Prepared { engine, pods, untestable: plan.untestable }
 }
 

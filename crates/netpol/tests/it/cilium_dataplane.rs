@@ -224,6 +224,8 @@ const SCENARIO_FLOWS: &[(&str, &str, &str, u16, &str, &str)] = &[
     ("ops/agent-2", "shop/client", "TCP", 9500, "allow", "client's own node; client's ingress is not isolated"),
     ("ops/agent-2", "shop/bad", "TCP", 9500, "allow", "bad's own node"),
     ("ops/agent-1", "ops/tools", "TCP", 7001, "allow", "not from shop"),
+    ("shop/client", "10.31.0.2", "TCP", 22, "deny", "client's egress to its node: no rule allows it"),
+    ("shop/web", "10.31.0.1", "TCP", 22, "allow", "web's egress is not isolated"),
 ];
 
 #[test]
