@@ -10,6 +10,8 @@
 //!   say; the other node's does not).
 //! - `cilium_conformance_in_the_kernel`: the L3/L4 cases of `tests/conformance/cilium/` (those the engine answers
 //!   whole, `cilium_conformance::L3L4_CASES`), replayed in reused labs as `calico_dataplane.rs` does.
+//! - `l7_ports_are_allowed_at_l4_and_said_so`: a port with HTTP rules is open at L4 in the kernel, and the lab's
+//!   commands say, naming the policy, that the requests are not judged (the data plane has no L7 proxy).
 //!
 //! ICMP flows are not probed by the lab (it says so: `untestable`); their verdicts are still checked against
 //! Cilium's. Root, `nft` and `ip` are needed.
@@ -311,4 +313,80 @@ fn cilium_conformance_in_the_kernel() {
     eprintln!("Cilium data-plane conformance: {} cases: {t:?}", runs.len());
     assert!(t.problems.is_empty(), "{} problems:\n{}", t.problems.len(), t.problems.join("\n"));
     assert_eq!(t.agree + t.untestable_icmp + t.untestable_sctp, t.probes);
+}
+
+const L7: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+status: {podIP: 10.33.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: a, labels: {app: client}}
+status: {podIP: 10.33.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: a, labels: {app: other}}
+status: {podIP: 10.33.0.3}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: http-only, namespace: a}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{method: GET, path: "/public"}]}}]
+"#;
+
+/// A port with L7 rules (`rules.http`) is allowed at L4 in the kernel (the connection; Cilium would hand it to its
+/// proxy, which netpol's data plane does not have), and `lab up`, `lab apply` and `connectivity-test` say, naming
+/// the policy and the field, that the requests themselves are not judged.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn l7_ports_are_allowed_at_l4_and_said_so() {
+    if let Some(why) = skip_reason() {
+        panic!("this data-plane test cannot run: {why} (it is ignored when the build finds no root or tools)");
+    }
+    let p = prefix("cill7");
+    let guard = LabGuard(p.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("cluster.yaml");
+    std::fs::write(&m, L7).unwrap();
+    let says_so = |what: &str, o: &Output| {
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.lines().any(|l| l.contains("CiliumNetworkPolicy a/http-only")
+                && l.contains("spec.ingress[0].toPorts[0].rules")
+                && l.contains("requests themselves are not judged")),
+            "{what} does not say that the HTTP requests are not judged:\n{stderr}"
+        );
+    };
+    for action in ["up", "apply"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_netpol"))
+            .args(["lab", action, "--prefix", &p, "-f"])
+            .arg(&m)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "lab {action}: {}", String::from_utf8_lossy(&o.stderr));
+        says_so(&format!("lab {action}"), &o);
+    }
+    let flows: &[(&str, &str, &str, u16, &str, &str)] = &[
+        ("a/client", "a/web", "TCP", 80, "allow", "the L7 port, allowed at L4"),
+        ("a/client", "a/web", "TCP", 81, "deny", "another port"),
+        ("a/other", "a/web", "TCP", 80, "deny", "another peer"),
+    ];
+    let lines: String = flows.iter().map(|f| flow_line(f.0, f.1, f.2, f.3)).collect();
+    let o = run(&p, L7, &lines, tmp.path());
+    drop(guard);
+    says_so("connectivity-test", &o);
+    let probes: Vec<(String, &str, &str)> =
+        flows.iter().map(|f| (format!("{} -> {} {}/{} ({})", f.0, f.1, f.3, f.2, f.5), f.2, f.4)).collect();
+    let mut t = Tally::default();
+    check(&mut t, "L7 ports", &o, &probes);
+    assert!(t.problems.is_empty(), "{} problems:\n{}", t.problems.len(), t.problems.join("\n"));
+    assert_eq!(t.agree, flows.len());
 }
