@@ -138,6 +138,28 @@ pub fn l4(p: Protocol) -> Option<L4> {
     }
 }
 
+/// How the lab probes a flow of `protocol` and `port` (for ICMP, `type << 8 | code`) to `dst`: its transport and
+/// port, or why it cannot. ICMP: echo requests only (type 8 code 0, ICMPv6 type 128 code 0), to an address of the
+/// protocol's family (the destination's kernel answers them; other messages have no answer to observe).
+pub fn probe_of(protocol: Protocol, port: u16, dst: IpAddr) -> Result<(L4, u16), String> {
+    let echo = match protocol {
+        Protocol::Icmp => netpol_core::portset::icmp_port(8, 0),
+        Protocol::Icmpv6 => netpol_core::portset::icmp_port(128, 0),
+        p => return l4(p).map(|l| (l, port)).ok_or_else(|| format!("{p} flows are not probed by the lab")),
+    };
+    if port != echo {
+        return Err(format!(
+            "{protocol} type {} code {}: only echo requests are probed by the lab",
+            port >> 8,
+            port & 0xff
+        ));
+    }
+    if (protocol == Protocol::Icmp) != dst.is_ipv4() {
+        return Err(format!("{protocol} to {dst}: not a message of that address's family"));
+    }
+    Ok((L4::IcmpEcho, 0))
+}
+
 /// One flow to test.
 #[derive(Clone, Debug)]
 pub struct Case {
@@ -268,6 +290,7 @@ fn l4_code(l: L4) -> u8 {
         L4::Tcp => 0,
         L4::Udp => 1,
         L4::Sctp => 2,
+        L4::IcmpEcho => 3,
     }
 }
 
@@ -275,7 +298,8 @@ fn l4_from_code(c: u8) -> L4 {
     match c {
         0 => L4::Tcp,
         1 => L4::Udp,
-        _ => L4::Sctp,
+        2 => L4::Sctp,
+        _ => L4::IcmpEcho,
     }
 }
 
@@ -283,6 +307,21 @@ fn l4_from_code(c: u8) -> L4 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// ICMP flows are probed as echo requests of their family; other messages, and an ICMP flow to an address of
+    /// the other family, are not probed (with the reason).
+    #[test]
+    fn icmp_flows_are_probed_as_echo_requests() {
+        use netpol_core::portset::icmp_port;
+        let (v4, v6): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap());
+        assert_eq!(probe_of(Protocol::Icmp, icmp_port(8, 0), v4), Ok((L4::IcmpEcho, 0)));
+        assert_eq!(probe_of(Protocol::Icmpv6, icmp_port(128, 0), v6), Ok((L4::IcmpEcho, 0)));
+        assert_eq!(probe_of(Protocol::Tcp, 80, v4), Ok((L4::Tcp, 80)));
+        let no = probe_of(Protocol::Icmp, icmp_port(13, 0), v4).unwrap_err();
+        assert_eq!(no, "ICMP type 13 code 0: only echo requests are probed by the lab");
+        assert!(probe_of(Protocol::Icmp, icmp_port(8, 0), v6).is_err());
+        assert!(probe_of(Protocol::Icmpv6, icmp_port(128, 0), v4).is_err());
+    }
 
     /// A Node's address that no pod has lives on the lab node's `lo` (a host-network pseudo-pod), and a flow from it
     /// is placed there, not in an emulated outside namespace; an address a hostNetwork pod has is that pod's, and

@@ -202,9 +202,8 @@ pub fn connectivity_test(
                 let (dk, dip) = connectivity::locate(e, &p.untestable, &c.dst)?;
                 let src_netns = lab.pod_netns(&sk).ok_or_else(|| format!("{sk} is not in the lab"))?.to_string();
                 let dst_netns = lab.pod_netns(&dk).ok_or_else(|| format!("{dk} is not in the lab"))?.to_string();
-                let l4 = connectivity::l4(c.protocol)
-                    .ok_or_else(|| format!("{} flows are not probed by the lab", c.protocol))?;
-                Ok((Placed { src_netns, src_ip: sip, dst_netns, dst_ip: dip }, l4, c.port))
+                let (l4, port) = connectivity::probe_of(c.protocol, c.port, dip)?;
+                Ok((Placed { src_netns, src_ip: sip, dst_netns, dst_ip: dip }, l4, port))
             })
             .collect();
         connectivity::observe(&placed, timeout).map_err(anyhow::Error::msg)
