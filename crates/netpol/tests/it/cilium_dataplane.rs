@@ -10,6 +10,8 @@
 //!   say; the other node's does not).
 //! - `cilium_conformance_in_the_kernel`: the L3/L4 cases of `tests/conformance/cilium/` (those the engine answers
 //!   whole, `cilium_conformance::L3L4_CASES`), replayed in reused labs as `calico_dataplane.rs` does.
+//! - `allow_localhost_follows_incremental_updates`: the own-node rule through `lab apply` (a pod moving to another
+//!   node, a cluster losing its Cilium policy).
 //! - `l7_ports_are_allowed_at_l4_and_said_so`: a port with HTTP rules is open at L4 in the kernel, and the lab's
 //!   commands say, naming the policy, that the requests are not judged (the data plane has no L7 proxy).
 //!
@@ -389,4 +391,104 @@ fn l7_ports_are_allowed_at_l4_and_said_so() {
     check(&mut t, "L7 ports", &o, &probes);
     assert!(t.problems.is_empty(), "{} problems:\n{}", t.problems.len(), t.problems.join("\n"));
     assert_eq!(t.agree, flows.len());
+}
+
+/// Two nodes with a hostNetwork agent each, and `web` on node `NODE` (the policies come after).
+fn moving_web(node: &str, policies: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Node
+metadata: {{name: n1}}
+status: {{addresses: [{{type: InternalIP, address: 10.34.0.1}}]}}
+---
+apiVersion: v1
+kind: Node
+metadata: {{name: n2}}
+status: {{addresses: [{{type: InternalIP, address: 10.34.0.2}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: agent-1, namespace: ops}}
+spec: {{nodeName: n1, hostNetwork: true}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: agent-2, namespace: ops}}
+spec: {{nodeName: n2, hostNetwork: true}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: a, labels: {{app: web}}}}
+spec: {{nodeName: {node}}}
+status: {{podIP: 10.35.0.1}}
+---
+{policies}"#
+    )
+}
+
+const LOCK_CNP: &str = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: lock, namespace: a}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingressDeny: [{fromEntities: [all]}]
+"#;
+
+const LOCK_NP: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: lock, namespace: a}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+"#;
+
+/// Allow-localhost follows the cluster through incremental updates (`lab apply`, one nft transaction each): the
+/// pod moves to the other node (the own-node pairs change), then the Cilium policy gives way to a NetworkPolicy
+/// (no Cilium policy: no own-node rule, and the node's agent is denied like anyone else).
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn allow_localhost_follows_incremental_updates() {
+    if let Some(why) = skip_reason() {
+        panic!("this data-plane test cannot run: {why} (it is ignored when the build finds no root or tools)");
+    }
+    let p = prefix("cilup");
+    let guard = LabGuard(p.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("cluster.yaml");
+    let steps: [(&str, &str, &str, &str); 3] = [
+        ("web on n2", "n2", LOCK_CNP, "deny allow"),
+        ("web moved to n1", "n1", LOCK_CNP, "allow deny"),
+        ("a NetworkPolicy instead", "n1", LOCK_NP, "deny deny"),
+    ];
+    for (i, (what, node, policy, want)) in steps.iter().enumerate() {
+        let manifests = moving_web(node, policy);
+        std::fs::write(&m, &manifests).unwrap();
+        let action = if i == 0 { "up" } else { "apply" };
+        let o = Command::new(env!("CARGO_BIN_EXE_netpol"))
+            .args(["lab", action, "--prefix", &p, "-f"])
+            .arg(&m)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{what}: lab {action}: {}", String::from_utf8_lossy(&o.stderr));
+        if i > 0 {
+            assert!(stdout.contains("incremental ruleset update"), "{what}: {stdout}");
+        }
+        let want: Vec<&str> = want.split(' ').collect();
+        let flows = [
+            ("ops/agent-1", "a/web", "TCP", 8080, want[0], "agent on n1"),
+            ("ops/agent-2", "a/web", "TCP", 8080, want[1], "agent on n2"),
+        ];
+        let lines: String = flows.iter().map(|f| flow_line(f.0, f.1, f.2, f.3)).collect();
+        let o = run(&p, &manifests, &lines, tmp.path());
+        let probes: Vec<(String, &str, &str)> =
+            flows.iter().map(|f| (format!("{} -> {} {}/{} ({})", f.0, f.1, f.3, f.2, f.5), f.2, f.4)).collect();
+        let mut t = Tally::default();
+        check(&mut t, what, &o, &probes);
+        assert!(t.problems.is_empty(), "{} problems:\n{}", t.problems.len(), t.problems.join("\n"));
+        assert_eq!(t.agree, flows.len());
+    }
+    drop(guard);
 }
