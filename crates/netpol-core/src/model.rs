@@ -695,7 +695,9 @@ impl fmt::Display for PolicyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             PolicyKind::NetworkPolicy => write!(f, "{}/{}", self.namespace, self.name),
-            PolicyKind::CalicoNetworkPolicy => write!(f, "{}/{}/{}", self.kind.short(), self.namespace, self.name),
+            PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy => {
+                write!(f, "{}/{}/{}", self.kind.short(), self.namespace, self.name)
+            }
             k => write!(f, "{}/{}", k.short(), self.name),
         }
     }

@@ -297,7 +297,8 @@ impl Engine {
         if let Some((ip, node)) = self.from_own_node(src, dst) {
             let policies = if ingress.allowed { "" } else { " (its policies alone would deny it)" };
             ingress.note = Some(format!(
-                "allowed: {ip} is its own node {node}, and Cilium lets traffic from a pod's own node in whatever the                  policies say (the agent's allow-localhost, `always` on Kubernetes){policies}"
+                "allowed: {ip} is its own node {node}, and Cilium lets traffic from a pod's own node in whatever the \
+                 policies say (the agent's allow-localhost, `always` on Kubernetes){policies}"
             ));
             ingress.allowed = true;
             ingress.decided_by = DecidedBy::OwnNode;

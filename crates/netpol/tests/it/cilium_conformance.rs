@@ -34,37 +34,37 @@ fn data() -> PathBuf {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
+pub(crate) struct Case {
+    pub(crate) name: String,
     /// Where upstream states the rules the case checks: `cilium@<commit> path:line; ...; https://...#section`.
     source: String,
     description: String,
     /// A multi-document YAML stream.
-    manifests: String,
-    probes: Vec<Probe>,
+    pub(crate) manifests: String,
+    pub(crate) probes: Vec<Probe>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Probe {
+pub(crate) struct Probe {
     /// `namespace/pod` or an IP address.
-    from: String,
-    to: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
     /// The destination port; for ICMP, the ICMP type (code 0).
-    port: u16,
+    pub(crate) port: u16,
     /// `TCP`, `UDP`, `SCTP` or `ICMP`.
-    protocol: String,
+    pub(crate) protocol: String,
     /// One HTTP request on the connection: the verdict is then the request's.
     #[serde(default)]
-    http: Option<Http>,
+    pub(crate) http: Option<Http>,
     /// One DNS query on the connection: the verdict is then the query's.
     #[serde(default)]
-    dns: Option<Dns>,
+    pub(crate) dns: Option<Dns>,
     /// The DNS name the destination address was resolved from (what `toFQDNs` matches).
     #[serde(default)]
-    dst_fqdn: Option<String>,
+    pub(crate) dst_fqdn: Option<String>,
     /// `allow` or `deny`.
-    expect: String,
+    pub(crate) expect: String,
     /// Where upstream states this verdict: `path:line` (at `CILIUM_COMMIT`) or a URL, `; `-separated.
     source: String,
     /// Why, in a few words (printed on failure).
@@ -74,7 +74,7 @@ struct Probe {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Http {
+pub(crate) struct Http {
     /// Defaults to `GET`.
     #[serde(default)]
     method: Option<String>,
@@ -89,12 +89,12 @@ struct Http {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Dns {
+pub(crate) struct Dns {
     query: String,
 }
 
 impl Probe {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = format!("{} -> {} {}/{}", self.from, self.to, self.port, self.protocol);
         if let Some(h) = &self.http {
             s.push_str(&format!(" HTTP {} {}", h.method.as_deref().unwrap_or("GET"), h.path.as_deref().unwrap_or("/")));
@@ -140,7 +140,7 @@ impl Probe {
 }
 
 /// Every case file, in name order, parsed (a file that does not parse fails here, naming it).
-fn cases() -> Vec<(String, Case)> {
+pub(crate) fn cases() -> Vec<(String, Case)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(data())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -167,7 +167,7 @@ fn indent(text: &str, by: &str) -> String {
 /// CIDRs, the `world`, `cluster` and `all` entities, ports, deny, default deny, a node's access to its own pods,
 /// HTTP and DNS rules, `toFQDNs`). The rest need what issue 14 has not landed yet: the node-relative entities,
 /// `reserved:` selectors, `toServices`.
-const L3L4_CASES: [&str; 35] = [
+pub(crate) const L3L4_CASES: [&str; 35] = [
     "ccnp-empty-peer-means-all-pods",
     "ccnp-namespace-selection",
     "cidr-never-selects-cluster-addresses",
