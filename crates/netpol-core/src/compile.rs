@@ -319,7 +319,7 @@ pub fn peer_blocks(nodes: &[Node], peer: &Peer) -> Vec<IpBlock> {
             .flat_map(|n| n.ips.iter())
             .map(|ip| IpBlock { cidr: ipnet::IpNet::from(ip.to_canonical()), except: Vec::new() })
             .collect(),
-        Peer::Selectors { .. } | Peer::DomainNames(_) | Peer::Calico(_) => Vec::new(),
+        Peer::Selectors { .. } | Peer::DomainNames(_) | Peer::Calico(_) | Peer::Fqdns(_) => Vec::new(),
     }
 }
 
@@ -417,6 +417,9 @@ pub struct CRule {
     pub local: Option<CalicoId>,
     /// `ports` inline when they name no port and have few ranges (see [`CRule::ports_match`]).
     pub(crate) inline_ports: Option<InlinePorts>,
+    /// Cilium: the rule's L7 rules (an index into the engine's, [`Engine::l7_rules`]). A request the flow
+    /// carries must pass them for the rule to match it.
+    pub l7: Option<u32>,
 }
 
 impl CRule {
@@ -641,6 +644,9 @@ pub(crate) struct EpInfo<'a> {
     pub(crate) ip_class: Option<IpClassId>,
     /// The DNS name the address was resolved from (a flow's `dst_fqdn`).
     pub(crate) name: Option<&'a str>,
+    /// `name` when Cilium learnt the address from it: the flow's source sent the query through its DNS proxy,
+    /// which allowed it (what `toFQDNs` peers match; see [`Engine::dns_learns`]).
+    pub(crate) fqdn: Option<&'a str>,
 }
 
 /// What makes pods one identity: namespace, interned label set, hostNetwork, ip class, sorted container ports.
@@ -691,6 +697,12 @@ pub struct Engine {
     /// Distinct `domainNames` lists (lowercase).
     pub(crate) domains: Vec<Vec<String>>,
     pub(crate) domain_index: FxHashMap<Vec<String>, DomainsId>,
+    /// For each entry of `domains`: `None` for `domainNames`; Cilium's compiled `toFQDNs` selectors (the entry
+    /// then holds their texts, `matchName x`).
+    pub(crate) domain_cilium: Vec<Option<Box<[crate::l7::DnsPattern]>>>,
+    /// Distinct L7 rules of Cilium's `toPorts` entries, compiled ([`CRule::l7`] indexes them).
+    pub(crate) l7: Vec<crate::l7::CompiledL7>,
+    pub(crate) l7_index: FxHashMap<std::sync::Arc<crate::l7::L7Rules>, u32>,
     /// For each tier of the cluster (`Cluster::tiers`), its engine tier.
     pub(crate) tier_map: Vec<TierId>,
     /// Whether the cluster has Calico policies: identities then tell service accounts apart and carry Calico's
@@ -877,9 +889,13 @@ impl Engine {
     pub fn blocks(&self) -> &[IpBlock] {
         &self.blocks
     }
-    /// A distinct `domainNames` list.
+    /// A distinct `domainNames` list (or Cilium `toFQDNs` selectors, as text).
     pub fn domains(&self, d: DomainsId) -> &[String] {
         &self.domains[d.index()]
+    }
+    /// The compiled L7 rules a rule carries ([`CRule::l7`]).
+    pub fn l7_rules(&self, i: u32) -> &crate::l7::CompiledL7 {
+        &self.l7[i as usize]
     }
     /// The ipBlocks containing the addresses of an ip class (sorted).
     pub fn ip_class(&self, c: IpClassId) -> &[BlockId] {
@@ -967,6 +983,9 @@ impl Engine {
             block_index,
             domains: Vec::new(),
             domain_index: FxHashMap::default(),
+            domain_cilium: Vec::new(),
+            l7: Vec::new(),
+            l7_index: FxHashMap::default(),
             tier_map,
             calico,
             ident_calico: Vec::new(),
@@ -1240,6 +1259,21 @@ impl Engine {
                     let id = *self.domain_index.entry(names.clone()).or_insert(next);
                     if id == next {
                         self.domains.push(names.clone());
+                        self.domain_cilium.push(None);
+                    }
+                    peers.push((CPeer::Domains(id), src as u32));
+                }
+                Peer::Fqdns(sels) => {
+                    // Keyed by the selectors' texts, which hold a space (no domain name does).
+                    let texts: Vec<String> = sels.iter().map(|d| d.to_string()).collect();
+                    let next = DomainsId::new(self.domains.len());
+                    let id = *self.domain_index.entry(texts.clone()).or_insert(next);
+                    if id == next {
+                        self.domains.push(texts);
+                        let pats = sels
+                            .iter()
+                            .filter_map(|d| crate::l7::DnsPattern::from_selector(&d.match_name, &d.match_pattern).ok());
+                        self.domain_cilium.push(Some(pats.collect()));
                     }
                     peers.push((CPeer::Domains(id), src as u32));
                 }
@@ -1293,6 +1327,15 @@ impl Engine {
             None => None,
         };
         let action = r.action;
+        let l7 = r.l7.as_ref().map(|rules| match self.l7_index.get(rules) {
+            Some(&i) => i,
+            None => {
+                let i = self.l7.len() as u32;
+                self.l7.push(crate::l7::CompiledL7::new(rules));
+                self.l7_index.insert(rules.clone(), i);
+                i
+            }
+        });
         let inline_ports = (ports.named_ids.is_empty() && ports.not_named_ids.is_empty())
             .then(|| InlinePorts::of(&ports.numeric))
             .flatten();
@@ -1307,6 +1350,7 @@ impl Engine {
             ports,
             local,
             inline_ports,
+            l7,
         })
     }
     /// Compiles a Calico entity rule once (see [`crate::calico_peer`]).
@@ -1407,14 +1451,14 @@ impl Engine {
     pub(crate) fn ip_info(&self, i: IdentityId, ip: IpAddr) -> EpInfo<'static> {
         let ident = &self.identities[i.index()];
         let primary = ident.pods.iter().any(|p| self.primary_ips.get(p.index()).copied().flatten() == Some(ip));
-        EpInfo { ident: Some(i), ip: Some(ip), ip_class: primary.then_some(ident.ip_class), name: None }
+        EpInfo { ident: Some(i), ip: Some(ip), ip_class: primary.then_some(ident.ip_class), name: None, fqdn: None }
     }
 
     /// The endpoint information of a pod of identity `i` at its primary address.
     pub(crate) fn ident_info(&self, i: IdentityId) -> EpInfo<'static> {
         let ident = &self.identities[i.index()];
         let ip = ident.pods.first().and_then(|p| self.primary_ips.get(p.index()).copied().flatten());
-        EpInfo { ident: Some(i), ip, ip_class: Some(ident.ip_class), name: None }
+        EpInfo { ident: Some(i), ip, ip_class: Some(ident.ip_class), name: None, fqdn: None }
     }
 
     pub(crate) fn port_name_id(&mut self, name: &str) -> u32 {
@@ -1537,9 +1581,11 @@ impl Engine {
                 // family) is matched against the blocks directly.
                 let primary = ip.is_none() || ip == self.primary_ips[pod.index()];
                 let ip_class = primary.then(|| self.identities[ident.index()].ip_class);
-                EpInfo { ident: Some(ident), ip, ip_class, name: None }
+                EpInfo { ident: Some(ident), ip, ip_class, name: None, fqdn: None }
             }
-            Endpoint::External(ip) => EpInfo { ident: None, ip: Some(ip.to_canonical()), ip_class: None, name: None },
+            Endpoint::External(ip) => {
+                EpInfo { ident: None, ip: Some(ip.to_canonical()), ip_class: None, name: None, fqdn: None }
+            }
         }
     }
 
@@ -1553,9 +1599,11 @@ impl Engine {
                 (None, Some(ip)) => self.block_ranges[b.index()].contains(ip),
                 (None, None) => false,
             },
-            CPeer::Domains(d) => {
-                ep.name.is_some_and(|name| self.domains[d.index()].iter().any(|pat| domain_matches(pat, name)))
-            }
+            CPeer::Domains(d) => match &self.domain_cilium[d.index()] {
+                None => ep.name.is_some_and(|name| self.domains[d.index()].iter().any(|pat| domain_matches(pat, name))),
+                // Cilium's `toFQDNs`: an address outside the cluster, learnt from the name by the DNS proxy.
+                Some(pats) => ep.ident.is_none() && ep.fqdn.is_some_and(|n| pats.iter().any(|p| p.matches(n))),
+            },
             CPeer::Nothing => false,
             CPeer::Calico(c) => self.calico_matches(c, ep),
         }
@@ -1576,6 +1624,12 @@ impl Engine {
         proto: Protocol,
         port: u16,
     ) -> bool {
+        self.allowed_flow(src, dst, FlowInfo { dst_name, request: None }, proto, port)
+    }
+
+    /// The fast verdict of one flow with what it says beyond its ends and port: the name its destination was
+    /// resolved from, and one request on the connection (Cilium's L7 rules then judge the request).
+    pub fn allowed_flow(&self, src: &Endpoint, dst: &Endpoint, info: FlowInfo<'_>, proto: Protocol, port: u16) -> bool {
         if let (Endpoint::Pod { pod: a, .. }, Endpoint::Pod { pod: b, .. }) = (src, dst) {
             if a == b {
                 return true;
@@ -1583,16 +1637,41 @@ impl Engine {
         }
         let s = self.ep_info(src);
         let mut d = self.ep_info(dst);
-        d.name = dst_name;
+        d.name = info.dst_name;
+        d.fqdn = self.learnt_name(&s, info.dst_name);
         if !self.heps.is_empty() {
-            return self.allowed_with_hosts(src, &s, dst, &d, proto, port);
+            return self.allowed_with_hosts(src, &s, dst, &d, (proto, port), info.request);
         }
         let dst_named = d.ident.map(|i| self.identities[i.index()].named_ports.as_slice());
-        let q = Query { proto, port, dst_named };
+        let q = Query { proto, port, dst_named, request: info.request };
         s.ident.is_none_or(|i| self.walk_side(i, &s, Direction::Egress, &d, &q, &mut Quiet))
             && d.ident.is_none_or(|i| {
                 self.walk_side(i, &d, Direction::Ingress, &s, &q, &mut Quiet) || self.from_own_node(src, dst).is_some()
             })
+    }
+
+    /// `name` when Cilium learns the address from it for the source `src` (see [`Engine::dns_learns`]).
+    pub(crate) fn learnt_name<'a>(&self, src: &EpInfo<'_>, name: Option<&'a str>) -> Option<&'a str> {
+        let (i, n) = (src.ident?, name?);
+        self.dns_learns(i, n).then_some(n)
+    }
+
+    /// Whether Cilium learns the addresses of `name` for the pods of identity `i`: their DNS queries go through
+    /// Cilium's DNS proxy, which sees them only on ports where one of their egress allow rules has `rules.dns`,
+    /// and answers the query only if one of those rules allows the name (`toFQDNs` needs both). Whether the DNS
+    /// server itself is reachable is the DNS flow's own question.
+    pub fn dns_learns(&self, i: IdentityId, name: &str) -> bool {
+        if self.l7.is_empty() {
+            return false;
+        }
+        self.identities[i.index()].egress_rules.iter().any(|r| {
+            let rule = &self.rules[r.index()];
+            rule.action == Action::Allow
+                && rule.l7.is_some_and(|l| {
+                    let l7 = &self.l7[l as usize];
+                    l7.dns.iter().any(|p| p.matches(name))
+                })
+        })
     }
 
     /// Cilium's allow-localhost (`always` on Kubernetes): in a cluster with Cilium policies, traffic into a pod
@@ -1623,14 +1702,14 @@ impl Engine {
         s: &EpInfo<'_>,
         dst: &Endpoint,
         d: &EpInfo<'_>,
-        proto: Protocol,
-        port: u16,
+        (proto, port): (Protocol, u16),
+        request: Option<&crate::l7::Request>,
     ) -> bool {
         let dst_named = match self.host_named_ports(dst) {
             Some(n) => Some(n),
             None => d.ident.map(|i| self.identities[i.index()].named_ports.as_slice()),
         };
-        let q = Query { proto, port, dst_named };
+        let q = Query { proto, port, dst_named, request };
         s.ident.is_none_or(|i| self.walk_side(i, s, Direction::Egress, d, &q, &mut Quiet))
             && d.ident.is_none_or(|i| {
                 self.walk_side(i, d, Direction::Ingress, s, &q, &mut Quiet) || self.from_own_node(src, dst).is_some()
@@ -1688,6 +1767,16 @@ impl Engine {
             ("rules", self.rules.len()),
         ])
     }
+}
+
+/// What a flow says beyond its ends and port.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowInfo<'a> {
+    /// The DNS name the destination address was resolved from (`dst_fqdn`): what `domainNames` and `toFQDNs`
+    /// peers match.
+    pub dst_name: Option<&'a str>,
+    /// One request on the connection (`http`, `dns`): the verdict is then the request's (Cilium's L7 rules).
+    pub request: Option<&'a crate::l7::Request>,
 }
 
 /// Parses an address given by a user (an endpoint of `query`, `explain`, `netpol test`, the HTTP API):

@@ -39,6 +39,13 @@ pub struct Table {
     pub has_ipv6: bool,
     /// Calico host endpoint checks (empty without host endpoints).
     pub hosts: HostTable,
+    /// Whether a pod's ingress check first lets through traffic from its own node ([`Table::own_node`]): Cilium's
+    /// allow-localhost, on when the cluster has Cilium policies (see [`Engine::from_own_node`]).
+    pub own_node_check: bool,
+    /// With [`Table::own_node_check`]: (node address, pod address) of every pod whose ingress is governed, for each
+    /// address of the node it runs on in the pod address's family. Traffic from the first to the second passes the
+    /// pod's ingress check whatever its profile says (its egress check and host checks still apply).
+    pub own_node: Vec<(IpAddr, IpAddr)>,
 }
 
 /// A subject's checks in one direction.
@@ -181,6 +188,12 @@ impl AddressSet {
 }
 
 impl Table {
+    /// Whether traffic from `src` into the pod address `dst` passes `dst`'s ingress check as traffic from the pod's
+    /// own node (Cilium's allow-localhost): what a data plane reads from [`Table::own_node`].
+    pub fn from_own_node(&self, src: IpAddr, dst: IpAddr) -> bool {
+        self.own_node_check && self.own_node.binary_search(&(src.to_canonical(), dst.to_canonical())).is_ok()
+    }
+
     /// Whether the host endpoint checks of this table let a flow between two addresses through: a plain reading
     /// of [`HostTable`], what a data plane implements (tests compare it with [`Engine::host_checks_allow`]).
     pub fn host_allows(&self, src: IpAddr, dst: IpAddr, proto: Protocol, port: u16) -> bool {
@@ -330,7 +343,37 @@ impl<'e> Builder<'e> {
             }
         }
         self.hosts();
+        self.own_node();
         self.t
+    }
+
+    /// Cilium's allow-localhost ([`Engine::from_own_node`]): the (node address, pod address) pairs of the pods whose
+    /// ingress is governed (off the host network, on a node the cluster has).
+    fn own_node(&mut self) {
+        let e = self.e;
+        if !e.cilium {
+            return;
+        }
+        self.t.own_node_check = true;
+        for ident in &e.identities {
+            if ident.host_network || !ident.governed(Direction::Ingress) {
+                continue;
+            }
+            for &pod in &ident.pods {
+                let p = e.cluster.pod(pod);
+                let Some(node) = e.cluster.nodes.iter().find(|n| Some(n.name.as_str()) == p.node.as_deref()) else {
+                    continue;
+                };
+                for &ip in &p.ips {
+                    let ip = ip.to_canonical();
+                    for n in node.ips.iter().map(|a| a.to_canonical()).filter(|a| a.is_ipv4() == ip.is_ipv4()) {
+                        self.t.own_node.push((n, ip));
+                    }
+                }
+            }
+        }
+        self.t.own_node.sort_unstable();
+        self.t.own_node.dedup();
     }
 
     /// The host endpoint checks ([`HostTable`]): every address that is somewhere in the cluster placed as
@@ -774,6 +817,84 @@ spec:
         assert!(x("10.66.0.5", "10.0.0.2", 81) && !x("10.66.0.5", "10.0.0.2", 443), "admin is not denied");
         assert!(x("10.9.0.5", "10.0.0.2", 443) && !x("10.9.0.5", "10.0.0.1", 443), "own side");
         assert!(allowed > 0);
+    }
+
+    /// Cilium's allow-localhost in the table: a pod whose ingress is governed lets its own node's addresses (the
+    /// node, and so its hostNetwork pods) through, and only those; the table agrees with
+    /// [`Engine::from_own_node`] on every pair of addresses, and without Cilium policies there is no such check.
+    #[test]
+    fn own_node_pairs_agree_with_the_engine() {
+        let yaml = "
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.60.0.1}, {type: InternalIP, address: 'fd00::60:1'}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+status: {addresses: [{type: InternalIP, address: 10.60.0.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: sys}
+spec: {nodeName: n1, hostNetwork: true}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {nodeName: n1}
+status: {podIP: 10.61.0.1, podIPs: [{ip: 10.61.0.1}, {ip: 'fd00::61:1'}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: a, labels: {app: db}}
+spec: {nodeName: n2}
+status: {podIP: 10.61.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: free, namespace: a, labels: {app: free}}
+spec: {nodeName: n2}
+status: {podIP: 10.61.0.3}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: lock, namespace: a}
+spec:
+  endpointSelector: {matchExpressions: [{key: app, operator: In, values: [web, db]}]}
+  ingressDeny: [{fromEntities: [all]}]
+";
+        let e = Engine::new(crate::load::load_str("t", yaml).cluster);
+        let t = e.dataplane();
+        assert!(t.own_node_check);
+        let ips: Vec<IpAddr> =
+            ["10.60.0.1", "fd00::60:1", "10.60.0.2", "10.61.0.1", "fd00::61:1", "10.61.0.2", "10.9.0.9"]
+                .iter()
+                .map(|a| a.parse().unwrap())
+                .collect();
+        let governed: Vec<IpAddr> = t.addresses.iter().filter(|a| a.1 == Direction::Ingress).map(|a| a.0).collect();
+        for &a in &ips {
+            // A packet has one family (the engine, asked about endpoints, does not look at families).
+            for &b in governed.iter().filter(|b| b.is_ipv4() == a.is_ipv4()) {
+                let want = e.from_own_node(&e.endpoint_for_ip(a), &e.endpoint_for_ip(b)).is_some();
+                assert_eq!(t.from_own_node(a, b), want, "{a} -> {b}: {:?}", t.own_node);
+            }
+        }
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            t.own_node,
+            vec![
+                (ip("10.60.0.1"), ip("10.61.0.1")),
+                (ip("10.60.0.2"), ip("10.61.0.2")),
+                (ip("fd00::60:1"), ip("fd00::61:1"))
+            ]
+        );
+        // Without Cilium policies: no check.
+        let plain =
+            Engine::new(crate::load::load_str("t", yaml.split("apiVersion: cilium.io").next().unwrap()).cluster);
+        let t = plain.dataplane();
+        assert!(!t.own_node_check && t.own_node.is_empty());
     }
 
     /// A named port in an egress rule resolves against a hostNetwork destination too (the evaluator allows such

@@ -266,6 +266,8 @@ pub(crate) enum Variant {
     /// consulted and their ends do nothing. With [`TierEnd::Deny`] the outcome is what the tier allows, with
     /// [`TierEnd::Continue`] all but what it denies: what one tier decides, whatever the others say.
     Tier(TierId, TierEnd),
+    /// Rules with L7 rules (Cilium) match nothing: what is allowed without a proxy's say.
+    NoL7,
 }
 
 impl Variant {
@@ -274,6 +276,7 @@ impl Variant {
     pub(crate) fn action(self, r: RuleId, rule: &CRule) -> Action {
         match self {
             Variant::Action(v, a) if v == r => a,
+            Variant::NoL7 if rule.l7.is_some() => Action::Log,
             _ => rule.action,
         }
     }
@@ -292,6 +295,8 @@ pub(crate) struct Query<'a> {
     pub proto: Protocol,
     pub port: u16,
     pub dst_named: Option<&'a [(u32, Protocol, u16)]>,
+    /// One request on the connection, which rules with L7 rules must let through.
+    pub request: Option<&'a crate::l7::Request>,
 }
 
 /// One rule consulted by a walk.
@@ -305,6 +310,8 @@ pub(crate) struct Step {
     pub peer: Option<Option<usize>>,
     /// The subject's own side matches the rule's (always, but for Calico rules with criteria there).
     pub local: bool,
+    /// The rule's L7 rules let the flow's request through (always without either).
+    pub l7: bool,
 }
 
 /// What a walk records. The verdict's walk records nothing, and stops as soon as the outcome is known;
@@ -413,7 +420,7 @@ impl Engine {
                 swapped = self.swap_policies(rules, a, b);
                 &swapped
             }
-            Variant::AsIs | Variant::Action(..) | Variant::Tier(..) => rules,
+            Variant::AsIs | Variant::Action(..) | Variant::Tier(..) | Variant::NoL7 => rules,
         };
         self.fold_rules(pols, rules, Some(tier_bits), Ends::AsTiers, p, traffic, settle, variant, consult).finish(p)
     }
@@ -526,6 +533,42 @@ impl Engine {
         })
     }
 
+    /// The ports between the pods of identities `src` and `dst` (at their primary addresses) that are allowed at
+    /// L3/L4 and whose requests Cilium's L7 proxies filter: on one side or both, only rules with L7 rules allow
+    /// them (no L4-only rule wildcards them). Empty without L7 rules.
+    pub fn l7_filtered_ports(&self, src: IdentityId, dst: IdentityId) -> PortSet {
+        let mut filtered = PortSet::empty();
+        if self.l7.is_empty()
+            || (!self.has_l7_rules(src, Direction::Egress) && !self.has_l7_rules(dst, Direction::Ingress))
+        {
+            return filtered;
+        }
+        let ep = |i: IdentityId| {
+            let pod = self.identities[i.index()].pods[0];
+            Endpoint::Pod { pod, ip: None }
+        };
+        let mut allowed = PortSet::all();
+        for (subject, dir, peer) in [(src, Direction::Egress, dst), (dst, Direction::Ingress, src)] {
+            let with = self.side_ports(subject, dir, &ep(peer), Variant::AsIs);
+            if self.has_l7_rules(subject, dir) {
+                let without = self.side_ports(subject, dir, &ep(peer), Variant::NoL7);
+                filtered.union_with(&with.difference(&without));
+            }
+            allowed = allowed.intersect(&with);
+        }
+        filtered.intersect(&allowed)
+    }
+
+    /// Whether any rule of identity `i`'s policies in `dir` carries L7 rules.
+    pub fn has_l7_rules(&self, i: IdentityId, dir: Direction) -> bool {
+        let ident = &self.identities[i.index()];
+        let rules = match dir {
+            Direction::Ingress => &ident.ingress_rules,
+            Direction::Egress => &ident.egress_rules,
+        };
+        !self.l7.is_empty() && rules.iter().any(|r| self.rules[r.index()].l7.is_some())
+    }
+
     /// The rule that decides one direction of one flow under `variant` (an allow or deny rule, of any tier),
     /// with the verdict; `None` when no rule does (a NetworkPolicy's isolation, or Kubernetes' default).
     pub(crate) fn side_decider(
@@ -591,9 +634,10 @@ impl Engine {
     ) -> bool {
         let ports = rule.ports_match(q.proto, q.port, q.dst_named);
         let local = rule.local.is_none_or(|l| self.calico_matches(l, me));
-        let peer = if (ports && local) || T::EVERY_RULE { self.rule_peer::<T>(rule, peer) } else { None };
-        trace.step(Step { rule: r, ports, peer, local });
-        ports && local && peer.is_some()
+        let l7 = rule.l7.is_none_or(|i| self.l7_rules(i).allows(q.request));
+        let peer = if (ports && local && l7) || T::EVERY_RULE { self.rule_peer::<T>(rule, peer) } else { None };
+        trace.step(Step { rule: r, ports, peer, local, l7 });
+        ports && local && l7 && peer.is_some()
     }
 
     /// The policies that apply to the pods of identity `i` in `dir`, per tier (tiers with none left out), each

@@ -540,7 +540,7 @@ impl Engine {
             Some(n) => Some(n),
             None => d.ident.map(|i| self.identities[i.index()].named_ports.as_slice()),
         };
-        self.host_allows(src, &s, dst, &d, &Query { proto, port, dst_named })
+        self.host_allows(src, &s, dst, &d, &Query { proto, port, dst_named, request: None })
     }
 
     /// Whether every host endpoint check of a flow lets it through (the fast verdict's part).
@@ -678,7 +678,7 @@ impl Engine {
             Some(n) => Some(n),
             None => self.ep_info(flow.dst).ident.map(|i| self.identities[i.index()].named_ports.as_slice()),
         };
-        let q = Query { proto: flow.proto, port: flow.port, dst_named };
+        let q = Query { proto: flow.proto, port: flow.port, dst_named, request: None };
         let fs = failsafe(dir, flow.proto, flow.port);
         let mut seen = Vec::new();
         let allowed = self.host_check_walk(c, &me, &peer, &q, &mut crate::eval::Quiet, |s, o| seen.push((s, o)));

@@ -68,6 +68,8 @@
 
 use std::borrow::Cow;
 
+use std::fmt;
+
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -130,8 +132,8 @@ pub enum L7Error {
 
 /// One `toPorts[].rules.http[]` entry as written in a CiliumNetworkPolicy (Cilium's `PortRuleHTTP`). Empty
 /// strings and lists mean the field is absent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct PortRuleHttp {
     /// Regular expression for the whole request path (`:path`, query included).
     pub path: String,
@@ -146,8 +148,8 @@ pub struct PortRuleHttp {
 }
 
 /// One `headerMatches` entry (Cilium's `HeaderMatch`, `http.go:28-55`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct HeaderMatchSpec {
     /// Empty (deny on mismatch), `LOG`, `ADD`, `DELETE` or `REPLACE`.
     pub mismatch: String,
@@ -160,8 +162,8 @@ pub struct HeaderMatchSpec {
 }
 
 /// A reference to a Kubernetes Secret (Cilium's `Secret`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct SecretRef {
     /// The Secret's namespace (empty: the policy's).
     pub namespace: String,
@@ -596,6 +598,158 @@ impl DnsPattern {
 /// nothing, use `patterns.iter().any(|p| p.matches(name))`.)
 pub fn dns_allowed(patterns: &[DnsPattern], name: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| p.matches(name))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A port's L7 rules, and the requests a flow may carry
+// ---------------------------------------------------------------------------------------------------------------
+
+/// One `matchName`/`matchPattern` selector as written (a `toFQDNs` entry, or a `rules.dns` entry): exactly one of
+/// the two is set ([`DnsPattern::from_selector`] checks).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct DnsSelector {
+    pub match_name: String,
+    pub match_pattern: String,
+}
+
+impl fmt::Display for DnsSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.match_pattern.is_empty() {
+            write!(f, "matchName {}", self.match_name)
+        } else {
+            write!(f, "matchPattern {}", self.match_pattern)
+        }
+    }
+}
+
+/// The L7 rules of one `toPorts` entry, as written (validated by the loader): requests on the entry's ports to
+/// the rule's peers are filtered by them. At most one parser's rules are set (Cilium refuses a mix).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct L7Rules {
+    /// `rules.http`.
+    pub http: Vec<PortRuleHttp>,
+    /// `rules.dns`.
+    pub dns: Vec<DnsSelector>,
+    /// Another parser's rules (`kafka`, `l7proto`), which netpol does not judge: its name.
+    pub other: Option<String>,
+}
+
+impl L7Rules {
+    /// `HTTP`, `DNS` or the other parser's name.
+    pub fn parser(&self) -> &str {
+        match &self.other {
+            Some(o) => o,
+            None if !self.dns.is_empty() => "DNS",
+            None => "HTTP",
+        }
+    }
+}
+
+impl fmt::Display for L7Rules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(o) = &self.other {
+            return write!(f, "{o} rules (not judged by netpol)");
+        }
+        let mut parts: Vec<String> = self.http.iter().map(http_rule_text).collect();
+        parts.extend(self.dns.iter().map(|d| format!("DNS {d}")));
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+/// `HTTP GET /public Host ^a$ headers [X-Token]`, the fields of a rule that are set (`HTTP any request` for the
+/// empty rule).
+pub fn http_rule_text(r: &PortRuleHttp) -> String {
+    let mut s = String::from("HTTP");
+    let mut any = true;
+    for (field, v) in [("method", &r.method), ("path", &r.path), ("host", &r.host)] {
+        if !v.is_empty() {
+            s.push_str(&format!(" {field} `{v}`"));
+            any = false;
+        }
+    }
+    if !r.headers.is_empty() {
+        s.push_str(&format!(" headers [{}]", r.headers.join(", ")));
+        any = false;
+    }
+    for h in &r.header_matches {
+        s.push_str(&format!(" header {} = `{}`", h.name, h.value));
+        if !h.mismatch.is_empty() {
+            s.push_str(&format!(" (mismatch: {})", h.mismatch));
+        }
+        any = false;
+    }
+    if any {
+        s.push_str(" any request");
+    }
+    s
+}
+
+/// One request on a connection, as a flow may carry it (`http`, `dns` in the flow contract).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Http(HttpRequest),
+    /// A DNS query for this name.
+    Dns(String),
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Http(r) => {
+                write!(f, "HTTP {} {}", r.method_or_default(), r.path_or_default())?;
+                if let Some(h) = r.authority() {
+                    write!(f, " (Host {h})")?;
+                }
+                Ok(())
+            }
+            Request::Dns(name) => write!(f, "DNS query {name}"),
+        }
+    }
+}
+
+/// [`L7Rules`] compiled: what the engine asks of a port's L7 rules.
+#[derive(Debug, Clone)]
+pub struct CompiledL7 {
+    pub http: Vec<HttpRule>,
+    pub dns: Vec<DnsPattern>,
+    /// Another parser's rules: not judged (every request passes).
+    pub other: bool,
+}
+
+impl CompiledL7 {
+    /// Compiles rules the loader validated; a rule that does not compile (which the loader reported) is left out.
+    pub fn new(rules: &L7Rules) -> CompiledL7 {
+        CompiledL7 {
+            http: rules.http.iter().filter_map(|r| HttpRule::compile(r).ok()).collect(),
+            dns: rules
+                .dns
+                .iter()
+                .filter_map(|d| DnsPattern::from_selector(&d.match_name, &d.match_pattern).ok())
+                .collect(),
+            other: rules.other.is_some(),
+        }
+    }
+
+    /// Whether the rules let the request through: an HTTP request needs a matching HTTP rule, a DNS query a
+    /// matching DNS rule (a proxy of one parser refuses the other's requests); another parser's rules are not
+    /// judged. `None` is the connection itself, which the proxy accepts.
+    pub fn allows(&self, req: Option<&Request>) -> bool {
+        match req {
+            None => true,
+            Some(_) if self.other => true,
+            Some(Request::Http(r)) => !self.http.is_empty() && self.http.iter().any(|h| h.matches(r)),
+            Some(Request::Dns(name)) => !self.dns.is_empty() && self.dns.iter().any(|d| d.matches(name)),
+        }
+    }
+
+    /// The index of the first rule that lets the request through, if any (explain's words).
+    pub fn first_match(&self, req: &Request) -> Option<usize> {
+        match req {
+            Request::Http(r) => self.http.iter().position(|h| h.matches(r)),
+            Request::Dns(name) => self.dns.iter().position(|d| d.matches(name)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -184,6 +184,10 @@ pub enum Peer {
     DomainNames(Vec<String>),
     /// A Calico rule's `source` or `destination` (every criterion but ports): see [`CalicoPeer`].
     Calico(Box<CalicoPeer>),
+    /// Cilium's `toFQDNs` (egress): an address outside the cluster that the source resolved from a name matching
+    /// one of these, through Cilium's DNS proxy — which sees the source's queries only when a `rules.dns` rule of
+    /// the source's own egress policy allows the name (otherwise Cilium never learns the address).
+    Fqdns(Vec<crate::l7::DnsSelector>),
 }
 
 /// The endpoint part of a Calico entity rule (`source` or `destination` without `ports`/`notPorts`). Every
@@ -569,6 +573,9 @@ pub struct Rule {
     /// Calico rules: protocol filters, `notPorts` and the subject's own side. `peers` then holds at most one
     /// [`Peer::Calico`] (the other side), and `ports` the destination's `ports` with the rule's protocol.
     pub calico: Option<Box<CalicoRule>>,
+    /// Cilium: the L7 rules of the rule's `toPorts` entry. The connection is accepted at L3/L4 and handed to a
+    /// proxy, which lets through only the requests the rules allow.
+    pub l7: Option<std::sync::Arc<crate::l7::L7Rules>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -688,7 +695,9 @@ impl fmt::Display for PolicyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             PolicyKind::NetworkPolicy => write!(f, "{}/{}", self.namespace, self.name),
-            PolicyKind::CalicoNetworkPolicy => write!(f, "{}/{}/{}", self.kind.short(), self.namespace, self.name),
+            PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy => {
+                write!(f, "{}/{}/{}", self.kind.short(), self.namespace, self.name)
+            }
             k => write!(f, "{}/{}", k.short(), self.name),
         }
     }

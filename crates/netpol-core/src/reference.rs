@@ -38,6 +38,10 @@ fn ip_of(c: &Cluster, ep: &Endpoint) -> Option<IpAddr> {
 struct Other<'a> {
     ep: &'a Endpoint,
     name: Option<&'a str>,
+    /// `name` when Cilium learnt the address from it (the source's DNS went through a proxy rule that allows it).
+    fqdn: Option<&'a str>,
+    /// The request on the connection.
+    request: Option<&'a crate::l7::Request>,
 }
 
 fn peer_matches(c: &Cluster, policy: &Policy, peer: &Peer, other: &Other<'_>) -> bool {
@@ -49,6 +53,15 @@ fn peer_matches(c: &Cluster, policy: &Policy, peer: &Peer, other: &Other<'_>) ->
             c.nodes.iter().any(|n| sel.matches(&n.labels) && n.ips.iter().any(|a| a.to_canonical() == ip))
         }),
         Peer::DomainNames(names) => other.name.is_some_and(|name| names.iter().any(|d| domain_matches(d, name))),
+        Peer::Fqdns(sels) => {
+            matches!(other.ep, Endpoint::External(_))
+                && other.fqdn.is_some_and(|name| {
+                    sels.iter().any(|d| {
+                        crate::l7::DnsPattern::from_selector(&d.match_name, &d.match_pattern)
+                            .is_ok_and(|p| p.matches(name))
+                    })
+                })
+        }
         Peer::Selectors { namespaces, pods } => {
             let Endpoint::Pod { pod, .. } = *other.ep else {
                 return false;
@@ -117,6 +130,37 @@ fn rule_matches(
 ) -> bool {
     port_matches(c, r, proto, port, dst)
         && (r.peers.is_empty() || r.peers.iter().any(|p| peer_matches(c, pol, p, other)))
+        && r.l7.as_ref().is_none_or(|l7| l7_allows(l7, other.request))
+}
+
+/// Whether a rule's L7 rules let the request through: none is the connection itself (accepted); an HTTP request
+/// needs an HTTP rule that matches it, a DNS query a DNS rule; other parsers' rules are not judged.
+fn l7_allows(l7: &crate::l7::L7Rules, request: Option<&crate::l7::Request>) -> bool {
+    use crate::l7::{DnsPattern, HttpRule, Request};
+    match request {
+        None => true,
+        Some(_) if l7.other.is_some() => true,
+        Some(Request::Http(req)) => l7.http.iter().any(|r| HttpRule::compile(r).is_ok_and(|r| r.matches(req))),
+        Some(Request::Dns(name)) => l7
+            .dns
+            .iter()
+            .any(|d| DnsPattern::from_selector(&d.match_name, &d.match_pattern).is_ok_and(|p| p.matches(name))),
+    }
+}
+
+/// Whether Cilium learns `name`'s addresses for `pod`: one of the egress allow rules of the policies selecting it
+/// has DNS rules that allow the name (its queries then go through the DNS proxy, which answers them).
+fn dns_learns(c: &Cluster, pod: PodId, name: &str) -> bool {
+    let p = c.pod(pod);
+    let ns_labels = &c.ns(p.ns).labels;
+    c.policies
+        .iter()
+        .filter(|pol| pol.affects(Direction::Egress))
+        .filter(|pol| pol.selects(p.ns, ns_labels, &selector_labels(c, p), || c.pod_calico_labels(p)))
+        .flat_map(|pol| &pol.egress)
+        .filter(|r| r.action == Action::Allow)
+        .filter_map(|r| r.l7.as_ref())
+        .any(|l7| l7_allows(l7, Some(&crate::l7::Request::Dns(name.to_string()))) && !l7.dns.is_empty())
 }
 
 /// Whether a Calico entity rule's criteria match an endpoint.
@@ -274,21 +318,41 @@ pub fn allowed_named(
     proto: Protocol,
     port: u16,
 ) -> bool {
+    allowed_flow(c, src, dst, crate::compile::FlowInfo { dst_name, request: None }, proto, port)
+}
+
+/// Whether a flow is allowed, with what it says beyond its ends and port (the name its destination was resolved
+/// from, one request on the connection).
+pub fn allowed_flow(
+    c: &Cluster,
+    src: &Endpoint,
+    dst: &Endpoint,
+    info: crate::compile::FlowInfo<'_>,
+    proto: Protocol,
+    port: u16,
+) -> bool {
     if let (Endpoint::Pod { pod: a, .. }, Endpoint::Pod { pod: b, .. }) = (src, dst) {
         if a == b {
             return true;
         }
     }
+    let dst_name = info.dst_name;
+    let fqdn = match (src, dst_name) {
+        (Endpoint::Pod { pod, .. }, Some(n)) if dns_learns(c, *pod, n) => Some(n),
+        _ => None,
+    };
+    let request = info.request;
     let egress = match src {
         Endpoint::Pod { pod, .. } => {
-            side_allows(c, *pod, src, Direction::Egress, &Other { ep: dst, name: dst_name }, dst, proto, port)
+            let to = Other { ep: dst, name: dst_name, fqdn, request };
+            side_allows(c, *pod, src, Direction::Egress, &to, dst, proto, port)
         }
         Endpoint::External(_) => true,
     };
     let ingress = match dst {
         Endpoint::Pod { pod, .. } => {
-            from_own_node(c, src, *pod)
-                || side_allows(c, *pod, dst, Direction::Ingress, &Other { ep: src, name: None }, dst, proto, port)
+            let from = Other { ep: src, name: None, fqdn: None, request };
+            from_own_node(c, src, *pod) || side_allows(c, *pod, dst, Direction::Ingress, &from, dst, proto, port)
         }
         Endpoint::External(_) => true,
     };
@@ -437,8 +501,8 @@ fn hosts_allow(
     };
     let same = matches!((node(ws), node(wd)), (Some(a), Some(b)) if a == b);
     let is_host = |w: Where<'_>| matches!(w, Where::Host(_) | Where::NodeHost(_));
-    let to_dst = Other { ep: dst, name: dst_name };
-    let to_src = Other { ep: src, name: None };
+    let to_dst = Other { ep: dst, name: dst_name, fqdn: None, request: None };
+    let to_src = Other { ep: src, name: None, fqdn: None, request: None };
     // (host endpoint, stages, direction, whether it is the host's own traffic)
     let mut checks: Vec<(&HostEndpoint, &[Stage], Direction, bool)> = Vec::new();
     const TO_HOST: &[Stage] = &[Stage::Untracked, Stage::PreDnat, Stage::Normal];

@@ -123,12 +123,27 @@ pub fn explain_with_staged(
     proto: Protocol,
     port: u16,
 ) -> Explanation {
-    let mut ex = enforced.explain_named(src, dst, dst_name, proto, port);
+    let info = crate::compile::FlowInfo { dst_name, request: None };
+    explain_flow_with_staged(enforced, staged, src, dst, info, proto, port)
+}
+
+/// [`explain_with_staged`] for a flow with what it says beyond its ends and port (see
+/// [`Engine::explain_flow`]).
+pub fn explain_flow_with_staged(
+    enforced: &Engine,
+    staged: &Engine,
+    src: &Endpoint,
+    dst: &Endpoint,
+    info: crate::compile::FlowInfo<'_>,
+    proto: Protocol,
+    port: u16,
+) -> Explanation {
+    let mut ex = enforced.explain_flow(src, dst, info, proto, port);
     let cluster = enforced.cluster();
     if cluster.staged.is_empty() {
         return ex;
     }
-    let st = staged.explain_named(src, dst, dst_name, proto, port);
+    let st = staged.explain_flow(src, dst, info, proto, port);
     let keys: HashSet<&PolicyKey> =
         [&ex.egress, &ex.ingress, &st.egress, &st.ingress].into_iter().flat_map(|s| &s.policy_keys).collect();
     let policies = cluster

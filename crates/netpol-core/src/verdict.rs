@@ -58,6 +58,10 @@ pub struct RuleMatch {
     /// Where the rule is: its field path in the object (`spec.ingress[0]`) and the object's file and document.
     pub field: String,
     pub source: String,
+    /// Cilium: what the rule's L7 rules do with the flow's request (which rule lets it through), or, for a flow
+    /// without one, that requests on the connection are filtered and by which rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l7: Option<String>,
     /// Admin tiers: the other policies of the same tier and priority that select the subject in this
     /// direction. The API leaves the order of equal priorities undefined (netpol orders them by kind, then
     /// name), so another implementation may apply one of them first.
@@ -75,6 +79,9 @@ pub struct Rejection {
     /// `None` when the policy has no rules for this direction.
     pub rule: Option<usize>,
     pub reason: String,
+    /// The rule matches the connection but its L7 rules refuse the request (Cilium).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub l7: bool,
     /// The policy, for comparisons.
     #[serde(skip)]
     pub policy_key: PolicyKey,
@@ -140,6 +147,9 @@ pub struct Explanation {
     /// The DNS name the destination address was resolved from, if the flow gives one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_fqdn: Option<String>,
+    /// The request the flow carries (`HTTP GET /x`, `DNS query name`): the verdict is the request's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
     pub protocol: Protocol,
     /// The port; for ICMP `type << 8 | code` (see `icmp`).
     pub port: u16,
@@ -251,6 +261,20 @@ impl Engine {
         proto: Protocol,
         port: u16,
     ) -> Explanation {
+        self.explain_flow(src, dst, crate::compile::FlowInfo { dst_name, request: None }, proto, port)
+    }
+
+    /// Explains the verdict of a flow with what it says beyond its ends and port. Agrees with
+    /// [`Engine::allowed_flow`] (property-tested).
+    pub fn explain_flow(
+        &self,
+        src: &Endpoint,
+        dst: &Endpoint,
+        info: crate::compile::FlowInfo<'_>,
+        proto: Protocol,
+        port: u16,
+    ) -> Explanation {
+        let dst_name = info.dst_name;
         let src_name = self.endpoint_name(src);
         let dst_label = self.endpoint_name(dst);
         let mut note = None;
@@ -266,13 +290,15 @@ impl Engine {
         d_info.name = dst_name;
         let places = (!self.heps.is_empty()).then(|| self.flow_places(src, &s_info, dst, &d_info));
         let host_named = places.and_then(|_| self.host_named_ports(dst));
-        let flow = ExplainFlow { dst, proto, port, same_pod, host_named };
+        let fqdn = self.learnt_name(&s_info, dst_name);
+        let flow = ExplainFlow { dst, proto, port, same_pod, host_named, request: info.request, fqdn };
         let egress = self.explain_side(src, dst, dst_name, Direction::Egress, &flow);
         let mut ingress = self.explain_side(dst, src, None, Direction::Ingress, &flow);
         if let Some((ip, node)) = self.from_own_node(src, dst) {
             let policies = if ingress.allowed { "" } else { " (its policies alone would deny it)" };
             ingress.note = Some(format!(
-                "allowed: {ip} is its own node {node}, and Cilium lets traffic from a pod's own node in whatever the                  policies say (the agent's allow-localhost, `always` on Kubernetes){policies}"
+                "allowed: {ip} is its own node {node}, and Cilium lets traffic from a pod's own node in whatever the \
+                 policies say (the agent's allow-localhost, `always` on Kubernetes){policies}"
             ));
             ingress.allowed = true;
             ingress.decided_by = DecidedBy::OwnNode;
@@ -303,6 +329,7 @@ impl Engine {
             src: src_name,
             dst: dst_label,
             dst_fqdn: dst_name.map(str::to_string),
+            request: info.request.map(|r| r.to_string()),
             protocol: proto,
             port,
             icmp,
@@ -391,10 +418,13 @@ impl Engine {
         // reported with the outcome the walk saw. The model only supplies the words.
         let mut other_info = self.ep_info(other);
         other_info.name = other_name;
+        if dir == Direction::Egress {
+            other_info.fqdn = flow.fqdn;
+        }
         let dst_named = self.ep_info(flow.dst).ident.map(|i| self.identities[i.index()].named_ports.as_slice());
         let dst_named = flow.host_named.or(dst_named);
         let mut record = Record::default();
-        let q = Query { proto, port, dst_named };
+        let q = Query { proto, port, dst_named, request: flow.request };
         let me_info = self.ep_info(subject);
         side.allowed = self.walk_side(subject_ident, &me_info, dir, &other_info, &q, &mut record);
         self.replay(&mut side, &pols, record.0, dir, flow, subject, other, other_name, Ends::AsTiers);
@@ -446,6 +476,7 @@ impl Engine {
                             policy: self.cluster.policy_ref(polid),
                             rule: None,
                             reason: format!("has no {dir} rules: it only isolates"),
+                            l7: false,
                             policy_key: self.cluster.policy_key(polid),
                         });
                     }
@@ -484,6 +515,7 @@ impl Engine {
                             policy: self.cluster.policy_ref(rule.policy),
                             rule: Some(ri),
                             reason: why,
+                            l7: false,
                             policy_key: self.cluster.policy_key(rule.policy),
                         });
                     }
@@ -495,6 +527,19 @@ impl Engine {
                             policy: self.cluster.policy_ref(rule.policy),
                             rule: Some(ri),
                             reason: why,
+                            l7: false,
+                            policy_key: self.cluster.policy_key(rule.policy),
+                        });
+                    }
+                    continue;
+                }
+                if step.ports && step.peer.is_some() && !step.l7 {
+                    if rule.action == Action::Allow {
+                        side.rejections.push(Rejection {
+                            policy: self.cluster.policy_ref(rule.policy),
+                            rule: Some(ri),
+                            reason: self.l7_refusal(rule, flow.request),
+                            l7: true,
                             policy_key: self.cluster.policy_key(rule.policy),
                         });
                     }
@@ -503,6 +548,7 @@ impl Engine {
                 let reason = match (step.ports, step.peer) {
                     (true, Some(peer)) => {
                         let mut m = self.rule_match(rule, &tier.name, peer, port_text().ok().flatten());
+                        m.l7 = self.l7_words(rule, flow.request);
                         if !is_np {
                             m.tie = self.ties(rule.policy, pols);
                         }
@@ -533,6 +579,7 @@ impl Engine {
                         policy: self.cluster.policy_ref(rule.policy),
                         rule: Some(ri),
                         reason,
+                        l7: false,
                         policy_key: self.cluster.policy_key(rule.policy),
                     });
                 }
@@ -565,7 +612,8 @@ impl Engine {
             policy: key.policy.to_string(),
             priority: (pol.kind != PolicyKind::NetworkPolicy).then_some(pol.order),
             rule: ri,
-            name: pol.rules(dir).get(ri).and_then(|r| r.name.clone()),
+            // A Cilium rule's name is its field path (below).
+            name: pol.rules(dir).get(ri).and_then(|r| r.name.clone()).filter(|_| !pol.kind.is_cilium()),
             action: rule.action,
             peer,
             port,
@@ -577,9 +625,55 @@ impl Engine {
                 _ => format!("spec.{dir}[{ri}]"),
             },
             source: pol.origin.to_string(),
+            l7: None,
             tie: Vec::new(),
             key,
         }
+    }
+
+    /// What a matching rule's L7 rules do with the flow's request, in words (`None` without L7 rules).
+    fn l7_words(&self, rule: &CRule, request: Option<&crate::l7::Request>) -> Option<String> {
+        let spec = self.l7_spec(rule)?;
+        let l7 = self.l7_rules(rule.l7?);
+        Some(match request {
+            None => format!(
+                "the connection is accepted and handed to Cilium's {} proxy: requests on it are then filtered by {spec}",
+                spec.parser()
+            ),
+            Some(_) if l7.other => format!("{spec}: netpol does not judge these requests"),
+            Some(req) => match l7.first_match(req) {
+                Some(i) => {
+                    let text = match req {
+                        crate::l7::Request::Http(_) => crate::l7::http_rule_text(&spec.http[i]),
+                        crate::l7::Request::Dns(_) => format!("DNS {}", spec.dns[i]),
+                    };
+                    format!("{req} allowed by its L7 rule {i} ({text})")
+                }
+                None => format!("{req}: no L7 rule matches"),
+            },
+        })
+    }
+
+    /// Why a rule that matches the connection refuses the flow's request.
+    fn l7_refusal(&self, rule: &CRule, request: Option<&crate::l7::Request>) -> String {
+        let spec = self.l7_spec(rule).map(|s| s.to_string()).unwrap_or_default();
+        match request {
+            Some(req @ crate::l7::Request::Http(_)) if self.l7_spec(rule).is_some_and(|s| s.http.is_empty()) => {
+                format!("matches the connection, but its port carries DNS rules: the proxy refuses {req}")
+            }
+            Some(req @ crate::l7::Request::Dns(_)) if self.l7_spec(rule).is_some_and(|s| s.dns.is_empty()) => {
+                format!("matches the connection, but its port carries HTTP rules: the proxy refuses the {req}")
+            }
+            Some(req) => format!("matches the connection, but its L7 rules refuse {req} (none matches: {spec})"),
+            None => String::new(),
+        }
+    }
+
+    /// The L7 rules (as written) a compiled rule carries.
+    fn l7_spec(&self, rule: &CRule) -> Option<&crate::l7::L7Rules> {
+        rule.l7?;
+        let pol = self.cluster.policy(rule.policy);
+        pol.rules(rule.dir).get(rule.index as usize)?.l7.as_deref()
     }
 
     /// The policies of `pols` other than `pol` with its tier and priority (admin tiers): those whose order
@@ -634,6 +728,34 @@ impl Engine {
                         format_labels(&n.labels)
                     )),
                     None => Some(format!("(nodes `{sel}`): {ip} is not the address of any node")),
+                }
+            }
+            Peer::Fqdns(sels) => {
+                let list = sels.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+                match name {
+                    None => Some(format!(
+                        "(toFQDNs {list}) matches an address by the name it was resolved from; the flow names none \
+                         (`dst_fqdn`)"
+                    )),
+                    Some(_) if matches!(ep, Endpoint::Pod { .. }) => {
+                        Some(format!("(toFQDNs {list}) never selects a pod's address (pods carry their identity)"))
+                    }
+                    Some(n) => {
+                        let pats: Vec<crate::l7::DnsPattern> = sels
+                            .iter()
+                            .filter_map(|d| crate::l7::DnsPattern::from_selector(&d.match_name, &d.match_pattern).ok())
+                            .collect();
+                        if !pats.iter().any(|p| p.matches(n)) {
+                            Some(format!("(toFQDNs {list}): {n} matches none of them"))
+                        } else {
+                            // The name matches: the source's DNS did not go through a rule that allows it.
+                            Some(format!(
+                                "(toFQDNs {list}): {n} matches, but Cilium never learns its addresses for this source: \
+                                 none of its egress rules sends DNS through the proxy with a `rules.dns` entry that \
+                                 allows {n}"
+                            ))
+                        }
+                    }
                 }
             }
             Peer::DomainNames(names) => match name {
@@ -805,6 +927,10 @@ pub(crate) struct ExplainFlow<'a> {
     pub(crate) same_pod: bool,
     /// The destination's named ports when it is a host endpoint.
     pub(crate) host_named: Option<&'a [(u32, Protocol, u16)]>,
+    /// The request on the connection.
+    pub(crate) request: Option<&'a crate::l7::Request>,
+    /// The destination's name when Cilium learnt the address from it (see [`Engine::dns_learns`]).
+    pub(crate) fqdn: Option<&'a str>,
 }
 
 impl Explanation {
@@ -858,12 +984,13 @@ impl Explanation {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} {} -> {}{} {}",
+            "{} {} -> {}{} {}{}",
             self.verdict.as_str().to_uppercase(),
             self.src,
             self.dst,
             self.dst_fqdn.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
             flow_port_text(self.protocol, self.port),
+            self.request.as_ref().map(|r| format!(", {r}")).unwrap_or_default(),
         );
         if let Some(c) = &self.caveat {
             let _ = writeln!(s, "  note: {c}");
@@ -953,6 +1080,9 @@ fn render_sides<const N: usize>(s: &mut String, sides: [&SideExplanation; N]) {
                 _ => String::new(),
             };
             let _ = writeln!(s, "    {}{outcome}", rule_line(m));
+            if let Some(l7) = &m.l7 {
+                let _ = writeln!(s, "      {l7}");
+            }
             if !m.tie.is_empty() {
                 let _ = writeln!(
                     s,
@@ -961,6 +1091,10 @@ fn render_sides<const N: usize>(s: &mut String, sides: [&SideExplanation; N]) {
                     m.tie.join(", ")
                 );
             }
+        }
+        // Why the rules that could have let it through do not: Cilium's (its users have no other trace).
+        for r in side.rejections.iter().filter(|r| r.l7 || r.policy_key.kind.is_cilium()) {
+            let _ = writeln!(s, "    {} rule {}: {}", r.policy, r.rule.unwrap_or_default(), r.reason);
         }
         match side.decided_by {
             DecidedBy::OwnNode => {

@@ -14,7 +14,8 @@
 use std::borrow::Cow;
 use std::io::{BufRead, Write};
 
-use netpol_core::compile::{Endpoint, Engine};
+use netpol_core::compile::{Endpoint, Engine, FlowInfo};
+use netpol_core::l7::{HttpRequest, Request};
 use netpol_core::model::PodId;
 use netpol_core::portset::{icmp_port, Protocol};
 use rustc_hash::FxHashMap;
@@ -34,6 +35,98 @@ struct FlowIn<'a> {
     dst_fqdn: Option<Cow<'a, str>>,
     #[serde(default)]
     icmp: Option<serde_json::Value>,
+    #[serde(default)]
+    http: Option<serde_json::Value>,
+    #[serde(default)]
+    dns: Option<serde_json::Value>,
+}
+
+/// A flow's `http` member: one request on the connection.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpIn {
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    host: Option<String>,
+}
+
+/// A flow's `dns` member: one DNS query on the connection.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsIn {
+    query: String,
+}
+
+/// The request a flow line carries (`http` or `dns`), checked.
+fn parse_request(
+    http: &Option<serde_json::Value>,
+    dns: &Option<serde_json::Value>,
+    protocol: Protocol,
+) -> Result<Option<Request>, String> {
+    match (http, dns) {
+        (Some(_), Some(_)) => Err("invalid flow: give `http` or `dns`, not both (one request per flow)".to_string()),
+        (Some(v), None) => {
+            if protocol != Protocol::Tcp {
+                return Err(format!("invalid flow: `http` needs protocol TCP, not {protocol}"));
+            }
+            let h: HttpIn = serde_json::from_value(v.clone()).map_err(|e| {
+                format!("invalid flow: `http` must be an object with `method`, `path`, `headers` (an object of strings) and `host`: {e}")
+            })?;
+            Ok(Some(Request::Http(http_request(
+                h.method.as_deref(),
+                h.path.as_deref(),
+                h.host.as_deref(),
+                &h.headers,
+            )?)))
+        }
+        (None, Some(v)) => {
+            let d: DnsIn = serde_json::from_value(v.clone())
+                .map_err(|e| format!("invalid flow: `dns` must be an object with `query` (a DNS name): {e}"))?;
+            Ok(Some(Request::Dns(parse_dns_query(&d.query)?)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// An HTTP request from its parts (method `GET` and path `/` when absent), checked: a method is a token, a path
+/// starts with `/` (or is `*`), and header names are tokens.
+pub fn http_request(
+    method: Option<&str>,
+    path: Option<&str>,
+    host: Option<&str>,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<HttpRequest, String> {
+    let token =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+    let method = method.unwrap_or("GET");
+    if !token(method) {
+        return Err(format!("invalid HTTP method `{method}`"));
+    }
+    let path = path.unwrap_or("/");
+    if !(path.starts_with('/') || path == "*") || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(format!("invalid HTTP path `{path}`: it starts with `/` and has no spaces"));
+    }
+    let mut req = HttpRequest::new(method, path);
+    if let Some(h) = host {
+        req = req.with_host(h);
+    }
+    for (name, value) in headers {
+        if !token(name) {
+            return Err(format!("invalid HTTP header name `{name}`"));
+        }
+        req = req.with_header(name, value);
+    }
+    Ok(req)
+}
+
+/// A DNS query's name (letters, digits, `-`, `_` labels; a final dot is allowed), lowercase without the dot.
+pub fn parse_dns_query(s: &str) -> Result<String, String> {
+    parse_fqdn(s).map_err(|e| format!("dns.query: {e}"))
 }
 
 /// Resolves endpoint strings quickly: `ns/pod` through a hash map, IPs through the engine's index.
@@ -119,6 +212,8 @@ pub struct Flow {
     pub dst: Endpoint,
     /// The DNS name `dst` was resolved from (lowercase, without the final dot).
     pub dst_fqdn: Option<String>,
+    /// One request on the connection (`http`, `dns`).
+    pub request: Option<Request>,
     pub protocol: Protocol,
     pub port: u16,
 }
@@ -193,6 +288,7 @@ pub fn parse_flow(r: &Resolver, line: &str) -> Result<Flow, String> {
         let dst_fqdn = f.dst_fqdn.as_deref().map(parse_fqdn).transpose().map_err(|e| format!("dst_fqdn: {e}"))?;
         Ok((src, dst, dst_fqdn))
     };
+    let request = parse_request(&f.http, &f.dns, protocol)?;
     if !protocol.has_ports() {
         if f.port.is_some() {
             return Err(format!(
@@ -204,7 +300,7 @@ pub fn parse_flow(r: &Resolver, line: &str) -> Result<Flow, String> {
             Some(v) => parse_icmp(v)?,
         };
         let (src, dst, dst_fqdn) = src_dst(r)?;
-        return Ok(Flow { src, dst, dst_fqdn, protocol, port });
+        return Ok(Flow { src, dst, dst_fqdn, request, protocol, port });
     }
     if f.icmp.is_some() {
         return Err(format!("`icmp` is for ICMP and ICMPv6 flows, not {protocol}"));
@@ -218,7 +314,7 @@ pub fn parse_flow(r: &Resolver, line: &str) -> Result<Flow, String> {
         Some(v) => format!("invalid port {v}: must be an integer between 1 and 65535"),
     })?;
     let (src, dst, dst_fqdn) = src_dst(r)?;
-    Ok(Flow { src, dst, dst_fqdn, protocol, port })
+    Ok(Flow { src, dst, dst_fqdn, request, protocol, port })
 }
 
 /// `{"type": 8, "code": 0}` (code optional, 0) → `type << 8 | code`.
@@ -245,13 +341,13 @@ fn parse_icmp(v: &serde_json::Value) -> Result<u16, String> {
 }
 
 fn answer(r: &Resolver, staged: Option<&Engine>, line: &str, explain: bool) -> Result<Answer, String> {
-    let Flow { src: s, dst: d, dst_fqdn, protocol: proto, port } = parse_flow(r, line)?;
-    let name = dst_fqdn.as_deref();
-    let verdict = r.engine.allowed_named(&s, &d, name, proto, port);
+    let Flow { src: s, dst: d, dst_fqdn, request, protocol: proto, port } = parse_flow(r, line)?;
+    let info = FlowInfo { dst_name: dst_fqdn.as_deref(), request: request.as_ref() };
+    let verdict = r.engine.allowed_flow(&s, &d, info, proto, port);
     let explain = if explain {
         let ex = match staged {
-            Some(st) => netpol_core::staged::explain_with_staged(r.engine, st, &s, &d, name, proto, port),
-            None => r.engine.explain_named(&s, &d, name, proto, port),
+            Some(st) => netpol_core::staged::explain_flow_with_staged(r.engine, st, &s, &d, info, proto, port),
+            None => r.engine.explain_flow(&s, &d, info, proto, port),
         };
         Some(serde_json::to_string(&ex).map_err(|e| e.to_string())?)
     } else {

@@ -5,7 +5,8 @@
 //! get one from 10.250.0.0/16; pods whose IPs are outside the lab ranges are not created and their flows are
 //! `untestable`. The engine used for verdicts is compiled from the same re-addressed cluster, so verdicts and the
 //! data plane see the same addresses. hostNetwork pods live in the lab's node netns with their addresses (their
-//! node's, which the loader gives them).
+//! node's, which the loader gives them), and so do the Nodes' own addresses ([`node_pods`]): a flow from a Node's
+//! address is a flow from the node itself (the node's `output` hook), not from an emulated outside address.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -95,6 +96,33 @@ pub fn host_endpoint_pods(e: &Engine, pods: &[LabPod]) -> Vec<LabPod> {
     ips.into_iter().map(|ip| LabPod::host_network(host_key(&ip), [ip])).collect()
 }
 
+/// Key of the pseudo-pod standing for a Node's address.
+pub fn node_key(ip: &IpAddr) -> String {
+    format!("node/{ip}")
+}
+
+/// Whether `ip` is an address of a Node of the cluster.
+fn is_node_address(e: &Engine, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    e.cluster().nodes.iter().any(|n| n.ips.iter().any(|a| a.to_canonical() == ip))
+}
+
+/// The Nodes' addresses that no pod (and no pseudo-pod of `pods`) has, as host-network pseudo-pods: the node
+/// itself, on the lab node's `lo`, so that flows from a node to a pod leave through the node's `output` hook
+/// and flows to it arrive through its `input` hook, as on a real node (addresses outside the lab's ranges are
+/// left out: flows with them are untestable).
+pub fn node_pods(e: &Engine, pods: &[LabPod]) -> Vec<LabPod> {
+    let used: HashSet<IpAddr> = pods.iter().flat_map(|p| p.ips.iter().copied()).collect();
+    let ips: BTreeSet<IpAddr> = e
+        .cluster()
+        .nodes
+        .iter()
+        .flat_map(|n| n.ips.iter().map(|a| a.to_canonical()))
+        .filter(|ip| lab_safe(ip) && !used.contains(ip))
+        .collect();
+    ips.into_iter().map(|ip| LabPod::host_network(node_key(&ip), [ip])).collect()
+}
+
 /// Key of the pseudo-pod standing for an address outside the cluster.
 pub fn external_key(ip: &IpAddr) -> String {
     format!("external/{ip}")
@@ -108,6 +136,28 @@ pub fn l4(p: Protocol) -> Option<L4> {
         Protocol::Sctp => Some(L4::Sctp),
         Protocol::Icmp | Protocol::Icmpv6 => None,
     }
+}
+
+/// How the lab probes a flow of `protocol` and `port` (for ICMP, `type << 8 | code`) to `dst`: its transport and
+/// port, or why it cannot. ICMP: echo requests only (type 8 code 0, ICMPv6 type 128 code 0), to an address of the
+/// protocol's family (the destination's kernel answers them; other messages have no answer to observe).
+pub fn probe_of(protocol: Protocol, port: u16, dst: IpAddr) -> Result<(L4, u16), String> {
+    let echo = match protocol {
+        Protocol::Icmp => netpol_core::portset::icmp_port(8, 0),
+        Protocol::Icmpv6 => netpol_core::portset::icmp_port(128, 0),
+        p => return l4(p).map(|l| (l, port)).ok_or_else(|| format!("{p} flows are not probed by the lab")),
+    };
+    if port != echo {
+        return Err(format!(
+            "{protocol} type {} code {}: only echo requests are probed by the lab",
+            port >> 8,
+            port & 0xff
+        ));
+    }
+    if (protocol == Protocol::Icmp) != dst.is_ipv4() {
+        return Err(format!("{protocol} to {dst}: not a message of that address's family"));
+    }
+    Ok((L4::IcmpEcho, 0))
 }
 
 /// One flow to test.
@@ -151,7 +201,7 @@ pub fn external_pods(e: &Engine, cases: &[Case]) -> Vec<LabPod> {
     for c in cases {
         for ep in [&c.src, &c.dst] {
             if let Endpoint::External(ip) = ep {
-                if lab_safe(ip) && e.host_endpoint_at(*ip).is_none() {
+                if lab_safe(ip) && e.host_endpoint_at(*ip).is_none() && !is_node_address(e, *ip) {
                     ips.insert(*ip);
                 }
             }
@@ -171,6 +221,7 @@ pub fn locate(e: &Engine, untestable: &BTreeMap<PodId, String>, ep: &Endpoint) -
             Ok((e.cluster().pod_ref(pod), addr))
         }
         Endpoint::External(ip) if lab_safe(&ip) && e.host_endpoint_at(ip).is_some() => Ok((host_key(&ip), ip)),
+        Endpoint::External(ip) if lab_safe(&ip) && is_node_address(e, ip) => Ok((node_key(&ip), ip)),
         Endpoint::External(ip) if lab_safe(&ip) => Ok((external_key(&ip), ip)),
         Endpoint::External(ip) => Err(format!("{ip} is outside the lab's address ranges (10.0.0.0/8, fd00::/8)")),
     }
@@ -239,6 +290,7 @@ fn l4_code(l: L4) -> u8 {
         L4::Tcp => 0,
         L4::Udp => 1,
         L4::Sctp => 2,
+        L4::IcmpEcho => 3,
     }
 }
 
@@ -246,6 +298,74 @@ fn l4_from_code(c: u8) -> L4 {
     match c {
         0 => L4::Tcp,
         1 => L4::Udp,
-        _ => L4::Sctp,
+        2 => L4::Sctp,
+        _ => L4::IcmpEcho,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// ICMP flows are probed as echo requests of their family; other messages, and an ICMP flow to an address of
+    /// the other family, are not probed (with the reason).
+    #[test]
+    fn icmp_flows_are_probed_as_echo_requests() {
+        use netpol_core::portset::icmp_port;
+        let (v4, v6): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap());
+        assert_eq!(probe_of(Protocol::Icmp, icmp_port(8, 0), v4), Ok((L4::IcmpEcho, 0)));
+        assert_eq!(probe_of(Protocol::Icmpv6, icmp_port(128, 0), v6), Ok((L4::IcmpEcho, 0)));
+        assert_eq!(probe_of(Protocol::Tcp, 80, v4), Ok((L4::Tcp, 80)));
+        let no = probe_of(Protocol::Icmp, icmp_port(13, 0), v4).unwrap_err();
+        assert_eq!(no, "ICMP type 13 code 0: only echo requests are probed by the lab");
+        assert!(probe_of(Protocol::Icmp, icmp_port(8, 0), v6).is_err());
+        assert!(probe_of(Protocol::Icmpv6, icmp_port(128, 0), v4).is_err());
+    }
+
+    /// A Node's address that no pod has lives on the lab node's `lo` (a host-network pseudo-pod), and a flow from it
+    /// is placed there, not in an emulated outside namespace; an address a hostNetwork pod has is that pod's, and
+    /// addresses outside the lab's ranges are left out.
+    #[test]
+    fn node_addresses_live_in_the_node_namespace() {
+        let yaml = "
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.1.0.1}, {type: ExternalIP, address: 192.0.2.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+status: {addresses: [{type: InternalIP, address: 10.1.0.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: sys}
+spec: {nodeName: n2, hostNetwork: true}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a}
+spec: {nodeName: n1}
+status: {podIP: 10.2.0.1}
+";
+        let p = plan(&netpol_core::load::load_str("t", yaml).cluster);
+        let e = Engine::new(p.cluster);
+        let nodes = node_pods(&e, &p.pods);
+        assert_eq!(nodes, vec![LabPod::host_network("node/10.1.0.1", ["10.1.0.1".parse().unwrap()])]);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let at = |s: &str| locate(&e, &p.untestable, &e.endpoint_for_ip(ip(s)));
+        assert_eq!(at("10.1.0.1"), Ok(("node/10.1.0.1".to_string(), ip("10.1.0.1"))));
+        assert_eq!(at("10.1.0.2"), Ok(("sys/agent".to_string(), ip("10.1.0.2"))));
+        assert_eq!(at("10.9.0.1"), Ok(("external/10.9.0.1".to_string(), ip("10.9.0.1"))));
+        let case = |s: &str| Case {
+            src: e.endpoint_for_ip(ip(s)),
+            dst: e.endpoint_for_ip(ip("10.2.0.1")),
+            protocol: Protocol::Tcp,
+            port: 80,
+        };
+        let ext = external_pods(&e, &[case("10.1.0.1"), case("10.9.0.1")]);
+        assert_eq!(ext.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["external/10.9.0.1"]);
     }
 }

@@ -15,6 +15,9 @@
 //! sends an INIT, the listener answers INIT-ACK, and the INIT-ACK coming back is "connected", as it is what a
 //! connecting SCTP socket waits for first. Only when raw sockets fail too is SCTP untestable.
 //!
+//! ICMP: echo requests only ([`L4::IcmpEcho`], over raw sockets; the destination's kernel answers, no listener):
+//! the echo reply = Allow, nothing within the timeout = Deny.
+//!
 //! Note: if a ruleset *rejects* with a TCP reset instead of dropping, the probe sees "refused" and reports Allow.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -42,6 +45,9 @@ pub enum L4 {
     Tcp,
     Udp,
     Sctp,
+    /// An ICMP (or, to an IPv6 address, ICMPv6) echo request; the port is not used.
+    #[serde(rename = "ICMP-ECHO")]
+    IcmpEcho,
 }
 
 #[derive(thiserror::Error, Debug)]
@@ -462,6 +468,88 @@ pub mod raw_sctp {
     }
 }
 
+/// ICMP echo over raw sockets: a probe sends an echo request (ICMP type 8, or ICMPv6 type 128) with its own
+/// identifier and sequence number from a raw socket bound to its source; the destination's kernel answers with an
+/// echo reply, which conntrack sees as the reply of the request's connection. Every raw ICMP socket of a netns sees
+/// every ICMP packet, so a probe takes only the reply from its destination with its identifier and sequence.
+pub mod icmp_echo {
+    use super::*;
+
+    /// The Internet checksum (RFC 1071) of `data`.
+    pub fn checksum(data: &[u8]) -> u16 {
+        let mut sum: u32 = data.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// An echo request (ICMPv4 with its checksum; ICMPv6's checksum is the kernel's, over the pseudo-header).
+    pub fn request(v4: bool, id: u16, seq: u16) -> Vec<u8> {
+        let mut p = vec![if v4 { 8 } else { 128 }, 0, 0, 0];
+        p.extend(id.to_be_bytes());
+        p.extend(seq.to_be_bytes());
+        p.extend(b"netpol-probe");
+        if v4 {
+            let c = checksum(&p);
+            p[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+        p
+    }
+
+    /// The (identifier, sequence) of an echo reply in what a raw socket received (IPv4 raw sockets get the IP
+    /// header too, IPv6 ones do not).
+    pub fn reply(buf: &[u8], v4: bool) -> Option<(u16, u16)> {
+        let icmp = raw_sctp::payload(buf, v4)?;
+        let want = if v4 { 0 } else { 129 };
+        if *icmp.first()? != want || *icmp.get(1)? != 0 {
+            return None;
+        }
+        let be16 = |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*icmp.get(at)?, *icmp.get(at + 1)?])) };
+        Some((be16(4)?, be16(6)?))
+    }
+
+    /// A probe in flight: the request it sent.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Sent {
+        pub(super) dst: IpAddr,
+        pub(super) id: u16,
+        pub(super) seq: u16,
+    }
+
+    /// Sends an echo request to `dst` from a fresh raw socket (bound to `src` when given).
+    pub(super) fn start(src: Option<IpAddr>, dst: IpAddr) -> io::Result<(OwnedFd, Sent)> {
+        let proto = if dst.is_ipv4() { libc::IPPROTO_ICMP } else { libc::IPPROTO_ICMPV6 };
+        // SAFETY: plain syscall; the returned fd is owned by the OwnedFd below.
+        let fd =
+            unsafe { libc::socket(family_of(&dst), libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if let Some(ip) = src {
+            bind(&fd, SocketAddr::new(ip, 0))?;
+        }
+        let r = raw_sctp::random_u64();
+        let sent = Sent { dst, id: r as u16, seq: (r >> 16) as u16 };
+        raw_sctp::send_to(&fd, &request(dst.is_ipv4(), sent.id, sent.seq), dst)?;
+        Ok((fd, sent))
+    }
+
+    /// Whether the reply to `sent` is among the packets waiting on `fd`.
+    pub(super) fn answered(fd: &OwnedFd, sent: &Sent) -> bool {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = raw_sctp::recv_from(fd, &mut buf) {
+            let hit = buf.get(..n).and_then(|b| reply(b, sent.dst.is_ipv4()));
+            if from == sent.dst && hit == Some((sent.id, sent.seq)) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // thin socket wrappers
 
@@ -474,6 +562,7 @@ fn sock_params(l4: L4) -> (libc::c_int, libc::c_int) {
         L4::Tcp => (libc::SOCK_STREAM, libc::IPPROTO_TCP),
         L4::Udp => (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
         L4::Sctp => (libc::SOCK_STREAM, libc::IPPROTO_SCTP),
+        L4::IcmpEcho => (libc::SOCK_RAW, libc::IPPROTO_ICMP),
     }
 }
 
@@ -698,6 +787,10 @@ impl Listeners {
         let mut wanted = Vec::new();
         let mut raw: BTreeMap<(&str, IpAddr), BTreeSet<u16>> = BTreeMap::new();
         for (ns, ip, l4, port) in targets {
+            if *l4 == L4::IcmpEcho {
+                // The destination's kernel answers echo requests itself.
+                continue;
+            }
             if *l4 == L4::Sctp && !sctp_supported {
                 raw.entry((ns.as_str(), *ip)).or_default().insert(*port);
             } else {
@@ -909,6 +1002,8 @@ struct Flight {
     resend_at: Option<Instant>,
     /// SCTP over a raw socket: the INIT sent.
     raw_sctp: Option<raw_sctp::Sent>,
+    /// ICMP: the echo request sent.
+    icmp: Option<icmp_echo::Sent>,
 }
 
 enum Start {
@@ -932,6 +1027,29 @@ fn start_probe(idx: usize, p: &Probe, hop: &mut Hopper, timeout: Duration) -> St
     }
     if let Err(e) = hop.go(&p.netns) {
         return Start::Done(untestable(e.to_string(), started));
+    }
+    if p.l4 == L4::IcmpEcho {
+        return match icmp_echo::start(p.src, p.dst) {
+            Ok((fd, sent)) => Start::Pending(Flight {
+                idx,
+                fd,
+                l4: L4::IcmpEcho,
+                started,
+                deadline: started + timeout,
+                resend_at: None,
+                raw_sctp: None,
+                icmp: Some(sent),
+            }),
+            Err(e) if errno_of(&e) == libc::EADDRNOTAVAIL => Start::Done(untestable(
+                format!(
+                    "cannot bind source {}: {}",
+                    p.src.map_or("?".into(), |s| s.to_string()),
+                    describe(errno_of(&e))
+                ),
+                started,
+            )),
+            Err(e) => Start::Done(classify_error(errno_of(&e), started, true)),
+        };
     }
     let fd = match socket(&p.dst, p.l4) {
         Ok(fd) => fd,
@@ -961,7 +1079,7 @@ fn start_probe(idx: usize, p: &Probe, hop: &mut Hopper, timeout: Duration) -> St
         }
     }
     let resend_at = (p.l4 == L4::Udp).then(|| started + timeout / 2);
-    Start::Pending(Flight { idx, fd, l4: p.l4, started, deadline, resend_at, raw_sctp: None })
+    Start::Pending(Flight { idx, fd, l4: p.l4, started, deadline, resend_at, raw_sctp: None, icmp: None })
 }
 
 /// An SCTP probe without SCTP sockets: its INIT from a raw socket (see [`raw_sctp`]).
@@ -975,6 +1093,7 @@ fn start_raw_sctp(idx: usize, p: &Probe, started: Instant, timeout: Duration) ->
             deadline: started + timeout,
             resend_at: None,
             raw_sctp: Some(sent),
+            icmp: None,
         }),
         Err(e) => {
             let errno = errno_of(&e);
@@ -1014,7 +1133,11 @@ fn finish(f: &Flight, revents: libc::c_short) -> Option<ProbeResult> {
     if let Some(sent) = &f.raw_sctp {
         return raw_sctp::answer(&f.fd, sent).map(|detail| ProbeResult::new(Observed::Allow, detail, f.started));
     }
+    if let Some(sent) = &f.icmp {
+        return icmp_echo::answered(&f.fd, sent).then(|| ProbeResult::new(Observed::Allow, "echo reply", f.started));
+    }
     match f.l4 {
+        L4::IcmpEcho => None,
         L4::Tcp | L4::Sctp => {
             if revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) == 0 {
                 return None;
@@ -1068,7 +1191,11 @@ fn run_engine(probes: &[Probe], timeout: Duration, window: usize) -> Vec<ProbeRe
             .iter()
             .map(|f| libc::pollfd {
                 fd: f.fd.as_raw_fd(),
-                events: if f.l4 == L4::Udp || f.raw_sctp.is_some() { libc::POLLIN } else { libc::POLLOUT },
+                events: if f.l4 == L4::Udp || f.raw_sctp.is_some() || f.icmp.is_some() {
+                    libc::POLLIN
+                } else {
+                    libc::POLLOUT
+                },
                 revents: 0,
             })
             .collect();
@@ -1125,6 +1252,31 @@ pub fn run_probes(probes: &[Probe], timeout: Duration, parallelism: usize) -> Ve
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    /// An ICMP echo request carries its checksum (a packet with it sums to zero) and an echo reply's identifier and
+    /// sequence are read behind the IPv4 header (IPv6 raw sockets get no header); requests and other types are
+    /// not replies.
+    #[test]
+    fn icmp_echo_packets() {
+        let req = icmp_echo::request(true, 0x1234, 0xbeef);
+        assert_eq!(&req[..2], &[8, 0]);
+        assert_eq!(icmp_echo::checksum(&req), 0, "a correct checksum sums to zero");
+        assert_eq!(icmp_echo::checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2_u16);
+        let mut reply = vec![0x45u8; 1];
+        reply.extend([0u8; 19]);
+        let mut icmp = req.clone();
+        icmp[0] = 0;
+        reply.extend(&icmp);
+        assert_eq!(icmp_echo::reply(&reply, true), Some((0x1234, 0xbeef)));
+        assert_eq!(icmp_echo::reply(&[&reply[..20], &req[..]].concat(), true), None, "a request is no reply");
+        let v6 = icmp_echo::request(false, 7, 9);
+        assert_eq!(v6[0], 128);
+        let mut r6 = v6.clone();
+        r6[0] = 129;
+        assert_eq!(icmp_echo::reply(&r6, false), Some((7, 9)));
+        assert_eq!(icmp_echo::reply(&[129, 0, 0], false), None, "too short");
+        assert_eq!(serde_json::to_string(&L4::IcmpEcho).unwrap(), "\"ICMP-ECHO\"");
+    }
 
     #[test]
     fn serde_names() {

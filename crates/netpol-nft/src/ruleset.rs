@@ -80,23 +80,45 @@ pub enum Elem {
     Range(IpAddr, IpAddr),
     /// address . protocol . port
     AddrProtoPort(IpAddr, Protocol, u16),
+    /// address . address (source . destination)
+    AddrPair(IpAddr, IpAddr),
+}
+
+/// What a set's elements are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetKind {
+    /// `ipv4_addr`
+    Addr,
+    /// `ipv4_addr . inet_proto . inet_service`
+    AddrProtoPort,
+    /// `ipv4_addr . ipv4_addr`
+    AddrPair,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NftSet {
     pub family: Family,
-    /// `addr` or `addr . inet_proto . inet_service`.
-    pub concat: bool,
+    pub kind: SetKind,
     pub interval: bool,
     pub elements: BTreeSet<Elem>,
 }
 
 impl NftSet {
     fn type_text(&self) -> String {
-        if self.concat {
-            format!("{} . inet_proto . inet_service", self.family.addr_type())
-        } else {
-            self.family.addr_type().to_string()
+        let a = self.family.addr_type();
+        match self.kind {
+            SetKind::Addr => a.to_string(),
+            SetKind::AddrProtoPort => format!("{a} . inet_proto . inet_service"),
+            SetKind::AddrPair => format!("{a} . {a}"),
+        }
+    }
+
+    fn type_json(&self) -> Value {
+        let a = self.family.addr_type();
+        match self.kind {
+            SetKind::Addr => json!(a),
+            SetKind::AddrProtoPort => json!([a, "inet_proto", "inet_service"]),
+            SetKind::AddrPair => json!([a, a]),
         }
     }
 }
@@ -130,6 +152,8 @@ pub enum Expr {
     AddrInSet(Family, Side, String),
     /// `ip daddr . meta l4proto . th dport @set`
     AddrProtoPortInSet(Family, Side, String),
+    /// `ip saddr . ip daddr @set`
+    AddrPairInSet(Family, String),
     /// `ip saddr != @set`
     AddrNotInSet(Family, Side, String),
     /// `ip daddr . meta l4proto . th dport != @set`
@@ -359,7 +383,9 @@ impl<'t> Gen<'t> {
                 let elements: BTreeSet<Elem> =
                     addresses.iter().filter(|ip| Family::of(ip) == fam).map(|ip| Elem::Addr(*ip)).collect();
                 let empty = elements.is_empty();
-                self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: false, elements });
+                self.rs
+                    .sets
+                    .insert(name.clone(), NftSet { family: fam, kind: SetKind::Addr, interval: false, elements });
                 (!empty).then_some(name)
             }
             AddressSet::Ranges { key, ranges } => {
@@ -367,7 +393,9 @@ impl<'t> Gen<'t> {
                 let elements: BTreeSet<Elem> =
                     ranges.iter().filter(|(a, _)| Family::of(a) == fam).map(|&(a, z)| Elem::Range(a, z)).collect();
                 let empty = elements.is_empty();
-                self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: true, elements });
+                self.rs
+                    .sets
+                    .insert(name.clone(), NftSet { family: fam, kind: SetKind::Addr, interval: true, elements });
                 (!empty).then_some(name)
             }
             AddressSet::Block { key, v6, ranges } => {
@@ -376,7 +404,9 @@ impl<'t> Gen<'t> {
                 } else {
                     let name = format!("blk_{}_{}", short_hash(key), fam.suffix());
                     let elements = ranges.iter().map(|&(a, z)| Elem::Range(a, z)).collect();
-                    self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: true, elements });
+                    self.rs
+                        .sets
+                        .insert(name.clone(), NftSet { family: fam, kind: SetKind::Addr, interval: true, elements });
                     Some(name)
                 }
             }
@@ -396,7 +426,9 @@ impl<'t> Gen<'t> {
             .collect();
         let name =
             format!("np_{}_{}", short_hash(&format!("{}#{}#{elements:?}", rule.policy_ref, rule.rule)), fam.suffix());
-        self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: true, interval: false, elements });
+        self.rs
+            .sets
+            .insert(name.clone(), NftSet { family: fam, kind: SetKind::AddrProtoPort, interval: false, elements });
         name
     }
 
@@ -468,7 +500,9 @@ impl<'t> Gen<'t> {
             short_hash(&format!("{}#{}#{elements:?}", rule.policy_ref, rule.rule)),
             fam.suffix()
         );
-        self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: true, interval: false, elements });
+        self.rs
+            .sets
+            .insert(name.clone(), NftSet { family: fam, kind: SetKind::AddrProtoPort, interval: false, elements });
         Some(name)
     }
 
@@ -609,7 +643,17 @@ impl<'t> Gen<'t> {
         self.chains.insert(p, name.clone());
         if !self.rs.chains.contains_key(&name) {
             let drop_comment = self.comment(format!("np-drop:{} {}", dir.as_str(), refs.join(",")));
-            let rules = self.emit_steps(&name, &profile.steps, &drop_comment, &StepEnds::profile());
+            let mut rules = Vec::new();
+            if dir == Direction::Ingress && self.t.own_node_check {
+                // Cilium's allow-localhost: the pod's own node passes its ingress check, whatever the policies.
+                for fam in self.families() {
+                    rules.push(NftRule {
+                        exprs: vec![Expr::AddrPairInSet(fam, own_node_set(fam)), Expr::Counter, Expr::Return],
+                        comment: Some(OWN_NODE_COMMENT.to_string()),
+                    });
+                }
+            }
+            rules.extend(self.emit_steps(&name, &profile.steps, &drop_comment, &StepEnds::profile()));
             self.rs.chains.insert(name.clone(), NftChain { hook: None, rules });
         }
         name
@@ -642,14 +686,16 @@ impl Gen<'_> {
                 }
                 all.entry(fam).or_default().extend(elements.iter().cloned());
                 let name = format!("hc_{}_{}", short_hash(&c.name), fam.suffix());
-                self.rs.sets.insert(name.clone(), NftSet { family: fam, concat: false, interval: false, elements });
+                self.rs
+                    .sets
+                    .insert(name.clone(), NftSet { family: fam, kind: SetKind::Addr, interval: false, elements });
                 names.insert(fam, name);
             }
             class_sets.push(names);
         }
         for (fam, elements) in all {
             let name = format!("hc_all_{}", fam.suffix());
-            self.rs.sets.insert(name, NftSet { family: fam, concat: false, interval: false, elements });
+            self.rs.sets.insert(name, NftSet { family: fam, kind: SetKind::Addr, interval: false, elements });
         }
         let check_chains: Vec<String> = (0..h.checks.len()).map(|c| self.host_check_chain(c)).collect();
         let mut dispatch = Vec::new();
@@ -737,6 +783,14 @@ impl Gen<'_> {
     }
 }
 
+/// The comment of the rules letting a pod's own node through its ingress check (Cilium's allow-localhost).
+pub const OWN_NODE_COMMENT: &str = "np-own-node:ingress";
+
+/// The set of (node address . pod address) pairs of Cilium's allow-localhost, per family.
+fn own_node_set(fam: Family) -> String {
+    format!("own_node_{}", fam.suffix())
+}
+
 /// The base chains, each named after its hook: traffic forwarded by the node, delivered to it, sent by it.
 pub const BASE_HOOKS: [&str; 3] = ["forward", "input", "output"];
 
@@ -765,6 +819,14 @@ pub fn generate(e: &Engine) -> Ruleset {
         }
     }
     g.rs.maps = maps;
+    if t.own_node_check {
+        for fam in g.families() {
+            let elements =
+                t.own_node.iter().filter(|(n, _)| Family::of(n) == fam).map(|&(n, p)| Elem::AddrPair(n, p)).collect();
+            g.rs.sets
+                .insert(own_node_set(fam), NftSet { family: fam, kind: SetKind::AddrPair, interval: false, elements });
+        }
+    }
     let host_dispatch = g.hosts();
     // The same checks on every path between pods and the node: forwarded (pod to pod, or to an address outside),
     // delivered to the node (a pod to the node's addresses), sent by the node (from its addresses to a pod).
@@ -805,6 +867,7 @@ fn elem_text(e: &Elem) -> String {
         Elem::Range(a, z) if a == z => a.to_string(),
         Elem::Range(a, z) => format!("{a}-{z}"),
         Elem::AddrProtoPort(a, p, port) => format!("{a} . {} . {port}", proto_text(*p)),
+        Elem::AddrPair(a, b) => format!("{a} . {b}"),
     }
 }
 
@@ -822,6 +885,7 @@ fn expr_text(x: &Expr) -> String {
         Expr::AddrInSet(f, s, set) => format!("{} {} @{set}", f.proto(), s.text()),
         Expr::AddrProtoPortInSet(f, s, set) => format!("{} {} . meta l4proto . th dport @{set}", f.proto(), s.text()),
         Expr::AddrNotInSet(f, s, set) => format!("{} {} != @{set}", f.proto(), s.text()),
+        Expr::AddrPairInSet(f, set) => format!("{p} saddr . {p} daddr @{set}", p = f.proto()),
         Expr::AddrProtoPortNotInSet(f, s, set) => {
             format!("{} {} . meta l4proto . th dport != @{set}", f.proto(), s.text())
         }
@@ -950,6 +1014,7 @@ fn elem_json(e: &Elem) -> Value {
         Elem::Range(a, z) if a == z => json!(a.to_string()),
         Elem::Range(a, z) => json!({"range": [a.to_string(), z.to_string()]}),
         Elem::AddrProtoPort(a, p, port) => json!({"concat": [a.to_string(), proto_text(*p), port]}),
+        Elem::AddrPair(a, b) => json!({"concat": [a.to_string(), b.to_string()]}),
     }
 }
 
@@ -968,6 +1033,9 @@ fn expr_json(x: &Expr) -> Value {
         Expr::AddrNotInSet(f, s, set) => {
             json!({"match": {"op": "!=", "left": payload(*f, *s), "right": format!("@{set}")}})
         }
+        Expr::AddrPairInSet(f, set) => json!({"match": {"op": "==", "left": {"concat": [
+            payload(*f, Side::Saddr), payload(*f, Side::Daddr)
+        ]}, "right": format!("@{set}")}}),
         Expr::AddrProtoPortNotInSet(f, s, set) => json!({"match": {"op": "!=", "left": {"concat": [
             payload(*f, *s), {"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}
         ]}, "right": format!("@{set}")}}),
@@ -1025,8 +1093,7 @@ impl Ruleset {
     pub fn to_json(&self) -> Value {
         let mut cmds = vec![json!({"add": {"table": {"family": "inet", "name": TABLE}}})];
         for (n, s) in &self.sets {
-            let mut set = json!({"family": "inet", "table": TABLE, "name": n, "type": if s.concat {
-                json!([s.family.addr_type(), "inet_proto", "inet_service"]) } else { json!(s.family.addr_type()) }});
+            let mut set = json!({"family": "inet", "table": TABLE, "name": n, "type": s.type_json()});
             if s.interval {
                 set["flags"] = json!(["interval"]);
             }
@@ -1237,6 +1304,72 @@ spec: {{podSelector: {{}}, policyTypes: [Ingress, Egress], egress: [{{to: [{{ipB
             );
             assert_eq!(text.contains("icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept"), v6);
         }
+    }
+
+    /// Cilium's allow-localhost: with Cilium policies every ingress chain first lets the pod's own node through
+    /// (`ip saddr . ip daddr @own_node_v4`: node address . pod address, one element per governed pod and node
+    /// address of its family), before any deny rule; the egress chains and clusters without Cilium policies have
+    /// no such rule.
+    #[test]
+    #[allow(clippy::panic)]
+    fn cilium_clusters_let_a_pods_own_node_through_its_ingress() {
+        let yaml = "
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.1.0.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {nodeName: n1}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: a}
+spec: {nodeName: n1}
+status: {podIP: 10.0.0.3}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: np, namespace: a}
+spec: {podSelector: {}, policyTypes: [Egress]}
+";
+        let cnp = "
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: lock, namespace: a}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingressDeny: [{fromEntities: [all]}]
+";
+        let e = Engine::new(netpol_core::load::load_str("t", &format!("{yaml}{cnp}")).cluster);
+        let rs = generate(&e);
+        let text = rs.to_nft();
+        assert_eq!(
+            rs.sets["own_node_v4"].elements,
+            [Elem::AddrPair(ip("10.1.0.1"), ip("10.0.0.2"))].into_iter().collect(),
+            "web only: other's ingress is not governed"
+        );
+        assert!(
+            text.contains("set own_node_v4 { type ipv4_addr . ipv4_addr; elements = { 10.1.0.1 . 10.0.0.2 } }"),
+            "{text}"
+        );
+        let ingress = rs.maps["ingress_v4"].elements[&ip("10.0.0.2")].clone();
+        let lines = Ruleset::rule_lines(&rs.chains[&ingress]);
+        assert_eq!(lines[0], "ip saddr . ip daddr @own_node_v4 counter return comment \"np-own-node:ingress\"");
+        assert!(lines[1].contains("drop"), "the deny comes after: {lines:?}");
+        for (n, c) in rs.chains.iter().filter(|(n, _)| n.starts_with("eg_")) {
+            assert!(!Ruleset::rule_lines(c).iter().any(|l| l.contains("own_node")), "{n}");
+        }
+        let json = rs.to_json().to_string();
+        assert!(json.contains(r#""type":["ipv4_addr","ipv4_addr"]"#), "{json}");
+        assert!(json.contains(r#"{"concat":["10.1.0.1","10.0.0.2"]}"#), "{json}");
+        assert!(json.contains(r#"{"concat":[{"payload":{"field":"saddr","protocol":"ip"}},{"payload":{"field":"daddr","protocol":"ip"}}]}"#), "{json}");
+        let plain = generate(&Engine::new(netpol_core::load::load_str("t", yaml).cluster)).to_nft();
+        assert!(!plain.contains("own_node"), "{plain}");
     }
 
     /// A host endpoint with untracked, pre-DNAT, normal and forward policies (`10.0.0.1` on node `n1`, a pod on

@@ -51,7 +51,6 @@ use netpol_core::model::{
     PortMatch, Rule,
 };
 use netpol_core::portset::Protocol;
-use netpol_core::staged::explain_with_staged;
 use netpol_input::query::{parse_port_proto, Resolver};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -647,8 +646,30 @@ pub struct Flow {
     /// TCP (default), UDP or SCTP.
     pub protocol: Option<String>,
     pub port: u16,
-    /// The DNS name `dst` was resolved from (what `domainNames` peers match).
+    /// The DNS name `dst` was resolved from (what `domainNames` and Cilium's `toFQDNs` peers match).
     pub dst_fqdn: Option<String>,
+    /// One HTTP request on the connection (TCP): Cilium's HTTP rules judge it.
+    pub http: Option<HttpFlow>,
+    /// One DNS query on the connection: Cilium's DNS rules judge it.
+    pub dns: Option<DnsFlow>,
+}
+
+/// A flow's HTTP request (method `GET` and path `/` by default).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct HttpFlow {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    /// Header name → value.
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A flow's DNS query.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct DnsFlow {
+    pub query: String,
 }
 
 /// A flow echoed with its answer: `verdict` (and `explain` with `?explain=true`), or `error`.
@@ -986,9 +1007,29 @@ async fn explain_handler(
         .map(netpol_input::query::parse_fqdn)
         .transpose()
         .map_err(|e| Failure::bad("dst_fqdn", e))?;
+    // `http=METHOD PATH` (or `PATH`), `http_host`, `dns=NAME`: one request on the connection.
+    let request = match (param(&p, "http").filter(|s| !s.is_empty()), param(&p, "dns").filter(|s| !s.is_empty())) {
+        (Some(_), Some(_)) => return Err(Failure::bad("dns", "give `http` or `dns`, not both")),
+        (Some(h), None) => {
+            let (method, path) = match h.trim().split_once(' ') {
+                Some((m, p)) => (Some(m), Some(p.trim())),
+                None if h.starts_with('/') => (None, Some(h)),
+                None => (Some(h), None),
+            };
+            let host = param(&p, "http_host").filter(|s| !s.is_empty());
+            let req = netpol_input::query::http_request(method, path, host, &Default::default())
+                .map_err(|e| Failure::bad("http", e))?;
+            Some(netpol_core::l7::Request::Http(req))
+        }
+        (None, Some(d)) => Some(netpol_core::l7::Request::Dns(
+            netpol_input::query::parse_dns_query(d).map_err(|e| Failure::bad("dns", e))?,
+        )),
+        (None, None) => None,
+    };
+    let info = netpol_core::compile::FlowInfo { dst_name: name.as_deref(), request: request.as_ref() };
     let ex = match &model.staged {
-        Some(staged) => explain_with_staged(&model.engine, staged, &s, &d, name.as_deref(), proto, port),
-        None => model.engine.explain_named(&s, &d, name.as_deref(), proto, port),
+        Some(staged) => netpol_core::staged::explain_flow_with_staged(&model.engine, staged, &s, &d, info, proto, port),
+        None => model.engine.explain_flow(&s, &d, info, proto, port),
     };
     Ok(Json(ex).into_response())
 }
@@ -1831,6 +1872,7 @@ pub(crate) fn peer_text(kind: PolicyKind, p: &Peer) -> String {
         Peer::Networks(n) => format!("networks {}", n.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")),
         Peer::Nodes(s) => format!("nodes {s}"),
         Peer::DomainNames(d) => format!("domainNames {}", d.join(", ")),
+        Peer::Fqdns(d) => format!("toFQDNs {}", d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
         Peer::Calico(c) => c.to_string(),
     }
 }

@@ -1377,6 +1377,9 @@ struct PeerDoc {
     nodes: Option<SelectorDoc>,
     #[serde(rename = "domainNames", skip_serializing_if = "Option::is_none")]
     domain_names: Option<Vec<String>>,
+    /// Cilium's `toFQDNs` selectors, as text (`matchName x`, `matchPattern *.y`).
+    #[serde(rename = "toFQDNs", skip_serializing_if = "Option::is_none")]
+    to_fqdns: Option<Vec<String>>,
     /// A Calico entity rule's criteria, as text.
     #[serde(skip_serializing_if = "Option::is_none")]
     calico: Option<String>,
@@ -1450,6 +1453,9 @@ fn rule_doc(r: &Rule, ingress: bool) -> RuleDoc {
             }
             Peer::Nodes(s) => PeerDoc { nodes: Some(selector_doc(s)), ..PeerDoc::default() },
             Peer::DomainNames(d) => PeerDoc { domain_names: Some(d.clone()), ..PeerDoc::default() },
+            Peer::Fqdns(d) => {
+                PeerDoc { to_fqdns: Some(d.iter().map(|x| x.to_string()).collect()), ..PeerDoc::default() }
+            }
             Peer::Calico(c) => PeerDoc { calico: Some(c.to_string()), ..PeerDoc::default() },
             Peer::IpBlock(b) => PeerDoc {
                 ip_block: Some(IpBlockDoc {
@@ -1524,6 +1530,9 @@ struct AdminPeerDoc {
     networks: Option<Vec<String>>,
     #[serde(rename = "domainNames", skip_serializing_if = "Option::is_none")]
     domain_names: Option<Vec<String>>,
+    /// Cilium's `toFQDNs` selectors, as text (`matchName x`, `matchPattern *.y`).
+    #[serde(rename = "toFQDNs", skip_serializing_if = "Option::is_none")]
+    to_fqdns: Option<Vec<String>>,
     /// A Calico entity rule's criteria, as text.
     #[serde(skip_serializing_if = "Option::is_none")]
     calico: Option<String>,
@@ -1572,6 +1581,9 @@ fn admin_peer_doc(p: &Peer) -> AdminPeerDoc {
         }
         Peer::Nodes(s) => AdminPeerDoc { nodes: Some(selector_doc(s)), ..AdminPeerDoc::default() },
         Peer::DomainNames(d) => AdminPeerDoc { domain_names: Some(d.clone()), ..AdminPeerDoc::default() },
+        Peer::Fqdns(d) => {
+            AdminPeerDoc { to_fqdns: Some(d.iter().map(|x| x.to_string()).collect()), ..AdminPeerDoc::default() }
+        }
         Peer::Calico(c) => AdminPeerDoc { calico: Some(c.to_string()), ..AdminPeerDoc::default() },
         // The admin kinds have no ipBlock: its CIDR is the nearest (the loader never makes one).
         Peer::IpBlock(b) => AdminPeerDoc { networks: Some(vec![b.cidr.to_string()]), ..AdminPeerDoc::default() },

@@ -26,7 +26,8 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::net::IpAddr;
 
-use netpol_core::compile::{parse_address, Endpoint, Engine, IdentityId};
+use netpol_core::compile::{parse_address, Endpoint, Engine, FlowInfo, IdentityId};
+use netpol_core::l7::Request;
 use netpol_core::load::parse_selector;
 use netpol_core::model::PodId;
 use netpol_core::portset::Protocol;
@@ -95,6 +96,8 @@ pub struct Assertion {
     pub to: EndpointSpec,
     pub port: u16,
     pub protocol: Protocol,
+    /// One request on the connection (`http`, `dns`): Cilium's L7 rules judge it.
+    pub request: Option<Request>,
     pub expect: Verdict,
 }
 
@@ -166,6 +169,9 @@ pub struct Outcome {
     pub to: String,
     pub port: u16,
     pub protocol: Protocol,
+    /// The request the assertion carries (`HTTP GET /x`, `DNS query name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
     pub expect: Verdict,
     /// Expanded (source, destination) pairs checked (pairs of a pod with itself are not counted).
     pub pairs: u64,
@@ -358,7 +364,56 @@ fn parse_root(doc: &Value, errs: &mut Errs) -> Vec<Assertion> {
     out
 }
 
-const ASSERTION_FIELDS: [&str; 6] = ["name", "from", "to", "port", "protocol", "expect"];
+const ASSERTION_FIELDS: [&str; 8] = ["name", "from", "to", "port", "protocol", "http", "dns", "expect"];
+
+/// An assertion's `http`: one request on the connection.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSpec {
+    method: Option<String>,
+    path: Option<String>,
+    host: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+}
+
+/// An assertion's `dns`: one DNS query on the connection.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsSpec {
+    query: String,
+}
+
+/// The request an assertion carries (`http` or `dns`), if valid.
+fn parse_request(m: &Map<String, Value>, path: &str, errs: &mut Errs) -> Result<Option<Request>, ()> {
+    match (m.get("http"), m.get("dns")) {
+        (Some(_), Some(_)) => {
+            errs.add(format!("{path}.dns"), "give `http` or `dns`, not both (one request per assertion)");
+            Err(())
+        }
+        (Some(v), None) => {
+            let spec: HttpSpec = serde_json::from_value(v.clone()).map_err(|e| {
+                errs.add(format!("{path}.http"), format!("expected `method`, `path`, `host`, `headers`: {e}"));
+            })?;
+            netpol_input::query::http_request(
+                spec.method.as_deref(),
+                spec.path.as_deref(),
+                spec.host.as_deref(),
+                &spec.headers,
+            )
+            .map(|r| Some(Request::Http(r)))
+            .map_err(|e| errs.add(format!("{path}.http"), e))
+        }
+        (None, Some(v)) => {
+            let spec: DnsSpec = serde_json::from_value(v.clone())
+                .map_err(|e| errs.add(format!("{path}.dns"), format!("expected `query`: {e}")))?;
+            netpol_input::query::parse_dns_query(&spec.query)
+                .map(|n| Some(Request::Dns(n)))
+                .map_err(|e| errs.add(format!("{path}.dns"), e))
+        }
+        (None, None) => Ok(None),
+    }
+}
 
 /// The assertion's name (when valid, for the duplicate check) and the assertion (when entirely valid).
 fn parse_assertion(v: &Value, path: &str, all: &mut Errs) -> (Option<String>, Option<Assertion>) {
@@ -411,6 +466,12 @@ fn parse_assertion(v: &Value, path: &str, all: &mut Errs) -> (Option<String>, Op
         }
         (a, b) => Some(a.or(b).unwrap_or(Protocol::Tcp)),
     };
+    let request = parse_request(m, path, &mut errs);
+    if let (Ok(Some(Request::Http(_))), Some(p)) = (&request, protocol) {
+        if p != Protocol::Tcp {
+            errs.add(format!("{path}.http"), format!("an HTTP request needs protocol TCP, not {p}"));
+        }
+    }
     let expect = match m.get("expect") {
         None => {
             errs.add(format!("{path}.expect"), "missing field: `allow` or `deny`");
@@ -426,9 +487,9 @@ fn parse_assertion(v: &Value, path: &str, all: &mut Errs) -> (Option<String>, Op
     let context = name.as_ref().map(|n| format!(" (in assertion `{n}`)")).unwrap_or_default();
     let ok = errs.0.is_empty();
     all.0.extend(errs.0.into_iter().map(|(f, msg)| (f, format!("{msg}{context}"))));
-    let assertion = match (ok, name.clone(), from, to, port, protocol, expect) {
-        (true, Some(name), Some(from), Some(to), Some((port, _)), Some(protocol), Some(expect)) => {
-            Some(Assertion { name, from, to, port, protocol, expect })
+    let assertion = match (ok, name.clone(), from, to, port, protocol, expect, request) {
+        (true, Some(name), Some(from), Some(to), Some((port, _)), Some(protocol), Some(expect), Ok(request)) => {
+            Some(Assertion { name, from, to, port, protocol, request, expect })
         }
         _ => None,
     };
@@ -739,6 +800,7 @@ fn check_one(engine: &Engine, a: &Assertion, order: &[PodId]) -> Outcome {
         to: a.to.to_string(),
         port: a.port,
         protocol: a.protocol,
+        request: a.request.as_ref().map(|r| r.to_string()),
         expect: a.expect,
         pairs: 0,
         failing_pairs: 0,
@@ -762,7 +824,8 @@ fn check_one(engine: &Engine, a: &Assertion, order: &[PodId]) -> Outcome {
             };
             let Some((s, d)) = pairs().next() else { continue };
             o.pairs += n;
-            let actual = Verdict::from_bool(engine.allowed(s, d, a.protocol, a.port));
+            let info = FlowInfo { dst_name: None, request: a.request.as_ref() };
+            let actual = Verdict::from_bool(engine.allowed_flow(s, d, info, a.protocol, a.port));
             if actual == a.expect {
                 continue;
             }
@@ -778,7 +841,7 @@ fn check_one(engine: &Engine, a: &Assertion, order: &[PodId]) -> Outcome {
                     protocol: a.protocol,
                     expected: a.expect,
                     actual,
-                    explain: engine.explain(s, d, a.protocol, a.port),
+                    explain: engine.explain_flow(s, d, info, a.protocol, a.port),
                 });
             }
         }
@@ -822,7 +885,8 @@ fn details(o: &Outcome) -> Vec<String> {
     if !o.errors.is_empty() {
         return o.errors.clone();
     }
-    let mut v = vec![format!("{} -> {} {}/{}: {}", o.from, o.to, o.port, o.protocol, summary(o))];
+    let request = o.request.as_ref().map(|r| format!(", {r}")).unwrap_or_default();
+    let mut v = vec![format!("{} -> {} {}/{}{request}: {}", o.from, o.to, o.port, o.protocol, summary(o))];
     for f in &o.failures {
         v.push(format!("- {} -> {}: {}", f.src, f.dst, f.actual.as_str()));
         // The first line of the rendering repeats the flow and verdict just printed.

@@ -28,12 +28,35 @@ pub struct Prepared {
 }
 
 pub fn prepare(cluster: &Cluster) -> Prepared {
+    l7_notes(cluster);
     let plan = connectivity::plan(cluster);
     let engine = Engine::new(plan.cluster);
     let mut pods = plan.pods;
     let hosts = connectivity::host_endpoint_pods(&engine, &pods);
     pods.extend(hosts);
+    let nodes = connectivity::node_pods(&engine, &pods);
+    pods.extend(nodes);
     Prepared { engine, pods, untestable: plan.untestable }
+}
+
+/// Says, for each Cilium rule with L7 rules, that the data plane allows its ports at L4 and filters no request
+/// (it has no HTTP or DNS proxy).
+fn l7_notes(cluster: &Cluster) {
+    for p in &cluster.policies {
+        for r in p.ingress.iter().chain(&p.egress).filter(|r| r.l7.is_some()) {
+            let field = r.name.as_deref().unwrap_or_default();
+            let parser = r.l7.as_ref().map_or("L7", |l| l.parser());
+            let name = match p.ns() {
+                Some(ns) => format!("{}/{}", cluster.ns_name(ns), p.name),
+                None => p.name.clone(),
+            };
+            eprintln!(
+                "note: {} {name}: {field}: the data plane allows these ports at L4; the requests themselves are not \
+                 filtered ({parser} rules need Cilium's proxy; `netpol query` with `http`/`dns` gives its verdict)",
+                p.kind.as_str(),
+            );
+        }
+    }
 }
 
 fn snapshot_path(prefix: &str) -> std::path::PathBuf {
@@ -200,9 +223,8 @@ pub fn connectivity_test(
                 let (dk, dip) = connectivity::locate(e, &p.untestable, &c.dst)?;
                 let src_netns = lab.pod_netns(&sk).ok_or_else(|| format!("{sk} is not in the lab"))?.to_string();
                 let dst_netns = lab.pod_netns(&dk).ok_or_else(|| format!("{dk} is not in the lab"))?.to_string();
-                let l4 = connectivity::l4(c.protocol)
-                    .ok_or_else(|| format!("{} flows are not probed by the lab", c.protocol))?;
-                Ok((Placed { src_netns, src_ip: sip, dst_netns, dst_ip: dip }, l4, c.port))
+                let (l4, port) = connectivity::probe_of(c.protocol, c.port, dip)?;
+                Ok((Placed { src_netns, src_ip: sip, dst_netns, dst_ip: dip }, l4, port))
             })
             .collect();
         connectivity::observe(&placed, timeout).map_err(anyhow::Error::msg)

@@ -40,6 +40,49 @@ struct Cli {
 }
 
 /// A live cluster as the input, instead of `-f` manifests.
+/// One request on the connection, for Cilium's L7 rules (`explain`).
+#[derive(clap::Args, Debug, Default)]
+struct RequestArgs {
+    /// An HTTP request on the connection: `METHOD PATH` (e.g. `GET /api/v1`) or just `PATH` (GET).
+    #[arg(long = "http", value_name = "REQUEST", conflicts_with = "dns")]
+    http: Option<String>,
+    /// A header of the HTTP request, `Name: value` (repeatable).
+    #[arg(long = "http-header", value_name = "HEADER", requires = "http")]
+    http_headers: Vec<String>,
+    /// The HTTP request's Host (authority).
+    #[arg(long = "http-host", value_name = "HOST", requires = "http")]
+    http_host: Option<String>,
+    /// A DNS query on the connection, for this name.
+    #[arg(long = "dns", value_name = "NAME")]
+    dns: Option<String>,
+}
+
+impl RequestArgs {
+    fn request(&self, proto: netpol_core::portset::Protocol) -> anyhow::Result<Option<netpol_core::l7::Request>> {
+        use netpol_core::l7::Request;
+        if let Some(d) = &self.dns {
+            return Ok(Some(Request::Dns(query::parse_dns_query(d).map_err(anyhow::Error::msg)?)));
+        }
+        let Some(h) = &self.http else { return Ok(None) };
+        if proto != netpol_core::portset::Protocol::Tcp {
+            anyhow::bail!("--http: an HTTP request needs a TCP port, not {proto}");
+        }
+        let (method, path) = match h.trim().split_once(' ') {
+            Some((m, p)) => (Some(m), Some(p.trim())),
+            None if h.starts_with('/') => (None, Some(h.as_str())),
+            None => (Some(h.as_str()), None),
+        };
+        let mut headers = std::collections::BTreeMap::new();
+        for x in &self.http_headers {
+            let (n, v) =
+                x.split_once(':').ok_or_else(|| anyhow::anyhow!("--http-header `{x}`: expected `Name: value`"))?;
+            headers.insert(n.trim().to_string(), v.trim_start().to_string());
+        }
+        let r = query::http_request(method, path, self.http_host.as_deref(), &headers).map_err(anyhow::Error::msg)?;
+        Ok(Some(Request::Http(r)))
+    }
+}
+
 #[derive(clap::Args, Clone, Debug, Default)]
 struct ClusterArgs {
     /// Read Namespaces, Pods and NetworkPolicies from the API server of this kubeconfig instead of -f ($KUBECONFIG
@@ -208,9 +251,12 @@ enum Cmd {
         /// Namespace of SRC and DST pod names given without one.
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
-        /// The DNS name DST was resolved from (what `domainNames` peers match), e.g. api.example.com.
+        /// The DNS name DST was resolved from (what `domainNames` and Cilium's `toFQDNs` peers match), e.g.
+        /// api.example.com.
         #[arg(long = "dst-fqdn", value_name = "NAME")]
         dst_fqdn: Option<String>,
+        #[command(flatten)]
+        request: RequestArgs,
         #[arg(
             short = 'o',
             long,
@@ -594,7 +640,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Explain { files, cluster, src, dst, port, namespace, dst_fqdn, output } => {
+        Cmd::Explain { files, cluster, src, dst, port, namespace, dst_fqdn, request, output } => {
             let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
             let inp = match load_from(&inputs, strict)? {
                 Ok(i) => i,
@@ -605,11 +651,13 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let d = r.endpoint(&dst).map_err(|e| anyhow::anyhow!("destination: {e}"))?;
             let (port, proto) = query::parse_port_proto(&port).map_err(anyhow::Error::msg)?;
             let name = dst_fqdn.map(|n| query::parse_fqdn(&n)).transpose().map_err(anyhow::Error::msg)?;
+            let req = request.request(proto)?;
+            let info = netpol_core::compile::FlowInfo { dst_name: name.as_deref(), request: req.as_ref() };
             let ex = match netpol_core::staged::staged_engine(&inp.engine) {
-                None => inp.engine.explain_named(&s, &d, name.as_deref(), proto, port),
+                None => inp.engine.explain_flow(&s, &d, info, proto, port),
                 // The staged view: the same pods (so the same endpoints), the staged policies enforced.
                 Some(staged) => {
-                    netpol_core::staged::explain_with_staged(&inp.engine, &staged, &s, &d, name.as_deref(), proto, port)
+                    netpol_core::staged::explain_flow_with_staged(&inp.engine, &staged, &s, &d, info, proto, port)
                 }
             };
             match output {

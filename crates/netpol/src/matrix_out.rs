@@ -2,6 +2,9 @@
 //!
 //! A pod's traffic to itself is always allowed (it never leaves the pod); csv/json show it as allowed,
 //! table rows/columns and summary counts consider only pairs of distinct pods.
+//!
+//! Cells are L3/L4 answers. Where Cilium's L7 rules (HTTP, DNS) further filter the requests on allowed ports,
+//! every format but csv says so: table and summary in a section of their own, json in `l7_filtered`.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -10,8 +13,8 @@ use std::io::Write;
 use indicatif::{ProgressBar, ProgressStyle};
 use netpol_core::compile::{Engine, IdentityId};
 use netpol_core::matrix::{summarize, Matrix, PortSets, PsId};
-use netpol_core::model::PodId;
-use netpol_core::portset::Protocol;
+use netpol_core::model::{Direction, PodId};
+use netpol_core::portset::{PortSet, Protocol};
 use rustc_hash::FxHashMap;
 
 use crate::MatrixFormat;
@@ -83,6 +86,26 @@ pub fn run(
     }
 }
 
+/// The identity pairs of the matrix (distinct pods) with allowed ports whose requests Cilium's L7 proxies filter,
+/// and those ports: only identities whose own rules carry L7 rules are asked.
+fn l7_pairs(e: &Engine, m: &Matrix) -> Vec<(IdentityId, IdentityId, PortSet)> {
+    let mut pairs = std::collections::BTreeSet::new();
+    for &i in &m.identities {
+        if e.has_l7_rules(i, Direction::Egress) {
+            pairs.extend(m.identities.iter().map(|&d| (i, d)));
+        }
+        if e.has_l7_rules(i, Direction::Ingress) {
+            pairs.extend(m.identities.iter().map(|&s| (s, i)));
+        }
+    }
+    pairs
+        .into_iter()
+        .filter(|&(s, d)| s != d || e.identity(s).pods.len() > 1)
+        .map(|(s, d)| (s, d, e.l7_filtered_ports(s, d)))
+        .filter(|(_, _, p)| !p.is_empty())
+        .collect()
+}
+
 fn summary(e: &Engine, m: &mut Matrix, ports: &[(u16, Protocol)], out: &mut dyn Write) -> anyhow::Result<()> {
     let pb = progress(m.dst_classes.len(), "matrix");
     let counts = m.pair_counts_with_progress(e, &mut |done| pb.set_position(done as u64));
@@ -95,6 +118,25 @@ fn summary(e: &Engine, m: &mut Matrix, ports: &[(u16, Protocol)], out: &mut dyn 
         let label =
             if r.from == r.to { port_label(r.from, r.protocol) } else { format!("{}-{}/{}", r.from, r.to, r.protocol) };
         writeln!(out, "{label:<20} {:>14} {:>14}", r.allowed, r.denied)?;
+    }
+    let l7 = l7_pairs(e, m);
+    if !l7.is_empty() {
+        let pairs: u64 = l7
+            .iter()
+            .map(|(s, d, _)| {
+                let (a, b) = (e.identity(*s).pods.len() as u64, e.identity(*d).pods.len() as u64);
+                if s == d {
+                    a * (a - 1)
+                } else {
+                    a * b
+                }
+            })
+            .sum();
+        writeln!(
+            out,
+            "L7: on {pairs} ordered pod pairs, Cilium's HTTP/DNS rules further filter the requests on some allowed \
+             ports (the counts above are connections; `netpol query` with `http`/`dns` judges a request)"
+        )?;
     }
     Ok(())
 }
@@ -217,6 +259,24 @@ fn table(e: &Engine, m: &mut Matrix, ports: &[(u16, Protocol)], out: &mut dyn Wr
             writeln!(out, "{}", line.trim_end())?;
         }
     }
+    // L7: the cells whose requests Cilium's proxies filter, by group.
+    let l7 = l7_pairs(e, m);
+    if !l7.is_empty() {
+        let row_of: FxHashMap<usize, usize> =
+            row_order.iter().enumerate().flat_map(|(i, &r)| row_groups[r].iter().map(move |&c| (c, i))).collect();
+        let col_of: FxHashMap<usize, usize> =
+            col_order.iter().enumerate().flat_map(|(i, &g)| col_groups[g].iter().map(move |&c| (c, i))).collect();
+        let mut cells: std::collections::BTreeMap<(usize, usize), PortSet> = std::collections::BTreeMap::new();
+        for (s, d, ports) in &l7 {
+            let (Some(&sc), Some(&dc)) = (m.src_class_of.get(s), m.dst_class_of.get(d)) else { continue };
+            let (Some(&r), Some(&c)) = (row_of.get(&(sc as usize)), col_of.get(&(dc as usize))) else { continue };
+            cells.entry((r, c)).or_insert_with(PortSet::empty).union_with(ports);
+        }
+        writeln!(out, "\nL7 (Cilium's proxies filter the requests on these allowed ports; `netpol query`/`explain` with `http` or `dns` judges one):")?;
+        for ((r, c), ports) in cells {
+            writeln!(out, "  R{} -> C{}: {ports}", r + 1, c + 1)?;
+        }
+    }
     Ok(())
 }
 
@@ -283,6 +343,21 @@ fn pairs(
             per_port.push(serde_json::json!({"port": p, "protocol": proto, "rows": rows}));
         }
         doc.insert("ports".into(), serde_json::Value::Array(per_port));
+    }
+    // Cilium: the pod pairs whose requests L7 rules filter on some allowed ports.
+    let listed: FxHashMap<PodId, usize> = pods.iter().enumerate().map(|(i, &p)| (p, i)).collect();
+    let mut l7 = Vec::new();
+    for (s, d, ports) in l7_pairs(e, m) {
+        for a in e.identity(s).pods.iter().filter_map(|p| listed.get(p)) {
+            for b in e.identity(d).pods.iter().filter_map(|p| listed.get(p)) {
+                if a != b {
+                    l7.push(serde_json::json!({"src": names[*a], "dst": names[*b], "ports": ports.to_string()}));
+                }
+            }
+        }
+    }
+    if !l7.is_empty() {
+        doc.insert("l7_filtered".into(), serde_json::Value::Array(l7));
     }
     serde_json::to_writer(&mut *out, &doc)?;
     writeln!(out)?;

@@ -29,10 +29,15 @@
 //!
 //! What this frontend does not model yet is an error naming the field (the policy is then not loaded), never a
 //! silent drop: `nodeSelector` (host policies), `fromNodes`/`toNodes`, `fromGroups`/`toGroups`, CIDR groups,
-//! `toFQDNs`, `authentication`, TLS and SNI rules, and `reserved:` selectors other than one `reserved:` label alone
-//! (with other requirements, or under `NotIn`/`DoesNotExist`).
-//! L7 rules (`rules.http`, `rules.dns`, `rules.kafka`, ...) are read as what they are at L3/L4 — the connection is
-//! allowed and handed to Cilium's proxy — with a warning that the requests themselves are not judged yet.
+//! `authentication`, TLS and SNI rules, and `reserved:` selectors other than one `reserved:` label alone (with
+//! other requirements, or under `NotIn`/`DoesNotExist`).
+//!
+//! L7 rules: each `toPorts` entry with `rules.http` or `rules.dns` becomes a rule of its own (the same peers, the
+//! entry's ports) carrying them ([`crate::l7::L7Rules`], checked as the agent's `PortRule.sanitize` checks them):
+//! a flow's request must pass them for that rule to match it, so an L4-only rule on the same port and peer lets
+//! every request through, as Cilium's wildcarding does (`pkg/policy/l4.go`). Kafka and other parsers' rules load
+//! with a warning and are not judged. `toFQDNs` is a peer ([`crate::model::Peer::Fqdns`]) that matches an
+//! outside address by the name it was resolved from, when the source's own DNS rules let Cilium learn it.
 
 use ipnet::IpNet;
 
@@ -57,10 +62,6 @@ pub(crate) enum CiliumTier {
 /// Names and orders of the two tiers Cilium's policies add: before every other tier, deny first.
 pub(crate) const DENY_TIER: (&str, f64) = ("CiliumDeny", 10.0);
 pub(crate) const ALLOW_TIER: (&str, f64) = ("CiliumAllow", 20.0);
-
-/// What answers for a cluster with Cilium policies do not follow yet (warned once per input).
-pub(crate) const GAPS: &str = "Cilium policies are read for L3/L4 only (issue 14): HTTP and DNS requests are not \
-     judged yet (a connection to a port with L7 rules is answered as Cilium accepts it, before its proxy)";
 
 const NOT_YET: &str = "not modelled by netpol yet (issue 14): the policy is not loaded";
 
@@ -133,7 +134,7 @@ fn rule_parts(
         let mut out = Vec::new();
         for (i, pr) in list.iter().flatten().enumerate() {
             let p = format!("{path}.{field}[{i}]");
-            out.push(peer_rule(ns, dir, deny, pr, &p, errs));
+            out.extend(peer_rule(ns, dir, deny, pr, &p, errs));
             let req = requirements(ns, dir, pr, &p, errs);
             match dir {
                 Direction::Ingress => required.0.extend(req),
@@ -225,13 +226,15 @@ fn requirements(ns: Option<&str>, dir: Direction, r: &obj::CiliumPeerRule, path:
             action: Action::Deny,
             name: Some(p),
             calico: None,
+            l7: None,
         });
     }
     out
 }
 
 /// One ingress, ingressDeny, egress or egressDeny rule: its peers (the union of every peer field present) and
-/// ports.
+/// ports, as one rule named by its field path, and one more rule (same peers) for each `toPorts` entry with L7
+/// rules, named by the entry's path.
 fn peer_rule(
     ns: Option<&str>,
     dir: Direction,
@@ -239,14 +242,15 @@ fn peer_rule(
     r: &obj::CiliumPeerRule,
     path: &str,
     errs: &mut Errors,
-) -> Rule {
+) -> Vec<Rule> {
     let (own, other) = match dir {
         Direction::Ingress => ("from", "to"),
         Direction::Egress => ("to", "from"),
     };
     // Fields of the other direction: not in this rule's schema.
-    let wrong: [(&str, bool); 8] = match dir {
-        Direction::Ingress => [
+    let wrong: Vec<(&str, bool)> = match dir {
+        Direction::Ingress => vec![
+            ("toFQDNs", r.to_fqdns.is_some()),
             ("toEndpoints", r.to_endpoints.is_some()),
             ("toRequires", r.to_requires.is_some()),
             ("toCIDR", r.to_cidr.is_some()),
@@ -256,7 +260,7 @@ fn peer_rule(
             ("toGroups", r.to_groups.is_some()),
             ("toNodes", r.to_nodes.is_some()),
         ],
-        Direction::Egress => [
+        Direction::Egress => vec![
             ("fromEndpoints", r.from_endpoints.is_some()),
             ("fromRequires", r.from_requires.is_some()),
             ("fromCIDR", r.from_cidr.is_some()),
@@ -264,7 +268,6 @@ fn peer_rule(
             ("fromEntities", r.from_entities.is_some()),
             ("fromGroups", r.from_groups.is_some()),
             ("fromNodes", r.from_nodes.is_some()),
-            ("toFQDNs", false),
         ],
     };
     for (field, present) in wrong {
@@ -298,7 +301,6 @@ fn peer_rule(
     let not_yet = [
         (format!("{own}Groups"), groups),
         (format!("{own}Nodes"), nodes),
-        ("toFQDNs".to_string(), r.to_fqdns.is_some()),
         ("authentication".to_string(), r.authentication.is_some()),
     ];
     for (field, present) in not_yet {
@@ -373,14 +375,39 @@ fn peer_rule(
             peers.extend(super::cilium_refs::service(svc, &format!("{path}.toServices[{i}]"), errs));
         }
     }
+    if let (Direction::Egress, Some(list)) = (dir, &r.to_fqdns) {
+        any_field = true;
+        let mut sels = Vec::new();
+        for (i, d) in list.iter().enumerate() {
+            match crate::l7::DnsPattern::from_selector(&d.match_name, &d.match_pattern) {
+                Ok(_) => sels.push(d.clone()),
+                Err(e) => errs.add(format!("{path}.toFQDNs[{i}]"), e.to_string()),
+            }
+        }
+        if !sels.is_empty() {
+            peers.push(Peer::Fqdns(sels));
+        }
+    }
     let mut ports = Vec::new();
+    // (entry path, ports, L7 rules) of the entries with L7 rules: rules of their own.
+    let mut with_l7: Vec<(String, Vec<PolicyPort>, crate::l7::L7Rules)> = Vec::new();
+    // Whether the rule's own ports came from anything (otherwise, with only L7 entries, it has no rule of its own).
+    let mut own_ports = r.to_ports.is_none() && r.icmps.is_none();
     if let Some(list) = &r.to_ports {
         for (i, pr) in list.iter().enumerate() {
             let p = format!("{path}.toPorts[{i}]");
-            port_rule(pr, deny, &p, &mut ports, errs);
+            let mut entry = Vec::new();
+            match port_rule(pr, dir, deny, &p, &mut entry, errs) {
+                Some(l7) => with_l7.push((p, entry, l7)),
+                None => {
+                    own_ports = true;
+                    ports.extend(entry);
+                }
+            }
         }
     }
     for (i, rule) in r.icmps.iter().flatten().enumerate() {
+        own_ports = true;
         for (j, f) in rule.fields.iter().flatten().enumerate() {
             if let Some(p) = icmp_field(f, &format!("{path}.icmps[{i}].fields[{j}]"), errs) {
                 ports.push(p);
@@ -391,7 +418,16 @@ fn peer_rule(
         // A peer field that selects nothing, or an empty rule: the rule matches no traffic.
         peers.push(calico(CalicoPeer { selector: Some(Expr::Not(Box::new(Expr::All))), ..Default::default() }));
     }
-    Rule { peers, ports, action: if deny { Action::Deny } else { Action::Allow }, name: None, calico: None }
+    let action = if deny { Action::Deny } else { Action::Allow };
+    let mut out = Vec::with_capacity(1 + with_l7.len());
+    if own_ports {
+        out.push(Rule { peers: peers.clone(), ports, action, name: Some(path.to_string()), calico: None, l7: None });
+    }
+    for (p, ports, l7) in with_l7 {
+        let l7 = Some(std::sync::Arc::new(l7));
+        out.push(Rule { peers: peers.clone(), ports, action, name: Some(p), calico: None, l7 });
+    }
+    out
 }
 
 fn calico(p: CalicoPeer) -> Peer {
@@ -403,9 +439,16 @@ fn outside(nets: Vec<IpNet>, except: Vec<IpNet>) -> CalicoPeer {
     CalicoPeer { nets, not_nets: except, outside_only: true, ..Default::default() }
 }
 
-/// One `toPorts` entry: its ports (every protocol Cilium means by ANY or none: TCP, UDP, SCTP), and its L7 rules
-/// (read as the L4 allow they imply, with a warning).
-fn port_rule(pr: &obj::CiliumPortRule, deny: bool, path: &str, out: &mut Vec<PolicyPort>, errs: &mut Errors) {
+/// One `toPorts` entry: its ports (every protocol Cilium means by ANY or none: TCP, UDP, SCTP) into `out`, and its
+/// L7 rules, if it has any, checked as the agent's `PortRule.sanitize` checks them (`rule_validation.go`).
+fn port_rule(
+    pr: &obj::CiliumPortRule,
+    dir: Direction,
+    deny: bool,
+    path: &str,
+    out: &mut Vec<PolicyPort>,
+    errs: &mut Errors,
+) -> Option<crate::l7::L7Rules> {
     for (field, present) in [
         ("terminatingTLS", pr.terminating_tls.is_some()),
         ("originatingTLS", pr.originating_tls.is_some()),
@@ -416,27 +459,24 @@ fn port_rule(pr: &obj::CiliumPortRule, deny: bool, path: &str, out: &mut Vec<Pol
             errs.add(format!("{path}.{field}"), NOT_YET);
         }
     }
-    if let Some(rules) = &pr.rules {
-        if deny {
+    let l7 = match &pr.rules {
+        Some(_) if deny => {
             errs.add(format!("{path}.rules"), "unknown field: deny rules have no L7 rules");
-        } else {
-            errs.warn(
-                format!("{path}.rules"),
-                "L7 rules: netpol judges the connection at L3/L4 (Cilium accepts it and hands it to its proxy); the \
-                 requests themselves are not judged yet",
-            );
-            if rules.l7proto.is_some() && rules.l7.is_none() {
-                errs.add(format!("{path}.rules.l7"), "required with l7proto");
-            }
+            None
         }
-    }
+        Some(rules) => l7_rules(rules, dir, &format!("{path}.rules"), errs),
+        None => None,
+    };
     let ports = pr.ports.as_deref().unwrap_or_default();
     if ports.is_empty() {
-        // Only L7 rules: every port.
+        if l7.is_some() {
+            errs.add(format!("{path}.ports"), "L7 rules need a port (the agent refuses them without one)");
+            return None;
+        }
         for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
             out.push(PolicyPort { protocol: proto, port: PortMatch::Any });
         }
-        return;
+        return None;
     }
     for (j, pp) in ports.iter().enumerate() {
         let p = format!("{path}.ports[{j}]");
@@ -491,10 +531,86 @@ fn port_rule(pr: &obj::CiliumPortRule, deny: bool, path: &str, out: &mut Vec<Pol
             }
             PortMatch::Named(text)
         };
+        if let Some(l7) = &l7 {
+            // The agent's checks of a port that carries L7 rules.
+            let http_like = l7.dns.is_empty();
+            if m == PortMatch::Any {
+                errs.add(format!("{p}.port"), "L7 rules can not be used when a port is 0 (or missing)");
+                continue;
+            }
+            if http_like && pp.protocol.as_deref() != Some("TCP") {
+                let proto = pp.protocol.as_deref().unwrap_or("ANY");
+                errs.add(
+                    format!("{p}.protocol"),
+                    format!("L7 rules can only apply to TCP (not {proto}) except for DNS rules"),
+                );
+                continue;
+            }
+            if !http_like && matches!(m, PortMatch::Range(lo, hi) if lo != hi) {
+                errs.add(format!("{p}.endPort"), "DNS rules do not support port ranges");
+                continue;
+            }
+        }
         for proto in protos {
             out.push(PolicyPort { protocol: proto, port: m.clone() });
         }
     }
+    l7
+}
+
+/// A `toPorts` entry's `rules`: HTTP rules compiled as the proxy compiles them, DNS selectors checked; one parser
+/// per entry. Other parsers (`kafka`, `l7proto`) load with a warning: netpol does not judge their requests.
+fn l7_rules(rules: &obj::CiliumL7Rules, dir: Direction, path: &str, errs: &mut Errors) -> Option<crate::l7::L7Rules> {
+    fn len<T>(v: &Option<Vec<T>>) -> usize {
+        v.as_ref().map_or(0, Vec::len)
+    }
+    let (http, dns, kafka, generic) = (len(&rules.http), len(&rules.dns), len(&rules.kafka), len(&rules.l7));
+    if http + dns + kafka + generic == 0 {
+        // Empty lists are no L7 rules at all (`L7Rules.IsEmpty`): the entry is an L4 rule.
+        return None;
+    }
+    let kinds = [rules.http.is_some(), rules.dns.is_some(), rules.kafka.is_some(), rules.l7.is_some()];
+    if kinds.iter().filter(|&&k| k).count() > 1 {
+        errs.add(path.to_string(), "multiple L7 protocol rule types specified in single rule");
+        return None;
+    }
+    if generic > 0 && rules.l7proto.is_none() {
+        errs.add(format!("{path}.l7proto"), "required with l7");
+        return None;
+    }
+    let mut out = crate::l7::L7Rules::default();
+    if let Some(http) = &rules.http {
+        for (i, h) in http.iter().enumerate() {
+            match crate::l7::HttpRule::compile(h) {
+                Ok(_) => out.http.push(h.clone()),
+                Err(e) => errs.add(format!("{path}.http[{i}]"), e.to_string()),
+            }
+        }
+    }
+    if let Some(dns) = &rules.dns {
+        if dir == Direction::Ingress {
+            errs.add(format!("{path}.dns"), "DNS rules are not allowed on ingress");
+            return None;
+        }
+        for (i, d) in dns.iter().enumerate() {
+            match crate::l7::DnsPattern::from_selector(&d.match_name, &d.match_pattern) {
+                Ok(_) => out.dns.push(d.clone()),
+                Err(e) => errs.add(format!("{path}.dns[{i}]"), e.to_string()),
+            }
+        }
+    }
+    if kafka + generic > 0 {
+        let parser = if kafka > 0 { "Kafka".to_string() } else { rules.l7proto.clone().unwrap_or_default() };
+        errs.warn(
+            path.to_string(),
+            format!(
+                "{parser} rules: netpol judges the connection at L3/L4 (Cilium accepts it and hands it to its proxy); \
+                 the requests themselves are not judged"
+            ),
+        );
+        out.other = Some(parser);
+    }
+    Some(out)
 }
 
 /// ICMP type names (`pkg/policy/api/icmp.go`), per family.

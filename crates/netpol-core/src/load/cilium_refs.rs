@@ -448,6 +448,7 @@ fn node_rules(
             local: Some(CalicoPeer { selector: Some(own_side), ..Default::default() }),
             ..Default::default()
         })),
+        l7: rule.l7.clone(),
     };
     let mut out = Vec::new();
     for (i, (node, own)) in nodes.iter().enumerate() {

@@ -625,7 +625,7 @@ impl Loader {
                         }
                     }
                     Peer::Nodes(s) => *s = std::mem::take(s).interned(i),
-                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::DomainNames(_) | Peer::Calico(_) => {}
+                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::DomainNames(_) | Peer::Calico(_) | Peer::Fqdns(_) => {}
                 }
             }
         }
@@ -912,16 +912,6 @@ impl Loader {
             service_endpoints: self.service_endpoints,
         };
         cilium_refs::resolve(&mut cluster, &mut self.diagnostics);
-        if let Some(first) = cluster.policies.iter().find(|p| p.kind.is_cilium()) {
-            // Said once, at the first Cilium policy: what of Cilium's semantics answers do not follow yet.
-            self.diagnostics.push(Diagnostic {
-                severity: Severity::Warning,
-                origin: first.origin.clone(),
-                object: Some(format!("{} {}", first.kind.as_str(), first.name)),
-                field: None,
-                message: cilium::GAPS.to_string(),
-            });
-        }
         if cluster.has_calico() {
             for (t, name) in cluster.tiers.iter_mut().zip(calico::builtin_tier_names()) {
                 t.name = name.to_string();

@@ -941,7 +941,7 @@ pub struct CiliumPeerRule {
     pub to_groups: Option<Vec<IgnoredAny>>,
     pub to_nodes: Option<Vec<LabelSelector>>,
     #[serde(rename = "toFQDNs")]
-    pub to_fqdns: Option<Vec<IgnoredAny>>,
+    pub to_fqdns: Option<Vec<crate::l7::DnsSelector>>,
     pub to_ports: Option<Vec<CiliumPortRule>>,
     pub icmps: Option<Vec<CiliumIcmpRule>>,
     pub authentication: Option<IgnoredAny>,
@@ -998,12 +998,11 @@ pub struct CiliumPortProtocol {
 
 /// `api.L7Rules`.
 #[derive(Deserialize)]
-#[allow(dead_code)] // decoded for their type check; the L7 rules are not evaluated yet
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CiliumL7Rules {
-    pub http: Option<Vec<IgnoredAny>>,
+    pub http: Option<Vec<crate::l7::PortRuleHttp>>,
     pub kafka: Option<Vec<IgnoredAny>>,
-    pub dns: Option<Vec<IgnoredAny>>,
+    pub dns: Option<Vec<crate::l7::DnsSelector>>,
     pub l7proto: Option<String>,
     pub l7: Option<Vec<IgnoredAny>>,
 }

@@ -1,7 +1,8 @@
 //! The Cilium frontend (`load/cilium.rs`): how CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy objects
 //! become tiered policies, what is validated, and what is refused as not modelled yet (by field path).
 
-use netpol_core::compile::Engine;
+use netpol_core::compile::{Endpoint, Engine, FlowInfo};
+use netpol_core::l7::{HttpRequest, Request};
 use netpol_core::load::{load_str, Severity};
 use netpol_core::model::PolicyKind;
 use netpol_core::portset::Protocol;
@@ -116,7 +117,7 @@ metadata: {name: fqdn, namespace: shop}
 spec:
   endpointSelector: {}
   egress:
-  - toFQDNs: [{matchName: cilium.io}]
+  - toGroups: [{aws: {securityGroupsIds: [sg-1]}}]
   - toNodes: [{}]
   - toEndpoints: [{matchExpressions: [{key: "reserved:host", operator: DoesNotExist}]}]
 ---
@@ -130,7 +131,7 @@ spec:
     );
     let errs = errors(&l);
     for field in [
-        "spec.egress[0].toFQDNs",
+        "spec.egress[0].toGroups",
         "spec.egress[1].toNodes",
         "spec.egress[2].toEndpoints[0].matchExpressions[0].operator",
     ] {
@@ -182,7 +183,7 @@ spec:
 }
 
 #[test]
-fn l7_rules_load_with_a_warning_and_allow_the_connection() {
+fn l7_rules_filter_requests_and_the_connection_is_judged_at_l3_l4() {
     let l = load(
         r#"
 apiVersion: cilium.io/v2
@@ -196,14 +197,152 @@ spec:
 "#,
     );
     assert_eq!(errors(&l), Vec::<String>::new());
+    let e = Engine::new(l.cluster);
+    // The connection: accepted (and handed to the proxy).
+    assert!(allowed(&e, "shop/web", "shop/api", 8080));
+    assert!(!allowed(&e, "shop/web", "shop/api", 80));
+    let (web, api) = (e.parse_endpoint("shop/web", "shop").unwrap(), e.parse_endpoint("shop/api", "shop").unwrap());
+    let http = |m: &str, p: &str| Request::Http(HttpRequest::new(m, p));
+    let ask = |req: &Request| {
+        e.allowed_flow(&web, &api, FlowInfo { dst_name: None, request: Some(req) }, Protocol::Tcp, 8080)
+    };
+    assert!(ask(&http("GET", "/public")));
+    assert!(!ask(&http("GET", "/public/x")), "anchored: the whole path must match");
+    assert!(!ask(&http("POST", "/public")));
+    assert!(!ask(&Request::Dns("example.com".into())), "an HTTP proxy refuses a DNS query");
+    // explain names the rule that lets the request through, and the one that refuses it.
+    let ok = e.explain_flow(
+        &web,
+        &api,
+        FlowInfo { dst_name: None, request: Some(&http("GET", "/public")) },
+        Protocol::Tcp,
+        8080,
+    );
+    let text = ok.render();
+    assert!(text.contains("HTTP GET /public allowed by its L7 rule 0"), "{text}");
+    assert!(text.contains("spec.ingress[0].toPorts[0]"), "{text}");
+    let no = e.explain_flow(
+        &web,
+        &api,
+        FlowInfo { dst_name: None, request: Some(&http("POST", "/public")) },
+        Protocol::Tcp,
+        8080,
+    );
+    let text = no.render();
+    assert!(text.starts_with("DENY") && text.contains("its L7 rules refuse HTTP POST /public"), "{text}");
+    // Without a request: the connection, and the rules that will filter its requests.
+    let conn = e.explain(&web, &api, Protocol::Tcp, 8080).render();
+    assert!(conn.contains("requests on it are then filtered by HTTP method `GET` path `/public`"), "{conn}");
+}
+
+#[test]
+fn l7_rules_are_checked_as_the_agent_checks_them() {
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: bad-l7, namespace: shop}
+spec:
+  endpointSelector: {}
+  ingress:
+  - toPorts: [{ports: [{port: "80"}], rules: {http: [{}]}}]
+  - toPorts: [{ports: [{port: "53", protocol: UDP}], rules: {dns: [{matchName: x.io}]}}]
+  - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{path: "(("}]}}]
+  - toPorts: [{ports: [{port: "0", protocol: TCP}], rules: {http: [{}]}}]
+  egress:
+  - toPorts: [{ports: [{port: "53", endPort: 60, protocol: UDP}], rules: {dns: [{matchName: x.io}]}}]
+  - toPorts: [{ports: [{port: "53"}], rules: {dns: [{matchName: x.io, matchPattern: "*.io"}]}}]
+  - toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{}], dns: [{matchName: x.io}]}}]
+  - toFQDNs: [{matchPattern: "a b"}]
+"#,
+    );
+    let errs = errors(&l).join("\n");
+    for want in [
+        "spec.ingress[0].toPorts[0].ports[0].protocol: L7 rules can only apply to TCP (not ANY)",
+        "spec.ingress[1].toPorts[0].rules.dns: DNS rules are not allowed on ingress",
+        "spec.ingress[2].toPorts[0].rules.http[0]: invalid regular expression",
+        "spec.ingress[3].toPorts[0].ports[0].port: L7 rules can not be used when a port is 0",
+        "spec.egress[0].toPorts[0].ports[0].endPort: DNS rules do not support port ranges",
+        "spec.egress[1].toPorts[0].rules.dns[0]: only one of matchName or matchPattern",
+        "spec.egress[2].toPorts[0].rules: multiple L7 protocol rule types",
+        "spec.egress[3].toFQDNs[0]",
+    ] {
+        assert!(errs.contains(want), "no error `{want}`:\n{errs}");
+    }
+    // Empty lists are no L7 rules (the entry is an L4 rule); Kafka rules load with a warning.
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: empty, namespace: shop}
+spec:
+  endpointSelector: {}
+  ingress:
+  - toPorts: [{ports: [{port: "80", protocol: UDP}], rules: {http: []}}]
+  - toPorts: [{ports: [{port: "9092", protocol: TCP}], rules: {kafka: [{topic: t}]}}]
+"#,
+    );
+    assert_eq!(errors(&l), Vec::<String>::new());
     let warned = l
         .diagnostics
         .iter()
-        .any(|d| d.severity == Severity::Warning && d.field.as_deref() == Some("spec.ingress[0].toPorts[0].rules"));
+        .any(|d| d.severity == Severity::Warning && d.field.as_deref() == Some("spec.ingress[1].toPorts[0].rules"));
     assert!(warned, "{:#?}", l.diagnostics);
-    let e = Engine::new(l.cluster);
-    assert!(allowed(&e, "shop/web", "shop/api", 8080));
-    assert!(!allowed(&e, "shop/web", "shop/api", 80));
+    let pol = l.cluster.policies.iter().find(|p| p.kind.is_cilium()).unwrap();
+    assert!(pol.ingress[0].l7.is_none());
+    assert_eq!(pol.ingress[1].l7.as_ref().and_then(|l| l.other.clone()).as_deref(), Some("Kafka"));
+}
+
+#[test]
+fn to_fqdns_selects_an_address_only_when_the_sources_dns_goes_through_a_rule_that_allows_the_name() {
+    let yaml = |dns: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: client, namespace: shop, labels: {{app: client}}}}
+spec: {{containers: [{{name: c}}]}}
+status: {{podIP: 10.0.1.10}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: fqdn, namespace: shop}}
+spec:
+  endpointSelector: {{matchLabels: {{app: client}}}}
+  egress:
+  - toFQDNs: [{{matchPattern: "*.example.com"}}]
+    toPorts: [{{ports: [{{port: "443", protocol: TCP}}]}}]
+{dns}"#
+        )
+    };
+    let with_dns = "  - toEntities: [all]\n    toPorts: [{ports: [{port: \"53\", protocol: ANY}], rules: {dns: [{matchPattern: \"*.example.com\"}]}}]\n";
+    for (dns, learnt) in [(with_dns, true), ("", false)] {
+        let l = load(&yaml(dns));
+        assert_eq!(errors(&l), Vec::<String>::new());
+        let e = Engine::new(l.cluster);
+        let src = e.parse_endpoint("shop/client", "shop").unwrap();
+        let dst = Endpoint::External("192.0.2.7".parse().unwrap());
+        let at = |name: Option<&str>| {
+            e.allowed_flow(&src, &dst, FlowInfo { dst_name: name, request: None }, Protocol::Tcp, 443)
+        };
+        assert_eq!(at(Some("www.example.com")), learnt, "dns rule present: {learnt}");
+        assert!(!at(Some("www.other.org")));
+        assert!(!at(None), "an address alone is not a name");
+        let text = e.explain_named(&src, &dst, Some("www.example.com"), Protocol::Tcp, 443).render();
+        if !learnt {
+            assert!(text.contains("Cilium never learns its addresses"), "{text}");
+        }
+        // The DNS query itself is judged by the DNS rule.
+        if learnt {
+            let q = |n: &str| Request::Dns(n.to_string());
+            let dns_server = Endpoint::External("10.96.0.10".parse().unwrap());
+            let ask = |r: &Request| {
+                e.allowed_flow(&src, &dns_server, FlowInfo { dst_name: None, request: Some(r) }, Protocol::Udp, 53)
+            };
+            assert!(ask(&q("api.example.com")));
+            assert!(!ask(&q("api.other.org")));
+        }
+    }
 }
 
 #[test]

@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use netpol_core::compile::{Endpoint, Engine};
+use netpol_core::compile::{Endpoint, Engine, FlowInfo};
+use netpol_core::l7::{HttpRequest, Request};
 use netpol_core::load::{load_str, Severity};
 use netpol_core::model::PodId;
 use netpol_core::portset::Protocol;
@@ -125,8 +126,31 @@ fn peer_rule(r: &mut Rng, dir: &str, deny: bool) -> String {
             let proto = *r.pick(&["", ", protocol: TCP", ", protocol: UDP", ", protocol: ANY"]);
             ports.push(format!("{{port: {port}{end}{proto}}}"));
         }
-        let l7 = if !deny && r.chance(15) { ", rules: {http: [{method: GET}]}" } else { "" };
-        fields.push(format!("toPorts: [{{ports: [{}]{l7}}}]", ports.join(", ")));
+        let mut entries = vec![format!("{{ports: [{}]}}", ports.join(", "))];
+        // L7 rules, as the agent accepts them: HTTP on TCP ports, DNS on egress to port 53.
+        if !deny && r.chance(30) {
+            let port = *r.pick(&["\"80\"", "\"8080\""]);
+            let http = *r.pick(&[
+                "{method: GET}",
+                "{path: \"/a.*\"}",
+                "{method: \"POST|PUT\", path: /b}",
+                "{headers: [\"X-T yes\"]}",
+                "{}",
+            ]);
+            entries.push(format!("{{ports: [{{port: {port}, protocol: TCP}}], rules: {{http: [{http}]}}}}"));
+        }
+        if !deny && dir == "egress" && r.chance(30) {
+            let dns =
+                *r.pick(&["{matchPattern: \"*.example.com\"}", "{matchName: a.example.com}", "{matchPattern: \"*\"}"]);
+            let proto = *r.pick(&["UDP", "ANY", "TCP"]);
+            entries.push(format!("{{ports: [{{port: \"53\", protocol: {proto}}}], rules: {{dns: [{dns}]}}}}"));
+        }
+        fields.push(format!("toPorts: [{}]", entries.join(", ")));
+    }
+    if dir == "egress" && !deny && r.chance(20) {
+        let f =
+            *r.pick(&["{matchName: a.example.com}", "{matchPattern: \"*.example.com\"}", "{matchPattern: \"*.org\"}"]);
+        fields.push(format!("toFQDNs: [{f}]"));
     }
     format!("{{{}}}", fields.join(", "))
 }
@@ -255,6 +279,38 @@ proptest! {
                         prop_assert_eq!(e.allowed(s, d, proto, port), want, "engine {:?} -> {:?} {}/{}", s, d, port, proto);
                         let ex = e.explain(s, d, proto, port);
                         prop_assert_eq!(ex.verdict, Verdict::from_bool(want), "explain\n{}", ex.render());
+                    }
+                }
+            }
+        }
+        // Requests and names: HTTP on the HTTP rules' ports, DNS on 53, destinations resolved from names.
+        let requests = [
+            Request::Http(HttpRequest::new("GET", "/")),
+            Request::Http(HttpRequest::new("POST", "/b")),
+            Request::Http(HttpRequest::new("GET", "/a/x").with_header("X-T", "yes")),
+            Request::Dns("a.example.com".to_string()),
+            Request::Dns("b.other.org".to_string()),
+        ];
+        for s in &eps {
+            for d in &eps {
+                let names: &[Option<&str>] = match d {
+                    Endpoint::External(_) => &[None, Some("a.example.com"), Some("x.b.org")],
+                    Endpoint::Pod { .. } => &[None],
+                };
+                for &name in names {
+                    for req in requests.iter().map(Some).chain([None]) {
+                        let (proto, port) = match req {
+                            Some(Request::Dns(_)) => (Protocol::Udp, 53),
+                            _ => (Protocol::Tcp, if name.is_some() { 443 } else { 8080 }),
+                        };
+                        for port in [port, 80] {
+                            let info = FlowInfo { dst_name: name, request: req };
+                            let want = reference::allowed_flow(e.cluster(), s, d, info, proto, port);
+                            prop_assert_eq!(e.allowed_flow(s, d, info, proto, port), want,
+                                "engine {:?} -> {:?} ({:?}) {}/{} {:?}", s, d, name, port, proto, req);
+                            let ex = e.explain_flow(s, d, info, proto, port);
+                            prop_assert_eq!(ex.verdict, Verdict::from_bool(want), "explain\n{}", ex.render());
+                        }
                     }
                 }
             }

@@ -5,10 +5,9 @@
 //! page).
 //!
 //! `every_cilium_probe` loads each case with the core loader (`netpol_core::load::load_str`, no error diagnostic
-//! and no skipped kind allowed), compiles it (`Engine::new`) and checks every probe with `Engine::allowed` (or
-//! `Engine::allowed_named` when the probe names `dst_fqdn`), against the reference evaluator, and that `explain`
-//! gives the same verdict. Probes that carry an HTTP request or a DNS query need the engine's L7 input, which does
-//! not exist yet: they are reported as failures until it does. The test is ignored until issue 14 is done;
+//! and no skipped kind allowed), compiles it (`Engine::new`) and checks every probe with `Engine::allowed_flow`
+//! (its `dst_fqdn`, and its HTTP request or DNS query, as the flow's), against the reference evaluator, and that
+//! `explain` gives the same verdict (every case passes now);
 //! `cilium_l3l4_cases` runs the same checks on the cases netpol answers whole today, and the structure of the data
 //! is checked by the other tests.
 
@@ -16,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use netpol_core::compile::Engine;
+use netpol_core::compile::{Engine, FlowInfo};
+use netpol_core::l7::{HttpRequest, Request};
 use netpol_core::load::{load_str, Severity};
 use netpol_core::portset::{icmp_port, Protocol};
 use netpol_core::verdict::Verdict;
@@ -34,37 +34,37 @@ fn data() -> PathBuf {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
+pub(crate) struct Case {
+    pub(crate) name: String,
     /// Where upstream states the rules the case checks: `cilium@<commit> path:line; ...; https://...#section`.
     source: String,
     description: String,
     /// A multi-document YAML stream.
-    manifests: String,
-    probes: Vec<Probe>,
+    pub(crate) manifests: String,
+    pub(crate) probes: Vec<Probe>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Probe {
+pub(crate) struct Probe {
     /// `namespace/pod` or an IP address.
-    from: String,
-    to: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
     /// The destination port; for ICMP, the ICMP type (code 0).
-    port: u16,
+    pub(crate) port: u16,
     /// `TCP`, `UDP`, `SCTP` or `ICMP`.
-    protocol: String,
+    pub(crate) protocol: String,
     /// One HTTP request on the connection: the verdict is then the request's.
     #[serde(default)]
-    http: Option<Http>,
+    pub(crate) http: Option<Http>,
     /// One DNS query on the connection: the verdict is then the query's.
     #[serde(default)]
-    dns: Option<Dns>,
+    pub(crate) dns: Option<Dns>,
     /// The DNS name the destination address was resolved from (what `toFQDNs` matches).
     #[serde(default)]
-    dst_fqdn: Option<String>,
+    pub(crate) dst_fqdn: Option<String>,
     /// `allow` or `deny`.
-    expect: String,
+    pub(crate) expect: String,
     /// Where upstream states this verdict: `path:line` (at `CILIUM_COMMIT`) or a URL, `; `-separated.
     source: String,
     /// Why, in a few words (printed on failure).
@@ -74,7 +74,7 @@ struct Probe {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Http {
+pub(crate) struct Http {
     /// Defaults to `GET`.
     #[serde(default)]
     method: Option<String>,
@@ -89,12 +89,12 @@ struct Http {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Dns {
+pub(crate) struct Dns {
     query: String,
 }
 
 impl Probe {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = format!("{} -> {} {}/{}", self.from, self.to, self.port, self.protocol);
         if let Some(h) = &self.http {
             s.push_str(&format!(" HTTP {} {}", h.method.as_deref().unwrap_or("GET"), h.path.as_deref().unwrap_or("/")));
@@ -114,6 +114,21 @@ impl Probe {
         s
     }
 
+    /// The request the probe carries, as the engine takes it.
+    fn request(&self) -> Option<Request> {
+        if let Some(h) = &self.http {
+            let mut r = HttpRequest::new(h.method.as_deref().unwrap_or("GET"), h.path.as_deref().unwrap_or("/"));
+            if let Some(host) = &h.host {
+                r = r.with_host(host);
+            }
+            for (k, v) in &h.headers {
+                r = r.with_header(k, v);
+            }
+            return Some(Request::Http(r));
+        }
+        self.dns.as_ref().map(|d| Request::Dns(d.query.clone()))
+    }
+
     /// The protocol and the engine's port number (ICMP: type << 8 | code).
     fn proto_port(&self) -> Option<(Protocol, u16)> {
         if self.protocol == "ICMP" {
@@ -125,7 +140,7 @@ impl Probe {
 }
 
 /// Every case file, in name order, parsed (a file that does not parse fails here, naming it).
-fn cases() -> Vec<(String, Case)> {
+pub(crate) fn cases() -> Vec<(String, Case)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(data())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -148,31 +163,36 @@ fn indent(text: &str, by: &str) -> String {
     text.lines().map(|l| format!("{by}{l}\n")).collect()
 }
 
-/// The cases whose every probe the engine answers already (L3/L4: endpoint selectors with Cilium's namespace
-/// rules, CIDRs, the `world`, `cluster` and `all` entities, ports, deny, default deny, a node's access to its own
-/// pods). The rest need what issue 14 has not landed yet: L7 input, the node-relative entities, `reserved:`
-/// selectors, `toServices`, `toFQDNs`.
-const L3L4_CASES: [&str; 31] = [
+/// The cases whose every probe the engine answers already (endpoint selectors with Cilium's namespace rules,
+/// CIDRs, every entity, `reserved:` selectors, `toServices`, ports, deny, default deny, a node's access to its own
+/// pods, HTTP and DNS rules, `toFQDNs`).
+pub(crate) const L3L4_CASES: [&str; 39] = [
     "ccnp-empty-peer-means-all-pods",
     "ccnp-namespace-selection",
     "cidr-never-selects-cluster-addresses",
     "cidr-rules-and-except",
     "cnp-and-ccnp-union",
     "deny-only-policy-default-denies",
+    "deny-wins-over-allow",
     "deny-wins-over-networkpolicy",
+    "dns-rules",
     "egress-deny-cidr-except",
     "empty-peer-selector",
     "empty-rule-denies-direction",
     "enable-default-deny-false",
-    "from-requires",
     "endpoint-selector-default-deny",
     "entity-all-and-none",
     "entity-cluster",
     "entity-host-and-remote-node",
     "entity-kube-apiserver",
     "entity-world",
+    "from-requires",
     "host-reaches-local-pods",
     "icmp-rules",
+    "l7-http-egress-connectivity-test",
+    "l7-http-headers-and-host",
+    "l7-http-method-and-path",
+    "l7-l4-only-rule-wildcards-l7",
     "label-source-prefixes",
     "named-port-deny",
     "named-ports",
@@ -183,6 +203,8 @@ const L3L4_CASES: [&str; 31] = [
     "port-ranges",
     "ports-and-protocols",
     "service-account-label",
+    "to-fqdns",
+    "to-fqdns-needs-dns-proxy",
     "to-services",
 ];
 
@@ -202,7 +224,6 @@ fn cilium_l3l4_cases() {
 }
 
 #[test]
-#[ignore = "issue 14: L7 (HTTP and DNS rules) and toFQDNs are not written yet"]
 fn every_cilium_probe() {
     let (failures, checked) = run(cases());
     assert!(
@@ -238,27 +259,18 @@ fn run(cases: Vec<(String, Case)>) -> (Vec<String>, usize) {
         let engine = Engine::new(loaded.cluster);
         for p in &case.probes {
             checked += 1;
-            if p.http.is_some() || p.dns.is_some() {
-                failures.push(format!(
-                    "{}: {}: the engine takes no HTTP request or DNS query yet (expected {})\n    source: {}\n",
-                    case.name,
-                    p.describe(),
-                    p.expect,
-                    p.source
-                ));
-                continue;
-            }
             let ends = (engine.parse_endpoint(&p.from, "default"), engine.parse_endpoint(&p.to, "default"));
             let (Ok(src), Ok(dst)) = ends else {
                 failures.push(format!("{}: {}: endpoint not resolved: {:?}\n", case.name, p.describe(), ends));
                 continue;
             };
             let (proto, port) = p.proto_port().unwrap();
-            let name = p.dst_fqdn.as_deref();
+            let request = p.request();
+            let info = FlowInfo { dst_name: p.dst_fqdn.as_deref(), request: request.as_ref() };
             let want = p.expect == "allow";
-            let got = engine.allowed_named(&src, &dst, name, proto, port);
-            let explanation = engine.explain_named(&src, &dst, name, proto, port);
-            let reference = netpol_core::reference::allowed_named(engine.cluster(), &src, &dst, name, proto, port);
+            let got = engine.allowed_flow(&src, &dst, info, proto, port);
+            let explanation = engine.explain_flow(&src, &dst, info, proto, port);
+            let reference = netpol_core::reference::allowed_flow(engine.cluster(), &src, &dst, info, proto, port);
             let mut wrong = Vec::new();
             if reference != want {
                 wrong.push(format!("the reference evaluator says {}", Verdict::from_bool(reference).as_str()));

@@ -8,6 +8,8 @@ mod calico_conformance;
 #[cfg(feature = "lab")]
 mod calico_dataplane;
 mod cilium_conformance;
+#[cfg(feature = "lab")]
+mod cilium_dataplane;
 mod cli;
 mod common;
 mod conformance;
