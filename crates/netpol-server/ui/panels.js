@@ -348,6 +348,7 @@ function kindOf(ref, ctx) {
   const p = ctx.policies && ctx.policies.get(ref);
   if (p) return p.kind;
   if (calicoRef(ref)) return ref.startsWith('gnp/') ? 'GlobalNetworkPolicy' : 'NetworkPolicy.projectcalico.org';
+  if (/^(ciliumnetworkpolicy|ccnp)\//.test(ref)) return ref.startsWith('ccnp/') ? 'CiliumClusterwideNetworkPolicy' : 'CiliumNetworkPolicy';
   return /^(cnp|anp|banp)\//.test(ref) ? 'admin' : 'NetworkPolicy';
 }
 
@@ -367,10 +368,11 @@ function tieredSide(s, verdict, ctx) {
   const isNp = (ref) => kindOf(ref, ctx) === 'NetworkPolicy';
   // The tiers the subject's policies are in, in evaluation order.
   const order = [];
+  // A Cilium policy has rules in several tiers (its deny rules in CiliumDeny): the walk's tier comes first.
   const tierOfRef = (ref) => {
     const p = ctx.policies && ctx.policies.get(ref);
     const m = s.walk.find((x) => x.policy === ref);
-    return (p && p.tier) || (m && m.tier) || null;
+    return (m && m.tier) || (p && p.tier) || null;
   };
   for (const ref of s.policies) {
     const t = tierOfRef(ref);
@@ -450,6 +452,17 @@ function tieredSide(s, verdict, ctx) {
         ),
       );
     }
+  }
+  if (s.decided_by === 'own_node') {
+    // Cilium lets a pod's own node in whatever the walk above (the policies alone) says.
+    lines.push(
+      h(
+        'li',
+        { class: 'step', dataset: { decides: 'true', end: 'own-node' } },
+        "from the pod's own node: Cilium lets it in whatever the policies say",
+        h('b', { class: 'outcome allow' }, ' → ALLOW'),
+      ),
+    );
   }
   if (s.decided_by === 'default') {
     const calico = calicoTiers(ctx.tiers);
