@@ -293,3 +293,114 @@ async fn watch_follows_ciliums_policies() {
     assert_eq!(live.errors(), 0.0);
     assert!(live.metric("netpol_live_recompiles_total ") >= 6.0);
 }
+
+// ---- apply_cilium, alone ----
+
+/// A Calico Tier with a policy in it, a policy in a tier no Tier declares, and a staged policy, beside a Cilium policy: Cilium's tiers come and go
+/// around Calico's without moving any policy to another tier.
+const WITH_CALICO: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: backend, labels: {app: api}}
+status: {podIP: 10.0.2.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: frontend, labels: {app: web}}
+status: {podIP: 10.0.1.1}
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.allow-web}
+spec: {tier: security, selector: app == 'api', ingress: [{action: Allow, source: {selector: app == 'web'}}]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: undeclared.deny-web}
+spec: {tier: undeclared, order: 1, selector: app == 'web', ingress: [{action: Deny}]}
+---
+apiVersion: projectcalico.org/v3
+kind: StagedGlobalNetworkPolicy
+metadata: {name: security.staged}
+spec: {tier: security, selector: app == 'web', ingress: [{action: Deny}]}
+"#;
+
+const DENY_WEB: &str = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: deny-web, namespace: elsewhere}
+spec:
+  endpointSelector: {}
+  ingressDeny: [{fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: frontend}}]}]
+"#;
+
+/// Each policy's kind, name and tier by name; the tiers by name and order; the namespaces.
+fn shape(c: &netpol_core::model::Cluster) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let tier = |t: netpol_core::model::PolicyTier| c.tiers[t.index()].name.clone();
+    let mut policies: Vec<String> =
+        c.policies.iter().map(|p| format!("{:?} {} {}", p.kind, p.name, tier(p.tier))).collect();
+    // A staged policy's tier: by name once named, else by index.
+    let staged_tier =
+        |s: &netpol_core::model::StagedPolicy| s.implicit_tier.clone().unwrap_or_else(|| tier(s.policy.tier));
+    policies.extend(c.staged.iter().map(|s| format!("staged {} {}", s.policy.name, staged_tier(s))));
+    policies.sort();
+    let mut tiers: Vec<String> =
+        c.tiers.iter().map(|t| format!("{} {:?} {:?}", t.name, t.order, t.default_action)).collect();
+    tiers.sort();
+    let mut ns: Vec<String> = c.namespaces.iter().map(|n| n.name.clone()).collect();
+    ns.sort();
+    (policies, tiers, ns)
+}
+
+#[test]
+fn apply_cilium_gives_what_a_load_of_the_same_objects_gives() {
+    let without = load_str("a.yaml", WITH_CALICO).cluster;
+    let with = load_str("a.yaml", &format!("{WITH_CALICO}---\n{DENY_WEB}")).cluster;
+    // The object's policies as the loader reads it alone, with Cilium's own tiers.
+    let alone = load_str("b.yaml", DENY_WEB).cluster;
+    let parts: Vec<_> = alone
+        .policies
+        .iter()
+        .map(|p| (p.clone(), (p.tier.index() >= 3).then(|| alone.tiers[p.tier.index()].clone())))
+        .collect();
+    assert!(!parts.is_empty());
+    let change = |parts| netpol_kube::CiliumChange {
+        kind: netpol_core::model::PolicyKind::CiliumNetworkPolicy,
+        namespace: Some("elsewhere".to_string()),
+        name: "deny-web".to_string(),
+        parts,
+        implicit_namespace: alone.namespaces.iter().find(|n| n.name == "elsewhere").cloned(),
+    };
+    // Added: as loaded with it.
+    let mut c = without.clone();
+    netpol_kube::apply_cilium(&mut c, change(parts.clone()));
+    assert_eq!(shape(&c), shape(&with));
+    assert_eq!(Engine::new(c.clone()).cluster().policies.len(), with.policies.len());
+    // Applied again: the same (replaced, not added twice).
+    netpol_kube::apply_cilium(&mut c, change(parts));
+    assert_eq!(shape(&c), shape(&with));
+    // Deleted: as loaded without it; Cilium's tier and the namespace only it named are gone.
+    netpol_kube::apply_cilium(&mut c, change(Vec::new()));
+    let (policies, tiers, ns) = shape(&c);
+    let (want_policies, want_tiers, want_ns) = shape(&without);
+    assert_eq!((policies, ns), (want_policies, want_ns));
+    assert_eq!(tiers, want_tiers);
+    // Deleted from a cluster loaded with it, where Cilium's tier comes before the undeclared one: the policies
+    // of the tiers after it keep their tiers.
+    let mut loaded = with.clone();
+    let undeclared = |c: &netpol_core::model::Cluster| c.tiers.iter().position(|t| t.name == "undeclared").unwrap();
+    let cilium = loaded.tiers.iter().position(|t| t.name == "CiliumDeny").unwrap();
+    assert!(cilium < undeclared(&loaded), "{:?}", loaded.tiers);
+    netpol_kube::apply_cilium(&mut loaded, change(Vec::new()));
+    assert_eq!(shape(&loaded), shape(&without));
+    // And the engine answers as a fresh one.
+    let (e, fresh) = (Engine::new(c), Engine::new(without));
+    for (src, dst) in [("frontend/web", "backend/api"), ("backend/api", "frontend/web")] {
+        assert_eq!(allowed(&e, src, dst, 8080), allowed(&fresh, src, dst, 8080), "{src} -> {dst}");
+    }
+}
