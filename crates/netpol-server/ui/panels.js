@@ -404,7 +404,9 @@ function tieredSide(s, verdict, ctx) {
     let left = false;
     for (const m of entries) {
       const last = m === s.walk[s.walk.length - 1] && s.decided_by === 'rule';
-      const outcome = m.action === 'pass' ? ' → next tier' : last ? ` → ${verdict}` : '';
+      // Cilium's own node: the rule that would decide, were it not for the exception shown after the walk.
+      const overruled = m === s.walk[s.walk.length - 1] && s.decided_by === 'own_node' && m.action !== 'pass';
+      const outcome = m.action === 'pass' ? ' → next tier' : last ? ` → ${verdict}` : overruled ? ' (the policies alone)' : '';
       const dir = m.field.split(/[.[]/)[1] || s.direction;
       lines.push(
         h(
@@ -419,11 +421,11 @@ function tieredSide(s, verdict, ctx) {
           ': ',
           h('span', { class: `act ${m.action}` }, actionWord(m)),
           `, ${m.peer === null ? 'any peer' : `peer ${m.peer}`}, ${m.port ? `port ${m.port}` : 'any port'}`,
-          outcome ? h('b', { class: `outcome ${m.action === 'pass' ? 'pass' : verdict.toLowerCase()}` }, outcome) : null,
+          outcome ? h('b', { class: `outcome ${m.action === 'pass' ? 'pass' : overruled ? 'deny' : verdict.toLowerCase()}` }, outcome) : null,
           h('div', { class: 'muted small' }, `${m.source}, ${m.field}`),
         ),
       );
-      if (last) decided = true;
+      if (last || overruled) decided = true;
       if (m.action === 'pass') left = true;
     }
     if (decided || left) continue;
@@ -437,6 +439,18 @@ function tieredSide(s, verdict, ctx) {
           ` no rule of ${pols.length ? pols.join(', ') : 'the tier'} decides: the tier's default action `,
           h('span', { class: 'act deny' }, 'Deny'),
           h('b', { class: 'outcome deny' }, ' → DENY'),
+        ),
+      );
+      decided = true;
+    } else if (s.decided_by === 'own_node' && s.tier_default === tier) {
+      // Cilium: what the policies alone would do here (deny), before the own node's exception below.
+      lines.push(
+        h(
+          'li',
+          { class: 'step', dataset: { tier, end: 'deny', decides: 'false' } },
+          tierBadge(tier, info),
+          ` no rule of ${pols.length ? pols.join(', ') : 'the tier'} decides: the policies alone would `,
+          h('span', { class: 'act deny' }, 'Deny'),
         ),
       );
       decided = true;

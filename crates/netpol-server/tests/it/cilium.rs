@@ -268,3 +268,60 @@ async fn a_flow_from_the_pods_own_node_is_explained_as_cilium_lets_it_in() {
     let x = explain(&app, "192.168.1.12", "backend/api", 9090).await;
     assert_eq!(x["verdict"], "deny", "{x}");
 }
+
+/// The UI's explanation panel (`renderExplanation` of `ui/panels.js`, run by node over a minimal DOM of text
+/// nodes) on a flow from the pod's own node: the deny rule the policies alone would apply, then the own node's
+/// exception. Skipped, saying so, where node is not installed (the browser test covers the page as a whole).
+#[tokio::test]
+async fn the_ui_renders_a_flow_let_in_from_the_pods_own_node() {
+    if std::process::Command::new("node").arg("--version").output().is_err() {
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let deny_9090 = CILIUM.replace(
+        "  ingressDeny:\n  - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: frontend}}]\n",
+        "  ingressDeny:\n  - fromEntities: [world]\n  - fromEndpoints: []\n",
+    );
+    let deny_9090 = deny_9090.replace("  - fromEndpoints: []\n    toPorts:", "  - toPorts:");
+    let (dir, app) = app_of(&format!("{CLUSTER}---\n{deny_9090}"));
+    let x = explain(&app, "192.168.1.11", "backend/api", 9090).await;
+    assert_eq!((&x["verdict"], &x["ingress"]["decided_by"]), (&json!("allow"), &json!("own_node")), "{x}");
+    let policies = get(&app, "/api/v1/policies").await.json();
+    let explanation = dir.path().join("explanation.json");
+    std::fs::write(&explanation, json!({"x": x, "policies": policies}).to_string()).unwrap();
+    let panels = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/panels.js");
+    let script = format!(
+        r#"
+class Node {{ constructor() {{ this.children = []; }} append(...c) {{ this.children.push(...c); }}
+  replaceChildren(...c) {{ this.children = c; }} get text() {{ return this.children.map((c) => c.text).join(''); }} }}
+class Text extends Node {{ constructor(t) {{ super(); this.t = t; }} get text() {{ return this.t; }} }}
+class El extends Node {{ constructor(tag) {{ super(); this.dataset = {{}}; }} addEventListener() {{}} setAttribute() {{}}
+  set textContent(v) {{ this.children = [new Text(v)]; }} }}
+globalThis.Node = Node;
+globalThis.document = {{ createElement: (t) => new El(t), createTextNode: (t) => new Text(t) }};
+const {{ renderExplanation }} = await import({panels:?});
+const fs = await import('node:fs');
+const {{ x, policies }} = JSON.parse(fs.readFileSync({explanation:?}, 'utf8'));
+const el = renderExplanation(x, {{ policies: new Map(policies.map((p) => [p.ref, p])), tiers: [] }});
+const steps = [];
+const walk = (n) => {{ if (n.dataset && n.dataset.decides !== undefined) steps.push([n.dataset.decides, n.text]);
+  (n.children || []).forEach(walk); }};
+walk(el);
+console.log(JSON.stringify(steps));
+"#,
+        panels = panels.display().to_string(),
+        explanation = explanation.display().to_string(),
+    );
+    let script_path = dir.path().join("render.mjs");
+    std::fs::write(&script_path, script).unwrap();
+    let out = std::process::Command::new("node").arg(&script_path).output().expect("node");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let steps: Vec<(String, String)> = serde_json::from_slice(&out.stdout).expect("the steps as JSON");
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    // The rule the policies alone would apply, not deciding; then the own node's exception, deciding.
+    assert_eq!(steps[0].0, "false", "{steps:?}");
+    assert!(steps[0].1.contains("ingressDeny rule 1") && steps[0].1.contains("(the policies alone)"), "{steps:?}");
+    assert!(steps[0].1.contains("spec.ingressDeny[1]"), "{steps:?}");
+    assert_eq!(steps[1].0, "true", "{steps:?}");
+    assert!(steps[1].1.contains("own node") && steps[1].1.ends_with("→ ALLOW"), "{steps:?}");
+}
