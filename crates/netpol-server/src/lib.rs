@@ -1308,8 +1308,9 @@ pub(crate) fn what_if_cluster(
 ///
 /// Body: YAML or JSON `{apply: [object...], delete: ["ns/name" | "cnp/name" | "gnp/name" | ...]}`: policies of every
 /// tier (NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy; Calico's
-/// NetworkPolicy and GlobalNetworkPolicy) and Calico's Tiers and network sets, each replacing a loaded one of the
-/// same kind and name. `?namespace=` limits the delta. Each group's `cause_detail` holds the explanations of a
+/// NetworkPolicy and GlobalNetworkPolicy; Cilium's CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy) and
+/// Calico's Tiers and network sets, each replacing a loaded one of the same kind and name (all the policies of a
+/// Cilium object together). `?namespace=` limits the delta. Each group's `cause_detail` holds the explanations of a
 /// representative flow before and after, with their walks tier by tier.
 #[utoipa::path(post, path = "/api/v1/whatif",
     request_body(content = WhatIf, description = "policies to add/replace and to delete (YAML or JSON)"),
