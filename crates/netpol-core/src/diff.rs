@@ -105,6 +105,56 @@ pub struct Diff {
     /// [`HostEndpointChange`]), so it names what changed for them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub host_endpoints: Vec<HostEndpointChange>,
+    /// Cilium rules whose L7 rules (HTTP, DNS) differ: connectivity (the cells above) is L3/L4, so a change of
+    /// what requests a port lets through is listed here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub l7: Vec<L7Change>,
+}
+
+/// A Cilium rule (by policy and field path) whose L7 rules differ between the two sides.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct L7Change {
+    /// The policy, as explanations name it.
+    pub policy: String,
+    /// The rule's field path (`spec.ingress[0].toPorts[1]`).
+    pub rule: String,
+    /// `added`, `removed` or `changed`.
+    pub what: &'static str,
+    /// The rule's L7 rules before and after (absent on the side without the rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<String>,
+}
+
+/// The Cilium rules with L7 rules whose L7 rules differ from `old` to `new` (by policy and field path), sorted.
+pub fn l7_changes(old: &Engine, new: &Engine) -> Vec<L7Change> {
+    let rules = |e: &Engine| -> BTreeMap<(String, String), String> {
+        let c = e.cluster();
+        let mut out = BTreeMap::new();
+        for (i, p) in c.policies.iter().enumerate() {
+            for r in p.ingress.iter().chain(&p.egress) {
+                if let (Some(l7), Some(name)) = (&r.l7, &r.name) {
+                    out.insert((c.policy_ref(PolicyId::new(i)), name.clone()), l7.to_string());
+                }
+            }
+        }
+        out
+    };
+    let (a, b) = (rules(old), rules(new));
+    let keys: std::collections::BTreeSet<&(String, String)> = a.keys().chain(b.keys()).collect();
+    let mut out = Vec::new();
+    for k in keys {
+        let (o, n) = (a.get(k), b.get(k));
+        let what = match (o, n) {
+            (None, Some(_)) => "added",
+            (Some(_), None) => "removed",
+            (Some(x), Some(y)) if x != y => "changed",
+            _ => continue,
+        };
+        out.push(L7Change { policy: k.0.clone(), rule: k.1.clone(), what, old: o.cloned(), new: n.cloned() });
+    }
+    out
 }
 
 /// A Calico host endpoint whose object or policies differ between the two sides, by name. `explain` and `query`
@@ -127,6 +177,7 @@ impl Diff {
             && self.pods_added.is_empty()
             && self.pods_removed.is_empty()
             && self.host_endpoints.is_empty()
+            && self.l7.is_empty()
     }
 
     /// Whether anything (between pods, or with outside addresses) is newly allowed.
@@ -239,6 +290,7 @@ pub fn diff_with_limits(
         pods_added: pods.added,
         pods_removed: pods.removed,
         host_endpoints: host_endpoint_changes(old, new),
+        l7: l7_changes(old, new),
         ..Diff::default()
     };
     let n = pods.common.len() as u64;

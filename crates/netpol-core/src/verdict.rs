@@ -82,6 +82,9 @@ pub struct Rejection {
     /// The rule matches the connection but its L7 rules refuse the request (Cilium).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub l7: bool,
+    /// Cilium: the rule's field path (`spec.ingress[0].toPorts[1]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// The policy, for comparisons.
     #[serde(skip)]
     pub policy_key: PolicyKey,
@@ -477,6 +480,7 @@ impl Engine {
                             rule: None,
                             reason: format!("has no {dir} rules: it only isolates"),
                             l7: false,
+                            field: None,
                             policy_key: self.cluster.policy_key(polid),
                         });
                     }
@@ -516,6 +520,7 @@ impl Engine {
                             rule: Some(ri),
                             reason: why,
                             l7: false,
+                            field: self.cilium_field(rule),
                             policy_key: self.cluster.policy_key(rule.policy),
                         });
                     }
@@ -528,6 +533,7 @@ impl Engine {
                             rule: Some(ri),
                             reason: why,
                             l7: false,
+                            field: self.cilium_field(rule),
                             policy_key: self.cluster.policy_key(rule.policy),
                         });
                     }
@@ -540,6 +546,7 @@ impl Engine {
                             rule: Some(ri),
                             reason: self.l7_refusal(rule, flow.request),
                             l7: true,
+                            field: self.cilium_field(rule),
                             policy_key: self.cluster.policy_key(rule.policy),
                         });
                     }
@@ -580,6 +587,7 @@ impl Engine {
                         rule: Some(ri),
                         reason,
                         l7: false,
+                        field: self.cilium_field(rule),
                         policy_key: self.cluster.policy_key(rule.policy),
                     });
                 }
@@ -610,7 +618,7 @@ impl Engine {
         RuleMatch {
             tier: tier.to_string(),
             policy: key.policy.to_string(),
-            priority: (pol.kind != PolicyKind::NetworkPolicy).then_some(pol.order),
+            priority: (pol.kind != PolicyKind::NetworkPolicy && pol.order.0.is_some()).then_some(pol.order),
             rule: ri,
             // A Cilium rule's name is its field path (below).
             name: pol.rules(dir).get(ri).and_then(|r| r.name.clone()).filter(|_| !pol.kind.is_cilium()),
@@ -669,6 +677,15 @@ impl Engine {
         }
     }
 
+    /// A Cilium rule's field path (its name).
+    fn cilium_field(&self, rule: &CRule) -> Option<String> {
+        let pol = self.cluster.policy(rule.policy);
+        if !pol.kind.is_cilium() {
+            return None;
+        }
+        pol.rules(rule.dir).get(rule.index as usize)?.name.clone()
+    }
+
     /// The L7 rules (as written) a compiled rule carries.
     fn l7_spec(&self, rule: &CRule) -> Option<&crate::l7::L7Rules> {
         rule.l7?;
@@ -701,6 +718,7 @@ impl Engine {
     fn peer_mismatch_opt(&self, pol: &Policy, peer: &Peer, ep: &Endpoint, name: Option<&str>) -> Option<String> {
         let c = &self.cluster;
         match peer {
+            Peer::Calico(c) if pol.kind.is_cilium() => Some(format!("({c}) does not match {}", self.endpoint_name(ep))),
             Peer::Calico(_) => Some("(Calico peer)".to_string()),
             Peer::IpBlock(b) => match self.endpoint_ip(ep) {
                 None => Some(format!("(ipBlock {b}) needs an IP; {} has none", self.endpoint_name(ep))),
@@ -1094,7 +1112,8 @@ fn render_sides<const N: usize>(s: &mut String, sides: [&SideExplanation; N]) {
         }
         // Why the rules that could have let it through do not: Cilium's (its users have no other trace).
         for r in side.rejections.iter().filter(|r| r.l7 || r.policy_key.kind.is_cilium()) {
-            let _ = writeln!(s, "    {} rule {}: {}", r.policy, r.rule.unwrap_or_default(), r.reason);
+            let at = r.field.clone().unwrap_or_else(|| format!("rule {}", r.rule.unwrap_or_default()));
+            let _ = writeln!(s, "    {} {at}: {}", r.policy, r.reason);
         }
         match side.decided_by {
             DecidedBy::OwnNode => {
@@ -1106,6 +1125,16 @@ fn render_sides<const N: usize>(s: &mut String, sides: [&SideExplanation; N]) {
             }
             DecidedBy::Default => {
                 let _ = writeln!(s, "    no tier decides → ALLOW (Kubernetes' default)");
+            }
+            DecidedBy::TierDefault if side.policy_keys.iter().any(|k| k.kind.is_cilium()) => {
+                // Cilium's default deny: a policy with rules of this direction selects the endpoint.
+                let tier = side.tier_default.as_deref().unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "    [{tier}] a policy with {} rules selects {} and none allows it: default deny → DENY",
+                    side.direction.as_str(),
+                    side.subject
+                );
             }
             DecidedBy::TierDefault => {
                 let tier = side.tier_default.as_deref().unwrap_or_default();

@@ -8,6 +8,10 @@
 //! Calico's kinds (under its CRDs' group [`CALICO_CRD`] or its API server's [`CALICO_V3`]) and ServiceAccounts
 //! for that cluster: [`calico_objects`] (what [`seed_calico`] puts) and [`calico_deny_web`]; host endpoints:
 //! [`calico_worker_endpoint`] (on [`worker_node`]) and [`calico_host_kubelet`].
+//!
+//! Cilium's policies (`cilium.io/v2`, [`CILIUM`]) for that cluster: [`cilium_objects`] (what [`seed_cilium`]
+//! puts: a CiliumNetworkPolicy with an `ingressDeny` rule and a CiliumClusterwideNetworkPolicy) and
+//! [`cilium_deny_web`].
 
 use serde_json::{json, Value};
 
@@ -377,6 +381,80 @@ pub fn calico_host_kubelet(api: &str) -> Value {
             "types": ["Ingress"],
             "ingress": [{"action": "Allow", "protocol": "TCP",
                 "source": {"selector": "app == 'web'"}, "destination": {"ports": [10250]}}],
+        }),
+    )
+}
+
+// ---- Cilium ----
+
+/// The apiVersion of Cilium's CRDs.
+pub const CILIUM: &str = "cilium.io/v2";
+
+/// A `cilium.io/v2` CiliumNetworkPolicy in `ns` (one rule: `spec`).
+pub fn cilium_policy(ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": CILIUM, "kind": "CiliumNetworkPolicy", "metadata": {"name": name, "namespace": ns},
+        "spec": spec})
+}
+
+/// A `cilium.io/v2` CiliumClusterwideNetworkPolicy (one rule: `spec`).
+pub fn cilium_clusterwide_policy(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": CILIUM, "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": name}, "spec": spec})
+}
+
+/// Cilium's policies for the shared cluster:
+///
+/// - CiliumNetworkPolicy `backend/api-ingress`: ingress to `app=api` on TCP 8080 from `app=web` pods of the
+///   `frontend` namespace is allowed; its `ingressDeny[0]` denies TCP 9090 from every pod of `frontend`.
+/// - CiliumClusterwideNetworkPolicy `backend-not-to-frontend`: its `egressDeny[0]` denies the pods of `backend`
+///   every connection to the pods of `frontend`.
+///
+/// So: `frontend/web` → `backend/api` 8080 is allowed, 9090 denied (by `spec.ingressDeny[0]`), 5432 denied (not
+/// allowed); `backend/api` → `frontend/web` denied (by the clusterwide policy's `spec.egressDeny[0]`).
+pub fn cilium_objects() -> Vec<Value> {
+    vec![
+        cilium_policy(
+            "backend",
+            "api-ingress",
+            json!({
+                "endpointSelector": {"matchLabels": {"app": "api"}},
+                "ingress": [{
+                    "fromEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "frontend", "app": "web"}}],
+                    "toPorts": [{"ports": [{"port": "8080", "protocol": "TCP"}]}],
+                }],
+                "ingressDeny": [{
+                    "fromEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "frontend"}}],
+                    "toPorts": [{"ports": [{"port": "9090", "protocol": "TCP"}]}],
+                }],
+            }),
+        ),
+        cilium_clusterwide_policy(
+            "backend-not-to-frontend",
+            json!({
+                "endpointSelector": {"matchLabels": {"k8s:io.kubernetes.pod.namespace": "backend"}},
+                "egressDeny": [{"toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "frontend"}}]}],
+            }),
+        ),
+    ]
+}
+
+/// Puts [`cilium_objects`] into `server` (whose Cilium CRDs must be installed: [`FakeApiServer::set_cilium`]).
+pub fn seed_cilium(server: &FakeApiServer) {
+    for obj in cilium_objects() {
+        server.put(obj);
+    }
+}
+
+/// CiliumNetworkPolicy `backend/deny-web`: its `ingressDeny[0]` denies `app=api` every connection from `app=web`
+/// pods of `frontend` (so `frontend/web` → `backend/api` 8080, allowed by [`cilium_objects`], is denied).
+pub fn cilium_deny_web() -> Value {
+    cilium_policy(
+        "backend",
+        "deny-web",
+        json!({
+            "endpointSelector": {"matchLabels": {"app": "api"}},
+            "ingressDeny": [{
+                "fromEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "frontend", "app": "web"}}],
+            }],
         }),
     )
 }

@@ -750,8 +750,17 @@ mod tests {
             listed["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["networking.k8s.io", "policy.networking.k8s.io", "crd.projectcalico.org", "projectcalico.org"]
+            [
+                "networking.k8s.io",
+                "policy.networking.k8s.io",
+                "crd.projectcalico.org",
+                "projectcalico.org",
+                "cilium.io"
+            ]
         );
+        let cilium = resources("cilium.io", "v2", &all).unwrap();
+        assert_eq!(cilium["resources"][1]["name"], "ciliumclusterwidenetworkpolicies");
+        assert_eq!(cilium["resources"][1]["namespaced"], false);
         let v3 = resources("projectcalico.org", "v3", &all).unwrap();
         assert_eq!(v3["resources"][0]["kind"], "NetworkPolicy");
         assert_eq!(v3["resources"][0]["singularName"], "networkpolicy");

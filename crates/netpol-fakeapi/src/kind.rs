@@ -5,7 +5,7 @@ use std::fmt;
 /// A kind of object the server stores.
 ///
 /// The order (Namespace, Pod, NetworkPolicy, Node, the policy CRDs, ServiceAccount, then Calico's kinds under its
-/// CRDs' group and under its API server's) is the order of the store's keys; it has no meaning on the wire.
+/// CRDs' group and under its API server's, then Cilium's) is the order of the store's keys; it has no meaning on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     /// `v1` Namespace, cluster-scoped.
@@ -60,6 +60,10 @@ pub enum Kind {
     CalicoV3StagedKubernetesNetworkPolicy,
     /// `projectcalico.org/v3` HostEndpoint, cluster-scoped; served by Calico's API server.
     CalicoV3HostEndpoint,
+    /// `cilium.io/v2` CiliumNetworkPolicy, namespaced; one of Cilium's CRDs.
+    CiliumNetworkPolicy,
+    /// `cilium.io/v2` CiliumClusterwideNetworkPolicy, cluster-scoped; one of Cilium's CRDs.
+    CiliumClusterwideNetworkPolicy,
 }
 
 /// What serves a kind, which decides when the server serves it.
@@ -76,6 +80,9 @@ pub enum Api {
     /// Calico's API server (`projectcalico.org/v3`, an aggregated API): see
     /// [`FakeApiServer::set_calico`](crate::FakeApiServer::set_calico).
     CalicoApiServer,
+    /// One of Cilium's CustomResourceDefinitions (`cilium.io`): see
+    /// [`FakeApiServer::set_cilium`](crate::FakeApiServer::set_cilium).
+    CiliumCrd,
 }
 
 /// What the wire protocol knows of a kind.
@@ -97,6 +104,7 @@ struct Info {
 const POLICY_GROUP: &str = "policy.networking.k8s.io";
 const CALICO_CRD: &str = "crd.projectcalico.org";
 const CALICO_V3: &str = "projectcalico.org";
+const CILIUM: &str = "cilium.io";
 
 const fn info(
     kind: Kind,
@@ -113,6 +121,7 @@ const CORE: (&str, &str, &str) = ("", "v1", "v1");
 const POLICY_V1ALPHA1: (&str, &str, &str) = (POLICY_GROUP, "v1alpha1", "policy.networking.k8s.io/v1alpha1");
 const CALICO_V1: (&str, &str, &str) = (CALICO_CRD, "v1", "crd.projectcalico.org/v1");
 const CALICO_API_V3: (&str, &str, &str) = (CALICO_V3, "v3", "projectcalico.org/v3");
+const CILIUM_V2: (&str, &str, &str) = (CILIUM, "v2", "cilium.io/v2");
 
 /// Every kind, in the order of [`Kind`]'s variants.
 const TABLE: [Info; Kind::COUNT] = [
@@ -233,6 +242,15 @@ const TABLE: [Info; Kind::COUNT] = [
         Api::CalicoApiServer,
     ),
     info(Kind::CalicoV3HostEndpoint, "HostEndpoint", "hostendpoints", CALICO_API_V3, false, Api::CalicoApiServer),
+    info(Kind::CiliumNetworkPolicy, "CiliumNetworkPolicy", "ciliumnetworkpolicies", CILIUM_V2, true, Api::CiliumCrd),
+    info(
+        Kind::CiliumClusterwideNetworkPolicy,
+        "CiliumClusterwideNetworkPolicy",
+        "ciliumclusterwidenetworkpolicies",
+        CILIUM_V2,
+        false,
+        Api::CiliumCrd,
+    ),
 ];
 
 // Every entry is at the index of its kind.
@@ -246,7 +264,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 28;
 
     /// Every kind, in store order.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -276,6 +294,8 @@ impl Kind {
         Kind::CalicoV3StagedGlobalNetworkPolicy,
         Kind::CalicoV3StagedKubernetesNetworkPolicy,
         Kind::CalicoV3HostEndpoint,
+        Kind::CiliumNetworkPolicy,
+        Kind::CiliumClusterwideNetworkPolicy,
     ];
 
     fn info(self) -> &'static Info {
@@ -345,9 +365,9 @@ impl Kind {
     }
 
     /// Whether a CustomResourceDefinition serves this kind (the `policy.networking.k8s.io` kinds, Calico's
-    /// `crd.projectcalico.org` kinds).
+    /// `crd.projectcalico.org` kinds, Cilium's `cilium.io` kinds).
     pub fn is_crd(self) -> bool {
-        matches!(self.api(), Api::PolicyCrd | Api::CalicoCrd)
+        matches!(self.api(), Api::PolicyCrd | Api::CalicoCrd | Api::CiliumCrd)
     }
 
     /// The collection's path for all namespaces: `/api/v1/pods`, `/apis/networking.k8s.io/v1/networkpolicies`.
@@ -418,5 +438,10 @@ mod tests {
         assert_eq!(Kind::from_api_version("projectcalico.org/v3", "HostEndpoint"), Some(Kind::CalicoV3HostEndpoint));
         assert_eq!(Kind::CalicoV3HostEndpoint.path(), "/apis/projectcalico.org/v3/hostendpoints");
         assert!(!Kind::CalicoHostEndpoint.is_namespaced());
+        assert_eq!(Kind::from_kind_name("CiliumNetworkPolicy"), Some(Kind::CiliumNetworkPolicy));
+        assert_eq!(Kind::CiliumNetworkPolicy.path(), "/apis/cilium.io/v2/ciliumnetworkpolicies");
+        assert_eq!(Kind::CiliumClusterwideNetworkPolicy.resource(), "ciliumclusterwidenetworkpolicies.cilium.io");
+        assert!(Kind::CiliumNetworkPolicy.is_namespaced() && !Kind::CiliumClusterwideNetworkPolicy.is_namespaced());
+        assert!(Kind::CiliumClusterwideNetworkPolicy.is_crd());
     }
 }

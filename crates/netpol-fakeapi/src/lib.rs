@@ -1,7 +1,7 @@
 //! A small in-memory Kubernetes API server for tests.
 //!
-//! netpol reads Namespaces, Pods, NetworkPolicies, Nodes, the admin network policy CRDs and Calico's objects (and
-//! the ServiceAccounts Calico's selectors see) from live clusters with kube-rs's list + watch. No real
+//! netpol reads Namespaces, Pods, NetworkPolicies, Nodes, the admin network policy CRDs, Calico's objects (and
+//! the ServiceAccounts Calico's selectors see) and Cilium's policies from live clusters with kube-rs's list + watch. No real
 //! kube-apiserver runs on CI, so [`FakeApiServer`] speaks the real wire protocol over plain HTTP on `127.0.0.1` and
 //! the real kube-rs client talks to it: tests drive it with [`FakeApiServer::put`], [`FakeApiServer::delete`] and
 //! the fault injectors ([`compact`](FakeApiServer::compact), [`drop_watches`](FakeApiServer::drop_watches),
@@ -17,7 +17,8 @@
 //!   (namespaced), GlobalNetworkPolicy, Tier, GlobalNetworkSet, StagedGlobalNetworkPolicy and HostEndpoint
 //!   (cluster-scoped),
 //!   under its CRDs' group `crd.projectcalico.org/v1` and under its API
-//!   server's `projectcalico.org/v3`. Two kinds may share a `kind` name (`NetworkPolicy`): their `apiVersion`
+//!   server's `projectcalico.org/v3`; Cilium's CiliumNetworkPolicy (namespaced) and CiliumClusterwideNetworkPolicy
+//!   (cluster-scoped) under its CRDs' group `cilium.io/v2`. Two kinds may share a `kind` name (`NetworkPolicy`): their `apiVersion`
 //!   tells them apart ([`Kind::from_api_version`]).
 //! - Paths: every kind's collection (`/api/v1/pods`, `/apis/{group}/{version}/{plural}`), its namespaced
 //!   collections (`.../namespaces/{ns}/{plural}`) and its objects (`.../{plural}/{name}`,
@@ -25,7 +26,8 @@
 //!   `/apis/{group}/{version}`. Only `GET`.
 //! - CRDs and API services: the `policy.networking.k8s.io` CRDs are installed by default,
 //!   [`FakeApiServer::set_crds_installed`]`(false)` removes them; Calico is not installed by default,
-//!   [`FakeApiServer::set_calico`] installs its CRDs, or its CRDs and its API server; [`FakeApiServer::set_served`]
+//!   [`FakeApiServer::set_calico`] installs its CRDs, or its CRDs and its API server; nor is Cilium,
+//!   [`FakeApiServer::set_cilium`] installs its CRDs; [`FakeApiServer::set_served`]
 //!   takes one kind out. A kind taken out loses its objects, its watches end, and its paths (and discovery
 //!   entries) are gone, so a list answers `404` with the `Status` a real apiserver sends for a resource it does not
 //!   serve (reason `NotFound`, "the server could not find the requested resource").
@@ -271,6 +273,13 @@ impl FakeApiServer {
     /// [`set_crds_installed`](Self::set_crds_installed).
     pub fn set_calico(&self, calico: Calico) {
         lock(&self.shared.store).set_calico(calico);
+    }
+
+    /// Installs or removes Cilium's CustomResourceDefinitions (`cilium.io/v2` CiliumNetworkPolicy and
+    /// CiliumClusterwideNetworkPolicy, [`Api::CiliumCrd`]); not installed by default. Removing them deletes their
+    /// objects and ends their watches, as with [`set_crds_installed`](Self::set_crds_installed).
+    pub fn set_cilium(&self, installed: bool) {
+        lock(&self.shared.store).set_cilium(installed);
     }
 
     /// Takes one kind out (`false`: its CRD or API resource is not installed, whatever else is) or puts it back.

@@ -174,6 +174,8 @@ pub(crate) struct Store {
     crds_installed: bool,
     /// Which of Calico's APIs are served.
     calico: Calico,
+    /// Whether Cilium's CRDs ([`Api::CiliumCrd`]) are installed.
+    cilium: bool,
     /// Kinds taken out one by one ([`Store::set_served`]).
     removed: BTreeSet<Kind>,
     /// Kinds every request for which is refused with 403 Forbidden.
@@ -206,6 +208,7 @@ impl Store {
             next_watch_id: 1,
             crds_installed: true,
             calico: Calico::None,
+            cilium: false,
             removed: BTreeSet::new(),
             forbidden: BTreeSet::new(),
         }
@@ -218,6 +221,7 @@ impl Store {
             Api::PolicyCrd => self.crds_installed,
             Api::CalicoCrd => self.calico != Calico::None,
             Api::CalicoApiServer => self.calico == Calico::ApiServer,
+            Api::CiliumCrd => self.cilium,
         };
         installed && !self.removed.contains(&kind)
     }
@@ -248,6 +252,11 @@ impl Store {
     /// Which of Calico's APIs are served (see [`Store::reconfigure`]).
     pub(crate) fn set_calico(&mut self, calico: Calico) {
         self.reconfigure(|s| s.calico = calico);
+    }
+
+    /// Installs or removes Cilium's CRDs (see [`Store::reconfigure`]).
+    pub(crate) fn set_cilium(&mut self, installed: bool) {
+        self.reconfigure(|s| s.cilium = installed);
     }
 
     /// Takes one CRD or API kind out (or puts it back), whatever else serves it (see [`Store::reconfigure`]).

@@ -303,18 +303,22 @@ async fn writes_and_label_selectors_are_refused_with_a_status() {
 
 /// kube's dynamic API for a kind of the fake server.
 fn dynamic(client: &Client, kind: Kind) -> Api<DynamicObject> {
+    Api::all_with(client.clone(), &api_resource(kind))
+}
+
+/// A kind of the fake server as kube's dynamic API describes it.
+fn api_resource(kind: Kind) -> ApiResource {
     let (group, version) = match kind.api_version().split_once('/') {
         Some((g, v)) => (g, v),
         None => ("", kind.api_version()),
     };
-    let resource = ApiResource {
+    ApiResource {
         group: group.to_owned(),
         version: version.to_owned(),
         api_version: kind.api_version().to_owned(),
         kind: kind.name().to_owned(),
         plural: kind.plural().to_owned(),
-    };
-    Api::all_with(client.clone(), &resource)
+    }
 }
 
 fn the_crds() -> [Kind; 3] {
@@ -551,6 +555,81 @@ async fn calico_kinds_are_discovered_listed_watched_and_bookmarked() {
         let error = dynamic(&client, Kind::CalicoGlobalNetworkSet).list(&ListParams::default()).await.unwrap_err();
         assert!(matches!(error, kube::Error::Api(s) if s.code == 404));
         assert!(dynamic(&client, Kind::CalicoNetworkSet).list(&ListParams::default()).await.is_ok());
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cilium's kinds
+
+#[tokio::test]
+async fn cilium_kinds_are_discovered_listed_and_watched() {
+    use netpol_fakeapi::fixtures::{cilium_deny_web, seed_cilium, seed_two_namespaces, CILIUM};
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        seed_two_namespaces(&server);
+        let client = client(&server).await;
+        // Not installed by default: no group, and 404s.
+        let groups = client.list_api_groups().await.unwrap();
+        assert!(groups.groups.iter().all(|g| g.name != "cilium.io"), "{groups:?}");
+        let cnps = dynamic(&client, Kind::CiliumNetworkPolicy);
+        assert!(matches!(cnps.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 404));
+        assert_eq!(
+            server.try_put(cilium_deny_web()),
+            Err(netpol_fakeapi::PutError::NotInstalled(Kind::CiliumNetworkPolicy))
+        );
+
+        server.set_cilium(true);
+        seed_cilium(&server);
+        let groups = client.list_api_groups().await.unwrap();
+        let cilium = groups.groups.iter().find(|g| g.name == "cilium.io").expect("the cilium.io group");
+        assert_eq!(cilium.preferred_version.as_ref().map(|v| v.group_version.as_str()), Some(CILIUM));
+        let v2 = client.list_api_group_resources(CILIUM).await.unwrap();
+        let mut resources: Vec<(&str, &str, bool)> =
+            v2.resources.iter().map(|r| (r.name.as_str(), r.kind.as_str(), r.namespaced)).collect();
+        resources.sort();
+        assert_eq!(
+            resources,
+            [
+                ("ciliumclusterwidenetworkpolicies", "CiliumClusterwideNetworkPolicy", false),
+                ("ciliumnetworkpolicies", "CiliumNetworkPolicy", true)
+            ]
+        );
+        let list = cnps.list(&ListParams::default().limit(500)).await.unwrap();
+        assert_eq!(list.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>(), ["api-ingress"]);
+        assert_eq!(list.items[0].metadata.namespace.as_deref(), Some("backend"));
+        assert_eq!(list.items[0].data["spec"]["ingressDeny"][0]["toPorts"][0]["ports"][0]["port"], "9090");
+        let ccnps = dynamic(&client, Kind::CiliumClusterwideNetworkPolicy);
+        let list = ccnps.list(&ListParams::default()).await.unwrap();
+        assert_eq!(list.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>(), ["backend-not-to-frontend"]);
+        assert_eq!(list.items[0].metadata.namespace, None);
+        // Namespaced collections, and kube-rs's namespaced Api.
+        let in_backend: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), "backend", &api_resource(Kind::CiliumNetworkPolicy));
+        assert_eq!(in_backend.get("api-ingress").await.unwrap().name_any(), "api-ingress");
+
+        // The watcher lists, follows, and resumes from a bookmark without a relist.
+        let mut stream = watcher(cnps.clone(), watcher::Config::default()).boxed();
+        while !matches!(stream.next().await, Some(Ok(watcher::Event::InitDone))) {}
+        let added = server.try_put(cilium_deny_web()).unwrap();
+        let Some(Ok(watcher::Event::Apply(p))) = stream.next().await else { panic!("expected an addition") };
+        assert_eq!((p.name_any(), p.resource_version()), ("deny-web".to_string(), Some(added.to_string())));
+        server.send_bookmarks();
+        let bookmarked = server.resource_version();
+        server.compact();
+        server.drop_watches();
+        let gone = server.delete_kind(Kind::CiliumNetworkPolicy, Some("backend"), "deny-web").unwrap();
+        let Some(Ok(watcher::Event::Delete(p))) = stream.next().await else { panic!("expected a deletion") };
+        assert_eq!((p.name_any(), p.resource_version()), ("deny-web".to_string(), Some(gone.to_string())));
+        let watch = watches(&server, &Kind::CiliumNetworkPolicy.path());
+        assert_eq!(param(watch.last().unwrap(), "resourceVersion"), Some(bookmarked.to_string().as_str()));
+        assert_eq!(lists(&server, &Kind::CiliumNetworkPolicy.path()).len(), 3, "the 404, the list, the watcher's");
+
+        // Uninstalled: the objects go (DELETED), the paths answer 404 again.
+        server.set_cilium(false);
+        let Some(Ok(watcher::Event::Delete(p))) = stream.next().await else { panic!("expected a deletion") };
+        assert_eq!(p.name_any(), "api-ingress");
+        assert!(matches!(ccnps.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 404));
     })
     .await;
 }

@@ -1,15 +1,17 @@
 //! Live clusters: Namespaces, Pods, NetworkPolicies, Nodes, the admin network policy CRDs
 //! (`policy.networking.k8s.io`: ClusterNetworkPolicy `v1alpha2`, AdminNetworkPolicy and
-//! BaselineAdminNetworkPolicy `v1alpha1`) and Calico's objects (Tier, NetworkPolicy, GlobalNetworkPolicy,
+//! BaselineAdminNetworkPolicy `v1alpha1`), Calico's objects (Tier, NetworkPolicy, GlobalNetworkPolicy,
 //! NetworkSet, GlobalNetworkSet, HostEndpoint, the staged policies StagedNetworkPolicy, StagedGlobalNetworkPolicy
-//! and StagedKubernetesNetworkPolicy, and the ServiceAccounts its selectors see) read from a Kubernetes API server with
+//! and StagedKubernetesNetworkPolicy, and the ServiceAccounts its selectors see) and Cilium's policies
+//! (CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, `cilium.io/v2`) read from a Kubernetes API server with
 //! kube-rs, instead of manifest files. The kinds are one table, [`Kind`]; the CRD kinds are read through kube's
 //! dynamic API ([`DynamicObject`]), the others through k8s-openapi's types.
 //!
 //! Calico's kinds are read from its API server's group `projectcalico.org/v3` when the cluster serves it (the
 //! objects as users wrote them), else from its CRDs' group `crd.projectcalico.org/v1` ([`CalicoApi`], found once
 //! by discovery, `GET /apis`). Where neither group is served, neither Calico's kinds nor ServiceAccounts (which only
-//! Calico's selectors read) are asked for: they are absent, logged at debug level.
+//! Calico's selectors read) are asked for: they are absent, logged at debug level. Cilium's kinds are read where
+//! the same discovery finds `cilium.io/v2` ([`Apis`]); without it they are absent alike.
 //!
 //! - One-shot commands (`query`, `explain`, `matrix`, `lint`, `describe` with `--kubeconfig`, `--context` or
 //!   `--in-cluster`): [`snapshot`] lists every kind (paginated, one consistent list per kind) and loads them.
@@ -36,7 +38,9 @@
 //! already applied), so the engine sees only real changes. Objects are decoded one at a time there, so what the
 //! loader derives across objects is kept by [`Change`]s and the store: a Calico policy's tier goes by name
 //! ([`Change::PutCalicoPolicy`]), and its warning that no Tier object declares its tier is reported exactly while no
-//! valid Tier of that name is held (staged policies alike). Staged policies go to `Cluster::staged`
+//! valid Tier of that name is held (staged policies alike). A Cilium object is lowered to several policies: its
+//! changes are [`CiliumChange`]s, applied to the cluster by [`apply_cilium`] (the core's update has no change for
+//! them), and the loader's warning on Cilium policies is reported once, at the first one held. Staged policies go to `Cluster::staged`
 //! ([`Change::PutStagedPolicy`]): they never change the enforced engine; each published [`Update`] carries their
 //! staged view compiled (`Update::staged`). The loader's warning that a staged `Delete` names no loaded policy
 //! depends on the enforced policies of the moment and is not reported by the watch (a one-shot list reports it).
@@ -148,6 +152,10 @@ pub enum Kind {
     StagedKubernetesNetworkPolicy,
     /// Calico's HostEndpoint: a node's interfaces, which GlobalNetworkPolicies guard.
     HostEndpoint,
+    /// Cilium's CiliumNetworkPolicy (`cilium.io/v2`, namespaced).
+    CiliumNetworkPolicy,
+    /// Cilium's CiliumClusterwideNetworkPolicy (`cilium.io/v2`).
+    CiliumClusterwideNetworkPolicy,
 }
 
 /// What serves a kind.
@@ -161,6 +169,8 @@ enum Served {
     Calico,
     /// The API server, but read only where Calico is ([`Kind::ServiceAccount`]).
     WithCalico,
+    /// Cilium's CRDs (`cilium.io/v2`): read where discovery finds the group; a `404` means "none".
+    Cilium,
 }
 
 /// What netpol needs to know of a kind.
@@ -184,6 +194,8 @@ struct KindInfo {
 
 const CALICO_CRD_GROUP: &str = "crd.projectcalico.org";
 const CALICO_API_GROUP: &str = "projectcalico.org";
+const CILIUM_GROUP: &str = "cilium.io";
+const CILIUM_API_VERSION: &str = "cilium.io/v2";
 
 const fn calico_kind(
     kind: Kind,
@@ -331,6 +343,26 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         15,
     ),
     calico_kind(Kind::HostEndpoint, "HostEndpoint", "hostendpoints", "hostendpoints", false, 16),
+    KindInfo {
+        kind: Kind::CiliumNetworkPolicy,
+        name: "CiliumNetworkPolicy",
+        api_version: CILIUM_API_VERSION,
+        resource_name: "ciliumnetworkpolicies",
+        plural: "ciliumnetworkpolicies",
+        namespaced: true,
+        served: Served::Cilium,
+        load_rank: 17,
+    },
+    KindInfo {
+        kind: Kind::CiliumClusterwideNetworkPolicy,
+        name: "CiliumClusterwideNetworkPolicy",
+        api_version: CILIUM_API_VERSION,
+        resource_name: "ciliumclusterwidenetworkpolicies",
+        plural: "ciliumclusterwidenetworkpolicies",
+        namespaced: false,
+        served: Served::Cilium,
+        load_rank: 18,
+    },
 ];
 
 // Every entry is at the index of its kind.
@@ -344,7 +376,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 19;
 
     /// In the order of revision reports.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -365,6 +397,8 @@ impl Kind {
         Kind::StagedGlobalNetworkPolicy,
         Kind::StagedKubernetesNetworkPolicy,
         Kind::HostEndpoint,
+        Kind::CiliumNetworkPolicy,
+        Kind::CiliumClusterwideNetworkPolicy,
     ];
 
     fn info(self) -> &'static KindInfo {
@@ -408,10 +442,15 @@ impl Kind {
         self.info().namespaced
     }
 
-    /// Whether a CRD serves this kind (the admin policy kinds, Calico's), so that a cluster may not have it (a
-    /// `404` for its list).
+    /// Whether a CRD serves this kind (the admin policy kinds, Calico's, Cilium's), so that a cluster may not have
+    /// it (a `404` for its list).
     pub fn is_optional(self) -> bool {
-        matches!(self.info().served, Served::Crd | Served::Calico)
+        matches!(self.info().served, Served::Crd | Served::Calico | Served::Cilium)
+    }
+
+    /// Whether the kind is one of Cilium's (read only where the cluster serves `cilium.io/v2`).
+    pub fn is_cilium(self) -> bool {
+        self.info().served == Served::Cilium
     }
 
     /// Whether the kind is read only where the cluster serves one of Calico's API groups: Calico's kinds, and
@@ -459,31 +498,60 @@ impl CalicoApi {
     }
 }
 
-/// Which of Calico's API groups the cluster serves (discovery: `GET /apis`): its API server's when it has one,
-/// else its CRDs'; `None` without Calico. Should the API server refuse discovery (an error status, which RBAC's
-/// default `system:discovery` makes unlikely), Calico's CRDs are tried (each list then says whether its kind is
-/// served); an error reaching it is returned.
-async fn calico_api(client: &Client) -> Result<Option<CalicoApi>, kube::Error> {
+/// Which optional API groups the cluster serves, found once by discovery (`GET /apis`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Apis {
+    /// Where Calico's kinds are read from; `None`: the cluster serves none of Calico's groups.
+    pub calico: Option<CalicoApi>,
+    /// Whether the cluster serves Cilium's `cilium.io/v2` (its CRDs are installed).
+    pub cilium: bool,
+}
+
+impl Apis {
+    /// Whether `kind` is asked for: the kinds of a group discovery did not find are not.
+    pub fn reads(self, kind: Kind) -> bool {
+        match kind.info().served {
+            Served::Calico | Served::WithCalico => self.calico.is_some(),
+            Served::Cilium => self.cilium,
+            Served::BuiltIn | Served::Crd => true,
+        }
+    }
+}
+
+/// Which optional API groups the cluster serves (discovery: `GET /apis`). Calico: its API server's group when it
+/// has one, else its CRDs'; `None` without Calico. Cilium: `cilium.io/v2`. Should the API server refuse
+/// discovery (an error status, which RBAC's default `system:discovery` makes unlikely), Calico's CRDs and Cilium's
+/// are tried (each list then says whether its kind is served); an error reaching it is returned.
+async fn discover(client: &Client) -> Result<Apis, kube::Error> {
     let serves = |groups: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIGroupList, name: &str, version: &str| {
         groups.groups.iter().any(|g| g.name == name && g.versions.iter().any(|v| v.version == version))
     };
     match client.list_api_groups().await {
-        Ok(groups) if serves(&groups, CALICO_API_GROUP, "v3") => Ok(Some(CalicoApi::ApiServer)),
-        Ok(groups) if serves(&groups, CALICO_CRD_GROUP, "v1") => Ok(Some(CalicoApi::Crds)),
-        Ok(_) => {
-            tracing::debug!(
-                "the cluster serves none of Calico's API groups ({CALICO_API_GROUP}, {CALICO_CRD_GROUP}): Calico's \
-                 kinds and service accounts are not read"
-            );
-            Ok(None)
+        Ok(groups) => {
+            let calico = if serves(&groups, CALICO_API_GROUP, "v3") {
+                Some(CalicoApi::ApiServer)
+            } else if serves(&groups, CALICO_CRD_GROUP, "v1") {
+                Some(CalicoApi::Crds)
+            } else {
+                tracing::debug!(
+                    "the cluster serves none of Calico's API groups ({CALICO_API_GROUP}, {CALICO_CRD_GROUP}): \
+                     Calico's kinds and service accounts are not read"
+                );
+                None
+            };
+            let cilium = serves(&groups, CILIUM_GROUP, "v2");
+            if !cilium {
+                tracing::debug!("the cluster does not serve {CILIUM_API_VERSION}: Cilium's policies are not read");
+            }
+            Ok(Apis { calico, cilium })
         }
         Err(kube::Error::Api(status)) => {
             tracing::info!(
                 code = status.code,
-                "the cluster refused to list its API groups ({}): trying Calico's CRDs",
+                "the cluster refused to list its API groups ({}): trying Calico's and Cilium's CRDs",
                 status.message
             );
-            Ok(Some(CalicoApi::Crds))
+            Ok(Apis { calico: Some(CalicoApi::Crds), cilium: true })
         }
         Err(e) => Err(e),
     }
@@ -606,6 +674,8 @@ pub struct Snapshot {
     pub objects: Vec<Object>,
     /// Where Calico's kinds were read from; `None`: the cluster serves none of Calico's groups.
     pub calico: Option<CalicoApi>,
+    /// Whether the cluster serves Cilium's `cilium.io/v2` (without it, Cilium's kinds are [`Snapshot::absent`]).
+    pub cilium: bool,
     /// The list resourceVersion of each kind, by [`Kind::index`].
     versions: [Option<String>; Kind::COUNT],
     /// The kinds the cluster does not serve (CRDs not installed), by [`Kind::index`].
@@ -619,8 +689,8 @@ impl Snapshot {
         versions_text(&self.versions, &self.absent)
     }
 
-    /// The kinds the cluster does not serve: CRDs that are not installed (and ServiceAccounts, not read where
-    /// the cluster serves none of Calico's groups).
+    /// The kinds the cluster does not serve: CRDs that are not installed (Calico's and Cilium's where discovery
+    /// does not find their groups, and ServiceAccounts, not read where the cluster serves none of Calico's groups).
     pub fn absent(&self) -> Vec<Kind> {
         Kind::ALL.into_iter().filter(|k| self.absent[k.index()]).collect()
     }
@@ -643,11 +713,16 @@ fn watch_not_found(e: &watcher::Error) -> bool {
     }
 }
 
-/// Logs once that the cluster does not serve `kind` (where Calico's API is `calico`): at info level for the admin
-/// policy kinds, at debug level for Calico's (most clusters have no Calico).
-fn log_absent(kind: Kind, calico: Option<CalicoApi>) {
-    let api_version = kind.api_version_in(calico);
-    match (kind.info().served, calico) {
+/// Logs once that the cluster does not serve `kind` (the optional groups it serves are `apis`): at info level for
+/// the admin policy kinds, at debug level for Calico's and Cilium's (most clusters have neither).
+fn log_absent(kind: Kind, apis: Apis) {
+    let api_version = kind.api_version_in(apis.calico);
+    match (kind.info().served, apis.calico) {
+        (Served::Cilium, _) if !apis.cilium => tracing::debug!(
+            kind = kind.plural(),
+            "the cluster does not serve {CILIUM_API_VERSION}: {} are not read",
+            kind.plural()
+        ),
         (Served::Crd, _) => tracing::info!(
             kind = kind.plural(),
             api_version,
@@ -670,12 +745,8 @@ fn log_absent(kind: Kind, calico: Option<CalicoApi>) {
 
 /// Lists every object of one kind, page by page; a list whose continue token expired (410) starts over. `None`
 /// when the cluster does not serve an optional kind (a CRD that is not installed). Calico's kinds are read where
-/// `calico` says.
-async fn list_all<K>(
-    api: &Api<K>,
-    kind: Kind,
-    calico: Option<CalicoApi>,
-) -> anyhow::Result<Option<(Vec<Object>, Option<String>)>>
+/// `apis` says.
+async fn list_all<K>(api: &Api<K>, kind: Kind, apis: Apis) -> anyhow::Result<Option<(Vec<Object>, Option<String>)>>
 where
     K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
@@ -693,18 +764,18 @@ where
                     continue 'again;
                 }
                 Err(e) if is_not_found(&e) && kind.is_optional() => {
-                    log_absent(kind, calico);
+                    log_absent(kind, apis);
                     return Ok(None);
                 }
                 Err(e) => {
-                    let what = format!("{} ({})", kind.plural(), kind.api_version_in(calico));
+                    let what = format!("{} ({})", kind.plural(), kind.api_version_in(apis.calico));
                     return Err(e).with_context(|| format!("cannot list {what}"));
                 }
             };
             if version.is_none() {
                 version = page.metadata.resource_version.clone().filter(|s| !s.is_empty());
             }
-            let api_version = kind.api_version_in(calico);
+            let api_version = kind.api_version_in(apis.calico);
             for item in &page.items {
                 let o = Object::new(kind, api_version, item).with_context(|| format!("cannot convert a {kind:?}"))?;
                 objects.push(o);
@@ -718,23 +789,19 @@ where
 }
 
 /// [`list_all`] of one kind: k8s-openapi's types for the built-in kinds, kube's dynamic API for the CRDs. `None`
-/// also for the kinds read only where Calico is, when `calico` is `None`.
-async fn list_kind(
-    client: &Client,
-    kind: Kind,
-    calico: Option<CalicoApi>,
-) -> anyhow::Result<Option<(Vec<Object>, Option<String>)>> {
-    if kind.is_calico() && calico.is_none() {
-        log_absent(kind, calico);
+/// also for the kinds of a group discovery did not find (`apis`).
+async fn list_kind(client: &Client, kind: Kind, apis: Apis) -> anyhow::Result<Option<(Vec<Object>, Option<String>)>> {
+    if !apis.reads(kind) {
+        log_absent(kind, apis);
         return Ok(None);
     }
     let c = client.clone();
     match kind {
-        Kind::Pod => list_all(&Api::<K8sPod>::all(c), kind, calico).await,
-        Kind::NetworkPolicy => list_all(&Api::<K8sNetworkPolicy>::all(c), kind, calico).await,
-        Kind::Namespace => list_all(&Api::<K8sNamespace>::all(c), kind, calico).await,
-        Kind::Node => list_all(&Api::<K8sNode>::all(c), kind, calico).await,
-        Kind::ServiceAccount => list_all(&Api::<K8sServiceAccount>::all(c), kind, calico).await,
+        Kind::Pod => list_all(&Api::<K8sPod>::all(c), kind, apis).await,
+        Kind::NetworkPolicy => list_all(&Api::<K8sNetworkPolicy>::all(c), kind, apis).await,
+        Kind::Namespace => list_all(&Api::<K8sNamespace>::all(c), kind, apis).await,
+        Kind::Node => list_all(&Api::<K8sNode>::all(c), kind, apis).await,
+        Kind::ServiceAccount => list_all(&Api::<K8sServiceAccount>::all(c), kind, apis).await,
         Kind::ClusterNetworkPolicy
         | Kind::AdminNetworkPolicy
         | Kind::BaselineAdminNetworkPolicy
@@ -746,8 +813,10 @@ async fn list_kind(
         | Kind::StagedNetworkPolicy
         | Kind::StagedGlobalNetworkPolicy
         | Kind::StagedKubernetesNetworkPolicy
-        | Kind::HostEndpoint => {
-            list_all(&Api::<DynamicObject>::all_with(c, &kind.api_resource(calico)), kind, calico).await
+        | Kind::HostEndpoint
+        | Kind::CiliumNetworkPolicy
+        | Kind::CiliumClusterwideNetworkPolicy => {
+            list_all(&Api::<DynamicObject>::all_with(c, &kind.api_resource(apis.calico)), kind, apis).await
         }
     }
 }
@@ -755,11 +824,11 @@ async fn list_kind(
 /// Lists every kind of the cluster; the CRD kinds it does not serve are [`Snapshot::absent`].
 pub async fn snapshot(source: &Source) -> anyhow::Result<Snapshot> {
     let (client, server) = source.client().await?;
-    let calico = calico_api(&client)
+    let apis = discover(&client)
         .await
         .context("cannot list the API groups")
         .with_context(|| format!("reading the cluster at {server}"))?;
-    let lists = futures::future::try_join_all(Kind::ALL.map(|k| list_kind(&client, k, calico)))
+    let lists = futures::future::try_join_all(Kind::ALL.map(|k| list_kind(&client, k, apis)))
         .await
         .with_context(|| format!("reading the cluster at {server}"))?;
     let mut versions: [Option<String>; Kind::COUNT] = Default::default();
@@ -774,7 +843,7 @@ pub async fn snapshot(source: &Source) -> anyhow::Result<Snapshot> {
             None => absent[kind.index()] = true,
         }
     }
-    Ok(Snapshot { server, objects, calico, versions, absent })
+    Ok(Snapshot { server, objects, calico: apis.calico, cilium: apis.cilium, versions, absent })
 }
 
 /// [`snapshot`] on a new single-threaded runtime, for the synchronous commands. Returns the loaded cluster and
@@ -824,6 +893,8 @@ pub struct Batch {
     pub initial: Option<Loaded>,
     /// Changes to apply after `initial` (or to the current engine), in order.
     pub changes: Vec<Change>,
+    /// Changes to Cilium's policies, applied after `changes` ([`apply_cilium`]).
+    pub cilium: Vec<CiliumChange>,
     /// Events that did not change the model.
     pub unchanged: u64,
     /// Whether the set of diagnostics (invalid objects) changed.
@@ -838,6 +909,163 @@ struct Entry {
     /// A Calico policy in a tier that is not built in: the tier's name and the loader's warning that no Tier
     /// object declares it, reported while the store holds no valid Tier of that name.
     tier_warning: Option<(String, Diagnostic)>,
+}
+
+/// One Cilium policy object (CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy) added, modified or deleted:
+/// the policies the loader lowers it to (up to three per rule, in Cilium's tiers and the NetworkPolicy tier, with
+/// the same kind and name: see `netpol_core::load`'s Cilium frontend), replaced together. `netpol_core::update` has
+/// no change of its own for them ([`Change::PutPolicy`] holds one policy per kind, namespace and name), so the
+/// applier applies these to the cluster itself and recompiles ([`apply_cilium`]), as the core does for any change
+/// once the cluster has Cilium policies.
+#[derive(Clone, Debug)]
+pub struct CiliumChange {
+    pub kind: PolicyKind,
+    /// The namespace of a CiliumNetworkPolicy; `None` for a CiliumClusterwideNetworkPolicy.
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The object's policies as the loader reads the object alone, each with its tier when that is one of
+    /// Cilium's own (`None`: the built-in tier its index names). Empty: the object is deleted, or now invalid.
+    pub parts: Vec<(netpol_core::model::Policy, Option<netpol_core::model::TierDef>)>,
+    /// The object's namespace as the loader declares it when no Namespace object does.
+    pub implicit_namespace: Option<netpol_core::model::Namespace>,
+}
+
+impl CiliumChange {
+    /// The change that takes every policy of the object `key` out.
+    fn delete(key: &Key) -> CiliumChange {
+        let kind = match key.0 {
+            Kind::CiliumClusterwideNetworkPolicy => PolicyKind::CiliumClusterwideNetworkPolicy,
+            _ => PolicyKind::CiliumNetworkPolicy,
+        };
+        let namespace = key.0.is_namespaced().then(|| key.1.clone());
+        CiliumChange { kind, namespace, name: key.2.clone(), parts: Vec::new(), implicit_namespace: None }
+    }
+
+    /// The object's policies out of what loading it alone gave (`c`: that cluster).
+    fn put(key: &Key, c: &mut netpol_core::model::Cluster) -> CiliumChange {
+        let mut change = CiliumChange::delete(key);
+        let tiers = &c.tiers;
+        change.parts = std::mem::take(&mut c.policies)
+            .into_iter()
+            .filter(|p| p.kind.is_cilium())
+            .map(|p| {
+                let own = (p.tier.index() >= 3).then(|| tiers.get(p.tier.index()).cloned()).flatten();
+                (p, own)
+            })
+            .collect();
+        change.implicit_namespace = change
+            .namespace
+            .as_ref()
+            .and_then(|n| c.namespaces.iter().find(|ns| ns.name == *n && ns.origin.is_none()).cloned());
+        change
+    }
+
+    /// A fingerprint of everything the engine reads of the object's policies.
+    fn fingerprint(&self) -> u64 {
+        let parts: Vec<u64> =
+            self.parts.iter().map(|(p, own)| cilium_part_fp(p, own.as_ref().map(|t| &*t.name))).collect();
+        fingerprint(&parts)
+    }
+}
+
+/// Applies a [`CiliumChange`] to a cluster: the object's policies replace those it had (none: they are gone),
+/// in their tiers by name (Cilium's tiers are added as the loader adds them, and dropped, as the loader would not
+/// have them, once no policy is in them); its namespace is created undeclared when no object declares it, and
+/// goes again with its last policy when nothing else names it. The cluster then loads as the same objects from
+/// files would (tested in `crates/netpol-kube/tests/it/cilium.rs`); an engine compiled from it answers as one.
+pub fn apply_cilium(c: &mut netpol_core::model::Cluster, change: CiliumChange) {
+    use netpol_core::model::{NsId, PolicyTier};
+    let CiliumChange { kind, namespace, name, parts, implicit_namespace } = change;
+    let ns = match &namespace {
+        None => None,
+        Some(n) => match c.namespace_id(n) {
+            Some(id) => Some(id),
+            // Nothing of it can be held in a namespace the cluster does not have.
+            None if parts.is_empty() => return,
+            None => {
+                let declared = implicit_namespace.unwrap_or_else(|| {
+                    let labels = netpol_core::selector::Labels::from_iter([(
+                        netpol_core::load::NAMESPACE_NAME_LABEL,
+                        n.as_str(),
+                    )]);
+                    netpol_core::model::Namespace { name: n.clone(), labels, origin: None }
+                });
+                c.namespaces.push(declared);
+                Some(NsId::new(c.namespaces.len() - 1))
+            }
+        },
+    };
+    c.policies.retain(|p| !(p.kind == kind && p.name == name && p.ns() == ns));
+    for (mut policy, own) in parts {
+        if let Some(id) = ns {
+            policy.scope = Scope::Namespace(id);
+        }
+        if let Some(tier) = own {
+            let at = c.tiers.iter().skip(3).position(|t| t.name == tier.name && t.origin.is_none());
+            let i = match at {
+                Some(i) => i + 3,
+                None => {
+                    c.tiers.push(tier);
+                    c.tiers.len() - 1
+                }
+            };
+            policy.tier = PolicyTier::from_index(i);
+        }
+        c.policies.push(policy);
+    }
+    drop_unused_tiers(c);
+    // A namespace only named (by this object): it stays while something is in it, as the loader would have it.
+    if let Some(n) = namespace.filter(|n| c.namespace_id(n).is_some_and(|id| c.ns(id).origin.is_none())) {
+        netpol_core::update::apply_to_cluster(c, Change::DeleteNamespace { name: n });
+    }
+}
+
+/// Drops the undeclared tiers no policy is in (as the loader never has them), renumbering the policies' tiers.
+fn drop_unused_tiers(c: &mut netpol_core::model::Cluster) {
+    use netpol_core::model::PolicyTier;
+    let mut used = vec![false; c.tiers.len()];
+    for p in &c.policies {
+        if let Some(u) = used.get_mut(p.tier.index()) {
+            *u = true;
+        }
+    }
+    let keep: Vec<bool> = c.tiers.iter().enumerate().map(|(i, t)| i < 3 || t.origin.is_some() || used[i]).collect();
+    if keep.iter().all(|k| *k) {
+        return;
+    }
+    // Staged policies name a tier that is not built in by name (the staged view finds it so).
+    for st in &mut c.staged {
+        if st.implicit_tier.is_none() && st.policy.tier.index() >= 3 {
+            st.implicit_tier = c.tiers.get(st.policy.tier.index()).map(|t| t.name.clone());
+        }
+    }
+    let mut remap = Vec::with_capacity(keep.len());
+    let mut next = 0;
+    for k in &keep {
+        remap.push(next);
+        next += usize::from(*k);
+    }
+    let mut i = 0;
+    c.tiers.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    for p in &mut c.policies {
+        if let Some(new) = remap.get(p.tier.index()) {
+            p.tier = PolicyTier::from_index(*new);
+        }
+    }
+    for st in &mut c.staged {
+        if let (Some(new), Some(true)) = (remap.get(st.policy.tier.index()), keep.get(st.policy.tier.index())) {
+            st.policy.tier = PolicyTier::from_index(*new);
+        }
+    }
+}
+
+/// A fingerprint of one policy of a Cilium object: its tier by name when it is one of Cilium's own (`own`), else
+/// by index (a built-in tier, whatever Calico calls it).
+fn cilium_part_fp(p: &netpol_core::model::Policy, own: Option<&str>) -> u64 {
+    policy_fp_in(p, &own.map_or_else(|| format!("#{}", p.tier.index()), str::to_string))
 }
 
 impl Entry {
@@ -990,9 +1218,13 @@ fn namespace_fp(n: &netpol_core::model::Namespace) -> u64 {
     fingerprint(&n.labels)
 }
 
-fn delete_change(key: &Key) -> Change {
+/// What deleting the object `key` changes in the model.
+fn delete_change(key: &Key) -> Pending {
     let (kind, namespace, name) = key.clone();
-    match kind {
+    let change = match kind {
+        Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => {
+            return Pending::Cilium(CiliumChange::delete(key));
+        }
         Kind::Pod => Change::DeletePod { namespace, name },
         Kind::NetworkPolicy => Change::DeletePolicy { namespace, name },
         Kind::Namespace => Change::DeleteNamespace { name },
@@ -1013,6 +1245,22 @@ fn delete_change(key: &Key) -> Change {
             Change::DeleteStagedPolicy { kind: kind.name(), namespace, name }
         }
         Kind::HostEndpoint => Change::DeleteHostEndpoint { name },
+    };
+    Pending::Core(change)
+}
+
+/// A change to the model, for the engine's update or for [`apply_cilium`].
+enum Pending {
+    Core(Change),
+    Cilium(CiliumChange),
+}
+
+impl Batch {
+    fn push(&mut self, change: Pending) {
+        match change {
+            Pending::Core(c) => self.changes.push(c),
+            Pending::Cilium(c) => self.cilium.push(c),
+        }
     }
 }
 
@@ -1139,7 +1387,7 @@ impl Store {
             .pods
             .iter()
             .map(|p| (&p.source.origin.file, pod_fp(p)))
-            .chain(c.policies.iter().map(|p| (&p.origin.file, fp_of_policy(p))))
+            .chain(c.policies.iter().filter(|p| !p.kind.is_cilium()).map(|p| (&p.origin.file, fp_of_policy(p))))
             .chain(c.nodes.iter().map(|n| (&n.origin.file, node_fp(n))))
             .chain(c.namespaces.iter().filter_map(|n| n.origin.as_ref().map(|o| (&o.file, namespace_fp(n)))))
             .chain(c.tiers.iter().filter_map(|t| t.origin.as_ref().map(|o| (&o.file, tier_fp(t)))))
@@ -1152,6 +1400,17 @@ impl Store {
         for (file, fp) in fps {
             if let Some(e) = by_source.get(&**file).and_then(|k| self.entries.get_mut(k)) {
                 e.model = Some(fp);
+            }
+        }
+        // A Cilium object is all its policies (each of its rules lowered to up to three).
+        let mut cilium_parts: HashMap<&str, Vec<u64>> = HashMap::new();
+        for p in c.policies.iter().filter(|p| p.kind.is_cilium()) {
+            let own = (p.tier.index() >= 3).then(|| c.tiers.get(p.tier.index()).map(|t| &*t.name)).flatten();
+            cilium_parts.entry(&p.origin.file).or_default().push(cilium_part_fp(p, own));
+        }
+        for (file, parts) in cilium_parts {
+            if let Some(e) = by_source.get(file).and_then(|k| self.entries.get_mut(k)) {
+                e.model = Some(fingerprint(&parts));
             }
         }
         // Calico's policies (and staged policies) in tiers that are not built in: the warning that no Tier
@@ -1234,6 +1493,9 @@ impl Store {
             // Alone, a staged Delete never finds its policy: not a warning here.
             loaded.diagnostics.retain(|d| !is_staged_delete_warning(d));
         }
+        let cilium = (key.0.is_cilium() && !loaded.diagnostics.iter().any(|d| d.severity == Severity::Error))
+            .then(|| CiliumChange::put(&key, &mut loaded.cluster))
+            .map(|change| (change.fingerprint(), Pending::Cilium(change)));
         let next = match key.0 {
             Kind::Pod => {
                 loaded.cluster.pods.pop().map(|pod| (pod_fp(&pod), Change::PutPod { namespace: key.1.clone(), pod }))
@@ -1281,7 +1543,9 @@ impl Store {
             Kind::HostEndpoint => {
                 loaded.cluster.host_endpoints.pop().map(|h| (host_endpoint_fp(&h), Change::PutHostEndpoint(h)))
             }
+            Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => None,
         };
+        let next = next.map(|(fp, change)| (fp, Pending::Core(change))).or(cilium);
         let no_diagnostics: &[Diagnostic] = &[];
         let prev_warning = prev.and_then(|e| e.tier_warning.as_ref());
         if prev.map_or(no_diagnostics, |e| &e.diagnostics) != loaded.diagnostics.as_slice()
@@ -1293,8 +1557,9 @@ impl Store {
                 log_diagnostic(d);
             }
         }
-        // A Tier declared or no longer: the warnings of the policies in it come or go.
-        if key.0 == Kind::Tier && prev_model.is_some() != next.is_some() {
+        // A Tier declared or no longer: the warnings of the policies in it come or go. The warning on Cilium
+        // policies is said at the first one held.
+        if (key.0 == Kind::Tier || key.0.is_cilium()) && prev_model.is_some() != next.is_some() {
             out.diagnostics_changed = true;
         }
         let model = match (prev_model, next) {
@@ -1303,12 +1568,12 @@ impl Store {
                 Some(b)
             }
             (_, Some((b, change))) => {
-                out.changes.push(change);
+                out.push(change);
                 Some(b)
             }
             (Some(_), None) => {
                 // Now invalid: left out, as the loader leaves invalid objects out of files.
-                out.changes.push(delete_change(&key));
+                out.push(delete_change(&key));
                 None
             }
             (None, None) => {
@@ -1326,9 +1591,9 @@ impl Store {
             Some(e) => {
                 out.diagnostics_changed |= !e.diagnostics.is_empty() || e.tier_warning.is_some();
                 // A Tier no longer declared: the warnings of the policies in it come back.
-                out.diagnostics_changed |= key.0 == Kind::Tier && e.model.is_some();
+                out.diagnostics_changed |= (key.0 == Kind::Tier || key.0.is_cilium()) && e.model.is_some();
                 if e.model.is_some() {
-                    out.changes.push(delete_change(key));
+                    out.push(delete_change(key));
                 } else {
                     out.unchanged += 1;
                 }
@@ -1496,19 +1761,14 @@ pub trait Publish: Send + Sync + 'static {
 /// Watches one kind and forwards its events; errors are counted and retried with kube-runtime's default
 /// backoff (0.8 s doubling to 30 s, with jitter). An optional kind the cluster does not serve (`404`: its CRD is
 /// not installed) is [`Event::Absent`], logged once, and no longer watched. Calico's kinds are read where
-/// `calico` says.
-async fn watch_kind<K>(
-    api: Api<K>,
-    kind: Kind,
-    calico: Option<CalicoApi>,
-    tx: mpsc::Sender<(Kind, Event)>,
-    metrics: Arc<LiveMetrics>,
-) where
+/// `apis` says.
+async fn watch_kind<K>(api: Api<K>, kind: Kind, apis: Apis, tx: mpsc::Sender<(Kind, Event)>, metrics: Arc<LiveMetrics>)
+where
     K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug + Send + 'static,
 {
     let stream = watcher(api, watcher::Config::default().page_size(PAGE_SIZE)).default_backoff();
     let mut stream = std::pin::pin!(stream);
-    let api_version = kind.api_version_in(calico);
+    let api_version = kind.api_version_in(apis.calico);
     while let Some(item) = stream.next().await {
         let convert = |o: &K| Object::new(kind, api_version, o);
         let ev = match item {
@@ -1518,7 +1778,7 @@ async fn watch_kind<K>(
             Ok(watcher::Event::Apply(o)) => convert(&o).map(Event::Apply),
             Ok(watcher::Event::Delete(o)) => convert(&o).map(Event::Delete),
             Err(e) if kind.is_optional() && watch_not_found(&e) => {
-                log_absent(kind, calico);
+                log_absent(kind, apis);
                 let _ = tx.send((kind, Event::Absent)).await;
                 return;
             }
@@ -1543,28 +1803,28 @@ async fn watch_kind<K>(
 }
 
 /// Starts [`watch_kind`] of one kind: k8s-openapi's types for the built-in kinds, kube's dynamic API for the CRDs.
-/// A kind read only where Calico is, on a cluster without Calico (`calico` is `None`), is [`Event::Absent`] at
-/// once.
+/// A kind of a group discovery did not find (Calico's on a cluster without Calico, Cilium's without Cilium) is
+/// [`Event::Absent`] at once.
 fn spawn_watch(
     client: &Client,
     kind: Kind,
-    calico: Option<CalicoApi>,
+    apis: Apis,
     tx: &mpsc::Sender<(Kind, Event)>,
     metrics: &Arc<LiveMetrics>,
 ) -> tokio::task::JoinHandle<()> {
     let (c, tx, m) = (client.clone(), tx.clone(), metrics.clone());
-    if kind.is_calico() && calico.is_none() {
-        log_absent(kind, calico);
+    if !apis.reads(kind) {
+        log_absent(kind, apis);
         return tokio::spawn(async move {
             let _ = tx.send((kind, Event::Absent)).await;
         });
     }
     match kind {
-        Kind::Pod => tokio::spawn(watch_kind(Api::<K8sPod>::all(c), kind, calico, tx, m)),
-        Kind::NetworkPolicy => tokio::spawn(watch_kind(Api::<K8sNetworkPolicy>::all(c), kind, calico, tx, m)),
-        Kind::Namespace => tokio::spawn(watch_kind(Api::<K8sNamespace>::all(c), kind, calico, tx, m)),
-        Kind::Node => tokio::spawn(watch_kind(Api::<K8sNode>::all(c), kind, calico, tx, m)),
-        Kind::ServiceAccount => tokio::spawn(watch_kind(Api::<K8sServiceAccount>::all(c), kind, calico, tx, m)),
+        Kind::Pod => tokio::spawn(watch_kind(Api::<K8sPod>::all(c), kind, apis, tx, m)),
+        Kind::NetworkPolicy => tokio::spawn(watch_kind(Api::<K8sNetworkPolicy>::all(c), kind, apis, tx, m)),
+        Kind::Namespace => tokio::spawn(watch_kind(Api::<K8sNamespace>::all(c), kind, apis, tx, m)),
+        Kind::Node => tokio::spawn(watch_kind(Api::<K8sNode>::all(c), kind, apis, tx, m)),
+        Kind::ServiceAccount => tokio::spawn(watch_kind(Api::<K8sServiceAccount>::all(c), kind, apis, tx, m)),
         Kind::ClusterNetworkPolicy
         | Kind::AdminNetworkPolicy
         | Kind::BaselineAdminNetworkPolicy
@@ -1576,9 +1836,11 @@ fn spawn_watch(
         | Kind::StagedNetworkPolicy
         | Kind::StagedGlobalNetworkPolicy
         | Kind::StagedKubernetesNetworkPolicy
-        | Kind::HostEndpoint => {
-            let api = Api::<DynamicObject>::all_with(c, &kind.api_resource(calico));
-            tokio::spawn(watch_kind(api, kind, calico, tx, m))
+        | Kind::HostEndpoint
+        | Kind::CiliumNetworkPolicy
+        | Kind::CiliumClusterwideNetworkPolicy => {
+            let api = Api::<DynamicObject>::all_with(c, &kind.api_resource(apis.calico));
+            tokio::spawn(watch_kind(api, kind, apis, tx, m))
         }
     }
 }
@@ -1586,15 +1848,18 @@ fn spawn_watch(
 /// Keeps the model `sink` publishes current with the cluster: watches every kind and applies their events in
 /// batches, counting them in `metrics`. Runs until the task is dropped. Should applying a batch fail (a bug), it
 /// starts over from a full list, the last published model still answering meanwhile. Which of Calico's API
-/// groups to read is found by discovery at each start.
+/// groups to read, and whether Cilium's is served, is found by discovery at each start.
 pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) {
     loop {
-        let calico = discover_calico(&client).await;
-        if let Some(api) = calico {
+        let apis = discover_apis(&client).await;
+        if let Some(api) = apis.calico {
             tracing::info!(api_version = api.api_version(), "reading Calico's objects from {}", api.api_version());
         }
+        if apis.cilium {
+            tracing::info!(api_version = CILIUM_API_VERSION, "reading Cilium's policies from {CILIUM_API_VERSION}");
+        }
         let (tx, mut rx) = mpsc::channel(4096);
-        let tasks = Kind::ALL.map(|kind| spawn_watch(&client, kind, calico, &tx, &metrics));
+        let tasks = Kind::ALL.map(|kind| spawn_watch(&client, kind, apis, &tx, &metrics));
         drop(tx);
         let result = apply_events(&sink, &mut rx, &metrics).await;
         for t in &tasks {
@@ -1610,13 +1875,13 @@ pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) 
     }
 }
 
-/// [`calico_api`], retried with kube-runtime's default backoff (0.8 s doubling to 30 s) while the API server cannot
+/// [`discover`], retried with kube-runtime's default backoff (0.8 s doubling to 30 s) while the API server cannot
 /// be reached.
-async fn discover_calico(client: &Client) -> Option<CalicoApi> {
+async fn discover_apis(client: &Client) -> Apis {
     let mut backoff = kube::runtime::watcher::DefaultBackoff::default();
     loop {
-        match calico_api(client).await {
-            Ok(calico) => return calico,
+        match discover(client).await {
+            Ok(apis) => return apis,
             Err(e) => {
                 let wait = backoff.next().unwrap_or(Duration::from_secs(30));
                 tracing::warn!("cannot list the cluster's API groups, retrying in {wait:?}: {e}");
@@ -1663,8 +1928,25 @@ impl Applier {
         };
         let engine = self.engine.insert(engine);
         let changes = std::mem::take(&mut batch.changes);
-        let n = changes.len();
-        let stats = if changes.is_empty() { UpdateStats::default() } else { engine.update(changes) };
+        let cilium = std::mem::take(&mut batch.cilium);
+        let n = changes.len() + cilium.len();
+        let stats = if !cilium.is_empty() {
+            // Cilium's policies change the cluster here, and the engine is compiled once for the whole batch (as
+            // `Engine::update` recompiles any batch once the cluster has Cilium policies).
+            let mut c = engine.cluster().clone();
+            for change in changes {
+                netpol_core::update::apply_to_cluster(&mut c, change);
+            }
+            for change in cilium {
+                apply_cilium(&mut c, change);
+            }
+            *engine = Engine::new(c);
+            UpdateStats { in_place: 0, recompiled: true, recompile_cause: Some("Cilium policies") }
+        } else if changes.is_empty() {
+            UpdateStats::default()
+        } else {
+            engine.update(changes)
+        };
         let publish = first_sync || n > 0 || batch.diagnostics_changed;
         let seconds = t.elapsed().as_secs_f64();
         let versions = self.store.resource_versions();
@@ -1771,7 +2053,8 @@ mod tests {
                                      baselineadminnetworkpolicies=-,tiers=-,networkpolicies.projectcalico.org=-,\
                                      globalnetworkpolicies=-,networksets=-,globalnetworksets=-,serviceaccounts=-,\
                                      stagednetworkpolicies=-,stagedglobalnetworkpolicies=-,\
-                                     stagedkubernetesnetworkpolicies=-,hostendpoints=-";
+                                     stagedkubernetesnetworkpolicies=-,hostendpoints=-,ciliumnetworkpolicies=-,\
+                                     ciliumclusterwidenetworkpolicies=-";
 
     fn synced_store() -> Store {
         let mut s = Store::new();
@@ -1915,7 +2198,7 @@ mod tests {
         let n = Object::from_value(Kind::Node, json!({"metadata": {"name": "n1", "namespace": "x"}}));
         assert_eq!((n.namespace.as_str(), n.source_name().as_str()), ("", "cluster:nodes/n1"));
         let key = |k: Kind| (k, String::new(), "x".to_string());
-        assert!(matches!(delete_change(&key(Kind::Node)), Change::DeleteNode { name } if name == "x"));
+        assert!(matches!(delete_change(&key(Kind::Node)), Pending::Core(Change::DeleteNode { name }) if name == "x"));
         for (kind, policy_kind) in [
             (Kind::ClusterNetworkPolicy, PolicyKind::ClusterNetworkPolicy),
             (Kind::AdminNetworkPolicy, PolicyKind::AdminNetworkPolicy),
@@ -1924,7 +2207,7 @@ mod tests {
             assert!(kind.is_optional() && !kind.is_namespaced());
             assert_eq!(kind.api_resource(None).api_version, kind.api_version());
             assert!(
-                matches!(delete_change(&key(kind)), Change::DeleteClusterPolicy { kind: k, name } if k == policy_kind && name == "x")
+                matches!(delete_change(&key(kind)), Pending::Core(Change::DeleteClusterPolicy { kind: k, name }) if k == policy_kind && name == "x")
             );
         }
         assert!(!Kind::Node.is_optional());

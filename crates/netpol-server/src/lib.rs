@@ -1170,8 +1170,9 @@ pub enum Applicable {
 
 /// The kinds a what-if applies, for messages.
 pub const APPLICABLE_KINDS_TEXT: &str = "NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy and \
-     BaselineAdminNetworkPolicy objects, and Calico's (projectcalico.org/v3) NetworkPolicy, GlobalNetworkPolicy, \
-     Tier, NetworkSet and GlobalNetworkSet";
+     BaselineAdminNetworkPolicy objects, Calico's (projectcalico.org/v3) NetworkPolicy, GlobalNetworkPolicy, \
+     Tier, NetworkSet and GlobalNetworkSet, and Cilium's (cilium.io/v2) CiliumNetworkPolicy and \
+     CiliumClusterwideNetworkPolicy";
 
 /// What an object is, by its `kind` and `apiVersion`, if a what-if may apply it. The version is the loader's to
 /// check (a kind's other version gets 422 naming `apiVersion`); the API group tells a Calico NetworkPolicy
@@ -1190,6 +1191,8 @@ pub fn applicable(o: &serde_json::Value) -> Option<Applicable> {
         "Tier" => Applicable::Tier,
         "NetworkSet" => Applicable::NetworkSet { global: false },
         "GlobalNetworkSet" => Applicable::NetworkSet { global: true },
+        "CiliumNetworkPolicy" => Applicable::Policy(PolicyKind::CiliumNetworkPolicy),
+        "CiliumClusterwideNetworkPolicy" => Applicable::Policy(PolicyKind::CiliumClusterwideNetworkPolicy),
         _ => return None,
     })
 }
@@ -1218,8 +1221,9 @@ pub fn applied_reference(o: &serde_json::Value) -> Option<(String, Applicable)> 
 }
 
 /// The forms of a reference to delete, for messages.
-const DELETE_FORMS: &str =
-    "`namespace/name` (or `cnp/name`, `anp/name`, `banp/name`, `gnp/name`, `caliconetworkpolicy/namespace/name`)";
+const DELETE_FORMS: &str = "`namespace/name` (or `cnp/name`, `anp/name`, `banp/name`, `gnp/name`, \
+     `caliconetworkpolicy/namespace/name`, Cilium's `ciliumnetworkpolicy/...` and `ccnp/name`: the `ref` of \
+     `GET /api/v1/policies`)";
 
 /// The cluster with the request's changes, or a 4xx naming the field at fault.
 ///
@@ -1242,7 +1246,12 @@ pub(crate) fn what_if_cluster(
             return Err(Failure::new(StatusCode::NOT_FOUND, &format!("delete[{i}]"), format!("no policy `{d}`")));
         };
         let before = c.policies.len();
-        c.policies.remove(id.index());
+        // Every policy of the object: a Cilium policy is up to three per rule (same kind, namespace and name).
+        let (kind, ns, name) = {
+            let p = c.policy(id);
+            (p.kind, p.ns(), p.name.clone())
+        };
+        c.policies.retain(|p| !(p.kind == kind && p.ns() == ns && p.name == name));
         if c.policies.len() == before {
             return Err(Failure::new(StatusCode::NOT_FOUND, &format!("delete[{i}]"), format!("no policy `{d}`")));
         }
@@ -1314,6 +1323,7 @@ pub(crate) fn what_if_cluster(
             own.name.clone_from(&theirs.name);
         }
     }
+    let mut placed = Vec::with_capacity(applied.policies.len());
     for mut pol in applied.policies.iter().cloned() {
         if let Some(own) = pol.ns() {
             pol.scope = netpol_core::model::Scope::Namespace(ns_in_base(&mut c, own));
@@ -1321,10 +1331,12 @@ pub(crate) fn what_if_cluster(
         if let Some(&k) = tier_at.get(pol.tier.index()) {
             pol.tier = netpol_core::model::PolicyTier::from_index(k);
         }
-        // Replaced by kind and name (and namespace, for a namespaced kind; cluster-scoped policies have none).
-        c.policies.retain(|p| !(p.kind == pol.kind && p.ns() == pol.ns() && p.name == pol.name));
-        c.policies.push(pol);
+        placed.push(pol);
     }
+    // Replaced by kind and name (and namespace, for a namespaced kind; cluster-scoped policies have none): every
+    // policy of the object (a Cilium policy is several) replaces every one the base has of it.
+    c.policies.retain(|p| !placed.iter().any(|q| p.kind == q.kind && p.ns() == q.ns() && p.name == q.name));
+    c.policies.extend(placed);
     for mut set in applied.network_sets.iter().cloned() {
         set.ns = set.ns.map(|own| ns_in_base(&mut c, own));
         c.network_sets.retain(|s| !(s.ns == set.ns && s.name == set.name));
@@ -1337,8 +1349,9 @@ pub(crate) fn what_if_cluster(
 ///
 /// Body: YAML or JSON `{apply: [object...], delete: ["ns/name" | "cnp/name" | "gnp/name" | ...]}`: policies of every
 /// tier (NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy; Calico's
-/// NetworkPolicy and GlobalNetworkPolicy) and Calico's Tiers and network sets, each replacing a loaded one of the
-/// same kind and name. `?namespace=` limits the delta. Each group's `cause_detail` holds the explanations of a
+/// NetworkPolicy and GlobalNetworkPolicy; Cilium's CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy) and
+/// Calico's Tiers and network sets, each replacing a loaded one of the same kind and name (all the policies of a
+/// Cilium object together). `?namespace=` limits the delta. Each group's `cause_detail` holds the explanations of a
 /// representative flow before and after, with their walks tier by tier.
 #[utoipa::path(post, path = "/api/v1/whatif",
     request_body(content = WhatIf, description = "policies to add/replace and to delete (YAML or JSON)"),
@@ -1442,7 +1455,9 @@ pub struct TierPolicy {
     /// for a Calico NetworkPolicy.
     pub policy: String,
     /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy`, `BaselineAdminNetworkPolicy`,
-    /// `NetworkPolicy.projectcalico.org` or `GlobalNetworkPolicy`.
+    /// `NetworkPolicy.projectcalico.org`, `GlobalNetworkPolicy`, `CiliumNetworkPolicy` or
+    /// `CiliumClusterwideNetworkPolicy` (a Cilium policy is listed once per tier it has rules in: its deny rules
+    /// in `CiliumDeny`, its allow rules in `NetworkPolicy` or `CiliumAllow`).
     pub kind: String,
     /// `spec.priority` of a ClusterNetworkPolicy or AdminNetworkPolicy (lower first); NetworkPolicies and the
     /// BaselineAdminNetworkPolicy have none.
@@ -1812,7 +1827,9 @@ pub struct PolicyInfo {
     #[serde(rename = "ref")]
     pub reference: String,
     /// `NetworkPolicy`, `ClusterNetworkPolicy`, `AdminNetworkPolicy`, `BaselineAdminNetworkPolicy`,
-    /// `NetworkPolicy.projectcalico.org` or `GlobalNetworkPolicy`.
+    /// `NetworkPolicy.projectcalico.org`, `GlobalNetworkPolicy`, `CiliumNetworkPolicy` or
+    /// `CiliumClusterwideNetworkPolicy` (a Cilium policy is listed once per tier it has rules in: its deny rules
+    /// in `CiliumDeny`, its allow rules in `NetworkPolicy` or `CiliumAllow`).
     pub kind: String,
     /// The tier's name (`Admin`, `NetworkPolicy`, `Baseline`; with Calico objects `kube-admin`, `default`,
     /// `kube-baseline` and Calico's own Tiers: see `GET /api/v1/tiers`).
@@ -1839,7 +1856,8 @@ pub struct PolicyInfo {
     pub pod_selector: Option<String>,
     /// Calico policies: the subject selector as Calico combines it, in Calico's canonical text (`selector`, a
     /// GlobalNetworkPolicy's `namespaceSelector` with `pcns.` keys, `serviceAccountSelector` with `pcsa.` keys, and
-    /// a NetworkPolicy's own namespace, `projectcalico.org/namespace == "ns"`).
+    /// a NetworkPolicy's own namespace, `projectcalico.org/namespace == "ns"`). Cilium policies: the
+    /// `endpointSelector` as netpol compiles it, over Cilium's labels (with a CiliumNetworkPolicy's own namespace).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
     /// `Ingress` and/or `Egress`: the directions the policy applies to (for the admin kinds, those it has rules
@@ -2056,7 +2074,8 @@ async fn policies_handler(Extension(model): Extension<Arc<Model>>) -> Json<Vec<P
         .into_iter()
         .map(|id| {
             let pol = c.policy(id);
-            let calico = is_calico_kind(pol.kind);
+            // Calico's and Cilium's policies: their subject is an expression selector (`selector`).
+            let calico = is_calico_kind(pol.kind) || pol.kind.is_cilium();
             let mut types = Vec::new();
             if pol.affects_ingress {
                 types.push("Ingress".to_string());

@@ -1767,6 +1767,13 @@ pub async fn manifest_handler(
         .find_policy(r)
         .map(|p| c.policy(p))
         .ok_or_else(|| UiFailure::new(StatusCode::NOT_FOUND, "policy", format!("no policy `{r}`")))?;
+    if pol.kind.is_cilium() {
+        return Err(UiFailure::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "policy",
+            format!("`{r}` is a {}: Cilium's policies are not written back as manifests yet", pol.kind.as_str()),
+        ));
+    }
     Ok(yaml(policy_yaml(c, pol).map_err(UiFailure::internal)?))
 }
 

@@ -490,7 +490,7 @@ async function runWhatIf() {
   if (!text.trim() && !state.deletes.length) {
     showWhatIfError({
       message:
-        'paste a policy (NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy; Calico NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet, GlobalNetworkSet), or add a policy to delete',
+        'paste a policy (NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy; Calico NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet, GlobalNetworkSet; CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy), or add a policy to delete',
       body: {},
     });
     return;

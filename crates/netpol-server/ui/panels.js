@@ -348,6 +348,7 @@ function kindOf(ref, ctx) {
   const p = ctx.policies && ctx.policies.get(ref);
   if (p) return p.kind;
   if (calicoRef(ref)) return ref.startsWith('gnp/') ? 'GlobalNetworkPolicy' : 'NetworkPolicy.projectcalico.org';
+  if (/^(ciliumnetworkpolicy|ccnp)\//.test(ref)) return ref.startsWith('ccnp/') ? 'CiliumClusterwideNetworkPolicy' : 'CiliumNetworkPolicy';
   return /^(cnp|anp|banp)\//.test(ref) ? 'admin' : 'NetworkPolicy';
 }
 
@@ -367,10 +368,11 @@ function tieredSide(s, verdict, ctx) {
   const isNp = (ref) => kindOf(ref, ctx) === 'NetworkPolicy';
   // The tiers the subject's policies are in, in evaluation order.
   const order = [];
+  // A Cilium policy has rules in several tiers (its deny rules in CiliumDeny): the walk's tier comes first.
   const tierOfRef = (ref) => {
     const p = ctx.policies && ctx.policies.get(ref);
     const m = s.walk.find((x) => x.policy === ref);
-    return (p && p.tier) || (m && m.tier) || null;
+    return (m && m.tier) || (p && p.tier) || null;
   };
   for (const ref of s.policies) {
     const t = tierOfRef(ref);
@@ -402,7 +404,9 @@ function tieredSide(s, verdict, ctx) {
     let left = false;
     for (const m of entries) {
       const last = m === s.walk[s.walk.length - 1] && s.decided_by === 'rule';
-      const outcome = m.action === 'pass' ? ' → next tier' : last ? ` → ${verdict}` : '';
+      // Cilium's own node: the rule that would decide, were it not for the exception shown after the walk.
+      const overruled = m === s.walk[s.walk.length - 1] && s.decided_by === 'own_node' && m.action !== 'pass';
+      const outcome = m.action === 'pass' ? ' → next tier' : last ? ` → ${verdict}` : overruled ? ' (the policies alone)' : '';
       const dir = m.field.split(/[.[]/)[1] || s.direction;
       lines.push(
         h(
@@ -417,11 +421,11 @@ function tieredSide(s, verdict, ctx) {
           ': ',
           h('span', { class: `act ${m.action}` }, actionWord(m)),
           `, ${m.peer === null ? 'any peer' : `peer ${m.peer}`}, ${m.port ? `port ${m.port}` : 'any port'}`,
-          outcome ? h('b', { class: `outcome ${m.action === 'pass' ? 'pass' : verdict.toLowerCase()}` }, outcome) : null,
+          outcome ? h('b', { class: `outcome ${m.action === 'pass' ? 'pass' : overruled ? 'deny' : verdict.toLowerCase()}` }, outcome) : null,
           h('div', { class: 'muted small' }, `${m.source}, ${m.field}`),
         ),
       );
-      if (last) decided = true;
+      if (last || overruled) decided = true;
       if (m.action === 'pass') left = true;
     }
     if (decided || left) continue;
@@ -438,6 +442,18 @@ function tieredSide(s, verdict, ctx) {
         ),
       );
       decided = true;
+    } else if (s.decided_by === 'own_node' && s.tier_default === tier) {
+      // Cilium: what the policies alone would do here (deny), before the own node's exception below.
+      lines.push(
+        h(
+          'li',
+          { class: 'step', dataset: { tier, end: 'deny', decides: 'false' } },
+          tierBadge(tier, info),
+          ` no rule of ${pols.length ? pols.join(', ') : 'the tier'} decides: the policies alone would `,
+          h('span', { class: 'act deny' }, 'Deny'),
+        ),
+      );
+      decided = true;
     } else {
       lines.push(
         h(
@@ -450,6 +466,17 @@ function tieredSide(s, verdict, ctx) {
         ),
       );
     }
+  }
+  if (s.decided_by === 'own_node') {
+    // Cilium lets a pod's own node in whatever the walk above (the policies alone) says.
+    lines.push(
+      h(
+        'li',
+        { class: 'step', dataset: { decides: 'true', end: 'own-node' } },
+        "from the pod's own node: Cilium lets it in whatever the policies say",
+        h('b', { class: 'outcome allow' }, ' → ALLOW'),
+      ),
+    );
   }
   if (s.decided_by === 'default') {
     const calico = calicoTiers(ctx.tiers);

@@ -110,6 +110,10 @@ struct PodInfo {
     egress: Side,
     /// Traffic with addresses outside the cluster (no pod has them): only this pod's side decides.
     outside: Outside,
+    /// Cilium rules of the policies selecting the pod that carry L7 rules: requests on their ports are filtered
+    /// (`ingress cnp/ns/name spec.ingress[0].toPorts[0]: HTTP method `GET``).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    l7: Vec<String>,
 }
 
 fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
@@ -156,7 +160,30 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
         ingress: side(Direction::Ingress),
         egress: side(Direction::Egress),
         outside: cache.get(e.pod_identity(pod)),
+        l7: l7_rules(e, pod),
     }
+}
+
+/// The L7 rules of the Cilium rules that apply to a pod, one line each.
+fn l7_rules(e: &Engine, pod: PodId) -> Vec<String> {
+    let ident = e.identity_of(pod);
+    let mut out = Vec::new();
+    for dir in [Direction::Ingress, Direction::Egress] {
+        for &x in ident.policies(dir) {
+            let p = e.cluster().policy(x);
+            for r in p.rules(dir).iter() {
+                if let (Some(l7), Some(name)) = (&r.l7, &r.name) {
+                    let ports: Vec<String> = r.ports.iter().map(|p| p.to_string()).collect();
+                    out.push(format!(
+                        "{dir} {} {name} (ports {}): {l7}",
+                        e.cluster().policy_ref(x),
+                        if ports.is_empty() { "all".to_string() } else { ports.join(", ") }
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn side_text(s: &Side, i: &PodInfo) -> String {
@@ -215,6 +242,12 @@ pub fn run(
                 writeln!(out, "Ports:    {}", if i.ports.is_empty() { "<none>".into() } else { i.ports.join(", ") })?;
                 writeln!(out, "Ingress:  {}", side_text(&i.ingress, i))?;
                 writeln!(out, "Egress:   {}", side_text(&i.egress, i))?;
+                if !i.l7.is_empty() {
+                    writeln!(out, "L7 (Cilium's proxies filter the requests on these ports):")?;
+                    for line in &i.l7 {
+                        writeln!(out, "  {line}")?;
+                    }
+                }
                 writeln!(out, "Outside the cluster (addresses no pod has):")?;
                 for (title, rules, to) in [("egress", &i.outside.egress, true), ("ingress", &i.outside.ingress, false)]
                 {

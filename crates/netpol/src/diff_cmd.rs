@@ -373,6 +373,7 @@ fn write_text(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
         )?;
     }
     write_host_endpoints(d, "", out)?;
+    write_l7(d, "", out)?;
     writeln!(out, "{}", summary(d))?;
     Ok(())
 }
@@ -393,6 +394,30 @@ fn write_host_endpoints(d: &Diff, prefix: &str, out: &mut dyn Write) -> Result<(
     for h in &d.host_endpoints {
         let what = if h.changes.is_empty() { String::new() } else { format!(": {}", h.changes.join("; ")) };
         writeln!(out, "{prefix}  {} {}{what}", h.host_endpoint, h.what)?;
+    }
+    Ok(())
+}
+
+/// Cilium rules whose L7 rules changed: the cells are L3/L4, so what requests a port lets through is listed apart.
+fn write_l7(d: &Diff, prefix: &str, out: &mut dyn Write) -> Result<()> {
+    if d.l7.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{}L7 rules changed ({}; requests on these ports are filtered differently: `netpol query` with `http`/`dns` \
+         judges one on either side):",
+        if prefix.is_empty() { "" } else { "\n" },
+        d.l7.len()
+    )?;
+    for c in &d.l7 {
+        let detail = match (&c.old, &c.new) {
+            (Some(o), Some(n)) => format!(": {o} → {n}"),
+            (None, Some(n)) => format!(": {n}"),
+            (Some(o), None) => format!(": was {o}"),
+            (None, None) => String::new(),
+        };
+        writeln!(out, "{prefix}  {} {} {}{detail}", c.policy, c.rule, c.what)?;
     }
     Ok(())
 }
@@ -475,6 +500,7 @@ fn write_markdown(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
     }
     write_markdown_outside(d, ctx, out)?;
     write_host_endpoints(d, "-", out)?;
+    write_l7(d, "-", out)?;
     if d.groups.is_empty() {
         return Ok(());
     }

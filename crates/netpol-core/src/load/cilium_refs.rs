@@ -313,6 +313,16 @@ pub(crate) fn resolve(c: &mut Cluster, diags: &mut Vec<Diagnostic>) {
                         continue;
                     };
                     any_ref = true;
+                    if matches!(r, Ref::Host | Ref::RemoteNode) && nodes.iter().all(|(_, ips)| ips.is_empty()) {
+                        let which = if matches!(r, Ref::Host) { "host" } else { "remote-node" };
+                        warn(
+                            &path,
+                            format!(
+                                "entity `{which}` is unknown: the input has no Node with an address (a node's \
+                                 addresses are what it matches): it matches nothing here"
+                            ),
+                        );
+                    }
                     match r {
                         Ref::Host => host = Some(path),
                         Ref::RemoteNode => remote = Some(path),

@@ -512,3 +512,32 @@ spec: {selector: {"bad key!": x}}
     assert!(l.cluster.services.is_empty());
     assert!(l.cluster.service_endpoints.is_empty());
 }
+
+#[test]
+fn host_and_remote_node_without_any_node_in_the_input_are_unknown_and_said_so() {
+    let l = load_str(
+        "alone.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: ns, labels: {app: a}}
+spec: {nodeName: node-1}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: nodes, namespace: ns}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toEntities: [host, remote-node]
+"#,
+    );
+    let w = warnings(&l);
+    for (i, name) in ["host", "remote-node"].iter().enumerate() {
+        let field = format!("spec.egress[0].toEntities[{i}]");
+        assert!(w.iter().any(|w| w.contains(&field) && w.contains(name) && w.contains("unknown")), "{field}: {w:#?}");
+    }
+    let e = engine(l);
+    assert!(!allowed(&e, "ns/a", "10.1.0.1", 22));
+}

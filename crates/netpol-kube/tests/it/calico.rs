@@ -219,7 +219,11 @@ async fn a_missing_calico_crd_is_no_error() {
     let c = calico_cluster(Calico::Crds, CALICO_CRD);
     c.server.set_served(ApiKind::CalicoGlobalNetworkSet, false);
     let snap = netpol_kube::snapshot(&c.source()).await.expect("no error without one CRD");
-    assert_eq!(snap.absent(), [Kind::GlobalNetworkSet]);
+    // (and Cilium's kinds: the cluster does not serve its group)
+    assert_eq!(
+        snap.absent(),
+        [Kind::GlobalNetworkSet, Kind::CiliumNetworkPolicy, Kind::CiliumClusterwideNetworkPolicy]
+    );
     assert!(!snap.resource_versions().contains("globalnetworksets"), "{}", snap.resource_versions());
     let loaded = netpol_kube::load_objects(snap.objects);
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);

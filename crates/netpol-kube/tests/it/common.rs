@@ -67,12 +67,12 @@ pub(crate) fn api_kind(kind: Kind) -> ApiKind {
     ApiKind::from_api_version(kind.api_version(), kind.name()).expect("a kind the fake server serves")
 }
 
-/// The kinds netpol reads from a cluster without Calico (the fake server's default).
+/// The kinds netpol reads from a cluster without Calico and Cilium (the fake server's default).
 pub(crate) fn without_calico() -> Vec<Kind> {
-    Kind::ALL.into_iter().filter(|k| !k.is_calico()).collect()
+    Kind::ALL.into_iter().filter(|k| !k.is_calico() && !k.is_cilium()).collect()
 }
 
-/// Discovery requests (`GET /apis`: which of Calico's groups the cluster serves).
+/// Discovery requests (`GET /apis`: which of Calico's groups, and whether Cilium's, the cluster serves).
 pub(crate) fn discoveries(requests: &[RequestLog]) -> usize {
     requests.iter().filter(|r| r.path == "/apis").count()
 }

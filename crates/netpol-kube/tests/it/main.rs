@@ -5,3 +5,4 @@
 mod common;
 mod admin;
 mod calico;
+mod cilium;

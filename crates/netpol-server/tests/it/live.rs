@@ -2,8 +2,8 @@
 //! server written for these tests that speaks the real wire protocol over plain HTTP: paginated lists with
 //! resourceVersions, streaming watches, bookmarks, `410 Gone` after compaction, dropped connections), driven through
 //! `router(...)`: first full list, policy, pod and namespace events, revision and resourceVersion reporting,
-//! bookmarks, a relist forced by compaction, dropped watches, counters in /metrics, admin network policies, and a
-//! cluster without their CRDs. The binary (`serve` over a real
+//! bookmarks, a relist forced by compaction, dropped watches, counters in /metrics, admin network policies, a
+//! cluster without their CRDs, Calico's objects and Cilium's policies. The binary (`serve` over a real
 //! socket, the one-shot commands with `--kubeconfig`, the deploy/ manifest) is tested in
 //! `crates/netpol/tests/it/live.rs`.
 
@@ -138,9 +138,9 @@ fn collections() -> Vec<String> {
         .collect()
 }
 
-/// The kinds netpol reads from a cluster without Calico.
+/// The kinds netpol reads from a cluster without Calico (and without Cilium).
 fn without_calico() -> Vec<Kind> {
-    Kind::ALL.into_iter().filter(|k| !k.is_calico()).collect()
+    Kind::ALL.into_iter().filter(|k| !k.is_calico() && !k.is_cilium()).collect()
 }
 
 /// The resourceVersions of the kinds without any object yet, after those of pods, network policies and namespaces.
@@ -231,7 +231,7 @@ async fn serve_follows_policy_pod_and_namespace_events() {
 
     let m = metrics(app).await;
     for kind in Kind::ALL {
-        let (name, lists) = (kind.plural(), if kind.is_calico() { 0.0 } else { 1.0 });
+        let (name, lists) = (kind.plural(), if kind.is_calico() || kind.is_cilium() { 0.0 } else { 1.0 });
         assert_eq!(metric(&m, &format!("netpol_watch_errors_total{{kind=\"{name}\"}}")), 0.0, "{m}");
         assert_eq!(metric(&m, &format!("netpol_watch_lists_total{{kind=\"{name}\"}}")), lists, "{m}");
     }
@@ -443,7 +443,8 @@ async fn serve_follows_calicos_objects() {
     seed_calico(&c.server, CALICO_CRD);
     let live = serve_live(&c).await;
     let app = &live.app;
-    assert_eq!(c.server.open_watches(), Kind::ALL.len(), "every kind, service accounts included");
+    let calicos = Kind::ALL.iter().filter(|k| !k.is_cilium()).count();
+    assert_eq!(c.server.open_watches(), calicos, "every kind but Cilium's, service accounts included");
     assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
     let rv = c.server.resource_version();
     let header = get(app, "/healthz").await.resource_version.unwrap();
@@ -477,6 +478,72 @@ async fn serve_follows_calicos_objects() {
     assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"globalnetworkpolicies\",type=\"apply\"}"), 1.0, "{m}");
     assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"globalnetworkpolicies\",type=\"delete\"}"), 1.0, "{m}");
     assert_eq!(metric(&m, "netpol_watch_errors_total{kind=\"tiers\"}"), 0.0, "{m}");
+}
+
+/// Cilium's policies on a live cluster: read where its CRDs are installed, listed with their kind and tiers,
+/// explained by the deny rule that decides, and followed as they change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_follows_ciliums_policies() {
+    use netpol_fakeapi::fixtures::{cilium_deny_web, seed_cilium};
+    let c = cluster();
+    c.server.set_cilium(true);
+    seed_cilium(&c.server);
+    let live = serve_live(&c).await;
+    let app = &live.app;
+    assert!(watched(&c.server).contains(&ApiKind::CiliumClusterwideNetworkPolicy));
+    let rv = c.server.resource_version();
+    let header = get(app, "/healthz").await.resource_version.unwrap();
+    assert!(
+        header.ends_with(&format!(",ciliumnetworkpolicies={},ciliumclusterwidenetworkpolicies={rv}", rv - 1)),
+        "{header}"
+    );
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
+    assert_eq!(verdict(app, "backend/api", "frontend/web").await, "deny");
+    let r = get(app, "/api/v1/explain?src=frontend/web&dst=backend/api&port=9090").await;
+    let x = r.json();
+    assert_eq!(x["verdict"], "deny", "{x}");
+    assert_eq!(x["ingress"]["walk"][0]["field"], "spec.ingressDeny[0]", "{x}");
+    assert_eq!(x["ingress"]["walk"][0]["tier"], "CiliumDeny", "{x}");
+
+    // The policies: kind, tier and the deny rules of each, as loaded from the cluster.
+    let policies = get(app, "/api/v1/policies").await.json();
+    let kinds: Vec<(String, String, String)> = policies
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (p["kind"].as_str().unwrap().into(), p["name"].as_str().unwrap().into(), p["tier"].as_str().unwrap().into())
+        })
+        .collect();
+    for want in [
+        ("CiliumNetworkPolicy", "api-ingress", "CiliumDeny"),
+        ("CiliumNetworkPolicy", "api-ingress", "NetworkPolicy"),
+        ("CiliumClusterwideNetworkPolicy", "backend-not-to-frontend", "CiliumDeny"),
+    ] {
+        let want = (want.0.to_string(), want.1.to_string(), want.2.to_string());
+        assert!(kinds.contains(&want), "{want:?} in {kinds:?}");
+    }
+    let d = get(app, "/api/v1/diagnostics").await.json();
+    assert_eq!(d.as_array().map(Vec::len), Some(0), "every object is valid: {d}");
+
+    // A CiliumNetworkPolicy that denies web, then its deletion: the verdict changes and back.
+    let rv = c.server.put(cilium_deny_web());
+    let applied = format!(",ciliumnetworkpolicies={rv},");
+    eventually!("the policy", get(app, "/healthz").await.resource_version.is_some_and(|v| v.contains(&applied)));
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "deny");
+    let r = get(app, "/api/v1/explain?src=frontend/web&dst=backend/api&port=8080").await;
+    let x = r.json();
+    assert!(x["ingress"]["walk"][0]["policy"].as_str().unwrap().contains("deny-web"), "{x}");
+    assert_eq!(x["ingress"]["walk"][0]["field"], "spec.ingressDeny[0]", "{x}");
+    let rv = c.server.delete_kind(ApiKind::CiliumNetworkPolicy, Some("backend"), "deny-web").expect("it existed");
+    let applied = format!(",ciliumnetworkpolicies={rv},");
+    eventually!("the deletion", get(app, "/healthz").await.resource_version.is_some_and(|v| v.contains(&applied)));
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
+    let m = metrics(app).await;
+    assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"ciliumnetworkpolicies\",type=\"apply\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"ciliumnetworkpolicies\",type=\"delete\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "netpol_watch_errors_total{kind=\"ciliumclusterwidenetworkpolicies\"}"), 0.0, "{m}");
+    assert!(metric(&m, "netpol_live_recompiles_total ") >= 2.0, "{m}");
 }
 
 /// Calico's staged policies on a live cluster: explain carries their verdict as soon as one is watched, the

@@ -292,6 +292,85 @@ fn one_shot_commands_read_calico_and_answer_as_from_a_file() {
     assert_eq!(verdicts[4], "allow", "no GlobalNetworkSet: nothing is blocked");
 }
 
+/// Cilium's policies (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, from its CRDs): the one-shot commands
+/// answer exactly as from a file of the same objects, with the same warning; an invalid one is reported like any
+/// other; without Cilium's CRDs, none is asked for and nothing is an error.
+#[test]
+fn one_shot_commands_read_cilium_and_answer_as_from_a_file() {
+    use netpol_fakeapi::fixtures::{cilium_objects, cilium_policy, seed_cilium};
+    let c = cluster();
+    c.server.set_cilium(true);
+    seed_cilium(&c.server);
+    let kc = c.kubeconfig.display().to_string();
+    let mut objects = fixtures::two_namespaces();
+    objects.extend(cilium_objects());
+    let text: Vec<String> = objects.iter().map(Value::to_string).collect();
+    let file = c._dir.path().join("cluster.json");
+    std::fs::write(&file, text.join("\n")).unwrap();
+    let file = file.display().to_string();
+
+    let flows = [
+        (r#"{"id":1,"src":"frontend/web","dst":"backend/api","port":8080}"#, "allow"),
+        (r#"{"id":2,"src":"frontend/web","dst":"backend/api","port":9090}"#, "deny"),
+        (r#"{"id":3,"src":"frontend/web","dst":"backend/api","port":5432}"#, "deny"),
+        (r#"{"id":4,"src":"backend/api","dst":"frontend/web","port":8080}"#, "deny"),
+        (r#"{"id":5,"src":"203.0.113.1","dst":"frontend/web","port":8080}"#, "allow"),
+    ];
+    let input: String = flows.iter().map(|(f, _)| format!("{f}\n")).collect();
+    let (code, live, err) = netpol(&["query", "--kubeconfig", &kc], &input, &[]);
+    assert_eq!(code, 0, "{err}");
+    let rv = c.server.resource_version();
+    assert!(err.contains(&format!(" ciliumnetworkpolicies={rv} ciliumclusterwidenetworkpolicies={rv}")), "{err}");
+    let (code, from_file, file_err) = netpol(&["query", "-f", &file], &input, &[]);
+    assert_eq!(code, 0, "{file_err}");
+    assert_eq!(live, from_file);
+    for (line, (_, want)) in live.lines().zip(flows) {
+        let j: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(j["verdict"], want, "{line}");
+    }
+    // No warning either way: every object is valid.
+    let warnings =
+        |text: &str| text.lines().filter(|l| l.starts_with("warning:")).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(warnings(&err), warnings(&file_err), "{err}");
+    assert!(warnings(&err).is_empty(), "{err}");
+
+    // explain names the deny rule, as from the file.
+    let (code, out, err) = netpol(&["explain", "--kubeconfig", &kc, "frontend/web", "backend/api", "9090"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("spec.ingressDeny[0]") && out.contains("cluster:ciliumnetworkpolicies/backend/api-ingress"),
+        "{out}"
+    );
+    let (code, out, err) = netpol(&["explain", "--kubeconfig", &kc, "backend/api", "frontend/web", "8080"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("spec.egressDeny[0]") && out.contains("backend-not-to-frontend"), "{out}");
+    let (code, live, err) = netpol(&["matrix", "--kubeconfig", &kc, "--port", "8080/TCP", "-o", "json"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, from_file, err) = netpol(&["matrix", "-f", &file, "--port", "8080/TCP", "-o", "json"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(live, from_file);
+
+    // An invalid Cilium policy: reported with the cluster object's name, left out, counted for --strict.
+    c.server.put(cilium_policy("backend", "bad", json!({"ingress": [{"fromEndpoints": [{}]}]})));
+    let (code, out, err) = netpol(&["query", "--kubeconfig", &kc], &input, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, netpol(&["query", "-f", &file], &input, &[]).1, "left out");
+    assert!(err.contains("error: cluster:ciliumnetworkpolicies/backend/bad (document 0)"), "{err}");
+    let (code, _, err) = netpol(&["--strict", "query", "--kubeconfig", &kc], &input, &[]);
+    assert_eq!(code, 2, "{err}");
+
+    // Without Cilium's CRDs: not asked for, no error, no Cilium kind on the line.
+    c.server.set_cilium(false);
+    c.server.clear_requests();
+    let (code, out, err) = netpol(&["query", "--kubeconfig", &kc], &input, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("cilium") && !err.contains("error"), "{err}");
+    assert!(c.server.requests().iter().all(|r| !r.path.contains("cilium.io")));
+    let verdicts: Vec<Value> =
+        out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["verdict"].clone()).collect();
+    assert!(verdicts.iter().all(|v| v == "allow"), "no policy: {verdicts:?}");
+}
+
 /// Calico's staged policies read from a live cluster (its API server's group): `explain` and `query --explain` add
 /// the staged verdict, `lint` names the staged policy that would cut allowed traffic (NP022), `diff --staged`
 /// compares the enforced cluster with them enforced; enforced answers do not change.
@@ -522,8 +601,8 @@ fn deploy_manifest_is_read_only_and_hardened() {
     assert_eq!(kinds, ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]);
 
     // RBAC: get/list/watch only, on exactly namespaces, nodes, pods, serviceaccounts, networking.k8s.io
-    // networkpolicies, the policy.networking.k8s.io kinds and Calico's (both groups; its API server's tiered-policy
-    // pseudo-resources).
+    // networkpolicies, the policy.networking.k8s.io kinds, Calico's (both groups; its API server's tiered-policy
+    // pseudo-resources) and Cilium's.
     let role = of("ClusterRole")[0];
     let mut granted = Vec::new();
     for rule in role["rules"].as_array().expect("rules") {
@@ -544,6 +623,8 @@ fn deploy_manifest_is_read_only_and_hardened() {
             "/nodes",
             "/pods",
             "/serviceaccounts",
+            "cilium.io/ciliumclusterwidenetworkpolicies",
+            "cilium.io/ciliumnetworkpolicies",
             "crd.projectcalico.org/globalnetworkpolicies",
             "crd.projectcalico.org/globalnetworksets",
             "crd.projectcalico.org/hostendpoints",

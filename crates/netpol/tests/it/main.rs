@@ -10,6 +10,7 @@ mod calico_dataplane;
 mod cilium_conformance;
 #[cfg(feature = "lab")]
 mod cilium_dataplane;
+mod cilium_l7;
 mod cli;
 mod common;
 mod conformance;

@@ -1,0 +1,405 @@
+//! Cilium's policies from a live cluster, through kube-rs's real client against `netpol-fakeapi`:
+//! CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy (`cilium.io/v2`), read where discovery finds Cilium's
+//! group. A one-shot list answers as the same objects read from a file (same diagnostics); the watch follows them
+//! (after each event, the engine answers as a fresh list of the cluster does); a cluster without Cilium's CRDs, or
+//! without one of them, is no error.
+
+use std::time::Duration;
+
+use netpol_core::compile::Engine;
+use netpol_core::load::{load_str, Diagnostic, Severity};
+use netpol_core::portset::Protocol;
+use netpol_fakeapi::fixtures::{self, cilium_deny_web, cilium_objects, cilium_policy, seed_cilium};
+use netpol_fakeapi::Kind as ApiKind;
+use netpol_kube::Kind;
+use serde_json::{json, Value};
+
+use crate::common::{allowed, cluster, discoveries, endpoint, policy_kinds, Cluster, Live};
+
+/// Flows on the cluster of `cilium_objects`, with the verdicts its documentation gives.
+const FLOWS: [(&str, &str, u16, bool); 5] = [
+    ("frontend/web", "backend/api", 8080, true),
+    ("frontend/web", "backend/api", 9090, false),
+    ("frontend/web", "backend/api", 5432, false),
+    ("backend/api", "frontend/web", 8080, false),
+    ("203.0.113.1", "frontend/web", 8080, true),
+];
+
+const ENDPOINTS: [&str; 4] = ["frontend/web", "backend/api", "203.0.113.1", "10.0.3.1"];
+const PORTS: [u16; 3] = [8080, 9090, 53];
+
+/// A fake API server with Cilium's CRDs, the small cluster and Cilium's policies of `cilium_objects`.
+fn cilium_cluster() -> Cluster {
+    let c = cluster();
+    c.server.set_cilium(true);
+    seed_cilium(&c.server);
+    c
+}
+
+/// The same objects (and `extra`) as one JSON stream file, loaded as `netpol -f` loads files.
+fn from_file(extra: Vec<Value>) -> (Engine, Vec<Diagnostic>) {
+    let mut objects = fixtures::two_namespaces();
+    objects.extend(cilium_objects());
+    objects.extend(extra);
+    let text: Vec<String> = objects.iter().map(Value::to_string).collect();
+    let loaded = load_str("cluster.json", &text.join("\n"));
+    (Engine::new(loaded.cluster), loaded.diagnostics)
+}
+
+/// An explanation as JSON, without where each rule was read from (a file or the cluster).
+fn explanation(e: &Engine, src: &str, dst: &str, port: u16) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("source");
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(e.explain(&endpoint(e, src), &endpoint(e, dst), Protocol::Tcp, port)).unwrap();
+    strip(&mut v);
+    v
+}
+
+/// Both engines answer alike: every verdict and explanation among [`ENDPOINTS`], and they hold the same
+/// namespaces, tiers and policies.
+fn assert_same_answers(live: &Engine, fresh: &Engine, what: &str) {
+    for src in ENDPOINTS {
+        for dst in ENDPOINTS {
+            for port in PORTS {
+                assert_eq!(
+                    explanation(live, src, dst, port),
+                    explanation(fresh, src, dst, port),
+                    "{what}: {src} -> {dst} {port}"
+                );
+            }
+        }
+    }
+    let names = |e: &Engine| {
+        let mut ns: Vec<String> = e.cluster().namespaces.iter().map(|n| n.name.clone()).collect();
+        ns.sort();
+        ns
+    };
+    assert_eq!(names(live), names(fresh), "{what}: namespaces");
+    let tiers = |e: &Engine| {
+        let mut t: Vec<(String, Option<f64>)> = e.cluster().tiers.iter().map(|t| (t.name.clone(), t.order)).collect();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    };
+    assert_eq!(tiers(live), tiers(fresh), "{what}: tiers");
+    assert_eq!(policy_kinds(live), policy_kinds(fresh), "{what}: policies");
+}
+
+/// What a fresh list of the cluster answers now.
+async fn fresh(c: &Cluster) -> Engine {
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("snapshot");
+    Engine::new(netpol_kube::load_objects(snap.objects).cluster)
+}
+
+/// A diagnostic without its origin (a file's name or the cluster's), as `severity field: message`.
+fn described(d: &Diagnostic) -> String {
+    format!("{:?} {:?} {:?}: {}", d.severity, d.object, d.field, d.message)
+}
+
+// ---- one-shot ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_of_ciliums_crds_answers_as_the_same_objects_from_a_file() {
+    let c = cilium_cluster();
+    c.server.clear_requests();
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("snapshot");
+    assert!(snap.cilium);
+    assert!(snap.absent().iter().all(|k| !k.is_cilium()), "{:?}", snap.absent());
+    let versions = snap.resource_versions();
+    assert!(versions.contains("ciliumnetworkpolicies=") && versions.contains("ciliumclusterwidenetworkpolicies="));
+    let requests = c.server.requests();
+    assert_eq!(discoveries(&requests), 1);
+    for kind in [ApiKind::CiliumNetworkPolicy, ApiKind::CiliumClusterwideNetworkPolicy] {
+        assert!(requests.iter().any(|r| r.path == kind.path() && !r.is_watch()), "{kind:?} listed");
+    }
+
+    let loaded = netpol_kube::load_objects(snap.objects);
+    let (file, file_diagnostics) = from_file(vec![]);
+    // The same diagnostics (none: every object is valid).
+    assert_eq!(
+        loaded.diagnostics.iter().map(described).collect::<Vec<_>>(),
+        file_diagnostics.iter().map(described).collect::<Vec<_>>()
+    );
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let engine = Engine::new(loaded.cluster);
+    assert_eq!(
+        policy_kinds(&engine).into_iter().filter(|k| k.is_cilium()).count(),
+        file.cluster().policies.len(),
+        "every part of both objects"
+    );
+    for (src, dst, port, want) in FLOWS {
+        assert_eq!(allowed(&engine, src, dst, port), want, "{src} -> {dst} {port}");
+    }
+    let denied = explanation(&engine, "frontend/web", "backend/api", 9090).to_string();
+    assert!(denied.contains("ingressDeny[0]") && denied.contains("api-ingress"), "{denied}");
+    assert_same_answers(&engine, &file, "a snapshot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_ciliums_crds_reads_none_and_is_no_error() {
+    // Not installed: not asked for, absent.
+    let c = cluster();
+    c.server.clear_requests();
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("no error without Cilium");
+    assert!(!snap.cilium);
+    for kind in [Kind::CiliumNetworkPolicy, Kind::CiliumClusterwideNetworkPolicy] {
+        assert!(snap.absent().contains(&kind), "{:?}", snap.absent());
+    }
+    assert!(!snap.resource_versions().contains("cilium"), "{}", snap.resource_versions());
+    assert!(c.server.requests().iter().all(|r| !r.path.contains("cilium.io")));
+    let live = Live::start(&c).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(live.errors(), 0.0);
+    assert!(live.version(Kind::CiliumNetworkPolicy).is_none(), "{}", live.versions());
+    assert!(c.server.requests().iter().all(|r| !r.path.contains("cilium.io")));
+    drop(live);
+
+    // One of the two CRDs not installed: that kind is absent (its list answers 404), the other is read.
+    let c = cilium_cluster();
+    c.server.set_served(ApiKind::CiliumClusterwideNetworkPolicy, false);
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("no error without one CRD");
+    assert_eq!(
+        snap.absent(),
+        [
+            Kind::Tier,
+            Kind::CalicoNetworkPolicy,
+            Kind::GlobalNetworkPolicy,
+            Kind::NetworkSet,
+            Kind::GlobalNetworkSet,
+            Kind::ServiceAccount,
+            Kind::StagedNetworkPolicy,
+            Kind::StagedGlobalNetworkPolicy,
+            Kind::StagedKubernetesNetworkPolicy,
+            Kind::HostEndpoint,
+            Kind::CiliumClusterwideNetworkPolicy
+        ]
+    );
+    let engine = Engine::new(netpol_kube::load_objects(snap.objects).cluster);
+    assert!(!allowed(&engine, "frontend/web", "backend/api", 9090));
+    assert!(allowed(&engine, "backend/api", "frontend/web", 8080), "no clusterwide policy");
+    let live = Live::start(&c).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(live.errors(), 0.0);
+    assert!(live.version(Kind::CiliumClusterwideNetworkPolicy).is_none(), "{}", live.versions());
+    assert!(live.version(Kind::CiliumNetworkPolicy).is_some(), "{}", live.versions());
+    let path = ApiKind::CiliumClusterwideNetworkPolicy.path();
+    assert!(!c.server.requests().iter().any(|r| r.path == path && r.is_watch()));
+    assert!(live.allowed("backend/api", "frontend/web", 8080));
+    assert!(!live.allowed("frontend/web", "backend/api", 9090));
+}
+
+#[test]
+fn the_one_shot_line_names_ciliums_kinds() {
+    let c = cilium_cluster();
+    let (loaded, line) = netpol_kube::snapshot_blocking(&c.source()).expect("snapshot");
+    assert!(line.contains(" ciliumnetworkpolicies=") && line.contains(" ciliumclusterwidenetworkpolicies="), "{line}");
+    assert!(loaded.cluster.has_cilium());
+}
+
+// ---- watch ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_ciliums_policies() {
+    let c = cilium_cluster();
+    let live = Live::start(&c).await;
+    // Every kind served but ServiceAccounts (read only where Calico is).
+    let watched = c.server.served_kinds().into_iter().filter(|k| *k != ApiKind::ServiceAccount).count();
+    eventually!("a watch of every kind", c.server.open_watches() == watched);
+    for (src, dst, port, want) in FLOWS {
+        assert_eq!(live.allowed(src, dst, port), want, "{src} -> {dst} {port}");
+    }
+    assert_same_answers(&live.engine(), &fresh(&c).await, "the first list");
+    let warnings = |live: &Live| live.diagnostics().iter().filter(|d| d.severity == Severity::Warning).count();
+    assert_eq!(warnings(&live), 0, "{:?}", live.diagnostics());
+
+    // A CiliumNetworkPolicy that denies the flow, then its deletion.
+    let rv = c.put(cilium_deny_web());
+    live.applied(Kind::CiliumNetworkPolicy, rv).await;
+    assert!(!live.allowed("frontend/web", "backend/api", 8080), "denied");
+    let e = explanation(&live.engine(), "frontend/web", "backend/api", 8080).to_string();
+    assert!(e.contains("deny-web") && e.contains("ingressDeny[0]"), "{e}");
+    assert_same_answers(&live.engine(), &fresh(&c).await, "deny-web added");
+    assert_eq!(warnings(&live), 0, "{:?}", live.diagnostics());
+    let rv = c.server.delete_kind(ApiKind::CiliumNetworkPolicy, Some("backend"), "deny-web").unwrap();
+    live.applied(Kind::CiliumNetworkPolicy, rv).await;
+    assert!(live.allowed("frontend/web", "backend/api", 8080), "allowed again");
+    assert_same_answers(&live.engine(), &fresh(&c).await, "deny-web deleted");
+
+    // Modified: the allowed port moves and the deny rule goes.
+    let moved = cilium_policy(
+        "backend",
+        "api-ingress",
+        json!({
+            "endpointSelector": {"matchLabels": {"app": "api"}},
+            "ingress": [{
+                "fromEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "frontend", "app": "web"}}],
+                "toPorts": [{"ports": [{"port": "9090", "protocol": "TCP"}]}],
+            }],
+        }),
+    );
+    let rv = c.put(moved);
+    live.applied(Kind::CiliumNetworkPolicy, rv).await;
+    assert!(live.allowed("frontend/web", "backend/api", 9090));
+    assert!(!live.allowed("frontend/web", "backend/api", 8080));
+    assert_same_answers(&live.engine(), &fresh(&c).await, "api-ingress modified");
+
+    // A policy in a namespace no Namespace object declares: the namespace comes and goes with it.
+    let elsewhere = cilium_policy(
+        "batch",
+        "isolate",
+        json!({"endpointSelector": {}, "ingressDeny": [{"fromEntities": ["world"]}]}),
+    );
+    let rv = c.put(elsewhere);
+    live.applied(Kind::CiliumNetworkPolicy, rv).await;
+    assert!(live.engine().cluster().namespace_id("batch").is_some());
+    assert_same_answers(&live.engine(), &fresh(&c).await, "a policy in an undeclared namespace");
+    let rv = c.server.delete_kind(ApiKind::CiliumNetworkPolicy, Some("batch"), "isolate").unwrap();
+    live.applied(Kind::CiliumNetworkPolicy, rv).await;
+    assert!(live.engine().cluster().namespace_id("batch").is_none());
+    assert_same_answers(&live.engine(), &fresh(&c).await, "its deletion");
+
+    // An invalid object is reported and left out, as in a file.
+    let invalid = cilium_policy("backend", "bad", json!({"ingress": [{"fromEndpoints": [{}]}]}));
+    let rv = c.put(invalid);
+    live.applied(Kind::CiliumNetworkPolicy, rv).await;
+    let errors: Vec<Diagnostic> = live.diagnostics().into_iter().filter(|d| d.severity == Severity::Error).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(&*errors[0].origin.file, "cluster:ciliumnetworkpolicies/backend/bad");
+    assert_same_answers(&live.engine(), &fresh(&c).await, "an invalid policy");
+    let rv = c.server.delete_kind(ApiKind::CiliumNetworkPolicy, Some("backend"), "bad").unwrap();
+    live.applied(Kind::CiliumNetworkPolicy, rv).await;
+
+    // The clusterwide policy, then the last Cilium policy: Cilium's tiers go with them.
+    let rv = c.server.delete_kind(ApiKind::CiliumClusterwideNetworkPolicy, None, "backend-not-to-frontend").unwrap();
+    live.applied(Kind::CiliumClusterwideNetworkPolicy, rv).await;
+    assert!(live.allowed("backend/api", "frontend/web", 8080));
+    assert_same_answers(&live.engine(), &fresh(&c).await, "the clusterwide policy deleted");
+    let rv = c.server.delete_kind(ApiKind::CiliumNetworkPolicy, Some("backend"), "api-ingress").unwrap();
+    live.applied(Kind::CiliumNetworkPolicy, rv).await;
+    assert!(live.allowed("frontend/web", "backend/api", 8080));
+    let engine = live.engine();
+    assert!(!policy_kinds(&engine).iter().any(|k| k.is_cilium()));
+    assert_eq!(engine.cluster().tiers.len(), 3, "the built-in tiers alone");
+    assert_same_answers(&engine, &fresh(&c).await, "no Cilium policy left");
+    eventually!("no diagnostics", live.diagnostics().is_empty());
+    assert_eq!(live.errors(), 0.0);
+    assert!(live.metric("netpol_live_recompiles_total ") >= 6.0);
+}
+
+// ---- apply_cilium, alone ----
+
+/// A Calico Tier with a policy in it, a policy in a tier no Tier declares, and a staged policy, beside a Cilium policy: Cilium's tiers come and go
+/// around Calico's without moving any policy to another tier.
+const WITH_CALICO: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: backend, labels: {app: api}}
+status: {podIP: 10.0.2.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: frontend, labels: {app: web}}
+status: {podIP: 10.0.1.1}
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 100}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.allow-web}
+spec: {tier: security, selector: app == 'api', ingress: [{action: Allow, source: {selector: app == 'web'}}]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: undeclared.deny-web}
+spec: {tier: undeclared, order: 1, selector: app == 'web', ingress: [{action: Deny}]}
+---
+apiVersion: projectcalico.org/v3
+kind: StagedGlobalNetworkPolicy
+metadata: {name: security.staged}
+spec: {tier: security, selector: app == 'web', ingress: [{action: Deny}]}
+"#;
+
+const DENY_WEB: &str = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: deny-web, namespace: elsewhere}
+spec:
+  endpointSelector: {}
+  ingressDeny: [{fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: frontend}}]}]
+"#;
+
+/// Each policy's kind, name and tier by name; the tiers by name and order; the namespaces.
+fn shape(c: &netpol_core::model::Cluster) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let tier = |t: netpol_core::model::PolicyTier| c.tiers[t.index()].name.clone();
+    let mut policies: Vec<String> =
+        c.policies.iter().map(|p| format!("{:?} {} {}", p.kind, p.name, tier(p.tier))).collect();
+    // A staged policy's tier: by name once named, else by index.
+    let staged_tier =
+        |s: &netpol_core::model::StagedPolicy| s.implicit_tier.clone().unwrap_or_else(|| tier(s.policy.tier));
+    policies.extend(c.staged.iter().map(|s| format!("staged {} {}", s.policy.name, staged_tier(s))));
+    policies.sort();
+    let mut tiers: Vec<String> =
+        c.tiers.iter().map(|t| format!("{} {:?} {:?}", t.name, t.order, t.default_action)).collect();
+    tiers.sort();
+    let mut ns: Vec<String> = c.namespaces.iter().map(|n| n.name.clone()).collect();
+    ns.sort();
+    (policies, tiers, ns)
+}
+
+#[test]
+fn apply_cilium_gives_what_a_load_of_the_same_objects_gives() {
+    let without = load_str("a.yaml", WITH_CALICO).cluster;
+    let with = load_str("a.yaml", &format!("{WITH_CALICO}---\n{DENY_WEB}")).cluster;
+    // The object's policies as the loader reads it alone, with Cilium's own tiers.
+    let alone = load_str("b.yaml", DENY_WEB).cluster;
+    let parts: Vec<_> = alone
+        .policies
+        .iter()
+        .map(|p| (p.clone(), (p.tier.index() >= 3).then(|| alone.tiers[p.tier.index()].clone())))
+        .collect();
+    assert!(!parts.is_empty());
+    let change = |parts| netpol_kube::CiliumChange {
+        kind: netpol_core::model::PolicyKind::CiliumNetworkPolicy,
+        namespace: Some("elsewhere".to_string()),
+        name: "deny-web".to_string(),
+        parts,
+        implicit_namespace: alone.namespaces.iter().find(|n| n.name == "elsewhere").cloned(),
+    };
+    // Added: as loaded with it.
+    let mut c = without.clone();
+    netpol_kube::apply_cilium(&mut c, change(parts.clone()));
+    assert_eq!(shape(&c), shape(&with));
+    assert_eq!(Engine::new(c.clone()).cluster().policies.len(), with.policies.len());
+    // Applied again: the same (replaced, not added twice).
+    netpol_kube::apply_cilium(&mut c, change(parts));
+    assert_eq!(shape(&c), shape(&with));
+    // Deleted: as loaded without it; Cilium's tier and the namespace only it named are gone.
+    netpol_kube::apply_cilium(&mut c, change(Vec::new()));
+    let (policies, tiers, ns) = shape(&c);
+    let (want_policies, want_tiers, want_ns) = shape(&without);
+    assert_eq!((policies, ns), (want_policies, want_ns));
+    assert_eq!(tiers, want_tiers);
+    // Deleted from a cluster loaded with it, where Cilium's tier comes before the undeclared one: the policies
+    // of the tiers after it keep their tiers.
+    let mut loaded = with.clone();
+    let undeclared = |c: &netpol_core::model::Cluster| c.tiers.iter().position(|t| t.name == "undeclared").unwrap();
+    let cilium = loaded.tiers.iter().position(|t| t.name == "CiliumDeny").unwrap();
+    assert!(cilium < undeclared(&loaded), "{:?}", loaded.tiers);
+    netpol_kube::apply_cilium(&mut loaded, change(Vec::new()));
+    assert_eq!(shape(&loaded), shape(&without));
+    // And the engine answers as a fresh one.
+    let (e, fresh) = (Engine::new(c), Engine::new(without));
+    for (src, dst) in [("frontend/web", "backend/api"), ("backend/api", "frontend/web")] {
+        assert_eq!(allowed(&e, src, dst, 8080), allowed(&fresh, src, dst, 8080), "{src} -> {dst}");
+    }
+}
