@@ -423,6 +423,8 @@ function tieredSide(s, verdict, ctx) {
           `, ${m.peer === null ? 'any peer' : `peer ${m.peer}`}, ${m.port ? `port ${m.port}` : 'any port'}`,
           outcome ? h('b', { class: `outcome ${m.action === 'pass' ? 'pass' : overruled ? 'deny' : verdict.toLowerCase()}` }, outcome) : null,
           h('div', { class: 'muted small' }, `${m.source}, ${m.field}`),
+          // Cilium's L7 rules: which one lets the request through, or which will filter the connection's requests.
+          m.l7 ? h('div', { class: 'l7 small' }, m.l7) : null,
         ),
       );
       if (last || overruled) decided = true;
@@ -540,7 +542,7 @@ export function renderExplanation(x, ctx = {}) {
             'details',
             { class: 'small' },
             h('summary', { class: 'muted' }, `rules that did not match · ${s.rejections.length}`),
-            h('ul', {}, s.rejections.map((r) => h('li', {}, h('b', {}, r.policy), r.rule === null ? '' : ` rule ${r.rule}`, `: ${r.reason}`))),
+            h('ul', {}, s.rejections.map((r) => h('li', { class: r.l7 ? 'l7' : null }, h('b', {}, r.policy), r.field ? ` ${r.field}` : r.rule === null ? '' : ` rule ${r.rule}`, `: ${r.reason}`))),
           )
         : null,
     );
@@ -555,6 +557,7 @@ export function renderExplanation(x, ctx = {}) {
       h('span', { class: 'mono' }, `${x.src} → ${x.dst}`),
       x.dst_fqdn ? h('span', { class: 'mono fqdn', title: 'the name the destination was resolved from' }, ` (${x.dst_fqdn})`) : null,
       ` on ${x.port}/${x.protocol}`,
+      x.request ? h('span', { class: 'mono request', title: 'the request on the connection, judged by Cilium\'s L7 rules' }, `, ${x.request}`) : null,
     ),
     x.note ? h('div', { class: 'note' }, x.note) : null,
     side(x.egress, 'Egress'),

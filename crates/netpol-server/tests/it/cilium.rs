@@ -325,3 +325,27 @@ console.log(JSON.stringify(steps));
     assert_eq!(steps[1].0, "true", "{steps:?}");
     assert!(steps[1].1.contains("own node") && steps[1].1.ends_with("→ ALLOW"), "{steps:?}");
 }
+
+/// `GET /api/v1/explain` takes one request (`http=METHOD PATH`, `dns=NAME`): Cilium's L7 rules judge it, the
+/// explanation names the L7 rule, and the UI shows it.
+#[tokio::test]
+async fn explain_takes_an_http_request_and_names_the_l7_rule() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cilium-l7/cluster.yaml");
+    let (_dir, app) = app_of(&std::fs::read_to_string(example).unwrap());
+    let ask = |q: &str| format!("/api/v1/explain?src=shop/web&dst=shop/api&port=8080&{q}");
+    let x = get(&app, &ask("http=GET%20/items/7")).await.json();
+    assert_eq!(x["verdict"], "allow", "{x}");
+    assert_eq!(x["request"], "HTTP GET /items/7", "{x}");
+    assert!(x["ingress"]["allowed_by"][0]["l7"].as_str().unwrap().contains("allowed by its L7 rule 0"), "{x}");
+    let x = get(&app, &ask("http=POST%20/items")).await.json();
+    assert_eq!(x["verdict"], "deny", "{x}");
+    let r = &x["ingress"]["rejections"][0];
+    assert_eq!((&r["l7"], &r["field"]), (&json!(true), &json!("spec.ingress[0].toPorts[0]")), "{x}");
+    let r = get(&app, &ask("http=GET%20/&dns=a.example.com")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let x =
+        get(&app, "/api/v1/explain?src=shop/client&dst=kube-system/coredns&port=53/UDP&dns=x.example.com").await.json();
+    assert_eq!(x["verdict"], "allow", "{x}");
+    let panels = get(&app, "/ui/panels.js").await.text();
+    assert!(panels.contains("m.l7 ?") && panels.contains("x.request ?"), "the UI shows L7 words and the request");
+}
