@@ -20,6 +20,9 @@ use crate::model::{Action, Direction, Origin, Peer, PodId, Policy, PolicyId, Pol
 mod admin_dns;
 mod broad_allow;
 mod calico;
+mod cilium;
+mod cilium_entity;
+mod cilium_requires;
 mod dns_egress;
 mod empty_rule;
 mod host_failsafe;
@@ -264,7 +267,7 @@ impl<'e> Ctx<'e> {
     pub fn object_name(c: &crate::model::Cluster, pol: PolicyId) -> String {
         let p = c.policy(pol);
         match p.ns() {
-            Some(ns) if p.kind == PolicyKind::CalicoNetworkPolicy => {
+            Some(ns) if matches!(p.kind, PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy) => {
                 format!("{} {}/{}", p.kind.as_str(), c.ns_name(ns), p.name)
             }
             Some(_) => format!("NetworkPolicy {}", c.policy_ref(pol)),
@@ -442,6 +445,8 @@ pub const RULES: &[&RuleInfo] = &[
     &tier_empty::RULE,
     &host_failsafe::RULE,
     &staged_cuts::RULE,
+    &cilium_entity::RULE,
+    &cilium_requires::RULE,
 ];
 
 /// Runs every enabled rule; findings are sorted by file, document, code.
@@ -478,6 +483,19 @@ pub(crate) mod testutil {
     pub fn run(rule: &RuleInfo, yaml: &str) -> Vec<Finding> {
         let loaded = load_str("lint.yaml", yaml);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let e = Engine::new(loaded.cluster);
+        let config = Config::default();
+        let ctx = Ctx::new(&e, &config);
+        let mut out = Vec::new();
+        (rule.check)(&ctx, &mut out);
+        out
+    }
+
+    /// [`run`] for inputs the loader warns about (deprecated Cilium fields): errors still fail the test.
+    pub fn run_warned(rule: &RuleInfo, yaml: &str) -> Vec<Finding> {
+        let loaded = load_str("lint.yaml", yaml);
+        let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.severity == crate::load::Severity::Error).collect();
+        assert!(errors.is_empty(), "{errors:?}");
         let e = Engine::new(loaded.cluster);
         let config = Config::default();
         let ctx = Ctx::new(&e, &config);
