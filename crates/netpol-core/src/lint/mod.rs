@@ -22,6 +22,8 @@ mod broad_allow;
 mod calico;
 mod cilium;
 mod cilium_entity;
+mod cilium_fqdn;
+mod cilium_l4_l7;
 mod cilium_requires;
 mod dns_egress;
 mod empty_rule;
@@ -445,6 +447,8 @@ pub const RULES: &[&RuleInfo] = &[
     &tier_empty::RULE,
     &host_failsafe::RULE,
     &staged_cuts::RULE,
+    &cilium_fqdn::RULE,
+    &cilium_l4_l7::RULE,
     &cilium_entity::RULE,
     &cilium_requires::RULE,
 ];

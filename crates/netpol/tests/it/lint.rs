@@ -105,7 +105,7 @@ fn sarif_is_valid_and_points_at_lines() {
     let results = v["runs"][0]["results"].as_array().unwrap();
     let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
     assert_eq!(rules.len(), netpol_core::lint::RULES.len());
-    assert_eq!(rules.len(), 24);
+    assert_eq!(rules.len(), 26);
     for r in results {
         let idx = r["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(rules[idx]["id"], r["ruleId"]);
