@@ -24,6 +24,7 @@ mod cilium;
 mod cilium_entity;
 mod cilium_fqdn;
 mod cilium_l4_l7;
+mod cilium_ns_peer;
 mod cilium_requires;
 mod dns_egress;
 mod empty_rule;
@@ -449,6 +450,7 @@ pub const RULES: &[&RuleInfo] = &[
     &staged_cuts::RULE,
     &cilium_fqdn::RULE,
     &cilium_l4_l7::RULE,
+    &cilium_ns_peer::RULE,
     &cilium_entity::RULE,
     &cilium_requires::RULE,
 ];
