@@ -118,6 +118,11 @@ mod tests {
         assert_eq!(f[0].message, "allows ingress from every address outside the cluster (entity `world`)");
         assert_eq!(f[1].message, "allows egress to every address, pods and nodes included (entity `all`)");
         assert!(f[2].message.contains("every IPv4 address outside the cluster"), "{}", f[2].message);
+        let ccnp = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: c}\nspec:\n  endpointSelector: {}\n  ingress:\n  - fromEntities: [all]\n";
+        let f = run(&RULE, &with(ccnp));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "CiliumClusterwideNetworkPolicy c");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].fromEntities"));
     }
 
     /// A rule with HTTP rules is reported once, at the rule; NP010 leaves Cilium to this rule.

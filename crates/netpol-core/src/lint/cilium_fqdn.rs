@@ -211,6 +211,21 @@ mod tests {
         assert!(!f[0].message.contains("a/web"), "{}", f[0].message);
     }
 
+    /// A toFQDNs rule with HTTP rules on one of its ports is several model rules: one finding per entry.
+    #[test]
+    fn a_rule_with_l7_rules_is_judged_once() {
+        let ext = "  endpointSelector: {matchLabels: {app: web}}\n  egress:\n  - toFQDNs: [{matchPattern: '*.example.com'}]\n    toPorts:\n    - ports: [{port: '80', protocol: TCP}]\n      rules: {http: [{method: GET}]}\n    - ports: [{port: '443', protocol: TCP}]\n";
+        let f = run(&RULE, &with(&cnp("a", "ext", ext)));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.egress[0].toFQDNs[0]"));
+        let yaml = with(&format!(
+            "{}\n---\n{}",
+            cnp("a", "ext", ext),
+            cnp("a", "dns", &dns("{matchPattern: '*.com'}, {matchPattern: '*.example.com'}"))
+        ));
+        assert!(run(&RULE, &yaml).is_empty());
+    }
+
     #[test]
     fn pattern_coverage() {
         let p = |s: &str| DnsPattern::parse(s).unwrap_or_else(|e| panic!("{e}"));

@@ -8,6 +8,10 @@
 //! mean: the rules written for NetworkPolicy skip them or read their fields (`spec.selector`, `source`,
 //! `destination`, `nets`), and the tier rules (NP016–NP018) follow Calico's tiers; `calico.rs` holds what the
 //! Calico-aware rules share. NP022 compares the cluster with its staged view (Calico's staged policies enforced).
+//!
+//! Cilium's kinds (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy) have rules of their own (NP023–NP027:
+//! `toFQDNs` without DNS rules, L7 rules wildcarded by L4-only rules, peer selectors limited to the own namespace,
+//! broad entities, deprecated requirements); NP010 leaves them to NP026. `cilium.rs` holds what they share.
 
 use std::collections::BTreeMap;
 use std::fmt;
