@@ -9,7 +9,7 @@
 //! Calico Allow rules alike: a side that is `namespaceSelector: all()` and nothing else (every pod of every
 //! namespace), and egress to `nets` with `0.0.0.0/0` or `::/0` without a selector or `notNets`. As for
 //! NetworkPolicy, a rule without a peer (no `source`/`destination` criteria) is not reported, nor is one of
-//! ICMP only (ping from everywhere opens no service).
+//! ICMP only (ping from everywhere opens no service). Cilium's kinds are NP026's (cilium-broad-entity).
 
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::model::{Action, Direction, Peer, PolicyId, PolicyTier};
@@ -27,6 +27,10 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for at in ctx.peers() {
         let (pid, pol, dir, ri, pi, peer) = (at.policy.index(), at.pol, at.dir, at.rule, at.peer, at.value);
+        // Cilium's kinds: NP026 (cilium-broad-entity).
+        if pol.kind.is_cilium() {
+            continue;
+        }
         // Only what allows is broad: an admin Deny or Pass of everything is not.
         if pol.rules(dir).get(ri).is_none_or(|r| r.action != Action::Allow) {
             continue;

@@ -8,6 +8,10 @@
 //! mean: the rules written for NetworkPolicy skip them or read their fields (`spec.selector`, `source`,
 //! `destination`, `nets`), and the tier rules (NP016–NP018) follow Calico's tiers; `calico.rs` holds what the
 //! Calico-aware rules share. NP022 compares the cluster with its staged view (Calico's staged policies enforced).
+//!
+//! Cilium's kinds (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy) have rules of their own (NP023–NP027:
+//! `toFQDNs` without DNS rules, L7 rules wildcarded by L4-only rules, peer selectors limited to the own namespace,
+//! broad entities, deprecated requirements); NP010 leaves them to NP026. `cilium.rs` holds what they share.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +24,12 @@ use crate::model::{Action, Direction, Origin, Peer, PodId, Policy, PolicyId, Pol
 mod admin_dns;
 mod broad_allow;
 mod calico;
+mod cilium;
+mod cilium_entity;
+mod cilium_fqdn;
+mod cilium_l4_l7;
+mod cilium_ns_peer;
+mod cilium_requires;
 mod dns_egress;
 mod empty_rule;
 mod host_failsafe;
@@ -264,7 +274,7 @@ impl<'e> Ctx<'e> {
     pub fn object_name(c: &crate::model::Cluster, pol: PolicyId) -> String {
         let p = c.policy(pol);
         match p.ns() {
-            Some(ns) if p.kind == PolicyKind::CalicoNetworkPolicy => {
+            Some(ns) if matches!(p.kind, PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy) => {
                 format!("{} {}/{}", p.kind.as_str(), c.ns_name(ns), p.name)
             }
             Some(_) => format!("NetworkPolicy {}", c.policy_ref(pol)),
@@ -442,6 +452,11 @@ pub const RULES: &[&RuleInfo] = &[
     &tier_empty::RULE,
     &host_failsafe::RULE,
     &staged_cuts::RULE,
+    &cilium_fqdn::RULE,
+    &cilium_l4_l7::RULE,
+    &cilium_ns_peer::RULE,
+    &cilium_entity::RULE,
+    &cilium_requires::RULE,
 ];
 
 /// Runs every enabled rule; findings are sorted by file, document, code.
@@ -478,6 +493,19 @@ pub(crate) mod testutil {
     pub fn run(rule: &RuleInfo, yaml: &str) -> Vec<Finding> {
         let loaded = load_str("lint.yaml", yaml);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let e = Engine::new(loaded.cluster);
+        let config = Config::default();
+        let ctx = Ctx::new(&e, &config);
+        let mut out = Vec::new();
+        (rule.check)(&ctx, &mut out);
+        out
+    }
+
+    /// [`run`] for inputs the loader warns about (deprecated Cilium fields): errors still fail the test.
+    pub fn run_warned(rule: &RuleInfo, yaml: &str) -> Vec<Finding> {
+        let loaded = load_str("lint.yaml", yaml);
+        let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.severity == crate::load::Severity::Error).collect();
+        assert!(errors.is_empty(), "{errors:?}");
         let e = Engine::new(loaded.cluster);
         let config = Config::default();
         let ctx = Ctx::new(&e, &config);

@@ -105,7 +105,7 @@ fn sarif_is_valid_and_points_at_lines() {
     let results = v["runs"][0]["results"].as_array().unwrap();
     let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
     assert_eq!(rules.len(), netpol_core::lint::RULES.len());
-    assert_eq!(rules.len(), 22);
+    assert_eq!(rules.len(), 27);
     for r in results {
         let idx = r["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(rules[idx]["id"], r["ruleId"]);
@@ -471,5 +471,27 @@ fn calico_policies() {
     ];
     for (code, line) in want {
         assert!(seen.iter().any(|(c, l)| c == code && l == line), "{code} not on `{line}`: {seen:?}");
+    }
+}
+
+/// Cilium's rules (NP023–NP027) in SARIF: each result points at the line of the Cilium field it names.
+#[test]
+fn cilium_rules_point_at_their_fields() {
+    let o = netpol(&["lint", "-f", &fixture("cilium.yaml"), "-o", "sarif"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    let text = std::fs::read_to_string(root().join("tests/data/lint/cilium.yaml")).unwrap();
+    for (code, want) in [
+        ("NP023", "- matchName: api.example.com"),
+        ("NP024", "- ports: [{port: \"8080\", protocol: TCP}]"),
+        ("NP025", "- matchLabels: {app: client}"),
+        ("NP026", "- fromEntities: [world]"),
+        ("NP027", "- matchLabels: {env: prod}"),
+    ] {
+        let found: Vec<_> = results.iter().filter(|r| r["ruleId"] == code).collect();
+        assert_eq!(found.len(), 1, "{code}: {results:#?}");
+        let line = found[0]["locations"][0]["physicalLocation"]["region"]["startLine"].as_u64().unwrap() as usize;
+        let at = text.lines().nth(line - 1).unwrap();
+        assert!(at.contains(want), "{code} points at line {line} `{at}`, not `{want}`");
     }
 }
