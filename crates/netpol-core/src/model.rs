@@ -761,6 +761,13 @@ pub struct NetworkSet {
     pub origin: Origin,
 }
 
+impl NetworkSet {
+    /// Whether this is a CiliumCIDRGroup (see [`cilium_keys::CIDR_GROUP`]).
+    pub fn is_cidr_group(&self) -> bool {
+        self.ns.is_none() && self.labels.contains_key(cilium_keys::CIDR_GROUP)
+    }
+}
+
 /// A ServiceAccount: its labels are what Calico's `serviceAccounts.selector` matches (`pcsa.` labels).
 #[derive(Clone, Debug)]
 pub struct ServiceAccount {
@@ -985,6 +992,9 @@ pub mod cilium_keys {
     /// selector can name it: `:` is no character of a Kubernetes label key, and in Cilium's selectors it ends the
     /// label source.
     pub const NODE: &str = "netpol:node";
+    /// netpol's own label of a CiliumCIDRGroup (a network set in the model): its name. Only CIDR rules'
+    /// `cidrGroupRef`/`cidrGroupSelector` name it, so no other selector matches a CIDR group.
+    pub const CIDR_GROUP: &str = "netpol:cidr-group";
 }
 
 /// The labels Cilium's selectors see on a pod (its security identity's `k8s:` labels): the pod's own labels, its
@@ -1127,7 +1137,8 @@ impl Cluster {
 
     /// Whether any object of a Calico kind was loaded (answers then use Calico's tier names).
     pub fn has_calico(&self) -> bool {
-        !self.network_sets.is_empty()
+        // Cilium's CIDR groups are network sets of the model, but no Calico object.
+        self.network_sets.iter().any(|s| !s.is_cidr_group())
             || !self.host_endpoints.is_empty()
             || self.tiers.iter().any(|t| t.origin.is_some())
             || self

@@ -28,9 +28,12 @@
 //! object is loaded (`cilium_refs.rs`, which documents their semantics).
 //!
 //! What this frontend does not model yet is an error naming the field (the policy is then not loaded), never a
-//! silent drop: `nodeSelector` (host policies), `fromNodes`/`toNodes`, `fromGroups`/`toGroups`, CIDR groups,
+//! silent drop: `nodeSelector` (host policies), `fromNodes`/`toNodes`, `fromGroups`/`toGroups`,
 //! `authentication`, TLS and SNI rules, and `reserved:` selectors other than one `reserved:` label alone (with
 //! other requirements, or under `NotIn`/`DoesNotExist`).
+//!
+//! `CiliumCIDRGroup` objects are network sets of the model labelled with their name under
+//! [`crate::model::cilium_keys::CIDR_GROUP`], which only `cidrGroupRef`/`cidrGroupSelector` select ([`cidr_group`]).
 //!
 //! L7 rules: each `toPorts` entry with `rules.http` or `rules.dns` becomes a rule of its own (the same peers, the
 //! entry's ports) carrying them ([`crate::l7::L7Rules`], checked as the agent's `PortRule.sanitize` checks them):
@@ -340,9 +343,16 @@ fn peer_rule(
         any_field = true;
         for (i, c) in list.iter().enumerate() {
             let p = format!("{path}.{own}CIDRSet[{i}]");
+            let set = [c.cidr.is_some(), c.cidr_group_ref.is_some(), c.cidr_group_selector.is_some()];
+            if set.iter().filter(|&&x| x).count() > 1 {
+                errs.add(p.clone(), "more than one of cidr, cidrGroupRef, or cidrGroupSelector may not be set");
+                continue;
+            }
+            if let Some(peer) = cidr_group_peer(c, &p, errs) {
+                peers.push(peer);
+                continue;
+            }
             if c.cidr_group_ref.is_some() || c.cidr_group_selector.is_some() {
-                let field = if c.cidr_group_ref.is_some() { "cidrGroupRef" } else { "cidrGroupSelector" };
-                errs.add(format!("{p}.{field}"), NOT_YET);
                 continue;
             }
             let Some(text) = &c.cidr else {
@@ -428,6 +438,61 @@ fn peer_rule(
         out.push(Rule { peers: peers.clone(), ports, action, name: Some(p), calico: None, l7 });
     }
     out
+}
+
+/// A `CiliumCIDRGroup` (cluster-scoped): its `externalCIDRs` as a network set of the model labelled with its name
+/// under [`cilium_keys::CIDR_GROUP`] (besides its own labels), which only CIDR rules' group references select.
+pub(crate) fn cidr_group(o: obj::CiliumCidrGroupObj, errs: &mut Errors) -> Option<Item> {
+    let name = meta_name(&o.metadata.name, errs);
+    let labels = check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
+    let Some(spec) = o.spec else {
+        errs.add("spec", "required");
+        return None;
+    };
+    let Some(list) = spec.external_cidrs else {
+        errs.add("spec.externalCIDRs", "required");
+        return None;
+    };
+    let mut nets = Vec::new();
+    for (i, c) in list.iter().enumerate() {
+        if let Some(net) = parse_cidr(c, &format!("spec.externalCIDRs[{i}]"), errs) {
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+        }
+    }
+    let name = name?;
+    let mut l: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    l.push((cilium_keys::CIDR_GROUP.to_string(), name.clone()));
+    let set =
+        crate::model::NetworkSet { ns: None, name, labels: l.into_iter().collect(), nets, origin: Default::default() };
+    Some(Item::NetworkSet { ns_name: None, set })
+}
+
+/// A CIDR rule's `cidrGroupRef` (the group of that name) or `cidrGroupSelector` (the groups whose labels it
+/// matches): the groups' CIDRs, as CIDR peers are (never a pod's or a node's address). `except` does not go with a
+/// group (Cilium's API: "not supported yet"): warned and not applied.
+fn cidr_group_peer(c: &obj::CiliumCidrRule, path: &str, errs: &mut Errors) -> Option<Peer> {
+    let group = Expr::Has(cilium_keys::CIDR_GROUP.to_string());
+    let expr = match (&c.cidr_group_ref, &c.cidr_group_selector) {
+        (Some(name), _) => {
+            if name.is_empty() {
+                errs.add(format!("{path}.cidrGroupRef"), "must not be empty");
+                return None;
+            }
+            Expr::Eq { key: cilium_keys::CIDR_GROUP.to_string(), value: name.clone() }
+        }
+        (None, Some(sel)) => and(selector(sel, &format!("{path}.cidrGroupSelector"), errs)?, group),
+        (None, None) => return None,
+    };
+    if c.except.as_ref().is_some_and(|e| !e.is_empty()) {
+        errs.warn(
+            format!("{path}.except"),
+            "not applied: Cilium does not support `except` with a CIDR group (its API says so); the group's CIDRs \
+             are taken whole",
+        );
+    }
+    Some(calico(CalicoPeer { selector: Some(expr), outside_only: true, ..Default::default() }))
 }
 
 fn calico(p: CalicoPeer) -> Peer {

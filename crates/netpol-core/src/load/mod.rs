@@ -80,6 +80,7 @@ enum Lower {
     HostEndpoint,
     CiliumNetworkPolicy,
     CiliumClusterwideNetworkPolicy,
+    CiliumCidrGroup,
     Service,
     EndpointSlice,
     Endpoints,
@@ -159,6 +160,13 @@ const KINDS: &[KindEntry] = &[
         cluster_scoped: true,
         template: None,
         lower: Lower::CiliumClusterwideNetworkPolicy,
+    },
+    KindEntry {
+        kind: "CiliumCIDRGroup",
+        api_versions: &["cilium.io/v2", "cilium.io/v2alpha1"],
+        cluster_scoped: true,
+        template: None,
+        lower: Lower::CiliumCidrGroup,
     },
     // Services and their endpoints (what Cilium's `toServices` and `kube-apiserver` entity resolve to).
     KindEntry { kind: "Service", api_versions: V1, cluster_scoped: false, template: None, lower: Lower::Service },
@@ -736,7 +744,12 @@ impl Loader {
             }
             Item::NetworkSet { ns_name, mut set } => {
                 let ns = ns_name.map(|n| self.ns_id(&n));
-                let kind = if ns.is_some() { "NetworkSet" } else { "GlobalNetworkSet" };
+                let kind = match ns {
+                    Some(_) => "NetworkSet",
+                    // A CiliumCIDRGroup is a network set of its own kind (see `cilium::cidr_group`).
+                    None if set.is_cidr_group() => "CiliumCIDRGroup",
+                    None => "GlobalNetworkSet",
+                };
                 if !self.first_other(kind, ns, &set.name, &origin, &label) {
                     return;
                 }
@@ -1235,6 +1248,9 @@ pub(crate) fn decode_from<S: Source>(
         }
         Lower::CiliumClusterwideNetworkPolicy => {
             source.typed::<objects::CiliumPolicyObj>().map(|o| cilium::clusterwide_network_policy(o, &mut errs))
+        }
+        Lower::CiliumCidrGroup => {
+            source.typed::<objects::CiliumCidrGroupObj>().map(|o| cilium::cidr_group(o, &mut errs))
         }
         Lower::Service => source.typed::<objects::ServiceObj>().map(|o| services::service(o, &mut errs)),
         Lower::EndpointSlice => {

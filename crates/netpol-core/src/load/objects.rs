@@ -756,6 +756,27 @@ pub struct EndpointPortObj {
     pub port: Option<i64>,
 }
 
+/// Cilium's `CiliumCIDRGroup` (cluster-scoped, `cilium.io/v2` and `v2alpha1`): CIDRs outside the cluster that CIDR
+/// rules name as one (`cidrGroupRef`, `cidrGroupSelector`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumCidrGroupObj {
+    #[serde(rename = "apiVersion")]
+    pub _api_version: Option<IgnoredAny>,
+    #[serde(rename = "kind")]
+    pub _kind: Option<IgnoredAny>,
+    #[serde(default)]
+    pub metadata: StrictMeta,
+    pub spec: Option<CiliumCidrGroupSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CiliumCidrGroupSpec {
+    #[serde(rename = "externalCIDRs")]
+    pub external_cidrs: Option<Vec<String>>,
+}
+
 /// A Calico `NetworkSet` (namespaced) or `GlobalNetworkSet` (cluster-scoped): the same shape.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -969,7 +990,7 @@ pub struct CiliumIcmpField {
 pub struct CiliumCidrRule {
     pub cidr: Option<String>,
     pub cidr_group_ref: Option<String>,
-    pub cidr_group_selector: Option<IgnoredAny>,
+    pub cidr_group_selector: Option<LabelSelector>,
     pub except: Option<Vec<String>>,
 }
 

@@ -536,3 +536,92 @@ spec:
     assert!(allowed(&e, "shop/web", "shop/api", 80));
     assert!(!allowed(&e, "ops/web", "shop/api", 80), "a v1 podSelector peer stays in the policy's namespace");
 }
+
+#[test]
+fn cidr_groups_are_selected_by_name_or_labels_and_never_select_pods() {
+    let l = load(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: shop, labels: {app: client}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.0.1.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.0.9.9}
+---
+apiVersion: cilium.io/v2alpha1
+kind: CiliumCIDRGroup
+metadata: {name: partners, labels: {kind: partner}}
+spec: {externalCIDRs: [192.0.2.0/24, 10.0.9.0/24]}
+---
+apiVersion: cilium.io/v2
+kind: CiliumCIDRGroup
+metadata: {name: vendors, labels: {kind: vendor}}
+spec: {externalCIDRs: [198.51.100.0/24]}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: out, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: client}}
+  egress:
+  - toCIDRSet: [{cidrGroupRef: partners, except: [192.0.2.128/25]}]
+    toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+  - toCIDRSet: [{cidrGroupSelector: {matchLabels: {kind: vendor}}}]
+    toPorts: [{ports: [{port: "8443", protocol: TCP}]}]
+"#,
+    );
+    assert_eq!(errors(&l), Vec::<String>::new());
+    let warned = l
+        .diagnostics
+        .iter()
+        .any(|d| d.severity == Severity::Warning && d.field.as_deref() == Some("spec.egress[0].toCIDRSet[0].except"));
+    assert!(warned, "except with a group is warned: {:#?}", l.diagnostics);
+    let e = Engine::new(l.cluster);
+    let src = e.parse_endpoint("shop/client", "shop").unwrap();
+    let at = |ip: &str, port: u16| {
+        let dst = e.parse_endpoint(ip, "shop").unwrap();
+        let fast = e.allowed(&src, &dst, Protocol::Tcp, port);
+        assert_eq!(fast, netpol_core::reference::allowed(e.cluster(), &src, &dst, Protocol::Tcp, port), "{ip} {port}");
+        fast
+    };
+    assert!(at("192.0.2.7", 443), "in the group by name");
+    assert!(at("192.0.2.200", 443), "except is not applied with a group");
+    assert!(!at("192.0.2.7", 8443));
+    assert!(at("198.51.100.1", 8443), "in a group the selector selects");
+    assert!(!at("198.51.100.1", 443));
+    assert!(!at("203.0.113.1", 443), "in no group");
+    assert!(!at("10.0.9.9", 443), "a pod's address in a group: pods are selected by identity only");
+    let text = e.explain(&src, &e.parse_endpoint("192.0.2.7", "shop").unwrap(), Protocol::Tcp, 443).render();
+    assert!(text.starts_with("ALLOW") && text.contains("spec.egress[0]"), "{text}");
+    // Errors by field: a bad CIDR, a missing spec, and a rule with both a CIDR and a group.
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumCIDRGroup
+metadata: {name: bad}
+spec: {externalCIDRs: [nope]}
+---
+apiVersion: cilium.io/v2
+kind: CiliumCIDRGroup
+metadata: {name: empty}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: both, namespace: shop}
+spec:
+  endpointSelector: {}
+  egress: [{toCIDRSet: [{cidr: 10.0.0.0/8, cidrGroupRef: bad}]}]
+"#,
+    );
+    let errs = errors(&l).join("\n");
+    for want in
+        ["spec.externalCIDRs[0]", "CiliumCIDRGroup empty: spec", "spec.egress[0].toCIDRSet[0]: more than one of"]
+    {
+        assert!(errs.contains(want), "no error `{want}`:\n{errs}");
+    }
+}

@@ -87,6 +87,19 @@ fn peer_rule(r: &mut Rng, dir: &str, deny: bool) -> String {
         };
         fields.push(format!("{pre}CIDRSet: [{{cidr: {c}{except}}}]"));
     }
+    if r.chance(15) {
+        // CiliumCIDRGroups (written by `manifests`): by name or by labels.
+        let g = *r.pick(&[
+            "{cidrGroupRef: near}",
+            "{cidrGroupRef: far}",
+            "{cidrGroupSelector: {matchLabels: {zone: near}}}",
+        ]);
+        let head = format!("{pre}CIDRSet: [");
+        match fields.iter_mut().find(|f| f.starts_with(&head)) {
+            Some(f) => f.insert_str(head.len(), &format!("{g}, ")),
+            None => fields.push(format!("{head}{g}]")),
+        }
+    }
     if r.chance(20) {
         let entities = [
             "world",
@@ -163,6 +176,9 @@ fn manifests(seed: u64) -> String {
     for (i, ip) in ["10.1.0.1", "10.1.0.2"].iter().enumerate() {
         let _ = write!(y, "apiVersion: v1\nkind: Node\nmetadata: {{name: n{i}}}\nstatus: {{addresses: [{{type: InternalIP, address: {ip}}}]}}\n---\n");
     }
+    // Two CIDR groups: one holding pod and node addresses too (which it never selects), one outside.
+    y.push_str("apiVersion: cilium.io/v2\nkind: CiliumCIDRGroup\nmetadata: {name: near, labels: {zone: near}}\nspec: {externalCIDRs: [10.9.0.0/16, 10.0.1.0/24, 10.1.0.1/32]}\n---\n");
+    y.push_str("apiVersion: cilium.io/v2\nkind: CiliumCIDRGroup\nmetadata: {name: far}\nspec: {externalCIDRs: [192.0.2.0/24, fd00::/8]}\n---\n");
     let n_ns = 2 + r.below(2);
     for ns in &NAMESPACES[..n_ns] {
         let team = if r.chance(50) { format!(", labels: {{team: {}}}", r.pick(&["x", "y"])) } else { String::new() };
