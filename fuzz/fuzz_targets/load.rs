@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netpol_core::compile::{Endpoint, Engine};
+use netpol_core::compile::{Endpoint, Engine, FlowInfo};
+use netpol_core::l7::{HttpRequest, Request};
 use netpol_core::load::Loader;
 use netpol_core::model::PodId;
 use netpol_core::portset::Protocol;
@@ -39,5 +40,13 @@ fuzz_target!(|data: &[u8]| {
         let ext = e.endpoint_for_ip("203.0.113.9".parse().unwrap());
         let _ = e.allowed_named(&a, &ext, Some("api.example.com"), Protocol::Tcp, 443);
         let _ = e.explain_named(&a, &ext, Some("api.example.com"), Protocol::Tcp, 443).render();
+        // Cilium's L7 rules: one HTTP request and one DNS query on the connection.
+        let http = Request::Http(HttpRequest::new("GET", "/api/v1").with_header("X-Token", "t"));
+        let dns = Request::Dns("api.example.com".to_string());
+        for req in [&http, &dns] {
+            let info = FlowInfo { dst_name: Some("api.example.com"), request: Some(req) };
+            let _ = e.allowed_flow(&a, &b, info, Protocol::Tcp, 80);
+            let _ = e.explain_flow(&a, &ext, info, Protocol::Udp, 53).render();
+        }
     }
 });
