@@ -213,6 +213,10 @@ pub struct CalicoPeer {
     /// Cilium's CIDR peers and `world`: only addresses that are no pod's and no node's (those carry their own
     /// identity in Cilium, and a CIDR never selects them). Never set for Calico.
     pub outside_only: bool,
+    /// Cilium: made by the resolution of an entity or `toServices` placeholder from the cluster's Nodes, Services
+    /// and endpoints (`load/cilium_refs.rs`): a peer (or a node rule's own side) that each resolution drops and
+    /// makes again, so that it follows those objects. Never set for Calico; no criterion of its own.
+    pub generated: bool,
 }
 
 impl CalicoPeer {
@@ -232,6 +236,21 @@ impl CalicoPeer {
 impl fmt::Display for CalicoPeer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let join = |v: &[IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+        // A Cilium placeholder: what it stands for is in the peers and rules resolving it made.
+        if let Some(CalicoExpr::And(terms)) = &self.selector {
+            if let (Some(CalicoExpr::Eq { key, value }), Some(CalicoExpr::Eq { key: k2, value: path })) =
+                (terms.first(), terms.get(1))
+            {
+                if key == cilium_keys::REF && k2 == cilium_keys::REF_PATH {
+                    let what = match value.as_str() {
+                        "service" | "service-selector" => "the `toServices` entry".to_string(),
+                        "cluster-apiserver" => "the API server part of entity `cluster`".to_string(),
+                        entity => format!("entity `{entity}`"),
+                    };
+                    return write!(f, "{what} at {path}, as written (resolved from the cluster's objects)");
+                }
+            }
+        }
         let mut parts = Vec::new();
         if let Some(s) = &self.selector {
             parts.push(format!("selector {s}"));
@@ -802,7 +821,11 @@ impl Service {
 /// the `kubernetes.io/service-name` label) or Endpoints object (`v1`, named after its Service).
 #[derive(Clone, Debug)]
 pub struct ServiceEndpoints {
+    /// `EndpointSlice` or `Endpoints`.
+    pub kind: &'static str,
     pub namespace: String,
+    /// The object's own name (an EndpointSlice's is not its Service's).
+    pub name: String,
     /// The Service's name.
     pub service: String,
     /// The ready addresses (and the terminating ones still serving), in order.
@@ -995,6 +1018,11 @@ pub mod cilium_keys {
     /// netpol's own label of a CiliumCIDRGroup (a network set in the model): its name. Only CIDR rules'
     /// `cidrGroupRef`/`cidrGroupSelector` name it, so no other selector matches a CIDR group.
     pub const CIDR_GROUP: &str = "netpol:cidr-group";
+    /// netpol's own keys of a placeholder peer (an entity or `toServices` entry that depends on the cluster's
+    /// Nodes, Services and endpoints: see `load/cilium_refs.rs`): what it stands for, and the field it was written
+    /// at. No label has them: it matches nothing, and stays beside the peers resolving it generates.
+    pub const REF: &str = "netpol:ref";
+    pub const REF_PATH: &str = "netpol:ref-path";
 }
 
 /// The labels Cilium's selectors see on a pod (its security identity's `k8s:` labels): the pod's own labels, its

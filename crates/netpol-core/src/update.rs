@@ -1,6 +1,6 @@
 //! Update: applies object changes (add, replace, delete of namespaces, pods, nodes, policies and Calico's Tiers,
-//! network sets, host endpoints, service accounts and staged policies) to a compiled [`Engine`], for live clusters
-//! where objects change one event at a time.
+//! network sets, host endpoints, service accounts and staged policies, Services and their endpoints) to a compiled
+//! [`Engine`], for live clusters where objects change one event at a time.
 //!
 //! Objects are named by namespace and name, as the Kubernetes API names them; the `ns` field of a given
 //! [`Pod`] or [`Policy`] is ignored. A namespace that is deleted while pods or policies still refer to it stays
@@ -31,6 +31,10 @@
 //!   pod's service account exists (undeclared ones without labels, as the loader adds them), and the built-in
 //!   tiers carry Calico's names exactly when the cluster has Calico objects. A service account change on an engine
 //!   without Calico objects only changes the cluster (nothing else reads service accounts).
+//!   Cilium's entities (`host`, `remote-node`, `kube-apiserver`, `cluster`) and `toServices` are resolved again
+//!   from the changed Nodes, pods, Services and endpoints before that recompile (`load/cilium_refs.rs`).
+//! - **Services and their endpoints** (Service, EndpointSlice, Endpoints): only Cilium's policies read them; on an
+//!   engine without Cilium policies only the cluster changes.
 //! - **Staged policies** (Calico's staged kinds): only [`Cluster::staged`] changes; the engine is neither updated
 //!   nor recompiled (they enforce nothing; the staged view is compiled from the cluster when needed). They name
 //!   their namespace and a tier that is not built in by name, so that namespace and tier changes leave them right.
@@ -47,7 +51,7 @@ use crate::compile::{BlockId, CPeer, Engine, IdSet, IdentityId, IdentityKey, NsS
 use crate::load::NAMESPACE_NAME_LABEL;
 use crate::model::{
     Action, Cluster, Direction, HostEndpoint, Namespace, NetworkSet, Node, NsId, Origin, Pod, PodId, Policy, PolicyId,
-    PolicyKind, PolicyTier, Scope, ServiceAccount, StagedPolicy, TierDef,
+    PolicyKind, PolicyTier, Scope, Service, ServiceAccount, ServiceEndpoints, StagedPolicy, TierDef,
 };
 use crate::selector::{Labels, Selector};
 
@@ -142,6 +146,23 @@ pub enum Change {
         namespace: String,
         name: String,
     },
+    /// Adds or replaces a Service (by namespace and name): what Cilium's `toServices` peers resolve against. Only
+    /// the cluster changes, unless it has Cilium policies (which recompile, resolving them again).
+    PutService(Service),
+    DeleteService {
+        namespace: String,
+        name: String,
+    },
+    /// Adds or replaces an EndpointSlice or Endpoints object (by kind, namespace and name): the addresses of its
+    /// Service's endpoints, which Cilium's `toServices` and `kube-apiserver` (Service `default/kubernetes`) resolve
+    /// to. As [`Change::PutService`].
+    PutServiceEndpoints(ServiceEndpoints),
+    /// Deletes an EndpointSlice or Endpoints object: `kind` is `EndpointSlice` or `Endpoints`.
+    DeleteServiceEndpoints {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
     /// Adds or replaces a Calico staged policy (StagedNetworkPolicy, StagedGlobalNetworkPolicy or
     /// StagedKubernetesNetworkPolicy; the same staged kind, namespace and name), as the loader reads the object
     /// alone. Staged policies enforce nothing: only [`Cluster::staged`] changes, the compiled engine stays as it
@@ -186,7 +207,11 @@ impl Change {
             | Change::PutNamespace(_)
             | Change::DeleteNamespace { .. }
             | Change::PutStagedPolicy(_)
-            | Change::DeleteStagedPolicy { .. } => false,
+            | Change::DeleteStagedPolicy { .. }
+            | Change::PutService(_)
+            | Change::DeleteService { .. }
+            | Change::PutServiceEndpoints(_)
+            | Change::DeleteServiceEndpoints { .. } => false,
         }
     }
 
@@ -435,6 +460,31 @@ fn apply_change(c: &mut Cluster, change: Change) -> bool {
             c.staged.retain(|s| !(s.staged_kind() == kind && s.namespace == namespace && s.policy.name == name));
             before != c.staged.len()
         }
+        Change::PutService(svc) => {
+            match c.services.iter().position(|s| s.namespace == svc.namespace && s.name == svc.name) {
+                Some(i) => c.services[i] = svc,
+                None => c.services.push(svc),
+            }
+            true
+        }
+        Change::DeleteService { namespace, name } => {
+            let before = c.services.len();
+            c.services.retain(|s| !(s.namespace == namespace && s.name == name));
+            before != c.services.len()
+        }
+        Change::PutServiceEndpoints(eps) => {
+            let same = |e: &ServiceEndpoints| e.kind == eps.kind && e.namespace == eps.namespace && e.name == eps.name;
+            match c.service_endpoints.iter().position(same) {
+                Some(i) => c.service_endpoints[i] = eps,
+                None => c.service_endpoints.push(eps),
+            }
+            true
+        }
+        Change::DeleteServiceEndpoints { kind, namespace, name } => {
+            let before = c.service_endpoints.len();
+            c.service_endpoints.retain(|e| !(e.kind == kind && e.namespace == namespace && e.name == name));
+            before != c.service_endpoints.len()
+        }
         Change::DeleteServiceAccount { namespace, name } => {
             let Some(ns) = c.namespace_id(&namespace) else { return false };
             let Some(i) = c.service_accounts.iter().position(|s| s.ns == ns && s.name == name) else { return false };
@@ -632,7 +682,13 @@ impl Engine {
             }
         }
         if dirty {
-            *self = Engine::new(std::mem::take(&mut self.cluster));
+            let mut c = std::mem::take(&mut self.cluster);
+            // Cilium's entities and `toServices` follow the Nodes, pods' nodes, Services and endpoints as they are
+            // now (their warnings are the loader's to report).
+            if crate::load::has_cilium_refs(&c) {
+                crate::load::resolve_cilium_refs(&mut c);
+            }
+            *self = Engine::new(c);
             stats.recompiled = true;
             stats.recompile_cause = cause;
         }
@@ -671,6 +727,12 @@ impl Engine {
             ch @ (Change::PutServiceAccount { .. } | Change::DeleteServiceAccount { .. }) => {
                 InPlace::Done(apply_to_cluster(&mut self.cluster, ch))
             }
+            // Only Cilium's policies read Services and their endpoints (resolved when loading or recompiling), and
+            // an engine with Cilium policies is recompiled: here, only the cluster keeps them.
+            ch @ (Change::PutService(_)
+            | Change::DeleteService { .. }
+            | Change::PutServiceEndpoints(_)
+            | Change::DeleteServiceEndpoints { .. }) => InPlace::Done(apply_to_cluster(&mut self.cluster, ch)),
             // Never enforced: only the cluster keeps them (`update` applies them before this).
             ch @ (Change::PutStagedPolicy(_) | Change::DeleteStagedPolicy { .. }) => {
                 InPlace::Done(apply_to_cluster(&mut self.cluster, ch))

@@ -40,7 +40,13 @@
 //! ([`Change::PutCalicoPolicy`]), and its warning that no Tier object declares its tier is reported exactly while no
 //! valid Tier of that name is held (staged policies alike). A Cilium object is lowered to several policies: its
 //! changes are [`CiliumChange`]s, applied to the cluster by [`apply_cilium`] (the core's update has no change for
-//! them), and the loader's warning on Cilium policies is reported once, at the first one held. Staged policies go to `Cluster::staged`
+//! them), and the loader's warning on Cilium policies is reported once, at the first one held. A Cilium object's
+//! entities (`host`, `remote-node`, `kube-apiserver`, `cluster`) and `toServices` depend on the whole cluster: the
+//! store loads Cilium objects with them unresolved ([`Loader::defer_cilium_refs`]), and the applier resolves them
+//! on the live cluster whenever it changes ([`netpol_core::load::resolve_cilium_refs`]: after the first list, and
+//! for any batch once they exist, Node and Pod changes included), reporting that resolution's warnings with the
+//! store's diagnostics. Services, EndpointSlices and Endpoints are not watched: live, `kube-apiserver` and
+//! `toServices` match nothing (with a warning), as in a one-shot list. Staged policies go to `Cluster::staged`
 //! ([`Change::PutStagedPolicy`]): they never change the enforced engine; each published [`Update`] carries their
 //! staged view compiled (`Update::staged`). The loader's warning that a staged `Delete` names no loaded policy
 //! depends on the enforced policies of the moment and is not reported by the watch (a one-shot list reports it).
@@ -622,12 +628,17 @@ fn origin(name: String) -> Origin {
 /// Loads objects through the file loader (namespaces, then nodes, pods, and the policies kind by kind, each
 /// sorted by namespace and name).
 pub fn load_objects(objects: impl IntoIterator<Item = Object>) -> Loaded {
+    load_objects_with(objects, Loader::new())
+}
+
+/// [`load_objects`] with `loader`'s settings (the watch's store defers Cilium's placeholders: the applier resolves
+/// them on the live cluster).
+fn load_objects_with(objects: impl IntoIterator<Item = Object>, mut loader: Loader) -> Loaded {
     let mut objects: Vec<Object> = objects.into_iter().filter(|o| o.value.is_some()).collect();
     objects.sort_by(|a, b| {
         let rank = |k: Kind| k.info().load_rank;
         (rank(a.kind), &a.namespace, &a.name).cmp(&(rank(b.kind), &b.namespace, &b.name))
     });
-    let mut loader = Loader::new();
     for o in objects {
         let name = o.source_name();
         if let Some(v) = o.value {
@@ -1113,7 +1124,8 @@ fn fingerprint(parts: &dyn std::fmt::Debug) -> u64 {
 }
 
 fn pod_fp(p: &netpol_core::model::Pod) -> u64 {
-    fingerprint(&(&p.labels, &p.ports, &p.ips, p.host_network, &p.service_account))
+    // Its node too: Cilium's `host` and `remote-node` are relative to the node a pod runs on.
+    fingerprint(&(&p.labels, &p.ports, &p.ips, p.host_network, &p.service_account, &p.node))
 }
 
 fn policy_fp(p: &netpol_core::model::Policy) -> u64 {
@@ -1374,7 +1386,11 @@ impl Store {
                 calico_policies.insert(o.source_name(), v.clone());
             }
         }
-        let loaded = load_objects(objects);
+        // Cilium's entities and `toServices` depend on the whole cluster as it changes: the applier resolves them
+        // (and reports their warnings) on the live cluster.
+        let mut loader = Loader::new();
+        loader.defer_cilium_refs();
+        let loaded = load_objects_with(objects, loader);
         let c = &loaded.cluster;
         let fp_of_policy = |p: &netpol_core::model::Policy| {
             if is_calico_policy(p) {
@@ -1480,6 +1496,8 @@ impl Store {
         }
         let prev_model = prev.and_then(|e| e.model);
         let mut loader = Loader::new();
+        // Alone, a Cilium object sees no Node and no Service: its placeholders are resolved on the live cluster.
+        loader.defer_cilium_refs();
         loader.add_value(value, origin(source_name(key.0, &key.1, &key.2)));
         let mut loaded = loader.finish();
         let tier_warning = match key.0 {
@@ -1896,6 +1914,8 @@ async fn discover_apis(client: &Client) -> Apis {
 struct Applier {
     store: Store,
     engine: Option<Engine>,
+    /// The warnings of the last resolution of Cilium's entities and `toServices` on the live cluster.
+    ref_warnings: Vec<Diagnostic>,
 }
 
 /// What applying one batch produced.
@@ -1920,7 +1940,12 @@ impl Applier {
             self.store.event(kind, ev, &mut batch);
         }
         let t = Instant::now();
-        let first = batch.initial.take().map(|loaded| Engine::new(loaded.cluster));
+        let ref_warnings = self.ref_warnings.clone();
+        let first = batch.initial.take().map(|loaded| {
+            let mut c = loaded.cluster;
+            self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
+            Engine::new(c)
+        });
         let first_sync = first.is_some();
         let Some(engine) = first.or_else(|| self.engine.take()) else {
             metrics.unchanged.fetch_add(batch.unchanged, Ordering::Relaxed);
@@ -1930,9 +1955,11 @@ impl Applier {
         let changes = std::mem::take(&mut batch.changes);
         let cilium = std::mem::take(&mut batch.cilium);
         let n = changes.len() + cilium.len();
-        let stats = if !cilium.is_empty() {
+        let refs = netpol_core::load::has_cilium_refs(engine.cluster());
+        let stats = if !cilium.is_empty() || (refs && !changes.is_empty()) {
             // Cilium's policies change the cluster here, and the engine is compiled once for the whole batch (as
-            // `Engine::update` recompiles any batch once the cluster has Cilium policies).
+            // `Engine::update` recompiles any batch once the cluster has Cilium policies), after their entities
+            // and `toServices` are resolved on the cluster as it is now (its Nodes and pods' nodes).
             let mut c = engine.cluster().clone();
             for change in changes {
                 netpol_core::update::apply_to_cluster(&mut c, change);
@@ -1940,6 +1967,7 @@ impl Applier {
             for change in cilium {
                 apply_cilium(&mut c, change);
             }
+            self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
             *engine = Engine::new(c);
             UpdateStats { in_place: 0, recompiled: true, recompile_cause: Some("Cilium policies") }
         } else if changes.is_empty() {
@@ -1947,14 +1975,22 @@ impl Applier {
         } else {
             engine.update(changes)
         };
-        let publish = first_sync || n > 0 || batch.diagnostics_changed;
+        if ref_warnings != self.ref_warnings {
+            self.ref_warnings.iter().for_each(log_diagnostic);
+        }
+        let publish = first_sync || n > 0 || batch.diagnostics_changed || ref_warnings != self.ref_warnings;
         let seconds = t.elapsed().as_secs_f64();
         let versions = self.store.resource_versions();
         let update = publish.then(|| Update {
             staged: netpol_core::staged::staged_engine(engine),
             engine: engine.clone(),
             compile_seconds: seconds,
-            diagnostics: self.store.diagnostics(),
+            diagnostics: {
+                let mut d = self.store.diagnostics();
+                d.extend(self.ref_warnings.iter().cloned());
+                d.sort_by(|a, b| a.origin.file.cmp(&b.origin.file));
+                d
+            },
             resource_versions: versions.clone(),
         });
         Some(Applied { update, versions, changes: n, stats, unchanged: batch.unchanged, seconds })

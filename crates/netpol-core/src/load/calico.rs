@@ -473,6 +473,7 @@ impl Entity {
             not_nets: self.not_nets.clone(),
             ip_version: None,
             outside_only: false,
+            generated: false,
         }
     }
 }

@@ -28,15 +28,24 @@
 //! it selects, as a generated `toEndpoints` selector (its selector and its namespace). A reference that no
 //! Service in the input matches matches nothing, with a warning.
 //!
-//! The loader reads one document at a time, so these peers are placeholders at first (an expression over a key
-//! no label has, which matches nothing) and [`resolve`] replaces them once every object is loaded: a Service or
-//! the API server's endpoints become address or selector peers; `host` and `remote-node` become, after the rule's
-//! other peers, one rule per Node whose own side is the pods on that Node (Cilium's labels of a pod then carry its
-//! node: [`crate::model::cilium_keys::NODE`]) and whose peer is that Node's (or the other Nodes') addresses — the
-//! rules of a Cilium tier all have the same action, so where they stand in it does not matter.
+//! The loader reads one document at a time, so these peers are placeholders (an expression over a key no label
+//! has, [`crate::model::cilium_keys::REF`], which matches nothing) and [`resolve`] resolves them once every object
+//! is loaded: a Service or the API server's endpoints become address or selector peers beside the placeholder;
+//! `host` and `remote-node` become, after the rule's other rules, one rule per Node whose own side is the pods on
+//! that Node (Cilium's labels of a pod then carry its node: [`crate::model::cilium_keys::NODE`], which every
+//! compile takes from the pods' `spec.nodeName` as they are) and whose peer is that Node's (or the other Nodes')
+//! addresses, named after the rule's field — the rules of a Cilium tier all have the same action, so where they
+//! stand in it does not matter.
 //!
-//! Resolved at load time, these rules follow the input as loaded: [`crate::compile::Engine::update`] with a
-//! changed Node, Service or EndpointSlice does not re-resolve them (a Cilium cluster is reloaded whole for that).
+//! The placeholders stay in the model, and what resolving makes is marked ([`CalicoPeer::generated`], on the
+//! peers and on a node rule's own side), so resolution can run again on a changed cluster: it drops what the
+//! last one made and makes it from the Nodes, Services and endpoints of the moment, leaving the cluster as a
+//! fresh load of the same objects would be. The loader resolves when it finishes (unless told not to:
+//! [`super::Loader::defer_cilium_refs`], for one object loaded alone); [`crate::compile::Engine::update`] before
+//! it recompiles a cluster with placeholders (any change to one with Cilium policies recompiles, Nodes, pods,
+//! Services and EndpointSlices included); netpol-kube after it assembles the live cluster. The warnings (no Node,
+//! no API server endpoints, no such Service) are those of one resolution: [`super::resolve_cilium_refs`] returns
+//! them for the cluster as it is.
 
 use std::collections::HashSet;
 
@@ -50,8 +59,8 @@ use crate::calico_selector::Expr;
 use crate::model::{cilium_keys, CalicoPeer, CalicoRule, Cluster, Direction, Peer, Rule, Scope};
 
 /// The key of a placeholder's kind, and of the field path it was written at.
-const REF_KEY: &str = "netpol:ref";
-const REF_PATH: &str = "netpol:ref-path";
+const REF_KEY: &str = cilium_keys::REF;
+const REF_PATH: &str = cilium_keys::REF_PATH;
 const REF_NS: &str = "netpol:ref-namespace";
 const REF_NAME: &str = "netpol:ref-name";
 
@@ -76,6 +85,33 @@ pub(crate) const ENTITIES: [&str; 14] = [
 /// A peer that matches nothing.
 pub(crate) fn nothing() -> Peer {
     Peer::Calico(Box::new(CalicoPeer { selector: Some(Expr::Not(Box::new(Expr::All))), ..Default::default() }))
+}
+
+/// A peer made by [`resolve`] (dropped by the next resolution).
+fn generated(p: CalicoPeer) -> Peer {
+    Peer::Calico(Box::new(CalicoPeer { generated: true, ..p }))
+}
+
+fn is_generated(peer: &Peer) -> bool {
+    matches!(peer, Peer::Calico(c) if c.generated)
+}
+
+/// A rule made by [`resolve`] (`host`/`remote-node`): its own side is generated.
+fn is_generated_rule(rule: &Rule) -> bool {
+    rule.calico.as_ref().and_then(|c| c.local.as_ref()).is_some_and(|l| l.generated)
+}
+
+/// Whether a peer is a placeholder (cheaply: its first term is the placeholder key).
+fn is_placeholder(peer: &Peer) -> bool {
+    let Peer::Calico(c) = peer else { return false };
+    matches!(&c.selector, Some(Expr::And(t)) if matches!(t.first(), Some(Expr::Eq { key, .. }) if key == REF_KEY))
+}
+
+/// Whether a Cilium policy of `c` has a placeholder (or what resolving one made).
+pub(crate) fn has_refs(c: &Cluster) -> bool {
+    c.policies.iter().filter(|p| p.kind.is_cilium()).any(|p| {
+        p.ingress.iter().chain(&p.egress).any(|r| r.peers.iter().any(|peer| is_placeholder(peer) || is_generated(peer)))
+    })
 }
 
 fn eq(key: &str, value: &str) -> Expr {
@@ -266,11 +302,20 @@ fn endpoint_addresses(c: &Cluster, ns: &str, name: &str) -> Option<Vec<IpNet>> {
     found.then(|| hosts(ips))
 }
 
-/// Replaces the placeholders of every Cilium policy (see the module documentation); warnings for what the input
-/// does not have.
+/// Resolves the placeholders of every Cilium policy (see the module documentation): drops what an earlier
+/// resolution made, then makes it from the cluster's current Nodes, Services and endpoints; warnings for what the
+/// cluster does not have.
 pub(crate) fn resolve(c: &mut Cluster, diags: &mut Vec<Diagnostic>) {
-    if !c.has_cilium() {
+    if !has_refs(c) {
         return;
+    }
+    for p in c.policies.iter_mut().filter(|p| p.kind.is_cilium()) {
+        for rules in [&mut p.ingress, &mut p.egress] {
+            rules.retain(|r| !is_generated_rule(r));
+            for r in rules.iter_mut() {
+                r.peers.retain(|peer| !is_generated(peer));
+            }
+        }
     }
     let apiserver = endpoint_addresses(c, "default", "kubernetes");
     let nodes: Vec<(String, Vec<IpNet>)> =
@@ -306,13 +351,12 @@ pub(crate) fn resolve(c: &mut Cluster, diags: &mut Vec<Diagnostic>) {
             let mut extra = Vec::new();
             for mut rule in rules {
                 let mut peers = Vec::with_capacity(rule.peers.len());
-                let (mut host, mut remote, mut any_ref) = (None, None, false);
+                let (mut host, mut remote) = (None, None);
                 for peer in std::mem::take(&mut rule.peers) {
-                    let Some((r, path)) = read(&peer) else {
-                        peers.push(peer);
-                        continue;
-                    };
-                    any_ref = true;
+                    let found = read(&peer);
+                    // A placeholder stays (it matches nothing): the next resolution starts from it.
+                    peers.push(peer);
+                    let Some((r, path)) = found else { continue };
                     if matches!(r, Ref::Host | Ref::RemoteNode) && nodes.iter().all(|(_, ips)| ips.is_empty()) {
                         let which = if matches!(r, Ref::Host) { "host" } else { "remote-node" };
                         warn(
@@ -327,8 +371,9 @@ pub(crate) fn resolve(c: &mut Cluster, diags: &mut Vec<Diagnostic>) {
                         Ref::Host => host = Some(path),
                         Ref::RemoteNode => remote = Some(path),
                         Ref::KubeApiserver { quiet } => match &apiserver {
-                            Some(nets) if !nets.is_empty() => peers
-                                .push(Peer::Calico(Box::new(CalicoPeer { nets: nets.clone(), ..Default::default() }))),
+                            Some(nets) if !nets.is_empty() => {
+                                peers.push(generated(CalicoPeer { nets: nets.clone(), ..Default::default() }))
+                            }
                             Some(_) if !quiet => warn(
                                 &path,
                                 "entity `kube-apiserver`: the endpoints of Service default/kubernetes have no ready \
@@ -382,9 +427,6 @@ pub(crate) fn resolve(c: &mut Cluster, diags: &mut Vec<Diagnostic>) {
                         }
                     }
                 }
-                if any_ref && peers.is_empty() {
-                    peers.push(nothing());
-                }
                 rule.peers = peers;
                 if host.is_some() || remote.is_some() {
                     let (own, others) = (host.is_some(), remote.is_some());
@@ -409,11 +451,11 @@ fn service_peer(c: &Cluster, i: usize, path: &str, warn: &mut impl FnMut(&str, S
         Some(sel) if s.has_selector() => {
             let mut terms: Vec<Expr> = sel.iter().map(|(k, v)| eq(k, v)).collect();
             terms.push(eq(cilium_keys::NAMESPACE, &s.namespace));
-            Some(Peer::Calico(Box::new(CalicoPeer { selector: Some(Expr::And(terms)), ..Default::default() })))
+            Some(generated(CalicoPeer { selector: Some(Expr::And(terms)), ..Default::default() }))
         }
         _ => match endpoint_addresses(c, &s.namespace, &s.name) {
             Some(nets) if !nets.is_empty() => {
-                Some(Peer::Calico(Box::new(CalicoPeer { nets, outside_only: true, ..Default::default() })))
+                Some(generated(CalicoPeer { nets, outside_only: true, ..Default::default() }))
             }
             _ => {
                 warn(
@@ -450,12 +492,12 @@ fn node_rules(
     nodes: &[(String, Vec<IpNet>)],
 ) -> Vec<Rule> {
     let make = |own_side: Expr, nets: Vec<IpNet>| Rule {
-        peers: vec![Peer::Calico(Box::new(CalicoPeer { nets, ..Default::default() }))],
+        peers: vec![generated(CalicoPeer { nets, ..Default::default() })],
         ports: rule.ports.clone(),
         action: rule.action,
         name: name.clone(),
         calico: Some(Box::new(CalicoRule {
-            local: Some(CalicoPeer { selector: Some(own_side), ..Default::default() }),
+            local: Some(CalicoPeer { selector: Some(own_side), generated: true, ..Default::default() }),
             ..Default::default()
         })),
         l7: rule.l7.clone(),

@@ -393,6 +393,8 @@ pub struct Loader {
     /// Staged policies loaded, by (kind, namespace, name), for duplicate checks (their namespace is no `NsId`: a
     /// staged policy does not create its namespace in the enforced cluster).
     seen_staged: HashMap<(&'static str, Option<String>, String), Origin>,
+    /// [`Loader::defer_cilium_refs`]: `finish` leaves Cilium's placeholders unresolved.
+    defer_cilium_refs: bool,
 }
 
 /// Result of loading.
@@ -470,6 +472,13 @@ pub(crate) fn parallel_ordered<U: Sync, R: Send>(
 impl Loader {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// [`Loader::finish`] leaves Cilium's entity and `toServices` peers as placeholders (they match nothing), with
+    /// no warning about them: for an object loaded alone, whose cluster is assembled elsewhere and then resolved
+    /// whole with [`resolve_cilium_refs`].
+    pub fn defer_cilium_refs(&mut self) {
+        self.defer_cilium_refs = true;
     }
 
     /// Loads every document of one input. `name` is used in diagnostics.
@@ -775,10 +784,17 @@ impl Loader {
                 self.services.push(Service { namespace: ns_name, name, labels, selector, origin });
             }
             Item::ServiceEndpoints { kind, ns_name, name, service, addresses } => {
-                if !self.first_service((kind, ns_name.clone(), name), &origin, &label) {
+                if !self.first_service((kind, ns_name.clone(), name.clone()), &origin, &label) {
                     return;
                 }
-                self.service_endpoints.push(ServiceEndpoints { namespace: ns_name, service, addresses, origin });
+                self.service_endpoints.push(ServiceEndpoints {
+                    kind,
+                    namespace: ns_name,
+                    name,
+                    service,
+                    addresses,
+                    origin,
+                });
             }
             Item::ServiceAccount { ns_name, name, labels } => {
                 let ns = self.ns_id(&ns_name);
@@ -924,7 +940,9 @@ impl Loader {
             services: self.services,
             service_endpoints: self.service_endpoints,
         };
-        cilium_refs::resolve(&mut cluster, &mut self.diagnostics);
+        if !self.defer_cilium_refs {
+            cilium_refs::resolve(&mut cluster, &mut self.diagnostics);
+        }
         if cluster.has_calico() {
             for (t, name) in cluster.tiers.iter_mut().zip(calico::builtin_tier_names()) {
                 t.name = name.to_string();
@@ -1299,6 +1317,22 @@ fn typed<T: serde::de::DeserializeOwned>(node: &Node<'_>) -> Result<T, (Option<S
 }
 
 /// Loads a single input (convenience for tests and tools).
+/// Resolves (again) Cilium's entity and `toServices` peers of every Cilium policy of `c` against its current
+/// Nodes, Services and endpoints, as [`Loader::finish`] does (see `load/cilium_refs.rs`): what an earlier resolution
+/// made is dropped first, so the cluster is then as a fresh load of the same objects. Returns the warnings of this
+/// resolution (what the cluster lacks: no Node, no API server endpoints, no such Service), in place of earlier ones.
+pub fn resolve_cilium_refs(c: &mut Cluster) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    cilium_refs::resolve(c, &mut diags);
+    diags
+}
+
+/// Whether a Cilium policy of `c` has an entity or `toServices` peer that depends on the cluster's Nodes, Services
+/// or endpoints ([`resolve_cilium_refs`] then has work to do).
+pub fn has_cilium_refs(c: &Cluster) -> bool {
+    cilium_refs::has_refs(c)
+}
+
 pub fn load_str(name: &str, text: &str) -> Loaded {
     let mut l = Loader::new();
     l.add_bytes(name, text.as_bytes());

@@ -541,3 +541,33 @@ spec:
     let e = engine(l);
     assert!(!allowed(&e, "ns/a", "10.1.0.1", 22));
 }
+
+#[test]
+fn resolving_again_changes_nothing_and_says_each_warning_once() {
+    let l = load(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: refs, namespace: ns}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toEntities: [host, remote-node, kube-apiserver, cluster]
+  - toServices: [{k8sService: {serviceName: nowhere, namespace: ns}}]
+"#,
+    );
+    assert_eq!(errors(&l), Vec::<String>::new());
+    let policies = format!("{:?}", l.cluster.policies);
+    let mut c = l.cluster;
+    let first = netpol_core::load::resolve_cilium_refs(&mut c);
+    assert_eq!(format!("{:?}", c.policies), policies, "the same rules, generated ones included");
+    let second = netpol_core::load::resolve_cilium_refs(&mut c);
+    assert_eq!(format!("{:?}", c.policies), policies);
+    assert_eq!(first, second, "the same warnings, not more");
+    assert_eq!(first.len(), 2, "{first:#?}");
+    assert!(first.iter().all(|d| l.diagnostics.contains(d)), "the loader's warnings: {:#?}", l.diagnostics);
+    let e =
+        engine(netpol_core::load::Loaded { cluster: c, diagnostics: Vec::new(), skipped_kinds: Default::default() });
+    assert!(allowed(&e, "ns/a", "10.1.0.1", 22), "host");
+    assert!(allowed(&e, "ns/a", "10.1.0.2", 22), "remote-node");
+}

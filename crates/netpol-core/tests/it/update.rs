@@ -206,6 +206,11 @@ fn kind(ch: &Change) -> &'static str {
         // Not generated here either: they change only `Cluster::staged` (`update.rs`'s unit tests).
         Change::PutStagedPolicy(_) => "put-staged-policy",
         Change::DeleteStagedPolicy { .. } => "delete-staged-policy",
+        // Not generated here: only Cilium's policies read them (`cilium_entities_and_services_follow_changes`).
+        Change::PutService(_) => "put-service",
+        Change::DeleteService { .. } => "delete-service",
+        Change::PutServiceEndpoints(_) => "put-service-endpoints",
+        Change::DeleteServiceEndpoints { .. } => "delete-service-endpoints",
     }
 }
 
@@ -703,4 +708,195 @@ fn large_batch_recompiles_once() {
 #[test]
 fn host_scenario_pod_at_a_host_endpoint_address() {
     host_scenario(13642382807933992941, 8);
+}
+
+// ---- Cilium's entities and toServices ----
+
+/// The objects of a cluster as manifests, by a key, in order: what a fresh load of the same objects reads.
+struct Manifests(Vec<(&'static str, String)>);
+
+impl Manifests {
+    fn put(&mut self, key: &'static str, text: &str) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = text.to_string(),
+            None => self.0.push((key, text.to_string())),
+        }
+    }
+
+    fn delete(&mut self, key: &str) {
+        self.0.retain(|(k, _)| *k != key);
+    }
+
+    fn load(&self) -> netpol_core::load::Loaded {
+        let text: Vec<&str> = self.0.iter().map(|(_, t)| t.as_str()).collect();
+        let l = netpol_core::load::load_str("cluster.yaml", &text.join("\n---\n"));
+        let errors: Vec<String> = l
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == netpol_core::load::Severity::Error)
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(errors, Vec::<String>::new());
+        l
+    }
+}
+
+/// The one object of a manifest, loaded alone.
+fn alone(text: &str) -> Cluster {
+    netpol_core::load::load_str("object.yaml", text).cluster
+}
+
+fn node_doc(name: &str, ip: &str) -> String {
+    format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nstatus: {{addresses: [{{type: InternalIP, address: {ip}}}]}}")
+}
+
+fn pod_doc(name: &str, app: &str, node: &str, ip: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: ns, labels: {{app: {app}}}}}\nspec: \
+         {{nodeName: {node}}}\nstatus: {{podIP: {ip}}}"
+    )
+}
+
+fn slice_doc(ns: &str, name: &str, service: &str, ips: &str) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}, namespace: {ns}, labels: \
+         {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nendpoints: [{{addresses: [{ips}]}}]"
+    )
+}
+
+const CILIUM_REF_POLICIES: &str = r#"apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: refs, namespace: ns}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toEntities: [host]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+  - toEntities: [remote-node]
+    toPorts: [{ports: [{port: "81", protocol: TCP}]}]
+  - toEntities: [kube-apiserver]
+    toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+  - toServices: [{k8sService: {serviceName: db, namespace: ns}}]
+    toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
+  - toServices: [{k8sServiceSelector: {selector: {matchLabels: {tier: web}}, namespace: ns}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: from-nodes, namespace: ns}
+spec:
+  endpointSelector: {matchLabels: {app: b}}
+  ingress:
+  - fromEntities: [remote-node, host]
+    toPorts: [{ports: [{port: "90", protocol: TCP}]}]
+"#;
+
+/// After each step, the updated engine answers (verdicts on every pair of endpoints, explanations, the matrix)
+/// and holds the same policies as `Engine::new` of a fresh load of the same objects.
+fn assert_as_fresh(e: &Engine, m: &Manifests, extra: &[&str]) {
+    let f = Engine::new(m.load().cluster);
+    let pols = |e: &Engine| -> Vec<String> {
+        e.cluster().policies.iter().map(|p| format!("{:?} {:?}", p.ingress, p.egress)).collect()
+    };
+    assert_eq!(pols(e), pols(&f), "policies");
+    let names = |e: &Engine| -> Vec<String> {
+        let mut v: Vec<String> = e.cluster().pods.iter().map(|p| format!("ns/{}", p.name)).collect();
+        v.extend(e.cluster().nodes.iter().flat_map(|n| n.ips.iter().map(|ip| ip.to_string())));
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let eps = names(&f);
+    assert_eq!(names(e), eps);
+    for s in &eps {
+        for d in &eps {
+            let (es, ed) = (e.parse_endpoint(s, "ns").unwrap(), e.parse_endpoint(d, "ns").unwrap());
+            let (fs, fd) = (f.parse_endpoint(s, "ns").unwrap(), f.parse_endpoint(d, "ns").unwrap());
+            for port in [80, 81, 90, 443, 5432, 8080, 22] {
+                let want = f.allowed(&fs, &fd, Protocol::Tcp, port);
+                assert_eq!(e.allowed(&es, &ed, Protocol::Tcp, port), want, "{s} -> {d}:{port}");
+                assert_eq!(reference::allowed(e.cluster(), &es, &ed, Protocol::Tcp, port), want, "reference");
+                assert_eq!(
+                    format!("{:?}", e.explain(&es, &ed, Protocol::Tcp, port)),
+                    format!("{:?}", f.explain(&fs, &fd, Protocol::Tcp, port)),
+                    "explain {s} -> {d}:{port}"
+                );
+            }
+        }
+    }
+    assert_same_matrix(e, &f, 1);
+}
+
+#[test]
+fn cilium_entities_and_services_follow_changes() {
+    let mut m = Manifests(Vec::new());
+    // First: the policies' origins (document indexes) stay those of a fresh load.
+    m.put("policies", CILIUM_REF_POLICIES);
+    m.put("ns", "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns}");
+    m.put("node-1", &node_doc("node-1", "10.1.0.1"));
+    m.put("node-2", &node_doc("node-2", "10.1.0.2"));
+    m.put("a", &pod_doc("a", "a", "node-1", "10.0.0.1"));
+    m.put("b", &pod_doc("b", "b", "node-1", "10.0.0.2"));
+    m.put("c", &pod_doc("c", "a", "node-2", "10.0.0.3"));
+    m.put("w", &pod_doc("w", "w", "node-2", "10.0.0.4"));
+    m.put("api-svc", "apiVersion: v1\nkind: Service\nmetadata: {name: kubernetes, namespace: default}");
+    m.put("api", &slice_doc("default", "kubernetes", "kubernetes", "192.168.5.5"));
+    m.put("db-svc", "apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: ns}");
+    m.put("db", &slice_doc("ns", "db-1", "db", "192.168.7.7"));
+    let extra = ["192.168.5.5", "192.168.5.6", "192.168.7.7", "192.168.7.8", "10.1.0.3", "10.1.0.22"];
+    let mut e = Engine::new(m.load().cluster);
+    assert_as_fresh(&e, &m, &extra);
+
+    // A new node, and a pod moving onto it.
+    let n3 = node_doc("node-3", "10.1.0.3");
+    m.put("node-3", &n3);
+    let moved = pod_doc("c", "a", "node-3", "10.0.0.3");
+    m.put("c", &moved);
+    let mut pod = alone(&moved).pods.pop().unwrap();
+    pod.ns = NsId::new(0);
+    let stats = e
+        .update(vec![Change::PutNode(alone(&n3).nodes.pop().unwrap()), Change::PutPod { namespace: "ns".into(), pod }]);
+    assert!(stats.recompiled);
+    assert_as_fresh(&e, &m, &extra);
+
+    // A node's address changes.
+    let n2 = node_doc("node-2", "10.1.0.22");
+    m.put("node-2", &n2);
+    e.update(vec![Change::PutNode(alone(&n2).nodes.pop().unwrap())]);
+    assert_as_fresh(&e, &m, &extra);
+
+    // A new pod on another node.
+    let d = pod_doc("d", "a", "node-2", "10.0.0.5");
+    m.put("d", &d);
+    e.update(vec![Change::PutPod { namespace: "ns".into(), pod: alone(&d).pods.pop().unwrap() }]);
+    assert_as_fresh(&e, &m, &extra);
+
+    // The API server and the Service's endpoints move; a Service with a selector comes.
+    let api = slice_doc("default", "kubernetes", "kubernetes", "192.168.5.6");
+    m.put("api", &api);
+    let db = slice_doc("ns", "db-1", "db", "192.168.7.8");
+    m.put("db", &db);
+    let web = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ns, labels: {tier: web}}\nspec: \
+               {selector: {app: b}}";
+    m.put("web-svc", web);
+    e.update(vec![
+        Change::PutServiceEndpoints(alone(&api).service_endpoints.pop().unwrap()),
+        Change::PutServiceEndpoints(alone(&db).service_endpoints.pop().unwrap()),
+        Change::PutService(alone(web).services.pop().unwrap()),
+    ]);
+    assert_as_fresh(&e, &m, &extra);
+
+    // Deletions: a node, the API server's endpoints, a Service.
+    m.delete("node-1");
+    m.delete("api");
+    m.delete("db-svc");
+    e.update(vec![
+        Change::DeleteNode { name: "node-1".into() },
+        Change::DeleteServiceEndpoints {
+            kind: "EndpointSlice",
+            namespace: "default".into(),
+            name: "kubernetes".into(),
+        },
+        Change::DeleteService { namespace: "ns".into(), name: "db".into() },
+    ]);
+    assert_as_fresh(&e, &m, &extra);
 }

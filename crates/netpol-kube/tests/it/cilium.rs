@@ -403,3 +403,109 @@ fn apply_cilium_gives_what_a_load_of_the_same_objects_gives() {
         assert_eq!(allowed(&e, src, dst, 8080), allowed(&fresh, src, dst, 8080), "{src} -> {dst}");
     }
 }
+
+// ---- entities resolved on the live cluster ----
+
+/// Endpoints and ports of the node entities' test: the pods, the Nodes' addresses (old and new), the outside.
+const NODE_ENDPOINTS: [&str; 6] =
+    ["backend/api", "frontend/web", "192.168.1.11", "192.168.1.12", "192.168.1.13", "203.0.113.1"];
+const NODE_PORTS: [u16; 4] = [10250, 4240, 6443, 8080];
+
+fn on_node(mut pod: Value, node: &str) -> Value {
+    pod["spec"]["nodeName"] = json!(node);
+    pod
+}
+
+/// The live engine answers as a fresh list of the cluster (loaded whole, as from a file) does: explanations among
+/// [`NODE_ENDPOINTS`], the Cilium policies' rules (generated ones included) and the warnings.
+async fn assert_as_listed(live: &Live, c: &Cluster, what: &str) {
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("snapshot");
+    let loaded = netpol_kube::load_objects(snap.objects);
+    let mut listed: Vec<String> = loaded.diagnostics.iter().map(described).collect();
+    let fresh = Engine::new(loaded.cluster);
+    let engine = live.engine();
+    for src in NODE_ENDPOINTS {
+        for dst in NODE_ENDPOINTS {
+            for port in NODE_PORTS {
+                assert_eq!(
+                    explanation(&engine, src, dst, port),
+                    explanation(&fresh, src, dst, port),
+                    "{what}: {src} -> {dst} {port}"
+                );
+            }
+        }
+    }
+    let rules = |e: &Engine| {
+        let mut v: Vec<String> = e
+            .cluster()
+            .policies
+            .iter()
+            .filter(|p| p.kind.is_cilium())
+            .map(|p| format!("{} {:?} {:?}", p.name, p.ingress, p.egress))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(rules(&engine), rules(&fresh), "{what}: Cilium's rules");
+    let mut warnings: Vec<String> = live.diagnostics().iter().map(described).collect();
+    warnings.sort();
+    listed.sort();
+    assert_eq!(warnings, listed, "{what}: diagnostics");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resolves_ciliums_node_entities_on_the_live_cluster() {
+    let c = cilium_cluster();
+    c.put(fixtures::node("worker-1", json!({}), "192.168.1.11"));
+    c.put(fixtures::node("worker-2", json!({}), "192.168.1.12"));
+    c.put(on_node(fixtures::pod("backend", "api", json!({"app": "api"}), "10.0.2.1"), "worker-1"));
+    c.put(on_node(fixtures::pod("frontend", "web", json!({"app": "web"}), "10.0.1.1"), "worker-2"));
+    let live = Live::start(&c).await;
+    let watched = c.server.served_kinds().into_iter().filter(|k| *k != ApiKind::ServiceAccount).count();
+    eventually!("a watch of every kind", c.server.open_watches() == watched);
+    assert_as_listed(&live, &c, "the first list").await;
+
+    // A policy with node entities, loaded alone by the watch: resolved on the live cluster's Nodes.
+    let to_nodes = cilium_policy(
+        "backend",
+        "to-nodes",
+        json!({
+            "endpointSelector": {"matchLabels": {"app": "api"}},
+            "egress": [
+                {"toEntities": ["host"], "toPorts": [{"ports": [{"port": "10250", "protocol": "TCP"}]}]},
+                {"toEntities": ["remote-node"], "toPorts": [{"ports": [{"port": "4240", "protocol": "TCP"}]}]},
+                {"toEntities": ["kube-apiserver"], "toPorts": [{"ports": [{"port": "6443", "protocol": "TCP"}]}]},
+            ],
+        }),
+    );
+    let rv = c.put(to_nodes);
+    live.applied(Kind::CiliumNetworkPolicy, rv).await;
+    assert!(live.allowed("backend/api", "192.168.1.11", 10250), "host");
+    assert!(!live.allowed("backend/api", "192.168.1.12", 10250));
+    assert!(live.allowed("backend/api", "192.168.1.12", 4240), "remote-node");
+    assert!(!live.allowed("backend/api", "192.168.1.11", 4240));
+    assert!(!live.diagnostics().iter().any(|d| d.message.contains("no Node")), "{:?}", live.diagnostics());
+    assert_as_listed(&live, &c, "to-nodes added").await;
+
+    // A Node's address changes.
+    let rv = c.put(fixtures::node("worker-2", json!({}), "192.168.1.13"));
+    live.applied(Kind::Node, rv).await;
+    assert!(live.allowed("backend/api", "192.168.1.13", 4240));
+    assert!(!live.allowed("backend/api", "192.168.1.12", 4240));
+    assert_as_listed(&live, &c, "worker-2 moved").await;
+
+    // The subject runs on the other node now.
+    let rv = c.put(on_node(fixtures::pod("backend", "api", json!({"app": "api"}), "10.0.2.1"), "worker-2"));
+    live.applied(Kind::Pod, rv).await;
+    assert!(live.allowed("backend/api", "192.168.1.13", 10250));
+    assert!(live.allowed("backend/api", "192.168.1.11", 4240));
+    assert_as_listed(&live, &c, "api on worker-2").await;
+
+    // The Nodes go: the entities match nothing, and the warning says so once.
+    for node in ["worker-1", "worker-2"] {
+        let rv = c.server.delete_kind(ApiKind::Node, None, node).unwrap();
+        live.applied(Kind::Node, rv).await;
+    }
+    assert!(!live.allowed("backend/api", "192.168.1.11", 4240));
+    assert_as_listed(&live, &c, "no Node").await;
+}
