@@ -609,6 +609,10 @@ impl Engine {
         if cause.is_none() && self.cluster.has_cilium() {
             cause = Some("Cilium objects");
         }
+        // Cilium's reading of ipBlocks (a CIDR peer per ipBlock, compiled with the rule's other Calico peers).
+        if cause.is_none() && self.cni.ip_block_outside_only() {
+            cause = Some("the CNI Cilium");
+        }
         // Whether the cluster changed since a recompile became necessary.
         let mut dirty = false;
         for ch in changes {
@@ -632,7 +636,8 @@ impl Engine {
             }
         }
         if dirty {
-            *self = Engine::new(std::mem::take(&mut self.cluster));
+            let cni = self.cni_choice();
+            *self = Engine::with_cni(std::mem::take(&mut self.cluster), cni);
             stats.recompiled = true;
             stats.recompile_cause = cause;
         }

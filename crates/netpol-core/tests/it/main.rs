@@ -6,6 +6,7 @@ mod admin_load;
 mod calico_load;
 mod cilium_load;
 mod cilium_properties;
+mod cni;
 mod common;
 mod diff;
 mod except_list;
