@@ -72,7 +72,7 @@ impl Cni {
 
 impl fmt::Display for Cni {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -184,4 +184,125 @@ impl<'e> ByCni<'e> {
             if cluster_end.is_empty() { "an endpoint".to_string() } else { cluster_end.join(" or ") }
         )
     }
+}
+
+/// Traffic on which the CNIs disagree: a class of sources to a class of destinations (pods whose identities are
+/// the same under every CNI and, for a node's traffic, on the same node), each CNI's allowed ports, and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Disagreement {
+    /// A pod (`ns/name`), or a node's address (`node n1 (10.1.0.1)`).
+    pub src: String,
+    pub dst: String,
+    /// How many (source, destination) pairs the row stands for.
+    pub pairs: usize,
+    /// Each CNI's allowed ports: the matrix cell between pods; between a node's address and a pod, the probed
+    /// ports (every port number the policies and pods name, and 1, 53, 80, 443, 8080, 65535) it allows.
+    pub allowed: Vec<(Cni, String)>,
+    pub reason: String,
+}
+
+/// The flows of the cluster on which generic, Cilium and Calico disagree: pod to pod (per class, through each
+/// CNI's matrix) and from each node's addresses to pods (hostNetwork pods are their node's addresses).
+pub fn disagreements(base: &crate::compile::Engine) -> Result<Vec<Disagreement>, String> {
+    use crate::model::PodId;
+    use crate::portset::{PortSet, Protocol};
+    use std::collections::BTreeMap;
+    let by = ByCni::new(base);
+    let engines: Vec<&crate::compile::Engine> = Cni::ALL.iter().map(|&c| by.engine(c)).collect();
+    let c = base.cluster();
+    // Pods (off the host network) by their identity under each CNI, and their node.
+    let mut classes: BTreeMap<(Vec<usize>, Option<&str>), Vec<PodId>> = BTreeMap::new();
+    for (i, p) in c.pods.iter().enumerate() {
+        if p.host_network {
+            continue;
+        }
+        let id = PodId::new(i);
+        let key: Vec<usize> = engines.iter().map(|e| e.pod_identity(id).index()).collect();
+        classes.entry((key, p.node.as_deref())).or_default().push(id);
+    }
+    let classes: Vec<Vec<PodId>> = classes.into_values().collect();
+    let name = |pods: &[PodId]| match pods.len() {
+        1 => c.pod_ref(pods[0]),
+        n => format!("{} (+{} like it)", c.pod_ref(pods[0]), n - 1),
+    };
+    let matrices: Vec<crate::matrix::Matrix> =
+        engines.iter().map(|e| e.matrix(None)).collect::<Result<Vec<_>, String>>()?;
+    let mut out = Vec::new();
+    for a in &classes {
+        for b in &classes {
+            let (sa, sb) = (a[0], if a == b { a.get(1).copied().unwrap_or(a[0]) } else { b[0] });
+            if sa == sb {
+                continue;
+            }
+            let sets: Vec<PortSet> = matrices
+                .iter()
+                .zip(&engines)
+                .map(|(m, e)| m.pod_cell(e, sa, sb).map(|ps| m.port_sets.get(ps).clone()).unwrap_or_default())
+                .collect();
+            if sets.iter().all(|s| *s == sets[0]) {
+                continue;
+            }
+            let pairs = if a == b { a.len() * (a.len() - 1) } else { a.len() * b.len() };
+            let (s, d) = (
+                crate::compile::Endpoint::Pod { pod: sa, ip: None },
+                crate::compile::Endpoint::Pod { pod: sb, ip: None },
+            );
+            out.push(Disagreement {
+                src: name(a),
+                dst: name(b),
+                pairs,
+                allowed: Cni::ALL.iter().copied().zip(sets.iter().map(|s| s.to_string())).collect(),
+                reason: by.reason(&s, &d),
+            });
+        }
+    }
+    // A node's addresses to pods: probed ports.
+    let mut ports: Vec<u16> = vec![1, 53, 80, 443, 8080, 65535];
+    for pol in &c.policies {
+        for r in pol.ingress.iter().chain(&pol.egress) {
+            for p in &r.ports {
+                if let crate::model::PortMatch::Range(lo, hi) = p.port {
+                    ports.extend([lo, hi]);
+                }
+            }
+        }
+    }
+    for p in &c.pods {
+        ports.extend(p.ports.iter().map(|cp| cp.port));
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    for node in &c.nodes {
+        for &ip in &node.ips {
+            let src = crate::compile::Endpoint::External(ip.to_canonical());
+            for cl in &classes {
+                let dst = crate::compile::Endpoint::Pod { pod: cl[0], ip: None };
+                let sets: Vec<PortSet> = engines
+                    .iter()
+                    .map(|e| {
+                        let mut s = PortSet::empty();
+                        for proto in [Protocol::Tcp, Protocol::Udp] {
+                            for &port in &ports {
+                                if e.allowed(&src, &dst, proto, port) {
+                                    s = s.union(&PortSet::single(proto, port));
+                                }
+                            }
+                        }
+                        s
+                    })
+                    .collect();
+                if sets.iter().all(|s| *s == sets[0]) {
+                    continue;
+                }
+                out.push(Disagreement {
+                    src: format!("node {} ({ip})", node.name),
+                    dst: name(cl),
+                    pairs: cl.len(),
+                    allowed: Cni::ALL.iter().copied().zip(sets.iter().map(|s| s.to_string())).collect(),
+                    reason: by.reason(&src, &dst),
+                });
+            }
+        }
+    }
+    Ok(out)
 }

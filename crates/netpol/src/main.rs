@@ -483,6 +483,17 @@ enum Cmd {
     #[cfg(not(feature = "server"))]
     #[command(hide = true, disable_help_flag = true)]
     Serve(Disabled),
+    /// The flows of the cluster on which the CNIs (generic, cilium, calico) answer differently, with the reason:
+    /// pod to pod per class, and from each node's addresses to pods. Exit 0 if none, 1 if some (a portability
+    /// check; --cni does not change it).
+    CniDiff {
+        #[arg(short = 'f', long = "filename", help = FILES_HELP)]
+        files: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[arg(short = 'o', long, value_enum, default_value = "table", help = OUTPUT_TABLE_JSON)]
+        output: TableOrJson,
+    },
     /// Which policies select each pod, and whether it is isolated per direction.
     Describe {
         #[arg(short = 'f', long = "filename", help = FILES_HELP)]
@@ -942,6 +953,37 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
         }
         #[cfg(not(feature = "server"))]
         Cmd::Serve(_) => Err(missing_feature("`netpol serve`", "server")),
+        Cmd::CniDiff { files, cluster, output } => {
+            let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
+            let inp = match load_from(&inputs, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let rows = netpol_core::cni::disagreements(&inp.engine).map_err(anyhow::Error::msg)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match output {
+                TableOrJson::Json => {
+                    let v = serde_json::json!({"cni": netpol_input::cni_json(&inp.engine), "disagreements": rows});
+                    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                }
+                TableOrJson::Table => {
+                    writeln!(out, "{}", cni_header(&inp.engine))?;
+                    if rows.is_empty() {
+                        writeln!(out, "generic, cilium and calico agree on every flow of the cluster")?;
+                    }
+                    for r in &rows {
+                        writeln!(out, "{} -> {} ({} pair(s))", r.src, r.dst, r.pairs)?;
+                        for (cni, ports) in &r.allowed {
+                            writeln!(out, "  {cni:<8} {ports}")?;
+                        }
+                        writeln!(out, "  why: {}", r.reason)?;
+                    }
+                }
+            }
+            out.flush()?;
+            Ok(if rows.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Cmd::Describe { files, cluster, pod, namespace, output } => {
             let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
             let inp = match load_from(&inputs, strict)? {

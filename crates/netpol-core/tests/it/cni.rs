@@ -203,3 +203,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn disagreements_list_the_ip_block_over_pods_and_the_nodes_own_pods() {
+    let e = Engine::new(load_str("c.yaml", CLUSTER).cluster);
+    let rows = netpol_core::cni::disagreements(&e).unwrap();
+    let row = |src: &str, dst: &str| rows.iter().find(|r| r.src == src && r.dst == dst);
+    // api → db: the ipBlock covers api's address (generic and calico allow, cilium not).
+    let r = row("shop/api", "shop/db").expect("api -> db");
+    assert_eq!(r.allowed.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>(), ["all", "none", "all"]);
+    assert!(r.reason.contains("which Cilium selects only by identity"), "{}", r.reason);
+    // n1 → db: the ipBlock 10.1.0.0/24 covers the node (generic, calico), and Cilium lets db's own node in anyway.
+    assert!(row("node n1 (10.1.0.1)", "shop/db").is_none(), "{rows:?}");
+    // n2 → db: the ipBlock covers n2's address: generic and calico allow, cilium denies.
+    let r = row("node n2 (10.1.0.2)", "shop/db").expect("n2 -> db");
+    assert_eq!(r.allowed[1].1, "none", "{r:?}");
+    // web → db: the exception: all deny.
+    assert!(row("shop/web", "shop/db").is_none());
+    // Nothing differs in a cluster without ipBlocks or isolated pods on nodes.
+    let plain = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\n\
+                 metadata: {name: p, namespace: a}\nstatus: {podIP: 10.0.0.1}\n";
+    assert!(netpol_core::cni::disagreements(&Engine::new(load_str("p.yaml", plain).cluster)).unwrap().is_empty());
+}
