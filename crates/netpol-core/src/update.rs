@@ -25,7 +25,9 @@
 //!   Deleting an unused namespace recompiles (namespace ids shift).
 //! - **Calico and Cilium**: an engine with objects of Calico's kinds or Cilium policies, or a batch with changes to
 //!   Calico's kinds, is recompiled whole (Calico's and Cilium's selectors see namespaces, service accounts and network sets through every endpoint's labels; host
-//!   endpoints bring their addresses, GlobalNetworkPolicies per stage and the checks flows meet there).
+//!   endpoints bring their addresses, GlobalNetworkPolicies per stage and the checks flows meet there). So is an
+//!   engine for the CNI Cilium ([`crate::cni`]: each ipBlock is a CIDR peer compiled with the Calico peers); a
+//!   recompile keeps the CNI given, or chooses it again when it was auto.
 //!   [`apply_to_cluster`] keeps what the loader derives across objects: a policy's tier is found by name (a tier
 //!   no Tier object declares is assumed as the loader assumes it, and dropped once no policy is in it), every
 //!   pod's service account exists (undeclared ones without labels, as the loader adds them), and the built-in

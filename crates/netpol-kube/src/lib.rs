@@ -1850,6 +1850,16 @@ fn spawn_watch(
 /// starts over from a full list, the last published model still answering meanwhile. Which of Calico's API
 /// groups to read, and whether Cilium's is served, is found by discovery at each start.
 pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) {
+    run_with_cni(sink, client, metrics, None).await
+}
+
+/// [`run`], with engines for a CNI (`None`: auto, from the cluster's objects; see `netpol_core::cni`).
+pub async fn run_with_cni(
+    sink: impl Publish,
+    client: Client,
+    metrics: Arc<LiveMetrics>,
+    cni: Option<netpol_core::cni::Cni>,
+) {
     loop {
         let apis = discover_apis(&client).await;
         if let Some(api) = apis.calico {
@@ -1861,7 +1871,7 @@ pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) 
         let (tx, mut rx) = mpsc::channel(4096);
         let tasks = Kind::ALL.map(|kind| spawn_watch(&client, kind, apis, &tx, &metrics));
         drop(tx);
-        let result = apply_events(&sink, &mut rx, &metrics).await;
+        let result = apply_events(&sink, &mut rx, &metrics, cni).await;
         for t in &tasks {
             t.abort();
         }
@@ -1896,6 +1906,8 @@ async fn discover_apis(client: &Client) -> Apis {
 struct Applier {
     store: Store,
     engine: Option<Engine>,
+    /// The CNI given (`--cni`), or `None` for auto.
+    cni: Option<netpol_core::cni::Cni>,
 }
 
 /// What applying one batch produced.
@@ -1920,7 +1932,7 @@ impl Applier {
             self.store.event(kind, ev, &mut batch);
         }
         let t = Instant::now();
-        let first = batch.initial.take().map(|loaded| Engine::new(loaded.cluster));
+        let first = batch.initial.take().map(|loaded| Engine::with_cni(loaded.cluster, self.cni));
         let first_sync = first.is_some();
         let Some(engine) = first.or_else(|| self.engine.take()) else {
             metrics.unchanged.fetch_add(batch.unchanged, Ordering::Relaxed);
@@ -1940,7 +1952,8 @@ impl Applier {
             for change in cilium {
                 apply_cilium(&mut c, change);
             }
-            *engine = Engine::new(c);
+            let cni = engine.cni_choice();
+            *engine = Engine::with_cni(c, cni);
             UpdateStats { in_place: 0, recompiled: true, recompile_cause: Some("Cilium policies") }
         } else if changes.is_empty() {
             UpdateStats::default()
@@ -1966,8 +1979,9 @@ async fn apply_events(
     sink: &impl Publish,
     rx: &mut mpsc::Receiver<(Kind, Event)>,
     metrics: &Arc<LiveMetrics>,
+    cni: Option<netpol_core::cni::Cni>,
 ) -> anyhow::Result<()> {
-    let mut applier = Applier::default();
+    let mut applier = Applier { cni, ..Applier::default() };
     while let Some(first) = rx.recv().await {
         let mut events = vec![first];
         let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
