@@ -719,12 +719,14 @@ pub struct Engine {
     /// Each node with host endpoints → the one that forwarded traffic crosses (its `*` endpoint, else the first
     /// by name).
     pub(crate) node_hep: FxHashMap<String, usize>,
-    /// Whether the cluster has Cilium policies (then traffic from a pod's own node into it is allowed: see
-    /// [`Engine::from_own_node`]).
+    /// Whether the cluster has Cilium policies: identities then carry Cilium's labels.
     pub(crate) cilium: bool,
     /// Whether a Cilium rule depends on its subject's node: identities then carry their pods' node (see
     /// [`crate::model::cilium_keys::NODE`]).
     pub(crate) cilium_nodes: bool,
+    /// The CNI whose reading the answers follow ([`crate::cni`]), and how it was chosen.
+    pub(crate) cni: crate::cni::Cni,
+    pub(crate) cni_source: crate::cni::CniSource,
 }
 
 /// The address blocks Calico's criteria need as blocks (see [`crate::calico_peer`]): every `nets`/`notNets`
@@ -925,6 +927,30 @@ impl Engine {
     pub fn pod_with_ip(&self, ip: IpAddr) -> Option<PodId> {
         self.ip_index.get(&ip.to_canonical()).copied()
     }
+    /// Whether an endpoint (at `ip`) is a pod or a node's address: what Cilium gives an identity of its own.
+    pub fn in_cluster(&self, ep: &Endpoint, ip: IpAddr) -> bool {
+        matches!(ep, Endpoint::Pod { .. })
+            || self.cluster.nodes.iter().any(|n| n.ips.iter().any(|a| a.to_canonical() == ip.to_canonical()))
+    }
+
+    /// The CNI whose reading the answers follow ([`crate::cni`]).
+    pub fn cni(&self) -> crate::cni::Cni {
+        self.cni
+    }
+
+    /// How the CNI was chosen.
+    pub fn cni_source(&self) -> crate::cni::CniSource {
+        self.cni_source
+    }
+
+    /// The CNI to compile a changed cluster for: the one given, or auto again.
+    pub fn cni_choice(&self) -> Option<crate::cni::Cni> {
+        match self.cni_source {
+            crate::cni::CniSource::Given => Some(self.cni),
+            crate::cni::CniSource::Auto(_) => None,
+        }
+    }
+
     /// Sets the action of a compiled rule. Only tests of answers and data planes use it, until a dialect
     /// produces actions other than allow.
     #[doc(hidden)]
@@ -936,7 +962,21 @@ impl Engine {
 }
 
 impl Engine {
+    /// The engine for the CNI the cluster's objects say it runs ([`crate::cni::Cni::auto`]).
     pub fn new(cluster: Cluster) -> Engine {
+        Engine::with_cni(cluster, None)
+    }
+
+    /// The engine for a CNI (`None`: [`crate::cni::Cni::auto`]).
+    pub fn with_cni(cluster: Cluster, cni: Option<crate::cni::Cni>) -> Engine {
+        use crate::cni::{Cni, CniSource};
+        let (cni, cni_source) = match cni {
+            Some(c) => (c, CniSource::Given),
+            None => {
+                let (c, why) = Cni::auto(&cluster);
+                (c, CniSource::Auto(why))
+            }
+        };
         // Distinct ipBlocks.
         let mut block_index: FxHashMap<IpBlock, BlockId> = FxHashMap::default();
         let mut blocks: Vec<IpBlock> = Vec::new();
@@ -950,6 +990,13 @@ impl Engine {
             for r in pol.ingress.iter().chain(&pol.egress) {
                 for p in &r.peers {
                     peer_blocks(&cluster.nodes, p).into_iter().for_each(&mut add_block);
+                    // Cilium's reading of an ipBlock: a CIDR peer, its CIDR and exceptions as blocks of their own.
+                    if let (Peer::IpBlock(b), true) = (p, cni.ip_block_outside_only()) {
+                        let c = crate::cni::cilium_cidr_peer(b);
+                        for n in c.nets.iter().chain(&c.not_nets) {
+                            add_block(IpBlock { cidr: *n, except: Vec::new() });
+                        }
+                    }
                 }
             }
         }
@@ -996,6 +1043,8 @@ impl Engine {
             node_hep: FxHashMap::default(),
             cilium: cluster.has_cilium(),
             cilium_nodes: cluster.has_cilium_node_rules(),
+            cni,
+            cni_source,
         };
         eng.ip_class_index.insert(Vec::new(), IpClassId::new(0));
 
@@ -1119,6 +1168,14 @@ impl Engine {
                     let local = r.calico.as_ref().and_then(|c| c.local.as_ref());
                     for c in peers.chain(local) {
                         eng.calico_peer(&cluster, &mut calico_sel, calico_index.as_ref(), &groups, c);
+                    }
+                    if eng.cni.ip_block_outside_only() {
+                        for p in &r.peers {
+                            if let Peer::IpBlock(b) = p {
+                                let c = crate::cni::cilium_cidr_peer(b);
+                                eng.calico_peer(&cluster, &mut calico_sel, calico_index.as_ref(), &groups, &c);
+                            }
+                        }
                     }
                     // Every ipBlock of the cluster was interned above, so the rule always compiles.
                     let tier = eng.tier_id(pol.tier);
@@ -1244,6 +1301,11 @@ impl Engine {
         let mut peers = Vec::with_capacity(r.peers.len());
         for (src, p) in r.peers.iter().enumerate() {
             match p {
+                // Cilium: a CIDR peer, interned with the rule's other Calico peers.
+                Peer::IpBlock(b) if self.cni.ip_block_outside_only() => {
+                    let c = crate::cni::cilium_cidr_peer(b);
+                    peers.push((CPeer::Calico(*self.calico_index.get(&c)?), src as u32));
+                }
                 Peer::IpBlock(_) | Peer::Networks(_) | Peer::Nodes(_) => {
                     let blocks = peer_blocks(nodes, p);
                     if blocks.is_empty() {
@@ -1674,11 +1736,12 @@ impl Engine {
         })
     }
 
-    /// Cilium's allow-localhost (`always` on Kubernetes): in a cluster with Cilium policies, traffic into a pod
-    /// (off the host network) from an address of the node it runs on — the node itself, or a hostNetwork pod
-    /// there — is allowed whatever the policies say. The node's address and name, when that is the case.
+    /// Cilium's allow-localhost (`always` on Kubernetes), and Felix's unpoliced host → local workload traffic
+    /// (see [`crate::cni`]): with the CNI Cilium or Calico, traffic into a pod (off the host network) from an
+    /// address of the node it runs on — the node itself, or a hostNetwork pod there — is allowed whatever the
+    /// policies say. The node's address and name, when that is the case.
     pub fn from_own_node(&self, src: &Endpoint, dst: &Endpoint) -> Option<(IpAddr, &str)> {
-        if !self.cilium {
+        if !self.cni.node_reaches_own_pods() {
             return None;
         }
         let Endpoint::Pod { pod, .. } = *dst else { return None };
@@ -1689,7 +1752,14 @@ impl Engine {
         let node = self.cluster.nodes.iter().find(|n| Some(n.name.as_str()) == p.node.as_deref())?;
         let ip = match *src {
             Endpoint::External(ip) => ip,
-            Endpoint::Pod { pod, ip } => ip.or_else(|| self.cluster.pods.get(pod.index())?.primary_ip())?,
+            // Only the node's host network has its addresses (a pod off it with one is no node's).
+            Endpoint::Pod { pod, ip } => {
+                let p = self.cluster.pods.get(pod.index())?;
+                if !p.host_network {
+                    return None;
+                }
+                ip.or_else(|| p.primary_ip())?
+            }
         };
         let ip = ip.to_canonical();
         node.ips.iter().any(|a| a.to_canonical() == ip).then_some((ip, node.name.as_str()))

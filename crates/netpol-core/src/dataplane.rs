@@ -351,7 +351,7 @@ impl<'e> Builder<'e> {
     /// ingress is governed (off the host network, on a node the cluster has).
     fn own_node(&mut self) {
         let e = self.e;
-        if !e.cilium {
+        if !e.cni.node_reaches_own_pods() {
             return;
         }
         self.t.own_node_check = true;

@@ -321,7 +321,7 @@ impl Engine {
     pub fn pods_with_host_checks(&self) -> Vec<crate::model::PodId> {
         // With Cilium policies, a hostNetwork pod's traffic to the pods of its own node is let in whatever their
         // policies say (`Engine::from_own_node`): the matrix's cells are per identity, and leave that out too.
-        if self.heps.is_empty() && !self.cilium {
+        if self.heps.is_empty() && !self.cni.node_reaches_own_pods() {
             return Vec::new();
         }
         (0..self.cluster.pods.len())
@@ -336,10 +336,14 @@ impl Engine {
         let pods = self.pods_with_host_checks();
         (!pods.is_empty()).then(|| {
             let names: Vec<String> = pods.iter().take(5).map(|&p| self.cluster.pod_ref(p)).collect();
-            let what = match (self.heps.is_empty(), self.cilium) {
-                (true, _) => "Cilium's access of a node to its own pods",
-                (false, true) => "host endpoint policies and Cilium's access of a node to its own pods",
-                (false, false) => "host endpoint policies",
+            let own = match self.cni {
+                crate::cni::Cni::Cilium => "Cilium's access of a node to its own pods",
+                _ => "Calico's unpoliced access of a node to its own pods",
+            };
+            let what = match (self.heps.is_empty(), self.cni.node_reaches_own_pods()) {
+                (true, _) => own.to_string(),
+                (false, true) => format!("host endpoint policies and {own}"),
+                (false, false) => "host endpoint policies".to_string(),
             };
             format!(
                 "the matrix does not apply {what} to the traffic of {} hostNetwork pod(s) ({}{}); `netpol query` \

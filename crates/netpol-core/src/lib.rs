@@ -9,6 +9,7 @@
 
 pub mod calico_peer;
 pub mod calico_selector;
+pub mod cni;
 pub mod compile;
 pub mod dataplane;
 pub mod diff;

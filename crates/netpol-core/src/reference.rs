@@ -20,6 +20,7 @@
 
 use std::net::IpAddr;
 
+use crate::cni::Cni;
 use crate::compile::{domain_matches, Endpoint};
 use crate::model::*;
 use crate::portset::Protocol;
@@ -42,11 +43,15 @@ struct Other<'a> {
     fqdn: Option<&'a str>,
     /// The request on the connection.
     request: Option<&'a crate::l7::Request>,
+    /// The CNI whose reading of an ipBlock applies.
+    cni: Cni,
 }
 
 fn peer_matches(c: &Cluster, policy: &Policy, peer: &Peer, other: &Other<'_>) -> bool {
     match peer {
         Peer::Calico(cp) => calico_matches(c, cp, other.ep),
+        // Cilium: a pod or a node's address has an identity of its own, which no CIDR selects.
+        Peer::IpBlock(_) if other.cni == Cni::Cilium && is_cluster_address(c, other.ep) => false,
         Peer::IpBlock(b) => ip_of(c, other.ep).is_some_and(|ip| b.contains(ip)),
         Peer::Networks(nets) => ip_of(c, other.ep).is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
         Peer::Nodes(sel) => ip_of(c, other.ep).is_some_and(|ip| {
@@ -77,6 +82,12 @@ fn peer_matches(c: &Cluster, policy: &Policy, peer: &Peer, other: &Other<'_>) ->
             ns_ok && pods.as_ref().is_none_or(|sel| sel.matches(&selector_labels(c, pod)))
         }
     }
+}
+
+/// A pod (hostNetwork ones included) or an address of a node.
+fn is_cluster_address(c: &Cluster, ep: &Endpoint) -> bool {
+    matches!(ep, Endpoint::Pod { .. })
+        || ip_of(c, ep).is_some_and(|ip| c.nodes.iter().any(|n| n.ips.iter().any(|a| a.to_canonical() == ip)))
 }
 
 fn port_matches(c: &Cluster, rule: &Rule, proto: Protocol, port: u16, dst: &Endpoint) -> bool {
@@ -331,6 +342,20 @@ pub fn allowed_flow(
     proto: Protocol,
     port: u16,
 ) -> bool {
+    allowed_flow_cni(c, Cni::auto(c).0, src, dst, info, proto, port)
+}
+
+/// [`allowed_flow`] as a CNI reads the corners of NetworkPolicy v1 (see [`crate::cni`]): with Cilium an ipBlock
+/// never matches a pod or a node's address; with Cilium and Calico a node's addresses reach its own pods.
+pub fn allowed_flow_cni(
+    c: &Cluster,
+    cni: Cni,
+    src: &Endpoint,
+    dst: &Endpoint,
+    info: crate::compile::FlowInfo<'_>,
+    proto: Protocol,
+    port: u16,
+) -> bool {
     if let (Endpoint::Pod { pod: a, .. }, Endpoint::Pod { pod: b, .. }) = (src, dst) {
         if a == b {
             return true;
@@ -344,19 +369,19 @@ pub fn allowed_flow(
     let request = info.request;
     let egress = match src {
         Endpoint::Pod { pod, .. } => {
-            let to = Other { ep: dst, name: dst_name, fqdn, request };
+            let to = Other { ep: dst, name: dst_name, fqdn, request, cni };
             side_allows(c, *pod, src, Direction::Egress, &to, dst, proto, port)
         }
         Endpoint::External(_) => true,
     };
     let ingress = match dst {
         Endpoint::Pod { pod, .. } => {
-            let from = Other { ep: src, name: None, fqdn: None, request };
-            from_own_node(c, src, *pod) || side_allows(c, *pod, dst, Direction::Ingress, &from, dst, proto, port)
+            let from = Other { ep: src, name: None, fqdn: None, request, cni };
+            from_own_node(c, cni, src, *pod) || side_allows(c, *pod, dst, Direction::Ingress, &from, dst, proto, port)
         }
         Endpoint::External(_) => true,
     };
-    egress && ingress && hosts_allow(c, src, dst, dst_name, proto, port)
+    egress && ingress && hosts_allow(c, cni, src, dst, dst_name, proto, port)
 }
 
 /// The labels a pod's label selectors see: its own, or in a cluster with Cilium policies Cilium's labels of it.
@@ -368,12 +393,13 @@ fn selector_labels(c: &Cluster, pod: &Pod) -> crate::labels::Labels {
     }
 }
 
-/// Cilium's allow-localhost: with Cilium policies in the cluster, a pod (off the host network) takes anything
-/// from an address of its own node.
-fn from_own_node(c: &Cluster, src: &Endpoint, dst: PodId) -> bool {
+/// Cilium's allow-localhost, and Felix's unpoliced host → local workload traffic: with the CNI Cilium or
+/// Calico, a pod (off the host network) takes anything from an address of its own node.
+fn from_own_node(c: &Cluster, cni: Cni, src: &Endpoint, dst: PodId) -> bool {
     let p = c.pod(dst);
-    c.has_cilium()
+    matches!(cni, Cni::Cilium | Cni::Calico)
         && !p.host_network
+        && !matches!(*src, Endpoint::Pod { pod, .. } if !c.pod(pod).host_network)
         && ip_of(c, src).is_some_and(|ip| {
             c.nodes.iter().any(|n| {
                 Some(n.name.as_str()) == p.node.as_deref()
@@ -480,8 +506,10 @@ fn host_stage(
 }
 
 /// The host endpoint checks of a flow, as `crate::host` describes Felix's: every one must let it through.
+#[allow(clippy::too_many_arguments)]
 fn hosts_allow(
     c: &Cluster,
+    cni: Cni,
     src: &Endpoint,
     dst: &Endpoint,
     dst_name: Option<&str>,
@@ -501,8 +529,8 @@ fn hosts_allow(
     };
     let same = matches!((node(ws), node(wd)), (Some(a), Some(b)) if a == b);
     let is_host = |w: Where<'_>| matches!(w, Where::Host(_) | Where::NodeHost(_));
-    let to_dst = Other { ep: dst, name: dst_name, fqdn: None, request: None };
-    let to_src = Other { ep: src, name: None, fqdn: None, request: None };
+    let to_dst = Other { ep: dst, name: dst_name, fqdn: None, request: None, cni };
+    let to_src = Other { ep: src, name: None, fqdn: None, request: None, cni };
     // (host endpoint, stages, direction, whether it is the host's own traffic)
     let mut checks: Vec<(&HostEndpoint, &[Stage], Direction, bool)> = Vec::new();
     const TO_HOST: &[Stage] = &[Stage::Untracked, Stage::PreDnat, Stage::Normal];

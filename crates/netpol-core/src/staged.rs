@@ -107,7 +107,7 @@ impl Cluster {
 /// no staged policies (the view would be the cluster itself). Compile it once and use it for every flow.
 pub fn staged_engine(enforced: &Engine) -> Option<Engine> {
     let c = enforced.cluster();
-    (!c.staged.is_empty()).then(|| Engine::new(c.with_staged()))
+    (!c.staged.is_empty()).then(|| Engine::with_cni(c.with_staged(), Some(enforced.cni())))
 }
 
 /// Explains one flow on the enforced engine and, when its cluster has staged policies, adds what the staged view

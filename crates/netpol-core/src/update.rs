@@ -25,7 +25,9 @@
 //!   Deleting an unused namespace recompiles (namespace ids shift).
 //! - **Calico and Cilium**: an engine with objects of Calico's kinds or Cilium policies, or a batch with changes to
 //!   Calico's kinds, is recompiled whole (Calico's and Cilium's selectors see namespaces, service accounts and network sets through every endpoint's labels; host
-//!   endpoints bring their addresses, GlobalNetworkPolicies per stage and the checks flows meet there).
+//!   endpoints bring their addresses, GlobalNetworkPolicies per stage and the checks flows meet there). So is an
+//!   engine for the CNI Cilium ([`crate::cni`]: each ipBlock is a CIDR peer compiled with the Calico peers); a
+//!   recompile keeps the CNI given, or chooses it again when it was auto.
 //!   [`apply_to_cluster`] keeps what the loader derives across objects: a policy's tier is found by name (a tier
 //!   no Tier object declares is assumed as the loader assumes it, and dropped once no policy is in it), every
 //!   pod's service account exists (undeclared ones without labels, as the loader adds them), and the built-in
@@ -659,6 +661,10 @@ impl Engine {
         if cause.is_none() && self.cluster.has_cilium() {
             cause = Some("Cilium objects");
         }
+        // Cilium's reading of ipBlocks (a CIDR peer per ipBlock, compiled with the rule's other Calico peers).
+        if cause.is_none() && self.cni.ip_block_outside_only() {
+            cause = Some("the CNI Cilium");
+        }
         // Whether the cluster changed since a recompile became necessary.
         let mut dirty = false;
         for ch in changes {
@@ -688,7 +694,8 @@ impl Engine {
             if crate::load::has_cilium_refs(&c) {
                 crate::load::resolve_cilium_refs(&mut c);
             }
-            *self = Engine::new(c);
+            let cni = self.cni_choice();
+            *self = Engine::with_cni(c, cni);
             stats.recompiled = true;
             stats.recompile_cause = cause;
         }

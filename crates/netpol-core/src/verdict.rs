@@ -722,6 +722,12 @@ impl Engine {
             Peer::Calico(_) => Some("(Calico peer)".to_string()),
             Peer::IpBlock(b) => match self.endpoint_ip(ep) {
                 None => Some(format!("(ipBlock {b}) needs an IP; {} has none", self.endpoint_name(ep))),
+                Some(ip) if self.cni.ip_block_outside_only() && b.contains(ip) && self.in_cluster(ep, ip) => {
+                    Some(format!(
+                        "(ipBlock {b}): {ip} is {}'s, which Cilium selects only by identity",
+                        self.endpoint_name(ep)
+                    ))
+                }
                 Some(ip) if !b.cidr.contains(&ip) => Some(format!("(ipBlock {b}): {ip} is not in {}", b.cidr)),
                 Some(ip) => b
                     .except

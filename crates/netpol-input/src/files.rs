@@ -162,7 +162,7 @@ pub fn load(files: &[String]) -> Result<(Loaded, usize)> {
 pub fn engine(files: &[String]) -> Result<Input> {
     let (loaded, invalid) = load(files)?;
     let t = std::time::Instant::now();
-    let engine = Engine::new(loaded.cluster);
+    let engine = Engine::with_cni(loaded.cluster, crate::cni());
     tracing::info!(elapsed = ?t.elapsed(), stats = ?engine.stats(), "compiled");
     Ok(Input { engine, invalid })
 }

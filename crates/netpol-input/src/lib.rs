@@ -7,3 +7,26 @@
 pub mod files;
 pub mod locate;
 pub mod query;
+
+/// The CNI `--cni` names for every engine built from inputs (`None`: auto, from the cluster's objects).
+static CNI: std::sync::OnceLock<Option<netpol_core::cni::Cni>> = std::sync::OnceLock::new();
+
+/// Sets the CNI for the process's engines (the first call wins).
+pub fn set_cni(cni: Option<netpol_core::cni::Cni>) {
+    let _ = CNI.set(cni);
+}
+
+/// The CNI given with `--cni`, if any.
+pub fn cni() -> Option<netpol_core::cni::Cni> {
+    CNI.get().copied().flatten()
+}
+
+/// The `cni` member of JSON outputs: `{"name": "cilium", "auto": "Cilium policies present"}` (`auto` null when
+/// given with `--cni`).
+pub fn cni_json(e: &netpol_core::compile::Engine) -> serde_json::Value {
+    let auto = match e.cni_source() {
+        netpol_core::cni::CniSource::Auto(why) => serde_json::Value::String(why.to_string()),
+        netpol_core::cni::CniSource::Given => serde_json::Value::Null,
+    };
+    serde_json::json!({"name": e.cni().as_str(), "auto": auto})
+}

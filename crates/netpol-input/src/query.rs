@@ -340,7 +340,13 @@ fn parse_icmp(v: &serde_json::Value) -> Result<u16, String> {
     Ok(icmp_port(t, field("code")?.unwrap_or(0)))
 }
 
-fn answer(r: &Resolver, staged: Option<&Engine>, line: &str, explain: bool) -> Result<Answer, String> {
+fn answer(
+    r: &Resolver,
+    staged: Option<&Engine>,
+    by_cni: Option<&netpol_core::cni::ByCni<'_>>,
+    line: &str,
+    explain: bool,
+) -> Result<Answer, String> {
     let Flow { src: s, dst: d, dst_fqdn, request, protocol: proto, port } = parse_flow(r, line)?;
     let info = FlowInfo { dst_name: dst_fqdn.as_deref(), request: request.as_ref() };
     let verdict = r.engine.allowed_flow(&s, &d, info, proto, port);
@@ -349,7 +355,14 @@ fn answer(r: &Resolver, staged: Option<&Engine>, line: &str, explain: bool) -> R
             Some(st) => netpol_core::staged::explain_flow_with_staged(r.engine, st, &s, &d, info, proto, port),
             None => r.engine.explain_flow(&s, &d, info, proto, port),
         };
-        Some(serde_json::to_string(&ex).map_err(|e| e.to_string())?)
+        let mut v = serde_json::to_value(&ex).map_err(|e| e.to_string())?;
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert("cni".into(), crate::cni_json(r.engine));
+            if let Some(d) = by_cni.and_then(|b| b.dependence(&s, &d, info, proto, port)) {
+                m.insert("cni_dependence".into(), serde_json::to_value(&d).map_err(|e| e.to_string())?);
+            }
+        }
+        Some(serde_json::to_string(&v).map_err(|e| e.to_string())?)
     } else {
         None
     };
@@ -430,6 +443,8 @@ pub fn run_with_staged(
     default_ns: &str,
 ) -> std::io::Result<u64> {
     let r = Resolver::new(engine, default_ns);
+    // The other CNIs' engines, compiled when an explanation first needs them.
+    let by_cni = explain.then(|| netpol_core::cni::ByCni::new(engine));
     let mut errors = 0u64;
     let mut buf: Vec<u8> = Vec::new();
     let mut n = 0u64;
@@ -447,7 +462,7 @@ pub fn run_with_staged(
                 continue;
             }
         };
-        match answer(&r, staged, l, explain) {
+        match answer(&r, staged, by_cni.as_ref(), l, explain) {
             Ok(a) => {
                 let v = if a.verdict { r#""verdict":"allow""# } else { r#""verdict":"deny""# };
                 match a.explain {

@@ -1868,6 +1868,16 @@ fn spawn_watch(
 /// starts over from a full list, the last published model still answering meanwhile. Which of Calico's API
 /// groups to read, and whether Cilium's is served, is found by discovery at each start.
 pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) {
+    run_with_cni(sink, client, metrics, None).await
+}
+
+/// [`run`], with engines for a CNI (`None`: auto, from the cluster's objects; see `netpol_core::cni`).
+pub async fn run_with_cni(
+    sink: impl Publish,
+    client: Client,
+    metrics: Arc<LiveMetrics>,
+    cni: Option<netpol_core::cni::Cni>,
+) {
     loop {
         let apis = discover_apis(&client).await;
         if let Some(api) = apis.calico {
@@ -1879,7 +1889,7 @@ pub async fn run(sink: impl Publish, client: Client, metrics: Arc<LiveMetrics>) 
         let (tx, mut rx) = mpsc::channel(4096);
         let tasks = Kind::ALL.map(|kind| spawn_watch(&client, kind, apis, &tx, &metrics));
         drop(tx);
-        let result = apply_events(&sink, &mut rx, &metrics).await;
+        let result = apply_events(&sink, &mut rx, &metrics, cni).await;
         for t in &tasks {
             t.abort();
         }
@@ -1916,6 +1926,8 @@ struct Applier {
     engine: Option<Engine>,
     /// The warnings of the last resolution of Cilium's entities and `toServices` on the live cluster.
     ref_warnings: Vec<Diagnostic>,
+    /// The CNI given (`--cni`), or `None` for auto.
+    cni: Option<netpol_core::cni::Cni>,
 }
 
 /// What applying one batch produced.
@@ -1941,10 +1953,11 @@ impl Applier {
         }
         let t = Instant::now();
         let ref_warnings = self.ref_warnings.clone();
+        let cni = self.cni;
         let first = batch.initial.take().map(|loaded| {
             let mut c = loaded.cluster;
             self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
-            Engine::new(c)
+            Engine::with_cni(c, cni)
         });
         let first_sync = first.is_some();
         let Some(engine) = first.or_else(|| self.engine.take()) else {
@@ -1968,7 +1981,8 @@ impl Applier {
                 apply_cilium(&mut c, change);
             }
             self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
-            *engine = Engine::new(c);
+            let cni = engine.cni_choice();
+            *engine = Engine::with_cni(c, cni);
             UpdateStats { in_place: 0, recompiled: true, recompile_cause: Some("Cilium policies") }
         } else if changes.is_empty() {
             UpdateStats::default()
@@ -2002,8 +2016,9 @@ async fn apply_events(
     sink: &impl Publish,
     rx: &mut mpsc::Receiver<(Kind, Event)>,
     metrics: &Arc<LiveMetrics>,
+    cni: Option<netpol_core::cni::Cni>,
 ) -> anyhow::Result<()> {
-    let mut applier = Applier::default();
+    let mut applier = Applier { cni, ..Applier::default() };
     while let Some(first) = rx.recv().await {
         let mut events = vec![first];
         let deadline = tokio::time::Instant::now() + BATCH_WINDOW;

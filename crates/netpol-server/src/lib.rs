@@ -399,7 +399,7 @@ fn build_model(files: &[String], revision: u64) -> anyhow::Result<Model> {
     }
     let (loaded, _invalid) = netpol_input::files::load(files)?;
     let t = Instant::now();
-    let engine = Engine::new(loaded.cluster);
+    let engine = Engine::with_cni(loaded.cluster, netpol_input::cni());
     let compile_seconds = t.elapsed().as_secs_f64();
     tracing::info!(revision, compile_seconds, stats = ?engine.stats(), "model loaded");
     Ok(Model { revision, ..Model::new(engine, compile_seconds, loaded.diagnostics) })
@@ -1381,7 +1381,7 @@ async fn whatif_handler(
         job.check()?;
         let cluster = what_if_cluster(model.engine.cluster(), req)?;
         job.check()?;
-        let new = Engine::new(cluster);
+        let new = Engine::with_cni(cluster, model.engine.cni_choice());
         job.check()?;
         let d = netpol_core::diff::diff(&model.engine, &new, &netpol_core::diff::DiffOptions { namespace: ns });
         job.check()?;

@@ -57,7 +57,7 @@ pub async fn run(state: AppState, client: Client) {
         tracing::error!("the server state has no live source");
         return;
     };
-    netpol_kube::run(state, client, metrics).await;
+    netpol_kube::run_with_cni(state, client, metrics, netpol_input::cni()).await;
 }
 
 /// With `opts.cluster`: connects to it, and returns the state its watch task (started here) keeps current.

@@ -1152,7 +1152,7 @@ fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(En
             None => UiFailure(status, UiError { error: err.error, field: Some(field), document: None, line: None }),
         }
     })?;
-    let engine = Engine::new(cluster);
+    let engine = Engine::with_cni(cluster, netpol_input::cni());
     let c = engine.cluster();
     let mut selected: HashMap<PolicyId, usize> = HashMap::new();
     // Pods per tier name: those some policy of the tier selects.

@@ -167,7 +167,7 @@ fn engine(loaded: Loaded, which: &str) -> Engine {
 
 fn engine_of(cluster: netpol_core::model::Cluster, which: &str) -> Engine {
     let t = std::time::Instant::now();
-    let e = Engine::new(cluster);
+    let e = Engine::with_cni(cluster, netpol_input::cni());
     tracing::info!(side = which, elapsed = ?t.elapsed(), stats = ?e.stats(), "compiled");
     e
 }

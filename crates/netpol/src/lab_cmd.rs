@@ -30,7 +30,7 @@ pub struct Prepared {
 pub fn prepare(cluster: &Cluster) -> Prepared {
     l7_notes(cluster);
     let plan = connectivity::plan(cluster);
-    let engine = Engine::new(plan.cluster);
+    let engine = Engine::with_cni(plan.cluster, netpol_input::cni());
     let mut pods = plan.pods;
     let hosts = connectivity::host_endpoint_pods(&engine, &pods);
     pods.extend(hosts);

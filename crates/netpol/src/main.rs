@@ -35,6 +35,11 @@ struct Cli {
     /// Exit with status 2 when any input object is invalid (by default invalid objects are reported and skipped).
     #[arg(long, global = true)]
     strict: bool,
+    /// The CNI whose reading of NetworkPolicy v1's corners the answers follow (an ipBlock covering pods' or
+    /// nodes' addresses, a node's traffic to its own pods). auto: Cilium policies → cilium, Calico objects →
+    /// calico, else generic (the Kubernetes API's reading).
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    cni: CniArg,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -164,6 +169,31 @@ fn inputs(files: Vec<String>, c: ClusterArgs, kubeconfig_on_cli: bool) -> anyhow
 const FILES_HELP: &str = "Manifests: files, directories (recursive: *.yaml, *.yml, *.json) or - for stdin. Repeatable";
 /// `-o table|json`.
 const OUTPUT_TABLE_JSON: &str = "Output format: table, or json";
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum CniArg {
+    Auto,
+    Generic,
+    Cilium,
+    Calico,
+}
+
+impl CniArg {
+    fn cni(self) -> Option<netpol_core::cni::Cni> {
+        use netpol_core::cni::Cni;
+        match self {
+            CniArg::Auto => None,
+            CniArg::Generic => Some(Cni::Generic),
+            CniArg::Cilium => Some(Cni::Cilium),
+            CniArg::Calico => Some(Cni::Calico),
+        }
+    }
+}
+
+/// The `cni: …` header line of text outputs.
+fn cni_header(e: &netpol_core::compile::Engine) -> String {
+    netpol_core::cni::header(e.cni(), e.cni_source())
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum TextOrJson {
@@ -453,6 +483,17 @@ enum Cmd {
     #[cfg(not(feature = "server"))]
     #[command(hide = true, disable_help_flag = true)]
     Serve(Disabled),
+    /// The flows of the cluster on which the CNIs (generic, cilium, calico) answer differently, with the reason:
+    /// pod to pod per class, and from each node's addresses to pods. Exit 0 if none, 1 if some (a portability
+    /// check; --cni does not change it).
+    CniDiff {
+        #[arg(short = 'f', long = "filename", help = FILES_HELP)]
+        files: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[arg(short = 'o', long, value_enum, default_value = "table", help = OUTPUT_TABLE_JSON)]
+        output: TableOrJson,
+    },
     /// Which policies select each pod, and whether it is isolated per direction.
     Describe {
         #[arg(short = 'f', long = "filename", help = FILES_HELP)]
@@ -589,7 +630,7 @@ fn load_cluster(source: &live::Source, strict: bool) -> anyhow::Result<Result<in
         eprintln!("warning: {invalid} invalid object(s) were skipped; the answers below ignore them");
     }
     let t = std::time::Instant::now();
-    let engine = netpol_core::compile::Engine::new(loaded.cluster);
+    let engine = netpol_core::compile::Engine::with_cni(loaded.cluster, netpol_input::cni());
     tracing::info!(elapsed = ?t.elapsed(), stats = ?engine.stats(), "compiled");
     Ok(Ok(input::Input { engine, invalid }))
 }
@@ -605,6 +646,7 @@ fn load_from(inputs: &Inputs, strict: bool) -> anyhow::Result<Result<input::Inpu
 
 fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
     let strict = cli.strict;
+    netpol_input::set_cni(cli.cni.cni());
     match cli.cmd {
         Cmd::Query { files, cluster, flows, explain, namespace } => {
             if flows.is_none() && files.iter().any(|f| f == "-") {
@@ -660,9 +702,26 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                     netpol_core::staged::explain_flow_with_staged(&inp.engine, &staged, &s, &d, info, proto, port)
                 }
             };
+            // Whether another CNI would answer otherwise (their engines compiled for this question only).
+            let dep = netpol_core::cni::ByCni::new(&inp.engine).dependence(&s, &d, info, proto, port);
             match output {
-                TextOrJson::Json => writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&ex)?)?,
-                TextOrJson::Text => write!(std::io::stdout().lock(), "{}", style::paint_explanation(&ex.render()))?,
+                TextOrJson::Json => {
+                    let mut v = serde_json::to_value(&ex)?;
+                    if let serde_json::Value::Object(m) = &mut v {
+                        m.insert("cni".into(), netpol_input::cni_json(&inp.engine));
+                        if let Some(d) = &dep {
+                            m.insert("cni_dependence".into(), serde_json::to_value(d)?);
+                        }
+                    }
+                    writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&v)?)?
+                }
+                TextOrJson::Text => {
+                    let mut text = format!("{}\n{}", cni_header(&inp.engine), ex.render());
+                    if let Some(d) = &dep {
+                        text.push_str(&format!("note: {}\n", d.render()));
+                    }
+                    write!(std::io::stdout().lock(), "{}", style::paint_explanation(&text))?
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -682,6 +741,9 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             }
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
+            if matches!(output, MatrixFormat::Table | MatrixFormat::Summary) {
+                writeln!(out, "{}", cni_header(&inp.engine))?;
+            }
             matrix_out::run(&inp.engine, &ports, namespace.as_deref(), output, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -891,6 +953,37 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
         }
         #[cfg(not(feature = "server"))]
         Cmd::Serve(_) => Err(missing_feature("`netpol serve`", "server")),
+        Cmd::CniDiff { files, cluster, output } => {
+            let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
+            let inp = match load_from(&inputs, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let rows = netpol_core::cni::disagreements(&inp.engine).map_err(anyhow::Error::msg)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match output {
+                TableOrJson::Json => {
+                    let v = serde_json::json!({"cni": netpol_input::cni_json(&inp.engine), "disagreements": rows});
+                    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                }
+                TableOrJson::Table => {
+                    writeln!(out, "{}", cni_header(&inp.engine))?;
+                    if rows.is_empty() {
+                        writeln!(out, "generic, cilium and calico agree on every flow of the cluster")?;
+                    }
+                    for r in &rows {
+                        writeln!(out, "{} -> {} ({} pair(s))", r.src, r.dst, r.pairs)?;
+                        for (cni, ports) in &r.allowed {
+                            writeln!(out, "  {cni:<8} {ports}")?;
+                        }
+                        writeln!(out, "  why: {}", r.reason)?;
+                    }
+                }
+            }
+            out.flush()?;
+            Ok(if rows.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Cmd::Describe { files, cluster, pod, namespace, output } => {
             let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
             let inp = match load_from(&inputs, strict)? {

@@ -7,6 +7,7 @@ mod calico_load;
 mod cilium_load;
 mod cilium_properties;
 mod cilium_refs;
+mod cni;
 mod common;
 mod diff;
 mod except_list;

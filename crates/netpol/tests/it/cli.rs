@@ -204,7 +204,14 @@ fn mapped_zoned_and_malformed_addresses_in_query_and_explain() {
 
     let o = netpol(&["explain", "-f", &ex, "::ffff:10.244.1.11", "backend/api", "8080"], None);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(stdout(&o).starts_with("ALLOW frontend/web-7c9f8d6b5-k2x9p -> backend/api 8080/TCP"), "{}", stdout(&o));
+    // The first line names the CNI whose reading the answer follows; the verdict comes next.
+    assert!(
+        stdout(&o).starts_with(
+            "cni: generic (auto: no Cilium or Calico objects)\nALLOW frontend/web-7c9f8d6b5-k2x9p -> backend/api 8080/TCP"
+        ),
+        "{}",
+        stdout(&o)
+    );
     // Outside the cluster, the mapped address is the IPv4 address.
     let o = netpol(&["explain", "-f", &ex, "backend/api", "::ffff:10.20.30.40", "443"], None);
     assert!(stdout(&o).contains("backend/api -> 10.20.30.40 443/TCP"), "{}", stdout(&o));
@@ -637,4 +644,45 @@ fn commands_of_a_missing_feature_name_it() {
     let o = netpol(&["nft", "-f", &example()], None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("table inet netpol"), "{}", stdout(&o));
+}
+
+#[test]
+fn cni_flag_header_note_and_cni_diff() {
+    let f = root().join("tests/data/cni/ipblock-and-node.yaml").display().to_string();
+    // auto: generic here; the ipBlock covers api's address, so generic allows, and explain notes Cilium denies.
+    let o = netpol(&["explain", "-f", &f, "shop/api", "shop/db", "5432"], None);
+    assert_eq!(o.status.code(), Some(0));
+    let t = stdout(&o);
+    assert!(t.starts_with("cni: generic (auto: no Cilium or Calico objects)\nALLOW shop/api -> shop/db"), "{t}");
+    assert!(t.contains("note: depends on the CNI: generic allows, cilium denies, calico allows"), "{t}");
+    let o = netpol(&["explain", "--cni", "cilium", "-f", &f, "shop/api", "shop/db", "5432"], None);
+    let t = stdout(&o);
+    assert!(t.starts_with("cni: cilium (--cni)\nDENY shop/api -> shop/db"), "{t}");
+    assert!(t.contains("10.0.0.1 is shop/api's, which Cilium selects only by identity"), "{t}");
+    // The node's traffic to its own pod: only the policies with generic; let in with calico.
+    let o = netpol(&["explain", "--cni", "calico", "-f", &f, "10.1.0.1", "shop/db", "5432", "-o", "json"], None);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["verdict"], "allow", "{v}");
+    assert_eq!(v["cni"], serde_json::json!({"name": "calico", "auto": null}), "{v}");
+    assert_eq!(v["cni_dependence"]["verdicts"][0], serde_json::json!(["generic", false]), "{v}");
+    // query --explain carries the cni member; the flag comes before or after the command.
+    let o = netpol(
+        &["--cni", "cilium", "query", "--explain", "-f", &f],
+        Some("{\"src\":\"shop/api\",\"dst\":\"shop/db\",\"port\":5432}\n"),
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!((&v["verdict"], &v["explain"]["cni"]["name"]), (&"deny".into(), &"cilium".into()), "{v}");
+    let o = netpol(&["explain", "--cni", "flannel", "-f", &f, "shop/api", "shop/db", "5432"], None);
+    assert_eq!(o.status.code(), Some(2));
+    // cni-diff: both corners, exit 1; the example cluster has none, exit 0.
+    let o = netpol(&["cni-diff", "-f", &f], None);
+    assert_eq!(o.status.code(), Some(1));
+    let t = stdout(&o);
+    assert!(t.contains("shop/api -> shop/db (1 pair(s))\n  generic  all\n  cilium   none\n  calico   all\n"), "{t}");
+    assert!(t.contains("node n1 (10.1.0.1) -> shop/db (1 pair(s))\n  generic  none\n"), "{t}");
+    let o = netpol(&["cni-diff", "-f", &f, "-o", "json"], None);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["disagreements"].as_array().unwrap().len(), 2, "{v}");
+    let o = netpol(&["cni-diff", "-f", &example()], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }

@@ -17,7 +17,14 @@ fn explain(args: &[&str]) -> String {
     all.extend_from_slice(args);
     let o = netpol(&all);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap()
+    let t = String::from_utf8(o.stdout).unwrap();
+    if args.contains(&"json") {
+        return t;
+    }
+    // The CNI header first (Calico's host endpoints: auto picks calico), then the explanation.
+    let rest = t.strip_prefix("cni: calico (auto: Calico objects present)\n");
+    assert!(rest.is_some(), "{t}");
+    rest.unwrap_or_default().to_string()
 }
 
 #[test]
