@@ -28,6 +28,15 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `explain`'s text without its `cni:` header line.
+fn verdict_text(b: &[u8]) -> String {
+    let t = text(b);
+    match t.strip_prefix("cni: ") {
+        Some(rest) => rest.split_once('\n').map_or(String::new(), |(_, r)| r.to_string()),
+        None => t,
+    }
+}
+
 #[test]
 fn query_judges_the_request_a_flow_carries() {
     let ex = example();
@@ -92,12 +101,13 @@ fn query_judges_the_request_a_flow_carries() {
 fn explain_names_the_l7_rule_that_allows_or_refuses_a_request() {
     let ex = example();
     let o = netpol(&["explain", "-f", &ex, "shop/web", "shop/api", "8080", "--http", "GET /items/1"], "");
-    let out = text(&o.stdout);
+    let out = verdict_text(&o.stdout);
+    assert!(text(&o.stdout).starts_with("cni: cilium (auto"), "{}", text(&o.stdout));
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(out.starts_with("ALLOW shop/web -> shop/api 8080/TCP, HTTP GET /items/1"), "{out}");
     assert!(out.contains("spec.ingress[0].toPorts[0]") && out.contains("allowed by its L7 rule 0"), "{out}");
     let o = netpol(&["explain", "-f", &ex, "shop/web", "shop/api", "8080", "--http", "POST /items"], "");
-    let out = text(&o.stdout);
+    let out = verdict_text(&o.stdout);
     assert!(out.starts_with("DENY"), "{out}");
     assert!(out.contains("its L7 rules refuse HTTP POST /items"), "{out}");
     // Without a request: the connection, and the rules its requests will meet.
@@ -109,10 +119,10 @@ fn explain_names_the_l7_rule_that_allows_or_refuses_a_request() {
     // A header, and a DNS query.
     let args = ["explain", "-f", &ex, "shop/admin", "shop/api", "8080", "--http", "PUT /items/3"];
     let with = [&args[..], &["--http-header", "X-Admin-Token: x"]].concat();
-    assert!(text(&netpol(&with, "").stdout).starts_with("ALLOW"));
-    assert!(text(&netpol(&args, "").stdout).starts_with("DENY"));
+    assert!(verdict_text(&netpol(&with, "").stdout).starts_with("ALLOW"));
+    assert!(verdict_text(&netpol(&args, "").stdout).starts_with("DENY"));
     let dns = ["explain", "-f", &ex, "shop/client", "kube-system/coredns", "53/UDP", "--dns", "www.example.com"];
-    assert!(text(&netpol(&dns, "").stdout).starts_with("ALLOW"));
+    assert!(verdict_text(&netpol(&dns, "").stdout).starts_with("ALLOW"));
     let o = netpol(&["explain", "-f", &ex, "shop/web", "shop/api", "53/UDP", "--http", "GET /"], "");
     assert_eq!(o.status.code(), Some(2), "an HTTP request on UDP is a usage error: {}", text(&o.stderr));
 }
