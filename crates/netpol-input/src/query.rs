@@ -124,6 +124,17 @@ pub fn http_request(
     Ok(req)
 }
 
+/// The method and path of a request line as users write it (`explain --http`, the API's `http=`): `METHOD PATH`,
+/// `PATH` (a GET) or `METHOD` (of `/`).
+pub fn http_request_line(line: &str) -> (Option<&str>, Option<&str>) {
+    let line = line.trim();
+    match line.split_once(' ') {
+        Some((m, p)) => (Some(m), Some(p.trim())),
+        None if line.starts_with('/') => (None, Some(line)),
+        None => (Some(line), None),
+    }
+}
+
 /// A DNS query's name (letters, digits, `-`, `_` labels; a final dot is allowed), lowercase without the dot.
 pub fn parse_dns_query(s: &str) -> Result<String, String> {
     parse_fqdn(s).map_err(|e| format!("dns.query: {e}"))

@@ -1011,11 +1011,7 @@ async fn explain_handler(
     let request = match (param(&p, "http").filter(|s| !s.is_empty()), param(&p, "dns").filter(|s| !s.is_empty())) {
         (Some(_), Some(_)) => return Err(Failure::bad("dns", "give `http` or `dns`, not both")),
         (Some(h), None) => {
-            let (method, path) = match h.trim().split_once(' ') {
-                Some((m, p)) => (Some(m), Some(p.trim())),
-                None if h.starts_with('/') => (None, Some(h)),
-                None => (Some(h), None),
-            };
+            let (method, path) = netpol_input::query::http_request_line(h);
             let host = param(&p, "http_host").filter(|s| !s.is_empty());
             let req = netpol_input::query::http_request(method, path, host, &Default::default())
                 .map_err(|e| Failure::bad("http", e))?;

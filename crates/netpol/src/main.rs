@@ -72,11 +72,7 @@ impl RequestArgs {
         if proto != netpol_core::portset::Protocol::Tcp {
             anyhow::bail!("--http: an HTTP request needs a TCP port, not {proto}");
         }
-        let (method, path) = match h.trim().split_once(' ') {
-            Some((m, p)) => (Some(m), Some(p.trim())),
-            None if h.starts_with('/') => (None, Some(h.as_str())),
-            None => (Some(h.as_str()), None),
-        };
+        let (method, path) = query::http_request_line(h);
         let mut headers = std::collections::BTreeMap::new();
         for x in &self.http_headers {
             let (n, v) =
