@@ -665,6 +665,10 @@ impl Engine {
         if cause.is_none() && self.cni.ip_block_outside_only() {
             cause = Some("the CNI Cilium");
         }
+        // A pod change may bring or take away a CNI's agent, which auto-detection reads (`Cni::auto`).
+        let pods_changed = changes
+            .iter()
+            .any(|c| matches!(c, Change::PutPod { .. } | Change::DeletePod { .. } | Change::DeleteNamespace { .. }));
         // Whether the cluster changed since a recompile became necessary.
         let mut dirty = false;
         for ch in changes {
@@ -685,6 +689,15 @@ impl Engine {
                         dirty = true;
                     }
                 }
+            }
+        }
+        if !dirty && pods_changed && matches!(self.cni_source, crate::cni::CniSource::Auto(_)) {
+            let (cni, why) = crate::cni::Cni::auto(&self.cluster);
+            if cni == self.cni {
+                self.cni_source = crate::cni::CniSource::Auto(why);
+            } else {
+                cause = Some("the CNI found anew");
+                dirty = true;
             }
         }
         if dirty {

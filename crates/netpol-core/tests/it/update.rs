@@ -111,6 +111,7 @@ fn shard_policy(r: &mut Rng, name: String) -> Policy {
     }];
     Policy {
         host: Default::default(),
+        manifest: None,
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
         order: 1000.into(),

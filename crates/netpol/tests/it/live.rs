@@ -142,7 +142,7 @@ fn one_shot_query_explain_matrix_describe() {
     let (code, out, err) = netpol(&["describe", "--kubeconfig", &kc, "-o", "json"], "", &[]);
     assert_eq!(code, 0, "{err}");
     let j: Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(j.as_array().map(Vec::len), Some(2), "{j}");
+    assert_eq!(j["pods"].as_array().map(Vec::len), Some(2), "{j}");
 }
 
 #[test]
@@ -436,7 +436,8 @@ fn one_shot_lint_points_at_cluster_objects() {
     let kc = c.kubeconfig.display().to_string();
     let (code, out, err) = netpol(&["lint", "--kubeconfig", &kc, "-o", "json", "--fail-on", "never"], "", &[]);
     assert_eq!(code, 0, "{err}");
-    let findings: Vec<Value> = serde_json::from_str(&out).expect("json");
+    let doc: Value = serde_json::from_str(&out).expect("json");
+    let findings: Vec<Value> = serde_json::from_value(doc["findings"].clone()).expect("findings");
     let np001 = findings.iter().find(|f| f["code"] == "NP001").unwrap_or_else(|| panic!("NP001 in {out}"));
     assert_eq!(np001["origin"]["file"], "cluster:networkpolicies/backend/typo");
     // Objects from a cluster have no file lines.
