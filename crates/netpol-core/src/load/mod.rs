@@ -342,8 +342,10 @@ pub(crate) enum Item {
     },
 }
 
-/// What decoding one document produced, in document order.
+/// What decoding one document produced, in document order. Nearly every document is an object, so its item is
+/// kept inline (boxing it would cost an allocation per object for the rare diagnostics' sake).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Decoded {
     Object { origin: Origin, label: String, item: Item },
     Diagnostic(Diagnostic),
