@@ -145,6 +145,25 @@ fn one_shot_query_explain_matrix_describe() {
     assert_eq!(j["pods"].as_array().map(Vec::len), Some(2), "{j}");
 }
 
+/// A live cluster without Cilium or Calico objects, but with Calico's node agent running: auto finds its pod.
+#[test]
+fn one_shot_commands_find_the_cni_from_its_agents_pod() {
+    let c = cluster();
+    let kc = c.kubeconfig.display().to_string();
+    let (code, out, err) = netpol(&["explain", "--kubeconfig", &kc, "frontend/web", "backend/api", "8080"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("cni: generic (auto: no Cilium or Calico objects or agents)\n"), "{out}");
+    c.server.put(pod("kube-system", "calico-node-x7k2p", json!({"k8s-app": "calico-node"}), "10.1.0.1"));
+    let (code, out, err) = netpol(&["explain", "--kubeconfig", &kc, "frontend/web", "backend/api", "8080"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let want = "cni: calico (auto: pod kube-system/calico-node-x7k2p (k8s-app=calico-node))\n";
+    assert!(out.starts_with(want), "{out}");
+    let (code, out, err) = netpol(&["describe", "--kubeconfig", &kc, "-o", "json"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let j: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(j["cni"], json!({"name": "calico", "auto": "pod kube-system/calico-node-x7k2p (k8s-app=calico-node)"}));
+}
+
 #[test]
 fn one_shot_commands_read_admin_policies_and_work_without_their_crds() {
     let c = cluster();
