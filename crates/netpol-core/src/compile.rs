@@ -292,6 +292,10 @@ pub enum CPeer {
     Nothing,
     /// A Calico entity rule's endpoint criteria.
     Calico(CalicoId),
+    /// Cilium's `host`: an address of the Node the subject runs on ([`crate::model::Peer::SubjectNodes`]).
+    OwnNode,
+    /// Cilium's `remote-node`: an address of any other Node.
+    OtherNodes,
 }
 
 impl CPeer {
@@ -303,6 +307,8 @@ impl CPeer {
             CPeer::Domains(i) => (2, i.index()),
             CPeer::Nothing => (3, 0),
             CPeer::Calico(i) => (4, i.index()),
+            CPeer::OwnNode => (5, 0),
+            CPeer::OtherNodes => (5, 1),
         }
     }
 }
@@ -319,7 +325,11 @@ pub fn peer_blocks(nodes: &[Node], peer: &Peer) -> Vec<IpBlock> {
             .flat_map(|n| n.ips.iter())
             .map(|ip| IpBlock { cidr: ipnet::IpNet::from(ip.to_canonical()), except: Vec::new() })
             .collect(),
-        Peer::Selectors { .. } | Peer::DomainNames(_) | Peer::Calico(_) | Peer::Fqdns(_) => Vec::new(),
+        Peer::Selectors { .. }
+        | Peer::DomainNames(_)
+        | Peer::Calico(_)
+        | Peer::Fqdns(_)
+        | Peer::SubjectNodes { .. } => Vec::new(),
     }
 }
 
@@ -647,6 +657,20 @@ pub(crate) struct EpInfo<'a> {
     /// `name` when Cilium learnt the address from it: the flow's source sent the query through its DNS proxy,
     /// which allowed it (what `toFQDNs` peers match; see [`Engine::dns_learns`]).
     pub(crate) fqdn: Option<&'a str>,
+    /// The Node (index) the endpoint runs on: a pod's `spec.nodeName`, a Node's own address. Known only in an
+    /// engine with node-relative peers ([`Engine::node_rel`]); `None` at identity level (the matrix, lint).
+    pub(crate) node: Option<u32>,
+    /// The Node whose address the endpoint uses (a Node's address, a hostNetwork pod there): what `host` and
+    /// `remote-node` match. As `node`, known only in an engine with node-relative peers.
+    pub(crate) addr_node: Option<u32>,
+}
+
+impl EpInfo<'static> {
+    /// An endpoint nothing is known of: the subject of a question asked of no pod in particular (node-relative
+    /// peers then match any Node's address as `remote-node`).
+    pub(crate) fn unknown() -> Self {
+        EpInfo { ident: None, ip: None, ip_class: None, name: None, fqdn: None, node: None, addr_node: None }
+    }
 }
 
 /// What makes pods one identity: namespace, interned label set, hostNetwork, ip class, sorted container ports.
@@ -721,9 +745,13 @@ pub struct Engine {
     pub(crate) node_hep: FxHashMap<String, usize>,
     /// Whether the cluster has Cilium policies: identities then carry Cilium's labels.
     pub(crate) cilium: bool,
-    /// Whether a Cilium rule depends on its subject's node: identities then carry their pods' node (see
-    /// [`crate::model::cilium_keys::NODE`]).
-    pub(crate) cilium_nodes: bool,
+    /// Whether a rule depends on its subject's node (Cilium's `host` and `remote-node`: [`CPeer::OwnNode`],
+    /// [`CPeer::OtherNodes`]): flows' ends then carry their nodes ([`EpInfo::node`], [`EpInfo::addr_node`]).
+    pub(crate) node_rel: bool,
+    /// Each pod's Node (its index in the cluster's nodes), when `node_rel`.
+    pub(crate) pod_node: Vec<Option<u32>>,
+    /// Each Node's addresses (canonical) → the Node (its index), when `node_rel`.
+    pub(crate) node_by_ip: FxHashMap<IpAddr, u32>,
     /// The CNI whose reading the answers follow ([`crate::cni`]), and how it was chosen.
     pub(crate) cni: crate::cni::Cni,
     pub(crate) cni_source: crate::cni::CniSource,
@@ -1042,11 +1070,24 @@ impl Engine {
             hep_by_ip: FxHashMap::default(),
             node_hep: FxHashMap::default(),
             cilium: cluster.has_cilium(),
-            cilium_nodes: cluster.has_cilium_node_rules(),
+            node_rel: cluster.has_cilium_node_rules(),
+            pod_node: Vec::new(),
+            node_by_ip: FxHashMap::default(),
             cni,
             cni_source,
         };
         eng.ip_class_index.insert(Vec::new(), IpClassId::new(0));
+        if eng.node_rel {
+            let by_name: FxHashMap<&str, u32> =
+                cluster.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i as u32)).collect();
+            eng.pod_node =
+                cluster.pods.iter().map(|p| p.node.as_deref().and_then(|n| by_name.get(n).copied())).collect();
+            for (i, n) in cluster.nodes.iter().enumerate() {
+                for ip in &n.ips {
+                    eng.node_by_ip.entry(ip.to_canonical()).or_insert(i as u32);
+                }
+            }
+        }
 
         // Identities.
         for (pid, pod) in cluster.pods.iter().enumerate() {
@@ -1211,8 +1252,7 @@ impl Engine {
     pub(crate) fn identity_key(&mut self, pod: &Pod, ns: &crate::model::Namespace) -> IdentityKey {
         let cilium;
         let labels = if self.cilium {
-            let node = pod.node.as_deref().filter(|_| self.cilium_nodes);
-            cilium = crate::model::cilium_labels_on(&pod.labels, ns, &pod.service_account, node);
+            cilium = crate::model::cilium_labels(&pod.labels, ns, &pod.service_account);
             &cilium
         } else {
             &pod.labels
@@ -1316,6 +1356,14 @@ impl Engine {
                     }
                 }
                 Peer::Calico(c) => peers.push((CPeer::Calico(*self.calico_index.get(&**c)?), src as u32)),
+                Peer::SubjectNodes { own, others } => {
+                    if *own {
+                        peers.push((CPeer::OwnNode, src as u32));
+                    }
+                    if *others {
+                        peers.push((CPeer::OtherNodes, src as u32));
+                    }
+                }
                 Peer::DomainNames(names) => {
                     let next = DomainsId::new(self.domains.len());
                     let id = *self.domain_index.entry(names.clone()).or_insert(next);
@@ -1372,7 +1420,7 @@ impl Engine {
             let count = match *p {
                 CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
                 CPeer::Block(b) => self.block_refs.get_mut(b.index()),
-                CPeer::Domains(_) | CPeer::Nothing | CPeer::Calico(_) => None,
+                CPeer::Domains(_) | CPeer::Nothing | CPeer::Calico(_) | CPeer::OwnNode | CPeer::OtherNodes => None,
             };
             if let Some(c) = count {
                 *c += 1;
@@ -1513,14 +1561,39 @@ impl Engine {
     pub(crate) fn ip_info(&self, i: IdentityId, ip: IpAddr) -> EpInfo<'static> {
         let ident = &self.identities[i.index()];
         let primary = ident.pods.iter().any(|p| self.primary_ips.get(p.index()).copied().flatten() == Some(ip));
-        EpInfo { ident: Some(i), ip: Some(ip), ip_class: primary.then_some(ident.ip_class), name: None, fqdn: None }
+        EpInfo {
+            ident: Some(i),
+            ip: Some(ip),
+            ip_class: primary.then_some(ident.ip_class),
+            name: None,
+            fqdn: None,
+            node: None,
+            addr_node: self.node_at(ip),
+        }
+    }
+
+    /// The Node (index) whose address `ip` (canonical) is, in an engine with node-relative peers.
+    #[inline]
+    pub(crate) fn node_at(&self, ip: IpAddr) -> Option<u32> {
+        if !self.node_rel {
+            return None;
+        }
+        self.node_by_ip.get(&ip.to_canonical()).copied()
     }
 
     /// The endpoint information of a pod of identity `i` at its primary address.
     pub(crate) fn ident_info(&self, i: IdentityId) -> EpInfo<'static> {
         let ident = &self.identities[i.index()];
         let ip = ident.pods.first().and_then(|p| self.primary_ips.get(p.index()).copied().flatten());
-        EpInfo { ident: Some(i), ip, ip_class: Some(ident.ip_class), name: None, fqdn: None }
+        EpInfo {
+            ident: Some(i),
+            ip,
+            ip_class: Some(ident.ip_class),
+            name: None,
+            fqdn: None,
+            node: None,
+            addr_node: ip.and_then(|ip| self.node_at(ip)),
+        }
     }
 
     pub(crate) fn port_name_id(&mut self, name: &str) -> u32 {
@@ -1643,17 +1716,29 @@ impl Engine {
                 // family) is matched against the blocks directly.
                 let primary = ip.is_none() || ip == self.primary_ips[pod.index()];
                 let ip_class = primary.then(|| self.identities[ident.index()].ip_class);
-                EpInfo { ident: Some(ident), ip, ip_class, name: None, fqdn: None }
+                let (node, addr_node) = if self.node_rel {
+                    let addr = ip.or(self.primary_ips[pod.index()]).and_then(|ip| self.node_at(ip));
+                    (self.pod_node.get(pod.index()).copied().flatten().or(addr), addr)
+                } else {
+                    (None, None)
+                };
+                EpInfo { ident: Some(ident), ip, ip_class, name: None, fqdn: None, node, addr_node }
             }
             Endpoint::External(ip) => {
-                EpInfo { ident: None, ip: Some(ip.to_canonical()), ip_class: None, name: None, fqdn: None }
+                let ip = ip.to_canonical();
+                let node = self.node_at(ip);
+                EpInfo { ident: None, ip: Some(ip), ip_class: None, name: None, fqdn: None, node, addr_node: node }
             }
         }
     }
 
     #[inline]
-    pub(crate) fn peer_matches(&self, peer: CPeer, ep: &EpInfo) -> bool {
+    pub(crate) fn peer_matches(&self, peer: CPeer, me: &EpInfo, ep: &EpInfo) -> bool {
         match peer {
+            // Relative to the subject: unknown at identity level (`me.node` is `None` there, and so is `addr_node`
+            // of every pod off the host network).
+            CPeer::OwnNode => ep.addr_node.is_some() && ep.addr_node == me.node,
+            CPeer::OtherNodes => ep.addr_node.is_some_and(|n| me.node != Some(n)),
             CPeer::Sel(s) => ep.ident.is_some_and(|i| self.sel_peers[s.index()].1.contains(i)),
             CPeer::Block(b) => match (ep.ip_class, ep.ip) {
                 // Fast path: a pod's primary IP has a precomputed class.

@@ -60,6 +60,9 @@ pub struct Profile {
     /// Calico rules of these policies that do not apply to the addresses of this profile (their own side does not
     /// match them), as `policy/direction/index`: left out of `steps`.
     pub masked: Vec<String>,
+    /// The Node its addresses' pods run on, when its rules depend on it (Cilium's `host` and `remote-node`: their
+    /// address sets are then that Node's, or the other Nodes', addresses).
+    pub node: Option<String>,
     pub steps: Vec<TableStep>,
 }
 
@@ -285,14 +288,15 @@ impl Engine {
 /// A destination address and the named ports (interned name, protocol, port) rules resolve there.
 type DstNamed = (IpAddr, Vec<(u32, Protocol, u16)>);
 
-type ProfileKey = (Direction, Vec<PolicyId>, Vec<ContainerPort>, Vec<RuleId>);
+type ProfileKey = (Direction, Vec<PolicyId>, Vec<ContainerPort>, Vec<RuleId>, Option<u32>);
 
 struct Builder<'e> {
     e: &'e Engine,
     t: Table,
     /// Addresses of each identity's pods (none for hostNetwork identities).
     ident_ips: Vec<Vec<IpAddr>>,
-    sets: FxHashMap<CPeer, SetId>,
+    /// Address sets by peer, and for node-relative peers the subject's Node.
+    sets: FxHashMap<(CPeer, Option<u32>), SetId>,
     /// Profiles by direction, policies, container ports and the Calico rules that do not apply to the address
     /// (their own-side criteria fail there).
     profiles: BTreeMap<ProfileKey, ProfileId>,
@@ -333,10 +337,16 @@ impl<'e> Builder<'e> {
                     continue;
                 }
                 let ports = if dir == Direction::Ingress { ident.ports.clone() } else { Vec::new() };
+                let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
+                let node_rel = self.e.node_rel
+                    && rules.iter().any(|r| {
+                        self.e.rules[r.index()].peers.iter().any(|p| matches!(p, CPeer::OwnNode | CPeer::OtherNodes))
+                    });
                 for &pod in &ident.pods {
+                    let node = if node_rel { self.e.pod_node.get(pod.index()).copied().flatten() } else { None };
                     for &ip in &self.e.cluster.pod(pod).ips {
                         let masked = self.e.masked_rules(iid, dir, &self.e.ip_info(iid, ip));
-                        let profile = self.profile(dir, ident.policies(dir), ports.clone(), masked);
+                        let profile = self.profile(dir, ident.policies(dir), ports.clone(), masked, (node_rel, node));
                         self.t.addresses.push((ip, dir, profile));
                     }
                 }
@@ -538,7 +548,7 @@ impl<'e> Builder<'e> {
                         named = Some(n);
                     }
                     let own = rule.local.map(|l| self.set(CPeer::Calico(l)));
-                    steps.push(self.rule_step(r, dir, ports, named, except, own));
+                    steps.push(self.rule_step(r, dir, ports, named, except, own, None));
                 }
             }
         }
@@ -546,7 +556,8 @@ impl<'e> Builder<'e> {
     }
 
     /// One rule of a chain: its peers' address sets (in source order) and the ports, named ports, exceptions and
-    /// own-side set its caller resolved.
+    /// own-side set its caller resolved; `node`: the subject's Node, for node-relative peers.
+    #[allow(clippy::too_many_arguments, reason = "one rule's parts, each resolved by the caller")]
     fn rule_step(
         &mut self,
         r: RuleId,
@@ -555,11 +566,13 @@ impl<'e> Builder<'e> {
         named: Option<Vec<(IpAddr, Protocol, u16)>>,
         except: Vec<(IpAddr, Protocol, u16)>,
         own: Option<SetId>,
+        node: Option<u32>,
     ) -> TableStep {
         let rule = &self.e.rules[r.index()];
         let pairs: Vec<(u32, CPeer)> = rule.peer_src.iter().copied().zip(rule.peers.iter().copied()).collect();
         let (policy, index, action) = (rule.policy, rule.index, rule.action);
-        let mut peers: Vec<(usize, SetId)> = pairs.into_iter().map(|(src, p)| (src as usize, self.set(p))).collect();
+        let mut peers: Vec<(usize, SetId)> =
+            pairs.into_iter().map(|(src, p)| (src as usize, self.set_at(p, node))).collect();
         peers.sort_unstable();
         TableStep::Rule(TableRule {
             rule: r,
@@ -581,8 +594,10 @@ impl<'e> Builder<'e> {
         policies: &[PolicyId],
         ports: Vec<ContainerPort>,
         masked: Vec<RuleId>,
+        (node_rel, node): (bool, Option<u32>),
     ) -> ProfileId {
-        let key = (dir, policies.to_vec(), ports, masked);
+        // A node-relative profile of a pod on no known Node is keyed apart from the others (`u32::MAX`).
+        let key = (dir, policies.to_vec(), ports, masked, node_rel.then(|| node.unwrap_or(u32::MAX)));
         if let Some(&p) = self.profiles.get(&key) {
             return p;
         }
@@ -602,7 +617,7 @@ impl<'e> Builder<'e> {
                         Direction::Egress => Some(rule.ports.numeric.clone()),
                     };
                     let named = (dir == Direction::Egress && !rule.ports.named.is_empty()).then(|| self.named(r, rule));
-                    steps.push(self.rule_step(r, dir, ports, named, Vec::new(), None));
+                    steps.push(self.rule_step(r, dir, ports, named, Vec::new(), None, node));
                 }
             }
         }
@@ -617,16 +632,45 @@ impl<'e> Builder<'e> {
             })
             .collect();
         let ports = key.2.clone();
-        self.t.profiles.push(Profile { dir, policies: key.1.clone(), policy_refs, ports, masked, steps });
+        let node = key.4.map(|n| self.node_name(Some(n)));
+        self.t.profiles.push(Profile { dir, policies: key.1.clone(), policy_refs, ports, masked, node, steps });
         self.profiles.insert(key, id);
         id
     }
 
+    /// The name of Node `n` (an index), or `-` for none.
+    fn node_name(&self, n: Option<u32>) -> String {
+        n.and_then(|n| self.e.cluster.nodes.get(n as usize)).map_or("-".to_string(), |n| n.name.clone())
+    }
+
     fn set(&mut self, p: CPeer) -> SetId {
-        if let Some(&s) = self.sets.get(&p) {
+        self.set_at(p, None)
+    }
+
+    /// The address set of peer `p`; for a node-relative peer, relative to a subject on Node `node` (`u32::MAX` or
+    /// `None`: on no Node of the input).
+    fn set_at(&mut self, p: CPeer, node: Option<u32>) -> SetId {
+        let node = node.filter(|&n| n != u32::MAX && matches!(p, CPeer::OwnNode | CPeer::OtherNodes));
+        if let Some(&s) = self.sets.get(&(p, node)) {
             return s;
         }
         let set = match p {
+            CPeer::OwnNode | CPeer::OtherNodes => {
+                let own = p == CPeer::OwnNode;
+                let mut addresses: Vec<IpAddr> = self
+                    .e
+                    .cluster
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| (Some(i as u32) == node) == own)
+                    .flat_map(|(_, n)| n.ips.iter().map(|a| a.to_canonical()))
+                    .collect();
+                addresses.sort_unstable();
+                addresses.dedup();
+                let which = if own { "host" } else { "remote-node" };
+                AddressSet::Pods { key: format!("{which} of {}", self.node_name(node)), addresses }
+            }
             CPeer::Sel(s) => {
                 let (key, ids) = &self.e.sel_peers[s.index()];
                 let scope = match &key.namespaces {
@@ -660,7 +704,7 @@ impl<'e> Builder<'e> {
         };
         let id = SetId::new(self.t.sets.len());
         self.t.sets.push(set);
-        self.sets.insert(p, id);
+        self.sets.insert((p, node), id);
         id
     }
 
@@ -740,6 +784,8 @@ impl<'e> Builder<'e> {
                         CPeer::Block(b) => self.e.block_contains(b, ip),
                         CPeer::Domains(_) | CPeer::Nothing => false,
                         CPeer::Calico(c) => self.e.calico_matches(c, &self.e.ip_info(IdentityId::new(i), ip)),
+                        // Any Node's address: the rule's address set (per subject Node) narrows it.
+                        CPeer::OwnNode | CPeer::OtherNodes => self.e.node_at(ip).is_some(),
                     });
                 if !matches {
                     continue;

@@ -525,7 +525,7 @@ impl Engine {
         let me = self.ident_info(subject);
         self.fold_side_variant(subject, dir, &mut Sets, PortSet::all(), false, variant, |_, rule| {
             let local = rule.local.is_none_or(|l| self.calico_matches(l, &me));
-            if local && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, &ep))) {
+            if local && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, &me, &ep))) {
                 rule.ports.resolve(dst_ports)
             } else {
                 PortSet::empty()
@@ -593,7 +593,7 @@ impl Engine {
         let allowed = self.fold_side_variant(subject, dir, &mut OnePort, true, true, variant, |r, rule| {
             let hit = rule.ports_match(proto, port, dst_named)
                 && rule.local.is_none_or(|l| self.calico_matches(l, &me))
-                && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, &ep)));
+                && (rule.peers.is_empty() || rule.peers.iter().any(|&p| self.peer_matches(p, &me, &ep)));
             if hit && variant.action(r, rule) != Action::Log {
                 last = Some(r);
             }
@@ -635,7 +635,7 @@ impl Engine {
         let ports = rule.ports_match(q.proto, q.port, q.dst_named);
         let local = rule.local.is_none_or(|l| self.calico_matches(l, me));
         let l7 = rule.l7.is_none_or(|i| self.l7_rules(i).allows(q.request));
-        let peer = if (ports && local && l7) || T::EVERY_RULE { self.rule_peer::<T>(rule, peer) } else { None };
+        let peer = if (ports && local && l7) || T::EVERY_RULE { self.rule_peer::<T>(rule, me, peer) } else { None };
         trace.step(Step { rule: r, ports, peer, local, l7 });
         ports && local && l7 && peer.is_some()
     }
@@ -707,24 +707,28 @@ impl Engine {
                 crate::compile::CPeer::Block(b) => {
                     self.ip_classes[(self.identities[i.index()].ip_class).index()].binary_search(&b).is_ok()
                 }
-                crate::compile::CPeer::Domains(_) | crate::compile::CPeer::Nothing => false,
+                // Node-relative peers are decided per flow (see `Engine::matrix_caveat`).
+                crate::compile::CPeer::Domains(_)
+                | crate::compile::CPeer::Nothing
+                | crate::compile::CPeer::OwnNode
+                | crate::compile::CPeer::OtherNodes => false,
                 crate::compile::CPeer::Calico(c) => self.calico_peer_of(c).pods.contains(i),
             })
     }
 
     /// Which peer of `rule` matches the endpoint (see [`Step::peer`]); without a trace, any matching peer.
     #[inline]
-    fn rule_peer<T: Trace>(&self, rule: &CRule, ep: &EpInfo<'_>) -> Option<Option<usize>> {
+    fn rule_peer<T: Trace>(&self, rule: &CRule, me: &EpInfo<'_>, ep: &EpInfo<'_>) -> Option<Option<usize>> {
         if rule.peers.is_empty() {
             return Some(None);
         }
         if !T::EVERY_RULE {
-            return rule.peers.iter().any(|&p| self.peer_matches(p, ep)).then_some(Some(0));
+            return rule.peers.iter().any(|&p| self.peer_matches(p, me, ep)).then_some(Some(0));
         }
         rule.peers
             .iter()
             .zip(&rule.peer_src)
-            .filter(|(&p, _)| self.peer_matches(p, ep))
+            .filter(|(&p, _)| self.peer_matches(p, me, ep))
             .map(|(_, &src)| src as usize)
             .min()
             .map(Some)

@@ -316,12 +316,11 @@ impl Engine {
     }
 
     /// The pods whose traffic with other pods the matrix does not answer whole: the hostNetwork pods (their traffic
-    /// is their node's), when the cluster has host endpoints (their checks) or Cilium policies (the node's access to
-    /// its own pods).
+    /// is their node's), when the cluster has host endpoints (their checks), a CNI that lets a node into its own
+    /// pods, or Cilium's `host`/`remote-node` entities (their meaning depends on both ends' nodes, which a cell of
+    /// identities does not know; a pod off the host network is never either).
     pub fn pods_with_host_checks(&self) -> Vec<crate::model::PodId> {
-        // With Cilium policies, a hostNetwork pod's traffic to the pods of its own node is let in whatever their
-        // policies say (`Engine::from_own_node`): the matrix's cells are per identity, and leave that out too.
-        if self.heps.is_empty() && !self.cni.node_reaches_own_pods() {
+        if self.heps.is_empty() && !self.cni.node_reaches_own_pods() && !self.node_rel {
             return Vec::new();
         }
         (0..self.cluster.pods.len())
@@ -336,14 +335,22 @@ impl Engine {
         let pods = self.pods_with_host_checks();
         (!pods.is_empty()).then(|| {
             let names: Vec<String> = pods.iter().take(5).map(|&p| self.cluster.pod_ref(p)).collect();
-            let own = match self.cni {
-                crate::cni::Cni::Cilium => "Cilium's access of a node to its own pods",
-                _ => "Calico's unpoliced access of a node to its own pods",
-            };
-            let what = match (self.heps.is_empty(), self.cni.node_reaches_own_pods()) {
-                (true, _) => own.to_string(),
-                (false, true) => format!("host endpoint policies and {own}"),
-                (false, false) => "host endpoint policies".to_string(),
+            let mut parts: Vec<&str> = Vec::new();
+            if !self.heps.is_empty() {
+                parts.push("host endpoint policies");
+            }
+            match self.cni {
+                crate::cni::Cni::Cilium => parts.push("Cilium's access of a node to its own pods"),
+                crate::cni::Cni::Calico => parts.push("Calico's unpoliced access of a node to its own pods"),
+                crate::cni::Cni::Generic => {}
+            }
+            if self.node_rel {
+                parts.push("Cilium's entities `host` and `remote-node`");
+            }
+            let what = match parts.split_last() {
+                Some((last, [])) => last.to_string(),
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => String::new(),
             };
             format!(
                 "the matrix does not apply {what} to the traffic of {} hostNetwork pod(s) ({}{}); `netpol query` \

@@ -188,6 +188,14 @@ pub enum Peer {
     /// one of these, through Cilium's DNS proxy — which sees the source's queries only when a `rules.dns` rule of
     /// the source's own egress policy allows the name (otherwise Cilium never learns the address).
     Fqdns(Vec<crate::l7::DnsSelector>),
+    /// Cilium's entities `host` (`own`) and `remote-node` (`others`), relative to the subject (the policy's
+    /// selected pod): the addresses of the Node it runs on, and so the hostNetwork pods there; the addresses of
+    /// every other Node. A subject whose Node is not in the input has no `host`, and every Node is its
+    /// `remote-node`.
+    SubjectNodes {
+        own: bool,
+        others: bool,
+    },
 }
 
 /// The endpoint part of a Calico entity rule (`source` or `destination` without `ports`/`notPorts`). Every
@@ -663,6 +671,18 @@ impl HostFlags {
     }
 }
 
+impl Peer {
+    /// Cilium's entities a [`Peer::SubjectNodes`] stands for (`entity host`, `entity remote-node`, or both).
+    pub fn subject_nodes_text(own: bool, others: bool) -> String {
+        match (own, others) {
+            (true, true) => "entities host, remote-node".to_string(),
+            (true, false) => "entity host (the subject's node)".to_string(),
+            (false, true) => "entity remote-node (every other node)".to_string(),
+            (false, false) => "no entity".to_string(),
+        }
+    }
+}
+
 impl Policy {
     /// A NetworkPolicy's namespace; `None` for cluster-scoped policies.
     pub fn ns(&self) -> Option<NsId> {
@@ -1014,11 +1034,6 @@ pub mod cilium_keys {
     pub const CLUSTER: &str = "io.cilium.k8s.policy.cluster";
     /// The cluster name Cilium uses when none is configured.
     pub const DEFAULT_CLUSTER: &str = "default";
-    /// netpol's own key for the node a pod runs on (`spec.nodeName`), added to a pod's Cilium labels when a Cilium
-    /// rule depends on the subject's node (the entities `host` and `remote-node`: see `load/cilium_refs.rs`). No
-    /// selector can name it: `:` is no character of a Kubernetes label key, and in Cilium's selectors it ends the
-    /// label source.
-    pub const NODE: &str = "netpol:node";
     /// netpol's own label of a CiliumCIDRGroup (a network set in the model): its name. Only CIDR rules'
     /// `cidrGroupRef`/`cidrGroupSelector` name it, so no other selector matches a CIDR group.
     pub const CIDR_GROUP: &str = "netpol:cidr-group";
@@ -1034,16 +1049,8 @@ pub mod cilium_keys {
 /// name. Label sources are dropped: every one of these has source `k8s`, and selectors of source `k8s`, `any` or
 /// none match them alike.
 pub fn cilium_labels(pod_labels: &Labels, ns: &Namespace, sa_name: &str) -> Labels {
-    cilium_labels_on(pod_labels, ns, sa_name, None)
-}
-
-/// [`cilium_labels`], with the pod's node under [`cilium_keys::NODE`] when `node` is given.
-pub fn cilium_labels_on(pod_labels: &Labels, ns: &Namespace, sa_name: &str, node: Option<&str>) -> Labels {
     use cilium_keys::*;
     let mut v: Vec<(String, String)> = Vec::new();
-    if let Some(node) = node {
-        v.push((NODE.to_string(), node.to_string()));
-    }
     for (k, val) in ns.labels.iter() {
         v.push((format!("{NS_LABELS}{k}"), val.to_string()));
     }
@@ -1126,16 +1133,7 @@ impl Cluster {
     pub fn pod_calico_labels(&self, pod: &Pod) -> Labels {
         let sa = self.service_accounts.iter().find(|s| s.ns == pod.ns && *s.name == *pod.service_account);
         let views = self.label_views();
-        let labels = self.endpoint_labels(&pod.labels, pod.ns, sa, &pod.service_account, views);
-        match pod.node.as_deref() {
-            // With Cilium's view, the pod's node too (no selector can name it: see `cilium_keys::NODE`).
-            Some(node) if views.1 => labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .chain(std::iter::once((cilium_keys::NODE.to_string(), node.to_string())))
-                .collect(),
-            _ => labels,
-        }
+        self.endpoint_labels(&pod.labels, pod.ns, sa, &pod.service_account, views)
     }
 
     /// Which label views endpoints carry: (Calico's, Cilium's). Calico's unless only Cilium objects were loaded.
@@ -1185,14 +1183,12 @@ impl Cluster {
         self.policies.iter().any(|p| p.kind.is_cilium())
     }
 
-    /// Whether a Cilium rule depends on its subject's node (the entities `host` and `remote-node`, lowered to
-    /// rules whose own side is a node): pods' Cilium labels then carry their node ([`cilium_keys::NODE`]), so that
-    /// pods on different nodes are different identities.
+    /// Whether a rule depends on its subject's node: Cilium's entities `host` and `remote-node`
+    /// ([`Peer::SubjectNodes`]).
     pub fn has_cilium_node_rules(&self) -> bool {
-        self.policies
-            .iter()
-            .filter(|p| p.kind.is_cilium())
-            .any(|p| p.ingress.iter().chain(&p.egress).any(|r| r.calico.as_ref().is_some_and(|c| c.local.is_some())))
+        self.policies.iter().filter(|p| p.kind.is_cilium()).any(|p| {
+            p.ingress.iter().chain(&p.egress).any(|r| r.peers.iter().any(|q| matches!(q, Peer::SubjectNodes { .. })))
+        })
     }
 
     pub fn find_pod(&self, ns: &str, name: &str) -> Option<PodId> {

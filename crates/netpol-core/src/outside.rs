@@ -186,7 +186,12 @@ fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<(R
                     .iter()
                     .filter_map(|p| match p {
                         CPeer::Block(b) => Some(*b),
-                        CPeer::Sel(_) | CPeer::Domains(_) | CPeer::Nothing | CPeer::Calico(_) => None,
+                        CPeer::Sel(_)
+                        | CPeer::Domains(_)
+                        | CPeer::Nothing
+                        | CPeer::Calico(_)
+                        | CPeer::OwnNode
+                        | CPeer::OtherNodes => None,
                     })
                     .collect::<Vec<_>>()
             });

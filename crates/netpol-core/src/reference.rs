@@ -47,8 +47,21 @@ struct Other<'a> {
     cni: Cni,
 }
 
-fn peer_matches(c: &Cluster, policy: &Policy, peer: &Peer, other: &Other<'_>) -> bool {
+fn peer_matches(c: &Cluster, policy: &Policy, me: &Endpoint, peer: &Peer, other: &Other<'_>) -> bool {
     match peer {
+        // Cilium's `host` and `remote-node`: the Node whose address the other end uses, against the Node the
+        // subject runs on (its `spec.nodeName`, when the input has that Node).
+        Peer::SubjectNodes { own, others } => {
+            let Some(theirs) = ip_of(c, other.ep).and_then(|ip| node_with_address(c, ip)) else { return false };
+            let mine = match *me {
+                Endpoint::Pod { pod, .. } => {
+                    let p = c.pod(pod);
+                    c.nodes.iter().position(|n| Some(n.name.as_str()) == p.node.as_deref())
+                }
+                Endpoint::External(ip) => node_with_address(c, ip.to_canonical()),
+            };
+            (*own && mine == Some(theirs)) || (*others && mine != Some(theirs))
+        }
         Peer::Calico(cp) => calico_matches(c, cp, other.ep),
         // Cilium: a pod or a node's address has an identity of its own, which no CIDR selects.
         Peer::IpBlock(_) if other.cni == Cni::Cilium && is_cluster_address(c, other.ep) => false,
@@ -82,6 +95,11 @@ fn peer_matches(c: &Cluster, policy: &Policy, peer: &Peer, other: &Other<'_>) ->
             ns_ok && pods.as_ref().is_none_or(|sel| sel.matches(&selector_labels(c, pod)))
         }
     }
+}
+
+/// The Node (its index) that has address `ip` (canonical): the first one.
+fn node_with_address(c: &Cluster, ip: IpAddr) -> Option<usize> {
+    c.nodes.iter().position(|n| n.ips.iter().any(|a| a.to_canonical() == ip))
 }
 
 /// A pod (hostNetwork ones included) or an address of a node.
@@ -130,9 +148,11 @@ fn host_at<'c>(c: &'c Cluster, ep: &Endpoint) -> Option<&'c HostEndpoint> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn rule_matches(
     c: &Cluster,
     pol: &Policy,
+    me: &Endpoint,
     r: &Rule,
     other: &Other<'_>,
     dst: &Endpoint,
@@ -140,7 +160,7 @@ fn rule_matches(
     port: u16,
 ) -> bool {
     port_matches(c, r, proto, port, dst)
-        && (r.peers.is_empty() || r.peers.iter().any(|p| peer_matches(c, pol, p, other)))
+        && (r.peers.is_empty() || r.peers.iter().any(|p| peer_matches(c, pol, me, p, other)))
         && r.l7.as_ref().is_none_or(|l7| l7_allows(l7, other.request))
 }
 
@@ -247,7 +267,7 @@ fn tier_action(
         .flat_map(|pol| pol.rules(dir).iter().map(move |r| (pol, r)))
         .filter(|(_, r)| r.action != Action::Log)
         .find(|(pol, r)| {
-            rule_matches(c, pol, r, other, dst, proto, port)
+            rule_matches(c, pol, me, r, other, dst, proto, port)
                 && r.calico.as_ref().is_none_or(|cr| {
                     calico_ports_match(c, cr, proto, port, dst)
                         && cr.local.as_ref().is_none_or(|l| calico_matches(c, l, me))
@@ -387,7 +407,7 @@ pub fn allowed_flow_cni(
 /// The labels a pod's label selectors see: its own, or in a cluster with Cilium policies Cilium's labels of it.
 fn selector_labels(c: &Cluster, pod: &Pod) -> crate::labels::Labels {
     if c.has_cilium() {
-        cilium_labels_on(&pod.labels, c.ns(pod.ns), &pod.service_account, pod.node.as_deref())
+        cilium_labels(&pod.labels, c.ns(pod.ns), &pod.service_account)
     } else {
         pod.labels.clone()
     }

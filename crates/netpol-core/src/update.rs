@@ -1019,7 +1019,7 @@ impl Engine {
                 let count = match *peer {
                     CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
                     CPeer::Block(b) => self.block_refs.get_mut(b.index()),
-                    CPeer::Domains(_) | CPeer::Nothing | CPeer::Calico(_) => None,
+                    CPeer::Domains(_) | CPeer::Nothing | CPeer::Calico(_) | CPeer::OwnNode | CPeer::OtherNodes => None,
                 };
                 if let Some(c) = count {
                     *c = c.saturating_sub(1);

@@ -504,7 +504,7 @@ impl Engine {
                         .peers
                         .iter()
                         .enumerate()
-                        .map(|(i, p)| format!("peer {i} {}", self.peer_mismatch(pol, p, other, other_name)))
+                        .map(|(i, p)| format!("peer {i} {}", self.peer_mismatch(pol, p, subject, other, other_name)))
                         .collect::<Vec<_>>()
                         .join("; ")
                 };
@@ -710,14 +710,47 @@ impl Engine {
             .collect()
     }
 
-    fn peer_mismatch(&self, pol: &Policy, peer: &Peer, ep: &Endpoint, name: Option<&str>) -> String {
-        self.peer_mismatch_opt(pol, peer, ep, name).unwrap_or_default()
+    fn peer_mismatch(&self, pol: &Policy, peer: &Peer, me: &Endpoint, ep: &Endpoint, name: Option<&str>) -> String {
+        self.peer_mismatch_opt(pol, peer, me, ep, name).unwrap_or_default()
     }
 
     /// `None` if the peer matches the endpoint (resolved from the DNS name `name`); otherwise why not.
-    fn peer_mismatch_opt(&self, pol: &Policy, peer: &Peer, ep: &Endpoint, name: Option<&str>) -> Option<String> {
+    fn peer_mismatch_opt(
+        &self,
+        pol: &Policy,
+        peer: &Peer,
+        me: &Endpoint,
+        ep: &Endpoint,
+        name: Option<&str>,
+    ) -> Option<String> {
         let c = &self.cluster;
         match peer {
+            Peer::SubjectNodes { own, others } => {
+                let (mine, theirs) = (self.ep_info(me).node, self.ep_info(ep).addr_node);
+                let node = |n: Option<u32>| n.and_then(|n| c.nodes.get(n as usize)).map(|n| n.name.as_str());
+                let what = match (own, others) {
+                    (true, true) => "host, remote-node",
+                    (true, false) => "host",
+                    _ => "remote-node",
+                };
+                let subject = self.endpoint_name(me);
+                let on = match node(mine) {
+                    Some(n) => format!("{subject} runs on node {n}"),
+                    None => format!("{subject} runs on no node of the input"),
+                };
+                match node(theirs) {
+                    None => Some(format!("(entity {what}): {} is no node's address", self.endpoint_name(ep))),
+                    Some(t) if mine == theirs && !own => Some(format!(
+                        "(entity {what}): {} is node {t}, the subject's own node ({on})",
+                        self.endpoint_name(ep)
+                    )),
+                    Some(t) if mine != theirs && !others => Some(format!(
+                        "(entity {what}): {} is node {t}, not the subject's node ({on})",
+                        self.endpoint_name(ep)
+                    )),
+                    Some(_) => None,
+                }
+            }
             Peer::Calico(c) if pol.kind.is_cilium() => Some(format!("({c}) does not match {}", self.endpoint_name(ep))),
             Peer::Calico(_) => Some("(Calico peer)".to_string()),
             Peer::IpBlock(b) => match self.endpoint_ip(ep) {

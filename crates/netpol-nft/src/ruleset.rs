@@ -638,6 +638,9 @@ impl<'t> Gen<'t> {
         if !profile.masked.is_empty() {
             key.push_str(&format!(" without {:?}", profile.masked));
         }
+        if let Some(node) = &profile.node {
+            key.push_str(&format!(" on {node}"));
+        }
         let dir = profile.dir;
         let name = format!("{}_{}", if dir == Direction::Egress { "eg" } else { "in" }, short_hash(&key));
         self.chains.insert(p, name.clone());

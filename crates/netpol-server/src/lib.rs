@@ -1945,6 +1945,7 @@ pub(crate) fn peer_text(kind: PolicyKind, p: &Peer) -> String {
         Peer::DomainNames(d) => format!("domainNames {}", d.join(", ")),
         Peer::Fqdns(d) => format!("toFQDNs {}", d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
         Peer::Calico(c) => c.to_string(),
+        Peer::SubjectNodes { own, others } => Peer::subject_nodes_text(*own, *others),
     }
 }
 

@@ -1460,6 +1460,9 @@ fn rule_doc(r: &Rule, ingress: bool) -> RuleDoc {
                 PeerDoc { to_fqdns: Some(d.iter().map(|x| x.to_string()).collect()), ..PeerDoc::default() }
             }
             Peer::Calico(c) => PeerDoc { calico: Some(c.to_string()), ..PeerDoc::default() },
+            Peer::SubjectNodes { own, others } => {
+                PeerDoc { calico: Some(Peer::subject_nodes_text(*own, *others)), ..PeerDoc::default() }
+            }
             Peer::IpBlock(b) => PeerDoc {
                 ip_block: Some(IpBlockDoc {
                     cidr: b.cidr.to_string(),
@@ -1588,6 +1591,9 @@ fn admin_peer_doc(p: &Peer) -> AdminPeerDoc {
             AdminPeerDoc { to_fqdns: Some(d.iter().map(|x| x.to_string()).collect()), ..AdminPeerDoc::default() }
         }
         Peer::Calico(c) => AdminPeerDoc { calico: Some(c.to_string()), ..AdminPeerDoc::default() },
+        Peer::SubjectNodes { own, others } => {
+            AdminPeerDoc { calico: Some(Peer::subject_nodes_text(*own, *others)), ..AdminPeerDoc::default() }
+        }
         // The admin kinds have no ipBlock: its CIDR is the nearest (the loader never makes one).
         Peer::IpBlock(b) => AdminPeerDoc { networks: Some(vec![b.cidr.to_string()]), ..AdminPeerDoc::default() },
     }

@@ -147,9 +147,12 @@ fn hypothetical_allows(ctx: &Ctx, pols: &[PolicyId], ns: &str, labels: &Labels, 
             });
             let peer_ok = r.peers.is_empty()
                 || r.peers.iter().any(|peer| match peer {
-                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::Nodes(_) | Peer::DomainNames(_) | Peer::Fqdns(_) => {
-                        false
-                    }
+                    Peer::IpBlock(_)
+                    | Peer::Networks(_)
+                    | Peer::Nodes(_)
+                    | Peer::DomainNames(_)
+                    | Peer::Fqdns(_)
+                    | Peer::SubjectNodes { .. } => false,
                     Peer::Calico(cp) => {
                         cp.selector.as_ref().is_none_or(|s| s.matches(&calico_labels))
                             && cp.not_selector.as_ref().is_none_or(|s| !s.matches(&calico_labels))

@@ -215,10 +215,11 @@ impl<'e> Ctx<'e> {
     /// and `peer`: the subject's own side (Calico) and one of its peers match, as the evaluator decides them.
     pub fn rule_applies(&self, rule: &CRule, subject: IdentityId, peer: &Endpoint) -> bool {
         let e = self.engine;
-        rule.local.is_none_or(|l| e.calico_matches(l, &e.ident_info(subject)))
+        let me = e.ident_info(subject);
+        rule.local.is_none_or(|l| e.calico_matches(l, &me))
             && (rule.peers.is_empty() || {
                 let ep = e.ep_info(peer);
-                rule.peers.iter().any(|&p| e.peer_matches(p, &ep))
+                rule.peers.iter().any(|&p| e.peer_matches(p, &me, &ep))
             })
     }
 

@@ -80,7 +80,7 @@ fn others(ctx: &Ctx, pid: PolicyId, r: &CRule) -> Option<Vec<Other>> {
     let matches = |ep: &Endpoint| {
         r.peers.is_empty() || {
             let info = e.ep_info(ep);
-            r.peers.iter().any(|&p| e.peer_matches(p, &info))
+            r.peers.iter().any(|&p| e.peer_matches(p, &crate::compile::EpInfo::unknown(), &info))
         }
     };
     let mut out: Vec<Other> = (0..e.identities.len())

@@ -30,15 +30,14 @@
 //!
 //! The loader reads one document at a time, so these peers are placeholders (an expression over a key no label
 //! has, [`crate::model::cilium_keys::REF`], which matches nothing) and [`resolve`] resolves them once every object
-//! is loaded: a Service or the API server's endpoints become address or selector peers beside the placeholder;
-//! `host` and `remote-node` become, after the rule's other rules, one rule per Node whose own side is the pods on
-//! that Node (Cilium's labels of a pod then carry its node: [`crate::model::cilium_keys::NODE`], which every
-//! compile takes from the pods' `spec.nodeName` as they are) and whose peer is that Node's (or the other Nodes')
-//! addresses, named after the rule's field — the rules of a Cilium tier all have the same action, so where they
-//! stand in it does not matter.
+//! is loaded: a Service or the API server's endpoints become address or selector peers beside the placeholder.
+//! `host` and `remote-node` need no resolving: they are [`Peer::SubjectNodes`], which the engine matches per flow
+//! against the subject's Node and the peer's address (a rule's meaning then differs between pods on different
+//! nodes, without one rule or one identity per Node); their placeholder only carries the field for the warning
+//! of a cluster without Node addresses.
 //!
 //! The placeholders stay in the model, and what resolving makes is marked ([`CalicoPeer::generated`], on the
-//! peers and on a node rule's own side), so resolution can run again on a changed cluster: it drops what the
+//! peers), so resolution can run again on a changed cluster: it drops what the
 //! last one made and makes it from the Nodes, Services and endpoints of the moment, leaving the cluster as a
 //! fresh load of the same objects would be. The loader resolves when it finishes (unless told not to:
 //! [`super::Loader::defer_cilium_refs`], for one object loaded alone); [`crate::compile::Engine::update`] before
@@ -56,7 +55,7 @@ use super::objects as obj;
 use super::validate::Errors;
 use super::{Diagnostic, Severity};
 use crate::calico_selector::Expr;
-use crate::model::{cilium_keys, CalicoPeer, CalicoRule, Cluster, Direction, Peer, Rule, Scope};
+use crate::model::{cilium_keys, CalicoPeer, Cluster, Direction, Peer, Scope};
 
 /// The key of a placeholder's kind, and of the field path it was written at.
 const REF_KEY: &str = cilium_keys::REF;
@@ -94,11 +93,6 @@ fn generated(p: CalicoPeer) -> Peer {
 
 fn is_generated(peer: &Peer) -> bool {
     matches!(peer, Peer::Calico(c) if c.generated)
-}
-
-/// A rule made by [`resolve`] (`host`/`remote-node`): its own side is generated.
-fn is_generated_rule(rule: &Rule) -> bool {
-    rule.calico.as_ref().and_then(|c| c.local.as_ref()).is_some_and(|l| l.generated)
 }
 
 /// Whether a peer is a placeholder (cheaply: its first term is the placeholder key).
@@ -155,7 +149,13 @@ pub(crate) fn entity(name: &str, path: &str, peers: &mut Vec<Peer>, errs: &mut E
             peers.push(Peer::Nodes(crate::selector::Selector::everything()));
             peers.push(placeholder("cluster-apiserver", path, Vec::new()));
         }
-        "host" | "remote-node" | "kube-apiserver" => peers.push(placeholder(name, path, Vec::new())),
+        // Relative to the subject (compiled per flow); the placeholder only carries the field for the warning of
+        // a cluster without Nodes.
+        "host" | "remote-node" => {
+            peers.push(placeholder(name, path, Vec::new()));
+            peers.push(Peer::SubjectNodes { own: name == "host", others: name == "remote-node" });
+        }
+        "kube-apiserver" => peers.push(placeholder(name, path, Vec::new())),
         other => match unmodelled(other) {
             Some(what) => errs.warn(path.to_string(), format!("entity `{other}`: {what}: it matches nothing here")),
             None => errs.add(path.to_string(), format!("unknown entity `{other}` (one of {})", ENTITIES.join(", "))),
@@ -311,15 +311,13 @@ pub(crate) fn resolve(c: &mut Cluster, diags: &mut Vec<Diagnostic>) {
     }
     for p in c.policies.iter_mut().filter(|p| p.kind.is_cilium()) {
         for rules in [&mut p.ingress, &mut p.egress] {
-            rules.retain(|r| !is_generated_rule(r));
             for r in rules.iter_mut() {
                 r.peers.retain(|peer| !is_generated(peer));
             }
         }
     }
     let apiserver = endpoint_addresses(c, "default", "kubernetes");
-    let nodes: Vec<(String, Vec<IpNet>)> =
-        c.nodes.iter().map(|n| (n.name.clone(), hosts(n.ips.iter().copied()))).collect();
+    let no_node_address = c.nodes.iter().all(|n| n.ips.is_empty());
     let mut said: HashSet<(String, String)> = HashSet::new();
     for pi in 0..c.policies.len() {
         if !c.policies[pi].kind.is_cilium() {
@@ -348,16 +346,14 @@ pub(crate) fn resolve(c: &mut Cluster, diags: &mut Vec<Diagnostic>) {
                 Direction::Egress => std::mem::take(&mut c.policies[pi].egress),
             };
             let mut out = Vec::with_capacity(rules.len());
-            let mut extra = Vec::new();
             for mut rule in rules {
                 let mut peers = Vec::with_capacity(rule.peers.len());
-                let (mut host, mut remote) = (None, None);
                 for peer in std::mem::take(&mut rule.peers) {
                     let found = read(&peer);
                     // A placeholder stays (it matches nothing): the next resolution starts from it.
                     peers.push(peer);
                     let Some((r, path)) = found else { continue };
-                    if matches!(r, Ref::Host | Ref::RemoteNode) && nodes.iter().all(|(_, ips)| ips.is_empty()) {
+                    if matches!(r, Ref::Host | Ref::RemoteNode) && no_node_address {
                         let which = if matches!(r, Ref::Host) { "host" } else { "remote-node" };
                         warn(
                             &path,
@@ -368,8 +364,7 @@ pub(crate) fn resolve(c: &mut Cluster, diags: &mut Vec<Diagnostic>) {
                         );
                     }
                     match r {
-                        Ref::Host => host = Some(path),
-                        Ref::RemoteNode => remote = Some(path),
+                        Ref::Host | Ref::RemoteNode => {}
                         Ref::KubeApiserver { quiet } => match &apiserver {
                             Some(nets) if !nets.is_empty() => {
                                 peers.push(generated(CalicoPeer { nets: nets.clone(), ..Default::default() }))
@@ -428,14 +423,8 @@ pub(crate) fn resolve(c: &mut Cluster, diags: &mut Vec<Diagnostic>) {
                     }
                 }
                 rule.peers = peers;
-                if host.is_some() || remote.is_some() {
-                    let (own, others) = (host.is_some(), remote.is_some());
-                    let name = rule.name.clone().or_else(|| host.or(remote).map(|p| rule_path(&p)));
-                    extra.extend(node_rules(&rule, name, own, others, &nodes));
-                }
                 out.push(rule);
             }
-            out.append(&mut extra);
             match dir {
                 Direction::Ingress => c.policies[pi].ingress = out,
                 Direction::Egress => c.policies[pi].egress = out,
@@ -470,64 +459,4 @@ fn service_peer(c: &Cluster, i: usize, path: &str, warn: &mut impl FnMut(&str, S
             }
         },
     }
-}
-
-/// The path of the rule a peer field's path is in: `spec.egress[1]` of `spec.egress[1].toEntities[0]`.
-fn rule_path(path: &str) -> String {
-    let cut = path.match_indices("].").map(|(i, _)| i + 1).find(|&i| {
-        let rest = &path[i + 1..];
-        rest.starts_with("to") || rest.starts_with("from")
-    });
-    cut.map_or(path, |i| &path[..i]).to_string()
-}
-
-/// The rules `host`/`remote-node` add for `rule` (see the module documentation): per Node, for the subjects on
-/// it, the Node's own addresses (`host`) and the other Nodes' (`remote-node`); for subjects on no Node of the
-/// input, every Node's addresses (`remote-node` only). Each is named after the rule's field.
-fn node_rules(
-    rule: &Rule,
-    name: Option<String>,
-    host: bool,
-    remote: bool,
-    nodes: &[(String, Vec<IpNet>)],
-) -> Vec<Rule> {
-    let make = |own_side: Expr, nets: Vec<IpNet>| Rule {
-        peers: vec![generated(CalicoPeer { nets, ..Default::default() })],
-        ports: rule.ports.clone(),
-        action: rule.action,
-        name: name.clone(),
-        calico: Some(Box::new(CalicoRule {
-            local: Some(CalicoPeer { selector: Some(own_side), generated: true, ..Default::default() }),
-            ..Default::default()
-        })),
-        l7: rule.l7.clone(),
-    };
-    let mut out = Vec::new();
-    for (i, (node, own)) in nodes.iter().enumerate() {
-        let mut nets: Vec<IpNet> = Vec::new();
-        if host {
-            nets.extend(own.iter().copied());
-        }
-        if remote {
-            nets.extend(nodes.iter().enumerate().filter(|&(j, _)| j != i).flat_map(|(_, (_, n))| n.iter().copied()));
-        }
-        nets.sort_unstable();
-        nets.dedup();
-        if !nets.is_empty() {
-            out.push(make(eq(cilium_keys::NODE, node), nets));
-        }
-    }
-    if remote {
-        let mut all: Vec<IpNet> = nodes.iter().flat_map(|(_, n)| n.iter().copied()).collect();
-        all.sort_unstable();
-        all.dedup();
-        let mut names: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
-        names.sort_unstable();
-        names.dedup();
-        if !all.is_empty() {
-            let elsewhere = Expr::Not(Box::new(Expr::In { key: cilium_keys::NODE.to_string(), values: names }));
-            out.push(make(elsewhere, all));
-        }
-    }
-    out
 }

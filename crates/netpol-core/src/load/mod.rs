@@ -644,7 +644,12 @@ impl Loader {
                         }
                     }
                     Peer::Nodes(s) => *s = std::mem::take(s).interned(i),
-                    Peer::IpBlock(_) | Peer::Networks(_) | Peer::DomainNames(_) | Peer::Calico(_) | Peer::Fqdns(_) => {}
+                    Peer::IpBlock(_)
+                    | Peer::Networks(_)
+                    | Peer::DomainNames(_)
+                    | Peer::Calico(_)
+                    | Peer::Fqdns(_)
+                    | Peer::SubjectNodes { .. } => {}
                 }
             }
         }

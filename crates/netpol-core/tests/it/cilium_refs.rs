@@ -177,6 +177,12 @@ spec:
     let x = e.explain(&src, &dst, Protocol::Tcp, 22);
     let text = x.render();
     assert!(text.contains("spec.egress[1])"), "{text}");
+    // Another node's address: explain says whose node each end is.
+    let dst = e.parse_endpoint("10.1.0.2", "ns").unwrap();
+    let x = e.explain(&src, &dst, Protocol::Tcp, 22);
+    let text = x.render();
+    assert_eq!(x.verdict, netpol_core::verdict::Verdict::Deny, "{text}");
+    assert!(text.contains("is node node-2, not the subject's node (ns/a runs on node node-1)"), "{text}");
 }
 
 const APISERVER: &str = r#"

@@ -258,6 +258,8 @@ fn peer_text(e: &Engine, p: &CPeer) -> String {
         CPeer::Domains(d) => e.domains(d).join(","),
         CPeer::Nothing => "nothing".to_string(),
         CPeer::Calico(c) => e.calico_peer_of(c).peer.to_string(),
+        CPeer::OwnNode => "host".to_string(),
+        CPeer::OtherNodes => "remote-node".to_string(),
     }
 }
 
