@@ -818,3 +818,26 @@ async fn without_the_cidr_group_crd_the_rest_works() {
     assert_as_file(&live, &c, "no CIDR group CRD");
     assert_eq!(live.errors(), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_slices_deleted_while_the_watch_is_down_are_found_by_the_relist_after_410() {
+    let c = cilium_cluster();
+    c.put(to_db());
+    c.put(fixtures::service("backend", "db", None));
+    c.put(fixtures::endpoint_slice("backend", "db-1", "db", &["203.0.113.10"]));
+    let live = Live::start(&c).await;
+    eventually!("a watch of every kind", c.server.open_watches() == watched_kinds(&c.server));
+    assert!(live.allowed("frontend/web", "203.0.113.10", 5432));
+    assert_eq!(live.metric("netpol_watch_lists_total{kind=\"endpointslices\"}"), 1.0);
+    // Every watch is cut, and the history they would resume from is gone: they get 410 Gone and list again; the
+    // slice deleted meanwhile is only found gone by the relist.
+    c.put(fixtures::namespace("other", json!({})));
+    c.server.compact();
+    c.server.drop_watches();
+    c.server.delete_kind(ApiKind::EndpointSlice, Some("backend"), "db-1").unwrap();
+    eventually!("the relist", !live.allowed("frontend/web", "203.0.113.10", 5432));
+    eventually!("every watch open again", c.server.open_watches() == watched_kinds(&c.server));
+    assert_eq!(live.metric("netpol_watch_lists_total{kind=\"endpointslices\"}"), 2.0);
+    assert!(live.metric("netpol_watch_errors_total{kind=\"endpointslices\"}") >= 1.0, "the 410 is counted");
+    assert_as_file(&live, &c, "after the relist");
+}
