@@ -50,8 +50,9 @@
 //! on the live cluster whenever it changes ([`netpol_core::load::resolve_cilium_refs`]: after the first list, and
 //! for any batch once they exist, Node and Pod changes included), reporting that resolution's warnings with the
 //! store's diagnostics. Services, EndpointSlices and Endpoints are [`Change::PutService`] and
-//! [`Change::PutServiceEndpoints`] (and their deletions): a batch with one re-resolves `toServices` and
-//! `kube-apiserver` (the endpoints of Service `default/kubernetes`) once the cluster has them. A CiliumCIDRGroup is
+//! [`Change::PutServiceEndpoints`] (and their deletions): `toServices` and `kube-apiserver` (the endpoints of
+//! Service `default/kubernetes`) are resolved again on the cluster with them, and a batch of nothing else recompiles
+//! only when a Cilium policy then resolves differently ([`Engine::update`]: endpoints change all the time). A CiliumCIDRGroup is
 //! a network set of its own kind, its changes [`CidrGroupChange`]s applied by [`apply_cidr_group`] (the core's
 //! network set changes would take a GlobalNetworkSet of the same name for it); `cidrGroupRef` and
 //! `cidrGroupSelector` select it when the engine is compiled again. Staged policies go to `Cluster::staged`
@@ -2168,7 +2169,21 @@ impl Applier {
         let cidr_groups = std::mem::take(&mut batch.cidr_groups);
         let n = changes.len() + cilium.len() + cidr_groups.len();
         let refs = netpol_core::load::has_cilium_refs(engine.cluster());
-        let stats = if !cilium.is_empty() || !cidr_groups.is_empty() || (refs && !changes.is_empty()) {
+        // Services and their endpoints alone (a live cluster's endpoints change all the time): `Engine::update`
+        // recompiles only when Cilium's references resolve differently.
+        let services_only = cilium.is_empty()
+            && cidr_groups.is_empty()
+            && !changes.is_empty()
+            && changes.iter().all(Change::is_service);
+        let stats = if services_only {
+            let stats = engine.update(changes);
+            if refs {
+                // The warnings of the resolution on the cluster as it is now (what it lacks may change alone).
+                let mut c = engine.cluster().clone();
+                self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
+            }
+            stats
+        } else if !cilium.is_empty() || !cidr_groups.is_empty() || (refs && !changes.is_empty()) {
             // Cilium's policies and CIDR groups change the cluster here, and the engine is compiled once for the
             // whole batch (as `Engine::update` recompiles any batch once the cluster has Cilium policies), after
             // their entities and `toServices` are resolved on the cluster as it is now (its Nodes, pods' nodes,

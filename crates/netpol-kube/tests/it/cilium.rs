@@ -575,6 +575,9 @@ fn extra_objects(c: &Cluster) -> Vec<Value> {
         (ApiKind::EndpointSlice, Some("default"), "kubernetes"),
         (ApiKind::Endpoints, Some("backend"), "db"),
         (ApiKind::Endpoints, Some("default"), "kubernetes"),
+        (ApiKind::Service, Some("backend"), "other"),
+        (ApiKind::EndpointSlice, Some("backend"), "other-1"),
+        (ApiKind::Endpoints, Some("backend"), "other"),
         (ApiKind::CiliumCidrGroup, None, "partners"),
         (ApiKind::CiliumCidrGroupV2Alpha1, None, "partners"),
     ] {
@@ -674,6 +677,20 @@ async fn watch_follows_service_endpoints(kind: Kind) {
     assert!(!live.allowed("frontend/web", "192.0.2.11", 6443));
     assert!(!warned(&live, "kube-apiserver"), "{:?}", live.diagnostics());
     assert_as_file(&live, &c, "the API server's endpoints");
+
+    // A Service no policy names, and its endpoints (a live cluster's change all the time): the cluster keeps
+    // them, nothing is recompiled.
+    let recompiles = live.metric("netpol_live_recompiles_total ");
+    let changes = live.metric("netpol_live_changes_total ");
+    c.put(fixtures::service("backend", "other", None));
+    let rv = c.put(endpoints_of(kind, "backend", "other", &["198.51.100.7"]));
+    live.applied(kind, rv).await;
+    eventually!("the changes counted", live.metric("netpol_live_changes_total ") >= changes + 2.0);
+    assert_eq!(live.metric("netpol_live_recompiles_total "), recompiles, "no recompile");
+    assert!(live.engine().cluster().services.iter().any(|s| s.name == "other"));
+    assert!(!live.allowed("frontend/web", "198.51.100.7", 5432));
+    assert!(live.allowed("frontend/web", "203.0.113.10", 5432));
+    assert_as_file(&live, &c, "a Service no policy names");
 
     // The endpoints move: the verdicts follow.
     let rv = c.put(endpoints_of(kind, "backend", "db", &["203.0.113.11"]));
