@@ -5,8 +5,9 @@
 //! and StagedKubernetesNetworkPolicy, and the ServiceAccounts its selectors see) and Cilium's policies
 //! (CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, `cilium.io/v2`), its CiliumCIDRGroups (`cilium.io/v2`,
 //! or `v2alpha1` before Cilium 1.18) and the Services, EndpointSlices (`discovery.k8s.io/v1`) and Endpoints its
-//! policies name, read from a Kubernetes API server with kube-rs, instead of manifest files. The kinds are one table, [`Kind`]; the CRD kinds are read through kube's
-//! dynamic API ([`DynamicObject`]), the others through k8s-openapi's types.
+//! policies name, read from a Kubernetes API server with kube-rs, instead of manifest files. The kinds are one
+//! table, [`Kind`]; the CRD kinds are read through kube's dynamic API ([`DynamicObject`]), the others through
+//! k8s-openapi's types.
 //!
 //! Calico's kinds are read from its API server's group `projectcalico.org/v3` when the cluster serves it (the
 //! objects as users wrote them), else from its CRDs' group `crd.projectcalico.org/v1` ([`CalicoApi`], found once
@@ -51,14 +52,15 @@
 //! for any batch once they exist, Node and Pod changes included), reporting that resolution's warnings with the
 //! store's diagnostics. Services, EndpointSlices and Endpoints are [`Change::PutService`] and
 //! [`Change::PutServiceEndpoints`] (and their deletions): `toServices` and `kube-apiserver` (the endpoints of
-//! Service `default/kubernetes`) are resolved again on the cluster with them, and a batch of nothing else recompiles
-//! only when a Cilium policy then resolves differently ([`Engine::update`]: endpoints change all the time). A CiliumCIDRGroup is
-//! a network set of its own kind, its changes [`CidrGroupChange`]s applied by [`apply_cidr_group`] (the core's
-//! network set changes would take a GlobalNetworkSet of the same name for it); `cidrGroupRef` and
-//! `cidrGroupSelector` select it when the engine is compiled again. Staged policies go to `Cluster::staged`
-//! ([`Change::PutStagedPolicy`]): they never change the enforced engine; each published [`Update`] carries their
-//! staged view compiled (`Update::staged`). The loader's warning that a staged `Delete` names no loaded policy
-//! depends on the enforced policies of the moment and is not reported by the watch (a one-shot list reports it).
+//! Service `default/kubernetes`) are resolved again on the cluster with them, and a batch of nothing else
+//! recompiles only when a Cilium policy then resolves differently ([`Engine::update`]: endpoints change all the
+//! time). A CiliumCIDRGroup is a network set of its own kind, its changes [`CidrGroupChange`]s applied by
+//! [`apply_cidr_group`] (the core's network set changes would take a GlobalNetworkSet of the same name for it);
+//! `cidrGroupRef` and `cidrGroupSelector` select it when the engine is compiled again. Staged policies go to
+//! `Cluster::staged` ([`Change::PutStagedPolicy`]): they never change the enforced engine; each published
+//! [`Update`] carries their staged view compiled (`Update::staged`). The loader's warning that a staged `Delete` names
+//! no loaded policy depends on the enforced policies of the moment and is not reported by the watch (a one-shot list
+//! reports it).
 
 #![forbid(unsafe_code)]
 
