@@ -622,7 +622,7 @@ fn deploy_manifest_is_read_only_and_hardened() {
 
     // RBAC: get/list/watch only, on exactly namespaces, nodes, pods, serviceaccounts, networking.k8s.io
     // networkpolicies, the policy.networking.k8s.io kinds, Calico's (both groups; its API server's tiered-policy
-    // pseudo-resources) and Cilium's.
+    // pseudo-resources), Cilium's, and the Services, Endpoints and EndpointSlices Cilium's policies name.
     let role = of("ClusterRole")[0];
     let mut granted = Vec::new();
     for rule in role["rules"].as_array().expect("rules") {
@@ -639,10 +639,13 @@ fn deploy_manifest_is_read_only_and_hardened() {
     assert_eq!(
         granted,
         [
+            "/endpoints",
             "/namespaces",
             "/nodes",
             "/pods",
             "/serviceaccounts",
+            "/services",
+            "cilium.io/ciliumcidrgroups",
             "cilium.io/ciliumclusterwidenetworkpolicies",
             "cilium.io/ciliumnetworkpolicies",
             "crd.projectcalico.org/globalnetworkpolicies",
@@ -654,6 +657,7 @@ fn deploy_manifest_is_read_only_and_hardened() {
             "crd.projectcalico.org/stagedkubernetesnetworkpolicies",
             "crd.projectcalico.org/stagednetworkpolicies",
             "crd.projectcalico.org/tiers",
+            "discovery.k8s.io/endpointslices",
             "networking.k8s.io/networkpolicies",
             "policy.networking.k8s.io/adminnetworkpolicies",
             "policy.networking.k8s.io/baselineadminnetworkpolicies",
