@@ -531,6 +531,7 @@ async function followRun(page) {
   await page.waitForSelector('body[data-state="ready"]', { timeout: 20000 });
   const info = () => page.textContent('#model-info');
   check((await info()).startsWith('revision 1 '), 'the page shows revision 1', await info());
+  check((await info()).includes(' · cni: generic (auto: '), 'the header names the CNI the answers follow', await info());
   const edgesBefore = (await tableRows(page)).length;
 
   // Let the monitoring namespace reach postgres on 5432: policies only add allowances, so an edge appears.

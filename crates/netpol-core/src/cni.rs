@@ -20,7 +20,8 @@
 //!   with Cilium.
 //!
 //! [`Cni::auto`] picks the CNI from the cluster's objects: Cilium's policies → Cilium, Calico's objects →
-//! Calico, else generic (today's answers, unchanged).
+//! Calico, else the CNI's own agent among the cluster's pods and workloads ([`agent`]: Cilium's, then Calico's),
+//! else generic (today's answers, unchanged).
 
 use std::fmt;
 
@@ -47,14 +48,18 @@ impl Cni {
         }
     }
 
-    /// The CNI the cluster's objects say it runs, and why: Cilium's policies, else Calico's objects, else generic.
-    pub fn auto(cluster: &Cluster) -> (Cni, &'static str) {
+    /// The CNI the cluster's objects say it runs, and why: Cilium's policies, else Calico's objects, else the
+    /// agent of a CNI among its pods ([`agent`]), else generic. The reason names what was found
+    /// (`Cilium policies present`, `DaemonSet kube-system/cilium (k8s-app=cilium)`).
+    pub fn auto(cluster: &Cluster) -> (Cni, String) {
         if cluster.has_cilium() {
-            (Cni::Cilium, "Cilium policies present")
+            (Cni::Cilium, "Cilium policies present".into())
         } else if cluster.has_calico() || !cluster.staged.is_empty() {
-            (Cni::Calico, "Calico objects present")
+            (Cni::Calico, "Calico objects present".into())
+        } else if let Some((cni, why)) = agent(cluster) {
+            (cni, why)
         } else {
-            (Cni::Generic, "no Cilium or Calico objects")
+            (Cni::Generic, "no Cilium or Calico objects or agents".into())
         }
     }
 
@@ -89,10 +94,41 @@ impl std::str::FromStr for Cni {
 }
 
 /// How an engine's CNI was chosen: given, or found by [`Cni::auto`] (with the reason).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CniSource {
     Given,
-    Auto(&'static str),
+    Auto(String),
+}
+
+/// The label key (and values) by which a CNI's node agent is known: every install method of each CNI puts it on
+/// the agent's pod template (it is also the DaemonSet's selector).
+///
+/// - Cilium: the agent is the DaemonSet `cilium` in the Helm release's namespace (kube-system in the usual
+///   install), its pod template labelled `k8s-app: cilium` (and `app.kubernetes.io/name: cilium-agent`):
+///   cilium/cilium `install/kubernetes/cilium/templates/cilium-agent/daemonset.yaml`.
+/// - Calico: the agent (Felix, with BIRD and confd) is the DaemonSet `calico-node`, its pod template labelled
+///   `k8s-app: calico-node`: in kube-system with the manifests (projectcalico/calico
+///   `charts/calico/templates/calico-node.yaml`, which `manifests/calico.yaml` is rendered from), in
+///   calico-system with the Tigera operator (tigera/operator `pkg/render/node.go`, `nodeDaemonset`).
+pub const AGENT_LABELS: [(Cni, &str, &str); 2] =
+    [(Cni::Cilium, "k8s-app", "cilium"), (Cni::Calico, "k8s-app", "calico-node")];
+
+/// The CNI whose node agent runs in the cluster, and what says so: a pod (a live cluster's pods, or a DaemonSet's
+/// representative pod in manifests) with the agent's label of [`AGENT_LABELS`], in any namespace (Cilium's Helm
+/// release may live outside kube-system). Cilium's agent first, then Calico's; among pods, the first loaded.
+/// The reason is `DaemonSet kube-system/cilium (k8s-app=cilium)` (the workload's kind, or `pod` for a Pod).
+pub fn agent(cluster: &Cluster) -> Option<(Cni, String)> {
+    AGENT_LABELS.iter().find_map(|&(cni, key, value)| {
+        let p = cluster.pods.iter().find(|p| p.labels.get(key) == Some(value))?;
+        let kind = match p.source.kind {
+            "Pod" => "pod",
+            k => k,
+        };
+        let ns = cluster.namespaces.get(p.ns.index()).map_or("?", |n| n.name.as_str());
+        // A workload renamed beside a Pod of the same name (`daemonset/cilium`) is named once.
+        let name = p.name.split_once('/').map_or(p.name.as_str(), |(_, n)| n);
+        Some((cni, format!("{kind} {ns}/{name} ({key}={value})")))
+    })
 }
 
 /// An ipBlock as Cilium reads it: Cilium's own CIDR peer (its addresses but its exceptions, none a pod's or a
@@ -102,7 +138,7 @@ pub fn cilium_cidr_peer(b: &IpBlock) -> CalicoPeer {
 }
 
 /// `cni: cilium (auto: Cilium policies present)` or `cni: calico (--cni)`: the header line of text outputs.
-pub fn header(cni: Cni, source: CniSource) -> String {
+pub fn header(cni: Cni, source: &CniSource) -> String {
     match source {
         CniSource::Given => format!("cni: {cni} (--cni)"),
         CniSource::Auto(why) => format!("cni: {cni} (auto: {why})"),

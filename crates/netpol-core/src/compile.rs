@@ -968,7 +968,7 @@ impl Engine {
 
     /// How the CNI was chosen.
     pub fn cni_source(&self) -> crate::cni::CniSource {
-        self.cni_source
+        self.cni_source.clone()
     }
 
     /// The CNI to compile a changed cluster for: the one given, or auto again.

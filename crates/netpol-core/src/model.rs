@@ -649,6 +649,10 @@ pub struct Policy {
     /// A GlobalNetworkPolicy's host-endpoint flags (all false for every other kind).
     pub host: HostFlags,
     pub origin: Origin,
+    /// The object as its author wrote it (YAML), for kinds that cannot be written back from the model: a Cilium
+    /// object lowers to several policies (up to three per rule), and each keeps the whole object's text, shared.
+    /// `None` for every other kind (their manifests are rendered from the model).
+    pub manifest: Option<std::sync::Arc<str>>,
 }
 
 /// A GlobalNetworkPolicy's `doNotTrack`, `preDNAT` and `applyOnForward`: where on a host endpoint's paths it

@@ -35,8 +35,10 @@
 //!   without Calico objects only changes the cluster (nothing else reads service accounts).
 //!   Cilium's entities (`host`, `remote-node`, `kube-apiserver`, `cluster`) and `toServices` are resolved again
 //!   from the changed Nodes, pods, Services and endpoints before that recompile (`load/cilium_refs.rs`).
-//! - **Services and their endpoints** (Service, EndpointSlice, Endpoints): only Cilium's policies read them; on an
-//!   engine without Cilium policies only the cluster changes.
+//! - **Services and their endpoints** (Service, EndpointSlice, Endpoints): only the resolution of Cilium's
+//!   references reads them. A batch of nothing else changes only the cluster when every Cilium policy resolves as
+//!   before (always on an engine without Cilium references: a live cluster's endpoints change all the time), and
+//!   recompiles otherwise.
 //! - **Staged policies** (Calico's staged kinds): only [`Cluster::staged`] changes; the engine is neither updated
 //!   nor recompiled (they enforce nothing; the staged view is compiled from the cluster when needed). They name
 //!   their namespace and a tier that is not built in by name, so that namespace and tier changes leave them right.
@@ -226,6 +228,17 @@ impl Change {
     /// objects takes it without recompiling.
     fn is_service_account(&self) -> bool {
         matches!(self, Change::PutServiceAccount { .. } | Change::DeleteServiceAccount { .. })
+    }
+
+    /// Whether the change is to a Service or its endpoints: only the resolution of Cilium's references reads them.
+    pub fn is_service(&self) -> bool {
+        matches!(
+            self,
+            Change::PutService(_)
+                | Change::DeleteService { .. }
+                | Change::PutServiceEndpoints(_)
+                | Change::DeleteServiceEndpoints { .. }
+        )
     }
 }
 
@@ -631,6 +644,16 @@ fn forget_service_account(c: &mut Cluster, ns: NsId, account: &str) {
     }
 }
 
+/// Whether the Cilium policies of two clusters are the same, generated peers and rules included (what resolving
+/// Cilium's references writes; the other policies it does not touch).
+fn cilium_policies_alike(a: &Cluster, b: &Cluster) -> bool {
+    a.policies.len() == b.policies.len()
+        && a.policies
+            .iter()
+            .zip(&b.policies)
+            .all(|(x, y)| x.kind == y.kind && (!x.kind.is_cilium() || format!("{x:?}") == format!("{y:?}")))
+}
+
 /// Whether two policies are the same object: kind, namespace and name.
 fn same_policy(a: &Policy, b: &Policy) -> bool {
     a.kind == b.kind && a.ns() == b.ns() && a.name == b.name
@@ -649,6 +672,28 @@ impl Engine {
     /// afterwards exactly as `Engine::new` on the changed cluster would.
     pub fn update(&mut self, changes: Vec<Change>) -> UpdateStats {
         let mut stats = UpdateStats::default();
+        // Services and their endpoints are read only by the resolution of Cilium's references: a batch of nothing
+        // else that leaves every Cilium policy's resolved rules as they are changes the cluster alone.
+        if !changes.is_empty() && changes.iter().all(Change::is_service) {
+            let mut c = self.cluster.clone();
+            for ch in changes {
+                stats.in_place += usize::from(apply_to_cluster(&mut c, ch));
+            }
+            if crate::load::has_cilium_refs(&c) {
+                crate::load::resolve_cilium_refs(&mut c);
+            }
+            if cilium_policies_alike(&c, &self.cluster) {
+                self.cluster = c;
+                return stats;
+            }
+            let cni = self.cni_choice();
+            *self = Engine::with_cni(c, cni);
+            return UpdateStats {
+                in_place: 0,
+                recompiled: true,
+                recompile_cause: Some("a Service's resolution changes"),
+            };
+        }
         let objects = self.cluster.pods.len() + self.cluster.policies.len();
         let mut cause = (changes.len() > BULK_CHANGES && changes.len() * 8 > objects).then_some("a large batch");
         // Calico's selectors see namespaces, service accounts and network sets through every endpoint's labels:
@@ -665,6 +710,10 @@ impl Engine {
         if cause.is_none() && self.cni.ip_block_outside_only() {
             cause = Some("the CNI Cilium");
         }
+        // A pod change may bring or take away a CNI's agent, which auto-detection reads (`Cni::auto`).
+        let pods_changed = changes
+            .iter()
+            .any(|c| matches!(c, Change::PutPod { .. } | Change::DeletePod { .. } | Change::DeleteNamespace { .. }));
         // Whether the cluster changed since a recompile became necessary.
         let mut dirty = false;
         for ch in changes {
@@ -685,6 +734,15 @@ impl Engine {
                         dirty = true;
                     }
                 }
+            }
+        }
+        if !dirty && pods_changed && matches!(self.cni_source, crate::cni::CniSource::Auto(_)) {
+            let (cni, why) = crate::cni::Cni::auto(&self.cluster);
+            if cni == self.cni {
+                self.cni_source = crate::cni::CniSource::Auto(why);
+            } else {
+                cause = Some("the CNI found anew");
+                dirty = true;
             }
         }
         if dirty {

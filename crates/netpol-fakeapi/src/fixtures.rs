@@ -11,7 +11,10 @@
 //!
 //! Cilium's policies (`cilium.io/v2`, [`CILIUM`]) for that cluster: [`cilium_objects`] (what [`seed_cilium`]
 //! puts: a CiliumNetworkPolicy with an `ingressDeny` rule and a CiliumClusterwideNetworkPolicy) and
-//! [`cilium_deny_web`].
+//! [`cilium_deny_web`]; CIDR groups: [`cilium_cidr_group`] (under [`CILIUM`] or [`CILIUM_V2ALPHA1`]).
+//!
+//! Services and their endpoints (what Cilium's `toServices` and `kube-apiserver` entity resolve to): [`service`],
+//! [`endpoint_slice`] and [`endpoints`].
 
 use serde_json::{json, Value};
 
@@ -457,4 +460,51 @@ pub fn cilium_deny_web() -> Value {
             }],
         }),
     )
+}
+
+/// The apiVersion of CiliumCIDRGroup before Cilium 1.18 (which serves it at [`CILIUM`] too).
+pub const CILIUM_V2ALPHA1: &str = "cilium.io/v2alpha1";
+
+/// A CiliumCIDRGroup under `api` ([`CILIUM`] or [`CILIUM_V2ALPHA1`]) with `spec.externalCIDRs` = `cidrs`.
+pub fn cilium_cidr_group(api: &str, name: &str, labels: Value, cidrs: &[&str]) -> Value {
+    json!({"apiVersion": api, "kind": "CiliumCIDRGroup", "metadata": {"name": name, "labels": labels},
+        "spec": {"externalCIDRs": cidrs}})
+}
+
+// ---- Services and their endpoints ----
+
+/// A `v1` Service with one TCP port (443 to 6443); `selector`: `spec.selector`, or none (its endpoints are kept
+/// by hand, as `default/kubernetes`' are).
+pub fn service(ns: &str, name: &str, selector: Option<Value>) -> Value {
+    let mut spec = json!({"type": "ClusterIP", "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+        "targetPort": 6443}]});
+    if let Some(selector) = selector {
+        spec["selector"] = selector;
+    }
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+/// A `discovery.k8s.io/v1` EndpointSlice of the Service `service` (its `kubernetes.io/service-name` label): one
+/// ready IPv4 endpoint per address, port 6443.
+pub fn endpoint_slice(ns: &str, name: &str, service: &str, addresses: &[&str]) -> Value {
+    let endpoints: Vec<Value> =
+        addresses.iter().map(|a| json!({"addresses": [a], "conditions": {"ready": true}})).collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": ns,
+            "labels": {"kubernetes.io/service-name": service, "endpointslice.kubernetes.io/managed-by": "test"}},
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+    })
+}
+
+/// A `v1` Endpoints object of the Service of the same name: one subset with `addresses`, port 6443.
+pub fn endpoints(ns: &str, name: &str, addresses: &[&str]) -> Value {
+    let addresses: Vec<Value> = addresses.iter().map(|a| json!({"ip": a})).collect();
+    json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": name, "namespace": ns},
+        "subsets": [{"addresses": addresses, "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}],
+    })
 }

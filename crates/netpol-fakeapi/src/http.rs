@@ -685,7 +685,7 @@ mod tests {
 
     #[test]
     fn routes() {
-        let cases: [(&str, Option<Route<'_>>); 24] = [
+        let cases: [(&str, Option<Route<'_>>); 27] = [
             ("/version", Some(Route::Version)),
             ("/api", Some(Route::CoreVersions)),
             ("/apis", Some(Route::Groups)),
@@ -725,6 +725,18 @@ mod tests {
                 Some(Route::Object { kind: Kind::CalicoV3Tier, namespace: None, name: "security" }),
             ),
             ("/api/v1/serviceaccounts", Some(Route::Collection { kind: Kind::ServiceAccount, namespace: None })),
+            (
+                "/api/v1/namespaces/default/endpoints",
+                Some(Route::Collection { kind: Kind::Endpoints, namespace: Some("default") }),
+            ),
+            (
+                "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes",
+                Some(Route::Object { kind: Kind::EndpointSlice, namespace: Some("default"), name: "kubernetes" }),
+            ),
+            (
+                "/apis/cilium.io/v2alpha1/ciliumcidrgroups",
+                Some(Route::Collection { kind: Kind::CiliumCidrGroupV2Alpha1, namespace: None }),
+            ),
         ];
         for (path, want) in cases {
             assert_eq!(parse_route(path), want, "{path}");
@@ -745,7 +757,7 @@ mod tests {
         assert_eq!(names, ["adminnetworkpolicies", "baselineadminnetworkpolicies"]);
         assert_eq!(v1alpha1["resources"][0]["namespaced"], false);
         let core = resources("", "v1", &all).unwrap();
-        assert_eq!(core["resources"].as_array().unwrap().len(), 4);
+        assert_eq!(core["resources"].as_array().unwrap().len(), 6);
         let names: Vec<&str> =
             listed["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
         assert_eq!(
@@ -755,9 +767,16 @@ mod tests {
                 "policy.networking.k8s.io",
                 "crd.projectcalico.org",
                 "projectcalico.org",
-                "cilium.io"
+                "cilium.io",
+                "discovery.k8s.io"
             ]
         );
+        assert_eq!(listed["groups"][4]["preferredVersion"]["groupVersion"], "cilium.io/v2");
+        assert_eq!(listed["groups"][4]["versions"][1]["groupVersion"], "cilium.io/v2alpha1");
+        let old_cilium = resources("cilium.io", "v2alpha1", &all).unwrap();
+        assert_eq!(old_cilium["resources"][0]["name"], "ciliumcidrgroups");
+        assert_eq!(old_cilium["resources"][0]["kind"], "CiliumCIDRGroup");
+        assert_eq!(old_cilium["resources"][0]["singularName"], "ciliumcidrgroup");
         let cilium = resources("cilium.io", "v2", &all).unwrap();
         assert_eq!(cilium["resources"][1]["name"], "ciliumclusterwidenetworkpolicies");
         assert_eq!(cilium["resources"][1]["namespaced"], false);
@@ -767,7 +786,8 @@ mod tests {
         assert_eq!(v3["resources"][0]["namespaced"], true);
 
         let no_crds = |k: Kind| k.api() == crate::kind::Api::BuiltIn;
-        assert_eq!(groups(&no_crds)["groups"].as_array().unwrap().len(), 1);
+        // networking.k8s.io and discovery.k8s.io.
+        assert_eq!(groups(&no_crds)["groups"].as_array().unwrap().len(), 2);
         assert_eq!(resources("policy.networking.k8s.io", "v1alpha1", &no_crds), None);
         assert!(version_priority("v1") > version_priority("v1beta1"));
         assert!(version_priority("v1beta1") > version_priority("v2alpha1"));

@@ -5,7 +5,8 @@ use std::fmt;
 /// A kind of object the server stores.
 ///
 /// The order (Namespace, Pod, NetworkPolicy, Node, the policy CRDs, ServiceAccount, then Calico's kinds under its
-/// CRDs' group and under its API server's, then Cilium's) is the order of the store's keys; it has no meaning on the wire.
+/// CRDs' group and under its API server's, then Cilium's policies, Services and their endpoints, and Cilium's CIDR
+/// groups) is the order of the store's keys; it has no meaning on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     /// `v1` Namespace, cluster-scoped.
@@ -64,6 +65,20 @@ pub enum Kind {
     CiliumNetworkPolicy,
     /// `cilium.io/v2` CiliumClusterwideNetworkPolicy, cluster-scoped; one of Cilium's CRDs.
     CiliumClusterwideNetworkPolicy,
+    /// `v1` Service, namespaced.
+    Service,
+    /// `v1` Endpoints, namespaced.
+    Endpoints,
+    /// `discovery.k8s.io/v1` EndpointSlice, namespaced.
+    EndpointSlice,
+    /// `cilium.io/v2` CiliumCIDRGroup, cluster-scoped; one of Cilium's CRDs (served at `v2` since Cilium 1.18).
+    CiliumCidrGroup,
+    /// `cilium.io/v2alpha1` CiliumCIDRGroup, cluster-scoped; one of Cilium's CRDs (the only version before Cilium
+    /// 1.18). Stored apart from [`Kind::CiliumCidrGroup`]: take that one out ([`FakeApiServer::set_served`]) to
+    /// be an older Cilium.
+    ///
+    /// [`FakeApiServer::set_served`]: crate::FakeApiServer::set_served
+    CiliumCidrGroupV2Alpha1,
 }
 
 /// What serves a kind, which decides when the server serves it.
@@ -122,6 +137,7 @@ const POLICY_V1ALPHA1: (&str, &str, &str) = (POLICY_GROUP, "v1alpha1", "policy.n
 const CALICO_V1: (&str, &str, &str) = (CALICO_CRD, "v1", "crd.projectcalico.org/v1");
 const CALICO_API_V3: (&str, &str, &str) = (CALICO_V3, "v3", "projectcalico.org/v3");
 const CILIUM_V2: (&str, &str, &str) = (CILIUM, "v2", "cilium.io/v2");
+const CILIUM_V2ALPHA1: (&str, &str, &str) = (CILIUM, "v2alpha1", "cilium.io/v2alpha1");
 
 /// Every kind, in the order of [`Kind`]'s variants.
 const TABLE: [Info; Kind::COUNT] = [
@@ -251,6 +267,18 @@ const TABLE: [Info; Kind::COUNT] = [
         false,
         Api::CiliumCrd,
     ),
+    info(Kind::Service, "Service", "services", CORE, true, Api::BuiltIn),
+    info(Kind::Endpoints, "Endpoints", "endpoints", CORE, true, Api::BuiltIn),
+    info(
+        Kind::EndpointSlice,
+        "EndpointSlice",
+        "endpointslices",
+        ("discovery.k8s.io", "v1", "discovery.k8s.io/v1"),
+        true,
+        Api::BuiltIn,
+    ),
+    info(Kind::CiliumCidrGroup, "CiliumCIDRGroup", "ciliumcidrgroups", CILIUM_V2, false, Api::CiliumCrd),
+    info(Kind::CiliumCidrGroupV2Alpha1, "CiliumCIDRGroup", "ciliumcidrgroups", CILIUM_V2ALPHA1, false, Api::CiliumCrd),
 ];
 
 // Every entry is at the index of its kind.
@@ -264,7 +292,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 28;
+    pub const COUNT: usize = 33;
 
     /// Every kind, in store order.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -296,6 +324,11 @@ impl Kind {
         Kind::CalicoV3HostEndpoint,
         Kind::CiliumNetworkPolicy,
         Kind::CiliumClusterwideNetworkPolicy,
+        Kind::Service,
+        Kind::Endpoints,
+        Kind::EndpointSlice,
+        Kind::CiliumCidrGroup,
+        Kind::CiliumCidrGroupV2Alpha1,
     ];
 
     fn info(self) -> &'static Info {
@@ -443,5 +476,16 @@ mod tests {
         assert_eq!(Kind::CiliumClusterwideNetworkPolicy.resource(), "ciliumclusterwidenetworkpolicies.cilium.io");
         assert!(Kind::CiliumNetworkPolicy.is_namespaced() && !Kind::CiliumClusterwideNetworkPolicy.is_namespaced());
         assert!(Kind::CiliumClusterwideNetworkPolicy.is_crd());
+        assert_eq!(Kind::from_kind_name("CiliumCIDRGroup"), Some(Kind::CiliumCidrGroup));
+        assert_eq!(
+            Kind::from_api_version("cilium.io/v2alpha1", "CiliumCIDRGroup"),
+            Some(Kind::CiliumCidrGroupV2Alpha1)
+        );
+        assert_eq!(Kind::CiliumCidrGroupV2Alpha1.path(), "/apis/cilium.io/v2alpha1/ciliumcidrgroups");
+        assert_eq!(Kind::EndpointSlice.path(), "/apis/discovery.k8s.io/v1/endpointslices");
+        assert_eq!(Kind::Endpoints.path(), "/api/v1/endpoints");
+        assert_eq!(Kind::Endpoints.list_name(), "EndpointsList");
+        assert_eq!(Kind::Endpoints.singular(), "endpoints");
+        assert!(Kind::Service.is_namespaced() && !Kind::Service.is_crd() && !Kind::CiliumCidrGroup.is_namespaced());
     }
 }

@@ -1,7 +1,8 @@
 //! A small in-memory Kubernetes API server for tests.
 //!
 //! netpol reads Namespaces, Pods, NetworkPolicies, Nodes, the admin network policy CRDs, Calico's objects (and
-//! the ServiceAccounts Calico's selectors see) and Cilium's policies from live clusters with kube-rs's list + watch. No real
+//! the ServiceAccounts Calico's selectors see) and Cilium's policies and CIDR groups (and the Services,
+//! EndpointSlices and Endpoints Cilium's policies name) from live clusters with kube-rs's list + watch. No real
 //! kube-apiserver runs on CI, so [`FakeApiServer`] speaks the real wire protocol over plain HTTP on `127.0.0.1` and
 //! the real kube-rs client talks to it: tests drive it with [`FakeApiServer::put`], [`FakeApiServer::delete`] and
 //! the fault injectors ([`compact`](FakeApiServer::compact), [`drop_watches`](FakeApiServer::drop_watches),
@@ -10,16 +11,16 @@
 //!
 //! # What it implements
 //!
-//! - Kinds ([`Kind`]): `v1` Namespace and Node (cluster-scoped), `v1` Pod, ServiceAccount and
-//!   `networking.k8s.io/v1` NetworkPolicy (namespaced); the CRD kinds of `policy.networking.k8s.io`
-//!   (cluster-scoped): ClusterNetworkPolicy (`v1alpha2`), AdminNetworkPolicy and BaselineAdminNetworkPolicy
-//!   (`v1alpha1`); Calico's NetworkPolicy, NetworkSet, StagedNetworkPolicy and StagedKubernetesNetworkPolicy
-//!   (namespaced), GlobalNetworkPolicy, Tier, GlobalNetworkSet, StagedGlobalNetworkPolicy and HostEndpoint
-//!   (cluster-scoped),
-//!   under its CRDs' group `crd.projectcalico.org/v1` and under its API
-//!   server's `projectcalico.org/v3`; Cilium's CiliumNetworkPolicy (namespaced) and CiliumClusterwideNetworkPolicy
-//!   (cluster-scoped) under its CRDs' group `cilium.io/v2`. Two kinds may share a `kind` name (`NetworkPolicy`): their `apiVersion`
-//!   tells them apart ([`Kind::from_api_version`]).
+//! - Kinds ([`Kind`]): `v1` Namespace and Node (cluster-scoped), `v1` Pod, ServiceAccount, Service, Endpoints,
+//!   `discovery.k8s.io/v1` EndpointSlice and `networking.k8s.io/v1` NetworkPolicy (namespaced); the CRD kinds of
+//!   `policy.networking.k8s.io` (cluster-scoped): ClusterNetworkPolicy (`v1alpha2`), AdminNetworkPolicy and
+//!   BaselineAdminNetworkPolicy (`v1alpha1`); Calico's NetworkPolicy, NetworkSet, StagedNetworkPolicy and
+//!   StagedKubernetesNetworkPolicy (namespaced), GlobalNetworkPolicy, Tier, GlobalNetworkSet, StagedGlobalNetworkPolicy
+//!   and HostEndpoint (cluster-scoped), under its CRDs' group `crd.projectcalico.org/v1` and under its API server's
+//!   `projectcalico.org/v3`; Cilium's CiliumNetworkPolicy (namespaced) and CiliumClusterwideNetworkPolicy
+//!   (cluster-scoped) under its CRDs' group `cilium.io/v2`, and its CiliumCIDRGroup (cluster-scoped) under
+//!   `cilium.io/v2` and `cilium.io/v2alpha1` (stored apart, as Calico's two groups are). Two kinds may share a `kind`
+//!   name (`NetworkPolicy`): their `apiVersion` tells them apart ([`Kind::from_api_version`]).
 //! - Paths: every kind's collection (`/api/v1/pods`, `/apis/{group}/{version}/{plural}`), its namespaced
 //!   collections (`.../namespaces/{ns}/{plural}`) and its objects (`.../{plural}/{name}`,
 //!   `.../namespaces/{ns}/{plural}/{name}`), and minimal discovery: `/version`, `/api`, `/apis`, `/api/v1`,
@@ -275,9 +276,12 @@ impl FakeApiServer {
         lock(&self.shared.store).set_calico(calico);
     }
 
-    /// Installs or removes Cilium's CustomResourceDefinitions (`cilium.io/v2` CiliumNetworkPolicy and
-    /// CiliumClusterwideNetworkPolicy, [`Api::CiliumCrd`]); not installed by default. Removing them deletes their
-    /// objects and ends their watches, as with [`set_crds_installed`](Self::set_crds_installed).
+    /// Installs or removes Cilium's CustomResourceDefinitions (`cilium.io/v2` CiliumNetworkPolicy,
+    /// CiliumClusterwideNetworkPolicy and CiliumCIDRGroup, and `cilium.io/v2alpha1` CiliumCIDRGroup: both versions,
+    /// as Cilium 1.18 serves them; [`Api::CiliumCrd`]); not installed by default. An older Cilium is
+    /// `set_served(Kind::CiliumCidrGroup, false)`, a Cilium without the CIDR group CRD both versions taken out.
+    /// Removing them deletes their objects and ends their watches, as with
+    /// [`set_crds_installed`](Self::set_crds_installed).
     pub fn set_cilium(&self, installed: bool) {
         lock(&self.shared.store).set_cilium(installed);
     }

@@ -545,7 +545,7 @@ mod tests {
         let cases = [
             (json!([1]), PutError::NotAnObject),
             (json!({"metadata": {"name": "x"}}), PutError::MissingKind),
-            (json!({"kind": "Service", "metadata": {"name": "x"}}), PutError::UnknownKind("Service".into())),
+            (json!({"kind": "Deployment", "metadata": {"name": "x"}}), PutError::UnknownKind("Deployment".into())),
             (json!({"kind": "Pod", "metadata": {"namespace": "a"}}), PutError::MissingName),
             (json!({"kind": "Pod", "metadata": 3}), PutError::MetadataNotAnObject),
             (

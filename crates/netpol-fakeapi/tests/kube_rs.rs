@@ -591,6 +591,7 @@ async fn cilium_kinds_are_discovered_listed_and_watched() {
         assert_eq!(
             resources,
             [
+                ("ciliumcidrgroups", "CiliumCIDRGroup", false),
                 ("ciliumclusterwidenetworkpolicies", "CiliumClusterwideNetworkPolicy", false),
                 ("ciliumnetworkpolicies", "CiliumNetworkPolicy", true)
             ]
@@ -630,6 +631,117 @@ async fn cilium_kinds_are_discovered_listed_and_watched() {
         let Some(Ok(watcher::Event::Delete(p))) = stream.next().await else { panic!("expected a deletion") };
         assert_eq!(p.name_any(), "api-ingress");
         assert!(matches!(ccnps.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 404));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cilium_cidr_groups_are_served_at_v2_and_v2alpha1_and_either_can_be_taken_out() {
+    use netpol_fakeapi::fixtures::{cilium_cidr_group, CILIUM, CILIUM_V2ALPHA1};
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        let client = client(&server).await;
+        server.set_cilium(true);
+        let partners = |api| cilium_cidr_group(api, "partners", json!({"team": "a"}), &["198.51.100.0/24"]);
+        server.try_put(partners(CILIUM)).unwrap();
+        // Stored apart: the v2alpha1 collection does not have the v2 object.
+        let v2 = dynamic(&client, Kind::CiliumCidrGroup);
+        let v2alpha1 = dynamic(&client, Kind::CiliumCidrGroupV2Alpha1);
+        assert_eq!(v2.list(&ListParams::default()).await.unwrap().items.len(), 1);
+        assert!(v2alpha1.list(&ListParams::default()).await.unwrap().items.is_empty());
+        let groups = client.list_api_groups().await.unwrap();
+        let cilium = groups.groups.iter().find(|g| g.name == "cilium.io").unwrap();
+        let versions: Vec<&str> = cilium.versions.iter().map(|v| v.version.as_str()).collect();
+        assert_eq!(versions, ["v2", "v2alpha1"]);
+
+        // An older Cilium: v2 has no CIDR group, v2alpha1 has it (and the object put there).
+        server.set_served(Kind::CiliumCidrGroup, false);
+        assert!(matches!(v2.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 404));
+        let names = |list: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList| {
+            list.resources.iter().map(|r| r.name.clone()).collect::<Vec<_>>()
+        };
+        let at_v2 = client.list_api_group_resources(CILIUM).await.unwrap();
+        assert!(!names(&at_v2).contains(&"ciliumcidrgroups".to_string()), "{at_v2:?}");
+        let at_v2alpha1 = client.list_api_group_resources(CILIUM_V2ALPHA1).await.unwrap();
+        assert_eq!(names(&at_v2alpha1), ["ciliumcidrgroups"]);
+        let mut stream = watcher(v2alpha1.clone(), watcher::Config::default()).boxed();
+        while !matches!(stream.next().await, Some(Ok(watcher::Event::InitDone))) {}
+        let added = server.try_put(partners(CILIUM_V2ALPHA1)).unwrap();
+        let Some(Ok(watcher::Event::Apply(g))) = stream.next().await else { panic!("expected an addition") };
+        assert_eq!((g.name_any(), g.resource_version()), ("partners".to_string(), Some(added.to_string())));
+        assert_eq!(g.data["spec"]["externalCIDRs"][0], "198.51.100.0/24");
+        assert_eq!(g.types.as_ref().map(|t| t.api_version.as_str()), Some(CILIUM_V2ALPHA1));
+
+        // Neither version: not in discovery at all.
+        server.set_served(Kind::CiliumCidrGroupV2Alpha1, false);
+        let Some(Ok(watcher::Event::Delete(g))) = stream.next().await else { panic!("expected a deletion") };
+        assert_eq!(g.name_any(), "partners");
+        assert!(client.list_api_group_resources(CILIUM_V2ALPHA1).await.is_err());
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Services and their endpoints
+
+#[tokio::test]
+async fn services_endpoint_slices_and_endpoints_are_listed_and_watched_as_built_in_kinds() {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use netpol_fakeapi::fixtures::{endpoint_slice, endpoints, service};
+    within(async {
+        let server = FakeApiServer::start().unwrap();
+        let client = client(&server).await;
+        server.try_put(service("default", "kubernetes", None)).unwrap();
+        server.try_put(endpoint_slice("default", "kubernetes", "kubernetes", &["192.0.2.10"])).unwrap();
+        server.try_put(endpoints("default", "kubernetes", &["192.0.2.10"])).unwrap();
+        // Discovery: the core group's resources and the discovery.k8s.io group.
+        let core = client.list_core_api_resources("v1").await.unwrap();
+        let names: Vec<&str> = core.resources.iter().map(|r| r.name.as_str()).collect();
+        assert!(names.contains(&"services") && names.contains(&"endpoints"), "{names:?}");
+        let discovery = client.list_api_group_resources("discovery.k8s.io/v1").await.unwrap();
+        assert_eq!(discovery.resources[0].name, "endpointslices");
+        assert!(discovery.resources[0].namespaced);
+
+        // Typed lists (k8s-openapi's types decode what the server sends).
+        let services: Api<Service> = Api::all(client.clone());
+        let list = services.list(&ListParams::default().limit(500)).await.unwrap();
+        assert_eq!(list.items[0].spec.as_ref().and_then(|s| s.selector.clone()), None);
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+        let list = slices.list(&ListParams::default()).await.unwrap();
+        assert_eq!(list.items[0].address_type, "IPv4");
+        let addresses = |s: &EndpointSlice| s.endpoints.clone().unwrap_or_default()[0].addresses.clone();
+        assert_eq!(addresses(&list.items[0]), ["192.0.2.10"]);
+        let eps: Api<Endpoints> = Api::all(client.clone());
+        let list = eps.list(&ListParams::default()).await.unwrap();
+        let subsets = list.items[0].subsets.clone().unwrap();
+        assert_eq!(subsets[0].addresses.as_ref().unwrap()[0].ip, "192.0.2.10");
+
+        // The watcher follows a change of the endpoints, and relists after 410 Gone.
+        let mut stream = watcher(slices.clone(), watcher::Config::default()).boxed();
+        while !matches!(stream.next().await, Some(Ok(watcher::Event::InitDone))) {}
+        let moved = server.try_put(endpoint_slice("default", "kubernetes", "kubernetes", &["192.0.2.11"])).unwrap();
+        let Some(Ok(watcher::Event::Apply(s))) = stream.next().await else { panic!("expected a modification") };
+        assert_eq!((addresses(&s), s.resource_version()), (vec!["192.0.2.11".to_string()], Some(moved.to_string())));
+        server.compact();
+        server.drop_watches();
+        server.compact();
+        let gone = server.delete_kind(Kind::EndpointSlice, Some("default"), "kubernetes").unwrap();
+        server.compact();
+        let mut relisted = false;
+        loop {
+            match stream.next().await {
+                Some(Ok(watcher::Event::Init)) => relisted = true,
+                Some(Ok(watcher::Event::InitDone)) if relisted => break,
+                Some(Ok(watcher::Event::Delete(s))) => {
+                    assert_eq!(s.resource_version(), Some(gone.to_string()));
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("the watch ended"),
+            }
+        }
+        assert!(slices.list(&ListParams::default()).await.unwrap().items.is_empty());
     })
     .await;
 }

@@ -25,8 +25,13 @@ pub fn cni() -> Option<netpol_core::cni::Cni> {
 /// given with `--cni`).
 pub fn cni_json(e: &netpol_core::compile::Engine) -> serde_json::Value {
     let auto = match e.cni_source() {
-        netpol_core::cni::CniSource::Auto(why) => serde_json::Value::String(why.to_string()),
+        netpol_core::cni::CniSource::Auto(why) => serde_json::Value::String(why),
         netpol_core::cni::CniSource::Given => serde_json::Value::Null,
     };
     serde_json::json!({"name": e.cni().as_str(), "auto": auto})
+}
+
+/// The `cni: …` header line of text outputs (`cni: cilium (auto: Cilium policies present)`, `cni: calico (--cni)`).
+pub fn cni_header(e: &netpol_core::compile::Engine) -> String {
+    netpol_core::cni::header(e.cni(), &e.cni_source())
 }

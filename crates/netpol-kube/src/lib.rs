@@ -3,15 +3,20 @@
 //! BaselineAdminNetworkPolicy `v1alpha1`), Calico's objects (Tier, NetworkPolicy, GlobalNetworkPolicy,
 //! NetworkSet, GlobalNetworkSet, HostEndpoint, the staged policies StagedNetworkPolicy, StagedGlobalNetworkPolicy
 //! and StagedKubernetesNetworkPolicy, and the ServiceAccounts its selectors see) and Cilium's policies
-//! (CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, `cilium.io/v2`) read from a Kubernetes API server with
-//! kube-rs, instead of manifest files. The kinds are one table, [`Kind`]; the CRD kinds are read through kube's
-//! dynamic API ([`DynamicObject`]), the others through k8s-openapi's types.
+//! (CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy, `cilium.io/v2`), its CiliumCIDRGroups (`cilium.io/v2`,
+//! or `v2alpha1` before Cilium 1.18) and the Services, EndpointSlices (`discovery.k8s.io/v1`) and Endpoints its
+//! policies name, read from a Kubernetes API server with kube-rs, instead of manifest files. The kinds are one
+//! table, [`Kind`]; the CRD kinds are read through kube's dynamic API ([`DynamicObject`]), the others through
+//! k8s-openapi's types.
 //!
 //! Calico's kinds are read from its API server's group `projectcalico.org/v3` when the cluster serves it (the
 //! objects as users wrote them), else from its CRDs' group `crd.projectcalico.org/v1` ([`CalicoApi`], found once
 //! by discovery, `GET /apis`). Where neither group is served, neither Calico's kinds nor ServiceAccounts (which only
 //! Calico's selectors read) are asked for: they are absent, logged at debug level. Cilium's kinds are read where
-//! the same discovery finds `cilium.io/v2` ([`Apis`]); without it they are absent alike.
+//! the same discovery finds `cilium.io/v2` ([`Apis`]), and so are Services, EndpointSlices and Endpoints (only
+//! Cilium's policies read them, and they are the busiest kinds of a cluster); without it they are absent alike.
+//! CiliumCIDRGroups are read from the first of `cilium.io/v2` and `cilium.io/v2alpha1` whose resources list them
+//! (`GET /apis/cilium.io/VERSION`); where neither does, their CRD is not installed and they are absent.
 //!
 //! - One-shot commands (`query`, `explain`, `matrix`, `lint`, `describe` with `--kubeconfig`, `--context` or
 //!   `--in-cluster`): [`snapshot`] lists every kind (paginated, one consistent list per kind) and loads them.
@@ -45,11 +50,17 @@
 //! store loads Cilium objects with them unresolved ([`Loader::defer_cilium_refs`]), and the applier resolves them
 //! on the live cluster whenever it changes ([`netpol_core::load::resolve_cilium_refs`]: after the first list, and
 //! for any batch once they exist, Node and Pod changes included), reporting that resolution's warnings with the
-//! store's diagnostics. Services, EndpointSlices and Endpoints are not watched: live, `kube-apiserver` and
-//! `toServices` match nothing (with a warning), as in a one-shot list. Staged policies go to `Cluster::staged`
-//! ([`Change::PutStagedPolicy`]): they never change the enforced engine; each published [`Update`] carries their
-//! staged view compiled (`Update::staged`). The loader's warning that a staged `Delete` names no loaded policy
-//! depends on the enforced policies of the moment and is not reported by the watch (a one-shot list reports it).
+//! store's diagnostics. Services, EndpointSlices and Endpoints are [`Change::PutService`] and
+//! [`Change::PutServiceEndpoints`] (and their deletions): `toServices` and `kube-apiserver` (the endpoints of
+//! Service `default/kubernetes`) are resolved again on the cluster with them, and a batch of nothing else
+//! recompiles only when a Cilium policy then resolves differently ([`Engine::update`]: endpoints change all the
+//! time). A CiliumCIDRGroup is a network set of its own kind, its changes [`CidrGroupChange`]s applied by
+//! [`apply_cidr_group`] (the core's network set changes would take a GlobalNetworkSet of the same name for it);
+//! `cidrGroupRef` and `cidrGroupSelector` select it when the engine is compiled again. Staged policies go to
+//! `Cluster::staged` ([`Change::PutStagedPolicy`]): they never change the enforced engine; each published
+//! [`Update`] carries their staged view compiled (`Update::staged`). The loader's warning that a staged `Delete` names
+//! no loaded policy depends on the enforced policies of the moment and is not reported by the watch (a one-shot list
+//! reports it).
 
 #![forbid(unsafe_code)]
 
@@ -64,8 +75,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node as K8sNode;
+use k8s_openapi::api::core::v1::{Endpoints as K8sEndpoints, Node as K8sNode, Service as K8sService};
 use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod, ServiceAccount as K8sServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice as K8sEndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy as K8sNetworkPolicy;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -162,6 +174,16 @@ pub enum Kind {
     CiliumNetworkPolicy,
     /// Cilium's CiliumClusterwideNetworkPolicy (`cilium.io/v2`).
     CiliumClusterwideNetworkPolicy,
+    /// Cilium's CiliumCIDRGroup (`cilium.io/v2`, or `cilium.io/v2alpha1` before Cilium 1.18: [`Apis::cidr_groups`]):
+    /// a network set that only CIDR rules' `cidrGroupRef`/`cidrGroupSelector` select.
+    CiliumCidrGroup,
+    /// Read only where Cilium is: what Cilium's `toServices` names.
+    Service,
+    /// `discovery.k8s.io/v1`, read only where Cilium is: the addresses behind a Service (`toServices`, and the
+    /// `kube-apiserver` entity: Service `default/kubernetes`).
+    EndpointSlice,
+    /// `v1`, read only where Cilium is: as [`Kind::EndpointSlice`], the older API.
+    Endpoints,
 }
 
 /// What serves a kind.
@@ -177,6 +199,9 @@ enum Served {
     WithCalico,
     /// Cilium's CRDs (`cilium.io/v2`): read where discovery finds the group; a `404` means "none".
     Cilium,
+    /// The API server, but read only where Cilium is (Services and their endpoints, which only Cilium's policies
+    /// read).
+    WithCilium,
 }
 
 /// What netpol needs to know of a kind.
@@ -202,6 +227,8 @@ const CALICO_CRD_GROUP: &str = "crd.projectcalico.org";
 const CALICO_API_GROUP: &str = "projectcalico.org";
 const CILIUM_GROUP: &str = "cilium.io";
 const CILIUM_API_VERSION: &str = "cilium.io/v2";
+/// Where CiliumCIDRGroup was served before Cilium 1.18 (which serves it at [`CILIUM_API_VERSION`] too).
+const CILIUM_V2ALPHA1: &str = "cilium.io/v2alpha1";
 
 const fn calico_kind(
     kind: Kind,
@@ -369,6 +396,46 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         served: Served::Cilium,
         load_rank: 18,
     },
+    KindInfo {
+        kind: Kind::CiliumCidrGroup,
+        name: "CiliumCIDRGroup",
+        api_version: CILIUM_API_VERSION,
+        resource_name: "ciliumcidrgroups",
+        plural: "ciliumcidrgroups",
+        namespaced: false,
+        served: Served::Cilium,
+        load_rank: 19,
+    },
+    KindInfo {
+        kind: Kind::Service,
+        name: "Service",
+        api_version: "v1",
+        resource_name: "services",
+        plural: "services",
+        namespaced: true,
+        served: Served::WithCilium,
+        load_rank: 20,
+    },
+    KindInfo {
+        kind: Kind::EndpointSlice,
+        name: "EndpointSlice",
+        api_version: "discovery.k8s.io/v1",
+        resource_name: "endpointslices",
+        plural: "endpointslices",
+        namespaced: true,
+        served: Served::WithCilium,
+        load_rank: 21,
+    },
+    KindInfo {
+        kind: Kind::Endpoints,
+        name: "Endpoints",
+        api_version: "v1",
+        resource_name: "endpoints",
+        plural: "endpoints",
+        namespaced: true,
+        served: Served::WithCilium,
+        load_rank: 22,
+    },
 ];
 
 // Every entry is at the index of its kind.
@@ -382,7 +449,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 23;
 
     /// In the order of revision reports.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -405,6 +472,10 @@ impl Kind {
         Kind::HostEndpoint,
         Kind::CiliumNetworkPolicy,
         Kind::CiliumClusterwideNetworkPolicy,
+        Kind::CiliumCidrGroup,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Endpoints,
     ];
 
     fn info(self) -> &'static KindInfo {
@@ -443,6 +514,15 @@ impl Kind {
         }
     }
 
+    /// The `apiVersion` the kind is read under on a cluster that serves `apis`: Calico's kinds as
+    /// [`Kind::api_version_in`] says, CiliumCIDRGroups where discovery found them ([`Apis::cidr_groups`]).
+    pub fn api_version_for(self, apis: Apis) -> &'static str {
+        match (self, apis.cidr_groups) {
+            (Kind::CiliumCidrGroup, Some(v)) => v,
+            _ => self.api_version_in(apis.calico),
+        }
+    }
+
     /// Whether objects of this kind live in a namespace.
     pub fn is_namespaced(self) -> bool {
         self.info().namespaced
@@ -454,9 +534,15 @@ impl Kind {
         matches!(self.info().served, Served::Crd | Served::Calico | Served::Cilium)
     }
 
-    /// Whether the kind is one of Cilium's (read only where the cluster serves `cilium.io/v2`).
+    /// Whether the kind is read only where the cluster serves `cilium.io/v2`: Cilium's kinds, and Services,
+    /// EndpointSlices and Endpoints (which only Cilium's policies read).
     pub fn is_cilium(self) -> bool {
-        self.info().served == Served::Cilium
+        matches!(self.info().served, Served::Cilium | Served::WithCilium)
+    }
+
+    /// Whether the kind is one of Cilium's policies (an object lowered to several policies: [`CiliumChange`]).
+    fn is_cilium_policy(self) -> bool {
+        matches!(self, Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy)
     }
 
     /// Whether the kind is read only where the cluster serves one of Calico's API groups: Calico's kinds, and
@@ -465,10 +551,10 @@ impl Kind {
         matches!(self.info().served, Served::Calico | Served::WithCalico)
     }
 
-    /// The kind for kube's dynamic API, where Calico's API is `calico`.
-    fn api_resource(self, calico: Option<CalicoApi>) -> ApiResource {
+    /// The kind for kube's dynamic API, on a cluster that serves `apis`.
+    fn api_resource(self, apis: Apis) -> ApiResource {
         let i = self.info();
-        let api_version = self.api_version_in(calico);
+        let api_version = self.api_version_for(apis);
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         ApiResource {
             group: group.to_string(),
@@ -511,6 +597,9 @@ pub struct Apis {
     pub calico: Option<CalicoApi>,
     /// Whether the cluster serves Cilium's `cilium.io/v2` (its CRDs are installed).
     pub cilium: bool,
+    /// Where the cluster serves CiliumCIDRGroups: `cilium.io/v2` (Cilium 1.18 on), else `cilium.io/v2alpha1`;
+    /// `None` where neither has them (no Cilium, or its CIDR group CRD is not installed).
+    pub cidr_groups: Option<&'static str>,
 }
 
 impl Apis {
@@ -518,16 +607,18 @@ impl Apis {
     pub fn reads(self, kind: Kind) -> bool {
         match kind.info().served {
             Served::Calico | Served::WithCalico => self.calico.is_some(),
-            Served::Cilium => self.cilium,
+            Served::Cilium if kind == Kind::CiliumCidrGroup => self.cilium && self.cidr_groups.is_some(),
+            Served::Cilium | Served::WithCilium => self.cilium,
             Served::BuiltIn | Served::Crd => true,
         }
     }
 }
 
 /// Which optional API groups the cluster serves (discovery: `GET /apis`). Calico: its API server's group when it
-/// has one, else its CRDs'; `None` without Calico. Cilium: `cilium.io/v2`. Should the API server refuse
-/// discovery (an error status, which RBAC's default `system:discovery` makes unlikely), Calico's CRDs and Cilium's
-/// are tried (each list then says whether its kind is served); an error reaching it is returned.
+/// has one, else its CRDs'; `None` without Calico. Cilium: `cilium.io/v2`, and where its CiliumCIDRGroups are
+/// (`GET /apis/cilium.io/v2`, then `v2alpha1`: [`cidr_group_version`]). Should the API server refuse discovery
+/// (an error status, which RBAC's default `system:discovery` makes unlikely), Calico's CRDs and Cilium's are tried
+/// (each list then says whether its kind is served); an error reaching it is returned.
 async fn discover(client: &Client) -> Result<Apis, kube::Error> {
     let serves = |groups: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIGroupList, name: &str, version: &str| {
         groups.groups.iter().any(|g| g.name == name && g.versions.iter().any(|v| v.version == version))
@@ -546,10 +637,19 @@ async fn discover(client: &Client) -> Result<Apis, kube::Error> {
                 None
             };
             let cilium = serves(&groups, CILIUM_GROUP, "v2");
-            if !cilium {
-                tracing::debug!("the cluster does not serve {CILIUM_API_VERSION}: Cilium's policies are not read");
-            }
-            Ok(Apis { calico, cilium })
+            let cidr_groups = if cilium {
+                let versions = [CILIUM_API_VERSION, CILIUM_V2ALPHA1]
+                    .into_iter()
+                    .filter(|v| v.split_once('/').is_some_and(|(_, version)| serves(&groups, CILIUM_GROUP, version)));
+                cidr_group_version(client, versions).await?
+            } else {
+                tracing::debug!(
+                    "the cluster does not serve {CILIUM_API_VERSION}: Cilium's policies and CIDR groups, and the \
+                     Services, EndpointSlices and Endpoints they name, are not read"
+                );
+                None
+            };
+            Ok(Apis { calico, cilium, cidr_groups })
         }
         Err(kube::Error::Api(status)) => {
             tracing::info!(
@@ -557,10 +657,32 @@ async fn discover(client: &Client) -> Result<Apis, kube::Error> {
                 "the cluster refused to list its API groups ({}): trying Calico's and Cilium's CRDs",
                 status.message
             );
-            Ok(Apis { calico: Some(CalicoApi::Crds), cilium: true })
+            Ok(Apis { calico: Some(CalicoApi::Crds), cilium: true, cidr_groups: Some(CILIUM_API_VERSION) })
         }
         Err(e) => Err(e),
     }
+}
+
+/// The first of `versions` (of `cilium.io`, which the cluster serves) whose resources include CiliumCIDRGroups
+/// (`GET /apis/cilium.io/VERSION`); `None` when none does (the CRD is not installed). A version whose discovery
+/// the API server refuses (an error status) is passed over; an error reaching it is returned.
+async fn cidr_group_version(
+    client: &Client,
+    versions: impl Iterator<Item = &'static str>,
+) -> Result<Option<&'static str>, kube::Error> {
+    let plural = Kind::CiliumCidrGroup.resource_name();
+    for version in versions {
+        match client.list_api_group_resources(version).await {
+            Ok(list) if list.resources.iter().any(|r| r.name == plural) => return Ok(Some(version)),
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) => {
+                tracing::info!(code = status.code, "the cluster refused to list {version}: {}", status.message);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tracing::debug!("the cluster serves no {plural} ({CILIUM_API_VERSION}, {CILIUM_V2ALPHA1}): there are none");
+    Ok(None)
 }
 
 /// One object read from the API server, as JSON for the loader.
@@ -685,8 +807,11 @@ pub struct Snapshot {
     pub objects: Vec<Object>,
     /// Where Calico's kinds were read from; `None`: the cluster serves none of Calico's groups.
     pub calico: Option<CalicoApi>,
-    /// Whether the cluster serves Cilium's `cilium.io/v2` (without it, Cilium's kinds are [`Snapshot::absent`]).
+    /// Whether the cluster serves Cilium's `cilium.io/v2` (without it, Cilium's kinds, and the Services,
+    /// EndpointSlices and Endpoints only they read, are [`Snapshot::absent`]).
     pub cilium: bool,
+    /// Where CiliumCIDRGroups were read from ([`Apis::cidr_groups`]); `None`: they are [`Snapshot::absent`].
+    pub cidr_groups: Option<&'static str>,
     /// The list resourceVersion of each kind, by [`Kind::index`].
     versions: [Option<String>; Kind::COUNT],
     /// The kinds the cluster does not serve (CRDs not installed), by [`Kind::index`].
@@ -701,7 +826,8 @@ impl Snapshot {
     }
 
     /// The kinds the cluster does not serve: CRDs that are not installed (Calico's and Cilium's where discovery
-    /// does not find their groups, and ServiceAccounts, not read where the cluster serves none of Calico's groups).
+    /// does not find their groups, and ServiceAccounts, not read where the cluster serves none of Calico's groups,
+    /// and Services, EndpointSlices and Endpoints, not read where it does not serve Cilium's).
     pub fn absent(&self) -> Vec<Kind> {
         Kind::ALL.into_iter().filter(|k| self.absent[k.index()]).collect()
     }
@@ -727,12 +853,17 @@ fn watch_not_found(e: &watcher::Error) -> bool {
 /// Logs once that the cluster does not serve `kind` (the optional groups it serves are `apis`): at info level for
 /// the admin policy kinds, at debug level for Calico's and Cilium's (most clusters have neither).
 fn log_absent(kind: Kind, apis: Apis) {
-    let api_version = kind.api_version_in(apis.calico);
+    let api_version = kind.api_version_for(apis);
     match (kind.info().served, apis.calico) {
-        (Served::Cilium, _) if !apis.cilium => tracing::debug!(
+        (Served::Cilium | Served::WithCilium, _) if !apis.cilium => tracing::debug!(
             kind = kind.plural(),
             "the cluster does not serve {CILIUM_API_VERSION}: {} are not read",
             kind.plural()
+        ),
+        (Served::Cilium, _) if kind == Kind::CiliumCidrGroup && apis.cidr_groups.is_none() => tracing::debug!(
+            kind = kind.plural(),
+            "the cluster serves no {} ({CILIUM_API_VERSION}, {CILIUM_V2ALPHA1}; not installed): there are none",
+            kind.resource_name()
         ),
         (Served::Crd, _) => tracing::info!(
             kind = kind.plural(),
@@ -779,14 +910,14 @@ where
                     return Ok(None);
                 }
                 Err(e) => {
-                    let what = format!("{} ({})", kind.plural(), kind.api_version_in(apis.calico));
+                    let what = format!("{} ({})", kind.plural(), kind.api_version_for(apis));
                     return Err(e).with_context(|| format!("cannot list {what}"));
                 }
             };
             if version.is_none() {
                 version = page.metadata.resource_version.clone().filter(|s| !s.is_empty());
             }
-            let api_version = kind.api_version_in(apis.calico);
+            let api_version = kind.api_version_for(apis);
             for item in &page.items {
                 let o = Object::new(kind, api_version, item).with_context(|| format!("cannot convert a {kind:?}"))?;
                 objects.push(o);
@@ -813,6 +944,9 @@ async fn list_kind(client: &Client, kind: Kind, apis: Apis) -> anyhow::Result<Op
         Kind::Namespace => list_all(&Api::<K8sNamespace>::all(c), kind, apis).await,
         Kind::Node => list_all(&Api::<K8sNode>::all(c), kind, apis).await,
         Kind::ServiceAccount => list_all(&Api::<K8sServiceAccount>::all(c), kind, apis).await,
+        Kind::Service => list_all(&Api::<K8sService>::all(c), kind, apis).await,
+        Kind::EndpointSlice => list_all(&Api::<K8sEndpointSlice>::all(c), kind, apis).await,
+        Kind::Endpoints => list_all(&Api::<K8sEndpoints>::all(c), kind, apis).await,
         Kind::ClusterNetworkPolicy
         | Kind::AdminNetworkPolicy
         | Kind::BaselineAdminNetworkPolicy
@@ -826,8 +960,9 @@ async fn list_kind(client: &Client, kind: Kind, apis: Apis) -> anyhow::Result<Op
         | Kind::StagedKubernetesNetworkPolicy
         | Kind::HostEndpoint
         | Kind::CiliumNetworkPolicy
-        | Kind::CiliumClusterwideNetworkPolicy => {
-            list_all(&Api::<DynamicObject>::all_with(c, &kind.api_resource(apis.calico)), kind, apis).await
+        | Kind::CiliumClusterwideNetworkPolicy
+        | Kind::CiliumCidrGroup => {
+            list_all(&Api::<DynamicObject>::all_with(c, &kind.api_resource(apis)), kind, apis).await
         }
     }
 }
@@ -854,7 +989,15 @@ pub async fn snapshot(source: &Source) -> anyhow::Result<Snapshot> {
             None => absent[kind.index()] = true,
         }
     }
-    Ok(Snapshot { server, objects, calico: apis.calico, cilium: apis.cilium, versions, absent })
+    Ok(Snapshot {
+        server,
+        objects,
+        calico: apis.calico,
+        cilium: apis.cilium,
+        cidr_groups: apis.cidr_groups,
+        versions,
+        absent,
+    })
 }
 
 /// [`snapshot`] on a new single-threaded runtime, for the synchronous commands. Returns the loaded cluster and
@@ -906,6 +1049,8 @@ pub struct Batch {
     pub changes: Vec<Change>,
     /// Changes to Cilium's policies, applied after `changes` ([`apply_cilium`]).
     pub cilium: Vec<CiliumChange>,
+    /// Changes to Cilium's CIDR groups, applied after `changes` ([`apply_cidr_group`]).
+    pub cidr_groups: Vec<CidrGroupChange>,
     /// Events that did not change the model.
     pub unchanged: u64,
     /// Whether the set of diagnostics (invalid objects) changed.
@@ -1028,6 +1173,33 @@ pub fn apply_cilium(c: &mut netpol_core::model::Cluster, change: CiliumChange) {
     // A namespace only named (by this object): it stays while something is in it, as the loader would have it.
     if let Some(n) = namespace.filter(|n| c.namespace_id(n).is_some_and(|id| c.ns(id).origin.is_none())) {
         netpol_core::update::apply_to_cluster(c, Change::DeleteNamespace { name: n });
+    }
+}
+
+/// One CiliumCIDRGroup added, modified or deleted. The loader reads it as a cluster-scoped network set labelled
+/// with its name under `model::cilium_keys::CIDR_GROUP`, kept apart from Calico's GlobalNetworkSets of the same name
+/// (another kind): `netpol_core::update`'s network set changes go by namespace and name alone, so the applier
+/// applies these to the cluster itself ([`apply_cidr_group`]) and recompiles.
+#[derive(Clone, Debug)]
+pub struct CidrGroupChange {
+    pub name: String,
+    /// The group as the loader reads the object alone; `None`: deleted, or now invalid.
+    pub set: Option<netpol_core::model::NetworkSet>,
+}
+
+/// Applies a [`CidrGroupChange`] to a cluster: the CIDR group of that name is replaced (or added, or deleted);
+/// network sets of other kinds are left alone. The cluster then holds what loading the same objects from files
+/// gives.
+pub fn apply_cidr_group(c: &mut netpol_core::model::Cluster, change: CidrGroupChange) {
+    let CidrGroupChange { name, set } = change;
+    let at = c.network_sets.iter().position(|s| s.is_cidr_group() && s.name == name);
+    match (at, set) {
+        (Some(i), Some(set)) => c.network_sets[i] = set,
+        (None, Some(set)) => c.network_sets.push(set),
+        (Some(i), None) => {
+            c.network_sets.remove(i);
+        }
+        (None, None) => {}
     }
 }
 
@@ -1172,6 +1344,14 @@ fn service_account_fp(a: &netpol_core::model::ServiceAccount) -> u64 {
     fingerprint(&a.labels)
 }
 
+fn service_fp(s: &netpol_core::model::Service) -> u64 {
+    fingerprint(&(&s.labels, &s.selector))
+}
+
+fn service_endpoints_fp(e: &netpol_core::model::ServiceEndpoints) -> u64 {
+    fingerprint(&(&e.service, &e.addresses))
+}
+
 /// Takes, out of what loading one Calico policy (or staged policy) alone gave, the loader's warning that no Tier
 /// object declares its tier (alone, a policy in a tier that is not built in always has it): the store reports it
 /// while it holds no Tier of that name.
@@ -1237,6 +1417,9 @@ fn delete_change(key: &Key) -> Pending {
         Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => {
             return Pending::Cilium(CiliumChange::delete(key));
         }
+        Kind::CiliumCidrGroup => return Pending::CidrGroup(CidrGroupChange { name, set: None }),
+        Kind::Service => Change::DeleteService { namespace, name },
+        Kind::EndpointSlice | Kind::Endpoints => Change::DeleteServiceEndpoints { kind: kind.name(), namespace, name },
         Kind::Pod => Change::DeletePod { namespace, name },
         Kind::NetworkPolicy => Change::DeletePolicy { namespace, name },
         Kind::Namespace => Change::DeleteNamespace { name },
@@ -1261,10 +1444,11 @@ fn delete_change(key: &Key) -> Pending {
     Pending::Core(change)
 }
 
-/// A change to the model, for the engine's update or for [`apply_cilium`].
+/// A change to the model, for the engine's update, for [`apply_cilium`] or for [`apply_cidr_group`].
 enum Pending {
     Core(Change),
     Cilium(CiliumChange),
+    CidrGroup(CidrGroupChange),
 }
 
 impl Batch {
@@ -1272,6 +1456,7 @@ impl Batch {
         match change {
             Pending::Core(c) => self.changes.push(c),
             Pending::Cilium(c) => self.cilium.push(c),
+            Pending::CidrGroup(c) => self.cidr_groups.push(c),
         }
     }
 }
@@ -1412,7 +1597,9 @@ impl Store {
                 c.service_accounts.iter().filter_map(|a| a.origin.as_ref().map(|o| (&o.file, service_account_fp(a)))),
             )
             .chain(c.staged.iter().map(|s| (&s.policy.origin.file, staged_fp(c, s))))
-            .chain(c.host_endpoints.iter().map(|h| (&h.origin.file, host_endpoint_fp(h))));
+            .chain(c.host_endpoints.iter().map(|h| (&h.origin.file, host_endpoint_fp(h))))
+            .chain(c.services.iter().map(|s| (&s.origin.file, service_fp(s))))
+            .chain(c.service_endpoints.iter().map(|e| (&e.origin.file, service_endpoints_fp(e))));
         for (file, fp) in fps {
             if let Some(e) = by_source.get(&**file).and_then(|k| self.entries.get_mut(k)) {
                 e.model = Some(fp);
@@ -1511,7 +1698,7 @@ impl Store {
             // Alone, a staged Delete never finds its policy: not a warning here.
             loaded.diagnostics.retain(|d| !is_staged_delete_warning(d));
         }
-        let cilium = (key.0.is_cilium() && !loaded.diagnostics.iter().any(|d| d.severity == Severity::Error))
+        let cilium = (key.0.is_cilium_policy() && !loaded.diagnostics.iter().any(|d| d.severity == Severity::Error))
             .then(|| CiliumChange::put(&key, &mut loaded.cluster))
             .map(|change| (change.fingerprint(), Pending::Cilium(change)));
         let next = match key.0 {
@@ -1561,9 +1748,19 @@ impl Store {
             Kind::HostEndpoint => {
                 loaded.cluster.host_endpoints.pop().map(|h| (host_endpoint_fp(&h), Change::PutHostEndpoint(h)))
             }
-            Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => None,
+            Kind::Service => loaded.cluster.services.pop().map(|svc| (service_fp(&svc), Change::PutService(svc))),
+            Kind::EndpointSlice | Kind::Endpoints => loaded
+                .cluster
+                .service_endpoints
+                .pop()
+                .map(|eps| (service_endpoints_fp(&eps), Change::PutServiceEndpoints(eps))),
+            Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy | Kind::CiliumCidrGroup => None,
         };
-        let next = next.map(|(fp, change)| (fp, Pending::Core(change))).or(cilium);
+        let cidr_group =
+            (key.0 == Kind::CiliumCidrGroup).then(|| loaded.cluster.network_sets.pop()).flatten().map(|set| {
+                (network_set_fp(&set), Pending::CidrGroup(CidrGroupChange { name: key.2.clone(), set: Some(set) }))
+            });
+        let next = next.map(|(fp, change)| (fp, Pending::Core(change))).or(cilium).or(cidr_group);
         let no_diagnostics: &[Diagnostic] = &[];
         let prev_warning = prev.and_then(|e| e.tier_warning.as_ref());
         if prev.map_or(no_diagnostics, |e| &e.diagnostics) != loaded.diagnostics.as_slice()
@@ -1577,7 +1774,7 @@ impl Store {
         }
         // A Tier declared or no longer: the warnings of the policies in it come or go. The warning on Cilium
         // policies is said at the first one held.
-        if (key.0 == Kind::Tier || key.0.is_cilium()) && prev_model.is_some() != next.is_some() {
+        if (key.0 == Kind::Tier || key.0.is_cilium_policy()) && prev_model.is_some() != next.is_some() {
             out.diagnostics_changed = true;
         }
         let model = match (prev_model, next) {
@@ -1609,7 +1806,7 @@ impl Store {
             Some(e) => {
                 out.diagnostics_changed |= !e.diagnostics.is_empty() || e.tier_warning.is_some();
                 // A Tier no longer declared: the warnings of the policies in it come back.
-                out.diagnostics_changed |= (key.0 == Kind::Tier || key.0.is_cilium()) && e.model.is_some();
+                out.diagnostics_changed |= (key.0 == Kind::Tier || key.0.is_cilium_policy()) && e.model.is_some();
                 if e.model.is_some() {
                     out.push(delete_change(key));
                 } else {
@@ -1786,7 +1983,7 @@ where
 {
     let stream = watcher(api, watcher::Config::default().page_size(PAGE_SIZE)).default_backoff();
     let mut stream = std::pin::pin!(stream);
-    let api_version = kind.api_version_in(apis.calico);
+    let api_version = kind.api_version_for(apis);
     while let Some(item) = stream.next().await {
         let convert = |o: &K| Object::new(kind, api_version, o);
         let ev = match item {
@@ -1843,6 +2040,9 @@ fn spawn_watch(
         Kind::Namespace => tokio::spawn(watch_kind(Api::<K8sNamespace>::all(c), kind, apis, tx, m)),
         Kind::Node => tokio::spawn(watch_kind(Api::<K8sNode>::all(c), kind, apis, tx, m)),
         Kind::ServiceAccount => tokio::spawn(watch_kind(Api::<K8sServiceAccount>::all(c), kind, apis, tx, m)),
+        Kind::Service => tokio::spawn(watch_kind(Api::<K8sService>::all(c), kind, apis, tx, m)),
+        Kind::EndpointSlice => tokio::spawn(watch_kind(Api::<K8sEndpointSlice>::all(c), kind, apis, tx, m)),
+        Kind::Endpoints => tokio::spawn(watch_kind(Api::<K8sEndpoints>::all(c), kind, apis, tx, m)),
         Kind::ClusterNetworkPolicy
         | Kind::AdminNetworkPolicy
         | Kind::BaselineAdminNetworkPolicy
@@ -1856,8 +2056,9 @@ fn spawn_watch(
         | Kind::StagedKubernetesNetworkPolicy
         | Kind::HostEndpoint
         | Kind::CiliumNetworkPolicy
-        | Kind::CiliumClusterwideNetworkPolicy => {
-            let api = Api::<DynamicObject>::all_with(c, &kind.api_resource(apis.calico));
+        | Kind::CiliumClusterwideNetworkPolicy
+        | Kind::CiliumCidrGroup => {
+            let api = Api::<DynamicObject>::all_with(c, &kind.api_resource(apis));
             tokio::spawn(watch_kind(api, kind, apis, tx, m))
         }
     }
@@ -1967,18 +2168,37 @@ impl Applier {
         let engine = self.engine.insert(engine);
         let changes = std::mem::take(&mut batch.changes);
         let cilium = std::mem::take(&mut batch.cilium);
-        let n = changes.len() + cilium.len();
+        let cidr_groups = std::mem::take(&mut batch.cidr_groups);
+        let n = changes.len() + cilium.len() + cidr_groups.len();
         let refs = netpol_core::load::has_cilium_refs(engine.cluster());
-        let stats = if !cilium.is_empty() || (refs && !changes.is_empty()) {
-            // Cilium's policies change the cluster here, and the engine is compiled once for the whole batch (as
-            // `Engine::update` recompiles any batch once the cluster has Cilium policies), after their entities
-            // and `toServices` are resolved on the cluster as it is now (its Nodes and pods' nodes).
+        // Services and their endpoints alone (a live cluster's endpoints change all the time): `Engine::update`
+        // recompiles only when Cilium's references resolve differently.
+        let services_only = cilium.is_empty()
+            && cidr_groups.is_empty()
+            && !changes.is_empty()
+            && changes.iter().all(Change::is_service);
+        let stats = if services_only {
+            let stats = engine.update(changes);
+            if refs {
+                // The warnings of the resolution on the cluster as it is now (what it lacks may change alone).
+                let mut c = engine.cluster().clone();
+                self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
+            }
+            stats
+        } else if !cilium.is_empty() || !cidr_groups.is_empty() || (refs && !changes.is_empty()) {
+            // Cilium's policies and CIDR groups change the cluster here, and the engine is compiled once for the
+            // whole batch (as `Engine::update` recompiles any batch once the cluster has Cilium policies), after
+            // their entities and `toServices` are resolved on the cluster as it is now (its Nodes, pods' nodes,
+            // Services and their endpoints).
             let mut c = engine.cluster().clone();
             for change in changes {
                 netpol_core::update::apply_to_cluster(&mut c, change);
             }
             for change in cilium {
                 apply_cilium(&mut c, change);
+            }
+            for change in cidr_groups {
+                apply_cidr_group(&mut c, change);
             }
             self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
             let cni = engine.cni_choice();
@@ -2105,7 +2325,8 @@ mod tests {
                                      globalnetworkpolicies=-,networksets=-,globalnetworksets=-,serviceaccounts=-,\
                                      stagednetworkpolicies=-,stagedglobalnetworkpolicies=-,\
                                      stagedkubernetesnetworkpolicies=-,hostendpoints=-,ciliumnetworkpolicies=-,\
-                                     ciliumclusterwidenetworkpolicies=-";
+                                     ciliumclusterwidenetworkpolicies=-,ciliumcidrgroups=-,services=-,\
+                                     endpointslices=-,endpoints=-";
 
     fn synced_store() -> Store {
         let mut s = Store::new();
@@ -2256,7 +2477,7 @@ mod tests {
             (Kind::BaselineAdminNetworkPolicy, PolicyKind::BaselineAdminNetworkPolicy),
         ] {
             assert!(kind.is_optional() && !kind.is_namespaced());
-            assert_eq!(kind.api_resource(None).api_version, kind.api_version());
+            assert_eq!(kind.api_resource(Apis::default()).api_version, kind.api_version());
             assert!(
                 matches!(delete_change(&key(kind)), Pending::Core(Change::DeleteClusterPolicy { kind: k, name }) if k == policy_kind && name == "x")
             );
@@ -2271,7 +2492,7 @@ mod tests {
         for kind in [Kind::Namespace, Kind::Node, Kind::NetworkPolicy] {
             list(&mut s, kind, vec![], &mut b);
         }
-        for kind in Kind::ALL.into_iter().filter(|k| k.is_optional() || k.is_calico()) {
+        for kind in Kind::ALL.into_iter().filter(|k| k.is_optional() || k.is_calico() || k.is_cilium()) {
             s.event(kind, Event::Absent, &mut b);
         }
         assert!(b.initial.is_none());
@@ -2504,12 +2725,12 @@ mod tests {
         assert_eq!(Kind::Tier.api_version_in(Some(CalicoApi::Crds)), "crd.projectcalico.org/v1");
         assert_eq!(Kind::Tier.api_version_in(Some(CalicoApi::ApiServer)), "projectcalico.org/v3");
         assert_eq!(Kind::ServiceAccount.api_version_in(Some(CalicoApi::ApiServer)), "v1");
-        let r = Kind::CalicoNetworkPolicy.api_resource(Some(CalicoApi::ApiServer));
+        let r = Kind::CalicoNetworkPolicy.api_resource(Apis { calico: Some(CalicoApi::ApiServer), ..Apis::default() });
         assert_eq!(
             (r.group.as_str(), r.version.as_str(), r.plural.as_str()),
             ("projectcalico.org", "v3", "networkpolicies")
         );
-        let r = Kind::ServiceAccount.api_resource(None);
+        let r = Kind::ServiceAccount.api_resource(Apis::default());
         assert_eq!((r.group.as_str(), r.version.as_str(), r.plural.as_str()), ("", "v1", "serviceaccounts"));
         for k in Kind::ALL {
             assert_eq!(k.is_calico(), k.api_version().contains("projectcalico") || k == Kind::ServiceAccount, "{k:?}");
@@ -2520,6 +2741,163 @@ mod tests {
         // Read under the API server's group, a list item gets that apiVersion.
         let o = Object::read(Kind::Tier, "projectcalico.org/v3", json!({"metadata": {"name": "t"}}));
         assert_eq!(o.value.unwrap()["apiVersion"], "projectcalico.org/v3");
+    }
+
+    #[test]
+    fn services_endpoints_and_cidr_groups_become_changes() {
+        let mut s = synced_store();
+        let mut b = Batch::default();
+        let meta = |ns: &str, name: &str, rv: u64| {
+            let mut m = json!({"name": name, "resourceVersion": rv.to_string()});
+            if !ns.is_empty() {
+                m["namespace"] = json!(ns);
+            }
+            m
+        };
+        let svc = |rv| Object::from_value(Kind::Service, json!({"metadata": meta("default", "kubernetes", rv)}));
+        let slice = |rv, ip: &str| {
+            let mut m = meta("default", "kubernetes", rv);
+            m["labels"] = json!({"kubernetes.io/service-name": "kubernetes"});
+            Object::from_value(
+                Kind::EndpointSlice,
+                json!({"metadata": m, "addressType": "IPv4", "endpoints": [{"addresses": [ip]}]}),
+            )
+        };
+        let eps = |rv, ip: &str| {
+            Object::from_value(
+                Kind::Endpoints,
+                json!({"metadata": meta("default", "kubernetes", rv), "subsets": [{"addresses": [{"ip": ip}]}]}),
+            )
+        };
+        let group = |rv, cidr: &str| {
+            Object::from_value(
+                Kind::CiliumCidrGroup,
+                json!({"metadata": meta("", "partners", rv), "spec": {"externalCIDRs": [cidr]}}),
+            )
+        };
+        s.event(Kind::Service, Event::Apply(svc(30)), &mut b);
+        s.event(Kind::EndpointSlice, Event::Apply(slice(31, "192.0.2.10")), &mut b);
+        s.event(Kind::Endpoints, Event::Apply(eps(32, "192.0.2.10")), &mut b);
+        s.event(Kind::CiliumCidrGroup, Event::Apply(group(33, "198.51.100.0/24")), &mut b);
+        assert!(
+            matches!(&b.changes[..], [
+                Change::PutService(svc),
+                Change::PutServiceEndpoints(slice),
+                Change::PutServiceEndpoints(eps),
+            ] if svc.name == "kubernetes" && svc.namespace == "default" && !svc.has_selector()
+                && slice.kind == "EndpointSlice" && slice.service == "kubernetes"
+                && slice.addresses == ["192.0.2.10".parse::<std::net::IpAddr>().unwrap()]
+                && eps.kind == "Endpoints" && eps.name == "kubernetes"),
+            "{:?}",
+            b.changes
+        );
+        assert!(
+            matches!(&b.cidr_groups[..], [CidrGroupChange { name, set: Some(set) }]
+                if name == "partners" && set.is_cidr_group() && set.nets.len() == 1
+                    && &*set.origin.file == "cluster:ciliumcidrgroups/partners"),
+            "{:?}",
+            b.cidr_groups
+        );
+        assert!(s.diagnostics().is_empty(), "{:?}", s.diagnostics());
+        assert!(s.resource_versions().ends_with(",ciliumcidrgroups=33,services=30,endpointslices=31,endpoints=32"));
+
+        // The same objects at new resourceVersions: no change; new addresses and CIDRs are.
+        let mut b = Batch::default();
+        s.event(Kind::Service, Event::Apply(svc(34)), &mut b);
+        s.event(Kind::EndpointSlice, Event::Apply(slice(35, "192.0.2.10")), &mut b);
+        s.event(Kind::CiliumCidrGroup, Event::Apply(group(36, "198.51.100.0/24")), &mut b);
+        assert!(b.changes.is_empty() && b.cidr_groups.is_empty(), "{:?}", b.changes);
+        assert_eq!(b.unchanged, 3);
+        s.event(Kind::EndpointSlice, Event::Apply(slice(37, "192.0.2.11")), &mut b);
+        s.event(Kind::CiliumCidrGroup, Event::Apply(group(38, "203.0.113.0/24")), &mut b);
+        assert!(matches!(&b.changes[..], [Change::PutServiceEndpoints(e)] if e.addresses.len() == 1));
+        assert_eq!(b.cidr_groups.len(), 1);
+
+        // Deletions.
+        let mut b = Batch::default();
+        s.event(Kind::Service, Event::Delete(svc(39)), &mut b);
+        s.event(Kind::EndpointSlice, Event::Delete(slice(40, "192.0.2.11")), &mut b);
+        s.event(Kind::Endpoints, Event::Delete(eps(41, "192.0.2.10")), &mut b);
+        s.event(Kind::CiliumCidrGroup, Event::Delete(group(42, "203.0.113.0/24")), &mut b);
+        assert!(
+            matches!(&b.changes[..], [
+                Change::DeleteService { namespace: n1, name: s1 },
+                Change::DeleteServiceEndpoints { kind: "EndpointSlice", namespace: n2, name: s2 },
+                Change::DeleteServiceEndpoints { kind: "Endpoints", namespace: n3, name: s3 },
+            ] if [n1, n2, n3].iter().all(|n| *n == "default") && [s1, s2, s3].iter().all(|n| *n == "kubernetes")),
+            "{:?}",
+            b.changes
+        );
+        assert!(matches!(&b.cidr_groups[..], [CidrGroupChange { name, set: None }] if name == "partners"));
+
+        // An EndpointSlice without its Service's label: the loader's warning, left out as in a file.
+        let mut b = Batch::default();
+        let orphan = Object::from_value(
+            Kind::EndpointSlice,
+            json!({"metadata": meta("default", "orphan", 43), "addressType": "IPv4", "endpoints": []}),
+        );
+        s.event(Kind::EndpointSlice, Event::Apply(orphan), &mut b);
+        assert!(b.changes.is_empty() && b.diagnostics_changed);
+        let d = s.diagnostics();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((&*d[0].origin.file, d[0].severity), ("cluster:endpointslices/default/orphan", Severity::Warning));
+    }
+
+    #[test]
+    fn a_cidr_group_and_a_global_network_set_of_the_same_name_are_apart() {
+        let loaded = load_objects([
+            Object::from_value(
+                Kind::GlobalNetworkSet,
+                json!({"metadata": {"name": "partners"}, "spec": {"nets": ["192.0.2.0/24"]}}),
+            ),
+            Object::from_value(
+                Kind::CiliumCidrGroup,
+                json!({"metadata": {"name": "partners"}, "spec": {"externalCIDRs": ["198.51.100.0/24"]}}),
+            ),
+        ]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let mut c = loaded.cluster;
+        assert_eq!(c.network_sets.len(), 2);
+        let group = c.network_sets.iter().find(|s| s.is_cidr_group()).cloned().unwrap();
+        // Replaced, then deleted: the GlobalNetworkSet stays as it is.
+        let mut changed = group.clone();
+        changed.nets.clear();
+        apply_cidr_group(&mut c, CidrGroupChange { name: "partners".into(), set: Some(changed) });
+        assert_eq!(c.network_sets.len(), 2);
+        assert!(c.network_sets.iter().any(|s| s.is_cidr_group() && s.nets.is_empty()));
+        apply_cidr_group(&mut c, CidrGroupChange { name: "partners".into(), set: None });
+        assert_eq!(c.network_sets.len(), 1);
+        assert!(!c.network_sets[0].is_cidr_group() && c.network_sets[0].nets.len() == 1);
+        apply_cidr_group(&mut c, CidrGroupChange { name: "partners".into(), set: None });
+        assert_eq!(c.network_sets.len(), 1);
+        apply_cidr_group(&mut c, CidrGroupChange { name: "partners".into(), set: Some(group) });
+        assert_eq!(c.network_sets.len(), 2);
+    }
+
+    #[test]
+    fn cidr_groups_are_read_where_discovery_found_them() {
+        let old = Apis { cilium: true, cidr_groups: Some(CILIUM_V2ALPHA1), ..Apis::default() };
+        assert_eq!(Kind::CiliumCidrGroup.api_version_for(old), "cilium.io/v2alpha1");
+        assert_eq!(Kind::CiliumCidrGroup.api_resource(old).version, "v2alpha1");
+        assert_eq!(Kind::CiliumNetworkPolicy.api_version_for(old), "cilium.io/v2");
+        assert!(old.reads(Kind::CiliumCidrGroup) && old.reads(Kind::Service));
+        let none = Apis { cilium: true, ..Apis::default() };
+        assert!(!none.reads(Kind::CiliumCidrGroup) && none.reads(Kind::EndpointSlice));
+        assert!(!Apis::default().reads(Kind::Endpoints) && !Apis::default().reads(Kind::Service));
+        for k in [Kind::Service, Kind::EndpointSlice, Kind::Endpoints] {
+            assert!(k.is_cilium() && !k.is_optional() && k.is_namespaced() && !k.is_cilium_policy(), "{k:?}");
+        }
+        assert!(Kind::CiliumCidrGroup.is_optional() && !Kind::CiliumCidrGroup.is_namespaced());
+        // Read under v2alpha1, a list item gets that apiVersion, and the loader reads it.
+        let o = Object::read(
+            Kind::CiliumCidrGroup,
+            CILIUM_V2ALPHA1,
+            json!({"metadata": {"name": "g"},
+            "spec": {"externalCIDRs": ["192.0.2.0/24"]}}),
+        );
+        assert_eq!(o.value.as_ref().unwrap()["apiVersion"], "cilium.io/v2alpha1");
+        let loaded = load_objects([o]);
+        assert!(loaded.diagnostics.is_empty() && loaded.cluster.network_sets[0].is_cidr_group());
     }
 
     #[test]

@@ -888,6 +888,41 @@ pub struct Explanation {
     /// When the cluster has Calico staged policies: the verdict they would give (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub staged: Option<StagedExplanation>,
+    /// The CNI whose reading the answer follows.
+    pub cni: CniInfo,
+    /// When another CNI would give the flow another verdict: each CNI's, and why (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cni_dependence: Option<CniDependenceInfo>,
+}
+
+/// The CNI the answers follow (`--cni`, or found by auto-detection), as every answer that depends on it says it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CniInfo {
+    /// `generic`, `cilium` or `calico`.
+    pub name: String,
+    /// Why auto-detection chose it (`Cilium policies present`, `DaemonSet kube-system/cilium (k8s-app=cilium)`);
+    /// `null` when `--cni` named it.
+    pub auto: Option<String>,
+}
+
+impl CniInfo {
+    /// The engine's CNI (the `cni` member of the CLI's JSON outputs, `netpol_input::cni_json`).
+    pub fn of(e: &Engine) -> CniInfo {
+        let auto = match e.cni_source() {
+            netpol_core::cni::CniSource::Auto(why) => Some(why),
+            netpol_core::cni::CniSource::Given => None,
+        };
+        CniInfo { name: e.cni().as_str().to_string(), auto }
+    }
+}
+
+/// How a flow's verdict depends on the CNI.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CniDependenceInfo {
+    /// `[cni, allowed]` (a name and a boolean) for generic, cilium and calico.
+    pub verdicts: Vec<Vec<serde_json::Value>>,
+    pub reason: String,
 }
 
 /// Where on a Calico host endpoint a check happens.
@@ -1027,7 +1062,18 @@ async fn explain_handler(
         Some(staged) => netpol_core::staged::explain_flow_with_staged(&model.engine, staged, &s, &d, info, proto, port),
         None => model.engine.explain_flow(&s, &d, info, proto, port),
     };
-    Ok(Json(ex).into_response())
+    // The CNI, and whether another would answer otherwise (their engines compiled for this question only), as
+    // `netpol explain -o json` says them.
+    let dep = netpol_core::cni::ByCni::new(&model.engine).dependence(&s, &d, info, proto, port);
+    let internal = |e: serde_json::Error| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "", e.to_string());
+    let mut v = serde_json::to_value(&ex).map_err(internal)?;
+    if let serde_json::Value::Object(m) = &mut v {
+        m.insert("cni".into(), netpol_input::cni_json(&model.engine));
+        if let Some(dep) = &dep {
+            m.insert("cni_dependence".into(), serde_json::to_value(dep).map_err(internal)?);
+        }
+    }
+    Ok(Json(v).into_response())
 }
 
 // ---- matrix ----
@@ -1043,6 +1089,8 @@ pub struct MatrixPort {
 
 #[derive(Serialize, ToSchema)]
 pub struct MatrixResponse {
+    /// The CNI whose reading the answers follow.
+    pub cni: CniInfo,
     /// `namespace/pod`, sorted.
     pub pods: Vec<String>,
     pub ports: Vec<MatrixPort>,
@@ -1094,7 +1142,7 @@ fn matrix_of(model: &Model, ports: &[(u16, Protocol)], ns: Option<&str>) -> Resu
             rows: cells.iter().map(|row| row.iter().map(|s| s.contains(protocol, port)).collect()).collect(),
         })
         .collect();
-    Ok(MatrixResponse { pods: names, ports })
+    Ok(MatrixResponse { cni: CniInfo::of(e), pods: names, ports })
 }
 
 /// Pod-to-pod connectivity on given ports (like `netpol matrix -o json --port ...`).
@@ -1381,7 +1429,16 @@ async fn whatif_handler(
         job.check()?;
         let d = netpol_core::diff::diff(&model.engine, &new, &netpol_core::diff::DiffOptions { namespace: ns });
         job.check()?;
-        Ok(Json(d).into_response())
+        // As `netpol diff -o json`: the CNI of the changed cluster, and the loaded one's when auto now finds another.
+        let internal = |e: serde_json::Error| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string());
+        let mut v = serde_json::to_value(&d).map_err(internal)?;
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert("cni".into(), netpol_input::cni_json(&new));
+            if (model.engine.cni(), model.engine.cni_source()) != (new.cni(), new.cni_source()) {
+                m.insert("cni_old".into(), netpol_input::cni_json(&model.engine));
+            }
+        }
+        Ok(Json(v).into_response())
     });
     task.await.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?
 }
@@ -2352,6 +2409,8 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         RuleAction,
         RuleCounts,
         Explanation,
+        CniInfo,
+        CniDependenceInfo,
         StagedExplanation,
         StagedPolicyRef,
         HostExplanation,

@@ -417,6 +417,8 @@ pub struct GraphResponse {
     /// Time the server spent computing this answer (matrix and grouping), in milliseconds.
     #[serde(rename = "computeMs")]
     pub compute_ms: f64,
+    /// The CNI whose reading the answers follow (the web UI shows it in its header).
+    pub cni: crate::CniInfo,
 }
 
 /// The nodes of one grouping over one engine's identities.
@@ -915,6 +917,7 @@ pub fn graph(e: &Engine, opts: &GraphOptions) -> Result<GraphResponse, String> {
         namespaces: namespaces(e),
         ports: port_uses(e),
         compute_ms: t.elapsed().as_secs_f64() * 1000.0,
+        cni: crate::CniInfo::of(e),
     })
 }
 
@@ -1731,7 +1734,10 @@ pub fn policy_yaml(c: &Cluster, pol: &Policy) -> Result<String, String> {
 /// (`v1alpha2`), an AdminNetworkPolicy or BaselineAdminNetworkPolicy (`v1alpha1`), a Calico NetworkPolicy or
 /// GlobalNetworkPolicy (`projectcalico.org/v3`: `tier`, `order`, `selector`, `types`, rules with `action`,
 /// `protocol`, `source`, `destination`). `tier`: a tier as a Calico `Tier` (`order`, `defaultAction`; the built-in
-/// tiers by their Calico names). Loaded back, each is the same object.
+/// tiers by their Calico names). Loaded back, each is the same object. A CiliumNetworkPolicy
+/// (`ciliumnetworkpolicy/namespace/name`) or CiliumClusterwideNetworkPolicy (`ccnp/name`)
+/// is the object as its author wrote it (kept at load time: Cilium lowers one object to several policies of the
+/// model, which cannot give it back), whichever of its policies is named.
 #[utoipa::path(get, path = "/api/v1/manifest", tag = "ui",
     params(
         ("policy" = Option<String>, Query, description = "a loaded policy: `namespace/name` of a NetworkPolicy, `cnp/name`, `anp/name`, `banp/name` of a cluster-scoped admin policy, `gnp/name` of a Calico GlobalNetworkPolicy, `caliconetworkpolicy/namespace/name` of a Calico NetworkPolicy"),
@@ -1773,12 +1779,9 @@ pub async fn manifest_handler(
         .find_policy(r)
         .map(|p| c.policy(p))
         .ok_or_else(|| UiFailure::new(StatusCode::NOT_FOUND, "policy", format!("no policy `{r}`")))?;
-    if pol.kind.is_cilium() {
-        return Err(UiFailure::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "policy",
-            format!("`{r}` is a {}: Cilium's policies are not written back as manifests yet", pol.kind.as_str()),
-        ));
+    // A Cilium object is several policies of the model: each kept the object as written (`Policy::manifest`).
+    if let Some(text) = &pol.manifest {
+        return Ok(yaml(text.to_string()));
     }
     Ok(yaml(policy_yaml(c, pol).map_err(UiFailure::internal)?))
 }

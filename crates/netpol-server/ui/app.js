@@ -157,7 +157,8 @@ function fillStatic(g) {
   ns.replaceChildren(h('option', { value: '' }, 'all'), ...g.namespaces.map((n) => h('option', { value: n }, n)));
   ns.value = state.params.namespace;
   $('port-list').replaceChildren(...g.ports.map((p) => h('option', { value: p.port }, `${p.names.join(', ')} · ${plural(p.pods, 'pod')}`)));
-  $('model-info').textContent = `revision ${state.revision} · ${plural(g.totalPods, 'pod')} · ${plural(state.policies.length, 'policy').replace('policys', 'policies')}`;
+  const cni = g.cni ? ` · cni: ${g.cni.name} (${g.cni.auto === null ? '--cni' : `auto: ${g.cni.auto}`})` : '';
+  $('model-info').textContent = `revision ${state.revision}${cni} · ${plural(g.totalPods, 'pod')} · ${plural(state.policies.length, 'policy').replace('policys', 'policies')}`;
   const names = state.policies.map((p) => p.ref);
   $('policy-names').replaceChildren(...names.map((n) => h('option', { value: n })));
   // Calico's tiers can be edited too (`tier:NAME`), after the policies.

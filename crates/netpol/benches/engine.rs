@@ -290,6 +290,7 @@ fn run_long_except(size: &str, engine: &Engine) {
     let app = cluster.pods[pod.index()].labels.get("app").unwrap().to_string();
     cluster.policies.push(Policy {
         host: Default::default(),
+        manifest: None,
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
         order: 1000.into(),
@@ -386,6 +387,7 @@ fn run_updates(size: &str, engine: &Engine) {
     let app = template.labels.get("app").unwrap_or_default().to_string();
     let policy = Policy {
         host: Default::default(),
+        manifest: None,
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
         order: 1000.into(),

@@ -216,7 +216,7 @@ pub fn run_with_errors(
         }
     };
     let outcomes = check(engine, &assertions);
-    write_report(&outcomes, assertions_path, format, out)?;
+    write_report(engine, &outcomes, assertions_path, format, out)?;
     out.flush()?;
     Ok(if outcomes.iter().all(Outcome::passed) { 0 } else { 1 })
 }
@@ -899,8 +899,11 @@ fn details(o: &Outcome) -> Vec<String> {
     v
 }
 
-/// Writes the report of checked assertions; `file` names the assertions file (JUnit `file` attribute).
+/// Writes the report of checked assertions; `file` names the assertions file (JUnit `file` attribute). The
+/// engine's CNI heads it (text), is its `cni` member (JSON) or a property of the test suite (JUnit: `cni`, and
+/// `cni.auto` with auto-detection's reason).
 pub fn write_report(
+    engine: &Engine,
     outcomes: &[Outcome],
     file: &str,
     format: AssertFormat,
@@ -910,6 +913,7 @@ pub fn write_report(
     let passed = outcomes.len() - failed;
     match format {
         AssertFormat::Text => {
+            writeln!(out, "{}", netpol_input::cni_header(engine))?;
             for o in outcomes {
                 if o.passed() {
                     writeln!(out, "PASS {}", o.name)?;
@@ -925,11 +929,13 @@ pub fn write_report(
         AssertFormat::Json => {
             #[derive(Serialize)]
             struct Report<'a> {
+                cni: serde_json::Value,
                 passed: usize,
                 failed: usize,
                 assertions: &'a [Outcome],
             }
-            serde_json::to_writer_pretty(&mut *out, &Report { passed, failed, assertions: outcomes })?;
+            let cni = netpol_input::cni_json(engine);
+            serde_json::to_writer_pretty(&mut *out, &Report { cni, passed, failed, assertions: outcomes })?;
             writeln!(out)
         }
         AssertFormat::Junit => {
@@ -939,6 +945,12 @@ pub fn write_report(
                 r#"<testsuite name="netpol" tests="{}" failures="{failed}" errors="0" skipped="0">"#,
                 outcomes.len()
             )?;
+            writeln!(out, "  <properties>")?;
+            writeln!(out, r#"    <property name="cni" value="{}"/>"#, engine.cni())?;
+            if let netpol_core::cni::CniSource::Auto(why) = engine.cni_source() {
+                writeln!(out, r#"    <property name="cni.auto" value="{}"/>"#, xml_escape(&why, true))?;
+            }
+            writeln!(out, "  </properties>")?;
             let file_attr = if file == "-" { String::new() } else { format!(r#" file="{}""#, xml_escape(file, true)) };
             for o in outcomes {
                 write!(

@@ -232,8 +232,14 @@ pub fn run(
     };
     let mut cache = OutsideCache::new(e);
     let infos: Vec<PodInfo> = pods.iter().map(|&p| info(e, p, &mut cache)).collect();
+    if output == TableOrJson::Table {
+        writeln!(out, "{}", netpol_input::cni_header(e))?;
+    }
     match output {
-        TableOrJson::Json => writeln!(out, "{}", serde_json::to_string_pretty(&infos)?)?,
+        TableOrJson::Json => {
+            let doc = serde_json::json!({"cni": netpol_input::cni_json(e), "pods": infos});
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?
+        }
         TableOrJson::Table if pod.is_some() => {
             for i in &infos {
                 writeln!(out, "Pod:      {} ({})", i.pod, i.source)?;

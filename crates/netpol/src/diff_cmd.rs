@@ -138,12 +138,27 @@ fn report(
     let d = diff(old_e, new_e, &DiffOptions { namespace: ns.map(str::to_string) });
     tracing::info!(elapsed = ?t.elapsed(), groups = d.groups.len(), changed_pairs = d.changed_pairs, "diff computed");
     let ctx = Ctx { old: old_e, new: new_e, scope: Scope::new(new_e, ns, &d) };
+    // The CNI the answers follow: the new side's, and the old side's too when auto found another there.
+    let old_differs = (old_e.cni(), old_e.cni_source()) != (new_e.cni(), new_e.cni_source());
     match format {
         DiffFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, &d)?;
+            let mut v = serde_json::to_value(&d)?;
+            if let serde_json::Value::Object(m) = &mut v {
+                m.insert("cni".into(), netpol_input::cni_json(new_e));
+                if old_differs {
+                    m.insert("cni_old".into(), netpol_input::cni_json(old_e));
+                }
+            }
+            serde_json::to_writer_pretty(&mut *out, &v)?;
             writeln!(out)?;
         }
-        DiffFormat::Text => write_text(&d, &ctx, out)?,
+        DiffFormat::Text => {
+            writeln!(out, "{}", netpol_input::cni_header(new_e))?;
+            if old_differs {
+                writeln!(out, "{} on the old side", netpol_input::cni_header(old_e))?;
+            }
+            write_text(&d, &ctx, out)?
+        }
         DiffFormat::Markdown => write_markdown(&d, &ctx, out)?,
     }
     Ok(u8::from(fail_on_new_allows && d.opens_anything()))
@@ -478,6 +493,11 @@ fn change_label(c: Change) -> &'static str {
 
 fn write_markdown(d: &Diff, ctx: &Ctx, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "### NetworkPolicy connectivity diff\n")?;
+    writeln!(out, "_{}_", netpol_input::cni_header(ctx.new))?;
+    if (ctx.old.cni(), ctx.old.cni_source()) != (ctx.new.cni(), ctx.new.cni_source()) {
+        writeln!(out, "_{} on the old side_", netpol_input::cni_header(ctx.old))?;
+    }
+    writeln!(out)?;
     if d.groups.is_empty() {
         writeln!(out, "No connectivity change: {} compared.", plural(d.compared_pairs(), "pair"))?;
     } else {

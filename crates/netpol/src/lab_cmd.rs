@@ -270,9 +270,15 @@ pub fn connectivity_test(
         }
     }
     w.flush()?;
+    // Each answer line stays the flow's own object (as `query`'s): the CNI of the verdicts is in the summary.
     eprintln!(
-        "connectivity-test: {} flows: {} agree, {} DISAGREE, {} untestable, {} errors",
-        s.flows, s.agree, s.disagree, s.untestable, s.errors
+        "connectivity-test: {} flows: {} agree, {} DISAGREE, {} untestable, {} errors; verdicts for {}",
+        s.flows,
+        s.agree,
+        s.disagree,
+        s.untestable,
+        s.errors,
+        netpol_input::cni_header(e)
     );
     Ok(if s.disagree > 0 || s.errors > 0 { 1 } else { 0 })
 }

@@ -316,12 +316,20 @@ pub fn run(engine: &Engine, config: &Config, format: LintFormat, fail_on: FailOn
                     v
                 })
                 .collect();
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            // The findings with the CNI the rules that judge traffic followed.
+            let doc = json!({"cni": netpol_input::cni_json(engine), "findings": v});
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
         }
-        LintFormat::Sarif => writeln!(out, "{}", serde_json::to_string_pretty(&sarif(&findings, &lines))?)?,
+        LintFormat::Sarif => {
+            let mut doc = sarif(&findings, &lines);
+            // The CNI as a property of the run (SARIF's property bag).
+            doc["runs"][0]["properties"] = json!({"cni": netpol_input::cni_json(engine)});
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?
+        }
         LintFormat::Text => {
             use std::io::IsTerminal;
             let color = crate::style::color_enabled(std::io::stdout().is_terminal());
+            writeln!(out, "{}", netpol_input::cni_header(engine))?;
             text(&findings, &lines, color, out)?;
         }
     }

@@ -37,7 +37,8 @@ struct Cli {
     strict: bool,
     /// The CNI whose reading of NetworkPolicy v1's corners the answers follow (an ipBlock covering pods' or
     /// nodes' addresses, a node's traffic to its own pods). auto: Cilium policies → cilium, Calico objects →
-    /// calico, else generic (the Kubernetes API's reading).
+    /// calico, else the CNI's agent among the pods and workloads (`k8s-app: cilium` → cilium, `k8s-app:
+    /// calico-node` → calico), else generic (the Kubernetes API's reading). Every output names the one it follows.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     cni: CniArg,
     #[command(subcommand)]
@@ -186,10 +187,7 @@ impl CniArg {
     }
 }
 
-/// The `cni: …` header line of text outputs.
-fn cni_header(e: &netpol_core::compile::Engine) -> String {
-    netpol_core::cni::header(e.cni(), e.cni_source())
-}
+use netpol_input::cni_header;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum TextOrJson {
@@ -656,6 +654,8 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 Ok(i) => i,
                 Err(code) => return Ok(code),
             };
+            // Each answer line stays the flow's own object: the CNI is in `--explain`'s explanations, and logged.
+            tracing::info!("{}", cni_header(&inp.engine));
             // The staged view, compiled once for every flow: only explanations read it.
             let staged = if explain { netpol_core::staged::staged_engine(&inp.engine) } else { None };
             let stdout = std::io::stdout();
@@ -847,7 +847,8 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             let (rules, elements) = rs.size();
             tracing::info!(elapsed = ?t.elapsed(), rules, elements, sets = rs.sets.len(), "ruleset generated");
             match output {
-                NftFormat::Nft => write!(std::io::stdout().lock(), "{}", rs.to_nft())?,
+                // The CNI as a comment (`nft -f` skips it); libnftables JSON has no place for it.
+                NftFormat::Nft => write!(std::io::stdout().lock(), "# {}\n{}", cni_header(&inp.engine), rs.to_nft())?,
                 NftFormat::Json => {
                     writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&rs.to_json())?)?
                 }

@@ -328,6 +328,7 @@ fn pairs(
     // JSON: the pod list, then per port a row per source pod (one boolean per destination pod), or, over the
     // whole port space, the allowed port sets as text.
     let mut doc = serde_json::Map::new();
+    doc.insert("cni".into(), netpol_input::cni_json(e));
     doc.insert("pods".into(), serde_json::to_value(&names)?);
     if ports.is_empty() {
         let rows: Vec<Vec<String>> =

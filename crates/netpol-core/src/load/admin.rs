@@ -209,6 +209,7 @@ fn policy<'a>(
     let (namespaces, pods) = subject?;
     Some(Policy {
         host: Default::default(),
+        manifest: None,
         kind: d.kind,
         tier: PolicyTier::Admin,
         order: 0.into(),

@@ -196,6 +196,7 @@ fn policy(
     let scope = Scope::Cluster(Selector::everything());
     let policy = Policy {
         host: Default::default(),
+        manifest: None,
         kind: d.kind,
         tier,
         order: Order(order),
@@ -1025,6 +1026,7 @@ fn staged_action(v: Option<&str>, errs: &mut Errors) -> Option<StagedAction> {
 fn delete_target(kind: PolicyKind, name: String) -> Policy {
     Policy {
         host: Default::default(),
+        manifest: None,
         kind,
         tier: PolicyTier::NetworkPolicy,
         order: if kind == PolicyKind::NetworkPolicy { 1000.into() } else { Order(None) },

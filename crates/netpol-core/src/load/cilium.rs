@@ -68,19 +68,32 @@ pub(crate) const ALLOW_TIER: (&str, f64) = ("CiliumAllow", 20.0);
 
 const NOT_YET: &str = "not modelled by netpol yet (issue 14): the policy is not loaded";
 
-pub(crate) fn network_policy(o: obj::CiliumPolicyObj, errs: &mut Errors) -> Option<Item> {
+/// A CiliumNetworkPolicy; `manifest`: the object as written, which each of its policies keeps
+/// ([`crate::model::Policy::manifest`]: the model cannot give one object of several policies back).
+pub(crate) fn network_policy(
+    o: obj::CiliumPolicyObj,
+    manifest: Option<std::sync::Arc<str>>,
+    errs: &mut Errors,
+) -> Option<Item> {
     let name = meta_name(&o.metadata.name, errs);
     let ns_name = meta_namespace(&o.metadata.namespace, errs);
     check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
     let ns = ns_name.as_deref().unwrap_or("default").to_string();
-    let parts = parts(PolicyKind::CiliumNetworkPolicy, Some(&ns), o.spec, o.specs, errs);
+    let mut parts = parts(PolicyKind::CiliumNetworkPolicy, Some(&ns), o.spec, o.specs, errs);
+    parts.iter_mut().for_each(|(p, _)| p.manifest.clone_from(&manifest));
     Some(Item::CiliumPolicy { ns_name: Some(ns_name?), name: name?, parts })
 }
 
-pub(crate) fn clusterwide_network_policy(o: obj::CiliumPolicyObj, errs: &mut Errors) -> Option<Item> {
+/// A CiliumClusterwideNetworkPolicy (`manifest` as for [`network_policy`]).
+pub(crate) fn clusterwide_network_policy(
+    o: obj::CiliumPolicyObj,
+    manifest: Option<std::sync::Arc<str>>,
+    errs: &mut Errors,
+) -> Option<Item> {
     let name = meta_name(&o.metadata.name, errs);
     check_labels(o.metadata.labels, || "metadata.labels".to_string(), errs);
-    let parts = parts(PolicyKind::CiliumClusterwideNetworkPolicy, None, o.spec, o.specs, errs);
+    let mut parts = parts(PolicyKind::CiliumClusterwideNetworkPolicy, None, o.spec, o.specs, errs);
+    parts.iter_mut().for_each(|(p, _)| p.manifest.clone_from(&manifest));
     Some(Item::CiliumPolicy { ns_name: None, name: name?, parts })
 }
 
@@ -171,6 +184,7 @@ fn rule_parts(
         affects_egress: affects.1,
         host: Default::default(),
         origin: Default::default(),
+        manifest: None,
     };
     let mut out = Vec::new();
     if !ingress_deny.is_empty() || !egress_deny.is_empty() {

@@ -342,8 +342,10 @@ pub(crate) enum Item {
     },
 }
 
-/// What decoding one document produced, in document order.
+/// What decoding one document produced, in document order. Nearly every document is an object, so its item is
+/// kept inline (boxing it would cost an allocation per object for the rare diagnostics' sake).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Decoded {
     Object { origin: Origin, label: String, item: Item },
     Diagnostic(Diagnostic),
@@ -1267,11 +1269,11 @@ pub(crate) fn decode_from<S: Source>(
             .map(|o| calico::staged_kubernetes_network_policy(o, &mut errs)),
         Lower::HostEndpoint => source.typed::<objects::HostEndpointObj>().map(|o| calico::host_endpoint(o, &mut errs)),
         Lower::CiliumNetworkPolicy => {
-            source.typed::<objects::CiliumPolicyObj>().map(|o| cilium::network_policy(o, &mut errs))
+            source.typed::<objects::CiliumPolicyObj>().map(|o| cilium::network_policy(o, as_written(source), &mut errs))
         }
-        Lower::CiliumClusterwideNetworkPolicy => {
-            source.typed::<objects::CiliumPolicyObj>().map(|o| cilium::clusterwide_network_policy(o, &mut errs))
-        }
+        Lower::CiliumClusterwideNetworkPolicy => source
+            .typed::<objects::CiliumPolicyObj>()
+            .map(|o| cilium::clusterwide_network_policy(o, as_written(source), &mut errs)),
         Lower::CiliumCidrGroup => {
             source.typed::<objects::CiliumCidrGroupObj>().map(|o| cilium::cidr_group(o, &mut errs))
         }
@@ -1305,6 +1307,14 @@ pub(crate) fn decode_from<S: Source>(
             }
         }
     }
+}
+
+/// The object as its author wrote it, as YAML (`Policy::manifest`): the document read again as a generic value,
+/// written back in its own order of keys (comments and quoting style are not kept). Only the kinds that the model
+/// cannot give back are read twice.
+fn as_written<S: Source>(source: &S) -> Option<std::sync::Arc<str>> {
+    let v = source.typed::<serde_yaml_ng::Value>().ok()?;
+    serde_yaml_ng::to_string(&v).ok().map(std::sync::Arc::from)
 }
 
 /// Decodes a typed object from the tree: `Err((field path, message))` on a type error or an unknown field. The

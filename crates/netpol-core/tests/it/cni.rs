@@ -125,7 +125,10 @@ spec: {podSelector: {}}
 fn auto_picks_cilium_then_calico_then_generic() {
     let c = load_str("c.yaml", CLUSTER).cluster;
     let e = Engine::new(c.clone());
-    assert_eq!((e.cni(), e.cni_source()), (Cni::Generic, CniSource::Auto("no Cilium or Calico objects")));
+    assert_eq!(
+        (e.cni(), e.cni_source()),
+        (Cni::Generic, CniSource::Auto("no Cilium or Calico objects or agents".into()))
+    );
     let gnp =
         "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {selector: all()}\n";
     let e = Engine::new(load_str("c.yaml", &format!("{CLUSTER}---\n{gnp}")).cluster);
@@ -136,6 +139,97 @@ fn auto_picks_cilium_then_calico_then_generic() {
     assert_eq!(e.cni(), Cni::Cilium);
     let e = Engine::with_cni(c, Some(Cni::Calico));
     assert_eq!((e.cni(), e.cni_source(), e.cni_choice()), (Cni::Calico, CniSource::Given, Some(Cni::Calico)));
+}
+
+/// Cilium's agent as its Helm chart installs it (the DaemonSet `cilium`, pods labelled `k8s-app: cilium`).
+const CILIUM_AGENT: &str = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: cilium, namespace: kube-system}\n\
+    spec:\n  selector: {matchLabels: {k8s-app: cilium}}\n  template:\n    metadata: {labels: {k8s-app: cilium, \
+    app.kubernetes.io/name: cilium-agent}}\n    spec: {hostNetwork: true, containers: [{name: cilium-agent}]}\n";
+/// Calico's node agent as the Tigera operator installs it (in calico-system).
+const CALICO_AGENT: &str = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: calico-node, namespace: calico-system}\n\
+    spec:\n  selector: {matchLabels: {k8s-app: calico-node}}\n  template:\n    metadata: {labels: {k8s-app: calico-node}}\n\
+    \x20   spec: {hostNetwork: true, containers: [{name: calico-node}]}\n";
+
+fn auto_of(docs: &[&str]) -> (Cni, CniSource) {
+    let l = load_str("c.yaml", &docs.join("---\n"));
+    assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+    let e = Engine::new(l.cluster);
+    (e.cni(), e.cni_source())
+}
+
+#[test]
+fn auto_finds_cilium_from_its_agent_daemonset() {
+    assert_eq!(
+        auto_of(&[CLUSTER, CILIUM_AGENT]),
+        (Cni::Cilium, CniSource::Auto("DaemonSet kube-system/cilium (k8s-app=cilium)".into()))
+    );
+}
+
+#[test]
+fn auto_finds_calico_from_its_node_agent() {
+    assert_eq!(
+        auto_of(&[CLUSTER, CALICO_AGENT]),
+        (Cni::Calico, CniSource::Auto("DaemonSet calico-system/calico-node (k8s-app=calico-node)".into()))
+    );
+    // A live cluster's agent is a pod (here in kube-system, as the manifests install it).
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: calico-node-x7k2p, namespace: kube-system, labels: \
+               {k8s-app: calico-node, pod-template-generation: \"1\"}}\nspec: {nodeName: n1, hostNetwork: true}\n";
+    assert_eq!(
+        auto_of(&[CLUSTER, pod]),
+        (Cni::Calico, CniSource::Auto("pod kube-system/calico-node-x7k2p (k8s-app=calico-node)".into()))
+    );
+}
+
+#[test]
+fn auto_needs_the_agents_own_label() {
+    // A look-alike name or another label value is not an agent.
+    let other = CILIUM_AGENT.replace("k8s-app: cilium", "k8s-app: cilium-operator");
+    assert_eq!(auto_of(&[CLUSTER, &other]).0, Cni::Generic);
+}
+
+#[test]
+fn auto_prefers_policies_and_objects_to_agents_and_cilium_to_calico() {
+    let gnp =
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {selector: all()}\n";
+    let cnp = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: c, namespace: shop}\n\
+               spec: {endpointSelector: {}, ingress: [{}]}\n";
+    // Calico's objects win over Cilium's agent, Cilium's policies over Calico's agent.
+    assert_eq!(auto_of(&[CLUSTER, CILIUM_AGENT, gnp]), (Cni::Calico, CniSource::Auto("Calico objects present".into())));
+    assert_eq!(
+        auto_of(&[CLUSTER, CALICO_AGENT, cnp]),
+        (Cni::Cilium, CniSource::Auto("Cilium policies present".into()))
+    );
+    // Both agents (a migration): Cilium's first.
+    assert_eq!(auto_of(&[CLUSTER, CALICO_AGENT, CILIUM_AGENT]).0, Cni::Cilium);
+    // --cni wins over everything.
+    let e = Engine::with_cni(load_str("c.yaml", &[CLUSTER, CILIUM_AGENT].join("---\n")).cluster, Some(Cni::Calico));
+    assert_eq!((e.cni(), e.cni_source()), (Cni::Calico, CniSource::Given));
+}
+
+#[test]
+fn an_agent_arriving_on_a_live_cluster_switches_the_auto_cni() {
+    use netpol_core::update::Change;
+    let mut e = Engine::new(load_str("c.yaml", CLUSTER).cluster);
+    assert_eq!(e.cni(), Cni::Generic);
+    assert!(allowed(&e, "api", "db"), "generic: an ipBlock covers api's address");
+    let pod = load_str(
+        "p.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: cilium-abcde, namespace: kube-system, labels: {k8s-app: cilium}}\n\
+         spec: {nodeName: n1, hostNetwork: true}\n",
+    )
+    .cluster
+    .pods[0]
+    .clone();
+    let stats = e.update(vec![Change::PutPod { namespace: "kube-system".into(), pod }]);
+    assert!(stats.recompiled);
+    assert_eq!(
+        (e.cni(), e.cni_source()),
+        (Cni::Cilium, CniSource::Auto("pod kube-system/cilium-abcde (k8s-app=cilium)".into()))
+    );
+    assert!(!allowed(&e, "api", "db"), "cilium: no CIDR selects a pod");
+    e.update(vec![Change::DeletePod { namespace: "kube-system".into(), name: "cilium-abcde".into() }]);
+    assert_eq!(e.cni(), Cni::Generic);
+    assert!(allowed(&e, "api", "db"));
 }
 
 #[test]

@@ -111,6 +111,7 @@ fn shard_policy(r: &mut Rng, name: String) -> Policy {
     }];
     Policy {
         host: Default::default(),
+        manifest: None,
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
         order: 1000.into(),
@@ -880,11 +881,27 @@ fn cilium_entities_and_services_follow_changes() {
     let web = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ns, labels: {tier: web}}\nspec: \
                {selector: {app: b}}";
     m.put("web-svc", web);
-    e.update(vec![
+    let stats = e.update(vec![
         Change::PutServiceEndpoints(alone(&api).service_endpoints.pop().unwrap()),
         Change::PutServiceEndpoints(alone(&db).service_endpoints.pop().unwrap()),
         Change::PutService(alone(web).services.pop().unwrap()),
     ]);
+    assert!(stats.recompiled, "{stats:?}");
+    assert_as_fresh(&e, &m, &extra);
+
+    // A Service no policy names, and its endpoints (a live cluster's change all the time): every Cilium policy
+    // resolves as before, so only the cluster changes.
+    let other = "apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: ns}";
+    m.put("other-svc", other);
+    let other_eps = slice_doc("ns", "other-1", "other", "192.168.9.9");
+    m.put("other", &other_eps);
+    let stats = e.update(vec![
+        Change::PutService(alone(other).services.pop().unwrap()),
+        Change::PutServiceEndpoints(alone(&other_eps).service_endpoints.pop().unwrap()),
+    ]);
+    assert!(!stats.recompiled, "{stats:?}");
+    assert_eq!(stats.in_place, 2);
+    assert_eq!(e.cluster().services.len(), 4);
     assert_as_fresh(&e, &m, &extra);
 
     // Deletions: a node, the API server's endpoints, a Service.

@@ -112,7 +112,8 @@ fn a_cluster_without_the_crds_loads_normally() {
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let snap = rt.block_on(netpol_kube::snapshot(&c.source())).unwrap();
-    let optional: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.is_optional() || k.is_calico()).collect();
+    let optional: Vec<Kind> =
+        Kind::ALL.into_iter().filter(|k| k.is_optional() || k.is_calico() || k.is_cilium()).collect();
     assert_eq!(snap.absent(), optional);
     assert!(snap.objects.iter().all(|o| !o.kind.is_optional()));
 }
@@ -212,7 +213,7 @@ async fn watch_without_the_crds() {
             usize::from(!kind.is_calico() && !kind.is_cilium()),
             "{kind:?}: {requests:?}"
         );
-        let want = usize::from(!kind.is_optional() && !kind.is_calico());
+        let want = usize::from(!kind.is_optional() && !kind.is_calico() && !kind.is_cilium());
         assert_eq!(watches(&requests, kind).len(), want, "{kind:?}: {requests:?}");
     }
     assert_eq!(live.errors(), 0.0);

@@ -24,7 +24,7 @@ use netpol_fakeapi::{Calico, Kind as ApiKind, RequestLog};
 use netpol_kube::{CalicoApi, Kind};
 use serde_json::{json, Value};
 
-use crate::common::{allowed, cluster, discoveries, endpoint, policy_kinds, Cluster, Live};
+use crate::common::{allowed, cluster, discoveries, endpoint, policy_kinds, watched_kinds, Cluster, Live};
 
 /// Flows on the cluster of `calico_objects`, with the verdicts its documentation gives.
 const FLOWS: [(&str, &str, u16, bool); 8] = [
@@ -219,10 +219,18 @@ async fn a_missing_calico_crd_is_no_error() {
     let c = calico_cluster(Calico::Crds, CALICO_CRD);
     c.server.set_served(ApiKind::CalicoGlobalNetworkSet, false);
     let snap = netpol_kube::snapshot(&c.source()).await.expect("no error without one CRD");
-    // (and Cilium's kinds: the cluster does not serve its group)
+    // (and Cilium's kinds, and the Services and endpoints only they read: the cluster does not serve its group)
     assert_eq!(
         snap.absent(),
-        [Kind::GlobalNetworkSet, Kind::CiliumNetworkPolicy, Kind::CiliumClusterwideNetworkPolicy]
+        [
+            Kind::GlobalNetworkSet,
+            Kind::CiliumNetworkPolicy,
+            Kind::CiliumClusterwideNetworkPolicy,
+            Kind::CiliumCidrGroup,
+            Kind::Service,
+            Kind::EndpointSlice,
+            Kind::Endpoints
+        ]
     );
     assert!(!snap.resource_versions().contains("globalnetworksets"), "{}", snap.resource_versions());
     let loaded = netpol_kube::load_objects(snap.objects);
@@ -288,7 +296,7 @@ async fn fresh(c: &Cluster) -> Engine {
 async fn watch_follows_calicos_objects() {
     let c = calico_cluster(Calico::Crds, CALICO_CRD);
     let live = Live::start(&c).await;
-    eventually!("a watch of every kind", c.server.open_watches() == c.server.served_kinds().len());
+    eventually!("a watch of every kind", c.server.open_watches() == watched_kinds(&c.server));
     for (src, dst, port, want) in FLOWS {
         assert_eq!(live.allowed(src, dst, port), want, "{src} -> {dst} {port}");
     }
@@ -456,7 +464,7 @@ async fn snapshot_reads_calicos_staged_policies_from_either_group() {
 async fn watch_follows_calicos_staged_policies() {
     let c = calico_cluster(Calico::Crds, CALICO_CRD);
     let live = Live::start(&c).await;
-    eventually!("a watch of every kind", c.server.open_watches() == c.server.served_kinds().len());
+    eventually!("a watch of every kind", c.server.open_watches() == watched_kinds(&c.server));
     assert!(live.engine().cluster().staged.is_empty());
     let recompiles = live.metric("netpol_live_recompiles_total ");
     let check = |live: &Engine, what: &str| {
@@ -618,7 +626,7 @@ async fn watch_follows_calicos_host_endpoints() {
     let c = calico_cluster(Calico::Crds, CALICO_CRD);
     c.put(worker_node());
     let live = Live::start(&c).await;
-    eventually!("a watch of every kind", c.server.open_watches() == c.server.served_kinds().len());
+    eventually!("a watch of every kind", c.server.open_watches() == watched_kinds(&c.server));
     assert!(live.allowed("backend/api", "192.168.1.11", 10250), "no host endpoint: the node's address is open");
     let recompiles = live.metric("netpol_live_recompiles_total ");
 

@@ -14,7 +14,7 @@ use netpol_fakeapi::Kind as ApiKind;
 use netpol_kube::Kind;
 use serde_json::{json, Value};
 
-use crate::common::{allowed, cluster, discoveries, endpoint, policy_kinds, Cluster, Live};
+use crate::common::{allowed, cluster, discoveries, endpoint, policy_kinds, watched_kinds, Cluster, Live};
 
 /// Flows on the cluster of `cilium_objects`, with the verdicts its documentation gives.
 const FLOWS: [(&str, &str, u16, bool); 5] = [
@@ -209,9 +209,8 @@ fn the_one_shot_line_names_ciliums_kinds() {
 async fn watch_follows_ciliums_policies() {
     let c = cilium_cluster();
     let live = Live::start(&c).await;
-    // Every kind served but ServiceAccounts (read only where Calico is).
-    let watched = c.server.served_kinds().into_iter().filter(|k| *k != ApiKind::ServiceAccount).count();
-    eventually!("a watch of every kind", c.server.open_watches() == watched);
+    // Every kind netpol reads on a cluster with Cilium (Services and their endpoints included).
+    eventually!("a watch of every kind", c.server.open_watches() == watched_kinds(&c.server));
     for (src, dst, port, want) in FLOWS {
         assert_eq!(live.allowed(src, dst, port), want, "{src} -> {dst} {port}");
     }
@@ -461,8 +460,7 @@ async fn watch_resolves_ciliums_node_entities_on_the_live_cluster() {
     c.put(on_node(fixtures::pod("backend", "api", json!({"app": "api"}), "10.0.2.1"), "worker-1"));
     c.put(on_node(fixtures::pod("frontend", "web", json!({"app": "web"}), "10.0.1.1"), "worker-2"));
     let live = Live::start(&c).await;
-    let watched = c.server.served_kinds().into_iter().filter(|k| *k != ApiKind::ServiceAccount).count();
-    eventually!("a watch of every kind", c.server.open_watches() == watched);
+    eventually!("a watch of every kind", c.server.open_watches() == watched_kinds(&c.server));
     assert_as_listed(&live, &c, "the first list").await;
 
     // A policy with node entities, loaded alone by the watch: resolved on the live cluster's Nodes.
@@ -508,4 +506,355 @@ async fn watch_resolves_ciliums_node_entities_on_the_live_cluster() {
     }
     assert!(!live.allowed("backend/api", "192.168.1.11", 4240));
     assert_as_listed(&live, &c, "no Node").await;
+}
+
+// ---- Services, their endpoints and CIDR groups on the live cluster ----
+
+/// Endpoints and ports of the Service and CIDR group tests: the pods, the addresses endpoints and groups move
+/// between, an address of no one.
+const REF_ENDPOINTS: [&str; 7] =
+    ["frontend/web", "backend/api", "203.0.113.10", "203.0.113.11", "192.0.2.10", "192.0.2.11", "198.51.100.7"];
+const REF_PORTS: [u16; 3] = [5432, 6443, 443];
+
+/// CiliumNetworkPolicy `frontend/to-db`: `app=web` may reach Service `backend/db` (no selector: its endpoints'
+/// addresses) on TCP 5432, and nothing else (its egress is isolated).
+fn to_db() -> Value {
+    cilium_policy(
+        "frontend",
+        "to-db",
+        json!({
+            "endpointSelector": {"matchLabels": {"app": "web"}},
+            "egress": [{
+                "toServices": [{"k8sService": {"serviceName": "db", "namespace": "backend"}}],
+                "toPorts": [{"ports": [{"port": "5432", "protocol": "TCP"}]}],
+            }],
+        }),
+    )
+}
+
+/// CiliumNetworkPolicy `frontend/to-apiserver`: `app=web` may reach the `kube-apiserver` entity (the endpoints of
+/// Service `default/kubernetes`) on TCP 6443.
+fn to_apiserver() -> Value {
+    cilium_policy(
+        "frontend",
+        "to-apiserver",
+        json!({
+            "endpointSelector": {"matchLabels": {"app": "web"}},
+            "egress": [{"toEntities": ["kube-apiserver"], "toPorts": [{"ports": [{"port": "6443", "protocol": "TCP"}]}]}],
+        }),
+    )
+}
+
+/// CiliumNetworkPolicy `frontend/to-partners`: `app=web` may reach the CIDRs of CiliumCIDRGroup `partners` on TCP
+/// 443.
+fn to_partners() -> Value {
+    cilium_policy(
+        "frontend",
+        "to-partners",
+        json!({
+            "endpointSelector": {"matchLabels": {"app": "web"}},
+            "egress": [{
+                "toCIDRSet": [{"cidrGroupRef": "partners"}],
+                "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}],
+            }],
+        }),
+    )
+}
+
+/// The objects of `c` that [`cilium_objects`] and the small cluster do not have, as the fake server holds them
+/// now (kinds of the Service and CIDR group tests).
+fn extra_objects(c: &Cluster) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (kind, ns, name) in [
+        (ApiKind::CiliumNetworkPolicy, Some("frontend"), "to-db"),
+        (ApiKind::CiliumNetworkPolicy, Some("frontend"), "to-apiserver"),
+        (ApiKind::CiliumNetworkPolicy, Some("frontend"), "to-partners"),
+        (ApiKind::Service, Some("backend"), "db"),
+        (ApiKind::Service, Some("default"), "kubernetes"),
+        (ApiKind::EndpointSlice, Some("backend"), "db-1"),
+        (ApiKind::EndpointSlice, Some("default"), "kubernetes"),
+        (ApiKind::Endpoints, Some("backend"), "db"),
+        (ApiKind::Endpoints, Some("default"), "kubernetes"),
+        (ApiKind::Service, Some("backend"), "other"),
+        (ApiKind::EndpointSlice, Some("backend"), "other-1"),
+        (ApiKind::Endpoints, Some("backend"), "other"),
+        (ApiKind::CiliumCidrGroup, None, "partners"),
+        (ApiKind::CiliumCidrGroupV2Alpha1, None, "partners"),
+    ] {
+        out.extend(c.server.get_kind(kind, ns, name));
+    }
+    out
+}
+
+/// The live engine answers as the same objects loaded from a file: every explanation among [`REF_ENDPOINTS`] and
+/// [`REF_PORTS`], the Cilium policies' rules (generated ones included) and the diagnostics (warnings of peers that
+/// match nothing included).
+fn assert_as_file(live: &Live, c: &Cluster, what: &str) {
+    let (file, file_diagnostics) = from_file(extra_objects(c));
+    let engine = live.engine();
+    for src in REF_ENDPOINTS {
+        for dst in REF_ENDPOINTS {
+            for port in REF_PORTS {
+                assert_eq!(
+                    explanation(&engine, src, dst, port),
+                    explanation(&file, src, dst, port),
+                    "{what}: {src} -> {dst} {port}"
+                );
+            }
+        }
+    }
+    let rules = |e: &Engine| {
+        let mut v: Vec<String> = e
+            .cluster()
+            .policies
+            .iter()
+            .filter(|p| p.kind.is_cilium())
+            .map(|p| format!("{} {:?} {:?}", p.name, p.ingress, p.egress))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(rules(&engine), rules(&file), "{what}: Cilium's rules");
+    let sorted = |d: &[Diagnostic]| {
+        let mut v: Vec<String> = d.iter().map(described).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&live.diagnostics()), sorted(&file_diagnostics), "{what}: diagnostics");
+}
+
+/// An EndpointSlice (`kind` [`Kind::EndpointSlice`]: `SERVICE-1`, or, the older API, the Endpoints object named
+/// as its Service) of Service `ns/service` with `addresses`.
+fn endpoints_of(kind: Kind, ns: &str, service: &str, addresses: &[&str]) -> Value {
+    match kind {
+        Kind::EndpointSlice => {
+            let name = if service == "kubernetes" { service.to_string() } else { format!("{service}-1") };
+            fixtures::endpoint_slice(ns, &name, service, addresses)
+        }
+        _ => fixtures::endpoints(ns, service, addresses),
+    }
+}
+
+/// The Service and `kube-apiserver` test, with the endpoints as EndpointSlices or as Endpoints (`kind`): before
+/// the Service and its endpoints exist the flows are denied, with them allowed, and they follow the endpoints as
+/// they change and go; after each event the live engine answers as a file of the same objects does.
+async fn watch_follows_service_endpoints(kind: Kind) {
+    let api_kind = match kind {
+        Kind::EndpointSlice => ApiKind::EndpointSlice,
+        _ => ApiKind::Endpoints,
+    };
+    let c = cilium_cluster();
+    c.put(to_db());
+    c.put(to_apiserver());
+    let live = Live::start(&c).await;
+    eventually!("a watch of every kind", c.server.open_watches() == watched_kinds(&c.server));
+    assert!(live.version(Kind::Service).is_some() && live.version(kind).is_some(), "{}", live.versions());
+    // Nothing behind either yet: denied, with the warnings a file gives.
+    assert!(!live.allowed("frontend/web", "203.0.113.10", 5432), "no Service");
+    assert!(!live.allowed("frontend/web", "192.0.2.10", 6443), "no API server endpoints");
+    let warned = |live: &Live, what: &str| live.diagnostics().iter().any(|d| d.message.contains(what));
+    assert!(warned(&live, "kube-apiserver"), "{:?}", live.diagnostics());
+    assert_as_file(&live, &c, "no Service");
+
+    // The Service without a selector: still nothing behind it.
+    let rv = c.put(fixtures::service("backend", "db", None));
+    live.applied(Kind::Service, rv).await;
+    assert!(!live.allowed("frontend/web", "203.0.113.10", 5432), "no endpoints");
+    assert_as_file(&live, &c, "the Service alone");
+    // Its endpoints: allowed to that address and port only.
+    let rv = c.put(endpoints_of(kind, "backend", "db", &["203.0.113.10"]));
+    live.applied(kind, rv).await;
+    assert!(live.allowed("frontend/web", "203.0.113.10", 5432), "the Service's endpoint");
+    assert!(!live.allowed("frontend/web", "203.0.113.10", 6443));
+    assert!(!live.allowed("frontend/web", "203.0.113.11", 5432));
+    assert_as_file(&live, &c, "the Service's endpoints");
+    // The API server's Service and endpoints.
+    let rv = c.put(fixtures::service("default", "kubernetes", None));
+    live.applied(Kind::Service, rv).await;
+    let rv = c.put(endpoints_of(kind, "default", "kubernetes", &["192.0.2.10"]));
+    live.applied(kind, rv).await;
+    assert!(live.allowed("frontend/web", "192.0.2.10", 6443), "kube-apiserver");
+    assert!(!live.allowed("frontend/web", "192.0.2.11", 6443));
+    assert!(!warned(&live, "kube-apiserver"), "{:?}", live.diagnostics());
+    assert_as_file(&live, &c, "the API server's endpoints");
+
+    // A Service no policy names, and its endpoints (a live cluster's change all the time): the cluster keeps
+    // them, nothing is recompiled.
+    let recompiles = live.metric("netpol_live_recompiles_total ");
+    let changes = live.metric("netpol_live_changes_total ");
+    c.put(fixtures::service("backend", "other", None));
+    let rv = c.put(endpoints_of(kind, "backend", "other", &["198.51.100.7"]));
+    live.applied(kind, rv).await;
+    eventually!("the changes counted", live.metric("netpol_live_changes_total ") >= changes + 2.0);
+    assert_eq!(live.metric("netpol_live_recompiles_total "), recompiles, "no recompile");
+    assert!(live.engine().cluster().services.iter().any(|s| s.name == "other"));
+    assert!(!live.allowed("frontend/web", "198.51.100.7", 5432));
+    assert!(live.allowed("frontend/web", "203.0.113.10", 5432));
+    assert_as_file(&live, &c, "a Service no policy names");
+
+    // The endpoints move: the verdicts follow.
+    let rv = c.put(endpoints_of(kind, "backend", "db", &["203.0.113.11"]));
+    live.applied(kind, rv).await;
+    assert!(!live.allowed("frontend/web", "203.0.113.10", 5432), "the old endpoint");
+    assert!(live.allowed("frontend/web", "203.0.113.11", 5432), "the new endpoint");
+    let rv = c.put(endpoints_of(kind, "default", "kubernetes", &["192.0.2.11"]));
+    live.applied(kind, rv).await;
+    assert!(!live.allowed("frontend/web", "192.0.2.10", 6443));
+    assert!(live.allowed("frontend/web", "192.0.2.11", 6443));
+    assert_as_file(&live, &c, "the endpoints moved");
+
+    // The endpoints deleted: denied again.
+    let name = if kind == Kind::EndpointSlice { "db-1" } else { "db" };
+    let rv = c.server.delete_kind(api_kind, Some("backend"), name).unwrap();
+    live.applied(kind, rv).await;
+    assert!(!live.allowed("frontend/web", "203.0.113.11", 5432), "the endpoints gone");
+    assert_as_file(&live, &c, "the Service's endpoints deleted");
+    let rv = c.server.delete_kind(api_kind, Some("default"), "kubernetes").unwrap();
+    live.applied(kind, rv).await;
+    assert!(!live.allowed("frontend/web", "192.0.2.11", 6443), "the API server's endpoints gone");
+    assert!(warned(&live, "kube-apiserver"), "{:?}", live.diagnostics());
+    assert_as_file(&live, &c, "the API server's endpoints deleted");
+    // Endpoints again, then the Service deleted: a Service reference that matches nothing.
+    let rv = c.put(endpoints_of(kind, "backend", "db", &["203.0.113.10"]));
+    live.applied(kind, rv).await;
+    assert!(live.allowed("frontend/web", "203.0.113.10", 5432));
+    let rv = c.server.delete_kind(ApiKind::Service, Some("backend"), "db").unwrap();
+    live.applied(Kind::Service, rv).await;
+    assert!(!live.allowed("frontend/web", "203.0.113.10", 5432), "the Service gone");
+    assert_as_file(&live, &c, "the Service deleted");
+    assert_eq!(live.errors(), 0.0);
+    let events =
+        |t: &str| live.metric(&format!("netpol_watch_events_total{{kind=\"{}\",type=\"{t}\"}}", kind.plural()));
+    assert!(events("apply") >= 4.0 && events("delete") >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_services_and_their_endpoint_slices() {
+    watch_follows_service_endpoints(Kind::EndpointSlice).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_services_and_their_endpoints() {
+    watch_follows_service_endpoints(Kind::Endpoints).await;
+}
+
+/// A CiliumCIDRGroup under `api` (the fake server's kind: `v2`, or `v2alpha1` on an older Cilium) created, changed
+/// and deleted changes the verdict of a `cidrGroupRef` rule; the live engine answers as a file of the same
+/// objects, and as a one-shot list.
+async fn watch_follows_a_cidr_group(c: &Cluster, api: &str) {
+    let live = Live::start(c).await;
+    eventually!("a watch of every kind", c.server.open_watches() == watched_kinds(&c.server));
+    assert!(live.version(Kind::CiliumCidrGroup).is_some(), "{}", live.versions());
+    assert!(!live.allowed("frontend/web", "198.51.100.7", 443), "no group yet");
+    assert_as_file(&live, c, "no group");
+
+    let group = |cidrs: &[&str]| fixtures::cilium_cidr_group(api, "partners", json!({"team": "a"}), cidrs);
+    let rv = c.put(group(&["198.51.100.0/24"]));
+    live.applied(Kind::CiliumCidrGroup, rv).await;
+    assert!(live.allowed("frontend/web", "198.51.100.7", 443), "in the group");
+    assert!(!live.allowed("frontend/web", "198.51.100.7", 5432), "another port");
+    assert!(!live.allowed("frontend/web", "203.0.113.10", 443), "outside the group");
+    assert_as_file(&live, c, "the group created");
+    assert_same_answers(&live.engine(), &fresh(c).await, "the group created, as listed");
+
+    let rv = c.put(group(&["203.0.113.0/24"]));
+    live.applied(Kind::CiliumCidrGroup, rv).await;
+    assert!(!live.allowed("frontend/web", "198.51.100.7", 443), "no longer in the group");
+    assert!(live.allowed("frontend/web", "203.0.113.10", 443), "now in the group");
+    assert_as_file(&live, c, "the group changed");
+
+    let kind = if api == fixtures::CILIUM { ApiKind::CiliumCidrGroup } else { ApiKind::CiliumCidrGroupV2Alpha1 };
+    let rv = c.server.delete_kind(kind, None, "partners").unwrap();
+    live.applied(Kind::CiliumCidrGroup, rv).await;
+    assert!(!live.allowed("frontend/web", "203.0.113.10", 443), "the group gone");
+    assert_as_file(&live, c, "the group deleted");
+    assert_eq!(live.errors(), 0.0);
+    assert!(live.metric("netpol_watch_events_total{kind=\"ciliumcidrgroups\",type=\"apply\"}") >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_cilium_cidr_groups() {
+    let c = cilium_cluster();
+    c.put(to_partners());
+    c.server.clear_requests();
+    watch_follows_a_cidr_group(&c, fixtures::CILIUM).await;
+    // Read at v2 (the group's resources were asked for), never at v2alpha1.
+    let requests = c.server.requests();
+    assert!(requests.iter().any(|r| r.path == "/apis/cilium.io/v2"), "{requests:?}");
+    assert!(!requests.iter().any(|r| r.path == ApiKind::CiliumCidrGroupV2Alpha1.path()), "{requests:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_cilium_serves_cidr_groups_at_v2alpha1() {
+    let c = cilium_cluster();
+    c.server.set_served(ApiKind::CiliumCidrGroup, false);
+    c.put(to_partners());
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("snapshot");
+    assert_eq!(snap.cidr_groups, Some(fixtures::CILIUM_V2ALPHA1));
+    assert!(!snap.absent().contains(&Kind::CiliumCidrGroup));
+    c.server.clear_requests();
+    watch_follows_a_cidr_group(&c, fixtures::CILIUM_V2ALPHA1).await;
+    let requests = c.server.requests();
+    let path = ApiKind::CiliumCidrGroupV2Alpha1.path();
+    assert!(requests.iter().any(|r| r.path == path && r.is_watch()), "{requests:?}");
+    assert!(!requests.iter().any(|r| r.path == ApiKind::CiliumCidrGroup.path()), "{requests:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_cidr_group_crd_the_rest_works() {
+    let c = cilium_cluster();
+    c.server.set_served(ApiKind::CiliumCidrGroup, false);
+    c.server.set_served(ApiKind::CiliumCidrGroupV2Alpha1, false);
+    c.put(to_partners());
+    c.put(to_db());
+    c.put(fixtures::service("backend", "db", None));
+    c.put(fixtures::endpoint_slice("backend", "db-1", "db", &["203.0.113.10"]));
+    c.server.clear_requests();
+    // One-shot: no error, the kind absent, the rest read.
+    let snap = netpol_kube::snapshot(&c.source()).await.expect("no error without the CIDR group CRD");
+    assert_eq!(snap.cidr_groups, None);
+    assert!(snap.absent().contains(&Kind::CiliumCidrGroup), "{:?}", snap.absent());
+    assert!(!snap.resource_versions().contains("ciliumcidrgroups"), "{}", snap.resource_versions());
+    assert!(snap.resource_versions().contains(",endpointslices="), "{}", snap.resource_versions());
+    let engine = Engine::new(netpol_kube::load_objects(snap.objects).cluster);
+    assert!(allowed(&engine, "frontend/web", "203.0.113.10", 5432));
+    assert!(!allowed(&engine, "frontend/web", "198.51.100.7", 443));
+    let requests = c.server.requests();
+    assert!(!requests.iter().any(|r| r.path.ends_with("/ciliumcidrgroups")), "not asked for: {requests:?}");
+
+    // Watch: no error, no watch of it, the rest followed.
+    let live = Live::start(&c).await;
+    eventually!("a watch of every kind", c.server.open_watches() == watched_kinds(&c.server));
+    assert!(live.version(Kind::CiliumCidrGroup).is_none(), "{}", live.versions());
+    assert!(live.allowed("frontend/web", "203.0.113.10", 5432));
+    assert!(!live.allowed("frontend/web", "198.51.100.7", 443));
+    let rv = c.put(fixtures::endpoint_slice("backend", "db-1", "db", &["203.0.113.11"]));
+    live.applied(Kind::EndpointSlice, rv).await;
+    assert!(!live.allowed("frontend/web", "203.0.113.10", 5432));
+    assert!(live.allowed("frontend/web", "203.0.113.11", 5432));
+    assert_as_file(&live, &c, "no CIDR group CRD");
+    assert_eq!(live.errors(), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_slices_deleted_while_the_watch_is_down_are_found_by_the_relist_after_410() {
+    let c = cilium_cluster();
+    c.put(to_db());
+    c.put(fixtures::service("backend", "db", None));
+    c.put(fixtures::endpoint_slice("backend", "db-1", "db", &["203.0.113.10"]));
+    let live = Live::start(&c).await;
+    eventually!("a watch of every kind", c.server.open_watches() == watched_kinds(&c.server));
+    assert!(live.allowed("frontend/web", "203.0.113.10", 5432));
+    assert_eq!(live.metric("netpol_watch_lists_total{kind=\"endpointslices\"}"), 1.0);
+    // Every watch is cut, and the history they would resume from is gone: they get 410 Gone and list again; the
+    // slice deleted meanwhile is only found gone by the relist.
+    c.put(fixtures::namespace("other", json!({})));
+    c.server.compact();
+    c.server.drop_watches();
+    c.server.delete_kind(ApiKind::EndpointSlice, Some("backend"), "db-1").unwrap();
+    eventually!("the relist", !live.allowed("frontend/web", "203.0.113.10", 5432));
+    eventually!("every watch open again", c.server.open_watches() == watched_kinds(&c.server));
+    assert_eq!(live.metric("netpol_watch_lists_total{kind=\"endpointslices\"}"), 2.0);
+    assert!(live.metric("netpol_watch_errors_total{kind=\"endpointslices\"}") >= 1.0, "the 410 is counted");
+    assert_as_file(&live, &c, "after the relist");
 }

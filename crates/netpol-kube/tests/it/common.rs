@@ -72,6 +72,27 @@ pub(crate) fn without_calico() -> Vec<Kind> {
     Kind::ALL.into_iter().filter(|k| !k.is_calico() && !k.is_cilium()).collect()
 }
 
+/// How many watches netpol keeps open on `server`: one per kind it serves, but ServiceAccounts only where Calico
+/// is, Services, EndpointSlices and Endpoints only where Cilium is, Calico's CRDs only where its API server is not,
+/// and CiliumCIDRGroups at one version (`v2` where served, else `v2alpha1`).
+pub(crate) fn watched_kinds(server: &FakeApiServer) -> usize {
+    use netpol_fakeapi::Api;
+    let served = server.served_kinds();
+    let api_server = served.iter().any(|k| k.api() == Api::CalicoApiServer);
+    let calico = served.iter().any(|k| matches!(k.api(), Api::CalicoCrd | Api::CalicoApiServer));
+    let cilium = served.contains(&ApiKind::CiliumNetworkPolicy);
+    let cidr_groups_v2 = served.contains(&ApiKind::CiliumCidrGroup);
+    served
+        .iter()
+        .filter(|k| match k {
+            ApiKind::ServiceAccount => calico,
+            ApiKind::Service | ApiKind::EndpointSlice | ApiKind::Endpoints => cilium,
+            ApiKind::CiliumCidrGroupV2Alpha1 => !cidr_groups_v2,
+            _ => k.api() != Api::CalicoCrd || !api_server,
+        })
+        .count()
+}
+
 /// Discovery requests (`GET /apis`: which of Calico's groups, and whether Cilium's, the cluster serves).
 pub(crate) fn discoveries(requests: &[RequestLog]) -> usize {
     requests.iter().filter(|r| r.path == "/apis").count()

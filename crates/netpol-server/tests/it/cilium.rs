@@ -213,9 +213,9 @@ async fn loaded_cilium_policies_are_explained_listed_and_replaced_whole() {
     let names: Vec<&str> = tiers.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     // Deny rules first; no CiliumAllow tier, as no policy turns default deny off.
     assert_eq!(names, ["CiliumDeny", "Admin", "NetworkPolicy", "Baseline"]);
-    // Their manifests are not rendered yet: said so, not a wrong manifest.
+    // Its manifest is the object as written (see `the_manifest_of_a_cilium_policy_is_the_object_as_written`).
     let r = get(&app, &format!("/api/v1/manifest?policy={api}")).await;
-    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED, "{}", r.text());
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 
     // A what-if deleting the object takes all its policies out; one replacing it replaces them all.
     let r = post(&app, "/api/v1/whatif", "application/json", json!({"delete": [api]}).to_string()).await;
@@ -348,4 +348,56 @@ async fn explain_takes_an_http_request_and_names_the_l7_rule() {
     assert_eq!(x["verdict"], "allow", "{x}");
     let panels = get(&app, "/ui/panels.js").await.text();
     assert!(panels.contains("m.l7 ?") && panels.contains("x.request ?"), "the UI shows L7 words and the request");
+}
+
+#[tokio::test]
+async fn the_manifest_of_a_cilium_policy_is_the_object_as_written() {
+    let (_dir, app) = app_of(&format!("{CLUSTER}---\n{CILIUM}"));
+    let docs: Vec<serde_yaml_ng::Value> =
+        CILIUM.split("\n---\n").map(|d| serde_yaml_ng::from_str(d).expect("a fixture document")).collect();
+    for (reference, want) in [(cnp("api-ingress"), &docs[0]), ("ccnp/backend-not-to-frontend".to_string(), &docs[1])] {
+        let r = get(&app, &format!("/api/v1/manifest?policy={reference}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{reference}: {}", r.text());
+        let got: serde_yaml_ng::Value = serde_yaml_ng::from_str(&r.text()).expect("YAML");
+        // The whole object, every rule of it, not the policy of one tier; keys in the author's order.
+        assert_eq!(&got, want, "{reference}: {}", r.text());
+        assert!(r.text().starts_with("apiVersion: cilium.io/v2\nkind: Cilium"), "{}", r.text());
+    }
+    // `api-ingress` is two policies of the model (its deny rule in CiliumDeny, its allow rule in the NetworkPolicy
+    // tier): the manifest of either is the one object, and loaded back it gives the same verdicts.
+    let text = get(&app, &format!("/api/v1/manifest?policy={}", cnp("api-ingress"))).await.text();
+    let (_dir2, again) = app_of(&format!("{CLUSTER}---\n{text}"));
+    for port in [8080, 9090] {
+        assert_eq!(
+            explain(&again, "frontend/web", "backend/api", port).await["verdict"],
+            explain(&app, "frontend/web", "backend/api", port).await["verdict"],
+            "{port}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn answers_name_the_cni_and_explain_says_when_the_answer_depends_on_it() {
+    // Cilium's policies: auto picks cilium, and every answer that depends on it says so.
+    let (_dir, app) = app_of(&format!("{CLUSTER}---\n{CILIUM}"));
+    let cilium = json!({"name": "cilium", "auto": "Cilium policies present"});
+    let x = explain(&app, "frontend/web", "backend/api", 8080).await;
+    assert_eq!(x["cni"], cilium, "{x}");
+    assert!(x.get("cni_dependence").is_none(), "every CNI allows it: {x}");
+    assert_eq!(get(&app, "/api/v1/matrix?port=8080").await.json()["cni"], cilium);
+    assert_eq!(get(&app, "/api/v1/graph?port=8080/TCP").await.json()["cni"], cilium);
+    let whatif = post(&app, "/api/v1/whatif", "application/json", json!({"delete": [cnp("api-ingress")]}).to_string());
+    let w = whatif.await.json();
+    assert_eq!((&w["cni"], w.get("cni_old")), (&cilium, None), "{w}");
+
+    // A NetworkPolicy whose ipBlock covers web's address: generic (auto) allows, Cilium would not.
+    let np = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: api, namespace: backend}\n\
+              spec:\n  podSelector: {matchLabels: {app: api}}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.1.0/24}}]}]\n";
+    let (_dir, app) = app_of(&format!("{CLUSTER}---\n{np}"));
+    let x = explain(&app, "frontend/web", "backend/api", 8080).await;
+    assert_eq!(x["verdict"], "allow", "{x}");
+    assert_eq!(x["cni"], json!({"name": "generic", "auto": "no Cilium or Calico objects or agents"}), "{x}");
+    let dep = &x["cni_dependence"];
+    assert_eq!(dep["verdicts"], json!([["generic", true], ["cilium", false], ["calico", true]]), "{x}");
+    assert!(dep["reason"].as_str().unwrap().contains("which Cilium selects only by identity"), "{x}");
 }

@@ -113,27 +113,36 @@ fn lists<'a>(requests: &'a [RequestLog], path: &'a str) -> impl Iterator<Item = 
     requests.iter().filter(move |r| r.method == "GET" && r.path == path && !r.is_watch())
 }
 
+/// Services and their endpoints: read only where Cilium is.
+const WITH_CILIUM: [ApiKind; 3] = [ApiKind::Service, ApiKind::EndpointSlice, ApiKind::Endpoints];
+
 /// The kinds of `server` netpol lists and watches: every kind it serves, but ServiceAccounts only where Calico is,
-/// and Calico's CRDs only where Calico's API server is not.
+/// Services and their endpoints only where Cilium is, Calico's CRDs only where Calico's API server is not, and
+/// CiliumCIDRGroups at one version (`v2` where served).
 fn watched(server: &FakeApiServer) -> Vec<ApiKind> {
     let served = server.served_kinds();
     let api_server = served.iter().any(|k| k.api() == Api::CalicoApiServer);
     let calico = served.iter().any(|k| matches!(k.api(), Api::CalicoCrd | Api::CalicoApiServer));
+    let cilium = served.contains(&ApiKind::CiliumNetworkPolicy);
+    let cidr_groups_v2 = served.contains(&ApiKind::CiliumCidrGroup);
     served
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|k| match k.api() {
             Api::CalicoCrd => !api_server,
+            _ if WITH_CILIUM.contains(k) => cilium,
+            _ if *k == ApiKind::CiliumCidrGroupV2Alpha1 => !cidr_groups_v2,
             _ => *k != ApiKind::ServiceAccount || calico,
         })
         .collect()
 }
 
-/// The collections netpol lists and watches on the cluster of [`cluster`] (no Calico).
+/// The collections netpol lists and watches on the cluster of [`cluster`] (no Calico, no Cilium).
 fn collections() -> Vec<String> {
     ApiKind::ALL
         .iter()
         .filter(|k| matches!(k.api(), Api::BuiltIn | Api::PolicyCrd))
-        .filter(|k| **k != ApiKind::ServiceAccount)
+        .filter(|k| **k != ApiKind::ServiceAccount && !WITH_CILIUM.contains(k))
         .map(|k| k.path())
         .collect()
 }
@@ -494,9 +503,11 @@ async fn serve_follows_ciliums_policies() {
     let rv = c.server.resource_version();
     let header = get(app, "/healthz").await.resource_version.unwrap();
     assert!(
-        header.ends_with(&format!(",ciliumnetworkpolicies={},ciliumclusterwidenetworkpolicies={rv}", rv - 1)),
+        header.contains(&format!(",ciliumnetworkpolicies={},ciliumclusterwidenetworkpolicies={rv},", rv - 1)),
         "{header}"
     );
+    // CIDR groups, Services and their endpoints: none yet.
+    assert!(header.ends_with(",ciliumcidrgroups=-,services=-,endpointslices=-,endpoints=-"), "{header}");
     assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
     assert_eq!(verdict(app, "backend/api", "frontend/web").await, "deny");
     let r = get(app, "/api/v1/explain?src=frontend/web&dst=backend/api&port=9090").await;

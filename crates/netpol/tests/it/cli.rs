@@ -207,7 +207,7 @@ fn mapped_zoned_and_malformed_addresses_in_query_and_explain() {
     // The first line names the CNI whose reading the answer follows; the verdict comes next.
     assert!(
         stdout(&o).starts_with(
-            "cni: generic (auto: no Cilium or Calico objects)\nALLOW frontend/web-7c9f8d6b5-k2x9p -> backend/api 8080/TCP"
+            "cni: generic (auto: no Cilium or Calico objects or agents)\nALLOW frontend/web-7c9f8d6b5-k2x9p -> backend/api 8080/TCP"
         ),
         "{}",
         stdout(&o)
@@ -257,7 +257,8 @@ fn describe_outputs() {
     // JSON: outside traffic per pod; web takes 8080 from anywhere, kube-dns is not isolated at all.
     let v: serde_json::Value =
         serde_json::from_str(&stdout(&netpol(&["describe", "-f", &ex, "-o", "json"], None))).unwrap();
-    let pod = |name: &str| v.as_array().unwrap().iter().find(|p| p["pod"] == name).unwrap().clone();
+    assert_eq!(v["cni"], serde_json::json!({"name": "generic", "auto": "no Cilium or Calico objects or agents"}));
+    let pod = |name: &str| v["pods"].as_array().unwrap().iter().find(|p| p["pod"] == name).unwrap().clone();
     let web = pod("frontend/web");
     assert_eq!(web["outside"]["egress"], serde_json::json!([]));
     assert_eq!(
@@ -268,7 +269,7 @@ fn describe_outputs() {
     assert_eq!(dns["outside"]["egress"], serde_json::json!([{"ports": "all", "addresses": ["0.0.0.0/0", "::/0"]}]));
     // Labels as an object, as in a manifest (before: the string `app=web,tier=frontend`).
     assert_eq!(web["labels"], serde_json::json!({"app": "web"}));
-    assert!(v.as_array().unwrap().iter().all(|p| p["labels"].is_object()), "{v}");
+    assert!(v["pods"].as_array().unwrap().iter().all(|p| p["labels"].is_object()), "{v}");
     insta::assert_snapshot!(
         "describe_pod_json",
         stdout(&netpol(&["describe", "-f", &ex, "backend/api-6b8d7f5c4-m4n7r", "-o", "json"], None))
@@ -457,7 +458,7 @@ fn directory_symlinks_are_followed_once_loops_end_and_dangling_links_warn() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let pods: Vec<&str> = v.as_array().unwrap().iter().map(|p| p["pod"].as_str().unwrap()).collect();
+    let pods: Vec<&str> = v["pods"].as_array().unwrap().iter().map(|p| p["pod"].as_str().unwrap()).collect();
     assert_eq!(pods, ["x/a", "x/b", "y/c"], "{err}");
     assert!(!err.contains("duplicate"), "each file is read once: {err}");
     assert!(!err.contains("invalid object"), "{err}");
@@ -653,7 +654,10 @@ fn cni_flag_header_note_and_cni_diff() {
     let o = netpol(&["explain", "-f", &f, "shop/api", "shop/db", "5432"], None);
     assert_eq!(o.status.code(), Some(0));
     let t = stdout(&o);
-    assert!(t.starts_with("cni: generic (auto: no Cilium or Calico objects)\nALLOW shop/api -> shop/db"), "{t}");
+    assert!(
+        t.starts_with("cni: generic (auto: no Cilium or Calico objects or agents)\nALLOW shop/api -> shop/db"),
+        "{t}"
+    );
     assert!(t.contains("note: depends on the CNI: generic allows, cilium denies, calico allows"), "{t}");
     let o = netpol(&["explain", "--cni", "cilium", "-f", &f, "shop/api", "shop/db", "5432"], None);
     let t = stdout(&o);
@@ -685,4 +689,91 @@ fn cni_flag_header_note_and_cni_diff() {
     assert_eq!(v["disagreements"].as_array().unwrap().len(), 2, "{v}");
     let o = netpol(&["cni-diff", "-f", &example()], None);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+/// Every output of every command that depends on the CNI says which one it followed: a Cilium example gives
+/// `cilium` (auto), `--cni calico` overrides it, and a Cilium agent's DaemonSet is found in manifests without
+/// Cilium policies.
+#[test]
+fn every_output_names_the_cni() {
+    let ex = root().join("examples/cilium-l7").display().to_string();
+    let asserts = format!("{ex}/assertions.yaml");
+    let auto = "cni: cilium (auto: Cilium policies present)";
+    let json_auto = serde_json::json!({"name": "cilium", "auto": "Cilium policies present"});
+    let json_given = serde_json::json!({"name": "calico", "auto": null});
+    let first = |o: &Output| stdout(o).lines().next().unwrap_or_default().to_string();
+    let json = |o: &Output| -> serde_json::Value {
+        serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+    };
+    // Text: the first line.
+    for args in [
+        vec!["matrix", "-f", &ex],
+        vec!["matrix", "-f", &ex, "-o", "summary"],
+        vec!["lint", "-f", &ex, "--fail-on", "never"],
+        vec!["describe", "-f", &ex],
+        vec!["describe", "-f", &ex, "shop/api"],
+        vec!["diff", "-f", &ex, "--against", &ex],
+        vec!["test", "-f", &ex, &asserts],
+        vec!["cni-diff", "-f", &ex],
+    ] {
+        let o = netpol(&args, None);
+        assert_eq!(first(&o), auto, "{args:?}: {}", stderr(&o));
+        let mut given = vec!["--cni", "calico"];
+        given.extend(&args);
+        assert_eq!(first(&netpol(&given, None)), "cni: calico (--cni)", "{given:?}");
+    }
+    assert_eq!(first(&netpol(&["nft", "-f", &ex], None)), format!("# {auto}"));
+    // JSON: a `cni` member.
+    for args in [
+        vec!["matrix", "-f", &ex, "-o", "json"],
+        vec!["lint", "-f", &ex, "-o", "json", "--fail-on", "never"],
+        vec!["describe", "-f", &ex, "-o", "json"],
+        vec!["diff", "-f", &ex, "--against", &ex, "-o", "json"],
+        vec!["test", "-f", &ex, &asserts, "-o", "json"],
+        vec!["cni-diff", "-f", &ex, "-o", "json"],
+    ] {
+        assert_eq!(json(&netpol(&args, None))["cni"], json_auto, "{args:?}");
+        let mut given = vec!["--cni", "calico"];
+        given.extend(&args);
+        assert_eq!(json(&netpol(&given, None))["cni"], json_given, "{given:?}");
+    }
+    // Markdown: under the title; JUnit: properties of the test suite.
+    let md = stdout(&netpol(&["diff", "-f", &ex, "--against", &ex, "-o", "markdown"], None));
+    assert!(md.starts_with(&format!("### NetworkPolicy connectivity diff\n\n_{auto}_\n\n")), "{md}");
+    let junit = stdout(&netpol(&["test", "-f", &ex, &asserts, "-o", "junit"], None));
+    assert!(
+        junit.contains(
+            "  <properties>\n    <property name=\"cni\" value=\"cilium\"/>\n    \
+             <property name=\"cni.auto\" value=\"Cilium policies present\"/>\n  </properties>\n"
+        ),
+        "{junit}"
+    );
+    let junit = stdout(&netpol(&["--cni", "calico", "test", "-f", &ex, &asserts, "-o", "junit"], None));
+    assert!(junit.contains("<property name=\"cni\" value=\"calico\"/>\n  </properties>"), "{junit}");
+    assert!(!junit.contains("cni.auto"), "{junit}");
+
+    // A diff whose sides auto-detect different CNIs names both.
+    let three = example();
+    let o = netpol(&["diff", "-f", &three, "--against", &ex], None);
+    let t = stdout(&o);
+    assert!(
+        t.starts_with(&format!("{auto}\ncni: generic (auto: no Cilium or Calico objects or agents) on the old side\n")),
+        "{t}"
+    );
+    let v = json(&netpol(&["diff", "-f", &three, "--against", &ex, "-o", "json"], None));
+    assert_eq!((&v["cni"]["name"], &v["cni_old"]["name"]), (&"cilium".into(), &"generic".into()), "{v}");
+
+    // The agent's DaemonSet, in manifests without any Cilium policy.
+    let dir = crate::common::tempdir();
+    let agent = dir.path().join("agent.yaml");
+    std::fs::write(
+        &agent,
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: cilium, namespace: kube-system}\nspec:\n  \
+         selector: {matchLabels: {k8s-app: cilium}}\n  template:\n    metadata: {labels: {k8s-app: cilium}}\n    \
+         spec: {hostNetwork: true, containers: [{name: cilium-agent, image: cilium}]}\n",
+    )
+    .unwrap();
+    let a = agent.display().to_string();
+    let o = netpol(&["matrix", "-f", &three, "-f", &a], None);
+    assert_eq!(first(&o), "cni: cilium (auto: DaemonSet kube-system/cilium (k8s-app=cilium))", "{}", stderr(&o));
 }

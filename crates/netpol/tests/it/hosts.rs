@@ -146,7 +146,7 @@ fn describe_lists_host_endpoints_and_the_pods_at_them() {
     // JSON: the pod names its host endpoint (the list of pods is unchanged otherwise).
     let o = netpol(&["describe", "-f", &f, "-o", "json"]);
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let pods = j.as_array().unwrap();
+    let pods = j["pods"].as_array().unwrap();
     let exporter = pods.iter().find(|p| p["pod"] == "shop/node-exporter").unwrap();
     assert_eq!(exporter["hostEndpoint"], "node1-eth0");
     assert!(pods.iter().find(|p| p["pod"] == "shop/web").unwrap().get("hostEndpoint").is_none());

@@ -39,7 +39,10 @@ fn every_rule_fires_on_the_positive_fixture() {
 #[test]
 fn clean_fixture_has_no_findings() {
     let o = netpol(&["lint", "-f", &fixture("clean.yaml"), "--fail-on", "info"]);
-    assert_eq!(stdout(&o), "0 error(s), 0 warning(s), 0 info\n");
+    assert_eq!(
+        stdout(&o),
+        "cni: generic (auto: no Cilium or Calico objects or agents)\n0 error(s), 0 warning(s), 0 info\n"
+    );
     assert_eq!(o.status.code(), Some(0));
 }
 
@@ -78,7 +81,8 @@ fn fail_on_disable_and_config() {
 fn json_output() {
     let o = netpol(&["lint", "-f", &fixture("all-rules.yaml"), "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let np5 = v.as_array().unwrap().iter().find(|f| f["code"] == "NP005").unwrap();
+    assert_eq!(v["cni"]["name"], "generic", "{v}");
+    let np5 = v["findings"].as_array().unwrap().iter().find(|f| f["code"] == "NP005").unwrap();
     assert_eq!(np5["field"], "spec.ingress[0].ports[0]");
     assert_eq!(np5["object"], "NetworkPolicy shop/db-ingress");
     assert_eq!(np5["origin"]["file"], "tests/data/lint/all-rules.yaml");
@@ -102,6 +106,11 @@ fn sarif_is_valid_and_points_at_lines() {
     let o = netpol(&["lint", "-f", &fixture("all-rules.yaml"), "-o", "sarif"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["version"], "2.1.0");
+    // The CNI the rules followed, in the run's property bag; `--cni` names it there too.
+    assert_eq!(v["runs"][0]["properties"]["cni"]["name"], "generic", "{v}");
+    let given = netpol(&["--cni", "calico", "lint", "-f", &fixture("all-rules.yaml"), "-o", "sarif"]);
+    let g: serde_json::Value = serde_json::from_slice(&given.stdout).unwrap();
+    assert_eq!(g["runs"][0]["properties"]["cni"], serde_json::json!({"name": "calico", "auto": null}));
     let results = v["runs"][0]["results"].as_array().unwrap();
     let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
     assert_eq!(rules.len(), netpol_core::lint::RULES.len());

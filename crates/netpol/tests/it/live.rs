@@ -142,7 +142,26 @@ fn one_shot_query_explain_matrix_describe() {
     let (code, out, err) = netpol(&["describe", "--kubeconfig", &kc, "-o", "json"], "", &[]);
     assert_eq!(code, 0, "{err}");
     let j: Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(j.as_array().map(Vec::len), Some(2), "{j}");
+    assert_eq!(j["pods"].as_array().map(Vec::len), Some(2), "{j}");
+}
+
+/// A live cluster without Cilium or Calico objects, but with Calico's node agent running: auto finds its pod.
+#[test]
+fn one_shot_commands_find_the_cni_from_its_agents_pod() {
+    let c = cluster();
+    let kc = c.kubeconfig.display().to_string();
+    let (code, out, err) = netpol(&["explain", "--kubeconfig", &kc, "frontend/web", "backend/api", "8080"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("cni: generic (auto: no Cilium or Calico objects or agents)\n"), "{out}");
+    c.server.put(pod("kube-system", "calico-node-x7k2p", json!({"k8s-app": "calico-node"}), "10.1.0.1"));
+    let (code, out, err) = netpol(&["explain", "--kubeconfig", &kc, "frontend/web", "backend/api", "8080"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let want = "cni: calico (auto: pod kube-system/calico-node-x7k2p (k8s-app=calico-node))\n";
+    assert!(out.starts_with(want), "{out}");
+    let (code, out, err) = netpol(&["describe", "--kubeconfig", &kc, "-o", "json"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let j: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(j["cni"], json!({"name": "calico", "auto": "pod kube-system/calico-node-x7k2p (k8s-app=calico-node)"}));
 }
 
 #[test]
@@ -436,7 +455,8 @@ fn one_shot_lint_points_at_cluster_objects() {
     let kc = c.kubeconfig.display().to_string();
     let (code, out, err) = netpol(&["lint", "--kubeconfig", &kc, "-o", "json", "--fail-on", "never"], "", &[]);
     assert_eq!(code, 0, "{err}");
-    let findings: Vec<Value> = serde_json::from_str(&out).expect("json");
+    let doc: Value = serde_json::from_str(&out).expect("json");
+    let findings: Vec<Value> = serde_json::from_value(doc["findings"].clone()).expect("findings");
     let np001 = findings.iter().find(|f| f["code"] == "NP001").unwrap_or_else(|| panic!("NP001 in {out}"));
     assert_eq!(np001["origin"]["file"], "cluster:networkpolicies/backend/typo");
     // Objects from a cluster have no file lines.
@@ -602,7 +622,7 @@ fn deploy_manifest_is_read_only_and_hardened() {
 
     // RBAC: get/list/watch only, on exactly namespaces, nodes, pods, serviceaccounts, networking.k8s.io
     // networkpolicies, the policy.networking.k8s.io kinds, Calico's (both groups; its API server's tiered-policy
-    // pseudo-resources) and Cilium's.
+    // pseudo-resources), Cilium's, and the Services, Endpoints and EndpointSlices Cilium's policies name.
     let role = of("ClusterRole")[0];
     let mut granted = Vec::new();
     for rule in role["rules"].as_array().expect("rules") {
@@ -619,10 +639,13 @@ fn deploy_manifest_is_read_only_and_hardened() {
     assert_eq!(
         granted,
         [
+            "/endpoints",
             "/namespaces",
             "/nodes",
             "/pods",
             "/serviceaccounts",
+            "/services",
+            "cilium.io/ciliumcidrgroups",
             "cilium.io/ciliumclusterwidenetworkpolicies",
             "cilium.io/ciliumnetworkpolicies",
             "crd.projectcalico.org/globalnetworkpolicies",
@@ -634,6 +657,7 @@ fn deploy_manifest_is_read_only_and_hardened() {
             "crd.projectcalico.org/stagedkubernetesnetworkpolicies",
             "crd.projectcalico.org/stagednetworkpolicies",
             "crd.projectcalico.org/tiers",
+            "discovery.k8s.io/endpointslices",
             "networking.k8s.io/networkpolicies",
             "policy.networking.k8s.io/adminnetworkpolicies",
             "policy.networking.k8s.io/baselineadminnetworkpolicies",

@@ -40,7 +40,7 @@ fn diff_staged_counts_the_flows_a_staged_deny_would_cut() {
     let text = stdout(&o);
     assert_eq!(
         text,
-        "- DENY   ops/* (2 pods) -> shop/api, shop/web  all  (4 pairs)\n    because (e.g. ops/monitor-1 -> shop/api \
+        "cni: calico (auto: Calico objects present)\n- DENY   ops/* (2 pods) -> shop/api, shop/web  all  (4 pairs)\n    because (e.g. ops/monitor-1 -> shop/api \
          8080/TCP): ingress to shop/api now denied by the security policy caliconetworkpolicy/shop/deny-ops rule 0 \
          (deny), which overrides NetworkPolicy shop/api-ingress rule 1 peer 0 any port\n\n1 group: 0 pairs newly \
          allowed, 4 pairs newly denied (4 pairs changed), 16 pairs unchanged; 0 pods added, 0 removed\n"
@@ -131,7 +131,8 @@ fn diff_staged_without_staged_policies_or_with_against_or_git() {
     let o = diff_staged(&[], &[]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("the manifests have no staged policies"), "{}", stderr(&o));
-    assert!(stdout(&o).starts_with("no connectivity change: 20 pairs compared, none changed"), "{}", stdout(&o));
+    let want = "cni: calico (auto: Calico objects present)\nno connectivity change: 20 pairs compared, none changed";
+    assert!(stdout(&o).starts_with(want), "{}", stdout(&o));
     let c = data("cluster.yaml");
     for args in [
         vec!["diff", "--staged", "-f", c.as_str(), "--against", c.as_str()],
@@ -143,7 +144,8 @@ fn diff_staged_without_staged_policies_or_with_against_or_git() {
     }
     // -n: the pairs inside one namespace (the staged Deny changes none inside shop).
     let o = diff_staged(&["deny.yaml"], &["-n", "shop"]);
-    assert!(stdout(&o).starts_with("no connectivity change: 6 pairs compared"), "{}", stdout(&o));
+    let want = "cni: calico (auto: Calico objects present)\nno connectivity change: 6 pairs compared";
+    assert!(stdout(&o).starts_with(want), "{}", stdout(&o));
     let o = diff_staged(&["deny.yaml"], &["-n", "nowhere"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown namespace `nowhere`"), "{}", stderr(&o));

@@ -160,6 +160,7 @@ pub fn policy_with_rules(r: &mut Rng, ns: NsId, name: String, ingress: Vec<Rule>
     let pod_selector = selector(r, POD_KEYS);
     Policy {
         host: Default::default(),
+        manifest: None,
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
         order: 1000.into(),
@@ -221,6 +222,7 @@ pub fn admin_policy(r: &mut Rng, name: String) -> Policy {
     let egress: Vec<Rule> = (0..r.below(3)).map(|_| admin_rule(r, true, baseline)).collect();
     Policy {
         host: Default::default(),
+        manifest: None,
         kind,
         tier,
         order: (r.below(3) as u32).into(),
@@ -523,6 +525,7 @@ pub fn calico_cluster_with(seed: u64, tiers: usize, policies: usize) -> Cluster 
         }
         c.policies.push(Policy {
             host: Default::default(),
+            manifest: None,
             kind: if global { PolicyKind::GlobalNetworkPolicy } else { PolicyKind::CalicoNetworkPolicy },
             tier: PolicyTier::from_index(r.below(tiers)),
             order: Order([Some(10.0), Some(1000.0), Some(1000.0), None][r.below(4)]),
