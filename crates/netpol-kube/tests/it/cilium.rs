@@ -415,6 +415,34 @@ fn on_node(mut pod: Value, node: &str) -> Value {
     pod
 }
 
+/// The Cilium policies' rules of an engine's cluster (generated ones included), sorted, in words.
+fn cilium_rules(e: &Engine) -> Vec<String> {
+    let mut v: Vec<String> = e
+        .cluster()
+        .policies
+        .iter()
+        .filter(|p| p.kind.is_cilium())
+        .map(|p| format!("{} {:?} {:?}", p.name, p.ingress, p.egress))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Two engines explain every flow among `endpoints` on `ports` alike.
+fn assert_same_explanations(a: &Engine, b: &Engine, endpoints: &[&str], ports: &[u16], what: &str) {
+    for &src in endpoints {
+        for &dst in endpoints {
+            for &port in ports {
+                assert_eq!(
+                    explanation(a, src, dst, port),
+                    explanation(b, src, dst, port),
+                    "{what}: {src} -> {dst} {port}"
+                );
+            }
+        }
+    }
+}
+
 /// The live engine answers as a fresh list of the cluster (loaded whole, as from a file) does: explanations among
 /// [`NODE_ENDPOINTS`], the Cilium policies' rules (generated ones included) and the warnings.
 async fn assert_as_listed(live: &Live, c: &Cluster, what: &str) {
@@ -423,29 +451,8 @@ async fn assert_as_listed(live: &Live, c: &Cluster, what: &str) {
     let mut listed: Vec<String> = loaded.diagnostics.iter().map(described).collect();
     let fresh = Engine::new(loaded.cluster);
     let engine = live.engine();
-    for src in NODE_ENDPOINTS {
-        for dst in NODE_ENDPOINTS {
-            for port in NODE_PORTS {
-                assert_eq!(
-                    explanation(&engine, src, dst, port),
-                    explanation(&fresh, src, dst, port),
-                    "{what}: {src} -> {dst} {port}"
-                );
-            }
-        }
-    }
-    let rules = |e: &Engine| {
-        let mut v: Vec<String> = e
-            .cluster()
-            .policies
-            .iter()
-            .filter(|p| p.kind.is_cilium())
-            .map(|p| format!("{} {:?} {:?}", p.name, p.ingress, p.egress))
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(rules(&engine), rules(&fresh), "{what}: Cilium's rules");
+    assert_same_explanations(&engine, &fresh, &NODE_ENDPOINTS, &NODE_PORTS, what);
+    assert_eq!(cilium_rules(&engine), cilium_rules(&fresh), "{what}: Cilium's rules");
     let mut warnings: Vec<String> = live.diagnostics().iter().map(described).collect();
     warnings.sort();
     listed.sort();
@@ -592,29 +599,8 @@ fn extra_objects(c: &Cluster) -> Vec<Value> {
 fn assert_as_file(live: &Live, c: &Cluster, what: &str) {
     let (file, file_diagnostics) = from_file(extra_objects(c));
     let engine = live.engine();
-    for src in REF_ENDPOINTS {
-        for dst in REF_ENDPOINTS {
-            for port in REF_PORTS {
-                assert_eq!(
-                    explanation(&engine, src, dst, port),
-                    explanation(&file, src, dst, port),
-                    "{what}: {src} -> {dst} {port}"
-                );
-            }
-        }
-    }
-    let rules = |e: &Engine| {
-        let mut v: Vec<String> = e
-            .cluster()
-            .policies
-            .iter()
-            .filter(|p| p.kind.is_cilium())
-            .map(|p| format!("{} {:?} {:?}", p.name, p.ingress, p.egress))
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(rules(&engine), rules(&file), "{what}: Cilium's rules");
+    assert_same_explanations(&engine, &file, &REF_ENDPOINTS, &REF_PORTS, what);
+    assert_eq!(cilium_rules(&engine), cilium_rules(&file), "{what}: Cilium's rules");
     let sorted = |d: &[Diagnostic]| {
         let mut v: Vec<String> = d.iter().map(described).collect();
         v.sort();
