@@ -296,6 +296,9 @@ pub enum CPeer {
     OwnNode,
     /// Cilium's `remote-node`: an address of any other Node.
     OtherNodes,
+    /// Cilium's `fromNodes`/`toNodes`: an address of a Node of the set (its index in the engine's node sets) other
+    /// than the one the subject runs on.
+    NodeSet(u32),
 }
 
 impl CPeer {
@@ -309,6 +312,7 @@ impl CPeer {
             CPeer::Calico(i) => (4, i.index()),
             CPeer::OwnNode => (5, 0),
             CPeer::OtherNodes => (5, 1),
+            CPeer::NodeSet(i) => (6, i as usize),
         }
     }
 }
@@ -329,7 +333,8 @@ pub fn peer_blocks(nodes: &[Node], peer: &Peer) -> Vec<IpBlock> {
         | Peer::DomainNames(_)
         | Peer::Calico(_)
         | Peer::Fqdns(_)
-        | Peer::SubjectNodes { .. } => Vec::new(),
+        | Peer::SubjectNodes { .. }
+        | Peer::NodeSelector(_) => Vec::new(),
     }
 }
 
@@ -752,6 +757,8 @@ pub struct Engine {
     pub(crate) pod_node: Vec<Option<u32>>,
     /// Each Node's addresses (canonical) → the Node (its index), when `node_rel`.
     pub(crate) node_by_ip: FxHashMap<IpAddr, u32>,
+    /// The Node sets of Cilium's `fromNodes`/`toNodes` peers ([`CPeer::NodeSet`]): sorted Node indexes.
+    pub(crate) node_sets: Vec<Vec<u32>>,
     /// The CNI whose reading the answers follow ([`crate::cni`]), and how it was chosen.
     pub(crate) cni: crate::cni::Cni,
     pub(crate) cni_source: crate::cni::CniSource,
@@ -1073,6 +1080,7 @@ impl Engine {
             node_rel: cluster.has_cilium_node_rules(),
             pod_node: Vec::new(),
             node_by_ip: FxHashMap::default(),
+            node_sets: Vec::new(),
             cni,
             cni_source,
         };
@@ -1364,6 +1372,18 @@ impl Engine {
                         peers.push((CPeer::OtherNodes, src as u32));
                     }
                 }
+                Peer::NodeSelector(sel) => {
+                    let set: Vec<u32> =
+                        (0..nodes.len()).filter(|&i| sel.matches(&nodes[i].labels)).map(|i| i as u32).collect();
+                    let k = match self.node_sets.iter().position(|s| *s == set) {
+                        Some(k) => k,
+                        None => {
+                            self.node_sets.push(set);
+                            self.node_sets.len() - 1
+                        }
+                    };
+                    peers.push((CPeer::NodeSet(k as u32), src as u32));
+                }
                 Peer::DomainNames(names) => {
                     let next = DomainsId::new(self.domains.len());
                     let id = *self.domain_index.entry(names.clone()).or_insert(next);
@@ -1420,7 +1440,12 @@ impl Engine {
             let count = match *p {
                 CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
                 CPeer::Block(b) => self.block_refs.get_mut(b.index()),
-                CPeer::Domains(_) | CPeer::Nothing | CPeer::Calico(_) | CPeer::OwnNode | CPeer::OtherNodes => None,
+                CPeer::Domains(_)
+                | CPeer::Nothing
+                | CPeer::Calico(_)
+                | CPeer::OwnNode
+                | CPeer::OtherNodes
+                | CPeer::NodeSet(_) => None,
             };
             if let Some(c) = count {
                 *c += 1;
@@ -1739,6 +1764,9 @@ impl Engine {
             // of every pod off the host network).
             CPeer::OwnNode => ep.addr_node.is_some() && ep.addr_node == me.node,
             CPeer::OtherNodes => ep.addr_node.is_some_and(|n| me.node != Some(n)),
+            CPeer::NodeSet(k) => {
+                ep.addr_node.is_some_and(|n| me.node != Some(n) && self.node_sets[k as usize].binary_search(&n).is_ok())
+            }
             CPeer::Sel(s) => ep.ident.is_some_and(|i| self.sel_peers[s.index()].1.contains(i)),
             CPeer::Block(b) => match (ep.ip_class, ep.ip) {
                 // Fast path: a pod's primary IP has a precomputed class.

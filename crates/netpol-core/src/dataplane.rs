@@ -340,7 +340,10 @@ impl<'e> Builder<'e> {
                 let rules = if dir == Direction::Ingress { &ident.ingress_rules } else { &ident.egress_rules };
                 let node_rel = self.e.node_rel
                     && rules.iter().any(|r| {
-                        self.e.rules[r.index()].peers.iter().any(|p| matches!(p, CPeer::OwnNode | CPeer::OtherNodes))
+                        self.e.rules[r.index()]
+                            .peers
+                            .iter()
+                            .any(|p| matches!(p, CPeer::OwnNode | CPeer::OtherNodes | CPeer::NodeSet(_)))
                     });
                 for &pod in &ident.pods {
                     let node = if node_rel { self.e.pod_node.get(pod.index()).copied().flatten() } else { None };
@@ -482,15 +485,23 @@ impl<'e> Builder<'e> {
         let h = e.hep_model(hep);
         let failsafe_passes = matches!(path, HostPath::ToHost | HostPath::FromHost);
         let failsafe = match dir {
+            // Cilium's host endpoints have no failsafe ports.
+            _ if !e.heps[hep].has_failsafe() => Vec::new(),
             Direction::Ingress => crate::host::FAILSAFE_IN.to_vec(),
             Direction::Egress => crate::host::FAILSAFE_OUT.to_vec(),
         };
+        // A Cilium host's node-relative peers (`host`, `remote-node`, node selectors) are relative to its Node.
+        let node = e.heps[hep]
+            .cilium
+            .as_ref()
+            .map(|m| e.cluster.nodes.iter().position(|n| n.name == m.node).map_or(u32::MAX, |i| i as u32));
         let mut stages = Vec::new();
         for &stage in path.stages() {
             let sp = e.heps[hep].stage(stage, dir);
             let passes_on = matches!(stage, Stage::Untracked | Stage::PreDnat);
             let pols = sp.pols.clone();
-            let steps = if pols.is_empty() { Vec::new() } else { self.host_steps(&pols, dir, passes_on, dst_named) };
+            let steps =
+                if pols.is_empty() { Vec::new() } else { self.host_steps(&pols, dir, passes_on, dst_named, node) };
             stages.push(HostStage {
                 stage,
                 skipped_by_failsafe: !failsafe_passes && passes_on,
@@ -515,6 +526,7 @@ impl<'e> Builder<'e> {
         dir: Direction,
         passes_on: bool,
         dst_named: &[DstNamed],
+        node: Option<u32>,
     ) -> Vec<TableStep> {
         let mut steps = Vec::new();
         for step in self.e.profile_steps(pols, dir) {
@@ -548,7 +560,7 @@ impl<'e> Builder<'e> {
                         named = Some(n);
                     }
                     let own = rule.local.map(|l| self.set(CPeer::Calico(l)));
-                    steps.push(self.rule_step(r, dir, ports, named, except, own, None));
+                    steps.push(self.rule_step(r, dir, ports, named, except, own, node));
                 }
             }
         }
@@ -650,7 +662,8 @@ impl<'e> Builder<'e> {
     /// The address set of peer `p`; for a node-relative peer, relative to a subject on Node `node` (`u32::MAX` or
     /// `None`: on no Node of the input).
     fn set_at(&mut self, p: CPeer, node: Option<u32>) -> SetId {
-        let node = node.filter(|&n| n != u32::MAX && matches!(p, CPeer::OwnNode | CPeer::OtherNodes));
+        let node =
+            node.filter(|&n| n != u32::MAX && matches!(p, CPeer::OwnNode | CPeer::OtherNodes | CPeer::NodeSet(_)));
         if let Some(&s) = self.sets.get(&(p, node)) {
             return s;
         }
@@ -670,6 +683,21 @@ impl<'e> Builder<'e> {
                 addresses.dedup();
                 let which = if own { "host" } else { "remote-node" };
                 AddressSet::Pods { key: format!("{which} of {}", self.node_name(node)), addresses }
+            }
+            CPeer::NodeSet(k) => {
+                let set = &self.e.node_sets[k as usize];
+                let mut addresses: Vec<IpAddr> = self
+                    .e
+                    .cluster
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| Some(i as u32) != node && set.binary_search(&(i as u32)).is_ok())
+                    .flat_map(|(_, n)| n.ips.iter().map(|a| a.to_canonical()))
+                    .collect();
+                addresses.sort_unstable();
+                addresses.dedup();
+                AddressSet::Pods { key: format!("node set {k} from {}", self.node_name(node)), addresses }
             }
             CPeer::Sel(s) => {
                 let (key, ids) = &self.e.sel_peers[s.index()];
@@ -785,7 +813,7 @@ impl<'e> Builder<'e> {
                         CPeer::Domains(_) | CPeer::Nothing => false,
                         CPeer::Calico(c) => self.e.calico_matches(c, &self.e.ip_info(IdentityId::new(i), ip)),
                         // Any Node's address: the rule's address set (per subject Node) narrows it.
-                        CPeer::OwnNode | CPeer::OtherNodes => self.e.node_at(ip).is_some(),
+                        CPeer::OwnNode | CPeer::OtherNodes | CPeer::NodeSet(_) => self.e.node_at(ip).is_some(),
                     });
                 if !matches {
                     continue;

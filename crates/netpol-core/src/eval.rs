@@ -711,7 +711,8 @@ impl Engine {
                 crate::compile::CPeer::Domains(_)
                 | crate::compile::CPeer::Nothing
                 | crate::compile::CPeer::OwnNode
-                | crate::compile::CPeer::OtherNodes => false,
+                | crate::compile::CPeer::OtherNodes
+                | crate::compile::CPeer::NodeSet(_) => false,
                 crate::compile::CPeer::Calico(c) => self.calico_peer_of(c).pods.contains(i),
             })
     }

@@ -26,6 +26,16 @@
 //!
 //! A hostNetwork pod is the host endpoint at its address, else its node's all-interfaces endpoint, else its node.
 //!
+//! **Cilium's host firewall** reuses this machinery: each Node that a host policy (a CiliumClusterwideNetworkPolicy
+//! rule with `nodeSelector`, [`crate::model::HostFlags::cilium_host`]) selects by its labels is a host endpoint of
+//! all its interfaces at the Node's addresses (hostNetwork pods there included), with only the normal stage — its
+//! host policies in Cilium's tiers, as a pod's policies are — no failsafe ports, no forward stage (a host policy
+//! governs the host's own traffic only, `pkg/policy/rule.go`, `matchesSubject`) and no profile: what no policy
+//! decides is allowed, and a direction no host policy of the node has is not policed
+//! (`pkg/policy/repository.go`, `computePolicyEnforcementAndRules`). Traffic between the node and its own pods
+//! crosses it both ways (cilium-cli's `host-firewall-ingress` and `host-firewall-egress` connectivity tests); a
+//! pod still takes what comes from its own node ([`Engine::from_own_node`]).
+//!
 //! Not modelled, and said so in explain and the README: routes (a node's forwarded traffic is taken to cross its
 //! `*` endpoint, else its first by name), traffic from other nodes to pods (taken to be encapsulated, so that the
 //! interfaces of the pod's node do not see it), Service DNAT (pre-DNAT policies see the flow's own destination),
@@ -141,9 +151,17 @@ pub(crate) struct CHep {
     pub stages: [[StagePolicies; 2]; 4],
     /// Whether its profiles allow what no tier decides (normal stage).
     pub profile_allows: bool,
+    /// A Cilium host endpoint (a Node that Cilium's host policies select): the Node as a host endpoint of all its
+    /// interfaces, named after it, with no failsafe ports and no forward stage; what no policy decides is allowed.
+    pub cilium: Option<Box<HostEndpoint>>,
 }
 
 impl CHep {
+    /// Whether Felix's failsafe ports apply (Calico's host endpoints; Cilium has none).
+    pub(crate) fn has_failsafe(&self) -> bool {
+        self.cilium.is_none()
+    }
+
     pub(crate) fn stage(&self, s: Stage, dir: Direction) -> &StagePolicies {
         &self.stages[s.index()][usize::from(dir == Direction::Egress)]
     }
@@ -279,8 +297,10 @@ impl Engine {
                 named_ports: named.into_iter().map(|(n, p, port)| (self.port_name_id(&n), p, port)).collect(),
                 stages,
                 profile_allows,
+                cilium: None,
             })
             .collect();
+        self.compile_cilium_hosts();
         self.hep_by_ip.clear();
         self.node_hep.clear();
         for (i, h) in self.heps.iter().enumerate() {
@@ -296,9 +316,108 @@ impl Engine {
             .map(|(i, h)| (h.node.clone(), !h.all_interfaces(), h.name.clone(), i))
             .collect();
         by_node.sort();
+        // Cilium's host endpoints come after Calico's (a cluster has one CNI; Calico's win).
+        let calico = by_node.len();
+        by_node.extend(
+            self.heps[calico..]
+                .iter()
+                .enumerate()
+                .filter_map(|(k, h)| h.cilium.as_ref().map(|m| (m.node.clone(), false, m.name.clone(), calico + k))),
+        );
         for (node, _, _, i) in by_node {
             self.node_hep.entry(node).or_insert(i);
         }
+    }
+
+    /// Cilium's host endpoints: one per Node that a host policy (`nodeSelector`) selects, after Calico's, as an
+    /// all-interfaces host endpoint at the Node's addresses whose normal stage holds the host policies selecting
+    /// it (`pkg/policy/api/rule.go`: `NodeSelector`; the docs' *Host Policies*). A Node no host policy selects has
+    /// none: its traffic is not policed (Cilium's host firewall enforces only on selected hosts, per direction:
+    /// `pkg/policy/repository.go`, `computePolicyEnforcementAndRules`, which the empty stage of a direction gives).
+    fn compile_cilium_hosts(&mut self) {
+        let hosts: Vec<usize> = (0..self.cluster.policies.len())
+            .filter(|&p| self.cluster.policies[p].host.cilium_host && self.cluster.policies[p].kind.is_cilium())
+            .collect();
+        if hosts.is_empty() {
+            return;
+        }
+        let mut made = Vec::new();
+        for node in &self.cluster.nodes {
+            let mut stages: [[StagePolicies; 2]; 4] = Default::default();
+            for &pid in &hosts {
+                let pol = &self.cluster.policies[pid];
+                if !pol.calico_selector.as_ref().is_some_and(|e| e.matches(&node.labels)) {
+                    continue;
+                }
+                for (d, dir) in [Direction::Ingress, Direction::Egress].into_iter().enumerate() {
+                    if pol.affects(dir) {
+                        stages[Stage::Normal.index()][d].pols.push(PolicyId::new(pid));
+                    }
+                }
+            }
+            if stages.iter().flatten().all(|sp| sp.pols.is_empty()) {
+                continue;
+            }
+            let addrs: Vec<IpAddr> = node.ips.iter().map(|ip| ip.to_canonical()).collect();
+            let model = HostEndpoint {
+                name: node.name.clone(),
+                node: node.name.clone(),
+                interface: Some("*".to_string()),
+                expected_ips: addrs.clone(),
+                labels: node.labels.clone(),
+                profiles: Vec::new(),
+                ports: Vec::new(),
+                origin: node.origin.clone(),
+            };
+            made.push((addrs, stages, model));
+        }
+        for (addrs, mut stages, model) in made {
+            for (d, sp) in stages[Stage::Normal.index()].iter_mut().enumerate() {
+                let dir = if d == 0 { Direction::Ingress } else { Direction::Egress };
+                sp.rules = self
+                    .profile_steps(&sp.pols, dir)
+                    .into_iter()
+                    .filter_map(|s| if let crate::eval::ProfileStep::Rule(r) = s { Some(r) } else { None })
+                    .collect();
+            }
+            self.heps.push(CHep {
+                index: usize::MAX,
+                addrs,
+                named_ports: Vec::new(),
+                stages,
+                profile_allows: true,
+                cilium: Some(Box::new(model)),
+            });
+        }
+    }
+
+    /// Whether the engine has Cilium host endpoints (nodes that host policies select).
+    pub fn has_cilium_hosts(&self) -> bool {
+        self.heps.iter().any(|h| h.cilium.is_some())
+    }
+
+    /// Cilium's host endpoints: per Node that a host policy selects, its name, addresses and host policies per
+    /// direction (ingress, egress), in evaluation order. What `describe` lists.
+    pub fn cilium_hosts(&self) -> Vec<(String, Vec<IpAddr>, [Vec<PolicyId>; 2])> {
+        self.heps
+            .iter()
+            .filter_map(|h| {
+                let m = h.cilium.as_ref()?;
+                let pols = |dir| self.evaluation_order(&h.stage(Stage::Normal, dir).pols);
+                Some((m.node.clone(), h.addrs.clone(), [pols(Direction::Ingress), pols(Direction::Egress)]))
+            })
+            .collect()
+    }
+
+    /// The Nodes (names) whose host endpoint a Cilium host policy applies to, in either direction.
+    pub fn policy_nodes(&self, p: PolicyId) -> Vec<String> {
+        self.heps
+            .iter()
+            .filter_map(|h| {
+                let m = h.cilium.as_ref()?;
+                h.stages.iter().flatten().any(|sp| sp.pols.binary_search(&p).is_ok()).then(|| m.node.clone())
+            })
+            .collect()
     }
 
     /// The addresses flows reach a host endpoint by: its `expectedIPs`; for an all-interfaces endpoint without
@@ -336,8 +455,11 @@ impl Engine {
         (!pods.is_empty()).then(|| {
             let names: Vec<String> = pods.iter().take(5).map(|&p| self.cluster.pod_ref(p)).collect();
             let mut parts: Vec<&str> = Vec::new();
-            if !self.heps.is_empty() {
+            if self.heps.iter().any(|h| h.cilium.is_none()) {
                 parts.push("host endpoint policies");
+            }
+            if self.heps.iter().any(|h| h.cilium.is_some()) {
+                parts.push("Cilium's host policies");
             }
             match self.cni {
                 crate::cni::Cni::Cilium => parts.push("Cilium's access of a node to its own pods"),
@@ -366,7 +488,7 @@ impl Engine {
     pub fn policy_host_endpoints(&self, p: PolicyId) -> Vec<usize> {
         self.heps
             .iter()
-            .filter(|h| h.stages.iter().flatten().any(|sp| sp.pols.binary_search(&p).is_ok()))
+            .filter(|h| h.cilium.is_none() && h.stages.iter().flatten().any(|sp| sp.pols.binary_search(&p).is_ok()))
             .map(|h| h.index)
             .collect()
     }
@@ -410,7 +532,10 @@ impl Engine {
     }
 
     pub(crate) fn hep_model(&self, h: usize) -> &HostEndpoint {
-        &self.cluster.host_endpoints[self.heps[h].index]
+        match &self.heps[h].cilium {
+            Some(m) => m,
+            None => &self.cluster.host_endpoints[self.heps[h].index],
+        }
     }
 
     /// Where an endpoint of a flow is (see [`Place`]): a pod off the host network is a workload on its node; a
@@ -463,7 +588,10 @@ impl Engine {
             _ => false,
         };
         let all_ifaces = |h: usize| self.hep_model(h).all_interfaces();
-        let fwd = |node: Option<&str>| node.and_then(|n| self.node_hep.get(n)).copied();
+        // Cilium's host policies govern the host's own traffic only: forwarded traffic meets the pods' policies.
+        let fwd = |node: Option<&str>| {
+            node.and_then(|n| self.node_hep.get(n)).copied().filter(|&h| self.heps[h].cilium.is_none())
+        };
         let host = |p: Place<'_>| matches!(p, Place::Host(_) | Place::NodeHost(_));
         // Out of the source.
         match src {
@@ -536,6 +664,10 @@ impl Engine {
             }
         }
         let h = self.hep_by_ip.get(&self.endpoint_ip(dst)?)?;
+        // A Cilium host endpoint has no ports of its own: a hostNetwork pod keeps its container ports.
+        if self.heps[*h].cilium.is_some() {
+            return None;
+        }
         Some(&self.heps[*h].named_ports)
     }
 
@@ -635,7 +767,7 @@ impl Engine {
         mut seen: impl FnMut(Stage, Option<StageOutcome>),
     ) -> bool {
         let dir = c.path.direction();
-        let fs = failsafe(dir, q.proto, q.port);
+        let fs = self.heps[c.hep].has_failsafe() && failsafe(dir, q.proto, q.port);
         // Failsafe ports: accepted ahead of the host's own chains; on a forwarded path they only skip the
         // untracked and pre-DNAT chains.
         if fs && matches!(c.path, HostPath::ToHost | HostPath::FromHost) {
@@ -689,8 +821,9 @@ impl Engine {
             Some(n) => Some(n),
             None => self.ep_info(flow.dst).ident.map(|i| self.identities[i.index()].named_ports.as_slice()),
         };
-        let q = Query { proto: flow.proto, port: flow.port, dst_named, request: None };
-        let fs = failsafe(dir, flow.proto, flow.port);
+        let q = Query { proto: flow.proto, port: flow.port, dst_named, request: flow.request };
+        let cilium = self.heps[c.hep].cilium.is_some();
+        let fs = !cilium && failsafe(dir, flow.proto, flow.port);
         let mut seen = Vec::new();
         let allowed = self.host_check_walk(c, &me, &peer, &q, &mut crate::eval::Quiet, |s, o| seen.push((s, o)));
         let failsafe = fs.then(|| {
@@ -709,11 +842,19 @@ impl Engine {
         });
         let mut stages = Vec::new();
         for (stage, outcome) in seen {
+            if cilium && stage != Stage::Normal {
+                // Cilium's host endpoints have only the one stage.
+                continue;
+            }
             let sp = self.heps[c.hep].stage(stage, dir);
             let pols = self.evaluation_order(&sp.pols);
             let mut side = SideExplanation {
                 direction: dir,
-                subject: format!("host endpoint {} ({} policies)", h.name, stage.as_str()),
+                subject: if cilium {
+                    format!("host of node {} (Cilium host policies)", h.node)
+                } else {
+                    format!("host endpoint {} ({} policies)", h.name, stage.as_str())
+                },
                 allowed: outcome != Some(StageOutcome::Deny),
                 isolated: false,
                 note: None,
@@ -738,6 +879,14 @@ impl Engine {
             }
             if outcome == StageOutcome::Undecided {
                 side.note = Some(match stage {
+                    Stage::Normal if cilium && pols.is_empty() => {
+                        format!("no host policy selects node {} for {dir}: not isolated, everything allowed", h.node)
+                    }
+                    Stage::Normal if cilium => {
+                        side.decided_by = DecidedBy::NotGoverned;
+                        "no host policy decides and none puts the node in default deny for this direction: allowed"
+                            .into()
+                    }
                     Stage::Normal => {
                         side.decided_by = DecidedBy::Profile;
                         side.allowed = self.heps[c.hep].profile_allows;
@@ -784,11 +933,16 @@ impl Engine {
             failsafe,
             stages,
             source: h.origin.to_string(),
+            cilium,
         }
     }
 
     /// What a host endpoint answer assumes about this flow, if anything.
     pub(crate) fn host_assumption(&self, src: Place<'_>, dst: Place<'_>) -> Option<String> {
+        if self.heps.iter().all(|h| h.cilium.is_some()) {
+            // Cilium's host endpoints: no interfaces, routes or forward policies to assume anything about.
+            return None;
+        }
         let fwd_policies = |node: Option<&str>| {
             node.and_then(|n| self.node_hep.get(n)).is_some_and(|&h| {
                 let c = &self.heps[h];

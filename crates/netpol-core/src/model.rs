@@ -196,6 +196,10 @@ pub enum Peer {
         own: bool,
         others: bool,
     },
+    /// Cilium's `fromNodes`/`toNodes` entry: the addresses of the Nodes whose labels the selector matches (and so
+    /// the hostNetwork pods there), except the subject's own Node (Cilium adds `reserved:remote-node` to the
+    /// selector: `pkg/k8s/apis/cilium.io/utils/utils.go`), relative to the subject as [`Peer::SubjectNodes`] is.
+    NodeSelector(CalicoExpr),
 }
 
 /// The endpoint part of a Calico entity rule (`source` or `destination` without `ports`/`notPorts`). Every
@@ -253,6 +257,7 @@ impl fmt::Display for CalicoPeer {
                     let what = match value.as_str() {
                         "service" | "service-selector" => "the `toServices` entry".to_string(),
                         "cluster-apiserver" => "the API server part of entity `cluster`".to_string(),
+                        "nodes" => "the node selector".to_string(),
                         entity => format!("entity `{entity}`"),
                     };
                     return write!(f, "{what} at {path}, as written (resolved from the cluster's objects)");
@@ -662,12 +667,16 @@ pub struct HostFlags {
     pub do_not_track: bool,
     pub pre_dnat: bool,
     pub apply_on_forward: bool,
+    /// A Cilium host policy (a CiliumClusterwideNetworkPolicy rule with `nodeSelector`): `calico_selector` selects
+    /// Nodes by their labels, and the policy governs those nodes' host endpoints (see [`crate::host`]), never a pod.
+    pub cilium_host: bool,
 }
 
 impl HostFlags {
-    /// Whether the policy applies to workload endpoints (pods) at all: untracked and pre-DNAT policies do not.
+    /// Whether the policy applies to workload endpoints (pods) at all: untracked and pre-DNAT policies and Cilium's
+    /// host policies do not.
     pub fn applies_to_workloads(self) -> bool {
-        !self.do_not_track && !self.pre_dnat
+        !self.do_not_track && !self.pre_dnat && !self.cilium_host
     }
 }
 
@@ -1187,7 +1196,10 @@ impl Cluster {
     /// ([`Peer::SubjectNodes`]).
     pub fn has_cilium_node_rules(&self) -> bool {
         self.policies.iter().filter(|p| p.kind.is_cilium()).any(|p| {
-            p.ingress.iter().chain(&p.egress).any(|r| r.peers.iter().any(|q| matches!(q, Peer::SubjectNodes { .. })))
+            p.ingress
+                .iter()
+                .chain(&p.egress)
+                .any(|r| r.peers.iter().any(|q| matches!(q, Peer::SubjectNodes { .. } | Peer::NodeSelector(_))))
         })
     }
 

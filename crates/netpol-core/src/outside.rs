@@ -191,7 +191,8 @@ fn outside_rules(e: &Engine, ident: IdentityId, dir: Direction) -> Option<Vec<(R
                         | CPeer::Nothing
                         | CPeer::Calico(_)
                         | CPeer::OwnNode
-                        | CPeer::OtherNodes => None,
+                        | CPeer::OtherNodes
+                        | CPeer::NodeSet(_) => None,
                     })
                     .collect::<Vec<_>>()
             });

@@ -62,6 +62,18 @@ fn peer_matches(c: &Cluster, policy: &Policy, me: &Endpoint, peer: &Peer, other:
             };
             (*own && mine == Some(theirs)) || (*others && mine != Some(theirs))
         }
+        // Cilium's `fromNodes`/`toNodes`: a Node the selector matches, never the subject's own.
+        Peer::NodeSelector(sel) => {
+            let Some(theirs) = ip_of(c, other.ep).and_then(|ip| node_with_address(c, ip)) else { return false };
+            let mine = match *me {
+                Endpoint::Pod { pod, .. } => {
+                    let p = c.pod(pod);
+                    c.nodes.iter().position(|n| Some(n.name.as_str()) == p.node.as_deref())
+                }
+                Endpoint::External(ip) => node_with_address(c, ip.to_canonical()),
+            };
+            mine != Some(theirs) && sel.matches(&c.nodes[theirs].labels)
+        }
         Peer::Calico(cp) => calico_matches(c, cp, other.ep),
         // Cilium: a pod or a node's address has an identity of its own, which no CIDR selects.
         Peer::IpBlock(_) if other.cni == Cni::Cilium && is_cluster_address(c, other.ep) => false,
@@ -186,7 +198,7 @@ fn dns_learns(c: &Cluster, pod: PodId, name: &str) -> bool {
     let ns_labels = &c.ns(p.ns).labels;
     c.policies
         .iter()
-        .filter(|pol| pol.affects(Direction::Egress))
+        .filter(|pol| pol.affects(Direction::Egress) && pol.host.applies_to_workloads())
         .filter(|pol| pol.selects(p.ns, ns_labels, &selector_labels(c, p), || c.pod_calico_labels(p)))
         .flat_map(|pol| &pol.egress)
         .filter(|r| r.action == Action::Allow)
@@ -401,7 +413,95 @@ pub fn allowed_flow_cni(
         }
         Endpoint::External(_) => true,
     };
-    egress && ingress && hosts_allow(c, cni, src, dst, dst_name, proto, port)
+    egress
+        && ingress
+        && hosts_allow(c, cni, src, dst, dst_name, proto, port)
+        && cilium_hosts_allow(c, cni, src, dst, (dst_name, fqdn, request), proto, port)
+}
+
+/// The Node whose host namespace an endpoint is in, for Cilium's host policies: a Node's address, or a hostNetwork
+/// pod (the Node at its address, else its `spec.nodeName`). A pod off the host network and an outside address are
+/// in none.
+fn cilium_host_of<'c>(c: &'c Cluster, ep: &Endpoint) -> Option<&'c Node> {
+    let at_ip = |ip: IpAddr| c.nodes.iter().find(|n| n.ips.iter().any(|a| a.to_canonical() == ip));
+    match *ep {
+        Endpoint::Pod { pod, .. } => {
+            let p = c.pod(pod);
+            if !p.host_network {
+                return None;
+            }
+            ip_of(c, ep).and_then(at_ip).or_else(|| c.nodes.iter().find(|n| Some(n.name.as_str()) == p.node.as_deref()))
+        }
+        Endpoint::External(ip) => at_ip(ip.to_canonical()),
+    }
+}
+
+/// Cilium's host firewall (the docs' *Host Policies*; `pkg/policy/api/rule.go`, `NodeSelector`): traffic leaving a
+/// node's host namespace for anywhere but itself meets the egress host policies that select that Node (its
+/// labels), traffic entering it from anywhere but itself the ingress ones — pods on that node included (the
+/// connectivity test's `host-firewall-ingress` and `-egress`). A node no host policy selects in a direction is not
+/// policed there; otherwise the tiers decide as for a pod, and what none decides is allowed.
+fn cilium_hosts_allow(
+    c: &Cluster,
+    cni: Cni,
+    src: &Endpoint,
+    dst: &Endpoint,
+    (name, fqdn, request): (Option<&str>, Option<&str>, Option<&crate::l7::Request>),
+    proto: Protocol,
+    port: u16,
+) -> bool {
+    if !c.policies.iter().any(|p| p.host.cilium_host) {
+        return true;
+    }
+    let (a, b) = (cilium_host_of(c, src), cilium_host_of(c, dst));
+    let same = matches!((a, b), (Some(x), Some(y)) if x.name == y.name);
+    if same {
+        return true;
+    }
+    let to = Other { ep: dst, name, fqdn, request, cni };
+    let from = Other { ep: src, name: None, fqdn: None, request, cni };
+    a.is_none_or(|n| cilium_host_side(c, n, src, Direction::Egress, &to, dst, proto, port))
+        && b.is_none_or(|n| cilium_host_side(c, n, dst, Direction::Ingress, &from, dst, proto, port))
+}
+
+/// One direction of a node's host endpoint under Cilium's host policies.
+#[allow(clippy::too_many_arguments)]
+fn cilium_host_side(
+    c: &Cluster,
+    node: &Node,
+    me: &Endpoint,
+    dir: Direction,
+    other: &Other<'_>,
+    dst: &Endpoint,
+    proto: Protocol,
+    port: u16,
+) -> bool {
+    let selecting: Vec<&Policy> = c
+        .policies
+        .iter()
+        .filter(|p| {
+            p.kind.is_cilium()
+                && p.host.cilium_host
+                && p.affects(dir)
+                && p.calico_selector.as_ref().is_some_and(|e| e.matches(&node.labels))
+        })
+        .collect();
+    let (defs, tiers) = tiers_in_order(c);
+    for t in tiers {
+        let mut pols: Vec<&Policy> = selecting.iter().copied().filter(|p| p.tier.index() == t).collect();
+        if pols.is_empty() {
+            continue;
+        }
+        pols.sort_by(|a, b| (a.order, &a.name).cmp(&(b.order, &b.name)));
+        match tier_action(c, &pols, dir, me, other, dst, proto, port) {
+            Some(Action::Allow) => return true,
+            Some(Action::Deny) => return false,
+            Some(Action::Pass) => continue,
+            _ if defs[t].default_action == Action::Deny => return false,
+            _ => continue,
+        }
+    }
+    true
 }
 
 /// The labels a pod's label selectors see: its own, or in a cluster with Cilium policies Cilium's labels of it.

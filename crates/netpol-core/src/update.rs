@@ -1064,7 +1064,12 @@ impl Engine {
                 let count = match *peer {
                     CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
                     CPeer::Block(b) => self.block_refs.get_mut(b.index()),
-                    CPeer::Domains(_) | CPeer::Nothing | CPeer::Calico(_) | CPeer::OwnNode | CPeer::OtherNodes => None,
+                    CPeer::Domains(_)
+                    | CPeer::Nothing
+                    | CPeer::Calico(_)
+                    | CPeer::OwnNode
+                    | CPeer::OtherNodes
+                    | CPeer::NodeSet(_) => None,
                 };
                 if let Some(c) = count {
                     *c = c.saturating_sub(1);

@@ -179,7 +179,7 @@ pub struct Explanation {
     pub staged: Option<Box<StagedExplanation>>,
 }
 
-/// One check of a flow at a Calico host endpoint.
+/// One check of a flow at a host endpoint (Calico's, or a Node under Cilium's host policies).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HostExplanation {
     pub host_endpoint: String,
@@ -192,8 +192,11 @@ pub struct HostExplanation {
     pub failsafe: Option<String>,
     /// Each stage of the path (untracked, pre-DNAT, normal or forward policies), as a side of its own.
     pub stages: Vec<SideExplanation>,
-    /// The HostEndpoint object's file and document.
+    /// The HostEndpoint object's file and document (a Cilium host endpoint: the Node's).
     pub source: String,
+    /// A Cilium host endpoint: a Node that Cilium's host policies select (see [`crate::host`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cilium: bool,
 }
 
 /// The flow in the staged view: the cluster as if its staged policies were enforced (Calico's "pending" verdict).
@@ -751,6 +754,25 @@ impl Engine {
                     Some(_) => None,
                 }
             }
+            Peer::NodeSelector(sel) => {
+                let (mine, theirs) = (self.ep_info(me).node, self.ep_info(ep).addr_node);
+                let node = |n: Option<u32>| n.and_then(|n| c.nodes.get(n as usize));
+                match node(theirs) {
+                    None => Some(format!("(node selector {sel}): {} is no node's address", self.endpoint_name(ep))),
+                    Some(t) if mine == theirs => Some(format!(
+                        "(node selector {sel}): {} is node {}, the subject's own node, which a node selector never \
+                         selects",
+                        self.endpoint_name(ep),
+                        t.name
+                    )),
+                    Some(t) if !sel.matches(&t.labels) => Some(format!(
+                        "(node selector {sel}): {} is node {}, whose labels it does not match",
+                        self.endpoint_name(ep),
+                        t.name
+                    )),
+                    Some(_) => None,
+                }
+            }
             Peer::Calico(c) if pol.kind.is_cilium() => Some(format!("({c}) does not match {}", self.endpoint_name(ep))),
             Peer::Calico(_) => Some("(Calico peer)".to_string()),
             Peer::IpBlock(b) => match self.endpoint_ip(ep) {
@@ -1059,8 +1081,11 @@ impl Explanation {
         render_sides(&mut s, [&self.egress, &self.ingress]);
         for h in &self.hosts {
             let status = if h.allowed { "allowed" } else { "DENIED" };
-            let _ =
-                writeln!(s, "  host endpoint {} (node {}), {}: {status}", h.host_endpoint, h.node, h.path.describe());
+            let _ = if h.cilium {
+                writeln!(s, "  host of node {} (Cilium host policies), {}: {status}", h.node, h.path.describe())
+            } else {
+                writeln!(s, "  host endpoint {} (node {}), {}: {status}", h.host_endpoint, h.node, h.path.describe())
+            };
             if let Some(f) = &h.failsafe {
                 let _ = writeln!(s, "    {f}");
             }

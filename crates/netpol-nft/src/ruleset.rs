@@ -752,7 +752,9 @@ impl Gen<'_> {
         let mut rules = Vec::new();
         let failsafe = Expr::ProtoPorts(check.failsafe.iter().map(|&(p, port)| (p, port, port)).collect());
         let first = check.stages.iter().position(|s| !s.skipped_by_failsafe).unwrap_or(check.stages.len());
-        if check.failsafe_passes {
+        if check.failsafe.is_empty() {
+            // No failsafe ports (Cilium's host endpoints): nothing to accept ahead of the stages.
+        } else if check.failsafe_passes {
             let comment = Some(self.comment(format!("np-host:{what} failsafe")));
             rules.push(NftRule { exprs: vec![failsafe, Expr::Counter, Expr::Return], comment });
         } else if first > 0 {
@@ -1429,6 +1431,40 @@ spec:
             Some(Expr::Goto(c) | Expr::Jump(c)) => c.clone(),
             x => panic!("{chain}: {x:?}"),
         }
+    }
+
+    /// A Node that Cilium's host policies select is a host check with no failsafe ports: its check chain goes
+    /// straight to its stages, whose normal stage holds the host policy and drops what it leaves.
+    #[test]
+    fn cilium_host_policies_become_host_checks_without_failsafe_ports() {
+        let yaml = "
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {role: edge}}
+status: {addresses: [{type: InternalIP, address: 10.1.0.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {nodeName: n1}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: edge}
+spec:
+  nodeSelector: {matchLabels: {role: edge}}
+  ingress: [{toPorts: [{ports: [{port: \"22\", protocol: TCP}]}]}]
+";
+        let e = Engine::new(netpol_core::load::load_str("t", yaml).cluster);
+        let rs = generate(&e);
+        let text = rs.to_nft();
+        assert!(!text.contains("{  }") && !text.contains("failsafe"), "{text}");
+        let dispatch = |comment: &str| target(&rs, "forward", |r| r.comment.as_deref() == Some(comment));
+        let to_host = target(&rs, &dispatch("np-host:outside -> host endpoint n1"), |_| true);
+        assert!(rule_text(&rs.chains[&to_host].rules[0]).starts_with("goto "), "{text}");
+        assert!(text.contains("th dport 22 counter return comment \"np:ccnp/edge/ingress/0 any-peer\""), "{text}");
+        assert!(text.contains("counter drop comment \"np-drop:host n1 to-host normal\""), "{text}");
     }
 
     /// Host endpoint checks: every base chain dispatches by source and destination address class (after the

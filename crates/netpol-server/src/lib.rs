@@ -957,8 +957,11 @@ pub struct HostExplanation {
     /// Each stage of the path (untracked, pre-DNAT, normal or forward policies) as a side of its own; a stage
     /// skipped (failsafe port, an earlier stage's Allow) says so in its `note`.
     pub stages: Vec<SideExplanation>,
-    /// The HostEndpoint object's file and document.
+    /// The HostEndpoint object's file and document (a Cilium host: the Node's).
     pub source: String,
+    /// A Cilium host: a Node that Cilium's host policies (`nodeSelector`) select; absent for Calico's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cilium: bool,
 }
 
 /// The flow as the staged view decides it: the cluster as if its Calico staged policies were enforced.
@@ -1946,6 +1949,7 @@ pub(crate) fn peer_text(kind: PolicyKind, p: &Peer) -> String {
         Peer::Fqdns(d) => format!("toFQDNs {}", d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
         Peer::Calico(c) => c.to_string(),
         Peer::SubjectNodes { own, others } => Peer::subject_nodes_text(*own, *others),
+        Peer::NodeSelector(sel) => format!("nodes {sel} (not the subject's own)"),
     }
 }
 

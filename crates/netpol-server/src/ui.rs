@@ -1463,6 +1463,9 @@ fn rule_doc(r: &Rule, ingress: bool) -> RuleDoc {
             Peer::SubjectNodes { own, others } => {
                 PeerDoc { calico: Some(Peer::subject_nodes_text(*own, *others)), ..PeerDoc::default() }
             }
+            Peer::NodeSelector(sel) => {
+                PeerDoc { calico: Some(format!("nodes {sel} (not the subject's own)")), ..PeerDoc::default() }
+            }
             Peer::IpBlock(b) => PeerDoc {
                 ip_block: Some(IpBlockDoc {
                     cidr: b.cidr.to_string(),
@@ -1593,6 +1596,9 @@ fn admin_peer_doc(p: &Peer) -> AdminPeerDoc {
         Peer::Calico(c) => AdminPeerDoc { calico: Some(c.to_string()), ..AdminPeerDoc::default() },
         Peer::SubjectNodes { own, others } => {
             AdminPeerDoc { calico: Some(Peer::subject_nodes_text(*own, *others)), ..AdminPeerDoc::default() }
+        }
+        Peer::NodeSelector(sel) => {
+            AdminPeerDoc { calico: Some(format!("nodes {sel} (not the subject's own)")), ..AdminPeerDoc::default() }
         }
         // The admin kinds have no ipBlock: its CIDR is the nearest (the loader never makes one).
         Peer::IpBlock(b) => AdminPeerDoc { networks: Some(vec![b.cidr.to_string()]), ..AdminPeerDoc::default() },

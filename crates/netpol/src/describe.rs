@@ -1,6 +1,7 @@
 //! `netpol describe`: which policies select each pod, whether it is isolated per direction, and what it may
 //! exchange with addresses outside the cluster; with Calico host endpoints, the host endpoint a hostNetwork pod's
-//! traffic meets, and (listing every pod) each host endpoint with its node, addresses and policies per stage.
+//! traffic meets, and (listing every pod) each host endpoint with its node, addresses and policies per stage, and
+//! each Node that Cilium's host policies select with its host policies per direction.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -272,7 +273,38 @@ pub fn run(
             if ns.is_none() && !e.cluster().host_endpoints.is_empty() {
                 host_endpoints_table(e, out)?;
             }
+            if ns.is_none() && e.has_cilium_hosts() {
+                cilium_hosts_table(e, out)?;
+            }
         }
+    }
+    Ok(())
+}
+
+/// The Nodes that Cilium's host policies select (`nodeSelector`): addresses and host policies per direction.
+fn cilium_hosts_table(e: &Engine, out: &mut dyn Write) -> anyhow::Result<()> {
+    let c = e.cluster();
+    let rows: Vec<[String; 3]> = e
+        .cilium_hosts()
+        .into_iter()
+        .map(|(node, addrs, pols)| {
+            let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+            let mut dirs = Vec::new();
+            for (dir, list) in [Direction::Ingress, Direction::Egress].into_iter().zip(pols) {
+                if !list.is_empty() {
+                    let refs: Vec<String> = list.iter().map(|&p| c.policy_ref(p)).collect();
+                    dirs.push(format!("{dir}: {}", refs.join(", ")));
+                }
+            }
+            [node, if addrs.is_empty() { "<none>".into() } else { addrs.join(", ") }, dirs.join("; ")]
+        })
+        .collect();
+    let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max("NODE (CILIUM HOST)".len());
+    let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max("ADDRESSES".len());
+    writeln!(out)?;
+    writeln!(out, "{:<w0$}  {:<w1$}  HOST POLICIES", "NODE (CILIUM HOST)", "ADDRESSES")?;
+    for [node, addrs, pols] in rows {
+        writeln!(out, "{node:<w0$}  {addrs:<w1$}  {pols}")?;
     }
     Ok(())
 }

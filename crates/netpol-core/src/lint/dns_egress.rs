@@ -152,7 +152,8 @@ fn hypothetical_allows(ctx: &Ctx, pols: &[PolicyId], ns: &str, labels: &Labels, 
                     | Peer::Nodes(_)
                     | Peer::DomainNames(_)
                     | Peer::Fqdns(_)
-                    | Peer::SubjectNodes { .. } => false,
+                    | Peer::SubjectNodes { .. }
+                    | Peer::NodeSelector(_) => false,
                     Peer::Calico(cp) => {
                         cp.selector.as_ref().is_none_or(|s| s.matches(&calico_labels))
                             && cp.not_selector.as_ref().is_none_or(|s| !s.matches(&calico_labels))

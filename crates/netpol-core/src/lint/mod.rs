@@ -177,7 +177,8 @@ impl<'e> Ctx<'e> {
         let mut host_network = vec![Vec::new(); engine.cluster.policies.len()];
         let c = &engine.cluster;
         for (pod, p) in c.pods.iter().enumerate().filter(|(_, p)| p.host_network) {
-            for (pid, pol) in c.policies.iter().enumerate() {
+            // Cilium's host policies select Nodes (the hostNetwork pods there with them), never a pod.
+            for (pid, pol) in c.policies.iter().enumerate().filter(|(_, pol)| !pol.host.cilium_host) {
                 if pol.selects(p.ns, &c.ns(p.ns).labels, &p.labels, || c.pod_calico_labels(p)) {
                     host_network[pid].push(PodId::new(pod));
                 }

@@ -45,7 +45,11 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                                         .pods
                                         .iter()
                                         .any(|&pod| c.pod(pod).ips.iter().any(|ip| e.block_contains(b, *ip))),
-                                    CPeer::Domains(_) | CPeer::Nothing | CPeer::OwnNode | CPeer::OtherNodes => false,
+                                    CPeer::Domains(_)
+                                    | CPeer::Nothing
+                                    | CPeer::OwnNode
+                                    | CPeer::OtherNodes
+                                    | CPeer::NodeSet(_) => false,
                                     CPeer::Calico(c) => e.calico_peer_of(c).pods.contains(IdentityId::new(i)),
                                 })
                         })

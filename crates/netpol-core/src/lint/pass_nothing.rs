@@ -51,7 +51,9 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         let cc = e.calico_peer_of(id);
                         cc.sel.as_ref().is_some_and(|m| m.idents.is_empty() && m.sets.is_empty() && m.heps.is_empty())
                     }
-                    CPeer::Block(_) | CPeer::Domains(_) | CPeer::OwnNode | CPeer::OtherNodes => false,
+                    CPeer::Block(_) | CPeer::Domains(_) | CPeer::OwnNode | CPeer::OtherNodes | CPeer::NodeSet(_) => {
+                        false
+                    }
                 });
                 if rule.action != Action::Pass || (!rule.peers.is_empty() && matches_nothing) {
                     continue;

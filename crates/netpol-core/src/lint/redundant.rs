@@ -58,7 +58,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let addresses = |p: &CPeer| match *p {
                     CPeer::Block(_) => true,
                     CPeer::Calico(id) => !calico::pods_only(e.calico_peer_of(id)),
-                    CPeer::OwnNode | CPeer::OtherNodes => true,
+                    CPeer::OwnNode | CPeer::OtherNodes | CPeer::NodeSet(_) => true,
                     CPeer::Sel(_) | CPeer::Domains(_) | CPeer::Nothing => false,
                 };
                 // A Log rule decides nothing by design; a Pass is judged by what the next tiers do, which one tier

@@ -6,6 +6,7 @@
 //! named with the closest label key or value the input's pods do carry ("did you mean `app`?"), among the labels
 //! Calico's selectors see (the pod's own, `projectcalico.org/namespace`, `projectcalico.org/serviceaccount`, and
 //! the namespace's and service account's as `pcns.`/`pcsa.` labels).
+//! A Cilium host policy (`nodeSelector`) whose selector matches no Node of the input is reported too.
 //! **Why it is bad**: the policy does nothing; usually a label typo or the wrong namespace, so the pods it was
 //! written for are not protected.
 //! **Instead**: fix the labels (`kubectl get pods -n NS --show-labels`) or the namespace, or delete the policy.
@@ -27,7 +28,27 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let c = &ctx.engine.cluster;
     let mut universe: Option<Universe> = None;
+    // Cilium host policies already reported (an object's rule is up to three policies of the model).
+    let mut hosts_said = std::collections::HashSet::new();
     for (pid, pol) in c.policies.iter().enumerate() {
+        if pol.host.cilium_host {
+            // A Cilium host policy selects Nodes by their labels (`nodeSelector`), never a pod.
+            let rule = pol.ingress.iter().chain(&pol.egress).find_map(|r| r.name.as_deref());
+            let at =
+                rule.map_or("spec", |n| n.split_once(".ingress").or(n.split_once(".egress")).map_or(n, |(a, _)| a));
+            let field = format!("{at}.nodeSelector");
+            if ctx.engine.policy_nodes(PolicyId::new(pid)).is_empty()
+                && hosts_said.insert((pol.origin.to_string(), field.clone()))
+            {
+                let msg = format!(
+                    "nodeSelector `{}` selects no Node of the input: this host policy applies to no node",
+                    pol.calico_selector.as_ref().map_or_else(String::new, |e| e.to_string())
+                );
+                let help = "check the Nodes' labels (`kubectl get nodes --show-labels`)".to_string();
+                out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), Some(field), msg, help));
+            }
+            continue;
+        }
         if let Some(sel) = pol.calico_selector.as_ref().filter(|_| calico::is_calico(pol)) {
             // A policy that applies to host endpoints selects something; a doNotTrack or preDNAT one can select
             // nothing else.
@@ -95,6 +116,19 @@ mod tests {
     fn quiet_when_only_host_network_pods_are_selected() {
         // NP008 reports this policy; "selects no pod" would contradict it.
         let f = run(&RULE, &with("apiVersion: v1\nkind: Pod\nmetadata: {name: agent, namespace: a, labels: {app: agent}}\nspec: {hostNetwork: true, containers: [{name: c}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec: {podSelector: {matchLabels: {app: agent}}}\n"));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Cilium: a host policy's nodeSelector that selects no Node (once per object), and none when it selects one.
+    #[test]
+    fn cilium_host_policies_that_select_no_node() {
+        let node = "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {role: edge}}\nstatus: {addresses: [{type: InternalIP, address: 10.1.0.1}]}\n---\n";
+        let ccnp = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: h}\nspec:\n  nodeSelector: {matchLabels: {role: egde}}\n  ingress: [{fromEntities: [world]}]\n  egressDeny: [{toEntities: [world]}]\n";
+        let f = run(&RULE, &with(&format!("{node}{ccnp}")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.nodeSelector"));
+        assert!(f[0].message.contains("selects no Node"), "{}", f[0].message);
+        let f = run(&RULE, &with(&format!("{node}{}", ccnp.replace("egde", "edge"))));
         assert!(f.is_empty(), "{f:?}");
     }
 

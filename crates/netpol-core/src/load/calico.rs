@@ -148,7 +148,12 @@ pub(crate) fn global_network_policy(o: obj::GlobalNetworkPolicyObj, errs: &mut E
         errs.add("spec.applyOnForward", "applyOnForward must be true if either preDNAT or doNotTrack is true");
     }
     let (mut policy, tier) = policy(&GNP, None, name, &view, errs)?;
-    policy.host = HostFlags { do_not_track, pre_dnat, apply_on_forward: spec.apply_on_forward.unwrap_or(false) };
+    policy.host = HostFlags {
+        do_not_track,
+        pre_dnat,
+        apply_on_forward: spec.apply_on_forward.unwrap_or(false),
+        cilium_host: false,
+    };
     Some(Item::CalicoPolicy { ns_name: None, policy: Box::new(policy), tier })
 }
 

@@ -27,10 +27,13 @@
 //! API server's endpoints, Services and their EndpointSlices): they are placeholders here, resolved once every
 //! object is loaded (`cilium_refs.rs`, which documents their semantics).
 //!
+//! Host policies (a CiliumClusterwideNetworkPolicy rule with `nodeSelector` instead of `endpointSelector`: its
+//! subject is the host endpoint of each Node whose labels it matches, [`crate::model::HostFlags::cilium_host`]),
+//! `fromNodes`/`toNodes` and `fromGroups`/`toGroups` are `cilium_nodes.rs`'s, which documents them.
+//!
 //! What this frontend does not model yet is an error naming the field (the policy is then not loaded), never a
-//! silent drop: `nodeSelector` (host policies), `fromNodes`/`toNodes`, `fromGroups`/`toGroups`,
-//! `authentication`, TLS and SNI rules, and `reserved:` selectors other than one `reserved:` label alone (with
-//! other requirements, or under `NotIn`/`DoesNotExist`).
+//! silent drop: `authentication`, TLS and SNI rules, and `reserved:` selectors other than one `reserved:` label
+//! alone (with other requirements, or under `NotIn`/`DoesNotExist`).
 //!
 //! `CiliumCIDRGroup` objects are network sets of the model labelled with their name under
 //! [`crate::model::cilium_keys::CIDR_GROUP`], which only `cidrGroupRef`/`cidrGroupSelector` select ([`cidr_group`]).
@@ -130,10 +133,17 @@ fn rule_parts(
             errs.add(format!("{path}.nodeSelector"), "only one of endpointSelector and nodeSelector may be set");
             None
         }
-        (None, Some(_)) => {
-            errs.add(format!("{path}.nodeSelector"), format!("host policies: {NOT_YET}"));
+        // A namespaced policy cannot select nodes (`pkg/k8s/apis/cilium.io/v2/cnp_types.go`, `Parse`).
+        (None, Some(_)) if ns.is_some() => {
+            errs.add(
+                format!("{path}.nodeSelector"),
+                "a CiliumNetworkPolicy's rule cannot have nodeSelector (host policies are \
+                 CiliumClusterwideNetworkPolicies)",
+            );
             None
         }
+        // A host policy: its subject is the host endpoint of every Node whose labels the selector matches.
+        (None, Some(sel)) => selector(sel, &format!("{path}.nodeSelector"), errs),
         (None, None) => {
             errs.add(path.to_string(), "one of endpointSelector or nodeSelector is required");
             None
@@ -144,12 +154,16 @@ fn rule_parts(
             None => e,
         }),
     };
+    let host = r.endpoint_selector.is_none() && r.node_selector.is_some();
     // Label requirements (`fromRequires`/`toRequires`) become deny rules after the policy's own.
     let mut required: (Vec<Rule>, Vec<Rule>) = (Vec::new(), Vec::new());
     let mut rules = |list: &Option<Vec<obj::CiliumPeerRule>>, field: &str, dir: Direction, deny: bool| -> Vec<Rule> {
         let mut out = Vec::new();
         for (i, pr) in list.iter().flatten().enumerate() {
             let p = format!("{path}.{field}[{i}]");
+            if host {
+                super::cilium_nodes::host_l7(pr, dir, &p, errs);
+            }
             out.extend(peer_rule(ns, dir, deny, pr, &p, errs));
             let req = requirements(ns, dir, pr, &p, errs);
             match dir {
@@ -182,7 +196,7 @@ fn rule_parts(
         egress,
         affects_ingress: affects.0,
         affects_egress: affects.1,
-        host: Default::default(),
+        host: crate::model::HostFlags { cilium_host: host, ..Default::default() },
         origin: Default::default(),
         manifest: None,
     };
@@ -303,7 +317,7 @@ fn peer_rule(
             &r.from_cidr_set,
             &r.from_entities,
             r.from_groups.is_some(),
-            r.from_nodes.is_some(),
+            &r.from_nodes,
         ),
         Direction::Egress => (
             &r.to_endpoints,
@@ -312,22 +326,29 @@ fn peer_rule(
             &r.to_cidr_set,
             &r.to_entities,
             r.to_groups.is_some(),
-            r.to_nodes.is_some(),
+            &r.to_nodes,
         ),
     };
-    let not_yet = [
-        (format!("{own}Groups"), groups),
-        (format!("{own}Nodes"), nodes),
-        ("authentication".to_string(), r.authentication.is_some()),
-    ];
-    for (field, present) in not_yet {
-        if present {
-            errs.add(format!("{path}.{field}"), NOT_YET);
-        }
+    if r.authentication.is_some() {
+        errs.add(format!("{path}.authentication"), NOT_YET);
     }
     let mut peers: Vec<Peer> = Vec::new();
     // A requirement is a peer field that selects nothing by itself (see `requirements`).
     let mut any_field = requires.is_some();
+    if groups {
+        // Cloud provider groups: only the provider's API knows their members (`pkg/policy/api/groups.go`).
+        any_field = true;
+        super::cilium_nodes::groups(&format!("{path}.{own}Groups"), errs);
+    }
+    if let Some(list) = nodes {
+        any_field = true;
+        for (i, sel) in list.iter().enumerate() {
+            let p = format!("{path}.{own}Nodes[{i}]");
+            if let Some(e) = selector(sel, &p, errs) {
+                peers.extend(super::cilium_nodes::node_selector(e, &p));
+            }
+        }
+    }
     if let Some(list) = endpoints {
         any_field = true;
         for (i, sel) in list.iter().enumerate() {

@@ -28,6 +28,7 @@
 mod admin;
 mod calico;
 mod cilium;
+mod cilium_nodes;
 mod cilium_refs;
 mod fast_yaml;
 mod json;
@@ -649,7 +650,8 @@ impl Loader {
                     | Peer::DomainNames(_)
                     | Peer::Calico(_)
                     | Peer::Fqdns(_)
-                    | Peer::SubjectNodes { .. } => {}
+                    | Peer::SubjectNodes { .. }
+                    | Peer::NodeSelector(_) => {}
                 }
             }
         }
@@ -949,6 +951,7 @@ impl Loader {
         };
         if !self.defer_cilium_refs {
             cilium_refs::resolve(&mut cluster, &mut self.diagnostics);
+            cilium_nodes::resolve(&cluster, &mut self.diagnostics);
         }
         if cluster.has_calico() {
             for (t, name) in cluster.tiers.iter_mut().zip(calico::builtin_tier_names()) {
@@ -1339,6 +1342,7 @@ fn typed<T: serde::de::DeserializeOwned>(node: &Node<'_>) -> Result<T, (Option<S
 pub fn resolve_cilium_refs(c: &mut Cluster) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     cilium_refs::resolve(c, &mut diags);
+    cilium_nodes::resolve(c, &mut diags);
     diags
 }
 

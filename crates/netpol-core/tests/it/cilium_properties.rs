@@ -59,7 +59,8 @@ fn cidr(r: &mut Rng) -> String {
     r.pick(&["10.0.0.0/8", "10.0.1.0/24", "10.9.0.0/16", "0.0.0.0/0", "10.1.0.1/32", "fd00::/8"]).to_string()
 }
 
-fn peer_rule(r: &mut Rng, dir: &str, deny: bool) -> String {
+/// One rule of `dir`; `host`: of a host policy (no L7 rules but DNS on egress, as the agent requires).
+fn peer_rule(r: &mut Rng, dir: &str, deny: bool, host: bool) -> String {
     let pre = if dir == "ingress" { "from" } else { "to" };
     let mut fields: Vec<String> = Vec::new();
     if r.chance(50) {
@@ -128,6 +129,18 @@ fn peer_rule(r: &mut Rng, dir: &str, deny: bool) -> String {
         fields.push(format!("{pre}Requires: [{}]", selector(r)));
     }
     if r.chance(15) {
+        // Node selectors (over the Nodes' labels, written by `manifests`).
+        let sel = *r.pick(&[
+            "{}",
+            "{matchLabels: {tier: a}}",
+            "{matchExpressions: [{key: tier, operator: NotIn, values: [a]}]}",
+        ]);
+        fields.push(format!("{pre}Nodes: [{sel}]"));
+    }
+    if r.chance(4) {
+        fields.push(format!("{pre}Groups: [{{aws: {{securityGroupsIds: [sg-1]}}}}]"));
+    }
+    if r.chance(15) {
         let t = *r.pick(&["8", "EchoRequest", "13", "Timestamp"]);
         fields.push(format!("icmps: [{{fields: [{{type: {t}}}, {{type: EchoRequest, family: IPv6}}]}}]"));
     }
@@ -141,7 +154,7 @@ fn peer_rule(r: &mut Rng, dir: &str, deny: bool) -> String {
         }
         let mut entries = vec![format!("{{ports: [{}]}}", ports.join(", "))];
         // L7 rules, as the agent accepts them: HTTP on TCP ports, DNS on egress to port 53.
-        if !deny && r.chance(30) {
+        if !deny && !host && r.chance(30) {
             let port = *r.pick(&["\"80\"", "\"8080\""]);
             let http = *r.pick(&[
                 "{method: GET}",
@@ -174,7 +187,8 @@ fn manifests(seed: u64) -> String {
     let mut r = Rng(seed);
     let mut y = String::new();
     for (i, ip) in ["10.1.0.1", "10.1.0.2"].iter().enumerate() {
-        let _ = write!(y, "apiVersion: v1\nkind: Node\nmetadata: {{name: n{i}}}\nstatus: {{addresses: [{{type: InternalIP, address: {ip}}}]}}\n---\n");
+        let tier = *r.pick(&["a", "b"]);
+        let _ = write!(y, "apiVersion: v1\nkind: Node\nmetadata: {{name: n{i}, labels: {{tier: {tier}}}}}\nstatus: {{addresses: [{{type: InternalIP, address: {ip}}}]}}\n---\n");
     }
     // Two CIDR groups: one holding pod and node addresses too (which it never selects), one outside.
     y.push_str("apiVersion: cilium.io/v2\nkind: CiliumCIDRGroup\nmetadata: {name: near, labels: {zone: near}}\nspec: {externalCIDRs: [10.9.0.0/16, 10.0.1.0/24, 10.1.0.1/32]}\n---\n");
@@ -242,7 +256,13 @@ fn manifests(seed: u64) -> String {
         } else {
             ("CiliumNetworkPolicy", format!(", namespace: {}", NAMESPACES[r.below(n_ns)]))
         };
-        let mut spec = format!("endpointSelector: {}", selector(&mut r));
+        // Host policies: a clusterwide rule with a nodeSelector (over the Nodes' `tier`).
+        let host = clusterwide && r.chance(40);
+        let mut spec = if host {
+            format!("nodeSelector: {}", r.pick(&["{}", "{matchLabels: {tier: a}}", "{matchLabels: {k8s:tier: b}}"]))
+        } else {
+            format!("endpointSelector: {}", selector(&mut r))
+        };
         for (field, dir, deny) in [
             ("ingress", "ingress", false),
             ("egress", "egress", false),
@@ -250,7 +270,7 @@ fn manifests(seed: u64) -> String {
             ("egressDeny", "egress", true),
         ] {
             if r.chance(if deny { 25 } else { 50 }) {
-                let rules: Vec<String> = (0..1 + r.below(2)).map(|_| peer_rule(&mut r, dir, deny)).collect();
+                let rules: Vec<String> = (0..1 + r.below(2)).map(|_| peer_rule(&mut r, dir, deny, host)).collect();
                 spec.push_str(&format!(", {field}: [{}]", rules.join(", ")));
             }
         }
@@ -331,6 +351,22 @@ proptest! {
                 }
             }
         }
+        // Cilium's host endpoints in the data plane's table decide every pair of addresses as the engine does.
+        if e.has_cilium_hosts() {
+            let t = e.dataplane();
+            let mut ips: Vec<std::net::IpAddr> = eps.iter().filter_map(|ep| e.endpoint_ip(ep)).collect();
+            ips.sort();
+            ips.dedup();
+            for &a in &ips {
+                for &b in &ips {
+                    let (s, d) = (e.endpoint_for_ip(a), e.endpoint_for_ip(b));
+                    for (proto, port) in [(Protocol::Tcp, 22u16), (Protocol::Tcp, 80), (Protocol::Udp, 53), (Protocol::Tcp, 8080), (Protocol::Icmp, 0x0800)] {
+                        let want = e.host_checks_allow(&s, &d, proto, port);
+                        prop_assert_eq!(t.host_allows(a, b, proto, port), want, "table {} -> {} {}/{}", a, b, port, proto);
+                    }
+                }
+            }
+        }
         let m = e.matrix(None).unwrap();
         let n = e.cluster().pods.len();
         // The matrix leaves out a node's access to its own pods for hostNetwork pods' traffic, and says so.
@@ -359,11 +395,12 @@ proptest! {
 #[test]
 fn random_cilium_clusters_have_every_part() {
     let mut tiers = std::collections::BTreeSet::new();
-    let (mut node_rules, mut services) = (0, 0);
+    let (mut node_rules, mut services, mut host_policies) = (0, 0, 0);
     for seed in 0..200 {
         let e = engine(seed);
         node_rules += usize::from(e.cluster().has_cilium_node_rules());
         services += usize::from(!e.cluster().services.is_empty());
+        host_policies += usize::from(e.has_cilium_hosts());
         for p in &e.cluster().policies {
             if p.kind.is_cilium() {
                 tiers.insert(e.cluster().tiers[p.tier.index()].name.clone());
@@ -373,4 +410,5 @@ fn random_cilium_clusters_have_every_part() {
     assert_eq!(tiers.into_iter().collect::<Vec<_>>(), ["CiliumAllow", "CiliumDeny", "NetworkPolicy"]);
     assert!(node_rules > 20, "only {node_rules} clusters with host or remote-node rules");
     assert!(services > 100, "only {services} clusters with Services");
+    assert!(host_policies > 20, "only {host_policies} clusters with host policies that select a Node");
 }

@@ -260,6 +260,7 @@ fn peer_text(e: &Engine, p: &CPeer) -> String {
         CPeer::Calico(c) => e.calico_peer_of(c).peer.to_string(),
         CPeer::OwnNode => "host".to_string(),
         CPeer::OtherNodes => "remote-node".to_string(),
+        CPeer::NodeSet(k) => format!("node set {k}"),
     }
 }
 
@@ -918,4 +919,99 @@ fn cilium_entities_and_services_follow_changes() {
         Change::DeleteService { namespace: "ns".into(), name: "db".into() },
     ]);
     assert_as_fresh(&e, &m, &extra);
+}
+
+/// [`assert_as_fresh`] with explanations compared as rendered: a Cilium host's explanation names its Node's file and
+/// document, which here differ (the harness loads a changed Node alone).
+fn assert_hosts_as_fresh(e: &Engine, m: &Manifests, extra: &[&str]) {
+    let f = Engine::new(m.load().cluster);
+    let pols = |e: &Engine| -> Vec<String> {
+        e.cluster().policies.iter().map(|p| format!("{:?} {:?}", p.ingress, p.egress)).collect()
+    };
+    assert_eq!(pols(e), pols(&f), "policies");
+    let mut eps: Vec<String> = f.cluster().pods.iter().map(|p| format!("ns/{}", p.name)).collect();
+    eps.extend(f.cluster().nodes.iter().flat_map(|n| n.ips.iter().map(|ip| ip.to_string())));
+    eps.extend(extra.iter().map(|s| s.to_string()));
+    for s in &eps {
+        for d in &eps {
+            let (es, ed) = (e.parse_endpoint(s, "ns").unwrap(), e.parse_endpoint(d, "ns").unwrap());
+            let (fs, fd) = (f.parse_endpoint(s, "ns").unwrap(), f.parse_endpoint(d, "ns").unwrap());
+            for port in [22, 80, 81, 443] {
+                let want = f.allowed(&fs, &fd, Protocol::Tcp, port);
+                assert_eq!(e.allowed(&es, &ed, Protocol::Tcp, port), want, "{s} -> {d}:{port}");
+                assert_eq!(reference::allowed(e.cluster(), &es, &ed, Protocol::Tcp, port), want, "reference");
+                assert_eq!(
+                    e.explain(&es, &ed, Protocol::Tcp, port).render(),
+                    f.explain(&fs, &fd, Protocol::Tcp, port).render(),
+                    "explain {s} -> {d}:{port}"
+                );
+            }
+        }
+    }
+    assert_same_matrix(e, &f, 1);
+}
+
+/// Cilium's host policies (`nodeSelector`) and node selectors (`fromNodes`/`toNodes`) follow the Nodes' labels and
+/// addresses (`load/cilium_nodes.rs`): after each change the updated engine answers as a fresh load.
+#[test]
+fn cilium_host_policies_and_node_selectors_follow_node_changes() {
+    let node = |name: &str, ip: &str, role: &str| {
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{role: {role}}}}}\nstatus: {{addresses: \
+             [{{type: InternalIP, address: {ip}}}]}}"
+        )
+    };
+    let policies = r#"apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: edge-hosts}
+spec:
+  nodeSelector: {matchLabels: {role: edge}}
+  ingress:
+  - fromNodes: [{matchLabels: {role: web}}]
+    toPorts: [{ports: [{port: "22", protocol: TCP}]}]
+  - fromEntities: [remote-node]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+  egress:
+  - toEntities: [host, world]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: to-web-nodes, namespace: ns}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+  - toNodes: [{matchLabels: {role: web}}]
+    toPorts: [{ports: [{port: "81", protocol: TCP}]}]
+"#;
+    let mut m = Manifests(Vec::new());
+    m.put("policies", policies);
+    m.put("ns", "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns}");
+    m.put("node-1", &node("node-1", "10.1.0.1", "edge"));
+    m.put("node-2", &node("node-2", "10.1.0.2", "web"));
+    m.put("a", &pod_doc("a", "a", "node-1", "10.0.0.1"));
+    m.put("b", &pod_doc("b", "b", "node-2", "10.0.0.2"));
+    let extra = ["10.9.9.9", "10.1.0.3"];
+    let mut e = Engine::new(m.load().cluster);
+    assert!(e.has_cilium_hosts());
+    assert_hosts_as_fresh(&e, &m, &extra);
+
+    // A node's labels change: node-2 becomes an edge node too, and no node is a web node.
+    let n2 = node("node-2", "10.1.0.2", "edge");
+    m.put("node-2", &n2);
+    let stats = e.update(vec![Change::PutNode(alone(&n2).nodes.pop().unwrap())]);
+    assert!(stats.recompiled);
+    assert_hosts_as_fresh(&e, &m, &extra);
+
+    // A new web node, and an edge node's address changes.
+    let n3 = node("node-3", "10.1.0.3", "web");
+    m.put("node-3", &n3);
+    let n1 = node("node-1", "10.1.0.11", "edge");
+    m.put("node-1", &n1);
+    e.update(vec![Change::PutNode(alone(&n3).nodes.pop().unwrap()), Change::PutNode(alone(&n1).nodes.pop().unwrap())]);
+    assert_hosts_as_fresh(&e, &m, &extra);
+
+    // A node goes away.
+    m.delete("node-2");
+    e.update(vec![Change::DeleteNode { name: "node-2".into() }]);
+    assert_hosts_as_fresh(&e, &m, &extra);
 }

@@ -23,8 +23,8 @@ use netpol_core::verdict::Verdict;
 use serde::Deserialize;
 
 /// What the data holds (README.md of the data directory): at least this many cases and probes.
-const CASES: usize = 39;
-const PROBES: usize = 330;
+const CASES: usize = 44;
+const PROBES: usize = 379;
 /// The cilium/cilium commit every `path:line` reference points into (README.md says how it was read).
 const CILIUM_COMMIT: &str = "2efb257c85";
 
@@ -165,8 +165,9 @@ fn indent(text: &str, by: &str) -> String {
 
 /// The cases whose every probe the engine answers already (endpoint selectors with Cilium's namespace rules,
 /// CIDRs, every entity, `reserved:` selectors, `toServices`, ports, deny, default deny, a node's access to its own
-/// pods, HTTP and DNS rules, `toFQDNs`).
-pub(crate) const L3L4_CASES: [&str; 39] = [
+/// pods, HTTP and DNS rules, `toFQDNs`, host policies, node selectors, cloud groups), which `cilium_dataplane.rs`
+/// replays in the kernel.
+pub(crate) const L3L4_CASES: [&str; 44] = [
     "ccnp-empty-peer-means-all-pods",
     "ccnp-namespace-selection",
     "cidr-never-selects-cluster-addresses",
@@ -206,6 +207,11 @@ pub(crate) const L3L4_CASES: [&str; 39] = [
     "to-fqdns",
     "to-fqdns-needs-dns-proxy",
     "to-services",
+    "from-nodes-and-to-nodes",
+    "host-policy-egress-connectivity-test",
+    "host-policy-ingress-connectivity-test",
+    "host-policy-node-selection-and-deny",
+    "to-groups",
 ];
 
 #[test]
