@@ -70,7 +70,16 @@ use std::borrow::Cow;
 
 use std::fmt;
 
-use regex::Regex;
+use regex_automata::meta::Regex;
+
+/// Compiles a regular expression with the lazy DFA and no full DFA: a full DFA costs milliseconds to build per
+/// Unicode-aware pattern, and a rule's handful of matches per flow never pays that back.
+fn build_regex(pattern: &str) -> Result<Regex, String> {
+    Regex::builder().configure(Regex::config().dfa(false)).build(pattern).map_err(|e| match e.syntax_error() {
+        Some(syntax) => syntax.to_string(),
+        None => e.to_string(),
+    })
+}
 use serde::{Deserialize, Serialize};
 
 /// Why an L7 rule or DNS selector could not be compiled.
@@ -237,10 +246,8 @@ fn anchored(field: &'static str, pattern: &str) -> Result<Option<Regex>, L7Error
         return Ok(None);
     }
     // Validate the pattern alone first, so that an unbalanced `)` cannot close the wrapping group.
-    Regex::new(pattern).map_err(|e| L7Error::InvalidRegex { field, message: e.to_string() })?;
-    Regex::new(&format!(r"\A(?:{pattern})\z"))
-        .map(Some)
-        .map_err(|e| L7Error::InvalidRegex { field, message: e.to_string() })
+    build_regex(pattern).map_err(|message| L7Error::InvalidRegex { field, message })?;
+    build_regex(&format!(r"\A(?:{pattern})\z")).map(Some).map_err(|message| L7Error::InvalidRegex { field, message })
 }
 
 impl HttpRule {
@@ -544,7 +551,7 @@ impl DnsPattern {
         validate_dns(FIELD, pattern, "-_.*", "0-9, a-z, A-Z, '-', '_', '.' and '*'")?;
         let canonical = sanitize_pattern(pattern);
         check_canonical_length(FIELD, pattern, &canonical)?;
-        let regex = Regex::new(&anchored_pattern_regex(&canonical))
+        let regex = build_regex(&anchored_pattern_regex(&canonical))
             .map_err(|e| dns_error(FIELD, pattern, format!("does not compile: {e}")))?;
         Ok(DnsPattern { source: pattern.to_string(), is_pattern: true, matcher: DnsMatcher::Pattern(regex) })
     }

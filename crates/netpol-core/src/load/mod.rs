@@ -1117,6 +1117,32 @@ pub(crate) fn decode_with_kind(
 /// Where the typed objects are decoded from: the document's tree, or the raw JSON text of a List item.
 pub(crate) trait Source {
     fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, (Option<String>, String)>;
+
+    /// The object's YAML text as written, when the source has it (a YAML document that is one object).
+    fn raw_yaml(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// A YAML document that is one object: its tree, and its text (what the object's manifest is kept as).
+pub(crate) struct YamlDoc<'a, 'n> {
+    pub node: &'a Node<'n>,
+    pub text: &'a str,
+}
+
+impl Source for YamlDoc<'_, '_> {
+    fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, (Option<String>, String)> {
+        typed(self.node)
+    }
+
+    fn raw_yaml(&self) -> Option<&str> {
+        Some(self.text)
+    }
+}
+
+/// Decodes one YAML document whose text is `text` (see [`decode`]); an object's manifest is then its text.
+pub(crate) fn decode_document(node: &Node<'_>, text: &str, origin: Origin, out: &mut Vec<Decoded>) {
+    decode_from(node, &YamlDoc { node, text }, origin, None, out)
 }
 
 impl Source for Node<'_> {
@@ -1312,10 +1338,22 @@ pub(crate) fn decode_from<S: Source>(
     }
 }
 
-/// The object as its author wrote it, as YAML (`Policy::manifest`): the document read again as a generic value,
-/// written back in its own order of keys (comments and quoting style are not kept). Only the kinds that the model
-/// cannot give back are read twice.
+/// The object as its author wrote it, as YAML (`Policy::manifest`): a YAML document's own text, comments included;
+/// otherwise (a List item, JSON) the object read again as a generic value and written back in its own order of keys
+/// (comments and quoting style are then not kept). Only the kinds that the model cannot give back keep it.
 fn as_written<S: Source>(source: &S) -> Option<std::sync::Arc<str>> {
+    // A YAML document's own text (comments included) costs a copy; anything else is written back.
+    if let Some(text) = source.raw_yaml() {
+        // Without its `---` line: the manifest is the one document.
+        let text = match text.strip_prefix("---") {
+            Some(rest) if rest.is_empty() || rest.starts_with(['\n', '\r', ' ', '\t']) => {
+                rest.split_once('\n').map_or("", |(_, after)| after)
+            }
+            _ => text,
+        };
+        let text = text.trim_matches(|c| c == '\n' || c == '\r');
+        return Some(std::sync::Arc::from(format!("{text}\n")));
+    }
     let v = source.typed::<serde_yaml_ng::Value>().ok()?;
     serde_yaml_ng::to_string(&v).ok().map(std::sync::Arc::from)
 }

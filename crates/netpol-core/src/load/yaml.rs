@@ -58,7 +58,7 @@ pub(super) fn add_yaml_bytes(loader: &mut Loader, name: &str, bytes: &[u8]) -> b
         let mut out = Vec::new();
         match std::str::from_utf8(bytes.get(range).unwrap_or_default()) {
             Ok(piece) => match parse_document(piece, first_line) {
-                Ok(node) => decode(&node, origin, &mut out),
+                Ok(node) => super::decode_document(&node, piece, origin, &mut out),
                 Err(msg) => out.push(Decoded::Diagnostic(error(origin, None, None, format!("invalid YAML: {msg}")))),
             },
             Err(e) => {
@@ -94,7 +94,7 @@ pub(super) fn add_yaml(loader: &mut Loader, name: &str, text: &str) {
         |doc, (first_line, piece)| {
             let mut out = Vec::new();
             match parse_document(piece, *first_line) {
-                Ok(node) => decode(&node, origin(doc), &mut out),
+                Ok(node) => super::decode_document(&node, piece, origin(doc), &mut out),
                 Err(msg) => {
                     out.push(Decoded::Diagnostic(error(origin(doc), None, None, format!("invalid YAML: {msg}"))))
                 }

@@ -716,7 +716,9 @@ fn every_policy_of_a_cilium_object_keeps_the_object_as_written() {
     let json = r#"{"kind":"List","apiVersion":"v1","items":[{"apiVersion":"cilium.io/v2","kind":"CiliumNetworkPolicy",
         "metadata":{"name":"api","namespace":"shop"},"spec":{"endpointSelector":{"matchLabels":{"app":"api"}},
         "ingress":[{"fromEndpoints":[{"matchLabels":{"app":"web"}}]}],"ingressDeny":[{"toPorts":[{"ports":[{"port":"9090"}]}]}]}}]}"#;
-    for (file, text) in [("c.yaml", format!("{CLUSTER}---\n{cnp}---\n{np}")), ("c.json", json.to_string())] {
+    // A YAML document is kept as its text, comments included.
+    for (file, text) in [("c.yaml", format!("{CLUSTER}---\n{cnp}# reviewed\n---\n{np}")), ("c.json", json.to_string())]
+    {
         let l = load_str(file, &text);
         assert!(errors(&l).is_empty(), "{:?}", errors(&l));
         let parts: Vec<_> = l.cluster.policies.iter().filter(|p| p.kind.is_cilium()).collect();
@@ -726,6 +728,7 @@ fn every_policy_of_a_cilium_object_keeps_the_object_as_written() {
             let text = p.manifest.as_deref().unwrap_or_else(|| panic!("{file}: no manifest"));
             assert_eq!(serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text).unwrap(), want, "{file}: {text}");
             assert!(text.starts_with("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n"), "{text}");
+            assert_eq!(text.contains("# reviewed"), file == "c.yaml", "{text}");
         }
         assert!(std::sync::Arc::ptr_eq(parts[0].manifest.as_ref().unwrap(), parts[1].manifest.as_ref().unwrap()));
         assert!(l.cluster.policies.iter().filter(|p| !p.kind.is_cilium()).all(|p| p.manifest.is_none()));
