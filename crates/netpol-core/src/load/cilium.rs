@@ -69,7 +69,7 @@ pub(crate) enum CiliumTier {
 pub(crate) const DENY_TIER: (&str, f64) = ("CiliumDeny", 10.0);
 pub(crate) const ALLOW_TIER: (&str, f64) = ("CiliumAllow", 20.0);
 
-const NOT_YET: &str = "not modelled by netpol yet (issue 14): the policy is not loaded";
+const NOT_YET: &str = "not modelled by netpol yet: the policy is not loaded";
 
 /// A CiliumNetworkPolicy; `manifest`: the object as written, which each of its policies keeps
 /// ([`crate::model::Policy::manifest`]: the model cannot give one object of several policies back).

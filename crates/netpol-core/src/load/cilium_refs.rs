@@ -174,7 +174,7 @@ pub(crate) fn reserved_selector(sel: &obj::LabelSelector, path: &str, errs: &mut
         return None;
     }
     let not_yet = |errs: &mut Errors, field: String, what: &str| {
-        errs.add(field, format!("{what}: not modelled by netpol yet (issue 14): the policy is not loaded"));
+        errs.add(field, format!("{what}: not modelled by netpol yet: the policy is not loaded"));
         Some(Vec::new())
     };
     if labels.len() + exprs.len() != 1 {
