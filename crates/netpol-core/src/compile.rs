@@ -1436,18 +1436,8 @@ impl Engine {
         peers.sort_unstable_by_key(|&(p, src)| (p.order(), src));
         peers.dedup_by_key(|&mut (p, _)| p);
         let (peers, peer_src): (Vec<CPeer>, Vec<u32>) = peers.into_iter().unzip();
-        for p in &peers {
-            let count = match *p {
-                CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
-                CPeer::Block(b) => self.block_refs.get_mut(b.index()),
-                CPeer::Domains(_)
-                | CPeer::Nothing
-                | CPeer::Calico(_)
-                | CPeer::OwnNode
-                | CPeer::OtherNodes
-                | CPeer::NodeSet(_) => None,
-            };
-            if let Some(c) = count {
+        for &p in &peers {
+            if let Some(c) = self.peer_refs(p) {
                 *c += 1;
             }
         }
@@ -1580,6 +1570,20 @@ impl Engine {
     pub(crate) fn calico_matches(&self, c: CalicoId, ep: &EpInfo<'_>) -> bool {
         let label_ident = ep.ident.filter(|i| !self.identities[i.index()].host_network);
         self.calico_peers[c.index()].matches(ep, label_ident)
+    }
+
+    /// The reference count of a peer that is counted (selector peers and blocks: what an update may drop).
+    pub(crate) fn peer_refs(&mut self, p: CPeer) -> Option<&mut u32> {
+        match p {
+            CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
+            CPeer::Block(b) => self.block_refs.get_mut(b.index()),
+            CPeer::Domains(_)
+            | CPeer::Nothing
+            | CPeer::Calico(_)
+            | CPeer::OwnNode
+            | CPeer::OtherNodes
+            | CPeer::NodeSet(_) => None,
+        }
     }
 
     /// The endpoint information of a pod of identity `i` at address `ip`.

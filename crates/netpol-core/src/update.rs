@@ -1059,21 +1059,11 @@ impl Engine {
     /// Releases the peers of the rules of policy `p` (decrements their reference counts).
     fn release_rules(&mut self, p: PolicyId) {
         let (ing, eg) = &self.policy_rules[p.index()];
-        for &r in ing.iter().chain(eg) {
-            for peer in &self.rules[r.index()].peers {
-                let count = match *peer {
-                    CPeer::Sel(s) => self.sel_refs.get_mut(s.index()),
-                    CPeer::Block(b) => self.block_refs.get_mut(b.index()),
-                    CPeer::Domains(_)
-                    | CPeer::Nothing
-                    | CPeer::Calico(_)
-                    | CPeer::OwnNode
-                    | CPeer::OtherNodes
-                    | CPeer::NodeSet(_) => None,
-                };
-                if let Some(c) = count {
-                    *c = c.saturating_sub(1);
-                }
+        let peers: Vec<CPeer> =
+            ing.iter().chain(eg).flat_map(|r| self.rules[r.index()].peers.iter().copied()).collect();
+        for peer in peers {
+            if let Some(c) = self.peer_refs(peer) {
+                *c = c.saturating_sub(1);
             }
         }
     }
