@@ -313,6 +313,23 @@ fn side_allows(
                 && p.selects(pod.ns, ns_labels, &selector_labels(c, pod), || c.pod_calico_labels(pod))
         })
         .collect();
+    tiers_allow(c, &selecting, dir, me, other, dst, proto, port)
+}
+
+/// The tiers' walk over the policies `selecting` a subject in `dir`: tier by tier, each tier's policies by order
+/// (then name, namespace, Calico kind), the first rule that matches decides; a tier that selects the subject and
+/// decides nothing ends in its default action; what no tier decides is allowed.
+#[allow(clippy::too_many_arguments)]
+fn tiers_allow(
+    c: &Cluster,
+    selecting: &[&Policy],
+    dir: Direction,
+    me: &Endpoint,
+    other: &Other<'_>,
+    dst: &Endpoint,
+    proto: Protocol,
+    port: u16,
+) -> bool {
     let (defs, tiers) = tiers_in_order(c);
     for t in tiers {
         let mut pols: Vec<&Policy> = selecting.iter().copied().filter(|p| p.tier.index() == t).collect();
@@ -486,22 +503,7 @@ fn cilium_host_side(
                 && p.calico_selector.as_ref().is_some_and(|e| e.matches(&node.labels))
         })
         .collect();
-    let (defs, tiers) = tiers_in_order(c);
-    for t in tiers {
-        let mut pols: Vec<&Policy> = selecting.iter().copied().filter(|p| p.tier.index() == t).collect();
-        if pols.is_empty() {
-            continue;
-        }
-        pols.sort_by(|a, b| (a.order, &a.name).cmp(&(b.order, &b.name)));
-        match tier_action(c, &pols, dir, me, other, dst, proto, port) {
-            Some(Action::Allow) => return true,
-            Some(Action::Deny) => return false,
-            Some(Action::Pass) => continue,
-            _ if defs[t].default_action == Action::Deny => return false,
-            _ => continue,
-        }
-    }
-    true
+    tiers_allow(c, &selecting, dir, me, other, dst, proto, port)
 }
 
 /// The labels a pod's label selectors see: its own, or in a cluster with Cilium policies Cilium's labels of it.
