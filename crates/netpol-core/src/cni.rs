@@ -113,6 +113,16 @@ pub enum CniSource {
 pub const AGENT_LABELS: [(Cni, &str, &str); 2] =
     [(Cni::Cilium, "k8s-app", "cilium"), (Cni::Calico, "k8s-app", "calico-node")];
 
+/// Whether a pod with these labels is a CNI's node agent (see [`agent`]).
+pub fn is_agent(labels: &crate::labels::Labels) -> bool {
+    AGENT_LABELS.iter().any(|&(_, key, value)| labels.get(key) == Some(value))
+}
+
+/// Whether an auto-detection reason is [`agent`]'s (an agent pod chose the CNI).
+pub fn by_agent(why: &str) -> bool {
+    AGENT_LABELS.iter().any(|&(_, key, value)| why.ends_with(&format!("({key}={value})")))
+}
+
 /// The CNI whose node agent runs in the cluster, and what says so: a pod (a live cluster's pods, or a DaemonSet's
 /// representative pod in manifests) with the agent's label of [`AGENT_LABELS`], in any namespace (Cilium's Helm
 /// release may live outside kube-system). Cilium's agent first, then Calico's; among pods, the first loaded.

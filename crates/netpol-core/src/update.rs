@@ -710,10 +710,15 @@ impl Engine {
         if cause.is_none() && self.cni.ip_block_outside_only() {
             cause = Some("the CNI Cilium");
         }
-        // A pod change may bring or take away a CNI's agent, which auto-detection reads (`Cni::auto`).
-        let pods_changed = changes
-            .iter()
-            .any(|c| matches!(c, Change::PutPod { .. } | Change::DeletePod { .. } | Change::DeleteNamespace { .. }));
+        // A pod change may bring or take away a CNI's agent, which auto-detection reads (`Cni::auto`): a pod put
+        // with an agent's label, or any pod change while an agent is what chose the CNI (no scan of every pod on
+        // every other batch).
+        let by_agent = matches!(&self.cni_source, crate::cni::CniSource::Auto(why) if crate::cni::by_agent(why));
+        let pods_changed = changes.iter().any(|c| match c {
+            Change::PutPod { pod, .. } => by_agent || crate::cni::is_agent(&pod.labels),
+            Change::DeletePod { .. } | Change::DeleteNamespace { .. } => by_agent,
+            _ => false,
+        });
         // Whether the cluster changed since a recompile became necessary.
         let mut dirty = false;
         for ch in changes {
