@@ -750,6 +750,14 @@ pub struct Engine {
     pub(crate) node_hep: FxHashMap<String, usize>,
     /// Whether the cluster has Cilium policies: identities then carry Cilium's labels.
     pub(crate) cilium: bool,
+    /// Whether the cluster has Calico objects ([`Cluster::has_calico`]), as compiled: [`Engine::update`]
+    /// recompiles every batch while it is true, so it stays exact without a scan of the cluster per batch.
+    pub(crate) calico_objects: bool,
+    /// Pods by namespace and name hash (`Engine::update`'s lookups): see [`PodNames`].
+    pub(crate) pod_names: PodNames,
+    /// How many pods of each namespace run as each service account (`Engine::update` forgets an undeclared
+    /// account when its last pod goes).
+    pub(crate) sa_pods: FxHashMap<(NsId, crate::labels::Atom), u32>,
     /// Whether a rule depends on its subject's node (Cilium's `host` and `remote-node`: [`CPeer::OwnNode`],
     /// [`CPeer::OtherNodes`]): flows' ends then carry their nodes ([`EpInfo::node`], [`EpInfo::addr_node`]).
     pub(crate) node_rel: bool,
@@ -864,6 +872,50 @@ fn has_calico_policies(cluster: &Cluster) -> bool {
         .policies
         .iter()
         .any(|p| p.calico_selector.is_some() || p.ingress.iter().chain(&p.egress).any(|r| r.calico.is_some()))
+}
+
+/// Pods by (namespace, hash of the name): a lookup is one probe, and the name is compared to be sure. A name
+/// whose hash another pod of its namespace already holds is not indexed; from then on lookups scan the pods
+/// (exact either way; with 64-bit hashes, never seen in practice).
+#[derive(Clone, Default)]
+pub(crate) struct PodNames {
+    by_hash: FxHashMap<(NsId, u64), PodId>,
+    collided: bool,
+}
+
+impl PodNames {
+    fn key(ns: NsId, name: &str) -> (NsId, u64) {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = rustc_hash::FxBuildHasher.build_hasher();
+        h.write(name.as_bytes());
+        (ns, h.finish())
+    }
+
+    pub(crate) fn insert(&mut self, ns: NsId, name: &str, pod: PodId) {
+        match self.by_hash.entry(Self::key(ns, name)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(pod);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.collided = true,
+        }
+    }
+
+    /// Forgets `pod` (named `name` in `ns`) if it is the one indexed under its key.
+    pub(crate) fn remove(&mut self, ns: NsId, name: &str, pod: PodId) {
+        let key = Self::key(ns, name);
+        if self.by_hash.get(&key) == Some(&pod) {
+            self.by_hash.remove(&key);
+        }
+    }
+
+    /// The pod named `name` in `ns`, among `pods`.
+    pub(crate) fn find(&self, pods: &[crate::model::Pod], ns: NsId, name: &str) -> Option<PodId> {
+        if self.collided {
+            return pods.iter().position(|p| p.ns == ns && p.name == name).map(PodId::new);
+        }
+        let id = *self.by_hash.get(&Self::key(ns, name))?;
+        pods.get(id.index()).is_some_and(|p| p.ns == ns && p.name == name).then_some(id)
+    }
 }
 
 /// Which namespaces a selector peer looks in.
@@ -1077,6 +1129,9 @@ impl Engine {
             hep_by_ip: FxHashMap::default(),
             node_hep: FxHashMap::default(),
             cilium: cluster.has_cilium(),
+            calico_objects: cluster.has_calico(),
+            pod_names: PodNames::default(),
+            sa_pods: FxHashMap::default(),
             node_rel: cluster.has_cilium_node_rules(),
             pod_node: Vec::new(),
             node_by_ip: FxHashMap::default(),
@@ -1112,6 +1167,8 @@ impl Engine {
             for ip in &pod.ips {
                 eng.index_ip(*ip, PodId::new(pid));
             }
+            eng.pod_names.insert(pod.ns, &pod.name, PodId::new(pid));
+            *eng.sa_pods.entry((pod.ns, pod.service_account.clone())).or_default() += 1;
         }
 
         // Identities per namespace.

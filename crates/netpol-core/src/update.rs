@@ -699,11 +699,11 @@ impl Engine {
         // Calico's selectors see namespaces, service accounts and network sets through every endpoint's labels:
         // an engine with Calico objects is recompiled whole.
         let calico_change = |c: &Change| c.is_calico() && !c.is_service_account();
-        if cause.is_none() && (self.cluster.has_calico() || changes.iter().any(calico_change)) {
+        if cause.is_none() && (self.calico_objects || changes.iter().any(calico_change)) {
             cause = Some("Calico objects");
         }
         // Cilium's policies likewise (their selectors see Cilium's labels of every endpoint).
-        if cause.is_none() && self.cluster.has_cilium() {
+        if cause.is_none() && self.cilium {
             cause = Some("Cilium objects");
         }
         // Cilium's reading of ipBlocks (a CIDR peer per ipBlock, compiled with the rule's other Calico peers).
@@ -825,35 +825,61 @@ impl Engine {
         let ns = ns_or_insert(&mut self.cluster, namespace);
         pod.ns = ns;
         let account = pod.service_account.clone();
-        match self.cluster.pods.iter().position(|p| p.ns == ns && p.name == pod.name) {
-            Some(i) => {
-                let old = self.detach_pod(PodId::new(i));
+        match self.pod_names.find(&self.cluster.pods, ns, &pod.name) {
+            Some(pid) => {
+                let i = pid.index();
+                let old = self.detach_pod(pid);
                 let old_pod = std::mem::replace(&mut self.cluster.pods[i], pod);
-                forget_service_account(&mut self.cluster, ns, &old_pod.service_account);
-                self.attach_pod(PodId::new(i));
+                self.forget_service_account(ns, &old_pod.service_account);
+                self.attach_pod(pid);
                 self.drop_identity_if_empty(old);
             }
             None => {
+                let pid = PodId::new(self.cluster.pods.len());
+                self.pod_names.insert(ns, &pod.name, pid);
                 self.cluster.pods.push(pod);
                 self.pod_identity.push(IdentityId::new(0));
                 self.primary_ips.push(None);
-                self.attach_pod(PodId::new(self.cluster.pods.len() - 1));
+                self.attach_pod(pid);
             }
         }
         note_service_account(&mut self.cluster, ns, &account);
+        *self.sa_pods.entry((ns, account)).or_default() += 1;
+    }
+
+    /// A pod of `ns` no longer runs as `account`: an undeclared account no pod runs as any more is gone (as
+    /// [`forget_service_account`] does, with the pods counted instead of scanned).
+    fn forget_service_account(&mut self, ns: NsId, account: &crate::labels::Atom) {
+        let key = (ns, account.clone());
+        let Some(uses) = self.sa_pods.get_mut(&key) else { return };
+        *uses = uses.saturating_sub(1);
+        if *uses == 0 {
+            self.sa_pods.remove(&key);
+            let c = &mut self.cluster;
+            if let Some(i) = c.service_accounts.iter().position(|s| s.ns == ns && *s.name == **account) {
+                if c.service_accounts[i].origin.is_none() {
+                    c.service_accounts.remove(i);
+                }
+            }
+        }
     }
 
     fn delete_pod(&mut self, namespace: &str, name: &str) -> bool {
         let Some(ns) = self.cluster.namespace_id(namespace) else { return false };
-        let Some(i) = self.cluster.pods.iter().position(|p| p.ns == ns && p.name == name) else { return false };
-        let old = self.detach_pod(PodId::new(i));
+        let Some(pid) = self.pod_names.find(&self.cluster.pods, ns, name) else { return false };
+        let i = pid.index();
+        let old = self.detach_pod(pid);
         let last = self.cluster.pods.len() - 1;
+        self.pod_names.remove(ns, name, pid);
         let gone = self.cluster.pods.swap_remove(i);
-        forget_service_account(&mut self.cluster, ns, &gone.service_account);
+        self.forget_service_account(ns, &gone.service_account);
         self.pod_identity.swap_remove(i);
         self.primary_ips.swap_remove(i);
         if i != last {
-            self.renumber_pod(PodId::new(last), PodId::new(i));
+            let moved = &self.cluster.pods[i];
+            self.pod_names.remove(moved.ns, &moved.name, PodId::new(last));
+            self.pod_names.insert(moved.ns, &moved.name, pid);
+            self.renumber_pod(PodId::new(last), pid);
         }
         self.drop_identity_if_empty(old);
         true

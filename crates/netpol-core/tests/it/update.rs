@@ -77,7 +77,8 @@ fn random_pod(r: &mut Rng, c: &Cluster, name: String) -> Pod {
         ips,
         host_network,
         node: None,
-        service_account: "default".into(),
+        // Pods come and go per account: an undeclared account lasts as long as a pod runs as it.
+        service_account: ["default", "default", "api", "batch"][r.below(4)].into(),
         source: PodSource { kind: "Pod", origin: Origin::default() },
     }
 }
@@ -431,6 +432,12 @@ fn assert_same_cluster(c: &Cluster, shadow: &Cluster) {
         v
     };
     assert_eq!(pods(c), pods(shadow), "pods");
+    let accounts = |c: &Cluster| -> Vec<String> {
+        let mut v: Vec<String> = c.service_accounts.iter().map(|s| format!("{s:?}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(accounts(c), accounts(shadow), "service accounts");
 }
 
 fn check(e: &Engine, shadow: &Cluster) {
