@@ -240,7 +240,7 @@ impl Table {
                 TableStep::TierEnd { deny: false } => {}
                 TableStep::Rule(r) if self.host_rule_matches(r, src, dst, proto, port) => match r.action {
                     Action::Allow => return Some(true),
-                    Action::Deny => return Some(false),
+                    Action::Deny | Action::Reject => return Some(false),
                     Action::Log => {}
                     Action::Pass => {
                         // The rest of the tier and its end are skipped.

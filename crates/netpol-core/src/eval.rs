@@ -198,7 +198,7 @@ impl<S: Clone> Side<S> {
                 self.allowed = p.union(&self.allowed, &hit);
                 self.undecided = Some(p.minus(&undecided, &hit));
             }
-            Action::Deny => self.undecided = Some(p.minus(&undecided, &hit)),
+            Action::Deny | Action::Reject => self.undecided = Some(p.minus(&undecided, &hit)),
             Action::Pass => {
                 self.passed = p.union(&self.passed, &hit);
                 self.undecided = Some(p.minus(&undecided, &hit));
@@ -359,7 +359,8 @@ impl Engine {
         &self.tiers
     }
 
-    /// The policies of `pols` in evaluation order: by tier, then by order (priority; lower first, none last).
+    /// The policies of `pols` in evaluation order: by tier, then by order (priority; lower first, none last), then
+    /// by position (an Antrea object's rule index: see [`crate::model::Policy::position`]).
     /// Equal orders go by name, namespace and Calico's kind name, as Felix sorts them (the admin kinds' API
     /// leaves their order undefined: explain and lint say where that matters). Kubernetes NetworkPolicies alone,
     /// whose rules only allow, keep their input order.
@@ -371,7 +372,7 @@ impl Engine {
         v.sort_by_cached_key(|&p| {
             let pol = self.cluster.policy(p);
             let ns = pol.ns().map_or("", |n| self.cluster.ns_name(n));
-            (self.policy_tier(p), pol.order, &*pol.name, ns, pol.kind.calico_kind(), p)
+            (self.policy_tier(p), pol.order, pol.position, &*pol.name, ns, pol.kind.calico_kind(), p)
         });
         v
     }

@@ -329,6 +329,9 @@ pub enum Action {
     Pass,
     /// Observe only: evaluation continues with the next rule.
     Log,
+    /// Antrea's `Reject`: denied, and the sender is answered (a TCP reset, or ICMP "administratively
+    /// prohibited") instead of left to time out. Every verdict treats it as [`Action::Deny`].
+    Reject,
 }
 
 impl Action {
@@ -338,6 +341,15 @@ impl Action {
             Action::Deny => "deny",
             Action::Pass => "pass",
             Action::Log => "log",
+            Action::Reject => "reject",
+        }
+    }
+
+    /// What the action decides: [`Action::Reject`] decides as [`Action::Deny`] does.
+    pub fn decision(self) -> Action {
+        match self {
+            Action::Reject => Action::Deny,
+            a => a,
         }
     }
 }
@@ -370,6 +382,12 @@ pub enum PolicyKind {
     CiliumNetworkPolicy,
     /// `cilium.io/v2` CiliumClusterwideNetworkPolicy: cluster-scoped, split as a CiliumNetworkPolicy is.
     CiliumClusterwideNetworkPolicy,
+    /// `crd.antrea.io/v1beta1` ClusterNetworkPolicy (ACNP): cluster-scoped, in an Antrea tier. One object lowers
+    /// to one policy per rule (see [`Policy::position`]), so that rules with their own `appliedTo` and policies of
+    /// equal priority are ordered as Antrea orders them.
+    AntreaClusterNetworkPolicy,
+    /// `crd.antrea.io/v1beta1` NetworkPolicy (ANNP): namespaced, in an Antrea tier, lowered as an ACNP is.
+    AntreaNetworkPolicy,
 }
 
 impl PolicyKind {
@@ -383,7 +401,13 @@ impl PolicyKind {
             PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
             PolicyKind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
             PolicyKind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
+            PolicyKind::AntreaClusterNetworkPolicy => "ClusterNetworkPolicy.crd.antrea.io",
+            PolicyKind::AntreaNetworkPolicy => "NetworkPolicy.crd.antrea.io",
         }
+    }
+    /// Whether this is one of Antrea's kinds.
+    pub fn is_antrea(self) -> bool {
+        matches!(self, PolicyKind::AntreaClusterNetworkPolicy | PolicyKind::AntreaNetworkPolicy)
     }
     /// Whether this is one of Cilium's kinds.
     pub fn is_cilium(self) -> bool {
@@ -400,11 +424,19 @@ impl PolicyKind {
             PolicyKind::GlobalNetworkPolicy => "gnp",
             PolicyKind::CiliumNetworkPolicy => "ciliumnetworkpolicy",
             PolicyKind::CiliumClusterwideNetworkPolicy => "ccnp",
+            PolicyKind::AntreaClusterNetworkPolicy => "acnp",
+            PolicyKind::AntreaNetworkPolicy => "annp",
         }
     }
     /// Whether policies of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        matches!(self, PolicyKind::NetworkPolicy | PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy)
+        matches!(
+            self,
+            PolicyKind::NetworkPolicy
+                | PolicyKind::CalicoNetworkPolicy
+                | PolicyKind::CiliumNetworkPolicy
+                | PolicyKind::AntreaNetworkPolicy
+        )
     }
     /// Calico's kind name, used to break ties between equal orders (Felix compares `name/namespace/kind`).
     pub fn calico_kind(self) -> &'static str {
@@ -417,6 +449,8 @@ impl PolicyKind {
             PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
             PolicyKind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
             PolicyKind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
+            PolicyKind::AntreaClusterNetworkPolicy => "AntreaClusterNetworkPolicy",
+            PolicyKind::AntreaNetworkPolicy => "AntreaNetworkPolicy",
         }
     }
 }
@@ -479,6 +513,9 @@ pub struct TierDef {
     pub default_action: Action,
     /// The Tier object, if one was read.
     pub origin: Option<Origin>,
+    /// Antrea's regular tiers (and the Admin tier among them when Antrea's tiers are present): traffic a `Pass`
+    /// rule passes skips every later tier up to the NetworkPolicy tier, instead of going on to the next tier.
+    pub pass_to_network_policy: bool,
 }
 
 impl TierDef {
@@ -489,6 +526,7 @@ impl TierDef {
             order: Some(order),
             default_action,
             origin: None,
+            pass_to_network_policy: false,
         };
         vec![
             t("Admin", 1_000.0, Action::Pass),
@@ -654,6 +692,10 @@ pub struct Policy {
     /// A GlobalNetworkPolicy's host-endpoint flags (all false for every other kind).
     pub host: HostFlags,
     pub origin: Origin,
+    /// Antrea's kinds: the index of the object's rule this policy holds (ingress rules first, then egress), so that
+    /// within a tier and a priority the rules of policies of equal priority interleave by rule index, as Antrea's
+    /// OVS priorities order them. 0 for every other kind.
+    pub position: u32,
     /// The object as its author wrote it (YAML), for kinds that cannot be written back from the model: a Cilium
     /// object lowers to several policies (up to three per rule), and each keeps the whole object's text, shared.
     /// `None` for every other kind (their manifests are rendered from the model).

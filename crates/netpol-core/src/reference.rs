@@ -338,7 +338,13 @@ fn tiers_allow(
         }
         let ns = |p: &Policy| p.ns().map(|n| c.ns_name(n).to_string()).unwrap_or_default();
         pols.sort_by(|a, b| {
-            (a.order, &a.name, ns(a), a.kind.calico_kind()).cmp(&(b.order, &b.name, ns(b), b.kind.calico_kind()))
+            (a.order, a.position, &a.name, ns(a), a.kind.calico_kind()).cmp(&(
+                b.order,
+                b.position,
+                &b.name,
+                ns(b),
+                b.kind.calico_kind(),
+            ))
         });
         match tier_action(c, &pols, dir, me, other, dst, proto, port) {
             Some(Action::Allow) => return true,

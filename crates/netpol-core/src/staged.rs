@@ -73,6 +73,7 @@ impl Cluster {
                             order: None,
                             default_action: Action::Deny,
                             origin: None,
+                            pass_to_network_policy: false,
                         });
                         c.tiers.len() - 1
                     }

@@ -522,7 +522,13 @@ const CALICO_BUILTIN_TIERS: [&str; 3] = ["kube-admin", "default", "kube-baseline
 
 /// The tier a policy names when no Tier object declares it, as the loader assumes it.
 fn implicit_tier(name: &str) -> TierDef {
-    TierDef { name: name.to_string(), order: None, default_action: Action::Deny, origin: None }
+    TierDef {
+        name: name.to_string(),
+        order: None,
+        default_action: Action::Deny,
+        origin: None,
+        pass_to_network_policy: false,
+    }
 }
 
 /// The index of Calico's own tier `name` in [`Cluster::tiers`].
@@ -1914,8 +1920,13 @@ spec: {podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress]}
     #[test]
     fn built_in_and_implicit_tiers() {
         let mut c = Cluster::default();
-        let declared =
-            TierDef { name: "default".into(), order: Some(1_000_000.0), default_action: Action::Deny, origin: None };
+        let declared = TierDef {
+            name: "default".into(),
+            order: Some(1_000_000.0),
+            default_action: Action::Deny,
+            origin: None,
+            pass_to_network_policy: false,
+        };
         assert!(apply_to_cluster(&mut c, Change::PutTier(declared)));
         assert_eq!(c.tiers.len(), 3);
         assert!(c.tiers[1].origin.is_some() && c.tiers[1].name == "default");

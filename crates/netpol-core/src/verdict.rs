@@ -570,7 +570,7 @@ impl Engine {
                                     side.decided_by = DecidedBy::Rule;
                                 }
                             }
-                            Action::Deny => {
+                            Action::Deny | Action::Reject => {
                                 decided = true;
                                 side.decided_by = DecidedBy::Rule;
                             }
@@ -912,7 +912,9 @@ fn rule_line(m: &RuleMatch) -> String {
     let action = match m.action {
         Action::Allow if m.key.policy.kind == PolicyKind::ClusterNetworkPolicy => "Accept",
         Action::Allow => "Allow",
+        Action::Deny if m.key.policy.kind.is_antrea() => "Drop",
         Action::Deny => "Deny",
+        Action::Reject => "Reject",
         Action::Pass => "Pass",
         Action::Log => "Log",
     };

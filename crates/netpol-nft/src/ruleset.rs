@@ -594,7 +594,7 @@ impl<'t> Gen<'t> {
             };
             let verdict = match rule.action {
                 Action::Allow => ends.allow.clone(),
-                Action::Deny => vec![Expr::Drop],
+                Action::Deny | Action::Reject => vec![Expr::Drop],
                 Action::Log => Vec::new(),
                 Action::Pass => {
                     // The rest of this tier is skipped: on to the steps after its end, in a chain of their own.

@@ -400,6 +400,7 @@ fn action_word(a: Action) -> &'static str {
     match a {
         Action::Allow => "Allow",
         Action::Deny => "Deny",
+        Action::Reject => "Reject",
         Action::Pass => "Pass",
         Action::Log => "Log",
     }

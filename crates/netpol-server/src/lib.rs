@@ -1763,6 +1763,8 @@ pub enum RuleAction {
     Pass,
     /// Observed only: evaluation goes on.
     Log,
+    /// Denied, and the sender answered (Antrea's `Reject`).
+    Reject,
 }
 
 impl From<Action> for RuleAction {
@@ -1772,6 +1774,7 @@ impl From<Action> for RuleAction {
             Action::Deny => RuleAction::Deny,
             Action::Pass => RuleAction::Pass,
             Action::Log => RuleAction::Log,
+            Action::Reject => RuleAction::Reject,
         }
     }
 }
@@ -2016,13 +2019,7 @@ pub(crate) fn calico_protocol_name(n: u8) -> String {
 
 /// A rule's action in its API's words.
 pub(crate) fn api_action(kind: PolicyKind, a: Action) -> &'static str {
-    match a {
-        Action::Allow if kind == PolicyKind::ClusterNetworkPolicy => "Accept",
-        Action::Allow => "Allow",
-        Action::Deny => "Deny",
-        Action::Pass => "Pass",
-        Action::Log => "Log",
-    }
+    netpol_core::lint::action_word(kind, a)
 }
 
 fn calico_entity(

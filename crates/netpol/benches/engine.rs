@@ -290,6 +290,7 @@ fn run_long_except(size: &str, engine: &Engine) {
     let app = cluster.pods[pod.index()].labels.get("app").unwrap().to_string();
     cluster.policies.push(Policy {
         host: Default::default(),
+        position: 0,
         manifest: None,
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
@@ -387,6 +388,7 @@ fn run_updates(size: &str, engine: &Engine) {
     let app = template.labels.get("app").unwrap_or_default().to_string();
     let policy = Policy {
         host: Default::default(),
+        position: 0,
         manifest: None,
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,

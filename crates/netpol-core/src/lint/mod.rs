@@ -424,7 +424,9 @@ pub fn action_word(kind: PolicyKind, action: Action) -> &'static str {
     match action {
         Action::Allow if kind == PolicyKind::ClusterNetworkPolicy => "Accept",
         Action::Allow => "Allow",
+        Action::Deny if kind.is_antrea() => "Drop",
         Action::Deny => "Deny",
+        Action::Reject => "Reject",
         Action::Pass => "Pass",
         Action::Log => "Log",
     }

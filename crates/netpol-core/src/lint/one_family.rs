@@ -169,6 +169,7 @@ fn calico_rules(ctx: &Ctx, out: &mut Vec<Finding>) {
                     let (verb, on_purpose) = match action {
                         crate::model::Action::Allow => ("allows", format!("keep {lacks} blocked on purpose")),
                         crate::model::Action::Deny => ("denies", format!("leave {lacks} open on purpose")),
+                        crate::model::Action::Reject => ("rejects", format!("leave {lacks} open on purpose")),
                         crate::model::Action::Pass => ("passes on", format!("leave {lacks} to this tier on purpose")),
                         crate::model::Action::Log => ("logs", format!("leave {lacks} unlogged on purpose")),
                     };

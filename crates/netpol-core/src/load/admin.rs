@@ -209,6 +209,7 @@ fn policy<'a>(
     let (namespaces, pods) = subject?;
     Some(Policy {
         host: Default::default(),
+        position: 0,
         manifest: None,
         kind: d.kind,
         tier: PolicyTier::Admin,

@@ -201,6 +201,7 @@ fn policy(
     let scope = Scope::Cluster(Selector::everything());
     let policy = Policy {
         host: Default::default(),
+        position: 0,
         manifest: None,
         kind: d.kind,
         tier,
@@ -1031,6 +1032,7 @@ fn staged_action(v: Option<&str>, errs: &mut Errors) -> Option<StagedAction> {
 fn delete_target(kind: PolicyKind, name: String) -> Policy {
     Policy {
         host: Default::default(),
+        position: 0,
         manifest: None,
         kind,
         tier: PolicyTier::NetworkPolicy,
@@ -1256,7 +1258,7 @@ pub(crate) fn tier(o: obj::TierObj, errs: &mut Errors) -> Option<Item> {
             errs.add("spec.order", format!("{tier} tier order must be {must_order}"));
         }
     }
-    Some(Item::Tier(TierDef { name: name?, order, default_action, origin: None }))
+    Some(Item::Tier(TierDef { name: name?, order, default_action, origin: None, pass_to_network_policy: false }))
 }
 
 /// A `NetworkSet` (namespaced) or `GlobalNetworkSet`: Kubernetes labels (not `projectcalico.org/namespace`,
@@ -1402,7 +1404,13 @@ pub(crate) fn service_account(o: obj::ServiceAccountObj, errs: &mut Errors) -> O
 
 /// The tier a policy names but no Tier object declares: Calico refuses such a policy; netpol assumes the tier.
 pub(crate) fn implicit_tier(name: &str) -> TierDef {
-    TierDef { name: name.to_string(), order: None, default_action: Action::Deny, origin: None }
+    TierDef {
+        name: name.to_string(),
+        order: None,
+        default_action: Action::Deny,
+        origin: None,
+        pass_to_network_policy: false,
+    }
 }
 
 pub(crate) fn implicit_tier_message(name: &str) -> String {

@@ -198,6 +198,7 @@ fn rule_parts(
         affects_egress: affects.1,
         host: crate::model::HostFlags { cilium_host: host, ..Default::default() },
         origin: Default::default(),
+        position: 0,
         manifest: None,
     };
     let mut out = Vec::new();

@@ -984,6 +984,7 @@ impl Loader {
                         order: Some(order),
                         default_action: Action::Pass,
                         origin: None,
+                        pass_to_network_policy: false,
                     });
                     tiers.len() - 1
                 }

@@ -541,6 +541,7 @@ pub(crate) fn policy(o: obj::NetworkPolicyObj, errs: &mut Errors) -> Option<Item
     }
     let policy = Policy {
         host: Default::default(),
+        position: 0,
         manifest: None,
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,

@@ -83,6 +83,7 @@ fn with_policies(mut c: Cluster) -> Cluster {
     let port = |p: u16| PolicyPort { protocol: Protocol::Tcp, port: PortMatch::Range(p, p) };
     let policy = |name: &str, app: &str, ingress: Vec<Rule>, egress: Vec<Rule>| Policy {
         host: Default::default(),
+        position: 0,
         manifest: None,
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,

@@ -112,6 +112,7 @@ fn shard_policy(r: &mut Rng, name: String) -> Policy {
     }];
     Policy {
         host: Default::default(),
+        position: 0,
         manifest: None,
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,

@@ -160,6 +160,7 @@ pub fn policy_with_rules(r: &mut Rng, ns: NsId, name: String, ingress: Vec<Rule>
     let pod_selector = selector(r, POD_KEYS);
     Policy {
         host: Default::default(),
+        position: 0,
         manifest: None,
         kind: PolicyKind::NetworkPolicy,
         tier: PolicyTier::NetworkPolicy,
@@ -222,6 +223,7 @@ pub fn admin_policy(r: &mut Rng, name: String) -> Policy {
     let egress: Vec<Rule> = (0..r.below(3)).map(|_| admin_rule(r, true, baseline)).collect();
     Policy {
         host: Default::default(),
+        position: 0,
         manifest: None,
         kind,
         tier,
@@ -480,6 +482,7 @@ pub fn calico_cluster_with(seed: u64, tiers: usize, policies: usize) -> Cluster 
             order: [Some(100.0), Some(1_000.0), Some(5e6), None][r.below(4)],
             default_action: if r.chance(50) { Action::Deny } else { Action::Pass },
             origin: Some(Origin::default()),
+            pass_to_network_policy: false,
         });
     }
     for p in c.pods.iter_mut() {
@@ -525,6 +528,7 @@ pub fn calico_cluster_with(seed: u64, tiers: usize, policies: usize) -> Cluster 
         }
         c.policies.push(Policy {
             host: Default::default(),
+            position: 0,
             manifest: None,
             kind: if global { PolicyKind::GlobalNetworkPolicy } else { PolicyKind::CalicoNetworkPolicy },
             tier: PolicyTier::from_index(r.below(tiers)),
