@@ -709,6 +709,10 @@ pub struct Engine {
     pub(crate) rules: Vec<CRule>,
     /// Rule ids of each policy, per direction: `policy_rules[p] = (ingress, egress)`.
     pub(crate) policy_rules: Vec<(Vec<RuleId>, Vec<RuleId>)>,
+    /// Each policy's namespace (`None`: cluster-scoped), a compact copy of the cluster's policies' scopes:
+    /// `Engine::update`'s scans over every policy (a new identity's policies, a policy by name) skip the
+    /// policies of other namespaces without reading them.
+    pub(crate) policy_ns: Vec<Option<NsId>>,
     /// Each IP → the first pod (lowest id) that has it.
     pub(crate) ip_index: FxHashMap<IpAddr, PodId>,
     /// IPs that several pods have → all of them (sorted), so that `ip_index` can be kept when pods change.
@@ -1106,6 +1110,7 @@ impl Engine {
             tiers,
             rules: Vec::new(),
             policy_rules: Vec::new(),
+            policy_ns: cluster.policies.iter().map(Policy::ns).collect(),
             ip_index: FxHashMap::default(),
             ip_dups: FxHashMap::default(),
             ip_class_index: FxHashMap::default(),

@@ -781,15 +781,11 @@ impl Engine {
             Change::PutPolicy { namespace, policy } => self.put_policy(namespace, policy),
             Change::DeletePolicy { namespace, name } => {
                 let Some(ns) = self.cluster.namespace_id(&namespace) else { return InPlace::Done(false) };
-                let pos = self
-                    .cluster
-                    .policies
-                    .iter()
-                    .position(|p| p.kind == PolicyKind::NetworkPolicy && p.ns() == Some(ns) && p.name == name);
+                let pos = self.find_policy(Some(ns), |p| p.kind == PolicyKind::NetworkPolicy && p.name == name);
                 self.delete_policy(pos, Change::DeletePolicy { namespace, name })
             }
             Change::DeleteClusterPolicy { kind, name } => {
-                let pos = self.cluster.policies.iter().position(|p| p.kind == kind && p.name == name);
+                let pos = self.find_policy(None, |p| p.kind == kind && p.name == name);
                 self.delete_policy(pos, Change::DeleteClusterPolicy { kind, name })
             }
             // A node's addresses are blocks: every ip class may change.
@@ -1080,7 +1076,11 @@ impl Engine {
         }
         let ls = &self.label_sets[labels.index()];
         let ns_labels = &self.cluster.ns(ns).labels;
-        for (polid, pol) in self.cluster.policies.iter().enumerate() {
+        for (polid, &pol_ns) in self.policy_ns.iter().enumerate() {
+            if pol_ns.is_some_and(|p| p != ns) {
+                continue;
+            }
+            let pol = &self.cluster.policies[polid];
             if pol.selects(ns, ns_labels, ls, Labels::new) {
                 if pol.affects_ingress {
                     lists.0.push(PolicyId::new(polid));
@@ -1110,7 +1110,7 @@ impl Engine {
             policy.scope = Scope::Namespace(ns_or_insert(&mut self.cluster, &namespace));
         }
         let ns = policy.ns();
-        let pos = self.cluster.policies.iter().position(|p| same_policy(p, &policy));
+        let pos = self.find_policy(ns, |p| same_policy(p, &policy));
         let p = PolicyId::new(pos.unwrap_or(self.cluster.policies.len()));
         if !self.blocks_stay(pos.map(|_| p), Some(&policy)) {
             return InPlace::Recompile(
@@ -1157,10 +1157,12 @@ impl Engine {
         match pos {
             Some(i) => {
                 self.policy_rules[i] = entry;
+                self.policy_ns[i] = policy.ns();
                 self.cluster.policies[i] = policy;
             }
             None => {
                 self.policy_rules.push(entry);
+                self.policy_ns.push(policy.ns());
                 self.cluster.policies.push(policy);
             }
         }
@@ -1198,6 +1200,7 @@ impl Engine {
         }
         shift_rule_ids(&mut self.policy_rules[pos..], start + old_n, -(old_n as i64));
         self.cluster.policies.remove(pos);
+        self.policy_ns.remove(pos);
         for ident in &mut self.identities {
             for list in [&mut ident.ingress_policies, &mut ident.egress_policies] {
                 for q in list.iter_mut().filter(|q| **q > p) {
@@ -1210,6 +1213,11 @@ impl Engine {
         self.refresh_after_rule_change(old_n > 0 && pos < self.policy_rules.len(), affected);
         self.drop_unused_peers();
         InPlace::Done(true)
+    }
+
+    /// The first policy of namespace `ns` (`None`: a cluster-scoped one) for which `is` holds.
+    fn find_policy(&self, ns: Option<NsId>, is: impl Fn(&Policy) -> bool) -> Option<usize> {
+        self.policy_ns.iter().enumerate().find(|&(i, &p)| p == ns && is(&self.cluster.policies[i])).map(|(i, _)| i)
     }
 
     /// Removes policy `p` from the identities it selects; returns them.
