@@ -713,6 +713,8 @@ pub struct Engine {
     /// `Engine::update`'s scans over every policy (a new identity's policies, a policy by name) skip the
     /// policies of other namespaces without reading them.
     pub(crate) policy_ns: Vec<Option<NsId>>,
+    /// Namespaces by name (`Engine::update`: in place, namespaces are only ever appended).
+    pub(crate) ns_names: FxHashMap<String, NsId>,
     /// Each IP → the first pod (lowest id) that has it.
     pub(crate) ip_index: FxHashMap<IpAddr, PodId>,
     /// IPs that several pods have → all of them (sorted), so that `ip_index` can be kept when pods change.
@@ -1111,6 +1113,7 @@ impl Engine {
             rules: Vec::new(),
             policy_rules: Vec::new(),
             policy_ns: cluster.policies.iter().map(Policy::ns).collect(),
+            ns_names: cluster.namespaces.iter().enumerate().map(|(i, n)| (n.name.clone(), NsId::new(i))).collect(),
             ip_index: FxHashMap::default(),
             ip_dups: FxHashMap::default(),
             ip_class_index: FxHashMap::default(),

@@ -731,13 +731,16 @@ impl Engine {
             // Staged policies enforce nothing: the cluster keeps them, the engine does not read them.
             if ch.is_staged() {
                 stats.in_place += usize::from(apply_to_cluster(&mut self.cluster, ch));
+                self.index_new_namespaces();
                 continue;
             }
             if cause.is_some() {
                 dirty |= apply_to_cluster(&mut self.cluster, ch);
                 continue;
             }
-            match self.apply_in_place(ch) {
+            let done = self.apply_in_place(ch);
+            self.index_new_namespaces();
+            match done {
                 InPlace::Done(changed) => stats.in_place += usize::from(changed),
                 InPlace::Recompile(ch, why) => {
                     if apply_to_cluster(&mut self.cluster, *ch) {
@@ -780,7 +783,7 @@ impl Engine {
             Change::DeletePod { namespace, name } => InPlace::Done(self.delete_pod(&namespace, &name)),
             Change::PutPolicy { namespace, policy } => self.put_policy(namespace, policy),
             Change::DeletePolicy { namespace, name } => {
-                let Some(ns) = self.cluster.namespace_id(&namespace) else { return InPlace::Done(false) };
+                let Some(ns) = self.ns_names.get(&namespace).copied() else { return InPlace::Done(false) };
                 let pos = self.find_policy(Some(ns), |p| p.kind == PolicyKind::NetworkPolicy && p.name == name);
                 self.delete_policy(pos, Change::DeletePolicy { namespace, name })
             }
@@ -824,7 +827,7 @@ impl Engine {
     // ---- pods ----
 
     fn put_pod(&mut self, namespace: &str, mut pod: Pod) {
-        let ns = ns_or_insert(&mut self.cluster, namespace);
+        let ns = self.ns_or_insert(namespace);
         pod.ns = ns;
         let account = pod.service_account.clone();
         match self.pod_names.find(&self.cluster.pods, ns, &pod.name) {
@@ -867,7 +870,7 @@ impl Engine {
     }
 
     fn delete_pod(&mut self, namespace: &str, name: &str) -> bool {
-        let Some(ns) = self.cluster.namespace_id(namespace) else { return false };
+        let Some(ns) = self.ns_names.get(namespace).copied() else { return false };
         let Some(pid) = self.pod_names.find(&self.cluster.pods, ns, name) else { return false };
         let i = pid.index();
         let old = self.detach_pod(pid);
@@ -1107,7 +1110,7 @@ impl Engine {
 
     fn put_policy(&mut self, namespace: String, mut policy: Policy) -> InPlace {
         if policy.kind == PolicyKind::NetworkPolicy {
-            policy.scope = Scope::Namespace(ns_or_insert(&mut self.cluster, &namespace));
+            policy.scope = Scope::Namespace(self.ns_or_insert(&namespace));
         }
         let ns = policy.ns();
         let pos = self.find_policy(ns, |p| same_policy(p, &policy));
@@ -1313,9 +1316,30 @@ impl Engine {
 
     // ---- namespaces ----
 
+    /// Indexes the namespaces a change applied to the cluster alone (a service account, a staged policy) may have
+    /// added: in place, namespaces are only ever appended.
+    fn index_new_namespaces(&mut self) {
+        for i in self.ns_names.len()..self.cluster.namespaces.len() {
+            self.ns_names.insert(self.cluster.namespaces[i].name.clone(), NsId::new(i));
+        }
+    }
+
+    /// The namespace named `name`, created (with its automatic label) if there is none.
+    fn ns_or_insert(&mut self, name: &str) -> NsId {
+        if let Some(&id) = self.ns_names.get(name) {
+            return id;
+        }
+        let id = ns_or_insert(&mut self.cluster, name);
+        self.ns_names.insert(name.to_string(), id);
+        id
+    }
+
     fn put_namespace(&mut self, n: Namespace) {
-        match self.cluster.namespace_id(&n.name) {
-            None => self.cluster.namespaces.push(n),
+        match self.ns_names.get(&n.name).copied() {
+            None => {
+                self.ns_names.insert(n.name.clone(), NsId::new(self.cluster.namespaces.len()));
+                self.cluster.namespaces.push(n);
+            }
             Some(id) => {
                 let old = std::mem::replace(&mut self.cluster.namespaces[id.index()], n);
                 self.relabel_namespace(id, &old.labels);
@@ -1324,7 +1348,7 @@ impl Engine {
     }
 
     fn delete_namespace(&mut self, name: String) -> InPlace {
-        let Some(id) = self.cluster.namespace_id(&name) else { return InPlace::Done(false) };
+        let Some(id) = self.ns_names.get(&name).copied() else { return InPlace::Done(false) };
         if !namespace_used(&self.cluster, id) {
             return InPlace::Recompile(Box::new(Change::DeleteNamespace { name }), "an unused namespace is deleted");
         }

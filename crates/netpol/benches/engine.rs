@@ -420,15 +420,22 @@ fn run_updates(size: &str, engine: &Engine) {
         ("delete last pod of an identity", del(alone), -1),
         ("add policy", Change::PutPolicy { namespace: ns.clone(), policy: policy.clone() }, 0),
     ];
-    // A long-lived engine's vectors have spare capacity; a clone's do not. One untimed pod and policy, added and
-    // deleted, gives the clone the spare capacity of a live engine, so that a timing is not one reallocation.
+    // A long-lived engine's vectors have spare capacity; a clone's do not. Untimed pods (one of a new identity)
+    // and a policy, added and deleted, give the clone the spare capacity of a live engine, so that a timing is not
+    // one reallocation of the identity, label-set and index tables.
     let mut warm = template.clone();
     warm.name = "bench-warm-up".into();
+    let mut warm_new = template.clone();
+    warm_new.name = "bench-warm-up-new".into();
+    warm_new.ips = vec![free_ip_like(engine, template.ips[0])];
+    warm_new.labels.insert("bench", "warm-up-identity");
     let mut warm_policy = policy.clone();
     warm_policy.name = "bench-warm-up".into();
     let warm_up = vec![
         Change::PutPod { namespace: ns.clone(), pod: warm },
         Change::DeletePod { namespace: ns.clone(), name: "bench-warm-up".into() },
+        Change::PutPod { namespace: ns.clone(), pod: warm_new },
+        Change::DeletePod { namespace: ns.clone(), name: "bench-warm-up-new".into() },
         Change::PutPolicy { namespace: ns.clone(), policy: warm_policy },
         Change::DeletePolicy { namespace: ns.clone(), name: "bench-warm-up".into() },
     ];
