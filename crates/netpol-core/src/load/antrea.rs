@@ -31,8 +31,12 @@
 //! in the baseline tier, group members. Objects are admitted in input order (a Tier or group may depend on an
 //! earlier one).
 //!
+//! HTTP rules (`l7Protocols`, Allow only) carry their entries as [`crate::l7::L7Rules`] (method exact, path and
+//! host exact or with a leading or trailing `*`, as anchored regular expressions), followed in the same policy by
+//! their L3/L4 part with Reject: the L7 engine rejects the requests no entry allows, and later rules never see them.
+//!
 //! What netpol does not model yet is an error naming the field (the object is then not loaded), never a silent
-//! drop: `fqdn`, `toServices`, `l7Protocols`, `appliedTo` `service` and `nodeSelector` (Node NetworkPolicy),
+//! drop: `fqdn` patterns other than names and `*.name` (see [`fqdn_names`]), `toServices`, TLS rules, `appliedTo` `service` and `nodeSelector` (Node NetworkPolicy),
 //! `externalEntitySelector`, `scope: ClusterSet`, `sourcePort`, IGMP.
 
 use std::collections::BTreeMap;
@@ -188,8 +192,17 @@ pub struct IcmpProtocol {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)] // refused as not modelled; decoded for the field names
 pub struct L7Protocol {
-    pub http: Option<IgnoredAny>,
+    pub http: Option<HttpProtocol>,
     pub tls: Option<IgnoredAny>,
+}
+
+/// `HTTPProtocol`: every field optional; a leading or trailing `*` is a suffix or prefix match.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpProtocol {
+    pub host: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -448,7 +461,8 @@ pub(crate) fn policy(
                 _ => errs.add(ppath, "exactly one of icmp and igmp"),
             }
         }
-        // L7, toServices: validated, not modelled.
+        // L7 (HTTP) rules; toServices: validated, not modelled.
+        let mut l7_rules = None;
         if let Some(l7) = &r.l7_protocols {
             if action.is_some_and(|a| a != Action::Allow) {
                 errs.add(format!("{path}.action"), "l7Protocols need action Allow");
@@ -458,8 +472,21 @@ pub(crate) fn policy(
                     errs.add(format!("{path}.ports[{j}].protocol"), "HTTP rules need protocol TCP (or none)");
                 }
             }
-            if !l7.is_empty() {
-                errs.add(format!("{path}.l7Protocols"), NOT_YET);
+            let mut http = Vec::new();
+            for (j, p) in l7.iter().enumerate() {
+                match (&p.http, &p.tls) {
+                    (Some(h), None) => http.push(crate::l7::PortRuleHttp {
+                        path: glob_regex(h.path.as_deref()),
+                        method: h.method.as_deref().map(regex::escape).unwrap_or_default(),
+                        host: glob_regex(h.host.as_deref()),
+                        ..Default::default()
+                    }),
+                    (None, Some(_)) => errs.add(format!("{path}.l7Protocols[{j}].tls"), NOT_YET),
+                    _ => errs.add(format!("{path}.l7Protocols[{j}]"), "exactly one of http and tls"),
+                }
+            }
+            if !http.is_empty() {
+                l7_rules = Some(std::sync::Arc::new(crate::l7::L7Rules { http, ..Default::default() }));
             }
         }
         if let Some(ts) = &r.to_services {
@@ -494,6 +521,7 @@ pub(crate) fn policy(
             subjects(r.applied_to.as_deref(), kind, &format!("{path}.appliedTo"), *dir == Direction::Egress, errs);
         rule.action = action.unwrap_or(Action::Deny);
         rule.name.clone_from(&r.name);
+        rule.l7 = l7_rules;
         rules.push(RuleDef { dir: *dir, index: *i as u32, rule, refs, applied_to: rule_at });
     }
     Some(Item::Antrea(AntreaItem::Policy(Box::new(AntreaPolicy {
@@ -506,6 +534,21 @@ pub(crate) fn policy(
         rules,
         manifest,
     }))))
+}
+
+/// An HTTP rule's `path` or `host` as the anchored regular expression of [`crate::l7::PortRuleHttp`]: exact, a
+/// prefix with a trailing `*`, a suffix with a leading `*` (`l7engine/reconciler.go`); absent or `*`: any.
+fn glob_regex(v: Option<&str>) -> String {
+    let Some(v) = v.filter(|v| !v.is_empty() && *v != "*") else { return String::new() };
+    let (lead, rest) = match v.strip_prefix('*') {
+        Some(r) => (".*", r),
+        None => ("", v),
+    };
+    let (rest, trail) = match rest.strip_suffix('*') {
+        Some(r) => (r, ".*"),
+        None => (rest, ""),
+    };
+    format!("{lead}{}{trail}", regex::escape(rest))
 }
 
 fn clone_port(p: &Option<IntOrString>) -> Option<IntOrString> {
@@ -687,7 +730,17 @@ fn peer(
         } else if f.is_empty() || !f.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*')) {
             errs.add(format!("{path}.fqdn"), "an fqdn may hold letters, digits, '-', '.' and '*' only");
         } else {
-            errs.add(format!("{path}.fqdn"), NOT_YET);
+            match fqdn_names(f) {
+                Some(name) => peers.push(Peer::DomainNames(vec![name])),
+                None => errs.add(
+                    format!("{path}.fqdn"),
+                    format!(
+                        "{NOT_YET}: `{f}` is a pattern in which `*` stands for any characters (an anchored \
+                         regular expression, `pkg/agent/controller/networkpolicy/fqdn.go`); netpol models exact \
+                         names and `*.` followed by a name (one or more labels) only"
+                    ),
+                ),
+            }
         }
         return;
     }
@@ -737,6 +790,16 @@ fn peer(
         }
         (namespaces, pods) => peers.push(Peer::Selectors { namespaces, pods }),
     }
+}
+
+/// An `fqdn` as a domain name the model matches ([`Peer::DomainNames`]: exact, case-insensitive, or `*.` and a
+/// name, one or more labels), when it means exactly that in Antrea: a name without `*` matches that name
+/// case-insensitively, and `*.name` (the regular expression `.*\.name`) every name ending in `.name`. Other
+/// patterns (`*name`, `a*b`, `*`) have no such form.
+fn fqdn_names(f: &str) -> Option<String> {
+    let lower = f.to_ascii_lowercase();
+    let rest = lower.strip_prefix("*.").unwrap_or(&lower);
+    (!rest.is_empty() && !rest.contains('*')).then_some(lower)
 }
 
 /// The Pods running as a service account: Calico's expression selector over the labels every endpoint carries.
@@ -1016,9 +1079,16 @@ impl Loader {
                             // An ANNP has no `namespaces` peers (refused).
                             (scope, _) => scope,
                         };
+                        // An HTTP rule hands what its L3/L4 part matches to the L7 engine, which rejects the
+                        // requests no entry allows: the same L3/L4 part with Reject comes right after it.
+                        let mut rules = vec![rule];
+                        if rules[0].l7.is_some() {
+                            let engine = Rule { l7: None, action: Action::Reject, ..rules[0].clone() };
+                            rules.push(engine);
+                        }
                         let (ingress, egress) = match r.dir {
-                            Direction::Ingress => (vec![rule], Vec::new()),
-                            Direction::Egress => (Vec::new(), vec![rule]),
+                            Direction::Ingress => (rules, Vec::new()),
+                            Direction::Egress => (Vec::new(), rules),
                         };
                         let mut policy = Policy {
                             kind: p.kind,
@@ -1127,4 +1197,78 @@ fn selector_of(labels: Option<&Labels>) -> Selector {
 
 fn and(a: &Selector, b: &Selector) -> Selector {
     Selector::from_requirements(a.requirements().iter().chain(b.requirements()).cloned().collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use crate::load::{load_str, Severity};
+    use crate::model::{Action, Peer, PolicyKind};
+
+    const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n";
+
+    fn errors(text: &str) -> Vec<String> {
+        let l = load_str("t.yaml", text);
+        l.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn one_policy_per_rule_in_its_tier_with_its_index() {
+        let text = format!(
+            "{NS}---\napiVersion: crd.antrea.io/v1beta1\nkind: Tier\nmetadata:\n  name: team\nspec:\n  priority: 120\n\
+             ---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata:\n  name: p\nspec:\n  \
+             tier: team\n  priority: 2.5\n  appliedTo:\n  - podSelector: {{}}\n  ingress:\n  - action: Allow\n    \
+             from:\n    - podSelector: {{}}\n  - action: Reject\n    name: r\n  egress:\n  - action: Pass\n"
+        );
+        let l = load_str("t.yaml", &text);
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        let c = &l.cluster;
+        let pols: Vec<_> = c.policies.iter().filter(|p| p.kind == PolicyKind::AntreaClusterNetworkPolicy).collect();
+        assert_eq!(pols.len(), 3);
+        assert_eq!((pols[0].position, pols[1].position, pols[2].position), (0, 1, 0));
+        assert_eq!(pols[1].ingress[0].action, Action::Reject);
+        assert_eq!(pols[1].ingress[0].name.as_deref(), Some("r"));
+        assert!(pols[2].affects_egress && !pols[2].affects_ingress);
+        assert_eq!(pols[0].order.0, Some(2.5));
+        // A podSelector alone is cluster-wide in an ACNP.
+        assert!(
+            matches!(&pols[0].ingress[0].peers[0], Peer::Selectors { namespaces: Some(n), .. } if n.is_everything())
+        );
+        let tier = &c.tiers[pols[0].tier.index()];
+        assert_eq!((tier.name.as_str(), tier.order, tier.default_action), ("team", Some(120.0), Action::Pass));
+        assert!(tier.pass_to_network_policy);
+        assert_eq!(c.tiers[0].order, Some(220.0), "the Admin tier moves among Antrea's tiers");
+        let baseline = c.tiers.iter().find(|t| t.name == "baseline").unwrap();
+        assert_eq!(baseline.order, Some(super::BASELINE_ORDER));
+        assert!(!baseline.pass_to_network_policy);
+    }
+
+    #[test]
+    fn unknown_fields_and_admission_errors_name_the_field() {
+        let text = "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata:\n  name: p\nspec:\n  \
+                    priority: 1\n  appliedTo:\n  - podSelector: {}\n  ingress:\n  - action: Allow\n    form: []\n";
+        let e = errors(text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("spec.ingress[0]") && e[0].contains("did you mean `from`?"), "{e:?}");
+        let text = "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata:\n  name: p\nspec:\n  \
+                    priority: 1\n  ingress:\n  - action: Allow\n";
+        let e = errors(text);
+        assert!(e.len() == 1 && e[0].contains("spec.appliedTo"), "{e:?}");
+    }
+
+    #[test]
+    fn fqdn_names_and_patterns() {
+        assert_eq!(super::fqdn_names("Docs.GitHub.com").as_deref(), Some("docs.github.com"));
+        assert_eq!(super::fqdn_names("*.github.com").as_deref(), Some("*.github.com"));
+        assert_eq!(super::fqdn_names("*github.com"), None);
+        assert_eq!(super::fqdn_names("*"), None);
+        assert_eq!(super::fqdn_names("a*.b.com"), None);
+        let text = format!(
+            "{NS}---\napiVersion: crd.antrea.io/v1beta1\nkind: NetworkPolicy\nmetadata:\n  name: p\n  namespace: x\n\
+             spec:\n  priority: 1\n  appliedTo:\n  - podSelector: {{}}\n  egress:\n  - action: Drop\n    to:\n    \
+             - fqdn: \"*foo.com\"\n"
+        );
+        let e = errors(&text);
+        assert!(e.len() == 1 && e[0].contains("spec.egress[0].to[0].fqdn") && e[0].contains("not modelled"), "{e:?}");
+    }
 }

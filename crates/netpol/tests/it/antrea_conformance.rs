@@ -173,10 +173,11 @@ fn indent(text: &str, by: &str) -> String {
 /// - evaluator work that lands separately (`eval.rs`, `reference.rs`, `verdict.rs`): Pass across tiers (a Pass
 ///   skips every later regular tier up to the NetworkPolicy tier, `TierDef::pass_to_network_policy`):
 ///   `pass-skips-lower-tiers`, `upstream-cnp-admin-pass`; the reference evaluator's `Action::Reject` (it must deny
-///   as Drop does): `reject-and-drop`, `icmp-rules`; a Node's own traffic to its Pods, always allowed
+///   as Drop does): `reject-and-drop`, `icmp-rules`, `l7-http-rules` (the L7 engine rejects the requests an HTTP
+///   rule does not allow); a Node's own traffic to its Pods, always allowed
 ///   (`pkg/agent/openflow/pipeline.go`, `localProbeFlows`): `node-selector-peer`;
-/// - refused as not modelled by netpol yet (an error diagnostic names the field): `fqdn` (`fqdn-egress`),
-///   `l7Protocols` (`l7-http-rules`), `toServices` (`service-reference-and-to-services`).
+/// - refused as not modelled by netpol yet (an error diagnostic names the field): `fqdn` patterns with a `*` other
+///   than a leading `*.` (`fqdn-egress`), `toServices` (`service-reference-and-to-services`).
 const PASSING_CASES: &[&str] = &[
     "acnp-and-annp-one-order",
     "acnp-peer-selectors",
