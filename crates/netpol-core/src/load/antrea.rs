@@ -31,12 +31,15 @@
 //! in the baseline tier, group members. Objects are admitted in input order (a Tier or group may depend on an
 //! earlier one).
 //!
+//! `toServices` matches connections to the Services' ClusterIPs, before load balancing; netpol's flows name the
+//! backends, so such a rule matches nothing here (the loader warns).
+//!
 //! HTTP rules (`l7Protocols`, Allow only) carry their entries as [`crate::l7::L7Rules`] (method exact, path and
 //! host exact or with a leading or trailing `*`, as anchored regular expressions), followed in the same policy by
 //! their L3/L4 part with Reject: the L7 engine rejects the requests no entry allows, and later rules never see them.
 //!
 //! What netpol does not model yet is an error naming the field (the object is then not loaded), never a silent
-//! drop: `fqdn` patterns other than names and `*.name` (see [`fqdn_names`]), `toServices`, TLS rules, `appliedTo` `service` and `nodeSelector` (Node NetworkPolicy),
+//! drop: `fqdn` patterns other than names and `*.name` (see [`fqdn_names`]), TLS rules, `appliedTo` `service` and `nodeSelector` (Node NetworkPolicy),
 //! `externalEntitySelector`, `scope: ClusterSet`, `sourcePort`, IGMP.
 
 use std::collections::BTreeMap;
@@ -461,8 +464,9 @@ pub(crate) fn policy(
                 _ => errs.add(ppath, "exactly one of icmp and igmp"),
             }
         }
-        // L7 (HTTP) rules; toServices: validated, not modelled.
+        // L7 (HTTP) rules; toServices.
         let mut l7_rules = None;
+        let mut to_services = false;
         if let Some(l7) = &r.l7_protocols {
             if action.is_some_and(|a| a != Action::Allow) {
                 errs.add(format!("{path}.action"), "l7Protocols need action Allow");
@@ -493,10 +497,25 @@ pub(crate) fn policy(
             if r.to.is_some() || r.ports.is_some() || r.protocols.is_some() {
                 errs.add(path.clone(), "toServices cannot be used with to, ports or protocols");
             } else if !ts.is_empty() {
-                errs.add(format!("{path}.toServices"), NOT_YET);
+                for (j, t) in ts.iter().enumerate() {
+                    if t.name.is_none() || t.namespace.is_none() {
+                        errs.add(format!("{path}.toServices[{j}]"), "toServices entries need name and namespace");
+                    }
+                }
+                errs.warn(
+                    format!("{path}.toServices"),
+                    "toServices matches connections to the Services' ClusterIPs (before load balancing), which \
+                     netpol's flows never name (they name the backends): in netpol's answers this rule matches \
+                     nothing",
+                );
+                to_services = true;
             }
         }
         let mut refs = Vec::new();
+        if to_services {
+            // Only ClusterIPs: no address netpol's flows name.
+            rule.peers.push(Peer::Networks(Vec::new()));
+        }
         for (j, p) in peers.into_iter().flatten().enumerate() {
             let ppath = format!("{path}.{peer_field}[{j}]");
             peer(p, kind, *dir, &ppath, &mut rule.peers, &mut refs, errs);

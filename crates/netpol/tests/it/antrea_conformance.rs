@@ -177,7 +177,7 @@ fn indent(text: &str, by: &str) -> String {
 ///   rule does not allow); a Node's own traffic to its Pods, always allowed
 ///   (`pkg/agent/openflow/pipeline.go`, `localProbeFlows`): `node-selector-peer`;
 /// - refused as not modelled by netpol yet (an error diagnostic names the field): `fqdn` patterns with a `*` other
-///   than a leading `*.` (`fqdn-egress`), `toServices` (`service-reference-and-to-services`).
+///   than a leading `*.` (`fqdn-egress`).
 const PASSING_CASES: &[&str] = &[
     "acnp-and-annp-one-order",
     "acnp-peer-selectors",
@@ -212,6 +212,7 @@ const PASSING_CASES: &[&str] = &[
     "same-labels-org",
     "same-labels-purpose-tier",
     "same-priority-rules-interleave",
+    "service-reference-and-to-services",
     "service-account-selection",
     "static-tier-names-capitalized",
     "strict-namespace-isolation",
