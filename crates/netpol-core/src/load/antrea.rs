@@ -1109,6 +1109,15 @@ impl Loader {
                             Direction::Ingress => (rules, Vec::new()),
                             Direction::Egress => (Vec::new(), rules),
                         };
+                        // A serviceAccount peer is an expression over the labels the expression selectors see;
+                        // the engine gives endpoints their service account there when some policy selects its
+                        // subject by such an expression: this one does.
+                        let sa_peer =
+                            ingress.iter().chain(&egress).any(|r| r.peers.iter().any(|q| matches!(q, Peer::Calico(_))));
+                        let (pod_selector, calico_selector) = match calico_selector {
+                            None if sa_peer => (Selector::everything(), Some(selector_expr(&pod_selector))),
+                            c => (pod_selector, c),
+                        };
                         let mut policy = Policy {
                             kind: p.kind,
                             tier: PolicyTier::from_index(tier),
@@ -1145,15 +1154,14 @@ impl Loader {
 
     fn group_subjects(&self, g: &GroupDef, depth: usize) -> Vec<Subject> {
         match &g.members {
+            // A group without selectors has no members.
+            Members::Selectors { pods: None, namespaces: None } => Vec::new(),
             Members::Selectors { pods, namespaces } => {
                 let namespaces = match (&g.ns, namespaces) {
                     (_, Some(n)) => Some(n.clone()),
                     (Some(own), None) => Some(Selector::from_labels([(NAMESPACE_NAME_LABEL, own.as_str())])),
                     (None, None) => None,
                 };
-                if pods.is_none() && namespaces.is_none() {
-                    return Vec::new();
-                }
                 vec![Subject::Selectors { namespaces, pods: pods.clone().unwrap_or_default() }]
             }
             Members::Children(children) if depth == 0 => children
@@ -1179,16 +1187,14 @@ impl Loader {
             return Vec::new();
         };
         match &g.members {
+            // A group without selectors has no members.
+            Members::Selectors { pods: None, namespaces: None } => Vec::new(),
             Members::Selectors { pods, namespaces } => {
                 let namespaces = match (&g.ns, namespaces) {
                     (_, Some(n)) => Some(n.clone()),
                     (Some(own), None) => Some(Selector::from_labels([(NAMESPACE_NAME_LABEL, own.as_str())])),
                     (None, None) => Some(Selector::everything()),
                 };
-                if pods.is_none() && g.ns.is_none() && namespaces.as_ref().is_some_and(Selector::is_everything) {
-                    // A group without selectors has no members.
-                    return Vec::new();
-                }
                 vec![Peer::Selectors { namespaces, pods: pods.clone() }]
             }
             Members::Nodes(sel) => vec![Peer::Nodes(sel.clone())],
@@ -1212,6 +1218,30 @@ impl Loader {
 
 fn selector_of(labels: Option<&Labels>) -> Selector {
     labels.map_or_else(Selector::everything, |l| Selector::from_labels(l.iter()))
+}
+
+/// A label selector as an expression over a pod's labels (which the expression selectors see unprefixed).
+fn selector_expr(sel: &Selector) -> Expr {
+    use crate::selector::Requirement;
+    let mut terms: Vec<Expr> = sel
+        .requirements()
+        .iter()
+        .map(|r| {
+            let values = |vs: &[crate::selector::Atom]| vs.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+            match r {
+                Requirement::In(k, vs) if vs.len() == 1 => Expr::Eq { key: k.to_string(), value: vs[0].to_string() },
+                Requirement::In(k, vs) => Expr::In { key: k.to_string(), values: values(vs) },
+                Requirement::NotIn(k, vs) => Expr::NotIn { key: k.to_string(), values: values(vs) },
+                Requirement::Exists(k) => Expr::Has(k.to_string()),
+                Requirement::DoesNotExist(k) => Expr::Not(Box::new(Expr::Has(k.to_string()))),
+            }
+        })
+        .collect();
+    match terms.len() {
+        0 => Expr::All,
+        1 => terms.remove(0),
+        _ => Expr::And(terms),
+    }
 }
 
 fn and(a: &Selector, b: &Selector) -> Selector {
@@ -1273,6 +1303,25 @@ mod tests {
                     priority: 1\n  ingress:\n  - action: Allow\n";
         let e = errors(text);
         assert!(e.len() == 1 && e[0].contains("spec.appliedTo"), "{e:?}");
+    }
+
+    #[test]
+    fn a_service_account_peer_alone_selects_by_service_account() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: \
+                    {name: a, namespace: x, labels: {app: a}}\nspec: {serviceAccountName: sa1, containers: [{name: c, \
+                    image: i}]}\nstatus: {podIP: 10.0.1.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, \
+                    namespace: x, labels: {app: b}}\nspec: {containers: [{name: c, image: i}]}\nstatus: {podIP: \
+                    10.0.1.2}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: \
+                    p}\nspec:\n  priority: 1\n  appliedTo:\n  - podSelector: {matchLabels: {app: b}}\n  ingress:\n  \
+                    - action: Drop\n    from:\n    - serviceAccount: {name: sa1, namespace: x}\n";
+        let l = load_str("t.yaml", text);
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        let e = crate::compile::Engine::new(l.cluster);
+        let (a, b) = (e.parse_endpoint("x/a", "x").unwrap(), e.parse_endpoint("x/b", "x").unwrap());
+        let tcp = crate::portset::Protocol::Tcp;
+        assert!(!e.allowed(&a, &b, tcp, 80), "sa1 is dropped at b");
+        assert!(e.allowed(&b, &a, tcp, 80), "a is no subject");
+        assert!(!crate::reference::allowed(e.cluster(), &a, &b, tcp, 80));
     }
 
     #[test]
