@@ -335,9 +335,10 @@ enum Subject {
 pub(crate) struct AntreaState {
     /// Custom Tiers admitted: name, priority.
     tiers: Vec<(String, u32)>,
+    /// Where each admitted custom Tier, group and policy is, by (kind, namespace, name): for duplicates.
+    seen: std::collections::HashMap<(&'static str, Option<String>, String), Origin>,
     groups: BTreeMap<(Option<String>, String), GroupDef>,
     policies: Vec<(AntreaPolicy, Origin)>,
-    seen: std::collections::HashSet<(PolicyKind, Option<String>, String)>,
     /// Whether any Antrea object was read.
     present: bool,
 }
@@ -947,6 +948,21 @@ impl Loader {
         self.diagnostics.push(super::error(origin.clone(), Some(label.to_string()), Some(field), message));
     }
 
+    /// Whether an object of this kind, namespace and name was admitted already (then an error says so).
+    fn antrea_duplicate(
+        &mut self,
+        kind: &'static str,
+        ns: Option<String>,
+        name: &str,
+        origin: &Origin,
+        label: &str,
+    ) -> bool {
+        let Some(first) = self.antrea.seen.get(&(kind, ns, name.to_string())) else { return false };
+        let msg = format!("duplicate object: already defined at {first}; this one is ignored");
+        self.antrea_error(origin, label, "metadata.name", msg);
+        true
+    }
+
     pub(crate) fn register_antrea(&mut self, item: AntreaItem, origin: Origin, label: String) {
         self.antrea.present = true;
         match item {
@@ -955,9 +971,8 @@ impl Loader {
                     let msg = format!("the static Tier {name} exists already; this one is ignored");
                     return self.antrea_error(&origin, &label, "metadata.name", msg);
                 }
-                if let Some((other, _)) = self.antrea.tiers.iter().find(|(n, _)| *n == name) {
-                    let msg = format!("duplicate object: Tier {other} exists already; this one is ignored");
-                    return self.antrea_error(&origin, &label, "metadata.name", msg);
+                if self.antrea_duplicate("Tier", None, &name, &origin, &label) {
+                    return;
                 }
                 let taken = STATIC_TIERS
                     .iter()
@@ -968,13 +983,14 @@ impl Loader {
                     let msg = format!("another Tier ({other}) has priority {priority}");
                     return self.antrea_error(&origin, &label, "spec.priority", msg);
                 }
+                self.antrea.seen.insert(("Tier", None, name.clone()), origin);
                 self.antrea.tiers.push((name, priority));
             }
             AntreaItem::Group(g) => {
                 let key = (g.ns.clone(), g.name.clone());
-                if self.antrea.groups.contains_key(&key) {
-                    let msg = "duplicate object: a group of this name exists already; this one is ignored".to_string();
-                    return self.antrea_error(&origin, &label, "metadata.name", msg);
+                let kind = if g.ns.is_some() { "Group" } else { "ClusterGroup" };
+                if self.antrea_duplicate(kind, g.ns.clone(), &g.name, &origin, &label) {
+                    return;
                 }
                 if let Members::Children(children) = &g.members {
                     for (i, c) in children.iter().enumerate() {
@@ -985,19 +1001,24 @@ impl Loader {
                         }
                     }
                 }
+                self.antrea.seen.insert((kind, key.0.clone(), key.1.clone()), origin);
                 self.antrea.groups.insert(key, g);
             }
             AntreaItem::Policy(p) => {
                 let known = static_tier(&p.tier).is_some() || self.antrea.tiers.iter().any(|(n, _)| *n == p.tier);
                 if !known {
-                    let msg = format!("no Tier {}: the policy is refused", p.tier);
+                    let msg = format!(
+                        "no Tier {} (a policy's Tier must exist when the policy is created: put Tier objects \
+                         before the policies that name them); the policy is refused",
+                        p.tier
+                    );
                     return self.antrea_error(&origin, &label, "spec.tier", msg);
                 }
-                let key = (p.kind, p.ns.clone(), p.name.clone());
-                if !self.antrea.seen.insert(key) {
-                    let msg = "duplicate object: already defined; this one is ignored".to_string();
-                    return self.antrea_error(&origin, &label, "metadata.name", msg);
+                let kind = p.kind.as_str();
+                if self.antrea_duplicate(kind, p.ns.clone(), &p.name, &origin, &label) {
+                    return;
                 }
+                self.antrea.seen.insert((kind, p.ns.clone(), p.name.clone()), origin.clone());
                 self.antrea.policies.push((*p, origin));
             }
         }
@@ -1303,6 +1324,13 @@ mod tests {
                     priority: 1\n  ingress:\n  - action: Allow\n";
         let e = errors(text);
         assert!(e.len() == 1 && e[0].contains("spec.appliedTo"), "{e:?}");
+        let p = "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata:\n  name: p\nspec:\n  \
+                 tier: late\n  priority: 1\n  appliedTo:\n  - podSelector: {}\n  ingress:\n  - action: Allow\n";
+        let tier = "apiVersion: crd.antrea.io/v1beta1\nkind: Tier\nmetadata:\n  name: late\nspec:\n  priority: 10\n";
+        let e = errors(&format!("{tier}---\n{p}---\n{p}"));
+        assert!(e.len() == 1 && e[0].contains("already defined at t.yaml (document 1)"), "{e:?}");
+        let e = errors(&format!("{p}---\n{tier}"));
+        assert!(e.len() == 1 && e[0].contains("spec.tier") && e[0].contains("put Tier objects before"), "{e:?}");
     }
 
     #[test]
