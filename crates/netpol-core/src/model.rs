@@ -785,12 +785,12 @@ pub struct PolicyKey {
 }
 
 /// `namespace/name` for a NetworkPolicy, `anp/name` (kubectl's short kind) for a cluster-scoped policy,
-/// `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy.
+/// `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy (`annp/namespace/name` for Antrea's).
 impl fmt::Display for PolicyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             PolicyKind::NetworkPolicy => write!(f, "{}/{}", self.namespace, self.name),
-            PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy => {
+            PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy | PolicyKind::AntreaNetworkPolicy => {
                 write!(f, "{}/{}/{}", self.kind.short(), self.namespace, self.name)
             }
             k => write!(f, "{}/{}", k.short(), self.name),

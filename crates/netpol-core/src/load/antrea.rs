@@ -1055,6 +1055,7 @@ impl Loader {
                 let subjects = if r.applied_to.is_empty() { &p.applied_to } else { &r.applied_to };
                 let subjects: Vec<Subject> =
                     subjects.iter().flat_map(|s| self.resolve_subject(s, p.ns.as_deref(), 0)).collect();
+                self.warn_node_groups(&p, r, &origin);
                 // The peers of the rule: resolved groups; `namespaces` peers split the rule per namespace.
                 let mut peers = r.rule.peers.clone();
                 let mut split: Option<(Vec<String>, Option<Selector>)> = None;
@@ -1160,6 +1161,37 @@ impl Loader {
                         self.policies.push(policy);
                     }
                 }
+            }
+        }
+    }
+
+    /// A warning for each `appliedTo` group of the rule that selects Nodes: a Node NetworkPolicy, which netpol does
+    /// not model yet (the rule applies to no Pod through it).
+    fn warn_node_groups(&mut self, p: &AntreaPolicy, r: &RuleDef, origin: &Origin) {
+        let (list, field) = match r.applied_to.is_empty() {
+            // The policy's appliedTo: said once, at its first rule.
+            true if !p.rules.first().is_some_and(|f| std::ptr::eq(f, r)) => return,
+            true => (&p.applied_to, "spec.appliedTo".to_string()),
+            false => (&r.applied_to, format!("spec.{}[{}].appliedTo", r.dir.as_str(), r.index)),
+        };
+        for s in list {
+            let Subject::Group(name) = s else { continue };
+            let g = self.antrea.groups.get(&(p.ns.clone(), name.clone()));
+            if g.is_some_and(|g| matches!(g.members, Members::Nodes(_))) {
+                let object = match &p.ns {
+                    Some(ns) => format!("{} {ns}/{}", p.kind.as_str(), p.name),
+                    None => format!("{} {}", p.kind.as_str(), p.name),
+                };
+                self.diagnostics.push(super::Diagnostic {
+                    severity: super::Severity::Warning,
+                    origin: origin.clone(),
+                    object: Some(object),
+                    field: Some(field.clone()),
+                    message: format!(
+                        "group {name} selects Nodes: a Node NetworkPolicy, not modelled by netpol yet (the rule \
+                         applies to no Pod through it)"
+                    ),
+                });
             }
         }
     }
