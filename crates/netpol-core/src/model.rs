@@ -692,9 +692,10 @@ pub struct Policy {
     /// A GlobalNetworkPolicy's host-endpoint flags (all false for every other kind).
     pub host: HostFlags,
     pub origin: Origin,
-    /// Antrea's kinds: the index of the object's rule this policy holds (ingress rules first, then egress), so that
-    /// within a tier and a priority the rules of policies of equal priority interleave by rule index, as Antrea's
-    /// OVS priorities order them. 0 for every other kind.
+    /// Antrea's kinds: the index of the object's rule this policy holds among the object's rules of its direction
+    /// (`spec.ingress[i]` or `spec.egress[i]`: a direction is decided by its own rules only), so that within a tier
+    /// and a priority the rules of policies of equal priority interleave by rule index, as Antrea's OVS priorities
+    /// order them. 0 for every other kind.
     pub position: u32,
     /// The object as its author wrote it (YAML), for kinds that cannot be written back from the model: a Cilium
     /// object lowers to several policies (up to three per rule), and each keeps the whole object's text, shared.
@@ -784,12 +785,12 @@ pub struct PolicyKey {
 }
 
 /// `namespace/name` for a NetworkPolicy, `anp/name` (kubectl's short kind) for a cluster-scoped policy,
-/// `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy.
+/// `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy (`annp/namespace/name` for Antrea's).
 impl fmt::Display for PolicyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             PolicyKind::NetworkPolicy => write!(f, "{}/{}", self.namespace, self.name),
-            PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy => {
+            PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy | PolicyKind::AntreaNetworkPolicy => {
                 write!(f, "{}/{}/{}", self.kind.short(), self.namespace, self.name)
             }
             k => write!(f, "{}/{}", k.short(), self.name),

@@ -26,6 +26,7 @@
 //! The caller (the CLI) does the file I/O and hands bytes in with a name.
 
 mod admin;
+mod antrea;
 mod calico;
 mod cilium;
 mod cilium_nodes;
@@ -85,6 +86,11 @@ enum Lower {
     Service,
     EndpointSlice,
     Endpoints,
+    AntreaClusterNetworkPolicy,
+    AntreaNetworkPolicy,
+    AntreaTier,
+    AntreaClusterGroup,
+    AntreaGroup,
 }
 
 /// A kind netpol reads: its apiVersion, whether it is cluster-scoped, the pod template the API server requires of
@@ -179,6 +185,12 @@ const KINDS: &[KindEntry] = &[
         lower: Lower::EndpointSlice,
     },
     KindEntry { kind: "Endpoints", api_versions: V1, cluster_scoped: false, template: None, lower: Lower::Endpoints },
+    // Antrea (`load/antrea.rs`).
+    antrea("ClusterNetworkPolicy", true, Lower::AntreaClusterNetworkPolicy),
+    antrea("NetworkPolicy", false, Lower::AntreaNetworkPolicy),
+    antrea("Tier", true, Lower::AntreaTier),
+    antrea("ClusterGroup", true, Lower::AntreaClusterGroup),
+    antrea("Group", false, Lower::AntreaGroup),
 ];
 
 const V1: &[&str] = &["v1"];
@@ -192,6 +204,10 @@ const fn workload(kind: &'static str, api_versions: &'static [&'static str]) -> 
 
 const fn admin(kind: &'static str, api_versions: &'static [&'static str], lower: Lower) -> KindEntry {
     KindEntry { kind, api_versions, cluster_scoped: true, template: None, lower }
+}
+
+const fn antrea(kind: &'static str, cluster_scoped: bool, lower: Lower) -> KindEntry {
+    KindEntry { kind, api_versions: antrea::API_VERSIONS, cluster_scoped, template: None, lower }
 }
 
 const fn calico(kind: &'static str, cluster_scoped: bool, lower: Lower) -> KindEntry {
@@ -308,6 +324,8 @@ pub(crate) enum Item {
         name: String,
         parts: Vec<(Policy, cilium::CiliumTier)>,
     },
+    /// An Antrea Tier, ClusterGroup, Group, ACNP or ANNP (see [`antrea`]).
+    Antrea(antrea::AntreaItem),
     /// A Service (`v1`).
     Service {
         ns_name: String,
@@ -398,6 +416,8 @@ pub struct Loader {
     seen_staged: HashMap<(&'static str, Option<String>, String), Origin>,
     /// [`Loader::defer_cilium_refs`]: `finish` leaves Cilium's placeholders unresolved.
     defer_cilium_refs: bool,
+    /// Antrea's objects, admitted in input order and lowered by `finish`.
+    antrea: antrea::AntreaState,
 }
 
 /// Result of loading.
@@ -659,6 +679,7 @@ impl Loader {
 
     fn register(&mut self, item: Item, origin: Origin, label: String) {
         match item {
+            Item::Antrea(a) => self.register_antrea(a, origin, label),
             Item::Namespace { name, mut labels } => {
                 if !self.first_of("Namespace", None, &name, &origin, &label) {
                     return;
@@ -925,7 +946,8 @@ impl Loader {
                 }
             }
         }
-        let tiers = self.calico_tiers();
+        let mut tiers = self.calico_tiers();
+        self.finish_antrea(&mut tiers);
         let staged = self.staged_policies(&tiers);
         let mut service_accounts = std::mem::take(&mut self.service_accounts);
         let mut known: std::collections::HashSet<(NsId, crate::labels::Atom)> =
@@ -1188,6 +1210,9 @@ pub(crate) fn decode_from<S: Source>(
     // Calico's NetworkPolicy is told apart from Kubernetes' in messages.
     let label_kind = match entry.map(|e| e.lower) {
         Some(Lower::CalicoNetworkPolicy) => PolicyKind::CalicoNetworkPolicy.as_str(),
+        Some(Lower::AntreaClusterNetworkPolicy) => PolicyKind::AntreaClusterNetworkPolicy.as_str(),
+        Some(Lower::AntreaNetworkPolicy) => PolicyKind::AntreaNetworkPolicy.as_str(),
+        Some(Lower::AntreaTier) => "Tier.crd.antrea.io",
         _ => kind,
     };
     let label = validate::object_label(label_kind, entry.is_some_and(|e| e.cluster_scoped), meta);
@@ -1312,6 +1337,15 @@ pub(crate) fn decode_from<S: Source>(
             source.typed::<objects::EndpointSliceObj>().map(|o| services::endpoint_slice(o, &mut errs))
         }
         Lower::Endpoints => source.typed::<objects::EndpointsObj>().map(|o| services::endpoints(o, &mut errs)),
+        Lower::AntreaClusterNetworkPolicy => source
+            .typed::<antrea::AntreaPolicyObj>()
+            .map(|o| antrea::policy(o, PolicyKind::AntreaClusterNetworkPolicy, as_written(source), &mut errs)),
+        Lower::AntreaNetworkPolicy => source
+            .typed::<antrea::AntreaPolicyObj>()
+            .map(|o| antrea::policy(o, PolicyKind::AntreaNetworkPolicy, as_written(source), &mut errs)),
+        Lower::AntreaTier => source.typed::<antrea::AntreaTierObj>().map(|o| antrea::tier(o, &mut errs)),
+        Lower::AntreaClusterGroup => source.typed::<antrea::GroupObj>().map(|o| antrea::group(o, false, &mut errs)),
+        Lower::AntreaGroup => source.typed::<antrea::GroupObj>().map(|o| antrea::group(o, true, &mut errs)),
     };
     match item {
         Err((field, message)) => out.push(Decoded::Diagnostic(error(origin, Some(label), field.as_deref(), message))),

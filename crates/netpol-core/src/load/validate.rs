@@ -298,7 +298,7 @@ pub(crate) fn parse_cidr(s: &str) -> Option<IpNet> {
     IpNet::new(ip, len).ok().map(|n| n.trunc())
 }
 
-fn convert_ip_block(b: &obj::IpBlock, path: &str, errs: &mut Errors) -> Option<IpBlock> {
+pub(crate) fn convert_ip_block(b: &obj::IpBlock, path: &str, errs: &mut Errors) -> Option<IpBlock> {
     let Some(cidr) = parse_cidr(&b.cidr) else {
         errs.add(
             format!("{path}.cidr"),

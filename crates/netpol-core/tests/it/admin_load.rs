@@ -952,8 +952,8 @@ fn api_versions_are_per_kind() {
     assert_eq!((d.object.as_deref(), d.field.as_deref()), (Some("ClusterNetworkPolicy c"), Some("apiVersion")));
     assert_eq!(
         d.message,
-        "unsupported apiVersion `policy.networking.k8s.io/v1alpha1` for ClusterNetworkPolicy; expected \
-         `policy.networking.k8s.io/v1alpha2`"
+        "unsupported apiVersion `policy.networking.k8s.io/v1alpha1` for ClusterNetworkPolicy; expected one of \
+         `policy.networking.k8s.io/v1alpha2`, `crd.antrea.io/v1beta1`"
     );
     let l = load_str(
         "v.yaml",

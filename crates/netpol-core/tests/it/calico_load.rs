@@ -418,14 +418,14 @@ fn calico_network_policy_and_kubernetes_network_policy_are_told_apart_by_api_ver
     assert_clean(&l);
     let kinds: Vec<PolicyKind> = l.cluster.policies.iter().map(|p| p.kind).collect();
     assert_eq!(kinds, [PolicyKind::NetworkPolicy, PolicyKind::CalicoNetworkPolicy]);
-    // Another apiVersion: the error lists all three.
+    // Another apiVersion: the error lists all four (Antrea's NetworkPolicy too).
     let l = load_str("v.yaml", &np("{}").replace("projectcalico.org/v3", "projectcalico.org/v2"));
     let d = errors(&l)[0];
     assert_eq!(d.field.as_deref(), Some("apiVersion"));
     assert_eq!(
         d.message,
         "unsupported apiVersion `projectcalico.org/v2` for NetworkPolicy; expected one of `networking.k8s.io/v1`, \
-         `projectcalico.org/v3`, `crd.projectcalico.org/v1`"
+         `projectcalico.org/v3`, `crd.projectcalico.org/v1`, `crd.antrea.io/v1beta1`"
     );
 }
 

@@ -3,6 +3,7 @@
 //! need a cargo feature are built with it only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod antrea_conformance;
 mod assertions;
 mod calico_conformance;
 #[cfg(feature = "lab")]
