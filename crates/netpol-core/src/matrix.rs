@@ -494,7 +494,7 @@ impl Engine {
         let mut row = RowBuilder::new();
         for step in self.profile_steps(pols, dir) {
             match step {
-                ProfileStep::TierEnd { selected, end } => row.tier_end(selected, end),
+                ProfileStep::TierEnd { selected, end, hold } => row.tier_end(selected, end, hold),
                 ProfileStep::Rule(r) => rule(&mut row, ps, r, &self.rules[r.index()]),
             }
         }
@@ -573,6 +573,12 @@ impl Engine {
     where
         F: FnMut(&mut RowBuilder, &mut PortSets, RuleId, &CRule),
     {
+        if self.tiers.iter().any(|t| t.hold) {
+            // Antrea's tiers: a pass skips the later tiers of a run (see `eval::Tier::hold`), so a tier's part
+            // would need a third share, the held traffic, combined with the row after the run. The profile is
+            // folded whole instead (Antrea's clusters have few tiers with policies).
+            return self.profile_row(pols, dir, ps, rule).finish_with(ps, |s, ps| s.finish(ps));
+        }
         let mut by_tier: Vec<(TierId, PolicyId)> = pols.iter().map(|&p| (self.policy_tier(p), p)).collect();
         by_tier.sort_unstable();
         let tm = &mut memo.tiers;
@@ -601,7 +607,7 @@ impl Engine {
                             rule(&mut row, ps, r, &self.rules[r.index()]);
                         }
                     }
-                    row.tier_end(true, self.tiers[t.index()].end);
+                    row.tier_end(true, self.tiers[t.index()].end, false);
                     let part = row.finish_with(ps, |s, ps| s.parts(ps));
                     let decisive = part.0 .1 == EMPTY && part.1.iter().all(|&(_, (_, u))| u == EMPTY);
                     let id = tm.parts.len() as u32;
@@ -770,7 +776,7 @@ struct RowBuilder {
 
 enum Entry {
     Rule { action: Action, broad: Option<(PsId, Vec<u32>)> },
-    TierEnd { selected: bool, end: TierEnd },
+    TierEnd { selected: bool, end: TierEnd, hold: bool },
 }
 
 impl RowBuilder {
@@ -792,16 +798,16 @@ impl RowBuilder {
         self.entries.push(Entry::Rule { action, broad });
     }
 
-    fn tier_end(&mut self, selected: bool, end: TierEnd) {
+    fn tier_end(&mut self, selected: bool, end: TierEnd, hold: bool) {
         self.broad.push(self.entries.len() as u32);
-        self.entries.push(Entry::TierEnd { selected, end });
+        self.entries.push(Entry::TierEnd { selected, end, hold });
     }
 
     /// Entry `e` on one key's fold: with the key's own ports if it lists the key, else its broad ports unless the
     /// key is excepted.
     fn apply(&self, ps: &mut PortSets, side: &mut Side<PsId>, e: u32, listed: Option<PsId>, excepted: bool) {
         match &self.entries[e as usize] {
-            Entry::TierEnd { selected, end } => side.end_tier(ps, *selected, *end),
+            Entry::TierEnd { selected, end, hold } => side.end_tier(ps, *selected, *end, *hold),
             Entry::Rule { action, broad } => {
                 let ports = match (listed, broad) {
                     (Some(p), _) => p,
