@@ -69,10 +69,23 @@ pub struct Profile {
 #[derive(Clone, Debug)]
 pub enum TableStep {
     Rule(TableRule),
-    /// The end of a tier: with `deny`, what no rule decided is denied here.
+    /// The end of a tier: with `deny`, what no rule decided is denied here. With `hold` (Antrea: see
+    /// [`crate::eval::Tier::hold`]), what a `Pass` rule of the tier passed skips the steps up to the end of the
+    /// next tier, and on up to the first end without `hold`.
     TierEnd {
         deny: bool,
+        hold: bool,
     },
+}
+
+/// Where traffic a `Pass` rule at step `k` of `steps` passes goes on: the step after the end of its tier, or,
+/// past ends that hold it ([`TableStep::TierEnd::hold`]), after the first end that does not (`steps.len()`:
+/// nothing is left).
+pub fn pass_target(steps: &[TableStep], k: usize) -> usize {
+    steps[k..]
+        .iter()
+        .position(|s| matches!(s, TableStep::TierEnd { hold: false, .. }))
+        .map_or(steps.len(), |i| k + i + 1)
 }
 
 /// One rule of a profile.
@@ -236,18 +249,16 @@ impl Table {
         let mut k = 0;
         while k < steps.len() {
             match &steps[k] {
-                TableStep::TierEnd { deny: true } => return Some(false),
-                TableStep::TierEnd { deny: false } => {}
+                TableStep::TierEnd { deny: true, .. } => return Some(false),
+                TableStep::TierEnd { deny: false, .. } => {}
                 TableStep::Rule(r) if self.host_rule_matches(r, src, dst, proto, port) => match r.action {
                     Action::Allow => return Some(true),
                     Action::Deny | Action::Reject => return Some(false),
                     Action::Log => {}
                     Action::Pass => {
-                        // The rest of the tier and its end are skipped.
-                        k += steps[k..]
-                            .iter()
-                            .position(|s| matches!(s, TableStep::TierEnd { .. }))
-                            .unwrap_or(steps.len());
+                        // The rest of the tier and its end are skipped (and the tiers its end holds it past).
+                        k = pass_target(steps, k);
+                        continue;
                     }
                 },
                 TableStep::Rule(_) => {}
@@ -531,8 +542,9 @@ impl<'e> Builder<'e> {
         let mut steps = Vec::new();
         for step in self.e.profile_steps(pols, dir) {
             match step {
-                ProfileStep::TierEnd { selected, end } => {
-                    steps.push(TableStep::TierEnd { deny: !passes_on && selected && end == TierEnd::Deny });
+                ProfileStep::TierEnd { selected, end, hold } => {
+                    let deny = !passes_on && selected && end == TierEnd::Deny;
+                    steps.push(TableStep::TierEnd { deny, hold: hold && !passes_on });
                 }
                 ProfileStep::Rule(r) => {
                     let rule = &self.e.rules[r.index()];
@@ -616,8 +628,8 @@ impl<'e> Builder<'e> {
         let mut steps = Vec::new();
         for step in self.e.profile_steps(policies, dir) {
             match step {
-                ProfileStep::TierEnd { selected, end } => {
-                    steps.push(TableStep::TierEnd { deny: selected && end == TierEnd::Deny });
+                ProfileStep::TierEnd { selected, end, hold } => {
+                    steps.push(TableStep::TierEnd { deny: selected && end == TierEnd::Deny, hold });
                 }
                 ProfileStep::Rule(r) if key.3.binary_search(&r).is_ok() => {}
                 ProfileStep::Rule(r) => {

@@ -43,6 +43,13 @@ crate::typed_id!(
 pub struct Tier {
     pub name: std::sync::Arc<str>,
     pub end: TierEnd,
+    /// Antrea: traffic a `Pass` rule of this tier passes is held past its end, undecided by the next tier's
+    /// rules, and released at the end of the last of a run of tiers with
+    /// [`TierDef::pass_to_network_policy`] (the next tier is then the NetworkPolicy tier, or one without the
+    /// flag). Set when this tier has the flag and so has the next in evaluation order, which is not the
+    /// NetworkPolicy tier. False for every tier without Antrea's tiers (a pass goes on to the next tier).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hold: bool,
 }
 
 /// The tier of NetworkPolicy v1 (Calico's `default` tier) in an engine without tiers of Calico's own (whose
@@ -59,13 +66,16 @@ pub fn tiers(defs: &[TierDef]) -> (Vec<Tier>, Vec<TierId>) {
         key(&defs[a]).total_cmp(&key(&defs[b])).then_with(|| defs[a].name.cmp(&defs[b].name))
     });
     let mut map = vec![TierId(0); defs.len()];
+    let np = PolicyTier::NetworkPolicy.index();
+    let flagged = |i: usize| defs[i].pass_to_network_policy && i != np;
     let tiers = idx
         .iter()
         .enumerate()
         .map(|(t, &i)| {
             map[i] = TierId::new(t);
             let end = if defs[i].default_action == Action::Deny { TierEnd::Deny } else { TierEnd::Continue };
-            Tier { name: defs[i].name.as_str().into(), end }
+            let hold = flagged(i) && idx.get(t + 1).is_some_and(|&n| flagged(n));
+            Tier { name: defs[i].name.as_str().into(), end, hold }
         })
         .collect();
     (tiers, map)
@@ -146,7 +156,8 @@ impl Ports for PortSets {
 }
 
 /// One direction's evaluation in progress: which of the traffic is allowed so far, still undecided, or passed
-/// on to the next tier.
+/// on to the next tier (or, past the end of a tier that holds it, to the tier after a run of Antrea's tiers:
+/// see [`Tier::hold`]; held traffic is neither undecided nor allowed, and no rule decides it until released).
 ///
 /// While only allow rules have matched, "undecided" is simply the traffic not allowed yet and is not computed:
 /// an allow rule then costs one union, as in a tier of NetworkPolicy allow rules, where the fold is the union of
@@ -207,12 +218,14 @@ impl<S: Clone> Side<S> {
         }
     }
 
-    /// The end of a tier. `selected`: a policy of the tier selects the subject in this direction.
-    pub fn end_tier<P: Ports<Set = S>>(&mut self, p: &mut P, selected: bool, end: TierEnd) {
+    /// The end of a tier. `selected`: a policy of the tier selects the subject in this direction. `hold`: the
+    /// traffic passed so far stays passed past this end ([`Tier::hold`]); otherwise it is undecided again, for
+    /// the next tier.
+    pub fn end_tier<P: Ports<Set = S>>(&mut self, p: &mut P, selected: bool, end: TierEnd, hold: bool) {
         if selected && end == TierEnd::Deny {
             self.undecided = Some(p.none());
         }
-        if !p.is_none(&self.passed) {
+        if !hold && !p.is_none(&self.passed) {
             let passed = std::mem::replace(&mut self.passed, p.none());
             let undecided = self.undecided(p);
             self.undecided = Some(p.union(&undecided, &passed));
@@ -225,19 +238,43 @@ impl<S: Clone> Side<S> {
         !p.is_none(&u)
     }
 
+    /// Whether a later tier can still change the outcome: some traffic is undecided, or held passed (after a
+    /// tier's end, passed traffic is either released, and undecided, or held).
+    pub fn settled<P: Ports<Set = S>>(&mut self, p: &mut P) -> bool {
+        !self.open(p) && p.is_none(&self.passed)
+    }
+
+    /// Whether some traffic is passed (within a tier) or held passed (past a tier's end).
+    pub fn holds<P: Ports<Set = S>>(&self, p: &P) -> bool {
+        !p.is_none(&self.passed)
+    }
+
     /// The traffic allowed so far, and the traffic still undecided (after a tier end, passed traffic is
-    /// undecided). Later tiers decide only the undecided part, port by port, so what they allow of it is
-    /// what they would allow of all traffic, intersected with it.
+    /// undecided; traffic still held is counted undecided too). Later tiers decide only the undecided part,
+    /// port by port, so what they allow of it is what they would allow of all traffic, intersected with it.
     pub fn parts<P: Ports<Set = S>>(mut self, p: &mut P) -> (S, S) {
         let u = self.undecided(p);
+        let u = if p.is_none(&self.passed) { u } else { p.union(&u, &self.passed) };
         (self.allowed, u)
     }
 
-    /// After the last tier: the allowed traffic (what no tier decided is allowed).
+    /// The traffic allowed so far, still undecided, and held passed (see [`Tier::hold`]).
+    pub fn parts3<P: Ports<Set = S>>(mut self, p: &mut P) -> (S, S, S) {
+        let u = self.undecided(p);
+        (self.allowed, u, self.passed)
+    }
+
+    /// After the last tier: the allowed traffic (what no tier decided is allowed; so is traffic still held,
+    /// which only a fold that stops inside a run of Antrea's tiers leaves).
     pub fn finish<P: Ports<Set = S>>(self, p: &mut P) -> S {
-        match &self.undecided {
+        let out = match &self.undecided {
             None => self.traffic,
             Some(u) => p.union(&self.allowed, u),
+        };
+        if p.is_none(&self.passed) {
+            out
+        } else {
+            p.union(&out, &self.passed)
         }
     }
 }
@@ -286,7 +323,12 @@ impl Variant {
 #[derive(Clone, Copy, Debug)]
 pub enum ProfileStep {
     Rule(RuleId),
-    TierEnd { selected: bool, end: TierEnd },
+    /// `hold`: see [`Tier::hold`].
+    TierEnd {
+        selected: bool,
+        end: TierEnd,
+        hold: bool,
+    },
 }
 
 /// The traffic of one flow: protocol, port, and the destination's named container ports (interned name,
@@ -347,6 +389,18 @@ impl Engine {
     /// The engine tier of a model tier.
     pub fn tier_id(&self, t: PolicyTier) -> TierId {
         self.tier_map.get(t.index()).copied().unwrap_or(NETWORK_POLICY_TIER)
+    }
+
+    /// The tiers whose rules traffic a `Pass` rule of tier `t` passes skips: none unless `t` holds passed
+    /// traffic ([`Tier::hold`]), else the following tiers up to the one whose end releases it.
+    pub fn pass_skips(&self, t: TierId) -> Vec<TierId> {
+        let mut out = Vec::new();
+        let mut u = t.index();
+        while self.tiers.get(u).is_some_and(|x| x.hold) && u + 1 < self.tiers.len() {
+            u += 1;
+            out.push(TierId::new(u));
+        }
+        out
     }
 
     /// The tier of NetworkPolicy v1 (Calico's `default` tier).
@@ -447,7 +501,9 @@ impl Engine {
         let mut next = 0;
         for (t, tier) in self.tiers.iter().enumerate() {
             let t = TierId::new(t);
-            let skip = matches!(variant, Variant::Tier(only, _) if only != t);
+            // With `settle`, a tier is skipped when nothing is undecided as it starts: traffic a pass holds
+            // past the previous tier's end (see `Tier::hold`) is not this tier's to decide.
+            let skip = matches!(variant, Variant::Tier(only, _) if only != t) || (settle && !side.open(p));
             while let Some(&r) = rules.get(next) {
                 let rule = &self.rules[r.index()];
                 if rule.tier != t {
@@ -482,8 +538,8 @@ impl Engine {
                     (selected, tier_end)
                 }
             };
-            side.end_tier(p, selected, end);
-            if settle && !side.open(p) {
+            side.end_tier(p, selected, end, tier.hold && ends == Ends::AsTiers);
+            if settle && side.settled(p) {
                 break;
             }
         }
@@ -600,8 +656,9 @@ impl Engine {
             }
             hit
         });
-        let decider =
-            last.filter(|&r| matches!(variant.action(r, &self.rules[r.index()]), Action::Allow | Action::Deny));
+        let decider = last.filter(|&r| {
+            matches!(variant.action(r, &self.rules[r.index()]), Action::Allow | Action::Deny | Action::Reject)
+        });
         (allowed, decider)
     }
 
@@ -673,7 +730,7 @@ impl Engine {
                 };
                 out.extend(rules.iter().map(|&r| ProfileStep::Rule(r)));
             }
-            out.push(ProfileStep::TierEnd { selected, end: tier.end });
+            out.push(ProfileStep::TierEnd { selected, end: tier.end, hold: tier.hold });
         }
         out
     }
@@ -751,14 +808,14 @@ mod tests {
         let mut s = Side::new(&mut Sets, PortSet::all());
         s.rule(&mut Sets, Action::Allow, &tcp(80, 80));
         s.rule(&mut Sets, Action::Allow, &tcp(443, 443));
-        s.end_tier(&mut Sets, true, TierEnd::Deny);
+        s.end_tier(&mut Sets, true, TierEnd::Deny, false);
         assert_eq!(s.finish(&mut Sets), tcp(80, 80).union(&tcp(443, 443)));
     }
 
     #[test]
     fn a_tier_that_selects_nothing_leaves_everything_allowed() {
         let mut s = Side::new(&mut Sets, PortSet::all());
-        s.end_tier(&mut Sets, false, TierEnd::Deny);
+        s.end_tier(&mut Sets, false, TierEnd::Deny, false);
         assert_eq!(s.finish(&mut Sets), PortSet::all());
     }
 
@@ -768,7 +825,7 @@ mod tests {
         let mut s = Side::new(&mut Sets, PortSet::all());
         s.rule(&mut Sets, Action::Deny, &tcp(80, 80));
         s.rule(&mut Sets, Action::Allow, &tcp(1, 1000));
-        s.end_tier(&mut Sets, true, TierEnd::Continue);
+        s.end_tier(&mut Sets, true, TierEnd::Continue, false);
         let allowed = s.finish(&mut Sets);
         assert!(!allowed.contains(Protocol::Tcp, 80));
         assert!(allowed.contains(Protocol::Tcp, 81) && allowed.contains(Protocol::Udp, 80));
@@ -779,9 +836,9 @@ mod tests {
         let mut s = Side::new(&mut Sets, PortSet::all());
         s.rule(&mut Sets, Action::Pass, &tcp(53, 53));
         s.rule(&mut Sets, Action::Allow, &tcp(1, 100)); // 53 already passed on: not allowed here
-        s.end_tier(&mut Sets, true, TierEnd::Deny); // everything else undecided is denied
+        s.end_tier(&mut Sets, true, TierEnd::Deny, false); // everything else undecided is denied
         s.rule(&mut Sets, Action::Deny, &tcp(53, 53));
-        s.end_tier(&mut Sets, true, TierEnd::Deny);
+        s.end_tier(&mut Sets, true, TierEnd::Deny, false);
         assert_eq!(s.finish(&mut Sets), tcp(1, 52).union(&tcp(54, 100)));
     }
 
@@ -790,7 +847,7 @@ mod tests {
         let mut s = Side::new(&mut OnePort, true);
         s.rule(&mut OnePort, Action::Log, &true);
         assert!(s.open(&mut OnePort));
-        s.end_tier(&mut OnePort, true, TierEnd::Deny);
+        s.end_tier(&mut OnePort, true, TierEnd::Deny, false);
         assert!(!s.finish(&mut OnePort));
     }
 
@@ -824,8 +881,8 @@ mod tests {
                     let id = ps.intern(ports.clone());
                     b.rule(&mut ps, *act, &id);
                 }
-                a.end_tier(&mut Sets, true, end);
-                b.end_tier(&mut ps, true, end);
+                a.end_tier(&mut Sets, true, end, false);
+                b.end_tier(&mut ps, true, end, false);
                 let (a, b) = (a.finish(&mut Sets), b.finish(&mut ps));
                 assert_eq!(&a, ps.get(b), "sequence {k}");
                 for port in 1..=101 {
@@ -833,7 +890,7 @@ mod tests {
                     for (act, ports) in steps {
                         one.rule(&mut OnePort, *act, &ports.contains(Protocol::Tcp, port));
                     }
-                    one.end_tier(&mut OnePort, true, end);
+                    one.end_tier(&mut OnePort, true, end, false);
                     assert_eq!(one.finish(&mut OnePort), a.contains(Protocol::Tcp, port), "sequence {k} port {port}");
                     // The first matching rule decides a port.
                     let first = steps.iter().find(|(act, p)| *act != Action::Log && p.contains(Protocol::Tcp, port));
@@ -846,6 +903,146 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// One tier of a hand-made fold: its rules, its end, and whether it holds passed traffic past its end.
+    type TierSteps = (Vec<(Action, PortSet)>, TierEnd, bool);
+
+    /// Antrea's walk of one port, written plainly: the first matching rule decides; a pass skips the rest of its
+    /// tier, and the tiers after it while the tier it is in holds it.
+    fn naive(tiers: &[TierSteps], port: u16) -> bool {
+        let mut passed = false;
+        for (rules, end, hold) in tiers {
+            if !passed {
+                match rules.iter().find(|(a, p)| *a != Action::Log && p.contains(Protocol::Tcp, port)) {
+                    Some((Action::Allow, _)) => return true,
+                    Some((Action::Deny | Action::Reject, _)) => return false,
+                    Some((Action::Pass, _)) => passed = true,
+                    _ if *end == TierEnd::Deny => return false,
+                    _ => {}
+                }
+            }
+            passed &= *hold;
+        }
+        true
+    }
+
+    /// Folds `tiers` over every domain (port sets, interned port sets, one port at a time), checks they agree
+    /// with each other and with [`naive`] on ports 1-120, and returns what the port sets allow.
+    fn fold_every_domain(tiers: &[TierSteps]) -> PortSet {
+        let mut a = Side::new(&mut Sets, PortSet::all());
+        let mut ps = PortSets::default();
+        let all = ps.intern(PortSet::all());
+        let mut b = Side::new(&mut ps, all);
+        for (rules, end, hold) in tiers {
+            for (act, ports) in rules {
+                a.rule(&mut Sets, *act, ports);
+                let id = ps.intern(ports.clone());
+                b.rule(&mut ps, *act, &id);
+            }
+            a.end_tier(&mut Sets, true, *end, *hold);
+            b.end_tier(&mut ps, true, *end, *hold);
+        }
+        let (a, b) = (a.finish(&mut Sets), b.finish(&mut ps));
+        assert_eq!(&a, ps.get(b));
+        for port in 1..=120 {
+            let mut one = Side::new(&mut OnePort, true);
+            for (rules, end, hold) in tiers {
+                for (act, ports) in rules {
+                    one.rule(&mut OnePort, *act, &ports.contains(Protocol::Tcp, port));
+                }
+                one.end_tier(&mut OnePort, true, *end, *hold);
+            }
+            let want = naive(tiers, port);
+            assert_eq!(one.finish(&mut OnePort), want, "one port {port}");
+            assert_eq!(a.contains(Protocol::Tcp, port), want, "port sets {port}");
+        }
+        a
+    }
+
+    #[test]
+    fn a_pass_held_across_antrea_tiers_is_decided_by_the_network_policy_tier() {
+        let tiers: Vec<TierSteps> = vec![
+            // Antrea tier 1 (holds): pass 10-20, reject 30-40, allow 50-60.
+            (
+                vec![(Action::Pass, tcp(10, 20)), (Action::Reject, tcp(30, 40)), (Action::Allow, tcp(50, 60))],
+                TierEnd::Continue,
+                true,
+            ),
+            // Antrea tier 2 (holds): its allow and its deny end do not reach the held 10-20.
+            (vec![(Action::Allow, tcp(1, 100)), (Action::Deny, tcp(70, 80))], TierEnd::Deny, true),
+            // The last Antrea tier (releases at its end): its deny does not reach the held 10-20 either.
+            (vec![(Action::Deny, tcp(1, 200))], TierEnd::Continue, false),
+            // The NetworkPolicy tier: allows 10-15 and isolates.
+            (vec![(Action::Allow, tcp(10, 15))], TierEnd::Deny, false),
+        ];
+        let allowed = fold_every_domain(&tiers);
+        assert!(allowed.contains(Protocol::Tcp, 10) && allowed.contains(Protocol::Tcp, 15));
+        assert!(!allowed.contains(Protocol::Tcp, 16) && !allowed.contains(Protocol::Tcp, 35));
+        assert!(allowed.contains(Protocol::Tcp, 55) && allowed.contains(Protocol::Tcp, 75));
+        assert!(!allowed.contains(Protocol::Tcp, 101));
+        // Held traffic keeps a fold open although nothing is undecided.
+        let mut s = Side::new(&mut OnePort, true);
+        s.rule(&mut OnePort, Action::Pass, &true);
+        s.end_tier(&mut OnePort, true, TierEnd::Deny, true);
+        assert!(!s.open(&mut OnePort) && !s.settled(&mut OnePort) && s.holds(&OnePort));
+        s.rule(&mut OnePort, Action::Deny, &true); // a later Antrea tier's rule: not for held traffic
+        s.end_tier(&mut OnePort, true, TierEnd::Deny, false);
+        assert!(s.open(&mut OnePort) && !s.holds(&OnePort));
+        assert!(s.finish(&mut OnePort), "released to Kubernetes' default");
+    }
+
+    #[test]
+    fn a_pass_not_held_goes_on_to_the_next_tier() {
+        // Released at the end of its own tier (the next tier has no flag, or is the NetworkPolicy tier).
+        let tiers: Vec<TierSteps> = vec![
+            (vec![(Action::Pass, tcp(10, 20)), (Action::Deny, tcp(1, 30))], TierEnd::Deny, false),
+            (vec![(Action::Reject, tcp(10, 12)), (Action::Allow, tcp(13, 14))], TierEnd::Continue, false),
+            (vec![(Action::Allow, tcp(19, 19))], TierEnd::Deny, false),
+        ];
+        let allowed = fold_every_domain(&tiers);
+        assert_eq!(allowed, tcp(13, 14).union(&tcp(19, 19)));
+        // Held by the first tier, then released before the last: the second tier's rules are skipped.
+        let mut held = tiers.clone();
+        held[0].2 = true;
+        let allowed = fold_every_domain(&held);
+        assert_eq!(allowed, tcp(19, 19));
+    }
+
+    #[test]
+    fn tiers_hold_passes_only_within_a_run_of_antrea_tiers_before_network_policy() {
+        let def = |name: &str, order: f64, flag: bool| TierDef {
+            name: name.into(),
+            order: Some(order),
+            default_action: Action::Pass,
+            origin: None,
+            pass_to_network_policy: flag,
+        };
+        let mut defs = TierDef::builtin();
+        defs[0].pass_to_network_policy = true; // Admin (order 1,000)
+        defs[1].pass_to_network_policy = true; // NetworkPolicy itself: never holds
+        defs.push(def("emergency", 50.0, true));
+        defs.push(def("securityops", 100.0, true));
+        defs.push(def("calico", 500.0, false));
+        defs.push(def("application", 2_000.0, true));
+        defs.push(def("baseline", 5e6, true));
+        let (tiers, _) = tiers(&defs);
+        let holds: Vec<(&str, bool)> = tiers.iter().map(|t| (&*t.name, t.hold)).collect();
+        assert_eq!(
+            holds,
+            [
+                ("emergency", true),
+                ("securityops", false), // the next tier has no flag
+                ("calico", false),
+                ("Admin", true),
+                ("application", false), // the next tier is NetworkPolicy
+                ("NetworkPolicy", false),
+                ("baseline", false),
+                ("Baseline", false),
+            ]
+        );
+        // Without the flag no tier holds: Calico's and the admin tiers' passes go on to the next tier.
+        assert!(crate::eval::tiers(&TierDef::builtin()).0.iter().all(|t| !t.hold));
     }
 
     /// Two AdminNetworkPolicies of equal priority for b/client's egress to a/web: `allow-web` (Allow 8080) and

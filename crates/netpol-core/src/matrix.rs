@@ -494,7 +494,7 @@ impl Engine {
         let mut row = RowBuilder::new();
         for step in self.profile_steps(pols, dir) {
             match step {
-                ProfileStep::TierEnd { selected, end } => row.tier_end(selected, end),
+                ProfileStep::TierEnd { selected, end, hold } => row.tier_end(selected, end, hold),
                 ProfileStep::Rule(r) => rule(&mut row, ps, r, &self.rules[r.index()]),
             }
         }
@@ -558,7 +558,9 @@ impl Engine {
     /// profile with the same part; then, from the last tier to the first, `row = allowed ∪ (undecided ∩ row of
     /// the later tiers)` per key, memoised per (part, later row). A tier decides only what earlier tiers left
     /// undecided, port by port, so this is the fold of the whole profile. A part that leaves nothing undecided
-    /// (a tier ending in "deny" that selects the subject) makes the later tiers irrelevant.
+    /// (a tier ending in "deny" that selects the subject) makes the later tiers irrelevant. In a run of Antrea's
+    /// tiers (`eval::Tier::hold`) a part also has what its passes hold past its end, which goes on after the run:
+    /// `row = allowed ∪ (held ∩ row after the run) ∪ (undecided ∩ row of the later tiers)`.
     #[allow(clippy::too_many_arguments)]
     fn tier_parts_row<F>(
         &self,
@@ -580,6 +582,8 @@ impl Engine {
             tm.rows.push((ALL, Vec::new()));
         }
         let mut later = 0u32; // the row of no tier: everything allowed
+                              // (tier, row of that tier and the later ones), from the last tier down: where a held pass goes on.
+        let mut from: Vec<(TierId, u32)> = Vec::new();
         let mut end = by_tier.len();
         while end > 0 {
             let t = by_tier[end - 1].0;
@@ -601,9 +605,11 @@ impl Engine {
                             rule(&mut row, ps, r, &self.rules[r.index()]);
                         }
                     }
-                    row.tier_end(true, self.tiers[t.index()].end);
-                    let part = row.finish_with(ps, |s, ps| s.parts(ps));
-                    let decisive = part.0 .1 == EMPTY && part.1.iter().all(|&(_, (_, u))| u == EMPTY);
+                    row.tier_end(true, self.tiers[t.index()].end, self.tiers[t.index()].hold);
+                    let part = row.finish_with(ps, |s, ps| s.parts3(ps));
+                    let decisive = part.0 .1 == EMPTY
+                        && part.0 .2 == EMPTY
+                        && part.1.iter().all(|&(_, (_, u, h))| u == EMPTY && h == EMPTY);
                     let id = tm.parts.len() as u32;
                     tm.parts.push((part, decisive));
                     tm.part_ids.insert(key, id);
@@ -614,17 +620,38 @@ impl Engine {
             if *decisive {
                 later = 0;
             }
-            later = match tm.combined.get(&(part, later)) {
+            // Antrea: what the tier's passes hold goes on after the run of tiers that hold it (`Tier::hold`):
+            // to the row of the first tier with policies after the tier that releases it.
+            let holds = part_row.0 .2 != EMPTY || part_row.1.iter().any(|&(_, (_, _, h))| h != EMPTY);
+            let after_run = if holds {
+                let release = (t.index()..self.tiers.len()).find(|&u| !self.tiers[u].hold).unwrap_or(t.index());
+                from.iter().rev().find(|&&(u, _)| u.index() > release).map_or(0, |&(_, r)| r)
+            } else {
+                u32::MAX
+            };
+            later = match tm.combined.get(&(part, later, after_run)) {
                 Some(&id) => id,
                 None => {
-                    let ((base, over), rest) = (part_row, &tm.rows[later as usize]);
-                    let row = combine_rows(ps, *base, over, rest);
+                    let (base, over) = part_row;
+                    let two = |&(a, u, _): &Parts3| (a, u);
+                    let row = if holds {
+                        // allowed ∪ (held ∩ after the run), then ∪ (undecided ∩ later): the three are disjoint.
+                        let held_over: Vec<(u32, (PsId, PsId))> =
+                            over.iter().map(|&(k, (a, _, h))| (k, (a, h))).collect();
+                        let first = combine_rows(ps, (base.0, base.2), &held_over, &tm.rows[after_run as usize]);
+                        let (zb, zo) = zip_undecided(&first, (base.1, over));
+                        combine_rows(ps, zb, &zo, &tm.rows[later as usize])
+                    } else {
+                        let over2: Vec<(u32, (PsId, PsId))> = over.iter().map(|(k, p)| (*k, two(p))).collect();
+                        combine_rows(ps, two(base), &over2, &tm.rows[later as usize])
+                    };
                     let id = tm.rows.len() as u32;
                     tm.rows.push(row);
-                    tm.combined.insert((part, later), id);
+                    tm.combined.insert((part, later, after_run), id);
                     id
                 }
             };
+            from.push((t, later));
         }
         tm.rows[later as usize].clone()
     }
@@ -770,7 +797,7 @@ struct RowBuilder {
 
 enum Entry {
     Rule { action: Action, broad: Option<(PsId, Vec<u32>)> },
-    TierEnd { selected: bool, end: TierEnd },
+    TierEnd { selected: bool, end: TierEnd, hold: bool },
 }
 
 impl RowBuilder {
@@ -792,16 +819,16 @@ impl RowBuilder {
         self.entries.push(Entry::Rule { action, broad });
     }
 
-    fn tier_end(&mut self, selected: bool, end: TierEnd) {
+    fn tier_end(&mut self, selected: bool, end: TierEnd, hold: bool) {
         self.broad.push(self.entries.len() as u32);
-        self.entries.push(Entry::TierEnd { selected, end });
+        self.entries.push(Entry::TierEnd { selected, end, hold });
     }
 
     /// Entry `e` on one key's fold: with the key's own ports if it lists the key, else its broad ports unless the
     /// key is excepted.
     fn apply(&self, ps: &mut PortSets, side: &mut Side<PsId>, e: u32, listed: Option<PsId>, excepted: bool) {
         match &self.entries[e as usize] {
-            Entry::TierEnd { selected, end } => side.end_tier(ps, *selected, *end),
+            Entry::TierEnd { selected, end, hold } => side.end_tier(ps, *selected, *end, *hold),
             Entry::Rule { action, broad } => {
                 let ports = match (listed, broad) {
                     (Some(p), _) => p,
@@ -965,12 +992,52 @@ struct RowMemo {
 struct TierMemo {
     /// (tier, its policies, the destination's port profile if their rules name ports, masked rules) → part.
     part_ids: FxHashMap<(TierId, Vec<PolicyId>, u32, Vec<RuleId>), u32>,
-    /// Each part, and whether it leaves nothing undecided.
-    parts: Vec<(PartsRow, bool)>,
+    /// Each part (allowed, undecided, held past the tier's end per key), and whether it leaves nothing
+    /// undecided or held.
+    parts: Vec<(Parts3Row, bool)>,
     /// Combined rows; 0 is the row of no tier (everything allowed).
     rows: Vec<Row>,
-    /// (part, row of the later tiers) → row.
-    combined: FxHashMap<(u32, u32), u32>,
+    /// (part, row of the later tiers, row after the run of tiers that hold its passes or `u32::MAX`) → row.
+    combined: FxHashMap<(u32, u32, u32), u32>,
+}
+
+/// A tier's part with what its passes hold (see [`crate::eval::Tier::hold`]): (allowed, undecided, held) base
+/// and overrides.
+type Parts3Row = (Parts3, Vec<(u32, Parts3)>);
+
+/// (allowed, undecided, held) of one key.
+type Parts3 = (PsId, PsId, PsId);
+
+/// `row` (a combined row) beside the undecided share of a part (base and overrides): per key (either lists
+/// it), (row's value, undecided), as a part to combine with the later tiers' row.
+fn zip_undecided(row: &Row, (u_base, u_over): (PsId, &[(u32, Parts3)])) -> PartsRow {
+    let (r_base, r_over) = (row.0, &row.1);
+    let mut over = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let (k, r, u) = match (r_over.get(i), u_over.get(j)) {
+            (None, None) => break,
+            (Some(&(kr, r)), Some(&(ku, (_, u, _)))) if kr == ku => {
+                i += 1;
+                j += 1;
+                (kr, r, u)
+            }
+            (Some(&(kr, r)), Some(&(ku, _))) if kr < ku => {
+                i += 1;
+                (kr, r, u_base)
+            }
+            (Some(&(kr, r)), None) => {
+                i += 1;
+                (kr, r, u_base)
+            }
+            (_, Some(&(ku, (_, u, _)))) => {
+                j += 1;
+                (ku, r_base, u)
+            }
+        };
+        over.push((k, (r, u)));
+    }
+    ((r_base, u_base), over)
 }
 
 /// `allowed ∪ (undecided ∩ later)` per key: a tier's part (`(allowed, undecided)` base and overrides) followed

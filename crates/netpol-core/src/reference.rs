@@ -318,7 +318,8 @@ fn side_allows(
 
 /// The tiers' walk over the policies `selecting` a subject in `dir`: tier by tier, each tier's policies by order
 /// (then name, namespace, Calico kind), the first rule that matches decides; a tier that selects the subject and
-/// decides nothing ends in its default action; what no tier decides is allowed.
+/// decides nothing ends in its default action; what no tier decides is allowed. A Pass goes on to the next tier,
+/// but from one of Antrea's regular tiers (`pass_to_network_policy`) past all of them, to NetworkPolicy.
 #[allow(clippy::too_many_arguments)]
 fn tiers_allow(
     c: &Cluster,
@@ -331,7 +332,15 @@ fn tiers_allow(
     port: u16,
 ) -> bool {
     let (defs, tiers) = tiers_in_order(c);
+    // Antrea: a Pass rule of one of its regular tiers skips every remaining regular tier, on to NetworkPolicy.
+    let antrea_regular =
+        |t: usize| defs[t].pass_to_network_policy && t != crate::model::PolicyTier::NetworkPolicy.index();
+    let mut passed_to_np = false;
     for t in tiers {
+        if passed_to_np && antrea_regular(t) {
+            continue;
+        }
+        passed_to_np = false;
         let mut pols: Vec<&Policy> = selecting.iter().copied().filter(|p| p.tier.index() == t).collect();
         if pols.is_empty() {
             continue;
@@ -348,8 +357,11 @@ fn tiers_allow(
         });
         match tier_action(c, &pols, dir, me, other, dst, proto, port) {
             Some(Action::Allow) => return true,
-            Some(Action::Deny) => return false,
-            Some(Action::Pass) => continue,
+            Some(Action::Deny | Action::Reject) => return false,
+            Some(Action::Pass) => {
+                passed_to_np = antrea_regular(t);
+                continue;
+            }
             _ if defs[t].default_action == Action::Deny => return false,
             _ => continue,
         }
@@ -624,7 +636,7 @@ fn host_stage(
         pols.sort_by(|a, b| (a.order, &a.name).cmp(&(b.order, &b.name)));
         match tier_action(c, &pols, dir, me, other, dst, proto, port) {
             Some(Action::Allow) => return Some(true),
-            Some(Action::Deny) => return Some(false),
+            Some(Action::Deny | Action::Reject) => return Some(false),
             Some(Action::Pass) => continue,
             _ if !passes && defs[t].default_action == Action::Deny => return Some(false),
             _ => continue,

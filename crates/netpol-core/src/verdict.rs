@@ -67,6 +67,11 @@ pub struct RuleMatch {
     /// name), so another implementation may apply one of them first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tie: Vec<String>,
+    /// A `Pass` rule of an Antrea tier: the later tiers the passed flow skips (their rules are not consulted
+    /// for it), up to the NetworkPolicy tier (see [`crate::eval::Tier::hold`]). Empty when a pass goes on to
+    /// the next tier.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_tiers: Vec<String>,
     /// The rule, for comparisons (`policy` and `rule` are its words).
     #[serde(skip)]
     pub key: RuleKey,
@@ -466,10 +471,12 @@ impl Engine {
         let mut decided = false;
         let mut np_selected = false;
         let mut k = 0;
+        // A pass held past the end of the previous tier (Antrea: on to the NetworkPolicy tier).
+        let mut held = false;
         for (t, tier) in self.tiers.iter().enumerate() {
             let t = TierId::new(t);
             let tier_pols: Vec<PolicyId> = pols.iter().copied().filter(|&p| self.policy_tier(p) == t).collect();
-            let mut passed = false;
+            let mut passed = held;
             // Kubernetes NetworkPolicies alone: every matching rule allows (all are reported). Anywhere else the
             // first matching rule decides.
             let is_np = t == self.np_tier()
@@ -574,7 +581,16 @@ impl Engine {
                                 decided = true;
                                 side.decided_by = DecidedBy::Rule;
                             }
-                            Action::Pass => passed = true,
+                            Action::Pass => {
+                                passed = true;
+                                if ends == Ends::AsTiers {
+                                    m.skipped_tiers = self
+                                        .pass_skips(t)
+                                        .iter()
+                                        .map(|u| self.tiers[u.index()].name.to_string())
+                                        .collect();
+                                }
+                            }
                             Action::Log => {}
                         }
                         side.walk.push(m);
@@ -595,6 +611,7 @@ impl Engine {
                     });
                 }
             }
+            held = passed && tier.hold && ends == Ends::AsTiers;
             if is_np && !decided && np_selected {
                 decided = true;
                 side.decided_by = DecidedBy::NetworkPolicy;
@@ -638,6 +655,7 @@ impl Engine {
             source: pol.origin.to_string(),
             l7: None,
             tie: Vec::new(),
+            skipped_tiers: Vec::new(),
             key,
         }
     }
@@ -1159,6 +1177,9 @@ fn render_sides<const N: usize>(s: &mut String, sides: [&SideExplanation; N]) {
             }
             let last = i + 1 == side.walk.len() && side.decided_by == DecidedBy::Rule;
             let outcome = match m.action {
+                Action::Pass if !m.skipped_tiers.is_empty() => {
+                    format!(" → past tiers {} (to the NetworkPolicy tier)", m.skipped_tiers.join(", "))
+                }
                 Action::Pass => " → next tier".to_string(),
                 _ if last => format!(" → {verdict}"),
                 _ => String::new(),

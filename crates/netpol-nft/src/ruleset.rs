@@ -174,6 +174,10 @@ pub enum Expr {
     Counter,
     Accept,
     Drop,
+    /// `reject with tcp reset` (only after a match on TCP)
+    RejectTcpReset,
+    /// `reject with icmpx admin-prohibited`
+    RejectIcmpx,
     Return,
     /// `goto chain`
     Goto(String),
@@ -203,6 +207,9 @@ pub struct Ruleset {
     /// Comments longer than nft allows (128 bytes) are shortened to `#hash`; this maps them back.
     pub long_comments: BTreeMap<String, String>,
 }
+
+/// The chain that answers what a `Reject` rule (Antrea) denies: see `Gen::reject_chain`.
+pub const REJECT_CHAIN: &str = "np_reject";
 
 /// nft's limit on rule comments.
 pub const MAX_COMMENT: usize = 128;
@@ -582,7 +589,7 @@ impl<'t> Gen<'t> {
         let mut rules = Vec::new();
         for (k, step) in steps.iter().enumerate() {
             let rule = match step {
-                TableStep::TierEnd { deny } => {
+                TableStep::TierEnd { deny, .. } => {
                     if *deny {
                         let comment = Some(drop_comment.to_string());
                         rules.push(NftRule { exprs: vec![Expr::Counter, Expr::Drop], comment });
@@ -594,14 +601,13 @@ impl<'t> Gen<'t> {
             };
             let verdict = match rule.action {
                 Action::Allow => ends.allow.clone(),
-                Action::Deny | Action::Reject => vec![Expr::Drop],
+                Action::Deny => vec![Expr::Drop],
+                Action::Reject => vec![Expr::Goto(self.reject_chain())],
                 Action::Log => Vec::new(),
                 Action::Pass => {
-                    // The rest of this tier is skipped: on to the steps after its end, in a chain of their own.
-                    let end = steps[k..]
-                        .iter()
-                        .position(|s| matches!(s, TableStep::TierEnd { .. }))
-                        .map_or(steps.len(), |i| k + i + 1);
+                    // The rest of this tier is skipped: on to the steps after its end (Antrea: after the end of
+                    // the last tier that holds passed traffic, the NetworkPolicy tier's), in a chain of their own.
+                    let end = netpol_core::dataplane::pass_target(steps, k);
                     let rest = format!("{name}_t{end}");
                     if !self.rs.chains.contains_key(&rest) {
                         self.rs.chains.insert(rest.clone(), NftChain { hook: None, rules: Vec::new() });
@@ -623,6 +629,19 @@ impl<'t> Gen<'t> {
         }
         rules.push(ends.end.clone());
         rules
+    }
+
+    /// The chain a `Reject` rule goes to (made on first use): TCP is answered with a reset, anything else with
+    /// ICMP "administratively prohibited" (`icmpx`: ICMP or ICMPv6, as the packet's family is).
+    fn reject_chain(&mut self) -> String {
+        if !self.rs.chains.contains_key(REJECT_CHAIN) {
+            let rules = vec![
+                NftRule { exprs: vec![Expr::L4Proto(Protocol::Tcp), Expr::RejectTcpReset], comment: None },
+                NftRule { exprs: vec![Expr::RejectIcmpx], comment: None },
+            ];
+            self.rs.chains.insert(REJECT_CHAIN.to_string(), NftChain { hook: None, rules });
+        }
+        REJECT_CHAIN.to_string()
     }
 
     fn chain(&mut self, p: ProfileId) -> String {
@@ -923,6 +942,8 @@ fn expr_text(x: &Expr) -> String {
         Expr::Counter => "counter".into(),
         Expr::Accept => "accept".into(),
         Expr::Drop => "drop".into(),
+        Expr::RejectTcpReset => "reject with tcp reset".into(),
+        Expr::RejectIcmpx => "reject with icmpx admin-prohibited".into(),
         Expr::Return => "return".into(),
         Expr::Goto(c) => format!("goto {c}"),
         Expr::Jump(c) => format!("jump {c}"),
@@ -1087,6 +1108,8 @@ fn expr_json(x: &Expr) -> Value {
         Expr::Counter => json!({"counter": null}),
         Expr::Accept => json!({"accept": null}),
         Expr::Drop => json!({"drop": null}),
+        Expr::RejectTcpReset => json!({"reject": {"type": "tcp reset"}}),
+        Expr::RejectIcmpx => json!({"reject": {"type": "icmpx", "expr": "admin-prohibited"}}),
         Expr::Return => json!({"return": null}),
         Expr::Goto(c) => json!({"goto": {"target": c}}),
         Expr::Jump(c) => json!({"jump": {"target": c}}),
@@ -1242,6 +1265,107 @@ spec: {podSelector: {}, ingress: [{ports: [{port: 1}]}, {ports: [{port: 2}]}, {p
         assert!(verdict("4").starts_with("goto in_"), "{text}");
         // Nothing after the pass: the later-tier chain has no rules of its own, and the tier still ends in a drop.
         assert!(chain.iter().any(|l| l.contains("np-drop:ingress")), "{text}");
+    }
+
+    /// Antrea's Reject: the rule goes to the shared reject chain, which answers TCP with a reset and anything
+    /// else with ICMP "administratively prohibited"; Drop stays a silent drop.
+    #[test]
+    fn reject_rules_answer_the_sender() {
+        let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: n}
+spec: {podSelector: {}, ingress: [{ports: [{port: 1}]}, {ports: [{port: 2}]}]}
+";
+        let mut e = Engine::new(netpol_core::load::load_str("t", yaml).cluster);
+        e.set_rule_action(netpol_core::compile::RuleId::new(0), Action::Reject);
+        e.set_rule_action(netpol_core::compile::RuleId::new(1), Action::Deny);
+        let rs = generate(&e);
+        let chain = rs.chains.keys().find(|k| k.starts_with("in_")).cloned().unwrap_or_default();
+        let dport = |p: u16| move |r: &NftRule| r.exprs.iter().any(|x| matches!(x, Expr::Dport(d) if d == &[(p, p)]));
+        assert_eq!(target(&rs, &chain, dport(1)), REJECT_CHAIN);
+        let denied = rs.chains[&chain].rules.iter().find(|r| dport(2)(r)).map(|r| r.exprs.last().cloned());
+        assert_eq!(denied, Some(Some(Expr::Drop)));
+        let lines = Ruleset::rule_lines(&rs.chains[REJECT_CHAIN]);
+        assert_eq!(lines, ["meta l4proto tcp reject with tcp reset", "reject with icmpx admin-prohibited"]);
+        let json = rs.to_json().to_string();
+        assert!(json.contains(r#"{"reject":{"type":"tcp reset"}}"#), "{json}");
+        assert!(json.contains(r#"{"reject":{"expr":"admin-prohibited","type":"icmpx"}}"#), "{json}");
+    }
+
+    /// Antrea's tiers: a Pass in a tier whose pass is held (`Tier::hold`) goes to a chain of the NetworkPolicy
+    /// tier's steps, past the later Antrea tiers' rules; without the flag, to the next tier's.
+    #[test]
+    fn a_held_pass_jumps_to_the_network_policy_tier() {
+        use netpol_core::model::*;
+        let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: n}
+spec: {podSelector: {}, ingress: [{ports: [{port: 1}]}]}
+";
+        for flag in [true, false] {
+            let mut c = netpol_core::load::load_str("t", yaml).cluster;
+            if c.tiers.len() < 3 {
+                c.tiers = TierDef::builtin();
+            }
+            for (name, order) in [("emergency", 50.0), ("securityops", 100.0)] {
+                c.tiers.push(TierDef {
+                    name: name.into(),
+                    order: Some(order),
+                    default_action: Action::Pass,
+                    origin: None,
+                    pass_to_network_policy: flag,
+                });
+            }
+            for (k, (name, action, port)) in
+                [("first", Action::Pass, 7u16), ("second", Action::Allow, 8)].into_iter().enumerate()
+            {
+                let rule = Rule {
+                    action,
+                    ports: vec![PolicyPort { protocol: Protocol::Tcp, port: PortMatch::Range(port, port) }],
+                    ..Default::default()
+                };
+                c.policies.push(Policy {
+                    host: Default::default(),
+                    position: 0,
+                    manifest: None,
+                    kind: PolicyKind::AntreaClusterNetworkPolicy,
+                    tier: PolicyTier::from_index(3 + k),
+                    order: Order(Some(1.0)),
+                    calico_selector: None,
+                    scope: Scope::Cluster(netpol_core::selector::Selector::everything()),
+                    name: name.into(),
+                    pod_selector: netpol_core::selector::Selector::everything(),
+                    affects_ingress: true,
+                    affects_egress: false,
+                    ingress: vec![rule],
+                    egress: Vec::new(),
+                    origin: Origin::default(),
+                });
+            }
+            let rs = generate(&Engine::new(c));
+            let chain =
+                rs.chains.keys().find(|k| k.starts_with("in_") && !k.contains("_t")).cloned().unwrap_or_default();
+            let dport =
+                |p: u16| move |r: &NftRule| r.exprs.iter().any(|x| matches!(x, Expr::Dport(d) if d == &[(p, p)]));
+            let rest = target(&rs, &chain, dport(7));
+            let lines = Ruleset::rule_lines(&rs.chains[&rest]);
+            // Held: the NetworkPolicy's rule first (port 1); not held: securityops's allow of port 8 first.
+            let first = if flag { "th dport 1 " } else { "th dport 8 " };
+            assert!(lines.first().is_some_and(|l| l.contains(first)), "{flag}: {lines:#?}");
+            assert_eq!(lines.iter().any(|l| l.contains("th dport 8 ")), !flag, "{lines:#?}");
+        }
     }
 
     /// Traffic between a pod and the node itself (the node's addresses, which its hostNetwork pods have) passes

@@ -820,6 +820,10 @@ pub struct RuleMatch {
     /// undefined upstream).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tie: Vec<String>,
+    /// A `Pass` rule of one of Antrea's tiers: the later tiers the flow skips, on to the NetworkPolicy tier
+    /// (absent when a pass goes on to the next tier).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_tiers: Vec<String>,
 }
 
 /// A rule that could have allowed the flow but does not match it, and why.

@@ -670,45 +670,56 @@ proptest! {
     /// `outside::allowed_ports` of every identity equals `Engine::allowed` for each segment's outside address.
     #[test]
     fn outside_ports_equal_the_engine(seed in any::<u64>()) {
-        let e = Engine::new(cluster(seed));
-        let segs = Segments::new(&[&e]);
-        for (ident, id) in e.identities().iter().enumerate() {
-            let Some(&pod) = id.pods.first() else { continue };
-            let me = Endpoint::Pod { pod, ip: None };
-            for dir in [Direction::Egress, Direction::Ingress] {
-                let ports = allowed_ports(&e, IdentityId::new(ident), dir, &segs);
-                // The runs are maximal, start at segment 0 and increase.
-                let runs = allowed_port_runs(&e, IdentityId::new(ident), dir, &segs);
-                prop_assert_eq!(runs.first().map(|r| r.0), Some(0));
-                prop_assert!(runs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1 && w[1].0 < segs.len()));
-                // Grouped by ports without the segments that have no outside address (what `describe` shows):
-                // the same as grouping the dense view.
-                let skip: Vec<usize> = (0..segs.len()).filter(|&i| segs.outside_address(i, &[&e]).is_none()).collect();
-                let mut dense: BTreeMap<PortSet, Vec<usize>> = BTreeMap::new();
-                for (i, p) in ports.iter().enumerate() {
-                    if !p.is_empty() && skip.binary_search(&i).is_err() {
-                        dense.entry(p.clone()).or_default().push(i);
-                    }
+        outside_ports_match(&Engine::new(cluster(seed)))?;
+    }
+
+    /// The same on Antrea-like clusters (a pass held across Antrea's tiers, Reject).
+    #[test]
+    fn antrea_outside_ports_equal_the_engine(seed in any::<u64>()) {
+        outside_ports_match(&Engine::new(crate::common::antrea_like_cluster(seed)))?;
+    }
+}
+
+/// `outside::allowed_ports` of every identity of `e` equals `Engine::allowed` for each segment's outside address.
+fn outside_ports_match(e: &Engine) -> Result<(), TestCaseError> {
+    let segs = Segments::new(&[e]);
+    for (ident, id) in e.identities().iter().enumerate() {
+        let Some(&pod) = id.pods.first() else { continue };
+        let me = Endpoint::Pod { pod, ip: None };
+        for dir in [Direction::Egress, Direction::Ingress] {
+            let ports = allowed_ports(e, IdentityId::new(ident), dir, &segs);
+            // The runs are maximal, start at segment 0 and increase.
+            let runs = allowed_port_runs(e, IdentityId::new(ident), dir, &segs);
+            prop_assert_eq!(runs.first().map(|r| r.0), Some(0));
+            prop_assert!(runs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1 && w[1].0 < segs.len()));
+            // Grouped by ports without the segments that have no outside address (what `describe` shows):
+            // the same as grouping the dense view.
+            let skip: Vec<usize> = (0..segs.len()).filter(|&i| segs.outside_address(i, &[e]).is_none()).collect();
+            let mut dense: BTreeMap<PortSet, Vec<usize>> = BTreeMap::new();
+            for (i, p) in ports.iter().enumerate() {
+                if !p.is_empty() && skip.binary_search(&i).is_err() {
+                    dense.entry(p.clone()).or_default().push(i);
                 }
-                let dense: Vec<(PortSet, Vec<String>)> = dense.into_iter().map(|(p, v)| (p, segs.text(&v))).collect();
-                prop_assert_eq!(allowed_groups(&e, IdentityId::new(ident), dir, &segs, &skip), dense);
-                for (i, p) in ports.iter().enumerate() {
-                    let Some(ip) = segs.outside_address(i, &[&e]) else { continue };
-                    prop_assert!(e.pod_with_ip(ip).is_none());
-                    let x = Endpoint::External(ip);
-                    for proto in PROTOS {
-                        for port in CHECK_PORTS {
-                            let want = match dir {
-                                Direction::Egress => e.allowed(&me, &x, proto, port),
-                                Direction::Ingress => e.allowed(&x, &me, proto, port),
-                            };
-                            prop_assert_eq!(p.contains(proto, port), want, "{:?} {} {}/{}", dir, ip, port, proto);
-                        }
+            }
+            let dense: Vec<(PortSet, Vec<String>)> = dense.into_iter().map(|(p, v)| (p, segs.text(&v))).collect();
+            prop_assert_eq!(allowed_groups(e, IdentityId::new(ident), dir, &segs, &skip), dense);
+            for (i, p) in ports.iter().enumerate() {
+                let Some(ip) = segs.outside_address(i, &[e]) else { continue };
+                prop_assert!(e.pod_with_ip(ip).is_none());
+                let x = Endpoint::External(ip);
+                for proto in PROTOS {
+                    for port in CHECK_PORTS {
+                        let want = match dir {
+                            Direction::Egress => e.allowed(&me, &x, proto, port),
+                            Direction::Ingress => e.allowed(&x, &me, proto, port),
+                        };
+                        prop_assert_eq!(p.contains(proto, port), want, "{:?} {} {}/{}", dir, ip, port, proto);
                     }
                 }
             }
         }
     }
+    Ok(())
 }
 
 /// The property test is not vacuous: most random changes change some connectivity.

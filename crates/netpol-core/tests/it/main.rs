@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod admin_load;
+mod antrea_eval;
 mod calico_load;
 mod cilium_load;
 mod cilium_properties;

@@ -132,6 +132,40 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// Antrea-like clusters: a pass in a run of tiers with `pass_to_network_policy` skips the rest of the run
+    /// (held past their ends, decided by none of their rules), Reject denies. Explanations name the tiers a
+    /// pass skips, and only for passes the walk holds.
+    #[test]
+    fn antrea_engine_and_explanation_agree_with_reference(seed in any::<u64>()) {
+        let e = Engine::new(crate::common::antrea_like_cluster(seed));
+        let eps = endpoints(&e);
+        let held = e.tier_list().iter().any(|t| t.hold);
+        for s in &eps {
+            for d in &eps {
+                for proto in PROTOS {
+                    for port in [22u16, 53, 70, 80, 81, 90, 100, 124, 200] {
+                        let want = reference::allowed(e.cluster(), s, d, proto, port);
+                        prop_assert_eq!(e.allowed(s, d, proto, port), want, "engine {:?} -> {:?} {}/{}", s, d, port, proto);
+                        let ex = e.explain(s, d, proto, port);
+                        prop_assert_eq!(ex.verdict, Verdict::from_bool(want), "explain\n{}", ex.render());
+                        for m in ex.egress.walk.iter().chain(&ex.ingress.walk) {
+                            prop_assert!(m.skipped_tiers.is_empty() || (held && m.action == Action::Pass), "{:?}", m);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn antrea_matrix_agrees_with_reference(seed in any::<u64>()) {
+        calico_matrix_matches_reference(&Engine::new(crate::common::antrea_like_cluster(seed)))?;
+    }
+}
+
 /// Compares every cell of the matrix with the reference evaluator on the Calico test ports.
 fn calico_matrix_matches_reference(e: &Engine) -> Result<(), TestCaseError> {
     let m = e.matrix(None).unwrap();

@@ -460,8 +460,12 @@ type Tally = BTreeMap<&'static str, (usize, usize)>;
 /// A random cluster (with `extra_pods` more random pods), then `steps` random steps (single changes and
 /// batches), checked after each (verdicts and explanations on one endpoint pair out of `stride`).
 fn scenario(seed: u64, extra_pods: usize, steps: usize, stride: usize, tally: &mut Tally) {
+    scenario_from(cluster(seed), seed, extra_pods, steps, stride, tally)
+}
+
+/// [`scenario`] from cluster `c`.
+fn scenario_from(mut c: Cluster, seed: u64, extra_pods: usize, steps: usize, stride: usize, tally: &mut Tally) {
     let mut r = Rng(seed ^ 0x5eed);
-    let mut c = cluster(seed);
     // Extra pods spread over up to 10 namespaces, with a label of many values: many small identities.
     for i in 0..extra_pods {
         let namespace = format!("ns{}", r.below(10));
@@ -524,6 +528,17 @@ proptest! {
     #[test]
     fn updated_engine_answers_as_a_fresh_compile(seed in any::<u64>()) {
         scenario(seed, 0, 12, 1, &mut Tally::new());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Antrea-like clusters (a pass held across Antrea's tiers, Reject): updates answer as a fresh compile and
+    /// as the reference evaluator, the matrix included.
+    #[test]
+    fn updated_antrea_engine_answers_as_a_fresh_compile(seed in any::<u64>()) {
+        scenario_from(crate::common::antrea_like_cluster(seed), seed, 0, 8, 1, &mut Tally::new());
     }
 }
 

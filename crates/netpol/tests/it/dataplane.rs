@@ -586,3 +586,108 @@ spec:
         assert_eq!((&got["verdict"], &got["observed"]), (&(*want).into(), &(*want).into()), "{got}");
     }
 }
+
+// ---- Antrea: a held pass and Reject, with real connections ----
+
+/// An ACNP (built from the model: the `crd.antrea.io` loader is separate) in tier `tier` (index in
+/// `Cluster::tiers`) for `a/db`'s ingress, one rule per (action, TCP port).
+fn antrea_acnp(name: &str, tier: usize, rules: &[(netpol_core::model::Action, u16)]) -> netpol_core::model::Policy {
+    use netpol_core::model::*;
+    let ingress = rules
+        .iter()
+        .map(|&(action, port)| Rule {
+            action,
+            ports: vec![PolicyPort {
+                protocol: netpol_core::portset::Protocol::Tcp,
+                port: PortMatch::Range(port, port),
+            }],
+            ..Default::default()
+        })
+        .collect();
+    Policy {
+        host: Default::default(),
+        position: 0,
+        manifest: None,
+        kind: PolicyKind::AntreaClusterNetworkPolicy,
+        tier: PolicyTier::from_index(tier),
+        order: Order(Some(1.0)),
+        calico_selector: None,
+        scope: Scope::Cluster(netpol_core::selector::Selector::everything()),
+        name: name.into(),
+        pod_selector: netpol_core::selector::Selector::from_labels([("app", "db")]),
+        affects_ingress: true,
+        affects_egress: false,
+        ingress,
+        egress: Vec::new(),
+        origin: Origin::default(),
+    }
+}
+
+/// Antrea's tiers `emergency` and `securityops` (a pass in the first skips the second, on to NetworkPolicy) over
+/// a NetworkPolicy letting `a/db` in on 8081 only: `emergency` passes 8081 and 8082 and rejects 8083,
+/// `securityops` allows 8081-8084. 8081 is allowed (by the NetworkPolicy), 8082 dropped (its isolation:
+/// securityops's allow never sees it), 8083 refused at once (a TCP reset), 8084 allowed by securityops.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn antrea_held_pass_and_reject_with_real_connections() {
+    use netpol_core::model::{Action, TierDef};
+    require_root!();
+    let p = prefix("antrea");
+    let _guard = LabGuard(p.clone());
+    let policy = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: a}
+spec: {podSelector: {matchLabels: {app: db}}, ingress: [{ports: [{port: 8081}]}]}
+"#;
+    let mut cluster = netpol_core::load::load_str("antrea.yaml", &with(policy)).cluster;
+    if cluster.tiers.len() < 3 {
+        cluster.tiers = TierDef::builtin();
+    }
+    let t = cluster.tiers.len();
+    for (name, order) in [("emergency", 50.0), ("securityops", 100.0)] {
+        cluster.tiers.push(TierDef {
+            name: name.into(),
+            order: Some(order),
+            default_action: Action::Pass,
+            origin: None,
+            pass_to_network_policy: true,
+        });
+    }
+    cluster.policies.push(antrea_acnp(
+        "first",
+        t,
+        &[(Action::Pass, 8081), (Action::Pass, 8082), (Action::Reject, 8083)],
+    ));
+    let allow: Vec<(Action, u16)> = (8081..=8084).map(|port| (Action::Allow, port)).collect();
+    cluster.policies.push(antrea_acnp("second", t + 1, &allow));
+    let e = netpol_core::compile::Engine::new(cluster.clone());
+    let (lab, _) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
+    let db_ns = lab.pod_netns("a/db").unwrap().to_string();
+    let client_ns = lab.pod_netns("b/client").unwrap().to_string();
+    let db_ip: IpAddr = "10.77.0.2".parse().unwrap();
+    let listeners: Vec<TcpListener> = (8081..=8084).map(|port| echo_server(&db_ns, db_ip, port)).collect();
+    let (client, db) = (cluster.find_pod("b", "client").unwrap(), cluster.find_pod("a", "db").unwrap());
+    for (port, want) in [(8081u16, Ok(())), (8082, Err(false)), (8083, Err(true)), (8084, Ok(()))] {
+        let src = netpol_core::compile::Endpoint::Pod { pod: client, ip: None };
+        let dst = netpol_core::compile::Endpoint::Pod { pod: db, ip: None };
+        let engine = e.allowed(&src, &dst, netpol_core::portset::Protocol::Tcp, port);
+        assert_eq!(engine, want.is_ok(), "engine, port {port}");
+        let started = std::time::Instant::now();
+        let got = connect(&client_ns, db_ip, port);
+        match (want, got) {
+            (Ok(()), Ok(_)) => {}
+            // Rejected: refused at once, well before the connect timeout.
+            (Err(true), Err(err)) => {
+                assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "port {port}: {err}");
+                assert!(started.elapsed() < Duration::from_millis(500), "port {port}: {:?}", started.elapsed());
+            }
+            // Dropped: the client times out.
+            (Err(false), Err(err)) => {
+                assert_ne!(err.kind(), std::io::ErrorKind::ConnectionRefused, "port {port}: {err}");
+            }
+            (want, got) => panic!("port {port}: want {want:?}, got {got:?}"),
+        }
+    }
+    drop(listeners);
+}

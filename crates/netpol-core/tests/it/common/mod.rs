@@ -602,3 +602,80 @@ fn host_endpoints(c: &mut Cluster, r: &mut Rng) {
         p.host.apply_on_forward = p.host.do_not_track || p.host.pre_dnat || r.chance(50);
     }
 }
+
+/// Antrea's static tiers (before the Admin tier, order 1,000) and one after it (Antrea's application tier, also
+/// before NetworkPolicy), as (name, order).
+const ANTREA_TIERS: [(&str, f64); 5] =
+    [("emergency", 50.0), ("securityops", 100.0), ("networkops", 150.0), ("platform", 200.0), ("application", 1_500.0)];
+
+/// A random cluster with Antrea-like policies on top of [`cluster`]'s: several tiers with
+/// `pass_to_network_policy` (a pass skips all of them, on to NetworkPolicy), the Admin tier among them now and
+/// then, now and then a tier without the flag in the middle of them (a run of Antrea tiers ends there), and
+/// ClusterNetworkPolicies and NetworkPolicies of `crd.antrea.io` with Allow, Drop, Reject and Pass rules,
+/// priorities that tie and rule positions.
+pub fn antrea_like_cluster(seed: u64) -> Cluster {
+    let mut c = cluster(seed);
+    let mut r = Rng(seed ^ 0x2545_f491_4f6c_dd1d);
+    if c.tiers.len() < 3 {
+        c.tiers = TierDef::builtin();
+    }
+    c.tiers[0].pass_to_network_policy = r.chance(60);
+    let first = c.tiers.len();
+    for (name, order) in ANTREA_TIERS {
+        if r.chance(70) {
+            c.tiers.push(TierDef {
+                name: name.into(),
+                order: Some(order),
+                default_action: Action::Pass,
+                origin: Some(Origin::default()),
+                pass_to_network_policy: true,
+            });
+        }
+    }
+    if r.chance(30) {
+        // A tier without the flag among Antrea's: it ends their run (a pass before it is released to it).
+        c.tiers.push(TierDef {
+            name: "plain".into(),
+            order: Some(*r.pick(&[75.0, 120.0, 1_200.0])),
+            default_action: if r.chance(50) { Action::Deny } else { Action::Pass },
+            origin: Some(Origin::default()),
+            pass_to_network_policy: false,
+        });
+    }
+    let tiers: Vec<usize> = std::iter::once(0).chain(first..c.tiers.len()).collect();
+    for i in 0..2 + r.below(6) {
+        let namespaced = r.chance(40);
+        let ns = NsId::new(r.below(c.namespaces.len()));
+        let rules = |egress: bool, r: &mut Rng| -> Vec<Rule> {
+            (0..r.below(4))
+                .map(|_| {
+                    let mut rule = admin_rule(r, egress, false);
+                    if rule.action == Action::Deny && r.chance(50) {
+                        rule.action = Action::Reject;
+                    }
+                    rule
+                })
+                .collect()
+        };
+        let ingress = rules(false, &mut r);
+        let egress = rules(true, &mut r);
+        c.policies.push(Policy {
+            host: Default::default(),
+            position: r.below(3) as u32,
+            manifest: None,
+            kind: if namespaced { PolicyKind::AntreaNetworkPolicy } else { PolicyKind::AntreaClusterNetworkPolicy },
+            tier: PolicyTier::from_index(*r.pick(&tiers)),
+            order: Order([Some(1.0), Some(5.5), Some(5.5), None][r.below(4)]),
+            calico_selector: None,
+            scope: if namespaced { Scope::Namespace(ns) } else { Scope::Cluster(selector(&mut r, NS_KEYS)) },
+            name: format!("ant{}", r.below(3) + 3 * i),
+            pod_selector: if r.chance(40) { Selector::everything() } else { selector(&mut r, POD_KEYS) },
+            affects_ingress: !ingress.is_empty(),
+            affects_egress: !egress.is_empty(),
+            ingress,
+            egress,
+            origin: Origin::default(),
+        });
+    }
+    c
+}
