@@ -35,31 +35,35 @@ pub enum Cni {
     Generic,
     Cilium,
     Calico,
+    Antrea,
 }
 
 impl Cni {
-    pub const ALL: [Cni; 3] = [Cni::Generic, Cni::Cilium, Cni::Calico];
+    pub const ALL: [Cni; 4] = [Cni::Generic, Cni::Cilium, Cni::Calico, Cni::Antrea];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Cni::Generic => "generic",
             Cni::Cilium => "cilium",
             Cni::Calico => "calico",
+            Cni::Antrea => "antrea",
         }
     }
 
-    /// The CNI the cluster's objects say it runs, and why: Cilium's policies, else Calico's objects, else the
-    /// agent of a CNI among its pods ([`agent`]), else generic. The reason names what was found
+    /// The CNI the cluster's objects say it runs, and why: Cilium's policies, else Calico's objects, else Antrea's
+    /// policies, else the agent of a CNI among its pods ([`agent`]), else generic. The reason names what was found
     /// (`Cilium policies present`, `DaemonSet kube-system/cilium (k8s-app=cilium)`).
     pub fn auto(cluster: &Cluster) -> (Cni, String) {
         if cluster.has_cilium() {
             (Cni::Cilium, "Cilium policies present".into())
         } else if cluster.has_calico() || !cluster.staged.is_empty() {
             (Cni::Calico, "Calico objects present".into())
+        } else if cluster.policies.iter().any(|p| p.kind.is_antrea()) {
+            (Cni::Antrea, "Antrea policies present".into())
         } else if let Some((cni, why)) = agent(cluster) {
             (cni, why)
         } else {
-            (Cni::Generic, "no Cilium or Calico objects or agents".into())
+            (Cni::Generic, "no Cilium, Calico or Antrea objects or agents".into())
         }
     }
 
@@ -69,9 +73,11 @@ impl Cni {
     }
 
     /// Whether a node's own addresses (the node, its hostNetwork pods) reach its pods whatever their ingress
-    /// policies say.
+    /// policies say. Antrea: its OVS pipeline lets the Node's gateway traffic into local Pods before any policy
+    /// (antrea-io/antrea `pkg/agent/openflow/pipeline.go`, the local probe flows; conformance case
+    /// `node-selector-peer`).
     pub fn node_reaches_own_pods(self) -> bool {
-        matches!(self, Cni::Cilium | Cni::Calico)
+        matches!(self, Cni::Cilium | Cni::Calico | Cni::Antrea)
     }
 }
 
@@ -88,7 +94,8 @@ impl std::str::FromStr for Cni {
             "generic" => Ok(Cni::Generic),
             "cilium" => Ok(Cni::Cilium),
             "calico" => Ok(Cni::Calico),
-            _ => Err(format!("unknown CNI `{s}` (expected generic, cilium or calico)")),
+            "antrea" => Ok(Cni::Antrea),
+            _ => Err(format!("unknown CNI `{s}` (expected generic, cilium, calico or antrea)")),
         }
     }
 }
@@ -110,8 +117,14 @@ pub enum CniSource {
 ///   `k8s-app: calico-node`: in kube-system with the manifests (projectcalico/calico
 ///   `charts/calico/templates/calico-node.yaml`, which `manifests/calico.yaml` is rendered from), in
 ///   calico-system with the Tigera operator (tigera/operator `pkg/render/node.go`, `nodeDaemonset`).
-pub const AGENT_LABELS: [(Cni, &str, &str); 2] =
-    [(Cni::Cilium, "k8s-app", "cilium"), (Cni::Calico, "k8s-app", "calico-node")];
+/// - Antrea: the agent is the DaemonSet `antrea-agent` (kube-system), its pod template labelled
+///   `component: antrea-agent` (and `app: antrea`): antrea-io/antrea
+///   `build/charts/antrea/templates/agent/daemonset.yaml`, which `build/yamls/antrea.yml` is rendered from.
+pub const AGENT_LABELS: [(Cni, &str, &str); 3] = [
+    (Cni::Cilium, "k8s-app", "cilium"),
+    (Cni::Calico, "k8s-app", "calico-node"),
+    (Cni::Antrea, "component", "antrea-agent"),
+];
 
 /// Whether a pod with these labels is a CNI's node agent (see [`agent`]).
 pub fn is_agent(labels: &crate::labels::Labels) -> bool {
@@ -159,13 +172,13 @@ pub fn header(cni: Cni, source: &CniSource) -> String {
 /// `cni-diff` compare.
 pub struct ByCni<'e> {
     base: &'e crate::compile::Engine,
-    others: [std::sync::OnceLock<crate::compile::Engine>; 3],
+    others: [std::sync::OnceLock<crate::compile::Engine>; Cni::ALL.len()],
 }
 
 /// How a flow's verdict depends on the CNI: each CNI's verdict, and why they differ.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CniDependence {
-    /// (CNI, allowed) for generic, cilium, calico.
+    /// (CNI, allowed) for generic, cilium, calico, antrea.
     pub verdicts: Vec<(Cni, bool)>,
     pub reason: String,
 }
@@ -215,8 +228,9 @@ impl<'e> ByCni<'e> {
         let e = self.engine(Cni::Cilium);
         if let Some((ip, node)) = e.from_own_node(src, dst) {
             return format!(
-                "{ip} is an address of node {node}, where {} runs: Cilium (allow-localhost) and Calico (Felix leaves host \
-                 to local workload traffic unpoliced) let it in whatever the policies say",
+                "{ip} is an address of node {node}, where {} runs: Cilium (allow-localhost), Calico (Felix leaves host \
+                 to local workload traffic unpoliced) and Antrea (its local probe flows) let it in whatever the policies \
+                 say",
                 e.endpoint_name(dst)
             );
         }

@@ -464,6 +464,7 @@ impl Engine {
             match self.cni {
                 crate::cni::Cni::Cilium => parts.push("Cilium's access of a node to its own pods"),
                 crate::cni::Cni::Calico => parts.push("Calico's unpoliced access of a node to its own pods"),
+                crate::cni::Cni::Antrea => parts.push("Antrea's unpoliced access of a node to its own pods"),
                 crate::cni::Cni::Generic => {}
             }
             if self.node_rel {

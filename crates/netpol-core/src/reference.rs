@@ -533,11 +533,11 @@ fn selector_labels(c: &Cluster, pod: &Pod) -> crate::labels::Labels {
     }
 }
 
-/// Cilium's allow-localhost, and Felix's unpoliced host → local workload traffic: with the CNI Cilium or
-/// Calico, a pod (off the host network) takes anything from an address of its own node.
+/// Cilium's allow-localhost, Felix's unpoliced host → local workload traffic and Antrea's local probe flows: with
+/// the CNI Cilium, Calico or Antrea, a pod (off the host network) takes anything from an address of its own node.
 fn from_own_node(c: &Cluster, cni: Cni, src: &Endpoint, dst: PodId) -> bool {
     let p = c.pod(dst);
-    matches!(cni, Cni::Cilium | Cni::Calico)
+    matches!(cni, Cni::Cilium | Cni::Calico | Cni::Antrea)
         && !p.host_network
         && !matches!(*src, Endpoint::Pod { pod, .. } if !c.pod(pod).host_network)
         && ip_of(c, src).is_some_and(|ip| {

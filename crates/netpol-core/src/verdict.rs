@@ -307,10 +307,21 @@ impl Engine {
         let mut ingress = self.explain_side(dst, src, None, Direction::Ingress, &flow);
         if let Some((ip, node)) = self.from_own_node(src, dst) {
             let policies = if ingress.allowed { "" } else { " (its policies alone would deny it)" };
-            ingress.note = Some(format!(
-                "allowed: {ip} is its own node {node}, and Cilium lets traffic from a pod's own node in whatever the \
-                 policies say (the agent's allow-localhost, `always` on Kubernetes){policies}"
-            ));
+            let why = match self.cni {
+                crate::cni::Cni::Antrea => {
+                    "Antrea lets traffic from a pod's own node in before any policy (its OVS pipeline's local probe \
+                     flows)"
+                }
+                crate::cni::Cni::Calico => {
+                    "Calico lets traffic from a host into its local workloads unpoliced (Felix's host-to-workload \
+                     path)"
+                }
+                _ => {
+                    "Cilium lets traffic from a pod's own node in whatever the policies say (the agent's \
+                     allow-localhost, `always` on Kubernetes)"
+                }
+            };
+            ingress.note = Some(format!("allowed: {ip} is its own node {node}, and {why}{policies}"));
             ingress.allowed = true;
             ingress.decided_by = DecidedBy::OwnNode;
         }

@@ -173,6 +173,7 @@ enum CniArg {
     Generic,
     Cilium,
     Calico,
+    Antrea,
 }
 
 impl CniArg {
@@ -183,6 +184,7 @@ impl CniArg {
             CniArg::Generic => Some(Cni::Generic),
             CniArg::Cilium => Some(Cni::Cilium),
             CniArg::Calico => Some(Cni::Calico),
+            CniArg::Antrea => Some(Cni::Antrea),
         }
     }
 }

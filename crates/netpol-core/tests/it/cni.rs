@@ -111,7 +111,7 @@ metadata: {name: deny, namespace: shop}
 spec: {podSelector: {}}
 "#;
     let c = load_str("c.yaml", &format!("{CLUSTER}---\n{deny_all}")).cluster;
-    for (cni, own) in [(Cni::Generic, false), (Cni::Cilium, true), (Cni::Calico, true)] {
+    for (cni, own) in [(Cni::Generic, false), (Cni::Cilium, true), (Cni::Calico, true), (Cni::Antrea, true)] {
         let e = Engine::with_cni(c.clone(), Some(cni));
         assert_eq!(allowed(&e, "10.1.0.1", "api"), own, "{cni}: the node of api");
         // A hostNetwork pod of the node is the node.
@@ -127,7 +127,7 @@ fn auto_picks_cilium_then_calico_then_generic() {
     let e = Engine::new(c.clone());
     assert_eq!(
         (e.cni(), e.cni_source()),
-        (Cni::Generic, CniSource::Auto("no Cilium or Calico objects or agents".into()))
+        (Cni::Generic, CniSource::Auto("no Cilium, Calico or Antrea objects or agents".into()))
     );
     let gnp =
         "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {selector: all()}\n";
@@ -303,9 +303,9 @@ fn disagreements_list_the_ip_block_over_pods_and_the_nodes_own_pods() {
     let e = Engine::new(load_str("c.yaml", CLUSTER).cluster);
     let rows = netpol_core::cni::disagreements(&e).unwrap();
     let row = |src: &str, dst: &str| rows.iter().find(|r| r.src == src && r.dst == dst);
-    // api → db: the ipBlock covers api's address (generic and calico allow, cilium not).
+    // api → db: the ipBlock covers api's address (generic, calico and antrea allow, cilium not).
     let r = row("shop/api", "shop/db").expect("api -> db");
-    assert_eq!(r.allowed.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>(), ["all", "none", "all"]);
+    assert_eq!(r.allowed.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>(), ["all", "none", "all", "all"]);
     assert!(r.reason.contains("which Cilium selects only by identity"), "{}", r.reason);
     // n1 → db: the ipBlock 10.1.0.0/24 covers the node (generic, calico), and Cilium lets db's own node in anyway.
     assert!(row("node n1 (10.1.0.1)", "shop/db").is_none(), "{rows:?}");

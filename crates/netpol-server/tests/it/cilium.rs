@@ -396,7 +396,7 @@ async fn answers_name_the_cni_and_explain_says_when_the_answer_depends_on_it() {
     let (_dir, app) = app_of(&format!("{CLUSTER}---\n{np}"));
     let x = explain(&app, "frontend/web", "backend/api", 8080).await;
     assert_eq!(x["verdict"], "allow", "{x}");
-    assert_eq!(x["cni"], json!({"name": "generic", "auto": "no Cilium or Calico objects or agents"}), "{x}");
+    assert_eq!(x["cni"], json!({"name": "generic", "auto": "no Cilium, Calico or Antrea objects or agents"}), "{x}");
     let dep = &x["cni_dependence"];
     assert_eq!(dep["verdicts"], json!([["generic", true], ["cilium", false], ["calico", true]]), "{x}");
     assert!(dep["reason"].as_str().unwrap().contains("which Cilium selects only by identity"), "{x}");

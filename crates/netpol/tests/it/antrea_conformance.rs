@@ -170,8 +170,6 @@ fn indent(text: &str, by: &str) -> String {
 }
 
 /// The cases netpol answers whole today. Left out, and why:
-/// - a Node's own traffic to its Pods, always allowed by Antrea (`pkg/agent/openflow/pipeline.go`,
-///   `localProbeFlows`), which the evaluator does not know for Antrea yet: `node-selector-peer`;
 /// - refused as not modelled by netpol yet (an error diagnostic names the field): `fqdn` patterns with a `*` other
 ///   than a leading `*.` (`fqdn-egress`).
 const PASSING_CASES: &[&str] = &[
@@ -204,6 +202,7 @@ const PASSING_CASES: &[&str] = &[
     "missing-group-reference",
     "named-ports",
     "namespaces-match-self",
+    "node-selector-peer",
     "pass-skips-lower-tiers",
     "ports-and-protocols",
     "priority-override",

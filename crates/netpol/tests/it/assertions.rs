@@ -55,7 +55,7 @@ fn bundled_example_assertions_all_pass() {
     let text = String::from_utf8(out).unwrap();
     assert_eq!(code, 0, "{text}");
     let text = text
-        .strip_prefix("cni: generic (auto: no Cilium or Calico objects or agents)\n")
+        .strip_prefix("cni: generic (auto: no Cilium, Calico or Antrea objects or agents)\n")
         .unwrap_or_else(|| panic!("{text}"));
     let lines: Vec<&str> = text.lines().collect();
     let n = lines.len() - 1;

@@ -207,7 +207,7 @@ fn mapped_zoned_and_malformed_addresses_in_query_and_explain() {
     // The first line names the CNI whose reading the answer follows; the verdict comes next.
     assert!(
         stdout(&o).starts_with(
-            "cni: generic (auto: no Cilium or Calico objects or agents)\nALLOW frontend/web-7c9f8d6b5-k2x9p -> backend/api 8080/TCP"
+            "cni: generic (auto: no Cilium, Calico or Antrea objects or agents)\nALLOW frontend/web-7c9f8d6b5-k2x9p -> backend/api 8080/TCP"
         ),
         "{}",
         stdout(&o)
@@ -257,7 +257,10 @@ fn describe_outputs() {
     // JSON: outside traffic per pod; web takes 8080 from anywhere, kube-dns is not isolated at all.
     let v: serde_json::Value =
         serde_json::from_str(&stdout(&netpol(&["describe", "-f", &ex, "-o", "json"], None))).unwrap();
-    assert_eq!(v["cni"], serde_json::json!({"name": "generic", "auto": "no Cilium or Calico objects or agents"}));
+    assert_eq!(
+        v["cni"],
+        serde_json::json!({"name": "generic", "auto": "no Cilium, Calico or Antrea objects or agents"})
+    );
     let pod = |name: &str| v["pods"].as_array().unwrap().iter().find(|p| p["pod"] == name).unwrap().clone();
     let web = pod("frontend/web");
     assert_eq!(web["outside"]["egress"], serde_json::json!([]));
@@ -655,7 +658,7 @@ fn cni_flag_header_note_and_cni_diff() {
     assert_eq!(o.status.code(), Some(0));
     let t = stdout(&o);
     assert!(
-        t.starts_with("cni: generic (auto: no Cilium or Calico objects or agents)\nALLOW shop/api -> shop/db"),
+        t.starts_with("cni: generic (auto: no Cilium, Calico or Antrea objects or agents)\nALLOW shop/api -> shop/db"),
         "{t}"
     );
     assert!(t.contains("note: depends on the CNI: generic allows, cilium denies, calico allows"), "{t}");
@@ -757,7 +760,9 @@ fn every_output_names_the_cni() {
     let o = netpol(&["diff", "-f", &three, "--against", &ex], None);
     let t = stdout(&o);
     assert!(
-        t.starts_with(&format!("{auto}\ncni: generic (auto: no Cilium or Calico objects or agents) on the old side\n")),
+        t.starts_with(&format!(
+            "{auto}\ncni: generic (auto: no Cilium, Calico or Antrea objects or agents) on the old side\n"
+        )),
         "{t}"
     );
     let v = json(&netpol(&["diff", "-f", &three, "--against", &ex, "-o", "json"], None));

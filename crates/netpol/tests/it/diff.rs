@@ -92,7 +92,7 @@ fn markdown_output_is_a_pr_comment() {
     assert_eq!(code, 0);
     println!("{md}");
     assert!(
-        md.starts_with("### NetworkPolicy connectivity diff\n\n_cni: generic (auto: no Cilium or Calico objects or agents)_\n\n**4 pairs newly allowed**, **30 pairs newly denied**, 58 pairs unchanged.")
+        md.starts_with("### NetworkPolicy connectivity diff\n\n_cni: generic (auto: no Cilium, Calico or Antrea objects or agents)_\n\n**4 pairs newly allowed**, **30 pairs newly denied**, 58 pairs unchanged.")
     );
     assert!(md.contains(
         "| Change | Sources | Destinations | Ports | Pairs | Cause |\n| --- | --- | --- | --- | ---: | --- |\n"
@@ -129,9 +129,9 @@ fn fail_on_new_allows_sets_the_exit_code() {
     // No change at all.
     let (code, text) = diff("old", "old", None, DiffFormat::Text, true);
     assert_eq!(code, 0);
-    assert_eq!(text, "cni: generic (auto: no Cilium or Calico objects or agents)\nno connectivity change: 110 pairs compared, none changed; 0 pods added, 0 removed\n");
+    assert_eq!(text, "cni: generic (auto: no Cilium, Calico or Antrea objects or agents)\nno connectivity change: 110 pairs compared, none changed; 0 pods added, 0 removed\n");
     let (_, md) = diff("old", "old", None, DiffFormat::Markdown, true);
-    assert_eq!(md, "### NetworkPolicy connectivity diff\n\n_cni: generic (auto: no Cilium or Calico objects or agents)_\n\nNo connectivity change: 110 pairs compared.\n");
+    assert_eq!(md, "### NetworkPolicy connectivity diff\n\n_cni: generic (auto: no Cilium, Calico or Antrea objects or agents)_\n\nNo connectivity change: 110 pairs compared.\n");
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn clean_fixture_has_no_findings() {
     let o = netpol(&["lint", "-f", &fixture("clean.yaml"), "--fail-on", "info"]);
     assert_eq!(
         stdout(&o),
-        "cni: generic (auto: no Cilium or Calico objects or agents)\n0 error(s), 0 warning(s), 0 info\n"
+        "cni: generic (auto: no Cilium, Calico or Antrea objects or agents)\n0 error(s), 0 warning(s), 0 info\n"
     );
     assert_eq!(o.status.code(), Some(0));
 }

@@ -152,7 +152,7 @@ fn one_shot_commands_find_the_cni_from_its_agents_pod() {
     let kc = c.kubeconfig.display().to_string();
     let (code, out, err) = netpol(&["explain", "--kubeconfig", &kc, "frontend/web", "backend/api", "8080"], "", &[]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("cni: generic (auto: no Cilium or Calico objects or agents)\n"), "{out}");
+    assert!(out.starts_with("cni: generic (auto: no Cilium, Calico or Antrea objects or agents)\n"), "{out}");
     c.server.put(pod("kube-system", "calico-node-x7k2p", json!({"k8s-app": "calico-node"}), "10.1.0.1"));
     let (code, out, err) = netpol(&["explain", "--kubeconfig", &kc, "frontend/web", "backend/api", "8080"], "", &[]);
     assert_eq!(code, 0, "{err}");
