@@ -644,13 +644,16 @@ impl Engine {
     fn rule_match(&self, rule: &CRule, tier: &str, peer: Option<usize>, port: Option<String>) -> RuleMatch {
         let pol = self.cluster.policy(rule.policy);
         let ri = rule.index as usize;
-        let key = RuleKey { policy: self.cluster.policy_key(rule.policy), index: ri };
+        // An Antrea object's rule is a policy of its own (or two rules of one, with HTTP rules): its index in the
+        // object is the policy's position.
+        let in_object = if pol.kind.is_antrea() { pol.position as usize } else { ri };
+        let key = RuleKey { policy: self.cluster.policy_key(rule.policy), index: in_object };
         let dir = rule.dir;
         RuleMatch {
             tier: tier.to_string(),
             policy: key.policy.to_string(),
             priority: (pol.kind != PolicyKind::NetworkPolicy && pol.order.0.is_some()).then_some(pol.order),
-            rule: ri,
+            rule: in_object,
             // A Cilium rule's name is its field path (below).
             name: pol.rules(dir).get(ri).and_then(|r| r.name.clone()).filter(|_| !pol.kind.is_cilium()),
             action: rule.action,
@@ -661,7 +664,7 @@ impl Engine {
             field: match pol.rules(dir).get(ri).and_then(|r| r.name.as_deref()) {
                 Some(n) if pol.kind.is_cilium() => n.to_string(),
                 _ if pol.kind.is_cilium() && rule.action == Action::Deny => format!("spec.{dir}Deny[{ri}]"),
-                _ => format!("spec.{dir}[{ri}]"),
+                _ => format!("spec.{dir}[{in_object}]"),
             },
             source: pol.origin.to_string(),
             l7: None,
@@ -732,14 +735,20 @@ impl Engine {
         if p.tier == PolicyTier::NetworkPolicy {
             return Vec::new();
         }
-        pols.iter()
+        // The other policies of the same object (an Antrea object's rules, a Cilium object's parts) are no tie.
+        let same_object = |q: &Policy| q.kind == p.kind && q.ns() == p.ns() && q.name == p.name;
+        let mut refs: Vec<String> = pols
+            .iter()
             .filter(|&&o| o != pol)
             .filter(|&&o| {
                 let q = self.cluster.policy(o);
-                q.tier == p.tier && q.order == p.order
+                q.tier == p.tier && q.order == p.order && !same_object(q)
             })
             .map(|&o| self.cluster.policy_ref(o))
-            .collect()
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        refs.retain(|r| seen.insert(r.clone()));
+        refs
     }
 
     fn peer_mismatch(&self, pol: &Policy, peer: &Peer, me: &Endpoint, ep: &Endpoint, name: Option<&str>) -> String {

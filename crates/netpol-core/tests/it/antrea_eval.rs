@@ -189,3 +189,50 @@ fn the_matrix_and_the_data_plane_hold_a_pass_too() {
         assert_eq!(next_rule.as_deref(), Some(want), "{flag}: {:#?}", profile.steps);
     }
 }
+
+/// Explain names an Antrea rule by its index in the object (each rule is a policy of netpol's own), and the
+/// object's other rules are no tie of its priority.
+#[test]
+fn explain_names_the_rule_of_the_object() {
+    let yaml = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: n}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: n, labels: {app: client}}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: n, labels: {app: web}}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: guard}
+spec:
+  priority: 5
+  appliedTo: [{podSelector: {matchLabels: {app: web}}}]
+  ingress:
+  - action: Allow
+    from: [{podSelector: {matchLabels: {app: other}}}]
+  - action: Drop
+    name: drop-client
+    from: [{podSelector: {matchLabels: {app: client}}}]
+"#;
+    let loaded = load_str("a.yaml", yaml);
+    assert!(
+        loaded.diagnostics.iter().all(|d| d.severity != netpol_core::load::Severity::Error),
+        "{:?}",
+        loaded.diagnostics
+    );
+    let e = Engine::new(loaded.cluster);
+    let ex = check(&e, &[("n/client", "n/web", "80", false)]);
+    let deciding = ex[0].ingress.walk.iter().find(|m| m.action == Action::Deny).expect("the drop rule");
+    assert_eq!((deciding.field.as_str(), deciding.rule), ("spec.ingress[1]", 1), "{}", ex[0].render());
+    assert!(deciding.tie.is_empty(), "{:?}", deciding.tie);
+    let text = ex[0].render();
+    assert!(text.contains("drop-client") && text.contains("Drop"), "{text}");
+}
