@@ -5,8 +5,8 @@
 //! believing it denies.
 //! **Instead**: to deny everything, list the direction in `policyTypes` and give no rules (`ingress: []` or none).
 //!
-//! Calico rules are not judged: each names its action (`- action: Allow` is Calico's way to allow everything,
-//! and reads as such).
+//! Calico and Antrea rules are not judged: each names its action (`- action: Allow` is their way to allow
+//! everything, and reads as such; an Antrea `Drop` with no peers drops everything).
 
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::model::{Direction, PolicyId};
@@ -26,7 +26,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     for (pid, pol) in c.policies.iter().enumerate() {
         for dir in [Direction::Ingress, Direction::Egress] {
             for (ri, rule) in pol.rules(dir).iter().enumerate() {
-                if rule.peers.is_empty() && rule.ports.is_empty() && rule.calico.is_none() {
+                if rule.peers.is_empty() && rule.ports.is_empty() && rule.calico.is_none() && !pol.kind.is_antrea() {
                     let msg = format!("{dir} rule {ri} is empty ({{}}): it allows all {dir} traffic, from/to everywhere, on every port");
                     let kind = if dir == Direction::Ingress { "Ingress" } else { "Egress" };
                     let help = format!(
@@ -59,6 +59,18 @@ mod tests {
         for action in ["Allow", "Deny", "Log", "Pass"] {
             let yaml = format!("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: a}}\nspec:\n  selector: all()\n  ingress: [{{action: {action}}}]\n  egress: [{{action: {action}}}]\n");
             assert!(run(&RULE, &with(&yaml)).is_empty(), "{action}");
+        }
+    }
+
+    /// An Antrea rule names its action too: a `Drop` with no peers drops everything, as written.
+    #[test]
+    fn antrea_rules_name_their_action() {
+        for action in ["Allow", "Drop", "Reject", "Pass"] {
+            let yaml = format!("apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  priority: 1\n  appliedTo: [{{podSelector: {{}}}}]\n  ingress: [{{action: {action}}}]\n");
+            let text = with(&yaml);
+            let loaded = crate::load::load_str("t.yaml", &text);
+            assert!(loaded.cluster.policies.iter().any(|p| p.kind.is_antrea()), "{action}: {:?}", loaded.diagnostics);
+            assert!(run(&RULE, &text).is_empty(), "{action}");
         }
     }
 }
