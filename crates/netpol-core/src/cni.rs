@@ -184,7 +184,7 @@ pub struct CniDependence {
 }
 
 impl CniDependence {
-    /// `depends on the CNI: generic allows, cilium denies, calico allows (reason)`.
+    /// `depends on the CNI: generic allows, cilium denies, calico allows, antrea allows (reason)`.
     pub fn render(&self) -> String {
         let v: Vec<String> =
             self.verdicts.iter().map(|(c, a)| format!("{c} {}", if *a { "allows" } else { "denies" })).collect();

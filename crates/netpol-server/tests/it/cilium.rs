@@ -398,6 +398,10 @@ async fn answers_name_the_cni_and_explain_says_when_the_answer_depends_on_it() {
     assert_eq!(x["verdict"], "allow", "{x}");
     assert_eq!(x["cni"], json!({"name": "generic", "auto": "no Cilium, Calico or Antrea objects or agents"}), "{x}");
     let dep = &x["cni_dependence"];
-    assert_eq!(dep["verdicts"], json!([["generic", true], ["cilium", false], ["calico", true]]), "{x}");
+    assert_eq!(
+        dep["verdicts"],
+        json!([["generic", true], ["cilium", false], ["calico", true], ["antrea", true]]),
+        "{x}"
+    );
     assert!(dep["reason"].as_str().unwrap().contains("which Cilium selects only by identity"), "{x}");
 }
