@@ -644,9 +644,18 @@ fn note_service_account(c: &mut Cluster, ns: NsId, account: &str) {
 
 /// A pod of namespace `ns` no longer runs as `account`: an undeclared account no pod runs as any more is gone.
 fn forget_service_account(c: &mut Cluster, ns: NsId, account: &str) {
-    let Some(i) = c.service_accounts.iter().position(|s| s.ns == ns && s.name == account) else { return };
-    if c.service_accounts[i].origin.is_none() && !c.pods.iter().any(|p| p.ns == ns && *p.service_account == *account) {
-        c.service_accounts.remove(i);
+    let undeclared = c.service_accounts.iter().any(|s| s.ns == ns && s.name == account && s.origin.is_none());
+    if undeclared && !c.pods.iter().any(|p| p.ns == ns && *p.service_account == *account) {
+        drop_undeclared_account(c, ns, account);
+    }
+}
+
+/// Removes the service account `account` of `ns` if no ServiceAccount object declares it.
+fn drop_undeclared_account(c: &mut Cluster, ns: NsId, account: &str) {
+    if let Some(i) = c.service_accounts.iter().position(|s| s.ns == ns && s.name == account) {
+        if c.service_accounts[i].origin.is_none() {
+            c.service_accounts.remove(i);
+        }
     }
 }
 
@@ -860,12 +869,7 @@ impl Engine {
         *uses = uses.saturating_sub(1);
         if *uses == 0 {
             self.sa_pods.remove(&key);
-            let c = &mut self.cluster;
-            if let Some(i) = c.service_accounts.iter().position(|s| s.ns == ns && *s.name == **account) {
-                if c.service_accounts[i].origin.is_none() {
-                    c.service_accounts.remove(i);
-                }
-            }
+            drop_undeclared_account(&mut self.cluster, ns, account);
         }
     }
 

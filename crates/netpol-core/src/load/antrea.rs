@@ -445,7 +445,7 @@ pub(crate) fn policy(
             .ports
             .iter()
             .flatten()
-            .map(|p| obj::PolicyPort { protocol: p.protocol.clone(), port: clone_port(&p.port), end_port: p.end_port })
+            .map(|p| obj::PolicyPort { protocol: p.protocol.clone(), port: p.port.clone(), end_port: p.end_port })
             .collect();
         for (j, p) in r.ports.iter().flatten().enumerate() {
             if p.source_port.is_some() || p.source_end_port.is_some() {
@@ -569,14 +569,6 @@ fn glob_regex(v: Option<&str>) -> String {
         None => (rest, ""),
     };
     format!("{lead}{}{trail}", regex::escape(rest))
-}
-
-fn clone_port(p: &Option<IntOrString>) -> Option<IntOrString> {
-    match p {
-        None => None,
-        Some(IntOrString::Int(n)) => Some(IntOrString::Int(*n)),
-        Some(IntOrString::String(s)) => Some(IntOrString::String(s.clone())),
-    }
 }
 
 fn icmp_port_match(icmp: &IcmpProtocol, path: &str, errs: &mut Errors) -> Option<PortMatch> {

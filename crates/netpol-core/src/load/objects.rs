@@ -156,7 +156,7 @@ pub struct Requirement {
 }
 
 /// `port`: a 32-bit integer or a string, as the API's IntOrString.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum IntOrString {
     Int(i32),
     String(String),
