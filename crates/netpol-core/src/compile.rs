@@ -339,18 +339,45 @@ pub fn peer_blocks(nodes: &[Node], peer: &Peer) -> Vec<IpBlock> {
 }
 
 /// Whether `name` (a DNS name, any case, with or without the final dot) is matched by a `domainNames` entry:
-/// the same name, or for `*.suffix` a name with one or more labels before `suffix`.
+/// the same name, or for `*.suffix` a name with one or more labels before `suffix`. Any other `*` (Antrea's
+/// `fqdn` patterns such as `*github.com` or `api*.example.com`) stands for any run of characters, dots included,
+/// the empty run too, with the whole name matched (Antrea turns `*` into the regular expression `.*`, anchored).
 pub fn domain_matches(pattern: &str, name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
     let pattern = pattern.strip_suffix('.').unwrap_or(pattern);
     match pattern.strip_prefix("*.") {
-        Some(suffix) => {
+        Some(suffix) if !suffix.contains('*') => {
             name.len() > suffix.len() + 1
                 && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
                 && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
         }
-        None => name.eq_ignore_ascii_case(pattern),
+        _ if pattern.contains('*') => glob_matches(pattern.as_bytes(), name.as_bytes()),
+        _ => name.eq_ignore_ascii_case(pattern),
     }
+}
+
+/// `*` as any run of bytes, the rest compared ASCII case-insensitively, the whole of `name` matched. Greedy with
+/// one backtrack point (the last `*`): O(pattern × name) at worst, which is bounded by DNS names' 253 bytes.
+fn glob_matches(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, n));
+            p += 1;
+        } else if p < pattern.len() && pattern[p].eq_ignore_ascii_case(&name[n]) {
+            p += 1;
+            n += 1;
+        } else if let Some((sp, sn)) = star {
+            // The last `*` takes one more byte.
+            p = sp + 1;
+            n = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// Compiled ports of a rule: numeric part plus named ports (resolved per destination).

@@ -179,8 +179,9 @@ pub enum Peer {
     /// `nodes` (admin kinds): the addresses of the Nodes whose labels match, and so the hostNetwork pods on
     /// them.
     Nodes(Selector),
-    /// `domainNames` (admin kinds, egress): the destination was resolved from one of these names (lowercase;
-    /// `*.` wildcards match one or more labels).
+    /// `domainNames` (admin kinds, egress) and Antrea's `fqdn`: the destination was resolved from one of these
+    /// names (lowercase; a leading `*.` matches one or more labels, any other `*` any run of characters:
+    /// [`crate::compile::domain_matches`]).
     DomainNames(Vec<String>),
     /// A Calico rule's `source` or `destination` (every criterion but ports): see [`CalicoPeer`].
     Calico(Box<CalicoPeer>),

@@ -39,7 +39,7 @@
 //! their L3/L4 part with Reject: the L7 engine rejects the requests no entry allows, and later rules never see them.
 //!
 //! What netpol does not model yet is an error naming the field (the object is then not loaded), never a silent
-//! drop: `fqdn` patterns other than names and `*.name` (see [`fqdn_names`]), TLS rules, `appliedTo` `service` and `nodeSelector` (Node NetworkPolicy),
+//! drop: TLS rules, `appliedTo` `service` and `nodeSelector` (Node NetworkPolicy),
 //! `externalEntitySelector`, `scope: ClusterSet`, `sourcePort`, IGMP.
 
 use std::collections::BTreeMap;
@@ -742,17 +742,10 @@ fn peer(
         } else if f.is_empty() || !f.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*')) {
             errs.add(format!("{path}.fqdn"), "an fqdn may hold letters, digits, '-', '.' and '*' only");
         } else {
-            match fqdn_names(f) {
-                Some(name) => peers.push(Peer::DomainNames(vec![name])),
-                None => errs.add(
-                    format!("{path}.fqdn"),
-                    format!(
-                        "{NOT_YET}: `{f}` is a pattern in which `*` stands for any characters (an anchored \
-                         regular expression, `pkg/agent/controller/networkpolicy/fqdn.go`); netpol models exact \
-                         names and `*.` followed by a name (one or more labels) only"
-                    ),
-                ),
-            }
+            // Matched case-insensitively, `*` as any run of characters over the whole name: Antrea's agent turns
+            // the pattern into an anchored regular expression, `*` into `.*` (`pkg/agent/controller/networkpolicy/
+            // fqdn.go`), so `*github.com` matches `github.com` and `notgithub.com` too ([`domain_matches`]).
+            peers.push(Peer::DomainNames(vec![f.to_ascii_lowercase()]));
         }
         return;
     }
@@ -802,16 +795,6 @@ fn peer(
         }
         (namespaces, pods) => peers.push(Peer::Selectors { namespaces, pods }),
     }
-}
-
-/// An `fqdn` as a domain name the model matches ([`Peer::DomainNames`]: exact, case-insensitive, or `*.` and a
-/// name, one or more labels), when it means exactly that in Antrea: a name without `*` matches that name
-/// case-insensitively, and `*.name` (the regular expression `.*\.name`) every name ending in `.name`. Other
-/// patterns (`*name`, `a*b`, `*`) have no such form.
-fn fqdn_names(f: &str) -> Option<String> {
-    let lower = f.to_ascii_lowercase();
-    let rest = lower.strip_prefix("*.").unwrap_or(&lower);
-    (!rest.is_empty() && !rest.contains('*')).then_some(lower)
 }
 
 /// The Pods running as a service account: Calico's expression selector over the labels every endpoint carries.
@@ -1377,18 +1360,36 @@ mod tests {
     }
 
     #[test]
-    fn fqdn_names_and_patterns() {
-        assert_eq!(super::fqdn_names("Docs.GitHub.com").as_deref(), Some("docs.github.com"));
-        assert_eq!(super::fqdn_names("*.github.com").as_deref(), Some("*.github.com"));
-        assert_eq!(super::fqdn_names("*github.com"), None);
-        assert_eq!(super::fqdn_names("*"), None);
-        assert_eq!(super::fqdn_names("a*.b.com"), None);
+    fn fqdn_patterns_match_as_antrea_agent_regexes() {
+        use crate::compile::domain_matches;
+        for (pattern, name, hit) in [
+            ("docs.github.com", "Docs.GitHub.com", true),
+            ("docs.github.com", "docs.github.com.", true),
+            ("docs.github.com", "api.github.com", false),
+            ("*.github.com", "api.github.com", true),
+            ("*.github.com", "a.b.github.com", true),
+            ("*.github.com", "github.com", false),
+            ("*github.com", "github.com", true),
+            ("*github.com", "notgithub.com", true),
+            ("*github.com", "api.github.com", true),
+            ("*github.com", "github.com.evil.org", false),
+            ("api*.example.com", "api.example.com", true),
+            ("api*.example.com", "api-eu.example.com", true),
+            ("api*.example.com", "www.api.example.com", false),
+            ("*", "anything.at.all", true),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXbYc.d", false),
+        ] {
+            assert_eq!(domain_matches(pattern, name), hit, "{pattern} ~ {name}");
+        }
         let text = format!(
             "{NS}---\napiVersion: crd.antrea.io/v1beta1\nkind: NetworkPolicy\nmetadata:\n  name: p\n  namespace: x\n\
              spec:\n  priority: 1\n  appliedTo:\n  - podSelector: {{}}\n  egress:\n  - action: Drop\n    to:\n    \
-             - fqdn: \"*foo.com\"\n"
+             - fqdn: \"*Foo.com\"\n"
         );
-        let e = errors(&text);
-        assert!(e.len() == 1 && e[0].contains("spec.egress[0].to[0].fqdn") && e[0].contains("not modelled"), "{e:?}");
+        assert!(errors(&text).is_empty());
+        let loaded = load_str("t.yaml", &text);
+        let pol = loaded.cluster.policies.iter().find(|p| p.kind.is_antrea()).expect("the policy");
+        assert_eq!(pol.egress[0].peers, vec![Peer::DomainNames(vec!["*foo.com".to_string()])]);
     }
 }

@@ -4,13 +4,12 @@
 //! Antrea's admission refuses (`invalid`), and probes, each with Antrea's verdict and where upstream says so
 //! (antrea-io/antrea at `ANTREA_COMMIT`).
 //!
-//! `every_antrea_probe` (ignored: not every case passes yet) loads each case with the core loader
+//! `every_antrea_probe` loads each case with the core loader
 //! (`netpol_core::load::load_str`): exactly the objects of `invalid` get error diagnostics (naming the object and
 //! its field), no other error and no skipped kind; it compiles the cluster (`Engine::new`) and checks every probe
 //! with `Engine::allowed_flow` (its `dst_fqdn` and HTTP request as the flow's) against the reference evaluator and
-//! `explain`, and a probe's `action` (reject or drop) against the rule explain says decided. `antrea_cases` runs the
-//! same checks on `PASSING_CASES`, the cases netpol answers whole today; the structure of the data is checked by the
-//! other tests.
+//! `explain`, and a probe's `action` (reject or drop) against the rule explain says decided. The structure of the data is
+//! checked by the other tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -169,73 +168,7 @@ fn indent(text: &str, by: &str) -> String {
     text.lines().map(|l| format!("{by}{l}\n")).collect()
 }
 
-/// The cases netpol answers whole today. Left out, and why:
-/// - refused as not modelled by netpol yet (an error diagnostic names the field): `fqdn` patterns with a `*` other
-///   than a leading `*.` (`fqdn-egress`).
-const PASSING_CASES: &[&str] = &[
-    "acnp-and-annp-one-order",
-    "acnp-peer-selectors",
-    "acnp-with-cluster-groups",
-    "acnp-with-stand-alone-selectors",
-    "allow-overrides-networkpolicy",
-    "annp-namespace-scope",
-    "antrea-policy-never-isolates",
-    "applied-to-per-rule-acnp",
-    "applied-to-per-rule-annp",
-    "baseline-allow-cannot-undo-isolation",
-    "baseline-namespace-isolation",
-    "baseline-with-networkpolicy",
-    "cluster-group-ip-blocks-and-child-groups",
-    "custom-tiers",
-    "default-zero-trust-baseline",
-    "first-match-rule-order",
-    "groups-in-annp",
-    "icmp-rules",
-    "invalid-applied-to",
-    "invalid-groups",
-    "invalid-peers",
-    "invalid-rules",
-    "invalid-tiers",
-    "ip-block-except",
-    "ip-block-with-selector-in-one-peer",
-    "l7-http-rules",
-    "missing-group-reference",
-    "named-ports",
-    "namespaces-match-self",
-    "node-selector-peer",
-    "pass-skips-lower-tiers",
-    "ports-and-protocols",
-    "priority-override",
-    "reject-and-drop",
-    "same-labels-missing-key",
-    "same-labels-org",
-    "same-labels-purpose-tier",
-    "same-priority-rules-interleave",
-    "service-account-selection",
-    "service-reference-and-to-services",
-    "static-tier-names-capitalized",
-    "strict-namespace-isolation",
-    "tier-override",
-    "upstream-cnp-admin-pass",
-    "upstream-cnp-tier-placement",
-];
-
 #[test]
-fn antrea_cases() {
-    let chosen: Vec<(String, Case)> =
-        cases().into_iter().filter(|(f, _)| PASSING_CASES.contains(&f.as_str())).collect();
-    assert_eq!(chosen.len(), PASSING_CASES.len(), "a case of PASSING_CASES is missing from the data");
-    let (failures, checked) = run(chosen);
-    assert!(
-        failures.is_empty(),
-        "{} Antrea conformance failures ({checked} probes run):\n\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
-
-#[test]
-#[ignore = "not every case passes yet: see PASSING_CASES"]
 fn every_antrea_probe() {
     let (failures, checked) = run(cases());
     assert!(
