@@ -65,6 +65,10 @@
 //!   operator and label source, entities, CIDRs with exceptions, ports, ranges and protocols, deny rules,
 //!   `enableDefaultDeny`, HTTP rules, DNS rules and `toFQDNs` (`--cilium N [--ccnp N] [--http-rules N]`, defaults
 //!   50 and 200; the benchmark's `10k+cilium` is the `10k` preset with 2,000 CNPs).
+//! * [`generate_antrea_yaml`]: the same cluster with service accounts and `spec.nodeName`, plus Nodes, 2 custom
+//!   Tiers, ClusterGroups, Groups, Antrea ClusterNetworkPolicies and NetworkPolicies (`crd.antrea.io/v1beta1`)
+//!   over every tier and action (`--antrea N [--antrea-groups N]`, default 200 groups; the benchmark's
+//!   `10k+antrea` is the `10k` preset with 1,000 policies and 200 ClusterGroups).
 
 #![forbid(unsafe_code)]
 
@@ -72,6 +76,7 @@ use std::fmt::{self, Write};
 
 mod accounts;
 mod admin;
+mod antrea;
 mod calico;
 mod cilium;
 mod nodes;
@@ -81,6 +86,7 @@ mod rng;
 mod yaml;
 
 pub use admin::generate_admin_yaml;
+pub use antrea::{generate_antrea_yaml, ANTREA_TIERS};
 pub use calico::{generate_calico_yaml, CALICO_TIERS};
 pub use cilium::generate_cilium_yaml;
 use plan::{App, Plan, Tenant, Tier, METRICS};

@@ -1,20 +1,25 @@
 //! `netpol-synth --namespaces N --pods N --policies N [--seed S] [--admin N] [--baseline N] [--calico N
-//! [--calico-cidrs N] | --cilium N [--ccnp N] [--http-rules N]]` (or `--preset 1k|10k|50k|100k`): writes a
+//! [--calico-cidrs N] | --cilium N [--ccnp N] [--http-rules N] | --antrea N [--antrea-groups N]]` (or `--preset
+//! 1k|10k|50k|100k`): writes a
 //! synthetic multi-tenant cluster as multi-document YAML to stdout, with N Admin-tier and N Baseline-tier
 //! ClusterNetworkPolicies when asked; with `--calico`, service accounts, 5 Calico Tiers, network sets and N Calico
 //! policies; with `--cilium`, service accounts, Nodes, the API server's EndpointSlice, N CiliumNetworkPolicies and
-//! CiliumClusterwideNetworkPolicies.
+//! CiliumClusterwideNetworkPolicies; with `--antrea`, service accounts, Nodes, 2 Antrea Tiers, ClusterGroups and N
+//! Antrea policies.
 
 #![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use netpol_synth::{generate_admin_yaml, generate_calico_yaml, generate_cilium_yaml, generate_yaml, Params};
+use netpol_synth::{
+    generate_admin_yaml, generate_antrea_yaml, generate_calico_yaml, generate_cilium_yaml, generate_yaml, Params,
+};
 
 const USAGE: &str =
     "usage: netpol-synth [--preset 1k|10k|50k|100k] [--namespaces N] [--pods N] [--policies N] [--seed S]
-                    [--admin N] [--baseline N] [--calico N [--calico-cidrs N] | --cilium N [--ccnp N] [--http-rules N]]
+                    [--admin N] [--baseline N] [--calico N [--calico-cidrs N] | --cilium N [--ccnp N] [--http-rules N]
+                    | --antrea N [--antrea-groups N]]
 Writes Namespaces, Pods and NetworkPolicies (and with --admin/--baseline, ClusterNetworkPolicies of those
 tiers) as multi-document YAML to stdout.
 --calico N: the Calico variant: workloads with service accounts (and their ServiceAccounts), 5 Calico Tiers,
@@ -23,6 +28,9 @@ NetworkPolicies and GlobalNetworkPolicies (the issue's benchmark: --preset 10k -
 --cilium N: the Cilium variant: workloads with service accounts (and their ServiceAccounts) and nodes, the Nodes,
 the default/kubernetes Service and EndpointSlice, N cilium.io/v2 CiliumNetworkPolicies and --ccnp
 CiliumClusterwideNetworkPolicies (default 50) holding --http-rules HTTP rules in all (default 200).
+--antrea N: the Antrea variant: workloads with service accounts and nodes, the Nodes, 2 custom Tiers,
+--antrea-groups ClusterGroups (default 200) and N crd.antrea.io/v1beta1 policies, a fifth ClusterNetworkPolicies
+(the issue's benchmark: --preset 10k --antrea 1000).
 Defaults: the 1k preset (100 tenant namespaces, 1000 pods, 400 policies), seed 1.";
 
 /// What to write besides the cluster.
@@ -36,14 +44,27 @@ struct Extra {
     cilium: Option<usize>,
     ccnps: usize,
     http_rules: usize,
+    /// Antrea policies; `None`: not the Antrea variant.
+    antrea: Option<usize>,
+    antrea_groups: usize,
 }
 
 fn parse(args: &[String]) -> Result<(Params, Extra), String> {
     let mut p = Params::new(100, 1_000, 400);
-    let mut x =
-        Extra { admin: 0, baseline: 0, calico: None, calico_cidrs: 10_000, cilium: None, ccnps: 50, http_rules: 200 };
+    let mut x = Extra {
+        admin: 0,
+        baseline: 0,
+        calico: None,
+        calico_cidrs: 10_000,
+        cilium: None,
+        ccnps: 50,
+        http_rules: 200,
+        antrea: None,
+        antrea_groups: 200,
+    };
     let mut cidrs_given = false;
     let mut cilium_given = false;
+    let mut groups_given = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let (flag, inline) = match flag.split_once('=') {
@@ -84,6 +105,11 @@ fn parse(args: &[String]) -> Result<(Params, Extra), String> {
                 x.http_rules = num(&value)? as usize;
                 cilium_given = true;
             }
+            "--antrea" => x.antrea = Some(num(&value)? as usize),
+            "--antrea-groups" => {
+                x.antrea_groups = num(&value)? as usize;
+                groups_given = true;
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -93,8 +119,11 @@ fn parse(args: &[String]) -> Result<(Params, Extra), String> {
     if cilium_given && x.cilium.is_none() {
         return Err("--ccnp and --http-rules need --cilium".into());
     }
-    if x.calico.is_some() && x.cilium.is_some() {
-        return Err("--calico and --cilium are different variants: give one".into());
+    if groups_given && x.antrea.is_none() {
+        return Err("--antrea-groups needs --antrea".into());
+    }
+    if [x.calico.is_some(), x.cilium.is_some(), x.antrea.is_some()].into_iter().filter(|&v| v).count() > 1 {
+        return Err("--calico, --cilium and --antrea are different variants: give one".into());
     }
     Ok((p, x))
 }
@@ -112,10 +141,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut yaml = match (x.calico, x.cilium) {
-        (Some(n), _) => generate_calico_yaml(&p, n, x.calico_cidrs),
-        (None, Some(n)) => generate_cilium_yaml(&p, n, x.ccnps, x.http_rules),
-        (None, None) => generate_yaml(&p),
+    let mut yaml = match (x.calico, x.cilium, x.antrea) {
+        (Some(n), _, _) => generate_calico_yaml(&p, n, x.calico_cidrs),
+        (None, Some(n), _) => generate_cilium_yaml(&p, n, x.ccnps, x.http_rules),
+        (None, None, Some(n)) => generate_antrea_yaml(&p, n, x.antrea_groups),
+        (None, None, None) => generate_yaml(&p),
     };
     if x.admin + x.baseline > 0 {
         yaml.push_str(&generate_admin_yaml(p.namespaces / 3, x.admin, x.baseline));

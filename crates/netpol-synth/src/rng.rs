@@ -25,6 +25,7 @@ pub(crate) const S_SERVICE_ACCOUNTS: u64 = 9;
 pub(crate) const S_CALICO_NETS: u64 = 10;
 pub(crate) const S_NODES: u64 = 11;
 pub(crate) const S_CILIUM: u64 = 12;
+pub(crate) const S_ANTREA: u64 = 13;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Rng(u64);

@@ -7,7 +7,9 @@
 //! added), `10k+calico` (`netpol_synth::generate_calico_yaml`: service accounts, 5 Calico tiers, 2,000 Calico
 //! policies, network sets holding 10,000 CIDRs), `10k+cilium` (`netpol_synth::generate_cilium_yaml`: 2,000
 //! CiliumNetworkPolicies and 50 CiliumClusterwideNetworkPolicies with deny rules, entities, CIDR sets and 200 HTTP
-//! rules; every query flow line of this variant carries an HTTP request, so L7 rules judge it where they apply);
+//! rules; every query flow line of this variant carries an HTTP request, so L7 rules judge it where they apply),
+//! `10k+antrea` (`netpol_synth::generate_antrea_yaml`: 1,000 Antrea ClusterNetworkPolicies and NetworkPolicies over
+//! every tier, 200 ClusterGroups; its flow lines carry HTTP requests too);
 //! query flow count: `NETPOL_BENCH_FLOWS` (default 2,000,000).
 //!
 //! A second line per size compares single watch events applied with `Engine::update` (in place, on a clone;
@@ -119,20 +121,26 @@ const CALICO: (usize, usize) = (2_000, 10_000);
 /// `10k+cilium`: CNPs, CCNPs and HTTP rules (the figures).
 const CILIUM: (usize, usize, usize) = (2_000, 50, 200);
 
+/// `10k+antrea`: Antrea policies and ClusterGroups (the figures).
+const ANTREA: (usize, usize) = (1_000, 200);
+
 fn run_size(size: &str) {
     let (size, variant) = size.split_once('+').unwrap_or((size, ""));
     let (admin, calico, cilium) = match variant {
-        "" => (false, false, false),
+        "" | "antrea" => (false, false, false),
         "admin" => (true, false, false),
         "calico" => (false, true, false),
         "cilium" => (false, false, true),
-        other => panic!("unknown variant +{other} (admin, calico, cilium)"),
+        other => panic!("unknown variant +{other} (admin, calico, cilium, antrea)"),
     };
+    let antrea = variant == "antrea";
     let p = params(size);
     let mut yaml = if calico {
         netpol_synth::generate_calico_yaml(&p, CALICO.0, CALICO.1)
     } else if cilium {
         netpol_synth::generate_cilium_yaml(&p, CILIUM.0, CILIUM.1, CILIUM.2)
+    } else if antrea {
+        netpol_synth::generate_antrea_yaml(&p, ANTREA.0, ANTREA.1)
     } else {
         netpol_synth::generate_yaml(&p)
     };
@@ -166,7 +174,7 @@ fn run_size(size: &str) {
     let peak = peak_rss_mib();
 
     let n_flows: usize = std::env::var("NETPOL_BENCH_FLOWS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
-    let input = flows(&engine, n_flows, cilium);
+    let input = flows(&engine, n_flows, cilium || antrea);
     let mut out = std::io::sink();
     let t = Instant::now();
     let errors = netpol_input::query::run(&engine, &mut &input[..], &mut out, false, "default").unwrap();
@@ -201,6 +209,22 @@ fn run_size(size: &str) {
         println!(
             "{label:>5}: {yaml_mib:.1} MiB of YAML | {} Cilium objects loaded ({refused} errors on objects refused as not modelled yet) | {l7} rules with L7 rules | ip blocks {}, ip classes {}, selector peers {}, rules {}",
             cilium_objects.len(),
+            stats["ip_blocks"],
+            stats["ip_classes"],
+            stats["selector_peers"],
+            stats["rules"],
+        );
+        return;
+    }
+    if antrea {
+        let c = engine.cluster();
+        let objects: std::collections::BTreeSet<(Option<netpol_core::model::NsId>, &str)> =
+            c.policies.iter().filter(|p| p.kind.is_antrea()).map(|p| (p.ns(), p.name.as_str())).collect();
+        println!(
+            "{label:>5}: {yaml_mib:.1} MiB of YAML | {} Antrea policies ({} model policies: one per rule and appliedTo), {} tiers | ip blocks {}, ip classes {}, selector peers {}, rules {}",
+            objects.len(),
+            c.policies.iter().filter(|p| p.kind.is_antrea()).count(),
+            c.tiers.len(),
             stats["ip_blocks"],
             stats["ip_classes"],
             stats["selector_peers"],

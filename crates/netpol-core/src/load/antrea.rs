@@ -330,6 +330,17 @@ enum Subject {
     ServiceAccount { ns: String, name: String },
 }
 
+impl Subject {
+    /// Whether the subject may select pods of `ns` (an ACNP's: an ANNP has no `namespaces` peers to split).
+    fn may_select(&self, ns: &crate::model::Namespace) -> bool {
+        match self {
+            Subject::Selectors { namespaces, .. } => namespaces.as_ref().is_none_or(|s| s.matches(&ns.labels)),
+            Subject::ServiceAccount { ns: n, .. } => *n == ns.name,
+            Subject::Group(_) => false,
+        }
+    }
+}
+
 /// What the loader keeps of Antrea objects until [`Loader::finish`].
 #[derive(Default)]
 pub(crate) struct AntreaState {
@@ -1046,31 +1057,31 @@ impl Loader {
                     // Only missing (or empty) groups: the rule matches nothing, never everything.
                     peers.push(Peer::Networks(Vec::new()));
                 }
-                // Variants: (namespace restriction of the subject, extra peer).
-                let mut variants: Vec<(Option<Selector>, Option<Peer>)> = Vec::new();
-                match &split {
-                    None => variants.push((None, None)),
-                    Some((keys, pods)) => {
-                        // Every namespace (keys empty: Self), or every combination of the keys' values among the
-                        // namespaces that have them all.
-                        let mut seen = std::collections::BTreeSet::new();
-                        for ns in &self.namespaces {
-                            let pairs: Option<Vec<(String, String)>> = if keys.is_empty() {
-                                Some(vec![(NAMESPACE_NAME_LABEL.to_string(), ns.name.clone())])
-                            } else {
-                                keys.iter().map(|k| ns.labels.get(k).map(|v| (k.clone(), v.to_string()))).collect()
-                            };
-                            let Some(pairs) = pairs else { continue };
-                            if !seen.insert(pairs.clone()) {
-                                continue;
+                for subject in &subjects {
+                    // Variants: (namespace restriction of the subject, extra peer). A `namespaces` peer splits
+                    // the rule per namespace (Self) or per combination of the keys' values (sameLabels), among the
+                    // namespaces the subject may select: the others would give policies that select no pod.
+                    let mut variants: Vec<(Option<Selector>, Option<Peer>)> = Vec::new();
+                    match &split {
+                        None => variants.push((None, None)),
+                        Some((keys, pods)) => {
+                            let mut seen = std::collections::BTreeSet::new();
+                            for ns in self.namespaces.iter().filter(|ns| subject.may_select(ns)) {
+                                let pairs: Option<Vec<(String, String)>> = if keys.is_empty() {
+                                    Some(vec![(NAMESPACE_NAME_LABEL.to_string(), ns.name.clone())])
+                                } else {
+                                    keys.iter().map(|k| ns.labels.get(k).map(|v| (k.clone(), v.to_string()))).collect()
+                                };
+                                let Some(pairs) = pairs else { continue };
+                                if !seen.insert(pairs.clone()) {
+                                    continue;
+                                }
+                                let sel = Selector::from_labels(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                                let peer = Peer::Selectors { namespaces: Some(sel.clone()), pods: pods.clone() };
+                                variants.push((Some(sel), Some(peer)));
                             }
-                            let sel = Selector::from_labels(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                            let peer = Peer::Selectors { namespaces: Some(sel.clone()), pods: pods.clone() };
-                            variants.push((Some(sel), Some(peer)));
                         }
                     }
-                }
-                for subject in &subjects {
                     for (restrict, extra) in &variants {
                         let mut rule = r.rule.clone();
                         rule.peers.clone_from(&peers);
@@ -1289,6 +1300,36 @@ mod tests {
         l.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect()
     }
 
+    /// `namespaces.match: Self` and `sameLabels` split a rule only over the namespaces its subject may select: the
+    /// others would add policies that select no pod (60,000 of them on the benchmark's 10k cluster).
+    #[test]
+    fn namespace_peers_split_over_the_subjects_namespaces_only() {
+        let ns = |n: &str, team: &str| {
+            format!("---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n  labels:\n    team: {team}\n")
+        };
+        let acnp = |name: &str, peer: &str| {
+            format!(
+                "---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata:\n  name: {name}\nspec:\n  \
+                 priority: 1\n  appliedTo:\n  - namespaceSelector:\n      matchLabels:\n        team: a\n  ingress:\n  \
+                 - action: Allow\n    from:\n    - namespaces:\n        {peer}\n"
+            )
+        };
+        let text = [
+            ns("x", "a"),
+            ns("y", "a"),
+            ns("z", "b"),
+            ns("w", "c"),
+            acnp("self", "match: Self"),
+            acnp("same", "sameLabels: [team]"),
+        ]
+        .concat();
+        let l = load_str("t.yaml", &text);
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        let lowered = |name: &str| l.cluster.policies.iter().filter(|p| p.name == name).count();
+        assert_eq!(lowered("self"), 2, "x and y, not z or w");
+        assert_eq!(lowered("same"), 1, "team a only");
+    }
+
     #[test]
     fn one_policy_per_rule_in_its_tier_with_its_index() {
         let text = format!(
@@ -1389,7 +1430,7 @@ mod tests {
         );
         assert!(errors(&text).is_empty());
         let loaded = load_str("t.yaml", &text);
-        let pol = loaded.cluster.policies.iter().find(|p| p.kind.is_antrea()).expect("the policy");
+        let pol = loaded.cluster.policies.iter().find(|p| p.kind.is_antrea()).unwrap();
         assert_eq!(pol.egress[0].peers, vec![Peer::DomainNames(vec!["*foo.com".to_string()])]);
     }
 }
