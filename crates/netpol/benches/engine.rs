@@ -9,7 +9,7 @@
 //! CiliumNetworkPolicies and 50 CiliumClusterwideNetworkPolicies with deny rules, entities, CIDR sets and 200 HTTP
 //! rules; every query flow line of this variant carries an HTTP request, so L7 rules judge it where they apply),
 //! `10k+antrea` (`netpol_synth::generate_antrea_yaml`: 1,000 Antrea ClusterNetworkPolicies and NetworkPolicies over
-//! every tier, 200 ClusterGroups; its flow lines carry HTTP requests too);
+//! every tier, 200 ClusterGroups; its flow lines are the plain ones of NetworkPolicy, so that the two compare);
 //! query flow count: `NETPOL_BENCH_FLOWS` (default 2,000,000).
 //!
 //! A second line per size compares single watch events applied with `Engine::update` (in place, on a clone;
@@ -174,7 +174,7 @@ fn run_size(size: &str) {
     let peak = peak_rss_mib();
 
     let n_flows: usize = std::env::var("NETPOL_BENCH_FLOWS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000);
-    let input = flows(&engine, n_flows, cilium || antrea);
+    let input = flows(&engine, n_flows, cilium);
     let mut out = std::io::sink();
     let t = Instant::now();
     let errors = netpol_input::query::run(&engine, &mut &input[..], &mut out, false, "default").unwrap();
