@@ -12,6 +12,10 @@
 //! **Instead**: move the rule before the rules that decide first (or give its policy a lower priority or order),
 //! narrow those, or delete the rule.
 //!
+//! Antrea's rules (ClusterNetworkPolicy, NetworkPolicy of `crd.antrea.io`) are judged as the admin tiers' are, each
+//! over all the policies its object lowers it to (one per `appliedTo` entry): shadowed when no flow reaches any of
+//! them, one finding per object rule (`spec.ingress[1]`).
+//!
 //! Judged by the evaluator: a rule is reached for a (subject, peer) pair when making it allow and making it deny
 //! give different outcomes for some port. Admin-tier rules are checked on pods only: those with address peers
 //! (`networks`, `nodes`, `domainNames`) are not judged. Calico rules are checked on every peer they can match:
@@ -243,15 +247,53 @@ fn judge_for(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId, subjects: &[
     Reach::Shadowed(words)
 }
 
+/// An Antrea object's rule, judged over the policies it lowers to (one per `appliedTo` entry, and per namespace for
+/// `namespaces` peers): shadowed when some split is and none is reached.
+struct AntreaRule {
+    pid: PolicyId,
+    dir: Direction,
+    reached: bool,
+    shadowed: bool,
+    by: Vec<String>,
+}
+
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
+    let mut antrea: std::collections::BTreeMap<(crate::model::PolicyKey, Direction, u32), AntreaRule> =
+        Default::default();
     for (pid, pol) in c.policies.iter().enumerate() {
         let calico = calico::is_calico(pol);
         if pol.tier == PolicyTier::NetworkPolicy && !calico {
             continue;
         }
         let pid = PolicyId::new(pid);
+        if pol.kind.is_antrea() {
+            let dir = if pol.affects_ingress { Direction::Ingress } else { Direction::Egress };
+            // The object's rule is the policy's first (an HTTP rule's second is the L7 engine's Reject).
+            let Some(&rid) = e.policy_rules(pid, dir).first() else { continue };
+            let key = (c.policy_key(pid), dir, pol.position);
+            let entry = antrea.entry(key).or_insert(AntreaRule {
+                pid,
+                dir,
+                reached: false,
+                shadowed: false,
+                by: Vec::new(),
+            });
+            match judge(ctx, pid, dir, rid) {
+                Reach::Shadowed(by) => {
+                    entry.shadowed = true;
+                    for w in by {
+                        if !entry.by.contains(&w) {
+                            entry.by.push(w);
+                        }
+                    }
+                }
+                Reach::Reached => entry.reached = true,
+                Reach::NotJudged => {}
+            }
+            continue;
+        }
         let mut found: Vec<(Direction, usize, Vec<String>)> = Vec::new();
         let mut all = true;
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -306,6 +348,26 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             };
             out.push(ctx.policy_finding(&RULE, pid, Some(Ctx::rule_path(dir, ri)), msg, help));
         }
+    }
+    for r in antrea.into_values().filter(|r| r.shadowed && !r.reached) {
+        let pol = c.policy(r.pid);
+        let words = Ctx::rule_words(pol, r.dir, 0);
+        // Its own other splits are the same rule.
+        let own = format!("{} {words}", c.policy_ref(r.pid));
+        let by: Vec<String> = r.by.into_iter().filter(|w| *w != own).collect();
+        let by = if by.is_empty() { String::new() } else { format!(": {}", by.join(", ")) };
+        let msg = format!(
+            "{words} is never reached: for every pod its appliedTo selects and every pod it selects, what it matches \
+             is decided before it{by}"
+        );
+        out.push(ctx.policy_finding(
+            &RULE,
+            r.pid,
+            Some(Ctx::rule_field(pol, r.dir, 0)),
+            msg,
+            "move the rule before the rules that decide first (an earlier index, or its policy a lower priority or an \
+             earlier tier), narrow those rules, or delete it",
+        ));
     }
 }
 
@@ -582,5 +644,55 @@ spec:
 "#;
         let f = run(&RULE, &with(yaml));
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    fn acnp(name: &str, priority: u32, rules: &str) -> String {
+        format!(
+            "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  \
+             priority: {priority}\n  appliedTo: [{{namespaceSelector: {{matchLabels: {{team: a}}}}}}, \
+             {{podSelector: {{matchLabels: {{app: web}}}}}}]\n  ingress:\n{rules}---\n"
+        )
+    }
+    const DROP_B: &str = "  - {action: Drop, from: [{namespaceSelector: {matchLabels: {team: b}}}]}\n";
+    const ALLOW_CLIENT: &str = "  - {action: Allow, from: [{podSelector: {matchLabels: {app: client}}}]}\n";
+    const ALLOW_DB: &str = "  - {action: Allow, from: [{podSelector: {matchLabels: {app: db}}}]}\n";
+
+    /// An Antrea rule after a rule of its object (or of a policy of lower priority) that drops all it matches: one
+    /// finding per object rule, whatever the number of `appliedTo` entries, at the rule's index in the object.
+    #[test]
+    fn antrea_rule_after_a_broader_drop() {
+        let f = run(&RULE, &with(&acnp("guard", 5, &format!("{DROP_B}{ALLOW_CLIENT}"))));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io guard");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[1]"));
+        assert_eq!(
+            f[0].message,
+            "ingress rule 1 (Allow) is never reached: for every pod its appliedTo selects and every pod it selects, \
+             what it matches is decided before it: acnp/guard ingress rule 0 (Drop)"
+        );
+
+        let two = format!("{}{}", acnp("first", 1, DROP_B), acnp("late", 2, ALLOW_CLIENT));
+        let f = run(&RULE, &with(&two));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io late");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0]"));
+        assert!(f[0].message.ends_with("decided before it: acnp/first ingress rule 0 (Drop)"), "{f:?}");
+    }
+
+    /// A rule reached for some pod (a peer the earlier drop leaves, a drop after an allow of one of its peers'
+    /// pods) is not reported.
+    #[test]
+    fn antrea_rules_reached() {
+        let other = "apiVersion: v1\nkind: Pod\nmetadata: {name: other, namespace: b, labels: {app: other}}\n\
+                     spec: {containers: [{name: c}]}\nstatus: {podIP: 10.0.1.2}\n---\n";
+        for yaml in [
+            acnp("guard", 5, &format!("{DROP_B}{ALLOW_DB}")),
+            acnp("guard", 5, &format!("{ALLOW_CLIENT}{DROP_B}")),
+            format!("{}{}", acnp("first", 2, DROP_B), acnp("early", 1, ALLOW_CLIENT)),
+        ] {
+            let yaml = format!("{other}{yaml}");
+            let f = run(&RULE, &with(&yaml));
+            assert!(f.is_empty(), "{yaml}: {f:?}");
+        }
     }
 }
