@@ -22,6 +22,7 @@ use crate::compile::{CRule, Endpoint, Engine, IdentityId};
 use crate::model::{Action, Direction, Origin, Peer, PodId, Policy, PolicyId, PolicyKind};
 
 mod admin_dns;
+mod antrea;
 mod broad_allow;
 mod calico;
 mod cilium;

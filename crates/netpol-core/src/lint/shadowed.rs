@@ -14,7 +14,8 @@
 //!
 //! Antrea's rules (ClusterNetworkPolicy, NetworkPolicy of `crd.antrea.io`) are judged as the admin tiers' are, each
 //! over all the policies its object lowers it to (one per `appliedTo` entry): shadowed when no flow reaches any of
-//! them, one finding per object rule (`spec.ingress[1]`).
+//! them, one finding per object rule (`spec.ingress[1]`). A rule decided first only by rules it ties with (NP015's:
+//! the same tier, priority and index in another object) is left to NP015.
 //!
 //! Judged by the evaluator: a rule is reached for a (subject, peer) pair when making it allow and making it deny
 //! give different outcomes for some port. Admin-tier rules are checked on pods only: those with address peers
@@ -355,6 +356,21 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         // Its own other splits are the same rule.
         let own = format!("{} {words}", c.policy_ref(r.pid));
         let by: Vec<String> = r.by.into_iter().filter(|w| *w != own).collect();
+        // Decided first only by rules it ties with (same tier, priority and index, another object): their order
+        // is undefined, which NP015 reports.
+        let key = c.policy_key(r.pid);
+        let tied = |w: &String| {
+            c.policies.iter().enumerate().any(|(q, p)| {
+                let q = PolicyId::new(q);
+                p.kind.is_antrea()
+                    && (p.tier, p.order, p.position) == (pol.tier, pol.order, pol.position)
+                    && c.policy_key(q) != key
+                    && *w == format!("{} {}", c.policy_ref(q), Ctx::rule_words(p, r.dir, 0))
+            })
+        };
+        if !by.is_empty() && by.iter().all(tied) {
+            continue;
+        }
         let by = if by.is_empty() { String::new() } else { format!(": {}", by.join(", ")) };
         let msg = format!(
             "{words} is never reached: for every pod its appliedTo selects and every pod it selects, what it matches \
@@ -694,5 +710,13 @@ spec:
             let f = run(&RULE, &with(&yaml));
             assert!(f.is_empty(), "{yaml}: {f:?}");
         }
+    }
+
+    /// A rule decided first only by the rule of another object it ties with (same tier, priority and index) is
+    /// NP015's: their order is undefined, not "first".
+    #[test]
+    fn antrea_ties_are_not_shadowing() {
+        let f = run(&RULE, &with(&format!("{}{}", acnp("allow-b", 5, ALLOW_CLIENT), acnp("deny-b", 5, DROP_B))));
+        assert!(f.is_empty(), "{f:?}");
     }
 }
