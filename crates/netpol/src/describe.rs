@@ -115,6 +115,9 @@ struct PodInfo {
     /// (`ingress cnp/ns/name spec.ingress[0].toPorts[0]: HTTP method `GET``).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     l7: Vec<String>,
+    /// The Antrea ClusterNetworkPolicies and NetworkPolicies that apply to the pod, each once with its rules.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    antrea: Vec<AntreaObject>,
 }
 
 fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
@@ -141,11 +144,16 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
                     .collect(),
             })
             .collect();
-        Side {
-            isolated: e.isolated(e.pod_identity(pod), dir),
-            policies: e.evaluation_order(ident.policies(dir)).iter().map(|&x| e.cluster().policy_ref(x)).collect(),
-            tiers,
+        // An Antrea or Cilium object lowers to several policies (an Antrea one per rule and appliedTo entry):
+        // each object once, at its first place.
+        let mut tiers = tiers;
+        for t in &mut tiers {
+            once(&mut t.policies);
         }
+        let mut policies: Vec<String> =
+            e.evaluation_order(ident.policies(dir)).iter().map(|&x| e.cluster().policy_ref(x)).collect();
+        once(&mut policies);
+        Side { isolated: e.isolated(e.pod_identity(pod), dir), policies, tiers }
     };
     PodInfo {
         pod: e.cluster().pod_ref(pod),
@@ -162,7 +170,101 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
         egress: side(Direction::Egress),
         outside: cache.get(e.pod_identity(pod)),
         l7: l7_rules(e, pod),
+        antrea: antrea_objects(e, pod),
     }
+}
+
+/// Keeps the first of equal entries, in order.
+fn once(v: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+}
+
+/// An Antrea ClusterNetworkPolicy or NetworkPolicy that applies to a pod, as its object has it (the model's policies
+/// it lowers to, one per rule and appliedTo entry, grouped back by kind, namespace and name).
+#[derive(Serialize)]
+struct AntreaObject {
+    /// `acnp/name`, `annp/ns/name`.
+    policy: String,
+    tier: String,
+    priority: String,
+    /// The pods it applies to, per entry as loaded (groups resolved): `namespaceSelector `team=a``.
+    #[serde(rename = "appliedTo")]
+    applied_to: Vec<String>,
+    rules: Vec<AntreaRule>,
+}
+
+#[derive(Serialize)]
+struct AntreaRule {
+    /// `spec.ingress[0]`.
+    rule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// `Allow`, `Drop`, `Reject`, `Pass`.
+    action: String,
+    /// Whether the rule applies to this pod (its appliedTo, or the policy's, selects it).
+    applies: bool,
+}
+
+/// The Antrea objects some rule of which applies to the pod, in evaluation order, each with all its rules.
+fn antrea_objects(e: &Engine, pod: PodId) -> Vec<AntreaObject> {
+    use netpol_core::model::{PolicyId, Scope};
+    let c = e.cluster();
+    let ident = e.identity_of(pod);
+    let mine: Vec<PolicyId> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
+    let mut keys = Vec::new();
+    for &x in &e.evaluation_order(&mine) {
+        let k = c.policy_key(x);
+        if c.policy(x).kind.is_antrea() && !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.into_iter()
+        .map(|key| {
+            let splits: Vec<PolicyId> =
+                (0..c.policies.len()).map(PolicyId::new).filter(|&x| c.policy_key(x) == key).collect();
+            let first = c.policy(splits[0]);
+            let mut applied_to = Vec::new();
+            let mut rules: BTreeMap<(Direction, u32), AntreaRule> = BTreeMap::new();
+            for &x in &splits {
+                let p = c.policy(x);
+                let pods = |s: &netpol_core::selector::Selector| match s.requirements().is_empty() {
+                    true => "all pods".to_string(),
+                    false => format!("podSelector `{s}`"),
+                };
+                let subject = match (&p.calico_selector, &p.scope) {
+                    (Some(expr), _) if p.ns().is_none() => format!("selector `{expr}`"),
+                    (Some(expr), Scope::Namespace(ns)) => format!("selector `{expr}` in namespace {}", c.ns_name(*ns)),
+                    (None, Scope::Namespace(ns)) => format!("{} in namespace {}", pods(&p.pod_selector), c.ns_name(*ns)),
+                    (_, Scope::Cluster(nss)) if nss.requirements().is_empty() => pods(&p.pod_selector),
+                    (_, Scope::Cluster(nss)) if p.pod_selector.requirements().is_empty() => {
+                        format!("namespaceSelector `{nss}`")
+                    }
+                    (_, Scope::Cluster(nss)) => format!("namespaceSelector `{nss}`, {}", pods(&p.pod_selector)),
+                };
+                if !applied_to.contains(&subject) {
+                    applied_to.push(subject);
+                }
+                let dir = if p.affects_ingress { Direction::Ingress } else { Direction::Egress };
+                let Some(r) = p.rules(dir).first() else { continue };
+                let entry = rules.entry((dir, p.position)).or_insert_with(|| AntreaRule {
+                    rule: format!("spec.{}[{}]", dir.as_str(), p.position),
+                    name: r.name.clone(),
+                    action: netpol_core::lint::action_word(p.kind, r.action).to_string(),
+                    applies: false,
+                });
+                entry.applies |= mine.contains(&x);
+            }
+            let tier = e.tier_list()[e.policy_tier(splits[0]).index()].name.to_string();
+            AntreaObject {
+                policy: key.to_string(),
+                tier,
+                priority: first.order.to_string(),
+                applied_to,
+                rules: rules.into_values().collect(),
+            }
+        })
+        .collect()
 }
 
 /// The L7 rules of the Cilium rules that apply to a pod, one line each.
@@ -253,6 +355,18 @@ pub fn run(
                     writeln!(out, "L7 (Cilium's proxies filter the requests on these ports):")?;
                     for line in &i.l7 {
                         writeln!(out, "  {line}")?;
+                    }
+                }
+                if !i.antrea.is_empty() {
+                    writeln!(out, "Antrea policies (in evaluation order; * the rules that apply to this pod):")?;
+                    for a in &i.antrea {
+                        writeln!(out, "  {} (tier {}, priority {})", a.policy, a.tier, a.priority)?;
+                        writeln!(out, "    appliedTo: {}", a.applied_to.join("; "))?;
+                        for r in &a.rules {
+                            let name = r.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+                            let mark = if r.applies { "*" } else { " " };
+                            writeln!(out, "    {mark} {}{name}: {}", r.rule, r.action)?;
+                        }
                     }
                 }
                 writeln!(out, "Outside the cluster (addresses no pod has):")?;
