@@ -119,6 +119,14 @@ fn antrea_applied_to(ctx: &Ctx, out: &mut Vec<Finding>) {
                 ),
                 "create the group (before the policy in the input), or fix its name",
             ),
+            Some(g) if r.members.is_empty() => (
+                format!(
+                    "{} `{g}` has no pod members (its members are addresses or Nodes, or it has no selector): this \
+                     appliedTo entry applies the policy to no pod",
+                    antrea::group_kind(r)
+                ),
+                "apply the policy to a group of pods (podSelector, namespaceSelector, serviceReference)",
+            ),
             Some(g) => (
                 format!(
                     "{} `{g}` selects no pod{}: this appliedTo entry applies the policy to no pod",
@@ -254,7 +262,7 @@ mod tests {
         assert!(f.is_empty(), "{f:?}");
     }
 
-    const GROUPS: &str = "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: nobody}\nspec: {podSelector: {matchLabels: {app: nothere}}}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: webs}\nspec: {podSelector: {matchLabels: {app: web}}, namespaceSelector: {matchLabels: {team: a}}}\n---\n";
+    const GROUPS: &str = "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: nets}\nspec: {ipBlocks: [{cidr: 192.0.2.0/24}]}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: nobody}\nspec: {podSelector: {matchLabels: {app: nothere}}}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: webs}\nspec: {podSelector: {matchLabels: {app: web}}, namespaceSelector: {matchLabels: {team: a}}}\n---\n";
 
     /// Antrea: an appliedTo entry that selects no pod is one finding at the entry, however many rules (and so
     /// split policies) it applies; a group there with no pod, or missing, is named.
@@ -305,5 +313,9 @@ mod tests {
         let acnp = "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 1\n  appliedTo: [{group: webs}, {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: elsewhere}}}]\n  ingress: [{action: Drop}]\n";
         let f = run(&RULE, &with(&format!("{GROUPS}{acnp}")));
         assert!(f.is_empty(), "{f:?}");
+        // An ipBlocks group has no pod members.
+        let f = run(&RULE, &with(&format!("{GROUPS}{}", acnp.replace("{group: webs}", "{group: nets}"))));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.starts_with("ClusterGroup `nets` has no pod members"), "{f:?}");
     }
 }
