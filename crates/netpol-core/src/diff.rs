@@ -953,10 +953,15 @@ impl<'a> CauseCtx<'a> {
             format!("the policy no longer applies to {}", n.subject)
         } else if let Some(w) = n.walk.iter().find(|w| w.key == m.key && w.action != m.action) {
             format!("its action is now {}", action_text(w))
-        } else if let Some(w) = n.walk.iter().find(|w| w.key.policy.kind.is_antrea() && w.skipped_tiers.contains(&m.tier)) {
+        } else if let Some(w) =
+            n.walk.iter().find(|w| w.key.policy.kind.is_antrea() && w.skipped_tiers.contains(&m.tier))
+        {
             // An Antrea Pass of an earlier tier skips the rule's tier now.
             let name = w.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
-            format!("the {} policy {} {}{name} (Pass) now passes the flow past tier {}", w.tier, w.policy, w.field, m.tier)
+            format!(
+                "the {} policy {} {}{name} (Pass) now passes the flow past tier {}",
+                w.tier, w.policy, w.field, m.tier
+            )
         } else if n.walk.iter().any(|w| w.key == m.key) {
             "a rule before it decides first".to_string()
         } else {
@@ -1005,8 +1010,7 @@ impl<'a> CauseCtx<'a> {
 /// old action, in words.
 fn same_rule_other_action(o: &SideExplanation, n: &SideExplanation) -> Option<String> {
     let (om, nm) = (o.walk.last()?, n.walk.last()?);
-    (o.decided_by == DecidedBy::Rule && om.key == nm.key && om.action != nm.action)
-        .then(|| action_text(om))
+    (o.decided_by == DecidedBy::Rule && om.key == nm.key && om.action != nm.action).then(|| action_text(om))
 }
 
 /// A rule's action as its policy's API spells it for Antrea (`Drop`), else as the explanations do (`deny`).

@@ -235,7 +235,9 @@ fn antrea_objects(e: &Engine, pod: PodId) -> Vec<AntreaObject> {
                 let subject = match (&p.calico_selector, &p.scope) {
                     (Some(expr), _) if p.ns().is_none() => format!("selector `{expr}`"),
                     (Some(expr), Scope::Namespace(ns)) => format!("selector `{expr}` in namespace {}", c.ns_name(*ns)),
-                    (None, Scope::Namespace(ns)) => format!("{} in namespace {}", pods(&p.pod_selector), c.ns_name(*ns)),
+                    (None, Scope::Namespace(ns)) => {
+                        format!("{} in namespace {}", pods(&p.pod_selector), c.ns_name(*ns))
+                    }
                     (_, Scope::Cluster(nss)) if nss.requirements().is_empty() => pods(&p.pod_selector),
                     (_, Scope::Cluster(nss)) if p.pod_selector.requirements().is_empty() => {
                         format!("namespaceSelector `{nss}`")

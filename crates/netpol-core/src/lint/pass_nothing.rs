@@ -26,7 +26,8 @@ pub static RULE: RuleInfo = RuleInfo {
     explanation: "A Pass rule hands traffic on to the next tiers, but for these pods nothing there decides: no \
                   policy of a later tier applies to them in that direction (no NetworkPolicy isolates them and no \
                   Baseline policy applies; for Calico, no policy of a later tier selects them, or the Pass is in the \
-                  last tier). What it passes is allowed (Kubernetes' default, Calico's namespace profile), though the \
+                  last tier; for Antrea, whose Pass skips the remaining regular tiers, no NetworkPolicy and no \
+                  baseline-tier policy). What it passes is allowed (Kubernetes' default, Calico's namespace profile), though the \
                   rule reads as if someone else decided, and if a deny was meant the traffic is open. Write Accept \
                   (Allow) if allowing is meant, Deny if denying is; otherwise add the policy that should decide.",
     check,

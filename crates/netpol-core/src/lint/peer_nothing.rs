@@ -33,7 +33,9 @@ pub static RULE: RuleInfo = RuleInfo {
     explanation: "A peer of a rule can match no pod: its namespaceSelector matches no namespace, its podSelector \
                   matches no pod of the namespaces it looks in, or the namespaceSelector and podSelector of one peer \
                   (which are ANDed) have no pod in common. The rule then allows nothing from that peer; with both \
-                  selectors in one peer this is often a dash-placement mistake where two peers (OR) were meant.",
+                  selectors in one peer this is often a dash-placement mistake where two peers (OR) were meant. An \
+                  Antrea peer's ClusterGroup or Group that matches no pod and no address, or does not exist, matches \
+                  nothing.",
     check,
 };
 
@@ -502,8 +504,7 @@ spec:
     fn antrea_peer_groups_that_match_nothing() {
         let yaml = "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: nobody}\nspec: {podSelector: {matchLabels: {app: nothere}}}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: nets}\nspec: {ipBlocks: [{cidr: 192.0.2.0/24}]}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 1\n  appliedTo: [{podSelector: {matchLabels: {app: web}}}, {podSelector: {matchLabels: {app: db}}}]\n  ingress:\n  - {action: Allow, from: [{group: nets}]}\n  - {action: Drop, from: [{group: nets}, {group: nobody}, {group: missing}]}\n  - {action: Drop, from: [{podSelector: {matchLabels: {app: gohst}}}]}\n";
         let f = run(&RULE, &with(yaml));
-        let got: Vec<(&str, &str)> =
-            f.iter().map(|f| (f.field.as_deref().unwrap_or(""), f.message.as_str())).collect();
+        let got: Vec<(&str, &str)> = f.iter().map(|f| (f.field.as_deref().unwrap_or(""), f.message.as_str())).collect();
         assert_eq!(
             got,
             [

@@ -449,7 +449,10 @@ spec:
             "{m}"
         );
         assert!(m.contains("the ingress of b/client -> a/"), "{m}");
-        assert!(m.contains("allowed by acnp/allow-client ingress rule 0 (Allow) if acnp/allow-client goes first"), "{m}");
+        assert!(
+            m.contains("allowed by acnp/allow-client ingress rule 0 (Allow) if acnp/allow-client goes first"),
+            "{m}"
+        );
         assert!(m.contains("denied by acnp/deny-b ingress rule 0 (Drop) if acnp/deny-b does"), "{m}");
 
         // The second rule of an object ties with the second rule of the other.
@@ -472,7 +475,11 @@ spec:
             // Index 0 against index 1: the Drop comes first.
             format!("{}{}", acnp("deny-b", DROP_B), acnp("allow-client", &format!("{ALLOW_DB}{ALLOW_CLIENT}"))),
             // Another priority.
-            format!("{}{}", acnp("deny-b", DROP_B), acnp("allow-client", ALLOW_CLIENT).replace("priority: 5", "priority: 6")),
+            format!(
+                "{}{}",
+                acnp("deny-b", DROP_B),
+                acnp("allow-client", ALLOW_CLIENT).replace("priority: 5", "priority: 6")
+            ),
             // One object.
             acnp("both", &format!("{DROP_B}{ALLOW_CLIENT}")),
             // Both allow.

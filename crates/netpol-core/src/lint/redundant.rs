@@ -43,6 +43,9 @@ pub static RULE: RuleInfo = RuleInfo {
 
 const BUDGET: usize = 200_000;
 
+/// An Antrea object's rule: the object, the direction, the rule's index in it.
+type AntreaRuleKey = (PolicyKey, Direction, u32);
+
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
@@ -54,8 +57,8 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     // Antrea: an object's rule is one policy per appliedTo entry; it changes nothing when every split that is
     // judged changes nothing given rules other than itself. By (object, direction, index): the rules that decide
     // the same (in words, with the split's finding), and the object rules some split of which does change things.
-    let mut antrea: BTreeMap<(PolicyKey, Direction, u32), (Vec<String>, Option<Finding>)> = BTreeMap::new();
-    let mut antrea_needed: BTreeSet<(PolicyKey, Direction, u32)> = BTreeSet::new();
+    let mut antrea: BTreeMap<AntreaRuleKey, (Vec<String>, Option<Finding>)> = BTreeMap::new();
+    let mut antrea_needed: BTreeSet<AntreaRuleKey> = BTreeSet::new();
     for (pid, _) in c.policies.iter().enumerate() {
         let (ing, eg) = &e.policy_rules[pid];
         for (dir, rids) in [(Direction::Ingress, ing), (Direction::Egress, eg)] {

@@ -24,7 +24,8 @@ pub static RULE: RuleInfo = RuleInfo {
     severity: Severity::Warning,
     explanation: "The policy's podSelector matches no pod in its namespace, so it isolates and allows nothing. \
                   This is usually a label typo or a policy applied to the wrong namespace: the pods it was meant \
-                  for are not protected.",
+                  for are not protected. For Antrea: an appliedTo entry, or its ClusterGroup or Group, that selects \
+                  no pod, or a group that does not exist.",
     check,
 };
 
@@ -158,8 +159,10 @@ fn selectors_words(r: &crate::model::AntreaRef) -> String {
                     s.as_ref().filter(|s| !s.requirements().is_empty()).map(|s| format!("{field} `{s}`"))
                 };
                 let namespaces = if own { &None } else { namespaces };
-                let both: Vec<String> =
-                    [shown("namespaceSelector", namespaces), shown("podSelector", pods)].into_iter().flatten().collect();
+                let both: Vec<String> = [shown("namespaceSelector", namespaces), shown("podSelector", pods)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 let both = if both.is_empty() { "every pod".to_string() } else { both.join(", ") };
                 Some(if own { format!("{both} in namespace {}", r.policy.namespace) } else { both })
             }
@@ -278,21 +281,20 @@ mod tests {
             )
             .replace("{action: Allow}", "{action: Allow, appliedTo: [{group: webs}]}");
         let f = run(&RULE, &with(&format!("{GROUPS}{acnp}")));
-        let got: Vec<(&str, &str)> =
-            f.iter().map(|f| (f.field.as_deref().unwrap_or(""), f.message.as_str())).collect();
+        let got: Vec<(&str, &str)> = f.iter().map(|f| (f.field.as_deref().unwrap_or(""), f.message.as_str())).collect();
         assert_eq!(
             got,
             [
-                (
-                    "spec.ingress[0].appliedTo[1]",
-                    "this appliedTo entry selects no pod (podSelector `app=ghost`)"
-                ),
+                ("spec.ingress[0].appliedTo[1]", "this appliedTo entry selects no pod (podSelector `app=ghost`)"),
                 (
                     "spec.egress[0].appliedTo[0]",
                     "ClusterGroup `nobody` selects no pod (podSelector `app=nothere`): this \
                      appliedTo entry applies the policy to no pod"
                 ),
-                ("spec.egress[0].appliedTo[2]", "ClusterGroup `missing` does not exist: this appliedTo entry applies the policy to no pod"),
+                (
+                    "spec.egress[0].appliedTo[2]",
+                    "ClusterGroup `missing` does not exist: this appliedTo entry applies the policy to no pod"
+                ),
             ],
             "{f:?}"
         );

@@ -36,7 +36,7 @@ pub static RULE: RuleInfo = RuleInfo {
     code: "NP016",
     name: "shadowed-rule",
     severity: Severity::Warning,
-    explanation: "This rule of an admin tier or of a Calico policy is never reached: for every pod it applies to \
+    explanation: "This rule of an admin tier, of a Calico policy or of an Antrea policy is never reached: for every pod it applies to \
                   and every peer it matches, rules that come first (earlier rules, policies of lower priority or \
                   order, or earlier tiers: the NetworkPolicies that isolate the pod before the Baseline tier, a \
                   Calico tier's defaultAction Deny) have already decided everything it matches. The rule reads as if \
@@ -274,13 +274,8 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             // The object's rule is the policy's first (an HTTP rule's second is the L7 engine's Reject).
             let Some(&rid) = e.policy_rules(pid, dir).first() else { continue };
             let key = (c.policy_key(pid), dir, pol.position);
-            let entry = antrea.entry(key).or_insert(AntreaRule {
-                pid,
-                dir,
-                reached: false,
-                shadowed: false,
-                by: Vec::new(),
-            });
+            let entry =
+                antrea.entry(key).or_insert(AntreaRule { pid, dir, reached: false, shadowed: false, by: Vec::new() });
             match judge(ctx, pid, dir, rid) {
                 Reach::Shadowed(by) => {
                     entry.shadowed = true;

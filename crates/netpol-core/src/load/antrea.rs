@@ -1171,11 +1171,8 @@ impl Loader {
     /// resolves to, for lint.
     fn record_refs(&mut self, p: &AntreaPolicy, origin: &Origin) {
         use crate::model::AntreaRef;
-        let key = crate::model::PolicyKey {
-            kind: p.kind,
-            namespace: p.ns.clone().unwrap_or_default(),
-            name: p.name.clone(),
-        };
+        let key =
+            crate::model::PolicyKey { kind: p.kind, namespace: p.ns.clone().unwrap_or_default(), name: p.name.clone() };
         let exists = |name: &str| self.antrea.groups.contains_key(&(p.ns.clone(), name.to_string()));
         let applied = |list: &[Subject], path: String, refs: &mut Vec<AntreaRef>| {
             for (i, s) in list.iter().enumerate() {

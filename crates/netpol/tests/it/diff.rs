@@ -425,7 +425,8 @@ fn antrea_changes_name_the_object_rule() {
         String::from_utf8(out).unwrap()
     };
     // Allow to Drop in rule 1: the rule, and what it was.
-    let text = compare(format!("{}{other}", guard(5, "Allow")), format!("{}{other}", guard(5, "Drop")), DiffFormat::Text);
+    let text =
+        compare(format!("{}{other}", guard(5, "Allow")), format!("{}{other}", guard(5, "Drop")), DiffFormat::Text);
     assert!(
         text.contains(
             "- DENY   b/client -> a/db  all  (1 pair)\n    because: ingress to a/db now denied by the securityops policy \
@@ -435,7 +436,8 @@ fn antrea_changes_name_the_object_rule() {
     );
     assert!(text.contains("0 pairs newly allowed, 1 pair newly denied"), "{text}");
     // Drop to Pass: nothing decides after it.
-    let text = compare(format!("{}{other}", guard(5, "Drop")), format!("{}{other}", guard(5, "Pass")), DiffFormat::Text);
+    let text =
+        compare(format!("{}{other}", guard(5, "Drop")), format!("{}{other}", guard(5, "Pass")), DiffFormat::Text);
     assert!(
         text.contains(
             "ingress to a/db no longer denied by the securityops policy acnp/guard spec.ingress[1] \"from-b\" (Drop) \
@@ -444,7 +446,8 @@ fn antrea_changes_name_the_object_rule() {
         "{text}"
     );
     // A priority change: guard's Allow now comes before other's Drop.
-    let text = compare(format!("{}{other}", guard(5, "Allow")), format!("{}{other}", guard(1, "Allow")), DiffFormat::Text);
+    let text =
+        compare(format!("{}{other}", guard(5, "Allow")), format!("{}{other}", guard(1, "Allow")), DiffFormat::Text);
     assert!(
         text.contains(
             "+ ALLOW  b/client -> a/web  all  (1 pair)\n    because: ingress to a/web now allowed by the securityops \
@@ -463,7 +466,8 @@ fn antrea_changes_name_the_object_rule() {
         "{text}"
     );
     // The explanations list each object once.
-    let json = compare(format!("{}{other}", guard(5, "Allow")), format!("{}{other}", guard(5, "Drop")), DiffFormat::Json);
+    let json =
+        compare(format!("{}{other}", guard(5, "Allow")), format!("{}{other}", guard(5, "Drop")), DiffFormat::Json);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let ingress = &v["groups"][0]["cause_detail"]["new"]["ingress"];
     assert_eq!(ingress["policies"], serde_json::json!(["acnp/guard"]), "{ingress}");
