@@ -68,9 +68,19 @@ pub(super) fn blockers(e: &Engine, src: PodId, dns: PodId, proto: Protocol) -> V
         return Vec::new();
     }
     let x = e.explain(&s, &d, proto, 53);
+    // An Antrea object's rule is a policy per appliedTo entry (its index in the object the policy's position):
+    // the first of them stands for the rule, so that its splits are one blocker.
     let rule_of = |m: &RuleMatch, dir: Direction| {
-        let pol = (0..c.policies.len()).map(PolicyId::new).find(|&p| c.policy_key(p) == m.key.policy)?;
-        e.policy_rules(pol, dir).iter().copied().find(|&r| e.rules[r.index()].index as usize == m.rule)
+        let antrea = m.key.policy.kind.is_antrea();
+        (0..c.policies.len())
+            .map(PolicyId::new)
+            .filter(|&p| c.policy_key(p) == m.key.policy && (!antrea || c.policy(p).position as usize == m.rule))
+            .find_map(|pol| {
+                e.policy_rules(pol, dir)
+                    .iter()
+                    .copied()
+                    .find(|&r| antrea || e.rules[r.index()].index as usize == m.rule)
+            })
     };
     [&x.egress, &x.ingress]
         .into_iter()
@@ -402,6 +412,33 @@ spec:
     fn denies_elsewhere_are_not_reported() {
         let yaml = DENY_ALL_EGRESS.replace("]}]}", "]}], ports: [{portNumber: {port: 443}}]}");
         let f = run(&RULE, &with(&yaml));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Antrea: a Drop of everything blocks DNS; one finding for the object's rule (split per appliedTo entry),
+    /// at its index in the object; an Allow of DNS before it leaves nothing to say.
+    #[test]
+    fn an_antrea_drop_that_blocks_dns() {
+        let acnp = |rules: &str| {
+            format!(
+                "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: lockdown}}\nspec:\n  \
+                 priority: 5\n  appliedTo: [{{namespaceSelector: {{matchLabels: {{team: a}}}}}}, {{podSelector: \
+                 {{matchLabels: {{app: web}}}}}}]\n  egress:\n{rules}  - {{action: Drop}}\n"
+            )
+        };
+        let web = "  - {action: Allow, to: [{podSelector: {matchLabels: {app: web}}}]}\n";
+        let f = run(&RULE, &with(&acnp(web)));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io lockdown");
+        assert_eq!(f[0].field.as_deref(), Some("spec.egress[1]"));
+        assert!(
+            f[0].message.starts_with(
+                "egress rule 1 (Drop) blocks cluster DNS (53/UDP and 53/TCP to kube-system/coredns) for a/db, a/web"
+            ),
+            "{f:?}"
+        );
+        let dns = "  - {action: Allow, to: [{podSelector: {matchLabels: {k8s-app: kube-dns}}}], ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]}\n";
+        let f = run(&RULE, &with(&acnp(dns)));
         assert!(f.is_empty(), "{f:?}");
     }
 }
