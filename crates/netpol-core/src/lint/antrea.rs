@@ -5,8 +5,63 @@
 //! about entries and groups read the loader's record instead of the split policies, so that each entry is judged
 //! once, where the object has it.
 
-use super::{Finding, RuleInfo};
-use crate::model::{AntreaRef, Cluster, NsId, Peer, PolicyKey};
+use std::collections::HashMap;
+
+use super::{Ctx, Finding, RuleInfo};
+use crate::compile::IdentityId;
+use crate::model::{AntreaRef, Cluster, Direction, NsId, Peer, PolicyId, PolicyKey};
+
+/// An Antrea object's rule: the object, the direction, the rule's index in it.
+pub type RuleKey = (PolicyKey, Direction, u32);
+
+/// The policies each Antrea object's rule lowers to (one per appliedTo entry, and per namespace for `namespaces`
+/// peers), by object rule; and each Antrea policy's object rule.
+pub struct Splits {
+    pub by_rule: HashMap<RuleKey, Vec<PolicyId>>,
+    pub key: HashMap<PolicyId, RuleKey>,
+}
+
+impl Splits {
+    pub fn new(c: &Cluster) -> Splits {
+        let mut s = Splits { by_rule: HashMap::new(), key: HashMap::new() };
+        for (pid, pol) in c.policies.iter().enumerate().filter(|(_, p)| p.kind.is_antrea()) {
+            let pid = PolicyId::new(pid);
+            let dir = if pol.affects_ingress { Direction::Ingress } else { Direction::Egress };
+            let key = (c.policy_key(pid), dir, pol.position);
+            s.by_rule.entry(key.clone()).or_default().push(pid);
+            s.key.insert(pid, key);
+        }
+        s
+    }
+
+    /// The policies of `pid`'s object rule (`pid` alone for every other kind).
+    pub fn of_rule(&self, pid: PolicyId) -> Vec<PolicyId> {
+        self.key.get(&pid).and_then(|k| self.by_rule.get(k)).cloned().unwrap_or_else(|| vec![pid])
+    }
+
+    /// The policies of `pid`'s object in direction `dir` (`pid` alone for every other kind).
+    pub fn of_object(&self, pid: PolicyId, dir: Direction) -> Vec<PolicyId> {
+        match self.key.get(&pid) {
+            Some((key, _, _)) => self
+                .by_rule
+                .iter()
+                .filter(|((k, d, _), _)| k == key && *d == dir)
+                .flat_map(|(_, v)| v)
+                .copied()
+                .collect(),
+            None => vec![pid],
+        }
+    }
+
+    /// The identities the rule of `pid` applies to: those of all its object rule's policies (sorted).
+    pub fn selected(&self, ctx: &Ctx, pid: PolicyId) -> Vec<IdentityId> {
+        let mut ids: Vec<IdentityId> =
+            self.of_rule(pid).iter().flat_map(|p| ctx.selected[p.index()].iter().copied()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
 
 /// `ClusterNetworkPolicy.crd.antrea.io name`, `NetworkPolicy.crd.antrea.io ns/name`: as [`super::Ctx::object_name`]
 /// names the object's policies.
