@@ -12,7 +12,8 @@
 //! **Instead**: move the rule before the rules that decide first (or give its policy a lower priority or order),
 //! narrow those, or delete the rule.
 //!
-//! Antrea's rules (ClusterNetworkPolicy, NetworkPolicy of `crd.antrea.io`) are judged as the admin tiers' are, each
+//! Antrea's rules (ClusterNetworkPolicy, NetworkPolicy of `crd.antrea.io`) are judged as Calico's are (on pods and
+//! outside addresses, whatever their peers), each
 //! over all the policies its object lowers it to (one per `appliedTo` entry): shadowed when no flow reaches any of
 //! them, one finding per object rule (`spec.ingress[1]`). A rule decided first only by rules it ties with (NP015's:
 //! the same tier, priority and index in another object) is left to NP015.
@@ -73,7 +74,9 @@ enum Other {
 fn others(ctx: &Ctx, pid: PolicyId, r: &CRule) -> Option<Vec<Other>> {
     let e = ctx.engine;
     let pol = e.cluster.policy(pid);
-    if !calico::is_calico(pol) {
+    // Antrea's rules are judged on addresses too, as Calico's are: a rule without peers, or with ipBlocks, is
+    // common there (a catch-all Drop last, an exception before it).
+    if !calico::is_calico(pol) && !pol.kind.is_antrea() {
         if pol.tier == PolicyTier::NetworkPolicy
             || r.peers.is_empty()
             || r.peers.iter().any(|p| !matches!(p, CPeer::Sel(_)))
@@ -368,7 +371,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
         }
         let by = if by.is_empty() { String::new() } else { format!(": {}", by.join(", ")) };
         let msg = format!(
-            "{words} is never reached: for every pod its appliedTo selects and every pod it selects, what it matches \
+            "{words} is never reached: for every pod its appliedTo selects and every peer it matches, what it matches \
              is decided before it{by}"
         );
         out.push(ctx.policy_finding(
@@ -678,7 +681,7 @@ spec:
         assert_eq!(f[0].field.as_deref(), Some("spec.ingress[1]"));
         assert_eq!(
             f[0].message,
-            "ingress rule 1 (Allow) is never reached: for every pod its appliedTo selects and every pod it selects, \
+            "ingress rule 1 (Allow) is never reached: for every pod its appliedTo selects and every peer it matches, \
              what it matches is decided before it: acnp/guard ingress rule 0 (Drop)"
         );
 
@@ -712,6 +715,26 @@ spec:
     #[test]
     fn antrea_ties_are_not_shadowing() {
         let f = run(&RULE, &with(&format!("{}{}", acnp("allow-b", 5, ALLOW_CLIENT), acnp("deny-b", 5, DROP_B))));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Antrea rules are judged on addresses too (as Calico's): an exception for a network after a Drop of
+    /// everything is never reached; a Drop of everything after an Allow of some addresses is.
+    #[test]
+    fn antrea_rules_on_addresses() {
+        let acnp = |dir: &str, rules: &str| {
+            format!(
+                "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: edge}}\nspec:\n  \
+                 priority: 5\n  appliedTo: [{{podSelector: {{matchLabels: {{app: web}}}}}}]\n  {dir}:\n{rules}"
+            )
+        };
+        let late = "  - {action: Drop}\n  - {action: Allow, from: [{ipBlock: {cidr: 192.0.2.0/24}}]}\n";
+        let f = run(&RULE, &with(&acnp("ingress", late)));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[1]"));
+        assert!(f[0].message.ends_with("decided before it: acnp/edge ingress rule 0 (Drop)"), "{f:?}");
+        let fine = "  - {action: Allow, to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{protocol: TCP, port: 443}]}\n  - {action: Drop}\n";
+        let f = run(&RULE, &with(&acnp("egress", fine)));
         assert!(f.is_empty(), "{f:?}");
     }
 }
