@@ -77,11 +77,13 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let mut reported = BTreeSet::new();
     for pols in groups.values().filter(|g| g.len() > 1) {
         let ordered = e.evaluation_order(pols);
+        let keys: Vec<crate::model::PolicyKey> = ordered.iter().map(|&p| c.policy_key(p)).collect();
         for (i, &a) in ordered.iter().enumerate() {
-            for &b in &ordered[i + 1..] {
-                let (ka, kb) = (c.policy_key(a), c.policy_key(b));
-                // The splits of one Antrea object are one policy: their order is the object's.
-                if ka == kb {
+            for (j, &b) in ordered.iter().enumerate().skip(i + 1) {
+                let (ka, kb) = (keys[i].clone(), keys[j].clone());
+                // The splits of one Antrea object are one policy: their order is the object's. Policies that
+                // select no common pod never meet (Antrea's namespaced policies of one priority, many of them).
+                if ka == kb || !meet(&ctx.selected[a.index()], &ctx.selected[b.index()]) {
                     continue;
                 }
                 let dir = |p: PolicyId| c.policy(p).affects_ingress;
@@ -98,6 +100,19 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             }
         }
     }
+}
+
+/// Whether two sorted identity lists share one.
+fn meet(a: &[IdentityId], b: &[IdentityId]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
 }
 
 /// A flow whose outcome depends on the order of `a` and `b`, if there is one.
