@@ -53,13 +53,15 @@ struct OutsideCache<'a> {
     /// Segments (sorted) that hold no outside address: left out of every answer.
     skip: Vec<usize>,
     done: BTreeMap<IdentityId, Outside>,
+    /// The policies of each Antrea object (one per rule and appliedTo entry), computed on first use.
+    antrea: Option<std::collections::HashMap<netpol_core::model::PolicyKey, Vec<netpol_core::model::PolicyId>>>,
 }
 
 impl<'a> OutsideCache<'a> {
     fn new(e: &'a Engine) -> Self {
         let segs = Segments::new(&[e]);
         let skip = (0..segs.len()).filter(|&i| segs.outside_address(i, &[e]).is_none()).collect();
-        OutsideCache { e, segs, skip, done: BTreeMap::new() }
+        OutsideCache { e, segs, skip, done: BTreeMap::new(), antrea: None }
     }
 
     /// Per direction, the ports allowed with outside addresses and where (grouped from runs of segments, so a
@@ -170,7 +172,24 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
         egress: side(Direction::Egress),
         outside: cache.get(e.pod_identity(pod)),
         l7: l7_rules(e, pod),
-        antrea: antrea_objects(e, pod),
+        antrea: antrea_objects(e, pod, cache),
+    }
+}
+
+/// An appliedTo entry's members in words: `namespaceSelector `team=a`, podSelector `app=web``, `podSelector
+/// `app=web`` in an ANNP (whose entries are in its namespace).
+fn members_text(m: &netpol_core::model::Peer, own_ns: Option<&str>) -> String {
+    let netpol_core::model::Peer::Selectors { namespaces, pods } = m else { return "addresses".to_string() };
+    let shown = |field: &str, s: &Option<netpol_core::selector::Selector>| {
+        s.as_ref().filter(|s| !s.requirements().is_empty()).map(|s| format!("{field} `{s}`"))
+    };
+    let namespaces = if own_ns.is_some() { &None } else { namespaces };
+    let parts: Vec<String> =
+        [shown("namespaceSelector", namespaces), shown("podSelector", pods)].into_iter().flatten().collect();
+    let text = if parts.is_empty() { "all pods".to_string() } else { parts.join(", ") };
+    match own_ns {
+        Some(ns) => format!("{text} in namespace {ns}"),
+        None => text,
     }
 }
 
@@ -188,7 +207,8 @@ struct AntreaObject {
     policy: String,
     tier: String,
     priority: String,
-    /// The pods it applies to, per entry as loaded (groups resolved): `namespaceSelector `team=a``.
+    /// The pods it applies to, per appliedTo entry (the policy's or its rules'), groups resolved:
+    /// `spec.appliedTo[0]: namespaceSelector `team=a``, `spec.ingress[1].appliedTo[0]: group g (podSelector `app=x`)`.
     #[serde(rename = "appliedTo")]
     applied_to: Vec<String>,
     rules: Vec<AntreaRule>,
@@ -207,24 +227,52 @@ struct AntreaRule {
 }
 
 /// The Antrea objects some rule of which applies to the pod, in evaluation order, each with all its rules.
-fn antrea_objects(e: &Engine, pod: PodId) -> Vec<AntreaObject> {
+fn antrea_objects(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> Vec<AntreaObject> {
     use netpol_core::model::{PolicyId, Scope};
     let c = e.cluster();
     let ident = e.identity_of(pod);
     let mine: Vec<PolicyId> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
     let mut keys = Vec::new();
     for &x in &e.evaluation_order(&mine) {
+        if !c.policy(x).kind.is_antrea() {
+            continue;
+        }
         let k = c.policy_key(x);
-        if c.policy(x).kind.is_antrea() && !keys.contains(&k) {
+        if !keys.contains(&k) {
             keys.push(k);
         }
     }
+    if keys.is_empty() {
+        return Vec::new();
+    }
+    let objects = cache.antrea.get_or_insert_with(|| {
+        let mut m: std::collections::HashMap<_, Vec<PolicyId>> = std::collections::HashMap::new();
+        for x in (0..c.policies.len()).map(PolicyId::new).filter(|&x| c.policy(x).kind.is_antrea()) {
+            m.entry(c.policy_key(x)).or_default().push(x);
+        }
+        m
+    });
     keys.into_iter()
         .map(|key| {
-            let splits: Vec<PolicyId> =
-                (0..c.policies.len()).map(PolicyId::new).filter(|&x| c.policy_key(x) == key).collect();
+            let splits: Vec<PolicyId> = objects.get(&key).cloned().unwrap_or_default();
             let first = c.policy(splits[0]);
-            let mut applied_to = Vec::new();
+            // The appliedTo entries as the loader read them (the policy's and its rules', groups named); only when
+            // there are none (service accounts), the subjects of the policies the object lowers to.
+            let mut applied_to: Vec<String> = c
+                .antrea_refs
+                .iter()
+                .filter(|r| r.applied_to && r.policy == key)
+                .map(|r| {
+                    let own = (!key.namespace.is_empty()).then_some(key.namespace.as_str());
+                    let members: Vec<String> = r.members.iter().map(|m| members_text(m, own)).collect();
+                    let members = if members.is_empty() { "no pod".to_string() } else { members.join("; ") };
+                    match &r.group {
+                        Some(g) => format!("{}: group {g} ({members})", r.field),
+                        None => format!("{}: {members}", r.field),
+                    }
+                })
+                .collect();
+            let written = !applied_to.is_empty();
             let mut rules: BTreeMap<(Direction, u32), AntreaRule> = BTreeMap::new();
             for &x in &splits {
                 let p = c.policy(x);
@@ -244,7 +292,7 @@ fn antrea_objects(e: &Engine, pod: PodId) -> Vec<AntreaObject> {
                     }
                     (_, Scope::Cluster(nss)) => format!("namespaceSelector `{nss}`, {}", pods(&p.pod_selector)),
                 };
-                if !applied_to.contains(&subject) {
+                if !written && !applied_to.contains(&subject) {
                     applied_to.push(subject);
                 }
                 let dir = if p.affects_ingress { Direction::Ingress } else { Direction::Egress };

@@ -293,8 +293,9 @@ fn describe_shows_each_antrea_object_once() {
     let out = stdout(&o);
     assert!(out.contains("Ingress:  [securityops] acnp/guard (priority 5); no NetworkPolicy selects it\n"), "{out}");
     let want = "Antrea policies (in evaluation order; * the rules that apply to this pod):\n  acnp/guard (tier \
-                securityops, priority 5)\n    appliedTo: namespaceSelector `team=a`; podSelector `app=web`; \
-                podSelector `app=db`\n    * spec.ingress[0] \"no-db\": Drop\n      spec.ingress[1]: Allow\n    * \
+                securityops, priority 5)\n    appliedTo: spec.ingress[0].appliedTo[0]: namespaceSelector `team=a`; \
+                spec.ingress[0].appliedTo[1]: podSelector `app=web`; spec.ingress[1].appliedTo[0]: podSelector \
+                `app=db`; spec.egress[0].appliedTo[0]: podSelector `app=web`\n    * spec.ingress[0] \"no-db\": Drop\n      spec.ingress[1]: Allow\n    * \
                 spec.egress[0]: Pass\n";
     assert!(out.contains(want), "{out}");
     let o = netpol(&["describe", "-f", "-", "a/web", "-o", "json"], Some(yaml));
