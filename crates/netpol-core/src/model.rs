@@ -1011,8 +1011,7 @@ pub struct Cluster {
     /// and `kube-apiserver` entity are resolved against when loading.
     pub services: Vec<Service>,
     pub service_endpoints: Vec<ServiceEndpoints>,
-    /// Antrea: the policies' `appliedTo` entries (service accounts left out) and group peers, with what they
-    /// resolved to (see [`AntreaRef`]).
+    /// Antrea: the policies' `appliedTo` entries and group peers, with what they resolved to (see [`AntreaRef`]).
     pub antrea_refs: Vec<AntreaRef>,
 }
 
@@ -1033,7 +1032,8 @@ pub struct AntreaRef {
     pub exists: bool,
     /// An `appliedTo` entry (its members are the subject) rather than a peer.
     pub applied_to: bool,
-    /// What the entry resolved to, as peers (an `appliedTo` entry's subjects: their namespaces and pods).
+    /// What the entry resolved to, as peers (an `appliedTo` entry's subjects: their namespaces and pods; a
+    /// `serviceAccount` entry's, an expression selector over the pods' namespace and service account).
     pub members: Vec<Peer>,
 }
 

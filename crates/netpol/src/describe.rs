@@ -179,7 +179,23 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
 /// An appliedTo entry's members in words: `namespaceSelector `team=a`, podSelector `app=web``, `podSelector
 /// `app=web`` in an ANNP (whose entries are in its namespace).
 fn members_text(m: &netpol_core::model::Peer, own_ns: Option<&str>) -> String {
-    let netpol_core::model::Peer::Selectors { namespaces, pods } = m else { return "addresses".to_string() };
+    let (namespaces, pods) = match m {
+        netpol_core::model::Peer::Selectors { namespaces, pods } => (namespaces, pods),
+        netpol_core::model::Peer::Calico(c) => {
+            use netpol_core::calico_selector::Expr;
+            use netpol_core::model::calico_keys::{NAMESPACE, SERVICE_ACCOUNT};
+            // A `serviceAccount` entry: its namespace and name.
+            if let Some(Expr::And(terms)) = &c.selector {
+                if let [Expr::Eq { key: k1, value: ns }, Expr::Eq { key: k2, value: name }] = terms.as_slice() {
+                    if k1 == NAMESPACE && k2 == SERVICE_ACCOUNT {
+                        return format!("serviceAccount {ns}/{name}");
+                    }
+                }
+            }
+            return c.selector.as_ref().map_or_else(|| "pods".to_string(), |e| format!("selector `{e}`"));
+        }
+        _ => return "addresses".to_string(),
+    };
     let shown = |field: &str, s: &Option<netpol_core::selector::Selector>| {
         s.as_ref().filter(|s| !s.requirements().is_empty()).map(|s| format!("{field} `{s}`"))
     };

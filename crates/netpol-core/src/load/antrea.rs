@@ -1179,7 +1179,19 @@ impl Loader {
                 let group = match s {
                     Subject::Group(name) => Some(name.clone()),
                     Subject::Selectors { .. } => None,
-                    Subject::ServiceAccount { .. } => continue,
+                    Subject::ServiceAccount { ns, name } => {
+                        // The service account's pods, as the expression selectors see them.
+                        refs.push(AntreaRef {
+                            policy: key.clone(),
+                            origin: origin.clone(),
+                            field: format!("{path}[{i}]"),
+                            group: None,
+                            exists: true,
+                            applied_to: true,
+                            members: vec![service_account_peer(ns, name)],
+                        });
+                        continue;
+                    }
                 };
                 let members = self
                     .resolve_subject(s, p.ns.as_deref(), 0)

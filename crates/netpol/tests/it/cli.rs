@@ -306,6 +306,13 @@ fn describe_shows_each_antrea_object_once() {
     assert_eq!(a[0]["tier"], "securityops");
     assert_eq!(a[0]["rules"][1], serde_json::json!({"rule": "spec.ingress[1]", "action": "Allow", "applies": false}));
     assert_eq!(v["pods"][0]["ingress"]["policies"], serde_json::json!(["acnp/guard"]));
+    // A service account and a group, each entry as written.
+    let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: {serviceAccountName: sa1, containers: [{name: c}]}\nstatus: {podIP: 10.0.1.1}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: g}\nspec: {podSelector: {matchLabels: {app: a}}}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 1\n  appliedTo:\n  - serviceAccount: {name: sa1, namespace: x}\n  - group: g\n  ingress:\n  - action: Drop\n";
+    let out = stdout(&netpol(&["describe", "-f", "-", "x/a"], Some(yaml)));
+    assert!(
+        out.contains("    appliedTo: spec.appliedTo[0]: serviceAccount x/sa1; spec.appliedTo[1]: group g (podSelector `app=a`)\n"),
+        "{out}"
+    );
 }
 
 #[test]
