@@ -3,7 +3,8 @@
 //! **What it finds**: a Deny that blocks cluster DNS (53/UDP or 53/TCP to the DNS pods: kube-dns in
 //! kube-system, or the `lint.dns` setting, as for NP003) for pods it applies to: a Deny rule of an admin tier (an
 //! Admin-tier Deny, or a Baseline-tier Deny when nothing before it allows) or of a Calico policy (any tier), or
-//! the `defaultAction: Deny` of a Calico tier whose policies select the pods and allow no DNS. What decides is
+//! the `defaultAction: Deny` of a Calico tier whose policies select the pods and allow no DNS; an Antrea Drop or
+//! Reject (one finding per object rule, whatever its splits). What decides is
 //! what `explain` finds deciding the denial (egress at the pod, or ingress at the DNS pods); a Pass that hands
 //! DNS on to it is named too. One finding per rule (or tier) with the pods whose lookups it blocks.
 //! **Why it is bad**: a cluster-wide Deny (`networks: 0.0.0.0/0`, `namespaces: {}`, a Calico `action: Deny`
@@ -30,8 +31,8 @@ pub static RULE: RuleInfo = RuleInfo {
     code: "NP018",
     name: "admin-deny-dns",
     severity: Severity::Warning,
-    explanation: "This Deny of an admin tier or of a Calico policy (a Deny rule, or a Calico tier's defaultAction \
-                  Deny) blocks cluster DNS (53/UDP or 53/TCP to the DNS pods) for the pods listed. Every name lookup \
+    explanation: "This Deny of an admin tier, of a Calico policy (a Deny rule, or a Calico tier's defaultAction \
+                  Deny) or of an Antrea policy (Drop, Reject) blocks cluster DNS (53/UDP or 53/TCP to the DNS pods) for the pods listed. Every name lookup \
                   of theirs times out, which looks like a network outage, and no NetworkPolicy can allow it back: \
                   the tier decides first. Allow DNS in a rule that comes before it, or leave the DNS pods out of its \
                   peers.",
@@ -89,7 +90,7 @@ pub(super) fn blockers(e: &Engine, src: PodId, dns: PodId, proto: Protocol) -> V
             let dir = side.direction;
             let blocker = match side.decided_by {
                 DecidedBy::Rule => {
-                    let m = side.walk.last().filter(|m| m.action == Action::Deny)?;
+                    let m = side.walk.last().filter(|m| matches!(m.action, Action::Deny | Action::Reject))?;
                     Blocker::Rule(rule_of(m, dir)?)
                 }
                 DecidedBy::TierDefault => {
@@ -427,6 +428,9 @@ spec:
             )
         };
         let web = "  - {action: Allow, to: [{podSelector: {matchLabels: {app: web}}}]}\n";
+        let reject = run(&RULE, &with(&acnp(web).replace("{action: Drop}", "{action: Reject}")));
+        assert_eq!(reject.len(), 1, "{reject:?}");
+        assert!(reject[0].message.starts_with("egress rule 1 (Reject) blocks cluster DNS"), "{reject:?}");
         let f = run(&RULE, &with(&acnp(web)));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io lockdown");
