@@ -385,7 +385,8 @@ impl<'e> Ctx<'e> {
             };
             return format!("{base}.destination.ports[{index}]");
         }
-        if pol.ns().is_some() {
+        // Antrea's `ports` are NetworkPolicy's, entry for entry.
+        if pol.ns().is_some() || pol.kind.is_antrea() {
             return format!("{base}.ports[{entry}]");
         }
         let field = if pol.kind == PolicyKind::ClusterNetworkPolicy { "protocols" } else { "ports" };

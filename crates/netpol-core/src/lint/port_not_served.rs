@@ -111,5 +111,9 @@ mod tests {
         assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io p");
         assert_eq!(f[0].field.as_deref(), Some("spec.ingress[1].ports[0]"));
         assert_eq!(f[0].message, "no selected pod declares 9999/TCP; they declare 5432/TCP, 8080/TCP");
+        // Ports are counted entry for entry (a named UDP port first).
+        let f = run(&RULE, &with("apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 1\n  appliedTo: [{podSelector: {matchLabels: {app: web}}}]\n  ingress:\n  - {action: Allow, ports: [{protocol: UDP, port: dns}, {protocol: TCP, port: 9999}]}\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].ports[1]"));
     }
 }
