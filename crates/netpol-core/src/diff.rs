@@ -911,6 +911,9 @@ impl<'a> CauseCtx<'a> {
     fn allowed_now(&mut self, o: &SideExplanation, n: &SideExplanation) -> String {
         let who = side_name(n);
         if n.decided_by == DecidedBy::Rule {
+            if let Some(was) = same_rule_other_action(o, n) {
+                return format!("{who} now allowed by {}, whose action was {was}", decider(n));
+            }
             return format!("{who} now allowed by {}, which overrides {}", decider(n), decider(o));
         }
         if o.decided_by == DecidedBy::Rule {
@@ -948,6 +951,17 @@ impl<'a> CauseCtx<'a> {
             "the policy was removed".to_string()
         } else if !n.policy_keys.contains(&m.key.policy) {
             format!("the policy no longer applies to {}", n.subject)
+        } else if let Some(w) = n.walk.iter().find(|w| w.key == m.key && w.action != m.action) {
+            format!("its action is now {}", action_text(w))
+        } else if let Some(w) =
+            n.walk.iter().find(|w| w.key.policy.kind.is_antrea() && w.skipped_tiers.contains(&m.tier))
+        {
+            // An Antrea Pass of an earlier tier skips the rule's tier now.
+            let name = w.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+            format!(
+                "the {} policy {} {}{name} (Pass) now passes the flow past tier {}",
+                w.tier, w.policy, w.field, m.tier
+            )
         } else if n.walk.iter().any(|w| w.key == m.key) {
             "a rule before it decides first".to_string()
         } else {
@@ -958,6 +972,9 @@ impl<'a> CauseCtx<'a> {
     fn denied_now(&mut self, o: &SideExplanation, n: &SideExplanation, flow: &str) -> String {
         let who = side_name(n);
         if n.decided_by == DecidedBy::Rule {
+            if let Some(was) = same_rule_other_action(o, n) {
+                return format!("{who} now denied by {}, whose action was {was}", decider(n));
+            }
             return format!("{who} now denied by {}, which overrides {}", decider(n), decider(o));
         }
         if o.decided_by == DecidedBy::Rule {
@@ -989,8 +1006,25 @@ impl<'a> CauseCtx<'a> {
     }
 }
 
+/// When both sides were decided by the same rule (of the same policy, at the same index), whose action changed: the
+/// old action, in words.
+fn same_rule_other_action(o: &SideExplanation, n: &SideExplanation) -> Option<String> {
+    let (om, nm) = (o.walk.last()?, n.walk.last()?);
+    (o.decided_by == DecidedBy::Rule && om.key == nm.key && om.action != nm.action).then(|| action_text(om))
+}
+
+/// A rule's action as its policy's API spells it for Antrea (`Drop`), else as the explanations do (`deny`).
+fn action_text(m: &crate::verdict::RuleMatch) -> String {
+    if m.key.policy.kind.is_antrea() {
+        crate::lint::action_word(m.key.policy.kind, m.action).to_string()
+    } else {
+        m.action.to_string()
+    }
+}
+
 /// What decided a side, in words: `the Admin policy anp/x rule 1 "name" (deny)`, `NetworkPolicy ns/p rule 0`,
-/// `NetworkPolicy isolation by ns/deny`, `the default (no rule of any tier matches)`.
+/// `NetworkPolicy isolation by ns/deny`, `the default (no rule of any tier matches)`; an Antrea rule by its field
+/// in the object and its action as Antrea writes it (`the securityops policy acnp/x spec.ingress[1] (Drop)`).
 fn decider(s: &SideExplanation) -> String {
     match s.decided_by {
         DecidedBy::NotGoverned => format!("no policy governing {}", s.subject),
@@ -1000,7 +1034,11 @@ fn decider(s: &SideExplanation) -> String {
         DecidedBy::Rule => match s.walk.last() {
             Some(m) => {
                 let name = m.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
-                format!("the {} policy {} rule {}{name} ({})", m.tier, m.policy, m.rule, m.action)
+                if m.key.policy.kind.is_antrea() {
+                    format!("the {} policy {} {}{name} ({})", m.tier, m.policy, m.field, action_text(m))
+                } else {
+                    format!("the {} policy {} rule {}{name} ({})", m.tier, m.policy, m.rule, m.action)
+                }
             }
             None => "a rule".to_string(),
         },

@@ -1012,6 +1012,30 @@ pub struct Cluster {
     /// and `kube-apiserver` entity are resolved against when loading.
     pub services: Vec<Service>,
     pub service_endpoints: Vec<ServiceEndpoints>,
+    /// Antrea: the policies' `appliedTo` entries and group peers, with what they resolved to (see [`AntreaRef`]).
+    pub antrea_refs: Vec<AntreaRef>,
+}
+
+/// An `appliedTo` entry of an Antrea policy (ACNP or ANNP), or a peer of it that references a ClusterGroup or
+/// Group, with what it resolved to: the loader inlines groups and splits policies per entry, and lint reads these
+/// to say which entry or group selects nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AntreaRef {
+    /// The referring policy.
+    pub policy: PolicyKey,
+    pub origin: Origin,
+    /// The entry's field in the policy (`spec.appliedTo[0]`, `spec.ingress[1].appliedTo[0]`,
+    /// `spec.ingress[1].from[0]`).
+    pub field: String,
+    /// The group it references (`ClusterGroup` from an ACNP, `Group` from an ANNP), if any.
+    pub group: Option<String>,
+    /// Whether that group exists in the input (a missing group is admitted, and matches nothing).
+    pub exists: bool,
+    /// An `appliedTo` entry (its members are the subject) rather than a peer.
+    pub applied_to: bool,
+    /// What the entry resolved to, as peers (an `appliedTo` entry's subjects: their namespaces and pods; a
+    /// `serviceAccount` entry's, an expression selector over the pods' namespace and service account).
+    pub members: Vec<Peer>,
 }
 
 impl Default for Cluster {
@@ -1028,6 +1052,7 @@ impl Default for Cluster {
             host_endpoints: Vec::new(),
             services: Vec::new(),
             service_endpoints: Vec::new(),
+            antrea_refs: Vec::new(),
         }
     }
 }

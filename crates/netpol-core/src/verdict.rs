@@ -425,8 +425,14 @@ impl Engine {
         }
         let subject_ident = self.pod_identity[pod_id.index()];
         let pols = self.evaluation_order(self.identities[subject_ident.index()].policies(dir));
-        side.policies = pols.iter().map(|&p| self.cluster.policy_ref(p)).collect();
-        side.policy_keys = pols.iter().map(|&p| self.cluster.policy_key(p)).collect();
+        // An Antrea or Cilium object lowers to several policies: each object once, at its first place.
+        for &p in &pols {
+            let key = self.cluster.policy_key(p);
+            if !side.policy_keys.contains(&key) {
+                side.policies.push(key.to_string());
+                side.policy_keys.push(key);
+            }
+        }
         side.isolated = self.isolated(subject_ident, dir);
         if pols.is_empty() {
             side.note = Some(format!("no policy selects {} for {dir}: not isolated, everything allowed", side.subject));

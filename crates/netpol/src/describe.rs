@@ -53,13 +53,15 @@ struct OutsideCache<'a> {
     /// Segments (sorted) that hold no outside address: left out of every answer.
     skip: Vec<usize>,
     done: BTreeMap<IdentityId, Outside>,
+    /// The policies of each Antrea object (one per rule and appliedTo entry), computed on first use.
+    antrea: Option<std::collections::HashMap<netpol_core::model::PolicyKey, Vec<netpol_core::model::PolicyId>>>,
 }
 
 impl<'a> OutsideCache<'a> {
     fn new(e: &'a Engine) -> Self {
         let segs = Segments::new(&[e]);
         let skip = (0..segs.len()).filter(|&i| segs.outside_address(i, &[e]).is_none()).collect();
-        OutsideCache { e, segs, skip, done: BTreeMap::new() }
+        OutsideCache { e, segs, skip, done: BTreeMap::new(), antrea: None }
     }
 
     /// Per direction, the ports allowed with outside addresses and where (grouped from runs of segments, so a
@@ -115,6 +117,9 @@ struct PodInfo {
     /// (`ingress cnp/ns/name spec.ingress[0].toPorts[0]: HTTP method `GET``).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     l7: Vec<String>,
+    /// The Antrea ClusterNetworkPolicies and NetworkPolicies that apply to the pod, each once with its rules.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    antrea: Vec<AntreaObject>,
 }
 
 fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
@@ -141,11 +146,16 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
                     .collect(),
             })
             .collect();
-        Side {
-            isolated: e.isolated(e.pod_identity(pod), dir),
-            policies: e.evaluation_order(ident.policies(dir)).iter().map(|&x| e.cluster().policy_ref(x)).collect(),
-            tiers,
+        // An Antrea or Cilium object lowers to several policies (an Antrea one per rule and appliedTo entry):
+        // each object once, at its first place.
+        let mut tiers = tiers;
+        for t in &mut tiers {
+            once(&mut t.policies);
         }
+        let mut policies: Vec<String> =
+            e.evaluation_order(ident.policies(dir)).iter().map(|&x| e.cluster().policy_ref(x)).collect();
+        once(&mut policies);
+        Side { isolated: e.isolated(e.pod_identity(pod), dir), policies, tiers }
     };
     PodInfo {
         pod: e.cluster().pod_ref(pod),
@@ -162,7 +172,165 @@ fn info(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> PodInfo {
         egress: side(Direction::Egress),
         outside: cache.get(e.pod_identity(pod)),
         l7: l7_rules(e, pod),
+        antrea: antrea_objects(e, pod, cache),
     }
+}
+
+/// An appliedTo entry's members in words: `namespaceSelector `team=a`, podSelector `app=web``, `podSelector
+/// `app=web`` in an ANNP (whose entries are in its namespace).
+fn members_text(m: &netpol_core::model::Peer, own_ns: Option<&str>) -> String {
+    let (namespaces, pods) = match m {
+        netpol_core::model::Peer::Selectors { namespaces, pods } => (namespaces, pods),
+        netpol_core::model::Peer::Calico(c) => {
+            use netpol_core::calico_selector::Expr;
+            use netpol_core::model::calico_keys::{NAMESPACE, SERVICE_ACCOUNT};
+            // A `serviceAccount` entry: its namespace and name.
+            if let Some(Expr::And(terms)) = &c.selector {
+                if let [Expr::Eq { key: k1, value: ns }, Expr::Eq { key: k2, value: name }] = terms.as_slice() {
+                    if k1 == NAMESPACE && k2 == SERVICE_ACCOUNT {
+                        return format!("serviceAccount {ns}/{name}");
+                    }
+                }
+            }
+            return c.selector.as_ref().map_or_else(|| "pods".to_string(), |e| format!("selector `{e}`"));
+        }
+        _ => return "addresses".to_string(),
+    };
+    let shown = |field: &str, s: &Option<netpol_core::selector::Selector>| {
+        s.as_ref().filter(|s| !s.requirements().is_empty()).map(|s| format!("{field} `{s}`"))
+    };
+    let namespaces = if own_ns.is_some() { &None } else { namespaces };
+    let parts: Vec<String> =
+        [shown("namespaceSelector", namespaces), shown("podSelector", pods)].into_iter().flatten().collect();
+    let text = if parts.is_empty() { "all pods".to_string() } else { parts.join(", ") };
+    match own_ns {
+        Some(ns) => format!("{text} in namespace {ns}"),
+        None => text,
+    }
+}
+
+/// Keeps the first of equal entries, in order.
+fn once(v: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+}
+
+/// An Antrea ClusterNetworkPolicy or NetworkPolicy that applies to a pod, as its object has it (the model's policies
+/// it lowers to, one per rule and appliedTo entry, grouped back by kind, namespace and name).
+#[derive(Serialize)]
+struct AntreaObject {
+    /// `acnp/name`, `annp/ns/name`.
+    policy: String,
+    tier: String,
+    priority: String,
+    /// The pods it applies to, per appliedTo entry (the policy's or its rules'), groups resolved:
+    /// `spec.appliedTo[0]: namespaceSelector `team=a``, `spec.ingress[1].appliedTo[0]: group g (podSelector `app=x`)`.
+    #[serde(rename = "appliedTo")]
+    applied_to: Vec<String>,
+    rules: Vec<AntreaRule>,
+}
+
+#[derive(Serialize)]
+struct AntreaRule {
+    /// `spec.ingress[0]`.
+    rule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// `Allow`, `Drop`, `Reject`, `Pass`.
+    action: String,
+    /// Whether the rule applies to this pod (its appliedTo, or the policy's, selects it).
+    applies: bool,
+}
+
+/// The Antrea objects some rule of which applies to the pod, in evaluation order, each with all its rules.
+fn antrea_objects(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> Vec<AntreaObject> {
+    use netpol_core::model::{PolicyId, Scope};
+    let c = e.cluster();
+    let ident = e.identity_of(pod);
+    let mine: Vec<PolicyId> = ident.ingress_policies.iter().chain(&ident.egress_policies).copied().collect();
+    let mut keys = Vec::new();
+    for &x in &e.evaluation_order(&mine) {
+        if !c.policy(x).kind.is_antrea() {
+            continue;
+        }
+        let k = c.policy_key(x);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    if keys.is_empty() {
+        return Vec::new();
+    }
+    let objects = cache.antrea.get_or_insert_with(|| {
+        let mut m: std::collections::HashMap<_, Vec<PolicyId>> = std::collections::HashMap::new();
+        for x in (0..c.policies.len()).map(PolicyId::new).filter(|&x| c.policy(x).kind.is_antrea()) {
+            m.entry(c.policy_key(x)).or_default().push(x);
+        }
+        m
+    });
+    keys.into_iter()
+        .map(|key| {
+            let splits: Vec<PolicyId> = objects.get(&key).cloned().unwrap_or_default();
+            let first = c.policy(splits[0]);
+            // The appliedTo entries as the loader read them (the policy's and its rules', groups named); only when
+            // there are none (service accounts), the subjects of the policies the object lowers to.
+            let mut applied_to: Vec<String> = c
+                .antrea_refs
+                .iter()
+                .filter(|r| r.applied_to && r.policy == key)
+                .map(|r| {
+                    let own = (!key.namespace.is_empty()).then_some(key.namespace.as_str());
+                    let members: Vec<String> = r.members.iter().map(|m| members_text(m, own)).collect();
+                    let members = if members.is_empty() { "no pod".to_string() } else { members.join("; ") };
+                    match &r.group {
+                        Some(g) => format!("{}: group {g} ({members})", r.field),
+                        None => format!("{}: {members}", r.field),
+                    }
+                })
+                .collect();
+            let written = !applied_to.is_empty();
+            let mut rules: BTreeMap<(Direction, u32), AntreaRule> = BTreeMap::new();
+            for &x in &splits {
+                let p = c.policy(x);
+                let pods = |s: &netpol_core::selector::Selector| match s.requirements().is_empty() {
+                    true => "all pods".to_string(),
+                    false => format!("podSelector `{s}`"),
+                };
+                let subject = match (&p.calico_selector, &p.scope) {
+                    (Some(expr), _) if p.ns().is_none() => format!("selector `{expr}`"),
+                    (Some(expr), Scope::Namespace(ns)) => format!("selector `{expr}` in namespace {}", c.ns_name(*ns)),
+                    (None, Scope::Namespace(ns)) => {
+                        format!("{} in namespace {}", pods(&p.pod_selector), c.ns_name(*ns))
+                    }
+                    (_, Scope::Cluster(nss)) if nss.requirements().is_empty() => pods(&p.pod_selector),
+                    (_, Scope::Cluster(nss)) if p.pod_selector.requirements().is_empty() => {
+                        format!("namespaceSelector `{nss}`")
+                    }
+                    (_, Scope::Cluster(nss)) => format!("namespaceSelector `{nss}`, {}", pods(&p.pod_selector)),
+                };
+                if !written && !applied_to.contains(&subject) {
+                    applied_to.push(subject);
+                }
+                let dir = if p.affects_ingress { Direction::Ingress } else { Direction::Egress };
+                let Some(r) = p.rules(dir).first() else { continue };
+                let entry = rules.entry((dir, p.position)).or_insert_with(|| AntreaRule {
+                    rule: format!("spec.{}[{}]", dir.as_str(), p.position),
+                    name: r.name.clone(),
+                    action: netpol_core::lint::action_word(p.kind, r.action).to_string(),
+                    applies: false,
+                });
+                entry.applies |= mine.contains(&x);
+            }
+            let tier = e.tier_list()[e.policy_tier(splits[0]).index()].name.to_string();
+            AntreaObject {
+                policy: key.to_string(),
+                tier,
+                priority: first.order.to_string(),
+                applied_to,
+                rules: rules.into_values().collect(),
+            }
+        })
+        .collect()
 }
 
 /// The L7 rules of the Cilium rules that apply to a pod, one line each.
@@ -253,6 +421,18 @@ pub fn run(
                     writeln!(out, "L7 (Cilium's proxies filter the requests on these ports):")?;
                     for line in &i.l7 {
                         writeln!(out, "  {line}")?;
+                    }
+                }
+                if !i.antrea.is_empty() {
+                    writeln!(out, "Antrea policies (in evaluation order; * the rules that apply to this pod):")?;
+                    for a in &i.antrea {
+                        writeln!(out, "  {} (tier {}, priority {})", a.policy, a.tier, a.priority)?;
+                        writeln!(out, "    appliedTo: {}", a.applied_to.join("; "))?;
+                        for r in &a.rules {
+                            let name = r.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+                            let mark = if r.applies { "*" } else { " " };
+                            writeln!(out, "    {mark} {}{name}: {}", r.rule, r.action)?;
+                        }
                     }
                 }
                 writeln!(out, "Outside the cluster (addresses no pod has):")?;

@@ -3,7 +3,8 @@
 //! **What it finds**: a Deny that blocks cluster DNS (53/UDP or 53/TCP to the DNS pods: kube-dns in
 //! kube-system, or the `lint.dns` setting, as for NP003) for pods it applies to: a Deny rule of an admin tier (an
 //! Admin-tier Deny, or a Baseline-tier Deny when nothing before it allows) or of a Calico policy (any tier), or
-//! the `defaultAction: Deny` of a Calico tier whose policies select the pods and allow no DNS. What decides is
+//! the `defaultAction: Deny` of a Calico tier whose policies select the pods and allow no DNS; an Antrea Drop or
+//! Reject (one finding per object rule, whatever its splits). What decides is
 //! what `explain` finds deciding the denial (egress at the pod, or ingress at the DNS pods); a Pass that hands
 //! DNS on to it is named too. One finding per rule (or tier) with the pods whose lookups it blocks.
 //! **Why it is bad**: a cluster-wide Deny (`networks: 0.0.0.0/0`, `namespaces: {}`, a Calico `action: Deny`
@@ -30,8 +31,8 @@ pub static RULE: RuleInfo = RuleInfo {
     code: "NP018",
     name: "admin-deny-dns",
     severity: Severity::Warning,
-    explanation: "This Deny of an admin tier or of a Calico policy (a Deny rule, or a Calico tier's defaultAction \
-                  Deny) blocks cluster DNS (53/UDP or 53/TCP to the DNS pods) for the pods listed. Every name lookup \
+    explanation: "This Deny of an admin tier, of a Calico policy (a Deny rule, or a Calico tier's defaultAction \
+                  Deny) or of an Antrea policy (Drop, Reject) blocks cluster DNS (53/UDP or 53/TCP to the DNS pods) for the pods listed. Every name lookup \
                   of theirs times out, which looks like a network outage, and no NetworkPolicy can allow it back: \
                   the tier decides first. Allow DNS in a rule that comes before it, or leave the DNS pods out of its \
                   peers.",
@@ -68,9 +69,19 @@ pub(super) fn blockers(e: &Engine, src: PodId, dns: PodId, proto: Protocol) -> V
         return Vec::new();
     }
     let x = e.explain(&s, &d, proto, 53);
+    // An Antrea object's rule is a policy per appliedTo entry (its index in the object the policy's position):
+    // the first of them stands for the rule, so that its splits are one blocker.
     let rule_of = |m: &RuleMatch, dir: Direction| {
-        let pol = (0..c.policies.len()).map(PolicyId::new).find(|&p| c.policy_key(p) == m.key.policy)?;
-        e.policy_rules(pol, dir).iter().copied().find(|&r| e.rules[r.index()].index as usize == m.rule)
+        let antrea = m.key.policy.kind.is_antrea();
+        (0..c.policies.len())
+            .map(PolicyId::new)
+            .filter(|&p| c.policy_key(p) == m.key.policy && (!antrea || c.policy(p).position as usize == m.rule))
+            .find_map(|pol| {
+                e.policy_rules(pol, dir)
+                    .iter()
+                    .copied()
+                    .find(|&r| antrea || e.rules[r.index()].index as usize == m.rule)
+            })
     };
     [&x.egress, &x.ingress]
         .into_iter()
@@ -79,7 +90,7 @@ pub(super) fn blockers(e: &Engine, src: PodId, dns: PodId, proto: Protocol) -> V
             let dir = side.direction;
             let blocker = match side.decided_by {
                 DecidedBy::Rule => {
-                    let m = side.walk.last().filter(|m| m.action == Action::Deny)?;
+                    let m = side.walk.last().filter(|m| matches!(m.action, Action::Deny | Action::Reject))?;
                     Blocker::Rule(rule_of(m, dir)?)
                 }
                 DecidedBy::TierDefault => {
@@ -402,6 +413,36 @@ spec:
     fn denies_elsewhere_are_not_reported() {
         let yaml = DENY_ALL_EGRESS.replace("]}]}", "]}], ports: [{portNumber: {port: 443}}]}");
         let f = run(&RULE, &with(&yaml));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Antrea: a Drop of everything blocks DNS; one finding for the object's rule (split per appliedTo entry),
+    /// at its index in the object; an Allow of DNS before it leaves nothing to say.
+    #[test]
+    fn an_antrea_drop_that_blocks_dns() {
+        let acnp = |rules: &str| {
+            format!(
+                "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: lockdown}}\nspec:\n  \
+                 priority: 5\n  appliedTo: [{{namespaceSelector: {{matchLabels: {{team: a}}}}}}, {{podSelector: \
+                 {{matchLabels: {{app: web}}}}}}]\n  egress:\n{rules}  - {{action: Drop}}\n"
+            )
+        };
+        let web = "  - {action: Allow, to: [{podSelector: {matchLabels: {app: web}}}]}\n";
+        let reject = run(&RULE, &with(&acnp(web).replace("{action: Drop}", "{action: Reject}")));
+        assert_eq!(reject.len(), 1, "{reject:?}");
+        assert!(reject[0].message.starts_with("egress rule 1 (Reject) blocks cluster DNS"), "{reject:?}");
+        let f = run(&RULE, &with(&acnp(web)));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io lockdown");
+        assert_eq!(f[0].field.as_deref(), Some("spec.egress[1]"));
+        assert!(
+            f[0].message.starts_with(
+                "egress rule 1 (Drop) blocks cluster DNS (53/UDP and 53/TCP to kube-system/coredns) for a/db, a/web"
+            ),
+            "{f:?}"
+        );
+        let dns = "  - {action: Allow, to: [{podSelector: {matchLabels: {k8s-app: kube-dns}}}], ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]}\n";
+        let f = run(&RULE, &with(&acnp(dns)));
         assert!(f.is_empty(), "{f:?}");
     }
 }

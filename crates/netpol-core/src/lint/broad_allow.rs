@@ -42,7 +42,15 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 if ns.is_everything() && pods.as_ref().is_none_or(|p| p.is_everything()) =>
             {
                 let what = if dir == Direction::Ingress { "from" } else { "to" };
-                let msg = if cluster {
+                let msg = if pol.kind.is_antrea() {
+                    // An ACNP's podSelector alone, or an empty namespaceSelector; an Antrea Allow is final.
+                    let field =
+                        if cluster { "podSelector or namespaceSelector `{}`" } else { "namespaceSelector `{}`" };
+                    format!(
+                        "allows {dir} {what} every pod of every namespace ({field}), and no NetworkPolicy or \
+                         baseline-tier policy is consulted for it"
+                    )
+                } else if cluster {
                     format!("allows {dir} {what} every pod of every namespace (namespaces: {{}}){}", when(pol.tier))
                 } else {
                     format!("allows {dir} {what} every pod of every namespace (namespaceSelector: {{}})")
@@ -199,5 +207,28 @@ mod tests {
         assert!(f[1].message.starts_with("allows egress to every address (0.0.0.0/0)"), "{}", f[1].message);
         assert!(run(&RULE, &with(&cnp("Deny"))).is_empty());
         assert!(run(&RULE, &with(&cnp("Pass"))).is_empty());
+    }
+
+    /// Antrea: an ACNP's empty podSelector alone selects every pod of every namespace; said in Antrea's words, once
+    /// for the object's rule; a Drop of everything is not broad.
+    #[test]
+    fn antrea_allow_from_every_namespace() {
+        let acnp = |action: &str| {
+            format!(
+                "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: open}}\nspec:\n  \
+                 priority: 1\n  appliedTo: [{{podSelector: {{matchLabels: {{app: web}}}}}}, {{podSelector: \
+                 {{matchLabels: {{app: db}}}}}}]\n  ingress:\n  - {{action: {action}, from: [{{podSelector: {{}}}}]}}\n"
+            )
+        };
+        let f = run(&RULE, &with(&acnp("Allow")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io open");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].from"));
+        assert_eq!(
+            f[0].message,
+            "allows ingress from every pod of every namespace (podSelector or namespaceSelector `{}`), and no \
+             NetworkPolicy or baseline-tier policy is consulted for it"
+        );
+        assert!(run(&RULE, &with(&acnp("Drop"))).is_empty());
     }
 }

@@ -22,6 +22,7 @@ use crate::compile::{CRule, Endpoint, Engine, IdentityId};
 use crate::model::{Action, Direction, Origin, Peer, PodId, Policy, PolicyId, PolicyKind};
 
 mod admin_dns;
+mod antrea;
 mod broad_allow;
 mod calico;
 mod cilium;
@@ -276,7 +277,12 @@ impl<'e> Ctx<'e> {
     pub fn object_name(c: &crate::model::Cluster, pol: PolicyId) -> String {
         let p = c.policy(pol);
         match p.ns() {
-            Some(ns) if matches!(p.kind, PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy) => {
+            Some(ns)
+                if matches!(
+                    p.kind,
+                    PolicyKind::CalicoNetworkPolicy | PolicyKind::CiliumNetworkPolicy | PolicyKind::AntreaNetworkPolicy
+                ) =>
+            {
                 format!("{} {}/{}", p.kind.as_str(), c.ns_name(ns), p.name)
             }
             Some(_) => format!("NetworkPolicy {}", c.policy_ref(pol)),
@@ -285,9 +291,13 @@ impl<'e> Ctx<'e> {
     }
 
     /// A rule in words: `egress rule 1 "deny-rest" (Deny)`; the action for every kind but NetworkPolicy (whose
-    /// rules only allow).
+    /// rules only allow). An Antrea policy holds one rule of its object (and, for an HTTP rule, the L7 engine's
+    /// Reject after it): named by its index in the object ([`Policy::position`]) and the object's action.
     pub fn rule_words(pol: &Policy, dir: Direction, rule: usize) -> String {
-        let r = pol.rules(dir).get(rule);
+        let (r, rule) = match pol.kind.is_antrea() {
+            true => (pol.rules(dir).first(), pol.position as usize),
+            false => (pol.rules(dir).get(rule), rule),
+        };
         let name = r.and_then(|r| r.name.as_ref()).map(|n| format!(" \"{n}\"")).unwrap_or_default();
         let action = match r {
             Some(r) if pol.kind != PolicyKind::NetworkPolicy => format!(" ({})", action_word(pol.kind, r.action)),
@@ -375,7 +385,8 @@ impl<'e> Ctx<'e> {
             };
             return format!("{base}.destination.ports[{index}]");
         }
-        if pol.ns().is_some() {
+        // Antrea's `ports` are NetworkPolicy's, entry for entry.
+        if pol.ns().is_some() || pol.kind.is_antrea() {
             return format!("{base}.ports[{entry}]");
         }
         let field = if pol.kind == PolicyKind::ClusterNetworkPolicy { "protocols" } else { "ports" };
@@ -397,6 +408,43 @@ impl<'e> Ctx<'e> {
         format!("spec.{}[{rule}].{f}[{peer}]", dir.as_str())
     }
 
+    /// Field path of rule `rule` of policy `pol` in its manifest: [`Ctx::rule_path`], but an Antrea policy holds one
+    /// rule of its object, at index [`Policy::position`] there.
+    pub fn rule_field(pol: &Policy, dir: Direction, rule: usize) -> String {
+        Ctx::rule_path(dir, if pol.kind.is_antrea() { pol.position as usize } else { rule })
+    }
+
+    /// A field path of an Antrea policy (one rule of its object, written by a rule that reads the model) as the
+    /// object has it: the rule's index is its index in the object, the subject is `appliedTo` (the policy's, or
+    /// the rule's), and a peer's index is left out (groups and `namespaces` peers are inlined and split by the
+    /// loader, so the model's peers are not the manifest's).
+    pub fn antrea_field(pol: &Policy, field: &str) -> String {
+        let mut out = String::new();
+        let mut rest = field;
+        if let Some(tail) = rest.strip_prefix("spec.podSelector").or_else(|| rest.strip_prefix("spec.subject")) {
+            return format!("spec.appliedTo{tail}");
+        }
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let head = format!("spec.{}[", dir.as_str());
+            if let Some(after) = rest.strip_prefix(head.as_str()) {
+                if let Some(close) = after.find(']') {
+                    out = Ctx::rule_path(dir, pol.position as usize);
+                    rest = &after[close + 1..];
+                    for peers in [".from[", ".to["] {
+                        if let Some(after) = rest.strip_prefix(peers) {
+                            if let Some(close) = after.find(']') {
+                                out.push_str(&peers[..peers.len() - 1]);
+                                rest = &after[close + 1..];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
     pub fn policy_finding(
         &self,
         info: &RuleInfo,
@@ -406,6 +454,11 @@ impl<'e> Ctx<'e> {
         help: impl Into<String>,
     ) -> Finding {
         let c = &self.engine.cluster;
+        let p = c.policy(pol);
+        let field = match field {
+            Some(f) if p.kind.is_antrea() => Some(Ctx::antrea_field(p, &f)),
+            f => f,
+        };
         Finding {
             code: info.code,
             rule: info.name,
@@ -463,6 +516,14 @@ pub const RULES: &[&RuleInfo] = &[
     &cilium_requires::RULE,
 ];
 
+/// Drops repeated findings, keeping the first: an Antrea object lowers to one policy per rule and `appliedTo`
+/// entry (and per namespace for `namespaces` peers), and a rule that judges them one by one says the same thing
+/// of the object's rule once per split.
+pub fn dedupe(found: &mut Vec<Finding>) {
+    let mut seen = std::collections::HashSet::new();
+    found.retain(|f| seen.insert((f.code, f.object.clone(), f.field.clone(), f.message.clone())));
+}
+
 /// Runs every enabled rule; findings are sorted by file, document, code.
 pub fn lint(engine: &Engine, config: &Config) -> Vec<Finding> {
     let ctx = Ctx::new(engine, config);
@@ -473,6 +534,7 @@ pub fn lint(engine: &Engine, config: &Config) -> Vec<Finding> {
         }
         let mut found = Vec::new();
         (rule.check)(&ctx, &mut found);
+        dedupe(&mut found);
         if let Some(sev) = config.severity.get(rule.code) {
             for f in &mut found {
                 f.severity = *sev;
@@ -502,6 +564,7 @@ pub(crate) mod testutil {
         let ctx = Ctx::new(&e, &config);
         let mut out = Vec::new();
         (rule.check)(&ctx, &mut out);
+        dedupe(&mut out);
         out
     }
 

@@ -22,6 +22,7 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
+    let splits = super::antrea::Splits::new(c);
     for (pid, pol) in c.policies.iter().enumerate() {
         let (ing, eg) = &e.policy_rules[pid];
         for (dir, rids) in [(Direction::Ingress, ing), (Direction::Egress, eg)] {
@@ -35,7 +36,8 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     continue;
                 }
                 let dsts: Vec<usize> = match dir {
-                    Direction::Ingress => ctx.selected[pid].iter().map(|&i| i.index()).collect(),
+                    // An Antrea rule's destinations are the pods of all its appliedTo entries.
+                    Direction::Ingress => splits.selected(ctx, PolicyId::new(pid)).iter().map(|&i| i.index()).collect(),
                     Direction::Egress => (0..e.identities.len())
                         .filter(|&i| {
                             crule.peers.is_empty()
@@ -61,7 +63,7 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 let any_protocol = if super::calico::is_calico(pol) {
                     model_rule.calico.as_ref().is_none_or(|c| c.protocol.is_none())
                 } else {
-                    pol.ns().is_none()
+                    pol.ns().is_none() && !pol.kind.is_antrea()
                 };
                 let mut seen: Vec<&str> = Vec::new();
                 for (ki, pp) in model_rule.ports.iter().enumerate() {
@@ -180,5 +182,17 @@ mod tests {
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].protocols[1]"));
         assert!(f[0].message.starts_with("named port `metrics` resolves on no destination pod"), "{}", f[0].message);
+    }
+
+    /// Antrea: an ingress named port is resolved on the pods of every appliedTo entry of its rule (each entry is a
+    /// policy of its own): `http` is a/web's, which only the second entry selects; `pg2` nobody's, said once.
+    #[test]
+    fn antrea_ingress_named_ports_on_all_entries() {
+        let f = run(&RULE, &with("apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 1\n  appliedTo: [{podSelector: {matchLabels: {app: db}}}, {podSelector: {matchLabels: {app: web}}}]\n  ingress:\n  - {action: Allow, ports: [{protocol: TCP, port: http}]}\n  - {action: Allow, ports: [{protocol: TCP, port: pg2}]}\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io p");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[1].ports[0]"));
+        assert!(f[0].message.contains("pg2/TCP"), "{f:?}");
+        assert!(f[0].message.contains("a/db, a/web"), "{f:?}");
     }
 }

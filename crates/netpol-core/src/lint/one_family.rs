@@ -39,8 +39,11 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     calico_rules(ctx, out);
     let c = &ctx.engine.cluster;
+    let splits = super::antrea::Splits::new(c);
     for (pid, pol) in c.policies.iter().enumerate() {
         for dir in [Direction::Ingress, Direction::Egress] {
+            // An Antrea object's rules of a direction are its policies of that direction (one per rule and entry).
+            let object = splits.of_object(PolicyId::new(pid), dir);
             let catch_all = |peers: &[Peer], v6: bool| {
                 peers.iter().position(
                     |p| matches!(p, Peer::IpBlock(b) if b.cidr.prefix_len() == 0 && b.cidr.addr().is_ipv6() == v6),
@@ -48,15 +51,22 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             };
             // A catch-all of the other family anywhere in the policy's rules of this direction counts: the two
             // families are often written as two rules.
-            let has = |v6: bool| pol.rules(dir).iter().any(|r| catch_all(&r.peers, v6).is_some());
+            let has = |v6: bool| {
+                object.iter().any(|&q| c.policy(q).rules(dir).iter().any(|r| catch_all(&r.peers, v6).is_some()))
+            };
             for (ri, rule) in pol.rules(dir).iter().enumerate() {
+                // An Antrea rule names its action: only what allows is judged.
+                if pol.kind.is_antrea() && rule.action != crate::model::Action::Allow {
+                    continue;
+                }
                 let (peer, missing_v6) = match (catch_all(&rule.peers, false), catch_all(&rule.peers, true)) {
                     (Some(p), None) if !has(true) => (p, true),
                     (None, Some(p)) if !has(false) => (p, false),
                     _ => continue,
                 };
                 let family = |ip: &IpAddr| ip.is_ipv6() == missing_v6;
-                let pods: Vec<String> = ctx.selected[pid]
+                let pods: Vec<String> = splits
+                    .selected(ctx, PolicyId::new(pid))
                     .iter()
                     .flat_map(|&i| ctx.engine.identities[i.index()].pods.iter().copied())
                     .filter(|&p| c.pod(p).ips.iter().any(family))
@@ -302,5 +312,28 @@ mod tests {
         let f = run(&RULE, &policy("dual", "{ipBlock: {cidr: '::/0'}}"));
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].message.contains("over IPv6 only"), "{}", f[0].message);
+    }
+
+    /// Antrea: the other family in another rule of the object counts (each rule is a policy of its own), a Drop is
+    /// not judged, and an Allow of one family alone for dual-stack pods is one finding at its rule.
+    #[test]
+    fn antrea_rules_of_one_object() {
+        let acnp = |rules: &str| {
+            format!(
+                "{PODS}---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  \
+                 priority: 1\n  appliedTo: [{{podSelector: {{matchLabels: {{app: dual}}}}}}, {{podSelector: {{}}}}]\n  \
+                 egress:\n{rules}"
+            )
+        };
+        let v4 = "  - {action: Allow, to: [{ipBlock: {cidr: 0.0.0.0/0}}]}\n";
+        let v6 = "  - {action: Allow, to: [{ipBlock: {cidr: '::/0'}}]}\n";
+        let f = run(&RULE, &acnp(&format!("{v4}{v6}")));
+        assert!(f.is_empty(), "{f:?}");
+        let f = run(&RULE, &acnp(&v4.replace("Allow", "Drop")));
+        assert!(f.is_empty(), "{f:?}");
+        let f = run(&RULE, &acnp(v4));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.egress[0].to"));
+        assert!(f[0].message.ends_with("selected pods have IPv6 addresses: a/dual"), "{f:?}");
     }
 }

@@ -4,7 +4,9 @@
 //! to: no policy of a later tier applies to them in that direction. For a Pass in the Admin tier: no
 //! NetworkPolicy isolates them and no Baseline-tier policy applies to them (a Pass in the Baseline tier skips the
 //! rest of the last tier). For a Calico policy's Pass: no policy of a later Calico tier (the `default` tier
-//! included) selects them. Pods for which the rule is never reached (NP016) are left out.
+//! included) selects them. For an Antrea Pass (ClusterNetworkPolicy, NetworkPolicy of `crd.antrea.io`): no
+//! NetworkPolicy isolates them and no policy of Antrea's baseline tier applies to them (the Pass skips the remaining
+//! regular tiers); one finding per object rule. Pods for which the rule is never reached (NP016) are left out.
 //! **Why it is bad**: for those pods Pass means allow (Kubernetes' default; Calico's namespace profile), but it
 //! does not say so: a reader expects "someone else decides", and nobody does. If a deny was meant, the traffic
 //! is open.
@@ -24,7 +26,8 @@ pub static RULE: RuleInfo = RuleInfo {
     explanation: "A Pass rule hands traffic on to the next tiers, but for these pods nothing there decides: no \
                   policy of a later tier applies to them in that direction (no NetworkPolicy isolates them and no \
                   Baseline policy applies; for Calico, no policy of a later tier selects them, or the Pass is in the \
-                  last tier). What it passes is allowed (Kubernetes' default, Calico's namespace profile), though the \
+                  last tier; for Antrea, whose Pass skips the remaining regular tiers, no NetworkPolicy and no \
+                  baseline-tier policy). What it passes is allowed (Kubernetes' default, Calico's namespace profile), though the \
                   rule reads as if someone else decided, and if a deny was meant the traffic is open. Write Accept \
                   (Allow) if allowing is meant, Deny if denying is; otherwise add the policy that should decide.",
     check,
@@ -33,6 +36,7 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
+    let mut antrea: std::collections::BTreeMap<_, (PolicyId, Vec<IdentityId>)> = Default::default();
     for (pid, pol) in c.policies.iter().enumerate() {
         // NetworkPolicies never pass.
         if pol.kind == PolicyKind::NetworkPolicy {
@@ -59,16 +63,29 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     continue;
                 }
                 let subjects = ctx.subjects_of(pid, dir, rid);
-                // Pods for which no policy of a later tier applies in this direction.
+                // Pods for which no policy of a later tier applies in this direction. A Pass of Antrea's regular
+                // tiers (held) skips the tiers up to the NetworkPolicy tier: only that tier and later ones decide.
+                let first_after = match e.tier_list()[rule.tier.index()].hold {
+                    true => e.np_tier(),
+                    false => crate::eval::TierId::new(rule.tier.index() + 1),
+                };
                 let alone: Vec<IdentityId> = subjects
                     .iter()
                     .copied()
-                    .filter(|&i| !e.identities[i.index()].policies(dir).iter().any(|&p| e.policy_tier(p) > rule.tier))
+                    .filter(|&i| {
+                        !e.identities[i.index()].policies(dir).iter().any(|&p| e.policy_tier(p) >= first_after)
+                    })
                     .collect();
                 // Of those, the ones a flow of which reaches the rule (a Baseline Pass is never reached for pods a
                 // NetworkPolicy isolates: that tier decides everything for them).
                 let alone = reaching(ctx, pid, dir, rid, &alone).unwrap_or(alone);
                 if alone.is_empty() {
+                    continue;
+                }
+                if pol.kind.is_antrea() {
+                    // One finding per object rule, for the pods of all its splits.
+                    let entry = antrea.entry((c.policy_key(pid), dir, pol.position)).or_insert((pid, Vec::new()));
+                    entry.1.extend(alone);
                     continue;
                 }
                 let ri = rule.index as usize;
@@ -112,6 +129,26 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 out.push(ctx.policy_finding(&RULE, pid, Some(Ctx::rule_path(dir, ri)), msg, help));
             }
         }
+    }
+    for ((_, dir, _), (pid, mut alone)) in antrea {
+        alone.sort_unstable();
+        alone.dedup();
+        let pol = c.policy(pid);
+        let msg = format!(
+            "{} passes traffic on to the NetworkPolicy tier (skipping the remaining Antrea tiers), but nothing decides \
+             after it for {}: no NetworkPolicy isolates their {dir} and no policy of the baseline tier applies to \
+             them, so what it matches is allowed (Kubernetes' default)",
+            Ctx::rule_words(pol, dir, 0),
+            ctx.pod_list(&alone, 5)
+        );
+        out.push(ctx.policy_finding(
+            &RULE,
+            pid,
+            Some(Ctx::rule_field(pol, dir, 0)),
+            msg,
+            "write `action: Allow` if allowing is intended, `action: Drop` if dropping is; otherwise add the \
+             NetworkPolicy or the baseline-tier policy that should decide",
+        ));
     }
 }
 
@@ -233,6 +270,58 @@ spec:
     #[test]
     fn deny_and_accept_rules_are_not_passes() {
         let f = run(&RULE, &with(&PASS_FROM_B.replace("Pass", "Deny")));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    const ANTREA_PASS: &str = r#"
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: delegate}
+spec:
+  priority: 1
+  tier: securityops
+  appliedTo: [{namespaceSelector: {matchLabels: {team: a}}}, {podSelector: {matchLabels: {app: web}}}]
+  ingress:
+  - {action: Drop, from: [{podSelector: {matchLabels: {app: db}}}]}
+  - {action: Pass, from: [{namespaceSelector: {matchLabels: {team: b}}}]}
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: NetworkPolicy
+metadata: {name: app, namespace: a}
+spec:
+  priority: 1
+  appliedTo: [{podSelector: {}}]
+  ingress:
+  - {action: Drop, from: [{namespaceSelector: {matchLabels: {team: b}}}]}
+"#;
+
+    /// An Antrea Pass skips the later regular tiers (the application tier's Drop here): with no NetworkPolicy and
+    /// no baseline-tier policy for the pods, what it passes is allowed. One finding for the object's rule, whatever
+    /// its splits.
+    #[test]
+    fn an_antrea_pass_skips_the_regular_tiers_to_nothing() {
+        let f = run(&RULE, &with(ANTREA_PASS));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io delegate");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[1]"));
+        assert_eq!(
+            f[0].message,
+            "ingress rule 1 (Pass) passes traffic on to the NetworkPolicy tier (skipping the remaining Antrea tiers), \
+             but nothing decides after it for a/db, a/web: no NetworkPolicy isolates their ingress and no policy of \
+             the baseline tier applies to them, so what it matches is allowed (Kubernetes' default)"
+        );
+        assert!(f[0].help.starts_with("write `action: Allow`"), "{}", f[0].help);
+    }
+
+    /// A NetworkPolicy isolating a pod, or a baseline-tier policy applied to it, decides after the Pass.
+    #[test]
+    fn a_networkpolicy_or_antreas_baseline_tier_decides_after_an_antrea_pass() {
+        let np = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db, namespace: a}\nspec: {podSelector: {matchLabels: {app: db}}, policyTypes: [Ingress]}\n";
+        let f = run(&RULE, &with(&format!("{ANTREA_PASS}{np}")));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("for a/web:"), "{}", f[0].message);
+        let baseline = "---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: base}\nspec:\n  priority: 1\n  tier: baseline\n  appliedTo: [{podSelector: {matchLabels: {app: web}}}]\n  ingress: [{action: Drop}]\n";
+        let f = run(&RULE, &with(&format!("{ANTREA_PASS}{np}{baseline}")));
         assert!(f.is_empty(), "{f:?}");
     }
 }

@@ -15,7 +15,12 @@
 //! named with the closest label key or value the input's endpoints carry ("did you mean `app`?"). As for
 //! NetworkPolicy, a selector of namespaces the input does not show, or of namespaces without pods or network sets
 //! in the input, is not judged.
+//!
+//! Antrea rules: a peer's ClusterGroup or Group (`spec.ingress[0].from[1]`) that matches no pod and no address, or
+//! does not exist, once per peer of the object; the rules' other selector peers as NetworkPolicy's (an ACNP's
+//! `podSelector` looks in every namespace), named by the object's rule (`spec.ingress[1].from`).
 
+use super::antrea;
 use super::calico::{self, Seen, Universe};
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::compile::CPeer;
@@ -28,16 +33,31 @@ pub static RULE: RuleInfo = RuleInfo {
     explanation: "A peer of a rule can match no pod: its namespaceSelector matches no namespace, its podSelector \
                   matches no pod of the namespaces it looks in, or the namespaceSelector and podSelector of one peer \
                   (which are ANDed) have no pod in common. The rule then allows nothing from that peer; with both \
-                  selectors in one peer this is often a dash-placement mistake where two peers (OR) were meant.",
+                  selectors in one peer this is often a dash-placement mistake where two peers (OR) were meant. An \
+                  Antrea peer's ClusterGroup or Group that matches no pod and no address, or does not exist, matches \
+                  nothing.",
     check,
 };
 
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     calico_sides(ctx, out);
+    antrea_groups(ctx, out);
     let c = &ctx.engine.cluster;
+    // Antrea: the peers each object rule has from its groups (judged as groups, above), by object and rule path.
+    let mut from_groups: std::collections::HashMap<(crate::model::PolicyKey, String), Vec<&Peer>> = Default::default();
+    for r in c.antrea_refs.iter().filter(|r| !r.applied_to) {
+        let rule = r.field.split_once("].").map_or(r.field.as_str(), |(rule, _)| rule);
+        from_groups.entry((r.policy.clone(), format!("{rule}]"))).or_default().extend(&r.members);
+    }
     for at in ctx.peers() {
         let (pid, pol, dir, ri, pi, peer) = (at.policy.index(), at.pol, at.dir, at.rule, at.peer, at.value);
         let Peer::Selectors { namespaces, pods } = peer else { continue };
+        if pol.kind.is_antrea() {
+            let key = (c.policy_key(at.policy), Ctx::rule_field(pol, dir, ri));
+            if from_groups.get(&key).is_some_and(|g| g.contains(&peer)) {
+                continue;
+            }
+        }
         let nss: Vec<NsId> = match namespaces {
             None => pol.ns().into_iter().collect(),
             Some(sel) => (0..c.namespaces.len()).map(NsId::new).filter(|&n| sel.matches(&c.ns(n).labels)).collect(),
@@ -82,6 +102,10 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             .collect();
         let (msg, help) = match namespaces {
             // The admin kinds' `pods` peer: both selectors in one object, ANDed by definition.
+            Some(nsel) if pol.kind.is_antrea() && pol.ns().is_none() => (
+                format!("no pod matches this peer (namespaceSelector `{nsel}`, podSelector `{psel}`)"),
+                "check the labels of the pods in the selected namespaces".to_string(),
+            ),
             Some(nsel) if pol.ns().is_none() => (
                 format!("no pod matches this `pods` peer (namespaceSelector `{nsel}`, podSelector `{psel}`)"),
                 "check the labels of the pods in the selected namespaces".to_string(),
@@ -119,6 +143,35 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             }
         };
         out.push(ctx.policy_finding(&RULE, PolicyId::new(pid), path, msg, help));
+    }
+}
+
+/// Antrea: a peer's ClusterGroup or Group that matches no pod and no address, or does not exist (Antrea admits
+/// the reference: the peer matches nothing until the group is created); once per peer of the object.
+fn antrea_groups(ctx: &Ctx, out: &mut Vec<Finding>) {
+    let c = &ctx.engine.cluster;
+    for r in c.antrea_refs.iter().filter(|r| !r.applied_to) {
+        let Some(g) = &r.group else { continue };
+        if antrea::members_match(c, &r.members) != antrea::Matches::Nothing {
+            continue;
+        }
+        let kind = antrea::group_kind(r);
+        let (msg, help) = if r.exists {
+            (
+                format!("{kind} `{g}` matches no pod and no address: this peer matches nothing"),
+                "check the group's selectors against the pod and namespace labels (`kubectl get pods -A \
+                 --show-labels`)",
+            )
+        } else {
+            (
+                format!(
+                    "{kind} `{g}` does not exist: this peer matches nothing (Antrea admits the reference, and the \
+                     rule applies to the group's members once it is created)"
+                ),
+                "create the group, or fix its name",
+            )
+        };
+        out.push(antrea::finding(&RULE, r, msg, help));
     }
 }
 
@@ -442,5 +495,29 @@ spec:
     fn quiet_for_peers_that_match() {
         let f = run(&RULE, &with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\nspec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {team: b}}, podSelector: {matchLabels: {app: client}}}, {podSelector: {matchLabels: {app: web}}}]}]\n"));
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Antrea: a peer group that matches nothing, or does not exist, is one finding at the peer (not one per split
+    /// policy, nor a second one about the selectors the group was inlined as); a selector peer of an ACNP that
+    /// matches nothing is named at its rule.
+    #[test]
+    fn antrea_peer_groups_that_match_nothing() {
+        let yaml = "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: nobody}\nspec: {podSelector: {matchLabels: {app: nothere}}}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: nets}\nspec: {ipBlocks: [{cidr: 192.0.2.0/24}]}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 1\n  appliedTo: [{podSelector: {matchLabels: {app: web}}}, {podSelector: {matchLabels: {app: db}}}]\n  ingress:\n  - {action: Allow, from: [{group: nets}]}\n  - {action: Drop, from: [{group: nets}, {group: nobody}, {group: missing}]}\n  - {action: Drop, from: [{podSelector: {matchLabels: {app: gohst}}}]}\n";
+        let f = run(&RULE, &with(yaml));
+        let got: Vec<(&str, &str)> = f.iter().map(|f| (f.field.as_deref().unwrap_or(""), f.message.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("spec.ingress[1].from[1]", "ClusterGroup `nobody` matches no pod and no address: this peer matches nothing"),
+                (
+                    "spec.ingress[1].from[2]",
+                    "ClusterGroup `missing` does not exist: this peer matches nothing (Antrea admits the reference, and \
+                     the rule applies to the group's members once it is created)"
+                ),
+                ("spec.ingress[2].from", "no pod matches this peer (namespaceSelector `{}`, podSelector `app=gohst`)"),
+            ],
+            "{f:?}"
+        );
+        assert!(f.iter().all(|f| f.object == "ClusterNetworkPolicy.crd.antrea.io p"), "{f:?}");
     }
 }

@@ -22,8 +22,17 @@ pub static RULE: RuleInfo = RuleInfo {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
+    // Antrea: the pods an object's rule applies to are those of all its splits (one per appliedTo entry).
+    let mut antrea: std::collections::HashMap<_, Vec<crate::compile::IdentityId>> = Default::default();
+    for (pid, pol) in c.policies.iter().enumerate().filter(|(_, p)| p.kind.is_antrea() && p.affects_ingress) {
+        let key = (c.policy_key(PolicyId::new(pid)), pol.position);
+        antrea.entry(key).or_default().extend(&ctx.selected[pid]);
+    }
     for (pid, pol) in c.policies.iter().enumerate() {
-        let sel = &ctx.selected[pid];
+        let sel = match pol.kind.is_antrea() {
+            true => antrea.get(&(c.policy_key(PolicyId::new(pid)), pol.position)).unwrap_or(&ctx.selected[pid]),
+            false => &ctx.selected[pid],
+        };
         let declared: Vec<_> = sel.iter().flat_map(|&i| e.identities[i.index()].ports.iter()).collect();
         if declared.is_empty() {
             continue;
@@ -91,5 +100,20 @@ mod tests {
         assert!(f[0].message.contains("8008/TCP"), "{}", f[0].message);
         assert!(run(&RULE, &np("  - {action: Deny, protocol: TCP, destination: {ports: [23]}}\n")).is_empty());
         assert!(run(&RULE, &np("  - {action: Allow, protocol: TCP, destination: {ports: ['8000:9000']}}\n")).is_empty());
+    }
+
+    /// Antrea: a port is judged against the pods of every appliedTo entry of the rule (each entry is a policy of
+    /// its own): 5432 is served by a/db, which only the first entry selects; 9999 by nobody, said once.
+    #[test]
+    fn antrea_rules_are_judged_on_all_their_entries() {
+        let f = run(&RULE, &with("apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 1\n  appliedTo: [{namespaceSelector: {matchLabels: {team: a}}}, {podSelector: {matchLabels: {app: web}}}]\n  ingress:\n  - {action: Allow, ports: [{protocol: TCP, port: 5432}]}\n  - {action: Allow, ports: [{protocol: TCP, port: 9999}]}\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io p");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[1].ports[0]"));
+        assert_eq!(f[0].message, "no selected pod declares 9999/TCP; they declare 5432/TCP, 8080/TCP");
+        // Ports are counted entry for entry (a named UDP port first).
+        let f = run(&RULE, &with("apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 1\n  appliedTo: [{podSelector: {matchLabels: {app: web}}}]\n  ingress:\n  - {action: Allow, ports: [{protocol: UDP, port: dns}, {protocol: TCP, port: 9999}]}\n"));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0].ports[1]"));
     }
 }

@@ -1,6 +1,6 @@
 //! NP015 priority-tie.
 //!
-//! **What it finds**: two policies of one admin tier (Admin: ClusterNetworkPolicy tier Admin and
+//! **What it finds**: two policies of one admin tier (or two rules of Antrea policies, below) (Admin: ClusterNetworkPolicy tier Admin and
 //! AdminNetworkPolicy; Baseline: ClusterNetworkPolicy tier Baseline and BaselineAdminNetworkPolicy) with the same
 //! priority, selecting the same pods, whose rules match the same traffic with different actions: the outcome of
 //! that traffic depends on which of the two is applied first, which the API leaves undefined. One finding per
@@ -10,6 +10,11 @@
 //! which one is "right" is nowhere written down. Upstream asks administrators to use distinct priorities
 //! wherever it matters (network-policy-api issue #222).
 //! **Instead**: give the policy that should win the lower priority number, or make the rules agree.
+//!
+//! Antrea's ClusterNetworkPolicies and NetworkPolicies (one model policy per rule and `appliedTo` entry) tie
+//! rule by rule: Antrea orders the rules of equal-priority policies of a tier by their index in their object, and
+//! leaves rules of equal index in different objects in no defined order (OVS then picks one). Such two rules of
+//! different objects that disagree are one finding per pair of object rules, whichever splits meet.
 //!
 //! Judged by the evaluator: the witness is found by folding the subject's rules in both orders
 //! ([`crate::eval::Variant::Swap`]). Peers are pods first, then addresses in both policies' `networks` or `nodes`
@@ -32,7 +37,8 @@ pub static RULE: RuleInfo = RuleInfo {
     explanation: "Two policies of the same admin tier share a priority, select the same pods, and have rules that \
                   match the same traffic with different actions. The API leaves the order of equal priorities \
                   undefined, so whether that traffic is allowed depends on the implementation (netpol applies them \
-                  by kind, then name). The finding gives a flow whose outcome differs between the two orders. Give \
+                  by kind, then name). Antrea's policies tie rule by rule: two rules of the same index in policies \
+                  of the same tier and priority have no defined order. The finding gives a flow whose outcome differs between the two orders. Give \
                   the policy that should win the lower priority number, or make the rules agree.",
     check,
 };
@@ -54,29 +60,59 @@ struct Witness {
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
-    let mut groups: BTreeMap<(PolicyTier, crate::model::Order), Vec<PolicyId>> = BTreeMap::new();
+    // Antrea's policies tie per rule index (their position); the admin kinds per policy (position 0).
+    let mut groups: BTreeMap<(PolicyTier, crate::model::Order, u32), Vec<PolicyId>> = BTreeMap::new();
     for (pid, pol) in c.policies.iter().enumerate() {
-        // Only the admin kinds leave equal priorities undefined: Calico orders equal orders by name, as netpol does.
+        // Only the admin kinds and Antrea's leave equal priorities undefined: Calico orders equal orders by name, as
+        // netpol does.
         let admin = matches!(
             pol.kind,
             PolicyKind::ClusterNetworkPolicy | PolicyKind::AdminNetworkPolicy | PolicyKind::BaselineAdminNetworkPolicy
-        );
+        ) || pol.kind.is_antrea();
         if admin && pol.tier != PolicyTier::NetworkPolicy {
-            groups.entry((pol.tier, pol.order)).or_default().push(PolicyId::new(pid));
+            groups.entry((pol.tier, pol.order, pol.position)).or_default().push(PolicyId::new(pid));
         }
     }
+    // Antrea: the pairs of object rules already reported (their splits would say it again).
+    let mut reported = BTreeSet::new();
     for pols in groups.values().filter(|g| g.len() > 1) {
         let ordered = e.evaluation_order(pols);
+        let keys: Vec<crate::model::PolicyKey> = ordered.iter().map(|&p| c.policy_key(p)).collect();
         for (i, &a) in ordered.iter().enumerate() {
-            for &b in &ordered[i + 1..] {
+            for (j, &b) in ordered.iter().enumerate().skip(i + 1) {
+                let (ka, kb) = (keys[i].clone(), keys[j].clone());
+                // The splits of one Antrea object are one policy: their order is the object's. Policies that
+                // select no common pod never meet (Antrea's namespaced policies of one priority, many of them).
+                if ka == kb || !meet(&ctx.selected[a.index()], &ctx.selected[b.index()]) {
+                    continue;
+                }
+                let dir = |p: PolicyId| c.policy(p).affects_ingress;
+                let pair = (ka, kb, dir(a), dir(b));
+                if c.policy(a).kind.is_antrea() && reported.contains(&pair) {
+                    continue;
+                }
                 // Each pair has a budget of its own: one large pair does not hide the others.
                 let mut budget = BUDGET;
                 if let Some(w) = witness(ctx, a, b, &mut budget) {
                     out.push(finding(ctx, a, b, &w));
+                    reported.insert(pair);
                 }
             }
         }
     }
+}
+
+/// Whether two sorted identity lists share one.
+fn meet(a: &[IdentityId], b: &[IdentityId]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
 }
 
 /// A flow whose outcome depends on the order of `a` and `b`, if there is one.
@@ -229,17 +265,34 @@ fn finding(ctx: &Ctx, a: PolicyId, b: PolicyId, w: &Witness) -> Finding {
             None => format!("{verdict} (NetworkPolicy isolation)"),
         }
     };
-    let msg = format!(
-        "{na} and {nb} are both {} tier with priority {}, select the same pods and disagree: the {} of {src} -> {dst} \
-         {}/{} is {} if {na} is applied first, {} if {nb} is; the API leaves their order undefined",
-        pa.tier.as_str(),
-        pa.order,
-        w.dir,
-        w.port,
-        w.proto,
-        outcome(w.as_is),
-        outcome(w.swapped)
-    );
+    let msg = if pa.kind.is_antrea() {
+        let rule = Ctx::rule_field(pa, w.dir, 0);
+        format!(
+            "{na} {rule} and {nb} {rule} are both in tier `{}` with priority {} and rule index {}, apply to the same \
+             pods and disagree: the {} of {src} -> {dst} {}/{} is {} if {na} goes first, {} if {nb} does; Antrea \
+             orders rules of equal priority by their index, and leaves equal indexes in no defined order",
+            e.tier_list()[e.policy_tier(a).index()].name,
+            pa.order,
+            pa.position,
+            w.dir,
+            w.port,
+            w.proto,
+            outcome(w.as_is),
+            outcome(w.swapped)
+        )
+    } else {
+        format!(
+            "{na} and {nb} are both {} tier with priority {}, select the same pods and disagree: the {} of {src} -> \
+             {dst} {}/{} is {} if {na} is applied first, {} if {nb} is; the API leaves their order undefined",
+            pa.tier.as_str(),
+            pa.order,
+            w.dir,
+            w.port,
+            w.proto,
+            outcome(w.as_is),
+            outcome(w.swapped)
+        )
+    };
     // Point at the rule of the first policy that decides in one of the orders.
     let field = [w.as_is.1, w.swapped.1]
         .into_iter()
@@ -379,5 +432,77 @@ spec:
         );
         let f = run(&RULE, &with(&admin));
         assert!(f.is_empty(), "{f:?}");
+    }
+
+    fn acnp(name: &str, rules: &str) -> String {
+        format!(
+            "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  \
+             priority: 5\n  tier: securityops\n  appliedTo: [{{namespaceSelector: {{matchLabels: {{team: a}}}}}}, \
+             {{podSelector: {{matchLabels: {{app: web}}}}}}]\n  ingress:\n{rules}---\n"
+        )
+    }
+    const DROP_B: &str = "  - {action: Drop, from: [{namespaceSelector: {matchLabels: {team: b}}}]}\n";
+    const ALLOW_CLIENT: &str = "  - {action: Allow, from: [{podSelector: {matchLabels: {app: client}}}]}\n";
+    const ALLOW_DB: &str = "  - {action: Allow, from: [{podSelector: {matchLabels: {app: db}}}]}\n";
+
+    /// Two Antrea policies of one tier and priority whose rules of equal index disagree: one finding per pair of
+    /// object rules (each object is split per `appliedTo` entry: the splits do not repeat it), naming the rules as
+    /// the objects have them.
+    #[test]
+    fn antrea_rules_of_equal_index_that_disagree_tie() {
+        let yaml = format!("{}{}", acnp("deny-b", DROP_B), acnp("allow-client", ALLOW_CLIENT));
+        let f = run(&RULE, &with(&yaml));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io allow-client");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0]"));
+        let m = &f[0].message;
+        assert!(
+            m.starts_with(
+                "acnp/allow-client spec.ingress[0] and acnp/deny-b spec.ingress[0] are both in tier `securityops` \
+                 with priority 5 and rule index 0"
+            ),
+            "{m}"
+        );
+        assert!(m.contains("the ingress of b/client -> a/"), "{m}");
+        assert!(
+            m.contains("allowed by acnp/allow-client ingress rule 0 (Allow) if acnp/allow-client goes first"),
+            "{m}"
+        );
+        assert!(m.contains("denied by acnp/deny-b ingress rule 0 (Drop) if acnp/deny-b does"), "{m}");
+
+        // The second rule of an object ties with the second rule of the other.
+        let yaml = format!(
+            "{}{}",
+            acnp("deny-b", &format!("{ALLOW_DB}{DROP_B}")),
+            acnp("allow-client", &format!("{ALLOW_DB}{ALLOW_CLIENT}"))
+        );
+        let f = run(&RULE, &with(&yaml));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[1]"), "{f:?}");
+        assert!(f[0].message.contains("rule index 1"), "{f:?}");
+    }
+
+    /// Rules of different indexes are ordered (the lower index first), as are different priorities; rules of one
+    /// object never tie with each other; agreeing actions do not tie.
+    #[test]
+    fn antrea_ordered_rules_are_not_ties() {
+        let cases = [
+            // Index 0 against index 1: the Drop comes first.
+            format!("{}{}", acnp("deny-b", DROP_B), acnp("allow-client", &format!("{ALLOW_DB}{ALLOW_CLIENT}"))),
+            // Another priority.
+            format!(
+                "{}{}",
+                acnp("deny-b", DROP_B),
+                acnp("allow-client", ALLOW_CLIENT).replace("priority: 5", "priority: 6")
+            ),
+            // One object.
+            acnp("both", &format!("{DROP_B}{ALLOW_CLIENT}")),
+            // Both allow.
+            format!("{}{}", acnp("allow-db", ALLOW_DB), acnp("allow-client", ALLOW_CLIENT)),
+        ];
+        for yaml in cases {
+            let f = run(&RULE, &with(&yaml));
+            assert!(f.is_empty(), "{yaml}: {f:?}");
+        }
     }
 }

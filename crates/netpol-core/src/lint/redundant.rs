@@ -16,17 +16,18 @@
 //! nothing"), but for Log rules (which decide nothing by design), Pass rules and rules whose traffic a Pass of
 //! their tier also matches (what a Pass changes is decided by the next tiers); those that no flow reaches at all are left to NP016 (shadowed-rule), and those of an admin policy
 //! whose priority another policy of its tier shares for the same pods are not judged (their order is undefined:
-//! NP015; Calico orders equal orders by name). Calico rules whose peers can match addresses (`nets`, network
+//! NP015; Calico orders equal orders by name; an Antrea rule tied with the rule of the same index of another
+//! object). An Antrea object's rule is judged over all its splits (one per appliedTo entry), once. Calico rules whose peers can match addresses (`nets`, network
 //! sets, no selector) are not judged.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::calico;
 use super::shadowed::Reach;
 use super::{Ctx, Finding, RuleInfo, Severity};
 use crate::compile::{CPeer, CRule, IdentityId, RuleId};
 use crate::eval::{Action, Sets, TierEnd, Variant};
-use crate::model::{Direction, PolicyId, PolicyKind, PolicyTier};
+use crate::model::{Direction, PolicyId, PolicyKey, PolicyKind, PolicyTier};
 use crate::portset::PortSet;
 
 pub static RULE: RuleInfo = RuleInfo {
@@ -42,6 +43,9 @@ pub static RULE: RuleInfo = RuleInfo {
 
 const BUDGET: usize = 200_000;
 
+/// An Antrea object's rule: the object, the direction, the rule's index in it.
+type AntreaRuleKey = (PolicyKey, Direction, u32);
+
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
@@ -50,6 +54,11 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let applies = |rule: &CRule, x: IdentityId, y: IdentityId| {
         rule.local.is_none_or(|l| e.calico_peer_of(l).pods.contains(x)) && e.rule_matches_identity(rule, y)
     };
+    // Antrea: an object's rule is one policy per appliedTo entry; it changes nothing when every split that is
+    // judged changes nothing given rules other than itself. By (object, direction, index): the rules that decide
+    // the same (in words, with the split's finding), and the object rules some split of which does change things.
+    let mut antrea: BTreeMap<AntreaRuleKey, (Vec<String>, Option<Finding>)> = BTreeMap::new();
+    let mut antrea_needed: BTreeSet<AntreaRuleKey> = BTreeSet::new();
     for (pid, _) in c.policies.iter().enumerate() {
         let (ing, eg) = &e.policy_rules[pid];
         for (dir, rids) in [(Direction::Ingress, ing), (Direction::Egress, eg)] {
@@ -91,11 +100,19 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                             | PolicyKind::BaselineAdminNetworkPolicy
                     )
                 };
-                let tied = admin(pol.kind)
+                // Antrea's rules tie rule by rule: the same index in another object of the same tier and priority.
+                let antrea_key = pol.kind.is_antrea().then(|| (c.policy_key(PolicyId::new(pid)), dir, pol.position));
+                let tied = (admin(pol.kind) || pol.kind.is_antrea())
                     && subjects.iter().any(|&x| {
                         e.identities[x].policies(dir).iter().any(|&q| {
                             let other = c.policy(q);
-                            q.index() != pid && admin(other.kind) && other.tier == pol.tier && other.order == pol.order
+                            let kinds = match &antrea_key {
+                                Some((key, _, position)) => {
+                                    other.kind.is_antrea() && other.position == *position && c.policy_key(q) != *key
+                                }
+                                None => admin(other.kind),
+                            };
+                            q.index() != pid && kinds && other.tier == pol.tier && other.order == pol.order
                         })
                     });
                 if tied {
@@ -162,16 +179,31 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         }
                     }
                 }
+                let mut by: Vec<String> = Vec::new();
+                for &h in &helpers {
+                    let hr = &e.rules[h.index()];
+                    let hp = c.policy(hr.policy);
+                    let index = if hp.kind.is_antrea() { hp.position } else { hr.index };
+                    // The other splits of an Antrea object's rule are the rule itself.
+                    if antrea_key.as_ref().is_some_and(|(key, _, position)| {
+                        hp.kind.is_antrea() && c.policy_key(hr.policy) == *key && hp.position == *position
+                    }) {
+                        continue;
+                    }
+                    let words = format!("{} {} rule {index}", c.policy_ref(hr.policy), hr.dir);
+                    if !by.contains(&words) {
+                        by.push(words);
+                    }
+                }
+                if let Some(key) = &antrea_key {
+                    if !redundant || by.is_empty() {
+                        antrea_needed.insert(key.clone());
+                        continue;
+                    }
+                }
                 if !redundant || helpers.is_empty() {
                     continue;
                 }
-                let by: Vec<String> = helpers
-                    .iter()
-                    .map(|&h| {
-                        let hr = &e.rules[h.index()];
-                        format!("{} {} rule {}", c.policy_ref(hr.policy), hr.dir, hr.index)
-                    })
-                    .collect();
                 let msg = match r.action {
                     Action::Allow if pol.kind == PolicyKind::NetworkPolicy => {
                         format!("{dir} rule {ri} allows nothing that is not already allowed by {}", by.join(", "))
@@ -182,15 +214,35 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                         by.join(", ")
                     ),
                 };
-                out.push(ctx.policy_finding(
+                let finding = ctx.policy_finding(
                     &RULE,
                     PolicyId::new(pid),
                     Some(Ctx::rule_path(dir, ri)),
                     msg,
                     "delete the rule, or narrow the broader rule if the overlap was not intended",
-                ));
+                );
+                match antrea_key {
+                    Some(key) => {
+                        let entry = antrea.entry(key).or_default();
+                        for w in by {
+                            if !entry.0.contains(&w) {
+                                entry.0.push(w);
+                            }
+                        }
+                        entry.1.get_or_insert(finding);
+                    }
+                    None => out.push(finding),
+                }
             }
         }
+    }
+    for (key, (by, finding)) in antrea {
+        let Some(mut f) = finding.filter(|_| !antrea_needed.contains(&key)) else { continue };
+        // The words of all its splits' helpers.
+        if let Some((head, _)) = f.message.split_once(", given ") {
+            f.message = format!("{head}, given {}", by.join(", "));
+        }
+        out.push(f);
     }
 }
 
@@ -442,5 +494,33 @@ spec:
         let f = run(&RULE, &yaml(11));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].object, "AdminNetworkPolicy deny-a");
+    }
+
+    /// Antrea: a Drop that a later Drop of its object repeats changes nothing: one finding for the object's rule
+    /// (split per appliedTo entry, the splits overlapping on a/web), naming the other rule by its index in the
+    /// object; the splits of one rule never make each other redundant.
+    #[test]
+    fn antrea_rules_judged_per_object_rule() {
+        let acnp = |rules: &str| {
+            format!(
+                "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: guard}}\nspec:\n  \
+                 priority: 5\n  appliedTo: [{{namespaceSelector: {{matchLabels: {{team: a}}}}}}, {{podSelector: \
+                 {{matchLabels: {{app: web}}}}}}]\n  ingress:\n{rules}"
+            )
+        };
+        let client = "  - {action: Drop, from: [{podSelector: {matchLabels: {app: client}}}]}\n";
+        let ns_b = "  - {action: Drop, from: [{namespaceSelector: {matchLabels: {team: b}}}]}\n";
+        let f = run(&RULE, &with(&acnp(&format!("{client}{ns_b}"))));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io guard");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0]"));
+        assert_eq!(
+            f[0].message,
+            "ingress rule 0 (Drop) changes nothing: without it, every flow it matches is decided the same, given \
+             acnp/guard ingress rule 1"
+        );
+        // One rule alone, its appliedTo entries overlapping: nothing.
+        let f = run(&RULE, &with(&acnp(client)));
+        assert!(f.is_empty(), "{f:?}");
     }
 }

@@ -12,6 +12,12 @@
 //! **Instead**: move the rule before the rules that decide first (or give its policy a lower priority or order),
 //! narrow those, or delete the rule.
 //!
+//! Antrea's rules (ClusterNetworkPolicy, NetworkPolicy of `crd.antrea.io`) are judged as Calico's are (on pods and
+//! outside addresses, whatever their peers), each
+//! over all the policies its object lowers it to (one per `appliedTo` entry): shadowed when no flow reaches any of
+//! them, one finding per object rule (`spec.ingress[1]`). A rule decided first only by rules it ties with (NP015's:
+//! the same tier, priority and index in another object) is left to NP015.
+//!
 //! Judged by the evaluator: a rule is reached for a (subject, peer) pair when making it allow and making it deny
 //! give different outcomes for some port. Admin-tier rules are checked on pods only: those with address peers
 //! (`networks`, `nodes`, `domainNames`) are not judged. Calico rules are checked on every peer they can match:
@@ -31,7 +37,7 @@ pub static RULE: RuleInfo = RuleInfo {
     code: "NP016",
     name: "shadowed-rule",
     severity: Severity::Warning,
-    explanation: "This rule of an admin tier or of a Calico policy is never reached: for every pod it applies to \
+    explanation: "This rule of an admin tier, of a Calico policy or of an Antrea policy is never reached: for every pod it applies to \
                   and every peer it matches, rules that come first (earlier rules, policies of lower priority or \
                   order, or earlier tiers: the NetworkPolicies that isolate the pod before the Baseline tier, a \
                   Calico tier's defaultAction Deny) have already decided everything it matches. The rule reads as if \
@@ -68,7 +74,9 @@ enum Other {
 fn others(ctx: &Ctx, pid: PolicyId, r: &CRule) -> Option<Vec<Other>> {
     let e = ctx.engine;
     let pol = e.cluster.policy(pid);
-    if !calico::is_calico(pol) {
+    // Antrea's rules are judged on addresses too, as Calico's are: a rule without peers, or with ipBlocks, is
+    // common there (a catch-all Drop last, an exception before it).
+    if !calico::is_calico(pol) && !pol.kind.is_antrea() {
         if pol.tier == PolicyTier::NetworkPolicy
             || r.peers.is_empty()
             || r.peers.iter().any(|p| !matches!(p, CPeer::Sel(_)))
@@ -243,15 +251,48 @@ fn judge_for(ctx: &Ctx, pid: PolicyId, dir: Direction, rid: RuleId, subjects: &[
     Reach::Shadowed(words)
 }
 
+/// An Antrea object's rule, judged over the policies it lowers to (one per `appliedTo` entry, and per namespace for
+/// `namespaces` peers): shadowed when some split is and none is reached.
+struct AntreaRule {
+    pid: PolicyId,
+    dir: Direction,
+    reached: bool,
+    shadowed: bool,
+    by: Vec<String>,
+}
+
 fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     let e = ctx.engine;
     let c = &e.cluster;
+    let mut antrea: std::collections::BTreeMap<(crate::model::PolicyKey, Direction, u32), AntreaRule> =
+        Default::default();
     for (pid, pol) in c.policies.iter().enumerate() {
         let calico = calico::is_calico(pol);
         if pol.tier == PolicyTier::NetworkPolicy && !calico {
             continue;
         }
         let pid = PolicyId::new(pid);
+        if pol.kind.is_antrea() {
+            let dir = if pol.affects_ingress { Direction::Ingress } else { Direction::Egress };
+            // The object's rule is the policy's first (an HTTP rule's second is the L7 engine's Reject).
+            let Some(&rid) = e.policy_rules(pid, dir).first() else { continue };
+            let key = (c.policy_key(pid), dir, pol.position);
+            let entry =
+                antrea.entry(key).or_insert(AntreaRule { pid, dir, reached: false, shadowed: false, by: Vec::new() });
+            match judge(ctx, pid, dir, rid) {
+                Reach::Shadowed(by) => {
+                    entry.shadowed = true;
+                    for w in by {
+                        if !entry.by.contains(&w) {
+                            entry.by.push(w);
+                        }
+                    }
+                }
+                Reach::Reached => entry.reached = true,
+                Reach::NotJudged => {}
+            }
+            continue;
+        }
         let mut found: Vec<(Direction, usize, Vec<String>)> = Vec::new();
         let mut all = true;
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -306,6 +347,41 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             };
             out.push(ctx.policy_finding(&RULE, pid, Some(Ctx::rule_path(dir, ri)), msg, help));
         }
+    }
+    for r in antrea.into_values().filter(|r| r.shadowed && !r.reached) {
+        let pol = c.policy(r.pid);
+        let words = Ctx::rule_words(pol, r.dir, 0);
+        // Its own other splits are the same rule.
+        let own = format!("{} {words}", c.policy_ref(r.pid));
+        let by: Vec<String> = r.by.into_iter().filter(|w| *w != own).collect();
+        // Decided first only by rules it ties with (same tier, priority and index, another object): their order
+        // is undefined, which NP015 reports.
+        let key = c.policy_key(r.pid);
+        let tied = |w: &String| {
+            c.policies.iter().enumerate().any(|(q, p)| {
+                let q = PolicyId::new(q);
+                p.kind.is_antrea()
+                    && (p.tier, p.order, p.position) == (pol.tier, pol.order, pol.position)
+                    && c.policy_key(q) != key
+                    && *w == format!("{} {}", c.policy_ref(q), Ctx::rule_words(p, r.dir, 0))
+            })
+        };
+        if !by.is_empty() && by.iter().all(tied) {
+            continue;
+        }
+        let by = if by.is_empty() { String::new() } else { format!(": {}", by.join(", ")) };
+        let msg = format!(
+            "{words} is never reached: for every pod its appliedTo selects and every peer it matches, what it matches \
+             is decided before it{by}"
+        );
+        out.push(ctx.policy_finding(
+            &RULE,
+            r.pid,
+            Some(Ctx::rule_field(pol, r.dir, 0)),
+            msg,
+            "move the rule before the rules that decide first (an earlier index, or its policy a lower priority or an \
+             earlier tier), narrow those rules, or delete it",
+        ));
     }
 }
 
@@ -581,6 +657,84 @@ spec:
   - {action: Deny, to: [{networks: ["10.0.0.0/8"]}]}
 "#;
         let f = run(&RULE, &with(yaml));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    fn acnp(name: &str, priority: u32, rules: &str) -> String {
+        format!(
+            "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  \
+             priority: {priority}\n  appliedTo: [{{namespaceSelector: {{matchLabels: {{team: a}}}}}}, \
+             {{podSelector: {{matchLabels: {{app: web}}}}}}]\n  ingress:\n{rules}---\n"
+        )
+    }
+    const DROP_B: &str = "  - {action: Drop, from: [{namespaceSelector: {matchLabels: {team: b}}}]}\n";
+    const ALLOW_CLIENT: &str = "  - {action: Allow, from: [{podSelector: {matchLabels: {app: client}}}]}\n";
+    const ALLOW_DB: &str = "  - {action: Allow, from: [{podSelector: {matchLabels: {app: db}}}]}\n";
+
+    /// An Antrea rule after a rule of its object (or of a policy of lower priority) that drops all it matches: one
+    /// finding per object rule, whatever the number of `appliedTo` entries, at the rule's index in the object.
+    #[test]
+    fn antrea_rule_after_a_broader_drop() {
+        let f = run(&RULE, &with(&acnp("guard", 5, &format!("{DROP_B}{ALLOW_CLIENT}"))));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io guard");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[1]"));
+        assert_eq!(
+            f[0].message,
+            "ingress rule 1 (Allow) is never reached: for every pod its appliedTo selects and every peer it matches, \
+             what it matches is decided before it: acnp/guard ingress rule 0 (Drop)"
+        );
+
+        let two = format!("{}{}", acnp("first", 1, DROP_B), acnp("late", 2, ALLOW_CLIENT));
+        let f = run(&RULE, &with(&two));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "ClusterNetworkPolicy.crd.antrea.io late");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[0]"));
+        assert!(f[0].message.ends_with("decided before it: acnp/first ingress rule 0 (Drop)"), "{f:?}");
+    }
+
+    /// A rule reached for some pod (a peer the earlier drop leaves, a drop after an allow of one of its peers'
+    /// pods) is not reported.
+    #[test]
+    fn antrea_rules_reached() {
+        let other = "apiVersion: v1\nkind: Pod\nmetadata: {name: other, namespace: b, labels: {app: other}}\n\
+                     spec: {containers: [{name: c}]}\nstatus: {podIP: 10.0.1.2}\n---\n";
+        for yaml in [
+            acnp("guard", 5, &format!("{DROP_B}{ALLOW_DB}")),
+            acnp("guard", 5, &format!("{ALLOW_CLIENT}{DROP_B}")),
+            format!("{}{}", acnp("first", 2, DROP_B), acnp("early", 1, ALLOW_CLIENT)),
+        ] {
+            let yaml = format!("{other}{yaml}");
+            let f = run(&RULE, &with(&yaml));
+            assert!(f.is_empty(), "{yaml}: {f:?}");
+        }
+    }
+
+    /// A rule decided first only by the rule of another object it ties with (same tier, priority and index) is
+    /// NP015's: their order is undefined, not "first".
+    #[test]
+    fn antrea_ties_are_not_shadowing() {
+        let f = run(&RULE, &with(&format!("{}{}", acnp("allow-b", 5, ALLOW_CLIENT), acnp("deny-b", 5, DROP_B))));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    /// Antrea rules are judged on addresses too (as Calico's): an exception for a network after a Drop of
+    /// everything is never reached; a Drop of everything after an Allow of some addresses is.
+    #[test]
+    fn antrea_rules_on_addresses() {
+        let acnp = |dir: &str, rules: &str| {
+            format!(
+                "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: edge}}\nspec:\n  \
+                 priority: 5\n  appliedTo: [{{podSelector: {{matchLabels: {{app: web}}}}}}]\n  {dir}:\n{rules}"
+            )
+        };
+        let late = "  - {action: Drop}\n  - {action: Allow, from: [{ipBlock: {cidr: 192.0.2.0/24}}]}\n";
+        let f = run(&RULE, &with(&acnp("ingress", late)));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].field.as_deref(), Some("spec.ingress[1]"));
+        assert!(f[0].message.ends_with("decided before it: acnp/edge ingress rule 0 (Drop)"), "{f:?}");
+        let fine = "  - {action: Allow, to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{protocol: TCP, port: 443}]}\n  - {action: Drop}\n";
+        let f = run(&RULE, &with(&acnp("egress", fine)));
         assert!(f.is_empty(), "{f:?}");
     }
 }

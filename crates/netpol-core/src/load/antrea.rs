@@ -311,6 +311,8 @@ struct RuleDef {
     /// Peers and ports lowered already; `refs` adds the peers only the whole input resolves.
     rule: Rule,
     refs: Vec<PeerRef>,
+    /// The field path of each group reference of `refs`, in order (`spec.ingress[0].from[1]`).
+    group_paths: Vec<String>,
     applied_to: Vec<Subject>,
 }
 
@@ -350,6 +352,8 @@ pub(crate) struct AntreaState {
     seen: std::collections::HashMap<(&'static str, Option<String>, String), Origin>,
     groups: BTreeMap<(Option<String>, String), GroupDef>,
     policies: Vec<(AntreaPolicy, Origin)>,
+    /// The policies' `appliedTo` entries and group peers, resolved (see [`crate::model::AntreaRef`]).
+    pub(crate) refs: Vec<crate::model::AntreaRef>,
     /// Whether any Antrea object was read.
     present: bool,
 }
@@ -528,9 +532,14 @@ pub(crate) fn policy(
             // Only ClusterIPs: no address netpol's flows name.
             rule.peers.push(Peer::Networks(Vec::new()));
         }
+        let mut group_paths = Vec::new();
         for (j, p) in peers.into_iter().flatten().enumerate() {
             let ppath = format!("{path}.{peer_field}[{j}]");
+            let before = refs.len();
             peer(p, kind, *dir, &ppath, &mut rule.peers, &mut refs, errs);
+            if refs.len() > before && matches!(refs.last(), Some(PeerRef::Group(_))) {
+                group_paths.push(ppath);
+            }
         }
         // Rule names: unique in the policy; an unnamed rule is named after its content (mutate.go), so identical
         // unnamed rules clash.
@@ -553,7 +562,7 @@ pub(crate) fn policy(
         rule.action = action.unwrap_or(Action::Deny);
         rule.name.clone_from(&r.name);
         rule.l7 = l7_rules;
-        rules.push(RuleDef { dir: *dir, index: *i as u32, rule, refs, applied_to: rule_at });
+        rules.push(RuleDef { dir: *dir, index: *i as u32, rule, refs, group_paths, applied_to: rule_at });
     }
     Some(Item::Antrea(AntreaItem::Policy(Box::new(AntreaPolicy {
         kind,
@@ -1036,6 +1045,7 @@ impl Loader {
         for (p, origin) in policies {
             let tier_name = static_tier(&p.tier).map_or(p.tier.clone(), |(n, _)| n.to_string());
             let Some(&tier) = index.get(&tier_name) else { continue };
+            self.record_refs(&p, &origin);
             let own_ns = p.ns.as_ref().map(|n| self.ns_id(n));
             for r in &p.rules {
                 let subjects = if r.applied_to.is_empty() { &p.applied_to } else { &r.applied_to };
@@ -1149,6 +1159,78 @@ impl Loader {
                 }
             }
         }
+    }
+
+    /// Records the policy's `appliedTo` entries (the policy's and its rules') and group peers, each with what it
+    /// resolves to, for lint.
+    fn record_refs(&mut self, p: &AntreaPolicy, origin: &Origin) {
+        use crate::model::AntreaRef;
+        let key =
+            crate::model::PolicyKey { kind: p.kind, namespace: p.ns.clone().unwrap_or_default(), name: p.name.clone() };
+        let exists = |name: &str| self.antrea.groups.contains_key(&(p.ns.clone(), name.to_string()));
+        let applied = |list: &[Subject], path: String, refs: &mut Vec<AntreaRef>| {
+            for (i, s) in list.iter().enumerate() {
+                let group = match s {
+                    Subject::Group(name) => Some(name.clone()),
+                    Subject::Selectors { .. } => None,
+                    Subject::ServiceAccount { ns, name } => {
+                        // The service account's pods, as the expression selectors see them.
+                        refs.push(AntreaRef {
+                            policy: key.clone(),
+                            origin: origin.clone(),
+                            field: format!("{path}[{i}]"),
+                            group: None,
+                            exists: true,
+                            applied_to: true,
+                            members: vec![service_account_peer(ns, name)],
+                        });
+                        continue;
+                    }
+                };
+                let members = self
+                    .resolve_subject(s, p.ns.as_deref(), 0)
+                    .into_iter()
+                    .filter_map(|s| match s {
+                        Subject::Selectors { namespaces, pods } => Some(Peer::Selectors {
+                            namespaces: match &p.ns {
+                                Some(own) => Some(Selector::from_labels([(NAMESPACE_NAME_LABEL, own.as_str())])),
+                                None => Some(namespaces.unwrap_or_else(Selector::everything)),
+                            },
+                            pods: Some(pods),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                refs.push(AntreaRef {
+                    policy: key.clone(),
+                    origin: origin.clone(),
+                    field: format!("{path}[{i}]"),
+                    exists: group.as_deref().is_none_or(exists),
+                    group,
+                    applied_to: true,
+                    members,
+                });
+            }
+        };
+        let mut refs = Vec::new();
+        applied(&p.applied_to, "spec.appliedTo".to_string(), &mut refs);
+        for r in &p.rules {
+            let path = format!("spec.{}[{}]", r.dir.as_str(), r.index);
+            applied(&r.applied_to, format!("{path}.appliedTo"), &mut refs);
+            let groups = r.refs.iter().filter_map(|rf| if let PeerRef::Group(g) = rf { Some(g) } else { None });
+            for (g, field) in groups.zip(&r.group_paths) {
+                refs.push(AntreaRef {
+                    policy: key.clone(),
+                    origin: origin.clone(),
+                    field: field.clone(),
+                    group: Some(g.clone()),
+                    exists: exists(g),
+                    applied_to: false,
+                    members: self.group_peers(g, p.ns.as_deref(), 0),
+                });
+            }
+        }
+        self.antrea.refs.extend(refs);
     }
 
     /// A warning for each `appliedTo` group of the rule that selects Nodes: a Node NetworkPolicy, which netpol does

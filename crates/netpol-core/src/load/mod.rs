@@ -970,6 +970,7 @@ impl Loader {
             host_endpoints: self.host_endpoints,
             services: self.services,
             service_endpoints: self.service_endpoints,
+            antrea_refs: std::mem::take(&mut self.antrea.refs),
         };
         if !self.defer_cilium_refs {
             cilium_refs::resolve(&mut cluster, &mut self.diagnostics);

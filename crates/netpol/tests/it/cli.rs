@@ -279,6 +279,42 @@ fn describe_outputs() {
     );
 }
 
+/// Antrea: an object lowers to one policy per rule and appliedTo entry; describe shows each object once (in the
+/// sides, and with its tier, priority, appliedTo and rules in the pod view), the rules that apply marked.
+#[test]
+fn describe_shows_each_antrea_object_once() {
+    let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, labels: {team: a}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: a, labels: {app: web}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: a, labels: {app: db}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.0.0.2}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: guard}\nspec:\n  priority: 5\n  tier: securityops\n  ingress:\n  - {name: no-db, action: Drop, from: [{podSelector: {matchLabels: {app: db}}}], appliedTo: [{namespaceSelector: {matchLabels: {team: a}}}, {podSelector: {matchLabels: {app: web}}}]}\n  - {action: Allow, appliedTo: [{podSelector: {matchLabels: {app: db}}}]}\n  egress:\n  - {action: Pass, appliedTo: [{podSelector: {matchLabels: {app: web}}}]}\n";
+    let o = netpol(&["describe", "-f", "-"], Some(yaml));
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    let web = out.lines().find(|l| l.starts_with("a/web")).unwrap();
+    assert_eq!(web.matches("acnp/guard").count(), 2, "once per direction: {out}");
+    let o = netpol(&["describe", "-f", "-", "a/web"], Some(yaml));
+    let out = stdout(&o);
+    assert!(out.contains("Ingress:  [securityops] acnp/guard (priority 5); no NetworkPolicy selects it\n"), "{out}");
+    let want = "Antrea policies (in evaluation order; * the rules that apply to this pod):\n  acnp/guard (tier \
+                securityops, priority 5)\n    appliedTo: spec.ingress[0].appliedTo[0]: namespaceSelector `team=a`; \
+                spec.ingress[0].appliedTo[1]: podSelector `app=web`; spec.ingress[1].appliedTo[0]: podSelector \
+                `app=db`; spec.egress[0].appliedTo[0]: podSelector `app=web`\n    * spec.ingress[0] \"no-db\": Drop\n      spec.ingress[1]: Allow\n    * \
+                spec.egress[0]: Pass\n";
+    assert!(out.contains(want), "{out}");
+    let o = netpol(&["describe", "-f", "-", "a/web", "-o", "json"], Some(yaml));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let a = &v["pods"][0]["antrea"];
+    assert_eq!(a.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(a[0]["policy"], "acnp/guard");
+    assert_eq!(a[0]["tier"], "securityops");
+    assert_eq!(a[0]["rules"][1], serde_json::json!({"rule": "spec.ingress[1]", "action": "Allow", "applies": false}));
+    assert_eq!(v["pods"][0]["ingress"]["policies"], serde_json::json!(["acnp/guard"]));
+    // A service account and a group, each entry as written.
+    let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: {serviceAccountName: sa1, containers: [{name: c}]}\nstatus: {podIP: 10.0.1.1}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: g}\nspec: {podSelector: {matchLabels: {app: a}}}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 1\n  appliedTo:\n  - serviceAccount: {name: sa1, namespace: x}\n  - group: g\n  ingress:\n  - action: Drop\n";
+    let out = stdout(&netpol(&["describe", "-f", "-", "x/a"], Some(yaml)));
+    assert!(
+        out.contains("    appliedTo: spec.appliedTo[0]: serviceAccount x/sa1; spec.appliedTo[1]: group g (podSelector `app=a`)\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn invalid_objects_are_reported_and_skipped_or_fatal_with_strict() {
     let dir = crate::common::tempdir();

@@ -398,6 +398,82 @@ fn outside_addresses_count_as_changes() {
     assert_eq!(v["outside"][0]["ports"], "TCP 443");
 }
 
+/// Antrea: an action changed (Allow to Drop, Drop to Pass), a priority changed, a new Pass in an earlier tier: the
+/// causes name the object and the rule as the object has it (`acnp/guard spec.ingress[1]`, the action as Antrea
+/// writes it), once, though each object is one model policy per rule and appliedTo entry.
+#[test]
+fn antrea_changes_name_the_object_rule() {
+    let dir = crate::common::tempdir();
+    let pods = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, labels: {team: a}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b, labels: {team: b}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: a, labels: {app: web}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: a, labels: {app: db}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.0.0.2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: b, labels: {app: client}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.0.1.1}\n";
+    let guard = |priority: u32, action: &str| {
+        format!(
+            "---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: guard}}\nspec:\n  \
+             priority: {priority}\n  tier: securityops\n  appliedTo: [{{namespaceSelector: {{matchLabels: {{team: a}}}}}}, \
+             {{podSelector: {{matchLabels: {{app: web}}}}}}]\n  ingress:\n  - {{action: Allow, from: [{{podSelector: \
+             {{matchLabels: {{app: db}}}}}}]}}\n  - {{name: from-b, action: {action}, from: [{{namespaceSelector: \
+             {{matchLabels: {{team: b}}}}}}]}}\n"
+        )
+    };
+    let other = "---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: other}\nspec:\n  priority: 3\n  tier: securityops\n  appliedTo: [{podSelector: {matchLabels: {app: web}}}]\n  ingress:\n  - {action: Drop, from: [{podSelector: {matchLabels: {app: client}}}]}\n";
+    let waive = "---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: waive}\nspec:\n  priority: 1\n  tier: emergency\n  appliedTo: [{podSelector: {matchLabels: {app: web}}}, {namespaceSelector: {matchLabels: {team: a}}}]\n  ingress:\n  - {action: Pass, from: [{podSelector: {matchLabels: {app: client}}}]}\n";
+    let compare = |old: String, new: String, format| {
+        let (o, n) = (dir.path().join("old.yaml"), dir.path().join("new.yaml"));
+        std::fs::write(&o, format!("{pods}{old}")).unwrap();
+        std::fs::write(&n, format!("{pods}{new}")).unwrap();
+        let mut out = Vec::new();
+        run(&[o.display().to_string()], &[n.display().to_string()], None, None, format, false, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    // Allow to Drop in rule 1: the rule, and what it was.
+    let text =
+        compare(format!("{}{other}", guard(5, "Allow")), format!("{}{other}", guard(5, "Drop")), DiffFormat::Text);
+    assert!(
+        text.contains(
+            "- DENY   b/client -> a/db  all  (1 pair)\n    because: ingress to a/db now denied by the securityops policy \
+             acnp/guard spec.ingress[1] \"from-b\" (Drop), whose action was Allow\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("0 pairs newly allowed, 1 pair newly denied"), "{text}");
+    // Drop to Pass: nothing decides after it.
+    let text =
+        compare(format!("{}{other}", guard(5, "Drop")), format!("{}{other}", guard(5, "Pass")), DiffFormat::Text);
+    assert!(
+        text.contains(
+            "ingress to a/db no longer denied by the securityops policy acnp/guard spec.ingress[1] \"from-b\" (Drop) \
+             (its action is now Pass)"
+        ),
+        "{text}"
+    );
+    // A priority change: guard's Allow now comes before other's Drop.
+    let text =
+        compare(format!("{}{other}", guard(5, "Allow")), format!("{}{other}", guard(1, "Allow")), DiffFormat::Text);
+    assert!(
+        text.contains(
+            "+ ALLOW  b/client -> a/web  all  (1 pair)\n    because: ingress to a/web now allowed by the securityops \
+             policy acnp/guard spec.ingress[1] \"from-b\" (Allow), which overrides the securityops policy acnp/other \
+             spec.ingress[0] (Drop)\n"
+        ),
+        "{text}"
+    );
+    // A new Pass in an earlier tier skips other's tier.
+    let text = compare(other.to_string(), format!("{other}{waive}"), DiffFormat::Text);
+    assert!(
+        text.contains(
+            "ingress to a/web no longer denied by the securityops policy acnp/other spec.ingress[0] (Drop) (the \
+             emergency policy acnp/waive spec.ingress[0] (Pass) now passes the flow past tier securityops)"
+        ),
+        "{text}"
+    );
+    // The explanations list each object once.
+    let json =
+        compare(format!("{}{other}", guard(5, "Allow")), format!("{}{other}", guard(5, "Drop")), DiffFormat::Json);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let ingress = &v["groups"][0]["cause_detail"]["new"]["ingress"];
+    assert_eq!(ingress["policies"], serde_json::json!(["acnp/guard"]), "{ingress}");
+    assert_eq!(ingress["walk"].as_array().unwrap().last().unwrap()["field"], "spec.ingress[1]", "{ingress}");
+}
+
 /// The JSON without the `source` fields (where a rule was read from).
 fn without_sources(json: &str) -> String {
     json.lines().filter(|l| !l.trim_start().starts_with("\"source\":")).collect::<Vec<_>>().join("\n")

@@ -504,3 +504,43 @@ fn cilium_rules_point_at_their_fields() {
         assert!(at.contains(want), "{code} points at line {line} `{at}`, not `{want}`");
     }
 }
+
+/// Antrea's policies: each mistake of the fixture is one finding (though the loader splits each object into one
+/// policy per rule and appliedTo entry), on the Antrea object, pointing at the line of the field it names.
+#[test]
+fn antrea_rules_point_at_their_fields_once() {
+    let o = netpol(&["lint", "-f", &fixture("antrea.yaml"), "--disable", "NP009", "-o", "sarif"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    let text = std::fs::read_to_string(root().join("tests/data/lint/antrea.yaml")).unwrap();
+    let codes: Vec<&str> = results.iter().map(|r| r["ruleId"].as_str().unwrap()).collect();
+    assert_eq!(codes.len(), 6, "{codes:?}");
+    for (code, want, line_no) in [
+        ("NP016", "- action: Allow", 66),
+        ("NP002", "- group: nobody", 85),
+        ("NP015", "- action: Allow", 80),
+        ("NP018", "- action: Drop", 97),
+        ("NP017", "- action: Pass", 109),
+        ("NP001", "- podSelector: {matchLabels: {app: ghost}}", 120),
+    ] {
+        let found: Vec<_> = results.iter().filter(|r| r["ruleId"] == code).collect();
+        assert_eq!(found.len(), 1, "{code}: {results:#?}");
+        let line = found[0]["locations"][0]["physicalLocation"]["region"]["startLine"].as_u64().unwrap() as usize;
+        let at = text.lines().nth(line - 1).unwrap();
+        assert!(at.contains(want) && line == line_no, "{code} points at line {line} `{at}`, not {line_no} `{want}`");
+    }
+    let o = netpol(&["lint", "-f", &fixture("antrea.yaml"), "--disable", "NP009", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let objects: Vec<&str> = v["findings"].as_array().unwrap().iter().map(|f| f["object"].as_str().unwrap()).collect();
+    assert_eq!(
+        objects,
+        [
+            "ClusterNetworkPolicy.crd.antrea.io deny-b",
+            "ClusterNetworkPolicy.crd.antrea.io allow-client",
+            "ClusterNetworkPolicy.crd.antrea.io allow-client",
+            "ClusterNetworkPolicy.crd.antrea.io b-egress",
+            "NetworkPolicy.crd.antrea.io a/pass",
+            "NetworkPolicy.crd.antrea.io a/ghost",
+        ]
+    );
+}
