@@ -9,6 +9,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -198,7 +199,7 @@ struct Plan {
     e_base: Vec<PsId>,
     e_over: Vec<Vec<(u32, PsId)>>,
     /// Ingress: per ingress profile, (base, overrides msig → ps).
-    i_rows: Vec<(PsId, Vec<(u32, PsId)>)>,
+    i_rows: Vec<Row>,
     n_msig: usize,
 }
 
@@ -453,13 +454,13 @@ impl Engine {
                 self.tiered_row(pols, key, Direction::Egress, ps, &mut memo, &mut e_rule)
             };
             e_base[e] = base;
-            for (t, p) in over {
+            for &(t, p) in over.iter() {
                 e_over[t as usize].push((e as u32, p));
             }
         }
 
         // Ingress rows: per ingress profile, a base (for every msig not listed) + overrides per msig.
-        let mut i_rows: Vec<(PsId, Vec<(u32, PsId)>)> = vec![(ALL, Vec::new())];
+        let mut i_rows: Vec<Row> = vec![(ALL, Arc::from([]))];
         let mut memo = RowMemo::default();
         for (n, (pols, pp, masked)) in iprofs.items.iter().enumerate().skip(1) {
             let cps = &pps.items[*pp as usize];
@@ -529,9 +530,10 @@ impl Engine {
             Some(r) => r.clone(),
             None => {
                 let r = if rest.is_empty() {
-                    (ALL, Vec::new())
+                    (ALL, Arc::from([]))
                 } else {
-                    self.profile_row(&rest, dir, ps, rule).finish_with(ps, |s, ps| s.finish(ps))
+                    let (base, over) = self.profile_row(&rest, dir, ps, rule).finish_with(ps, |s, ps| s.finish(ps));
+                    (base, Arc::from(over))
                 };
                 memo.rest.insert((rest, key), r.clone());
                 r
@@ -579,7 +581,7 @@ impl Engine {
         by_tier.sort_unstable();
         let tm = &mut memo.tiers;
         if tm.rows.is_empty() {
-            tm.rows.push((ALL, Vec::new()));
+            tm.rows.push((ALL, Arc::from([])));
         }
         let mut later = 0u32; // the row of no tier: everything allowed
                               // (tier, row of that tier and the later ones), from the last tier down: where a held pass goes on.
@@ -677,11 +679,11 @@ impl Engine {
                 scratch.irow.resize(plan.n_msig, *base);
                 scratch.irow_base = *base;
             } else if let Some(prev) = scratch.irow_prof {
-                for &(m, _) in &plan.i_rows[prev as usize].1 {
+                for &(m, _) in plan.i_rows[prev as usize].1.iter() {
                     scratch.irow[m as usize] = *base;
                 }
             }
-            for &(m, p) in sparse {
+            for &(m, p) in sparse.iter() {
                 scratch.irow[m as usize] = p;
             }
             scratch.irow_prof = Some(n);
@@ -974,7 +976,9 @@ fn sort_by_key_stable(v: Vec<(u32, u32, PsId)>) -> Vec<(u32, u32, PsId)> {
 }
 
 /// A row: the base (every key not listed) and the overrides, sorted by key.
-type Row = (PsId, Vec<(u32, PsId)>);
+/// A row: the base and the overrides, sorted by key. The overrides are shared (and exactly sized): the same row
+/// serves many profiles (at 100k pods, 34,000 ingress profiles have 13,000 distinct rows of 19 M overrides).
+type Row = (PsId, Arc<[(u32, PsId)]>);
 
 /// A row of (allowed, undecided) pairs: the base and the overrides, sorted by key.
 type PartsRow = ((PsId, PsId), Vec<(u32, (PsId, PsId))>);
@@ -1077,7 +1081,7 @@ fn combine_rows(ps: &mut PortSets, a_base: (PsId, PsId), a_over: &[(u32, (PsId, 
             over.push((k, v));
         }
     }
-    (base, over)
+    (base, Arc::from(over))
 }
 
 fn peer_key(p: &CPeer) -> (u8, usize) {
