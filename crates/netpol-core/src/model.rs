@@ -1011,6 +1011,20 @@ pub struct Cluster {
     /// and `kube-apiserver` entity are resolved against when loading.
     pub services: Vec<Service>,
     pub service_endpoints: Vec<ServiceEndpoints>,
+    /// Antrea's objects (Tier, ClusterGroup, Group, ACNP, ANNP) as decoded, in input order: their lowering (the
+    /// policies of Antrea's kinds, Antrea's tiers) depends on the other objects and on the namespaces and Services,
+    /// so they are kept to be lowered again on a changed cluster (`load::relower_antrea`, `Engine::update`).
+    pub antrea: Vec<AntreaObject>,
+}
+
+/// One of Antrea's objects (Tier, ClusterGroup, Group, ClusterNetworkPolicy, NetworkPolicy), decoded and validated
+/// on its own, before admission against the other objects and lowering (see `load::relower_antrea`).
+#[derive(Clone, Debug)]
+pub struct AntreaObject {
+    pub(crate) item: std::sync::Arc<crate::load::antrea::AntreaItem>,
+    pub origin: Origin,
+    /// The object as diagnostics name it (`ACNP name`, ...).
+    pub label: String,
 }
 
 impl Default for Cluster {
@@ -1027,6 +1041,7 @@ impl Default for Cluster {
             host_endpoints: Vec::new(),
             services: Vec::new(),
             service_endpoints: Vec::new(),
+            antrea: Vec::new(),
         }
     }
 }
