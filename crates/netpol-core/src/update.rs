@@ -304,10 +304,13 @@ fn ns_or_insert(c: &mut Cluster, name: &str) -> NsId {
 pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
     let calico = change.is_calico();
     let antrea = change.antrea_reads() && (change.is_antrea() || !c.antrea.is_empty());
+    let namespaces = c.namespaces.len();
     let changed = apply_change(c, change);
     if calico && changed {
         tidy_tiers(c);
     }
+    // A pod (or policy) in a namespace nothing declared brings it: `Self` rules are split over it too.
+    let antrea = antrea || (!c.antrea.is_empty() && c.namespaces.len() != namespaces);
     if antrea && changed {
         // Their diagnostics are the loader's (and the live source's) to report.
         let _ = crate::load::relower_antrea(c);

@@ -1209,6 +1209,21 @@ fn antrea_objects_namespaces_and_groups_follow_changes() {
     assert!(antrea_allowed(&e, "c/web", "c/other", 80), "Self covers the new namespace");
     assert!(!antrea_allowed(&e, "a/web", "c/other", 80));
 
+    // Pods in a namespace nothing declares: it exists with them, and the Self rule covers it too.
+    m.put("d-x", &antrea_pod("d", "x", "x", "10.0.0.8"));
+    m.put("d-y", &antrea_pod("d", "y", "y", "10.0.0.9"));
+    let fresh = m.load().cluster;
+    let pods: Vec<Change> = fresh
+        .pods
+        .iter()
+        .filter(|p| fresh.ns(p.ns).name == "d")
+        .map(|p| Change::PutPod { namespace: "d".into(), pod: p.clone() })
+        .collect();
+    e.update(pods);
+    assert_antrea_as_fresh(&e, &m);
+    assert!(antrea_allowed(&e, "d/x", "d/y", 80), "Self covers the undeclared namespace");
+    assert!(!antrea_allowed(&e, "a/web", "d/y", 80));
+
     // The group changes: web pods instead of databases.
     let group = ANTREA_GROUP.replace("app: db", "app: web");
     m.put("group", &group);
