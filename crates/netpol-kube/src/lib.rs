@@ -177,7 +177,7 @@ pub enum Kind {
     /// Cilium's CiliumCIDRGroup (`cilium.io/v2`, or `cilium.io/v2alpha1` before Cilium 1.18: [`Apis::cidr_groups`]):
     /// a network set that only CIDR rules' `cidrGroupRef`/`cidrGroupSelector` select.
     CiliumCidrGroup,
-    /// Read only where Cilium is: what Cilium's `toServices` names.
+    /// Read only where Cilium or Antrea is: what Cilium's `toServices` and Antrea's `serviceReference` groups name.
     Service,
     /// `discovery.k8s.io/v1`, read only where Cilium is: the addresses behind a Service (`toServices`, and the
     /// `kube-apiserver` entity: Service `default/kubernetes`).
@@ -674,6 +674,8 @@ impl Apis {
         match kind.info().served {
             Served::Calico | Served::WithCalico => self.calico.is_some(),
             Served::Cilium if kind == Kind::CiliumCidrGroup => self.cilium && self.cidr_groups.is_some(),
+            // Antrea's `serviceReference` groups stand for the Pods their Service selects.
+            Served::WithCilium if kind == Kind::Service => self.cilium || self.antrea,
             Served::Cilium | Served::WithCilium => self.cilium,
             Served::Antrea => self.antrea,
             Served::BuiltIn | Served::Crd => true,

@@ -81,12 +81,14 @@ pub(crate) fn watched_kinds(server: &FakeApiServer) -> usize {
     let api_server = served.iter().any(|k| k.api() == Api::CalicoApiServer);
     let calico = served.iter().any(|k| matches!(k.api(), Api::CalicoCrd | Api::CalicoApiServer));
     let cilium = served.contains(&ApiKind::CiliumNetworkPolicy);
+    let antrea = served.iter().any(|k| k.api() == Api::AntreaCrd);
     let cidr_groups_v2 = served.contains(&ApiKind::CiliumCidrGroup);
     served
         .iter()
         .filter(|k| match k {
             ApiKind::ServiceAccount => calico,
-            ApiKind::Service | ApiKind::EndpointSlice | ApiKind::Endpoints => cilium,
+            ApiKind::Service => cilium || antrea,
+            ApiKind::EndpointSlice | ApiKind::Endpoints => cilium,
             ApiKind::CiliumCidrGroupV2Alpha1 => !cidr_groups_v2,
             _ => k.api() != Api::CalicoCrd || !api_server,
         })
