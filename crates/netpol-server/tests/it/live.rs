@@ -149,7 +149,7 @@ fn collections() -> Vec<String> {
 
 /// The kinds netpol reads from a cluster without Calico (and without Cilium).
 fn without_calico() -> Vec<Kind> {
-    Kind::ALL.into_iter().filter(|k| !k.is_calico() && !k.is_cilium()).collect()
+    Kind::ALL.into_iter().filter(|k| !k.is_calico() && !k.is_cilium() && !k.is_antrea()).collect()
 }
 
 /// The resourceVersions of the kinds without any object yet, after those of pods, network policies and namespaces.
@@ -240,7 +240,8 @@ async fn serve_follows_policy_pod_and_namespace_events() {
 
     let m = metrics(app).await;
     for kind in Kind::ALL {
-        let (name, lists) = (kind.plural(), if kind.is_calico() || kind.is_cilium() { 0.0 } else { 1.0 });
+        let (name, lists) =
+            (kind.plural(), if kind.is_calico() || kind.is_cilium() || kind.is_antrea() { 0.0 } else { 1.0 });
         assert_eq!(metric(&m, &format!("netpol_watch_errors_total{{kind=\"{name}\"}}")), 0.0, "{m}");
         assert_eq!(metric(&m, &format!("netpol_watch_lists_total{{kind=\"{name}\"}}")), lists, "{m}");
     }
@@ -452,8 +453,8 @@ async fn serve_follows_calicos_objects() {
     seed_calico(&c.server, CALICO_CRD);
     let live = serve_live(&c).await;
     let app = &live.app;
-    let calicos = Kind::ALL.iter().filter(|k| !k.is_cilium()).count();
-    assert_eq!(c.server.open_watches(), calicos, "every kind but Cilium's, service accounts included");
+    let calicos = Kind::ALL.iter().filter(|k| !k.is_cilium() && !k.is_antrea()).count();
+    assert_eq!(c.server.open_watches(), calicos, "every kind but Cilium's and Antrea's, service accounts included");
     assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
     let rv = c.server.resource_version();
     let header = get(app, "/healthz").await.resource_version.unwrap();
