@@ -1196,14 +1196,17 @@ pub struct WhatIf {
     /// Objects as in manifests: NetworkPolicy (`networking.k8s.io/v1`), ClusterNetworkPolicy
     /// (`policy.networking.k8s.io/v1alpha2`), AdminNetworkPolicy and BaselineAdminNetworkPolicy
     /// (`policy.networking.k8s.io/v1alpha1`); Calico's NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet and
-    /// GlobalNetworkSet (`projectcalico.org/v3`, or `crd.projectcalico.org/v1`). One with the kind and name (and, for
-    /// a namespaced kind, the namespace) of a loaded object replaces it.
+    /// GlobalNetworkSet (`projectcalico.org/v3`, or `crd.projectcalico.org/v1`); Cilium's CiliumNetworkPolicy and
+    /// CiliumClusterwideNetworkPolicy (`cilium.io/v2`); Antrea's Tier, ClusterGroup, Group, ClusterNetworkPolicy and
+    /// NetworkPolicy (`crd.antrea.io/v1beta1`: admitted and lowered with the loaded Antrea objects). One with the
+    /// kind and name (and, for a namespaced kind, the namespace) of a loaded object replaces it.
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub apply: Vec<serde_json::Value>,
     /// Loaded policies to delete, as the other answers name them: `namespace/name` for a NetworkPolicy, `cnp/name`,
     /// `anp/name` or `banp/name` for a cluster-scoped admin policy, `gnp/name` for a Calico GlobalNetworkPolicy,
-    /// `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy.
+    /// `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy, `acnp/name` and `annp/namespace/name` for
+    /// Antrea's policies (the whole object).
     #[serde(default)]
     pub delete: Vec<String>,
 }
