@@ -1,6 +1,6 @@
 //! Update: applies object changes (add, replace, delete of namespaces, pods, nodes, policies and Calico's Tiers,
-//! network sets, host endpoints, service accounts and staged policies, Services and their endpoints) to a compiled
-//! [`Engine`], for live clusters where objects change one event at a time.
+//! network sets, host endpoints, service accounts and staged policies, Services and their endpoints, Antrea's
+//! objects) to a compiled [`Engine`], for live clusters where objects change one event at a time.
 //!
 //! Objects are named by namespace and name, as the Kubernetes API names them; the `ns` field of a given
 //! [`Pod`] or [`Policy`] is ignored. A namespace that is deleted while pods or policies still refer to it stays
@@ -35,6 +35,11 @@
 //!   without Calico objects only changes the cluster (nothing else reads service accounts).
 //!   Cilium's entities (`host`, `remote-node`, `kube-apiserver`, `cluster`) and `toServices` are resolved again
 //!   from the changed Nodes, pods, Services and endpoints before that recompile (`load/cilium_refs.rs`).
+//! - **Antrea**: Antrea's objects are kept as decoded ([`Cluster::antrea`]): a policy is lowered to one policy per
+//!   rule and `appliedTo` entry, with its groups inlined and `Self`/`sameLabels` rules split over the namespaces,
+//!   so [`apply_to_cluster`] admits and lowers them all again ([`crate::load::relower_antrea`]) whenever what they
+//!   read changes (their objects, namespaces — a pod in a new namespace brings it —, Services, Calico's tiers), and
+//!   an engine with them, or a batch changing them, is recompiled whole.
 //! - **Services and their endpoints** (Service, EndpointSlice, Endpoints): only the resolution of Cilium's
 //!   references reads them. A batch of nothing else changes only the cluster when every Cilium policy resolves as
 //!   before (always on an engine without Cilium references: a live cluster's endpoints change all the time), and

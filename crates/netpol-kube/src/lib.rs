@@ -16,7 +16,9 @@
 //! the same discovery finds `cilium.io/v2` ([`Apis`]), and so are Services, EndpointSlices and Endpoints (only
 //! Cilium's policies read them, and they are the busiest kinds of a cluster); without it they are absent alike.
 //! CiliumCIDRGroups are read from the first of `cilium.io/v2` and `cilium.io/v2alpha1` whose resources list them
-//! (`GET /apis/cilium.io/VERSION`); where neither does, their CRD is not installed and they are absent.
+//! (`GET /apis/cilium.io/VERSION`); where neither does, their CRD is not installed and they are absent. Antrea's
+//! kinds (Tier, ClusterGroup, Group, ClusterNetworkPolicy, NetworkPolicy of `crd.antrea.io/v1beta1`) are read where
+//! the same discovery finds that group, and Services then too (`serviceReference` groups stand for their Pods).
 //!
 //! - One-shot commands (`query`, `explain`, `matrix`, `lint`, `describe` with `--kubeconfig`, `--context` or
 //!   `--in-cluster`): [`snapshot`] lists every kind (paginated, one consistent list per kind) and loads them.
@@ -60,7 +62,11 @@
 //! `Cluster::staged` ([`Change::PutStagedPolicy`]): they never change the enforced engine; each published
 //! [`Update`] carries their staged view compiled (`Update::staged`). The loader's warning that a staged `Delete` names
 //! no loaded policy depends on the enforced policies of the moment and is not reported by the watch (a one-shot list
-//! reports it).
+//! reports it). Antrea's objects are lowered across objects (a policy's Tier and groups, `Self` rules split per
+//! namespace): the store decodes each one alone ([`Loader::defer_antrea`]) into a [`Change::PutAntrea`], the core
+//! admits and lowers them all again on the changed cluster (`netpol_core::load::relower_antrea`, from
+//! `Engine::update` and `apply_to_cluster`), and the applier reports what admitting them together says
+//! (`netpol_core::load::antrea_diagnostics`: a policy whose Tier does not exist, ...) with the store's diagnostics.
 
 #![forbid(unsafe_code)]
 
