@@ -307,6 +307,17 @@ fn ns_or_insert(c: &mut Cluster, name: &str) -> NsId {
 
 /// Applies one change to a cluster (no compiled state involved). Returns whether anything changed.
 pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
+    let (changed, relower) = apply_leaving_antrea(c, change);
+    if relower {
+        // Their diagnostics are the loader's (and the live source's) to report.
+        let _ = crate::load::relower_antrea(c);
+    }
+    changed
+}
+
+/// [`apply_to_cluster`] but for lowering Antrea's objects again: whether the cluster changed, and whether they must
+/// be lowered again (a batch lowers them once, at its end).
+fn apply_leaving_antrea(c: &mut Cluster, change: Change) -> (bool, bool) {
     let calico = change.is_calico();
     let antrea = change.antrea_reads() && (change.is_antrea() || !c.antrea.is_empty());
     let namespaces = c.namespaces.len();
@@ -316,11 +327,7 @@ pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
     }
     // A pod (or policy) in a namespace nothing declared brings it: `Self` rules are split over it too.
     let antrea = antrea || (!c.antrea.is_empty() && c.namespaces.len() != namespaces);
-    if antrea && changed {
-        // Their diagnostics are the loader's (and the live source's) to report.
-        let _ = crate::load::relower_antrea(c);
-    }
-    changed
+    (changed, antrea && changed)
 }
 
 /// Removes namespace `name` if nothing refers to it (ids renumbered); one still in use stays.
@@ -816,6 +823,8 @@ impl Engine {
         });
         // Whether the cluster changed since a recompile became necessary.
         let mut dirty = false;
+        // Whether Antrea's objects must be lowered again (once for the batch, before the recompile).
+        let mut relower = false;
         for ch in changes {
             // Staged policies enforce nothing: the cluster keeps them, the engine does not read them.
             if ch.is_staged() {
@@ -824,7 +833,9 @@ impl Engine {
                 continue;
             }
             if cause.is_some() {
-                dirty |= apply_to_cluster(&mut self.cluster, ch);
+                let (changed, again) = apply_leaving_antrea(&mut self.cluster, ch);
+                dirty |= changed;
+                relower |= again;
                 continue;
             }
             let done = self.apply_in_place(ch);
@@ -832,7 +843,9 @@ impl Engine {
             match done {
                 InPlace::Done(changed) => stats.in_place += usize::from(changed),
                 InPlace::Recompile(ch, why) => {
-                    if apply_to_cluster(&mut self.cluster, *ch) {
+                    let (changed, again) = apply_leaving_antrea(&mut self.cluster, *ch);
+                    relower |= again;
+                    if changed {
                         cause = Some(why);
                         dirty = true;
                     }
@@ -850,6 +863,9 @@ impl Engine {
         }
         if dirty {
             let mut c = std::mem::take(&mut self.cluster);
+            if relower {
+                let _ = crate::load::relower_antrea(&mut c);
+            }
             // Cilium's entities and `toServices` follow the Nodes, pods' nodes, Services and endpoints as they are
             // now (their warnings are the loader's to report).
             if crate::load::has_cilium_refs(&c) {
