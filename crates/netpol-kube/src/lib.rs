@@ -2511,6 +2511,44 @@ mod tests {
         assert_eq!(s.resource_versions(), format!("pods=10,networkpolicies=7,{NO_OTHER_VERSIONS}"));
     }
 
+    fn acnp(rv: u64, action: &str, status: Value) -> Object {
+        Object::from_value(
+            Kind::AntreaClusterNetworkPolicy,
+            json!({"apiVersion": "crd.antrea.io/v1beta1", "kind": "ClusterNetworkPolicy",
+                "metadata": {"name": "guard", "resourceVersion": rv.to_string()},
+                "spec": {"priority": 1, "appliedTo": [{"podSelector": {}}],
+                    "ingress": [{"action": action, "from": [{"podSelector": {"matchLabels": {"app": "cli"}}}]}]},
+                "status": status}),
+        )
+    }
+
+    /// Antrea's objects become `PutAntrea`/`DeleteAntrea` changes; an update of their status alone (Antrea's
+    /// controller writes the realization there) changes nothing; one that no longer decodes is deleted.
+    #[test]
+    fn antrea_objects_become_changes_and_their_status_changes_nothing() {
+        let mut s = synced_store();
+        let mut b = Batch::default();
+        s.event(Kind::AntreaClusterNetworkPolicy, Event::Apply(acnp(20, "Drop", json!({}))), &mut b);
+        assert!(
+            matches!(&b.changes[..], [Change::PutAntrea(o)] if o.name() == "guard" && o.kind() == "ClusterNetworkPolicy")
+        );
+        let mut b = Batch::default();
+        let realized = json!({"phase": "Realized", "observedGeneration": 1, "currentNodesRealized": 3});
+        s.event(Kind::AntreaClusterNetworkPolicy, Event::Apply(acnp(21, "Drop", realized)), &mut b);
+        assert!(b.changes.is_empty(), "status only");
+        assert_eq!(b.unchanged, 1);
+        s.event(Kind::AntreaClusterNetworkPolicy, Event::Apply(acnp(22, "Allow", json!({}))), &mut b);
+        assert_eq!(b.changes.len(), 1);
+        let mut b = Batch::default();
+        s.event(Kind::AntreaClusterNetworkPolicy, Event::Apply(acnp(23, "Sideways", json!({}))), &mut b);
+        assert!(b.diagnostics_changed);
+        assert!(
+            matches!(&b.changes[..], [Change::DeleteAntrea { kind: "ClusterNetworkPolicy", namespace: None, name }] if name == "guard"),
+            "now invalid: left out"
+        );
+        assert!(s.resource_versions().contains(",clusternetworkpolicies.crd.antrea.io=23,"));
+    }
+
     #[test]
     fn relist_puts_only_what_changed_and_deletes_what_is_gone() {
         let mut s = synced_store();

@@ -377,9 +377,17 @@ impl AntreaObject {
         }
     }
 
-    /// Everything lowering reads of the object (not its origin), for comparisons: its `Debug` form.
+    /// Everything lowering reads of the object (not its origin, nor the text kept for showing it: a cluster's
+    /// object changes its `resourceVersion` and `status` there), for comparisons: its `Debug` form.
     pub fn content(&self) -> String {
-        format!("{:?}", self.item)
+        match &*self.item {
+            AntreaItem::Policy(p) if p.manifest.is_some() => {
+                let mut p = p.clone();
+                p.manifest = None;
+                format!("{:?}", AntreaItem::Policy(p))
+            }
+            item => format!("{item:?}"),
+        }
     }
 
     /// Where objects of this kind go among the others: Tiers, then groups, then policies (a policy names its
