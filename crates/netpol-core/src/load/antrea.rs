@@ -492,6 +492,11 @@ fn lower_into(c: &mut Cluster, objects: Vec<AntreaObject>) -> Vec<super::Diagnos
 /// Tier does not exist, duplicates, groups of Nodes applied to, ...), which depend on the other objects.
 pub fn relower_antrea(c: &mut Cluster) -> Vec<super::Diagnostic> {
     let objects = std::mem::take(&mut c.antrea);
+    let lowered = c.policies.iter().any(|p| p.kind.is_antrea()) || c.tiers.iter().skip(3).any(is_antrea_tier);
+    if objects.is_empty() && !lowered {
+        // Nothing of Antrea's, before or now: the cluster is left as it is.
+        return Vec::new();
+    }
     strip_antrea(c);
     if objects.is_empty() {
         return Vec::new();
