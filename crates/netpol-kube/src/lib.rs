@@ -2329,6 +2329,11 @@ impl Applier {
             for change in cidr_groups {
                 apply_cidr_group(&mut c, change);
             }
+            // Antrea's objects beside Cilium's: lowered again on the cluster as it is now (a Cilium object may bring
+            // a namespace, and takes the tiers no policy is in).
+            if !c.antrea.is_empty() {
+                let _ = netpol_core::load::relower_antrea(&mut c);
+            }
             self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
             let cni = engine.cni_choice();
             *engine = Engine::with_cni(c, cni);
