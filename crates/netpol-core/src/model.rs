@@ -1014,6 +1014,10 @@ pub struct Cluster {
     pub service_endpoints: Vec<ServiceEndpoints>,
     /// Antrea: the policies' `appliedTo` entries and group peers, with what they resolved to (see [`AntreaRef`]).
     pub antrea_refs: Vec<AntreaRef>,
+    /// Antrea's objects (Tier, ClusterGroup, Group, ACNP, ANNP) as decoded, in input order: their lowering (the
+    /// policies of Antrea's kinds, Antrea's tiers) depends on the other objects and on the namespaces and Services,
+    /// so they are kept to be lowered again on a changed cluster (`load::relower_antrea`, `Engine::update`).
+    pub antrea: Vec<AntreaObject>,
 }
 
 /// An `appliedTo` entry of an Antrea policy (ACNP or ANNP), or a peer of it that references a ClusterGroup or
@@ -1038,6 +1042,16 @@ pub struct AntreaRef {
     pub members: Vec<Peer>,
 }
 
+/// One of Antrea's objects (Tier, ClusterGroup, Group, ClusterNetworkPolicy, NetworkPolicy), decoded and validated
+/// on its own, before admission against the other objects and lowering (see `load::relower_antrea`).
+#[derive(Clone, Debug)]
+pub struct AntreaObject {
+    pub(crate) item: std::sync::Arc<crate::load::antrea::AntreaItem>,
+    pub origin: Origin,
+    /// The object as diagnostics name it (`ACNP name`, ...).
+    pub label: String,
+}
+
 impl Default for Cluster {
     fn default() -> Cluster {
         Cluster {
@@ -1053,6 +1067,7 @@ impl Default for Cluster {
             services: Vec::new(),
             service_endpoints: Vec::new(),
             antrea_refs: Vec::new(),
+            antrea: Vec::new(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Update: applies object changes (add, replace, delete of namespaces, pods, nodes, policies and Calico's Tiers,
-//! network sets, host endpoints, service accounts and staged policies, Services and their endpoints) to a compiled
-//! [`Engine`], for live clusters where objects change one event at a time.
+//! network sets, host endpoints, service accounts and staged policies, Services and their endpoints, Antrea's
+//! objects) to a compiled [`Engine`], for live clusters where objects change one event at a time.
 //!
 //! Objects are named by namespace and name, as the Kubernetes API names them; the `ns` field of a given
 //! [`Pod`] or [`Policy`] is ignored. A namespace that is deleted while pods or policies still refer to it stays
@@ -35,6 +35,11 @@
 //!   without Calico objects only changes the cluster (nothing else reads service accounts).
 //!   Cilium's entities (`host`, `remote-node`, `kube-apiserver`, `cluster`) and `toServices` are resolved again
 //!   from the changed Nodes, pods, Services and endpoints before that recompile (`load/cilium_refs.rs`).
+//! - **Antrea**: Antrea's objects are kept as decoded ([`Cluster::antrea`]): a policy is lowered to one policy per
+//!   rule and `appliedTo` entry, with its groups inlined and `Self`/`sameLabels` rules split over the namespaces,
+//!   so [`apply_to_cluster`] admits and lowers them all again ([`crate::load::relower_antrea`]) whenever what they
+//!   read changes (their objects, namespaces — a pod in a new namespace brings it —, Services, Calico's tiers), and
+//!   an engine with them, or a batch changing them, is recompiled whole.
 //! - **Services and their endpoints** (Service, EndpointSlice, Endpoints): only the resolution of Cilium's
 //!   references reads them. A batch of nothing else changes only the cluster when every Cilium policy resolves as
 //!   before (always on an engine without Cilium references: a live cluster's endpoints change all the time), and
@@ -54,8 +59,8 @@ use rustc_hash::FxHashMap;
 use crate::compile::{BlockId, CPeer, Engine, IdSet, IdentityId, IdentityKey, NsScope, RuleId, SelPeerId, SelPeerKey};
 use crate::load::NAMESPACE_NAME_LABEL;
 use crate::model::{
-    Action, Cluster, Direction, HostEndpoint, Namespace, NetworkSet, Node, NsId, Origin, Pod, PodId, Policy, PolicyId,
-    PolicyKind, PolicyTier, Scope, Service, ServiceAccount, ServiceEndpoints, StagedPolicy, TierDef,
+    Action, AntreaObject, Cluster, Direction, HostEndpoint, Namespace, NetworkSet, Node, NsId, Origin, Pod, PodId,
+    Policy, PolicyId, PolicyKind, PolicyTier, Scope, Service, ServiceAccount, ServiceEndpoints, StagedPolicy, TierDef,
 };
 use crate::selector::{Labels, Selector};
 
@@ -181,6 +186,19 @@ pub enum Change {
         namespace: Option<String>,
         name: String,
     },
+    /// Adds or replaces one of Antrea's objects (a Tier, ClusterGroup, Group, ClusterNetworkPolicy or
+    /// NetworkPolicy: the same kind, namespace and name), as the loader decodes it alone (`Cluster::antrea`; see
+    /// [`crate::load::Loader::defer_antrea`]). Every Antrea object is then lowered again on the cluster
+    /// ([`crate::load::relower_antrea`]) and the engine recompiled. A new object goes after the others of its rank
+    /// (Tiers, then groups, then policies), as admission needs a policy's Tier first.
+    PutAntrea(AntreaObject),
+    /// Deletes one of Antrea's objects: `kind` as [`AntreaObject::kind`] names it (`Tier`, `ClusterGroup`,
+    /// `Group`, `ClusterNetworkPolicy`, `NetworkPolicy`), its namespace (`None` for the cluster-scoped kinds).
+    DeleteAntrea {
+        kind: &'static str,
+        namespace: Option<String>,
+        name: String,
+    },
 }
 
 impl Change {
@@ -204,6 +222,8 @@ impl Change {
             | Change::PutServiceAccount { .. }
             | Change::DeleteServiceAccount { .. } => true,
             Change::PutPod { .. }
+            | Change::PutAntrea(_)
+            | Change::DeleteAntrea { .. }
             | Change::DeletePod { .. }
             | Change::DeletePolicy { .. }
             | Change::PutNode(_)
@@ -217,6 +237,26 @@ impl Change {
             | Change::PutServiceEndpoints(_)
             | Change::DeleteServiceEndpoints { .. } => false,
         }
+    }
+
+    /// Whether the change is to one of Antrea's objects.
+    pub fn is_antrea(&self) -> bool {
+        matches!(self, Change::PutAntrea(_) | Change::DeleteAntrea { .. })
+    }
+
+    /// Whether lowering Antrea's objects reads what the change changes: Antrea's objects, namespaces (`Self` and
+    /// `sameLabels` split rules per namespace), Services (`serviceReference` groups), and Calico's tiers (which
+    /// share the cluster's list of tiers).
+    fn antrea_reads(&self) -> bool {
+        self.is_antrea()
+            || self.is_calico()
+            || matches!(
+                self,
+                Change::PutNamespace(_)
+                    | Change::DeleteNamespace { .. }
+                    | Change::PutService(_)
+                    | Change::DeleteService { .. }
+            )
     }
 
     /// Whether the change is to a staged policy: only the cluster's staged policies change, never the engine.
@@ -267,12 +307,34 @@ fn ns_or_insert(c: &mut Cluster, name: &str) -> NsId {
 
 /// Applies one change to a cluster (no compiled state involved). Returns whether anything changed.
 pub fn apply_to_cluster(c: &mut Cluster, change: Change) -> bool {
+    let (changed, relower) = apply_leaving_antrea(c, change);
+    if relower {
+        // Their diagnostics are the loader's (and the live source's) to report.
+        let _ = crate::load::relower_antrea(c);
+    }
+    changed
+}
+
+/// [`apply_to_cluster`] but for lowering Antrea's objects again: whether the cluster changed, and whether they must
+/// be lowered again (a batch lowers them once, at its end).
+fn apply_leaving_antrea(c: &mut Cluster, change: Change) -> (bool, bool) {
     let calico = change.is_calico();
+    let antrea = change.antrea_reads() && (change.is_antrea() || !c.antrea.is_empty());
+    let namespaces = c.namespaces.len();
     let changed = apply_change(c, change);
     if calico && changed {
         tidy_tiers(c);
     }
-    changed
+    // A pod (or policy) in a namespace nothing declared brings it: `Self` rules are split over it too.
+    let antrea = antrea || (!c.antrea.is_empty() && c.namespaces.len() != namespaces);
+    (changed, antrea && changed)
+}
+
+/// Removes namespace `name` if nothing refers to it (ids renumbered); one still in use stays.
+pub(crate) fn remove_unused_namespace(c: &mut Cluster, name: &str) {
+    if c.namespace_id(name).is_some_and(|id| !namespace_used(c, id)) {
+        apply_change(c, Change::DeleteNamespace { name: name.to_string() });
+    }
 }
 
 fn apply_change(c: &mut Cluster, change: Change) -> bool {
@@ -500,6 +562,24 @@ fn apply_change(c: &mut Cluster, change: Change) -> bool {
             c.service_endpoints.retain(|e| !(e.kind == kind && e.namespace == namespace && e.name == name));
             before != c.service_endpoints.len()
         }
+        Change::PutAntrea(object) => {
+            let same = |o: &AntreaObject| {
+                o.kind() == object.kind() && o.namespace() == object.namespace() && o.name() == object.name()
+            };
+            match c.antrea.iter().position(same) {
+                Some(i) => c.antrea[i] = object,
+                None => {
+                    let at = c.antrea.iter().rposition(|o| o.rank() <= object.rank()).map_or(0, |i| i + 1);
+                    c.antrea.insert(at, object);
+                }
+            }
+            true
+        }
+        Change::DeleteAntrea { kind, namespace, name } => {
+            let before = c.antrea.len();
+            c.antrea.retain(|o| !(o.kind() == kind && o.namespace() == namespace.as_deref() && o.name() == name));
+            before != c.antrea.len()
+        }
         Change::DeleteServiceAccount { namespace, name } => {
             let Some(ns) = c.namespace_id(&namespace) else { return false };
             let Some(i) = c.service_accounts.iter().position(|s| s.ns == ns && s.name == name) else { return false };
@@ -659,14 +739,16 @@ fn drop_undeclared_account(c: &mut Cluster, ns: NsId, account: &str) {
     }
 }
 
-/// Whether the Cilium policies of two clusters are the same, generated peers and rules included (what resolving
-/// Cilium's references writes; the other policies it does not touch).
+/// Whether the Cilium and Antrea policies of two clusters are the same, generated peers and rules included (what
+/// resolving Cilium's references, and lowering Antrea's `serviceReference` groups, write from Services; the other
+/// policies they do not touch).
 fn cilium_policies_alike(a: &Cluster, b: &Cluster) -> bool {
+    let derived = |k: PolicyKind| k.is_cilium() || k.is_antrea();
     a.policies.len() == b.policies.len()
         && a.policies
             .iter()
             .zip(&b.policies)
-            .all(|(x, y)| x.kind == y.kind && (!x.kind.is_cilium() || format!("{x:?}") == format!("{y:?}")))
+            .all(|(x, y)| x.kind == y.kind && (!derived(x.kind) || format!("{x:?}") == format!("{y:?}")))
 }
 
 /// Whether two policies are the same object: kind, namespace and name.
@@ -721,6 +803,11 @@ impl Engine {
         if cause.is_none() && self.cilium {
             cause = Some("Cilium objects");
         }
+        // Antrea's objects are lowered again on the changed cluster (their rules split per namespace, groups
+        // inlined): an engine with them, or a batch changing them, is recompiled whole.
+        if cause.is_none() && (!self.cluster.antrea.is_empty() || changes.iter().any(Change::is_antrea)) {
+            cause = Some("Antrea objects");
+        }
         // Cilium's reading of ipBlocks (a CIDR peer per ipBlock, compiled with the rule's other Calico peers).
         if cause.is_none() && self.cni.ip_block_outside_only() {
             cause = Some("the CNI Cilium");
@@ -736,6 +823,8 @@ impl Engine {
         });
         // Whether the cluster changed since a recompile became necessary.
         let mut dirty = false;
+        // Whether Antrea's objects must be lowered again (once for the batch, before the recompile).
+        let mut relower = false;
         for ch in changes {
             // Staged policies enforce nothing: the cluster keeps them, the engine does not read them.
             if ch.is_staged() {
@@ -744,7 +833,9 @@ impl Engine {
                 continue;
             }
             if cause.is_some() {
-                dirty |= apply_to_cluster(&mut self.cluster, ch);
+                let (changed, again) = apply_leaving_antrea(&mut self.cluster, ch);
+                dirty |= changed;
+                relower |= again;
                 continue;
             }
             let done = self.apply_in_place(ch);
@@ -752,7 +843,9 @@ impl Engine {
             match done {
                 InPlace::Done(changed) => stats.in_place += usize::from(changed),
                 InPlace::Recompile(ch, why) => {
-                    if apply_to_cluster(&mut self.cluster, *ch) {
+                    let (changed, again) = apply_leaving_antrea(&mut self.cluster, *ch);
+                    relower |= again;
+                    if changed {
                         cause = Some(why);
                         dirty = true;
                     }
@@ -770,6 +863,9 @@ impl Engine {
         }
         if dirty {
             let mut c = std::mem::take(&mut self.cluster);
+            if relower {
+                let _ = crate::load::relower_antrea(&mut c);
+            }
             // Cilium's entities and `toServices` follow the Nodes, pods' nodes, Services and endpoints as they are
             // now (their warnings are the loader's to report).
             if crate::load::has_cilium_refs(&c) {
@@ -830,6 +926,9 @@ impl Engine {
             | Change::DeleteNetworkSet { .. }
             | Change::PutHostEndpoint(_)
             | Change::DeleteHostEndpoint { .. }) => InPlace::Recompile(Box::new(ch), "Calico objects"),
+            ch @ (Change::PutAntrea(_) | Change::DeleteAntrea { .. }) => {
+                InPlace::Recompile(Box::new(ch), "Antrea objects")
+            }
         }
     }
 

@@ -15,6 +15,9 @@
 //!
 //! Services and their endpoints (what Cilium's `toServices` and `kube-apiserver` entity resolve to): [`service`],
 //! [`endpoint_slice`] and [`endpoints`].
+//!
+//! Antrea's kinds (`crd.antrea.io/v1beta1`, [`ANTREA`]) for that cluster: [`antrea_objects`] (what [`seed_antrea`]
+//! puts: a Tier, a ClusterGroup, an ACNP and an ANNP) and [`antrea_drop_web`].
 
 use serde_json::{json, Value};
 
@@ -507,4 +510,87 @@ pub fn endpoints(ns: &str, name: &str, addresses: &[&str]) -> Value {
         "metadata": {"name": name, "namespace": ns},
         "subsets": [{"addresses": addresses, "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}],
     })
+}
+
+// ---- Antrea ----
+
+/// The apiVersion of Antrea's CRDs.
+pub const ANTREA: &str = "crd.antrea.io/v1beta1";
+
+/// A `crd.antrea.io/v1beta1` Tier.
+pub fn antrea_tier(name: &str, priority: u32) -> Value {
+    json!({"apiVersion": ANTREA, "kind": "Tier", "metadata": {"name": name}, "spec": {"priority": priority}})
+}
+
+/// A `crd.antrea.io/v1beta1` ClusterGroup (`spec`: its selectors, ipBlocks, ...).
+pub fn antrea_cluster_group(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": ANTREA, "kind": "ClusterGroup", "metadata": {"name": name}, "spec": spec})
+}
+
+/// A `crd.antrea.io/v1beta1` ClusterNetworkPolicy (ACNP).
+pub fn antrea_cluster_policy(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": ANTREA, "kind": "ClusterNetworkPolicy", "metadata": {"name": name}, "spec": spec})
+}
+
+/// A `crd.antrea.io/v1beta1` NetworkPolicy (ANNP) in `ns`.
+pub fn antrea_policy(ns: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": ANTREA, "kind": "NetworkPolicy", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+/// Antrea's objects for the shared cluster:
+///
+/// - Tier `sec` (priority 20) and ClusterGroup `web-pods` (the `app=web` pods);
+/// - ACNP `guard-api` in `sec`: drops TCP 9090 to `app=api` from the group;
+/// - ANNP `backend/api-self`: allows `app=api` every connection from its own namespace (`namespaces.match: Self`
+///   is an ACNP's; an ANNP's `podSelector` peer stays in its namespace), then drops TCP 5432 from everywhere.
+///
+/// So: `frontend/web` → `backend/api` 9090 is dropped (ACNP `guard-api`), 5432 dropped (ANNP `api-self`), 8080
+/// left to the NetworkPolicies.
+pub fn antrea_objects() -> Vec<Value> {
+    vec![
+        antrea_tier("sec", 20),
+        antrea_cluster_group("web-pods", json!({"podSelector": {"matchLabels": {"app": "web"}}})),
+        antrea_cluster_policy(
+            "guard-api",
+            json!({
+                "tier": "sec", "priority": 1,
+                "appliedTo": [{"podSelector": {"matchLabels": {"app": "api"}}}],
+                "ingress": [{"action": "Drop", "from": [{"group": "web-pods"}],
+                    "ports": [{"protocol": "TCP", "port": 9090}]}],
+            }),
+        ),
+        antrea_policy(
+            "backend",
+            "api-self",
+            json!({
+                "priority": 5,
+                "appliedTo": [{"podSelector": {"matchLabels": {"app": "api"}}}],
+                "ingress": [
+                    {"action": "Allow", "from": [{"podSelector": {}}]},
+                    {"action": "Drop", "from": [{"namespaceSelector": {}}],
+                        "ports": [{"protocol": "TCP", "port": 5432}]},
+                ],
+            }),
+        ),
+    ]
+}
+
+/// Puts [`antrea_objects`] into `server` (whose Antrea CRDs must be installed: [`FakeApiServer::set_antrea`]).
+pub fn seed_antrea(server: &FakeApiServer) {
+    for obj in antrea_objects() {
+        server.put(obj);
+    }
+}
+
+/// ACNP `drop-web` in the emergency tier: drops every connection from the `web-pods` group to `app=api` (so
+/// `frontend/web` → `backend/api` 8080, which the NetworkPolicies allow, is dropped).
+pub fn antrea_drop_web() -> Value {
+    antrea_cluster_policy(
+        "drop-web",
+        json!({
+            "tier": "emergency", "priority": 1,
+            "appliedTo": [{"podSelector": {"matchLabels": {"app": "api"}}}],
+            "ingress": [{"action": "Drop", "from": [{"group": "web-pods"}]}],
+        }),
+    )
 }

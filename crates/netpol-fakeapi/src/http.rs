@@ -768,7 +768,8 @@ mod tests {
                 "crd.projectcalico.org",
                 "projectcalico.org",
                 "cilium.io",
-                "discovery.k8s.io"
+                "discovery.k8s.io",
+                "crd.antrea.io"
             ]
         );
         assert_eq!(listed["groups"][4]["preferredVersion"]["groupVersion"], "cilium.io/v2");

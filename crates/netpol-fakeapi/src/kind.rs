@@ -79,6 +79,16 @@ pub enum Kind {
     ///
     /// [`FakeApiServer::set_served`]: crate::FakeApiServer::set_served
     CiliumCidrGroupV2Alpha1,
+    /// `crd.antrea.io/v1beta1` Tier, cluster-scoped; one of Antrea's CRDs.
+    AntreaTier,
+    /// `crd.antrea.io/v1beta1` ClusterGroup, cluster-scoped; one of Antrea's CRDs.
+    AntreaClusterGroup,
+    /// `crd.antrea.io/v1beta1` Group, namespaced; one of Antrea's CRDs.
+    AntreaGroup,
+    /// `crd.antrea.io/v1beta1` ClusterNetworkPolicy (ACNP), cluster-scoped; one of Antrea's CRDs.
+    AntreaClusterNetworkPolicy,
+    /// `crd.antrea.io/v1beta1` NetworkPolicy (ANNP), namespaced; one of Antrea's CRDs.
+    AntreaNetworkPolicy,
 }
 
 /// What serves a kind, which decides when the server serves it.
@@ -98,6 +108,9 @@ pub enum Api {
     /// One of Cilium's CustomResourceDefinitions (`cilium.io`): see
     /// [`FakeApiServer::set_cilium`](crate::FakeApiServer::set_cilium).
     CiliumCrd,
+    /// One of Antrea's CustomResourceDefinitions (`crd.antrea.io`): see
+    /// [`FakeApiServer::set_antrea`](crate::FakeApiServer::set_antrea).
+    AntreaCrd,
 }
 
 /// What the wire protocol knows of a kind.
@@ -138,6 +151,7 @@ const CALICO_V1: (&str, &str, &str) = (CALICO_CRD, "v1", "crd.projectcalico.org/
 const CALICO_API_V3: (&str, &str, &str) = (CALICO_V3, "v3", "projectcalico.org/v3");
 const CILIUM_V2: (&str, &str, &str) = (CILIUM, "v2", "cilium.io/v2");
 const CILIUM_V2ALPHA1: (&str, &str, &str) = (CILIUM, "v2alpha1", "cilium.io/v2alpha1");
+const ANTREA_V1BETA1: (&str, &str, &str) = ("crd.antrea.io", "v1beta1", "crd.antrea.io/v1beta1");
 
 /// Every kind, in the order of [`Kind`]'s variants.
 const TABLE: [Info; Kind::COUNT] = [
@@ -279,6 +293,18 @@ const TABLE: [Info; Kind::COUNT] = [
     ),
     info(Kind::CiliumCidrGroup, "CiliumCIDRGroup", "ciliumcidrgroups", CILIUM_V2, false, Api::CiliumCrd),
     info(Kind::CiliumCidrGroupV2Alpha1, "CiliumCIDRGroup", "ciliumcidrgroups", CILIUM_V2ALPHA1, false, Api::CiliumCrd),
+    info(Kind::AntreaTier, "Tier", "tiers", ANTREA_V1BETA1, false, Api::AntreaCrd),
+    info(Kind::AntreaClusterGroup, "ClusterGroup", "clustergroups", ANTREA_V1BETA1, false, Api::AntreaCrd),
+    info(Kind::AntreaGroup, "Group", "groups", ANTREA_V1BETA1, true, Api::AntreaCrd),
+    info(
+        Kind::AntreaClusterNetworkPolicy,
+        "ClusterNetworkPolicy",
+        "clusternetworkpolicies",
+        ANTREA_V1BETA1,
+        false,
+        Api::AntreaCrd,
+    ),
+    info(Kind::AntreaNetworkPolicy, "NetworkPolicy", "networkpolicies", ANTREA_V1BETA1, true, Api::AntreaCrd),
 ];
 
 // Every entry is at the index of its kind.
@@ -292,7 +318,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 33;
+    pub const COUNT: usize = 38;
 
     /// Every kind, in store order.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -329,6 +355,11 @@ impl Kind {
         Kind::EndpointSlice,
         Kind::CiliumCidrGroup,
         Kind::CiliumCidrGroupV2Alpha1,
+        Kind::AntreaTier,
+        Kind::AntreaClusterGroup,
+        Kind::AntreaGroup,
+        Kind::AntreaClusterNetworkPolicy,
+        Kind::AntreaNetworkPolicy,
     ];
 
     fn info(self) -> &'static Info {
@@ -400,7 +431,7 @@ impl Kind {
     /// Whether a CustomResourceDefinition serves this kind (the `policy.networking.k8s.io` kinds, Calico's
     /// `crd.projectcalico.org` kinds, Cilium's `cilium.io` kinds).
     pub fn is_crd(self) -> bool {
-        matches!(self.api(), Api::PolicyCrd | Api::CalicoCrd | Api::CiliumCrd)
+        matches!(self.api(), Api::PolicyCrd | Api::CalicoCrd | Api::CiliumCrd | Api::AntreaCrd)
     }
 
     /// The collection's path for all namespaces: `/api/v1/pods`, `/apis/networking.k8s.io/v1/networkpolicies`.
@@ -487,5 +518,10 @@ mod tests {
         assert_eq!(Kind::Endpoints.list_name(), "EndpointsList");
         assert_eq!(Kind::Endpoints.singular(), "endpoints");
         assert!(Kind::Service.is_namespaced() && !Kind::Service.is_crd() && !Kind::CiliumCidrGroup.is_namespaced());
+        assert_eq!(Kind::from_api_version("crd.antrea.io/v1beta1", "NetworkPolicy"), Some(Kind::AntreaNetworkPolicy));
+        assert_eq!(Kind::from_api_version("crd.antrea.io/v1beta1", "Tier"), Some(Kind::AntreaTier));
+        assert_eq!(Kind::AntreaClusterNetworkPolicy.path(), "/apis/crd.antrea.io/v1beta1/clusternetworkpolicies");
+        assert!(Kind::AntreaGroup.is_namespaced() && !Kind::AntreaClusterGroup.is_namespaced());
+        assert_eq!(Kind::AntreaNetworkPolicy.resource(), "networkpolicies.crd.antrea.io");
     }
 }

@@ -286,6 +286,13 @@ impl FakeApiServer {
         lock(&self.shared.store).set_cilium(installed);
     }
 
+    /// Installs or removes Antrea's CustomResourceDefinitions (`crd.antrea.io/v1beta1` Tier, ClusterGroup, Group,
+    /// ClusterNetworkPolicy and NetworkPolicy; [`Api::AntreaCrd`]); not installed by default. Removing them deletes
+    /// their objects and ends their watches, as with [`set_crds_installed`](Self::set_crds_installed).
+    pub fn set_antrea(&self, installed: bool) {
+        lock(&self.shared.store).set_antrea(installed);
+    }
+
     /// Takes one kind out (`false`: its CRD or API resource is not installed, whatever else is) or puts it back.
     /// Taking it out deletes its objects and ends its watches, as [`set_crds_installed`](Self::set_crds_installed)
     /// does. A built-in kind taken out is what no real apiserver does; tests should not.

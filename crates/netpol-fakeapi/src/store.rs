@@ -176,6 +176,8 @@ pub(crate) struct Store {
     calico: Calico,
     /// Whether Cilium's CRDs ([`Api::CiliumCrd`]) are installed.
     cilium: bool,
+    /// Whether Antrea's CRDs ([`Api::AntreaCrd`]) are installed.
+    antrea: bool,
     /// Kinds taken out one by one ([`Store::set_served`]).
     removed: BTreeSet<Kind>,
     /// Kinds every request for which is refused with 403 Forbidden.
@@ -209,6 +211,7 @@ impl Store {
             crds_installed: true,
             calico: Calico::None,
             cilium: false,
+            antrea: false,
             removed: BTreeSet::new(),
             forbidden: BTreeSet::new(),
         }
@@ -222,6 +225,7 @@ impl Store {
             Api::CalicoCrd => self.calico != Calico::None,
             Api::CalicoApiServer => self.calico == Calico::ApiServer,
             Api::CiliumCrd => self.cilium,
+            Api::AntreaCrd => self.antrea,
         };
         installed && !self.removed.contains(&kind)
     }
@@ -257,6 +261,11 @@ impl Store {
     /// Installs or removes Cilium's CRDs (see [`Store::reconfigure`]).
     pub(crate) fn set_cilium(&mut self, installed: bool) {
         self.reconfigure(|s| s.cilium = installed);
+    }
+
+    /// Installs or removes Antrea's CRDs (see [`Store::reconfigure`]).
+    pub(crate) fn set_antrea(&mut self, installed: bool) {
+        self.reconfigure(|s| s.antrea = installed);
     }
 
     /// Takes one CRD or API kind out (or puts it back), whatever else serves it (see [`Store::reconfigure`]).

@@ -16,7 +16,9 @@
 //! the same discovery finds `cilium.io/v2` ([`Apis`]), and so are Services, EndpointSlices and Endpoints (only
 //! Cilium's policies read them, and they are the busiest kinds of a cluster); without it they are absent alike.
 //! CiliumCIDRGroups are read from the first of `cilium.io/v2` and `cilium.io/v2alpha1` whose resources list them
-//! (`GET /apis/cilium.io/VERSION`); where neither does, their CRD is not installed and they are absent.
+//! (`GET /apis/cilium.io/VERSION`); where neither does, their CRD is not installed and they are absent. Antrea's
+//! kinds (Tier, ClusterGroup, Group, ClusterNetworkPolicy, NetworkPolicy of `crd.antrea.io/v1beta1`) are read where
+//! the same discovery finds that group, and Services then too (`serviceReference` groups stand for their Pods).
 //!
 //! - One-shot commands (`query`, `explain`, `matrix`, `lint`, `describe` with `--kubeconfig`, `--context` or
 //!   `--in-cluster`): [`snapshot`] lists every kind (paginated, one consistent list per kind) and loads them.
@@ -60,7 +62,11 @@
 //! `Cluster::staged` ([`Change::PutStagedPolicy`]): they never change the enforced engine; each published
 //! [`Update`] carries their staged view compiled (`Update::staged`). The loader's warning that a staged `Delete` names
 //! no loaded policy depends on the enforced policies of the moment and is not reported by the watch (a one-shot list
-//! reports it).
+//! reports it). Antrea's objects are lowered across objects (a policy's Tier and groups, `Self` rules split per
+//! namespace): the store decodes each one alone ([`Loader::defer_antrea`]) into a [`Change::PutAntrea`], the core
+//! admits and lowers them all again on the changed cluster (`netpol_core::load::relower_antrea`, from
+//! `Engine::update` and `apply_to_cluster`), and the applier reports what admitting them together says
+//! (`netpol_core::load::antrea_diagnostics`: a policy whose Tier does not exist, ...) with the store's diagnostics.
 
 #![forbid(unsafe_code)]
 
@@ -177,13 +183,23 @@ pub enum Kind {
     /// Cilium's CiliumCIDRGroup (`cilium.io/v2`, or `cilium.io/v2alpha1` before Cilium 1.18: [`Apis::cidr_groups`]):
     /// a network set that only CIDR rules' `cidrGroupRef`/`cidrGroupSelector` select.
     CiliumCidrGroup,
-    /// Read only where Cilium is: what Cilium's `toServices` names.
+    /// Read only where Cilium or Antrea is: what Cilium's `toServices` and Antrea's `serviceReference` groups name.
     Service,
     /// `discovery.k8s.io/v1`, read only where Cilium is: the addresses behind a Service (`toServices`, and the
     /// `kube-apiserver` entity: Service `default/kubernetes`).
     EndpointSlice,
     /// `v1`, read only where Cilium is: as [`Kind::EndpointSlice`], the older API.
     Endpoints,
+    /// Antrea's Tier (`crd.antrea.io/v1beta1`, cluster-scoped).
+    AntreaTier,
+    /// Antrea's ClusterGroup (`crd.antrea.io/v1beta1`, cluster-scoped).
+    AntreaClusterGroup,
+    /// Antrea's Group (`crd.antrea.io/v1beta1`, namespaced).
+    AntreaGroup,
+    /// Antrea's ClusterNetworkPolicy (ACNP, `crd.antrea.io/v1beta1`, cluster-scoped).
+    AntreaClusterNetworkPolicy,
+    /// Antrea's NetworkPolicy (ANNP, `crd.antrea.io/v1beta1`, namespaced).
+    AntreaNetworkPolicy,
 }
 
 /// What serves a kind.
@@ -202,6 +218,8 @@ enum Served {
     /// The API server, but read only where Cilium is (Services and their endpoints, which only Cilium's policies
     /// read).
     WithCilium,
+    /// Antrea's CRDs (`crd.antrea.io/v1beta1`): read where discovery finds the group; a `404` means "none".
+    Antrea,
 }
 
 /// What netpol needs to know of a kind.
@@ -229,6 +247,28 @@ const CILIUM_GROUP: &str = "cilium.io";
 const CILIUM_API_VERSION: &str = "cilium.io/v2";
 /// Where CiliumCIDRGroup was served before Cilium 1.18 (which serves it at [`CILIUM_API_VERSION`] too).
 const CILIUM_V2ALPHA1: &str = "cilium.io/v2alpha1";
+const ANTREA_GROUP: &str = "crd.antrea.io";
+const ANTREA_API_VERSION: &str = "crd.antrea.io/v1beta1";
+
+const fn antrea_kind(
+    kind: Kind,
+    name: &'static str,
+    resource_name: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    load_rank: u8,
+) -> KindInfo {
+    KindInfo {
+        kind,
+        name,
+        api_version: ANTREA_API_VERSION,
+        resource_name,
+        plural,
+        namespaced,
+        served: Served::Antrea,
+        load_rank,
+    }
+}
 
 const fn calico_kind(
     kind: Kind,
@@ -436,6 +476,26 @@ const KINDS: [KindInfo; Kind::COUNT] = [
         served: Served::WithCilium,
         load_rank: 22,
     },
+    // Tiers before groups before policies: admission takes a policy's Tier (and a group's children) first.
+    antrea_kind(Kind::AntreaTier, "Tier", "tiers", "tiers.crd.antrea.io", false, 23),
+    antrea_kind(Kind::AntreaClusterGroup, "ClusterGroup", "clustergroups", "clustergroups", false, 24),
+    antrea_kind(Kind::AntreaGroup, "Group", "groups", "groups", true, 25),
+    antrea_kind(
+        Kind::AntreaClusterNetworkPolicy,
+        "ClusterNetworkPolicy",
+        "clusternetworkpolicies",
+        "clusternetworkpolicies.crd.antrea.io",
+        false,
+        26,
+    ),
+    antrea_kind(
+        Kind::AntreaNetworkPolicy,
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicies.crd.antrea.io",
+        true,
+        27,
+    ),
 ];
 
 // Every entry is at the index of its kind.
@@ -449,7 +509,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 28;
 
     /// In the order of revision reports.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -476,6 +536,11 @@ impl Kind {
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Endpoints,
+        Kind::AntreaTier,
+        Kind::AntreaClusterGroup,
+        Kind::AntreaGroup,
+        Kind::AntreaClusterNetworkPolicy,
+        Kind::AntreaNetworkPolicy,
     ];
 
     fn info(self) -> &'static KindInfo {
@@ -531,7 +596,12 @@ impl Kind {
     /// Whether a CRD serves this kind (the admin policy kinds, Calico's, Cilium's), so that a cluster may not have
     /// it (a `404` for its list).
     pub fn is_optional(self) -> bool {
-        matches!(self.info().served, Served::Crd | Served::Calico | Served::Cilium)
+        matches!(self.info().served, Served::Crd | Served::Calico | Served::Cilium | Served::Antrea)
+    }
+
+    /// Whether the kind is one of Antrea's (read where the cluster serves `crd.antrea.io/v1beta1`).
+    pub fn is_antrea(self) -> bool {
+        self.info().served == Served::Antrea
     }
 
     /// Whether the kind is read only where the cluster serves `cilium.io/v2`: Cilium's kinds, and Services,
@@ -600,6 +670,8 @@ pub struct Apis {
     /// Where the cluster serves CiliumCIDRGroups: `cilium.io/v2` (Cilium 1.18 on), else `cilium.io/v2alpha1`;
     /// `None` where neither has them (no Cilium, or its CIDR group CRD is not installed).
     pub cidr_groups: Option<&'static str>,
+    /// Whether the cluster serves Antrea's `crd.antrea.io/v1beta1` (its CRDs are installed).
+    pub antrea: bool,
 }
 
 impl Apis {
@@ -608,7 +680,10 @@ impl Apis {
         match kind.info().served {
             Served::Calico | Served::WithCalico => self.calico.is_some(),
             Served::Cilium if kind == Kind::CiliumCidrGroup => self.cilium && self.cidr_groups.is_some(),
+            // Antrea's `serviceReference` groups stand for the Pods their Service selects.
+            Served::WithCilium if kind == Kind::Service => self.cilium || self.antrea,
             Served::Cilium | Served::WithCilium => self.cilium,
+            Served::Antrea => self.antrea,
             Served::BuiltIn | Served::Crd => true,
         }
     }
@@ -649,7 +724,11 @@ async fn discover(client: &Client) -> Result<Apis, kube::Error> {
                 );
                 None
             };
-            Ok(Apis { calico, cilium, cidr_groups })
+            let antrea = serves(&groups, ANTREA_GROUP, "v1beta1");
+            if !antrea {
+                tracing::debug!("the cluster does not serve {ANTREA_API_VERSION}: Antrea's objects are not read");
+            }
+            Ok(Apis { calico, cilium, cidr_groups, antrea })
         }
         Err(kube::Error::Api(status)) => {
             tracing::info!(
@@ -657,7 +736,12 @@ async fn discover(client: &Client) -> Result<Apis, kube::Error> {
                 "the cluster refused to list its API groups ({}): trying Calico's and Cilium's CRDs",
                 status.message
             );
-            Ok(Apis { calico: Some(CalicoApi::Crds), cilium: true, cidr_groups: Some(CILIUM_API_VERSION) })
+            Ok(Apis {
+                calico: Some(CalicoApi::Crds),
+                cilium: true,
+                cidr_groups: Some(CILIUM_API_VERSION),
+                antrea: true,
+            })
         }
         Err(e) => Err(e),
     }
@@ -865,6 +949,11 @@ fn log_absent(kind: Kind, apis: Apis) {
             "the cluster serves no {} ({CILIUM_API_VERSION}, {CILIUM_V2ALPHA1}; not installed): there are none",
             kind.resource_name()
         ),
+        (Served::Antrea, _) if !apis.antrea => tracing::debug!(
+            kind = kind.plural(),
+            "the cluster does not serve {ANTREA_API_VERSION}: {} are not read",
+            kind.plural()
+        ),
         (Served::Crd, _) => tracing::info!(
             kind = kind.plural(),
             api_version,
@@ -961,7 +1050,12 @@ async fn list_kind(client: &Client, kind: Kind, apis: Apis) -> anyhow::Result<Op
         | Kind::HostEndpoint
         | Kind::CiliumNetworkPolicy
         | Kind::CiliumClusterwideNetworkPolicy
-        | Kind::CiliumCidrGroup => {
+        | Kind::CiliumCidrGroup
+        | Kind::AntreaTier
+        | Kind::AntreaClusterGroup
+        | Kind::AntreaGroup
+        | Kind::AntreaClusterNetworkPolicy
+        | Kind::AntreaNetworkPolicy => {
             list_all(&Api::<DynamicObject>::all_with(c, &kind.api_resource(apis)), kind, apis).await
         }
     }
@@ -1402,6 +1496,11 @@ fn is_tier_warning(d: &Diagnostic) -> bool {
     d.severity == Severity::Warning && d.field.as_deref() == Some("spec.tier")
 }
 
+/// Everything lowering reads of an Antrea object (not its origin).
+fn antrea_fp(o: &netpol_core::model::AntreaObject) -> u64 {
+    fingerprint(&o.content())
+}
+
 fn node_fp(n: &netpol_core::model::Node) -> u64 {
     fingerprint(&(&n.labels, &n.ips))
 }
@@ -1440,6 +1539,14 @@ fn delete_change(key: &Key) -> Pending {
             Change::DeleteStagedPolicy { kind: kind.name(), namespace, name }
         }
         Kind::HostEndpoint => Change::DeleteHostEndpoint { name },
+        Kind::AntreaTier
+        | Kind::AntreaClusterGroup
+        | Kind::AntreaGroup
+        | Kind::AntreaClusterNetworkPolicy
+        | Kind::AntreaNetworkPolicy => {
+            let namespace = kind.is_namespaced().then_some(namespace);
+            Change::DeleteAntrea { kind: kind.name(), namespace, name }
+        }
     };
     Pending::Core(change)
 }
@@ -1575,6 +1682,9 @@ impl Store {
         // (and reports their warnings) on the live cluster.
         let mut loader = Loader::new();
         loader.defer_cilium_refs();
+        // Antrea's objects likewise: the applier lowers them on the live cluster (and reports what admitting them
+        // together says).
+        loader.defer_antrea();
         let loaded = load_objects_with(objects, loader);
         let c = &loaded.cluster;
         let fp_of_policy = |p: &netpol_core::model::Policy| {
@@ -1599,7 +1709,8 @@ impl Store {
             .chain(c.staged.iter().map(|s| (&s.policy.origin.file, staged_fp(c, s))))
             .chain(c.host_endpoints.iter().map(|h| (&h.origin.file, host_endpoint_fp(h))))
             .chain(c.services.iter().map(|s| (&s.origin.file, service_fp(s))))
-            .chain(c.service_endpoints.iter().map(|e| (&e.origin.file, service_endpoints_fp(e))));
+            .chain(c.service_endpoints.iter().map(|e| (&e.origin.file, service_endpoints_fp(e))))
+            .chain(c.antrea.iter().map(|o| (&o.origin.file, antrea_fp(o))));
         for (file, fp) in fps {
             if let Some(e) = by_source.get(&**file).and_then(|k| self.entries.get_mut(k)) {
                 e.model = Some(fp);
@@ -1685,6 +1796,8 @@ impl Store {
         let mut loader = Loader::new();
         // Alone, a Cilium object sees no Node and no Service: its placeholders are resolved on the live cluster.
         loader.defer_cilium_refs();
+        // Alone, an Antrea object is decoded and validated only: the applier lowers them all on the live cluster.
+        loader.defer_antrea();
         loader.add_value(value, origin(source_name(key.0, &key.1, &key.2)));
         let mut loaded = loader.finish();
         let tier_warning = match key.0 {
@@ -1754,6 +1867,11 @@ impl Store {
                 .service_endpoints
                 .pop()
                 .map(|eps| (service_endpoints_fp(&eps), Change::PutServiceEndpoints(eps))),
+            Kind::AntreaTier
+            | Kind::AntreaClusterGroup
+            | Kind::AntreaGroup
+            | Kind::AntreaClusterNetworkPolicy
+            | Kind::AntreaNetworkPolicy => loaded.cluster.antrea.pop().map(|o| (antrea_fp(&o), Change::PutAntrea(o))),
             Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy | Kind::CiliumCidrGroup => None,
         };
         let cidr_group =
@@ -2057,7 +2175,12 @@ fn spawn_watch(
         | Kind::HostEndpoint
         | Kind::CiliumNetworkPolicy
         | Kind::CiliumClusterwideNetworkPolicy
-        | Kind::CiliumCidrGroup => {
+        | Kind::CiliumCidrGroup
+        | Kind::AntreaTier
+        | Kind::AntreaClusterGroup
+        | Kind::AntreaGroup
+        | Kind::AntreaClusterNetworkPolicy
+        | Kind::AntreaNetworkPolicy => {
             let api = Api::<DynamicObject>::all_with(c, &kind.api_resource(apis));
             tokio::spawn(watch_kind(api, kind, apis, tx, m))
         }
@@ -2127,6 +2250,9 @@ struct Applier {
     engine: Option<Engine>,
     /// The warnings of the last resolution of Cilium's entities and `toServices` on the live cluster.
     ref_warnings: Vec<Diagnostic>,
+    /// What admitting and lowering Antrea's objects together on the live cluster says (a policy whose Tier does
+    /// not exist, duplicates, ...): it depends on the other objects, so it is found on the whole cluster.
+    antrea_diagnostics: Vec<Diagnostic>,
     /// The CNI given (`--cni`), or `None` for auto.
     cni: Option<netpol_core::cni::Cni>,
 }
@@ -2154,9 +2280,12 @@ impl Applier {
         }
         let t = Instant::now();
         let ref_warnings = self.ref_warnings.clone();
+        let antrea_diagnostics = self.antrea_diagnostics.clone();
         let cni = self.cni;
         let first = batch.initial.take().map(|loaded| {
             let mut c = loaded.cluster;
+            // Antrea's objects were only decoded: lowered here, on the whole cluster.
+            self.antrea_diagnostics = netpol_core::load::relower_antrea(&mut c);
             self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
             Engine::with_cni(c, cni)
         });
@@ -2200,6 +2329,11 @@ impl Applier {
             for change in cidr_groups {
                 apply_cidr_group(&mut c, change);
             }
+            // Antrea's objects beside Cilium's: lowered again on the cluster as it is now (a Cilium object may bring
+            // a namespace, and takes the tiers no policy is in).
+            if !c.antrea.is_empty() {
+                let _ = netpol_core::load::relower_antrea(&mut c);
+            }
             self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
             let cni = engine.cni_choice();
             *engine = Engine::with_cni(c, cni);
@@ -2212,7 +2346,19 @@ impl Applier {
         if ref_warnings != self.ref_warnings {
             self.ref_warnings.iter().for_each(log_diagnostic);
         }
-        let publish = first_sync || n > 0 || batch.diagnostics_changed || ref_warnings != self.ref_warnings;
+        // Antrea's objects were lowered again with the batch (`Engine::update`, `apply_to_cluster`): what admitting
+        // them together says now.
+        if !first_sync && n > 0 {
+            self.antrea_diagnostics = netpol_core::load::antrea_diagnostics(engine.cluster());
+        }
+        if antrea_diagnostics != self.antrea_diagnostics {
+            self.antrea_diagnostics.iter().for_each(log_diagnostic);
+        }
+        let publish = first_sync
+            || n > 0
+            || batch.diagnostics_changed
+            || ref_warnings != self.ref_warnings
+            || antrea_diagnostics != self.antrea_diagnostics;
         let seconds = t.elapsed().as_secs_f64();
         let versions = self.store.resource_versions();
         let update = publish.then(|| Update {
@@ -2222,6 +2368,7 @@ impl Applier {
             diagnostics: {
                 let mut d = self.store.diagnostics();
                 d.extend(self.ref_warnings.iter().cloned());
+                d.extend(self.antrea_diagnostics.iter().cloned());
                 d.sort_by(|a, b| a.origin.file.cmp(&b.origin.file));
                 d
             },
@@ -2326,7 +2473,8 @@ mod tests {
                                      stagednetworkpolicies=-,stagedglobalnetworkpolicies=-,\
                                      stagedkubernetesnetworkpolicies=-,hostendpoints=-,ciliumnetworkpolicies=-,\
                                      ciliumclusterwidenetworkpolicies=-,ciliumcidrgroups=-,services=-,\
-                                     endpointslices=-,endpoints=-";
+                                     endpointslices=-,endpoints=-,tiers.crd.antrea.io=-,clustergroups=-,groups=-,\
+                                     clusternetworkpolicies.crd.antrea.io=-,networkpolicies.crd.antrea.io=-";
 
     fn synced_store() -> Store {
         let mut s = Store::new();
@@ -2366,6 +2514,44 @@ mod tests {
         s.event(Kind::Pod, Event::Apply(pod("a", "web", 10, "other", "10.0.0.1")), &mut b);
         assert!(matches!(&b.changes[..], [Change::PutPod { pod, .. }] if pod.name == "web"));
         assert_eq!(s.resource_versions(), format!("pods=10,networkpolicies=7,{NO_OTHER_VERSIONS}"));
+    }
+
+    fn acnp(rv: u64, action: &str, status: Value) -> Object {
+        Object::from_value(
+            Kind::AntreaClusterNetworkPolicy,
+            json!({"apiVersion": "crd.antrea.io/v1beta1", "kind": "ClusterNetworkPolicy",
+                "metadata": {"name": "guard", "resourceVersion": rv.to_string()},
+                "spec": {"priority": 1, "appliedTo": [{"podSelector": {}}],
+                    "ingress": [{"action": action, "from": [{"podSelector": {"matchLabels": {"app": "cli"}}}]}]},
+                "status": status}),
+        )
+    }
+
+    /// Antrea's objects become `PutAntrea`/`DeleteAntrea` changes; an update of their status alone (Antrea's
+    /// controller writes the realization there) changes nothing; one that no longer decodes is deleted.
+    #[test]
+    fn antrea_objects_become_changes_and_their_status_changes_nothing() {
+        let mut s = synced_store();
+        let mut b = Batch::default();
+        s.event(Kind::AntreaClusterNetworkPolicy, Event::Apply(acnp(20, "Drop", json!({}))), &mut b);
+        assert!(
+            matches!(&b.changes[..], [Change::PutAntrea(o)] if o.name() == "guard" && o.kind() == "ClusterNetworkPolicy")
+        );
+        let mut b = Batch::default();
+        let realized = json!({"phase": "Realized", "observedGeneration": 1, "currentNodesRealized": 3});
+        s.event(Kind::AntreaClusterNetworkPolicy, Event::Apply(acnp(21, "Drop", realized)), &mut b);
+        assert!(b.changes.is_empty(), "status only");
+        assert_eq!(b.unchanged, 1);
+        s.event(Kind::AntreaClusterNetworkPolicy, Event::Apply(acnp(22, "Allow", json!({}))), &mut b);
+        assert_eq!(b.changes.len(), 1);
+        let mut b = Batch::default();
+        s.event(Kind::AntreaClusterNetworkPolicy, Event::Apply(acnp(23, "Sideways", json!({}))), &mut b);
+        assert!(b.diagnostics_changed);
+        assert!(
+            matches!(&b.changes[..], [Change::DeleteAntrea { kind: "ClusterNetworkPolicy", namespace: None, name }] if name == "guard"),
+            "now invalid: left out"
+        );
+        assert!(s.resource_versions().contains(",clusternetworkpolicies.crd.antrea.io=23,"));
     }
 
     #[test]
@@ -2799,7 +2985,7 @@ mod tests {
             b.cidr_groups
         );
         assert!(s.diagnostics().is_empty(), "{:?}", s.diagnostics());
-        assert!(s.resource_versions().ends_with(",ciliumcidrgroups=33,services=30,endpointslices=31,endpoints=32"));
+        assert!(s.resource_versions().contains(",ciliumcidrgroups=33,services=30,endpointslices=31,endpoints=32,"));
 
         // The same objects at new resourceVersions: no change; new addresses and CIDRs are.
         let mut b = Batch::default();

@@ -1196,14 +1196,17 @@ pub struct WhatIf {
     /// Objects as in manifests: NetworkPolicy (`networking.k8s.io/v1`), ClusterNetworkPolicy
     /// (`policy.networking.k8s.io/v1alpha2`), AdminNetworkPolicy and BaselineAdminNetworkPolicy
     /// (`policy.networking.k8s.io/v1alpha1`); Calico's NetworkPolicy, GlobalNetworkPolicy, Tier, NetworkSet and
-    /// GlobalNetworkSet (`projectcalico.org/v3`, or `crd.projectcalico.org/v1`). One with the kind and name (and, for
-    /// a namespaced kind, the namespace) of a loaded object replaces it.
+    /// GlobalNetworkSet (`projectcalico.org/v3`, or `crd.projectcalico.org/v1`); Cilium's CiliumNetworkPolicy and
+    /// CiliumClusterwideNetworkPolicy (`cilium.io/v2`); Antrea's Tier, ClusterGroup, Group, ClusterNetworkPolicy and
+    /// NetworkPolicy (`crd.antrea.io/v1beta1`: admitted and lowered with the loaded Antrea objects). One with the
+    /// kind and name (and, for a namespaced kind, the namespace) of a loaded object replaces it.
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub apply: Vec<serde_json::Value>,
     /// Loaded policies to delete, as the other answers name them: `namespace/name` for a NetworkPolicy, `cnp/name`,
     /// `anp/name` or `banp/name` for a cluster-scoped admin policy, `gnp/name` for a Calico GlobalNetworkPolicy,
-    /// `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy.
+    /// `caliconetworkpolicy/namespace/name` for a Calico NetworkPolicy, `acnp/name` and `annp/namespace/name` for
+    /// Antrea's policies (the whole object).
     #[serde(default)]
     pub delete: Vec<String>,
 }
@@ -1217,13 +1220,17 @@ pub enum Applicable {
     Tier,
     /// A Calico `NetworkSet` (namespaced) or `GlobalNetworkSet`: labelled addresses Calico selectors match.
     NetworkSet { global: bool },
+    /// One of Antrea's `Tier`, `ClusterGroup` or `Group` (`crd.antrea.io`): it replaces the loaded one of its
+    /// kind, namespace and name, or is added; every Antrea object is then lowered again.
+    AntreaObject,
 }
 
 /// The kinds a what-if applies, for messages.
 pub const APPLICABLE_KINDS_TEXT: &str = "NetworkPolicy, ClusterNetworkPolicy, AdminNetworkPolicy and \
      BaselineAdminNetworkPolicy objects, Calico's (projectcalico.org/v3) NetworkPolicy, GlobalNetworkPolicy, \
-     Tier, NetworkSet and GlobalNetworkSet, and Cilium's (cilium.io/v2) CiliumNetworkPolicy and \
-     CiliumClusterwideNetworkPolicy";
+     Tier, NetworkSet and GlobalNetworkSet, Cilium's (cilium.io/v2) CiliumNetworkPolicy and \
+     CiliumClusterwideNetworkPolicy, and Antrea's (crd.antrea.io/v1beta1) Tier, ClusterGroup, Group, \
+     ClusterNetworkPolicy and NetworkPolicy";
 
 /// What an object is, by its `kind` and `apiVersion`, if a what-if may apply it. The version is the loader's to
 /// check (a kind's other version gets 422 naming `apiVersion`); the API group tells a Calico NetworkPolicy
@@ -1232,6 +1239,14 @@ pub fn applicable(o: &serde_json::Value) -> Option<Applicable> {
     let kind = o.get("kind")?.as_str()?;
     let group = o.get("apiVersion").and_then(|v| v.as_str()).and_then(|v| v.split_once('/')).map(|(g, _)| g);
     let calico = matches!(group, Some("projectcalico.org" | "crd.projectcalico.org"));
+    if group == Some("crd.antrea.io") {
+        return Some(match kind {
+            "ClusterNetworkPolicy" => Applicable::Policy(PolicyKind::AntreaClusterNetworkPolicy),
+            "NetworkPolicy" => Applicable::Policy(PolicyKind::AntreaNetworkPolicy),
+            "Tier" | "ClusterGroup" | "Group" => Applicable::AntreaObject,
+            _ => return None,
+        });
+    }
     Some(match kind {
         "NetworkPolicy" if calico => Applicable::Policy(PolicyKind::CalicoNetworkPolicy),
         "NetworkPolicy" => Applicable::Policy(PolicyKind::NetworkPolicy),
@@ -1267,14 +1282,19 @@ pub fn applied_reference(o: &serde_json::Value) -> Option<(String, Applicable)> 
         Applicable::Tier => format!("tier/{name}"),
         Applicable::NetworkSet { global: false } => format!("networkset/{ns}/{name}"),
         Applicable::NetworkSet { global: true } => format!("globalnetworkset/{name}"),
+        Applicable::AntreaObject => match o.get("kind")?.as_str()? {
+            "Tier" => format!("antreatier/{name}"),
+            "ClusterGroup" => format!("clustergroup/{name}"),
+            _ => format!("group/{ns}/{name}"),
+        },
     };
     Some((reference, what))
 }
 
 /// The forms of a reference to delete, for messages.
 const DELETE_FORMS: &str = "`namespace/name` (or `cnp/name`, `anp/name`, `banp/name`, `gnp/name`, \
-     `caliconetworkpolicy/namespace/name`, Cilium's `ciliumnetworkpolicy/...` and `ccnp/name`: the `ref` of \
-     `GET /api/v1/policies`)";
+     `caliconetworkpolicy/namespace/name`, Cilium's `ciliumnetworkpolicy/...` and `ccnp/name`, Antrea's \
+     `acnp/name` and `annp/namespace/name`: the `ref` of `GET /api/v1/policies`)";
 
 /// The cluster with the request's changes, or a 4xx naming the field at fault.
 ///
@@ -1302,13 +1322,35 @@ pub(crate) fn what_if_cluster(
             let p = c.policy(id);
             (p.kind, p.ns(), p.name.clone())
         };
+        if kind.is_antrea() {
+            // Its object goes (Antrea's objects are lowered again without it).
+            let kind = if kind == PolicyKind::AntreaNetworkPolicy { "NetworkPolicy" } else { "ClusterNetworkPolicy" };
+            let namespace = ns.map(|id| c.ns(id).name.clone());
+            netpol_core::update::apply_to_cluster(
+                &mut c,
+                netpol_core::update::Change::DeleteAntrea { kind, namespace, name },
+            );
+            continue;
+        }
         c.policies.retain(|p| !(p.kind == kind && p.ns() == ns && p.name == name));
         if c.policies.len() == before {
             return Err(Failure::new(StatusCode::NOT_FOUND, &format!("delete[{i}]"), format!("no policy `{d}`")));
         }
     }
     let mut loader = netpol_core::load::Loader::new();
+    // Antrea's objects are decoded alone, then admitted and lowered with the cluster's (`Cluster::antrea`).
+    let mut antrea = netpol_core::load::Loader::new();
+    antrea.defer_antrea();
     for (i, v) in req.apply.into_iter().enumerate() {
+        let is_antrea = match applicable(&v) {
+            Some(Applicable::AntreaObject) => true,
+            Some(Applicable::Policy(k)) => k.is_antrea(),
+            _ => false,
+        };
+        if is_antrea {
+            antrea.add_value(v, Origin { file: "whatif".into(), document: 0, item: Some(i) });
+            continue;
+        }
         if applicable(&v).is_none() {
             let got = match v.get("kind").and_then(|k| k.as_str()) {
                 Some(k) => format!(" (got `{k}`)"),
@@ -1322,13 +1364,20 @@ pub(crate) fn what_if_cluster(
         loader.add_value(v, Origin { file: "whatif".into(), document: 0, item: Some(i) });
     }
     let loaded = loader.finish();
-    if let Some(d) = loaded.diagnostics.iter().find(|d| d.severity == Severity::Error) {
+    let antrea = antrea.finish();
+    let invalid = |d: &netpol_core::load::Diagnostic| {
         let field = format!(
             "apply[{}]{}",
             d.origin.item.unwrap_or(0),
             d.field.as_deref().map(|f| format!(".{f}")).unwrap_or_default()
         );
-        return Err(Failure::new(StatusCode::UNPROCESSABLE_ENTITY, &field, d.message.clone()));
+        Failure::new(StatusCode::UNPROCESSABLE_ENTITY, &field, d.message.clone())
+    };
+    let mut errors: Vec<&netpol_core::load::Diagnostic> =
+        loaded.diagnostics.iter().chain(&antrea.diagnostics).filter(|d| d.severity == Severity::Error).collect();
+    errors.sort_by_key(|d| d.origin.item);
+    if let Some(d) = errors.first() {
+        return Err(invalid(d));
     }
     let applied = loaded.cluster;
     // The base's namespace of an applied object's (added, with its labels, when the base has none of that name).
@@ -1392,6 +1441,19 @@ pub(crate) fn what_if_cluster(
         set.ns = set.ns.map(|own| ns_in_base(&mut c, own));
         c.network_sets.retain(|s| !(s.ns == set.ns && s.name == set.name));
         c.network_sets.push(set);
+    }
+    // Antrea's objects: each replaces the loaded one of its kind, namespace and name; then all are admitted and
+    // lowered again on the changed cluster (namespaces the other objects brought included), as a load of the same
+    // objects would. What admission refuses of the applied ones (a policy's Tier that does not exist, ...) is 422.
+    for o in antrea.cluster.antrea {
+        netpol_core::update::apply_to_cluster(&mut c, netpol_core::update::Change::PutAntrea(o));
+    }
+    if !c.antrea.is_empty() {
+        let diagnostics = netpol_core::load::relower_antrea(&mut c);
+        let refused = diagnostics.iter().find(|d| d.severity == Severity::Error && &*d.origin.file == "whatif");
+        if let Some(d) = refused {
+            return Err(invalid(d));
+        }
     }
     Ok(c)
 }

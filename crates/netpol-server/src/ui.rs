@@ -1200,6 +1200,27 @@ fn what_if_engine(base: &Cluster, text: &str, delete: Vec<String>) -> Result<(En
                     policy: r,
                 }
             }
+            crate::Applicable::AntreaObject => {
+                let (kind, tier) = match r.split_once('/') {
+                    Some(("antreatier", name)) => ("Tier", name.to_string()),
+                    Some(("clustergroup", _)) => ("ClusterGroup", String::new()),
+                    _ => ("Group", String::new()),
+                };
+                let same = |o: &&netpol_core::model::AntreaObject| {
+                    let name = match o.namespace() {
+                        Some(ns) => format!("{ns}/{}", o.name()),
+                        None => o.name().to_string(),
+                    };
+                    o.kind() == kind && r.ends_with(&format!("/{name}"))
+                };
+                AppliedPolicy {
+                    selected_pods: tier_pods.get(tier.as_str()).copied().unwrap_or(0),
+                    kind: kind.to_string(),
+                    replaces: base.antrea.iter().any(|o| same(&o)),
+                    tier,
+                    policy: r,
+                }
+            }
             crate::Applicable::NetworkSet { global } => {
                 let kind = if global { "GlobalNetworkSet" } else { "NetworkSet" };
                 let name_of = |s: &netpol_core::model::NetworkSet| match s.ns {

@@ -52,8 +52,8 @@ use super::validate::{check_labels, convert_rule, convert_selector, meta_name, m
 use super::{Item, Loader, NAMESPACE_NAME_LABEL};
 use crate::calico_selector::Expr;
 use crate::model::{
-    calico_keys, Action, CalicoPeer, Direction, IpBlock, Order, Origin, Peer, Policy, PolicyKind, PolicyPort,
-    PolicyTier, PortMatch, Rule, Scope, TierDef,
+    calico_keys, Action, AntreaObject, CalicoPeer, Cluster, Direction, IpBlock, Order, Origin, Peer, Policy,
+    PolicyKind, PolicyPort, PolicyTier, PortMatch, Rule, Scope, TierDef,
 };
 use crate::portset::{icmp_port, icmp_type_range, Protocol};
 use crate::selector::{Labels, Selector};
@@ -259,7 +259,7 @@ pub struct GroupSpec {
 // --- What decoding yields (pure), registered in input order and lowered when every object is loaded. ---
 
 /// One Antrea object, decoded and validated on its own.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum AntreaItem {
     Tier { name: String, priority: u32 },
     Group(GroupDef),
@@ -291,7 +291,7 @@ enum Members {
     Children(Vec<String>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct AntreaPolicy {
     kind: PolicyKind,
     ns: Option<String>,
@@ -304,7 +304,7 @@ pub(crate) struct AntreaPolicy {
     manifest: Option<std::sync::Arc<str>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RuleDef {
     dir: Direction,
     index: u32,
@@ -356,6 +356,183 @@ pub(crate) struct AntreaState {
     pub(crate) refs: Vec<crate::model::AntreaRef>,
     /// Whether any Antrea object was read.
     present: bool,
+    /// Every object decoded, in input order (admitted or not): `Cluster::antrea`, what [`relower_antrea`] lowers
+    /// again.
+    pub(super) sources: Vec<AntreaObject>,
+    /// [`Loader::defer_antrea`]: objects are only kept in `sources`, neither admitted nor lowered.
+    pub(super) defer: bool,
+}
+
+impl AntreaObject {
+    /// `Tier`, `ClusterGroup`, `Group`, `ClusterNetworkPolicy` (ACNP) or `NetworkPolicy` (ANNP).
+    pub fn kind(&self) -> &'static str {
+        match &*self.item {
+            AntreaItem::Tier { .. } => "Tier",
+            AntreaItem::Group(g) if g.ns.is_some() => "Group",
+            AntreaItem::Group(_) => "ClusterGroup",
+            AntreaItem::Policy(p) if p.kind == PolicyKind::AntreaNetworkPolicy => "NetworkPolicy",
+            AntreaItem::Policy(_) => "ClusterNetworkPolicy",
+        }
+    }
+
+    /// The namespace of a Group or ANNP; `None` for the cluster-scoped kinds.
+    pub fn namespace(&self) -> Option<&str> {
+        match &*self.item {
+            AntreaItem::Tier { .. } => None,
+            AntreaItem::Group(g) => g.ns.as_deref(),
+            AntreaItem::Policy(p) => p.ns.as_deref(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match &*self.item {
+            AntreaItem::Tier { name, .. } => name,
+            AntreaItem::Group(g) => &g.name,
+            AntreaItem::Policy(p) => &p.name,
+        }
+    }
+
+    /// Everything lowering reads of the object (not its origin, nor the text kept for showing it: a cluster's
+    /// object changes its `resourceVersion` and `status` there), for comparisons: its `Debug` form.
+    pub fn content(&self) -> String {
+        match &*self.item {
+            AntreaItem::Policy(p) if p.manifest.is_some() => {
+                let mut p = p.clone();
+                p.manifest = None;
+                format!("{:?}", AntreaItem::Policy(p))
+            }
+            item => format!("{item:?}"),
+        }
+    }
+
+    /// Where objects of this kind go among the others: Tiers, then groups, then policies (a policy names its
+    /// Tier, and admission takes objects in order).
+    pub fn rank(&self) -> u8 {
+        match &*self.item {
+            AntreaItem::Tier { .. } => 0,
+            AntreaItem::Group(_) => 1,
+            AntreaItem::Policy(_) => 2,
+        }
+    }
+}
+
+/// Whether `t` is one of the tiers [`Loader::finish_antrea`] adds (never declared by an object of the model, never
+/// isolating, and either one of Antrea's regular tiers or its baseline tier).
+fn is_antrea_tier(t: &TierDef) -> bool {
+    t.origin.is_none()
+        && t.default_action == Action::Pass
+        && (t.pass_to_network_policy || t.order == Some(BASELINE_ORDER))
+}
+
+/// Takes out of `c` what lowering Antrea's objects put there: their policies, Antrea's tiers (the Admin tier back
+/// at its own place) and the namespaces only their policies named.
+fn strip_antrea(c: &mut Cluster) {
+    let named: Vec<String> = {
+        let mut v: Vec<String> = c
+            .policies
+            .iter()
+            .filter(|p| p.kind.is_antrea())
+            .filter_map(|p| p.ns())
+            .map(|id| c.namespaces[id.index()].name.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    c.policies.retain(|p| !p.kind.is_antrea());
+    c.antrea_refs.clear();
+    let keep: Vec<bool> = c.tiers.iter().enumerate().map(|(i, t)| i < 3 || !is_antrea_tier(t)).collect();
+    if keep.iter().any(|k| !k) {
+        for st in &mut c.staged {
+            if st.implicit_tier.is_none() && st.policy.tier.index() >= 3 {
+                st.implicit_tier = c.tiers.get(st.policy.tier.index()).map(|t| t.name.clone());
+            }
+        }
+        let mut remap = Vec::with_capacity(keep.len());
+        let mut next = 0;
+        for k in &keep {
+            remap.push(next);
+            next += usize::from(*k);
+        }
+        let mut i = 0;
+        c.tiers.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        for p in &mut c.policies {
+            if let Some(new) = remap.get(p.tier.index()) {
+                p.tier = PolicyTier::from_index(*new);
+            }
+        }
+        for st in &mut c.staged {
+            if let (Some(new), Some(true)) = (remap.get(st.policy.tier.index()), keep.get(st.policy.tier.index())) {
+                st.policy.tier = PolicyTier::from_index(*new);
+            }
+        }
+    }
+    if let (Some(admin), Some(builtin)) = (c.tiers.get_mut(0), TierDef::builtin().into_iter().next()) {
+        admin.order = builtin.order;
+        admin.pass_to_network_policy = builtin.pass_to_network_policy;
+    }
+    for name in named {
+        let undeclared = c.namespace_id(&name).is_some_and(|id| c.namespaces[id.index()].origin.is_none());
+        if undeclared {
+            crate::update::remove_unused_namespace(c, &name);
+        }
+    }
+}
+
+/// Lowers `objects` against the namespaces and Services of `c`, which it keeps: the policies, tiers and namespaces
+/// lowering adds, the objects as admitted, and the diagnostics.
+fn lower_into(c: &mut Cluster, objects: Vec<AntreaObject>) -> Vec<super::Diagnostic> {
+    let mut loader = Loader::new();
+    loader.seed_namespaces(std::mem::take(&mut c.namespaces));
+    loader.services = std::mem::take(&mut c.services);
+    for o in objects {
+        let item = std::sync::Arc::try_unwrap(o.item).unwrap_or_else(|a| (*a).clone());
+        loader.register_antrea(item, o.origin, o.label);
+    }
+    let mut tiers = std::mem::take(&mut c.tiers);
+    loader.finish_antrea(&mut tiers);
+    c.tiers = tiers;
+    c.namespaces = std::mem::take(&mut loader.namespaces);
+    c.services = std::mem::take(&mut loader.services);
+    c.policies.append(&mut loader.policies);
+    c.antrea = std::mem::take(&mut loader.antrea.sources);
+    c.antrea_refs = std::mem::take(&mut loader.antrea.refs);
+    std::mem::take(&mut loader.diagnostics)
+}
+
+/// Lowers the cluster's Antrea objects (`Cluster::antrea`) again, on its namespaces and Services as they are now:
+/// what it lowered before is taken out first. The cluster is then what loading the same objects from files gives
+/// (Antrea's objects after the others). Returns the diagnostics of their admission and lowering (a policy whose
+/// Tier does not exist, duplicates, groups of Nodes applied to, ...), which depend on the other objects.
+pub fn relower_antrea(c: &mut Cluster) -> Vec<super::Diagnostic> {
+    let objects = std::mem::take(&mut c.antrea);
+    let lowered = c.policies.iter().any(|p| p.kind.is_antrea()) || c.tiers.iter().skip(3).any(is_antrea_tier);
+    if objects.is_empty() && !lowered {
+        // Nothing of Antrea's, before or now: the cluster is left as it is.
+        return Vec::new();
+    }
+    strip_antrea(c);
+    if objects.is_empty() {
+        return Vec::new();
+    }
+    lower_into(c, objects)
+}
+
+/// The diagnostics [`relower_antrea`] would give on `c`, without changing it.
+pub fn antrea_diagnostics(c: &Cluster) -> Vec<super::Diagnostic> {
+    if c.antrea.is_empty() {
+        return Vec::new();
+    }
+    let mut scratch = Cluster {
+        namespaces: c.namespaces.clone(),
+        services: c.services.clone(),
+        tiers: TierDef::builtin(),
+        ..Cluster::default()
+    };
+    lower_into(&mut scratch, c.antrea.clone())
 }
 
 // --- Decoding and validation of one object. ---
@@ -960,6 +1137,12 @@ impl Loader {
 
     pub(crate) fn register_antrea(&mut self, item: AntreaItem, origin: Origin, label: String) {
         self.antrea.present = true;
+        let source =
+            AntreaObject { item: std::sync::Arc::new(item.clone()), origin: origin.clone(), label: label.clone() };
+        self.antrea.sources.push(source);
+        if self.antrea.defer {
+            return;
+        }
         match item {
             AntreaItem::Tier { name, priority } => {
                 if static_tier(&name).is_some_and(|(n, _)| n == name) {
@@ -1021,7 +1204,7 @@ impl Loader {
 
     /// Adds Antrea's tiers to `tiers` and lowers every admitted ACNP and ANNP (see the module documentation).
     pub(crate) fn finish_antrea(&mut self, tiers: &mut Vec<TierDef>) {
-        if !self.antrea.present {
+        if !self.antrea.present || self.antrea.defer {
             return;
         }
         let policies = std::mem::take(&mut self.antrea.policies);

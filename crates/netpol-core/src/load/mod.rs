@@ -26,7 +26,7 @@
 //! The caller (the CLI) does the file I/O and hands bytes in with a name.
 
 mod admin;
-mod antrea;
+pub(crate) mod antrea;
 mod calico;
 mod cilium;
 mod cilium_nodes;
@@ -51,6 +51,7 @@ use serde_json::Value;
 use crate::labels::Interner;
 use crate::model::*;
 use crate::selector::{Labels, Selector};
+pub use antrea::{antrea_diagnostics, relower_antrea};
 pub(crate) use calico::builtin_tier_names;
 use node::{Node, NodeDe};
 use validate::Errors;
@@ -502,6 +503,19 @@ impl Loader {
     /// whole with [`resolve_cilium_refs`].
     pub fn defer_cilium_refs(&mut self) {
         self.defer_cilium_refs = true;
+    }
+
+    /// [`Loader::finish`] neither admits nor lowers Antrea's objects: they are only kept (`Cluster::antrea`), for
+    /// an object loaded alone, whose cluster is assembled elsewhere and then lowered whole with
+    /// [`relower_antrea`].
+    pub fn defer_antrea(&mut self) {
+        self.antrea.defer = true;
+    }
+
+    /// Starts from these namespaces (for [`relower_antrea`]).
+    fn seed_namespaces(&mut self, namespaces: Vec<Namespace>) {
+        self.ns_index = namespaces.iter().enumerate().map(|(i, n)| (n.name.clone(), NsId::new(i))).collect();
+        self.namespaces = namespaces;
     }
 
     /// Loads every document of one input. `name` is used in diagnostics.
@@ -971,6 +985,7 @@ impl Loader {
             services: self.services,
             service_endpoints: self.service_endpoints,
             antrea_refs: std::mem::take(&mut self.antrea.refs),
+            antrea: std::mem::take(&mut self.antrea.sources),
         };
         if !self.defer_cilium_refs {
             cilium_refs::resolve(&mut cluster, &mut self.diagnostics);

@@ -214,6 +214,10 @@ fn kind(ch: &Change) -> &'static str {
         Change::DeleteService { .. } => "delete-service",
         Change::PutServiceEndpoints(_) => "put-service-endpoints",
         Change::DeleteServiceEndpoints { .. } => "delete-service-endpoints",
+        // Not generated here: Antrea's objects are lowered again and recompile
+        // (`antrea_objects_namespaces_and_groups_follow_changes`).
+        Change::PutAntrea(_) => "put-antrea",
+        Change::DeleteAntrea { .. } => "delete-antrea",
     }
 }
 
@@ -1037,4 +1041,281 @@ spec:
     m.delete("node-2");
     e.update(vec![Change::DeleteNode { name: "node-2".into() }]);
     assert_hosts_as_fresh(&e, &m, &extra);
+}
+
+// ---- Antrea: every object lowered again on the changed cluster ----
+
+const ANTREA_TIER: &str = "apiVersion: crd.antrea.io/v1beta1\nkind: Tier\nmetadata: {name: sec}\nspec: {priority: 10}";
+
+const ANTREA_GROUP: &str = "apiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: dbs}\nspec: \
+                            {podSelector: {matchLabels: {app: db}}}";
+
+/// An ACNP allowing what comes from the subject's own namespace (`namespaces.match: Self`), then dropping the rest.
+const ANTREA_SELF: &str = r#"apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: self-only}
+spec:
+  tier: securityops
+  priority: 5
+  appliedTo: [{podSelector: {}}]
+  ingress:
+  - action: Allow
+    from: [{namespaces: {match: Self}}]
+  - action: Drop
+    from: [{namespaceSelector: {}}]
+"#;
+
+/// An ACNP in the custom Tier, dropping clients' traffic to the group's pods on 5432.
+const ANTREA_GUARD: &str = r#"apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: guard-db}
+spec:
+  tier: sec
+  priority: 1
+  appliedTo: [{group: dbs}]
+  ingress:
+  - action: Drop
+    from: [{podSelector: {matchLabels: {app: client}}}]
+    ports: [{protocol: TCP, port: 5432}]
+"#;
+
+/// An ANNP rejecting 8080 to web pods of its namespace from everywhere.
+const ANTREA_ANNP: &str = r#"apiVersion: crd.antrea.io/v1beta1
+kind: NetworkPolicy
+metadata: {name: web-8080, namespace: b}
+spec:
+  priority: 3
+  appliedTo: [{podSelector: {matchLabels: {app: web}}}]
+  ingress:
+  - action: Reject
+    from: [{namespaceSelector: {}}]
+    ports: [{protocol: TCP, port: 8080}]
+"#;
+
+/// What a deleted object's document becomes (a kind netpol does not model: skipped).
+const GONE: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: gone, namespace: default}";
+
+fn antrea_pod(ns: &str, name: &str, app: &str, ip: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {app}}}}}\nstatus: \
+         {{podIP: {ip}}}"
+    )
+}
+
+fn antrea_ns(name: &str, env: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{env: {env}}}}}")
+}
+
+/// The Antrea object `kind`/`name` as a fresh load of `m` reads it (same origin): the change that puts it.
+fn antrea_put(m: &Manifests, kind: &str, name: &str) -> Change {
+    let c = m.load().cluster;
+    let o = c.antrea.into_iter().find(|o| o.kind() == kind && o.name() == name).unwrap();
+    Change::PutAntrea(o)
+}
+
+/// After each step the updated engine holds the same policies and tiers as a fresh load of the same objects and
+/// answers alike for every pair of pods and outside address (verdicts, explanations, the matrix).
+fn assert_antrea_as_fresh(e: &Engine, m: &Manifests) {
+    let f = Engine::new(m.load().cluster);
+    let pols = |e: &Engine| -> Vec<String> {
+        let c = e.cluster();
+        c.policies
+            .iter()
+            .map(|p| {
+                let ns = p.ns().map(|id| c.ns(id).name.clone());
+                let tier = &c.tiers[p.tier.index()];
+                let scope = match &p.scope {
+                    Scope::Cluster(s) => s.to_string(),
+                    Scope::Namespace(_) => String::new(),
+                };
+                let what = (p.order, &p.pod_selector, &p.calico_selector, &p.ingress, &p.egress);
+                format!("{:?} {} {ns:?} {} {:?} {scope} {what:?}", p.kind, p.name, tier.name, tier.order)
+            })
+            .collect()
+    };
+    assert_eq!(pols(e), pols(&f), "policies");
+    let tiers = |e: &Engine| -> Vec<String> { e.cluster().tiers.iter().map(|t| format!("{t:?}")).collect() };
+    assert_eq!(tiers(e), tiers(&f), "tiers");
+    // What lint reads of the `appliedTo` entries and group peers follows too.
+    let refs = |e: &Engine| -> Vec<String> {
+        e.cluster()
+            .antrea_refs
+            .iter()
+            .map(|r| format!("{:?} {} {:?} {} {:?}", r.policy, r.field, r.group, r.exists, r.members))
+            .collect()
+    };
+    assert_eq!(refs(e), refs(&f), "antrea_refs");
+    let mut eps: Vec<String> =
+        f.cluster().pods.iter().map(|p| format!("{}/{}", f.cluster().ns(p.ns).name, p.name)).collect();
+    eps.push("192.168.1.1".into());
+    let names = |e: &Engine| -> Vec<String> {
+        e.cluster().pods.iter().map(|p| format!("{}/{}", e.cluster().ns(p.ns).name, p.name)).collect()
+    };
+    assert_eq!(names(e), eps[..eps.len() - 1].to_vec());
+    for s in &eps {
+        for d in &eps {
+            let (es, ed) = (e.parse_endpoint(s, "default").unwrap(), e.parse_endpoint(d, "default").unwrap());
+            let (fs, fd) = (f.parse_endpoint(s, "default").unwrap(), f.parse_endpoint(d, "default").unwrap());
+            for port in [80, 5432, 8080] {
+                let want = f.allowed(&fs, &fd, Protocol::Tcp, port);
+                assert_eq!(e.allowed(&es, &ed, Protocol::Tcp, port), want, "{s} -> {d}:{port}");
+                assert_eq!(
+                    e.explain(&es, &ed, Protocol::Tcp, port).render(),
+                    f.explain(&fs, &fd, Protocol::Tcp, port).render(),
+                    "explain {s} -> {d}:{port}"
+                );
+            }
+        }
+    }
+    assert_same_matrix(e, &f, 1);
+}
+
+/// The verdict of `src` to `dst` on TCP `port`.
+fn antrea_allowed(e: &Engine, src: &str, dst: &str, port: u16) -> bool {
+    let (s, d) = (e.parse_endpoint(src, "default").unwrap(), e.parse_endpoint(dst, "default").unwrap());
+    e.allowed(&s, &d, Protocol::Tcp, port)
+}
+
+#[test]
+fn antrea_objects_namespaces_and_groups_follow_changes() {
+    // A deleted object's document becomes one of a kind netpol skips, so that the others keep their origins.
+    let mut m = Manifests(Vec::new());
+    m.put("ns-a", &antrea_ns("a", "prod"));
+    m.put("ns-b", &antrea_ns("b", "dev"));
+    m.put("tier", ANTREA_TIER);
+    m.put("group", ANTREA_GROUP);
+    m.put("self", ANTREA_SELF);
+    m.put("guard", ANTREA_GUARD);
+    m.put("annp", ANTREA_ANNP);
+    m.put("a-web", &antrea_pod("a", "web", "web", "10.0.0.1"));
+    m.put("a-db", &antrea_pod("a", "db", "db", "10.0.0.2"));
+    m.put("a-client", &antrea_pod("a", "client", "client", "10.0.0.3"));
+    m.put("b-web", &antrea_pod("b", "web", "web", "10.0.0.4"));
+    m.put("b-client", &antrea_pod("b", "client", "client", "10.0.0.5"));
+    let mut e = Engine::new(m.load().cluster);
+    assert_antrea_as_fresh(&e, &m);
+    assert!(!antrea_allowed(&e, "a/client", "a/db", 5432), "the custom tier comes first");
+    assert!(antrea_allowed(&e, "a/client", "a/db", 80));
+    assert!(!antrea_allowed(&e, "b/web", "a/db", 80));
+
+    // A namespace added, with a pod: the Self rule now covers it too.
+    m.put("ns-c", &antrea_ns("c", "dev"));
+    m.put("c-web", &antrea_pod("c", "web", "web", "10.0.0.6"));
+    m.put("c-db", &antrea_pod("c", "other", "other", "10.0.0.7"));
+    let fresh = m.load().cluster;
+    let ns = fresh.namespaces.iter().find(|n| n.name == "c").unwrap().clone();
+    let pods: Vec<Change> = fresh
+        .pods
+        .iter()
+        .filter(|p| fresh.ns(p.ns).name == "c")
+        .map(|p| Change::PutPod { namespace: "c".into(), pod: p.clone() })
+        .collect();
+    let mut changes = vec![Change::PutNamespace(ns)];
+    changes.extend(pods);
+    let stats = e.update(changes);
+    assert!(stats.recompiled, "{stats:?}");
+    assert_antrea_as_fresh(&e, &m);
+    assert!(antrea_allowed(&e, "c/web", "c/other", 80), "Self covers the new namespace");
+    assert!(!antrea_allowed(&e, "a/web", "c/other", 80));
+
+    // Pods in a namespace nothing declares: it exists with them, and the Self rule covers it too.
+    m.put("d-x", &antrea_pod("d", "x", "x", "10.0.0.8"));
+    m.put("d-y", &antrea_pod("d", "y", "y", "10.0.0.9"));
+    let fresh = m.load().cluster;
+    let pods: Vec<Change> = fresh
+        .pods
+        .iter()
+        .filter(|p| fresh.ns(p.ns).name == "d")
+        .map(|p| Change::PutPod { namespace: "d".into(), pod: p.clone() })
+        .collect();
+    e.update(pods);
+    assert_antrea_as_fresh(&e, &m);
+    assert!(antrea_allowed(&e, "d/x", "d/y", 80), "Self covers the undeclared namespace");
+    assert!(!antrea_allowed(&e, "a/web", "d/y", 80));
+
+    // The group changes: web pods instead of databases.
+    let group = ANTREA_GROUP.replace("app: db", "app: web");
+    m.put("group", &group);
+    let stats = e.update(vec![antrea_put(&m, "ClusterGroup", "dbs")]);
+    assert!(stats.recompiled);
+    assert_antrea_as_fresh(&e, &m);
+    assert!(antrea_allowed(&e, "a/client", "a/db", 5432), "no longer in the group");
+    assert!(!antrea_allowed(&e, "a/client", "a/web", 5432));
+
+    // The Tier's priority changes: after the securityops tier, where the Self rule allows first.
+    m.put("tier", &ANTREA_TIER.replace("priority: 10", "priority: 120"));
+    e.update(vec![antrea_put(&m, "Tier", "sec")]);
+    assert_antrea_as_fresh(&e, &m);
+    assert!(antrea_allowed(&e, "a/client", "a/web", 5432));
+
+    // A namespace relabelled, the ANNP changed, a pod deleted, in one batch.
+    m.put("ns-b", &antrea_ns("b", "prod"));
+    m.put("annp", &ANTREA_ANNP.replace("port: 8080", "port: 80"));
+    m.put("b-client", GONE);
+    let ns = m.load().cluster.namespaces.into_iter().find(|n| n.name == "b").unwrap();
+    e.update(vec![
+        Change::PutNamespace(ns),
+        antrea_put(&m, "NetworkPolicy", "web-8080"),
+        Change::DeletePod { namespace: "b".into(), name: "client".into() },
+    ]);
+    assert_antrea_as_fresh(&e, &m);
+
+    // The ACNP deleted: nothing drops across namespaces any more.
+    m.put("self", GONE);
+    let stats = e.update(vec![Change::DeleteAntrea {
+        kind: "ClusterNetworkPolicy",
+        namespace: None,
+        name: "self-only".into(),
+    }]);
+    assert!(stats.recompiled);
+    assert_antrea_as_fresh(&e, &m);
+    assert!(antrea_allowed(&e, "a/web", "c/other", 80));
+
+    // The namespace added is deleted with its pods; then every Antrea object: what remains is NetworkPolicy alone.
+    for key in ["ns-c", "c-web", "c-db"] {
+        m.put(key, GONE);
+    }
+    e.update(vec![
+        Change::DeletePod { namespace: "c".into(), name: "web".into() },
+        Change::DeletePod { namespace: "c".into(), name: "other".into() },
+        Change::DeleteNamespace { name: "c".into() },
+    ]);
+    assert_antrea_as_fresh(&e, &m);
+    for key in ["tier", "group", "guard", "annp"] {
+        m.put(key, GONE);
+    }
+    e.update(vec![
+        Change::DeleteAntrea { kind: "ClusterNetworkPolicy", namespace: None, name: "guard-db".into() },
+        Change::DeleteAntrea { kind: "NetworkPolicy", namespace: Some("b".into()), name: "web-8080".into() },
+        Change::DeleteAntrea { kind: "ClusterGroup", namespace: None, name: "dbs".into() },
+        Change::DeleteAntrea { kind: "Tier", namespace: None, name: "sec".into() },
+    ]);
+    assert!(e.cluster().antrea.is_empty());
+    assert_antrea_as_fresh(&e, &m);
+}
+
+/// A policy whose Tier comes later (as a watch may bring them) is admitted once the Tier is there: a new Tier goes
+/// before the policies.
+#[test]
+fn antrea_tier_put_after_its_policy_goes_before_it() {
+    let mut m = Manifests(Vec::new());
+    m.put("ns-a", &antrea_ns("a", "prod"));
+    m.put("a-db", &antrea_pod("a", "db", "db", "10.0.0.2"));
+    m.put("a-client", &antrea_pod("a", "client", "client", "10.0.0.3"));
+    m.put("group", ANTREA_GROUP);
+    let mut e = Engine::new(m.load().cluster);
+    let mut loader = netpol_core::load::Loader::new();
+    loader.defer_antrea();
+    loader.add_bytes("guard.yaml", ANTREA_GUARD.as_bytes());
+    let guard = loader.finish().cluster.antrea.pop().unwrap();
+    e.update(vec![Change::PutAntrea(guard)]);
+    assert!(antrea_allowed(&e, "a/client", "a/db", 5432), "no Tier sec yet: refused");
+    let mut loader = netpol_core::load::Loader::new();
+    loader.defer_antrea();
+    loader.add_bytes("tier.yaml", ANTREA_TIER.as_bytes());
+    let tier = loader.finish().cluster.antrea.pop().unwrap();
+    e.update(vec![Change::PutAntrea(tier)]);
+    let kinds: Vec<&str> = e.cluster().antrea.iter().map(|o| o.kind()).collect();
+    assert_eq!(kinds, ["Tier", "ClusterGroup", "ClusterNetworkPolicy"]);
+    assert!(!antrea_allowed(&e, "a/client", "a/db", 5432));
 }

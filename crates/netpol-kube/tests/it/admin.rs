@@ -39,7 +39,10 @@ async fn snapshot_lists_admin_policies_and_nodes() {
     }
     assert_eq!(discoveries(&requests), 1);
     assert_eq!(requests.len(), without_calico().len() + 1, "{requests:?}");
-    assert_eq!(snap.absent(), Kind::ALL.into_iter().filter(|k| k.is_calico() || k.is_cilium()).collect::<Vec<_>>());
+    assert_eq!(
+        snap.absent(),
+        Kind::ALL.into_iter().filter(|k| k.is_calico() || k.is_cilium() || k.is_antrea()).collect::<Vec<_>>()
+    );
     assert_eq!(snap.calico, None);
     let rv = c.server.resource_version();
     let every = without_calico().iter().map(|k| format!("{}={rv}", k.plural())).collect::<Vec<_>>().join(",");
@@ -126,7 +129,7 @@ async fn watch_follows_admin_policies_and_nodes() {
     eventually!("a watch of every kind", c.server.open_watches() == without_calico().len());
     let requests = c.server.requests();
     for kind in Kind::ALL {
-        let want = usize::from(!kind.is_calico() && !kind.is_cilium());
+        let want = usize::from(!kind.is_calico() && !kind.is_cilium() && !kind.is_antrea());
         assert_eq!(lists(&requests, kind).len(), want, "{kind:?}: {requests:?}");
         assert_eq!(watches(&requests, kind).len(), want, "{kind:?}: {requests:?}");
     }
@@ -186,7 +189,7 @@ async fn watch_follows_admin_policies_and_nodes() {
     assert_eq!(applied, 10.0);
     assert_eq!(live.errors(), 0.0);
     for kind in Kind::ALL {
-        let want = if kind.is_calico() || kind.is_cilium() { 0.0 } else { 1.0 };
+        let want = if kind.is_calico() || kind.is_cilium() || kind.is_antrea() { 0.0 } else { 1.0 };
         assert_eq!(live.metric(&format!("netpol_watch_lists_total{{kind=\"{}\"}}", kind.plural())), want);
     }
     assert_eq!(live.metric("netpol_watch_events_total{kind=\"nodes\",type=\"apply\"}"), 3.0);
@@ -210,10 +213,10 @@ async fn watch_without_the_crds() {
     for kind in Kind::ALL {
         assert_eq!(
             lists(&requests, kind).len(),
-            usize::from(!kind.is_calico() && !kind.is_cilium()),
+            usize::from(!kind.is_calico() && !kind.is_cilium() && !kind.is_antrea()),
             "{kind:?}: {requests:?}"
         );
-        let want = usize::from(!kind.is_optional() && !kind.is_calico() && !kind.is_cilium());
+        let want = usize::from(!kind.is_optional() && !kind.is_calico() && !kind.is_cilium() && !kind.is_antrea());
         assert_eq!(watches(&requests, kind).len(), want, "{kind:?}: {requests:?}");
     }
     assert_eq!(live.errors(), 0.0);

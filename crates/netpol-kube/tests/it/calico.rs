@@ -229,7 +229,12 @@ async fn a_missing_calico_crd_is_no_error() {
             Kind::CiliumCidrGroup,
             Kind::Service,
             Kind::EndpointSlice,
-            Kind::Endpoints
+            Kind::Endpoints,
+            Kind::AntreaTier,
+            Kind::AntreaClusterGroup,
+            Kind::AntreaGroup,
+            Kind::AntreaClusterNetworkPolicy,
+            Kind::AntreaNetworkPolicy
         ]
     );
     assert!(!snap.resource_versions().contains("globalnetworksets"), "{}", snap.resource_versions());

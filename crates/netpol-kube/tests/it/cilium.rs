@@ -178,7 +178,12 @@ async fn a_cluster_without_ciliums_crds_reads_none_and_is_no_error() {
             Kind::StagedGlobalNetworkPolicy,
             Kind::StagedKubernetesNetworkPolicy,
             Kind::HostEndpoint,
-            Kind::CiliumClusterwideNetworkPolicy
+            Kind::CiliumClusterwideNetworkPolicy,
+            Kind::AntreaTier,
+            Kind::AntreaClusterGroup,
+            Kind::AntreaGroup,
+            Kind::AntreaClusterNetworkPolicy,
+            Kind::AntreaNetworkPolicy
         ]
     );
     let engine = Engine::new(netpol_kube::load_objects(snap.objects).cluster);

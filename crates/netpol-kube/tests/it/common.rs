@@ -67,9 +67,9 @@ pub(crate) fn api_kind(kind: Kind) -> ApiKind {
     ApiKind::from_api_version(kind.api_version(), kind.name()).expect("a kind the fake server serves")
 }
 
-/// The kinds netpol reads from a cluster without Calico and Cilium (the fake server's default).
+/// The kinds netpol reads from a cluster without Calico, Cilium and Antrea (the fake server's default).
 pub(crate) fn without_calico() -> Vec<Kind> {
-    Kind::ALL.into_iter().filter(|k| !k.is_calico() && !k.is_cilium()).collect()
+    Kind::ALL.into_iter().filter(|k| !k.is_calico() && !k.is_cilium() && !k.is_antrea()).collect()
 }
 
 /// How many watches netpol keeps open on `server`: one per kind it serves, but ServiceAccounts only where Calico
@@ -81,12 +81,14 @@ pub(crate) fn watched_kinds(server: &FakeApiServer) -> usize {
     let api_server = served.iter().any(|k| k.api() == Api::CalicoApiServer);
     let calico = served.iter().any(|k| matches!(k.api(), Api::CalicoCrd | Api::CalicoApiServer));
     let cilium = served.contains(&ApiKind::CiliumNetworkPolicy);
+    let antrea = served.iter().any(|k| k.api() == Api::AntreaCrd);
     let cidr_groups_v2 = served.contains(&ApiKind::CiliumCidrGroup);
     served
         .iter()
         .filter(|k| match k {
             ApiKind::ServiceAccount => calico,
-            ApiKind::Service | ApiKind::EndpointSlice | ApiKind::Endpoints => cilium,
+            ApiKind::Service => cilium || antrea,
+            ApiKind::EndpointSlice | ApiKind::Endpoints => cilium,
             ApiKind::CiliumCidrGroupV2Alpha1 => !cidr_groups_v2,
             _ => k.api() != Api::CalicoCrd || !api_server,
         })

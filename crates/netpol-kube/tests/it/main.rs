@@ -4,5 +4,6 @@
 #[macro_use]
 mod common;
 mod admin;
+mod antrea;
 mod calico;
 mod cilium;

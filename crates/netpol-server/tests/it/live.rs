@@ -130,6 +130,7 @@ fn watched(server: &FakeApiServer) -> Vec<ApiKind> {
         .copied()
         .filter(|k| match k.api() {
             Api::CalicoCrd => !api_server,
+            _ if *k == ApiKind::Service => cilium || served.iter().any(|k| k.api() == Api::AntreaCrd),
             _ if WITH_CILIUM.contains(k) => cilium,
             _ if *k == ApiKind::CiliumCidrGroupV2Alpha1 => !cidr_groups_v2,
             _ => *k != ApiKind::ServiceAccount || calico,
@@ -149,7 +150,7 @@ fn collections() -> Vec<String> {
 
 /// The kinds netpol reads from a cluster without Calico (and without Cilium).
 fn without_calico() -> Vec<Kind> {
-    Kind::ALL.into_iter().filter(|k| !k.is_calico() && !k.is_cilium()).collect()
+    Kind::ALL.into_iter().filter(|k| !k.is_calico() && !k.is_cilium() && !k.is_antrea()).collect()
 }
 
 /// The resourceVersions of the kinds without any object yet, after those of pods, network policies and namespaces.
@@ -240,7 +241,8 @@ async fn serve_follows_policy_pod_and_namespace_events() {
 
     let m = metrics(app).await;
     for kind in Kind::ALL {
-        let (name, lists) = (kind.plural(), if kind.is_calico() || kind.is_cilium() { 0.0 } else { 1.0 });
+        let (name, lists) =
+            (kind.plural(), if kind.is_calico() || kind.is_cilium() || kind.is_antrea() { 0.0 } else { 1.0 });
         assert_eq!(metric(&m, &format!("netpol_watch_errors_total{{kind=\"{name}\"}}")), 0.0, "{m}");
         assert_eq!(metric(&m, &format!("netpol_watch_lists_total{{kind=\"{name}\"}}")), lists, "{m}");
     }
@@ -452,8 +454,8 @@ async fn serve_follows_calicos_objects() {
     seed_calico(&c.server, CALICO_CRD);
     let live = serve_live(&c).await;
     let app = &live.app;
-    let calicos = Kind::ALL.iter().filter(|k| !k.is_cilium()).count();
-    assert_eq!(c.server.open_watches(), calicos, "every kind but Cilium's, service accounts included");
+    let calicos = Kind::ALL.iter().filter(|k| !k.is_cilium() && !k.is_antrea()).count();
+    assert_eq!(c.server.open_watches(), calicos, "every kind but Cilium's and Antrea's, service accounts included");
     assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
     let rv = c.server.resource_version();
     let header = get(app, "/healthz").await.resource_version.unwrap();
@@ -555,6 +557,57 @@ async fn serve_follows_ciliums_policies() {
     assert_eq!(metric(&m, "netpol_watch_events_total{kind=\"ciliumnetworkpolicies\",type=\"delete\"}"), 1.0, "{m}");
     assert_eq!(metric(&m, "netpol_watch_errors_total{kind=\"ciliumclusterwidenetworkpolicies\"}"), 0.0, "{m}");
     assert!(metric(&m, "netpol_live_recompiles_total ") >= 2.0, "{m}");
+}
+
+/// Antrea's objects on a live cluster: read where the CRDs are, the verdicts, explanations, policies and
+/// diagnostics follow an ACNP put and deleted, and an ACNP whose Tier does not exist is reported until the Tier is
+/// put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_follows_antreas_objects() {
+    use netpol_fakeapi::fixtures::{antrea_cluster_policy, antrea_drop_web, antrea_tier, seed_antrea};
+    let c = cluster();
+    c.server.set_antrea(true);
+    seed_antrea(&c.server);
+    let live = serve_live(&c).await;
+    let app = &live.app;
+    let header = get(app, "/healthz").await.resource_version.unwrap();
+    assert!(header.contains(",clusternetworkpolicies.crd.antrea.io="), "{header}");
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
+    let x = get(app, "/api/v1/explain?src=frontend/web&dst=backend/api&port=9090").await.json();
+    assert_eq!(x["verdict"], "deny", "{x}");
+    assert_eq!(x["ingress"]["walk"][0]["policy"], "acnp/guard-api", "{x}");
+    assert_eq!(x["ingress"]["walk"][0]["tier"], "sec", "{x}");
+    let policies = get(app, "/api/v1/policies").await.json();
+    let refs: Vec<&str> = policies.as_array().unwrap().iter().map(|p| p["ref"].as_str().unwrap()).collect();
+    assert!(refs.contains(&"acnp/guard-api") && refs.contains(&"annp/backend/api-self"), "{refs:?}");
+
+    // A Drop ACNP, then its deletion: the verdict changes and back.
+    let rv = c.server.put(antrea_drop_web());
+    let applied = format!(",clusternetworkpolicies.crd.antrea.io={rv},");
+    eventually!("the policy", get(app, "/healthz").await.resource_version.is_some_and(|v| v.contains(&applied)));
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "deny");
+    let rv = c.server.delete_kind(ApiKind::AntreaClusterNetworkPolicy, None, "drop-web").expect("it existed");
+    let applied = format!(",clusternetworkpolicies.crd.antrea.io={rv},");
+    eventually!("the deletion", get(app, "/healthz").await.resource_version.is_some_and(|v| v.contains(&applied)));
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
+
+    // An ACNP in a Tier that does not exist: in the diagnostics, until the Tier comes.
+    c.server.put(antrea_cluster_policy(
+        "later",
+        serde_json::json!({"tier": "late", "priority": 1, "appliedTo": [{"podSelector": {}}],
+            "ingress": [{"action": "Drop", "from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]}),
+    ));
+    eventually!("the refusal", get(app, "/api/v1/diagnostics").await.json().as_array().is_some_and(|d| d.len() == 1));
+    let d = get(app, "/api/v1/diagnostics").await.json();
+    assert!(d.to_string().contains("no Tier late"), "{d}");
+    assert_eq!(verdict(app, "frontend/web", "backend/api").await, "allow");
+    c.server.put(antrea_tier("late", 30));
+    eventually!("admitted", verdict(app, "frontend/web", "backend/api").await == "deny");
+    let d = get(app, "/api/v1/diagnostics").await.json();
+    assert_eq!(d.as_array().map(Vec::len), Some(0), "{d}");
+    let m = metrics(app).await;
+    assert_eq!(metric(&m, "netpol_watch_errors_total{kind=\"tiers.crd.antrea.io\"}"), 0.0, "{m}");
+    assert!(metric(&m, "netpol_live_recompiles_total ") >= 3.0, "{m}");
 }
 
 /// Calico's staged policies on a live cluster: explain carries their verdict as soon as one is watched, the

@@ -390,6 +390,73 @@ fn one_shot_commands_read_cilium_and_answer_as_from_a_file() {
     assert!(verdicts.iter().all(|v| v == "allow"), "no policy: {verdicts:?}");
 }
 
+/// Antrea's objects (`crd.antrea.io/v1beta1`) read from a live cluster: `query`, `explain` and `matrix` answer as
+/// from a file of the same objects; a policy whose Tier does not exist is reported, as from a file.
+#[test]
+fn one_shot_commands_read_antrea_and_answer_as_from_a_file() {
+    use netpol_fakeapi::fixtures::{antrea_cluster_policy, antrea_objects, seed_antrea};
+    let c = cluster();
+    c.server.set_antrea(true);
+    seed_antrea(&c.server);
+    let kc = c.kubeconfig.display().to_string();
+    let mut objects = fixtures::two_namespaces();
+    objects.extend(antrea_objects());
+    let text: Vec<String> = objects.iter().map(Value::to_string).collect();
+    let file = c._dir.path().join("cluster.json");
+    std::fs::write(&file, text.join("\n")).unwrap();
+    let file = file.display().to_string();
+
+    let flows = [
+        (r#"{"id":1,"src":"frontend/web","dst":"backend/api","port":8080}"#, "allow"),
+        (r#"{"id":2,"src":"frontend/web","dst":"backend/api","port":9090}"#, "deny"),
+        (r#"{"id":3,"src":"frontend/web","dst":"backend/api","port":5432}"#, "deny"),
+        (r#"{"id":4,"src":"backend/api","dst":"frontend/web","port":8080}"#, "allow"),
+    ];
+    let input: String = flows.iter().map(|(f, _)| format!("{f}\n")).collect();
+    let (code, live, err) = netpol(&["query", "--kubeconfig", &kc], &input, &[]);
+    assert_eq!(code, 0, "{err}");
+    let rv = c.server.resource_version();
+    assert!(err.contains(&format!(" tiers.crd.antrea.io={rv} clustergroups={rv} groups={rv}")), "{err}");
+    assert!(err.contains(" networkpolicies.crd.antrea.io="), "{err}");
+    let (code, from_file, file_err) = netpol(&["query", "-f", &file], &input, &[]);
+    assert_eq!(code, 0, "{file_err}");
+    assert_eq!(live, from_file);
+    for (line, (_, want)) in live.lines().zip(flows) {
+        let j: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(j["verdict"], want, "{line}");
+    }
+    let (code, out, err) = netpol(&["explain", "--kubeconfig", &kc, "frontend/web", "backend/api", "9090"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("guard-api") && out.contains("cluster:clusternetworkpolicies.crd.antrea.io/guard-api"),
+        "{out}"
+    );
+    let (code, live, err) = netpol(&["matrix", "--kubeconfig", &kc, "--port", "9090/TCP", "-o", "json"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, from_file, err) = netpol(&["matrix", "-f", &file, "--port", "9090/TCP", "-o", "json"], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(live, from_file);
+
+    // A policy in a Tier that does not exist: refused, reported with the cluster object's name.
+    c.server.put(antrea_cluster_policy(
+        "nowhere",
+        json!({"tier": "missing", "priority": 1, "appliedTo": [{"podSelector": {}}],
+            "ingress": [{"action": "Drop", "from": [{"podSelector": {}}]}]}),
+    ));
+    let (code, out, err) = netpol(&["query", "--kubeconfig", &kc], &input, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, netpol(&["query", "-f", &file], &input, &[]).1, "left out");
+    assert!(err.contains("error: cluster:clusternetworkpolicies.crd.antrea.io/nowhere (document 0)"), "{err}");
+
+    // Without Antrea's CRDs: not asked for, no error.
+    c.server.set_antrea(false);
+    c.server.clear_requests();
+    let (code, _, err) = netpol(&["query", "--kubeconfig", &kc], &input, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("antrea") && !err.contains("error"), "{err}");
+    assert!(c.server.requests().iter().all(|r| !r.path.contains("crd.antrea.io")));
+}
+
 /// Calico's staged policies read from a live cluster (its API server's group): `explain` and `query --explain` add
 /// the staged verdict, `lint` names the staged policy that would cut allowed traffic (NP022), `diff --staged`
 /// compares the enforced cluster with them enforced; enforced answers do not change.
@@ -606,6 +673,73 @@ fn serve_binary_over_a_socket() {
     assert!(resp.contains(r#""verdict":"deny""#), "{resp}");
 }
 
+/// `netpol serve --kubeconfig` on a cluster with Antrea's CRDs: a Drop ACNP put on the cluster denies, through the
+/// watch, a flow that was allowed; deleted, the flow is allowed again.
+#[test]
+#[cfg(feature = "server")]
+fn serve_binary_follows_antrea_policies() {
+    use netpol_fakeapi::fixtures::{antrea_drop_web, seed_antrea};
+    use std::io::{BufRead, BufReader, Read};
+    let c = cluster();
+    c.server.set_antrea(true);
+    seed_antrea(&c.server);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(["serve", "--kubeconfig", &c.kubeconfig.display().to_string(), "--listen", "127.0.0.1:0"])
+        .env_remove("KUBECONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn netpol serve");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("read stderr");
+    let addr = line.split("http://").nth(2).and_then(|s| s.split_whitespace().next()).map(str::to_string);
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        panic!("no address in `{line}`");
+    };
+    let http_get = |path: &str| -> String {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        resp
+    };
+    // Waits until the explanation of frontend/web -> backend/api on `port` has `verdict`.
+    let wait_for = |port: u16, verdict: &str| -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let resp = http_get(&format!("/api/v1/explain?src=frontend/web&dst=backend/api&port={port}"));
+            if resp.starts_with("HTTP/1.1 200") && resp.contains(&format!(r#""verdict":"{verdict}""#)) {
+                return resp;
+            }
+            if Instant::now() > deadline {
+                panic!("never {verdict} on {port}: {resp}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let resp = wait_for(9090, "deny");
+        assert!(resp.contains("guard-api"), "{resp}");
+        assert!(resp.to_ascii_lowercase().contains(",networkpolicies.crd.antrea.io="), "{resp}");
+        wait_for(8080, "allow");
+        c.server.put(antrea_drop_web());
+        let resp = wait_for(8080, "deny");
+        assert!(resp.contains("drop-web"), "{resp}");
+        c.server.delete_kind(netpol_fakeapi::Kind::AntreaClusterNetworkPolicy, None, "drop-web").unwrap();
+        wait_for(8080, "allow");
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
 // ---- deploy/ ----
 
 #[test]
@@ -622,7 +756,7 @@ fn deploy_manifest_is_read_only_and_hardened() {
 
     // RBAC: get/list/watch only, on exactly namespaces, nodes, pods, serviceaccounts, networking.k8s.io
     // networkpolicies, the policy.networking.k8s.io kinds, Calico's (both groups; its API server's tiered-policy
-    // pseudo-resources), Cilium's, and the Services, Endpoints and EndpointSlices Cilium's policies name.
+    // pseudo-resources), Cilium's, Antrea's, and the Services, Endpoints and EndpointSlices Cilium's policies name.
     let role = of("ClusterRole")[0];
     let mut granted = Vec::new();
     for rule in role["rules"].as_array().expect("rules") {
@@ -648,6 +782,11 @@ fn deploy_manifest_is_read_only_and_hardened() {
             "cilium.io/ciliumcidrgroups",
             "cilium.io/ciliumclusterwidenetworkpolicies",
             "cilium.io/ciliumnetworkpolicies",
+            "crd.antrea.io/clustergroups",
+            "crd.antrea.io/clusternetworkpolicies",
+            "crd.antrea.io/groups",
+            "crd.antrea.io/networkpolicies",
+            "crd.antrea.io/tiers",
             "crd.projectcalico.org/globalnetworkpolicies",
             "crd.projectcalico.org/globalnetworksets",
             "crd.projectcalico.org/hostendpoints",
