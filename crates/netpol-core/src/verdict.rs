@@ -685,6 +685,11 @@ impl Engine {
         let spec = self.l7_spec(rule)?;
         let l7 = self.l7_rules(rule.l7?);
         Some(match request {
+            None if self.cluster.policy(rule.policy).kind.is_antrea() => format!(
+                "the connection is accepted and handed to Antrea's L7 engine ({}): requests on it are then filtered \
+                 by {spec}",
+                spec.parser()
+            ),
             None => format!(
                 "the connection is accepted and handed to Cilium's {} proxy: requests on it are then filtered by {spec}",
                 spec.parser()

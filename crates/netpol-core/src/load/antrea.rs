@@ -39,7 +39,7 @@
 //! their L3/L4 part with Reject: the L7 engine rejects the requests no entry allows, and later rules never see them.
 //!
 //! What netpol does not model yet is an error naming the field (the object is then not loaded), never a silent
-//! drop: TLS rules, `appliedTo` `service` and `nodeSelector` (Node NetworkPolicy),
+//! drop: `appliedTo` `service` and `nodeSelector` (Node NetworkPolicy),
 //! `externalEntitySelector`, `scope: ClusterSet`, `sourcePort`, IGMP.
 
 use std::collections::BTreeMap;
@@ -196,7 +196,14 @@ pub struct IcmpProtocol {
 #[allow(dead_code)] // refused as not modelled; decoded for the field names
 pub struct L7Protocol {
     pub http: Option<HttpProtocol>,
-    pub tls: Option<IgnoredAny>,
+    pub tls: Option<TlsProtocol>,
+}
+
+/// `TLSProtocol`: the SNI to match (every TLS handshake without it).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsProtocol {
+    pub sni: Option<String>,
 }
 
 /// `HTTPProtocol`: every field optional; a leading or trailing `*` is a suffix or prefix match.
@@ -666,10 +673,14 @@ pub(crate) fn policy(
             }
             for (j, p) in r.ports.iter().flatten().enumerate() {
                 if p.protocol.as_deref().is_some_and(|p| p != "TCP") {
-                    errs.add(format!("{path}.ports[{j}].protocol"), "HTTP rules need protocol TCP (or none)");
+                    errs.add(format!("{path}.ports[{j}].protocol"), "L7 rules (HTTP, TLS) need protocol TCP (or none)");
                 }
             }
             let mut http = Vec::new();
+            // TLS rules (the SNI of the handshake): netpol's flows carry no handshake, so they are read, validated
+            // and named as not judged (`L7Rules::other`), as Cilium's Kafka rules are; with them in a rule, its
+            // HTTP entries are not judged either.
+            let mut tls = Vec::new();
             for (j, p) in l7.iter().enumerate() {
                 match (&p.http, &p.tls) {
                     (Some(h), None) => http.push(crate::l7::PortRuleHttp {
@@ -678,11 +689,26 @@ pub(crate) fn policy(
                         host: glob_regex(h.host.as_deref()),
                         ..Default::default()
                     }),
-                    (None, Some(_)) => errs.add(format!("{path}.l7Protocols[{j}].tls"), NOT_YET),
+                    (None, Some(t)) => match t.sni.as_deref() {
+                        Some(sni)
+                            if sni.is_empty()
+                                || !sni.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*')) =>
+                        {
+                            errs.add(
+                                format!("{path}.l7Protocols[{j}].tls.sni"),
+                                "an SNI may hold letters, digits, '-', '.' and '*' only",
+                            );
+                        }
+                        Some(sni) => tls.push(format!("SNI {sni}")),
+                        None => tls.push("any SNI".to_string()),
+                    },
                     _ => errs.add(format!("{path}.l7Protocols[{j}]"), "exactly one of http and tls"),
                 }
             }
-            if !http.is_empty() {
+            if !tls.is_empty() {
+                let other = Some(format!("TLS ({})", tls.join(", ")));
+                l7_rules = Some(std::sync::Arc::new(crate::l7::L7Rules { http, other, ..Default::default() }));
+            } else if !http.is_empty() {
                 l7_rules = Some(std::sync::Arc::new(crate::l7::L7Rules { http, ..Default::default() }));
             }
         }
@@ -1663,6 +1689,37 @@ mod tests {
         assert!(!e.allowed(&a, &b, tcp, 80), "sa1 is dropped at b");
         assert!(e.allowed(&b, &a, tcp, 80), "a is no subject");
         assert!(!crate::reference::allowed(e.cluster(), &a, &b, tcp, 80));
+    }
+
+    /// TLS rules (`l7Protocols[].tls.sni`) are read and validated; netpol's flows carry no TLS handshake, so the
+    /// rule's connections are accepted as the L7 engine would accept them, and explain says the SNI is not judged.
+    #[test]
+    fn tls_rules_are_read_and_named_as_not_judged() {
+        let pods = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: \
+                    {name: a, namespace: x, labels: {app: a}}\nspec: {containers: [{name: c, image: i}]}\nstatus: \
+                    {podIP: 10.0.1.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: x, labels: \
+                    {app: b}}\nspec: {containers: [{name: c, image: i}]}\nstatus: {podIP: 10.0.1.2}\n";
+        let policy = |tls: &str| {
+            format!(
+                "{pods}---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: p}}\nspec:\n  \
+                 priority: 1\n  appliedTo:\n  - podSelector: {{matchLabels: {{app: b}}}}\n  ingress:\n  - action: Allow\n    \
+                 ports: [{{protocol: TCP, port: 443}}]\n    l7Protocols: [{{tls: {tls}}}]\n  - action: Drop\n"
+            )
+        };
+        let l = load_str("t.yaml", &policy("{sni: \"*.example.com\"}"));
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        let e = crate::compile::Engine::new(l.cluster);
+        let (a, b) = (e.parse_endpoint("x/a", "x").unwrap(), e.parse_endpoint("x/b", "x").unwrap());
+        let tcp = crate::portset::Protocol::Tcp;
+        assert!(e.allowed(&a, &b, tcp, 443));
+        assert!(crate::reference::allowed(e.cluster(), &a, &b, tcp, 443));
+        assert!(!e.allowed(&a, &b, tcp, 80), "the Drop after it");
+        let text = e.explain(&a, &b, tcp, 443).render();
+        assert!(text.contains("TLS (SNI *.example.com)") && text.contains("not judged"), "{text}");
+        assert!(text.contains("Antrea's L7 engine"), "{text}");
+        assert!(load_str("t.yaml", &policy("{}")).diagnostics.is_empty(), "no SNI: every handshake");
+        let e = errors(&policy("{sni: \"a b\"}"));
+        assert!(e.len() == 1 && e[0].contains("spec.ingress[0].l7Protocols[0].tls.sni"), "{e:?}");
     }
 
     #[test]
