@@ -1176,6 +1176,38 @@ pub fn network_set_labels(set: &NetworkSet, ns: Option<&Namespace>) -> Labels {
 }
 
 impl Cluster {
+    /// Keeps the tiers whose `keep` is true (the built-in three must be kept), renumbering the policies' and the
+    /// staged policies' tiers. A staged policy in a tier that goes remembers it by name (the staged view finds it
+    /// so).
+    pub fn retain_tiers(&mut self, keep: &[bool]) {
+        for st in &mut self.staged {
+            if st.implicit_tier.is_none() && st.policy.tier.index() >= 3 {
+                st.implicit_tier = self.tiers.get(st.policy.tier.index()).map(|t| t.name.clone());
+            }
+        }
+        let mut remap = Vec::with_capacity(keep.len());
+        let mut next = 0;
+        for k in keep {
+            remap.push(next);
+            next += usize::from(*k);
+        }
+        let mut i = 0;
+        self.tiers.retain(|_| {
+            i += 1;
+            keep.get(i - 1).copied().unwrap_or(true)
+        });
+        for p in &mut self.policies {
+            if let Some(new) = remap.get(p.tier.index()) {
+                p.tier = PolicyTier::from_index(*new);
+            }
+        }
+        for st in &mut self.staged {
+            if let (Some(new), Some(true)) = (remap.get(st.policy.tier.index()), keep.get(st.policy.tier.index())) {
+                st.policy.tier = PolicyTier::from_index(*new);
+            }
+        }
+    }
+
     pub fn namespace_id(&self, name: &str) -> Option<NsId> {
         self.namespaces.iter().position(|n| n.name == name).map(NsId::new)
     }

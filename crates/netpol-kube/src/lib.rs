@@ -1299,7 +1299,6 @@ pub fn apply_cidr_group(c: &mut netpol_core::model::Cluster, change: CidrGroupCh
 
 /// Drops the undeclared tiers no policy is in (as the loader never has them), renumbering the policies' tiers.
 fn drop_unused_tiers(c: &mut netpol_core::model::Cluster) {
-    use netpol_core::model::PolicyTier;
     let mut used = vec![false; c.tiers.len()];
     for p in &c.policies {
         if let Some(u) = used.get_mut(p.tier.index()) {
@@ -1310,33 +1309,7 @@ fn drop_unused_tiers(c: &mut netpol_core::model::Cluster) {
     if keep.iter().all(|k| *k) {
         return;
     }
-    // Staged policies name a tier that is not built in by name (the staged view finds it so).
-    for st in &mut c.staged {
-        if st.implicit_tier.is_none() && st.policy.tier.index() >= 3 {
-            st.implicit_tier = c.tiers.get(st.policy.tier.index()).map(|t| t.name.clone());
-        }
-    }
-    let mut remap = Vec::with_capacity(keep.len());
-    let mut next = 0;
-    for k in &keep {
-        remap.push(next);
-        next += usize::from(*k);
-    }
-    let mut i = 0;
-    c.tiers.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
-    for p in &mut c.policies {
-        if let Some(new) = remap.get(p.tier.index()) {
-            p.tier = PolicyTier::from_index(*new);
-        }
-    }
-    for st in &mut c.staged {
-        if let (Some(new), Some(true)) = (remap.get(st.policy.tier.index()), keep.get(st.policy.tier.index())) {
-            st.policy.tier = PolicyTier::from_index(*new);
-        }
-    }
+    c.retain_tiers(&keep);
 }
 
 /// A fingerprint of one policy of a Cilium object: its tier by name when it is one of Cilium's own (`own`), else

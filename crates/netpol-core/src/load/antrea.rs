@@ -450,32 +450,7 @@ fn strip_antrea(c: &mut Cluster) {
     c.antrea_refs.clear();
     let keep: Vec<bool> = c.tiers.iter().enumerate().map(|(i, t)| i < 3 || !is_antrea_tier(t)).collect();
     if keep.iter().any(|k| !k) {
-        for st in &mut c.staged {
-            if st.implicit_tier.is_none() && st.policy.tier.index() >= 3 {
-                st.implicit_tier = c.tiers.get(st.policy.tier.index()).map(|t| t.name.clone());
-            }
-        }
-        let mut remap = Vec::with_capacity(keep.len());
-        let mut next = 0;
-        for k in &keep {
-            remap.push(next);
-            next += usize::from(*k);
-        }
-        let mut i = 0;
-        c.tiers.retain(|_| {
-            i += 1;
-            keep[i - 1]
-        });
-        for p in &mut c.policies {
-            if let Some(new) = remap.get(p.tier.index()) {
-                p.tier = PolicyTier::from_index(*new);
-            }
-        }
-        for st in &mut c.staged {
-            if let (Some(new), Some(true)) = (remap.get(st.policy.tier.index()), keep.get(st.policy.tier.index())) {
-                st.policy.tier = PolicyTier::from_index(*new);
-            }
-        }
+        c.retain_tiers(&keep);
     }
     if let (Some(admin), Some(builtin)) = (c.tiers.get_mut(0), TierDef::builtin().into_iter().next()) {
         admin.order = builtin.order;
