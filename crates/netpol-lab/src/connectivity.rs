@@ -278,11 +278,25 @@ pub fn observe(
         }
     }
     let results = crate::probe::run_probes(&probes, timeout, 64);
-    for (i, r) in index.into_iter().zip(results) {
-        out[i] = (r.observed, r.detail);
+    for ((i, r), p) in index.into_iter().zip(results).zip(&probes) {
+        out[i] = with_listener(p.l4, r.observed, r.detail);
     }
     drop(listeners);
     Ok(out)
+}
+
+/// The detail of a TCP probe refused although a listener was up on its destination: the reset came from the
+/// ruleset (a `reject with tcp reset`, Antrea's Reject), not from the pod.
+pub const REJECTED_TCP: &str = "rejected (TCP reset while a listener was up)";
+
+/// What a probe's result means when a listener was up on its destination (as [`observe`] starts them): a TCP
+/// connection refused or reset is not the pod's answer (nothing listening) but the ruleset's rejection, so it is a
+/// deny, said as [`REJECTED_TCP`]. Other results are kept.
+pub fn with_listener(l4: L4, observed: Observed, detail: String) -> (Observed, String) {
+    match (l4, observed, detail.as_str()) {
+        (L4::Tcp, Observed::Allow, "refused" | "reset") => (Observed::Deny, REJECTED_TCP.to_string()),
+        _ => (observed, detail),
+    }
 }
 
 fn l4_code(l: L4) -> u8 {
@@ -307,6 +321,18 @@ fn l4_from_code(c: u8) -> L4 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// With a listener up, a TCP refusal is the ruleset's reject (deny); other answers keep their meaning.
+    #[test]
+    fn a_refusal_with_a_listener_up_is_a_rejection() {
+        let d = |s: &str| s.to_string();
+        assert_eq!(with_listener(L4::Tcp, Observed::Allow, d("refused")), (Observed::Deny, d(REJECTED_TCP)));
+        assert_eq!(with_listener(L4::Tcp, Observed::Allow, d("reset")), (Observed::Deny, d(REJECTED_TCP)));
+        assert_eq!(with_listener(L4::Tcp, Observed::Allow, d("connected")), (Observed::Allow, d("connected")));
+        assert_eq!(with_listener(L4::Tcp, Observed::Deny, d("timeout")), (Observed::Deny, d("timeout")));
+        let udp = d("refused (icmp port unreachable)");
+        assert_eq!(with_listener(L4::Udp, Observed::Allow, udp.clone()), (Observed::Allow, udp));
+    }
 
     /// ICMP flows are probed as echo requests of their family; other messages, and an ICMP flow to an address of
     /// the other family, are not probed (with the reason).

@@ -16,7 +16,8 @@
 //! connecting SCTP socket waits for first. Only when raw sockets fail too is SCTP untestable.
 //!
 //! ICMP: echo requests only ([`L4::IcmpEcho`], over raw sockets; the destination's kernel answers, no listener):
-//! the echo reply = Allow, nothing within the timeout = Deny.
+//! the echo reply = Allow, a destination unreachable quoting the request (a `reject`) or nothing within the
+//! timeout = Deny.
 //!
 //! Note: if a ruleset *rejects* with a TCP reset instead of dropping, the probe sees "refused" and reports Allow.
 
@@ -103,6 +104,8 @@ impl ProbeResult {
 }
 
 const NO_SCTP: &str = "no SCTP sockets in this kernel";
+/// The detail of an echo request answered by a destination unreachable: a ruleset's `reject`.
+pub const REJECTED_ICMP: &str = "rejected (ICMP destination unreachable)";
 const UDP_PAYLOAD: &[u8] = b"netpol-probe\n";
 const TCP_REPLY: &[u8] = b"k";
 
@@ -509,6 +512,23 @@ pub mod icmp_echo {
         Some((be16(4)?, be16(6)?))
     }
 
+    /// The (identifier, sequence) of the echo request quoted in a destination unreachable (ICMP type 3, ICMPv6
+    /// type 1: how a ruleset's `reject` answers an echo request) in what a raw socket received: the message quotes
+    /// the request's IP header (IPv6: without extension headers) and its first bytes.
+    pub fn unreachable(buf: &[u8], v4: bool) -> Option<(u16, u16)> {
+        let icmp = raw_sctp::payload(buf, v4)?;
+        if *icmp.first()? != if v4 { 3 } else { 1 } {
+            return None;
+        }
+        let quoted = icmp.get(8..)?;
+        let echo = if v4 { raw_sctp::payload(quoted, true)? } else { quoted.get(40..)? };
+        if *echo.first()? != if v4 { 8 } else { 128 } {
+            return None;
+        }
+        let be16 = |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*echo.get(at)?, *echo.get(at + 1)?])) };
+        Some((be16(4)?, be16(6)?))
+    }
+
     /// A probe in flight: the request it sent.
     #[derive(Clone, Copy, Debug)]
     pub(super) struct Sent {
@@ -537,16 +557,21 @@ pub mod icmp_echo {
         Ok((fd, sent))
     }
 
-    /// Whether the reply to `sent` is among the packets waiting on `fd`.
-    pub(super) fn answered(fd: &OwnedFd, sent: &Sent) -> bool {
+    /// The answer to `sent` among the packets waiting on `fd`: its echo reply (allowed), or a destination
+    /// unreachable quoting it (rejected on the way, from whichever address); `None` if neither has come yet.
+    pub(super) fn answered(fd: &OwnedFd, sent: &Sent) -> Option<(Observed, &'static str)> {
         let mut buf = [0u8; 2048];
+        let v4 = sent.dst.is_ipv4();
         while let Ok((n, from)) = raw_sctp::recv_from(fd, &mut buf) {
-            let hit = buf.get(..n).and_then(|b| reply(b, sent.dst.is_ipv4()));
-            if from == sent.dst && hit == Some((sent.id, sent.seq)) {
-                return true;
+            let Some(b) = buf.get(..n) else { continue };
+            if from == sent.dst && reply(b, v4) == Some((sent.id, sent.seq)) {
+                return Some((Observed::Allow, "echo reply"));
+            }
+            if unreachable(b, v4) == Some((sent.id, sent.seq)) {
+                return Some((Observed::Deny, REJECTED_ICMP));
             }
         }
-        false
+        None
     }
 }
 
@@ -1134,7 +1159,7 @@ fn finish(f: &Flight, revents: libc::c_short) -> Option<ProbeResult> {
         return raw_sctp::answer(&f.fd, sent).map(|detail| ProbeResult::new(Observed::Allow, detail, f.started));
     }
     if let Some(sent) = &f.icmp {
-        return icmp_echo::answered(&f.fd, sent).then(|| ProbeResult::new(Observed::Allow, "echo reply", f.started));
+        return icmp_echo::answered(&f.fd, sent).map(|(o, detail)| ProbeResult::new(o, detail, f.started));
     }
     match f.l4 {
         L4::IcmpEcho => None,
@@ -1275,6 +1300,19 @@ mod tests {
         r6[0] = 129;
         assert_eq!(icmp_echo::reply(&r6, false), Some((7, 9)));
         assert_eq!(icmp_echo::reply(&[129, 0, 0], false), None, "too short");
+        // A destination unreachable (admin prohibited) quoting the request: IP header, then the request.
+        let mut unreach = vec![0x45u8];
+        unreach.extend([0u8; 19]);
+        unreach.extend([3, 13, 0, 0, 0, 0, 0, 0, 0x45]);
+        unreach.extend([0u8; 19]);
+        unreach.extend(&req);
+        assert_eq!(icmp_echo::unreachable(&unreach, true), Some((0x1234, 0xbeef)));
+        assert_eq!(icmp_echo::unreachable(&reply, true), None, "a reply is no unreachable");
+        let mut u6 = vec![1u8, 1, 0, 0, 0, 0, 0, 0];
+        u6.extend([0u8; 40]);
+        u6.extend(&v6);
+        assert_eq!(icmp_echo::unreachable(&u6, false), Some((7, 9)));
+        assert_eq!(icmp_echo::unreachable(&u6[..50], false), None, "too short");
         assert_eq!(serde_json::to_string(&L4::IcmpEcho).unwrap(), "\"ICMP-ECHO\"");
     }
 

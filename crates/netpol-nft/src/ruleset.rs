@@ -365,6 +365,22 @@ struct Gen<'t> {
     set_names: BTreeMap<(SetId, Family), Option<String>>,
     /// Chain names by profile.
     chains: BTreeMap<ProfileId, String>,
+    /// Policy references that name more than one policy of the table (see [`shared_refs`]).
+    shared_refs: BTreeSet<String>,
+}
+
+/// The policy references (`namespace/name`) that name more than one policy of the table's profiles: an Antrea
+/// policy is lowered to a policy per rule (and per `appliedTo`, per namespace of a `namespaces` peer), all under
+/// its name. Two profiles with the same references may then hold different rules, and a chain named after the
+/// references alone would be shared by them.
+fn shared_refs(t: &Table) -> BTreeSet<String> {
+    let mut ids: BTreeMap<&str, BTreeSet<netpol_core::model::PolicyId>> = BTreeMap::new();
+    for p in &t.profiles {
+        for (id, r) in p.policies.iter().zip(&p.policy_refs) {
+            ids.entry(r.as_str()).or_default().insert(*id);
+        }
+    }
+    ids.into_iter().filter(|(_, ids)| ids.len() > 1).map(|(r, _)| r.to_string()).collect()
 }
 
 impl<'t> Gen<'t> {
@@ -644,6 +660,41 @@ impl<'t> Gen<'t> {
         REJECT_CHAIN.to_string()
     }
 
+    /// What tells a profile's steps apart in any engine: each rule's origin, action, peers (their sets' keys) and
+    /// ports, each tier end.
+    fn steps_key(&self, steps: &[TableStep]) -> String {
+        let mut key = String::new();
+        for step in steps {
+            match step {
+                TableStep::TierEnd { deny, hold } => key.push_str(&format!("|end {deny} {hold}")),
+                TableStep::Rule(r) => {
+                    let peers: Vec<(usize, &str)> = r
+                        .peers
+                        .iter()
+                        .map(|&(i, s)| {
+                            let k = match &self.t.sets[s.index()] {
+                                AddressSet::Pods { key, .. }
+                                | AddressSet::Ranges { key, .. }
+                                | AddressSet::Block { key, .. } => key.as_str(),
+                            };
+                            (i, k)
+                        })
+                        .collect();
+                    key.push_str(&format!(
+                        "|{}/{}/{} {:?} {peers:?} {:?} {}",
+                        r.policy_ref,
+                        r.dir.as_str(),
+                        r.index,
+                        r.action,
+                        r.ports,
+                        r.named.is_some()
+                    ));
+                }
+            }
+        }
+        key
+    }
+
     fn chain(&mut self, p: ProfileId) -> String {
         if let Some(n) = self.chains.get(&p) {
             return n.clone();
@@ -659,6 +710,10 @@ impl<'t> Gen<'t> {
         }
         if let Some(node) = &profile.node {
             key.push_str(&format!(" on {node}"));
+        }
+        if refs.iter().any(|r| self.shared_refs.contains(r)) {
+            // Policies under one name: the chain is named after the rules it holds too.
+            key.push_str(&format!(" rules {}", self.steps_key(&profile.steps)));
         }
         let dir = profile.dir;
         let name = format!("{}_{}", if dir == Direction::Egress { "eg" } else { "in" }, short_hash(&key));
@@ -824,8 +879,14 @@ const ND_TYPES: [&str; 4] = ["nd-router-solicit", "nd-router-advert", "nd-neighb
 /// Generates the ruleset enforcing the engine's policies: the engine's data-plane table, rendered.
 pub fn generate(e: &Engine) -> Ruleset {
     let t = e.dataplane();
-    let mut g =
-        Gen { t: &t, rs: Ruleset::default(), has_v6: t.has_ipv6, set_names: BTreeMap::new(), chains: BTreeMap::new() };
+    let mut g = Gen {
+        t: &t,
+        rs: Ruleset::default(),
+        has_v6: t.has_ipv6,
+        set_names: BTreeMap::new(),
+        chains: BTreeMap::new(),
+        shared_refs: shared_refs(&t),
+    };
     let mut maps: BTreeMap<String, NftMap> = BTreeMap::new();
     for fam in g.families() {
         for dir in ["ingress", "egress"] {
@@ -1220,6 +1281,70 @@ spec: {podSelector: {}, ingress: [{from: [{podSelector: {matchLabels: {app: c}}}
         let b = set_of("np:n/first/ingress/0 peer-0");
         assert_eq!(set_of("np:n/second/ingress/0 peer-1"), b, "from[1] of `second` is app=b");
         assert_ne!(set_of("np:n/second/ingress/0 peer-0"), b, "from[0] of `second` is app=c");
+    }
+
+    /// An Antrea policy whose rules each have their own `appliedTo` is lowered to a policy per rule, all under its
+    /// name: the pods each rule applies to get a chain holding that rule, not one chain (named after the policy)
+    /// for all of them.
+    #[test]
+    fn per_rule_applied_to_gives_each_subject_its_own_rules() {
+        let yaml = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: n}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n, labels: {pod: a}}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n, labels: {pod: b}}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: n, labels: {pod: c}}
+status: {podIP: 10.0.0.3}
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: cnp1}
+spec:
+  priority: 1
+  ingress:
+  - action: Drop
+    appliedTo: [{podSelector: {matchLabels: {pod: a}}}]
+    from: [{podSelector: {matchLabels: {pod: c}}}]
+  - action: Drop
+    appliedTo: [{podSelector: {matchLabels: {pod: b}}}]
+    from: [{podSelector: {matchLabels: {pod: a}}}]
+";
+        let e = Engine::new(netpol_core::load::load_str("t", yaml).cluster);
+        let rs = generate(&e);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let chain_of = |a: &str| rs.maps["ingress_v4"].elements[&ip(a)].clone();
+        let (a, b) = (chain_of("10.0.0.1"), chain_of("10.0.0.2"));
+        assert_ne!(a, b, "{}", rs.to_nft());
+        // The addresses of the peer sets a chain's rules match.
+        let peers = |chain: &str| -> Vec<IpAddr> {
+            let mut out = Vec::new();
+            for r in &rs.chains[chain].rules {
+                for x in &r.exprs {
+                    if let Expr::AddrInSet(_, Side::Saddr, set) = x {
+                        for el in &rs.sets[set].elements {
+                            if let Elem::Addr(ip) = el {
+                                out.push(*ip);
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        };
+        assert_eq!(peers(&a), [ip("10.0.0.3")], "a's rule drops c");
+        assert_eq!(peers(&b), [ip("10.0.0.1")], "b's rule drops a");
     }
 
     /// Rule actions become verdicts in rule order: deny drops, log only counts, pass jumps to a chain of the later

@@ -262,7 +262,8 @@ pub fn connectivity_test(
                     _ => s.disagree += 1,
                 }
                 write!(w, "{body}{sep}\"verdict\":\"{v}\",\"observed\":\"{o_text}\"")?;
-                if o == Observed::Untestable || o_text != v {
+                // A deny the kernel answered (a rejection, an ICMP error) rather than a silent drop says how.
+                if o == Observed::Untestable || o_text != v || (o == Observed::Deny && detail != "timeout") {
                     write!(w, ",\"detail\":{}", serde_json::to_string(&detail)?)?;
                 }
                 writeln!(w, "}}")?;

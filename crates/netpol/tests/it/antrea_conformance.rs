@@ -24,8 +24,8 @@ use netpol_core::verdict::{DecidedBy, Explanation, Verdict};
 use serde::Deserialize;
 
 /// What the data holds (README.md of the data directory): at least this many cases, probes and refused objects.
-const CASES: usize = 46;
-const PROBES: usize = 439;
+pub(crate) const CASES: usize = 46;
+pub(crate) const PROBES: usize = 439;
 const INVALID: usize = 49;
 /// The antrea-io/antrea commit every `path:line` reference points into.
 const ANTREA_COMMIT: &str = "fc70f2bb70";
@@ -36,20 +36,20 @@ fn data() -> PathBuf {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
+pub(crate) struct Case {
+    pub(crate) name: String,
     source: String,
     description: String,
-    manifests: String,
+    pub(crate) manifests: String,
     #[serde(default)]
-    invalid: Vec<Invalid>,
-    probes: Vec<Probe>,
+    pub(crate) invalid: Vec<Invalid>,
+    pub(crate) probes: Vec<Probe>,
 }
 
 /// An object of the manifests that admission refuses.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Invalid {
+pub(crate) struct Invalid {
     /// `tier/<name>`, `acnp/<name>`, `annp/<ns>/<name>`, `clustergroup/<name>`, `group/<ns>/<name>`.
     object: String,
     /// The field path in that object.
@@ -75,20 +75,20 @@ impl Invalid {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Probe {
-    from: String,
-    to: String,
+pub(crate) struct Probe {
+    pub(crate) from: String,
+    pub(crate) to: String,
     /// The destination port; for ICMP, the ICMP type (code 0).
-    port: u16,
-    protocol: String,
+    pub(crate) port: u16,
+    pub(crate) protocol: String,
     #[serde(default)]
-    http: Option<Http>,
+    pub(crate) http: Option<Http>,
     #[serde(default)]
-    dst_fqdn: Option<String>,
-    expect: String,
+    pub(crate) dst_fqdn: Option<String>,
+    pub(crate) expect: String,
     /// `reject` or `drop` (only with `expect: deny`).
     #[serde(default)]
-    action: Option<String>,
+    pub(crate) action: Option<String>,
     source: String,
     #[serde(default)]
     note: Option<String>,
@@ -96,7 +96,7 @@ struct Probe {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Http {
+pub(crate) struct Http {
     #[serde(default)]
     method: Option<String>,
     #[serde(default)]
@@ -108,7 +108,7 @@ struct Http {
 }
 
 impl Probe {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = format!("{} -> {} {}/{}", self.from, self.to, self.port, self.protocol);
         if let Some(h) = &self.http {
             s.push_str(&format!(" HTTP {} {}", h.method.as_deref().unwrap_or("GET"), h.path.as_deref().unwrap_or("/")));
@@ -145,7 +145,7 @@ impl Probe {
 }
 
 /// Every case file, in name order, parsed.
-fn cases() -> Vec<(String, Case)> {
+pub(crate) fn cases() -> Vec<(String, Case)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(data())
         .unwrap()
         .map(|e| e.unwrap().path())

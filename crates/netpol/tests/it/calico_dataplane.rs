@@ -8,20 +8,16 @@
 //! addresses live on the lab node's `lo`).
 //!
 //! Labs are reused as in `dataplane_conformance.rs`: [`LABS`] labs, one thread each, take the cases in turn,
-//! the lab node's conntrack table flushed between cases. Root, `nft` and `ip` are needed.
-
-use std::process::{Command, Output};
+//! the lab node's conntrack table flushed between cases (`dataplane::run_cases_in_labs`, shared with Antrea's). Root, `nft` and `ip` are needed.
 
 use crate::calico_conformance::{cases, Case, PROBES};
-use crate::dataplane::{prefix, skip_reason, LabGuard};
+use crate::dataplane::{answer_lines, run_cases_in_labs, skip_reason, LabCase};
 
 const LABS: usize = 4;
 const TIMEOUT_MS: &str = "700";
 const NO_SCTP: &str = "no raw SCTP socket";
 
-fn run_case(prefix: &str, case: &Case, dir: &std::path::Path) -> Output {
-    let manifests = dir.join("cluster.yaml");
-    std::fs::write(&manifests, &case.manifests).unwrap();
+fn lab_case(case: &Case) -> LabCase {
     let flows: String = case
         .probes
         .iter()
@@ -31,17 +27,7 @@ fn run_case(prefix: &str, case: &Case, dir: &std::path::Path) -> Output {
                 + "\n"
         })
         .collect();
-    let flows_path = dir.join("flows.jsonl");
-    std::fs::write(&flows_path, flows).unwrap();
-    let args = ["connectivity-test", "--prefix", prefix, "--keep", "--timeout-ms", TIMEOUT_MS, "-f"];
-    Command::new(env!("CARGO_BIN_EXE_netpol"))
-        .args(args)
-        .arg(&manifests)
-        .arg("--flows")
-        .arg(&flows_path)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+    LabCase { manifests: case.manifests.clone(), flows }
 }
 
 #[test]
@@ -51,47 +37,12 @@ fn calico_conformance_in_the_kernel() {
         panic!("this data-plane test cannot run: {why} (it is ignored when the build finds no root or tools)");
     }
     let cases = cases();
-    let prefixes: Vec<String> = (0..LABS).map(|i| prefix(&format!("cal{i}"))).collect();
-    let guards: Vec<LabGuard> = prefixes.iter().map(|p| LabGuard(p.clone())).collect();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut runs: Vec<(usize, Output)> = std::thread::scope(|s| {
-        let workers: Vec<_> = prefixes
-            .iter()
-            .enumerate()
-            .map(|(w, p)| {
-                let cases = &cases;
-                let dir = tmp.path().join(format!("w{w}"));
-                std::fs::create_dir_all(&dir).unwrap();
-                s.spawn(move || {
-                    let mut out = Vec::new();
-                    for (i, (_, case)) in cases.iter().enumerate().skip(w).step_by(LABS) {
-                        if !out.is_empty() {
-                            netpol_lab::probe::flush_conntrack(&netpol_lab::lab::node_netns_name(p)).unwrap();
-                        }
-                        out.push((i, run_case(p, case, &dir)));
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
-    });
-    drop(guards);
-    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let left = String::from_utf8_lossy(&left.stdout);
-    for p in &prefixes {
-        assert!(!left.lines().any(|l| l.starts_with(&format!("{p}-"))), "leftover namespaces of {p}:\n{left}");
-    }
-    runs.sort_by_key(|r| r.0);
+    let lab_cases: Vec<LabCase> = cases.iter().map(|(_, c)| lab_case(c)).collect();
+    let runs = run_cases_in_labs("cal", LABS, TIMEOUT_MS, &lab_cases);
     let (mut probes, mut agree, mut untestable) = (0, 0, 0);
     let mut problems = Vec::new();
-    for (i, o) in &runs {
-        let (file, case) = &cases[*i];
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(matches!(o.status.code(), Some(0 | 1)), "{file}: connectivity-test failed:\n{stderr}");
-        let lines: Vec<serde_json::Value> =
-            String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), case.probes.len(), "{file}: one answer per flow\n{stderr}");
+    for ((file, case), o) in cases.iter().zip(&runs) {
+        let lines = answer_lines(file, o, case.probes.len());
         for (l, p) in lines.iter().zip(&case.probes) {
             probes += 1;
             let what = format!("{file} ({}): {}", case.name, p.describe());

@@ -691,3 +691,77 @@ spec: {podSelector: {matchLabels: {app: db}}, ingress: [{ports: [{port: 8081}]}]
     }
     drop(listeners);
 }
+
+// ---- Conformance cases in reused labs (Calico's, Antrea's) ----
+
+/// One case for [`run_cases_in_labs`]: its manifests and its flows (JSON Lines of the query contract).
+pub(crate) struct LabCase {
+    pub(crate) manifests: String,
+    pub(crate) flows: String,
+}
+
+/// Runs every case through `netpol connectivity-test` (timeout `timeout_ms`) in `labs` labs reused in parallel
+/// (prefixes `tag0`, `tag1`, ...; one thread each takes the cases in turn, the lab node's conntrack table flushed
+/// between cases), removes the labs, asserts that none of their namespaces is left, and returns the outputs in the
+/// cases' order.
+pub(crate) fn run_cases_in_labs(tag: &str, labs: usize, timeout_ms: &str, cases: &[LabCase]) -> Vec<Output> {
+    let prefixes: Vec<String> = (0..labs).map(|i| prefix(&format!("{tag}{i}"))).collect();
+    let guards: Vec<LabGuard> = prefixes.iter().map(|p| LabGuard(p.clone())).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut runs: Vec<(usize, Output)> = std::thread::scope(|s| {
+        let workers: Vec<_> = prefixes
+            .iter()
+            .enumerate()
+            .map(|(w, p)| {
+                let dir = tmp.path().join(format!("w{w}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for (i, case) in cases.iter().enumerate().skip(w).step_by(labs) {
+                        if !out.is_empty() {
+                            netpol_lab::probe::flush_conntrack(&netpol_lab::lab::node_netns_name(p)).unwrap();
+                        }
+                        out.push((i, run_case_in_lab(p, timeout_ms, case, &dir)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    drop(guards);
+    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    for p in &prefixes {
+        assert!(!left.lines().any(|l| l.starts_with(&format!("{p}-"))), "leftover namespaces of {p}:\n{left}");
+    }
+    runs.sort_by_key(|r| r.0);
+    runs.into_iter().map(|r| r.1).collect()
+}
+
+/// `connectivity-test` on one case in lab `prefix`, kept for the next case.
+fn run_case_in_lab(prefix: &str, timeout_ms: &str, case: &LabCase, dir: &std::path::Path) -> Output {
+    let manifests = dir.join("cluster.yaml");
+    std::fs::write(&manifests, &case.manifests).unwrap();
+    let flows_path = dir.join("flows.jsonl");
+    std::fs::write(&flows_path, &case.flows).unwrap();
+    let args = ["connectivity-test", "--prefix", prefix, "--keep", "--timeout-ms", timeout_ms, "-f"];
+    Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(args)
+        .arg(&manifests)
+        .arg("--flows")
+        .arg(&flows_path)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// The answer lines of one `connectivity-test` run, asserted to have exited 0 or 1 and to hold one line per flow.
+pub(crate) fn answer_lines(what: &str, o: &Output, flows: usize) -> Vec<serde_json::Value> {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{what}: connectivity-test failed:\n{stderr}");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), flows, "{what}: one answer per flow\n{stderr}");
+    lines
+}

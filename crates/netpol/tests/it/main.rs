@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod antrea_conformance;
+#[cfg(feature = "lab")]
+mod antrea_dataplane;
 mod assertions;
 mod calico_conformance;
 #[cfg(feature = "lab")]
