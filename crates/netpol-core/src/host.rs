@@ -866,6 +866,7 @@ impl Engine {
                 tier_default: None,
                 allowed_by: Vec::new(),
                 rejections: Vec::new(),
+                not_modelled: Vec::new(),
             };
             let Some(outcome) = outcome else {
                 side.note =

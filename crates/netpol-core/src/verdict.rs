@@ -146,6 +146,9 @@ pub struct SideExplanation {
     /// Why each rule that could have allowed the flow does not (only when denied).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rejections: Vec<Rejection>,
+    /// Rules of these policies that netpol does not model, and what it does with them (Antrea's `toServices`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_modelled: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -389,6 +392,7 @@ impl Engine {
             tier_default: None,
             allowed_by: Vec::new(),
             rejections: Vec::new(),
+            not_modelled: Vec::new(),
         };
         let pod_id = match subject {
             Endpoint::External(ip) => {
@@ -429,6 +433,9 @@ impl Engine {
         for &p in &pols {
             let key = self.cluster.policy_key(p);
             if !side.policy_keys.contains(&key) {
+                if key.kind.is_antrea() {
+                    side.not_modelled.extend(crate::load::antrea::unmodelled_rules(&self.cluster, &key, dir));
+                }
                 side.policies.push(key.to_string());
                 side.policy_keys.push(key);
             }
@@ -1188,6 +1195,9 @@ fn render_sides<const N: usize>(s: &mut String, sides: [&SideExplanation; N]) {
         }
         // Tier by tier.
         let _ = writeln!(s, "  {what}: {status}");
+        for n in &side.not_modelled {
+            let _ = writeln!(s, "    not modelled: {n}");
+        }
         let verdict = if side.allowed { "ALLOW" } else { "DENY" };
         let np: Vec<&str> = side
             .policies

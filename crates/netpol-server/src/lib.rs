@@ -864,6 +864,9 @@ pub struct SideExplanation {
     /// Why each rule that could have allowed the flow does not (only when denied).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rejections: Vec<Rejection>,
+    /// Rules of these policies that netpol does not model, and what it does with them (Antrea's `toServices`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_modelled: Vec<String>,
 }
 
 /// The explanation of one flow (`netpol explain -o json`).

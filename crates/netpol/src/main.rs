@@ -37,8 +37,9 @@ struct Cli {
     strict: bool,
     /// The CNI whose reading of NetworkPolicy v1's corners the answers follow (an ipBlock covering pods' or
     /// nodes' addresses, a node's traffic to its own pods). auto: Cilium policies → cilium, Calico objects →
-    /// calico, else the CNI's agent among the pods and workloads (`k8s-app: cilium` → cilium, `k8s-app:
-    /// calico-node` → calico), else generic (the Kubernetes API's reading). Every output names the one it follows.
+    /// calico, Antrea policies → antrea, else the CNI's agent among the pods and workloads (`k8s-app: cilium` →
+    /// cilium, `k8s-app: calico-node` → calico, `component: antrea-agent` → antrea), else generic (the Kubernetes
+    /// API's reading). Every output names the one it follows.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     cni: CniArg,
     #[command(subcommand)]

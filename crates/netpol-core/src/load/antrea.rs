@@ -321,6 +321,8 @@ struct RuleDef {
     /// The field path of each group reference of `refs`, in order (`spec.ingress[0].from[1]`).
     group_paths: Vec<String>,
     applied_to: Vec<Subject>,
+    /// `toServices` entries (`namespace/name`): what netpol does not model (the rule matches nothing).
+    to_services: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -485,6 +487,32 @@ fn lower_into(c: &mut Cluster, objects: Vec<AntreaObject>) -> Vec<super::Diagnos
     std::mem::take(&mut loader.diagnostics)
 }
 
+/// What netpol does not model in the rules of direction `dir` of the Antrea policy `key`, in words for `explain`
+/// (its `toServices` rules, which match nothing in netpol's answers).
+pub(crate) fn unmodelled_rules(c: &Cluster, key: &crate::model::PolicyKey, dir: Direction) -> Vec<String> {
+    let ns = (!key.namespace.is_empty()).then_some(key.namespace.as_str());
+    let Some(p) = c.antrea.iter().find_map(|o| match &*o.item {
+        AntreaItem::Policy(p) if p.kind == key.kind && p.name == key.name && p.ns.as_deref() == ns => Some(p),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    p.rules
+        .iter()
+        .filter(|r| r.dir == dir && !r.to_services.is_empty())
+        .map(|r| {
+            format!(
+                "{key} spec.{}[{}] ({}): toServices {} matches connections to the Services' ClusterIPs, which \
+                 flows never name (they name the backends): not modelled, the rule matches nothing here",
+                r.dir.as_str(),
+                r.index,
+                crate::lint::action_word(key.kind, r.rule.action),
+                r.to_services.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// Lowers the cluster's Antrea objects (`Cluster::antrea`) again, on its namespaces and Services as they are now:
 /// what it lowered before is taken out first. The cluster is then what loading the same objects from files gives
 /// (Antrea's objects after the others). Returns the diagnostics of their admission and lowering (a policy whose
@@ -641,7 +669,7 @@ pub(crate) fn policy(
         }
         // L7 (HTTP) rules; toServices.
         let mut l7_rules = None;
-        let mut to_services = false;
+        let mut to_services: Vec<String> = Vec::new();
         if let Some(l7) = &r.l7_protocols {
             if action.is_some_and(|a| a != Action::Allow) {
                 errs.add(format!("{path}.action"), "l7Protocols need action Allow");
@@ -702,11 +730,14 @@ pub(crate) fn policy(
                      netpol's flows never name (they name the backends): in netpol's answers this rule matches \
                      nothing",
                 );
-                to_services = true;
+                to_services = ts
+                    .iter()
+                    .map(|t| format!("{}/{}", t.namespace.as_deref().unwrap_or(""), t.name.as_deref().unwrap_or("")))
+                    .collect();
             }
         }
         let mut refs = Vec::new();
-        if to_services {
+        if !to_services.is_empty() {
             // Only ClusterIPs: no address netpol's flows name.
             rule.peers.push(Peer::Networks(Vec::new()));
         }
@@ -740,7 +771,7 @@ pub(crate) fn policy(
         rule.action = action.unwrap_or(Action::Deny);
         rule.name.clone_from(&r.name);
         rule.l7 = l7_rules;
-        rules.push(RuleDef { dir: *dir, index: *i as u32, rule, refs, group_paths, applied_to: rule_at });
+        rules.push(RuleDef { dir: *dir, index: *i as u32, rule, refs, group_paths, applied_to: rule_at, to_services });
     }
     Some(Item::Antrea(AntreaItem::Policy(Box::new(AntreaPolicy {
         kind,
@@ -1695,6 +1726,32 @@ mod tests {
         assert!(load_str("t.yaml", &policy("{}")).diagnostics.is_empty(), "no SNI: every handshake");
         let e = errors(&policy("{sni: \"a b\"}"));
         assert!(e.len() == 1 && e[0].contains("spec.ingress[0].l7Protocols[0].tls.sni"), "{e:?}");
+    }
+
+    /// A `toServices` rule matches nothing in netpol's answers (flows name backends, not ClusterIPs): a warning at
+    /// load, and `explain` names the rule as not modelled for the pods it applies to.
+    #[test]
+    fn to_services_rules_are_named_in_explain_as_not_modelled() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: \
+                    {name: a, namespace: x, labels: {app: a}}\nspec: {containers: [{name: c, image: i}]}\nstatus: \
+                    {podIP: 10.0.1.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: x, labels: \
+                    {app: b}}\nspec: {containers: [{name: c, image: i}]}\nstatus: {podIP: 10.0.1.2}\n---\n\
+                    apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: svc}\nspec:\n  \
+                    priority: 1\n  appliedTo: [{podSelector: {matchLabels: {app: a}}}]\n  egress:\n  - action: Drop\n    \
+                    toServices: [{name: web, namespace: x}]\n";
+        let l = load_str("t.yaml", text);
+        assert_eq!(l.diagnostics.len(), 1, "{:?}", l.diagnostics);
+        assert!(l.diagnostics[0].to_string().contains("spec.egress[0].toServices"));
+        let e = crate::compile::Engine::new(l.cluster);
+        let (a, b) = (e.parse_endpoint("x/a", "x").unwrap(), e.parse_endpoint("x/b", "x").unwrap());
+        let tcp = crate::portset::Protocol::Tcp;
+        assert!(e.allowed(&a, &b, tcp, 80), "the rule matches nothing");
+        let ex = e.explain(&a, &b, tcp, 80);
+        assert_eq!(ex.egress.not_modelled.len(), 1, "{:?}", ex.egress);
+        let text = ex.render();
+        assert!(text.contains("not modelled: acnp/svc spec.egress[0] (Drop): toServices x/web"), "{text}");
+        assert!(ex.ingress.not_modelled.is_empty(), "b is no subject");
+        assert!(e.explain(&b, &a, tcp, 80).egress.not_modelled.is_empty(), "nor for b's egress");
     }
 
     #[test]
