@@ -240,6 +240,10 @@ struct AntreaRule {
     action: String,
     /// Whether the rule applies to this pod (its appliedTo, or the policy's, selects it).
     applies: bool,
+    /// Its peers as the object has them (`from` or `to`; empty: every peer).
+    peers: Vec<String>,
+    /// Its ports (empty: every port).
+    ports: Vec<String>,
 }
 
 /// The Antrea objects some rule of which applies to the pod, in evaluation order, each with all its rules.
@@ -313,11 +317,17 @@ fn antrea_objects(e: &Engine, pod: PodId, cache: &mut OutsideCache) -> Vec<Antre
                 }
                 let dir = if p.affects_ingress { Direction::Ingress } else { Direction::Egress };
                 let Some(r) = p.rules(dir).first() else { continue };
-                let entry = rules.entry((dir, p.position)).or_insert_with(|| AntreaRule {
-                    rule: format!("spec.{}[{}]", dir.as_str(), p.position),
-                    name: r.name.clone(),
-                    action: netpol_core::lint::action_word(p.kind, r.action).to_string(),
-                    applies: false,
+                let entry = rules.entry((dir, p.position)).or_insert_with(|| {
+                    let (peers, ports) =
+                        netpol_core::load::antrea_rule_words(c, &key, dir, p.position).unwrap_or_default();
+                    AntreaRule {
+                        rule: format!("spec.{}[{}]", dir.as_str(), p.position),
+                        name: r.name.clone(),
+                        action: netpol_core::lint::action_word(p.kind, r.action).to_string(),
+                        applies: false,
+                        peers,
+                        ports,
+                    }
                 });
                 entry.applies |= mine.contains(&x);
             }
@@ -431,7 +441,10 @@ pub fn run(
                         for r in &a.rules {
                             let name = r.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
                             let mark = if r.applies { "*" } else { " " };
-                            writeln!(out, "    {mark} {}{name}: {}", r.rule, r.action)?;
+                            let peers = if r.peers.is_empty() { "any peer".to_string() } else { r.peers.join("; ") };
+                            let ports = if r.ports.is_empty() { "any port".to_string() } else { r.ports.join(", ") };
+                            let dir = if r.rule.contains("ingress") { "from" } else { "to" };
+                            writeln!(out, "    {mark} {}{name}: {}, {dir} {peers}, {ports}", r.rule, r.action)?;
                         }
                     }
                 }

@@ -487,6 +487,64 @@ fn lower_into(c: &mut Cluster, objects: Vec<AntreaObject>) -> Vec<super::Diagnos
     std::mem::take(&mut loader.diagnostics)
 }
 
+/// The peers and ports of rule `index` of direction `dir` of the Antrea policy `key`, in words, as the object
+/// has them (groups by name, `namespaces` peers as written; `describe` shows them): `None` when there is no such
+/// rule. No peers is every peer; no ports, every port.
+pub fn rule_words(
+    c: &Cluster,
+    key: &crate::model::PolicyKey,
+    dir: Direction,
+    index: u32,
+) -> Option<(Vec<String>, Vec<String>)> {
+    let ns = (!key.namespace.is_empty()).then_some(key.namespace.as_str());
+    let p = c.antrea.iter().find_map(|o| match &*o.item {
+        AntreaItem::Policy(p) if p.kind == key.kind && p.name == key.name && p.ns.as_deref() == ns => Some(p),
+        _ => None,
+    })?;
+    let r = p.rules.iter().find(|r| r.dir == dir && r.index == index)?;
+    let sel = |s: &Option<Selector>| s.as_ref().map(|s| format!(", podSelector `{s}`")).unwrap_or_default();
+    let mut peers: Vec<String> = r.rule.peers.iter().map(peer_words).collect();
+    peers.extend(r.refs.iter().map(|rf| match rf {
+        PeerRef::Group(g) => format!("group {g}"),
+        PeerRef::SelfNs(pods) => format!("namespaces: Self{}", sel(pods)),
+        PeerRef::SameLabels(keys, pods) => format!("namespaces: sameLabels [{}]{}", keys.join(", "), sel(pods)),
+    }));
+    if !r.to_services.is_empty() {
+        // Its only peer, `Networks([])`, says nothing: name the Services instead.
+        peers = vec![format!("toServices {} (not modelled)", r.to_services.join(", "))];
+    }
+    Some((peers, r.rule.ports.iter().map(ToString::to_string).collect()))
+}
+
+/// A peer of an Antrea rule, in words.
+fn peer_words(p: &Peer) -> String {
+    match p {
+        Peer::Selectors { namespaces, pods } => match (namespaces, pods) {
+            (Some(n), Some(s)) if n.requirements().is_empty() => format!("podSelector `{s}` (any namespace)"),
+            (Some(n), Some(s)) => format!("namespaceSelector `{n}`, podSelector `{s}`"),
+            (Some(n), None) => format!("namespaceSelector `{n}`"),
+            (None, Some(s)) => format!("podSelector `{s}`"),
+            (None, None) => "every pod".to_string(),
+        },
+        Peer::IpBlock(b) if b.except.is_empty() => format!("ipBlock {}", b.cidr),
+        Peer::IpBlock(b) => {
+            let except: Vec<String> = b.except.iter().map(ToString::to_string).collect();
+            format!("ipBlock {} except {}", b.cidr, except.join(", "))
+        }
+        Peer::Networks(nets) => {
+            let nets: Vec<String> = nets.iter().map(ToString::to_string).collect();
+            format!("networks {}", nets.join(", "))
+        }
+        Peer::Nodes(s) => format!("nodeSelector `{s}`"),
+        Peer::DomainNames(names) => format!("fqdn {}", names.join(", ")),
+        Peer::Calico(c) => match &c.selector {
+            Some(e) => format!("serviceAccount (selector `{e}`)"),
+            None => "every endpoint".to_string(),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
 /// What netpol does not model in the rules of direction `dir` of the Antrea policy `key`, in words for `explain`
 /// (its `toServices` rules, which match nothing in netpol's answers).
 pub(crate) fn unmodelled_rules(c: &Cluster, key: &crate::model::PolicyKey, dir: Direction) -> Vec<String> {

@@ -51,7 +51,7 @@ use serde_json::Value;
 use crate::labels::Interner;
 use crate::model::*;
 use crate::selector::{Labels, Selector};
-pub use antrea::{antrea_diagnostics, relower_antrea};
+pub use antrea::{antrea_diagnostics, relower_antrea, rule_words as antrea_rule_words};
 pub(crate) use calico::builtin_tier_names;
 use node::{Node, NodeDe};
 use validate::Errors;

@@ -295,8 +295,9 @@ fn describe_shows_each_antrea_object_once() {
     let want = "Antrea policies (in evaluation order; * the rules that apply to this pod):\n  acnp/guard (tier \
                 securityops, priority 5)\n    appliedTo: spec.ingress[0].appliedTo[0]: namespaceSelector `team=a`; \
                 spec.ingress[0].appliedTo[1]: podSelector `app=web`; spec.ingress[1].appliedTo[0]: podSelector \
-                `app=db`; spec.egress[0].appliedTo[0]: podSelector `app=web`\n    * spec.ingress[0] \"no-db\": Drop\n      spec.ingress[1]: Allow\n    * \
-                spec.egress[0]: Pass\n";
+                `app=db`; spec.egress[0].appliedTo[0]: podSelector `app=web`\n    * spec.ingress[0] \"no-db\": Drop, from \
+                podSelector `app=db` (any namespace), any port\n      spec.ingress[1]: Allow, from any peer, any port\n    \
+                * spec.egress[0]: Pass, to any peer, any port\n";
     assert!(out.contains(want), "{out}");
     let o = netpol(&["describe", "-f", "-", "a/web", "-o", "json"], Some(yaml));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -304,7 +305,11 @@ fn describe_shows_each_antrea_object_once() {
     assert_eq!(a.as_array().unwrap().len(), 1, "{v}");
     assert_eq!(a[0]["policy"], "acnp/guard");
     assert_eq!(a[0]["tier"], "securityops");
-    assert_eq!(a[0]["rules"][1], serde_json::json!({"rule": "spec.ingress[1]", "action": "Allow", "applies": false}));
+    assert_eq!(
+        a[0]["rules"][1],
+        serde_json::json!({"rule": "spec.ingress[1]", "action": "Allow", "applies": false, "peers": [], "ports": []})
+    );
+    assert_eq!(a[0]["rules"][0]["peers"], serde_json::json!(["podSelector `app=db` (any namespace)"]));
     assert_eq!(v["pods"][0]["ingress"]["policies"], serde_json::json!(["acnp/guard"]));
     // A service account and a group, each entry as written.
     let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {app: a}}\nspec: {serviceAccountName: sa1, containers: [{name: c}]}\nstatus: {podIP: 10.0.1.1}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterGroup\nmetadata: {name: g}\nspec: {podSelector: {matchLabels: {app: a}}}\n---\napiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: p}\nspec:\n  priority: 1\n  appliedTo:\n  - serviceAccount: {name: sa1, namespace: x}\n  - group: g\n  ingress:\n  - action: Drop\n";
