@@ -567,3 +567,41 @@ fn admin_tiers_example_assertions_pass() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("FAIL [Admin] dev never reaches prod"), "{text}");
 }
+
+/// Antrea's objects: assertions are answered by the same evaluator (a Drop after an Allow of one port, a held
+/// Pass that NetworkPolicy then decides), and a failing one names the Antrea rule that denied it.
+#[test]
+fn assertions_on_antrea_policies() {
+    let manifests = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: \
+                     {name: a, namespace: x, labels: {app: a}}\nspec: {containers: [{name: c, image: i}]}\nstatus: \
+                     {podIP: 10.0.1.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: x, labels: \
+                     {app: b}}\nspec: {containers: [{name: c, image: i}]}\nstatus: {podIP: 10.0.1.2}\n---\n\
+                     apiVersion: crd.antrea.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: guard}\nspec:\n  \
+                     priority: 1\n  tier: securityops\n  appliedTo: [{podSelector: {matchLabels: {app: b}}}]\n  \
+                     ingress:\n  - {action: Allow, ports: [{protocol: TCP, port: 443}]}\n  - {action: Pass, ports: \
+                     [{protocol: TCP, port: 8080}]}\n  - {action: Drop, name: rest}\n---\napiVersion: \
+                     networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b-8080, namespace: x}\nspec: \
+                     {podSelector: {matchLabels: {app: b}}, ingress: [{ports: [{port: 9090}]}]}\n";
+    let loaded = netpol_core::load::load_str("antrea.yaml", manifests);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let engine = Engine::new(loaded.cluster);
+    let dir = crate::common::tempdir();
+    let path = dir.path().join("antrea-assertions.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: netpol/v1alpha1\nkind: Assertions\nassertions:\n\
+         - {name: 443 allowed, from: x/a, to: x/b, port: 443, expect: allow}\n\
+         - {name: 8080 passed to NetworkPolicy which isolates b, from: x/a, to: x/b, port: 8080, expect: deny}\n\
+         - {name: the rest dropped, from: x/a, to: x/b, port: 22, expect: deny}\n\
+         - {name: wrongly expected, from: x/a, to: x/b, port: 22, expect: allow}\n",
+    )
+    .unwrap();
+    let (code, report, errors) = run_path(&engine, &path.display().to_string(), AssertFormat::Text);
+    assert_eq!(code, 1, "one assertion fails: {report}{errors}");
+    assert!(report.contains("PASS 443 allowed\n"), "{report}");
+    assert!(report.contains("PASS 8080 passed to NetworkPolicy which isolates b\n"), "{report}");
+    assert!(report.contains("PASS the rest dropped\n"), "{report}");
+    assert!(report.contains("FAIL wrongly expected"), "{report}");
+    assert!(report.contains("acnp/guard"), "the failure names the deciding object: {report}");
+    assert!(report.contains("3 passed, 1 failed"), "{report}");
+}
