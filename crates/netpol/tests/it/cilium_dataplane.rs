@@ -21,7 +21,7 @@
 use std::process::{Command, Output};
 
 use crate::cilium_conformance::{cases, Case, L3L4_CASES};
-use crate::dataplane::{prefix, skip_reason, LabGuard};
+use crate::dataplane::{prefix, run_case_in_lab, run_cases_in_labs, skip_reason, LabCase, LabGuard};
 
 const TIMEOUT_MS: &str = "700";
 const NO_SCTP: &str = "no raw SCTP socket";
@@ -29,18 +29,8 @@ const NO_ICMP: &str = "only echo requests are probed by the lab";
 
 /// Runs `connectivity-test` on `manifests` and `flows` (JSON Lines) in lab `prefix`, kept for the next run.
 fn run(prefix: &str, manifests: &str, flows: &str, dir: &std::path::Path) -> Output {
-    let m = dir.join("cluster.yaml");
-    std::fs::write(&m, manifests).unwrap();
-    let f = dir.join("flows.jsonl");
-    std::fs::write(&f, flows).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_netpol"))
-        .args(["connectivity-test", "--prefix", prefix, "--keep", "--timeout-ms", TIMEOUT_MS, "-f"])
-        .arg(&m)
-        .arg("--flows")
-        .arg(&f)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+    let case = LabCase { manifests: manifests.to_string(), flows: flows.to_string() };
+    run_case_in_lab(prefix, TIMEOUT_MS, &case, dir)
 }
 
 /// A flow line of the query contract, with its protocol and port (ICMP: the type, code 0).
@@ -286,42 +276,13 @@ fn cilium_conformance_in_the_kernel() {
         .filter(|(_, c)| !case_flows(c).1.is_empty())
         .collect();
     assert!(cases.len() >= 27, "{} cases with connections to probe", cases.len());
-    let prefixes: Vec<String> = (0..LABS).map(|i| prefix(&format!("cil{i}"))).collect();
-    let guards: Vec<LabGuard> = prefixes.iter().map(|p| LabGuard(p.clone())).collect();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut runs: Vec<(usize, Output)> = std::thread::scope(|s| {
-        let workers: Vec<_> = prefixes
-            .iter()
-            .enumerate()
-            .map(|(w, p)| {
-                let cases = &cases;
-                let dir = tmp.path().join(format!("w{w}"));
-                std::fs::create_dir_all(&dir).unwrap();
-                s.spawn(move || {
-                    let mut out = Vec::new();
-                    for (i, (_, case)) in cases.iter().enumerate().skip(w).step_by(LABS) {
-                        if !out.is_empty() {
-                            netpol_lab::probe::flush_conntrack(&netpol_lab::lab::node_netns_name(p)).unwrap();
-                        }
-                        let (flows, _) = case_flows(case);
-                        out.push((i, run(p, &case.manifests, &flows, &dir)));
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
-    });
-    drop(guards);
-    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let left = String::from_utf8_lossy(&left.stdout);
-    for p in &prefixes {
-        assert!(!left.lines().any(|l| l.starts_with(&format!("{p}-"))), "leftover namespaces of {p}:\n{left}");
-    }
-    runs.sort_by_key(|r| r.0);
+    let lab_cases: Vec<LabCase> = cases
+        .iter()
+        .map(|(_, case)| LabCase { manifests: case.manifests.clone(), flows: case_flows(case).0 })
+        .collect();
+    let runs = run_cases_in_labs("cil", LABS, TIMEOUT_MS, &lab_cases);
     let mut t = Tally::default();
-    for (i, o) in &runs {
-        let (file, case) = &cases[*i];
+    for ((file, case), o) in cases.iter().zip(&runs) {
         let (_, probes) = case_flows(case);
         check(&mut t, &format!("{file} ({})", case.name), o, &probes);
     }

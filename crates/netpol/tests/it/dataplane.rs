@@ -740,7 +740,8 @@ pub(crate) fn run_cases_in_labs(tag: &str, labs: usize, timeout_ms: &str, cases:
 }
 
 /// `connectivity-test` on one case in lab `prefix`, kept for the next case.
-fn run_case_in_lab(prefix: &str, timeout_ms: &str, case: &LabCase, dir: &std::path::Path) -> Output {
+/// Runs one case through `netpol connectivity-test` in the lab `prefix` (kept), its files written to `dir`.
+pub(crate) fn run_case_in_lab(prefix: &str, timeout_ms: &str, case: &LabCase, dir: &std::path::Path) -> Output {
     let manifests = dir.join("cluster.yaml");
     std::fs::write(&manifests, &case.manifests).unwrap();
     let flows_path = dir.join("flows.jsonl");
