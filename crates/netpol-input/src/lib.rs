@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod files;
+pub mod flowlog;
 pub mod locate;
 pub mod query;
 
