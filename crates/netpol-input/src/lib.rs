@@ -7,7 +7,9 @@
 pub mod files;
 pub mod flowlog;
 pub mod locate;
+pub mod overlay;
 pub mod query;
+pub mod replay;
 
 /// The CNI `--cni` names for every engine built from inputs (`None`: auto, from the cluster's objects).
 static CNI: std::sync::OnceLock<Option<netpol_core::cni::Cni>> = std::sync::OnceLock::new();
