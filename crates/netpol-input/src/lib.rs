@@ -6,6 +6,7 @@
 
 pub mod files;
 pub mod flowlog;
+pub mod generate;
 pub mod locate;
 pub mod overlay;
 pub mod query;
