@@ -12,7 +12,20 @@
 use std::net::IpAddr;
 
 use netpol_core::portset::Protocol;
-use serde::Serialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+
+mod calico;
+mod common;
+mod fold;
+mod gadget;
+mod hubble;
+mod knp;
+mod netpol;
+mod read;
+
+pub use fold::Folder;
+pub use read::{open, Reader};
 
 /// The flow-log formats netpol reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -154,4 +167,170 @@ pub struct Folded {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_time: Option<String>,
     pub format: FlowFormat,
+}
+
+impl FlowFormat {
+    /// Every format, in the order detection tries them.
+    pub const ALL: [FlowFormat; 5] = [
+        FlowFormat::Hubble,
+        FlowFormat::Calico,
+        FlowFormat::KubeNetworkPolicies,
+        FlowFormat::Gadget,
+        FlowFormat::Netpol,
+    ];
+
+    /// The `--flow-format` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowFormat::Hubble => "hubble",
+            FlowFormat::Calico => "calico",
+            FlowFormat::KubeNetworkPolicies => "kube-network-policies",
+            FlowFormat::Gadget => "gadget",
+            FlowFormat::Netpol => "netpol",
+        }
+    }
+
+    /// Parses a `--flow-format` name (any case; `knp` for kube-network-policies).
+    pub fn parse(name: &str) -> Result<FlowFormat, String> {
+        let lower = name.trim().to_ascii_lowercase();
+        if lower == "knp" {
+            return Ok(FlowFormat::KubeNetworkPolicies);
+        }
+        FlowFormat::ALL.into_iter().find(|f| f.name() == lower).ok_or_else(|| {
+            let names: Vec<&str> = FlowFormat::ALL.iter().map(|f| f.name()).collect();
+            format!("unknown flow format `{name}` (one of {})", names.join(", "))
+        })
+    }
+
+    /// The format of one line, from the JSON keys it has (`None`: not JSON, or no format's keys). What each format
+    /// is known by:
+    ///
+    /// - Hubble: `flow` (an object without `Key`), a non-flow event of `hubble observe` (`node_status`,
+    ///   `lost_events`, `agent_event`, `debug_event`, or camelCase), or a bare flow: `verdict` with `IP`, `l4`,
+    ///   `source`, `destination`, `Type`, `traffic_direction` or `event_type`.
+    /// - Calico: `Key`/`key` (Goldmane's flow, also inside `flow`), or `source_name`/`dest_name`/`reporter`
+    ///   (Whisker, flow logs).
+    /// - kube-network-policies: `msg` with `ts`, `caller` or `packet` (klog's JSON).
+    /// - Inspektor Gadget: `saddr`, `daddr` or `operation`, or `src` and `dst` with `comm`, `pid`, `mntns_id`,
+    ///   `netns_id`, `mountnsid` or `type`.
+    /// - netpol: `src` and `dst`.
+    pub fn detect(line: &str) -> Option<FlowFormat> {
+        serde_json::from_str::<Probe>(line).ok().and_then(|p| p.format())
+    }
+}
+
+/// The keys detection looks at; values are skipped.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+#[allow(non_snake_case)]
+struct Probe {
+    flow: Option<InnerProbe>,
+    node_status: Option<IgnoredAny>,
+    #[serde(rename = "nodeStatus")]
+    node_status_camel: Option<IgnoredAny>,
+    lost_events: Option<IgnoredAny>,
+    #[serde(rename = "lostEvents")]
+    lost_events_camel: Option<IgnoredAny>,
+    agent_event: Option<IgnoredAny>,
+    #[serde(rename = "agentEvent")]
+    agent_event_camel: Option<IgnoredAny>,
+    debug_event: Option<IgnoredAny>,
+    #[serde(rename = "debugEvent")]
+    debug_event_camel: Option<IgnoredAny>,
+    verdict: Option<IgnoredAny>,
+    IP: Option<IgnoredAny>,
+    l4: Option<IgnoredAny>,
+    source: Option<IgnoredAny>,
+    destination: Option<IgnoredAny>,
+    Type: Option<IgnoredAny>,
+    traffic_direction: Option<IgnoredAny>,
+    #[serde(rename = "trafficDirection")]
+    traffic_direction_camel: Option<IgnoredAny>,
+    event_type: Option<IgnoredAny>,
+    #[serde(rename = "eventType")]
+    event_type_camel: Option<IgnoredAny>,
+    Key: Option<IgnoredAny>,
+    key: Option<IgnoredAny>,
+    source_name: Option<IgnoredAny>,
+    dest_name: Option<IgnoredAny>,
+    reporter: Option<IgnoredAny>,
+    msg: Option<IgnoredAny>,
+    ts: Option<IgnoredAny>,
+    caller: Option<IgnoredAny>,
+    packet: Option<IgnoredAny>,
+    saddr: Option<IgnoredAny>,
+    daddr: Option<IgnoredAny>,
+    operation: Option<IgnoredAny>,
+    comm: Option<IgnoredAny>,
+    pid: Option<IgnoredAny>,
+    mntns_id: Option<IgnoredAny>,
+    netns_id: Option<IgnoredAny>,
+    mountnsid: Option<IgnoredAny>,
+    #[serde(rename = "type")]
+    type_: Option<IgnoredAny>,
+    src: Option<IgnoredAny>,
+    dst: Option<IgnoredAny>,
+}
+
+/// The keys of a `flow` member that tell Goldmane's flow (`Key`) from Hubble's.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+#[allow(non_snake_case)]
+struct InnerProbe {
+    Key: Option<IgnoredAny>,
+    key: Option<IgnoredAny>,
+}
+
+impl Probe {
+    fn format(&self) -> Option<FlowFormat> {
+        let has = |o: &Option<IgnoredAny>| o.is_some();
+        if let Some(inner) = &self.flow {
+            return Some(if has(&inner.Key) || has(&inner.key) { FlowFormat::Calico } else { FlowFormat::Hubble });
+        }
+        let hubble_event = [
+            &self.node_status,
+            &self.node_status_camel,
+            &self.lost_events,
+            &self.lost_events_camel,
+            &self.agent_event,
+            &self.agent_event_camel,
+            &self.debug_event,
+            &self.debug_event_camel,
+        ];
+        if hubble_event.into_iter().any(has) {
+            return Some(FlowFormat::Hubble);
+        }
+        if has(&self.Key) || has(&self.key) || has(&self.source_name) || has(&self.dest_name) || has(&self.reporter) {
+            return Some(FlowFormat::Calico);
+        }
+        if has(&self.msg) && (has(&self.ts) || has(&self.caller) || has(&self.packet)) {
+            return Some(FlowFormat::KubeNetworkPolicies);
+        }
+        let process = [&self.comm, &self.pid, &self.mntns_id, &self.netns_id, &self.mountnsid, &self.type_];
+        if has(&self.saddr)
+            || has(&self.daddr)
+            || has(&self.operation)
+            || (has(&self.src) && has(&self.dst) && process.into_iter().any(has))
+        {
+            return Some(FlowFormat::Gadget);
+        }
+        if has(&self.src) && has(&self.dst) {
+            return Some(FlowFormat::Netpol);
+        }
+        let bare = [
+            &self.IP,
+            &self.l4,
+            &self.source,
+            &self.destination,
+            &self.Type,
+            &self.traffic_direction,
+            &self.traffic_direction_camel,
+            &self.event_type,
+            &self.event_type_camel,
+        ];
+        if has(&self.verdict) && bare.into_iter().any(has) {
+            return Some(FlowFormat::Hubble);
+        }
+        None
+    }
 }
