@@ -232,9 +232,9 @@ fn locate(path: &str) -> (PathBuf, String) {
     (base, rel)
 }
 
-/// The manifests (`*.yaml|*.yml|*.json`, or the path itself when it names a file) under `path` at `rev`,
-/// loaded, and how many files were read; diagnostics go to stderr like `-f`'s.
-fn load_git(rev: &str, path: &str) -> Result<(Loaded, usize)> {
+/// The manifest files (`*.yaml|*.yml|*.json`, or the path itself when it names a file) under `path` at `rev`:
+/// each named `REV:path` (the path from the repository root), with its bytes.
+pub(crate) fn git_manifests(rev: &str, path: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let (dir, rel) = locate(path);
     git(&dir, &["rev-parse", "--show-toplevel"])
         .with_context(|| format!("`{path}` is not in a git repository (looked from `{}`)", dir.display()))?;
@@ -244,8 +244,7 @@ fn load_git(rev: &str, path: &str) -> Result<(Loaded, usize)> {
     let files: Vec<String> =
         listing.split(|&b| b == 0).filter(|f| !f.is_empty()).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
     let single_file = files.len() == 1 && files.first().is_some_and(|f| f.ends_with(rel.as_str()));
-    let mut loader = Loader::new();
-    let mut n = 0;
+    let mut out = Vec::new();
     for f in &files {
         let is_manifest = [".yaml", ".yml", ".json"].iter().any(|ext| f.ends_with(ext));
         if !is_manifest && !single_file {
@@ -253,8 +252,17 @@ fn load_git(rev: &str, path: &str) -> Result<(Loaded, usize)> {
         }
         // `REV:path` with a path from the repository root (ls-tree --full-name).
         let bytes = git(&dir, &["show", "--no-textconv", &format!("{rev}:{f}")])?;
-        loader.add_bytes(&format!("{rev}:{f}"), &bytes);
-        n += 1;
+        out.push((format!("{rev}:{f}"), bytes));
+    }
+    Ok(out)
+}
+
+/// [`git_manifests`], loaded, and how many files were read; diagnostics go to stderr like `-f`'s.
+fn load_git(rev: &str, path: &str) -> Result<(Loaded, usize)> {
+    let files = git_manifests(rev, path)?;
+    let mut loader = Loader::new();
+    for (name, bytes) in &files {
+        loader.add_bytes(name, bytes);
     }
     let loaded = loader.finish();
     for d in &loaded.diagnostics {
@@ -264,7 +272,7 @@ fn load_git(rev: &str, path: &str) -> Result<(Loaded, usize)> {
     if invalid > 0 {
         eprintln!("warning: {invalid} invalid object(s) at revision {rev} were skipped");
     }
-    Ok((loaded, n))
+    Ok((loaded, files.len()))
 }
 
 // ---------------------------------------------------------------------------------------------------------------

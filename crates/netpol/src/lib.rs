@@ -9,6 +9,7 @@
 pub mod assert_cmd;
 pub mod describe;
 pub mod diff_cmd;
+pub mod flows_cmd;
 #[cfg(feature = "lab")]
 pub mod lab_cmd;
 pub mod lint_cmd;

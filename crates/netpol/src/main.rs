@@ -12,7 +12,7 @@
 
 #[cfg(feature = "lab")]
 use netpol::lab_cmd;
-use netpol::{assert_cmd, describe, diff_cmd, lint_cmd, matrix_out, style, MatrixFormat, TableOrJson};
+use netpol::{assert_cmd, describe, diff_cmd, flows_cmd, lint_cmd, matrix_out, style, MatrixFormat, TableOrJson};
 use netpol_input::files as input;
 use netpol_input::query;
 #[cfg(feature = "kube")]
@@ -244,6 +244,47 @@ enum LabAction {
 }
 
 #[derive(Subcommand)]
+enum FlowsCmd {
+    /// Replay observed connections (Hubble, Calico, kube-network-policies, Inspektor Gadget, netpol flow logs)
+    /// against the current policies and a proposed change: the observed traffic the change would cut or open, and
+    /// where the log and the model disagree.
+    Replay {
+        /// The cluster: its pods, namespaces and policies in force (files, directories, -).
+        #[arg(short = 'f', long = "filename", help = FILES_HELP)]
+        files: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The proposed change: policy manifests applied over the cluster, as `kubectl apply -f` would (repeatable).
+        #[arg(long = "against", value_name = "NEW")]
+        against: Vec<String>,
+        /// The proposed change from git: the policies under PATH at OLD_REV replaced by those at NEW_REV (the ones
+        /// NEW_REV no longer has deleted).
+        #[arg(long, num_args = 3, value_names = ["OLD_REV", "NEW_REV", "PATH"], conflicts_with = "against")]
+        git: Vec<String>,
+        /// The logs' format (default: detected on every line).
+        #[arg(long = "flow-format", value_enum)]
+        flow_format: Option<flows_cmd::FormatArg>,
+        #[arg(
+            short = 'o',
+            long,
+            value_enum,
+            default_value = "text",
+            help = "Output format: text, json, or markdown (a pull-request comment)"
+        )]
+        output: flows_cmd::ReplayFormat,
+        /// Explanations for every flow in -o json (default: only the changed and disagreeing ones).
+        #[arg(long)]
+        explain: bool,
+        /// Exit with status 1 when the change would deny observed traffic that is allowed now.
+        #[arg(long)]
+        fail_on_breakage: bool,
+        /// Flow log files (`-`: stdin; gzip is read as such).
+        #[arg(required = true, value_name = "FLOWLOG")]
+        logs: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Answer flows given as JSON Lines (stdin or --flows): one output line per input line, with a verdict.
     Query {
@@ -436,6 +477,43 @@ enum Cmd {
         /// Exit with status 1 when anything is newly allowed.
         #[arg(long)]
         fail_on_new_allows: bool,
+    },
+    /// The policies observed traffic needs (from flow logs), one per workload and direction, checked by the engine:
+    /// coverage, observed denials, no collateral change, over-allow, stability under churn.
+    Generate {
+        /// The cluster: its pods, namespaces and policies in force (files, directories, -).
+        #[arg(short = 'f', long = "filename", help = FILES_HELP)]
+        files: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Flow logs (Hubble, Calico, kube-network-policies, Inspektor Gadget, netpol; `-`: stdin; gzip read as such).
+        #[arg(long = "from-flows", value_name = "FLOWLOG", required = true, num_args = 1..)]
+        from_flows: Vec<String>,
+        /// Only workloads of this namespace become subjects (their peers may be anywhere).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The dialect to write.
+        #[arg(long, value_enum, default_value = "networkpolicy")]
+        dialect: flows_cmd::DialectArg,
+        /// One file per policy in this directory instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<std::path::PathBuf>,
+        /// The report to this file instead of stderr.
+        #[arg(long, value_name = "FILE")]
+        report: Option<std::path::PathBuf>,
+        #[arg(short = 'o', long, value_enum, default_value = "text", help = "Report format: text or json")]
+        output: TextOrJson,
+        /// Do not fail when a generated policy allows a connection the log shows denied.
+        #[arg(long)]
+        allow_observed_denials: bool,
+        /// The logs' format (default: detected on every line).
+        #[arg(long = "flow-format", value_enum)]
+        flow_format: Option<flows_cmd::FormatArg>,
+    },
+    /// Flow logs: observed traffic replayed against the policies and a proposed change.
+    Flows {
+        #[command(subcommand)]
+        cmd: FlowsCmd,
     },
     /// Policy assertion tests for CI: expected flows (by pod, selector or IP) checked against the policies.
     Test {
@@ -680,6 +758,84 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Generate {
+            files,
+            cluster,
+            from_flows,
+            namespace,
+            dialect,
+            output_dir,
+            report,
+            output,
+            allow_observed_denials,
+            flow_format,
+        } => {
+            let stdin_logs = from_flows.iter().filter(|l| *l == "-").count();
+            if stdin_logs > 1 || (stdin_logs == 1 && files.iter().any(|f| f == "-")) {
+                anyhow::bail!("stdin (`-`) can be read only once: give the manifests or the flow logs as files");
+            }
+            let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
+            let inp = match load_from(&inputs, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let opts =
+                netpol_input::generate::Options { dialect: dialect.dialect(), namespace, allow_observed_denials };
+            let dest = match &output_dir {
+                Some(d) => flows_cmd::Destination::Dir(d),
+                None => flows_cmd::Destination::Stdout,
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let mut report_out: Box<dyn std::io::Write> = match &report {
+                Some(p) => Box::new(
+                    std::fs::File::create(p).map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", p.display()))?,
+                ),
+                None => Box::new(std::io::stderr()),
+            };
+            let code = flows_cmd::generate(
+                &inp.engine,
+                &from_flows,
+                flow_format.map(flows_cmd::FormatArg::format),
+                &opts,
+                dest,
+                output == TextOrJson::Json,
+                &mut report_out,
+                &mut out,
+            )?;
+            Ok(ExitCode::from(code))
+        }
+        Cmd::Flows {
+            cmd: FlowsCmd::Replay { files, cluster, against, git, flow_format, output, explain, fail_on_breakage, logs },
+        } => {
+            let stdin_logs = logs.iter().filter(|l| *l == "-").count();
+            if stdin_logs > 1 || (stdin_logs == 1 && (files.iter().chain(&against).any(|f| f == "-"))) {
+                anyhow::bail!("stdin (`-`) can be read only once: give the manifests or the flow logs as files");
+            }
+            let inputs = inputs(files, cluster, kubeconfig_on_cli)?;
+            let inp = match load_from(&inputs, strict)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let proposal = match git.as_slice() {
+                [old, new, path] => flows_cmd::Proposal::Git { old, new, path },
+                _ if !against.is_empty() => flows_cmd::Proposal::Against(&against),
+                _ => flows_cmd::Proposal::None,
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let code = flows_cmd::run(
+                &inp.engine,
+                &proposal,
+                &logs,
+                flow_format.map(flows_cmd::FormatArg::format),
+                output,
+                explain,
+                fail_on_breakage,
+                &mut out,
+            )?;
+            Ok(ExitCode::from(code))
         }
         Cmd::Explain { files, cluster, src, dst, port, namespace, dst_fqdn, request, output } => {
             let inputs = inputs(files, cluster, kubeconfig_on_cli)?;

@@ -22,6 +22,7 @@ mod dataplane;
 #[cfg(feature = "lab")]
 mod dataplane_conformance;
 mod diff;
+mod flows;
 mod hosts;
 mod lint;
 #[cfg(feature = "kube")]
