@@ -424,7 +424,13 @@ pub fn plan(engine: &Engine, flows: &[Folded], opts: &Options) -> Plan {
     let mut icmp_left = 0u64;
     let mut ingress_addresses_left = 0u64;
     let mut host_subjects: BTreeSet<String> = BTreeSet::new();
+    let mut own_traffic = 0u64;
     for n in &plan.needed {
+        if matches!((&n.src, &n.dst), (Endpoint::Pod { pod: a, .. }, Endpoint::Pod { pod: b, .. }) if a == b) {
+            // A pod's traffic to itself is never a policy's to allow or deny.
+            own_traffic += n.connections;
+            continue;
+        }
         if !n.protocol.has_ports() && !opts.dialect.expresses_icmp() {
             icmp_left += 1;
             continue;
@@ -461,6 +467,10 @@ pub fn plan(engine: &Engine, flows: &[Folded], opts: &Options) -> Plan {
                 host_subjects.insert(engine.cluster().pod_ref(*pod));
             }
         }
+    }
+    if own_traffic > 0 {
+        plan.notes
+            .push(format!("{own_traffic} observed connection(s) of a pod to itself: always allowed, no rule written"));
     }
     if icmp_left > 0 {
         plan.not_expressible.push(format!(
