@@ -1921,6 +1921,42 @@ impl Engine {
             })
     }
 
+    /// One direction of [`Engine::allowed_flow`]: whether the source's egress policies let the flow out
+    /// (`Direction::Egress`), or the destination's ingress policies let it in (`Direction::Ingress`), whatever the
+    /// other side says. What a log that records one side's verdict is compared with. With Calico host endpoints,
+    /// the explanation's side (which walks them) answers.
+    pub fn allowed_direction(
+        &self,
+        src: &Endpoint,
+        dst: &Endpoint,
+        info: FlowInfo<'_>,
+        proto: Protocol,
+        port: u16,
+        direction: Direction,
+    ) -> bool {
+        if let (Endpoint::Pod { pod: a, .. }, Endpoint::Pod { pod: b, .. }) = (src, dst) {
+            if a == b {
+                return true;
+            }
+        }
+        if !self.heps.is_empty() {
+            let ex = self.explain_flow(src, dst, info, proto, port);
+            return if direction == Direction::Egress { ex.egress.allowed } else { ex.ingress.allowed };
+        }
+        let s = self.ep_info(src);
+        let mut d = self.ep_info(dst);
+        d.name = info.dst_name;
+        d.fqdn = self.learnt_name(&s, info.dst_name);
+        let dst_named = d.ident.map(|i| self.identities[i.index()].named_ports.as_slice());
+        let q = Query { proto, port, dst_named, request: info.request };
+        match direction {
+            Direction::Egress => s.ident.is_none_or(|i| self.walk_side(i, &s, Direction::Egress, &d, &q, &mut Quiet)),
+            Direction::Ingress => d.ident.is_none_or(|i| {
+                self.walk_side(i, &d, Direction::Ingress, &s, &q, &mut Quiet) || self.from_own_node(src, dst).is_some()
+            }),
+        }
+    }
+
     /// `name` when Cilium learns the address from it for the source `src` (see [`Engine::dns_learns`]).
     pub(crate) fn learnt_name<'a>(&self, src: &EpInfo<'_>, name: Option<&'a str>) -> Option<&'a str> {
         let (i, n) = (src.ident?, name?);

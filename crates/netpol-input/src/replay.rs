@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use netpol_core::compile::{Endpoint, Engine, FlowInfo};
-use netpol_core::model::PodId;
+use netpol_core::model::{Direction, PodId};
 use netpol_core::portset::{icmp_port, Protocol};
 use netpol_core::verdict::{Explanation, Verdict};
 use rustc_hash::FxHashMap;
@@ -53,7 +53,8 @@ pub enum How {
 /// Resolves logged ends to the cluster's endpoints.
 pub struct EndResolver<'e> {
     engine: &'e Engine,
-    pods: FxHashMap<(String, String), PodId>,
+    /// Namespace -> pod name -> pod (looked up by `&str`, no key built per lookup).
+    pods: FxHashMap<String, FxHashMap<String, PodId>>,
     /// Pods per namespace, for label matches.
     by_ns: FxHashMap<String, Vec<PodId>>,
 }
@@ -61,13 +62,13 @@ pub struct EndResolver<'e> {
 impl<'e> EndResolver<'e> {
     pub fn new(engine: &'e Engine) -> Self {
         let c = engine.cluster();
-        let mut pods = FxHashMap::default();
+        let mut pods: FxHashMap<String, FxHashMap<String, PodId>> = FxHashMap::default();
         let mut by_ns: FxHashMap<String, Vec<PodId>> = FxHashMap::default();
         for (i, p) in c.pods.iter().enumerate() {
             let id = PodId::new(i);
-            let ns = c.ns(p.ns).name.clone();
-            pods.insert((ns.clone(), p.name.clone()), id);
-            by_ns.entry(ns).or_default().push(id);
+            let ns = &c.ns(p.ns).name;
+            pods.entry(ns.clone()).or_default().insert(p.name.clone(), id);
+            by_ns.entry(ns.clone()).or_default().push(id);
         }
         EndResolver { engine, pods, by_ns }
     }
@@ -76,7 +77,7 @@ impl<'e> EndResolver<'e> {
     pub fn resolve(&self, end: &End) -> Result<(Endpoint, How), String> {
         let ip = end.ip.map(|ip| ip.to_canonical());
         if let (Some(ns), Some(pod)) = (&end.namespace, &end.pod) {
-            if let Some(&id) = self.pods.get(&(ns.clone(), pod.clone())) {
+            if let Some(&id) = self.pods.get(ns.as_str()).and_then(|m| m.get(pod.as_str())) {
                 return Ok((Endpoint::Pod { pod: id, ip: ip.filter(|ip| self.pod_has(id, *ip)) }, How::Name));
             }
             // Gone (replaced, or the log is older than the manifests): its labels may still tell its workload.
@@ -345,8 +346,8 @@ pub struct Options {
 fn side_verdict(e: &Engine, s: &Endpoint, d: &Endpoint, proto: Protocol, port: u16, side: Side) -> bool {
     match side {
         Side::Both => e.allowed_flow(s, d, FlowInfo::default(), proto, port),
-        Side::Egress => e.explain(s, d, proto, port).egress.allowed,
-        Side::Ingress => e.explain(s, d, proto, port).ingress.allowed,
+        Side::Egress => e.allowed_direction(s, d, FlowInfo::default(), proto, port, Direction::Egress),
+        Side::Ingress => e.allowed_direction(s, d, FlowInfo::default(), proto, port, Direction::Ingress),
     }
 }
 

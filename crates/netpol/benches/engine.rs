@@ -15,6 +15,13 @@
 //! A second line per size compares single watch events applied with `Engine::update` (in place, on a clone;
 //! median of 5) with recompiling the changed cluster with `Engine::new`.
 //!
+//! Flow logs (issue 16): `NETPOL_BENCH_FLOWLOG=10k` (and `NETPOL_BENCH_FLOWLOG_N`, default 1,000,000) writes a
+//! Hubble JSON log of that many connections on the synthetic cluster (each source pod talks to pods of its own
+//! namespace, to a few shared namespaces, to DNS and to outside addresses; FORWARDED or DROPPED as the cluster's
+//! policies decide), then times reading it (records/s, one core), `flows replay` against a change (every 40th
+//! policy removed: read, fold, compile the change, judge every class), and `generate` (read, fold, plan, render,
+//! read back, verify every guarantee).
+//!
 //! A third line (1k only) adds an egress policy with an ipBlock of 45,000 `except` entries to the cluster and
 //! times compile, what `describe` computes for outside addresses (segments, and allowed ports per identity,
 //! direction and segment; then the same grouped by ports from runs) and the what-if diff against the cluster
@@ -573,7 +580,174 @@ fn load_formats(size: &str) {
     }
 }
 
+/// A Hubble JSON log (`hubble observe -o json` lines) of `n` connections on `engine`'s cluster, each opening with
+/// a SYN at the source's egress; verdicts as the policies decide.
+fn hubble_log(engine: &Engine, n: usize) -> Vec<u8> {
+    use netpol_core::compile::{Endpoint, FlowInfo};
+    use std::io::Write as _;
+    let c = engine.cluster();
+    let pods: Vec<usize> =
+        (0..c.pods.len()).filter(|&i| !c.pods[i].host_network && !c.pods[i].ips.is_empty()).collect();
+    let mut by_ns: Vec<Vec<usize>> = vec![Vec::new(); c.namespaces.len()];
+    for &i in &pods {
+        by_ns[c.pods[i].ns.index()].push(i);
+    }
+    let dns: Vec<usize> =
+        pods.iter().copied().filter(|&i| c.pods[i].labels.get("k8s-app") == Some("kube-dns")).collect();
+    let shared: Vec<usize> = by_ns.iter().filter(|v| !v.is_empty()).take(10).flatten().copied().collect();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = |k: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % k.max(1) as u64) as usize
+    };
+    let labels = |i: usize| -> String {
+        let p = &c.pods[i];
+        let mut v: Vec<String> = p.labels.iter().map(|(k, v)| format!("\"k8s:{k}={v}\"")).collect();
+        v.push(format!("\"k8s:io.kubernetes.pod.namespace={}\"", c.ns(p.ns).name));
+        v.join(",")
+    };
+    let end = |i: usize| -> String {
+        let p = &c.pods[i];
+        format!("{{\"namespace\":\"{}\",\"pod_name\":\"{}\",\"labels\":[{}]}}", c.ns(p.ns).name, p.name, labels(i))
+    };
+    let mut out = Vec::with_capacity(n * 600);
+    for k in 0..n {
+        let s = pods[next(pods.len())];
+        let sp = &c.pods[s];
+        let roll = next(100);
+        let (dst_ip, dst_end, proto, port) = if roll < 15 && !dns.is_empty() {
+            let d = dns[next(dns.len())];
+            (c.pods[d].ips[0], end(d), Protocol::Udp, 53u16)
+        } else if roll < 25 {
+            let ip: IpAddr = format!("203.0.113.{}", 1 + next(50)).parse().unwrap();
+            (ip, "{\"identity\":2,\"labels\":[\"reserved:world\"]}".to_string(), Protocol::Tcp, 443)
+        } else {
+            let pool = if roll < 35 { &shared } else { &by_ns[sp.ns.index()] };
+            let d = pool[next(pool.len())];
+            let dp = &c.pods[d];
+            let port = dp.ports.iter().find(|p| p.protocol == Protocol::Tcp).map_or(8080, |p| p.port);
+            (dp.ips[0], end(d), Protocol::Tcp, port)
+        };
+        let dst = engine.endpoint_for_ip(dst_ip);
+        let allowed = engine.allowed_flow(
+            &Endpoint::Pod { pod: netpol_core::model::PodId::new(s), ip: None },
+            &dst,
+            FlowInfo::default(),
+            proto,
+            port,
+        );
+        let verdict = if allowed { "FORWARDED" } else { "DROPPED\",\"drop_reason_desc\":\"POLICY_DENIED" };
+        let sport = 32768 + (k % 28000);
+        let l4 = match proto {
+            Protocol::Udp => format!("{{\"UDP\":{{\"source_port\":{sport},\"destination_port\":{port}}}}}"),
+            _ => format!(
+                "{{\"TCP\":{{\"source_port\":{sport},\"destination_port\":{port},\"flags\":{{\"SYN\":true}}}}}}"
+            ),
+        };
+        let t = format!("2026-12-01T10:{:02}:{:02}.{:06}Z", (k / 60_000_000) % 60, (k / 1_000_000) % 60, k % 1_000_000);
+        writeln!(
+            out,
+            "{{\"flow\":{{\"time\":\"{t}\",\"verdict\":\"{verdict}\",\"IP\":{{\"source\":\"{}\",\"destination\":\"{dst_ip}\",\"ipVersion\":\"IPv4\"}},\"l4\":{l4},\"source\":{},\"destination\":{dst_end},\"Type\":\"L3_L4\",\"node_name\":\"node-1\",\"traffic_direction\":\"EGRESS\",\"is_reply\":false}},\"node_name\":\"node-1\",\"time\":\"{t}\"}}",
+            sp.ips[0],
+            end(s),
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// Reads and folds a log held in memory: the folded classes, the records read and the unreadable lines.
+fn read_fold(log: &[u8]) -> (Vec<netpol_input::flowlog::Folded>, u64, usize) {
+    let mut folder = netpol_input::flowlog::Folder::new();
+    let reader = netpol_input::flowlog::Reader::new("bench.jsonl", std::io::Cursor::new(log), None);
+    let (mut records, mut errors) = (0u64, 0usize);
+    for r in reader {
+        match r {
+            Ok(o) => {
+                records += 1;
+                folder.add("bench.jsonl", o);
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    (folder.finish(), records, errors)
+}
+
+fn run_flowlog(size: &str) {
+    let n: usize = std::env::var("NETPOL_BENCH_FLOWLOG_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let p = params(size);
+    let yaml = netpol_synth::generate_yaml(&p);
+    let mut loader = Loader::new();
+    loader.add_bytes("synth.yaml", yaml.as_bytes());
+    let loaded = loader.finish();
+    let engine = Engine::new(loaded.cluster.clone());
+    let log = hubble_log(&engine, n);
+    let mib = log.len() as f64 / f64::from(1u32 << 20);
+    // Reading alone (parse every line into a record), one core.
+    let t = Instant::now();
+    let reader = netpol_input::flowlog::Reader::new("bench.jsonl", std::io::Cursor::new(&log[..]), None);
+    let mut records = 0u64;
+    for r in reader {
+        r.unwrap();
+        records += 1;
+    }
+    let read = t.elapsed();
+    assert_eq!(records as usize, n);
+    // Replay against a change: every 40th policy removed.
+    let t = Instant::now();
+    let (folded, _, errors) = read_fold(&log);
+    assert_eq!(errors, 0);
+    let fold = t.elapsed();
+    let mut changed = loaded.cluster.clone();
+    let mut k = 0;
+    changed.policies.retain(|_| {
+        k += 1;
+        k % 40 != 0
+    });
+    let t2 = Instant::now();
+    let proposed = Engine::new(changed);
+    let rep = netpol_input::replay::replay(&engine, Some(&proposed), &folded, netpol_input::replay::Options::default());
+    let judge = t2.elapsed();
+    let replay = t.elapsed();
+    // Generate (read and fold again: the command does).
+    let t = Instant::now();
+    let (folded, _, _) = read_fold(&log);
+    let opts = netpol_input::generate::Options {
+        dialect: netpol_input::generate::Dialect::NetworkPolicy,
+        namespace: None,
+        allow_observed_denials: true,
+    };
+    let g = netpol_input::generate::generate(&engine, &folded, &opts).unwrap();
+    let generate = t.elapsed();
+    let s = &rep.summary;
+    println!(
+        "{size:>5} flow log: {n} connections, {mib:.0} MiB of Hubble JSON | read {:.2} M records/s ({:.2} s) | replay against a change {:.2} s (read+fold {:.2} s, compile change + judge {} classes {:.2} s; {} newly denied, {} unresolved) | generate {:.2} s ({} policies, {} rules; ok {}; over-allow {} replicas / {} new / {} dns) | peak RSS {:.0} MiB",
+        records as f64 / read.as_secs_f64() / 1e6,
+        read.as_secs_f64(),
+        replay.as_secs_f64(),
+        fold.as_secs_f64(),
+        folded.len(),
+        judge.as_secs_f64(),
+        s.newly_denied.classes,
+        s.unresolved.classes,
+        generate.as_secs_f64(),
+        g.report.sizes.policies,
+        g.report.sizes.rules,
+        g.report.ok,
+        g.report.verification.over_allow.replicas,
+        g.report.verification.over_allow.new,
+        g.report.verification.over_allow.dns,
+        peak_rss_mib(),
+    );
+}
+
 fn main() {
+    if let Ok(size) = std::env::var("NETPOL_BENCH_FLOWLOG") {
+        run_flowlog(&size);
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` runs it as a smoke test with `NETPOL_BENCH_SIZES=1k`.
     if let Ok(size) = std::env::var("NETPOL_BENCH_ONE") {
         run_size(&size);

@@ -1,7 +1,7 @@
 //! Property tests: on random clusters, the compiled engine, the explanation and the matrix agree with the
 //! naive reference evaluator on every flow.
 
-use netpol_core::compile::{Endpoint, Engine};
+use netpol_core::compile::{Endpoint, Engine, FlowInfo};
 use netpol_core::model::*;
 use netpol_core::portset::Protocol;
 use netpol_core::reference;
@@ -25,6 +25,11 @@ proptest! {
                         prop_assert_eq!(e.allowed(s, d, proto, port), want, "engine {:?} -> {:?} {}/{}", s, d, port, proto);
                         let ex = e.explain(s, d, proto, port);
                         prop_assert_eq!(ex.verdict, Verdict::from_bool(want), "explain\n{}", ex.render());
+                        // Each direction alone, as a log that records one side is compared with.
+                        for (dir, side) in [(Direction::Egress, &ex.egress), (Direction::Ingress, &ex.ingress)] {
+                            let one = e.allowed_direction(s, d, FlowInfo::default(), proto, port, dir);
+                            prop_assert_eq!(one, side.allowed, "{:?} {:?} -> {:?} {}/{}", dir, s, d, port, proto);
+                        }
                     }
                     // A destination resolved from a DNS name (what domainNames peers match).
                     if matches!(d, Endpoint::External(_)) {
@@ -113,6 +118,11 @@ proptest! {
                         prop_assert_eq!(e.allowed(s, d, proto, port), want, "engine {:?} -> {:?} {}/{}", s, d, port, proto);
                         let ex = e.explain(s, d, proto, port);
                         prop_assert_eq!(ex.verdict, Verdict::from_bool(want), "explain\n{}", ex.render());
+                        // Each direction alone, as a log that records one side is compared with.
+                        for (dir, side) in [(Direction::Egress, &ex.egress), (Direction::Ingress, &ex.ingress)] {
+                            let one = e.allowed_direction(s, d, FlowInfo::default(), proto, port, dir);
+                            prop_assert_eq!(one, side.allowed, "{:?} {:?} -> {:?} {}/{}", dir, s, d, port, proto);
+                        }
                     }
                 }
             }
