@@ -577,7 +577,61 @@ pub fn write_generate_report(g: &netpol_input::generate::Generated, out: &mut dy
     Ok(())
 }
 
-/// `netpol generate`. Returns the exit code: 0, or 1 when a guarantee does not hold.
+/// What `--prove` answers: probes run in the lab, and how many the kernel and the engine disagree on.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Proof {
+    pub probes: usize,
+    pub agree: usize,
+    pub disagree: usize,
+    pub untestable: usize,
+    pub errors: usize,
+    /// The disagreeing probes (`connectivity-test` lines).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disagreements: Vec<String>,
+}
+
+/// Runs the probes (JSON Lines of the `query` contract) against a cluster in the lab: `lab_cmd::connectivity_test`
+/// with its output read back.
+pub type Prover<'a> = &'a dyn Fn(&Cluster, &str) -> Result<Proof>;
+
+/// The observed connections as `query` lines: every one the generated set was checked on (allowed, seen, denied).
+pub fn probe_lines(g: &netpol_input::generate::Generated, e: &Engine) -> String {
+    let mut out = String::new();
+    for n in g.plan.needed.iter().chain(&g.plan.denied) {
+        let mut v =
+            serde_json::json!({"src": e.endpoint_name(&n.src), "dst": e.endpoint_name(&n.dst), "protocol": n.protocol});
+        if n.protocol.has_ports() {
+            v["port"] = serde_json::json!(n.port);
+        } else {
+            v["icmp"] = serde_json::json!({"type": n.port >> 8, "code": n.port & 0xff});
+        }
+        out.push_str(&v.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Reads `connectivity-test`'s answer lines into a [`Proof`].
+pub fn proof_of(lines: &str) -> Proof {
+    let mut p = Proof::default();
+    for l in lines.lines().filter(|l| !l.trim().is_empty()) {
+        p.probes += 1;
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+        match (v["verdict"].as_str(), v["observed"].as_str()) {
+            (_, Some("untestable")) => p.untestable += 1,
+            (Some(a), Some(b)) if a == b => p.agree += 1,
+            (Some(_), Some(_)) => {
+                p.disagree += 1;
+                p.disagreements.push(l.to_string());
+            }
+            _ => p.errors += 1,
+        }
+    }
+    p
+}
+
+/// `netpol generate`. Returns the exit code: 0, or 1 when a guarantee does not hold (or, with a prover, when the
+/// kernel disagrees with the engine on an observed connection).
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     current: &Engine,
@@ -586,6 +640,7 @@ pub fn generate(
     opts: &netpol_input::generate::Options,
     dest: Destination,
     report_json: bool,
+    prove: Option<Prover>,
     report: &mut dyn Write,
     out: &mut dyn Write,
 ) -> Result<u8> {
@@ -613,17 +668,45 @@ pub fn generate(
     for e in logs.errors.iter().take(SHOW) {
         eprintln!("warning: unreadable: {}:{}: {}", e.file, e.line, e.message);
     }
+    let proof = match prove {
+        Some(prove) => {
+            let after = netpol_input::generate::verify::apply_rendered(current.cluster(), &g.rendered)
+                .map_err(anyhow::Error::msg)?;
+            Some(prove(&after, &probe_lines(&g, current))?)
+        }
+        None => None,
+    };
+    let proved = proof.as_ref().is_none_or(|p| p.disagree == 0 && p.errors == 0);
     if report_json {
         let mut v = serde_json::to_value(&g.report)?;
         if let serde_json::Value::Object(m) = &mut v {
             m.insert("cni".into(), netpol_input::cni_json(current));
             m.insert("lines".into(), serde_json::json!(logs.lines));
             m.insert("errors".into(), serde_json::to_value(&logs.errors)?);
+            if let Some(p) = &proof {
+                m.insert("prove".into(), serde_json::to_value(p)?);
+            }
         }
         serde_json::to_writer_pretty(&mut *report, &v)?;
         writeln!(report)?;
     } else {
         write_generate_report(&g, report)?;
+        if let Some(p) = &proof {
+            writeln!(
+                report,
+                "{} --prove: {} observed connection(s) probed in the lab with the generated policies enforced: {} agree, {} \
+                 disagree, {} untestable, {} errors",
+                if proved { "ok  " } else { "FAIL" },
+                p.probes,
+                p.agree,
+                p.disagree,
+                p.untestable,
+                p.errors
+            )?;
+            for d in p.disagreements.iter().take(SHOW) {
+                writeln!(report, "  disagree: {d}")?;
+            }
+        }
     }
-    Ok(u8::from(!g.report.ok))
+    Ok(u8::from(!g.report.ok || !proved))
 }

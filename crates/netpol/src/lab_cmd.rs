@@ -184,15 +184,32 @@ pub fn connectivity_test(
     timeout: Duration,
     out: &mut dyn Write,
 ) -> Result<u8> {
-    let p = prepare(cluster);
-    let e = &p.engine;
-    // Cases: from the flows file (query contract), or every pod pair on every declared port.
-    let mut lines: Vec<(String, Result<Case, String>)> = Vec::new();
     match flows {
         Some(path) => {
             let f = std::fs::File::open(path).with_context(|| format!("cannot read `{path}`"))?;
+            connectivity_test_input(cluster, Some(&mut std::io::BufReader::new(f)), prefix, keep, timeout, out)
+        }
+        None => connectivity_test_input(cluster, None, prefix, keep, timeout, out),
+    }
+}
+
+/// [`connectivity_test`] with the flows (the `query` contract) read from `flows`.
+pub fn connectivity_test_input(
+    cluster: &Cluster,
+    flows: Option<&mut dyn BufRead>,
+    prefix: &str,
+    keep: bool,
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let p = prepare(cluster);
+    let e = &p.engine;
+    // Cases: from the flows (query contract), or every pod pair on every declared port.
+    let mut lines: Vec<(String, Result<Case, String>)> = Vec::new();
+    match flows {
+        Some(input) => {
             let r = Resolver::new(e, "default");
-            for (line, text) in flow_lines(&mut std::io::BufReader::new(f))? {
+            for (line, text) in flow_lines(input)? {
                 let case = text.and_then(|()| parse_case(&r, &line));
                 lines.push((line, case));
             }

@@ -509,6 +509,13 @@ enum Cmd {
         /// The logs' format (default: detected on every line).
         #[arg(long = "flow-format", value_enum)]
         flow_format: Option<flows_cmd::FormatArg>,
+        /// Also enforce the generated set in the lab (root, nftables) and probe every observed connection: the
+        /// kernel must agree with the engine on each (`connectivity-test`).
+        #[arg(long)]
+        prove: bool,
+        /// The lab's name prefix for --prove.
+        #[arg(long, default_value = "npgen")]
+        prefix: String,
     },
     /// Flow logs: observed traffic replayed against the policies and a proposed change.
     Flows {
@@ -770,7 +777,17 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             output,
             allow_observed_denials,
             flow_format,
+            prove,
+            prefix,
         } => {
+            #[cfg(not(feature = "lab"))]
+            if prove {
+                return Err(missing_feature("--prove", "lab"));
+            }
+            #[cfg(feature = "lab")]
+            if prove {
+                lab_cmd::check_privileges()?;
+            }
             let stdin_logs = from_flows.iter().filter(|l| *l == "-").count();
             if stdin_logs > 1 || (stdin_logs == 1 && files.iter().any(|f| f == "-")) {
                 anyhow::bail!("stdin (`-`) can be read only once: give the manifests or the flow logs as files");
@@ -794,6 +811,26 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 ),
                 None => Box::new(std::io::stderr()),
             };
+            #[cfg(feature = "lab")]
+            let prover = |cluster: &netpol_core::model::Cluster, probes: &str| -> anyhow::Result<flows_cmd::Proof> {
+                let mut lines = Vec::new();
+                lab_cmd::connectivity_test_input(
+                    cluster,
+                    Some(&mut probes.as_bytes()),
+                    &prefix,
+                    false,
+                    std::time::Duration::from_millis(1000),
+                    &mut lines,
+                )?;
+                Ok(flows_cmd::proof_of(&String::from_utf8_lossy(&lines)))
+            };
+            #[cfg(feature = "lab")]
+            let prove: Option<flows_cmd::Prover> = if prove { Some(&prover) } else { None };
+            #[cfg(not(feature = "lab"))]
+            let prove: Option<flows_cmd::Prover> = {
+                let _ = &prefix;
+                None
+            };
             let code = flows_cmd::generate(
                 &inp.engine,
                 &from_flows,
@@ -801,6 +838,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 &opts,
                 dest,
                 output == TextOrJson::Json,
+                prove,
                 &mut report_out,
                 &mut out,
             )?;

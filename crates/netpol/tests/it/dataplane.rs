@@ -766,3 +766,23 @@ pub(crate) fn answer_lines(what: &str, o: &Output, flows: usize) -> Vec<serde_js
     assert_eq!(lines.len(), flows, "{what}: one answer per flow\n{stderr}");
     lines
 }
+
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn generate_prove_enforces_the_generated_set_and_probes_every_observed_connection() {
+    require_root!();
+    let p = prefix("gen");
+    let _guard = LabGuard(p.clone());
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let ex = root.join("examples/three-tier").display().to_string();
+    let log = root.join("examples/three-tier/flows.hubble.jsonl").display().to_string();
+    let o = netpol(&["generate", "-f", &ex, "--from-flows", &log, "--prove", "--prefix", &p, "-o", "json"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&err[err.find('{').unwrap()..]).unwrap();
+    let prove = &v["prove"];
+    // 10 observed connections (9 allowed or seen, 1 denied): the 2 to addresses outside 10.0.0.0/8 cannot be
+    // placed in a lab; the kernel agrees with the engine on the 8 others.
+    assert_eq!((prove["probes"].as_u64(), prove["agree"].as_u64()), (Some(10), Some(8)), "{prove}");
+    assert_eq!((prove["disagree"].as_u64(), prove["errors"].as_u64()), (Some(0), Some(0)), "{prove}");
+}
