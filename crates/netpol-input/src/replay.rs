@@ -76,6 +76,13 @@ impl<'e> EndResolver<'e> {
     /// The endpoint a logged end is, and how it was found; or why it cannot be told.
     pub fn resolve(&self, end: &End) -> Result<(Endpoint, How), String> {
         let ip = end.ip.map(|ip| ip.to_canonical());
+        if end.kind.as_deref() == Some("service") {
+            // Policies judge the backend pod the connection was translated to, which such a record does not name.
+            return Err(format!(
+                "a Service's address{} (traced before translation): the log does not name the backend pod",
+                ip.map(|ip| format!(" {ip}")).unwrap_or_default()
+            ));
+        }
         if let (Some(ns), Some(pod)) = (&end.namespace, &end.pod) {
             if let Some(&id) = self.pods.get(ns.as_str()).and_then(|m| m.get(pod.as_str())) {
                 return Ok((Endpoint::Pod { pod: id, ip: ip.filter(|ip| self.pod_has(id, *ip)) }, How::Name));
@@ -635,6 +642,9 @@ spec:
         assert!(err(end).contains("no pod of namespace `shop` has address 10.9.9.9"));
         let end = End { kind: Some("pub".into()), ..End::default() };
         assert!(err(end).contains("no address for this end (pub)"));
+        // A Service's cluster IP, traced before translation: the backend is unknown.
+        let end = End { ip: Some("10.96.0.10".parse().unwrap()), kind: Some("service".into()), ..End::default() };
+        assert!(err(end).contains("a Service's address 10.96.0.10"));
         // A class with no port is unresolved, with the reason, and counted.
         let f = folded(pod("shop", "web-7d9f8b-x1"), pod("shop", "db-0"), None, allowed());
         let rep = replay(&e, None, &[f], Options::default());

@@ -534,16 +534,23 @@ pub fn plan(engine: &Engine, flows: &[Folded], opts: &Options) -> Plan {
         .collect();
     for ((w, d), (peers, connections)) in reqs {
         let direction = if d == 0 { Direction::Ingress } else { Direction::Egress };
+        let dns_rule = direction == Direction::Egress && !dns_workload.is_empty();
+        let dns_ports = [(Protocol::Tcp, 53), (Protocol::Udp, 53)];
         let mut by_ports: BTreeMap<Vec<(Protocol, u16)>, Vec<Peer>> = BTreeMap::new();
         for (peer, ports) in peers {
+            // Observed DNS to the DNS pods: the DNS rule below allows it.
+            let to_dns = matches!(peer, Peer::Workload(w) if dns_workload.contains(&w));
+            if dns_rule && to_dns && ports.iter().all(|p| dns_ports.contains(p)) {
+                continue;
+            }
             by_ports.entry(ports.into_iter().collect()).or_default().push(peer);
         }
         let mut rules: Vec<Rule> =
             by_ports.into_iter().map(|(ports, peers)| Rule { peers, ports, dns: false }).collect();
-        if direction == Direction::Egress && !dns_workload.is_empty() {
+        if dns_rule {
             rules.push(Rule {
                 peers: dns_workload.iter().map(|&w| Peer::Workload(w)).collect(),
-                ports: vec![(Protocol::Tcp, 53), (Protocol::Udp, 53)],
+                ports: dns_ports.to_vec(),
                 dns: true,
             });
         }
