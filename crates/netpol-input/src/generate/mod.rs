@@ -84,8 +84,10 @@ pub struct Workload {
     pub name: String,
     /// The stable labels, sorted.
     pub stable: Vec<(String, String)>,
-    /// What selects it: the fewest stable labels that select the same workloads of its namespace.
+    /// What selects it: the fewest stable labels that select the same workloads of its namespace...
     pub selector: Vec<(String, String)>,
+    /// ... and the keys that must be absent (`DoesNotExist`) to leave out the workloads with more labels.
+    pub absent: Vec<String>,
     pub pods: Vec<PodId>,
     pub host_network: bool,
 }
@@ -220,11 +222,27 @@ fn has_all(labels: &[(String, String)], wanted: &[&(String, String)]) -> bool {
     wanted.iter().all(|w| labels.binary_search(w).is_ok())
 }
 
+/// A selector: labels, and keys that must be absent.
+type Chosen = (Vec<(String, String)>, Vec<String>);
+
 /// The fewest of `w`'s stable labels (at most 3, preferring naming keys) that select the same workloads among
-/// `others` (the namespace's workloads' stable labels) as all of them; else all of them.
-fn minimal_selector(stable: &[(String, String)], others: &[&[(String, String)]]) -> Vec<(String, String)> {
+/// `others` (the namespace's workloads' stable labels) as all of them (else all of them); and the label keys that
+/// must be absent to leave out the workloads that carry all of `w`'s labels and more (a canary with an extra
+/// `track` label): one extra key of each, the smallest. Together they select `w`'s pods and no other workload's.
+fn minimal_selector(
+    stable: &[(String, String)],
+    others: &[&[(String, String)]],
+) -> (Vec<(String, String)>, Vec<String>) {
     let all: Vec<&(String, String)> = stable.iter().collect();
     let target: Vec<bool> = others.iter().map(|o| has_all(o, &all)).collect();
+    let keys: BTreeSet<&str> = stable.iter().map(|(k, _)| k.as_str()).collect();
+    let absent: BTreeSet<String> = others
+        .iter()
+        .zip(&target)
+        .filter(|(o, &t)| t && **o != stable)
+        .filter_map(|(o, _)| o.iter().map(|(k, _)| k.as_str()).find(|k| !keys.contains(k)).map(str::to_string))
+        .collect();
+    let absent: Vec<String> = absent.into_iter().collect();
     let mut order: Vec<&(String, String)> = stable.iter().collect();
     order
         .sort_by_key(|(k, v)| (NAME_KEYS.iter().position(|n| n == k).unwrap_or(NAME_KEYS.len()), k.clone(), v.clone()));
@@ -236,11 +254,16 @@ fn minimal_selector(stable: &[(String, String)], others: &[&[(String, String)]])
             if others.iter().zip(&target).all(|(o, &t)| has_all(o, &pick) == t) {
                 let mut sel: Vec<(String, String)> = pick.into_iter().cloned().collect();
                 sel.sort();
-                return sel;
+                return (sel, absent);
             }
         }
     }
-    stable.to_vec()
+    (stable.to_vec(), absent)
+}
+
+/// Whether a workload's stable labels are selected by `selector` and `absent`.
+pub fn selects(selector: &[(String, String)], absent: &[String], stable: &[(String, String)]) -> bool {
+    selector.iter().all(|l| stable.binary_search(l).is_ok()) && !stable.iter().any(|(k, _)| absent.contains(k))
 }
 
 /// Groups the cluster's pods into workloads (sorted by namespace, then stable labels: deterministic).
@@ -266,7 +289,16 @@ pub fn workloads(engine: &Engine) -> (Vec<Workload>, Vec<usize>) {
         let ordinal = p.labels.contains_key("statefulset.kubernetes.io/pod-name")
             || p.labels.contains_key("apps.kubernetes.io/pod-index");
         let name = workload_name(&stable, &p.name, had_hash, ordinal);
-        list.push(Workload { ns: p.ns, namespace, name, selector: Vec::new(), stable, pods, host_network });
+        list.push(Workload {
+            ns: p.ns,
+            namespace,
+            name,
+            selector: Vec::new(),
+            absent: Vec::new(),
+            stable,
+            pods,
+            host_network,
+        });
     }
     // Selectors, per namespace, among the namespace's selectable workloads.
     let mut per_ns: FxHashMap<NsId, Vec<usize>> = FxHashMap::default();
@@ -278,11 +310,12 @@ pub fn workloads(engine: &Engine) -> (Vec<Workload>, Vec<usize>) {
     for idx in per_ns.values() {
         let labels: Vec<&[(String, String)]> =
             idx.iter().filter_map(|&i| list.get(i)).map(|w| w.stable.as_slice()).collect();
-        let sels: Vec<(usize, Vec<(String, String)>)> =
+        let sels: Vec<(usize, Chosen)> =
             idx.iter().filter_map(|&i| list.get(i).map(|w| (i, minimal_selector(&w.stable, &labels)))).collect();
-        for (i, s) in sels {
+        for (i, (sel, absent)) in sels {
             if let Some(w) = list.get_mut(i) {
-                w.selector = s;
+                w.selector = sel;
+                w.absent = absent;
             }
         }
     }
@@ -575,7 +608,7 @@ pub fn plan(engine: &Engine, flows: &[Folded], opts: &Options) -> Plan {
             }))
         })
         .filter_map(|w| workloads.get(w))
-        .filter(|w| w.selector.is_empty())
+        .filter(|w| w.selector.is_empty() && w.absent.is_empty())
         .map(|w| format!("{}/{}", w.namespace, w.name))
         .collect();
     if !unlabelled.is_empty() {
@@ -597,9 +630,11 @@ pub struct PolicySummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub name: String,
-    /// The workload it selects (`namespace/name`) and its selector.
+    /// The workload it selects (`namespace/name`) and its selector (labels, and keys that must be absent).
     pub subject: String,
     pub selector: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub selector_absent: Vec<String>,
     pub direction: Direction,
     pub rules: usize,
     pub peers: usize,
@@ -662,11 +697,12 @@ pub fn generate(engine: &Engine, flows: &[Folded], opts: &Options) -> Result<Gen
         sizes.rules += p.rules.len();
         sizes.peers += peers;
         sizes.selector_labels += w.selector.len()
+            + w.absent.len()
             + p.rules
                 .iter()
                 .flat_map(|r| &r.peers)
                 .map(|x| match x {
-                    Peer::Workload(k) => plan.workloads.get(*k).map_or(0, |o| o.selector.len()),
+                    Peer::Workload(k) => plan.workloads.get(*k).map_or(0, |o| o.selector.len() + o.absent.len()),
                     Peer::Address(_) => 0,
                 })
                 .sum::<usize>();
@@ -676,6 +712,7 @@ pub fn generate(engine: &Engine, flows: &[Folded], opts: &Options) -> Result<Gen
             name: r.name.clone(),
             subject: format!("{}/{}", w.namespace, w.name),
             selector: w.selector.iter().cloned().collect(),
+            selector_absent: w.absent.clone(),
             direction: p.direction,
             rules: p.rules.len(),
             peers,

@@ -141,12 +141,21 @@ fn labels_map(labels: &[(String, String)]) -> Y {
     Y::Map(labels.iter().map(|(k, v)| (k.clone(), s(v.clone()))).collect())
 }
 
-fn match_labels(labels: &[(String, String)]) -> Y {
-    if labels.is_empty() {
-        Y::Map(vec![])
-    } else {
-        map(vec![("matchLabels", labels_map(labels))])
+/// A label selector: `matchLabels`, and a `DoesNotExist` requirement per absent key.
+fn label_selector(labels: &[(String, String)], absent: &[String]) -> Y {
+    let mut m = Vec::new();
+    if !labels.is_empty() {
+        m.push(("matchLabels", labels_map(labels)));
     }
+    if !absent.is_empty() {
+        let reqs = absent.iter().map(|k| map(vec![("key", s(k.clone())), ("operator", s("DoesNotExist"))])).collect();
+        m.push(("matchExpressions", Y::List(reqs)));
+    }
+    map(m)
+}
+
+fn match_labels(w: &Workload) -> Y {
+    label_selector(&w.selector, &w.absent)
 }
 
 fn ns_selector(ns: &str) -> Y {
@@ -205,7 +214,7 @@ fn network_policy(plan: &Plan, p: &PlannedPolicy, w: &Workload) -> Y {
                 if o.ns != w.ns {
                     m.push(("namespaceSelector", ns_selector(&o.namespace)));
                 }
-                m.push(("podSelector", match_labels(&o.selector)));
+                m.push(("podSelector", match_labels(o)));
                 Some(map(m))
             }
         }
@@ -230,7 +239,7 @@ fn network_policy(plan: &Plan, p: &PlannedPolicy, w: &Workload) -> Y {
         (
             "spec",
             map(vec![
-                ("podSelector", match_labels(&w.selector)),
+                ("podSelector", match_labels(w)),
                 ("policyTypes", Y::List(vec![s(if ingress { "Ingress" } else { "Egress" })])),
                 (if ingress { "ingress" } else { "egress" }, Y::List(rules)),
             ]),
@@ -239,10 +248,7 @@ fn network_policy(plan: &Plan, p: &PlannedPolicy, w: &Workload) -> Y {
 }
 
 fn cnp_pods(o: &Workload) -> Y {
-    map(vec![(
-        "pods",
-        map(vec![("namespaceSelector", ns_selector(&o.namespace)), ("podSelector", match_labels(&o.selector))]),
-    )])
+    map(vec![("pods", map(vec![("namespaceSelector", ns_selector(&o.namespace)), ("podSelector", match_labels(o))]))])
 }
 
 /// ClusterNetworkPolicy, Baseline tier: accept what was observed, deny the rest (below every NetworkPolicy).
@@ -325,7 +331,7 @@ fn cilium(plan: &Plan, p: &PlannedPolicy, w: &Workload) -> Y {
                     if let Some(o) = plan.workloads.get(*k) {
                         let mut l = vec![("k8s:io.kubernetes.pod.namespace".to_string(), o.namespace.clone())];
                         l.extend(o.selector.iter().cloned());
-                        endpoints.push(map(vec![("matchLabels", labels_map(&l))]));
+                        endpoints.push(label_selector(&l, &o.absent));
                     }
                 }
                 Peer::Address(ip) => cidrs.push(s(host_cidr(*ip))),
@@ -374,19 +380,25 @@ fn cilium(plan: &Plan, p: &PlannedPolicy, w: &Workload) -> Y {
         (
             "spec",
             map(vec![
-                ("endpointSelector", match_labels(&w.selector)),
+                ("endpointSelector", match_labels(w)),
                 (if ingress { "ingress" } else { "egress" }, Y::List(rules)),
             ]),
         ),
     ])
 }
 
-/// A Calico selector expression: `a == 'x' && b == 'y'`, or `all()`.
-fn calico_selector(labels: &[(String, String)]) -> String {
-    if labels.is_empty() {
+/// A Calico selector expression: `a == 'x' && b == 'y' && !has(c)`, or `all()`.
+fn calico_selector(w: &Workload) -> String {
+    let terms: Vec<String> = w
+        .selector
+        .iter()
+        .map(|(k, v)| format!("{k} == '{v}'"))
+        .chain(w.absent.iter().map(|k| format!("!has({k})")))
+        .collect();
+    if terms.is_empty() {
         return "all()".to_string();
     }
-    labels.iter().map(|(k, v)| format!("{k} == '{v}'")).collect::<Vec<_>>().join(" && ")
+    terms.join(" && ")
 }
 
 /// Calico NetworkPolicy (`projectcalico.org/v3`): one rule per peer and protocol (a Calico rule has one protocol).
@@ -404,7 +416,7 @@ fn calico(plan: &Plan, p: &PlannedPolicy, w: &Workload) -> Y {
                 match x {
                     Peer::Workload(k) => {
                         if let Some(o) = plan.workloads.get(*k) {
-                            let mut e = vec![("selector", s(calico_selector(&o.selector)))];
+                            let mut e = vec![("selector", s(calico_selector(o)))];
                             if o.ns != w.ns {
                                 e.push((
                                     "namespaceSelector",
@@ -460,7 +472,7 @@ fn calico(plan: &Plan, p: &PlannedPolicy, w: &Workload) -> Y {
         (
             "spec",
             map(vec![
-                ("selector", s(calico_selector(&w.selector))),
+                ("selector", s(calico_selector(w))),
                 ("types", Y::List(vec![s(if ingress { "Ingress" } else { "Egress" })])),
                 (if ingress { "ingress" } else { "egress" }, Y::List(rules)),
             ]),

@@ -26,6 +26,11 @@ status: {podIP: 10.1.0.2}
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: web-55c4d-ddddd, namespace: shop, labels: {app: web, tier: front, pod-template-hash: 55c4d}}
+status: {podIP: 10.1.0.7}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: web-canary-ccccc, namespace: shop, labels: {app: web, tier: front, track: canary}}
 status: {podIP: 10.1.0.6}
 ---
@@ -203,8 +208,11 @@ fn selectors_use_the_fewest_stable_labels_that_select_the_workload() {
     let (ws, of) = workloads(&e);
     let web = &ws[of[0]];
     assert_eq!(web.name, "web");
-    // {app: web, tier: front} selects the canary too (it has them and `track`): so does {app: web}, the fewest.
+    // {app: web, tier: front} selects the canary too (it has them and `track`): so does {app: web}, the fewest;
+    // `track` must be absent to leave the canary out.
     assert_eq!(web.selector, vec![("app".to_string(), "web".to_string())]);
+    assert_eq!(web.absent, vec!["track".to_string()]);
+    assert_eq!(web.pods.len(), 3, "both revisions of the Deployment");
     let canary = ws.iter().find(|w| w.stable.iter().any(|(k, _)| k == "track")).unwrap();
     assert_eq!(canary.selector, vec![("track".to_string(), "canary".to_string())]);
     let db = ws.iter().find(|w| w.name == "db").unwrap();
@@ -248,7 +256,8 @@ spec:
 
 #[test]
 fn a_denial_the_generated_set_would_open_fails_unless_allowed() {
-    // db takes 5432 only from web's 7d9f8b revision; the canary was logged denied.
+    // db takes 5432 only from web's 7d9f8b revision; the new revision's pod was logged denied. Both revisions are
+    // one workload (the same stable labels): allowing web opens it.
     let only_stable = r#"
 ---
 apiVersion: networking.k8s.io/v1
@@ -262,7 +271,7 @@ spec:
     let e = engine(&format!("{CLUSTER}{only_stable}"));
     let mut f = flows();
     f.push(flow(
-        pod("shop", "web-canary-ccccc"),
+        pod("shop", "web-55c4d-ddddd"),
         pod("shop", "db-0"),
         Protocol::Tcp,
         5432,
@@ -271,7 +280,7 @@ spec:
     let g = generate(&e, &f, &opts(Dialect::NetworkPolicy)).unwrap();
     let d = &g.report.verification.observed_denials;
     assert!(!d.ok && !g.report.ok, "{d:#?}");
-    assert!(d.failures[0].flow.contains("web-canary-ccccc"), "{d:#?}");
+    assert!(d.failures[0].flow.contains("web-55c4d-ddddd"), "{d:#?}");
     let g = generate(&e, &f, &Options { allow_observed_denials: true, ..opts(Dialect::NetworkPolicy) }).unwrap();
     assert!(g.report.ok && !g.report.verification.observed_denials.ok);
     // The existing policy selects by a per-revision label: with the pods replaced, web's traffic to db changes
@@ -546,7 +555,8 @@ fn random_clusters_and_logs_keep_every_guarantee() {
         let again = generate(&e, &flows, &opts(Dialect::NetworkPolicy)).unwrap();
         assert_eq!(render::stream(&again.rendered), render::stream(&g.rendered));
     }
-    assert!(seen.replicas > 0 && seen.new > 0 && seen.dns > 0 && seen.observed > 0, "{seen:?}");
+    // Selectors are exact (the fewest labels, and absent keys for workloads with more): no genuinely new reach.
+    assert!(seen.replicas > 0 && seen.new == 0 && seen.dns > 0 && seen.observed > 0, "{seen:?}");
     assert!(opened_rounds > 0 && kept_rounds > 0, "{opened_rounds} {kept_rounds}");
 }
 
@@ -558,5 +568,29 @@ fn ename(e: &Engine, x: &Endpoint) -> String {
     match x {
         Endpoint::Pod { pod, .. } => e.cluster().pod_ref(*pod),
         Endpoint::External(ip) => ip.to_string(),
+    }
+}
+
+#[test]
+fn a_workload_whose_labels_another_carries_too_is_told_apart_by_an_absent_key() {
+    let e = engine(CLUSTER);
+    let f = vec![flow(pod("shop", "web-7d9f8b-aaaaa"), pod("shop", "db-0"), Protocol::Tcp, 5432, allowed())];
+    assert_eq!(e.cluster().pod(PodId::new(3)).name, "web-canary-ccccc");
+    let canary = Endpoint::Pod { pod: PodId::new(3), ip: None };
+    let db = Endpoint::Pod { pod: PodId::new(4), ip: None };
+    assert_eq!(e.cluster().pod(PodId::new(4)).name, "db-0");
+    for (d, needle) in [
+        (Dialect::NetworkPolicy, "operator: DoesNotExist"),
+        (Dialect::Cilium, "operator: DoesNotExist"),
+        (Dialect::Calico, "!has(track)"),
+        (Dialect::ClusterNetworkPolicy, "operator: DoesNotExist"),
+    ] {
+        let g = generate(&e, &f, &opts(d)).unwrap();
+        let yaml = render::stream(&g.rendered);
+        assert!(yaml.contains(needle), "{d:?}: {yaml}");
+        let after = Engine::new(verify::apply_rendered(e.cluster(), &g.rendered).unwrap());
+        // The canary is no peer of db's ingress, nor a subject of web's egress.
+        assert!(!after.allowed(&canary, &db, Protocol::Tcp, 5432), "{d:?}: {yaml}");
+        assert_eq!(g.report.verification.over_allow.new, 0, "{d:?}");
     }
 }

@@ -155,9 +155,7 @@ impl Selection {
                         ids.iter()
                             .copied()
                             .filter(|&o| {
-                                plan.workloads
-                                    .get(o)
-                                    .is_some_and(|o| w.selector.iter().all(|l| o.stable.binary_search(l).is_ok()))
+                                plan.workloads.get(o).is_some_and(|o| super::selects(&w.selector, &w.absent, &o.stable))
                             })
                             .collect()
                     })
