@@ -368,6 +368,36 @@ fn judged_port(f: &Folded) -> Result<u16, String> {
     }
 }
 
+/// A folded class whose ends and port are known.
+pub struct Resolved {
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    /// How each end was resolved.
+    pub how: [How; 2],
+    pub port: u16,
+}
+
+impl EndResolver<'_> {
+    /// The class's ends and port, or what could not be told, as the list of unresolved classes shows it.
+    pub fn resolve_folded(&self, f: &Folded) -> Result<Resolved, Unresolved> {
+        let resolved = judged_port(f).and_then(|port| {
+            let (src, hs) = self.resolve(&f.src).map_err(|e| format!("src: {e}"))?;
+            let (dst, hd) = self.resolve(&f.dst).map_err(|e| format!("dst: {e}"))?;
+            Ok(Resolved { src, dst, how: [hs, hd], port })
+        });
+        resolved.map_err(|reason| Unresolved {
+            src: f.src.clone(),
+            dst: f.dst.clone(),
+            protocol: f.protocol,
+            port: f.port,
+            connections: f.connections,
+            reason,
+            file: f.file.clone(),
+            line: f.line,
+        })
+    }
+}
+
 /// Judges every folded class against `current` and, when given, `proposed` (the same cluster with the change: its
 /// pods are `current`'s).
 pub fn replay(current: &Engine, proposed: Option<&Engine>, flows: &[Folded], opts: Options) -> Report {
@@ -377,25 +407,11 @@ pub fn replay(current: &Engine, proposed: Option<&Engine>, flows: &[Folded], opt
     for f in flows {
         let s = &mut report.summary;
         s.observed.add(f.connections);
-        let resolved = judged_port(f).and_then(|port| {
-            let (src, hs) = r.resolve(&f.src).map_err(|e| format!("src: {e}"))?;
-            let (dst, hd) = r.resolve(&f.dst).map_err(|e| format!("dst: {e}"))?;
-            Ok((src, hs, dst, hd, port))
-        });
-        let (src, hs, dst, hd, port) = match resolved {
+        let Resolved { src, dst, how: [hs, hd], port } = match r.resolve_folded(f) {
             Ok(x) => x,
-            Err(reason) => {
+            Err(u) => {
                 s.unresolved.add(f.connections);
-                report.unresolved.push(Unresolved {
-                    src: f.src.clone(),
-                    dst: f.dst.clone(),
-                    protocol: f.protocol,
-                    port: f.port,
-                    connections: f.connections,
-                    reason,
-                    file: f.file.clone(),
-                    line: f.line,
-                });
+                report.unresolved.push(u);
                 continue;
             }
         };

@@ -406,30 +406,10 @@ pub fn plan(engine: &Engine, flows: &[Folded], opts: &Options) -> Plan {
         dns: None,
     };
     for f in flows {
-        let port = match (f.port, f.protocol) {
-            (Some(p), _) => Ok(p),
-            (None, Protocol::Icmp) => Ok(netpol_core::portset::icmp_port(8, 0)),
-            (None, Protocol::Icmpv6) => Ok(netpol_core::portset::icmp_port(128, 0)),
-            (None, p) => Err(format!("the log gives no destination port for this {p} flow")),
-        };
-        let resolved = port.and_then(|port| {
-            let (src, _) = r.resolve(&f.src).map_err(|e| format!("src: {e}"))?;
-            let (dst, _) = r.resolve(&f.dst).map_err(|e| format!("dst: {e}"))?;
-            Ok((src, dst, port))
-        });
-        let (src, dst, port) = match resolved {
-            Ok(x) => x,
-            Err(reason) => {
-                plan.unresolved.push(Unresolved {
-                    src: f.src.clone(),
-                    dst: f.dst.clone(),
-                    protocol: f.protocol,
-                    port: f.port,
-                    connections: f.connections,
-                    reason,
-                    file: f.file.clone(),
-                    line: f.line,
-                });
+        let (src, dst, port) = match r.resolve_folded(f) {
+            Ok(x) => (x.src, x.dst, x.port),
+            Err(u) => {
+                plan.unresolved.push(u);
                 continue;
             }
         };
