@@ -241,8 +241,8 @@ fn end(ep: Option<&Endpoint>, addr: Option<&Text>, field: &str) -> Result<End, S
     for l in ep.labels.iter().flatten() {
         let l: &str = l;
         // `source:key=value`: the source ends at the first `:` before any `=`.
-        let (source, kv) = match l.find(':') {
-            Some(i) if l.find('=').is_none_or(|eq| i < eq) => (&l[..i], &l[i + 1..]),
+        let (source, kv) = match l.split_once(':') {
+            Some((source, kv)) if !source.contains('=') => (source, kv),
             _ => ("", l),
         };
         match source {
