@@ -486,6 +486,11 @@ fn forced_format_reads_other_shapes_as_errors() {
     assert_eq!(got.len(), 0);
     assert_eq!(errs.len(), 1);
     assert!(errs[0].message.contains("no `proto`"), "{}", errs[0].message);
+    // Goldmane's result whose `Key` is not the flow's first member: not taken for Hubble's.
+    let goldmane = br#"{"flow":{"start_time":"1714557600","Key":{"source_name":"a-*","dest_name":"b","proto":"udp","dest_port":"53","action":"Allow","reporter":"Dst"}}}"#;
+    let (got, errs, _) = read_bytes(goldmane, None);
+    assert_eq!(errs, vec![]);
+    assert_eq!((got[0].format, got[0].port, got[0].side), (FlowFormat::Calico, Some(53), Side::Ingress));
     let (got, errs, _) = read_bytes(br#"{"src":"a/b","dst":"c/d"}"#, Some(FlowFormat::Hubble));
     assert_eq!((got.len(), errs.len()), (0, 1));
     assert!(errs[0].message.contains("not a Hubble flow"), "{}", errs[0].message);

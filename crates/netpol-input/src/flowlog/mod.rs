@@ -24,7 +24,7 @@ mod knp;
 mod netpol;
 mod read;
 
-pub use fold::Folder;
+pub use fold::{Folder, WINDOW};
 pub use read::{open, Reader};
 
 /// The flow-log formats netpol reads.
