@@ -399,6 +399,30 @@ fn netpol_fields() {
 }
 
 #[test]
+fn netpol_errors() {
+    for (line, message) in [
+        (r#"{"src":"a/b","dst":"c/d","verdict":"maybe"}"#, "unknown verdict `maybe`"),
+        (r#"{"src":"a/b","dst":"c/d","side":"up"}"#, "unknown side `up`"),
+        (r#"{"src":"a/b","dst":"c/d","port":80,"icmp":{"type":8}}"#, "`icmp` is for ICMP"),
+        (r#"{"src":"a/b","dst":"c/d","protocol":"ICMP","port":80}"#, "ICMP has no port"),
+        (r#"{"src":"a/b","dst":"c/d","port":70000}"#, "invalid port 70000"),
+        (r#"{"src":{},"dst":"c/d"}"#, "src: an empty endpoint"),
+        (r#"{"src":{"pods":"x"},"dst":"c/d"}"#, "unknown field `pods`"),
+        (r#"{"src":"a/b","dst":{"ip":"10.0.0.256"}}"#, "dst.ip: `10.0.0.256` is not a valid IP address"),
+        (r#"{"src":"a/b","dst":7}"#, "dst: expected `namespace/pod`"),
+        (r#"{"src":"a/b","dst":"c/d","events":-1}"#, "events: expected a count"),
+        (r#"{"src":"a/b","dst":"c/d","policies":[{"namespace":"x"}]}"#, "needs a `name`"),
+    ] {
+        let (got, errs, _) = read_bytes(line.as_bytes(), Some(FlowFormat::Netpol));
+        assert_eq!(got.len(), 0, "{line}");
+        assert!(errs[0].message.contains(message), "{line}: {}", errs[0].message);
+    }
+    // A bare flow without a verdict (protobuf's JSON leaves the zero enum out) is still Hubble's.
+    let bare = r#"{"IP":{"source":"10.0.0.1","destination":"10.0.0.2"},"l4":{"UDP":{"destination_port":53}}}"#;
+    assert_eq!(FlowFormat::detect(bare), Some(FlowFormat::Hubble));
+}
+
+#[test]
 fn format_names() {
     for f in FlowFormat::ALL {
         assert_eq!(FlowFormat::parse(f.name()), Ok(f));
