@@ -539,6 +539,14 @@ fn gzip_is_detected_by_its_bytes() {
     let (want, _, _) = read_all("hubble.jsonl", None);
     assert_eq!(got, want);
     assert_eq!(r.skipped(), 2);
+    // A truncated stream: an error (after the lines decoded before the cut, if any) ends the reading.
+    std::fs::write(&file, &out[..out.len() / 4]).unwrap();
+    let mut r = Reader::new("flows.log", open(file.to_str().unwrap()).unwrap(), None);
+    let results: Vec<Result<Observed, LineError>> = r.by_ref().collect();
+    let last = results.last().unwrap().as_ref().unwrap_err();
+    assert!(last.message.starts_with(&format!("cannot read line {}:", last.line)), "{}", last.message);
+    assert!(results[..results.len() - 1].iter().all(|x| x.is_ok()), "{results:?}");
+    assert!(r.next().is_none());
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(open("/nonexistent/flows.log").is_err());
 }
