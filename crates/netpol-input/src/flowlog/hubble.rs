@@ -37,7 +37,7 @@ use netpol_core::portset::{icmp_port, Protocol};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::common::{enum_is, ip, some_str, sort_labels, time, BoolValue, Scalar, Text};
+use super::common::{enum_is, ip, json_error, some_str, sort_labels, time, BoolValue, Scalar, Text};
 use super::{End, FlowFormat, Observed, Side, Verdict};
 
 #[derive(Deserialize, Default)]
@@ -171,7 +171,7 @@ struct Policy<'a> {
 
 /// Parses one Hubble line: `Ok(None)` for a message that carries no flow.
 pub(super) fn parse(line: &str, n: u64) -> Result<Option<Observed>, String> {
-    let r: Response = serde_json::from_str(line).map_err(|e| format!("invalid Hubble flow: {e}"))?;
+    let r: Response = serde_json::from_str(line).map_err(|e| json_error("invalid Hubble flow", &e))?;
     let (flow, outer_time) = match r.flow {
         Some(f) => (f, r.time),
         None if r.node_status.is_some()
@@ -181,7 +181,7 @@ pub(super) fn parse(line: &str, n: u64) -> Result<Option<Observed>, String> {
         {
             return Ok(None)
         }
-        None => (serde_json::from_str(line).map_err(|e| format!("invalid Hubble flow: {e}"))?, None),
+        None => (serde_json::from_str(line).map_err(|e| json_error("invalid Hubble flow", &e))?, None),
     };
     if flow.IP.is_none() && flow.l4.is_none() && flow.source.is_none() && flow.destination.is_none() {
         return Err("not a Hubble flow: no `flow`, `IP`, `l4`, `source` or `destination`".to_string());
