@@ -399,6 +399,30 @@ fn netpol_fields() {
 }
 
 #[test]
+fn netpol_errors() {
+    for (line, message) in [
+        (r#"{"src":"a/b","dst":"c/d","verdict":"maybe"}"#, "unknown verdict `maybe`"),
+        (r#"{"src":"a/b","dst":"c/d","side":"up"}"#, "unknown side `up`"),
+        (r#"{"src":"a/b","dst":"c/d","port":80,"icmp":{"type":8}}"#, "`icmp` is for ICMP"),
+        (r#"{"src":"a/b","dst":"c/d","protocol":"ICMP","port":80}"#, "ICMP has no port"),
+        (r#"{"src":"a/b","dst":"c/d","port":70000}"#, "invalid port 70000"),
+        (r#"{"src":{},"dst":"c/d"}"#, "src: an empty endpoint"),
+        (r#"{"src":{"pods":"x"},"dst":"c/d"}"#, "unknown field `pods`"),
+        (r#"{"src":"a/b","dst":{"ip":"10.0.0.256"}}"#, "dst.ip: `10.0.0.256` is not a valid IP address"),
+        (r#"{"src":"a/b","dst":7}"#, "dst: expected `namespace/pod`"),
+        (r#"{"src":"a/b","dst":"c/d","events":-1}"#, "events: expected a count"),
+        (r#"{"src":"a/b","dst":"c/d","policies":[{"namespace":"x"}]}"#, "needs a `name`"),
+    ] {
+        let (got, errs, _) = read_bytes(line.as_bytes(), Some(FlowFormat::Netpol));
+        assert_eq!(got.len(), 0, "{line}");
+        assert!(errs[0].message.contains(message), "{line}: {}", errs[0].message);
+    }
+    // A bare flow without a verdict (protobuf's JSON leaves the zero enum out) is still Hubble's.
+    let bare = r#"{"IP":{"source":"10.0.0.1","destination":"10.0.0.2"},"l4":{"UDP":{"destination_port":53}}}"#;
+    assert_eq!(FlowFormat::detect(bare), Some(FlowFormat::Hubble));
+}
+
+#[test]
 fn format_names() {
     for f in FlowFormat::ALL {
         assert_eq!(FlowFormat::parse(f.name()), Ok(f));
@@ -469,7 +493,7 @@ fn mixed_file_with_bad_lines() {
     let errs: Vec<(u64, &str)> = errs.iter().map(|e| (e.line, e.message.as_str())).collect();
     assert_eq!(errs.len(), 4, "{errs:?}");
     assert_eq!(errs[0].0, 2);
-    assert!(errs[0].1.contains("invalid Hubble flow"), "{}", errs[0].1);
+    assert_eq!(errs[0].1, "invalid Hubble flow: EOF while parsing an object (column 10)");
     assert_eq!(errs[1], (6, "line 6 is not valid UTF-8 (at byte 25)"));
     assert_eq!(errs[2].0, 8);
     assert!(errs[2].1.contains("tried hubble") && errs[2].1.contains("netpol"), "{}", errs[2].1);
@@ -486,6 +510,11 @@ fn forced_format_reads_other_shapes_as_errors() {
     assert_eq!(got.len(), 0);
     assert_eq!(errs.len(), 1);
     assert!(errs[0].message.contains("no `proto`"), "{}", errs[0].message);
+    // Goldmane's result whose `Key` is not the flow's first member: not taken for Hubble's.
+    let goldmane = br#"{"flow":{"start_time":"1714557600","Key":{"source_name":"a-*","dest_name":"b","proto":"udp","dest_port":"53","action":"Allow","reporter":"Dst"}}}"#;
+    let (got, errs, _) = read_bytes(goldmane, None);
+    assert_eq!(errs, vec![]);
+    assert_eq!((got[0].format, got[0].port, got[0].side), (FlowFormat::Calico, Some(53), Side::Ingress));
     let (got, errs, _) = read_bytes(br#"{"src":"a/b","dst":"c/d"}"#, Some(FlowFormat::Hubble));
     assert_eq!((got.len(), errs.len()), (0, 1));
     assert!(errs[0].message.contains("not a Hubble flow"), "{}", errs[0].message);
@@ -510,6 +539,14 @@ fn gzip_is_detected_by_its_bytes() {
     let (want, _, _) = read_all("hubble.jsonl", None);
     assert_eq!(got, want);
     assert_eq!(r.skipped(), 2);
+    // A truncated stream: an error (after the lines decoded before the cut, if any) ends the reading.
+    std::fs::write(&file, &out[..out.len() / 4]).unwrap();
+    let mut r = Reader::new("flows.log", open(file.to_str().unwrap()).unwrap(), None);
+    let results: Vec<Result<Observed, LineError>> = r.by_ref().collect();
+    let last = results.last().unwrap().as_ref().unwrap_err();
+    assert!(last.message.starts_with(&format!("cannot read line {}:", last.line)), "{}", last.message);
+    assert!(results[..results.len() - 1].iter().all(|x| x.is_ok()), "{results:?}");
+    assert!(r.next().is_none());
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(open("/nonexistent/flows.log").is_err());
 }

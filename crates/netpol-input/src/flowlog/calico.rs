@@ -27,7 +27,8 @@
 use serde::Deserialize;
 
 use super::common::{
-    enum_is, ip, port as parse_port, protocol as parse_protocol, some_str, sort_labels, time, LabelList, Scalar, Text,
+    enum_is, ip, json_error, port as parse_port, protocol as parse_protocol, some_str, sort_labels, time, LabelList,
+    Scalar, Text,
 };
 use super::{End, FlowFormat, Observed, Side, Verdict};
 
@@ -91,7 +92,7 @@ struct Record<'a> {
 
 /// Parses one Calico line.
 pub(super) fn parse(line: &str, n: u64) -> Result<Option<Observed>, String> {
-    let r: Record = serde_json::from_str(line).map_err(|e| format!("invalid Calico flow: {e}"))?;
+    let r: Record = serde_json::from_str(line).map_err(|e| json_error("invalid Calico flow", &e))?;
     let r = match r.flow {
         Some(inner) => *inner,
         None => r,

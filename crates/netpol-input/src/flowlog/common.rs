@@ -288,6 +288,17 @@ pub(crate) fn sort_labels(mut labels: Vec<(String, String)>) -> Vec<(String, Str
     labels
 }
 
+/// A line's JSON error: `what`, serde's message, and the column (serde's own "line 1" would be read as the file's
+/// line).
+pub(crate) fn json_error(what: &str, e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match msg.strip_suffix(&position) {
+        Some(m) => format!("{what}: {m} (column {})", e.column()),
+        None => format!("{what}: {msg}"),
+    }
+}
+
 /// An address field: empty is absent; IPv4-mapped IPv6 addresses are canonical (`::ffff:10.0.0.1` is 10.0.0.1).
 pub(crate) fn ip(field: &str, s: &str) -> Result<Option<IpAddr>, String> {
     let s = s.trim();

@@ -10,11 +10,10 @@
 //! `connect` and the `accept` of a traced connection. An event without a source port cannot be told from the
 //! other connections of its class: each counts one.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHasher};
 
 use super::{Counts, End, Folded, Observed, Side, Verdict};
 
@@ -66,7 +65,7 @@ impl Window {
     }
 }
 
-fn end_id(e: &End, h: &mut DefaultHasher) {
+fn end_id(e: &End, h: &mut FxHasher) {
     match (&e.ip, &e.pod) {
         (Some(ip), _) => ip.hash(h),
         (None, Some(pod)) => (&e.namespace, pod).hash(h),
@@ -123,7 +122,7 @@ impl Folder {
             return 0;
         }
         let Some(sport) = o.src_port else { return 1 };
-        let mut h = DefaultHasher::new();
+        let mut h = FxHasher::default();
         end_id(&o.src, &mut h);
         sport.hash(&mut h);
         end_id(&o.dst, &mut h);
@@ -135,7 +134,7 @@ impl Folder {
     /// Adds one event read from `file`.
     pub fn add(&mut self, file: &str, o: Observed) {
         let connections = self.connections(&o);
-        let mut h = rustc_hash::FxHasher::default();
+        let mut h = FxHasher::default();
         (&o.src, &o.dst, o.protocol, o.port).hash(&mut h);
         let key = h.finish();
         let found = self.index.get(&key).and_then(|ids| {

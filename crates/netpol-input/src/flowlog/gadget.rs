@@ -21,7 +21,7 @@
 use netpol_core::portset::Protocol;
 use serde::Deserialize;
 
-use super::common::{ip, port, protocol, some_str, sort_labels, time, LabelList, Scalar, Text};
+use super::common::{ip, json_error, port, protocol, some_str, sort_labels, time, LabelList, Scalar, Text};
 use super::{End, FlowFormat, Observed, Side};
 
 #[derive(Deserialize, Default)]
@@ -112,7 +112,7 @@ fn endpoint_end(ep: Option<&L4Endpoint>, addr: Option<&Text>, field: &str) -> Re
 
 /// Parses one `trace_tcp` event: `Ok(None)` for events that open no connection.
 pub(super) fn parse(line: &str, n: u64) -> Result<Option<Observed>, String> {
-    let ev: Event = serde_json::from_str(line).map_err(|e| format!("invalid Inspektor Gadget event: {e}"))?;
+    let ev: Event = serde_json::from_str(line).map_err(|e| json_error("invalid Inspektor Gadget event", &e))?;
     let op = ev.operation.as_deref().or(ev.event_type.as_ref().and_then(Scalar::as_str)).unwrap_or("");
     let accept = match op.to_ascii_lowercase().as_str() {
         "connect" => false,

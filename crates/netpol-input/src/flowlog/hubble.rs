@@ -37,7 +37,7 @@ use netpol_core::portset::{icmp_port, Protocol};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::common::{enum_is, ip, some_str, sort_labels, time, BoolValue, Scalar, Text};
+use super::common::{enum_is, ip, json_error, some_str, sort_labels, time, BoolValue, Scalar, Text};
 use super::{End, FlowFormat, Observed, Side, Verdict};
 
 #[derive(Deserialize, Default)]
@@ -171,7 +171,7 @@ struct Policy<'a> {
 
 /// Parses one Hubble line: `Ok(None)` for a message that carries no flow.
 pub(super) fn parse(line: &str, n: u64) -> Result<Option<Observed>, String> {
-    let r: Response = serde_json::from_str(line).map_err(|e| format!("invalid Hubble flow: {e}"))?;
+    let r: Response = serde_json::from_str(line).map_err(|e| json_error("invalid Hubble flow", &e))?;
     let (flow, outer_time) = match r.flow {
         Some(f) => (f, r.time),
         None if r.node_status.is_some()
@@ -181,14 +181,11 @@ pub(super) fn parse(line: &str, n: u64) -> Result<Option<Observed>, String> {
         {
             return Ok(None)
         }
-        None => {
-            let f: Flow = serde_json::from_str(line).map_err(|e| format!("invalid Hubble flow: {e}"))?;
-            if f.IP.is_none() && f.l4.is_none() && f.source.is_none() && f.destination.is_none() {
-                return Err("not a Hubble flow: no `flow`, `IP`, `l4`, `source` or `destination`".to_string());
-            }
-            (f, None)
-        }
+        None => (serde_json::from_str(line).map_err(|e| json_error("invalid Hubble flow", &e))?, None),
     };
+    if flow.IP.is_none() && flow.l4.is_none() && flow.source.is_none() && flow.destination.is_none() {
+        return Err("not a Hubble flow: no `flow`, `IP`, `l4`, `source` or `destination`".to_string());
+    }
     convert(flow, outer_time, n)
 }
 
@@ -241,8 +238,8 @@ fn end(ep: Option<&Endpoint>, addr: Option<&Text>, field: &str) -> Result<End, S
     for l in ep.labels.iter().flatten() {
         let l: &str = l;
         // `source:key=value`: the source ends at the first `:` before any `=`.
-        let (source, kv) = match l.find(':') {
-            Some(i) if l.find('=').is_none_or(|eq| i < eq) => (&l[..i], &l[i + 1..]),
+        let (source, kv) = match l.split_once(':') {
+            Some((source, kv)) if !source.contains('=') => (source, kv),
             _ => ("", l),
         };
         match source {
@@ -361,4 +358,53 @@ fn convert(f: Flow, outer_time: Option<Scalar>, n: u64) -> Result<Option<Observe
         connections: None,
         format: FlowFormat::Hubble,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+    use crate::flowlog::{Side, Verdict};
+
+    /// The verdict, side, reply, opens and destination kind of a bare flow with these members added.
+    fn read(extra: &str) -> (Option<Verdict>, Side, bool, Option<bool>, Option<String>) {
+        let line = format!(
+            r#"{{"IP":{{"source":"10.0.0.1","destination":"10.0.0.2"}},"l4":{{"TCP":{{"source_port":1000,"destination_port":80,"flags":{{"ACK":true}}}}}},{extra}}}"#
+        );
+        let o = parse(&line, 1).ok().flatten().unwrap_or_else(|| unreachable!("{line}"));
+        (o.verdict, o.side, o.reply, o.opens, o.dst.kind)
+    }
+
+    #[test]
+    fn verdicts_sides_and_kinds() {
+        let allowed_egress = (Some(Verdict::Allowed), Side::Egress, false, Some(false), None);
+        assert_eq!(read(r#""verdict":"REDIRECTED","traffic_direction":"EGRESS""#), allowed_egress);
+        assert_eq!(read(r#""verdict":1,"traffic_direction":2"#), allowed_egress);
+        // A trace without direction: delivered at the endpoint, or nothing said.
+        let delivered = (Some(Verdict::Allowed), Side::Both, false, Some(false), None);
+        assert_eq!(read(r#""verdict":"FORWARDED","trace_observation_point":"TO_ENDPOINT""#), delivered);
+        assert_eq!(read(r#""verdict":"FORWARDED","trace_observation_point":"TO_STACK""#).0, None);
+        assert_eq!(read(r#""verdict":"TRACED","traffic_direction":"INGRESS""#).0, None);
+        // The deprecated numeric drop reason, when there is no description.
+        let denied = (Some(Verdict::Denied), Side::Ingress, false, Some(false), None);
+        assert_eq!(read(r#""verdict":"DROPPED","drop_reason":181,"traffic_direction":"INGRESS""#), denied);
+        assert_eq!(read(r#""verdict":"DROPPED","drop_reason":133"#).1, Side::Both);
+        assert_eq!(read(r#""verdict":"DROPPED","drop_reason":155"#).0, None);
+        // The deprecated `reply`; `is_reply` wins.
+        assert!(read(r#""verdict":"FORWARDED","reply":true"#).2);
+        assert!(!read(r#""verdict":"FORWARDED","reply":true,"is_reply":false"#).2);
+        // Kinds: labels first, then reserved identity numbers for ends that are no pods.
+        let kind = |dst: &str| read(&format!(r#""verdict":"FORWARDED","destination":{dst}"#)).4;
+        assert_eq!(kind(r#"{"labels":["reserved:world-ipv4"]}"#).as_deref(), Some("world"));
+        assert_eq!(kind(r#"{"identity":6}"#).as_deref(), Some("remote-node"));
+        assert_eq!(kind(r#"{"identity":6,"pod_name":"x"}"#), None);
+        assert_eq!(kind(r#"{"identity":70000}"#), None);
+    }
+
+    #[test]
+    fn policies_in_camel_case() {
+        let line = r#"{"flow":{"verdict":"FORWARDED","trafficDirection":"INGRESS","l4":{"UDP":{"destinationPort":53}},"ingressAllowedBy":[{"name":"dns","namespace":"kube-system"}],"egressAllowedBy":[{"name":"all"}],"ingressDeniedBy":[{"name":"unused"}]}}"#;
+        let o = parse(line, 1).ok().flatten().unwrap_or_else(|| unreachable!());
+        assert_eq!(o.policies, ["all", "kube-system/dns"]);
+        assert_eq!((o.src_port, o.port), (None, Some(53)));
+    }
 }

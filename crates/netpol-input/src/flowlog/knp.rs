@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
-use super::common::{end_from_str, ip, port, protocol, time, Scalar, Text};
+use super::common::{end_from_str, ip, json_error, port, protocol, time, Scalar, Text};
 use super::{End, FlowFormat, Observed, Side, Verdict};
 
 /// How many packets may wait for their verdict.
@@ -79,7 +79,8 @@ impl Joiner {
     /// Parses one line: `Ok(Some)` when it completes a record (a verdict line joined to its packet, or a line with
     /// both), `Ok(None)` for a packet line (now waiting) and every other line.
     pub(crate) fn parse(&mut self, line: &str, n: u64) -> Result<Option<Observed>, String> {
-        let l: Line = serde_json::from_str(line).map_err(|e| format!("invalid kube-network-policies log line: {e}"))?;
+        let l: Line =
+            serde_json::from_str(line).map_err(|e| json_error("invalid kube-network-policies log line", &e))?;
         let verdict = l.verdict.as_ref().and_then(|v| match v.as_str()?.to_ascii_lowercase().as_str() {
             "accept" => Some(Verdict::Allowed),
             "drop" => Some(Verdict::Denied),

@@ -24,7 +24,7 @@ mod knp;
 mod netpol;
 mod read;
 
-pub use fold::Folder;
+pub use fold::{Folder, WINDOW};
 pub use read::{open, Reader};
 
 /// The flow-log formats netpol reads.
@@ -207,7 +207,8 @@ impl FlowFormat {
     ///
     /// - Hubble: `flow` (an object without `Key`), a non-flow event of `hubble observe` (`node_status`,
     ///   `lost_events`, `agent_event`, `debug_event`, or camelCase), or a bare flow: `verdict` with `IP`, `l4`,
-    ///   `source`, `destination`, `Type`, `traffic_direction` or `event_type`.
+    ///   `source`, `destination`, `Type`, `traffic_direction` or `event_type` (or `IP` and `l4`, for a flow without
+    ///   a verdict, which protobuf's JSON leaves out).
     /// - Calico: `Key`/`key` (Goldmane's flow, also inside `flow`), or `source_name`/`dest_name`/`reporter`
     ///   (Whisker, flow logs).
     /// - kube-network-policies: `msg` with `ts`, `caller` or `packet` (klog's JSON).
@@ -328,7 +329,7 @@ impl Probe {
             &self.event_type,
             &self.event_type_camel,
         ];
-        if has(&self.verdict) && bare.into_iter().any(has) {
+        if (has(&self.verdict) && bare.into_iter().any(has)) || (has(&self.IP) && has(&self.l4)) {
             return Some(FlowFormat::Hubble);
         }
         None

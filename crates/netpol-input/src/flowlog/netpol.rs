@@ -40,7 +40,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::common::{
-    end_from_str, ip, port as parse_port, protocol, some_str, sort_labels, time, LabelList, Scalar, Text,
+    end_from_str, ip, json_error, port as parse_port, protocol, some_str, sort_labels, time, LabelList, Scalar, Text,
 };
 use super::{End, FlowFormat, Observed, Side, Verdict};
 
@@ -147,7 +147,7 @@ fn names(field: &str, v: &serde_json::Value, out: &mut Vec<String>) -> Result<()
 
 /// Parses one netpol line: `Ok(None)` for a `query` line answered with an error.
 pub(super) fn parse(line: &str, n: u64) -> Result<Option<Observed>, String> {
-    let r: Record = serde_json::from_str(line).map_err(|e| format!("invalid netpol flow record: {e}"))?;
+    let r: Record = serde_json::from_str(line).map_err(|e| json_error("invalid netpol flow record", &e))?;
     if r.error.is_some() {
         return Ok(None);
     }

@@ -161,7 +161,7 @@ fn fast_detect(line: &str) -> Option<FlowFormat> {
 /// Why a line is no format's.
 fn unknown_shape(line: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(line) {
-        Err(e) => format!("not JSON: {e}"),
+        Err(e) => super::common::json_error("not JSON", &e),
         Ok(serde_json::Value::Object(_)) => "unknown flow-log line: tried hubble (`flow`, or a bare flow's `verdict` \
              with `IP`/`l4`), calico (`Key`, `source_name`, `reporter`), kube-network-policies (`msg` with `ts`), \
              gadget (`saddr`/`daddr`, or `src`/`dst` with `comm`/`pid`), netpol (`src` and `dst`)"
