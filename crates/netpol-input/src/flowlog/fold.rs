@@ -1,5 +1,6 @@
 //! Folding events into connection classes: one [`Folded`] per (source end, destination end, protocol, port), the
-//! source port left out. Memory grows with the classes (and a bounded window of recent connections), not the log.
+//! source port left out. An end with a pod name or an address is that pod or address (the labels of its first event
+//! are kept); an end with neither (an aggregated workload) is its name, namespace and labels. Memory grows with the classes (and a bounded window of recent connections), not the log.
 //!
 //! Connections are counted so: a record that counts them (`Observed::connections`, an aggregated log) gives its
 //! count; a reply, or an event that does not open a connection (`opens: Some(false)`: a TCP segment that is no
@@ -73,6 +74,24 @@ fn end_id(e: &End, h: &mut FxHasher) {
     }
 }
 
+/// What tells one end of a class from another: a pod (or address) is itself, whatever labels an event gives it (the
+/// first event's are kept); an end with neither (an aggregated one) is its labels too.
+fn class_end(e: &End, h: &mut FxHasher) {
+    (&e.namespace, &e.pod, &e.ip, &e.aggregated, &e.kind).hash(h);
+    if e.pod.is_none() && e.ip.is_none() {
+        e.labels.hash(h);
+    }
+}
+
+fn same_end(a: &End, b: &End) -> bool {
+    a.namespace == b.namespace
+        && a.pod == b.pod
+        && a.ip == b.ip
+        && a.aggregated == b.aggregated
+        && a.kind == b.kind
+        && (a.pod.is_some() || a.ip.is_some() || a.labels == b.labels)
+}
+
 impl Folder {
     /// An empty folder with the default window ([`WINDOW`] connections).
     pub fn new() -> Self {
@@ -135,12 +154,14 @@ impl Folder {
     pub fn add(&mut self, file: &str, o: Observed) {
         let connections = self.connections(&o);
         let mut h = FxHasher::default();
-        (&o.src, &o.dst, o.protocol, o.port).hash(&mut h);
+        class_end(&o.src, &mut h);
+        class_end(&o.dst, &mut h);
+        (o.protocol, o.port).hash(&mut h);
         let key = h.finish();
         let found = self.index.get(&key).and_then(|ids| {
             ids.iter().copied().find(|&i| {
                 let f = &self.classes[i].folded;
-                f.src == o.src && f.dst == o.dst && f.protocol == o.protocol && f.port == o.port
+                same_end(&f.src, &o.src) && same_end(&f.dst, &o.dst) && f.protocol == o.protocol && f.port == o.port
             })
         });
         let i = match found {
