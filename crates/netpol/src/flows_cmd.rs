@@ -88,10 +88,20 @@ pub struct Logs {
 pub fn read_logs(paths: &[String], forced: Option<FlowFormat>) -> Result<Logs> {
     let mut folder = netpol_input::flowlog::Folder::new();
     let mut logs = Logs { folded: Vec::new(), errors: Vec::new(), lines: 0, skipped: 0 };
+    // A spinner with the records read, on a terminal only (indicatif draws nothing elsewhere).
+    let spinner = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} reading {msg}") {
+        spinner.set_style(style);
+    }
+    let mut records = 0u64;
     for path in paths {
         let input = netpol_input::flowlog::open(path)?;
         let mut reader = netpol_input::flowlog::Reader::new(path, input, forced);
         for r in reader.by_ref() {
+            records += 1;
+            if records % 65_536 == 0 {
+                spinner.set_message(format!("{path}: {records} records, {} classes", folder.len()));
+            }
             match r {
                 Ok(o) => folder.add(path, o),
                 Err(e) => logs.errors.push(e),
@@ -100,6 +110,7 @@ pub fn read_logs(paths: &[String], forced: Option<FlowFormat>) -> Result<Logs> {
         logs.lines += reader.lines();
         logs.skipped += reader.skipped();
     }
+    spinner.finish_and_clear();
     logs.folded = folder.finish();
     Ok(logs)
 }
