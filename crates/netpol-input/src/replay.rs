@@ -379,21 +379,23 @@ pub struct Resolved {
 
 impl EndResolver<'_> {
     /// The class's ends and port, or what could not be told, as the list of unresolved classes shows it.
-    pub fn resolve_folded(&self, f: &Folded) -> Result<Resolved, Unresolved> {
+    pub fn resolve_folded(&self, f: &Folded) -> Result<Resolved, Box<Unresolved>> {
         let resolved = judged_port(f).and_then(|port| {
             let (src, hs) = self.resolve(&f.src).map_err(|e| format!("src: {e}"))?;
             let (dst, hd) = self.resolve(&f.dst).map_err(|e| format!("dst: {e}"))?;
             Ok(Resolved { src, dst, how: [hs, hd], port })
         });
-        resolved.map_err(|reason| Unresolved {
-            src: f.src.clone(),
-            dst: f.dst.clone(),
-            protocol: f.protocol,
-            port: f.port,
-            connections: f.connections,
-            reason,
-            file: f.file.clone(),
-            line: f.line,
+        resolved.map_err(|reason| {
+            Box::new(Unresolved {
+                src: f.src.clone(),
+                dst: f.dst.clone(),
+                protocol: f.protocol,
+                port: f.port,
+                connections: f.connections,
+                reason,
+                file: f.file.clone(),
+                line: f.line,
+            })
         })
     }
 }
@@ -411,7 +413,7 @@ pub fn replay(current: &Engine, proposed: Option<&Engine>, flows: &[Folded], opt
             Ok(x) => x,
             Err(u) => {
                 s.unresolved.add(f.connections);
-                report.unresolved.push(u);
+                report.unresolved.push(*u);
                 continue;
             }
         };

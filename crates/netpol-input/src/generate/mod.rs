@@ -409,7 +409,7 @@ pub fn plan(engine: &Engine, flows: &[Folded], opts: &Options) -> Plan {
         let (src, dst, port) = match r.resolve_folded(f) {
             Ok(x) => (x.src, x.dst, x.port),
             Err(u) => {
-                plan.unresolved.push(u);
+                plan.unresolved.push(*u);
                 continue;
             }
         };
