@@ -99,7 +99,7 @@ pub fn read_logs(paths: &[String], forced: Option<FlowFormat>) -> Result<Logs> {
         let mut reader = netpol_input::flowlog::Reader::new(path, input, forced);
         for r in reader.by_ref() {
             records += 1;
-            if records % 65_536 == 0 {
+            if records.is_multiple_of(65_536) {
                 spinner.set_message(format!("{path}: {records} records, {} classes", folder.len()));
             }
             match r {
