@@ -58,3 +58,14 @@ export const manifest = (policy) => call(`/api/v1/manifest${query({ policy })}`)
 export const tierManifest = (tier) => call(`/api/v1/manifest${query({ tier })}`);
 /** GET /api/v1/tiers: the tiers in evaluation order (order, default action, policies). */
 export const tiers = () => call('/api/v1/tiers');
+
+/**
+ * POST /api/v1/graph/flows: a flow log (text, or a Blob/File: gzip is sent as is) over the graph of `params`
+ * ({group, namespace, selector, port, format}).
+ */
+export const graphFlows = (log, params) =>
+  call(`/api/v1/graph/flows${query(params)}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-ndjson' },
+    body: log,
+  });
