@@ -11,7 +11,7 @@
 //                                               Calico staged policy: the staged verdict in the explanation; then a
 //                                               Calico HostEndpoint: each host check in the explanation
 //
-// The example run compares what the page shows with the engine's answers fetched from the API independently
+// The example run compares what the page shows (the example's flow log overlaid included) with the engine's answers fetched from the API independently
 // (the per-pod matrix, the what-if diff, explain), drives the canvas with real clicks, and saves screenshots.
 // Exit status 0 when every check passed; 1 with the failures listed otherwise.
 
@@ -452,6 +452,45 @@ async function exampleRun(page) {
   await page.mouse.move(1, 890); // no tooltip
   await page.waitForTimeout(100); // the canvas refits after the table closes
   await page.screenshot({ path: path.join(outDir, 'ui.png') });
+
+  // 10. The example's Hubble flow log over the graph (what-if preview still on): the observed edges listed are the
+  // API's, the denied ones red; clicking the observed-only web -> postgres edge explains the logged flow (denied).
+  await page.click('#tab-btn-flows');
+  const logFile = new URL('../examples/three-tier/flows.hubble.jsonl', import.meta.url);
+  await page.setInputFiles('#fl-file', logFile.pathname);
+  await page.click('#fl-run');
+  await page.waitForSelector('#flows-result[data-state="ready"]', { state: 'attached', timeout: 20000 });
+  const flowGraph = await page.evaluate(() => window.__netpol.state.graph);
+  const overlay = await api(`/api/v1/graph/flows?group=${flowGraph.grouping}`, { method: 'POST', body: fs.readFileSync(logFile) });
+  const listed = await page.$$eval('.observed-list li', (l) => l.map((x) => ({ ...x.dataset, red: x.classList.contains('denied') })));
+  const key = (o) => `${o.src ?? ''}\0${o.dst ?? ''}\0${o.deniedAny}`;
+  check(
+    overlay.edges.length > 0 &&
+      listed.length === overlay.edges.length &&
+      listed.every((x, i) => `${x.src}\0${x.dst}\0${x.denied}` === key(overlay.edges[i]) && x.red === overlay.edges[i].deniedAny),
+    `flow log: the observed edges listed are the API's (${overlay.edges.length}), the denied ones red`,
+    { listed, api: overlay.edges.map(key) },
+  );
+  const pgNode = flowGraph.nodes.find((n) => n.namespace === 'database' && n.name === 'postgres');
+  const webNode = flowGraph.nodes.find((n) => n.namespace === 'frontend' && n.name === 'web');
+  const cut = overlay.edges.find((o) => o.src === webNode?.id && o.dst === pgNode?.id);
+  const legend = await page.$$eval('.legend .fl', (l) => l.map((d) => getComputedStyle(d).display));
+  check(cut && cut.deniedAny && cut.denied > 0 && legend.length === 2 && legend.every((d) => d !== 'none'), 'flow log: web -> postgres is observed denied, with its legend', { cut, legend });
+  const at = cut && (await page.evaluate(([a, b]) => window.__netpol.observedPos(a, b), [cut.src, cut.dst]));
+  if (check(Boolean(at), 'flow log: the observed web -> postgres edge is drawn')) {
+    const box = await page.locator('#graph').boundingBox();
+    await page.mouse.click(box.x + at.x, box.y + at.y);
+    await page.waitForSelector('#explain .explanation', { timeout: 20000 });
+    const inspect = await page.textContent('#inspect');
+    const verdict = await page.textContent('#explain .verdict');
+    check(inspect.startsWith('Observed') && inspect.includes('1 denied') && /deny/i.test(verdict), 'flow log: clicking the observed edge explains the logged flow', { inspect, verdict });
+  }
+  const flowsText = await page.textContent('#flows-result');
+  check(!/\b(null|undefined|NaN)\b/.test(flowsText) && flowsText.includes('body:8'), 'flow log: the result lists the unreadable line, and no null/undefined', flowsText);
+  await page.screenshot({ path: path.join(outDir, 'three-tier-flows.png') });
+  await page.click('#tab-btn-flows');
+  await page.click('#fl-clear');
+  check(await page.evaluate(() => window.__netpol.state.flows === null && !document.body.classList.contains('flows')), 'flow log: Clear removes the overlay');
 
   check(errors.length === 0, 'no console errors (CSP violations included)', errors);
 }
