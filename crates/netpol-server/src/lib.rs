@@ -1525,10 +1525,11 @@ async fn flows_replay_handler(
         } else {
             ("body", None)
         };
-        let (text, change) = match &req {
-            Some(r) => (r.flows.as_bytes(), Some(WhatIf { apply: r.apply.clone(), delete: r.delete.clone() })),
-            None => (&body[..], None),
+        let (flows, change) = match req {
+            Some(FlowReplayRequest { flows, apply, delete }) => (Some(flows), Some(WhatIf { apply, delete })),
+            None => (None, None),
         };
+        let text = flows.as_ref().map_or(&body[..], |f| f.as_bytes());
         let change = change.filter(|c| !c.apply.is_empty() || !c.delete.is_empty());
         let proposed = match change {
             Some(c) => {
