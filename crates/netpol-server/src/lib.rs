@@ -1408,6 +1408,31 @@ pub(crate) fn read_flow_log(
     Ok(log)
 }
 
+/// A gzip body (known by its magic bytes) decompressed, at most `max` bytes (413 beyond); `None` when it is not
+/// gzip.
+fn inflate(bytes: &[u8], max: usize, job: &Job) -> Result<Option<Vec<u8>>, Failure> {
+    use std::io::Read;
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(None);
+    }
+    let input = CancellableReader { rest: bytes, job };
+    let mut out = Vec::new();
+    let read = netpol_input::flowlog::decompressed(Box::new(input))
+        .and_then(|d| d.take((max as u64).saturating_add(1)).read_to_end(&mut out));
+    job.check()?;
+    read.map_err(|e| Failure::bad("body", format!("cannot decompress the body: {e}")))?;
+    if out.len() > max {
+        return Err(Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body",
+            format!(
+                "the decompressed body is larger than {max} bytes ({FLOW_LOG_EXPANSION} times `serve --body-limit`)"
+            ),
+        ));
+    }
+    Ok(Some(out))
+}
+
 /// `POST /api/v1/flows/replay` with `Content-Type: application/json`: the flow log as a string, and a proposed
 /// change as `POST /api/v1/whatif` takes it.
 #[derive(serde::Deserialize, ToSchema)]
@@ -1473,9 +1498,9 @@ pub(crate) fn replay_json(
 ///
 /// The body is the flow log itself (one record per line, any supported format, detected line by line unless
 /// `format` is given; gzip-compressed or not), with no change; or, with `Content-Type: application/json`, a
-/// `FlowReplayRequest`: `{"flows": "<the log>", "apply": [...], "delete": [...]}`, the change given as to
-/// `POST /api/v1/whatif` (without `apply` and `delete`: no change). Lines that cannot be read are listed in
-/// `errors` and do not fail the request. The answer: `summary` (observed, judged, unresolved, `newly_denied`,
+/// `FlowReplayRequest` (gzip-compressed or not): `{"flows": "<the log>", "apply": [...], "delete": [...]}`, the
+/// change given as to `POST /api/v1/whatif` (without `apply` and `delete`: no change). Lines that cannot be read
+/// are listed in `errors` and do not fail the request. The answer: `summary` (observed, judged, unresolved, `newly_denied`,
 /// `newly_allowed`, the log's disagreements with the model, each as `{classes, connections}`), `rows` (one per
 /// judged connection class, with explanations for the changed and disagreeing ones, or all with `explain`),
 /// `unresolved`, `cni`, `change`, `lines`, `skipped_lines`, `errors`.
@@ -1511,7 +1536,8 @@ async fn flows_replay_handler(
     let (job, _cancel) = state.begin_expensive().map_err(|b| Failure::busy(&state, b))?;
     let task = tokio::task::spawn_blocking(move || -> Result<Response, Failure> {
         let (name, req) = if json {
-            let req: FlowReplayRequest = serde_json::from_slice(&body).map_err(|e| {
+            let inflated = inflate(&body, max, &job)?;
+            let req: FlowReplayRequest = serde_json::from_slice(inflated.as_deref().unwrap_or(&body)).map_err(|e| {
                 Failure::bad(
                     "body",
                     format!(

@@ -115,6 +115,18 @@ async fn a_change_that_cuts_observed_traffic_is_newly_denied() {
     // Nothing was applied: the model still allows the flow the fix would cut.
     let e = get(&app, "/api/v1/explain?src=backend/worker&dst=database/postgres&port=5432").await;
     assert_eq!(e.json()["verdict"], "allow");
+    // The JSON request gzip-compressed: the same answer.
+    let body = json!({"flows": flows, "apply": [the_fix()]});
+    let r = call(
+        &app,
+        Method::POST,
+        "/api/v1/flows/replay",
+        &[("content-type", "application/json"), ("content-encoding", "gzip")],
+        gzip(body.to_string().as_bytes()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["summary"]["newly_denied"], json!({"classes": 1, "connections": 3}));
     // A JSON body without a change: the log alone.
     let body = json!({"flows": flows});
     let j = replay(&app, "", "application/json", body.to_string().into_bytes()).await.json();
@@ -224,7 +236,9 @@ async fn gzip_bodies_are_read_and_bounded() {
     assert!(bomb.len() < limit, "{}", bomb.len());
     let r = replay(&app, "", "application/octet-stream", bomb.clone()).await;
     assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "body");
-    let r = call(&app, Method::POST, "/api/v1/graph/flows?group=labels", &[], bomb).await;
+    let r = call(&app, Method::POST, "/api/v1/graph/flows?group=labels", &[], bomb.clone()).await;
+    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "body");
+    let r = replay(&app, "", "application/json", bomb).await;
     assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "body");
 }
 
