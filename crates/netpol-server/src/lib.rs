@@ -1475,22 +1475,17 @@ fn change_text(req: &WhatIf) -> String {
 }
 
 /// The replay's answer as `netpol flows replay -o json` writes it: the report with `cni`, `change`, `lines`,
-/// `skipped_lines` and `errors`.
-pub(crate) fn replay_json(
-    current: &Engine,
-    rep: &netpol_input::replay::Report,
-    log: &FlowLog,
-    change: Option<&str>,
-) -> Result<serde_json::Value, serde_json::Error> {
-    let mut v = serde_json::to_value(rep)?;
-    if let serde_json::Value::Object(m) = &mut v {
-        m.insert("cni".into(), netpol_input::cni_json(current));
-        m.insert("change".into(), serde_json::json!(change));
-        m.insert("lines".into(), serde_json::json!(log.lines));
-        m.insert("skipped_lines".into(), serde_json::json!(log.skipped));
-        m.insert("errors".into(), serde_json::to_value(&log.errors)?);
-    }
-    Ok(v)
+/// `skipped_lines` and `errors`. Serialized straight to bytes (a report with many explained rows is large: no
+/// intermediate JSON tree).
+#[derive(Serialize)]
+struct ReplayAnswer<'a> {
+    #[serde(flatten)]
+    report: &'a netpol_input::replay::Report,
+    cni: serde_json::Value,
+    change: Option<&'a str>,
+    lines: u64,
+    skipped_lines: u64,
+    errors: &'a [netpol_input::flowlog::LineError],
 }
 
 /// Replay a flow log: its observed connections judged by the loaded policies and, with a proposed change, by the
@@ -1569,13 +1564,21 @@ async fn flows_replay_handler(
             None => None,
         };
         let log = read_flow_log(text, name, forced, max, &job)?;
-        let opts = netpol_input::replay::Options { explain_all };
+        let opts = netpol_input::replay::Options { explain_all, ..Default::default() };
         let rep = netpol_input::replay::replay(&model.engine, proposed.as_ref().map(|(e, _)| e), &log.folded, opts);
         job.check()?;
         let change = proposed.as_ref().map(|(_, what)| what.as_str());
-        let v = replay_json(&model.engine, &rep, &log, change)
+        let answer = ReplayAnswer {
+            report: &rep,
+            cni: netpol_input::cni_json(&model.engine),
+            change,
+            lines: log.lines,
+            skipped_lines: log.skipped,
+            errors: &log.errors,
+        };
+        let bytes = serde_json::to_vec(&answer)
             .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?;
-        Ok(Json(v).into_response())
+        Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
     });
     task.await.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?
 }

@@ -1661,7 +1661,9 @@ pub async fn graph_flows_handler(
         };
         let grouping = opts.grouping.unwrap_or_else(|| auto_grouping(e, &opts.focus, opts.max_nodes));
         let log = crate::read_flow_log(&body, "body", forced, max, &job)?;
-        let rep = netpol_input::replay::replay(e, None, &log.folded, netpol_input::replay::Options::default());
+        // The verdicts only: an explanation per disagreeing row would cost much and show nowhere.
+        let quiet = netpol_input::replay::Options { no_explanations: true, ..Default::default() };
+        let rep = netpol_input::replay::replay(e, None, &log.folded, quiet);
         job.check()?;
         let mut counts = OverlayCounts {
             lines: log.lines,
