@@ -16,8 +16,8 @@
 //!
 //! Routes: `POST /api/v1/query`, `GET /api/v1/explain`, `GET /api/v1/matrix`, `GET /api/v1/lint`,
 //! `GET /api/v1/diagnostics`, `POST /api/v1/whatif`, `POST /api/v1/flows/replay`, `GET /api/v1/pods`,
-//! `GET /api/v1/policies`, `GET /api/v1/tiers`, `GET /api/v1/hostendpoints`, `GET /api/v1/openapi.json`, `GET /healthz`, `GET /metrics`; and the web UI's
-//! ([`ui`]).
+//! `GET /api/v1/policies`, `GET /api/v1/tiers`, `GET /api/v1/hostendpoints`, `GET /api/v1/openapi.json`,
+//! `GET /healthz`, `GET /metrics`; and the web UI's ([`ui`]).
 
 #![forbid(unsafe_code)]
 
@@ -1433,6 +1433,26 @@ fn inflate(bytes: &[u8], max: usize, job: &Job) -> Result<Option<Vec<u8>>, Failu
     Ok(Some(out))
 }
 
+/// A JSON request body (gzip-compressed or not, [`inflate`]) of type `T`; 400 saying what to send (`shape`) when
+/// it is not one.
+pub(crate) fn json_request<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    max: usize,
+    job: &Job,
+    shape: &str,
+) -> Result<T, Failure> {
+    let inflated = inflate(body, max, job)?;
+    serde_json::from_slice(inflated.as_deref().unwrap_or(body)).map_err(|e| {
+        Failure::bad(
+            "body",
+            format!(
+                "with `Content-Type: application/json` the body is {shape}: {e}; send a flow log itself as \
+                 `application/x-ndjson` or `text/plain`"
+            ),
+        )
+    })
+}
+
 /// `POST /api/v1/flows/replay` with `Content-Type: application/json`: the flow log as a string, and a proposed
 /// change as `POST /api/v1/whatif` takes it.
 #[derive(serde::Deserialize, ToSchema)]
@@ -1451,7 +1471,7 @@ pub struct FlowReplayRequest {
 }
 
 /// Whether the request's `Content-Type` is `application/json`.
-fn is_json_content(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json_content(headers: &HeaderMap) -> bool {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json")
 }
@@ -1495,10 +1515,10 @@ struct ReplayAnswer<'a> {
 /// `format` is given; gzip-compressed or not), with no change; or, with `Content-Type: application/json`, a
 /// `FlowReplayRequest` (gzip-compressed or not): `{"flows": "<the log>", "apply": [...], "delete": [...]}`, the
 /// change given as to `POST /api/v1/whatif` (without `apply` and `delete`: no change). Lines that cannot be read
-/// are listed in `errors` and do not fail the request. The answer: `summary` (observed, judged, unresolved, `newly_denied`,
-/// `newly_allowed`, the log's disagreements with the model, each as `{classes, connections}`), `rows` (one per
-/// judged connection class, with explanations for the changed and disagreeing ones, or all with `explain`),
-/// `unresolved`, `cni`, `change`, `lines`, `skipped_lines`, `errors`.
+/// are listed in `errors` and do not fail the request. The answer: `summary` (observed, judged, unresolved,
+/// `newly_denied`, `newly_allowed`, the log's disagreements with the model, each as `{classes, connections}`),
+/// `rows` (one per judged connection class, with explanations for the changed and disagreeing ones, or all with
+/// `explain`), `unresolved`, `cni`, `change`, `lines`, `skipped_lines`, `errors`.
 #[utoipa::path(post, path = "/api/v1/flows/replay",
     params(
         ("format" = Option<String>, Query, description = "read every line in this format: `hubble`, `calico`, `kube-network-policies`, `gadget` or `netpol` (default: detected line by line)"),
@@ -1531,18 +1551,8 @@ async fn flows_replay_handler(
     let (job, _cancel) = state.begin_expensive().map_err(|b| Failure::busy(&state, b))?;
     let task = tokio::task::spawn_blocking(move || -> Result<Response, Failure> {
         let (name, req) = if json {
-            let inflated = inflate(&body, max, &job)?;
-            let req: FlowReplayRequest = serde_json::from_slice(inflated.as_deref().unwrap_or(&body)).map_err(|e| {
-                Failure::bad(
-                    "body",
-                    format!(
-                        "with `Content-Type: application/json` the body is {{\"flows\": \"<the flow log>\", \"apply\": \
-                         [...], \"delete\": [...]}}: {e}; send a flow log itself as `application/x-ndjson` or \
-                         `text/plain`"
-                    ),
-                )
-            })?;
-            ("flows", Some(req))
+            let shape = "{\"flows\": \"<the flow log>\", \"apply\": [...], \"delete\": [...]}";
+            ("flows", Some(json_request::<FlowReplayRequest>(&body, max, &job, shape)?))
         } else {
             ("body", None)
         };
@@ -2546,6 +2556,7 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         crate::ui::EdgeChange,
         crate::ui::AppliedPolicy,
         crate::ui::GraphFlowsResponse,
+        crate::ui::GraphFlowsRequest,
         crate::ui::ObservedEdge,
         crate::ui::ObservedFlow,
         crate::ui::OverlayCounts,

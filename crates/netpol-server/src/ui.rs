@@ -1415,6 +1415,13 @@ pub struct ObservedEdge {
     /// Whether the model agrees with every verdict the log gives (`disagreements == 0`).
     #[serde(rename = "modelAgrees")]
     pub model_agrees: bool,
+    /// With a what-if (`whatif` in a JSON request): connections the loaded policies allow and the changed ones
+    /// deny, observed traffic the change would cut (0 without a what-if).
+    #[serde(rename = "newlyDenied")]
+    pub newly_denied: u64,
+    /// With a what-if: connections the loaded policies deny and the changed ones allow.
+    #[serde(rename = "newlyAllowed")]
+    pub newly_allowed: u64,
     /// The ports observed, `PORT/PROTOCOL` (ICMP: `icmp:TYPE:CODE`), sorted.
     pub ports: Vec<String>,
     /// The outside addresses of a `null` end (at most 10).
@@ -1466,6 +1473,8 @@ pub struct GraphFlowsResponse {
     /// The port the overlay is limited to (`PORT/PROTOCOL`); absent: every port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
+    /// Whether a what-if was replayed too (each edge's `newlyDenied` and `newlyAllowed`).
+    pub whatif: bool,
     /// Observed edges, denied ones first (by connections), then by connections.
     pub edges: Vec<ObservedEdge>,
     pub counts: OverlayCounts,
@@ -1478,6 +1487,23 @@ pub struct GraphFlowsResponse {
     /// Time the server spent, in milliseconds.
     #[serde(rename = "computeMs")]
     pub compute_ms: f64,
+}
+
+/// `POST /api/v1/graph/flows` with `Content-Type: application/json`: the flow log, and the what-if editor's text
+/// to replay it against too.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraphFlowsRequest {
+    /// The flow log, one record per line.
+    pub flows: String,
+    /// Policies as `POST /api/v1/graph/whatif` takes its body (YAML documents or JSON): the changed model each
+    /// edge's `newlyDenied` and `newlyAllowed` are counted against.
+    #[serde(default)]
+    pub whatif: Option<String>,
+    /// Loaded policies to delete in the what-if, as `delete` of `POST /api/v1/graph/whatif` (with or without
+    /// `whatif`).
+    #[serde(default)]
+    pub delete: Vec<String>,
 }
 
 /// A port as `GET /api/v1/explain` takes it.
@@ -1553,6 +1579,8 @@ pub fn observed_edges(
             disagreements: 0,
             denied_any: false,
             model_agrees: true,
+            newly_denied: 0,
+            newly_allowed: 0,
             ports: Vec::new(),
             addresses: Vec::new(),
             example: flow(),
@@ -1572,6 +1600,11 @@ pub fn observed_edges(
         if r.disagreement.is_some() {
             edge.disagreements += n;
             edge.model_agrees = false;
+        }
+        match r.change {
+            Some(netpol_input::replay::Change::NewlyDenied) => edge.newly_denied += n,
+            Some(netpol_input::replay::Change::NewlyAllowed) => edge.newly_allowed += n,
+            None => {}
         }
         let red = model_denies || matches!(r.observed, Observation::Denied | Observation::Mixed);
         if red && !edge.denied_any {
@@ -1609,11 +1642,16 @@ pub fn observed_edges(
 /// nodes, edge by edge.
 ///
 /// The body is the flow log (one record per line in any format `POST /api/v1/flows/replay` reads, gzip
-/// accepted). Each edge between two nodes (or a node and addresses outside the cluster, `null`) counts its
-/// observed flows and connections, by what the log says (allowed, denied, both, no verdict) and by the loaded
-/// model's verdict (`modelDenied`, `disagreements`); `deniedAny` marks what the UI draws red. Give `group` (the
-/// graph's `grouping`), `namespace` and `selector` as for the graph being overlaid, so that node ids match;
-/// `port` limits the overlay to one port (default: every port observed).
+/// accepted); or, with `Content-Type: application/json`, a `GraphFlowsRequest`: the log and a what-if (the
+/// policies of the graph what-if's editor, and deletions), which each edge's `newlyDenied` (observed traffic the
+/// change would cut) and `newlyAllowed` count against; an invalid pasted policy gets 422 with its field, document
+/// and line, as the graph what-if.
+///
+/// Each edge between two nodes (or a node and addresses outside the cluster, `null`) counts its observed flows
+/// and connections, by what the log says (allowed, denied, both, no verdict) and by the loaded model's verdict
+/// (`modelDenied`, `disagreements`); `deniedAny` marks what the UI draws red. Give `group` (the graph's
+/// `grouping`), `namespace` and `selector` as for the graph being overlaid, so that node ids match; `port` limits
+/// the overlay to one port (default: every port observed).
 #[utoipa::path(post, path = "/api/v1/graph/flows", tag = "ui",
     params(
         ("port" = Option<String>, Query, description = "only the flows on this port, `PORT` or `PORT/PROTOCOL` (default: every port)"),
@@ -1623,11 +1661,13 @@ pub fn observed_edges(
         ("max_nodes" = Option<usize>, Query, description = "with `group=auto`: as the graph"),
         ("format" = Option<String>, Query, description = "read every line in this format: `hubble`, `calico`, `kube-network-policies`, `gadget` or `netpol` (default: detected line by line)"),
     ),
-    request_body(description = "the flow log (JSON Lines or text; gzip accepted)", content_type = "application/x-ndjson", content = String),
+    request_body(description = "the flow log (JSON Lines or text; gzip accepted), or with `Content-Type: application/json` the log and a what-if",
+        content((String = "application/x-ndjson"), (GraphFlowsRequest = "application/json"))),
     responses(
         (status = 200, description = "the observed edges", body = GraphFlowsResponse),
-        (status = 400, description = "invalid parameter", body = UiError),
-        (status = 404, description = "unknown namespace", body = UiError),
+        (status = 400, description = "invalid parameter, a JSON body that is not a `GraphFlowsRequest`, invalid YAML in `whatif`", body = UiError),
+        (status = 404, description = "unknown namespace, or a policy to delete does not exist", body = UiError),
+        (status = 422, description = "a what-if policy is invalid (field, document, line)", body = UiError),
         (status = 413, description = "body (or the decompressed log) larger than the limit", body = UiError),
         (status = 415, description = "a `Content-Encoding` other than gzip", body = UiError),
     ))]
@@ -1647,6 +1687,7 @@ pub async fn graph_flows_handler(
     })?;
     let forced = crate::flow_format_param(&p)?;
     crate::check_content_encoding(&headers)?;
+    let json = crate::is_json_content(&headers);
     let max = state.body_limit.saturating_mul(crate::FLOW_LOG_EXPANSION);
     let (job, _cancel) = state
         .begin_expensive()
@@ -1660,10 +1701,31 @@ pub async fn graph_flows_handler(
             None => None,
         };
         let grouping = opts.grouping.unwrap_or_else(|| auto_grouping(e, &opts.focus, opts.max_nodes));
-        let log = crate::read_flow_log(&body, "body", forced, max, &job)?;
+        let req = match json {
+            true => Some(crate::json_request::<GraphFlowsRequest>(
+                &body,
+                max,
+                &job,
+                "{\"flows\": \"<the flow log>\", \"whatif\": \"<policies>\", \"delete\": [...]}",
+            )?),
+            false => None,
+        };
+        let (text, whatif) = match &req {
+            Some(r) => (r.flows.as_bytes(), Some((r.whatif.as_deref().unwrap_or(""), r.delete.clone()))),
+            None => (&body[..], None),
+        };
+        let changed = match whatif {
+            Some((text, delete)) if !text.trim().is_empty() || !delete.is_empty() => {
+                let (new, _) = what_if_engine(e.cluster(), text, delete)?;
+                job.check()?;
+                Some(new)
+            }
+            _ => None,
+        };
+        let log = crate::read_flow_log(text, if req.is_some() { "flows" } else { "body" }, forced, max, &job)?;
         // The verdicts only: an explanation per disagreeing row would cost much and show nowhere.
         let quiet = netpol_input::replay::Options { no_explanations: true, ..Default::default() };
-        let rep = netpol_input::replay::replay(e, None, &log.folded, quiet);
+        let rep = netpol_input::replay::replay(e, changed.as_ref(), &log.folded, quiet);
         job.check()?;
         let mut counts = OverlayCounts {
             lines: log.lines,
@@ -1684,6 +1746,7 @@ pub async fn graph_flows_handler(
         Ok(GraphFlowsResponse {
             grouping,
             port: port.map(|(p, proto)| port_param(proto, p)),
+            whatif: changed.is_some(),
             edges,
             counts,
             errors: log

@@ -403,3 +403,55 @@ async fn the_log_over_the_graph_follows_port_focus_and_grouping() {
     let r = call(&app, Method::POST, "/api/v1/graph/flows?format=nope", &[], hubble_log()).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "format");
 }
+
+#[tokio::test]
+async fn the_log_over_the_graph_with_a_what_if() {
+    let app = router(state());
+    let graph = get(&app, "/api/v1/graph?port=5432/TCP&group=labels").await.json();
+    let flows = String::from_utf8(hubble_log()).expect("UTF-8");
+    let fix = std::fs::read_to_string(root().join("examples/three-tier-fix/allow-postgres-from-backend.yaml"))
+        .expect("the example's fix");
+    let url = "/api/v1/graph/flows?group=labels";
+    let body = json!({"flows": flows, "whatif": fix}).to_string();
+    let r = crate::common::post(&app, url, "application/json", body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["whatif"], true);
+    // The fix cuts the observed worker -> postgres connections, as `POST /api/v1/flows/replay` says.
+    let e = edge(&j, &graph, Some("backend/worker"), Some("database/postgres"));
+    assert_eq!((e["newlyDenied"].as_u64(), e["newlyAllowed"].as_u64()), (Some(3), Some(0)), "{e}");
+    assert_eq!(e["deniedAny"], false, "the loaded policies allow it: {e}");
+    let cut: u64 = j["edges"].as_array().expect("edges").iter().filter_map(|e| e["newlyDenied"].as_u64()).sum();
+    assert_eq!(cut, 3);
+    // Deleting a policy instead; gzip-compressed.
+    let body = json!({"flows": flows, "whatif": "", "delete": ["backend/allow-api-from-frontend"]}).to_string();
+    let r = call(
+        &app,
+        Method::POST,
+        url,
+        &[("content-type", "application/json"), ("content-encoding", "gzip")],
+        gzip(body.as_bytes()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let j = r.json();
+    let e = edge(&j, &graph, Some("frontend/web"), Some("backend/api"));
+    assert_eq!(e["newlyDenied"], 3, "{e}");
+    // Without a what-if (or an empty one): none counted.
+    let body = json!({"flows": flows, "whatif": " "}).to_string();
+    let j = crate::common::post(&app, url, "application/json", body).await.json();
+    assert_eq!(j["whatif"], false);
+    assert!(j["edges"].as_array().expect("edges").iter().all(|e| e["newlyDenied"] == 0), "{j}");
+    // An invalid pasted policy: its field, document and line, as the graph what-if says them.
+    let bad = fix.replace("port: 5432", "port: 0");
+    let r =
+        crate::common::post(&app, url, "application/json", json!({"flows": flows, "whatif": bad}).to_string()).await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "spec.ingress[0].ports[0].port");
+    assert!(r.json()["line"].as_u64().is_some(), "{}", r.text());
+    let body = json!({"flows": flows, "delete": ["a/b"]}).to_string();
+    let r = crate::common::post(&app, url, "application/json", body).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "delete[0]");
+    // Not the request object.
+    let r = crate::common::post(&app, url, "application/json", hubble_log()).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "body");
+}
