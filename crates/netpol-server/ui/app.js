@@ -140,8 +140,9 @@ async function reloadGraph() {
     if (seq !== graphSeq) return; // a newer request is on its way
     perf.fetchMs = performance.now() - t;
     acceptGraph(g.data);
+    // A what-if re-runs the flow overlay itself (against its policies).
     if (state.whatif) await runWhatIf();
-    if (state.flowLog) await runFlows(false);
+    else if (state.flowLog) await runFlows(false);
     setBusy('ready');
   } catch (e) {
     if (seq !== graphSeq) return;
@@ -520,6 +521,7 @@ async function runWhatIf() {
     state.whatif = r.data;
     showGraph();
     renderWhatIf(r.data);
+    if (state.flowLog) await runFlows(false);
     perf.whatIfMs = performance.now() - t;
     res.dataset.state = 'ready';
   } catch (e) {
@@ -647,6 +649,7 @@ function clearWhatIf() {
   delete $('whatif-result').dataset.state;
   showWhatIfError(null);
   showGraph();
+  if (state.flowLog) runFlows(false);
 }
 
 async function editPolicy(ref) {
@@ -706,7 +709,8 @@ function observedText(o) {
   if (o.seen) parts.push(`${o.seen} without verdict`);
   const model = o.modelDenied ? `the policies deny ${o.modelDenied}` : 'the policies allow all';
   const disagree = o.modelAgrees ? '' : ` · log and policies disagree on ${o.disagreements}`;
-  return `${plural(o.connections, 'connection')} on ${o.ports.join(', ')} (log: ${parts.join(', ')}; ${model})${disagree}`;
+  const wi = [o.newlyDenied ? `the what-if would deny ${o.newlyDenied}` : null, o.newlyAllowed ? `the what-if would allow ${o.newlyAllowed}` : null].filter(Boolean);
+  return `${plural(o.connections, 'connection')} on ${o.ports.join(', ')} (log: ${parts.join(', ')}; ${model})${disagree}${wi.length ? ` · ${wi.join(', ')}` : ''}`;
 }
 
 function showFlowsError(e) {
@@ -742,7 +746,9 @@ async function runFlows(fromInputs = true) {
       port: $('fl-port').checked ? portText() : '',
     };
     const t = performance.now();
-    const r = await api.graphFlows(state.flowLog, params);
+    // With a what-if preview on, the log is judged against its policies too: the observed traffic it would cut.
+    const whatif = state.whatif ? { text: editor.value, delete: state.deletes } : null;
+    const r = await api.graphFlows(state.flowLog, params, whatif);
     perf.flowsMs = performance.now() - t;
     showFlowsError(null);
     state.flows = r.data;
@@ -779,6 +785,9 @@ function renderFlows(f) {
   const c = f.counts;
   const denied = f.edges.filter((o) => o.deniedAny).length;
   const disagree = f.edges.filter((o) => !o.modelAgrees).length;
+  const cut = f.edges.reduce((n, o) => n + o.newlyDenied, 0);
+  // With a what-if, the edges it would cut first (the server's order otherwise: denied first).
+  const edges = f.whatif ? [...f.edges].sort((a, b) => (b.newlyDenied > 0) - (a.newlyDenied > 0)) : f.edges;
   const badge = $('flows-badge');
   badge.hidden = false;
   badge.textContent = denied ? `${denied} denied` : String(f.edges.length);
@@ -804,23 +813,26 @@ function renderFlows(f) {
     $('flows-result'),
     h(
       'div',
-      { class: 'summary', dataset: { edges: f.edges.length, denied, disagree } },
+      { class: 'summary', dataset: { edges: f.edges.length, denied, disagree, cut } },
       h('span', { class: 'observed' }, plural(f.edges.length, 'observed edge')),
       h('span', { class: 'denied' }, `${denied} denied`),
       h('span', { class: 'disagree' }, `${disagree} where log and policies disagree`),
       h('span', { class: 'muted' }, f.port ? `on ${f.port}` : 'every port'),
     ),
+    f.whatif
+      ? h('p', { class: cut ? 'observed-note denied' : 'observed-note' }, cut ? `the what-if would cut ${plural(cut, 'observed connection')}` : 'the what-if cuts no observed connection')
+      : null,
     h('p', { class: 'muted small' }, counts.join(' · ')),
     view.observedHidden ? h('p', { class: 'muted small' }, `${plural(view.observedHidden, 'edge')} not drawn: a node not on the graph (narrow or widen the filters)`) : null,
     h(
       'ul',
       { class: 'observed-list' },
-      f.edges.slice(0, 300).map((o) =>
+      edges.slice(0, 300).map((o) =>
         h(
           'li',
           {
-            class: [o.deniedAny ? 'denied' : '', drawn.has(`${o.src}\u0000${o.dst}`) ? '' : 'offgraph'].filter(Boolean).join(' ') || null,
-            dataset: { src: o.src ?? '', dst: o.dst ?? '', denied: String(o.deniedAny) },
+            class: [o.deniedAny ? 'denied' : '', o.newlyDenied ? 'cut' : '', drawn.has(`${o.src}\u0000${o.dst}`) ? '' : 'offgraph'].filter(Boolean).join(' ') || null,
+            dataset: { src: o.src ?? '', dst: o.dst ?? '', denied: String(o.deniedAny), cut: String(o.newlyDenied) },
             onclick: () => selectObserved(o),
           },
           `${endLabel(o.src, o)} → ${endLabel(o.dst, o)}`,
@@ -928,7 +940,7 @@ async function followRevision() {
     if (res.ok && rev && !busy && (!state.revision || rev !== state.revision)) {
       await loadAll();
       if (state.whatif) await runWhatIf();
-      if (state.flowLog) await runFlows(false);
+      else if (state.flowLog) await runFlows(false);
     }
   } catch {
     // The server is away (restarting): try again at the next tick.

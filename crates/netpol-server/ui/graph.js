@@ -600,21 +600,23 @@ export class GraphView {
 
 /**
  * The observed edges: one wide translucent stroke each, with an arrowhead; red when the log or the model denies
- * some of the edge's connections. `selected` (an edge key) is drawn opaque.
+ * some of the edge's connections; dashed red, on top, when the what-if would deny some that are allowed now.
+ * `selected` (an edge key) is drawn opaque.
  */
 function drawObserved(ctx, items, px, selected) {
   const w = 6 * Math.max(px, 0.6);
-  for (const denied of [false, true]) {
+  const kind = (o) => (o.newlyDenied > 0 ? 2 : o.deniedAny ? 1 : 0);
+  for (const k of [0, 1, 2]) {
     for (const sel of [false, true]) {
-      const list = items.filter((it) => Boolean(it.o.deniedAny) === denied && (it.key === selected) === sel);
+      const list = items.filter((it) => kind(it.o) === k && (it.key === selected) === sel);
       if (!list.length) continue;
-      const color = denied ? COLORS.observedDenied : COLORS.observed;
-      ctx.globalAlpha = sel ? 0.9 : denied ? 0.5 : 0.4;
+      const color = k ? COLORS.observedDenied : COLORS.observed;
+      ctx.globalAlpha = sel ? 0.9 : [0.4, 0.5, 0.8][k];
       ctx.strokeStyle = color;
       ctx.fillStyle = color;
       ctx.lineWidth = sel ? w * 1.4 : w;
-      ctx.lineCap = 'round';
-      ctx.setLineDash([]);
+      ctx.lineCap = k === 2 ? 'butt' : 'round';
+      ctx.setLineDash(k === 2 ? [2 * w, 1.2 * w] : []);
       ctx.beginPath();
       for (const { g } of list) {
         if (g.loop) {
@@ -626,6 +628,7 @@ function drawObserved(ctx, items, px, selected) {
         }
       }
       ctx.stroke();
+      ctx.setLineDash([]);
       const size = Math.max(9 * px, 7);
       ctx.beginPath();
       for (const { g } of list) {
