@@ -11,7 +11,7 @@
 //                                               Calico staged policy: the staged verdict in the explanation; then a
 //                                               Calico HostEndpoint: each host check in the explanation
 //
-// The example run compares what the page shows with the engine's answers fetched from the API independently
+// The example run compares what the page shows (the example's flow log overlaid included) with the engine's answers fetched from the API independently
 // (the per-pod matrix, the what-if diff, explain), drives the canvas with real clicks, and saves screenshots.
 // Exit status 0 when every check passed; 1 with the failures listed otherwise.
 
@@ -452,6 +452,61 @@ async function exampleRun(page) {
   await page.mouse.move(1, 890); // no tooltip
   await page.waitForTimeout(100); // the canvas refits after the table closes
   await page.screenshot({ path: path.join(outDir, 'ui.png') });
+
+  // 10. The example's Hubble flow log over the graph, with the what-if preview still on: the observed edges listed
+  // are the API's (judged against the previewed policies too), the denied ones red, the worker -> postgres
+  // connections the fix would cut marked; clicking the observed-only web -> postgres edge explains the logged flow.
+  await page.click('#tab-btn-flows');
+  const logFile = new URL('../examples/three-tier/flows.hubble.jsonl', import.meta.url);
+  await page.setInputFiles('#fl-file', logFile.pathname);
+  await page.click('#fl-run');
+  await page.waitForSelector('#flows-result[data-state="ready"]', { state: 'attached', timeout: 20000 });
+  const flowGraph = await page.evaluate(() => window.__netpol.state.graph);
+  const overlay = await api(`/api/v1/graph/flows?group=${flowGraph.grouping}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ flows: fs.readFileSync(logFile, 'utf8'), whatif: FIX_AND_ADD, delete: [] }),
+  });
+  const listed = await page.$$eval('.observed-list li', (l) => l.map((x) => ({ ...x.dataset, red: x.classList.contains('denied'), cutMark: x.classList.contains('cut') })));
+  const key = (o) => `${o.src ?? ''}\0${o.dst ?? ''}\0${o.deniedAny}\0${o.newlyDenied}`;
+  const apiEdges = overlay.edges.map(key).sort();
+  const shownEdges = listed.map((x) => `${x.src}\0${x.dst}\0${x.denied}\0${x.cut}`).sort();
+  check(
+    overlay.whatif && overlay.edges.length > 0 && JSON.stringify(shownEdges) === JSON.stringify(apiEdges) && listed.every((x) => x.red === (x.denied === 'true') && x.cutMark === (x.cut !== '0')),
+    `flow log: the observed edges listed are the API's (${overlay.edges.length}), the denied ones red, the cut ones marked`,
+    { shownEdges, apiEdges },
+  );
+  const cutBy = await page.$eval('#flows-result .summary', (e) => e.dataset.cut);
+  const workerNode = flowGraph.nodes.find((n) => n.namespace === 'backend' && n.name === 'worker');
+  const pgNode = flowGraph.nodes.find((n) => n.namespace === 'database' && n.name === 'postgres');
+  const webNode = flowGraph.nodes.find((n) => n.namespace === 'frontend' && n.name === 'web');
+  const cut = overlay.edges.find((o) => o.src === webNode?.id && o.dst === pgNode?.id);
+  const legend = await page.$$eval('.legend .fl', (l) => l.map((d) => getComputedStyle(d).display));
+  check(cut && cut.deniedAny && cut.denied > 0 && legend.length === 3 && legend.every((d) => d !== 'none'), 'flow log: web -> postgres is observed denied, with its legend', { cut, legend });
+  const workerPg = overlay.edges.find((o) => o.src === workerNode?.id && o.dst === pgNode?.id);
+  check(workerPg && workerPg.newlyDenied === 3 && !workerPg.deniedAny && cutBy === '3', 'flow log: the fix would cut the 3 observed worker -> postgres connections', { workerPg, cutBy });
+  const at = cut && (await page.evaluate(([a, b]) => window.__netpol.observedPos(a, b), [cut.src, cut.dst]));
+  if (check(Boolean(at), 'flow log: the observed web -> postgres edge is drawn')) {
+    const box = await page.locator('#graph').boundingBox();
+    await page.mouse.click(box.x + at.x, box.y + at.y);
+    await page.waitForSelector('#explain .explanation', { timeout: 20000 });
+    const inspect = await page.textContent('#inspect');
+    const verdict = await page.textContent('#explain .verdict');
+    check(inspect.startsWith('Observed') && inspect.includes('1 denied') && /deny/i.test(verdict), 'flow log: clicking the observed edge explains the logged flow', { inspect, verdict });
+  }
+  const flowsText = await page.textContent('#flows-result');
+  check(!/\b(null|undefined|NaN)\b/.test(flowsText) && /(body|flows):8: /.test(flowsText), 'flow log: the result lists the unreadable line, and no null/undefined', flowsText);
+  await page.screenshot({ path: path.join(outDir, 'three-tier-flows.png') });
+  // Clearing the what-if re-runs the overlay against the loaded policies alone; Clear removes it.
+  await page.click('#tab-btn-whatif');
+  await page.click('#wi-clear');
+  await page.waitForFunction(() => window.__netpol.state.flows && !window.__netpol.state.flows.whatif, null, { timeout: 20000 });
+  await page.click('#tab-btn-flows');
+  await page.waitForSelector('#flows-result[data-state="ready"]', { state: 'attached', timeout: 20000 });
+  const legendNow = await page.$$eval('.legend .fl', (l) => l.map((d) => getComputedStyle(d).display));
+  check(legendNow.filter((d) => d !== 'none').length === 2, 'flow log: without a what-if, no what-if legend', legendNow);
+  await page.click('#fl-clear');
+  check(await page.evaluate(() => window.__netpol.state.flows === null && !document.body.classList.contains('flows')), 'flow log: Clear removes the overlay');
 
   check(errors.length === 0, 'no console errors (CSP violations included)', errors);
 }

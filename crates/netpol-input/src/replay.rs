@@ -347,6 +347,9 @@ impl Report {
 pub struct Options {
     /// Explanations for every row, not only the changed and disagreeing ones.
     pub explain_all: bool,
+    /// No explanations at all, whatever `explain_all` says: the verdicts only, for callers that count (the web
+    /// UI's flow overlay), which would otherwise pay for an explanation per disagreeing row.
+    pub no_explanations: bool,
 }
 
 /// The verdict of `side`'s policies (both: the flow's).
@@ -451,7 +454,8 @@ pub fn replay(current: &Engine, proposed: Option<&Engine>, flows: &[Folded], opt
         if observed == Observation::Mixed {
             s.mixed.add(f.connections);
         }
-        let explain = opts.explain_all || change.is_some() || disagreement.is_some() || observed == Observation::Mixed;
+        let explain = !opts.no_explanations
+            && (opts.explain_all || change.is_some() || disagreement.is_some() || observed == Observation::Mixed);
         let c = current.cluster();
         let name = |e: &Endpoint| match e {
             Endpoint::Pod { pod, .. } => c.pod_ref(*pod),
@@ -767,9 +771,13 @@ spec:
             Some(80),
             Counts { egress_allowed: 1, ingress_allowed: 1, ..Counts::default() },
         );
-        let rep = replay(&e, None, &[f], Options { explain_all: true });
+        let rep = replay(&e, None, std::slice::from_ref(&f), Options { explain_all: true, ..Options::default() });
         assert_eq!(rep.rows[0].observed_side, Side::Both);
         assert_eq!(rep.rows[0].disagreement, Some(Disagreement::ObservedAllowedModelDenies));
         assert!(rep.rows[0].explain_current.is_some());
+        // The verdicts only: the same row, without its explanation.
+        let quiet = replay(&e, None, &[f], Options { explain_all: true, no_explanations: true });
+        assert_eq!(quiet.rows[0].disagreement, Some(Disagreement::ObservedAllowedModelDenies));
+        assert!(quiet.rows[0].explain_current.is_none() && quiet.rows[0].explain_proposed.is_none());
     }
 }

@@ -15,9 +15,9 @@
 //! (`Job`). Every error answer is JSON ([`ApiError`]).
 //!
 //! Routes: `POST /api/v1/query`, `GET /api/v1/explain`, `GET /api/v1/matrix`, `GET /api/v1/lint`,
-//! `GET /api/v1/diagnostics`, `GET /api/v1/pods`, `GET /api/v1/policies`, `GET /api/v1/tiers`,
-//! `GET /api/v1/hostendpoints`, `GET /api/v1/openapi.json`, `GET /healthz`, `GET /metrics`; and the web UI's
-//! ([`ui`]).
+//! `GET /api/v1/diagnostics`, `POST /api/v1/whatif`, `POST /api/v1/flows/replay`, `GET /api/v1/pods`,
+//! `GET /api/v1/policies`, `GET /api/v1/tiers`, `GET /api/v1/hostendpoints`, `GET /api/v1/openapi.json`,
+//! `GET /healthz`, `GET /metrics`; and the web UI's ([`ui`]).
 
 #![forbid(unsafe_code)]
 
@@ -108,8 +108,8 @@ pub struct Limits {
     /// Time a client has to send a complete request body once the head is read; a slower one gets 408 and the
     /// connection is closed.
     pub body_timeout: Duration,
-    /// Expensive requests (what-if, graph what-if, query with explain) computed at once; more get 503 with
-    /// `Retry-After` [default: the number of cores].
+    /// Expensive requests (what-if, graph what-if, flow replay, query with explain) computed at once; more get
+    /// 503 with `Retry-After` [default: the number of cores].
     pub max_expensive: Option<u32>,
 }
 
@@ -243,8 +243,8 @@ pub(crate) struct Busy;
 impl Busy {
     pub(crate) fn message(&self, slots: usize) -> String {
         format!(
-            "busy: {slots} expensive request(s) (what-if, graph what-if, query with explain) are being computed, \
-             the server's limit (`serve --max-expensive`); retry after {RETRY_AFTER_SECS} s"
+            "busy: {slots} expensive request(s) (what-if, graph what-if, flow replay, query with explain) are being \
+             computed, the server's limit (`serve --max-expensive`); retry after {RETRY_AFTER_SECS} s"
         )
     }
 }
@@ -465,8 +465,8 @@ impl AppState {
         self.expensive.size
     }
 
-    /// Starts an expensive request (what-if, graph what-if, query with explain): a [`Job`] for the blocking work
-    /// and the [`CancelOnDrop`] the request's future keeps, or 503 when every slot is taken.
+    /// Starts an expensive request (what-if, graph what-if, flow replay, query with explain): a [`Job`] for the
+    /// blocking work and the [`CancelOnDrop`] the request's future keeps, or 503 when every slot is taken.
     pub(crate) fn begin_expensive(&self) -> Result<(Job, CancelOnDrop), Busy> {
         self.expensive.begin()
     }
@@ -1314,6 +1314,283 @@ fn parse_what_if(body: &[u8]) -> Result<WhatIf, Failure> {
 /// Whether a body may be JSON (an object or array): tried with serde_json before YAML.
 pub fn looks_like_json(text: &str) -> bool {
     matches!(text.trim_start_matches('\u{feff}').trim_start().as_bytes().first(), Some(b'{' | b'['))
+}
+
+// ---- flow logs ----
+
+/// A gzip flow log may decompress to at most this many times `serve --body-limit` (413 beyond).
+pub const FLOW_LOG_EXPANSION: usize = 32;
+
+/// A flow log read from a request body and folded into connection classes, as `netpol flows replay` reads its
+/// files.
+pub(crate) struct FlowLog {
+    pub(crate) folded: Vec<netpol_input::flowlog::Folded>,
+    /// The lines that could not be read, each with its reason (reading went on).
+    pub(crate) errors: Vec<netpol_input::flowlog::LineError>,
+    /// Lines read, and lines that carry no flow (skipped by their format's rules).
+    pub(crate) lines: u64,
+    pub(crate) skipped: u64,
+}
+
+/// `?format=`: the flow-log format every line is read in (default: detected line by line).
+pub(crate) fn flow_format_param(p: &Params) -> Result<Option<netpol_input::flowlog::FlowFormat>, Failure> {
+    match param(p, "format").filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(f) => netpol_input::flowlog::FlowFormat::parse(f).map(Some).map_err(|e| Failure::bad("format", e)),
+    }
+}
+
+/// Refuses a `Content-Encoding` other than `gzip` or `identity` (415): a gzip body is known by its magic bytes.
+pub(crate) fn check_content_encoding(headers: &HeaderMap) -> Result<(), Failure> {
+    for v in headers.get_all(header::CONTENT_ENCODING) {
+        let v = v.to_str().unwrap_or("?");
+        for enc in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            if !enc.eq_ignore_ascii_case("gzip") && !enc.eq_ignore_ascii_case("identity") {
+                return Err(Failure::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "content-encoding",
+                    format!("unsupported Content-Encoding `{enc}`: send the flow log as is, or gzip-compressed"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a flow log from `bytes` (named `name` in line errors): a gzip stream is decompressed (at most `max`
+/// bytes, 413 beyond), each line's format is detected unless `forced`, and a line that cannot be read (not UTF-8,
+/// not a flow of any format) is an error of its own while reading goes on. Stops (503) once the client is gone.
+pub(crate) fn read_flow_log(
+    bytes: &[u8],
+    name: &str,
+    forced: Option<netpol_input::flowlog::FlowFormat>,
+    max: usize,
+    job: &Job,
+) -> Result<FlowLog, Failure> {
+    use netpol_input::flowlog::{decompressed, Folder, Reader};
+    let input = CancellableReader { rest: bytes, job };
+    let decoded = match decompressed(Box::new(input)) {
+        Ok(d) => d,
+        Err(e) => {
+            job.check()?;
+            return Err(Failure::bad("body", format!("cannot read the flow log: {e}")));
+        }
+    };
+    let mut limited = std::io::Read::take(decoded, (max as u64).saturating_add(1));
+    let mut folder = Folder::new();
+    let mut log = FlowLog { folded: Vec::new(), errors: Vec::new(), lines: 0, skipped: 0 };
+    let mut reader = Reader::new(name, &mut limited, forced);
+    let mut n: u64 = 0;
+    while let Some(r) = reader.next() {
+        match r {
+            Ok(o) => folder.add(name, o),
+            Err(e) => log.errors.push(e),
+        }
+        n += 1;
+        if n.is_multiple_of(1024) {
+            job.check()?;
+        }
+    }
+    log.lines = reader.lines();
+    log.skipped = reader.skipped();
+    drop(reader);
+    job.check()?;
+    if limited.limit() == 0 {
+        return Err(Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body",
+            format!(
+                "the decompressed flow log is larger than {max} bytes ({FLOW_LOG_EXPANSION} times `serve --body-limit`)"
+            ),
+        ));
+    }
+    log.folded = folder.finish();
+    Ok(log)
+}
+
+/// A gzip body (known by its magic bytes) decompressed, at most `max` bytes (413 beyond); `None` when it is not
+/// gzip.
+fn inflate(bytes: &[u8], max: usize, job: &Job) -> Result<Option<Vec<u8>>, Failure> {
+    use std::io::Read;
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(None);
+    }
+    let input = CancellableReader { rest: bytes, job };
+    let mut out = Vec::new();
+    let read = netpol_input::flowlog::decompressed(Box::new(input))
+        .and_then(|d| d.take((max as u64).saturating_add(1)).read_to_end(&mut out));
+    job.check()?;
+    read.map_err(|e| Failure::bad("body", format!("cannot decompress the body: {e}")))?;
+    if out.len() > max {
+        return Err(Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body",
+            format!(
+                "the decompressed body is larger than {max} bytes ({FLOW_LOG_EXPANSION} times `serve --body-limit`)"
+            ),
+        ));
+    }
+    Ok(Some(out))
+}
+
+/// A JSON request body (gzip-compressed or not, [`inflate`]) of type `T`; 400 saying what to send (`shape`) when
+/// it is not one.
+pub(crate) fn json_request<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    max: usize,
+    job: &Job,
+    shape: &str,
+) -> Result<T, Failure> {
+    let inflated = inflate(body, max, job)?;
+    serde_json::from_slice(inflated.as_deref().unwrap_or(body)).map_err(|e| {
+        Failure::bad(
+            "body",
+            format!(
+                "with `Content-Type: application/json` the body is {shape}: {e}; send a flow log itself as \
+                 `application/x-ndjson` or `text/plain`"
+            ),
+        )
+    })
+}
+
+/// `POST /api/v1/flows/replay` with `Content-Type: application/json`: the flow log as a string, and a proposed
+/// change as `POST /api/v1/whatif` takes it.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowReplayRequest {
+    /// The flow log: one record per line, in any supported format (Hubble, Calico, kube-network-policies,
+    /// Inspektor Gadget, netpol).
+    pub flows: String,
+    /// Policies to add or replace, as `apply` of `POST /api/v1/whatif`.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub apply: Vec<serde_json::Value>,
+    /// Loaded policies to delete, as `delete` of `POST /api/v1/whatif`.
+    #[serde(default)]
+    pub delete: Vec<String>,
+}
+
+/// Whether the request's `Content-Type` is `application/json`.
+pub(crate) fn is_json_content(headers: &HeaderMap) -> bool {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json")
+}
+
+/// A line saying what a change is: the references of the applied objects and the deleted policies.
+fn change_text(req: &WhatIf) -> String {
+    let applied: Vec<String> = req
+        .apply
+        .iter()
+        .enumerate()
+        .map(|(i, o)| applied_reference(o).map_or_else(|| format!("apply[{i}]"), |(r, _)| r))
+        .collect();
+    let mut parts = Vec::new();
+    if !applied.is_empty() {
+        parts.push(format!("applied: {}", applied.join(", ")));
+    }
+    if !req.delete.is_empty() {
+        parts.push(format!("deleted: {}", req.delete.join(", ")));
+    }
+    format!("the request's change ({})", parts.join("; "))
+}
+
+/// The replay's answer as `netpol flows replay -o json` writes it: the report with `cni`, `change`, `lines`,
+/// `skipped_lines` and `errors`. Serialized straight to bytes (a report with many explained rows is large: no
+/// intermediate JSON tree).
+#[derive(Serialize)]
+struct ReplayAnswer<'a> {
+    #[serde(flatten)]
+    report: &'a netpol_input::replay::Report,
+    cni: serde_json::Value,
+    change: Option<&'a str>,
+    lines: u64,
+    skipped_lines: u64,
+    errors: &'a [netpol_input::flowlog::LineError],
+}
+
+/// Replay a flow log: its observed connections judged by the loaded policies and, with a proposed change, by the
+/// changed ones, and compared with the verdicts the data plane logged (as `netpol flows replay -o json`).
+///
+/// The body is the flow log itself (one record per line, any supported format, detected line by line unless
+/// `format` is given; gzip-compressed or not), with no change; or, with `Content-Type: application/json`, a
+/// `FlowReplayRequest` (gzip-compressed or not): `{"flows": "<the log>", "apply": [...], "delete": [...]}`, the
+/// change given as to `POST /api/v1/whatif` (without `apply` and `delete`: no change). Lines that cannot be read
+/// are listed in `errors` and do not fail the request. The answer: `summary` (observed, judged, unresolved,
+/// `newly_denied`, `newly_allowed`, the log's disagreements with the model, each as `{classes, connections}`),
+/// `rows` (one per judged connection class, with explanations for the changed and disagreeing ones, or all with
+/// `explain`), `unresolved`, `cni`, `change`, `lines`, `skipped_lines`, `errors`.
+#[utoipa::path(post, path = "/api/v1/flows/replay",
+    params(
+        ("format" = Option<String>, Query, description = "read every line in this format: `hubble`, `calico`, `kube-network-policies`, `gadget` or `netpol` (default: detected line by line)"),
+        ("explain" = Option<bool>, Query, description = "explanations for every row, not only the changed and disagreeing ones"),
+    ),
+    request_body(description = "the flow log (JSON Lines or text; gzip accepted), or with `Content-Type: application/json` the log and a proposed change",
+        content((String = "application/x-ndjson"), (FlowReplayRequest = "application/json"))),
+    responses(
+        (status = 200, description = "the replay report, as `netpol flows replay -o json`", body = Object),
+        (status = 400, description = "bad parameter, a JSON body that is not a `FlowReplayRequest`, a kind that cannot be applied, a malformed reference to delete", body = ApiError),
+        (status = 404, description = "a policy to delete does not exist", body = ApiError),
+        (status = 413, description = "body (or the decompressed log) larger than the limit", body = ApiError),
+        (status = 415, description = "a `Content-Encoding` other than gzip", body = ApiError),
+        (status = 422, description = "an applied policy is invalid (`field`: `apply[i].` and the field path inside it)", body = ApiError),
+    ))]
+async fn flows_replay_handler(
+    State(state): State<AppState>,
+    Extension(model): Extension<Arc<Model>>,
+    uri_query: axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Failure> {
+    let params = parse_params(uri_query.0.as_deref())?;
+    let explain_all = flag(&params, "explain")?;
+    let forced = flow_format_param(&params)?;
+    let body = body.map_err(body_failure)?;
+    check_content_encoding(&headers)?;
+    let json = is_json_content(&headers);
+    let max = state.body_limit.saturating_mul(FLOW_LOG_EXPANSION);
+    let (job, _cancel) = state.begin_expensive().map_err(|b| Failure::busy(&state, b))?;
+    let task = tokio::task::spawn_blocking(move || -> Result<Response, Failure> {
+        let (name, req) = if json {
+            let shape = "{\"flows\": \"<the flow log>\", \"apply\": [...], \"delete\": [...]}";
+            ("flows", Some(json_request::<FlowReplayRequest>(&body, max, &job, shape)?))
+        } else {
+            ("body", None)
+        };
+        let (flows, change) = match req {
+            Some(FlowReplayRequest { flows, apply, delete }) => (Some(flows), Some(WhatIf { apply, delete })),
+            None => (None, None),
+        };
+        let text = flows.as_ref().map_or(&body[..], |f| f.as_bytes());
+        let change = change.filter(|c| !c.apply.is_empty() || !c.delete.is_empty());
+        let proposed = match change {
+            Some(c) => {
+                let what = change_text(&c);
+                let cluster = what_if_cluster(model.engine.cluster(), c)?;
+                job.check()?;
+                let engine = Engine::with_cni(cluster, model.engine.cni_choice());
+                job.check()?;
+                Some((engine, what))
+            }
+            None => None,
+        };
+        let log = read_flow_log(text, name, forced, max, &job)?;
+        let opts = netpol_input::replay::Options { explain_all, ..Default::default() };
+        let rep = netpol_input::replay::replay(&model.engine, proposed.as_ref().map(|(e, _)| e), &log.folded, opts);
+        job.check()?;
+        let change = proposed.as_ref().map(|(_, what)| what.as_str());
+        let answer = ReplayAnswer {
+            report: &rep,
+            cni: netpol_input::cni_json(&model.engine),
+            change,
+            lines: log.lines,
+            skipped_lines: log.skipped,
+            errors: &log.errors,
+        };
+        let bytes = serde_json::to_vec(&answer)
+            .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?;
+        Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    });
+    task.await.map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "body", e.to_string()))?
 }
 
 // ---- lint ----
@@ -2169,8 +2446,8 @@ fn write_metrics(state: &AppState, model: &Model) -> String {
     let _ = writeln!(s, "netpol_expensive_requests_limit {}", state.expensive.size);
     let _ = writeln!(
         s,
-        "# HELP netpol_expensive_requests_total Expensive requests (what-if, graph what-if, query with explain) by \
-         outcome: completed, cancelled (the client left), rejected (503, every slot taken)."
+        "# HELP netpol_expensive_requests_total Expensive requests (what-if, graph what-if, flow replay, query with \
+         explain) by outcome: completed, cancelled (the client left), rejected (503, every slot taken)."
     );
     let _ = writeln!(s, "# TYPE netpol_expensive_requests_total counter");
     for (outcome, n) in [("completed", &x.completed), ("cancelled", &x.cancelled), ("rejected", &x.rejected)] {
@@ -2212,6 +2489,7 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         lint_handler,
         diagnostics_handler,
         whatif_handler,
+        flows_replay_handler,
         pods_handler,
         policies_handler,
         tiers_handler,
@@ -2228,6 +2506,7 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         crate::ui::ui_icon,
         crate::ui::graph_handler,
         crate::ui::graph_whatif_handler,
+        crate::ui::graph_flows_handler,
         crate::ui::manifest_handler
     ),
     components(schemas(
@@ -2264,6 +2543,7 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         Verdict,
         DecidedBy,
         WhatIf,
+        FlowReplayRequest,
         crate::ui::UiError,
         crate::ui::GraphResponse,
         crate::ui::GraphNode,
@@ -2274,14 +2554,21 @@ async fn metrics_handler(State(state): State<AppState>, Extension(model): Extens
         crate::ui::GraphWhatIfResponse,
         crate::ui::WhatIfEdge,
         crate::ui::EdgeChange,
-        crate::ui::AppliedPolicy
+        crate::ui::AppliedPolicy,
+        crate::ui::GraphFlowsResponse,
+        crate::ui::GraphFlowsRequest,
+        crate::ui::ObservedEdge,
+        crate::ui::ObservedFlow,
+        crate::ui::OverlayCounts,
+        crate::ui::OverlayProblem
     ))
 )]
 struct ApiDoc;
 
 /// The routes of expensive requests: bounded by `--max-expensive` (503 with `Retry-After` when saturated) and
 /// stopped when the client leaves. `POST /api/v1/query` is expensive with `explain`.
-pub const EXPENSIVE_ROUTES: [&str; 3] = ["/api/v1/whatif", "/api/v1/graph/whatif", "/api/v1/query"];
+pub const EXPENSIVE_ROUTES: [&str; 5] =
+    ["/api/v1/whatif", "/api/v1/graph/whatif", "/api/v1/flows/replay", "/api/v1/graph/flows", "/api/v1/query"];
 
 /// The OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -2341,6 +2628,7 @@ fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/api/v1/lint", get(lint_handler)),
         (Method::GET, "/api/v1/diagnostics", get(diagnostics_handler)),
         (Method::POST, "/api/v1/whatif", post(whatif_handler)),
+        (Method::POST, "/api/v1/flows/replay", post(flows_replay_handler)),
         (Method::GET, "/api/v1/pods", get(pods_handler)),
         (Method::GET, "/api/v1/policies", get(policies_handler)),
         (Method::GET, "/api/v1/tiers", get(tiers_handler)),
@@ -2667,4 +2955,27 @@ pub async fn serve_on(
 pub fn serve_blocking(opts: ServeOptions) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(serve(opts))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// A flow log whose client left stops reading (503), plain or gzip, and a log read to the end is whole.
+    #[test]
+    fn a_flow_log_stops_when_the_client_leaves() {
+        let line = br#"{"src": "a/b", "dst": "10.0.0.1", "port": 80, "verdict": "allowed"}"#;
+        let log: Vec<u8> = line.iter().chain(b"\n").copied().cycle().take((line.len() + 1) * 5000).collect();
+        let expensive = Expensive::new(1);
+        let (job, cancel) = expensive.begin().map_err(|_| "busy").unwrap();
+        let read = read_flow_log(&log, "body", None, 1 << 30, &job).map_err(|f| f.1.error).unwrap();
+        assert_eq!((read.lines, read.errors.len(), read.folded.len()), (5000, 0, 1));
+        drop(cancel);
+        let stopped = read_flow_log(&log, "body", None, 1 << 30, &job).err().expect("cancelled");
+        assert_eq!(stopped.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(stopped.1.error.contains("cancelled"), "{}", stopped.1.error);
+        drop(job);
+        assert_eq!(expensive.counters.cancelled.load(Ordering::Relaxed), 1);
+    }
 }

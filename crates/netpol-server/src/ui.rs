@@ -8,6 +8,9 @@
 //!   cell is checked once and weighted by the pods it covers, never pod pair by pod pair.
 //! - `POST /api/v1/graph/whatif`: the same graph before and after pasted policies of any tier (and deletions),
 //!   edge by edge, with the connectivity diff; validation errors name the field and the line of the pasted text.
+//! - `POST /api/v1/graph/flows`: a flow log over the graph: its observed connections judged by the loaded policies
+//!   ([`netpol_input::replay`]) and mapped onto the graph's nodes, edge by edge, with what the log and the model
+//!   say of them (the UI draws them, the denied ones red).
 //! - `GET /api/v1/manifest`: a loaded policy as YAML in its own API's shape, for the what-if editor.
 //!
 //! The assets are plain ES modules, CSS and Canvas 2D: no npm build step, so `cargo build` alone produces the
@@ -130,6 +133,7 @@ pub fn route_table() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     let mut v = asset_routes();
     v.push((Method::GET, "/api/v1/graph", get(graph_handler)));
     v.push((Method::POST, "/api/v1/graph/whatif", post(graph_whatif_handler)));
+    v.push((Method::POST, "/api/v1/graph/flows", post(graph_flows_handler)));
     v.push((Method::GET, "/api/v1/manifest", get(manifest_handler)));
     v
 }
@@ -170,6 +174,12 @@ impl UiFailure {
 impl IntoResponse for UiFailure {
     fn into_response(self) -> Response {
         crate::with_retry_after(self.0, (self.0, Json(self.1)).into_response())
+    }
+}
+
+impl From<crate::Failure> for UiFailure {
+    fn from(f: crate::Failure) -> UiFailure {
+        UiFailure(f.0, UiError { error: f.1.error, field: f.1.field, document: None, line: None })
     }
 }
 
@@ -1344,6 +1354,416 @@ pub async fn graph_whatif_handler(
     let task = tokio::task::spawn_blocking(move || -> Result<GraphWhatIfResponse, UiFailure> {
         let opts = graph_options(&model.engine, &p)?;
         graph_what_if(&model.engine, &text, delete, &opts, &job)
+    });
+    task.await.map_err(UiFailure::internal)?.map(Json)
+}
+
+// ---- a flow log on the graph ----
+
+/// Largest number of outside addresses listed per observed edge (the counts are always exact).
+pub const MAX_OBSERVED_ADDRESSES: usize = 10;
+/// Largest number of unreadable lines and unresolved flows listed in a flow overlay (the counts are exact).
+pub const MAX_OVERLAY_PROBLEMS: usize = 100;
+
+/// One observed flow of an edge, to explain: the first one the model or the log denies, else the first one.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ObservedFlow {
+    /// `namespace/pod` or an address outside the cluster.
+    pub src: String,
+    pub dst: String,
+    /// As `GET /api/v1/explain` takes it: `PORT/PROTOCOL`, or `icmp:TYPE:CODE`.
+    pub port: String,
+    /// What the log says: `allowed`, `denied`, `mixed` (both) or `seen` (no verdict).
+    pub observed: String,
+    /// The loaded model's verdict: `allow` or `deny`.
+    pub model: String,
+    /// Where the log first shows it (file and line).
+    pub file: String,
+    pub line: u64,
+}
+
+/// What a flow log shows between two nodes of the graph (or a node and addresses outside the cluster), on every
+/// port it logged (or the requested one).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ObservedEdge {
+    /// The source node's id (as in `GET /api/v1/graph` with the same grouping); `null`: addresses outside the
+    /// cluster (`addresses`).
+    pub src: Option<String>,
+    /// The destination node's id; `null`: addresses outside the cluster.
+    pub dst: Option<String>,
+    /// Connection classes (source, destination, protocol, port) folded from the log.
+    pub flows: u64,
+    /// Connections logged (each class's count of distinct connections).
+    pub connections: u64,
+    /// Connections of classes the log shows allowed.
+    pub allowed: u64,
+    /// Connections of classes the log shows denied.
+    pub denied: u64,
+    /// Connections of classes the log shows both allowed and denied.
+    pub mixed: u64,
+    /// Connections of classes logged without a verdict.
+    pub seen: u64,
+    /// Connections the loaded policies deny (the model's verdict of the side the log judged).
+    #[serde(rename = "modelDenied")]
+    pub model_denied: u64,
+    /// Connections whose logged verdict the model contradicts (logged allowed and the model denies, or the other
+    /// way round).
+    pub disagreements: u64,
+    /// Whether any of it is denied, by the log (`denied`, `mixed`) or by the model (`modelDenied`): drawn red.
+    #[serde(rename = "deniedAny")]
+    pub denied_any: bool,
+    /// Whether the model agrees with every verdict the log gives (`disagreements == 0`).
+    #[serde(rename = "modelAgrees")]
+    pub model_agrees: bool,
+    /// With a what-if (`whatif` in a JSON request): connections the loaded policies allow and the changed ones
+    /// deny, observed traffic the change would cut (0 without a what-if).
+    #[serde(rename = "newlyDenied")]
+    pub newly_denied: u64,
+    /// With a what-if: connections the loaded policies deny and the changed ones allow.
+    #[serde(rename = "newlyAllowed")]
+    pub newly_allowed: u64,
+    /// The ports observed, `PORT/PROTOCOL` (ICMP: `icmp:TYPE:CODE`), sorted.
+    pub ports: Vec<String>,
+    /// The outside addresses of a `null` end (at most 10).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    pub example: ObservedFlow,
+}
+
+/// A line of the flow log that could not be read, or an observed flow whose ends are not in the cluster.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct OverlayProblem {
+    pub file: String,
+    pub line: u64,
+    pub message: String,
+}
+
+/// Totals of a flow overlay: flows (connection classes) and connections.
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct OverlayCounts {
+    /// Lines read, and lines that carry no flow (a format's non-flow records).
+    pub lines: u64,
+    #[serde(rename = "skippedLines")]
+    pub skipped_lines: u64,
+    /// Lines that could not be read (`errors` lists the first 100).
+    #[serde(rename = "errorLines")]
+    pub error_lines: u64,
+    /// Every class read.
+    pub flows: u64,
+    pub connections: u64,
+    /// Classes on the graph's edges (`edges`).
+    #[serde(rename = "onEdges")]
+    pub on_edges: u64,
+    /// Classes not judged: an end the cluster does not have, or cannot be told (`unresolved` lists the first
+    /// 100).
+    pub unresolved: u64,
+    /// Classes on another port than the requested one.
+    #[serde(rename = "otherPorts")]
+    pub other_ports: u64,
+    /// Classes whose ends are both outside the focus (`namespace`, `selector`).
+    #[serde(rename = "outsideFocus")]
+    pub outside_focus: u64,
+}
+
+/// A flow log over the graph: the edges it observed, mapped onto the graph's nodes.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct GraphFlowsResponse {
+    /// The grouping the node ids are of (pass the graph's `grouping` as `group` to overlay it).
+    pub grouping: Grouping,
+    /// The port the overlay is limited to (`PORT/PROTOCOL`); absent: every port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Whether a what-if was replayed too (each edge's `newlyDenied` and `newlyAllowed`).
+    pub whatif: bool,
+    /// Observed edges, denied ones first (by connections), then by connections.
+    pub edges: Vec<ObservedEdge>,
+    pub counts: OverlayCounts,
+    /// The first lines that could not be read.
+    pub errors: Vec<OverlayProblem>,
+    /// The first observed flows that could not be judged, with the reason.
+    pub unresolved: Vec<OverlayProblem>,
+    /// The CNI whose reading the model's verdicts follow.
+    pub cni: crate::CniInfo,
+    /// Time the server spent, in milliseconds.
+    #[serde(rename = "computeMs")]
+    pub compute_ms: f64,
+}
+
+/// `POST /api/v1/graph/flows` with `Content-Type: application/json`: the flow log, and the what-if editor's text
+/// to replay it against too.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraphFlowsRequest {
+    /// The flow log, one record per line.
+    pub flows: String,
+    /// Policies as `POST /api/v1/graph/whatif` takes its body (YAML documents or JSON): the changed model each
+    /// edge's `newlyDenied` and `newlyAllowed` are counted against.
+    #[serde(default)]
+    pub whatif: Option<String>,
+    /// Loaded policies to delete in the what-if, as `delete` of `POST /api/v1/graph/whatif` (with or without
+    /// `whatif`).
+    #[serde(default)]
+    pub delete: Vec<String>,
+}
+
+/// A port as `GET /api/v1/explain` takes it.
+fn port_param(proto: Protocol, port: u16) -> String {
+    if proto.has_ports() {
+        format!("{port}/{proto}")
+    } else {
+        format!("{}:{}:{}", proto.to_string().to_ascii_lowercase(), port >> 8, port & 0xff)
+    }
+}
+
+/// The observed edges of a replay's rows on the nodes of `grouping` (the rows' ends are `namespace/pod` or an
+/// address, as [`netpol_input::replay::replay`] names them).
+pub fn observed_edges(
+    e: &Engine,
+    rep: &netpol_input::replay::Report,
+    grouping: Grouping,
+    focus: &Focus,
+    port: Option<(u16, Protocol)>,
+    counts: &mut OverlayCounts,
+) -> Vec<ObservedEdge> {
+    use netpol_input::replay::Observation;
+    let nodes = group(e, grouping, focus);
+    let c = e.cluster();
+    let pods: HashMap<String, PodId> = (0..c.pods.len()).map(PodId::new).map(|p| (c.pod_ref(p), p)).collect();
+    let node_of = |end: &str| -> Option<u32> {
+        let &p = pods.get(end)?;
+        nodes.of_identity.get(e.pod_identity(p).index()).copied().filter(|&n| n != u32::MAX)
+    };
+    // By (source node, destination node); `None`: outside the cluster.
+    type Ends = (Option<u32>, Option<u32>);
+    let mut acc: BTreeMap<Ends, ObservedEdge> = BTreeMap::new();
+    let mut ports: HashMap<Ends, BTreeSet<(Protocol, u16)>> = HashMap::new();
+    for r in &rep.rows {
+        if port.is_some_and(|(p, proto)| (p, proto) != (r.port, r.protocol)) {
+            counts.other_ports += 1;
+            continue;
+        }
+        let (a, b) = (node_of(&r.src), node_of(&r.dst));
+        let focused = |n: Option<u32>| n.and_then(|n| nodes.list.get(n as usize)).is_some_and(|n| n.focus);
+        if !focused(a) && !focused(b) {
+            counts.outside_focus += 1;
+            continue;
+        }
+        counts.on_edges += 1;
+        let model_denies = r.current == netpol_core::verdict::Verdict::Deny;
+        let flow = || ObservedFlow {
+            src: r.src.clone(),
+            dst: r.dst.clone(),
+            port: port_param(r.protocol, r.port),
+            observed: match r.observed {
+                Observation::Allowed => "allowed",
+                Observation::Denied => "denied",
+                Observation::Mixed => "mixed",
+                Observation::Seen => "seen",
+            }
+            .to_string(),
+            model: r.current.as_str().to_string(),
+            file: r.file.clone(),
+            line: r.line,
+        };
+        let id = |n: Option<u32>| n.and_then(|n| nodes.list.get(n as usize)).map(|n| n.id.clone());
+        let edge = acc.entry((a, b)).or_insert_with(|| ObservedEdge {
+            src: id(a),
+            dst: id(b),
+            flows: 0,
+            connections: 0,
+            allowed: 0,
+            denied: 0,
+            mixed: 0,
+            seen: 0,
+            model_denied: 0,
+            disagreements: 0,
+            denied_any: false,
+            model_agrees: true,
+            newly_denied: 0,
+            newly_allowed: 0,
+            ports: Vec::new(),
+            addresses: Vec::new(),
+            example: flow(),
+        });
+        let n = r.connections;
+        edge.flows += 1;
+        edge.connections += n;
+        match r.observed {
+            Observation::Allowed => edge.allowed += n,
+            Observation::Denied => edge.denied += n,
+            Observation::Mixed => edge.mixed += n,
+            Observation::Seen => edge.seen += n,
+        }
+        if model_denies {
+            edge.model_denied += n;
+        }
+        if r.disagreement.is_some() {
+            edge.disagreements += n;
+            edge.model_agrees = false;
+        }
+        match r.change {
+            Some(netpol_input::replay::Change::NewlyDenied) => edge.newly_denied += n,
+            Some(netpol_input::replay::Change::NewlyAllowed) => edge.newly_allowed += n,
+            None => {}
+        }
+        let red = model_denies || matches!(r.observed, Observation::Denied | Observation::Mixed);
+        if red && !edge.denied_any {
+            edge.example = flow();
+        }
+        edge.denied_any |= red;
+        for (end, node) in [(&r.src, a), (&r.dst, b)] {
+            if node.is_none() && edge.addresses.len() < MAX_OBSERVED_ADDRESSES && !edge.addresses.contains(end) {
+                edge.addresses.push(end.clone());
+            }
+        }
+        ports.entry((a, b)).or_default().insert((r.protocol, r.port));
+    }
+    let mut edges: Vec<ObservedEdge> = acc
+        .into_iter()
+        .map(|(k, mut edge)| {
+            let mut ps: Vec<(Protocol, u16)> = ports.remove(&k).unwrap_or_default().into_iter().collect();
+            ps.sort_by_key(|&(proto, port)| (port, proto));
+            edge.ports = ps.into_iter().map(|(proto, port)| port_param(proto, port)).collect();
+            edge
+        })
+        .collect();
+    edges.sort_by(|x, y| {
+        (!x.denied_any, std::cmp::Reverse(x.connections), &x.src, &x.dst).cmp(&(
+            !y.denied_any,
+            std::cmp::Reverse(y.connections),
+            &y.src,
+            &y.dst,
+        ))
+    });
+    edges
+}
+
+/// A flow log over the graph: its observed connections judged by the loaded policies and mapped onto the graph's
+/// nodes, edge by edge.
+///
+/// The body is the flow log (one record per line in any format `POST /api/v1/flows/replay` reads, gzip
+/// accepted); or, with `Content-Type: application/json`, a `GraphFlowsRequest`: the log and a what-if (the
+/// policies of the graph what-if's editor, and deletions), which each edge's `newlyDenied` (observed traffic the
+/// change would cut) and `newlyAllowed` count against; an invalid pasted policy gets 422 with its field, document
+/// and line, as the graph what-if.
+///
+/// Each edge between two nodes (or a node and addresses outside the cluster, `null`) counts its observed flows
+/// and connections, by what the log says (allowed, denied, both, no verdict) and by the loaded model's verdict
+/// (`modelDenied`, `disagreements`); `deniedAny` marks what the UI draws red. Give `group` (the graph's
+/// `grouping`), `namespace` and `selector` as for the graph being overlaid, so that node ids match; `port` limits
+/// the overlay to one port (default: every port observed).
+#[utoipa::path(post, path = "/api/v1/graph/flows", tag = "ui",
+    params(
+        ("port" = Option<String>, Query, description = "only the flows on this port, `PORT` or `PORT/PROTOCOL` (default: every port)"),
+        ("namespace" = Option<String>, Query, description = "focus on the pods of this namespace (as the graph)"),
+        ("selector" = Option<String>, Query, description = "focus on pods matching this label selector (as the graph)"),
+        ("group" = Option<String>, Query, description = "the grouping of the node ids: `labels`, `app`, `namespace`, or `auto` (default; the graph's `grouping` is the one to give)"),
+        ("max_nodes" = Option<usize>, Query, description = "with `group=auto`: as the graph"),
+        ("format" = Option<String>, Query, description = "read every line in this format: `hubble`, `calico`, `kube-network-policies`, `gadget` or `netpol` (default: detected line by line)"),
+    ),
+    request_body(description = "the flow log (JSON Lines or text; gzip accepted), or with `Content-Type: application/json` the log and a what-if",
+        content((String = "application/x-ndjson"), (GraphFlowsRequest = "application/json"))),
+    responses(
+        (status = 200, description = "the observed edges", body = GraphFlowsResponse),
+        (status = 400, description = "invalid parameter, a JSON body that is not a `GraphFlowsRequest`, invalid YAML in `whatif`", body = UiError),
+        (status = 404, description = "unknown namespace, or a policy to delete does not exist", body = UiError),
+        (status = 422, description = "a what-if policy is invalid (field, document, line)", body = UiError),
+        (status = 413, description = "body (or the decompressed log) larger than the limit", body = UiError),
+        (status = 415, description = "a `Content-Encoding` other than gzip", body = UiError),
+    ))]
+pub async fn graph_flows_handler(
+    State(state): State<AppState>,
+    Extension(model): Extension<Arc<Model>>,
+    uri_query: axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<GraphFlowsResponse>, UiFailure> {
+    let p = parse_params(uri_query.0.as_deref())?;
+    let body = body.map_err(|r| {
+        let status = r.status();
+        let msg =
+            if status == StatusCode::PAYLOAD_TOO_LARGE { "request body too large".to_string() } else { r.body_text() };
+        UiFailure::new(status, "body", msg)
+    })?;
+    let forced = crate::flow_format_param(&p)?;
+    crate::check_content_encoding(&headers)?;
+    let json = crate::is_json_content(&headers);
+    let max = state.body_limit.saturating_mul(crate::FLOW_LOG_EXPANSION);
+    let (job, _cancel) = state
+        .begin_expensive()
+        .map_err(|b| UiFailure::new(StatusCode::SERVICE_UNAVAILABLE, "server", b.message(state.expensive_slots())))?;
+    let task = tokio::task::spawn_blocking(move || -> Result<GraphFlowsResponse, UiFailure> {
+        let t = Instant::now();
+        let e = &model.engine;
+        let opts = graph_options(e, &p)?;
+        let port = match param(&p, "port") {
+            Some(_) => Some((opts.port, opts.protocol)),
+            None => None,
+        };
+        let grouping = opts.grouping.unwrap_or_else(|| auto_grouping(e, &opts.focus, opts.max_nodes));
+        let req = match json {
+            true => Some(crate::json_request::<GraphFlowsRequest>(
+                &body,
+                max,
+                &job,
+                "{\"flows\": \"<the flow log>\", \"whatif\": \"<policies>\", \"delete\": [...]}",
+            )?),
+            false => None,
+        };
+        let (text, whatif) = match &req {
+            Some(r) => (r.flows.as_bytes(), Some((r.whatif.as_deref().unwrap_or(""), r.delete.clone()))),
+            None => (&body[..], None),
+        };
+        let changed = match whatif {
+            Some((text, delete)) if !text.trim().is_empty() || !delete.is_empty() => {
+                let (new, _) = what_if_engine(e.cluster(), text, delete)?;
+                job.check()?;
+                Some(new)
+            }
+            _ => None,
+        };
+        let log = crate::read_flow_log(text, if req.is_some() { "flows" } else { "body" }, forced, max, &job)?;
+        // The verdicts only: an explanation per disagreeing row would cost much and show nowhere.
+        let quiet = netpol_input::replay::Options { no_explanations: true, ..Default::default() };
+        let rep = netpol_input::replay::replay(e, changed.as_ref(), &log.folded, quiet);
+        job.check()?;
+        let mut counts = OverlayCounts {
+            lines: log.lines,
+            skipped_lines: log.skipped,
+            error_lines: log.errors.len() as u64,
+            flows: rep.summary.observed.classes,
+            connections: rep.summary.observed.connections,
+            unresolved: rep.summary.unresolved.classes,
+            ..OverlayCounts::default()
+        };
+        let edges = observed_edges(e, &rep, grouping, &opts.focus, port, &mut counts);
+        job.check()?;
+        let problem = |file: &str, line: u64, message: &str| OverlayProblem {
+            file: file.to_string(),
+            line,
+            message: message.to_string(),
+        };
+        Ok(GraphFlowsResponse {
+            grouping,
+            port: port.map(|(p, proto)| port_param(proto, p)),
+            whatif: changed.is_some(),
+            edges,
+            counts,
+            errors: log
+                .errors
+                .iter()
+                .take(MAX_OVERLAY_PROBLEMS)
+                .map(|x| problem(&x.file, x.line, &x.message))
+                .collect(),
+            unresolved: rep
+                .unresolved
+                .iter()
+                .take(MAX_OVERLAY_PROBLEMS)
+                .map(|u| problem(&u.file, u.line, &u.reason))
+                .collect(),
+            cni: crate::CniInfo::of(e),
+            compute_ms: t.elapsed().as_secs_f64() * 1000.0,
+        })
     });
     task.await.map_err(UiFailure::internal)?.map(Json)
 }

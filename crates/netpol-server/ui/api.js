@@ -58,3 +58,23 @@ export const manifest = (policy) => call(`/api/v1/manifest${query({ policy })}`)
 export const tierManifest = (tier) => call(`/api/v1/manifest${query({ tier })}`);
 /** GET /api/v1/tiers: the tiers in evaluation order (order, default action, policies). */
 export const tiers = () => call('/api/v1/tiers');
+
+/** A flow log (text, or a Blob/File, gzip-compressed or not) as text. */
+async function logText(log) {
+  if (typeof log === 'string') return log;
+  const head = new Uint8Array(await log.slice(0, 2).arrayBuffer());
+  if (head[0] === 0x1f && head[1] === 0x8b) return new Response(log.stream().pipeThrough(new DecompressionStream('gzip'))).text();
+  return log.text();
+}
+
+/**
+ * POST /api/v1/graph/flows: a flow log (text, or a Blob/File: gzip is sent as is) over the graph of `params`
+ * ({group, namespace, selector, port, format}); with `whatif` ({text, delete}: the what-if editor's policies and
+ * deletions), also judged against them (each edge's newlyDenied / newlyAllowed).
+ */
+export async function graphFlows(log, params, whatif) {
+  const url = `/api/v1/graph/flows${query(params)}`;
+  if (!whatif) return call(url, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: log });
+  const body = JSON.stringify({ flows: await logText(log), whatif: whatif.text, delete: whatif.delete });
+  return call(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+}

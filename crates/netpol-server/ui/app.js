@@ -25,6 +25,8 @@ const state = {
   params: { port: '', namespace: '', selector: '', group: 'auto' },
   graph: null, // GET /api/v1/graph
   whatif: null, // POST /api/v1/graph/whatif
+  flows: null, // POST /api/v1/graph/flows: the flow log overlay
+  flowLog: null, // the flow log it was computed from (text, or the chosen File), to recompute it for another view
   nodes: new Map(), // id → node (of the graph shown)
   edges: [], // edges shown (graph edges, or what-if edges with before/after/change)
   policies: [],
@@ -44,6 +46,8 @@ window.__netpol = {
   edgePos: (src, dst) => view.edgePos(src, dst),
   highlight: () => [...view.state.highlight],
   outsideMarks: () => view.outsideMarks,
+  observedPos: (src, dst) => view.edgePos(src, dst, true),
+  observedHidden: () => view.observedHidden,
   redraw: () => view.draw(),
   state,
 };
@@ -51,6 +55,7 @@ window.__netpol = {
 const view = new GraphView($('graph'), $('tooltip'), {
   node: (n, shift) => (shift ? pickPeer(n) : selectNode(n)),
   edge: (e) => selectEdge(e),
+  observed: (o) => selectObserved(o),
   background: () => clearSelection(),
   nodeTip: (n) => {
     const iso = (x) => (x.isolatedPods === 0 ? 'open' : x.isolatedPods >= n.count ? 'isolated' : `${x.isolatedPods} isolated`);
@@ -63,8 +68,11 @@ const view = new GraphView($('graph'), $('tooltip'), {
     const b = state.nodes.get(e.dst);
     const pairs = e.pairs ?? e.after;
     const change = e.change && e.change !== 'unchanged' ? `\nwhat-if: ${e.change} (before ${e.before}, after ${e.after})` : '';
-    return `${nodeLabel(a)} → ${nodeLabel(b)}\n${pairsText(pairs, e.total)} pod pairs allowed on ${portText()}${change}\nclick: explain`;
+    const o = observedEdge(e.src, e.dst);
+    const seen = o ? `\nflow log: ${observedText(o)}` : '';
+    return `${nodeLabel(a)} → ${nodeLabel(b)}\n${pairsText(pairs, e.total)} pod pairs allowed on ${portText()}${change}${seen}\nclick: explain`;
   },
+  observedTip: (o) => `${endLabel(o.src, o)} → ${endLabel(o.dst, o)}\nflow log: ${observedText(o)}\nno pod pair allowed on ${portText()}\nclick: explain the observed flow`,
 });
 
 function portText() {
@@ -132,7 +140,9 @@ async function reloadGraph() {
     if (seq !== graphSeq) return; // a newer request is on its way
     perf.fetchMs = performance.now() - t;
     acceptGraph(g.data);
+    // A what-if re-runs the flow overlay itself (against its policies).
     if (state.whatif) await runWhatIf();
+    else if (state.flowLog) await runFlows(false);
     setBusy('ready');
   } catch (e) {
     if (seq !== graphSeq) return;
@@ -207,8 +217,9 @@ function showGraph() {
   state.tableFor = null;
   if ($('edges-details').open) drawTable();
   const g = state.graph;
+  const fl = state.flows ? ` · flow log: ${plural(view.observed.length, 'observed edge')}${view.observedHidden ? ` (${view.observedHidden} off the graph)` : ''}` : '';
   $('status').textContent =
-    `${plural(g.focusPods, 'pod')} in ${plural(nodes.length, 'node')} (by ${g.grouping}) · ${plural(edges.length, 'edge')} on ${portText()} · ` +
+    `${plural(g.focusPods, 'pod')} in ${plural(nodes.length, 'node')} (by ${g.grouping}) · ${plural(edges.length, 'edge')} on ${portText()}${fl} · ` +
     `server ${(wi ? wi.computeMs : g.computeMs).toFixed(1)} ms · render ${perf.renderMs.toFixed(1)} ms`;
   if (sel && sel.kind === 'node' && state.nodes.has(sel.id)) selectNode(state.nodes.get(sel.id), false);
 }
@@ -226,6 +237,7 @@ function showTab(name) {
   for (const b of document.querySelectorAll('.tabs button')) b.setAttribute('aria-selected', String(b.dataset.tab === name));
   $('tab-inspect').hidden = name !== 'inspect';
   $('tab-whatif').hidden = name !== 'whatif';
+  $('tab-flows').hidden = name !== 'flows';
 }
 
 function shownEdges() {
@@ -235,7 +247,7 @@ function shownEdges() {
 function selectNode(n, switchTab = true) {
   const t = performance.now();
   state.selection = { kind: 'node', id: n.id };
-  view.setState({ selected: n.id, peer: null, edge: null, highlight: new Set() });
+  view.setState({ selected: n.id, peer: null, edge: null, observed: null, highlight: new Set() });
   renderNode($('inspect'), n, {
     edges: shownEdges(),
     nodes: state.nodes,
@@ -291,7 +303,9 @@ function pickPeer(n) {
 
 async function selectEdge(e) {
   state.selection = { kind: 'edge', src: e.src, dst: e.dst };
-  view.setState({ selected: null, peer: null, edge: `${e.src}\u0000${e.dst}`, highlight: new Set() });
+  const o = observedEdge(e.src, e.dst);
+  const key = `${e.src}\u0000${e.dst}`;
+  view.setState({ selected: null, peer: null, edge: key, observed: o ? key : null, highlight: new Set() });
   showTab('inspect');
   markList(null);
   const a = state.nodes.get(e.src);
@@ -303,6 +317,7 @@ async function selectEdge(e) {
     h('p', {}, h('a', { class: 'link', onclick: () => a && selectNode(a) }, nodeLabel(a)), ' → ', h('a', { class: 'link', onclick: () => b && selectNode(b) }, nodeLabel(b))),
     h('p', {}, `${pairsText(pairs, e.total)} ordered pod pairs allowed`, e.change && e.change !== 'unchanged' ? h('b', { class: e.change }, ` · what-if: ${e.change} (was ${e.before})`) : null),
     cause ? h('p', { class: 'cause' }, `what-if cause: ${cause}`) : null,
+    o ? h('p', { class: o.deniedAny ? 'observed-note denied' : 'observed-note' }, `flow log: ${observedText(o)}`, ' · ', h('a', { class: 'link', onclick: () => selectObserved(o) }, 'explain the observed flow')) : null,
     e.example ? h('p', { class: 'muted small' }, `explaining ${e.example[0]} → ${e.example[1]}${state.whatif ? ' with the loaded policies' : ''}:`) : h('p', { class: 'muted small' }, 'no pair to explain'),
   );
   if (e.example) {
@@ -322,6 +337,7 @@ function clearSelection(redraw = true) {
   view.state.selected = null;
   view.state.peer = null;
   view.state.edge = null;
+  view.state.observed = null;
   view.state.highlight = new Set();
   if (redraw) view.draw();
   markList(null);
@@ -347,7 +363,7 @@ function nodesOfPods(pods) {
 
 function selectPolicy(p, li) {
   state.selection = { kind: 'policy', ref: p.ref };
-  view.setState({ selected: null, peer: null, edge: null, highlight: nodesOfPods(p.selectedPods) });
+  view.setState({ selected: null, peer: null, edge: null, observed: null, highlight: nodesOfPods(p.selectedPods) });
   renderPolicy($('inspect'), p, { tiers: state.tiers, onEdit: (x) => editPolicy(x.ref), onDelete: (x) => addDelete(x.ref) });
   showTab('inspect');
   markList(li || document.querySelector(`#policy-list li[data-policy="${CSS.escape(p.ref)}"]`));
@@ -357,7 +373,7 @@ function selectPolicy(p, li) {
 function selectTier(t, li) {
   state.selection = { kind: 'tier', name: t.name };
   const pods = state.policies.filter((p) => p.tier === t.name).flatMap((p) => p.selectedPods);
-  view.setState({ selected: null, peer: null, edge: null, highlight: nodesOfPods(pods) });
+  view.setState({ selected: null, peer: null, edge: null, observed: null, highlight: nodesOfPods(pods) });
   renderTier($('inspect'), t, {
     onEdit: (x) => editPolicy(`tier:${x.name}`),
     onPolicy: (ref) => {
@@ -383,7 +399,7 @@ function pickFinding(f, li) {
   if (kind === 'Namespace') {
     const ids = new Set([...state.nodes.values()].filter((n) => n.namespace === name).map((n) => n.id));
     state.selection = { kind: 'namespace', name };
-    view.setState({ selected: null, peer: null, edge: null, highlight: ids });
+    view.setState({ selected: null, peer: null, edge: null, observed: null, highlight: ids });
     const list = [...state.nodes.values()].filter((n) => n.namespace === name);
     fill($('inspect'), 
       h('div', { class: 'title' }, h('span', { class: 'big' }, name), h('span', { class: 'muted' }, 'namespace')),
@@ -505,6 +521,7 @@ async function runWhatIf() {
     state.whatif = r.data;
     showGraph();
     renderWhatIf(r.data);
+    if (state.flowLog) await runFlows(false);
     perf.whatIfMs = performance.now() - t;
     res.dataset.state = 'ready';
   } catch (e) {
@@ -632,6 +649,7 @@ function clearWhatIf() {
   delete $('whatif-result').dataset.state;
   showWhatIfError(null);
   showGraph();
+  if (state.flowLog) runFlows(false);
 }
 
 async function editPolicy(ref) {
@@ -665,6 +683,193 @@ function drawDeletes() {
   );
 }
 
+// ---- flow log overlay ----
+
+/** The observed edge between two node ids (null: outside the cluster), if the overlay has one. */
+function observedEdge(src, dst) {
+  return state.flows ? state.flows.edges.find((o) => o.src === src && o.dst === dst) || null : null;
+}
+
+/** A node of the overlay by id: its label; null: the outside addresses the edge saw. */
+function endLabel(id, o) {
+  if (id === null) {
+    const more = o.addresses.length >= 10 ? ', …' : '';
+    return `outside (${o.addresses.join(', ')}${more})`;
+  }
+  const n = state.nodes.get(id);
+  return n ? nodeLabel(n) : id;
+}
+
+/** What the log and the model say of an observed edge, in one line. */
+function observedText(o) {
+  const parts = [];
+  if (o.allowed) parts.push(`${o.allowed} allowed`);
+  if (o.denied) parts.push(`${o.denied} denied`);
+  if (o.mixed) parts.push(`${o.mixed} both`);
+  if (o.seen) parts.push(`${o.seen} without verdict`);
+  const model = o.modelDenied ? `the policies deny ${o.modelDenied}` : 'the policies allow all';
+  const disagree = o.modelAgrees ? '' : ` · log and policies disagree on ${o.disagreements}`;
+  const wi = [o.newlyDenied ? `the what-if would deny ${o.newlyDenied}` : null, o.newlyAllowed ? `the what-if would allow ${o.newlyAllowed}` : null].filter(Boolean);
+  return `${plural(o.connections, 'connection')} on ${o.ports.join(', ')} (log: ${parts.join(', ')}; ${model})${disagree}${wi.length ? ` · ${wi.join(', ')}` : ''}`;
+}
+
+function showFlowsError(e) {
+  const box = $('flows-error');
+  if (!e) {
+    box.hidden = true;
+    box.replaceChildren();
+    return;
+  }
+  box.hidden = false;
+  fill(box, e.body && e.body.field ? h('span', { class: 'field' }, `${e.body.field}: `) : null, e.message);
+}
+
+/** Sends the chosen file (else the pasted text) to POST /api/v1/graph/flows for the graph shown, and draws it. */
+async function runFlows(fromInputs = true) {
+  const res = $('flows-result');
+  if (fromInputs) {
+    const file = $('fl-file').files[0];
+    const text = $('fl-text').value;
+    state.flowLog = file || (text.trim() ? text : null);
+  }
+  if (!state.flowLog) {
+    showFlowsError({ message: 'choose a flow log file or paste one', body: {} });
+    return;
+  }
+  res.dataset.state = 'loading';
+  try {
+    const p = graphParams();
+    const params = {
+      group: state.graph.grouping,
+      namespace: p.namespace,
+      selector: p.selector,
+      port: $('fl-port').checked ? portText() : '',
+    };
+    const t = performance.now();
+    // With a what-if preview on, the log is judged against its policies too: the observed traffic it would cut.
+    const whatif = state.whatif ? { text: editor.value, delete: state.deletes } : null;
+    const r = await api.graphFlows(state.flowLog, params, whatif);
+    perf.flowsMs = performance.now() - t;
+    showFlowsError(null);
+    state.flows = r.data;
+    document.body.classList.add('flows');
+    view.setObserved(r.data.edges);
+    showGraph();
+    renderFlows(r.data);
+    res.dataset.state = 'ready';
+  } catch (e) {
+    if (state.flows) dropFlows();
+    showFlowsError(e);
+    res.dataset.state = 'error';
+  }
+}
+
+function dropFlows() {
+  state.flows = null;
+  document.body.classList.remove('flows');
+  view.setObserved(null);
+  $('flows-badge').hidden = true;
+  $('flows-result').replaceChildren();
+  showGraph();
+}
+
+function clearFlows() {
+  state.flowLog = null;
+  $('fl-file').value = '';
+  delete $('flows-result').dataset.state;
+  showFlowsError(null);
+  dropFlows();
+}
+
+function renderFlows(f) {
+  const c = f.counts;
+  const denied = f.edges.filter((o) => o.deniedAny).length;
+  const disagree = f.edges.filter((o) => !o.modelAgrees).length;
+  const cut = f.edges.reduce((n, o) => n + o.newlyDenied, 0);
+  // With a what-if, the edges it would cut first (the server's order otherwise: denied first).
+  const edges = f.whatif ? [...f.edges].sort((a, b) => (b.newlyDenied > 0) - (a.newlyDenied > 0)) : f.edges;
+  const badge = $('flows-badge');
+  badge.hidden = false;
+  badge.textContent = denied ? `${denied} denied` : String(f.edges.length);
+  const drawn = new Set(view.observed.map((it) => it.key));
+  const counts = [
+    `${plural(c.lines, 'line')}`,
+    c.errorLines ? `${c.errorLines} unreadable` : null,
+    c.skippedLines ? `${c.skippedLines} without a flow` : null,
+    `${plural(c.flows, 'flow')} (${plural(c.connections, 'connection')})`,
+    c.unresolved ? `${c.unresolved} unresolved` : null,
+    c.otherPorts ? `${c.otherPorts} on other ports` : null,
+    c.outsideFocus ? `${c.outsideFocus} outside the focus` : null,
+  ].filter(Boolean);
+  const problems = (title, list, total) =>
+    list.length
+      ? [
+          h('h3', { class: 'section' }, `${title} · ${total}`),
+          h('ul', { class: 'problems' }, list.slice(0, 20).map((x) => h('li', {}, `${x.file}:${x.line}: ${x.message}`))),
+          total > 20 ? h('p', { class: 'muted small' }, `… and ${total - 20} more (POST /api/v1/flows/replay lists every one)`) : null,
+        ]
+      : null;
+  fill(
+    $('flows-result'),
+    h(
+      'div',
+      { class: 'summary', dataset: { edges: f.edges.length, denied, disagree, cut } },
+      h('span', { class: 'observed' }, plural(f.edges.length, 'observed edge')),
+      h('span', { class: 'denied' }, `${denied} denied`),
+      h('span', { class: 'disagree' }, `${disagree} where log and policies disagree`),
+      h('span', { class: 'muted' }, f.port ? `on ${f.port}` : 'every port'),
+    ),
+    f.whatif
+      ? h('p', { class: cut ? 'observed-note denied' : 'observed-note' }, cut ? `the what-if would cut ${plural(cut, 'observed connection')}` : 'the what-if cuts no observed connection')
+      : null,
+    h('p', { class: 'muted small' }, counts.join(' · ')),
+    view.observedHidden ? h('p', { class: 'muted small' }, `${plural(view.observedHidden, 'edge')} not drawn: a node not on the graph (narrow or widen the filters)`) : null,
+    h(
+      'ul',
+      { class: 'observed-list' },
+      edges.slice(0, 300).map((o) =>
+        h(
+          'li',
+          {
+            class: [o.deniedAny ? 'denied' : '', o.newlyDenied ? 'cut' : '', drawn.has(`${o.src}\u0000${o.dst}`) ? '' : 'offgraph'].filter(Boolean).join(' ') || null,
+            dataset: { src: o.src ?? '', dst: o.dst ?? '', denied: String(o.deniedAny), cut: String(o.newlyDenied) },
+            onclick: () => selectObserved(o),
+          },
+          `${endLabel(o.src, o)} → ${endLabel(o.dst, o)}`,
+          h('span', { class: 'why' }, observedText(o)),
+        ),
+      ),
+    ),
+    f.edges.length > 300 ? h('p', { class: 'muted small' }, `first 300 of ${f.edges.length} shown`) : null,
+    problems('Unreadable lines', f.errors, c.errorLines),
+    problems('Not judged (ends not in the cluster)', f.unresolved, c.unresolved),
+  );
+}
+
+/** An observed edge: what the log and the model say, and the explanation of its example flow. */
+async function selectObserved(o) {
+  state.selection = { kind: 'observed', src: o.src, dst: o.dst };
+  view.setState({ selected: null, peer: null, edge: null, observed: `${o.src}\u0000${o.dst}`, highlight: new Set([o.src, o.dst].filter((x) => x !== null)) });
+  showTab('inspect');
+  markList(null);
+  const end = (id) => {
+    const n = id === null ? null : state.nodes.get(id);
+    return n ? h('a', { class: 'link', onclick: () => selectNode(n) }, nodeLabel(n)) : endLabel(id, o);
+  };
+  const ex = o.example;
+  fill(
+    $('inspect'),
+    h('div', { class: 'title' }, h('span', { class: 'big' }, 'Observed'), h('span', { class: 'muted' }, o.ports.join(', '))),
+    h('p', {}, end(o.src), ' → ', end(o.dst)),
+    h('p', { class: o.deniedAny ? 'observed-note denied' : 'observed-note' }, `flow log: ${observedText(o)}`),
+    h('p', { class: 'muted small' }, `explaining ${ex.src} → ${ex.dst} on ${ex.port} (logged ${ex.observed} at ${ex.file}:${ex.line}; the policies ${ex.model}):`),
+  );
+  $('ex-src').value = ex.src;
+  $('ex-dst').value = ex.dst;
+  $('ex-port').value = ex.port;
+  await runExplain();
+}
+
 // ---- wiring ----
 
 $('filters').addEventListener('submit', (ev) => {
@@ -685,6 +890,9 @@ for (const b of document.querySelectorAll('.tabs button')) b.addEventListener('c
 $('ex-run').addEventListener('click', runExplain);
 for (const id of ['ex-src', 'ex-dst', 'ex-port', 'ex-fqdn']) $(id).addEventListener('keydown', (ev) => ev.key === 'Enter' && runExplain());
 $('wi-run').addEventListener('click', runWhatIf);
+$('fl-run').addEventListener('click', () => runFlows());
+$('fl-clear').addEventListener('click', clearFlows);
+$('fl-port').addEventListener('change', () => state.flowLog && runFlows(false));
 $('wi-clear').addEventListener('click', clearWhatIf);
 $('wi-load').addEventListener('change', () => {
   const v = $('wi-load').value;
@@ -732,6 +940,7 @@ async function followRevision() {
     if (res.ok && rev && !busy && (!state.revision || rev !== state.revision)) {
       await loadAll();
       if (state.whatif) await runWhatIf();
+      else if (state.flowLog) await runFlows(false);
     }
   } catch {
     // The server is away (restarting): try again at the next tick.

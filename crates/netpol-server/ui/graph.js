@@ -22,6 +22,8 @@ export const COLORS = {
   box: '#f1f5f9',
   boxLine: '#d3dbe5',
   outside: '#6d28d9',
+  observed: '#0891b2',
+  observedDenied: '#dc2626',
 };
 
 /** A stable hue (0..359) for a namespace name. */
@@ -136,6 +138,39 @@ function flatLayout(nodes, aspect, maxCount) {
   return { pos, boxes: [], width: cols * m.cw, height: rows * m.ch, m };
 }
 
+/**
+ * Geometry of an observed edge between a node and addresses outside the cluster: a straight stroke leaving the node
+ * up-right (`out`) or entering it from the up-left, as the outside marks.
+ */
+function outsideGeometry(p, out) {
+  const a = out ? -Math.PI / 4 : (-3 * Math.PI) / 4;
+  const [c, s] = [Math.cos(a), Math.sin(a)];
+  const near = p.r + 3;
+  const far = near + Math.max(24, p.r * 2.2);
+  const [n, f] = [{ x: p.x + c * near, y: p.y + s * near }, { x: p.x + c * far, y: p.y + s * far }];
+  const [from, to] = out ? [n, f] : [f, n];
+  const ux = (to.x - from.x) / (far - near);
+  const uy = (to.y - from.y) / (far - near);
+  return { loop: false, ax: from.x, ay: from.y, cx: (from.x + to.x) / 2, cy: (from.y + to.y) / 2, bx: to.x, by: to.y, ux, uy };
+}
+
+/** Distance from a world point to an edge's curve (or loop). */
+function curveDist(g, wx, wy) {
+  if (g.loop) return Math.abs(Math.hypot(wx - g.cx, wy - g.cy) - g.lr);
+  let d = Infinity;
+  let x0 = g.ax;
+  let y0 = g.ay;
+  for (let i = 1; i <= 16; i++) {
+    const t = i / 16;
+    const x1 = (1 - t) * (1 - t) * g.ax + 2 * (1 - t) * t * g.cx + t * t * g.bx;
+    const y1 = (1 - t) * (1 - t) * g.ay + 2 * (1 - t) * t * g.cy + t * t * g.by;
+    d = Math.min(d, distToSegment(wx, wy, x0, y0, x1, y1));
+    x0 = x1;
+    y0 = y1;
+  }
+  return d;
+}
+
 /** Geometry of an edge: a quadratic curve bent to the left of its direction, or a loop for a node to itself. */
 function geometry(a, b) {
   if (a === b) {
@@ -176,7 +211,11 @@ export class GraphView {
     this.lay = null;
     this.view = { s: 1, tx: 0, ty: 0 };
     this.moved = false;
-    this.state = { selected: null, peer: null, edge: null, highlight: new Set(), changes: null, port: '' };
+    this.state = { selected: null, peer: null, edge: null, observed: null, highlight: new Set(), changes: null, port: '' };
+    // The flow log overlay: observed edges as the server gave them, and those placed on the layout.
+    this.observedRaw = null;
+    this.observed = [];
+    this.observedHidden = 0;
     this.dpr = 1;
     this.lastDrawMs = 0;
     this.bindEvents();
@@ -197,8 +236,36 @@ export class GraphView {
       if (!a || !b) continue;
       this.edges.push({ e, a, b, g: geometry(a, b), key: edgeKey(e.src, e.dst) });
     }
+    this.placeObserved();
     if (!this.moved) this.fit();
     return performance.now() - t;
+  }
+
+  /**
+   * The flow log overlay: observed edges of `POST /api/v1/graph/flows` (`src`/`dst` a node id, or null for
+   * addresses outside the cluster), or null to remove it. Edges with an end not on the graph are counted in
+   * `observedHidden`, not drawn.
+   */
+  setObserved(list) {
+    this.observedRaw = list || null;
+    this.placeObserved();
+    this.draw();
+  }
+
+  placeObserved() {
+    this.observed = [];
+    this.observedHidden = 0;
+    if (!this.observedRaw || !this.lay) return;
+    for (const o of this.observedRaw) {
+      const a = o.src === null ? null : this.lay.pos.get(o.src);
+      const b = o.dst === null ? null : this.lay.pos.get(o.dst);
+      if ((o.src !== null && !a) || (o.dst !== null && !b) || (!a && !b)) {
+        this.observedHidden++;
+        continue;
+      }
+      const g = a && b ? geometry(a, b) : outsideGeometry(a || b, !b);
+      this.observed.push({ o, g, key: edgeKey(o.src, o.dst) });
+    }
   }
 
   setState(patch) {
@@ -295,6 +362,10 @@ export class GraphView {
       }
     }
     ctx.globalAlpha = 1;
+
+    // The flow log overlay, under the policy edges: a wide translucent stroke per observed edge, red when the log
+    // or the model denies some of it.
+    if (this.observed.length) drawObserved(ctx, this.observed, px, this.state.observed);
 
     // Edges, batched by style; highlighted ones last.
     const buckets = new Map();
@@ -408,31 +479,24 @@ export class GraphView {
     return best;
   }
 
+  /** The graph edge at a world point; else the observed edge there, as `{observed}`; else null. */
   edgeAt(wx, wy) {
     const tol = 6 / this.view.s;
     let best = null;
     let bestD = tol;
     for (const it of this.edges) {
-      const g = it.g;
-      let d;
-      if (g.loop) {
-        d = Math.abs(Math.hypot(wx - g.cx, wy - g.cy) - g.lr);
-      } else {
-        d = Infinity;
-        let x0 = g.ax;
-        let y0 = g.ay;
-        for (let i = 1; i <= 16; i++) {
-          const t = i / 16;
-          const x1 = (1 - t) * (1 - t) * g.ax + 2 * (1 - t) * t * g.cx + t * t * g.bx;
-          const y1 = (1 - t) * (1 - t) * g.ay + 2 * (1 - t) * t * g.cy + t * t * g.by;
-          d = Math.min(d, distToSegment(wx, wy, x0, y0, x1, y1));
-          x0 = x1;
-          y0 = y1;
-        }
-      }
+      const d = curveDist(it.g, wx, wy);
       if (d < bestD) {
         bestD = d;
         best = it.e;
+      }
+    }
+    if (best) return best;
+    for (const it of this.observed) {
+      const d = curveDist(it.g, wx, wy);
+      if (d < bestD) {
+        bestD = d;
+        best = { observed: it.o };
       }
     }
     return best;
@@ -445,9 +509,11 @@ export class GraphView {
     return { x: p.x * this.view.s + this.view.tx, y: p.y * this.view.s + this.view.ty };
   }
 
-  /** Screen position of the middle of an edge's curve (for tests). */
-  edgePos(src, dst) {
-    const it = this.edges.find((x) => x.e.src === src && x.e.dst === dst);
+  /** Screen position of the middle of an edge's curve (for tests); `observed`: of an observed edge. */
+  edgePos(src, dst, observed = false) {
+    const it = observed
+      ? this.observed.find((x) => x.o.src === src && x.o.dst === dst)
+      : this.edges.find((x) => x.e.src === src && x.e.dst === dst);
     if (!it) return null;
     const g = it.g;
     const wx = g.loop ? g.cx + g.lr : 0.25 * g.ax + 0.5 * g.cx + 0.25 * g.bx;
@@ -490,6 +556,7 @@ export class GraphView {
       const n = this.nodeAt(w.x, w.y);
       if (n) return this.handlers.node(n, ev.shiftKey);
       const e = this.edgeAt(w.x, w.y);
+      if (e && e.observed) return this.handlers.observed(e.observed);
       if (e) return this.handlers.edge(e);
       this.handlers.background();
     });
@@ -516,7 +583,7 @@ export class GraphView {
     const n = this.nodeAt(w.x, w.y);
     const e = n ? null : this.edgeAt(w.x, w.y);
     this.canvas.classList.toggle('pointer', Boolean(n || e));
-    const text = n ? this.handlers.nodeTip(n) : e ? this.handlers.edgeTip(e) : '';
+    const text = n ? this.handlers.nodeTip(n) : e && e.observed ? this.handlers.observedTip(e.observed) : e ? this.handlers.edgeTip(e) : '';
     if (!text) return this.hideTip();
     this.tooltip.textContent = text;
     this.tooltip.hidden = false;
@@ -529,6 +596,54 @@ export class GraphView {
   hideTip() {
     this.tooltip.hidden = true;
   }
+}
+
+/**
+ * The observed edges: one wide translucent stroke each, with an arrowhead; red when the log or the model denies
+ * some of the edge's connections; dashed red, on top, when the what-if would deny some that are allowed now.
+ * `selected` (an edge key) is drawn opaque.
+ */
+function drawObserved(ctx, items, px, selected) {
+  const w = 6 * Math.max(px, 0.6);
+  const kind = (o) => (o.newlyDenied > 0 ? 2 : o.deniedAny ? 1 : 0);
+  for (const k of [0, 1, 2]) {
+    for (const sel of [false, true]) {
+      const list = items.filter((it) => kind(it.o) === k && (it.key === selected) === sel);
+      if (!list.length) continue;
+      const color = k ? COLORS.observedDenied : COLORS.observed;
+      ctx.globalAlpha = sel ? 0.9 : [0.4, 0.5, 0.8][k];
+      ctx.strokeStyle = color;
+      ctx.fillStyle = color;
+      ctx.lineWidth = sel ? w * 1.4 : w;
+      ctx.lineCap = k === 2 ? 'butt' : 'round';
+      ctx.setLineDash(k === 2 ? [2 * w, 1.2 * w] : []);
+      ctx.beginPath();
+      for (const { g } of list) {
+        if (g.loop) {
+          ctx.moveTo(g.cx + g.lr, g.cy);
+          ctx.arc(g.cx, g.cy, g.lr, 0, Math.PI * 2);
+        } else {
+          ctx.moveTo(g.ax, g.ay);
+          ctx.quadraticCurveTo(g.cx, g.cy, g.bx, g.by);
+        }
+      }
+      ctx.stroke();
+      ctx.setLineDash([]);
+      const size = Math.max(9 * px, 7);
+      ctx.beginPath();
+      for (const { g } of list) {
+        if (g.loop) continue;
+        const { bx, by, ux, uy } = g;
+        ctx.moveTo(bx + ux * size * 0.3, by + uy * size * 0.3);
+        ctx.lineTo(bx - ux * size - uy * size * 0.6, by - uy * size + ux * size * 0.6);
+        ctx.lineTo(bx - ux * size + uy * size * 0.6, by - uy * size - ux * size * 0.6);
+        ctx.closePath();
+      }
+      ctx.fill();
+    }
+  }
+  ctx.lineCap = 'butt';
+  ctx.globalAlpha = 1;
 }
 
 /** Half ring of isolation: solid teal when every pod is isolated, amber when some are, dashed red when none. */

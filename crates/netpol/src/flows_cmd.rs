@@ -443,7 +443,8 @@ pub fn run(
     let proposed = proposed_cluster(current.cluster(), proposal)?;
     let proposed_engine = proposed.as_ref().map(|(c, _)| Engine::with_cni(c.clone(), current.cni_choice()));
     let logs = read_logs(logs, forced)?;
-    let rep = replay::replay(current, proposed_engine.as_ref(), &logs.folded, replay::Options { explain_all });
+    let opts = replay::Options { explain_all, ..Default::default() };
+    let rep = replay::replay(current, proposed_engine.as_ref(), &logs.folded, opts);
     let change = proposed.as_ref().map(|(_, what)| what.as_str());
     match format {
         ReplayFormat::Json => {

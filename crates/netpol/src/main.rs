@@ -605,8 +605,8 @@ struct LimitsArgs {
     /// connection is closed.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = serve::parse_duration)]
     body_timeout: std::time::Duration,
-    /// Expensive requests (what-if, graph what-if, query with explain) computed at once; more get 503 with
-    /// `Retry-After` [default: the number of cores].
+    /// Expensive requests (what-if, graph what-if, flow replay, query with explain) computed at once; more get
+    /// 503 with `Retry-After` [default: the number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_expensive: Option<u32>,
 }

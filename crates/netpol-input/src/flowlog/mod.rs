@@ -25,7 +25,7 @@ mod netpol;
 mod read;
 
 pub use fold::{Folder, WINDOW};
-pub use read::{open, Reader};
+pub use read::{decompressed, open, Reader};
 
 /// The flow-log formats netpol reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -15,14 +15,19 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Opens a flow log for reading: `-` is stdin; a gzip stream (known by its magic bytes, not its name) is
 /// decompressed, concatenated gzip members (rotated logs joined with `cat`) included.
 pub fn open(path: &str) -> anyhow::Result<Box<dyn BufRead + Send>> {
-    let mut input: Box<dyn BufRead + Send> = if path == "-" {
+    let input: Box<dyn BufRead + Send> = if path == "-" {
         Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()))
     } else {
         let f = File::open(path).with_context(|| format!("cannot open flow log {path}"))?;
         Box::new(BufReader::with_capacity(1 << 16, f))
     };
-    let gzip = input.fill_buf().with_context(|| format!("cannot read flow log {path}"))?.starts_with(&GZIP_MAGIC);
-    if gzip {
+    decompressed(input).with_context(|| format!("cannot read flow log {path}"))
+}
+
+/// `input`, decompressed when it is a gzip stream (known by its magic bytes), concatenated gzip members
+/// included; else `input` itself. For logs that are not files (a request body: `Box::new(Cursor::new(bytes))`).
+pub fn decompressed<'a>(mut input: Box<dyn BufRead + Send + 'a>) -> std::io::Result<Box<dyn BufRead + Send + 'a>> {
+    if input.fill_buf()?.starts_with(&GZIP_MAGIC) {
         return Ok(Box::new(BufReader::with_capacity(1 << 16, flate2::bufread::MultiGzDecoder::new(input))));
     }
     Ok(input)

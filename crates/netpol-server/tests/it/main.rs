@@ -5,6 +5,7 @@
 mod calico;
 mod cilium;
 mod common;
+mod flows;
 mod graph;
 #[cfg(feature = "kube")]
 mod live;

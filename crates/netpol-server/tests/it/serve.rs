@@ -1,6 +1,7 @@
 //! `netpol serve`: every endpoint on examples/three-tier through `router(...)` (no socket), bad input, the
 //! OpenAPI document's coverage of the router, metrics, real HTTP over TCP (`serve_on`: timeouts, limits,
-//! cancellation), and reloads under load. The binary's own tests are in `crates/netpol/tests/it/serve.rs`.
+//! cancellation of a what-if and of a flow replay), and reloads under load. The binary's own tests are in
+//! `crates/netpol/tests/it/serve.rs`.
 
 use netpol_server as serve;
 
@@ -1013,6 +1014,64 @@ fn a_disconnected_clients_what_if_stops() {
     let stopped = t.elapsed();
     let m = metrics();
     eprintln!("graph what-if on 3,000 pods: {full:?} connected; stopped {stopped:?} after the client left");
+    assert_eq!(count(&m, "total{outcome=\"cancelled\"}"), 1.0, "the work noticed the client left: {m}");
+    assert_eq!(count(&m, "total{outcome=\"completed\"}"), 1.0, "{m}");
+}
+
+#[test]
+fn a_disconnected_clients_flow_replay_stops() {
+    use std::time::{Duration, Instant};
+    let st = state();
+    let live = Live::start(st.clone());
+    let app = router(st);
+    let metrics = || live.rt.block_on(get(&app, "/metrics")).text();
+    let count = |m: &str, what: &str| metric(m, &format!("netpol_expensive_requests_{what}"));
+    // A small gzip body that inflates to just under the bound (FLOW_LOG_EXPANSION times the body limit): long to
+    // read, quick to send.
+    let line = b"{\"src\": \"frontend/web\", \"dst\": \"backend/api\", \"port\": 8080, \"verdict\": \"allowed\"}\n";
+    let lines = (serve::DEFAULT_BODY_LIMIT * serve::FLOW_LOG_EXPANSION - 1) / line.len();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for _ in 0..lines {
+        enc.write_all(line).expect("gzip");
+    }
+    let body = enc.finish().expect("gzip");
+    let head = format!(
+        "POST /api/v1/flows/replay HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\
+         Content-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let send = |s: &mut std::net::TcpStream| {
+        s.write_all(head.as_bytes()).expect("write");
+        s.write_all(&body).expect("write");
+    };
+    // Connected: read to the end.
+    let t = Instant::now();
+    let mut s = live.connect();
+    send(&mut s);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let full = t.elapsed();
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{}", &resp[..resp.len().min(300)]);
+    assert_eq!(body_of(&resp)["summary"]["observed"]["connections"], lines as u64);
+    assert_eq!(count(&metrics(), "total{outcome=\"completed\"}"), 1.0);
+    // Disconnected once the work started: it stops at its next check.
+    let mut s = live.connect();
+    send(&mut s);
+    let started = Instant::now();
+    while count(&metrics(), "in_flight") < 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the replay did not start");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(s);
+    let t = Instant::now();
+    while count(&metrics(), "in_flight") > 0.0 {
+        assert!(t.elapsed() < Duration::from_secs(60), "still running");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stopped = t.elapsed();
+    let m = metrics();
+    eprintln!("flow replay of {lines} lines: {full:?} connected; stopped {stopped:?} after the client left");
     assert_eq!(count(&m, "total{outcome=\"cancelled\"}"), 1.0, "the work noticed the client left: {m}");
     assert_eq!(count(&m, "total{outcome=\"completed\"}"), 1.0, "{m}");
 }
