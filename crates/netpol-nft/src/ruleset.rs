@@ -878,6 +878,31 @@ const ND_TYPES: [&str; 4] = ["nd-router-solicit", "nd-router-advert", "nd-neighb
 
 /// Generates the ruleset enforcing the engine's policies: the engine's data-plane table, rendered.
 pub fn generate(e: &Engine) -> Ruleset {
+    generate_scoped(e, None)
+}
+
+/// The addresses of the pods whose `spec.nodeName` is `node` (hostNetwork pods left out: the node's own addresses
+/// are not a pod's to check): what [`generate_for_node`] checks.
+pub fn node_pod_addresses(e: &Engine, node: &str) -> BTreeSet<IpAddr> {
+    e.cluster()
+        .pods
+        .iter()
+        .filter(|p| !p.host_network && p.node.as_deref() == Some(node))
+        .flat_map(|p| p.ips.iter().copied())
+        .collect()
+}
+
+/// The ruleset one node enforces, as a node agent programs it: the egress checks of the pods on `node` (as
+/// sources) and the ingress checks of the pods on `node` (as destinations), each with its peers' address sets from
+/// the whole cluster. A flow between two nodes is checked for egress on the source's node and for ingress on the
+/// destination's; together the two answer as [`generate`] does on one node. Only the profiles of local pods get a
+/// chain.
+pub fn generate_for_node(e: &Engine, node: &str) -> Ruleset {
+    generate_scoped(e, Some(&node_pod_addresses(e, node)))
+}
+
+/// [`generate`], with the address maps (and so the profile chains) limited to `local` addresses when given.
+fn generate_scoped(e: &Engine, local: Option<&BTreeSet<IpAddr>>) -> Ruleset {
     let t = e.dataplane();
     let mut g = Gen {
         t: &t,
@@ -893,11 +918,17 @@ pub fn generate(e: &Engine) -> Ruleset {
             maps.insert(format!("{dir}_{}", fam.suffix()), NftMap { family: fam, elements: BTreeMap::new() });
         }
     }
-    // A chain per profile, even one whose pods have no address yet (an update that adds one only fills the map).
-    for p in 0..t.profiles.len() {
-        g.chain(ProfileId::new(p));
+    // A chain per profile, even one whose pods have no address yet (an update that adds one only fills the map);
+    // for one node, only its pods' profiles.
+    if local.is_none() {
+        for p in 0..t.profiles.len() {
+            g.chain(ProfileId::new(p));
+        }
     }
     for &(ip, dir, profile) in &t.addresses {
+        if local.is_some_and(|l| !l.contains(&ip)) {
+            continue;
+        }
         let chain = g.chain(profile);
         if let Some(m) = maps.get_mut(&format!("{}_{}", dir.as_str(), Family::of(&ip).suffix())) {
             m.elements.insert(ip, chain);
@@ -906,8 +937,12 @@ pub fn generate(e: &Engine) -> Ruleset {
     g.rs.maps = maps;
     if t.own_node_check {
         for fam in g.families() {
-            let elements =
-                t.own_node.iter().filter(|(n, _)| Family::of(n) == fam).map(|&(n, p)| Elem::AddrPair(n, p)).collect();
+            let elements = t
+                .own_node
+                .iter()
+                .filter(|(n, p)| Family::of(n) == fam && local.is_none_or(|l| l.contains(p)))
+                .map(|&(n, p)| Elem::AddrPair(n, p))
+                .collect();
             g.rs.sets
                 .insert(own_node_set(fam), NftSet { family: fam, kind: SetKind::AddrPair, interval: false, elements });
         }
@@ -1227,6 +1262,70 @@ impl Ruleset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One node's ruleset checks its own pods only: their egress as sources, their ingress as destinations, with
+    /// peer sets from the whole cluster; the two nodes' rulesets together hold every check of the whole one.
+    #[test]
+    fn a_node_checks_its_own_pods_with_the_whole_clusters_peers() {
+        let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n, labels: {app: a}}
+spec: {nodeName: n1}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n, labels: {app: b}}
+spec: {nodeName: n2}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: n, labels: {app: c}}
+spec: {nodeName: n2}
+status: {podIP: 10.0.0.3}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: in, namespace: n}
+spec: {podSelector: {matchLabels: {app: a}}, ingress: [{from: [{podSelector: {matchLabels: {app: b}}}]}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: out, namespace: n}
+spec: {podSelector: {}, policyTypes: [Egress], egress: [{to: [{podSelector: {matchLabels: {app: a}}}]}]}
+";
+        let e = Engine::new(netpol_core::load::load_str("t.yaml", yaml).cluster);
+        let whole = generate(&e);
+        let (n1, n2) = (generate_for_node(&e, "n1"), generate_for_node(&e, "n2"));
+        let keys = |rs: &Ruleset, m: &str| -> Vec<String> {
+            rs.maps.get(m).map(|m| m.elements.keys().map(|ip| ip.to_string()).collect()).unwrap_or_default()
+        };
+        assert_eq!(keys(&n1, "egress_v4"), ["10.0.0.1"]);
+        assert_eq!(keys(&n1, "ingress_v4"), ["10.0.0.1"]);
+        assert_eq!(keys(&n2, "egress_v4"), ["10.0.0.2", "10.0.0.3"]);
+        assert!(keys(&n2, "ingress_v4").is_empty(), "b and c are not isolated for ingress");
+        // Every map element of the whole ruleset is on exactly one node, pointing at a chain of the same rules.
+        for m in ["egress_v4", "ingress_v4"] {
+            let mut both = keys(&n1, m);
+            both.extend(keys(&n2, m));
+            both.sort();
+            assert_eq!(both, keys(&whole, m), "{m}");
+        }
+        let rules = |rs: &Ruleset, m: &str, ip: &str| -> Vec<String> {
+            let chain = &rs.maps[m].elements[&ip.parse::<IpAddr>().unwrap()];
+            Ruleset::rule_lines(&rs.chains[chain])
+        };
+        assert_eq!(rules(&n1, "ingress_v4", "10.0.0.1"), rules(&whole, "ingress_v4", "10.0.0.1"));
+        assert_eq!(rules(&n2, "egress_v4", "10.0.0.3"), rules(&whole, "egress_v4", "10.0.0.3"));
+        // The peers' sets are the whole cluster's: n1's ingress check of `a` names b's address (on n2).
+        assert!(n1.to_nft().contains("10.0.0.2"), "{}", n1.to_nft());
+        // A node without pods checks nothing.
+        let empty = generate_for_node(&e, "n3");
+        assert!(keys(&empty, "egress_v4").is_empty() && keys(&empty, "ingress_v4").is_empty());
+        assert!(empty.chains.keys().all(|c| BASE_HOOKS.contains(&c.as_str())), "{:?}", empty.chains.keys());
+    }
 
     #[test]
     fn icmp_messages_are_matched_by_type_and_code() {
