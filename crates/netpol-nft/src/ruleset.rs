@@ -1266,6 +1266,7 @@ mod tests {
     /// One node's ruleset checks its own pods only: their egress as sources, their ingress as destinations, with
     /// peer sets from the whole cluster; the two nodes' rulesets together hold every check of the whole one.
     #[test]
+    #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
     fn a_node_checks_its_own_pods_with_the_whole_clusters_peers() {
         let yaml = "
 apiVersion: v1
