@@ -183,6 +183,8 @@ pub enum Expr {
     Goto(String),
     /// `jump chain`
     Jump(String),
+    /// `log prefix "..."` (audit mode: what would have been dropped)
+    Log(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -1043,6 +1045,7 @@ fn expr_text(x: &Expr) -> String {
         Expr::Return => "return".into(),
         Expr::Goto(c) => format!("goto {c}"),
         Expr::Jump(c) => format!("jump {c}"),
+        Expr::Log(prefix) => format!("log prefix {}", serde_json::to_string(prefix).unwrap_or_default()),
     }
 }
 
@@ -1112,6 +1115,34 @@ impl Ruleset {
         }
         out.push_str("}\n");
         out
+    }
+
+    /// Audit mode: every verdict that would drop or reject (a rule's, a chain's final drop, an invalid packet's)
+    /// counts, logs with the prefix `netpol-audit ` and the rule's comment, and accepts instead: the same checks,
+    /// nothing dropped (for rolling policies out).
+    pub fn audit(mut self) -> Ruleset {
+        for chain in self.chains.values_mut() {
+            for rule in &mut chain.rules {
+                let denies = matches!(rule.exprs.last(), Some(Expr::Drop | Expr::RejectTcpReset | Expr::RejectIcmpx))
+                    || matches!(rule.exprs.last(), Some(Expr::Goto(c)) if c == REJECT_CHAIN);
+                if !denies {
+                    continue;
+                }
+                rule.exprs.pop();
+                if !rule.exprs.contains(&Expr::Counter) {
+                    rule.exprs.push(Expr::Counter);
+                }
+                let what = rule.comment.as_deref().unwrap_or("np-drop");
+                let mut prefix = format!("netpol-audit {what} ");
+                // nft's log prefix is at most 127 bytes.
+                while prefix.len() > 120 {
+                    prefix.pop();
+                }
+                rule.exprs.push(Expr::Log(prefix));
+                rule.exprs.push(Expr::Accept);
+            }
+        }
+        self
     }
 
     /// A script that replaces the table atomically (one transaction): create-if-missing, delete, define.
@@ -1209,6 +1240,7 @@ fn expr_json(x: &Expr) -> Value {
         Expr::Return => json!({"return": null}),
         Expr::Goto(c) => json!({"goto": {"target": c}}),
         Expr::Jump(c) => json!({"jump": {"target": c}}),
+        Expr::Log(prefix) => json!({"log": {"prefix": prefix}}),
     }
 }
 
@@ -1262,6 +1294,38 @@ impl Ruleset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Audit mode drops nothing: every drop or reject becomes count, log and accept; everything else is unchanged.
+    #[test]
+    fn audit_mode_logs_and_accepts_what_would_be_dropped() {
+        let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n, labels: {app: a}}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: n}
+spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
+";
+        let e = Engine::new(netpol_core::load::load_str("t.yaml", yaml).cluster);
+        let enforce = generate(&e);
+        let audit = enforce.clone().audit();
+        fn verdicts(rs: &Ruleset) -> Vec<&Expr> {
+            rs.chains.values().flat_map(|c| &c.rules).filter_map(|r| r.exprs.last()).collect()
+        }
+        assert!(verdicts(&enforce).contains(&&Expr::Drop));
+        assert!(!verdicts(&audit).iter().any(|x| matches!(x, Expr::Drop | Expr::RejectTcpReset | Expr::RejectIcmpx)));
+        let text = audit.to_nft();
+        assert!(text.contains("counter log prefix \"netpol-audit np-drop:invalid \" accept"), "{text}");
+        assert!(text.contains("log prefix \"netpol-audit np-drop:"), "{text}");
+        // The same maps, sets and chains: only the deny verdicts differ.
+        assert_eq!(audit.maps, enforce.maps);
+        assert_eq!(audit.chains.keys().collect::<Vec<_>>(), enforce.chains.keys().collect::<Vec<_>>());
+        let json = audit.to_json().to_string();
+        assert!(json.contains("\"log\":{\"prefix\":\"netpol-audit"), "{json}");
+    }
 
     /// One node's ruleset checks its own pods only: their egress as sources, their ingress as destinations, with
     /// peer sets from the whole cluster; the two nodes' rulesets together hold every check of the whole one.
