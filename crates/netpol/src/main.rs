@@ -193,6 +193,13 @@ impl CniArg {
 use netpol_input::cni_header;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+#[cfg_attr(not(feature = "agent"), allow(dead_code))]
+enum AgentMode {
+    Enforce,
+    Audit,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum TextOrJson {
     Text,
     Json,
@@ -517,6 +524,32 @@ enum Cmd {
         #[arg(long, default_value = "npgen")]
         prefix: String,
     },
+    /// Enforce one node's share of the policies in this node's kernel (its own nftables table), as a DaemonSet:
+    /// the egress of the pods on the node and the ingress of the pods on the node, from a watched cluster (or
+    /// manifests, re-read when they change).
+    #[cfg(feature = "agent")]
+    Agent {
+        /// The node this agent enforces for (its pods are those whose spec.nodeName is this).
+        #[arg(long, env = "NODE_NAME")]
+        node: String,
+        /// Manifests instead of a cluster (re-read when a file changes, checked every second).
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// enforce: drop what the policies deny; audit: count and log it (prefix netpol-audit), drop nothing.
+        #[arg(long, value_enum, default_value = "enforce")]
+        mode: AgentMode,
+        /// Serve Prometheus metrics (`/metrics`) and readiness (`/healthz`) on this address.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_listen: Option<std::net::SocketAddr>,
+        /// Program once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    #[cfg(not(feature = "agent"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Agent(Disabled),
     /// Flow logs: observed traffic replayed against the policies and a proposed change.
     Flows {
         #[command(subcommand)]
@@ -726,6 +759,20 @@ fn load_from(inputs: &Inputs, strict: bool) -> anyhow::Result<Result<input::Inpu
     }
 }
 
+/// The manifest files of `-f` paths with their modification times and sizes: what changes when one is edited.
+#[cfg(feature = "agent")]
+fn files_fingerprint(files: &[String]) -> Vec<(std::path::PathBuf, Option<std::time::SystemTime>, u64)> {
+    let listed = input::manifest_files(files).map(|m| m.files).unwrap_or_default();
+    listed
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let modified = meta.as_ref().and_then(|m| m.modified().ok());
+            (p, modified, meta.map_or(0, |m| m.len()))
+        })
+        .collect()
+}
+
 fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
     let strict = cli.strict;
     netpol_input::set_cni(cli.cni.cni());
@@ -765,6 +812,63 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(not(feature = "agent"))]
+        Cmd::Agent(_) => Err(missing_feature("`netpol agent`", "agent")),
+        #[cfg(feature = "agent")]
+        Cmd::Agent { node, files, cluster, mode, metrics_listen, once } => {
+            use std::sync::Arc;
+            let mode = match mode {
+                AgentMode::Enforce => netpol_agent::Mode::Enforce,
+                AgentMode::Audit => netpol_agent::Mode::Audit,
+            };
+            let programmer =
+                Arc::new(netpol_agent::Programmer::new(&node, mode, Box::new(netpol_nft::apply::System), None));
+            match inputs(files, cluster, kubeconfig_on_cli)? {
+                Inputs::Cluster(source) if once => {
+                    let (loaded, from) = live::snapshot_blocking(&source)?;
+                    eprintln!("netpol: {from}");
+                    let engine = netpol_core::compile::Engine::with_cni(loaded.cluster, netpol_input::cni());
+                    programmer.program(&engine)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Inputs::Cluster(source) => {
+                    netpol_agent::run_live_blocking(&source, programmer, netpol_input::cni(), metrics_listen)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Inputs::Files(files) => {
+                    if files.iter().any(|f| f == "-") && !once {
+                        anyhow::bail!("stdin (`-f -`) can be read once: give files, or --once");
+                    }
+                    if let Some(addr) = metrics_listen {
+                        netpol_agent::spawn_metrics(addr, programmer.clone(), None)?;
+                    }
+                    let mut seen = None;
+                    loop {
+                        let now = if files.iter().any(|f| f == "-") { None } else { Some(files_fingerprint(&files)) };
+                        if seen.is_none() || now != seen {
+                            // A failed read keeps the ruleset in place, as a failed list does.
+                            match load(&files, strict)? {
+                                Ok(inp) => {
+                                    if let Err(e) = programmer.program(&inp.engine) {
+                                        if once {
+                                            return Err(e.into());
+                                        }
+                                        eprintln!("error: cannot program the ruleset: {e}");
+                                    }
+                                }
+                                Err(code) if once => return Ok(code),
+                                Err(_) => {}
+                            }
+                            seen = now.or(Some(Vec::new()));
+                        }
+                        if once {
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                }
+            }
         }
         Cmd::Generate {
             files,

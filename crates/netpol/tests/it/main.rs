@@ -3,6 +3,8 @@
 //! need a cargo feature are built with it only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[cfg(all(feature = "lab", feature = "agent"))]
+mod agent;
 mod antrea_conformance;
 #[cfg(feature = "lab")]
 mod antrea_dataplane;

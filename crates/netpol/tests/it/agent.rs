@@ -1,0 +1,123 @@
+//! `netpol agent` in a network namespace standing for a node (root, nftables): what it programs is its node's
+//! share, in its own table only; it follows the manifests; its death leaves the ruleset in place.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::dataplane::{prefix, skip_reason, LabGuard};
+
+macro_rules! require_root {
+    () => {
+        if let Some(why) = skip_reason() {
+            panic!("this data-plane test cannot run: {why} (it is ignored when the build finds no root or tools)");
+        }
+    };
+}
+
+const CLUSTER: &str = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n, labels: {app: a}}
+spec: {nodeName: node-1}
+status: {podIP: 10.77.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n, labels: {app: b}}
+spec: {nodeName: node-2}
+status: {podIP: 10.77.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: only-b, namespace: n}
+spec: {podSelector: {}, ingress: [{from: [{podSelector: {matchLabels: {app: b}}}]}]}
+";
+
+fn ip(args: &[&str]) {
+    let o = Command::new("ip").args(args).output().unwrap();
+    assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `nft -j list ruleset` in `ns`.
+fn ruleset(ns: &str) -> serde_json::Value {
+    let o = Command::new("ip").args(["netns", "exec", ns, "nft", "-j", "list", "ruleset"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The keys of map `name` of table inet netpol.
+fn map_keys(rs: &serde_json::Value, name: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for item in rs["nftables"].as_array().unwrap() {
+        let m = &item["map"];
+        if m["name"] == name && m["table"] == "netpol" {
+            for e in m["elem"].as_array().into_iter().flatten() {
+                keys.push(e[0].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    keys
+}
+
+fn tables(rs: &serde_json::Value) -> Vec<String> {
+    rs["nftables"].as_array().unwrap().iter().filter_map(|i| i["table"]["name"].as_str().map(str::to_string)).collect()
+}
+
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn the_agent_programs_its_nodes_share_follows_changes_and_leaves_it_in_place_when_it_dies() {
+    require_root!();
+    let p = prefix("agent");
+    let _guard = LabGuard(p.clone());
+    let ns = format!("{p}-node0");
+    ip(&["netns", "add", &ns]);
+    // Another table of the node's: the agent never touches it.
+    let o = Command::new("ip").args(["netns", "exec", &ns, "nft", "add", "table", "inet", "other"]).output().unwrap();
+    assert!(o.status.success());
+    let dir = crate::common::tempdir();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, CLUSTER).unwrap();
+    let f = file.display().to_string();
+    let exe = env!("CARGO_BIN_EXE_netpol");
+    // Once: node-1's pod `a` only (isolated for ingress); b (node-2) is not node-1's to check.
+    let o = Command::new("ip")
+        .args(["netns", "exec", &ns, exe, "agent", "--node", "node-1", "-f", &f, "--once"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rs = ruleset(&ns);
+    assert_eq!(map_keys(&rs, "ingress_v4"), ["10.77.0.1"], "{rs}");
+    assert!(tables(&rs).contains(&"other".to_string()));
+    // Watching: a change of the manifests is programmed within seconds.
+    let mut agent = Command::new("ip")
+        .args(["netns", "exec", &ns, exe, "agent", "--node", "node-1", "-f", &f, "--mode", "audit"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |what: &str, check: &dyn Fn(&serde_json::Value) -> bool| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(15) {
+            if check(&ruleset(&ns)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{what}: not programmed within 15 s: {}", ruleset(&ns));
+    };
+    // Audit mode: the same checks, no drop verdict.
+    wait_for("audit", &|rs| !rs.to_string().contains("\"drop\"") && rs.to_string().contains("netpol-audit"));
+    std::fs::write(&file, CLUSTER.replace("nodeName: node-2", "nodeName: node-1")).unwrap();
+    wait_for("b moved to node-1", &|rs| {
+        let mut k = map_keys(rs, "ingress_v4");
+        k.sort();
+        k == ["10.77.0.1", "10.77.0.2"]
+    });
+    // The agent dies: what it programmed stays.
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let rs = ruleset(&ns);
+    assert_eq!(map_keys(&rs, "ingress_v4").len(), 2, "{rs}");
+    assert!(tables(&rs).contains(&"other".to_string()));
+}
