@@ -850,3 +850,42 @@ fn deploy_manifest_is_read_only_and_hardened() {
     let (code, _, err) = netpol(&args, "", &[]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// deploy/agent.yaml: a DaemonSet on every node (hostNetwork, NET_ADMIN and nothing more), bound read-only to
+/// deploy/netpol.yaml's ClusterRole, running `netpol agent` for its own node with readiness on its metrics port.
+#[test]
+#[cfg(feature = "agent")]
+fn agent_manifest_is_a_hardened_daemonset_bound_to_the_read_only_role() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("deploy/agent.yaml")).expect("deploy/agent.yaml");
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML document"))
+        .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().expect("kind")).collect();
+    assert_eq!(kinds, ["ServiceAccount", "ClusterRoleBinding", "DaemonSet"]);
+    let binding = &docs[1];
+    assert_eq!(binding["roleRef"]["name"], "netpol-reader");
+    // The role it names is the read-only one of deploy/netpol.yaml.
+    let reader = std::fs::read_to_string(root.join("deploy/netpol.yaml")).unwrap();
+    assert!(reader.contains("kind: ClusterRole\nmetadata:\n  name: netpol-reader"));
+    let ds = &docs[2];
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["serviceAccountName"], "netpol-agent");
+    let c = &pod["containers"][0];
+    let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(&args[..4], ["agent", "--in-cluster", "--node", "$(NODE_NAME)"]);
+    assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(sc["capabilities"]["add"], serde_json::json!(["NET_ADMIN"]));
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert!(sc.get("privileged").is_none() && pod.get("volumes").is_none());
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/healthz");
+    // The arguments parse: the same command line is accepted by this netpol.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_netpol")).args(["agent", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in ["--in-cluster", "--node", "--mode", "--metrics-listen"] {
+        assert!(help.contains(flag), "{flag}: {help}");
+    }
+}
