@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use netpol_core::compile::Engine;
 use netpol_nft::apply::{nft_apply, ApplyError, Runner};
-use netpol_nft::ruleset::generate_for_node;
+use netpol_nft::ruleset::{generate_for_node_with, NodeOptions};
 
 /// What the agent does with what the policies deny.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +144,8 @@ pub enum Programmed {
 pub struct Programmer {
     node: String,
     mode: Mode,
+    /// What the node's ruleset knows beyond the model (the pods' interfaces, to fail closed).
+    options: NodeOptions,
     runner: Box<dyn Runner + Send + Sync>,
     /// The network namespace to program (`None`: the agent's own, the host's on a real node).
     netns: Option<String>,
@@ -154,7 +156,23 @@ pub struct Programmer {
 
 impl Programmer {
     pub fn new(node: &str, mode: Mode, runner: Box<dyn Runner + Send + Sync>, netns: Option<String>) -> Programmer {
-        Programmer { node: node.to_string(), mode, runner, netns, last: Mutex::new(None), metrics: Metrics::default() }
+        Programmer {
+            node: node.to_string(),
+            mode,
+            options: NodeOptions::default(),
+            runner,
+            netns,
+            last: Mutex::new(None),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Fails closed for pods of the node the model does not have yet: forwarded traffic from or to an interface
+    /// matching one of `patterns` (`veth*`, `cali*`; nft's trailing `*`) with an address that is no known pod of
+    /// the node is dropped until a program includes it.
+    pub fn with_pod_interfaces(mut self, patterns: Vec<String>) -> Programmer {
+        self.options.pod_interfaces = patterns;
+        self
     }
 
     pub fn node(&self) -> &str {
@@ -168,7 +186,7 @@ impl Programmer {
     /// The script that programs `engine`'s policies for this node (replacing the agent's table in one
     /// transaction).
     pub fn script(&self, engine: &Engine) -> (String, (usize, usize)) {
-        let mut rs = generate_for_node(engine, &self.node);
+        let mut rs = generate_for_node_with(engine, &self.node, &self.options);
         if self.mode == Mode::Audit {
             rs = rs.audit();
         }

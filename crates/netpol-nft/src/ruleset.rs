@@ -185,6 +185,10 @@ pub enum Expr {
     Jump(String),
     /// `log prefix "..."` (audit mode: what would have been dropped)
     Log(String),
+    /// `iifname "veth*"` (a trailing `*` is nft's wildcard)
+    IifName(String),
+    /// `oifname "veth*"`
+    OifName(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -894,6 +898,54 @@ pub fn node_pod_addresses(e: &Engine, node: &str) -> BTreeSet<IpAddr> {
         .collect()
 }
 
+/// What a node's ruleset knows of the node beyond the model.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    /// Interface name patterns of the node's pods (`veth*`, `cali*`, `lxc*`; nft's `*` wildcard at the end): with
+    /// any, the node fails closed for pods it does not know yet. A packet forwarded from such an interface whose
+    /// source is no address of the node's pods in the model, or forwarded to one whose destination is none, is
+    /// dropped (`np-drop:unknown-local-pod`) until a program includes the pod.
+    pub pod_interfaces: Vec<String>,
+}
+
+/// The set of the node's pod addresses, per family (what fail-closed checks against).
+fn local_pods_set(fam: Family) -> String {
+    format!("local_pods_{}", fam.suffix())
+}
+
+/// [`generate_for_node`], failing closed for unknown local pods when `opts` names the pods' interfaces.
+pub fn generate_for_node_with(e: &Engine, node: &str, opts: &NodeOptions) -> Ruleset {
+    let local = node_pod_addresses(e, node);
+    let mut rs = generate_scoped(e, Some(&local));
+    if opts.pod_interfaces.is_empty() {
+        return rs;
+    }
+    let mut guard = Vec::new();
+    for fam in [Family::V4, Family::V6] {
+        let elements: BTreeSet<Elem> =
+            local.iter().filter(|ip| Family::of(ip) == fam).map(|&ip| Elem::Addr(ip)).collect();
+        rs.sets.insert(local_pods_set(fam), NftSet { family: fam, kind: SetKind::Addr, interval: false, elements });
+        for pattern in &opts.pod_interfaces {
+            for (iface, side) in
+                [(Expr::IifName(pattern.clone()), Side::Saddr), (Expr::OifName(pattern.clone()), Side::Daddr)]
+            {
+                guard.push(NftRule {
+                    exprs: vec![iface, Expr::AddrNotInSet(fam, side, local_pods_set(fam)), Expr::Counter, Expr::Drop],
+                    comment: Some("np-drop:unknown-local-pod".into()),
+                });
+            }
+        }
+    }
+    if let Some(fwd) = rs.chains.get_mut("forward") {
+        // After the established/related accept and the invalid drop, before any policy check.
+        let at = fwd.rules.len().min(2);
+        for (k, r) in guard.into_iter().enumerate() {
+            fwd.rules.insert(at + k, r);
+        }
+    }
+    rs
+}
+
 /// The ruleset one node enforces, as a node agent programs it: the egress checks of the pods on `node` (as
 /// sources) and the ingress checks of the pods on `node` (as destinations), each with its peers' address sets from
 /// the whole cluster. A flow between two nodes is checked for egress on the source's node and for ingress on the
@@ -1046,6 +1098,8 @@ fn expr_text(x: &Expr) -> String {
         Expr::Goto(c) => format!("goto {c}"),
         Expr::Jump(c) => format!("jump {c}"),
         Expr::Log(prefix) => format!("log prefix {}", serde_json::to_string(prefix).unwrap_or_default()),
+        Expr::IifName(n) => format!("iifname {}", serde_json::to_string(n).unwrap_or_default()),
+        Expr::OifName(n) => format!("oifname {}", serde_json::to_string(n).unwrap_or_default()),
     }
 }
 
@@ -1241,6 +1295,8 @@ fn expr_json(x: &Expr) -> Value {
         Expr::Goto(c) => json!({"goto": {"target": c}}),
         Expr::Jump(c) => json!({"jump": {"target": c}}),
         Expr::Log(prefix) => json!({"log": {"prefix": prefix}}),
+        Expr::IifName(n) => json!({"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": n}}),
+        Expr::OifName(n) => json!({"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": n}}),
     }
 }
 
@@ -1294,6 +1350,43 @@ impl Ruleset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Failing closed: with the pods' interfaces named, forwarded traffic from or to an address that is no pod of
+    /// the node is dropped before any policy check; the node's pods are in the set it checks.
+    #[test]
+    #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    fn a_node_fails_closed_for_pods_it_does_not_know() {
+        let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n}
+spec: {nodeName: n1}
+status: {podIP: 10.0.0.1, podIPs: [{ip: 10.0.0.1}, {ip: 'fd00::1'}]}
+";
+        let e = Engine::new(netpol_core::load::load_str("t.yaml", yaml).cluster);
+        let plain = generate_for_node_with(&e, "n1", &NodeOptions::default());
+        assert_eq!(plain, generate_for_node(&e, "n1"));
+        let rs = generate_for_node_with(&e, "n1", &NodeOptions { pod_interfaces: vec!["v*".into()] });
+        let v4: Vec<&Elem> = rs.sets["local_pods_v4"].elements.iter().collect();
+        assert_eq!(v4, [&Elem::Addr("10.0.0.1".parse().unwrap())]);
+        assert_eq!(rs.sets["local_pods_v6"].elements.len(), 1);
+        let lines = Ruleset::rule_lines(&rs.chains["forward"]);
+        assert!(lines[0].contains("ct state established,related accept"), "{lines:?}");
+        assert!(lines[1].contains("ct state invalid"), "{lines:?}");
+        assert_eq!(
+            lines[2],
+            "iifname \"v*\" ip saddr != @local_pods_v4 counter drop comment \"np-drop:unknown-local-pod\""
+        );
+        assert_eq!(
+            lines[3],
+            "oifname \"v*\" ip daddr != @local_pods_v4 counter drop comment \"np-drop:unknown-local-pod\""
+        );
+        assert!(lines[4].starts_with("iifname \"v*\" ip6 saddr != @local_pods_v6"), "{lines:?}");
+        // Only the forward path: the node's own paths (input, output) are not a pod's interface's.
+        assert!(!Ruleset::rule_lines(&rs.chains["input"]).iter().any(|l| l.contains("unknown-local-pod")));
+        let json = rs.to_json().to_string();
+        assert!(json.contains("{\"meta\":{\"key\":\"iifname\"}},\"op\":\"==\",\"right\":\"v*\""), "{json}");
+    }
 
     /// Audit mode drops nothing: every drop or reject becomes count, log and accept; everything else is unchanged.
     #[test]

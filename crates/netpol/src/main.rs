@@ -546,6 +546,11 @@ enum Cmd {
         /// Program once and exit.
         #[arg(long)]
         once: bool,
+        /// Interface name pattern of the node's pods (repeatable; `veth*`, `cali*`, `lxc*`: nft's trailing `*`):
+        /// forwarded traffic from or to such an interface whose address is no pod of the node the agent knows is
+        /// dropped until a program includes the pod (fail closed for new pods).
+        #[arg(long = "pod-interface", value_name = "PATTERN")]
+        pod_interfaces: Vec<String>,
     },
     #[cfg(not(feature = "agent"))]
     #[command(hide = true, disable_help_flag = true)]
@@ -816,14 +821,16 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
         #[cfg(not(feature = "agent"))]
         Cmd::Agent(_) => Err(missing_feature("`netpol agent`", "agent")),
         #[cfg(feature = "agent")]
-        Cmd::Agent { node, files, cluster, mode, metrics_listen, once } => {
+        Cmd::Agent { node, files, cluster, mode, metrics_listen, once, pod_interfaces } => {
             use std::sync::Arc;
             let mode = match mode {
                 AgentMode::Enforce => netpol_agent::Mode::Enforce,
                 AgentMode::Audit => netpol_agent::Mode::Audit,
             };
-            let programmer =
-                Arc::new(netpol_agent::Programmer::new(&node, mode, Box::new(netpol_nft::apply::System), None));
+            let programmer = Arc::new(
+                netpol_agent::Programmer::new(&node, mode, Box::new(netpol_nft::apply::System), None)
+                    .with_pod_interfaces(pod_interfaces),
+            );
             match inputs(files, cluster, kubeconfig_on_cli)? {
                 Inputs::Cluster(source) if once => {
                     let (loaded, from) = live::snapshot_blocking(&source)?;

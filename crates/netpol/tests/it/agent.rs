@@ -121,3 +121,52 @@ fn the_agent_programs_its_nodes_share_follows_changes_and_leaves_it_in_place_whe
     assert_eq!(map_keys(&rs, "ingress_v4").len(), 2, "{rs}");
     assert!(tables(&rs).contains(&"other".to_string()));
 }
+
+/// Fail closed: a pod on the node that the agent's model does not have yet gets no forwarded traffic (to or from
+/// it) until a program includes it; then the same connection goes through.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn a_pod_the_agent_does_not_know_yet_is_closed_until_programmed() {
+    use crate::dataplane::{connect, echo_server};
+    require_root!();
+    let p = prefix("agentfc");
+    let _guard = LabGuard(p.clone());
+    let both = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n}
+spec: {nodeName: node-1}
+status: {podIP: 10.78.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n}
+spec: {nodeName: node-1}
+status: {podIP: 10.78.0.2}
+";
+    let cluster = netpol_core::load::load_str("both.yaml", both).cluster;
+    let (lab, _) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
+    let (a_ns, b_ns) = (lab.pod_netns("n/a").unwrap().to_string(), lab.pod_netns("n/b").unwrap().to_string());
+    let b_ip: std::net::IpAddr = "10.78.0.2".parse().unwrap();
+    let listener = echo_server(&b_ns, b_ip, 8086);
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    let dir = crate::common::tempdir();
+    let file = dir.path().join("cluster.yaml");
+    let exe = env!("CARGO_BIN_EXE_netpol");
+    let program = |yaml: &str| {
+        std::fs::write(&file, yaml).unwrap();
+        let f = file.display().to_string();
+        let o = Command::new("ip")
+            .args(["netns", "exec", lab.node_netns(), exe, "agent", "--node", "node-1", "-f", &f, "--once"])
+            .args(["--pod-interface", "v*"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // The agent knows only `a`: b's traffic is dropped at the node, both ways.
+    program(&both[..both.find("---").unwrap()]);
+    assert!(connect(&a_ns, b_ip, 8086).is_err(), "a reached b, which the agent does not know yet");
+    // Then b is in the model: the same connection goes through.
+    program(both);
+    assert!(connect(&a_ns, b_ip, 8086).is_ok(), "a cannot reach b once programmed");
+}

@@ -306,11 +306,11 @@ spec:
 
 // ---- live update with an established connection ----
 
-fn echo_server(netns: &str, ip: IpAddr, port: u16) -> TcpListener {
+pub(crate) fn echo_server(netns: &str, ip: IpAddr, port: u16) -> TcpListener {
     netpol_lab::probe::in_netns(netns, move || TcpListener::bind(SocketAddr::new(ip, port))).unwrap().unwrap()
 }
 
-fn connect(netns: &str, ip: IpAddr, port: u16) -> std::io::Result<TcpStream> {
+pub(crate) fn connect(netns: &str, ip: IpAddr, port: u16) -> std::io::Result<TcpStream> {
     netpol_lab::probe::in_netns(netns, move || {
         TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_millis(700))
     })
