@@ -61,6 +61,11 @@ pub struct Metrics {
     pub set_elements: AtomicU64,
     /// Pods of this node with an address, in the programmed model.
     pub local_pods: AtomicU64,
+    /// Tracked connections deleted because a new program denies them.
+    pub revoked: AtomicU64,
+    /// Microseconds the last revocation pass took (listing, judging, deleting).
+    pub last_revoke_micros: AtomicU64,
+    pub revoke_errors: AtomicU64,
 }
 
 fn metric(s: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -225,13 +230,109 @@ impl Programmer {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         m.last_success_unix.store(now, Ordering::Relaxed);
         tracing::info!(node = %self.node, rules, elements, local_pods = local, micros, "programmed");
+        drop(last);
+        if self.mode == Mode::Enforce {
+            let t = Instant::now();
+            match self.revoke(engine) {
+                Ok(n) => {
+                    m.revoked.fetch_add(n as u64, Ordering::Relaxed);
+                    if n > 0 {
+                        tracing::info!(node = %self.node, revoked = n, "connections the new ruleset denies were cut");
+                    }
+                }
+                Err(e) => {
+                    m.revoke_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(node = %self.node, "cannot revoke denied connections: {e}");
+                }
+            }
+            m.last_revoke_micros.store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
         Ok(Programmed::Applied)
+    }
+
+    /// `argv` in the agent's network namespace.
+    fn in_ns<'a>(&'a self, argv: &[&'a str]) -> Vec<&'a str> {
+        match &self.netns {
+            Some(ns) => ["ip", "netns", "exec", ns.as_str()].into_iter().chain(argv.iter().copied()).collect(),
+            None => argv.to_vec(),
+        }
+    }
+
+    /// Deletes the tracked connections `engine` denies on this node's side (the egress of a local source, the
+    /// ingress of a local destination): a connection opened under an older program does not outlive it. Returns
+    /// how many were deleted.
+    pub fn revoke(&self, engine: &Engine) -> Result<usize, ApplyError> {
+        let local = netpol_nft::ruleset::node_pod_addresses(engine, &self.node);
+        if local.is_empty() {
+            return Ok(0);
+        }
+        let listing = self.runner.run(&self.in_ns(&["conntrack", "-L", "-o", "extended"]), None)?;
+        let mut revoked = 0;
+        for line in listing.lines() {
+            let Some(c) = parse_conntrack(line) else { continue };
+            if !(local.contains(&c.src) || local.contains(&c.dst)) {
+                continue;
+            }
+            let (src, dst) = (engine.endpoint_for_ip(c.src), engine.endpoint_for_ip(c.dst));
+            let info = netpol_core::compile::FlowInfo::default();
+            let judge = |d| engine.allowed_direction(&src, &dst, info, c.proto, c.dport, d);
+            let denied = (local.contains(&c.src) && !judge(netpol_core::model::Direction::Egress))
+                || (local.contains(&c.dst) && !judge(netpol_core::model::Direction::Ingress));
+            if !denied {
+                continue;
+            }
+            let (s, d, sp, dp) = (c.src.to_string(), c.dst.to_string(), c.sport.to_string(), c.dport.to_string());
+            let proto = c.proto.to_string().to_ascii_lowercase();
+            let argv = ["conntrack", "-D", "-p", &proto, "-s", &s, "-d", &d, "--sport", &sp, "--dport", &dp];
+            match self.runner.run(&self.in_ns(&argv), None) {
+                Ok(_) => revoked += 1,
+                // Gone meanwhile (closed, or deleted by another pass): nothing to cut.
+                Err(e) if e.stderr().contains("0 flow entries") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(revoked)
     }
 
     /// Whether a ruleset was programmed since the agent started (readiness).
     pub fn ready(&self) -> bool {
         self.metrics.generation.load(Ordering::Relaxed) > 0
     }
+}
+
+/// A tracked connection's original direction (TCP, UDP and SCTP: those with ports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackedConn {
+    pub proto: netpol_core::portset::Protocol,
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// One line of `conntrack -L -o extended` (`ipv4 2 tcp 6 431999 ESTABLISHED src=… dst=… sport=… dport=… src=…`):
+/// its original direction, the first `src`/`dst`/`sport`/`dport`; `None` for other protocols and other lines.
+pub fn parse_conntrack(line: &str) -> Option<TrackedConn> {
+    use netpol_core::portset::Protocol;
+    let mut tokens = line.split_whitespace();
+    let proto = match tokens.nth(2)? {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "sctp" => Protocol::Sctp,
+        _ => return None,
+    };
+    let (mut src, mut dst, mut sport, mut dport) = (None, None, None, None);
+    for t in tokens {
+        let Some((k, v)) = t.split_once('=') else { continue };
+        match k {
+            "src" if src.is_none() => src = v.parse().ok(),
+            "dst" if dst.is_none() => dst = v.parse().ok(),
+            "sport" if sport.is_none() => sport = v.parse().ok(),
+            "dport" if dport.is_none() => dport = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(TrackedConn { proto, src: src?, dst: dst?, sport: sport?, dport: dport? })
 }
 
 /// The live source's sink: every published model is programmed.
@@ -422,7 +523,11 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         let e = engine(CLUSTER);
         assert_eq!(p.program(&e).unwrap(), Programmed::Applied);
         assert_eq!(p.program(&e).unwrap(), Programmed::Unchanged, "the same ruleset is not committed again");
-        let calls = rec.0.lock().unwrap().clone();
+        // The nft transactions (a program also lists the tracked connections to cut the denied ones).
+        let nft = |rec: &Record| -> Vec<Call> {
+            rec.0.lock().unwrap().iter().filter(|(argv, _)| argv.contains(&"nft".to_string())).cloned().collect()
+        };
+        let calls = nft(&rec);
         assert_eq!(calls.len(), 1);
         let (argv, script) = &calls[0];
         assert!(argv.join(" ").contains("lab-node0"), "{argv:?}");
@@ -436,7 +541,50 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         // A change of the cluster: a new program.
         let e2 = engine(&CLUSTER.replace("10.0.0.1", "10.0.0.9"));
         assert_eq!(p.program(&e2).unwrap(), Programmed::Applied);
-        assert_eq!(rec.0.lock().unwrap().len(), 2);
+        assert_eq!(nft(&rec).len(), 2);
+    }
+
+    #[test]
+    fn conntrack_lines_give_the_original_direction() {
+        let l = "ipv4     2 tcp      6 431996 ESTABLISHED src=10.78.0.1 dst=10.78.0.2 sport=41234 dport=8086 src=10.78.0.2 dst=10.78.0.1 sport=8086 dport=41234 [ASSURED] mark=0 use=1";
+        let c = parse_conntrack(l).unwrap();
+        assert_eq!(
+            (c.src.to_string(), c.dst.to_string(), c.sport, c.dport),
+            ("10.78.0.1".into(), "10.78.0.2".into(), 41234, 8086)
+        );
+        let l6 = "ipv6     10 udp      17 29 src=fd00::1 dst=fd00::2 sport=5353 dport=53 src=fd00::2 dst=fd00::1 sport=53 dport=5353 mark=0 use=1";
+        assert_eq!(parse_conntrack(l6).unwrap().proto, netpol_core::portset::Protocol::Udp);
+        assert!(parse_conntrack("ipv4 2 icmp 1 29 src=10.0.0.1 dst=10.0.0.2 type=8 code=0 id=1").is_none());
+        assert!(parse_conntrack("conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown.").is_none());
+    }
+
+    /// After a program, the tracked connections the new ruleset denies on this node's side are deleted; the
+    /// allowed ones, and the other nodes' pods' connections, are left.
+    #[test]
+    fn a_program_cuts_the_connections_it_denies() {
+        #[derive(Clone, Default)]
+        struct Conntrack(Record);
+        impl Runner for Conntrack {
+            fn run(&self, argv: &[&str], stdin: Option<&str>) -> Result<String, ApplyError> {
+                self.0.run(argv, stdin)?;
+                if argv.contains(&"-L") {
+                    // a -> b:80 (now denied: b isolated), b -> a:80 (b's egress is not isolated; a not isolated).
+                    return Ok("ipv4 2 tcp 6 400 ESTABLISHED src=10.0.0.9 dst=10.0.0.1 sport=1000 dport=80 src=10.0.0.1 dst=10.0.0.9 sport=80 dport=1000\n\
+                               ipv4 2 tcp 6 400 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=1001 dport=80 src=10.0.0.2 dst=10.0.0.1 sport=80 dport=1001\n"
+                        .to_string());
+                }
+                Ok(String::new())
+            }
+        }
+        let rec = Conntrack::default();
+        let p = Programmer::new("n1", Mode::Enforce, Box::new(rec.clone()), None);
+        // n1 holds a (10.0.0.1), isolated for ingress by `deny`; 10.0.0.9 is outside; b (10.0.0.2) is on n2.
+        p.program(&engine(CLUSTER)).unwrap();
+        let calls = rec.0 .0.lock().unwrap().clone();
+        let deletes: Vec<String> =
+            calls.iter().filter(|(a, _)| a.contains(&"-D".to_string())).map(|(a, _)| a.join(" ")).collect();
+        assert_eq!(deletes, ["conntrack -D -p tcp -s 10.0.0.9 -d 10.0.0.1 --sport 1000 --dport 80"]);
+        assert_eq!(p.metrics.revoked.load(Ordering::Relaxed), 1);
     }
 
     #[test]
@@ -444,7 +592,9 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         let rec = Record::default();
         let p = Programmer::new("n1", Mode::Audit, Box::new(rec.clone()), None);
         p.program(&engine(CLUSTER)).unwrap();
-        let script = rec.0.lock().unwrap()[0].1.clone();
+        let calls = rec.0.lock().unwrap().clone();
+        assert_eq!(calls.len(), 1, "audit mode cuts no connection: {calls:?}");
+        let script = calls[0].1.clone();
         assert!(!script.contains(" drop\n") && script.contains("netpol-audit"), "{script}");
     }
 
