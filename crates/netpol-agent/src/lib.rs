@@ -66,6 +66,8 @@ pub struct Metrics {
     /// Microseconds the last revocation pass took (listing, judging, deleting).
     pub last_revoke_micros: AtomicU64,
     pub revoke_errors: AtomicU64,
+    /// 1 when same-node pod traffic bypasses netfilter ([`bridge_bypass`]).
+    pub bridge_bypass: AtomicU64,
 }
 
 fn metric(s: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -133,6 +135,34 @@ impl Metrics {
             "Pods of this node with an address in the model.",
             get(&self.local_pods),
         );
+        metric(
+            s,
+            "netpol_agent_revoked_connections_total",
+            "counter",
+            "Tracked connections deleted because a new program denies them.",
+            get(&self.revoked),
+        );
+        metric(
+            s,
+            "netpol_agent_revoke_duration_seconds",
+            "gauge",
+            "Seconds the last revocation pass took (list, judge, delete).",
+            get(&self.last_revoke_micros) as f64 / 1e6,
+        );
+        metric(
+            s,
+            "netpol_agent_revoke_errors_total",
+            "counter",
+            "Revocation passes that failed.",
+            get(&self.revoke_errors),
+        );
+        metric(
+            s,
+            "netpol_agent_bridge_bypass",
+            "gauge",
+            "1 when traffic between pods of this node bypasses netfilter (a bridge without br_netfilter).",
+            get(&self.bridge_bypass),
+        );
     }
 }
 
@@ -156,6 +186,8 @@ pub struct Programmer {
     netns: Option<String>,
     /// The last script committed.
     last: Mutex<Option<String>>,
+    /// Why the node's same-node pod traffic is not enforced, when it is not ([`bridge_bypass`]).
+    bypass: Mutex<Option<String>>,
     pub metrics: Metrics,
 }
 
@@ -168,8 +200,31 @@ impl Programmer {
             runner,
             netns,
             last: Mutex::new(None),
+            bypass: Mutex::new(None),
             metrics: Metrics::default(),
         }
+    }
+
+    /// Records whether same-node pod traffic bypasses netfilter ([`bridge_bypass`]): readiness is false, and the
+    /// reason is logged (once per change) and served by `/healthz`, while it does.
+    pub fn set_bypass(&self, reason: Option<String>) {
+        let mut b = self.bypass.lock().unwrap_or_else(|e| e.into_inner());
+        if *b != reason {
+            match &reason {
+                Some(r) => tracing::error!(node = %self.node, "not enforcing same-node pod traffic: {r}"),
+                None if b.is_some() => {
+                    tracing::info!(node = %self.node, "same-node pod traffic reaches netfilter again")
+                }
+                None => {}
+            }
+        }
+        self.metrics.bridge_bypass.store(u64::from(reason.is_some()), Ordering::Relaxed);
+        *b = reason;
+    }
+
+    /// Why same-node pod traffic is not enforced, if it is not.
+    pub fn bypass(&self) -> Option<String> {
+        self.bypass.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Fails closed for pods of the node the model does not have yet: forwarded traffic from or to an interface
@@ -294,10 +349,49 @@ impl Programmer {
         Ok(revoked)
     }
 
-    /// Whether a ruleset was programmed since the agent started (readiness).
+    /// Whether a ruleset was programmed since the agent started and all of the node's pod traffic reaches it
+    /// (readiness).
     pub fn ready(&self) -> bool {
-        self.metrics.generation.load(Ordering::Relaxed) > 0
+        self.metrics.generation.load(Ordering::Relaxed) > 0 && self.bypass().is_none()
     }
+}
+
+/// Why same-node pod traffic bypasses netfilter on this node, if it does: a Linux bridge with ports (a bridged
+/// CNI: flannel's `cni0`, kindnet's bridge plugin, docker's `docker0`) while `net.bridge.bridge-nf-call-iptables`
+/// (IPv4) or `bridge-nf-call-ip6tables` (IPv6) is off or absent (`br_netfilter` not loaded): frames between two
+/// ports of the bridge never reach the `inet` hooks, so no policy is enforced between pods of the same node.
+/// `sys` and `proc` are the roots of sysfs and procfs (`/sys`, `/proc`; in a network namespace, its own).
+pub fn bridge_bypass(sys: &std::path::Path, proc: &std::path::Path) -> Option<String> {
+    let mut bridges: Vec<(String, Vec<String>)> = Vec::new();
+    for e in std::fs::read_dir(sys.join("class/net")).ok()?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ports: Vec<String> = match std::fs::read_dir(e.path().join("brif")) {
+            Ok(d) => d.flatten().map(|p| p.file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => continue,
+        };
+        if !ports.is_empty() {
+            bridges.push((name, ports));
+        }
+    }
+    bridges.sort();
+    let (bridge, mut ports) = bridges.into_iter().next()?;
+    ports.sort();
+    let off: Vec<&str> = ["bridge-nf-call-iptables", "bridge-nf-call-ip6tables"]
+        .into_iter()
+        .filter(|k| {
+            std::fs::read_to_string(proc.join("sys/net/bridge").join(k)).map(|v| v.trim() != "1").unwrap_or(true)
+        })
+        .collect();
+    if off.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "bridge {bridge} has ports ({}) and net.bridge.{} is off or absent (br_netfilter not loaded): traffic between \
+         pods of this node on that bridge bypasses netfilter, and this agent does not enforce it (load br_netfilter \
+         and set it to 1)",
+        ports.join(", "),
+        off.join(" and net.bridge.")
+    ))
 }
 
 /// A tracked connection's original direction (TCP, UDP and SCTP: those with ports).
@@ -343,6 +437,7 @@ struct Sink {
 
 impl netpol_kube::Publish for Sink {
     fn publish(&self, update: netpol_kube::Update) -> u64 {
+        self.programmer.set_bypass(bridge_bypass(std::path::Path::new("/sys"), std::path::Path::new("/proc")));
         if let Err(e) = self.programmer.program(&update.engine) {
             // The last ruleset stays in place; the next model tries again.
             tracing::error!(node = %self.programmer.node, "cannot program the ruleset: {e}");
@@ -382,7 +477,10 @@ pub fn http_answer(request_line: &str, programmer: &Programmer, live: Option<&ne
             ("200 OK", s)
         }
         ("GET", "/healthz") if programmer.ready() => ("200 OK", "ok\n".to_string()),
-        ("GET", "/healthz") => ("503 Service Unavailable", "not programmed yet\n".to_string()),
+        ("GET", "/healthz") => match programmer.bypass() {
+            Some(reason) => ("503 Service Unavailable", format!("{reason}\n")),
+            None => ("503 Service Unavailable", "not programmed yet\n".to_string()),
+        },
         _ => ("404 Not Found", "not found\n".to_string()),
     };
     format!(
@@ -545,6 +643,41 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
     }
 
     #[test]
+    fn a_bridge_without_br_netfilter_is_a_bypass() {
+        let dir = std::env::temp_dir().join(format!("netpol-agent-bridge-{}", std::process::id()));
+        let (sys, proc) = (dir.join("sys"), dir.join("proc"));
+        std::fs::create_dir_all(sys.join("class/net/eth0")).unwrap();
+        // A routed node: no bridge.
+        assert_eq!(bridge_bypass(&sys, &proc), None);
+        // A bridge with pod ports, br_netfilter not loaded.
+        std::fs::create_dir_all(sys.join("class/net/cni0/brif/veth1")).unwrap();
+        std::fs::create_dir_all(sys.join("class/net/cni0/brif/veth2")).unwrap();
+        let why = bridge_bypass(&sys, &proc).unwrap();
+        assert!(
+            why.contains("bridge cni0 has ports (veth1, veth2)") && why.contains("bridge-nf-call-iptables"),
+            "{why}"
+        );
+        // Loaded, IPv4 on, IPv6 off.
+        std::fs::create_dir_all(proc.join("sys/net/bridge")).unwrap();
+        std::fs::write(proc.join("sys/net/bridge/bridge-nf-call-iptables"), "1\n").unwrap();
+        std::fs::write(proc.join("sys/net/bridge/bridge-nf-call-ip6tables"), "0\n").unwrap();
+        let why = bridge_bypass(&sys, &proc).unwrap();
+        assert!(why.contains("net.bridge.bridge-nf-call-ip6tables is off") && !why.contains("iptables and"), "{why}");
+        std::fs::write(proc.join("sys/net/bridge/bridge-nf-call-ip6tables"), "1").unwrap();
+        assert_eq!(bridge_bypass(&sys, &proc), None);
+        // Readiness follows it.
+        let p = Programmer::new("n1", Mode::Enforce, Box::new(Record::default()), None);
+        p.program(&engine(CLUSTER)).unwrap();
+        assert!(p.ready());
+        p.set_bypass(Some("bridge cni0 ...".into()));
+        assert!(!p.ready());
+        let h = http_answer("GET /healthz HTTP/1.1", &p, None);
+        assert!(h.starts_with("HTTP/1.1 503") && h.contains("bridge cni0"), "{h}");
+        assert!(http_answer("GET /metrics HTTP/1.1", &p, None).contains("netpol_agent_bridge_bypass 1"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn conntrack_lines_give_the_original_direction() {
         let l = "ipv4     2 tcp      6 431996 ESTABLISHED src=10.78.0.1 dst=10.78.0.2 sport=41234 dport=8086 src=10.78.0.2 dst=10.78.0.1 sport=8086 dport=41234 [ASSURED] mark=0 use=1";
         let c = parse_conntrack(l).unwrap();
@@ -611,6 +744,16 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
                 && m.contains("netpol_agent_info{node=\"n1\",mode=\"enforce\"} 1"),
             "{m}"
         );
+        for name in [
+            "netpol_agent_revoked_connections_total 0",
+            "netpol_agent_revoke_duration_seconds",
+            "netpol_agent_bridge_bypass 0",
+            "netpol_agent_local_pods 1",
+            "netpol_agent_program_duration_seconds",
+            "netpol_agent_last_success_timestamp_seconds",
+        ] {
+            assert!(m.contains(name), "{name}: {m}");
+        }
         assert!(http_answer("POST /metrics HTTP/1.1", &p, None).starts_with("HTTP/1.1 404"));
     }
 }

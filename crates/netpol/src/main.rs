@@ -764,6 +764,21 @@ fn load_from(inputs: &Inputs, strict: bool) -> anyhow::Result<Result<input::Inpu
     }
 }
 
+/// `--once`'s exit code: 1 (with the reason on stderr) when traffic between the node's pods bypasses netfilter,
+/// so that what was programmed does not enforce all of the node's traffic.
+#[cfg(feature = "agent")]
+fn agent_bypass_code(p: &netpol_agent::Programmer) -> ExitCode {
+    let reason =
+        p.bypass().or_else(|| netpol_agent::bridge_bypass(std::path::Path::new("/sys"), std::path::Path::new("/proc")));
+    match reason {
+        Some(r) => {
+            eprintln!("error: programmed, but not enforcing same-node pod traffic: {r}");
+            ExitCode::from(1)
+        }
+        None => ExitCode::SUCCESS,
+    }
+}
+
 /// The manifest files of `-f` paths with their modification times and sizes: what changes when one is edited.
 #[cfg(feature = "agent")]
 fn files_fingerprint(files: &[String]) -> Vec<(std::path::PathBuf, Option<std::time::SystemTime>, u64)> {
@@ -837,7 +852,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                     eprintln!("netpol: {from}");
                     let engine = netpol_core::compile::Engine::with_cni(loaded.cluster, netpol_input::cni());
                     programmer.program(&engine)?;
-                    Ok(ExitCode::SUCCESS)
+                    Ok(agent_bypass_code(&programmer))
                 }
                 Inputs::Cluster(source) => {
                     netpol_agent::run_live_blocking(&source, programmer, netpol_input::cni(), metrics_listen)?;
@@ -853,6 +868,10 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                     let mut seen = None;
                     loop {
                         let now = if files.iter().any(|f| f == "-") { None } else { Some(files_fingerprint(&files)) };
+                        programmer.set_bypass(netpol_agent::bridge_bypass(
+                            std::path::Path::new("/sys"),
+                            std::path::Path::new("/proc"),
+                        ));
                         if seen.is_none() || now != seen {
                             // A failed read keeps the ruleset in place, as a failed list does.
                             match load(&files, strict)? {
@@ -870,7 +889,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                             seen = now.or(Some(Vec::new()));
                         }
                         if once {
-                            return Ok(ExitCode::SUCCESS);
+                            return Ok(agent_bypass_code(&programmer));
                         }
                         std::thread::sleep(std::time::Duration::from_secs(1));
                     }

@@ -255,3 +255,54 @@ spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {ma
     // The whole program (process start, reading, ruleset, transaction, revocation) in well under a second here.
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
+
+/// A bridged node whose bridge does not hand frames to netfilter (br_netfilter's sysctls off in its namespace):
+/// the agent programs what it can and says it does not enforce same-node pod traffic (exit 1); with the sysctls on,
+/// it does.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn a_bridge_that_bypasses_netfilter_is_refused() {
+    require_root!();
+    let p = prefix("agentbr");
+    let _guard = LabGuard(p.clone());
+    let ns = format!("{p}-node0");
+    ip(&["netns", "add", &ns]);
+    ip(&["-n", &ns, "link", "add", "cni0", "type", "bridge"]);
+    ip(&["-n", &ns, "link", "add", "veth1", "type", "veth", "peer", "name", "veth1p"]);
+    ip(&["-n", &ns, "link", "set", "veth1", "master", "cni0"]);
+    let sysctl = |v: &str| {
+        for k in ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"] {
+            let o =
+                Command::new("ip").args(["netns", "exec", &ns, "sysctl", "-qw", &format!("{k}={v}")]).output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+    };
+    let dir = crate::common::tempdir();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, CLUSTER).unwrap();
+    let f = file.display().to_string();
+    let run = || {
+        Command::new("ip")
+            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f", &f, "--once"])
+            .output()
+            .unwrap()
+    };
+    // Without br_netfilter loaded the sysctls do not exist: the bridge bypasses netfilter all the same.
+    let loaded = std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists();
+    if loaded {
+        sysctl("0");
+    }
+    let o = run();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("bridge cni0 has ports (veth1)") && err.contains("bypasses netfilter"), "{err}");
+    // It still programmed what it can.
+    assert_eq!(map_keys(&ruleset(&ns), "ingress_v4"), ["10.77.0.1"]);
+    if !loaded {
+        eprintln!("br_netfilter is not loaded on this machine: the enforced case is not checked");
+        return;
+    }
+    sysctl("1");
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}
