@@ -15,6 +15,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod flows;
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,6 +70,9 @@ pub struct Metrics {
     pub revoke_errors: AtomicU64,
     /// 1 when same-node pod traffic bypasses netfilter ([`bridge_bypass`]).
     pub bridge_bypass: AtomicU64,
+    /// Traced flows compared with the engine ([`flows`]), and those on which the kernel and the engine disagree.
+    pub self_checked: AtomicU64,
+    pub self_check_disagreements: AtomicU64,
 }
 
 fn metric(s: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -158,6 +163,20 @@ impl Metrics {
         );
         metric(
             s,
+            "netpol_agent_self_checked_flows_total",
+            "counter",
+            "Traced new flows whose kernel verdict was compared with the engine's.",
+            get(&self.self_checked),
+        );
+        metric(
+            s,
+            "netpol_agent_self_check_disagreements_total",
+            "counter",
+            "Traced flows on which the kernel and the engine disagree.",
+            get(&self.self_check_disagreements),
+        );
+        metric(
+            s,
             "netpol_agent_bridge_bypass",
             "gauge",
             "1 when traffic between pods of this node bypasses netfilter (a bridge without br_netfilter).",
@@ -188,6 +207,8 @@ pub struct Programmer {
     last: Mutex<Option<String>>,
     /// Why the node's same-node pod traffic is not enforced, when it is not ([`bridge_bypass`]).
     bypass: Mutex<Option<String>>,
+    /// The model last programmed (what the flow log names pods by and the self-check asks).
+    current: Mutex<Option<Arc<Engine>>>,
     pub metrics: Metrics,
 }
 
@@ -201,6 +222,7 @@ impl Programmer {
             netns,
             last: Mutex::new(None),
             bypass: Mutex::new(None),
+            current: Mutex::new(None),
             metrics: Metrics::default(),
         }
     }
@@ -220,6 +242,18 @@ impl Programmer {
         }
         self.metrics.bridge_bypass.store(u64::from(reason.is_some()), Ordering::Relaxed);
         *b = reason;
+    }
+
+    /// Programs `engine` ([`Programmer::program`]) and keeps it as the current model.
+    pub fn program_shared(&self, engine: Arc<Engine>) -> Result<Programmed, ApplyError> {
+        let r = self.program(&engine);
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+        r
+    }
+
+    /// The model last given to [`Programmer::program_shared`].
+    pub fn current(&self) -> Option<Arc<Engine>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Why same-node pod traffic is not enforced, if it is not.
@@ -438,7 +472,7 @@ struct Sink {
 impl netpol_kube::Publish for Sink {
     fn publish(&self, update: netpol_kube::Update) -> u64 {
         self.programmer.set_bypass(bridge_bypass(std::path::Path::new("/sys"), std::path::Path::new("/proc")));
-        if let Err(e) = self.programmer.program(&update.engine) {
+        if let Err(e) = self.programmer.program_shared(Arc::new(update.engine)) {
             // The last ruleset stays in place; the next model tries again.
             tracing::error!(node = %self.programmer.node, "cannot program the ruleset: {e}");
         }

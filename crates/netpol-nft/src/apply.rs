@@ -206,7 +206,12 @@ pub fn sysctl_in_netns(r: &dyn Runner, netns: &str, settings: &[(&str, &str)]) -
 /// Starts `nft monitor trace` in a namespace; its stdout is piped (one trace event per line). The caller kills
 /// the child when done.
 pub fn spawn_trace_monitor(netns: &str) -> Result<std::process::Child, ApplyError> {
-    let argv = ["ip", "netns", "exec", netns, "nft", "monitor", "trace"];
+    spawn_trace_monitor_in(Some(netns))
+}
+
+/// [`spawn_trace_monitor`] in `netns`, or in the caller's own namespace (a node agent's: the host's).
+pub fn spawn_trace_monitor_in(netns: Option<&str>) -> Result<std::process::Child, ApplyError> {
+    let argv = in_ns(netns, &["nft", "monitor", "trace"]);
     std::process::Command::new(argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())

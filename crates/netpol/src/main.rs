@@ -194,6 +194,13 @@ use netpol_input::cni_header;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 #[cfg_attr(not(feature = "agent"), allow(dead_code))]
+enum FlowLogFormat {
+    Netpol,
+    Hubble,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+#[cfg_attr(not(feature = "agent"), allow(dead_code))]
 enum AgentMode {
     Enforce,
     Audit,
@@ -551,6 +558,18 @@ enum Cmd {
         /// dropped until a program includes the pod (fail closed for new pods).
         #[arg(long = "pod-interface", value_name = "PATTERN")]
         pod_interfaces: Vec<String>,
+        /// Write a flow log of the node's new connections and drops, with the rules that decided them, to this
+        /// file (`-`: stdout), as JSON Lines.
+        #[arg(long, value_name = "FILE")]
+        flow_log: Option<String>,
+        /// The flow log's format: netpol (the neutral flow record) or hubble (`{"flow": ...}` as hubble observe -o
+        /// json writes it).
+        #[arg(long, value_enum, default_value = "netpol")]
+        flow_log_format: FlowLogFormat,
+        /// Compare the kernel's verdict of every traced new connection with the engine's; disagreements are counted
+        /// (netpol_agent_self_check_disagreements_total) and logged with both explanations.
+        #[arg(long)]
+        self_check: bool,
     },
     #[cfg(not(feature = "agent"))]
     #[command(hide = true, disable_help_flag = true)]
@@ -836,7 +855,18 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
         #[cfg(not(feature = "agent"))]
         Cmd::Agent(_) => Err(missing_feature("`netpol agent`", "agent")),
         #[cfg(feature = "agent")]
-        Cmd::Agent { node, files, cluster, mode, metrics_listen, once, pod_interfaces } => {
+        Cmd::Agent {
+            node,
+            files,
+            cluster,
+            mode,
+            metrics_listen,
+            once,
+            pod_interfaces,
+            flow_log,
+            flow_log_format,
+            self_check,
+        } => {
             use std::sync::Arc;
             let mode = match mode {
                 AgentMode::Enforce => netpol_agent::Mode::Enforce,
@@ -846,6 +876,27 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 netpol_agent::Programmer::new(&node, mode, Box::new(netpol_nft::apply::System), None)
                     .with_pod_interfaces(pod_interfaces),
             );
+            // The flow log and the self-check: traced by the kernel, read on a thread of their own.
+            let _tracer = if (flow_log.is_some() || self_check) && !once {
+                let out: Box<dyn std::io::Write + Send> = match flow_log.as_deref() {
+                    Some("-") => Box::new(std::io::stdout()),
+                    Some(path) => Box::new(
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(path)
+                            .map_err(|e| anyhow::anyhow!("cannot write the flow log `{path}`: {e}"))?,
+                    ),
+                    None => Box::new(std::io::sink()),
+                };
+                let format = match flow_log_format {
+                    FlowLogFormat::Netpol => netpol_agent::flows::Format::Netpol,
+                    FlowLogFormat::Hubble => netpol_agent::flows::Format::Hubble,
+                };
+                Some(netpol_agent::flows::start(programmer.clone(), None, format, self_check, out)?)
+            } else {
+                None
+            };
             match inputs(files, cluster, kubeconfig_on_cli)? {
                 Inputs::Cluster(source) if once => {
                     let (loaded, from) = live::snapshot_blocking(&source)?;
@@ -876,7 +927,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                             // A failed read keeps the ruleset in place, as a failed list does.
                             match load(&files, strict)? {
                                 Ok(inp) => {
-                                    if let Err(e) = programmer.program(&inp.engine) {
+                                    if let Err(e) = programmer.program_shared(Arc::new(inp.engine)) {
                                         if once {
                                             return Err(e.into());
                                         }

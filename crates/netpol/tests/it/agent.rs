@@ -306,3 +306,116 @@ fn a_bridge_that_bypasses_netfilter_is_refused() {
     let o = run();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The flow log and the self-check: new connections and drops are logged with the rules that decided them, in
+/// netpol's neutral schema and as Hubble JSON (both read back by netpol's own flow-log reader), and a rule that is
+/// not the engine's (inserted by hand) is caught: the kernel drops what the engine allows.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn the_flow_log_reads_back_and_the_self_check_catches_a_wrong_rule() {
+    use crate::dataplane::{connect, echo_server};
+    require_root!();
+    let p = prefix("agentfl");
+    let _guard = LabGuard(p.clone());
+    let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n, labels: {app: a}}
+spec: {nodeName: node-1}
+status: {podIP: 10.80.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n, labels: {app: b}}
+spec: {nodeName: node-1}
+status: {podIP: 10.80.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: n, labels: {app: c}}
+spec: {nodeName: node-1}
+status: {podIP: 10.80.0.3}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-from-c, namespace: n}
+spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {matchLabels: {app: c}}}]}]}
+";
+    let cluster = netpol_core::load::load_str("c.yaml", yaml).cluster;
+    let (lab, _) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
+    let node = lab.node_netns().to_string();
+    let ns = |k: &str| lab.pod_netns(k).unwrap().to_string();
+    let b_ip: std::net::IpAddr = "10.80.0.2".parse().unwrap();
+    let listener = echo_server(&ns("n/b"), b_ip, 8088);
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    let dir = crate::common::tempdir();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let f = file.display().to_string();
+    for format in ["netpol", "hubble"] {
+        let log = dir.path().join(format!("flows-{format}.jsonl"));
+        let l = log.display().to_string();
+        let mut agent = Command::new("ip")
+            .args(["netns", "exec", &node, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f", &f])
+            .args(["--flow-log", &l, "--flow-log-format", format, "--self-check"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Programmed and tracing.
+        let t = Instant::now();
+        while !tables(&ruleset(&node)).contains(&"netpol_trace".to_string()) && t.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(connect(&ns("n/a"), b_ip, 8088).is_err(), "a -> b is denied");
+        assert!(connect(&ns("n/c"), b_ip, 8088).is_ok(), "c -> b is allowed");
+        // A wrong rule: the kernel now drops c -> b, which the engine allows.
+        if format == "netpol" {
+            let o = Command::new("ip")
+                .args(["netns", "exec", &node, "nft", "insert", "rule", "inet", "netpol", "forward"])
+                .args(["ip", "saddr", "10.80.0.3", "ip", "daddr", "10.80.0.2", "tcp", "dport", "8088", "drop"])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            assert!(connect(&ns("n/c"), b_ip, 8088).is_err());
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        // Read back as `netpol flows replay` reads logs.
+        let reader = netpol_input::flowlog::Reader::new(&l, std::io::Cursor::new(text.clone().into_bytes()), None);
+        let records: Vec<_> = reader.collect::<Result<Vec<_>, _>>().unwrap();
+        let to_b: Vec<_> = records.iter().filter(|o| o.port == Some(8088)).collect();
+        let verdict_from = |ip: &str| {
+            to_b.iter()
+                .filter(|o| o.src.ip.map(|a| a.to_string()).as_deref() == Some(ip))
+                .map(|o| o.verdict)
+                .collect::<Vec<_>>()
+        };
+        use netpol_input::flowlog::Verdict::{Allowed, Denied};
+        assert!(
+            verdict_from("10.80.0.1").iter().all(|v| *v == Some(Denied)) && !verdict_from("10.80.0.1").is_empty(),
+            "{text}"
+        );
+        assert!(verdict_from("10.80.0.3").contains(&Some(Allowed)), "{text}");
+        if format == "netpol" {
+            // The first c -> b agrees; the one the hand-made rule dropped is the self-check's disagreement.
+            let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let c_to_b: Vec<&serde_json::Value> =
+                lines.iter().filter(|v| v["src"]["pod"] == "c" && v["port"] == 8088).collect();
+            let checks: Vec<&str> = c_to_b.iter().map(|v| v["self_check"].as_str().unwrap_or("")).collect();
+            assert_eq!(checks, ["agree", "disagree"], "{text}");
+            assert_eq!(c_to_b[1]["verdict"], "denied");
+            assert_eq!(c_to_b[1]["engine_verdict"], "allowed");
+            assert!(text.contains("n/b-from-c") && text.contains("\"pod\":\"a\""), "{text}");
+        } else {
+            assert!(
+                text.contains("\"drop_reason_desc\":\"POLICY_DENIED\"") && text.contains("\"FORWARDED\""),
+                "{text}"
+            );
+            assert!(text.contains("\"ingress_allowed_by\"") && text.contains("\"ingress_denied_by\""), "{text}");
+        }
+    }
+}
