@@ -59,17 +59,55 @@ fn l7_notes(cluster: &Cluster) {
     }
 }
 
-fn snapshot_path(prefix: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(netpol_lab::lab::STATE_DIR).join(format!("{prefix}.ruleset.json"))
+/// Where the snapshot of the ruleset loaded in node `node` of lab `prefix` is kept: `<prefix>.ruleset.json` for
+/// the node of a single-node lab, `<prefix>.<node>.ruleset.json` for each node of a multi-node lab.
+fn snapshot_path(prefix: &str, node: Option<&str>) -> std::path::PathBuf {
+    let name = match node {
+        None => format!("{prefix}.ruleset.json"),
+        Some(node) => format!("{prefix}.{node}.ruleset.json"),
+    };
+    std::path::PathBuf::from(netpol_lab::lab::STATE_DIR).join(name)
 }
 
-/// Shortened rule comments of the lab's loaded ruleset → full text.
-fn long_comments(prefix: &str) -> BTreeMap<String, String> {
-    std::fs::read(snapshot_path(prefix))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<ruleset::Snapshot>(&b).ok())
-        .map(|s| s.long_comments)
-        .unwrap_or_default()
+/// The snapshot paths of every node of `lab`.
+fn snapshot_paths(lab: &Lab) -> Vec<std::path::PathBuf> {
+    if lab.is_multi_node() {
+        lab.nodes().iter().map(|n| snapshot_path(lab.prefix(), Some(&n.name))).collect()
+    } else {
+        vec![snapshot_path(lab.prefix(), None)]
+    }
+}
+
+/// Shortened rule comments of the rulesets loaded in the lab's nodes → full text.
+fn long_comments(lab: &Lab) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for path in snapshot_paths(lab) {
+        let snap = std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<ruleset::Snapshot>(&b).ok());
+        out.extend(snap.map(|s| s.long_comments).unwrap_or_default());
+    }
+    out
+}
+
+/// The ruleset node `node` of a lab enforces. For now every node gets the whole cluster's ruleset, as the single
+/// node does: a flow between pods on two nodes is checked on both (in each node's `forward` hook), with the same
+/// verdict. A node's own ruleset (the checks of the pods it holds) will be made here from the node's name.
+pub fn node_ruleset(engine: &Engine, node: &str) -> ruleset::Ruleset {
+    let _ = node;
+    ruleset::generate(engine)
+}
+
+/// The lab's nodes for `lab up --nodes N` on `cluster`: one node (`node`) for `N` ≤ 1; the cluster's Nodes, by
+/// name, when it has exactly `N` of them (pods then go to their `spec.nodeName`); else `node0` ... `node<N-1>`
+/// (pods spread evenly).
+pub fn lab_nodes(cluster: &Cluster, n: usize) -> Vec<String> {
+    let mut names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    names.sort();
+    names.dedup();
+    if n > 1 && names.len() == n && names.iter().all(|n| netpol_lab::lab::valid_node_name(n)) {
+        names
+    } else {
+        netpol_lab::lab::anonymous_nodes(n)
+    }
 }
 
 /// How a ruleset was loaded.
@@ -81,36 +119,53 @@ pub enum Load {
     Incremental,
 }
 
-/// Loads the engine's ruleset into the lab's node namespace: incrementally when the previous ruleset is known
-/// (its snapshot is kept beside the lab state), else by replacing the table; both are one nft transaction.
+/// Loads each node's ruleset ([`node_ruleset`]) into its namespace: incrementally when the previous ruleset is
+/// known (its snapshot is kept beside the lab state), else by replacing the table; both are one nft transaction
+/// per node. `Full` when any node's table was replaced.
 fn load_ruleset(r: &dyn Runner, lab: &Lab, engine: &Engine, allow_incremental: bool) -> Result<Load> {
-    let rs = ruleset::generate(engine);
+    let mut how = Load::Incremental;
+    for (node, path) in lab.nodes().iter().zip(snapshot_paths(lab)) {
+        let rs = node_ruleset(engine, &node.name);
+        if load_node_ruleset(r, &node.netns, &rs, &path, allow_incremental)? == Load::Full {
+            how = Load::Full;
+        }
+    }
+    Ok(how)
+}
+
+/// Loads `rs` into `netns` (see [`load_ruleset`]), its snapshot kept at `path`.
+fn load_node_ruleset(
+    r: &dyn Runner,
+    netns: &str,
+    rs: &ruleset::Ruleset,
+    path: &std::path::Path,
+    allow_incremental: bool,
+) -> Result<Load> {
     let snap = rs.snapshot();
-    let path = snapshot_path(lab.prefix());
     let old: Option<ruleset::Snapshot> =
-        if allow_incremental { std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()) } else { None };
+        if allow_incremental { std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()) } else { None };
     let t = std::time::Instant::now();
     let mode = match old {
         Some(old) => {
             let script = snap.update_script(&old);
-            match apply::nft_apply(r, Some(lab.node_netns()), &script) {
+            match apply::nft_apply(r, Some(netns), &script) {
                 Ok(()) => Load::Incremental,
                 Err(e) => {
                     tracing::warn!(error = %e, "incremental update refused; replacing the whole table instead");
-                    apply::nft_apply(r, Some(lab.node_netns()), &rs.replace_script()).context("loading the ruleset")?;
+                    apply::nft_apply(r, Some(netns), &rs.replace_script()).context("loading the ruleset")?;
                     Load::Full
                 }
             }
         }
         None => {
-            apply::nft_apply(r, Some(lab.node_netns()), &rs.replace_script()).context("loading the ruleset")?;
+            apply::nft_apply(r, Some(netns), &rs.replace_script()).context("loading the ruleset")?;
             Load::Full
         }
     };
     let (rules, elements) = rs.size();
-    tracing::info!(elapsed = ?t.elapsed(), rules, elements, ?mode, "ruleset loaded (one transaction)");
+    tracing::info!(netns, elapsed = ?t.elapsed(), rules, elements, ?mode, "ruleset loaded (one transaction)");
     std::fs::create_dir_all(netpol_lab::lab::STATE_DIR)?;
-    std::fs::write(&path, serde_json::to_vec(&snap)?)?;
+    std::fs::write(path, serde_json::to_vec(&snap)?)?;
     Ok(mode)
 }
 
@@ -121,18 +176,31 @@ pub fn reload_full(cluster: &Cluster, prefix: &str) -> Result<()> {
     load_ruleset(&r, &lab, &prepare(cluster).engine, false).map(|_| ())
 }
 
-/// `lab up`: creates (or updates) the lab and loads the ruleset.
+/// `lab up`: creates (or updates) the lab and loads the ruleset. A new lab has one node.
 pub fn up(cluster: &Cluster, prefix: &str, extra: Vec<LabPod>) -> Result<(Lab, Prepared)> {
+    up_nodes(cluster, prefix, None, extra)
+}
+
+/// `lab up --nodes N`: creates (or updates) the lab and loads the ruleset into every node. A new lab gets
+/// [`lab_nodes`]`(cluster, N)` (one node without `N`); a running lab keeps its nodes (and must have `N` of them).
+pub fn up_nodes(cluster: &Cluster, prefix: &str, nodes: Option<usize>, extra: Vec<LabPod>) -> Result<(Lab, Prepared)> {
     let r = System;
     let p = prepare(cluster);
     let mut pods = p.pods.clone();
     pods.extend(extra);
     let (lab, running) = match Lab::attach(&r, prefix)? {
+        Some(lab) if nodes.is_some_and(|n| n.max(1) != lab.nodes().len()) => {
+            return Err(anyhow!(
+                "lab `{prefix}` is running with {} node(s), not {}: run `netpol lab down --prefix {prefix}` first",
+                lab.nodes().len(),
+                nodes.unwrap_or(1)
+            ))
+        }
         Some(mut lab) => {
             lab.apply(&r, &pods)?;
             (lab, true)
         }
-        None => (Lab::up(&r, prefix, &pods)?, false),
+        None => (Lab::up_nodes(&r, prefix, &lab_nodes(cluster, nodes.unwrap_or(1)), &pods)?, false),
     };
     load_ruleset(&r, &lab, &p.engine, running)?;
     for (pod, why) in &p.untestable {
@@ -141,9 +209,21 @@ pub fn up(cluster: &Cluster, prefix: &str, extra: Vec<LabPod>) -> Result<(Lab, P
     Ok((lab, p))
 }
 
+/// `lab down`: removes every namespace of the lab (see [`Lab::down`]) and the snapshots of its rulesets.
 pub fn down(prefix: &str) -> Result<usize> {
     let n = Lab::down(&System, prefix)?;
-    let _ = std::fs::remove_file(snapshot_path(prefix));
+    let _ = std::fs::remove_file(snapshot_path(prefix, None));
+    // Multi-node labs: `<prefix>.<node>.ruleset.json` (a prefix has no dots, so these are this lab's).
+    let mine = |name: &str| {
+        name.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('.')).is_some_and(|r| r.ends_with(".ruleset.json"))
+    };
+    if let Ok(dir) = std::fs::read_dir(netpol_lab::lab::STATE_DIR) {
+        for entry in dir.flatten() {
+            if entry.file_name().to_str().is_some_and(mine) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     Ok(n)
 }
 
@@ -180,6 +260,7 @@ pub fn connectivity_test(
     cluster: &Cluster,
     flows: Option<&str>,
     prefix: &str,
+    nodes: Option<usize>,
     keep: bool,
     timeout: Duration,
     out: &mut dyn Write,
@@ -187,17 +268,20 @@ pub fn connectivity_test(
     match flows {
         Some(path) => {
             let f = std::fs::File::open(path).with_context(|| format!("cannot read `{path}`"))?;
-            connectivity_test_input(cluster, Some(&mut std::io::BufReader::new(f)), prefix, keep, timeout, out)
+            let input: &mut dyn BufRead = &mut std::io::BufReader::new(f);
+            connectivity_test_input(cluster, Some(input), prefix, nodes, keep, timeout, out)
         }
-        None => connectivity_test_input(cluster, None, prefix, keep, timeout, out),
+        None => connectivity_test_input(cluster, None, prefix, nodes, keep, timeout, out),
     }
 }
 
-/// [`connectivity_test`] with the flows (the `query` contract) read from `flows`.
+/// [`connectivity_test`] with the flows (the `query` contract) read from `flows`. A lab it creates has `nodes`
+/// nodes (see [`up_nodes`]); a running lab (single- or multi-node) is probed as it is.
 pub fn connectivity_test_input(
     cluster: &Cluster,
     flows: Option<&mut dyn BufRead>,
     prefix: &str,
+    nodes: Option<usize>,
     keep: bool,
     timeout: Duration,
     out: &mut dyn Write,
@@ -230,7 +314,7 @@ pub fn connectivity_test_input(
     let r = System;
     let existing = Lab::attach(&r, prefix)?;
     let created = existing.is_none();
-    let (lab, _) = up(cluster, prefix, externals)?;
+    let (lab, _) = up_nodes(cluster, prefix, if created { nodes } else { None }, externals)?;
     let probe_all = || -> Result<Vec<(Observed, String)>> {
         let placed: Vec<Result<(Placed, netpol_lab::probe::L4, u16), String>> = lines
             .iter()
@@ -332,14 +416,18 @@ pub struct RuleStat {
 }
 
 /// `nft stats`: counters of the loaded ruleset, per policy rule (and drops per isolation), from the lab's node
-/// namespace.
+/// namespace; summed over the nodes of a multi-node lab (a flow between two nodes passes both, and counts twice).
 pub fn stats(prefix: &str, json: bool, out: &mut dyn Write) -> Result<()> {
     let r = System;
     let lab = Lab::attach(&r, prefix)?.ok_or_else(|| anyhow!("no lab `{prefix}` is running"))?;
-    let v = apply::nft_list_json(&r, Some(lab.node_netns()))?;
-    let long = long_comments(prefix);
+    let mut items = Vec::new();
+    for node in lab.nodes() {
+        let v = apply::nft_list_json(&r, Some(&node.netns))?;
+        items.extend(v["nftables"].as_array().into_iter().flatten().cloned());
+    }
+    let long = long_comments(&lab);
     let mut per: BTreeMap<String, RuleStat> = BTreeMap::new();
-    for item in v["nftables"].as_array().into_iter().flatten() {
+    for item in &items {
         let Some(rule) = item.get("rule") else { continue };
         if rule["table"] != ruleset::TABLE {
             continue;
@@ -404,7 +492,7 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     )
 }
 
-/// `observe`: a JSON Lines flow log of data-plane verdicts for new connections through the lab's node.
+/// `observe`: a JSON Lines flow log of data-plane verdicts for new connections through the lab's (first) node.
 pub fn observe(
     prefix: &str,
     engine: Option<&Engine>,
@@ -439,7 +527,7 @@ pub fn observe(
         }
     };
     let deadline = duration.map(|d| std::time::Instant::now() + d);
-    let long = long_comments(prefix);
+    let long = long_comments(&lab);
     let mut parser = TraceParser::default();
     let mut n = 0usize;
     let mut read_all = || -> Result<()> {
