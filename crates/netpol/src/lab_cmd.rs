@@ -1,4 +1,5 @@
-//! `netpol lab up|down|apply`, `netpol connectivity-test`, `netpol nft stats`: the data plane from the CLI.
+//! `netpol lab up|down|apply`, `netpol connectivity-test`, `netpol nft stats`: the data plane from the CLI, in a
+//! single-node lab or a multi-node one (`--nodes N`: every node loaded with [`node_ruleset`]).
 //!
 //! Everything kernel-facing goes through `netpol_nft::apply` (commands) and `netpol_lab` (namespaces, and sockets
 //! in them); this module only plans and reports. Built with the `lab` feature.
@@ -67,6 +68,12 @@ fn snapshot_path(prefix: &str, node: Option<&str>) -> std::path::PathBuf {
         Some(node) => format!("{prefix}.{node}.ruleset.json"),
     };
     std::path::PathBuf::from(netpol_lab::lab::STATE_DIR).join(name)
+}
+
+/// Whether `file` (a name in the state directory) is the snapshot of a ruleset of lab `prefix`, whatever its
+/// nodes: `<prefix>.ruleset.json` or `<prefix>.<node>.ruleset.json` (a prefix has no dots).
+fn is_snapshot_of(prefix: &str, file: &str) -> bool {
+    file.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('.')).is_some_and(|r| r.ends_with("ruleset.json"))
 }
 
 /// The snapshot paths of every node of `lab`.
@@ -212,14 +219,9 @@ pub fn up_nodes(cluster: &Cluster, prefix: &str, nodes: Option<usize>, extra: Ve
 /// `lab down`: removes every namespace of the lab (see [`Lab::down`]) and the snapshots of its rulesets.
 pub fn down(prefix: &str) -> Result<usize> {
     let n = Lab::down(&System, prefix)?;
-    let _ = std::fs::remove_file(snapshot_path(prefix, None));
-    // Multi-node labs: `<prefix>.<node>.ruleset.json` (a prefix has no dots, so these are this lab's).
-    let mine = |name: &str| {
-        name.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('.')).is_some_and(|r| r.ends_with(".ruleset.json"))
-    };
     if let Ok(dir) = std::fs::read_dir(netpol_lab::lab::STATE_DIR) {
         for entry in dir.flatten() {
-            if entry.file_name().to_str().is_some_and(mine) {
+            if entry.file_name().to_str().is_some_and(|name| is_snapshot_of(prefix, name)) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -575,6 +577,49 @@ pub fn observe(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// `lab down` finds the snapshots of every node of the lab, and only its own.
+    #[test]
+    fn snapshots_of_a_lab() {
+        assert_eq!(snapshot_path("p", None), std::path::Path::new("/run/netpol-lab/p.ruleset.json"));
+        assert_eq!(snapshot_path("p", Some("n1")), std::path::Path::new("/run/netpol-lab/p.n1.ruleset.json"));
+        for (file, mine) in [
+            ("p.ruleset.json", true),
+            ("p.n1.ruleset.json", true),
+            ("p.ip-10-0-0-1.ec2.internal.ruleset.json", true),
+            ("p.json", false),
+            ("p-x.n1.ruleset.json", false),
+            ("px.ruleset.json", false),
+            ("q.n1.ruleset.json", false),
+        ] {
+            assert_eq!(is_snapshot_of("p", file), mine, "{file}");
+        }
+    }
+
+    /// A multi-node lab's nodes are the cluster's Nodes when it has that many, else anonymous.
+    #[test]
+    fn lab_nodes_are_the_clusters_when_it_has_that_many() {
+        let yaml = "
+apiVersion: v1
+kind: Node
+metadata: {name: w2}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: w1}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: fabric}
+";
+        let c = netpol_core::load::load_str("n.yaml", yaml).cluster;
+        let two = netpol_core::load::load_str("n.yaml", &yaml[..yaml.rfind("---").unwrap()]).cluster;
+        assert_eq!(lab_nodes(&two, 2), ["w1", "w2"]);
+        assert_eq!(lab_nodes(&two, 3), ["node0", "node1", "node2"]);
+        assert_eq!(lab_nodes(&two, 1), ["node"]);
+        // A Node name the lab cannot use: anonymous nodes.
+        assert_eq!(lab_nodes(&c, 3), ["node0", "node1", "node2"]);
+    }
 
     #[test]
     fn flow_files_skip_a_bom_and_blank_lines_and_keep_lines_that_are_not_utf8() {

@@ -156,7 +156,8 @@ const FLOWS: [(&str, &str); 12] = [
 
 /// `lab up --nodes 3` on a cluster of three Nodes: one netns per Node plus the fabric, pods on their nodeName (the
 /// hostNetwork pod in its node's netns), the state file recording nodes and placement; with no policy every flow
-/// between nodes connects (TCP and UDP, IPv4 and IPv6) and really crosses the fabric; `lab down` leaves nothing.
+/// between nodes connects (TCP and UDP, IPv4 and IPv6) and really crosses the fabric; `lab down`, without the state
+/// file, leaves nothing.
 #[test]
 #[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
 fn three_nodes_connect_across_the_fabric() {
@@ -200,8 +201,10 @@ fn three_nodes_connect_across_the_fabric() {
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         assert!(a > b, "node {i}'s uplink carried nothing: {before:?} -> {after:?}");
     }
-    // The lab is still up (connectivity-test did not make it), until `lab down`.
+    // The lab is still up (connectivity-test did not make it), until `lab down`, which needs no state (as after a
+    // crash that lost it).
     assert_eq!(leftovers(&p).len(), 8);
+    std::fs::remove_file(netpol_lab::lab::state_path(&p)).unwrap();
     let out = ok(&netpol(&["lab", "down", "--prefix", &p]));
     assert!(out.contains("removed 8 namespace(s)"), "{out}");
     assert_eq!(leftovers(&p), Vec::<String>::new());
