@@ -494,7 +494,9 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     )
 }
 
-/// `observe`: a JSON Lines flow log of data-plane verdicts for new connections through the lab's (first) node.
+/// `observe`: a JSON Lines flow log of data-plane verdicts for new connections through the lab's node; in a
+/// multi-node lab through every node, each record naming its node (`"node"`): a flow between two nodes is seen,
+/// and logged, on both.
 pub fn observe(
     prefix: &str,
     engine: Option<&Engine>,
@@ -505,20 +507,44 @@ pub fn observe(
     use netpol_nft::observe::{trace_off_script, trace_on_script, TraceParser};
     let r = System;
     let lab = Lab::attach(&r, prefix)?.ok_or_else(|| anyhow!("no lab `{prefix}` is running"))?;
-    let node = lab.node_netns().to_string();
-    let mut child = apply::spawn_trace_monitor(&node)?;
-    apply::nft_apply(&r, Some(&node), &trace_on_script())?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no output from nft monitor"))?;
-    // Read on a thread so that the duration limit can stop us.
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
+    let nodes: Vec<(String, String)> = lab.nodes().iter().map(|n| (n.name.clone(), n.netns.clone())).collect();
+    // Read each node's monitor on a thread (lines tagged with the node's index), so that the duration limit can
+    // stop us.
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
+    let mut children = Vec::new();
+    let started = (|| -> Result<()> {
+        for (i, (_, netns)) in nodes.iter().enumerate() {
+            let mut child = apply::spawn_trace_monitor(netns)?;
+            let stdout = child.stdout.take();
+            children.push(child);
+            let stdout = stdout.ok_or_else(|| anyhow!("no output from nft monitor"))?;
+            apply::nft_apply(&r, Some(netns), &trace_on_script())?;
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send((i, line)).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-    });
+        Ok(())
+    })();
+    drop(tx);
+    let stop = |children: &mut Vec<std::process::Child>| {
+        for (_, netns) in &nodes {
+            let _ = apply::nft_apply(&r, Some(netns), &trace_off_script());
+        }
+        for child in children.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    };
+    if let Err(e) = started {
+        stop(&mut children);
+        return Err(e);
+    }
     let name = |ip: &str| -> String {
         match (engine, ip.parse()) {
             (Some(e), Ok(addr)) => match e.pod_with_ip(addr) {
@@ -530,7 +556,7 @@ pub fn observe(
     };
     let deadline = duration.map(|d| std::time::Instant::now() + d);
     let long = long_comments(&lab);
-    let mut parser = TraceParser::default();
+    let mut parsers: Vec<TraceParser> = nodes.iter().map(|_| TraceParser::default()).collect();
     let mut n = 0usize;
     let mut read_all = || -> Result<()> {
         loop {
@@ -544,11 +570,12 @@ pub fn observe(
                 },
                 None => Duration::from_secs(3600),
             };
-            let line = match rx.recv_timeout(wait) {
+            let (i, line) = match rx.recv_timeout(wait) {
                 Ok(l) => l,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
             };
+            let Some(parser) = parsers.get_mut(i) else { continue };
             if let Some(mut rec) = parser.feed(&line) {
                 rec.src = name(&rec.src);
                 rec.dst = name(&rec.dst);
@@ -560,6 +587,9 @@ pub fn observe(
                 }
                 let mut v = serde_json::to_value(&rec)?;
                 v["time"] = serde_json::json!(rfc3339(std::time::SystemTime::now()));
+                if lab.is_multi_node() {
+                    v["node"] = serde_json::json!(nodes[i].0);
+                }
                 writeln!(out, "{v}")?;
                 out.flush()?;
                 n += 1;
@@ -567,9 +597,7 @@ pub fn observe(
         }
     };
     let result = read_all();
-    let _ = apply::nft_apply(&r, Some(&node), &trace_off_script());
-    let _ = child.kill();
-    let _ = child.wait();
+    stop(&mut children);
     result.map(|_| n)
 }
 

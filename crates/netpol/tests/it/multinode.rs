@@ -307,3 +307,56 @@ fn a_failing_test_leaves_no_multi_node_lab() {
     assert_eq!(leftovers(&p), Vec::<String>::new());
     assert!(!netpol_lab::lab::state_path(&p).exists());
 }
+
+/// `observe` on a 3-node lab logs each flow on every node it passes, naming the node: an allowed flow between two
+/// nodes on both, a denied one on its source's node only (where it is dropped); `nft stats` sums the nodes.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn observe_and_stats_see_every_node() {
+    use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+    use std::time::Duration;
+    require_root();
+    let p = prefix("mno");
+    let _guard = LabGuard(p.clone());
+    let cluster = netpol_core::load::load_str("c.yaml", &format!("{CLUSTER}{DENY}{ALLOW_DB}")).cluster;
+    let (lab, prepared) = netpol::lab_cmd::up_nodes(&cluster, &p, Some(3), Vec::new()).unwrap();
+    let db: IpAddr = "10.82.0.2".parse().unwrap();
+    let in_ns = |key: &str| lab.pod_netns(key).unwrap().to_string();
+    let _listener = netpol_lab::probe::in_netns(&in_ns("a/db"), move || TcpListener::bind(SocketAddr::new(db, 5432)))
+        .unwrap()
+        .unwrap();
+    let connect = |key: &str| {
+        netpol_lab::probe::in_netns(&in_ns(key), move || {
+            TcpStream::connect_timeout(&SocketAddr::new(db, 5432), Duration::from_millis(700))
+        })
+        .unwrap()
+    };
+    let p2 = p.clone();
+    let observer = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        netpol::lab_cmd::observe(&p2, Some(&prepared.engine), Some(3), Some(Duration::from_secs(8)), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(connect("b/client").is_ok());
+    assert!(connect("a/web").is_err());
+    let log = observer.join().unwrap();
+    let recs: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut seen: Vec<(String, String, String)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["src"].as_str().unwrap().into(),
+                r["verdict"].as_str().unwrap().into(),
+                r["node"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let want = [("a/web", "deny", "n1"), ("b/client", "allow", "n2"), ("b/client", "allow", "n3")];
+    assert_eq!(seen, want.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())), "{log}");
+    let mut stats = Vec::new();
+    netpol::lab_cmd::stats(&p, true, &mut stats).unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    assert_eq!(stats["a/allow-db/ingress/0"]["packets"], 2, "one SYN on each of two nodes: {stats}");
+}
