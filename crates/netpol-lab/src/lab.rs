@@ -22,6 +22,13 @@
 //!   to its pods, and holds a route to every other address via its node's underlay address: traffic between a
 //!   pod and them passes one node, traffic between pods on two nodes passes both (each node's `forward` hook).
 //!
+//! Hooks a flow passes (each node enforcing a ruleset that dispatches on addresses, as netpol's does): between
+//! pods on two nodes, the `forward` hook of both (the source's node drops what it denies: the destination's never
+//! sees it); between a pod and a host-network address (a host-network pod, a Node's address) on another node, the
+//! pod's node's `forward` and the other node's `input` (towards it) or `output` (from it); between a pod and an
+//! address behind the fabric, its node's `forward` only (the fabric has no ruleset). Each node tracks the
+//! connections it forwards in its own conntrack table.
+//!
 //! Pods go to the node their [`LabPod::node`] names when the lab has a node of that name, else they are spread
 //! evenly over the nodes in key order (a pod already running keeps its node); host-network pods sharing an
 //! address share a node.
@@ -202,6 +209,37 @@ struct State {
 }
 
 const STATE_VERSION: u32 = 2;
+
+impl State {
+    /// Reads a state file's text (`path` for messages) for lab `prefix`: a version 1 file (a single-node lab) gets
+    /// its node and every pod's; a file not written for this prefix, or inconsistent, is refused.
+    fn parse(prefix: &str, path: &std::path::Path, text: &str) -> Result<State, LabError> {
+        let mut state: State = serde_json::from_str(text)
+            .map_err(|e| LabError::BadState { path: path.to_path_buf(), reason: e.to_string() })?;
+        if state.version == 1 && state.nodes.is_empty() {
+            // Before multi-node labs: one node, every pod on it.
+            let node = LabNode { name: SINGLE_NODE.into(), netns: state.node_netns.clone(), underlay: Vec::new() };
+            for p in state.pods.values_mut() {
+                p.node = Some(node.name.clone());
+            }
+            state.nodes.push(node);
+        }
+        let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+        let consistent = matches!(state.version, 1 | STATE_VERSION)
+            && state.prefix == prefix
+            && validate_nodes(&names).is_ok()
+            && state.nodes.iter().all(|n| n.netns == node_netns_of(prefix, &n.name))
+            && state.nodes.first().is_some_and(|n| n.netns == state.node_netns)
+            && state.fabric == (state.nodes.len() > 1).then(|| fabric_netns_name(prefix));
+        if !consistent {
+            return Err(LabError::BadState {
+                path: path.to_path_buf(),
+                reason: format!("written for prefix {:?} (version {})", state.prefix, state.version),
+            });
+        }
+        Ok(state)
+    }
+}
 
 /// A running lab (see the module docs). Dropping it does NOT tear it down: call [`Lab::down`].
 #[derive(Debug)]
@@ -628,29 +666,7 @@ impl Lab {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(LabError::StateIo { path, source }),
         };
-        let mut state: State = serde_json::from_str(&text)
-            .map_err(|e| LabError::BadState { path: path.clone(), reason: e.to_string() })?;
-        if state.version == 1 && state.nodes.is_empty() {
-            // Before multi-node labs: one node, every pod on it.
-            let node = LabNode { name: SINGLE_NODE.into(), netns: state.node_netns.clone(), underlay: Vec::new() };
-            for p in state.pods.values_mut() {
-                p.node = Some(node.name.clone());
-            }
-            state.nodes.push(node);
-        }
-        let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
-        let consistent = matches!(state.version, 1 | STATE_VERSION)
-            && state.prefix == prefix
-            && validate_nodes(&names).is_ok()
-            && state.nodes.iter().all(|n| n.netns == node_netns_of(prefix, &n.name))
-            && state.nodes.first().is_some_and(|n| n.netns == state.node_netns)
-            && state.fabric == (state.nodes.len() > 1).then(|| fabric_netns_name(prefix));
-        if !consistent {
-            return Err(LabError::BadState {
-                path,
-                reason: format!("written for prefix {:?} (version {})", state.prefix, state.version),
-            });
-        }
+        let state = State::parse(prefix, &path, &text)?;
         let existing: HashSet<String> = netns_list(r)?.into_iter().collect();
         let routers = state.nodes.iter().map(|n| &n.netns).chain(&state.fabric);
         if let Some(gone) = routers.into_iter().find(|n| !existing.contains(*n)) {
@@ -1409,5 +1425,29 @@ mod tests {
         assert!(calls.iter().any(|c| c.starts_with("ip -n unittest-lab-6-node0 -force")
             && c.contains("route del 10.1.0.2/32 via 10.254.0.2 dev eth0")));
         assert_eq!(lab.pod_node("ns/a"), Some("node2"));
+    }
+
+    /// A state file of a single-node lab from before multi-node labs (version 1) reads as one node `node` holding
+    /// every pod; a file for another prefix, or whose nodes or fabric do not match it, is refused.
+    #[test]
+    fn state_files_old_and_new() {
+        let path = std::path::Path::new("/x.json");
+        let v1 = r#"{"version":1,"prefix":"p","node_netns":"p-node","pods":{"a/b":{"netns":"p-0000abcd","host_veth":"v0000abcd","ips":["10.0.0.1"]}}}"#;
+        let s = State::parse("p", path, v1).unwrap();
+        assert_eq!(s.nodes, vec![LabNode { name: "node".into(), netns: "p-node".into(), underlay: vec![] }]);
+        assert_eq!(s.pods["a/b"].node.as_deref(), Some("node"));
+        assert!(matches!(State::parse("q", path, v1), Err(LabError::BadState { .. })));
+        let lab = Lab::unwired("p", &anonymous_nodes(2));
+        let v2 = |fabric: &str| {
+            serde_json::json!({
+                "version": 2, "prefix": "p", "node_netns": "p-node0", "nodes": lab.nodes, "fabric": fabric, "pods": {},
+            })
+            .to_string()
+        };
+        let s = State::parse("p", path, &v2("p-fabric")).unwrap();
+        assert_eq!((s.nodes, s.fabric.as_deref()), (lab.nodes.clone(), Some("p-fabric")));
+        assert!(State::parse("p", path, &v2("p-other")).is_err());
+        assert!(State::parse("p", path, &v2("p-fabric").replace("p-node1", "x-node1")).is_err());
+        assert!(State::parse("p", path, &v2("p-fabric").replace("\"version\":2", "\"version\":3")).is_err());
     }
 }
