@@ -207,7 +207,19 @@ pub fn up_nodes(cluster: &Cluster, prefix: &str, nodes: Option<usize>, extra: Ve
             lab.apply(&r, &pods)?;
             (lab, true)
         }
-        None => (Lab::up_nodes(&r, prefix, &lab_nodes(cluster, nodes.unwrap_or(1)), &pods)?, false),
+        None => {
+            let n = nodes.unwrap_or(1);
+            let names = lab_nodes(cluster, n);
+            if n > 1 && !cluster.nodes.is_empty() && names.first().is_some_and(|f| f == "node0") {
+                eprintln!(
+                    "note: the cluster has {} Node(s) the lab cannot be made of for --nodes {n}: its nodes are node0 .. \
+                     node{}, and pods are spread over them whatever their nodeName",
+                    cluster.nodes.len(),
+                    n - 1
+                );
+            }
+            (Lab::up_nodes(&r, prefix, &names, &pods)?, false)
+        }
     };
     load_ruleset(&r, &lab, &p.engine, running)?;
     for (pod, why) in &p.untestable {
