@@ -7,6 +7,8 @@
 //! data plane see the same addresses. hostNetwork pods live in the lab's node netns with their addresses (their
 //! node's, which the loader gives them), and so do the Nodes' own addresses ([`node_pods`]): a flow from a Node's
 //! address is a flow from the node itself (the node's `output` hook), not from an emulated outside address.
+//! Every lab pod carries its pod's `spec.nodeName` (a Node's address and a host endpoint's: their Node's name),
+//! which a multi-node lab whose nodes are the cluster's Nodes honours.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -65,7 +67,12 @@ pub fn plan(cluster: &Cluster) -> LabPlan {
             );
             continue;
         }
-        pods.push(LabPod { key: String::new(), ips: p.ips.clone(), host_network: p.host_network });
+        pods.push(LabPod {
+            key: String::new(),
+            ips: p.ips.clone(),
+            host_network: p.host_network,
+            node: p.node.clone(),
+        });
     }
     // Keys need namespace names, which live in the cluster.
     let mut k = 0;
@@ -89,11 +96,14 @@ pub fn host_key(ip: &IpAddr) -> String {
 /// from them its `output` hook (addresses outside the lab's ranges are left out: flows with them are untestable).
 pub fn host_endpoint_pods(e: &Engine, pods: &[LabPod]) -> Vec<LabPod> {
     let used: HashSet<IpAddr> = pods.iter().flat_map(|p| p.ips.iter().copied()).collect();
-    let mut ips = BTreeSet::new();
+    // Address → the node of its (first) host endpoint.
+    let mut ips: BTreeMap<IpAddr, &str> = BTreeMap::new();
     for h in &e.cluster().host_endpoints {
-        ips.extend(e.host_endpoint_addresses(h).into_iter().filter(|ip| lab_safe(ip) && !used.contains(ip)));
+        for ip in e.host_endpoint_addresses(h).into_iter().filter(|ip| lab_safe(ip) && !used.contains(ip)) {
+            ips.entry(ip).or_insert(h.node.as_str());
+        }
     }
-    ips.into_iter().map(|ip| LabPod::host_network(host_key(&ip), [ip])).collect()
+    ips.into_iter().map(|(ip, node)| LabPod::host_network(host_key(&ip), [ip]).on_node(node)).collect()
 }
 
 /// Key of the pseudo-pod standing for a Node's address.
@@ -113,14 +123,14 @@ fn is_node_address(e: &Engine, ip: IpAddr) -> bool {
 /// left out: flows with them are untestable).
 pub fn node_pods(e: &Engine, pods: &[LabPod]) -> Vec<LabPod> {
     let used: HashSet<IpAddr> = pods.iter().flat_map(|p| p.ips.iter().copied()).collect();
-    let ips: BTreeSet<IpAddr> = e
-        .cluster()
-        .nodes
-        .iter()
-        .flat_map(|n| n.ips.iter().map(|a| a.to_canonical()))
-        .filter(|ip| lab_safe(ip) && !used.contains(ip))
-        .collect();
-    ips.into_iter().map(|ip| LabPod::host_network(node_key(&ip), [ip])).collect()
+    // Address → its (first) Node.
+    let mut ips: BTreeMap<IpAddr, &str> = BTreeMap::new();
+    for n in &e.cluster().nodes {
+        for ip in n.ips.iter().map(|a| a.to_canonical()).filter(|ip| lab_safe(ip) && !used.contains(ip)) {
+            ips.entry(ip).or_insert(n.name.as_str());
+        }
+    }
+    ips.into_iter().map(|(ip, node)| LabPod::host_network(node_key(&ip), [ip]).on_node(node)).collect()
 }
 
 /// Key of the pseudo-pod standing for an address outside the cluster.
@@ -379,7 +389,10 @@ status: {podIP: 10.2.0.1}
         let p = plan(&netpol_core::load::load_str("t", yaml).cluster);
         let e = Engine::new(p.cluster);
         let nodes = node_pods(&e, &p.pods);
-        assert_eq!(nodes, vec![LabPod::host_network("node/10.1.0.1", ["10.1.0.1".parse().unwrap()])]);
+        assert_eq!(nodes, vec![LabPod::host_network("node/10.1.0.1", ["10.1.0.1".parse().unwrap()]).on_node("n1")]);
+        // Pods carry their nodeName (a multi-node lab named after the Nodes places them by it).
+        let on = |key: &str| p.pods.iter().find(|l| l.key == key).and_then(|l| l.node.clone());
+        assert_eq!((on("sys/agent"), on("a/web")), (Some("n2".to_string()), Some("n1".to_string())));
         let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
         let at = |s: &str| locate(&e, &p.untestable, &e.endpoint_for_ip(ip(s)));
         assert_eq!(at("10.1.0.1"), Ok(("node/10.1.0.1".to_string(), ip("10.1.0.1"))));

@@ -1,6 +1,7 @@
 //! netpol-lab: the data plane on this machine. Builds network-namespace labs of "pods" routed through a node
-//! namespace that enforces the nftables ruleset ([`lab`]), makes real connections inside those namespaces
-//! ([`probe`]), and places and observes flows there ([`connectivity`]).
+//! namespace that enforces the nftables ruleset, or through several nodes joined by a routed fabric ([`lab`]),
+//! makes real connections inside those namespaces ([`probe`]), and places and observes flows there
+//! ([`connectivity`]).
 //!
 //! Every command against the kernel goes through `netpol_nft::apply`; this crate holds all of netpol's `unsafe`
 //! code: `setns(2)` and sockets inside namespaces ([`probe`]), and [`euid`].

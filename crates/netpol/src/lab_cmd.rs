@@ -1,4 +1,5 @@
-//! `netpol lab up|down|apply`, `netpol connectivity-test`, `netpol nft stats`: the data plane from the CLI.
+//! `netpol lab up|down|apply`, `netpol connectivity-test`, `netpol nft stats`: the data plane from the CLI, in a
+//! single-node lab or a multi-node one (`--nodes N`: every node loaded with [`node_ruleset`]).
 //!
 //! Everything kernel-facing goes through `netpol_nft::apply` (commands) and `netpol_lab` (namespaces, and sockets
 //! in them); this module only plans and reports. Built with the `lab` feature.
@@ -59,17 +60,61 @@ fn l7_notes(cluster: &Cluster) {
     }
 }
 
-fn snapshot_path(prefix: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(netpol_lab::lab::STATE_DIR).join(format!("{prefix}.ruleset.json"))
+/// Where the snapshot of the ruleset loaded in node `node` of lab `prefix` is kept: `<prefix>.ruleset.json` for
+/// the node of a single-node lab, `<prefix>.<node>.ruleset.json` for each node of a multi-node lab.
+fn snapshot_path(prefix: &str, node: Option<&str>) -> std::path::PathBuf {
+    let name = match node {
+        None => format!("{prefix}.ruleset.json"),
+        Some(node) => format!("{prefix}.{node}.ruleset.json"),
+    };
+    std::path::PathBuf::from(netpol_lab::lab::STATE_DIR).join(name)
 }
 
-/// Shortened rule comments of the lab's loaded ruleset → full text.
-fn long_comments(prefix: &str) -> BTreeMap<String, String> {
-    std::fs::read(snapshot_path(prefix))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<ruleset::Snapshot>(&b).ok())
-        .map(|s| s.long_comments)
-        .unwrap_or_default()
+/// Whether `file` (a name in the state directory) is the snapshot of a ruleset of lab `prefix`, whatever its
+/// nodes: `<prefix>.ruleset.json` or `<prefix>.<node>.ruleset.json` (a prefix has no dots).
+fn is_snapshot_of(prefix: &str, file: &str) -> bool {
+    file.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('.')).is_some_and(|r| r.ends_with("ruleset.json"))
+}
+
+/// The snapshot paths of every node of `lab`.
+fn snapshot_paths(lab: &Lab) -> Vec<std::path::PathBuf> {
+    if lab.is_multi_node() {
+        lab.nodes().iter().map(|n| snapshot_path(lab.prefix(), Some(&n.name))).collect()
+    } else {
+        vec![snapshot_path(lab.prefix(), None)]
+    }
+}
+
+/// Shortened rule comments of the rulesets loaded in the lab's nodes → full text.
+fn long_comments(lab: &Lab) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for path in snapshot_paths(lab) {
+        let snap = std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<ruleset::Snapshot>(&b).ok());
+        out.extend(snap.map(|s| s.long_comments).unwrap_or_default());
+    }
+    out
+}
+
+/// The ruleset node `node` of a lab enforces. For now every node gets the whole cluster's ruleset, as the single
+/// node does: a flow between pods on two nodes is checked on both (in each node's `forward` hook), with the same
+/// verdict. A node's own ruleset (the checks of the pods it holds) will be made here from the node's name.
+pub fn node_ruleset(engine: &Engine, node: &str) -> ruleset::Ruleset {
+    let _ = node;
+    ruleset::generate(engine)
+}
+
+/// The lab's nodes for `lab up --nodes N` on `cluster`: one node (`node`) for `N` ≤ 1; the cluster's Nodes, by
+/// name, when it has exactly `N` of them (pods then go to their `spec.nodeName`); else `node0` ... `node<N-1>`
+/// (pods spread evenly).
+pub fn lab_nodes(cluster: &Cluster, n: usize) -> Vec<String> {
+    let mut names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    names.sort();
+    names.dedup();
+    if n > 1 && names.len() == n && names.iter().all(|n| netpol_lab::lab::valid_node_name(n)) {
+        names
+    } else {
+        netpol_lab::lab::anonymous_nodes(n)
+    }
 }
 
 /// How a ruleset was loaded.
@@ -81,36 +126,53 @@ pub enum Load {
     Incremental,
 }
 
-/// Loads the engine's ruleset into the lab's node namespace: incrementally when the previous ruleset is known
-/// (its snapshot is kept beside the lab state), else by replacing the table; both are one nft transaction.
+/// Loads each node's ruleset ([`node_ruleset`]) into its namespace: incrementally when the previous ruleset is
+/// known (its snapshot is kept beside the lab state), else by replacing the table; both are one nft transaction
+/// per node. `Full` when any node's table was replaced.
 fn load_ruleset(r: &dyn Runner, lab: &Lab, engine: &Engine, allow_incremental: bool) -> Result<Load> {
-    let rs = ruleset::generate(engine);
+    let mut how = Load::Incremental;
+    for (node, path) in lab.nodes().iter().zip(snapshot_paths(lab)) {
+        let rs = node_ruleset(engine, &node.name);
+        if load_node_ruleset(r, &node.netns, &rs, &path, allow_incremental)? == Load::Full {
+            how = Load::Full;
+        }
+    }
+    Ok(how)
+}
+
+/// Loads `rs` into `netns` (see [`load_ruleset`]), its snapshot kept at `path`.
+fn load_node_ruleset(
+    r: &dyn Runner,
+    netns: &str,
+    rs: &ruleset::Ruleset,
+    path: &std::path::Path,
+    allow_incremental: bool,
+) -> Result<Load> {
     let snap = rs.snapshot();
-    let path = snapshot_path(lab.prefix());
     let old: Option<ruleset::Snapshot> =
-        if allow_incremental { std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()) } else { None };
+        if allow_incremental { std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()) } else { None };
     let t = std::time::Instant::now();
     let mode = match old {
         Some(old) => {
             let script = snap.update_script(&old);
-            match apply::nft_apply(r, Some(lab.node_netns()), &script) {
+            match apply::nft_apply(r, Some(netns), &script) {
                 Ok(()) => Load::Incremental,
                 Err(e) => {
                     tracing::warn!(error = %e, "incremental update refused; replacing the whole table instead");
-                    apply::nft_apply(r, Some(lab.node_netns()), &rs.replace_script()).context("loading the ruleset")?;
+                    apply::nft_apply(r, Some(netns), &rs.replace_script()).context("loading the ruleset")?;
                     Load::Full
                 }
             }
         }
         None => {
-            apply::nft_apply(r, Some(lab.node_netns()), &rs.replace_script()).context("loading the ruleset")?;
+            apply::nft_apply(r, Some(netns), &rs.replace_script()).context("loading the ruleset")?;
             Load::Full
         }
     };
     let (rules, elements) = rs.size();
-    tracing::info!(elapsed = ?t.elapsed(), rules, elements, ?mode, "ruleset loaded (one transaction)");
+    tracing::info!(netns, elapsed = ?t.elapsed(), rules, elements, ?mode, "ruleset loaded (one transaction)");
     std::fs::create_dir_all(netpol_lab::lab::STATE_DIR)?;
-    std::fs::write(&path, serde_json::to_vec(&snap)?)?;
+    std::fs::write(path, serde_json::to_vec(&snap)?)?;
     Ok(mode)
 }
 
@@ -121,18 +183,43 @@ pub fn reload_full(cluster: &Cluster, prefix: &str) -> Result<()> {
     load_ruleset(&r, &lab, &prepare(cluster).engine, false).map(|_| ())
 }
 
-/// `lab up`: creates (or updates) the lab and loads the ruleset.
+/// `lab up`: creates (or updates) the lab and loads the ruleset. A new lab has one node.
 pub fn up(cluster: &Cluster, prefix: &str, extra: Vec<LabPod>) -> Result<(Lab, Prepared)> {
+    up_nodes(cluster, prefix, None, extra)
+}
+
+/// `lab up --nodes N`: creates (or updates) the lab and loads the ruleset into every node. A new lab gets
+/// [`lab_nodes`]`(cluster, N)` (one node without `N`); a running lab keeps its nodes (and must have `N` of them).
+pub fn up_nodes(cluster: &Cluster, prefix: &str, nodes: Option<usize>, extra: Vec<LabPod>) -> Result<(Lab, Prepared)> {
     let r = System;
     let p = prepare(cluster);
     let mut pods = p.pods.clone();
     pods.extend(extra);
     let (lab, running) = match Lab::attach(&r, prefix)? {
+        Some(lab) if nodes.is_some_and(|n| n.max(1) != lab.nodes().len()) => {
+            return Err(anyhow!(
+                "lab `{prefix}` is running with {} node(s), not {}: run `netpol lab down --prefix {prefix}` first",
+                lab.nodes().len(),
+                nodes.unwrap_or(1)
+            ))
+        }
         Some(mut lab) => {
             lab.apply(&r, &pods)?;
             (lab, true)
         }
-        None => (Lab::up(&r, prefix, &pods)?, false),
+        None => {
+            let n = nodes.unwrap_or(1);
+            let names = lab_nodes(cluster, n);
+            if n > 1 && !cluster.nodes.is_empty() && names.first().is_some_and(|f| f == "node0") {
+                eprintln!(
+                    "note: the cluster has {} Node(s) the lab cannot be made of for --nodes {n}: its nodes are node0 .. \
+                     node{}, and pods are spread over them whatever their nodeName",
+                    cluster.nodes.len(),
+                    n - 1
+                );
+            }
+            (Lab::up_nodes(&r, prefix, &names, &pods)?, false)
+        }
     };
     load_ruleset(&r, &lab, &p.engine, running)?;
     for (pod, why) in &p.untestable {
@@ -141,9 +228,16 @@ pub fn up(cluster: &Cluster, prefix: &str, extra: Vec<LabPod>) -> Result<(Lab, P
     Ok((lab, p))
 }
 
+/// `lab down`: removes every namespace of the lab (see [`Lab::down`]) and the snapshots of its rulesets.
 pub fn down(prefix: &str) -> Result<usize> {
     let n = Lab::down(&System, prefix)?;
-    let _ = std::fs::remove_file(snapshot_path(prefix));
+    if let Ok(dir) = std::fs::read_dir(netpol_lab::lab::STATE_DIR) {
+        for entry in dir.flatten() {
+            if entry.file_name().to_str().is_some_and(|name| is_snapshot_of(prefix, name)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     Ok(n)
 }
 
@@ -180,6 +274,7 @@ pub fn connectivity_test(
     cluster: &Cluster,
     flows: Option<&str>,
     prefix: &str,
+    nodes: Option<usize>,
     keep: bool,
     timeout: Duration,
     out: &mut dyn Write,
@@ -187,17 +282,20 @@ pub fn connectivity_test(
     match flows {
         Some(path) => {
             let f = std::fs::File::open(path).with_context(|| format!("cannot read `{path}`"))?;
-            connectivity_test_input(cluster, Some(&mut std::io::BufReader::new(f)), prefix, keep, timeout, out)
+            let input: &mut dyn BufRead = &mut std::io::BufReader::new(f);
+            connectivity_test_input(cluster, Some(input), prefix, nodes, keep, timeout, out)
         }
-        None => connectivity_test_input(cluster, None, prefix, keep, timeout, out),
+        None => connectivity_test_input(cluster, None, prefix, nodes, keep, timeout, out),
     }
 }
 
-/// [`connectivity_test`] with the flows (the `query` contract) read from `flows`.
+/// [`connectivity_test`] with the flows (the `query` contract) read from `flows`. A lab it creates has `nodes`
+/// nodes (see [`up_nodes`]); a running lab (single- or multi-node) is probed as it is.
 pub fn connectivity_test_input(
     cluster: &Cluster,
     flows: Option<&mut dyn BufRead>,
     prefix: &str,
+    nodes: Option<usize>,
     keep: bool,
     timeout: Duration,
     out: &mut dyn Write,
@@ -230,7 +328,7 @@ pub fn connectivity_test_input(
     let r = System;
     let existing = Lab::attach(&r, prefix)?;
     let created = existing.is_none();
-    let (lab, _) = up(cluster, prefix, externals)?;
+    let (lab, _) = up_nodes(cluster, prefix, if created { nodes } else { None }, externals)?;
     let probe_all = || -> Result<Vec<(Observed, String)>> {
         let placed: Vec<Result<(Placed, netpol_lab::probe::L4, u16), String>> = lines
             .iter()
@@ -332,14 +430,18 @@ pub struct RuleStat {
 }
 
 /// `nft stats`: counters of the loaded ruleset, per policy rule (and drops per isolation), from the lab's node
-/// namespace.
+/// namespace; summed over the nodes of a multi-node lab (a flow between two nodes passes both, and counts twice).
 pub fn stats(prefix: &str, json: bool, out: &mut dyn Write) -> Result<()> {
     let r = System;
     let lab = Lab::attach(&r, prefix)?.ok_or_else(|| anyhow!("no lab `{prefix}` is running"))?;
-    let v = apply::nft_list_json(&r, Some(lab.node_netns()))?;
-    let long = long_comments(prefix);
+    let mut items = Vec::new();
+    for node in lab.nodes() {
+        let v = apply::nft_list_json(&r, Some(&node.netns))?;
+        items.extend(v["nftables"].as_array().into_iter().flatten().cloned());
+    }
+    let long = long_comments(&lab);
     let mut per: BTreeMap<String, RuleStat> = BTreeMap::new();
-    for item in v["nftables"].as_array().into_iter().flatten() {
+    for item in &items {
         let Some(rule) = item.get("rule") else { continue };
         if rule["table"] != ruleset::TABLE {
             continue;
@@ -404,7 +506,9 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     )
 }
 
-/// `observe`: a JSON Lines flow log of data-plane verdicts for new connections through the lab's node.
+/// `observe`: a JSON Lines flow log of data-plane verdicts for new connections through the lab's node; in a
+/// multi-node lab through every node, each record naming its node (`"node"`): a flow between two nodes is seen,
+/// and logged, on both.
 pub fn observe(
     prefix: &str,
     engine: Option<&Engine>,
@@ -415,20 +519,44 @@ pub fn observe(
     use netpol_nft::observe::{trace_off_script, trace_on_script, TraceParser};
     let r = System;
     let lab = Lab::attach(&r, prefix)?.ok_or_else(|| anyhow!("no lab `{prefix}` is running"))?;
-    let node = lab.node_netns().to_string();
-    let mut child = apply::spawn_trace_monitor(&node)?;
-    apply::nft_apply(&r, Some(&node), &trace_on_script())?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no output from nft monitor"))?;
-    // Read on a thread so that the duration limit can stop us.
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
+    let nodes: Vec<(String, String)> = lab.nodes().iter().map(|n| (n.name.clone(), n.netns.clone())).collect();
+    // Read each node's monitor on a thread (lines tagged with the node's index), so that the duration limit can
+    // stop us.
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
+    let mut children = Vec::new();
+    let started = (|| -> Result<()> {
+        for (i, (_, netns)) in nodes.iter().enumerate() {
+            let mut child = apply::spawn_trace_monitor(netns)?;
+            let stdout = child.stdout.take();
+            children.push(child);
+            let stdout = stdout.ok_or_else(|| anyhow!("no output from nft monitor"))?;
+            apply::nft_apply(&r, Some(netns), &trace_on_script())?;
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send((i, line)).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-    });
+        Ok(())
+    })();
+    drop(tx);
+    let stop = |children: &mut Vec<std::process::Child>| {
+        for (_, netns) in &nodes {
+            let _ = apply::nft_apply(&r, Some(netns), &trace_off_script());
+        }
+        for child in children.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    };
+    if let Err(e) = started {
+        stop(&mut children);
+        return Err(e);
+    }
     let name = |ip: &str| -> String {
         match (engine, ip.parse()) {
             (Some(e), Ok(addr)) => match e.pod_with_ip(addr) {
@@ -439,8 +567,8 @@ pub fn observe(
         }
     };
     let deadline = duration.map(|d| std::time::Instant::now() + d);
-    let long = long_comments(prefix);
-    let mut parser = TraceParser::default();
+    let long = long_comments(&lab);
+    let mut parsers: Vec<TraceParser> = nodes.iter().map(|_| TraceParser::default()).collect();
     let mut n = 0usize;
     let mut read_all = || -> Result<()> {
         loop {
@@ -454,11 +582,12 @@ pub fn observe(
                 },
                 None => Duration::from_secs(3600),
             };
-            let line = match rx.recv_timeout(wait) {
+            let (i, line) = match rx.recv_timeout(wait) {
                 Ok(l) => l,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
             };
+            let Some(parser) = parsers.get_mut(i) else { continue };
             if let Some(mut rec) = parser.feed(&line) {
                 rec.src = name(&rec.src);
                 rec.dst = name(&rec.dst);
@@ -470,6 +599,9 @@ pub fn observe(
                 }
                 let mut v = serde_json::to_value(&rec)?;
                 v["time"] = serde_json::json!(rfc3339(std::time::SystemTime::now()));
+                if lab.is_multi_node() {
+                    v["node"] = serde_json::json!(nodes[i].0);
+                }
                 writeln!(out, "{v}")?;
                 out.flush()?;
                 n += 1;
@@ -477,9 +609,7 @@ pub fn observe(
         }
     };
     let result = read_all();
-    let _ = apply::nft_apply(&r, Some(&node), &trace_off_script());
-    let _ = child.kill();
-    let _ = child.wait();
+    stop(&mut children);
     result.map(|_| n)
 }
 
@@ -487,6 +617,49 @@ pub fn observe(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// `lab down` finds the snapshots of every node of the lab, and only its own.
+    #[test]
+    fn snapshots_of_a_lab() {
+        assert_eq!(snapshot_path("p", None), std::path::Path::new("/run/netpol-lab/p.ruleset.json"));
+        assert_eq!(snapshot_path("p", Some("n1")), std::path::Path::new("/run/netpol-lab/p.n1.ruleset.json"));
+        for (file, mine) in [
+            ("p.ruleset.json", true),
+            ("p.n1.ruleset.json", true),
+            ("p.ip-10-0-0-1.ec2.internal.ruleset.json", true),
+            ("p.json", false),
+            ("p-x.n1.ruleset.json", false),
+            ("px.ruleset.json", false),
+            ("q.n1.ruleset.json", false),
+        ] {
+            assert_eq!(is_snapshot_of("p", file), mine, "{file}");
+        }
+    }
+
+    /// A multi-node lab's nodes are the cluster's Nodes when it has that many, else anonymous.
+    #[test]
+    fn lab_nodes_are_the_clusters_when_it_has_that_many() {
+        let yaml = "
+apiVersion: v1
+kind: Node
+metadata: {name: w2}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: w1}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: fabric}
+";
+        let c = netpol_core::load::load_str("n.yaml", yaml).cluster;
+        let two = netpol_core::load::load_str("n.yaml", &yaml[..yaml.rfind("---").unwrap()]).cluster;
+        assert_eq!(lab_nodes(&two, 2), ["w1", "w2"]);
+        assert_eq!(lab_nodes(&two, 3), ["node0", "node1", "node2"]);
+        assert_eq!(lab_nodes(&two, 1), ["node"]);
+        // A Node name the lab cannot use: anonymous nodes.
+        assert_eq!(lab_nodes(&c, 3), ["node0", "node1", "node2"]);
+    }
 
     #[test]
     fn flow_files_skip_a_bom_and_blank_lines_and_keep_lines_that_are_not_utf8() {

@@ -242,6 +242,10 @@ enum LabAction {
         files: Vec<String>,
         #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
         prefix: String,
+        /// Simulated nodes, joined by a routed fabric, each with the ruleset: the cluster's Nodes when it has
+        /// exactly this many (pods on their nodeName), else node0, node1, ... (pods spread evenly). Default: one.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=253))]
+        nodes: Option<u16>,
     },
     /// Re-apply after the manifests changed: pods added/removed, ruleset replaced in one transaction.
     Apply {
@@ -422,6 +426,9 @@ enum Cmd {
         flows: Option<String>,
         #[arg(long, default_value = lab_cmd::DEFAULT_PREFIX)]
         prefix: String,
+        /// Nodes of a lab this command creates (see `lab up --nodes`); a running lab is probed as it is.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=253))]
+        nodes: Option<u16>,
         /// Keep a lab this command created (default: remove it at the end).
         #[arg(long)]
         keep: bool,
@@ -999,6 +1006,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                     cluster,
                     Some(&mut probes.as_bytes()),
                     &prefix,
+                    None,
                     false,
                     std::time::Duration::from_millis(1000),
                     &mut lines,
@@ -1140,17 +1148,27 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
         Cmd::Lab { action } => {
             lab_cmd::check_privileges()?;
             match action {
-                LabAction::Up { files, prefix } => {
+                LabAction::Up { files, prefix, nodes } => {
                     let inp = match load(&files, strict)? {
                         Ok(i) => i,
                         Err(code) => return Ok(code),
                     };
-                    let (lab, _) = lab_cmd::up(inp.engine.cluster(), &prefix, Vec::new())?;
-                    println!(
-                        "lab `{prefix}` is up: node namespace {}, {} pod namespaces",
-                        lab.node_netns(),
-                        lab.pods().count()
-                    );
+                    let nodes = nodes.map(usize::from);
+                    let (lab, _) = lab_cmd::up_nodes(inp.engine.cluster(), &prefix, nodes, Vec::new())?;
+                    let pods = lab.pods().count();
+                    match lab.fabric_netns() {
+                        None => {
+                            println!("lab `{prefix}` is up: node namespace {}, {pods} pod namespaces", lab.node_netns())
+                        }
+                        Some(fabric) => {
+                            let names: Vec<&str> = lab.nodes().iter().map(|n| n.netns.as_str()).collect();
+                            println!(
+                                "lab `{prefix}` is up: {} node namespaces ({}), fabric {fabric}, {pods} pod namespaces",
+                                names.len(),
+                                names.join(", ")
+                            );
+                        }
+                    }
                 }
                 LabAction::Apply { files, prefix } => {
                     let inp = match load(&files, strict)? {
@@ -1195,7 +1213,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "lab")]
-        Cmd::ConnectivityTest { files, flows, prefix, keep, timeout_ms } => {
+        Cmd::ConnectivityTest { files, flows, prefix, nodes, keep, timeout_ms } => {
             lab_cmd::check_privileges()?;
             let inp = match load(&files, strict)? {
                 Ok(i) => i,
@@ -1206,6 +1224,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 inp.engine.cluster(),
                 flows.as_deref(),
                 &prefix,
+                nodes.map(usize::from),
                 keep,
                 std::time::Duration::from_millis(timeout_ms),
                 &mut stdout.lock(),

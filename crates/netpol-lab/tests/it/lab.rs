@@ -512,3 +512,101 @@ table inet labtest {
     assert!(!lo().contains("10.56.1.1") && !lo().contains("fd00:56:1::1"), "{}", lo());
     guard.finish();
 }
+
+/// Packets sent through `dev` in `netns` (from `ip -s -j link show`).
+fn tx_packets(netns: &str, dev: &str) -> u64 {
+    let o = std::process::Command::new("ip").args(["-n", netns, "-s", "-j", "link", "show", "dev", dev]).output();
+    let v: serde_json::Value = serde_json::from_slice(&o.unwrap().stdout).unwrap();
+    v[0]["stats64"]["tx"]["packets"].as_u64().unwrap()
+}
+
+/// (g) A 3-node lab without ruleset: pods on different nodes reach each other (TCP and UDP, IPv4 and IPv6) over
+/// the fabric (the nodes' uplinks carry the packets), as do a node's host-network address and an address outside
+/// the cluster behind the fabric; a pod moved to another node by `apply` is reached there; `down` leaves nothing.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn g_multi_node_lab_routes_between_nodes() {
+    require_root_tools!("g_multi_node_lab_routes_between_nodes");
+    let guard = Guard::new("mn");
+    let nodes = netpol_lab::lab::anonymous_nodes(3);
+    let pods = vec![
+        LabPod::new("a/p0", [ip("10.60.0.1"), ip("fd00:60::1")]).on_node("node0"),
+        LabPod::new("a/p1", [ip("10.60.1.1"), ip("fd00:60:1::1")]).on_node("node1"),
+        LabPod::new("a/p2", [ip("10.60.2.1"), ip("fd00:60:2::1")]).on_node("node2"),
+        LabPod::host_network("sys/h2", [ip("10.60.9.3")]).on_node("node2"),
+        LabPod::new("external/x", [ip("10.99.0.1"), ip("fd00:99::1")]),
+    ];
+    let mut lab = Lab::up_nodes(&System, &guard.prefix, &nodes, &pods).unwrap();
+    assert!(lab.is_multi_node());
+    assert_eq!(
+        lab.nodes().iter().map(|n| n.netns.clone()).collect::<Vec<_>>(),
+        nodes.iter().map(|n| format!("{}-{n}", guard.prefix)).collect::<Vec<_>>()
+    );
+    let mut left = leftovers(&guard.prefix);
+    left.sort();
+    assert_eq!(left.len(), 3 + 1 + 4, "3 nodes, the fabric, 4 pods: {left:?}");
+    assert_eq!(lab.pod_node("a/p1"), Some("node1"));
+    assert_eq!(lab.pod_netns("sys/h2"), Some(format!("{}-node2", guard.prefix).as_str()));
+    let mut t = Vec::new();
+    for key in ["a/p0", "a/p1", "a/p2", "external/x"] {
+        t.extend(targets(&lab, key, L4::Tcp, 8080));
+        t.extend(targets(&lab, key, L4::Udp, 5353));
+    }
+    t.push((lab.pod_netns("sys/h2").unwrap().to_string(), ip("10.60.9.3"), L4::Tcp, 8080));
+    let listeners = Listeners::start(&t).unwrap();
+    let uplinks = |lab: &Lab| -> Vec<u64> { lab.nodes().iter().map(|n| tx_packets(&n.netns, "eth0")).collect() };
+    let before = uplinks(&lab);
+    let mut probes = Vec::new();
+    let mut what = Vec::new();
+    for (from, dst) in [
+        ("a/p0", "10.60.1.1"),
+        ("a/p0", "fd00:60:1::1"),
+        ("a/p1", "10.60.2.1"),
+        ("a/p2", "fd00:60::1"),
+        ("a/p1", "10.60.9.3"),
+        ("a/p0", "10.99.0.1"),
+        ("external/x", "fd00:60:2::1"),
+    ] {
+        for (l4, port) in [(L4::Tcp, 8080), (L4::Udp, 5353)] {
+            if dst == "10.60.9.3" && l4 == L4::Udp {
+                continue;
+            }
+            probes.push(probe(&lab, from, dst, l4, port));
+            what.push(format!("{from} -> {dst} {l4:?}/{port}"));
+        }
+    }
+    let results = run_probes(&probes, TIMEOUT, 16);
+    for (w, r) in what.iter().zip(&results) {
+        assert_eq!(r.observed, Observed::Allow, "{w}: {r:?}");
+    }
+    let after = uplinks(&lab);
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert!(a > b, "node{i}'s uplink carried nothing: {before:?} -> {after:?}");
+    }
+    drop(listeners);
+    // The state file records the nodes and each pod's node; attach reads them back.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(netpol_lab::lab::state_path(&guard.prefix)).unwrap()).unwrap();
+    assert_eq!(state["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(state["pods"]["a/p1"]["node"], "node1");
+    assert_eq!(state["fabric"], format!("{}-fabric", guard.prefix));
+    let again = Lab::attach(&System, &guard.prefix).unwrap().unwrap();
+    assert_eq!(again.lab_pods(), lab.lab_pods());
+    assert_eq!(again.nodes(), lab.nodes());
+    // a/p0 moves to node1: it is reached there, from node0's and node2's pods.
+    let mut moved = pods.clone();
+    moved[0] = LabPod::new("a/p0", [ip("10.60.0.1"), ip("fd00:60::1")]).on_node("node1");
+    let delta = lab.apply(&System, &moved).unwrap();
+    assert_eq!(delta.changed, ["a/p0"]);
+    assert_eq!(lab.pod_node("a/p0"), Some("node1"));
+    let listeners = Listeners::start(&targets(&lab, "a/p0", L4::Tcp, 8080)).unwrap();
+    let r = run_probes(
+        &[probe(&lab, "a/p2", "10.60.0.1", L4::Tcp, 8080), probe(&lab, "external/x", "fd00:60::1", L4::Tcp, 8080)],
+        TIMEOUT,
+        2,
+    );
+    assert!(r.iter().all(|r| r.observed == Observed::Allow), "{r:?}");
+    drop(listeners);
+    assert_eq!(Lab::down(&System, &guard.prefix).unwrap(), 8);
+    guard.finish();
+}

@@ -29,6 +29,8 @@ mod hosts;
 mod lint;
 #[cfg(feature = "kube")]
 mod live;
+#[cfg(feature = "lab")]
+mod multinode;
 #[cfg(feature = "server")]
 mod serve;
 mod staged;
