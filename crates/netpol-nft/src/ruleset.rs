@@ -955,6 +955,12 @@ pub fn generate_for_node(e: &Engine, node: &str) -> Ruleset {
     generate_scoped(e, Some(&node_pod_addresses(e, node)))
 }
 
+/// The ruleset of a node holding the pods with the `local` addresses (what [`generate_for_node`] computes from
+/// `spec.nodeName`, for a placement known otherwise, such as a lab's).
+pub fn generate_for_addresses(e: &Engine, local: &BTreeSet<IpAddr>) -> Ruleset {
+    generate_scoped(e, Some(local))
+}
+
 /// [`generate`], with the address maps (and so the profile chains) limited to `local` addresses when given.
 fn generate_scoped(e: &Engine, local: Option<&BTreeSet<IpAddr>>) -> Ruleset {
     let t = e.dataplane();

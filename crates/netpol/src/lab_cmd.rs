@@ -1,5 +1,5 @@
 //! `netpol lab up|down|apply`, `netpol connectivity-test`, `netpol nft stats`: the data plane from the CLI, in a
-//! single-node lab or a multi-node one (`--nodes N`: every node loaded with [`node_ruleset`]).
+//! single-node lab or a multi-node one (`--nodes N`: every node loaded with its own share, [`node_ruleset`]).
 //!
 //! Everything kernel-facing goes through `netpol_nft::apply` (commands) and `netpol_lab` (namespaces, and sockets
 //! in them); this module only plans and reports. Built with the `lab` feature.
@@ -95,12 +95,21 @@ fn long_comments(lab: &Lab) -> BTreeMap<String, String> {
     out
 }
 
-/// The ruleset node `node` of a lab enforces. For now every node gets the whole cluster's ruleset, as the single
-/// node does: a flow between pods on two nodes is checked on both (in each node's `forward` hook), with the same
-/// verdict. A node's own ruleset (the checks of the pods it holds) will be made here from the node's name.
-pub fn node_ruleset(engine: &Engine, node: &str) -> ruleset::Ruleset {
-    let _ = node;
-    ruleset::generate(engine)
+/// The ruleset node `node` of a lab enforces: a single node, the whole cluster's; a node of a multi-node lab, its
+/// own share, as a node agent programs it (`ruleset::generate_for_addresses`: the egress checks of the pods the
+/// lab placed on it and their ingress checks, with the whole cluster's peer sets). A flow between pods on two nodes
+/// is then checked for egress on the source's node and for ingress on the destination's.
+pub fn node_ruleset(engine: &Engine, lab: &Lab, node: &str) -> ruleset::Ruleset {
+    if !lab.is_multi_node() {
+        return ruleset::generate(engine);
+    }
+    let c = engine.cluster();
+    let local: std::collections::BTreeSet<std::net::IpAddr> = (0..c.pods.len())
+        .map(PodId::new)
+        .filter(|&p| !c.pod(p).host_network && lab.pod_node(&c.pod_ref(p)) == Some(node))
+        .flat_map(|p| c.pod(p).ips.iter().copied())
+        .collect();
+    ruleset::generate_for_addresses(engine, &local)
 }
 
 /// The lab's nodes for `lab up --nodes N` on `cluster`: one node (`node`) for `N` ≤ 1; the cluster's Nodes, by
@@ -132,7 +141,7 @@ pub enum Load {
 fn load_ruleset(r: &dyn Runner, lab: &Lab, engine: &Engine, allow_incremental: bool) -> Result<Load> {
     let mut how = Load::Incremental;
     for (node, path) in lab.nodes().iter().zip(snapshot_paths(lab)) {
-        let rs = node_ruleset(engine, &node.name);
+        let rs = node_ruleset(engine, lab, &node.name);
         if load_node_ruleset(r, &node.netns, &rs, &path, allow_incremental)? == Load::Full {
             how = Load::Full;
         }
