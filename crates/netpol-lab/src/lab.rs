@@ -541,6 +541,38 @@ fn pod_addr_add(ip: &IpAddr) -> String {
 }
 
 /// Names of all existing netns of lab `prefix` (`<prefix>-*`).
+/// The processes running in network namespace `netns` (`ip netns pids`).
+pub fn processes_in(r: &dyn Runner, netns: &str) -> Vec<u32> {
+    r.run(&["ip", "netns", "pids", netns], None)
+        .map(|out| out.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Stops every process in `names` (SIGTERM, then SIGKILL after up to a second): best effort.
+fn stop_processes_in(r: &dyn Runner, names: &[String]) {
+    let pids = |r: &dyn Runner| -> Vec<u32> { names.iter().flat_map(|n| processes_in(r, n)).collect() };
+    let first = pids(r);
+    if first.is_empty() {
+        return;
+    }
+    let term: Vec<String> = first.iter().map(u32::to_string).collect();
+    let mut argv = vec!["kill", "-TERM"];
+    argv.extend(term.iter().map(String::as_str));
+    let _ = r.run(&argv, None);
+    for _ in 0..20 {
+        if pids(r).is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let left: Vec<String> = pids(r).iter().map(u32::to_string).collect();
+    if !left.is_empty() {
+        let mut argv = vec!["kill", "-KILL"];
+        argv.extend(left.iter().map(String::as_str));
+        let _ = r.run(&argv, None);
+    }
+}
+
 fn lab_netns(r: &dyn Runner, prefix: &str) -> Result<Vec<String>, LabError> {
     let dash = format!("{prefix}-");
     Ok(netns_list(r)?.into_iter().filter(|n| n.starts_with(&dash)).collect())
@@ -1002,6 +1034,9 @@ impl Lab {
     pub fn down(r: &dyn Runner, prefix: &str) -> Result<usize, LabError> {
         validate_prefix(prefix)?;
         let names = lab_netns(r, prefix)?;
+        // Processes running in the lab's namespaces (node agents, listeners) would keep a deleted namespace
+        // alive: they are stopped first, politely, then for good.
+        stop_processes_in(r, &names);
         let script: String = names.iter().map(|n| format!("netns del {n}\n")).collect();
         ip_batch(r, None, &script, true)?;
         let path = state_path(prefix);
@@ -1205,7 +1240,10 @@ mod tests {
         };
         assert_eq!(Lab::down(&r, "unittest-lab-7").unwrap(), 2);
         let calls = r.calls.borrow();
-        assert_eq!(calls[1], "ip -force -batch - <<netns del unittest-lab-7-node\nnetns del unittest-lab-7-0000abcd\n");
+        // The processes of the two namespaces are looked for first (none here), then both are deleted at once.
+        assert_eq!(calls[1], "ip netns pids unittest-lab-7-node <<");
+        assert_eq!(calls[2], "ip netns pids unittest-lab-7-0000abcd <<");
+        assert_eq!(calls[3], "ip -force -batch - <<netns del unittest-lab-7-node\nnetns del unittest-lab-7-0000abcd\n");
     }
 
     /// Host-network pods get no netns: their addresses go on the node's `lo`, once however many pods share

@@ -112,6 +112,56 @@ pub fn node_ruleset(engine: &Engine, lab: &Lab, node: &str) -> ruleset::Ruleset 
     ruleset::generate_for_addresses(engine, &local)
 }
 
+/// Starts one `netpol agent` per node of a running multi-node lab, inside the node's namespace, reading `files`
+/// (re-read when they change) and failing closed for the lab's pod interfaces (`v*`); each one's log goes to
+/// `/run/netpol-lab/<prefix>.<node>.agent.log`. The agents replace the nodes' rulesets with their own shares and keep
+/// them current; `lab down` stops them (every process of the lab's namespaces). The lab's nodes must be the
+/// cluster's Nodes (pods placed by their `spec.nodeName`, which is what an agent reads).
+pub fn start_agents(cluster: &Cluster, lab: &Lab, files: &[String]) -> Result<Vec<(String, u32)>> {
+    let names: Vec<String> = lab.nodes().iter().map(|n| n.name.clone()).collect();
+    let mut cluster_nodes: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    cluster_nodes.sort();
+    if !lab.is_multi_node() || cluster_nodes != names {
+        return Err(anyhow!(
+            "--agent needs a multi-node lab made of the cluster's Nodes (--nodes N with exactly N Node objects, and \
+             the pods' spec.nodeName): an agent enforces for the pods whose nodeName is its node"
+        ));
+    }
+    let exe = std::env::current_exe().context("locating the netpol binary")?;
+    let mut abs = Vec::new();
+    for f in files {
+        if f == "-" {
+            return Err(anyhow!("--agent: the agents re-read the manifests, so give files, not `-`"));
+        }
+        abs.push(std::fs::canonicalize(f).with_context(|| format!("cannot read `{f}`"))?.display().to_string());
+    }
+    let mut started = Vec::new();
+    for node in lab.nodes() {
+        let log_path =
+            std::path::Path::new(netpol_lab::lab::STATE_DIR).join(format!("{}.{}.agent.log", lab.prefix(), node.name));
+        let log = std::fs::File::create(&log_path).with_context(|| format!("cannot write `{}`", log_path.display()))?;
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &node.netns]).arg(&exe).args([
+            "agent",
+            "--node",
+            &node.name,
+            "--pod-interface",
+            "v*",
+        ]);
+        for f in &abs {
+            cmd.args(["-f", f]);
+        }
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting the agent of node {}", node.name))?;
+        started.push((node.name.clone(), child.id()));
+    }
+    Ok(started)
+}
+
 /// The lab's nodes for `lab up --nodes N` on `cluster`: one node (`node`) for `N` ≤ 1; the cluster's Nodes, by
 /// name, when it has exactly `N` of them (pods then go to their `spec.nodeName`); else `node0` ... `node<N-1>`
 /// (pods spread evenly).

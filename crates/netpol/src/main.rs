@@ -246,6 +246,11 @@ enum LabAction {
         /// exactly this many (pods on their nodeName), else node0, node1, ... (pods spread evenly). Default: one.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=253))]
         nodes: Option<u16>,
+        /// Start one `netpol agent` per node (in the node's namespace, reading -f's files, re-read when they change):
+        /// the agents program their nodes from then on. Needs --nodes N with the cluster's N Nodes.
+        #[cfg(feature = "agent")]
+        #[arg(long, requires = "nodes")]
+        agent: bool,
     },
     /// Re-apply after the manifests changed: pods added/removed, ruleset replaced in one transaction.
     Apply {
@@ -1148,13 +1153,25 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
         Cmd::Lab { action } => {
             lab_cmd::check_privileges()?;
             match action {
-                LabAction::Up { files, prefix, nodes } => {
+                LabAction::Up {
+                    files,
+                    prefix,
+                    nodes,
+                    #[cfg(feature = "agent")]
+                    agent,
+                } => {
                     let inp = match load(&files, strict)? {
                         Ok(i) => i,
                         Err(code) => return Ok(code),
                     };
                     let nodes = nodes.map(usize::from);
                     let (lab, _) = lab_cmd::up_nodes(inp.engine.cluster(), &prefix, nodes, Vec::new())?;
+                    #[cfg(feature = "agent")]
+                    if agent {
+                        for (node, pid) in lab_cmd::start_agents(inp.engine.cluster(), &lab, &files)? {
+                            println!("agent of node {node} started (pid {pid})");
+                        }
+                    }
                     let pods = lab.pods().count();
                     match lab.fabric_netns() {
                         None => {

@@ -419,3 +419,88 @@ spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {ma
         }
     }
 }
+
+/// `lab up --nodes 2 --agent`: one agent per node, each programming its node's share from the manifests; an edit of
+/// the manifests reaches the kernels through the agents alone (across nodes and on one node), and `lab down` stops
+/// them.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn a_multi_node_lab_runs_one_agent_per_node() {
+    use crate::dataplane::{connect, echo_server};
+    require_root!();
+    let p = prefix("agentml");
+    let _guard = LabGuard(p.clone());
+    let cluster = "
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n, labels: {app: a}}
+spec: {nodeName: n1}
+status: {podIP: 10.83.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n, labels: {app: b}}
+spec: {nodeName: n2}
+status: {podIP: 10.83.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: n, labels: {app: c}}
+spec: {nodeName: n2}
+status: {podIP: 10.83.0.3}
+";
+    let policy = "
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-from-c, namespace: n}
+spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {matchLabels: {app: c}}}]}]}
+";
+    let dir = crate::common::tempdir();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, cluster).unwrap();
+    let f = file.display().to_string();
+    let exe = env!("CARGO_BIN_EXE_netpol");
+    let o =
+        Command::new(exe).args(["lab", "up", "-f", &f, "--nodes", "2", "--agent", "--prefix", &p]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    let pids: Vec<u32> = out
+        .lines()
+        .filter_map(|l| l.split("(pid ").nth(1).and_then(|r| r.trim_end_matches(')').parse().ok()))
+        .collect();
+    assert_eq!(pids.len(), 2, "{out}");
+    let lab = netpol_lab::lab::Lab::attach(&netpol_nft::apply::System, &p).unwrap().unwrap();
+    let ns = |k: &str| lab.pod_netns(k).unwrap().to_string();
+    let b_ip: std::net::IpAddr = "10.83.0.2".parse().unwrap();
+    let listener = echo_server(&ns("n/b"), b_ip, 8089);
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    assert!(connect(&ns("n/a"), b_ip, 8089).is_ok(), "no policy yet: a (n1) reaches b (n2)");
+    // The policy arrives in the manifests: only the agents program it.
+    std::fs::write(&file, format!("{cluster}{policy}")).unwrap();
+    let t = Instant::now();
+    while connect(&ns("n/a"), b_ip, 8089).is_ok() {
+        assert!(t.elapsed() < Duration::from_secs(15), "the agents did not program the new policy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(connect(&ns("n/c"), b_ip, 8089).is_ok(), "c (on b's node) is allowed");
+    // n1's agent checks a's egress only; n2's holds b's ingress rule.
+    let n2 = lab.nodes().iter().find(|n| n.name == "n2").unwrap().netns.clone();
+    assert!(ruleset(&n2).to_string().contains("b-from-c"));
+    let n1 = lab.nodes().iter().find(|n| n.name == "n1").unwrap().netns.clone();
+    assert!(!ruleset(&n1).to_string().contains("b-from-c"), "n1 holds no pod b-from-c selects");
+    let o = Command::new(exe).args(["lab", "down", "--prefix", &p]).output().unwrap();
+    assert!(o.status.success());
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.contains(") Z "), "agent {pid} still runs: {stat}");
+    }
+}
