@@ -36,9 +36,14 @@ pub enum Cni {
     Cilium,
     Calico,
     Antrea,
+    /// netpol's own node agent (`netpol agent`): NetworkPolicy v1 as the generic reading, and a node's own traffic
+    /// to its pods (kubelet probes) exempt by source address.
+    Netpol,
 }
 
 impl Cni {
+    /// The CNIs whose readings `cni-diff` and `cni_dependence` compare (the external ones, and the generic reading;
+    /// netpol's own agent reads NetworkPolicy as the generic reading does, but for its node exemption).
     pub const ALL: [Cni; 4] = [Cni::Generic, Cni::Cilium, Cni::Calico, Cni::Antrea];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +52,7 @@ impl Cni {
             Cni::Cilium => "cilium",
             Cni::Calico => "calico",
             Cni::Antrea => "antrea",
+            Cni::Netpol => "netpol",
         }
     }
 
@@ -77,7 +83,7 @@ impl Cni {
     /// (antrea-io/antrea `pkg/agent/openflow/pipeline.go`, the local probe flows; conformance case
     /// `node-selector-peer`).
     pub fn node_reaches_own_pods(self) -> bool {
-        matches!(self, Cni::Cilium | Cni::Calico | Cni::Antrea)
+        matches!(self, Cni::Cilium | Cni::Calico | Cni::Antrea | Cni::Netpol)
     }
 }
 
@@ -95,7 +101,8 @@ impl std::str::FromStr for Cni {
             "cilium" => Ok(Cni::Cilium),
             "calico" => Ok(Cni::Calico),
             "antrea" => Ok(Cni::Antrea),
-            _ => Err(format!("unknown CNI `{s}` (expected generic, cilium, calico or antrea)")),
+            "netpol" => Ok(Cni::Netpol),
+            _ => Err(format!("unknown CNI `{s}` (expected generic, cilium, calico, antrea or netpol)")),
         }
     }
 }
@@ -120,10 +127,13 @@ pub enum CniSource {
 /// - Antrea: the agent is the DaemonSet `antrea-agent` (kube-system), its pod template labelled
 ///   `component: antrea-agent` (and `app: antrea`): antrea-io/antrea
 ///   `build/charts/antrea/templates/agent/daemonset.yaml`, which `build/yamls/antrea.yml` is rendered from.
-pub const AGENT_LABELS: [(Cni, &str, &str); 3] = [
+/// - netpol: its own agent, the DaemonSet `netpol-agent` of `deploy/agent.yaml`, labelled
+///   `app.kubernetes.io/name: netpol-agent`.
+pub const AGENT_LABELS: [(Cni, &str, &str); 4] = [
     (Cni::Cilium, "k8s-app", "cilium"),
     (Cni::Calico, "k8s-app", "calico-node"),
     (Cni::Antrea, "component", "antrea-agent"),
+    (Cni::Netpol, "app.kubernetes.io/name", "netpol-agent"),
 ];
 
 /// Whether a pod with these labels is a CNI's node agent (see [`agent`]).

@@ -465,6 +465,9 @@ impl Engine {
                 crate::cni::Cni::Cilium => parts.push("Cilium's access of a node to its own pods"),
                 crate::cni::Cni::Calico => parts.push("Calico's unpoliced access of a node to its own pods"),
                 crate::cni::Cni::Antrea => parts.push("Antrea's unpoliced access of a node to its own pods"),
+                crate::cni::Cni::Netpol => {
+                    parts.push("the netpol agent's exemption of a node's own traffic to its pods")
+                }
                 crate::cni::Cni::Generic => {}
             }
             if self.node_rel {

@@ -537,7 +537,7 @@ fn selector_labels(c: &Cluster, pod: &Pod) -> crate::labels::Labels {
 /// the CNI Cilium, Calico or Antrea, a pod (off the host network) takes anything from an address of its own node.
 fn from_own_node(c: &Cluster, cni: Cni, src: &Endpoint, dst: PodId) -> bool {
     let p = c.pod(dst);
-    matches!(cni, Cni::Cilium | Cni::Calico | Cni::Antrea)
+    matches!(cni, Cni::Cilium | Cni::Calico | Cni::Antrea | Cni::Netpol)
         && !p.host_network
         && !matches!(*src, Endpoint::Pod { pod, .. } if !c.pod(pod).host_network)
         && ip_of(c, src).is_some_and(|ip| {

@@ -319,6 +319,9 @@ impl Engine {
                     "Calico lets traffic from a host into its local workloads unpoliced (Felix's host-to-workload \
                      path)"
                 }
+                crate::cni::Cni::Netpol => {
+                    "the netpol agent exempts a node's own traffic to its pods (kubelet probes) by its source address"
+                }
                 _ => {
                     "Cilium lets traffic from a pod's own node in whatever the policies say (the agent's \
                      allow-localhost, `always` on Kubernetes)"

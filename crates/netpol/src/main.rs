@@ -38,8 +38,9 @@ struct Cli {
     /// The CNI whose reading of NetworkPolicy v1's corners the answers follow (an ipBlock covering pods' or
     /// nodes' addresses, a node's traffic to its own pods). auto: Cilium policies → cilium, Calico objects →
     /// calico, Antrea policies → antrea, else the CNI's agent among the pods and workloads (`k8s-app: cilium` →
-    /// cilium, `k8s-app: calico-node` → calico, `component: antrea-agent` → antrea), else generic (the Kubernetes
-    /// API's reading). Every output names the one it follows.
+    /// cilium, `k8s-app: calico-node` → calico, `component: antrea-agent` → antrea, `app.kubernetes.io/name:
+    /// netpol-agent` → netpol), else generic (the Kubernetes API's reading); `netpol agent`: netpol. Every output
+    /// names the one it follows.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     cni: CniArg,
     #[command(subcommand)]
@@ -175,6 +176,8 @@ enum CniArg {
     Cilium,
     Calico,
     Antrea,
+    /// netpol's own node agent (`netpol agent`): the generic reading, and a node's own traffic to its pods exempt.
+    Netpol,
 }
 
 impl CniArg {
@@ -183,6 +186,7 @@ impl CniArg {
         match self {
             CniArg::Auto => None,
             CniArg::Generic => Some(Cni::Generic),
+            CniArg::Netpol => Some(Cni::Netpol),
             CniArg::Cilium => Some(Cni::Cilium),
             CniArg::Calico => Some(Cni::Calico),
             CniArg::Antrea => Some(Cni::Antrea),
@@ -826,7 +830,12 @@ fn files_fingerprint(files: &[String]) -> Vec<(std::path::PathBuf, Option<std::t
 
 fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
     let strict = cli.strict;
-    netpol_input::set_cni(cli.cni.cni());
+    // The agent enforces, so its answers are its own reading (`netpol`) unless --cni says otherwise.
+    #[cfg(feature = "agent")]
+    let agent_default = matches!(cli.cmd, Cmd::Agent { .. }).then_some(netpol_core::cni::Cni::Netpol);
+    #[cfg(not(feature = "agent"))]
+    let agent_default = None;
+    netpol_input::set_cni(cli.cni.cni().or(agent_default));
     match cli.cmd {
         Cmd::Query { files, cluster, flows, explain, namespace } => {
             if flows.is_none() && files.iter().any(|f| f == "-") {

@@ -319,3 +319,73 @@ fn disagreements_list_the_ip_block_over_pods_and_the_nodes_own_pods() {
                  metadata: {name: p, namespace: a}\nstatus: {podIP: 10.0.0.1}\n";
     assert!(netpol_core::cni::disagreements(&Engine::new(load_str("p.yaml", plain).cluster)).unwrap().is_empty());
 }
+
+/// netpol's own agent (`--cni netpol`, or its DaemonSet among the pods): the generic reading, but a node's own
+/// traffic to its pods (kubelet probes) is exempt by source address, and explain says so; the reference evaluator
+/// agrees.
+#[test]
+fn the_netpol_agent_exempts_a_nodes_own_traffic_to_its_pods() {
+    use netpol_core::cni::Cni;
+    use netpol_core::compile::{Endpoint, Engine};
+    use netpol_core::portset::Protocol;
+    let yaml = "
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.85.255.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n}
+spec: {nodeName: n1}
+status: {podIP: 10.85.0.1}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: n}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+";
+    let cluster = netpol_core::load::load_str("c.yaml", yaml).cluster;
+    let node = Endpoint::External("10.85.255.1".parse().unwrap());
+    let other = Endpoint::External("10.85.255.2".parse().unwrap());
+    let a = Endpoint::Pod { pod: netpol_core::model::PodId::new(0), ip: None };
+    let generic = Engine::with_cni(cluster.clone(), Some(Cni::Generic));
+    let agent = Engine::with_cni(cluster.clone(), Some(Cni::Netpol));
+    assert!(!generic.allowed(&node, &a, Protocol::Tcp, 8080));
+    assert!(agent.allowed(&node, &a, Protocol::Tcp, 8080));
+    assert!(!agent.allowed(&other, &a, Protocol::Tcp, 8080), "only the pod's own node");
+    for (e, want) in [(&generic, false), (&agent, true)] {
+        assert_eq!(
+            netpol_core::reference::allowed_flow_cni(
+                e.cluster(),
+                e.cni(),
+                &node,
+                &a,
+                Default::default(),
+                Protocol::Tcp,
+                8080
+            ),
+            want
+        );
+    }
+    let ex = agent.explain(&node, &a, Protocol::Tcp, 8080);
+    let note = ex.ingress.note.unwrap_or_default();
+    assert!(note.contains("the netpol agent exempts a node's own traffic to its pods"), "{note}");
+    // Its DaemonSet among the workloads chooses it.
+    let ds = "
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: netpol-agent, namespace: netpol}
+spec:
+  selector: {matchLabels: {app.kubernetes.io/name: netpol-agent}}
+  template:
+    metadata: {labels: {app.kubernetes.io/name: netpol-agent}}
+    spec: {hostNetwork: true, containers: [{name: agent, image: netpol-agent}]}
+";
+    let with_agent = netpol_core::load::load_str("c.yaml", &format!("{yaml}{ds}")).cluster;
+    let (cni, why) = Cni::auto(&with_agent);
+    assert_eq!(cni, Cni::Netpol, "{why}");
+    assert!(why.contains("netpol-agent"), "{why}");
+    assert_eq!("netpol".parse::<Cni>().unwrap(), Cni::Netpol);
+}

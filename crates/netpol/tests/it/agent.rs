@@ -504,3 +504,63 @@ spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {ma
         assert!(stat.is_empty() || stat.contains(") Z "), "agent {pid} still runs: {stat}");
     }
 }
+
+/// The agent's reading (`--cni netpol`, its default): a kubelet-like probe from the node's own address reaches a pod
+/// whose ingress is denied, in the kernel too; another pod does not.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn a_nodes_own_probe_reaches_its_pods_in_the_kernel() {
+    require_root!();
+    let p = prefix("agentkp");
+    let _guard = LabGuard(p.clone());
+    let yaml = "
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.86.255.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: kubelet, namespace: kube-system}
+spec: {nodeName: n1, hostNetwork: true}
+status: {podIP: 10.86.255.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n, labels: {app: a}}
+spec: {nodeName: n1, containers: [{name: a, ports: [{containerPort: 8080}]}]}
+status: {podIP: 10.86.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n, labels: {app: b}}
+spec: {nodeName: n1}
+status: {podIP: 10.86.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: n}
+spec: {podSelector: {matchLabels: {app: a}}, policyTypes: [Ingress]}
+";
+    let dir = crate::common::tempdir();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let flows = dir.path().join("flows.jsonl");
+    std::fs::write(
+        &flows,
+        "{\"src\":\"kube-system/kubelet\",\"dst\":\"n/a\",\"port\":8080}\n{\"src\":\"n/b\",\"dst\":\"n/a\",\"port\":8080}\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(["--cni", "netpol", "connectivity-test", "--prefix", &p, "-f"])
+        .arg(&file)
+        .arg("--flows")
+        .arg(&flows)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((lines[0]["verdict"].as_str(), lines[0]["observed"].as_str()), (Some("allow"), Some("allow")), "{out}");
+    assert_eq!((lines[1]["verdict"].as_str(), lines[1]["observed"].as_str()), (Some("deny"), Some("deny")), "{out}");
+}
