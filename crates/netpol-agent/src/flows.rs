@@ -232,6 +232,33 @@ pub fn line(
     }
 }
 
+/// `N` of a trace line's `unknown rule handle N`.
+fn unknown_handle(line: &str) -> Option<u64> {
+    let at = line.find("unknown rule handle ")?;
+    line.get(at + 20..)?.split_whitespace().next()?.parse().ok()
+}
+
+/// The comments of the agent's table's rules, by handle (`nft -a -j list table inet netpol`).
+fn rule_comments(netns: Option<&str>) -> std::collections::HashMap<u64, String> {
+    use netpol_nft::apply::Runner;
+    let mut argv: Vec<&str> = Vec::new();
+    if let Some(ns) = netns {
+        argv.extend(["ip", "netns", "exec", ns]);
+    }
+    argv.extend(["nft", "-a", "-j", "list", "table", "inet", netpol_nft::ruleset::TABLE]);
+    let Ok(out) = netpol_nft::apply::System.run(&argv, None) else { return Default::default() };
+    let Ok(v) = serde_json::from_str::<Value>(&out) else { return Default::default() };
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| {
+            let r = item.get("rule")?;
+            Some((r.get("handle")?.as_u64()?, r.get("comment")?.as_str()?.to_string()))
+        })
+        .collect()
+}
+
 /// Starts tracing on the node and a thread that writes the flow log to `out` (and self-checks every record when
 /// `self_check`). Returns the `nft monitor trace` child (kill it to stop).
 pub fn start(
@@ -246,8 +273,20 @@ pub fn start(
     let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no output from nft monitor trace"))?;
     std::thread::Builder::new().name("flow-log".into()).spawn(move || {
         let mut parser = TraceParser::default();
+        // `nft monitor trace` names a rule from the ruleset it read when it started: once the agent has replaced
+        // or changed its table, it prints `unknown rule handle N` instead. Those are named here from the table's
+        // rules by handle, read again when a handle is not known.
+        let mut handles = rule_comments(netns.as_deref());
         for l in std::io::BufReader::new(stdout).lines() {
-            let Ok(l) = l else { break };
+            let Ok(mut l) = l else { break };
+            if let Some(h) = unknown_handle(&l) {
+                if !handles.contains_key(&h) {
+                    handles = rule_comments(netns.as_deref());
+                }
+                if let Some(c) = handles.get(&h) {
+                    l = l.replace(&format!("unknown rule handle {h}"), &format!("rule handle {h} comment \"{c}\""));
+                }
+            }
             let Some(rec) = parser.feed(&l) else { continue };
             let engine = programmer.current();
             let check = if self_check {
@@ -278,4 +317,50 @@ pub fn start(
         }
     })?;
     Ok(child)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traced_drop_names_its_rule_and_policy_in_both_formats() {
+        let mut p = TraceParser::default();
+        let lines = [
+            r#"trace id 86e254ba inet netpol_trace pre packet: iif "v1" ip saddr 10.80.0.1 ip daddr 10.80.0.2 ip protocol tcp tcp sport 36536 tcp dport 8088 tcp flags == syn"#,
+            r#"trace id 86e254ba inet netpol_trace pre rule iifname != "lo" ct state new meta nftrace set 1 (verdict continue)"#,
+            r#"trace id 86e254ba inet netpol_trace pre policy accept "#,
+            r#"trace id 86e254ba inet netpol forward packet: iif "v1" oif "v2" ip saddr 10.80.0.1 ip daddr 10.80.0.2 tcp dport 8088"#,
+            r#"trace id 86e254ba inet netpol forward rule ip daddr vmap @ingress_v4 (verdict jump in_x)"#,
+            r#"trace id 86e254ba inet netpol in_x rule counter packets 0 bytes 0 drop comment "np-drop:ingress n/b-from-c" (verdict drop)"#,
+        ];
+        let rec: Vec<FlowRecord> = lines.iter().filter_map(|l| p.feed(l)).collect();
+        assert_eq!(rec.len(), 1);
+        assert_eq!(rec[0].dropped_by.as_deref(), Some("np-drop:ingress n/b-from-c"));
+        let v: Value = serde_json::from_str(&line(&rec[0], None, "n1", Format::Netpol, None)).unwrap();
+        assert_eq!(v["policies"], json!(["n/b-from-c"]));
+        assert_eq!(v["rules"], json!(["np-drop:ingress n/b-from-c"]));
+        assert_eq!(v["verdict"], "denied");
+        let h: Value = serde_json::from_str(&line(&rec[0], None, "n1", Format::Hubble, None)).unwrap();
+        assert_eq!(h["flow"]["verdict"], "DROPPED");
+        assert_eq!(
+            h["flow"]["ingress_denied_by"],
+            json!([{"name": "b-from-c", "namespace": "n", "kind": "NetworkPolicy"}])
+        );
+        assert_eq!(h["flow"]["l4"]["TCP"]["destination_port"], 8088);
+    }
+
+    #[test]
+    fn a_trace_line_of_an_unknown_handle_is_read() {
+        assert_eq!(unknown_handle("trace id 4b inet netpol in_f unknown rule handle 10 (verdict drop)"), Some(10));
+        assert_eq!(unknown_handle("trace id 4b inet netpol in_f rule counter drop (verdict drop)"), None);
+    }
+
+    #[test]
+    fn rfc3339_time() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 27, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T", "{t}");
+    }
 }

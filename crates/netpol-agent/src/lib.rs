@@ -203,8 +203,8 @@ pub struct Programmer {
     runner: Box<dyn Runner + Send + Sync>,
     /// The network namespace to program (`None`: the agent's own, the host's on a real node).
     netns: Option<String>,
-    /// The last script committed.
-    last: Mutex<Option<String>>,
+    /// What the kernel holds: the last ruleset committed, as a snapshot the next one is diffed against.
+    last: Mutex<Option<netpol_nft::ruleset::Snapshot>>,
     /// Why the node's same-node pod traffic is not enforced, when it is not ([`bridge_bypass`]).
     bypass: Mutex<Option<String>>,
     /// The model last programmed (what the flow log names pods by and the self-check asks).
@@ -277,15 +277,14 @@ impl Programmer {
         self.mode
     }
 
-    /// The script that programs `engine`'s policies for this node (replacing the agent's table in one
-    /// transaction).
-    pub fn script(&self, engine: &Engine) -> (String, (usize, usize)) {
-        let mut rs = generate_for_node_with(engine, &self.node, &self.options);
+    /// The node's ruleset for `engine`'s policies.
+    pub fn ruleset(&self, engine: &Engine) -> netpol_nft::ruleset::Ruleset {
+        let rs = generate_for_node_with(engine, &self.node, &self.options);
         if self.mode == Mode::Audit {
-            rs = rs.audit();
+            rs.audit()
+        } else {
+            rs
         }
-        let size = rs.size();
-        (rs.replace_script(), size)
     }
 
     /// Programs `engine`'s policies for this node, unless the kernel already holds them.
@@ -298,16 +297,31 @@ impl Programmer {
             .iter()
             .filter(|p| p.node.as_deref() == Some(self.node.as_str()) && !p.ips.is_empty())
             .count();
-        let (script, (rules, elements)) = self.script(engine);
+        let rs = self.ruleset(engine);
+        let (rules, elements) = rs.size();
+        let snap = rs.snapshot();
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.as_deref() == Some(script.as_str()) {
+        if last.as_ref() == Some(&snap) {
             return Ok(Programmed::Unchanged);
         }
-        if let Err(e) = nft_apply(self.runner.as_ref(), self.netns.as_deref(), &script) {
+        // One transaction: the difference from what the kernel holds (sets and maps updated element by element, the
+        // chains that changed replaced), or, the first time and when the kernel refuses the difference, the whole
+        // table replaced.
+        let ns = self.netns.as_deref();
+        let applied = match last.as_ref() {
+            Some(old) => nft_apply(self.runner.as_ref(), ns, &snap.update_script(old)).or_else(|e| {
+                tracing::warn!(node = %self.node, "incremental program refused ({e}); replacing the whole table");
+                nft_apply(self.runner.as_ref(), ns, &rs.replace_script())
+            }),
+            None => nft_apply(self.runner.as_ref(), ns, &rs.replace_script()),
+        };
+        if let Err(e) = applied {
             self.metrics.program_errors.fetch_add(1, Ordering::Relaxed);
+            // The kernel may hold either: the next program replaces the whole table.
+            *last = None;
             return Err(e);
         }
-        *last = Some(script);
+        *last = Some(snap);
         let micros = t.elapsed().as_micros() as u64;
         let m = &self.metrics;
         m.generation.fetch_add(1, Ordering::Relaxed);
@@ -673,7 +687,12 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         // A change of the cluster: a new program.
         let e2 = engine(&CLUSTER.replace("10.0.0.1", "10.0.0.9"));
         assert_eq!(p.program(&e2).unwrap(), Programmed::Applied);
-        assert_eq!(nft(&rec).len(), 2);
+        let calls = nft(&rec);
+        assert_eq!(calls.len(), 2);
+        // The second program is the difference: the map's element replaced, the table kept.
+        let update = &calls[1].1;
+        assert!(!update.contains("delete table inet netpol\n") && update.contains("10.0.0.9"), "{update}");
+        assert!(update.contains("delete element inet netpol ingress_v4 { 10.0.0.1 }"), "{update}");
     }
 
     #[test]

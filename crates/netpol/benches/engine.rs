@@ -743,7 +743,79 @@ fn run_flowlog(size: &str) {
     );
 }
 
+/// One node agent's share of the synthetic cluster spread over `NETPOL_BENCH_AGENT_NODES` nodes (default 50):
+/// the node's ruleset generated (median of 5), its first program into a fresh network namespace and a program
+/// after one policy is removed (when run as root with nft; else only the generation), and the process's peak memory.
+fn run_agent(size: &str) {
+    let nodes: usize = std::env::var("NETPOL_BENCH_AGENT_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let p = params(size);
+    let yaml = netpol_synth::generate_yaml(&p);
+    let mut loader = Loader::new();
+    loader.add_bytes("synth.yaml", yaml.as_bytes());
+    let mut cluster = loader.finish().cluster;
+    drop(yaml);
+    for (i, pod) in cluster.pods.iter_mut().enumerate() {
+        pod.node = Some(format!("node{}", i % nodes));
+    }
+    let t = Instant::now();
+    let engine = Engine::new(cluster.clone());
+    let compile = t.elapsed();
+    let mut gen = Vec::new();
+    let mut rs = netpol_nft::ruleset::generate_for_node(&engine, "node0");
+    for _ in 0..5 {
+        let t = Instant::now();
+        rs = netpol_nft::ruleset::generate_for_node(&engine, "node0");
+        gen.push(t.elapsed());
+    }
+    gen.sort();
+    let (rules, elements) = rs.size();
+    let whole = netpol_nft::ruleset::generate(&engine).size();
+    let script = rs.replace_script();
+    let mut kernel = String::from("not programmed (not root, or no nft)");
+    let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    if root && netpol_nft::apply::nft_available() {
+        let ns = format!("npbench-agent-{}", std::process::id());
+        let r = netpol_nft::apply::System;
+        let _ = netpol_nft::apply::ip_batch(&r, None, &format!("netns add {ns}\n"), false);
+        let t = Instant::now();
+        netpol_nft::apply::nft_apply(&r, Some(&ns), &script).unwrap();
+        let first = t.elapsed();
+        // One change: a policy removed, the node's ruleset regenerated and programmed again (whole table).
+        let mut changed = cluster.clone();
+        changed.policies.remove(0);
+        let e2 = Engine::new(changed);
+        // As the agent programs it: the difference from the ruleset the kernel holds, in one transaction.
+        let t = Instant::now();
+        let s2 = netpol_nft::ruleset::generate_for_node(&e2, "node0").snapshot().update_script(&rs.snapshot());
+        let regen = t.elapsed();
+        let t = Instant::now();
+        netpol_nft::apply::nft_apply(&r, Some(&ns), &s2).unwrap();
+        let second = t.elapsed();
+        let _ = netpol_nft::apply::ip_batch(&r, None, &format!("netns del {ns}\n"), false);
+        kernel = format!(
+            "first program (nft -f, whole table) {:.0} ms | one policy removed: ruleset and difference {:.0} ms + program (the difference, one transaction) {:.0} ms",
+            first.as_secs_f64() * 1e3,
+            regen.as_secs_f64() * 1e3,
+            second.as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "{size:>5} agent, node0 of {nodes}: {} local pods | compile {:.0} ms | node ruleset {:.1} ms (median of 5): {rules} rules, {elements} elements (whole cluster's: {} rules, {} elements), script {:.1} MiB | {kernel} | peak RSS {:.0} MiB",
+        netpol_nft::ruleset::node_pod_addresses(&engine, "node0").len(),
+        compile.as_secs_f64() * 1e3,
+        gen[2].as_secs_f64() * 1e3,
+        whole.0,
+        whole.1,
+        script.len() as f64 / f64::from(1u32 << 20),
+        peak_rss_mib(),
+    );
+}
+
 fn main() {
+    if let Ok(size) = std::env::var("NETPOL_BENCH_AGENT") {
+        run_agent(&size);
+        return;
+    }
     if let Ok(size) = std::env::var("NETPOL_BENCH_FLOWLOG") {
         run_flowlog(&size);
         return;
