@@ -564,3 +564,65 @@ spec: {podSelector: {matchLabels: {app: a}}, policyTypes: [Ingress]}
     assert_eq!((lines[0]["verdict"].as_str(), lines[0]["observed"].as_str()), (Some("allow"), Some("allow")), "{out}");
     assert_eq!((lines[1]["verdict"].as_str(), lines[1]["observed"].as_str()), (Some("deny"), Some("deny")), "{out}");
 }
+
+/// Live mode: the agent watches an API server (the fake one, through kube-rs) and programs its node: a policy
+/// created through the API reaches the node's kernel, a deleted one leaves it; the time from the API write to the
+/// program is printed.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn the_agent_follows_the_api_server() {
+    use serde_json::json;
+    use std::sync::atomic::Ordering;
+    require_root!();
+    let p = prefix("agentlv");
+    let _guard = LabGuard(p.clone());
+    let ns = format!("{p}-node0");
+    ip(&["netns", "add", &ns]);
+    let server = netpol_fakeapi::FakeApiServer::start().unwrap();
+    let dir = crate::common::tempdir();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    server.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "labels": {"kubernetes.io/metadata.name": "n"}}}));
+    server.put(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}));
+    for (name, ip, app) in [("a", "10.87.0.1", "a"), ("b", "10.87.0.2", "b")] {
+        server.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "n", "labels": {"app": app}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]},
+            "status": {"podIP": ip, "podIPs": [{"ip": ip}]}}));
+    }
+    let programmer = std::sync::Arc::new(netpol_agent::Programmer::new(
+        "n1",
+        netpol_agent::Mode::Enforce,
+        Box::new(netpol_nft::apply::System),
+        Some(ns.clone()),
+    ));
+    let source = netpol_kube::Source::Kubeconfig { paths: vec![kubeconfig.clone()], context: None };
+    let pr = programmer.clone();
+    std::thread::spawn(move || {
+        let _ = netpol_agent::run_live_blocking(&source, pr, None, None);
+    });
+    let generation = || programmer.metrics.generation.load(Ordering::Relaxed);
+    let wait = |what: &str, check: &dyn Fn() -> bool| -> Duration {
+        let t = Instant::now();
+        while !check() {
+            assert!(t.elapsed() < Duration::from_secs(20), "{what}: not programmed within 20 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        t.elapsed()
+    };
+    wait("the first list", &|| generation() >= 1);
+    assert!(map_keys(&ruleset(&ns), "ingress_v4").is_empty());
+    let before = generation();
+    server.put(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "b-from-a", "namespace": "n"},
+        "spec": {"podSelector": {"matchLabels": {"app": "b"}}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}]}]}}));
+    let took = wait("the new policy", &|| generation() > before);
+    assert_eq!(map_keys(&ruleset(&ns), "ingress_v4"), ["10.87.0.2"]);
+    eprintln!(
+        "API write to programmed kernel: {took:?} (program {} µs)",
+        programmer.metrics.last_program_micros.load(Ordering::Relaxed)
+    );
+    let before = generation();
+    server.delete("NetworkPolicy", Some("n"), "b-from-a").unwrap();
+    wait("the deleted policy", &|| generation() > before);
+    assert!(map_keys(&ruleset(&ns), "ingress_v4").is_empty());
+}
