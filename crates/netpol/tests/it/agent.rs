@@ -626,3 +626,69 @@ fn the_agent_follows_the_api_server() {
     wait("the deleted policy", &|| generation() > before);
     assert!(map_keys(&ruleset(&ns), "ingress_v4").is_empty());
 }
+
+/// A Service in front of a pod, as kube-proxy's iptables and nftables modes make it (DNAT in the node's prerouting):
+/// the agent's checks run after the translation, on the backend pod, so the backend's ingress policy decides
+/// connections to the Service address.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn service_traffic_is_judged_on_the_backend_pod_after_dnat() {
+    use crate::dataplane::{connect, echo_server};
+    require_root!();
+    let p = prefix("agentsv");
+    let _guard = LabGuard(p.clone());
+    let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n, labels: {app: a}}
+spec: {nodeName: node-1}
+status: {podIP: 10.88.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n, labels: {app: b}}
+spec: {nodeName: node-1}
+status: {podIP: 10.88.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: n, labels: {app: c}}
+spec: {nodeName: node-1}
+status: {podIP: 10.88.0.3}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-from-c, namespace: n}
+spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {matchLabels: {app: c}}}]}]}
+";
+    let cluster = netpol_core::load::load_str("c.yaml", yaml).cluster;
+    let (lab, _) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
+    let node = lab.node_netns().to_string();
+    let ns = |k: &str| lab.pod_netns(k).unwrap().to_string();
+    let listener = echo_server(&ns("n/b"), "10.88.0.2".parse().unwrap(), 8090);
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    // kube-proxy's part: Service 10.96.88.10:80 -> b:8090, in the node's prerouting (its own table).
+    let nat = "table ip kproxy {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n  ip daddr 10.96.88.10 tcp dport 80 dnat to 10.88.0.2:8090\n }\n}\n";
+    let mut child =
+        Command::new("ip").args(["netns", "exec", &node, "nft", "-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), nat.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    // The pods route the Service address to their node like any other.
+    for k in ["n/a", "n/c"] {
+        ip(&["-n", &ns(k), "route", "add", "10.96.88.10/32", "via", "169.254.1.1", "dev", "eth0", "onlink"]);
+    }
+    let dir = crate::common::tempdir();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let o = Command::new("ip")
+        .args(["netns", "exec", &node, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f"])
+        .arg(&file)
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svc: std::net::IpAddr = "10.96.88.10".parse().unwrap();
+    assert!(connect(&ns("n/c"), svc, 80).is_ok(), "c reaches b through the Service");
+    assert!(connect(&ns("n/a"), svc, 80).is_err(), "b's ingress denies a, through the Service too");
+}
