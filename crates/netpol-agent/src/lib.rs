@@ -217,7 +217,8 @@ impl Programmer {
         Programmer {
             node: node.to_string(),
             mode,
-            options: NodeOptions::default(),
+            // Isolated pods may not send their own tunnels past the checks.
+            options: NodeOptions { block_pod_encapsulation: true, ..NodeOptions::default() },
             runner,
             netns,
             last: Mutex::new(None),

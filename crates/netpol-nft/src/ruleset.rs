@@ -185,6 +185,8 @@ pub enum Expr {
     Jump(String),
     /// `log prefix "..."` (audit mode: what would have been dropped)
     Log(String),
+    /// `meta l4proto { 4, 41, 47 }` (IP protocol numbers)
+    L4ProtoNums(Vec<u8>),
     /// `iifname "veth*"` (a trailing `*` is nft's wildcard)
     IifName(String),
     /// `oifname "veth*"`
@@ -906,6 +908,10 @@ pub struct NodeOptions {
     /// source is no address of the node's pods in the model, or forwarded to one whose destination is none, is
     /// dropped (`np-drop:unknown-local-pod`) until a program includes the pod.
     pub pod_interfaces: Vec<String>,
+    /// Drop encapsulated traffic a pod isolated for egress sends itself (IP-in-IP, IPv6-in-IP, GRE, VXLAN's UDP
+    /// 4789 and 8472), which would otherwise carry packets past the checks of the node that decapsulates them
+    /// (`np-drop:encapsulation`). A node's protection, outside the policies: the engine does not model it.
+    pub block_pod_encapsulation: bool,
 }
 
 /// The set of the node's pod addresses, per family (what fail-closed checks against).
@@ -917,11 +923,39 @@ fn local_pods_set(fam: Family) -> String {
 pub fn generate_for_node_with(e: &Engine, node: &str, opts: &NodeOptions) -> Ruleset {
     let local = node_pod_addresses(e, node);
     let mut rs = generate_scoped(e, Some(&local));
-    if opts.pod_interfaces.is_empty() {
+    let mut guard = Vec::new();
+    if opts.block_pod_encapsulation {
+        for fam in [Family::V4, Family::V6] {
+            let isolated: BTreeSet<Elem> = rs
+                .maps
+                .get(&format!("egress_{}", fam.suffix()))
+                .map(|m| m.elements.keys().map(|&ip| Elem::Addr(ip)).collect())
+                .unwrap_or_default();
+            let set = format!("isolated_egress_{}", fam.suffix());
+            rs.sets
+                .insert(set.clone(), NftSet { family: fam, kind: SetKind::Addr, interval: false, elements: isolated });
+            for m in [
+                vec![Expr::L4ProtoNums(vec![4, 41, 47])],
+                vec![Expr::L4Proto(Protocol::Udp), Expr::Dport(vec![(4789, 4789), (8472, 8472)])],
+            ] {
+                let mut exprs = vec![Expr::AddrInSet(fam, Side::Saddr, set.clone())];
+                exprs.extend(m);
+                exprs.extend([Expr::Counter, Expr::Drop]);
+                guard.push(NftRule { exprs, comment: Some("np-drop:encapsulation".into()) });
+            }
+        }
+        // Sent to another node (forward) or to this one (input).
+        if let Some(input) = rs.chains.get_mut("input") {
+            let at = input.rules.len().min(2);
+            for (k, r) in guard.iter().cloned().enumerate() {
+                input.rules.insert(at + k, r);
+            }
+        }
+    }
+    if opts.pod_interfaces.is_empty() && guard.is_empty() {
         return rs;
     }
-    let mut guard = Vec::new();
-    for fam in [Family::V4, Family::V6] {
+    for fam in [Family::V4, Family::V6].into_iter().filter(|_| !opts.pod_interfaces.is_empty()) {
         let elements: BTreeSet<Elem> =
             local.iter().filter(|ip| Family::of(ip) == fam).map(|&ip| Elem::Addr(ip)).collect();
         rs.sets.insert(local_pods_set(fam), NftSet { family: fam, kind: SetKind::Addr, interval: false, elements });
@@ -1104,6 +1138,9 @@ fn expr_text(x: &Expr) -> String {
         Expr::Goto(c) => format!("goto {c}"),
         Expr::Jump(c) => format!("jump {c}"),
         Expr::Log(prefix) => format!("log prefix {}", serde_json::to_string(prefix).unwrap_or_default()),
+        Expr::L4ProtoNums(ns) => {
+            format!("meta l4proto {{ {} }}", ns.iter().map(u8::to_string).collect::<Vec<_>>().join(", "))
+        }
         Expr::IifName(n) => format!("iifname {}", serde_json::to_string(n).unwrap_or_default()),
         Expr::OifName(n) => format!("oifname {}", serde_json::to_string(n).unwrap_or_default()),
     }
@@ -1301,6 +1338,9 @@ fn expr_json(x: &Expr) -> Value {
         Expr::Goto(c) => json!({"goto": {"target": c}}),
         Expr::Jump(c) => json!({"jump": {"target": c}}),
         Expr::Log(prefix) => json!({"log": {"prefix": prefix}}),
+        Expr::L4ProtoNums(ns) => {
+            json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": {"set": ns}}})
+        }
         Expr::IifName(n) => json!({"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": n}}),
         Expr::OifName(n) => json!({"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": n}}),
     }
@@ -1372,7 +1412,11 @@ status: {podIP: 10.0.0.1, podIPs: [{ip: 10.0.0.1}, {ip: 'fd00::1'}]}
         let e = Engine::new(netpol_core::load::load_str("t.yaml", yaml).cluster);
         let plain = generate_for_node_with(&e, "n1", &NodeOptions::default());
         assert_eq!(plain, generate_for_node(&e, "n1"));
-        let rs = generate_for_node_with(&e, "n1", &NodeOptions { pod_interfaces: vec!["v*".into()] });
+        let rs = generate_for_node_with(
+            &e,
+            "n1",
+            &NodeOptions { pod_interfaces: vec!["v*".into()], ..NodeOptions::default() },
+        );
         let v4: Vec<&Elem> = rs.sets["local_pods_v4"].elements.iter().collect();
         assert_eq!(v4, [&Elem::Addr("10.0.0.1".parse().unwrap())]);
         assert_eq!(rs.sets["local_pods_v6"].elements.len(), 1);
@@ -1392,6 +1436,47 @@ status: {podIP: 10.0.0.1, podIPs: [{ip: 10.0.0.1}, {ip: 'fd00::1'}]}
         assert!(!Ruleset::rule_lines(&rs.chains["input"]).iter().any(|l| l.contains("unknown-local-pod")));
         let json = rs.to_json().to_string();
         assert!(json.contains("{\"meta\":{\"key\":\"iifname\"}},\"op\":\"==\",\"right\":\"v*\""), "{json}");
+    }
+
+    /// Encapsulated traffic from pods isolated for egress is dropped before any policy check (forward and input);
+    /// the other pods' is not looked at.
+    #[test]
+    #[allow(clippy::indexing_slicing)]
+    fn a_node_drops_the_encapsulation_of_egress_isolated_pods() {
+        let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n, labels: {app: a}}
+spec: {nodeName: n1}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n, labels: {app: b}}
+spec: {nodeName: n1}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: out, namespace: n}
+spec: {podSelector: {matchLabels: {app: a}}, policyTypes: [Egress], egress: [{to: [{ipBlock: {cidr: 0.0.0.0/0}}]}]}
+";
+        let e = Engine::new(netpol_core::load::load_str("t.yaml", yaml).cluster);
+        let opts = NodeOptions { block_pod_encapsulation: true, ..NodeOptions::default() };
+        let rs = generate_for_node_with(&e, "n1", &opts);
+        let isolated: Vec<&Elem> = rs.sets["isolated_egress_v4"].elements.iter().collect();
+        assert_eq!(isolated.len(), 1, "only a is isolated for egress: {isolated:?}");
+        for chain in ["forward", "input"] {
+            let lines = Ruleset::rule_lines(&rs.chains[chain]);
+            assert_eq!(
+                lines[2],
+                "ip saddr @isolated_egress_v4 meta l4proto { 4, 41, 47 } counter drop comment \"np-drop:encapsulation\"",
+                "{chain}: {lines:?}"
+            );
+            assert!(lines[3].contains("meta l4proto udp th dport { 4789, 8472 } counter drop"), "{lines:?}");
+        }
+        assert!(!Ruleset::rule_lines(&rs.chains["output"]).iter().any(|l| l.contains("encapsulation")));
+        assert!(!rs.sets.contains_key("local_pods_v4"), "no fail-closed without pod interfaces");
     }
 
     /// Audit mode drops nothing: every drop or reject becomes count, log and accept; everything else is unchanged.
