@@ -580,7 +580,7 @@ enum Cmd {
         flow_log: Option<String>,
         /// The flow log's format: netpol (the neutral flow record) or hubble (`{"flow": ...}` as hubble observe -o
         /// json writes it).
-        #[arg(long, value_enum, default_value = "netpol")]
+        #[arg(long, value_enum, default_value = "netpol", value_name = "FORMAT")]
         flow_log_format: FlowLogFormat,
         /// Compare the kernel's verdict of every traced new connection with the engine's; disagreements are counted
         /// (netpol_agent_self_check_disagreements_total) and logged with both explanations.
