@@ -759,3 +759,73 @@ spec: {podSelector: {matchLabels: {app: a}}, policyTypes: [Egress], egress: [{}]
     let rule = chain.lines().find(|l| l.contains("8472") && l.contains("encapsulation")).unwrap();
     assert!(rule.contains("counter packets 1 "), "{chain}");
 }
+
+/// Benchmark (ignored; run as root with `cargo test --release -p netpol --test it agent::new_connections_per_second
+/// -- --ignored --nocapture`): new TCP connections per second from one pod to another through the node, with no
+/// ruleset and with the agent's (the destination isolated, the source allowed by a selector), 3 s each.
+#[test]
+#[ignore = "a benchmark: prints new connections per second with and without the agent's ruleset"]
+fn new_connections_per_second() {
+    use crate::dataplane::{connect, echo_server};
+    require_root!();
+    let p = prefix("agentcps");
+    let _guard = LabGuard(p.clone());
+    let yaml = "
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: n, labels: {app: a}}
+spec: {nodeName: node-1}
+status: {podIP: 10.90.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: n, labels: {app: b}}
+spec: {nodeName: node-1}
+status: {podIP: 10.90.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-from-a, namespace: n}
+spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {matchLabels: {app: a}}}], ports: [{port: 8091}]}]}
+";
+    let cluster = netpol_core::load::load_str("c.yaml", yaml).cluster;
+    let (lab, _) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
+    let node = lab.node_netns().to_string();
+    let (a_ns, b_ns) = (lab.pod_netns("n/a").unwrap().to_string(), lab.pod_netns("n/b").unwrap().to_string());
+    let b: std::net::IpAddr = "10.90.0.2".parse().unwrap();
+    let listener = echo_server(&b_ns, b, 8091);
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            drop(c)
+        }
+    });
+    let rate = || -> f64 {
+        let t = Instant::now();
+        let mut n = 0u64;
+        while t.elapsed() < Duration::from_secs(3) {
+            drop(connect(&a_ns, b, 8091).expect("connect"));
+            n += 1;
+        }
+        n as f64 / t.elapsed().as_secs_f64()
+    };
+    // No ruleset at all.
+    let o =
+        Command::new("ip").args(["netns", "exec", &node, "nft", "delete", "table", "inet", "netpol"]).output().unwrap();
+    assert!(o.status.success());
+    let none = rate();
+    let dir = crate::common::tempdir();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let o = Command::new("ip")
+        .args(["netns", "exec", &node, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f"])
+        .arg(&file)
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let with = rate();
+    println!(
+        "new TCP connections per second, pod to pod through the node: {none:.0} without a ruleset, {with:.0} with the agent's ({:.0}%)",
+        100.0 * with / none
+    );
+}
