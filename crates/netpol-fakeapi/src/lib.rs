@@ -90,8 +90,10 @@
 pub mod fixtures;
 mod http;
 mod kind;
+mod patch;
 mod store;
 mod time;
+mod write;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
