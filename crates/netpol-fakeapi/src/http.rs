@@ -824,8 +824,12 @@ mod tests {
 
     #[test]
     fn routes() {
-        let cases: [(&str, Option<Route<'_>>); 27] = [
+        let cases: [(&str, Option<Route<'_>>); 31] = [
             ("/version", Some(Route::Version)),
+            ("/openapi/v3", Some(Route::OpenApiRoot)),
+            ("/openapi/v3/api/v1", Some(Route::OpenApi("", "v1"))),
+            ("/openapi/v3/apis/cilium.io/v2alpha1", Some(Route::OpenApi("cilium.io", "v2alpha1"))),
+            ("/openapi/v2", None),
             ("/api", Some(Route::CoreVersions)),
             ("/apis", Some(Route::Groups)),
             ("/api/v1", Some(Route::Resources("", "v1"))),

@@ -297,6 +297,24 @@ fn dry_run_answers_without_storing() {
 }
 
 #[test]
+fn a_forbidden_kind_refuses_writes_with_their_verb() {
+    let server = FakeApiServer::start().unwrap();
+    server.put(json!({"kind": "Pod", "metadata": {"namespace": "a", "name": "web"}}));
+    server.set_forbidden(Kind::Pod, true);
+    let (code, status) = http(&server, "POST", PODS, JSON, &pod("db", "db:1").to_string());
+    assert_eq!((code, reason(&status).1), (403, "Forbidden"));
+    assert_eq!(
+        status["message"],
+        "pods is forbidden: User \"system:anonymous\" cannot create resource \"pods\" in API group \"\" in the \
+         namespace \"a\""
+    );
+    let (code, status) = http(&server, "DELETE", &format!("{PODS}/web"), JSON, "");
+    assert_eq!(code, 403);
+    assert!(status["message"].as_str().unwrap().contains("cannot delete resource"), "{status}");
+    assert!(server.get("Pod", Some("a"), "web").is_some());
+}
+
+#[test]
 fn discovery_lists_the_write_verbs_and_a_minimal_openapi_v3() {
     let server = FakeApiServer::start().unwrap();
     let (code, core) = http(&server, "GET", "/api/v1", JSON, "");
@@ -484,7 +502,17 @@ fn kubectl_applies_creates_labels_gets_and_deletes() {
     run(&["label", "pod", "web", "app-"]);
     let pod = server.get("Pod", Some("default"), "web").unwrap();
     assert_eq!(pod["metadata"]["labels"], json!({"team": "a"}));
+    let uid = pod["metadata"]["uid"].clone();
     assert_eq!(server.get_kind(Kind::AdminNetworkPolicy, None, "anp").unwrap()["metadata"]["labels"]["team"], "b");
+
+    run(&["annotate", "networkpolicy", "deny", "note=x"]);
+    let np = server.get("NetworkPolicy", Some("default"), "deny").unwrap();
+    assert_eq!(np["metadata"]["annotations"]["note"], "x");
+    write("web:3", 30);
+    let out = run(&["replace", "-f", file]);
+    assert!(out.contains("pod/web replaced"), "{out}");
+    let pod = server.get("Pod", Some("default"), "web").unwrap();
+    assert_eq!((&pod["spec"]["containers"][0]["image"], &pod["metadata"]["uid"]), (&json!("web:3"), &uid));
 
     let out = run(&["get", "pods", "-o", "name"]);
     assert_eq!(out.trim(), "pod/web");
