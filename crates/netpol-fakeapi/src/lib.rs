@@ -59,10 +59,12 @@
 //!   - `DELETE`: `200` with the object's last state (its `resourceVersion` the deletion's revision), `404` when
 //!     it does not exist; the body's `DeleteOptions` `preconditions` (`resourceVersion`, `uid`) are checked
 //!     (`409`), `propagationPolicy` and `gracePeriodSeconds` are ignored: deletion is immediate.
-//!   - `dryRun=All` (or `DeleteOptions.dryRun: [All]`) answers as the write would, and stores nothing;
-//!     other `dryRun` values answer `400`.
-//! - kubectl: `kubectl apply -f` (client-side and `--server-side`), `create -f`, `replace -f`, `label`,
-//!   `annotate`, `get` and `delete` work with a kubeconfig from [`FakeApiServer::write_kubeconfig`] (tested with
+//!   - `dryRun=All` (or `DeleteOptions.dryRun: [All]`) answers as the write would, and stores nothing (the
+//!     answer keeps the stored object's `resourceVersion`, or has none for a create, as a real apiserver's dry
+//!     runs do); other `dryRun` values answer `400`.
+//! - kubectl: `kubectl apply -f` (client-side, `--server-side` and `--dry-run=server`), `create -f`,
+//!   `replace -f`, `label`, `annotate`, `patch` (strategic, `--type=merge`, `--type=json`), `get` and `delete`
+//!   (`-f`, by name, `--all`) work with a kubeconfig from [`FakeApiServer::write_kubeconfig`] (tested with
 //!   Debian's kubectl 1.32). kubectl reads `/openapi/v3` to decide whether the server validates fields: the
 //!   minimal documents say it does (each kind's `PATCH` takes `fieldValidation`), so kubectl skips client-side
 //!   validation (which would need full schemas and fails on a `404`); the server then ignores `fieldValidation`

@@ -61,10 +61,7 @@ fn create(shared: &Shared, request: &Request<'_>, params: &Params, target: Targe
         .with_details(ApiError::object_details(target.kind, &key.name)));
     }
     let obj = store.prepare(&key, obj, &now_rfc3339());
-    if !params.dry_run {
-        store.commit(key, obj.clone());
-    }
-    Ok(json_response(StatusCode::CREATED, &obj))
+    Ok(json_response(StatusCode::CREATED, &commit(&mut store, params, key, obj)))
 }
 
 fn replace(
@@ -200,10 +197,25 @@ fn delete(
 fn save(store: &mut Store, params: &Params, kind: Kind, obj: Value, code: StatusCode) -> Result<Response, ApiError> {
     let (key, obj) = store.admit(obj).map_err(|e| put_error(e, kind))?;
     let obj = store.prepare(&key, obj, &now_rfc3339());
+    Ok(json_response(code, &commit(store, params, key, obj)))
+}
+
+/// Stores a [`prepare`](Store::prepare)d object, or with `dryRun=All` does not: then, as on a real apiserver,
+/// whose dry runs write nothing to etcd, the answer keeps the stored object's `resourceVersion`, or has none for
+/// a create.
+fn commit(store: &mut Store, params: &Params, key: ObjectKey, mut obj: Value) -> Value {
     if !params.dry_run {
         store.commit(key, obj.clone());
+        return obj;
     }
-    Ok(json_response(code, &obj))
+    let stored = store.get(&key).and_then(|o| o["metadata"].get("resourceVersion")).cloned();
+    if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        match stored {
+            Some(revision) => metadata.insert("resourceVersion".to_owned(), revision),
+            None => metadata.remove("resourceVersion"),
+        };
+    }
+    obj
 }
 
 /// The body of a create or a replace: JSON, or YAML when its media type says so.

@@ -274,6 +274,7 @@ fn dry_run_answers_without_storing() {
     let (code, created) = http(&server, "POST", &format!("{PODS}?dryRun=All"), JSON, &pod("web", "web:1").to_string());
     assert_eq!(code, 201, "{created}");
     assert_eq!(created["metadata"]["name"], "web");
+    assert!(created["metadata"]["uid"].is_string() && created["metadata"].get("resourceVersion").is_none());
     assert_eq!((server.resource_version(), server.get("Pod", Some("a"), "web")), (1, None));
 
     http(&server, "POST", PODS, JSON, &pod("web", "web:1").to_string());
@@ -282,6 +283,7 @@ fn dry_run_answers_without_storing() {
     let web = format!("{PODS}/web?dryRun=All");
     let (code, replaced) = http(&server, "PUT", &web, JSON, &pod("web", "web:2").to_string());
     assert_eq!((code, &replaced["spec"]["containers"][0]["image"]), (200, &json!("web:2")));
+    assert_eq!(replaced["metadata"]["resourceVersion"], stored["metadata"]["resourceVersion"]);
     let merge = json!({"metadata": {"labels": {"new": "1"}}}).to_string();
     let (code, patched) = http(&server, "PATCH", &web, "application/merge-patch+json", &merge);
     assert_eq!((code, &patched["metadata"]["labels"]["new"]), (200, &json!("1")));
@@ -513,6 +515,19 @@ fn kubectl_applies_creates_labels_gets_and_deletes() {
     assert!(out.contains("pod/web replaced"), "{out}");
     let pod = server.get("Pod", Some("default"), "web").unwrap();
     assert_eq!((&pod["spec"]["containers"][0]["image"], &pod["metadata"]["uid"]), (&json!("web:3"), &uid));
+
+    run(&["patch", "pod", "web", "-p", r#"{"spec":{"containers":[{"name":"main","image":"web:4"}]}}"#]);
+    run(&["patch", "pod", "web", "--type=json", "-p", r#"[{"op":"add","path":"/metadata/labels/x","value":"y"}]"#]);
+    let pod = server.get("Pod", Some("default"), "web").unwrap();
+    assert_eq!(
+        (&pod["spec"]["containers"][0]["image"], &pod["metadata"]["labels"]["x"]),
+        (&json!("web:4"), &json!("y"))
+    );
+    let revision = server.resource_version();
+    let out = run(&["apply", "--dry-run=server", "-f", file, "-o", "jsonpath={.items[0].spec.containers[0].image}"]);
+    // (After `replace`, kubectl warns that the last-applied annotation is gone, on stderr.)
+    assert!(out.starts_with("web:3"), "{out}");
+    assert_eq!(server.resource_version(), revision, "a server-side dry run changes nothing");
 
     let out = run(&["get", "pods", "-o", "name"]);
     assert_eq!(out.trim(), "pod/web");
