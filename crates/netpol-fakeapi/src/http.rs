@@ -641,19 +641,44 @@ fn groups(served: &dyn Fn(Kind) -> bool) -> Value {
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
+/// The short names (`kubectl get po`) and categories (`kubectl get all`) of the kinds that have them on a real
+/// cluster, for the built-in kinds and the `policy.networking.k8s.io` CRDs.
+fn short_names(kind: Kind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        Kind::Namespace => (&["ns"], &[]),
+        Kind::Node => (&["no"], &[]),
+        Kind::Pod => (&["po"], &["all"]),
+        Kind::Service => (&["svc"], &["all"]),
+        Kind::ServiceAccount => (&["sa"], &[]),
+        Kind::Endpoints => (&["ep"], &[]),
+        Kind::NetworkPolicy => (&["netpol"], &[]),
+        Kind::AdminNetworkPolicy => (&["anp"], &[]),
+        Kind::BaselineAdminNetworkPolicy => (&["banp"], &[]),
+        _ => (&[], &[]),
+    }
+}
+
 /// The resources of one group version; `None` when none is served there.
 fn resources(group: &str, version: &str, served: &dyn Fn(Kind) -> bool) -> Option<Value> {
     let resources: Vec<Value> = Kind::ALL
         .iter()
         .filter(|k| k.group() == group && k.version() == version && served(**k))
         .map(|k| {
-            json!({
+            let mut resource = json!({
                 "name": k.plural(),
                 "singularName": k.singular(),
                 "namespaced": k.is_namespaced(),
                 "kind": k.name(),
                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-            })
+            });
+            let (short_names, categories) = short_names(*k);
+            if !short_names.is_empty() {
+                resource["shortNames"] = json!(short_names);
+            }
+            if !categories.is_empty() {
+                resource["categories"] = json!(categories);
+            }
+            resource
         })
         .collect();
     if resources.is_empty() {

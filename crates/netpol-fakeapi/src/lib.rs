@@ -25,8 +25,9 @@
 //! - Paths: every kind's collection (`/api/v1/pods`, `/apis/{group}/{version}/{plural}`), its namespaced
 //!   collections (`.../namespaces/{ns}/{plural}`) and its objects (`.../{plural}/{name}`,
 //!   `.../namespaces/{ns}/{plural}/{name}`), and minimal discovery: `/version`, `/api`, `/apis`, `/api/v1`,
-//!   `/apis/{group}/{version}` (each resource with `namespaced` and the verbs `create`, `delete`, `get`, `list`,
-//!   `patch`, `update`, `watch`), and a minimal OpenAPI v3 (`/openapi/v3` and one document per group version,
+//!   `/apis/{group}/{version}` (each resource with `namespaced`, the verbs `create`, `delete`, `get`, `list`,
+//!   `patch`, `update`, `watch`, and the short names and categories of a real cluster for the built-in kinds and
+//!   the `policy.networking.k8s.io` CRDs: `po`, `netpol`, `anp`, `all`, …), and a minimal OpenAPI v3 (`/openapi/v3` and one document per group version,
 //!   without schemas: see below). `GET` everywhere; `POST` to a collection; `PUT`, `PATCH` and `DELETE` to an
 //!   object. Any other method answers `405` (reason `MethodNotAllowed`).
 //! - Writes, answered as a real kube-apiserver answers them, through the same store functions as
@@ -47,8 +48,8 @@
 //!     `422` `Invalid`); `application/strategic-merge-patch+json`, for built-in kinds only (custom kinds answer
 //!     `415`, as for a CRD): a merge patch with Kubernetes' list semantics for the lists this server knows by
 //!     field name — `containers`, `initContainers`, `ephemeralContainers`, `volumes`, `env`, `imagePullSecrets`
-//!     merged by `name`, `volumeMounts` by `mountPath`, `conditions` by `type`, `ownerReferences` by `uid`,
-//!     `ports` by `containerPort` when every item has one — every other list replaced (a Service's ports too),
+//!     merged by `name`, `volumeMounts` by `mountPath`, `conditions` by `type`, `ownerReferences` by `uid`, a
+//!     container's `ports` by `containerPort`, a Service's `spec.ports` by `port` — every other list replaced,
 //!     with kubectl's directives `$patch: delete|replace` and `$deleteFromPrimitiveList/…` (`$setElementOrder/…`
 //!     and `$retainKeys` are ignored); `application/apply-patch+yaml` (server-side apply, `fieldManager`
 //!     required, else `422`) as create-or-merge: the object is created (`201`) if it does not exist, else the

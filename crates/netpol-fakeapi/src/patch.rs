@@ -3,9 +3,8 @@
 //! The strategic merge patch is a JSON merge patch with Kubernetes' list semantics for the lists whose merge key
 //! it knows by field name ([`merge_key`]): `containers`, `initContainers`, `ephemeralContainers`, `volumes`, `env`,
 //! `imagePullSecrets` by `name`, `volumeMounts` by `mountPath`, `conditions` by `type`, `ownerReferences` by `uid`,
-//! and `ports` by `containerPort` when every patch item has one (a container's ports). Every other list is
-//! replaced, as Kubernetes' atomic lists are (a Service's ports, merged by `port` on a real apiserver, are
-//! replaced here). The directives kubectl sends are understood: `$patch: delete` and `$patch: replace` (in maps and
+//! a container's `ports` by `containerPort` and a Service's (`spec.ports`) by `port`. Every other list is
+//! replaced, as Kubernetes' atomic lists are (an EndpointSlice's `ports`, a NetworkPolicy's rules). The directives kubectl sends are understood: `$patch: delete` and `$patch: replace` (in maps and
 //! list items), `$deleteFromPrimitiveList/{field}`; `$setElementOrder/{field}` and `$retainKeys` are ignored.
 
 use serde_json::{Map, Value};
@@ -146,7 +145,7 @@ pub(crate) fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result
         *target = Value::Object(Map::new());
     }
     if let Value::Object(map) = target {
-        merge_map(map, patch)?;
+        merge_map("", map, patch)?;
     }
     Ok(())
 }
@@ -155,7 +154,9 @@ fn directive(patch: &Map<String, Value>) -> Option<&str> {
     patch.get("$patch").and_then(Value::as_str)
 }
 
-fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>) -> Result<(), PatchError> {
+/// Merges `patch` into the map `target`, which is the value of the field `name` (or an item of the list `name`;
+/// `""` for the root).
+fn merge_map(name: &str, target: &mut Map<String, Value>, patch: &Map<String, Value>) -> Result<(), PatchError> {
     match directive(patch) {
         None | Some("merge") => {}
         Some("replace") => {
@@ -187,7 +188,7 @@ fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>) -> Res
                     *slot = Value::Object(Map::new());
                 }
                 if let Value::Object(slot) = slot {
-                    merge_map(slot, inner)?;
+                    merge_map(field, slot, inner)?;
                 }
             }
             Value::Array(items) => {
@@ -196,7 +197,7 @@ fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>) -> Res
                     *slot = Value::Array(Vec::new());
                 }
                 if let Value::Array(slot) = slot {
-                    merge_list(field, slot, items)?;
+                    merge_list(name, field, slot, items)?;
                 }
             }
             other => {
@@ -207,30 +208,36 @@ fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>) -> Res
     Ok(())
 }
 
-/// The merge key of the list in field `field`, from the patch's items; `None` for a list that is replaced.
-fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
-    let key = match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets" => "name",
-        "volumeMounts" => "mountPath",
-        "conditions" => "type",
-        "ownerReferences" => "uid",
-        "ports" => "containerPort",
-        _ => return None,
-    };
-    let keyed = |item: &Value| item.get(key).is_some() || item.get("$patch").is_some();
-    (field != "ports" || items.iter().all(keyed)).then_some(key)
+/// The merge key of the list in field `field` of a map that is the value (or an item) of the field `parent`;
+/// `None` for a list that is replaced.
+fn merge_key(parent: &str, field: &str) -> Option<&'static str> {
+    match (parent, field) {
+        (_, "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets") => {
+            Some("name")
+        }
+        (_, "volumeMounts") => Some("mountPath"),
+        (_, "conditions") => Some("type"),
+        (_, "ownerReferences") => Some("uid"),
+        ("containers" | "initContainers" | "ephemeralContainers", "ports") => Some("containerPort"),
+        // A Service's; no other kind netpol reads has `spec.ports`.
+        ("spec", "ports") => Some("port"),
+        _ => None,
+    }
 }
 
-fn merge_list(field: &str, target: &mut Vec<Value>, patch: &[Value]) -> Result<(), PatchError> {
+fn merge_list(parent: &str, field: &str, target: &mut Vec<Value>, patch: &[Value]) -> Result<(), PatchError> {
     let replace = patch.iter().any(|item| item.get("$patch").and_then(Value::as_str) == Some("replace"));
-    let Some(key) = merge_key(field, patch).filter(|_| !replace) else {
+    let Some(key) = merge_key(parent, field).filter(|_| !replace) else {
         target.clear();
         for item in patch.iter().filter(|item| item.get("$patch").is_none()) {
-            let mut new = Value::Null;
-            match item {
-                Value::Object(_) => strategic_merge_patch(&mut new, item)?,
-                other => new = other.clone(),
-            }
+            let new = match item {
+                Value::Object(item) => {
+                    let mut map = Map::new();
+                    merge_map(field, &mut map, item)?;
+                    Value::Object(map)
+                }
+                other => other.clone(),
+            };
             target.push(new);
         }
         return Ok(());
@@ -250,12 +257,12 @@ fn merge_list(field: &str, target: &mut Vec<Value>, patch: &[Value]) -> Result<(
             (Some("delete"), None) => {}
             (_, Some(index)) => {
                 if let Some(Value::Object(existing)) = target.get_mut(index) {
-                    merge_map(existing, map)?;
+                    merge_map(field, existing, map)?;
                 }
             }
             (_, None) => {
                 let mut new = Map::new();
-                merge_map(&mut new, map)?;
+                merge_map(field, &mut new, map)?;
                 target.push(Value::Object(new));
             }
         }
@@ -367,6 +374,12 @@ mod tests {
             "tolerations": {"$patch": "delete"}}});
         strategic_merge_patch(&mut pod, &replace).unwrap();
         assert_eq!(pod["spec"], json!({"containers": [{"name": "only"}]}));
+        let mut service = json!({"spec": {"ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https"}]}});
+        strategic_merge_patch(&mut service, &json!({"spec": {"ports": [{"port": 80, "name": "web"}]}})).unwrap();
+        assert_eq!(service["spec"]["ports"], json!([{"port": 80, "name": "web"}, {"port": 443, "name": "https"}]));
+        let mut slice = json!({"ports": [{"port": 80}, {"port": 443}]});
+        strategic_merge_patch(&mut slice, &json!({"ports": [{"port": 80, "name": "web"}]})).unwrap();
+        assert_eq!(slice["ports"], json!([{"port": 80, "name": "web"}]));
         let unkeyed = json!({"spec": {"containers": [{"image": "x"}]}});
         assert!(matches!(strategic_merge_patch(&mut pod, &unkeyed), Err(PatchError::Malformed(_))));
         assert!(matches!(strategic_merge_patch(&mut pod, &json!([1])), Err(PatchError::Malformed(_))));

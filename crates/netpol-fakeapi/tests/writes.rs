@@ -531,6 +531,12 @@ fn kubectl_applies_creates_labels_gets_and_deletes() {
 
     let out = run(&["get", "pods", "-o", "name"]);
     assert_eq!(out.trim(), "pod/web");
+    let out = run(&["get", "po,netpol,anp", "-o", "name"]);
+    let names: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        names,
+        ["pod/web", "networkpolicy.networking.k8s.io/deny", "adminnetworkpolicy.policy.networking.k8s.io/anp"]
+    );
     let out = run(&["get", "networkpolicy", "deny", "-o", "jsonpath={.spec.policyTypes[0]}"]);
     assert_eq!(out, "Ingress");
 
