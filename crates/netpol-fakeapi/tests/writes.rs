@@ -454,6 +454,19 @@ fn run_kubectl(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> (bool, Strin
     (output.status.success(), text)
 }
 
+/// Removes the test's files when it ends, passed or failed.
+struct Cleanup(Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            // Files a failed test did not get to write are not there to remove.
+            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
 #[test]
 fn kubectl_applies_creates_labels_gets_and_deletes() {
     let Some(kubectl) = kubectl() else {
@@ -465,6 +478,7 @@ fn kubectl_applies_creates_labels_gets_and_deletes() {
     let kubeconfig = scratch(&server, "kubeconfig");
     server.write_kubeconfig(&kubeconfig).unwrap();
     let manifest = scratch(&server, "manifest.yaml");
+    let _cleanup = Cleanup(vec![kubeconfig.clone(), manifest.clone(), kubeconfig.with_extension("cache")]);
     let write = |image: &str, priority: u32| {
         let text = format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {{app: web}}\nspec:\n  containers:\n  - \
@@ -551,8 +565,4 @@ fn kubectl_applies_creates_labels_gets_and_deletes() {
     assert!(out.contains("serverside-applied"), "{out}");
     run(&["delete", "pod", "web"]);
     assert_eq!(server.get("Pod", Some("default"), "web"), None);
-
-    let _ = std::fs::remove_file(&kubeconfig);
-    let _ = std::fs::remove_file(&manifest);
-    let _ = std::fs::remove_dir_all(kubeconfig.with_extension("cache"));
 }
