@@ -1,4 +1,5 @@
-//! The HTTP face of the store: routing, list pagination, watch streams, discovery and `Status` errors.
+//! The HTTP face of the store: routing, list pagination, watch streams, discovery and `Status` errors. Writes are
+//! in [`crate::write`].
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
 use serde_json::{json, Value};
@@ -17,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::kind::Kind;
 use crate::store::{event_line, Field, FieldTerm, ObjectKey, ReadError, Scope, Store, WatchFrom, WatchMsg};
+use crate::write::{self, Target};
 use crate::RequestLog;
 
 /// State shared by the server's handlers and the [`FakeApiServer`](crate::FakeApiServer) handle.
@@ -35,26 +37,57 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> Response {
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     lock(&shared.requests).push(RequestLog {
         method: method.to_string(),
         path: uri.path().to_owned(),
         query: uri.query().unwrap_or_default().to_owned(),
     });
-    serve(&shared, &method, &uri).unwrap_or_else(ApiError::into_response)
+    let request = Request { method: &method, uri: &uri, headers: &headers, body: &body };
+    serve(&shared, &request).unwrap_or_else(ApiError::into_response)
 }
 
-fn serve(shared: &Arc<Shared>, method: &Method, uri: &Uri) -> Result<Response, ApiError> {
-    let route = parse_route(uri.path()).ok_or_else(ApiError::no_such_path)?;
-    if method != Method::GET {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!(
-                "{method} is not supported: the fake API server is read-only, change objects with FakeApiServer::put"
-            ),
-        ));
+/// One request, as the handlers see it.
+pub(crate) struct Request<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+}
+
+impl Request<'_> {
+    /// The media type of the body, lowercase and without parameters (`application/json`); empty if unsaid.
+    pub(crate) fn content_type(&self) -> String {
+        let value = self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
     }
+}
+
+fn serve(shared: &Arc<Shared>, request: &Request<'_>) -> Result<Response, ApiError> {
+    let (method, uri) = (request.method, request.uri);
+    let route = parse_route(uri.path()).ok_or_else(ApiError::no_such_path)?;
+    let verb = match (method.as_str(), &route) {
+        ("GET", Route::Collection { .. }) => "list",
+        ("GET", _) => "get",
+        ("POST", Route::Collection { kind, namespace }) if namespace.is_some() || !kind.is_namespaced() => "create",
+        ("PUT", Route::Object { .. }) => "update",
+        ("PATCH", Route::Object { .. }) => "patch",
+        ("DELETE", Route::Object { .. }) => "delete",
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("the server does not allow this method on the requested resource: {method} {}", uri.path()),
+            )
+            .with_details(json!({})))
+        }
+    };
     let params = Params::parse(uri)?;
     // A kind whose CRD is not installed has no path at all, as on a real apiserver.
     let served = |kind: Kind| lock(&shared.store).serves(kind);
@@ -62,6 +95,11 @@ fn serve(shared: &Arc<Shared>, method: &Method, uri: &Uri) -> Result<Response, A
         Route::Version => Ok(json_response(StatusCode::OK, &version())),
         Route::CoreVersions => Ok(json_response(StatusCode::OK, &core_versions(shared.addr))),
         Route::Groups => Ok(json_response(StatusCode::OK, &groups(&served))),
+        Route::OpenApiRoot => Ok(json_response(StatusCode::OK, &openapi_root(&served))),
+        Route::OpenApi(group, version) => {
+            let body = openapi_group_version(group, version, &served).ok_or_else(ApiError::no_such_path)?;
+            Ok(json_response(StatusCode::OK, &body))
+        }
         Route::Resources(group, version) => {
             let body = resources(group, version, &served).ok_or_else(ApiError::no_such_path)?;
             Ok(json_response(StatusCode::OK, &body))
@@ -70,7 +108,13 @@ fn serve(shared: &Arc<Shared>, method: &Method, uri: &Uri) -> Result<Response, A
         Route::Object { kind, namespace, .. } | Route::Collection { kind, namespace }
             if lock(&shared.store).is_forbidden(kind) =>
         {
-            Err(ApiError::forbidden(kind, namespace, params.watch))
+            Err(ApiError::forbidden(kind, namespace, if params.watch { "watch" } else { verb }))
+        }
+        Route::Object { kind, namespace, name } if verb != "get" => {
+            write::object(shared, request, &params, Target { kind, namespace, name: Some(name) })
+        }
+        Route::Collection { kind, namespace } if verb == "create" => {
+            write::object(shared, request, &params, Target { kind, namespace, name: None })
         }
         Route::Object { kind, namespace, name } => get(shared, &params, kind, namespace, name),
         Route::Collection { kind, namespace } => {
@@ -93,6 +137,10 @@ enum Route<'a> {
     Version,
     CoreVersions,
     Groups,
+    /// The OpenAPI v3 discovery document: the path of each group version's document.
+    OpenApiRoot,
+    /// The OpenAPI v3 document of one group version: (group, version), `""` for the core group.
+    OpenApi(&'static str, &'static str),
     /// Discovery of one group version: (group, version), `""` for the core group.
     Resources(&'static str, &'static str),
     Collection {
@@ -112,10 +160,20 @@ fn parse_route(path: &str) -> Option<Route<'_>> {
         ["version"] => Some(Route::Version),
         ["api"] => Some(Route::CoreVersions),
         ["apis"] => Some(Route::Groups),
+        ["openapi", "v3"] => Some(Route::OpenApiRoot),
+        ["openapi", "v3", "api", version] => openapi_route("", version),
+        ["openapi", "v3", "apis", group, version] => openapi_route(group, version),
         ["api", version, rest @ ..] => resource_route("", version, rest),
         ["apis", group, version, rest @ ..] if !group.is_empty() => resource_route(group, version, rest),
         _ => None,
     }
+}
+
+fn openapi_route(group: &str, version: &str) -> Option<Route<'static>> {
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.group() == group && k.version() == version)
+        .map(|k| Route::OpenApi(k.group(), k.version()))
 }
 
 fn resource_route<'a>(group: &str, version: &str, rest: &[&'a str]) -> Option<Route<'a>> {
@@ -139,9 +197,9 @@ fn resource_route<'a>(group: &str, version: &str, rest: &[&'a str]) -> Option<Ro
     }
 }
 
-/// The query parameters the server understands. Others (`pretty`, `timeout`, …) are ignored.
+/// The query parameters the server understands. Others (`pretty`, `timeout`, `fieldValidation`, …) are ignored.
 #[derive(Debug, Default)]
-struct Params {
+pub(crate) struct Params {
     watch: bool,
     resource_version: Option<String>,
     resource_version_match: Option<String>,
@@ -151,6 +209,10 @@ struct Params {
     allow_watch_bookmarks: bool,
     send_initial_events: bool,
     field_selector: Option<String>,
+    /// `dryRun=All`: a write answers as it would, and changes nothing.
+    pub dry_run: bool,
+    /// `fieldManager`, required by server-side apply.
+    pub field_manager: Option<String>,
 }
 
 impl Params {
@@ -191,6 +253,16 @@ impl Params {
             allow_watch_bookmarks: parse_bool(&raw, "allowWatchBookmarks")?,
             send_initial_events: parse_bool(&raw, "sendInitialEvents")?,
             field_selector: text("fieldSelector"),
+            dry_run: match text("dryRun").as_deref() {
+                None => false,
+                Some("All") => true,
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid dry run value: {other} (the only accepted value is All)"
+                    )))
+                }
+            },
+            field_manager: text("fieldManager"),
         })
     }
 
@@ -255,14 +327,7 @@ fn get(
     let store = lock(&shared.store);
     match store.get(&key) {
         Some(obj) => Ok(json_response(StatusCode::OK, obj)),
-        None => {
-            let mut details = json!({ "name": name, "kind": kind.plural() });
-            if !kind.group().is_empty() {
-                details["group"] = Value::from(kind.group());
-            }
-            Err(ApiError::new(StatusCode::NOT_FOUND, "NotFound", format!("{} \"{name}\" not found", kind.plural()))
-                .with_details(details))
-        }
+        None => Err(ApiError::not_found(kind, name)),
     }
 }
 
@@ -576,19 +641,44 @@ fn groups(served: &dyn Fn(Kind) -> bool) -> Value {
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
+/// The short names (`kubectl get po`) and categories (`kubectl get all`) of the kinds that have them on a real
+/// cluster, for the built-in kinds and the `policy.networking.k8s.io` CRDs.
+fn short_names(kind: Kind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        Kind::Namespace => (&["ns"], &[]),
+        Kind::Node => (&["no"], &[]),
+        Kind::Pod => (&["po"], &["all"]),
+        Kind::Service => (&["svc"], &["all"]),
+        Kind::ServiceAccount => (&["sa"], &[]),
+        Kind::Endpoints => (&["ep"], &[]),
+        Kind::NetworkPolicy => (&["netpol"], &[]),
+        Kind::AdminNetworkPolicy => (&["anp"], &[]),
+        Kind::BaselineAdminNetworkPolicy => (&["banp"], &[]),
+        _ => (&[], &[]),
+    }
+}
+
 /// The resources of one group version; `None` when none is served there.
 fn resources(group: &str, version: &str, served: &dyn Fn(Kind) -> bool) -> Option<Value> {
     let resources: Vec<Value> = Kind::ALL
         .iter()
         .filter(|k| k.group() == group && k.version() == version && served(**k))
         .map(|k| {
-            json!({
+            let mut resource = json!({
                 "name": k.plural(),
                 "singularName": k.singular(),
                 "namespaced": k.is_namespaced(),
                 "kind": k.name(),
-                "verbs": ["get", "list", "watch"],
-            })
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            });
+            let (short_names, categories) = short_names(*k);
+            if !short_names.is_empty() {
+                resource["shortNames"] = json!(short_names);
+            }
+            if !categories.is_empty() {
+                resource["categories"] = json!(categories);
+            }
+            resource
         })
         .collect();
     if resources.is_empty() {
@@ -600,12 +690,71 @@ fn resources(group: &str, version: &str, served: &dyn Fn(Kind) -> bool) -> Optio
     )
 }
 
+/// The path of a group version in OpenAPI v3 discovery: `api/v1`, `apis/networking.k8s.io/v1`.
+fn openapi_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// `/openapi/v3`: where each served group version's document is.
+fn openapi_root(served: &dyn Fn(Kind) -> bool) -> Value {
+    let paths: serde_json::Map<String, Value> = group_versions(served)
+        .into_iter()
+        .map(|(group, version)| {
+            let path = openapi_path(group, version);
+            (path.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{path}") }))
+        })
+        .collect();
+    json!({ "paths": paths })
+}
+
+/// `/openapi/v3/{api path}`: a minimal document for one group version, without schemas. It has what kubectl
+/// looks for before it sends `fieldValidation` (a `PATCH` operation per kind, tagged with the kind and taking the
+/// `fieldValidation` query parameter), so kubectl leaves validation to the server (which ignores it) instead of
+/// validating against schemas; without schemas, kubectl's client-side apply computes its patches from its own
+/// built-in types, or as JSON merge patches for the custom kinds.
+fn openapi_group_version(group: &str, version: &str, served: &dyn Fn(Kind) -> bool) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    for kind in Kind::ALL.into_iter().filter(|k| k.group() == group && k.version() == version && served(*k)) {
+        let prefix = openapi_path(group, version);
+        let path = if kind.is_namespaced() {
+            format!("/{prefix}/namespaces/{{namespace}}/{}/{{name}}", kind.plural())
+        } else {
+            format!("/{prefix}/{}/{{name}}", kind.plural())
+        };
+        let operation = json!({
+            "operationId": format!("patch{}", kind.name()),
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": { "group": group, "version": version, "kind": kind.name() },
+            "parameters": [
+                { "name": "dryRun", "in": "query", "schema": { "type": "string" } },
+                { "name": "fieldManager", "in": "query", "schema": { "type": "string" } },
+                { "name": "fieldValidation", "in": "query", "schema": { "type": "string" } },
+            ],
+            "responses": { "200": { "description": "OK" } },
+        });
+        paths.insert(path, json!({ "patch": operation }));
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes", "version": self::version()["gitVersion"].clone() },
+        "paths": paths,
+        "components": { "schemas": {} },
+    }))
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
 
 /// A failed request, sent as a `Status` object with the matching HTTP code.
 #[derive(Debug)]
-struct ApiError {
+pub(crate) struct ApiError {
     code: StatusCode,
     reason: &'static str,
     message: String,
@@ -613,24 +762,39 @@ struct ApiError {
 }
 
 impl ApiError {
-    fn new(code: StatusCode, reason: &'static str, message: String) -> ApiError {
+    pub(crate) fn new(code: StatusCode, reason: &'static str, message: String) -> ApiError {
         ApiError { code, reason, message, details: None }
     }
 
-    fn bad_request(message: String) -> ApiError {
+    pub(crate) fn bad_request(message: String) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+
+    /// The `details` of an error about one object: its name, its resource (`kind` is the plural, as the
+    /// apiserver sends it) and its group (left out for the core group).
+    pub(crate) fn object_details(kind: Kind, name: &str) -> Value {
+        let mut details = json!({ "name": name, "kind": kind.plural() });
+        if !kind.group().is_empty() {
+            details["group"] = Value::from(kind.group());
+        }
+        details
+    }
+
+    /// What a real apiserver answers for an object that does not exist.
+    pub(crate) fn not_found(kind: Kind, name: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NotFound", format!("{} \"{name}\" not found", kind.resource()))
+            .with_details(ApiError::object_details(kind, name))
     }
 
     /// What a real apiserver answers for a path it does not serve (such as the resources of a CRD that is not
     /// installed).
-    fn no_such_path() -> ApiError {
+    pub(crate) fn no_such_path() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".to_owned())
             .with_details(json!({}))
     }
 
     /// What a real apiserver answers a client whose RBAC does not grant the request (anonymous here).
-    fn forbidden(kind: Kind, namespace: Option<&str>, watch: bool) -> ApiError {
-        let verb = if watch { "watch" } else { "list" };
+    fn forbidden(kind: Kind, namespace: Option<&str>, verb: &str) -> ApiError {
         let scope = match namespace {
             Some(ns) => format!("in the namespace \"{ns}\""),
             None => "at the cluster scope".to_owned(),
@@ -645,7 +809,7 @@ impl ApiError {
             .with_details(json!({ "group": kind.group(), "kind": kind.plural() }))
     }
 
-    fn with_details(mut self, details: Value) -> ApiError {
+    pub(crate) fn with_details(mut self, details: Value) -> ApiError {
         self.details = Some(details);
         self
     }
@@ -671,7 +835,7 @@ impl ApiError {
     }
 }
 
-fn json_response(code: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response {
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = code;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -685,8 +849,12 @@ mod tests {
 
     #[test]
     fn routes() {
-        let cases: [(&str, Option<Route<'_>>); 27] = [
+        let cases: [(&str, Option<Route<'_>>); 31] = [
             ("/version", Some(Route::Version)),
+            ("/openapi/v3", Some(Route::OpenApiRoot)),
+            ("/openapi/v3/api/v1", Some(Route::OpenApi("", "v1"))),
+            ("/openapi/v3/apis/cilium.io/v2alpha1", Some(Route::OpenApi("cilium.io", "v2alpha1"))),
+            ("/openapi/v2", None),
             ("/api", Some(Route::CoreVersions)),
             ("/apis", Some(Route::Groups)),
             ("/api/v1", Some(Route::Resources("", "v1"))),

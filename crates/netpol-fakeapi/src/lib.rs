@@ -4,8 +4,9 @@
 //! the ServiceAccounts Calico's selectors see) and Cilium's policies and CIDR groups (and the Services,
 //! EndpointSlices and Endpoints Cilium's policies name) from live clusters with kube-rs's list + watch. No real
 //! kube-apiserver runs on CI, so [`FakeApiServer`] speaks the real wire protocol over plain HTTP on `127.0.0.1` and
-//! the real kube-rs client talks to it: tests drive it with [`FakeApiServer::put`], [`FakeApiServer::delete`] and
-//! the fault injectors ([`compact`](FakeApiServer::compact), [`drop_watches`](FakeApiServer::drop_watches),
+//! the real kube-rs client (and `kubectl`) talks to it: tests drive it with [`FakeApiServer::put`],
+//! [`FakeApiServer::delete`], the same writes over HTTP as on a real cluster (`kubectl apply -f`, kube-rs's
+//! `Api::create`/`patch`/`delete`), and the fault injectors ([`compact`](FakeApiServer::compact), [`drop_watches`](FakeApiServer::drop_watches),
 //! [`send_bookmarks`](FakeApiServer::send_bookmarks), [`set_forbidden`](FakeApiServer::set_forbidden)) and check
 //! what the client saw, and which requests it made ([`FakeApiServer::requests`]).
 //!
@@ -24,7 +25,52 @@
 //! - Paths: every kind's collection (`/api/v1/pods`, `/apis/{group}/{version}/{plural}`), its namespaced
 //!   collections (`.../namespaces/{ns}/{plural}`) and its objects (`.../{plural}/{name}`,
 //!   `.../namespaces/{ns}/{plural}/{name}`), and minimal discovery: `/version`, `/api`, `/apis`, `/api/v1`,
-//!   `/apis/{group}/{version}`. Only `GET`.
+//!   `/apis/{group}/{version}` (each resource with `namespaced`, the verbs `create`, `delete`, `get`, `list`,
+//!   `patch`, `update`, `watch`, and the short names and categories of a real cluster for the built-in kinds and
+//!   the `policy.networking.k8s.io` CRDs: `po`, `netpol`, `anp`, `all`, …), and a minimal OpenAPI v3 (`/openapi/v3` and one document per group version,
+//!   without schemas: see below). `GET` everywhere; `POST` to a collection; `PUT`, `PATCH` and `DELETE` to an
+//!   object. Any other method answers `405` (reason `MethodNotAllowed`).
+//! - Writes, answered as a real kube-apiserver answers them, through the same store functions as
+//!   [`FakeApiServer::put`] and [`FakeApiServer::delete`], so every write bumps the revision, sets
+//!   `metadata.resourceVersion`, keeps `uid` and `creationTimestamp`, and sends its `ADDED`, `MODIFIED` or
+//!   `DELETED` event to the watches:
+//!   - `POST` (create): `201` with the stored object. The body (JSON, or YAML with `Content-Type:
+//!     application/yaml`) may leave out `apiVersion`, `kind` and a namespaced object's namespace: the path's are
+//!     taken. `409` `AlreadyExists` when the object exists; `400` `BadRequest` for a body of another kind or
+//!     `apiVersion`, another namespace than the path's, or one that is not a JSON object; `422` `Invalid` without
+//!     `metadata.name` (`metadata.generateName` makes one: the prefix and five characters).
+//!   - `PUT` (replace): `200` with the stored object; `404` `NotFound` when it does not exist (no create on
+//!     update); `409` `Conflict` when the body's `metadata.resourceVersion` (or `uid`) is not the stored one's (an
+//!     update without a `resourceVersion` is unconditional, for every kind); `400` when the body's name is not the
+//!     path's.
+//!   - `PATCH`, by `Content-Type`: `application/merge-patch+json` (RFC 7386); `application/json-patch+json`
+//!     (RFC 6902: `add`, `remove`, `replace`, `move`, `copy`, `test`, all or nothing; a failing operation answers
+//!     `422` `Invalid`); `application/strategic-merge-patch+json`, for built-in kinds only (custom kinds answer
+//!     `415`, as for a CRD): a merge patch with Kubernetes' list semantics for the lists this server knows by
+//!     field name — `containers`, `initContainers`, `ephemeralContainers`, `volumes`, `env`, `imagePullSecrets`
+//!     merged by `name`, `volumeMounts` by `mountPath`, `conditions` by `type`, `ownerReferences` by `uid`, a
+//!     container's `ports` by `containerPort`, a Service's `spec.ports` by `port` — every other list replaced,
+//!     with kubectl's directives `$patch: delete|replace` and `$deleteFromPrimitiveList/…` (`$setElementOrder/…`
+//!     and `$retainKeys` are ignored); `application/apply-patch+yaml` (server-side apply, `fieldManager`
+//!     required, else `422`) as create-or-merge: the object is created (`201`) if it does not exist, else the
+//!     applied configuration is merged as a strategic merge patch (a merge patch for custom kinds), without field
+//!     ownership: fields a manager stops applying stay, and there are no apply conflicts. A `resourceVersion` or
+//!     `uid` in the patched object is a precondition (`409` `Conflict`); a patch that changes the name, namespace
+//!     or kind answers `400`; another `Content-Type` answers `415` `UnsupportedMediaType`.
+//!   - `DELETE`: `200` with the object's last state (its `resourceVersion` the deletion's revision), `404` when
+//!     it does not exist; the body's `DeleteOptions` `preconditions` (`resourceVersion`, `uid`) are checked
+//!     (`409`), `propagationPolicy` and `gracePeriodSeconds` are ignored: deletion is immediate.
+//!   - `dryRun=All` (or `DeleteOptions.dryRun: [All]`) answers as the write would, and stores nothing (the
+//!     answer keeps the stored object's `resourceVersion`, or has none for a create, as a real apiserver's dry
+//!     runs do); other `dryRun` values answer `400`.
+//! - kubectl: `kubectl apply -f` (client-side, `--server-side` and `--dry-run=server`), `create -f`,
+//!   `replace -f`, `label`, `annotate`, `patch` (strategic, `--type=merge`, `--type=json`), `get` and `delete`
+//!   (`-f`, by name, `--all`) work with a kubeconfig from [`FakeApiServer::write_kubeconfig`] (tested with
+//!   Debian's kubectl 1.32). kubectl reads `/openapi/v3` to decide whether the server validates fields: the
+//!   minimal documents say it does (each kind's `PATCH` takes `fieldValidation`), so kubectl skips client-side
+//!   validation (which would need full schemas and fails on a `404`); the server then ignores `fieldValidation`
+//!   and accepts unknown fields. Without schemas, kubectl's client-side apply computes strategic merge patches
+//!   from its built-in types and JSON merge patches for custom kinds, as it does on a real cluster.
 //! - CRDs and API services: the `policy.networking.k8s.io` CRDs are installed by default,
 //!   [`FakeApiServer::set_crds_installed`]`(false)` removes them; Calico is not installed by default,
 //!   [`FakeApiServer::set_calico`] installs its CRDs, or its CRDs and its API server; nor is Cilium,
@@ -59,13 +105,18 @@
 //!
 //! # What it ignores or refuses
 //!
-//! - Writes over HTTP (`405`): objects change only through the Rust API. There is no validation of object
-//!   bodies beyond kind, `apiVersion`, name and namespace, no admission (a Pod may live in a Namespace that does
-//!   not exist) and no garbage collection (deleting a Namespace leaves its Pods). Every `put` is a change, even
-//!   an identical one, and `metadata.generation`, `managedFields`, finalizers and graceful deletion do not exist.
+//! - There is no validation of object bodies beyond kind, `apiVersion`, name and namespace (a write over HTTP is
+//!   no more checked than a [`FakeApiServer::put`]), no defaulting, no admission (a Pod may live in a Namespace
+//!   that does not exist) and no garbage collection (deleting a Namespace leaves its Pods). Every write is a
+//!   change, even an identical one, and `metadata.generation`, `managedFields`, finalizers and graceful deletion
+//!   do not exist. Subresources (`status`, `scale`, …), `deletecollection` (`DELETE` of a collection) and
+//!   watching one object by URL are refused. Protobuf bodies are refused with `415`: kubectl's generators that
+//!   send them (`kubectl create namespace x`, `kubectl run`) fail; `kubectl create -f` sends JSON.
 //! - `labelSelector` is refused with `400` rather than silently ignored, and so are other field selectors.
-//! - Authentication, authorisation (beyond [`FakeApiServer::set_forbidden`]), TLS, HTTP/2, protobuf, table output,
-//!   `pretty`, aggregated discovery and periodic bookmarks. Watching one object by URL (`.../pods/{name}?watch=true`) is refused.
+//! - Authentication, authorisation (beyond [`FakeApiServer::set_forbidden`], which refuses writes too, with their
+//!   verb), TLS, HTTP/2, protobuf, table output (kubectl falls back to its own columns), `pretty`, aggregated
+//!   discovery, OpenAPI v2 and schemas, and periodic bookmarks. Watching one object by URL
+//!   (`.../pods/{name}?watch=true`) is refused.
 //!
 //! # Example
 //!
@@ -90,8 +141,10 @@
 pub mod fixtures;
 mod http;
 mod kind;
+mod patch;
 mod store;
 mod time;
+mod write;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};

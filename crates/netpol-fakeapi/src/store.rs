@@ -298,6 +298,15 @@ impl Store {
 
     /// Creates or replaces an object; `now` becomes the creation timestamp of a new one.
     pub(crate) fn put(&mut self, obj: Value, now: &str) -> Result<u64, PutError> {
+        let (key, obj) = self.admit(obj)?;
+        let obj = self.prepare(&key, obj, now);
+        Ok(self.commit(key, obj))
+    }
+
+    /// Checks an object the way [`put`](Self::put) does and finds its key: its kind (from `kind` and `apiVersion`,
+    /// which is filled in when missing) must be served, it needs a name, and a namespace when its kind is
+    /// namespaced (a cluster-scoped object loses any namespace it has).
+    pub(crate) fn admit(&self, obj: Value) -> Result<(ObjectKey, Value), PutError> {
         let Value::Object(mut obj) = obj else {
             return Err(PutError::NotAnObject);
         };
@@ -340,41 +349,57 @@ impl Store {
             metadata.remove("namespace");
             String::new()
         };
-        let key = ObjectKey { kind, namespace, name };
+        Ok((ObjectKey { kind, namespace, name }, Value::Object(obj)))
+    }
 
-        let previous = self.objects.get(&key).cloned();
-        let old_meta = previous.as_ref().and_then(|p| p.get("metadata"));
+    /// The object as [`commit`](Self::commit) would store it under `key` now: `resourceVersion` the next revision,
+    /// `uid` and `creationTimestamp` those of the stored object it replaces, or new ones (`now`). Changes nothing,
+    /// so a dry run answers with it.
+    pub(crate) fn prepare(&self, key: &ObjectKey, mut obj: Value, now: &str) -> Value {
+        let old_meta = self.objects.get(key).and_then(|p| p.get("metadata"));
         let uid = match old_meta.and_then(|m| m.get("uid")) {
             Some(uid) => uid.clone(),
-            None => {
-                let n = self.next_uid;
-                self.next_uid += 1;
-                Value::from(format!("00000000-0000-4000-8000-{n:012x}"))
-            }
+            None => Value::from(format!("00000000-0000-4000-8000-{:012x}", self.next_uid)),
         };
         let created = old_meta.and_then(|m| m.get("creationTimestamp")).cloned().unwrap_or_else(|| Value::from(now));
-        let revision = self.revision + 1;
-        metadata.insert("resourceVersion".to_owned(), Value::from(revision.to_string()));
-        metadata.insert("uid".to_owned(), uid);
-        metadata.insert("creationTimestamp".to_owned(), created);
+        if let Some(metadata) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.insert("resourceVersion".to_owned(), Value::from((self.revision + 1).to_string()));
+            metadata.insert("uid".to_owned(), uid);
+            metadata.insert("creationTimestamp".to_owned(), created);
+        }
+        obj
+    }
 
-        let object = Value::Object(obj);
+    /// Stores an object [`prepare`](Self::prepare)d just before (with no change in between), emits ADDED or
+    /// MODIFIED, and returns the new revision.
+    pub(crate) fn commit(&mut self, key: ObjectKey, object: Value) -> u64 {
+        let revision = self.revision + 1;
+        let previous = self.objects.insert(key.clone(), object.clone());
         let event = if previous.is_some() { "MODIFIED" } else { "ADDED" };
+        if previous.is_none() {
+            self.next_uid += 1;
+        }
         let line = event_line(event, &object);
-        self.objects.insert(key.clone(), object);
         self.record(revision, key, line, previous);
-        Ok(revision)
+        revision
+    }
+
+    /// The object a [`delete`](Self::delete) of `key` now would leave in its DELETED event: its last state with
+    /// the deletion's revision.
+    pub(crate) fn last_state(&self, key: &ObjectKey) -> Option<Value> {
+        let mut last = self.objects.get(key)?.clone();
+        if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".to_owned(), Value::from((self.revision + 1).to_string()));
+        }
+        Some(last)
     }
 
     /// Deletes an object; the DELETED event carries its last state with the deletion's revision, as a real
     /// apiserver's does, so that a watch resumed from that event's revision does not see it again.
     pub(crate) fn delete(&mut self, key: &ObjectKey) -> Option<u64> {
+        let last = self.last_state(key)?;
         let previous = self.objects.remove(key)?;
         let revision = self.revision + 1;
-        let mut last = previous.clone();
-        if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.insert("resourceVersion".to_owned(), Value::from(revision.to_string()));
-        }
         let line = event_line("DELETED", &last);
         self.record(revision, key.clone(), line, Some(previous));
         Some(revision)
