@@ -625,6 +625,43 @@ fn the_agent_follows_the_api_server() {
     server.delete("NetworkPolicy", Some("n"), "b-from-a").unwrap();
     wait("the deleted policy", &|| generation() > before);
     assert!(map_keys(&ruleset(&ns), "ingress_v4").is_empty());
+    // The way people change a cluster: kubectl, against the same API server.
+    let kubectl_ok = Command::new("kubectl").arg("version").arg("--client").output().is_ok_and(|o| o.status.success());
+    if !kubectl_ok {
+        eprintln!("kubectl is not on PATH: the kubectl part is not checked");
+        return;
+    }
+    let kubectl = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECACHEDIR", dir.path().join("kube-cache"))
+            .env("HOME", dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(s) = stdin {
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let before = generation();
+    kubectl(
+        &["apply", "-f", "-"],
+        Some("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a-deny, namespace: \"n\"}\nspec: {podSelector: {matchLabels: {app: a}}, policyTypes: [Ingress]}\n"),
+    );
+    wait("kubectl apply", &|| generation() > before);
+    assert_eq!(map_keys(&ruleset(&ns), "ingress_v4"), ["10.87.0.1"]);
+    // Relabelled: a no longer matches the policy.
+    let before = generation();
+    kubectl(&["label", "pod", "a", "-n", "n", "app=other", "--overwrite"], None);
+    wait("kubectl label", &|| generation() > before);
+    assert!(map_keys(&ruleset(&ns), "ingress_v4").is_empty());
+    kubectl(&["delete", "networkpolicy", "a-deny", "-n", "n"], None);
 }
 
 /// A Service in front of a pod, as kube-proxy's iptables and nftables modes make it (DNAT in the node's prerouting):
