@@ -274,6 +274,15 @@ impl Programmer {
         &self.node
     }
 
+    /// Why same-node pod traffic bypasses netfilter where this agent programs ([`bridge_bypass`] on its own
+    /// namespace's `/sys` and `/proc`); not looked at when it programs another namespace.
+    pub fn check_bridges(&self) -> Option<String> {
+        if self.netns.is_some() {
+            return None;
+        }
+        bridge_bypass(std::path::Path::new("/sys"), std::path::Path::new("/proc"))
+    }
+
     pub fn mode(&self) -> Mode {
         self.mode
     }
@@ -486,7 +495,7 @@ struct Sink {
 
 impl netpol_kube::Publish for Sink {
     fn publish(&self, update: netpol_kube::Update) -> u64 {
-        self.programmer.set_bypass(bridge_bypass(std::path::Path::new("/sys"), std::path::Path::new("/proc")));
+        self.programmer.set_bypass(self.programmer.check_bridges());
         if let Err(e) = self.programmer.program_shared(Arc::new(update.engine)) {
             // The last ruleset stays in place; the next model tries again.
             tracing::error!(node = %self.programmer.node, "cannot program the ruleset: {e}");

@@ -586,6 +586,10 @@ enum Cmd {
         /// (netpol_agent_self_check_disagreements_total) and logged with both explanations.
         #[arg(long)]
         self_check: bool,
+        /// Program this network namespace instead of the agent's own (a lab's node, while the agent reaches the API
+        /// server from the host's namespace).
+        #[arg(long, value_name = "NAME")]
+        netns: Option<String>,
     },
     #[cfg(not(feature = "agent"))]
     #[command(hide = true, disable_help_flag = true)]
@@ -803,8 +807,7 @@ fn load_from(inputs: &Inputs, strict: bool) -> anyhow::Result<Result<input::Inpu
 /// so that what was programmed does not enforce all of the node's traffic.
 #[cfg(feature = "agent")]
 fn agent_bypass_code(p: &netpol_agent::Programmer) -> ExitCode {
-    let reason =
-        p.bypass().or_else(|| netpol_agent::bridge_bypass(std::path::Path::new("/sys"), std::path::Path::new("/proc")));
+    let reason = p.bypass().or_else(|| p.check_bridges());
     match reason {
         Some(r) => {
             eprintln!("error: programmed, but not enforcing same-node pod traffic: {r}");
@@ -887,6 +890,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             flow_log,
             flow_log_format,
             self_check,
+            netns,
         } => {
             use std::sync::Arc;
             let mode = match mode {
@@ -894,7 +898,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                 AgentMode::Audit => netpol_agent::Mode::Audit,
             };
             let programmer = Arc::new(
-                netpol_agent::Programmer::new(&node, mode, Box::new(netpol_nft::apply::System), None)
+                netpol_agent::Programmer::new(&node, mode, Box::new(netpol_nft::apply::System), netns.clone())
                     .with_pod_interfaces(pod_interfaces),
             );
             // The flow log and the self-check: traced by the kernel, read on a thread of their own.
@@ -914,7 +918,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                     FlowLogFormat::Netpol => netpol_agent::flows::Format::Netpol,
                     FlowLogFormat::Hubble => netpol_agent::flows::Format::Hubble,
                 };
-                Some(netpol_agent::flows::start(programmer.clone(), None, format, self_check, out)?)
+                Some(netpol_agent::flows::start(programmer.clone(), netns.clone(), format, self_check, out)?)
             } else {
                 None
             };
@@ -940,10 +944,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                     let mut seen = None;
                     loop {
                         let now = if files.iter().any(|f| f == "-") { None } else { Some(files_fingerprint(&files)) };
-                        programmer.set_bypass(netpol_agent::bridge_bypass(
-                            std::path::Path::new("/sys"),
-                            std::path::Path::new("/proc"),
-                        ));
+                        programmer.set_bypass(programmer.check_bridges());
                         if seen.is_none() || now != seen {
                             // A failed read keeps the ruleset in place, as a failed list does.
                             match load(&files, strict)? {

@@ -866,3 +866,34 @@ spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {ma
         100.0 * with / none
     );
 }
+
+/// `--netns`: the agent stays in the host's namespace (where it reaches the API server) and programs a node's.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn the_agent_programs_another_namespace_from_the_api_server() {
+    use serde_json::json;
+    require_root!();
+    let p = prefix("agentnn");
+    let _guard = LabGuard(p.clone());
+    let ns = format!("{p}-node0");
+    ip(&["netns", "add", &ns]);
+    let server = netpol_fakeapi::FakeApiServer::start().unwrap();
+    let dir = crate::common::tempdir();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    server.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}));
+    server.put(
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "n", "labels": {"app": "a"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]}, "status": {"podIP": "10.91.0.1"}}),
+    );
+    server.put(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny", "namespace": "n"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}));
+    let o = Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(["agent", "--node", "n1", "--netns", &ns, "--once", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(map_keys(&ruleset(&ns), "ingress_v4"), ["10.91.0.1"]);
+}
