@@ -59,6 +59,26 @@ fn map_keys(rs: &serde_json::Value, name: &str) -> Vec<String> {
     keys
 }
 
+/// `netpol agent --node node-1 -f CLUSTER --once EXTRA...` inside `netns`, `yaml` written to a scratch file.
+fn agent_once(netns: &str, yaml: &str, extra: &[&str]) -> std::process::Output {
+    let dir = crate::common::tempdir();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    Command::new("ip")
+        .args(["netns", "exec", netns, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f"])
+        .arg(&file)
+        .arg("--once")
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// [`agent_once`], which must succeed.
+fn program_once(netns: &str, yaml: &str, extra: &[&str]) {
+    let o = agent_once(netns, yaml, extra);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn tables(rs: &serde_json::Value) -> Vec<String> {
     rs["nftables"].as_array().unwrap().iter().filter_map(|i| i["table"]["name"].as_str().map(str::to_string)).collect()
 }
@@ -150,19 +170,7 @@ status: {podIP: 10.78.0.2}
     let b_ip: std::net::IpAddr = "10.78.0.2".parse().unwrap();
     let listener = echo_server(&b_ns, b_ip, 8086);
     std::thread::spawn(move || for _ in listener.incoming() {});
-    let dir = crate::common::tempdir();
-    let file = dir.path().join("cluster.yaml");
-    let exe = env!("CARGO_BIN_EXE_netpol");
-    let program = |yaml: &str| {
-        std::fs::write(&file, yaml).unwrap();
-        let f = file.display().to_string();
-        let o = Command::new("ip")
-            .args(["netns", "exec", lab.node_netns(), exe, "agent", "--node", "node-1", "-f", &f, "--once"])
-            .args(["--pod-interface", "v*"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
+    let program = |yaml: &str| program_once(lab.node_netns(), yaml, &["--pod-interface", "v*"]);
     // The agent knows only `a`: b's traffic is dropped at the node, both ways.
     program(&both[..both.find("---").unwrap()]);
     assert!(connect(&a_ns, b_ip, 8086).is_err(), "a reached b, which the agent does not know yet");
@@ -229,18 +237,9 @@ spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {ma
         let mut x = [0u8; 1];
         s.write_all(b"x").is_ok() && matches!(s.read(&mut x), Ok(1))
     };
-    let dir = crate::common::tempdir();
-    let file = dir.path().join("cluster.yaml");
-    let exe = env!("CARGO_BIN_EXE_netpol");
     let program = |yaml: &str| -> Duration {
-        std::fs::write(&file, yaml).unwrap();
-        let f = file.display().to_string();
         let t = Instant::now();
-        let o = Command::new("ip")
-            .args(["netns", "exec", lab.node_netns(), exe, "agent", "--node", "node-1", "-f", &f, "--once"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        program_once(lab.node_netns(), yaml, &[]);
         t.elapsed()
     };
     program(pods);
@@ -277,16 +276,7 @@ fn a_bridge_that_bypasses_netfilter_is_refused() {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
     };
-    let dir = crate::common::tempdir();
-    let file = dir.path().join("cluster.yaml");
-    std::fs::write(&file, CLUSTER).unwrap();
-    let f = file.display().to_string();
-    let run = || {
-        Command::new("ip")
-            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f", &f, "--once"])
-            .output()
-            .unwrap()
-    };
+    let run = || agent_once(&ns, CLUSTER, &[]);
     // Without br_netfilter loaded the sysctls do not exist: the bridge bypasses netfilter all the same.
     let loaded = std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists();
     if loaded {
@@ -715,16 +705,7 @@ spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {ma
     for k in ["n/a", "n/c"] {
         ip(&["-n", &ns(k), "route", "add", "10.96.88.10/32", "via", "169.254.1.1", "dev", "eth0", "onlink"]);
     }
-    let dir = crate::common::tempdir();
-    let file = dir.path().join("cluster.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let o = Command::new("ip")
-        .args(["netns", "exec", &node, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f"])
-        .arg(&file)
-        .arg("--once")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    program_once(&node, yaml, &[]);
     let svc: std::net::IpAddr = "10.96.88.10".parse().unwrap();
     assert!(connect(&ns("n/c"), svc, 80).is_ok(), "c reaches b through the Service");
     assert!(connect(&ns("n/a"), svc, 80).is_err(), "b's ingress denies a, through the Service too");
@@ -759,16 +740,7 @@ spec: {podSelector: {matchLabels: {app: a}}, policyTypes: [Egress], egress: [{}]
     let cluster = netpol_core::load::load_str("c.yaml", yaml).cluster;
     let (lab, _) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
     let node = lab.node_netns().to_string();
-    let dir = crate::common::tempdir();
-    let file = dir.path().join("cluster.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let o = Command::new("ip")
-        .args(["netns", "exec", &node, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f"])
-        .arg(&file)
-        .arg("--once")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    program_once(&node, yaml, &[]);
     let (a_ns, b_ns) = (lab.pod_netns("n/a").unwrap().to_string(), lab.pod_netns("n/b").unwrap().to_string());
     let b: std::net::SocketAddr = "10.89.0.2:0".parse().unwrap();
     let receive = |port: u16| -> bool {
@@ -850,16 +822,7 @@ spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {ma
         Command::new("ip").args(["netns", "exec", &node, "nft", "delete", "table", "inet", "netpol"]).output().unwrap();
     assert!(o.status.success());
     let none = rate();
-    let dir = crate::common::tempdir();
-    let file = dir.path().join("cluster.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let o = Command::new("ip")
-        .args(["netns", "exec", &node, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f"])
-        .arg(&file)
-        .arg("--once")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    program_once(&node, yaml, &[]);
     let with = rate();
     println!(
         "new TCP connections per second, pod to pod through the node: {none:.0} without a ruleset, {with:.0} with the agent's ({:.0}%)",
