@@ -59,6 +59,23 @@ fn map_keys(rs: &serde_json::Value, name: &str) -> Vec<String> {
     keys
 }
 
+/// Pods a, b and c (labelled `app: a`, `b`, `c`) of namespace n on node-1, at NET.1, NET.2 and NET.3.
+fn three_pods(net: &str) -> String {
+    ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: n, labels: {{app: {name}}}}}\nspec: {{nodeName: node-1}}\nstatus: {{podIP: {net}.{}}}\n",
+                i + 1
+            )
+        })
+        .collect()
+}
+
+/// b takes connections from c only.
+const B_FROM_C: &str = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b-from-c, namespace: n}\nspec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {matchLabels: {app: c}}}]}]}\n";
+
 /// `netpol agent --node node-1 -f CLUSTER --once EXTRA...` inside `netns`, `yaml` written to a scratch file.
 fn agent_once(netns: &str, yaml: &str, extra: &[&str]) -> std::process::Output {
     let dir = crate::common::tempdir();
@@ -189,32 +206,8 @@ fn a_program_cuts_the_established_connections_it_denies_and_keeps_the_others() {
     require_root!();
     let p = prefix("agentrv");
     let _guard = LabGuard(p.clone());
-    let pods = "
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: n, labels: {app: a}}
-spec: {nodeName: node-1}
-status: {podIP: 10.79.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: n, labels: {app: b}}
-spec: {nodeName: node-1}
-status: {podIP: 10.79.0.2}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: c, namespace: n, labels: {app: c}}
-spec: {nodeName: node-1}
-status: {podIP: 10.79.0.3}
-";
-    let only_c = "
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: b-from-c, namespace: n}
-spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {matchLabels: {app: c}}}]}]}
-";
+    let pods: &str = &three_pods("10.79.0");
+    let only_c = B_FROM_C;
     let cluster = netpol_core::load::load_str("pods.yaml", pods).cluster;
     let (lab, _) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
     let ns = |k: &str| lab.pod_netns(k).unwrap().to_string();
@@ -307,30 +300,7 @@ fn the_flow_log_reads_back_and_the_self_check_catches_a_wrong_rule() {
     require_root!();
     let p = prefix("agentfl");
     let _guard = LabGuard(p.clone());
-    let yaml = "
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: n, labels: {app: a}}
-spec: {nodeName: node-1}
-status: {podIP: 10.80.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: n, labels: {app: b}}
-spec: {nodeName: node-1}
-status: {podIP: 10.80.0.2}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: c, namespace: n, labels: {app: c}}
-spec: {nodeName: node-1}
-status: {podIP: 10.80.0.3}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: b-from-c, namespace: n}
-spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {matchLabels: {app: c}}}]}]}
-";
+    let yaml: &str = &format!("{}{B_FROM_C}", three_pods("10.80.0"));
     let cluster = netpol_core::load::load_str("c.yaml", yaml).cluster;
     let (lab, _) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
     let node = lab.node_netns().to_string();
@@ -664,30 +634,7 @@ fn service_traffic_is_judged_on_the_backend_pod_after_dnat() {
     require_root!();
     let p = prefix("agentsv");
     let _guard = LabGuard(p.clone());
-    let yaml = "
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: n, labels: {app: a}}
-spec: {nodeName: node-1}
-status: {podIP: 10.88.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: n, labels: {app: b}}
-spec: {nodeName: node-1}
-status: {podIP: 10.88.0.2}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: c, namespace: n, labels: {app: c}}
-spec: {nodeName: node-1}
-status: {podIP: 10.88.0.3}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: b-from-c, namespace: n}
-spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {matchLabels: {app: c}}}]}]}
-";
+    let yaml: &str = &format!("{}{B_FROM_C}", three_pods("10.88.0"));
     let cluster = netpol_core::load::load_str("c.yaml", yaml).cluster;
     let (lab, _) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
     let node = lab.node_netns().to_string();
