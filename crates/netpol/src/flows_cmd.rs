@@ -116,10 +116,10 @@ pub fn read_logs(paths: &[String], forced: Option<FlowFormat>) -> Result<Logs> {
 }
 
 /// One object of a manifest file, with where it came from.
-struct Object {
-    value: serde_json::Value,
-    file: String,
-    document: usize,
+pub(crate) struct Object {
+    pub(crate) value: serde_json::Value,
+    pub(crate) file: String,
+    pub(crate) document: usize,
 }
 
 /// The objects of manifest bytes (a `List`'s items each), or the first document that cannot be read.
@@ -143,7 +143,7 @@ fn objects_of(name: &str, bytes: &[u8], out: &mut Vec<Object>) -> Result<()> {
 }
 
 /// The objects of `-f`-style paths (files, directories, `-`).
-fn objects_of_paths(paths: &[String]) -> Result<Vec<Object>> {
+pub(crate) fn objects_of_paths(paths: &[String]) -> Result<Vec<Object>> {
     let m = netpol_input::files::manifest_files(paths)?;
     for w in &m.warnings {
         eprintln!("warning: {w}");

@@ -117,16 +117,9 @@ pub fn node_ruleset(engine: &Engine, lab: &Lab, node: &str) -> ruleset::Ruleset 
 /// `/run/netpol-lab/<prefix>.<node>.agent.log`. The agents replace the nodes' rulesets with their own shares and keep
 /// them current; `lab down` stops them (every process of the lab's namespaces). The lab's nodes must be the
 /// cluster's Nodes (pods placed by their `spec.nodeName`, which is what an agent reads).
+#[cfg(feature = "agent")]
 pub fn start_agents(cluster: &Cluster, lab: &Lab, files: &[String]) -> Result<Vec<(String, u32)>> {
-    let names: Vec<String> = lab.nodes().iter().map(|n| n.name.clone()).collect();
-    let mut cluster_nodes: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
-    cluster_nodes.sort();
-    if !lab.is_multi_node() || cluster_nodes != names {
-        return Err(anyhow!(
-            "--agent needs a multi-node lab made of the cluster's Nodes (--nodes N with exactly N Node objects, and \
-             the pods' spec.nodeName): an agent enforces for the pods whose nodeName is its node"
-        ));
-    }
+    check_agent_nodes(cluster, lab)?;
     let exe = std::env::current_exe().context("locating the netpol binary")?;
     let mut abs = Vec::new();
     for f in files {
@@ -160,6 +153,111 @@ pub fn start_agents(cluster: &Cluster, lab: &Lab, files: &[String]) -> Result<Ve
         started.push((node.name.clone(), child.id()));
     }
     Ok(started)
+}
+
+/// The file of the lab's long-lived processes outside its namespaces (its API server, agents in the host's
+/// namespace): one pid a line, stopped by [`down`].
+fn pids_path(prefix: &str) -> std::path::PathBuf {
+    std::path::Path::new(netpol_lab::lab::STATE_DIR).join(format!("{prefix}.pids"))
+}
+
+/// Serves the manifests' objects from an API server (netpol's fake one, which speaks the real wire protocol and
+/// takes kubectl's writes) until killed, its kubeconfig written to `kubeconfig_out` once it listens: the cluster a
+/// lab's agents watch (`lab up --agent --kubeconfig-out`). Objects of kinds it does not serve are left out, counted.
+#[cfg(feature = "agent")]
+pub fn serve_api(files: &[String], kubeconfig_out: &std::path::Path) -> Result<()> {
+    let server = netpol_fakeapi::FakeApiServer::start().context("starting the API server")?;
+    let mut left_out = 0;
+    for o in crate::flows_cmd::objects_of_paths(files)? {
+        if server.try_put(o.value).is_err() {
+            left_out += 1;
+        }
+    }
+    if left_out > 0 {
+        eprintln!("{left_out} object(s) of kinds the lab's API server does not serve were left out");
+    }
+    let tmp = kubeconfig_out.with_extension("tmp");
+    server.write_kubeconfig(&tmp).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, kubeconfig_out)?;
+    eprintln!("API server at {} (kubeconfig: {})", server.url(), kubeconfig_out.display());
+    loop {
+        std::thread::park();
+    }
+}
+
+/// `lab up --agent --kubeconfig-out FILE`: the lab's API server (a process of its own, serving `files`) and one
+/// agent per node watching it from the host's namespace and programming its node's (`--netns`). Their pids go to
+/// the lab's pid file, which [`down`] reads.
+#[cfg(feature = "agent")]
+pub fn start_live_agents(
+    cluster: &Cluster,
+    lab: &Lab,
+    files: &[String],
+    kubeconfig_out: &std::path::Path,
+) -> Result<Vec<(String, u32)>> {
+    check_agent_nodes(cluster, lab)?;
+    let exe = std::env::current_exe().context("locating the netpol binary")?;
+    let dir = std::path::Path::new(netpol_lab::lab::STATE_DIR);
+    std::fs::create_dir_all(dir)?;
+    let _ = std::fs::remove_file(kubeconfig_out);
+    let log = |name: &str| -> Result<std::fs::File> {
+        let path = dir.join(format!("{}.{name}.log", lab.prefix()));
+        std::fs::File::create(&path).with_context(|| format!("cannot write `{}`", path.display()))
+    };
+    let mut pids = Vec::new();
+    let api_log = log("api")?;
+    let mut api = std::process::Command::new(&exe);
+    api.args(["lab", "api", "--kubeconfig-out"]).arg(kubeconfig_out);
+    for f in files {
+        api.args(["-f", f]);
+    }
+    let child = api
+        .stdin(std::process::Stdio::null())
+        .stdout(api_log.try_clone()?)
+        .stderr(api_log)
+        .spawn()
+        .context("starting the lab's API server")?;
+    pids.push(("api".to_string(), child.id()));
+    let t = std::time::Instant::now();
+    while !kubeconfig_out.exists() {
+        if t.elapsed() > Duration::from_secs(30) {
+            return Err(anyhow!(
+                "the lab's API server did not start (see {})",
+                dir.join(format!("{}.api.log", lab.prefix())).display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for node in lab.nodes() {
+        let l = log(&format!("{}.agent", node.name))?;
+        let child = std::process::Command::new(&exe)
+            .args(["agent", "--node", &node.name, "--netns", &node.netns, "--pod-interface", "v*", "--kubeconfig"])
+            .arg(kubeconfig_out)
+            .stdin(std::process::Stdio::null())
+            .stdout(l.try_clone()?)
+            .stderr(l)
+            .spawn()
+            .with_context(|| format!("starting the agent of node {}", node.name))?;
+        pids.push((node.name.clone(), child.id()));
+    }
+    let text: String = pids.iter().map(|(_, pid)| format!("{pid}\n")).collect();
+    std::fs::write(pids_path(lab.prefix()), text)?;
+    Ok(pids)
+}
+
+/// The lab's nodes must be the cluster's Nodes for agents: an agent enforces for the pods whose nodeName is its node.
+#[cfg(feature = "agent")]
+fn check_agent_nodes(cluster: &Cluster, lab: &Lab) -> Result<()> {
+    let names: Vec<String> = lab.nodes().iter().map(|n| n.name.clone()).collect();
+    let mut cluster_nodes: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    cluster_nodes.sort();
+    if !lab.is_multi_node() || cluster_nodes != names {
+        return Err(anyhow!(
+            "--agent needs a multi-node lab made of the cluster's Nodes (--nodes N with exactly N Node objects, and \
+             the pods' spec.nodeName): an agent enforces for the pods whose nodeName is its node"
+        ));
+    }
+    Ok(())
 }
 
 /// The lab's nodes for `lab up --nodes N` on `cluster`: one node (`node`) for `N` ≤ 1; the cluster's Nodes, by
@@ -289,6 +387,16 @@ pub fn up_nodes(cluster: &Cluster, prefix: &str, nodes: Option<usize>, extra: Ve
 
 /// `lab down`: removes every namespace of the lab (see [`Lab::down`]) and the snapshots of its rulesets.
 pub fn down(prefix: &str) -> Result<usize> {
+    // The lab's processes outside its namespaces (its API server, agents in the host's namespace) first.
+    if let Ok(text) = std::fs::read_to_string(pids_path(prefix)) {
+        let pids: Vec<&str> = text.split_whitespace().collect();
+        if !pids.is_empty() {
+            let mut argv = vec!["kill", "-TERM"];
+            argv.extend(pids.iter().copied());
+            let _ = System.run(&argv, None);
+        }
+        let _ = std::fs::remove_file(pids_path(prefix));
+    }
     let n = Lab::down(&System, prefix)?;
     if let Ok(dir) = std::fs::read_dir(netpol_lab::lab::STATE_DIR) {
         for entry in dir.flatten() {

@@ -255,6 +255,20 @@ enum LabAction {
         #[cfg(feature = "agent")]
         #[arg(long, requires = "nodes")]
         agent: bool,
+        /// With --agent: serve the cluster from an API server of the lab's (netpol's fake one, which takes kubectl's
+        /// writes), write its kubeconfig here, and have the agents watch it instead of reading the files.
+        #[cfg(feature = "agent")]
+        #[arg(long, value_name = "FILE", requires = "agent")]
+        kubeconfig_out: Option<std::path::PathBuf>,
+    },
+    /// The lab's API server (started by `lab up --agent --kubeconfig-out`).
+    #[cfg(feature = "agent")]
+    #[command(hide = true)]
+    Api {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        #[arg(long, value_name = "FILE")]
+        kubeconfig_out: std::path::PathBuf,
     },
     /// Re-apply after the manifests changed: pods added/removed, ruleset replaced in one transaction.
     Apply {
@@ -1163,12 +1177,18 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
         Cmd::Lab { action } => {
             lab_cmd::check_privileges()?;
             match action {
+                #[cfg(feature = "agent")]
+                LabAction::Api { files, kubeconfig_out } => {
+                    lab_cmd::serve_api(&files, &kubeconfig_out)?;
+                }
                 LabAction::Up {
                     files,
                     prefix,
                     nodes,
                     #[cfg(feature = "agent")]
                     agent,
+                    #[cfg(feature = "agent")]
+                    kubeconfig_out,
                 } => {
                     let inp = match load(&files, strict)? {
                         Ok(i) => i,
@@ -1178,8 +1198,16 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                     let (lab, _) = lab_cmd::up_nodes(inp.engine.cluster(), &prefix, nodes, Vec::new())?;
                     #[cfg(feature = "agent")]
                     if agent {
-                        for (node, pid) in lab_cmd::start_agents(inp.engine.cluster(), &lab, &files)? {
-                            println!("agent of node {node} started (pid {pid})");
+                        let started = match &kubeconfig_out {
+                            Some(k) => lab_cmd::start_live_agents(inp.engine.cluster(), &lab, &files, k)?,
+                            None => lab_cmd::start_agents(inp.engine.cluster(), &lab, &files)?,
+                        };
+                        for (node, pid) in started {
+                            if node == "api" {
+                                println!("API server started (pid {pid})");
+                            } else {
+                                println!("agent of node {node} started (pid {pid})");
+                            }
                         }
                     }
                     let pods = lab.pods().count();
