@@ -400,7 +400,9 @@ pub fn down(prefix: &str) -> Result<usize> {
     let n = Lab::down(&System, prefix)?;
     if let Ok(dir) = std::fs::read_dir(netpol_lab::lab::STATE_DIR) {
         for entry in dir.flatten() {
-            if entry.file_name().to_str().is_some_and(|name| is_snapshot_of(prefix, name)) {
+            // Its rulesets' snapshots, and the logs of its API server and agents (`P.api.log`, `P.NODE.agent.log`).
+            let log = |name: &str| name.starts_with(&format!("{prefix}.")) && name.ends_with(".log");
+            if entry.file_name().to_str().is_some_and(|name| is_snapshot_of(prefix, name) || log(name)) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

@@ -891,6 +891,14 @@ status: {podIP: 10.92.0.2}
     }
     let o = Command::new(exe).args(["lab", "down", "--prefix", &p]).output().unwrap();
     assert!(o.status.success());
+    // Nothing of the lab is left: no log, no pid file.
+    let left: Vec<String> = std::fs::read_dir(netpol_lab::lab::STATE_DIR)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{p}.")))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     std::thread::sleep(Duration::from_millis(300));
     for pid in pids {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
