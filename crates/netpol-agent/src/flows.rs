@@ -6,7 +6,9 @@
 //!
 //! Both formats are what `netpol flows replay` and `netpol generate` read (tested by reading them back).
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -72,12 +74,11 @@ pub fn now_rfc3339() -> String {
 }
 
 /// The engine's verdict of the flow on this node's sides (the egress of a local source, the ingress of a local
-/// destination), and the explanation; `None` when the flow is not judged here (no local side, no port).
-pub fn engine_verdict(engine: &Engine, node: &str, r: &FlowRecord) -> Option<(bool, String)> {
+/// destination: `local`, the node's pod addresses), and the explanation; `None` when the flow is not judged here (no local side, no port).
+pub fn engine_verdict(engine: &Engine, local: &BTreeSet<IpAddr>, r: &FlowRecord) -> Option<(bool, String)> {
     let proto = Protocol::parse_loose(&r.protocol).filter(|p| p.has_ports())?;
     let port = r.port?;
     let (src_ip, dst_ip) = (r.src.parse().ok()?, r.dst.parse().ok()?);
-    let local = netpol_nft::ruleset::node_pod_addresses(engine, node);
     let (src_local, dst_local) = (local.contains(&src_ip), local.contains(&dst_ip));
     if !src_local && !dst_local {
         return None;
@@ -139,6 +140,7 @@ fn policies_of(comment: &str) -> Option<(&str, Vec<(String, String)>)> {
 pub fn line(
     r: &FlowRecord,
     engine: Option<&Engine>,
+    local: &BTreeSet<IpAddr>,
     node: &str,
     format: Format,
     check: Option<&(bool, String)>,
@@ -146,7 +148,6 @@ pub fn line(
     let kernel = kernel_verdict(r);
     let time = now_rfc3339();
     let comments: Vec<&str> = r.allowed_by.iter().map(String::as_str).chain(r.dropped_by.as_deref()).collect();
-    let local = engine.map(|e| netpol_nft::ruleset::node_pod_addresses(e, node)).unwrap_or_default();
     let is_local = |ip: &str| ip.parse().is_ok_and(|a| local.contains(&a));
     match format {
         Format::Netpol => {
@@ -288,12 +289,12 @@ pub fn start(
                 }
             }
             let Some(rec) = parser.feed(&l) else { continue };
-            let engine = programmer.current();
-            let check = if self_check {
-                engine.as_deref().and_then(|e| engine_verdict(e, programmer.node(), &rec))
-            } else {
-                None
-            };
+            // The model last programmed and its node's pod addresses (computed once per program, not per record).
+            let current = programmer.current();
+            let engine = current.as_ref().map(|(e, _)| e.as_ref());
+            let empty = BTreeSet::new();
+            let local = current.as_ref().map_or(&empty, |(_, l)| l.as_ref());
+            let check = if self_check { engine.and_then(|e| engine_verdict(e, local, &rec)) } else { None };
             if let Some((allowed, explanation)) = &check {
                 let kernel = kernel_verdict(&rec);
                 let m = &programmer.metrics;
@@ -310,7 +311,7 @@ pub fn start(
                     );
                 }
             }
-            let text = line(&rec, engine.as_deref(), programmer.node(), format, check.as_ref());
+            let text = line(&rec, engine, local, programmer.node(), format, check.as_ref());
             if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
                 break;
             }
@@ -338,11 +339,13 @@ mod tests {
         let rec: Vec<FlowRecord> = lines.iter().filter_map(|l| p.feed(l)).collect();
         assert_eq!(rec.len(), 1);
         assert_eq!(rec[0].dropped_by.as_deref(), Some("np-drop:ingress n/b-from-c"));
-        let v: Value = serde_json::from_str(&line(&rec[0], None, "n1", Format::Netpol, None)).unwrap();
+        let v: Value =
+            serde_json::from_str(&line(&rec[0], None, &BTreeSet::new(), "n1", Format::Netpol, None)).unwrap();
         assert_eq!(v["policies"], json!(["n/b-from-c"]));
         assert_eq!(v["rules"], json!(["np-drop:ingress n/b-from-c"]));
         assert_eq!(v["verdict"], "denied");
-        let h: Value = serde_json::from_str(&line(&rec[0], None, "n1", Format::Hubble, None)).unwrap();
+        let h: Value =
+            serde_json::from_str(&line(&rec[0], None, &BTreeSet::new(), "n1", Format::Hubble, None)).unwrap();
         assert_eq!(h["flow"]["verdict"], "DROPPED");
         assert_eq!(
             h["flow"]["ingress_denied_by"],

@@ -185,6 +185,9 @@ impl Metrics {
     }
 }
 
+/// A programmed model and the addresses of its node's pods.
+pub type Current = (Arc<Engine>, Arc<std::collections::BTreeSet<std::net::IpAddr>>);
+
 /// What one program did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Programmed {
@@ -207,8 +210,9 @@ pub struct Programmer {
     last: Mutex<Option<netpol_nft::ruleset::Snapshot>>,
     /// Why the node's same-node pod traffic is not enforced, when it is not ([`bridge_bypass`]).
     bypass: Mutex<Option<String>>,
-    /// The model last programmed (what the flow log names pods by and the self-check asks).
-    current: Mutex<Option<Arc<Engine>>>,
+    /// The model last programmed (what the flow log names pods by and the self-check asks), with its node's pod
+    /// addresses.
+    current: Mutex<Option<Current>>,
     pub metrics: Metrics,
 }
 
@@ -248,12 +252,13 @@ impl Programmer {
     /// Programs `engine` ([`Programmer::program`]) and keeps it as the current model.
     pub fn program_shared(&self, engine: Arc<Engine>) -> Result<Programmed, ApplyError> {
         let r = self.program(&engine);
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+        let local = Arc::new(netpol_nft::ruleset::node_pod_addresses(&engine, &self.node));
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((engine, local));
         r
     }
 
-    /// The model last given to [`Programmer::program_shared`].
-    pub fn current(&self) -> Option<Arc<Engine>> {
+    /// The model last given to [`Programmer::program_shared`], and its node's pod addresses.
+    pub fn current(&self) -> Option<Current> {
         self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
