@@ -130,9 +130,6 @@ pub fn start_agents(cluster: &Cluster, lab: &Lab, files: &[String]) -> Result<Ve
     }
     let mut started = Vec::new();
     for node in lab.nodes() {
-        let log_path =
-            std::path::Path::new(netpol_lab::lab::STATE_DIR).join(format!("{}.{}.agent.log", lab.prefix(), node.name));
-        let log = std::fs::File::create(&log_path).with_context(|| format!("cannot write `{}`", log_path.display()))?;
         let mut cmd = std::process::Command::new("ip");
         cmd.args(["netns", "exec", &node.netns]).arg(&exe).args([
             "agent",
@@ -144,15 +141,26 @@ pub fn start_agents(cluster: &Cluster, lab: &Lab, files: &[String]) -> Result<Ve
         for f in &abs {
             cmd.args(["-f", f]);
         }
-        let child = cmd
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting the agent of node {}", node.name))?;
-        started.push((node.name.clone(), child.id()));
+        started.push((node.name.clone(), spawn_logged(cmd, lab.prefix(), &format!("{}.agent", node.name))?));
     }
     Ok(started)
+}
+
+/// Starts `cmd` detached from the terminal, its output to the lab's log `/run/netpol-lab/<prefix>.<name>.log`
+/// (which [`down`] removes); its pid.
+#[cfg(feature = "agent")]
+fn spawn_logged(mut cmd: std::process::Command, prefix: &str, name: &str) -> Result<u32> {
+    let dir = std::path::Path::new(netpol_lab::lab::STATE_DIR);
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{prefix}.{name}.log"));
+    let log = std::fs::File::create(&path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {name} (see {})", path.display()))?;
+    Ok(child.id())
 }
 
 /// The file of the lab's long-lived processes outside its namespaces (its API server, agents in the host's
@@ -198,26 +206,14 @@ pub fn start_live_agents(
     check_agent_nodes(cluster, lab)?;
     let exe = std::env::current_exe().context("locating the netpol binary")?;
     let dir = std::path::Path::new(netpol_lab::lab::STATE_DIR);
-    std::fs::create_dir_all(dir)?;
     let _ = std::fs::remove_file(kubeconfig_out);
-    let log = |name: &str| -> Result<std::fs::File> {
-        let path = dir.join(format!("{}.{name}.log", lab.prefix()));
-        std::fs::File::create(&path).with_context(|| format!("cannot write `{}`", path.display()))
-    };
     let mut pids = Vec::new();
-    let api_log = log("api")?;
     let mut api = std::process::Command::new(&exe);
     api.args(["lab", "api", "--kubeconfig-out"]).arg(kubeconfig_out);
     for f in files {
         api.args(["-f", f]);
     }
-    let child = api
-        .stdin(std::process::Stdio::null())
-        .stdout(api_log.try_clone()?)
-        .stderr(api_log)
-        .spawn()
-        .context("starting the lab's API server")?;
-    pids.push(("api".to_string(), child.id()));
+    pids.push(("api".to_string(), spawn_logged(api, lab.prefix(), "api")?));
     let t = std::time::Instant::now();
     while !kubeconfig_out.exists() {
         if t.elapsed() > Duration::from_secs(30) {
@@ -229,16 +225,10 @@ pub fn start_live_agents(
         std::thread::sleep(Duration::from_millis(20));
     }
     for node in lab.nodes() {
-        let l = log(&format!("{}.agent", node.name))?;
-        let child = std::process::Command::new(&exe)
-            .args(["agent", "--node", &node.name, "--netns", &node.netns, "--pod-interface", "v*", "--kubeconfig"])
-            .arg(kubeconfig_out)
-            .stdin(std::process::Stdio::null())
-            .stdout(l.try_clone()?)
-            .stderr(l)
-            .spawn()
-            .with_context(|| format!("starting the agent of node {}", node.name))?;
-        pids.push((node.name.clone(), child.id()));
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["agent", "--node", &node.name, "--netns", &node.netns, "--pod-interface", "v*", "--kubeconfig"])
+            .arg(kubeconfig_out);
+        pids.push((node.name.clone(), spawn_logged(cmd, lab.prefix(), &format!("{}.agent", node.name))?));
     }
     let text: String = pids.iter().map(|(_, pid)| format!("{pid}\n")).collect();
     std::fs::write(pids_path(lab.prefix()), text)?;
