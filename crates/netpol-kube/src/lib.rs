@@ -2054,6 +2054,8 @@ pub struct Update {
     pub diagnostics: Vec<Diagnostic>,
     /// The resourceVersions the engine reflects: `pods=…,networkpolicies=…,namespaces=…,nodes=…,…`.
     pub resource_versions: String,
+    /// When the batch's first event was received from its watch (what "from the API event" latencies count from).
+    pub received: Option<Instant>,
 }
 
 /// Where [`run`] publishes models: `netpol serve`'s state implements it.
@@ -2175,6 +2177,18 @@ pub async fn run_with_cni(
     metrics: Arc<LiveMetrics>,
     cni: Option<netpol_core::cni::Cni>,
 ) {
+    run_with_window(sink, client, metrics, cni, BATCH_WINDOW).await
+}
+
+/// [`run_with_cni`], a batch being whatever arrives within `window` of its first event (events that queued while
+/// the previous batch was applied are all taken at once, whatever the window).
+pub async fn run_with_window(
+    sink: impl Publish,
+    client: Client,
+    metrics: Arc<LiveMetrics>,
+    cni: Option<netpol_core::cni::Cni>,
+    window: Duration,
+) {
     loop {
         let apis = discover_apis(&client).await;
         if let Some(api) = apis.calico {
@@ -2186,7 +2200,7 @@ pub async fn run_with_cni(
         let (tx, mut rx) = mpsc::channel(4096);
         let tasks = Kind::ALL.map(|kind| spawn_watch(&client, kind, apis, &tx, &metrics));
         drop(tx);
-        let result = apply_events(&sink, &mut rx, &metrics, cni).await;
+        let result = apply_events(&sink, &mut rx, &metrics, cni, window).await;
         for t in &tasks {
             t.abort();
         }
@@ -2346,6 +2360,7 @@ impl Applier {
                 d
             },
             resource_versions: versions.clone(),
+            received: None,
         });
         Some(Applied { update, versions, changes: n, stats, unchanged: batch.unchanged, seconds })
     }
@@ -2357,11 +2372,13 @@ async fn apply_events(
     rx: &mut mpsc::Receiver<(Kind, Event)>,
     metrics: &Arc<LiveMetrics>,
     cni: Option<netpol_core::cni::Cni>,
+    window: Duration,
 ) -> anyhow::Result<()> {
     let mut applier = Applier { cni, ..Applier::default() };
     while let Some(first) = rx.recv().await {
+        let received = Instant::now();
         let mut events = vec![first];
-        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        let deadline = tokio::time::Instant::now() + window;
         while events.len() < MAX_BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(ev)) => events.push(ev),
@@ -2378,7 +2395,7 @@ async fn apply_events(
         let Some(a) = applied else { continue };
         match a.update {
             Some(update) => {
-                let revision = sink.publish(update);
+                let revision = sink.publish(Update { received: Some(received), ..update });
                 metrics.synced.store(true, Ordering::Relaxed);
                 tracing::info!(
                     revision,

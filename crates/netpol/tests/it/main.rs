@@ -5,6 +5,8 @@
 
 #[cfg(all(feature = "lab", feature = "agent"))]
 mod agent;
+#[cfg(all(feature = "lab", feature = "agent"))]
+mod agent_lab;
 mod antrea_conformance;
 #[cfg(feature = "lab")]
 mod antrea_dataplane;
