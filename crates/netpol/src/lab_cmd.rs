@@ -204,7 +204,9 @@ pub fn serve_api(files: &[String], kubeconfig_out: &std::path::Path) -> Result<(
     })?;
     let server = netpol_fakeapi::FakeApiServer::start().context("starting the API server")?;
     let mut left_out = 0;
-    for o in crate::flows_cmd::objects_of_paths(files)? {
+    let objects = crate::flows_cmd::objects_of_paths(files)?;
+    install_apis(&server, objects.iter().map(|o| &o.value));
+    for o in objects {
         if server.try_put(o.value).is_err() {
             left_out += 1;
         }
@@ -230,6 +232,7 @@ pub fn serve_api(files: &[String], kubeconfig_out: &std::path::Path) -> Result<(
                 }
                 _ = reload.recv() => match crate::flows_cmd::objects_of_paths(files) {
                     Ok(objects) => {
+                        install_apis(&server, objects.iter().map(|o| &o.value));
                         let (put, deleted, refused) = server.replace_all(objects.into_iter().map(|o| o.value).collect());
                         eprintln!(
                             "SIGHUP: files read again: {put} object(s) put, {deleted} deleted, {refused} left out \
@@ -242,6 +245,32 @@ pub fn serve_api(files: &[String], kubeconfig_out: &std::path::Path) -> Result<(
             }
         }
     })
+}
+
+/// Installs on the lab's API server the optional APIs the objects need (as a cluster has the CRDs of its CNI):
+/// Calico's (its API server when an object is `projectcalico.org/v3`, else its CRDs), Cilium's and Antrea's. An
+/// API once installed stays.
+#[cfg(feature = "agent")]
+fn install_apis<'a>(server: &netpol_fakeapi::FakeApiServer, objects: impl Iterator<Item = &'a serde_json::Value>) {
+    let (mut calico_v3, mut calico_crd, mut cilium, mut antrea) = (false, false, false, false);
+    for o in objects {
+        let v = o["apiVersion"].as_str().unwrap_or("");
+        calico_v3 |= v.starts_with("projectcalico.org/");
+        calico_crd |= v.starts_with("crd.projectcalico.org/");
+        cilium |= v.starts_with("cilium.io/");
+        antrea |= v.ends_with("antrea.io/v1beta1") || v.starts_with("crd.antrea.io/");
+    }
+    if calico_v3 {
+        server.set_calico(netpol_fakeapi::Calico::ApiServer);
+    } else if calico_crd && !server.served_kinds().iter().any(|k| k.api_version().starts_with("crd.projectcalico")) {
+        server.set_calico(netpol_fakeapi::Calico::Crds);
+    }
+    if cilium {
+        server.set_cilium(true);
+    }
+    if antrea {
+        server.set_antrea(true);
+    }
 }
 
 /// `lab up --agent --kubeconfig-out FILE`: the lab's API server (a process of its own, serving `files`) and one

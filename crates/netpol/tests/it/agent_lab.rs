@@ -35,20 +35,22 @@ impl Drop for Child {
 }
 
 /// A running multi-node lab with its API server and agents, removed when dropped.
-struct LiveLab {
-    prefix: String,
+pub(crate) struct LiveLab {
+    pub(crate) prefix: String,
+    /// The manifests the lab's API server serves (read again on SIGHUP).
+    pub(crate) file: std::path::PathBuf,
     kubeconfig: std::path::PathBuf,
     server: String,
-    api_pid: u32,
+    pub(crate) api_pid: u32,
     /// (node, pid, metrics address) of each agent, in node order.
-    agents: Vec<(String, u32, SocketAddr)>,
-    lab: netpol_lab::lab::Lab,
+    pub(crate) agents: Vec<(String, u32, SocketAddr)>,
+    pub(crate) lab: netpol_lab::lab::Lab,
     _dir: tempfile::TempDir,
     _guard: LabGuard,
 }
 
 impl LiveLab {
-    fn up(tag: &str, cluster: &str, nodes: usize) -> LiveLab {
+    pub(crate) fn up(tag: &str, cluster: &str, nodes: usize) -> LiveLab {
         let prefix = prefix(tag);
         let guard = LabGuard(prefix.clone());
         let dir = crate::common::tempdir();
@@ -82,7 +84,7 @@ impl LiveLab {
             serde_yaml_ng::from_str(&std::fs::read_to_string(&kubeconfig).unwrap()).unwrap();
         let server = config["clusters"][0]["cluster"]["server"].as_str().unwrap().trim_start_matches("http://").into();
         let lab = netpol_lab::lab::Lab::attach(&netpol_nft::apply::System, &prefix).unwrap().unwrap();
-        let live = LiveLab { prefix, kubeconfig, server, api_pid, agents, lab, _dir: dir, _guard: guard };
+        let live = LiveLab { prefix, file, kubeconfig, server, api_pid, agents, lab, _dir: dir, _guard: guard };
         for (node, _, addr) in &live.agents {
             wait(&format!("agent of {node} ready"), Duration::from_secs(30), || {
                 get(*addr, "/healthz").is_some_and(|(code, _)| code == 200)
@@ -95,25 +97,25 @@ impl LiveLab {
         self.lab.pod_netns(pod).unwrap().to_string()
     }
 
-    fn node_netns(&self, node: &str) -> String {
+    pub(crate) fn node_netns(&self, node: &str) -> String {
         self.lab.nodes().iter().find(|n| n.name == node).unwrap().netns.clone()
     }
 
     /// One request to the lab's API server: (status, body as JSON or null).
-    fn api(&self, method: &str, path: &str, content_type: &str, body: &str) -> (u16, serde_json::Value) {
+    pub(crate) fn api(&self, method: &str, path: &str, content_type: &str, body: &str) -> (u16, serde_json::Value) {
         let (code, text) = http(self.server.parse().unwrap(), method, path, content_type, body);
         (code, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
     }
 
     /// A write that must succeed; its resourceVersion.
-    fn write(&self, method: &str, path: &str, content_type: &str, body: &str) -> u64 {
+    pub(crate) fn write(&self, method: &str, path: &str, content_type: &str, body: &str) -> u64 {
         let (code, v) = self.api(method, path, content_type, body);
         assert!((200..300).contains(&code), "{method} {path}: {code} {v}");
         v["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
     }
 
     /// Waits until every agent's kernel reflects revision `rv` (`netpol_agent_synced_resource_version`).
-    fn wait_synced(&self, rv: u64) {
+    pub(crate) fn wait_synced(&self, rv: u64) {
         for (node, _, addr) in &self.agents {
             self.wait_agent_synced(node, *addr, rv);
         }
@@ -137,7 +139,7 @@ impl LiveLab {
     }
 }
 
-fn wait(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+pub(crate) fn wait(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
     let t = Instant::now();
     while !check() {
         assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
@@ -229,7 +231,7 @@ fn ingress_policy(name: &str, to: &str, from: &str) -> String {
 
 const NP: &str = "/apis/networking.k8s.io/v1/namespaces/n/networkpolicies";
 const PODS: &str = "/api/v1/namespaces/n/pods";
-const JSON: &str = "application/json";
+pub(crate) const JSON: &str = "application/json";
 
 /// Namespace n, Nodes n1 and n2, and `pods` (name, node, address, app).
 fn cluster(pods: &[(&str, &str, &str, &str)], extra: &str) -> String {

@@ -33,6 +33,8 @@ mod lint;
 mod live;
 #[cfg(feature = "lab")]
 mod multinode;
+#[cfg(all(feature = "lab", feature = "agent"))]
+mod multinode_conformance;
 #[cfg(feature = "server")]
 mod serve;
 mod staged;
