@@ -308,6 +308,9 @@ pub struct Programmer {
     opened: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
     /// How long the live source collects events after the first of a batch ([`Programmer::with_batch_window`]).
     batch_window: std::time::Duration,
+    /// The sysfs and procfs roots [`bridge_bypass`] looks at (`None`: not looked at, when another namespace is
+    /// programmed).
+    bridge_roots: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub metrics: Metrics,
 }
 
@@ -319,6 +322,7 @@ impl Programmer {
             // Isolated pods may not send their own tunnels past the checks.
             options: NodeOptions { block_pod_encapsulation: true, ..NodeOptions::default() },
             runner,
+            bridge_roots: netns.is_none().then(|| ("/sys".into(), "/proc".into())),
             netns,
             last: Mutex::new(None),
             bypass: Mutex::new(None),
@@ -331,9 +335,10 @@ impl Programmer {
 
     /// Records whether same-node pod traffic bypasses netfilter ([`bridge_bypass`]): readiness is false, and the
     /// reason is logged (once per change) and served by `/healthz`, while it does.
-    pub fn set_bypass(&self, reason: Option<String>) {
+    pub fn set_bypass(&self, reason: Option<String>) -> bool {
         let mut b = self.bypass.lock().unwrap_or_else(|e| e.into_inner());
-        if *b != reason {
+        let changed = *b != reason;
+        if changed {
             match &reason {
                 Some(r) => tracing::error!(node = %self.node, "not enforcing same-node pod traffic: {r}"),
                 None if b.is_some() => {
@@ -344,6 +349,7 @@ impl Programmer {
         }
         self.metrics.bridge_bypass.store(u64::from(reason.is_some()), Ordering::Relaxed);
         *b = reason;
+        changed
     }
 
     /// Programs `engine` ([`Programmer::program`]) and keeps it as the current model. `received`: when the watch
@@ -387,10 +393,15 @@ impl Programmer {
     /// Why same-node pod traffic bypasses netfilter where this agent programs ([`bridge_bypass`] on its own
     /// namespace's `/sys` and `/proc`); not looked at when it programs another namespace.
     pub fn check_bridges(&self) -> Option<String> {
-        if self.netns.is_some() {
-            return None;
-        }
-        bridge_bypass(std::path::Path::new("/sys"), std::path::Path::new("/proc"))
+        let (sys, proc) = self.bridge_roots.as_ref()?;
+        bridge_bypass(sys, proc)
+    }
+
+    /// Looks for bridges that bypass netfilter under these sysfs and procfs roots instead (a node's, mounted
+    /// elsewhere; tests).
+    pub fn with_bridge_roots(mut self, sys: std::path::PathBuf, proc: std::path::PathBuf) -> Programmer {
+        self.bridge_roots = Some((sys, proc));
+        self
     }
 
     pub fn mode(&self) -> Mode {
@@ -642,7 +653,12 @@ pub fn parse_conntrack(line: &str) -> Option<TrackedConn> {
 struct Sink {
     programmer: Arc<Programmer>,
     revision: AtomicU64,
+    /// Where the agent reports what an operator must see on its Node (an Event).
+    client: netpol_kube::Client,
 }
+
+/// The reason of the Warning Event on a Node whose same-node pod traffic bypasses netfilter.
+pub const BYPASS_REASON: &str = "PodTrafficBypassesNetfilter";
 
 /// The highest resourceVersion in the live source's `kind=N,kind=N` list.
 fn highest_resource_version(versions: &str) -> u64 {
@@ -651,7 +667,21 @@ fn highest_resource_version(versions: &str) -> u64 {
 
 impl netpol_kube::Publish for Sink {
     fn publish(&self, update: netpol_kube::Update) -> u64 {
-        self.programmer.set_bypass(self.programmer.check_bridges());
+        let bypass = self.programmer.check_bridges();
+        if self.programmer.set_bypass(bypass.clone()) {
+            if let Some(reason) = bypass {
+                // A Warning Event on the Node (kubectl describe node), besides the log line and readiness.
+                let (client, node) = (self.client.clone(), self.programmer.node.clone());
+                tokio::spawn(async move {
+                    let message = format!("netpol-agent does not enforce policies between pods of this node: {reason}");
+                    if let Err(e) =
+                        netpol_kube::node_warning(&client, &node, "netpol-agent", BYPASS_REASON, &message).await
+                    {
+                        tracing::warn!(%node, "cannot report the Event on the Node: {e}");
+                    }
+                });
+            }
+        }
         match self.programmer.program_shared(Arc::new(update.engine), update.received) {
             Ok(_) => self.advance(update.resource_versions),
             // The last ruleset stays in place; the next model tries again.
@@ -676,7 +706,7 @@ pub async fn run_live(
     let (client, server) = source.client().await?;
     tracing::info!(node = %programmer.node, %server, mode = programmer.mode.as_str(), "watching the cluster");
     let window = programmer.batch_window;
-    let sink = Sink { programmer, revision: AtomicU64::new(0) };
+    let sink = Sink { programmer, revision: AtomicU64::new(0), client: client.clone() };
     netpol_kube::run_with_window(sink, client, live, cni, window).await;
     Ok(())
 }
@@ -906,6 +936,46 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         assert_eq!(highest_resource_version("pods=12,networkpolicies=15,namespaces=3"), 15);
         assert_eq!(highest_resource_version(""), 0);
         assert_eq!(highest_resource_version("pods=x,nodes=4"), 4);
+    }
+
+    /// A node whose bridge bypasses netfilter: the agent watching a cluster reports a Warning Event on its Node
+    /// (what `kubectl describe node` shows), besides readiness false.
+    #[test]
+    fn a_bridged_node_gets_a_warning_event() {
+        let dir = std::env::temp_dir().join(format!("netpol-agent-event-{}", std::process::id()));
+        let (sys, proc) = (dir.join("sys"), dir.join("proc"));
+        std::fs::create_dir_all(sys.join("class/net/cni0/brif/veth1")).unwrap();
+        let server = netpol_fakeapi::FakeApiServer::start().unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        server.put(serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}));
+        let p = Arc::new(
+            Programmer::new("n1", Mode::Enforce, Box::new(Record::default()), None).with_bridge_roots(sys, proc),
+        );
+        let source = netpol_kube::Source::Kubeconfig { paths: vec![kubeconfig], context: None };
+        let pr = p.clone();
+        std::thread::spawn(move || {
+            let _ = run_live_blocking(&source, pr, None, None);
+        });
+        let name = format!("n1.netpol.{}", BYPASS_REASON.to_ascii_lowercase());
+        let t = Instant::now();
+        let event = loop {
+            if let Some(e) = server.get("Event", Some("default"), &name) {
+                break e;
+            }
+            assert!(t.elapsed() < std::time::Duration::from_secs(20), "no Event on the Node");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(event["involvedObject"]["kind"], "Node");
+        assert_eq!(event["involvedObject"]["name"], "n1");
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], BYPASS_REASON);
+        assert_eq!(event["source"]["component"], "netpol-agent");
+        assert_eq!(event["count"], 1);
+        let message = event["message"].as_str().unwrap();
+        assert!(message.contains("bridge cni0 has ports (veth1)"), "{message}");
+        assert!(!p.ready());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

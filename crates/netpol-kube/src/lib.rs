@@ -2058,6 +2058,57 @@ pub struct Update {
     pub received: Option<Instant>,
 }
 
+/// Reports a Warning Event on Node `node` (in namespace `default`, where a node's events live, as the kubelet's),
+/// from `component` on that node: `kubectl describe node NODE` and `kubectl get events` show it. The Event is named
+/// after the node and `reason` (`NODE.netpol.REASON`, lowercased) and replaced when it exists, so a condition that
+/// comes back is one Event whose count grows.
+pub async fn node_warning(
+    client: &Client,
+    node: &str,
+    component: &str,
+    reason: &str,
+    message: &str,
+) -> kube::Result<()> {
+    use k8s_openapi::api::core::v1::{Event as K8sEvent, EventSource, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+    let api: Api<K8sEvent> = Api::namespaced(client.clone(), "default");
+    let name = format!("{node}.netpol.{}", reason.to_ascii_lowercase());
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let existing = api.get_opt(&name).await?;
+    let count = existing.as_ref().and_then(|e| e.count).unwrap_or(0) + 1;
+    let first = existing.as_ref().and_then(|e| e.first_timestamp.clone()).unwrap_or(Time(now));
+    let event = K8sEvent {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some("default".into()),
+            resource_version: existing.as_ref().and_then(|e| e.metadata.resource_version.clone()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.into()),
+            ..ObjectReference::default()
+        },
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        type_: Some("Warning".into()),
+        source: Some(EventSource { component: Some(component.into()), host: Some(node.into()) }),
+        reporting_component: Some(component.into()),
+        reporting_instance: Some(node.into()),
+        first_timestamp: Some(first),
+        last_timestamp: Some(Time(now)),
+        event_time: existing.is_none().then_some(MicroTime(now)),
+        action: Some("Check".into()),
+        count: Some(count),
+        ..K8sEvent::default()
+    };
+    match existing {
+        Some(_) => api.replace(&name, &kube::api::PostParams::default(), &event).await.map(drop),
+        None => api.create(&kube::api::PostParams::default(), &event).await.map(drop),
+    }
+}
+
 /// Where [`run`] publishes models: `netpol serve`'s state implements it.
 pub trait Publish: Send + Sync + 'static {
     /// Publishes `update` as the next model revision (atomically for readers) and returns that revision.
