@@ -304,6 +304,9 @@ pub struct Programmer {
     /// The model last programmed (what the flow log names pods by and the self-check asks), with its node's pod
     /// addresses.
     current: Mutex<Option<Current>>,
+    /// Whether [`Programmer::program_shared`] keeps the model as `current` (for the flow log and the self-check);
+    /// without, a model is freed once programmed (the live source keeps its own copy).
+    keep_model: std::sync::atomic::AtomicBool,
     /// The node's pod addresses in the ruleset the kernel holds.
     opened: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
     /// How long the live source collects events after the first of a batch ([`Programmer::with_batch_window`]).
@@ -327,6 +330,7 @@ impl Programmer {
             last: Mutex::new(None),
             bypass: Mutex::new(None),
             current: Mutex::new(None),
+            keep_model: std::sync::atomic::AtomicBool::new(true),
             opened: Mutex::new(Default::default()),
             batch_window: BATCH_WINDOW,
             metrics: Metrics::default(),
@@ -357,8 +361,19 @@ impl Programmer {
     pub fn program_shared(&self, engine: Arc<Engine>, received: Option<Instant>) -> Result<Programmed, ApplyError> {
         let local = Arc::new(netpol_nft::ruleset::node_pod_addresses(&engine, &self.node));
         let r = self.program_local(&engine, &local, received);
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((engine, local));
+        if self.keep_model.load(Ordering::Relaxed) {
+            *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((engine, local));
+        }
         r
+    }
+
+    /// Whether to keep the last model programmed for [`Programmer::current`] (default: yes). The flow log and the
+    /// self-check read it; an agent without them need not hold a second copy of the model.
+    pub fn keep_model(&self, keep: bool) {
+        self.keep_model.store(keep, Ordering::Relaxed);
+        if !keep {
+            *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 
     /// The model last given to [`Programmer::program_shared`], and its node's pod addresses.
@@ -682,7 +697,7 @@ impl netpol_kube::Publish for Sink {
                 });
             }
         }
-        match self.programmer.program_shared(Arc::new(update.engine), update.received) {
+        match self.programmer.program_shared(update.engine, update.received) {
             Ok(_) => self.advance(update.resource_versions),
             // The last ruleset stays in place; the next model tries again.
             Err(e) => tracing::error!(node = %self.programmer.node, "cannot program the ruleset: {e}"),

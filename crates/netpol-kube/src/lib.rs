@@ -2044,7 +2044,9 @@ impl LiveMetrics {
 
 /// A model the live source publishes: the working engine after a batch of changes.
 pub struct Update {
-    pub engine: Engine,
+    /// The model, shared with the live source: a sink that drops it once used lets the next batch update it in
+    /// place instead of copying it.
+    pub engine: Arc<Engine>,
     /// The staged view of the engine's cluster (as if its Calico staged policies were enforced), compiled with
     /// it when the cluster has staged policies (`netpol_core::staged::staged_engine`), on the applier's thread.
     pub staged: Option<Engine>,
@@ -2285,7 +2287,8 @@ async fn discover_apis(client: &Client) -> Apis {
 #[derive(Default)]
 struct Applier {
     store: Store,
-    engine: Option<Engine>,
+    /// Shared with the last [`Update`]: updated in place (no copy) when the sink no longer holds it.
+    engine: Option<Arc<Engine>>,
     /// The warnings of the last resolution of Cilium's entities and `toServices` on the live cluster.
     ref_warnings: Vec<Diagnostic>,
     /// What admitting and lowering Antrea's objects together on the live cluster says (a policy whose Tier does
@@ -2325,7 +2328,7 @@ impl Applier {
             // Antrea's objects were only decoded: lowered here, on the whole cluster.
             self.antrea_diagnostics = netpol_core::load::relower_antrea(&mut c);
             self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
-            Engine::with_cni(c, cni)
+            Arc::new(Engine::with_cni(c, cni))
         });
         let first_sync = first.is_some();
         let Some(engine) = first.or_else(|| self.engine.take()) else {
@@ -2345,7 +2348,7 @@ impl Applier {
             && !changes.is_empty()
             && changes.iter().all(Change::is_service);
         let stats = if services_only {
-            let stats = engine.update(changes);
+            let stats = Arc::make_mut(engine).update(changes);
             if refs {
                 // The warnings of the resolution on the cluster as it is now (what it lacks may change alone).
                 let mut c = engine.cluster().clone();
@@ -2374,12 +2377,12 @@ impl Applier {
             }
             self.ref_warnings = netpol_core::load::resolve_cilium_refs(&mut c);
             let cni = engine.cni_choice();
-            *engine = Engine::with_cni(c, cni);
+            *engine = Arc::new(Engine::with_cni(c, cni));
             UpdateStats { in_place: 0, recompiled: true, recompile_cause: Some("Cilium policies") }
         } else if changes.is_empty() {
             UpdateStats::default()
         } else {
-            engine.update(changes)
+            Arc::make_mut(engine).update(changes)
         };
         if ref_warnings != self.ref_warnings {
             self.ref_warnings.iter().for_each(log_diagnostic);

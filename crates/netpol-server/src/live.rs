@@ -40,7 +40,12 @@ impl AppState {
 
 impl Publish for AppState {
     fn publish(&self, update: Update) -> u64 {
-        let model = Model::with_staged(update.engine, update.staged, update.compile_seconds, update.diagnostics);
+        let model = Model::with_staged(
+            std::sync::Arc::unwrap_or_clone(update.engine),
+            update.staged,
+            update.compile_seconds,
+            update.diagnostics,
+        );
         model.set_resource_version(update.resource_versions);
         AppState::publish(self, model)
     }

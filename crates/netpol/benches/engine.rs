@@ -954,11 +954,11 @@ fn run_agent_live(size: &str) {
     }
     let revoke = agent_metric(metrics, "netpol_agent_revoke_duration_seconds").unwrap_or(0.0) * 1e3;
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let kib = |key: &str| {
+        let line = status.lines().find(|l| l.starts_with(key));
+        line.and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let (hwm, rss) = (kib("VmHWM:"), kib("VmRSS:"));
     let _ = agent.kill();
     let _ = agent.wait();
     let _ = netpol_nft::apply::ip_batch(&r, None, &format!("netns del {ns}\n"), false);
@@ -968,13 +968,14 @@ fn run_agent_live(size: &str) {
         format!("{lo:.0}–{hi:.0} ms")
     };
     println!(
-        "{size:>5} agent (live), node0 of {nodes}: start to first program {:.0} ms (the program {:.0} ms) | API answer to kernel, 8 changes (a policy isolating node0's pods of a namespace created, a pod relabelled twice, the policy deleted; twice): {} (the agent's own event to kernel {}, program {}) | last revocation pass {revoke:.0} ms | agent peak RSS {:.0} MiB",
+        "{size:>5} agent (live), node0 of {nodes}: start to first program {:.0} ms (the program {:.0} ms) | API answer to kernel, 8 changes (a policy isolating node0's pods of a namespace created, a pod relabelled twice, the policy deleted; twice): {} (the agent's own event to kernel {}, program {}) | last revocation pass {revoke:.0} ms | agent peak RSS {:.0} MiB, RSS at the end {:.0} MiB",
         first.as_secs_f64() * 1e3,
         first_program * 1e3,
         range(&e2e),
         range(&own),
         range(&programs),
         hwm / 1024.0,
+        rss / 1024.0,
     );
 }
 

@@ -942,6 +942,8 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             } else {
                 None
             };
+            // Only the flow log and the self-check read the model once programmed.
+            programmer.keep_model(_tracer.is_some());
             match inputs(files, cluster, kubeconfig_on_cli)? {
                 Inputs::Cluster(source) if once => {
                     let (loaded, from) = live::snapshot_blocking(&source)?;

@@ -74,7 +74,7 @@ pub(crate) fn without_calico() -> Vec<Kind> {
 
 /// How many watches netpol keeps open on `server`: one per kind it serves, but ServiceAccounts only where Calico
 /// is, Services, EndpointSlices and Endpoints only where Cilium is, Calico's CRDs only where its API server is not,
-/// and CiliumCIDRGroups at one version (`v2` where served, else `v2alpha1`).
+/// and CiliumCIDRGroups at one version (`v2` where served, else `v2alpha1`); Events never.
 pub(crate) fn watched_kinds(server: &FakeApiServer) -> usize {
     use netpol_fakeapi::Api;
     let served = server.served_kinds();
@@ -90,6 +90,8 @@ pub(crate) fn watched_kinds(server: &FakeApiServer) -> usize {
             ApiKind::Service => cilium || antrea,
             ApiKind::EndpointSlice | ApiKind::Endpoints => cilium,
             ApiKind::CiliumCidrGroupV2Alpha1 => !cidr_groups_v2,
+            // Written by the node agent, never read.
+            ApiKind::Event => false,
             _ => k.api() != Api::CalicoCrd || !api_server,
         })
         .count()
@@ -155,7 +157,7 @@ impl Publish for Sink {
     fn publish(&self, update: Update) -> u64 {
         let mut p = self.0.lock().unwrap();
         p.revision += 1;
-        p.engine = Some(update.engine);
+        p.engine = Some(std::sync::Arc::unwrap_or_clone(update.engine));
         p.staged = update.staged;
         p.resource_versions = update.resource_versions;
         p.diagnostics = update.diagnostics;

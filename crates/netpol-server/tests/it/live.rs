@@ -130,6 +130,8 @@ fn watched(server: &FakeApiServer) -> Vec<ApiKind> {
         .copied()
         .filter(|k| match k.api() {
             Api::CalicoCrd => !api_server,
+            // Written by the node agent, never read.
+            _ if *k == ApiKind::Event => false,
             _ if *k == ApiKind::Service => cilium || served.iter().any(|k| k.api() == Api::AntreaCrd),
             _ if WITH_CILIUM.contains(k) => cilium,
             _ if *k == ApiKind::CiliumCidrGroupV2Alpha1 => !cidr_groups_v2,
@@ -143,7 +145,7 @@ fn collections() -> Vec<String> {
     ApiKind::ALL
         .iter()
         .filter(|k| matches!(k.api(), Api::BuiltIn | Api::PolicyCrd))
-        .filter(|k| **k != ApiKind::ServiceAccount && !WITH_CILIUM.contains(k))
+        .filter(|k| **k != ApiKind::ServiceAccount && **k != ApiKind::Event && !WITH_CILIUM.contains(k))
         .map(|k| k.path())
         .collect()
 }
