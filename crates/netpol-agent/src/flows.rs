@@ -788,7 +788,7 @@ pub fn start(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -1114,5 +1114,107 @@ spec:
         assert!(judged_here(&local, &r("10.9.9.9", "10.0.0.2")));
         assert!(!judged_here(&local, &r("10.9.9.9", "10.9.9.8")));
         assert!(!judged_here(&local, &FlowRecord { protocol: "ICMP".into(), port: None, ..r("10.0.0.1", "10.0.0.2") }));
+    }
+
+    /// The kinds and tiers of the other dialects: a Cilium object's deny part (its own tier) and allow part share one
+    /// reference and are told apart by what the rule did; a Calico GlobalNetworkPolicy in a Tier of its own. The
+    /// traced rules are the node's ruleset's own (found by their comments).
+    #[test]
+    fn cilium_and_calico_rules_are_named_with_their_kind_and_tier() {
+        let pods = TIERED.split("---\napiVersion: policy").next().unwrap();
+        let yaml = format!(
+            "{pods}---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {{name: guard, namespace: n}}
+spec:
+  endpointSelector: {{matchLabels: {{app: b}}}}
+  ingressDeny: [{{fromEndpoints: [{{matchLabels: {{app: a}}}}]}}]
+  ingress: [{{fromEndpoints: [{{matchLabels: {{app: c}}}}]}}]
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {{name: security}}
+spec: {{order: 100}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {{name: security.no-a-to-c}}
+spec:
+  tier: security
+  order: 1
+  selector: app == 'c'
+  types: [Ingress]
+  ingress: [{{action: Deny, source: {{selector: app == 'a'}}}}, {{action: Pass}}]
+"
+        );
+        let n = Names::new(Arc::new(Engine::new(netpol_core::load::load_str("c.yaml", &yaml).cluster)));
+        let text = netpol_nft::ruleset::generate_for_node(n.engine(), "n1").to_nft();
+        // The rule of `text` with this comment prefix, and the verdict the trace prints for it.
+        let rule = |prefix: &str| -> (String, String) {
+            let r = text
+                .lines()
+                .map(str::trim)
+                .find(|l| l.contains(&format!("comment \"{prefix}")))
+                .unwrap_or_else(|| panic!("{prefix}:\n{text}"))
+                .to_string();
+            let before = r.split(" comment ").next().unwrap();
+            let verdict = before.split_whitespace().skip_while(|w| *w != "counter").skip(1).collect::<Vec<_>>();
+            let verdict = match verdict.as_slice() {
+                [.., "goto", c] => format!("goto {c}"),
+                [.., v] => v.to_string(),
+                [] => "continue".into(),
+            };
+            (r, verdict)
+        };
+        let walk = |rules: &[(String, String)], src: &str, dst: &str| -> Vec<TierStep> {
+            let rules: Vec<(&str, &str, &str)> = rules.iter().map(|(r, v)| ("in_x", r.as_str(), v.as_str())).collect();
+            let accepted = rules.last().is_some_and(|r| r.2 != "drop");
+            tier_walk(&trace("9", src, dst, &rules, accepted)[0], Some(&n))
+        };
+        let deny = rule("np:ciliumnetworkpolicy/n/guard/ingress/0");
+        assert_eq!(deny.1, "drop", "{text}");
+        let steps = walk(&[deny], "10.0.0.1", "10.0.0.2");
+        assert_eq!(steps[0].policies[0].kind.as_deref(), Some("CiliumNetworkPolicy"));
+        assert_eq!(steps[0].field.as_deref(), Some("spec.ingressDeny[0]"));
+        assert_eq!(steps[0].action, "deny");
+        let deny_tier = steps[0].tier.clone().unwrap();
+        assert_eq!(deny_tier, "CiliumDeny");
+        // The allow rule of the same object (same reference and index, another part and tier).
+        let allow = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.contains("comment \"np:ciliumnetworkpolicy/n/guard/ingress/0") && l.contains(" return "))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string();
+        let steps = walk(&[(allow, "return".into())], "10.0.0.3", "10.0.0.2");
+        assert_eq!((steps[0].action.as_str(), steps[0].field.as_deref()), ("allow", Some("spec.ingress[0]")));
+        // The NetworkPolicy tier, by Calico's name for it (the input has Calico objects).
+        assert_eq!(steps[0].tier.as_deref(), Some("default"), "the allow part is in another tier");
+        // Calico: the GlobalNetworkPolicy's deny in its Tier.
+        let gnp = rule("np:gnp/security.no-a-to-c/ingress/0");
+        let steps = walk(&[gnp], "10.0.0.1", "10.0.0.3");
+        assert_eq!(steps[0].tier.as_deref(), Some("security"));
+        assert_eq!(steps[0].policies[0].kind.as_deref(), Some("GlobalNetworkPolicy"));
+        assert_eq!(steps[0].policies[0].display(), "security.no-a-to-c");
+        assert_eq!(steps[0].action, "deny");
+        let h: Value = serde_json::from_str(&line(
+            &trace(
+                "9",
+                "10.0.0.1",
+                "10.0.0.2",
+                &[("in_x", &rule("np:ciliumnetworkpolicy/n/guard/ingress/0").0, "drop")],
+                false,
+            )[0],
+            Some(&n),
+            &local(),
+            "n1",
+            Format::Hubble,
+            None,
+        ))
+        .unwrap();
+        assert_eq!(h["flow"]["ingress_denied_by"][0]["kind"], "CiliumNetworkPolicy");
+        assert_eq!(h["flow"]["ingress_denied_by"][0]["namespace"], "n");
+        assert_eq!(h["flow"]["netpol_tiers"][0]["tier"], deny_tier.as_str());
     }
 }
