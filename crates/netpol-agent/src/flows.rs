@@ -1,8 +1,11 @@
 //! The agent's flow log and self-check: every new connection (and drop) through the node is traced by the kernel
 //! (`netpol_nft::observe`: a table of the agent's, `netpol_trace`, marks `ct state new` packets for `nft monitor
-//! trace`), each trace becomes one record with the rules that decided it on this node, written as JSON Lines in
-//! netpol's neutral flow schema or as Hubble-compatible JSON (`{"flow": {...}}`), and compared with the engine's
-//! verdict of the same flow on this node's sides: a disagreement is counted and logged with both explanations.
+//! trace`), each trace becomes one record with the rules that decided it on this node — the walk of every tier
+//! ([`tier_walk`]: each matched rule's comment and verdict, named through the programmed model's [`Names`]) —,
+//! written as JSON Lines in netpol's neutral flow schema (`tiers`) or as Hubble-compatible JSON (`{"flow": {...}}`,
+//! `*_allowed_by`/`*_denied_by` and `netpol_tiers`), and, for one in N of the flows judged here ([`Sampler`]),
+//! compared with the engine's verdict of the same flow on this node's sides: a disagreement is counted and logged
+//! with both explanations.
 //!
 //! Both formats are what `netpol flows replay` and `netpol generate` read (tested by reading them back).
 
