@@ -682,14 +682,39 @@ pub fn line(
     }
 }
 
-/// `N` of a trace line's `unknown rule handle N`.
-fn unknown_handle(line: &str) -> Option<u64> {
-    let at = line.find("unknown rule handle ")?;
-    line.get(at + 20..)?.split_whitespace().next()?.parse().ok()
+/// The handle of the rule a trace line of the agent's table names: `... # handle N (verdict ...)` (`nft -a monitor
+/// trace`) or `unknown rule handle N`.
+fn traced_handle(line: &str) -> Option<u64> {
+    let mut t = line.split_whitespace();
+    if (t.next(), t.nth(2), t.next()) != (Some("trace"), Some("inet"), Some(netpol_nft::ruleset::TABLE)) {
+        return None;
+    }
+    let at = line.find("unknown rule handle ").map(|i| i + 20).or_else(|| line.rfind(" # handle ").map(|i| i + 10))?;
+    line.get(at..)?.split_whitespace().next()?.parse().ok()
 }
 
-/// The comments of the agent's table's rules, by handle (`nft -a -j list table inet netpol`).
-fn rule_comments(netns: Option<&str>) -> std::collections::HashMap<u64, String> {
+/// A rule of the agent's table as the flow log needs it: its comment, and whether it is an audit rule (it logs with
+/// the prefix `netpol-audit` and accepts: what tells a would-be drop from an allow).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct TableRule {
+    comment: Option<String>,
+    audit: bool,
+}
+
+/// A trace line of the agent's table whose rule is `rule` (handle `h`), as the table holds it now, whatever
+/// `nft monitor trace` printed (`unknown rule handle N`, or the text the handle had in the ruleset the monitor read
+/// when it started): `trace id I inet netpol CHAIN rule handle N [log prefix "netpol-audit " accept] [comment "C"]
+/// (verdict V)`.
+fn renamed(line: &str, h: u64, rule: &TableRule) -> Option<String> {
+    let head: Vec<&str> = line.split_whitespace().take(6).collect();
+    let verdict = line.get(line.rfind("(verdict ")?..)?;
+    let log = if rule.audit { "log prefix \"netpol-audit \" accept " } else { "" };
+    let comment = rule.comment.as_ref().map(|c| format!("comment \"{c}\" ")).unwrap_or_default();
+    Some(format!("{} rule handle {h} {log}{comment}{verdict}", head.join(" ")))
+}
+
+/// The agent's table's rules by handle (`nft -a -j list table inet netpol`).
+fn table_rules(netns: Option<&str>) -> HashMap<u64, TableRule> {
     use netpol_nft::apply::Runner;
     let mut argv: Vec<&str> = Vec::new();
     if let Some(ns) = netns {
@@ -697,14 +722,22 @@ fn rule_comments(netns: Option<&str>) -> std::collections::HashMap<u64, String> 
     }
     argv.extend(["nft", "-a", "-j", "list", "table", "inet", netpol_nft::ruleset::TABLE]);
     let Ok(out) = netpol_nft::apply::System.run(&argv, None) else { return Default::default() };
-    let Ok(v) = serde_json::from_str::<Value>(&out) else { return Default::default() };
+    table_rules_of(&out)
+}
+
+fn table_rules_of(json: &str) -> HashMap<u64, TableRule> {
+    let Ok(v) = serde_json::from_str::<Value>(json) else { return Default::default() };
     v["nftables"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|item| {
             let r = item.get("rule")?;
-            Some((r.get("handle")?.as_u64()?, r.get("comment")?.as_str()?.to_string()))
+            let audit = r.get("expr").and_then(Value::as_array).into_iter().flatten().any(|e| {
+                e.pointer("/log/prefix").and_then(Value::as_str).is_some_and(|p| p.starts_with("netpol-audit "))
+            });
+            let comment = r.get("comment").and_then(Value::as_str).map(str::to_string);
+            Some((r.get("handle")?.as_u64()?, TableRule { comment, audit }))
         })
         .collect()
 }
@@ -719,7 +752,7 @@ pub fn start(
     self_check: Option<u64>,
     mut out: Box<dyn Write + Send>,
 ) -> anyhow::Result<std::process::Child> {
-    let mut child = netpol_nft::apply::spawn_trace_monitor_in(netns.as_deref())?;
+    let mut child = netpol_nft::apply::spawn_trace_monitor_with_handles_in(netns.as_deref())?;
     netpol_nft::apply::nft_apply(&netpol_nft::apply::System, netns.as_deref(), &trace_on_script())?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no output from nft monitor trace"))?;
     std::thread::Builder::new().name("flow-log".into()).spawn(move || {
@@ -729,18 +762,23 @@ pub fn start(
         // the ruleset last programmed (read again when the generation changes).
         let mut names: Option<Names> = None;
         let mut long: (Option<u64>, BTreeMap<String, String>) = (None, BTreeMap::new());
-        // `nft monitor trace` names a rule from the ruleset it read when it started: once the agent has replaced
-        // or changed its table, it prints `unknown rule handle N` instead. Those are named here from the table's
-        // rules by handle, read again when a handle is not known.
-        let mut handles = rule_comments(netns.as_deref());
+        // `nft monitor trace` prints a rule as it was in the ruleset it read when it started: once the agent has
+        // replaced or changed its table, a handle is unknown to it (`unknown rule handle N`) or, the table replaced
+        // whole (its rules numbered from 1 again), names another rule than it did. Every rule of the table is named
+        // here from the table as it is (by the handle `-a` prints), read again when a handle is not known or the
+        // agent programmed since.
+        let mut rules = table_rules(netns.as_deref());
+        let mut rules_generation = programmer.metrics.generation.load(Ordering::Relaxed);
         for l in std::io::BufReader::new(stdout).lines() {
             let Ok(mut l) = l else { break };
-            if let Some(h) = unknown_handle(&l) {
-                if !handles.contains_key(&h) {
-                    handles = rule_comments(netns.as_deref());
+            if let Some(h) = traced_handle(&l) {
+                let generation = programmer.metrics.generation.load(Ordering::Relaxed);
+                if !rules.contains_key(&h) || generation != rules_generation {
+                    rules = table_rules(netns.as_deref());
+                    rules_generation = generation;
                 }
-                if let Some(c) = handles.get(&h) {
-                    l = l.replace(&format!("unknown rule handle {h}"), &format!("rule handle {h} comment \"{c}\""));
+                if let Some(named) = rules.get(&h).and_then(|r| renamed(&l, h, r)) {
+                    l = named;
                 }
             }
             let Some(mut rec) = parser.feed(&l) else { continue };
@@ -835,10 +873,50 @@ mod tests {
         assert_eq!(h["flow"]["l4"]["TCP"]["destination_port"], 8088);
     }
 
+    /// A traced rule is named from the table as it is now, by its handle: an unknown handle, and a handle the
+    /// monitor still knows as another rule (a table replaced whole), in audit mode.
     #[test]
-    fn a_trace_line_of_an_unknown_handle_is_read() {
-        assert_eq!(unknown_handle("trace id 4b inet netpol in_f unknown rule handle 10 (verdict drop)"), Some(10));
-        assert_eq!(unknown_handle("trace id 4b inet netpol in_f rule counter drop (verdict drop)"), None);
+    fn a_traced_rule_is_named_by_its_handle_from_the_table() {
+        assert_eq!(traced_handle("trace id 4b inet netpol in_f unknown rule handle 10 (verdict drop)"), Some(10));
+        assert_eq!(
+            traced_handle("trace id 4b inet netpol in_f rule counter drop comment \"x\" # handle 7 (verdict drop)"),
+            Some(7)
+        );
+        assert_eq!(traced_handle("trace id 4b inet netpol in_f rule counter drop (verdict drop)"), None);
+        assert_eq!(
+            traced_handle("trace id 4b inet netpol_trace pre rule ct state new # handle 2 (verdict continue)"),
+            None
+        );
+        let json = r#"{"nftables": [{"rule": {"family": "inet", "table": "netpol", "chain": "in_c", "handle": 7,
+            "comment": "np:cnp/baseline-deny/ingress/0 peer-0", "expr": [{"counter": {"packets": 1, "bytes": 60}},
+            {"log": {"prefix": "netpol-audit np:cnp/baseline-deny/ingress/0 peer-0 "}}, {"accept": null}]}},
+            {"rule": {"family": "inet", "table": "netpol", "chain": "forward", "handle": 3,
+            "expr": [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@ingress_v4"}}]}}]}"#;
+        let rules = table_rules_of(json);
+        assert_eq!(rules[&3], TableRule { comment: None, audit: false });
+        // The monitor's stale text (the enforce-mode drop that had handle 7) is replaced by the audit rule.
+        let stale = "trace id 6 inet netpol in_c rule ip saddr @s counter packets 0 bytes 0 drop comment \"np:n/old/ingress/0 peer-0\" # handle 7 (verdict accept)";
+        let line = renamed(stale, 7, &rules[&7]).unwrap();
+        assert_eq!(
+            line,
+            "trace id 6 inet netpol in_c rule handle 7 log prefix \"netpol-audit \" accept comment \"np:cnp/baseline-deny/ingress/0 peer-0\" (verdict accept)"
+        );
+        let r = trace(
+            "6",
+            "10.0.0.1",
+            "10.0.0.3",
+            &[(
+                "in_c",
+                "handle 7 log prefix \"netpol-audit \" accept comment \"np:cnp/baseline-deny/ingress/0 peer-0\"",
+                "accept",
+            )],
+            false,
+        );
+        assert_eq!(kernel_verdict(&r[0]), Kernel::WouldDeny);
+        assert_eq!(r[0].matched[0].comment, "np:cnp/baseline-deny/ingress/0 peer-0");
+        // An uncommented rule loses the stale comment.
+        let vmap = renamed("trace id 6 inet netpol forward rule x comment \"np:n/old/ingress/0 peer-0\" # handle 3 (verdict jump in_c)", 3, &rules[&3]).unwrap();
+        assert_eq!(vmap, "trace id 6 inet netpol forward rule handle 3 (verdict jump in_c)");
     }
 
     #[test]

@@ -516,6 +516,47 @@ fn the_flow_log_names_every_tier_and_the_drops_are_counted_per_rule() {
     let reader = netpol_input::flowlog::Reader::new(&l, std::io::Cursor::new(text.clone().into_bytes()), None);
     let records: Vec<_> = reader.collect::<Result<Vec<_>, _>>().unwrap();
     assert!(records.iter().any(|o| o.policies == ["baseline-deny"]), "{text}");
+
+    // Audit mode: the Baseline rule logs and accepts; the flow log says what it would have done, and the would-be
+    // drops are counted apart.
+    let log = dir.path().join("flows-audit.jsonl");
+    let l = log.display().to_string();
+    let mut agent = Command::new("ip")
+        .args(["netns", "exec", &node, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f", &f])
+        .args(["--mode", "audit", "--flow-log", &l, "--metrics-listen", "127.0.0.1:9464"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !log.exists() && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let audited = || {
+        let rs = Command::new("ip").args(["netns", "exec", &node, "nft", "list", "table", "inet", "netpol"]).output();
+        rs.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("netpol-audit"))
+    };
+    while !audited() && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(connect(&ns("n/a"), c_ip, 8088).is_ok(), "audit mode drops nothing");
+    std::thread::sleep(Duration::from_millis(700));
+    let metrics = http_get(&node, 9464, "/metrics");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let series = "netpol_agent_audit_drops_total{policy=\"cnp/baseline-deny\",direction=\"ingress\",rule=\"0\"}";
+    assert!(metric_value(&metrics, series).is_some_and(|v| v >= 1.0), "{metrics}");
+    assert!(!metrics.contains("netpol_agent_drops_total{policy=\"cnp/baseline-deny\""), "{metrics}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let a_c = lines
+        .iter()
+        .find(|v| v["src"]["pod"] == "a" && v["dst"]["pod"] == "c" && v["port"] == 8088)
+        .unwrap_or_else(|| panic!("no a -> c: {text}"));
+    assert_eq!(a_c["audit"], true, "{text}");
+    assert_eq!(steps(a_c), own(&[("Baseline", "baseline-deny", "deny")]), "{text}");
+    assert_eq!(a_c["tiers"][0]["audit"], true, "{text}");
 }
 
 /// `lab up --nodes 2 --agent`: one agent per node, each programming its node's share from the manifests; an edit of
