@@ -713,14 +713,14 @@ fn renamed(line: &str, h: u64, rule: &TableRule) -> Option<String> {
     Some(format!("{} rule handle {h} {log}{comment}{verdict}", head.join(" ")))
 }
 
-/// The agent's table's rules by handle (`nft -a -j list table inet netpol`).
+/// The agent's table's rules by handle (`nft -a -j -t list table inet netpol`: `-t` leaves the sets' elements out).
 fn table_rules(netns: Option<&str>) -> HashMap<u64, TableRule> {
     use netpol_nft::apply::Runner;
     let mut argv: Vec<&str> = Vec::new();
     if let Some(ns) = netns {
         argv.extend(["ip", "netns", "exec", ns]);
     }
-    argv.extend(["nft", "-a", "-j", "list", "table", "inet", netpol_nft::ruleset::TABLE]);
+    argv.extend(["nft", "-a", "-j", "-t", "list", "table", "inet", netpol_nft::ruleset::TABLE]);
     let Ok(out) = netpol_nft::apply::System.run(&argv, None) else { return Default::default() };
     table_rules_of(&out)
 }
