@@ -559,6 +559,21 @@ fn the_flow_log_names_every_tier_and_the_drops_are_counted_per_rule() {
     assert_eq!(a_c["tiers"][0]["audit"], true, "{text}");
 }
 
+/// `--self-check-sample N` goes with `--self-check`, and N is at least 1: anything else is a usage error (exit 2).
+#[test]
+fn the_self_check_sample_needs_the_self_check_and_a_positive_n() {
+    for extra in [&["--self-check-sample", "2"][..], &["--self-check", "--self-check-sample", "0"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_netpol"))
+            .args(["agent", "--node", "node-1", "-f", "cluster.yaml", "--once"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains("--self-check"), "{err}");
+    }
+}
+
 /// `lab up --nodes 2 --agent`: one agent per node, each programming its node's share from the manifests; an edit of
 /// the manifests reaches the kernels through the agents alone (across nodes and on one node), and `lab down` stops
 /// them.
