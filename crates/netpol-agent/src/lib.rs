@@ -74,6 +74,66 @@ pub struct Metrics {
     /// Traced flows compared with the engine ([`flows`]), and those on which the kernel and the engine disagree.
     pub self_checked: AtomicU64,
     pub self_check_disagreements: AtomicU64,
+    /// Microseconds from the watch event that started the last programmed batch to its commit (0: not from a
+    /// watch).
+    pub last_event_to_kernel_micros: AtomicU64,
+    /// Pods of this node with an address in the last model received that the kernel's ruleset does not have yet
+    /// (their traffic is dropped by the fail-closed rule meanwhile): non-zero while a program fails.
+    pub local_pods_unprogrammed: AtomicU64,
+    /// The highest resourceVersion (over the kinds watched: of the objects listed and the events watched) the
+    /// kernel's ruleset reflects: an object written at revision N, or a deletion watched at N, is enforced on this
+    /// node once this is at least N (a deletion found by a relist leaves no revision behind).
+    pub synced_resource_version: AtomicU64,
+    /// For each pod address of this node that a program added (after the first program): seconds from the watch
+    /// event that brought it to the commit that opened it.
+    pub new_pod_delay: Histogram,
+}
+
+/// A Prometheus histogram of seconds, with fixed buckets.
+pub struct Histogram {
+    /// Observations at most [`Histogram::BOUNDS`]`[i]` seconds (not cumulative; summed when written).
+    buckets: [AtomicU64; 11],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram { buckets: Default::default(), count: AtomicU64::new(0), sum_micros: AtomicU64::new(0) }
+    }
+}
+
+impl Histogram {
+    /// Upper bounds of the buckets, in seconds (then `+Inf`).
+    pub const BOUNDS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = Self::BOUNDS.iter().position(|b| secs <= *b) {
+            if let Some(b) = self.buckets.get(i) {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn write(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, b) in Self::BOUNDS.iter().zip(&self.buckets) {
+            cumulative += b.load(Ordering::Relaxed);
+            let _ = writeln!(s, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count();
+        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(s, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(s, "{name}_count {count}");
+    }
 }
 
 fn metric(s: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -178,6 +238,32 @@ impl Metrics {
         );
         metric(
             s,
+            "netpol_agent_event_to_kernel_seconds",
+            "gauge",
+            "Seconds from the watch event that started the last programmed batch to its commit in the kernel.",
+            get(&self.last_event_to_kernel_micros) as f64 / 1e6,
+        );
+        metric(
+            s,
+            "netpol_agent_synced_resource_version",
+            "gauge",
+            "Highest resourceVersion of the watched kinds that the kernel's ruleset reflects.",
+            get(&self.synced_resource_version),
+        );
+        metric(
+            s,
+            "netpol_agent_local_pods_unprogrammed",
+            "gauge",
+            "Pods of this node with an address in the cluster that the kernel's ruleset does not have yet (closed).",
+            get(&self.local_pods_unprogrammed),
+        );
+        self.new_pod_delay.write(
+            s,
+            "netpol_agent_new_pod_delay_seconds",
+            "Seconds a new pod of this node waited, from the watch event with its address to the program that opened it.",
+        );
+        metric(
+            s,
             "netpol_agent_bridge_bypass",
             "gauge",
             "1 when traffic between pods of this node bypasses netfilter (a bridge without br_netfilter).",
@@ -185,6 +271,11 @@ impl Metrics {
         );
     }
 }
+
+/// The agent's default batch window: short, because a change waits for it before it reaches the kernel (`netpol
+/// serve` uses `netpol_kube::BATCH_WINDOW`, 50 ms); bursts are still batched, since whatever queued while the
+/// previous program ran is taken at once.
+pub const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// A programmed model and the addresses of its node's pods.
 pub type Current = (Arc<Engine>, Arc<std::collections::BTreeSet<std::net::IpAddr>>);
@@ -214,6 +305,13 @@ pub struct Programmer {
     /// The model last programmed (what the flow log names pods by and the self-check asks), with its node's pod
     /// addresses.
     current: Mutex<Option<Current>>,
+    /// The node's pod addresses in the ruleset the kernel holds.
+    opened: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
+    /// How long the live source collects events after the first of a batch ([`Programmer::with_batch_window`]).
+    batch_window: std::time::Duration,
+    /// The sysfs and procfs roots [`bridge_bypass`] looks at (`None`: not looked at, when another namespace is
+    /// programmed).
+    bridge_roots: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub metrics: Metrics,
 }
 
@@ -225,19 +323,23 @@ impl Programmer {
             // Isolated pods may not send their own tunnels past the checks.
             options: NodeOptions { block_pod_encapsulation: true, ..NodeOptions::default() },
             runner,
+            bridge_roots: netns.is_none().then(|| ("/sys".into(), "/proc".into())),
             netns,
             last: Mutex::new(None),
             bypass: Mutex::new(None),
             current: Mutex::new(None),
+            opened: Mutex::new(Default::default()),
+            batch_window: BATCH_WINDOW,
             metrics: Metrics::default(),
         }
     }
 
     /// Records whether same-node pod traffic bypasses netfilter ([`bridge_bypass`]): readiness is false, and the
     /// reason is logged (once per change) and served by `/healthz`, while it does.
-    pub fn set_bypass(&self, reason: Option<String>) {
+    pub fn set_bypass(&self, reason: Option<String>) -> bool {
         let mut b = self.bypass.lock().unwrap_or_else(|e| e.into_inner());
-        if *b != reason {
+        let changed = *b != reason;
+        if changed {
             match &reason {
                 Some(r) => tracing::error!(node = %self.node, "not enforcing same-node pod traffic: {r}"),
                 None if b.is_some() => {
@@ -248,12 +350,14 @@ impl Programmer {
         }
         self.metrics.bridge_bypass.store(u64::from(reason.is_some()), Ordering::Relaxed);
         *b = reason;
+        changed
     }
 
-    /// Programs `engine` ([`Programmer::program`]) and keeps it as the current model.
-    pub fn program_shared(&self, engine: Arc<Engine>) -> Result<Programmed, ApplyError> {
-        let r = self.program(&engine);
+    /// Programs `engine` ([`Programmer::program`]) and keeps it as the current model. `received`: when the watch
+    /// event that brought this model arrived (the new-pod delay and event-to-kernel metrics count from it).
+    pub fn program_shared(&self, engine: Arc<Engine>, received: Option<Instant>) -> Result<Programmed, ApplyError> {
         let local = Arc::new(netpol_nft::ruleset::node_pod_addresses(&engine, &self.node));
+        let r = self.program_local(&engine, &local, received);
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((engine, local));
         r
     }
@@ -280,13 +384,25 @@ impl Programmer {
         &self.node
     }
 
+    /// Events arriving within `window` of a batch's first one are programmed together (default
+    /// [`BATCH_WINDOW`]); events that queued while a program ran are always taken together.
+    pub fn with_batch_window(mut self, window: std::time::Duration) -> Programmer {
+        self.batch_window = window;
+        self
+    }
+
     /// Why same-node pod traffic bypasses netfilter where this agent programs ([`bridge_bypass`] on its own
     /// namespace's `/sys` and `/proc`); not looked at when it programs another namespace.
     pub fn check_bridges(&self) -> Option<String> {
-        if self.netns.is_some() {
-            return None;
-        }
-        bridge_bypass(std::path::Path::new("/sys"), std::path::Path::new("/proc"))
+        let (sys, proc) = self.bridge_roots.as_ref()?;
+        bridge_bypass(sys, proc)
+    }
+
+    /// Looks for bridges that bypass netfilter under these sysfs and procfs roots instead (a node's, mounted
+    /// elsewhere; tests).
+    pub fn with_bridge_roots(mut self, sys: std::path::PathBuf, proc: std::path::PathBuf) -> Programmer {
+        self.bridge_roots = Some((sys, proc));
+        self
     }
 
     pub fn mode(&self) -> Mode {
@@ -305,9 +421,19 @@ impl Programmer {
 
     /// Programs `engine`'s policies for this node, unless the kernel already holds them.
     pub fn program(&self, engine: &Engine) -> Result<Programmed, ApplyError> {
+        self.program_local(engine, &netpol_nft::ruleset::node_pod_addresses(engine, &self.node), None)
+    }
+
+    /// [`Programmer::program`], `local` being the addresses of the node's pods in `engine`.
+    fn program_local(
+        &self,
+        engine: &Engine,
+        local: &std::collections::BTreeSet<std::net::IpAddr>,
+        received: Option<Instant>,
+    ) -> Result<Programmed, ApplyError> {
         let t = Instant::now();
         self.metrics.models.fetch_add(1, Ordering::Relaxed);
-        let local = engine
+        let local_pods = engine
             .cluster()
             .pods
             .iter()
@@ -317,7 +443,14 @@ impl Programmer {
         let (rules, elements) = rs.size();
         let snap = rs.snapshot();
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        let unprogrammed = |opened: &std::collections::BTreeSet<std::net::IpAddr>| {
+            local.iter().filter(|a| !opened.contains(a)).count() as u64
+        };
         if last.as_ref() == Some(&snap) {
+            // The kernel's ruleset is this model's: every pod of it is as open as the policies say.
+            opened.clone_from(local);
+            self.metrics.local_pods_unprogrammed.store(0, Ordering::Relaxed);
             return Ok(Programmed::Unchanged);
         }
         // One transaction: the difference from what the kernel holds (sets and maps updated element by element, the
@@ -333,26 +466,42 @@ impl Programmer {
         };
         if let Err(e) = applied {
             self.metrics.program_errors.fetch_add(1, Ordering::Relaxed);
+            self.metrics.local_pods_unprogrammed.store(unprogrammed(&opened), Ordering::Relaxed);
             // The kernel may hold either: the next program replaces the whole table.
             *last = None;
             return Err(e);
         }
+        let first = last.is_none() && self.metrics.generation.load(Ordering::Relaxed) == 0;
         *last = Some(snap);
         let micros = t.elapsed().as_micros() as u64;
         let m = &self.metrics;
+        if let Some(r) = received {
+            let waited = r.elapsed();
+            m.last_event_to_kernel_micros.store(waited.as_micros() as u64, Ordering::Relaxed);
+            // The pods this program opens (not counted at the agent's first program: every pod is new to it then).
+            if !first {
+                for _ in local.iter().filter(|a| !opened.contains(a)) {
+                    m.new_pod_delay.observe(waited);
+                }
+            }
+        }
+        opened.clone_from(local);
+        m.local_pods_unprogrammed.store(0, Ordering::Relaxed);
+        drop(opened);
+        let local_count = local_pods;
         m.generation.fetch_add(1, Ordering::Relaxed);
         m.last_program_micros.store(micros, Ordering::Relaxed);
         m.program_micros_total.fetch_add(micros, Ordering::Relaxed);
         m.rules.store(rules as u64, Ordering::Relaxed);
         m.set_elements.store(elements as u64, Ordering::Relaxed);
-        m.local_pods.store(local as u64, Ordering::Relaxed);
+        m.local_pods.store(local_count as u64, Ordering::Relaxed);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         m.last_success_unix.store(now, Ordering::Relaxed);
-        tracing::info!(node = %self.node, rules, elements, local_pods = local, micros, "programmed");
+        tracing::info!(node = %self.node, rules, elements, local_pods = local_count, micros, "programmed");
         drop(last);
         if self.mode == Mode::Enforce {
             let t = Instant::now();
-            match self.revoke(engine) {
+            match self.revoke_local(engine, local) {
                 Ok(n) => {
                     m.revoked.fetch_add(n as u64, Ordering::Relaxed);
                     if n > 0 {
@@ -381,7 +530,15 @@ impl Programmer {
     /// ingress of a local destination): a connection opened under an older program does not outlive it. Returns
     /// how many were deleted.
     pub fn revoke(&self, engine: &Engine) -> Result<usize, ApplyError> {
-        let local = netpol_nft::ruleset::node_pod_addresses(engine, &self.node);
+        self.revoke_local(engine, &netpol_nft::ruleset::node_pod_addresses(engine, &self.node))
+    }
+
+    /// [`Programmer::revoke`], `local` being the addresses of the node's pods in `engine`.
+    fn revoke_local(
+        &self,
+        engine: &Engine,
+        local: &std::collections::BTreeSet<std::net::IpAddr>,
+    ) -> Result<usize, ApplyError> {
         if local.is_empty() {
             return Ok(0);
         }
@@ -497,19 +654,47 @@ pub fn parse_conntrack(line: &str) -> Option<TrackedConn> {
 struct Sink {
     programmer: Arc<Programmer>,
     revision: AtomicU64,
+    /// Where the agent reports what an operator must see on its Node (an Event).
+    client: netpol_kube::Client,
+}
+
+/// The reason of the Warning Event on a Node whose same-node pod traffic bypasses netfilter.
+pub const BYPASS_REASON: &str = "PodTrafficBypassesNetfilter";
+
+/// The highest resourceVersion in the live source's `kind=N,kind=N` list.
+fn highest_resource_version(versions: &str) -> u64 {
+    versions.split(',').filter_map(|kv| kv.split_once('=')?.1.parse::<u64>().ok()).max().unwrap_or(0)
 }
 
 impl netpol_kube::Publish for Sink {
     fn publish(&self, update: netpol_kube::Update) -> u64 {
-        self.programmer.set_bypass(self.programmer.check_bridges());
-        if let Err(e) = self.programmer.program_shared(Arc::new(update.engine)) {
+        let bypass = self.programmer.check_bridges();
+        if self.programmer.set_bypass(bypass.clone()) {
+            if let Some(reason) = bypass {
+                // A Warning Event on the Node (kubectl describe node), besides the log line and readiness.
+                let (client, node) = (self.client.clone(), self.programmer.node.clone());
+                tokio::spawn(async move {
+                    let message = format!("netpol-agent does not enforce policies between pods of this node: {reason}");
+                    if let Err(e) =
+                        netpol_kube::node_warning(&client, &node, "netpol-agent", BYPASS_REASON, &message).await
+                    {
+                        tracing::warn!(%node, "cannot report the Event on the Node: {e}");
+                    }
+                });
+            }
+        }
+        match self.programmer.program_shared(Arc::new(update.engine), update.received) {
+            Ok(_) => self.advance(update.resource_versions),
             // The last ruleset stays in place; the next model tries again.
-            tracing::error!(node = %self.programmer.node, "cannot program the ruleset: {e}");
+            Err(e) => tracing::error!(node = %self.programmer.node, "cannot program the ruleset: {e}"),
         }
         self.revision.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    fn advance(&self, _resource_versions: String) {}
+    fn advance(&self, resource_versions: String) {
+        let rv = highest_resource_version(&resource_versions);
+        self.programmer.metrics.synced_resource_version.fetch_max(rv, Ordering::Relaxed);
+    }
 }
 
 /// Watches the cluster and programs every model, until the task is dropped.
@@ -521,8 +706,9 @@ pub async fn run_live(
 ) -> anyhow::Result<()> {
     let (client, server) = source.client().await?;
     tracing::info!(node = %programmer.node, %server, mode = programmer.mode.as_str(), "watching the cluster");
-    let sink = Sink { programmer, revision: AtomicU64::new(0) };
-    netpol_kube::run_with_cni(sink, client, live, cni).await;
+    let window = programmer.batch_window;
+    let sink = Sink { programmer, revision: AtomicU64::new(0), client: client.clone() };
+    netpol_kube::run_with_window(sink, client, live, cni, window).await;
     Ok(())
 }
 
@@ -748,6 +934,53 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
     }
 
     #[test]
+    fn the_synced_resource_version_is_the_highest_of_the_kinds() {
+        assert_eq!(highest_resource_version("pods=12,networkpolicies=15,namespaces=3"), 15);
+        assert_eq!(highest_resource_version(""), 0);
+        assert_eq!(highest_resource_version("pods=x,nodes=4"), 4);
+    }
+
+    /// A node whose bridge bypasses netfilter: the agent watching a cluster reports a Warning Event on its Node
+    /// (what `kubectl describe node` shows), besides readiness false.
+    #[test]
+    fn a_bridged_node_gets_a_warning_event() {
+        let dir = std::env::temp_dir().join(format!("netpol-agent-event-{}", std::process::id()));
+        let (sys, proc) = (dir.join("sys"), dir.join("proc"));
+        std::fs::create_dir_all(sys.join("class/net/cni0/brif/veth1")).unwrap();
+        let server = netpol_fakeapi::FakeApiServer::start().unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        server.put(serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}));
+        let p = Arc::new(
+            Programmer::new("n1", Mode::Enforce, Box::new(Record::default()), None).with_bridge_roots(sys, proc),
+        );
+        let source = netpol_kube::Source::Kubeconfig { paths: vec![kubeconfig], context: None };
+        let pr = p.clone();
+        std::thread::spawn(move || {
+            let _ = run_live_blocking(&source, pr, None, None);
+        });
+        let name = format!("n1.netpol.{}", BYPASS_REASON.to_ascii_lowercase());
+        let t = Instant::now();
+        let event = loop {
+            if let Some(e) = server.get("Event", Some("default"), &name) {
+                break e;
+            }
+            assert!(t.elapsed() < std::time::Duration::from_secs(20), "no Event on the Node");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(event["involvedObject"]["kind"], "Node");
+        assert_eq!(event["involvedObject"]["name"], "n1");
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], BYPASS_REASON);
+        assert_eq!(event["source"]["component"], "netpol-agent");
+        assert_eq!(event["count"], 1);
+        let message = event["message"].as_str().unwrap();
+        assert!(message.contains("bridge cni0 has ports (veth1)"), "{message}");
+        assert!(!p.ready());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn conntrack_lines_give_the_original_direction() {
         let l = "ipv4     2 tcp      6 431996 ESTABLISHED src=10.78.0.1 dst=10.78.0.2 sport=41234 dport=8086 src=10.78.0.2 dst=10.78.0.1 sport=8086 dport=41234 [ASSURED] mark=0 use=1";
         let c = parse_conntrack(l).unwrap();
@@ -799,6 +1032,45 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
         assert_eq!(calls.len(), 1, "audit mode cuts no connection: {calls:?}");
         let script = calls[0].1.clone();
         assert!(!script.contains(" drop\n") && script.contains("netpol-audit"), "{script}");
+    }
+
+    /// A new pod of the node: the delay from the watch event to the program that opens it is observed; while
+    /// programs fail, the pod is counted as not programmed.
+    #[test]
+    fn a_new_pods_delay_and_the_unprogrammed_pods_are_metrics() {
+        #[derive(Clone, Default)]
+        struct Failing(Arc<std::sync::atomic::AtomicBool>);
+        impl Runner for Failing {
+            fn run(&self, argv: &[&str], _stdin: Option<&str>) -> Result<String, ApplyError> {
+                if self.0.load(Ordering::Relaxed) && argv.contains(&"nft") {
+                    return Err(ApplyError::EmptyCommand);
+                }
+                Ok(String::new())
+            }
+        }
+        let fail = Failing::default();
+        let p = Programmer::new("n1", Mode::Enforce, Box::new(fail.clone()), None);
+        let before = Instant::now() - std::time::Duration::from_millis(40);
+        p.program_shared(Arc::new(engine(CLUSTER)), Some(before)).unwrap();
+        // The first program opens every pod: no delay observed.
+        assert_eq!(p.metrics.new_pod_delay.count(), 0);
+        assert!(p.metrics.last_event_to_kernel_micros.load(Ordering::Relaxed) >= 40_000);
+        let with_c = format!(
+            "{CLUSTER}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: c, namespace: n}}\nspec: {{nodeName: n1}}\nstatus: {{podIP: 10.0.0.3}}\n"
+        );
+        fail.0.store(true, Ordering::Relaxed);
+        assert!(p.program_shared(Arc::new(engine(&with_c)), Some(Instant::now())).is_err());
+        assert_eq!(p.metrics.local_pods_unprogrammed.load(Ordering::Relaxed), 1);
+        fail.0.store(false, Ordering::Relaxed);
+        let event = Instant::now() - std::time::Duration::from_millis(30);
+        p.program_shared(Arc::new(engine(&with_c)), Some(event)).unwrap();
+        assert_eq!(p.metrics.local_pods_unprogrammed.load(Ordering::Relaxed), 0);
+        assert_eq!(p.metrics.new_pod_delay.count(), 1);
+        let m = http_answer("GET /metrics HTTP/1.1", &p, None);
+        assert!(m.contains("netpol_agent_new_pod_delay_seconds_bucket{le=\"0.025\"} 0"), "{m}");
+        assert!(m.contains("netpol_agent_new_pod_delay_seconds_bucket{le=\"0.05\"} 1"), "{m}");
+        assert!(m.contains("netpol_agent_new_pod_delay_seconds_count 1"), "{m}");
+        assert!(m.contains("netpol_agent_local_pods_unprogrammed 0"), "{m}");
     }
 
     #[test]

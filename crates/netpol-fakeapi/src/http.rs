@@ -925,7 +925,7 @@ mod tests {
         assert_eq!(names, ["adminnetworkpolicies", "baselineadminnetworkpolicies"]);
         assert_eq!(v1alpha1["resources"][0]["namespaced"], false);
         let core = resources("", "v1", &all).unwrap();
-        assert_eq!(core["resources"].as_array().unwrap().len(), 6);
+        assert_eq!(core["resources"].as_array().unwrap().len(), 7);
         let names: Vec<&str> =
             listed["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
         assert_eq!(

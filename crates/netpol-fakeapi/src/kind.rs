@@ -89,6 +89,8 @@ pub enum Kind {
     AntreaClusterNetworkPolicy,
     /// `crd.antrea.io/v1beta1` NetworkPolicy (ANNP), namespaced; one of Antrea's CRDs.
     AntreaNetworkPolicy,
+    /// `v1` Event, namespaced: what the agents report (a node whose pod traffic bypasses netfilter).
+    Event,
 }
 
 /// What serves a kind, which decides when the server serves it.
@@ -305,6 +307,7 @@ const TABLE: [Info; Kind::COUNT] = [
         Api::AntreaCrd,
     ),
     info(Kind::AntreaNetworkPolicy, "NetworkPolicy", "networkpolicies", ANTREA_V1BETA1, true, Api::AntreaCrd),
+    info(Kind::Event, "Event", "events", CORE, true, Api::BuiltIn),
 ];
 
 // Every entry is at the index of its kind.
@@ -318,7 +321,7 @@ const _: () = {
 
 impl Kind {
     /// How many kinds there are.
-    pub const COUNT: usize = 38;
+    pub const COUNT: usize = 39;
 
     /// Every kind, in store order.
     pub const ALL: [Kind; Kind::COUNT] = [
@@ -360,6 +363,7 @@ impl Kind {
         Kind::AntreaGroup,
         Kind::AntreaClusterNetworkPolicy,
         Kind::AntreaNetworkPolicy,
+        Kind::Event,
     ];
 
     fn info(self) -> &'static Info {

@@ -367,6 +367,14 @@ impl FakeApiServer {
         Kind::ALL.into_iter().filter(|k| store.serves(*k)).collect()
     }
 
+    /// Makes the server hold exactly `objs`, as a client applying them and deleting everything else would: each
+    /// object is put (ADDED or MODIFIED, even when unchanged), every other object deleted (DELETED). Returns how
+    /// many were put, deleted, and refused (as [`try_put`](Self::try_put) refuses them).
+    pub fn replace_all(&self, objs: Vec<Value>) -> (usize, usize, usize) {
+        let now = time::now_rfc3339();
+        lock(&self.shared.store).replace_all(objs, &now)
+    }
+
     /// Forgets the event history: watches and continue tokens from older resourceVersions now get 410 Gone.
     ///
     /// Open watches are not affected: they already have every event up to now.

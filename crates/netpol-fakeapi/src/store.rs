@@ -411,6 +411,29 @@ impl Store {
         self.history.push(HistoryEntry { revision, key, line, previous });
     }
 
+    /// Makes the store hold exactly `objs`: each put (an object refused is counted, not stored), every other
+    /// object deleted. Returns (put, deleted, refused).
+    pub(crate) fn replace_all(&mut self, objs: Vec<Value>, now: &str) -> (usize, usize, usize) {
+        let mut keep = BTreeSet::new();
+        let (mut put, mut refused) = (0, 0);
+        for obj in objs {
+            match self.admit(obj) {
+                Ok((key, obj)) => {
+                    let obj = self.prepare(&key, obj, now);
+                    keep.insert(key.clone());
+                    self.commit(key, obj);
+                    put += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        let gone: Vec<ObjectKey> = self.objects.keys().filter(|k| !keep.contains(*k)).cloned().collect();
+        for key in &gone {
+            self.delete(key);
+        }
+        (put, gone.len(), refused)
+    }
+
     /// Forgets the history: reads at any earlier revision now fail with [`ReadError::Expired`].
     pub(crate) fn compact(&mut self) {
         self.compacted = self.revision;
@@ -571,6 +594,22 @@ mod tests {
         assert_eq!(second["metadata"]["creationTimestamp"], NOW);
         assert_eq!(second["metadata"]["resourceVersion"], rv2.to_string());
         assert_eq!(store.revision(), rv2);
+    }
+
+    #[test]
+    fn replace_all_puts_the_given_objects_and_deletes_the_others() {
+        let mut store = Store::new();
+        store.put(pod("a", "p", "v1"), NOW).unwrap();
+        store.put(pod("a", "q", "v1"), NOW).unwrap();
+        let uid = store.get(&key("a", "p")).unwrap()["metadata"]["uid"].clone();
+        let (put, deleted, refused) =
+            store.replace_all(vec![pod("a", "p", "v2"), pod("b", "r", "v1"), json!({"kind": "Nope"})], NOW);
+        assert_eq!((put, deleted, refused), (2, 1, 1));
+        assert!(store.get(&key("a", "q")).is_none());
+        let p = store.get(&key("a", "p")).unwrap();
+        assert_eq!(p["metadata"]["uid"], uid, "a replaced object keeps its uid");
+        assert_eq!(p["spec"]["containers"][0]["image"], "v2");
+        assert!(store.get(&key("b", "r")).is_some());
     }
 
     #[test]

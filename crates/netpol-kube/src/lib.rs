@@ -2054,6 +2054,59 @@ pub struct Update {
     pub diagnostics: Vec<Diagnostic>,
     /// The resourceVersions the engine reflects: `pods=…,networkpolicies=…,namespaces=…,nodes=…,…`.
     pub resource_versions: String,
+    /// When the batch's first event was received from its watch (what "from the API event" latencies count from).
+    pub received: Option<Instant>,
+}
+
+/// Reports a Warning Event on Node `node` (in namespace `default`, where a node's events live, as the kubelet's),
+/// from `component` on that node: `kubectl describe node NODE` and `kubectl get events` show it. The Event is named
+/// after the node and `reason` (`NODE.netpol.REASON`, lowercased) and replaced when it exists, so a condition that
+/// comes back is one Event whose count grows.
+pub async fn node_warning(
+    client: &Client,
+    node: &str,
+    component: &str,
+    reason: &str,
+    message: &str,
+) -> kube::Result<()> {
+    use k8s_openapi::api::core::v1::{Event as K8sEvent, EventSource, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+    let api: Api<K8sEvent> = Api::namespaced(client.clone(), "default");
+    let name = format!("{node}.netpol.{}", reason.to_ascii_lowercase());
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let existing = api.get_opt(&name).await?;
+    let count = existing.as_ref().and_then(|e| e.count).unwrap_or(0) + 1;
+    let first = existing.as_ref().and_then(|e| e.first_timestamp.clone()).unwrap_or(Time(now));
+    let event = K8sEvent {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some("default".into()),
+            resource_version: existing.as_ref().and_then(|e| e.metadata.resource_version.clone()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.into()),
+            ..ObjectReference::default()
+        },
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        type_: Some("Warning".into()),
+        source: Some(EventSource { component: Some(component.into()), host: Some(node.into()) }),
+        reporting_component: Some(component.into()),
+        reporting_instance: Some(node.into()),
+        first_timestamp: Some(first),
+        last_timestamp: Some(Time(now)),
+        event_time: existing.is_none().then_some(MicroTime(now)),
+        action: Some("Check".into()),
+        count: Some(count),
+        ..K8sEvent::default()
+    };
+    match existing {
+        Some(_) => api.replace(&name, &kube::api::PostParams::default(), &event).await.map(drop),
+        None => api.create(&kube::api::PostParams::default(), &event).await.map(drop),
+    }
 }
 
 /// Where [`run`] publishes models: `netpol serve`'s state implements it.
@@ -2175,6 +2228,18 @@ pub async fn run_with_cni(
     metrics: Arc<LiveMetrics>,
     cni: Option<netpol_core::cni::Cni>,
 ) {
+    run_with_window(sink, client, metrics, cni, BATCH_WINDOW).await
+}
+
+/// [`run_with_cni`], a batch being whatever arrives within `window` of its first event (events that queued while
+/// the previous batch was applied are all taken at once, whatever the window).
+pub async fn run_with_window(
+    sink: impl Publish,
+    client: Client,
+    metrics: Arc<LiveMetrics>,
+    cni: Option<netpol_core::cni::Cni>,
+    window: Duration,
+) {
     loop {
         let apis = discover_apis(&client).await;
         if let Some(api) = apis.calico {
@@ -2186,7 +2251,7 @@ pub async fn run_with_cni(
         let (tx, mut rx) = mpsc::channel(4096);
         let tasks = Kind::ALL.map(|kind| spawn_watch(&client, kind, apis, &tx, &metrics));
         drop(tx);
-        let result = apply_events(&sink, &mut rx, &metrics, cni).await;
+        let result = apply_events(&sink, &mut rx, &metrics, cni, window).await;
         for t in &tasks {
             t.abort();
         }
@@ -2346,6 +2411,7 @@ impl Applier {
                 d
             },
             resource_versions: versions.clone(),
+            received: None,
         });
         Some(Applied { update, versions, changes: n, stats, unchanged: batch.unchanged, seconds })
     }
@@ -2357,11 +2423,13 @@ async fn apply_events(
     rx: &mut mpsc::Receiver<(Kind, Event)>,
     metrics: &Arc<LiveMetrics>,
     cni: Option<netpol_core::cni::Cni>,
+    window: Duration,
 ) -> anyhow::Result<()> {
     let mut applier = Applier { cni, ..Applier::default() };
     while let Some(first) = rx.recv().await {
+        let received = Instant::now();
         let mut events = vec![first];
-        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        let deadline = tokio::time::Instant::now() + window;
         while events.len() < MAX_BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(ev)) => events.push(ev),
@@ -2378,7 +2446,7 @@ async fn apply_events(
         let Some(a) = applied else { continue };
         match a.update {
             Some(update) => {
-                let revision = sink.publish(update);
+                let revision = sink.publish(Update { received: Some(received), ..update });
                 metrics.synced.store(true, Ordering::Relaxed);
                 tracing::info!(
                     revision,

@@ -881,6 +881,24 @@ fn own_node_set(fam: Family) -> String {
 /// The base chains, each named after its hook: traffic forwarded by the node, delivered to it, sent by it.
 pub const BASE_HOOKS: [&str; 3] = ["forward", "input", "output"];
 
+/// The priority of each base chain. `input` runs after IPVS (kube-proxy's IPVS mode), which takes a pod's packet to
+/// a Service address at the input hook (its LOCAL_IN hooks sit at priorities 98 and 99, `NF_IP_PRI_NAT_SRC - 2`
+/// and `- 1`), translates it and sends it on through the output hook, where `output` judges it on the backend
+/// (the packet keeps the pod's source address). Before IPVS, `input` would judge the pod's egress against the
+/// Service address itself. `forward` and `output` run at the filter priority, after the DNAT of kube-proxy's
+/// iptables and nftables modes (prerouting and output at -100).
+pub fn base_priority(hook: &str) -> &'static str {
+    match hook {
+        "input" => "filter + 101",
+        _ => "filter",
+    }
+}
+
+/// [`base_priority`] as the number the JSON form takes.
+fn priority_number(p: &str) -> i64 {
+    p.strip_prefix("filter").map(|rest| rest.replace(['+', ' '], "").parse().unwrap_or(0)).unwrap_or(0)
+}
+
 /// ICMPv6 neighbour discovery, accepted on the node's own paths (`input`, `output`).
 const ND_TYPES: [&str; 4] = ["nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert"];
 
@@ -1068,7 +1086,7 @@ fn generate_scoped(e: &Engine, local: Option<&BTreeSet<IpAddr>>) -> Ruleset {
             });
         }
         rules.extend(host_dispatch.iter().cloned());
-        g.rs.chains.insert(hook.into(), NftChain { hook: Some((hook, "filter", "accept")), rules });
+        g.rs.chains.insert(hook.into(), NftChain { hook: Some((hook, base_priority(hook), "accept")), rules });
     }
     g.rs
 }
@@ -1362,10 +1380,10 @@ impl Ruleset {
         }
         for (n, c) in &self.chains {
             let mut chain = json!({"family": "inet", "table": TABLE, "name": n});
-            if let Some((hook, _, policy)) = c.hook {
+            if let Some((hook, prio, policy)) = c.hook {
                 chain["type"] = json!("filter");
                 chain["hook"] = json!(hook);
-                chain["prio"] = json!(0);
+                chain["prio"] = json!(priority_number(prio));
                 chain["policy"] = json!(policy);
             }
             cmds.push(json!({"add": {"chain": chain}}));
@@ -1885,7 +1903,7 @@ spec: {{podSelector: {{}}, policyTypes: [Ingress, Egress], egress: [{{to: [{{ipB
             let fwd = &rs.chains["forward"];
             assert_eq!(dispatch(fwd).len(), if v6 { 4 } else { 2 });
             for (name, c) in &base {
-                assert_eq!(c.hook, Some((name.as_str(), "filter", "accept")));
+                assert_eq!(c.hook, Some((name.as_str(), base_priority(name), "accept")));
                 assert_eq!(dispatch(c), dispatch(fwd), "{name}");
                 assert_eq!(c.rules[..2], fwd.rules[..2], "{name}: conntrack first");
                 let nd = c.rules.iter().position(|r| matches!(r.exprs[0], Expr::Icmpv6Types(_)));
@@ -1901,11 +1919,48 @@ spec: {{podSelector: {{}}, policyTypes: [Ingress, Egress], egress: [{{to: [{{ipB
                 .contains_key(&"10.0.0.2".parse::<IpAddr>().unwrap_or_else(|_| unreachable!())));
             let text = rs.to_nft();
             assert!(
-                text.contains("chain input {\n\t\ttype filter hook input priority filter; policy accept;"),
+                text.contains("chain input {\n\t\ttype filter hook input priority filter + 101; policy accept;"),
                 "{text}"
             );
             assert_eq!(text.contains("icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept"), v6);
         }
+    }
+
+    /// kube-proxy's IPVS mode: IPVS takes a packet to a Service address at the input hook (priorities 98 and 99 in
+    /// the kernel, `NF_IP_PRI_NAT_SRC - 2` and `- 1`) and sends it translated through the output hook. `input`
+    /// runs after it (so it never judges a pod's egress against the Service address), and `output` judges a
+    /// packet by its source pod's egress and its destination pod's ingress, as `forward` does.
+    #[test]
+    fn input_runs_after_ipvs_and_output_judges_pod_sources() {
+        const IPVS_LOCAL_IN: [i64; 2] = [98, 99];
+        let input = priority_number(base_priority("input"));
+        assert!(IPVS_LOCAL_IN.iter().all(|&p| input > p), "{input}");
+        assert_eq!(priority_number(base_priority("forward")), 0);
+        assert_eq!(priority_number(base_priority("output")), 0);
+        let e = Engine::new(
+            netpol_core::load::load_str(
+                "t",
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: n, labels: {app: a}}\nstatus: {podIP: 10.0.0.1}\n---\n\
+                 apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: n}\n\
+                 spec: {podSelector: {}, policyTypes: [Egress]}\n",
+            )
+            .cluster,
+        );
+        let rs = generate(&e);
+        let json = rs.to_json();
+        let prios: Vec<(String, i64)> = json["nftables"]
+            .as_array()
+            .unwrap_or_else(|| unreachable!())
+            .iter()
+            .filter_map(|c| {
+                Some((c["add"]["chain"]["hook"].as_str()?.to_string(), c["add"]["chain"]["prio"].as_i64()?))
+            })
+            .collect();
+        assert!(prios.contains(&("input".to_string(), 101)) && prios.contains(&("output".to_string(), 0)), "{prios:?}");
+        assert!(rs.chains["output"]
+            .rules
+            .iter()
+            .any(|r| r.exprs == [Expr::Vmap(Family::V4, Side::Saddr, "egress_v4".into())]));
     }
 
     /// Cilium's allow-localhost: with Cilium policies every ingress chain first lets the pod's own node through

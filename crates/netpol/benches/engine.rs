@@ -811,7 +811,178 @@ fn run_agent(size: &str) {
     );
 }
 
+/// One HTTP/1.1 GET to the agent's metrics endpoint: the body, or `None`.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.1 200").then(|| text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))?
+}
+
+/// A metric's value on the agent's `/metrics` (the first sample).
+fn agent_metric(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
+    let body = http_get(addr, "/metrics")?;
+    body.lines().find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' ')))?.rsplit(' ').next()?.parse().ok()
+}
+
+/// A write to the fake API server over HTTP (as a client sends it): the answer's resourceVersion.
+fn api_write(server: &str, method: &str, path: &str, body: &str) -> u64 {
+    use std::io::{Read, Write};
+    let addr = server.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        if method == "PATCH" { "application/merge-patch+json" } else { "application/json" },
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 20"), "{method} {path}: {}", text.lines().next().unwrap_or(""));
+    let at = text.find("\"resourceVersion\":\"").unwrap() + 19;
+    text[at..].split('"').next().unwrap().parse().unwrap()
+}
+
+/// The node agent end to end: the synthetic cluster served by the fake API server (over HTTP, as a real one), the
+/// real `netpol agent` process watching it and programming node0 of `NETPOL_BENCH_AGENT_NODES` (default 50) in a
+/// network namespace of its own (root, nft). Measured: from the agent's start to its first program (list, compile,
+/// ruleset, transaction); from the API server's answer to a write (a policy created or deleted, a pod relabelled)
+/// until the agent's kernel reflects it (`netpol_agent_synced_resource_version`, polled every millisecond), with
+/// the agent's own figures (event to kernel, program); the agent process's peak memory (VmHWM).
+fn run_agent_live(size: &str) {
+    let nodes: usize = std::env::var("NETPOL_BENCH_AGENT_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    if !root || !netpol_nft::apply::nft_available() {
+        println!("{size:>5} agent (live): not run (needs root and nft)");
+        return;
+    }
+    let yaml = netpol_synth::generate_yaml(&params(size));
+    let server = netpol_fakeapi::FakeApiServer::start().unwrap();
+    let mut pods = 0;
+    let mut node0_pod = None;
+    for doc in serde_yaml_ng::Deserializer::from_str(&yaml) {
+        let mut v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if v["kind"] == "Pod" {
+            let node = format!("node{}", pods % nodes);
+            if pods % nodes == 0 && node0_pod.is_none() {
+                node0_pod = Some((
+                    v["metadata"]["namespace"].as_str().unwrap().to_string(),
+                    v["metadata"]["name"].as_str().unwrap().to_string(),
+                ));
+            }
+            v["spec"]["nodeName"] = serde_json::json!(node);
+            pods += 1;
+        }
+        server.try_put(v).unwrap();
+    }
+    drop(yaml);
+    for n in 0..nodes {
+        server.put(serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node{n}")}}));
+    }
+    let dir = std::env::temp_dir().join(format!("npbench-agent-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let ns = format!("npbench-live-{}", std::process::id());
+    let r = netpol_nft::apply::System;
+    let _ = netpol_nft::apply::ip_batch(&r, None, &format!("netns add {ns}\n"), false);
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let t = Instant::now();
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_netpol"))
+        .args(["agent", "--node", "node0", "--netns", &ns, "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["--metrics-listen", &metrics.to_string()])
+        .env("HOME", &dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while http_get(metrics, "/healthz").is_none() {
+        assert!(t.elapsed() < Duration::from_secs(120), "the agent did not program within 120 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let first = t.elapsed();
+    let first_program = agent_metric(metrics, "netpol_agent_program_duration_seconds").unwrap_or(0.0);
+    // Changes through the API, each timed from the server's answer until the agent's kernel reflects it.
+    let (pns, pname) = node0_pod.unwrap();
+    let mut e2e = Vec::new();
+    let mut own = Vec::new();
+    let mut programs = Vec::new();
+    for i in 0..8 {
+        let rv = match i % 4 {
+            0 => api_write(
+                &server.url(),
+                "POST",
+                &format!("/apis/networking.k8s.io/v1/namespaces/{pns}/networkpolicies"),
+                &serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": {"name": format!("bench-{i}"), "namespace": pns},
+                    "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
+                .to_string(),
+            ),
+            1 => api_write(
+                &server.url(),
+                "PATCH",
+                &format!("/api/v1/namespaces/{pns}/pods/{pname}"),
+                r#"{"metadata":{"labels":{"bench":"x"}}}"#,
+            ),
+            2 => api_write(
+                &server.url(),
+                "PATCH",
+                &format!("/api/v1/namespaces/{pns}/pods/{pname}"),
+                r#"{"metadata":{"labels":{"bench":null}}}"#,
+            ),
+            _ => api_write(
+                &server.url(),
+                "DELETE",
+                &format!("/apis/networking.k8s.io/v1/namespaces/{pns}/networkpolicies/bench-{}", i - 3),
+                "",
+            ),
+        };
+        let t = Instant::now();
+        while agent_metric(metrics, "netpol_agent_synced_resource_version").unwrap_or(0.0) < rv as f64 {
+            assert!(t.elapsed() < Duration::from_secs(30), "change {i} not programmed within 30 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        e2e.push(t.elapsed().as_secs_f64() * 1e3);
+        own.push(agent_metric(metrics, "netpol_agent_event_to_kernel_seconds").unwrap_or(0.0) * 1e3);
+        programs.push(agent_metric(metrics, "netpol_agent_program_duration_seconds").unwrap_or(0.0) * 1e3);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let revoke = agent_metric(metrics, "netpol_agent_revoke_duration_seconds").unwrap_or(0.0) * 1e3;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = netpol_nft::apply::ip_batch(&r, None, &format!("netns del {ns}\n"), false);
+    let _ = std::fs::remove_dir_all(&dir);
+    let range = |v: &[f64]| {
+        let (lo, hi) = v.iter().fold((f64::MAX, 0f64), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+        format!("{lo:.0}–{hi:.0} ms")
+    };
+    println!(
+        "{size:>5} agent (live), node0 of {nodes}: start to first program {:.0} ms (the program {:.0} ms) | API answer to kernel, 8 changes (a policy isolating node0's pods of a namespace created, a pod relabelled twice, the policy deleted; twice): {} (the agent's own event to kernel {}, program {}) | last revocation pass {revoke:.0} ms | agent peak RSS {:.0} MiB",
+        first.as_secs_f64() * 1e3,
+        first_program * 1e3,
+        range(&e2e),
+        range(&own),
+        range(&programs),
+        hwm / 1024.0,
+    );
+}
+
 fn main() {
+    if let Ok(size) = std::env::var("NETPOL_BENCH_AGENT_LIVE") {
+        run_agent_live(&size);
+        return;
+    }
     if let Ok(size) = std::env::var("NETPOL_BENCH_AGENT") {
         run_agent(&size);
         return;

@@ -118,7 +118,7 @@ pub fn node_ruleset(engine: &Engine, lab: &Lab, node: &str) -> ruleset::Ruleset 
 /// them current; `lab down` stops them (every process of the lab's namespaces). The lab's nodes must be the
 /// cluster's Nodes (pods placed by their `spec.nodeName`, which is what an agent reads).
 #[cfg(feature = "agent")]
-pub fn start_agents(cluster: &Cluster, lab: &Lab, files: &[String]) -> Result<Vec<(String, u32)>> {
+pub fn start_agents(cluster: &Cluster, lab: &Lab, files: &[String]) -> Result<Vec<Started>> {
     check_agent_nodes(cluster, lab)?;
     let exe = std::env::current_exe().context("locating the netpol binary")?;
     let mut abs = Vec::new();
@@ -141,9 +141,22 @@ pub fn start_agents(cluster: &Cluster, lab: &Lab, files: &[String]) -> Result<Ve
         for f in &abs {
             cmd.args(["-f", f]);
         }
-        started.push((node.name.clone(), spawn_logged(cmd, lab.prefix(), &format!("{}.agent", node.name))?));
+        let pid = spawn_logged(cmd, lab.prefix(), &format!("{}.agent", node.name))?;
+        started.push(Started { name: node.name.clone(), pid, metrics: None });
     }
+    let text: String = started.iter().map(|s| format!("{}\n", s.pid)).collect();
+    std::fs::write(pids_path(lab.prefix()), text)?;
     Ok(started)
+}
+
+/// A process `lab up --agent` started.
+#[cfg(feature = "agent")]
+pub struct Started {
+    /// `api` (the lab's API server) or the node of an agent.
+    pub name: String,
+    pub pid: u32,
+    /// Where an agent serves its metrics and readiness.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Starts `cmd` detached from the terminal, its output to the lab's log `/run/netpol-lab/<prefix>.<name>.log`
@@ -174,9 +187,26 @@ fn pids_path(prefix: &str) -> std::path::PathBuf {
 /// lab's agents watch (`lab up --agent --kubeconfig-out`). Objects of kinds it does not serve are left out, counted.
 #[cfg(feature = "agent")]
 pub fn serve_api(files: &[String], kubeconfig_out: &std::path::Path) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Faults, for tests and for people trying the agents' recovery: SIGUSR1 forgets the history and drops every
+    // watch (as an apiserver whose etcd compacted: clients watch again from their last revision, get `410 Gone`
+    // and relist); SIGUSR2 only drops the watches (a lost connection: clients resume where they were); SIGHUP
+    // reads the files again and makes the server hold exactly their objects (each put, every other deleted: the
+    // changes a client would make). Taken before the kubeconfig exists, so that a signal never finds the process
+    // without its handlers.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (mut expire, mut drop, mut reload) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::user_defined1())?,
+            signal(SignalKind::user_defined2())?,
+            signal(SignalKind::hangup())?,
+        ))
+    })?;
     let server = netpol_fakeapi::FakeApiServer::start().context("starting the API server")?;
     let mut left_out = 0;
-    for o in crate::flows_cmd::objects_of_paths(files)? {
+    let objects = crate::flows_cmd::objects_of_paths(files)?;
+    install_apis(&server, objects.iter().map(|o| &o.value));
+    for o in objects {
         if server.try_put(o.value).is_err() {
             left_out += 1;
         }
@@ -188,8 +218,58 @@ pub fn serve_api(files: &[String], kubeconfig_out: &std::path::Path) -> Result<(
     server.write_kubeconfig(&tmp).with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, kubeconfig_out)?;
     eprintln!("API server at {} (kubeconfig: {})", server.url(), kubeconfig_out.display());
-    loop {
-        std::thread::park();
+    rt.block_on(async {
+        loop {
+            tokio::select! {
+                _ = expire.recv() => {
+                    server.compact();
+                    server.drop_watches();
+                    eprintln!("SIGUSR1: history compacted and every watch dropped: clients relist (410 Gone)");
+                }
+                _ = drop.recv() => {
+                    server.drop_watches();
+                    eprintln!("SIGUSR2: every watch dropped: clients watch again");
+                }
+                _ = reload.recv() => match crate::flows_cmd::objects_of_paths(files) {
+                    Ok(objects) => {
+                        install_apis(&server, objects.iter().map(|o| &o.value));
+                        let (put, deleted, refused) = server.replace_all(objects.into_iter().map(|o| o.value).collect());
+                        eprintln!(
+                            "SIGHUP: files read again: {put} object(s) put, {deleted} deleted, {refused} left out \
+                             (revision {})",
+                            server.resource_version()
+                        );
+                    }
+                    Err(e) => eprintln!("SIGHUP: cannot read the files again, nothing changed: {e:#}"),
+                },
+            }
+        }
+    })
+}
+
+/// Installs on the lab's API server the optional APIs the objects need (as a cluster has the CRDs of its CNI):
+/// Calico's (its API server when an object is `projectcalico.org/v3`, else its CRDs), Cilium's and Antrea's. An
+/// API once installed stays.
+#[cfg(feature = "agent")]
+fn install_apis<'a>(server: &netpol_fakeapi::FakeApiServer, objects: impl Iterator<Item = &'a serde_json::Value>) {
+    let (mut calico_v3, mut calico_crd, mut cilium, mut antrea) = (false, false, false, false);
+    for o in objects {
+        let v = o["apiVersion"].as_str().unwrap_or("");
+        calico_v3 |= v.starts_with("projectcalico.org/");
+        calico_crd |= v.starts_with("crd.projectcalico.org/");
+        cilium |= v.starts_with("cilium.io/");
+        antrea |= v.ends_with("antrea.io/v1beta1") || v.starts_with("crd.antrea.io/");
+    }
+    if calico_v3 {
+        server.set_calico(netpol_fakeapi::Calico::ApiServer);
+    } else if calico_crd && !server.served_kinds().iter().any(|k| k.api_version().starts_with("crd.projectcalico")) {
+        server.set_calico(netpol_fakeapi::Calico::Crds);
+    }
+    if cilium {
+        server.set_cilium(true);
+    }
+    if antrea {
+        server.set_antrea(true);
     }
 }
 
@@ -202,7 +282,7 @@ pub fn start_live_agents(
     lab: &Lab,
     files: &[String],
     kubeconfig_out: &std::path::Path,
-) -> Result<Vec<(String, u32)>> {
+) -> Result<Vec<Started>> {
     check_agent_nodes(cluster, lab)?;
     let exe = std::env::current_exe().context("locating the netpol binary")?;
     let dir = std::path::Path::new(netpol_lab::lab::STATE_DIR);
@@ -213,7 +293,7 @@ pub fn start_live_agents(
     for f in files {
         api.args(["-f", f]);
     }
-    pids.push(("api".to_string(), spawn_logged(api, lab.prefix(), "api")?));
+    pids.push(Started { name: "api".to_string(), pid: spawn_logged(api, lab.prefix(), "api")?, metrics: None });
     let t = std::time::Instant::now();
     while !kubeconfig_out.exists() {
         if t.elapsed() > Duration::from_secs(30) {
@@ -225,12 +305,17 @@ pub fn start_live_agents(
         std::thread::sleep(Duration::from_millis(20));
     }
     for node in lab.nodes() {
+        // Each agent's metrics and readiness on a free loopback port of the host's namespace.
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let mut cmd = std::process::Command::new(&exe);
         cmd.args(["agent", "--node", &node.name, "--netns", &node.netns, "--pod-interface", "v*", "--kubeconfig"])
-            .arg(kubeconfig_out);
-        pids.push((node.name.clone(), spawn_logged(cmd, lab.prefix(), &format!("{}.agent", node.name))?));
+            .arg(kubeconfig_out)
+            .arg("--metrics-listen")
+            .arg(metrics.to_string());
+        let pid = spawn_logged(cmd, lab.prefix(), &format!("{}.agent", node.name))?;
+        pids.push(Started { name: node.name.clone(), pid, metrics: Some(metrics) });
     }
-    let text: String = pids.iter().map(|(_, pid)| format!("{pid}\n")).collect();
+    let text: String = pids.iter().map(|s| format!("{}\n", s.pid)).collect();
     std::fs::write(pids_path(lab.prefix()), text)?;
     Ok(pids)
 }
@@ -271,6 +356,14 @@ pub enum Load {
     Full,
     /// Only the differences from the previous ruleset, in one transaction.
     Incremental,
+    /// Not loaded: the lab's agents program its nodes ([`agents_program`]).
+    Agents,
+}
+
+/// Whether agents program the lab's nodes (`lab up --agent`): then `lab apply` and `connectivity-test` on the
+/// running lab only add and remove pods, and leave the rulesets to the agents.
+pub fn agents_program(prefix: &str) -> bool {
+    pids_path(prefix).exists()
 }
 
 /// Loads each node's ruleset ([`node_ruleset`]) into its namespace: incrementally when the previous ruleset is
@@ -368,7 +461,11 @@ pub fn up_nodes(cluster: &Cluster, prefix: &str, nodes: Option<usize>, extra: Ve
             (Lab::up_nodes(&r, prefix, &names, &pods)?, false)
         }
     };
-    load_ruleset(&r, &lab, &p.engine, running)?;
+    if running && agents_program(prefix) {
+        tracing::info!(prefix, "the lab's agents program its nodes: no ruleset loaded");
+    } else {
+        load_ruleset(&r, &lab, &p.engine, running)?;
+    }
     for (pod, why) in &p.untestable {
         eprintln!("warning: {} not created in the lab: {why}", p.engine.cluster().pod_ref(*pod));
     }
@@ -416,6 +513,9 @@ pub fn apply_changes(cluster: &Cluster, prefix: &str) -> Result<Load> {
     }
     let delta = lab.apply(&r, &pods)?;
     tracing::info!(?delta, "lab pods updated");
+    if agents_program(prefix) {
+        return Ok(Load::Agents);
+    }
     load_ruleset(&r, &lab, &p.engine, true)
 }
 

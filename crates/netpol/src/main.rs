@@ -615,6 +615,10 @@ enum Cmd {
         /// server from the host's namespace).
         #[arg(long, value_name = "NAME")]
         netns: Option<String>,
+        /// With a cluster: events arriving within this many milliseconds of a batch's first one are programmed in
+        /// one transaction (events that queued during a program are always taken together).
+        #[arg(long, value_name = "MS", default_value_t = 5)]
+        batch_window_ms: u64,
     },
     #[cfg(not(feature = "agent"))]
     #[command(hide = true, disable_help_flag = true)]
@@ -917,6 +921,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             self_check,
             self_check_sample,
             netns,
+            batch_window_ms,
         } => {
             use std::sync::Arc;
             let mode = match mode {
@@ -925,7 +930,8 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             };
             let programmer = Arc::new(
                 netpol_agent::Programmer::new(&node, mode, Box::new(netpol_nft::apply::System), netns.clone())
-                    .with_pod_interfaces(pod_interfaces),
+                    .with_pod_interfaces(pod_interfaces)
+                    .with_batch_window(std::time::Duration::from_millis(batch_window_ms)),
             );
             // The flow log and the self-check: traced by the kernel, read on a thread of their own.
             let _tracer = if (flow_log.is_some() || self_check) && !once {
@@ -976,7 +982,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                             // A failed read keeps the ruleset in place, as a failed list does.
                             match load(&files, strict)? {
                                 Ok(inp) => {
-                                    if let Err(e) = programmer.program_shared(Arc::new(inp.engine)) {
+                                    if let Err(e) = programmer.program_shared(Arc::new(inp.engine), None) {
                                         if once {
                                             return Err(e.into());
                                         }
@@ -1215,11 +1221,14 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                             Some(k) => lab_cmd::start_live_agents(inp.engine.cluster(), &lab, &files, k)?,
                             None => lab_cmd::start_agents(inp.engine.cluster(), &lab, &files)?,
                         };
-                        for (node, pid) in started {
-                            if node == "api" {
-                                println!("API server started (pid {pid})");
-                            } else {
-                                println!("agent of node {node} started (pid {pid})");
+                        for s in started {
+                            let pid = s.pid;
+                            match s.metrics {
+                                _ if s.name == "api" => println!("API server started (pid {pid})"),
+                                Some(m) => {
+                                    println!("agent of node {} started (pid {pid}, metrics http://{m}/metrics)", s.name)
+                                }
+                                None => println!("agent of node {} started (pid {pid})", s.name),
                             }
                         }
                     }
@@ -1249,6 +1258,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                         match how {
                             lab_cmd::Load::Incremental => "incremental ruleset update, one transaction",
                             lab_cmd::Load::Full => "ruleset replaced, one transaction",
+                            lab_cmd::Load::Agents => "rulesets left to the lab's agents",
                         }
                     );
                 }

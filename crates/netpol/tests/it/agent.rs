@@ -629,7 +629,7 @@ spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {ma
     assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
     let pids: Vec<u32> = out
         .lines()
-        .filter_map(|l| l.split("(pid ").nth(1).and_then(|r| r.trim_end_matches(')').parse().ok()))
+        .filter_map(|l| l.split("(pid ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
         .collect();
     assert_eq!(pids.len(), 2, "{out}");
     let lab = netpol_lab::lab::Lab::attach(&netpol_nft::apply::System, &p).unwrap().unwrap();
@@ -1054,7 +1054,7 @@ status: {podIP: 10.92.0.2}
     assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
     let pids: Vec<u32> = out
         .lines()
-        .filter_map(|l| l.split("(pid ").nth(1).and_then(|r| r.trim_end_matches(')').parse().ok()))
+        .filter_map(|l| l.split("(pid ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
         .collect();
     assert_eq!(pids.len(), 3, "the API server and two agents: {out}");
     let lab = netpol_lab::lab::Lab::attach(&netpol_nft::apply::System, &p).unwrap().unwrap();

@@ -40,7 +40,7 @@ fn flow_line(p: &Probe) -> String {
     v.to_string() + "\n"
 }
 
-fn lab_case(case: &Case) -> LabCase {
+pub(crate) fn lab_case(case: &Case) -> LabCase {
     LabCase {
         manifests: case.manifests.clone(),
         flows: case.probes.iter().filter(|p| in_lab(p)).map(flow_line).collect(),

@@ -17,7 +17,7 @@ const LABS: usize = 4;
 const TIMEOUT_MS: &str = "700";
 const NO_SCTP: &str = "no raw SCTP socket";
 
-fn lab_case(case: &Case) -> LabCase {
+pub(crate) fn lab_case(case: &Case) -> LabCase {
     let flows: String = case
         .probes
         .iter()

@@ -255,7 +255,7 @@ fn cilium_scenario_in_the_kernel() {
 /// Labs run in parallel (the machine has 2 cores).
 const LABS: usize = 2;
 
-fn case_flows(case: &Case) -> (String, Vec<(String, &str, &str)>) {
+pub(crate) fn case_flows(case: &Case) -> (String, Vec<(String, &str, &str)>) {
     // A connection is what the kernel sees: a probe's HTTP request or DNS query is a proxy's to judge, and the
     // name an address was resolved from is the DNS proxy's to learn; neither is in the data plane.
     let l3l4 = || case.probes.iter().filter(|p| p.http.is_none() && p.dns.is_none() && p.dst_fqdn.is_none());

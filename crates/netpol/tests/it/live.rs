@@ -862,13 +862,18 @@ fn agent_manifest_is_a_hardened_daemonset_bound_to_the_read_only_role() {
         .map(|d| serde::Deserialize::deserialize(d).expect("YAML document"))
         .collect();
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().expect("kind")).collect();
-    assert_eq!(kinds, ["ServiceAccount", "ClusterRoleBinding", "DaemonSet"]);
+    assert_eq!(kinds, ["ServiceAccount", "ClusterRoleBinding", "ClusterRole", "ClusterRoleBinding", "DaemonSet"]);
     let binding = &docs[1];
     assert_eq!(binding["roleRef"]["name"], "netpol-reader");
+    // Its one write: Events (on its Node), nothing else.
+    let events = &docs[2];
+    assert_eq!(events["rules"].as_array().unwrap().len(), 1);
+    assert_eq!(events["rules"][0]["resources"], serde_json::json!(["events"]));
+    assert_eq!(docs[3]["roleRef"]["name"], "netpol-agent-events");
     // The role it names is the read-only one of deploy/netpol.yaml.
     let reader = std::fs::read_to_string(root.join("deploy/netpol.yaml")).unwrap();
     assert!(reader.contains("kind: ClusterRole\nmetadata:\n  name: netpol-reader"));
-    let ds = &docs[2];
+    let ds = &docs[4];
     let pod = &ds["spec"]["template"]["spec"];
     assert_eq!(pod["hostNetwork"], true);
     assert_eq!(pod["serviceAccountName"], "netpol-agent");

@@ -5,6 +5,8 @@
 
 #[cfg(all(feature = "lab", feature = "agent"))]
 mod agent;
+#[cfg(all(feature = "lab", feature = "agent"))]
+mod agent_lab;
 mod antrea_conformance;
 #[cfg(feature = "lab")]
 mod antrea_dataplane;
@@ -31,6 +33,8 @@ mod lint;
 mod live;
 #[cfg(feature = "lab")]
 mod multinode;
+#[cfg(all(feature = "lab", feature = "agent"))]
+mod multinode_conformance;
 #[cfg(feature = "server")]
 mod serve;
 mod staged;
