@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod counters;
 pub mod flows;
 
 use std::fmt::Write as _;
@@ -735,6 +736,7 @@ pub fn http_answer(request_line: &str, programmer: &Programmer, live: Option<&ne
         ("GET", "/metrics") => {
             let mut s = String::new();
             programmer.metrics.write(&programmer.node, programmer.mode, &mut s);
+            counters::write_drops(programmer, &mut s);
             if let Some(l) = live {
                 l.write(&mut s);
             }

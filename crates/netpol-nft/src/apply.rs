@@ -211,7 +211,17 @@ pub fn spawn_trace_monitor(netns: &str) -> Result<std::process::Child, ApplyErro
 
 /// [`spawn_trace_monitor`] in `netns`, or in the caller's own namespace (a node agent's: the host's).
 pub fn spawn_trace_monitor_in(netns: Option<&str>) -> Result<std::process::Child, ApplyError> {
-    let argv = in_ns(netns, &["nft", "monitor", "trace"]);
+    spawn_monitor(in_ns(netns, &["nft", "monitor", "trace"]))
+}
+
+/// [`spawn_trace_monitor_in`] with every traced rule's handle (`nft -a monitor trace`: `... # handle N (verdict
+/// ...)`), for a reader that names rules from the table as it is now: the monitor prints a rule as the ruleset
+/// was when it started, and a table replaced since may have given that handle to another rule.
+pub fn spawn_trace_monitor_with_handles_in(netns: Option<&str>) -> Result<std::process::Child, ApplyError> {
+    spawn_monitor(in_ns(netns, &["nft", "-a", "monitor", "trace"]))
+}
+
+fn spawn_monitor(argv: Vec<&str>) -> Result<std::process::Child, ApplyError> {
     std::process::Command::new(argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())

@@ -35,6 +35,29 @@ pub struct FlowRecord {
     /// The isolation that dropped it (`np-drop:ingress ns/p1,ns/p2`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped_by: Option<String>,
+    /// Every commented rule of the table the packet matched, in the order it met them, with the verdict the trace
+    /// gives it (`return`, `accept`, `drop`, `goto CHAIN`, `jump CHAIN`, `continue`): the walk of every tier, a
+    /// pass (`goto` the chain of the later tiers) and a log rule (`continue`) included.
+    #[serde(skip)]
+    pub matched: Vec<MatchedRule>,
+}
+
+/// A commented rule a traced packet matched.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MatchedRule {
+    /// The rule's comment as the kernel holds it (possibly shortened: see `ruleset::expand_comment`).
+    pub comment: String,
+    /// The trace's verdict of the rule: `return`, `accept`, `drop`, `goto CHAIN`, `jump CHAIN`, `continue`.
+    pub verdict: String,
+    /// The rule logs with the prefix `netpol-audit` (`Ruleset::audit`): it accepts what it would have dropped.
+    pub audit: bool,
+}
+
+/// The `X` of a trace line's `(verdict X)`.
+fn verdict_of(line: &str) -> Option<&str> {
+    let i = line.rfind("(verdict ")?;
+    let rest = &line[i + 9..];
+    Some(rest[..rest.find(')')?].trim())
 }
 
 /// Accumulates `nft monitor trace` lines and yields a record when a trace reaches its verdict.
@@ -87,11 +110,21 @@ impl TraceParser {
             return None;
         }
         let rec = self.current.get_mut(&id)?;
-        if line.contains("(verdict return)") || line.contains("(verdict accept)") {
+        if let (Some(c), Some(v)) = (comment(line), verdict_of(line)) {
+            let audit = line.contains("prefix \"netpol-audit ");
+            rec.matched.push(MatchedRule { comment: c, verdict: v.to_string(), audit });
+        }
+        if line.contains("(verdict return)") {
             if let Some(c) = comment(line) {
                 rec.allowed_by.push(c);
             }
             None
+        } else if line.contains("(verdict accept)") {
+            // A rule's accept ends the packet's walk of the table (audit mode's rules accept what they would drop).
+            let mut r = self.current.remove(&id)?;
+            r.allowed_by.extend(comment(line));
+            r.verdict = "allow".into();
+            Some(r)
         } else if line.contains("(verdict drop)") {
             let mut r = self.current.remove(&id)?;
             r.verdict = "deny".into();
@@ -150,5 +183,31 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].src.as_str(), out[0].verdict.as_str()), ("10.1.0.1", "allow"));
         assert_eq!(out[0].allowed_by, vec!["np:a/db/ingress/1 peer-0"]);
+    }
+
+    /// Every tier's matched rule is kept with its verdict: a pass (`goto` the later tiers' chain), a log rule
+    /// (`continue`), the allow (`return`).
+    #[test]
+    fn the_walk_of_every_tier_is_kept_with_its_verdicts() {
+        let mut p = TraceParser::default();
+        let lines = [
+            r#"trace id 4d inet netpol_trace pre packet: iif "v1" ip saddr 10.77.1.1 ip daddr 10.77.0.2 tcp sport 1 tcp dport 80"#,
+            r#"trace id 4d inet netpol forward rule ip daddr vmap @ingress_v4 (verdict jump in_x)"#,
+            r#"trace id 4d inet netpol in_x rule ip saddr @sel_a_v4 counter packets 1 bytes 60 goto in_x_t3 comment "np:cnp/admin/ingress/0 peer-0" (verdict goto in_x_t3)"#,
+            r#"trace id 4d inet netpol in_x_t3 rule counter packets 1 bytes 60 comment "np:gnp/audit/ingress/2 any-peer" (verdict continue)"#,
+            r#"trace id 4d inet netpol in_x_t3 rule ip saddr @sel_b_v4 counter packets 1 bytes 60 return comment "np:a/db/ingress/0 peer-0" (verdict return)"#,
+            r#"trace id 4d inet netpol forward policy accept"#,
+        ];
+        let out: Vec<FlowRecord> = lines.iter().filter_map(|l| p.feed(l)).collect();
+        let walk: Vec<(&str, &str)> = out[0].matched.iter().map(|m| (m.comment.as_str(), m.verdict.as_str())).collect();
+        assert_eq!(
+            walk,
+            [
+                ("np:cnp/admin/ingress/0 peer-0", "goto in_x_t3"),
+                ("np:gnp/audit/ingress/2 any-peer", "continue"),
+                ("np:a/db/ingress/0 peer-0", "return")
+            ]
+        );
+        assert_eq!(out[0].allowed_by, vec!["np:a/db/ingress/0 peer-0"]);
     }
 }

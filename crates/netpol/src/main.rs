@@ -596,10 +596,21 @@ enum Cmd {
         /// json writes it).
         #[arg(long, value_enum, default_value = "netpol", value_name = "FORMAT")]
         flow_log_format: FlowLogFormat,
-        /// Compare the kernel's verdict of every traced new connection with the engine's; disagreements are counted
-        /// (netpol_agent_self_check_disagreements_total) and logged with both explanations.
+        /// Compare the kernel's verdict of the traced new connections (every one, or one in N: --self-check-sample)
+        /// with the engine's; disagreements are counted (netpol_agent_self_check_disagreements_total) and logged
+        /// with both explanations.
         #[arg(long)]
         self_check: bool,
+        /// With --self-check: compare one in N of the new connections judged on this node (counted in the order
+        /// they are traced: the 1st, the N+1th, the 2N+1th, ...); 1 compares every one.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 1,
+            requires = "self_check",
+            value_parser = clap::value_parser!(u64).range(1..)
+        )]
+        self_check_sample: u64,
         /// Program this network namespace instead of the agent's own (a lab's node, while the agent reaches the API
         /// server from the host's namespace).
         #[arg(long, value_name = "NAME")]
@@ -908,6 +919,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             flow_log,
             flow_log_format,
             self_check,
+            self_check_sample,
             netns,
             batch_window_ms,
         } => {
@@ -938,7 +950,8 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
                     FlowLogFormat::Netpol => netpol_agent::flows::Format::Netpol,
                     FlowLogFormat::Hubble => netpol_agent::flows::Format::Hubble,
                 };
-                Some(netpol_agent::flows::start(programmer.clone(), netns.clone(), format, self_check, out)?)
+                let sample = self_check.then_some(self_check_sample);
+                Some(netpol_agent::flows::start(programmer.clone(), netns.clone(), format, sample, out)?)
             } else {
                 None
             };

@@ -34,6 +34,8 @@
 //!   writer counted them.
 //! - `reply`: this is the reply direction, already written client-to-server; `opens`: `true` when the event opens
 //!   a connection (a SYN, a connect), `false` when it does not.
+//! - Other members are ignored: `netpol agent`'s flow log adds `node`, `rules`, `tiers` (every tier's deciding
+//!   rule), `audit`, `engine_verdict` and `self_check`.
 
 use netpol_core::portset::{icmp_port, Protocol};
 use serde::de::IgnoredAny;

@@ -380,6 +380,200 @@ fn the_flow_log_reads_back_and_the_self_check_catches_a_wrong_rule() {
     }
 }
 
+/// Pods a, b, c of `three_pods`: an Admin-tier ClusterNetworkPolicy passes c -> b on to the NetworkPolicy tier,
+/// where b-from-c allows it (and isolates b); a Baseline-tier ClusterNetworkPolicy denies every ingress of c.
+const TIERED: &str = "---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: admin-pass}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {pods: {podSelector: {matchLabels: {app: b}}}}
+  ingress:
+  - {name: pass-c, action: Pass, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: c}}}}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: baseline-deny}
+spec:
+  tier: Baseline
+  priority: 0
+  subject: {pods: {podSelector: {matchLabels: {app: c}}}}
+  ingress:
+  - {action: Deny, from: [{namespaces: {}}]}
+";
+
+/// `GET path` on the agent's metrics endpoint, from inside the node's namespace.
+fn http_get(netns: &str, port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = crate::dataplane::connect(netns, "127.0.0.1".parse().unwrap(), port).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The value of the metric line starting with `series` (`name{labels}`), if there is one.
+fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// With real traffic through the kernel: the flow log names the deciding rule of every tier (an Admin pass then a
+/// NetworkPolicy allow, the NetworkPolicy tier's default deny, a Baseline deny), the self-check compares one in
+/// two of the flows judged on the node (`--self-check-sample 2`), and `/metrics` counts the drops per rule from
+/// the table's counters.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn the_flow_log_names_every_tier_and_the_drops_are_counted_per_rule() {
+    use crate::dataplane::{connect, echo_server};
+    require_root!();
+    let p = prefix("agenttier");
+    let _guard = LabGuard(p.clone());
+    let yaml: &str = &format!("{}{B_FROM_C}{TIERED}", three_pods("10.81.0"));
+    let cluster = netpol_core::load::load_str("c.yaml", yaml).cluster;
+    let (lab, _) = netpol::lab_cmd::up(&cluster, &p, Vec::new()).unwrap();
+    let node = lab.node_netns().to_string();
+    let ns = |k: &str| lab.pod_netns(k).unwrap().to_string();
+    let (b_ip, c_ip): (std::net::IpAddr, std::net::IpAddr) =
+        ("10.81.0.2".parse().unwrap(), "10.81.0.3".parse().unwrap());
+    for (pod, ip) in [("n/b", b_ip), ("n/c", c_ip)] {
+        let listener = echo_server(&ns(pod), ip, 8088);
+        std::thread::spawn(move || for _ in listener.incoming() {});
+    }
+    let dir = crate::common::tempdir();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let log = dir.path().join("flows.jsonl");
+    let (f, l) = (file.display().to_string(), log.display().to_string());
+    let mut agent = Command::new("ip")
+        .args(["netns", "exec", &node, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f", &f])
+        .args(["--flow-log", &l, "--self-check", "--self-check-sample", "2", "--metrics-listen", "127.0.0.1:9464"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !tables(&ruleset(&node)).contains(&"netpol_trace".to_string()) && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(connect(&ns("n/c"), b_ip, 8088).is_ok(), "c -> b: passed by the Admin tier, allowed by b-from-c");
+    assert!(connect(&ns("n/a"), b_ip, 8088).is_err(), "a -> b: b is isolated");
+    assert!(connect(&ns("n/a"), c_ip, 8088).is_err(), "a -> c: the Baseline tier denies");
+    std::thread::sleep(Duration::from_millis(700));
+    let metrics = http_get(&node, 9464, "/metrics");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+
+    // Drops per rule, from the kernel's counters.
+    let baseline = "netpol_agent_drops_total{policy=\"cnp/baseline-deny\",direction=\"ingress\",rule=\"0\"}";
+    assert!(metric_value(&metrics, baseline).is_some_and(|v| v >= 1.0), "{metrics}");
+    let isolated =
+        "netpol_agent_drops_total{policy=\"n/b-from-c,cnp/admin-pass\",direction=\"ingress\",rule=\"default\"}";
+    assert!(metric_value(&metrics, isolated).is_some_and(|v| v >= 1.0), "{metrics}");
+    assert!(metrics.contains("# TYPE netpol_agent_audit_drops_total counter"), "{metrics}");
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let record = |src: &str, dst: &str| -> &serde_json::Value {
+        lines
+            .iter()
+            .find(|v| v["src"]["pod"] == src && v["dst"]["pod"] == dst && v["port"] == 8088)
+            .unwrap_or_else(|| panic!("no {src} -> {dst}: {text}"))
+    };
+    let steps = |v: &serde_json::Value| -> Vec<(String, String, String)> {
+        v["tiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let policy = s["policy"].as_str().map(str::to_string).unwrap_or_else(|| s["policies"].to_string());
+                (s["tier"].as_str().unwrap_or("?").to_string(), policy, s["action"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let own = |v: &[(&str, &str, &str)]| -> Vec<(String, String, String)> {
+        v.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect()
+    };
+    let c_b = record("c", "b");
+    assert_eq!(steps(c_b), own(&[("Admin", "admin-pass", "pass"), ("NetworkPolicy", "n/b-from-c", "allow")]), "{text}");
+    assert_eq!(c_b["tiers"][0]["kind"], "ClusterNetworkPolicy");
+    assert_eq!(c_b["tiers"][0]["field"], "spec.ingress[0]");
+    assert_eq!(c_b["verdict"], "allowed");
+    assert_eq!(steps(record("a", "b")), own(&[("NetworkPolicy", "n/b-from-c", "deny")]), "{text}");
+    assert_eq!(record("a", "b")["tiers"][0]["default"], true);
+    assert_eq!(steps(record("a", "c")), own(&[("Baseline", "baseline-deny", "deny")]), "{text}");
+    // One in two of the flows judged here is self-checked: the 1st, the 3rd, ...
+    let judged: Vec<bool> = lines.iter().filter(|v| v["port"] == 8088).map(|v| v.get("self_check").is_some()).collect();
+    assert!(judged.len() >= 3, "{text}");
+    for (i, checked) in judged.iter().enumerate() {
+        assert_eq!(*checked, i % 2 == 0, "record {i}: {text}");
+    }
+    assert!(lines.iter().filter_map(|v| v["self_check"].as_str()).all(|c| c == "agree"), "{text}");
+    // Read back as `netpol flows replay` reads logs.
+    let reader = netpol_input::flowlog::Reader::new(&l, std::io::Cursor::new(text.clone().into_bytes()), None);
+    let records: Vec<_> = reader.collect::<Result<Vec<_>, _>>().unwrap();
+    assert!(records.iter().any(|o| o.policies == ["baseline-deny"]), "{text}");
+
+    // Audit mode: the Baseline rule logs and accepts; the flow log says what it would have done, and the would-be
+    // drops are counted apart.
+    let log = dir.path().join("flows-audit.jsonl");
+    let l = log.display().to_string();
+    let mut agent = Command::new("ip")
+        .args(["netns", "exec", &node, env!("CARGO_BIN_EXE_netpol"), "agent", "--node", "node-1", "-f", &f])
+        .args(["--mode", "audit", "--flow-log", &l, "--metrics-listen", "127.0.0.1:9464"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !log.exists() && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let audited = || {
+        let rs = Command::new("ip").args(["netns", "exec", &node, "nft", "list", "table", "inet", "netpol"]).output();
+        rs.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("netpol-audit"))
+    };
+    while !audited() && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(connect(&ns("n/a"), c_ip, 8088).is_ok(), "audit mode drops nothing");
+    std::thread::sleep(Duration::from_millis(700));
+    let metrics = http_get(&node, 9464, "/metrics");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let series = "netpol_agent_audit_drops_total{policy=\"cnp/baseline-deny\",direction=\"ingress\",rule=\"0\"}";
+    assert!(metric_value(&metrics, series).is_some_and(|v| v >= 1.0), "{metrics}");
+    assert!(!metrics.contains("netpol_agent_drops_total{policy=\"cnp/baseline-deny\""), "{metrics}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let a_c = lines
+        .iter()
+        .find(|v| v["src"]["pod"] == "a" && v["dst"]["pod"] == "c" && v["port"] == 8088)
+        .unwrap_or_else(|| panic!("no a -> c: {text}"));
+    assert_eq!(a_c["audit"], true, "{text}");
+    assert_eq!(steps(a_c), own(&[("Baseline", "baseline-deny", "deny")]), "{text}");
+    assert_eq!(a_c["tiers"][0]["audit"], true, "{text}");
+}
+
+/// `--self-check-sample N` goes with `--self-check`, and N is at least 1: anything else is a usage error (exit 2).
+#[test]
+fn the_self_check_sample_needs_the_self_check_and_a_positive_n() {
+    for extra in [&["--self-check-sample", "2"][..], &["--self-check", "--self-check-sample", "0"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_netpol"))
+            .args(["agent", "--node", "node-1", "-f", "cluster.yaml", "--once"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains("--self-check"), "{err}");
+    }
+}
+
 /// `lab up --nodes 2 --agent`: one agent per node, each programming its node's share from the manifests; an edit of
 /// the manifests reaches the kernels through the agents alone (across nodes and on one node), and `lab down` stops
 /// them.
