@@ -767,12 +767,13 @@ pub fn start(
         // whole (its rules numbered from 1 again), names another rule than it did. Every rule of the table is named
         // here from the table as it is (by the handle `-a` prints), read again when a handle is not known or the
         // agent programmed since.
+        // The generation first: a program committed while the table is read makes the next traced rule read it again.
+        let mut rules_generation = programmer.table_epoch();
         let mut rules = table_rules(netns.as_deref());
-        let mut rules_generation = programmer.metrics.generation.load(Ordering::Relaxed);
         for l in std::io::BufReader::new(stdout).lines() {
             let Ok(mut l) = l else { break };
             if let Some(h) = traced_handle(&l) {
-                let generation = programmer.metrics.generation.load(Ordering::Relaxed);
+                let generation = programmer.table_epoch();
                 if !rules.contains_key(&h) || generation != rules_generation {
                     rules = table_rules(netns.as_deref());
                     rules_generation = generation;

@@ -308,6 +308,9 @@ pub struct Programmer {
     /// Whether [`Programmer::program_shared`] keeps the model as `current` (for the flow log and the self-check);
     /// without, a model is freed once programmed (the live source keeps its own copy).
     keep_model: std::sync::atomic::AtomicBool,
+    /// Bumped before and after every transaction on the agent's table: what names traced rules by their handle
+    /// reads the table again when it changed ([`Programmer::table_epoch`]).
+    epoch: AtomicU64,
     /// The node's pod addresses in the ruleset the kernel holds.
     opened: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
     /// How long the live source collects events after the first of a batch ([`Programmer::with_batch_window`]).
@@ -332,6 +335,7 @@ impl Programmer {
             bypass: Mutex::new(None),
             current: Mutex::new(None),
             keep_model: std::sync::atomic::AtomicBool::new(true),
+            epoch: AtomicU64::new(0),
             opened: Mutex::new(Default::default()),
             batch_window: BATCH_WINDOW,
             metrics: Metrics::default(),
@@ -366,6 +370,12 @@ impl Programmer {
             *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((engine, local));
         }
         r
+    }
+
+    /// Changes whenever a transaction on the agent's table starts or ends: a reader of the table that saw the same
+    /// epoch before and after reading it read a table no program was changing.
+    pub fn table_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// Whether to keep the last model programmed for [`Programmer::current`] (default: yes). The flow log and the
@@ -472,6 +482,7 @@ impl Programmer {
         // chains that changed replaced), or, the first time and when the kernel refuses the difference, the whole
         // table replaced.
         let ns = self.netns.as_deref();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         let applied = match last.as_ref() {
             Some(old) => nft_apply(self.runner.as_ref(), ns, &snap.update_script(old)).or_else(|e| {
                 tracing::warn!(node = %self.node, "incremental program refused ({e}); replacing the whole table");
@@ -479,6 +490,7 @@ impl Programmer {
             }),
             None => nft_apply(self.runner.as_ref(), ns, &rs.replace_script()),
         };
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         if let Err(e) = applied {
             self.metrics.program_errors.fetch_add(1, Ordering::Relaxed);
             self.metrics.local_pods_unprogrammed.store(unprogrammed(&opened), Ordering::Relaxed);
