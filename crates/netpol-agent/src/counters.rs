@@ -144,16 +144,28 @@ impl Programmer {
     }
 }
 
+/// How long a reading of the counters answers scrapes: however often `/metrics` is asked, `nft` lists the table
+/// at most once in this time (a scrape storm must not compete with programs for the node's CPU).
+pub const READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Appends the drops per rule of `programmer`'s table (nothing but the metrics' headers when none is programmed
-/// yet or the table cannot be read).
+/// yet or the table cannot be read), from a reading at most [`READ_EVERY`] old.
 pub fn write_drops(programmer: &Programmer, s: &mut String) {
     let counts = if programmer.metrics.generation.load(std::sync::atomic::Ordering::Relaxed) == 0 {
         Vec::new()
     } else {
-        programmer.drop_counts().unwrap_or_else(|e| {
-            tracing::debug!("cannot read the drop counters: {e}");
-            Vec::new()
-        })
+        let mut cache = programmer.drops_read.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.as_ref() {
+            Some((at, counts)) if at.elapsed() < READ_EVERY => counts.clone(),
+            _ => {
+                let counts = programmer.drop_counts().unwrap_or_else(|e| {
+                    tracing::debug!("cannot read the drop counters: {e}");
+                    Vec::new()
+                });
+                *cache = Some((std::time::Instant::now(), counts.clone()));
+                counts
+            }
+        }
     };
     write(&counts, s);
 }

@@ -311,6 +311,8 @@ pub struct Programmer {
     /// Bumped before and after every transaction on the agent's table: what names traced rules by their handle
     /// reads the table again when it changed ([`Programmer::table_epoch`]).
     epoch: AtomicU64,
+    /// The last reading of the drop rules' counters, and when it was made ([`counters::write_drops`]).
+    drops_read: Mutex<Option<(Instant, Vec<counters::DropCount>)>>,
     /// The node's pod addresses in the ruleset the kernel holds.
     opened: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
     /// How long the live source collects events after the first of a batch ([`Programmer::with_batch_window`]).
@@ -336,6 +338,7 @@ impl Programmer {
             current: Mutex::new(None),
             keep_model: std::sync::atomic::AtomicBool::new(true),
             epoch: AtomicU64::new(0),
+            drops_read: Mutex::new(None),
             opened: Mutex::new(Default::default()),
             batch_window: BATCH_WINDOW,
             metrics: Metrics::default(),
