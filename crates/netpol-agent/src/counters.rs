@@ -2,7 +2,7 @@
 //! `netpol_nft::ruleset` has a `counter`), read at scrape time with `nft -j -t list table inet netpol` (`-t`: the
 //! sets' and maps' elements left out, so the work is bounded by the number of rules, not of addresses) and
 //! exposed as `netpol_agent_drops_total{policy, direction, rule}` — in audit mode, where the same rules log and
-//! accept, as `netpol_agent_audit_drops_total` (what would have been dropped).
+//! let the packet go on, as `netpol_agent_audit_drops_total` (what would have been dropped).
 //!
 //! Labels, from the rule's comment (shortened ones expanded through the ruleset's `long_comments`):
 //! - a deny (or reject) rule, `np:<policy_ref>/<direction>/<index> <tag>`: `policy` its policy reference
@@ -29,13 +29,14 @@ pub struct DropCount {
     pub policy: String,
     pub direction: String,
     pub rule: String,
-    /// Audit mode: the rule logged and accepted what it would have dropped.
+    /// Audit mode: the rule logged and let through what it would have dropped.
     pub audit: bool,
     pub packets: u64,
 }
 
 /// How a rule of `nft -j` ends: `Some(false)` it drops or rejects, `Some(true)` it is an audit rule (logs with the
-/// prefix `netpol-audit` and accepts), `None` anything else.
+/// prefix `netpol-audit` and lets the packet go on: `return`, or no verdict in a base chain; an older agent's
+/// accepted), `None` anything else.
 fn drops(exprs: &[Value]) -> Option<bool> {
     let last = exprs.last()?;
     if last.get("drop").is_some() || last.get("reject").is_some() {
@@ -47,7 +48,7 @@ fn drops(exprs: &[Value]) -> Option<bool> {
     let audit = exprs
         .iter()
         .any(|e| e.pointer("/log/prefix").and_then(Value::as_str).is_some_and(|p| p.starts_with("netpol-audit ")));
-    (audit && last.get("accept").is_some()).then_some(true)
+    audit.then_some(true)
 }
 
 /// The labels of a drop rule's comment: (policy, direction, rule).
@@ -117,7 +118,7 @@ pub fn write(counts: &[DropCount], s: &mut String) {
         (
             true,
             "netpol_agent_audit_drops_total",
-            "Packets audit mode accepted that a rule would have dropped, per rule.",
+            "Packets audit mode let through that a rule would have dropped, per rule.",
         ),
     ] {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");

@@ -694,7 +694,7 @@ fn traced_handle(line: &str) -> Option<u64> {
 }
 
 /// A rule of the agent's table as the flow log needs it: its comment, and whether it is an audit rule (it logs with
-/// the prefix `netpol-audit` and accepts: what tells a would-be drop from an allow).
+/// the prefix `netpol-audit` and lets the packet go on: what tells a would-be drop from an allow).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct TableRule {
     comment: Option<String>,

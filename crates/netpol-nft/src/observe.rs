@@ -49,7 +49,7 @@ pub struct MatchedRule {
     pub comment: String,
     /// The trace's verdict of the rule: `return`, `accept`, `drop`, `goto CHAIN`, `jump CHAIN`, `continue`.
     pub verdict: String,
-    /// The rule logs with the prefix `netpol-audit` (`Ruleset::audit`): it accepts what it would have dropped.
+    /// The rule logs with the prefix `netpol-audit` (`Ruleset::audit`): it lets through what it would have dropped.
     pub audit: bool,
 }
 
@@ -120,7 +120,7 @@ impl TraceParser {
             }
             None
         } else if line.contains("(verdict accept)") {
-            // A rule's accept ends the packet's walk of the table (audit mode's rules accept what they would drop).
+            // A rule's accept ends the packet's walk of the table.
             let mut r = self.current.remove(&id)?;
             r.allowed_by.extend(comment(line));
             r.verdict = "allow".into();

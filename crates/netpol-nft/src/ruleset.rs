@@ -1233,10 +1233,14 @@ impl Ruleset {
     }
 
     /// Audit mode: every verdict that would drop or reject (a rule's, a chain's final drop, an invalid packet's)
-    /// counts, logs with the prefix `netpol-audit ` and the rule's comment, and accepts instead: the same checks,
-    /// nothing dropped (for rolling policies out).
+    /// counts and logs with the prefix `netpol-audit ` and the rule's comment instead, and the packet goes on to the
+    /// next check: in a policy check's chains with `return` (their sub-chains are entered with `goto`, so this ends
+    /// that direction's check, whose first would-be drop decided it, and the base chain goes on to the other
+    /// direction's check), in a base chain by going on to its next rule. The same checks, each direction's would-be
+    /// drop counted, nothing dropped (for rolling policies out).
     pub fn audit(mut self) -> Ruleset {
         for chain in self.chains.values_mut() {
+            let base = chain.hook.is_some();
             for rule in &mut chain.rules {
                 let denies = matches!(rule.exprs.last(), Some(Expr::Drop | Expr::RejectTcpReset | Expr::RejectIcmpx))
                     || matches!(rule.exprs.last(), Some(Expr::Goto(c)) if c == REJECT_CHAIN);
@@ -1254,7 +1258,9 @@ impl Ruleset {
                     prefix.pop();
                 }
                 rule.exprs.push(Expr::Log(prefix));
-                rule.exprs.push(Expr::Accept);
+                if !base {
+                    rule.exprs.push(Expr::Return);
+                }
             }
         }
         self
@@ -1497,7 +1503,8 @@ spec: {podSelector: {matchLabels: {app: a}}, policyTypes: [Egress], egress: [{to
         assert!(!rs.sets.contains_key("local_pods_v4"), "no fail-closed without pod interfaces");
     }
 
-    /// Audit mode drops nothing: every drop or reject becomes count, log and accept; everything else is unchanged.
+    /// Audit mode drops nothing: every drop or reject becomes count, log and return (in a base chain: go on);
+    /// everything else is unchanged.
     #[test]
     fn audit_mode_logs_and_accepts_what_would_be_dropped() {
         let yaml = "
@@ -1520,8 +1527,13 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
         assert!(verdicts(&enforce).contains(&&Expr::Drop));
         assert!(!verdicts(&audit).iter().any(|x| matches!(x, Expr::Drop | Expr::RejectTcpReset | Expr::RejectIcmpx)));
         let text = audit.to_nft();
-        assert!(text.contains("counter log prefix \"netpol-audit np-drop:invalid \" accept"), "{text}");
+        // In a base chain the packet goes on to the next check; in a policy's chain the check returns.
+        assert!(text.contains("counter log prefix \"netpol-audit np-drop:invalid \" comment"), "{text}");
+        assert!(!text.contains("netpol-audit np-drop:invalid \" accept"), "{text}");
         assert!(text.contains("log prefix \"netpol-audit np-drop:"), "{text}");
+        assert!(!text.contains("\" accept comment \"np-drop"), "{text}");
+        let returns = audit.chains.values().filter(|c| c.hook.is_none()).flat_map(|c| &c.rules);
+        assert!(returns.filter(|r| matches!(r.exprs.last(), Some(Expr::Return))).count() >= 2);
         // The same maps, sets and chains: only the deny verdicts differ.
         assert_eq!(audit.maps, enforce.maps);
         assert_eq!(audit.chains.keys().collect::<Vec<_>>(), enforce.chains.keys().collect::<Vec<_>>());
