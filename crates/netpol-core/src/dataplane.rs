@@ -46,6 +46,10 @@ pub struct Table {
     /// address of the node it runs on in the pod address's family. Traffic from the first to the second passes the
     /// pod's ingress check whatever its profile says (its egress check and host checks still apply).
     pub own_node: Vec<(IpAddr, IpAddr)>,
+    /// The policy references (`namespace/name`) that name more than one policy governing some pod with an address
+    /// (an object lowered to several policies): the same in the whole table and in a node's share
+    /// ([`Engine::dataplane_for`]), so that what is named after them is too.
+    pub shared_refs: std::collections::BTreeSet<String>,
 }
 
 /// A subject's checks in one direction.
@@ -294,6 +298,15 @@ impl Engine {
     pub fn dataplane(&self) -> Table {
         Builder::new(self).build()
     }
+
+    /// The data-plane table of the pods with the `local` addresses (a node's share): their addresses, the profiles
+    /// of their checks and the address sets those need, as [`Engine::dataplane`] has them; the other pods'
+    /// profiles are not computed. The host checks and own-node pairs are the whole table's.
+    pub fn dataplane_for(&self, local: &std::collections::BTreeSet<IpAddr>) -> Table {
+        let mut b = Builder::new(self);
+        b.local = Some(local.clone());
+        b.build()
+    }
 }
 
 /// A destination address and the named ports (interned name, protocol, port) rules resolve there.
@@ -314,6 +327,8 @@ struct Builder<'e> {
     /// The address space cut at every block boundary (for Calico entity rules), made on first use.
     segments: Option<crate::outside::Segments>,
     named: BTreeMap<RuleId, Vec<(IpAddr, Protocol, u16)>>,
+    /// Only these addresses' checks ([`Engine::dataplane_for`]).
+    local: Option<std::collections::BTreeSet<IpAddr>>,
 }
 
 impl<'e> Builder<'e> {
@@ -332,6 +347,7 @@ impl<'e> Builder<'e> {
             profiles: BTreeMap::new(),
             segments: None,
             named: BTreeMap::new(),
+            local: None,
         }
     }
 
@@ -359,6 +375,9 @@ impl<'e> Builder<'e> {
                 for &pod in &ident.pods {
                     let node = if node_rel { self.e.pod_node.get(pod.index()).copied().flatten() } else { None };
                     for &ip in &self.e.cluster.pod(pod).ips {
+                        if self.local.as_ref().is_some_and(|l| !l.contains(&ip)) {
+                            continue;
+                        }
                         let masked = self.e.masked_rules(iid, dir, &self.e.ip_info(iid, ip));
                         let profile = self.profile(dir, ident.policies(dir), ports.clone(), masked, (node_rel, node));
                         self.t.addresses.push((ip, dir, profile));
@@ -368,7 +387,28 @@ impl<'e> Builder<'e> {
         }
         self.hosts();
         self.own_node();
+        self.shared_refs();
         self.t
+    }
+
+    /// [`Table::shared_refs`], over every identity (whatever the share): the policies governing some pod with an
+    /// address, grouped by reference.
+    fn shared_refs(&mut self) {
+        let e = self.e;
+        let mut ids: BTreeMap<String, std::collections::BTreeSet<PolicyId>> = BTreeMap::new();
+        for (i, ident) in e.identities.iter().enumerate() {
+            if ident.host_network || self.ident_ips.get(i).is_none_or(Vec::is_empty) {
+                continue;
+            }
+            for dir in [Direction::Ingress, Direction::Egress] {
+                if ident.governed(dir) {
+                    for &p in ident.policies(dir) {
+                        ids.entry(e.cluster.policy_ref(p)).or_default().insert(p);
+                    }
+                }
+            }
+        }
+        self.t.shared_refs = ids.into_iter().filter(|(_, ids)| ids.len() > 1).map(|(r, _)| r).collect();
     }
 
     /// Cilium's allow-localhost ([`Engine::from_own_node`]): the (node address, pod address) pairs of the pods whose

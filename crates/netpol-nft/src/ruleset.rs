@@ -373,7 +373,7 @@ struct Gen<'t> {
     set_names: BTreeMap<(SetId, Family), Option<String>>,
     /// Chain names by profile.
     chains: BTreeMap<ProfileId, String>,
-    /// Policy references that name more than one policy of the table (see [`shared_refs`]).
+    /// Policy references that name more than one policy of the table ([`Table::shared_refs`]).
     shared_refs: BTreeSet<String>,
 }
 
@@ -381,16 +381,6 @@ struct Gen<'t> {
 /// policy is lowered to a policy per rule (and per `appliedTo`, per namespace of a `namespaces` peer), all under
 /// its name. Two profiles with the same references may then hold different rules, and a chain named after the
 /// references alone would be shared by them.
-fn shared_refs(t: &Table) -> BTreeSet<String> {
-    let mut ids: BTreeMap<&str, BTreeSet<netpol_core::model::PolicyId>> = BTreeMap::new();
-    for p in &t.profiles {
-        for (id, r) in p.policies.iter().zip(&p.policy_refs) {
-            ids.entry(r.as_str()).or_default().insert(*id);
-        }
-    }
-    ids.into_iter().filter(|(_, ids)| ids.len() > 1).map(|(r, _)| r.to_string()).collect()
-}
-
 impl<'t> Gen<'t> {
     /// A comment nft accepts: the text itself, or `#hash` remembered in `long_comments`.
     fn comment(&mut self, full: String) -> String {
@@ -1015,14 +1005,24 @@ pub fn generate_for_addresses(e: &Engine, local: &BTreeSet<IpAddr>) -> Ruleset {
 
 /// [`generate`], with the address maps (and so the profile chains) limited to `local` addresses when given.
 fn generate_scoped(e: &Engine, local: Option<&BTreeSet<IpAddr>>) -> Ruleset {
-    let t = e.dataplane();
+    // For one node, only its pods' checks are computed (the table of the whole cluster costs 50 times more at 50
+    // nodes, for the same ruleset: tested).
+    let t = match local {
+        Some(l) => e.dataplane_for(l),
+        None => e.dataplane(),
+    };
+    generate_from(&t, local)
+}
+
+/// The ruleset of data-plane table `t`, its address maps limited to `local` when given.
+fn generate_from(t: &Table, local: Option<&BTreeSet<IpAddr>>) -> Ruleset {
     let mut g = Gen {
-        t: &t,
+        t,
         rs: Ruleset::default(),
         has_v6: t.has_ipv6,
         set_names: BTreeMap::new(),
         chains: BTreeMap::new(),
-        shared_refs: shared_refs(&t),
+        shared_refs: t.shared_refs.clone(),
     };
     let mut maps: BTreeMap<String, NftMap> = BTreeMap::new();
     for fam in g.families() {
@@ -1936,6 +1936,74 @@ spec: {{podSelector: {{}}, policyTypes: [Ingress, Egress], egress: [{{to: [{{ipB
             );
             assert_eq!(text.contains("icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept"), v6);
         }
+    }
+
+    /// A node's ruleset made from its share of the data-plane table (`Engine::dataplane_for`: only its pods'
+    /// checks computed) is the one made from the whole table, for every node of every conformance case of every
+    /// dialect (network-policy-api's steps, Calico's, Cilium's and Antrea's cases).
+    #[test]
+    fn a_nodes_share_of_the_table_gives_the_ruleset_of_the_whole_table() {
+        use std::path::{Path, PathBuf};
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance");
+        let files = |dir: &Path| -> Vec<PathBuf> {
+            let mut v: Vec<PathBuf> =
+                std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+            v.sort();
+            v
+        };
+        let mut clusters: Vec<(String, String)> = Vec::new();
+        for dialect in ["calico", "cilium", "antrea"] {
+            for f in files(&root.join(dialect)).into_iter().filter(|f| f.extension().is_some_and(|x| x == "yaml")) {
+                let text = std::fs::read_to_string(&f).unwrap_or_default();
+                let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap_or(serde_yaml_ng::Value::Null);
+                if let Some(m) = v.get("manifests").and_then(|m| m.as_str()) {
+                    clusters.push((f.display().to_string(), m.to_string()));
+                }
+            }
+        }
+        let api = root.join("network-policy-api");
+        let base: String = files(&api.join("base"))
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_default() + "\n---\n")
+            .collect();
+        for test in files(&api).into_iter().filter(|d| d.is_dir() && !d.ends_with("base")) {
+            for step in files(&test).into_iter().filter(|d| d.is_dir()) {
+                let policies = std::fs::read_to_string(step.join("policies.yaml")).unwrap_or_default();
+                clusters.push((step.display().to_string(), format!("{base}{policies}")));
+            }
+        }
+        assert!(clusters.len() >= 200, "{} clusters", clusters.len());
+        let mut checked = 0;
+        for (name, manifests) in &clusters {
+            let e = Engine::new(netpol_core::load::load_str(name, manifests).cluster);
+            let whole = e.dataplane();
+            let nodes: BTreeSet<String> = e.cluster().pods.iter().filter_map(|p| p.node.clone()).collect();
+            for node in nodes {
+                let local = node_pod_addresses(&e, &node);
+                let from_whole = generate_from(&whole, Some(&local)).snapshot();
+                let share = generate_for_node(&e, &node).snapshot();
+                let diff = |a: &Snapshot, b: &Snapshot| -> Vec<String> {
+                    let sets =
+                        a.sets.iter().filter(|(k, v)| b.sets.get(*k) != Some(v)).map(|(k, _)| format!("set {k}"));
+                    let chains = a
+                        .chains
+                        .iter()
+                        .filter(|(k, v)| b.chains.get(*k) != Some(v))
+                        .map(|(k, v)| format!("chain {k}: {v:?}"));
+                    let maps =
+                        a.maps.iter().filter(|(k, v)| b.maps.get(*k) != Some(v)).map(|(k, _)| format!("map {k}"));
+                    sets.chain(chains).chain(maps).collect()
+                };
+                assert!(
+                    from_whole == share,
+                    "{name}, node {node}:\nonly from the whole table: {:#?}\nonly from the share: {:#?}",
+                    diff(&from_whole, &share),
+                    diff(&share, &from_whole)
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 300, "{checked} nodes checked");
     }
 
     /// kube-proxy's IPVS mode: IPVS takes a packet to a Service address at the input hook (priorities 98 and 99 in

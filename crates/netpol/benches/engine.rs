@@ -901,11 +901,25 @@ fn run_agent_live(size: &str) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // The agent's resident memory while it starts: (ms since start, MiB), to see where the peak is.
+    let rss_of = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string);
+        line.and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    };
+    let mut timeline: Vec<(u128, f64)> = Vec::new();
     while http_get(metrics, "/healthz").is_none() {
         assert!(t.elapsed() < Duration::from_secs(120), "the agent did not program within 120 s");
+        timeline.push((t.elapsed().as_millis(), rss_of(agent.id())));
         std::thread::sleep(Duration::from_millis(2));
     }
     let first = t.elapsed();
+    if std::env::var_os("NETPOL_BENCH_AGENT_RSS").is_some() {
+        for (ms, mib) in timeline.iter().step_by(10) {
+            println!("    agent RSS at {ms} ms: {mib:.0} MiB");
+        }
+        println!("    agent RSS after the first program: {:.0} MiB", rss_of(agent.id()));
+    }
     let first_program = agent_metric(metrics, "netpol_agent_program_duration_seconds").unwrap_or(0.0);
     // Changes through the API, each timed from the server's answer until the agent's kernel reflects it.
     let (pns, pname) = node0_pod.unwrap();
