@@ -138,12 +138,31 @@ pub const AGENT_LABELS: [(Cni, &str, &str); 4] = [
 
 /// Whether a pod with these labels is a CNI's node agent (see [`agent`]).
 pub fn is_agent(labels: &crate::labels::Labels) -> bool {
-    AGENT_LABELS.iter().any(|&(_, key, value)| labels.get(key) == Some(value))
+    agents_of(labels) != 0
+}
+
+/// The agents of [`AGENT_LABELS`] whose label these labels carry, as bits (bit `k`: entry `k`). One pass over
+/// the labels with equality tests (a length test first), cheaper than an ordered lookup per agent key.
+fn agents_of(labels: &crate::labels::Labels) -> u8 {
+    let mut found = 0;
+    for (key, value) in labels.iter() {
+        for (k, &(_, agent_key, agent_value)) in AGENT_LABELS.iter().enumerate() {
+            if key == agent_key && value == agent_value {
+                found |= 1 << k;
+            }
+        }
+    }
+    found
 }
 
 /// Whether an auto-detection reason is [`agent`]'s (an agent pod chose the CNI).
 pub fn by_agent(why: &str) -> bool {
-    AGENT_LABELS.iter().any(|&(_, key, value)| why.ends_with(&format!("({key}={value})")))
+    // `why` ends with `({key}={value})`, read without writing it (no allocation: every pod event asks).
+    let Some(label) = why.strip_suffix(')') else { return false };
+    AGENT_LABELS.iter().any(|&(_, key, value)| {
+        let rest = label.strip_suffix(value).and_then(|r| r.strip_suffix('='));
+        rest.and_then(|r| r.strip_suffix(key)).is_some_and(|r| r.ends_with('('))
+    })
 }
 
 /// The CNI whose node agent runs in the cluster, and what says so: a pod (a live cluster's pods, or a DaemonSet's
@@ -151,8 +170,31 @@ pub fn by_agent(why: &str) -> bool {
 /// release may live outside kube-system). Cilium's agent first, then Calico's; among pods, the first loaded.
 /// The reason is `DaemonSet kube-system/cilium (k8s-app=cilium)` (the workload's kind, or `pod` for a Pod).
 pub fn agent(cluster: &Cluster) -> Option<(Cni, String)> {
-    AGENT_LABELS.iter().find_map(|&(cni, key, value)| {
-        let p = cluster.pods.iter().find(|p| p.labels.get(key) == Some(value))?;
+    // One pass over the pods (not one per agent): the first pod of each agent, a pod whose label set is the one
+    // of the pod before it (replicas share an interned set) not read again. Cilium's agent, the first choice,
+    // ends the pass.
+    let mut first: [Option<usize>; AGENT_LABELS.len()] = [None; AGENT_LABELS.len()];
+    let mut before: Option<&crate::labels::Labels> = None;
+    for (i, p) in cluster.pods.iter().enumerate() {
+        if before.is_some_and(|b| b.same_allocation(&p.labels)) {
+            continue;
+        }
+        before = Some(&p.labels);
+        let found = agents_of(&p.labels);
+        if found == 0 {
+            continue;
+        }
+        for (k, first) in first.iter_mut().enumerate() {
+            if first.is_none() && found & (1 << k) != 0 {
+                *first = Some(i);
+            }
+        }
+        if first[0].is_some() {
+            break;
+        }
+    }
+    AGENT_LABELS.iter().zip(first).find_map(|(&(cni, key, value), first)| {
+        let p = cluster.pods.get(first?)?;
         let kind = match p.source.kind {
             "Pod" => "pod",
             k => k,

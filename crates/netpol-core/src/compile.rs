@@ -708,6 +708,10 @@ impl EpInfo<'static> {
 /// What makes pods one identity: namespace, interned label set, hostNetwork, ip class, sorted container ports.
 pub(crate) type IdentityKey = (NsId, LabelSetId, bool, IpClassId, Vec<ContainerPort>, Atom);
 
+/// The service account of every identity key outside Calico's engines (only Calico's selectors read it): one
+/// shared empty string, not an allocation per pod.
+static NO_ACCOUNT: std::sync::LazyLock<Atom> = std::sync::LazyLock::new(|| Atom::from(""));
+
 /// The compiled engine. Owns the cluster it was built from.
 ///
 /// [`Engine::update`] keeps it equal, answer for answer, to `Engine::new` of its changed cluster; internal
@@ -917,6 +921,10 @@ pub(crate) struct PodNames {
 }
 
 impl PodNames {
+    pub(crate) fn with_capacity(pods: usize) -> Self {
+        PodNames { by_hash: FxHashMap::with_capacity_and_hasher(pods, Default::default()), collided: false }
+    }
+
     fn key(ns: NsId, name: &str) -> (NsId, u64) {
         use std::hash::{BuildHasher, Hasher};
         let mut h = rustc_hash::FxBuildHasher.build_hasher();
@@ -938,6 +946,17 @@ impl PodNames {
         let key = Self::key(ns, name);
         if self.by_hash.get(&key) == Some(&pod) {
             self.by_hash.remove(&key);
+        }
+    }
+
+    /// The pod `from` (named `name` in `ns`) is now `to`: its entry, if it is the one indexed under its key,
+    /// points to `to` (one lookup; as [`PodNames::remove`] then [`PodNames::insert`]).
+    pub(crate) fn renumber(&mut self, ns: NsId, name: &str, from: PodId, to: PodId) {
+        match self.by_hash.get_mut(&Self::key(ns, name)) {
+            Some(id) if *id == from => *id = to,
+            // Another pod holds the key: `from` was never indexed (a collision, which `collided` says already).
+            Some(_) => self.collided = true,
+            None => self.insert(ns, name, to),
         }
     }
 
@@ -1100,27 +1119,34 @@ impl Engine {
         // Distinct ipBlocks.
         let mut block_index: FxHashMap<IpBlock, BlockId> = FxHashMap::default();
         let mut blocks: Vec<IpBlock> = Vec::new();
-        let mut add_block = |b: IpBlock| {
-            block_index.entry(b).or_insert_with_key(|b| {
+        // Looked up by reference: most are already interned (no copy of the block to look it up).
+        let mut add_block = |b: &IpBlock| {
+            if !block_index.contains_key(b) {
                 blocks.push(b.clone());
-                BlockId::new(blocks.len() - 1)
-            });
+                block_index.insert(b.clone(), BlockId::new(blocks.len() - 1));
+            }
         };
+        // The rules of every policy, counted on the way: the compiled rules' vector is sized once.
+        let mut rule_count = 0;
         for pol in &cluster.policies {
+            rule_count += pol.ingress.len() + pol.egress.len();
             for r in pol.ingress.iter().chain(&pol.egress) {
                 for p in &r.peers {
-                    peer_blocks(&cluster.nodes, p).into_iter().for_each(&mut add_block);
+                    match p {
+                        Peer::IpBlock(b) => add_block(b),
+                        _ => peer_blocks(&cluster.nodes, p).iter().for_each(&mut add_block),
+                    }
                     // Cilium's reading of an ipBlock: a CIDR peer, its CIDR and exceptions as blocks of their own.
                     if let (Peer::IpBlock(b), true) = (p, cni.ip_block_outside_only()) {
                         let c = crate::cni::cilium_cidr_peer(b);
                         for n in c.nets.iter().chain(&c.not_nets) {
-                            add_block(IpBlock { cidr: *n, except: Vec::new() });
+                            add_block(&IpBlock { cidr: *n, except: Vec::new() });
                         }
                     }
                 }
             }
         }
-        calico_blocks(&cluster).into_iter().for_each(&mut add_block);
+        calico_blocks(&cluster).iter().for_each(&mut add_block);
         let (tiers, tier_map) = crate::eval::tiers(&cluster.tiers);
         let calico = has_calico_policies(&cluster);
 
@@ -1137,11 +1163,12 @@ impl Engine {
             blocks,
             ip_classes: vec![Vec::new()],
             tiers,
-            rules: Vec::new(),
-            policy_rules: Vec::new(),
+            rules: Vec::with_capacity(rule_count),
+            policy_rules: Vec::with_capacity(cluster.policies.len()),
             policy_ns: cluster.policies.iter().map(Policy::ns).collect(),
             ns_names: cluster.namespaces.iter().enumerate().map(|(i, n)| (n.name.clone(), NsId::new(i))).collect(),
-            ip_index: FxHashMap::default(),
+            // One entry per pod (per address: nearly always one), known before the pods are indexed.
+            ip_index: FxHashMap::with_capacity_and_hasher(cluster.pods.len(), Default::default()),
             ip_dups: FxHashMap::default(),
             ip_class_index: FxHashMap::default(),
             port_names: FxHashMap::default(),
@@ -1165,7 +1192,7 @@ impl Engine {
             node_hep: FxHashMap::default(),
             cilium: cluster.has_cilium(),
             calico_objects: cluster.has_calico(),
-            pod_names: PodNames::default(),
+            pod_names: PodNames::with_capacity(cluster.pods.len()),
             sa_pods: FxHashMap::default(),
             node_rel: cluster.has_cilium_node_rules(),
             pod_node: Vec::new(),
@@ -1372,7 +1399,7 @@ impl Engine {
         };
         let mut ports = pod.ports.to_vec();
         ports.sort();
-        let sa = if self.calico { pod.service_account.clone() } else { Atom::from("") };
+        let sa = if self.calico { pod.service_account.clone() } else { NO_ACCOUNT.clone() };
         (pod.ns, ls, pod.host_network, ip_class, ports, sa)
     }
 
@@ -1394,20 +1421,51 @@ impl Engine {
     /// Flattens the rules of an identity's policies, per direction.
     pub(crate) fn refresh_rules(&mut self, i: IdentityId) {
         let ident = &self.identities[i.index()];
-        let rules = |pols: &[PolicyId], dir| -> Vec<RuleId> {
-            let steps = self.profile_steps(pols, dir);
-            steps.into_iter().filter_map(|s| if let ProfileStep::Rule(r) = s { Some(r) } else { None }).collect()
-        };
-        let ing = rules(&ident.ingress_policies, Direction::Ingress);
-        let eg = rules(&ident.egress_policies, Direction::Egress);
-        let bits = |pols: &[PolicyId]| {
-            pols.iter().map(|&p| self.policy_tier(p).index()).filter(|&t| t < 64).fold(0u64, |b, t| b | 1 << t)
-        };
-        let tier_bits = [bits(&ident.ingress_policies), bits(&ident.egress_policies)];
+        let (ing, ing_bits) = self.flat_rules(&ident.ingress_policies, Direction::Ingress);
+        let (eg, eg_bits) = self.flat_rules(&ident.egress_policies, Direction::Egress);
         let ident = &mut self.identities[i.index()];
         ident.ingress_rules = ing;
         ident.egress_rules = eg;
-        ident.tier_bits = tier_bits;
+        ident.tier_bits = [ing_bits, eg_bits];
+    }
+
+    /// The rules of policies `pols` in `dir` in evaluation order (the rules of [`Engine::profile_steps`], without
+    /// its tier ends), and the tiers of the policies as bits (tiers below 64). Each policy is read once; when
+    /// they are NetworkPolicies only (whose evaluation order is the given one) in tier order, the rules are their
+    /// rules in that order, without the steps.
+    fn flat_rules(&self, pols: &[PolicyId], dir: Direction) -> (Vec<RuleId>, u64) {
+        let mut bits = 0u64;
+        let mut in_order = true;
+        let mut last = 0;
+        let mut len = 0;
+        for &p in pols {
+            let pol = self.cluster.policy(p);
+            let t = self.tier_id(pol.tier).index();
+            if t < 64 {
+                bits |= 1 << t;
+            }
+            in_order &= pol.kind == crate::model::PolicyKind::NetworkPolicy && t >= last && t < self.tiers.len();
+            last = t;
+            let (ing, eg) = &self.policy_rules[p.index()];
+            len += match dir {
+                Direction::Ingress => ing.len(),
+                Direction::Egress => eg.len(),
+            };
+        }
+        if !in_order {
+            let steps = self.profile_steps(pols, dir);
+            let rules = steps.into_iter().filter_map(|s| if let ProfileStep::Rule(r) = s { Some(r) } else { None });
+            return (rules.collect(), bits);
+        }
+        let mut rules = Vec::with_capacity(len);
+        for &p in pols {
+            let (ing, eg) = &self.policy_rules[p.index()];
+            rules.extend_from_slice(match dir {
+                Direction::Ingress => ing,
+                Direction::Egress => eg,
+            });
+        }
+        (rules, bits)
     }
 
     /// Interns the names of an identity's named container ports.
@@ -1446,7 +1504,8 @@ impl Engine {
                     let c = crate::cni::cilium_cidr_peer(b);
                     peers.push((CPeer::Calico(*self.calico_index.get(&c)?), src as u32));
                 }
-                Peer::IpBlock(_) | Peer::Networks(_) | Peer::Nodes(_) => {
+                Peer::IpBlock(b) => peers.push((CPeer::Block(*self.block_index.get(b)?), src as u32)),
+                Peer::Networks(_) | Peer::Nodes(_) => {
                     let blocks = peer_blocks(nodes, p);
                     if blocks.is_empty() {
                         peers.push((CPeer::Nothing, src as u32));

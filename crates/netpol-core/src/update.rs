@@ -815,10 +815,10 @@ impl Engine {
         // A pod change may bring or take away a CNI's agent, which auto-detection reads (`Cni::auto`): a pod put
         // with an agent's label, or any pod change while an agent is what chose the CNI (no scan of every pod on
         // every other batch).
-        let by_agent = matches!(&self.cni_source, crate::cni::CniSource::Auto(why) if crate::cni::by_agent(why));
+        let by_agent = || matches!(&self.cni_source, crate::cni::CniSource::Auto(why) if crate::cni::by_agent(why));
         let pods_changed = changes.iter().any(|c| match c {
-            Change::PutPod { pod, .. } => by_agent || crate::cni::is_agent(&pod.labels),
-            Change::DeletePod { .. } | Change::DeleteNamespace { .. } => by_agent,
+            Change::PutPod { pod, .. } => crate::cni::is_agent(&pod.labels) || by_agent(),
+            Change::DeletePod { .. } | Change::DeleteNamespace { .. } => by_agent(),
             _ => false,
         });
         // Whether the cluster changed since a recompile became necessary.
@@ -985,8 +985,7 @@ impl Engine {
         self.primary_ips.swap_remove(i);
         if i != last {
             let moved = &self.cluster.pods[i];
-            self.pod_names.remove(moved.ns, &moved.name, PodId::new(last));
-            self.pod_names.insert(moved.ns, &moved.name, pid);
+            self.pod_names.renumber(moved.ns, &moved.name, PodId::new(last), pid);
             self.renumber_pod(PodId::new(last), pid);
         }
         self.drop_identity_if_empty(old);
