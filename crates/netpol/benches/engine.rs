@@ -977,6 +977,11 @@ fn run_agent_live(size: &str) {
     let _ = agent.wait();
     let _ = netpol_nft::apply::ip_batch(&r, None, &format!("netns del {ns}\n"), false);
     let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("NETPOL_BENCH_AGENT_RSS").is_some() {
+        for (i, ((a, b), c)) in e2e.iter().zip(&own).zip(&programs).enumerate() {
+            println!("    change {i}: API answer to kernel {a:.0} ms, event to kernel {b:.0} ms, program {c:.0} ms");
+        }
+    }
     let range = |v: &[f64]| {
         let (lo, hi) = v.iter().fold((f64::MAX, 0f64), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
         format!("{lo:.0}–{hi:.0} ms")
