@@ -839,19 +839,70 @@ pub fn load_objects(objects: impl IntoIterator<Item = Object>) -> Loaded {
 
 /// [`load_objects`] with `loader`'s settings (the watch's store defers Cilium's placeholders: the applier resolves
 /// them on the live cluster).
-fn load_objects_with(objects: impl IntoIterator<Item = Object>, mut loader: Loader) -> Loaded {
-    let mut objects: Vec<Object> = objects.into_iter().filter(|o| o.value.is_some()).collect();
+fn load_objects_with(objects: impl IntoIterator<Item = Object>, loader: Loader) -> Loaded {
+    let objects: Vec<Object> = objects.into_iter().filter(|o| o.value.is_some()).collect();
+    load_sorted(objects, |o| (o.kind, &o.namespace, &o.name), |o| o.value, loader)
+}
+
+/// Loads `objects` in the loader's order (namespaces, then nodes, pods, and the policies kind by kind, each sorted
+/// by namespace and name), each one's JSON value made by `value` only when its turn comes.
+fn load_sorted<T>(
+    mut objects: Vec<T>,
+    key: impl Fn(&T) -> (Kind, &str, &str),
+    value: impl Fn(T) -> Option<Value>,
+    mut loader: Loader,
+) -> Loaded {
     objects.sort_by(|a, b| {
-        let rank = |k: Kind| k.info().load_rank;
-        (rank(a.kind), &a.namespace, &a.name).cmp(&(rank(b.kind), &b.namespace, &b.name))
+        let ((ka, na, ma), (kb, nb, mb)) = (key(a), key(b));
+        (ka.info().load_rank, na, ma).cmp(&(kb.info().load_rank, nb, mb))
     });
     for o in objects {
-        let name = o.source_name();
-        if let Some(v) = o.value {
+        let (kind, namespace, name) = key(&o);
+        let name = source_name(kind, namespace, name);
+        if let Some(v) = value(o) {
             loader.add_value(v, origin(name));
         }
     }
     loader.finish()
+}
+
+/// An object held while the first lists come in: its JSON kept as compact text (a pod's parsed JSON value takes
+/// several kilobytes, its text a few hundred bytes), parsed again when its turn comes to be loaded. Until every
+/// kind's first list is complete the store holds them all.
+struct Listed {
+    kind: Kind,
+    namespace: String,
+    name: String,
+    resource_version: String,
+    /// `None`: left out of the model (as [`Object::value`]).
+    json: Option<Box<str>>,
+}
+
+impl Listed {
+    fn new(o: Object) -> Listed {
+        let json = o.value.map(|v| v.to_string().into_boxed_str());
+        Listed { kind: o.kind, namespace: o.namespace, name: o.name, resource_version: o.resource_version, json }
+    }
+
+    /// The object's JSON value again (its own text: it parses).
+    fn value(&self) -> Option<Value> {
+        self.json.as_deref().map(|j| serde_json::from_str(j).unwrap_or(Value::Null))
+    }
+
+    fn object(self) -> Object {
+        let value = self.value();
+        Object {
+            kind: self.kind,
+            namespace: self.namespace,
+            name: self.name,
+            resource_version: self.resource_version,
+            value,
+        }
+    }
+
+    fn key(&self) -> Key {
+        (self.kind, self.namespace.clone(), self.name.clone())
+    }
 }
 
 /// Whether a resourceVersion is newer than another: numerically when both are numbers (etcd's revisions),
@@ -1327,9 +1378,9 @@ impl Entry {
 #[derive(Default)]
 struct KindState {
     /// Between `Init` and `InitDone`: the objects listed so far.
-    listing: Option<Vec<Object>>,
+    listing: Option<Vec<Listed>>,
     /// Until the first full list of every kind: this kind's objects.
-    initial: Option<HashMap<(String, String), Object>>,
+    initial: Option<HashMap<(String, String), Listed>>,
     synced: bool,
     /// Highest resourceVersion applied.
     resource_version: Option<String>,
@@ -1592,7 +1643,7 @@ impl Store {
                 self.kinds[i].absent = true;
             }
             Event::InitApply(o) => match &mut self.kinds[i].listing {
-                Some(l) => l.push(o),
+                Some(l) => l.push(Listed::new(o)),
                 // Not in a list (kube-runtime never does this): an update.
                 None => self.event(kind, Event::Apply(o), out),
             },
@@ -1604,7 +1655,7 @@ impl Store {
                     bump(&mut ks.resource_version, &o.resource_version);
                 }
                 if self.built {
-                    self.relisted(kind, listed, out);
+                    self.relisted(kind, listed.into_iter().map(Listed::object).collect(), out);
                 } else {
                     ks.initial = Some(listed.into_iter().map(|o| ((o.namespace.clone(), o.name.clone()), o)).collect());
                     self.try_build(out);
@@ -1616,7 +1667,7 @@ impl Store {
                     self.put(o, out);
                 } else {
                     let m = self.kinds[i].initial.get_or_insert_with(HashMap::new);
-                    m.insert((o.namespace.clone(), o.name.clone()), o);
+                    m.insert((o.namespace.clone(), o.name.clone()), Listed::new(o));
                 }
             }
             Event::Delete(o) => {
@@ -1636,20 +1687,25 @@ impl Store {
             return;
         }
         self.built = true;
-        let objects: Vec<Object> =
-            self.kinds.iter_mut().filter_map(|k| k.initial.take()).flat_map(HashMap::into_values).collect();
+        let objects: Vec<Listed> = self
+            .kinds
+            .iter_mut()
+            .filter_map(|k| k.initial.take())
+            .flat_map(HashMap::into_values)
+            .filter(|o| o.json.is_some())
+            .collect();
         let mut by_source: HashMap<String, Key> = HashMap::new();
         // Calico's policies, to find the warning each would get were its tier not declared.
         let mut calico_policies: HashMap<String, Value> = HashMap::new();
-        for o in objects.iter().filter(|o| o.value.is_some()) {
-            by_source.insert(o.source_name(), o.key());
+        for o in &objects {
+            let source = source_name(o.kind, &o.namespace, &o.name);
             self.entries.insert(o.key(), Entry::new(o.resource_version.clone()));
-            if let (Kind::CalicoNetworkPolicy | Kind::GlobalNetworkPolicy, Some(v)) = (o.kind, &o.value) {
-                calico_policies.insert(o.source_name(), v.clone());
+            if matches!(o.kind, Kind::CalicoNetworkPolicy | Kind::GlobalNetworkPolicy) || is_staged(o.kind) {
+                if let Some(v) = o.value() {
+                    calico_policies.insert(source.clone(), v);
+                }
             }
-            if let (true, Some(v)) = (is_staged(o.kind), &o.value) {
-                calico_policies.insert(o.source_name(), v.clone());
-            }
+            by_source.insert(source, o.key());
         }
         // Cilium's entities and `toServices` depend on the whole cluster as it changes: the applier resolves them
         // (and reports their warnings) on the live cluster.
@@ -1658,7 +1714,8 @@ impl Store {
         // Antrea's objects likewise: the applier lowers them on the live cluster (and reports what admitting them
         // together says).
         loader.defer_antrea();
-        let loaded = load_objects_with(objects, loader);
+        // Each object's JSON value made when its turn comes: never all of them at once.
+        let loaded = load_sorted(objects, |o| (o.kind, &o.namespace, &o.name), |o| o.value(), loader);
         let c = &loaded.cluster;
         let fp_of_policy = |p: &netpol_core::model::Policy| {
             if is_calico_policy(p) {
