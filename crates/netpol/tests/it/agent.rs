@@ -1008,82 +1008,28 @@ fn the_agent_programs_another_namespace_from_the_api_server() {
 #[test]
 #[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
 fn a_lab_s_agents_watch_its_api_server() {
+    use crate::agent_lab::{cluster, LiveLab, JSON};
     use crate::dataplane::{connect, echo_server};
-    use std::io::{Read, Write};
     require_root!();
-    let p = prefix("agentapi");
-    let _guard = LabGuard(p.clone());
-    let cluster = "
-apiVersion: v1
-kind: Namespace
-metadata: {name: n}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n1}
----
-apiVersion: v1
-kind: Node
-metadata: {name: n2}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: n, labels: {app: a}}
-spec: {nodeName: n1, containers: [{name: c, image: x}]}
-status: {podIP: 10.92.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: n, labels: {app: b}}
-spec: {nodeName: n2, containers: [{name: c, image: x}]}
-status: {podIP: 10.92.0.2}
-";
-    let dir = crate::common::tempdir();
-    let file = dir.path().join("cluster.yaml");
-    std::fs::write(&file, cluster).unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let exe = env!("CARGO_BIN_EXE_netpol");
-    let o = Command::new(exe)
-        .args(["lab", "up", "--nodes", "2", "--agent", "--prefix", &p, "-f"])
-        .arg(&file)
-        .arg("--kubeconfig-out")
-        .arg(&kubeconfig)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
-    let pids: Vec<u32> = out
-        .lines()
-        .filter_map(|l| l.split("(pid ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
-        .collect();
-    assert_eq!(pids.len(), 3, "the API server and two agents: {out}");
-    let lab = netpol_lab::lab::Lab::attach(&netpol_nft::apply::System, &p).unwrap().unwrap();
-    let ns = |k: &str| lab.pod_netns(k).unwrap().to_string();
+    let pods = [("a", "n1", "10.92.0.1", "a"), ("b", "n2", "10.92.0.2", "b")];
+    let live = LiveLab::up("agentapi", &cluster(&pods, ""), 2);
+    let p = live.prefix.clone();
+    let pids: Vec<u32> = std::iter::once(live.api_pid).chain(live.agents.iter().map(|a| a.1)).collect();
+    assert_eq!(pids.len(), 3, "the API server and two agents");
     let b_ip: std::net::IpAddr = "10.92.0.2".parse().unwrap();
-    let listener = echo_server(&ns("n/b"), b_ip, 8092);
+    let listener = echo_server(&live.netns("n/b"), b_ip, 8092);
     std::thread::spawn(move || for _ in listener.incoming() {});
-    assert!(connect(&ns("n/a"), b_ip, 8092).is_ok(), "no policy yet");
+    assert!(connect(&live.netns("n/a"), b_ip, 8092).is_ok(), "no policy yet");
     // Create a NetworkPolicy through the API server.
-    let config: serde_json::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&kubeconfig).unwrap()).unwrap();
-    let server = config["clusters"][0]["cluster"]["server"].as_str().unwrap().to_string();
-    let addr = server.trim_start_matches("http://").to_string();
     let body = r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"deny-b","namespace":"n"},"spec":{"podSelector":{"matchLabels":{"app":"b"}},"policyTypes":["Ingress"]}}"#;
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        s,
-        "POST /apis/networking.k8s.io/v1/namespaces/n/networkpolicies HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let (code, answer) = live.api("POST", "/apis/networking.k8s.io/v1/namespaces/n/networkpolicies", JSON, body);
+    assert_eq!(code, 201, "{answer}");
     let t = Instant::now();
-    while connect(&ns("n/a"), b_ip, 8092).is_ok() {
+    while connect(&live.netns("n/a"), b_ip, 8092).is_ok() {
         assert!(t.elapsed() < Duration::from_secs(20), "the agents did not program the policy created through the API");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let o = Command::new(exe).args(["lab", "down", "--prefix", &p]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_netpol")).args(["lab", "down", "--prefix", &p]).output().unwrap();
     assert!(o.status.success());
     // Nothing of the lab is left: no log, no pid file.
     let left: Vec<String> = std::fs::read_dir(netpol_lab::lab::STATE_DIR)

@@ -93,7 +93,7 @@ impl LiveLab {
         live
     }
 
-    fn netns(&self, pod: &str) -> String {
+    pub(crate) fn netns(&self, pod: &str) -> String {
         self.lab.pod_netns(pod).unwrap().to_string()
     }
 
@@ -234,7 +234,7 @@ const PODS: &str = "/api/v1/namespaces/n/pods";
 pub(crate) const JSON: &str = "application/json";
 
 /// Namespace n, Nodes n1 and n2, and `pods` (name, node, address, app).
-fn cluster(pods: &[(&str, &str, &str, &str)], extra: &str) -> String {
+pub(crate) fn cluster(pods: &[(&str, &str, &str, &str)], extra: &str) -> String {
     let mut s = String::from(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: n, labels: {kubernetes.io/metadata.name: n}}\n---\n\
          apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n2}\n",
