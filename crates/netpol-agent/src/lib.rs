@@ -275,7 +275,7 @@ impl Metrics {
 /// The agent's default batch window: short, because a change waits for it before it reaches the kernel (`netpol
 /// serve` uses `netpol_kube::BATCH_WINDOW`, 50 ms); bursts are still batched, since whatever queued while the
 /// previous program ran is taken at once.
-pub const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+pub const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A programmed model and the addresses of its node's pods.
 pub type Current = (Arc<Engine>, Arc<std::collections::BTreeSet<std::net::IpAddr>>);

@@ -354,9 +354,19 @@ impl<'e> Builder<'e> {
     fn build(mut self) -> Table {
         self.t.has_ipv6 =
             self.ident_ips.iter().flatten().any(IpAddr::is_ipv6) || self.e.block_ranges.iter().any(|b| b.v6);
+        // For one node's table, the identities with one of its pods (the others' checks are not computed).
+        let with_local: Option<Vec<bool>> = self.local.as_ref().map(|local| {
+            let mut w = vec![false; self.e.identities.len()];
+            for (pid, pod) in self.e.cluster.pods.iter().enumerate() {
+                if pod.ips.iter().any(|ip| local.contains(ip)) {
+                    w[self.e.pod_identity[pid].index()] = true;
+                }
+            }
+            w
+        });
         for (i, ident) in self.e.identities.iter().enumerate() {
             let iid = IdentityId::new(i);
-            if ident.host_network {
+            if ident.host_network || with_local.as_ref().is_some_and(|w| !w[i]) {
                 continue;
             }
             for dir in [Direction::Ingress, Direction::Egress] {
@@ -395,20 +405,32 @@ impl<'e> Builder<'e> {
     /// address, grouped by reference.
     fn shared_refs(&mut self) {
         let e = self.e;
-        let mut ids: BTreeMap<String, std::collections::BTreeSet<PolicyId>> = BTreeMap::new();
+        // The policies first (a policy governs many identities), then their references, each written once.
+        let mut governing = vec![false; e.cluster.policies.len()];
         for (i, ident) in e.identities.iter().enumerate() {
             if ident.host_network || self.ident_ips.get(i).is_none_or(Vec::is_empty) {
                 continue;
             }
             for dir in [Direction::Ingress, Direction::Egress] {
-                if ident.governed(dir) {
-                    for &p in ident.policies(dir) {
-                        ids.entry(e.cluster.policy_ref(p)).or_default().insert(p);
-                    }
+                for &p in ident.policies(dir) {
+                    governing[p.index()] = true;
                 }
             }
         }
-        self.t.shared_refs = ids.into_iter().filter(|(_, ids)| ids.len() > 1).map(|(r, _)| r).collect();
+        // A reference ends with the policy's name: only a name that several of them have (or one with a `/`, which
+        // the API server refuses) can make a reference they share.
+        let mut by_name: FxHashMap<&str, u32> = FxHashMap::default();
+        for (i, _) in governing.iter().enumerate().filter(|(_, g)| **g) {
+            *by_name.entry(e.cluster.policies[i].name.as_str()).or_default() += 1;
+        }
+        let mut refs: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, _) in governing.iter().enumerate().filter(|(_, g)| **g) {
+            let name = e.cluster.policies[i].name.as_str();
+            if name.contains('/') || by_name.get(name).is_some_and(|&n| n > 1) {
+                *refs.entry(e.cluster.policy_ref(PolicyId::new(i))).or_default() += 1;
+            }
+        }
+        self.t.shared_refs = refs.into_iter().filter(|(_, n)| *n > 1).map(|(r, _)| r).collect();
     }
 
     /// Cilium's allow-localhost ([`Engine::from_own_node`]): the (node address, pod address) pairs of the pods whose

@@ -617,7 +617,7 @@ enum Cmd {
         netns: Option<String>,
         /// With a cluster: events arriving within this many milliseconds of a batch's first one are programmed in
         /// one transaction (events that queued during a program are always taken together).
-        #[arg(long, value_name = "MS", default_value_t = 5)]
+        #[arg(long, value_name = "MS", default_value_t = netpol_agent::BATCH_WINDOW.as_millis() as u64)]
         batch_window_ms: u64,
     },
     #[cfg(not(feature = "agent"))]
