@@ -277,6 +277,10 @@ impl Metrics {
 /// previous program ran is taken at once.
 pub const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// How long a difference may take in an nft session before the session is given up (and the whole table
+/// replaced).
+const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A programmed model and the addresses of its node's pods.
 pub type Current = (Arc<Engine>, Arc<std::collections::BTreeSet<std::net::IpAddr>>);
 
@@ -320,6 +324,9 @@ pub struct Programmer {
     /// The sysfs and procfs roots [`bridge_bypass`] looks at (`None`: not looked at, when another namespace is
     /// programmed).
     bridge_roots: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// With [`Programmer::with_session`]: the `nft -i` process that commits differences (started on first use,
+    /// replaced when worn or after an error).
+    session: Option<Mutex<Option<netpol_nft::apply::NftSession>>>,
     pub metrics: Metrics,
 }
 
@@ -341,8 +348,34 @@ impl Programmer {
             drops_read: Mutex::new(None),
             opened: Mutex::new(Default::default()),
             batch_window: BATCH_WINDOW,
+            session: None,
             metrics: Metrics::default(),
         }
+    }
+
+    /// Commits differences through a long-lived `nft -i` ([`netpol_nft::apply::NftSession`]) instead of the
+    /// runner's `nft -f -`: a change is in force 5–17 ms sooner. Whole tables still go through the runner.
+    pub fn with_session(mut self) -> Programmer {
+        self.session = Some(Mutex::new(None));
+        self
+    }
+
+    /// Commits a difference: through the session when there is one (a new one started when needed; one that fails
+    /// is dropped, and the next difference starts another), else with the runner.
+    fn apply_difference(&self, script: &str) -> Result<(), ApplyError> {
+        let ns = self.netns.as_deref();
+        let Some(session) = &self.session else { return nft_apply(self.runner.as_ref(), ns, script) };
+        let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
+        if s.as_ref().is_none_or(netpol_nft::apply::NftSession::worn) {
+            *s = Some(netpol_nft::apply::NftSession::start(ns)?);
+        }
+        let Some(live) = s.as_mut() else { return nft_apply(self.runner.as_ref(), ns, script) };
+        let r = live.apply(script, SESSION_TIMEOUT);
+        if let Err(e) = &r {
+            tracing::warn!(node = %self.node, "the nft session failed ({e}); the next difference starts another");
+            *s = None;
+        }
+        r
     }
 
     /// Records whether same-node pod traffic bypasses netfilter ([`bridge_bypass`]): readiness is false, and the
@@ -487,7 +520,7 @@ impl Programmer {
         let ns = self.netns.as_deref();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let applied = match last.as_ref() {
-            Some(old) => nft_apply(self.runner.as_ref(), ns, &snap.update_script(old)).or_else(|e| {
+            Some(old) => self.apply_difference(&snap.update_script(old)).or_else(|e| {
                 tracing::warn!(node = %self.node, "incremental program refused ({e}); replacing the whole table");
                 nft_apply(self.runner.as_ref(), ns, &rs.replace_script())
             }),

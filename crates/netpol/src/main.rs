@@ -930,6 +930,7 @@ fn run(cli: Cli, kubeconfig_on_cli: bool) -> anyhow::Result<ExitCode> {
             };
             let programmer = Arc::new(
                 netpol_agent::Programmer::new(&node, mode, Box::new(netpol_nft::apply::System), netns.clone())
+                    .with_session()
                     .with_pod_interfaces(pod_interfaces)
                     .with_batch_window(std::time::Duration::from_millis(batch_window_ms)),
             );

@@ -100,6 +100,45 @@ fn tables(rs: &serde_json::Value) -> Vec<String> {
     rs["nftables"].as_array().unwrap().iter().filter_map(|i| i["table"]["name"].as_str().map(str::to_string)).collect()
 }
 
+/// The agent's nft session (`nft -i`, one transaction per script): a script commits whole, with set and chain
+/// declarations and quoted `#`; a script the kernel refuses commits nothing and is an error naming nft's complaint;
+/// one with a comment is refused before nft sees it.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn an_nft_session_commits_each_script_as_one_transaction() {
+    require_root!();
+    let p = prefix("session");
+    let _guard = LabGuard(p.clone());
+    let ns = format!("{p}-node0");
+    ip(&["netns", "add", &ns]);
+    let mut s = netpol_nft::apply::NftSession::start(Some(&ns)).unwrap();
+    let timeout = Duration::from_secs(10);
+    s.apply(
+        "add table inet netpol\nadd set inet netpol s { type ipv4_addr; flags interval; }\n\
+         add map inet netpol ingress_v4 { type ipv4_addr : verdict; }\nadd chain inet netpol c\n\
+         add rule inet netpol c ip saddr @s counter drop comment \"np:#0123\"\n\
+         add element inet netpol ingress_v4 { 10.77.0.1 : jump c }\n",
+        timeout,
+    )
+    .unwrap();
+    assert_eq!(map_keys(&ruleset(&ns), "ingress_v4"), ["10.77.0.1"]);
+    // The second element's chain does not exist: nothing of the script is committed.
+    let e = s
+        .apply(
+            "add element inet netpol ingress_v4 { 10.77.0.2 : jump c }\n\
+             add element inet netpol ingress_v4 { 10.77.0.3 : jump missing }\n",
+            timeout,
+        )
+        .unwrap_err();
+    assert!(e.stderr().contains("Error:"), "{e}");
+    assert_eq!(map_keys(&ruleset(&ns), "ingress_v4"), ["10.77.0.1"]);
+    // A new session after an error, as the agent does.
+    let mut s = netpol_nft::apply::NftSession::start(Some(&ns)).unwrap();
+    assert!(s.apply("add element inet netpol ingress_v4 { 10.77.0.2 : jump c } # two\n", timeout).is_err());
+    s.apply("delete element inet netpol ingress_v4 { 10.77.0.1 }\nflush chain inet netpol c\n", timeout).unwrap();
+    assert!(map_keys(&ruleset(&ns), "ingress_v4").is_empty());
+}
+
 #[test]
 #[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
 fn the_agent_programs_its_nodes_share_follows_changes_and_leaves_it_in_place_when_it_dies() {
