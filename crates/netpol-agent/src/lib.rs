@@ -277,9 +277,19 @@ impl Metrics {
 /// previous program ran is taken at once.
 pub const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// How long a difference may take in an nft session before the session is given up (and the whole table
-/// replaced).
+/// How long a difference may take in an nft session before the session is given up.
 const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Failures in a row after which the agent stops using nft sessions (an nft built without its interactive mode).
+const SESSION_TRIES: u32 = 3;
+
+/// The agent's nft session: started on first use, replaced when worn or after a failure (the difference it failed
+/// then goes to `nft -f -`; one the kernel refuses fails there too, and the whole table is replaced).
+#[derive(Default)]
+struct Session {
+    live: Option<netpol_nft::apply::NftSession>,
+    failures: u32,
+}
 
 /// A programmed model and the addresses of its node's pods.
 pub type Current = (Arc<Engine>, Arc<std::collections::BTreeSet<std::net::IpAddr>>);
@@ -324,9 +334,8 @@ pub struct Programmer {
     /// The sysfs and procfs roots [`bridge_bypass`] looks at (`None`: not looked at, when another namespace is
     /// programmed).
     bridge_roots: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    /// With [`Programmer::with_session`]: the `nft -i` process that commits differences (started on first use,
-    /// replaced when worn or after an error).
-    session: Option<Mutex<Option<netpol_nft::apply::NftSession>>>,
+    /// With [`Programmer::with_session`]: the `nft -i` process that commits differences.
+    session: Option<Mutex<Session>>,
     pub metrics: Metrics,
 }
 
@@ -356,7 +365,7 @@ impl Programmer {
     /// Commits differences through a long-lived `nft -i` ([`netpol_nft::apply::NftSession`]) instead of the
     /// runner's `nft -f -`: a change is in force 5–17 ms sooner. Whole tables still go through the runner.
     pub fn with_session(mut self) -> Programmer {
-        self.session = Some(Mutex::new(None));
+        self.session = Some(Mutex::new(Session::default()));
         self
     }
 
@@ -364,18 +373,34 @@ impl Programmer {
     /// is dropped, and the next difference starts another), else with the runner.
     fn apply_difference(&self, script: &str) -> Result<(), ApplyError> {
         let ns = self.netns.as_deref();
-        let Some(session) = &self.session else { return nft_apply(self.runner.as_ref(), ns, script) };
-        let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
-        if s.as_ref().is_none_or(netpol_nft::apply::NftSession::worn) {
-            *s = Some(netpol_nft::apply::NftSession::start(ns)?);
+        if let Some(session) = &self.session {
+            let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
+            if s.failures < SESSION_TRIES {
+                let committed = (|| {
+                    if s.live.as_ref().is_none_or(netpol_nft::apply::NftSession::worn) {
+                        s.live = Some(netpol_nft::apply::NftSession::start(ns)?);
+                    }
+                    match s.live.as_mut() {
+                        Some(live) => live.apply(script, SESSION_TIMEOUT),
+                        None => Ok(()),
+                    }
+                })();
+                match committed {
+                    Ok(()) => {
+                        s.failures = 0;
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        s.live = None;
+                        s.failures += 1;
+                        let more =
+                            if s.failures < SESSION_TRIES { "" } else { "; differences go to `nft -f -` from now on" };
+                        tracing::warn!(node = %self.node, "the nft session failed ({e}): trying `nft -f -`{more}");
+                    }
+                }
+            }
         }
-        let Some(live) = s.as_mut() else { return nft_apply(self.runner.as_ref(), ns, script) };
-        let r = live.apply(script, SESSION_TIMEOUT);
-        if let Err(e) = &r {
-            tracing::warn!(node = %self.node, "the nft session failed ({e}); the next difference starts another");
-            *s = None;
-        }
-        r
+        nft_apply(self.runner.as_ref(), ns, script)
     }
 
     /// Records whether same-node pod traffic bypasses netfilter ([`bridge_bypass`]): readiness is false, and the

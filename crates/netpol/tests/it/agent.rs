@@ -139,6 +139,65 @@ fn an_nft_session_commits_each_script_as_one_transaction() {
     assert!(map_keys(&ruleset(&ns), "ingress_v4").is_empty());
 }
 
+/// An nft without its interactive mode: the agent's session fails, each difference goes to `nft -f -` instead, and
+/// after three failures the agent stops trying sessions. Every change is still programmed.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn differences_reach_the_kernel_when_nft_has_no_interactive_mode() {
+    require_root!();
+    let p = prefix("nosession");
+    let _guard = LabGuard(p.clone());
+    let ns = format!("{p}-node0");
+    ip(&["netns", "add", &ns]);
+    let dir = crate::common::tempdir();
+    let real = String::from_utf8(Command::new("sh").args(["-c", "command -v nft"]).output().unwrap().stdout).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let wrapper = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -i ] && {{ echo 'no interactive mode' >&2; exit 1; }}; done\nexec {} \"$@\"\n",
+        real.trim()
+    );
+    std::fs::write(bin.join("nft"), wrapper).unwrap();
+    Command::new("chmod").args(["+x", &bin.join("nft").display().to_string()]).status().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, CLUSTER).unwrap();
+    let log = dir.path().join("agent.log");
+    let exe = env!("CARGO_BIN_EXE_netpol");
+    let mut agent = Command::new("ip")
+        .args(["netns", "exec", &ns, exe, "agent", "--node", "node-1", "-f", &file.display().to_string()])
+        .env("PATH", &path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let wait_for = |keys: &[&str]| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(15) {
+            let mut k = map_keys(&ruleset(&ns), "ingress_v4");
+            k.sort();
+            if k == keys {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{keys:?} not programmed within 15 s: {}", ruleset(&ns));
+    };
+    wait_for(&["10.77.0.1"]);
+    // Four differences: b moves to node-1 and back, twice.
+    for i in 0..4 {
+        let moved = i % 2 == 0;
+        let text = if moved { CLUSTER.replace("nodeName: node-2", "nodeName: node-1") } else { CLUSTER.to_string() };
+        std::fs::write(&file, text).unwrap();
+        wait_for(if moved { &["10.77.0.1", "10.77.0.2"] } else { &["10.77.0.1"] });
+    }
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log.matches("the nft session failed").count(), 3, "{log}");
+    assert_eq!(log.matches("differences go to `nft -f -` from now on").count(), 1, "{log}");
+}
+
 #[test]
 #[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
 fn the_agent_programs_its_nodes_share_follows_changes_and_leaves_it_in_place_when_it_dies() {
