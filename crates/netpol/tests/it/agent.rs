@@ -38,6 +38,15 @@ fn ip(args: &[&str]) {
     assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// A network namespace standing for a node (`<prefix>-node0`), removed with the guard.
+fn node_namespace(name: &str) -> (LabGuard, String) {
+    let p = prefix(name);
+    let guard = LabGuard(p.clone());
+    let ns = format!("{p}-node0");
+    ip(&["netns", "add", &ns]);
+    (guard, ns)
+}
+
 /// `nft -j list ruleset` in `ns`.
 fn ruleset(ns: &str) -> serde_json::Value {
     let o = Command::new("ip").args(["netns", "exec", ns, "nft", "-j", "list", "ruleset"]).output().unwrap();
@@ -107,10 +116,7 @@ fn tables(rs: &serde_json::Value) -> Vec<String> {
 #[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
 fn an_nft_session_commits_each_script_as_one_transaction() {
     require_root!();
-    let p = prefix("session");
-    let _guard = LabGuard(p.clone());
-    let ns = format!("{p}-node0");
-    ip(&["netns", "add", &ns]);
+    let (_guard, ns) = node_namespace("session");
     let mut s = netpol_nft::apply::NftSession::start(Some(&ns)).unwrap();
     let timeout = Duration::from_secs(10);
     s.apply(
@@ -145,10 +151,7 @@ fn an_nft_session_commits_each_script_as_one_transaction() {
 #[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
 fn differences_reach_the_kernel_when_nft_has_no_interactive_mode() {
     require_root!();
-    let p = prefix("nosession");
-    let _guard = LabGuard(p.clone());
-    let ns = format!("{p}-node0");
-    ip(&["netns", "add", &ns]);
+    let (_guard, ns) = node_namespace("nosession");
     let dir = crate::common::tempdir();
     let real = String::from_utf8(Command::new("sh").args(["-c", "command -v nft"]).output().unwrap().stdout).unwrap();
     let bin = dir.path().join("bin");
@@ -202,10 +205,7 @@ fn differences_reach_the_kernel_when_nft_has_no_interactive_mode() {
 #[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
 fn the_agent_programs_its_nodes_share_follows_changes_and_leaves_it_in_place_when_it_dies() {
     require_root!();
-    let p = prefix("agent");
-    let _guard = LabGuard(p.clone());
-    let ns = format!("{p}-node0");
-    ip(&["netns", "add", &ns]);
+    let (_guard, ns) = node_namespace("agent");
     // Another table of the node's: the agent never touches it.
     let o = Command::new("ip").args(["netns", "exec", &ns, "nft", "add", "table", "inet", "other"]).output().unwrap();
     assert!(o.status.success());
@@ -353,10 +353,7 @@ fn a_program_cuts_the_established_connections_it_denies_and_keeps_the_others() {
 #[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
 fn a_bridge_that_bypasses_netfilter_is_refused() {
     require_root!();
-    let p = prefix("agentbr");
-    let _guard = LabGuard(p.clone());
-    let ns = format!("{p}-node0");
-    ip(&["netns", "add", &ns]);
+    let (_guard, ns) = node_namespace("agentbr");
     ip(&["-n", &ns, "link", "add", "cni0", "type", "bridge"]);
     ip(&["-n", &ns, "link", "add", "veth1", "type", "veth", "peer", "name", "veth1p"]);
     ip(&["-n", &ns, "link", "set", "veth1", "master", "cni0"]);
@@ -826,10 +823,7 @@ fn the_agent_follows_the_api_server() {
     use serde_json::json;
     use std::sync::atomic::Ordering;
     require_root!();
-    let p = prefix("agentlv");
-    let _guard = LabGuard(p.clone());
-    let ns = format!("{p}-node0");
-    ip(&["netns", "add", &ns]);
+    let (_guard, ns) = node_namespace("agentlv");
     let server = netpol_fakeapi::FakeApiServer::start().unwrap();
     let dir = crate::common::tempdir();
     let kubeconfig = dir.path().join("kubeconfig");
@@ -1075,10 +1069,7 @@ spec: {podSelector: {matchLabels: {app: b}}, ingress: [{from: [{podSelector: {ma
 fn the_agent_programs_another_namespace_from_the_api_server() {
     use serde_json::json;
     require_root!();
-    let p = prefix("agentnn");
-    let _guard = LabGuard(p.clone());
-    let ns = format!("{p}-node0");
-    ip(&["netns", "add", &ns]);
+    let (_guard, ns) = node_namespace("agentnn");
     let server = netpol_fakeapi::FakeApiServer::start().unwrap();
     let dir = crate::common::tempdir();
     let kubeconfig = dir.path().join("kubeconfig");
