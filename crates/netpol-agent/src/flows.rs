@@ -18,7 +18,9 @@ use std::sync::Arc;
 use netpol_core::compile::{Endpoint, Engine, FlowInfo};
 use netpol_core::model::{Direction, PolicyId};
 use netpol_core::portset::Protocol;
-use netpol_nft::observe::{trace_on_script, FlowRecord, TraceParser};
+use netpol_nft::observe::{
+    renamed, stale_for, table_rules_of, trace_on_script, traced_handle, FlowRecord, TableRule, TraceParser,
+};
 use serde_json::{json, Value};
 
 use crate::Programmer;
@@ -682,64 +684,10 @@ pub fn line(
     }
 }
 
-/// The handle of the rule a trace line of the agent's table names: `... # handle N (verdict ...)` (`nft -a monitor
-/// trace`) or `unknown rule handle N`.
-fn traced_handle(line: &str) -> Option<u64> {
-    let mut t = line.split_whitespace();
-    if (t.next(), t.nth(2), t.next()) != (Some("trace"), Some("inet"), Some(netpol_nft::ruleset::TABLE)) {
-        return None;
-    }
-    let at = line.find("unknown rule handle ").map(|i| i + 20).or_else(|| line.rfind(" # handle ").map(|i| i + 10))?;
-    line.get(at..)?.split_whitespace().next()?.parse().ok()
-}
-
-/// A rule of the agent's table as the flow log needs it: its comment, and whether it is an audit rule (it logs with
-/// the prefix `netpol-audit` and lets the packet go on: what tells a would-be drop from an allow).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct TableRule {
-    comment: Option<String>,
-    audit: bool,
-}
-
-/// A trace line of the agent's table whose rule is `rule` (handle `h`), as the table holds it now, whatever
-/// `nft monitor trace` printed (`unknown rule handle N`, or the text the handle had in the ruleset the monitor read
-/// when it started): `trace id I inet netpol CHAIN rule handle N [log prefix "netpol-audit " accept] [comment "C"]
-/// (verdict V)`.
-fn renamed(line: &str, h: u64, rule: &TableRule) -> Option<String> {
-    let head: Vec<&str> = line.split_whitespace().take(6).collect();
-    let verdict = line.get(line.rfind("(verdict ")?..)?;
-    let log = if rule.audit { "log prefix \"netpol-audit \" accept " } else { "" };
-    let comment = rule.comment.as_ref().map(|c| format!("comment \"{c}\" ")).unwrap_or_default();
-    Some(format!("{} rule handle {h} {log}{comment}{verdict}", head.join(" ")))
-}
-
-/// The agent's table's rules by handle (`nft -a -j -t list table inet netpol`: `-t` leaves the sets' elements out).
+/// The agent's table's rules by handle (none when it cannot be read).
 fn table_rules(netns: Option<&str>) -> HashMap<u64, TableRule> {
-    use netpol_nft::apply::Runner;
-    let mut argv: Vec<&str> = Vec::new();
-    if let Some(ns) = netns {
-        argv.extend(["ip", "netns", "exec", ns]);
-    }
-    argv.extend(["nft", "-a", "-j", "-t", "list", "table", "inet", netpol_nft::ruleset::TABLE]);
-    let Ok(out) = netpol_nft::apply::System.run(&argv, None) else { return Default::default() };
-    table_rules_of(&out)
-}
-
-fn table_rules_of(json: &str) -> HashMap<u64, TableRule> {
-    let Ok(v) = serde_json::from_str::<Value>(json) else { return Default::default() };
-    v["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|item| {
-            let r = item.get("rule")?;
-            let audit = r.get("expr").and_then(Value::as_array).into_iter().flatten().any(|e| {
-                e.pointer("/log/prefix").and_then(Value::as_str).is_some_and(|p| p.starts_with("netpol-audit "))
-            });
-            let comment = r.get("comment").and_then(Value::as_str).map(str::to_string);
-            Some((r.get("handle")?.as_u64()?, TableRule { comment, audit }))
-        })
-        .collect()
+    let json = netpol_nft::apply::nft_list_table_rules(&netpol_nft::apply::System, netns).unwrap_or_default();
+    table_rules_of(&json)
 }
 
 /// Starts tracing on the node and a thread that writes the flow log to `out` and, with `self_check` (`Some(N)`),
@@ -772,15 +720,13 @@ pub fn start(
         let mut rules = table_rules(netns.as_deref());
         for l in std::io::BufReader::new(stdout).lines() {
             let Ok(mut l) = l else { break };
-            if let Some(h) = traced_handle(&l) {
-                let generation = programmer.table_epoch();
-                if !rules.contains_key(&h) || generation != rules_generation {
-                    rules = table_rules(netns.as_deref());
-                    rules_generation = generation;
-                }
-                if let Some(named) = rules.get(&h).and_then(|r| renamed(&l, h, r)) {
-                    l = named;
-                }
+            let generation = programmer.table_epoch();
+            if traced_handle(&l).is_some() && (stale_for(&rules, &l) || generation != rules_generation) {
+                rules = table_rules(netns.as_deref());
+                rules_generation = generation;
+            }
+            if let Some(named) = renamed(&l, &rules) {
+                l = named;
             }
             let Some(mut rec) = parser.feed(&l) else { continue };
             // The model last programmed and its node's pod addresses (computed once per program, not per record).
@@ -874,34 +820,9 @@ mod tests {
         assert_eq!(h["flow"]["l4"]["TCP"]["destination_port"], 8088);
     }
 
-    /// A traced rule is named from the table as it is now, by its handle: an unknown handle, and a handle the
-    /// monitor still knows as another rule (a table replaced whole), in audit mode.
+    /// A renamed audit rule (`netpol_nft::observe::renamed`) reads as a would-be drop naming its rule.
     #[test]
-    fn a_traced_rule_is_named_by_its_handle_from_the_table() {
-        assert_eq!(traced_handle("trace id 4b inet netpol in_f unknown rule handle 10 (verdict drop)"), Some(10));
-        assert_eq!(
-            traced_handle("trace id 4b inet netpol in_f rule counter drop comment \"x\" # handle 7 (verdict drop)"),
-            Some(7)
-        );
-        assert_eq!(traced_handle("trace id 4b inet netpol in_f rule counter drop (verdict drop)"), None);
-        assert_eq!(
-            traced_handle("trace id 4b inet netpol_trace pre rule ct state new # handle 2 (verdict continue)"),
-            None
-        );
-        let json = r#"{"nftables": [{"rule": {"family": "inet", "table": "netpol", "chain": "in_c", "handle": 7,
-            "comment": "np:cnp/baseline-deny/ingress/0 peer-0", "expr": [{"counter": {"packets": 1, "bytes": 60}},
-            {"log": {"prefix": "netpol-audit np:cnp/baseline-deny/ingress/0 peer-0 "}}, {"accept": null}]}},
-            {"rule": {"family": "inet", "table": "netpol", "chain": "forward", "handle": 3,
-            "expr": [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@ingress_v4"}}]}}]}"#;
-        let rules = table_rules_of(json);
-        assert_eq!(rules[&3], TableRule { comment: None, audit: false });
-        // The monitor's stale text (the enforce-mode drop that had handle 7) is replaced by the audit rule.
-        let stale = "trace id 6 inet netpol in_c rule ip saddr @s counter packets 0 bytes 0 drop comment \"np:n/old/ingress/0 peer-0\" # handle 7 (verdict accept)";
-        let line = renamed(stale, 7, &rules[&7]).unwrap();
-        assert_eq!(
-            line,
-            "trace id 6 inet netpol in_c rule handle 7 log prefix \"netpol-audit \" accept comment \"np:cnp/baseline-deny/ingress/0 peer-0\" (verdict accept)"
-        );
+    fn a_renamed_audit_rule_is_a_would_be_drop() {
         let r = trace(
             "6",
             "10.0.0.1",
@@ -915,9 +836,6 @@ mod tests {
         );
         assert_eq!(kernel_verdict(&r[0]), Kernel::WouldDeny);
         assert_eq!(r[0].matched[0].comment, "np:cnp/baseline-deny/ingress/0 peer-0");
-        // An uncommented rule loses the stale comment.
-        let vmap = renamed("trace id 6 inet netpol forward rule x comment \"np:n/old/ingress/0 peer-0\" # handle 3 (verdict jump in_c)", 3, &rules[&3]).unwrap();
-        assert_eq!(vmap, "trace id 6 inet netpol forward rule handle 3 (verdict jump in_c)");
     }
 
     #[test]

@@ -234,6 +234,12 @@ impl Drop for NftSession {
     }
 }
 
+/// netpol's table with every rule's handle and without the sets' elements (`nft -a -j -t list table inet netpol`),
+/// inside `netns` when given: what [`crate::observe::table_rules_of`] reads.
+pub fn nft_list_table_rules(r: &dyn Runner, netns: Option<&str>) -> Result<String, ApplyError> {
+    r.run(&in_ns(netns, &["nft", "-a", "-j", "-t", "list", "table", "inet", crate::ruleset::TABLE]), None)
+}
+
 /// Check an nft script without applying it (`nft -c -f -`), inside `netns` when given.
 ///
 /// Note: `nft -c` still needs the tables/sets the script refers to to exist in that netns when the script
@@ -310,20 +316,11 @@ pub fn sysctl_in_netns(r: &dyn Runner, netns: &str, settings: &[(&str, &str)]) -
     r.run(&["ip", "netns", "exec", netns, "sh", "-c", &script], None).map(drop)
 }
 
-/// Starts `nft monitor trace` in a namespace; its stdout is piped (one trace event per line). The caller kills
-/// the child when done.
-pub fn spawn_trace_monitor(netns: &str) -> Result<std::process::Child, ApplyError> {
-    spawn_trace_monitor_in(Some(netns))
-}
-
-/// [`spawn_trace_monitor`] in `netns`, or in the caller's own namespace (a node agent's: the host's).
-pub fn spawn_trace_monitor_in(netns: Option<&str>) -> Result<std::process::Child, ApplyError> {
-    spawn_monitor(in_ns(netns, &["nft", "monitor", "trace"]))
-}
-
-/// [`spawn_trace_monitor_in`] with every traced rule's handle (`nft -a monitor trace`: `... # handle N (verdict
-/// ...)`), for a reader that names rules from the table as it is now: the monitor prints a rule as the ruleset
-/// was when it started, and a table replaced since may have given that handle to another rule.
+/// `nft -a monitor trace` in `netns`, or in the caller's own namespace (a node agent's: the host's): the trace
+/// events, every traced rule with its handle (`... # handle N (verdict ...)`), for a reader that names rules from
+/// the table as it is now (`crate::observe::renamed`): the monitor prints a rule as the ruleset was when it started,
+/// and a table replaced since may have given that handle to another rule. Its standard output is piped; the caller
+/// kills the child when done.
 pub fn spawn_trace_monitor_with_handles_in(netns: Option<&str>) -> Result<std::process::Child, ApplyError> {
     spawn_monitor(in_ns(netns, &["nft", "-a", "monitor", "trace"]))
 }

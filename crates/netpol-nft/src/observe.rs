@@ -143,7 +143,71 @@ impl TraceParser {
     }
 }
 
+/// The handle of the rule a trace line of netpol's table names: `... # handle N (verdict ...)` (`nft -a monitor
+/// trace`) or `unknown rule handle N`.
+pub fn traced_handle(line: &str) -> Option<u64> {
+    let mut t = line.split_whitespace();
+    if (t.next(), t.nth(2), t.next()) != (Some("trace"), Some("inet"), Some(crate::ruleset::TABLE)) {
+        return None;
+    }
+    let at = line.find("unknown rule handle ").map(|i| i + 20).or_else(|| line.rfind(" # handle ").map(|i| i + 10))?;
+    line.get(at..)?.split_whitespace().next()?.parse().ok()
+}
+
+/// A rule of netpol's table as a flow log needs it: its chain, its comment, and whether it is an audit rule (it
+/// logs with the prefix `netpol-audit` and lets the packet go on: what tells a would-be drop from an allow).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableRule {
+    pub chain: String,
+    pub comment: Option<String>,
+    pub audit: bool,
+}
+
+/// The rules of netpol's table by handle, from `nft -a -j -t list table inet netpol`
+/// ([`crate::apply::nft_list_table_rules`]); empty when the text is not that.
+pub fn table_rules_of(json: &str) -> std::collections::HashMap<u64, TableRule> {
+    use serde_json::Value;
+    let Ok(v) = serde_json::from_str::<Value>(json) else { return Default::default() };
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| {
+            let r = item.get("rule")?;
+            let audit = r.get("expr").and_then(Value::as_array).into_iter().flatten().any(|e| {
+                e.pointer("/log/prefix").and_then(Value::as_str).is_some_and(|p| p.starts_with("netpol-audit "))
+            });
+            let comment = r.get("comment").and_then(Value::as_str).map(str::to_string);
+            let chain = r.get("chain").and_then(Value::as_str).unwrap_or_default().to_string();
+            Some((r.get("handle")?.as_u64()?, TableRule { chain, comment, audit }))
+        })
+        .collect()
+}
+
+/// Whether `rules` cannot name the rule trace line `line` names: its handle is unknown there, or is a rule of
+/// another chain (the table was replaced whole since `rules` were read, and its rules numbered from 1 again).
+pub fn stale_for(rules: &std::collections::HashMap<u64, TableRule>, line: &str) -> bool {
+    let Some(h) = traced_handle(line) else { return false };
+    let chain = line.split_whitespace().nth(5).unwrap_or_default();
+    rules.get(&h).is_none_or(|r| r.chain != chain)
+}
+
+/// Trace line `line` of netpol's table with its rule as `rules` have it, whatever `nft monitor trace` printed
+/// (`unknown rule handle N`, or the text the handle had in the ruleset the monitor read when it started): `trace id
+/// I inet netpol CHAIN rule handle N [log prefix "netpol-audit " accept] [comment "C"] (verdict V)`. `None` when
+/// the line names no rule of `rules`.
+pub fn renamed(line: &str, rules: &std::collections::HashMap<u64, TableRule>) -> Option<String> {
+    let h = traced_handle(line)?;
+    let rule = rules.get(&h)?;
+    let head: Vec<&str> = line.split_whitespace().take(6).collect();
+    let verdict = line.get(line.rfind("(verdict ")?..)?;
+    let log = if rule.audit { "log prefix \"netpol-audit \" accept " } else { "" };
+    let comment = rule.comment.as_ref().map(|c| format!("comment \"{c}\" ")).unwrap_or_default();
+    Some(format!("{} rule handle {h} {log}{comment}{verdict}", head.join(" ")))
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -209,5 +273,43 @@ mod tests {
             ]
         );
         assert_eq!(out[0].allowed_by, vec!["np:a/db/ingress/0 peer-0"]);
+    }
+
+    /// A traced rule is named from the table as it is now, by its handle: an unknown handle, a handle the monitor
+    /// still knows as another rule (audit mode), and a handle of another chain (the table replaced whole).
+    #[test]
+    fn a_traced_rule_is_named_by_its_handle_from_the_table() {
+        assert_eq!(traced_handle("trace id 4b inet netpol in_f unknown rule handle 10 (verdict drop)"), Some(10));
+        assert_eq!(
+            traced_handle("trace id 4b inet netpol in_f rule counter drop comment \"x\" # handle 7 (verdict drop)"),
+            Some(7)
+        );
+        assert_eq!(traced_handle("trace id 4b inet netpol in_f rule counter drop (verdict drop)"), None);
+        assert_eq!(
+            traced_handle("trace id 4b inet netpol_trace pre rule ct state new # handle 2 (verdict continue)"),
+            None
+        );
+        let json = r#"{"nftables": [{"rule": {"family": "inet", "table": "netpol", "chain": "in_c", "handle": 7,
+            "comment": "np:cnp/baseline-deny/ingress/0 peer-0", "expr": [{"counter": {"packets": 1, "bytes": 60}},
+            {"log": {"prefix": "netpol-audit np:cnp/baseline-deny/ingress/0 peer-0 "}}, {"accept": null}]}},
+            {"rule": {"family": "inet", "table": "netpol", "chain": "forward", "handle": 3,
+            "expr": [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "data": "@ingress_v4"}}]}}]}"#;
+        let rules = table_rules_of(json);
+        assert_eq!(rules[&3], TableRule { chain: "forward".into(), comment: None, audit: false });
+        // The monitor's stale text (the enforce-mode drop that had handle 7) is replaced by the audit rule.
+        let stale = "trace id 6 inet netpol in_c rule ip saddr @s counter packets 0 bytes 0 drop comment \"np:n/old/ingress/0 peer-0\" # handle 7 (verdict accept)";
+        assert!(!stale_for(&rules, stale));
+        assert_eq!(
+            renamed(stale, &rules).unwrap(),
+            "trace id 6 inet netpol in_c rule handle 7 log prefix \"netpol-audit \" accept comment \"np:cnp/baseline-deny/ingress/0 peer-0\" (verdict accept)"
+        );
+        // An uncommented rule loses the stale comment.
+        let vmap = "trace id 6 inet netpol forward rule x comment \"np:n/old/ingress/0 peer-0\" # handle 3 (verdict jump in_c)";
+        assert_eq!(renamed(vmap, &rules).unwrap(), "trace id 6 inet netpol forward rule handle 3 (verdict jump in_c)");
+        // Handle 7 in another chain, or an unknown handle: what was read is stale; a line of no rule is not.
+        assert!(stale_for(&rules, "trace id 8 inet netpol in_d rule counter drop # handle 7 (verdict drop)"));
+        assert!(stale_for(&rules, "trace id 8 inet netpol in_c unknown rule handle 9 (verdict drop)"));
+        assert!(!stale_for(&rules, "trace id 8 inet netpol_trace pre rule ct state new # handle 2 (verdict continue)"));
+        assert_eq!(renamed("trace id 8 inet netpol in_c unknown rule handle 9 (verdict drop)", &rules), None);
     }
 }

@@ -765,6 +765,11 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     )
 }
 
+/// The rules of a lab node's table by handle (none when it cannot be read).
+fn node_rules_of(r: &System, netns: &str) -> std::collections::HashMap<u64, netpol_nft::observe::TableRule> {
+    netpol_nft::observe::table_rules_of(&apply::nft_list_table_rules(r, Some(netns)).unwrap_or_default())
+}
+
 /// `observe`: a JSON Lines flow log of data-plane verdicts for new connections through the lab's node; in a
 /// multi-node lab through every node, each record naming its node (`"node"`): a flow between two nodes is seen,
 /// and logged, on both.
@@ -785,7 +790,7 @@ pub fn observe(
     let mut children = Vec::new();
     let started = (|| -> Result<()> {
         for (i, (_, netns)) in nodes.iter().enumerate() {
-            let mut child = apply::spawn_trace_monitor(netns)?;
+            let mut child = apply::spawn_trace_monitor_with_handles_in(Some(netns))?;
             let stdout = child.stdout.take();
             children.push(child);
             let stdout = stdout.ok_or_else(|| anyhow!("no output from nft monitor"))?;
@@ -826,7 +831,11 @@ pub fn observe(
         }
     };
     let deadline = duration.map(|d| std::time::Instant::now() + d);
-    let long = long_comments(&lab);
+    // `nft monitor trace` prints a rule as it was when the monitor started: after `lab apply`, a handle is unknown
+    // to it or names another rule. Each traced rule is named from its node's table as it is now (by the handle
+    // `-a` prints), read again, with the shortened comments, when a handle is unknown or of another chain.
+    let mut long = long_comments(&lab);
+    let mut rules: Vec<_> = nodes.iter().map(|(_, netns)| node_rules_of(&r, netns)).collect();
     let mut parsers: Vec<TraceParser> = nodes.iter().map(|_| TraceParser::default()).collect();
     let mut n = 0usize;
     let mut read_all = || -> Result<()> {
@@ -846,7 +855,15 @@ pub fn observe(
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
             };
-            let Some(parser) = parsers.get_mut(i) else { continue };
+            let (Some(parser), Some(node_rules)) = (parsers.get_mut(i), rules.get_mut(i)) else { continue };
+            let mut line = line;
+            if netpol_nft::observe::stale_for(node_rules, &line) {
+                *node_rules = node_rules_of(&r, &nodes[i].1);
+                long = long_comments(&lab);
+            }
+            if let Some(named) = netpol_nft::observe::renamed(&line, node_rules) {
+                line = named;
+            }
             if let Some(mut rec) = parser.feed(&line) {
                 rec.src = name(&rec.src);
                 rec.dst = name(&rec.dst);

@@ -258,6 +258,48 @@ fn three_nodes_enforce_the_engines_verdicts() {
     assert_eq!(o.status.code(), Some(0));
 }
 
+/// `observe` started before a `lab apply` names the rules of the table as it is after it: here db's ingress chain
+/// is replaced (allow-db goes), so the monitor, which read the table when it started, knows none of the new
+/// rules; the drop of client's connection is still named as the isolation by `deny`.
+#[test]
+#[cfg_attr(not(netpol_root_tools), ignore = "needs root, nft (nftables) and ip (iproute2)")]
+fn observe_names_the_rules_of_a_table_changed_while_it_runs() {
+    use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+    use std::time::Duration;
+    require_root();
+    let p = prefix("mnr");
+    let _guard = LabGuard(p.clone());
+    let dir = tempfile::tempdir_in(crate::common::scratch()).unwrap();
+    let cluster = netpol_core::load::load_str("c.yaml", &format!("{CLUSTER}{DENY}{ALLOW_DB}")).cluster;
+    let (lab, _) = netpol::lab_cmd::up_nodes(&cluster, &p, Some(2), Vec::new()).unwrap();
+    let db: IpAddr = "10.82.0.2".parse().unwrap();
+    let in_ns = |key: &str| lab.pod_netns(key).unwrap().to_string();
+    let _listener = netpol_lab::probe::in_netns(&in_ns("a/db"), move || TcpListener::bind(SocketAddr::new(db, 5432)))
+        .unwrap()
+        .unwrap();
+    let denied = netpol_core::load::load_str("d.yaml", &format!("{CLUSTER}{DENY}")).cluster;
+    let engine = netpol_core::compile::Engine::new(denied);
+    let p2 = p.clone();
+    let observer = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        netpol::lab_cmd::observe(&p2, Some(&engine), Some(2), Some(Duration::from_secs(8)), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let file = write(dir.path(), "denied.yaml", &format!("{CLUSTER}{DENY}"));
+    ok(&netpol(&["lab", "apply", "-f", &file, "--prefix", &p]));
+    let connected = netpol_lab::probe::in_netns(&in_ns("b/client"), move || {
+        TcpStream::connect_timeout(&SocketAddr::new(db, 5432), Duration::from_millis(700))
+    })
+    .unwrap();
+    assert!(connected.is_err(), "allow-db is gone");
+    let log = observer.join().unwrap();
+    let recs: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let drop = recs.iter().find(|r| r["verdict"] == "deny").unwrap_or_else(|| panic!("no drop observed: {log}"));
+    assert_eq!(drop["src"], "b/client", "{log}");
+    assert_eq!(drop["dropped_by"], "np-drop:ingress a/deny", "{log}");
+}
+
 /// Without Node objects, `connectivity-test --nodes 2` makes a lab of `node0` and `node1`, spreads the pods evenly
 /// over them, agrees with the engine on every pod pair, and removes the lab at the end.
 #[test]
