@@ -211,14 +211,17 @@ impl IdSet {
     }
 }
 
-/// Pods that the engine cannot tell apart: same namespace, labels, container ports, hostNetwork, and the same
-/// set of ipBlocks containing their primary IP.
+/// Pods that the engine cannot tell apart: same namespace, labels, container ports, hostNetwork, the same
+/// set of ipBlocks containing their primary IP, and the same family of that IP (or none).
 #[derive(Clone, Debug)]
 pub struct Identity {
     pub ns: NsId,
     pub labels: LabelSetId,
     pub host_network: bool,
     pub ip_class: IpClassId,
+    /// Whether the pods' primary IP is IPv6 (`None`: they have none yet). Calico's rules read the family
+    /// (`ipVersion`, and a rule is dropped for a family its `notNets` has no CIDR of), so it is the identity's.
+    pub family: Option<bool>,
     /// Container ports (sorted), shared by every pod of the identity.
     pub ports: Vec<ContainerPort>,
     /// The pods' service account, when the engine has Calico policies (whose selectors see it); else empty.
@@ -248,6 +251,7 @@ impl Identity {
             ip_class: key.3,
             ports: key.4.clone(),
             service_account: key.5.clone(),
+            family: key.6,
             pods: Vec::new(),
             ingress_policies: Vec::new(),
             egress_policies: Vec::new(),
@@ -258,7 +262,15 @@ impl Identity {
         }
     }
     pub(crate) fn key(&self) -> IdentityKey {
-        (self.ns, self.labels, self.host_network, self.ip_class, self.ports.clone(), self.service_account.clone())
+        (
+            self.ns,
+            self.labels,
+            self.host_network,
+            self.ip_class,
+            self.ports.clone(),
+            self.service_account.clone(),
+            self.family,
+        )
     }
     pub fn named_port(&self, name: &str, proto: Protocol) -> Option<u16> {
         self.ports.iter().find(|p| p.protocol == proto && p.name.as_deref() == Some(name)).map(|p| p.port)
@@ -705,8 +717,9 @@ impl EpInfo<'static> {
     }
 }
 
-/// What makes pods one identity: namespace, interned label set, hostNetwork, ip class, sorted container ports.
-pub(crate) type IdentityKey = (NsId, LabelSetId, bool, IpClassId, Vec<ContainerPort>, Atom);
+/// What makes pods one identity: namespace, interned label set, hostNetwork, ip class, sorted container ports,
+/// service account, family of the primary IP.
+pub(crate) type IdentityKey = (NsId, LabelSetId, bool, IpClassId, Vec<ContainerPort>, Atom, Option<bool>);
 
 /// The service account of every identity key outside Calico's engines (only Calico's selectors read it): one
 /// shared empty string, not an allocation per pod.
@@ -1400,7 +1413,7 @@ impl Engine {
         let mut ports = pod.ports.to_vec();
         ports.sort();
         let sa = if self.calico { pod.service_account.clone() } else { NO_ACCOUNT.clone() };
-        (pod.ns, ls, pod.host_network, ip_class, ports, sa)
+        (pod.ns, ls, pod.host_network, ip_class, ports, sa, pod.primary_ip().map(|ip| ip.to_canonical().is_ipv6()))
     }
 
     /// Records that pod `pid` has `ip` (`ip_index` keeps the lowest pod id).

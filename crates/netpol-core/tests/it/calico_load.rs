@@ -1039,3 +1039,36 @@ fn host_endpoint_validation() {
     assert_eq!(l.cluster.host_endpoints.len(), 1);
     assert_eq!(l.cluster.host_endpoints[0].node, "n1");
 }
+
+/// A Calico rule reads the family of the peer's address: a rule is dropped for a family its `notNets` has no
+/// CIDR of (Felix's `FilterRuleToIPVersion`), while a pod with no address yet passes the address criteria. So pods
+/// that differ only by the family of their address (or by having one) are judged apart. Before, a pod with no
+/// address shared the identity of an IPv4 pod with the same labels, and took its answer.
+#[test]
+fn pods_differing_only_by_address_family_are_judged_apart() {
+    let pod = |name: &str, ip: &str| {
+        let status = if ip.is_empty() { String::new() } else { format!("\nstatus: {{podIP: '{ip}'}}") };
+        format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: prod, labels: {{app: web}}}}{status}\n")
+    };
+    let db = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: prod, labels: {app: db}}\n\
+              status: {podIPs: [{ip: 10.0.0.9}, {ip: 'fd00::9'}]}\n";
+    let policy = np("{selector: app == 'db', ingress: [{action: Allow, source: {notNets: ['fd00::/120']}}]}");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: prod}}\n{}{}{}{db}---\n{policy}",
+        pod("v4", "10.0.0.1"),
+        pod("v6", "fd00::1"),
+        pod("none", ""),
+    );
+    let loaded = load_str("family.yaml", &yaml);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let e = netpol_core::compile::Engine::new(loaded.cluster);
+    // The rule has no IPv4 CIDR in notNets: no rule for IPv4. Its IPv6 CIDR holds fd00::1. No address: allowed.
+    crate::common::check(
+        &e,
+        &[
+            ("prod/v4", "prod/db", "80", false),
+            ("prod/v6", "prod/db", "80", false),
+            ("prod/none", "prod/db", "80", true),
+        ],
+    );
+}
