@@ -219,8 +219,9 @@ pub struct Identity {
     pub labels: LabelSetId,
     pub host_network: bool,
     pub ip_class: IpClassId,
-    /// Whether the pods' primary IP is IPv6 (`None`: they have none yet). Calico's rules read the family
-    /// (`ipVersion`, and a rule is dropped for a family its `notNets` has no CIDR of), so it is the identity's.
+    /// In an engine with Calico policies, whether the pods' primary IP is IPv6 (`None`: they have none yet; always
+    /// `None` elsewhere). Calico's rules read the family (`ipVersion`, and a rule is dropped for a family its
+    /// `notNets` has no CIDR of), so there it is the identity's; other dialects see addresses through blocks only.
     pub family: Option<bool>,
     /// Container ports (sorted), shared by every pod of the identity.
     pub ports: Vec<ContainerPort>,
@@ -1413,7 +1414,8 @@ impl Engine {
         let mut ports = pod.ports.to_vec();
         ports.sort();
         let sa = if self.calico { pod.service_account.clone() } else { NO_ACCOUNT.clone() };
-        (pod.ns, ls, pod.host_network, ip_class, ports, sa, pod.primary_ip().map(|ip| ip.to_canonical().is_ipv6()))
+        let family = if self.calico { pod.primary_ip().map(|ip| ip.to_canonical().is_ipv6()) } else { None };
+        (pod.ns, ls, pod.host_network, ip_class, ports, sa, family)
     }
 
     /// Records that pod `pid` has `ip` (`ip_index` keeps the lowest pod id).
