@@ -18,9 +18,8 @@ use std::sync::Arc;
 use netpol_core::compile::{Endpoint, Engine, FlowInfo};
 use netpol_core::model::{Direction, PolicyId};
 use netpol_core::portset::Protocol;
-use netpol_nft::observe::{
-    renamed, stale_for, table_rules_of, trace_on_script, traced_handle, FlowRecord, TableRule, TraceParser,
-};
+use netpol_nft::apply::{nft_table_rules, System};
+use netpol_nft::observe::{renamed, stale_for, trace_on_script, traced_handle, FlowRecord, TraceParser};
 use serde_json::{json, Value};
 
 use crate::Programmer;
@@ -684,12 +683,6 @@ pub fn line(
     }
 }
 
-/// The agent's table's rules by handle (none when it cannot be read).
-fn table_rules(netns: Option<&str>) -> HashMap<u64, TableRule> {
-    let json = netpol_nft::apply::nft_list_table_rules(&netpol_nft::apply::System, netns).unwrap_or_default();
-    table_rules_of(&json)
-}
-
 /// Starts tracing on the node and a thread that writes the flow log to `out` and, with `self_check` (`Some(N)`),
 /// self-checks one in N of the flows judged here ([`Sampler`]). Returns the `nft monitor trace` child (kill it to
 /// stop).
@@ -717,12 +710,12 @@ pub fn start(
         // agent programmed since.
         // The generation first: a program committed while the table is read makes the next traced rule read it again.
         let mut rules_generation = programmer.table_epoch();
-        let mut rules = table_rules(netns.as_deref());
+        let mut rules = nft_table_rules(&System, netns.as_deref());
         for l in std::io::BufReader::new(stdout).lines() {
             let Ok(mut l) = l else { break };
             let generation = programmer.table_epoch();
             if traced_handle(&l).is_some() && (stale_for(&rules, &l) || generation != rules_generation) {
-                rules = table_rules(netns.as_deref());
+                rules = nft_table_rules(&System, netns.as_deref());
                 rules_generation = generation;
             }
             if let Some(named) = renamed(&l, &rules) {

@@ -283,12 +283,48 @@ const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Failures in a row after which the agent stops using nft sessions (an nft built without its interactive mode).
 const SESSION_TRIES: u32 = 3;
 
-/// The agent's nft session: started on first use, replaced when worn or after a failure (the difference it failed
-/// then goes to `nft -f -`; one the kernel refuses fails there too, and the whole table is replaced).
+/// The agent's nft session: started on first use, replaced when worn or after a failure of its own (the difference
+/// it failed then goes to `nft -f -`). A difference nft refuses is the program's error, as with `nft -f -` (the
+/// whole table is then replaced), and the session goes on.
 #[derive(Default)]
 struct Session {
     live: Option<netpol_nft::apply::NftSession>,
     failures: u32,
+}
+
+impl Session {
+    /// Commits `script` through the session of `node`'s agent, inside `netns` when given; `None` when the session failed (or failed
+    /// too often: [`SESSION_TRIES`]) and the caller is to use `nft -f -`.
+    fn apply(&mut self, node: &str, netns: Option<&str>, script: &str) -> Option<Result<(), ApplyError>> {
+        use netpol_nft::apply::NftSession;
+        if self.failures >= SESSION_TRIES {
+            return None;
+        }
+        let live = match self.live.take().filter(|l| !l.worn()) {
+            Some(live) => Ok(live),
+            None => NftSession::start(netns),
+        };
+        let committed = live.and_then(|mut live| {
+            let r = live.apply(script, SESSION_TIMEOUT);
+            if r.as_ref().is_ok() || r.as_ref().is_err_and(NftSession::refused) {
+                self.live = Some(live);
+            }
+            r
+        });
+        match committed {
+            Err(e) if !NftSession::refused(&e) => {
+                self.failures += 1;
+                let more =
+                    if self.failures < SESSION_TRIES { "" } else { "; differences go to `nft -f -` from now on" };
+                tracing::warn!(%node, "the nft session failed ({e}): trying `nft -f -`{more}");
+                None
+            }
+            done => {
+                self.failures = 0;
+                Some(done)
+            }
+        }
+    }
 }
 
 /// A programmed model and the addresses of its node's pods.
@@ -369,35 +405,13 @@ impl Programmer {
         self
     }
 
-    /// Commits a difference: through the session when there is one (a new one started when needed; one that fails
-    /// is dropped, and the next difference starts another), else with the runner.
+    /// Commits a difference: through the session when there is one, else with the runner.
     fn apply_difference(&self, script: &str) -> Result<(), ApplyError> {
         let ns = self.netns.as_deref();
         if let Some(session) = &self.session {
             let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
-            if s.failures < SESSION_TRIES {
-                let committed = (|| {
-                    if s.live.as_ref().is_none_or(netpol_nft::apply::NftSession::worn) {
-                        s.live = Some(netpol_nft::apply::NftSession::start(ns)?);
-                    }
-                    match s.live.as_mut() {
-                        Some(live) => live.apply(script, SESSION_TIMEOUT),
-                        None => Ok(()),
-                    }
-                })();
-                match committed {
-                    Ok(()) => {
-                        s.failures = 0;
-                        return Ok(());
-                    }
-                    Err(e) => {
-                        s.live = None;
-                        s.failures += 1;
-                        let more =
-                            if s.failures < SESSION_TRIES { "" } else { "; differences go to `nft -f -` from now on" };
-                        tracing::warn!(node = %self.node, "the nft session failed ({e}): trying `nft -f -`{more}");
-                    }
-                }
+            if let Some(committed) = s.apply(&self.node, ns, script) {
+                return committed;
             }
         }
         nft_apply(self.runner.as_ref(), ns, script)

@@ -419,12 +419,13 @@ impl<'e> Builder<'e> {
         }
         // A reference ends with the policy's name: only a name that several of them have (or one with a `/`, which
         // the API server refuses) can make a reference they share.
+        let governing: Vec<usize> = (0..governing.len()).filter(|&i| governing[i]).collect();
         let mut by_name: FxHashMap<&str, u32> = FxHashMap::default();
-        for (i, _) in governing.iter().enumerate().filter(|(_, g)| **g) {
+        for &i in &governing {
             *by_name.entry(e.cluster.policies[i].name.as_str()).or_default() += 1;
         }
         let mut refs: BTreeMap<String, usize> = BTreeMap::new();
-        for (i, _) in governing.iter().enumerate().filter(|(_, g)| **g) {
+        for &i in &governing {
             let name = e.cluster.policies[i].name.as_str();
             if name.contains('/') || by_name.get(name).is_some_and(|&n| n > 1) {
                 *refs.entry(e.cluster.policy_ref(PolicyId::new(i))).or_default() += 1;

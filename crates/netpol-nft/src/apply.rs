@@ -188,16 +188,18 @@ impl NftSession {
     }
 
     /// Commits `script` (one command per line, no comment: what [`crate::ruleset::Snapshot::update_script`] writes)
-    /// as one transaction (its lines joined with `;`), waiting at most `timeout` for nft's answer. An error leaves
-    /// the session unusable.
+    /// as one transaction (its lines joined with `;`), waiting at most `timeout` for nft's answer. When nft refuses
+    /// the script (nothing of it is committed), the error has `code: Some(1)`, nft's own status for that, and its
+    /// complaint as `stderr`, and the session stays usable; any other error leaves it unusable.
     pub fn apply(&mut self, script: &str, timeout: std::time::Duration) -> Result<(), ApplyError> {
         let argv: Vec<&str> = self.argv.iter().map(String::as_str).collect();
-        let failed = |stderr: String| ApplyError::Failed {
+        let error = |code: Option<i32>, stderr: String| ApplyError::Failed {
             argv: display_argv(&argv),
-            status: "session".to_string(),
-            code: None,
+            status: if code.is_some() { "refused" } else { "session lost" }.to_string(),
+            code,
             stderr,
         };
+        let failed = |stderr: String| error(None, stderr);
         let line: Vec<&str> = script.lines().filter(|l| !l.trim().is_empty()).collect();
         // Joined on one line, a comment would hide the commands after it.
         if line.iter().any(|l| l.split('"').step_by(2).any(|outside| outside.contains('#'))) {
@@ -221,9 +223,14 @@ impl NftSession {
         // The marker's own error line is the last one before it; anything earlier is the script's.
         said.pop();
         if said.iter().any(|l| l.starts_with("Error:")) {
-            return Err(failed(said.join("\n")));
+            return Err(error(Some(1), said.join("\n")));
         }
         Ok(())
+    }
+
+    /// Whether `e`, an error of [`NftSession::apply`], is nft refusing the script (the session still usable).
+    pub fn refused(e: &ApplyError) -> bool {
+        matches!(e, ApplyError::Failed { code: Some(_), .. })
     }
 }
 
@@ -234,10 +241,14 @@ impl Drop for NftSession {
     }
 }
 
-/// netpol's table with every rule's handle and without the sets' elements (`nft -a -j -t list table inet netpol`),
-/// inside `netns` when given: what [`crate::observe::table_rules_of`] reads.
-pub fn nft_list_table_rules(r: &dyn Runner, netns: Option<&str>) -> Result<String, ApplyError> {
-    r.run(&in_ns(netns, &["nft", "-a", "-j", "-t", "list", "table", "inet", crate::ruleset::TABLE]), None)
+/// The rules of netpol's table by handle, inside `netns` when given (`nft -a -j -t list table inet netpol`: `-t`
+/// leaves the sets' elements out), read by [`crate::observe::table_rules_of`]; none when it cannot be listed.
+pub fn nft_table_rules(
+    r: &dyn Runner,
+    netns: Option<&str>,
+) -> std::collections::HashMap<u64, crate::observe::TableRule> {
+    let argv = in_ns(netns, &["nft", "-a", "-j", "-t", "list", "table", "inet", crate::ruleset::TABLE]);
+    crate::observe::table_rules_of(&r.run(&argv, None).unwrap_or_default())
 }
 
 /// Check an nft script without applying it (`nft -c -f -`), inside `netns` when given.

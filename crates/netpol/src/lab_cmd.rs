@@ -765,11 +765,6 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     )
 }
 
-/// The rules of a lab node's table by handle (none when it cannot be read).
-fn node_rules_of(r: &System, netns: &str) -> std::collections::HashMap<u64, netpol_nft::observe::TableRule> {
-    netpol_nft::observe::table_rules_of(&apply::nft_list_table_rules(r, Some(netns)).unwrap_or_default())
-}
-
 /// `observe`: a JSON Lines flow log of data-plane verdicts for new connections through the lab's node; in a
 /// multi-node lab through every node, each record naming its node (`"node"`): a flow between two nodes is seen,
 /// and logged, on both.
@@ -835,7 +830,7 @@ pub fn observe(
     // to it or names another rule. Each traced rule is named from its node's table as it is now (by the handle
     // `-a` prints), read again, with the shortened comments, when a handle is unknown or of another chain.
     let mut long = long_comments(&lab);
-    let mut rules: Vec<_> = nodes.iter().map(|(_, netns)| node_rules_of(&r, netns)).collect();
+    let mut rules: Vec<_> = nodes.iter().map(|(_, netns)| apply::nft_table_rules(&r, Some(netns))).collect();
     let mut parsers: Vec<TraceParser> = nodes.iter().map(|_| TraceParser::default()).collect();
     let mut n = 0usize;
     let mut read_all = || -> Result<()> {
@@ -858,7 +853,7 @@ pub fn observe(
             let (Some(parser), Some(node_rules)) = (parsers.get_mut(i), rules.get_mut(i)) else { continue };
             let mut line = line;
             if netpol_nft::observe::stale_for(node_rules, &line) {
-                *node_rules = node_rules_of(&r, &nodes[i].1);
+                *node_rules = apply::nft_table_rules(&r, Some(&nodes[i].1));
                 long = long_comments(&lab);
             }
             if let Some(named) = netpol_nft::observe::renamed(&line, node_rules) {

@@ -137,9 +137,12 @@ fn an_nft_session_commits_each_script_as_one_transaction() {
         )
         .unwrap_err();
     assert!(e.stderr().contains("Error:"), "{e}");
+    assert!(netpol_nft::apply::NftSession::refused(&e), "{e}");
     assert_eq!(map_keys(&ruleset(&ns), "ingress_v4"), ["10.77.0.1"]);
-    // A new session after an error, as the agent does.
-    let mut s = netpol_nft::apply::NftSession::start(Some(&ns)).unwrap();
+    // A refused script leaves the session usable.
+    s.apply("add element inet netpol ingress_v4 { 10.77.0.4 : jump c }\n", timeout).unwrap();
+    s.apply("delete element inet netpol ingress_v4 { 10.77.0.4 }\n", timeout).unwrap();
+    // A new session.
     assert!(s.apply("add element inet netpol ingress_v4 { 10.77.0.2 : jump c } # two\n", timeout).is_err());
     s.apply("delete element inet netpol ingress_v4 { 10.77.0.1 }\nflush chain inet netpol c\n", timeout).unwrap();
     assert!(map_keys(&ruleset(&ns), "ingress_v4").is_empty());
