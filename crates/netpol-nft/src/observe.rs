@@ -164,7 +164,7 @@ pub struct TableRule {
 }
 
 /// The rules of netpol's table by handle, from `nft -a -j -t list table inet netpol`
-/// ([`crate::apply::nft_list_table_rules`]); empty when the text is not that.
+/// ([`crate::apply::nft_table_rules`]); empty when the text is not that.
 pub fn table_rules_of(json: &str) -> std::collections::HashMap<u64, TableRule> {
     use serde_json::Value;
     let Ok(v) = serde_json::from_str::<Value>(json) else { return Default::default() };
