@@ -678,7 +678,8 @@ impl AddrGroups {
 }
 
 impl SelectIndex {
-    fn new(eng: &Engine, cluster: &Cluster, ns_idents: Vec<Vec<IdentityId>>) -> Self {
+    /// The index over the engine's identities, with `namespaces` from [`SelectIndex::namespaces`].
+    fn new(eng: &Engine, namespaces: LabelIndex, ns_idents: Vec<Vec<IdentityId>>) -> Self {
         let idents = LabelIndex::new(
             eng.identities
                 .iter()
@@ -686,8 +687,12 @@ impl SelectIndex {
                 .filter(|(_, ident)| !ident.host_network)
                 .map(|(i, ident)| (i as u32, &eng.label_sets[ident.labels.index()])),
         );
-        let namespaces = LabelIndex::new(cluster.namespaces.iter().enumerate().map(|(i, n)| (i as u32, &n.labels)));
         SelectIndex { ns_idents, idents, namespaces }
+    }
+
+    /// The namespaces by label.
+    fn namespaces(cluster: &Cluster) -> LabelIndex {
+        LabelIndex::new(cluster.namespaces.iter().enumerate().map(|(i, n)| (i as u32, &n.labels)))
     }
 }
 
@@ -765,6 +770,8 @@ pub struct Engine {
     /// IPs that several pods have → all of them (sorted), so that `ip_index` can be kept when pods change.
     pub(crate) ip_dups: FxHashMap<IpAddr, Vec<PodId>>,
     pub(crate) ip_class_index: FxHashMap<Vec<BlockId>, IpClassId>,
+    /// Scratch room for an address's blocks while its ip class is looked up.
+    sig_buf: Vec<BlockId>,
     /// Interned named-port names.
     pub(crate) port_names: FxHashMap<String, u32>,
     pub(crate) label_index: FxHashMap<Labels, LabelSetId>,
@@ -893,18 +900,27 @@ fn block_prefixes(blocks: &[IpBlock]) -> Vec<BlockPrefixes> {
 
 /// The blocks containing `ip` (canonical), sorted. A block contains only addresses of its CIDR: the
 /// candidates are the blocks whose CIDR is the address's network at some prefix length in use.
+#[cfg(test)]
 fn blocks_containing(prefixes: &[BlockPrefixes], ranges: &[BlockRanges], ip: IpAddr) -> Vec<BlockId> {
-    let (v6, n) = crate::ipranges::num(ip);
-    let mut v: Vec<BlockId> = prefixes
-        .iter()
-        .filter(|g| g.v6 == v6)
-        .filter_map(|g| g.nets.get(&(n & prefix_mask(v6, g.len))))
-        .flatten()
-        .copied()
-        .filter(|b| ranges.get(b.index()).is_some_and(|r| r.contains(ip)))
-        .collect();
-    v.sort_unstable();
+    let mut v = Vec::new();
+    blocks_containing_into(prefixes, ranges, ip, &mut v);
     v
+}
+
+/// [`blocks_containing`] written into `v` (cleared first): no allocation once `v` has room.
+fn blocks_containing_into(prefixes: &[BlockPrefixes], ranges: &[BlockRanges], ip: IpAddr, v: &mut Vec<BlockId>) {
+    let (v6, n) = crate::ipranges::num(ip);
+    v.clear();
+    v.extend(
+        prefixes
+            .iter()
+            .filter(|g| g.v6 == v6)
+            .filter_map(|g| g.nets.get(&(n & prefix_mask(v6, g.len))))
+            .flatten()
+            .copied()
+            .filter(|b| ranges.get(b.index()).is_some_and(|r| r.contains(ip))),
+    );
+    v.sort_unstable();
 }
 
 /// The network part of an address number of family `v6` for a prefix of `len` bits.
@@ -923,6 +939,78 @@ fn has_calico_policies(cluster: &Cluster) -> bool {
         .policies
         .iter()
         .any(|p| p.calico_selector.is_some() || p.ingress.iter().chain(&p.egress).any(|r| r.calico.is_some()))
+}
+
+/// Clusters at least this large (pods and policies) are compiled on two cores where the steps allow.
+const PARALLEL_COMPILE: usize = 4096;
+
+/// Runs `a` and `b` and returns both results: on two threads when `parallel`, else one after the other. A panic in
+/// either is raised again on the calling thread.
+pub(crate) fn join<A: Send, B: Send>(
+    parallel: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if !parallel {
+        let a = a();
+        return (a, b());
+    }
+    std::thread::scope(|scope| {
+        let b = scope.spawn(b);
+        let a = a();
+        (a, b.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    })
+}
+
+/// Records that pod `pid` has `ip`: `ip_index` keeps the lowest pod id, `ip_dups` every pod of an address that
+/// several pods have (sorted).
+fn index_ip(
+    ip_index: &mut FxHashMap<IpAddr, PodId>,
+    ip_dups: &mut FxHashMap<IpAddr, Vec<PodId>>,
+    ip: IpAddr,
+    pid: PodId,
+) {
+    let owner = *ip_index.entry(ip).or_insert(pid);
+    if owner == pid {
+        return;
+    }
+    let all = ip_dups.entry(ip).or_insert_with(|| vec![owner]);
+    if let Err(at) = all.binary_search(&pid) {
+        all.insert(at, pid);
+    }
+    if let Some(&first) = all.first() {
+        ip_index.insert(ip, first);
+    }
+}
+
+/// The per-pod indexes of an engine other than identities: pods by address and by name, and how many pods run as
+/// each service account.
+struct PodIndexes {
+    ip_index: FxHashMap<IpAddr, PodId>,
+    ip_dups: FxHashMap<IpAddr, Vec<PodId>>,
+    pod_names: PodNames,
+    sa_pods: FxHashMap<(NsId, Atom), u32>,
+}
+
+impl PodIndexes {
+    fn new(pods: &[Pod]) -> Self {
+        let mut idx = PodIndexes {
+            // One entry per pod (per address: nearly always one).
+            ip_index: FxHashMap::with_capacity_and_hasher(pods.len(), Default::default()),
+            ip_dups: FxHashMap::default(),
+            pod_names: PodNames::with_capacity(pods.len()),
+            sa_pods: FxHashMap::default(),
+        };
+        for (pid, pod) in pods.iter().enumerate() {
+            let pid = PodId::new(pid);
+            for ip in &pod.ips {
+                index_ip(&mut idx.ip_index, &mut idx.ip_dups, *ip, pid);
+            }
+            idx.pod_names.insert(pod.ns, &pod.name, pid);
+            *idx.sa_pods.entry((pod.ns, pod.service_account.clone())).or_default() += 1;
+        }
+        idx
+    }
 }
 
 /// Pods by (namespace, hash of the name): a lookup is one probe, and the name is compared to be sure. A name
@@ -1122,6 +1210,13 @@ impl Engine {
 
     /// The engine for a CNI (`None`: [`crate::cni::Cni::auto`]).
     pub fn with_cni(cluster: Cluster, cni: Option<crate::cni::Cni>) -> Engine {
+        let parallel = cluster.pods.len() + cluster.policies.len() >= PARALLEL_COMPILE;
+        Self::compile(cluster, cni, parallel)
+    }
+
+    /// [`Engine::with_cni`], on two cores where the steps allow when `parallel`: the engine is the same either
+    /// way.
+    fn compile(cluster: Cluster, cni: Option<crate::cni::Cni>, parallel: bool) -> Engine {
         use crate::cni::{Cni, CniSource};
         let (cni, cni_source) = match cni {
             Some(c) => (c, CniSource::Given),
@@ -1181,10 +1276,10 @@ impl Engine {
             policy_rules: Vec::with_capacity(cluster.policies.len()),
             policy_ns: cluster.policies.iter().map(Policy::ns).collect(),
             ns_names: cluster.namespaces.iter().enumerate().map(|(i, n)| (n.name.clone(), NsId::new(i))).collect(),
-            // One entry per pod (per address: nearly always one), known before the pods are indexed.
-            ip_index: FxHashMap::with_capacity_and_hasher(cluster.pods.len(), Default::default()),
+            ip_index: FxHashMap::default(),
             ip_dups: FxHashMap::default(),
             ip_class_index: FxHashMap::default(),
+            sig_buf: Vec::new(),
             port_names: FxHashMap::default(),
             label_index: FxHashMap::default(),
             id_index: FxHashMap::default(),
@@ -1206,7 +1301,7 @@ impl Engine {
             node_hep: FxHashMap::default(),
             cilium: cluster.has_cilium(),
             calico_objects: cluster.has_calico(),
-            pod_names: PodNames::with_capacity(cluster.pods.len()),
+            pod_names: PodNames::default(),
             sa_pods: FxHashMap::default(),
             node_rel: cluster.has_cilium_node_rules(),
             pod_node: Vec::new(),
@@ -1229,23 +1324,52 @@ impl Engine {
         }
 
         // Identities.
-        for (pid, pod) in cluster.pods.iter().enumerate() {
-            let key = eng.identity_key(pod, cluster.ns(pod.ns));
-            let next = IdentityId::new(eng.identities.len() as usize);
-            let id = *eng.id_index.entry(key).or_insert_with_key(|key| {
-                eng.identities.push(Identity::empty(key));
-                next
-            });
-            if let Some(ident) = eng.identities.get_mut(id.index()) {
-                ident.pods.push(PodId::new(pid));
-            }
-            eng.pod_identity.push(id);
-            for ip in &pod.ips {
-                eng.index_ip(*ip, PodId::new(pid));
-            }
-            eng.pod_names.insert(pod.ns, &pod.name, PodId::new(pid));
-            *eng.sa_pods.entry((pod.ns, pod.service_account.clone())).or_default() += 1;
-        }
+        // Addresses, names, service accounts and namespaces' labels are indexed apart from identities (on another
+        // core for large clusters: neither reads the other).
+        let ((), (pod_idx, ns_index)) = join(
+            parallel,
+            || {
+                // A pod with the very same (interned) labels, ports and account as an earlier pod of its namespace,
+                // ip class and family has that pod's identity: found by address, without hashing their contents.
+                // (Cilium's labels are built per pod, so there every pod takes the general way.)
+                type ByAddress = (NsId, usize, bool, IpClassId, usize, usize, Option<bool>);
+                let mut by_address: FxHashMap<ByAddress, IdentityId> = FxHashMap::default();
+                for (pid, pod) in cluster.pods.iter().enumerate() {
+                    let ip_class = eng.pod_ip_class(pod);
+                    let address = (!eng.cilium).then(|| {
+                        let sa = if eng.calico {
+                            std::sync::Arc::as_ptr(&pod.service_account) as *const u8 as usize
+                        } else {
+                            0
+                        };
+                        let ports = std::sync::Arc::as_ptr(&pod.ports) as *const u8 as usize;
+                        (pod.ns, pod.labels.address(), pod.host_network, ip_class, ports, sa, eng.pod_family(pod))
+                    });
+                    let id = match address.and_then(|a| by_address.get(&a)) {
+                        Some(&id) => id,
+                        None => {
+                            let key = eng.identity_key_of_class(pod, cluster.ns(pod.ns), ip_class);
+                            let next = IdentityId::new(eng.identities.len());
+                            let id = *eng.id_index.entry(key).or_insert_with_key(|key| {
+                                eng.identities.push(Identity::empty(key));
+                                next
+                            });
+                            if let Some(a) = address {
+                                by_address.insert(a, id);
+                            }
+                            id
+                        }
+                    };
+                    if let Some(ident) = eng.identities.get_mut(id.index()) {
+                        ident.pods.push(PodId::new(pid));
+                    }
+                    eng.pod_identity.push(id);
+                }
+            },
+            || (PodIndexes::new(&cluster.pods), SelectIndex::namespaces(&cluster)),
+        );
+        (eng.ip_index, eng.ip_dups, eng.pod_names, eng.sa_pods) =
+            (pod_idx.ip_index, pod_idx.ip_dups, pod_idx.pod_names, pod_idx.sa_pods);
 
         // Identities per namespace.
         let mut ns_idents: Vec<Vec<IdentityId>> = vec![Vec::new(); cluster.namespaces.len()];
@@ -1255,7 +1379,6 @@ impl Engine {
             }
         }
 
-        let sel_index = SelectIndex::new(&eng, &cluster, ns_idents.clone());
         if eng.calico {
             let views = cluster.label_views();
             let sas: FxHashMap<(NsId, &str), &crate::model::ServiceAccount> =
@@ -1275,12 +1398,100 @@ impl Engine {
             .iter()
             .map(|s| crate::model::network_set_labels(s, s.ns.map(|n| cluster.ns(n))))
             .collect();
-        let mut calico_sel: FxHashMap<Expr, SelMatch> = FxHashMap::default();
         let calico_index = eng.calico.then(|| CalicoSelectIndex::new(&eng, &netset_labels, &cluster.host_endpoints));
+        let sel_index = SelectIndex::new(&eng, ns_index, ns_idents.clone());
+        // The policies selecting each identity are found (on another core for large clusters) while the rules are
+        // compiled: neither reads what the other writes.
+        let idents: Vec<(NsId, bool, LabelSetId)> =
+            eng.identities.iter().map(|i| (i.ns, i.host_network, i.labels)).collect();
+        let label_sets = eng.label_sets.clone();
+        let groups = if eng.calico { AddrGroups::new(&eng) } else { AddrGroups::default() };
+        let ((), selected) = join(
+            parallel,
+            || eng.compile_rules(&cluster, &sel_index, calico_index.as_ref(), &groups),
+            || Engine::selected_by(&idents, &label_sets, &cluster, &ns_idents, calico_index.as_ref()),
+        );
+        for (ident, (ingress, egress)) in eng.identities.iter_mut().zip(selected) {
+            (ident.ingress_policies, ident.egress_policies) = (ingress, egress);
+        }
+        // Flattened rules (in the order of the policies' tiers and priorities) and interned named ports per
+        // identity.
+        eng.cluster = cluster;
+        let flat = {
+            let (eng, half) = (&eng, eng.identities.len() / 2);
+            let flat = |ids: std::ops::Range<usize>| ids.map(|i| eng.flat_pair(IdentityId::new(i))).collect::<Vec<_>>();
+            let (mut first, second) = join(parallel, || flat(0..half), || flat(half..eng.identities.len()));
+            first.extend(second);
+            first
+        };
+        for (i, flat) in flat.into_iter().enumerate() {
+            eng.set_flat_rules(IdentityId::new(i), flat);
+            eng.intern_named_ports(IdentityId::new(i));
+        }
+        eng.compile_host_endpoints();
+        eng
+    }
+
+    /// Compiles the rules of every policy, in order, with their selector peers, Calico peers and ports.
+    fn compile_rules(
+        &mut self,
+        cluster: &Cluster,
+        sel_index: &SelectIndex,
+        calico_index: Option<&CalicoSelectIndex>,
+        groups: &AddrGroups,
+    ) {
+        let eng = self;
+        let mut calico_sel: FxHashMap<Expr, SelMatch> = FxHashMap::default();
+        let mut ns_sel_cache: FxHashMap<Selector, Vec<NsId>> = FxHashMap::default();
+        let mut select = |eng: &Engine, key: &SelPeerKey| eng.select_peer(cluster, key, sel_index, &mut ns_sel_cache);
+        for (polid, pol) in cluster.policies.iter().enumerate() {
+            let mut ids = (Vec::new(), Vec::new());
+            for dir in [Direction::Ingress, Direction::Egress] {
+                for (ri, r) in pol.rules(dir).iter().enumerate() {
+                    let peers = r.peers.iter().filter_map(|p| if let Peer::Calico(c) = p { Some(&**c) } else { None });
+                    let local = r.calico.as_ref().and_then(|c| c.local.as_ref());
+                    for c in peers.chain(local) {
+                        eng.calico_peer(cluster, &mut calico_sel, calico_index, groups, c);
+                    }
+                    if eng.cni.ip_block_outside_only() {
+                        for p in &r.peers {
+                            if let Peer::IpBlock(b) = p {
+                                let c = crate::cni::cilium_cidr_peer(b);
+                                eng.calico_peer(cluster, &mut calico_sel, calico_index, groups, &c);
+                            }
+                        }
+                    }
+                    // Every ipBlock of the cluster was interned above, so the rule always compiles.
+                    let tier = eng.tier_id(pol.tier);
+                    let polid = PolicyId::new(polid);
+                    let Some(rule) = eng.compile_rule(polid, pol.ns(), tier, &cluster.nodes, dir, ri, r, &mut select)
+                    else {
+                        continue;
+                    };
+                    let rid = RuleId::new(eng.rules.len());
+                    eng.rules.push(rule);
+                    match dir {
+                        Direction::Ingress => ids.0.push(rid),
+                        Direction::Egress => ids.1.push(rid),
+                    }
+                }
+            }
+            eng.policy_rules.push(ids);
+        }
+    }
+
+    /// The policies selecting each identity (in policy order), affecting its ingress and its egress. hostNetwork
+    /// pods are not subject to policies.
+    fn selected_by(
+        idents: &[(NsId, bool, LabelSetId)],
+        label_sets: &[Labels],
+        cluster: &Cluster,
+        ns_idents: &[Vec<IdentityId>],
+        calico_index: Option<&CalicoSelectIndex>,
+    ) -> Vec<(Vec<PolicyId>, Vec<PolicyId>)> {
+        let mut selected = vec![(Vec::new(), Vec::new()); idents.len()];
         // The identities each Calico policy's subject selector matches.
         let mut subjects: FxHashMap<&Expr, Vec<IdentityId>> = FxHashMap::default();
-
-        // Policies selecting each identity. hostNetwork pods are not subject to policies.
         let mut sel_cache: FxHashMap<(&Selector, LabelSetId), bool> = FxHashMap::default();
         for (polid, pol) in cluster.policies.iter().enumerate() {
             if !pol.host.applies_to_workloads() {
@@ -1293,16 +1504,16 @@ impl Engine {
                     .map(NsId::new)
                     .collect(),
             };
-            let select = |eng: &mut Engine, iid: IdentityId| {
-                let ident = &mut eng.identities[iid.index()];
+            let mut select = |iid: IdentityId| {
+                let (ingress, egress) = &mut selected[iid.index()];
                 if pol.affects_ingress {
-                    ident.ingress_policies.push(PolicyId::new(polid));
+                    ingress.push(PolicyId::new(polid));
                 }
                 if pol.affects_egress {
-                    ident.egress_policies.push(PolicyId::new(polid));
+                    egress.push(PolicyId::new(polid));
                 }
             };
-            match (&pol.calico_selector, &calico_index) {
+            match (&pol.calico_selector, calico_index) {
                 // A Calico policy: the identities its selector matches (the index leaves hostNetwork ones out),
                 // kept when in the policy's namespaces.
                 (Some(expr), Some(idx)) => {
@@ -1314,83 +1525,41 @@ impl Engine {
                     }
                     let subj = subjects.entry(expr).or_insert_with(|| idx.select(expr));
                     for &iid in subj.iter() {
-                        if in_scope.get(eng.identities[iid.index()].ns.index()).copied().unwrap_or(false) {
-                            select(&mut eng, iid);
+                        if in_scope.get(idents[iid.index()].0.index()).copied().unwrap_or(false) {
+                            select(iid);
                         }
                     }
                 }
                 (Some(_), None) => {}
                 (None, _) => {
                     for &iid in namespaces.iter().flat_map(|ns| ns_idents.get(ns.index()).into_iter().flatten()) {
-                        let ident = &eng.identities[iid.index()];
-                        if ident.host_network {
+                        let (_, host_network, ls) = idents[iid.index()];
+                        if host_network {
                             continue;
                         }
-                        let ls = ident.labels;
                         let m = *sel_cache
                             .entry((&pol.pod_selector, ls))
-                            .or_insert_with(|| pol.pod_selector.matches(&eng.label_sets[ls.index()]));
+                            .or_insert_with(|| pol.pod_selector.matches(&label_sets[ls.index()]));
                         if m {
-                            select(&mut eng, iid);
+                            select(iid);
                         }
                     }
                 }
             }
         }
-
-        // Rules and selector peers.
-        let groups = if eng.calico { AddrGroups::new(&eng) } else { AddrGroups::default() };
-        let mut ns_sel_cache: FxHashMap<Selector, Vec<NsId>> = FxHashMap::default();
-        let mut select = |eng: &Engine, key: &SelPeerKey| eng.select_peer(&cluster, key, &sel_index, &mut ns_sel_cache);
-        for (polid, pol) in cluster.policies.iter().enumerate() {
-            let mut ids = (Vec::new(), Vec::new());
-            for dir in [Direction::Ingress, Direction::Egress] {
-                for (ri, r) in pol.rules(dir).iter().enumerate() {
-                    let peers = r.peers.iter().filter_map(|p| if let Peer::Calico(c) = p { Some(&**c) } else { None });
-                    let local = r.calico.as_ref().and_then(|c| c.local.as_ref());
-                    for c in peers.chain(local) {
-                        eng.calico_peer(&cluster, &mut calico_sel, calico_index.as_ref(), &groups, c);
-                    }
-                    if eng.cni.ip_block_outside_only() {
-                        for p in &r.peers {
-                            if let Peer::IpBlock(b) = p {
-                                let c = crate::cni::cilium_cidr_peer(b);
-                                eng.calico_peer(&cluster, &mut calico_sel, calico_index.as_ref(), &groups, &c);
-                            }
-                        }
-                    }
-                    // Every ipBlock of the cluster was interned above, so the rule always compiles.
-                    let tier = eng.tier_id(pol.tier);
-                    let polid = PolicyId::new(polid);
-                    let Some(rule) = eng.compile_rule(polid, pol.ns(), tier, &cluster.nodes, dir, ri, r, &mut select)
-                    else {
-                        continue;
-                    };
-                    let rid = RuleId::new(eng.rules.len() as usize);
-                    eng.rules.push(rule);
-                    match dir {
-                        Direction::Ingress => ids.0.push(rid),
-                        Direction::Egress => ids.1.push(rid),
-                    }
-                }
-            }
-            eng.policy_rules.push(ids);
-        }
-        // Flattened rules (in the order of the policies' tiers and priorities) and interned named ports per
-        // identity.
-        eng.cluster = cluster;
-        for i in 0..eng.identities.len() {
-            eng.refresh_rules(IdentityId::new(i));
-            eng.intern_named_ports(IdentityId::new(i));
-        }
-        eng.compile_host_endpoints();
-        eng
+        selected
     }
 
     /// The identity key of a pod of namespace `ns`, interning its label set and ip class. In a cluster with
     /// Cilium policies the label set is Cilium's labels of the pod ([`crate::model::cilium_labels`]): what every
     /// label selector, NetworkPolicy v1 included, is matched against there.
     pub(crate) fn identity_key(&mut self, pod: &Pod, ns: &crate::model::Namespace) -> IdentityKey {
+        let ip_class = self.pod_ip_class(pod);
+        self.identity_key_of_class(pod, ns, ip_class)
+    }
+
+    /// [`Engine::identity_key`] for a pod whose ip class is known.
+    fn identity_key_of_class(&mut self, pod: &Pod, ns: &crate::model::Namespace, ip_class: IpClassId) -> IdentityKey {
         let cilium;
         let labels = if self.cilium {
             cilium = crate::model::cilium_labels(&pod.labels, ns, &pod.service_account);
@@ -1407,37 +1576,50 @@ impl Engine {
                 ls
             }
         };
-        let ip_class = match pod.primary_ip() {
-            Some(ip) => self.ip_class_of(ip),
-            None => IpClassId::new(0),
-        };
         let mut ports = pod.ports.to_vec();
         ports.sort();
         let sa = if self.calico { pod.service_account.clone() } else { NO_ACCOUNT.clone() };
-        let family = if self.calico { pod.primary_ip().map(|ip| ip.to_canonical().is_ipv6()) } else { None };
-        (pod.ns, ls, pod.host_network, ip_class, ports, sa, family)
+        (pod.ns, ls, pod.host_network, ip_class, ports, sa, self.pod_family(pod))
+    }
+
+    /// The ip class of a pod's primary address (class 0 when it has none).
+    fn pod_ip_class(&mut self, pod: &Pod) -> IpClassId {
+        match pod.primary_ip() {
+            Some(ip) => self.ip_class_of(ip),
+            None => IpClassId::new(0),
+        }
+    }
+
+    /// The family of a pod's primary address as part of its identity ([`Identity::family`]).
+    fn pod_family(&self, pod: &Pod) -> Option<bool> {
+        if self.calico {
+            pod.primary_ip().map(|ip| ip.to_canonical().is_ipv6())
+        } else {
+            None
+        }
     }
 
     /// Records that pod `pid` has `ip` (`ip_index` keeps the lowest pod id).
     pub(crate) fn index_ip(&mut self, ip: IpAddr, pid: PodId) {
-        let owner = *self.ip_index.entry(ip).or_insert(pid);
-        if owner == pid {
-            return;
-        }
-        let all = self.ip_dups.entry(ip).or_insert_with(|| vec![owner]);
-        if let Err(at) = all.binary_search(&pid) {
-            all.insert(at, pid);
-        }
-        if let Some(&first) = all.first() {
-            self.ip_index.insert(ip, first);
-        }
+        index_ip(&mut self.ip_index, &mut self.ip_dups, ip, pid);
     }
 
     /// Flattens the rules of an identity's policies, per direction.
     pub(crate) fn refresh_rules(&mut self, i: IdentityId) {
+        let flat = self.flat_pair(i);
+        self.set_flat_rules(i, flat);
+    }
+
+    /// The flattened rules of identity `i` with their tier bits, ingress then egress ([`Engine::flat_rules`]).
+    fn flat_pair(&self, i: IdentityId) -> [(Vec<RuleId>, u64); 2] {
         let ident = &self.identities[i.index()];
-        let (ing, ing_bits) = self.flat_rules(&ident.ingress_policies, Direction::Ingress);
-        let (eg, eg_bits) = self.flat_rules(&ident.egress_policies, Direction::Egress);
+        [
+            self.flat_rules(&ident.ingress_policies, Direction::Ingress),
+            self.flat_rules(&ident.egress_policies, Direction::Egress),
+        ]
+    }
+
+    fn set_flat_rules(&mut self, i: IdentityId, [(ing, ing_bits), (eg, eg_bits)]: [(Vec<RuleId>, u64); 2]) {
         let ident = &mut self.identities[i.index()];
         ident.ingress_rules = ing;
         ident.egress_rules = eg;
@@ -1485,14 +1667,13 @@ impl Engine {
 
     /// Interns the names of an identity's named container ports.
     pub(crate) fn intern_named_ports(&mut self, i: IdentityId) {
-        let names: Vec<(Atom, Protocol, u16)> = self.identities[i.index()]
-            .ports
+        let ports = std::mem::take(&mut self.identities[i.index()].ports);
+        let named: Vec<(u32, Protocol, u16)> = ports
             .iter()
-            .filter_map(|c| c.name.clone().map(|n| (n, c.protocol, c.port)))
+            .filter_map(|c| c.name.as_deref().map(|n| (self.port_name_id(n), c.protocol, c.port)))
             .collect();
-        let named: Vec<(u32, Protocol, u16)> =
-            names.into_iter().map(|(n, p, port)| (self.port_name_id(&n), p, port)).collect();
-        self.identities[i.index()].named_ports = named;
+        let ident = &mut self.identities[i.index()];
+        (ident.ports, ident.named_ports) = (ports, named);
     }
 
     /// Compiles one rule of policy `polid` (a NetworkPolicy of namespace `ns`, or a cluster-scoped policy:
@@ -1861,8 +2042,10 @@ impl Engine {
     /// The ip class (set of ipBlocks containing it) of an address, interning a new class if needed.
     pub(crate) fn ip_class_of(&mut self, ip: IpAddr) -> IpClassId {
         let ip = ip.to_canonical();
-        let sig = blocks_containing(&self.block_prefixes, &self.block_ranges, ip);
-        if let Some(&c) = self.ip_class_index.get(&sig) {
+        let mut sig = std::mem::take(&mut self.sig_buf);
+        blocks_containing_into(&self.block_prefixes, &self.block_ranges, ip, &mut sig);
+        if let Some(&c) = self.ip_class_index.get(&sig[..]) {
+            self.sig_buf = sig;
             return c;
         }
         let c = IpClassId::new(self.ip_classes.len());
@@ -2272,6 +2455,41 @@ pub fn compile_ports(ports: &[PolicyPort]) -> CPorts {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compiling_on_two_cores_gives_the_engine_of_one() {
+        let yaml = netpol_synth::generate_yaml(&netpol_synth::Params::preset("1k").unwrap());
+        let mut loader = crate::load::Loader::new();
+        loader.add_bytes("synth-1k.yaml", yaml.as_bytes());
+        let cluster = loader.finish().cluster;
+        let one = Engine::compile(cluster.clone(), None, false);
+        let two = Engine::compile(cluster, None, true);
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        let state = |e: &Engine| {
+            [
+                format!("{:?}", e.identities),
+                format!("{:?}", e.pod_identity),
+                format!("{:?}", e.label_sets),
+                format!("{:?}", e.rules),
+                format!("{:?}", e.policy_rules),
+                format!("{:?}", e.sel_peers),
+                format!("{:?}", e.sel_refs),
+                format!("{:?}", e.ip_classes),
+                format!("{:?}", sorted(e.ip_index.iter().map(|kv| format!("{kv:?}")).collect())),
+                format!("{:?}", sorted(e.ip_dups.iter().map(|kv| format!("{kv:?}")).collect())),
+                format!("{:?}", sorted(e.sa_pods.iter().map(|kv| format!("{kv:?}")).collect())),
+                format!("{:?}", sorted(e.port_names.iter().map(|kv| format!("{kv:?}")).collect())),
+                format!("{:?}", sorted(e.pod_names.by_hash.iter().map(|kv| format!("{kv:?}")).collect())),
+            ]
+        };
+        assert!(one.identities.len() > 100 && one.rules.len() > 100, "a cluster worth the comparison");
+        for (a, b) in state(&one).iter().zip(state(&two).iter()) {
+            assert!(a == b, "the engines differ:\n{}\n{}", &a[..a.len().min(300)], &b[..b.len().min(300)]);
+        }
+    }
 
     fn ids(s: &IdSet) -> Vec<u32> {
         s.iter().map(|i| i.index() as u32).collect()

@@ -25,6 +25,11 @@ impl Default for Labels {
 }
 
 impl Labels {
+    /// Where the shared set lives: equal for clones of one set (equal sets built apart have different addresses).
+    pub(crate) fn address(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const u8 as usize
+    }
+
     pub fn new() -> Self {
         Labels(Arc::from([]))
     }
