@@ -400,14 +400,39 @@ pub struct CPorts {
     pub named: Vec<(Protocol, String)>,
     /// `named` with interned names (same order).
     pub named_ids: Vec<(Protocol, u32)>,
-    /// Calico's `notPorts`: ports taken out whatever else matched (`numeric` is already without them; named
-    /// ports resolved per destination may fall in them).
-    pub not_numeric: PortSet,
-    pub not_named: Vec<(Protocol, String)>,
-    pub not_named_ids: Vec<(Protocol, u32)>,
+    /// Calico's `notPorts`, when the rule has them (out of line: most rules have none, and a compiled rule is
+    /// smaller without them).
+    pub not: Option<Box<NotPorts>>,
 }
 
+/// Calico's `notPorts`: ports taken out whatever else matched (the rule's `numeric` is already without them; named
+/// ports resolved per destination may fall in them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NotPorts {
+    pub numeric: PortSet,
+    pub named: Vec<(Protocol, String)>,
+    /// `named` with interned names (same order).
+    pub named_ids: Vec<(Protocol, u32)>,
+}
+
+static NO_PORTS: PortSet = PortSet::EMPTY;
+
 impl CPorts {
+    /// The numeric ports of Calico's `notPorts` (empty when it has none).
+    pub fn not_numeric(&self) -> &PortSet {
+        self.not.as_ref().map_or(&NO_PORTS, |n| &n.numeric)
+    }
+
+    /// The named ports of Calico's `notPorts`.
+    pub fn not_named(&self) -> &[(Protocol, String)] {
+        self.not.as_ref().map_or(&[], |n| &n.named)
+    }
+
+    /// [`CPorts::not_named`] with interned names.
+    pub fn not_named_ids(&self) -> &[(Protocol, u32)] {
+        self.not.as_ref().map_or(&[], |n| &n.named_ids)
+    }
+
     /// Ports this rule allows towards a destination with the given container ports (`None`: not a pod).
     pub fn resolve(&self, dst_ports: Option<&[ContainerPort]>) -> PortSet {
         let mut s = self.numeric.clone();
@@ -420,10 +445,10 @@ impl CPorts {
                     s.union_with(&PortSet::single(*proto, port));
                 }
             }
-            if !self.named.is_empty() && !self.not_numeric.is_empty() {
-                s = s.difference(&self.not_numeric);
+            if !self.named.is_empty() && !self.not_numeric().is_empty() {
+                s = s.difference(self.not_numeric());
             }
-            for (proto, name) in &self.not_named {
+            for (proto, name) in self.not_named() {
                 if let Some(port) = find(cps, *proto, name) {
                     s = s.difference(&PortSet::single(*proto, port));
                 }
@@ -434,7 +459,7 @@ impl CPorts {
 
     /// Whether the ports depend on the destination's named ports.
     pub fn has_named(&self) -> bool {
-        !self.named.is_empty() || !self.not_named.is_empty()
+        !self.named.is_empty() || !self.not_named().is_empty()
     }
 
     /// Whether the rule's ports include `port`; `dst_named` are the destination pod's interned named ports
@@ -447,10 +472,13 @@ impl CPorts {
                 .iter()
                 .any(|&(p, id)| p == proto && cps.iter().any(|&(i, pp, n)| i == id && pp == proto && n == port)),
         };
+        let Some(not) = &self.not else {
+            return self.numeric.contains(proto, port) || named(&self.named_ids);
+        };
         if self.numeric.contains(proto, port) {
-            return self.not_named_ids.is_empty() || !named(&self.not_named_ids);
+            return not.named_ids.is_empty() || !named(&not.named_ids);
         }
-        named(&self.named_ids) && !self.not_numeric.contains(proto, port) && !named(&self.not_named_ids)
+        named(&self.named_ids) && !not.numeric.contains(proto, port) && !named(&not.named_ids)
     }
 }
 
@@ -464,9 +492,9 @@ pub struct CRule {
     pub tier: TierId,
     pub action: Action,
     /// Empty = every peer. Sorted and de-duplicated.
-    pub peers: Vec<CPeer>,
+    pub peers: Box<[CPeer]>,
     /// For each of `peers`, the index of the first peer of the source rule it was compiled from.
-    pub peer_src: Vec<u32>,
+    pub peer_src: Box<[u32]>,
     pub ports: CPorts,
     /// Calico: the subject's own side must match this (the rule applies only to those of its addresses).
     pub local: Option<CalicoId>,
@@ -1793,7 +1821,9 @@ impl Engine {
             None => compile_ports(&r.ports),
         };
         ports.named_ids = ports.named.iter().map(|(p, n)| (*p, self.port_name_id(n))).collect();
-        ports.not_named_ids = ports.not_named.iter().map(|(p, n)| (*p, self.port_name_id(n))).collect();
+        if let Some(not) = &mut ports.not {
+            not.named_ids = not.named.iter().map(|(p, n)| (*p, self.port_name_id(n))).collect();
+        }
         let local = match r.calico.as_ref().and_then(|c| c.local.as_ref()) {
             Some(l) => Some(*self.calico_index.get(l)?),
             None => None,
@@ -1808,7 +1838,7 @@ impl Engine {
                 i
             }
         });
-        let inline_ports = (ports.named_ids.is_empty() && ports.not_named_ids.is_empty())
+        let inline_ports = (ports.named_ids.is_empty() && ports.not_named_ids().is_empty())
             .then(|| InlinePorts::of(&ports.numeric))
             .flatten();
         Some(CRule {
@@ -1817,8 +1847,8 @@ impl Engine {
             index: index as u32,
             tier,
             action,
-            peers,
-            peer_src,
+            peers: peers.into(),
+            peer_src: peer_src.into(),
             ports,
             local,
             inline_ports,
@@ -2423,8 +2453,7 @@ pub fn compile_calico_ports(ports: &[PolicyPort], c: &CalicoRule) -> CPorts {
     if !c.not_ports.is_empty() {
         let not = compile_ports(&c.not_ports);
         out.numeric = out.numeric.difference(&not.numeric);
-        out.not_numeric = not.numeric;
-        out.not_named = not.named;
+        out.not = Some(Box::new(NotPorts { numeric: not.numeric, named: not.named, named_ids: Vec::new() }));
     }
     out
 }

@@ -619,12 +619,12 @@ impl<'e> Builder<'e> {
                         for (ip, table) in dst_named {
                             for &(p, id) in &rule.ports.named_ids {
                                 for &(i, pp, port) in table {
-                                    if i == id && pp == p && !rule.ports.not_numeric.contains(p, port) {
+                                    if i == id && pp == p && !rule.ports.not_numeric().contains(p, port) {
                                         n.push((*ip, p, port));
                                     }
                                 }
                             }
-                            for &(p, id) in &rule.ports.not_named_ids {
+                            for &(p, id) in rule.ports.not_named_ids() {
                                 for &(i, pp, port) in table {
                                     if i == id && pp == p {
                                         except.push((*ip, p, port));

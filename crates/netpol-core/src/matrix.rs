@@ -369,8 +369,8 @@ impl Engine {
         let mut tsig_cov: FxHashMap<CPeer, Rc<Coverage>> = FxHashMap::default();
         let mut rule_msig_cov: FxHashMap<RuleId, Rc<Coverage>> = FxHashMap::default();
         let mut rule_tsig_cov: FxHashMap<RuleId, Rc<Coverage>> = FxHashMap::default();
-        let mut peers_msig_cov: FxHashMap<Vec<CPeer>, Rc<Coverage>> = FxHashMap::default();
-        let mut peers_tsig_cov: FxHashMap<Vec<CPeer>, Rc<Coverage>> = FxHashMap::default();
+        let mut peers_msig_cov: FxHashMap<Box<[CPeer]>, Rc<Coverage>> = FxHashMap::default();
+        let mut peers_tsig_cov: FxHashMap<Box<[CPeer]>, Rc<Coverage>> = FxHashMap::default();
         let mut cover_m = |r: RuleId, rule: &CRule| -> Rc<Coverage> {
             let cover = |p: &CPeer| -> Rc<Coverage> {
                 msig_cov
@@ -436,7 +436,7 @@ impl Engine {
                 // tsigs whose pods define them.
                 let p = numeric_only(ps, &rule.ports);
                 let mut keys = Vec::new();
-                for (proto, name) in rule.ports.named.iter().chain(&rule.ports.not_named) {
+                for (proto, name) in rule.ports.named.iter().chain(rule.ports.not_named()) {
                     for &t in named_tsigs.get(&(*proto, name.as_str())).into_iter().flatten() {
                         if cov.contains(t) {
                             let pp = tsigs.items[t as usize].1;
@@ -757,7 +757,7 @@ impl Coverage {
     /// What a rule's peers cover (everything without peers), from each peer's coverage (shared when it has one
     /// peer).
     fn of_rule(rule: &CRule, mut cover: impl FnMut(&CPeer) -> Rc<Coverage>) -> Rc<Coverage> {
-        match rule.peers.as_slice() {
+        match &rule.peers[..] {
             [] => Rc::new(Coverage::all()),
             [one] => cover(one),
             peers => {

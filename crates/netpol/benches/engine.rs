@@ -410,6 +410,9 @@ fn run_updates(size: &str, engine: &Engine) {
     let shared =
         (0..n).map(PodId::new).find(|&p| plain(p) && engine.identity_of(p).pods.len() > 1).expect("a shared identity");
     let alone = (0..n).map(PodId::new).find(|&p| plain(p) && engine.identity_of(p).pods.len() == 1).unwrap_or(shared);
+    // The same, half-way through the pods: deleting one of the first pods is the best case of a scan from the first.
+    let shared_mid =
+        (n / 2..n).map(PodId::new).find(|&p| plain(p) && engine.identity_of(p).pods.len() > 1).unwrap_or(shared);
     let template = c.pod(shared).clone();
     let ns = c.ns_name(template.ns).to_string();
     let mut same = template.clone();
@@ -449,6 +452,7 @@ fn run_updates(size: &str, engine: &Engine) {
         ("add pod, known identity", Change::PutPod { namespace: ns.clone(), pod: same }, 0),
         ("add pod, new labels", Change::PutPod { namespace: ns.clone(), pod: fresh }, 1),
         ("delete pod", del(shared), 0),
+        ("delete pod half-way through the list", del(shared_mid), 0),
         ("delete last pod of an identity", del(alone), -1),
         ("add policy", Change::PutPolicy { namespace: ns.clone(), policy: policy.clone() }, 0),
     ];
