@@ -275,8 +275,21 @@ fn api_changes_reach_every_node_revoke_in_time_and_new_pods_open_once_learned() 
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let cut = cut.expect("a's established connection outlived the policy that denies it");
     let n2 = live.agents.iter().find(|a| a.0 == "n2").unwrap().2;
+    let Some(cut) = cut else {
+        // What n2's agent says of itself, to tell a missed event from a missed revocation.
+        let said: Vec<String> = [
+            "netpol_agent_synced_resource_version",
+            "netpol_agent_ruleset_generation",
+            "netpol_agent_program_errors_total",
+            "netpol_agent_revoked_connections_total",
+            "netpol_agent_revoke_errors_total",
+        ]
+        .iter()
+        .map(|m| format!("{m} {:?}", metric(n2, m)))
+        .collect();
+        panic!("a's established connection outlived the policy that denies it (written at {rv}); n2: {said:?}");
+    };
     live.wait_agent_synced("n2", n2, rv);
     eprintln!(
         "revocation of an established connection, from the API server's answer to the cut: {cut:?} (n2's agent: \
