@@ -17,6 +17,7 @@ use crate::eval::{ProfileStep, Query, Quiet, TierId};
 use crate::ipranges::BlockRanges;
 use crate::label_bits::LabelBits;
 use crate::model::*;
+use crate::par::join;
 use crate::portset::{InlinePorts, PortSet, Protocol};
 use crate::selector::{Atom, Labels, Requirement, Selector};
 
@@ -972,24 +973,6 @@ fn has_calico_policies(cluster: &Cluster) -> bool {
 /// Clusters at least this large (pods and policies) are compiled on two cores where the steps allow.
 const PARALLEL_COMPILE: usize = 4096;
 
-/// Runs `a` and `b` and returns both results: on two threads when `parallel`, else one after the other. A panic in
-/// either is raised again on the calling thread.
-pub(crate) fn join<A: Send, B: Send>(
-    parallel: bool,
-    a: impl FnOnce() -> A + Send,
-    b: impl FnOnce() -> B + Send,
-) -> (A, B) {
-    if !parallel {
-        let a = a();
-        return (a, b());
-    }
-    std::thread::scope(|scope| {
-        let b = scope.spawn(b);
-        let a = a();
-        (a, b.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-    })
-}
-
 /// Records that pod `pid` has `ip`: `ip_index` keeps the lowest pod id, `ip_dups` every pod of an address that
 /// several pods have (sorted).
 fn index_ip(
@@ -1013,6 +996,7 @@ fn index_ip(
 
 /// The per-pod indexes of an engine other than identities: pods by address and by name, and how many pods run as
 /// each service account.
+#[derive(Default)]
 struct PodIndexes {
     ip_index: FxHashMap<IpAddr, PodId>,
     ip_dups: FxHashMap<IpAddr, Vec<PodId>>,
@@ -2492,6 +2476,10 @@ mod tests {
         loader.add_bytes("synth-1k.yaml", yaml.as_bytes());
         let cluster = loader.finish().cluster;
         let one = Engine::compile(cluster.clone(), None, false);
+        // And when the system gives no thread: the same engine, on one.
+        crate::par::NO_THREADS.with(|n| n.set(true));
+        let alone = Engine::compile(cluster.clone(), None, true);
+        crate::par::NO_THREADS.with(|n| n.set(false));
         let two = Engine::compile(cluster, None, true);
         let sorted = |mut v: Vec<String>| {
             v.sort();
@@ -2515,8 +2503,10 @@ mod tests {
             ]
         };
         assert!(one.identities.len() > 100 && one.rules.len() > 100, "a cluster worth the comparison");
-        for (a, b) in state(&one).iter().zip(state(&two).iter()) {
-            assert!(a == b, "the engines differ:\n{}\n{}", &a[..a.len().min(300)], &b[..b.len().min(300)]);
+        for other in [&two, &alone] {
+            for (a, b) in state(&one).iter().zip(state(other).iter()) {
+                assert!(a == b, "the engines differ:\n{}\n{}", &a[..a.len().min(300)], &b[..b.len().min(300)]);
+            }
         }
     }
 

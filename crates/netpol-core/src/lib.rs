@@ -24,6 +24,7 @@ pub mod load;
 pub mod matrix;
 pub mod model;
 pub mod outside;
+mod par;
 pub mod portset;
 pub mod reference;
 pub mod selector;

@@ -1216,7 +1216,7 @@ impl Matrix {
                 .map(|t| {
                     let (plan, done) = (&plan, &done);
                     let mut ps = self.port_sets.clone();
-                    scope.spawn(move || {
+                    crate::par::spawn_scoped(scope, move || {
                         let mut acc = ColumnCounter::default();
                         let (mut scratch, mut col) = (Scratch::default(), Vec::new());
                         for d in (t * chunk)..((t + 1) * chunk).min(n_dst) {
@@ -1228,12 +1228,13 @@ impl Matrix {
                     })
                 })
                 .collect();
-            while !handles.iter().all(|h| h.is_finished()) {
+            // A thread the system does not give leaves its columns undone: the caller then counts on one thread.
+            while !handles.iter().flatten().all(|h| h.is_finished()) {
                 tick(done.load(std::sync::atomic::Ordering::Relaxed));
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             tick(n_dst);
-            handles.into_iter().map(|h| h.join().ok()).collect()
+            handles.into_iter().map(|h| h.ok()?.join().ok()).collect()
         });
         self.plan = Some(plan);
         let mut total: FxHashMap<PsId, u64> = FxHashMap::default();

@@ -459,11 +459,13 @@ pub(crate) fn parallel_ordered<U: Sync, R: Send>(
     let next = std::sync::atomic::AtomicUsize::new(0);
     // Chunks the sink has taken, and a wake-up for workers waiting to get ahead of it.
     let taken = (Mutex::new(0usize), Condvar::new());
-    std::thread::scope(|scope| {
+    let all_done = std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<R>)>();
+        let mut started = 0;
         for _ in 0..threads {
             let (tx, chunks, next, work, taken) = (tx.clone(), &chunks, &next, &work, &taken);
-            scope.spawn(move || loop {
+            // A thread the system does not give is one worker fewer (with none, the units are done below).
+            let worker = crate::par::spawn_scoped(scope, move || loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some((start, units)) = chunks.get(i) else { break };
                 {
@@ -477,8 +479,12 @@ pub(crate) fn parallel_ordered<U: Sync, R: Send>(
                     break;
                 }
             });
+            started += usize::from(worker.is_ok());
         }
         drop(tx);
+        if started == 0 {
+            return false;
+        }
         let mut pending: BTreeMap<usize, Vec<R>> = BTreeMap::new();
         let mut want = 0;
         for (i, out) in rx {
@@ -490,7 +496,13 @@ pub(crate) fn parallel_ordered<U: Sync, R: Send>(
                 out.into_iter().for_each(&mut sink);
             }
         }
+        true
     });
+    if !all_done {
+        for (i, u) in units.iter().enumerate() {
+            sink(work(i, u));
+        }
+    }
 }
 
 impl Loader {
