@@ -416,7 +416,7 @@ pub struct NotPorts {
     pub named_ids: Vec<(Protocol, u32)>,
 }
 
-static NO_PORTS: PortSet = PortSet::EMPTY;
+static NO_PORTS: PortSet = PortSet::empty();
 
 impl CPorts {
     /// The numeric ports of Calico's `notPorts` (empty when it has none).

@@ -141,11 +141,6 @@ pub struct PortSet {
     ranges: Vec<(u32, u32)>,
 }
 
-impl PortSet {
-    /// The empty set, as a constant.
-    pub const EMPTY: PortSet = PortSet { ranges: Vec::new() };
-}
-
 /// A port set of at most [`InlinePorts::MAX`] ranges held inline, with no pointer to follow: the hot path's copy
 /// of a rule's ports (every port of every protocol is five ranges).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,7 +168,7 @@ impl InlinePorts {
 }
 
 impl PortSet {
-    pub fn empty() -> Self {
+    pub const fn empty() -> Self {
         PortSet { ranges: Vec::new() }
     }
 

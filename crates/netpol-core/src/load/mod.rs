@@ -482,9 +482,6 @@ pub(crate) fn parallel_ordered<U: Sync, R: Send>(
             started += usize::from(worker.is_ok());
         }
         drop(tx);
-        if started == 0 {
-            return false;
-        }
         let mut pending: BTreeMap<usize, Vec<R>> = BTreeMap::new();
         let mut want = 0;
         for (i, out) in rx {
@@ -496,7 +493,7 @@ pub(crate) fn parallel_ordered<U: Sync, R: Send>(
                 out.into_iter().for_each(&mut sink);
             }
         }
-        true
+        started > 0
     });
     if !all_done {
         for (i, u) in units.iter().enumerate() {
