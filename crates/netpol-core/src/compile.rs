@@ -193,12 +193,23 @@ impl IdSet {
     /// Removes `i`; returns whether it was present.
     pub fn remove(&mut self, i: IdentityId) -> bool {
         match self {
-            IdSet::Sparse(v) => match v.binary_search(&i) {
-                Ok(at) => {
-                    v.remove(at);
-                    true
+            // Removing an identity asks every selector peer's set to forget it and the last id: most sparse sets
+            // hold one namespace's ids, so a look at their ends answers without a search.
+            IdSet::Sparse(v) => match (v.first(), v.last()) {
+                (Some(&lo), Some(&hi)) if lo <= i && i <= hi => {
+                    if i == hi {
+                        v.pop();
+                        return true;
+                    }
+                    match v.binary_search(&i) {
+                        Ok(at) => {
+                            v.remove(at);
+                            true
+                        }
+                        Err(_) => false,
+                    }
                 }
-                Err(_) => false,
+                _ => false,
             },
             IdSet::Dense(b, n) => {
                 if !b.contains(i.index()) {
@@ -2571,6 +2582,19 @@ mod tests {
         assert!(matches!(s, IdSet::Dense(_, 3)));
         assert_eq!(ids(&s), vec![1, 10, 70]);
         assert!(s.contains(IdentityId::new(70)) && !s.contains(IdentityId::new(3)));
+    }
+
+    #[test]
+    fn sparse_removal_answers_at_the_ends_as_a_search_would() {
+        let id = IdentityId::new;
+        let mut s = IdSet::from_sorted(vec![id(20), id(30), id(40), id(50)], 10_000);
+        // Outside the range, between members, the last member, a middle member, then nothing left.
+        assert!(!s.remove(id(10)) && !s.remove(id(60)) && !s.remove(id(35)));
+        assert!(s.remove(id(50)) && !s.remove(id(50)));
+        assert_eq!(ids(&s), vec![20, 30, 40]);
+        assert!(s.remove(id(30)) && s.remove(id(20)) && s.remove(id(40)));
+        assert!(s.is_empty() && !s.remove(id(40)) && !s.remove(id(0)));
+        assert!(s.insert(id(7), 10_000) && s.remove(id(7)) && s.is_empty());
     }
 
     #[test]

@@ -1346,12 +1346,19 @@ impl Engine {
     /// Adds policy `p` to the identities it selects; returns them.
     fn select_policy(&mut self, p: PolicyId) -> Vec<IdentityId> {
         let pol = &self.cluster.policies[p.index()];
+        // A namespaced policy selects in its namespace only: the other namespaces' identities are passed over
+        // without reading their labels.
+        let own_ns = match &pol.scope {
+            Scope::Namespace(ns) => Some(*ns),
+            Scope::Cluster(_) => None,
+        };
         let mut affected = Vec::new();
         for (i, ident) in self.identities.iter_mut().enumerate() {
+            if ident.host_network || own_ns.is_some_and(|ns| ns != ident.ns) {
+                continue;
+            }
             let ns_labels = &self.cluster.namespaces[ident.ns.index()].labels;
-            if ident.host_network
-                || !pol.selects(ident.ns, ns_labels, &self.label_sets[ident.labels.index()], Labels::new)
-            {
+            if !pol.selects(ident.ns, ns_labels, &self.label_sets[ident.labels.index()], Labels::new) {
                 continue;
             }
             for (affects, list) in
