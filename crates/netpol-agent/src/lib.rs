@@ -277,6 +277,10 @@ impl Metrics {
 /// previous program ran is taken at once.
 pub const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// How often the live agent tries again to cut the connections its ruleset denies after a failed pass
+/// ([`Programmer::retry_revoke`]), when no new model comes first.
+pub const REVOKE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long a difference may take in an nft session before the session is given up.
 const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -365,6 +369,11 @@ pub struct Programmer {
     drops_read: Mutex<Option<(Instant, Vec<counters::DropCount>)>>,
     /// The node's pod addresses in the ruleset the kernel holds.
     opened: Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
+    /// Whether the last pass cutting the connections the kernel's ruleset denies failed: the next program, even of
+    /// an unchanged model, and [`Programmer::retry_revoke`] try again.
+    revoke_pending: std::sync::atomic::AtomicBool,
+    /// Held by a pass cutting denied connections: passes (a program's, the retry timer's) run one at a time.
+    revoking: Mutex<()>,
     /// How long the live source collects events after the first of a batch ([`Programmer::with_batch_window`]).
     batch_window: std::time::Duration,
     /// The sysfs and procfs roots [`bridge_bypass`] looks at (`None`: not looked at, when another namespace is
@@ -392,6 +401,8 @@ impl Programmer {
             epoch: AtomicU64::new(0),
             drops_read: Mutex::new(None),
             opened: Mutex::new(Default::default()),
+            revoke_pending: std::sync::atomic::AtomicBool::new(false),
+            revoking: Mutex::new(()),
             batch_window: BATCH_WINDOW,
             session: None,
             metrics: Metrics::default(),
@@ -551,6 +562,10 @@ impl Programmer {
             // The kernel's ruleset is this model's: every pod of it is as open as the policies say.
             opened.clone_from(local);
             self.metrics.local_pods_unprogrammed.store(0, Ordering::Relaxed);
+            drop((opened, last));
+            if self.revoke_pending.load(Ordering::Relaxed) {
+                self.revoke_now(engine, local);
+            }
             return Ok(Programmed::Unchanged);
         }
         // One transaction: the difference from what the kernel holds (sets and maps updated element by element, the
@@ -602,22 +617,44 @@ impl Programmer {
         tracing::info!(node = %self.node, rules, elements, local_pods = local_count, micros, "programmed");
         drop(last);
         if self.mode == Mode::Enforce {
-            let t = Instant::now();
-            match self.revoke_local(engine, local) {
-                Ok(n) => {
-                    m.revoked.fetch_add(n as u64, Ordering::Relaxed);
-                    if n > 0 {
-                        tracing::info!(node = %self.node, revoked = n, "connections the new ruleset denies were cut");
-                    }
-                }
-                Err(e) => {
-                    m.revoke_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(node = %self.node, "cannot revoke denied connections: {e}");
-                }
-            }
-            m.last_revoke_micros.store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+            self.revoke_now(engine, local);
         }
         Ok(Programmed::Applied)
+    }
+
+    /// Cuts the connections `engine`'s ruleset denies on this node ([`Programmer::revoke`]), counting them and the
+    /// failures in the metrics; a failed pass is tried again by the next program or [`Programmer::retry_revoke`].
+    fn revoke_now(&self, engine: &Engine, local: &std::collections::BTreeSet<std::net::IpAddr>) {
+        let _one = self.revoking.lock().unwrap_or_else(|e| e.into_inner());
+        let m = &self.metrics;
+        let t = Instant::now();
+        let (n, failed) = self.revoke_each(engine, local);
+        m.revoked.fetch_add(n as u64, Ordering::Relaxed);
+        if n > 0 {
+            tracing::info!(node = %self.node, revoked = n, "connections the new ruleset denies were cut");
+        }
+        self.revoke_pending.store(failed.is_some(), Ordering::Relaxed);
+        if let Some(e) = failed {
+            m.revoke_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(node = %self.node, "cannot revoke denied connections (tried again later): {e}");
+        }
+        m.last_revoke_micros.store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Tries again to cut the connections the last programmed model denies, if the last pass failed (it needs the
+    /// kept model, [`Programmer::keep_model`]). Returns whether a pass was made.
+    pub fn retry_revoke(&self) -> bool {
+        if self.mode != Mode::Enforce || !self.revoke_pending.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some((engine, local)) = self.current() else { return false };
+        self.revoke_now(&engine, &local);
+        true
+    }
+
+    /// Whether the last pass cutting denied connections failed and waits to be tried again.
+    pub fn revoke_pending(&self) -> bool {
+        self.revoke_pending.load(Ordering::Relaxed)
     }
 
     /// `argv` in the agent's network namespace.
@@ -632,20 +669,28 @@ impl Programmer {
     /// ingress of a local destination): a connection opened under an older program does not outlive it. Returns
     /// how many were deleted.
     pub fn revoke(&self, engine: &Engine) -> Result<usize, ApplyError> {
-        self.revoke_local(engine, &netpol_nft::ruleset::node_pod_addresses(engine, &self.node))
+        match self.revoke_each(engine, &netpol_nft::ruleset::node_pod_addresses(engine, &self.node)) {
+            (n, None) => Ok(n),
+            (_, Some(e)) => Err(e),
+        }
     }
 
-    /// [`Programmer::revoke`], `local` being the addresses of the node's pods in `engine`.
-    fn revoke_local(
+    /// [`Programmer::revoke`], `local` being the addresses of the node's pods in `engine`: how many connections
+    /// were cut, and the first failure. A connection that cannot be cut does not keep the others from being cut.
+    fn revoke_each(
         &self,
         engine: &Engine,
         local: &std::collections::BTreeSet<std::net::IpAddr>,
-    ) -> Result<usize, ApplyError> {
+    ) -> (usize, Option<ApplyError>) {
         if local.is_empty() {
-            return Ok(0);
+            return (0, None);
         }
-        let listing = self.runner.run(&self.in_ns(&["conntrack", "-L", "-o", "extended"]), None)?;
+        let listing = match self.runner.run(&self.in_ns(&["conntrack", "-L", "-o", "extended"]), None) {
+            Ok(l) => l,
+            Err(e) => return (0, Some(e)),
+        };
         let mut revoked = 0;
+        let mut failed = None;
         for line in listing.lines() {
             let Some(c) = parse_conntrack(line) else { continue };
             if !(local.contains(&c.src) || local.contains(&c.dst)) {
@@ -666,10 +711,12 @@ impl Programmer {
                 Ok(_) => revoked += 1,
                 // Gone meanwhile (closed, or deleted by another pass): nothing to cut.
                 Err(e) if e.stderr().contains("0 flow entries") => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok(revoked)
+        (revoked, failed)
     }
 
     /// Whether a ruleset was programmed since the agent started and all of the node's pod traffic reaches it
@@ -809,9 +856,34 @@ pub async fn run_live(
     let (client, server) = source.client().await?;
     tracing::info!(node = %programmer.node, %server, mode = programmer.mode.as_str(), "watching the cluster");
     let window = programmer.batch_window;
+    // A failed pass cutting denied connections is tried again, also when no event comes (until this task ends or
+    // is dropped).
+    let _retry = AbortOnDrop({
+        let p = programmer.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REVOKE_RETRY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                if p.revoke_pending() {
+                    let p = p.clone();
+                    let _ = tokio::task::spawn_blocking(move || p.retry_revoke()).await;
+                }
+            }
+        })
+    });
     let sink = Sink { programmer, revision: AtomicU64::new(0), client: client.clone() };
     netpol_kube::run_with_window(sink, client, live, cni, window).await;
     Ok(())
+}
+
+/// A spawned task that ends when this handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The answer to one metrics-endpoint request: `GET /metrics` (Prometheus text: the agent's metrics and the live
@@ -1123,6 +1195,84 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
             calls.iter().filter(|(a, _)| a.contains(&"-D".to_string())).map(|(a, _)| a.join(" ")).collect();
         assert_eq!(deletes, ["conntrack -D -p tcp -s 10.0.0.9 -d 10.0.0.1 --sport 1000 --dport 80"]);
         assert_eq!(p.metrics.revoked.load(Ordering::Relaxed), 1);
+    }
+
+    /// A pass that cannot cut a denied connection is tried again, by the next program of the same model and by
+    /// `retry_revoke`, until it succeeds; a connection that cannot be cut does not keep the others from being cut.
+    #[test]
+    fn a_failed_revocation_is_tried_again() {
+        /// Two denied connections to a (10.0.0.1:80, isolated by `deny`); cutting the one from 10.0.0.9 fails while
+        /// `fail` is above zero.
+        #[derive(Clone, Default)]
+        struct Flaky {
+            calls: Record,
+            fail: Arc<AtomicU64>,
+            cut: Arc<Mutex<Vec<String>>>,
+        }
+        impl Runner for Flaky {
+            fn run(&self, argv: &[&str], stdin: Option<&str>) -> Result<String, ApplyError> {
+                self.calls.run(argv, stdin)?;
+                let cut = self.cut.lock().unwrap().clone();
+                if argv.contains(&"-L") {
+                    let line = |src: &str, sport: u16| {
+                        format!("ipv4 2 tcp 6 400 ESTABLISHED src={src} dst=10.0.0.1 sport={sport} dport=80 src=10.0.0.1 dst={src} sport=80 dport={sport}\n")
+                    };
+                    let all = [("10.0.0.9", 1000), ("10.0.0.8", 1001)];
+                    return Ok(all
+                        .iter()
+                        .filter(|(s, _)| !cut.contains(&s.to_string()))
+                        .map(|&(s, p)| line(s, p))
+                        .collect());
+                }
+                if let Some(at) = argv.iter().position(|a| *a == "-s").filter(|_| argv.contains(&"-D")) {
+                    let src = argv[at + 1].to_string();
+                    if src == "10.0.0.9" && self.fail.load(Ordering::Relaxed) > 0 {
+                        self.fail.fetch_sub(1, Ordering::Relaxed);
+                        return Err(ApplyError::Failed {
+                            argv: argv.join(" "),
+                            status: "exit status: 1".into(),
+                            code: Some(1),
+                            stderr: "conntrack v1.4.7 (conntrack-tools): Operation failed: Device or resource busy"
+                                .into(),
+                        });
+                    }
+                    self.cut.lock().unwrap().push(src);
+                }
+                Ok(String::new())
+            }
+        }
+        let listings =
+            |f: &Flaky| f.calls.0.lock().unwrap().iter().filter(|(a, _)| a.contains(&"-L".to_string())).count();
+        let counts = |p: &Programmer| {
+            let m = &p.metrics;
+            (m.revoked.load(Ordering::Relaxed), m.revoke_errors.load(Ordering::Relaxed), p.revoke_pending())
+        };
+
+        let f = Flaky { fail: Arc::new(AtomicU64::new(1)), ..Flaky::default() };
+        let p = Programmer::new("n1", Mode::Enforce, Box::new(f.clone()), None);
+        let e = engine(CLUSTER);
+        assert_eq!(p.program(&e).unwrap(), Programmed::Applied);
+        // 10.0.0.8's connection is cut although 10.0.0.9's could not be.
+        assert_eq!(*f.cut.lock().unwrap(), ["10.0.0.8"]);
+        assert_eq!(counts(&p), (1, 1, true));
+        // The same model again: the kernel's ruleset is unchanged, the failed pass is made again.
+        assert_eq!(p.program(&e).unwrap(), Programmed::Unchanged);
+        assert_eq!(*f.cut.lock().unwrap(), ["10.0.0.8", "10.0.0.9"]);
+        assert_eq!(counts(&p), (2, 1, false));
+        // Nothing pending: an unchanged model lists no connection.
+        assert_eq!(p.program(&e).unwrap(), Programmed::Unchanged);
+        assert_eq!(listings(&f), 2);
+
+        // Without a new model: `retry_revoke` (the live agent's timer) makes the pass with the kept model.
+        let f = Flaky { fail: Arc::new(AtomicU64::new(2)), ..Flaky::default() };
+        let p = Programmer::new("n1", Mode::Enforce, Box::new(f.clone()), None);
+        assert!(!p.retry_revoke(), "nothing programmed, nothing pending");
+        p.program_shared(Arc::new(engine(CLUSTER)), None).unwrap();
+        assert!(p.retry_revoke() && p.revoke_pending(), "the second pass fails too");
+        assert!(p.retry_revoke() && !p.revoke_pending());
+        assert!(!p.retry_revoke());
+        assert_eq!(*f.cut.lock().unwrap(), ["10.0.0.8", "10.0.0.9"]);
+        assert_eq!((counts(&p), listings(&f)), ((2, 2, false), 3));
     }
 
     #[test]
