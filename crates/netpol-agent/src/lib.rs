@@ -372,7 +372,8 @@ pub struct Programmer {
     /// Whether the last pass cutting the connections the kernel's ruleset denies failed: the next program, even of
     /// an unchanged model, and [`Programmer::retry_revoke`] try again.
     revoke_pending: std::sync::atomic::AtomicBool,
-    /// Held by a pass cutting denied connections: passes (a program's, the retry timer's) run one at a time.
+    /// Held by a program (until its model is kept) and by the retry timer's pass: revocation passes run one at a
+    /// time, and a retried pass reads the model whose pass failed.
     revoking: Mutex<()>,
     /// How long the live source collects events after the first of a batch ([`Programmer::with_batch_window`]).
     batch_window: std::time::Duration,
@@ -451,11 +452,18 @@ impl Programmer {
     /// event that brought this model arrived (the new-pod delay and event-to-kernel metrics count from it).
     pub fn program_shared(&self, engine: Arc<Engine>, received: Option<Instant>) -> Result<Programmed, ApplyError> {
         let local = Arc::new(netpol_nft::ruleset::node_pod_addresses(&engine, &self.node));
-        let r = self.program_local(&engine, &local, received);
+        // Held until the model is kept: a retried revocation pass reads the model whose pass failed.
+        let one = self.one_revocation();
+        let r = self.program_local(&engine, &local, received, &one);
         if self.keep_model.load(Ordering::Relaxed) {
             *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((engine, local));
         }
         r
+    }
+
+    /// The right to make a revocation pass: programs and the retry timer take it in turn.
+    fn one_revocation(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.revoking.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Changes whenever a transaction on the agent's table starts or ends: a reader of the table that saw the same
@@ -532,7 +540,8 @@ impl Programmer {
 
     /// Programs `engine`'s policies for this node, unless the kernel already holds them.
     pub fn program(&self, engine: &Engine) -> Result<Programmed, ApplyError> {
-        self.program_local(engine, &netpol_nft::ruleset::node_pod_addresses(engine, &self.node), None)
+        let one = self.one_revocation();
+        self.program_local(engine, &netpol_nft::ruleset::node_pod_addresses(engine, &self.node), None, &one)
     }
 
     /// [`Programmer::program`], `local` being the addresses of the node's pods in `engine`.
@@ -541,6 +550,7 @@ impl Programmer {
         engine: &Engine,
         local: &std::collections::BTreeSet<std::net::IpAddr>,
         received: Option<Instant>,
+        one: &std::sync::MutexGuard<'_, ()>,
     ) -> Result<Programmed, ApplyError> {
         let t = Instant::now();
         self.metrics.models.fetch_add(1, Ordering::Relaxed);
@@ -564,7 +574,7 @@ impl Programmer {
             self.metrics.local_pods_unprogrammed.store(0, Ordering::Relaxed);
             drop((opened, last));
             if self.revoke_pending.load(Ordering::Relaxed) {
-                self.revoke_now(engine, local);
+                self.revoke_now(engine, local, one);
             }
             return Ok(Programmed::Unchanged);
         }
@@ -617,15 +627,20 @@ impl Programmer {
         tracing::info!(node = %self.node, rules, elements, local_pods = local_count, micros, "programmed");
         drop(last);
         if self.mode == Mode::Enforce {
-            self.revoke_now(engine, local);
+            self.revoke_now(engine, local, one);
         }
         Ok(Programmed::Applied)
     }
 
     /// Cuts the connections `engine`'s ruleset denies on this node ([`Programmer::revoke`]), counting them and the
     /// failures in the metrics; a failed pass is tried again by the next program or [`Programmer::retry_revoke`].
-    fn revoke_now(&self, engine: &Engine, local: &std::collections::BTreeSet<std::net::IpAddr>) {
-        let _one = self.revoking.lock().unwrap_or_else(|e| e.into_inner());
+    /// `_one`: passes run one at a time ([`Programmer::one_revocation`]).
+    fn revoke_now(
+        &self,
+        engine: &Engine,
+        local: &std::collections::BTreeSet<std::net::IpAddr>,
+        _one: &std::sync::MutexGuard<'_, ()>,
+    ) {
         let m = &self.metrics;
         let t = Instant::now();
         let (n, failed) = self.revoke_each(engine, local);
@@ -644,11 +659,12 @@ impl Programmer {
     /// Tries again to cut the connections the last programmed model denies, if the last pass failed (it needs the
     /// kept model, [`Programmer::keep_model`]). Returns whether a pass was made.
     pub fn retry_revoke(&self) -> bool {
+        let one = self.one_revocation();
         if self.mode != Mode::Enforce || !self.revoke_pending.load(Ordering::Relaxed) {
             return false;
         }
         let Some((engine, local)) = self.current() else { return false };
-        self.revoke_now(&engine, &local);
+        self.revoke_now(&engine, &local, &one);
         true
     }
 
