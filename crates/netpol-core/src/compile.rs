@@ -195,22 +195,20 @@ impl IdSet {
         match self {
             // Removing an identity asks every selector peer's set to forget it and the last id: most sparse sets
             // hold one namespace's ids, so a look at their ends answers without a search.
-            IdSet::Sparse(v) => match (v.first(), v.last()) {
-                (Some(&lo), Some(&hi)) if lo <= i && i <= hi => {
-                    if i == hi {
-                        v.pop();
-                        return true;
-                    }
-                    match v.binary_search(&i) {
-                        Ok(at) => {
-                            v.remove(at);
-                            true
-                        }
-                        Err(_) => false,
-                    }
+            IdSet::Sparse(v) => {
+                let (Some(&lo), Some(&hi)) = (v.first(), v.last()) else { return false };
+                if i == hi {
+                    v.pop();
+                    true
+                } else if i < lo || i > hi {
+                    false
+                } else if let Ok(at) = v.binary_search(&i) {
+                    v.remove(at);
+                    true
+                } else {
+                    false
                 }
-                _ => false,
-            },
+            }
             IdSet::Dense(b, n) => {
                 if !b.contains(i.index()) {
                     return false;

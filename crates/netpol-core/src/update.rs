@@ -1348,10 +1348,7 @@ impl Engine {
         let pol = &self.cluster.policies[p.index()];
         // A namespaced policy selects in its namespace only: the other namespaces' identities are passed over
         // without reading their labels.
-        let own_ns = match &pol.scope {
-            Scope::Namespace(ns) => Some(*ns),
-            Scope::Cluster(_) => None,
-        };
+        let own_ns = pol.ns();
         let mut affected = Vec::new();
         for (i, ident) in self.identities.iter_mut().enumerate() {
             if ident.host_network || own_ns.is_some_and(|ns| ns != ident.ns) {
