@@ -2189,7 +2189,7 @@ impl Engine {
         let s = self.ep_info(src);
         let mut d = self.ep_info(dst);
         d.name = info.dst_name;
-        d.fqdn = self.learnt_name(&s, info.dst_name);
+        d.fqdn = self.learnt_name(src, &s, info.dst_name);
         if !self.heps.is_empty() {
             return self.allowed_with_hosts(src, &s, dst, &d, (proto, port), info.request);
         }
@@ -2226,7 +2226,7 @@ impl Engine {
         let s = self.ep_info(src);
         let mut d = self.ep_info(dst);
         d.name = info.dst_name;
-        d.fqdn = self.learnt_name(&s, info.dst_name);
+        d.fqdn = self.learnt_name(src, &s, info.dst_name);
         let dst_named = d.ident.map(|i| self.identities[i.index()].named_ports.as_slice());
         let q = Query { proto, port, dst_named, request: info.request };
         match direction {
@@ -2237,10 +2237,25 @@ impl Engine {
         }
     }
 
-    /// `name` when Cilium learns the address from it for the source `src` (see [`Engine::dns_learns`]).
-    pub(crate) fn learnt_name<'a>(&self, src: &EpInfo<'_>, name: Option<&'a str>) -> Option<&'a str> {
-        let (i, n) = (src.ident?, name?);
-        self.dns_learns(i, n).then_some(n)
+    /// `name` when Cilium learns the address from it for the source `src` (`s` its information): for a pod off the
+    /// host network, when its identity's egress rules let the DNS proxy answer the name ([`Engine::dns_learns`]);
+    /// for a node's host namespace (a hostNetwork pod, or a Node's address), when the egress host policies of
+    /// that Node do (the docs' *Host Policies*: host policies may carry DNS rules, and the host's queries then go
+    /// through the DNS proxy).
+    pub(crate) fn learnt_name<'a>(&self, src: &Endpoint, s: &EpInfo<'_>, name: Option<&'a str>) -> Option<&'a str> {
+        let n = name?;
+        if self.l7.is_empty() {
+            return None;
+        }
+        let pod = if let Endpoint::Pod { pod, .. } = *src { Some(pod) } else { None };
+        let learns = match self.place(s, pod) {
+            crate::host::Place::Workload(_) => s.ident.is_some_and(|i| self.dns_learns(i, n)),
+            crate::host::Place::Host(h) if self.heps[h].cilium.is_some() => {
+                self.rules_learn(&self.heps[h].stage(crate::host::Stage::Normal, Direction::Egress).rules, n)
+            }
+            _ => false,
+        };
+        learns.then_some(n)
     }
 
     /// Whether Cilium learns the addresses of `name` for the pods of identity `i`: their DNS queries go through
@@ -2248,10 +2263,12 @@ impl Engine {
     /// and answers the query only if one of those rules allows the name (`toFQDNs` needs both). Whether the DNS
     /// server itself is reachable is the DNS flow's own question.
     pub fn dns_learns(&self, i: IdentityId, name: &str) -> bool {
-        if self.l7.is_empty() {
-            return false;
-        }
-        self.identities[i.index()].egress_rules.iter().any(|r| {
+        !self.l7.is_empty() && self.rules_learn(&self.identities[i.index()].egress_rules, name)
+    }
+
+    /// Whether one of `rules` is an allow rule whose DNS rules allow `name`.
+    fn rules_learn(&self, rules: &[RuleId], name: &str) -> bool {
+        rules.iter().any(|r| {
             let rule = &self.rules[r.index()];
             rule.action == Action::Allow
                 && rule.l7.is_some_and(|l| {

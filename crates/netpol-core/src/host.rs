@@ -821,6 +821,10 @@ impl Engine {
         let me = self.ep_info(subject);
         let mut peer = self.ep_info(other);
         peer.name = other_name;
+        if dir == Direction::Egress {
+            // The destination's learnt name, for a host policy's `toFQDNs` (its DNS rules teach it).
+            peer.fqdn = flow.fqdn;
+        }
         let dst_named = match flow.host_named {
             Some(n) => Some(n),
             None => self.ep_info(flow.dst).ident.map(|i| self.identities[i.index()].named_ports.as_slice()),

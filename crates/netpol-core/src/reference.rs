@@ -191,15 +191,37 @@ fn l7_allows(l7: &crate::l7::L7Rules, request: Option<&crate::l7::Request>) -> b
     }
 }
 
-/// Whether Cilium learns `name`'s addresses for `pod`: one of the egress allow rules of the policies selecting it
-/// has DNS rules that allow the name (its queries then go through the DNS proxy, which answers them).
-fn dns_learns(c: &Cluster, pod: PodId, name: &str) -> bool {
-    let p = c.pod(pod);
-    let ns_labels = &c.ns(p.ns).labels;
-    c.policies
+/// Whether Cilium learns `name`'s addresses for traffic from `src`: one of the egress allow rules that govern it
+/// has DNS rules allowing the name (its queries then go through the DNS proxy, which answers them). Those of a pod
+/// off the host network are its policies'; those of a node's host namespace (a hostNetwork pod, or a Node's
+/// address) the egress host policies selecting that Node (the docs' *Host Policies*: they may have DNS rules).
+fn dns_learns(c: &Cluster, src: &Endpoint, name: &str) -> bool {
+    let policies: Vec<&Policy> = match *src {
+        Endpoint::Pod { pod, .. } if !c.pod(pod).host_network => {
+            let p = c.pod(pod);
+            let ns_labels = &c.ns(p.ns).labels;
+            c.policies
+                .iter()
+                .filter(|pol| pol.affects(Direction::Egress) && pol.host.applies_to_workloads())
+                .filter(|pol| pol.selects(p.ns, ns_labels, &selector_labels(c, p), || c.pod_calico_labels(p)))
+                .collect()
+        }
+        _ => match cilium_host_of(c, src) {
+            Some(node) => c
+                .policies
+                .iter()
+                .filter(|p| {
+                    p.kind.is_cilium()
+                        && p.host.cilium_host
+                        && p.affects(Direction::Egress)
+                        && p.calico_selector.as_ref().is_some_and(|e| e.matches(&node.labels))
+                })
+                .collect(),
+            None => Vec::new(),
+        },
+    };
+    policies
         .iter()
-        .filter(|pol| pol.affects(Direction::Egress) && pol.host.applies_to_workloads())
-        .filter(|pol| pol.selects(p.ns, ns_labels, &selector_labels(c, p), || c.pod_calico_labels(p)))
         .flat_map(|pol| &pol.egress)
         .filter(|r| r.action == Action::Allow)
         .filter_map(|r| r.l7.as_ref())
@@ -429,10 +451,7 @@ pub fn allowed_flow_cni(
         }
     }
     let dst_name = info.dst_name;
-    let fqdn = match (src, dst_name) {
-        (Endpoint::Pod { pod, .. }, Some(n)) if dns_learns(c, *pod, n) => Some(n),
-        _ => None,
-    };
+    let fqdn = dst_name.filter(|n| dns_learns(c, src, n));
     let request = info.request;
     let egress = match src {
         Endpoint::Pod { pod, .. } => {

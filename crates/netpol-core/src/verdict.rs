@@ -304,7 +304,7 @@ impl Engine {
         d_info.name = dst_name;
         let places = (!self.heps.is_empty()).then(|| self.flow_places(src, &s_info, dst, &d_info));
         let host_named = places.and_then(|_| self.host_named_ports(dst));
-        let fqdn = self.learnt_name(&s_info, dst_name);
+        let fqdn = self.learnt_name(src, &s_info, dst_name);
         let flow = ExplainFlow { dst, proto, port, same_pod, host_named, request: info.request, fqdn };
         let egress = self.explain_side(src, dst, dst_name, Direction::Egress, &flow);
         let mut ingress = self.explain_side(dst, src, None, Direction::Ingress, &flow);

@@ -23,8 +23,8 @@ use netpol_core::verdict::Verdict;
 use serde::Deserialize;
 
 /// What the data holds (README.md of the data directory): at least this many cases and probes.
-const CASES: usize = 44;
-const PROBES: usize = 379;
+const CASES: usize = 45;
+const PROBES: usize = 387;
 /// The cilium/cilium commit every `path:line` reference points into (README.md says how it was read).
 const CILIUM_COMMIT: &str = "2efb257c85";
 
@@ -167,7 +167,7 @@ fn indent(text: &str, by: &str) -> String {
 /// CIDRs, every entity, `reserved:` selectors, `toServices`, ports, deny, default deny, a node's access to its own
 /// pods, HTTP and DNS rules, `toFQDNs`, host policies, node selectors, cloud groups), which `cilium_dataplane.rs`
 /// replays in the kernel.
-pub(crate) const L3L4_CASES: [&str; 44] = [
+pub(crate) const L3L4_CASES: [&str; 45] = [
     "ccnp-empty-peer-means-all-pods",
     "ccnp-namespace-selection",
     "cidr-never-selects-cluster-addresses",
@@ -211,6 +211,7 @@ pub(crate) const L3L4_CASES: [&str; 44] = [
     "host-policy-egress-connectivity-test",
     "host-policy-ingress-connectivity-test",
     "host-policy-node-selection-and-deny",
+    "host-policy-dns-rules",
     "to-groups",
 ];
 
