@@ -179,7 +179,8 @@ pub struct Matrix {
     pub src_classes: Vec<Vec<IdentityId>>,
     pub dst_classes: Vec<Vec<IdentityId>>,
     pub port_sets: PortSets,
-    /// Row-major `src_class * dst_classes.len() + dst_class` → port set id, when stored.
+    /// Column-major `dst_class * src_classes.len() + src_class` → port set id, when stored: a column (what the
+    /// matrix computes, and what consumers read) is contiguous.
     cells: Option<Vec<PsId>>,
     /// Kept when cells are not stored, to stream columns.
     plan: Option<Plan>,
@@ -231,11 +232,9 @@ impl Engine {
         if let Some(cells) = cells.as_mut() {
             let mut col = Vec::new();
             let mut scratch = Scratch::default();
-            for d in 0..n_dst {
+            for (d, out) in cells.chunks_exact_mut(n_src.max(1)).enumerate().take(n_dst) {
                 self.column(&plan, d, &mut ps, &mut scratch, &mut col);
-                for (s, &c) in col.iter().enumerate() {
-                    cells[s * n_dst + d] = c;
-                }
+                out.copy_from_slice(&col);
             }
         }
         let mut m = Matrix {
@@ -1110,7 +1109,7 @@ impl Matrix {
     pub fn cell(&self, src: IdentityId, dst: IdentityId) -> Option<PsId> {
         let s = *self.src_class_of.get(&src)? as usize;
         let d = *self.dst_class_of.get(&dst)? as usize;
-        self.cells.as_ref().map(|c| c[s * self.dst_classes.len() + d])
+        self.cells.as_ref().map(|c| c[d * self.src_classes.len() + s])
     }
 
     /// Allowed ports between two pods (a pod to itself: everything).
@@ -1130,12 +1129,8 @@ impl Matrix {
         let n_src = self.src_classes.len();
         let n_dst = self.dst_classes.len();
         if let Some(cells) = &self.cells {
-            let mut col = vec![EMPTY; n_src];
             for d in 0..n_dst {
-                for (s, c) in col.iter_mut().enumerate() {
-                    *c = cells[s * n_dst + d];
-                }
-                f(d, &col, &mut self.port_sets);
+                f(d, &cells[d * n_src..(d + 1) * n_src], &mut self.port_sets);
             }
             return;
         }
