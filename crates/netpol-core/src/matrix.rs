@@ -674,6 +674,20 @@ impl Engine {
 
     /// Fills `out` with the cells of destination class `d`, one per source class.
     fn column(&self, plan: &Plan, d: usize, ps: &mut PortSets, scratch: &mut Scratch, out: &mut Vec<PsId>) {
+        let over = Self::prepare_column(plan, d, scratch);
+        out.clear();
+        out.extend(plan.src_key.iter().map(|&(e, m)| {
+            let a = scratch.ecol[e as usize];
+            let b = scratch.irow[m as usize];
+            ps.inter(a, b)
+        }));
+        Self::finish_column(plan, over, scratch);
+    }
+
+    /// Sets `scratch` up for destination class `d`: the egress column (each egress profile's port set towards
+    /// the class's tsig) and the ingress row (the class's profile's port set from each msig). Returns the
+    /// egress overrides, which [`Engine::finish_column`] undoes.
+    fn prepare_column<'p>(plan: &'p Plan, d: usize, scratch: &mut Scratch) -> &'p [(u32, PsId)] {
         let (t, n) = plan.dst_key[d];
         // Egress column: the port set each egress profile allows towards this tsig (base + this tsig's
         // overrides, undone afterwards).
@@ -702,14 +716,154 @@ impl Engine {
             }
             scratch.irow_prof = Some(n);
         }
-        out.clear();
-        out.extend(plan.src_key.iter().map(|&(e, m)| {
-            let a = scratch.ecol[e as usize];
-            let b = scratch.irow[m as usize];
-            ps.inter(a, b)
-        }));
+        over
+    }
+
+    fn finish_column(plan: &Plan, over: &[(u32, PsId)], scratch: &mut Scratch) {
         for &(e, _) in over {
             scratch.ecol[e as usize] = plan.e_base[e as usize];
+        }
+    }
+
+    /// Counts the pairs of the destination classes `cols` into `acc`, without computing every cell when the
+    /// column's overrides are few: the sources a column does not override (neither their egress profile towards
+    /// its tsig nor its ingress profile from their msig) get the cell of their egress base and the ingress base,
+    /// so they are counted by base value ([`SourceIndex::by_base`]); only the overridden ones are visited, each
+    /// moving its weight from that default cell to its own. A column with as many overridden sources as there
+    /// are sources is computed whole (`how` may ask for either way on every column).
+    #[allow(clippy::too_many_arguments)]
+    fn count_columns(
+        &self,
+        plan: &Plan,
+        cols: std::ops::Range<usize>,
+        ps: &mut PortSets,
+        w: &Weights<'_>,
+        index: &SourceIndex,
+        how: Counting,
+        mut done: impl FnMut(usize),
+    ) -> ColumnCounter {
+        let mut acc = ColumnCounter::default();
+        let (mut scratch, mut col) = (Scratch::default(), Vec::new());
+        let n_src = plan.src_key.len();
+        let mut stamp = vec![0u32; n_src];
+        for d in cols {
+            let (t, n) = plan.dst_key[d];
+            let (base, sparse) = &plan.i_rows[n as usize];
+            let over = &plan.e_over[t as usize];
+            let touched: usize = over.iter().map(|&(e, _)| index.by_e.get(e as usize).len()).sum::<usize>()
+                + sparse.iter().map(|&(m, _)| index.by_m.get(m as usize).len()).sum::<usize>();
+            let whole = match how {
+                Counting::Cells => true,
+                Counting::Cheaper => touched >= n_src,
+                Counting::Overrides => false,
+            };
+            if whole {
+                self.column(plan, d, ps, &mut scratch, &mut col);
+                acc.add(d, &col, ps.len(), w);
+                done(d);
+                continue;
+            }
+            let over = Self::prepare_column(plan, d, &mut scratch);
+            acc.grow(ps.len());
+            for &(v, weight) in &index.by_base {
+                let c = ps.inter(v, *base);
+                acc.put(c, weight, ps.len());
+            }
+            let mark = d as u32 + 1;
+            for &(e, p) in over {
+                let default = ps.inter(plan.e_base[e as usize], *base);
+                for &s in index.by_e.get(e as usize) {
+                    stamp[s as usize] = mark;
+                    let m = plan.src_key[s as usize].1;
+                    let c = ps.inter(p, scratch.irow[m as usize]);
+                    acc.take(default, w.src[s as usize]);
+                    acc.put(c, w.src[s as usize], ps.len());
+                }
+            }
+            for &(m, p) in sparse.iter() {
+                for &s in index.by_m.get(m as usize) {
+                    if stamp[s as usize] == mark {
+                        continue;
+                    }
+                    let v = plan.e_base[plan.src_key[s as usize].0 as usize];
+                    let (default, c) = (ps.inter(v, *base), ps.inter(v, p));
+                    acc.take(default, w.src[s as usize]);
+                    acc.put(c, w.src[s as usize], ps.len());
+                }
+            }
+            let cell = |ps: &mut PortSets, scratch: &Scratch, s: usize| {
+                let (e, m) = plan.src_key[s];
+                ps.inter(scratch.ecol[e as usize], scratch.irow[m as usize])
+            };
+            let self_cells: Vec<(PsId, u64)> =
+                w.self_pairs[d].iter().map(|&(s, k)| (cell(ps, &scratch, s), k)).collect();
+            acc.finish(d, &self_cells, ps.len(), w);
+            Self::finish_column(plan, over, &mut scratch);
+            done(d);
+        }
+        acc
+    }
+}
+
+/// How [`Engine::count_columns`] counts a column: computing its every cell, by its overrides, or whichever is
+/// less work (what every caller but the tests asks).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Counting {
+    Cells,
+    Overrides,
+    Cheaper,
+}
+
+/// The sources of a plan grouped for [`Engine::count_columns`]: by egress profile, by msig, and their summed
+/// weights by egress base port set.
+struct SourceIndex {
+    by_e: Csr,
+    by_m: Csr,
+    by_base: Vec<(PsId, u64)>,
+}
+
+impl SourceIndex {
+    fn new(plan: &Plan, src_w: &[u64]) -> Self {
+        let by_e = Csr::new(plan.e_base.len(), plan.src_key.iter().map(|&(e, _)| e));
+        let by_m = Csr::new(plan.n_msig, plan.src_key.iter().map(|&(_, m)| m));
+        let mut base: FxHashMap<PsId, u64> = FxHashMap::default();
+        for (s, &(e, _)) in plan.src_key.iter().enumerate() {
+            *base.entry(plan.e_base[e as usize]).or_default() += src_w[s];
+        }
+        let mut by_base: Vec<(PsId, u64)> = base.into_iter().collect();
+        by_base.sort_unstable();
+        SourceIndex { by_e, by_m, by_base }
+    }
+}
+
+/// Items (source class numbers) grouped by a key below `keys`, in item order.
+struct Csr {
+    starts: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Csr {
+    fn new(keys: usize, key_of: impl Iterator<Item = u32> + Clone) -> Self {
+        let mut starts = vec![0u32; keys + 1];
+        for k in key_of.clone() {
+            starts[k as usize + 1] += 1;
+        }
+        for i in 0..keys {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        let mut items = vec![0u32; starts[keys] as usize];
+        for (s, k) in key_of.enumerate() {
+            items[next[k as usize] as usize] = s as u32;
+            next[k as usize] += 1;
+        }
+        Csr { starts, items }
+    }
+
+    fn get(&self, k: usize) -> &[u32] {
+        match (self.starts.get(k), self.starts.get(k + 1)) {
+            (Some(&a), Some(&b)) => &self.items[a as usize..b as usize],
+            _ => &[],
         }
     }
 }
@@ -1171,6 +1325,24 @@ impl Matrix {
         threads: usize,
         tick: &mut dyn FnMut(usize),
     ) -> FxHashMap<PsId, u64> {
+        self.pair_counts_how(engine, threads, Counting::Cheaper, tick)
+    }
+
+    /// [`Matrix::pair_counts_threads`] of a streamed matrix, every column computed cell by cell (`by_overrides`
+    /// false) or counted by its overrides (true), whichever is less work: what tests compare the two ways with.
+    #[doc(hidden)]
+    pub fn pair_counts_one_way(&mut self, engine: &Engine, threads: usize, by_overrides: bool) -> FxHashMap<PsId, u64> {
+        let how = if by_overrides { Counting::Overrides } else { Counting::Cells };
+        self.pair_counts_how(engine, threads, how, &mut |_| {})
+    }
+
+    fn pair_counts_how(
+        &mut self,
+        engine: &Engine,
+        threads: usize,
+        how: Counting,
+        tick: &mut dyn FnMut(usize),
+    ) -> FxHashMap<PsId, u64> {
         let src_w: Vec<u64> = self.src_classes.iter().map(|c| Self::pod_count(engine, c)).collect();
         let dst_w: Vec<u64> = self.dst_classes.iter().map(|c| Self::pod_count(engine, c)).collect();
         // Self pairs to remove: identity in src class s and dst class d contributes |pods| pairs (p, p).
@@ -1180,10 +1352,25 @@ impl Matrix {
             self_pairs[d].push((s, engine.identities[i.index()].pods.len() as u64));
         }
         let weights = Weights { src: &src_w, dst: &dst_w, self_pairs: &self_pairs };
-        if threads > 1 && self.cells.is_none() {
-            if let Some(counts) = self.pair_counts_parallel(engine, threads, &weights, tick) {
-                return counts;
-            }
+        if let Some(plan) = self.plan.take() {
+            // Streamed: counted column by column, the overridden sources only where that is less work.
+            let index = SourceIndex::new(&plan, &src_w);
+            let parallel = if threads > 1 {
+                self.pair_counts_parallel(engine, &plan, &index, threads, &weights, how, tick)
+            } else {
+                None
+            };
+            let counts = match parallel {
+                Some(counts) => counts,
+                None => {
+                    let cols = 0..self.dst_classes.len();
+                    let acc =
+                        engine.count_columns(&plan, cols, &mut self.port_sets, &weights, &index, how, |d| tick(d + 1));
+                    acc.counts.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(c, n)| (PsId::new(c), n)).collect()
+                }
+            };
+            self.plan = Some(plan);
+            return counts;
         }
         let mut acc = ColumnCounter::default();
         self.for_each_column(engine, |d, col, ps| {
@@ -1195,30 +1382,30 @@ impl Matrix {
 
     /// The streamed columns in `threads` contiguous ranges; `None` if a worker failed (the caller counts again on
     /// one thread).
+    #[allow(clippy::too_many_arguments)]
     fn pair_counts_parallel(
         &mut self,
         engine: &Engine,
+        plan: &Plan,
+        index: &SourceIndex,
         threads: usize,
         weights: &Weights<'_>,
+        how: Counting,
         tick: &mut dyn FnMut(usize),
     ) -> Option<FxHashMap<PsId, u64>> {
-        let plan = self.plan.take()?;
         let n_dst = self.dst_classes.len();
         let chunk = n_dst.div_ceil(threads).max(1);
         let done = std::sync::atomic::AtomicUsize::new(0);
         let results: Option<Vec<(PortSets, Vec<u64>)>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
-                    let (plan, done) = (&plan, &done);
+                    let done = &done;
                     let mut ps = self.port_sets.clone();
                     crate::par::spawn_scoped(scope, move || {
-                        let mut acc = ColumnCounter::default();
-                        let (mut scratch, mut col) = (Scratch::default(), Vec::new());
-                        for d in (t * chunk)..((t + 1) * chunk).min(n_dst) {
-                            engine.column(plan, d, &mut ps, &mut scratch, &mut col);
-                            acc.add(d, &col, ps.len(), weights);
+                        let cols = (t * chunk).min(n_dst)..((t + 1) * chunk).min(n_dst);
+                        let acc = engine.count_columns(plan, cols, &mut ps, weights, index, how, |_| {
                             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
+                        });
                         (ps, acc.counts)
                     })
                 })
@@ -1231,7 +1418,6 @@ impl Matrix {
             tick(n_dst);
             handles.into_iter().map(|h| h.ok()?.join().ok()).collect()
         });
-        self.plan = Some(plan);
         let mut total: FxHashMap<PsId, u64> = FxHashMap::default();
         for (ps, counts) in results? {
             for (local, n) in counts.into_iter().enumerate().filter(|(_, n)| *n > 0) {
@@ -1261,16 +1447,9 @@ struct ColumnCounter {
 
 impl ColumnCounter {
     fn add(&mut self, d: usize, col: &[PsId], n_sets: usize, w: &Weights<'_>) {
-        if self.col_sum.len() < n_sets {
-            self.col_sum.resize(n_sets, 0);
-            self.counts.resize(n_sets, 0);
-        }
+        self.grow(n_sets);
         for (s, &c) in col.iter().enumerate() {
-            let slot = &mut self.col_sum[c.index()];
-            if *slot == 0 {
-                self.touched.push(c);
-            }
-            *slot += w.src[s];
+            self.put(c, w.src[s], n_sets);
         }
         let wd = w.dst[d];
         for c in self.touched.drain(..) {
@@ -1279,6 +1458,46 @@ impl ColumnCounter {
         }
         for &(s, n) in &w.self_pairs[d] {
             self.counts[col[s].index()] -= n;
+        }
+    }
+
+    fn grow(&mut self, n_sets: usize) {
+        if self.col_sum.len() < n_sets {
+            self.col_sum.resize(n_sets, 0);
+            self.counts.resize(n_sets, 0);
+        }
+    }
+
+    /// Adds source weight `w` to cell value `c` of the column being counted (`n_sets`: port sets interned so far).
+    #[inline]
+    fn put(&mut self, c: PsId, w: u64, n_sets: usize) {
+        if c.index() >= self.col_sum.len() {
+            self.grow(n_sets.max(c.index() + 1));
+        }
+        let slot = &mut self.col_sum[c.index()];
+        if *slot == 0 {
+            self.touched.push(c);
+        }
+        *slot += w;
+    }
+
+    /// Takes back weight `w` put on `c` earlier in the same column.
+    #[inline]
+    fn take(&mut self, c: PsId, w: u64) {
+        self.col_sum[c.index()] -= w;
+    }
+
+    /// Ends column `d` counted by [`ColumnCounter::put`]: scales by the column's weight and leaves out its self
+    /// pairs (`self_cells`: the cell and pod count of each).
+    fn finish(&mut self, d: usize, self_cells: &[(PsId, u64)], n_sets: usize, w: &Weights<'_>) {
+        self.grow(n_sets);
+        let wd = w.dst[d];
+        for c in self.touched.drain(..) {
+            self.counts[c.index()] += self.col_sum[c.index()] * wd;
+            self.col_sum[c.index()] = 0;
+        }
+        for &(c, n) in self_cells {
+            self.counts[c.index()] -= n;
         }
     }
 }

@@ -91,6 +91,14 @@ proptest! {
         let by_set_parallel: std::collections::HashMap<_, u64> =
             pc.iter().map(|(&c, &k)| (parallel.port_sets.get(c).clone(), k)).collect();
         prop_assert_eq!(&by_set_parallel, &direct);
+        // Streamed columns counted cell by cell, and by their overrides only, on one thread and on two.
+        for (by_overrides, threads) in [(false, 1), (true, 1), (true, 2)] {
+            let mut one_way = e.matrix_with_limit(None, 0).unwrap();
+            let oc = one_way.pair_counts_one_way(&e, threads, by_overrides);
+            let by_set_one_way: std::collections::HashMap<_, u64> =
+                oc.iter().map(|(&c, &k)| (one_way.port_sets.get(c).clone(), k)).collect();
+            prop_assert_eq!(&by_set_one_way, &direct, "by overrides: {}, threads: {}", by_overrides, threads);
+        }
     }
 }
 
