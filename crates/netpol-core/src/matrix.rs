@@ -169,6 +169,46 @@ impl<K: std::hash::Hash + Eq + Clone> Interner<K> {
     }
 }
 
+/// At least this many ingress profiles: their rows are built on two cores ([`Engine::plan`]).
+const PARALLEL_ROWS: usize = 4096;
+
+#[cfg(not(test))]
+fn parallel_rows() -> usize {
+    PARALLEL_ROWS
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: [`PARALLEL_ROWS`] on this thread.
+    static TEST_PARALLEL_ROWS: std::cell::Cell<usize> = const { std::cell::Cell::new(PARALLEL_ROWS) };
+}
+
+#[cfg(test)]
+fn parallel_rows() -> usize {
+    TEST_PARALLEL_ROWS.with(std::cell::Cell::get)
+}
+
+/// What building ingress rows reads: the profiles (policies, port profile, masked rules), the port profiles'
+/// container ports, and the msigs each peer matches.
+struct IngressInputs<'a> {
+    profiles: &'a [(Vec<PolicyId>, u32, Vec<RuleId>)],
+    pps: &'a [Vec<ContainerPort>],
+    peer_msigs: &'a FxHashMap<CPeer, Vec<u32>>,
+    n_msig: usize,
+}
+
+/// A rule's ports resolved against a destination's container ports, once per (rule, port profile) when the rule
+/// names ports, else once per rule.
+#[derive(Default)]
+struct ResolveMemo(FxHashMap<(RuleId, u32), PsId>);
+
+impl ResolveMemo {
+    fn get(&mut self, ps: &mut PortSets, rule: RuleId, ports: &CPorts, pp: u32, cps: &[ContainerPort]) -> PsId {
+        let key = if ports.has_named() { (rule, pp) } else { (rule, u32::MAX) };
+        *self.0.entry(key).or_insert_with(|| ps.intern(ports.resolve(Some(cps))))
+    }
+}
+
 /// The computed matrix at class granularity.
 pub struct Matrix {
     /// Identities included (all, or those of one namespace).
@@ -364,28 +404,9 @@ impl Engine {
         // Coverage of each peer, in msig space (ingress) and tsig space (egress), computed once per peer; and of
         // each rule (the union of its peers'), once per distinct list of peers: profiles share rules, and rules
         // share peers (at 100k pods, 38,000 rules would otherwise hold 17 M keys, mostly copies of one peer's).
-        let mut msig_cov: FxHashMap<CPeer, Rc<Coverage>> = FxHashMap::default();
         let mut tsig_cov: FxHashMap<CPeer, Rc<Coverage>> = FxHashMap::default();
-        let mut rule_msig_cov: FxHashMap<RuleId, Rc<Coverage>> = FxHashMap::default();
         let mut rule_tsig_cov: FxHashMap<RuleId, Rc<Coverage>> = FxHashMap::default();
-        let mut peers_msig_cov: FxHashMap<Box<[CPeer]>, Rc<Coverage>> = FxHashMap::default();
         let mut peers_tsig_cov: FxHashMap<Box<[CPeer]>, Rc<Coverage>> = FxHashMap::default();
-        let mut cover_m = |r: RuleId, rule: &CRule| -> Rc<Coverage> {
-            let cover = |p: &CPeer| -> Rc<Coverage> {
-                msig_cov
-                    .entry(*p)
-                    .or_insert_with(|| {
-                        Rc::new(Coverage::from_list(peer_msigs.get(p).cloned().unwrap_or_default(), n_msig))
-                    })
-                    .clone()
-            };
-            rule_msig_cov
-                .entry(r)
-                .or_insert_with(|| {
-                    peers_msig_cov.entry(rule.peers.clone()).or_insert_with(|| Coverage::of_rule(rule, cover)).clone()
-                })
-                .clone()
-        };
         let mut cover_t = |r: RuleId, rule: &CRule| -> Rc<Coverage> {
             let cover = |p: &CPeer| -> Rc<Coverage> {
                 tsig_cov
@@ -410,10 +431,9 @@ impl Engine {
                 })
                 .clone()
         };
-        let mut resolve_memo: FxHashMap<(RuleId, u32), PsId> = FxHashMap::default();
+        let mut resolve_memo = ResolveMemo::default();
         let mut resolve = |ps: &mut PortSets, rule: RuleId, ports: &CPorts, pp: u32, cps: &[ContainerPort]| -> PsId {
-            let key = if ports.has_named() { (rule, pp) } else { (rule, u32::MAX) };
-            *resolve_memo.entry(key).or_insert_with(|| ps.intern(ports.resolve(Some(cps))))
+            resolve_memo.get(ps, rule, ports, pp, cps)
         };
         let numeric_only = |ps: &mut PortSets, ports: &CPorts| -> PsId { ps.intern(ports.numeric.clone()) };
 
@@ -473,16 +493,75 @@ impl Engine {
             }
         }
 
-        // Ingress rows: per ingress profile, a base (for every msig not listed) + overrides per msig.
+        // Ingress rows: per ingress profile, a base (for every msig not listed) + overrides per msig. Many
+        // profiles' rows (each of hundreds of msigs at 100k pods) are built in two halves on two cores, each with
+        // its own port sets and memos; the second half's port sets are then taken into the first's by content.
+        let profiles = &iprofs.items;
+        let parallel = profiles.len() >= parallel_rows();
+        let mid = if parallel { 1 + (profiles.len() - 1) / 2 } else { profiles.len() };
+        let shared = ps.len();
+        let mut ps2 = if parallel { ps.clone() } else { PortSets::default() };
+        let inputs = IngressInputs { profiles, pps: &pps.items, peer_msigs: &peer_msigs, n_msig };
+        let (first, second) = crate::par::join(
+            parallel,
+            || self.ingress_rows(&inputs, 1..mid.max(1), ps),
+            || self.ingress_rows(&inputs, mid.max(1)..profiles.len(), &mut ps2),
+        );
         let mut i_rows: Vec<Row> = vec![(ALL, Arc::from([]))];
+        i_rows.extend(first);
+        if ps2.len() <= shared {
+            // Only port sets both halves had: the ids agree.
+            i_rows.extend(second);
+        } else {
+            let map: Vec<PsId> = (0..ps2.len())
+                .map(|i| if i < shared { PsId::new(i) } else { ps.intern(ps2.get(PsId::new(i)).clone()) })
+                .collect();
+            // Rows shared between profiles stay shared.
+            let mut mapped: FxHashMap<usize, Arc<[(u32, PsId)]>> = FxHashMap::default();
+            for (base, over) in second {
+                let key = Arc::as_ptr(&over) as *const (u32, PsId) as usize;
+                let over = mapped
+                    .entry(key)
+                    .or_insert_with(|| over.iter().map(|&(m, p)| (m, map[p.index()])).collect())
+                    .clone();
+                i_rows.push((map[base.index()], over));
+            }
+        }
+        Plan { src_classes, dst_classes, src_key, dst_key, e_base, e_over, i_rows, n_msig }
+    }
+
+    /// The rows of ingress profiles `range` (see [`Engine::plan`]), with port sets interned in `ps`.
+    fn ingress_rows(&self, inp: &IngressInputs<'_>, range: std::ops::Range<usize>, ps: &mut PortSets) -> Vec<Row> {
+        let mut msig_cov: FxHashMap<CPeer, Rc<Coverage>> = FxHashMap::default();
+        let mut rule_msig_cov: FxHashMap<RuleId, Rc<Coverage>> = FxHashMap::default();
+        let mut peers_msig_cov: FxHashMap<Box<[CPeer]>, Rc<Coverage>> = FxHashMap::default();
+        let mut cover_m = |r: RuleId, rule: &CRule| -> Rc<Coverage> {
+            let cover = |p: &CPeer| -> Rc<Coverage> {
+                msig_cov
+                    .entry(*p)
+                    .or_insert_with(|| {
+                        Rc::new(Coverage::from_list(inp.peer_msigs.get(p).cloned().unwrap_or_default(), inp.n_msig))
+                    })
+                    .clone()
+            };
+            rule_msig_cov
+                .entry(r)
+                .or_insert_with(|| {
+                    peers_msig_cov.entry(rule.peers.clone()).or_insert_with(|| Coverage::of_rule(rule, cover)).clone()
+                })
+                .clone()
+        };
+        let mut resolve = ResolveMemo::default();
         let mut memo = RowMemo::default();
-        for (n, (pols, pp, masked)) in iprofs.items.iter().enumerate().skip(1) {
-            let cps = &pps.items[*pp as usize];
+        let mut rows = Vec::with_capacity(range.len());
+        for n in range {
+            let (pols, pp, masked) = &inp.profiles[n];
+            let cps = &inp.pps[*pp as usize];
             let mut i_rule = |row: &mut RowBuilder, ps: &mut PortSets, r: RuleId, rule: &CRule| {
                 if masked.binary_search(&r).is_ok() {
                     return;
                 }
-                let p = resolve(ps, r, &rule.ports, *pp, cps);
+                let p = resolve.get(ps, r, &rule.ports, *pp, cps);
                 let cov = cover_m(r, rule);
                 if cov.complement {
                     row.rule(rule.action, [], Some((p, cov.list.clone())));
@@ -490,14 +569,14 @@ impl Engine {
                     row.rule(rule.action, cov.list.iter().map(|&m| (m, p)), None);
                 }
             };
-            i_rows.push(if self.calico || self.tiers.len() > 3 {
+            rows.push(if self.calico || self.tiers.len() > 3 {
                 self.tier_parts_row(pols, masked, Some(*pp), Direction::Ingress, ps, &mut memo, &mut i_rule)
             } else {
                 let key = if masked.is_empty() { *pp } else { 0x8000_0000 | n as u32 };
                 self.tiered_row(pols, key, Direction::Ingress, ps, &mut memo, &mut i_rule)
             });
         }
-        Plan { src_classes, dst_classes, src_key, dst_key, e_base, e_over, i_rows, n_msig }
+        rows
     }
 
     /// A profile's row: `rule(row, ps, id, rule)` adds each of its rules, in evaluation order; tier ends come
@@ -1557,5 +1636,45 @@ pub fn summarize(counts: &FxHashMap<PsId, u64>, ps: &PortSets, ports: Option<&[(
             }
             rows
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Every cell of the matrix, by content, and the pair counts, by content.
+    fn contents(e: &Engine, m: &mut Matrix) -> (Vec<PortSet>, Vec<(PortSet, u64)>) {
+        let n = e.identities.len();
+        let mut cells = Vec::new();
+        for a in (0..n).map(IdentityId::new) {
+            for b in (0..n).map(IdentityId::new) {
+                cells.push(m.port_sets.get(m.cell(a, b).unwrap()).clone());
+            }
+        }
+        let mut counts: Vec<(PortSet, u64)> =
+            m.pair_counts(e).into_iter().map(|(c, k)| (m.port_sets.get(c).clone(), k)).collect();
+        counts.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        (cells, counts)
+    }
+
+    #[test]
+    fn ingress_rows_built_on_two_cores_give_the_matrix_of_one() {
+        let yaml = netpol_synth::generate_yaml(&netpol_synth::Params::preset("1k").unwrap());
+        let mut loader = crate::load::Loader::new();
+        loader.add_bytes("synth-1k.yaml", yaml.as_bytes());
+        let e = Engine::new(loader.finish().cluster);
+        let one = contents(&e, &mut e.matrix(None).unwrap());
+        TEST_PARALLEL_ROWS.with(|n| n.set(2));
+        let two = contents(&e, &mut e.matrix(None).unwrap());
+        // And when the system gives no thread: the second half on this one.
+        crate::par::NO_THREADS.with(|n| n.set(true));
+        let alone = contents(&e, &mut e.matrix(None).unwrap());
+        crate::par::NO_THREADS.with(|n| n.set(false));
+        TEST_PARALLEL_ROWS.with(|n| n.set(PARALLEL_ROWS));
+        assert!(one.0.len() > 100_000 && one.1.len() > 1, "{} cells, {} port sets", one.0.len(), one.1.len());
+        assert!(one == two, "two cores");
+        assert!(one == alone, "no thread");
     }
 }
