@@ -6,6 +6,13 @@
 //! destination class) cell are `egress(src profile → dst signature) ∩ ingress(dst profile ← src signature)`,
 //! each side computed once per profile from sparse rows and materialised densely one destination at a time.
 //! Port sets are interned, so a cell is a `u32` and intersections are memoised.
+//!
+//! A stored matrix is column-major (a destination class's column is what is computed, and what consumers read).
+//! A matrix too large to store is streamed; its pair counts are counted column by column from the rows alone: the
+//! sources a column does not override (neither their egress profile's row at the column's tsig nor the column's
+//! ingress row at their msig) all get the cell of two bases, so they are counted by egress base in one step, and
+//! only the overridden sources are visited (at 100k pods, about 650 of 27,000 per column). Ingress rows of many
+//! profiles are built in two halves on two cores, each half's port sets taken into the first's by content.
 
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
