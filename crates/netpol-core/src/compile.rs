@@ -2267,7 +2267,7 @@ impl Engine {
     }
 
     /// Whether one of `rules` is an allow rule whose DNS rules allow `name`.
-    fn rules_learn(&self, rules: &[RuleId], name: &str) -> bool {
+    pub(crate) fn rules_learn(&self, rules: &[RuleId], name: &str) -> bool {
         rules.iter().any(|r| {
             let rule = &self.rules[r.index()];
             rule.action == Action::Allow

@@ -420,6 +420,19 @@ impl Engine {
             .collect()
     }
 
+    /// The Cilium host endpoints (indexes, with their Node's name) whose egress host policies include `p`, and
+    /// those policies' rules there in evaluation order: what a host policy's egress rules govern.
+    pub(crate) fn cilium_egress_hosts(&self, p: PolicyId) -> Vec<(&str, &[RuleId])> {
+        self.heps
+            .iter()
+            .filter_map(|h| {
+                let m = h.cilium.as_ref()?;
+                let sp = h.stage(Stage::Normal, Direction::Egress);
+                sp.pols.binary_search(&p).is_ok().then_some((m.node.as_str(), sp.rules.as_slice()))
+            })
+            .collect()
+    }
+
     /// The addresses flows reach a host endpoint by: its `expectedIPs`; for an all-interfaces endpoint without
     /// any, its node's addresses (Node objects).
     pub fn host_endpoint_addresses(&self, h: &HostEndpoint) -> Vec<IpAddr> {

@@ -4,7 +4,10 @@
 //! policies never let Cilium's DNS proxy see: no allow rule of those pods has a `rules.dns` entry allowing them.
 //! A `matchName` is covered when one of the pods' DNS rules matches the name; a `matchPattern` when one of their
 //! DNS patterns covers every name it matches (`*`, the same pattern, or a broader one such as `*.example.com` for
-//! `api-*.example.com`). One finding per uncovered entry, naming the pods it is uncovered for.
+//! `api-*.example.com`). One finding per uncovered entry, naming the pods it is uncovered for. A host policy's
+//! (`nodeSelector`) entry is judged for the hosts of the Nodes it applies to, against their egress host policies'
+//! DNS rules (the docs' *Host Policies*: host policies may have DNS rules, and then the host's queries go through
+//! the proxy); the finding names those Nodes.
 //! **Why it is bad**: Cilium learns the addresses a `toFQDNs` peer stands for only from the DNS answers its proxy
 //! sees, and the proxy sees (and answers) a pod's query only when one of the pod's egress rules with `rules.dns`
 //! allows the name. Without one the rule allows nothing: the connections the author meant to allow are dropped.
@@ -51,23 +54,29 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
             let Some(sels) = rule.peers.iter().find_map(|p| if let Peer::Fqdns(s) = p { Some(s) } else { None }) else {
                 continue;
             };
-            let subjects = ctx.subjects_of(pol_id, Direction::Egress, rid);
-            if subjects.is_empty() {
+            // The subjects: the pods' identities, or for a host policy the hosts of the Nodes it applies to
+            // (their DNS queries go through the proxy when their own host policies have DNS rules).
+            let (pods, hosts) = if pol.host.cilium_host {
+                (Vec::new(), e.cilium_egress_hosts(pol_id))
+            } else {
+                (ctx.subjects_of(pol_id, Direction::Egress, rid), Vec::new())
+            };
+            if pods.is_empty() && hosts.is_empty() {
                 continue;
             }
             for (k, sel) in sels.iter().enumerate() {
-                let uncovered: Vec<IdentityId> = subjects
-                    .iter()
-                    .copied()
-                    .filter(|&i| {
-                        if sel.match_pattern.is_empty() {
-                            !e.dns_learns(i, &sel.match_name)
-                        } else {
-                            !dns_patterns(ctx, i).any(|p| covers(p, &sel.match_pattern))
-                        }
-                    })
-                    .collect();
-                if uncovered.is_empty() {
+                let uncovered_by = |rules: &[crate::compile::RuleId]| {
+                    if sel.match_pattern.is_empty() {
+                        !e.rules_learn(rules, &sel.match_name)
+                    } else {
+                        !dns_patterns(ctx, rules).any(|p| covers(p, &sel.match_pattern))
+                    }
+                };
+                let uncovered: Vec<IdentityId> =
+                    pods.iter().copied().filter(|&i| uncovered_by(&e.identities[i.index()].egress_rules)).collect();
+                let uncovered_hosts: Vec<String> =
+                    hosts.iter().filter(|(_, rules)| uncovered_by(rules)).map(|(n, _)| n.to_string()).collect();
+                if uncovered.is_empty() && uncovered_hosts.is_empty() {
                     continue;
                 }
                 let (what, verb) = if sel.match_pattern.is_empty() {
@@ -75,7 +84,14 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                 } else {
                     ("the names", "allows all of them")
                 };
-                let of = if uncovered.len() == subjects.len() {
+                let of = if !hosts.is_empty() {
+                    let nodes = Ctx::name_list(uncovered_hosts.clone(), 3);
+                    if uncovered_hosts.len() == hosts.len() {
+                        format!("the hosts it applies to (Nodes {nodes})")
+                    } else {
+                        format!("the hosts of Nodes {nodes} (of those it applies to)")
+                    }
+                } else if uncovered.len() == pods.len() {
                     format!("the pods it applies to ({})", ctx.pod_list(&uncovered, 3))
                 } else {
                     format!("{} (of the pods it applies to)", ctx.pod_list(&uncovered, 3))
@@ -97,10 +113,11 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
     }
 }
 
-/// The `rules.dns` patterns of identity `i`'s egress allow rules: what its DNS proxy lets through.
-fn dns_patterns<'a>(ctx: &'a Ctx, i: IdentityId) -> impl Iterator<Item = &'a DnsPattern> + 'a {
+/// The `rules.dns` patterns of the allow rules among `rules` (an identity's or a host's egress rules): what the DNS
+/// proxy lets through for it.
+fn dns_patterns<'a>(ctx: &'a Ctx, rules: &'a [crate::compile::RuleId]) -> impl Iterator<Item = &'a DnsPattern> + 'a {
     let e = ctx.engine;
-    e.identities[i.index()].egress_rules.iter().flat_map(move |r| {
+    rules.iter().flat_map(move |r| {
         let rule = &e.rules[r.index()];
         let l7 = rule.l7.filter(|_| rule.action == Action::Allow).map(|l| e.l7_rules(l));
         l7.into_iter().flat_map(|l| l.dns.iter())
@@ -185,6 +202,39 @@ mod tests {
         ));
         let f = run(&RULE, &yaml);
         assert_eq!(f.len(), 2, "{f:?}");
+    }
+
+    /// A host policy's toFQDNs: judged against the DNS rules of the host policies of the Nodes it applies to.
+    #[test]
+    fn host_policies_are_judged_for_their_nodes() {
+        let nodes = "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {role: edge}}\nstatus: {addresses: [{type: InternalIP, address: 10.1.0.1}]}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n2}\nstatus: {addresses: [{type: InternalIP, address: 10.1.0.2}]}\n---\n";
+        let host = |name: &str, selector: &str, egress: &str| {
+            format!("apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  nodeSelector: {selector}\n  egress:\n{egress}---\n")
+        };
+        let fqdn =
+            "  - toFQDNs: [{matchName: api.example.com}]\n    toPorts: [{ports: [{port: '443', protocol: TCP}]}]\n";
+        let dns = "  - toEntities: [cluster]\n    toPorts: [{ports: [{port: '53', protocol: UDP}], rules: {dns: [{matchPattern: '*.example.com'}]}}]\n";
+        // Every Node, none with DNS rules: both named.
+        let f = run(&RULE, &with(&format!("{nodes}{}", host("ext", "{}", fqdn))));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].object, "CiliumClusterwideNetworkPolicy ext");
+        assert_eq!(f[0].field.as_deref(), Some("spec.egress[0].toFQDNs[0]"));
+        assert!(f[0].message.contains("the hosts it applies to (Nodes n1, n2)"), "{}", f[0].message);
+        // DNS rules in a host policy of n1 only: n2 is still uncovered.
+        let yaml = format!("{nodes}{}{}", host("ext", "{}", fqdn), host("dns", "{matchLabels: {role: edge}}", dns));
+        let f = run(&RULE, &with(&yaml));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].message.contains("the hosts of Nodes n2 (of those it applies to)"), "{}", f[0].message);
+        // For every Node: quiet. Pods' DNS rules do not count for hosts.
+        let yaml = format!("{nodes}{}{}", host("ext", "{}", fqdn), host("dns", "{}", dns));
+        assert!(run(&RULE, &with(&yaml)).is_empty());
+        let pods_dns = cnp("a", "dns", &dns_rules_for_pods());
+        let yaml = format!("{nodes}{}{pods_dns}", host("ext", "{}", fqdn));
+        assert_eq!(run(&RULE, &with(&yaml)).len(), 1);
+    }
+
+    fn dns_rules_for_pods() -> String {
+        dns("{matchPattern: '*'}").replace("{matchLabels: {app: web}}", "{}")
     }
 
     #[test]
