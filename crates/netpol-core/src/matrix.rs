@@ -204,6 +204,35 @@ struct IngressInputs<'a> {
     n_msig: usize,
 }
 
+/// Coverages (in msig or tsig space) memoised per peer, per rule, and per distinct list of peers (the union of its
+/// peers'): profiles share rules, and rules share peers (at 100k pods, 38,000 rules would otherwise hold 17 M keys,
+/// mostly copies of one peer's).
+#[derive(Default)]
+struct CoverMemo {
+    peer: FxHashMap<CPeer, Rc<Coverage>>,
+    rule: FxHashMap<RuleId, Rc<Coverage>>,
+    peers: FxHashMap<Box<[CPeer]>, Rc<Coverage>>,
+}
+
+impl CoverMemo {
+    /// Rule `r`'s coverage; `of_peer` computes a peer's.
+    fn get(&mut self, r: RuleId, rule: &CRule, of_peer: impl Fn(&CPeer) -> Coverage) -> Rc<Coverage> {
+        if let Some(c) = self.rule.get(&r) {
+            return c.clone();
+        }
+        let peer = &mut self.peer;
+        let c = self
+            .peers
+            .entry(rule.peers.clone())
+            .or_insert_with(|| {
+                Coverage::of_rule(rule, |p| peer.entry(*p).or_insert_with(|| Rc::new(of_peer(p))).clone())
+            })
+            .clone();
+        self.rule.insert(r, c.clone());
+        c
+    }
+}
+
 /// A rule's ports resolved against a destination's container ports, once per (rule, port profile) when the rule
 /// names ports, else once per rule.
 #[derive(Default)]
@@ -408,35 +437,20 @@ impl Engine {
                 }
             }
         }
-        // Coverage of each peer, in msig space (ingress) and tsig space (egress), computed once per peer; and of
-        // each rule (the union of its peers'), once per distinct list of peers: profiles share rules, and rules
-        // share peers (at 100k pods, 38,000 rules would otherwise hold 17 M keys, mostly copies of one peer's).
-        let mut tsig_cov: FxHashMap<CPeer, Rc<Coverage>> = FxHashMap::default();
-        let mut rule_tsig_cov: FxHashMap<RuleId, Rc<Coverage>> = FxHashMap::default();
-        let mut peers_tsig_cov: FxHashMap<Box<[CPeer]>, Rc<Coverage>> = FxHashMap::default();
+        // Coverage of each peer and rule, in tsig space here (egress) and msig space in `ingress_rows`.
+        let mut tsig_cov = CoverMemo::default();
         let mut cover_t = |r: RuleId, rule: &CRule| -> Rc<Coverage> {
-            let cover = |p: &CPeer| -> Rc<Coverage> {
-                tsig_cov
-                    .entry(*p)
-                    .or_insert_with(|| {
-                        let mut v: Vec<u32> = peer_msigs
-                            .get(p)
-                            .into_iter()
-                            .flatten()
-                            .flat_map(|&m| msig_tsigs[m as usize].iter().copied())
-                            .collect();
-                        v.sort_unstable();
-                        v.dedup();
-                        Rc::new(Coverage::from_list(v, n_tsig))
-                    })
-                    .clone()
-            };
-            rule_tsig_cov
-                .entry(r)
-                .or_insert_with(|| {
-                    peers_tsig_cov.entry(rule.peers.clone()).or_insert_with(|| Coverage::of_rule(rule, cover)).clone()
-                })
-                .clone()
+            tsig_cov.get(r, rule, |p| {
+                let mut v: Vec<u32> = peer_msigs
+                    .get(p)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|&m| msig_tsigs[m as usize].iter().copied())
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                Coverage::from_list(v, n_tsig)
+            })
         };
         let mut resolve_memo = ResolveMemo::default();
         let mut resolve = |ps: &mut PortSets, rule: RuleId, ports: &CPorts, pp: u32, cps: &[ContainerPort]| -> PsId {
@@ -539,24 +553,10 @@ impl Engine {
 
     /// The rows of ingress profiles `range` (see [`Engine::plan`]), with port sets interned in `ps`.
     fn ingress_rows(&self, inp: &IngressInputs<'_>, range: std::ops::Range<usize>, ps: &mut PortSets) -> Vec<Row> {
-        let mut msig_cov: FxHashMap<CPeer, Rc<Coverage>> = FxHashMap::default();
-        let mut rule_msig_cov: FxHashMap<RuleId, Rc<Coverage>> = FxHashMap::default();
-        let mut peers_msig_cov: FxHashMap<Box<[CPeer]>, Rc<Coverage>> = FxHashMap::default();
+        let mut msig_cov = CoverMemo::default();
         let mut cover_m = |r: RuleId, rule: &CRule| -> Rc<Coverage> {
-            let cover = |p: &CPeer| -> Rc<Coverage> {
-                msig_cov
-                    .entry(*p)
-                    .or_insert_with(|| {
-                        Rc::new(Coverage::from_list(inp.peer_msigs.get(p).cloned().unwrap_or_default(), inp.n_msig))
-                    })
-                    .clone()
-            };
-            rule_msig_cov
-                .entry(r)
-                .or_insert_with(|| {
-                    peers_msig_cov.entry(rule.peers.clone()).or_insert_with(|| Coverage::of_rule(rule, cover)).clone()
-                })
-                .clone()
+            msig_cov
+                .get(r, rule, |p| Coverage::from_list(inp.peer_msigs.get(p).cloned().unwrap_or_default(), inp.n_msig))
         };
         let mut resolve = ResolveMemo::default();
         let mut memo = RowMemo::default();
