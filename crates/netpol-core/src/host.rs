@@ -420,8 +420,8 @@ impl Engine {
             .collect()
     }
 
-    /// The Cilium host endpoints (indexes, with their Node's name) whose egress host policies include `p`, and
-    /// those policies' rules there in evaluation order: what a host policy's egress rules govern.
+    /// The Nodes (names) whose Cilium host endpoint's egress host policies include `p`, each with
+    /// those policies' rules there in evaluation order: the hosts a host policy's egress rules govern.
     pub(crate) fn cilium_egress_hosts(&self, p: PolicyId) -> Vec<(&str, &[RuleId])> {
         self.heps
             .iter()

@@ -525,8 +525,8 @@ impl Engine {
         let inputs = IngressInputs { profiles, pps: &pps.items, peer_msigs: &peer_msigs, n_msig };
         let (first, second) = crate::par::join(
             parallel,
-            || self.ingress_rows(&inputs, 1..mid.max(1), ps),
-            || self.ingress_rows(&inputs, mid.max(1)..profiles.len(), &mut ps2),
+            || self.ingress_rows(&inputs, 1..mid, ps),
+            || self.ingress_rows(&inputs, mid..profiles.len(), &mut ps2),
         );
         let mut i_rows: Vec<Row> = vec![(ALL, Arc::from([]))];
         i_rows.extend(first);
@@ -811,7 +811,7 @@ impl Engine {
         }
     }
 
-    /// Counts the pairs of the destination classes `cols` into `acc`, without computing every cell when the
+    /// Counts the pairs of the destination classes `cols`, without computing every cell when the
     /// column's overrides are few: the sources a column does not override (neither their egress profile towards
     /// its tsig nor its ingress profile from their msig) get the cell of their egress base and the ingress base,
     /// so they are counted by base value ([`SourceIndex::by_base`]); only the overridden ones are visited, each
@@ -845,15 +845,13 @@ impl Engine {
             };
             if whole {
                 self.column(plan, d, ps, &mut scratch, &mut col);
-                acc.add(d, &col, ps.len(), w);
+                acc.add(d, &col, w);
                 done(d);
                 continue;
             }
             let over = Self::prepare_column(plan, d, &mut scratch);
-            acc.grow(ps.len());
             for &(v, weight) in &index.by_base {
-                let c = ps.inter(v, *base);
-                acc.put(c, weight, ps.len());
+                acc.put(ps.inter(v, *base), weight);
             }
             let mark = d as u32 + 1;
             for &(e, p) in over {
@@ -863,7 +861,7 @@ impl Engine {
                     let m = plan.src_key[s as usize].1;
                     let c = ps.inter(p, scratch.irow[m as usize]);
                     acc.take(default, w.src[s as usize]);
-                    acc.put(c, w.src[s as usize], ps.len());
+                    acc.put(c, w.src[s as usize]);
                 }
             }
             for &(m, p) in sparse.iter() {
@@ -874,16 +872,15 @@ impl Engine {
                     let v = plan.e_base[plan.src_key[s as usize].0 as usize];
                     let (default, c) = (ps.inter(v, *base), ps.inter(v, p));
                     acc.take(default, w.src[s as usize]);
-                    acc.put(c, w.src[s as usize], ps.len());
+                    acc.put(c, w.src[s as usize]);
                 }
             }
-            let cell = |ps: &mut PortSets, scratch: &Scratch, s: usize| {
+            // Every self pair's cell was put above (its source is counted at its own or its default cell).
+            let mut cell = |s: usize| {
                 let (e, m) = plan.src_key[s];
                 ps.inter(scratch.ecol[e as usize], scratch.irow[m as usize])
             };
-            let self_cells: Vec<(PsId, u64)> =
-                w.self_pairs[d].iter().map(|&(s, k)| (cell(ps, &scratch, s), k)).collect();
-            acc.finish(d, &self_cells, ps.len(), w);
+            acc.finish(d, w.self_pairs[d].iter().map(|&(s, k)| (cell(s), k)), w);
             Self::finish_column(plan, over, &mut scratch);
             done(d);
         }
@@ -1459,8 +1456,8 @@ impl Matrix {
             return counts;
         }
         let mut acc = ColumnCounter::default();
-        self.for_each_column(engine, |d, col, ps| {
-            acc.add(d, col, ps.len(), &weights);
+        self.for_each_column(engine, |d, col, _| {
+            acc.add(d, col, &weights);
             tick(d + 1);
         });
         acc.counts.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(c, n)| (PsId::new(c), n)).collect()
@@ -1532,33 +1529,20 @@ struct ColumnCounter {
 }
 
 impl ColumnCounter {
-    fn add(&mut self, d: usize, col: &[PsId], n_sets: usize, w: &Weights<'_>) {
-        self.grow(n_sets);
+    /// Counts column `d` whole: every source's cell in `col`.
+    fn add(&mut self, d: usize, col: &[PsId], w: &Weights<'_>) {
         for (s, &c) in col.iter().enumerate() {
-            self.put(c, w.src[s], n_sets);
+            self.put(c, w.src[s]);
         }
-        let wd = w.dst[d];
-        for c in self.touched.drain(..) {
-            self.counts[c.index()] += self.col_sum[c.index()] * wd;
-            self.col_sum[c.index()] = 0;
-        }
-        for &(s, n) in &w.self_pairs[d] {
-            self.counts[col[s].index()] -= n;
-        }
+        self.finish(d, w.self_pairs[d].iter().map(|&(s, n)| (col[s], n)), w);
     }
 
-    fn grow(&mut self, n_sets: usize) {
-        if self.col_sum.len() < n_sets {
-            self.col_sum.resize(n_sets, 0);
-            self.counts.resize(n_sets, 0);
-        }
-    }
-
-    /// Adds source weight `w` to cell value `c` of the column being counted (`n_sets`: port sets interned so far).
+    /// Adds source weight `w` to cell value `c` of the column being counted.
     #[inline]
-    fn put(&mut self, c: PsId, w: u64, n_sets: usize) {
+    fn put(&mut self, c: PsId, w: u64) {
         if c.index() >= self.col_sum.len() {
-            self.grow(n_sets.max(c.index() + 1));
+            self.col_sum.resize(c.index() + 1, 0);
+            self.counts.resize(c.index() + 1, 0);
         }
         let slot = &mut self.col_sum[c.index()];
         if *slot == 0 {
@@ -1573,16 +1557,15 @@ impl ColumnCounter {
         self.col_sum[c.index()] -= w;
     }
 
-    /// Ends column `d` counted by [`ColumnCounter::put`]: scales by the column's weight and leaves out its self
-    /// pairs (`self_cells`: the cell and pod count of each).
-    fn finish(&mut self, d: usize, self_cells: &[(PsId, u64)], n_sets: usize, w: &Weights<'_>) {
-        self.grow(n_sets);
+    /// Ends column `d`: scales what was put by the column's weight and leaves out its self pairs (`self_cells`:
+    /// the cell and pod count of each, cells the column has).
+    fn finish(&mut self, d: usize, self_cells: impl IntoIterator<Item = (PsId, u64)>, w: &Weights<'_>) {
         let wd = w.dst[d];
         for c in self.touched.drain(..) {
             self.counts[c.index()] += self.col_sum[c.index()] * wd;
             self.col_sum[c.index()] = 0;
         }
-        for &(c, n) in self_cells {
+        for (c, n) in self_cells {
             self.counts[c.index()] -= n;
         }
     }

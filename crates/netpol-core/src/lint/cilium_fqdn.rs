@@ -85,8 +85,9 @@ fn check(ctx: &Ctx, out: &mut Vec<Finding>) {
                     ("the names", "allows all of them")
                 };
                 let of = if !hosts.is_empty() {
-                    let nodes = Ctx::name_list(uncovered_hosts.clone(), 3);
-                    if uncovered_hosts.len() == hosts.len() {
+                    let all = uncovered_hosts.len() == hosts.len();
+                    let nodes = Ctx::name_list(uncovered_hosts, 3);
+                    if all {
                         format!("the hosts it applies to (Nodes {nodes})")
                     } else {
                         format!("the hosts of Nodes {nodes} (of those it applies to)")
