@@ -1083,6 +1083,24 @@ impl PodNames {
         }
     }
 
+    /// The pod named `name` in `ns`, among `pods`, forgotten by the index (one lookup: as [`PodNames::find`]
+    /// then [`PodNames::remove`]).
+    pub(crate) fn take(&mut self, pods: &[crate::model::Pod], ns: NsId, name: &str) -> Option<PodId> {
+        if self.collided {
+            let id = PodId::new(pods.iter().position(|p| p.ns == ns && p.name == name)?);
+            self.remove(ns, name, id);
+            return Some(id);
+        }
+        match self.by_hash.entry(Self::key(ns, name)) {
+            std::collections::hash_map::Entry::Occupied(e)
+                if pods.get(e.get().index()).is_some_and(|p| p.ns == ns && p.name == name) =>
+            {
+                Some(e.remove())
+            }
+            _ => None,
+        }
+    }
+
     /// The pod named `name` in `ns`, among `pods`.
     pub(crate) fn find(&self, pods: &[crate::model::Pod], ns: NsId, name: &str) -> Option<PodId> {
         if self.collided {

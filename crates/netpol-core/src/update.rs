@@ -974,11 +974,10 @@ impl Engine {
 
     fn delete_pod(&mut self, namespace: &str, name: &str) -> bool {
         let Some(ns) = self.ns_names.get(namespace).copied() else { return false };
-        let Some(pid) = self.pod_names.find(&self.cluster.pods, ns, name) else { return false };
+        let Some(pid) = self.pod_names.take(&self.cluster.pods, ns, name) else { return false };
         let i = pid.index();
         let old = self.detach_pod(pid);
         let last = self.cluster.pods.len() - 1;
-        self.pod_names.remove(ns, name, pid);
         let gone = self.cluster.pods.swap_remove(i);
         self.forget_service_account(ns, &gone.service_account);
         self.pod_identity.swap_remove(i);
@@ -992,12 +991,16 @@ impl Engine {
         true
     }
 
-    /// Distinct IPs of a pod.
-    fn pod_ips(&self, pid: PodId) -> Vec<std::net::IpAddr> {
-        let mut ips = self.cluster.pods[pid.index()].ips.clone();
-        ips.sort_unstable();
-        ips.dedup();
-        ips
+    /// The IPs of a pod, taken out of it for a moment (so that the indexes may change meanwhile; no copy):
+    /// `f` sees each distinct IP once.
+    fn for_pod_ips(&mut self, pid: PodId, mut f: impl FnMut(&mut Self, std::net::IpAddr)) {
+        let ips = std::mem::take(&mut self.cluster.pods[pid.index()].ips);
+        for (k, &ip) in ips.iter().enumerate() {
+            if !ips[..k].contains(&ip) {
+                f(self, ip);
+            }
+        }
+        self.cluster.pods[pid.index()].ips = ips;
     }
 
     /// Puts pod `pid` (already in `cluster.pods`) in its identity, creating the identity if needed, and indexes
@@ -1018,9 +1021,7 @@ impl Engine {
         }
         self.pod_identity[pid.index()] = iid;
         self.primary_ips[pid.index()] = primary;
-        for ip in self.pod_ips(pid) {
-            self.index_ip(ip, pid);
-        }
+        self.for_pod_ips(pid, |e, ip| e.index_ip(ip, pid));
     }
 
     /// Takes pod `pid` out of its identity (which may be left empty) and out of the IP index; returns the
@@ -1031,56 +1032,61 @@ impl Engine {
         if let Ok(at) = pods.binary_search(&pid) {
             pods.remove(at);
         }
-        for ip in self.pod_ips(pid) {
-            match self.ip_dups.get_mut(&ip) {
-                Some(all) => {
-                    if let Ok(at) = all.binary_search(&pid) {
-                        all.remove(at);
-                    }
-                    if let Some(&first) = all.first() {
-                        self.ip_index.insert(ip, first);
-                    }
-                    if all.len() < 2 {
-                        self.ip_dups.remove(&ip);
-                    }
+        self.for_pod_ips(pid, |e, ip| match e.ip_dups.get_mut(&ip) {
+            Some(all) => {
+                if let Ok(at) = all.binary_search(&pid) {
+                    all.remove(at);
                 }
-                None => {
-                    if self.ip_index.get(&ip) == Some(&pid) {
-                        self.ip_index.remove(&ip);
-                    }
+                if let Some(&first) = all.first() {
+                    e.ip_index.insert(ip, first);
+                }
+                if all.len() < 2 {
+                    e.ip_dups.remove(&ip);
                 }
             }
-        }
+            None => {
+                if e.ip_index.get(&ip) == Some(&pid) {
+                    e.ip_index.remove(&ip);
+                }
+            }
+        });
         iid
     }
 
     /// The pod that was `from` is now `to` (`to` < `from`, after a `swap_remove`).
     fn renumber_pod(&mut self, from: PodId, to: PodId) {
         let pods = &mut self.identities[(self.pod_identity[to.index()]).index()].pods;
-        if let Ok(at) = pods.binary_search(&from) {
-            pods.remove(at);
-        }
-        if let Err(at) = pods.binary_search(&to) {
-            pods.insert(at, to);
-        }
-        for ip in self.pod_ips(to) {
-            match self.ip_dups.get_mut(&ip) {
-                Some(all) => {
-                    if let Ok(at) = all.binary_search(&from) {
-                        all.remove(at);
-                    }
-                    if let Err(at) = all.binary_search(&to) {
-                        all.insert(at, to);
-                    }
-                    if let Some(&first) = all.first() {
-                        self.ip_index.insert(ip, first);
-                    }
+        match (pods.binary_search(&from), pods.binary_search(&to)) {
+            // One shift instead of two: `from` moves down to `to`'s place.
+            (Ok(at_from), Err(at_to)) if at_to <= at_from => {
+                pods[at_to..=at_from].rotate_right(1);
+                pods[at_to] = to;
+            }
+            (found, _) => {
+                if let Ok(at) = found {
+                    pods.remove(at);
                 }
-                None => {
-                    self.ip_index.insert(ip, to);
+                if let Err(at) = pods.binary_search(&to) {
+                    pods.insert(at, to);
                 }
             }
         }
+        self.for_pod_ips(to, |e, ip| match e.ip_dups.get_mut(&ip) {
+            Some(all) => {
+                if let Ok(at) = all.binary_search(&from) {
+                    all.remove(at);
+                }
+                if let Err(at) = all.binary_search(&to) {
+                    all.insert(at, to);
+                }
+                if let Some(&first) = all.first() {
+                    e.ip_index.insert(ip, first);
+                }
+            }
+            None => {
+                e.ip_index.insert(ip, to);
+            }
+        });
     }
 
     /// Creates the identity of `key` (without pods): its policies, flattened rules, named ports, and its
