@@ -256,7 +256,7 @@ fn subject(d: &Dialect, s: &obj::AdminSubject, errs: &mut Errors) -> Option<(Sel
 /// A `pods` subject or peer: (namespace selector, pod selector).
 fn namespaced_pod(d: &Dialect, p: &obj::NamespacedPod, path: &str, errs: &mut Errors) -> Option<(Selector, Selector)> {
     let namespaces = match &p.namespace_selector {
-        Some(s) => Some(convert_selector(s, &format!("{path}.namespaceSelector"), errs)),
+        Some(s) => Some(convert_selector(s, format_args!("{path}.namespaceSelector"), errs)),
         // v1alpha2: absent is empty, every namespace.
         None if !d.namespace_selector_required => Some(Selector::everything()),
         None => {
@@ -265,7 +265,7 @@ fn namespaced_pod(d: &Dialect, p: &obj::NamespacedPod, path: &str, errs: &mut Er
         }
     };
     let pods = match &p.pod_selector {
-        Some(s) => Some(convert_selector(s, &format!("{path}.podSelector"), errs)),
+        Some(s) => Some(convert_selector(s, format_args!("{path}.podSelector"), errs)),
         None => {
             errs.add(format!("{path}.podSelector"), "required (`{}` selects every pod)");
             None
@@ -396,7 +396,7 @@ fn peer(d: &Dialect, dir: Direction, p: &obj::AdminPeer, path: &str, errs: &mut 
     }
     if let Some(s) = &p.namespaces {
         return Some(Peer::Selectors {
-            namespaces: Some(convert_selector(s, &format!("{path}.namespaces"), errs)),
+            namespaces: Some(convert_selector(s, format_args!("{path}.namespaces"), errs)),
             pods: None,
         });
     }
@@ -405,7 +405,7 @@ fn peer(d: &Dialect, dir: Direction, p: &obj::AdminPeer, path: &str, errs: &mut 
         return Some(Peer::Selectors { namespaces: Some(ns), pods: Some(pods) });
     }
     if let Some(s) = &p.nodes {
-        return Some(Peer::Nodes(convert_selector(s, &format!("{path}.nodes"), errs)));
+        return Some(Peer::Nodes(convert_selector(s, format_args!("{path}.nodes"), errs)));
     }
     if let Some(nets) = &p.networks {
         return networks(nets, &format!("{path}.networks"), errs).map(Peer::Networks);
@@ -584,7 +584,7 @@ fn anp_ports(ps: &[obj::AnpPort], path: &str, out: &mut Vec<PolicyPort>, errs: &
         match exactly_one(&fields, &ppath, errs) {
             Some("portNumber") => {
                 let Some(pn) = &p.port_number else { continue };
-                let proto = check_protocol(pn.protocol.as_deref(), &format!("{ppath}.portNumber.protocol"), errs);
+                let proto = check_protocol(pn.protocol.as_deref(), format_args!("{ppath}.portNumber.protocol"), errs);
                 let port = port_number(pn.port, || format!("{ppath}.portNumber.port"), errs);
                 if let (Some(protocol), Some(n)) = (proto, port) {
                     out.push(PolicyPort { protocol, port: PortMatch::Range(n, n) });
@@ -593,7 +593,7 @@ fn anp_ports(ps: &[obj::AnpPort], path: &str, out: &mut Vec<PolicyPort>, errs: &
             Some("portRange") => {
                 let Some(r) = &p.port_range else { continue };
                 let rpath = format!("{ppath}.portRange");
-                let proto = check_protocol(r.protocol.as_deref(), &format!("{rpath}.protocol"), errs);
+                let proto = check_protocol(r.protocol.as_deref(), format_args!("{rpath}.protocol"), errs);
                 let start = port_number(r.start, || format!("{rpath}.start"), errs);
                 let end = port_number(r.end, || format!("{rpath}.end"), errs);
                 if let (Some(protocol), Some(start), Some(end)) = (proto, start, end) {

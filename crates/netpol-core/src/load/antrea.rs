@@ -948,11 +948,11 @@ fn subjects(
             errs.add(format!("{p}.nodeSelector"), format!("{NOT_YET} (Node NetworkPolicy)"));
         } else {
             let namespaces =
-                a.namespace_selector.as_ref().map(|s| convert_selector(s, &format!("{p}.namespaceSelector"), errs));
+                a.namespace_selector.as_ref().map(|s| convert_selector(s, format_args!("{p}.namespaceSelector"), errs));
             let pods = a
                 .pod_selector
                 .as_ref()
-                .map(|s| convert_selector(s, &format!("{p}.podSelector"), errs))
+                .map(|s| convert_selector(s, format_args!("{p}.podSelector"), errs))
                 .unwrap_or_default();
             if !selectors {
                 errs.add(p, "an appliedTo entry needs podSelector, namespaceSelector, group or serviceAccount");
@@ -1048,17 +1048,17 @@ fn peer(
         return;
     }
     if let Some(sel) = &p.node_selector {
-        peers.push(Peer::Nodes(convert_selector(sel, &format!("{path}.nodeSelector"), errs)));
+        peers.push(Peer::Nodes(convert_selector(sel, format_args!("{path}.nodeSelector"), errs)));
         return;
     }
     if let Some(b) = &p.ip_block {
         // With a selector in the same peer, the controller uses only the ipBlock (crd_utils.go).
-        if let Some(b) = super::validate::convert_ip_block(b, &format!("{path}.ipBlock"), errs) {
+        if let Some(b) = super::validate::convert_ip_block(b, format_args!("{path}.ipBlock"), errs) {
             peers.push(Peer::IpBlock(b));
         }
         return;
     }
-    let pods = p.pod_selector.as_ref().map(|s| convert_selector(s, &format!("{path}.podSelector"), errs));
+    let pods = p.pod_selector.as_ref().map(|s| convert_selector(s, format_args!("{path}.podSelector"), errs));
     if let Some(n) = &p.namespaces {
         match (&n.match_, &n.same_labels) {
             (Some(m), None) if m == "Self" => refs.push(PeerRef::SelfNs(pods)),
@@ -1071,7 +1071,7 @@ fn peer(
         return;
     }
     let namespaces =
-        p.namespace_selector.as_ref().map(|s| convert_selector(s, &format!("{path}.namespaceSelector"), errs));
+        p.namespace_selector.as_ref().map(|s| convert_selector(s, format_args!("{path}.namespaceSelector"), errs));
     match (namespaces, pods) {
         (None, None) => {
             errs.add(path, "a peer needs podSelector, namespaceSelector, ipBlock, group, ... (it is empty)")
@@ -1175,7 +1175,7 @@ pub(crate) fn group(o: GroupObj, namespaced: bool, errs: &mut Errors) -> Option<
     } else if let Some(blocks) = &s.ip_blocks {
         let mut out = Vec::new();
         for (i, b) in blocks.iter().enumerate() {
-            out.extend(super::validate::convert_ip_block(b, &format!("spec.ipBlocks[{i}]"), errs));
+            out.extend(super::validate::convert_ip_block(b, format_args!("spec.ipBlocks[{i}]"), errs));
         }
         Members::IpBlocks(out)
     } else if let Some(svc) = &s.service_reference {

@@ -242,6 +242,80 @@ struct EnvelopeJobSpec {
     template: Option<serde::de::IgnoredAny>,
 }
 
+/// What decides how an item is decoded, read from the start of its text alone when it begins as `kubectl` writes
+/// objects: `apiVersion` and `kind` (in either order, plain strings), then `metadata`. Only for a kind that needs
+/// nothing else (no pod template to look for, not a list); `None` sends the item the general way (the envelope
+/// read from the whole text), which gives the same outcome, only slower.
+fn quick_head(raw: &str) -> Option<Node<'_>> {
+    let mut p = Prefix { b: raw.as_bytes(), at: 0 };
+    p.byte(b'{')?;
+    let (k1, v1) = (p.string()?, p.colon_string()?);
+    p.byte(b',')?;
+    let (k2, v2) = (p.string()?, p.colon_string()?);
+    let (kind, api_version) = match (k1, k2) {
+        ("kind", "apiVersion") => (v1, v2),
+        ("apiVersion", "kind") => (v2, v1),
+        _ => return None,
+    };
+    let entry = super::KINDS.iter().find(|k| k.kind == kind && k.api_versions.contains(&api_version))?;
+    if entry.template.is_some() || kind.ends_with("List") {
+        return None;
+    }
+    p.byte(b',')?;
+    if p.string()? != "metadata" {
+        return None;
+    }
+    p.byte(b':')?;
+    let rest = raw.get(p.at..)?;
+    let meta = EnvelopeMeta::deserialize(&mut serde_json::Deserializer::from_str(rest)).ok()?;
+    let mut fields = Vec::new();
+    if let Some(n) = meta.name {
+        fields.push((Cow::Borrowed("name"), Node::Str(n)));
+    }
+    if let Some(n) = meta.namespace {
+        fields.push((Cow::Borrowed("namespace"), Node::Str(n)));
+    }
+    Some(Node::Map(vec![
+        (Cow::Borrowed("kind"), Node::Str(Cow::Borrowed(kind))),
+        (Cow::Borrowed("apiVersion"), Node::Str(Cow::Borrowed(api_version))),
+        (Cow::Borrowed("metadata"), Node::Map(fields)),
+    ]))
+}
+
+/// A cursor over the start of an item's text: JSON whitespace skipped before each token; strings only without
+/// escapes or control characters (anything else ends the quick read).
+struct Prefix<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Prefix<'a> {
+    fn skip_ws(&mut self) {
+        while matches!(self.b.get(self.at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    fn byte(&mut self, c: u8) -> Option<()> {
+        self.skip_ws();
+        (self.b.get(self.at) == Some(&c)).then(|| self.at += 1)
+    }
+
+    fn string(&mut self) -> Option<&'a str> {
+        self.byte(b'"')?;
+        let start = self.at;
+        let len = self.b.get(start..)?.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        self.at = start + len;
+        self.byte(b'"')?;
+        std::str::from_utf8(self.b.get(start..start + len)?).ok()
+    }
+
+    fn colon_string(&mut self) -> Option<&'a str> {
+        self.byte(b':')?;
+        self.string()
+    }
+}
+
 /// The raw text of a JSON object, decoded straight into the typed objects.
 struct RawJson<'a>(&'a str);
 
@@ -265,6 +339,10 @@ fn text<'n>(s: &'n Option<Cow<'_, str>>) -> Option<Node<'n>> {
 }
 
 fn decode_item(raw: &str, origin: Origin, item_kind: Option<(&str, &str)>, out: &mut Vec<Decoded>) {
+    if let Some(head) = quick_head(raw) {
+        super::decode_from(&head, &RawJson(raw), origin, item_kind, out);
+        return;
+    }
     if let Ok(env) = serde_json::from_str::<Envelope<'_>>(raw) {
         if env.items.is_none() {
             let mut head: Vec<(Cow<'_, str>, Node<'_>)> = Vec::new();
@@ -316,12 +394,16 @@ mod tests {
 
     /// A List item decoded straight from its text gives exactly what its tree gives.
     fn same_both_ways(item: &serde_json::Value, kind: Option<(&str, &str)>) {
-        let raw = serde_json::to_string(item).unwrap();
+        same_both_ways_text(&serde_json::to_string(item).unwrap(), kind);
+        same_both_ways_text(&serde_json::to_string_pretty(item).unwrap(), kind);
+    }
+
+    fn same_both_ways_text(raw: &str, kind: Option<(&str, &str)>) {
         let origin = Origin { file: "f".into(), document: 0, item: Some(3) };
         let mut direct = Vec::new();
-        decode_item(&raw, origin.clone(), kind, &mut direct);
+        decode_item(raw, origin.clone(), kind, &mut direct);
         let mut via_tree = Vec::new();
-        let node: Node<'_> = serde_json::from_str(&raw).unwrap();
+        let node: Node<'_> = serde_json::from_str(raw).unwrap();
         super::super::decode_with_kind(&node, origin, kind, &mut via_tree);
         assert_eq!(format!("{direct:?}"), format!("{via_tree:?}"), "{raw}");
     }
@@ -362,5 +444,38 @@ mod tests {
             same_both_ways(d, None);
             same_both_ways(d, Some(("Pod", "v1")));
         }
+    }
+
+    /// Items that begin as `kubectl` writes them are read from their first keys alone; the outcome is the same as
+    /// the general way's, also when what follows is odd (keys repeated, wrong types, escapes).
+    #[test]
+    fn quick_head_items_decode_the_same() {
+        let texts = [
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"n"},"spec":{},"kind":"NetworkPolicy"}"#,
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"metadata":{"name":"q"}}"#,
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":5}"#,
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":5}}"#,
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","name":"q"}}"#,
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p\u0041","labels":{"a":"b"}}}"#,
+            r#"{"apiVersion":"v1","kind":"P\u006fd","metadata":{"name":"p"}}"#,
+            r#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p"},"apiVersion":"v2"}"#,
+            r#"{"kind":"Pod","apiVersion":"v2","metadata":{"name":"p"}}"#,
+            r#"{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"d"}}"#,
+            r#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}"#,
+            r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"n","lables":{}},"spec":{}}"#,
+            r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"n"},"spec":{"ingress":[{"form":[]}]}}"#,
+            r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":null,"spec":{}}"#,
+            r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"n"},"metadata":{}}"#,
+            "{ \"apiVersion\" :\t\"v1\" ,\r\n \"kind\" : \"Pod\" , \"metadata\" : { \"name\" : \"p\" } }",
+        ];
+        for t in texts {
+            same_both_ways_text(t, None);
+            same_both_ways_text(t, Some(("Pod", "v1")));
+        }
+        // The quick read is taken where it should be (and not elsewhere).
+        assert!(quick_head(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}}"#).is_some());
+        assert!(quick_head(r#"{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"d"}}"#).is_none());
+        assert!(quick_head(r#"{"kind":"PodList","apiVersion":"v1","metadata":{}}"#).is_none());
+        assert!(quick_head(r#"{"apiVersion":"v1","kind":"P\u006fd","metadata":{}}"#).is_none());
     }
 }

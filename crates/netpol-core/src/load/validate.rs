@@ -2,6 +2,7 @@
 //! collected per object as (field path, message) pairs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -31,17 +32,32 @@ impl Errors {
     }
 }
 
+/// `parent.field[index]`: a field path written out only when an error names it.
+pub(crate) struct Indexed<'a, P>(pub &'a P, pub &'a str, pub usize);
+
+impl<P: fmt::Display> fmt::Display for Indexed<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}[{}]", self.0, self.1, self.2)
+    }
+}
+
 /// `Kind namespace/name`, or `Kind name` for a cluster-scoped kind (whose `metadata.namespace`, if any, the API
 /// server ignores).
 pub(crate) fn object_label(kind: &str, cluster_scoped: bool, meta: Option<&Node<'_>>) -> String {
     let name = meta.and_then(|m| m.get("name")).and_then(Node::as_str);
     let ns = meta.and_then(|m| m.get("namespace")).and_then(Node::as_str);
-    match (ns, name) {
-        (_, None) => kind.to_string(),
-        (Some(ns), Some(n)) if !cluster_scoped => format!("{kind} {ns}/{n}"),
-        (None, Some(n)) if !cluster_scoped => format!("{kind} default/{n}"),
-        (_, Some(n)) => format!("{kind} {n}"),
+    // Written piece by piece: every object gets a label, and `format!` was a measurable share of loading.
+    let mut label = String::with_capacity(kind.len() + 2 + ns.map_or(7, str::len) + name.map_or(0, str::len));
+    label.push_str(kind);
+    if let Some(n) = name {
+        label.push(' ');
+        if !cluster_scoped {
+            label.push_str(ns.unwrap_or("default"));
+            label.push('/');
+        }
+        label.push_str(n);
     }
+    label
 }
 
 pub(crate) fn meta_name(meta: &Option<String>, errs: &mut Errors) -> Option<String> {
@@ -100,13 +116,16 @@ pub(crate) fn check_labels(
     out.into_iter().collect()
 }
 
-pub(crate) fn check_protocol(p: Option<&str>, path: &str, errs: &mut Errors) -> Option<Protocol> {
+pub(crate) fn check_protocol(p: Option<&str>, path: impl fmt::Display, errs: &mut Errors) -> Option<Protocol> {
     match p {
         None => Some(Protocol::Tcp),
         Some(s) => match Protocol::parse_exact(s) {
             Some(p) => Some(p),
             None => {
-                errs.add(path, format!("unsupported value `{s}`: supported values: \"SCTP\", \"TCP\", \"UDP\""));
+                errs.add(
+                    path.to_string(),
+                    format!("unsupported value `{s}`: supported values: \"SCTP\", \"TCP\", \"UDP\""),
+                );
                 None
             }
         },
@@ -120,7 +139,7 @@ pub(crate) fn check_container_port(
 ) -> Option<ContainerPort> {
     let protocol = match p.protocol.as_deref() {
         None | Some("TCP") => Some(Protocol::Tcp),
-        other => check_protocol(other, &format!("{}.protocol", path()), errs),
+        other => check_protocol(other, format_args!("{}.protocol", path()), errs),
     };
     let port = match u16::try_from(p.container_port) {
         Ok(n) if n >= 1 => Some(n),
@@ -141,8 +160,9 @@ pub(crate) fn check_container_port(
     Some(ContainerPort { name: p.name.as_deref().map(Atom::from), port: port?, protocol: protocol? })
 }
 
-/// Converts and validates a `LabelSelector` (apimachinery's ValidateLabelSelector rules).
-pub(crate) fn convert_selector(s: &obj::LabelSelector, path: &str, errs: &mut Errors) -> Selector {
+/// Converts and validates a `LabelSelector` (apimachinery's ValidateLabelSelector rules). `path` is written out
+/// only for an error.
+pub(crate) fn convert_selector(s: &obj::LabelSelector, path: impl fmt::Display, errs: &mut Errors) -> Selector {
     let mut reqs = Vec::new();
     for (k, v) in s.match_labels.iter().flatten() {
         let mut ok = true;
@@ -159,7 +179,7 @@ pub(crate) fn convert_selector(s: &obj::LabelSelector, path: &str, errs: &mut Er
         }
     }
     for (i, e) in s.match_expressions.iter().flatten().enumerate() {
-        let epath = format!("{path}.matchExpressions[{i}]");
+        let epath = Indexed(&path, "matchExpressions", i);
         if let Err(msg) = selector::check_label_key(&e.key) {
             errs.add(format!("{epath}.key"), msg);
             continue;
@@ -198,19 +218,21 @@ pub(crate) fn convert_selector(s: &obj::LabelSelector, path: &str, errs: &mut Er
 pub(crate) fn convert_rule(
     peers: Option<&[obj::PolicyPeer]>,
     ports: Option<&[obj::PolicyPort]>,
-    path: &str,
+    path: impl fmt::Display,
     peer_field: &str,
     errs: &mut Errors,
 ) -> Rule {
     let mut rule = Rule::default();
     for (i, p) in peers.into_iter().flatten().enumerate() {
-        let ppath = format!("{path}.{peer_field}[{i}]");
+        let ppath = Indexed(&path, peer_field, i);
         let has_sel = p.pod_selector.is_some() || p.namespace_selector.is_some();
         match (&p.ip_block, has_sel) {
-            (None, false) => errs.add(ppath, "must specify a peer (podSelector, namespaceSelector or ipBlock)"),
-            (Some(_), true) => errs.add(ppath, "may not specify both ipBlock and another peer"),
+            (None, false) => {
+                errs.add(ppath.to_string(), "must specify a peer (podSelector, namespaceSelector or ipBlock)")
+            }
+            (Some(_), true) => errs.add(ppath.to_string(), "may not specify both ipBlock and another peer"),
             (Some(b), false) => {
-                if let Some(b) = convert_ip_block(b, &format!("{ppath}.ipBlock"), errs) {
+                if let Some(b) = convert_ip_block(b, format_args!("{ppath}.ipBlock"), errs) {
                     rule.peers.push(Peer::IpBlock(b));
                 }
             }
@@ -218,15 +240,16 @@ pub(crate) fn convert_rule(
                 let namespaces = p
                     .namespace_selector
                     .as_ref()
-                    .map(|s| convert_selector(s, &format!("{ppath}.namespaceSelector"), errs));
-                let pods = p.pod_selector.as_ref().map(|s| convert_selector(s, &format!("{ppath}.podSelector"), errs));
+                    .map(|s| convert_selector(s, format_args!("{ppath}.namespaceSelector"), errs));
+                let pods =
+                    p.pod_selector.as_ref().map(|s| convert_selector(s, format_args!("{ppath}.podSelector"), errs));
                 rule.peers.push(Peer::Selectors { namespaces, pods });
             }
         }
     }
     for (i, p) in ports.into_iter().flatten().enumerate() {
-        let ppath = format!("{path}.ports[{i}]");
-        let protocol = check_protocol(p.protocol.as_deref(), &format!("{ppath}.protocol"), errs);
+        let ppath = Indexed(&path, "ports", i);
+        let protocol = check_protocol(p.protocol.as_deref(), format_args!("{ppath}.protocol"), errs);
         let port = match (&p.port, p.end_port) {
             (None, Some(_)) => {
                 errs.add(format!("{ppath}.endPort"), "may not be specified when `port` is not specified");
@@ -298,7 +321,7 @@ pub(crate) fn parse_cidr(s: &str) -> Option<IpNet> {
     IpNet::new(ip, len).ok().map(|n| n.trunc())
 }
 
-pub(crate) fn convert_ip_block(b: &obj::IpBlock, path: &str, errs: &mut Errors) -> Option<IpBlock> {
+pub(crate) fn convert_ip_block(b: &obj::IpBlock, path: impl fmt::Display, errs: &mut Errors) -> Option<IpBlock> {
     let Some(cidr) = parse_cidr(&b.cidr) else {
         errs.add(
             format!("{path}.cidr"),
@@ -309,16 +332,16 @@ pub(crate) fn convert_ip_block(b: &obj::IpBlock, path: &str, errs: &mut Errors) 
     let mut except = Vec::new();
     let mut ok = true;
     for (i, e) in b.except.iter().flatten().enumerate() {
-        let epath = format!("{path}.except[{i}]");
+        let epath = Indexed(&path, "except", i);
         match parse_cidr(e) {
             None => {
-                errs.add(epath, format!("must be a valid CIDR, got `{e}`"));
+                errs.add(epath.to_string(), format!("must be a valid CIDR, got `{e}`"));
                 ok = false;
             }
             Some(n) => {
                 // API server: the except network address must be in cidr, with a strictly longer prefix.
                 if !cidr.contains(&n.network()) || n.prefix_len() <= cidr.prefix_len() || !same_family(&cidr, &n) {
-                    errs.add(epath, format!("`{e}` must be a strict subset of `cidr` ({})", b.cidr));
+                    errs.add(epath.to_string(), format!("`{e}` must be a strict subset of `cidr` ({})", b.cidr));
                     ok = false;
                 } else {
                     except.push(n);
@@ -506,14 +529,14 @@ pub(crate) fn policy(o: obj::NetworkPolicyObj, errs: &mut Errors) -> Option<Item
         .iter()
         .flatten()
         .enumerate()
-        .map(|(i, r)| convert_rule(r.from.as_deref(), r.ports.as_deref(), &format!("spec.ingress[{i}]"), "from", errs))
+        .map(|(i, r)| convert_rule(r.from.as_deref(), r.ports.as_deref(), Indexed(&"spec", "ingress", i), "from", errs))
         .collect();
     let egress: Vec<Rule> = spec
         .egress
         .iter()
         .flatten()
         .enumerate()
-        .map(|(i, r)| convert_rule(r.to.as_deref(), r.ports.as_deref(), &format!("spec.egress[{i}]"), "to", errs))
+        .map(|(i, r)| convert_rule(r.to.as_deref(), r.ports.as_deref(), Indexed(&"spec", "egress", i), "to", errs))
         .collect();
     let (mut affects_ingress, mut affects_egress) = (false, false);
     match spec.policy_types.as_deref() {
