@@ -1056,20 +1056,11 @@ impl Engine {
     /// The pod that was `from` is now `to` (`to` < `from`, after a `swap_remove`).
     fn renumber_pod(&mut self, from: PodId, to: PodId) {
         let pods = &mut self.identities[(self.pod_identity[to.index()]).index()].pods;
-        match (pods.binary_search(&from), pods.binary_search(&to)) {
-            // One shift instead of two: `from` moves down to `to`'s place.
-            (Ok(at_from), Err(at_to)) if at_to <= at_from => {
-                pods[at_to..=at_from].rotate_right(1);
-                pods[at_to] = to;
-            }
-            (found, _) => {
-                if let Ok(at) = found {
-                    pods.remove(at);
-                }
-                if let Err(at) = pods.binary_search(&to) {
-                    pods.insert(at, to);
-                }
-            }
+        if let Ok(at) = pods.binary_search(&from) {
+            pods.remove(at);
+        }
+        if let Err(at) = pods.binary_search(&to) {
+            pods.insert(at, to);
         }
         self.for_pod_ips(to, |e, ip| match e.ip_dups.get_mut(&ip) {
             Some(all) => {

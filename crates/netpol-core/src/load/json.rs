@@ -242,11 +242,11 @@ struct EnvelopeJobSpec {
     template: Option<serde::de::IgnoredAny>,
 }
 
-/// What decides how an item is decoded, read from the start of its text alone when it begins as `kubectl` writes
-/// objects: `apiVersion` and `kind` (in either order, plain strings), then `metadata`. Only for a kind that needs
-/// nothing else (no pod template to look for, not a list); `None` sends the item the general way (the envelope
-/// read from the whole text), which gives the same outcome, only slower.
-fn quick_head(raw: &str) -> Option<Node<'_>> {
+/// The envelope of an item, read from the start of its text alone when it begins as `kubectl` writes objects:
+/// `apiVersion` and `kind` (in either order, plain strings), then `metadata`. Only for a kind that needs nothing
+/// else (no pod template to look for, not a list); `None` sends the item the general way (the envelope read from
+/// the whole text), which gives the same outcome, only slower.
+fn quick_head(raw: &str) -> Option<Envelope<'_>> {
     let mut p = Prefix { b: raw.as_bytes(), at: 0 };
     p.byte(b'{')?;
     let (k1, v1) = (p.string()?, p.colon_string()?);
@@ -268,18 +268,13 @@ fn quick_head(raw: &str) -> Option<Node<'_>> {
     p.byte(b':')?;
     let rest = raw.get(p.at..)?;
     let meta = EnvelopeMeta::deserialize(&mut serde_json::Deserializer::from_str(rest)).ok()?;
-    let mut fields = Vec::new();
-    if let Some(n) = meta.name {
-        fields.push((Cow::Borrowed("name"), Node::Str(n)));
-    }
-    if let Some(n) = meta.namespace {
-        fields.push((Cow::Borrowed("namespace"), Node::Str(n)));
-    }
-    Some(Node::Map(vec![
-        (Cow::Borrowed("kind"), Node::Str(Cow::Borrowed(kind))),
-        (Cow::Borrowed("apiVersion"), Node::Str(Cow::Borrowed(api_version))),
-        (Cow::Borrowed("metadata"), Node::Map(fields)),
-    ]))
+    Some(Envelope {
+        kind: Some(Cow::Borrowed(kind)),
+        api_version: Some(Cow::Borrowed(api_version)),
+        metadata: Some(meta),
+        spec: None,
+        items: None,
+    })
 }
 
 /// A cursor over the start of an item's text: JSON whitespace skipped before each token; strings only without
@@ -332,18 +327,15 @@ impl super::Source for RawJson<'_> {
     }
 }
 
-/// Decodes one List item from its raw text: the typed object straight from the text when the item is an ordinary
-/// object, through its tree otherwise (nested lists, unusual shapes), with the same outcome.
+/// A string of the envelope as a tree node.
 fn text<'n>(s: &'n Option<Cow<'_, str>>) -> Option<Node<'n>> {
     s.as_ref().map(|s| Node::Str(Cow::Borrowed(s.as_ref())))
 }
 
+/// Decodes one List item from its raw text: the typed object straight from the text when the item is an ordinary
+/// object, through its tree otherwise (nested lists, unusual shapes), with the same outcome.
 fn decode_item(raw: &str, origin: Origin, item_kind: Option<(&str, &str)>, out: &mut Vec<Decoded>) {
-    if let Some(head) = quick_head(raw) {
-        super::decode_from(&head, &RawJson(raw), origin, item_kind, out);
-        return;
-    }
-    if let Ok(env) = serde_json::from_str::<Envelope<'_>>(raw) {
+    if let Some(env) = quick_head(raw).or_else(|| serde_json::from_str::<Envelope<'_>>(raw).ok()) {
         if env.items.is_none() {
             let mut head: Vec<(Cow<'_, str>, Node<'_>)> = Vec::new();
             if let Some(k) = text(&env.kind) {
@@ -473,7 +465,8 @@ mod tests {
             same_both_ways_text(t, Some(("Pod", "v1")));
         }
         // The quick read is taken where it should be (and not elsewhere).
-        assert!(quick_head(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}}"#).is_some());
+        let quick = quick_head(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}}"#);
+        assert!(quick.is_some_and(|e| e.metadata.and_then(|m| m.name).as_deref() == Some("p")));
         assert!(quick_head(r#"{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"d"}}"#).is_none());
         assert!(quick_head(r#"{"kind":"PodList","apiVersion":"v1","metadata":{}}"#).is_none());
         assert!(quick_head(r#"{"apiVersion":"v1","kind":"P\u006fd","metadata":{}}"#).is_none());
